@@ -1,0 +1,71 @@
+//! `rbuild`: a daemonless container image builder with `docker build`'s command line.
+//!
+//! This binary only parses arguments, renders progress and maps errors to exit codes;
+//! the work is done by `rbuild-core` and `rbuild-dockerfile`.
+
+mod cmd;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for a usage error, as docker uses it.
+const EXIT_USAGE: u8 = 2;
+/// Exit code for a failed operation.
+const EXIT_FAILURE: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(name = "rbuild", version, about = "A daemonless container image builder")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print version information.
+    Version,
+}
+
+/// The words that name a subcommand; anything else first on the line means `build`.
+fn is_subcommand(word: &str) -> bool {
+    use clap::CommandFactory;
+    Cli::command()
+        .get_subcommands()
+        .any(|c| c.get_name() == word || c.get_all_aliases().any(|a| a == word))
+        || matches!(word, "help" | "-h" | "--help" | "-V" | "--version")
+}
+
+/// `rbuild -t x .` is `rbuild build -t x .`: insert `build` when no subcommand is named.
+fn with_default_subcommand(mut args: Vec<OsString>) -> Vec<OsString> {
+    let first = args.get(1).and_then(|a| a.to_str()).map(str::to_owned);
+    match first {
+        Some(word) if is_subcommand(&word) => {}
+        Some(_) => args.insert(1, OsString::from("build")),
+        None => {}
+    }
+    args
+}
+
+fn main() -> ExitCode {
+    let args = with_default_subcommand(std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Version => cmd::version::run(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
