@@ -16,7 +16,11 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_FAILURE: u8 = 1;
 
 #[derive(Debug, Parser)]
-#[command(name = "rbuild", version, about = "A daemonless container image builder")]
+#[command(
+    name = "rbuild",
+    version,
+    about = "A daemonless container image builder"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
