@@ -10,5 +10,14 @@ mod shell;
 pub use crate::shell::{ExpandError, ShellLexer};
 
 // --- syntax tree, instructions, errors ---
+mod dump;
+mod error;
+mod syntax;
+pub use crate::dump::{dump, dump_instruction, go_quote};
+pub use crate::error::{Error, ErrorKind, Span};
+pub use crate::syntax::{
+    Arguments, DEFAULT_ESCAPE, Directive, Heredoc, KeyValue, RawInstruction, SyntaxTree,
+    parse_syntax,
+};
 
 // --- build graph ---
