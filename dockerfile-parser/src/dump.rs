@@ -118,6 +118,7 @@ fn is_go_printable(c: char) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::go_quote;
 

@@ -169,6 +169,12 @@ pub enum ErrorKind {
     /// `SHELL` not in JSON form.
     #[error("SHELL requires the arguments to be in JSON form")]
     ShellNotJson,
+    /// `COPY <<EOF` used as the destination.
+    #[error("{0} cannot accept a heredoc as a destination")]
+    HeredocDestination(String),
+    /// `VOLUME` with an empty path.
+    #[error("VOLUME specified can not be an empty string")]
+    EmptyVolume,
     /// An instruction other than `ARG` before the first `FROM`.
     #[error("no build stage in current context: {0} must come after FROM")]
     NoStage(String),
@@ -177,14 +183,18 @@ pub enum ErrorKind {
 /// A failed parse: what went wrong and, when known, where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
-    kind: ErrorKind,
+    // Boxed so that `Result<_, Error>` stays small on the happy path.
+    kind: Box<ErrorKind>,
     span: Option<Span>,
 }
 
 impl Error {
     /// An error of `kind` at `span`.
     pub fn new(kind: ErrorKind, span: Option<Span>) -> Error {
-        Error { kind, span }
+        Error {
+            kind: Box::new(kind),
+            span,
+        }
     }
 
     /// What went wrong.

@@ -73,7 +73,7 @@ fn parser_negative_cases_are_rejected() {
         let source = read(&case.join("Dockerfile"));
         // Rejected by the syntax tree or by the typed instructions, never accepted.
         let syntax = rbuild_dockerfile::parse_syntax(&source);
-        let typed = syntax.clone();
+        let typed = rbuild_dockerfile::parse(&source);
         if syntax.is_ok() && typed.is_ok() {
             failures.push(format!("{}: accepted", case.display()));
         }

@@ -101,6 +101,7 @@ impl DirectiveParser {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::match_directive;
 

@@ -51,7 +51,7 @@ pub(super) fn heredocs_from_line(line: &str) -> Vec<Heredoc> {
 }
 
 /// Matches `^(\d*)<<(-?)([^<]*)$` and reads the name.
-fn heredoc_from_word(word: &str) -> Option<Heredoc> {
+pub(crate) fn heredoc_from_word(word: &str) -> Option<Heredoc> {
     let digits = word.len() - word.trim_start_matches(|c: char| c.is_ascii_digit()).len();
     let rest = word[digits..].strip_prefix("<<")?;
     let (chomp, rest) = match rest.strip_prefix('-') {
@@ -190,6 +190,7 @@ fn raw_words(line: &str) -> Option<Vec<String>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::heredocs_from_line;
 

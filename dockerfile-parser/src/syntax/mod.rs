@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::error::{Error, ErrorKind, Span};
 
 pub use self::heredoc::Heredoc;
+pub(crate) use self::heredoc::heredoc_from_word;
 
 use self::directives::DirectiveParser;
 
@@ -252,6 +253,9 @@ pub fn parse_syntax(source: &str) -> Result<SyntaxTree, Error> {
             }
         }
         instruction.span = here(index);
+        if let Arguments::Trigger(inner) = &mut instruction.args {
+            inner.span = instruction.span;
+        }
         instructions.push(instruction);
     }
     if instructions.is_empty() {
