@@ -116,6 +116,27 @@ impl Context<'_> {
         Error::new(kind, Some(located.unwrap_or(span)))
     }
 
+    /// An error at `word`, searched after the keyword (the instruction when absent).
+    fn error_word(&self, kind: ErrorKind, word: &str) -> Error {
+        let span = self.raw.span;
+        let text = self
+            .source
+            .get(span.start_offset..span.end_offset)
+            .unwrap_or_default();
+        let after_keyword = text
+            .char_indices()
+            .find(|(_, c)| c.is_whitespace())
+            .map_or(text.len(), |(i, _)| i);
+        let located = text[after_keyword..].find(word).map(|i| {
+            Span::from_offsets(
+                self.source,
+                span.start_offset + after_keyword + i,
+                span.end_offset,
+            )
+        });
+        Error::new(kind, Some(located.unwrap_or(span)))
+    }
+
     fn count(&self, expected: &'static str) -> Error {
         self.error(ErrorKind::ArgumentCount {
             instruction: self.raw.keyword.to_ascii_uppercase(),
@@ -269,7 +290,7 @@ impl Context<'_> {
                     && chars
                         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
                 if !valid {
-                    return Err(self.error(ErrorKind::InvalidStageName(name.clone())));
+                    return Err(self.error_word(ErrorKind::InvalidStageName(name.clone()), name));
                 }
                 Some(lower)
             }
@@ -354,7 +375,7 @@ impl Context<'_> {
             return Err(self.count("at least two arguments"));
         }
         if heredoc_from_word(dest).is_some() {
-            return Err(self.error(ErrorKind::HeredocDestination(name.to_owned())));
+            return Err(self.error_word(ErrorKind::HeredocDestination(name.to_owned()), dest));
         }
         let mut files = SourcesAndDest {
             sources: Vec::new(),
@@ -414,7 +435,7 @@ impl Context<'_> {
                 None => (word.as_str(), None),
             };
             if name.is_empty() {
-                return Err(self.error(ErrorKind::BlankName("ARG".to_owned())));
+                return Err(self.error_word(ErrorKind::BlankName("ARG".to_owned()), word));
             }
             args.push(ArgDefinition {
                 name: name.to_owned(),
@@ -510,7 +531,7 @@ impl Context<'_> {
                     retries,
                 }
             }
-            _ => return Err(self.error(ErrorKind::HealthcheckType(kind.clone()))),
+            _ => return Err(self.error_word(ErrorKind::HealthcheckType(kind.clone()), kind)),
         };
         Ok(Healthcheck {
             check,

@@ -224,7 +224,20 @@ pub fn parse_syntax(source: &str) -> Result<SyntaxTree, Error> {
         };
         let here = |index: usize| Span::from_offsets(source, start, end_of_text(index));
         let mut instruction = line_parsers::instruction_from_line(&logical, directives.escape())
-            .map_err(|kind| Error::new(kind, Some(here(index))))?;
+            .map_err(|kind| {
+                let whole = here(index);
+                // Point at the offending word when the error names one.
+                let word_at = match &kind {
+                    ErrorKind::MissingEquals(word) => source
+                        .get(whole.start_offset..whole.end_offset)
+                        .and_then(|text| text.find(word.as_str()))
+                        .map(|i| {
+                            Span::from_offsets(source, whole.start_offset + i, whole.end_offset)
+                        }),
+                    _ => None,
+                };
+                Error::new(kind, Some(word_at.unwrap_or(whole)))
+            })?;
         if instruction.can_contain_heredoc() && logical.contains("<<") {
             for mut doc in heredoc::heredocs_from_line(&logical) {
                 let body_start = lines.get(index).map_or(source.len(), |l| l.offset);
