@@ -280,3 +280,7 @@ pub fn parse_syntax(source: &str) -> Result<SyntaxTree, Error> {
         instructions,
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
