@@ -33,6 +33,17 @@ pub struct SyntaxTree {
     pub escape: char,
     /// The instructions, one per logical line.
     pub instructions: Vec<RawInstruction>,
+    /// Things BuildKit accepts but warns about (empty lines inside a continuation).
+    pub warnings: Vec<Warning>,
+}
+
+/// A construct the parser accepts but that is probably a mistake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// What is wrong, lower case.
+    pub message: String,
+    /// Where (for an empty continuation line: the last such line).
+    pub span: Span,
 }
 
 /// A parser directive such as `# syntax=docker/dockerfile:1`.
@@ -181,6 +192,7 @@ pub fn parse_syntax(source: &str) -> Result<SyntaxTree, Error> {
     let line_index = LineIndex::new(source);
     let mut directives = DirectiveParser::new();
     let mut instructions = Vec::new();
+    let mut warnings = Vec::new();
     let mut index = 0;
     while index < lines.len() {
         let first = lines[index];
@@ -207,11 +219,16 @@ pub fn parse_syntax(source: &str) -> Result<SyntaxTree, Error> {
             continue;
         }
         let mut logical = head.to_owned();
+        let mut empty_continuation: Option<usize> = None;
         while !end_of_line && index < lines.len() {
             let next = lines[index];
             index += 1;
             let body = trim_newline(next.text);
-            if is_comment(next.text) || body.trim_start().is_empty() {
+            if is_comment(next.text) {
+                continue;
+            }
+            if body.trim_start().is_empty() {
+                empty_continuation = Some(next.offset);
                 continue;
             }
             let (part, eol) = trim_continuation(body, directives.escape());
@@ -264,6 +281,12 @@ pub fn parse_syntax(source: &str) -> Result<SyntaxTree, Error> {
                 instruction.heredocs.push(doc);
             }
         }
+        if let Some(offset) = empty_continuation {
+            warnings.push(Warning {
+                message: format!("empty continuation line found in: {logical}"),
+                span: line_index.span(offset, offset),
+            });
+        }
         instruction.span = here(index);
         if let Arguments::Trigger(inner) = &mut instruction.args {
             inner.span = instruction.span;
@@ -277,6 +300,7 @@ pub fn parse_syntax(source: &str) -> Result<SyntaxTree, Error> {
         escape: directives.escape(),
         directives: directives.into_directives(),
         instructions,
+        warnings,
     })
 }
 
