@@ -30,6 +30,8 @@ struct Cli {
 enum Command {
     /// Print version information.
     Version,
+    /// Inspect how rbuild reads a Dockerfile.
+    Debug(cmd::debug::DebugArgs),
 }
 
 /// The words that name a subcommand; anything else first on the line means `build`.
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Version => cmd::version::run(),
+        Command::Debug(args) => cmd::debug::run(args),
     };
     match result {
         Ok(code) => code,
