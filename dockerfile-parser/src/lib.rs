@@ -27,7 +27,7 @@
 
 // --- word expansion (shell lexer) ---
 mod shell;
-pub use crate::shell::{ExpandError, ShellLexer};
+pub use crate::shell::{Environment, ExpandError, ExpandErrorKind, Expansion, ShellLexer};
 
 // --- syntax tree, instructions, errors ---
 mod dump;
