@@ -21,6 +21,15 @@ impl BuildGraph {
                 .collect();
             let _ = writeln!(out, "level {level}: {}", names.join(", "));
         }
+        let globals: Vec<String> = self
+            .global_args
+            .iter()
+            .filter(|(name, _)| !is_platform_arg(name))
+            .map(|(name, value)| format!("{name}={value:?}"))
+            .collect();
+        if !globals.is_empty() {
+            let _ = writeln!(out, "global args: {}", globals.join(" "));
+        }
         if !self.unused_build_args.is_empty() {
             let _ = writeln!(
                 out,
@@ -56,6 +65,17 @@ impl BuildGraph {
                     let _ = write!(out, " user {user}");
                 }
                 out.push('\n');
+                for (label, env) in [
+                    ("args", &step.args),
+                    ("env", &step.env),
+                    ("proxy", &step.proxy_env),
+                ] {
+                    if !env.is_empty() {
+                        let pairs: Vec<String> =
+                            env.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                        let _ = writeln!(out, "    {label}: {}", pairs.join(" "));
+                    }
+                }
                 if !step.used_args.is_empty() {
                     let _ = writeln!(out, "    uses args: {}", step.used_args.join(", "));
                 }
@@ -161,6 +181,14 @@ impl BuildGraph {
         self.stage(id)
             .map_or_else(|| format!("stage-{id}"), GraphStage::display_name)
     }
+}
+
+/// `TARGETPLATFORM`, `BUILDARCH`, ...: present in every build, so left out of listings.
+fn is_platform_arg(name: &str) -> bool {
+    let rest = name
+        .strip_prefix("TARGET")
+        .or_else(|| name.strip_prefix("BUILD"));
+    matches!(rest, Some("PLATFORM" | "OS" | "ARCH" | "VARIANT"))
 }
 
 /// One line describing an expanded instruction.

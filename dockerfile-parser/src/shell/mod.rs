@@ -27,7 +27,7 @@ const DEFAULT_ESCAPE: char = '\\';
 ///
 /// Setting a name that is already present replaces its value in place. Names are
 /// compared exactly (case-sensitive), as on Linux.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Environment {
     vars: Vec<(String, String)>,
 }
@@ -80,6 +80,18 @@ impl Environment {
     /// Whether no variable is set.
     pub fn is_empty(&self) -> bool {
         self.vars.is_empty()
+    }
+}
+
+/// Serialized as a map from name to value, in order.
+impl Serialize for Environment {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(Some(self.vars.len()))?;
+        for (name, value) in &self.vars {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
     }
 }
 
