@@ -25,6 +25,9 @@ pub enum GraphErrorKind {
     /// `COPY --from=<n>` with no stage `n`.
     #[error("invalid stage index {0}")]
     InvalidStageIndex(String),
+    /// `FROM --platform=` with something other than `os/arch[/variant]`.
+    #[error("failed to parse platform {0}")]
+    InvalidPlatform(String),
     /// `--target` names no stage.
     #[error("target stage {0} could not be found")]
     UnknownTarget(String),

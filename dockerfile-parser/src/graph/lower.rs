@@ -10,7 +10,8 @@ use super::digest::{DEFINITION_VERSION, Definition};
 use super::error::{GraphError, GraphErrorKind};
 use super::scope::{ArgSources, Scope};
 use super::{
-    Base, BuildGraph, Edge, EdgeKind, GraphStage, LowerOptions, Source, StageId, Step, StepId,
+    Base, BuildGraph, Edge, EdgeKind, GraphStage, LowerOptions, Platform, Source, StageId, Step,
+    StepId,
 };
 
 /// Build arguments every build has without an `ARG`: given with `--build-arg`, they
@@ -268,6 +269,16 @@ fn lower_stage_into(
         ));
     }
     draft.platform = stage.platform.as_deref().map(expand_global).transpose()?;
+    if let Some(platform) = draft
+        .platform
+        .as_deref()
+        .filter(|p| Platform::parse(p).is_none())
+    {
+        return Err(GraphError::new(
+            GraphErrorKind::InvalidPlatform(platform.to_owned()),
+            Some(stage.span),
+        ));
+    }
     draft.base = match names.get(&base.to_lowercase()) {
         _ if base == SCRATCH => Base::Scratch,
         Some(&StageId(id)) if (id as usize) < index => Base::Stage(StageId(id)),

@@ -275,3 +275,22 @@ impl BuildGraph {
         self.steps.get(id.0 as usize)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Platform;
+
+    #[test]
+    fn platform_parse_and_display() {
+        let p = Platform::parse("linux/arm64/v8").expect("valid platform");
+        assert_eq!(
+            (p.os.as_str(), p.architecture.as_str(), p.variant.as_str()),
+            ("linux", "arm64", "v8")
+        );
+        assert_eq!(p.to_string(), "linux/arm64/v8");
+        assert_eq!(Platform::linux_amd64().to_string(), "linux/amd64");
+        for bad in ["linux", "/amd64", "linux/", "a/b/c/d", ""] {
+            assert!(Platform::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+}

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::{Base, BuildGraph, EdgeKind, GraphStage, Source};
-use crate::instruction::{CommandLine, Instruction};
+use crate::instruction::{CommandLine, HealthCheck, Instruction};
 
 impl BuildGraph {
     /// A plain-text listing: levels, then each stage with its base and steps.
@@ -228,7 +228,10 @@ fn summary(instruction: &Instruction) -> String {
         | Instruction::Maintainer(t) => t.value.clone(),
         Instruction::Shell(shell) => format!("{:?}", shell.shell),
         Instruction::Onbuild(onbuild) => onbuild.expression.clone(),
-        Instruction::Healthcheck(_) => "...".to_owned(),
+        Instruction::Healthcheck(check) => match &check.check {
+            HealthCheck::None => "NONE".to_owned(),
+            HealthCheck::Command { command, .. } => format!("CMD {}", command_text(command)),
+        },
         Instruction::From(from) => from.image.clone(),
     };
     format!("{keyword} {rest}")
