@@ -72,10 +72,25 @@ impl Scope {
                 }
             }
             Instruction::Arg(arg) => {
+                // One name after the other: `ARG A=1 B=$A` gives B the new A. A value
+                // from --build-arg wins and leaves the default unexpanded; a bare
+                // `ARG NAME` takes the global value.
                 for def in &mut arg.args {
-                    def.name = words.word(&def.name)?;
-                    if let Some(default) = &def.default {
-                        def.default = Some(words.word(default)?);
+                    let value = match (sources.build_args.get(&def.name), &def.default) {
+                        (Some(value), _) => Some(value.to_owned()),
+                        (None, Some(default)) => {
+                            words.env = self.expansion_env();
+                            let value = words.word(default)?;
+                            def.default = Some(value.clone());
+                            Some(value)
+                        }
+                        (None, None) => sources.globals.get(&def.name).map(str::to_owned),
+                    };
+                    match value {
+                        Some(value) => self.args.set(def.name.clone(), value),
+                        None => {
+                            self.args.remove(&def.name);
+                        }
                     }
                 }
             }
@@ -131,37 +146,20 @@ impl Scope {
             .into_iter()
             .filter(|name| self.args.contains(name) && !self.env.contains(name))
             .collect();
-        self.effect(&out, sources);
+        self.effect(&out);
         Ok(Expanded {
             instruction: out,
             used_args,
         })
     }
 
-    /// How an (expanded) instruction changes the scope.
-    fn effect(&mut self, instruction: &Instruction, sources: &ArgSources<'_>) {
+    /// How an (expanded) instruction changes the scope (`ARG` is applied as it is
+    /// expanded). An `ENV` keeps shadowing an `ARG` of the same name declared later.
+    fn effect(&mut self, instruction: &Instruction) {
         match instruction {
             Instruction::Env(kv) => {
                 for pair in &kv.pairs {
                     self.env.set(pair.key.clone(), pair.value.clone());
-                }
-            }
-            Instruction::Arg(arg) => {
-                for def in &arg.args {
-                    // --build-arg beats the default; a bare `ARG NAME` takes the global
-                    // value. An `ENV` of the same name keeps shadowing it.
-                    let value = sources
-                        .build_args
-                        .get(&def.name)
-                        .map(str::to_owned)
-                        .or_else(|| def.default.clone())
-                        .or_else(|| sources.globals.get(&def.name).map(str::to_owned));
-                    match value {
-                        Some(value) => self.args.set(def.name.clone(), value),
-                        None => {
-                            self.args.remove(&def.name);
-                        }
-                    }
                 }
             }
             Instruction::Workdir(text) => {
