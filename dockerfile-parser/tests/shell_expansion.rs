@@ -116,3 +116,37 @@ fn environment_keeps_first_definition_order() {
     assert_eq!(env.remove("B").as_deref(), Some("3"));
     assert!(!env.contains("B"));
 }
+
+#[test]
+fn arbitrary_words_never_panic_and_plain_words_are_unchanged() {
+    const ALPHABET: &[char] = &[
+        '$', '{', '}', ':', '-', '+', '?', '#', '%', '/', '\\', '`', '\'', '"', '*', ' ', 'a', 'F',
+        'I', 'L', 'E', '1', '@', 'é',
+    ];
+    let env = env();
+    // A fixed linear congruential generator: the same words on every run.
+    let mut seed: u64 = 0x5eed;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) as usize
+    };
+    for escape in ['\\', '`'] {
+        let lexer = ShellLexer::new(escape);
+        for _ in 0..20_000 {
+            let len = next() % 16;
+            let word: String = (0..len)
+                .map(|_| ALPHABET[next() % ALPHABET.len()])
+                .collect();
+            let result = lexer.expand(&word, &env);
+            let special = word
+                .chars()
+                .any(|c| matches!(c, '$' | '\'' | '"') || c == escape);
+            if !special {
+                let expansion = result.unwrap_or_else(|e| panic!("{word:?}: {e}"));
+                assert_eq!(expansion.value, word);
+            }
+        }
+    }
+}

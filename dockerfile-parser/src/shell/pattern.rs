@@ -52,41 +52,26 @@ impl Pattern {
         Ok(Pattern { tokens })
     }
 
-    /// Whether the whole of `text` matches.
-    fn matches(&self, text: &[char]) -> bool {
-        matches_from(&self.tokens, text)
-    }
-
     /// `${V#p}` / `${V##p}`: `value` without its shortest (longest) matching prefix.
     pub(super) fn trim_prefix(&self, value: &str, longest: bool) -> String {
         let chars: Vec<char> = value.chars().collect();
-        let ends: Box<dyn Iterator<Item = usize>> = if longest {
-            Box::new((0..=chars.len()).rev())
-        } else {
-            Box::new(0..=chars.len())
-        };
-        for end in ends {
-            if self.matches(&chars[..end]) {
-                return chars[end..].iter().collect();
-            }
+        let ends = match_ends(&self.tokens, &chars);
+        match if longest { ends.last() } else { ends.first() } {
+            Some(&end) => chars[end..].iter().collect(),
+            None => value.to_owned(),
         }
-        value.to_owned()
     }
 
     /// `${V%p}` / `${V%%p}`: `value` without its shortest (longest) matching suffix.
     pub(super) fn trim_suffix(&self, value: &str, longest: bool) -> String {
-        let chars: Vec<char> = value.chars().collect();
-        let starts: Box<dyn Iterator<Item = usize>> = if longest {
-            Box::new(0..=chars.len())
-        } else {
-            Box::new((0..=chars.len()).rev())
-        };
-        for start in starts {
-            if self.matches(&chars[start..]) {
-                return chars[..start].iter().collect();
-            }
+        // A suffix match is a prefix match of the reversed pattern on the reversed text.
+        let reversed: Vec<char> = value.chars().rev().collect();
+        let tokens: Vec<Token> = self.tokens.iter().rev().copied().collect();
+        let ends = match_ends(&tokens, &reversed);
+        match if longest { ends.last() } else { ends.first() } {
+            Some(&len) => reversed[len..].iter().rev().collect(),
+            None => value.to_owned(),
         }
-        value.to_owned()
     }
 
     /// `${V/p/r}` / `${V//p/r}`: replace the leftmost-longest match (or every one).
@@ -99,9 +84,7 @@ impl Pattern {
         let mut previous_end: Option<usize> = None;
         while pos <= chars.len() {
             let found = (pos..=chars.len()).find_map(|start| {
-                let end = (start..=chars.len())
-                    .rev()
-                    .find(|&end| self.matches(&chars[start..end]))?;
+                let end = start + *match_ends(&self.tokens, &chars[start..]).last()?;
                 if end == start && previous_end == Some(start) {
                     None
                 } else {
@@ -132,14 +115,50 @@ impl Pattern {
     }
 }
 
-/// Backtracking match of `tokens` against all of `text`.
-fn matches_from(tokens: &[Token], text: &[char]) -> bool {
-    match tokens.split_first() {
-        None => text.is_empty(),
-        Some((Token::AnyString, rest)) => (0..=text.len()).any(|i| matches_from(rest, &text[i..])),
-        Some((Token::AnyChar, rest)) => !text.is_empty() && matches_from(rest, &text[1..]),
-        Some((Token::Literal(c), rest)) => {
-            text.first() == Some(c) && matches_from(rest, &text[1..])
+/// Every `n` such that `tokens` match all of `text[..n]`, ascending.
+///
+/// A simulation of the pattern as a nondeterministic automaton (state `i`: the first
+/// `i` tokens matched), so the cost is `O(text × pattern)` whatever the pattern; a
+/// backtracking matcher is exponential on patterns like `*a*a*a*b`.
+fn match_ends(tokens: &[Token], text: &[char]) -> Vec<usize> {
+    let accept = tokens.len();
+    let mut states = vec![false; accept + 1];
+    states[0] = true;
+    close(tokens, &mut states);
+    let mut ends = Vec::new();
+    if states[accept] {
+        ends.push(0);
+    }
+    for (i, &ch) in text.iter().enumerate() {
+        let mut next = vec![false; accept + 1];
+        for (state, token) in tokens.iter().enumerate() {
+            if !states[state] {
+                continue;
+            }
+            match token {
+                Token::AnyString => next[state] = true,
+                Token::AnyChar => next[state + 1] = true,
+                Token::Literal(c) if *c == ch => next[state + 1] = true,
+                Token::Literal(_) => {}
+            }
+        }
+        close(tokens, &mut next);
+        if !next.iter().any(|&s| s) {
+            break;
+        }
+        if next[accept] {
+            ends.push(i + 1);
+        }
+        states = next;
+    }
+    ends
+}
+
+/// Adds the states reachable without input: `*` may match the empty string.
+fn close(tokens: &[Token], states: &mut [bool]) {
+    for (state, token) in tokens.iter().enumerate() {
+        if states[state] && *token == Token::AnyString {
+            states[state + 1] = true;
         }
     }
 }
@@ -180,5 +199,14 @@ mod tests {
         assert!(Pattern::compile("\\a").is_err());
         assert!(Pattern::compile("a\\").is_err());
         assert_eq!(pattern("\\}").trim_prefix("}x", false), "x");
+    }
+
+    #[test]
+    fn many_stars_stay_fast() {
+        // Exponential for a backtracking matcher; linear per start here.
+        let value = "a".repeat(2000);
+        let p = pattern("*a*a*a*a*a*a*a*a*a*a*b");
+        assert_eq!(p.trim_prefix(&value, true), value);
+        assert_eq!(p.trim_suffix(&value, false), value);
     }
 }
