@@ -27,12 +27,33 @@ pub struct Span {
 impl Span {
     /// A span covering `start..end` bytes of `source`, with lines and columns computed.
     pub fn from_offsets(source: &str, start: usize, end: usize) -> Span {
-        let start = start.min(source.len());
-        let end = end.clamp(start, source.len());
-        let (start_line, start_column) = line_column(source, start);
+        LineIndex::new(source).span(start, end)
+    }
+}
+
+/// Where each line of a source starts, to turn byte offsets into lines and columns
+/// without rescanning the text each time.
+pub(crate) struct LineIndex<'a> {
+    source: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub(crate) fn new(source: &'a str) -> LineIndex<'a> {
+        let starts = std::iter::once(0)
+            .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineIndex { source, starts }
+    }
+
+    /// The span of bytes `start..end` (clamped to the source).
+    pub(crate) fn span(&self, start: usize, end: usize) -> Span {
+        let start = start.min(self.source.len());
+        let end = end.clamp(start, self.source.len());
+        let (start_line, start_column) = self.line_column(start);
         // The end line is the line holding the last byte of the region.
         let last = if end > start { end - 1 } else { start };
-        let (end_line, _) = line_column(source, last);
+        let (end_line, _) = self.line_column(last);
         Span {
             start_line,
             start_column,
@@ -41,23 +62,22 @@ impl Span {
             end_offset: end,
         }
     }
-}
 
-/// The 1-based line and character column of byte `offset` in `source`.
-fn line_column(source: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(source.len());
-    while !source.is_char_boundary(offset) {
-        offset -= 1;
+    /// The 1-based line and character column of byte `offset`.
+    fn line_column(&self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.source.len());
+        while !self.source.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let line_start = self.starts[line - 1];
+        let mut column = self.source[line_start..offset].chars().count() + 1;
+        // A byte-order mark is not something a reader sees as a column.
+        if line_start == 0 && offset > 0 && self.source.starts_with('\u{feff}') {
+            column -= 1;
+        }
+        (line, column)
     }
-    let before = &source[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let mut column = source[line_start..offset].chars().count() + 1;
-    // A byte-order mark is not something a reader sees as a column.
-    if line_start == 0 && offset > 0 && source.starts_with('\u{feff}') {
-        column -= 1;
-    }
-    (line, column)
 }
 
 /// What went wrong while parsing a Dockerfile.

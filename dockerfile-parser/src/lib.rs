@@ -43,7 +43,7 @@ pub use crate::instruction::{
     SecurityMode, Shell, SourcesAndDest, Stage, Text, parse, parse_go_duration, parse_tree,
 };
 pub use crate::syntax::{
-    Arguments, DEFAULT_ESCAPE, Directive, Heredoc, KeyValue, RawInstruction, SyntaxTree,
+    Arguments, DEFAULT_ESCAPE, Directive, Heredoc, KeyValue, RawInstruction, SyntaxTree, Warning,
     parse_syntax,
 };
 

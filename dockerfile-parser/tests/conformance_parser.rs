@@ -71,11 +71,17 @@ fn parser_negative_cases_are_rejected() {
     let all = cases("parser-negative");
     for case in &all {
         let source = read(&case.join("Dockerfile"));
-        // Rejected by the syntax tree or by the typed instructions, never accepted.
-        let syntax = rbuild_dockerfile::parse_syntax(&source);
-        let typed = rbuild_dockerfile::parse(&source);
-        if syntax.is_ok() && typed.is_ok() {
-            failures.push(format!("{}: accepted", case.display()));
+        // Rejected by the syntax tree or by the typed instructions, never accepted,
+        // and never by panicking.
+        let outcome = std::panic::catch_unwind(|| {
+            let syntax = rbuild_dockerfile::parse_syntax(&source);
+            let typed = rbuild_dockerfile::parse(&source);
+            syntax.is_err() || typed.is_err()
+        });
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => failures.push(format!("{}: accepted", case.display())),
+            Err(_) => failures.push(format!("{}: panicked", case.display())),
         }
     }
     println!(

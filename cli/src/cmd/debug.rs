@@ -2,7 +2,8 @@
 //!
 //! `rbuild debug ast [-f FILE]` prints the Dockerfile's syntax tree in BuildKit's AST
 //! dump format (the format of BuildKit's parser test vectors), one line per
-//! instruction. A parse error is printed with its source line and exits with 1.
+//! instruction. `rbuild debug instructions [-f FILE]` prints the typed stages as JSON.
+//! A parse error is printed with its source line and exits with 1.
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -25,17 +26,24 @@ enum DebugCommand {
         #[arg(short = 'f', long = "file", default_value = "Dockerfile")]
         file: PathBuf,
     },
+    /// Print the Dockerfile's typed instructions, grouped into stages, as JSON.
+    Instructions {
+        /// The Dockerfile to read; `-` reads standard input.
+        #[arg(short = 'f', long = "file", default_value = "Dockerfile")]
+        file: PathBuf,
+    },
 }
 
 /// Runs `rbuild debug ...`.
 pub fn run(args: DebugArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         DebugCommand::Ast { file } => ast(&file),
+        DebugCommand::Instructions { file } => instructions(&file),
     }
 }
 
-fn ast(file: &PathBuf) -> anyhow::Result<ExitCode> {
-    let source = if file.as_os_str() == "-" {
+fn read_source(file: &PathBuf) -> anyhow::Result<String> {
+    Ok(if file.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
@@ -43,10 +51,30 @@ fn ast(file: &PathBuf) -> anyhow::Result<ExitCode> {
         text
     } else {
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
-    };
+    })
+}
+
+fn ast(file: &PathBuf) -> anyhow::Result<ExitCode> {
+    let source = read_source(file)?;
     match rbuild_dockerfile::parse_syntax(&source) {
         Ok(tree) => {
             print!("{}", rbuild_dockerfile::dump(&tree));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            eprint!("{}", err.render(&file.display().to_string(), &source));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn instructions(file: &PathBuf) -> anyhow::Result<ExitCode> {
+    let source = read_source(file)?;
+    match rbuild_dockerfile::parse(&source) {
+        Ok(dockerfile) => {
+            let json = serde_json::to_string_pretty(&dockerfile)
+                .context("serializing the instructions as JSON")?;
+            println!("{json}");
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => {

@@ -67,8 +67,13 @@ impl DirectiveParser {
         self.found
     }
 
-    /// Looks at one line (newline and leading white space removed).
-    pub(super) fn check(&mut self, line: &str, span: Span) -> Result<(), ErrorKind> {
+    /// Looks at one line (newline and leading white space removed); `span` locates it
+    /// (computed only when a directive is found).
+    pub(super) fn check(
+        &mut self,
+        line: &str,
+        span: impl FnOnce() -> Span,
+    ) -> Result<(), ErrorKind> {
         if self.done {
             return Ok(());
         }
@@ -94,7 +99,7 @@ impl DirectiveParser {
         self.found.push(Directive {
             name,
             value: value.to_owned(),
-            span,
+            span: span(),
         });
         Ok(())
     }

@@ -11,7 +11,7 @@ mod line_parsers;
 
 use serde::Serialize;
 
-use crate::error::{Error, ErrorKind, Span};
+use crate::error::{Error, ErrorKind, LineIndex, Span};
 
 pub use self::heredoc::Heredoc;
 pub(crate) use self::heredoc::heredoc_from_word;
@@ -33,6 +33,17 @@ pub struct SyntaxTree {
     pub escape: char,
     /// The instructions, one per logical line.
     pub instructions: Vec<RawInstruction>,
+    /// Things BuildKit accepts but warns about (empty lines inside a continuation).
+    pub warnings: Vec<Warning>,
+}
+
+/// A construct the parser accepts but that is probably a mistake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// What is wrong, lower case.
+    pub message: String,
+    /// Where (for an empty continuation line: the last such line).
+    pub span: Span,
 }
 
 /// A parser directive such as `# syntax=docker/dockerfile:1`.
@@ -178,8 +189,10 @@ fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
 /// `ENV key` without value, an unterminated heredoc, or a file without instructions.
 pub fn parse_syntax(source: &str) -> Result<SyntaxTree, Error> {
     let lines = physical_lines(source);
+    let line_index = LineIndex::new(source);
     let mut directives = DirectiveParser::new();
     let mut instructions = Vec::new();
+    let mut warnings = Vec::new();
     let mut index = 0;
     while index < lines.len() {
         let first = lines[index];
@@ -195,9 +208,9 @@ pub fn parse_syntax(source: &str) -> Result<SyntaxTree, Error> {
         }
         let stripped = trim_newline(text).trim_start();
         let leading = trim_newline(text).len() - stripped.len();
-        let line_span = || Span::from_offsets(source, offset + leading, offset + text.len());
+        let line_span = || line_index.span(offset + leading, offset + text.len());
         directives
-            .check(stripped, line_span())
+            .check(stripped, line_span)
             .map_err(|kind| Error::new(kind, Some(line_span())))?;
         let processed = if is_comment(stripped) { "" } else { stripped };
         let start = offset + leading;
@@ -206,11 +219,16 @@ pub fn parse_syntax(source: &str) -> Result<SyntaxTree, Error> {
             continue;
         }
         let mut logical = head.to_owned();
+        let mut empty_continuation: Option<usize> = None;
         while !end_of_line && index < lines.len() {
             let next = lines[index];
             index += 1;
             let body = trim_newline(next.text);
-            if is_comment(next.text) || body.trim_start().is_empty() {
+            if is_comment(next.text) {
+                continue;
+            }
+            if body.trim_start().is_empty() {
+                empty_continuation = Some(next.offset);
                 continue;
             }
             let (part, eol) = trim_continuation(body, directives.escape());
@@ -222,7 +240,7 @@ pub fn parse_syntax(source: &str) -> Result<SyntaxTree, Error> {
                 .get(index.wrapping_sub(1))
                 .map_or(source.len(), |l| l.offset + l.text.len())
         };
-        let here = |index: usize| Span::from_offsets(source, start, end_of_text(index));
+        let here = |index: usize| line_index.span(start, end_of_text(index));
         let mut instruction = line_parsers::instruction_from_line(&logical, directives.escape())
             .map_err(|kind| {
                 let whole = here(index);
@@ -231,9 +249,7 @@ pub fn parse_syntax(source: &str) -> Result<SyntaxTree, Error> {
                     ErrorKind::MissingEquals(word) => source
                         .get(whole.start_offset..whole.end_offset)
                         .and_then(|text| text.find(word.as_str()))
-                        .map(|i| {
-                            Span::from_offsets(source, whole.start_offset + i, whole.end_offset)
-                        }),
+                        .map(|i| line_index.span(whole.start_offset + i, whole.end_offset)),
                     _ => None,
                 };
                 Error::new(kind, Some(word_at.unwrap_or(whole)))
@@ -261,9 +277,15 @@ pub fn parse_syntax(source: &str) -> Result<SyntaxTree, Error> {
                         Some(here(index)),
                     ));
                 }
-                doc.span = Span::from_offsets(source, body_start, end_of_text(index));
+                doc.span = line_index.span(body_start, end_of_text(index));
                 instruction.heredocs.push(doc);
             }
+        }
+        if let Some(offset) = empty_continuation {
+            warnings.push(Warning {
+                message: format!("empty continuation line found in: {logical}"),
+                span: line_index.span(offset, offset),
+            });
         }
         instruction.span = here(index);
         if let Arguments::Trigger(inner) = &mut instruction.args {
@@ -278,6 +300,7 @@ pub fn parse_syntax(source: &str) -> Result<SyntaxTree, Error> {
         escape: directives.escape(),
         directives: directives.into_directives(),
         instructions,
+        warnings,
     })
 }
 

@@ -96,3 +96,14 @@ fn comment_only_and_empty_files_have_no_instructions() {
         assert_eq!(err.kind(), &ErrorKind::NoInstructions, "{source:?}");
     }
 }
+
+#[test]
+fn empty_continuation_lines_warn() {
+    let tree = parse_syntax("RUN a \\\n\n  b\nRUN c \\\n# note\n d\n").unwrap();
+    assert_eq!(tree.warnings.len(), 1);
+    assert_eq!(
+        tree.warnings[0].message,
+        "empty continuation line found in: RUN a   b"
+    );
+    assert_eq!(tree.warnings[0].span.start_line, 2);
+}
