@@ -50,6 +50,7 @@ pub use crate::syntax::{
 // --- build graph ---
 mod graph;
 pub use crate::graph::{
-    Base, BuildGraph, Edge, EdgeKind, GraphError, GraphErrorKind, GraphStage, LowerOptions,
-    PROXY_ARGS, Platform, Source, StageId, Step, StepDigest, StepId, lower,
+    Base, BaseImageConfig, BuildGraph, DEFAULT_PATH, Edge, EdgeKind, GraphError, GraphErrorKind,
+    GraphStage, LowerOptions, PROXY_ARGS, Platform, Source, StageId, Step, StepDigest, StepId,
+    lower,
 };

@@ -6,7 +6,8 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use rbuild_dockerfile::{
-    BuildGraph, Environment, GraphErrorKind, LowerOptions, Source, StepDigest, lower, parse,
+    BaseImageConfig, BuildGraph, Environment, GraphErrorKind, LowerOptions, Source, StepDigest,
+    lower, parse,
 };
 
 fn graph(source: &str, build_args: &[(&str, &str)]) -> BuildGraph {
@@ -143,4 +144,48 @@ fn dot_output_renders_with_graphviz() {
         svg.contains("cluster_stage3"),
         "stage clusters missing from the SVG"
     );
+}
+
+#[test]
+fn base_image_configuration_seeds_the_stage() {
+    let source = "FROM alpine AS base\nENV PATH=/opt/bin:$PATH\nWORKDIR sub\nRUN true\n\
+FROM base\nRUN true\nFROM scratch\nENV P=$PATH\n";
+    let file = parse(source).unwrap();
+    let first = lower(&file, &LowerOptions::default()).unwrap();
+    assert_eq!(
+        first.base_images(),
+        Vec::<&str>::new(),
+        "target scratch needs no image"
+    );
+    let options = LowerOptions {
+        target: Some("base".into()),
+        ..LowerOptions::default()
+    };
+    let unresolved = lower(&file, &options).unwrap();
+    assert_eq!(unresolved.base_images(), ["alpine"]);
+    assert_eq!(unresolved.steps[0].env.get("PATH"), Some("/opt/bin:"));
+    assert_eq!(unresolved.steps[1].workdir.as_deref(), Some("sub"));
+
+    let mut options = options;
+    options.base_images.insert(
+        "alpine".into(),
+        BaseImageConfig {
+            env: [("PATH", "/usr/bin:/bin"), ("LANG", "C")]
+                .into_iter()
+                .collect(),
+            workdir: Some("/home".into()),
+            user: Some("nobody".into()),
+            shell: None,
+        },
+    );
+    let resolved = lower(&file, &options).unwrap();
+    let env: Vec<_> = resolved.steps[0].env.iter().collect();
+    assert_eq!(env, [("PATH", "/opt/bin:/usr/bin:/bin"), ("LANG", "C")]);
+    assert_eq!(resolved.steps[1].workdir.as_deref(), Some("/home/sub"));
+    assert_eq!(resolved.steps[2].user.as_deref(), Some("nobody"));
+    assert_ne!(resolved.steps[2].digest, unresolved.steps[2].digest);
+
+    // scratch has BuildKit's default PATH.
+    let last = first.steps.last().unwrap();
+    assert_eq!(last.env.get("P"), Some(rbuild_dockerfile::DEFAULT_PATH));
 }

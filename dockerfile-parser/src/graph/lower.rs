@@ -10,8 +10,8 @@ use super::digest::{DEFINITION_VERSION, Definition};
 use super::error::{GraphError, GraphErrorKind};
 use super::scope::{ArgSources, Scope};
 use super::{
-    Base, BuildGraph, Edge, EdgeKind, GraphStage, LowerOptions, Platform, Source, StageId, Step,
-    StepId,
+    Base, BaseImageConfig, BuildGraph, Edge, EdgeKind, GraphStage, LowerOptions, Platform, Source,
+    StageId, Step, StepId,
 };
 
 /// Build arguments every build has without an `ARG`: given with `--build-arg`, they
@@ -28,6 +28,10 @@ pub const PROXY_ARGS: [&str; 10] = [
     "ALL_PROXY",
     "all_proxy",
 ];
+
+/// `PATH` for images that set none (and for `scratch`), as BuildKit and moby set it
+/// (moby `oci.DefaultPathEnv` for Linux).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The image name meaning "no base". Docker's documentation, "Create a base image".
 const SCRATCH: &str = "scratch";
@@ -73,11 +77,17 @@ pub fn lower(file: &Dockerfile, options: &LowerOptions) -> Result<BuildGraph, Gr
         }
     }
 
-    let sources = ArgSources {
-        build_args: &options.build_args,
-        globals: &globals,
+    let ctx = Context {
+        file,
+        names: &names,
+        lexer,
+        sources: ArgSources {
+            build_args: &options.build_args,
+            globals: &globals,
+        },
+        default_platform: options.target_platform.to_string(),
+        options,
     };
-    let platform = options.target_platform.to_string();
     let mut drafts: Vec<Draft> = Vec::new();
     for (index, stage) in file.stages.iter().enumerate() {
         for instruction in &stage.instructions {
@@ -85,7 +95,7 @@ pub fn lower(file: &Dockerfile, options: &LowerOptions) -> Result<BuildGraph, Gr
                 consumed.extend(arg.args.iter().map(|a| a.name.clone()));
             }
         }
-        let draft = lower_stage(file, index, &drafts, &names, lexer, &sources, &platform);
+        let draft = lower_stage(&ctx, index, &drafts);
         drafts.push(draft);
     }
 
@@ -207,18 +217,21 @@ fn global_args(
     Ok(globals)
 }
 
-/// Lowers one stage; errors are kept in the draft.
-#[allow(clippy::too_many_arguments)]
-fn lower_stage(
-    file: &Dockerfile,
-    index: usize,
-    earlier: &[Draft],
-    names: &BTreeMap<String, StageId>,
+/// What every stage's lowering reads.
+struct Context<'a> {
+    file: &'a Dockerfile,
+    /// Stage names (lower case) to ids.
+    names: &'a BTreeMap<String, StageId>,
     lexer: ShellLexer,
-    sources: &ArgSources<'_>,
-    default_platform: &str,
-) -> Draft {
-    let stage = &file.stages[index];
+    sources: ArgSources<'a>,
+    /// `TARGETPLATFORM`, for stages without `--platform`.
+    default_platform: String,
+    options: &'a LowerOptions,
+}
+
+/// Lowers one stage; errors are kept in the draft.
+fn lower_stage(ctx: &Context<'_>, index: usize, earlier: &[Draft]) -> Draft {
+    let stage = &ctx.file.stages[index];
     let mut draft = Draft {
         name: stage.name.clone(),
         base: Base::Scratch,
@@ -229,32 +242,19 @@ fn lower_stage(
         scope: Scope::default(),
         error: None,
     };
-    if let Err(error) = lower_stage_into(
-        &mut draft,
-        file,
-        index,
-        earlier,
-        names,
-        lexer,
-        sources,
-        default_platform,
-    ) {
+    if let Err(error) = lower_stage_into(ctx, &mut draft, index, earlier) {
         draft.error = Some(error);
     }
     draft
 }
 
-#[allow(clippy::too_many_arguments)]
 fn lower_stage_into(
+    ctx: &Context<'_>,
     draft: &mut Draft,
-    file: &Dockerfile,
     index: usize,
     earlier: &[Draft],
-    names: &BTreeMap<String, StageId>,
-    lexer: ShellLexer,
-    sources: &ArgSources<'_>,
-    default_platform: &str,
 ) -> Result<(), GraphError> {
+    let (file, names, lexer, sources) = (ctx.file, ctx.names, ctx.lexer, &ctx.sources);
     let stage = &file.stages[index];
     let expand_global = |word: &str| {
         lexer
@@ -306,6 +306,9 @@ fn lower_stage_into(
                 .push((Source::Stage(*id), EdgeKind::Base, None, stage.span));
         }
         Base::Image(image) => {
+            if let Some(config) = ctx.options.base_images.get(image) {
+                draft.scope = Scope::from_image(config);
+            }
             draft.deps.push((
                 Source::Image(image.clone()),
                 EdgeKind::Base,
@@ -313,12 +316,12 @@ fn lower_stage_into(
                 stage.span,
             ));
         }
-        Base::Scratch => {}
+        Base::Scratch => draft.scope = Scope::from_image(&BaseImageConfig::default()),
     }
     let platform = draft
         .platform
         .clone()
-        .unwrap_or_else(|| default_platform.to_owned());
+        .unwrap_or_else(|| ctx.default_platform.clone());
     for instruction in &stage.instructions {
         let expanded = draft.scope.apply(lexer, instruction, sources)?;
         let span = instruction.span();

@@ -15,16 +15,19 @@
 //! arguments reach `RUN` steps without a declaration (and stay out of step digests, as
 //! BuildKit keeps them out of cache keys).
 //!
-//! What the graph cannot know without the base images is left to the executor: the
-//! image configuration's `Env`, `WorkingDir`, `User` and `OnBuild` triggers. A step's
-//! [`Step::env`] holds only what the Dockerfile set; a relative `WORKDIR` on an image
-//! whose working directory is unknown stays relative.
+//! The base images' configurations (`Env`, `WorkingDir`, `User`, `Shell`) are inputs
+//! ([`LowerOptions::base_images`]): lower once, resolve [`BuildGraph::base_images`],
+//! lower again with their configurations. Without them a step's [`Step::env`] holds
+//! only what the Dockerfile set, and a relative `WORKDIR` stays relative. `ONBUILD`
+//! triggers of base images are the executor's to run.
 
 mod digest;
 mod error;
 mod lower;
 mod render;
 mod scope;
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -34,7 +37,7 @@ use crate::shell::Environment;
 
 pub use self::digest::StepDigest;
 pub use self::error::{GraphError, GraphErrorKind};
-pub use self::lower::{PROXY_ARGS, lower};
+pub use self::lower::{DEFAULT_PATH, PROXY_ARGS, lower};
 
 /// A stage's position in the Dockerfile (0-based, counting every `FROM`), the number
 /// `COPY --from=<index>` uses.
@@ -120,6 +123,24 @@ pub struct LowerOptions {
     pub build_platform: Platform,
     /// The platform the image is for (`TARGETPLATFORM`).
     pub target_platform: Platform,
+    /// Configurations of base images, by the reference as `FROM` names it after
+    /// expansion (see [`BuildGraph::base_images`]); they seed the environment, working
+    /// directory, user and shell of stages built on them, so that `ENV PATH=$PATH:/x`
+    /// expands as in BuildKit. Images not listed start with nothing known.
+    pub base_images: BTreeMap<String, BaseImageConfig>,
+}
+
+/// What a stage inherits from its base image's configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BaseImageConfig {
+    /// `Env`, in order.
+    pub env: Environment,
+    /// `WorkingDir`, if set.
+    pub workdir: Option<String>,
+    /// `User`, if set.
+    pub user: Option<String>,
+    /// `Shell`, if set.
+    pub shell: Option<Vec<String>>,
 }
 
 impl Default for LowerOptions {
@@ -129,6 +150,7 @@ impl Default for LowerOptions {
             build_args: Environment::new(),
             build_platform: Platform::linux_amd64(),
             target_platform: Platform::linux_amd64(),
+            base_images: BTreeMap::new(),
         }
     }
 }
@@ -190,7 +212,10 @@ pub struct Step {
     pub instruction: Instruction,
     /// The build arguments in scope with their values (declared in this stage).
     pub args: Environment,
-    /// The variables set by `ENV` in this stage and the stages it is based on.
+    /// The environment: the base image's `Env` when known (see
+    /// [`LowerOptions::base_images`]; `PATH` is given BuildKit's default when the image
+    /// has none, and `scratch` has just that), then `ENV` of this stage and the stages
+    /// it is based on.
     pub env: Environment,
     /// Proxy variables from `--build-arg` given to a `RUN` without a declaration
     /// (empty for other steps); not part of [`Step::digest`].
@@ -265,6 +290,20 @@ pub struct BuildGraph {
 }
 
 impl BuildGraph {
+    /// The external images the graph's stages start from, each once, in stage order:
+    /// what to resolve before lowering again with [`LowerOptions::base_images`].
+    pub fn base_images(&self) -> Vec<&str> {
+        let mut images: Vec<&str> = Vec::new();
+        for stage in &self.stages {
+            if let Base::Image(image) = &stage.base {
+                if !images.contains(&image.as_str()) {
+                    images.push(image);
+                }
+            }
+        }
+        images
+    }
+
     /// The stage with this id, if the graph kept it.
     pub fn stage(&self, id: StageId) -> Option<&GraphStage> {
         self.stages.iter().find(|s| s.id == id)

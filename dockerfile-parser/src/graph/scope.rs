@@ -8,7 +8,9 @@ use crate::error::Span;
 use crate::instruction::{Instruction, Mount, MountType};
 use crate::shell::{Environment, ShellLexer};
 
+use super::BaseImageConfig;
 use super::error::GraphError;
+use super::lower::DEFAULT_PATH;
 
 /// The variables and settings in effect at one point of a stage.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +42,21 @@ pub(super) struct Expanded {
 }
 
 impl Scope {
+    /// The scope a stage starts with on an image with this configuration.
+    pub(super) fn from_image(config: &BaseImageConfig) -> Scope {
+        let mut env = config.env.clone();
+        if !env.contains("PATH") {
+            env.set("PATH", DEFAULT_PATH);
+        }
+        Scope {
+            args: Environment::new(),
+            env,
+            workdir: config.workdir.clone().filter(|w| !w.is_empty()),
+            user: config.user.clone().filter(|u| !u.is_empty()),
+            shell: config.shell.clone().filter(|s| !s.is_empty()),
+        }
+    }
+
     /// The environment words are expanded with: arguments, then `ENV` over them.
     fn expansion_env(&self) -> Environment {
         let mut env = self.args.clone();
