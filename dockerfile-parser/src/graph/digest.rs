@@ -53,10 +53,44 @@ impl Definition<'_> {
         // no failing `Serialize` impls); a failure would still give a distinct digest.
         let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
         strip_spans(&mut value);
-        let bytes = value.to_string();
-        let hash = Sha256::digest(bytes.as_bytes());
+        let mut text = String::new();
+        write_canonical(&value, &mut text);
+        let hash = Sha256::digest(text.as_bytes());
         let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
         StepDigest(format!("sha256:{hex}"))
+    }
+}
+
+/// Writes `value` as JSON with object members sorted by name, whatever map type
+/// serde_json was built with (its `preserve_order` feature, which another crate of a
+/// build may switch on, would otherwise change the text and so the digest).
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut members: Vec<(&String, &serde_json::Value)> = map.iter().collect();
+            members.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (name, member)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(name.clone()).to_string());
+                out.push(':');
+                write_canonical(member, out);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
     }
 }
 
