@@ -32,6 +32,8 @@ enum Command {
     Version,
     /// Inspect how rbuild reads a Dockerfile.
     Debug(cmd::debug::DebugArgs),
+    /// Print the build graph a Dockerfile lowers to.
+    Graph(cmd::graph::GraphArgs),
 }
 
 /// The words that name a subcommand; anything else first on the line means `build`.
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Version => cmd::version::run(),
         Command::Debug(args) => cmd::debug::run(args),
+        Command::Graph(args) => cmd::graph::run(args),
     };
     match result {
         Ok(code) => code,

@@ -27,7 +27,7 @@
 
 // --- word expansion (shell lexer) ---
 mod shell;
-pub use crate::shell::{ExpandError, ShellLexer};
+pub use crate::shell::{Environment, ExpandError, ExpandErrorKind, Expansion, ShellLexer};
 
 // --- syntax tree, instructions, errors ---
 mod dump;
@@ -48,3 +48,9 @@ pub use crate::syntax::{
 };
 
 // --- build graph ---
+mod graph;
+pub use crate::graph::{
+    Base, BaseImageConfig, BuildGraph, DEFAULT_PATH, Edge, EdgeKind, GraphError, GraphErrorKind,
+    GraphStage, LowerOptions, PROXY_ARGS, Platform, Source, StageId, Step, StepDigest, StepId,
+    lower,
+};

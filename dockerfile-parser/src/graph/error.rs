@@ -1,0 +1,98 @@
+//! Errors of lowering a Dockerfile into a build graph.
+
+use crate::error::Span;
+use crate::shell::ExpandError;
+
+/// What went wrong while lowering.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GraphErrorKind {
+    /// The Dockerfile has no `FROM`.
+    #[error("dockerfile has no build stage")]
+    NoStages,
+    /// `FROM ${EMPTY}`.
+    #[error("base name ({0}) should not be blank")]
+    BlankBase(String),
+    /// `FROM x AS x`.
+    #[error("stage {0} cannot be based on itself")]
+    SelfBase(String),
+    /// `FROM later` where `later` is a stage defined further down.
+    #[error("stage {0} is defined after the FROM that uses it")]
+    LaterBase(String),
+    /// Stages that take files from each other in a loop.
+    #[error("circular dependency detected on stage: {0}")]
+    CircularDependency(String),
+    /// `COPY --from=<n>` with no stage `n`.
+    #[error("invalid stage index {0}")]
+    InvalidStageIndex(String),
+    /// `FROM --platform=` with something other than `os/arch[/variant]`.
+    #[error("failed to parse platform {0}")]
+    InvalidPlatform(String),
+    /// `--target` names no stage.
+    #[error("target stage {0} could not be found")]
+    UnknownTarget(String),
+    /// Word expansion failed.
+    #[error(transparent)]
+    Expand(#[from] ExpandError),
+}
+
+/// A failed lowering: what went wrong and, when known, where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}")]
+pub struct GraphError {
+    // Boxed so that `Result<_, GraphError>` stays small on the happy path.
+    kind: Box<GraphErrorKind>,
+    span: Option<Span>,
+}
+
+impl GraphError {
+    /// An error of `kind` at `span`.
+    pub fn new(kind: GraphErrorKind, span: Option<Span>) -> GraphError {
+        GraphError {
+            kind: Box::new(kind),
+            span,
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &GraphErrorKind {
+        &self.kind
+    }
+
+    /// Where, when known.
+    pub fn span(&self) -> Option<Span> {
+        self.span
+    }
+
+    /// Renders the error in the same layout as [`crate::Error::render`]:
+    /// `FILE:LINE:COLUMN: MESSAGE`, then the source line and a caret.
+    pub fn render(&self, file_name: &str, source: &str) -> String {
+        let Some(span) = self.span else {
+            return format!("{file_name}: {}\n", self.kind);
+        };
+        let mut out = format!(
+            "{file_name}:{}:{}: {}\n",
+            span.start_line, span.start_column, self.kind
+        );
+        if let Some(text) = source.split('\n').nth(span.start_line.saturating_sub(1)) {
+            let text = text.trim_end_matches('\r');
+            let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+            let pad: String = text
+                .chars()
+                .take(span.start_column.saturating_sub(1))
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            out.push_str(&format!(
+                "{:>5} | {text}\n{:>5} | {pad}^\n",
+                span.start_line, ""
+            ));
+        }
+        out
+    }
+}
+
+impl From<(ExpandError, Span)> for GraphError {
+    fn from((error, span): (ExpandError, Span)) -> GraphError {
+        GraphError::new(GraphErrorKind::Expand(error), Some(span))
+    }
+}

@@ -1,0 +1,501 @@
+//! Lowering: from the parser's stages to a [`BuildGraph`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::Span;
+use crate::instruction::{Dockerfile, Instruction};
+use crate::shell::{Environment, ShellLexer};
+
+use super::digest::{DEFINITION_VERSION, Definition};
+use super::error::{GraphError, GraphErrorKind};
+use super::scope::{ArgSources, Scope};
+use super::{
+    Base, BaseImageConfig, BuildGraph, Edge, EdgeKind, GraphStage, LowerOptions, Platform, Source,
+    StageId, Step, StepId,
+};
+
+/// Build arguments every build has without an `ARG`: given with `--build-arg`, they
+/// reach `RUN` commands. Docker's documentation, "Predefined ARGs".
+pub const PROXY_ARGS: [&str; 10] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// `PATH` for images that set none (and for `scratch`), as BuildKit and moby set it
+/// (moby `oci.DefaultPathEnv` for Linux).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The image name meaning "no base". Docker's documentation, "Create a base image".
+const SCRATCH: &str = "scratch";
+
+/// A stage while it is being lowered: steps not yet numbered.
+struct Draft {
+    name: Option<String>,
+    base: Base,
+    platform: Option<String>,
+    span: Span,
+    steps: Vec<Step>,
+    /// (source, kind, index of the step in `steps`, span of the instruction).
+    deps: Vec<(Source, EdgeKind, Option<usize>, Span)>,
+    /// The scope after the last instruction, inherited by stages based on this one.
+    scope: Scope,
+    /// The first error met while lowering the stage; reported only if the target
+    /// needs the stage, as BuildKit skips stages the target does not reach.
+    error: Option<GraphError>,
+}
+
+/// Lowers a parsed Dockerfile into a build graph.
+///
+/// ```
+/// use rbuild_dockerfile::{Base, LowerOptions, lower, parse};
+/// let file = parse("ARG V=3\nFROM alpine:$V AS base\nFROM base\nRUN true\n").unwrap();
+/// let graph = lower(&file, &LowerOptions::default()).unwrap();
+/// assert_eq!(graph.stages[0].base, Base::Image("alpine:3".into()));
+/// assert_eq!(graph.levels.len(), 2);
+/// ```
+pub fn lower(file: &Dockerfile, options: &LowerOptions) -> Result<BuildGraph, GraphError> {
+    if file.stages.is_empty() {
+        return Err(GraphError::new(GraphErrorKind::NoStages, None));
+    }
+    let lexer = ShellLexer::new(file.escape);
+    let mut consumed: BTreeSet<String> = PROXY_ARGS.iter().map(|s| s.to_string()).collect();
+    let globals = global_args(file, options, lexer, &mut consumed)?;
+
+    // Stage names (lower case, as the parser gives them) to ids; the first wins.
+    let mut names: BTreeMap<String, StageId> = BTreeMap::new();
+    for (index, stage) in file.stages.iter().enumerate() {
+        if let Some(name) = &stage.name {
+            names.entry(name.clone()).or_insert(StageId(index as u32));
+        }
+    }
+
+    let ctx = Context {
+        file,
+        names: &names,
+        lexer,
+        sources: ArgSources {
+            build_args: &options.build_args,
+            globals: &globals,
+        },
+        default_platform: options.target_platform.to_string(),
+        options,
+    };
+    let mut drafts: Vec<Draft> = Vec::new();
+    for (index, stage) in file.stages.iter().enumerate() {
+        for instruction in &stage.instructions {
+            if let Instruction::Arg(arg) = instruction {
+                consumed.extend(arg.args.iter().map(|a| a.name.clone()));
+            }
+        }
+        let draft = lower_stage(&ctx, index, &drafts);
+        drafts.push(draft);
+    }
+
+    let target = match &options.target {
+        None => StageId((drafts.len() - 1) as u32),
+        Some(target) => *names
+            .get(&target.to_lowercase())
+            .ok_or_else(|| GraphError::new(GraphErrorKind::UnknownTarget(target.clone()), None))?,
+    };
+    check_cycles(&drafts)?;
+    let reachable = reachable_from(&drafts, target);
+    if let Some(error) = drafts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| reachable.contains(&StageId(*i as u32)))
+        .find_map(|(_, d)| d.error.clone())
+    {
+        return Err(error);
+    }
+    let levels_by_stage = levels(&drafts, &reachable);
+
+    let mut graph = BuildGraph {
+        stages: Vec::new(),
+        steps: Vec::new(),
+        edges: Vec::new(),
+        target,
+        levels: Vec::new(),
+        global_args: globals.clone(),
+        unused_build_args: options
+            .build_args
+            .iter()
+            .map(|(name, _)| name.to_owned())
+            .filter(|name| !consumed.contains(name))
+            .collect(),
+    };
+    for (index, draft) in drafts.into_iter().enumerate() {
+        let id = StageId(index as u32);
+        if !reachable.contains(&id) {
+            continue;
+        }
+        let first = graph.steps.len();
+        let mut step_ids = Vec::new();
+        for (offset, mut step) in draft.steps.into_iter().enumerate() {
+            step.id = StepId((first + offset) as u32);
+            step_ids.push(step.id);
+            graph.steps.push(step);
+        }
+        for (source, kind, step, _) in draft.deps {
+            graph.edges.push(Edge {
+                stage: id,
+                step: step.map(|s| StepId((first + s) as u32)),
+                source,
+                kind,
+            });
+        }
+        let level = levels_by_stage.get(&id).copied().unwrap_or(0);
+        if graph.levels.len() <= level {
+            graph.levels.resize(level + 1, Vec::new());
+        }
+        graph.levels[level].push(id);
+        graph.stages.push(GraphStage {
+            id,
+            name: draft.name,
+            base: draft.base,
+            platform: draft.platform,
+            steps: step_ids,
+            level,
+            span: draft.span,
+        });
+    }
+    Ok(graph)
+}
+
+/// The global scope: platform arguments, then the `ARG`s before the first `FROM`, each
+/// default expanded with the values before it; `--build-arg` overrides both.
+fn global_args(
+    file: &Dockerfile,
+    options: &LowerOptions,
+    lexer: ShellLexer,
+    consumed: &mut BTreeSet<String>,
+) -> Result<Environment, GraphError> {
+    let mut globals = Environment::new();
+    for (prefix, platform) in [
+        ("TARGET", &options.target_platform),
+        ("BUILD", &options.build_platform),
+    ] {
+        for (suffix, value) in [
+            ("PLATFORM", platform.to_string()),
+            ("OS", platform.os.clone()),
+            ("ARCH", platform.architecture.clone()),
+            ("VARIANT", platform.variant.clone()),
+        ] {
+            let name = format!("{prefix}{suffix}");
+            let value = options.build_args.get(&name).map_or(value, str::to_owned);
+            consumed.insert(name.clone());
+            globals.set(name, value);
+        }
+    }
+    for arg in &file.global_args {
+        for def in &arg.args {
+            consumed.insert(def.name.clone());
+            let value = match (options.build_args.get(&def.name), &def.default) {
+                (Some(value), _) => Some(value.to_owned()),
+                (None, Some(default)) => Some(
+                    lexer
+                        .expand_word(default, &globals)
+                        .map_err(|e| GraphError::from((e, arg.span)))?,
+                ),
+                (None, None) => None,
+            };
+            match value {
+                Some(value) => globals.set(def.name.clone(), value),
+                None => {
+                    globals.remove(&def.name);
+                }
+            }
+        }
+    }
+    Ok(globals)
+}
+
+/// What every stage's lowering reads.
+struct Context<'a> {
+    file: &'a Dockerfile,
+    /// Stage names (lower case) to ids.
+    names: &'a BTreeMap<String, StageId>,
+    lexer: ShellLexer,
+    sources: ArgSources<'a>,
+    /// `TARGETPLATFORM`, for stages without `--platform`.
+    default_platform: String,
+    options: &'a LowerOptions,
+}
+
+/// Lowers one stage; errors are kept in the draft.
+fn lower_stage(ctx: &Context<'_>, index: usize, earlier: &[Draft]) -> Draft {
+    let stage = &ctx.file.stages[index];
+    let mut draft = Draft {
+        name: stage.name.clone(),
+        base: Base::Scratch,
+        platform: None,
+        span: stage.span,
+        steps: Vec::new(),
+        deps: Vec::new(),
+        scope: Scope::default(),
+        error: None,
+    };
+    if let Err(error) = lower_stage_into(ctx, &mut draft, index, earlier) {
+        draft.error = Some(error);
+    }
+    draft
+}
+
+fn lower_stage_into(
+    ctx: &Context<'_>,
+    draft: &mut Draft,
+    index: usize,
+    earlier: &[Draft],
+) -> Result<(), GraphError> {
+    let (file, names, lexer, sources) = (ctx.file, ctx.names, ctx.lexer, &ctx.sources);
+    let stage = &file.stages[index];
+    let expand_global = |word: &str| {
+        lexer
+            .expand_word(word, sources.globals)
+            .map_err(|e| GraphError::from((e, stage.span)))
+    };
+    let base = expand_global(&stage.base)?;
+    if base.is_empty() {
+        return Err(GraphError::new(
+            GraphErrorKind::BlankBase(stage.base.clone()),
+            Some(stage.span),
+        ));
+    }
+    draft.platform = stage.platform.as_deref().map(expand_global).transpose()?;
+    if let Some(platform) = draft
+        .platform
+        .as_deref()
+        .filter(|p| Platform::parse(p).is_none())
+    {
+        return Err(GraphError::new(
+            GraphErrorKind::InvalidPlatform(platform.to_owned()),
+            Some(stage.span),
+        ));
+    }
+    draft.base = match names.get(&base.to_lowercase()) {
+        _ if base == SCRATCH => Base::Scratch,
+        Some(&StageId(id)) if (id as usize) < index => Base::Stage(StageId(id)),
+        Some(&StageId(id)) => {
+            let kind = if id as usize == index {
+                GraphErrorKind::SelfBase(base)
+            } else {
+                GraphErrorKind::LaterBase(base)
+            };
+            return Err(GraphError::new(kind, Some(stage.span)));
+        }
+        None => Base::Image(base),
+    };
+    match &draft.base {
+        Base::Stage(id) => {
+            let parent = &earlier[id.0 as usize];
+            // ENV, WORKDIR, USER and SHELL carry over to a stage built on this one;
+            // ARGs end with their stage.
+            draft.scope = Scope {
+                args: Environment::new(),
+                ..parent.scope.clone()
+            };
+            draft
+                .deps
+                .push((Source::Stage(*id), EdgeKind::Base, None, stage.span));
+        }
+        Base::Image(image) => {
+            if let Some(config) = ctx.options.base_images.get(image) {
+                draft.scope = Scope::from_image(config);
+            }
+            draft.deps.push((
+                Source::Image(image.clone()),
+                EdgeKind::Base,
+                None,
+                stage.span,
+            ));
+        }
+        Base::Scratch => draft.scope = Scope::from_image(&BaseImageConfig::default()),
+    }
+    let platform = draft
+        .platform
+        .clone()
+        .unwrap_or_else(|| ctx.default_platform.clone());
+    for instruction in &stage.instructions {
+        let expanded = draft.scope.apply(lexer, instruction, sources)?;
+        let span = instruction.span();
+        let step_index = draft.steps.len();
+        match &expanded.instruction {
+            Instruction::Copy(copy) => {
+                if let Some(from) = &copy.from {
+                    let source = copy_source(from, names, file.stages.len(), span)?;
+                    draft
+                        .deps
+                        .push((source, EdgeKind::CopyFrom, Some(step_index), span));
+                }
+            }
+            Instruction::Run(run) => {
+                for mount in &run.mounts {
+                    if let Some(from) = mount.from.as_ref().filter(|f| !f.is_empty()) {
+                        let source = match names.get(&from.to_lowercase()) {
+                            Some(id) => Source::Stage(*id),
+                            None => Source::Image(from.clone()),
+                        };
+                        draft
+                            .deps
+                            .push((source, EdgeKind::MountFrom, Some(step_index), span));
+                    }
+                }
+            }
+            _ => {}
+        }
+        let scope = &draft.scope;
+        let proxy_env: Environment = match &expanded.instruction {
+            Instruction::Run(_) => PROXY_ARGS
+                .iter()
+                .filter(|name| !scope.args.contains(name))
+                .filter_map(|name| Some((*name, sources.build_args.get(name)?)))
+                .collect(),
+            _ => Environment::new(),
+        };
+        let digest = Definition {
+            version: DEFINITION_VERSION,
+            platform: &platform,
+            instruction: &expanded.instruction,
+            args: &scope.args,
+            env: &scope.env,
+            workdir: scope.workdir.as_deref(),
+            user: scope.user.as_deref(),
+            shell: scope.shell.as_deref(),
+        }
+        .digest();
+        draft.steps.push(Step {
+            id: StepId(0),
+            stage: StageId(index as u32),
+            instruction: expanded.instruction,
+            args: scope.args.clone(),
+            env: scope.env.clone(),
+            proxy_env,
+            used_args: expanded.used_args.into_iter().collect(),
+            workdir: scope.workdir.clone(),
+            user: scope.user.clone(),
+            shell: scope.shell.clone(),
+            digest,
+            span,
+        });
+    }
+    Ok(())
+}
+
+/// `COPY --from=`: a stage index, a stage name, or else an image.
+fn copy_source(
+    from: &str,
+    names: &BTreeMap<String, StageId>,
+    stage_count: usize,
+    span: Span,
+) -> Result<Source, GraphError> {
+    // BuildKit reads the value as a number first (Go's strconv.Atoi: optional sign).
+    if let Ok(index) = from.parse::<i64>() {
+        return match usize::try_from(index) {
+            Ok(i) if i < stage_count => Ok(Source::Stage(StageId(i as u32))),
+            _ => Err(GraphError::new(
+                GraphErrorKind::InvalidStageIndex(from.to_owned()),
+                Some(span),
+            )),
+        };
+    }
+    Ok(match names.get(&from.to_lowercase()) {
+        Some(id) => Source::Stage(*id),
+        None => Source::Image(from.to_owned()),
+    })
+}
+
+/// The stages each stage depends on, with the span of the instruction that says so.
+fn stage_deps(draft: &Draft) -> impl Iterator<Item = (StageId, Span)> + '_ {
+    draft
+        .deps
+        .iter()
+        .filter_map(|(source, _, _, span)| match source {
+            Source::Stage(id) => Some((*id, *span)),
+            Source::Image(_) => None,
+        })
+}
+
+/// Fails on a loop of stages depending on each other (a stage copying from itself
+/// included), naming the stage whose instruction closes the loop.
+fn check_cycles(drafts: &[Draft]) -> Result<(), GraphError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done,
+    }
+    fn visit(drafts: &[Draft], marks: &mut [Mark], at: usize) -> Result<(), GraphError> {
+        marks[at] = Mark::Open;
+        for (dep, span) in stage_deps(&drafts[at]) {
+            let dep = dep.0 as usize;
+            match marks[dep] {
+                Mark::Open => {
+                    let name = display_name(&drafts[at], at);
+                    return Err(GraphError::new(
+                        GraphErrorKind::CircularDependency(name),
+                        Some(span),
+                    ));
+                }
+                Mark::New => visit(drafts, marks, dep)?,
+                Mark::Done => {}
+            }
+        }
+        marks[at] = Mark::Done;
+        Ok(())
+    }
+    let mut marks = vec![Mark::New; drafts.len()];
+    for start in 0..drafts.len() {
+        if marks[start] == Mark::New {
+            visit(drafts, &mut marks, start)?;
+        }
+    }
+    Ok(())
+}
+
+fn display_name(draft: &Draft, index: usize) -> String {
+    draft
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("stage-{index}"))
+}
+
+/// The stages `target` needs, itself included.
+fn reachable_from(drafts: &[Draft], target: StageId) -> BTreeSet<StageId> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![target];
+    while let Some(id) = todo.pop() {
+        if seen.insert(id) {
+            todo.extend(stage_deps(&drafts[id.0 as usize]).map(|(dep, _)| dep));
+        }
+    }
+    seen
+}
+
+/// Each kept stage's level: 0 without stage dependencies, else one more than the
+/// highest level among them. The graph has no cycles when this runs.
+fn levels(drafts: &[Draft], keep: &BTreeSet<StageId>) -> BTreeMap<StageId, usize> {
+    fn level_of(drafts: &[Draft], id: StageId, memo: &mut BTreeMap<StageId, usize>) -> usize {
+        if let Some(level) = memo.get(&id) {
+            return *level;
+        }
+        let level = stage_deps(&drafts[id.0 as usize])
+            .map(|(dep, _)| level_of(drafts, dep, memo) + 1)
+            .max()
+            .unwrap_or(0);
+        memo.insert(id, level);
+        level
+    }
+    let mut memo = BTreeMap::new();
+    for id in keep {
+        level_of(drafts, *id, &mut memo);
+    }
+    memo.retain(|id, _| keep.contains(id));
+    memo
+}

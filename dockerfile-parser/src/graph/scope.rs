@@ -1,0 +1,301 @@
+//! What a stage's instructions see as they are lowered one after another: the build
+//! arguments declared so far, the `ENV` variables, working directory, user and shell;
+//! and the expansion of each instruction's words in that scope.
+
+use std::collections::BTreeSet;
+
+use crate::error::Span;
+use crate::instruction::{Instruction, Mount, MountType};
+use crate::shell::{Environment, ShellLexer};
+
+use super::BaseImageConfig;
+use super::error::GraphError;
+use super::lower::DEFAULT_PATH;
+
+/// The variables and settings in effect at one point of a stage.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Scope {
+    /// Build arguments declared in the stage, with their values.
+    pub(super) args: Environment,
+    /// Variables set by `ENV` here or in the stages this one is based on.
+    pub(super) env: Environment,
+    /// `WORKDIR`, `None` until one is known.
+    pub(super) workdir: Option<String>,
+    /// `USER`, `None` until one is known.
+    pub(super) user: Option<String>,
+    /// `SHELL`, `None` until one is known.
+    pub(super) shell: Option<Vec<String>>,
+}
+
+/// Where build-argument values come from when a stage declares an `ARG`.
+pub(super) struct ArgSources<'a> {
+    /// `--build-arg` values.
+    pub(super) build_args: &'a Environment,
+    /// The global `ARG` values (and platform arguments).
+    pub(super) globals: &'a Environment,
+}
+
+/// An instruction with its words expanded, and the build arguments those words used.
+pub(super) struct Expanded {
+    pub(super) instruction: Instruction,
+    pub(super) used_args: BTreeSet<String>,
+}
+
+impl Scope {
+    /// The scope a stage starts with on an image with this configuration.
+    pub(super) fn from_image(config: &BaseImageConfig) -> Scope {
+        let mut env = config.env.clone();
+        if !env.contains("PATH") {
+            env.set("PATH", DEFAULT_PATH);
+        }
+        Scope {
+            args: Environment::new(),
+            env,
+            workdir: config.workdir.clone().filter(|w| !w.is_empty()),
+            user: config.user.clone().filter(|u| !u.is_empty()),
+            shell: config.shell.clone().filter(|s| !s.is_empty()),
+        }
+    }
+
+    /// The environment words are expanded with: arguments, then `ENV` over them.
+    fn expansion_env(&self) -> Environment {
+        let mut env = self.args.clone();
+        for (name, value) in self.env.iter() {
+            env.set(name, value);
+        }
+        env
+    }
+
+    /// Expands `instruction`'s words in this scope, then applies its effect on the
+    /// scope (`ARG`, `ENV`, `WORKDIR`, `USER`, `SHELL`).
+    pub(super) fn apply(
+        &mut self,
+        lexer: ShellLexer,
+        instruction: &Instruction,
+        sources: &ArgSources<'_>,
+    ) -> Result<Expanded, GraphError> {
+        let mut words = Words {
+            lexer,
+            env: self.expansion_env(),
+            span: instruction.span(),
+            matched: BTreeSet::new(),
+        };
+        let mut out = instruction.clone();
+        match &mut out {
+            Instruction::Env(kv) | Instruction::Label(kv) => {
+                for pair in &mut kv.pairs {
+                    pair.key = words.word(&pair.key)?;
+                    pair.value = words.word(&pair.value)?;
+                }
+            }
+            Instruction::Arg(arg) => {
+                // One name after the other: `ARG A=1 B=$A` gives B the new A. A value
+                // from --build-arg wins and leaves the default unexpanded; a bare
+                // `ARG NAME` takes the global value.
+                for def in &mut arg.args {
+                    let value = match (sources.build_args.get(&def.name), &def.default) {
+                        (Some(value), _) => Some(value.to_owned()),
+                        (None, Some(default)) => {
+                            words.env = self.expansion_env();
+                            let value = words.word(default)?;
+                            def.default = Some(value.clone());
+                            Some(value)
+                        }
+                        (None, None) => sources.globals.get(&def.name).map(str::to_owned),
+                    };
+                    match value {
+                        Some(value) => self.args.set(def.name.clone(), value),
+                        None => {
+                            self.args.remove(&def.name);
+                        }
+                    }
+                }
+            }
+            Instruction::Expose(list) => {
+                let mut ports = Vec::new();
+                for value in &list.values {
+                    ports.extend(words.words(value)?);
+                }
+                list.values = ports;
+            }
+            Instruction::Volume(list) => {
+                for value in &mut list.values {
+                    *value = words.word(value)?;
+                }
+            }
+            Instruction::User(text)
+            | Instruction::Workdir(text)
+            | Instruction::Stopsignal(text) => {
+                text.value = words.word(&text.value)?;
+            }
+            Instruction::Copy(copy) => {
+                words.option(&mut copy.from)?;
+                words.option(&mut copy.chown)?;
+                words.option(&mut copy.chmod)?;
+                words.list(&mut copy.excludes)?;
+                words.list(&mut copy.files.sources)?;
+                copy.files.dest = words.word(&copy.files.dest)?;
+            }
+            Instruction::Add(add) => {
+                words.option(&mut add.chown)?;
+                words.option(&mut add.chmod)?;
+                words.option(&mut add.checksum)?;
+                words.list(&mut add.excludes)?;
+                words.list(&mut add.files.sources)?;
+                add.files.dest = words.word(&add.files.dest)?;
+            }
+            Instruction::Run(run) => {
+                for mount in &mut run.mounts {
+                    words.mount(mount)?;
+                }
+            }
+            // The shell (or nobody) expands these.
+            Instruction::From(_)
+            | Instruction::Cmd(_)
+            | Instruction::Entrypoint(_)
+            | Instruction::Healthcheck(_)
+            | Instruction::Maintainer(_)
+            | Instruction::Onbuild(_)
+            | Instruction::Shell(_) => {}
+        }
+        let used_args = words
+            .matched
+            .into_iter()
+            .filter(|name| self.args.contains(name) && !self.env.contains(name))
+            .collect();
+        self.effect(&out);
+        Ok(Expanded {
+            instruction: out,
+            used_args,
+        })
+    }
+
+    /// How an (expanded) instruction changes the scope (`ARG` is applied as it is
+    /// expanded). An `ENV` keeps shadowing an `ARG` of the same name declared later.
+    fn effect(&mut self, instruction: &Instruction) {
+        match instruction {
+            Instruction::Env(kv) => {
+                for pair in &kv.pairs {
+                    self.env.set(pair.key.clone(), pair.value.clone());
+                }
+            }
+            Instruction::Workdir(text) => {
+                self.workdir = Some(join_workdir(self.workdir.as_deref(), &text.value));
+            }
+            Instruction::User(text) => self.user = Some(text.value.clone()),
+            Instruction::Shell(shell) => self.shell = Some(shell.shell.clone()),
+            _ => {}
+        }
+    }
+}
+
+/// Expands words for one instruction, remembering the names they matched.
+struct Words {
+    lexer: ShellLexer,
+    env: Environment,
+    span: Span,
+    matched: BTreeSet<String>,
+}
+
+impl Words {
+    fn word(&mut self, word: &str) -> Result<String, GraphError> {
+        let expansion = self
+            .lexer
+            .expand(word, &self.env)
+            .map_err(|e| GraphError::from((e, self.span)))?;
+        self.matched.extend(expansion.matched);
+        Ok(expansion.value)
+    }
+
+    fn words(&mut self, word: &str) -> Result<Vec<String>, GraphError> {
+        let expansion = self
+            .lexer
+            .expand(word, &self.env)
+            .map_err(|e| GraphError::from((e, self.span)))?;
+        self.matched.extend(expansion.matched);
+        Ok(expansion.words)
+    }
+
+    fn option(&mut self, value: &mut Option<String>) -> Result<(), GraphError> {
+        if let Some(v) = value {
+            *v = self.word(v)?;
+        }
+        Ok(())
+    }
+
+    fn list(&mut self, values: &mut [String]) -> Result<(), GraphError> {
+        for v in values {
+            *v = self.word(v)?;
+        }
+        Ok(())
+    }
+
+    fn mount(&mut self, mount: &mut Mount) -> Result<(), GraphError> {
+        for field in [
+            &mut mount.target,
+            &mut mount.source,
+            &mut mount.id,
+            &mut mount.mode,
+            &mut mount.uid,
+            &mut mount.gid,
+            &mut mount.size,
+            &mut mount.env,
+        ] {
+            self.option(field)?;
+        }
+        if mount.mount_type != MountType::Tmpfs {
+            self.option(&mut mount.from)?;
+        }
+        Ok(())
+    }
+}
+
+/// `WORKDIR path` after `current`: absolute paths replace it, relative ones join it;
+/// the result is cleaned (`.`, `..`, repeated `/`) as Go's `path.Join` cleans.
+pub(super) fn join_workdir(current: Option<&str>, path: &str) -> String {
+    let joined = match current {
+        _ if path.starts_with('/') => path.to_owned(),
+        Some(current) => format!("{current}/{path}"),
+        None => path.to_owned(),
+    };
+    clean_path(&joined)
+}
+
+fn clean_path(path: &str) -> String {
+    let absolute = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|p| *p != "..") {
+                    parts.pop();
+                } else if !absolute {
+                    parts.push("..");
+                }
+            }
+            other => parts.push(other),
+        }
+    }
+    let body = parts.join("/");
+    match (absolute, body.is_empty()) {
+        (true, _) => format!("/{body}"),
+        (false, true) => ".".to_owned(),
+        (false, false) => body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workdir_joins_and_cleans() {
+        assert_eq!(join_workdir(None, "/app"), "/app");
+        assert_eq!(join_workdir(Some("/app"), "src"), "/app/src");
+        assert_eq!(join_workdir(Some("/app"), "../x//y/."), "/x/y");
+        assert_eq!(join_workdir(Some("/"), ".."), "/");
+        assert_eq!(join_workdir(None, "rel/../x"), "x");
+        assert_eq!(join_workdir(Some("/a"), "/b"), "/b");
+    }
+}
