@@ -16,9 +16,11 @@ fn parse_sizes(c: &mut Criterion) {
         });
         let long = one_long_instruction(kib * 1024);
         group.throughput(Throughput::Bytes(long.len() as u64));
-        group.bench_with_input(BenchmarkId::new("one_instruction", kib), &long, |b, text| {
-            b.iter(|| rbuild_dockerfile::parse(text).expect("valid Dockerfile"))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("one_instruction", kib),
+            &long,
+            |b, text| b.iter(|| rbuild_dockerfile::parse(text).expect("valid Dockerfile")),
+        );
     }
     group.finish();
 }
