@@ -1,0 +1,235 @@
+//! What a renderer remembers about a build, and the summary printed at its end.
+//!
+//! [`BuildLog`] follows the events of one build: each step's name, start time, end and
+//! last lines of output, and the warnings. From it [`BuildLog::write_summary`] writes the
+//! closing summary of the `plain` and `tty` modes:
+//!
+//! ```text
+//! ------
+//!  > [4/6] RUN make:
+//! 0.104 make: *** No rule to make target 'all'.  Stop.
+//! ------
+//! ERROR: failed to solve: process "/bin/sh -c make" did not complete successfully: exit code: 2
+//! Build failed after 3.2s: 4 steps, 1 cached
+//! ```
+//!
+//! or, for a build that succeeded, the image ID, its names, the total time and the three
+//! slowest steps.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Write};
+use std::time::{Duration, SystemTime};
+
+use rbuild_core::{Event, StepId};
+
+/// How many lines of a step's output are kept to show when it fails, as BuildKit does.
+const FAILURE_TAIL_LINES: usize = 10;
+/// How many of the slowest steps the summary lists.
+const SLOWEST_STEPS: usize = 3;
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepEnd {
+    /// The result came from the cache.
+    Cached,
+    /// The step ran for this long and succeeded.
+    Done(Duration),
+    /// The step ran for this long and failed.
+    Failed(Duration),
+}
+
+/// What is known of one step.
+#[derive(Debug, Clone)]
+pub struct StepRecord {
+    /// The step.
+    pub id: StepId,
+    /// Its display name, `[2/6] RUN ...`.
+    pub name: String,
+    /// When its [`Event::StepStarted`] arrived.
+    pub started: SystemTime,
+    /// How it ended, once it has.
+    pub end: Option<StepEnd>,
+    /// Its last lines of output, each with its time since the step started.
+    pub tail: VecDeque<(Duration, String)>,
+}
+
+/// A warning, as the summary lists it.
+#[derive(Debug, Clone)]
+struct WarningRecord {
+    rule: Option<String>,
+    message: String,
+    line: Option<u32>,
+}
+
+/// Everything a renderer remembers of a build in progress.
+#[derive(Debug, Default)]
+pub struct BuildLog {
+    steps: Vec<StepRecord>,
+    index: HashMap<StepId, usize>,
+    warnings: Vec<WarningRecord>,
+}
+
+impl BuildLog {
+    /// Takes note of `event`, which happened at `at`.
+    pub fn observe(&mut self, at: SystemTime, event: &Event) {
+        match event {
+            Event::StepStarted { step, name, .. } => {
+                self.index.insert(*step, self.steps.len());
+                self.steps.push(StepRecord {
+                    id: *step,
+                    name: name.clone(),
+                    started: at,
+                    end: None,
+                    tail: VecDeque::new(),
+                });
+            }
+            Event::StepLog { step, text, .. } => {
+                if let Some(record) = self.step_mut(*step) {
+                    let since = at.duration_since(record.started).unwrap_or_default();
+                    if record.tail.len() == FAILURE_TAIL_LINES {
+                        record.tail.pop_front();
+                    }
+                    record.tail.push_back((since, text.clone()));
+                }
+            }
+            Event::StepCached { step, .. } => self.end(*step, StepEnd::Cached),
+            Event::StepFinished { step, duration, .. } => self.end(*step, StepEnd::Done(*duration)),
+            Event::StepFailed { step, duration, .. } => self.end(*step, StepEnd::Failed(*duration)),
+            Event::Warning {
+                rule,
+                message,
+                line,
+            } => self.warnings.push(WarningRecord {
+                rule: rule.clone(),
+                message: message.clone(),
+                line: *line,
+            }),
+            _ => {}
+        }
+    }
+
+    /// The step `id`, if it has started.
+    pub fn step(&self, id: StepId) -> Option<&StepRecord> {
+        self.index.get(&id).and_then(|&i| self.steps.get(i))
+    }
+
+    fn step_mut(&mut self, id: StepId) -> Option<&mut StepRecord> {
+        self.index.get(&id).and_then(|&i| self.steps.get_mut(i))
+    }
+
+    fn end(&mut self, id: StepId, end: StepEnd) {
+        if let Some(record) = self.step_mut(id) {
+            record.end = Some(end);
+        }
+    }
+
+    /// Writes the closing summary for `end`, a [`Event::BuildFinished`] or
+    /// [`Event::BuildFailed`]; other events write nothing.
+    pub fn write_summary(&self, out: &mut dyn Write, end: &Event) -> io::Result<()> {
+        match end {
+            Event::BuildFinished {
+                image_id,
+                names,
+                duration,
+            } => {
+                writeln!(
+                    out,
+                    "Build finished in {}: {}",
+                    secs(*duration),
+                    self.counts()
+                )?;
+                writeln!(out, "Image ID: {image_id}")?;
+                if !names.is_empty() {
+                    writeln!(out, "Names: {}", names.join(", "))?;
+                }
+            }
+            Event::BuildFailed { message, duration } => {
+                self.write_failures(out)?;
+                writeln!(out, "ERROR: {message}")?;
+                writeln!(
+                    out,
+                    "Build failed after {}: {}",
+                    secs(*duration),
+                    self.counts()
+                )?;
+            }
+            _ => return Ok(()),
+        }
+        self.write_slowest(out)?;
+        self.write_warnings(out)
+    }
+
+    /// `7 steps, 1 cached`: the steps that ended.
+    fn counts(&self) -> String {
+        let ended = self.steps.iter().filter(|s| s.end.is_some()).count();
+        let cached = self
+            .steps
+            .iter()
+            .filter(|s| s.end == Some(StepEnd::Cached))
+            .count();
+        let plural = if ended == 1 { "" } else { "s" };
+        format!("{ended} step{plural}, {cached} cached")
+    }
+
+    /// Each failed step with its last lines of output, framed as BuildKit frames them.
+    fn write_failures(&self, out: &mut dyn Write) -> io::Result<()> {
+        for step in &self.steps {
+            if !matches!(step.end, Some(StepEnd::Failed(_))) {
+                continue;
+            }
+            writeln!(out, "------")?;
+            writeln!(out, " > {}:", step.name)?;
+            for (since, text) in &step.tail {
+                writeln!(out, "{:.3} {}", since.as_secs_f64(), super::printable(text))?;
+            }
+            writeln!(out, "------")?;
+        }
+        Ok(())
+    }
+
+    fn write_slowest(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut ran: Vec<(Duration, &StepRecord)> = self
+            .steps
+            .iter()
+            .filter_map(|s| match s.end {
+                Some(StepEnd::Done(d) | StepEnd::Failed(d)) => Some((d, s)),
+                _ => None,
+            })
+            .collect();
+        if ran.is_empty() {
+            return Ok(());
+        }
+        // Slowest first; equal times in step order, so that the summary is stable.
+        ran.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
+        writeln!(out, "Slowest steps:")?;
+        for (duration, step) in ran.into_iter().take(SLOWEST_STEPS) {
+            writeln!(out, "{:>8}  {} {}", secs(duration), step.id, step.name)?;
+        }
+        Ok(())
+    }
+
+    fn write_warnings(&self, out: &mut dyn Write) -> io::Result<()> {
+        if self.warnings.is_empty() {
+            return Ok(());
+        }
+        let plural = if self.warnings.len() == 1 { "" } else { "s" };
+        writeln!(out, "{} warning{plural} found:", self.warnings.len())?;
+        for warning in &self.warnings {
+            write!(out, " - ")?;
+            if let Some(rule) = &warning.rule {
+                write!(out, "{rule}: ")?;
+            }
+            write!(out, "{}", warning.message)?;
+            if let Some(line) = warning.line {
+                write!(out, " (line {line})")?;
+            }
+            writeln!(out)?;
+        }
+        Ok(())
+    }
+}
+
+/// A duration as BuildKit shows step times: seconds with one decimal, `2.1s`.
+pub fn secs(duration: Duration) -> String {
+    format!("{:.1}s", duration.as_secs_f64())
+}
