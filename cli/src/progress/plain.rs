@@ -97,7 +97,7 @@ impl<W: Write + Send> Renderer for Plain<W> {
                 if self.printed {
                     writeln!(self.out)?;
                 }
-                self.log.write_summary(&mut self.out, event)?;
+                self.log.write_summary(&mut self.out, event, None)?;
                 self.printed = true;
             }
             // The build's start needs no line; warnings are listed in the summary.

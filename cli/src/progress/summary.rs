@@ -124,8 +124,14 @@ impl BuildLog {
     }
 
     /// Writes the closing summary for `end`, a [`Event::BuildFinished`] or
-    /// [`Event::BuildFailed`]; other events write nothing.
-    pub fn write_summary(&self, out: &mut dyn Write, end: &Event) -> io::Result<()> {
+    /// [`Event::BuildFailed`]; other events write nothing. With a `width`, the lines
+    /// listing the slowest steps are cut to it (the other lines say too much to cut).
+    pub fn write_summary(
+        &self,
+        out: &mut dyn Write,
+        end: &Event,
+        width: Option<usize>,
+    ) -> io::Result<()> {
         match end {
             Event::BuildFinished {
                 image_id,
@@ -155,7 +161,7 @@ impl BuildLog {
             }
             _ => return Ok(()),
         }
-        self.write_slowest(out)?;
+        self.write_slowest(out, width)?;
         self.write_warnings(out)
     }
 
@@ -187,7 +193,7 @@ impl BuildLog {
         Ok(())
     }
 
-    fn write_slowest(&self, out: &mut dyn Write) -> io::Result<()> {
+    fn write_slowest(&self, out: &mut dyn Write, width: Option<usize>) -> io::Result<()> {
         let mut ran: Vec<(Duration, &StepRecord)> = self
             .steps
             .iter()
@@ -203,7 +209,11 @@ impl BuildLog {
         ran.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
         writeln!(out, "Slowest steps:")?;
         for (duration, step) in ran.into_iter().take(SLOWEST_STEPS) {
-            writeln!(out, "{:>8}  {} {}", secs(duration), step.id, step.name)?;
+            let line = format!("{:>8}  {} {}", secs(duration), step.id, step.name);
+            match width {
+                Some(width) => writeln!(out, "{}", console::truncate_str(&line, width, "…"))?,
+                None => writeln!(out, "{line}")?,
+            }
         }
         Ok(())
     }

@@ -168,7 +168,8 @@ impl Tty {
         }
         self.multi.clear()?;
         let mut summary = Vec::new();
-        self.log.write_summary(&mut summary, end)?;
+        self.log
+            .write_summary(&mut summary, end, Some(Self::width()))?;
         self.multi.suspend(|| {
             let mut stderr = io::stderr().lock();
             stderr.write_all(&summary)?;
