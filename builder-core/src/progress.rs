@@ -19,6 +19,29 @@
 //!
 //! Events carry no timestamps: the sink knows the time it receives them, and durations
 //! measured by the engine (a step's run time, the build's total) travel in the events.
+//!
+//! ```
+//! use std::time::Duration;
+//! use rbuild_core::{Collect, Event, Progress, StepId, StepOutput, Stream, display_name};
+//!
+//! let sink = Collect::new();
+//! let step = StepId(1);
+//! sink.event(&Event::StepStarted {
+//!     step,
+//!     stage: None,
+//!     name: display_name(None, 2, 2, "RUN echo hello"),
+//!     line: Some(2),
+//! });
+//! sink.event(&Event::log(step, Stream::Stdout, b"hello\n"));
+//! sink.event(&Event::StepFinished {
+//!     step,
+//!     duration: Duration::from_millis(12),
+//!     output: StepOutput::EmptyLayer,
+//! });
+//! let json = serde_json::to_string(&sink.events()[1])?;
+//! assert_eq!(json, r#"{"type":"step_log","step":1,"stream":"stdout","text":"hello"}"#);
+//! # Ok::<(), serde_json::Error>(())
+//! ```
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};

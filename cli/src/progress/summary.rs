@@ -243,3 +243,78 @@ impl BuildLog {
 pub fn secs(duration: Duration) -> String {
     format!("{:.1}s", duration.as_secs_f64())
 }
+
+#[cfg(test)]
+mod tests {
+    use rbuild_core::{StepOutput, Stream};
+
+    use super::*;
+
+    fn at(ms: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    fn started(log: &mut BuildLog, n: u32) {
+        let event = Event::StepStarted {
+            step: StepId(n),
+            stage: None,
+            name: format!("step {n}"),
+            line: None,
+        };
+        log.observe(at(0), &event);
+    }
+
+    fn finished(log: &mut BuildLog, n: u32, ms: u64) {
+        let event = Event::StepFinished {
+            step: StepId(n),
+            duration: Duration::from_millis(ms),
+            output: StepOutput::EmptyLayer,
+        };
+        log.observe(at(ms), &event);
+    }
+
+    #[test]
+    fn only_the_last_lines_of_a_step_are_kept() {
+        let mut log = BuildLog::default();
+        started(&mut log, 1);
+        for n in 0..25u64 {
+            let line = format!("line {n}");
+            log.observe(
+                at(n),
+                &Event::log(StepId(1), Stream::Stdout, line.as_bytes()),
+            );
+        }
+        let tail = &log.step(StepId(1)).expect("step 1 started").tail;
+        assert_eq!(tail.len(), FAILURE_TAIL_LINES);
+        assert_eq!(
+            tail.front(),
+            Some(&(Duration::from_millis(15), "line 15".to_owned()))
+        );
+    }
+
+    #[test]
+    fn the_summary_lists_the_three_slowest_steps_in_step_order_on_ties() {
+        let mut log = BuildLog::default();
+        for (n, ms) in [(1, 100), (2, 900), (3, 100), (4, 100), (5, 50)] {
+            started(&mut log, n);
+            finished(&mut log, n, ms);
+        }
+        let end = Event::BuildFinished {
+            image_id: "sha256:ab".into(),
+            names: Vec::new(),
+            duration: Duration::from_millis(1300),
+        };
+        let mut out = Vec::new();
+        log.write_summary(&mut out, &end, None)
+            .expect("writing to memory");
+        assert_eq!(
+            String::from_utf8(out).expect("the summary is UTF-8"),
+            "Build finished in 1.3s: 5 steps, 0 cached\n\
+             Image ID: sha256:ab\n\
+             Slowest steps:\n    \
+             0.9s  #2 step 2\n    \
+             0.1s  #1 step 1\n    \
+             0.1s  #3 step 3\n"
+        );
+    }
+}
