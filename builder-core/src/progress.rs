@@ -14,8 +14,10 @@
 //! [`Event::BuildFinished`] or [`Event::BuildFailed`] last. Every step is announced by
 //! one [`Event::StepStarted`] before any other event names it, may then send any number of
 //! [`Event::StepLog`] lines, and ends with exactly one of [`Event::StepCached`],
-//! [`Event::StepFinished`] or [`Event::StepFailed`]. Steps may run concurrently, so the
-//! events of different steps interleave. [`Event::Warning`] may come at any time.
+//! [`Event::StepFinished`] or [`Event::StepFailed`], unless the build ends first: a step
+//! still running when the build ends (because another step failed) was canceled. Steps
+//! may run concurrently, so the events of different steps interleave. [`Event::Warning`]
+//! may come at any time.
 //!
 //! Events carry no timestamps: the sink knows the time it receives them, and durations
 //! measured by the engine (a step's run time, the build's total) travel in the events.

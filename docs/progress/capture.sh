@@ -11,6 +11,7 @@
 #   docs/progress/capture.sh build-ok 100 30 4.5 11 -- $R cli/tests/progress_cases/build-ok/events.jsonl
 #   docs/progress/capture.sh build-ok-narrow 40 24 4.5 11 -- $R cli/tests/progress_cases/build-ok/events.jsonl
 #   docs/progress/capture.sh step-fails 100 40 2.2 4 -- $R cli/tests/progress_cases/step-fails/events.jsonl
+#   docs/progress/capture.sh parallel-stages-fail 100 40 2.5 4 -- $R cli/tests/progress_cases/parallel-stages-fail/events.jsonl
 #
 # A real build is captured the same way: `-- target/debug/rbuild --progress tty ...`.
 set -eu

@@ -94,6 +94,11 @@ impl<W: Write + Send> Renderer for Plain<W> {
                 writeln!(self.out, "{step} ERROR: {message}")?;
             }
             Event::BuildFinished { .. } | Event::BuildFailed { .. } => {
+                let canceled: Vec<StepId> = self.log.canceled().map(|s| s.id).collect();
+                for step in canceled {
+                    self.switch_to(step)?;
+                    writeln!(self.out, "{step} CANCELED")?;
+                }
                 if self.printed {
                     writeln!(self.out)?;
                 }

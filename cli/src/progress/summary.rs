@@ -36,6 +36,8 @@ pub enum StepEnd {
     Done(Duration),
     /// The step ran for this long and failed.
     Failed(Duration),
+    /// The build ended while the step was still running (another step failed).
+    Canceled,
 }
 
 /// What is known of one step.
@@ -95,6 +97,11 @@ impl BuildLog {
             Event::StepCached { step, .. } => self.end(*step, StepEnd::Cached),
             Event::StepFinished { step, duration, .. } => self.end(*step, StepEnd::Done(*duration)),
             Event::StepFailed { step, duration, .. } => self.end(*step, StepEnd::Failed(*duration)),
+            Event::BuildFinished { .. } | Event::BuildFailed { .. } => {
+                for step in &mut self.steps {
+                    step.end.get_or_insert(StepEnd::Canceled);
+                }
+            }
             Event::Warning {
                 rule,
                 message,
@@ -111,6 +118,13 @@ impl BuildLog {
     /// The step `id`, if it has started.
     pub fn step(&self, id: StepId) -> Option<&StepRecord> {
         self.index.get(&id).and_then(|&i| self.steps.get(i))
+    }
+
+    /// The steps the end of the build canceled, in the order they started.
+    pub fn canceled(&self) -> impl Iterator<Item = &StepRecord> {
+        self.steps
+            .iter()
+            .filter(|s| s.end == Some(StepEnd::Canceled))
     }
 
     fn step_mut(&mut self, id: StepId) -> Option<&mut StepRecord> {
@@ -165,16 +179,23 @@ impl BuildLog {
         self.write_warnings(out)
     }
 
-    /// `7 steps, 1 cached`: the steps that ended.
+    /// `7 steps, 1 cached`: the steps that ran or were cached, and those canceled.
     fn counts(&self) -> String {
-        let ended = self.steps.iter().filter(|s| s.end.is_some()).count();
-        let cached = self
-            .steps
-            .iter()
-            .filter(|s| s.end == Some(StepEnd::Cached))
-            .count();
+        let count = |end: fn(&StepEnd) -> bool| {
+            self.steps
+                .iter()
+                .filter(|s| s.end.as_ref().is_some_and(end))
+                .count()
+        };
+        let ended = count(|e| *e != StepEnd::Canceled);
+        let cached = count(|e| *e == StepEnd::Cached);
+        let canceled = count(|e| *e == StepEnd::Canceled);
         let plural = if ended == 1 { "" } else { "s" };
-        format!("{ended} step{plural}, {cached} cached")
+        let mut counts = format!("{ended} step{plural}, {cached} cached");
+        if canceled > 0 {
+            counts.push_str(&format!(", {canceled} canceled"));
+        }
+        counts
     }
 
     /// Each failed step with its last lines of output, framed as BuildKit frames them.

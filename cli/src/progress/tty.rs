@@ -157,6 +157,10 @@ impl Tty {
     }
 
     fn finish(&mut self, end: &Event) -> io::Result<()> {
+        let canceled: Vec<StepId> = self.log.canceled().map(|s| s.id).collect();
+        for step in canceled {
+            self.end_step(step, "CANCELED")?;
+        }
         for (_, running) in self.running.drain() {
             for line in running.lines {
                 line.finish_and_clear();
@@ -184,6 +188,7 @@ fn final_line(step: StepId, name: &str, outcome: &str, width: usize) -> String {
     let (mark, outcome_styled) = match outcome {
         "CACHED" => (style("✔").green(), style(outcome).blue()),
         "ERROR" => (style("✘").red().bold(), style(outcome).red().bold()),
+        "CANCELED" => (style("-").yellow(), style(outcome).yellow()),
         _ => (style("✔").green(), style(outcome).dim()),
     };
     let head = format!("{step} ");
