@@ -15,3 +15,9 @@ pub use crate::change::{Change, ChangeKind, ChangeSet};
 // --- storage: digests, content store, layers, images, exporters ---
 
 // --- execution: sandbox executor, snapshotters ---
+
+// --- progress events ---
+mod progress;
+pub use crate::progress::{
+    BuildId, Collect, Event, NullProgress, Progress, StepId, StepOutput, Stream, display_name,
+};

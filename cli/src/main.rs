@@ -4,6 +4,7 @@
 //! the work is done by `rbuild-core` and `rbuild-dockerfile`.
 
 mod cmd;
+mod progress;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

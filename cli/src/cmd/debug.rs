@@ -32,6 +32,9 @@ enum DebugCommand {
         #[arg(short = 'f', long = "file", default_value = "Dockerfile")]
         file: PathBuf,
     },
+    /// Replay a recorded build's progress (`--progress rawjson` output) in any mode.
+    #[command(hide = true)]
+    ProgressReplay(crate::progress::replay::ReplayArgs),
 }
 
 /// Runs `rbuild debug ...`.
@@ -39,6 +42,7 @@ pub fn run(args: DebugArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         DebugCommand::Ast { file } => ast(&file),
         DebugCommand::Instructions { file } => instructions(&file),
+        DebugCommand::ProgressReplay(args) => crate::progress::replay::run(args),
     }
 }
 

@@ -1,0 +1,425 @@
+//! Build progress: the events a build emits and the sink that receives them.
+//!
+//! The engine knows nothing of terminals. While it builds, it calls
+//! [`Progress::event`] on a caller-supplied sink with an [`Event`] for each thing that
+//! happens: the build starts, a step starts, a step writes a line of output, a step is
+//! found in the cache, finishes or fails, the front end warns, the build ends. The `rbuild`
+//! binary renders these events (plain lines, a live terminal view, or JSON lines); an
+//! embedding program may collect them ([`Collect`]), forward them, or drop them
+//! ([`NullProgress`]).
+//!
+//! # Ordering contract
+//!
+//! A build sends exactly one [`Event::BuildStarted`] first and exactly one
+//! [`Event::BuildFinished`] or [`Event::BuildFailed`] last. Every step is announced by
+//! one [`Event::StepStarted`] before any other event names it, may then send any number of
+//! [`Event::StepLog`] lines, and ends with exactly one of [`Event::StepCached`],
+//! [`Event::StepFinished`] or [`Event::StepFailed`], unless the build ends first: a step
+//! still running when the build ends (because another step failed) was canceled. Steps
+//! may run concurrently, so the events of different steps interleave. [`Event::Warning`]
+//! may come at any time.
+//!
+//! Events carry no timestamps: the sink knows the time it receives them, and durations
+//! measured by the engine (a step's run time, the build's total) travel in the events.
+//!
+//! ```
+//! use std::time::Duration;
+//! use rbuild_core::{Collect, Event, Progress, StepId, StepOutput, Stream, display_name};
+//!
+//! let sink = Collect::new();
+//! let step = StepId(1);
+//! sink.event(&Event::StepStarted {
+//!     step,
+//!     stage: None,
+//!     name: display_name(None, 2, 2, "RUN echo hello"),
+//!     line: Some(2),
+//! });
+//! sink.event(&Event::log(step, Stream::Stdout, b"hello\n"));
+//! sink.event(&Event::StepFinished {
+//!     step,
+//!     duration: Duration::from_millis(12),
+//!     output: StepOutput::EmptyLayer,
+//! });
+//! let json = serde_json::to_string(&sink.events()[1])?;
+//! assert_eq!(json, r#"{"type":"step_log","step":1,"stream":"stdout","text":"hello"}"#);
+//! # Ok::<(), serde_json::Error>(())
+//! ```
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A receiver of build progress events.
+///
+/// Implementations must be cheap and must not block for long: the engine calls
+/// [`Progress::event`] from the threads that run steps.
+pub trait Progress: Send + Sync {
+    /// Receives one event. A sink cannot fail the build: a sink that cannot deliver an
+    /// event (a closed terminal, say) drops it.
+    fn event(&self, event: &Event);
+}
+
+impl<P: Progress + ?Sized> Progress for &P {
+    fn event(&self, event: &Event) {
+        (**self).event(event);
+    }
+}
+
+impl<P: Progress + ?Sized> Progress for Box<P> {
+    fn event(&self, event: &Event) {
+        (**self).event(event);
+    }
+}
+
+impl<P: Progress + ?Sized> Progress for Arc<P> {
+    fn event(&self, event: &Event) {
+        (**self).event(event);
+    }
+}
+
+/// A sink that drops every event.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NullProgress;
+
+impl Progress for NullProgress {
+    fn event(&self, _event: &Event) {}
+}
+
+/// A sink that records every event in order, for tests and for embedding programs that
+/// inspect a build after the fact.
+#[derive(Debug, Default)]
+pub struct Collect {
+    events: Mutex<Vec<Event>>,
+}
+
+impl Collect {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A copy of the events received so far, in the order received.
+    pub fn events(&self) -> Vec<Event> {
+        self.lock().clone()
+    }
+
+    /// Removes and returns the events received so far.
+    pub fn take(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Event>> {
+        // A panic while pushing cannot leave the vector half-written, so a poisoned
+        // lock still guards a valid list.
+        self.events.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Progress for Collect {
+    fn event(&self, event: &Event) {
+        self.lock().push(event.clone());
+    }
+}
+
+/// Identifies one build in progress events, so that a consumer can tell builds apart
+/// when several report to it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BuildId(pub String);
+
+impl fmt::Display for BuildId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Identifies one step of a build in progress events. Numbers are chosen by the engine,
+/// unique within a build; renderers show them as `#n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StepId(pub u32);
+
+impl fmt::Display for StepId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Which output stream of a step's process a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    /// The process's standard output.
+    Stdout,
+    /// The process's standard error.
+    Stderr,
+}
+
+/// What a finished step added to the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepOutput {
+    /// The step changed the filesystem: this layer was written.
+    Layer {
+        /// The layer blob's digest, `sha256:<hex>`.
+        digest: String,
+        /// The layer blob's size in bytes.
+        size: u64,
+    },
+    /// The step changed only the image configuration (ENV, CMD, ...) or nothing: the
+    /// image history gets an `empty_layer` entry.
+    EmptyLayer,
+}
+
+/// One thing that happened during a build. See the module documentation for the order in
+/// which they come.
+///
+/// The serde form is an object with a `type` field naming the variant in snake case
+/// (`"step_started"`) and the variant's fields beside it; durations are whole
+/// milliseconds in fields ending in `_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// The build began.
+    BuildStarted {
+        /// This build's identifier.
+        build_id: BuildId,
+        /// How many stages the build runs (after pruning unused stages).
+        stages: u32,
+        /// How many steps the build runs, counting steps that may turn out cached.
+        steps: u32,
+    },
+    /// A step began (or began to be looked up in the cache).
+    StepStarted {
+        /// The step.
+        step: StepId,
+        /// The name of the stage the step belongs to, if the stage is named.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stage: Option<String>,
+        /// The name shown for the step, `[2/6] RUN pip install -r requirements.txt`; see
+        /// [`display_name`].
+        name: String,
+        /// The step's 1-based line in the Dockerfile, if it comes from one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        line: Option<u32>,
+    },
+    /// A step's process wrote a line of output.
+    StepLog {
+        /// The step.
+        step: StepId,
+        /// The stream the line came from.
+        stream: Stream,
+        /// The line, without its line ending; bytes that are not UTF-8 are replaced
+        /// (see [`Event::log`]).
+        text: String,
+    },
+    /// A step's result was found in the cache; the step did not run.
+    StepCached {
+        /// The step.
+        step: StepId,
+        /// The cache key that matched, `sha256:<hex>`.
+        cache_key: String,
+        /// What the cached result added to the image.
+        output: StepOutput,
+    },
+    /// A step ran and succeeded.
+    StepFinished {
+        /// The step.
+        step: StepId,
+        /// How long the step ran.
+        #[serde(rename = "duration_ms", with = "millis")]
+        duration: Duration,
+        /// What the step added to the image.
+        output: StepOutput,
+    },
+    /// A step ran and failed; the build fails with it.
+    StepFailed {
+        /// The step.
+        step: StepId,
+        /// How long the step ran.
+        #[serde(rename = "duration_ms", with = "millis")]
+        duration: Duration,
+        /// The exit code of the step's process, if a process ran and exited.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        /// What went wrong, lower case: `process "/bin/sh -c false" did not complete
+        /// successfully: exit code: 1`.
+        message: String,
+    },
+    /// Something in the build definition deserves attention but does not stop the build.
+    Warning {
+        /// The short name of the check that warns, `JSONArgsRecommended`, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
+        /// The warning.
+        message: String,
+        /// The 1-based Dockerfile line the warning is about, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        line: Option<u32>,
+    },
+    /// The build succeeded.
+    BuildFinished {
+        /// The built image's ID: the digest of its configuration, `sha256:<hex>`.
+        image_id: String,
+        /// The names the image was stored or pushed under (`-t`), possibly none.
+        names: Vec<String>,
+        /// How long the build took.
+        #[serde(rename = "duration_ms", with = "millis")]
+        duration: Duration,
+    },
+    /// The build failed.
+    BuildFailed {
+        /// Why, lower case: `failed to solve: ...`.
+        message: String,
+        /// How long the build ran before failing.
+        #[serde(rename = "duration_ms", with = "millis")]
+        duration: Duration,
+    },
+}
+
+impl Event {
+    /// A [`Event::StepLog`] for one line of raw process output: bytes that are not
+    /// UTF-8 are replaced with U+FFFD, and a trailing `\n` or `\r\n` is dropped.
+    pub fn log(step: StepId, stream: Stream, line: &[u8]) -> Self {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        Event::StepLog {
+            step,
+            stream,
+            text: String::from_utf8_lossy(line).into_owned(),
+        }
+    }
+
+    /// The step this event is about, if it is about one.
+    pub fn step(&self) -> Option<StepId> {
+        match self {
+            Event::StepStarted { step, .. }
+            | Event::StepLog { step, .. }
+            | Event::StepCached { step, .. }
+            | Event::StepFinished { step, .. }
+            | Event::StepFailed { step, .. } => Some(*step),
+            Event::BuildStarted { .. }
+            | Event::Warning { .. }
+            | Event::BuildFinished { .. }
+            | Event::BuildFailed { .. } => None,
+        }
+    }
+}
+
+/// The name BuildKit shows for a Dockerfile step: `[2/6] RUN ...` for a step of an unnamed
+/// stage, `[builder 2/6] RUN ...` for a step of the stage named `builder`. `position` is
+/// the step's 1-based position among `count` steps of its stage, the `FROM` included.
+pub fn display_name(stage: Option<&str>, position: u32, count: u32, instruction: &str) -> String {
+    match stage {
+        Some(stage) => format!("[{stage} {position}/{count}] {instruction}"),
+        None => format!("[{position}/{count}] {instruction}"),
+    }
+}
+
+/// Serde for durations as whole milliseconds.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialize_with_a_type_tag_and_millisecond_durations() {
+        let event = Event::StepFinished {
+            step: StepId(5),
+            duration: Duration::from_millis(2104),
+            output: StepOutput::Layer {
+                digest: "sha256:ab".into(),
+                size: 42,
+            },
+        };
+        let json = serde_json::to_string(&event).expect("serializing an event");
+        assert_eq!(
+            json,
+            r#"{"type":"step_finished","step":5,"duration_ms":2104,"output":{"kind":"layer","digest":"sha256:ab","size":42}}"#
+        );
+        let back: Event = serde_json::from_str(&json).expect("parsing an event");
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn optional_fields_are_left_out_when_absent() {
+        let event = Event::StepStarted {
+            step: StepId(1),
+            stage: None,
+            name: "[internal] load build definition from Dockerfile".into(),
+            line: None,
+        };
+        let json = serde_json::to_string(&event).expect("serializing an event");
+        assert_eq!(
+            json,
+            r#"{"type":"step_started","step":1,"name":"[internal] load build definition from Dockerfile"}"#
+        );
+    }
+
+    #[test]
+    fn log_lines_are_lossy_text_without_line_endings() {
+        let event = Event::log(StepId(2), Stream::Stderr, b"caf\xe9 ok\r\n");
+        assert_eq!(
+            event,
+            Event::StepLog {
+                step: StepId(2),
+                stream: Stream::Stderr,
+                text: "caf\u{fffd} ok".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn collect_records_in_order_and_take_empties_it() {
+        let collect = Collect::new();
+        let sink: &dyn Progress = &collect;
+        for n in 1..=3 {
+            sink.event(&Event::log(StepId(n), Stream::Stdout, b"x"));
+        }
+        let steps: Vec<_> = collect.events().iter().filter_map(Event::step).collect();
+        assert_eq!(steps, [StepId(1), StepId(2), StepId(3)]);
+        assert_eq!(collect.take().len(), 3);
+        assert!(collect.events().is_empty());
+    }
+
+    #[test]
+    fn collect_is_shareable_across_threads() {
+        let collect = Arc::new(Collect::new());
+        std::thread::scope(|s| {
+            for n in 0..4 {
+                let sink = Arc::clone(&collect);
+                s.spawn(move || sink.event(&Event::log(StepId(n), Stream::Stdout, b"x")));
+            }
+        });
+        assert_eq!(collect.events().len(), 4);
+    }
+
+    #[test]
+    fn display_names_follow_buildkit() {
+        assert_eq!(
+            display_name(None, 2, 6, "RUN pip install"),
+            "[2/6] RUN pip install"
+        );
+        assert_eq!(
+            display_name(Some("builder"), 1, 3, "FROM golang"),
+            "[builder 1/3] FROM golang"
+        );
+        assert_eq!(StepId(7).to_string(), "#7");
+    }
+}

@@ -1,0 +1,136 @@
+//! `--progress tty` in a real terminal: a recorded build is replayed in real time (sped
+//! up) inside a tmux pane, which is captured while the build runs and after it ends.
+//! Needs `tmux`; without it the test fails saying so.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Width of the pane: narrow enough that step names must be cut.
+const WIDTH: usize = 60;
+/// How long to wait for the pane to show something before giving up: a guard against a
+/// hang, not a timing requirement.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A tmux server of this test's own, killed when the test ends.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(command: &str) -> Tmux {
+        let version = Command::new("tmux").arg("-V").output();
+        assert!(
+            version.as_ref().is_ok_and(|o| o.status.success()),
+            "tmux is required to test the tty renderer and could not be run: {version:?}"
+        );
+        let tmux = Tmux {
+            socket: format!("rbuild-progress-test-{}", std::process::id()),
+        };
+        let status = tmux
+            .command()
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-x",
+                &WIDTH.to_string(),
+                "-y",
+                "40",
+            ])
+            .arg(command)
+            .status()
+            .expect("starting tmux");
+        assert!(status.success(), "tmux new-session failed: {status}");
+        tmux
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new("tmux");
+        command.args(["-L", &self.socket]);
+        command
+    }
+
+    fn capture(&self) -> String {
+        let output = self
+            .command()
+            .args(["capture-pane", "-p", "-t", "t"])
+            .output()
+            .expect("running tmux capture-pane");
+        assert!(output.status.success(), "capture-pane failed: {output:?}");
+        String::from_utf8(output.stdout).expect("the pane is UTF-8")
+    }
+
+    /// Captures the pane until `done` accepts a capture.
+    fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.capture();
+            if done(&screen) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "the pane never showed {what}:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.command().arg("kill-server").status();
+    }
+}
+
+#[test]
+fn the_live_view_shows_running_steps_and_ends_with_the_summary() {
+    let events =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/progress_cases/build-ok/events.jsonl");
+    let command = format!(
+        "{} debug progress-replay --progress tty --speed 2 {}; sleep 600",
+        env!("CARGO_BIN_EXE_rbuild"),
+        events.display()
+    );
+    let tmux = Tmux::start(&command);
+
+    // Mid-run: the pip step is running and has shown output under its spinner.
+    let mid = tmux.wait_for("the pip step running with output", |screen| {
+        screen.contains("[+] Building")
+            && screen.contains("│ ")
+            && screen.contains("#8 [4/6] RUN pip")
+    });
+    assert!(
+        mid.contains(" ✔ #6 [2/6] WORKDIR /app"),
+        "finished steps stay above:\n{mid}"
+    );
+    for line in mid.lines() {
+        let width = line.chars().count();
+        assert!(
+            width <= WIDTH,
+            "a live line is wider than the pane ({width}):\n{line}"
+        );
+    }
+
+    // The end: the live area is gone, every step has its final line, then the summary.
+    let end = tmux.wait_for("the summary", |screen| screen.contains("Slowest steps:"));
+    assert!(
+        !end.contains("[+] Building"),
+        "the live area was not cleared:\n{end}"
+    );
+    assert!(!end.contains("│ "), "output lines were left behind:\n{end}");
+    for step in 1..=11 {
+        assert!(
+            end.contains(&format!(" ✔ #{step} ")),
+            "no final line for #{step}:\n{end}"
+        );
+    }
+    assert!(end.contains("CACHED\n"), "{end}");
+    assert!(
+        end.contains("Build finished in 9.3s: 11 steps, 2 cached"),
+        "{end}"
+    );
+    assert!(end.contains("Image ID: sha256:5e6f7a8b"), "{end}");
+}
