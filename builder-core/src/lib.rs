@@ -15,3 +15,11 @@ pub use crate::change::{Change, ChangeKind, ChangeSet};
 // --- storage: digests, content store, layers, images, exporters ---
 
 // --- execution: sandbox executor, snapshotters ---
+
+// --- build context ---
+mod context;
+pub use crate::context::{
+    ContentDigest, ContextEntry, ContextError, ContextHashes, ContextListing, ContextSource,
+    DOCKERIGNORE, EntryType, HashError, HashStats, INDEX_DIR, IgnoreError, IgnoreRules, IndexError,
+    MAX_SYMLINK_HOPS, PatternError, ResolveError, UnpackError, WalkError, resolve_source,
+};
