@@ -110,3 +110,18 @@ fn the_root_resolves_to_its_top_level_entries() {
         .collect();
     assert_eq!(subtree.len(), 6, "{subtree:?}");
 }
+
+#[test]
+fn a_link_target_is_not_a_pattern() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    for dir in ["star*dir", "starXdir"] {
+        fs::create_dir_all(root.join(dir)).expect("mkdir");
+        fs::write(root.join(dir).join("f"), dir).expect("write");
+    }
+    symlink("star*dir", root.join("s")).expect("symlink");
+    let listing = ContextListing::walk(root, &IgnoreRules::none()).expect("walk");
+    assert_eq!(paths(&listing, "s/f"), ["star*dir/f"]);
+    assert_eq!(paths(&listing, "star\\*dir/f"), ["star*dir/f"]);
+    assert_eq!(paths(&listing, "star*dir/f"), ["star*dir/f", "starXdir/f"]);
+}

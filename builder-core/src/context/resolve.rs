@@ -50,14 +50,7 @@ pub fn resolve_source<'a>(
     listing: &'a ContextListing,
     source: &str,
 ) -> Result<Vec<&'a ContextEntry>, ResolveError> {
-    let mut queue: Vec<OsString> = Vec::new();
-    for comp in Path::new(source).components() {
-        match comp {
-            Component::Normal(name) => queue.push(name.to_os_string()),
-            Component::ParentDir => queue.push("..".into()),
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
+    let mut queue = components(Path::new(source), false);
     let mut resolver = Resolver {
         listing,
         source,
@@ -88,12 +81,19 @@ struct Resolver<'a> {
 impl Resolver<'_> {
     /// Resolves the components in `rest` (a stack: the next one last) below `dir`, a
     /// path already resolved to a directory of the listing (or the root).
-    fn descend(&mut self, mut dir: PathBuf, mut rest: Vec<OsString>) -> Result<(), ResolveError> {
-        while let Some(name) = rest.pop() {
-            if name == ".." {
-                dir.pop();
-                continue;
-            }
+    fn descend(&mut self, mut dir: PathBuf, mut rest: Vec<Part>) -> Result<(), ResolveError> {
+        while let Some(part) = rest.pop() {
+            let name = match part {
+                Part::Parent => {
+                    dir.pop();
+                    continue;
+                }
+                Part::Literal(name) => {
+                    let last = rest.is_empty();
+                    return self.step(dir.join(name), rest, last);
+                }
+                Part::Pattern(name) => name,
+            };
             let text = name.to_string_lossy();
             let pattern = Pattern::new(&text, false).map_err(|source| ResolveError::Pattern {
                 source_path: self.source.to_owned(),
@@ -134,7 +134,7 @@ impl Resolver<'_> {
     }
 
     /// Continues from `path`, the match of one component.
-    fn step(&mut self, path: PathBuf, rest: Vec<OsString>, last: bool) -> Result<(), ResolveError> {
+    fn step(&mut self, path: PathBuf, rest: Vec<Part>, last: bool) -> Result<(), ResolveError> {
         let Some(entry) = self.listing.get(&path) else {
             return Ok(());
         };
@@ -160,15 +160,8 @@ impl Resolver<'_> {
                     path.parent().map(Path::to_path_buf).unwrap_or_default()
                 };
                 let mut rest = rest;
-                let mut pending = Vec::new();
-                for comp in target.components() {
-                    match comp {
-                        Component::Normal(n) => pending.push(n.to_os_string()),
-                        Component::ParentDir => pending.push("..".into()),
-                        _ => {}
-                    }
-                }
-                rest.extend(pending.into_iter().rev());
+                // A link target is a plain path: its `*` or `[` are not wildcards.
+                rest.extend(components(&target, true).into_iter().rev());
                 // `descend` clamps `..` at the root, so the target cannot escape.
                 self.descend(base, rest)
             }
@@ -179,6 +172,30 @@ impl Resolver<'_> {
     fn index_of(&self, path: &Path) -> Option<usize> {
         self.listing.position(path)
     }
+}
+
+/// One component still to resolve.
+#[derive(Debug, Clone)]
+enum Part {
+    /// `..`: up one level, but never above the root.
+    Parent,
+    /// A component of the source as written: may hold wildcards and `\` escapes.
+    Pattern(OsString),
+    /// A component of a symlink target: taken as it is.
+    Literal(OsString),
+}
+
+/// The components of `path`, in order; `/` and `.` drop out (an absolute path is taken
+/// from the context root).
+fn components(path: &Path, literal: bool) -> Vec<Part> {
+    path.components()
+        .filter_map(|comp| match comp {
+            Component::Normal(name) if literal => Some(Part::Literal(name.to_os_string())),
+            Component::Normal(name) => Some(Part::Pattern(name.to_os_string())),
+            Component::ParentDir => Some(Part::Parent),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+        })
+        .collect()
 }
 
 /// The name a wildcard-free pattern stands for, with its `\` escapes removed.
