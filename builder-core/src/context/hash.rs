@@ -102,18 +102,23 @@ impl ContextHashes {
             index_hits,
         };
         let changed = stats.files_read > 0 || index.entries.len() != results.len();
-        let mut next = HashIndex::default();
-        let mut digests = HashMap::with_capacity(results.len());
-        for (path, stamp, digest, trusted) in results {
-            if trusted {
-                next.entries.insert(path.clone(), (stamp, digest));
-            }
-            digests.insert(path, digest);
+        drop(index);
+        if let Some(file) = index_file.filter(|_| changed) {
+            // Only what was stable while it was read is remembered; the rest (and every
+            // deleted file) drops out of the index.
+            let next = HashIndex {
+                entries: results
+                    .iter()
+                    .filter(|r| r.3)
+                    .map(|(path, stamp, digest, _)| (path.clone(), (*stamp, *digest)))
+                    .collect(),
+            };
+            next.save(&file, &root)?;
         }
-        match index_file {
-            Some(file) if changed => next.save(&file, &root)?,
-            _ => {}
-        }
+        let digests = results
+            .into_iter()
+            .map(|(path, _, digest, _)| (path, digest))
+            .collect();
         Ok(Self { digests, stats })
     }
 
