@@ -61,6 +61,12 @@ impl ContextHashes {
     /// Hashes every regular file of `listing`, in parallel. With `index_dir` (normally
     /// `<store root>/contexthash`), files whose size, mtime, inode and ctime are as
     /// remembered are not read, and the index is rewritten afterwards.
+    ///
+    /// A digest is remembered only if the file's identity after reading equals the one
+    /// the walk saw, so a file edited while it is hashed is read again next time. What
+    /// remains is the window every stat cache has (git calls it "racy clean"): a
+    /// same-size edit after the read within one tick of the kernel's timestamp clock
+    /// leaves size, mtime and ctime as they were and goes unseen.
     pub fn compute(listing: &ContextListing, index_dir: Option<&Path>) -> Result<Self, HashError> {
         let root = std::path::absolute(listing.root()).unwrap_or_else(|_| listing.root().into());
         let index_file = index_dir.map(|dir| index_path(dir, &root));
