@@ -114,3 +114,22 @@ fn hard_links_out_of_the_context_are_refused() {
     assert!(matches!(got, Err(UnpackError::Escapes { .. })), "{got:?}");
     assert!(Path::new("/etc/passwd").exists());
 }
+
+#[test]
+fn gzip_and_zstd_context_tars_are_decompressed() {
+    let bytes = tar_of(|b| {
+        b.append(&header("a.txt", tar::EntryType::Regular, 5), &b"hello"[..])
+            .expect("append");
+    });
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &bytes).expect("gzip");
+    let gz = gz.finish().expect("gzip finish");
+    let zst = zstd::encode_all(&bytes[..], 1).expect("zstd");
+    for (name, stream) in [("gzip", gz), ("zstd", zst)] {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let source = ContextSource::from_tar(&stream[..], parent.path())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let content = std::fs::read(source.root().join("a.txt")).expect("read");
+        assert_eq!(content, b"hello", "{name}");
+    }
+}

@@ -1,7 +1,13 @@
 //! Where a context comes from: a directory, or a tar stream (`rbuild build -`).
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
+
+/// The first bytes of a gzip stream (RFC 1952, section 2.3.1).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// The first bytes of a zstd frame (RFC 8878, section 3.1.1).
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// A failure to unpack a context tar.
 #[derive(Debug, thiserror::Error)]
@@ -59,12 +65,26 @@ impl ContextSource {
         }
     }
 
-    /// Unpacks a context tar (uncompressed) into a new temporary directory under
+    /// Unpacks a context tar — plain, gzip or zstd, told apart by their magic numbers as
+    /// `docker build -` does for the first two — into a new temporary directory under
     /// `parent`. Every entry must stay inside: absolute paths, `..` components, hard
     /// links pointing out, and entries beneath an unpacked symlink are refused (the
     /// whole unpack fails; nothing is silently skipped). Owners are kept when running
     /// as root, so they count in the context digest as they would from a directory.
     pub fn from_tar(stream: impl Read, parent: &Path) -> Result<Self, UnpackError> {
+        let mut stream = BufReader::new(stream);
+        let head = stream.fill_buf().map_err(UnpackError::Read)?;
+        let decoded: Box<dyn Read> = if head.starts_with(&GZIP_MAGIC) {
+            Box::new(flate2::read::MultiGzDecoder::new(stream))
+        } else if head.starts_with(&ZSTD_MAGIC) {
+            Box::new(zstd::Decoder::with_buffer(stream).map_err(UnpackError::Read)?)
+        } else {
+            Box::new(stream)
+        };
+        Self::unpack(decoded, parent)
+    }
+
+    fn unpack(stream: impl Read, parent: &Path) -> Result<Self, UnpackError> {
         let tmp = tempfile::Builder::new()
             .prefix("context-")
             .tempdir_in(parent)
