@@ -21,3 +21,11 @@ mod progress;
 pub use crate::progress::{
     BuildId, Collect, Event, NullProgress, Progress, StepId, StepOutput, Stream, display_name,
 };
+
+// --- build context ---
+mod context;
+pub use crate::context::{
+    ContentDigest, ContextEntry, ContextError, ContextHashes, ContextListing, ContextSource,
+    DOCKERIGNORE, EntryType, HashError, HashStats, INDEX_DIR, IgnoreError, IgnoreRules, IndexError,
+    MAX_SYMLINK_HOPS, PatternError, ResolveError, UnpackError, WalkError, resolve_source,
+};

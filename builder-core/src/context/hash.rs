@@ -1,0 +1,209 @@
+//! Content digests of a context's files, and the digest of a selection of entries
+//! (the input of a `COPY`/`ADD` cache key).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+use sha2::{Digest as _, Sha256};
+
+use crate::context::digest::ContentDigest;
+use crate::context::index::{FileStamp, HashIndex, IndexError, index_path};
+use crate::context::walk::{ContextEntry, ContextListing, EntryType};
+
+/// A failure to hash a context.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HashError {
+    /// A file could not be read.
+    #[error("failed to read context file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The index could not be written.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// A selection named a regular file that was not hashed.
+    #[error("no content digest for context file {path}")]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// What a hashing run did, to show that an index saves work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HashStats {
+    /// Regular files whose content was read.
+    pub files_read: u64,
+    /// Bytes of content read.
+    pub bytes_read: u64,
+    /// Regular files whose digest came from the index.
+    pub index_hits: u64,
+}
+
+/// The content digest of every regular file of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct ContextHashes {
+    digests: HashMap<PathBuf, ContentDigest>,
+    stats: HashStats,
+}
+
+impl ContextHashes {
+    /// Hashes every regular file of `listing`, in parallel. With `index_dir` (normally
+    /// `<store root>/contexthash`), files whose size, mtime, inode and ctime are as
+    /// remembered are not read, and the index is rewritten afterwards.
+    ///
+    /// A digest is remembered only if the file's identity after reading equals the one
+    /// the walk saw, so a file edited while it is hashed is read again next time. What
+    /// remains is the window every stat cache has (git calls it "racy clean"): a
+    /// same-size edit after the read within one tick of the kernel's timestamp clock
+    /// leaves size, mtime and ctime as they were and goes unseen.
+    pub fn compute(listing: &ContextListing, index_dir: Option<&Path>) -> Result<Self, HashError> {
+        let root = std::path::absolute(listing.root()).unwrap_or_else(|_| listing.root().into());
+        let index_file = index_dir.map(|dir| index_path(dir, &root));
+        let index = index_file
+            .as_deref()
+            .map(|f| HashIndex::load(f, &root))
+            .unwrap_or_default();
+        let files_read = AtomicU64::new(0);
+        let bytes_read = AtomicU64::new(0);
+        let results: Vec<(PathBuf, FileStamp, ContentDigest, bool)> = listing
+            .entries()
+            .par_iter()
+            .filter(|e| e.kind == EntryType::File)
+            .map(|entry| {
+                let stamp = FileStamp {
+                    size: entry.size,
+                    mtime_ns: entry.mtime_ns,
+                    inode: entry.inode,
+                    ctime_ns: entry.ctime_ns,
+                };
+                match index.entries.get(&entry.path) {
+                    Some((known, digest)) if *known == stamp => {
+                        return Ok((entry.path.clone(), stamp, *digest, true));
+                    }
+                    _ => {}
+                }
+                let path = listing.root().join(&entry.path);
+                let (digest, read, stable) =
+                    hash_file(&path, stamp).map_err(|source| HashError::Read { path, source })?;
+                files_read.fetch_add(1, Ordering::Relaxed);
+                bytes_read.fetch_add(read, Ordering::Relaxed);
+                Ok((entry.path.clone(), stamp, digest, stable))
+            })
+            .collect::<Result<_, HashError>>()?;
+        let index_hits = results.len() as u64 - files_read.load(Ordering::Relaxed);
+        let stats = HashStats {
+            files_read: files_read.into_inner(),
+            bytes_read: bytes_read.into_inner(),
+            index_hits,
+        };
+        let changed = stats.files_read > 0 || index.entries.len() != results.len();
+        drop(index);
+        if let Some(file) = index_file.filter(|_| changed) {
+            // Only what was stable while it was read is remembered; the rest (and every
+            // deleted file) drops out of the index.
+            let next = HashIndex {
+                entries: results
+                    .iter()
+                    .filter(|r| r.3)
+                    .map(|(path, stamp, digest, _)| (path.clone(), (*stamp, *digest)))
+                    .collect(),
+            };
+            next.save(&file, &root)?;
+        }
+        let digests = results
+            .into_iter()
+            .map(|(path, _, digest, _)| (path, digest))
+            .collect();
+        Ok(Self { digests, stats })
+    }
+
+    /// What the run that produced these hashes did.
+    pub fn stats(&self) -> HashStats {
+        self.stats
+    }
+
+    /// The content digest of the regular file at `path`.
+    pub fn get(&self, path: &Path) -> Option<ContentDigest> {
+        self.digests.get(path).copied()
+    }
+
+    /// The digest of a selection of entries (in the order given): for each, its
+    /// relative path, type, mode, owner, content digest (regular files) and link target
+    /// (symlinks). Modification times are never part of it, so touching a file does not
+    /// invalidate a cache key.
+    pub fn selection_digest<'a>(
+        &self,
+        entries: impl IntoIterator<Item = &'a ContextEntry>,
+    ) -> Result<ContentDigest, HashError> {
+        let mut h = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_be_bytes());
+            h.update(bytes);
+        };
+        for entry in entries {
+            field(entry.path.as_os_str().as_bytes());
+            field(&[entry.kind.tag()]);
+            field(&entry.mode.to_be_bytes());
+            field(&entry.uid.to_be_bytes());
+            field(&entry.gid.to_be_bytes());
+            match entry.kind {
+                EntryType::File => {
+                    let digest = self.get(&entry.path).ok_or_else(|| HashError::Missing {
+                        path: entry.path.clone(),
+                    })?;
+                    field(digest.as_bytes());
+                }
+                EntryType::Symlink => {
+                    let target = entry.link_target.as_deref().unwrap_or(Path::new(""));
+                    field(target.as_os_str().as_bytes());
+                }
+                _ => field(&[]),
+            }
+        }
+        Ok(ContentDigest::from_bytes(h.finalize().into()))
+    }
+}
+
+/// Hashes one file without following a symlink put in its place. Returns the digest,
+/// the bytes read, and whether the file still had `expected`'s identity afterwards (only
+/// then may the digest be remembered).
+fn hash_file(path: &Path, expected: FileStamp) -> io::Result<(ContentDigest, u64, bool)> {
+    let mut file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        total += n as u64;
+    }
+    let meta = file.metadata()?;
+    let after = FileStamp {
+        size: meta.size(),
+        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        inode: meta.ino(),
+        ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+    };
+    Ok((
+        ContentDigest::from_bytes(h.finalize().into()),
+        total,
+        after == expected,
+    ))
+}

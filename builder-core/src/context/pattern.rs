@@ -1,0 +1,284 @@
+//! Path patterns: Go `filepath.Match` syntax, plus `**` for `.dockerignore`.
+//!
+//! One compiled form serves both users. A COPY source uses plain `filepath.Match`
+//! semantics one path component at a time (BuildKit's copy does the same); a
+//! `.dockerignore` line is matched against a whole slash-separated path, where `**`
+//! also crosses directories, as moby/patternmatcher does.
+
+/// A syntax error in a pattern, as `filepath.Match` reports `ErrBadPattern`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid pattern {pattern:?}: {reason}")]
+pub struct PatternError {
+    /// The pattern as given.
+    pub pattern: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    /// One exact character.
+    Literal(char),
+    /// `?`: one character other than `/`.
+    AnyChar,
+    /// `*`: any run of characters other than `/`.
+    Star,
+    /// `**` at the end of a pattern: anything at all, `/` included.
+    AnyPath,
+    /// `**` (or `**/`) before more pattern: nothing, or anything that ends with `/`.
+    AnyDirs,
+    /// `[...]`: one character in (or, negated, not in) the ranges.
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
+}
+
+/// A compiled pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pattern {
+    source: String,
+    tokens: Vec<Token>,
+    /// moby/patternmatcher quirk: a pattern of `**` then plain characters is a suffix test
+    /// (`**foo` matches `xfoo`), not the `(.*/)?foo` its other `**` forms would mean.
+    suffix: Option<String>,
+}
+
+impl Pattern {
+    /// Compiles `source`; `double_star` turns on the `.dockerignore` meaning of `**`
+    /// (without it, `**` is two `*` and never crosses a `/`, as in `filepath.Match`).
+    pub fn new(source: &str, double_star: bool) -> Result<Self, PatternError> {
+        let bad = |reason| PatternError {
+            pattern: source.to_owned(),
+            reason,
+        };
+        let chars: Vec<char> = source.chars().collect();
+        let mut tokens = Vec::new();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            i += 1;
+            match c {
+                '*' if double_star && chars.get(i) == Some(&'*') => {
+                    i += 1;
+                    if chars.get(i) == Some(&'/') {
+                        i += 1;
+                    }
+                    tokens.push(if i == chars.len() {
+                        Token::AnyPath
+                    } else {
+                        Token::AnyDirs
+                    });
+                }
+                '*' => tokens.push(Token::Star),
+                '?' => tokens.push(Token::AnyChar),
+                '\\' => match chars.get(i) {
+                    Some(&next) => {
+                        i += 1;
+                        tokens.push(Token::Literal(next));
+                    }
+                    None => return Err(bad("trailing backslash")),
+                },
+                '[' => {
+                    let (token, next) = parse_class(&chars, i).map_err(bad)?;
+                    tokens.push(token);
+                    i = next;
+                }
+                other => tokens.push(Token::Literal(other)),
+            }
+        }
+        let suffix = match source.strip_prefix("**") {
+            Some(rest) if double_star && !rest.contains(['*', '?', '[', ']', '\\']) => {
+                Some(rest.to_owned())
+            }
+            _ => None,
+        };
+        Ok(Self {
+            source: source.to_owned(),
+            tokens,
+            suffix,
+        })
+    }
+
+    /// The pattern as given.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the pattern has any wildcard (so matches more than one exact name).
+    pub fn has_wildcard(&self) -> bool {
+        self.tokens.iter().any(|t| !matches!(t, Token::Literal(_)))
+    }
+
+    /// Whether the whole of `text` matches.
+    pub fn matches(&self, text: &str) -> bool {
+        if let Some(suffix) = &self.suffix {
+            return text.ends_with(suffix.as_str())
+                || suffix.strip_prefix('/').is_some_and(|s| s == text);
+        }
+        let text: Vec<char> = text.chars().collect();
+        match_tokens(&self.tokens, &text)
+    }
+}
+
+fn parse_class(chars: &[char], mut i: usize) -> Result<(Token, usize), &'static str> {
+    let negated = chars.get(i) == Some(&'^');
+    if negated {
+        i += 1;
+    }
+    let mut ranges = Vec::new();
+    let read_char = |i: &mut usize| -> Result<char, &'static str> {
+        match chars.get(*i) {
+            None => Err("unterminated character class"),
+            Some('\\') => {
+                *i += 1;
+                let c = chars.get(*i).ok_or("unterminated character class")?;
+                *i += 1;
+                Ok(*c)
+            }
+            Some(&c) if c == ']' || c == '-' => Err("bad character class"),
+            Some(&c) => {
+                *i += 1;
+                Ok(c)
+            }
+        }
+    };
+    loop {
+        if chars.get(i) == Some(&']') && !ranges.is_empty() {
+            return Ok((Token::Class { negated, ranges }, i + 1));
+        }
+        let lo = read_char(&mut i)?;
+        let hi = if chars.get(i) == Some(&'-') {
+            i += 1;
+            read_char(&mut i)?
+        } else {
+            lo
+        };
+        if hi < lo {
+            return Err("bad range in character class");
+        }
+        ranges.push((lo, hi));
+    }
+}
+
+fn match_tokens(tokens: &[Token], text: &[char]) -> bool {
+    let Some((first, rest)) = tokens.split_first() else {
+        return text.is_empty();
+    };
+    match first {
+        Token::Literal(c) => text.first() == Some(c) && match_tokens(rest, &text[1..]),
+        Token::AnyChar => text.first().is_some_and(|&c| c != '/') && match_tokens(rest, &text[1..]),
+        Token::Class { negated, ranges } => {
+            text.first().is_some_and(|&c| {
+                let inside = ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi);
+                inside != *negated
+            }) && match_tokens(rest, &text[1..])
+        }
+        Token::Star => {
+            for n in 0..=text.len() {
+                if match_tokens(rest, &text[n..]) {
+                    return true;
+                }
+                if text.get(n) == Some(&'/') {
+                    break;
+                }
+            }
+            false
+        }
+        Token::AnyPath => true,
+        Token::AnyDirs => {
+            if match_tokens(rest, text) {
+                return true;
+            }
+            text.iter()
+                .enumerate()
+                .any(|(n, &c)| c == '/' && match_tokens(rest, &text[n + 1..]))
+        }
+    }
+}
+
+/// Lexically cleans a slash-separated path like Go's `path.Clean`: collapses `//`,
+/// drops `.`, resolves `..` against earlier components (kept at the front of a
+/// relative path, dropped at the root of an absolute one); the empty path is `.`.
+pub(crate) fn clean(path: &str) -> String {
+    let rooted = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|p| *p != "..") {
+                    parts.pop();
+                } else if !rooted {
+                    parts.push("..");
+                }
+            }
+            other => parts.push(other),
+        }
+    }
+    let joined = parts.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_owned(),
+        (false, false) => joined,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(pattern: &str, text: &str) -> bool {
+        Pattern::new(pattern, true)
+            .map(|p| p.matches(text))
+            .unwrap_or(false)
+    }
+
+    #[test]
+    fn single_star_stays_in_one_component() {
+        assert!(m("*.go", "a.go"));
+        assert!(!m("*.go", "dir/a.go"));
+        assert!(m("dir/*", "dir/a"));
+    }
+
+    #[test]
+    fn double_star_crosses_directories_including_none() {
+        assert!(m("**/a", "a"));
+        assert!(m("**/a", "x/y/a"));
+        assert!(m("x/**/a", "x/a"));
+        assert!(m("x/**/a", "x/y/z/a"));
+        assert!(m("x/**", "x/y/z"));
+        assert!(!m("x/**", "x"));
+        assert!(m("**", "anything/at/all"));
+        assert!(m("**foo", "xfoo"));
+        assert!(m("a**b", "a/x/b"));
+        assert!(!m("a**b", "axb"));
+    }
+
+    #[test]
+    fn classes_ranges_negation_and_escapes() {
+        assert!(m("[a-c]x", "bx"));
+        assert!(!m("[^a-c]x", "bx"));
+        assert!(m("[^a-c]x", "dx"));
+        assert!(m("\\*", "*"));
+        assert!(!m("\\*", "a"));
+        assert!(m("a?c", "abc"));
+        assert!(!m("a?c", "a/c"));
+    }
+
+    #[test]
+    fn syntax_errors_are_reported() {
+        for bad in ["[", "[]", "[z-a]", "a\\", "[a-"] {
+            assert!(Pattern::new(bad, true).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn clean_follows_go_path_clean() {
+        assert_eq!(clean("./a//b/../c/"), "a/c");
+        assert_eq!(clean("/../a"), "/a");
+        assert_eq!(clean("../a"), "../a");
+        assert_eq!(clean(""), ".");
+        assert_eq!(clean("a/.."), ".");
+    }
+}
