@@ -1,46 +1,9 @@
-//! Fuzzes the whole Dockerfile front end: syntax tree, AST dump, typed instructions,
-//! lowering into a build graph (with and without a target and build args) and error
-//! rendering. Any panic, hang or super-linear blow-up is a bug.
+//! Fuzzes the whole Dockerfile front end (see `fuzz/common/parse_lower.rs`). Any panic,
+//! hang or super-linear blow-up is a bug; every crash input is added to the corpus,
+//! which `dockerfile-parser/tests/fuzz_corpus.rs` replays in every test run.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use rbuild_dockerfile::{Environment, LowerOptions};
+#[path = "../common/parse_lower.rs"]
+mod parse_lower;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(source) = std::str::from_utf8(data) else {
-        return;
-    };
-    if let Ok(tree) = rbuild_dockerfile::parse_syntax(source) {
-        let _ = rbuild_dockerfile::dump(&tree);
-    }
-    let dockerfile = match rbuild_dockerfile::parse(source) {
-        Ok(dockerfile) => dockerfile,
-        Err(err) => {
-            let _ = err.render("Dockerfile", source);
-            return;
-        }
-    };
-    // Lower for the last stage, then for the first named stage with a build arg set:
-    // the two paths through target pruning and ARG scoping.
-    let mut options = vec![LowerOptions::default()];
-    if let Some(name) = dockerfile.stages.iter().find_map(|s| s.name.clone()) {
-        let mut build_args = Environment::default();
-        build_args.set("A", "1");
-        options.push(LowerOptions {
-            target: Some(name),
-            build_args,
-            ..LowerOptions::default()
-        });
-    }
-    for options in &options {
-        match rbuild_dockerfile::lower(&dockerfile, options) {
-            Ok(graph) => {
-                let _ = graph.to_text();
-                let _ = graph.to_dot();
-            }
-            Err(err) => {
-                let _ = err.render("Dockerfile", source);
-            }
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| parse_lower::run(data));
