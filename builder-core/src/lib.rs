@@ -13,5 +13,12 @@ mod change;
 pub use crate::change::{Change, ChangeKind, ChangeSet};
 
 // --- storage: digests, content store, layers, images, exporters ---
+mod digest;
+mod store;
+pub use crate::digest::{Digest, Hasher, InvalidDigest};
+pub use crate::store::{
+    Blob, BlobWriter, ContentStore, ImageName, InvalidImageName, NamedImage, StoreError,
+    default_root,
+};
 
 // --- execution: sandbox executor, snapshotters ---
