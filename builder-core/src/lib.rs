@@ -14,8 +14,14 @@ pub use crate::change::{Change, ChangeKind, ChangeSet};
 
 // --- storage: digests, content store, layers, images, exporters ---
 mod digest;
+mod layer;
 mod store;
 pub use crate::digest::{Digest, Hasher, InvalidDigest};
+pub use crate::layer::{
+    ApplyMode, Compression, Layer, LayerError, LayerOptions, OPAQUE_WHITEOUT,
+    OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR, PAX_XATTR_PREFIX, WHITEOUT_PREFIX,
+    apply_layer, is_overlay_xattr, tree_changes, write_layer, write_layer_to,
+};
 pub use crate::store::{
     Blob, BlobWriter, ContentStore, ImageName, InvalidImageName, NamedImage, StoreError,
     default_root,
