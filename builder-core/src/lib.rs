@@ -14,9 +14,14 @@ pub use crate::change::{Change, ChangeKind, ChangeSet};
 
 // --- storage: digests, content store, layers, images, exporters ---
 mod digest;
+mod image;
 mod layer;
 mod store;
 pub use crate::digest::{Digest, Hasher, InvalidDigest};
+pub use crate::image::{
+    Empty, Healthcheck, History, Image, ImageConfig, ImageError, ImageFormat, ImageSpec, RootFs,
+    RunConfig, assemble, host_architecture, load_image, rfc3339, tag_image,
+};
 pub use crate::layer::{
     ApplyMode, Compression, Layer, LayerError, LayerOptions, OPAQUE_WHITEOUT,
     OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR, PAX_XATTR_PREFIX, WHITEOUT_PREFIX,

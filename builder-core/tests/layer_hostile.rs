@@ -76,9 +76,21 @@ fn outside_state(dir: &Path) -> Vec<(String, Vec<u8>)> {
 fn hostile_layers_are_refused_naming_the_entry() {
     require_root("the applier runs as root in production, where escapes matter most");
     let cases: Vec<(&str, Vec<Raw<'_>>, &str)> = vec![
-        ("dot-dot entry", vec![file("../outside/evil")], "../outside/evil"),
-        ("nested dot-dot", vec![file("a/../../outside/evil")], "a/../../outside/evil"),
-        ("absolute path", vec![file("/OUTSIDE/evil")], "/OUTSIDE/evil"),
+        (
+            "dot-dot entry",
+            vec![file("../outside/evil")],
+            "../outside/evil",
+        ),
+        (
+            "nested dot-dot",
+            vec![file("a/../../outside/evil")],
+            "a/../../outside/evil",
+        ),
+        (
+            "absolute path",
+            vec![file("/OUTSIDE/evil")],
+            "/OUTSIDE/evil",
+        ),
         (
             "relative symlink then write through it",
             vec![
@@ -89,7 +101,10 @@ fn hostile_layers_are_refused_naming_the_entry() {
         ),
         (
             "absolute symlink then write through it",
-            vec![link("esc", EntryType::Symlink, "/OUTSIDE"), file("esc/evil")],
+            vec![
+                link("esc", EntryType::Symlink, "/OUTSIDE"),
+                file("esc/evil"),
+            ],
             "esc/evil",
         ),
         (
@@ -105,7 +120,11 @@ fn hostile_layers_are_refused_naming_the_entry() {
             ],
             "hl",
         ),
-        ("whiteout of ../x", vec![file("../.wh.secret")], "../.wh.secret"),
+        (
+            "whiteout of ../x",
+            vec![file("../.wh.secret")],
+            "../.wh.secret",
+        ),
         ("whiteout named ..", vec![file("sub/.wh...")], "sub/.wh..."),
     ];
     for (what, entries, bad_entry) in cases {

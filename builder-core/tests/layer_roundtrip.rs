@@ -144,11 +144,23 @@ const ROWS: &[(&str, Setup)] = &[
         let m = Mode::from_raw_mode(0o640);
         rustix::fs::mknodat(rustix::fs::CWD, &u.join("fifo"), FileType::Fifo, m, 0).unwrap();
         let null = rustix::fs::makedev(1, 3);
-        rustix::fs::mknodat(rustix::fs::CWD, &u.join("null"), FileType::CharacterDevice, m, null)
-            .unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &u.join("null"),
+            FileType::CharacterDevice,
+            m,
+            null,
+        )
+        .unwrap();
         let blk = rustix::fs::makedev(7, 0);
-        rustix::fs::mknodat(rustix::fs::CWD, &u.join("loop"), FileType::BlockDevice, m, blk)
-            .unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &u.join("loop"),
+            FileType::BlockDevice,
+            m,
+            blk,
+        )
+        .unwrap();
         rec(s, "fifo", ChangeKind::Added);
         rec(s, "loop", ChangeKind::Added);
         rec(s, "null", ChangeKind::Added);

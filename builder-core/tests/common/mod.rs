@@ -97,7 +97,9 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
                 content: ft
                     .is_file()
                     .then(|| Digest::of(&fs::read(entry.path()).unwrap())),
-                link: ft.is_symlink().then(|| fs::read_link(entry.path()).unwrap()),
+                link: ft
+                    .is_symlink()
+                    .then(|| fs::read_link(entry.path()).unwrap()),
                 rdev: if ft.is_char_device() || ft.is_block_device() {
                     meta.rdev()
                 } else {
@@ -121,11 +123,7 @@ pub fn expected_snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
 }
 
 /// Asserts two snapshots are equal, listing each differing path.
-pub fn assert_same_tree(
-    what: &str,
-    got: &BTreeMap<PathBuf, Node>,
-    want: &BTreeMap<PathBuf, Node>,
-) {
+pub fn assert_same_tree(what: &str, got: &BTreeMap<PathBuf, Node>, want: &BTreeMap<PathBuf, Node>) {
     let mut problems = Vec::new();
     for (path, w) in want {
         match got.get(path) {
@@ -154,5 +152,10 @@ pub fn copy_tree(from: &Path, to: &Path) {
         .arg(to)
         .status()
         .unwrap();
-    assert!(status.success(), "cp -a {} {}", from.display(), to.display());
+    assert!(
+        status.success(),
+        "cp -a {} {}",
+        from.display(),
+        to.display()
+    );
 }
