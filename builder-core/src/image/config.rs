@@ -203,7 +203,7 @@ mod tests {
 
     #[test]
     fn docker_extensions_round_trip_with_docker_names() {
-        let json = r#"{"architecture":"amd64","os":"linux","config":{"Healthcheck":{"Test":["CMD","true"],"Retries":3},"Shell":["/bin/bash","-c"],"OnBuild":["RUN x"],"ExposedPorts":{"80/tcp":{}}},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let json = r#"{"architecture":"amd64","os":"linux","config":{"ExposedPorts":{"80/tcp":{}},"Healthcheck":{"Test":["CMD","true"],"Retries":3},"Shell":["/bin/bash","-c"],"OnBuild":["RUN x"]},"rootfs":{"type":"layers","diff_ids":[]}}"#;
         let cfg: ImageConfig = serde_json::from_str(json).unwrap();
         assert_eq!(
             cfg.config.shell.as_deref(),
