@@ -14,10 +14,15 @@ pub use crate::change::{Change, ChangeKind, ChangeSet};
 
 // --- storage: digests, content store, layers, images, exporters ---
 mod digest;
+mod export;
 mod image;
 mod layer;
 mod store;
 pub use crate::digest::{Digest, Hasher, InvalidDigest};
+pub use crate::export::{
+    CONTAINERD_NAME_ANNOTATION, ExportError, ExportTarget, Exporter, InvalidExportTarget, export,
+    unpack_rootfs,
+};
 pub use crate::image::{
     Empty, Healthcheck, History, Image, ImageConfig, ImageError, ImageFormat, ImageSpec, RootFs,
     RunConfig, assemble, host_architecture, load_image, rfc3339, tag_image,
