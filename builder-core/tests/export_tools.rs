@@ -1,6 +1,8 @@
 //! Every exporter's output is accepted by skopeo, umoci and podman, and builds are
 //! reproducible with a source date epoch.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::fs;

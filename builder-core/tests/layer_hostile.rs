@@ -1,6 +1,8 @@
 //! Hostile layers: every entry that would write outside the target is refused with an
 //! error naming it, and nothing outside the target changes.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::fs;

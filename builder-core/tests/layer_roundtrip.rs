@@ -2,6 +2,8 @@
 //! tree, and compare with the upper tree (content, type, mode, owner, xattrs, links,
 //! hardlink identity, mtimes).
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::fs;
@@ -142,11 +144,11 @@ const ROWS: &[(&str, Setup)] = &[
     }),
     ("fifo and devices", |u, s| {
         let m = Mode::from_raw_mode(0o640);
-        rustix::fs::mknodat(rustix::fs::CWD, &u.join("fifo"), FileType::Fifo, m, 0).unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, u.join("fifo"), FileType::Fifo, m, 0).unwrap();
         let null = rustix::fs::makedev(1, 3);
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &u.join("null"),
+            u.join("null"),
             FileType::CharacterDevice,
             m,
             null,
@@ -155,7 +157,7 @@ const ROWS: &[(&str, Setup)] = &[
         let blk = rustix::fs::makedev(7, 0);
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &u.join("loop"),
+            u.join("loop"),
             FileType::BlockDevice,
             m,
             blk,

@@ -1,6 +1,8 @@
 //! The content store: idempotent writes, verified reads, names, shared use, and the
 //! unpacked-layer cache serving as overlay lower dirs.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::fs;

@@ -106,6 +106,7 @@ impl FromStr for ExportTarget {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -363,10 +363,7 @@ impl Applier {
                     }
                     let parent = path.parent().unwrap_or(Path::new(""));
                     let name = path.file_name().unwrap_or(OsStr::new(""));
-                    let fd = match self.open_dir(&entry, parent) {
-                        Ok(fd) => fd,
-                        Err(e) => return Err(e),
-                    };
+                    let fd = self.open_dir(&entry, parent)?;
                     remove_existing(&fd, name)
                         .map_err(|source| LayerError::Apply { entry, source })?;
                 }

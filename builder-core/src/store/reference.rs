@@ -179,6 +179,7 @@ impl fmt::Display for ImageName {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

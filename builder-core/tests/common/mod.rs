@@ -1,5 +1,6 @@
 //! Helpers shared by the storage tests: tree snapshots and preconditions.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
