@@ -4,6 +4,7 @@
 //! store there: an OCI layout (tar or directory), a docker archive, the rootfs (directory
 //! or tar), or names in the local store.
 
+mod archive;
 mod layout;
 mod target;
 
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 
 use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType};
 
+pub use self::archive::{load_archive, save_images, save_layout_dir};
 use self::layout::{DirSink, LayoutSink, TarSink};
 pub use self::target::{ExportTarget, InvalidExportTarget};
 use crate::digest::Digest;

@@ -3,6 +3,7 @@
 //! Media types follow image-spec (media-types.md) for `--format oci` and Docker's image
 //! manifest v2 schema 2 for `--format docker`; the JSON shapes are the same.
 
+mod check;
 mod config;
 
 use std::collections::HashMap;
@@ -10,6 +11,7 @@ use std::str::FromStr;
 
 use oci_spec::image::{Descriptor, ImageManifest, MediaType};
 
+pub use self::check::{Problem, PruneReport, prune, referenced_blobs, verify};
 pub use self::config::{
     Empty, Healthcheck, History, ImageConfig, RootFs, RunConfig, host_architecture, rfc3339,
 };
@@ -216,12 +218,32 @@ pub fn assemble(
         annotations.insert(BASE_NAME_ANNOTATION.to_owned(), name.clone());
         annotations.insert(BASE_DIGEST_ANNOTATION.to_owned(), digest.to_string());
     }
+    write_manifest(
+        store,
+        &config,
+        config_blob,
+        layer_descs,
+        spec.format,
+        annotations,
+    )
+}
+
+/// Writes the manifest of an image whose config blob (of `config`) is already stored.
+pub fn write_manifest(
+    store: &ContentStore,
+    config: &ImageConfig,
+    config_blob: Blob,
+    layer_descs: Vec<Descriptor>,
+    format: ImageFormat,
+    annotations: HashMap<String, String>,
+) -> Result<Image, ImageError> {
+    let spec_format = format;
     let mut builder = oci_spec::image::ImageManifestBuilder::default()
         .schema_version(2u32)
-        .media_type(spec.format.manifest_type())
-        .config(descriptor(spec.format.config_type(), &config_blob))
+        .media_type(spec_format.manifest_type())
+        .config(descriptor(spec_format.config_type(), &config_blob))
         .layers(layer_descs);
-    if !annotations.is_empty() && spec.format == ImageFormat::Oci {
+    if !annotations.is_empty() && spec_format == ImageFormat::Oci {
         builder = builder.annotations(annotations);
     }
     let manifest = builder.build().map_err(ImageError::Manifest)?;
@@ -235,7 +257,7 @@ pub fn assemble(
         source,
     })?;
     let manifest_blob = store.put(&manifest_bytes)?;
-    let mut desc = descriptor(spec.format.manifest_type(), &manifest_blob);
+    let mut desc = descriptor(spec_format.manifest_type(), &manifest_blob);
     desc.set_platform(Some(
         oci_spec::image::PlatformBuilder::default()
             .architecture(config.architecture.as_str())
@@ -246,7 +268,7 @@ pub fn assemble(
     Ok(Image {
         descriptor: desc,
         manifest,
-        config,
+        config: config.clone(),
         config_digest: config_blob.digest,
     })
 }

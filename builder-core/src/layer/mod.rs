@@ -17,7 +17,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use self::apply::{ApplyMode, apply_layer};
-pub use self::compress::Compression;
+pub use self::compress::{Compression, decompress};
 pub use self::tree::tree_changes;
 pub use self::writer::{LayerOptions, write_layer, write_layer_to};
 use crate::digest::Digest;
