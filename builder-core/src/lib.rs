@@ -21,7 +21,7 @@ mod store;
 pub use crate::digest::{Digest, Hasher, InvalidDigest};
 pub use crate::export::{
     CONTAINERD_NAME_ANNOTATION, ExportError, ExportTarget, Exporter, InvalidExportTarget, export,
-    load_archive, save_images, save_layout_dir, unpack_rootfs,
+    import_rootfs, load_archive, save_images, save_layout_dir, unpack_rootfs,
 };
 pub use crate::image::{
     Empty, Healthcheck, History, Image, ImageConfig, ImageError, ImageFormat, ImageSpec, Problem,

@@ -231,3 +231,22 @@ fn load_layout(
     }
     Ok(out)
 }
+
+/// Makes a one-layer image from a rootfs archive (plain, gzip or zstd): the archive is
+/// unpacked with the safe applier into scratch space and written again as a normalized
+/// layer with `options`.
+pub fn import_rootfs(
+    store: &ContentStore,
+    rootfs: impl Read,
+    spec: &crate::image::ImageSpec,
+    options: &crate::layer::LayerOptions,
+) -> Result<Image, ExportError> {
+    let tmp = tempfile::Builder::new()
+        .prefix("import-")
+        .tempdir_in(store.tmp_dir())
+        .map_err(read_err(&store.tmp_dir()))?;
+    crate::layer::apply_layer(rootfs, tmp.path(), crate::layer::ApplyMode::Merged)?;
+    let changes = crate::layer::tree_changes(tmp.path())?;
+    let layer = crate::layer::write_layer(store, tmp.path(), &changes, options)?;
+    Ok(crate::image::assemble(store, spec, &[layer])?)
+}

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType};
 
-pub use self::archive::{load_archive, save_images, save_layout_dir};
+pub use self::archive::{import_rootfs, load_archive, save_images, save_layout_dir};
 use self::layout::{DirSink, LayoutSink, TarSink};
 pub use self::target::{ExportTarget, InvalidExportTarget};
 use crate::digest::Digest;

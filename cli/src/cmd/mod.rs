@@ -1,3 +1,13 @@
 //! One module per subcommand.
 
 pub mod version;
+// storage: image commands
+pub mod images;
+pub mod import;
+pub mod inspect;
+pub mod load;
+pub mod prune;
+pub mod rmi;
+pub mod save;
+pub mod store;
+pub mod tag;
