@@ -47,6 +47,9 @@ fn source_tree() -> PathBuf {
     src
 }
 
+/// A contender: its name, the shell command it runs, and how to size its output.
+type Contender = (String, String, Box<dyn Fn() -> u64>);
+
 /// The child side: write one layer and exit.
 fn child(mode: &str, src: &Path, out: &Path) {
     let compression: Compression = mode.parse().unwrap_or_else(|e: String| fail(e));
@@ -144,7 +147,7 @@ fn main() {
         }
     };
     let mut results = Vec::new();
-    let contenders: Vec<(String, String, Box<dyn Fn() -> u64>)> = vec![
+    let contenders: Vec<Contender> = vec![
         (
             "tar | pigz -p N".into(),
             format!(
