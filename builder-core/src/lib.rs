@@ -13,6 +13,30 @@ mod change;
 pub use crate::change::{Change, ChangeKind, ChangeSet};
 
 // --- storage: digests, content store, layers, images, exporters ---
+mod digest;
+mod export;
+mod image;
+mod layer;
+mod store;
+pub use crate::digest::{Digest, Hasher, InvalidDigest};
+pub use crate::export::{
+    CONTAINERD_NAME_ANNOTATION, ExportError, ExportTarget, Exporter, InvalidExportTarget, export,
+    import_rootfs, load_archive, save_images, save_layout_dir, unpack_rootfs,
+};
+pub use crate::image::{
+    Empty, Healthcheck, History, Image, ImageConfig, ImageError, ImageFormat, ImageSpec, Problem,
+    PruneReport, RootFs, RunConfig, assemble, host_architecture, load_image, prune,
+    referenced_blobs, rfc3339, tag_image, verify, write_manifest,
+};
+pub use crate::layer::{
+    ApplyMode, Compression, Layer, LayerError, LayerOptions, OPAQUE_WHITEOUT,
+    OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR, PAX_XATTR_PREFIX, WHITEOUT_PREFIX,
+    apply_layer, decompress, is_overlay_xattr, tree_changes, write_layer, write_layer_to,
+};
+pub use crate::store::{
+    Blob, BlobWriter, ContentStore, ImageName, InvalidImageName, NamedImage, StoreError,
+    default_root,
+};
 
 // --- execution: sandbox executor, snapshotters ---
 

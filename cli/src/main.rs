@@ -35,6 +35,25 @@ enum Command {
     Debug(cmd::debug::DebugArgs),
     /// Print the build graph a Dockerfile lowers to.
     Graph(cmd::graph::GraphArgs),
+    // storage: image commands
+    /// List images.
+    Images(cmd::images::Args),
+    /// Give an image another name.
+    Tag(cmd::tag::Args),
+    /// Remove image names.
+    Rmi(cmd::rmi::Args),
+    /// Show an image's config and manifest as JSON.
+    Inspect(cmd::inspect::Args),
+    /// Save images to an archive (docker or OCI).
+    Save(cmd::save::Args),
+    /// Load images from an archive (docker or OCI).
+    Load(cmd::load::Args),
+    /// Create an image from a rootfs tarball.
+    Import(cmd::import::Args),
+    /// Remove blobs and unpacked layers no image needs.
+    Prune(cmd::prune::Args),
+    /// Content store maintenance.
+    Store(cmd::store::Args),
 }
 
 /// The words that name a subcommand; anything else first on the line means `build`.
@@ -71,6 +90,16 @@ fn main() -> ExitCode {
         Command::Version => cmd::version::run(),
         Command::Debug(args) => cmd::debug::run(args),
         Command::Graph(args) => cmd::graph::run(args),
+        // storage: image commands
+        Command::Images(args) => cmd::images::run(args),
+        Command::Tag(args) => cmd::tag::run(args),
+        Command::Rmi(args) => cmd::rmi::run(args),
+        Command::Inspect(args) => cmd::inspect::run(args),
+        Command::Save(args) => cmd::save::run(args),
+        Command::Load(args) => cmd::load::run(args),
+        Command::Import(args) => cmd::import::run(args),
+        Command::Prune(args) => cmd::prune::run(args),
+        Command::Store(args) => cmd::store::run(args),
     };
     match result {
         Ok(code) => code,

@@ -3,3 +3,13 @@
 pub mod debug;
 pub mod graph;
 pub mod version;
+// storage: image commands
+pub mod images;
+pub mod import;
+pub mod inspect;
+pub mod load;
+pub mod prune;
+pub mod rmi;
+pub mod save;
+pub mod store;
+pub mod tag;

@@ -1,0 +1,168 @@
+//! The `-o` / `--output` syntax of `docker build`: `type=oci,dest=out.tar,tar=false`.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// Where and how a built image goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportTarget {
+    /// An OCI image layout, as a tar archive (`tar=true`, the default) or a directory.
+    Oci {
+        /// The archive or directory.
+        dest: PathBuf,
+        /// Whether to write a tar archive.
+        tar: bool,
+    },
+    /// A `docker load`able archive (manifest.json, repositories, and the OCI layout).
+    Docker {
+        /// The archive.
+        dest: PathBuf,
+    },
+    /// The image's filesystem, unpacked into a directory.
+    Local {
+        /// The directory.
+        dest: PathBuf,
+    },
+    /// The image's filesystem as one tar archive.
+    Tar {
+        /// The archive.
+        dest: PathBuf,
+    },
+    /// The local content store, under the names given with `-t`.
+    Image,
+}
+
+/// An `-o` value that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid output {spec:?}: {reason}")]
+pub struct InvalidExportTarget {
+    /// The value given.
+    pub spec: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl FromStr for ExportTarget {
+    type Err = InvalidExportTarget;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let bad = |reason: String| InvalidExportTarget {
+            spec: spec.to_owned(),
+            reason,
+        };
+        // docker build -o DIR is type=local,dest=DIR.
+        if !spec.contains('=') {
+            return if spec.is_empty() {
+                Err(bad("empty".to_owned()))
+            } else {
+                Ok(ExportTarget::Local {
+                    dest: PathBuf::from(spec),
+                })
+            };
+        }
+        let mut kind = None;
+        let mut dest = None;
+        let mut tar = true;
+        for field in spec.split(',') {
+            let (key, value) = field
+                .split_once('=')
+                .ok_or_else(|| bad(format!("field {field:?} is not key=value")))?;
+            match key.trim() {
+                "type" => kind = Some(value.trim().to_owned()),
+                "dest" => dest = Some(PathBuf::from(value.trim())),
+                "tar" => {
+                    tar = match value.trim() {
+                        "true" => true,
+                        "false" => false,
+                        v => return Err(bad(format!("tar={v} is not true or false"))),
+                    }
+                }
+                // Accepted for compatibility, decided elsewhere (names come from -t).
+                "name" | "compression" | "compression-level" | "oci-mediatypes" | "push" => {}
+                other => return Err(bad(format!("unknown key {other:?}"))),
+            }
+        }
+        let kind = kind.ok_or_else(|| bad("missing type=".to_owned()))?;
+        let need_dest = || {
+            dest.clone()
+                .ok_or_else(|| bad(format!("type={kind} needs dest=")))
+        };
+        Ok(match kind.as_str() {
+            "oci" => ExportTarget::Oci {
+                dest: need_dest()?,
+                tar,
+            },
+            "docker" => ExportTarget::Docker { dest: need_dest()? },
+            "local" => ExportTarget::Local { dest: need_dest()? },
+            "tar" => ExportTarget::Tar { dest: need_dest()? },
+            "image" => ExportTarget::Image,
+            other => {
+                return Err(bad(format!(
+                    "unknown type {other:?}: expected oci, docker, local, tar or image"
+                )));
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_docker_build_output_syntax() {
+        let cases = [
+            (
+                "type=oci,dest=out.tar",
+                ExportTarget::Oci {
+                    dest: "out.tar".into(),
+                    tar: true,
+                },
+            ),
+            (
+                "type=oci,dest=dir,tar=false",
+                ExportTarget::Oci {
+                    dest: "dir".into(),
+                    tar: false,
+                },
+            ),
+            (
+                "type=docker,dest=d.tar",
+                ExportTarget::Docker {
+                    dest: "d.tar".into(),
+                },
+            ),
+            (
+                "type=local,dest=root",
+                ExportTarget::Local {
+                    dest: "root".into(),
+                },
+            ),
+            (
+                "type=tar,dest=rootfs.tar",
+                ExportTarget::Tar {
+                    dest: "rootfs.tar".into(),
+                },
+            ),
+            ("type=image", ExportTarget::Image),
+            (
+                "outdir",
+                ExportTarget::Local {
+                    dest: "outdir".into(),
+                },
+            ),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(spec.parse::<ExportTarget>().unwrap(), want, "{spec}");
+        }
+        for bad in [
+            "type=oci",
+            "type=nope,dest=x",
+            "type=oci,dest=x,tar=maybe",
+            "dest=x",
+        ] {
+            assert!(bad.parse::<ExportTarget>().is_err(), "{bad}");
+        }
+    }
+}

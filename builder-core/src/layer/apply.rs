@@ -1,0 +1,476 @@
+//! Unpacking a layer into a directory, every path resolved inside it.
+//!
+//! Parent directories are opened with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`
+//! from the target, so neither `..`, an absolute symlink nor a symlink leading out can
+//! move a write outside the target; the last component is always created fresh
+//! (`O_EXCL`, `mknodat`, `symlinkat`), never followed. Entries whose names are absolute or
+//! hold `..` are refused before anything is touched.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+use rustix::io::Errno;
+use tar::EntryType;
+
+use super::compress::decompress;
+use super::{
+    LayerError, OPAQUE_WHITEOUT, OVERLAY_OPAQUE_XATTR, PAX_XATTR_PREFIX, WHITEOUT_PREFIX,
+    is_overlay_xattr,
+};
+use crate::digest::{Digest, Hasher};
+
+/// How whiteouts are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyMode {
+    /// Apply on top of the lower layers already in the target: whiteouts delete what the
+    /// layers below put there.
+    Merged,
+    /// Unpack one layer alone so it can serve as an overlay lower dir: a whiteout becomes
+    /// a 0:0 character device and an opaque whiteout the `trusted.overlay.opaque=y` xattr.
+    OverlayLower,
+}
+
+/// Unpacks the layer read from `reader` (gzip, zstd or plain, by magic number) into
+/// `target`, which must exist; returns the diff_id of the uncompressed tar.
+pub fn apply_layer(
+    reader: impl Read,
+    target: &Path,
+    mode: ApplyMode,
+) -> Result<Digest, LayerError> {
+    let root = rustix::fs::open(
+        target,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| LayerError::Apply {
+        entry: target.display().to_string(),
+        source: e.into(),
+    })?;
+    let plain = decompress(BufReader::with_capacity(1 << 20, reader)).map_err(LayerError::Read)?;
+    let mut hashing = HashingReader {
+        inner: plain,
+        hasher: Hasher::new(),
+    };
+    let mut applier = Applier {
+        root,
+        mode,
+        is_root: rustix::process::geteuid().is_root(),
+        written: HashSet::new(),
+        whiteouts: Vec::new(),
+        opaques: Vec::new(),
+        dir_times: Vec::new(),
+    };
+    {
+        let mut archive = tar::Archive::new(&mut hashing);
+        for entry in archive.entries().map_err(LayerError::Read)? {
+            let entry = entry.map_err(LayerError::Read)?;
+            applier.entry(entry)?;
+        }
+    }
+    // Hash the end-of-archive padding too: the diff_id covers the whole stream.
+    io::copy(&mut hashing, &mut io::sink()).map_err(LayerError::Read)?;
+    applier.finish()?;
+    Ok(hashing.hasher.finish())
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+struct Applier {
+    root: OwnedFd,
+    mode: ApplyMode,
+    is_root: bool,
+    /// Paths this layer created, which its own whiteouts must not remove.
+    written: HashSet<PathBuf>,
+    /// (entry name, whited-out path), applied after the whole layer.
+    whiteouts: Vec<(String, PathBuf)>,
+    /// (entry name, opaque directory), applied after the whole layer.
+    opaques: Vec<(String, PathBuf)>,
+    /// Directory mtimes, set last since creating children changes them.
+    dir_times: Vec<(String, PathBuf, u64)>,
+}
+
+/// Splits an entry name into safe relative components, refusing absolute names and `..`.
+fn clean_name(entry: &str, raw: &[u8]) -> Result<PathBuf, LayerError> {
+    let unsafe_entry = |reason| LayerError::Unsafe {
+        entry: entry.to_owned(),
+        reason,
+    };
+    if raw.starts_with(b"/") {
+        return Err(unsafe_entry("absolute path"));
+    }
+    let mut out = PathBuf::new();
+    for comp in raw.split(|b| *b == b'/') {
+        match comp {
+            b"" | b"." => {}
+            b".." => return Err(unsafe_entry("path contains '..'")),
+            c => out.push(OsStr::from_bytes(c)),
+        }
+    }
+    Ok(out)
+}
+
+fn errno_to_unsafe(entry: &str, e: Errno) -> LayerError {
+    match e {
+        Errno::XDEV | Errno::LOOP => LayerError::Unsafe {
+            entry: entry.to_owned(),
+            reason: "path leads outside the target through a symlink",
+        },
+        other => LayerError::Apply {
+            entry: entry.to_owned(),
+            source: other.into(),
+        },
+    }
+}
+
+fn proc_path(dir: &OwnedFd, name: &OsStr) -> PathBuf {
+    let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    p.push(name);
+    p
+}
+
+impl Applier {
+    /// Opens directory `rel` beneath the root if it exists.
+    fn open_existing_dir(&self, entry: &str, rel: &Path) -> Result<Option<OwnedFd>, LayerError> {
+        let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+        let target = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        match rustix::fs::openat2(&self.root, target, flags, Mode::empty(), how) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => Ok(None),
+            Err(e) => Err(errno_to_unsafe(entry, e)),
+        }
+    }
+
+    /// Opens directory `rel` beneath the root, creating missing components.
+    fn open_dir(&self, entry: &str, rel: &Path) -> Result<OwnedFd, LayerError> {
+        let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+        let target = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        match rustix::fs::openat2(&self.root, target, flags, Mode::empty(), how) {
+            Ok(fd) => return Ok(fd),
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(errno_to_unsafe(entry, e)),
+        }
+        let mut dir = rustix::fs::openat2(&self.root, ".", flags, Mode::empty(), how)
+            .map_err(|e| errno_to_unsafe(entry, e))?;
+        let mut sofar = PathBuf::new();
+        for comp in rel.components() {
+            sofar.push(comp);
+            match rustix::fs::mkdirat(&dir, comp.as_os_str(), Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(errno_to_unsafe(entry, e)),
+            }
+            dir = rustix::fs::openat2(&self.root, &sofar, flags, Mode::empty(), how)
+                .map_err(|e| errno_to_unsafe(entry, e))?;
+        }
+        Ok(dir)
+    }
+
+    fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), LayerError> {
+        let raw = entry.path_bytes().into_owned();
+        let name = String::from_utf8_lossy(&raw).into_owned();
+        let rel = clean_name(&name, &raw)?;
+        let Some(file_name) = rel.file_name().map(OsStr::to_os_string) else {
+            return Ok(()); // the root itself: keep the target's own metadata
+        };
+        let parent_rel = rel.parent().unwrap_or(Path::new("")).to_path_buf();
+        let fname = file_name.as_bytes();
+        let apply_err = |source: io::Error| LayerError::Apply {
+            entry: name.clone(),
+            source,
+        };
+
+        if fname == OPAQUE_WHITEOUT.as_bytes() {
+            self.open_dir(&name, &parent_rel)?;
+            self.opaques.push((name, parent_rel));
+            return Ok(());
+        }
+        if let Some(hidden) = fname.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            let hidden = clean_name(&name, hidden)?;
+            if hidden.components().count() != 1 {
+                return Err(LayerError::Unsafe {
+                    entry: name,
+                    reason: "whiteout names no single file",
+                });
+            }
+            let path = parent_rel.join(&hidden);
+            if self.mode == ApplyMode::OverlayLower {
+                let dir = self.open_dir(&name, &parent_rel)?;
+                remove_existing(&dir, hidden.as_os_str()).map_err(apply_err)?;
+                rustix::fs::mknodat(
+                    &dir,
+                    hidden.as_os_str(),
+                    FileType::CharacterDevice,
+                    Mode::empty(),
+                    0,
+                )
+                .map_err(|e| apply_err(e.into()))?;
+                self.written.insert(path);
+            } else {
+                self.whiteouts.push((name, path));
+            }
+            return Ok(());
+        }
+
+        let header = entry.header().clone();
+        let kind = header.entry_type();
+        let dir = self.open_dir(&name, &parent_rel)?;
+        let fname = file_name.as_os_str();
+        let existing = rustix::fs::statat(&dir, fname, AtFlags::SYMLINK_NOFOLLOW).ok();
+        let keep_dir = kind == EntryType::Directory
+            && existing
+                .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
+        if existing.is_some() && !keep_dir {
+            remove_existing(&dir, fname).map_err(apply_err)?;
+        }
+        let mode = header.mode().map_err(apply_err)? & 0o7777;
+        match kind {
+            EntryType::Directory => {
+                if !keep_dir {
+                    rustix::fs::mkdirat(&dir, fname, Mode::from_raw_mode(0o700))
+                        .map_err(|e| apply_err(e.into()))?;
+                }
+            }
+            EntryType::Regular | EntryType::Continuous => {
+                let fd = rustix::fs::openat(
+                    &dir,
+                    fname,
+                    OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::WRONLY
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| apply_err(e.into()))?;
+                let mut file = File::from(fd);
+                io::copy(&mut entry, &mut file).map_err(apply_err)?;
+            }
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| apply_err(io::Error::other("symlink without target")))?
+                    .into_owned();
+                rustix::fs::symlinkat(OsStr::from_bytes(&target), &dir, fname)
+                    .map_err(|e| apply_err(e.into()))?;
+            }
+            EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| apply_err(io::Error::other("hardlink without target")))?
+                    .into_owned();
+                let target = clean_name(&name, &target)?;
+                let Some(tname) = target.file_name() else {
+                    return Err(LayerError::Unsafe {
+                        entry: name,
+                        reason: "hardlink to the root",
+                    });
+                };
+                let tdir = self.open_dir(&name, target.parent().unwrap_or(Path::new("")))?;
+                rustix::fs::linkat(&tdir, tname, &dir, fname, AtFlags::empty())
+                    .map_err(|e| apply_err(e.into()))?;
+                self.written.insert(rel);
+                // A hardlink shares its target's inode and so its metadata.
+                return Ok(());
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let (ft, dev) = match kind {
+                    EntryType::Fifo => (FileType::Fifo, 0),
+                    _ => {
+                        let major = header.device_major().map_err(apply_err)?.unwrap_or(0);
+                        let minor = header.device_minor().map_err(apply_err)?.unwrap_or(0);
+                        let ft = if kind == EntryType::Char {
+                            FileType::CharacterDevice
+                        } else {
+                            FileType::BlockDevice
+                        };
+                        (ft, rustix::fs::makedev(major, minor))
+                    }
+                };
+                rustix::fs::mknodat(&dir, fname, ft, Mode::from_raw_mode(0o600), dev)
+                    .map_err(|e| apply_err(e.into()))?;
+            }
+            // PAX and GNU long-name headers are consumed by the tar reader; other types
+            // (sparse, volume labels) are not produced by image builders.
+            _ => return Ok(()),
+        }
+        self.written.insert(rel.clone());
+
+        let is_symlink = kind == EntryType::Symlink;
+        if self.is_root {
+            let uid = header.uid().map_err(apply_err)? as u32;
+            let gid = header.gid().map_err(apply_err)? as u32;
+            rustix::fs::chownat(
+                &dir,
+                fname,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| apply_err(e.into()))?;
+        }
+        if !is_symlink {
+            // After chown, which clears setuid and setgid bits.
+            rustix::fs::chmodat(&dir, fname, Mode::from_raw_mode(mode), AtFlags::empty())
+                .map_err(|e| apply_err(e.into()))?;
+        }
+        if let Some(exts) = entry.pax_extensions().map_err(apply_err)? {
+            for ext in exts {
+                let ext = ext.map_err(apply_err)?;
+                let Some(key) = ext.key_bytes().strip_prefix(PAX_XATTR_PREFIX.as_bytes()) else {
+                    continue;
+                };
+                if is_overlay_xattr(key) {
+                    continue;
+                }
+                rustix::fs::lsetxattr(
+                    proc_path(&dir, fname),
+                    key,
+                    ext.value_bytes(),
+                    rustix::fs::XattrFlags::empty(),
+                )
+                .map_err(|e| apply_err(e.into()))?;
+            }
+        }
+        let mtime = header.mtime().map_err(apply_err)?;
+        if kind == EntryType::Directory {
+            self.dir_times.push((name, rel, mtime));
+        } else {
+            set_mtime(&dir, fname, mtime).map_err(apply_err)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(), LayerError> {
+        match self.mode {
+            ApplyMode::Merged => {
+                for (entry, dir) in std::mem::take(&mut self.opaques) {
+                    let fd = self.open_dir(&entry, &dir)?;
+                    self.prune_unwritten(&entry, &fd, &dir)?;
+                }
+                for (entry, path) in std::mem::take(&mut self.whiteouts) {
+                    if self.written.contains(&path) {
+                        continue;
+                    }
+                    let parent = path.parent().unwrap_or(Path::new(""));
+                    let name = path.file_name().unwrap_or(OsStr::new(""));
+                    // A whiteout in a directory the lower layers lack hides nothing.
+                    let Some(fd) = self.open_existing_dir(&entry, parent)? else {
+                        continue;
+                    };
+                    remove_existing(&fd, name)
+                        .map_err(|source| LayerError::Apply { entry, source })?;
+                }
+            }
+            ApplyMode::OverlayLower => {
+                for (entry, dir) in std::mem::take(&mut self.opaques) {
+                    let fd = self.open_dir(&entry, &dir)?;
+                    rustix::fs::fsetxattr(
+                        &fd,
+                        OVERLAY_OPAQUE_XATTR,
+                        b"y",
+                        rustix::fs::XattrFlags::empty(),
+                    )
+                    .map_err(|e| LayerError::Apply {
+                        entry,
+                        source: e.into(),
+                    })?;
+                }
+            }
+        }
+        for (entry, rel, mtime) in std::mem::take(&mut self.dir_times).into_iter().rev() {
+            let parent = rel.parent().unwrap_or(Path::new(""));
+            let name = rel.file_name().unwrap_or(OsStr::new(""));
+            let fd = self.open_dir(&entry, parent)?;
+            set_mtime(&fd, name, mtime).map_err(|source| LayerError::Apply { entry, source })?;
+        }
+        Ok(())
+    }
+
+    /// Removes everything under `dir` this layer did not write (an opaque directory).
+    fn prune_unwritten(&self, entry: &str, fd: &OwnedFd, dir: &Path) -> Result<(), LayerError> {
+        let err = |source: io::Error| LayerError::Apply {
+            entry: entry.to_owned(),
+            source,
+        };
+        let names: Vec<_> = std::fs::read_dir(proc_path(fd, OsStr::new("")))
+            .map_err(err)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        for name in names {
+            let child = dir.join(&name);
+            if !self.written.contains(&child) {
+                remove_existing(fd, &name).map_err(err)?;
+            } else if let Ok(st) = rustix::fs::statat(fd, &name, AtFlags::SYMLINK_NOFOLLOW) {
+                if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                    let sub = rustix::fs::openat(
+                        fd,
+                        &name,
+                        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| err(e.into()))?;
+                    self.prune_unwritten(entry, &sub, &child)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn set_mtime(dir: &impl AsFd, name: &OsStr, mtime: u64) -> io::Result<()> {
+    let t = Timespec {
+        tv_sec: mtime as i64,
+        tv_nsec: 0,
+    };
+    rustix::fs::utimensat(
+        dir,
+        name,
+        &Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    Ok(())
+}
+
+/// Removes `name` in `dir` whatever it is; a directory goes with its contents. Missing
+/// is fine.
+fn remove_existing(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+            // std's remove_dir_all never follows symlinks inside the tree.
+            std::fs::remove_dir_all(proc_path(dir, name))
+        }
+        Ok(_) => Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?),
+    }
+}

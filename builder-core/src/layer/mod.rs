@@ -1,0 +1,107 @@
+//! Layers: tar change sets, written from a [`ChangeSet`](crate::ChangeSet) and applied to
+//! a directory.
+//!
+//! Writing, compressing and applying are separate stages: [`write_layer`] streams a tar
+//! through a compressor into a [`BlobWriter`](crate::BlobWriter) in one pass, hashing the
+//! uncompressed bytes (the diff_id) and the compressed ones (the blob digest) on the way;
+//! [`apply_layer`] detects the compression by its magic number and unpacks, resolving
+//! every path inside the target.
+
+mod apply;
+mod cache;
+mod compress;
+mod tree;
+mod writer;
+
+use std::io;
+use std::path::PathBuf;
+
+pub use self::apply::{ApplyMode, apply_layer};
+pub use self::compress::{Compression, decompress};
+pub use self::tree::tree_changes;
+pub use self::writer::{LayerOptions, write_layer, write_layer_to};
+use crate::digest::Digest;
+use crate::store::{Blob, StoreError};
+
+/// image-spec layer.md, "Whiteouts": a file named `.wh.<name>` deletes `<name>` of the
+/// layers below.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// image-spec layer.md, "Opaque Whiteout": this file in a directory hides everything the
+/// layers below have in that directory.
+pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+/// The PAX record prefix for extended attributes, as GNU tar, Go and BuildKit write them.
+pub const PAX_XATTR_PREFIX: &str = "SCHILY.xattr.";
+/// overlayfs, Documentation/filesystems/overlayfs.rst "whiteouts and opaque directories":
+/// the xattr that makes an upper or lower directory opaque (as root).
+pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// The same xattr for overlay mounted with `userxattr` in a user namespace.
+pub const OVERLAY_OPAQUE_USER_XATTR: &str = "user.overlay.opaque";
+
+/// Whether xattr `name` is overlayfs bookkeeping, which must never reach a layer.
+pub fn is_overlay_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
+}
+
+/// A layer written to the content store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// The (compressed) blob as stored.
+    pub blob: Blob,
+    /// The sha256 of the uncompressed tar, as listed in the image config's rootfs.
+    pub diff_id: Digest,
+    /// How the blob is compressed; it decides the layer's media type.
+    pub compression: Compression,
+}
+
+/// A failure writing or applying a layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayerError {
+    /// A path of the source tree could not be read.
+    #[error("failed to read {path} from the source tree")]
+    Source {
+        /// The path, relative to the source tree.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The tar stream could not be written or compressed.
+    #[error("failed to write layer entry {path}")]
+    Write {
+        /// The entry being written.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The layer could not be read or decompressed.
+    #[error("failed to read layer tar stream")]
+    Read(#[source] io::Error),
+    /// An entry of the layer could not be created in the target.
+    #[error("failed to apply layer entry {entry}")]
+    Apply {
+        /// The entry's name as the tar gives it.
+        entry: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// An entry names a path outside the target (absolute, `..`, or through a symlink
+    /// or hardlink that leads out); nothing is written for it.
+    #[error("refused layer entry {entry}: {reason}")]
+    Unsafe {
+        /// The entry's name as the tar gives it.
+        entry: String,
+        /// What makes it unsafe.
+        reason: &'static str,
+    },
+    /// The uncompressed layer does not hash to the diff_id it was stored under.
+    #[error("layer diff_id mismatch: expected {expected}, found {found}")]
+    DiffIdMismatch {
+        /// The diff_id asked for.
+        expected: Digest,
+        /// What the content hashes to.
+        found: Digest,
+    },
+    /// A store operation failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

@@ -1,0 +1,275 @@
+//! The content store: an OCI image layout on disk.
+//!
+//! `<root>/oci-layout`, `<root>/index.json` and `<root>/blobs/sha256/<hex>` follow
+//! image-spec image-layout.md, so skopeo, umoci and podman read the store directly
+//! (`oci:<root>:<name>`). Blobs are written to `<root>/tmp`, synced and renamed into
+//! place, so a reader never sees half a blob and writing the same content twice is a
+//! no-op. Every read re-hashes what it reads.
+
+mod blob;
+mod index;
+mod reference;
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+pub use self::blob::{Blob, BlobWriter};
+pub use self::index::NamedImage;
+pub use self::reference::{ImageName, InvalidImageName};
+use crate::digest::{Digest, Hasher};
+
+/// image-spec image-layout.md, "oci-layout file".
+pub const OCI_LAYOUT_FILE: &str = "oci-layout";
+/// image-spec image-layout.md: the version this layout follows.
+pub const OCI_LAYOUT_VERSION: &str = "1.0.0";
+/// image-spec image-layout.md, "index.json file".
+pub const INDEX_FILE: &str = "index.json";
+/// image-spec annotations.md, "Pre-Defined Annotation Keys": the name of an index entry.
+pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
+/// The environment variable that overrides the store root, like `--root`.
+pub const ROOT_ENV: &str = "RBUILD_ROOT";
+
+/// A failure of the content store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A file or directory of the store could not be created, read or written.
+    #[error("failed to {action} {path}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// A blob's content does not hash to its name.
+    #[error("blob {expected} is corrupt: its content hashes to {found}")]
+    DigestMismatch {
+        /// The name of the blob.
+        expected: Digest,
+        /// What its content hashes to.
+        found: Digest,
+    },
+    /// A blob's size differs from the size a descriptor promised.
+    #[error("blob {digest} has {found} bytes, expected {expected}")]
+    SizeMismatch {
+        /// The blob.
+        digest: Digest,
+        /// The promised size.
+        expected: u64,
+        /// The actual size.
+        found: u64,
+    },
+    /// No blob has this digest.
+    #[error("blob {0} not found in the store")]
+    BlobNotFound(Digest),
+    /// No image has this name.
+    #[error("image {0} not found in the store")]
+    ImageNotFound(String),
+    /// `index.json` or another JSON document of the store is not valid.
+    #[error("failed to parse {path}")]
+    Json {
+        /// The document.
+        path: PathBuf,
+        /// Why it does not parse.
+        source: serde_json::Error,
+    },
+    /// An image name does not parse.
+    #[error(transparent)]
+    Name(#[from] InvalidImageName),
+}
+
+pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The store root used when neither `--root` nor `RBUILD_ROOT` is given:
+/// `/var/lib/rbuild` as root, else `$XDG_DATA_HOME/rbuild`, else `~/.local/share/rbuild`.
+pub fn default_root() -> PathBuf {
+    if let Some(root) = std::env::var_os(ROOT_ENV).filter(|r| !r.is_empty()) {
+        return PathBuf::from(root);
+    }
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/rbuild");
+    }
+    if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(data).join("rbuild");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
+    PathBuf::from(home).join(".local/share/rbuild")
+}
+
+/// An OCI image layout used as rbuild's content store.
+#[derive(Debug, Clone)]
+pub struct ContentStore {
+    root: PathBuf,
+}
+
+impl ContentStore {
+    /// Opens the store at `root`, creating the layout if it does not exist yet.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        for dir in [
+            root.join("blobs/sha256"),
+            root.join("tmp"),
+            root.join("layers"),
+        ] {
+            fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        }
+        let store = Self { root };
+        let layout = store.root.join(OCI_LAYOUT_FILE);
+        if !layout.exists() {
+            let body = format!("{{\"imageLayoutVersion\":\"{OCI_LAYOUT_VERSION}\"}}");
+            store.write_atomic(&layout, body.as_bytes())?;
+        }
+        let index = store.root.join(INDEX_FILE);
+        if !index.exists() {
+            store.write_atomic(&index, index::EMPTY_INDEX.as_bytes())?;
+        }
+        Ok(store)
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The scratch directory, on the same filesystem as the blobs.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Where the blob `digest` lives (whether or not it exists).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(digest.algorithm())
+            .join(digest.hex())
+    }
+
+    /// Whether the blob `digest` is present (not verified).
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// A writer for a new blob; its name is known once it is finished.
+    pub fn writer(&self) -> Result<BlobWriter, StoreError> {
+        BlobWriter::new(self)
+    }
+
+    /// Stores `bytes` and returns their blob; storing the same bytes again is a no-op.
+    pub fn put(&self, bytes: &[u8]) -> Result<Blob, StoreError> {
+        let mut w = self.writer()?;
+        io::Write::write_all(&mut w, bytes).map_err(io_err("write blob", &self.tmp_dir()))?;
+        w.finish()
+    }
+
+    /// Opens blob `digest` for streaming; the caller hashes if it needs verification.
+    pub fn open_blob(&self, digest: &Digest) -> Result<File, StoreError> {
+        let path = self.blob_path(digest);
+        File::open(&path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                StoreError::BlobNotFound(digest.clone())
+            } else {
+                io_err("open blob", &path)(e)
+            }
+        })
+    }
+
+    /// Reads blob `digest` whole and checks that it hashes to its name.
+    pub fn read(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let mut bytes = Vec::new();
+        self.open_blob(digest)?
+            .read_to_end(&mut bytes)
+            .map_err(io_err("read blob", &self.blob_path(digest)))?;
+        let found = Digest::of(&bytes);
+        if &found != digest {
+            return Err(StoreError::DigestMismatch {
+                expected: digest.clone(),
+                found,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Reads blob `digest` and parses it as JSON.
+    pub fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        digest: &Digest,
+    ) -> Result<T, StoreError> {
+        let bytes = self.read(digest)?;
+        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
+            path: self.blob_path(digest),
+            source,
+        })
+    }
+
+    /// Re-hashes blob `digest` from disk, returning its size if it is intact.
+    pub fn verify_blob(&self, digest: &Digest) -> Result<u64, StoreError> {
+        let path = self.blob_path(digest);
+        let mut file = self.open_blob(digest)?;
+        let mut hasher = Hasher::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = file.read(&mut buf).map_err(io_err("read blob", &path))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let size = hasher.len();
+        let found = hasher.finish();
+        if &found != digest {
+            return Err(StoreError::DigestMismatch {
+                expected: digest.clone(),
+                found,
+            });
+        }
+        Ok(size)
+    }
+
+    /// Every blob digest present under `blobs/sha256`, in order.
+    pub fn blobs(&self) -> Result<Vec<Digest>, StoreError> {
+        let dir = self.root.join("blobs/sha256");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
+            let entry = entry.map_err(io_err("list", &dir))?;
+            if let Some(name) = entry.file_name().to_str() {
+                if let Ok(d) = format!("sha256:{name}").parse() {
+                    out.push(d);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes blob `digest` (no reference checks: see prune).
+    pub fn remove_blob(&self, digest: &Digest) -> Result<(), StoreError> {
+        let path = self.blob_path(digest);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove blob", &path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes `path` atomically: a temp file in `<root>/tmp`, fsync, rename.
+    pub(crate) fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        let tmp_dir = self.tmp_dir();
+        fs::create_dir_all(&tmp_dir).map_err(io_err("create directory", &tmp_dir))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir)
+            .map_err(io_err("create temp file in", &tmp_dir))?;
+        io::Write::write_all(&mut tmp, bytes).map_err(io_err("write", path))?;
+        tmp.as_file().sync_all().map_err(io_err("sync", path))?;
+        tmp.persist(path)
+            .map_err(|e| io_err("rename into", path)(e.error))?;
+        Ok(())
+    }
+}

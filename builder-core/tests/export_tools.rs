@@ -1,0 +1,220 @@
+//! Every exporter's output is accepted by skopeo, umoci and podman, and builds are
+//! reproducible with a source date epoch.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use rbuild_core::{
+    Compression, ContentStore, ExportTarget, Image, ImageConfig, ImageFormat, ImageName, ImageSpec,
+    LayerOptions, assemble, export, rfc3339, tree_changes, write_layer,
+};
+
+const EPOCH: u64 = 1_700_000_000;
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn source_tree(root: &Path) {
+    fs::create_dir_all(root.join("app/bin")).unwrap();
+    fs::write(root.join("app/hello.txt"), "hello from rbuild\n").unwrap();
+    fs::write(root.join("app/bin/run"), "#!/bin/sh\necho hi\n").unwrap();
+    symlink("bin/run", root.join("app/run")).unwrap();
+}
+
+/// Builds a one-layer image from `source_tree` into `store`.
+fn build(store: &ContentStore, src: &Path, format: ImageFormat, compression: Compression) -> Image {
+    let options = LayerOptions {
+        compression,
+        level: None,
+        source_date_epoch: Some(EPOCH),
+    };
+    let layer = write_layer(store, src, &tree_changes(src).unwrap(), &options).unwrap();
+    let mut config = ImageConfig::for_host();
+    config.created = Some(rfc3339(EPOCH));
+    config.config.cmd = Some(vec!["/app/run".to_owned()]);
+    config.config.env = Some(vec!["PATH=/usr/bin:/bin".to_owned()]);
+    config.config.working_dir = Some("/app".to_owned());
+    config.history.push(rbuild_core::History {
+        created: Some(rfc3339(EPOCH)),
+        created_by: Some("COPY . /app".to_owned()),
+        ..Default::default()
+    });
+    let spec = ImageSpec {
+        config,
+        format,
+        ..Default::default()
+    };
+    assemble(store, &spec, &[layer]).unwrap()
+}
+
+#[test]
+fn same_input_and_epoch_give_identical_digests() {
+    for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
+        let mut digests = Vec::new();
+        for _ in 0..2 {
+            let tmp = tempfile::tempdir().unwrap();
+            let src = tmp.path().join("src");
+            source_tree(&src);
+            let store = ContentStore::open(tmp.path().join("store")).unwrap();
+            let image = build(&store, &src, ImageFormat::Oci, compression);
+            let layers = image.layers().unwrap();
+            digests.push((layers, image.config_digest.clone(), image.digest().unwrap()));
+        }
+        assert_eq!(digests[0], digests[1], "{}", compression.name());
+    }
+}
+
+#[test]
+fn skopeo_umoci_and_podman_accept_every_export() {
+    require_root("podman load writes to a root-owned store");
+    for tool in ["skopeo", "umoci", "podman", "tar"] {
+        require_tool(tool);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    source_tree(&src);
+    let store = ContentStore::open(tmp.path().join("store")).unwrap();
+    let name: ImageName = "localhost/rbuild-export-test:v1".parse().unwrap();
+    let names = [name.clone()];
+    let out = tmp.path().join("out");
+    fs::create_dir(&out).unwrap();
+
+    for format in [ImageFormat::Oci, ImageFormat::Docker] {
+        let image = build(&store, &src, format, Compression::Gzip);
+        let tag = format!("{format:?}").to_lowercase();
+        let oci_tar = out.join(format!("{tag}-oci.tar"));
+        let oci_dir = out.join(format!("{tag}-oci-dir"));
+        let docker_tar = out.join(format!("{tag}-docker.tar"));
+        let targets = [
+            ExportTarget::Oci {
+                dest: oci_tar.clone(),
+                tar: true,
+            },
+            ExportTarget::Oci {
+                dest: oci_dir.clone(),
+                tar: false,
+            },
+            ExportTarget::Docker {
+                dest: docker_tar.clone(),
+            },
+        ];
+        for target in &targets {
+            export(&store, target, &image, &names).unwrap();
+        }
+        // An OCI layout lists OCI manifests only (skopeo's oci: transport ignores docker
+        // media types), so OCI outputs are checked for OCI-format images.
+        let mut refs = vec![format!("docker-archive:{}", docker_tar.display())];
+        if format == ImageFormat::Oci {
+            refs.push(format!("oci:{}:v1", oci_dir.display()));
+            refs.push(format!("oci-archive:{}", oci_tar.display()));
+        }
+        for r in &refs {
+            let inspect = run(Command::new("skopeo").args(["inspect", "--raw", r]));
+            assert!(inspect.contains("sha256:"), "{r}: {inspect}");
+            let info = run(Command::new("skopeo").args(["inspect", r]));
+            assert!(
+                info.contains("/app/run") || info.contains("\"Layers\""),
+                "{r}: {info}"
+            );
+            let copy = out.join(format!("copy-{}", r.len()));
+            let _ = fs::remove_dir_all(&copy);
+            run(Command::new("skopeo").args([
+                "copy",
+                r,
+                &format!("oci:{}:copied", copy.display()),
+            ]));
+        }
+
+        // umoci unpacks the layout into the tree we started from.
+        if format == ImageFormat::Oci {
+            let bundle = out.join(format!("{tag}-bundle"));
+            run(Command::new("umoci").args([
+                "unpack",
+                "--image",
+                &format!("{}:v1", oci_dir.display()),
+                bundle.to_str().unwrap(),
+            ]));
+            let rootfs = bundle.join("rootfs");
+            assert_eq!(
+                fs::read_to_string(rootfs.join("app/hello.txt")).unwrap(),
+                "hello from rbuild\n"
+            );
+            assert_eq!(
+                fs::read_link(rootfs.join("app/run")).unwrap(),
+                Path::new("bin/run")
+            );
+        }
+
+        // podman loads the docker archive, into a private store.
+        let proot = out.join(format!("{tag}-podman"));
+        let loaded = run(Command::new("podman").args([
+            "--root",
+            proot.join("root").to_str().unwrap(),
+            "--runroot",
+            proot.join("run").to_str().unwrap(),
+            "--storage-driver",
+            "vfs",
+            "load",
+            "-i",
+            docker_tar.to_str().unwrap(),
+        ]));
+        assert!(
+            loaded.contains("rbuild-export-test"),
+            "podman load said: {loaded}"
+        );
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(proot.join("run"))
+            .status();
+
+        // local and tar give the rootfs.
+        let local = out.join(format!("{tag}-local"));
+        export(
+            &store,
+            &ExportTarget::Local {
+                dest: local.clone(),
+            },
+            &image,
+            &names,
+        )
+        .unwrap();
+        let mut want = expected_snapshot(&src);
+        for node in want.values_mut() {
+            // The layer clamped every mtime to the epoch.
+            node.mtime = node.mtime.map(|_| EPOCH as i64);
+        }
+        assert_same_tree("type=local", &snapshot(&local), &want);
+        let rootfs_tar = out.join(format!("{tag}-rootfs.tar"));
+        export(
+            &store,
+            &ExportTarget::Tar {
+                dest: rootfs_tar.clone(),
+            },
+            &image,
+            &names,
+        )
+        .unwrap();
+        let listing = run(Command::new("tar").arg("-tf").arg(&rootfs_tar));
+        assert!(listing.lines().any(|l| l == "app/hello.txt"), "{listing}");
+
+        // type=image names it in the store.
+        export(&store, &ExportTarget::Image, &image, &names).unwrap();
+        let found = store.resolve("localhost/rbuild-export-test:v1").unwrap();
+        assert_eq!(found.digest().unwrap(), image.digest().unwrap());
+    }
+}

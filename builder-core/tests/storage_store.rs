@@ -1,0 +1,162 @@
+//! The content store: idempotent writes, verified reads, names, shared use, and the
+//! unpacked-layer cache serving as overlay lower dirs.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::fs;
+use std::process::Command;
+use std::sync::Arc;
+
+use common::*;
+use rbuild_core::{
+    ChangeKind, ChangeSet, Compression, ContentStore, Digest, ImageName, LayerOptions,
+    OVERLAY_OPAQUE_XATTR, StoreError, tree_changes, write_layer,
+};
+
+#[test]
+fn put_is_idempotent_and_reads_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(tmp.path()).unwrap();
+    let a = store.put(b"hello").unwrap();
+    let b = store.put(b"hello").unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.digest, Digest::of(b"hello"));
+    assert_eq!(store.read(&a.digest).unwrap(), b"hello");
+    assert!(tmp.path().join("oci-layout").is_file());
+    assert_eq!(
+        fs::read_dir(store.tmp_dir()).unwrap().count(),
+        0,
+        "temp files left"
+    );
+
+    fs::write(store.blob_path(&a.digest), b"tampered").unwrap();
+    match store.read(&a.digest) {
+        Err(StoreError::DigestMismatch { expected, .. }) => assert_eq!(expected, a.digest),
+        other => panic!("corruption not detected: {other:?}"),
+    }
+    assert!(store.verify_blob(&a.digest).is_err());
+}
+
+#[test]
+fn names_from_many_threads_all_land_in_index_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(ContentStore::open(tmp.path()).unwrap());
+    let blob = store.put(b"{}").unwrap();
+    let desc = oci_spec::image::Descriptor::new(
+        oci_spec::image::MediaType::ImageManifest,
+        blob.size,
+        &blob.digest,
+    );
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, desc) = (Arc::clone(&store), desc.clone());
+            std::thread::spawn(move || {
+                // Each thread opens its own store handle, as separate processes would.
+                let own = ContentStore::open(store.root()).unwrap();
+                let name: ImageName = format!("img{i}:t").parse().unwrap();
+                own.tag(&name, &desc).unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut names: Vec<String> = store
+        .images()
+        .unwrap()
+        .iter()
+        .map(|i| i.name.familiar())
+        .collect();
+    names.sort();
+    let want: Vec<String> = (0..8).map(|i| format!("img{i}:t")).collect();
+    assert_eq!(names, want);
+    let found = store.resolve("img3:t").unwrap();
+    assert_eq!(found.digest().unwrap(), blob.digest);
+    store.untag(&"img3:t".parse().unwrap()).unwrap();
+    assert!(store.resolve("img3:t").is_err());
+    assert!(
+        store.resolve(&blob.digest.hex()[..8]).is_ok(),
+        "short id lookup"
+    );
+}
+
+#[test]
+fn unpacked_layers_work_as_overlay_lower_dirs() {
+    require_root("overlay mounts and trusted.overlay xattrs need root");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(tmp.path().join("store")).unwrap();
+    let (low, up) = (tmp.path().join("lower"), tmp.path().join("upper"));
+    fs::create_dir_all(low.join("d/sub")).unwrap();
+    fs::write(low.join("d/old"), "old").unwrap();
+    fs::write(low.join("gone"), "gone").unwrap();
+    fs::write(low.join("kept"), "kept").unwrap();
+    copy_tree(&low, &up);
+    fs::remove_file(up.join("gone")).unwrap();
+    fs::remove_dir_all(up.join("d")).unwrap();
+    fs::create_dir(up.join("d")).unwrap();
+    fs::write(up.join("d/new"), "new").unwrap();
+    let mut changes = ChangeSet::new();
+    changes.record("gone", ChangeKind::Deleted).unwrap();
+    changes.record("d", ChangeKind::Modified).unwrap();
+    changes.mark_opaque("d").unwrap();
+    changes.record("d/new", ChangeKind::Added).unwrap();
+
+    let options = LayerOptions {
+        compression: Compression::Zstd,
+        ..Default::default()
+    };
+    let base = write_layer(&store, &low, &tree_changes(&low).unwrap(), &options).unwrap();
+    let diff = write_layer(&store, &up, &changes, &options).unwrap();
+    let base_dir = store
+        .unpack_layer(&base.blob.digest, &base.diff_id)
+        .unwrap();
+    let diff_dir = store
+        .unpack_layer(&diff.blob.digest, &diff.diff_id)
+        .unwrap();
+    assert_eq!(diff_dir, store.layer_dir(&diff.diff_id));
+    // Unpacking again is a cache hit.
+    assert_eq!(
+        store
+            .unpack_layer(&diff.blob.digest, &diff.diff_id)
+            .unwrap(),
+        diff_dir
+    );
+
+    let meta = fs::symlink_metadata(diff_dir.join("gone")).unwrap();
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    assert!(
+        meta.file_type().is_char_device() && meta.rdev() == 0,
+        "whiteout is not 0:0"
+    );
+    assert_eq!(
+        xattrs(&diff_dir.join("d"))
+            .get(OVERLAY_OPAQUE_XATTR.as_bytes())
+            .map(Vec::as_slice),
+        Some(&b"y"[..])
+    );
+
+    let merged = tmp.path().join("merged");
+    fs::create_dir(&merged).unwrap();
+    let opts = format!("lowerdir={}:{}", diff_dir.display(), base_dir.display());
+    run_ok(
+        Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &opts])
+            .arg(&merged),
+    );
+    let got = snapshot(&merged);
+    run_ok(Command::new("umount").arg(&merged));
+    let want = expected_snapshot(&up);
+    let kinds = |s: &std::collections::BTreeMap<std::path::PathBuf, Node>| {
+        s.iter()
+            .map(|(p, n)| (p.clone(), n.kind, n.content.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(kinds(&got), kinds(&want), "overlay of unpacked layers");
+}
+
+fn run_ok(cmd: &mut Command) {
+    let status = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(status.success(), "{cmd:?} failed");
+}

@@ -1,0 +1,142 @@
+//! `rbuild import rootfs.tar[.gz] NAME[:TAG] [--change 'CMD ...']`: an image from a rootfs.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use rbuild_core::{
+    Empty, History, ImageConfig, ImageFormat, ImageName, ImageSpec, LayerOptions, RunConfig,
+    import_rootfs, rfc3339,
+};
+
+use super::store::StoreArgs;
+
+/// `rbuild import`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Dockerfile instruction to apply to the config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL,
+    /// USER, VOLUME, WORKDIR, STOPSIGNAL); may be repeated
+    #[arg(short, long)]
+    change: Vec<String>,
+    /// Commit message for the history
+    #[arg(short, long)]
+    message: Option<String>,
+    /// Media types of the image: oci or docker
+    #[arg(long, default_value = "oci")]
+    format: ImageFormat,
+    /// The rootfs archive (plain, gzip or zstd)
+    file: PathBuf,
+    /// The name to give the image
+    name: Option<String>,
+}
+
+/// A JSON array (exec form) or a shell command wrapped in `/bin/sh -c`.
+fn command_words(rest: &str) -> anyhow::Result<Vec<String>> {
+    if rest.trim_start().starts_with('[') {
+        serde_json::from_str(rest).with_context(|| format!("parsing JSON array {rest}"))
+    } else {
+        Ok(vec!["/bin/sh".into(), "-c".into(), rest.to_owned()])
+    }
+}
+
+/// `KEY=value KEY2="v 2"` or the legacy `KEY value`.
+fn pairs(rest: &str) -> Vec<(String, String)> {
+    if !rest.contains('=') {
+        let (k, v) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        return vec![(k.to_owned(), v.trim().to_owned())];
+    }
+    rest.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+        .collect()
+}
+
+/// Applies one `--change` instruction to `config`.
+pub fn apply_change(config: &mut RunConfig, change: &str) -> anyhow::Result<()> {
+    let change = change.trim();
+    let (word, rest) = change
+        .split_once(char::is_whitespace)
+        .unwrap_or((change, ""));
+    let rest = rest.trim();
+    match word.to_ascii_uppercase().as_str() {
+        "CMD" => config.cmd = Some(command_words(rest)?),
+        "ENTRYPOINT" => config.entrypoint = Some(command_words(rest)?),
+        "ENV" => {
+            let env = config.env.get_or_insert_with(Vec::new);
+            for (k, v) in pairs(rest) {
+                env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k.as_str()));
+                env.push(format!("{k}={v}"));
+            }
+        }
+        "LABEL" => {
+            let labels = config.labels.get_or_insert_with(Default::default);
+            labels.extend(pairs(rest));
+        }
+        "EXPOSE" => {
+            let ports = config.exposed_ports.get_or_insert_with(Default::default);
+            for p in rest.split_whitespace() {
+                let p = if p.contains('/') {
+                    p.to_owned()
+                } else {
+                    format!("{p}/tcp")
+                };
+                ports.insert(p, Empty {});
+            }
+        }
+        "VOLUME" => {
+            let vols = config.volumes.get_or_insert_with(Default::default);
+            let list: Vec<String> = if rest.starts_with('[') {
+                serde_json::from_str(rest)?
+            } else {
+                rest.split_whitespace().map(str::to_owned).collect()
+            };
+            for v in list {
+                vols.insert(v, Empty {});
+            }
+        }
+        "USER" => config.user = Some(rest.to_owned()),
+        "WORKDIR" => config.working_dir = Some(rest.to_owned()),
+        "STOPSIGNAL" => config.stop_signal = Some(rest.to_owned()),
+        other => bail!("unsupported --change instruction {other:?}"),
+    }
+    Ok(())
+}
+
+/// Runs `rbuild import`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let store = args.store.open()?;
+    let mut config = ImageConfig::for_host();
+    for change in &args.change {
+        apply_change(&mut config.config, change)
+            .with_context(|| format!("applying --change {change:?}"))?;
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    config.created = Some(rfc3339(now));
+    config.history.push(History {
+        created: config.created.clone(),
+        created_by: Some(format!("rbuild import {}", args.file.display())),
+        comment: args.message.clone(),
+        empty_layer: false,
+    });
+    let file =
+        File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
+    let spec = ImageSpec {
+        config,
+        format: args.format,
+        ..Default::default()
+    };
+    let image = import_rootfs(&store, file, &spec, &LayerOptions::default())
+        .with_context(|| format!("importing {}", args.file.display()))?;
+    if let Some(name) = &args.name {
+        let name: ImageName = name.parse()?;
+        store.tag(&name, &image.descriptor)?;
+    }
+    println!("{}", image.config_digest);
+    Ok(ExitCode::SUCCESS)
+}

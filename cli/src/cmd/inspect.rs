@@ -1,0 +1,56 @@
+//! `rbuild inspect IMAGE...`: print images as JSON, in the shape of `docker inspect`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use rbuild_core::load_image;
+
+use super::store::StoreArgs;
+
+/// `rbuild inspect`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Images, by name or image id
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+/// Runs `rbuild inspect`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let store = args.store.open()?;
+    let all = store.images()?;
+    let mut out = Vec::new();
+    for reference in &args.images {
+        let found = store
+            .resolve(reference)
+            .with_context(|| format!("finding image {reference}"))?;
+        let image = load_image(&store, &found.descriptor)
+            .with_context(|| format!("reading image {reference}"))?;
+        let digest = image.digest()?;
+        let tags: Vec<String> = all
+            .iter()
+            .filter(|n| n.digest().as_ref() == Some(&digest))
+            .map(|n| n.name.familiar())
+            .collect();
+        out.push(serde_json::json!({
+            "Id": image.config_digest.to_string(),
+            "RepoTags": tags,
+            "ManifestDigest": digest.to_string(),
+            "ManifestMediaType": image.descriptor.media_type().to_string(),
+            "Created": image.config.created,
+            "Author": image.config.author,
+            "Architecture": image.config.architecture,
+            "Os": image.config.os,
+            "Variant": image.config.variant,
+            "Config": image.config.config,
+            "RootFS": image.config.rootfs,
+            "History": image.config.history,
+            "Size": image.size(),
+            "Annotations": image.manifest.annotations(),
+        }));
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}

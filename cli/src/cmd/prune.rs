@@ -1,0 +1,34 @@
+//! `rbuild prune`: remove what no named image needs.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::images::human_size;
+use super::store::StoreArgs;
+
+/// `rbuild prune`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Also remove every unpacked layer (they are unpacked again when needed)
+    #[arg(short, long)]
+    all: bool,
+}
+
+/// Runs `rbuild prune`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let store = args.store.open()?;
+    let report = rbuild_core::prune(&store, args.all).context("pruning the store")?;
+    for blob in &report.blobs {
+        println!("deleted: {blob}");
+    }
+    println!(
+        "Total reclaimed space: {} ({} blobs, {} unpacked layers)",
+        human_size(report.bytes),
+        report.blobs.len(),
+        report.layer_dirs
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,59 @@
+//! `rbuild store verify`, and the `--root` option every image command shares.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use rbuild_core::ContentStore;
+
+/// Where the content store lives.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Store root [default: /var/lib/rbuild as root, else $XDG_DATA_HOME/rbuild]
+    #[arg(long, env = "RBUILD_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// Opens (creating if needed) the store.
+    pub fn open(&self) -> anyhow::Result<ContentStore> {
+        let root = self.root.clone().unwrap_or_else(rbuild_core::default_root);
+        ContentStore::open(&root).with_context(|| format!("opening store {}", root.display()))
+    }
+}
+
+/// `rbuild store ...`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: StoreCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum StoreCommand {
+    /// Re-hash every blob and check every image's references.
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Runs `rbuild store`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        StoreCommand::Verify { store } => {
+            let store = store.open()?;
+            let problems = rbuild_core::verify(&store).context("verifying the store")?;
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            if problems.is_empty() {
+                println!("store {} is consistent", store.root().display());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("{} problem(s) found", problems.len());
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
