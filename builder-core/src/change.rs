@@ -135,7 +135,11 @@ mod tests {
         let order: Vec<_> = set.iter().map(|c| c.path).collect();
         assert_eq!(
             order,
-            vec![PathBuf::from("a"), PathBuf::from("a/b"), PathBuf::from("a.b")]
+            vec![
+                PathBuf::from("a"),
+                PathBuf::from("a/b"),
+                PathBuf::from("a.b")
+            ]
         );
     }
 

@@ -15,3 +15,13 @@ pub use crate::change::{Change, ChangeKind, ChangeSet};
 // --- storage: digests, content store, layers, images, exporters ---
 
 // --- execution: sandbox executor, snapshotters ---
+mod exec;
+mod snapshot;
+pub use crate::exec::{
+    CancelToken, Command, Credentials, DEFAULT_PATH, DEFAULT_SHELL, ExecError, Executor,
+    ExitStatus, Limits, Network, OutputSink, RunSpec, SandboxExecutor, Stream, resolve_user,
+};
+pub use crate::snapshot::{
+    CopySnapshotter, LowerView, OPAQUE_XATTR, OPAQUE_XATTR_USER, OVERLAY_XATTR_PREFIXES,
+    OverlaySnapshotter, RootFs, Snapshot, SnapshotError, Snapshotter,
+};
