@@ -1,4 +1,5 @@
 //! The change matrix: each RUN gives the expected change set with both snapshotters.
+#![allow(clippy::unwrap_used)]
 
 mod exec_support;
 

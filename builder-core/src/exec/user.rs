@@ -109,6 +109,7 @@ fn bad(spec: &str, reason: &'static str) -> ExecError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -103,9 +103,9 @@ fn diff_tree(root: &Path, baseline: &Baseline) -> Result<ChangeSet, SnapshotErro
             fresh = Some(rel.clone());
         } else if meta.ino == old.ino && meta.ctime == old.ctime {
             // Nothing can change an inode's data or attributes without moving its ctime.
-        } else if meta.is_dir() && !meta.same_dir_attrs(old) {
-            set.record(rel.clone(), ChangeKind::Modified)?;
-        } else if !meta.is_dir() && !meta.same_attrs(old) {
+        } else if (meta.is_dir() && !meta.same_dir_attrs(old))
+            || (!meta.is_dir() && !meta.same_attrs(old))
+        {
             set.record(rel.clone(), ChangeKind::Modified)?;
         } else {
             to_compare.push((rel, meta.kind, source));

@@ -1,6 +1,6 @@
 //! Shared helpers of the exec and snapshot tests: a busybox base rootfs, layer stacks,
 //! and a one-call "run a step and diff it".
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::fmt::Write as _;
 use std::fs;
