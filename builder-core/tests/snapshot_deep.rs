@@ -27,7 +27,10 @@ fn check(snapshotter: &dyn Snapshotter) {
     }
     assert_eq!(lowers.len(), 127);
     let option_len: usize = lowers.iter().map(|l| l.as_os_str().len() + 1).sum();
-    assert!(option_len > 4096, "the stack must not fit a lowerdir= option");
+    assert!(
+        option_len > 4096,
+        "the stack must not fit a lowerdir= option"
+    );
     let out = run_step(
         snapshotter,
         &SandboxExecutor::new(),

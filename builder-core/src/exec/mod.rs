@@ -12,6 +12,7 @@
 //! for the step only and removed afterwards, with their parents' times restored, so they
 //! never reach a change set.
 
+mod cgroup;
 mod plan;
 mod sandbox;
 mod stubs;

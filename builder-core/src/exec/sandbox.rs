@@ -27,6 +27,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use super::cgroup::Cgroups;
 use super::plan::{Op, Plan};
 use super::stubs::Stubs;
 use super::user::{Credentials, resolve_user};
@@ -310,6 +311,25 @@ fn spawn_and_wait(
     }
     cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
 
+    let cgroups = Cgroups::create(&spec.limits)?;
+    let result = spawn_in_cgroups(cmd, plan, spec, cgroups.as_ref(), argv, sink);
+    if let Some(cgroups) = cgroups {
+        cgroups.remove();
+    }
+    result
+}
+
+fn spawn_in_cgroups(
+    mut cmd: std::process::Command,
+    plan: Plan,
+    spec: &RunSpec,
+    cgroups: Option<&Cgroups>,
+    argv: &[String],
+    sink: &mut dyn OutputSink,
+) -> Result<ExitStatus, ExecError> {
+    let cgroup_fds: Vec<i32> = cgroups
+        .map(|c| c.procs.iter().map(AsRawFd::as_raw_fd).collect())
+        .unwrap_or_default();
     let (err_read, err_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| io_err("create pipe", Path::new("(error pipe)"))(e.into()))?;
     let err_fd = err_write.as_raw_fd();
@@ -324,16 +344,13 @@ fn spawn_and_wait(
     // returns in the monitor (it `_exit`s); see the module documentation.
     unsafe {
         cmd.pre_exec(move || {
-            become_monitor(parent, flags);
+            become_monitor(parent, flags, &cgroup_fds, err_fd);
             // Now the init of the new namespaces.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             match plan.apply() {
                 Ok(()) => Ok(()),
                 Err((index, errno)) => {
-                    let mut msg = [0u8; 8];
-                    msg[..4].copy_from_slice(&(index as u32).to_ne_bytes());
-                    msg[4..].copy_from_slice(&errno.to_ne_bytes());
-                    libc::write(err_fd, msg.as_ptr().cast(), msg.len());
+                    report(err_fd, index as u32, errno);
                     Err(std::io::Error::from_raw_os_error(errno))
                 }
             }
@@ -343,7 +360,14 @@ fn spawn_and_wait(
     drop(err_write);
     let mut child = match spawned {
         Ok(child) => child,
-        Err(source) => return Err(setup_failure(err_read, &stages, source, argv)),
+        Err(source) => {
+            return Err(
+                reported_failure(err_read, &stages).unwrap_or(ExecError::Spawn {
+                    program: argv[0].clone(),
+                    source,
+                }),
+            );
+        }
     };
     let monitor = child.id();
     let (tx, rx) = mpsc::channel::<(Stream, Vec<u8>)>();
@@ -374,6 +398,9 @@ fn spawn_and_wait(
     let status = child
         .wait()
         .map_err(io_err("wait for step", Path::new(&argv[0])))?;
+    if let Some(failure) = reported_failure(err_read, &stages) {
+        return Err(failure);
+    }
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => ExitStatus::Code(code),
         (None, Some(sig)) => ExitStatus::Signal(sig),
@@ -381,41 +408,53 @@ fn spawn_and_wait(
     })
 }
 
-/// Turns a failed spawn into an error naming the set-up operation that failed, if the
-/// init reported one on the error pipe.
-fn setup_failure(
-    err_read: OwnedFd,
-    stages: &[String],
-    source: std::io::Error,
-    argv: &[String],
-) -> ExecError {
+/// The set-up failure the monitor or init reported on the error pipe, if any. Called
+/// once every writer is gone (failed spawn, or after the wait).
+fn reported_failure(err_read: OwnedFd, stages: &[String]) -> Option<ExecError> {
     let mut msg = [0u8; 8];
-    if fs::File::from(err_read).read_exact(&mut msg).is_ok() {
-        let index = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]) as usize;
-        let errno = i32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]);
-        return ExecError::Setup {
-            stage: stages
-                .get(index)
-                .cloned()
-                .unwrap_or_else(|| format!("operation {index}")),
-            source: std::io::Error::from_raw_os_error(errno),
-        };
-    }
-    ExecError::Spawn {
-        program: argv[0].clone(),
-        source,
-    }
+    fs::File::from(err_read).read_exact(&mut msg).ok()?;
+    let index = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]);
+    let errno = i32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]);
+    let stage = match index {
+        JOIN_CGROUP => "join the step's cgroups".to_owned(),
+        i => stages
+            .get(i as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("operation {i}")),
+    };
+    Some(ExecError::Setup {
+        stage,
+        source: std::io::Error::from_raw_os_error(errno),
+    })
+}
+
+/// The error-pipe code of a failure to join the step's cgroups.
+const JOIN_CGROUP: u32 = u32::MAX;
+
+/// Tells the parent which set-up operation failed (async-signal-safe).
+fn report(err_fd: i32, index: u32, errno: i32) {
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&index.to_ne_bytes());
+    msg[4..].copy_from_slice(&errno.to_ne_bytes());
+    // SAFETY: writes a stack buffer to a descriptor this process owns.
+    unsafe { libc::write(err_fd, msg.as_ptr().cast(), msg.len()) };
 }
 
 /// In the forked child: become the monitor, and return only in the cloned init.
 ///
 /// # Safety
 /// Called between fork and exec; async-signal-safe calls only.
-unsafe fn become_monitor(parent: i32, flags: libc::c_int) {
+unsafe fn become_monitor(parent: i32, flags: libc::c_int, cgroup_fds: &[i32], err_fd: i32) {
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         if libc::getppid() != parent {
             libc::_exit(127);
+        }
+        for fd in cgroup_fds {
+            if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
+                report(err_fd, JOIN_CGROUP, *libc::__errno_location());
+                libc::_exit(125);
+            }
         }
         let pid = libc::syscall(
             libc::SYS_clone,
