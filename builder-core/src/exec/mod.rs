@@ -13,6 +13,7 @@
 //! never reach a change set.
 
 mod cgroup;
+mod monitor;
 mod plan;
 mod sandbox;
 mod stubs;

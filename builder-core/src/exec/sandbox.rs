@@ -1,37 +1,22 @@
 //! The built-in namespace sandbox.
 //!
-//! Process layout: the calling thread spawns a child through `std::process::Command`
-//! (so std handles pipes, environment and `exec`), whose `pre_exec` hook makes it the
-//! *monitor*: it asks for SIGKILL when the spawning thread dies, joins the step's cgroups
-//! and `clone`s the *init* of new mount/PID/UTS/IPC(/net) namespaces, then only waits for
-//! it and exits with its status. The init (PID 1 in its namespace) asks for SIGKILL when
-//! the monitor dies, applies the prepared [`Plan`] (mounts, `pivot_root`, user) and
-//! returns to std, which `exec`s the command. Killing the monitor (cancel, Ctrl-C, parent
-//! death) kills the init, and the kernel then kills everything else in its PID namespace;
-//! the mount namespace, and every mount in it, goes with the last process.
-//!
-//! Only async-signal-safe calls happen between `fork` and `exec`: everything is prepared
-//! in the parent; `clone` is the raw system call (no `atfork` handlers run).
+//! The step runs under the monitor of [`launch`](super::monitor) as PID 1 of new mount,
+//! PID, UTS, IPC (and for `--network=none` network) namespaces, after a [`Plan`] that
+//! mounts its root, `/proc`, `/dev`, `/sys` and the /etc files and pivots into it.
 //!
 //! Rootless use (an unprivileged caller) is not implemented by this back end yet: it needs
 //! a user namespace with newuidmap/newgidmap, and fails at the first mount otherwise.
 
 use std::ffi::CString;
 use std::fs;
-use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::mpsc;
-use std::time::Duration;
 
-use super::cgroup::Cgroups;
+use super::monitor::{Launch, launch};
 use super::plan::{Op, Plan};
 use super::stubs::Stubs;
 use super::user::{Credentials, resolve_user};
-use super::{DEFAULT_PATH, ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec, Stream};
+use super::{DEFAULT_PATH, ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec};
 use crate::snapshot::{LowerView, RootFs, Snapshot};
 
 /// Devices bound from the host into the step's `/dev`.
@@ -293,224 +278,37 @@ fn spawn_and_wait(
     argv: &[String],
     sink: &mut dyn OutputSink,
 ) -> Result<ExitStatus, ExecError> {
-    let mut cmd = std::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let has = |name: &str| spec.env.iter().any(|(k, _)| k == name);
-    if !has("PATH") {
-        cmd.env("PATH", DEFAULT_PATH);
-    }
-    if !has("HOSTNAME") {
-        cmd.env("HOSTNAME", &spec.hostname);
-    }
-    if let (false, Some(home)) = (has("HOME"), &creds.home) {
-        cmd.env("HOME", home);
-    }
-    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
-
-    let cgroups = Cgroups::create(&spec.limits)?;
-    let result = spawn_in_cgroups(cmd, plan, spec, cgroups.as_ref(), argv, sink);
-    if let Some(cgroups) = cgroups {
-        cgroups.remove();
-    }
-    result
-}
-
-fn spawn_in_cgroups(
-    mut cmd: std::process::Command,
-    plan: Plan,
-    spec: &RunSpec,
-    cgroups: Option<&Cgroups>,
-    argv: &[String],
-    sink: &mut dyn OutputSink,
-) -> Result<ExitStatus, ExecError> {
-    let cgroup_fds: Vec<i32> = cgroups
-        .map(|c| c.procs.iter().map(AsRawFd::as_raw_fd).collect())
-        .unwrap_or_default();
-    let (err_read, err_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .map_err(|e| io_err("create pipe", Path::new("(error pipe)"))(e.into()))?;
-    let err_fd = err_write.as_raw_fd();
-    let stages: Vec<String> = plan.ops.iter().map(ToString::to_string).collect();
-    let parent = rustix::process::getpid().as_raw_nonzero().get();
-    let mut flags =
+    let mut clone_flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
     if spec.network == Network::None {
-        flags |= libc::CLONE_NEWNET;
+        clone_flags |= libc::CLONE_NEWNET;
     }
-    // SAFETY: the hook only makes system calls on data prepared before the fork and never
-    // returns in the monitor (it `_exit`s); see the module documentation.
-    unsafe {
-        cmd.pre_exec(move || {
-            become_monitor(parent, flags, &cgroup_fds, err_fd);
-            // Now the init of the new namespaces.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            match plan.apply() {
-                Ok(()) => Ok(()),
-                Err((index, errno)) => {
-                    report(err_fd, index as u32, errno);
-                    Err(std::io::Error::from_raw_os_error(errno))
-                }
-            }
-        });
-    }
-    let spawned = cmd.spawn();
-    drop(err_write);
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(source) => {
-            return Err(
-                reported_failure(err_read, &stages).unwrap_or(ExecError::Spawn {
-                    program: argv[0].clone(),
-                    source,
-                }),
-            );
-        }
-    };
-    let monitor = child.id();
-    let (tx, rx) = mpsc::channel::<(Stream, Vec<u8>)>();
-    let mut readers = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        readers.push(pump(out, Stream::Stdout, tx.clone()));
-    }
-    if let Some(err) = child.stderr.take() {
-        readers.push(pump(err, Stream::Stderr, tx.clone()));
-    }
-    drop(tx);
-    let mut killed = false;
-    loop {
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok((stream, bytes)) => sink.output(stream, &bytes),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        if !killed && spec.cancel.is_cancelled() {
-            // The init dies with the monitor (PDEATHSIG), and its namespace with it.
-            unsafe { libc::kill(monitor as libc::pid_t, libc::SIGKILL) };
-            killed = true;
-        }
-    }
-    for reader in readers {
-        let _ = reader.join();
-    }
-    let status = child
-        .wait()
-        .map_err(io_err("wait for step", Path::new(&argv[0])))?;
-    if let Some(failure) = reported_failure(err_read, &stages) {
-        return Err(failure);
-    }
-    Ok(match (status.code(), status.signal()) {
-        (Some(code), _) => ExitStatus::Code(code),
-        (None, Some(sig)) => ExitStatus::Signal(sig),
-        (None, None) => ExitStatus::Code(-1),
-    })
+    launch(
+        Launch {
+            argv,
+            env: step_env(spec, creds),
+            plan,
+            clone_flags,
+            limits: &spec.limits,
+            cancel: &spec.cancel,
+        },
+        sink,
+    )
 }
 
-/// The set-up failure the monitor or init reported on the error pipe, if any. Called
-/// once every writer is gone (failed spawn, or after the wait).
-fn reported_failure(err_read: OwnedFd, stages: &[String]) -> Option<ExecError> {
-    let mut msg = [0u8; 8];
-    fs::File::from(err_read).read_exact(&mut msg).ok()?;
-    let index = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]);
-    let errno = i32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]);
-    let stage = match index {
-        JOIN_CGROUP => "join the step's cgroups".to_owned(),
-        i => stages
-            .get(i as usize)
-            .cloned()
-            .unwrap_or_else(|| format!("operation {i}")),
-    };
-    Some(ExecError::Setup {
-        stage,
-        source: std::io::Error::from_raw_os_error(errno),
-    })
-}
-
-/// The error-pipe code of a failure to join the step's cgroups.
-const JOIN_CGROUP: u32 = u32::MAX;
-
-/// Tells the parent which set-up operation failed (async-signal-safe).
-fn report(err_fd: i32, index: u32, errno: i32) {
-    let mut msg = [0u8; 8];
-    msg[..4].copy_from_slice(&index.to_ne_bytes());
-    msg[4..].copy_from_slice(&errno.to_ne_bytes());
-    // SAFETY: writes a stack buffer to a descriptor this process owns.
-    unsafe { libc::write(err_fd, msg.as_ptr().cast(), msg.len()) };
-}
-
-/// In the forked child: become the monitor, and return only in the cloned init.
-///
-/// # Safety
-/// Called between fork and exec; async-signal-safe calls only.
-unsafe fn become_monitor(parent: i32, flags: libc::c_int, cgroup_fds: &[i32], err_fd: i32) {
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        if libc::getppid() != parent {
-            libc::_exit(127);
-        }
-        for fd in cgroup_fds {
-            if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
-                report(err_fd, JOIN_CGROUP, *libc::__errno_location());
-                libc::_exit(125);
-            }
-        }
-        let pid = libc::syscall(
-            libc::SYS_clone,
-            (flags | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        );
-        if pid == 0 {
-            return;
-        }
-        if pid < 0 {
-            libc::_exit(126);
-        }
-        // The monitor keeps no descriptor: the parent sees end-of-file on the output
-        // pipes once the init and its descendants are gone.
-        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
-        let mut status = 0;
-        loop {
-            let r = libc::waitpid(pid as libc::pid_t, &mut status, 0);
-            if r == pid as libc::pid_t {
-                break;
-            }
-            if r < 0 && *libc::__errno_location() != libc::EINTR {
-                libc::_exit(126);
-            }
-        }
-        if libc::WIFEXITED(status) {
-            libc::_exit(libc::WEXITSTATUS(status));
-        }
-        let sig = libc::WTERMSIG(status);
-        libc::signal(sig, libc::SIG_DFL);
-        libc::kill(libc::getpid(), sig);
-        libc::_exit(128 + sig);
+/// The step's environment: the spec's, with `PATH`, `HOSTNAME` and `HOME` defaulted.
+pub(crate) fn step_env(spec: &RunSpec, creds: &Credentials) -> Vec<(String, String)> {
+    let has = |name: &str| spec.env.iter().any(|(k, _)| k == name);
+    let mut env = Vec::new();
+    if !has("PATH") {
+        env.push(("PATH".to_owned(), DEFAULT_PATH.to_owned()));
     }
-}
-
-fn pump(
-    mut from: impl Read + Send + 'static,
-    stream: Stream,
-    tx: mpsc::Sender<(Stream, Vec<u8>)>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if tx.send((stream, buf[..n].to_vec())).is_err() {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-    })
+    if !has("HOSTNAME") {
+        env.push(("HOSTNAME".to_owned(), spec.hostname.clone()));
+    }
+    if let (false, Some(home)) = (has("HOME"), &creds.home) {
+        env.push(("HOME".to_owned(), home.clone()));
+    }
+    env.extend(spec.env.iter().cloned());
+    env
 }

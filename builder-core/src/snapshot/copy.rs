@@ -97,11 +97,11 @@ fn diff_tree(root: &Path, baseline: &Baseline) -> Result<ChangeSet, SnapshotErro
             if meta.is_dir() {
                 fresh = Some(rel.clone());
             }
-        } else if meta.is_dir() && meta.ino != old.ino {
+        } else if meta.is_dir() && !meta.same_inode(old) {
             set.record(rel.clone(), ChangeKind::Modified)?;
             set.mark_opaque(rel.clone())?;
             fresh = Some(rel.clone());
-        } else if meta.ino == old.ino && meta.ctime == old.ctime {
+        } else if meta.same_inode(old) && meta.ctime == old.ctime {
             // Nothing can change an inode's data or attributes without moving its ctime.
         } else if (meta.is_dir() && !meta.same_dir_attrs(old))
             || (!meta.is_dir() && !meta.same_attrs(old))

@@ -41,6 +41,9 @@ pub(crate) struct Meta {
     pub mtime: (i64, i64),
     pub ctime: (i64, i64),
     pub ino: u64,
+    /// Birth time where the filesystem records it: with `ino`, tells a re-created entry
+    /// from the original even when the inode number is reused.
+    pub btime: Option<std::time::SystemTime>,
     pub nlink: u64,
     pub rdev: u64,
 }
@@ -72,6 +75,7 @@ impl Meta {
             mtime: (m.mtime(), m.mtime_nsec()),
             ctime: (m.ctime(), m.ctime_nsec()),
             ino: m.ino(),
+            btime: m.created().ok(),
             nlink: m.nlink(),
             rdev: m.rdev(),
         }
@@ -88,6 +92,11 @@ impl Meta {
     /// An overlayfs whiteout: a character device with device number 0:0.
     pub fn is_whiteout(&self) -> bool {
         self.kind == EntryType::CharDev && self.rdev == 0
+    }
+
+    /// Whether `self` is the same inode as `other`, not a new one with a reused number.
+    pub fn same_inode(&self, other: &Meta) -> bool {
+        self.ino == other.ino && self.btime == other.btime
     }
 
     pub fn is_dir(&self) -> bool {
