@@ -18,8 +18,9 @@ pub use crate::change::{Change, ChangeKind, ChangeSet};
 mod exec;
 mod snapshot;
 pub use crate::exec::{
-    CancelToken, Command, Credentials, DEFAULT_PATH, DEFAULT_SHELL, ExecError, Executor,
-    ExitStatus, Limits, Network, OutputSink, RunSpec, SandboxExecutor, Stream, resolve_user,
+    CancelToken, Command, Credentials, DEFAULT_PATH, DEFAULT_RUNC, DEFAULT_SHELL, ExecError,
+    Executor, ExitStatus, Limits, Network, OutputSink, RunSpec, RuncExecutor, SandboxExecutor,
+    Stream, resolve_user,
 };
 pub use crate::snapshot::{
     CopySnapshotter, LowerView, OPAQUE_XATTR, OPAQUE_XATTR_USER, OVERLAY_XATTR_PREFIXES,

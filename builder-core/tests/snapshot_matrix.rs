@@ -4,7 +4,9 @@
 mod exec_support;
 
 use exec_support::{base, render, require_root, run_step, shell};
-use rbuild_core::{CopySnapshotter, OverlaySnapshotter, SandboxExecutor, Snapshotter};
+use rbuild_core::{
+    CopySnapshotter, Executor, OverlaySnapshotter, RuncExecutor, SandboxExecutor, Snapshotter,
+};
 
 /// (name, command, expected change set as rendered by `render`)
 const MATRIX: &[(&str, &str, &str)] = &[
@@ -85,13 +87,12 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ),
 ];
 
-fn check_matrix(snapshotter: &dyn Snapshotter) {
+fn check_matrix(snapshotter: &dyn Snapshotter, executor: &dyn Executor) {
     require_root();
     let base = base();
-    let executor = SandboxExecutor::new();
     let mut failures = Vec::new();
     for (name, cmd, expected) in MATRIX {
-        let out = run_step(snapshotter, &executor, &base.lowers, &shell(cmd));
+        let out = run_step(snapshotter, executor, &base.lowers, &shell(cmd));
         assert!(out.status.success(), "{name}: {cmd} failed: {}", out.stderr);
         let got = render(&out.changes);
         if got != *expected {
@@ -105,10 +106,20 @@ fn check_matrix(snapshotter: &dyn Snapshotter) {
 
 #[test]
 fn overlay_matrix() {
-    check_matrix(&OverlaySnapshotter::new());
+    check_matrix(&OverlaySnapshotter::new(), &SandboxExecutor::new());
 }
 
 #[test]
 fn copy_matrix() {
-    check_matrix(&CopySnapshotter::new());
+    check_matrix(&CopySnapshotter::new(), &SandboxExecutor::new());
+}
+
+#[test]
+fn overlay_matrix_runc() {
+    check_matrix(&OverlaySnapshotter::new(), &RuncExecutor::default());
+}
+
+#[test]
+fn copy_matrix_runc() {
+    check_matrix(&CopySnapshotter::new(), &RuncExecutor::default());
 }

@@ -15,6 +15,7 @@
 mod cgroup;
 mod monitor;
 mod plan;
+mod runc;
 mod sandbox;
 mod stubs;
 mod user;
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub use self::runc::{DEFAULT_RUNC, RuncExecutor};
 pub use self::sandbox::SandboxExecutor;
 pub use self::user::{Credentials, resolve_user};
 
@@ -75,6 +77,14 @@ pub enum ExecError {
         spec: String,
         /// Why.
         reason: &'static str,
+    },
+    /// The OCI runtime bundle could not be built or written.
+    #[error("failed to write the runtime bundle for {path}")]
+    Bundle {
+        /// The bundle's root or config path.
+        path: PathBuf,
+        /// The underlying error.
+        source: oci_spec::OciSpecError,
     },
     /// The command to run is empty.
     #[error("failed to run step: empty command")]

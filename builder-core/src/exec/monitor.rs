@@ -37,6 +37,9 @@ pub(crate) struct Launch<'a> {
     pub plan: Plan,
     /// `CLONE_NEW*` flags of the init.
     pub clone_flags: libc::c_int,
+    /// Run the program as a child of the init rather than as the init itself (runc
+    /// cannot be PID 1: it clones with `CLONE_PARENT`, which an init may not use).
+    pub nested_init: bool,
     /// cgroup limits for the whole tree.
     pub limits: &'a Limits,
     /// Kills the tree when set.
@@ -88,6 +91,7 @@ fn spawn_in_cgroups(
         argv,
         plan,
         clone_flags: flags,
+        nested_init,
         cancel,
         ..
     } = launch;
@@ -107,7 +111,13 @@ fn spawn_in_cgroups(
             // Now the init of the new namespaces.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             match plan.apply() {
-                Ok(()) => Ok(()),
+                Ok(()) => {
+                    if nested_init {
+                        fork_and_wait(0);
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    }
+                    Ok(())
+                }
                 Err((index, errno)) => {
                     report(err_fd, index as u32, errno);
                     Err(std::io::Error::from_raw_os_error(errno))
@@ -215,6 +225,17 @@ unsafe fn become_monitor(parent: i32, flags: libc::c_int, cgroup_fds: &[i32], er
                 libc::_exit(125);
             }
         }
+        fork_and_wait(flags);
+    }
+}
+
+/// Clones a child with `flags` (raw `clone`, so no `atfork` handler runs). Returns in the
+/// child; the parent keeps no descriptor, waits for the child and exits as it did.
+///
+/// # Safety
+/// Called between fork and exec; async-signal-safe calls only.
+unsafe fn fork_and_wait(flags: libc::c_int) {
+    unsafe {
         let pid = libc::syscall(
             libc::SYS_clone,
             (flags | libc::SIGCHLD) as libc::c_ulong,
@@ -229,8 +250,8 @@ unsafe fn become_monitor(parent: i32, flags: libc::c_int, cgroup_fds: &[i32], er
         if pid < 0 {
             libc::_exit(126);
         }
-        // The monitor keeps no descriptor: the parent sees end-of-file on the output
-        // pipes once the init and its descendants are gone.
+        // No descriptor stays open here: the parent sees end-of-file on the output
+        // pipes once the child and its descendants are gone.
         libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
         let mut status = 0;
         loop {

@@ -23,7 +23,7 @@ use crate::snapshot::{LowerView, RootFs, Snapshot};
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
 /// Host files a step sees at the same path, generated per step.
-const ETC_FILES: [&str; 3] = ["etc/resolv.conf", "etc/hosts", "etc/hostname"];
+pub(crate) const ETC_FILES: [&str; 3] = ["etc/resolv.conf", "etc/hosts", "etc/hostname"];
 
 /// Runs steps in new namespaces with no outside program.
 #[derive(Debug, Clone, Default)]
@@ -38,7 +38,7 @@ impl SandboxExecutor {
     }
 }
 
-fn cstr(path: &Path) -> Result<CString, ExecError> {
+pub(crate) fn cstr(path: &Path) -> Result<CString, ExecError> {
     CString::new(path.as_os_str().as_bytes()).map_err(|e| ExecError::Io {
         action: "use path",
         path: path.to_path_buf(),
@@ -58,7 +58,7 @@ fn io_err<'a>(
 }
 
 /// Reads a small file of the image through the merged view, never through a symlink.
-fn read_image_file(view: &LowerView, rel: &str) -> Result<Option<String>, ExecError> {
+pub(crate) fn read_image_file(view: &LowerView, rel: &str) -> Result<Option<String>, ExecError> {
     let rel = Path::new(rel);
     if view.crosses_symlink(rel)? {
         return Ok(None);
@@ -255,7 +255,7 @@ fn build_plan(
 }
 
 /// The contents of a generated /etc file: the host's resolver and hosts, the build's name.
-fn etc_file(rel: &str, hostname: &str) -> String {
+pub(crate) fn etc_file(rel: &str, hostname: &str) -> String {
     match rel {
         "etc/hostname" => format!("{hostname}\n"),
         "etc/hosts" => {
@@ -289,6 +289,7 @@ fn spawn_and_wait(
             env: step_env(spec, creds),
             plan,
             clone_flags,
+            nested_init: false,
             limits: &spec.limits,
             cancel: &spec.cancel,
         },
