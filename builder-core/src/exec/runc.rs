@@ -96,6 +96,7 @@ impl Executor for RuncExecutor {
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             });
         }
+        sweep_stale_cgroups();
         let argv = spec.argv()?;
         let view = snapshot.view();
         let creds = match &spec.user {
@@ -354,13 +355,52 @@ impl RuncExecutor {
 }
 
 /// runc removes its cgroups when the container ends normally, not when it is killed:
-/// remove what is left of `/<id>` in every hierarchy.
+/// remove what is left of `/<id>` in every hierarchy, retrying for a bounded while as
+/// the kernel lets go of a group only once its last process is reaped.
 fn remove_runc_cgroups(id: &str) {
     let Ok(entries) = fs::read_dir("/sys/fs/cgroup") else {
         return;
     };
-    let _ = fs::remove_dir(Path::new("/sys/fs/cgroup").join(id));
-    for entry in entries.flatten() {
-        let _ = fs::remove_dir(entry.path().join(id));
+    let mut dirs = vec![Path::new("/sys/fs/cgroup").join(id)];
+    dirs.extend(entries.flatten().map(|e| e.path().join(id)));
+    for dir in dirs {
+        for _ in 0..200 {
+            match fs::remove_dir(&dir) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
+/// Removes the runc groups of earlier rbuild processes that were killed before they
+/// could clean up (named `rbuild-<pid>-<n>`, pid no longer alive).
+fn sweep_stale_cgroups() {
+    let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for hierarchy in hierarchies.flatten() {
+        let Ok(groups) = fs::read_dir(hierarchy.path()) else {
+            continue;
+        };
+        for group in groups.flatten() {
+            let name = group.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("rbuild-"))
+                .and_then(|n| n.split('-').next())
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            // SAFETY: signal 0 only checks that the process exists.
+            let gone = unsafe { libc::kill(pid, 0) } != 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+            if gone {
+                let _ = fs::remove_dir(group.path());
+            }
+        }
     }
 }
