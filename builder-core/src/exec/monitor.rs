@@ -101,19 +101,22 @@ fn spawn_in_cgroups(
     let (err_read, err_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| io_err("create pipe", Path::new("(error pipe)"))(e.into()))?;
     let err_fd = err_write.as_raw_fd();
+    let (status_read, status_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| io_err("create pipe", Path::new("(status pipe)"))(e.into()))?;
+    let status_fd = status_write.as_raw_fd();
     let stages: Vec<String> = plan.ops.iter().map(ToString::to_string).collect();
     let parent = rustix::process::getpid().as_raw_nonzero().get();
     // SAFETY: the hook only makes system calls on data prepared before the fork and never
     // returns in the monitor (it `_exit`s); see the module documentation.
     unsafe {
         cmd.pre_exec(move || {
-            become_monitor(parent, flags, &cgroup_fds, err_fd);
+            become_monitor(parent, flags, &cgroup_fds, err_fd, status_fd);
             // Now the init of the new namespaces.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             match plan.apply() {
                 Ok(()) => {
                     if nested_init {
-                        fork_and_wait(0);
+                        fork_and_wait(0, None);
                         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                     }
                     Ok(())
@@ -127,6 +130,7 @@ fn spawn_in_cgroups(
     }
     let spawned = cmd.spawn();
     drop(err_write);
+    drop(status_write);
     let mut child = match spawned {
         Ok(child) => child,
         Err(source) => {
@@ -164,9 +168,18 @@ fn spawn_in_cgroups(
     for reader in readers {
         let _ = reader.join();
     }
-    let status = child
-        .wait()
-        .map_err(io_err("wait for step", Path::new(&argv[0])))?;
+    let mut raw = [0u8; 4];
+    let status = if fs::File::from(status_read).read_exact(&mut raw).is_ok() {
+        // The monitor is still dropping the step's namespace: reap it in the background.
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        std::process::ExitStatus::from_raw(i32::from_ne_bytes(raw))
+    } else {
+        child
+            .wait()
+            .map_err(io_err("wait for step", Path::new(&argv[0])))?
+    };
     if let Some(failure) = reported_failure(err_read, &stages) {
         return Err(failure);
     }
@@ -213,7 +226,13 @@ fn report(err_fd: i32, index: u32, errno: i32) {
 ///
 /// # Safety
 /// Called between fork and exec; async-signal-safe calls only.
-unsafe fn become_monitor(parent: i32, flags: libc::c_int, cgroup_fds: &[i32], err_fd: i32) {
+unsafe fn become_monitor(
+    parent: i32,
+    flags: libc::c_int,
+    cgroup_fds: &[i32],
+    err_fd: i32,
+    status_fd: i32,
+) {
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         if libc::getppid() != parent {
@@ -225,16 +244,26 @@ unsafe fn become_monitor(parent: i32, flags: libc::c_int, cgroup_fds: &[i32], er
                 libc::_exit(125);
             }
         }
-        fork_and_wait(flags);
+        fork_and_wait(flags, Some(status_fd));
     }
 }
+
+/// Descriptor numbers the monitor keeps: the step's mount namespace and the status pipe.
+const KEEP_NS_FD: i32 = 1000;
+const KEEP_STATUS_FD: i32 = 1001;
 
 /// Clones a child with `flags` (raw `clone`, so no `atfork` handler runs). Returns in the
 /// child; the parent keeps no descriptor, waits for the child and exits as it did.
 ///
+/// With `status_fd` (the monitor), the parent first opens the child's mount namespace,
+/// so that tearing it down (unmounting the step's root, /proc, /dev, ...) does not delay
+/// the child's exit, and writes the child's wait status to `status_fd` before exiting:
+/// the caller learns the result while the namespace goes away in the background. Every
+/// process of the step is gone by then (an init's exit waits for its namespace's).
+///
 /// # Safety
 /// Called between fork and exec; async-signal-safe calls only.
-unsafe fn fork_and_wait(flags: libc::c_int) {
+unsafe fn fork_and_wait(flags: libc::c_int, status_fd: Option<i32>) {
     unsafe {
         let pid = libc::syscall(
             libc::SYS_clone,
@@ -250,9 +279,32 @@ unsafe fn fork_and_wait(flags: libc::c_int) {
         if pid < 0 {
             libc::_exit(126);
         }
-        // No descriptor stays open here: the parent sees end-of-file on the output
+        // No other descriptor stays open here: the parent sees end-of-file on the output
         // pipes once the child and its descendants are gone.
-        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+        let mut report_fd = -1;
+        if let Some(fd) = status_fd {
+            let mut path = *b"/proc/0000000000/ns/mnt\0";
+            let mut n = pid as u64;
+            for i in (6..16).rev() {
+                path[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+            let ns = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+            if ns >= 0 {
+                libc::dup2(ns, KEEP_NS_FD);
+            }
+            libc::dup2(fd, KEEP_STATUS_FD);
+            report_fd = KEEP_STATUS_FD;
+            libc::syscall(libc::SYS_close_range, 0u32, (KEEP_NS_FD - 1) as u32, 0u32);
+            libc::syscall(
+                libc::SYS_close_range,
+                (KEEP_STATUS_FD + 1) as u32,
+                u32::MAX,
+                0u32,
+            );
+        } else {
+            libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+        }
         let mut status = 0;
         loop {
             let r = libc::waitpid(pid as libc::pid_t, &mut status, 0);
@@ -262,6 +314,10 @@ unsafe fn fork_and_wait(flags: libc::c_int) {
             if r < 0 && *libc::__errno_location() != libc::EINTR {
                 libc::_exit(126);
             }
+        }
+        if report_fd >= 0 {
+            let bytes = status.to_ne_bytes();
+            libc::write(report_fd, bytes.as_ptr().cast(), bytes.len());
         }
         if libc::WIFEXITED(status) {
             libc::_exit(libc::WEXITSTATUS(status));

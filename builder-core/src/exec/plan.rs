@@ -262,6 +262,9 @@ fn mount_overlay(
     fsconfig_set_string(&fs, c"redirect_dir", c"off")?;
     fsconfig_set_string(&fs, c"metacopy", c"off")?;
     fsconfig_set_string(&fs, c"index", c"off")?;
+    // A step's upper directory is diffed and turned into a layer right after the step,
+    // or thrown away after a crash: syncing it on unmount only costs time.
+    fsconfig_set_flag(&fs, c"volatile")?;
     if userxattr {
         fsconfig_set_flag(&fs, c"userxattr")?;
     }
