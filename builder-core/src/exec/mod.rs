@@ -8,6 +8,19 @@
 //! every process in its PID namespace, so a step that ends, is cancelled, or whose parent
 //! dies leaves nothing behind on the host.
 //!
+//! [`RuncExecutor`] writes an OCI runtime bundle (oci-spec's `config.json`) with the same
+//! mounts and settings and runs `runc` on it; the same tests pass with both.
+//!
+//! # Rootless
+//! What works without root today: [`OverlaySnapshotter`](crate::OverlaySnapshotter)
+//! prepares and diffs (it selects `userxattr`, and reads `user.overlay.opaque`), and
+//! [`LowerView`](crate::LowerView) lookups. What does not: running a step. The sandbox
+//! needs a user namespace mapped through newuidmap/newgidmap (/etc/subuid ranges, else a
+//! single mapping) before its mounts, which is not implemented yet; an unprivileged
+//! caller gets [`ExecError::Setup`] naming "create the step's namespaces". The copy
+//! snapshotter needs root to give copies the lower files' owners, and runc needs root
+//! (or its own rootless mode, not wired up).
+//!
 //! Mount points the image lacks (`/proc`, `/dev`, `/sys`, `/etc/hosts`, ...) are created
 //! for the step only and removed afterwards, with their parents' times restored, so they
 //! never reach a change set.

@@ -116,7 +116,7 @@ fn spawn_in_cgroups(
             match plan.apply() {
                 Ok(()) => {
                     if nested_init {
-                        fork_and_wait(0, None);
+                        fork_and_wait(0, None, err_fd);
                         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                     }
                     Ok(())
@@ -199,6 +199,7 @@ fn reported_failure(err_read: OwnedFd, stages: &[String]) -> Option<ExecError> {
     let errno = i32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]);
     let stage = match index {
         JOIN_CGROUP => "join the step's cgroups".to_owned(),
+        CREATE_NAMESPACES => "create the step's namespaces".to_owned(),
         i => stages
             .get(i as usize)
             .cloned()
@@ -212,6 +213,8 @@ fn reported_failure(err_read: OwnedFd, stages: &[String]) -> Option<ExecError> {
 
 /// The error-pipe code of a failure to join the step's cgroups.
 const JOIN_CGROUP: u32 = u32::MAX;
+/// The error-pipe code of a failure to create the step's namespaces (`clone`).
+const CREATE_NAMESPACES: u32 = u32::MAX - 1;
 
 /// Tells the parent which set-up operation failed (async-signal-safe).
 fn report(err_fd: i32, index: u32, errno: i32) {
@@ -244,7 +247,7 @@ unsafe fn become_monitor(
                 libc::_exit(125);
             }
         }
-        fork_and_wait(flags, Some(status_fd));
+        fork_and_wait(flags, Some(status_fd), err_fd);
     }
 }
 
@@ -263,7 +266,7 @@ const KEEP_STATUS_FD: i32 = 1001;
 ///
 /// # Safety
 /// Called between fork and exec; async-signal-safe calls only.
-unsafe fn fork_and_wait(flags: libc::c_int, status_fd: Option<i32>) {
+unsafe fn fork_and_wait(flags: libc::c_int, status_fd: Option<i32>, err_fd: i32) {
     unsafe {
         let pid = libc::syscall(
             libc::SYS_clone,
@@ -277,6 +280,7 @@ unsafe fn fork_and_wait(flags: libc::c_int, status_fd: Option<i32>) {
             return;
         }
         if pid < 0 {
+            report(err_fd, CREATE_NAMESPACES, *libc::__errno_location());
             libc::_exit(126);
         }
         // No other descriptor stays open here: the parent sees end-of-file on the output
