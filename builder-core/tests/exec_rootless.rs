@@ -1,16 +1,46 @@
-//! Unprivileged callers: what the sandbox does today without root.
-//!
-//! Rootless steps (a user namespace mapped with newuidmap/newgidmap) are not implemented
-//! yet; until they are, an unprivileged caller must get an error that says which set-up
-//! step failed, not a silent exit code. The test runs its helper as `nobody` through
-//! `setpriv`.
+//! Rootless steps: as an unprivileged user the sandbox maps the caller to root in a new
+//! user namespace (single mapping) and mounts the overlay with `userxattr`. The helper
+//! test runs as `nobody` through `setpriv`; it runs a matrix of steps and checks their
+//! change sets as the root matrix does.
 
 #![allow(clippy::unwrap_used)]
 
 mod exec_support;
 
-use exec_support::{busybox_rootfs, require_root, shell};
-use rbuild_core::{ExecError, Executor, OverlaySnapshotter, SandboxExecutor, Snapshotter, Stream};
+use exec_support::{busybox_rootfs, render, require_root, run_step, shell};
+use rbuild_core::{Network, OverlaySnapshotter, SandboxExecutor};
+
+/// (command, expected change set): the root matrix minus what needs real root outside
+/// (chown to unmapped ids, file capabilities, a second layer with whiteouts).
+const MATRIX: &[(&str, &str)] = &[
+    ("true", ""),
+    ("echo hi > /data/new", "M data\nA data/new\n"),
+    ("echo more >> /data/file", "M data/file\n"),
+    ("chmod 600 /data/file", "M data/file\n"),
+    ("rm /data/file", "M data\nD data/file\n"),
+    ("rm -rf /data/dir", "M data\nD data/dir\n"),
+    (
+        "rm -rf /data/dir && mkdir /data/dir",
+        "M data\nM data/dir\nO data/dir\n",
+    ),
+    (
+        "mv /data/dir /data/moved",
+        "M data\nD data/dir\nA data/moved\nA data/moved/a\nA data/moved/sub\nA data/moved/sub/b\n",
+    ),
+    ("rm /data/file && mkdir /data/file", "M data\nM data/file\n"),
+    ("ln -s file /data/sym", "M data\nA data/sym\n"),
+    (
+        "ln /data/file /data/hard",
+        "M data\nM data/file\nA data/hard\n",
+    ),
+    ("setfattr -n user.rbuild -v 1 /data/file", "M data/file\n"),
+    ("mkfifo /data/fifo", "M data\nA data/fifo\n"),
+    ("touch /etc/newfile", "M etc\nA etc/newfile\n"),
+    (
+        "test $(id -u) = 0 && test $$ = 1 && test $(hostname) = rbuild && cat /proc/1/status /etc/hosts > /dev/null",
+        "",
+    ),
+];
 
 #[test]
 fn unprivileged_helper() {
@@ -19,26 +49,42 @@ fn unprivileged_helper() {
     }
     assert!(!rustix::process::geteuid().is_root());
     let dir = tempfile::tempdir().unwrap();
-    busybox_rootfs(&dir.path().join("base"));
-    let scratch = dir.path().join("scratch");
-    std::fs::create_dir(&scratch).unwrap();
-    let snapshot = OverlaySnapshotter::new()
-        .prepare(&[dir.path().join("base")], &scratch)
-        .unwrap();
-    let result =
-        SandboxExecutor::new().run(&snapshot, &shell("true"), &mut |_: Stream, _: &[u8]| {});
-    match result {
-        Err(e @ ExecError::Setup { .. }) => {
-            let text = e.to_string();
-            assert!(text.contains("create the step's namespaces"), "{text}");
-            println!("ROOTLESS-CLEAR-ERROR");
+    let base = dir.path().join("base");
+    busybox_rootfs(&base);
+    let lowers = vec![base];
+    let mut failures = Vec::new();
+    for (cmd, expected) in MATRIX {
+        let out = run_step(
+            &OverlaySnapshotter::new(),
+            &SandboxExecutor::new(),
+            &lowers,
+            &shell(cmd),
+        );
+        let got = render(&out.changes);
+        if !out.status.success() || got != *expected {
+            failures.push(format!(
+                "{cmd}: {:?} {}\n--- expected\n{expected}--- got\n{got}",
+                out.status, out.stderr
+            ));
         }
-        other => panic!("expected a set-up error naming the namespaces, got {other:?}"),
     }
+    let mut spec = shell("ls /sys/class/net");
+    spec.network = Network::None;
+    let out = run_step(
+        &OverlaySnapshotter::new(),
+        &SandboxExecutor::new(),
+        &lowers,
+        &spec,
+    );
+    if out.stdout != "lo\n" {
+        failures.push(format!("network none: {:?} {}", out.stdout, out.stderr));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    println!("ROOTLESS-MATRIX-OK");
 }
 
 #[test]
-fn unprivileged_caller_gets_a_clear_error() {
+fn rootless_matrix_as_nobody() {
     require_root();
     assert!(
         std::path::Path::new("/usr/bin/setpriv").exists(),
@@ -54,7 +100,7 @@ fn unprivileged_caller_gets_a_clear_error() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.contains("ROOTLESS-CLEAR-ERROR"),
+        out.status.success() && stdout.contains("ROOTLESS-MATRIX-OK"),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );

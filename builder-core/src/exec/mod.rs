@@ -12,14 +12,17 @@
 //! mounts and settings and runs `runc` on it; the same tests pass with both.
 //!
 //! # Rootless
-//! What works without root today: [`OverlaySnapshotter`](crate::OverlaySnapshotter)
-//! prepares and diffs (it selects `userxattr`, and reads `user.overlay.opaque`), and
-//! [`LowerView`](crate::LowerView) lookups. What does not: running a step. The sandbox
-//! needs a user namespace mapped through newuidmap/newgidmap (/etc/subuid ranges, else a
-//! single mapping) before its mounts, which is not implemented yet; an unprivileged
-//! caller gets [`ExecError::Setup`] naming "create the step's namespaces". The copy
-//! snapshotter needs root to give copies the lower files' owners, and runc needs root
-//! (or its own rootless mode, not wired up).
+//! As an unprivileged user the sandbox adds a user namespace in which the caller is root
+//! (a single mapping, `0 <uid> 1`, written by the step's init itself after denying
+//! `setgroups`), and the overlay is mounted with `userxattr` (`user.overlay.*` markers,
+//! read by the diff). What works: the overlay snapshotter, isolation (PID 1, hostname,
+//! /proc, /dev, `--network=none`), and the change matrix except the cases below.
+//! What does not: other uids and gids inside the step (`USER` other than root, `chown`
+//! to anyone but root) since newuidmap/newgidmap ranges from /etc/subuid are not used
+//! yet; supplementary groups (`setgroups` is denied); file capabilities; a fresh sysfs
+//! with host networking (the host's /sys is bound read-only instead); cgroup limits
+//! (no delegated cgroup); the copy snapshotter for lowers owned by others; and the runc
+//! back end (its own rootless mode is not wired up).
 //!
 //! Mount points the image lacks (`/proc`, `/dev`, `/sys`, `/etc/hosts`, ...) are created
 //! for the step only and removed afterwards, with their parents' times restored, so they

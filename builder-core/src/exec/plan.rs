@@ -57,11 +57,19 @@ pub(crate) enum Op {
     LoopbackUp,
     /// Create the working directory and its parents, then enter it.
     WorkDir { prefixes: Vec<CString> },
-    /// Drop to the step's user and groups.
+    /// Drop to the step's user and groups (`groups` is `None` where setgroups is denied).
     Credentials {
         uid: libc::uid_t,
         gid: libc::gid_t,
-        groups: Vec<libc::gid_t>,
+        groups: Option<Vec<libc::gid_t>>,
+    },
+    /// In a new user namespace, map root inside to the caller outside (single mapping:
+    /// `setgroups` denied first, as the kernel requires of unprivileged writers).
+    MapSelf {
+        /// The line for `uid_map`, e.g. `0 1000 1`.
+        uid_map: Vec<u8>,
+        /// The line for `gid_map`.
+        gid_map: Vec<u8>,
     },
 }
 
@@ -85,6 +93,7 @@ impl fmt::Display for Op {
                 None => write!(f, "enter working directory /"),
             },
             Op::Credentials { uid, gid, .. } => write!(f, "switch to user {uid}:{gid}"),
+            Op::MapSelf { .. } => write!(f, "map the caller to root in the user namespace"),
         }
     }
 }
@@ -164,7 +173,13 @@ fn apply_op(op: &Op) -> Result<(), i32> {
                         std::ptr::null(),
                         target.as_ptr(),
                         std::ptr::null(),
-                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | rec,
+                        libc::MS_BIND
+                            | libc::MS_REMOUNT
+                            | libc::MS_RDONLY
+                            | libc::MS_NOSUID
+                            | libc::MS_NODEV
+                            | libc::MS_NOEXEC
+                            | rec,
                         std::ptr::null(),
                     )
                 })?;
@@ -222,6 +237,11 @@ fn apply_op(op: &Op) -> Result<(), i32> {
             check(unsafe { libc::chdir(c"/".as_ptr()) })
         }
         Op::LoopbackUp => loopback_up(),
+        Op::MapSelf { uid_map, gid_map } => {
+            write_file(c"/proc/self/setgroups", b"deny")?;
+            write_file(c"/proc/self/uid_map", uid_map)?;
+            write_file(c"/proc/self/gid_map", gid_map)
+        }
         Op::WorkDir { prefixes } => {
             for dir in prefixes {
                 mkdir(dir, 0o755)?;
@@ -230,11 +250,28 @@ fn apply_op(op: &Op) -> Result<(), i32> {
             check(unsafe { libc::chdir(last) })
         }
         Op::Credentials { uid, gid, groups } => {
-            check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) })?;
+            if let Some(groups) = groups {
+                check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) })?;
+            }
             check(unsafe { libc::setresgid(*gid, *gid, *gid) })?;
             check(unsafe { libc::setresuid(*uid, *uid, *uid) })
         }
     }
+}
+
+fn write_file(path: &CStr, data: &[u8]) -> Result<(), i32> {
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+    let result = if n == data.len() as isize {
+        Ok(())
+    } else {
+        Err(errno())
+    };
+    unsafe { libc::close(fd) };
+    result
 }
 
 fn mkdir(path: &CStr, mode: u32) -> Result<(), i32> {
@@ -259,7 +296,7 @@ fn mount_overlay(
     fsconfig_set_string(&fs, c"workdir", work)?;
     // Renames of lower directories must copy them up whole (EXDEV for mv) rather than
     // leave redirect or metacopy xattrs a layer cannot express.
-    fsconfig_set_string(&fs, c"redirect_dir", c"off")?;
+    fsconfig_set_string(&fs, c"redirect_dir", c"nofollow")?;
     fsconfig_set_string(&fs, c"metacopy", c"off")?;
     fsconfig_set_string(&fs, c"index", c"off")?;
     // A step's upper directory is diffed and turned into a layer right after the step,

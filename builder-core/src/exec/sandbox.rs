@@ -4,8 +4,8 @@
 //! PID, UTS, IPC (and for `--network=none` network) namespaces, after a [`Plan`] that
 //! mounts its root, `/proc`, `/dev`, `/sys` and the /etc files and pivots into it.
 //!
-//! Rootless use (an unprivileged caller) is not implemented by this back end yet: it needs
-//! a user namespace with newuidmap/newgidmap, and fails at the first mount otherwise.
+//! Without root, a user namespace maps the caller to root first (see the module
+//! documentation of `exec` for what works rootless).
 
 use std::ffi::CString;
 use std::fs;
@@ -206,7 +206,17 @@ fn build_plan(
             });
         }
     }
-    if stubs.ensure(view, Path::new("sys"), true)? {
+    let rootless = !rustix::process::geteuid().is_root();
+    let sys_ok = stubs.ensure(view, Path::new("sys"), true)?;
+    if sys_ok && rootless && spec.network == Network::Host {
+        // A user namespace may mount sysfs only with a network namespace of its own.
+        ops.push(Op::Bind {
+            source: c"/sys".into(),
+            target: mp("sys")?,
+            recursive: true,
+            readonly: true,
+        });
+    } else if sys_ok {
         ops.push(Op::Mount {
             source: c"sysfs".into(),
             target: mp("sys")?,
@@ -249,8 +259,19 @@ fn build_plan(
     ops.push(Op::Credentials {
         uid: creds.uid,
         gid: creds.gid,
-        groups: creds.groups.clone(),
+        groups: (!rootless).then(|| creds.groups.clone()),
     });
+    if rootless {
+        let uid = rustix::process::geteuid().as_raw();
+        let gid = rustix::process::getegid().as_raw();
+        ops.insert(
+            0,
+            Op::MapSelf {
+                uid_map: format!("0 {uid} 1").into_bytes(),
+                gid_map: format!("0 {gid} 1").into_bytes(),
+            },
+        );
+    }
     Ok(Plan { ops })
 }
 
@@ -282,6 +303,9 @@ fn spawn_and_wait(
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
     if spec.network == Network::None {
         clone_flags |= libc::CLONE_NEWNET;
+    }
+    if !rustix::process::geteuid().is_root() {
+        clone_flags |= libc::CLONE_NEWUSER;
     }
     launch(
         Launch {

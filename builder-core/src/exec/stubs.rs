@@ -138,8 +138,11 @@ impl Stubs {
             let parent = prefix.parent().unwrap_or(Path::new(""));
             self.remember(view, parent)?;
             fs::create_dir(&path).map_err(SnapshotError::io("create directory", &path))?;
-            std::os::unix::fs::lchown(&path, Some(entry.meta.uid), Some(entry.meta.gid))
-                .map_err(SnapshotError::io("change owner of", &path))?;
+            match std::os::unix::fs::lchown(&path, Some(entry.meta.uid), Some(entry.meta.gid)) {
+                // Rootless: the caller cannot give away files; the layers are its own.
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+                other => other.map_err(SnapshotError::io("change owner of", &path))?,
+            }
             rustix::fs::chmod(&path, rustix::fs::Mode::from_raw_mode(entry.meta.mode))
                 .map_err(|e| SnapshotError::io("change mode of", &path)(e.into()))?;
             self.materialized.push(prefix.clone());
