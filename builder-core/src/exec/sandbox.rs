@@ -337,3 +337,64 @@ pub(crate) fn step_env(spec: &RunSpec, creds: &Credentials) -> Vec<(String, Stri
     env.extend(spec.env.iter().cloned());
     env
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::exec::Command;
+    use crate::snapshot::{OverlaySnapshotter, Snapshotter};
+
+    /// The plan is data: its shape is checked here without running it (no root needed).
+    #[test]
+    fn plan_mounts_topmost_layer_first_and_pivots_before_dropping_privileges() {
+        let dir = tempfile::tempdir().unwrap();
+        let (low, high) = (dir.path().join("low"), dir.path().join("high"));
+        fs::create_dir_all(low.join("etc")).unwrap();
+        fs::create_dir_all(&high).unwrap();
+        let scratch = dir.path().join("scratch");
+        fs::create_dir(&scratch).unwrap();
+        let snapshot = OverlaySnapshotter::new()
+            .prepare(&[low.clone(), high.clone()], &scratch)
+            .unwrap();
+        let mut spec = RunSpec::new(Command::Shell("true".to_owned()));
+        spec.network = Network::None;
+        spec.workdir = "/srv/app".to_owned();
+        let mut stubs = Stubs::new(snapshot.root().writable_dir());
+        let plan = build_plan(
+            &snapshot,
+            &spec,
+            &Credentials::root(),
+            &snapshot.view(),
+            &scratch,
+            &mut stubs,
+        )
+        .unwrap();
+        let names: Vec<String> = plan.ops.iter().map(ToString::to_string).collect();
+        let position = |prefix: &str| {
+            names
+                .iter()
+                .position(|n| n.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix:?} in {names:#?}"))
+        };
+        let Some(Op::Overlay { lowers, .. }) =
+            plan.ops.iter().find(|o| matches!(o, Op::Overlay { .. }))
+        else {
+            panic!("no overlay in {names:#?}");
+        };
+        assert_eq!(lowers[0].to_bytes(), high.as_os_str().as_bytes());
+        assert!(position("mount overlay") < position("mount \"proc\""));
+        assert!(position("bring loopback up") < position("pivot root"));
+        assert!(position("pivot root") < position("enter working directory \"/srv/app\""));
+        assert!(position("enter working directory") < position("switch to user 0:0"));
+        // The stubs exist in the upper directory during the step and vanish after it.
+        let upper = snapshot.root().writable_dir().to_path_buf();
+        assert!(upper.join("proc").is_dir() && upper.join("etc/hosts").is_file());
+        stubs.remove().unwrap();
+        assert_eq!(
+            fs::read_dir(&upper).unwrap().count(),
+            0,
+            "stubs left in the upper dir"
+        );
+    }
+}
