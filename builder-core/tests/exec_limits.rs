@@ -11,7 +11,7 @@ use std::sync::Mutex;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 use exec_support::{base, require_root, run_step, shell};
-use rbuild_core::{OverlaySnapshotter, SandboxExecutor};
+use rbuild_core::{Executor, OverlaySnapshotter, RuncExecutor, SandboxExecutor};
 
 fn rbuild_groups() -> Vec<String> {
     let mut out = Vec::new();
@@ -32,19 +32,13 @@ fn rbuild_groups() -> Vec<String> {
     out
 }
 
-#[test]
-fn pids_limit_stops_forks() {
+fn pids_limit_stops_forks(executor: &dyn Executor) {
     require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let base = base();
     let mut spec = shell("for i in 1 2 3 4 5 6 7 8 9 10; do sleep 1 & done; wait");
     spec.limits.pids = Some(4);
-    let out = run_step(
-        &OverlaySnapshotter::new(),
-        &SandboxExecutor::new(),
-        &base.lowers,
-        &spec,
-    );
+    let out = run_step(&OverlaySnapshotter::new(), executor, &base.lowers, &spec);
     assert!(
         out.stderr.contains("fork"),
         "no fork failure under pids.max=4: {:?}",
@@ -53,29 +47,38 @@ fn pids_limit_stops_forks() {
     assert!(rbuild_groups().is_empty(), "{:?}", rbuild_groups());
 }
 
-#[test]
-fn memory_limit_kills_a_hog() {
+fn memory_limit_kills_a_hog(executor: &dyn Executor) {
     require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let base = base();
     // dd fills a 100 MB buffer.
     let mut spec = shell("dd if=/dev/zero of=/dev/null bs=100M count=1");
     spec.limits.memory = Some(32 * 1024 * 1024);
-    let out = run_step(
-        &OverlaySnapshotter::new(),
-        &SandboxExecutor::new(),
-        &base.lowers,
-        &spec,
-    );
+    let out = run_step(&OverlaySnapshotter::new(), executor, &base.lowers, &spec);
     assert!(!out.status.success(), "the hog survived a 32 MiB limit");
     assert!(rbuild_groups().is_empty(), "{:?}", rbuild_groups());
 
     spec.limits.memory = None;
-    let out = run_step(
-        &OverlaySnapshotter::new(),
-        &SandboxExecutor::new(),
-        &base.lowers,
-        &spec,
-    );
+    let out = run_step(&OverlaySnapshotter::new(), executor, &base.lowers, &spec);
     assert!(out.status.success(), "without a limit: {}", out.stderr);
+}
+
+#[test]
+fn sandbox_pids_limit_stops_forks() {
+    pids_limit_stops_forks(&SandboxExecutor::new());
+}
+
+#[test]
+fn sandbox_memory_limit_kills_a_hog() {
+    memory_limit_kills_a_hog(&SandboxExecutor::new());
+}
+
+#[test]
+fn runc_pids_limit_stops_forks() {
+    pids_limit_stops_forks(&RuncExecutor::default());
+}
+
+#[test]
+fn runc_memory_limit_kills_a_hog() {
+    memory_limit_kills_a_hog(&RuncExecutor::default());
 }
