@@ -19,8 +19,8 @@ mod exec;
 mod snapshot;
 pub use crate::exec::{
     CancelToken, Command, Credentials, DEFAULT_PATH, DEFAULT_RUNC, DEFAULT_SHELL, ExecError,
-    Executor, ExitStatus, Limits, Network, OutputSink, RunSpec, RuncExecutor, SandboxExecutor,
-    Stream, resolve_user,
+    Executor, ExitStatus, IdMapping, Limits, Network, OutputSink, RunSpec, RuncExecutor,
+    SandboxExecutor, Stream, resolve_user,
 };
 pub use crate::snapshot::{
     CopySnapshotter, LowerView, OPAQUE_XATTR, OPAQUE_XATTR_USER, OVERLAY_XATTR_PREFIXES,

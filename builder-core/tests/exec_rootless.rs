@@ -8,7 +8,7 @@
 mod exec_support;
 
 use exec_support::{busybox_rootfs, render, require_root, run_step, shell};
-use rbuild_core::{Network, OverlaySnapshotter, SandboxExecutor};
+use rbuild_core::{IdMapping, Network, OverlaySnapshotter, SandboxExecutor};
 
 /// (command, expected change set): the root matrix minus what needs real root outside
 /// (chown to unmapped ids, file capabilities, a second layer with whiteouts).
@@ -53,31 +53,27 @@ fn unprivileged_helper() {
     busybox_rootfs(&base);
     let lowers = vec![base];
     let mut failures = Vec::new();
-    for (cmd, expected) in MATRIX {
-        let out = run_step(
-            &OverlaySnapshotter::new(),
-            &SandboxExecutor::new(),
-            &lowers,
-            &shell(cmd),
-        );
-        let got = render(&out.changes);
-        if !out.status.success() || got != *expected {
+    for mapping in [IdMapping::Helpers, IdMapping::SelfOnly] {
+        let executor = SandboxExecutor::new().with_id_mapping(mapping);
+        for (cmd, expected) in MATRIX {
+            let out = run_step(&OverlaySnapshotter::new(), &executor, &lowers, &shell(cmd));
+            let got = render(&out.changes);
+            if !out.status.success() || got != *expected {
+                failures.push(format!(
+                    "{mapping:?} {cmd}: {:?} {}\n--- expected\n{expected}--- got\n{got}",
+                    out.status, out.stderr
+                ));
+            }
+        }
+        let mut spec = shell("ls /sys/class/net; grep -c . /proc/self/uid_map");
+        spec.network = Network::None;
+        let out = run_step(&OverlaySnapshotter::new(), &executor, &lowers, &spec);
+        if out.stdout != "lo\n1\n" {
             failures.push(format!(
-                "{cmd}: {:?} {}\n--- expected\n{expected}--- got\n{got}",
-                out.status, out.stderr
+                "{mapping:?} network none: {:?} {}",
+                out.stdout, out.stderr
             ));
         }
-    }
-    let mut spec = shell("ls /sys/class/net");
-    spec.network = Network::None;
-    let out = run_step(
-        &OverlaySnapshotter::new(),
-        &SandboxExecutor::new(),
-        &lowers,
-        &spec,
-    );
-    if out.stdout != "lo\n" {
-        failures.push(format!("network none: {:?} {}", out.stdout, out.stderr));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     println!("ROOTLESS-MATRIX-OK");

@@ -12,23 +12,25 @@
 //! mounts and settings and runs `runc` on it; the same tests pass with both.
 //!
 //! # Rootless
-//! As an unprivileged user the sandbox adds a user namespace in which the caller is root
-//! (a single mapping, `0 <uid> 1`, written by the step's init itself after denying
-//! `setgroups`), and the overlay is mounted with `userxattr` (`user.overlay.*` markers,
-//! read by the diff). What works: the overlay snapshotter, isolation (PID 1, hostname,
-//! /proc, /dev, `--network=none`), and the change matrix except the cases below.
-//! What does not: other uids and gids inside the step (`USER` other than root, `chown`
-//! to anyone but root) since newuidmap/newgidmap ranges from /etc/subuid are not used
-//! yet; supplementary groups (`setgroups` is denied); file capabilities; a fresh sysfs
-//! with host networking (the host's /sys is bound read-only instead); cgroup limits
-//! (no delegated cgroup); the copy snapshotter for lowers owned by others; and the runc
-//! back end (its own rootless mode is not wired up).
+//! As an unprivileged user the sandbox adds a user namespace in which the caller is root,
+//! and the overlay is mounted with `userxattr` (`user.overlay.*` markers, read by the
+//! diff). The mapping ([`IdMapping`]) comes from newuidmap/newgidmap, run by the monitor
+//! with the caller's /etc/subuid and /etc/subgid ranges (ids 1 and up inside) when both
+//! helpers are installed, else from the init itself (`0 <uid> 1`, `setgroups` denied).
+//! What works: the overlay snapshotter, isolation (PID 1, hostname, /proc, /dev,
+//! `--network=none`), and the change matrix except the cases below (tested as `nobody`
+//! with both mappings). What does not: ids other than root inside without subordinate
+//! ranges (`USER`, `chown`); supplementary groups when `setgroups` is denied; file
+//! capabilities; a fresh sysfs with host networking (the host's /sys is bound read-only
+//! instead); cgroup limits (no delegated cgroup); the copy snapshotter for lowers owned
+//! by others; and the runc back end (its own rootless mode is not wired up).
 //!
 //! Mount points the image lacks (`/proc`, `/dev`, `/sys`, `/etc/hosts`, ...) are created
 //! for the step only and removed afterwards, with their parents' times restored, so they
 //! never reach a change set.
 
 mod cgroup;
+mod idmap;
 mod monitor;
 mod plan;
 mod runc;
@@ -41,6 +43,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub use self::idmap::IdMapping;
 pub use self::runc::{DEFAULT_RUNC, RuncExecutor};
 pub use self::sandbox::SandboxExecutor;
 pub use self::user::{Credentials, resolve_user};

@@ -24,6 +24,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use super::cgroup::Cgroups;
+use super::idmap::IdMapCalls;
 use super::plan::Plan;
 use super::{CancelToken, ExecError, ExitStatus, Limits, OutputSink, Stream};
 
@@ -44,6 +45,8 @@ pub(crate) struct Launch<'a> {
     pub limits: &'a Limits,
     /// Kills the tree when set.
     pub cancel: &'a CancelToken,
+    /// newuidmap/newgidmap runs the monitor makes for a new user namespace.
+    pub id_map: Option<IdMapCalls>,
 }
 
 fn io_err<'a>(
@@ -93,6 +96,7 @@ fn spawn_in_cgroups(
         clone_flags: flags,
         nested_init,
         cancel,
+        mut id_map,
         ..
     } = launch;
     let cgroup_fds: Vec<i32> = cgroups
@@ -110,13 +114,20 @@ fn spawn_in_cgroups(
     // returns in the monitor (it `_exit`s); see the module documentation.
     unsafe {
         cmd.pre_exec(move || {
-            become_monitor(parent, flags, &cgroup_fds, err_fd, status_fd);
+            become_monitor(
+                parent,
+                flags,
+                &cgroup_fds,
+                err_fd,
+                status_fd,
+                id_map.as_mut(),
+            );
             // Now the init of the new namespaces.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             match plan.apply() {
                 Ok(()) => {
                     if nested_init {
-                        fork_and_wait(0, None, err_fd);
+                        fork_and_wait(0, None, err_fd, None);
                         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                     }
                     Ok(())
@@ -200,6 +211,7 @@ fn reported_failure(err_read: OwnedFd, stages: &[String]) -> Option<ExecError> {
     let stage = match index {
         JOIN_CGROUP => "join the step's cgroups".to_owned(),
         CREATE_NAMESPACES => "create the step's namespaces".to_owned(),
+        MAP_IDS => "map ids with newuidmap/newgidmap".to_owned(),
         i => stages
             .get(i as usize)
             .cloned()
@@ -215,6 +227,8 @@ fn reported_failure(err_read: OwnedFd, stages: &[String]) -> Option<ExecError> {
 const JOIN_CGROUP: u32 = u32::MAX;
 /// The error-pipe code of a failure to create the step's namespaces (`clone`).
 const CREATE_NAMESPACES: u32 = u32::MAX - 1;
+/// The error-pipe code of a failed newuidmap/newgidmap run.
+const MAP_IDS: u32 = u32::MAX - 2;
 
 /// Tells the parent which set-up operation failed (async-signal-safe).
 fn report(err_fd: i32, index: u32, errno: i32) {
@@ -235,6 +249,7 @@ unsafe fn become_monitor(
     cgroup_fds: &[i32],
     err_fd: i32,
     status_fd: i32,
+    id_map: Option<&mut IdMapCalls>,
 ) {
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -247,7 +262,7 @@ unsafe fn become_monitor(
                 libc::_exit(125);
             }
         }
-        fork_and_wait(flags, Some(status_fd), err_fd);
+        fork_and_wait(flags, Some(status_fd), err_fd, id_map);
     }
 }
 
@@ -266,7 +281,12 @@ const KEEP_STATUS_FD: i32 = 1001;
 ///
 /// # Safety
 /// Called between fork and exec; async-signal-safe calls only.
-unsafe fn fork_and_wait(flags: libc::c_int, status_fd: Option<i32>, err_fd: i32) {
+unsafe fn fork_and_wait(
+    flags: libc::c_int,
+    status_fd: Option<i32>,
+    err_fd: i32,
+    id_map: Option<&mut IdMapCalls>,
+) {
     unsafe {
         let pid = libc::syscall(
             libc::SYS_clone,
@@ -282,6 +302,14 @@ unsafe fn fork_and_wait(flags: libc::c_int, status_fd: Option<i32>, err_fd: i32)
         if pid < 0 {
             report(err_fd, CREATE_NAMESPACES, *libc::__errno_location());
             libc::_exit(126);
+        }
+        if let Some(map) = id_map {
+            // The init waits on the release pipe; on failure it reads end-of-file.
+            if map.uid.run(pid as libc::pid_t) && map.gid.run(pid as libc::pid_t) {
+                libc::write(map.release_fd, b"1".as_ptr().cast(), 1);
+            } else {
+                report(err_fd, MAP_IDS, libc::EPERM);
+            }
         }
         // No other descriptor stays open here: the parent sees end-of-file on the output
         // pipes once the child and its descendants are gone.

@@ -63,6 +63,8 @@ pub(crate) enum Op {
         gid: libc::gid_t,
         groups: Option<Vec<libc::gid_t>>,
     },
+    /// Wait until the monitor has run newuidmap/newgidmap on this process.
+    WaitForIdMap { read_fd: i32, write_fd: i32 },
     /// In a new user namespace, map root inside to the caller outside (single mapping:
     /// `setgroups` denied first, as the kernel requires of unprivileged writers).
     MapSelf {
@@ -93,6 +95,7 @@ impl fmt::Display for Op {
                 None => write!(f, "enter working directory /"),
             },
             Op::Credentials { uid, gid, .. } => write!(f, "switch to user {uid}:{gid}"),
+            Op::WaitForIdMap { .. } => write!(f, "wait for the id mapping (newuidmap/newgidmap)"),
             Op::MapSelf { .. } => write!(f, "map the caller to root in the user namespace"),
         }
     }
@@ -237,6 +240,13 @@ fn apply_op(op: &Op) -> Result<(), i32> {
             check(unsafe { libc::chdir(c"/".as_ptr()) })
         }
         Op::LoopbackUp => loopback_up(),
+        Op::WaitForIdMap { read_fd, write_fd } => {
+            unsafe { libc::close(*write_fd) };
+            let mut byte = [0u8; 1];
+            let n = unsafe { libc::read(*read_fd, byte.as_mut_ptr().cast(), 1) };
+            unsafe { libc::close(*read_fd) };
+            if n == 1 { Ok(()) } else { Err(libc::EPERM) }
+        }
         Op::MapSelf { uid_map, gid_map } => {
             write_file(c"/proc/self/setgroups", b"deny")?;
             write_file(c"/proc/self/uid_map", uid_map)?;
@@ -251,12 +261,33 @@ fn apply_op(op: &Op) -> Result<(), i32> {
         }
         Op::Credentials { uid, gid, groups } => {
             if let Some(groups) = groups {
-                check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) })?;
+                match check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) }) {
+                    // newgidmap denies setgroups when it maps only the caller's own gid.
+                    Err(libc::EPERM) if setgroups_denied() => {}
+                    other => other?,
+                }
             }
             check(unsafe { libc::setresgid(*gid, *gid, *gid) })?;
             check(unsafe { libc::setresuid(*uid, *uid, *uid) })
         }
     }
+}
+
+/// Whether /proc/self/setgroups says "deny" (async-signal-safe).
+fn setgroups_denied() -> bool {
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/setgroups".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return false;
+    }
+    let mut buf = [0u8; 8];
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    unsafe { libc::close(fd) };
+    n >= 4 && &buf[..4] == b"deny"
 }
 
 fn write_file(path: &CStr, data: &[u8]) -> Result<(), i32> {

@@ -230,6 +230,7 @@ impl RuncExecutor {
                 plan: Plan { ops },
                 clone_flags: libc::CLONE_NEWNS | libc::CLONE_NEWPID,
                 nested_init: true,
+                id_map: None,
                 limits: &Default::default(),
                 cancel: &spec.cancel,
             },

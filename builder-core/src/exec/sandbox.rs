@@ -9,9 +9,11 @@
 
 use std::ffi::CString;
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use super::idmap::{HelperCall, IdMapCalls, IdMapping, NEWGIDMAP, NEWUIDMAP, ranges};
 use super::monitor::{Launch, launch};
 use super::plan::{Op, Plan};
 use super::stubs::Stubs;
@@ -28,13 +30,29 @@ pub(crate) const ETC_FILES: [&str; 3] = ["etc/resolv.conf", "etc/hosts", "etc/ho
 /// Runs steps in new namespaces with no outside program.
 #[derive(Debug, Clone, Default)]
 pub struct SandboxExecutor {
-    _private: (),
+    id_mapping: Option<IdMapping>,
 }
 
 impl SandboxExecutor {
     /// A sandbox executor.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Chooses how a rootless step's user namespace is mapped (default:
+    /// [`IdMapping::detect`]). Ignored when running as root.
+    pub fn with_id_mapping(mut self, mapping: IdMapping) -> Self {
+        self.id_mapping = Some(mapping);
+        self
+    }
+
+    /// The id mapping used when not root; `None` as root.
+    fn rootless_mapping(&self) -> Option<IdMapping> {
+        if rustix::process::geteuid().is_root() {
+            None
+        } else {
+            Some(self.id_mapping.unwrap_or_else(IdMapping::detect))
+        }
     }
 }
 
@@ -90,10 +108,11 @@ impl Executor for SandboxExecutor {
         };
         let scratch = snapshot.scratch();
         let mut stubs = Stubs::new(snapshot.root().writable_dir());
-        let built = build_plan(snapshot, spec, &creds, &view, scratch, &mut stubs);
+        let mapping = self.rootless_mapping();
+        let built = build_plan(snapshot, spec, &creds, &view, scratch, &mut stubs, mapping);
         let result = built.and_then(|plan| {
             stubs.seal()?;
-            spawn_and_wait(plan, spec, &creds, &argv, sink)
+            spawn_and_wait(plan, spec, &creds, &argv, sink, mapping)
         });
         let cleaned = stubs.remove();
         let status = result?;
@@ -109,6 +128,7 @@ fn build_plan(
     view: &LowerView,
     scratch: &Path,
     stubs: &mut Stubs,
+    mapping: Option<IdMapping>,
 ) -> Result<Plan, ExecError> {
     let mountpoint = scratch.join("rootfs");
     fs::create_dir_all(&mountpoint).map_err(io_err("create directory", &mountpoint))?;
@@ -206,7 +226,8 @@ fn build_plan(
             });
         }
     }
-    let rootless = !rustix::process::geteuid().is_root();
+    let rootless = mapping.is_some();
+    let self_only = mapping == Some(IdMapping::SelfOnly);
     let sys_ok = stubs.ensure(view, Path::new("sys"), true)?;
     if sys_ok && rootless && spec.network == Network::Host {
         // A user namespace may mount sysfs only with a network namespace of its own.
@@ -259,9 +280,9 @@ fn build_plan(
     ops.push(Op::Credentials {
         uid: creds.uid,
         gid: creds.gid,
-        groups: (!rootless).then(|| creds.groups.clone()),
+        groups: (!self_only).then(|| creds.groups.clone()),
     });
-    if rootless {
+    if self_only {
         let uid = rustix::process::geteuid().as_raw();
         let gid = rustix::process::getegid().as_raw();
         ops.insert(
@@ -293,19 +314,43 @@ pub(crate) fn etc_file(rel: &str, hostname: &str) -> String {
 }
 
 fn spawn_and_wait(
-    plan: Plan,
+    mut plan: Plan,
     spec: &RunSpec,
     creds: &Credentials,
     argv: &[String],
     sink: &mut dyn OutputSink,
+    mapping: Option<IdMapping>,
 ) -> Result<ExitStatus, ExecError> {
     let mut clone_flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
     if spec.network == Network::None {
         clone_flags |= libc::CLONE_NEWNET;
     }
-    if !rustix::process::geteuid().is_root() {
+    if mapping.is_some() {
         clone_flags |= libc::CLONE_NEWUSER;
+    }
+    // The release pipe must outlive the spawn: the init reads, the monitor writes.
+    let mut _release = None;
+    let mut id_map = None;
+    if mapping == Some(IdMapping::Helpers) {
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| io_err("create pipe", Path::new("(id map pipe)"))(e.into()))?;
+        let uid = rustix::process::geteuid().as_raw();
+        let gid = rustix::process::getegid().as_raw();
+        let name = host_user_name(uid);
+        plan.ops.insert(
+            0,
+            Op::WaitForIdMap {
+                read_fd: read.as_raw_fd(),
+                write_fd: write.as_raw_fd(),
+            },
+        );
+        id_map = Some(IdMapCalls {
+            uid: HelperCall::new(NEWUIDMAP, &ranges(uid, name.as_deref(), "/etc/subuid")),
+            gid: HelperCall::new(NEWGIDMAP, &ranges(gid, name.as_deref(), "/etc/subgid")),
+            release_fd: write.as_raw_fd(),
+        });
+        _release = Some((read, write));
     }
     launch(
         Launch {
@@ -316,9 +361,19 @@ fn spawn_and_wait(
             nested_init: false,
             limits: &spec.limits,
             cancel: &spec.cancel,
+            id_map,
         },
         sink,
     )
+}
+
+/// The caller's login name from the host's /etc/passwd (for /etc/subuid lookups).
+fn host_user_name(uid: u32) -> Option<String> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() > 2 && fields[2] == uid.to_string()).then(|| fields[0].to_owned())
+    })
 }
 
 /// The step's environment: the spec's, with `PATH`, `HOSTNAME` and `HOME` defaulted.
@@ -368,6 +423,7 @@ mod tests {
             &snapshot.view(),
             &scratch,
             &mut stubs,
+            None,
         )
         .unwrap();
         let names: Vec<String> = plan.ops.iter().map(ToString::to_string).collect();
