@@ -39,6 +39,16 @@ pub use crate::store::{
 };
 
 // --- execution: sandbox executor, snapshotters ---
+mod exec;
+mod snapshot;
+pub use crate::exec::{
+    CancelToken, Command, Credentials, DEFAULT_PATH, DEFAULT_RUNC, DEFAULT_SHELL, ExecError,
+    Executor, ExitStatus, IdMapping, Limits, Network, OutputSink, RunSpec, RuncExecutor,
+    SandboxExecutor, resolve_user,
+};
+pub use crate::snapshot::{
+    CopySnapshotter, LowerView, OverlaySnapshotter, Snapshot, SnapshotError, Snapshotter, StepRoot,
+};
 
 // --- progress events ---
 mod progress;

@@ -1,0 +1,384 @@
+//! Starting a program under a monitor process, in new namespaces, and waiting for it.
+//!
+//! Process layout: the calling thread spawns a child through `std::process::Command`
+//! (so std handles pipes, environment and `exec`), whose `pre_exec` hook makes it the
+//! *monitor*: it asks for SIGKILL when the spawning thread dies, joins the step's cgroups
+//! and `clone`s the *init* of new namespaces, then only waits for it and exits with its
+//! status. The init (PID 1 in its namespace) asks for SIGKILL when the monitor dies,
+//! applies the prepared [`Plan`] and returns to std, which `exec`s the program. Killing the
+//! monitor (cancel, Ctrl-C, parent death) kills the init, and the kernel then kills
+//! everything else in its PID namespace; the mount namespace, and every mount in it, goes
+//! with the last process.
+//!
+//! Only async-signal-safe calls happen between `fork` and `exec`: everything is prepared
+//! in the parent; `clone` is the raw system call (no `atfork` handlers run). The death
+//! signal follows the *thread* that spawned: [`launch`] waits on that same thread.
+
+use std::fs;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::cgroup::Cgroups;
+use super::idmap::IdMapCalls;
+use super::plan::Plan;
+use super::{CancelToken, ExecError, ExitStatus, Limits, OutputSink, Stream};
+
+/// What to start and how.
+pub(crate) struct Launch<'a> {
+    /// Program and arguments, resolved through `PATH` of `env` after the plan ran.
+    pub argv: &'a [String],
+    /// The complete environment.
+    pub env: Vec<(String, String)>,
+    /// Set-up run by the init before `exec`.
+    pub plan: Plan,
+    /// `CLONE_NEW*` flags of the init.
+    pub clone_flags: libc::c_int,
+    /// Run the program as a child of the init rather than as the init itself (runc
+    /// cannot be PID 1: it clones with `CLONE_PARENT`, which an init may not use).
+    pub nested_init: bool,
+    /// cgroup limits for the whole tree.
+    pub limits: &'a Limits,
+    /// Kills the tree when set.
+    pub cancel: &'a CancelToken,
+    /// newuidmap/newgidmap runs the monitor makes for a new user namespace.
+    pub id_map: Option<IdMapCalls>,
+}
+
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> ExecError + 'a {
+    move |source| ExecError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Starts `launch`, streams its output to `sink`, and returns how it ended.
+pub(crate) fn launch(
+    launch: Launch<'_>,
+    sink: &mut dyn OutputSink,
+) -> Result<ExitStatus, ExecError> {
+    let argv = launch.argv;
+    let Some(program) = argv.first() else {
+        return Err(ExecError::EmptyCommand);
+    };
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(&argv[1..])
+        .env_clear()
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let cgroups = Cgroups::create(launch.limits)?;
+    let result = spawn_in_cgroups(cmd, launch, cgroups.as_ref(), sink);
+    if let Some(cgroups) = cgroups {
+        cgroups.remove();
+    }
+    result
+}
+
+fn spawn_in_cgroups(
+    mut cmd: std::process::Command,
+    launch: Launch<'_>,
+    cgroups: Option<&Cgroups>,
+    sink: &mut dyn OutputSink,
+) -> Result<ExitStatus, ExecError> {
+    let Launch {
+        argv,
+        plan,
+        clone_flags: flags,
+        nested_init,
+        cancel,
+        mut id_map,
+        ..
+    } = launch;
+    let cgroup_fds: Vec<i32> = cgroups
+        .map(|c| c.procs.iter().map(AsRawFd::as_raw_fd).collect())
+        .unwrap_or_default();
+    let (err_read, err_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| io_err("create pipe", Path::new("(error pipe)"))(e.into()))?;
+    let err_fd = err_write.as_raw_fd();
+    let (status_read, status_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| io_err("create pipe", Path::new("(status pipe)"))(e.into()))?;
+    let status_fd = status_write.as_raw_fd();
+    let stages: Vec<String> = plan.ops.iter().map(ToString::to_string).collect();
+    let parent = rustix::process::getpid().as_raw_nonzero().get();
+    // SAFETY: the hook only makes system calls on data prepared before the fork and never
+    // returns in the monitor (it `_exit`s); see the module documentation.
+    unsafe {
+        cmd.pre_exec(move || {
+            become_monitor(
+                parent,
+                flags,
+                &cgroup_fds,
+                err_fd,
+                status_fd,
+                id_map.as_mut(),
+            );
+            // Now the init of the new namespaces.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            match plan.apply() {
+                Ok(()) => {
+                    if nested_init {
+                        fork_and_wait(0, None, err_fd, None);
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    }
+                    Ok(())
+                }
+                Err((index, errno)) => {
+                    report(err_fd, index as u32, errno);
+                    Err(std::io::Error::from_raw_os_error(errno))
+                }
+            }
+        });
+    }
+    let spawned = cmd.spawn();
+    drop(err_write);
+    drop(status_write);
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(source) => {
+            return Err(
+                reported_failure(err_read, &stages).unwrap_or(ExecError::Spawn {
+                    program: argv[0].clone(),
+                    source,
+                }),
+            );
+        }
+    };
+    let monitor = child.id();
+    let (tx, rx) = mpsc::channel::<(Stream, Vec<u8>)>();
+    let mut readers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        readers.push(pump(out, Stream::Stdout, tx.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        readers.push(pump(err, Stream::Stderr, tx.clone()));
+    }
+    drop(tx);
+    let mut killed = false;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok((stream, bytes)) => sink.output(stream, &bytes),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if !killed && cancel.is_cancelled() {
+            // The init dies with the monitor (PDEATHSIG), and its namespace with it.
+            unsafe { libc::kill(monitor as libc::pid_t, libc::SIGKILL) };
+            killed = true;
+        }
+    }
+    for reader in readers {
+        let _ = reader.join();
+    }
+    let mut raw = [0u8; 4];
+    let status = if fs::File::from(status_read).read_exact(&mut raw).is_ok() {
+        // The monitor is still dropping the step's namespace: reap it in the background.
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        std::process::ExitStatus::from_raw(i32::from_ne_bytes(raw))
+    } else {
+        child
+            .wait()
+            .map_err(io_err("wait for step", Path::new(&argv[0])))?
+    };
+    if let Some(failure) = reported_failure(err_read, &stages) {
+        return Err(failure);
+    }
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => ExitStatus::Code(code),
+        (None, Some(sig)) => ExitStatus::Signal(sig),
+        (None, None) => ExitStatus::Code(-1),
+    })
+}
+
+/// The set-up failure the monitor or init reported on the error pipe, if any. Called
+/// once every writer is gone (failed spawn, or after the wait).
+fn reported_failure(err_read: OwnedFd, stages: &[String]) -> Option<ExecError> {
+    let mut msg = [0u8; 8];
+    fs::File::from(err_read).read_exact(&mut msg).ok()?;
+    let index = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]);
+    let errno = i32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]);
+    let stage = match index {
+        JOIN_CGROUP => "join the step's cgroups".to_owned(),
+        CREATE_NAMESPACES => "create the step's namespaces".to_owned(),
+        MAP_IDS => "map ids with newuidmap/newgidmap".to_owned(),
+        i => stages
+            .get(i as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("operation {i}")),
+    };
+    Some(ExecError::Setup {
+        stage,
+        source: std::io::Error::from_raw_os_error(errno),
+    })
+}
+
+/// The error-pipe code of a failure to join the step's cgroups.
+const JOIN_CGROUP: u32 = u32::MAX;
+/// The error-pipe code of a failure to create the step's namespaces (`clone`).
+const CREATE_NAMESPACES: u32 = u32::MAX - 1;
+/// The error-pipe code of a failed newuidmap/newgidmap run.
+const MAP_IDS: u32 = u32::MAX - 2;
+
+/// Tells the parent which set-up operation failed (async-signal-safe).
+fn report(err_fd: i32, index: u32, errno: i32) {
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&index.to_ne_bytes());
+    msg[4..].copy_from_slice(&errno.to_ne_bytes());
+    // SAFETY: writes a stack buffer to a descriptor this process owns.
+    unsafe { libc::write(err_fd, msg.as_ptr().cast(), msg.len()) };
+}
+
+/// In the forked child: become the monitor, and return only in the cloned init.
+///
+/// # Safety
+/// Called between fork and exec; async-signal-safe calls only.
+unsafe fn become_monitor(
+    parent: i32,
+    flags: libc::c_int,
+    cgroup_fds: &[i32],
+    err_fd: i32,
+    status_fd: i32,
+    id_map: Option<&mut IdMapCalls>,
+) {
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != parent {
+            libc::_exit(127);
+        }
+        for fd in cgroup_fds {
+            if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
+                report(err_fd, JOIN_CGROUP, *libc::__errno_location());
+                libc::_exit(125);
+            }
+        }
+        fork_and_wait(flags, Some(status_fd), err_fd, id_map);
+    }
+}
+
+/// Descriptor numbers the monitor keeps: the step's mount namespace and the status pipe.
+const KEEP_NS_FD: i32 = 1000;
+const KEEP_STATUS_FD: i32 = 1001;
+
+/// Clones a child with `flags` (raw `clone`, so no `atfork` handler runs). Returns in the
+/// child; the parent keeps no descriptor, waits for the child and exits as it did.
+///
+/// With `status_fd` (the monitor), the parent first opens the child's mount namespace,
+/// so that tearing it down (unmounting the step's root, /proc, /dev, ...) does not delay
+/// the child's exit, and writes the child's wait status to `status_fd` before exiting:
+/// the caller learns the result while the namespace goes away in the background. Every
+/// process of the step is gone by then (an init's exit waits for its namespace's).
+///
+/// # Safety
+/// Called between fork and exec; async-signal-safe calls only.
+unsafe fn fork_and_wait(
+    flags: libc::c_int,
+    status_fd: Option<i32>,
+    err_fd: i32,
+    id_map: Option<&mut IdMapCalls>,
+) {
+    unsafe {
+        let pid = libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        );
+        if pid == 0 {
+            return;
+        }
+        if pid < 0 {
+            report(err_fd, CREATE_NAMESPACES, *libc::__errno_location());
+            libc::_exit(126);
+        }
+        if let Some(map) = id_map {
+            // The init waits on the release pipe; on failure it reads end-of-file.
+            if map.uid.run(pid as libc::pid_t) && map.gid.run(pid as libc::pid_t) {
+                libc::write(map.release_fd, b"1".as_ptr().cast(), 1);
+            } else {
+                report(err_fd, MAP_IDS, libc::EPERM);
+            }
+        }
+        // No other descriptor stays open here: the parent sees end-of-file on the output
+        // pipes once the child and its descendants are gone.
+        let mut report_fd = -1;
+        if let Some(fd) = status_fd {
+            let mut path = *b"/proc/0000000000/ns/mnt\0";
+            let mut n = pid as u64;
+            for i in (6..16).rev() {
+                path[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+            let ns = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+            if ns >= 0 {
+                libc::dup2(ns, KEEP_NS_FD);
+            }
+            libc::dup2(fd, KEEP_STATUS_FD);
+            report_fd = KEEP_STATUS_FD;
+            libc::syscall(libc::SYS_close_range, 0u32, (KEEP_NS_FD - 1) as u32, 0u32);
+            libc::syscall(
+                libc::SYS_close_range,
+                (KEEP_STATUS_FD + 1) as u32,
+                u32::MAX,
+                0u32,
+            );
+        } else {
+            libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+        }
+        let mut status = 0;
+        loop {
+            let r = libc::waitpid(pid as libc::pid_t, &mut status, 0);
+            if r == pid as libc::pid_t {
+                break;
+            }
+            if r < 0 && *libc::__errno_location() != libc::EINTR {
+                libc::_exit(126);
+            }
+        }
+        if report_fd >= 0 {
+            let bytes = status.to_ne_bytes();
+            libc::write(report_fd, bytes.as_ptr().cast(), bytes.len());
+        }
+        if libc::WIFEXITED(status) {
+            libc::_exit(libc::WEXITSTATUS(status));
+        }
+        let sig = libc::WTERMSIG(status);
+        libc::signal(sig, libc::SIG_DFL);
+        libc::kill(libc::getpid(), sig);
+        libc::_exit(128 + sig);
+    }
+}
+
+fn pump(
+    mut from: impl Read + Send + 'static,
+    stream: Stream,
+    tx: mpsc::Sender<(Stream, Vec<u8>)>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if tx.send((stream, buf[..n].to_vec())).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    })
+}

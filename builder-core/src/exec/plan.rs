@@ -1,0 +1,376 @@
+//! The list of kernel operations that turn a forked child into a step's sandbox.
+//!
+//! The parent builds the whole [`Plan`] (every path already a `CString`); the child only
+//! walks it. Between `fork` and `exec` of a multithreaded program only async-signal-safe
+//! work is allowed: [`Plan::apply`] makes system calls on prepared data and never
+//! allocates, locks or unwinds.
+
+use std::ffi::{CStr, CString};
+use std::fmt;
+
+use rustix::fs::CWD;
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, fsconfig_create, fsconfig_set_flag,
+    fsconfig_set_string, fsmount, fsopen, move_mount,
+};
+
+/// One step of sandbox set-up, run in the child.
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    /// Stop mount events propagating back to the host (`mount --make-rprivate /`).
+    MakeRootPrivate,
+    /// Mount an overlay at `target` with the new mount API, one `lowerdir+` per layer.
+    Overlay {
+        /// Lower directories, topmost first (the order `lowerdir+` stacks them).
+        lowers: Vec<CString>,
+        upper: CString,
+        work: CString,
+        target: CString,
+        userxattr: bool,
+    },
+    /// Bind-mount `source` on `target`, optionally recursive and read-only.
+    Bind {
+        source: CString,
+        target: CString,
+        recursive: bool,
+        readonly: bool,
+    },
+    /// A classic `mount(2)`.
+    Mount {
+        source: CString,
+        target: CString,
+        fstype: CString,
+        flags: libc::c_ulong,
+        data: Option<CString>,
+    },
+    /// `mkdir`, an existing directory being fine.
+    Mkdir { path: CString, mode: u32 },
+    /// Create an empty file (a mount point) if missing.
+    Touch { path: CString },
+    /// `symlink(target, link)`.
+    Symlink { target: CString, link: CString },
+    /// Set the UTS namespace's host name.
+    Hostname(CString),
+    /// Make `new_root` the root and detach the old one.
+    PivotRoot { new_root: CString },
+    /// Bring the loopback interface of a fresh network namespace up.
+    LoopbackUp,
+    /// Create the working directory and its parents, then enter it.
+    WorkDir { prefixes: Vec<CString> },
+    /// Drop to the step's user and groups (`groups` is `None` where setgroups is denied).
+    Credentials {
+        uid: libc::uid_t,
+        gid: libc::gid_t,
+        groups: Option<Vec<libc::gid_t>>,
+    },
+    /// Wait until the monitor has run newuidmap/newgidmap on this process.
+    WaitForIdMap { read_fd: i32, write_fd: i32 },
+    /// In a new user namespace, map root inside to the caller outside (single mapping:
+    /// `setgroups` denied first, as the kernel requires of unprivileged writers).
+    MapSelf {
+        /// The line for `uid_map`, e.g. `0 1000 1`.
+        uid_map: Vec<u8>,
+        /// The line for `gid_map`.
+        gid_map: Vec<u8>,
+    },
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::MakeRootPrivate => write!(f, "make / private"),
+            Op::Overlay { target, lowers, .. } => {
+                write!(f, "mount overlay of {} layers on {target:?}", lowers.len())
+            }
+            Op::Bind { source, target, .. } => write!(f, "bind {source:?} on {target:?}"),
+            Op::Mount { fstype, target, .. } => write!(f, "mount {fstype:?} on {target:?}"),
+            Op::Mkdir { path, .. } => write!(f, "create directory {path:?}"),
+            Op::Touch { path } => write!(f, "create mount point {path:?}"),
+            Op::Symlink { link, .. } => write!(f, "create symlink {link:?}"),
+            Op::Hostname(name) => write!(f, "set host name {name:?}"),
+            Op::PivotRoot { new_root } => write!(f, "pivot root into {new_root:?}"),
+            Op::LoopbackUp => write!(f, "bring loopback up"),
+            Op::WorkDir { prefixes } => match prefixes.last() {
+                Some(dir) => write!(f, "enter working directory {dir:?}"),
+                None => write!(f, "enter working directory /"),
+            },
+            Op::Credentials { uid, gid, .. } => write!(f, "switch to user {uid}:{gid}"),
+            Op::WaitForIdMap { .. } => write!(f, "wait for the id mapping (newuidmap/newgidmap)"),
+            Op::MapSelf { .. } => write!(f, "map the caller to root in the user namespace"),
+        }
+    }
+}
+
+/// The operations, in order.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Plan {
+    pub ops: Vec<Op>,
+}
+
+/// Which operation failed and with what errno.
+pub(crate) type Failure = (usize, i32);
+
+fn check(ret: libc::c_int) -> Result<(), i32> {
+    if ret == 0 { Ok(()) } else { Err(errno()) }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+fn opt_ptr(s: &Option<CString>) -> *const libc::c_void {
+    s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr().cast())
+}
+
+impl Plan {
+    /// Runs every operation. Async-signal-safe: system calls on prepared data only.
+    pub fn apply(&self) -> Result<(), Failure> {
+        for (i, op) in self.ops.iter().enumerate() {
+            apply_op(op).map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn apply_op(op: &Op) -> Result<(), i32> {
+    // SAFETY (for every libc call below): all pointers come from live CStrings owned by
+    // the plan, or are null where the call allows it.
+    match op {
+        Op::MakeRootPrivate => check(unsafe {
+            libc::mount(
+                c"none".as_ptr(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            )
+        }),
+        Op::Overlay {
+            lowers,
+            upper,
+            work,
+            target,
+            userxattr,
+        } => mount_overlay(lowers, upper, work, target, *userxattr).map_err(|e| e.raw_os_error()),
+        Op::Bind {
+            source,
+            target,
+            recursive,
+            readonly,
+        } => {
+            let rec = if *recursive { libc::MS_REC } else { 0 };
+            check(unsafe {
+                libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | rec,
+                    std::ptr::null(),
+                )
+            })?;
+            if *readonly {
+                check(unsafe {
+                    libc::mount(
+                        std::ptr::null(),
+                        target.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND
+                            | libc::MS_REMOUNT
+                            | libc::MS_RDONLY
+                            | libc::MS_NOSUID
+                            | libc::MS_NODEV
+                            | libc::MS_NOEXEC
+                            | rec,
+                        std::ptr::null(),
+                    )
+                })?;
+            }
+            Ok(())
+        }
+        Op::Mount {
+            source,
+            target,
+            fstype,
+            flags,
+            data,
+        } => check(unsafe {
+            libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                *flags,
+                opt_ptr(data),
+            )
+        }),
+        Op::Mkdir { path, mode } => mkdir(path, *mode),
+        Op::Touch { path } => {
+            let fd = unsafe {
+                libc::open(
+                    path.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                    0o644,
+                )
+            };
+            if fd < 0 {
+                return Err(errno());
+            }
+            unsafe { libc::close(fd) };
+            Ok(())
+        }
+        Op::Symlink { target, link } => {
+            match check(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) }) {
+                Err(libc::EEXIST) => Ok(()),
+                other => other,
+            }
+        }
+        Op::Hostname(name) => {
+            check(unsafe { libc::sethostname(name.as_ptr(), name.as_bytes().len()) })
+        }
+        Op::PivotRoot { new_root } => {
+            check(unsafe { libc::chdir(new_root.as_ptr()) })?;
+            let dot = c".".as_ptr();
+            let r = unsafe { libc::syscall(libc::SYS_pivot_root, dot, dot) };
+            if r != 0 {
+                return Err(errno());
+            }
+            // The old root is stacked under the new one at "."; detach it.
+            check(unsafe { libc::umount2(dot, libc::MNT_DETACH) })?;
+            check(unsafe { libc::chdir(c"/".as_ptr()) })
+        }
+        Op::LoopbackUp => loopback_up(),
+        Op::WaitForIdMap { read_fd, write_fd } => {
+            unsafe { libc::close(*write_fd) };
+            let mut byte = [0u8; 1];
+            let n = unsafe { libc::read(*read_fd, byte.as_mut_ptr().cast(), 1) };
+            unsafe { libc::close(*read_fd) };
+            if n == 1 { Ok(()) } else { Err(libc::EPERM) }
+        }
+        Op::MapSelf { uid_map, gid_map } => {
+            write_file(c"/proc/self/setgroups", b"deny")?;
+            write_file(c"/proc/self/uid_map", uid_map)?;
+            write_file(c"/proc/self/gid_map", gid_map)
+        }
+        Op::WorkDir { prefixes } => {
+            for dir in prefixes {
+                mkdir(dir, 0o755)?;
+            }
+            let last = prefixes.last().map_or(c"/".as_ptr(), |d| d.as_ptr());
+            check(unsafe { libc::chdir(last) })
+        }
+        Op::Credentials { uid, gid, groups } => {
+            if let Some(groups) = groups {
+                match check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) }) {
+                    // newgidmap denies setgroups when it maps only the caller's own gid.
+                    Err(libc::EPERM) if setgroups_denied() => {}
+                    other => other?,
+                }
+            }
+            check(unsafe { libc::setresgid(*gid, *gid, *gid) })?;
+            check(unsafe { libc::setresuid(*uid, *uid, *uid) })
+        }
+    }
+}
+
+/// Whether /proc/self/setgroups says "deny" (async-signal-safe).
+fn setgroups_denied() -> bool {
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/setgroups".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return false;
+    }
+    let mut buf = [0u8; 8];
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    unsafe { libc::close(fd) };
+    n >= 4 && &buf[..4] == b"deny"
+}
+
+fn write_file(path: &CStr, data: &[u8]) -> Result<(), i32> {
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+    let result = if n == data.len() as isize {
+        Ok(())
+    } else {
+        Err(errno())
+    };
+    unsafe { libc::close(fd) };
+    result
+}
+
+fn mkdir(path: &CStr, mode: u32) -> Result<(), i32> {
+    match check(unsafe { libc::mkdir(path.as_ptr(), mode) }) {
+        Err(libc::EEXIST) => Ok(()),
+        other => other,
+    }
+}
+
+fn mount_overlay(
+    lowers: &[CString],
+    upper: &CStr,
+    work: &CStr,
+    target: &CStr,
+    userxattr: bool,
+) -> rustix::io::Result<()> {
+    let fs = fsopen(c"overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    for lower in lowers {
+        fsconfig_set_string(&fs, c"lowerdir+", lower.as_c_str())?;
+    }
+    fsconfig_set_string(&fs, c"upperdir", upper)?;
+    fsconfig_set_string(&fs, c"workdir", work)?;
+    // Renames of lower directories must copy them up whole (EXDEV for mv) rather than
+    // leave redirect or metacopy xattrs a layer cannot express.
+    fsconfig_set_string(&fs, c"redirect_dir", c"nofollow")?;
+    fsconfig_set_string(&fs, c"metacopy", c"off")?;
+    fsconfig_set_string(&fs, c"index", c"off")?;
+    // A step's upper directory is diffed and turned into a layer right after the step,
+    // or thrown away after a crash: syncing it on unmount only costs time.
+    fsconfig_set_flag(&fs, c"volatile")?;
+    if userxattr {
+        fsconfig_set_flag(&fs, c"userxattr")?;
+    }
+    fsconfig_create(&fs)?;
+    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
+    move_mount(
+        &mnt,
+        c"",
+        CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+}
+
+/// `struct ifreq` restricted to the flags member (linux/if.h).
+#[repr(C)]
+struct IfreqFlags {
+    name: [u8; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+fn loopback_up() -> Result<(), i32> {
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(errno());
+    }
+    let mut req = IfreqFlags {
+        name: [0; libc::IFNAMSIZ],
+        flags: 0,
+        _pad: [0; 22],
+    };
+    req.name[..2].copy_from_slice(b"lo");
+    let result = (|| {
+        check(unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) })?;
+        req.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        check(unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) })
+    })();
+    unsafe { libc::close(sock) };
+    result
+}

@@ -1,0 +1,456 @@
+//! The built-in namespace sandbox.
+//!
+//! The step runs under the monitor of [`launch`](super::monitor) as PID 1 of new mount,
+//! PID, UTS, IPC (and for `--network=none` network) namespaces, after a [`Plan`] that
+//! mounts its root, `/proc`, `/dev`, `/sys` and the /etc files and pivots into it.
+//!
+//! Without root, a user namespace maps the caller to root first (see the module
+//! documentation of `exec` for what works rootless).
+
+use std::ffi::CString;
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::idmap::{HelperCall, IdMapCalls, IdMapping, NEWGIDMAP, NEWUIDMAP, ranges};
+use super::monitor::{Launch, launch};
+use super::plan::{Op, Plan};
+use super::stubs::Stubs;
+use super::user::{Credentials, resolve_user};
+use super::{DEFAULT_PATH, ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec};
+use crate::snapshot::{LowerView, Snapshot, StepRoot};
+
+/// Devices bound from the host into the step's `/dev`.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Host files a step sees at the same path, generated per step.
+pub(crate) const ETC_FILES: [&str; 3] = ["etc/resolv.conf", "etc/hosts", "etc/hostname"];
+
+/// Runs steps in new namespaces with no outside program.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxExecutor {
+    id_mapping: Option<IdMapping>,
+}
+
+impl SandboxExecutor {
+    /// A sandbox executor.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Chooses how a rootless step's user namespace is mapped (default:
+    /// [`IdMapping::detect`]). Ignored when running as root.
+    pub fn with_id_mapping(mut self, mapping: IdMapping) -> Self {
+        self.id_mapping = Some(mapping);
+        self
+    }
+
+    /// The id mapping used when not root; `None` as root.
+    fn rootless_mapping(&self) -> Option<IdMapping> {
+        if rustix::process::geteuid().is_root() {
+            None
+        } else {
+            Some(self.id_mapping.unwrap_or_else(IdMapping::detect))
+        }
+    }
+}
+
+pub(crate) fn cstr(path: &Path) -> Result<CString, ExecError> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|e| ExecError::Io {
+        action: "use path",
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+    })
+}
+
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> ExecError + 'a {
+    move |source| ExecError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Reads a small file of the image through the merged view, never through a symlink.
+pub(crate) fn read_image_file(view: &LowerView, rel: &str) -> Result<Option<String>, ExecError> {
+    let rel = Path::new(rel);
+    if view.crosses_symlink(rel)? {
+        return Ok(None);
+    }
+    match view.lookup(rel)? {
+        Some(entry) if entry.is_file => fs::read_to_string(&entry.path)
+            .map(Some)
+            .map_err(io_err("read", &entry.path)),
+        _ => Ok(None),
+    }
+}
+
+impl Executor for SandboxExecutor {
+    fn run(
+        &self,
+        snapshot: &Snapshot,
+        spec: &RunSpec,
+        sink: &mut dyn OutputSink,
+    ) -> Result<ExitStatus, ExecError> {
+        let argv = spec.argv()?;
+        let view = snapshot.view();
+        let creds = match &spec.user {
+            None => Credentials::root(),
+            Some(user) => resolve_user(
+                user,
+                read_image_file(&view, "etc/passwd")?.as_deref(),
+                read_image_file(&view, "etc/group")?.as_deref(),
+            )?,
+        };
+        let scratch = snapshot.scratch();
+        let mut stubs = Stubs::new(snapshot.root().writable_dir());
+        let mapping = self.rootless_mapping();
+        let built = build_plan(snapshot, spec, &creds, &view, scratch, &mut stubs, mapping);
+        let result = built.and_then(|plan| {
+            stubs.seal()?;
+            spawn_and_wait(plan, spec, &creds, &argv, sink, mapping)
+        });
+        let cleaned = stubs.remove();
+        let status = result?;
+        cleaned?;
+        Ok(status)
+    }
+}
+
+fn build_plan(
+    snapshot: &Snapshot,
+    spec: &RunSpec,
+    creds: &Credentials,
+    view: &LowerView,
+    scratch: &Path,
+    stubs: &mut Stubs,
+    mapping: Option<IdMapping>,
+) -> Result<Plan, ExecError> {
+    let mountpoint = scratch.join("rootfs");
+    fs::create_dir_all(&mountpoint).map_err(io_err("create directory", &mountpoint))?;
+    let mp = |rel: &str| cstr(&mountpoint.join(rel));
+    let mut ops = vec![Op::MakeRootPrivate];
+    match snapshot.root() {
+        StepRoot::Dir(dir) => ops.push(Op::Bind {
+            source: cstr(dir)?,
+            target: cstr(&mountpoint)?,
+            recursive: true,
+            readonly: false,
+        }),
+        StepRoot::Overlay {
+            lowers,
+            upper,
+            work,
+            userxattr,
+        } => ops.push(Op::Overlay {
+            lowers: lowers
+                .iter()
+                .rev()
+                .map(|l| cstr(l))
+                .collect::<Result<_, _>>()?,
+            upper: cstr(upper)?,
+            work: cstr(work)?,
+            target: cstr(&mountpoint)?,
+            userxattr: *userxattr,
+        }),
+    }
+    let nodev = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    if stubs.ensure(view, Path::new("proc"), true)? {
+        ops.push(Op::Mount {
+            source: c"proc".into(),
+            target: mp("proc")?,
+            fstype: c"proc".into(),
+            flags: nodev,
+            data: None,
+        });
+    }
+    if stubs.ensure(view, Path::new("dev"), true)? {
+        ops.push(Op::Mount {
+            source: c"tmpfs".into(),
+            target: mp("dev")?,
+            fstype: c"tmpfs".into(),
+            flags: libc::MS_NOSUID | libc::MS_STRICTATIME,
+            data: Some(c"mode=755,size=65536k".into()),
+        });
+        for dev in DEVICES {
+            let target = mp(&format!("dev/{dev}"))?;
+            ops.push(Op::Touch {
+                path: target.clone(),
+            });
+            ops.push(Op::Bind {
+                source: cstr(&Path::new("/dev").join(dev))?,
+                target,
+                recursive: false,
+                readonly: false,
+            });
+        }
+        ops.push(Op::Mkdir {
+            path: mp("dev/pts")?,
+            mode: 0o755,
+        });
+        ops.push(Op::Mount {
+            source: c"devpts".into(),
+            target: mp("dev/pts")?,
+            fstype: c"devpts".into(),
+            flags: libc::MS_NOSUID | libc::MS_NOEXEC,
+            data: Some(c"newinstance,ptmxmode=0666,mode=0620".into()),
+        });
+        ops.push(Op::Symlink {
+            target: c"pts/ptmx".into(),
+            link: mp("dev/ptmx")?,
+        });
+        ops.push(Op::Mkdir {
+            path: mp("dev/shm")?,
+            mode: 0o1777,
+        });
+        ops.push(Op::Mount {
+            source: c"shm".into(),
+            target: mp("dev/shm")?,
+            fstype: c"tmpfs".into(),
+            flags: nodev,
+            data: Some(c"mode=1777,size=65536k".into()),
+        });
+        for (link, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
+            ops.push(Op::Symlink {
+                target: cstr(Path::new(target))?,
+                link: mp(&format!("dev/{link}"))?,
+            });
+        }
+    }
+    let rootless = mapping.is_some();
+    let self_only = mapping == Some(IdMapping::SelfOnly);
+    let sys_ok = stubs.ensure(view, Path::new("sys"), true)?;
+    if sys_ok && rootless && spec.network == Network::Host {
+        // A user namespace may mount sysfs only with a network namespace of its own.
+        ops.push(Op::Bind {
+            source: c"/sys".into(),
+            target: mp("sys")?,
+            recursive: true,
+            readonly: true,
+        });
+    } else if sys_ok {
+        ops.push(Op::Mount {
+            source: c"sysfs".into(),
+            target: mp("sys")?,
+            fstype: c"sysfs".into(),
+            flags: nodev | libc::MS_RDONLY,
+            data: None,
+        });
+    }
+    for rel in ETC_FILES {
+        let source = scratch.join(rel.replace('/', "-"));
+        fs::write(&source, etc_file(rel, &spec.hostname)).map_err(io_err("write", &source))?;
+        if stubs.ensure(view, Path::new(rel), false)? {
+            ops.push(Op::Bind {
+                source: cstr(&source)?,
+                target: mp(rel)?,
+                recursive: false,
+                readonly: false,
+            });
+        }
+    }
+    ops.push(Op::Hostname(CString::new(spec.hostname.as_str()).map_err(
+        |e| ExecError::Setup {
+            stage: "set host name".to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+        },
+    )?));
+    if spec.network == Network::None {
+        ops.push(Op::LoopbackUp);
+    }
+    ops.push(Op::PivotRoot {
+        new_root: cstr(&mountpoint)?,
+    });
+    let mut prefixes = Vec::new();
+    let mut prefix = PathBuf::from("/");
+    for component in Path::new(&spec.workdir).components().skip(1) {
+        prefix.push(component);
+        prefixes.push(cstr(&prefix)?);
+    }
+    ops.push(Op::WorkDir { prefixes });
+    ops.push(Op::Credentials {
+        uid: creds.uid,
+        gid: creds.gid,
+        groups: (!self_only).then(|| creds.groups.clone()),
+    });
+    if self_only {
+        let uid = rustix::process::geteuid().as_raw();
+        let gid = rustix::process::getegid().as_raw();
+        ops.insert(
+            0,
+            Op::MapSelf {
+                uid_map: format!("0 {uid} 1").into_bytes(),
+                gid_map: format!("0 {gid} 1").into_bytes(),
+            },
+        );
+    }
+    Ok(Plan { ops })
+}
+
+/// The contents of a generated /etc file: the host's resolver and hosts, the build's name.
+pub(crate) fn etc_file(rel: &str, hostname: &str) -> String {
+    match rel {
+        "etc/hostname" => format!("{hostname}\n"),
+        "etc/hosts" => {
+            let mut hosts = fs::read_to_string("/etc/hosts")
+                .unwrap_or_else(|_| "127.0.0.1\tlocalhost\n::1\tlocalhost\n".to_owned());
+            if !hosts.ends_with('\n') {
+                hosts.push('\n');
+            }
+            hosts.push_str(&format!("127.0.1.1\t{hostname}\n"));
+            hosts
+        }
+        _ => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    }
+}
+
+fn spawn_and_wait(
+    mut plan: Plan,
+    spec: &RunSpec,
+    creds: &Credentials,
+    argv: &[String],
+    sink: &mut dyn OutputSink,
+    mapping: Option<IdMapping>,
+) -> Result<ExitStatus, ExecError> {
+    let mut clone_flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    if spec.network == Network::None {
+        clone_flags |= libc::CLONE_NEWNET;
+    }
+    if mapping.is_some() {
+        clone_flags |= libc::CLONE_NEWUSER;
+    }
+    // The release pipe must outlive the spawn: the init reads, the monitor writes.
+    let mut _release = None;
+    let mut id_map = None;
+    if mapping == Some(IdMapping::Helpers) {
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| io_err("create pipe", Path::new("(id map pipe)"))(e.into()))?;
+        let uid = rustix::process::geteuid().as_raw();
+        let gid = rustix::process::getegid().as_raw();
+        let name = host_user_name(uid);
+        plan.ops.insert(
+            0,
+            Op::WaitForIdMap {
+                read_fd: read.as_raw_fd(),
+                write_fd: write.as_raw_fd(),
+            },
+        );
+        id_map = Some(IdMapCalls {
+            uid: HelperCall::new(NEWUIDMAP, &ranges(uid, name.as_deref(), "/etc/subuid")),
+            gid: HelperCall::new(NEWGIDMAP, &ranges(gid, name.as_deref(), "/etc/subgid")),
+            release_fd: write.as_raw_fd(),
+        });
+        _release = Some((read, write));
+    }
+    launch(
+        Launch {
+            argv,
+            env: step_env(spec, creds),
+            plan,
+            clone_flags,
+            nested_init: false,
+            limits: &spec.limits,
+            cancel: &spec.cancel,
+            id_map,
+        },
+        sink,
+    )
+}
+
+/// The caller's login name from the host's /etc/passwd (for /etc/subuid lookups).
+fn host_user_name(uid: u32) -> Option<String> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() > 2 && fields[2] == uid.to_string()).then(|| fields[0].to_owned())
+    })
+}
+
+/// The step's environment: the spec's, with `PATH`, `HOSTNAME` and `HOME` defaulted.
+pub(crate) fn step_env(spec: &RunSpec, creds: &Credentials) -> Vec<(String, String)> {
+    let has = |name: &str| spec.env.iter().any(|(k, _)| k == name);
+    let mut env = Vec::new();
+    if !has("PATH") {
+        env.push(("PATH".to_owned(), DEFAULT_PATH.to_owned()));
+    }
+    if !has("HOSTNAME") {
+        env.push(("HOSTNAME".to_owned(), spec.hostname.clone()));
+    }
+    if let (false, Some(home)) = (has("HOME"), &creds.home) {
+        env.push(("HOME".to_owned(), home.clone()));
+    }
+    env.extend(spec.env.iter().cloned());
+    env
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::exec::Command;
+    use crate::snapshot::{OverlaySnapshotter, Snapshotter};
+
+    /// The plan is data: its shape is checked here without running it (no root needed).
+    #[test]
+    fn plan_mounts_topmost_layer_first_and_pivots_before_dropping_privileges() {
+        let dir = tempfile::tempdir().unwrap();
+        let (low, high) = (dir.path().join("low"), dir.path().join("high"));
+        fs::create_dir_all(low.join("etc")).unwrap();
+        fs::create_dir_all(&high).unwrap();
+        let scratch = dir.path().join("scratch");
+        fs::create_dir(&scratch).unwrap();
+        let snapshot = OverlaySnapshotter::new()
+            .prepare(&[low.clone(), high.clone()], &scratch)
+            .unwrap();
+        let mut spec = RunSpec::new(Command::Shell("true".to_owned()));
+        spec.network = Network::None;
+        spec.workdir = "/srv/app".to_owned();
+        let mut stubs = Stubs::new(snapshot.root().writable_dir());
+        let plan = build_plan(
+            &snapshot,
+            &spec,
+            &Credentials::root(),
+            &snapshot.view(),
+            &scratch,
+            &mut stubs,
+            None,
+        )
+        .unwrap();
+        let names: Vec<String> = plan.ops.iter().map(ToString::to_string).collect();
+        let position = |prefix: &str| {
+            names
+                .iter()
+                .position(|n| n.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix:?} in {names:#?}"))
+        };
+        let Some(Op::Overlay { lowers, .. }) =
+            plan.ops.iter().find(|o| matches!(o, Op::Overlay { .. }))
+        else {
+            panic!("no overlay in {names:#?}");
+        };
+        assert_eq!(lowers[0].to_bytes(), high.as_os_str().as_bytes());
+        assert!(position("mount overlay") < position("mount \"proc\""));
+        assert!(position("bring loopback up") < position("pivot root"));
+        assert!(position("pivot root") < position("enter working directory \"/srv/app\""));
+        assert!(position("enter working directory") < position("switch to user 0:0"));
+        // The stubs exist in the upper directory during the step and vanish after it.
+        let upper = snapshot.root().writable_dir().to_path_buf();
+        assert!(upper.join("proc").is_dir() && upper.join("etc/hosts").is_file());
+        stubs.remove().unwrap();
+        assert_eq!(
+            fs::read_dir(&upper).unwrap().count(),
+            0,
+            "stubs left in the upper dir"
+        );
+    }
+}

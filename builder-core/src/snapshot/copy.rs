@@ -1,0 +1,306 @@
+//! The portable snapshotter: a merged copy of the lowers, compared after the step.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps};
+
+use super::meta::{EntryType, Meta, is_opaque, layer_xattrs, read_dir_sorted, same_content};
+use super::{Snapshot, SnapshotError, Snapshotter, StepRoot};
+use crate::change::{ChangeKind, ChangeSet};
+
+/// Snapshots as a full merged copy of the lowers, for kernels or filesystems where
+/// overlayfs is unavailable.
+///
+/// After the step, a parallel walk compares every entry with the state recorded right
+/// after the copy: an entry whose inode and ctime did not move is unchanged; otherwise its
+/// attributes are compared, and for regular files whose size and mtime still agree, its
+/// bytes with the lower file it was copied from.
+#[derive(Debug, Clone, Default)]
+pub struct CopySnapshotter;
+
+impl CopySnapshotter {
+    /// A copying snapshotter.
+    pub fn new() -> Self {
+        CopySnapshotter
+    }
+}
+
+/// The copy's state right after preparation: what every path looked like and the lower
+/// file it came from.
+#[derive(Debug)]
+pub(crate) struct Baseline {
+    entries: BTreeMap<PathBuf, (Meta, PathBuf)>,
+}
+
+impl Snapshotter for CopySnapshotter {
+    fn prepare(&self, lowers: &[PathBuf], scratch: &Path) -> Result<Snapshot, SnapshotError> {
+        let root = scratch.join("root");
+        fs::create_dir(&root).map_err(SnapshotError::io("create directory", &root))?;
+        let mut sources = HashMap::new();
+        for layer in lowers {
+            let mut links = HashMap::new();
+            merge_dir(layer, &root, Path::new(""), &mut sources, &mut links)?;
+        }
+        let entries = scan(&root, Path::new(""))?
+            .into_iter()
+            .map(|(rel, meta)| {
+                let source = sources
+                    .get(&rel)
+                    .cloned()
+                    .unwrap_or_else(|| root.join(&rel));
+                (rel, (meta, source))
+            })
+            .collect();
+        Ok(Snapshot {
+            root: StepRoot::Dir(root),
+            scratch: scratch.to_path_buf(),
+            baseline: Some(Baseline { entries }),
+        })
+    }
+
+    fn diff(&self, snapshot: &Snapshot) -> Result<ChangeSet, SnapshotError> {
+        let (StepRoot::Dir(root), Some(baseline)) = (&snapshot.root, &snapshot.baseline) else {
+            return Err(SnapshotError::WrongSnapshot {
+                expected: "copy",
+                scratch: snapshot.scratch.clone(),
+            });
+        };
+        diff_tree(root, baseline)
+    }
+}
+
+fn diff_tree(root: &Path, baseline: &Baseline) -> Result<ChangeSet, SnapshotError> {
+    let current: BTreeMap<PathBuf, Meta> = scan(root, Path::new(""))?.into_iter().collect();
+    let mut set = ChangeSet::new();
+    // Directories whose lower contents no longer show through (new, re-created, or a
+    // file replaced by one): everything under them is added.
+    let mut fresh: Option<PathBuf> = None;
+    let mut to_compare = Vec::new();
+    for (rel, meta) in &current {
+        if fresh.as_ref().is_some_and(|f| rel.starts_with(f)) {
+            set.record(rel.clone(), ChangeKind::Added)?;
+            continue;
+        }
+        let Some((old, source)) = baseline.entries.get(rel) else {
+            set.record(rel.clone(), ChangeKind::Added)?;
+            if meta.is_dir() {
+                fresh = Some(rel.clone());
+            }
+            continue;
+        };
+        if meta.kind != old.kind {
+            set.record(rel.clone(), ChangeKind::Modified)?;
+            if meta.is_dir() {
+                fresh = Some(rel.clone());
+            }
+        } else if meta.is_dir() && !meta.same_inode(old) {
+            set.record(rel.clone(), ChangeKind::Modified)?;
+            set.mark_opaque(rel.clone())?;
+            fresh = Some(rel.clone());
+        } else if meta.same_inode(old) && meta.ctime == old.ctime {
+            // Nothing can change an inode's data or attributes without moving its ctime.
+        } else if (meta.is_dir() && !meta.same_dir_attrs(old))
+            || (!meta.is_dir() && !meta.same_attrs(old))
+        {
+            set.record(rel.clone(), ChangeKind::Modified)?;
+        } else {
+            to_compare.push((rel, meta.kind, source));
+        }
+    }
+    let modified: Vec<Result<Option<&PathBuf>, SnapshotError>> = to_compare
+        .into_par_iter()
+        .map(|(rel, kind, source)| {
+            let path = root.join(rel);
+            let same = match kind {
+                EntryType::File => same_content(&path, source)?,
+                EntryType::Symlink => fs::read_link(&path).ok() == fs::read_link(source).ok(),
+                _ => true,
+            } && layer_xattrs(&path)? == layer_xattrs(source)?;
+            Ok((!same).then_some(rel))
+        })
+        .collect();
+    for rel in modified {
+        if let Some(rel) = rel? {
+            set.record(rel.clone(), ChangeKind::Modified)?;
+        }
+    }
+    record_deletions(baseline, &current, &mut set)?;
+    Ok(set)
+}
+
+/// Records the topmost vanished paths, not those under a directory that is gone, replaced
+/// by a non-directory, or opaque.
+fn record_deletions(
+    baseline: &Baseline,
+    current: &BTreeMap<PathBuf, Meta>,
+    set: &mut ChangeSet,
+) -> Result<(), SnapshotError> {
+    for rel in baseline.entries.keys() {
+        if current.contains_key(rel) {
+            continue;
+        }
+        let parent_ok = match rel.parent() {
+            None => true,
+            Some(p) if p.as_os_str().is_empty() => true,
+            Some(p) => {
+                current.get(p).is_some_and(Meta::is_dir)
+                    && !set.is_opaque(p)
+                    && baseline.entries.get(p).is_some_and(|(m, _)| m.is_dir())
+            }
+        };
+        if parent_ok {
+            set.record(rel.clone(), ChangeKind::Deleted)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every entry under `root/rel`, with its metadata, read in parallel.
+fn scan(root: &Path, rel: &Path) -> Result<Vec<(PathBuf, Meta)>, SnapshotError> {
+    let entries = read_dir_sorted(&root.join(rel))?;
+    let parts: Vec<Result<Vec<(PathBuf, Meta)>, SnapshotError>> = entries
+        .into_par_iter()
+        .map(|(name, path)| {
+            let rel = rel.join(name);
+            let Some(meta) = Meta::lstat(&path)? else {
+                return Ok(Vec::new());
+            };
+            let is_dir = meta.is_dir();
+            let mut out = vec![(rel.clone(), meta)];
+            if is_dir {
+                out.extend(scan(root, &rel)?);
+            }
+            Ok(out)
+        })
+        .collect();
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
+}
+
+/// Applies one layer directory (overlayfs whiteouts) onto the merged copy.
+fn merge_dir(
+    layer: &Path,
+    root: &Path,
+    rel: &Path,
+    sources: &mut HashMap<PathBuf, PathBuf>,
+    links: &mut HashMap<(u64, u64), PathBuf>,
+) -> Result<(), SnapshotError> {
+    for (name, src) in read_dir_sorted(&layer.join(rel))? {
+        let rel = rel.join(name);
+        let dst = root.join(&rel);
+        let Some(meta) = Meta::lstat(&src)? else {
+            continue;
+        };
+        let existing = Meta::lstat(&dst)?;
+        if meta.is_whiteout() {
+            remove(&dst, existing.as_ref())?;
+            continue;
+        }
+        if meta.is_dir() {
+            match &existing {
+                Some(e) if e.is_dir() && is_opaque(&src)? => {
+                    remove(&dst, existing.as_ref())?;
+                    fs::create_dir(&dst).map_err(SnapshotError::io("create directory", &dst))?;
+                }
+                Some(e) if e.is_dir() => {}
+                _ => {
+                    remove(&dst, existing.as_ref())?;
+                    fs::create_dir(&dst).map_err(SnapshotError::io("create directory", &dst))?;
+                }
+            }
+            merge_dir(layer, root, &rel, sources, links)?;
+            copy_attrs(&src, &dst, &meta)?;
+        } else {
+            remove(&dst, existing.as_ref())?;
+            let src_meta = fs::symlink_metadata(&src).map_err(SnapshotError::io("stat", &src))?;
+            let key = (src_meta.dev(), src_meta.ino());
+            if meta.nlink > 1 {
+                if let Some(first) = links.get(&key) {
+                    fs::hard_link(first, &dst).map_err(SnapshotError::io("link", &dst))?;
+                    sources.insert(rel, src);
+                    continue;
+                }
+            }
+            create_like(&src, &dst, &meta)?;
+            copy_attrs(&src, &dst, &meta)?;
+            if meta.nlink > 1 {
+                links.insert(key, dst);
+            }
+        }
+        sources.insert(rel, src);
+    }
+    Ok(())
+}
+
+fn remove(dst: &Path, existing: Option<&Meta>) -> Result<(), SnapshotError> {
+    match existing {
+        None => Ok(()),
+        Some(m) if m.is_dir() => {
+            fs::remove_dir_all(dst).map_err(SnapshotError::io("remove directory", dst))
+        }
+        Some(_) => fs::remove_file(dst).map_err(SnapshotError::io("remove", dst)),
+    }
+}
+
+/// Creates at `dst` an entry of the same type and content as `src`.
+fn create_like(src: &Path, dst: &Path, meta: &Meta) -> Result<(), SnapshotError> {
+    let file_type = match meta.kind {
+        EntryType::File => {
+            fs::copy(src, dst).map_err(SnapshotError::io("copy file to", dst))?;
+            return Ok(());
+        }
+        EntryType::Symlink => {
+            let target = fs::read_link(src).map_err(SnapshotError::io("read link", src))?;
+            std::os::unix::fs::symlink(target, dst)
+                .map_err(SnapshotError::io("create symlink", dst))?;
+            return Ok(());
+        }
+        EntryType::Dir => {
+            return fs::create_dir(dst).map_err(SnapshotError::io("create directory", dst));
+        }
+        EntryType::Fifo => FileType::Fifo,
+        EntryType::Socket => FileType::Socket,
+        EntryType::CharDev => FileType::CharacterDevice,
+        EntryType::BlockDev => FileType::BlockDevice,
+    };
+    rustix::fs::mknodat(
+        CWD,
+        dst,
+        file_type,
+        Mode::from_raw_mode(meta.mode),
+        meta.rdev,
+    )
+    .map_err(|e| SnapshotError::io("create node", dst)(e.into()))
+}
+
+/// Gives `dst` the owner, mode, xattrs and modification time of `src`.
+fn copy_attrs(src: &Path, dst: &Path, meta: &Meta) -> Result<(), SnapshotError> {
+    std::os::unix::fs::lchown(dst, Some(meta.uid), Some(meta.gid))
+        .map_err(SnapshotError::io("change owner of", dst))?;
+    if meta.kind != EntryType::Symlink {
+        rustix::fs::chmod(dst, Mode::from_raw_mode(meta.mode))
+            .map_err(|e| SnapshotError::io("change mode of", dst)(e.into()))?;
+    }
+    for (name, value) in layer_xattrs(src)? {
+        xattr::set(dst, &name, &value).map_err(SnapshotError::io("set xattr on", dst))?;
+    }
+    let times = Timestamps {
+        last_access: Timespec {
+            tv_sec: meta.mtime.0,
+            tv_nsec: meta.mtime.1 as _,
+        },
+        last_modification: Timespec {
+            tv_sec: meta.mtime.0,
+            tv_nsec: meta.mtime.1 as _,
+        },
+    };
+    rustix::fs::utimensat(CWD, dst, &times, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| SnapshotError::io("set times of", dst)(e.into()))
+}

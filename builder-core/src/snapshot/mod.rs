@@ -1,0 +1,146 @@
+//! Filesystem snapshots of a build step and the change sets they yield.
+//!
+//! A [`Snapshotter`] turns a stack of read-only lower directories (unpacked layers, lowest
+//! first, whiteouts in overlayfs form) into a writable [`Snapshot`] for one step, and after
+//! the step compares it with the lowers into a [`ChangeSet`](crate::ChangeSet).
+//!
+//! Two implementations give the same change set for the same step:
+//! - [`OverlaySnapshotter`]: upper and work directories per step; the executor mounts the
+//!   overlay inside the step's own mount namespace, so nothing stays mounted on the host.
+//!   The diff reads only the upper directory, so its cost does not grow with the base.
+//! - [`CopySnapshotter`]: a merged copy of the lowers, compared after the step with a
+//!   parallel walk (metadata, and content where size and mtime agree but the inode or
+//!   ctime moved).
+
+mod copy;
+mod lower;
+mod meta;
+mod overlay;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use self::copy::CopySnapshotter;
+pub use self::lower::LowerView;
+pub use self::overlay::OverlaySnapshotter;
+
+use crate::change::{ChangeSet, InvalidChangePath};
+
+/// Errors of the snapshot module.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// A filesystem operation on a snapshot path failed.
+    #[error("failed to {action} {path}")]
+    Io {
+        /// What was being done, e.g. "read directory".
+        action: &'static str,
+        /// The path it was done on.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A path found while diffing could not be recorded.
+    #[error(transparent)]
+    InvalidPath(#[from] InvalidChangePath),
+    /// The snapshot was not prepared by this kind of snapshotter.
+    #[error("snapshot at {scratch} was not prepared by the {expected} snapshotter")]
+    WrongSnapshot {
+        /// The snapshotter asked to diff.
+        expected: &'static str,
+        /// The snapshot's scratch directory.
+        scratch: PathBuf,
+    },
+}
+
+impl SnapshotError {
+    pub(crate) fn io<'a>(
+        action: &'static str,
+        path: &'a Path,
+    ) -> impl FnOnce(io::Error) -> Self + 'a {
+        move |source| SnapshotError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The root filesystem of one step, as the executor must assemble it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StepRoot {
+    /// A plain writable directory used as it is.
+    Dir(PathBuf),
+    /// An overlay of read-only lowers under a writable upper directory.
+    Overlay {
+        /// Lower directories, lowest first.
+        lowers: Vec<PathBuf>,
+        /// The writable upper directory.
+        upper: PathBuf,
+        /// The overlay work directory, on the same filesystem as `upper`.
+        work: PathBuf,
+        /// Use `user.overlay.*` xattrs (mount option `userxattr`, rootless).
+        userxattr: bool,
+    },
+}
+
+impl StepRoot {
+    /// The directory a step's writes land in (the copy, or the upper directory).
+    pub fn writable_dir(&self) -> &Path {
+        match self {
+            StepRoot::Dir(dir) => dir,
+            StepRoot::Overlay { upper, .. } => upper,
+        }
+    }
+
+    /// The layers below the writable directory, lowest first (empty for a plain dir).
+    pub fn lowers(&self) -> &[PathBuf] {
+        match self {
+            StepRoot::Dir(_) => &[],
+            StepRoot::Overlay { lowers, .. } => lowers,
+        }
+    }
+}
+
+/// A writable tree prepared for one step.
+#[derive(Debug)]
+pub struct Snapshot {
+    root: StepRoot,
+    scratch: PathBuf,
+    baseline: Option<copy::Baseline>,
+}
+
+impl Snapshot {
+    /// How the executor assembles the step's root.
+    pub fn root(&self) -> &StepRoot {
+        &self.root
+    }
+
+    /// The scratch directory this snapshot lives in (the caller owns and removes it).
+    pub fn scratch(&self) -> &Path {
+        &self.scratch
+    }
+
+    /// The tree the layer writer reads the current state of changed paths from.
+    pub fn source_tree(&self) -> &Path {
+        self.root.writable_dir()
+    }
+
+    /// The merged view of the step's tree (lowers, then the writable layer).
+    pub fn view(&self) -> LowerView {
+        let mut layers = self.root.lowers().to_vec();
+        layers.push(self.root.writable_dir().to_path_buf());
+        LowerView::new(layers)
+    }
+}
+
+/// Prepares writable trees for steps and computes what a step changed.
+pub trait Snapshotter {
+    /// Prepares a writable tree over `lowers` (lowest first) inside the empty directory
+    /// `scratch`.
+    fn prepare(&self, lowers: &[PathBuf], scratch: &Path) -> Result<Snapshot, SnapshotError>;
+
+    /// What the step changed in `snapshot` relative to its lowers.
+    fn diff(&self, snapshot: &Snapshot) -> Result<ChangeSet, SnapshotError>;
+}

@@ -1,0 +1,271 @@
+//! What a step can see, and that nothing of it outlives the step.
+#![allow(clippy::unwrap_used)]
+
+mod exec_support;
+
+macro_rules! isolation_tests {
+    ($module:ident, $executor:expr) => {
+        mod $module {
+            use std::time::{Duration, Instant};
+
+            use super::exec_support;
+            use super::exec_support::{
+                base, host_mounts, processes_with, require_root, run_step, shell,
+            };
+            use rbuild_core::{
+                Command, Executor, ExitStatus, Network, OverlaySnapshotter, RunSpec, Snapshotter,
+                Stream,
+            };
+            #[allow(unused_imports)]
+            use rbuild_core::{RuncExecutor, SandboxExecutor};
+
+            fn executor() -> Box<dyn Executor> {
+                Box::new($executor)
+            }
+
+            const HELPER: &str = concat!(stringify!($module), "::killed_parent_helper");
+
+            fn run(spec: &RunSpec) -> exec_support::Outcome {
+                require_root();
+                let base = base();
+                run_step(&OverlaySnapshotter::new(), &*executor(), &base.lowers, spec)
+            }
+
+            #[test]
+            fn first_process_is_pid_1_and_sees_no_host_process() {
+                let out = run(&shell("echo $$; ls -d /proc/[0-9]* | wc -l"));
+                assert!(out.status.success(), "{}", out.stderr);
+                let mut lines = out.stdout.lines();
+                assert_eq!(lines.next(), Some("1"));
+                let count: usize = lines.next().unwrap().trim().parse().unwrap();
+                // sh (1), ls and wc at most.
+                assert!(count <= 3, "step sees {count} processes:\n{}", out.stdout);
+            }
+
+            #[test]
+            fn sees_no_host_mount_and_no_file_outside_its_root() {
+                let marker = tempfile::tempdir().unwrap();
+                let spec = shell(&format!(
+                    "cat /proc/self/mountinfo; test -e {} && echo LEAK; ls /",
+                    marker.path().display()
+                ));
+                let out = run(&spec);
+                assert!(out.status.success(), "{}", out.stderr);
+                assert!(!out.stdout.contains("LEAK"), "host path visible");
+                for line in out.stdout.lines().filter(|l| l.contains(" - ")) {
+                    let mount_point = line.split(' ').nth(4).unwrap();
+                    let allowed = ["/", "/proc", "/dev", "/sys"].contains(&mount_point)
+                        || mount_point.starts_with("/dev/")
+                        || mount_point.starts_with("/etc/")
+                        || mount_point.starts_with("/sys/")
+                        // runc masks and write-protects parts of /proc.
+                        || mount_point.starts_with("/proc/");
+                    assert!(allowed, "unexpected mount in the step: {line}");
+                }
+            }
+
+            #[test]
+            fn hostname_is_the_builds() {
+                let mut spec = shell("hostname; cat /etc/hostname; grep -c my-build /etc/hosts");
+                spec.hostname = "my-build".to_owned();
+                let out = run(&spec);
+                assert_eq!(out.stdout, "my-build\nmy-build\n1\n", "{}", out.stderr);
+            }
+
+            #[test]
+            fn network_none_has_only_loopback_up() {
+                let mut spec = shell(
+                    "ls /sys/class/net; cat /sys/class/net/lo/flags; wc -l < /proc/net/route",
+                );
+                spec.network = Network::None;
+                let out = run(&spec);
+                assert!(out.status.success(), "{}", out.stderr);
+                let lines: Vec<&str> = out.stdout.lines().collect();
+                assert_eq!(lines[0], "lo");
+                let flags = u32::from_str_radix(lines[1].trim_start_matches("0x"), 16).unwrap();
+                assert_eq!(flags & 1, 1, "lo is not up: flags {}", lines[1]);
+                assert_eq!(lines[2].trim(), "1", "a route exists besides the header");
+            }
+
+            #[test]
+            fn exit_status_environment_workdir_and_exec_form() {
+                let out = run(&shell("exit 3"));
+                assert_eq!(out.status, ExitStatus::Code(3));
+
+                let mut spec = shell("echo $GREETING; pwd; echo oops >&2");
+                spec.env = vec![("GREETING".to_owned(), "hello".to_owned())];
+                spec.workdir = "/srv/app".to_owned();
+                let out = run(&spec);
+                assert_eq!(out.stdout, "hello\n/srv/app\n");
+                assert_eq!(out.stderr, "oops\n");
+                let paths: Vec<String> = out
+                    .changes
+                    .iter()
+                    .map(|c| c.path.display().to_string())
+                    .collect();
+                assert_eq!(
+                    paths,
+                    ["srv", "srv/app"],
+                    "the created working directory is the step's"
+                );
+
+                let out = run(&RunSpec::new(Command::Exec(vec![
+                    "/bin/echo".to_owned(),
+                    "$NOT_EXPANDED".to_owned(),
+                ])));
+                assert_eq!(out.stdout, "$NOT_EXPANDED\n");
+
+                let mut spec = shell("echo via bash");
+                spec.shell = vec!["/bin/sh".to_owned(), "-e".to_owned(), "-c".to_owned()];
+                assert_eq!(run(&spec).stdout, "via bash\n");
+            }
+
+            #[test]
+            fn user_resolved_through_the_images_files() {
+                let mut spec = shell("id -u; id -g; id -G; echo $HOME");
+                spec.user = Some("builder".to_owned());
+                let out = run(&spec);
+                assert_eq!(
+                    out.stdout, "1000\n1000\n1000 29\n/home/builder\n",
+                    "{}",
+                    out.stderr
+                );
+
+                spec.user = Some("4242:audio".to_owned());
+                let out = run(&spec);
+                assert_eq!(
+                    out.stdout.lines().take(3).collect::<Vec<_>>(),
+                    ["4242", "29", "29"]
+                );
+            }
+
+            #[test]
+            fn output_is_streamed_while_the_step_runs() {
+                require_root();
+                let base = base();
+                let snapshotter = OverlaySnapshotter::new();
+                let scratch = tempfile::tempdir().unwrap();
+                let snapshot = snapshotter.prepare(&base.lowers, scratch.path()).unwrap();
+                let spec = shell("echo first; sleep 1; echo second # rbuild-stream-marker");
+                let mut step_alive_at_first = None;
+                let status = executor()
+                    .run(&snapshot, &spec, &mut |_: Stream, bytes: &[u8]| {
+                        if bytes.starts_with(b"first") {
+                            step_alive_at_first =
+                                Some(!processes_with("rbuild-stream-marker").is_empty());
+                        }
+                    })
+                    .unwrap();
+                assert!(status.success());
+                // The first line reached the sink while the step was still running.
+                assert_eq!(step_alive_at_first, Some(true));
+            }
+
+            #[test]
+            fn hundred_steps_leave_no_mount_and_no_process() {
+                require_root();
+                let base = base();
+                let before = host_mounts();
+                let snapshotter = OverlaySnapshotter::new();
+                let executor = executor();
+                for i in 0..100 {
+                    let out = run_step(
+                        &snapshotter,
+                        &*executor,
+                        &base.lowers,
+                        &shell(&format!("sleep 0 && : rbuild-hundred-{i} & wait")),
+                    );
+                    assert!(out.status.success());
+                    assert!(out.changes.is_empty(), "step {i}: {:?}", out.changes);
+                }
+                assert_eq!(host_mounts(), before);
+                assert!(processes_with("rbuild-hundred-").is_empty());
+            }
+
+            #[test]
+            fn cancelled_step_leaves_no_mount_and_no_process() {
+                require_root();
+                let base = base();
+                let before = host_mounts();
+                let snapshotter = OverlaySnapshotter::new();
+                let scratch = tempfile::tempdir().unwrap();
+                let snapshot = snapshotter.prepare(&base.lowers, scratch.path()).unwrap();
+                let spec =
+                    shell("sleep 1000 & sleep 1001 & echo started; wait # rbuild-cancel-marker");
+                let cancel = spec.cancel.clone();
+                let status = executor()
+                    .run(&snapshot, &spec, &mut |_: Stream, bytes: &[u8]| {
+                        if bytes.starts_with(b"started") {
+                            assert!(!processes_with("rbuild-cancel-marker").is_empty());
+                            cancel.cancel();
+                        }
+                    })
+                    .unwrap();
+                assert_eq!(status, ExitStatus::Signal(libc::SIGKILL));
+                assert!(processes_with("rbuild-cancel-marker").is_empty());
+                assert!(processes_with("sleep 100").is_empty());
+                assert_eq!(host_mounts(), before);
+                let changes = snapshotter.diff(&snapshot).unwrap();
+                assert!(changes.is_empty(), "{changes:?}");
+            }
+
+            /// Run as a child process by the next test, which kills it with SIGKILL midway.
+            #[test]
+            fn killed_parent_helper() {
+                if std::env::var_os("RBUILD_KILLED_PARENT_HELPER").is_none() {
+                    return;
+                }
+                let base = base();
+                let scratch = tempfile::tempdir().unwrap();
+                let snapshot = OverlaySnapshotter::new()
+                    .prepare(&base.lowers, scratch.path())
+                    .unwrap();
+                let spec = shell("sleep 1002 & echo started; wait # rbuild-orphan-marker");
+                let _ = executor().run(&snapshot, &spec, &mut |_: Stream, _: &[u8]| {});
+            }
+
+            #[test]
+            fn killed_parent_leaves_no_process_and_no_mount() {
+                require_root();
+                let before = host_mounts();
+                let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
+                    .args(["--exact", HELPER, "--nocapture"])
+                    .env("RBUILD_KILLED_PARENT_HELPER", "1")
+                    .spawn()
+                    .unwrap();
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while processes_with("rbuild-orphan-marker").is_empty() {
+                    assert!(Instant::now() < deadline, "the helper's step never started");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                helper.kill().unwrap();
+                helper.wait().unwrap();
+                // The kernel delivers the death signals asynchronously; give it a bounded while.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while !processes_with("rbuild-orphan-marker").is_empty()
+                    || !processes_with("sleep 1002").is_empty()
+                {
+                    assert!(
+                        Instant::now() < deadline,
+                        "step processes outlived their parent"
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                assert_eq!(host_mounts(), before);
+                // Whatever the killed process could not clean up goes with the next step.
+                let base = base();
+                run_step(&OverlaySnapshotter::new(), &*executor(), &base.lowers, &shell("true"));
+                let stale = format!("rbuild-{}-", helper.id());
+                for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+                    for group in std::fs::read_dir(hierarchy.path()).into_iter().flatten().flatten() {
+                        let name = group.file_name().to_string_lossy().into_owned();
+                        assert!(!name.starts_with(&stale), "stale cgroup {}", group.path().display());
+                    }
+                }
+            }
+        }
+    };
+}
+
+isolation_tests!(sandbox, SandboxExecutor::new());
+isolation_tests!(runc, RuncExecutor::default());

@@ -1,0 +1,103 @@
+//! Rootless steps: as an unprivileged user the sandbox maps the caller to root in a new
+//! user namespace (single mapping) and mounts the overlay with `userxattr`. The helper
+//! test runs as `nobody` through `setpriv`; it runs a matrix of steps and checks their
+//! change sets as the root matrix does.
+
+#![allow(clippy::unwrap_used)]
+
+mod exec_support;
+
+use exec_support::{busybox_rootfs, render, require_root, run_step, shell};
+use rbuild_core::{IdMapping, Network, OverlaySnapshotter, SandboxExecutor};
+
+/// (command, expected change set): the root matrix minus what needs real root outside
+/// (chown to unmapped ids, file capabilities, a second layer with whiteouts).
+const MATRIX: &[(&str, &str)] = &[
+    ("true", ""),
+    ("echo hi > /data/new", "M data\nA data/new\n"),
+    ("echo more >> /data/file", "M data/file\n"),
+    ("chmod 600 /data/file", "M data/file\n"),
+    ("rm /data/file", "M data\nD data/file\n"),
+    ("rm -rf /data/dir", "M data\nD data/dir\n"),
+    (
+        "rm -rf /data/dir && mkdir /data/dir",
+        "M data\nM data/dir\nO data/dir\n",
+    ),
+    (
+        "mv /data/dir /data/moved",
+        "M data\nD data/dir\nA data/moved\nA data/moved/a\nA data/moved/sub\nA data/moved/sub/b\n",
+    ),
+    ("rm /data/file && mkdir /data/file", "M data\nM data/file\n"),
+    ("ln -s file /data/sym", "M data\nA data/sym\n"),
+    (
+        "ln /data/file /data/hard",
+        "M data\nM data/file\nA data/hard\n",
+    ),
+    ("setfattr -n user.rbuild -v 1 /data/file", "M data/file\n"),
+    ("mkfifo /data/fifo", "M data\nA data/fifo\n"),
+    ("touch /etc/newfile", "M etc\nA etc/newfile\n"),
+    (
+        "test $(id -u) = 0 && test $$ = 1 && test $(hostname) = rbuild && cat /proc/1/status /etc/hosts > /dev/null",
+        "",
+    ),
+];
+
+#[test]
+fn unprivileged_helper() {
+    if std::env::var_os("RBUILD_ROOTLESS_HELPER").is_none() {
+        return;
+    }
+    assert!(!rustix::process::geteuid().is_root());
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    busybox_rootfs(&base);
+    let lowers = vec![base];
+    let mut failures = Vec::new();
+    for mapping in [IdMapping::Helpers, IdMapping::SelfOnly] {
+        let executor = SandboxExecutor::new().with_id_mapping(mapping);
+        for (cmd, expected) in MATRIX {
+            let out = run_step(&OverlaySnapshotter::new(), &executor, &lowers, &shell(cmd));
+            let got = render(&out.changes);
+            if !out.status.success() || got != *expected {
+                failures.push(format!(
+                    "{mapping:?} {cmd}: {:?} {}\n--- expected\n{expected}--- got\n{got}",
+                    out.status, out.stderr
+                ));
+            }
+        }
+        let mut spec = shell("ls /sys/class/net; grep -c . /proc/self/uid_map");
+        spec.network = Network::None;
+        let out = run_step(&OverlaySnapshotter::new(), &executor, &lowers, &spec);
+        if out.stdout != "lo\n1\n" {
+            failures.push(format!(
+                "{mapping:?} network none: {:?} {}",
+                out.stdout, out.stderr
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    println!("ROOTLESS-MATRIX-OK");
+}
+
+#[test]
+fn rootless_matrix_as_nobody() {
+    require_root();
+    assert!(
+        std::path::Path::new("/usr/bin/setpriv").exists(),
+        "setpriv (util-linux) is missing"
+    );
+    let out = std::process::Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "unprivileged_helper", "--nocapture"])
+        .env("RBUILD_ROOTLESS_HELPER", "1")
+        .env("TMPDIR", "/tmp")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ROOTLESS-MATRIX-OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
