@@ -59,7 +59,7 @@ pub use crate::progress::{
 // --- build context ---
 mod context;
 pub use crate::context::{
-    ContentDigest, ContextEntry, ContextError, ContextHashes, ContextListing, ContextSource,
-    DOCKERIGNORE, EntryType, HashError, HashStats, INDEX_DIR, IgnoreError, IgnoreRules, IndexError,
+    ContextEntry, ContextError, ContextHashes, ContextListing, ContextSource, DOCKERIGNORE,
+    EntryType, HashError, HashStats, INDEX_DIR, IgnoreError, IgnoreRules, IndexError,
     MAX_SYMLINK_HOPS, PatternError, ResolveError, UnpackError, WalkError, resolve_source,
 };

@@ -6,7 +6,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use rbuild_core::{ContentDigest, ContextHashes, ContextListing, INDEX_DIR, IgnoreRules};
+use rbuild_core::{ContextHashes, ContextListing, Digest, INDEX_DIR, IgnoreRules};
 
 fn make_context(root: &Path, files: usize) {
     for i in 0..files {
@@ -23,7 +23,7 @@ fn hash(root: &Path, index_dir: Option<&Path>) -> (ContextListing, ContextHashes
     (listing, hashes)
 }
 
-fn whole(root: &Path, index_dir: Option<&Path>) -> ContentDigest {
+fn whole(root: &Path, index_dir: Option<&Path>) -> Digest {
     let (listing, hashes) = hash(root, index_dir);
     hashes
         .selection_digest(listing.entries())

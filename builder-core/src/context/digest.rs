@@ -1,4 +1,5 @@
-//! The sha256 digest of context content.
+//! The compact form of a context file's sha256, as the hash index keeps it in memory
+//! and on disk; the public API hands out [`crate::Digest`].
 
 use std::fmt;
 
@@ -6,7 +7,7 @@ use sha2::{Digest as _, Sha256};
 
 /// A sha256 digest, shown as `sha256:<64 hex digits>` like an OCI digest.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ContentDigest([u8; 32]);
+pub(crate) struct ContentDigest([u8; 32]);
 
 impl ContentDigest {
     /// Wraps raw digest bytes.

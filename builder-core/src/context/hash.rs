@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
 
+use crate::Digest;
 use crate::context::digest::ContentDigest;
 use crate::context::index::{FileStamp, HashIndex, IndexError, index_path};
 use crate::context::walk::{ContextEntry, ContextListing, EntryType};
@@ -134,8 +135,10 @@ impl ContextHashes {
     }
 
     /// The content digest of the regular file at `path`.
-    pub fn get(&self, path: &Path) -> Option<ContentDigest> {
-        self.digests.get(path).copied()
+    pub fn get(&self, path: &Path) -> Option<Digest> {
+        self.digests
+            .get(path)
+            .map(|d| Digest::from_sha256(*d.as_bytes()))
     }
 
     /// The digest of a selection of entries (in the order given): for each, its
@@ -145,7 +148,7 @@ impl ContextHashes {
     pub fn selection_digest<'a>(
         &self,
         entries: impl IntoIterator<Item = &'a ContextEntry>,
-    ) -> Result<ContentDigest, HashError> {
+    ) -> Result<Digest, HashError> {
         let mut h = Sha256::new();
         let mut field = |bytes: &[u8]| {
             h.update((bytes.len() as u64).to_be_bytes());
@@ -159,9 +162,12 @@ impl ContextHashes {
             field(&entry.gid.to_be_bytes());
             match entry.kind {
                 EntryType::File => {
-                    let digest = self.get(&entry.path).ok_or_else(|| HashError::Missing {
-                        path: entry.path.clone(),
-                    })?;
+                    let digest =
+                        self.digests
+                            .get(&entry.path)
+                            .ok_or_else(|| HashError::Missing {
+                                path: entry.path.clone(),
+                            })?;
                     field(digest.as_bytes());
                 }
                 EntryType::Symlink => {
@@ -171,7 +177,7 @@ impl ContextHashes {
                 _ => field(&[]),
             }
         }
-        Ok(ContentDigest::from_bytes(h.finalize().into()))
+        Ok(Digest::from_sha256(h.finalize().into()))
     }
 }
 

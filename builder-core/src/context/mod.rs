@@ -33,7 +33,6 @@ mod resolve;
 mod source;
 mod walk;
 
-pub use self::digest::ContentDigest;
 pub use self::hash::{ContextHashes, HashError, HashStats};
 pub use self::ignore::{DOCKERIGNORE, IgnoreError, IgnoreRules};
 pub use self::index::{INDEX_DIR, IndexError};
