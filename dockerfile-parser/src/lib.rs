@@ -33,6 +33,7 @@ pub use crate::shell::{Environment, ExpandError, ExpandErrorKind, Expansion, She
 mod dump;
 mod error;
 mod instruction;
+mod path;
 mod syntax;
 pub use crate::dump::{dump, dump_instruction, go_quote};
 pub use crate::error::{Error, ErrorKind, Span};
@@ -42,6 +43,7 @@ pub use crate::instruction::{
     Instruction, KeyValuePair, KeyValues, List, Mount, MountType, NetworkMode, Onbuild, Run,
     SecurityMode, Shell, SourcesAndDest, Stage, Text, parse, parse_go_duration, parse_tree,
 };
+pub use crate::path::clean_path;
 pub use crate::syntax::{
     Arguments, DEFAULT_ESCAPE, Directive, Heredoc, KeyValue, RawInstruction, SyntaxTree, Warning,
     parse_syntax,

@@ -24,7 +24,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::context::pattern::{Pattern, PatternError, clean};
+use crate::context::pattern::{Pattern, PatternError};
 
 /// The name of the ignore file at the root of a context.
 pub const DOCKERIGNORE: &str = ".dockerignore";
@@ -101,7 +101,7 @@ impl IgnoreRules {
                     return Err(IgnoreError::LoneBang { line });
                 }
             }
-            let mut cleaned = clean(pattern);
+            let mut cleaned = rbuild_dockerfile::clean_path(pattern);
             if cleaned.len() > 1 && cleaned.starts_with('/') {
                 cleaned.remove(0);
             }

@@ -197,33 +197,6 @@ fn match_tokens(tokens: &[Token], text: &[char]) -> bool {
     }
 }
 
-/// Lexically cleans a slash-separated path like Go's `path.Clean`: collapses `//`,
-/// drops `.`, resolves `..` against earlier components (kept at the front of a
-/// relative path, dropped at the root of an absolute one); the empty path is `.`.
-pub(crate) fn clean(path: &str) -> String {
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|p| *p != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            other => parts.push(other),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => joined,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,10 +248,10 @@ mod tests {
 
     #[test]
     fn clean_follows_go_path_clean() {
-        assert_eq!(clean("./a//b/../c/"), "a/c");
-        assert_eq!(clean("/../a"), "/a");
-        assert_eq!(clean("../a"), "../a");
-        assert_eq!(clean(""), ".");
-        assert_eq!(clean("a/.."), ".");
+        assert_eq!(rbuild_dockerfile::clean_path("./a//b/../c/"), "a/c");
+        assert_eq!(rbuild_dockerfile::clean_path("/../a"), "/a");
+        assert_eq!(rbuild_dockerfile::clean_path("../a"), "../a");
+        assert_eq!(rbuild_dockerfile::clean_path(""), ".");
+        assert_eq!(rbuild_dockerfile::clean_path("a/.."), ".");
     }
 }

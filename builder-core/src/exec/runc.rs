@@ -23,11 +23,11 @@ use oci_spec::runtime::{
 
 use super::monitor::{Launch, launch};
 use super::plan::{Op, Plan};
-use super::sandbox::{ETC_FILES, cstr, etc_file, read_image_file, step_env};
+use super::sandbox::{ETC_FILES, etc_file, read_image_file, root_mount, step_env};
 use super::stubs::Stubs;
 use super::user::{Credentials, resolve_user};
 use super::{ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec};
-use crate::snapshot::{Snapshot, StepRoot};
+use crate::snapshot::Snapshot;
 
 /// Where Debian installs runc.
 pub const DEFAULT_RUNC: &str = "/usr/sbin/runc";
@@ -186,30 +186,7 @@ impl RuncExecutor {
                 data: None,
             },
         ];
-        match snapshot.root() {
-            StepRoot::Dir(dir) => ops.push(Op::Bind {
-                source: cstr(dir)?,
-                target: cstr(&mountpoint)?,
-                recursive: true,
-                readonly: false,
-            }),
-            StepRoot::Overlay {
-                lowers,
-                upper,
-                work,
-                userxattr,
-            } => ops.push(Op::Overlay {
-                lowers: lowers
-                    .iter()
-                    .rev()
-                    .map(|l| cstr(l))
-                    .collect::<Result<_, _>>()?,
-                upper: cstr(upper)?,
-                work: cstr(work)?,
-                target: cstr(&mountpoint)?,
-                userxattr: *userxattr,
-            }),
-        }
+        ops.push(root_mount(snapshot, &mountpoint)?);
         let runtime_argv: Vec<String> = [
             self.runtime.display().to_string(),
             "--root".to_owned(),

@@ -75,6 +75,36 @@ fn io_err<'a>(
     }
 }
 
+/// The operation that puts the step's root at `mountpoint`: a bind of a plain directory,
+/// or the overlay of the snapshot's lowers (given lowest first; overlay wants the
+/// uppermost first) under its upper directory.
+pub(crate) fn root_mount(snapshot: &Snapshot, mountpoint: &Path) -> Result<Op, ExecError> {
+    Ok(match snapshot.root() {
+        StepRoot::Dir(dir) => Op::Bind {
+            source: cstr(dir)?,
+            target: cstr(mountpoint)?,
+            recursive: true,
+            readonly: false,
+        },
+        StepRoot::Overlay {
+            lowers,
+            upper,
+            work,
+            userxattr,
+        } => Op::Overlay {
+            lowers: lowers
+                .iter()
+                .rev()
+                .map(|l| cstr(l))
+                .collect::<Result<_, _>>()?,
+            upper: cstr(upper)?,
+            work: cstr(work)?,
+            target: cstr(mountpoint)?,
+            userxattr: *userxattr,
+        },
+    })
+}
+
 /// Reads a small file of the image through the merged view, never through a symlink.
 pub(crate) fn read_image_file(view: &LowerView, rel: &str) -> Result<Option<String>, ExecError> {
     let rel = Path::new(rel);
@@ -134,30 +164,7 @@ fn build_plan(
     fs::create_dir_all(&mountpoint).map_err(io_err("create directory", &mountpoint))?;
     let mp = |rel: &str| cstr(&mountpoint.join(rel));
     let mut ops = vec![Op::MakeRootPrivate];
-    match snapshot.root() {
-        StepRoot::Dir(dir) => ops.push(Op::Bind {
-            source: cstr(dir)?,
-            target: cstr(&mountpoint)?,
-            recursive: true,
-            readonly: false,
-        }),
-        StepRoot::Overlay {
-            lowers,
-            upper,
-            work,
-            userxattr,
-        } => ops.push(Op::Overlay {
-            lowers: lowers
-                .iter()
-                .rev()
-                .map(|l| cstr(l))
-                .collect::<Result<_, _>>()?,
-            upper: cstr(upper)?,
-            work: cstr(work)?,
-            target: cstr(&mountpoint)?,
-            userxattr: *userxattr,
-        }),
-    }
+    ops.push(root_mount(snapshot, &mountpoint)?);
     let nodev = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     if stubs.ensure(view, Path::new("proc"), true)? {
         ops.push(Op::Mount {

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use crate::error::Span;
 use crate::instruction::{Instruction, Mount, MountType};
+use crate::path::clean_path;
 use crate::shell::{Environment, ShellLexer};
 
 use super::BaseImageConfig;
@@ -259,30 +260,6 @@ pub(super) fn join_workdir(current: Option<&str>, path: &str) -> String {
         None => path.to_owned(),
     };
     clean_path(&joined)
-}
-
-fn clean_path(path: &str) -> String {
-    let absolute = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|p| *p != "..") {
-                    parts.pop();
-                } else if !absolute {
-                    parts.push("..");
-                }
-            }
-            other => parts.push(other),
-        }
-    }
-    let body = parts.join("/");
-    match (absolute, body.is_empty()) {
-        (true, _) => format!("/{body}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => body,
-    }
 }
 
 #[cfg(test)]
