@@ -39,3 +39,11 @@ pub use crate::store::{
 };
 
 // --- execution: sandbox executor, snapshotters ---
+
+// --- registry ---
+mod registry;
+pub use crate::registry::{
+    ACCEPTED_MANIFEST_TYPES, Challenge, Credentials, DOCKER_CONFIG_ENV, DockerConfig,
+    MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, PushOptions,
+    RegistryClient, RegistryError, RegistryOptions, pull, push,
+};
