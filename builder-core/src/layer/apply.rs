@@ -146,6 +146,22 @@ fn proc_path(dir: &OwnedFd, name: &OsStr) -> PathBuf {
 }
 
 impl Applier {
+    /// Opens directory `rel` beneath the root if it exists.
+    fn open_existing_dir(&self, entry: &str, rel: &Path) -> Result<Option<OwnedFd>, LayerError> {
+        let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+        let target = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        match rustix::fs::openat2(&self.root, target, flags, Mode::empty(), how) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => Ok(None),
+            Err(e) => Err(errno_to_unsafe(entry, e)),
+        }
+    }
+
     /// Opens directory `rel` beneath the root, creating missing components.
     fn open_dir(&self, entry: &str, rel: &Path) -> Result<OwnedFd, LayerError> {
         let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
@@ -203,8 +219,8 @@ impl Applier {
                 });
             }
             let path = parent_rel.join(&hidden);
-            let dir = self.open_dir(&name, &parent_rel)?;
             if self.mode == ApplyMode::OverlayLower {
+                let dir = self.open_dir(&name, &parent_rel)?;
                 remove_existing(&dir, hidden.as_os_str()).map_err(apply_err)?;
                 rustix::fs::mknodat(
                     &dir,
@@ -363,7 +379,10 @@ impl Applier {
                     }
                     let parent = path.parent().unwrap_or(Path::new(""));
                     let name = path.file_name().unwrap_or(OsStr::new(""));
-                    let fd = self.open_dir(&entry, parent)?;
+                    // A whiteout in a directory the lower layers lack hides nothing.
+                    let Some(fd) = self.open_existing_dir(&entry, parent)? else {
+                        continue;
+                    };
                     remove_existing(&fd, name)
                         .map_err(|source| LayerError::Apply { entry, source })?;
                 }

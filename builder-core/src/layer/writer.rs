@@ -66,10 +66,15 @@ pub fn write_layer_to<W: Write + Send + 'static>(
         source,
     };
     let compressor = Compressor::new(out, options.compression, options.level).map_err(root_err)?;
-    let mut tar = tar::Builder::new(DiffIdWriter {
-        inner: compressor,
-        hasher: Hasher::new(),
-    });
+    // Large writes keep the per-call cost of hashing and (multithreaded) compression low:
+    // the tar builder itself writes 512-byte headers and 8 KiB body chunks.
+    let mut tar = tar::Builder::new(io::BufWriter::with_capacity(
+        1 << 20,
+        DiffIdWriter {
+            inner: compressor,
+            hasher: Hasher::new(),
+        },
+    ));
     let mut state = WriteState {
         source,
         options,
@@ -78,7 +83,11 @@ pub fn write_layer_to<W: Write + Send + 'static>(
     for item in ordered_items(changes) {
         state.append(&mut tar, &item)?;
     }
-    let diff = tar.into_inner().map_err(root_err)?;
+    let diff = tar
+        .into_inner()
+        .map_err(root_err)?
+        .into_inner()
+        .map_err(|e| root_err(e.into_error()))?;
     let out = diff.inner.finish().map_err(root_err)?;
     Ok((out, diff.hasher.finish()))
 }
@@ -238,11 +247,14 @@ impl WriteState<'_> {
             h.set_entry_type(EntryType::Regular);
             h.set_size(meta.len());
             let file = File::open(&full).map_err(src_err)?;
-            let mut pax = xattrs;
-            if meta.len() > USTAR_MAX_SIZE {
-                pax.push(("size".to_owned(), meta.len().to_string().into_bytes()));
-            }
-            return emit(tar, h, &name, None, pax, io::Read::take(file, meta.len()));
+            return emit(
+                tar,
+                h,
+                &name,
+                None,
+                xattrs,
+                io::Read::take(file, meta.len()),
+            );
         } else if ft.is_char_device() || ft.is_block_device() {
             h.set_entry_type(if ft.is_char_device() {
                 EntryType::Char
@@ -277,6 +289,26 @@ fn emit<W: Write>(
         path: name.to_path_buf(),
         source,
     };
+    prepare(&mut h, name, link, &mut pax).map_err(werr)?;
+    if !pax.is_empty() {
+        tar.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            .map_err(werr)?;
+    }
+    tar.append(&h, body).map_err(werr)
+}
+
+/// Fills in name, link and checksum of `h`, adding the PAX records (sorted) that long
+/// names and sizes of 8 GiB and more need.
+fn prepare(
+    h: &mut Header,
+    name: &Path,
+    link: Option<&Path>,
+    pax: &mut Vec<(String, Vec<u8>)>,
+) -> io::Result<()> {
+    let size = h.size()?;
+    if size > USTAR_MAX_SIZE {
+        pax.push(("size".to_owned(), size.to_string().into_bytes()));
+    }
     let name_bytes = name.as_os_str().as_bytes();
     if h.set_path(name).is_err() {
         pax.push(("path".to_owned(), name_bytes.to_vec()));
@@ -293,13 +325,9 @@ fn emit<W: Write>(
             raw[..n].copy_from_slice(&link_bytes[..n]);
         }
     }
-    if !pax.is_empty() {
-        pax.sort();
-        tar.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-            .map_err(werr)?;
-    }
+    pax.sort();
     h.set_cksum();
-    tar.append(&h, body).map_err(werr)
+    Ok(())
 }
 
 /// The xattrs of `path` (not following symlinks) as PAX records, overlay ones left out.
@@ -330,4 +358,28 @@ fn read_xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_over_8_gib_and_long_names_get_pax_records() {
+        let size = USTAR_MAX_SIZE + 2;
+        let name = PathBuf::from("d".repeat(120)).join("n".repeat(150));
+        let link = PathBuf::from("l".repeat(130));
+        let mut h = Header::new_ustar();
+        h.set_entry_type(EntryType::Regular);
+        h.set_size(size);
+        let mut pax = Vec::new();
+        prepare(&mut h, &name, Some(&link), &mut pax).unwrap();
+        let get = |k: &str| pax.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        assert_eq!(get("size"), Some(size.to_string().into_bytes()));
+        assert_eq!(get("path"), Some(name.as_os_str().as_bytes().to_vec()));
+        assert_eq!(get("linkpath"), Some(link.as_os_str().as_bytes().to_vec()));
+        // The header's own size field still holds it (binary encoding), as GNU tar reads.
+        assert_eq!(h.size().unwrap(), size);
+    }
 }
