@@ -13,12 +13,16 @@ use rbuild_core::{
 use registry_support::{Registry, make_image, skopeo, skopeo_digest};
 
 /// Small chunks, so that the 1 MB busybox layer goes up in several PATCH requests.
+fn client_chunk() -> u64 {
+    256 << 10
+}
+
 fn client(reg: &Registry) -> RegistryClient {
     RegistryClient::with_credentials(
         &reg.addr,
         None,
         RegistryOptions {
-            chunk_size: 256 << 10,
+            chunk_size: client_chunk(),
             ..Default::default()
         },
     )
@@ -32,6 +36,11 @@ fn pushed_image_reads_back_with_skopeo() {
     let image = make_image(&store, "local/busybox:1", "push", ImageFormat::Oci, "amd64");
     let dest: ImageName = format!("{}/rbuild/busybox:1", reg.addr).parse().unwrap();
     let client = client(&reg);
+    let layer_size = image.manifest.layers()[0].size();
+    assert!(
+        layer_size > client_chunk() * 2,
+        "the layer ({layer_size} bytes) must take the chunked upload path"
+    );
     let digest = push(
         &client,
         &store,

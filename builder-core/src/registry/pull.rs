@@ -287,6 +287,11 @@ pub fn pull(
             return Err(RegistryError::MediaType(fetched.media_type));
         }
     }
+    let known = [super::MEDIA_OCI_MANIFEST, super::MEDIA_DOCKER_MANIFEST, ""];
+    if !known.contains(&fetched.media_type.as_str()) {
+        // Docker schema 1 and artifacts other than images are not images rbuild can run.
+        return Err(RegistryError::MediaType(fetched.media_type));
+    }
     let blobs = manifest_blobs(&fetched.bytes, &format!("manifest of {name}"))?;
     for_each_parallel(client.options.parallel, &blobs, |(digest, size)| {
         fetch_blob(client, store, repository, &scope, digest, *size)

@@ -126,12 +126,22 @@ impl Pusher<'_> {
             &[("content-type", media_type)],
             Some(&bytes),
         )?;
-        expect(
+        let resp = expect(
             resp,
             Method::PUT,
             &url,
             &[StatusCode::CREATED, StatusCode::OK],
         )?;
+        // The registry names what it stored; a different name means it changed the bytes.
+        if let Some(stored) = header(&resp, "docker-content-digest") {
+            let stored: Digest = stored.parse()?;
+            if &stored != digest {
+                return Err(RegistryError::DigestMismatch {
+                    expected: digest.clone(),
+                    found: stored,
+                });
+            }
+        }
         Ok(())
     }
 
