@@ -76,4 +76,32 @@ fn basic_auth_uses_docker_config_and_fails_clearly_without() {
     let fresh2 = ContentStore::open(tmp.path().join("fresh2")).unwrap();
     let err = pull(&client, &fresh2, &dest).unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err:?}");
+
+    // credsStore: `docker-credential-<name> get` answers with the server URL on stdin.
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-rbtest");
+    let log = tmp.path().join("helper.log");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread server\necho \"$1 $server\" >> {}\n[ \"$1\" = get ] && printf '{{\"ServerURL\":\"%s\",\"Username\":\"tester\",\"Secret\":\"s3cret\"}}' \"$server\"\nexit 0\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(config_dir.join("config.json"), r#"{"credsStore":"rbtest"}"#).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // SAFETY: as above, the only test of this binary.
+    unsafe { std::env::set_var("PATH", path) };
+    let client = RegistryClient::new(&reg.addr, RegistryOptions::default()).unwrap();
+    let fresh3 = ContentStore::open(tmp.path().join("fresh3")).unwrap();
+    pull(&client, &fresh3, &dest).unwrap();
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(calls.trim(), format!("get {}", reg.addr));
 }
