@@ -20,6 +20,9 @@ struct Request {
 
 type Reply = (u16, Vec<(String, String)>, Vec<u8>);
 
+/// A reply status that makes the server close the connection without answering.
+const DROP: u16 = 0;
+
 /// Serves each connection with `handler`, one request per connection.
 fn serve(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -59,6 +62,10 @@ fn serve(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> String 
                     path,
                     headers,
                 });
+                if status == DROP {
+                    // A broken connection: close without answering.
+                    return;
+                }
                 let mut head = format!(
                     "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
                     body.len()
@@ -76,7 +83,7 @@ fn serve(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> String 
 }
 
 #[test]
-fn bearer_token_is_fetched_once_per_scope_and_5xx_is_retried() {
+fn bearer_token_is_fetched_once_per_scope_and_5xx_and_broken_connections_are_retried() {
     let config =
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
             .to_vec();
@@ -93,6 +100,8 @@ fn bearer_token_is_fetched_once_per_scope_and_5xx_is_retried() {
     let token_fetches = Arc::new(AtomicUsize::new(0));
     let unavailable = Arc::new(AtomicUsize::new(0));
     let token_queries = Arc::new(Mutex::new(Vec::new()));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let dr = dropped.clone();
     let addr_cell: Arc<Mutex<String>> = Arc::default();
     let (tf, un, tq, ac) = (
         token_fetches.clone(),
@@ -121,6 +130,10 @@ fn bearer_token_is_fetched_once_per_scope_and_5xx_is_retried() {
             return (401, vec![("WWW-Authenticate".into(), challenge)], vec![]);
         }
         if req.path == "/v2/team/app/manifests/1" && req.method == "GET" {
+            // The first authorized manifest request loses its connection.
+            if dr.fetch_add(1, Ordering::SeqCst) == 0 {
+                return (DROP, vec![], vec![]);
+            }
             let ty = "application/vnd.oci.image.manifest.v1+json".to_owned();
             return (200, vec![("Content-Type".into(), ty)], manifest.clone());
         }
@@ -167,6 +180,8 @@ fn bearer_token_is_fetched_once_per_scope_and_5xx_is_retried() {
         "/token?service=fake&scope=repository%3Ateam%2Fapp%3Apull"
     );
     assert_eq!(auth.as_deref(), Some(creds.basic_header().as_str()));
+    // One dropped connection retried: two manifest requests.
+    assert_eq!(dropped.load(Ordering::SeqCst), 2);
     // Two blobs, one 503 retried: three blob requests.
     assert_eq!(unavailable.load(Ordering::SeqCst), 3);
 }
