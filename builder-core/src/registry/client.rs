@@ -65,6 +65,19 @@ enum AuthMode {
 pub(crate) type Response = http::Response<ureq::Body>;
 
 /// A client for one registry, shared by the threads that move blobs.
+///
+/// ```no_run
+/// use rbuild_core::{ContentStore, ImageName, RegistryClient, RegistryOptions, pull};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = ContentStore::open("/tmp/rbuild-store")?;
+/// let name: ImageName = "localhost:5000/app:1".parse()?;
+/// // Credentials come from docker's config.json; localhost is spoken to over plain HTTP.
+/// let client = RegistryClient::new(name.registry(), RegistryOptions::default())?;
+/// let manifest = pull(&client, &store, &name)?;
+/// println!("pulled {name} as {}", manifest.digest());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct RegistryClient {
     agent: ureq::Agent,
