@@ -24,9 +24,10 @@ pub use crate::export::{
     import_rootfs, load_archive, save_images, save_layout_dir, unpack_rootfs,
 };
 pub use crate::image::{
-    Empty, Healthcheck, History, Image, ImageConfig, ImageError, ImageFormat, ImageSpec, Problem,
-    PruneReport, RootFs, RunConfig, assemble, host_architecture, load_image, prune,
-    referenced_blobs, rfc3339, tag_image, verify, write_manifest,
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Empty, Healthcheck, History, Image, ImageConfig,
+    ImageError, ImageFormat, ImageSpec, OCI_INDEX, OCI_MANIFEST, Problem, PruneReport, RootFs,
+    RunConfig, assemble, host_architecture, load_image, prune, referenced_blobs, rfc3339,
+    tag_image, verify, write_manifest,
 };
 pub use crate::layer::{
     ApplyMode, Compression, Layer, LayerError, LayerOptions, OPAQUE_WHITEOUT,
@@ -62,4 +63,11 @@ pub use crate::context::{
     ContextEntry, ContextError, ContextHashes, ContextListing, ContextSource, DOCKERIGNORE,
     EntryType, HashError, HashStats, INDEX_DIR, IgnoreError, IgnoreRules, IndexError,
     MAX_SYMLINK_HOPS, PatternError, ResolveError, UnpackError, WalkError, resolve_source,
+};
+
+// --- registry ---
+mod registry;
+pub use crate::registry::{
+    ACCEPTED_MANIFEST_TYPES, Challenge, DOCKER_CONFIG_ENV, DockerConfig, PushOptions,
+    RegistryClient, RegistryCredentials, RegistryError, RegistryOptions, pull, push,
 };

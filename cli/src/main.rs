@@ -54,6 +54,15 @@ enum Command {
     Prune(cmd::prune::Args),
     /// Content store maintenance.
     Store(cmd::store::Args),
+    // registry: pull, push, login, logout
+    /// Download an image from a registry.
+    Pull(cmd::pull::Args),
+    /// Upload an image to a registry.
+    Push(cmd::push::Args),
+    /// Log in to a registry (saves credentials in docker's config.json).
+    Login(cmd::login::Args),
+    /// Log out from a registry.
+    Logout(cmd::logout::Args),
 }
 
 /// The words that name a subcommand; anything else first on the line means `build`.
@@ -100,6 +109,11 @@ fn main() -> ExitCode {
         Command::Import(args) => cmd::import::run(args),
         Command::Prune(args) => cmd::prune::run(args),
         Command::Store(args) => cmd::store::run(args),
+        // registry: pull, push, login, logout
+        Command::Pull(args) => cmd::pull::run(args),
+        Command::Push(args) => cmd::push::run(args),
+        Command::Login(args) => cmd::login::run(args),
+        Command::Logout(args) => cmd::logout::run(args),
     };
     match result {
         Ok(code) => code,

@@ -26,6 +26,12 @@ pub const BASE_NAME_ANNOTATION: &str = "org.opencontainers.image.base.name";
 /// image-spec annotations.md: the manifest digest of the base image.
 pub const BASE_DIGEST_ANNOTATION: &str = "org.opencontainers.image.base.digest";
 
+/// image-spec manifest.md: an image manifest.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// image-spec image-index.md: an image index.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker image manifest v2 schema 2, "Media Types": the manifest list.
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// Docker image manifest v2 schema 2, "Media Types".
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Docker image manifest v2 schema 2: the config.

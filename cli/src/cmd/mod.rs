@@ -13,3 +13,8 @@ pub mod rmi;
 pub mod save;
 pub mod store;
 pub mod tag;
+// registry: pull, push, login, logout
+pub mod login;
+pub mod logout;
+pub mod pull;
+pub mod push;

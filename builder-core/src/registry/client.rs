@@ -1,0 +1,466 @@
+//! One registry: its base URL, the HTTP agent, authentication, retries.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ureq::http::{self, Method, StatusCode};
+
+use super::RegistryError;
+use super::auth::{Challenge, DockerConfig, RegistryCredentials};
+
+/// The host Docker Hub's API really lives on.
+const DOCKER_HUB_API: &str = "registry-1.docker.io";
+
+/// How a [`RegistryClient`] behaves.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Registries (`host[:port]`) spoken to over plain HTTP, besides `localhost` and
+    /// `127.0.0.1`, which always are.
+    pub insecure_registries: Vec<String>,
+    /// How many blobs move at once.
+    pub parallel: usize,
+    /// Blobs larger than this are uploaded in chunks of this size.
+    pub chunk_size: u64,
+    /// How many times a request is retried after a 5xx answer or a broken connection.
+    pub retries: u32,
+    /// The first pause before a retry; it doubles each time.
+    pub backoff: Duration,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        Self {
+            insecure_registries: Vec::new(),
+            parallel: 3,
+            chunk_size: 16 << 20,
+            retries: 3,
+            backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Whether `registry` is reached over plain HTTP.
+fn is_plain_http(registry: &str, insecure: &[String]) -> bool {
+    let host = if let Some(rest) = registry.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        registry.rsplit_once(':').map_or(registry, |(h, _)| h)
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "::1") || insecure.iter().any(|r| r == registry)
+}
+
+/// What the registry asked for the last time it said 401.
+#[derive(Debug, Clone)]
+enum AuthMode {
+    Anonymous,
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+/// A response: status, the headers rbuild reads, and the body left to read.
+pub(crate) type Response = http::Response<ureq::Body>;
+
+/// A client for one registry, shared by the threads that move blobs.
+///
+/// ```no_run
+/// use rbuild_core::{ContentStore, ImageName, RegistryClient, RegistryOptions, pull};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = ContentStore::open("/tmp/rbuild-store")?;
+/// let name: ImageName = "localhost:5000/app:1".parse()?;
+/// // RegistryCredentials come from docker's config.json; localhost is spoken to over plain HTTP.
+/// let client = RegistryClient::new(name.registry(), RegistryOptions::default())?;
+/// let manifest = pull(&client, &store, &name)?;
+/// println!("pulled {name} as {}", manifest.digest());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct RegistryClient {
+    agent: ureq::Agent,
+    registry: String,
+    base: String,
+    credentials: Option<RegistryCredentials>,
+    mode: Mutex<AuthMode>,
+    /// Bearer tokens by scope (`repository:a/b:pull,push`, space-separated if several).
+    tokens: Mutex<HashMap<String, String>>,
+    pub(crate) options: RegistryOptions,
+}
+
+impl RegistryClient {
+    /// A client for `registry` (e.g. `docker.io`, `127.0.0.1:5000`) with credentials from
+    /// docker's `config.json`.
+    pub fn new(registry: &str, options: RegistryOptions) -> Result<Self, RegistryError> {
+        let credentials = DockerConfig::load()?.credentials(registry)?;
+        Ok(Self::with_credentials(registry, credentials, options))
+    }
+
+    /// A client for `registry` with the given credentials (or none: anonymous).
+    pub fn with_credentials(
+        registry: &str,
+        credentials: Option<RegistryCredentials>,
+        options: RegistryOptions,
+    ) -> Self {
+        let plain = is_plain_http(registry, &options.insecure_registries);
+        let host = if registry == "docker.io" {
+            DOCKER_HUB_API
+        } else {
+            registry
+        };
+        let base = format!("{}://{host}", if plain { "http" } else { "https" });
+        let mut config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_per_read(Some(Duration::from_secs(120)))
+            .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                    .build(),
+            );
+        if plain {
+            // A loopback or explicitly insecure registry is never reached through a proxy.
+            config = config.proxy(None);
+        }
+        Self {
+            agent: config.build().new_agent(),
+            registry: registry.to_owned(),
+            base,
+            credentials,
+            mode: Mutex::new(AuthMode::Anonymous),
+            tokens: Mutex::new(HashMap::new()),
+            options,
+        }
+    }
+
+    /// The registry host this client speaks to.
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// `scheme://host`, the prefix of every API URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Checks that the registry accepts this client's credentials (`GET /v2/`).
+    pub fn ping(&self, scope: &[String]) -> Result<(), RegistryError> {
+        let url = format!("{}/v2/", self.base);
+        let resp = self.send(Method::GET, &url, scope, &[], None)?;
+        expect(resp, Method::GET, &url, &[StatusCode::OK]).map(drop)
+    }
+
+    /// Absolute URL for a `Location` header, which may be relative.
+    pub(crate) fn absolute(&self, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_owned()
+        } else if location.starts_with('/') {
+            format!("{}{location}", self.base)
+        } else {
+            format!("{}/{location}", self.base)
+        }
+    }
+
+    fn auth_header(&self, scope: &[String]) -> Result<Option<String>, RegistryError> {
+        let mode = self.lock_mode().clone();
+        match mode {
+            AuthMode::Anonymous => Ok(None),
+            AuthMode::Basic => Ok(self
+                .credentials
+                .as_ref()
+                .map(RegistryCredentials::basic_header)),
+            AuthMode::Bearer { realm, service } => {
+                let key = scope.join(" ");
+                if let Some(t) = self.lock_tokens().get(&key) {
+                    return Ok(Some(format!("Bearer {t}")));
+                }
+                let token = self.fetch_token(&realm, service.as_deref(), scope)?;
+                self.lock_tokens().insert(key, token.clone());
+                Ok(Some(format!("Bearer {token}")))
+            }
+        }
+    }
+
+    fn lock_mode(&self) -> std::sync::MutexGuard<'_, AuthMode> {
+        self.mode
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// distribution-spec token flow: `GET realm?service=..&scope=..` answers `token`.
+    fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &[String],
+    ) -> Result<String, RegistryError> {
+        let mut url = realm.to_owned();
+        let mut sep = if realm.contains('?') { '&' } else { '?' };
+        if let Some(s) = service {
+            url.push_str(&format!("{sep}service={}", encode(s)));
+            sep = '&';
+        }
+        for s in scope {
+            url.push_str(&format!("{sep}scope={}", encode(s)));
+            sep = '&';
+        }
+        let mut headers = Vec::new();
+        if let Some(c) = &self.credentials {
+            headers.push(("authorization", c.basic_header()));
+        }
+        let resp = self.retrying(Method::GET, &url, &headers, None, None)?;
+        if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
+            return Err(RegistryError::Unauthorized {
+                registry: self.registry.clone(),
+                reason: format!("token service {realm} refused: {}", body_text(resp)),
+            });
+        }
+        let mut resp = expect(resp, Method::GET, &url, &[StatusCode::OK])?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&read_small(&mut resp, Method::GET, &url)?).map_err(
+                |source| RegistryError::Json {
+                    what: format!("token from {realm}"),
+                    source,
+                },
+            )?;
+        v.get("token")
+            .or_else(|| v.get("access_token"))
+            .and_then(|t| t.as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| RegistryError::Unauthorized {
+                registry: self.registry.clone(),
+                reason: format!("token service {realm} answered no token"),
+            })
+    }
+
+    /// Sends a request with authentication: on 401 it follows the challenge once and
+    /// tries again. `scope` is what a bearer token must allow.
+    pub(crate) fn send(
+        &self,
+        method: Method,
+        url: &str,
+        scope: &[String],
+        headers: &[(&str, String)],
+        body: Option<&[u8]>,
+    ) -> Result<Response, RegistryError> {
+        let auth = self.auth_header(scope)?;
+        let resp = self.retrying(method.clone(), url, headers, auth.as_deref(), body)?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let challenge = resp
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .and_then(Challenge::parse);
+        let unauthorized = |reason: String| RegistryError::Unauthorized {
+            registry: self.registry.clone(),
+            reason,
+        };
+        let Some(challenge) = challenge else {
+            return Err(unauthorized(format!(
+                "{method} {url} answered 401 without a challenge"
+            )));
+        };
+        let new_mode = match challenge.scheme.as_str() {
+            "basic" => {
+                if self.credentials.is_none() {
+                    return Err(unauthorized(
+                        "the registry wants a user name and password and none are configured (run rbuild login)".to_owned(),
+                    ));
+                }
+                AuthMode::Basic
+            }
+            "bearer" => {
+                AuthMode::Bearer {
+                    realm: challenge.params.get("realm").cloned().ok_or_else(|| {
+                        unauthorized("bearer challenge without a realm".to_owned())
+                    })?,
+                    service: challenge.params.get("service").cloned(),
+                }
+            }
+            other => return Err(unauthorized(format!("unsupported auth scheme {other}"))),
+        };
+        let retried_same = matches!(
+            (&*self.lock_mode(), &new_mode),
+            (AuthMode::Basic, AuthMode::Basic)
+        );
+        if retried_same {
+            return Err(unauthorized(format!(
+                "credentials refused for {method} {url}: {}",
+                body_text(resp)
+            )));
+        }
+        *self.lock_mode() = new_mode;
+        self.lock_tokens().remove(&scope.join(" "));
+        let auth = self.auth_header(scope)?;
+        let resp = self.retrying(method.clone(), url, headers, auth.as_deref(), body)?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            return Err(unauthorized(format!(
+                "credentials refused for {method} {url}: {}",
+                body_text(resp)
+            )));
+        }
+        Ok(resp)
+    }
+
+    /// One request, retried with backoff on 5xx answers and broken connections.
+    fn retrying(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, String)],
+        auth: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Result<Response, RegistryError> {
+        let mut attempt = 0;
+        loop {
+            let mut req = http::Request::builder().method(method.clone()).uri(url);
+            for (k, v) in headers {
+                req = req.header(*k, v.as_str());
+            }
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let req = req
+                .body(body.unwrap_or_default())
+                .map_err(|e| RegistryError::Http {
+                    method: method.to_string(),
+                    url: url.to_owned(),
+                    source: Box::new(ureq::Error::Http(e)),
+                })?;
+            let outcome = if body.is_some() {
+                self.agent.run(req)
+            } else {
+                self.agent.run(req.map(|_| ()))
+            };
+            let retry = match &outcome {
+                Ok(r) => r.status().is_server_error(),
+                Err(e) => is_transient(e),
+            };
+            if !retry || attempt >= self.options.retries {
+                return outcome.map_err(|e| RegistryError::Http {
+                    method: method.to_string(),
+                    url: url.to_owned(),
+                    source: Box::new(e),
+                });
+            }
+            std::thread::sleep(self.options.backoff * 2u32.saturating_pow(attempt));
+            attempt += 1;
+        }
+    }
+}
+
+fn is_transient(e: &ureq::Error) -> bool {
+    matches!(
+        e,
+        ureq::Error::Io(_)
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::Timeout(_)
+            | ureq::Error::Protocol(_)
+            | ureq::Error::BodyStalled
+    )
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The start of a response body, for error messages.
+pub(crate) fn body_text(mut resp: Response) -> String {
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(4096)
+        .read_to_string()
+        .unwrap_or_default();
+    text.trim().chars().take(400).collect()
+}
+
+/// Passes `resp` on if its status is one of `ok`, else turns it into an error.
+pub(crate) fn expect(
+    resp: Response,
+    method: Method,
+    url: &str,
+    ok: &[StatusCode],
+) -> Result<Response, RegistryError> {
+    if ok.contains(&resp.status()) {
+        return Ok(resp);
+    }
+    let status = resp.status().as_u16();
+    Err(RegistryError::Status {
+        method: method.to_string(),
+        url: url.to_owned(),
+        status,
+        body: body_text(resp),
+    })
+}
+
+/// Largest manifest or token document rbuild reads (distribution-spec suggests 4 MiB).
+pub(crate) const MAX_DOCUMENT: u64 = 4 << 20;
+
+/// Reads a small body (a manifest, a token) whole.
+pub(crate) fn read_small(
+    resp: &mut Response,
+    method: Method,
+    url: &str,
+) -> Result<Vec<u8>, RegistryError> {
+    resp.body_mut()
+        .with_config()
+        .limit(MAX_DOCUMENT)
+        .read_to_vec()
+        .map_err(|e| RegistryError::Http {
+            method: method.to_string(),
+            url: url.to_owned(),
+            source: Box::new(e),
+        })
+}
+
+/// The value of header `name`, if it is text.
+pub(crate) fn header<'a>(resp: &'a Response, name: &str) -> Option<&'a str> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_and_listed_registries_are_plain_http() {
+        assert!(is_plain_http("localhost:5000", &[]));
+        assert!(is_plain_http("127.0.0.1:5000", &[]));
+        assert!(is_plain_http("127.0.0.1", &[]));
+        assert!(!is_plain_http("docker.io", &[]));
+        assert!(!is_plain_http("reg.example:5000", &[]));
+        assert!(is_plain_http(
+            "reg.example:5000",
+            &["reg.example:5000".to_owned()]
+        ));
+    }
+
+    #[test]
+    fn encodes_scope() {
+        assert_eq!(
+            encode("repository:a/b:pull,push"),
+            "repository%3Aa%2Fb%3Apull%2Cpush"
+        );
+    }
+}

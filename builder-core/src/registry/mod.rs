@@ -1,0 +1,143 @@
+//! The OCI distribution client: pull images into the content store and push them out.
+//!
+//! [`RegistryClient`] speaks distribution-spec `spec.md` over a blocking HTTP client:
+//! manifests (OCI and Docker v2 schema 2, indexes and manifest lists resolved to the host
+//! platform), blobs streamed into the store and verified before they are named, pushes
+//! with existence checks, cross-repository mounts and chunked uploads. Authentication
+//! (anonymous, Basic, Bearer tokens) and docker's `config.json` credentials live in
+//! [`RegistryCredentials`] and [`DockerConfig`].
+
+mod auth;
+mod client;
+mod pull;
+mod push;
+
+use std::io;
+use std::path::PathBuf;
+
+pub use self::auth::{Challenge, DOCKER_CONFIG_ENV, DockerConfig, RegistryCredentials};
+pub use self::client::{RegistryClient, RegistryOptions};
+pub use self::pull::pull;
+pub use self::push::{PushOptions, push};
+use crate::digest::Digest;
+use crate::image::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, ImageError, OCI_INDEX, OCI_MANIFEST};
+use crate::store::StoreError;
+
+/// distribution-spec: the manifest media types rbuild accepts, most wanted first.
+pub const ACCEPTED_MANIFEST_TYPES: &[&str] = &[
+    OCI_MANIFEST,
+    OCI_INDEX,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+];
+/// A failure talking to a registry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The connection failed or broke (after retries).
+    #[error("failed to {method} {url}")]
+    Http {
+        /// The HTTP method.
+        method: String,
+        /// The URL.
+        url: String,
+        /// Why.
+        source: Box<ureq::Error>,
+    },
+    /// The registry answered with an unexpected status.
+    #[error("{method} {url} answered {status}: {body}")]
+    Status {
+        /// The HTTP method.
+        method: String,
+        /// The URL.
+        url: String,
+        /// The status code.
+        status: u16,
+        /// The start of the response body (the registry's error JSON).
+        body: String,
+    },
+    /// The registry refused the credentials, or wants some and none were found.
+    #[error("authentication to {registry} failed: {reason}")]
+    Unauthorized {
+        /// The registry host.
+        registry: String,
+        /// What the registry or rbuild said.
+        reason: String,
+    },
+    /// Content from the registry does not hash to the digest it was asked for.
+    #[error("content {expected} from the registry is corrupt: it hashes to {found}")]
+    DigestMismatch {
+        /// The digest asked for.
+        expected: Digest,
+        /// What the content hashes to.
+        found: Digest,
+    },
+    /// Content from the registry has another size than its descriptor says.
+    #[error("content {digest} from the registry has {found} bytes, expected {expected}")]
+    SizeMismatch {
+        /// The content.
+        digest: Digest,
+        /// The promised size.
+        expected: u64,
+        /// The size received.
+        found: u64,
+    },
+    /// A manifest or other JSON document does not parse.
+    #[error("failed to parse {what}")]
+    Json {
+        /// Which document.
+        what: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// A manifest has a media type rbuild does not know.
+    #[error("unsupported manifest media type {0:?}")]
+    MediaType(String),
+    /// An index holds no manifest for the wanted platform.
+    #[error("image {name} has no manifest for platform {platform}")]
+    NoPlatform {
+        /// The image.
+        name: String,
+        /// The platform wanted, e.g. `linux/amd64`.
+        platform: String,
+    },
+    /// A local file (config.json, a blob being uploaded) could not be read or written.
+    #[error("failed to {action} {path}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A docker credential helper failed.
+    #[error("credential helper docker-credential-{helper} failed: {message}")]
+    CredentialHelper {
+        /// The helper's name (after `docker-credential-`).
+        helper: String,
+        /// What it said.
+        message: String,
+    },
+    /// A content store operation failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An image in the store could not be read.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// A digest does not parse.
+    #[error(transparent)]
+    Digest(#[from] crate::digest::InvalidDigest),
+}
+
+pub(crate) fn io_err(
+    action: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(io::Error) -> RegistryError {
+    let path = path.into();
+    move |source| RegistryError::Io {
+        action,
+        path,
+        source,
+    }
+}

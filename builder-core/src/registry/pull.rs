@@ -1,0 +1,308 @@
+//! Pull: manifest (resolving an index to the host platform), then blobs into the store.
+
+use std::io::{Read, Write};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use oci_spec::image::{Descriptor, MediaType};
+use serde_json::Value;
+use ureq::http::{Method, StatusCode};
+
+use super::client::{RegistryClient, Response, expect, header, read_small};
+use super::{ACCEPTED_MANIFEST_TYPES, DOCKER_MANIFEST_LIST, OCI_INDEX, RegistryError, io_err};
+use crate::digest::{Digest, Hasher};
+use crate::image::host_architecture;
+use crate::store::{ContentStore, ImageName};
+
+/// The OS rbuild pulls images for.
+const TARGET_OS: &str = "linux";
+
+/// A manifest as fetched (its digest checked): its bytes and media type.
+#[derive(Debug, Clone)]
+pub(crate) struct Fetched {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+}
+
+/// Runs `work` on every item with at most `parallel` threads; the first error wins.
+pub(crate) fn for_each_parallel<T: Sync>(
+    parallel: usize,
+    items: &[T],
+    work: impl Fn(&T) -> Result<(), RegistryError> + Sync,
+) -> Result<(), RegistryError> {
+    let next = AtomicUsize::new(0);
+    let failure: Mutex<Option<RegistryError>> = Mutex::new(None);
+    let failed = || failure.lock().map(|f| f.is_some()).unwrap_or(true);
+    std::thread::scope(|s| {
+        for _ in 0..parallel.clamp(1, items.len().max(1)) {
+            s.spawn(|| {
+                while !failed() {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    if let Err(e) = work(item) {
+                        if let Ok(mut f) = failure.lock() {
+                            f.get_or_insert(e);
+                        }
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    match failure
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn media_type_of(resp: &Response, bytes: &[u8]) -> String {
+    let from_body = serde_json::from_slice::<Value>(bytes).ok().and_then(|v| {
+        v.get("mediaType")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    from_body
+        .or_else(|| {
+            header(resp, "content-type").map(|c| c.split(';').next().unwrap_or(c).trim().to_owned())
+        })
+        .unwrap_or_default()
+}
+
+/// `GET /v2/<repo>/manifests/<reference>`, checked against the digest asked for or the
+/// `Docker-Content-Digest` the registry sends.
+pub(crate) fn fetch_manifest(
+    client: &RegistryClient,
+    repository: &str,
+    reference: &str,
+    scope: &[String],
+) -> Result<Fetched, RegistryError> {
+    let url = format!(
+        "{}/v2/{repository}/manifests/{reference}",
+        client.base_url()
+    );
+    let accept = ACCEPTED_MANIFEST_TYPES.join(", ");
+    let resp = client.send(Method::GET, &url, scope, &[("accept", accept)], None)?;
+    let mut resp = expect(resp, Method::GET, &url, &[StatusCode::OK])?;
+    let bytes = read_small(&mut resp, Method::GET, &url)?;
+    let digest = Digest::of(&bytes);
+    let expected = match reference.parse::<Digest>() {
+        Ok(d) => Some(d),
+        Err(_) => header(&resp, "docker-content-digest").and_then(|d| d.parse().ok()),
+    };
+    if let Some(expected) = expected {
+        if expected != digest {
+            return Err(RegistryError::DigestMismatch {
+                expected,
+                found: digest,
+            });
+        }
+    }
+    let media_type = media_type_of(&resp, &bytes);
+    Ok(Fetched { bytes, media_type })
+}
+
+fn parse_json(bytes: &[u8], what: &str) -> Result<Value, RegistryError> {
+    serde_json::from_slice(bytes).map_err(|source| RegistryError::Json {
+        what: what.to_owned(),
+        source,
+    })
+}
+
+/// A descriptor's digest and size from manifest JSON.
+pub(crate) fn digest_and_size(desc: &Value, what: &str) -> Result<(Digest, u64), RegistryError> {
+    let bad = |field: &str| RegistryError::Json {
+        what: what.to_owned(),
+        source: <serde_json::Error as serde::de::Error>::custom(format!(
+            "descriptor without a valid {field}"
+        )),
+    };
+    let digest = desc
+        .get("digest")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("digest"))?
+        .parse::<Digest>()?;
+    let size = desc
+        .get("size")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| bad("size"))?;
+    Ok((digest, size))
+}
+
+/// The config and layer descriptors of an image manifest.
+pub(crate) fn manifest_blobs(
+    bytes: &[u8],
+    what: &str,
+) -> Result<Vec<(Digest, u64)>, RegistryError> {
+    let v = parse_json(bytes, what)?;
+    let mut out = Vec::new();
+    if let Some(config) = v.get("config") {
+        out.push(digest_and_size(config, what)?);
+    }
+    for layer in v
+        .get("layers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        out.push(digest_and_size(layer, what)?);
+    }
+    Ok(out)
+}
+
+/// Whether a media type names an index or a manifest list.
+pub(crate) fn is_index(media_type: &str, bytes: &[u8]) -> bool {
+    media_type == OCI_INDEX
+        || media_type == DOCKER_MANIFEST_LIST
+        || (media_type.is_empty()
+            && serde_json::from_slice::<Value>(bytes).is_ok_and(|v| v.get("manifests").is_some()))
+}
+
+/// Downloads blob `digest` into the store unless it is there: streamed to a temp file,
+/// hashed on the way, and renamed to its name only if digest and size match, so a
+/// corrupt blob never enters the store.
+pub(crate) fn fetch_blob(
+    client: &RegistryClient,
+    store: &ContentStore,
+    repository: &str,
+    scope: &[String],
+    digest: &Digest,
+    size: u64,
+) -> Result<(), RegistryError> {
+    if store.contains(digest) {
+        return Ok(());
+    }
+    let url = format!("{}/v2/{repository}/blobs/{digest}", client.base_url());
+    let mut attempt = 0;
+    loop {
+        match fetch_blob_once(client, store, &url, scope, digest, size) {
+            Err(RegistryError::Io {
+                action: "download", ..
+            }) if attempt < client.options.retries => {
+                std::thread::sleep(client.options.backoff * 2u32.saturating_pow(attempt));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn fetch_blob_once(
+    client: &RegistryClient,
+    store: &ContentStore,
+    url: &str,
+    scope: &[String],
+    digest: &Digest,
+    size: u64,
+) -> Result<(), RegistryError> {
+    let resp = client.send(Method::GET, url, scope, &[], None)?;
+    let mut resp = expect(resp, Method::GET, url, &[StatusCode::OK])?;
+    let tmp_dir = store.tmp_dir();
+    let mut tmp = tempfile::Builder::new()
+        .prefix("pull-")
+        .tempfile_in(&tmp_dir)
+        .map_err(io_err("create temp file in", &tmp_dir))?;
+    let mut hasher = Hasher::new();
+    let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .map_err(io_err("download", url.to_owned()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        if hasher.len() > size {
+            break;
+        }
+        tmp.write_all(&buf[..n])
+            .map_err(io_err("write", tmp.path()))?;
+    }
+    let found_size = hasher.len();
+    let found = hasher.finish();
+    if &found != digest {
+        return Err(RegistryError::DigestMismatch {
+            expected: digest.clone(),
+            found,
+        });
+    }
+    if found_size != size {
+        return Err(RegistryError::SizeMismatch {
+            digest: digest.clone(),
+            expected: size,
+            found: found_size,
+        });
+    }
+    let dest = store.blob_path(digest);
+    tmp.as_file().sync_all().map_err(io_err("sync", &dest))?;
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+    }
+    tmp.persist(&dest)
+        .map_err(|e| io_err("rename blob into", &dest)(e.error))?;
+    Ok(())
+}
+
+/// Pulls `name` into `store` and names it there; an index or manifest list is resolved to
+/// the `linux` manifest of the host architecture. Returns the stored manifest's descriptor.
+pub fn pull(
+    client: &RegistryClient,
+    store: &ContentStore,
+    name: &ImageName,
+) -> Result<Descriptor, RegistryError> {
+    let repository = name.repository();
+    let scope = vec![format!("repository:{repository}:pull")];
+    let reference = match (name.digest(), name.tag()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.to_owned(),
+        // A parsed name always has a tag or a digest; docker's default tag otherwise.
+        (None, None) => "latest".to_owned(),
+    };
+    let mut fetched = fetch_manifest(client, repository, &reference, &scope)?;
+    if is_index(&fetched.media_type, &fetched.bytes) {
+        let index = parse_json(&fetched.bytes, &format!("index of {name}"))?;
+        let arch = host_architecture();
+        let chosen = index
+            .get("manifests")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|m| {
+                let p = m.get("platform");
+                p.and_then(|p| p.get("os")).and_then(Value::as_str) == Some(TARGET_OS)
+                    && p.and_then(|p| p.get("architecture"))
+                        .and_then(Value::as_str)
+                        == Some(arch)
+            })
+            .ok_or_else(|| RegistryError::NoPlatform {
+                name: name.to_string(),
+                platform: format!("{TARGET_OS}/{arch}"),
+            })?;
+        let (digest, _) = digest_and_size(chosen, &format!("index of {name}"))?;
+        fetched = fetch_manifest(client, repository, digest.as_str(), &scope)?;
+        if is_index(&fetched.media_type, &fetched.bytes) {
+            return Err(RegistryError::MediaType(fetched.media_type));
+        }
+    }
+    let known = [super::OCI_MANIFEST, super::DOCKER_MANIFEST, ""];
+    if !known.contains(&fetched.media_type.as_str()) {
+        // Docker schema 1 and artifacts other than images are not images rbuild can run.
+        return Err(RegistryError::MediaType(fetched.media_type));
+    }
+    let blobs = manifest_blobs(&fetched.bytes, &format!("manifest of {name}"))?;
+    for_each_parallel(client.options.parallel, &blobs, |(digest, size)| {
+        fetch_blob(client, store, repository, &scope, digest, *size)
+    })?;
+    let blob = store.put(&fetched.bytes)?;
+    let media = if fetched.media_type.is_empty() {
+        MediaType::ImageManifest
+    } else {
+        MediaType::from(fetched.media_type.as_str())
+    };
+    let descriptor = Descriptor::new(media, blob.size, &blob.digest);
+    store.tag(name, &descriptor)?;
+    Ok(descriptor)
+}

@@ -1,0 +1,245 @@
+//! Push: blobs (skipping present ones, mounting, monolithic or chunked), then manifests.
+
+use std::io::Read;
+
+use serde_json::Value;
+use ureq::http::{Method, StatusCode};
+
+use super::client::{RegistryClient, expect, header};
+use super::pull::{digest_and_size, for_each_parallel, is_index, manifest_blobs};
+use super::{RegistryError, io_err};
+use crate::digest::{Digest, Hasher};
+use crate::store::{ContentStore, ImageName};
+
+/// How [`push`] moves blobs.
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    /// A repository on the same registry that likely has the blobs (the image was pulled
+    /// from it): blobs are mounted from there instead of uploaded.
+    pub mount_from: Option<String>,
+}
+
+struct Pusher<'a> {
+    client: &'a RegistryClient,
+    store: &'a ContentStore,
+    repository: &'a str,
+    scope: Vec<String>,
+    mount_from: Option<&'a str>,
+}
+
+/// Pushes the image `source` names in the store (a manifest, or an index and its
+/// manifests) to `dest` on the client's registry; returns the top manifest's digest.
+pub fn push(
+    client: &RegistryClient,
+    store: &ContentStore,
+    source: &str,
+    dest: &ImageName,
+    options: &PushOptions,
+) -> Result<Digest, RegistryError> {
+    let found = store.resolve(source)?;
+    let digest = Digest::try_from(found.descriptor.digest())?;
+    let media_type = found.descriptor.media_type().to_string();
+    let repository = dest.repository();
+    let mut scope = vec![format!("repository:{repository}:pull,push")];
+    let mount_from = options.mount_from.as_deref().filter(|m| *m != repository);
+    if let Some(from) = mount_from {
+        scope.push(format!("repository:{from}:pull"));
+    }
+    let pusher = Pusher {
+        client,
+        store,
+        repository,
+        scope,
+        mount_from,
+    };
+    let reference = match (dest.tag(), dest.digest()) {
+        (Some(t), _) => t.to_owned(),
+        (None, Some(d)) => d.to_string(),
+        (None, None) => digest.to_string(),
+    };
+    pusher.manifest(&digest, &media_type, &reference)?;
+    Ok(digest)
+}
+
+/// `location` with `key=value` added to its query (the registry's `Location` may already
+/// carry one).
+fn with_query(location: &str, key: &str, value: &str) -> String {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{sep}{key}={value}")
+}
+
+impl Pusher<'_> {
+    fn manifest(
+        &self,
+        digest: &Digest,
+        media_type: &str,
+        reference: &str,
+    ) -> Result<(), RegistryError> {
+        let bytes = self.store.read(digest)?;
+        let what = format!("manifest {digest}");
+        if is_index(media_type, &bytes) {
+            let index: Value =
+                serde_json::from_slice(&bytes).map_err(|source| RegistryError::Json {
+                    what: what.clone(),
+                    source,
+                })?;
+            for child in index
+                .get("manifests")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let (child_digest, _) = digest_and_size(child, &what)?;
+                let child_type = child
+                    .get("mediaType")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                self.manifest(&child_digest, child_type, child_digest.as_str())?;
+            }
+        } else {
+            let blobs = manifest_blobs(&bytes, &what)?;
+            for_each_parallel(self.client.options.parallel, &blobs, |(d, size)| {
+                self.blob(d, *size)
+            })?;
+        }
+        let media_type = if media_type.is_empty() {
+            serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| {
+                    v.get("mediaType")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+                .unwrap_or_else(|| super::OCI_MANIFEST.to_owned())
+        } else {
+            media_type.to_owned()
+        };
+        let url = format!(
+            "{}/v2/{}/manifests/{reference}",
+            self.client.base_url(),
+            self.repository
+        );
+        let resp = self.client.send(
+            Method::PUT,
+            &url,
+            &self.scope,
+            &[("content-type", media_type)],
+            Some(&bytes),
+        )?;
+        let resp = expect(
+            resp,
+            Method::PUT,
+            &url,
+            &[StatusCode::CREATED, StatusCode::OK],
+        )?;
+        // The registry names what it stored; a different name means it changed the bytes.
+        if let Some(stored) = header(&resp, "docker-content-digest") {
+            let stored: Digest = stored.parse()?;
+            if &stored != digest {
+                return Err(RegistryError::DigestMismatch {
+                    expected: digest.clone(),
+                    found: stored,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn blob(&self, digest: &Digest, size: u64) -> Result<(), RegistryError> {
+        let base = self.client.base_url();
+        let repo = self.repository;
+        let head = format!("{base}/v2/{repo}/blobs/{digest}");
+        let resp = self
+            .client
+            .send(Method::HEAD, &head, &self.scope, &[], None)?;
+        if resp.status() == StatusCode::OK {
+            return Ok(());
+        }
+        let mut start = format!("{base}/v2/{repo}/blobs/uploads/");
+        if let Some(from) = self.mount_from {
+            start = with_query(&with_query(&start, "mount", digest.as_str()), "from", from);
+        }
+        let resp = self
+            .client
+            .send(Method::POST, &start, &self.scope, &[], Some(&[]))?;
+        let resp = expect(
+            resp,
+            Method::POST,
+            &start,
+            &[StatusCode::CREATED, StatusCode::ACCEPTED],
+        )?;
+        if resp.status() == StatusCode::CREATED {
+            return Ok(());
+        }
+        let mut location = self.location(&resp, &start)?;
+        if size <= self.client.options.chunk_size {
+            // store.read re-hashes the blob, so a corrupt local blob is never sent.
+            let bytes = self.store.read(digest)?;
+            let url = with_query(&location, "digest", digest.as_str());
+            let resp = self.client.send(
+                Method::PUT,
+                &url,
+                &self.scope,
+                &[("content-type", "application/octet-stream".to_owned())],
+                Some(&bytes),
+            )?;
+            expect(resp, Method::PUT, &url, &[StatusCode::CREATED])?;
+            return Ok(());
+        }
+        let path = self.store.blob_path(digest);
+        let mut file = self.store.open_blob(digest)?;
+        let mut hasher = Hasher::new();
+        let chunk = usize::try_from(self.client.options.chunk_size).unwrap_or(usize::MAX);
+        let mut buf = Vec::with_capacity(chunk);
+        loop {
+            buf.clear();
+            (&mut file)
+                .take(chunk as u64)
+                .read_to_end(&mut buf)
+                .map_err(io_err("read blob", &path))?;
+            if buf.is_empty() {
+                break;
+            }
+            let first = hasher.len();
+            hasher.update(&buf);
+            let range = format!("{first}-{}", hasher.len() - 1);
+            let resp = self.client.send(
+                Method::PATCH,
+                &location,
+                &self.scope,
+                &[
+                    ("content-type", "application/octet-stream".to_owned()),
+                    ("content-range", range),
+                ],
+                Some(&buf),
+            )?;
+            let resp = expect(resp, Method::PATCH, &location, &[StatusCode::ACCEPTED])?;
+            location = self.location(&resp, &location)?;
+        }
+        let found = hasher.finish();
+        if &found != digest {
+            return Err(crate::store::StoreError::DigestMismatch {
+                expected: digest.clone(),
+                found,
+            }
+            .into());
+        }
+        let url = with_query(&location, "digest", digest.as_str());
+        let resp = self
+            .client
+            .send(Method::PUT, &url, &self.scope, &[], Some(&[]))?;
+        expect(resp, Method::PUT, &url, &[StatusCode::CREATED])?;
+        Ok(())
+    }
+
+    fn location(&self, resp: &super::client::Response, url: &str) -> Result<String, RegistryError> {
+        header(resp, "location")
+            .map(|l| self.client.absolute(l))
+            .ok_or_else(|| RegistryError::Status {
+                method: "POST".to_owned(),
+                url: url.to_owned(),
+                status: resp.status().as_u16(),
+                body: "no Location header in the upload answer".to_owned(),
+            })
+    }
+}

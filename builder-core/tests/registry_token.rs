@@ -1,0 +1,187 @@
+//! The Bearer token flow and retries, against a small scripted registry on 127.0.0.1
+//! (docker-registry's own token auth needs a signing token server, which Debian lacks).
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rbuild_core::{
+    ContentStore, Digest, ImageName, RegistryClient, RegistryCredentials, RegistryOptions, pull,
+};
+
+struct Request {
+    method: String,
+    path: String,
+    headers: HashMap<String, String>,
+}
+
+type Reply = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// A reply status that makes the server close the connection without answering.
+const DROP: u16 = 0;
+
+/// Serves each connection with `handler`, one request per connection.
+fn serve(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let handler = Arc::new(handler);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let handler = handler.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let mut parts = line.split_whitespace();
+                let method = parts.next().unwrap_or_default().to_owned();
+                let path = parts.next().unwrap_or_default().to_owned();
+                let mut headers = HashMap::new();
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    let h = h.trim_end();
+                    if h.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+                    }
+                }
+                let len: usize = headers
+                    .get("content-length")
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap();
+                let (status, extra, body) = handler(&Request {
+                    method,
+                    path,
+                    headers,
+                });
+                if status == DROP {
+                    // A broken connection: close without answering.
+                    return;
+                }
+                let mut head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    body.len()
+                );
+                for (k, v) in extra {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                head.push_str("\r\n");
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn bearer_token_is_fetched_once_per_scope_and_5xx_and_broken_connections_are_retried() {
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec();
+    let layer = b"not really a layer, but a blob all the same".to_vec();
+    let (cd, ld) = (Digest::of(&config), Digest::of(&layer));
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{ld}","size":{}}}]}}"#,
+        config.len(),
+        layer.len()
+    )
+    .into_bytes();
+    let md = Digest::of(&manifest);
+
+    let token_fetches = Arc::new(AtomicUsize::new(0));
+    let unavailable = Arc::new(AtomicUsize::new(0));
+    let token_queries = Arc::new(Mutex::new(Vec::new()));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let dr = dropped.clone();
+    let addr_cell: Arc<Mutex<String>> = Arc::default();
+    let (tf, un, tq, ac) = (
+        token_fetches.clone(),
+        unavailable.clone(),
+        token_queries.clone(),
+        addr_cell.clone(),
+    );
+    let blobs: HashMap<String, Vec<u8>> = [
+        (format!("/v2/team/app/blobs/{cd}"), config),
+        (format!("/v2/team/app/blobs/{ld}"), layer),
+    ]
+    .into();
+    let addr = serve(move |req| {
+        if req.path.starts_with("/token") {
+            tf.fetch_add(1, Ordering::SeqCst);
+            tq.lock()
+                .unwrap()
+                .push((req.path.clone(), req.headers.get("authorization").cloned()));
+            return (200, vec![], br#"{"token":"tok-1"}"#.to_vec());
+        }
+        if req.headers.get("authorization").map(String::as_str) != Some("Bearer tok-1") {
+            let realm = format!("http://{}/token", ac.lock().unwrap());
+            let challenge = format!(
+                r#"Bearer realm="{realm}",service="fake",scope="repository:team/app:pull""#
+            );
+            return (401, vec![("WWW-Authenticate".into(), challenge)], vec![]);
+        }
+        if req.path == "/v2/team/app/manifests/1" && req.method == "GET" {
+            // The first authorized manifest request loses its connection.
+            if dr.fetch_add(1, Ordering::SeqCst) == 0 {
+                return (DROP, vec![], vec![]);
+            }
+            let ty = "application/vnd.oci.image.manifest.v1+json".to_owned();
+            return (200, vec![("Content-Type".into(), ty)], manifest.clone());
+        }
+        if let Some(b) = blobs.get(&req.path) {
+            // The first blob request meets an overloaded registry.
+            if un.fetch_add(1, Ordering::SeqCst) == 0 {
+                return (503, vec![], b"busy".to_vec());
+            }
+            return (200, vec![], b.clone());
+        }
+        (404, vec![], b"{}".to_vec())
+    });
+    *addr_cell.lock().unwrap() = addr.clone();
+
+    let creds = RegistryCredentials {
+        username: "robot".into(),
+        password: "pw".into(),
+    };
+    let client = RegistryClient::with_credentials(
+        &addr,
+        Some(creds.clone()),
+        RegistryOptions {
+            parallel: 1,
+            backoff: std::time::Duration::from_millis(10),
+            ..Default::default()
+        },
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(tmp.path()).unwrap();
+    let name: ImageName = format!("{addr}/team/app:1").parse().unwrap();
+    let desc = pull(&client, &store, &name).unwrap();
+    assert_eq!(Digest::try_from(desc.digest()).unwrap(), md);
+    assert!(store.contains(&cd) && store.contains(&ld));
+
+    assert_eq!(
+        token_fetches.load(Ordering::SeqCst),
+        1,
+        "token not cached per scope"
+    );
+    let queries = token_queries.lock().unwrap();
+    let (path, auth) = &queries[0];
+    assert_eq!(
+        path,
+        "/token?service=fake&scope=repository%3Ateam%2Fapp%3Apull"
+    );
+    assert_eq!(auth.as_deref(), Some(creds.basic_header().as_str()));
+    // One dropped connection retried: two manifest requests.
+    assert_eq!(dropped.load(Ordering::SeqCst), 2);
+    // Two blobs, one 503 retried: three blob requests.
+    assert_eq!(unavailable.load(Ordering::SeqCst), 3);
+}

@@ -1,0 +1,82 @@
+//! `rbuild login [SERVER]`: check credentials against a registry and save them.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use rbuild_core::{DockerConfig, RegistryCredentials};
+
+use super::pull::RegistryArgs;
+
+/// The registry `login` and `logout` use when none is named.
+const DEFAULT_SERVER: &str = "docker.io";
+
+/// `rbuild login`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// User name
+    #[arg(short, long)]
+    username: String,
+    /// Password (prefer --password-stdin)
+    #[arg(short, long, conflicts_with = "password_stdin")]
+    password: Option<String>,
+    /// Read the password from standard input
+    #[arg(long)]
+    password_stdin: bool,
+    /// The registry [default: docker.io]
+    server: Option<String>,
+}
+
+/// `https://host/v1/` or `host/` as docker accepts it, reduced to `host[:port]`.
+pub fn server_host(server: Option<&str>) -> String {
+    let s = server.unwrap_or(DEFAULT_SERVER);
+    let s = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .unwrap_or(s);
+    let host = s.split('/').next().unwrap_or(s);
+    match host {
+        "index.docker.io" | "registry-1.docker.io" | "" => DEFAULT_SERVER.to_owned(),
+        h => h.to_owned(),
+    }
+}
+
+/// Runs `rbuild login`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let registry = server_host(args.server.as_deref());
+    let password = match (args.password, args.password_stdin) {
+        (Some(p), _) => p,
+        (None, true) => {
+            let mut p = String::new();
+            std::io::stdin()
+                .read_to_string(&mut p)
+                .context("reading the password from standard input")?;
+            p.trim_end_matches(['\n', '\r']).to_owned()
+        }
+        (None, false) => bail!("give a password with --password-stdin or --password"),
+    };
+    let credentials = RegistryCredentials {
+        username: args.username,
+        password,
+    };
+    let options = rbuild_core::RegistryOptions {
+        insecure_registries: args.registry.insecure_registries.clone(),
+        ..Default::default()
+    };
+    let client = rbuild_core::RegistryClient::with_credentials(
+        &registry,
+        Some(credentials.clone()),
+        options,
+    );
+    client
+        .ping(&[])
+        .with_context(|| format!("logging in to {registry}"))?;
+    let mut config = DockerConfig::load()?;
+    config
+        .store_credentials(&registry, &credentials)
+        .with_context(|| format!("saving credentials to {}", config.path().display()))?;
+    println!("Login Succeeded");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,50 @@
+//! `rbuild push NAME [DEST]`: upload an image from the store to a registry.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use rbuild_core::{ImageName, PushOptions};
+
+use super::pull::RegistryArgs;
+use super::store::StoreArgs;
+
+/// `rbuild push`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// The image in the store: a name or an image id
+    name: String,
+    /// Where to push it [default: NAME]
+    dest: Option<String>,
+}
+
+/// Runs `rbuild push`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let store = args.store.open()?;
+    let dest_text = args.dest.as_deref().unwrap_or(&args.name);
+    let dest: ImageName = dest_text
+        .parse()
+        .with_context(|| format!("parsing destination {dest_text}"))?;
+    // An image pulled from another repository of the same registry has its blobs there:
+    // mount them instead of uploading.
+    let mount_from = args
+        .name
+        .parse::<ImageName>()
+        .ok()
+        .filter(|src| src.registry() == dest.registry() && src.repository() != dest.repository())
+        .map(|src| src.repository().to_owned());
+    let client = args.registry.client(dest.registry())?;
+    let digest = rbuild_core::push(
+        &client,
+        &store,
+        &args.name,
+        &dest,
+        &PushOptions { mount_from },
+    )
+    .with_context(|| format!("pushing {} to {dest}", args.name))?;
+    println!("{dest}: digest: {digest}");
+    Ok(ExitCode::SUCCESS)
+}
