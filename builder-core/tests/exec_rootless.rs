@@ -1,7 +1,9 @@
 //! Rootless steps: as an unprivileged user the sandbox maps the caller to root in a new
-//! user namespace (single mapping) and mounts the overlay with `userxattr`. The helper
-//! test runs as `nobody` through `setpriv`; it runs a matrix of steps and checks their
-//! change sets as the root matrix does.
+//! user namespace (its subordinate id ranges through newuidmap/newgidmap, or a single
+//! mapping) and mounts the overlay with `userxattr`. The worker test runs as the user
+//! named by `RBUILD_ROOTLESS_USER` (scripts/test creates `rbuild-rootless` with
+//! /etc/subuid and /etc/subgid ranges) through `setpriv`; it runs a matrix of steps and
+//! checks their change sets as the root matrix does.
 
 #![allow(clippy::unwrap_used)]
 
@@ -43,11 +45,14 @@ const MATRIX: &[(&str, &str)] = &[
 ];
 
 #[test]
+#[ignore = "the worker of rootless_matrix_as_unprivileged_user, which runs it as that user"]
 fn unprivileged_helper() {
-    if std::env::var_os("RBUILD_ROOTLESS_HELPER").is_none() {
-        return;
-    }
+    assert!(
+        std::env::var_os("RBUILD_ROOTLESS_HELPER").is_some(),
+        "run through rootless_matrix_as_unprivileged_user"
+    );
     assert!(!rustix::process::geteuid().is_root());
+    let ranges = std::env::var_os("RBUILD_ROOTLESS_RANGES").is_some_and(|v| v == "1");
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base");
     busybox_rootfs(&base);
@@ -65,10 +70,25 @@ fn unprivileged_helper() {
                 ));
             }
         }
+        // With subordinate ranges the helpers map two ranges (self as root, then the
+        // user's subordinate ids); otherwise, or with SelfOnly, only self.
+        let ranged = ranges && matches!(mapping, IdMapping::Helpers);
+        if ranged {
+            let cmd = "chown 1:1 /data/file && test $(stat -c %u:%g /data/file) = 1:1";
+            let out = run_step(&OverlaySnapshotter::new(), &executor, &lowers, &shell(cmd));
+            let got = render(&out.changes);
+            if !out.status.success() || got != "M data/file\n" {
+                failures.push(format!(
+                    "{mapping:?} {cmd}: {:?} {}\n{got}",
+                    out.status, out.stderr
+                ));
+            }
+        }
         let mut spec = shell("ls /sys/class/net; grep -c . /proc/self/uid_map");
         spec.network = Network::None;
         let out = run_step(&OverlaySnapshotter::new(), &executor, &lowers, &spec);
-        if out.stdout != "lo\n1\n" {
+        let expected = if ranged { "lo\n2\n" } else { "lo\n1\n" };
+        if out.stdout != expected {
             failures.push(format!(
                 "{mapping:?} network none: {:?} {}",
                 out.stdout, out.stderr
@@ -79,18 +99,49 @@ fn unprivileged_helper() {
     println!("ROOTLESS-MATRIX-OK");
 }
 
+/// The uid and gid of the unprivileged user the rootless run uses.
+fn rootless_user() -> (String, String, String) {
+    let name = std::env::var("RBUILD_ROOTLESS_USER").unwrap_or_else(|_| "rbuild-rootless".into());
+    let id = |flag: &str| {
+        let out = std::process::Command::new("id")
+            .args([flag, &name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "the unprivileged test user {name:?} does not exist: scripts/test creates it \
+             (or set RBUILD_ROOTLESS_USER to an existing unprivileged user)"
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let (uid, gid) = (id("-u"), id("-g"));
+    assert_ne!(uid, "0", "{name} must not be root");
+    (name, uid, gid)
+}
+
 #[test]
-fn rootless_matrix_as_nobody() {
+fn rootless_matrix_as_unprivileged_user() {
     require_root();
     assert!(
         std::path::Path::new("/usr/bin/setpriv").exists(),
         "setpriv (util-linux) is missing"
     );
+    let (name, uid, gid) = rootless_user();
+    let has_ranges = std::fs::read_to_string("/etc/subuid")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with(&format!("{name}:")) || l.starts_with(&format!("{uid}:")));
+    println!("rootless run as {name} ({uid}:{gid}), subordinate ids: {has_ranges}");
     let out = std::process::Command::new("/usr/bin/setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={gid}"),
+            "--clear-groups",
+        ])
         .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "unprivileged_helper", "--nocapture"])
+        .args(["--exact", "unprivileged_helper", "--ignored", "--nocapture"])
         .env("RBUILD_ROOTLESS_HELPER", "1")
+        .env("RBUILD_ROOTLESS_RANGES", if has_ranges { "1" } else { "0" })
         .env("TMPDIR", "/tmp")
         .output()
         .unwrap();
