@@ -54,6 +54,11 @@ enum Command {
     Prune(cmd::prune::Args),
     /// Content store maintenance.
     Store(cmd::store::Args),
+    // completion and manual pages, generated from these definitions
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completion(cmd::completion::Args),
+    /// Print the manual page, or write one page per subcommand into a directory.
+    Man(cmd::man::Args),
 }
 
 /// The words that name a subcommand; anything else first on the line means `build`.
@@ -100,6 +105,11 @@ fn main() -> ExitCode {
         Command::Import(args) => cmd::import::run(args),
         Command::Prune(args) => cmd::prune::run(args),
         Command::Store(args) => cmd::store::run(args),
+        // completion and manual pages, generated from these definitions
+        Command::Completion(args) => {
+            cmd::completion::run(args, <Cli as clap::CommandFactory>::command())
+        }
+        Command::Man(args) => cmd::man::run(args, <Cli as clap::CommandFactory>::command()),
     };
     match result {
         Ok(code) => code,

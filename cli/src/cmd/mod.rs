@@ -13,3 +13,6 @@ pub mod rmi;
 pub mod save;
 pub mod store;
 pub mod tag;
+// completion and manual pages, generated from the clap definitions
+pub mod completion;
+pub mod man;
