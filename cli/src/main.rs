@@ -30,6 +30,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print version information.
+    #[command(after_help = "Examples:\n  rbuild version")]
     Version,
     /// Inspect how rbuild reads a Dockerfile.
     Debug(cmd::debug::DebugArgs),
