@@ -30,6 +30,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print version information.
+    #[command(after_help = "Examples:\n  rbuild version")]
     Version,
     /// Inspect how rbuild reads a Dockerfile.
     Debug(cmd::debug::DebugArgs),
@@ -63,6 +64,11 @@ enum Command {
     Login(cmd::login::Args),
     /// Log out from a registry.
     Logout(cmd::logout::Args),
+    // completion and manual pages, generated from these definitions
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completion(cmd::completion::Args),
+    /// Print the manual page, or write one page per subcommand into a directory.
+    Man(cmd::man::Args),
 }
 
 /// The words that name a subcommand; anything else first on the line means `build`.
@@ -85,7 +91,20 @@ fn with_default_subcommand(mut args: Vec<OsString>) -> Vec<OsString> {
     args
 }
 
+/// Restores the default action of SIGPIPE, which Rust's runtime sets to "ignore": a
+/// reader that closes early (`rbuild images | head -1`) then ends rbuild quietly, as it
+/// ends docker, instead of every print panicking on EPIPE. Processes rbuild spawns get
+/// the default action either way.
+fn restore_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE and no handler code runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    restore_sigpipe();
     let args = with_default_subcommand(std::env::args_os().collect());
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
@@ -114,6 +133,11 @@ fn main() -> ExitCode {
         Command::Push(args) => cmd::push::run(args),
         Command::Login(args) => cmd::login::run(args),
         Command::Logout(args) => cmd::logout::run(args),
+        // completion and manual pages, generated from these definitions
+        Command::Completion(args) => {
+            cmd::completion::run(args, <Cli as clap::CommandFactory>::command())
+        }
+        Command::Man(args) => cmd::man::run(args, <Cli as clap::CommandFactory>::command()),
     };
     match result {
         Ok(code) => code,

@@ -13,6 +13,9 @@ use anyhow::Context as _;
 
 /// Arguments of `rbuild debug`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  rbuild debug ast -f Dockerfile
+  rbuild debug instructions | jq '.stages[0]'")]
 pub struct DebugArgs {
     #[command(subcommand)]
     command: DebugCommand,
@@ -21,12 +24,19 @@ pub struct DebugArgs {
 #[derive(Debug, clap::Subcommand)]
 enum DebugCommand {
     /// Print the Dockerfile's syntax tree (BuildKit AST dump format).
+    #[command(after_help = "Examples:
+  rbuild debug ast
+  rbuild debug ast -f docker/Dockerfile.dev
+  echo 'FROM alpine' | rbuild debug ast -f -")]
     Ast {
         /// The Dockerfile to read; `-` reads standard input.
         #[arg(short = 'f', long = "file", default_value = "Dockerfile")]
         file: PathBuf,
     },
     /// Print the Dockerfile's typed instructions, grouped into stages, as JSON.
+    #[command(after_help = "Examples:
+  rbuild debug instructions
+  rbuild debug instructions -f docker/Dockerfile | jq '.stages | length'")]
     Instructions {
         /// The Dockerfile to read; `-` reads standard input.
         #[arg(short = 'f', long = "file", default_value = "Dockerfile")]

@@ -26,6 +26,10 @@ pub enum Format {
 
 /// Arguments of `rbuild graph`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  rbuild graph
+  rbuild graph -f docker/Dockerfile --target runtime --build-arg VERSION=1.4
+  rbuild graph --format dot | dot -Tsvg > graph.svg")]
 pub struct GraphArgs {
     /// The Dockerfile to read; `-` reads standard input.
     #[arg(short = 'f', long = "file", default_value = "Dockerfile")]

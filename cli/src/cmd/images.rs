@@ -10,6 +10,10 @@ use super::store::StoreArgs;
 
 /// `rbuild images`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  rbuild images
+  rbuild images --format json
+  rbuild images --root /srv/rbuild")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,

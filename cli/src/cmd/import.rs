@@ -15,6 +15,9 @@ use super::store::StoreArgs;
 
 /// `rbuild import`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  rbuild import rootfs.tar.gz mybase:latest
+  rbuild import -c 'CMD [\"/bin/sh\"]' -c 'ENV LANG=C.UTF-8' rootfs.tar mybase:1.0")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,

@@ -9,6 +9,9 @@ use super::store::StoreArgs;
 
 /// `rbuild inspect`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  rbuild inspect alpine:3.20
+  rbuild inspect myapp:latest | jq .config.Env")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,

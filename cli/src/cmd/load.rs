@@ -9,6 +9,9 @@ use super::store::StoreArgs;
 
 /// `rbuild load`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  rbuild load -i myapp.tar
+  rbuild load -i alpine-rootfs-image.tar.zst")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,

@@ -13,6 +13,9 @@ const DEFAULT_SERVER: &str = "docker.io";
 
 /// `rbuild login`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  rbuild login -u ci registry.example.com
+  echo \"$TOKEN\" | rbuild login -u ci --password-stdin registry.example.com")]
 pub struct Args {
     #[command(flatten)]
     registry: RegistryArgs,

@@ -9,6 +9,9 @@ use super::login::server_host;
 
 /// `rbuild logout`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  rbuild logout registry.example.com
+  rbuild logout")]
 pub struct Args {
     /// The registry [default: docker.io]
     server: Option<String>,

@@ -18,3 +18,6 @@ pub mod login;
 pub mod logout;
 pub mod pull;
 pub mod push;
+// completion and manual pages, generated from the clap definitions
+pub mod completion;
+pub mod man;

@@ -9,6 +9,9 @@ use super::store::StoreArgs;
 
 /// `rbuild prune`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  rbuild prune
+  rbuild prune --all")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,

@@ -29,6 +29,10 @@ impl RegistryArgs {
 
 /// `rbuild pull`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  rbuild pull busybox
+  rbuild pull --insecure-registry 127.0.0.1:5000 127.0.0.1:5000/team/app:1.0
+  rbuild pull python@sha256:<digest>")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,

@@ -10,6 +10,9 @@ use super::store::StoreArgs;
 
 /// `rbuild push`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  rbuild push registry.example.com/team/app:1.0
+  rbuild push myapp:latest localhost:5000/myapp:latest")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,

@@ -6,6 +6,9 @@ use super::store::StoreArgs;
 
 /// `rbuild rmi`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  rbuild rmi myapp:old
+  rbuild rmi myapp:1.0 myapp:1.1")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,

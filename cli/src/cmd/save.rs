@@ -10,6 +10,9 @@ use super::store::StoreArgs;
 
 /// `rbuild save`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  rbuild save -o myapp.tar myapp:latest
+  rbuild save --format oci -o myapp-oci.tar myapp:latest myapp:debug")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,

@@ -24,6 +24,9 @@ impl StoreArgs {
 
 /// `rbuild store ...`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  rbuild store verify
+  RBUILD_ROOT=/srv/rbuild rbuild store verify")]
 pub struct Args {
     #[command(subcommand)]
     command: StoreCommand,
@@ -32,6 +35,9 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum StoreCommand {
     /// Re-hash every blob and check every image's references.
+    #[command(after_help = "Examples:
+  rbuild store verify
+  rbuild store verify --root /srv/rbuild")]
     Verify {
         #[command(flatten)]
         store: StoreArgs,

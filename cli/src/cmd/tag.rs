@@ -9,6 +9,9 @@ use super::store::StoreArgs;
 
 /// `rbuild tag`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  rbuild tag alpine:3.20 registry.example.com/base/alpine:3.20
+  rbuild tag myapp:latest myapp:1.2.0")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
