@@ -20,7 +20,7 @@ fn sample(root: &Path) {
     symlink("f", root.join("s")).unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &root.join("p"),
+        root.join("p"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o644),
         0,
