@@ -2,6 +2,9 @@
 //! and a one-call "run a step and diff it".
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod matrix;
+pub mod tree;
+
 use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
