@@ -4,7 +4,9 @@
 mod exec_support;
 
 macro_rules! isolation_tests {
-    ($module:ident, $executor:expr) => {
+    // `$tag` keeps the marker strings and sleep durations of one executor's tests apart
+    // from the other's: both modules run in parallel and look for their own processes.
+    ($module:ident, $executor:expr, $tag:literal) => {
         mod $module {
             use std::time::{Duration, Instant};
 
@@ -146,13 +148,13 @@ macro_rules! isolation_tests {
                 let snapshotter = OverlaySnapshotter::new();
                 let scratch = tempfile::tempdir().unwrap();
                 let snapshot = snapshotter.prepare(&base.lowers, scratch.path()).unwrap();
-                let spec = shell("echo first; sleep 1; echo second # rbuild-stream-marker");
+                let spec = shell(concat!("echo first; sleep 1; echo second # rbuild-stream-marker-", $tag));
                 let mut step_alive_at_first = None;
                 let status = executor()
                     .run(&snapshot, &spec, &mut |_: Stream, bytes: &[u8]| {
                         if bytes.starts_with(b"first") {
                             step_alive_at_first =
-                                Some(!processes_with("rbuild-stream-marker").is_empty());
+                                Some(!processes_with(concat!("rbuild-stream-marker-", $tag)).is_empty());
                         }
                     })
                     .unwrap();
@@ -191,19 +193,22 @@ macro_rules! isolation_tests {
                 let scratch = tempfile::tempdir().unwrap();
                 let snapshot = snapshotter.prepare(&base.lowers, scratch.path()).unwrap();
                 let spec =
-                    shell("sleep 1000 & sleep 1001 & echo started; wait # rbuild-cancel-marker");
+                    shell(concat!(
+                    "sleep ", $tag, "00 & sleep ", $tag, "01 & echo started; wait # rbuild-cancel-marker-", $tag
+                ));
                 let cancel = spec.cancel.clone();
                 let status = executor()
                     .run(&snapshot, &spec, &mut |_: Stream, bytes: &[u8]| {
                         if bytes.starts_with(b"started") {
-                            assert!(!processes_with("rbuild-cancel-marker").is_empty());
+                            assert!(!processes_with(concat!("rbuild-cancel-marker-", $tag)).is_empty());
                             cancel.cancel();
                         }
                     })
                     .unwrap();
                 assert_eq!(status, ExitStatus::Signal(libc::SIGKILL));
-                assert!(processes_with("rbuild-cancel-marker").is_empty());
-                assert!(processes_with("sleep 100").is_empty());
+                assert!(processes_with(concat!("rbuild-cancel-marker-", $tag)).is_empty());
+                assert!(processes_with(concat!("sleep ", $tag, "00")).is_empty());
+                assert!(processes_with(concat!("sleep ", $tag, "01")).is_empty());
                 assert_eq!(host_mounts(), before);
                 let changes = snapshotter.diff(&snapshot).unwrap();
                 assert!(changes.is_empty(), "{changes:?}");
@@ -211,16 +216,18 @@ macro_rules! isolation_tests {
 
             /// Run as a child process by the next test, which kills it with SIGKILL midway.
             #[test]
+            #[ignore = "the worker of killed_parent_leaves_no_process_and_no_mount"]
             fn killed_parent_helper() {
-                if std::env::var_os("RBUILD_KILLED_PARENT_HELPER").is_none() {
-                    return;
-                }
+                assert!(
+                    std::env::var_os("RBUILD_KILLED_PARENT_HELPER").is_some(),
+                    "run through killed_parent_leaves_no_process_and_no_mount"
+                );
                 let base = base();
                 let scratch = tempfile::tempdir().unwrap();
                 let snapshot = OverlaySnapshotter::new()
                     .prepare(&base.lowers, scratch.path())
                     .unwrap();
-                let spec = shell("sleep 1002 & echo started; wait # rbuild-orphan-marker");
+                let spec = shell(concat!("sleep ", $tag, "02 & echo started; wait # rbuild-orphan-marker-", $tag));
                 let _ = executor().run(&snapshot, &spec, &mut |_: Stream, _: &[u8]| {});
             }
 
@@ -229,12 +236,12 @@ macro_rules! isolation_tests {
                 require_root();
                 let before = host_mounts();
                 let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
-                    .args(["--exact", HELPER, "--nocapture"])
+                    .args(["--exact", HELPER, "--ignored", "--nocapture"])
                     .env("RBUILD_KILLED_PARENT_HELPER", "1")
                     .spawn()
                     .unwrap();
                 let deadline = Instant::now() + Duration::from_secs(30);
-                while processes_with("rbuild-orphan-marker").is_empty() {
+                while processes_with(concat!("rbuild-orphan-marker-", $tag)).is_empty() {
                     assert!(Instant::now() < deadline, "the helper's step never started");
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -242,8 +249,8 @@ macro_rules! isolation_tests {
                 helper.wait().unwrap();
                 // The kernel delivers the death signals asynchronously; give it a bounded while.
                 let deadline = Instant::now() + Duration::from_secs(10);
-                while !processes_with("rbuild-orphan-marker").is_empty()
-                    || !processes_with("sleep 1002").is_empty()
+                while !processes_with(concat!("rbuild-orphan-marker-", $tag)).is_empty()
+                    || !processes_with(concat!("sleep ", $tag, "02")).is_empty()
                 {
                     assert!(
                         Instant::now() < deadline,
@@ -267,5 +274,5 @@ macro_rules! isolation_tests {
     };
 }
 
-isolation_tests!(sandbox, SandboxExecutor::new());
-isolation_tests!(runc, RuncExecutor::default());
+isolation_tests!(sandbox, SandboxExecutor::new(), "31");
+isolation_tests!(runc, RuncExecutor::default(), "32");
