@@ -175,13 +175,13 @@ macro_rules! isolation_tests {
                         &snapshotter,
                         &*executor,
                         &base.lowers,
-                        &shell(&format!("sleep 0 && : rbuild-hundred-{i} & wait")),
+                        &shell(&format!(concat!("sleep 0 && : rbuild-hundred-", $tag, "-{} & wait"), i)),
                     );
                     assert!(out.status.success());
                     assert!(out.changes.is_empty(), "step {i}: {:?}", out.changes);
                 }
                 assert_eq!(host_mounts(), before);
-                assert!(processes_with("rbuild-hundred-").is_empty());
+                assert!(processes_with(concat!("rbuild-hundred-", $tag, "-")).is_empty());
             }
 
             #[test]

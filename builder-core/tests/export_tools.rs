@@ -218,3 +218,90 @@ fn skopeo_umoci_and_podman_accept_every_export() {
         assert_eq!(found.digest().unwrap(), image.digest().unwrap());
     }
 }
+
+/// A private dockerd (scripts/dockerd, its own state directory), stopped on drop whatever
+/// the test's outcome.
+struct PrivateDockerd {
+    state: tempfile::TempDir,
+}
+
+impl PrivateDockerd {
+    fn start() -> Self {
+        let state = tempfile::Builder::new()
+            .prefix("rbuild-dockerd-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let dockerd = PrivateDockerd { state };
+        run(&mut dockerd.script("start"));
+        dockerd
+    }
+
+    fn script(&self, verb: &str) -> Command {
+        let mut cmd =
+            Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/dockerd"));
+        cmd.arg(verb).env("RBUILD_DOCKERD_DIR", self.state.path());
+        cmd
+    }
+
+    /// The docker CLI talking to this daemon.
+    fn docker(&self) -> Command {
+        let env = run(&mut self.script("env"));
+        let host = env
+            .lines()
+            .find_map(|l| l.strip_prefix("DOCKER_HOST="))
+            .unwrap_or_else(|| panic!("scripts/dockerd env printed no DOCKER_HOST: {env}"))
+            .to_owned();
+        let mut cmd = Command::new("/usr/bin/docker");
+        cmd.env("DOCKER_HOST", host);
+        cmd
+    }
+}
+
+impl Drop for PrivateDockerd {
+    fn drop(&mut self) {
+        let _ = self.script("stop").output();
+    }
+}
+
+#[test]
+fn docker_load_accepts_the_docker_archive() {
+    require_root("dockerd runs as root");
+    for tool in ["dockerd", "containerd"] {
+        require_tool(tool);
+    }
+    assert!(
+        Path::new("/usr/bin/docker").exists(),
+        "/usr/bin/docker is missing (Debian package docker.io)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    source_tree(&src);
+    let store = ContentStore::open(&dir.path().join("store")).unwrap();
+    let name: ImageName = "localhost/rbuild-docker-load:v1".parse().unwrap();
+    let dockerd = PrivateDockerd::start();
+    for format in [ImageFormat::Docker, ImageFormat::Oci] {
+        let image = build(&store, &src, format, Compression::Gzip);
+        let archive = dir.path().join(format!("{format:?}.tar"));
+        let target = ExportTarget::Docker {
+            dest: archive.clone(),
+        };
+        export(&store, &target, &image, std::slice::from_ref(&name)).unwrap();
+        let loaded = run(dockerd.docker().arg("load").arg("-i").arg(&archive));
+        assert!(
+            loaded.contains("rbuild-docker-load:v1"),
+            "docker load said: {loaded}"
+        );
+        let inspect = run(dockerd.docker().args([
+            "image",
+            "inspect",
+            "localhost/rbuild-docker-load:v1",
+            "--format",
+            "{{.Id}} {{json .Config.Cmd}} {{.Config.WorkingDir}}",
+        ]));
+        assert_eq!(
+            inspect.trim(),
+            format!("{} [\"/app/run\"] /app", image.config_digest),
+            "{format:?} image as docker sees it"
+        );
+    }
+}
