@@ -276,7 +276,7 @@ fn docker_load_accepts_the_docker_archive() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     source_tree(&src);
-    let store = ContentStore::open(&dir.path().join("store")).unwrap();
+    let store = ContentStore::open(dir.path().join("store")).unwrap();
     let name: ImageName = "localhost/rbuild-docker-load:v1".parse().unwrap();
     let dockerd = PrivateDockerd::start();
     for format in [ImageFormat::Docker, ImageFormat::Oci] {
