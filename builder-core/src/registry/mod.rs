@@ -9,6 +9,7 @@
 
 mod auth;
 mod client;
+mod mirror;
 mod pull;
 mod push;
 
@@ -17,6 +18,9 @@ use std::path::PathBuf;
 
 pub use self::auth::{Challenge, DOCKER_CONFIG_ENV, DockerConfig, RegistryCredentials};
 pub use self::client::{RegistryClient, RegistryOptions};
+pub use self::mirror::{
+    CONFIG_ENV, ConfigError, Mirror, Pulled, RegistryConfig, SYSTEM_CONFIG, pull_with_mirrors,
+};
 pub use self::pull::pull;
 pub use self::push::{PushOptions, push};
 use crate::digest::Digest;
@@ -128,6 +132,9 @@ pub enum RegistryError {
     /// A digest does not parse.
     #[error(transparent)]
     Digest(#[from] crate::digest::InvalidDigest),
+    /// The config file or a mirror URL is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 pub(crate) fn io_err(
