@@ -103,5 +103,13 @@ fn docker_hub_pull_falls_back_from_a_down_mirror_to_the_next() {
         &missing,
     )
     .unwrap_err();
-    assert!(matches!(err, RegistryError::Http { .. }), "{err:?}");
+    let RegistryError::Mirrors { mirrors, source } = &err else {
+        panic!("expected every mirror to be named: {err:?}");
+    };
+    assert!(matches!(**source, RegistryError::Http { .. }), "{err:?}");
+    assert!(mirrors.contains(&format!("http://{down}")), "{mirrors}");
+    assert!(
+        mirrors.contains(&format!("http://{}", mirror.addr)) && mirrors.contains("404"),
+        "the mirror lacking the tag must say so: {mirrors}"
+    );
 }

@@ -204,8 +204,8 @@ pub struct Pulled {
 
 /// Pulls `name` as [`pull`] does, but a `docker.io` name is first asked of each mirror in
 /// order; a mirror that is down, lacks the image or fails is skipped, and `origin` (the
-/// client for `name`'s registry) is used only when every mirror failed. The origin's error
-/// is the one returned.
+/// client for `name`'s registry) is used only when every mirror failed. If the origin
+/// fails too, the error names every mirror's failure.
 pub fn pull_with_mirrors(
     mirrors: &[Mirror],
     options: &RegistryOptions,
@@ -228,12 +228,38 @@ pub fn pull_with_mirrors(
             }
         }
     }
-    let descriptor = pull(origin, store, name)?;
+    let descriptor = match pull(origin, store, name) {
+        Ok(d) => d,
+        Err(e) if skipped.is_empty() => return Err(e),
+        Err(e) => {
+            let mirrors = skipped
+                .iter()
+                .map(|(m, why)| format!("{m}: {}", error_chain(why)))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(RegistryError::Mirrors {
+                mirrors,
+                source: Box::new(e),
+            });
+        }
+    };
     Ok(Pulled {
         descriptor,
         source: origin.registry().to_owned(),
         skipped,
     })
+}
+
+/// An error and its sources, `: `-separated.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
 }
 
 #[cfg(test)]
