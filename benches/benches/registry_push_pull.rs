@@ -20,9 +20,9 @@ use rbuild_core::{
 /// The name of the image in the source store.
 const LOCAL: &str = "bench/big:1";
 
+/// Stops the bench; a panic (not `exit`) so that the registries and temp dirs are dropped.
 fn fail(msg: String) -> ! {
-    eprintln!("registry_push_pull: {msg}");
-    std::process::exit(1)
+    panic!("registry_push_pull: {msg}")
 }
 
 /// A `docker-registry serve` with filesystem storage under `dir`; killed on drop.
