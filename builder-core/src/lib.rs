@@ -68,6 +68,7 @@ pub use crate::context::{
 // --- registry ---
 mod registry;
 pub use crate::registry::{
-    ACCEPTED_MANIFEST_TYPES, Challenge, DOCKER_CONFIG_ENV, DockerConfig, PushOptions,
-    RegistryClient, RegistryCredentials, RegistryError, RegistryOptions, pull, push,
+    ACCEPTED_MANIFEST_TYPES, CONFIG_ENV, Challenge, ConfigError, DOCKER_CONFIG_ENV, DockerConfig,
+    Mirror, Pulled, PushOptions, RegistryClient, RegistryConfig, RegistryCredentials,
+    RegistryError, RegistryOptions, SYSTEM_CONFIG, error_chain, pull, pull_with_mirrors, push,
 };

@@ -9,6 +9,7 @@
 
 mod auth;
 mod client;
+mod mirror;
 mod pull;
 mod push;
 
@@ -17,6 +18,10 @@ use std::path::PathBuf;
 
 pub use self::auth::{Challenge, DOCKER_CONFIG_ENV, DockerConfig, RegistryCredentials};
 pub use self::client::{RegistryClient, RegistryOptions};
+pub use self::mirror::{
+    CONFIG_ENV, ConfigError, Mirror, Pulled, RegistryConfig, SYSTEM_CONFIG, error_chain,
+    pull_with_mirrors,
+};
 pub use self::pull::pull;
 pub use self::push::{PushOptions, push};
 use crate::digest::Digest;
@@ -128,6 +133,17 @@ pub enum RegistryError {
     /// A digest does not parse.
     #[error(transparent)]
     Digest(#[from] crate::digest::InvalidDigest),
+    /// Every mirror and then the origin failed; the origin's error is the source.
+    #[error("every registry mirror failed ({mirrors}), and so did the origin")]
+    Mirrors {
+        /// Each mirror and why it failed, `; `-separated.
+        mirrors: String,
+        /// The origin's failure.
+        source: Box<RegistryError>,
+    },
+    /// The config file or a mirror URL is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 pub(crate) fn io_err(

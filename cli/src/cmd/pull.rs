@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rbuild_core::{ImageName, RegistryClient, RegistryOptions};
+use rbuild_core::{ImageName, Mirror, RegistryClient, RegistryConfig, RegistryOptions};
 
 use super::store::StoreArgs;
 
@@ -38,6 +38,10 @@ pub struct Args {
     store: StoreArgs,
     #[command(flatten)]
     registry: RegistryArgs,
+    /// Docker Hub mirror (http[s]://host[:port]) to try before docker.io, in order; repeatable,
+    /// tried before the config file's registry-mirrors
+    #[arg(long = "registry-mirror", value_name = "URL")]
+    registry_mirrors: Vec<Mirror>,
     /// The image, e.g. busybox, localhost:5000/app:1, or name@sha256:...
     name: String,
 }
@@ -46,9 +50,30 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let name: ImageName = args.name.parse()?;
     let store = args.store.open()?;
-    let client = args.registry.client(name.registry())?;
-    let desc =
-        rbuild_core::pull(&client, &store, &name).with_context(|| format!("pulling {name}"))?;
+    let config = RegistryConfig::load().context("reading rbuild's config file")?;
+    let mut registry = args.registry;
+    registry
+        .insecure_registries
+        .extend(config.insecure_registries);
+    let mut mirrors = args.registry_mirrors;
+    mirrors.extend(config.registry_mirrors);
+    let client = registry.client(name.registry())?;
+    let options = RegistryOptions {
+        insecure_registries: registry.insecure_registries.clone(),
+        ..Default::default()
+    };
+    let pulled = rbuild_core::pull_with_mirrors(&mirrors, &options, &client, &store, &name)
+        .with_context(|| format!("pulling {name}"))?;
+    for (mirror, error) in &pulled.skipped {
+        eprintln!(
+            "warning: mirror {mirror} skipped: {}",
+            rbuild_core::error_chain(error)
+        );
+    }
+    if pulled.source != name.registry() {
+        eprintln!("pulled from mirror {}", pulled.source);
+    }
+    let desc = pulled.descriptor;
     println!("Digest: {}", desc.digest());
     println!("{name}");
     Ok(ExitCode::SUCCESS)
