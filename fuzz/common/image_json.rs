@@ -43,7 +43,12 @@ fn names(text: &str) {
     let Ok(name) = ImageName::from_str(text) else {
         return;
     };
-    let _ = (name.registry(), name.repository(), name.tag(), name.digest());
+    let _ = (
+        name.registry(),
+        name.repository(),
+        name.tag(),
+        name.digest(),
+    );
     let _ = (name.full_repository(), name.familiar_repository());
     let printed = name.to_string();
     let reparsed = ImageName::from_str(&printed)
@@ -52,7 +57,10 @@ fn names(text: &str) {
     let familiar = name.familiar();
     let again = ImageName::from_str(&familiar)
         .unwrap_or_else(|e| panic!("{text:?} parsed, but its familiar {familiar:?} does not: {e}"));
-    assert_eq!(again, name, "{text:?} changed through familiar {familiar:?}");
+    assert_eq!(
+        again, name,
+        "{text:?} changed through familiar {familiar:?}"
+    );
 }
 
 /// Stores the NUL-separated documents of `data` last first, linking each to the next,
