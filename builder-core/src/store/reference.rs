@@ -145,9 +145,12 @@ impl ImageName {
     pub fn familiar_repository(&self) -> String {
         if self.registry == DEFAULT_REGISTRY {
             let lib = format!("{OFFICIAL_NAMESPACE}/");
+            // Like docker, `library/` goes only before a single component: the short form
+            // of `library/a/b` would parse back as `library/a/b` minus its namespace.
             let short = self
                 .repository
                 .strip_prefix(&lib)
+                .filter(|rest| !rest.contains('/'))
                 .unwrap_or(&self.repository);
             // A short form whose first component reads as a registry would name another
             // image (`docker.io/example.com/app` is not `example.com/app`): keep it whole.
@@ -202,6 +205,7 @@ mod tests {
             "docker.io/library/example.com/app:1",
             "docker.io/localhost/app",
             "docker.io/lcreatdocker.io/library/busybox:1.36",
+            "docker.io/library/library/busybox:1.36",
         ] {
             let name: ImageName = text.parse().unwrap();
             let again: ImageName = name.familiar().parse().unwrap();
