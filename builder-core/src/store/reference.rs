@@ -43,6 +43,12 @@ fn component_ok(c: &str) -> bool {
         && c.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
+/// Whether the first component of a name is a registry host rather than a namespace,
+/// docker's rule: it has a '.' or a ':' (a port), or is `localhost`.
+fn looks_like_registry(first: &str) -> bool {
+    first.contains('.') || first.contains(':') || first == "localhost"
+}
+
 fn tag_ok(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= 128
@@ -74,9 +80,7 @@ impl FromStr for ImageName {
             }
         }
         let (registry, repository) = match path.split_once('/') {
-            Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
+            Some((first, rest)) if looks_like_registry(first) => {
                 (first.to_owned(), rest.to_owned())
             }
             _ => (DEFAULT_REGISTRY.to_owned(), path.to_owned()),
@@ -141,10 +145,19 @@ impl ImageName {
     pub fn familiar_repository(&self) -> String {
         if self.registry == DEFAULT_REGISTRY {
             let lib = format!("{OFFICIAL_NAMESPACE}/");
-            self.repository
+            // Like docker, `library/` goes only before a single component: the short form
+            // of `library/a/b` would parse back as `library/a/b` minus its namespace.
+            let short = self
+                .repository
                 .strip_prefix(&lib)
-                .unwrap_or(&self.repository)
-                .to_owned()
+                .filter(|rest| !rest.contains('/'))
+                .unwrap_or(&self.repository);
+            // A short form whose first component reads as a registry would name another
+            // image (`docker.io/example.com/app` is not `example.com/app`): keep it whole.
+            match short.split_once('/') {
+                Some((first, _)) if looks_like_registry(first) => self.full_repository(),
+                _ => short.to_owned(),
+            }
         } else {
             self.full_repository()
         }
@@ -182,6 +195,25 @@ impl fmt::Display for ImageName {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Found by the `image_json` fuzz target: the familiar form of a docker.io name whose
+    /// repository starts with a host-like component parsed back as another registry.
+    #[test]
+    fn familiar_keeps_registry_when_repository_looks_like_a_host() {
+        for text in [
+            "docker.io/example.com/app:1",
+            "docker.io/library/example.com/app:1",
+            "docker.io/localhost/app",
+            "docker.io/lcreatdocker.io/library/busybox:1.36",
+            "docker.io/library/library/busybox:1.36",
+        ] {
+            let name: ImageName = text.parse().unwrap();
+            let again: ImageName = name.familiar().parse().unwrap();
+            assert_eq!(again, name, "{text} through {}", name.familiar());
+        }
+        let plain: ImageName = "docker.io/user/app:1".parse().unwrap();
+        assert_eq!(plain.familiar(), "user/app:1");
+    }
 
     #[test]
     fn names_normalize_like_docker() {

@@ -1,0 +1,31 @@
+//! Replays the kept `image_json` fuzz corpus (`fuzz/corpus/image_json`, crash inputs included)
+//! through the fuzz target's own body: no input may panic.
+
+#[path = "../../fuzz/common/image_json.rs"]
+mod image_json;
+
+use std::path::Path;
+
+/// Fewer kept inputs than this means the corpus was lost or not minimised into place.
+const MIN_INPUTS: usize = 10;
+
+#[test]
+fn fuzz_corpus_image_json_does_not_panic() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/image_json");
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("fuzz corpus {} is missing: {e}", dir.display()));
+    let mut count = 0;
+    for entry in entries {
+        let path = entry.expect("readable corpus directory").path();
+        let data = std::fs::read(&path).expect("readable corpus file");
+        let outcome = std::panic::catch_unwind(|| image_json::run(&data));
+        assert!(outcome.is_ok(), "{} panicked", path.display());
+        count += 1;
+    }
+    assert!(
+        count >= MIN_INPUTS,
+        "only {count} corpus inputs in {}",
+        dir.display()
+    );
+    println!("fuzz corpus: {count} inputs, no panic");
+}
