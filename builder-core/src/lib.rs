@@ -51,6 +51,11 @@ pub use crate::snapshot::{
     CopySnapshotter, LowerView, OverlaySnapshotter, Snapshot, SnapshotError, Snapshotter, StepRoot,
 };
 
+// --- build semantics: instructions into image configs ---
+// Used by the solver; until it lands, only the tests use it.
+#[cfg_attr(not(test), allow(dead_code))]
+mod semantics;
+
 // --- progress events ---
 mod progress;
 pub use crate::progress::{
