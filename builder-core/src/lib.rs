@@ -56,6 +56,13 @@ pub use crate::snapshot::{
 #[cfg_attr(not(test), allow(dead_code))]
 mod semantics;
 
+// --- the build engine: solver, steps, cache ---
+mod build;
+pub use crate::build::{
+    BuildError, BuildRequest, BuildResult, Builder, CACHE_DIR, CacheKey, DockerfileInput,
+    ExecutorKind, MissReason, SnapshotterKind, StepReport,
+};
+
 // --- progress events ---
 mod progress;
 pub use crate::progress::{
