@@ -5,16 +5,18 @@
 //! it. The last component of what is written is then handled with `*at` calls on its
 //! parent's descriptor and `O_NOFOLLOW`, so nothing written follows a link.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timespec, Timestamps};
 use rustix::io::Errno;
 
 use super::CopyError;
+use crate::context::MAX_SYMLINK_HOPS;
 
 /// The step's root filesystem, open.
 pub(crate) struct DestRoot {
@@ -99,7 +101,7 @@ impl DestRoot {
         if self.is_dir(rel).map_err(CopyError::dest("stat", rel))? {
             return Ok(());
         }
-        let mut sofar = std::path::PathBuf::new();
+        let mut sofar = PathBuf::new();
         for comp in rel.components() {
             sofar.push(comp);
             match self.stat(&sofar).map_err(CopyError::dest("stat", &sofar))? {
@@ -126,6 +128,46 @@ impl DestRoot {
         Ok(())
     }
 
+    /// `rel` with every symlink in it resolved inside the root, the last component
+    /// included, as continuity's `RootPath` (which BuildKit resolves a copy's
+    /// destination with): a dangling link resolves to where its target would be.
+    pub fn resolve(&self, rel: &Path) -> io::Result<PathBuf> {
+        let mut out = PathBuf::new();
+        let mut queue: Vec<OsString> = Vec::new();
+        push_components(&mut queue, rel);
+        let mut hops = 0;
+        while let Some(comp) = queue.pop() {
+            if comp == ".." {
+                out.pop();
+                continue;
+            }
+            let dir = match self.open_dir(&out) {
+                Ok(dir) => dir,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                    out.push(&comp);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match rustix::fs::readlinkat(&dir, comp.as_os_str(), Vec::new()) {
+                Ok(target) => {
+                    hops += 1;
+                    if hops > MAX_SYMLINK_HOPS {
+                        return Err(Errno::LOOP.into());
+                    }
+                    let target = PathBuf::from(OsStr::from_bytes(target.as_bytes()));
+                    if target.is_absolute() {
+                        out.clear();
+                    }
+                    push_components(&mut queue, &target);
+                }
+                Err(Errno::INVAL | Errno::NOENT) => out.push(&comp),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads a small file of the root (`/etc/passwd`); `None` if it is missing.
     pub fn read_text(&self, rel: &Path) -> io::Result<Option<String>> {
         let flags = OFlags::RDONLY | OFlags::CLOEXEC;
@@ -139,6 +181,20 @@ impl DestRoot {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Pushes the components of `path` on a stack, the first one last; `.` and `/` drop
+/// out, `..` stays.
+fn push_components(queue: &mut Vec<OsString>, path: &Path) {
+    let start = queue.len();
+    for comp in path.components() {
+        match comp {
+            Component::Normal(n) => queue.push(n.to_os_string()),
+            Component::ParentDir => queue.push(OsString::from("..")),
+            _ => {}
+        }
+    }
+    queue[start..].reverse();
 }
 
 /// Creates directory `name` in `dir` with exactly `mode` and `owner`.

@@ -34,7 +34,11 @@ pub(crate) fn run(
     };
     let chmod = op.chmod.as_deref().map(ModeChange::parse).transpose()?;
     let dest = op.dest_path();
-    let dest_rel = PathBuf::from(dest.trim_start_matches('/').trim_end_matches('/'));
+    let written = PathBuf::from(dest.trim_start_matches('/').trim_end_matches('/'));
+    // Symlinks in the destination resolve inside the root, the last one included.
+    let dest_rel = root
+        .resolve(&written)
+        .map_err(CopyError::dest("resolve", &written))?;
     let dir_syntax = dest.ends_with('/');
     let created_owner = chown.unwrap_or((0, 0));
     let dest_is_dir = root
