@@ -184,15 +184,16 @@ fn extract_entry<R: Read>(
         path: archive_name.to_owned(),
         source,
     };
+    // Go's archive/tar (docker's untar) reads an empty numeric field as 0; so do we.
     let owner = match w.chown {
         Some(owner) => owner,
         None => (
-            header.uid().map_err(io_fail)? as u32,
-            header.gid().map_err(io_fail)? as u32,
+            header.uid().unwrap_or(0) as u32,
+            header.gid().unwrap_or(0) as u32,
         ),
     };
-    let mode = header.mode().map_err(io_fail)? & 0o7777;
-    let mtime_ns = header.mtime().map_err(io_fail)? as i64 * 1_000_000_000;
+    let mode = header.mode().unwrap_or(0) & 0o7777;
+    let mtime_ns = header.mtime().unwrap_or(0) as i64 * 1_000_000_000;
     if let Some((parent, _)) = split(&target) {
         w.root.mkdir_all(parent, w.chown.unwrap_or((0, 0)))?;
     }

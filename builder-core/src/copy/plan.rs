@@ -68,8 +68,13 @@ pub(crate) enum Item {
     Entries(Selected),
     /// A heredoc, written as a file.
     Inline(InlineFile),
-    /// An `ADD` of an http(s) URL.
-    Url(String),
+    /// An `ADD` of an http(s) URL, with `--checksum`.
+    Url {
+        /// The URL.
+        url: String,
+        /// `--checksum`, which pins the content without a download.
+        checksum: Option<String>,
+    },
 }
 
 /// A source path and what it selects.
@@ -116,7 +121,10 @@ pub(crate) fn plan(op: &CopyOp, view: &SourceView) -> Result<Plan, CopyError> {
     for source in &op.sources {
         if op.add && remote::is_url(source) {
             remote::check_supported(source)?;
-            items.push(Item::Url(source.clone()));
+            items.push(Item::Url {
+                url: source.clone(),
+                checksum: op.checksum.clone(),
+            });
             continue;
         }
         if !has_wildcard(source) && clean_rel(Path::new(source)).as_os_str().is_empty() {
@@ -376,7 +384,13 @@ impl Plan {
                     h.update(file.content.as_bytes());
                     (format!("<<{}", file.name), h.finish())
                 }
-                Item::Url(url) => (url.clone(), remote::content_digest(url)?),
+                Item::Url { url, checksum } => {
+                    let digest = match checksum {
+                        Some(c) => remote::parse_checksum(c)?,
+                        None => remote::content_digest(url)?,
+                    };
+                    (url.clone(), digest)
+                }
             });
         }
         Ok(out)

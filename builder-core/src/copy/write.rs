@@ -82,8 +82,8 @@ pub(crate) fn run(
                 let now = now_ns();
                 w.write_file(&target, file.content.as_bytes(), mode, owner, now)?;
             }
-            Item::Url(url) => {
-                let download = remote::download(url, op.checksum.as_deref())?;
+            Item::Url { url, checksum } => {
+                let download = remote::download(url, checksum.as_deref())?;
                 let target = if into_dir {
                     dest_rel.join(&download.name)
                 } else {
