@@ -31,7 +31,9 @@ where
     T: Send,
     F: FnOnce(&Path, &[PathBuf]) -> Result<T, BuildError> + Send,
 {
-    let all: Vec<&Snapshot> = std::iter::once(target).chain(sources.iter().copied()).collect();
+    let all: Vec<&Snapshot> = std::iter::once(target)
+        .chain(sources.iter().copied())
+        .collect();
     if all.iter().all(|s| matches!(s.root(), StepRoot::Dir(_))) {
         let dirs: Vec<PathBuf> = all
             .iter()
@@ -76,6 +78,8 @@ where
             }
             work(&points[0], &points[1..])
         });
-        handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
 }

@@ -151,17 +151,17 @@ fn build_inner(
 ) -> Result<BuildResult, BuildError> {
     let (file_name, text, dockerfile_path) = match &request.dockerfile {
         DockerfileInput::Path(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| {
-                BuildError::ReadDockerfile {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| BuildError::ReadDockerfile {
                     path: path.clone(),
                     source,
-                }
-            })?;
+                })?;
             (dockerfile_name(path), text, Some(path.as_path()))
         }
         DockerfileInput::Text { name, text } => (name.clone(), text.clone(), None),
     };
-    let rendered = |e: &rbuild_dockerfile::Error| BuildError::Dockerfile(e.render(&file_name, &text));
+    let rendered =
+        |e: &rbuild_dockerfile::Error| BuildError::Dockerfile(e.render(&file_name, &text));
     let mut file = rbuild_dockerfile::parse(&text).map_err(|e| rendered(&e))?;
     let mut build_args = Environment::new();
     for (k, v) in &request.build_args {
@@ -226,15 +226,19 @@ fn build_inner(
         }
         let mut instructions = Vec::new();
         for trigger in &texts {
-            let parsed = rbuild_dockerfile::parse(&format!("FROM scratch\n{trigger}\n"))
-                .map_err(|e| BuildError::BaseImage {
-                    rendered: render_at(
-                        &file_name,
-                        &text,
-                        &stage.span,
-                        &format!("failed to parse ONBUILD trigger {trigger:?} of {reference}: {e}"),
-                    ),
-                    source: Box::new(BuildError::Dockerfile(e.to_string())),
+            let parsed =
+                rbuild_dockerfile::parse(&format!("FROM scratch\n{trigger}\n")).map_err(|e| {
+                    BuildError::BaseImage {
+                        rendered: render_at(
+                            &file_name,
+                            &text,
+                            &stage.span,
+                            &format!(
+                                "failed to parse ONBUILD trigger {trigger:?} of {reference}: {e}"
+                            ),
+                        ),
+                        source: Box::new(BuildError::Dockerfile(e.to_string())),
+                    }
                 })?;
             for stage in parsed.stages {
                 instructions.extend(stage.instructions);

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use oci_spec::image::Descriptor;
 use rbuild_dockerfile::{Base, GraphStage, Instruction, Source, Step};
 
+use super::StepReport;
 use super::cache::{CacheEntry, CacheKey, CachedLayer, MissReason};
 use super::error::{BuildError, io_err, render_at};
 use super::mount::with_roots;
 use super::solve::{Shared, copy_source, root_key, step_scratch};
 use super::step::{self, RunContext, RunFailure, make_workdir, run_spec, touches_files};
-use super::StepReport;
 use crate::copy::{self, CopyOp, CopySource};
 use crate::digest::{Digest, Hasher};
 use crate::image::ImageFormat;
@@ -185,7 +185,12 @@ impl<'s, 'a> StageRun<'s, 'a> {
             } else {
                 let applied = self.apply(step)?;
                 let created = self.config_step_time(step, &applied)?;
-                semantics::push_history(&mut self.state.config.image, &applied, Some(created), true);
+                semantics::push_history(
+                    &mut self.state.config.image,
+                    &applied,
+                    Some(created),
+                    true,
+                );
             }
         }
         Ok(self.state)
@@ -476,7 +481,11 @@ impl<'s, 'a> StageRun<'s, 'a> {
     }
 
     /// Prepares a snapshot over `state`'s layers in `scratch`.
-    fn prepare(&self, state: &StageState, scratch: &std::path::Path) -> Result<Snapshot, BuildError> {
+    fn prepare(
+        &self,
+        state: &StageState,
+        scratch: &std::path::Path,
+    ) -> Result<Snapshot, BuildError> {
         let store = self.shared.store;
         let mut lowers: Vec<PathBuf> = state
             .layers
@@ -558,7 +567,10 @@ impl<'s, 'a> StageRun<'s, 'a> {
             }
             _ => return Ok(None),
         }
-        let changes = shared.snapshotter.diff(&snapshot).map_err(BuildError::from)?;
+        let changes = shared
+            .snapshotter
+            .diff(&snapshot)
+            .map_err(BuildError::from)?;
         let layer = if changes.is_empty() {
             None
         } else {
@@ -589,7 +601,10 @@ struct CopyInput {
 
 /// The context files a step's sources select, with their content digests (or their
 /// type for what is not a regular file).
-fn selected_files(context: &super::solve::ContextState<'_>, step: &Step) -> BTreeMap<String, String> {
+fn selected_files(
+    context: &super::solve::ContextState<'_>,
+    step: &Step,
+) -> BTreeMap<String, String> {
     let sources = match &step.instruction {
         Instruction::Copy(c) => &c.files.sources,
         Instruction::Add(a) => &a.files.sources,

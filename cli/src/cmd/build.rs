@@ -148,7 +148,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         let dir = PathBuf::from(&args.context);
         if !dir.is_dir() {
-            bail!("unable to prepare context: path {:?} not found", args.context);
+            bail!(
+                "unable to prepare context: path {:?} not found",
+                args.context
+            );
         }
         ContextSource::Directory(dir)
     };
@@ -250,10 +253,7 @@ mod tests {
 
     #[test]
     fn build_args_without_a_value_come_from_the_environment() {
-        assert_eq!(
-            build_arg("A=1=2"),
-            Some(("A".to_owned(), "1=2".to_owned()))
-        );
+        assert_eq!(build_arg("A=1=2"), Some(("A".to_owned(), "1=2".to_owned())));
         assert_eq!(build_arg("RBUILD_SURELY_UNSET_VARIABLE_1234"), None);
         let path = std::env::var("PATH").expect("PATH is set in tests");
         assert_eq!(build_arg("PATH"), Some(("PATH".to_owned(), path)));
