@@ -154,3 +154,20 @@ fn the_cache_survives_a_new_builder_and_misses_when_its_layers_are_gone() {
     assert_eq!(steps(&third), [true, true, true, true, false]);
     assert_eq!(third.steps[4].miss, Some(MissReason::NoEntry));
 }
+
+#[test]
+fn prune_drops_the_cache() {
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[("a.txt", "a\n"), ("b.txt", "b\n")]);
+    build(&store, DOCKERFILE, &ctx);
+    let report = rbuild_core::prune(&store, false).unwrap();
+    assert!(report.cache_entries >= 5, "{report:?}");
+    let again = build(&store, DOCKERFILE, &ctx);
+    assert_eq!(steps(&again), [false; 5]);
+    assert!(
+        again
+            .steps
+            .iter()
+            .all(|s| s.miss == Some(MissReason::NoEntry))
+    );
+}
