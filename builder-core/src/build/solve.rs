@@ -116,8 +116,18 @@ pub(crate) fn build(
                 steps: 0,
             });
         }
+        // A failed step's output tail was shown with the step: not again here.
+        let message = match err {
+            BuildError::StepFailed {
+                location,
+                name,
+                message,
+                ..
+            } => format!("{location}: {name}: {message}"),
+            err => crate::registry::error_chain(err),
+        };
         progress.event(&Event::BuildFailed {
-            message: format!("failed to solve: {}", crate::registry::error_chain(err)),
+            message: format!("failed to solve: {message}"),
             duration: started.elapsed(),
         });
     }
@@ -204,9 +214,11 @@ fn build_inner(
                 &file_name,
                 &text,
                 &span,
-                &format!("failed to resolve image {reference}: {e}"),
+                &format!(
+                    "failed to resolve image {reference}: {}",
+                    crate::registry::error_chain(&e)
+                ),
             ),
-            source: Box::new(e),
         })?;
         bases.insert(reference, found);
     }
@@ -237,7 +249,6 @@ fn build_inner(
                                 "failed to parse ONBUILD trigger {trigger:?} of {reference}: {e}"
                             ),
                         ),
-                        source: Box::new(BuildError::Dockerfile(e.to_string())),
                     }
                 })?;
             for stage in parsed.stages {

@@ -40,10 +40,7 @@ pub enum SnapshotterArg {
 #[command(after_help = "Examples:
   rbuild -t friendlyhello .
   rbuild build -t app:1.0 -f docker/Dockerfile --build-arg VERSION=1.0 .
-  rbuild build --target builder -o type=local,dest=out .
-  tar -c . | rbuild build -t app -
-  rbuild build -f - . < Dockerfile
-  rbuild build --explain-cache -t app .")]
+  tar -c . | rbuild build --target builder -o type=local,dest=out -")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
@@ -216,12 +213,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let result = match result {
         Ok(result) => result,
         Err(err) => {
-            // The renderers already showed the failure; -q (no renderer) and errors
-            // before the first step still need saying.
-            if args.quiet || matches!(args.progress.resolve(), ProgressMode::Rawjson) {
+            // The progress renderers end with the failure (rawjson in its last event);
+            // with -q nothing was shown yet.
+            if args.quiet {
                 eprintln!("error: {}", rbuild_core::error_chain(&err));
-            } else {
-                eprintln!("ERROR: {err}");
             }
             return Ok(ExitCode::from(EXIT_BUILD_FAILED));
         }
