@@ -308,14 +308,13 @@ impl<'s, 'a> StageRun<'s, 'a> {
         let begun = Instant::now();
         let layer = match self.execute(id, step, &input) {
             Ok(layer) => layer,
+            // A step cut short because another stage failed just ends with the build.
+            Err(RunFailure::Error(BuildError::Canceled)) => return Err(BuildError::Canceled),
             Err(RunFailure::Error(e)) => {
-                let e = match e {
-                    BuildError::Canceled => e,
-                    e => BuildError::Step {
-                        location,
-                        name,
-                        source: Box::new(e),
-                    },
+                let e = BuildError::Step {
+                    location,
+                    name,
+                    source: Box::new(e),
                 };
                 return Err(failed(e, begun.elapsed()));
             }
