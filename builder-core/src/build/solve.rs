@@ -15,7 +15,8 @@ use rbuild_dockerfile::{
 use super::base::{self, BaseImage};
 use super::cache::{Cache, CacheKey};
 use super::error::{BuildError, io_err, render_at};
-use super::stage::{StageRun, StageState};
+use super::stage::StageRun;
+use super::state::StageState;
 use super::{BuildRequest, BuildResult, DockerfileInput, ExecutorKind, SnapshotterKind};
 use crate::context::{ContextHashes, ContextListing, INDEX_DIR, IgnoreRules};
 use crate::exec::{CancelToken, Executor, RuncExecutor, SandboxExecutor};

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use oci_spec::image::Descriptor;
 use rbuild_dockerfile::{Base, GraphStage, Instruction, Source, Step};
 
 use super::StepReport;
@@ -12,65 +11,14 @@ use super::cache::{CacheEntry, CacheKey, CachedLayer, MissReason};
 use super::error::{BuildError, io_err, render_at};
 use super::mount::with_roots;
 use super::solve::{Shared, copy_source, root_key, step_scratch};
+use super::state::{StageState, image_layers};
 use super::step::{self, RunContext, RunFailure, make_workdir, run_spec, touches_files};
 use crate::copy::{self, CopyOp, CopySource};
-use crate::digest::{Digest, Hasher};
-use crate::image::ImageFormat;
-use crate::layer::{Compression, Layer, LayerOptions, write_layer};
+use crate::digest::Digest;
+use crate::layer::{Layer, LayerOptions, write_layer};
 use crate::progress::{Event, StepId, StepOutput, display_name};
-use crate::semantics::{self, Applied, StageConfig};
+use crate::semantics::{self, Applied};
 use crate::snapshot::Snapshot;
-
-/// One layer of a stage's filesystem.
-#[derive(Debug, Clone)]
-pub(crate) struct LayerRef {
-    pub blob: Digest,
-    pub diff_id: Digest,
-    pub size: u64,
-    pub compression: Compression,
-}
-
-impl LayerRef {
-    fn of(layer: &Layer) -> Self {
-        LayerRef {
-            blob: layer.blob.digest.clone(),
-            diff_id: layer.diff_id.clone(),
-            size: layer.blob.size,
-            compression: layer.compression,
-        }
-    }
-
-    /// The manifest descriptor of this layer in an image of `format`.
-    pub(crate) fn descriptor(&self, format: ImageFormat) -> Descriptor {
-        Descriptor::new(format.layer_type(self.compression), self.size, &self.blob)
-    }
-}
-
-/// A stage after some of its steps: what the next step starts from.
-#[derive(Debug, Clone)]
-pub(crate) struct StageState {
-    /// The image config so far (its rootfs is filled in at assembly).
-    pub config: StageConfig,
-    /// Every layer, the base image's first.
-    pub layers: Vec<LayerRef>,
-    /// The key the next step's key is derived from: the base's, then one link per
-    /// layer added (by content), so that a step that ran again with the same result
-    /// leaves the keys after it unchanged.
-    pub key: CacheKey,
-    /// The base image's name and manifest digest.
-    pub base: Option<(String, Digest)>,
-}
-
-impl StageState {
-    fn push_layer(&mut self, layer: &Layer) {
-        self.layers.push(LayerRef::of(layer));
-        let mut h = Hasher::new();
-        h.update(self.key.0.as_str().as_bytes());
-        h.update(b"\0");
-        h.update(layer.diff_id.as_str().as_bytes());
-        self.key = CacheKey(h.finish());
-    }
-}
 
 /// The run of one stage.
 pub(crate) struct StageRun<'s, 'a> {
@@ -638,29 +586,4 @@ fn output_of(layer: Option<&Layer>) -> StepOutput {
         },
         None => StepOutput::EmptyLayer,
     }
-}
-
-/// The layers of `image`, bottom first.
-fn image_layers(image: &crate::image::Image) -> Result<Vec<LayerRef>, BuildError> {
-    let pairs = image.layers()?;
-    Ok(pairs
-        .into_iter()
-        .zip(image.manifest.layers())
-        .map(|((blob, diff_id), desc)| {
-            let media = desc.media_type().to_string();
-            let compression = if media.ends_with("zstd") {
-                Compression::Zstd
-            } else if media.ends_with("gzip") {
-                Compression::Gzip
-            } else {
-                Compression::None
-            };
-            LayerRef {
-                blob,
-                diff_id,
-                size: desc.size(),
-                compression,
-            }
-        })
-        .collect())
 }
