@@ -345,3 +345,22 @@ fn an_empty_run_keeps_history_with_an_empty_layer() {
         }
     )));
 }
+
+#[test]
+fn copy_from_an_image_no_stage_uses_and_warnings_for_unused_build_args() {
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[]);
+    let (result, events) = build_with(
+        &store,
+        "FROM scratch\nCOPY --from=busybox /bin/busybox /busybox\n",
+        &ctx,
+        |r| r.build_args = vec![("NOBODY_DECLARED".to_owned(), "x".to_owned())],
+    );
+    let result = result.unwrap();
+    let root = rootfs(&store, &result.image, dir.path());
+    assert!(root.join("busybox").is_file());
+    assert!(events.events().iter().any(|e| matches!(
+        e,
+        Event::Warning { message, .. } if message.contains("NOBODY_DECLARED")
+    )));
+}

@@ -345,6 +345,7 @@ fn build_inner(
         steps: u32::try_from(steps).unwrap_or(u32::MAX),
     });
     *announced = true;
+    warn_about(&shared);
 
     for level in &graph.levels {
         run_level(&shared, level)?;
@@ -378,6 +379,34 @@ fn build_inner(
         steps: reports,
         duration,
     })
+}
+
+/// Warns, as BuildKit does, about build arguments nothing declared, and about what the
+/// engine does not do yet (`RUN --mount`).
+fn warn_about(shared: &Shared<'_>) {
+    let graph = shared.graph;
+    if !graph.unused_build_args.is_empty() {
+        shared.progress.event(&Event::Warning {
+            rule: None,
+            message: format!(
+                "one or more build-args [{}] were not consumed",
+                graph.unused_build_args.join(" ")
+            ),
+            line: None,
+        });
+    }
+    for step in &graph.steps {
+        if let Instruction::Run(run) = &step.instruction {
+            if !run.mounts.is_empty() {
+                shared.progress.event(&Event::Warning {
+                    rule: None,
+                    message: "RUN --mount is not supported yet: the step runs without its mounts"
+                        .to_owned(),
+                    line: u32::try_from(step.span.start_line).ok(),
+                });
+            }
+        }
+    }
 }
 
 /// Runs the stages of one level, at most `jobs` at once; the first failure cancels the
