@@ -364,3 +364,50 @@ fn copy_from_an_image_no_stage_uses_and_warnings_for_unused_build_args() {
         Event::Warning { message, .. } if message.contains("NOBODY_DECLARED")
     )));
 }
+
+#[test]
+fn dockerignore_rules_and_labels_apply() {
+    let (dir, store) = busybox_store();
+    let ctx = context(
+        dir.path(),
+        &[
+            ("keep.txt", "keep\n"),
+            ("secret.key", "no\n"),
+            ("logs/a.log", "no\n"),
+            ("logs/important.log", "yes\n"),
+            (".dockerignore", "*.key\nlogs/*.log\n!logs/important.log\n"),
+        ],
+    );
+    let (result, _) = build_with(&store, "FROM busybox\nCOPY . /ctx/\n", &ctx, |r| {
+        r.labels = vec![("org.example.team".to_owned(), "build".to_owned())];
+    });
+    let result = result.unwrap();
+    let root = rootfs(&store, &result.image, dir.path());
+    assert!(root.join("ctx/keep.txt").is_file());
+    assert!(!root.join("ctx/secret.key").exists());
+    assert!(!root.join("ctx/logs/a.log").exists());
+    assert!(root.join("ctx/logs/important.log").is_file());
+    let labels = result
+        .image
+        .config
+        .config
+        .labels
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(
+        labels.get("org.example.team").map(String::as_str),
+        Some("build")
+    );
+    let annotations = result
+        .image
+        .manifest
+        .annotations()
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(
+        annotations
+            .get("org.opencontainers.image.base.name")
+            .map(String::as_str),
+        Some("docker.io/library/busybox:latest")
+    );
+}

@@ -19,6 +19,7 @@ use crate::layer::{Layer, LayerOptions, write_layer};
 use crate::progress::{Event, StepId, StepOutput, display_name};
 use crate::semantics::{self, Applied};
 use crate::snapshot::Snapshot;
+use crate::store::ImageName;
 
 /// The run of one stage.
 pub(crate) struct StageRun<'s, 'a> {
@@ -62,7 +63,13 @@ impl<'s, 'a> StageRun<'s, 'a> {
                     config: semantics::new_stage_config(Some(&base.image.config)),
                     layers: image_layers(&base.image)?,
                     key: root_key(Some(base)),
-                    base: Some((reference.clone(), base.digest.clone())),
+                    // Recorded by its full name, as BuildKit annotates it.
+                    base: Some((
+                        reference
+                            .parse::<ImageName>()
+                            .map_or_else(|_| reference.clone(), |n| n.to_string()),
+                        base.digest.clone(),
+                    )),
                 }
             }
             Base::Stage(id) => {
