@@ -176,22 +176,17 @@ pub enum CopyError {
         /// The source as written.
         source_path: String,
     },
-    /// Nothing was selected at all.
-    #[error("COPY failed: no source files were specified")]
-    NoSources,
     /// A `--from` tree could not be listed.
     #[error(transparent)]
     Walk(#[from] WalkError),
     /// A context file had no digest.
     #[error(transparent)]
     Hash(#[from] HashError),
-    /// Several sources need a directory destination.
-    #[error(
-        "copying several sources to {dest:?}: the destination must be a directory and end with a /"
-    )]
-    DestNotDirectory {
-        /// The destination as resolved.
-        dest: String,
+    /// The sources and options do not go together.
+    #[error("invalid COPY/ADD: {reason}")]
+    InvalidOption {
+        /// What is wrong, in BuildKit's words.
+        reason: &'static str,
     },
     /// A directory would be replaced by a file, or a file stands where a directory must.
     #[error("cannot copy {what} to {path}: {reason}")]

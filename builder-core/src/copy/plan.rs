@@ -116,8 +116,8 @@ pub(crate) fn plan(op: &CopyOp, view: &SourceView) -> Result<Plan, CopyError> {
     } else {
         Some(IgnoreRules::parse(&op.excludes.join("\n")).map_err(CopyError::Exclude)?)
     };
+    check_options(op)?;
     let mut items = Vec::new();
-    let mut missing_wildcard = None;
     for source in &op.sources {
         if op.add && remote::is_url(source) {
             remote::check_supported(source)?;
@@ -134,12 +134,10 @@ pub(crate) fn plan(op: &CopyOp, view: &SourceView) -> Result<Plan, CopyError> {
         }
         let matches = match resolve_source(&view.listing, source) {
             Ok(m) => m,
-            Err(ResolveError::NotFound { .. }) if has_wildcard(source) => {
-                // BuildKit allows a wildcard that matches nothing as long as the step
-                // copies something (the `COPY package.json yarn.lock* ./` idiom).
-                missing_wildcard = Some(source.clone());
-                continue;
-            }
+            // BuildKit's frontend sets AllowEmptyWildcard: a wildcard matching nothing
+            // copies nothing, even when it is the only source (checked against
+            // docker 20.10's BuildKit: the step succeeds and changes nothing).
+            Err(ResolveError::NotFound { .. }) if has_wildcard(source) => continue,
             Err(ResolveError::NotFound { .. }) if !view.is_context() => {
                 return Err(CopyError::NotFound {
                     source_path: source.clone(),
@@ -155,7 +153,13 @@ pub(crate) fn plan(op: &CopyOp, view: &SourceView) -> Result<Plan, CopyError> {
             {
                 continue;
             }
-            let top = follow(view, source, found)?;
+            // BuildKit follows the symlink a source names, except with --parents, where
+            // the source becomes an include pattern and a matched link is copied as is.
+            let top = if op.parents {
+                found
+            } else {
+                follow(view, source, found)?
+            };
             let name = found
                 .path
                 .file_name()
@@ -202,14 +206,27 @@ pub(crate) fn plan(op: &CopyOp, view: &SourceView) -> Result<Plan, CopyError> {
         }
     }
     items.extend(op.heredocs.iter().cloned().map(Item::Inline));
-    if items.is_empty() {
-        return Err(match missing_wildcard {
-            Some(source_path) if !view.is_context() => CopyError::NotFound { source_path },
-            Some(source_path) => ResolveError::NotFound { source_path }.into(),
-            None => CopyError::NoSources,
-        });
-    }
     Ok(Plan { items })
+}
+
+/// The checks BuildKit's frontend makes on the sources and `--checksum`.
+fn check_options(op: &CopyOp) -> Result<(), CopyError> {
+    let invalid = |reason| Err(CopyError::InvalidOption { reason });
+    if !op.add && op.sources.iter().any(|s| remote::is_url(s)) {
+        return invalid("source can't be a URL for COPY");
+    }
+    if op.checksum.is_some() {
+        if !op.add {
+            return invalid("checksum can't be specified for COPY");
+        }
+        if op.sources.len() != 1 {
+            return invalid("checksum can't be specified for multiple sources");
+        }
+        if !op.sources.iter().all(|s| remote::is_url(s)) {
+            return invalid("checksum requires HTTP(S) or Git sources");
+        }
+    }
+    Ok(())
 }
 
 /// The whole source root as one directory selection.

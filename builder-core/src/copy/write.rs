@@ -41,12 +41,14 @@ pub(crate) fn run(
         .map_err(CopyError::dest("resolve", &written))?;
     let dir_syntax = dest.ends_with('/');
     let created_owner = chown.unwrap_or((0, 0));
-    let dest_is_dir = root
-        .is_dir(&dest_rel)
-        .map_err(CopyError::dest("stat", &dest_rel))?;
-    if plan.items.len() > 1 && !dir_syntax && !dest_is_dir {
-        return Err(CopyError::DestNotDirectory { dest });
+    if plan.items.is_empty() {
+        // Only wildcards that matched nothing: BuildKit changes nothing, not even the
+        // destination's parents.
+        return Ok(CopyStats::default());
     }
+    // Several sources with a destination that is not a directory are not refused:
+    // BuildKit copies them in turn, a later file replacing an earlier one, and fails
+    // only when a directory's contents must go where a file is.
     // BuildKit's fsutil: the destination (when it names a directory) or its parent is
     // created first, 0755 and owned by the --chown user.
     if dir_syntax {
