@@ -119,6 +119,12 @@ fn hardlinks_between_copied_files_are_kept() {
     assert_eq!(a.ino(), b.ino());
     assert_eq!(a.nlink(), 2);
     assert_ne!(a.ino(), o.ino());
+    // Across sources they are not: each source is copied on its own, as in BuildKit.
+    let root = dest();
+    copy(&op("COPY d/a d/b /s/", "/"), &ctx.source(), root.path()).unwrap();
+    let a = fs::metadata(root.path().join("s/a")).unwrap();
+    let b = fs::metadata(root.path().join("s/b")).unwrap();
+    assert_ne!(a.ino(), b.ino());
 }
 
 #[test]

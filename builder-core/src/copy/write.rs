@@ -171,6 +171,9 @@ impl Writer<'_> {
         into_dir: bool,
     ) -> Result<(), CopyError> {
         let src_path = self.view.path_of(&sel.top);
+        // BuildKit copies each source with its own copier: hardlinks are kept within
+        // one source, not across sources (checked against docker 20.10's BuildKit).
+        self.links.clear();
         if let Some(rel) = &sel.parents_rel {
             // --parents: the destination is a directory; the source keeps its path.
             self.root
