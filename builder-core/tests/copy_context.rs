@@ -174,3 +174,12 @@ fn a_symlink_named_as_source_is_followed_inside_the_context() {
         ('f', "real")
     );
 }
+
+#[test]
+fn two_sources_merge_into_the_same_directories() {
+    let ctx = Context::new(&[("one/s/f", "1"), ("two/s/f", "2"), ("two/s/g", "g")]);
+    let root = dest();
+    copy(&op("COPY one two /d/", "/"), &ctx.source(), root.path()).unwrap();
+    assert_eq!(read(root.path(), "d/s/f"), "2");
+    assert_eq!(read(root.path(), "d/s/g"), "g");
+}

@@ -1,6 +1,6 @@
 //! Writing a plan into the destination root.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Write as _};
@@ -9,9 +9,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use xattr::FileExt as _;
 
 use super::chmod::ModeChange;
-use super::dest::{DestRoot, lstat_at, make_dir, set_mtime, set_owner_mode, split};
+use super::dest::{self, DestRoot, lstat_at, make_dir, set_mtime, set_owner_mode, split};
 use super::plan::{Item, Plan, Selected, SourceView, open_source};
 use super::{CopyError, CopyOp, CopyStats, archive, remote};
 use crate::context::{ContextEntry, EntryType};
@@ -63,6 +64,7 @@ pub(crate) fn run(
         chmod,
         links: HashMap::new(),
         dir_times: Vec::new(),
+        fresh: HashSet::new(),
         parent: None,
         stats: CopyStats::default(),
     };
@@ -157,6 +159,8 @@ pub(crate) struct Writer<'a> {
     links: HashMap<u64, PathBuf>,
     /// Directories whose mtime is set once everything inside is written.
     dir_times: Vec<(PathBuf, i64)>,
+    /// Directories this copy created (so they hold nothing it did not put there).
+    fresh: HashSet<PathBuf>,
     /// The parent directory last opened, reused for its siblings.
     parent: Option<(PathBuf, OwnedFd)>,
     pub stats: CopyStats,
@@ -174,6 +178,8 @@ impl Writer<'_> {
         // BuildKit copies each source with its own copier: hardlinks are kept within
         // one source, not across sources (checked against docker 20.10's BuildKit).
         self.links.clear();
+        // Another source may write into what this one created.
+        self.fresh.clear();
         if let Some(rel) = &sel.parents_rel {
             // --parents: the destination is a directory; the source keeps its path.
             self.root
@@ -282,7 +288,14 @@ impl Writer<'_> {
         let mode = self.mode_of(e.mode, is_dir);
         let name = target.file_name().unwrap_or_default().to_os_string();
         let dir = self.parent_of(target)?;
-        let existing = lstat_at(&dir, &name).map_err(CopyError::dest("stat", target))?;
+        // A directory this copy created holds only what it put there, and each source
+        // path comes once: nothing to look up.
+        let fresh = target.parent().is_some_and(|p| self.fresh.contains(p));
+        let existing = if fresh {
+            None
+        } else {
+            lstat_at(&dir, &name).map_err(CopyError::dest("stat", target))?
+        };
         let fail = CopyError::dest;
         if is_dir {
             match existing {
@@ -308,6 +321,7 @@ impl Writer<'_> {
                 None => {
                     make_dir(&dir, &name, mode, owner).map_err(fail("create", target))?;
                     copy_xattrs(&src, &dir, &name).map_err(fail("set xattrs on", target))?;
+                    self.fresh.insert(target.to_path_buf());
                     self.dir_times.push((target.to_path_buf(), e.mtime_ns));
                     self.stats.dirs += 1;
                     return Ok(());
@@ -352,6 +366,10 @@ impl Writer<'_> {
                 }
                 self.stats.files += 1;
                 self.stats.bytes += n;
+                // Through the open descriptors: no path lookups for the most common entry.
+                finish_file(&input, &out, owner, mode, e.mtime_ns)
+                    .map_err(fail("set attributes on", target))?;
+                return Ok(());
             }
             EntryType::Symlink => {
                 let link = e.link_target.clone().unwrap_or_default();
@@ -448,6 +466,42 @@ pub(crate) fn create_file(dir: &OwnedFd, name: &OsStr) -> io::Result<File> {
         Mode::from_raw_mode(0o600),
     )?;
     Ok(File::from(fd))
+}
+
+/// Sets owner, then mode (a chown clears setuid and setgid), xattrs and times of a
+/// copied file through its descriptor.
+fn finish_file(
+    input: &File,
+    out: &File,
+    owner: (u32, u32),
+    mode: u32,
+    mtime_ns: i64,
+) -> io::Result<()> {
+    rustix::fs::fchown(
+        out,
+        Some(rustix::fs::Uid::from_raw(owner.0)),
+        Some(rustix::fs::Gid::from_raw(owner.1)),
+    )?;
+    rustix::fs::fchmod(out, Mode::from_raw_mode(mode))?;
+    let names = match input.list_xattr() {
+        Ok(names) => names,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return set_times(out, mtime_ns),
+        Err(e) => return Err(e),
+    };
+    for key in names {
+        if is_overlay_xattr(key.as_encoded_bytes()) {
+            continue;
+        }
+        if let Some(value) = input.get_xattr(&key)? {
+            out.set_xattr(&key, &value)?;
+        }
+    }
+    set_times(out, mtime_ns)
+}
+
+fn set_times(out: &File, mtime_ns: i64) -> io::Result<()> {
+    rustix::fs::futimens(out, &dest::times(mtime_ns))?;
+    Ok(())
 }
 
 /// Copies the extended attributes of `src` (not following it) to `name` in `dir`,
