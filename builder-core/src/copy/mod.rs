@@ -24,6 +24,7 @@ mod chmod;
 mod dest;
 mod plan;
 mod remote;
+mod tree;
 mod write;
 
 use std::io;
@@ -299,8 +300,7 @@ impl CopyError {
 /// type, mode, uid/gid, content digest and link target of every selected source entry
 /// (never mtime). A URL source is downloaded unless `--checksum` pins it.
 pub fn sources_digest(op: &CopyOp, from: &CopySource) -> Result<Digest, CopyError> {
-    let view = plan::SourceView::open(from)?;
-    let planned = plan::plan(op, &view)?;
+    let (view, planned) = plan::open_and_plan(op, from)?;
     let mut h = Hasher::new();
     let mut field = |bytes: &[u8]| {
         h.update(&(bytes.len() as u64).to_be_bytes());
@@ -327,8 +327,7 @@ pub fn sources_digest(op: &CopyOp, from: &CopySource) -> Result<Digest, CopyErro
 
 /// Performs the copy into `dest_root`, the step's whole root filesystem as a directory.
 pub fn copy(op: &CopyOp, from: &CopySource, dest_root: &Path) -> Result<CopyStats, CopyError> {
-    let view = plan::SourceView::open(from)?;
-    let planned = plan::plan(op, &view)?;
+    let (view, planned) = plan::open_and_plan(op, from)?;
     write::run(op, &view, &planned, dest_root)
 }
 
@@ -338,7 +337,6 @@ pub fn selected_sources(
     op: &CopyOp,
     from: &CopySource,
 ) -> Result<Vec<(String, Digest)>, CopyError> {
-    let view = plan::SourceView::open(from)?;
-    let planned = plan::plan(op, &view)?;
+    let (view, planned) = plan::open_and_plan(op, from)?;
     planned.digests(&view)
 }

@@ -2,6 +2,7 @@
 //! `--exclude` applied. The same selection feeds the cache key and the copy.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
@@ -11,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 
 use rbuild_dockerfile::InlineFile;
 
-use super::{CopyError, CopyOp, CopySource, remote};
+use super::{CopyError, CopyOp, CopySource, remote, tree};
 use crate::context::{
     ContextEntry, ContextHashes, ContextListing, EntryType, IgnoreRules, MAX_SYMLINK_HOPS,
     ResolveError, resolve_source,
@@ -27,6 +28,35 @@ pub(crate) struct SourceView<'a> {
     /// Whether copied entries keep their owner (a tree) or become 0:0 (the context,
     /// whose files BuildKit receives with their owner reset).
     pub keep_owner: bool,
+    /// Sources rewritten to their resolved paths when only part of a tree is listed.
+    rewrites: HashMap<String, String>,
+}
+
+/// Opens `from` for `op` and selects what it copies. A `--from` tree is listed only
+/// where the sources lead, unless that selection fails, when the whole tree is.
+pub(crate) fn open_and_plan<'a>(
+    op: &CopyOp,
+    from: &CopySource<'a>,
+) -> Result<(SourceView<'a>, Plan), CopyError> {
+    if let CopySource::Tree(root) = *from {
+        if let Some(narrow) = tree::narrowing(root, op)? {
+            let view = SourceView {
+                root: root.to_path_buf(),
+                listing: Cow::Owned(ContextListing::walk(root, &narrow.rules)?),
+                hashes: None,
+                keep_owner: true,
+                rewrites: narrow.rewrites,
+            };
+            match plan(op, &view) {
+                Ok(planned) => return Ok((view, planned)),
+                Err(CopyError::NotFound { .. } | CopyError::Resolve(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let view = SourceView::open(from)?;
+    let planned = plan(op, &view)?;
+    Ok((view, planned))
 }
 
 impl<'a> SourceView<'a> {
@@ -41,12 +71,14 @@ impl<'a> SourceView<'a> {
                 listing: Cow::Borrowed(listing),
                 hashes: Some(hashes),
                 keep_owner: false,
+                rewrites: HashMap::new(),
             },
             CopySource::Tree(root) => SourceView {
                 root: root.to_path_buf(),
                 listing: Cow::Owned(ContextListing::walk(root, &IgnoreRules::none())?),
                 hashes: None,
                 keep_owner: true,
+                rewrites: HashMap::new(),
             },
         })
     }
@@ -132,7 +164,11 @@ pub(crate) fn plan(op: &CopyOp, view: &SourceView) -> Result<Plan, CopyError> {
             items.push(Item::Entries(root_selection(view, excludes.as_ref())));
             continue;
         }
-        let matches = match resolve_source(&view.listing, source) {
+        let pattern = view
+            .rewrites
+            .get(source)
+            .map_or(source.as_str(), String::as_str);
+        let matches = match resolve_source(&view.listing, pattern) {
             Ok(m) => m,
             // BuildKit's frontend sets AllowEmptyWildcard: a wildcard matching nothing
             // copies nothing, even when it is the only source (checked against
