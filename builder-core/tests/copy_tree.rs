@@ -226,3 +226,26 @@ fn merged_usr_symlinks_and_links_out_of_the_source_directory() {
     );
     assert_ne!(key("COPY --from=s /opt /o/"), key("COPY --from=s /usr /o/"));
 }
+
+#[test]
+fn an_existing_directory_inside_the_copy_takes_the_copied_owner_and_mode() {
+    // Checked against docker 20.10's BuildKit: `COPY d /e/` then
+    // `COPY --chown=5:5 d /e/` leaves /e as it was and makes /e/s 5:5.
+    require_root();
+    let ctx = Context::new(&[("d/f", "f"), ("d/s/g", "g")]);
+    let root = dest();
+    copy(&op("COPY d /e/", "/"), &ctx.source(), root.path()).unwrap();
+    copy(
+        &op("COPY --chown=5:5 --chmod=750 d /e/", "/"),
+        &ctx.source(),
+        root.path(),
+    )
+    .unwrap();
+    let seen = tree(root.path());
+    assert_eq!((seen["e"].uid, seen["e"].mode), (0, 0o755));
+    assert_eq!(
+        (seen["e/s"].uid, seen["e/s"].gid, seen["e/s"].mode),
+        (5, 5, 0o750)
+    );
+    assert_eq!((seen["e/s/g"].uid, seen["e/s/g"].mode), (5, 0o750));
+}

@@ -300,14 +300,14 @@ impl Writer<'_> {
         if is_dir {
             match existing {
                 Some(FileType::Directory) => {
+                    // An existing directory inside the copy takes the copied one's
+                    // owner, mode and times (checked against docker 20.10's BuildKit:
+                    // `COPY --chown=5:5 d /e/` over an earlier copy makes /e/s 5:5);
+                    // the destination itself keeps its own.
                     if overwrite {
-                        rustix::fs::chmodat(
-                            &dir,
-                            &name,
-                            Mode::from_raw_mode(e.mode),
-                            AtFlags::empty(),
-                        )
-                        .map_err(|err| fail("chmod", target)(err.into()))?;
+                        set_owner_mode(&dir, &name, owner, Some(mode))
+                            .map_err(fail("chown", target))?;
+                        self.dir_times.push((target.to_path_buf(), e.mtime_ns));
                     }
                     return Ok(());
                 }
