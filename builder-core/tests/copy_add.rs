@@ -272,6 +272,13 @@ fn add_url_downloads_with_mode_0600_and_last_modified() {
             .iter()
             .all(|p| p == "/files/tool.tar.gz?x=1")
     );
+    // The cache key's download is the one the copy then writes: one fetch per step.
+    let other = format!("{}/once.bin", server.url);
+    let step = op(&format!("ADD {other} /once/"), "/");
+    sources_digest(&step, &ctx.source()).unwrap();
+    copy(&step, &ctx.source(), root.path()).unwrap();
+    let fetched = server.paths.lock().unwrap();
+    assert_eq!(fetched.iter().filter(|p| *p == "/once.bin").count(), 1);
 }
 
 #[test]
