@@ -183,3 +183,15 @@ fn two_sources_merge_into_the_same_directories() {
     assert_eq!(read(root.path(), "d/s/f"), "2");
     assert_eq!(read(root.path(), "d/s/g"), "g");
 }
+
+#[test]
+fn a_source_linking_to_the_root_copies_the_whole_context() {
+    let ctx = Context::new(&[("f", "1"), ("d/g", "2"), ("all", "->/"), ("up", "->..")]);
+    for line in ["COPY all /x/", "COPY up /x/"] {
+        let root = dest();
+        copy(&op(line, "/"), &ctx.source(), root.path()).unwrap();
+        let seen = paths(root.path());
+        assert!(seen.contains(&"x/d/g".to_owned()), "{line}: {seen:?}");
+        assert!(seen.contains(&"x/f".to_owned()), "{line}: {seen:?}");
+    }
+}

@@ -192,9 +192,14 @@ pub(crate) fn plan(op: &CopyOp, view: &SourceView) -> Result<Plan, CopyError> {
             // BuildKit follows the symlink a source names, except with --parents, where
             // the source becomes an include pattern and a matched link is copied as is.
             let top = if op.parents {
-                found
+                Some(found)
             } else {
                 follow(view, source, found)?
+            };
+            let Some(top) = top else {
+                // A link to the root: its contents, as for `.`.
+                items.push(Item::Entries(root_selection(view, excludes.as_ref())));
+                continue;
             };
             let name = found
                 .path
@@ -307,11 +312,12 @@ fn is_excluded_top(rules: &IgnoreRules, found: &ContextEntry, pivot: Option<&Pat
 
 /// Follows `found` while it is a symlink, inside the source root (BuildKit's COPY
 /// follows the symlink a source names; those inside a copied directory stay links).
+/// `None` is the root itself.
 fn follow<'v>(
     view: &'v SourceView,
     source: &str,
     found: &'v ContextEntry,
-) -> Result<&'v ContextEntry, CopyError> {
+) -> Result<Option<&'v ContextEntry>, CopyError> {
     let mut current = found;
     let mut hops = 0;
     while current.kind == EntryType::Symlink {
@@ -339,20 +345,21 @@ fn follow<'v>(
                 }
             }
         };
+        if clean_rel(&joined).as_os_str().is_empty() {
+            return Ok(None);
+        }
         let escaped = escape_pattern(&joined.to_string_lossy());
         let next = match resolve_source(&view.listing, &escaped) {
             Ok(next) => next,
             Err(ResolveError::NotFound { .. }) => return Err(not_found()),
             Err(e) => return Err(e.into()),
         };
-        // A link to the root itself resolves to its top-level entries; copy nothing
-        // special for it (BuildKit copies the root's contents, as for `.`).
         match next.as_slice() {
-            [one] if !clean_rel(&joined).as_os_str().is_empty() => current = one,
+            [one] => current = one,
             _ => return Err(not_found()),
         }
     }
-    Ok(current)
+    Ok(Some(current))
 }
 
 /// The `--parents` pivot of a source: the part before a `/./`, or the root.
