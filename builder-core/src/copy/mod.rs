@@ -22,6 +22,7 @@
 mod archive;
 mod chmod;
 mod dest;
+mod parallel;
 mod plan;
 mod remote;
 mod tree;

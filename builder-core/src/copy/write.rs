@@ -14,7 +14,7 @@ use xattr::FileExt as _;
 use super::chmod::ModeChange;
 use super::dest::{self, DestRoot, lstat_at, make_dir, set_mtime, set_owner_mode, split};
 use super::plan::{Item, Plan, Selected, SourceView, open_source};
-use super::{CopyError, CopyOp, CopyStats, archive, remote};
+use super::{CopyError, CopyOp, CopyStats, archive, parallel, remote};
 use crate::context::{ContextEntry, EntryType};
 use crate::is_overlay_xattr;
 
@@ -234,10 +234,44 @@ impl Writer<'_> {
     }
 
     fn below(&mut self, sel: &Selected, target: &Path) -> Result<(), CopyError> {
+        let files = sel
+            .below
+            .iter()
+            .filter(|e| e.kind == EntryType::File)
+            .count();
+        if files < parallel::PARALLEL_MIN_FILES {
+            for e in &sel.below {
+                self.entry(e, &target.join(sel.rel(e)), true)?;
+            }
+            return Ok(());
+        }
+        // Directories (and links, devices) first, in order; then the files in parallel.
+        let mut jobs = Vec::with_capacity(files);
         for e in &sel.below {
-            self.entry(e, &target.join(sel.rel(e)), true)?;
+            let place = target.join(sel.rel(e));
+            if e.kind == EntryType::File {
+                jobs.push((e, place));
+            } else {
+                self.entry(e, &place, true)?;
+            }
+        }
+        let (stats, linked) = parallel::copy_files(self, &jobs)?;
+        self.stats.files += stats.files;
+        self.stats.bytes += stats.bytes;
+        for (e, place) in linked {
+            self.entry(e, &place, true)?;
         }
         Ok(())
+    }
+
+    /// The absolute path of a source entry.
+    pub(super) fn source_path(&self, e: &ContextEntry) -> PathBuf {
+        self.view.path_of(e)
+    }
+
+    /// Whether the copy created directory `rel` (so it holds only what the copy put).
+    pub(super) fn is_fresh(&self, rel: &Path) -> bool {
+        self.fresh.contains(rel)
     }
 
     pub fn mode_of(&self, mode: u32, is_dir: bool) -> u32 {
@@ -247,7 +281,7 @@ impl Writer<'_> {
         }
     }
 
-    fn owner_of(&self, e: &ContextEntry) -> (u32, u32) {
+    pub(super) fn owner_of(&self, e: &ContextEntry) -> (u32, u32) {
         self.chown.unwrap_or(if self.view.keep_owner {
             (e.uid, e.gid)
         } else {
@@ -470,7 +504,7 @@ pub(crate) fn create_file(dir: &OwnedFd, name: &OsStr) -> io::Result<File> {
 
 /// Sets owner, then mode (a chown clears setuid and setgid), xattrs and times of a
 /// copied file through its descriptor.
-fn finish_file(
+pub(super) fn finish_file(
     input: &File,
     out: &File,
     owner: (u32, u32),
