@@ -218,18 +218,28 @@ fn a_large_directory_copied_in_parallel_keeps_everything() {
             fs::set_permissions(&p, fs::Permissions::from_mode(0o600 + f % 2 * 0o44)).unwrap();
         }
     }
-    fs::hard_link(dir.path().join("big/d0/s/f0"), dir.path().join("big/d7/s/hl")).unwrap();
+    fs::hard_link(
+        dir.path().join("big/d0/s/f0"),
+        dir.path().join("big/d7/s/hl"),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("s/f1", dir.path().join("big/d3/link")).unwrap();
     let ctx = Context::from_dir(dir, "");
     let root = dest();
-    populate(root.path(), &[("app/d1/s/f5", "old"), ("app/d2/s/f6", "->elsewhere")]);
+    populate(
+        root.path(),
+        &[("app/d1/s/f5", "old"), ("app/d2/s/f6", "->elsewhere")],
+    );
     let stats = copy(&op("COPY big /app/", "/"), &ctx.source(), root.path()).unwrap();
     assert_eq!(stats.files, 801);
     let seen = tree(root.path());
     for d in 0..8 {
         for f in 0..100 {
             let e = &seen[&format!("app/d{d}/s/f{f}")];
-            assert_eq!((e.kind, e.data.as_str()), ('f', format!("{d}/{f}").as_str()));
+            assert_eq!(
+                (e.kind, e.data.as_str()),
+                ('f', format!("{d}/{f}").as_str())
+            );
             assert_eq!(e.mode, 0o600 + f % 2 * 0o44);
         }
     }

@@ -319,7 +319,7 @@ pub fn sources_digest(op: &CopyOp, from: &CopySource) -> Result<Digest, CopyErro
     }
     field(&[u8::from(op.parents), u8::from(op.keep_git_dir)]);
     field(op.checksum.as_deref().unwrap_or("").as_bytes());
-    for (path, digest) in planned.digests(&view)? {
+    for (path, digest) in planned.digests(&view, false)? {
         field(path.as_bytes());
         field(digest.as_str().as_bytes());
     }
@@ -339,5 +339,5 @@ pub fn selected_sources(
     from: &CopySource,
 ) -> Result<Vec<(String, Digest)>, CopyError> {
     let (view, planned) = plan::open_and_plan(op, from)?;
-    planned.digests(&view)
+    planned.digests(&view, true)
 }

@@ -420,13 +420,22 @@ pub(crate) fn clean_abs(path: &str) -> String {
 impl Plan {
     /// The (relative path, digest) of each item, as the cache key and
     /// `--explain-cache` see it.
-    pub fn digests(&self, view: &SourceView) -> Result<Vec<(String, Digest)>, CopyError> {
+    ///
+    /// For the key (`content_only` false) every item's digest covers the metadata of
+    /// what it selects, a lone file's mode and owner included; for `--explain-cache` a
+    /// file is named by its content digest alone.
+    pub fn digests(
+        &self,
+        view: &SourceView,
+        content_only: bool,
+    ) -> Result<Vec<(String, Digest)>, CopyError> {
         let mut out = Vec::with_capacity(self.items.len());
         for item in &self.items {
             out.push(match item {
                 Item::Entries(sel) => {
                     let path = sel.top.path.to_string_lossy().into_owned();
                     let digest = match (sel.top.kind, view.hashes) {
+                        _ if !content_only => selection_digest(view, sel)?,
                         (EntryType::File, Some(h)) => h.get(&sel.top.path).ok_or_else(|| {
                             crate::context::HashError::Missing {
                                 path: sel.top.path.clone(),
