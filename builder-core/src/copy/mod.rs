@@ -15,6 +15,12 @@
 //! - files keep mode, modification time, extended attributes and hardlinks; from the
 //!   context they belong to 0:0, from a tree they keep their owner, unless `--chown`.
 //!
+//! Where BuildKit's behaviour was checked against docker 20.10's builder: a wildcard
+//! that matches nothing copies nothing and is no error; several sources with a
+//! destination that is not a directory are copied in turn (the last file wins); `ADD
+//! --chown` of an archive leaves the entries' owners; an existing directory inside a
+//! copied one takes the copy's owner and mode; hardlinks are kept within one source.
+//!
 //! The cache key of a copy ([`sources_digest`]) covers the op's own options and, for
 //! every selected entry, its relative path, type, mode, owner, content digest and link
 //! target; never its modification time.
