@@ -411,3 +411,26 @@ fn dockerignore_rules_and_labels_apply() {
         Some("docker.io/library/busybox:latest")
     );
 }
+
+/// Regression: the copy module copies directories of 512+ files on rayon's workers; the
+/// mounted source root of `COPY --from` must be visible to them too.
+#[test]
+fn copy_from_a_stage_of_a_large_directory_sees_every_file() {
+    // rayon's global pool, started here, lives in the test's own mount namespace.
+    rayon::join(|| (), || ());
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[]);
+    let dockerfile = "FROM busybox AS many
+RUN mkdir /many && cd /many && i=0; while [ $i -lt 700 ]; do echo $i > f$i; i=$((i+1)); done
+FROM busybox
+COPY --from=many /many /copied
+";
+    let result = build(&store, dockerfile, &ctx);
+    let root = rootfs(&store, &result.image, dir.path());
+    let count = std::fs::read_dir(root.join("copied")).unwrap().count();
+    assert_eq!(count, 700);
+    assert_eq!(
+        std::fs::read_to_string(root.join("copied/f699")).unwrap(),
+        "699\n"
+    );
+}
