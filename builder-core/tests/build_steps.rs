@@ -434,3 +434,27 @@ COPY --from=many /many /copied
         "699\n"
     );
 }
+
+#[test]
+fn the_runc_back_end_runs_steps_and_continued_lines_show_on_one() {
+    let runc = std::path::Path::new(rbuild_core::DEFAULT_RUNC);
+    assert!(
+        runc.is_file(),
+        "this test needs runc at {} (Debian package runc), and it is missing",
+        runc.display()
+    );
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[]);
+    let (result, _) = build_with(
+        &store,
+        "FROM busybox\nRUN echo one \\\n    && echo two > /x\n",
+        &ctx,
+        |r| r.executor = rbuild_core::ExecutorKind::Runc(runc.to_path_buf()),
+    );
+    let result = result.unwrap();
+    assert_eq!(read(&store, &result.image, dir.path(), "/x"), "two\n");
+    assert_eq!(
+        result.steps.last().unwrap().name,
+        "[2/2] RUN echo one && echo two > /x"
+    );
+}

@@ -85,9 +85,14 @@ impl Shared<'_> {
             .text
             .get(span.start_offset..span.end_offset)
             .unwrap_or_default();
-        // Continuation lines and heredoc bodies are shown on one line, as BuildKit does.
-        let first: Vec<&str> = text.lines().map(str::trim).collect();
-        first.join(" ").trim().to_owned()
+        // Continuation lines and heredoc bodies are shown on one line, as BuildKit does,
+        // without the escape characters that joined them.
+        let lines: Vec<&str> = text
+            .lines()
+            .map(|l| l.trim().trim_end_matches(['\\', '`']).trim_end())
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines.join(" ")
     }
 
     /// Whether `--no-cache` or `--no-cache-filter` covers `stage`.

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use rbuild_core::{
-    BuildRequest, Builder, Compression, ContextSource, DockerfileInput, ExportTarget, ImageFormat,
-    ImageName, Network, NullProgress, Progress, SnapshotterKind, host_architecture,
+    BuildRequest, Builder, Compression, ContextSource, DockerfileInput, ExecutorKind, ExportTarget,
+    ImageFormat, ImageName, Network, NullProgress, Progress, SnapshotterKind, host_architecture,
 };
 
 use super::store::StoreArgs;
@@ -97,6 +97,10 @@ pub struct Args {
     /// How step roots are made
     #[arg(long, value_enum, default_value = "overlay")]
     snapshotter: SnapshotterArg,
+    /// Run RUN steps with this OCI runtime (e.g. /usr/sbin/runc) instead of the built-in
+    /// sandbox
+    #[arg(long, value_name = "PATH")]
+    runtime: Option<PathBuf>,
     /// Compression of new layers: gzip, zstd or uncompressed
     #[arg(long, default_value = "gzip")]
     compression: Compression,
@@ -198,6 +202,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         SnapshotterArg::Overlay => SnapshotterKind::Overlay,
         SnapshotterArg::Copy => SnapshotterKind::Copy,
     };
+    if let Some(runtime) = &args.runtime {
+        request.executor = ExecutorKind::Runc(runtime.clone());
+    }
     request.compression = args.compression;
     request.format = args.format;
 
