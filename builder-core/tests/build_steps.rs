@@ -458,3 +458,20 @@ fn the_runc_back_end_runs_steps_and_continued_lines_show_on_one() {
         "[2/2] RUN echo one && echo two > /x"
     );
 }
+
+#[test]
+fn a_heredoc_with_a_shebang_runs_with_its_own_interpreter_and_leaves_no_file() {
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[]);
+    // busybox's awk as the interpreter: not the shell.
+    let dockerfile = "FROM busybox\nRUN <<EOF\n#!/bin/awk -f\nBEGIN { print \"from awk\" > \"/awk.txt\" }\nEOF\n";
+    let result = build(&store, dockerfile, &ctx);
+    assert_eq!(
+        read(&store, &result.image, dir.path(), "/awk.txt"),
+        "from awk\n"
+    );
+    let root = rootfs(&store, &result.image, dir.path());
+    assert!(!root.join("dev").join("pipes-EOF").exists());
+    let env = result.image.config.config.env.clone().unwrap_or_default();
+    assert!(!env.iter().any(|e| e.starts_with("RBUILD_")), "{env:?}");
+}

@@ -229,6 +229,10 @@ impl Cache {
 
     /// Remembers the key `identity` has now.
     pub(crate) fn set_last_key(&self, identity: &str, key: &CacheKey) -> Result<(), BuildError> {
+        if self.last_key(identity).as_ref() == Some(key) {
+            // A rebuild with nothing changed writes nothing.
+            return Ok(());
+        }
         let path = self.step_path(identity);
         write_atomic(&self.dir, &path, key.0.as_str().as_bytes())
     }

@@ -54,9 +54,16 @@ pub(crate) fn run_spec(step: &Step, run: &Run, config: &ImageConfig, network: Ne
         .clone()
         .or_else(|| config.config.shell.clone())
         .unwrap_or_default();
+    let mut script_env = None;
     let command = match &run.command {
         CommandLine::Exec(args) => Command::Exec(args.clone()),
-        CommandLine::Shell(line) => Command::Shell(shell_script(line, run)),
+        CommandLine::Shell(line) => match shebang_heredoc(line, run) {
+            Some((name, body)) => {
+                script_env = Some(body);
+                Command::Shell(run_script_command(&name))
+            }
+            None => Command::Shell(shell_script(line, run)),
+        },
     };
     let mut spec = RunSpec::new(command);
     spec.shell = shell;
@@ -74,6 +81,9 @@ pub(crate) fn run_spec(step: &Step, run: &Run, config: &ImageConfig, network: Ne
     }
     for (k, v) in step.proxy_env.iter() {
         set(k, v);
+    }
+    if let Some(body) = &script_env {
+        set(HEREDOC_SCRIPT_ENV, body);
     }
     spec.env = env;
     spec.workdir = step
@@ -93,6 +103,38 @@ pub(crate) fn run_spec(step: &Step, run: &Run, config: &ImageConfig, network: Ne
         Some(NetworkMode::Default) | None => network,
     };
     spec
+}
+
+/// The variable that carries a `#!` heredoc script into the step (removed before the
+/// script runs).
+const HEREDOC_SCRIPT_ENV: &str = "RBUILD_HEREDOC_SCRIPT";
+
+/// A shell-form `RUN` that is only `<<NAME` with a body starting with `#!`: BuildKit
+/// runs the body as an executable file (mounted at `/dev/pipes/NAME`), so its own
+/// interpreter runs it. Returns the heredoc's name and body.
+fn shebang_heredoc(line: &str, run: &Run) -> Option<(String, String)> {
+    let first = run.heredocs.first()?;
+    let only = line.trim();
+    let bare = only
+        .strip_prefix("<<-")
+        .or_else(|| only.strip_prefix("<<"))
+        .map(|name| name.trim_matches(['"', '\'']))?;
+    (run.heredocs.len() == 1 && bare == first.name && first.content.starts_with("#!"))
+        .then(|| (first.name.clone(), first.content.clone()))
+}
+
+/// The shell command that writes the script from [`HEREDOC_SCRIPT_ENV`] to the step's
+/// own `/dev` (a tmpfs of the sandbox: nothing reaches the layer), makes it executable,
+/// and runs it without the variable.
+fn run_script_command(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let path = format!("/dev/pipes-{safe}");
+    format!(
+        "printf '%s' \"${HEREDOC_SCRIPT_ENV}\" > {path} && chmod 755 {path} && unset {HEREDOC_SCRIPT_ENV} && exec {path}"
+    )
 }
 
 /// The shell script of a shell-form `RUN` with its heredocs, as BuildKit runs them: a
