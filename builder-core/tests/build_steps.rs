@@ -213,12 +213,13 @@ fn a_failing_run_names_its_line_and_shows_the_tail_of_its_output() {
     assert_eq!(tail, &["about to fail"]);
     let text = err.to_string();
     assert!(text.starts_with("Dockerfile:3: "), "{text}");
-    assert!(
-        events
-            .events()
-            .iter()
-            .any(|e| matches!(e, Event::StepFailed { .. }))
-    );
+    assert!(events.events().iter().any(|e| matches!(
+        e,
+        Event::StepFailed {
+            exit_code: Some(3),
+            ..
+        }
+    )));
     assert!(matches!(
         events.events().last(),
         Some(Event::BuildFailed { .. })

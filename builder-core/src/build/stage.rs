@@ -273,11 +273,15 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 };
                 return Err(failed(e, begun.elapsed()));
             }
-            Err(RunFailure::Exit { message, tail }) => {
+            Err(RunFailure::Exit {
+                code,
+                message,
+                tail,
+            }) => {
                 shared.progress.event(&Event::StepFailed {
                     step: id,
                     duration: begun.elapsed(),
-                    exit_code: None,
+                    exit_code: code,
                     message: message.clone(),
                 });
                 return Err(BuildError::StepFailed {

@@ -37,8 +37,13 @@ pub(crate) struct RunContext<'a> {
 pub(crate) enum RunFailure {
     /// The machinery failed.
     Error(BuildError),
-    /// The command failed; the message and the last lines of output.
-    Exit { message: String, tail: Vec<String> },
+    /// The command failed; its exit code (if it exited), the message and the last
+    /// lines of output.
+    Exit {
+        code: Option<i32>,
+        message: String,
+        tail: Vec<String>,
+    },
 }
 
 impl From<BuildError> for RunFailure {
@@ -196,7 +201,12 @@ pub(crate) fn run(
             format!("process \"{shown}\" was killed by signal {sig}")
         }
     };
+    let code = match status {
+        crate::exec::ExitStatus::Code(code) => Some(code),
+        crate::exec::ExitStatus::Signal(_) => None,
+    };
     Err(RunFailure::Exit {
+        code,
         message,
         tail: lines.tail.into_iter().collect(),
     })
