@@ -164,8 +164,13 @@ fn dockerfile_and_context_can_come_from_standard_input() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
-    // The context as a tar on stdin, its Dockerfile inside.
-    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY a.txt /b.txt\n").unwrap();
+    // The context as a tar on stdin, its Dockerfile inside (under another name: with the
+    // context on stdin, -f names a file of the context).
+    std::fs::write(
+        ctx.join("Build.docker"),
+        "FROM busybox\nCOPY a.txt /b.txt\n",
+    )
+    .unwrap();
     let tar = Command::new("tar")
         .args(["-C", ctx.to_str().unwrap(), "-c", "."])
         .output()
@@ -175,7 +180,7 @@ fn dockerfile_and_context_can_come_from_standard_input() {
     let output = format!("type=local,dest={}", dest.display());
     let out = rbuild_with_stdin(
         &root,
-        &["build", "-q", "-o", &output, "-"],
+        &["build", "-q", "-f", "Build.docker", "-o", &output, "-"],
         Some(&tar.stdout),
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -400,6 +400,18 @@ fn warn_about(shared: &Shared<'_>) {
             line: None,
         });
     }
+    let host = host_platform().to_string();
+    for stage in &graph.stages {
+        if let Some(platform) = stage.platform.as_deref().filter(|p| *p != host) {
+            shared.progress.event(&Event::Warning {
+                rule: None,
+                message: format!(
+                    "FROM --platform={platform}: only {host} is built; the stage uses the image as the store has it"
+                ),
+                line: u32::try_from(stage.span.start_line).ok(),
+            });
+        }
+    }
     for step in &graph.steps {
         if let Instruction::Run(run) = &step.instruction {
             if !run.mounts.is_empty() {

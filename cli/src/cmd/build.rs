@@ -2,7 +2,7 @@
 //! `docker build` does. `build` is the default subcommand.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -166,6 +166,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 name: "Dockerfile".to_owned(),
                 text,
             }
+        }
+        // With the context on stdin, a relative -f names a file inside it, as docker has it.
+        Some(path) if args.context == "-" && Path::new(path).is_relative() => {
+            DockerfileInput::Path(context.root().join(path))
         }
         Some(path) => DockerfileInput::Path(PathBuf::from(path)),
         None => DockerfileInput::Path(context.root().join("Dockerfile")),
