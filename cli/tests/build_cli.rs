@@ -129,6 +129,8 @@ fn usage_errors_exit_2_and_another_platform_is_refused() {
     let (_dir, root, ctx) = setup(&[("Dockerfile", "FROM busybox\n")]);
     let out = rbuild(&root, &["build", "--no-such-flag", ctx.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = rbuild(&root, &["-t", "Not A Name", ctx.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let other = if cfg!(target_arch = "x86_64") {
         "linux/arm64"
     } else {

@@ -46,7 +46,7 @@ pub struct Args {
     store: StoreArgs,
     /// Name (and optionally tag) of the image, NAME[:TAG]; may be repeated
     #[arg(short, long = "tag", value_name = "NAME[:TAG]")]
-    tag: Vec<String>,
+    tag: Vec<ImageName>,
     /// The Dockerfile (default: CONTEXT/Dockerfile; `-` reads it from standard input)
     #[arg(short, long, value_name = "FILE")]
     file: Option<String>,
@@ -174,13 +174,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => DockerfileInput::Path(PathBuf::from(path)),
         None => DockerfileInput::Path(context.root().join("Dockerfile")),
     };
-    let mut tags = Vec::new();
-    for tag in &args.tag {
-        let name: ImageName = tag
-            .parse()
-            .with_context(|| format!("invalid tag {tag:?}"))?;
-        tags.push(name);
-    }
     let mut labels = Vec::new();
     for label in &args.label {
         let (k, v) = label.split_once('=').unwrap_or((label.as_str(), ""));
@@ -190,7 +183,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut request = BuildRequest::new(dockerfile, context);
     request.build_args = args.build_arg.iter().filter_map(|a| build_arg(a)).collect();
     request.target = args.target.clone();
-    request.tags = tags;
+    request.tags = args.tag.clone();
     request.outputs = args.output.clone();
     request.labels = labels;
     request.no_cache = args.no_cache;
