@@ -13,7 +13,7 @@ use xattr::FileExt as _;
 
 use super::chmod::ModeChange;
 use super::dest::{self, DestRoot, lstat_at, make_dir, set_mtime, set_owner_mode, split};
-use super::plan::{Item, Plan, Selected, SourceView, open_source};
+use super::plan::{Item, Plan, Selected, SourceView};
 use super::{CopyError, CopyOp, CopyStats, archive, parallel, remote};
 use crate::context::{ContextEntry, EntryType};
 use crate::is_overlay_xattr;
@@ -216,11 +216,19 @@ impl Writer<'_> {
             return self.below(sel, dest_rel);
         }
         if op.add && sel.top.kind == EntryType::File {
-            if let Some(format) = archive::detect(&src_path)? {
+            let open = || self.view.open_file(&sel.top);
+            if let Some(format) = archive::detect(&src_path, &open)? {
                 self.root
                     .mkdir_all(dest_rel, self.chown.unwrap_or((0, 0)))?;
                 self.parent = None;
-                archive::extract(self, &src_path, format, dest_rel)?;
+                let file = self
+                    .view
+                    .open_file(&sel.top)
+                    .map_err(|source| CopyError::Source {
+                        path: src_path.clone(),
+                        source,
+                    })?;
+                archive::extract(self, file, &src_path, format, dest_rel)?;
                 self.stats.archives += 1;
                 return Ok(());
             }
@@ -267,6 +275,11 @@ impl Writer<'_> {
     /// The absolute path of a source entry.
     pub(super) fn source_path(&self, e: &ContextEntry) -> PathBuf {
         self.view.path_of(e)
+    }
+
+    /// Opens the regular file of a source entry, beneath its root.
+    pub(super) fn open_source(&self, e: &ContextEntry) -> io::Result<File> {
+        self.view.open_file(e)
     }
 
     /// Whether the copy created directory `rel` (so it holds only what the copy put).
@@ -385,7 +398,7 @@ impl Writer<'_> {
                         return Ok(());
                     }
                 }
-                let mut input = open_source(&src).map_err(|source| CopyError::Source {
+                let mut input = self.view.open_file(e).map_err(|source| CopyError::Source {
                     path: src.clone(),
                     source,
                 })?;
