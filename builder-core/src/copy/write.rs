@@ -14,7 +14,7 @@ use xattr::FileExt as _;
 use super::chmod::ModeChange;
 use super::dest::{self, DestRoot, lstat_at, make_dir, set_mtime, set_owner_mode, split};
 use super::plan::{Item, Plan, Selected, SourceView};
-use super::{CopyError, CopyOp, CopyStats, archive, parallel, remote};
+use super::{CopyError, CopyOp, CopyStats, archive, chown, parallel, remote};
 use crate::context::{ContextEntry, EntryType};
 use crate::is_overlay_xattr;
 
@@ -30,7 +30,7 @@ pub(crate) fn run(
 ) -> Result<CopyStats, CopyError> {
     let root = DestRoot::open(dest_root)?;
     let chown = match &op.chown {
-        Some(spec) => Some(resolve_chown(&root, spec)?),
+        Some(spec) => Some(chown::resolve(&root, spec)?),
         None => None,
     };
     let chmod = op.chmod.as_deref().map(ModeChange::parse).transpose()?;
@@ -101,46 +101,6 @@ pub(crate) fn run(
         }
     }
     w.finish()
-}
-
-/// `--chown=user[:group]` as BuildKit reads it: a numeric user alone gets the same
-/// number as its group; a name is looked up in the destination's /etc/passwd (its
-/// primary group) and a group name in /etc/group.
-fn resolve_chown(root: &DestRoot, spec: &str) -> Result<(u32, u32), CopyError> {
-    let (user, group) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    let read = |name: &str| {
-        root.read_text(Path::new(name)).map_err(CopyError::dest(
-            "read",
-            Path::new(name.trim_start_matches('/')),
-        ))
-    };
-    let passwd = read("etc/passwd")?;
-    let groups = read("etc/group")?;
-    let lookup = |spec: &str| {
-        crate::resolve_user(spec, passwd.as_deref(), groups.as_deref()).map_err(|source| {
-            CopyError::Chown {
-                spec: spec.to_owned(),
-                source,
-            }
-        })
-    };
-    let (uid, mut gid) = match user.parse::<u32>() {
-        Ok(n) => (n, n),
-        Err(_) => {
-            let c = lookup(user)?;
-            (c.uid, c.gid)
-        }
-    };
-    if let Some(g) = group.filter(|g| !g.is_empty()) {
-        gid = match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => lookup(&format!("0:{g}"))?.gid,
-        };
-    }
-    Ok((uid, gid))
 }
 
 fn now_ns() -> i64 {
