@@ -70,6 +70,13 @@ pub use crate::context::{
     MAX_SYMLINK_HOPS, PatternError, ResolveError, UnpackError, WalkError, resolve_source,
 };
 
+// --- COPY and ADD ---
+mod copy;
+pub use crate::copy::{
+    ChmodError, CopyError, CopyOp, CopySource, CopyStats, ModeChange, copy, selected_sources,
+    sources_digest,
+};
+
 // --- registry ---
 mod registry;
 pub use crate::registry::{
