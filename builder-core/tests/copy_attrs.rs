@@ -253,3 +253,20 @@ fn a_large_directory_copied_in_parallel_keeps_everything() {
     let err = copy(&op("COPY big /app/", "/"), &ctx.source(), root.path()).unwrap_err();
     assert!(err.to_string().contains("cannot copy"), "{err}");
 }
+
+#[test]
+fn a_context_edited_into_a_symlink_after_listing_is_not_followed() {
+    let outside = tempfile::tempdir().unwrap();
+    populate(outside.path(), &[("f", "host secret")]);
+    let ctx = Context::new(&[("d/f", "listed")]);
+    // Between the listing and the copy, d becomes a link out of the context.
+    fs::rename(ctx.dir.path().join("d"), ctx.dir.path().join("moved")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), ctx.dir.path().join("d")).unwrap();
+    let root = dest();
+    let err = copy(&op("COPY d/f /x", "/"), &ctx.source(), root.path()).unwrap_err();
+    assert!(
+        err.to_string().contains("failed to read copy source"),
+        "{err}"
+    );
+    assert!(!root.path().join("x").exists());
+}

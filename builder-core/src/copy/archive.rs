@@ -12,7 +12,6 @@ use rustix::fs::{AtFlags, FileType, Mode};
 
 use super::CopyError;
 use super::dest::{lstat_at, make_dir, set_mtime, set_owner_mode, split};
-use super::plan::open_source;
 use super::write::{Writer, create_file};
 use crate::{PAX_XATTR_PREFIX, is_overlay_xattr};
 
@@ -47,13 +46,17 @@ fn reader(file: File, format: Format) -> io::Result<Box<dyn Read>> {
     })
 }
 
-/// Whether the file at `path` is a (possibly compressed) tar archive, and which.
-pub(crate) fn detect(path: &Path) -> Result<Option<Format>, CopyError> {
+/// Whether the file at `path` (opened by `open`) is a (possibly compressed) tar
+/// archive, and which.
+pub(crate) fn detect(
+    path: &Path,
+    open: &dyn Fn() -> io::Result<File>,
+) -> Result<Option<Format>, CopyError> {
     let failed = |source| CopyError::Source {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = open_source(path).map_err(failed)?;
+    let mut file = open().map_err(failed)?;
     let mut magic = [0u8; 6];
     let n = read_full(&mut file, &mut magic).map_err(failed)?;
     let magic = &magic[..n];
@@ -68,7 +71,7 @@ pub(crate) fn detect(path: &Path) -> Result<Option<Format>, CopyError> {
     } else {
         Format::Tar
     };
-    let file = open_source(path).map_err(failed)?;
+    let file = open().map_err(failed)?;
     let mut header = [0u8; TAR_BLOCK];
     // A file that does not decompress is not an archive: it is copied as it is.
     let Ok(mut r) = reader(file, format) else {
@@ -124,6 +127,7 @@ fn is_tar_header(block: &[u8; TAR_BLOCK]) -> bool {
 /// the destination is refused.
 pub(crate) fn extract(
     w: &mut Writer,
+    file: File,
     src: &Path,
     format: Format,
     dest_rel: &Path,
@@ -133,7 +137,6 @@ pub(crate) fn extract(
         path: archive_name.clone(),
         source,
     };
-    let file = open_source(src).map_err(failed)?;
     let mut archive = tar::Archive::new(reader(file, format).map_err(failed)?);
     for entry in archive.entries().map_err(failed)? {
         let entry = entry.map_err(failed)?;

@@ -27,6 +27,7 @@
 
 mod archive;
 mod chmod;
+mod chown;
 mod dest;
 mod parallel;
 mod plan;

@@ -17,7 +17,6 @@ use rayon::prelude::*;
 use rustix::fs::{AtFlags, FileType};
 
 use super::dest::{lstat_at, split};
-use super::plan::open_source;
 use super::write::{Writer, create_file, finish_file};
 use super::{CopyError, CopyStats};
 use crate::context::ContextEntry;
@@ -93,7 +92,7 @@ fn copy_one(
         )));
     };
     let src = w.source_path(e);
-    let mut input = open_source(&src).map_err(|source| CopyError::Source {
+    let mut input = w.open_source(e).map_err(|source| CopyError::Source {
         path: src.clone(),
         source,
     })?;

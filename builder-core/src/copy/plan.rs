@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use rbuild_dockerfile::InlineFile;
+use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use super::{CopyError, CopyOp, CopySource, remote, tree};
 use crate::context::{
@@ -30,6 +31,21 @@ pub(crate) struct SourceView<'a> {
     pub keep_owner: bool,
     /// Sources rewritten to their resolved paths when only part of a tree is listed.
     rewrites: HashMap<String, String>,
+    /// The root, open: files are opened beneath it, never through a symlink.
+    root_fd: OwnedFd,
+}
+
+/// Opens a source root directory.
+fn open_root(root: &Path) -> Result<OwnedFd, CopyError> {
+    rustix::fs::open(
+        root,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| CopyError::Source {
+        path: root.to_path_buf(),
+        source: e.into(),
+    })
 }
 
 /// Opens `from` for `op` and selects what it copies. A `--from` tree is listed only
@@ -46,6 +62,7 @@ pub(crate) fn open_and_plan<'a>(
                 hashes: None,
                 keep_owner: true,
                 rewrites: narrow.rewrites,
+                root_fd: open_root(root)?,
             };
             match plan(op, &view) {
                 Ok(planned) => return Ok((view, planned)),
@@ -72,6 +89,7 @@ impl<'a> SourceView<'a> {
                 hashes: Some(hashes),
                 keep_owner: false,
                 rewrites: HashMap::new(),
+                root_fd: open_root(root)?,
             },
             CopySource::Tree(root) => SourceView {
                 root: root.to_path_buf(),
@@ -79,6 +97,7 @@ impl<'a> SourceView<'a> {
                 hashes: None,
                 keep_owner: true,
                 rewrites: HashMap::new(),
+                root_fd: open_root(root)?,
             },
         })
     }
@@ -90,6 +109,20 @@ impl<'a> SourceView<'a> {
     /// The absolute path of a listing entry.
     pub fn path_of(&self, entry: &ContextEntry) -> PathBuf {
         self.root.join(&entry.path)
+    }
+
+    /// Opens the regular file of a listing entry for reading. Its path was listed
+    /// without symlinks, so none is followed now: a component swapped for a link since
+    /// the listing (a context edited during the build) fails instead of leading out.
+    pub fn open_file(&self, entry: &ContextEntry) -> io::Result<File> {
+        let fd = rustix::fs::openat2(
+            &self.root_fd,
+            &entry.path,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )?;
+        Ok(File::from(fd))
     }
 }
 
@@ -441,7 +474,7 @@ impl Plan {
                                 path: sel.top.path.clone(),
                             }
                         })?,
-                        (EntryType::File, None) => file_digest(&view.path_of(&sel.top))?,
+                        (EntryType::File, None) => file_digest(view, &sel.top)?,
                         _ => selection_digest(view, sel)?,
                     };
                     (path, digest)
@@ -485,7 +518,7 @@ fn selection_digest(view: &SourceView, sel: &Selected) -> Result<Digest, CopyErr
         field(&entry.uid.to_be_bytes());
         field(&entry.gid.to_be_bytes());
         match entry.kind {
-            EntryType::File => field(file_digest(&view.path_of(entry))?.as_str().as_bytes()),
+            EntryType::File => field(file_digest(view, entry)?.as_str().as_bytes()),
             EntryType::Symlink => {
                 let target = entry.link_target.as_deref().unwrap_or(Path::new(""));
                 field(target.as_os_str().as_bytes());
@@ -497,16 +530,12 @@ fn selection_digest(view: &SourceView, sel: &Selected) -> Result<Digest, CopyErr
 }
 
 /// The sha256 of a file's content, never following a symlink put in its place.
-fn file_digest(path: &Path) -> Result<Digest, CopyError> {
+fn file_digest(view: &SourceView, entry: &ContextEntry) -> Result<Digest, CopyError> {
     let failed = |source| CopyError::Source {
-        path: path.to_path_buf(),
+        path: view.path_of(entry),
         source,
     };
-    let mut file = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(failed)?;
+    let mut file = view.open_file(entry).map_err(failed)?;
     let mut h = Hasher::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -517,13 +546,4 @@ fn file_digest(path: &Path) -> Result<Digest, CopyError> {
         h.update(&buf[..n]);
     }
     Ok(h.finish())
-}
-
-/// Reads all of a source file (for archive detection and similar small reads).
-#[allow(dead_code)]
-pub(crate) fn open_source(path: &Path) -> io::Result<File> {
-    File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
 }

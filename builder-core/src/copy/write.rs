@@ -13,8 +13,8 @@ use xattr::FileExt as _;
 
 use super::chmod::ModeChange;
 use super::dest::{self, DestRoot, lstat_at, make_dir, set_mtime, set_owner_mode, split};
-use super::plan::{Item, Plan, Selected, SourceView, open_source};
-use super::{CopyError, CopyOp, CopyStats, archive, parallel, remote};
+use super::plan::{Item, Plan, Selected, SourceView};
+use super::{CopyError, CopyOp, CopyStats, archive, chown, parallel, remote};
 use crate::context::{ContextEntry, EntryType};
 use crate::is_overlay_xattr;
 
@@ -30,7 +30,7 @@ pub(crate) fn run(
 ) -> Result<CopyStats, CopyError> {
     let root = DestRoot::open(dest_root)?;
     let chown = match &op.chown {
-        Some(spec) => Some(resolve_chown(&root, spec)?),
+        Some(spec) => Some(chown::resolve(&root, spec)?),
         None => None,
     };
     let chmod = op.chmod.as_deref().map(ModeChange::parse).transpose()?;
@@ -101,46 +101,6 @@ pub(crate) fn run(
         }
     }
     w.finish()
-}
-
-/// `--chown=user[:group]` as BuildKit reads it: a numeric user alone gets the same
-/// number as its group; a name is looked up in the destination's /etc/passwd (its
-/// primary group) and a group name in /etc/group.
-fn resolve_chown(root: &DestRoot, spec: &str) -> Result<(u32, u32), CopyError> {
-    let (user, group) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    let read = |name: &str| {
-        root.read_text(Path::new(name)).map_err(CopyError::dest(
-            "read",
-            Path::new(name.trim_start_matches('/')),
-        ))
-    };
-    let passwd = read("etc/passwd")?;
-    let groups = read("etc/group")?;
-    let lookup = |spec: &str| {
-        crate::resolve_user(spec, passwd.as_deref(), groups.as_deref()).map_err(|source| {
-            CopyError::Chown {
-                spec: spec.to_owned(),
-                source,
-            }
-        })
-    };
-    let (uid, mut gid) = match user.parse::<u32>() {
-        Ok(n) => (n, n),
-        Err(_) => {
-            let c = lookup(user)?;
-            (c.uid, c.gid)
-        }
-    };
-    if let Some(g) = group.filter(|g| !g.is_empty()) {
-        gid = match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => lookup(&format!("0:{g}"))?.gid,
-        };
-    }
-    Ok((uid, gid))
 }
 
 fn now_ns() -> i64 {
@@ -216,11 +176,19 @@ impl Writer<'_> {
             return self.below(sel, dest_rel);
         }
         if op.add && sel.top.kind == EntryType::File {
-            if let Some(format) = archive::detect(&src_path)? {
+            let open = || self.view.open_file(&sel.top);
+            if let Some(format) = archive::detect(&src_path, &open)? {
                 self.root
                     .mkdir_all(dest_rel, self.chown.unwrap_or((0, 0)))?;
                 self.parent = None;
-                archive::extract(self, &src_path, format, dest_rel)?;
+                let file = self
+                    .view
+                    .open_file(&sel.top)
+                    .map_err(|source| CopyError::Source {
+                        path: src_path.clone(),
+                        source,
+                    })?;
+                archive::extract(self, file, &src_path, format, dest_rel)?;
                 self.stats.archives += 1;
                 return Ok(());
             }
@@ -267,6 +235,11 @@ impl Writer<'_> {
     /// The absolute path of a source entry.
     pub(super) fn source_path(&self, e: &ContextEntry) -> PathBuf {
         self.view.path_of(e)
+    }
+
+    /// Opens the regular file of a source entry, beneath its root.
+    pub(super) fn open_source(&self, e: &ContextEntry) -> io::Result<File> {
+        self.view.open_file(e)
     }
 
     /// Whether the copy created directory `rel` (so it holds only what the copy put).
@@ -385,7 +358,7 @@ impl Writer<'_> {
                         return Ok(());
                     }
                 }
-                let mut input = open_source(&src).map_err(|source| CopyError::Source {
+                let mut input = self.view.open_file(e).map_err(|source| CopyError::Source {
                     path: src.clone(),
                     source,
                 })?;
