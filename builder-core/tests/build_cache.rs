@@ -46,7 +46,12 @@ fn changing_one_context_file_reruns_only_the_steps_after_its_copy() {
             paths: vec!["b.txt".to_owned()]
         })
     );
-    assert_eq!(result.steps[4].miss, Some(MissReason::ParentChanged));
+    assert_eq!(
+        result.steps[4].miss,
+        Some(MissReason::ParentChanged {
+            step: "[5/6] COPY b.txt /b.txt".to_owned()
+        })
+    );
     assert_eq!(
         read(&store, &result.image, dir.path(), "/b.copy"),
         "b changed\n"
@@ -170,4 +175,48 @@ fn prune_drops_the_cache() {
             .iter()
             .all(|s| s.miss == Some(MissReason::NoEntry))
     );
+}
+
+#[test]
+fn misses_name_a_changed_base_or_from_source() {
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[]);
+    let dockerfile = "FROM busybox AS src
+ARG V=1
+RUN echo $V > /v
+FROM busybox
+COPY --from=src /v /v
+";
+    build(&store, dockerfile, &ctx);
+    let (result, _) = build_with(&store, dockerfile, &ctx, |r| {
+        r.build_args = vec![("V".to_owned(), "2".to_owned())];
+    });
+    let result = result.unwrap();
+    let copy = result
+        .steps
+        .iter()
+        .find(|s| s.name.contains("COPY --from=src"))
+        .unwrap();
+    assert_eq!(
+        copy.miss,
+        Some(MissReason::SourceChanged {
+            from: "src".to_owned()
+        })
+    );
+
+    // `base:1` names one image, then (retagged) another: the first step of a stage on
+    // it misses because its base changed.
+    let image = build_support::import(&store, &build_support::busybox_tarball(), "base:1");
+    let other = build_with(&store, "FROM base:1\nRUN echo changed > /c\n", &ctx, |r| {
+        r.tags = vec!["base:1".parse().unwrap()];
+    })
+    .0
+    .unwrap();
+    assert_ne!(other.image.digest().unwrap(), image.digest().unwrap());
+    let on_top = "FROM base:1\nRUN echo on top > /top\n";
+    let first = build(&store, on_top, &ctx);
+    assert!(!first.steps[0].cached);
+    build_support::import(&store, &build_support::busybox_tarball(), "base:1");
+    let again = build(&store, on_top, &ctx);
+    assert_eq!(again.steps[0].miss, Some(MissReason::BaseChanged));
 }

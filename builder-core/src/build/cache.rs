@@ -78,8 +78,18 @@ pub enum MissReason {
     NoCache,
     /// Nothing is known of this step: it never ran, or its entry is gone.
     NoEntry,
-    /// The step before it missed and produced a different result.
-    ParentChanged,
+    /// A step before it in its stage ran again with a different result.
+    ParentChanged {
+        /// The display name of the last step of the stage that ran before this one.
+        step: String,
+    },
+    /// The stage's base (image or stage) is not what it was.
+    BaseChanged,
+    /// The stage or image it copies from (`--from`) changed.
+    SourceChanged {
+        /// The `--from` value.
+        from: String,
+    },
     /// Files it copies from the context changed, were added or removed.
     FilesChanged {
         /// The paths, relative to the context.
@@ -99,7 +109,9 @@ impl fmt::Display for MissReason {
         match self {
             MissReason::NoCache => write!(f, "cache disabled for this step"),
             MissReason::NoEntry => write!(f, "no cache entry"),
-            MissReason::ParentChanged => write!(f, "a previous step changed"),
+            MissReason::ParentChanged { step } => write!(f, "a previous step changed: {step}"),
+            MissReason::BaseChanged => write!(f, "the base image or stage changed"),
+            MissReason::SourceChanged { from } => write!(f, "the --from source {from} changed"),
             MissReason::FilesChanged { paths } => {
                 write!(f, "context files changed: {}", paths.join(", "))
             }
@@ -174,6 +186,9 @@ pub(crate) struct CacheEntry {
     /// The build arguments and environment it saw.
     #[serde(default)]
     pub args: BTreeMap<String, String>,
+    /// For `COPY --from`: the source as written and the key of its content.
+    #[serde(default)]
+    pub from: Option<(String, String)>,
 }
 
 /// The cache of one store.
@@ -242,7 +257,7 @@ impl Cache {
         &self,
         identity: &str,
         now: &CacheEntry,
-        parent_missed: bool,
+        last_ran: Option<&str>,
     ) -> MissReason {
         let Some(previous) = self.last_key(identity).and_then(|key| self.get(&key)) else {
             return MissReason::NoEntry;
@@ -251,8 +266,16 @@ impl Cache {
             // Same key, but the entry or its layer is gone.
             return MissReason::NoEntry;
         }
-        if previous.parent != now.parent && parent_missed {
-            return MissReason::ParentChanged;
+        if previous.parent != now.parent {
+            return match last_ran {
+                Some(step) => MissReason::ParentChanged {
+                    step: step.to_owned(),
+                },
+                None => MissReason::BaseChanged,
+            };
+        }
+        if let Some((from, _)) = now.from.as_ref().filter(|_| previous.from != now.from) {
+            return MissReason::SourceChanged { from: from.clone() };
         }
         let paths = changed_keys(&previous.sources, &now.sources);
         if !paths.is_empty() {
@@ -261,9 +284,6 @@ impl Cache {
         let names = changed_keys(&previous.args, &now.args);
         if !names.is_empty() {
             return MissReason::ArgsChanged { names };
-        }
-        if previous.parent != now.parent {
-            return MissReason::ParentChanged;
         }
         MissReason::DefinitionChanged
     }
@@ -327,6 +347,7 @@ mod tests {
             layer: None,
             sources: map(sources),
             args: map(args),
+            from: None,
         }
     }
 
@@ -358,23 +379,29 @@ mod tests {
 
         let now = entry("k2", "p", &[("app.py", "d9"), ("b", "d2")], &[("V", "1")]);
         assert_eq!(
-            cache.explain("s/2/COPY . .", &now, false),
+            cache.explain("s/2/COPY . .", &now, None),
             MissReason::FilesChanged {
                 paths: vec!["app.py".into()]
             }
         );
         let now = entry("k2", "p", &[("app.py", "d1"), ("b", "d2")], &[("V", "2")]);
         assert_eq!(
-            cache.explain("s/2/COPY . .", &now, false),
+            cache.explain("s/2/COPY . .", &now, None),
             MissReason::ArgsChanged {
                 names: vec!["V".into()]
             }
         );
         let now = entry("k2", "q", &[], &[]);
         assert_eq!(
-            cache.explain("s/2/COPY . .", &now, true),
-            MissReason::ParentChanged
+            cache.explain("s/2/COPY . .", &now, Some("[2/3] RUN x")),
+            MissReason::ParentChanged {
+                step: "[2/3] RUN x".into()
+            }
         );
-        assert_eq!(cache.explain("other", &now, false), MissReason::NoEntry);
+        assert_eq!(
+            cache.explain("s/2/COPY . .", &now, None),
+            MissReason::BaseChanged
+        );
+        assert_eq!(cache.explain("other", &now, None), MissReason::NoEntry);
     }
 }

@@ -29,7 +29,8 @@ pub(crate) struct StageRun<'s, 'a> {
     /// Position shown for the next step (`[n/count]`).
     position: u32,
     count: u32,
-    parent_missed: bool,
+    /// The name of the last step of this stage that ran (missed the cache).
+    last_ran: Option<String>,
 }
 
 impl<'s, 'a> StageRun<'s, 'a> {
@@ -93,7 +94,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             state,
             position: 0,
             count: count.max(1),
-            parent_missed: false,
+            last_ran: None,
         };
         if let Base::Image(reference) = &stage.base {
             // The base is resolved already: shown as a step found in the cache.
@@ -170,6 +171,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             layer: None,
             sources: BTreeMap::new(),
             args: BTreeMap::new(),
+            from: None,
         };
         shared.cache.put(&key, &entry)?;
         Ok(shared.created.clone())
@@ -230,6 +232,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 .chain(step.env.iter())
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
+            from: input.from_key.clone(),
         };
         let disabled = shared.cache_disabled(self.stage);
         let hit = if disabled {
@@ -258,7 +261,9 @@ impl<'s, 'a> StageRun<'s, 'a> {
         let reason = if disabled {
             MissReason::NoCache
         } else {
-            shared.cache.explain(&identity, &entry, self.parent_missed)
+            shared
+                .cache
+                .explain(&identity, &entry, self.last_ran.as_deref())
         };
         let begun = Instant::now();
         let layer = match self.execute(id, step, &input) {
@@ -304,7 +309,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             duration,
             output: output_of(layer.as_ref()),
         });
-        self.parent_missed = true;
+        self.last_ran = Some(name.clone());
         self.report(id, name, line, key, false, Some(reason), duration);
         Ok(())
     }
@@ -371,8 +376,17 @@ impl<'s, 'a> StageRun<'s, 'a> {
         match copy_source(self.shared.graph, step) {
             Some(source) => {
                 let state = self.source_state(&source)?;
+                let written = match &step.instruction {
+                    Instruction::Copy(c) => c.from.clone(),
+                    _ => None,
+                };
+                let label = written.unwrap_or_else(|| match &source {
+                    Source::Stage(id) => id.to_string(),
+                    Source::Image(reference) => reference.clone(),
+                });
                 Ok(CopyInput {
                     op: Some(op),
+                    from_key: Some((label, state.key.to_string())),
                     from: Some(state.clone()),
                     // A stage's key covers its content; the step digest covers the
                     // selection.
@@ -397,6 +411,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 Ok(CopyInput {
                     op: Some(op),
                     from: None,
+                    from_key: None,
                     digest: Some(digest),
                     files,
                 })
@@ -553,6 +568,8 @@ struct CopyInput {
     op: Option<CopyOp>,
     /// The stage or image it copies from (`--from`), or the context when `None`.
     from: Option<StageState>,
+    /// `--from` as written and the key of the source's content.
+    from_key: Option<(String, String)>,
     digest: Option<Digest>,
     files: BTreeMap<String, String>,
 }
