@@ -36,7 +36,7 @@ pub enum BuildError {
         rendered: String,
     },
     /// An image reference names nothing rbuild can load.
-    #[error("image {0} not found in the store (registry pulls are not done by build)")]
+    #[error("image {0} not found in the store{hint}", hint = not_found_hint(.0))]
     ImageNotFound(String),
     /// `--platform` asks for another platform than the host's.
     #[error("platform {requested} is not supported: this host builds only for {host}")]
@@ -136,6 +136,20 @@ impl From<HashError> for BuildError {
     }
 }
 
+/// What to do about a missing image: the fixture images of this repository are made by
+/// a script; others must be pulled or loaded first.
+fn not_found_hint(reference: &str) -> String {
+    let name = reference
+        .strip_prefix("rbuild-fixtures/")
+        .map(|rest| rest.split([':', '@']).next().unwrap_or(rest));
+    match name {
+        Some(name) => format!(
+            " (make it with: rbuild import \"$(fixtures/base-images/make {name})\" {reference})"
+        ),
+        None => " (pull or load it first: rbuild pull, rbuild load)".to_owned(),
+    }
+}
+
 fn tail_text(tail: &[String]) -> String {
     if tail.is_empty() {
         return String::new();
@@ -148,6 +162,26 @@ fn tail_text(tail: &[String]) -> String {
     }
     out.push_str("------");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_fixture_images_say_how_to_make_them() {
+        let err = BuildError::ImageNotFound("rbuild-fixtures/python3:bookworm".to_owned());
+        assert_eq!(
+            err.to_string(),
+            "image rbuild-fixtures/python3:bookworm not found in the store (make it with: \
+             rbuild import \"$(fixtures/base-images/make python3)\" rbuild-fixtures/python3:bookworm)"
+        );
+        let err = BuildError::ImageNotFound("alpine".to_owned());
+        assert!(
+            err.to_string()
+                .ends_with("(pull or load it first: rbuild pull, rbuild load)")
+        );
+    }
 }
 
 pub(crate) fn io_err<'a>(
