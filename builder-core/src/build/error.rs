@@ -164,26 +164,6 @@ fn tail_text(tail: &[String]) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn missing_fixture_images_say_how_to_make_them() {
-        let err = BuildError::ImageNotFound("rbuild-fixtures/python3:bookworm".to_owned());
-        assert_eq!(
-            err.to_string(),
-            "image rbuild-fixtures/python3:bookworm not found in the store (make it with: \
-             rbuild import \"$(fixtures/base-images/make python3)\" rbuild-fixtures/python3:bookworm)"
-        );
-        let err = BuildError::ImageNotFound("alpine".to_owned());
-        assert!(
-            err.to_string()
-                .ends_with("(pull or load it first: rbuild pull, rbuild load)")
-        );
-    }
-}
-
 pub(crate) fn io_err<'a>(
     action: &'static str,
     path: &'a std::path::Path,
@@ -220,4 +200,24 @@ pub(crate) fn render_at(
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_fixture_images_say_how_to_make_them() {
+        let err = BuildError::ImageNotFound("rbuild-fixtures/python3:bookworm".to_owned());
+        assert_eq!(
+            err.to_string(),
+            "image rbuild-fixtures/python3:bookworm not found in the store (make it with: \
+             rbuild import \"$(fixtures/base-images/make python3)\" rbuild-fixtures/python3:bookworm)"
+        );
+        let err = BuildError::ImageNotFound("alpine".to_owned());
+        assert!(
+            err.to_string()
+                .ends_with("(pull or load it first: rbuild pull, rbuild load)")
+        );
+    }
 }
