@@ -20,7 +20,9 @@ const EXIT_BUILD_FAILED: u8 = 1;
 /// `--network`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum NetworkArg {
-    /// Share the host's network (the default, as `docker build --network=host`).
+    /// Share the host's network (the default, as `docker build --network=host`; docker's
+    /// `default` means the same here).
+    #[value(alias = "default")]
     Host,
     /// No network: only loopback.
     None,
