@@ -476,3 +476,21 @@ fn a_heredoc_with_a_shebang_runs_with_its_own_interpreter_and_leaves_no_file() {
     let env = result.image.config.config.env.clone().unwrap_or_default();
     assert!(!env.iter().any(|e| e.starts_with("RBUILD_")), "{env:?}");
 }
+
+#[test]
+fn a_missing_copy_source_names_the_line() {
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[]);
+    let (result, _) = build_with(
+        &store,
+        "FROM busybox\n\nCOPY nothere.txt /x\n",
+        &ctx,
+        |_| {},
+    );
+    let text = rbuild_core::error_chain(&result.unwrap_err());
+    assert!(
+        text.starts_with("Dockerfile:3: failed to build [2/2] COPY nothere.txt /x: "),
+        "{text}"
+    );
+    assert!(text.contains("nothere.txt"), "{text}");
+}

@@ -214,9 +214,14 @@ impl<'s, 'a> StageRun<'s, 'a> {
             });
             e
         };
-        let input = self
-            .copy_input(step)
-            .map_err(|e| failed(e, Duration::ZERO))?;
+        let input = self.copy_input(step).map_err(|e| {
+            let e = BuildError::Step {
+                location: location.clone(),
+                name: name.clone(),
+                source: Box::new(e),
+            };
+            failed(e, Duration::ZERO)
+        })?;
         let key = CacheKey::step(&self.state.key, step.digest.as_str(), input.digest.as_ref());
         let identity = format!("{}\0{index}\0{text}", self.stage.display_name());
         let mut entry = CacheEntry {
