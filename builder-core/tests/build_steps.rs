@@ -494,3 +494,28 @@ fn a_missing_copy_source_names_the_line() {
     );
     assert!(text.contains("nothere.txt"), "{text}");
 }
+
+#[test]
+fn copy_heredocs_expand_variables_unless_their_delimiter_is_quoted() {
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[]);
+    let dockerfile = "FROM busybox
+ARG WHO=world
+ENV GREETING=hello
+COPY <<EOF /expanded
+$GREETING ${WHO} \"quoted\" 'single' \\$kept
+EOF
+COPY <<'EOF' /literal
+$GREETING ${WHO}
+EOF
+";
+    let result = build(&store, dockerfile, &ctx);
+    assert_eq!(
+        read(&store, &result.image, dir.path(), "/expanded"),
+        "hello world \"quoted\" 'single' \\$kept\n"
+    );
+    assert_eq!(
+        read(&store, &result.image, dir.path(), "/literal"),
+        "$GREETING ${WHO}\n"
+    );
+}

@@ -20,6 +20,7 @@ mod cache;
 mod error;
 mod mount;
 mod solve;
+mod sources;
 mod stage;
 mod state;
 mod step;

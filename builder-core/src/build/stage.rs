@@ -4,17 +4,17 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rbuild_dockerfile::{Base, GraphStage, Instruction, Source, Step};
+use rbuild_dockerfile::{Base, GraphStage, Instruction, Step};
 
 use super::StepReport;
 use super::cache::{CacheEntry, CacheKey, CachedLayer, MissReason};
 use super::error::{BuildError, io_err, render_at};
 use super::mount::with_roots;
-use super::solve::{Shared, copy_source, root_key, step_scratch};
+use super::solve::{Shared, root_key, step_scratch};
+use super::sources::{CopyInput, copy_input};
 use super::state::{StageState, image_layers};
 use super::step::{self, RunContext, RunFailure, make_workdir, run_spec, touches_files};
-use crate::copy::{self, CopyOp, CopySource};
-use crate::digest::Digest;
+use crate::copy::{self, CopySource};
 use crate::layer::{Layer, LayerOptions, write_layer};
 use crate::progress::{Event, StepId, StepOutput, display_name};
 use crate::semantics::{self, Applied};
@@ -369,88 +369,12 @@ impl<'s, 'a> StageRun<'s, 'a> {
         );
     }
 
-    /// What a `COPY`/`ADD` reads: where from, its digest for the key, and the context
-    /// files it selects (for `--explain-cache`).
+    /// What a `COPY`/`ADD` reads (see [`copy_input`]).
     fn copy_input(&self, step: &Step) -> Result<CopyInput, BuildError> {
-        let workdir = self.workdir(step);
-        let op = match &step.instruction {
-            Instruction::Copy(c) => CopyOp::from_copy(c, &workdir),
-            Instruction::Add(a) => CopyOp::from_add(a, &workdir),
-            _ => return Ok(CopyInput::default()),
-        };
-        match copy_source(self.shared.graph, step) {
-            Some(source) => {
-                let state = self.source_state(&source)?;
-                let written = match &step.instruction {
-                    Instruction::Copy(c) => c.from.clone(),
-                    _ => None,
-                };
-                let label = written.unwrap_or_else(|| match &source {
-                    Source::Stage(id) => id.to_string(),
-                    Source::Image(reference) => reference.clone(),
-                });
-                Ok(CopyInput {
-                    op: Some(op),
-                    from_key: Some((label, state.key.to_string())),
-                    from: Some(state.clone()),
-                    // A stage's key covers its content; the step digest covers the
-                    // selection.
-                    digest: Some(Digest::of(state.key.to_string().as_bytes())),
-                    files: BTreeMap::new(),
-                })
-            }
-            None => {
-                let Some(context) = self.shared.context else {
-                    return Ok(CopyInput {
-                        op: Some(op),
-                        ..CopyInput::default()
-                    });
-                };
-                let from = CopySource::Context {
-                    root: context.root,
-                    listing: &context.listing,
-                    hashes: &context.hashes,
-                };
-                let digest = copy::sources_digest(&op, &from)?;
-                let files = selected_files(context, step);
-                Ok(CopyInput {
-                    op: Some(op),
-                    from: None,
-                    from_key: None,
-                    digest: Some(digest),
-                    files,
-                })
-            }
-        }
+        copy_input(self.shared, step, &self.workdir(step))
     }
 
-    fn source_state(&self, source: &Source) -> Result<StageState, BuildError> {
-        match source {
-            Source::Stage(id) => self
-                .shared
-                .states
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get(id)
-                .cloned()
-                .ok_or(BuildError::Canceled),
-            Source::Image(reference) => {
-                let base = self
-                    .shared
-                    .bases
-                    .get(reference)
-                    .ok_or_else(|| BuildError::ImageNotFound(reference.clone()))?;
-                Ok(StageState {
-                    config: semantics::new_stage_config(Some(&base.image.config)),
-                    layers: image_layers(&base.image)?,
-                    key: root_key(Some(base)),
-                    base: None,
-                })
-            }
-        }
-    }
-
-    fn workdir(&self, step: &Step) -> String {
+    pub(crate) fn workdir(&self, step: &Step) -> String {
         step.workdir
             .clone()
             .or_else(|| self.state.config.image.config.working_dir.clone())
@@ -565,50 +489,6 @@ impl<'s, 'a> StageRun<'s, 'a> {
         let _ = std::fs::remove_dir_all(&scratch);
         Ok(layer)
     }
-}
-
-/// What a `COPY`/`ADD` step reads.
-#[derive(Default)]
-struct CopyInput {
-    op: Option<CopyOp>,
-    /// The stage or image it copies from (`--from`), or the context when `None`.
-    from: Option<StageState>,
-    /// `--from` as written and the key of the source's content.
-    from_key: Option<(String, String)>,
-    digest: Option<Digest>,
-    files: BTreeMap<String, String>,
-}
-
-/// The context files a step's sources select, with their content digests (or their
-/// type for what is not a regular file).
-fn selected_files(
-    context: &super::solve::ContextState<'_>,
-    step: &Step,
-) -> BTreeMap<String, String> {
-    let sources = match &step.instruction {
-        Instruction::Copy(c) => &c.files.sources,
-        Instruction::Add(a) => &a.files.sources,
-        _ => return BTreeMap::new(),
-    };
-    let mut files = BTreeMap::new();
-    for source in sources {
-        if source.contains("://") {
-            continue;
-        }
-        let Ok(entries) = crate::context::resolve_source(&context.listing, source) else {
-            continue;
-        };
-        for entry in entries {
-            for e in context.listing.subtree(entry) {
-                let value = context
-                    .hashes
-                    .get(&e.path)
-                    .map_or_else(|| format!("{:?} {:o}", e.kind, e.mode), |d| d.to_string());
-                files.insert(e.path.to_string_lossy().into_owned(), value);
-            }
-        }
-    }
-    files
 }
 
 fn output_of(layer: Option<&Layer>) -> StepOutput {

@@ -1,0 +1,192 @@
+//! What a `COPY` or `ADD` step reads: the copy op (heredocs expanded), where its sources
+//! come from (the context, or a stage's or image's tree), the digest of what it selects
+//! for the cache key, and the context files it selects for `--explain-cache`.
+
+use std::collections::BTreeMap;
+
+use rbuild_dockerfile::{Environment, Instruction, ShellLexer, Source, Step};
+
+use super::error::{BuildError, render_at};
+use super::solve::{ContextState, Shared, copy_source, root_key};
+use super::state::{StageState, image_layers};
+use crate::copy::{self, CopyOp, CopySource};
+use crate::digest::Digest;
+use crate::semantics;
+
+/// What a `COPY`/`ADD` reads: where from, its digest for the key, and the context
+/// files it selects (for `--explain-cache`).
+pub(crate) fn copy_input(
+    shared: &Shared<'_>,
+    step: &Step,
+    workdir: &str,
+) -> Result<CopyInput, BuildError> {
+    let mut op = match &step.instruction {
+        Instruction::Copy(c) => CopyOp::from_copy(c, workdir),
+        Instruction::Add(a) => CopyOp::from_add(a, workdir),
+        _ => return Ok(CopyInput::default()),
+    };
+    expand_heredocs(&mut op, step, shared.escape).map_err(|e| {
+        BuildError::Dockerfile(render_at(
+            shared.file_name,
+            shared.text,
+            &step.span,
+            &e.to_string(),
+        ))
+    })?;
+    match copy_source(shared.graph, step) {
+        Some(source) => {
+            let state = source_state(shared, &source)?;
+            let written = match &step.instruction {
+                Instruction::Copy(c) => c.from.clone(),
+                _ => None,
+            };
+            let label = written.unwrap_or_else(|| match &source {
+                Source::Stage(id) => id.to_string(),
+                Source::Image(reference) => reference.clone(),
+            });
+            Ok(CopyInput {
+                op: Some(op),
+                from_key: Some((label, state.key.to_string())),
+                from: Some(state.clone()),
+                // A stage's key covers its content; the step digest covers the
+                // selection.
+                digest: Some(Digest::of(state.key.to_string().as_bytes())),
+                files: BTreeMap::new(),
+            })
+        }
+        None => {
+            let Some(context) = shared.context else {
+                return Ok(CopyInput {
+                    op: Some(op),
+                    ..CopyInput::default()
+                });
+            };
+            let from = CopySource::Context {
+                root: context.root,
+                listing: &context.listing,
+                hashes: &context.hashes,
+            };
+            let digest = copy::sources_digest(&op, &from)?;
+            let files = selected_files(context, step);
+            Ok(CopyInput {
+                op: Some(op),
+                from: None,
+                from_key: None,
+                digest: Some(digest),
+                files,
+            })
+        }
+    }
+}
+
+pub(crate) fn source_state(shared: &Shared<'_>, source: &Source) -> Result<StageState, BuildError> {
+    match source {
+        Source::Stage(id) => shared
+            .states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
+            .ok_or(BuildError::Canceled),
+        Source::Image(reference) => {
+            let base = shared
+                .bases
+                .get(reference)
+                .ok_or_else(|| BuildError::ImageNotFound(reference.clone()))?;
+            Ok(StageState {
+                config: semantics::new_stage_config(Some(&base.image.config)),
+                layers: image_layers(&base.image)?,
+                key: root_key(Some(base)),
+                base: None,
+            })
+        }
+    }
+}
+
+/// What a `COPY`/`ADD` step reads.
+#[derive(Default)]
+pub(crate) struct CopyInput {
+    pub op: Option<CopyOp>,
+    /// The stage or image it copies from (`--from`), or the context when `None`.
+    pub from: Option<StageState>,
+    /// `--from` as written and the key of the source's content.
+    pub from_key: Option<(String, String)>,
+    pub digest: Option<Digest>,
+    pub files: BTreeMap<String, String>,
+}
+
+/// The context files a step's sources select, with their content digests (or their
+/// type for what is not a regular file).
+fn selected_files(context: &ContextState<'_>, step: &Step) -> BTreeMap<String, String> {
+    let sources = match &step.instruction {
+        Instruction::Copy(c) => &c.files.sources,
+        Instruction::Add(a) => &a.files.sources,
+        _ => return BTreeMap::new(),
+    };
+    let mut files = BTreeMap::new();
+    for source in sources {
+        if source.contains("://") {
+            continue;
+        }
+        let Ok(entries) = crate::context::resolve_source(&context.listing, source) else {
+            continue;
+        };
+        for entry in entries {
+            for e in context.listing.subtree(entry) {
+                let value = context
+                    .hashes
+                    .get(&e.path)
+                    .map_or_else(|| format!("{:?} {:o}", e.kind, e.mode), |d| d.to_string());
+                files.insert(e.path.to_string_lossy().into_owned(), value);
+            }
+        }
+    }
+    files
+}
+
+/// Expands `$VAR` in the heredoc sources whose delimiter was not quoted, with the
+/// step's build arguments and environment, as BuildKit does (`SourcesAndDest.ExpandRaw`):
+/// quotes and backslashes stay as written.
+fn expand_heredocs(
+    op: &mut CopyOp,
+    step: &Step,
+    escape: char,
+) -> Result<(), rbuild_dockerfile::ExpandError> {
+    if !op.heredocs.iter().any(|h| h.expand) {
+        return Ok(());
+    }
+    let mut env = Environment::new();
+    for (k, v) in step.args.iter().chain(step.env.iter()) {
+        env.set(k, v);
+    }
+    let lexer = ShellLexer::new(escape);
+    for heredoc in op.heredocs.iter_mut().filter(|h| h.expand) {
+        heredoc.content = lexer.expand_word(&raw_word(&heredoc.content, escape), &env)?;
+    }
+    Ok(())
+}
+
+/// `text` as a word whose quotes and escape characters the lexer keeps literally, so
+/// that only variable references are expanded (an escaped `$` stays escaped, as
+/// written).
+fn raw_word(text: &str, escape: char) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == escape {
+            out.push(escape);
+            out.push(escape);
+            if chars.peek() == Some(&'$') {
+                chars.next();
+                out.push(escape);
+                out.push('$');
+            }
+        } else if c == '"' || c == '\'' {
+            out.push(escape);
+            out.push(c);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
