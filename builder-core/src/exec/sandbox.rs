@@ -383,15 +383,13 @@ fn host_user_name(uid: u32) -> Option<String> {
     })
 }
 
-/// The step's environment: the spec's, with `PATH`, `HOSTNAME` and `HOME` defaulted.
+/// The step's environment: the spec's, with `PATH` and `HOME` defaulted. No `HOSTNAME`:
+/// BuildKit's steps have none (the host name is in /etc/hostname and uname).
 pub(crate) fn step_env(spec: &RunSpec, creds: &Credentials) -> Vec<(String, String)> {
     let has = |name: &str| spec.env.iter().any(|(k, _)| k == name);
     let mut env = Vec::new();
     if !has("PATH") {
         env.push(("PATH".to_owned(), DEFAULT_PATH.to_owned()));
-    }
-    if !has("HOSTNAME") {
-        env.push(("HOSTNAME".to_owned(), spec.hostname.clone()));
     }
     if let (false, Some(home)) = (has("HOME"), &creds.home) {
         env.push(("HOME".to_owned(), home.clone()));
