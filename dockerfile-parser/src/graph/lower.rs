@@ -377,6 +377,7 @@ fn lower_stage_into(
             instruction: &expanded.instruction,
             args: &scope.args,
             env: &scope.env,
+            run_env: &scope.state,
             workdir: scope.workdir.as_deref(),
             user: scope.user.as_deref(),
             shell: scope.shell.as_deref(),
