@@ -51,6 +51,13 @@ pub use crate::snapshot::{
     CopySnapshotter, LowerView, OverlaySnapshotter, Snapshot, SnapshotError, Snapshotter, StepRoot,
 };
 
+// --- running a stored image: `rbuild run` ---
+mod container;
+pub use crate::container::{
+    ContainerError, ContainerId, ContainerOptions, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND,
+    EXIT_RUN_FAILED, container_command, container_env, image_lowers, run_container,
+};
+
 // --- progress events ---
 mod progress;
 pub use crate::progress::{

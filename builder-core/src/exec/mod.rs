@@ -180,6 +180,8 @@ pub struct RunSpec {
     pub limits: Limits,
     /// Cancels the step when set.
     pub cancel: CancelToken,
+    /// Give the command the caller's standard input instead of `/dev/null` (`rbuild run`).
+    pub inherit_stdin: bool,
 }
 
 impl RunSpec {
@@ -195,6 +197,7 @@ impl RunSpec {
             hostname: "rbuild".to_owned(),
             limits: Limits::default(),
             cancel: CancelToken::new(),
+            inherit_stdin: false,
         }
     }
 

@@ -210,6 +210,7 @@ impl RuncExecutor {
                 id_map: None,
                 limits: &Default::default(),
                 cancel: &spec.cancel,
+                inherit_stdin: spec.inherit_stdin,
             },
             sink,
         );

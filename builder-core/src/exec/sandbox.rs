@@ -369,6 +369,7 @@ fn spawn_and_wait(
             limits: &spec.limits,
             cancel: &spec.cancel,
             id_map,
+            inherit_stdin: spec.inherit_stdin,
         },
         sink,
     )
