@@ -174,10 +174,14 @@ pub fn container_command(config: &RunConfig, options: &ContainerOptions) -> Vec<
 /// name once (a later value replaces an earlier one in place).
 pub fn container_env(config: &RunConfig, options: &ContainerOptions) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
-    let image_env = config.env.iter().flatten().map(|kv| match kv.split_once('=') {
-        Some((k, v)) => (k.to_owned(), v.to_owned()),
-        None => (kv.clone(), String::new()),
-    });
+    let image_env = config
+        .env
+        .iter()
+        .flatten()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (kv.clone(), String::new()),
+        });
     for (key, value) in image_env.chain(options.env.iter().cloned()) {
         match env.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
@@ -368,7 +372,10 @@ mod tests {
     #[test]
     fn a_new_entrypoint_clears_cmd_as_docker_does() {
         let c = config(Some(&["/bin/echo"]), Some(&["c"]));
-        assert_eq!(container_command(&c, &options(&[], Some("/bin/ls"))), ["/bin/ls"]);
+        assert_eq!(
+            container_command(&c, &options(&[], Some("/bin/ls"))),
+            ["/bin/ls"]
+        );
         assert_eq!(
             container_command(&c, &options(&["-l"], Some("/bin/ls"))),
             ["/bin/ls", "-l"]
@@ -383,8 +390,10 @@ mod tests {
             env: Some(vec!["A=1".into(), "B=2".into(), "EMPTY".into()]),
             ..Default::default()
         };
-        let mut o = ContainerOptions::default();
-        o.env = vec![("B".into(), "3".into()), ("C".into(), "4".into())];
+        let o = ContainerOptions {
+            env: vec![("B".into(), "3".into()), ("C".into(), "4".into())],
+            ..Default::default()
+        };
         let env = container_env(&c, &o);
         let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (&k[..], &v[..])).collect();
         assert_eq!(pairs, [("A", "1"), ("B", "3"), ("EMPTY", ""), ("C", "4")]);

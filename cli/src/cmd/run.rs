@@ -24,11 +24,9 @@ The container shares the host's network (there is no -p): a server listening on 
 inside is reachable at 127.0.0.1:80 on the host. Nothing of the run is kept: its writable \
 layer is removed when the command ends. Ctrl-C or SIGTERM to rbuild stops the container.",
     after_help = "Examples:
-  rbuild run busybox:latest echo hello
   rbuild run -e NAME=you -w /tmp busybox:latest sh -c 'echo $NAME in $PWD'
   rbuild run friendlyhello                # then: curl http://127.0.0.1:80/
-  rbuild run --network none --entrypoint /bin/sh friendlyhello -c 'ip addr'
-  echo data | rbuild run busybox:latest wc -c"
+  echo data | rbuild run --network none busybox:latest wc -c"
 )]
 pub struct Args {
     #[command(flatten)]
@@ -54,7 +52,11 @@ pub struct Args {
     /// The image, by name or image id
     image: String,
     /// The command and its arguments, replacing the image's Cmd
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
     command: Vec<String>,
 }
 
