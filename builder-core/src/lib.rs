@@ -58,6 +58,18 @@ pub use crate::container::{
     EXIT_RUN_FAILED, container_command, container_env, image_lowers, run_container,
 };
 
+// --- build semantics: instructions into image configs ---
+// Used by the solver; until it lands, only the tests use it.
+#[cfg_attr(not(test), allow(dead_code))]
+mod semantics;
+
+// --- the build engine: solver, steps, cache ---
+mod build;
+pub use crate::build::{
+    BuildError, BuildRequest, BuildResult, Builder, CACHE_DIR, CacheKey, DockerfileInput,
+    ExecutorKind, MissReason, SnapshotterKind, StepReport,
+};
+
 // --- progress events ---
 mod progress;
 pub use crate::progress::{
@@ -70,6 +82,13 @@ pub use crate::context::{
     ContextEntry, ContextError, ContextHashes, ContextListing, ContextSource, DOCKERIGNORE,
     EntryType, HashError, HashStats, INDEX_DIR, IgnoreError, IgnoreRules, IndexError,
     MAX_SYMLINK_HOPS, PatternError, ResolveError, UnpackError, WalkError, resolve_source,
+};
+
+// --- COPY and ADD ---
+mod copy;
+pub use crate::copy::{
+    ChmodError, CopyError, CopyOp, CopySource, CopyStats, ModeChange, copy, selected_sources,
+    sources_digest,
 };
 
 // --- registry ---
