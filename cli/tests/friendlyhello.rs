@@ -2,6 +2,8 @@
 //! the python3 fixture in a fresh store, has Flask installed and the seed's config,
 //! answers on 127.0.0.1:80 under `rbuild run`, leaves nothing behind when stopped, is
 //! fully cached on a second build, and `--explain-cache` names app.py after it changed.
+//! The first build's `--progress rawjson` stream is checked against the schema kept in
+//! `docs/progress/rawjson.schema.json`.
 //!
 //! Needs root, the python3 fixture (`fixtures/base-images/make python3`), port 80 free,
 //! and PyPI reachable for the `pip install` step.
@@ -83,6 +85,35 @@ fn steps(plain: &str) -> Vec<(String, String)> {
     found
 }
 
+/// Parses `--progress rawjson` output, checking every line against the schema.
+fn valid_rawjson(stream: &str) -> Vec<serde_json::Value> {
+    let path = workspace().join("docs/progress/rawjson.schema.json");
+    let schema_text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let schema: serde_json::Value = serde_json::from_str(&schema_text).expect("the schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("the schema is a JSON Schema");
+    let events: Vec<serde_json::Value> = stream
+        .lines()
+        .enumerate()
+        .map(|(n, line)| {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("rawjson line {}: not JSON ({e}): {line}", n + 1));
+            let errors: Vec<String> = validator
+                .iter_errors(&value)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(
+                errors.is_empty(),
+                "rawjson line {}: {line}\n{errors:#?}",
+                n + 1
+            );
+            value
+        })
+        .collect();
+    assert!(!events.is_empty(), "no rawjson events");
+    events
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -97,19 +128,31 @@ fn friendlyhello_builds_runs_and_rebuilds_from_the_cache() {
     copy_example(&context);
     import(&root, &tar, BASE, &[]);
 
-    // The first build really runs its steps.
+    // The first build really runs its steps, and says so in valid rawjson.
     let first = success(
         rbuild(&root)
-            .args(["-t", "friendlyhello", "--progress", "plain"])
+            .args(["-t", "friendlyhello", "--progress", "rawjson"])
             .arg(&context),
     );
-    let first_log = text(&first.stderr);
-    let first_steps = steps(&first_log);
+    let events = valid_rawjson(&text(&first.stderr));
+    let pip = events
+        .iter()
+        .find(|e| {
+            e["type"] == "step_started"
+                && e["name"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("RUN pip install"))
+        })
+        .unwrap_or_else(|| panic!("no pip step in the first build: {events:#?}"))["step"]
+        .clone();
+    let ran = |kind: &str| events.iter().any(|e| e["type"] == kind && e["step"] == pip);
     assert!(
-        first_steps
-            .iter()
-            .any(|(_, t)| t.starts_with("RUN pip install")),
-        "no pip step in the first build:\n{first_log}"
+        ran("step_log") && ran("step_finished") && !ran("step_cached"),
+        "{events:#?}"
+    );
+    assert_eq!(
+        events.last().map(|e| &e["type"]),
+        Some(&"build_finished".into())
     );
 
     // Flask is installed.
