@@ -22,7 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::digest::{Digest, Hasher};
 use crate::exec::{
-    CancelToken, Command, ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec,
+    BindMount, CancelToken, Command, ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec,
     SandboxExecutor,
 };
 use crate::image::{Image, ImageError, RunConfig};
@@ -147,6 +147,8 @@ pub struct ContainerOptions {
     pub network: Network,
     /// Give the command the caller's standard input (else `/dev/null`).
     pub inherit_stdin: bool,
+    /// Host paths bound into the container (`-v HOST:CONTAINER[:ro]`).
+    pub mounts: Vec<BindMount>,
     /// Kills the container when cancelled.
     pub cancel: CancelToken,
 }
@@ -224,6 +226,7 @@ fn container_spec(
     spec.hostname = id.short().to_owned();
     spec.cancel = options.cancel.clone();
     spec.inherit_stdin = options.inherit_stdin;
+    spec.mounts = options.mounts.clone();
     Ok(spec)
 }
 

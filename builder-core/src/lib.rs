@@ -43,8 +43,8 @@ pub use crate::store::{
 mod exec;
 mod snapshot;
 pub use crate::exec::{
-    CancelToken, Command, Credentials, DEFAULT_PATH, DEFAULT_RUNC, DEFAULT_SHELL, ExecError,
-    Executor, ExitStatus, IdMapping, Limits, Network, OutputSink, RunSpec, RuncExecutor,
+    BindMount, CancelToken, Command, Credentials, DEFAULT_PATH, DEFAULT_RUNC, DEFAULT_SHELL,
+    ExecError, Executor, ExitStatus, IdMapping, Limits, Network, OutputSink, RunSpec, RuncExecutor,
     SandboxExecutor, resolve_user,
 };
 pub use crate::snapshot::{

@@ -260,3 +260,59 @@ fn sigterm_to_rbuild_stops_the_container_and_leaves_nothing_behind() {
     assert_eq!(mounts_under(own.path()), Vec::<String>::new());
     assert_eq!(scratch_entries(own.path()), Vec::<String>::new());
 }
+
+#[test]
+fn volumes_bind_host_paths_read_write_or_read_only() {
+    let host = tempfile::tempdir().expect("creating a host directory");
+    let dir = host.path().to_str().expect("a UTF-8 temp path");
+    std::fs::write(host.path().join("in.txt"), "from host\n").expect("writing in.txt");
+    let rw = format!("{dir}:/data");
+    let out = run(&[
+        "-v",
+        &rw,
+        "plain",
+        "sh",
+        "-c",
+        "cat /data/in.txt; echo back > /data/out.txt",
+    ]);
+    assert_eq!(stdout(&out), "from host\n", "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("out.txt")).expect("the container's write"),
+        "back\n"
+    );
+    // A missing mount point is made for the run only; :ro refuses writes.
+    let ro = format!("{dir}:/deep/new/dir:ro");
+    let out = run(&[
+        "-v",
+        &ro,
+        "plain",
+        "sh",
+        "-c",
+        "cat /deep/new/dir/in.txt; touch /deep/new/dir/x",
+    ]);
+    assert_eq!(stdout(&out), "from host\n", "{out:?}");
+    assert_ne!(code(&out), 0, "a read-only volume accepted a write");
+    assert!(!host.path().join("x").exists());
+    assert_eq!(
+        code(&run(&["plain", "test", "-e", "/deep"])),
+        1,
+        "the mount point was kept"
+    );
+    // A single file.
+    let file = format!("{dir}/in.txt:/etc/motd");
+    assert_eq!(
+        stdout(&run(&["-v", &file, "plain", "cat", "/etc/motd"])),
+        "from host\n"
+    );
+    // What cannot be mounted fails as rbuild's own failure.
+    for bad in [
+        "relative:/x",
+        &format!("{dir}:/x/../y"),
+        &format!("{dir}:/x:rx"),
+        // Never followed from the host: a symbolic link of the image (busybox's applets).
+        &format!("{dir}:/bin/sh"),
+    ] {
+        let out = run(&["-v", bad, "plain", "true"]);
+        assert_eq!(code(&out), 125, "{bad}: {out:?}");
+    }
+}

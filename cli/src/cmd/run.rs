@@ -3,10 +3,10 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use rbuild_core::{
-    CancelToken, ContainerError, ContainerOptions, EXIT_RUN_FAILED, ExitStatus, Network, Stream,
-    load_image, run_container,
+    BindMount, CancelToken, ContainerError, ContainerOptions, EXIT_RUN_FAILED, ExitStatus, Network,
+    Stream, load_image, run_container,
 };
 
 use super::store::StoreArgs;
@@ -22,11 +22,12 @@ not found).
 
 The container shares the host's network (there is no -p): a server listening on port 80 \
 inside is reachable at 127.0.0.1:80 on the host. Nothing of the run is kept: its writable \
-layer is removed when the command ends. Ctrl-C or SIGTERM to rbuild stops the container.",
+layer is removed when the command ends (volumes given with -v are host paths, changed in \
+place). Ctrl-C or SIGTERM to rbuild stops the container.",
     after_help = "Examples:
   rbuild run -e NAME=you -w /tmp busybox:latest sh -c 'echo $NAME in $PWD'
   rbuild run friendlyhello                # then: curl http://127.0.0.1:80/
-  echo data | rbuild run --network none busybox:latest wc -c"
+  rbuild run -v \"$PWD\":/src:ro --network none busybox:latest ls /src"
 )]
 pub struct Args {
     #[command(flatten)]
@@ -49,6 +50,13 @@ pub struct Args {
     /// Replace the image's entrypoint (and drop its Cmd); "" removes it
     #[arg(long, value_name = "PROGRAM")]
     entrypoint: Option<String>,
+    /// Bind a host path into the container, read-only with :ro; may be repeated
+    #[arg(
+        short = 'v',
+        long = "volume",
+        value_name = "HOST_PATH:CONTAINER_PATH[:ro]"
+    )]
+    volumes: Vec<String>,
     /// The image, by name or image id
     image: String,
     /// The command and its arguments, replacing the image's Cmd
@@ -70,6 +78,32 @@ fn env_pairs(specs: &[String]) -> Vec<(String, String)> {
             None => std::env::var(spec).ok().map(|v| (spec.clone(), v)),
         })
         .collect()
+}
+
+/// `-v HOST:CONTAINER[:ro|:rw]`. The host side must be an absolute path (rbuild has no
+/// named volumes); it is resolved to its real path.
+fn bind_mount(spec: &str) -> anyhow::Result<BindMount> {
+    let mut parts = spec.split(':');
+    let (Some(host), Some(target)) = (parts.next(), parts.next()) else {
+        bail!("volume {spec:?} is not HOST_PATH:CONTAINER_PATH[:ro]");
+    };
+    let readonly = match parts.next() {
+        None | Some("rw") => false,
+        Some("ro") => true,
+        Some(other) => bail!("volume {spec:?}: unknown mode {other:?} (ro or rw)"),
+    };
+    if parts.next().is_some() {
+        bail!("volume {spec:?} is not HOST_PATH:CONTAINER_PATH[:ro]");
+    }
+    if !host.starts_with('/') {
+        bail!("volume {spec:?}: the host path must be absolute (named volumes do not exist)");
+    }
+    let source = std::fs::canonicalize(host).with_context(|| format!("finding {host}"))?;
+    Ok(BindMount {
+        source,
+        target: target.to_owned(),
+        readonly,
+    })
 }
 
 /// Cancels `token` on SIGINT, SIGTERM or SIGHUP, so the container is stopped and its
@@ -118,6 +152,11 @@ fn start(args: &Args, cancel: CancelToken) -> anyhow::Result<ExitStatus> {
         .with_context(|| format!("finding image {}", args.image))?;
     let image = load_image(&store, &found.descriptor)
         .with_context(|| format!("reading image {}", args.image))?;
+    let mounts = args
+        .volumes
+        .iter()
+        .map(|v| bind_mount(v))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let options = ContainerOptions {
         args: args.command.clone(),
         entrypoint: args.entrypoint.clone(),
@@ -130,6 +169,7 @@ fn start(args: &Args, cancel: CancelToken) -> anyhow::Result<ExitStatus> {
             Network::Host
         },
         inherit_stdin: true,
+        mounts,
         cancel,
     };
     let mut sink = |stream: Stream, bytes: &[u8]| {
