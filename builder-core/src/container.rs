@@ -12,6 +12,22 @@
 //! inside is reachable at `127.0.0.1:80` on the host (docker would map it with `-p`).
 //! Cancelling [`ContainerOptions::cancel`] kills the container's whole process tree; its
 //! mounts live only in its own mount namespace and go with it.
+//!
+//! ```no_run
+//! use rbuild_core::{ContainerOptions, ContentStore, Stream, load_image, run_container};
+//!
+//! let store = ContentStore::open("/var/lib/rbuild")?;
+//! let found = store.resolve("friendlyhello")?;
+//! let image = load_image(&store, &found.descriptor)?;
+//! let options = ContainerOptions {
+//!     args: vec!["python".into(), "-c".into(), "import flask".into()],
+//!     ..Default::default()
+//! };
+//! let mut print = |_: Stream, bytes: &[u8]| print!("{}", String::from_utf8_lossy(bytes));
+//! let status = run_container(&store, &image, &options, &mut print)?;
+//! assert!(status.success());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::fmt;
 use std::fs;
