@@ -44,8 +44,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use self::idmap::IdMapping;
+// The engine mounts step roots for its own file work (COPY, WORKDIR) the same way.
+pub(crate) use self::plan::{Op, Plan};
 pub use self::runc::{DEFAULT_RUNC, RuncExecutor};
 pub use self::sandbox::SandboxExecutor;
+pub(crate) use self::sandbox::root_mount;
 pub use self::user::{Credentials, resolve_user};
 
 use crate::snapshot::{Snapshot, SnapshotError};
@@ -108,6 +111,28 @@ pub enum ExecError {
     /// The command to run is empty.
     #[error("failed to run step: empty command")]
     EmptyCommand,
+    /// A bind mount could not be placed in the step's root.
+    #[error("failed to bind {source_path} on {target}: {reason}")]
+    Bind {
+        /// The host path.
+        source_path: PathBuf,
+        /// The path in the step's root.
+        target: String,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// A host directory or file bound into the step's root (`rbuild run -v`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    /// The host path (absolute).
+    pub source: PathBuf,
+    /// Where it appears in the step's root (absolute, without `..`); a missing mount
+    /// point is created for the step only.
+    pub target: String,
+    /// Mount it read-only.
+    pub readonly: bool,
 }
 
 /// The form of a `RUN` command.
@@ -180,6 +205,11 @@ pub struct RunSpec {
     pub limits: Limits,
     /// Cancels the step when set.
     pub cancel: CancelToken,
+    /// Give the command the caller's standard input instead of `/dev/null` (`rbuild run`).
+    pub inherit_stdin: bool,
+    /// Host paths bound into the root (`rbuild run -v`); only the sandbox executor
+    /// supports them.
+    pub mounts: Vec<BindMount>,
 }
 
 impl RunSpec {
@@ -195,6 +225,8 @@ impl RunSpec {
             hostname: "rbuild".to_owned(),
             limits: Limits::default(),
             cancel: CancelToken::new(),
+            inherit_stdin: false,
+            mounts: Vec::new(),
         }
     }
 

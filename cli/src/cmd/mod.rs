@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod build;
 pub mod debug;
 pub mod graph;
 pub mod version;
@@ -18,6 +19,8 @@ pub mod login;
 pub mod logout;
 pub mod pull;
 pub mod push;
+// containers: run a stored image
+pub mod run;
 // completion and manual pages, generated from the clap definitions
 pub mod completion;
 pub mod man;
