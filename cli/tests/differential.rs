@@ -9,6 +9,7 @@
 //! - `RBUILD_DIFF_AGAINST`: `rbuild` (default) or `buildkit`, which builds each case a
 //!   second time with BuildKit instead of rbuild: a check of the harness itself, whose
 //!   comparison must then find nothing.
+//! - `RBUILD_DIFF_KEEP`: when set, the exported trees are kept, and their directory printed.
 //! - `RBUILD_DOCKERD_DIR`: the private dockerd's state (default:
 //!   /tmp/rbuild-dockerd-differential); a daemon this test started is stopped at its end.
 //!
@@ -76,7 +77,8 @@ impl Harness {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/tmp/rbuild-dockerd-differential"));
         let dockerd = Dockerd::start(&ws, &dockerd_dir)?;
-        let scratch = tempfile::tempdir().map_err(|e| format!("creating scratch dir: {e}"))?;
+        let mut scratch = tempfile::tempdir().map_err(|e| format!("creating scratch dir: {e}"))?;
+        scratch.disable_cleanup(std::env::var_os("RBUILD_DIFF_KEEP").is_some());
         dockerd.check_buildkit(scratch.path())?;
         let rbuild_root = tempfile::tempdir().map_err(|e| format!("creating rbuild root: {e}"))?;
         for (fixture, image) in BASE_IMAGES {
@@ -149,8 +151,10 @@ impl Harness {
                 outcome.differences.push(d.to_string());
             }
         }
-        // The exported trees can be large; keep scratch space small across 30+ cases.
-        let _ = std::fs::remove_dir_all(&dir);
+        if std::env::var_os("RBUILD_DIFF_KEEP").is_none() {
+            // The exported trees can be large; keep scratch space small across 30+ cases.
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         Ok(outcome)
     }
 }
@@ -184,6 +188,9 @@ fn rbuild_builds_what_buildkit_builds() {
     let cases = Case::all(&cases_dir, only.as_deref()).unwrap_or_else(|e| panic!("{e}"));
     assert!(!cases.is_empty(), "no cases under {}", cases_dir.display());
     let harness = Harness::setup(&cases, against).unwrap_or_else(|e| panic!("{e}"));
+    if std::env::var_os("RBUILD_DIFF_KEEP").is_some() {
+        eprintln!("exported trees under {}", harness.scratch.path().display());
+    }
     let mut failed = Vec::new();
     for case in &cases {
         match harness.run_case(case) {
