@@ -51,6 +51,18 @@ pub use crate::snapshot::{
     CopySnapshotter, LowerView, OverlaySnapshotter, Snapshot, SnapshotError, Snapshotter, StepRoot,
 };
 
+// --- build semantics: instructions into image configs ---
+// Used by the solver; until it lands, only the tests use it.
+#[cfg_attr(not(test), allow(dead_code))]
+mod semantics;
+
+// --- the build engine: solver, steps, cache ---
+mod build;
+pub use crate::build::{
+    BuildError, BuildRequest, BuildResult, Builder, CACHE_DIR, CacheKey, DockerfileInput,
+    ExecutorKind, MissReason, SnapshotterKind, StepReport,
+};
+
 // --- progress events ---
 mod progress;
 pub use crate::progress::{
@@ -63,6 +75,13 @@ pub use crate::context::{
     ContextEntry, ContextError, ContextHashes, ContextListing, ContextSource, DOCKERIGNORE,
     EntryType, HashError, HashStats, INDEX_DIR, IgnoreError, IgnoreRules, IndexError,
     MAX_SYMLINK_HOPS, PatternError, ResolveError, UnpackError, WalkError, resolve_source,
+};
+
+// --- COPY and ADD ---
+mod copy;
+pub use crate::copy::{
+    ChmodError, CopyError, CopyOp, CopySource, CopyStats, ModeChange, copy, selected_sources,
+    sources_digest,
 };
 
 // --- registry ---

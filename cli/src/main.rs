@@ -29,6 +29,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build an image from a Dockerfile (the default subcommand: `rbuild -t app .`).
+    Build(Box<cmd::build::Args>),
     /// Print version information.
     #[command(after_help = "Examples:\n  rbuild version")]
     Version,
@@ -115,6 +117,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Build(args) => cmd::build::run(*args),
         Command::Version => cmd::version::run(),
         Command::Debug(args) => cmd::debug::run(args),
         Command::Graph(args) => cmd::graph::run(args),

@@ -1,0 +1,166 @@
+//! Base images: what a `FROM` (or `COPY --from`) names, found or loaded into the store.
+//!
+//! A reference is one of: a name or image ID in the local store (docker's name
+//! normalization applies: `busybox` is `docker.io/library/busybox:latest`),
+//! `oci-layout://DIR[:TAG]` (an OCI image layout directory; the manifest whose
+//! `org.opencontainers.image.ref.name` is `TAG`, or the only one), `oci-archive://FILE`
+//! or `docker-archive://FILE` (loaded into the store, first image). `scratch` and stage
+//! names never get here.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{Descriptor, ImageIndex};
+
+use super::error::{BuildError, io_err};
+use crate::digest::Digest;
+use crate::export::load_archive;
+use crate::image::{Image, load_image};
+use crate::store::{ContentStore, REF_NAME_ANNOTATION, StoreError};
+
+/// `FROM oci-layout://DIR[:TAG]`: an OCI image layout directory.
+pub(crate) const OCI_LAYOUT_SCHEME: &str = "oci-layout://";
+/// `FROM oci-archive://FILE`: an OCI image layout as a tar archive.
+pub(crate) const OCI_ARCHIVE_SCHEME: &str = "oci-archive://";
+/// `FROM docker-archive://FILE`: a `docker save` archive.
+pub(crate) const DOCKER_ARCHIVE_SCHEME: &str = "docker-archive://";
+
+/// A resolved base image.
+#[derive(Debug, Clone)]
+pub(crate) struct BaseImage {
+    /// The image.
+    pub image: Image,
+    /// Its manifest digest (the root of its stages' cache keys).
+    pub digest: Digest,
+}
+
+/// Finds `reference` in the store, loading it from a layout or archive first if it
+/// names one.
+pub(crate) fn resolve(store: &ContentStore, reference: &str) -> Result<BaseImage, BuildError> {
+    let image = if let Some(rest) = reference.strip_prefix(OCI_LAYOUT_SCHEME) {
+        load_layout_dir(store, rest)?
+    } else if let Some(file) = reference
+        .strip_prefix(OCI_ARCHIVE_SCHEME)
+        .or_else(|| reference.strip_prefix(DOCKER_ARCHIVE_SCHEME))
+    {
+        let loaded = load_archive(store, Path::new(file))?;
+        loaded
+            .into_iter()
+            .next()
+            .map(|(image, _)| image)
+            .ok_or_else(|| BuildError::ImageNotFound(reference.to_owned()))?
+    } else {
+        let named = match store.resolve(reference) {
+            Ok(named) => named,
+            Err(StoreError::ImageNotFound(_) | StoreError::Name(_)) => {
+                return Err(BuildError::ImageNotFound(reference.to_owned()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        load_image(store, &named.descriptor)?
+    };
+    let digest = image.digest().map_err(crate::image::ImageError::from)?;
+    Ok(BaseImage { image, digest })
+}
+
+/// `DIR[:TAG]`: the tag is what follows the last `:` when it holds no `/`.
+fn split_layout_ref(text: &str) -> (PathBuf, Option<&str>) {
+    match text.rsplit_once(':') {
+        Some((dir, tag)) if !tag.contains('/') && !dir.is_empty() => (dir.into(), Some(tag)),
+        _ => (text.into(), None),
+    }
+}
+
+fn load_layout_dir(store: &ContentStore, text: &str) -> Result<Image, BuildError> {
+    let (dir, tag) = split_layout_ref(text);
+    let index_path = dir.join("index.json");
+    let bytes = fs::read(&index_path).map_err(io_err("read", &index_path))?;
+    let index: ImageIndex =
+        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
+            path: index_path.clone(),
+            source,
+        })?;
+    let ref_name = |d: &Descriptor| {
+        d.annotations()
+            .as_ref()
+            .and_then(|a| a.get(REF_NAME_ANNOTATION).cloned())
+    };
+    let chosen = match tag {
+        Some(tag) => index
+            .manifests()
+            .iter()
+            .find(|d| ref_name(d).as_deref() == Some(tag)),
+        None if index.manifests().len() == 1 => index.manifests().first(),
+        None => index
+            .manifests()
+            .iter()
+            .find(|d| ref_name(d).as_deref() == Some("latest"))
+            .or_else(|| index.manifests().first()),
+    };
+    let Some(desc) = chosen.cloned() else {
+        return Err(BuildError::ImageNotFound(format!("{OCI_LAYOUT_SCHEME}{text}")));
+    };
+    import_blob(store, &dir, &desc)?;
+    Ok(load_image(store, &desc)?)
+}
+
+/// Copies the blob `desc` names, and every blob it references, from layout `dir` into
+/// the store, checking each against its digest.
+fn import_blob(store: &ContentStore, dir: &Path, desc: &Descriptor) -> Result<(), BuildError> {
+    let digest = Digest::try_from(desc.digest()).map_err(crate::image::ImageError::from)?;
+    let path = dir.join("blobs").join(digest.algorithm()).join(digest.hex());
+    if !store.contains(&digest) {
+        let mut file = File::open(&path).map_err(io_err("open", &path))?;
+        let mut writer = store.writer()?;
+        io::copy(&mut file, &mut writer).map_err(io_err("read", &path))?;
+        let blob = writer.finish()?;
+        if blob.digest != digest {
+            store.remove_blob(&blob.digest)?;
+            return Err(StoreError::DigestMismatch {
+                expected: digest,
+                found: blob.digest,
+            }
+            .into());
+        }
+    }
+    let media = desc.media_type().to_string();
+    if media.contains("manifest") || media.contains("index") {
+        let value: serde_json::Value = store.read_json(&digest)?;
+        let mut children: Vec<Descriptor> = Vec::new();
+        for field in ["config"] {
+            if let Some(v) = value.get(field) {
+                children.extend(serde_json::from_value::<Descriptor>(v.clone()).ok());
+            }
+        }
+        for field in ["layers", "manifests"] {
+            if let Some(v) = value.get(field) {
+                children.extend(
+                    serde_json::from_value::<Vec<Descriptor>>(v.clone()).unwrap_or_default(),
+                );
+            }
+        }
+        for child in &children {
+            import_blob(store, dir, child)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_references_split_at_a_final_tag() {
+        assert_eq!(
+            split_layout_ref("/srv/img:v1"),
+            (PathBuf::from("/srv/img"), Some("v1"))
+        );
+        assert_eq!(split_layout_ref("/srv/img"), (PathBuf::from("/srv/img"), None));
+        assert_eq!(
+            split_layout_ref("./a:b/img"),
+            (PathBuf::from("./a:b/img"), None)
+        );
+    }
+}

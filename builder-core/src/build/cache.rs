@@ -1,0 +1,369 @@
+//! The layer cache: `<root>/cache/`, step results by cache key.
+//!
+//! A step's key is `sha256(parent key, step digest, sources digest)`: the parent key is
+//! the key of the step before it in its stage (the first step's parent is the base
+//! image's manifest digest, a constant for `scratch`, or the last key of the stage it
+//! is based on); the step digest ([`StepDigest`](rbuild_dockerfile::StepDigest)) covers
+//! the instruction and the arguments and environment it can see; for `COPY`/`ADD` the
+//! sources digest covers the selected files (path, type, mode, owner, content, link
+//! target; never mtime). Keys of later steps still match after a miss when their
+//! parent's result hashes the same, as the parent key is the key, not the result.
+//!
+//! An entry is a JSON file `<hex>.json` written atomically (temp file, rename). Beside
+//! the entries, `steps/<hex>` remembers the last key each step (stage, position,
+//! instruction text) had, so that a miss can be explained against the previous build.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::BuildError;
+use crate::digest::{Digest, Hasher};
+use crate::layer::{Compression, Layer};
+use crate::store::{Blob, ContentStore};
+
+/// The cache's directory under the store root.
+pub const CACHE_DIR: &str = "cache";
+/// The subdirectory remembering each step's last key.
+const STEPS_DIR: &str = "steps";
+/// The root key of stages built `FROM scratch`.
+const SCRATCH_ROOT: &[u8] = b"rbuild cache root: scratch";
+
+/// The key of one step's result in the cache.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CacheKey(pub Digest);
+
+impl fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl CacheKey {
+    /// The root key of a stage built on nothing.
+    pub(crate) fn scratch() -> Self {
+        CacheKey(Digest::of(SCRATCH_ROOT))
+    }
+
+    /// The root key of a stage built on the image with this manifest digest.
+    pub(crate) fn image(manifest: &Digest) -> Self {
+        CacheKey(manifest.clone())
+    }
+
+    /// The key of a step: its parent, its definition digest, and the digest of what it
+    /// copies (if it copies).
+    pub(crate) fn step(parent: &CacheKey, step_digest: &str, sources: Option<&Digest>) -> Self {
+        let mut h = Hasher::new();
+        let mut field = |bytes: &[u8]| {
+            h.update(&(bytes.len() as u64).to_be_bytes());
+            h.update(bytes);
+        };
+        field(parent.0.as_str().as_bytes());
+        field(step_digest.as_bytes());
+        field(sources.map_or("", Digest::as_str).as_bytes());
+        CacheKey(h.finish())
+    }
+}
+
+/// Why a step did not come from the cache (`--explain-cache`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MissReason {
+    /// `--no-cache` or `--no-cache-filter` asked for it.
+    NoCache,
+    /// Nothing is known of this step: it never ran, or its entry is gone.
+    NoEntry,
+    /// The step before it missed and produced a different result.
+    ParentChanged,
+    /// Files it copies from the context changed, were added or removed.
+    FilesChanged {
+        /// The paths, relative to the context.
+        paths: Vec<String>,
+    },
+    /// Build arguments or environment variables it sees changed.
+    ArgsChanged {
+        /// The names.
+        names: Vec<String>,
+    },
+    /// Its definition changed in another way.
+    DefinitionChanged,
+}
+
+impl fmt::Display for MissReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MissReason::NoCache => write!(f, "cache disabled for this step"),
+            MissReason::NoEntry => write!(f, "no cache entry"),
+            MissReason::ParentChanged => write!(f, "a previous step changed"),
+            MissReason::FilesChanged { paths } => {
+                write!(f, "context files changed: {}", paths.join(", "))
+            }
+            MissReason::ArgsChanged { names } => {
+                write!(f, "build arguments changed: {}", names.join(", "))
+            }
+            MissReason::DefinitionChanged => write!(f, "the instruction changed"),
+        }
+    }
+}
+
+/// The layer of a cached step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CachedLayer {
+    pub digest: String,
+    pub diff_id: String,
+    pub size: u64,
+    pub compression: String,
+}
+
+impl CachedLayer {
+    pub(crate) fn of(layer: &Layer) -> Self {
+        CachedLayer {
+            digest: layer.blob.digest.to_string(),
+            diff_id: layer.diff_id.to_string(),
+            size: layer.blob.size,
+            compression: layer.compression.name().to_owned(),
+        }
+    }
+
+    /// The layer, if its digests parse and its blob is still in the store.
+    pub(crate) fn to_layer(&self, store: &ContentStore) -> Option<Layer> {
+        let digest: Digest = self.digest.parse().ok()?;
+        let diff_id: Digest = self.diff_id.parse().ok()?;
+        if !store.contains(&digest) {
+            return None;
+        }
+        let compression = match self.compression.as_str() {
+            "zstd" => Compression::Zstd,
+            "gzip" => Compression::Gzip,
+            _ => Compression::None,
+        };
+        Some(Layer {
+            blob: Blob {
+                digest,
+                size: self.size,
+            },
+            diff_id,
+            compression,
+        })
+    }
+}
+
+/// One step's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CacheEntry {
+    /// The key (`sha256:...`).
+    pub key: String,
+    /// The parent key.
+    pub parent: String,
+    /// The history `created_by` of the step.
+    pub created_by: String,
+    /// When the step first ran: its history time, so a cached rebuild gives the same
+    /// image.
+    #[serde(default)]
+    pub created: Option<String>,
+    /// The layer, `None` when the step changed nothing.
+    pub layer: Option<CachedLayer>,
+    /// The context files it copied: path and content digest (or type for non-files).
+    #[serde(default)]
+    pub sources: BTreeMap<String, String>,
+    /// The build arguments and environment it saw.
+    #[serde(default)]
+    pub args: BTreeMap<String, String>,
+}
+
+/// The cache of one store.
+#[derive(Debug, Clone)]
+pub(crate) struct Cache {
+    dir: PathBuf,
+}
+
+impl Cache {
+    pub(crate) fn open(store: &ContentStore) -> Result<Self, BuildError> {
+        let dir = store.root().join(CACHE_DIR);
+        let steps = dir.join(STEPS_DIR);
+        fs::create_dir_all(&steps).map_err(|source| BuildError::Cache {
+            action: "create directory for",
+            path: steps.clone(),
+            source,
+        })?;
+        Ok(Cache { dir })
+    }
+
+    fn entry_path(&self, key: &CacheKey) -> PathBuf {
+        self.dir.join(format!("{}.json", key.0.hex()))
+    }
+
+    /// The entry for `key`, if there is a readable one.
+    pub(crate) fn get(&self, key: &CacheKey) -> Option<CacheEntry> {
+        let bytes = fs::read(self.entry_path(key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Stores `entry` under `key`, atomically.
+    pub(crate) fn put(&self, key: &CacheKey, entry: &CacheEntry) -> Result<(), BuildError> {
+        let path = self.entry_path(key);
+        let bytes = serde_json::to_vec(entry).map_err(|e| BuildError::Cache {
+            action: "serialize",
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        write_atomic(&self.dir, &path, &bytes)
+    }
+
+    fn step_path(&self, identity: &str) -> PathBuf {
+        self.dir
+            .join(STEPS_DIR)
+            .join(Digest::of(identity.as_bytes()).hex())
+    }
+
+    /// The key `identity` (stage, position, instruction) had in the previous build.
+    pub(crate) fn last_key(&self, identity: &str) -> Option<CacheKey> {
+        let text = fs::read_to_string(self.step_path(identity)).ok()?;
+        text.trim().parse().ok().map(CacheKey)
+    }
+
+    /// Remembers the key `identity` has now.
+    pub(crate) fn set_last_key(&self, identity: &str, key: &CacheKey) -> Result<(), BuildError> {
+        let path = self.step_path(identity);
+        write_atomic(&self.dir, &path, key.0.as_str().as_bytes())
+    }
+
+    /// Why the step `identity`, now with `entry` as its would-be entry, missed.
+    pub(crate) fn explain(
+        &self,
+        identity: &str,
+        now: &CacheEntry,
+        parent_missed: bool,
+    ) -> MissReason {
+        let Some(previous) = self
+            .last_key(identity)
+            .and_then(|key| self.get(&key))
+        else {
+            return MissReason::NoEntry;
+        };
+        if previous.key == now.key {
+            // Same key, but the entry or its layer is gone.
+            return MissReason::NoEntry;
+        }
+        if previous.parent != now.parent && parent_missed {
+            return MissReason::ParentChanged;
+        }
+        let paths = changed_keys(&previous.sources, &now.sources);
+        if !paths.is_empty() {
+            return MissReason::FilesChanged { paths };
+        }
+        let names = changed_keys(&previous.args, &now.args);
+        if !names.is_empty() {
+            return MissReason::ArgsChanged { names };
+        }
+        if previous.parent != now.parent {
+            return MissReason::ParentChanged;
+        }
+        MissReason::DefinitionChanged
+    }
+}
+
+fn changed_keys(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Vec<String> {
+    let mut names: Vec<String> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    names.extend(before.keys().filter(|k| !after.contains_key(*k)).cloned());
+    names.sort();
+    names
+}
+
+fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    let err = |action: &'static str| {
+        let path = path.to_path_buf();
+        move |source| BuildError::Cache {
+            action,
+            path,
+            source,
+        }
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".entry-")
+        .tempfile_in(dir)
+        .map_err(err("create temp file for"))?;
+    tmp.write_all(bytes).map_err(err("write"))?;
+    tmp.persist(path)
+        .map_err(|e| err("rename into place")(e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &str, parent: &str, sources: &[(&str, &str)], args: &[(&str, &str)]) -> CacheEntry {
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        CacheEntry {
+            key: key.into(),
+            parent: parent.into(),
+            created_by: "RUN x".into(),
+            created: None,
+            layer: None,
+            sources: map(sources),
+            args: map(args),
+        }
+    }
+
+    #[test]
+    fn keys_depend_on_parent_definition_and_sources() {
+        let root = CacheKey::scratch();
+        let a = CacheKey::step(&root, "d1", None);
+        assert_eq!(a, CacheKey::step(&root, "d1", None));
+        assert_ne!(a, CacheKey::step(&root, "d2", None));
+        assert_ne!(a, CacheKey::step(&a, "d1", None));
+        let src = Digest::of(b"files");
+        assert_ne!(a, CacheKey::step(&root, "d1", Some(&src)));
+    }
+
+    #[test]
+    fn misses_are_explained_against_the_previous_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let cache = Cache::open(&store).unwrap();
+        let old_key = CacheKey::step(&CacheKey::scratch(), "old", None);
+        let old = entry(old_key.0.as_str(), "p", &[("app.py", "d1"), ("b", "d2")], &[("V", "1")]);
+        cache.put(&old_key, &old).unwrap();
+        cache.set_last_key("s/2/COPY . .", &old_key).unwrap();
+
+        let now = entry("k2", "p", &[("app.py", "d9"), ("b", "d2")], &[("V", "1")]);
+        assert_eq!(
+            cache.explain("s/2/COPY . .", &now, false),
+            MissReason::FilesChanged {
+                paths: vec!["app.py".into()]
+            }
+        );
+        let now = entry("k2", "p", &[("app.py", "d1"), ("b", "d2")], &[("V", "2")]);
+        assert_eq!(
+            cache.explain("s/2/COPY . .", &now, false),
+            MissReason::ArgsChanged {
+                names: vec!["V".into()]
+            }
+        );
+        let now = entry("k2", "q", &[], &[]);
+        assert_eq!(
+            cache.explain("s/2/COPY . .", &now, true),
+            MissReason::ParentChanged
+        );
+        assert_eq!(
+            cache.explain("other", &now, false),
+            MissReason::NoEntry
+        );
+    }
+}

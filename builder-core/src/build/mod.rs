@@ -1,0 +1,207 @@
+//! The build engine: from a Dockerfile and a context to an image in the store.
+//!
+//! A [`Builder`] takes a [`BuildRequest`] (the Dockerfile, the context, build arguments,
+//! the target, names and outputs) and runs it: the Dockerfile is parsed and lowered to a
+//! [`BuildGraph`](rbuild_dockerfile::BuildGraph), the base images are resolved (local
+//! store names, `scratch`, earlier stages, `oci-layout://`, `oci-archive://`,
+//! `docker-archive://`) and the graph lowered again with their configurations; then the
+//! stages run level by level, those of one level in parallel. Each step that touches the
+//! filesystem (`RUN`, `COPY`, `ADD`, `WORKDIR`) is looked up in the cache by its key
+//! (parent key, step definition, the sources it copies); a hit reuses the layer, a miss
+//! prepares a snapshot, runs or copies, diffs it into a [`ChangeSet`](crate::ChangeSet)
+//! and writes a layer. Steps that change only the configuration become `empty_layer`
+//! history entries. The target stage is assembled into an image, named and exported.
+//!
+//! Progress goes to the caller's [`Progress`](crate::Progress) sink; nothing here writes
+//! to a terminal.
+
+mod base;
+mod cache;
+mod error;
+mod mount;
+mod solve;
+mod stage;
+mod step;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use self::cache::{CACHE_DIR, CacheKey, MissReason};
+pub use self::error::BuildError;
+use crate::context::ContextSource;
+use crate::digest::Digest;
+use crate::exec::Network;
+use crate::export::ExportTarget;
+use crate::image::{Image, ImageFormat};
+use crate::layer::Compression;
+use crate::progress::{Progress, StepId};
+use crate::store::{ContentStore, ImageName};
+
+/// Where the Dockerfile comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerfileInput {
+    /// A file on disk; a `<file>.dockerignore` beside it takes precedence over the
+    /// context's `.dockerignore`.
+    Path(PathBuf),
+    /// Text given directly (`-f -`), shown in messages as `name`.
+    Text {
+        /// The name used in messages, `Dockerfile` usually.
+        name: String,
+        /// The Dockerfile itself.
+        text: String,
+    },
+}
+
+/// How step roots are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SnapshotterKind {
+    /// overlayfs over the unpacked layers (the default).
+    #[default]
+    Overlay,
+    /// A full copy of the lowers per step.
+    Copy,
+}
+
+/// What runs `RUN` steps.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ExecutorKind {
+    /// The built-in namespace sandbox (the default).
+    #[default]
+    Sandbox,
+    /// An OCI runtime (`runc`) at this path.
+    Runc(PathBuf),
+}
+
+/// Everything a build needs besides the store.
+#[derive(Debug)]
+pub struct BuildRequest {
+    /// The Dockerfile.
+    pub dockerfile: DockerfileInput,
+    /// The build context (a directory, or a tar unpacked with
+    /// [`ContextSource::from_tar`]).
+    pub context: ContextSource,
+    /// `--build-arg NAME=VALUE`, in order.
+    pub build_args: Vec<(String, String)>,
+    /// `--target`: the stage to build; the last one when `None`.
+    pub target: Option<String>,
+    /// `-t`: names the image gets in the store.
+    pub tags: Vec<ImageName>,
+    /// `-o`: where else the image goes.
+    pub outputs: Vec<ExportTarget>,
+    /// `--label KEY=VALUE`, added to the image config.
+    pub labels: Vec<(String, String)>,
+    /// `--no-cache`: run every step.
+    pub no_cache: bool,
+    /// `--no-cache-filter`: run every step of these stages (by name or index).
+    pub no_cache_filter: Vec<String>,
+    /// How many stages may run at once (at least 1).
+    pub jobs: usize,
+    /// The network `RUN` steps get unless they ask for another one.
+    pub network: Network,
+    /// How step roots are made.
+    pub snapshotter: SnapshotterKind,
+    /// What runs `RUN` steps.
+    pub executor: ExecutorKind,
+    /// The compression of new layers.
+    pub compression: Compression,
+    /// The media type family of the image.
+    pub format: ImageFormat,
+}
+
+impl BuildRequest {
+    /// A request with defaults: no arguments, the last stage, no names, no outputs, the
+    /// cache on, as many jobs as cores, host networking, overlay, the sandbox, gzip, OCI.
+    pub fn new(dockerfile: DockerfileInput, context: ContextSource) -> Self {
+        BuildRequest {
+            dockerfile,
+            context,
+            build_args: Vec::new(),
+            target: None,
+            tags: Vec::new(),
+            outputs: Vec::new(),
+            labels: Vec::new(),
+            no_cache: false,
+            no_cache_filter: Vec::new(),
+            jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            network: Network::Host,
+            snapshotter: SnapshotterKind::default(),
+            executor: ExecutorKind::default(),
+            compression: Compression::Gzip,
+            format: ImageFormat::Oci,
+        }
+    }
+}
+
+/// What happened to one step that touches the filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepReport {
+    /// The step's number in the progress events.
+    pub step: StepId,
+    /// The name shown for it, `[2/4] RUN ...`.
+    pub name: String,
+    /// Its Dockerfile line.
+    pub line: Option<u32>,
+    /// Its cache key.
+    pub cache_key: CacheKey,
+    /// Whether the result came from the cache.
+    pub cached: bool,
+    /// Why it missed the cache (for steps that ran).
+    pub miss: Option<MissReason>,
+    /// How long it ran (zero for cached steps).
+    pub duration: Duration,
+}
+
+/// A finished build.
+#[derive(Debug, Clone)]
+pub struct BuildResult {
+    /// The image, stored in the content store.
+    pub image: Image,
+    /// The image ID: the digest of its config.
+    pub image_id: Digest,
+    /// The names it was given.
+    pub names: Vec<ImageName>,
+    /// The steps that touch the filesystem, in the order they ended.
+    pub steps: Vec<StepReport>,
+    /// How long the build took.
+    pub duration: Duration,
+}
+
+/// Runs builds against one content store.
+///
+/// ```no_run
+/// use rbuild_core::{BuildRequest, Builder, ContentStore, ContextSource, DockerfileInput, NullProgress};
+///
+/// let store = ContentStore::open("/var/lib/rbuild")?;
+/// let request = BuildRequest::new(
+///     DockerfileInput::Path("app/Dockerfile".into()),
+///     ContextSource::Directory("app".into()),
+/// );
+/// let result = Builder::new(store).build(&request, &NullProgress)?;
+/// println!("{}", result.image_id);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    store: ContentStore,
+}
+
+impl Builder {
+    /// A builder storing images, layers and its cache in `store`.
+    pub fn new(store: ContentStore) -> Self {
+        Builder { store }
+    }
+
+    /// The store this builder writes to.
+    pub fn store(&self) -> &ContentStore {
+        &self.store
+    }
+
+    /// Builds `request`, sending progress events to `progress`.
+    pub fn build(
+        &self,
+        request: &BuildRequest,
+        progress: &dyn Progress,
+    ) -> Result<BuildResult, BuildError> {
+        solve::build(&self.store, request, progress)
+    }
+}

@@ -1,0 +1,483 @@
+//! The solver: parse, resolve base images, lower, run the stages level by level, and
+//! assemble the target.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rbuild_dockerfile::{
+    Base, BuildGraph, EdgeKind, Environment, GraphStage, Instruction, LowerOptions, Platform,
+    Source, StageId, Step, lower,
+};
+
+use super::base::{self, BaseImage};
+use super::cache::{Cache, CacheKey};
+use super::error::{BuildError, io_err, render_at};
+use super::stage::{StageRun, StageState};
+use super::{BuildRequest, BuildResult, DockerfileInput, ExecutorKind, SnapshotterKind};
+use crate::context::{ContextHashes, ContextListing, INDEX_DIR, IgnoreRules};
+use crate::exec::{CancelToken, Executor, RuncExecutor, SandboxExecutor};
+use crate::export::export;
+use crate::image::{ImageSpec, assemble, host_architecture, rfc3339, tag_image};
+use crate::progress::{BuildId, Event, Progress};
+use crate::semantics;
+use crate::snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshotter};
+use crate::store::ContentStore;
+
+/// The name messages give a Dockerfile read from a path: its file name.
+fn dockerfile_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || "Dockerfile".to_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// The build context as the copy steps see it.
+pub(crate) struct ContextState<'a> {
+    pub root: &'a Path,
+    pub listing: ContextListing,
+    pub hashes: ContextHashes,
+}
+
+/// What every stage of one build shares.
+pub(crate) struct Shared<'a> {
+    pub store: &'a ContentStore,
+    pub request: &'a BuildRequest,
+    pub graph: &'a BuildGraph,
+    pub file_name: &'a str,
+    pub text: &'a str,
+    pub bases: &'a HashMap<String, BaseImage>,
+    /// ONBUILD triggers run at the start of stages: their texts, by stage.
+    pub triggers: &'a HashMap<StageId, Vec<String>>,
+    pub context: Option<&'a ContextState<'a>>,
+    pub snapshotter: &'a (dyn Snapshotter + Sync),
+    pub executor: &'a (dyn Executor + Sync),
+    pub cache: &'a Cache,
+    pub progress: &'a dyn Progress,
+    pub cancel: CancelToken,
+    pub next_step: AtomicU32,
+    /// Per-build scratch space (removed at the end).
+    pub work: &'a Path,
+    /// The creation time of this build's history entries and image.
+    pub created: String,
+    pub states: Mutex<HashMap<StageId, StageState>>,
+    pub reports: Mutex<Vec<super::StepReport>>,
+}
+
+impl Shared<'_> {
+    /// `Dockerfile:LINE` of a span.
+    pub(crate) fn location(&self, line: usize) -> String {
+        format!("{}:{line}", self.file_name)
+    }
+
+    /// The text of step `index` of `stage` as the Dockerfile (or a trigger) has it.
+    pub(crate) fn step_text(&self, stage: &GraphStage, index: usize, step: &Step) -> String {
+        if let Some(triggers) = self.triggers.get(&stage.id) {
+            if let Some(text) = triggers.get(index) {
+                return text.clone();
+            }
+        }
+        let span = step.span;
+        let text = self
+            .text
+            .get(span.start_offset..span.end_offset)
+            .unwrap_or_default();
+        // Continuation lines and heredoc bodies are shown on one line, as BuildKit does.
+        let first: Vec<&str> = text.lines().map(str::trim).collect();
+        first.join(" ").trim().to_owned()
+    }
+
+    /// Whether `--no-cache` or `--no-cache-filter` covers `stage`.
+    pub(crate) fn cache_disabled(&self, stage: &GraphStage) -> bool {
+        self.request.no_cache
+            || self.request.no_cache_filter.iter().any(|f| {
+                stage.name.as_deref() == Some(f.to_ascii_lowercase().as_str())
+                    || f.parse::<u32>().ok() == Some(stage.id.0)
+            })
+    }
+}
+
+/// Builds `request` into `store`, reporting to `progress`.
+pub(crate) fn build(
+    store: &ContentStore,
+    request: &BuildRequest,
+    progress: &dyn Progress,
+) -> Result<BuildResult, BuildError> {
+    let started = Instant::now();
+    let mut announced = false;
+    let result = build_inner(store, request, progress, started, &mut announced);
+    if let Err(err) = &result {
+        if !announced {
+            progress.event(&Event::BuildStarted {
+                build_id: build_id(),
+                stages: 0,
+                steps: 0,
+            });
+        }
+        progress.event(&Event::BuildFailed {
+            message: format!("failed to solve: {}", crate::registry::error_chain(err)),
+            duration: started.elapsed(),
+        });
+    }
+    result
+}
+
+fn build_id() -> BuildId {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    BuildId(
+        crate::digest::Digest::of(format!("{now}-{}", std::process::id()).as_bytes()).hex()[..12]
+            .to_owned(),
+    )
+}
+
+fn host_platform() -> Platform {
+    Platform {
+        os: "linux".to_owned(),
+        architecture: host_architecture().to_owned(),
+        variant: String::new(),
+    }
+}
+
+fn build_inner(
+    store: &ContentStore,
+    request: &BuildRequest,
+    progress: &dyn Progress,
+    started: Instant,
+    announced: &mut bool,
+) -> Result<BuildResult, BuildError> {
+    let (file_name, text, dockerfile_path) = match &request.dockerfile {
+        DockerfileInput::Path(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| {
+                BuildError::ReadDockerfile {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            (dockerfile_name(path), text, Some(path.as_path()))
+        }
+        DockerfileInput::Text { name, text } => (name.clone(), text.clone(), None),
+    };
+    let rendered = |e: &rbuild_dockerfile::Error| BuildError::Dockerfile(e.render(&file_name, &text));
+    let mut file = rbuild_dockerfile::parse(&text).map_err(|e| rendered(&e))?;
+    let mut build_args = Environment::new();
+    for (k, v) in &request.build_args {
+        build_args.set(k.clone(), v.clone());
+    }
+    let mut options = LowerOptions {
+        target: request.target.clone(),
+        build_args,
+        build_platform: host_platform(),
+        target_platform: host_platform(),
+        base_images: BTreeMap::new(),
+    };
+    let lowered = |file: &rbuild_dockerfile::Dockerfile, options: &LowerOptions| {
+        lower(file, options)
+            .map_err(|e| BuildError::Dockerfile(e.render(&file_name, &text).trim_end().to_owned()))
+    };
+    let first = lowered(&file, &options)?;
+
+    // Base images, and images COPY --from names.
+    let mut bases: HashMap<String, BaseImage> = HashMap::new();
+    let mut wanted: Vec<(String, rbuild_dockerfile::Span)> = Vec::new();
+    for stage in &first.stages {
+        if let Base::Image(reference) = &stage.base {
+            wanted.push((reference.clone(), stage.span));
+        }
+    }
+    for edge in &first.edges {
+        if let (Source::Image(reference), Some(step)) = (&edge.source, edge.step) {
+            if let Some(step) = first.step(step) {
+                wanted.push((reference.clone(), step.span));
+            }
+        }
+    }
+    for (reference, span) in wanted {
+        if bases.contains_key(&reference) {
+            continue;
+        }
+        let found = base::resolve(store, &reference).map_err(|e| BuildError::BaseImage {
+            rendered: render_at(
+                &file_name,
+                &text,
+                &span,
+                &format!("failed to resolve image {reference}: {e}"),
+            ),
+            source: Box::new(e),
+        })?;
+        bases.insert(reference, found);
+    }
+
+    // ONBUILD triggers of base images run first in the stages built on them.
+    let mut triggers: HashMap<StageId, Vec<String>> = HashMap::new();
+    for stage in &first.stages {
+        let Base::Image(reference) = &stage.base else {
+            continue;
+        };
+        let Some(base) = bases.get(reference) else {
+            continue;
+        };
+        let texts = semantics::onbuild_triggers(&base.image.config);
+        if texts.is_empty() {
+            continue;
+        }
+        let mut instructions = Vec::new();
+        for trigger in &texts {
+            let parsed = rbuild_dockerfile::parse(&format!("FROM scratch\n{trigger}\n"))
+                .map_err(|e| BuildError::BaseImage {
+                    rendered: render_at(
+                        &file_name,
+                        &text,
+                        &stage.span,
+                        &format!("failed to parse ONBUILD trigger {trigger:?} of {reference}: {e}"),
+                    ),
+                    source: Box::new(BuildError::Dockerfile(e.to_string())),
+                })?;
+            for stage in parsed.stages {
+                instructions.extend(stage.instructions);
+            }
+        }
+        let Some(target) = file.stages.get_mut(stage.id.0 as usize) else {
+            continue;
+        };
+        let count = instructions.len();
+        target.instructions.splice(0..0, instructions);
+        let mut shown: Vec<String> = texts.clone();
+        shown.truncate(count);
+        triggers.insert(stage.id, shown);
+    }
+
+    for (reference, base) in &bases {
+        options.base_images.insert(
+            reference.clone(),
+            semantics::base_image_config(&base.image.config),
+        );
+    }
+    let graph = lowered(&file, &options)?;
+
+    // The context, listed and hashed once, if any step copies from it.
+    let uses_context = graph.steps.iter().any(|s| match &s.instruction {
+        Instruction::Copy(c) => c.from.is_none(),
+        Instruction::Add(_) => true,
+        _ => false,
+    });
+    let context_root = request.context.root();
+    let context = if uses_context {
+        let rules = IgnoreRules::for_build(context_root, dockerfile_path)?;
+        let listing = ContextListing::walk(context_root, &rules)?;
+        let hashes = ContextHashes::compute(&listing, Some(&store.root().join(INDEX_DIR)))?;
+        Some(ContextState {
+            root: context_root,
+            listing,
+            hashes,
+        })
+    } else {
+        None
+    };
+
+    let snapshotter: Box<dyn Snapshotter + Sync> = match request.snapshotter {
+        SnapshotterKind::Overlay => Box::new(OverlaySnapshotter::new()),
+        SnapshotterKind::Copy => Box::new(CopySnapshotter::new()),
+    };
+    let executor: Box<dyn Executor + Sync> = match &request.executor {
+        ExecutorKind::Sandbox => Box::new(SandboxExecutor::new()),
+        ExecutorKind::Runc(path) => Box::new(RuncExecutor::new(path.clone())),
+    };
+    let cache = Cache::open(store)?;
+    let tmp = store.tmp_dir();
+    std::fs::create_dir_all(&tmp).map_err(io_err("create directory", &tmp))?;
+    let work = tempfile::Builder::new()
+        .prefix("build-")
+        .tempdir_in(&tmp)
+        .map_err(io_err("create build directory in", &tmp))?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+
+    let shared = Shared {
+        store,
+        request,
+        graph: &graph,
+        file_name: &file_name,
+        text: &text,
+        bases: &bases,
+        triggers: &triggers,
+        context: context.as_ref(),
+        snapshotter: snapshotter.as_ref(),
+        executor: executor.as_ref(),
+        cache: &cache,
+        progress,
+        cancel: CancelToken::new(),
+        next_step: AtomicU32::new(1),
+        work: work.path(),
+        created: rfc3339(now),
+        states: Mutex::new(HashMap::new()),
+        reports: Mutex::new(Vec::new()),
+    };
+
+    let steps = graph
+        .stages
+        .iter()
+        .map(|stage| StageRun::shown_steps(&shared, stage))
+        .sum::<usize>();
+    progress.event(&Event::BuildStarted {
+        build_id: build_id(),
+        stages: u32::try_from(graph.stages.len()).unwrap_or(u32::MAX),
+        steps: u32::try_from(steps).unwrap_or(u32::MAX),
+    });
+    *announced = true;
+
+    for level in &graph.levels {
+        run_level(&shared, level)?;
+    }
+
+    let target = shared
+        .states
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&graph.target)
+        .ok_or(BuildError::Canceled)?;
+    let image = finish_image(&shared, target)?;
+    let reports = std::mem::take(
+        &mut *shared
+            .reports
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    let duration = started.elapsed();
+    progress.event(&Event::BuildFinished {
+        image_id: image.config_digest.to_string(),
+        names: request.tags.iter().map(ToString::to_string).collect(),
+        duration,
+    });
+    // Scratch space goes now; a failure to remove it does not fail the build.
+    let _ = work.close();
+    Ok(BuildResult {
+        image_id: image.config_digest.clone(),
+        image,
+        names: request.tags.clone(),
+        steps: reports,
+        duration,
+    })
+}
+
+/// Runs the stages of one level, at most `jobs` at once; the first failure cancels the
+/// others.
+fn run_level(shared: &Shared<'_>, level: &[StageId]) -> Result<(), BuildError> {
+    let next = AtomicUsize::new(0);
+    let errors: Mutex<Vec<BuildError>> = Mutex::new(Vec::new());
+    let workers = shared.request.jobs.max(1).min(level.len());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(id) = level.get(i) else { break };
+                    let Some(stage) = shared.graph.stage(*id) else {
+                        continue;
+                    };
+                    match StageRun::new(shared, stage).and_then(StageRun::run) {
+                        Ok(state) => {
+                            shared
+                                .states
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .insert(*id, state);
+                        }
+                        Err(e) => {
+                            shared.cancel.cancel();
+                            errors
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .push(e);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let mut errors = errors
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // The error that caused the cancellation, not the cancellations it caused.
+    let first = errors
+        .iter()
+        .position(|e| !matches!(e, BuildError::Canceled))
+        .unwrap_or(0);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.swap_remove(first))
+    }
+}
+
+/// Assembles the target stage's image, names it and exports it.
+fn finish_image(
+    shared: &Shared<'_>,
+    target: StageState,
+) -> Result<crate::image::Image, BuildError> {
+    let request = shared.request;
+    let mut config = target.config.image;
+    if !request.labels.is_empty() {
+        let labels = config.config.labels.get_or_insert_with(BTreeMap::new);
+        for (k, v) in &request.labels {
+            labels.insert(k.clone(), v.clone());
+        }
+    }
+    // The image is as new as its newest history entry, so that a rebuild with nothing
+    // changed gives the same image ID.
+    config.created = config
+        .history
+        .iter()
+        .filter_map(|h| h.created.clone())
+        .max()
+        .or_else(|| Some(shared.created.clone()));
+    config.rootfs.diff_ids = target
+        .layers
+        .iter()
+        .map(|l| l.diff_id.to_string())
+        .collect();
+    let spec = ImageSpec {
+        config,
+        base_layers: target
+            .layers
+            .iter()
+            .map(|l| l.descriptor(request.format))
+            .collect(),
+        base: target.base,
+        format: request.format,
+        annotations: Vec::new(),
+    };
+    let image = assemble(shared.store, &spec, &[])?;
+    for name in &request.tags {
+        tag_image(shared.store, name, &image)?;
+    }
+    for output in &request.outputs {
+        export(shared.store, output, &image, &request.tags)?;
+    }
+    Ok(image)
+}
+
+/// Where the steps of a build keep their scratch directories.
+pub(crate) fn step_scratch(work: &Path, step: u32) -> Result<PathBuf, BuildError> {
+    let dir = work.join(format!("step-{step}"));
+    std::fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+    Ok(dir)
+}
+
+/// Whether `edge` is the `COPY --from` of `step`.
+pub(crate) fn copy_source(graph: &BuildGraph, step: &Step) -> Option<Source> {
+    graph
+        .edges
+        .iter()
+        .find(|e| e.step == Some(step.id) && e.kind == EdgeKind::CopyFrom)
+        .map(|e| e.source.clone())
+}
+
+/// The cache key a stage built on `base` starts from.
+pub(crate) fn root_key(base: Option<&BaseImage>) -> CacheKey {
+    base.map_or_else(CacheKey::scratch, |b| CacheKey::image(&b.digest))
+}

@@ -1,0 +1,347 @@
+//! Carrying out one step that touches the filesystem on a prepared snapshot: `RUN`
+//! through the executor, `COPY`/`ADD` through the copy module, `WORKDIR` by creating
+//! the directory.
+
+use std::collections::VecDeque;
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path};
+
+use rbuild_dockerfile::{CommandLine, Instruction, NetworkMode, Run, Step};
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+
+use super::error::{BuildError, io_err};
+use crate::exec::{
+    CancelToken, Command, Credentials, Executor, Network, RunSpec, Stream, resolve_user,
+};
+use crate::image::ImageConfig;
+use crate::progress::{Event, Progress, StepId};
+use crate::snapshot::Snapshot;
+
+/// How many lines of a failed step's output its error shows, as BuildKit does.
+const TAIL_LINES: usize = 10;
+
+/// The mode of directories `WORKDIR` creates (BuildKit: `llb.Mkdir(wd, 0755, ...)`).
+const WORKDIR_MODE: u32 = 0o755;
+
+/// What a `RUN` step runs with besides its snapshot.
+pub(crate) struct RunContext<'a> {
+    pub executor: &'a (dyn Executor + Sync),
+    pub progress: &'a dyn Progress,
+    pub step_id: StepId,
+    pub cancel: CancelToken,
+}
+
+/// Why a `RUN` failed: an error of the machinery, or the command's exit.
+pub(crate) enum RunFailure {
+    /// The machinery failed.
+    Error(BuildError),
+    /// The command failed; the message and the last lines of output.
+    Exit { message: String, tail: Vec<String> },
+}
+
+impl From<BuildError> for RunFailure {
+    fn from(e: BuildError) -> Self {
+        RunFailure::Error(e)
+    }
+}
+
+/// The spec for `RUN` step `step` of a stage whose config (before the step) is `config`.
+pub(crate) fn run_spec(step: &Step, run: &Run, config: &ImageConfig, network: Network) -> RunSpec {
+    let shell = step
+        .shell
+        .clone()
+        .or_else(|| config.config.shell.clone())
+        .unwrap_or_default();
+    let command = match &run.command {
+        CommandLine::Exec(args) => Command::Exec(args.clone()),
+        CommandLine::Shell(line) => Command::Shell(shell_script(line, run)),
+    };
+    let mut spec = RunSpec::new(command);
+    spec.shell = shell;
+    // Build arguments first: ENV of the same name shadows them.
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: &str| {
+        env.retain(|(name, _)| name != k);
+        env.push((k.to_owned(), v.to_owned()));
+    };
+    for (k, v) in step.args.iter() {
+        set(k, v);
+    }
+    for (k, v) in step.env.iter() {
+        set(k, v);
+    }
+    for (k, v) in step.proxy_env.iter() {
+        set(k, v);
+    }
+    spec.env = env;
+    spec.workdir = step
+        .workdir
+        .clone()
+        .or_else(|| config.config.working_dir.clone())
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".to_owned());
+    spec.user = step
+        .user
+        .clone()
+        .or_else(|| config.config.user.clone())
+        .filter(|u| !u.is_empty());
+    spec.network = match run.network {
+        Some(NetworkMode::None) => Network::None,
+        Some(NetworkMode::Host) => Network::Host,
+        Some(NetworkMode::Default) | None => network,
+    };
+    spec
+}
+
+/// The shell script of a shell-form `RUN` with its heredocs, as BuildKit runs them: a
+/// command that is only `<<NAME` runs the heredoc's body as the script; otherwise the
+/// shell gets the whole text, heredoc bodies and terminators included.
+fn shell_script(line: &str, run: &Run) -> String {
+    let Some(first) = run.heredocs.first() else {
+        return line.to_owned();
+    };
+    let only = line.trim();
+    let bare = only
+        .strip_prefix("<<-")
+        .or_else(|| only.strip_prefix("<<"))
+        .map(|name| name.trim_matches(['"', '\'']));
+    if run.heredocs.len() == 1 && bare == Some(first.name.as_str()) {
+        return first.content.clone();
+    }
+    let mut script = line.to_owned();
+    for doc in &run.heredocs {
+        script.push('\n');
+        script.push_str(&doc.content);
+        if !doc.content.is_empty() && !doc.content.ends_with('\n') {
+            script.push('\n');
+        }
+        script.push_str(&doc.name);
+    }
+    script
+}
+
+/// Runs `spec` on `snapshot`, streaming its output as log events; on a non-zero exit
+/// returns the message BuildKit gives and the last lines of output.
+pub(crate) fn run(
+    ctx: &RunContext<'_>,
+    snapshot: &Snapshot,
+    mut spec: RunSpec,
+) -> Result<(), RunFailure> {
+    spec.cancel = ctx.cancel.clone();
+    let argv = spec.argv().map_err(BuildError::from)?;
+    let mut lines = LineSplitter::new(ctx.progress, ctx.step_id);
+    let status = {
+        let mut sink = |stream: Stream, bytes: &[u8]| lines.push(stream, bytes);
+        ctx.executor
+            .run(snapshot, &spec, &mut sink)
+            .map_err(BuildError::from)?
+    };
+    lines.flush();
+    if status.success() {
+        return Ok(());
+    }
+    if ctx.cancel.is_cancelled() {
+        return Err(BuildError::Canceled.into());
+    }
+    let shown = argv.join(" ");
+    let message = match status {
+        crate::exec::ExitStatus::Code(code) => {
+            format!("process \"{shown}\" did not complete successfully: exit code: {code}")
+        }
+        crate::exec::ExitStatus::Signal(sig) => {
+            format!("process \"{shown}\" was killed by signal {sig}")
+        }
+    };
+    Err(RunFailure::Exit {
+        message,
+        tail: lines.tail.into_iter().collect(),
+    })
+}
+
+/// Cuts a step's output into lines for log events, keeping the last few.
+struct LineSplitter<'a> {
+    progress: &'a dyn Progress,
+    step: StepId,
+    partial: [(Stream, Vec<u8>); 2],
+    tail: VecDeque<String>,
+}
+
+impl<'a> LineSplitter<'a> {
+    fn new(progress: &'a dyn Progress, step: StepId) -> Self {
+        LineSplitter {
+            progress,
+            step,
+            partial: [(Stream::Stdout, Vec::new()), (Stream::Stderr, Vec::new())],
+            tail: VecDeque::new(),
+        }
+    }
+
+    fn push(&mut self, stream: Stream, bytes: &[u8]) {
+        let slot = usize::from(stream == Stream::Stderr);
+        self.partial[slot].1.extend_from_slice(bytes);
+        while let Some(pos) = self.partial[slot].1.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial[slot].1.drain(..=pos).collect();
+            self.emit(stream, &line);
+        }
+    }
+
+    fn emit(&mut self, stream: Stream, line: &[u8]) {
+        let event = Event::log(self.step, stream, line);
+        if let Event::StepLog { text, .. } = &event {
+            if self.tail.len() == TAIL_LINES {
+                self.tail.pop_front();
+            }
+            self.tail.push_back(text.clone());
+        }
+        self.progress.event(&event);
+    }
+
+    fn flush(&mut self) {
+        for slot in 0..2 {
+            let (stream, rest) = (self.partial[slot].0, std::mem::take(&mut self.partial[slot].1));
+            if !rest.is_empty() {
+                self.emit(stream, &rest);
+            }
+        }
+    }
+}
+
+/// Creates `workdir` (absolute) and its missing parents inside `root`, owned by `user`
+/// when one is set (as BuildKit's `WORKDIR` does), never leaving `root` through a
+/// symlink.
+pub(crate) fn make_workdir(root: &Path, workdir: &str, user: Option<&str>) -> Result<(), BuildError> {
+    let root_fd = open_dir(root)?;
+    let creds = match user.filter(|u| !u.is_empty()) {
+        None => None,
+        Some(user) => {
+            let passwd = read_in_root(&root_fd, "etc/passwd");
+            let group = read_in_root(&root_fd, "etc/group");
+            let creds: Credentials = resolve_user(user, passwd.as_deref(), group.as_deref())?;
+            Some(creds)
+        }
+    };
+    let mut parent = String::new();
+    for component in Path::new(workdir).components() {
+        let Component::Normal(name) = component else {
+            continue;
+        };
+        let dir = open_in_root(&root_fd, &parent, root)?;
+        match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(WORKDIR_MODE)) {
+            Ok(()) => {
+                if let Some(creds) = &creds {
+                    rustix::fs::chownat(
+                        &dir,
+                        name,
+                        Some(rustix::fs::Uid::from_raw(creds.uid)),
+                        Some(rustix::fs::Gid::from_raw(creds.gid)),
+                        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| io_err("change owner of", &root.join(workdir))(e.into()))?;
+                }
+            }
+            Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(io_err("create directory", &root.join(workdir))(e.into())),
+        }
+        if !parent.is_empty() {
+            parent.push('/');
+        }
+        parent.push_str(&String::from_utf8_lossy(name.as_bytes()));
+    }
+    Ok(())
+}
+
+fn open_dir(root: &Path) -> Result<OwnedFd, BuildError> {
+    rustix::fs::open(
+        root,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err("open", root)(e.into()))
+}
+
+/// Opens directory `rel` of the tree at `root_fd`, resolving symlinks as if `root_fd`
+/// were `/`.
+fn open_in_root(root_fd: &OwnedFd, rel: &str, root: &Path) -> Result<OwnedFd, BuildError> {
+    let rel = if rel.is_empty() { "." } else { rel };
+    rustix::fs::openat2(
+        root_fd.as_fd(),
+        rel,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| io_err("open directory", &root.join(rel))(e.into()))
+}
+
+fn read_in_root(root_fd: &OwnedFd, rel: &str) -> Option<String> {
+    let fd = rustix::fs::openat2(
+        root_fd.as_fd(),
+        OsStr::new(rel),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .ok()?;
+    std::io::read_to_string(std::fs::File::from(fd)).ok()
+}
+
+/// Whether `instruction` changes the filesystem (and so is a step with a cache key).
+pub(crate) fn touches_files(instruction: &Instruction) -> bool {
+    matches!(
+        instruction,
+        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_)
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn run_of(text: &str) -> Run {
+        let file = rbuild_dockerfile::parse(text).unwrap();
+        match &file.stages[0].instructions[0] {
+            Instruction::Run(run) => run.clone(),
+            other => panic!("not a RUN: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bare_heredoc_runs_its_body_as_the_script() {
+        let run = run_of("FROM x\nRUN <<EOF\necho hi\nEOF\n");
+        let CommandLine::Shell(line) = &run.command else {
+            panic!("shell form expected")
+        };
+        assert_eq!(shell_script(line, &run), "echo hi\n");
+    }
+
+    #[test]
+    fn a_heredoc_inside_a_command_goes_to_the_shell_whole() {
+        let run = run_of("FROM x\nRUN cat <<A > /x && echo two\nline\nA\n");
+        let CommandLine::Shell(line) = &run.command else {
+            panic!("shell form expected")
+        };
+        assert_eq!(shell_script(line, &run), "cat <<A > /x && echo two\nline\nA");
+    }
+
+    #[test]
+    fn workdir_is_created_inside_the_root_even_through_an_absolute_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::create_dir_all(root.join(outside.strip_prefix("/").unwrap())).unwrap();
+        // /app -> <outside> on the host; inside the root it must resolve to <root><outside>.
+        std::os::unix::fs::symlink(&outside, root.join("app")).unwrap();
+        make_workdir(&root, "/app/sub", None).unwrap();
+        assert!(!outside.join("sub").exists());
+        assert!(
+            root.join(outside.strip_prefix("/").unwrap())
+                .join("sub")
+                .is_dir()
+        );
+    }
+}

@@ -1,0 +1,460 @@
+//! Selecting what a copy takes: sources resolved, top-level symlinks followed,
+//! `--exclude` applied. The same selection feeds the cache key and the copy.
+
+use std::borrow::Cow;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use rbuild_dockerfile::InlineFile;
+
+use super::{CopyError, CopyOp, CopySource, remote};
+use crate::context::{
+    ContextEntry, ContextHashes, ContextListing, EntryType, IgnoreRules, MAX_SYMLINK_HOPS,
+    ResolveError, resolve_source,
+};
+use crate::{Digest, Hasher};
+
+/// A source root seen through a listing: the context's own, or a walk of a tree.
+pub(crate) struct SourceView<'a> {
+    /// The directory the listing's paths are relative to.
+    pub root: PathBuf,
+    listing: Cow<'a, ContextListing>,
+    hashes: Option<&'a ContextHashes>,
+    /// Whether copied entries keep their owner (a tree) or become 0:0 (the context,
+    /// whose files BuildKit receives with their owner reset).
+    pub keep_owner: bool,
+}
+
+impl<'a> SourceView<'a> {
+    pub fn open(from: &CopySource<'a>) -> Result<Self, CopyError> {
+        Ok(match *from {
+            CopySource::Context {
+                root,
+                listing,
+                hashes,
+            } => SourceView {
+                root: root.to_path_buf(),
+                listing: Cow::Borrowed(listing),
+                hashes: Some(hashes),
+                keep_owner: false,
+            },
+            CopySource::Tree(root) => SourceView {
+                root: root.to_path_buf(),
+                listing: Cow::Owned(ContextListing::walk(root, &IgnoreRules::none())?),
+                hashes: None,
+                keep_owner: true,
+            },
+        })
+    }
+
+    fn is_context(&self) -> bool {
+        self.hashes.is_some()
+    }
+
+    /// The absolute path of a listing entry.
+    pub fn path_of(&self, entry: &ContextEntry) -> PathBuf {
+        self.root.join(&entry.path)
+    }
+}
+
+/// One selected source.
+#[derive(Debug)]
+pub(crate) enum Item {
+    /// Entries of the source root.
+    Entries(Selected),
+    /// A heredoc, written as a file.
+    Inline(InlineFile),
+    /// An `ADD` of an http(s) URL, with `--checksum`.
+    Url {
+        /// The URL.
+        url: String,
+        /// `--checksum`, which pins the content without a download.
+        checksum: Option<String>,
+    },
+}
+
+/// A source path and what it selects.
+#[derive(Debug)]
+pub(crate) struct Selected {
+    /// The object copied: the match of a source, its symlinks followed.
+    pub top: ContextEntry,
+    /// The name it takes inside a destination directory (the match's own name, before
+    /// following a symlink).
+    pub name: OsString,
+    /// With `--parents`: where it goes below the destination.
+    pub parents_rel: Option<PathBuf>,
+    /// With `--parents`: the directories between the destination and it.
+    pub ancestors: Vec<ContextEntry>,
+    /// For a directory, everything beneath it that is copied, in listing order.
+    pub below: Vec<ContextEntry>,
+}
+
+impl Selected {
+    /// The place of `entry` (one of `below`) relative to the top.
+    pub fn rel<'e>(&self, entry: &'e ContextEntry) -> &'e Path {
+        entry
+            .path
+            .strip_prefix(&self.top.path)
+            .unwrap_or(&entry.path)
+    }
+}
+
+/// Everything a copy takes, in order.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub items: Vec<Item>,
+}
+
+/// Resolves the sources of `op` in `view`.
+pub(crate) fn plan(op: &CopyOp, view: &SourceView) -> Result<Plan, CopyError> {
+    let excludes = if op.excludes.is_empty() {
+        None
+    } else {
+        Some(IgnoreRules::parse(&op.excludes.join("\n")).map_err(CopyError::Exclude)?)
+    };
+    let mut items = Vec::new();
+    let mut missing_wildcard = None;
+    for source in &op.sources {
+        if op.add && remote::is_url(source) {
+            remote::check_supported(source)?;
+            items.push(Item::Url {
+                url: source.clone(),
+                checksum: op.checksum.clone(),
+            });
+            continue;
+        }
+        if !has_wildcard(source) && clean_rel(Path::new(source)).as_os_str().is_empty() {
+            // The root itself (`.`, `/`): its contents, like any directory.
+            items.push(Item::Entries(root_selection(view, excludes.as_ref())));
+            continue;
+        }
+        let matches = match resolve_source(&view.listing, source) {
+            Ok(m) => m,
+            Err(ResolveError::NotFound { .. }) if has_wildcard(source) => {
+                // BuildKit allows a wildcard that matches nothing as long as the step
+                // copies something (the `COPY package.json yarn.lock* ./` idiom).
+                missing_wildcard = Some(source.clone());
+                continue;
+            }
+            Err(ResolveError::NotFound { .. }) if !view.is_context() => {
+                return Err(CopyError::NotFound {
+                    source_path: source.clone(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let pivot = op.parents.then(|| pivot_of(source));
+        for found in matches {
+            if excludes
+                .as_ref()
+                .is_some_and(|x| is_excluded_top(x, found, pivot.as_deref()))
+            {
+                continue;
+            }
+            let top = follow(view, source, found)?;
+            let name = found
+                .path
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_default();
+            let (parents_rel, ancestors) = match &pivot {
+                Some(pivot) => {
+                    let rel = found.path.strip_prefix(pivot).unwrap_or(&found.path);
+                    let mut ancestors = Vec::new();
+                    let mut sofar = pivot.clone();
+                    for comp in rel.parent().into_iter().flat_map(Path::components) {
+                        sofar.push(comp);
+                        if let Some(e) = view.listing.get(&sofar) {
+                            ancestors.push(e.clone());
+                        }
+                    }
+                    (Some(rel.to_path_buf()), ancestors)
+                }
+                None => (None, Vec::new()),
+            };
+            let below = if top.kind == EntryType::Dir {
+                view.listing
+                    .subtree(top)
+                    .iter()
+                    .skip(1)
+                    .filter(|e| {
+                        let rel = e.path.strip_prefix(&top.path).unwrap_or(&e.path);
+                        !excludes
+                            .as_ref()
+                            .is_some_and(|x| x.is_excluded(&rel.to_string_lossy()))
+                    })
+                    .cloned()
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            items.push(Item::Entries(Selected {
+                top: top.clone(),
+                name,
+                parents_rel,
+                ancestors,
+                below,
+            }));
+        }
+    }
+    items.extend(op.heredocs.iter().cloned().map(Item::Inline));
+    if items.is_empty() {
+        return Err(match missing_wildcard {
+            Some(source_path) if !view.is_context() => CopyError::NotFound { source_path },
+            Some(source_path) => ResolveError::NotFound { source_path }.into(),
+            None => CopyError::NoSources,
+        });
+    }
+    Ok(Plan { items })
+}
+
+/// The whole source root as one directory selection.
+fn root_selection(view: &SourceView, excludes: Option<&IgnoreRules>) -> Selected {
+    let top = ContextEntry {
+        path: PathBuf::new(),
+        kind: EntryType::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime_ns: 0,
+        ctime_ns: 0,
+        inode: 0,
+        link_target: None,
+    };
+    let below = view
+        .listing
+        .entries()
+        .iter()
+        .filter(|e| !excludes.is_some_and(|x| x.is_excluded(&e.path.to_string_lossy())))
+        .cloned()
+        .collect();
+    Selected {
+        top,
+        name: OsString::new(),
+        parents_rel: None,
+        ancestors: Vec::new(),
+        below,
+    }
+}
+
+/// Whether an `--exclude` pattern leaves out a matched source itself: its path from the
+/// root (or the `--parents` pivot), or its name alone.
+fn is_excluded_top(rules: &IgnoreRules, found: &ContextEntry, pivot: Option<&Path>) -> bool {
+    let rel = pivot
+        .and_then(|p| found.path.strip_prefix(p).ok())
+        .unwrap_or(&found.path);
+    let name = found.path.file_name().unwrap_or_default();
+    rules.is_excluded(&rel.to_string_lossy()) || rules.is_excluded(&name.to_string_lossy())
+}
+
+/// Follows `found` while it is a symlink, inside the source root (BuildKit's COPY
+/// follows the symlink a source names; those inside a copied directory stay links).
+fn follow<'v>(
+    view: &'v SourceView,
+    source: &str,
+    found: &'v ContextEntry,
+) -> Result<&'v ContextEntry, CopyError> {
+    let mut current = found;
+    let mut hops = 0;
+    while current.kind == EntryType::Symlink {
+        hops += 1;
+        if hops > MAX_SYMLINK_HOPS {
+            return Err(ResolveError::SymlinkLoop {
+                source_path: source.to_owned(),
+            }
+            .into());
+        }
+        let target = current.link_target.clone().unwrap_or_default();
+        let joined = if target.is_absolute() {
+            target
+        } else {
+            current.path.parent().unwrap_or(Path::new("")).join(target)
+        };
+        let not_found = || {
+            if view.is_context() {
+                CopyError::from(ResolveError::NotFound {
+                    source_path: source.to_owned(),
+                })
+            } else {
+                CopyError::NotFound {
+                    source_path: source.to_owned(),
+                }
+            }
+        };
+        let escaped = escape_pattern(&joined.to_string_lossy());
+        let next = match resolve_source(&view.listing, &escaped) {
+            Ok(next) => next,
+            Err(ResolveError::NotFound { .. }) => return Err(not_found()),
+            Err(e) => return Err(e.into()),
+        };
+        // A link to the root itself resolves to its top-level entries; copy nothing
+        // special for it (BuildKit copies the root's contents, as for `.`).
+        match next.as_slice() {
+            [one] if !clean_rel(&joined).as_os_str().is_empty() => current = one,
+            _ => return Err(not_found()),
+        }
+    }
+    Ok(current)
+}
+
+/// The `--parents` pivot of a source: the part before a `/./`, or the root.
+fn pivot_of(source: &str) -> PathBuf {
+    match source.find("/./") {
+        Some(i) => clean_rel(Path::new(&source[..i])),
+        None if source.starts_with("./") => PathBuf::new(),
+        None => PathBuf::new(),
+    }
+}
+
+fn has_wildcard(source: &str) -> bool {
+    let mut chars = source.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '*' | '?' | '[' => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+fn escape_pattern(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `path` relative to a root, `.` dropped and `..` clamped at the root.
+pub(crate) fn clean_rel(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for comp in path.components() {
+        match comp {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// An absolute, clean path (Go's `path.Clean` of `/` + `path`).
+pub(crate) fn clean_abs(path: &str) -> String {
+    let rel = clean_rel(Path::new(path));
+    format!("/{}", rel.display())
+}
+
+impl Plan {
+    /// The (relative path, digest) of each item, as the cache key and
+    /// `--explain-cache` see it.
+    pub fn digests(&self, view: &SourceView) -> Result<Vec<(String, Digest)>, CopyError> {
+        let mut out = Vec::with_capacity(self.items.len());
+        for item in &self.items {
+            out.push(match item {
+                Item::Entries(sel) => {
+                    let path = sel.top.path.to_string_lossy().into_owned();
+                    let digest = match (sel.top.kind, view.hashes) {
+                        (EntryType::File, Some(h)) => h.get(&sel.top.path).ok_or_else(|| {
+                            crate::context::HashError::Missing {
+                                path: sel.top.path.clone(),
+                            }
+                        })?,
+                        (EntryType::File, None) => file_digest(&view.path_of(&sel.top))?,
+                        _ => selection_digest(view, sel)?,
+                    };
+                    (path, digest)
+                }
+                Item::Inline(file) => {
+                    let mut h = Hasher::new();
+                    h.update(file.name.as_bytes());
+                    h.update(&[0, u8::from(file.expand)]);
+                    h.update(file.content.as_bytes());
+                    (format!("<<{}", file.name), h.finish())
+                }
+                Item::Url { url, checksum } => {
+                    let digest = match checksum {
+                        Some(c) => remote::parse_checksum(c)?,
+                        None => remote::content_digest(url)?,
+                    };
+                    (url.clone(), digest)
+                }
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The digest of a selected directory (or symlink, device...): every entry's relative
+/// path, type, mode, owner, content and link target; never its mtime.
+fn selection_digest(view: &SourceView, sel: &Selected) -> Result<Digest, CopyError> {
+    let entries = std::iter::once(&sel.top).chain(&sel.below);
+    if let Some(hashes) = view.hashes {
+        return Ok(hashes.selection_digest(entries)?);
+    }
+    let mut h = Hasher::new();
+    let mut field = |bytes: &[u8]| {
+        h.update(&(bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    };
+    for entry in entries {
+        field(entry.path.as_os_str().as_bytes());
+        field(&[entry.kind.tag()]);
+        field(&entry.mode.to_be_bytes());
+        field(&entry.uid.to_be_bytes());
+        field(&entry.gid.to_be_bytes());
+        match entry.kind {
+            EntryType::File => field(file_digest(&view.path_of(entry))?.as_str().as_bytes()),
+            EntryType::Symlink => {
+                let target = entry.link_target.as_deref().unwrap_or(Path::new(""));
+                field(target.as_os_str().as_bytes());
+            }
+            _ => field(&[]),
+        }
+    }
+    Ok(h.finish())
+}
+
+/// The sha256 of a file's content, never following a symlink put in its place.
+fn file_digest(path: &Path) -> Result<Digest, CopyError> {
+    let failed = |source| CopyError::Source {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(failed)?;
+    let mut h = Hasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf).map_err(failed)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finish())
+}
+
+/// Reads all of a source file (for archive detection and similar small reads).
+#[allow(dead_code)]
+pub(crate) fn open_source(path: &Path) -> io::Result<File> {
+    File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}

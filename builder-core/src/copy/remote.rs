@@ -1,0 +1,163 @@
+//! `ADD` of a URL: http(s) downloads, with `--checksum`; git is refused for now.
+
+use std::io::Read;
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::CopyError;
+use crate::Digest;
+
+/// The mode of a downloaded file, as docker and BuildKit write it.
+pub(crate) const DOWNLOAD_MODE: u32 = 0o600;
+
+/// Whether an `ADD` source is a URL rather than a path (as BuildKit's frontend decides:
+/// a scheme it knows, or a git remote form).
+pub(crate) fn is_url(source: &str) -> bool {
+    is_http(source) || is_git(source)
+}
+
+fn is_http(source: &str) -> bool {
+    source.starts_with("http://") || source.starts_with("https://")
+}
+
+fn is_git(source: &str) -> bool {
+    source.starts_with("git://")
+        || source.starts_with("git@")
+        || source.starts_with("ssh://")
+        || (is_http(source)
+            && source
+                .split(['?', '#'])
+                .next()
+                .is_some_and(|p| p.ends_with(".git")))
+}
+
+/// Refuses the URL forms rbuild cannot fetch yet.
+pub(crate) fn check_supported(source: &str) -> Result<(), CopyError> {
+    if is_git(source) {
+        return Err(CopyError::Unsupported {
+            what: "ADD of a git repository",
+            source_path: source.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// A downloaded file.
+pub(crate) struct Download {
+    /// The name from the URL's path (its last component), `__unnamed__` when empty.
+    pub name: String,
+    /// The body.
+    pub body: Vec<u8>,
+    /// `Last-Modified`, nanoseconds since the epoch.
+    pub mtime_ns: Option<i64>,
+}
+
+/// The name a download is saved under inside a destination directory.
+fn file_name(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = rest.split(['?', '#']).next().unwrap_or("");
+    let path = path.split_once('/').map_or("", |(_, p)| p);
+    match path.rsplit('/').next() {
+        Some(name) if !name.is_empty() => name.to_owned(),
+        // BuildKit's frontend: the base of the URL's path, else this placeholder.
+        _ => "__unnamed__".to_owned(),
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_per_read(Some(Duration::from_secs(120)))
+        .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                .build(),
+        )
+        .build()
+        .new_agent()
+}
+
+/// Downloads `url`, checking it against `checksum` (`sha256:<hex>`) when given.
+pub(crate) fn download(url: &str, checksum: Option<&str>) -> Result<Download, CopyError> {
+    let expected = checksum.map(parse_checksum).transpose()?;
+    let failed = |e: ureq::Error| CopyError::Download {
+        url: url.to_owned(),
+        source: Box::new(e),
+    };
+    let mut resp = agent().get(url).call().map_err(failed)?;
+    let status = resp.status().as_u16();
+    if !(200..300).contains(&status) {
+        return Err(CopyError::HttpStatus {
+            url: url.to_owned(),
+            status,
+        });
+    }
+    let mtime_ns = resp
+        .headers()
+        .get("last-modified")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64);
+    let mut body = Vec::new();
+    resp.body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .reader()
+        .read_to_end(&mut body)
+        .map_err(|e| failed(ureq::Error::Io(e)))?;
+    if let Some(expected) = expected {
+        let found = Digest::of(&body);
+        if found != expected {
+            return Err(CopyError::ChecksumMismatch {
+                url: url.to_owned(),
+                expected: expected.to_string(),
+                found,
+            });
+        }
+    }
+    Ok(Download {
+        name: file_name(url),
+        body,
+        mtime_ns,
+    })
+}
+
+/// The digest of what `url` serves, for the cache key: `--checksum` is not known here,
+/// so the content is fetched (as BuildKit does without a checksum).
+pub(crate) fn content_digest(url: &str) -> Result<Digest, CopyError> {
+    Ok(Digest::of(&download(url, None)?.body))
+}
+
+/// `--checksum=sha256:<hex>` as a digest.
+pub(crate) fn parse_checksum(spec: &str) -> Result<Digest, CopyError> {
+    let invalid = || CopyError::InvalidChecksum {
+        spec: spec.to_owned(),
+    };
+    let digest: Digest = spec.parse().map_err(|_| invalid())?;
+    if digest.algorithm() != crate::digest::SHA256 {
+        return Err(invalid());
+    }
+    Ok(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_the_url_path() {
+        assert_eq!(file_name("http://h:1/a/b/file.tar.gz?x=1#f"), "file.tar.gz");
+        assert_eq!(file_name("https://h/"), "__unnamed__");
+        assert_eq!(file_name("https://h"), "__unnamed__");
+    }
+
+    #[test]
+    fn git_urls_are_recognised() {
+        assert!(is_git("https://github.com/moby/buildkit.git#v0.10.1"));
+        assert!(is_git("git@github.com:moby/buildkit.git"));
+        assert!(!is_git("https://example.com/file.tar.gz"));
+        assert!(check_supported("git://host/repo").is_err());
+    }
+}

@@ -1,0 +1,476 @@
+//! Writing a plan into the destination root.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Write as _};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+
+use super::chmod::ModeChange;
+use super::dest::{DestRoot, lstat_at, make_dir, set_mtime, set_owner_mode, split};
+use super::plan::{Item, Plan, Selected, SourceView, open_source};
+use super::{CopyError, CopyOp, CopyStats, archive, remote};
+use crate::context::{ContextEntry, EntryType};
+use crate::is_overlay_xattr;
+
+/// Mode of a heredoc source, as BuildKit writes it.
+const HEREDOC_MODE: u32 = 0o644;
+
+/// Runs `plan` for `op` into the root at `dest_root`.
+pub(crate) fn run(
+    op: &CopyOp,
+    view: &SourceView,
+    plan: &Plan,
+    dest_root: &Path,
+) -> Result<CopyStats, CopyError> {
+    let root = DestRoot::open(dest_root)?;
+    let chown = match &op.chown {
+        Some(spec) => Some(resolve_chown(&root, spec)?),
+        None => None,
+    };
+    let chmod = op.chmod.as_deref().map(ModeChange::parse).transpose()?;
+    let dest = op.dest_path();
+    let written = PathBuf::from(dest.trim_start_matches('/').trim_end_matches('/'));
+    // Symlinks in the destination resolve inside the root, the last one included.
+    let dest_rel = root
+        .resolve(&written)
+        .map_err(CopyError::dest("resolve", &written))?;
+    let dir_syntax = dest.ends_with('/');
+    let created_owner = chown.unwrap_or((0, 0));
+    let dest_is_dir = root
+        .is_dir(&dest_rel)
+        .map_err(CopyError::dest("stat", &dest_rel))?;
+    if plan.items.len() > 1 && !dir_syntax && !dest_is_dir {
+        return Err(CopyError::DestNotDirectory { dest });
+    }
+    // BuildKit's fsutil: the destination (when it names a directory) or its parent is
+    // created first, 0755 and owned by the --chown user.
+    if dir_syntax {
+        root.mkdir_all(&dest_rel, created_owner)?;
+    } else if let Some((parent, _)) = split(&dest_rel) {
+        root.mkdir_all(parent, created_owner)?;
+    }
+    let mut w = Writer {
+        root: &root,
+        view,
+        chown,
+        chmod,
+        links: HashMap::new(),
+        dir_times: Vec::new(),
+        parent: None,
+        stats: CopyStats::default(),
+    };
+    for item in &plan.items {
+        let into_dir = dir_syntax
+            || root
+                .is_dir(&dest_rel)
+                .map_err(CopyError::dest("stat", &dest_rel))?;
+        match item {
+            Item::Entries(sel) => w.selected(op, sel, &dest_rel, into_dir)?,
+            Item::Inline(file) => {
+                let target = if into_dir {
+                    dest_rel.join(&file.name)
+                } else {
+                    dest_rel.clone()
+                };
+                let mode = w.mode_of(HEREDOC_MODE, false);
+                let owner = chown.unwrap_or((0, 0));
+                let now = now_ns();
+                w.write_file(&target, file.content.as_bytes(), mode, owner, now)?;
+            }
+            Item::Url { url, checksum } => {
+                let download = remote::download(url, checksum.as_deref())?;
+                let target = if into_dir {
+                    dest_rel.join(&download.name)
+                } else {
+                    dest_rel.clone()
+                };
+                let mode = w.mode_of(remote::DOWNLOAD_MODE, false);
+                let owner = chown.unwrap_or((0, 0));
+                let mtime = download.mtime_ns.unwrap_or_else(now_ns);
+                w.write_file(&target, &download.body, mode, owner, mtime)?;
+            }
+        }
+    }
+    w.finish()
+}
+
+/// `--chown=user[:group]` as BuildKit reads it: a numeric user alone gets the same
+/// number as its group; a name is looked up in the destination's /etc/passwd (its
+/// primary group) and a group name in /etc/group.
+fn resolve_chown(root: &DestRoot, spec: &str) -> Result<(u32, u32), CopyError> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let read = |name: &str| {
+        root.read_text(Path::new(name)).map_err(CopyError::dest(
+            "read",
+            Path::new(name.trim_start_matches('/')),
+        ))
+    };
+    let passwd = read("etc/passwd")?;
+    let groups = read("etc/group")?;
+    let lookup = |spec: &str| {
+        crate::resolve_user(spec, passwd.as_deref(), groups.as_deref()).map_err(|source| {
+            CopyError::Chown {
+                spec: spec.to_owned(),
+                source,
+            }
+        })
+    };
+    let (uid, mut gid) = match user.parse::<u32>() {
+        Ok(n) => (n, n),
+        Err(_) => {
+            let c = lookup(user)?;
+            (c.uid, c.gid)
+        }
+    };
+    if let Some(g) = group.filter(|g| !g.is_empty()) {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => lookup(&format!("0:{g}"))?.gid,
+        };
+    }
+    Ok((uid, gid))
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+pub(crate) struct Writer<'a> {
+    pub root: &'a DestRoot,
+    view: &'a SourceView<'a>,
+    pub chown: Option<(u32, u32)>,
+    chmod: Option<ModeChange>,
+    /// Inode of a copied file -> where its first copy went, to keep hardlinks.
+    links: HashMap<u64, PathBuf>,
+    /// Directories whose mtime is set once everything inside is written.
+    dir_times: Vec<(PathBuf, i64)>,
+    /// The parent directory last opened, reused for its siblings.
+    parent: Option<(PathBuf, OwnedFd)>,
+    pub stats: CopyStats,
+}
+
+impl Writer<'_> {
+    fn selected(
+        &mut self,
+        op: &CopyOp,
+        sel: &Selected,
+        dest_rel: &Path,
+        into_dir: bool,
+    ) -> Result<(), CopyError> {
+        let src_path = self.view.path_of(&sel.top);
+        if let Some(rel) = &sel.parents_rel {
+            // --parents: the destination is a directory; the source keeps its path.
+            self.root
+                .mkdir_all(dest_rel, self.chown.unwrap_or((0, 0)))?;
+            let pivot_depth = sel.top.path.components().count() - rel.components().count();
+            for anc in &sel.ancestors {
+                let anc_rel: PathBuf = anc.path.components().skip(pivot_depth).collect();
+                self.entry(anc, &dest_rel.join(anc_rel), false)?;
+            }
+            let target = dest_rel.join(rel);
+            self.entry(&sel.top, &target, false)?;
+            return self.below(sel, &target);
+        }
+        if sel.top.kind == EntryType::Dir {
+            // A directory's contents, into the destination (created if missing, its
+            // own metadata left alone if it exists).
+            match self
+                .root
+                .stat(dest_rel)
+                .map_err(CopyError::dest("stat", dest_rel))?
+            {
+                None => self
+                    .root
+                    .mkdir_all(dest_rel, self.chown.unwrap_or((0, 0)))?,
+                Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+                Some(_) => {
+                    return Err(CopyError::Conflict {
+                        what: format!("directory {}", sel.top.path.display()),
+                        path: format!("/{}", dest_rel.display()),
+                        reason: "the destination is not a directory",
+                    });
+                }
+            }
+            return self.below(sel, dest_rel);
+        }
+        if op.add && sel.top.kind == EntryType::File {
+            if let Some(format) = archive::detect(&src_path)? {
+                self.root
+                    .mkdir_all(dest_rel, self.chown.unwrap_or((0, 0)))?;
+                self.parent = None;
+                archive::extract(self, &src_path, format, dest_rel)?;
+                self.stats.archives += 1;
+                return Ok(());
+            }
+        }
+        let target = if into_dir {
+            dest_rel.join(&sel.name)
+        } else {
+            dest_rel.to_path_buf()
+        };
+        self.entry(&sel.top, &target, true)
+    }
+
+    fn below(&mut self, sel: &Selected, target: &Path) -> Result<(), CopyError> {
+        for e in &sel.below {
+            self.entry(e, &target.join(sel.rel(e)), true)?;
+        }
+        Ok(())
+    }
+
+    pub fn mode_of(&self, mode: u32, is_dir: bool) -> u32 {
+        match &self.chmod {
+            Some(change) => change.apply(mode, is_dir),
+            None => mode,
+        }
+    }
+
+    fn owner_of(&self, e: &ContextEntry) -> (u32, u32) {
+        self.chown.unwrap_or(if self.view.keep_owner {
+            (e.uid, e.gid)
+        } else {
+            (0, 0)
+        })
+    }
+
+    /// Opens the parent of `target`, reusing the last one opened.
+    pub fn parent_of(&mut self, target: &Path) -> Result<OwnedFd, CopyError> {
+        let Some((parent, _)) = split(target) else {
+            return Err(CopyError::Conflict {
+                what: "an entry".to_owned(),
+                path: "/".to_owned(),
+                reason: "the root cannot be replaced",
+            });
+        };
+        if let Some((cached, fd)) = &self.parent {
+            if cached == parent {
+                return fd.try_clone().map_err(CopyError::dest("open", parent));
+            }
+        }
+        let fd = self
+            .root
+            .open_dir(parent)
+            .map_err(CopyError::dest("open", parent))?;
+        let dup = fd.try_clone().map_err(CopyError::dest("open", parent))?;
+        self.parent = Some((parent.to_path_buf(), fd));
+        Ok(dup)
+    }
+
+    /// Copies one source entry to `target` (relative to the root). An existing
+    /// directory there is kept (its mode set to the source's when `overwrite`); an
+    /// existing file or link is replaced.
+    fn entry(&mut self, e: &ContextEntry, target: &Path, overwrite: bool) -> Result<(), CopyError> {
+        let src = self.view.path_of(e);
+        let owner = self.owner_of(e);
+        let is_dir = e.kind == EntryType::Dir;
+        let mode = self.mode_of(e.mode, is_dir);
+        let name = target.file_name().unwrap_or_default().to_os_string();
+        let dir = self.parent_of(target)?;
+        let existing = lstat_at(&dir, &name).map_err(CopyError::dest("stat", target))?;
+        let fail = CopyError::dest;
+        if is_dir {
+            match existing {
+                Some(FileType::Directory) => {
+                    if overwrite {
+                        rustix::fs::chmodat(
+                            &dir,
+                            &name,
+                            Mode::from_raw_mode(e.mode),
+                            AtFlags::empty(),
+                        )
+                        .map_err(|err| fail("chmod", target)(err.into()))?;
+                    }
+                    return Ok(());
+                }
+                Some(_) => {
+                    return Err(CopyError::Conflict {
+                        what: format!("directory {}", e.path.display()),
+                        path: format!("/{}", target.display()),
+                        reason: "a non-directory stands there",
+                    });
+                }
+                None => {
+                    make_dir(&dir, &name, mode, owner).map_err(fail("create", target))?;
+                    copy_xattrs(&src, &dir, &name).map_err(fail("set xattrs on", target))?;
+                    self.dir_times.push((target.to_path_buf(), e.mtime_ns));
+                    self.stats.dirs += 1;
+                    return Ok(());
+                }
+            }
+        }
+        match existing {
+            Some(FileType::Directory) => {
+                return Err(CopyError::Conflict {
+                    what: e.path.display().to_string(),
+                    path: format!("/{}", target.display()),
+                    reason: "cannot replace a directory with a file",
+                });
+            }
+            Some(_) => rustix::fs::unlinkat(&dir, &name, AtFlags::empty())
+                .map_err(|err| fail("remove", target)(err.into()))?,
+            None => {}
+        }
+        match e.kind {
+            EntryType::File => {
+                if let Some(first) = self.links.get(&e.inode).cloned() {
+                    if let Some((fparent, fname)) = split(&first) {
+                        let fdir = self.root.open_dir(fparent).map_err(fail("open", fparent))?;
+                        rustix::fs::linkat(&fdir, fname, &dir, &name, AtFlags::empty())
+                            .map_err(|err| fail("link", target)(err.into()))?;
+                        self.stats.files += 1;
+                        return Ok(());
+                    }
+                }
+                let mut input = open_source(&src).map_err(|source| CopyError::Source {
+                    path: src.clone(),
+                    source,
+                })?;
+                let mut out = create_file(&dir, &name).map_err(fail("create", target))?;
+                let n = io::copy(&mut input, &mut out).map_err(|source| CopyError::Source {
+                    path: src.clone(),
+                    source,
+                })?;
+                let nlink = input.metadata().map(|m| m.nlink()).unwrap_or(1);
+                if nlink > 1 {
+                    self.links.insert(e.inode, target.to_path_buf());
+                }
+                self.stats.files += 1;
+                self.stats.bytes += n;
+            }
+            EntryType::Symlink => {
+                let link = e.link_target.clone().unwrap_or_default();
+                rustix::fs::symlinkat(&link, &dir, &name)
+                    .map_err(|err| fail("create symlink", target)(err.into()))?;
+                set_owner_mode(&dir, &name, owner, None).map_err(fail("chown", target))?;
+                set_mtime(&dir, &name, e.mtime_ns).map_err(fail("set times on", target))?;
+                self.stats.other += 1;
+                return Ok(());
+            }
+            EntryType::Fifo | EntryType::CharDevice | EntryType::BlockDevice => {
+                let meta = std::fs::symlink_metadata(&src).map_err(|source| CopyError::Source {
+                    path: src.clone(),
+                    source,
+                })?;
+                let ft = match e.kind {
+                    EntryType::Fifo => FileType::Fifo,
+                    EntryType::CharDevice => FileType::CharacterDevice,
+                    _ => FileType::BlockDevice,
+                };
+                rustix::fs::mknodat(&dir, &name, ft, Mode::from_raw_mode(0o600), meta.rdev())
+                    .map_err(|err| fail("create node", target)(err.into()))?;
+                self.stats.other += 1;
+            }
+            EntryType::Dir => {}
+        }
+        set_owner_mode(&dir, &name, owner, Some(mode)).map_err(fail("chown", target))?;
+        copy_xattrs(&src, &dir, &name).map_err(fail("set xattrs on", target))?;
+        set_mtime(&dir, &name, e.mtime_ns).map_err(fail("set times on", target))?;
+        Ok(())
+    }
+
+    /// Writes a file of `content` at `target`, replacing a file or link there.
+    pub fn write_file(
+        &mut self,
+        target: &Path,
+        content: &[u8],
+        mode: u32,
+        owner: (u32, u32),
+        mtime_ns: i64,
+    ) -> Result<(), CopyError> {
+        let fail = CopyError::dest;
+        let name = target.file_name().unwrap_or_default().to_os_string();
+        let dir = self.parent_of(target)?;
+        match lstat_at(&dir, &name).map_err(fail("stat", target))? {
+            Some(FileType::Directory) => {
+                return Err(CopyError::Conflict {
+                    what: name.to_string_lossy().into_owned(),
+                    path: format!("/{}", target.display()),
+                    reason: "cannot replace a directory with a file",
+                });
+            }
+            Some(_) => rustix::fs::unlinkat(&dir, &name, AtFlags::empty())
+                .map_err(|err| fail("remove", target)(err.into()))?,
+            None => {}
+        }
+        let mut out = create_file(&dir, &name).map_err(fail("create", target))?;
+        out.write_all(content).map_err(fail("write", target))?;
+        set_owner_mode(&dir, &name, owner, Some(mode)).map_err(fail("chown", target))?;
+        set_mtime(&dir, &name, mtime_ns).map_err(fail("set times on", target))?;
+        self.stats.files += 1;
+        self.stats.bytes += content.len() as u64;
+        Ok(())
+    }
+
+    /// Remembers a directory's mtime, set when the copy is done.
+    pub fn dir_time(&mut self, target: PathBuf, mtime_ns: i64) {
+        self.dir_times.push((target, mtime_ns));
+    }
+
+    fn finish(mut self) -> Result<CopyStats, CopyError> {
+        self.parent = None;
+        // Deepest first, so setting a child's time does not disturb its parent's.
+        for (target, mtime) in std::mem::take(&mut self.dir_times).into_iter().rev() {
+            let Some((parent, name)) = split(&target) else {
+                continue;
+            };
+            let dir = self
+                .root
+                .open_dir(parent)
+                .map_err(CopyError::dest("open", parent))?;
+            set_mtime(&dir, name, mtime).map_err(CopyError::dest("set times on", &target))?;
+        }
+        Ok(self.stats)
+    }
+}
+
+/// Creates a new file `name` in `dir` (never through a link), for writing.
+pub(crate) fn create_file(dir: &OwnedFd, name: &OsStr) -> io::Result<File> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )?;
+    Ok(File::from(fd))
+}
+
+/// Copies the extended attributes of `src` (not following it) to `name` in `dir`,
+/// leaving out overlayfs' private ones. A filesystem without xattrs has none to copy.
+fn copy_xattrs(src: &Path, dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
+    let names = match xattr::list(src) {
+        Ok(names) => names,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut target: Option<OwnedFd> = None;
+    for key in names {
+        if is_overlay_xattr(key.as_encoded_bytes()) {
+            continue;
+        }
+        let Some(value) = xattr::get(src, &key)? else {
+            continue;
+        };
+        let fd = match &target {
+            Some(fd) => fd,
+            None => target.insert(rustix::fs::openat(
+                dir,
+                name,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?),
+        };
+        rustix::fs::fsetxattr(fd, &key, &value, rustix::fs::XattrFlags::empty())?;
+    }
+    Ok(())
+}

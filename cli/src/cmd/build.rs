@@ -1,0 +1,261 @@
+//! `rbuild [build] [-t NAME]... [-f FILE] CONTEXT`: build an image from a Dockerfile, as
+//! `docker build` does. `build` is the default subcommand.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use rbuild_core::{
+    BuildRequest, Builder, Compression, ContextSource, DockerfileInput, ExportTarget, ImageFormat,
+    ImageName, Network, NullProgress, Progress, SnapshotterKind, host_architecture,
+};
+
+use super::store::StoreArgs;
+use crate::progress::{ProgressMode, Reporter};
+
+/// The exit code of a build that failed (usage errors exit with 2, through clap).
+const EXIT_BUILD_FAILED: u8 = 1;
+
+/// `--network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkArg {
+    /// Share the host's network (the default, as `docker build --network=host`).
+    Host,
+    /// No network: only loopback.
+    None,
+}
+
+/// `--snapshotter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SnapshotterArg {
+    /// overlayfs over the unpacked layers.
+    Overlay,
+    /// A full copy of the layers per step.
+    Copy,
+}
+
+/// `rbuild build`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  rbuild -t friendlyhello .
+  rbuild build -t app:1.0 -f docker/Dockerfile --build-arg VERSION=1.0 .
+  rbuild build --target builder -o type=local,dest=out .
+  tar -c . | rbuild build -t app -
+  rbuild build -f - . < Dockerfile
+  rbuild build --explain-cache -t app .")]
+pub struct Args {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Name (and optionally tag) of the image, NAME[:TAG]; may be repeated
+    #[arg(short, long = "tag", value_name = "NAME[:TAG]")]
+    tag: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile; `-` reads it from standard input)
+    #[arg(short, long, value_name = "FILE")]
+    file: Option<String>,
+    /// A build argument, KEY=VALUE, or KEY to take its value from the environment; may be
+    /// repeated
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    build_arg: Vec<String>,
+    /// The stage to build (default: the last one)
+    #[arg(long, value_name = "STAGE")]
+    target: Option<String>,
+    /// Do not use the cache: run every step
+    #[arg(long)]
+    no_cache: bool,
+    /// Do not use the cache for the steps of this stage; may be repeated
+    #[arg(long, value_name = "STAGE")]
+    no_cache_filter: Vec<String>,
+    /// Accepted for compatibility: base images come from the local store (see `rbuild pull`)
+    #[arg(long)]
+    pull: bool,
+    /// A label for the image, KEY=VALUE; may be repeated
+    #[arg(long, value_name = "KEY=VALUE")]
+    label: Vec<String>,
+    /// The target platform; only the host's is supported
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Option<String>,
+    /// Where else the image goes: type=oci|docker|local|tar|image[,dest=PATH][,tar=false];
+    /// may be repeated
+    #[arg(short, long, value_name = "OUTPUT")]
+    output: Vec<ExportTarget>,
+    /// Write the image ID to this file
+    #[arg(long, value_name = "FILE")]
+    iidfile: Option<PathBuf>,
+    /// Print only the image ID on success
+    #[arg(short, long)]
+    quiet: bool,
+    /// How to show progress
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: ProgressMode,
+    /// The network of RUN steps
+    #[arg(long, value_enum, default_value = "host")]
+    network: NetworkArg,
+    /// How many stages may run at once [default: the number of cores]
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+    /// After the build, say why each step that ran missed the cache
+    #[arg(long)]
+    explain_cache: bool,
+    /// How step roots are made
+    #[arg(long, value_enum, default_value = "overlay")]
+    snapshotter: SnapshotterArg,
+    /// Compression of new layers: gzip, zstd or uncompressed
+    #[arg(long, default_value = "gzip")]
+    compression: Compression,
+    /// Media types of the image: oci or docker
+    #[arg(long, default_value = "oci")]
+    format: ImageFormat,
+    /// The build context: a directory, or `-` for a tar archive on standard input
+    context: String,
+}
+
+/// `--build-arg K=V` as a pair; `--build-arg K` takes `K` from the environment and is
+/// dropped when the environment has no `K`, as docker does.
+fn build_arg(arg: &str) -> Option<(String, String)> {
+    match arg.split_once('=') {
+        Some((k, v)) => Some((k.to_owned(), v.to_owned())),
+        None => std::env::var(arg).ok().map(|v| (arg.to_owned(), v)),
+    }
+}
+
+/// The platform this host builds for, `linux/<arch>`.
+fn host_platform() -> String {
+    format!("linux/{}", host_architecture())
+}
+
+/// Runs `rbuild build`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(platform) = &args.platform {
+        let host = host_platform();
+        let asked = platform.trim_end_matches('/');
+        if asked != host && !platform.split(',').all(|p| p == host) {
+            bail!(
+                "platform {platform} is not supported: this host builds only for {host} \
+                 (multi-platform builds do not exist yet)"
+            );
+        }
+    }
+    if args.context == "-" && args.file.as_deref() == Some("-") {
+        bail!("the context and the Dockerfile cannot both come from standard input");
+    }
+    let store = args.store.open()?;
+    let tmp = store.tmp_dir();
+    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let context = if args.context == "-" {
+        ContextSource::from_tar(std::io::stdin().lock(), &tmp)
+            .context("reading the build context from standard input")?
+    } else {
+        let dir = PathBuf::from(&args.context);
+        if !dir.is_dir() {
+            bail!("unable to prepare context: path {:?} not found", args.context);
+        }
+        ContextSource::Directory(dir)
+    };
+    let dockerfile = match args.file.as_deref() {
+        Some("-") => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the Dockerfile from standard input")?;
+            DockerfileInput::Text {
+                name: "Dockerfile".to_owned(),
+                text,
+            }
+        }
+        Some(path) => DockerfileInput::Path(PathBuf::from(path)),
+        None => DockerfileInput::Path(context.root().join("Dockerfile")),
+    };
+    let mut tags = Vec::new();
+    for tag in &args.tag {
+        let name: ImageName = tag
+            .parse()
+            .with_context(|| format!("invalid tag {tag:?}"))?;
+        tags.push(name);
+    }
+    let mut labels = Vec::new();
+    for label in &args.label {
+        let (k, v) = label.split_once('=').unwrap_or((label.as_str(), ""));
+        labels.push((k.to_owned(), v.to_owned()));
+    }
+
+    let mut request = BuildRequest::new(dockerfile, context);
+    request.build_args = args.build_arg.iter().filter_map(|a| build_arg(a)).collect();
+    request.target = args.target.clone();
+    request.tags = tags;
+    request.outputs = args.output.clone();
+    request.labels = labels;
+    request.no_cache = args.no_cache;
+    request.no_cache_filter = args.no_cache_filter.clone();
+    if let Some(jobs) = args.jobs {
+        request.jobs = jobs.max(1);
+    }
+    request.network = match args.network {
+        NetworkArg::Host => Network::Host,
+        NetworkArg::None => Network::None,
+    };
+    request.snapshotter = match args.snapshotter {
+        SnapshotterArg::Overlay => SnapshotterKind::Overlay,
+        SnapshotterArg::Copy => SnapshotterKind::Copy,
+    };
+    request.compression = args.compression;
+    request.format = args.format;
+
+    let reporter;
+    let progress: &dyn Progress = if args.quiet {
+        &NullProgress
+    } else {
+        reporter = Reporter::new(args.progress);
+        &reporter
+    };
+    let builder = Builder::new(store);
+    let result = builder.build(&request, progress);
+    let result = match result {
+        Ok(result) => result,
+        Err(err) => {
+            // The renderers already showed the failure; -q (no renderer) and errors
+            // before the first step still need saying.
+            if args.quiet || matches!(args.progress.resolve(), ProgressMode::Rawjson) {
+                eprintln!("error: {}", rbuild_core::error_chain(&err));
+            } else {
+                eprintln!("ERROR: {err}");
+            }
+            return Ok(ExitCode::from(EXIT_BUILD_FAILED));
+        }
+    };
+    if args.explain_cache {
+        let mut err = std::io::stderr().lock();
+        for step in &result.steps {
+            let why = match (&step.miss, step.cached) {
+                (_, true) => "cached".to_owned(),
+                (Some(reason), false) => format!("ran: {reason}"),
+                (None, false) => "ran".to_owned(),
+            };
+            let _ = writeln!(err, "{} {}: {why}", step.step, step.name);
+        }
+    }
+    let id = result.image_id.to_string();
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, &id).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.quiet {
+        println!("{id}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_args_without_a_value_come_from_the_environment() {
+        assert_eq!(
+            build_arg("A=1=2"),
+            Some(("A".to_owned(), "1=2".to_owned()))
+        );
+        assert_eq!(build_arg("RBUILD_SURELY_UNSET_VARIABLE_1234"), None);
+        let path = std::env::var("PATH").expect("PATH is set in tests");
+        assert_eq!(build_arg("PATH"), Some(("PATH".to_owned(), path)));
+    }
+}
