@@ -1,7 +1,6 @@
 //! The two builders: BuildKit (docker 20.10's built-in one, behind a private dockerd) and
 //! rbuild, each building a case into an exported rootfs and an inspected image config.
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -167,9 +166,11 @@ fn config_of(inspect: &Value, who: &str) -> Result<Value, String> {
         .ok_or_else(|| format!("{who} inspect printed no Config: {inspect}"))
 }
 
-/// Builds `case` with BuildKit: once into the daemon's image store under `tag` (without
-/// cache, so that every RUN runs now and its files' mtimes fall inside the case's run),
-/// once more (from that cache) into `out` as a local rootfs.
+/// Builds `case` with BuildKit into the daemon's image store under `tag`, without cache
+/// (so that every RUN runs now and its files' mtimes fall inside the case's run), then
+/// exports the image's rootfs into `out` through a created (never started) container:
+/// `docker export` keeps owners, which BuildKit's `-o type=local` exporter of docker 20.10
+/// does not (it writes every file as the client's user).
 pub fn buildkit(dockerd: &Dockerd, case: &Case, tag: &str, out: &Path) -> Result<Built, String> {
     let mut cmd = dockerd.docker();
     cmd.args([
@@ -182,11 +183,33 @@ pub fn buildkit(dockerd: &Dockerd, case: &Case, tag: &str, out: &Path) -> Result
     ]);
     common_args(&mut cmd, case, &case.buildkit_dockerfile);
     run(cmd.arg(&case.context))?;
-    let mut cmd = dockerd.docker();
-    cmd.args(["build", "--progress=plain", "--network=host", "-o"])
-        .arg(OsStr::new(&format!("type=local,dest={}", out.display())));
-    common_args(&mut cmd, case, &case.buildkit_dockerfile);
-    run(cmd.arg(&case.context))?;
+    let created =
+        run(dockerd
+            .docker()
+            .args(["create", "--network=none", tag, "rbuild-diff-never-started"]))?;
+    let id = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    let archive = out.with_extension("tar");
+    let exported = run(dockerd
+        .docker()
+        .args(["export", "-o"])
+        .arg(&archive)
+        .arg(&id));
+    let removed = run(dockerd.docker().args(["rm", "-f", &id]));
+    exported?;
+    removed?;
+    std::fs::create_dir_all(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
+    run(Command::new("tar")
+        .args([
+            "--extract",
+            "--same-permissions",
+            "--same-owner",
+            "--numeric-owner",
+            "-f",
+        ])
+        .arg(&archive)
+        .arg("-C")
+        .arg(out))?;
+    std::fs::remove_file(&archive).map_err(|e| format!("removing {}: {e}", archive.display()))?;
     Ok(Built {
         rootfs: out.to_path_buf(),
         config: config_of(&dockerd.inspect(tag)?, "docker")?,
@@ -204,7 +227,10 @@ pub fn rbuild_command(root: &Path) -> Command {
 /// `out`.
 pub fn rbuild(root: &Path, case: &Case, tag: &str, out: &Path) -> Result<Built, String> {
     let mut cmd = rbuild_command(root);
-    cmd.arg("build").arg("--root").arg(root).args(["-t", tag]);
+    cmd.arg("build")
+        .arg("--root")
+        .arg(root)
+        .args(["--progress", "plain", "-t", tag]);
     common_args(&mut cmd, case, &case.dockerfile);
     cmd.arg("-o")
         .arg(format!("type=local,dest={}", out.display()))

@@ -247,6 +247,22 @@ fn allows_the_stubs_buildkit_leaks_but_nothing_more() {
         found("rmdir proc sys && : > etc/hosts && : > etc/resolv.conf && : > etc/hostname"),
         vec![]
     );
+    // What `docker export` of a created container adds.
+    assert_eq!(
+        found(": > .dockerenv && : > dev/console && mkdir dev/pts dev/shm"),
+        vec![]
+    );
+    assert_eq!(
+        found("rm dev/null && : > dev/console && mkdir dev/pts dev/shm"),
+        one("/dev/null", Field::Presence)
+    );
+    assert_eq!(
+        found("mkdir -p dev/shm/x"),
+        vec![
+            ("/dev/shm".into(), Field::Presence),
+            ("/dev/shm/x".into(), Field::Presence)
+        ]
+    );
     assert_eq!(
         found("echo 127.0.0.1 localhost > etc/hosts"),
         one("/etc/hosts", Field::Presence)

@@ -18,12 +18,20 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-/// Files BuildKit creates empty in a rootfs for the mounts of RUN steps (docker's
-/// `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` bind mounts) and may leave behind.
-pub const STUB_FILES: &[&str] = &["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
+/// Files made empty in a rootfs as mount points, by BuildKit for RUN steps and by docker
+/// for a container (the export goes through one): `/etc/hosts`, `/etc/hostname`,
+/// `/etc/resolv.conf` (bind mounts), `/dev/console`, and docker's `/.dockerenv` marker.
+pub const STUB_FILES: &[&str] = &[
+    "/etc/hosts",
+    "/etc/hostname",
+    "/etc/resolv.conf",
+    "/dev/console",
+    "/.dockerenv",
+];
 
-/// Mount points BuildKit creates empty for RUN steps and may leave behind.
-pub const STUB_DIRS: &[&str] = &["/dev", "/proc", "/sys"];
+/// Mount points made empty the same way: the kernel filesystems, and docker's `/dev/pts`
+/// and `/dev/shm`.
+pub const STUB_DIRS: &[&str] = &["/dev", "/proc", "/sys", "/dev/pts", "/dev/shm"];
 
 /// The type of a filesystem entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +64,9 @@ impl fmt::Display for Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mtime {
     /// Older than the case's start: it came from the base image, the context or an
-    /// archive, so both builders must keep it exactly.
-    Kept { secs: i64, nanos: i64 },
+    /// archive, so both builders must keep it, to the second (image layers are tar
+    /// archives, and docker's archive code writes whole seconds).
+    Kept { secs: i64 },
     /// Set while the case ran (a RUN step wrote it): only that fact is comparable.
     DuringBuild,
 }
@@ -65,7 +74,7 @@ pub enum Mtime {
 impl fmt::Display for Mtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Mtime::Kept { secs, nanos } => write!(f, "{secs}.{nanos:09}"),
+            Mtime::Kept { secs } => write!(f, "{secs}"),
             Mtime::DuringBuild => f.write_str("(set during the build)"),
         }
     }
@@ -205,7 +214,9 @@ pub fn snapshot(root: &Path, started: SystemTime) -> io::Result<Tree> {
     let started = started
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_err(io::Error::other)?;
-    let started = (started.as_secs() as i64, i64::from(started.subsec_nanos()));
+    // Whole seconds: a file written during the build in the second the case started may
+    // come out of an archive with its fraction cut off.
+    let started = started.as_secs() as i64;
     let mut tree = Tree::default();
     // (dev, ino) -> paths, for regular files with more than one link.
     let mut inodes: HashMap<(u64, u64), Vec<String>> = HashMap::new();
@@ -221,13 +232,10 @@ pub fn snapshot(root: &Path, started: SystemTime) -> io::Result<Tree> {
         let meta = fs::symlink_metadata(item.path())?;
         let kind = kind_of(meta.file_type());
         let mtime = (kind != Kind::Dir).then(|| {
-            if (meta.mtime(), meta.mtime_nsec()) >= started {
+            if meta.mtime() >= started {
                 Mtime::DuringBuild
             } else {
-                Mtime::Kept {
-                    secs: meta.mtime(),
-                    nanos: meta.mtime_nsec(),
-                }
+                Mtime::Kept { secs: meta.mtime() }
             }
         });
         let mut entry = Entry {
@@ -292,13 +300,15 @@ fn leaked_stub(tree: &Tree, path: &str, entry: &Entry) -> bool {
             .cloned()
             .collect::<Vec<_>>()
     };
-    if STUB_DIRS.contains(&path) {
-        return entry.kind == Kind::Dir && children(path).is_empty();
-    }
-    if path == "/etc" && entry.kind == Kind::Dir {
-        return children(path)
-            .iter()
-            .all(|c| STUB_FILES.contains(&c.as_str()) && tree.entries[c].size == 0);
+    // A stub directory, or /etc, holding nothing but stubs.
+    if (STUB_DIRS.contains(&path) || path == "/etc") && entry.kind == Kind::Dir {
+        return children(path).iter().all(|c| {
+            let e = &tree.entries[c];
+            (STUB_FILES.contains(&c.as_str()) && e.kind == Kind::File && e.size == 0)
+                || (STUB_DIRS.contains(&c.as_str())
+                    && e.kind == Kind::Dir
+                    && leaked_stub(tree, c, e))
+        });
     }
     false
 }
