@@ -224,13 +224,14 @@ pub fn rbuild_command(root: &Path) -> Command {
 }
 
 /// Builds `case` with rbuild into the store at `root` under `tag`, exporting the rootfs to
-/// `out`.
+/// `out`; without cache, as BuildKit's build is (a step cached by an earlier case would
+/// bring files with mtimes from before this case began).
 pub fn rbuild(root: &Path, case: &Case, tag: &str, out: &Path) -> Result<Built, String> {
     let mut cmd = rbuild_command(root);
     cmd.arg("build")
         .arg("--root")
         .arg(root)
-        .args(["--progress", "plain", "-t", tag]);
+        .args(["--progress", "plain", "--no-cache", "-t", tag]);
     common_args(&mut cmd, case, &case.dockerfile);
     cmd.arg("-o")
         .arg(format!("type=local,dest={}", out.display()))

@@ -249,7 +249,9 @@ fn allows_the_stubs_buildkit_leaks_but_nothing_more() {
     );
     // What `docker export` of a created container adds.
     assert_eq!(
-        found(": > .dockerenv && : > dev/console && mkdir dev/pts dev/shm"),
+        found(
+            ": > .dockerenv && : > dev/console && mkdir dev/pts dev/shm && ln -s /proc/mounts etc/mtab"
+        ),
         vec![]
     );
     assert_eq!(
@@ -262,6 +264,10 @@ fn allows_the_stubs_buildkit_leaks_but_nothing_more() {
             ("/dev/shm".into(), Field::Presence),
             ("/dev/shm/x".into(), Field::Presence)
         ]
+    );
+    assert_eq!(
+        found("ln -s /proc/self/mounts etc/mtab"),
+        one("/etc/mtab", Field::Presence)
     );
     assert_eq!(
         found("echo 127.0.0.1 localhost > etc/hosts"),

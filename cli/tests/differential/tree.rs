@@ -29,6 +29,9 @@ pub const STUB_FILES: &[&str] = &[
     "/.dockerenv",
 ];
 
+/// Symlinks docker makes in a container's rootfs (its init layer), with their targets.
+pub const STUB_LINKS: &[(&str, &str)] = &[("/etc/mtab", "/proc/mounts")];
+
 /// Mount points made empty the same way: the kernel filesystems, and docker's `/dev/pts`
 /// and `/dev/shm`.
 pub const STUB_DIRS: &[&str] = &["/dev", "/proc", "/sys", "/dev/pts", "/dev/shm"];
@@ -285,30 +288,33 @@ fn describe(e: &Entry) -> String {
     format!("{} {:04o} {}:{}", e.kind, e.mode, e.uid, e.gid)
 }
 
+/// A stub file or link: something that is nothing but a mount point or docker's marker.
+fn stub_leaf(path: &str, entry: &Entry) -> bool {
+    (STUB_FILES.contains(&path) && entry.kind == Kind::File && entry.size == 0)
+        || STUB_LINKS
+            .iter()
+            .any(|(p, target)| *p == path && entry.link.as_deref() == Some(*target))
+}
+
 /// True when `path`, present in `tree` and absent from the other side, is something
-/// BuildKit leaks: an empty stub file, an empty stub directory, or an `/etc` that holds
-/// nothing but stub files.
+/// BuildKit or docker leaves: a stub file or link, or a stub directory (or `/etc`) that
+/// holds nothing but stubs.
 fn leaked_stub(tree: &Tree, path: &str, entry: &Entry) -> bool {
-    if STUB_FILES.contains(&path) {
-        return entry.kind == Kind::File && entry.size == 0;
+    if stub_leaf(path, entry) {
+        return true;
     }
-    let children = |dir: &str| {
-        let prefix = format!("{dir}/");
-        tree.entries
-            .keys()
-            .filter(move |p| p.starts_with(&prefix))
-            .cloned()
-            .collect::<Vec<_>>()
-    };
-    // A stub directory, or /etc, holding nothing but stubs.
     if (STUB_DIRS.contains(&path) || path == "/etc") && entry.kind == Kind::Dir {
-        return children(path).iter().all(|c| {
-            let e = &tree.entries[c];
-            (STUB_FILES.contains(&c.as_str()) && e.kind == Kind::File && e.size == 0)
-                || (STUB_DIRS.contains(&c.as_str())
-                    && e.kind == Kind::Dir
-                    && leaked_stub(tree, c, e))
-        });
+        let prefix = format!("{path}/");
+        return tree
+            .entries
+            .iter()
+            .filter(|(p, _)| p.starts_with(&prefix))
+            .all(|(p, e)| {
+                stub_leaf(p, e)
+                    || (STUB_DIRS.contains(&p.as_str())
+                        && e.kind == Kind::Dir
+                        && leaked_stub(tree, p, e))
+            });
     }
     false
 }
