@@ -140,6 +140,13 @@ impl Harness {
         for d in found {
             if case.divergences.allows(&d) {
                 outcome.allowed.push(d.to_string());
+            } else if d.field == tree::Field::Content {
+                let show = |root: &Path| small_text(&root.join(d.path.trim_start_matches('/')));
+                outcome.differences.push(format!(
+                    "{d}\n      reference text: {}\n      tested text:    {}",
+                    show(&reference.rootfs),
+                    show(&tested.rootfs)
+                ));
             } else {
                 outcome.differences.push(d.to_string());
             }
@@ -156,6 +163,24 @@ impl Harness {
             let _ = std::fs::remove_dir_all(&dir);
         }
         Ok(outcome)
+    }
+}
+
+/// Files up to this size have their text shown when their contents differ.
+const SHOWN_TEXT_BYTES: u64 = 1024;
+
+/// A small UTF-8 file's text, quoted, or why it is not shown.
+fn small_text(path: &Path) -> String {
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() <= SHOWN_TEXT_BYTES => match std::fs::read(path) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => format!("{text:?}"),
+                Err(_) => "(binary)".into(),
+            },
+            Err(e) => format!("(unreadable: {e})"),
+        },
+        Ok(m) => format!("({} bytes, not shown)", m.len()),
+        Err(e) => format!("(unreadable: {e})"),
     }
 }
 
