@@ -371,3 +371,35 @@ fn config_catches_each_field() {
     interval["Healthcheck"]["Interval"] = json!(2_000_000_000_u64);
     assert_eq!(config::compare(&base, &interval).len(), 1);
 }
+
+#[test]
+fn a_case_reads_its_files() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let case = dir.path().join("some-case");
+    fs::create_dir_all(case.join("context")).expect("mkdir");
+    fs::write(case.join("Dockerfile"), "FROM busybox\n").expect("write");
+    fs::write(case.join("args"), "# comment\nA=1\n\nB=\n").expect("write");
+    fs::write(case.join("target"), "stage\n").expect("write");
+    let loaded = crate::case::Case::load(&case).expect("loading the case");
+    assert_eq!(loaded.name, "some-case");
+    assert_eq!(loaded.context, case.join("context"));
+    assert_eq!(loaded.build_args, vec!["A=1".to_owned(), "B=".to_owned()]);
+    assert_eq!(loaded.target.as_deref(), Some("stage"));
+    assert_eq!(loaded.buildkit_dockerfile, loaded.dockerfile);
+
+    fs::write(case.join("args"), "NOVALUE\n").expect("write");
+    assert!(crate::case::Case::load(&case).is_err(), "an arg without =");
+    fs::write(case.join("args"), "").expect("write");
+    fs::write(
+        case.join("divergences.md"),
+        "Why.\nbuildkit-dockerfile: Dockerfile.missing\n",
+    )
+    .expect("write");
+    assert!(
+        crate::case::Case::load(&case).is_err(),
+        "a missing reference file"
+    );
+    fs::write(case.join("Dockerfile.missing"), "FROM busybox\n").expect("write");
+    let loaded = crate::case::Case::load(&case).expect("loading the case");
+    assert_eq!(loaded.buildkit_dockerfile, case.join("Dockerfile.missing"));
+}
