@@ -115,6 +115,47 @@ fn every_archive_format_is_extracted() {
 }
 
 #[test]
+fn chown_reaches_only_the_directories_an_extraction_creates() {
+    // As docker 20.10's BuildKit: `ADD --chown=5:6 a.tar /x/` leaves the entries' own
+    // owners and gives 5:6 to /x only.
+    copy_common::require_root();
+    let ctx = context_with("a.tar", &sample_tar());
+    let root = dest();
+    copy(
+        &op("ADD --chown=5:6 a.tar /x/", "/"),
+        &ctx.source(),
+        root.path(),
+    )
+    .unwrap();
+    let seen = tree(root.path());
+    assert_eq!((seen["x"].uid, seen["x"].gid), (5, 6));
+    assert_eq!(
+        (seen["x/pkg/run.sh"].uid, seen["x/pkg/run.sh"].gid),
+        (12, 34)
+    );
+}
+
+#[test]
+fn checksum_needs_a_single_url_source_of_add() {
+    let ctx = Context::new(&[("f", "1")]);
+    let root = dest();
+    let sum = Digest::of(b"x");
+    for (line, reason) in [
+        (
+            format!("ADD --checksum={sum} f /x/"),
+            "requires HTTP(S) or Git",
+        ),
+        (
+            format!("ADD --checksum={sum} http://h/a http://h/b /x/"),
+            "multiple sources",
+        ),
+    ] {
+        let err = copy(&op(&line, "/"), &ctx.source(), root.path()).unwrap_err();
+        assert!(err.to_string().contains(reason), "{line}: {err}");
+    }
+}
+
+#[test]
 fn archives_are_detected_by_content_not_by_name() {
     copy_common::require_root();
     let ctx = context_with("payload.bin", &gzip(&sample_tar()));
@@ -231,6 +272,13 @@ fn add_url_downloads_with_mode_0600_and_last_modified() {
             .iter()
             .all(|p| p == "/files/tool.tar.gz?x=1")
     );
+    // The cache key's download is the one the copy then writes: one fetch per step.
+    let other = format!("{}/once.bin", server.url);
+    let step = op(&format!("ADD {other} /once/"), "/");
+    sources_digest(&step, &ctx.source()).unwrap();
+    copy(&step, &ctx.source(), root.path()).unwrap();
+    let fetched = server.paths.lock().unwrap();
+    assert_eq!(fetched.iter().filter(|p| *p == "/once.bin").count(), 1);
 }
 
 #[test]

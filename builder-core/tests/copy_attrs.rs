@@ -119,6 +119,12 @@ fn hardlinks_between_copied_files_are_kept() {
     assert_eq!(a.ino(), b.ino());
     assert_eq!(a.nlink(), 2);
     assert_ne!(a.ino(), o.ino());
+    // Across sources they are not: each source is copied on its own, as in BuildKit.
+    let root = dest();
+    copy(&op("COPY d/a d/b /s/", "/"), &ctx.source(), root.path()).unwrap();
+    let a = fs::metadata(root.path().join("s/a")).unwrap();
+    let b = fs::metadata(root.path().join("s/b")).unwrap();
+    assert_ne!(a.ino(), b.ino());
 }
 
 #[test]
@@ -197,4 +203,53 @@ fn a_symlink_inside_a_copied_directory_replaces_a_destination_file() {
         (seen["o/x"].kind, seen["o/x"].data.as_str()),
         ('l', "elsewhere")
     );
+}
+
+#[test]
+fn a_large_directory_copied_in_parallel_keeps_everything() {
+    // Enough files for the parallel path, with hardlinks, links, nested directories,
+    // and a destination that already holds some of the names.
+    let dir = tempfile::tempdir().unwrap();
+    for d in 0..8 {
+        for f in 0..100 {
+            let p = dir.path().join(format!("big/d{d}/s/f{f}"));
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, format!("{d}/{f}")).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o600 + f % 2 * 0o44)).unwrap();
+        }
+    }
+    fs::hard_link(
+        dir.path().join("big/d0/s/f0"),
+        dir.path().join("big/d7/s/hl"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("s/f1", dir.path().join("big/d3/link")).unwrap();
+    let ctx = Context::from_dir(dir, "");
+    let root = dest();
+    populate(
+        root.path(),
+        &[("app/d1/s/f5", "old"), ("app/d2/s/f6", "->elsewhere")],
+    );
+    let stats = copy(&op("COPY big /app/", "/"), &ctx.source(), root.path()).unwrap();
+    assert_eq!(stats.files, 801);
+    let seen = tree(root.path());
+    for d in 0..8 {
+        for f in 0..100 {
+            let e = &seen[&format!("app/d{d}/s/f{f}")];
+            assert_eq!(
+                (e.kind, e.data.as_str()),
+                ('f', format!("{d}/{f}").as_str())
+            );
+            assert_eq!(e.mode, 0o600 + f % 2 * 0o44);
+        }
+    }
+    assert_eq!(seen["app/d3/link"].data, "s/f1");
+    let a = fs::metadata(root.path().join("app/d0/s/f0")).unwrap();
+    let b = fs::metadata(root.path().join("app/d7/s/hl")).unwrap();
+    assert_eq!(a.ino(), b.ino());
+    // A directory standing where a file goes is still an error.
+    let root = dest();
+    fs::create_dir_all(root.path().join("app/d4/s/f9/x")).unwrap();
+    let err = copy(&op("COPY big /app/", "/"), &ctx.source(), root.path()).unwrap_err();
+    assert!(err.to_string().contains("cannot copy"), "{err}");
 }

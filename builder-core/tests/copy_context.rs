@@ -26,14 +26,18 @@ fn a_file_to_a_new_path_and_into_a_directory() {
 }
 
 #[test]
-fn several_sources_need_a_directory_destination() {
-    let ctx = Context::new(&[("a", "1"), ("b", "2")]);
+fn several_sources_to_a_non_directory_are_copied_in_turn() {
+    // As docker 20.10's BuildKit: no error; a later file replaces an earlier one, and
+    // a directory's contents cannot go where a file is.
+    let ctx = Context::new(&[("a", "1"), ("b", "2"), ("d/x", "x")]);
     let root = dest();
-    let err = copy(&op("COPY a b /out", "/"), &ctx.source(), root.path()).unwrap_err();
-    assert!(matches!(err, CopyError::DestNotDirectory { .. }), "{err}");
-    assert!(err.to_string().contains("must be a directory"), "{err}");
-    copy(&op("COPY a b /out/", "/"), &ctx.source(), root.path()).unwrap();
-    assert_eq!(paths(root.path()), ["out", "out/a", "out/b"]);
+    copy(&op("COPY a b /out", "/"), &ctx.source(), root.path()).unwrap();
+    assert_eq!(read(root.path(), "out"), "2");
+    let err = copy(&op("COPY a d /other", "/"), &ctx.source(), root.path()).unwrap_err();
+    assert!(matches!(err, CopyError::Conflict { .. }), "{err}");
+    copy(&op("COPY a b /dir/", "/"), &ctx.source(), root.path()).unwrap();
+    assert_eq!(read(root.path(), "dir/a"), "1");
+    assert_eq!(read(root.path(), "dir/b"), "2");
 }
 
 #[test]
@@ -89,9 +93,17 @@ fn missing_sources_are_errors_naming_them() {
         chain.contains("COPY failed") && chain.contains("\"nope\" not found"),
         "{chain}"
     );
-    let err = copy(&op("COPY *.none /x/", "/"), &ctx.source(), root.path()).unwrap_err();
-    let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
-    assert!(chain.contains("*.none"), "{chain}");
+    // A wildcard matching nothing is no error and changes nothing, as in BuildKit
+    // (its frontend sets AllowEmptyWildcard).
+    let stats = copy(&op("COPY *.none /x/", "/"), &ctx.source(), root.path()).unwrap();
+    assert_eq!(stats, Default::default());
+    assert!(paths(root.path()).is_empty());
+    // A COPY of a URL is refused.
+    let err = copy(&op("COPY http://h/f /x/", "/"), &ctx.source(), root.path()).unwrap_err();
+    assert!(
+        err.to_string().contains("source can't be a URL for COPY"),
+        "{err}"
+    );
     // A wildcard matching nothing is allowed beside a source that matches.
     copy(&op("COPY a maybe* /y/", "/"), &ctx.source(), root.path()).unwrap();
     assert_eq!(read(root.path(), "y/a"), "1");
@@ -139,4 +151,47 @@ fn a_file_replaces_a_file_but_never_a_directory() {
     assert!(matches!(err, CopyError::Conflict { .. }), "{err}");
     let seen = tree(root.path());
     assert_eq!(seen["x/f"].kind, 'd');
+}
+
+#[test]
+fn a_symlink_named_as_source_is_followed_inside_the_context() {
+    // Checked against docker 20.10's BuildKit: `COPY top /t/` with top -> d/real gives
+    // the file /t/top; an absolute target means the context root.
+    let ctx = Context::new(&[
+        ("d/real", "real"),
+        ("top", "->d/real"),
+        ("abs", "->/d/real"),
+    ]);
+    let root = dest();
+    copy(&op("COPY top abs /t/", "/"), &ctx.source(), root.path()).unwrap();
+    let seen = tree(root.path());
+    assert_eq!(
+        (seen["t/top"].kind, seen["t/top"].data.as_str()),
+        ('f', "real")
+    );
+    assert_eq!(
+        (seen["t/abs"].kind, seen["t/abs"].data.as_str()),
+        ('f', "real")
+    );
+}
+
+#[test]
+fn two_sources_merge_into_the_same_directories() {
+    let ctx = Context::new(&[("one/s/f", "1"), ("two/s/f", "2"), ("two/s/g", "g")]);
+    let root = dest();
+    copy(&op("COPY one two /d/", "/"), &ctx.source(), root.path()).unwrap();
+    assert_eq!(read(root.path(), "d/s/f"), "2");
+    assert_eq!(read(root.path(), "d/s/g"), "g");
+}
+
+#[test]
+fn a_source_linking_to_the_root_copies_the_whole_context() {
+    let ctx = Context::new(&[("f", "1"), ("d/g", "2"), ("all", "->/"), ("up", "->..")]);
+    for line in ["COPY all /x/", "COPY up /x/"] {
+        let root = dest();
+        copy(&op(line, "/"), &ctx.source(), root.path()).unwrap();
+        let seen = paths(root.path());
+        assert!(seen.contains(&"x/d/g".to_owned()), "{line}: {seen:?}");
+        assert!(seen.contains(&"x/f".to_owned()), "{line}: {seen:?}");
+    }
 }

@@ -59,6 +59,15 @@ fn mtime_never_changes_the_key_content_and_mode_do() {
 }
 
 #[test]
+fn a_lone_files_mode_is_part_of_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path(), &[("run.sh", "#!/bin/sh\n")]);
+    let before = digest_of(&dir, "COPY run.sh /bin/");
+    fs::set_permissions(dir.path().join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    assert_ne!(digest_of(&dir, "COPY run.sh /bin/"), before);
+}
+
+#[test]
 fn the_ops_own_options_are_part_of_the_key() {
     let dir = tempfile::tempdir().unwrap();
     populate(dir.path(), &[("f", "1"), ("g.log", "2")]);

@@ -179,3 +179,73 @@ fn chown_reads_passwd_inside_the_root_not_the_host() {
         2
     );
 }
+
+#[test]
+fn merged_usr_symlinks_and_links_out_of_the_source_directory() {
+    // A narrowed listing (only what the sources reach) must give what a whole-tree
+    // listing gives: through /lib -> usr/lib, and for a matched link whose target lies
+    // elsewhere in the tree.
+    let stage = tempfile::tempdir().unwrap();
+    populate(
+        stage.path(),
+        &[
+            ("usr/lib/libz.so.1", "zlib"),
+            ("lib", "->usr/lib"),
+            ("data/real", "R"),
+            ("opt/a", "->/data/real"),
+            ("opt/b", "b"),
+            ("big/1", "unrelated"),
+        ],
+    );
+    let root = dest();
+    let from = CopySource::Tree(stage.path());
+    copy(
+        &op("COPY --from=s /lib/libz.so.1 /out/", "/"),
+        &from,
+        root.path(),
+    )
+    .unwrap();
+    copy(&op("COPY --from=s /opt/* /star/", "/"), &from, root.path()).unwrap();
+    copy(
+        &op("COPY --from=s lib/lib*.so.? /w/", "/"),
+        &from,
+        root.path(),
+    )
+    .unwrap();
+    assert_eq!(read(root.path(), "out/libz.so.1"), "zlib");
+    assert_eq!(read(root.path(), "star/a"), "R");
+    assert_eq!(read(root.path(), "star/b"), "b");
+    assert_eq!(read(root.path(), "w/libz.so.1"), "zlib");
+    let key = |line: &str| rbuild_core::sources_digest(&op(line, "/"), &from).unwrap();
+    // The key names the entries by their real paths, however the source reached them.
+    assert_eq!(
+        rbuild_core::selected_sources(&op("COPY --from=s /lib/libz.so.1 /o/", "/"), &from).unwrap()
+            [0]
+        .0,
+        "usr/lib/libz.so.1"
+    );
+    assert_ne!(key("COPY --from=s /opt /o/"), key("COPY --from=s /usr /o/"));
+}
+
+#[test]
+fn an_existing_directory_inside_the_copy_takes_the_copied_owner_and_mode() {
+    // Checked against docker 20.10's BuildKit: `COPY d /e/` then
+    // `COPY --chown=5:5 d /e/` leaves /e as it was and makes /e/s 5:5.
+    require_root();
+    let ctx = Context::new(&[("d/f", "f"), ("d/s/g", "g")]);
+    let root = dest();
+    copy(&op("COPY d /e/", "/"), &ctx.source(), root.path()).unwrap();
+    copy(
+        &op("COPY --chown=5:5 --chmod=750 d /e/", "/"),
+        &ctx.source(),
+        root.path(),
+    )
+    .unwrap();
+    let seen = tree(root.path());
+    assert_eq!((seen["e"].uid, seen["e"].mode), (0, 0o755));
+    assert_eq!(
+        (seen["e/s"].uid, seen["e/s"].gid, seen["e/s"].mode),
+        (5, 5, 0o750)
+    );
+    assert_eq!((seen["e/s/g"].uid, seen["e/s/g"].mode), (5, 0o750));
+}

@@ -198,6 +198,17 @@ pub enum ErrorKind {
     /// An instruction other than `ARG` before the first `FROM`.
     #[error("no build stage in current context: {0} must come after FROM")]
     NoStage(String),
+    /// The Dockerfile is larger than [`crate::MAX_DOCKERFILE_BYTES`].
+    #[error("the Dockerfile is {size} bytes, more than the {limit} bytes rbuild reads")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The Dockerfile has more than [`crate::MAX_INSTRUCTIONS`] instructions.
+    #[error("the Dockerfile has more than {0} instructions")]
+    TooManyInstructions(usize),
 }
 
 /// A failed parse: what went wrong and, when known, where.
@@ -259,16 +270,42 @@ impl Error {
         } else {
             text
         };
-        out.push_str(&format!("{:>5} | {text}\n", span.start_line));
-        let pad: String = text
-            .chars()
-            .take(span.start_column.saturating_sub(1))
-            .map(|c| if c == '\t' { '\t' } else { ' ' })
-            .collect();
-        out.push_str(&format!("{:>5} | {pad}^\n", ""));
+        out.push_str(&quote_line(span.start_line, span.start_column, text));
         out
     }
 }
+
+/// The source line and caret lines of a rendered error. A line longer than
+/// [`QUOTE_CHARS`] characters is cut to that many around the column, with `...` where
+/// text was left out (a hostile Dockerfile line can be megabytes long).
+pub(crate) fn quote_line(line: usize, column: usize, text: &str) -> String {
+    let column = column.saturating_sub(1);
+    let count = text.chars().count();
+    let (skip, take) = if count <= QUOTE_CHARS {
+        (0, count)
+    } else {
+        (
+            column
+                .saturating_sub(QUOTE_CHARS / 2)
+                .min(count - QUOTE_CHARS),
+            QUOTE_CHARS,
+        )
+    };
+    let shown: String = text.chars().skip(skip).take(take).collect();
+    let (before, after) = (
+        if skip > 0 { "..." } else { "" },
+        if skip + take < count { "..." } else { "" },
+    );
+    let pad: String = before
+        .chars()
+        .chain(text.chars().skip(skip).take(column.saturating_sub(skip)))
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    format!("{line:>5} | {before}{shown}{after}\n{:>5} | {pad}^\n", "")
+}
+
+/// How many characters of a source line an error quotes at most.
+const QUOTE_CHARS: usize = 160;
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -40,8 +40,9 @@ pub use crate::error::{Error, ErrorKind, Span};
 pub use crate::instruction::{
     AddInstruction, Arg, ArgDefinition, CacheSharing, CommandInstruction, CommandLine,
     CopyInstruction, Dockerfile, FromInstruction, HealthCheck, Healthcheck, InlineFile,
-    Instruction, KeyValuePair, KeyValues, List, Mount, MountType, NetworkMode, Onbuild, Run,
-    SecurityMode, Shell, SourcesAndDest, Stage, Text, parse, parse_go_duration, parse_tree,
+    Instruction, KeyValuePair, KeyValues, List, MAX_DOCKERFILE_BYTES, MAX_INSTRUCTIONS, Mount,
+    MountType, NetworkMode, Onbuild, Run, SecurityMode, Shell, SourcesAndDest, Stage, Text, parse,
+    parse_go_duration, parse_tree,
 };
 pub use crate::path::clean_path;
 pub use crate::syntax::{
@@ -53,6 +54,6 @@ pub use crate::syntax::{
 mod graph;
 pub use crate::graph::{
     Base, BaseImageConfig, BuildGraph, DEFAULT_PATH, Edge, EdgeKind, GraphError, GraphErrorKind,
-    GraphStage, LowerOptions, PROXY_ARGS, Platform, Source, StageId, Step, StepDigest, StepId,
-    lower,
+    GraphStage, LowerOptions, MAX_STEP_VARIABLES, PROXY_ARGS, Platform, Source, StageId, Step,
+    StepDigest, StepId, lower,
 };

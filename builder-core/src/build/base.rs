@@ -76,11 +76,10 @@ fn load_layout_dir(store: &ContentStore, text: &str) -> Result<Image, BuildError
     let (dir, tag) = split_layout_ref(text);
     let index_path = dir.join("index.json");
     let bytes = fs::read(&index_path).map_err(io_err("read", &index_path))?;
-    let index: ImageIndex =
-        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
-            path: index_path.clone(),
-            source,
-        })?;
+    let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
+        path: index_path.clone(),
+        source,
+    })?;
     let ref_name = |d: &Descriptor| {
         d.annotations()
             .as_ref()
@@ -99,7 +98,9 @@ fn load_layout_dir(store: &ContentStore, text: &str) -> Result<Image, BuildError
             .or_else(|| index.manifests().first()),
     };
     let Some(desc) = chosen.cloned() else {
-        return Err(BuildError::ImageNotFound(format!("{OCI_LAYOUT_SCHEME}{text}")));
+        return Err(BuildError::ImageNotFound(format!(
+            "{OCI_LAYOUT_SCHEME}{text}"
+        )));
     };
     import_blob(store, &dir, &desc)?;
     Ok(load_image(store, &desc)?)
@@ -109,7 +110,10 @@ fn load_layout_dir(store: &ContentStore, text: &str) -> Result<Image, BuildError
 /// the store, checking each against its digest.
 fn import_blob(store: &ContentStore, dir: &Path, desc: &Descriptor) -> Result<(), BuildError> {
     let digest = Digest::try_from(desc.digest()).map_err(crate::image::ImageError::from)?;
-    let path = dir.join("blobs").join(digest.algorithm()).join(digest.hex());
+    let path = dir
+        .join("blobs")
+        .join(digest.algorithm())
+        .join(digest.hex());
     if !store.contains(&digest) {
         let mut file = File::open(&path).map_err(io_err("open", &path))?;
         let mut writer = store.writer()?;
@@ -157,7 +161,10 @@ mod tests {
             split_layout_ref("/srv/img:v1"),
             (PathBuf::from("/srv/img"), Some("v1"))
         );
-        assert_eq!(split_layout_ref("/srv/img"), (PathBuf::from("/srv/img"), None));
+        assert_eq!(
+            split_layout_ref("/srv/img"),
+            (PathBuf::from("/srv/img"), None)
+        );
         assert_eq!(
             split_layout_ref("./a:b/img"),
             (PathBuf::from("./a:b/img"), None)

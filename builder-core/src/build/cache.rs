@@ -240,10 +240,7 @@ impl Cache {
         now: &CacheEntry,
         parent_missed: bool,
     ) -> MissReason {
-        let Some(previous) = self
-            .last_key(identity)
-            .and_then(|key| self.get(&key))
-        else {
+        let Some(previous) = self.last_key(identity).and_then(|key| self.get(&key)) else {
             return MissReason::NoEntry;
         };
         if previous.key == now.key {
@@ -268,7 +265,10 @@ impl Cache {
     }
 }
 
-fn changed_keys(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Vec<String> {
+fn changed_keys(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+) -> Vec<String> {
     let mut names: Vec<String> = after
         .iter()
         .filter(|(k, v)| before.get(*k) != Some(v))
@@ -303,7 +303,12 @@ fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), BuildError>
 mod tests {
     use super::*;
 
-    fn entry(key: &str, parent: &str, sources: &[(&str, &str)], args: &[(&str, &str)]) -> CacheEntry {
+    fn entry(
+        key: &str,
+        parent: &str,
+        sources: &[(&str, &str)],
+        args: &[(&str, &str)],
+    ) -> CacheEntry {
         let map = |pairs: &[(&str, &str)]| {
             pairs
                 .iter()
@@ -338,7 +343,12 @@ mod tests {
         let store = ContentStore::open(dir.path()).unwrap();
         let cache = Cache::open(&store).unwrap();
         let old_key = CacheKey::step(&CacheKey::scratch(), "old", None);
-        let old = entry(old_key.0.as_str(), "p", &[("app.py", "d1"), ("b", "d2")], &[("V", "1")]);
+        let old = entry(
+            old_key.0.as_str(),
+            "p",
+            &[("app.py", "d1"), ("b", "d2")],
+            &[("V", "1")],
+        );
         cache.put(&old_key, &old).unwrap();
         cache.set_last_key("s/2/COPY . .", &old_key).unwrap();
 
@@ -361,9 +371,6 @@ mod tests {
             cache.explain("s/2/COPY . .", &now, true),
             MissReason::ParentChanged
         );
-        assert_eq!(
-            cache.explain("other", &now, false),
-            MissReason::NoEntry
-        );
+        assert_eq!(cache.explain("other", &now, false), MissReason::NoEntry);
     }
 }

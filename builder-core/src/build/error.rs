@@ -32,11 +32,8 @@ pub enum BuildError {
     /// the line that asked for it.
     #[error("{rendered}")]
     BaseImage {
-        /// The error rendered with the Dockerfile location.
+        /// The error, its cause included, rendered with the Dockerfile location.
         rendered: String,
-        /// The underlying error.
-        #[source]
-        source: Box<BuildError>,
     },
     /// An image reference names nothing rbuild can load.
     #[error("image {0} not found in the store (registry pulls are not done by build)")]

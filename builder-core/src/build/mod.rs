@@ -21,6 +21,7 @@ mod error;
 mod mount;
 mod solve;
 mod stage;
+mod state;
 mod step;
 
 use std::path::PathBuf;

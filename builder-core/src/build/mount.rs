@@ -7,8 +7,10 @@
 //! in it) goes with it: nothing stays mounted on the host, even if the work panics.
 //! Roots that are plain directories ([`StepRoot::Dir`]) need no mount at all.
 //!
-//! Only the calling thread sees the mounts: the work must not hand paths under them to
-//! other threads (a thread pool would see the unmounted directories).
+//! Threads see the mount namespace of the thread that created them, so the work runs in
+//! a rayon pool created inside the namespace: the copy module's parallel file copies then
+//! see the mounted roots too (the global pool's threads, made elsewhere, would see empty
+//! mount points).
 
 use std::path::{Path, PathBuf};
 
@@ -31,7 +33,9 @@ where
     T: Send,
     F: FnOnce(&Path, &[PathBuf]) -> Result<T, BuildError> + Send,
 {
-    let all: Vec<&Snapshot> = std::iter::once(target).chain(sources.iter().copied()).collect();
+    let all: Vec<&Snapshot> = std::iter::once(target)
+        .chain(sources.iter().copied())
+        .collect();
     if all.iter().all(|s| matches!(s.root(), StepRoot::Dir(_))) {
         let dirs: Vec<PathBuf> = all
             .iter()
@@ -74,8 +78,17 @@ where
                 }
                 .into());
             }
-            work(&points[0], &points[1..])
+            let pool = rayon::ThreadPoolBuilder::new()
+                .thread_name(|i| format!("rbuild-mounted-{i}"))
+                .build()
+                .map_err(|e| ExecError::Setup {
+                    stage: "start the copy threads".to_owned(),
+                    source: std::io::Error::other(e),
+                })?;
+            pool.install(|| work(&points[0], &points[1..]))
         });
-        handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
 }

@@ -15,7 +15,8 @@ use rbuild_dockerfile::{
 use super::base::{self, BaseImage};
 use super::cache::{Cache, CacheKey};
 use super::error::{BuildError, io_err, render_at};
-use super::stage::{StageRun, StageState};
+use super::stage::StageRun;
+use super::state::StageState;
 use super::{BuildRequest, BuildResult, DockerfileInput, ExecutorKind, SnapshotterKind};
 use crate::context::{ContextHashes, ContextListing, INDEX_DIR, IgnoreRules};
 use crate::exec::{CancelToken, Executor, RuncExecutor, SandboxExecutor};
@@ -116,8 +117,18 @@ pub(crate) fn build(
                 steps: 0,
             });
         }
+        // A failed step's output tail was shown with the step: not again here.
+        let message = match err {
+            BuildError::StepFailed {
+                location,
+                name,
+                message,
+                ..
+            } => format!("{location}: {name}: {message}"),
+            err => crate::registry::error_chain(err),
+        };
         progress.event(&Event::BuildFailed {
-            message: format!("failed to solve: {}", crate::registry::error_chain(err)),
+            message: format!("failed to solve: {message}"),
             duration: started.elapsed(),
         });
     }
@@ -151,17 +162,17 @@ fn build_inner(
 ) -> Result<BuildResult, BuildError> {
     let (file_name, text, dockerfile_path) = match &request.dockerfile {
         DockerfileInput::Path(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| {
-                BuildError::ReadDockerfile {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| BuildError::ReadDockerfile {
                     path: path.clone(),
                     source,
-                }
-            })?;
+                })?;
             (dockerfile_name(path), text, Some(path.as_path()))
         }
         DockerfileInput::Text { name, text } => (name.clone(), text.clone(), None),
     };
-    let rendered = |e: &rbuild_dockerfile::Error| BuildError::Dockerfile(e.render(&file_name, &text));
+    let rendered =
+        |e: &rbuild_dockerfile::Error| BuildError::Dockerfile(e.render(&file_name, &text));
     let mut file = rbuild_dockerfile::parse(&text).map_err(|e| rendered(&e))?;
     let mut build_args = Environment::new();
     for (k, v) in &request.build_args {
@@ -204,9 +215,11 @@ fn build_inner(
                 &file_name,
                 &text,
                 &span,
-                &format!("failed to resolve image {reference}: {e}"),
+                &format!(
+                    "failed to resolve image {reference}: {}",
+                    crate::registry::error_chain(&e)
+                ),
             ),
-            source: Box::new(e),
         })?;
         bases.insert(reference, found);
     }
@@ -226,15 +239,18 @@ fn build_inner(
         }
         let mut instructions = Vec::new();
         for trigger in &texts {
-            let parsed = rbuild_dockerfile::parse(&format!("FROM scratch\n{trigger}\n"))
-                .map_err(|e| BuildError::BaseImage {
-                    rendered: render_at(
-                        &file_name,
-                        &text,
-                        &stage.span,
-                        &format!("failed to parse ONBUILD trigger {trigger:?} of {reference}: {e}"),
-                    ),
-                    source: Box::new(BuildError::Dockerfile(e.to_string())),
+            let parsed =
+                rbuild_dockerfile::parse(&format!("FROM scratch\n{trigger}\n")).map_err(|e| {
+                    BuildError::BaseImage {
+                        rendered: render_at(
+                            &file_name,
+                            &text,
+                            &stage.span,
+                            &format!(
+                                "failed to parse ONBUILD trigger {trigger:?} of {reference}: {e}"
+                            ),
+                        ),
+                    }
                 })?;
             for stage in parsed.stages {
                 instructions.extend(stage.instructions);
@@ -329,6 +345,7 @@ fn build_inner(
         steps: u32::try_from(steps).unwrap_or(u32::MAX),
     });
     *announced = true;
+    warn_about(&shared);
 
     for level in &graph.levels {
         run_level(&shared, level)?;
@@ -362,6 +379,34 @@ fn build_inner(
         steps: reports,
         duration,
     })
+}
+
+/// Warns, as BuildKit does, about build arguments nothing declared, and about what the
+/// engine does not do yet (`RUN --mount`).
+fn warn_about(shared: &Shared<'_>) {
+    let graph = shared.graph;
+    if !graph.unused_build_args.is_empty() {
+        shared.progress.event(&Event::Warning {
+            rule: None,
+            message: format!(
+                "one or more build-args [{}] were not consumed",
+                graph.unused_build_args.join(" ")
+            ),
+            line: None,
+        });
+    }
+    for step in &graph.steps {
+        if let Instruction::Run(run) = &step.instruction {
+            if !run.mounts.is_empty() {
+                shared.progress.event(&Event::Warning {
+                    rule: None,
+                    message: "RUN --mount is not supported yet: the step runs without its mounts"
+                        .to_owned(),
+                    line: u32::try_from(step.span.start_line).ok(),
+                });
+            }
+        }
+    }
 }
 
 /// Runs the stages of one level, at most `jobs` at once; the first failure cancels the

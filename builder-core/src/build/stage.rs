@@ -4,73 +4,22 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use oci_spec::image::Descriptor;
 use rbuild_dockerfile::{Base, GraphStage, Instruction, Source, Step};
 
+use super::StepReport;
 use super::cache::{CacheEntry, CacheKey, CachedLayer, MissReason};
 use super::error::{BuildError, io_err, render_at};
 use super::mount::with_roots;
 use super::solve::{Shared, copy_source, root_key, step_scratch};
+use super::state::{StageState, image_layers};
 use super::step::{self, RunContext, RunFailure, make_workdir, run_spec, touches_files};
-use super::StepReport;
 use crate::copy::{self, CopyOp, CopySource};
-use crate::digest::{Digest, Hasher};
-use crate::image::ImageFormat;
-use crate::layer::{Compression, Layer, LayerOptions, write_layer};
+use crate::digest::Digest;
+use crate::layer::{Layer, LayerOptions, write_layer};
 use crate::progress::{Event, StepId, StepOutput, display_name};
-use crate::semantics::{self, Applied, StageConfig};
+use crate::semantics::{self, Applied};
 use crate::snapshot::Snapshot;
-
-/// One layer of a stage's filesystem.
-#[derive(Debug, Clone)]
-pub(crate) struct LayerRef {
-    pub blob: Digest,
-    pub diff_id: Digest,
-    pub size: u64,
-    pub compression: Compression,
-}
-
-impl LayerRef {
-    fn of(layer: &Layer) -> Self {
-        LayerRef {
-            blob: layer.blob.digest.clone(),
-            diff_id: layer.diff_id.clone(),
-            size: layer.blob.size,
-            compression: layer.compression,
-        }
-    }
-
-    /// The manifest descriptor of this layer in an image of `format`.
-    pub(crate) fn descriptor(&self, format: ImageFormat) -> Descriptor {
-        Descriptor::new(format.layer_type(self.compression), self.size, &self.blob)
-    }
-}
-
-/// A stage after some of its steps: what the next step starts from.
-#[derive(Debug, Clone)]
-pub(crate) struct StageState {
-    /// The image config so far (its rootfs is filled in at assembly).
-    pub config: StageConfig,
-    /// Every layer, the base image's first.
-    pub layers: Vec<LayerRef>,
-    /// The key the next step's key is derived from: the base's, then one link per
-    /// layer added (by content), so that a step that ran again with the same result
-    /// leaves the keys after it unchanged.
-    pub key: CacheKey,
-    /// The base image's name and manifest digest.
-    pub base: Option<(String, Digest)>,
-}
-
-impl StageState {
-    fn push_layer(&mut self, layer: &Layer) {
-        self.layers.push(LayerRef::of(layer));
-        let mut h = Hasher::new();
-        h.update(self.key.0.as_str().as_bytes());
-        h.update(b"\0");
-        h.update(layer.diff_id.as_str().as_bytes());
-        self.key = CacheKey(h.finish());
-    }
-}
+use crate::store::ImageName;
 
 /// The run of one stage.
 pub(crate) struct StageRun<'s, 'a> {
@@ -114,7 +63,13 @@ impl<'s, 'a> StageRun<'s, 'a> {
                     config: semantics::new_stage_config(Some(&base.image.config)),
                     layers: image_layers(&base.image)?,
                     key: root_key(Some(base)),
-                    base: Some((reference.clone(), base.digest.clone())),
+                    // Recorded by its full name, as BuildKit annotates it.
+                    base: Some((
+                        reference
+                            .parse::<ImageName>()
+                            .map_or_else(|_| reference.clone(), |n| n.to_string()),
+                        base.digest.clone(),
+                    )),
                 }
             }
             Base::Stage(id) => {
@@ -185,7 +140,12 @@ impl<'s, 'a> StageRun<'s, 'a> {
             } else {
                 let applied = self.apply(step)?;
                 let created = self.config_step_time(step, &applied)?;
-                semantics::push_history(&mut self.state.config.image, &applied, Some(created), true);
+                semantics::push_history(
+                    &mut self.state.config.image,
+                    &applied,
+                    Some(created),
+                    true,
+                );
             }
         }
         Ok(self.state)
@@ -303,14 +263,13 @@ impl<'s, 'a> StageRun<'s, 'a> {
         let begun = Instant::now();
         let layer = match self.execute(id, step, &input) {
             Ok(layer) => layer,
+            // A step cut short because another stage failed just ends with the build.
+            Err(RunFailure::Error(BuildError::Canceled)) => return Err(BuildError::Canceled),
             Err(RunFailure::Error(e)) => {
-                let e = match e {
-                    BuildError::Canceled => e,
-                    e => BuildError::Step {
-                        location,
-                        name,
-                        source: Box::new(e),
-                    },
+                let e = BuildError::Step {
+                    location,
+                    name,
+                    source: Box::new(e),
                 };
                 return Err(failed(e, begun.elapsed()));
             }
@@ -476,7 +435,11 @@ impl<'s, 'a> StageRun<'s, 'a> {
     }
 
     /// Prepares a snapshot over `state`'s layers in `scratch`.
-    fn prepare(&self, state: &StageState, scratch: &std::path::Path) -> Result<Snapshot, BuildError> {
+    fn prepare(
+        &self,
+        state: &StageState,
+        scratch: &std::path::Path,
+    ) -> Result<Snapshot, BuildError> {
         let store = self.shared.store;
         let mut lowers: Vec<PathBuf> = state
             .layers
@@ -558,7 +521,10 @@ impl<'s, 'a> StageRun<'s, 'a> {
             }
             _ => return Ok(None),
         }
-        let changes = shared.snapshotter.diff(&snapshot).map_err(BuildError::from)?;
+        let changes = shared
+            .snapshotter
+            .diff(&snapshot)
+            .map_err(BuildError::from)?;
         let layer = if changes.is_empty() {
             None
         } else {
@@ -589,7 +555,10 @@ struct CopyInput {
 
 /// The context files a step's sources select, with their content digests (or their
 /// type for what is not a regular file).
-fn selected_files(context: &super::solve::ContextState<'_>, step: &Step) -> BTreeMap<String, String> {
+fn selected_files(
+    context: &super::solve::ContextState<'_>,
+    step: &Step,
+) -> BTreeMap<String, String> {
     let sources = match &step.instruction {
         Instruction::Copy(c) => &c.files.sources,
         Instruction::Add(a) => &a.files.sources,
@@ -624,29 +593,4 @@ fn output_of(layer: Option<&Layer>) -> StepOutput {
         },
         None => StepOutput::EmptyLayer,
     }
-}
-
-/// The layers of `image`, bottom first.
-fn image_layers(image: &crate::image::Image) -> Result<Vec<LayerRef>, BuildError> {
-    let pairs = image.layers()?;
-    Ok(pairs
-        .into_iter()
-        .zip(image.manifest.layers())
-        .map(|((blob, diff_id), desc)| {
-            let media = desc.media_type().to_string();
-            let compression = if media.ends_with("zstd") {
-                Compression::Zstd
-            } else if media.ends_with("gzip") {
-                Compression::Gzip
-            } else {
-                Compression::None
-            };
-            LayerRef {
-                blob,
-                diff_id,
-                size: desc.size(),
-                compression,
-            }
-        })
-        .collect())
 }

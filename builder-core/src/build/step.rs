@@ -200,7 +200,10 @@ impl<'a> LineSplitter<'a> {
 
     fn flush(&mut self) {
         for slot in 0..2 {
-            let (stream, rest) = (self.partial[slot].0, std::mem::take(&mut self.partial[slot].1));
+            let (stream, rest) = (
+                self.partial[slot].0,
+                std::mem::take(&mut self.partial[slot].1),
+            );
             if !rest.is_empty() {
                 self.emit(stream, &rest);
             }
@@ -211,7 +214,11 @@ impl<'a> LineSplitter<'a> {
 /// Creates `workdir` (absolute) and its missing parents inside `root`, owned by `user`
 /// when one is set (as BuildKit's `WORKDIR` does), never leaving `root` through a
 /// symlink.
-pub(crate) fn make_workdir(root: &Path, workdir: &str, user: Option<&str>) -> Result<(), BuildError> {
+pub(crate) fn make_workdir(
+    root: &Path,
+    workdir: &str,
+    user: Option<&str>,
+) -> Result<(), BuildError> {
     let root_fd = open_dir(root)?;
     let creds = match user.filter(|u| !u.is_empty()) {
         None => None,
@@ -323,7 +330,10 @@ mod tests {
         let CommandLine::Shell(line) = &run.command else {
             panic!("shell form expected")
         };
-        assert_eq!(shell_script(line, &run), "cat <<A > /x && echo two\nline\nA");
+        assert_eq!(
+            shell_script(line, &run),
+            "cat <<A > /x && echo two\nline\nA"
+        );
     }
 
     #[test]

@@ -184,18 +184,17 @@ fn extract_entry<R: Read>(
         path: archive_name.to_owned(),
         source,
     };
-    // Go's archive/tar (docker's untar) reads an empty numeric field as 0; so do we.
-    let owner = match w.chown {
-        Some(owner) => owner,
-        None => (
-            header.uid().unwrap_or(0) as u32,
-            header.gid().unwrap_or(0) as u32,
-        ),
-    };
+    // Entries keep the archive's owners even with --chown, which only reaches the
+    // directories the copy creates (checked against docker 20.10's BuildKit). Go's
+    // archive/tar (docker's untar) reads an empty numeric field as 0; so do we.
+    let owner = (
+        header.uid().unwrap_or(0) as u32,
+        header.gid().unwrap_or(0) as u32,
+    );
     let mode = header.mode().unwrap_or(0) & 0o7777;
     let mtime_ns = header.mtime().unwrap_or(0) as i64 * 1_000_000_000;
     if let Some((parent, _)) = split(&target) {
-        w.root.mkdir_all(parent, w.chown.unwrap_or((0, 0)))?;
+        w.root.mkdir_all(parent, (0, 0))?;
     }
     let dir = w.parent_of(&target)?;
     let name = target.file_name().unwrap_or_default().to_os_string();

@@ -15,6 +15,12 @@
 //! - files keep mode, modification time, extended attributes and hardlinks; from the
 //!   context they belong to 0:0, from a tree they keep their owner, unless `--chown`.
 //!
+//! Where BuildKit's behaviour was checked against docker 20.10's builder: a wildcard
+//! that matches nothing copies nothing and is no error; several sources with a
+//! destination that is not a directory are copied in turn (the last file wins); `ADD
+//! --chown` of an archive leaves the entries' owners; an existing directory inside a
+//! copied one takes the copy's owner and mode; hardlinks are kept within one source.
+//!
 //! The cache key of a copy ([`sources_digest`]) covers the op's own options and, for
 //! every selected entry, its relative path, type, mode, owner, content digest and link
 //! target; never its modification time.
@@ -22,8 +28,10 @@
 mod archive;
 mod chmod;
 mod dest;
+mod parallel;
 mod plan;
 mod remote;
+mod tree;
 mod write;
 
 use std::io;
@@ -176,22 +184,17 @@ pub enum CopyError {
         /// The source as written.
         source_path: String,
     },
-    /// Nothing was selected at all.
-    #[error("COPY failed: no source files were specified")]
-    NoSources,
     /// A `--from` tree could not be listed.
     #[error(transparent)]
     Walk(#[from] WalkError),
     /// A context file had no digest.
     #[error(transparent)]
     Hash(#[from] HashError),
-    /// Several sources need a directory destination.
-    #[error(
-        "copying several sources to {dest:?}: the destination must be a directory and end with a /"
-    )]
-    DestNotDirectory {
-        /// The destination as resolved.
-        dest: String,
+    /// The sources and options do not go together.
+    #[error("invalid COPY/ADD: {reason}")]
+    InvalidOption {
+        /// What is wrong, in BuildKit's words.
+        reason: &'static str,
     },
     /// A directory would be replaced by a file, or a file stands where a directory must.
     #[error("cannot copy {what} to {path}: {reason}")]
@@ -304,8 +307,7 @@ impl CopyError {
 /// type, mode, uid/gid, content digest and link target of every selected source entry
 /// (never mtime). A URL source is downloaded unless `--checksum` pins it.
 pub fn sources_digest(op: &CopyOp, from: &CopySource) -> Result<Digest, CopyError> {
-    let view = plan::SourceView::open(from)?;
-    let planned = plan::plan(op, &view)?;
+    let (view, planned) = plan::open_and_plan(op, from)?;
     let mut h = Hasher::new();
     let mut field = |bytes: &[u8]| {
         h.update(&(bytes.len() as u64).to_be_bytes());
@@ -323,7 +325,7 @@ pub fn sources_digest(op: &CopyOp, from: &CopySource) -> Result<Digest, CopyErro
     }
     field(&[u8::from(op.parents), u8::from(op.keep_git_dir)]);
     field(op.checksum.as_deref().unwrap_or("").as_bytes());
-    for (path, digest) in planned.digests(&view)? {
+    for (path, digest) in planned.digests(&view, false)? {
         field(path.as_bytes());
         field(digest.as_str().as_bytes());
     }
@@ -332,8 +334,7 @@ pub fn sources_digest(op: &CopyOp, from: &CopySource) -> Result<Digest, CopyErro
 
 /// Performs the copy into `dest_root`, the step's whole root filesystem as a directory.
 pub fn copy(op: &CopyOp, from: &CopySource, dest_root: &Path) -> Result<CopyStats, CopyError> {
-    let view = plan::SourceView::open(from)?;
-    let planned = plan::plan(op, &view)?;
+    let (view, planned) = plan::open_and_plan(op, from)?;
     write::run(op, &view, &planned, dest_root)
 }
 
@@ -343,7 +344,6 @@ pub fn selected_sources(
     op: &CopyOp,
     from: &CopySource,
 ) -> Result<Vec<(String, Digest)>, CopyError> {
-    let view = plan::SourceView::open(from)?;
-    let planned = plan::plan(op, &view)?;
-    planned.digests(&view)
+    let (view, planned) = plan::open_and_plan(op, from)?;
+    planned.digests(&view, true)
 }

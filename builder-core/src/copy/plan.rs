@@ -2,6 +2,7 @@
 //! `--exclude` applied. The same selection feeds the cache key and the copy.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
@@ -11,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 
 use rbuild_dockerfile::InlineFile;
 
-use super::{CopyError, CopyOp, CopySource, remote};
+use super::{CopyError, CopyOp, CopySource, remote, tree};
 use crate::context::{
     ContextEntry, ContextHashes, ContextListing, EntryType, IgnoreRules, MAX_SYMLINK_HOPS,
     ResolveError, resolve_source,
@@ -27,6 +28,35 @@ pub(crate) struct SourceView<'a> {
     /// Whether copied entries keep their owner (a tree) or become 0:0 (the context,
     /// whose files BuildKit receives with their owner reset).
     pub keep_owner: bool,
+    /// Sources rewritten to their resolved paths when only part of a tree is listed.
+    rewrites: HashMap<String, String>,
+}
+
+/// Opens `from` for `op` and selects what it copies. A `--from` tree is listed only
+/// where the sources lead, unless that selection fails, when the whole tree is.
+pub(crate) fn open_and_plan<'a>(
+    op: &CopyOp,
+    from: &CopySource<'a>,
+) -> Result<(SourceView<'a>, Plan), CopyError> {
+    if let CopySource::Tree(root) = *from {
+        if let Some(narrow) = tree::narrowing(root, op)? {
+            let view = SourceView {
+                root: root.to_path_buf(),
+                listing: Cow::Owned(ContextListing::walk(root, &narrow.rules)?),
+                hashes: None,
+                keep_owner: true,
+                rewrites: narrow.rewrites,
+            };
+            match plan(op, &view) {
+                Ok(planned) => return Ok((view, planned)),
+                Err(CopyError::NotFound { .. } | CopyError::Resolve(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let view = SourceView::open(from)?;
+    let planned = plan(op, &view)?;
+    Ok((view, planned))
 }
 
 impl<'a> SourceView<'a> {
@@ -41,12 +71,14 @@ impl<'a> SourceView<'a> {
                 listing: Cow::Borrowed(listing),
                 hashes: Some(hashes),
                 keep_owner: false,
+                rewrites: HashMap::new(),
             },
             CopySource::Tree(root) => SourceView {
                 root: root.to_path_buf(),
                 listing: Cow::Owned(ContextListing::walk(root, &IgnoreRules::none())?),
                 hashes: None,
                 keep_owner: true,
+                rewrites: HashMap::new(),
             },
         })
     }
@@ -116,8 +148,8 @@ pub(crate) fn plan(op: &CopyOp, view: &SourceView) -> Result<Plan, CopyError> {
     } else {
         Some(IgnoreRules::parse(&op.excludes.join("\n")).map_err(CopyError::Exclude)?)
     };
+    check_options(op)?;
     let mut items = Vec::new();
-    let mut missing_wildcard = None;
     for source in &op.sources {
         if op.add && remote::is_url(source) {
             remote::check_supported(source)?;
@@ -132,14 +164,16 @@ pub(crate) fn plan(op: &CopyOp, view: &SourceView) -> Result<Plan, CopyError> {
             items.push(Item::Entries(root_selection(view, excludes.as_ref())));
             continue;
         }
-        let matches = match resolve_source(&view.listing, source) {
+        let pattern = view
+            .rewrites
+            .get(source)
+            .map_or(source.as_str(), String::as_str);
+        let matches = match resolve_source(&view.listing, pattern) {
             Ok(m) => m,
-            Err(ResolveError::NotFound { .. }) if has_wildcard(source) => {
-                // BuildKit allows a wildcard that matches nothing as long as the step
-                // copies something (the `COPY package.json yarn.lock* ./` idiom).
-                missing_wildcard = Some(source.clone());
-                continue;
-            }
+            // BuildKit's frontend sets AllowEmptyWildcard: a wildcard matching nothing
+            // copies nothing, even when it is the only source (checked against
+            // docker 20.10's BuildKit: the step succeeds and changes nothing).
+            Err(ResolveError::NotFound { .. }) if has_wildcard(source) => continue,
             Err(ResolveError::NotFound { .. }) if !view.is_context() => {
                 return Err(CopyError::NotFound {
                     source_path: source.clone(),
@@ -155,7 +189,18 @@ pub(crate) fn plan(op: &CopyOp, view: &SourceView) -> Result<Plan, CopyError> {
             {
                 continue;
             }
-            let top = follow(view, source, found)?;
+            // BuildKit follows the symlink a source names, except with --parents, where
+            // the source becomes an include pattern and a matched link is copied as is.
+            let top = if op.parents {
+                Some(found)
+            } else {
+                follow(view, source, found)?
+            };
+            let Some(top) = top else {
+                // A link to the root: its contents, as for `.`.
+                items.push(Item::Entries(root_selection(view, excludes.as_ref())));
+                continue;
+            };
             let name = found
                 .path
                 .file_name()
@@ -202,14 +247,27 @@ pub(crate) fn plan(op: &CopyOp, view: &SourceView) -> Result<Plan, CopyError> {
         }
     }
     items.extend(op.heredocs.iter().cloned().map(Item::Inline));
-    if items.is_empty() {
-        return Err(match missing_wildcard {
-            Some(source_path) if !view.is_context() => CopyError::NotFound { source_path },
-            Some(source_path) => ResolveError::NotFound { source_path }.into(),
-            None => CopyError::NoSources,
-        });
-    }
     Ok(Plan { items })
+}
+
+/// The checks BuildKit's frontend makes on the sources and `--checksum`.
+fn check_options(op: &CopyOp) -> Result<(), CopyError> {
+    let invalid = |reason| Err(CopyError::InvalidOption { reason });
+    if !op.add && op.sources.iter().any(|s| remote::is_url(s)) {
+        return invalid("source can't be a URL for COPY");
+    }
+    if op.checksum.is_some() {
+        if !op.add {
+            return invalid("checksum can't be specified for COPY");
+        }
+        if op.sources.len() != 1 {
+            return invalid("checksum can't be specified for multiple sources");
+        }
+        if !op.sources.iter().all(|s| remote::is_url(s)) {
+            return invalid("checksum requires HTTP(S) or Git sources");
+        }
+    }
+    Ok(())
 }
 
 /// The whole source root as one directory selection.
@@ -254,11 +312,12 @@ fn is_excluded_top(rules: &IgnoreRules, found: &ContextEntry, pivot: Option<&Pat
 
 /// Follows `found` while it is a symlink, inside the source root (BuildKit's COPY
 /// follows the symlink a source names; those inside a copied directory stay links).
+/// `None` is the root itself.
 fn follow<'v>(
     view: &'v SourceView,
     source: &str,
     found: &'v ContextEntry,
-) -> Result<&'v ContextEntry, CopyError> {
+) -> Result<Option<&'v ContextEntry>, CopyError> {
     let mut current = found;
     let mut hops = 0;
     while current.kind == EntryType::Symlink {
@@ -286,20 +345,21 @@ fn follow<'v>(
                 }
             }
         };
+        if clean_rel(&joined).as_os_str().is_empty() {
+            return Ok(None);
+        }
         let escaped = escape_pattern(&joined.to_string_lossy());
         let next = match resolve_source(&view.listing, &escaped) {
             Ok(next) => next,
             Err(ResolveError::NotFound { .. }) => return Err(not_found()),
             Err(e) => return Err(e.into()),
         };
-        // A link to the root itself resolves to its top-level entries; copy nothing
-        // special for it (BuildKit copies the root's contents, as for `.`).
         match next.as_slice() {
-            [one] if !clean_rel(&joined).as_os_str().is_empty() => current = one,
+            [one] => current = one,
             _ => return Err(not_found()),
         }
     }
-    Ok(current)
+    Ok(Some(current))
 }
 
 /// The `--parents` pivot of a source: the part before a `/./`, or the root.
@@ -360,13 +420,22 @@ pub(crate) fn clean_abs(path: &str) -> String {
 impl Plan {
     /// The (relative path, digest) of each item, as the cache key and
     /// `--explain-cache` see it.
-    pub fn digests(&self, view: &SourceView) -> Result<Vec<(String, Digest)>, CopyError> {
+    ///
+    /// For the key (`content_only` false) every item's digest covers the metadata of
+    /// what it selects, a lone file's mode and owner included; for `--explain-cache` a
+    /// file is named by its content digest alone.
+    pub fn digests(
+        &self,
+        view: &SourceView,
+        content_only: bool,
+    ) -> Result<Vec<(String, Digest)>, CopyError> {
         let mut out = Vec::with_capacity(self.items.len());
         for item in &self.items {
             out.push(match item {
                 Item::Entries(sel) => {
                     let path = sel.top.path.to_string_lossy().into_owned();
                     let digest = match (sel.top.kind, view.hashes) {
+                        _ if !content_only => selection_digest(view, sel)?,
                         (EntryType::File, Some(h)) => h.get(&sel.top.path).ok_or_else(|| {
                             crate::context::HashError::Missing {
                                 path: sel.top.path.clone(),

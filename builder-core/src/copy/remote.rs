@@ -1,6 +1,7 @@
 //! `ADD` of a URL: http(s) downloads, with `--checksum`; git is refused for now.
 
 use std::io::Read;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::CopyError;
@@ -78,9 +79,36 @@ fn agent() -> ureq::Agent {
         .new_agent()
 }
 
+/// The last download made for a cache key, handed to the copy that follows it, so a
+/// step fetches its URL once and copies exactly what its key was computed from.
+static LAST_FETCHED: Mutex<Option<(String, Download)>> = Mutex::new(None);
+
 /// Downloads `url`, checking it against `checksum` (`sha256:<hex>`) when given.
 pub(crate) fn download(url: &str, checksum: Option<&str>) -> Result<Download, CopyError> {
     let expected = checksum.map(parse_checksum).transpose()?;
+    let cached = LAST_FETCHED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take_if(|(u, _)| u == url);
+    let download = match cached {
+        Some((_, d)) => d,
+        None => fetch(url)?,
+    };
+    if let Some(expected) = expected {
+        let found = Digest::of(&download.body);
+        if found != expected {
+            return Err(CopyError::ChecksumMismatch {
+                url: url.to_owned(),
+                expected: expected.to_string(),
+                found,
+            });
+        }
+    }
+    Ok(download)
+}
+
+/// Fetches `url`.
+fn fetch(url: &str) -> Result<Download, CopyError> {
     let failed = |e: ureq::Error| CopyError::Download {
         url: url.to_owned(),
         source: Box::new(e),
@@ -107,16 +135,6 @@ pub(crate) fn download(url: &str, checksum: Option<&str>) -> Result<Download, Co
         .reader()
         .read_to_end(&mut body)
         .map_err(|e| failed(ureq::Error::Io(e)))?;
-    if let Some(expected) = expected {
-        let found = Digest::of(&body);
-        if found != expected {
-            return Err(CopyError::ChecksumMismatch {
-                url: url.to_owned(),
-                expected: expected.to_string(),
-                found,
-            });
-        }
-    }
     Ok(Download {
         name: file_name(url),
         body,
@@ -127,7 +145,10 @@ pub(crate) fn download(url: &str, checksum: Option<&str>) -> Result<Download, Co
 /// The digest of what `url` serves, for the cache key: `--checksum` is not known here,
 /// so the content is fetched (as BuildKit does without a checksum).
 pub(crate) fn content_digest(url: &str) -> Result<Digest, CopyError> {
-    Ok(Digest::of(&download(url, None)?.body))
+    let download = fetch(url)?;
+    let digest = Digest::of(&download.body);
+    *LAST_FETCHED.lock().unwrap_or_else(PoisonError::into_inner) = Some((url.to_owned(), download));
+    Ok(digest)
 }
 
 /// `--checksum=sha256:<hex>` as a digest.

@@ -1,6 +1,6 @@
 //! Writing a plan into the destination root.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Write as _};
@@ -9,11 +9,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use xattr::FileExt as _;
 
 use super::chmod::ModeChange;
-use super::dest::{DestRoot, lstat_at, make_dir, set_mtime, set_owner_mode, split};
+use super::dest::{self, DestRoot, lstat_at, make_dir, set_mtime, set_owner_mode, split};
 use super::plan::{Item, Plan, Selected, SourceView, open_source};
-use super::{CopyError, CopyOp, CopyStats, archive, remote};
+use super::{CopyError, CopyOp, CopyStats, archive, parallel, remote};
 use crate::context::{ContextEntry, EntryType};
 use crate::is_overlay_xattr;
 
@@ -41,12 +42,14 @@ pub(crate) fn run(
         .map_err(CopyError::dest("resolve", &written))?;
     let dir_syntax = dest.ends_with('/');
     let created_owner = chown.unwrap_or((0, 0));
-    let dest_is_dir = root
-        .is_dir(&dest_rel)
-        .map_err(CopyError::dest("stat", &dest_rel))?;
-    if plan.items.len() > 1 && !dir_syntax && !dest_is_dir {
-        return Err(CopyError::DestNotDirectory { dest });
+    if plan.items.is_empty() {
+        // Only wildcards that matched nothing: BuildKit changes nothing, not even the
+        // destination's parents.
+        return Ok(CopyStats::default());
     }
+    // Several sources with a destination that is not a directory are not refused:
+    // BuildKit copies them in turn, a later file replacing an earlier one, and fails
+    // only when a directory's contents must go where a file is.
     // BuildKit's fsutil: the destination (when it names a directory) or its parent is
     // created first, 0755 and owned by the --chown user.
     if dir_syntax {
@@ -61,6 +64,7 @@ pub(crate) fn run(
         chmod,
         links: HashMap::new(),
         dir_times: Vec::new(),
+        fresh: HashSet::new(),
         parent: None,
         stats: CopyStats::default(),
     };
@@ -155,6 +159,8 @@ pub(crate) struct Writer<'a> {
     links: HashMap<u64, PathBuf>,
     /// Directories whose mtime is set once everything inside is written.
     dir_times: Vec<(PathBuf, i64)>,
+    /// Directories this copy created (so they hold nothing it did not put there).
+    fresh: HashSet<PathBuf>,
     /// The parent directory last opened, reused for its siblings.
     parent: Option<(PathBuf, OwnedFd)>,
     pub stats: CopyStats,
@@ -169,6 +175,11 @@ impl Writer<'_> {
         into_dir: bool,
     ) -> Result<(), CopyError> {
         let src_path = self.view.path_of(&sel.top);
+        // BuildKit copies each source with its own copier: hardlinks are kept within
+        // one source, not across sources (checked against docker 20.10's BuildKit).
+        self.links.clear();
+        // Another source may write into what this one created.
+        self.fresh.clear();
         if let Some(rel) = &sel.parents_rel {
             // --parents: the destination is a directory; the source keeps its path.
             self.root
@@ -223,10 +234,44 @@ impl Writer<'_> {
     }
 
     fn below(&mut self, sel: &Selected, target: &Path) -> Result<(), CopyError> {
+        let files = sel
+            .below
+            .iter()
+            .filter(|e| e.kind == EntryType::File)
+            .count();
+        if files < parallel::PARALLEL_MIN_FILES {
+            for e in &sel.below {
+                self.entry(e, &target.join(sel.rel(e)), true)?;
+            }
+            return Ok(());
+        }
+        // Directories (and links, devices) first, in order; then the files in parallel.
+        let mut jobs = Vec::with_capacity(files);
         for e in &sel.below {
-            self.entry(e, &target.join(sel.rel(e)), true)?;
+            let place = target.join(sel.rel(e));
+            if e.kind == EntryType::File {
+                jobs.push((e, place));
+            } else {
+                self.entry(e, &place, true)?;
+            }
+        }
+        let (stats, linked) = parallel::copy_files(self, &jobs)?;
+        self.stats.files += stats.files;
+        self.stats.bytes += stats.bytes;
+        for (e, place) in linked {
+            self.entry(e, &place, true)?;
         }
         Ok(())
+    }
+
+    /// The absolute path of a source entry.
+    pub(super) fn source_path(&self, e: &ContextEntry) -> PathBuf {
+        self.view.path_of(e)
+    }
+
+    /// Whether the copy created directory `rel` (so it holds only what the copy put).
+    pub(super) fn is_fresh(&self, rel: &Path) -> bool {
+        self.fresh.contains(rel)
     }
 
     pub fn mode_of(&self, mode: u32, is_dir: bool) -> u32 {
@@ -236,7 +281,7 @@ impl Writer<'_> {
         }
     }
 
-    fn owner_of(&self, e: &ContextEntry) -> (u32, u32) {
+    pub(super) fn owner_of(&self, e: &ContextEntry) -> (u32, u32) {
         self.chown.unwrap_or(if self.view.keep_owner {
             (e.uid, e.gid)
         } else {
@@ -277,19 +322,26 @@ impl Writer<'_> {
         let mode = self.mode_of(e.mode, is_dir);
         let name = target.file_name().unwrap_or_default().to_os_string();
         let dir = self.parent_of(target)?;
-        let existing = lstat_at(&dir, &name).map_err(CopyError::dest("stat", target))?;
+        // A directory this copy created holds only what it put there, and each source
+        // path comes once: nothing to look up.
+        let fresh = target.parent().is_some_and(|p| self.fresh.contains(p));
+        let existing = if fresh {
+            None
+        } else {
+            lstat_at(&dir, &name).map_err(CopyError::dest("stat", target))?
+        };
         let fail = CopyError::dest;
         if is_dir {
             match existing {
                 Some(FileType::Directory) => {
+                    // An existing directory inside the copy takes the copied one's
+                    // owner, mode and times (checked against docker 20.10's BuildKit:
+                    // `COPY --chown=5:5 d /e/` over an earlier copy makes /e/s 5:5);
+                    // the destination itself keeps its own.
                     if overwrite {
-                        rustix::fs::chmodat(
-                            &dir,
-                            &name,
-                            Mode::from_raw_mode(e.mode),
-                            AtFlags::empty(),
-                        )
-                        .map_err(|err| fail("chmod", target)(err.into()))?;
+                        set_owner_mode(&dir, &name, owner, Some(mode))
+                            .map_err(fail("chown", target))?;
+                        self.dir_times.push((target.to_path_buf(), e.mtime_ns));
                     }
                     return Ok(());
                 }
@@ -303,6 +355,7 @@ impl Writer<'_> {
                 None => {
                     make_dir(&dir, &name, mode, owner).map_err(fail("create", target))?;
                     copy_xattrs(&src, &dir, &name).map_err(fail("set xattrs on", target))?;
+                    self.fresh.insert(target.to_path_buf());
                     self.dir_times.push((target.to_path_buf(), e.mtime_ns));
                     self.stats.dirs += 1;
                     return Ok(());
@@ -347,6 +400,10 @@ impl Writer<'_> {
                 }
                 self.stats.files += 1;
                 self.stats.bytes += n;
+                // Through the open descriptors: no path lookups for the most common entry.
+                finish_file(&input, &out, owner, mode, e.mtime_ns)
+                    .map_err(fail("set attributes on", target))?;
+                return Ok(());
             }
             EntryType::Symlink => {
                 let link = e.link_target.clone().unwrap_or_default();
@@ -443,6 +500,42 @@ pub(crate) fn create_file(dir: &OwnedFd, name: &OsStr) -> io::Result<File> {
         Mode::from_raw_mode(0o600),
     )?;
     Ok(File::from(fd))
+}
+
+/// Sets owner, then mode (a chown clears setuid and setgid), xattrs and times of a
+/// copied file through its descriptor.
+pub(super) fn finish_file(
+    input: &File,
+    out: &File,
+    owner: (u32, u32),
+    mode: u32,
+    mtime_ns: i64,
+) -> io::Result<()> {
+    rustix::fs::fchown(
+        out,
+        Some(rustix::fs::Uid::from_raw(owner.0)),
+        Some(rustix::fs::Gid::from_raw(owner.1)),
+    )?;
+    rustix::fs::fchmod(out, Mode::from_raw_mode(mode))?;
+    let names = match input.list_xattr() {
+        Ok(names) => names,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return set_times(out, mtime_ns),
+        Err(e) => return Err(e),
+    };
+    for key in names {
+        if is_overlay_xattr(key.as_encoded_bytes()) {
+            continue;
+        }
+        if let Some(value) = input.get_xattr(&key)? {
+            out.set_xattr(&key, &value)?;
+        }
+    }
+    set_times(out, mtime_ns)
+}
+
+fn set_times(out: &File, mtime_ns: i64) -> io::Result<()> {
+    rustix::fs::futimens(out, &dest::times(mtime_ns))?;
+    Ok(())
 }
 
 /// Copies the extended attributes of `src` (not following it) to `name` in `dir`,

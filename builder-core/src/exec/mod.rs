@@ -46,9 +46,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub use self::idmap::IdMapping;
 // The engine mounts step roots for its own file work (COPY, WORKDIR) the same way.
 pub(crate) use self::plan::{Op, Plan};
-pub(crate) use self::sandbox::root_mount;
 pub use self::runc::{DEFAULT_RUNC, RuncExecutor};
 pub use self::sandbox::SandboxExecutor;
+pub(crate) use self::sandbox::root_mount;
 pub use self::user::{Credentials, resolve_user};
 
 use crate::snapshot::{Snapshot, SnapshotError};

@@ -94,6 +94,8 @@ pub struct PruneReport {
     pub layer_dirs: usize,
     /// Bytes freed by removing blobs.
     pub bytes: u64,
+    /// Build cache entries removed (the whole cache goes: its layers may be gone).
+    pub cache_entries: usize,
 }
 
 /// Removes blobs no named image references, unpacked layers of removed blobs, and
@@ -133,6 +135,19 @@ pub fn prune(store: &ContentStore, all: bool) -> Result<PruneReport, ImageError>
         for entry in entries.flatten() {
             let _ = fs::remove_dir_all(entry.path()).or_else(|_| fs::remove_file(entry.path()));
         }
+    }
+    // The build cache points at layers this prune may just have removed: drop it whole.
+    let cache = store.root().join(crate::build::CACHE_DIR);
+    if let Ok(entries) = fs::read_dir(&cache) {
+        report.cache_entries = entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .count();
+        fs::remove_dir_all(&cache).map_err(|source| StoreError::Io {
+            action: "remove build cache",
+            path: cache.clone(),
+            source,
+        })?;
     }
     Ok(report)
 }

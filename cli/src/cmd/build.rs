@@ -40,10 +40,7 @@ pub enum SnapshotterArg {
 #[command(after_help = "Examples:
   rbuild -t friendlyhello .
   rbuild build -t app:1.0 -f docker/Dockerfile --build-arg VERSION=1.0 .
-  rbuild build --target builder -o type=local,dest=out .
-  tar -c . | rbuild build -t app -
-  rbuild build -f - . < Dockerfile
-  rbuild build --explain-cache -t app .")]
+  tar -c . | rbuild build --target builder -o type=local,dest=out -")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
@@ -148,7 +145,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         let dir = PathBuf::from(&args.context);
         if !dir.is_dir() {
-            bail!("unable to prepare context: path {:?} not found", args.context);
+            bail!(
+                "unable to prepare context: path {:?} not found",
+                args.context
+            );
         }
         ContextSource::Directory(dir)
     };
@@ -213,12 +213,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let result = match result {
         Ok(result) => result,
         Err(err) => {
-            // The renderers already showed the failure; -q (no renderer) and errors
-            // before the first step still need saying.
-            if args.quiet || matches!(args.progress.resolve(), ProgressMode::Rawjson) {
+            // The progress renderers end with the failure (rawjson in its last event);
+            // with -q nothing was shown yet.
+            if args.quiet {
                 eprintln!("error: {}", rbuild_core::error_chain(&err));
-            } else {
-                eprintln!("ERROR: {err}");
             }
             return Ok(ExitCode::from(EXIT_BUILD_FAILED));
         }
@@ -250,10 +248,7 @@ mod tests {
 
     #[test]
     fn build_args_without_a_value_come_from_the_environment() {
-        assert_eq!(
-            build_arg("A=1=2"),
-            Some(("A".to_owned(), "1=2".to_owned()))
-        );
+        assert_eq!(build_arg("A=1=2"), Some(("A".to_owned(), "1=2".to_owned())));
         assert_eq!(build_arg("RBUILD_SURELY_UNSET_VARIABLE_1234"), None);
         let path = std::env::var("PATH").expect("PATH is set in tests");
         assert_eq!(build_arg("PATH"), Some(("PATH".to_owned(), path)));

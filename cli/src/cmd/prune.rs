@@ -28,10 +28,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("deleted: {blob}");
     }
     println!(
-        "Total reclaimed space: {} ({} blobs, {} unpacked layers)",
+        "Total reclaimed space: {} ({} blobs, {} unpacked layers, {} build cache entries)",
         human_size(report.bytes),
         report.blobs.len(),
-        report.layer_dirs
+        report.layer_dirs,
+        report.cache_entries
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -34,6 +34,12 @@ pub enum GraphErrorKind {
     /// Word expansion failed.
     #[error(transparent)]
     Expand(#[from] ExpandError),
+    /// The steps would carry more variables, in all, than [`crate::MAX_STEP_VARIABLES`].
+    #[error(
+        "the Dockerfile is too large to build: its steps would carry more than {0} build \
+         arguments and environment variables in all"
+    )]
+    TooLarge(usize),
 }
 
 /// A failed lowering: what went wrong and, when known, where.
@@ -77,14 +83,10 @@ impl GraphError {
         if let Some(text) = source.split('\n').nth(span.start_line.saturating_sub(1)) {
             let text = text.trim_end_matches('\r');
             let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-            let pad: String = text
-                .chars()
-                .take(span.start_column.saturating_sub(1))
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
-            out.push_str(&format!(
-                "{:>5} | {text}\n{:>5} | {pad}^\n",
-                span.start_line, ""
+            out.push_str(&crate::error::quote_line(
+                span.start_line,
+                span.start_column,
+                text,
             ));
         }
         out

@@ -87,6 +87,7 @@ pub fn lower(file: &Dockerfile, options: &LowerOptions) -> Result<BuildGraph, Gr
         },
         default_platform: options.target_platform.to_string(),
         options,
+        carried: std::cell::Cell::new(0),
     };
     let mut drafts: Vec<Draft> = Vec::new();
     for (index, stage) in file.stages.iter().enumerate() {
@@ -227,6 +228,8 @@ struct Context<'a> {
     /// `TARGETPLATFORM`, for stages without `--platform`.
     default_platform: String,
     options: &'a LowerOptions,
+    /// Variables the steps lowered so far carry (each step holds its whole scope).
+    carried: std::cell::Cell<usize>,
 }
 
 /// Lowers one stage; errors are kept in the draft.
@@ -325,6 +328,16 @@ fn lower_stage_into(
     for instruction in &stage.instructions {
         let expanded = draft.scope.apply(lexer, instruction, sources)?;
         let span = instruction.span();
+        // Every step keeps a copy of its scope: bound the total, or a long run of ENV
+        // lines makes lowering quadratic in time and memory.
+        let carried = ctx.carried.get() + draft.scope.args.len() + draft.scope.env.len() + 1;
+        if carried > MAX_STEP_VARIABLES {
+            return Err(GraphError::new(
+                GraphErrorKind::TooLarge(MAX_STEP_VARIABLES),
+                Some(span),
+            ));
+        }
+        ctx.carried.set(carried);
         let step_index = draft.steps.len();
         match &expanded.instruction {
             Instruction::Copy(copy) => {
@@ -387,6 +400,11 @@ fn lower_stage_into(
     }
     Ok(())
 }
+
+/// How many variables (build arguments and environment variables) all the steps of a
+/// graph may carry together: some 50 MB of strings. A real Dockerfile of 200 steps
+/// with 50 variables each uses 10,000.
+pub const MAX_STEP_VARIABLES: usize = 1_000_000;
 
 /// `COPY --from=`: a stage index, a stage name, or else an image.
 fn copy_source(

@@ -37,7 +37,7 @@ use crate::shell::Environment;
 
 pub use self::digest::StepDigest;
 pub use self::error::{GraphError, GraphErrorKind};
-pub use self::lower::{DEFAULT_PATH, PROXY_ARGS, lower};
+pub use self::lower::{DEFAULT_PATH, MAX_STEP_VARIABLES, PROXY_ARGS, lower};
 
 /// A stage's position in the Dockerfile (0-based, counting every `FROM`), the number
 /// `COPY --from=<index>` uses.

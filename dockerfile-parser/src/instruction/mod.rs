@@ -20,7 +20,7 @@ use crate::syntax::{Directive, Heredoc};
 
 pub use self::flags::parse_go_duration;
 pub use self::mount::{CacheSharing, Mount, MountType};
-pub use self::parse::{parse, parse_tree};
+pub use self::parse::{MAX_DOCKERFILE_BYTES, MAX_INSTRUCTIONS, parse, parse_tree};
 
 /// A whole Dockerfile: the global `ARG`s before the first `FROM`, then the stages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

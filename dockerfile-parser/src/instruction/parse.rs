@@ -19,15 +19,37 @@ use super::{
 /// assert_eq!(file.stages[0].instructions[0].keyword(), "RUN");
 /// ```
 pub fn parse(source: &str) -> Result<Dockerfile, Error> {
+    if source.len() > MAX_DOCKERFILE_BYTES {
+        return Err(Error::new(
+            ErrorKind::TooLarge {
+                size: source.len(),
+                limit: MAX_DOCKERFILE_BYTES,
+            },
+            None,
+        ));
+    }
     let tree = parse_syntax(source)?;
     parse_tree(&tree, source)
 }
+
+/// The largest Dockerfile [`parse`] reads: 4 MiB, a thousand times a large real one.
+pub const MAX_DOCKERFILE_BYTES: usize = 4 << 20;
+
+/// The most instructions [`parse_tree`] accepts (`ONBUILD` triggers not counted twice):
+/// enough for 10k stages of two steps, few enough that lowering stays in memory.
+pub const MAX_INSTRUCTIONS: usize = 25_000;
 
 /// Types the instructions of an already parsed tree; `source` is the text the tree
 /// came from (used to place errors on the offending flag).
 pub fn parse_tree(tree: &SyntaxTree, source: &str) -> Result<Dockerfile, Error> {
     let mut global_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
+    if let Some(raw) = tree.instructions.get(MAX_INSTRUCTIONS) {
+        return Err(Error::new(
+            ErrorKind::TooManyInstructions(MAX_INSTRUCTIONS),
+            Some(raw.span),
+        ));
+    }
     for raw in &tree.instructions {
         let instruction = Context { source, raw }.instruction(&raw.heredocs)?;
         match (instruction, stages.last_mut()) {

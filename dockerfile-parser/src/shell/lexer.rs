@@ -52,6 +52,10 @@ impl WordSplitter {
     }
 }
 
+/// How deeply `${...}` substitutions may nest inside one word. Real Dockerfiles nest two or
+/// three levels; the limit keeps a hostile word from exhausting the stack.
+pub(crate) const MAX_NESTING: usize = 64;
+
 /// State of one expansion.
 pub(super) struct Lexer<'a> {
     chars: Vec<char>,
@@ -63,6 +67,8 @@ pub(super) struct Lexer<'a> {
     raw_escapes: bool,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
+    /// How many `${...}` words enclose the current position.
+    depth: usize,
 }
 
 impl<'a> Lexer<'a> {
@@ -75,6 +81,7 @@ impl<'a> Lexer<'a> {
             raw_escapes: false,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
+            depth: 0,
         }
     }
 
@@ -118,9 +125,15 @@ impl<'a> Lexer<'a> {
         stop: Option<char>,
         raw_escapes: bool,
     ) -> Result<(String, Vec<String>), ExpandErrorKind> {
+        // Each nested `${...}` recurses; a hostile word must not exhaust the stack.
+        if self.depth > MAX_NESTING {
+            return Err(ExpandErrorKind::TooDeep(MAX_NESTING));
+        }
+        self.depth += 1;
         let saved = std::mem::replace(&mut self.raw_escapes, raw_escapes);
         let result = self.until_inner(stop);
         self.raw_escapes = saved;
+        self.depth -= 1;
         result
     }
 

@@ -154,14 +154,30 @@ pub enum ExpandErrorKind {
         /// What is wrong with it.
         reason: String,
     },
+    /// Substitutions nested deeper than the lexer allows.
+    #[error("substitutions nested more than {0} levels deep")]
+    TooDeep(usize),
 }
 
 /// A failed expansion: what went wrong, on which word.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("failed to process {word:?}: {kind}")]
+#[error("failed to process {:?}: {kind}", shorten(word))]
 pub struct ExpandError {
     word: String,
     kind: ExpandErrorKind,
+}
+
+/// The word as error messages show it: whole up to 120 characters, else its start and
+/// end around an ellipsis (a hostile word can be megabytes long).
+fn shorten(word: &str) -> String {
+    const KEEP: usize = 60;
+    let count = word.chars().count();
+    if count <= 2 * KEEP {
+        return word.to_owned();
+    }
+    let head: String = word.chars().take(KEEP).collect();
+    let tail: String = word.chars().skip(count - KEEP).collect();
+    format!("{head}...{tail}")
 }
 
 impl ExpandError {

@@ -1,0 +1,87 @@
+//! A stage's state between steps: its layers, its config and the key the next step's
+//! cache key derives from.
+
+use oci_spec::image::Descriptor;
+
+use super::cache::CacheKey;
+use super::error::BuildError;
+use crate::digest::{Digest, Hasher};
+use crate::image::ImageFormat;
+use crate::layer::{Compression, Layer};
+use crate::semantics::StageConfig;
+
+/// One layer of a stage's filesystem.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerRef {
+    pub blob: Digest,
+    pub diff_id: Digest,
+    pub size: u64,
+    pub compression: Compression,
+}
+
+impl LayerRef {
+    pub(crate) fn of(layer: &Layer) -> Self {
+        LayerRef {
+            blob: layer.blob.digest.clone(),
+            diff_id: layer.diff_id.clone(),
+            size: layer.blob.size,
+            compression: layer.compression,
+        }
+    }
+
+    /// The manifest descriptor of this layer in an image of `format`.
+    pub(crate) fn descriptor(&self, format: ImageFormat) -> Descriptor {
+        Descriptor::new(format.layer_type(self.compression), self.size, &self.blob)
+    }
+}
+
+/// A stage after some of its steps: what the next step starts from.
+#[derive(Debug, Clone)]
+pub(crate) struct StageState {
+    /// The image config so far (its rootfs is filled in at assembly).
+    pub config: StageConfig,
+    /// Every layer, the base image's first.
+    pub layers: Vec<LayerRef>,
+    /// The key the next step's key is derived from: the base's, then one link per
+    /// layer added (by content), so that a step that ran again with the same result
+    /// leaves the keys after it unchanged.
+    pub key: CacheKey,
+    /// The base image's name and manifest digest.
+    pub base: Option<(String, Digest)>,
+}
+
+impl StageState {
+    pub(crate) fn push_layer(&mut self, layer: &Layer) {
+        self.layers.push(LayerRef::of(layer));
+        let mut h = Hasher::new();
+        h.update(self.key.0.as_str().as_bytes());
+        h.update(b"\0");
+        h.update(layer.diff_id.as_str().as_bytes());
+        self.key = CacheKey(h.finish());
+    }
+}
+
+/// The layers of `image`, bottom first.
+pub(crate) fn image_layers(image: &crate::image::Image) -> Result<Vec<LayerRef>, BuildError> {
+    let pairs = image.layers()?;
+    Ok(pairs
+        .into_iter()
+        .zip(image.manifest.layers())
+        .map(|((blob, diff_id), desc)| {
+            let media = desc.media_type().to_string();
+            let compression = if media.ends_with("zstd") {
+                Compression::Zstd
+            } else if media.ends_with("gzip") {
+                Compression::Gzip
+            } else {
+                Compression::None
+            };
+            LayerRef {
+                blob,
+                diff_id,
+                size: desc.size(),
+                compression,
+            }
+        })
+        .collect())
+}

@@ -1,0 +1,292 @@
+//! `rbuild build` through the binary, on the busybox fixture imported with `rbuild
+//! import`: the default subcommand, flags, exit codes, stdin inputs, progress modes and
+//! `--explain-cache`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the cli crate sits in the workspace")
+        .to_path_buf()
+}
+
+fn rbuild(root: &Path, args: &[&str]) -> Output {
+    rbuild_with_stdin(root, args, None)
+}
+
+fn rbuild_with_stdin(root: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .args(args)
+        .env("RBUILD_ROOT", root)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running the rbuild binary");
+    if let Some(bytes) = stdin {
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A store root with busybox imported through `rbuild import`, and a context directory.
+fn setup(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    assert!(
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        unsafe { libc::geteuid() } == 0,
+        "this test must run as root: builds mount overlays and run steps in namespaces"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let script = repo().join("fixtures/base-images/make");
+    let made = Command::new(&script).arg("busybox").output().unwrap();
+    assert!(
+        made.status.success(),
+        "{} busybox failed: {}",
+        script.display(),
+        stderr(&made)
+    );
+    let tar = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+    let out = rbuild(&root, &["import", &tar, "busybox:latest"]);
+    assert!(out.status.success(), "import failed: {}", stderr(&out));
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    for (path, content) in files {
+        std::fs::write(ctx.join(path), content).unwrap();
+    }
+    (dir, root, ctx)
+}
+
+#[test]
+fn build_is_the_default_subcommand_and_quiet_prints_the_image_id() {
+    let (dir, root, ctx) = setup(&[
+        (
+            "Dockerfile",
+            "FROM busybox\nCOPY a.txt /a.txt\nCMD [\"cat\", \"/a.txt\"]\n",
+        ),
+        ("a.txt", "a\n"),
+    ]);
+    let iid = dir.path().join("iid");
+    let out = rbuild(
+        &root,
+        &[
+            "-t",
+            "hello",
+            "-q",
+            "--iidfile",
+            iid.to_str().unwrap(),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_owned();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id:?}");
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), id);
+    let images = rbuild(&root, &["images"]);
+    assert!(stdout(&images).contains("hello"), "{}", stdout(&images));
+    let inspect = rbuild(&root, &["inspect", "hello"]);
+    let json: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(json[0]["Id"], Value::String(id));
+}
+
+#[test]
+fn a_failing_run_exits_1_naming_the_line_and_its_output() {
+    let (_dir, root, ctx) = setup(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN echo the last words && false\n",
+    )]);
+    let out = rbuild(
+        &root,
+        &["build", "--progress", "plain", ctx.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("Dockerfile:2"), "{err}");
+    assert!(err.contains("the last words"), "{err}");
+    assert!(err.contains("exit code: 1"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2_and_another_platform_is_refused() {
+    let (_dir, root, ctx) = setup(&[("Dockerfile", "FROM busybox\n")]);
+    let out = rbuild(&root, &["build", "--no-such-flag", ctx.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let other = if cfg!(target_arch = "x86_64") {
+        "linux/arm64"
+    } else {
+        "linux/amd64"
+    };
+    let out = rbuild(
+        &root,
+        &["build", "--platform", other, ctx.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not supported"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn dockerfile_and_context_can_come_from_standard_input() {
+    let (dir, root, ctx) = setup(&[("a.txt", "from the context\n")]);
+    let out = rbuild_with_stdin(
+        &root,
+        &[
+            "build",
+            "-q",
+            "-t",
+            "fromstdin",
+            "-f",
+            "-",
+            ctx.to_str().unwrap(),
+        ],
+        Some(b"FROM busybox\nCOPY a.txt /a.txt\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // The context as a tar on stdin, its Dockerfile inside.
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY a.txt /b.txt\n").unwrap();
+    let tar = Command::new("tar")
+        .args(["-C", ctx.to_str().unwrap(), "-c", "."])
+        .output()
+        .unwrap();
+    assert!(tar.status.success());
+    let dest = dir.path().join("out");
+    let output = format!("type=local,dest={}", dest.display());
+    let out = rbuild_with_stdin(
+        &root,
+        &["build", "-q", "-o", &output, "-"],
+        Some(&tar.stdout),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(dest.join("b.txt")).unwrap(),
+        "from the context\n"
+    );
+}
+
+#[test]
+fn build_args_without_a_value_come_from_the_environment() {
+    let (dir, root, ctx) = setup(&[(
+        "Dockerfile",
+        "FROM busybox\nARG FROM_ENV=default\nRUN echo $FROM_ENV > /value\n",
+    )]);
+    let dest = dir.path().join("out");
+    let output = format!("type=local,dest={}", dest.display());
+    let out = Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .args(["build", "-q", "--build-arg", "FROM_ENV", "-o", &output])
+        .arg(&ctx)
+        .env("RBUILD_ROOT", &root)
+        .env("FROM_ENV", "from the environment")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(dest.join("value")).unwrap(),
+        "from the environment\n"
+    );
+}
+
+#[test]
+fn a_second_build_is_all_cached_and_explain_cache_names_the_changed_file() {
+    let (_dir, root, ctx) = setup(&[
+        (
+            "Dockerfile",
+            "FROM busybox\nWORKDIR /app\nCOPY . /app\nRUN cat app.py\n",
+        ),
+        ("app.py", "print('one')\n"),
+        ("other.txt", "x\n"),
+    ]);
+    let ctx_arg = ctx.to_str().unwrap();
+    let first = rbuild(
+        &root,
+        &["build", "--progress", "plain", "-t", "app", ctx_arg],
+    );
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let second = rbuild(
+        &root,
+        &["build", "--progress", "plain", "-t", "app", ctx_arg],
+    );
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    let err = stderr(&second);
+    for step in [
+        "[2/4] WORKDIR /app",
+        "[3/4] COPY . /app",
+        "[4/4] RUN cat app.py",
+    ] {
+        let number = err
+            .lines()
+            .find(|l| l.ends_with(step))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no line for {step}: {err}"));
+        assert!(
+            err.lines().any(|l| l == format!("{number} CACHED")),
+            "{step} not cached: {err}"
+        );
+    }
+
+    std::fs::write(ctx.join("app.py"), "print('two')\n").unwrap();
+    let third = rbuild(
+        &root,
+        &["build", "--progress", "plain", "--explain-cache", ctx_arg],
+    );
+    assert_eq!(third.status.code(), Some(0), "{}", stderr(&third));
+    let err = stderr(&third);
+    let copy = err
+        .lines()
+        .find(|l| l.contains("COPY . /app:"))
+        .unwrap_or_else(|| panic!("no explanation for the COPY: {err}"));
+    assert!(copy.contains("app.py"), "{copy}");
+    assert!(!copy.contains("other.txt"), "{copy}");
+    assert!(
+        err.lines().any(|l| l.contains("WORKDIR /app: cached")),
+        "{err}"
+    );
+}
+
+#[test]
+fn rawjson_progress_is_valid_against_the_schema() {
+    let (_dir, root, ctx) = setup(&[("Dockerfile", "FROM busybox\nRUN echo hi\n")]);
+    let out = rbuild(
+        &root,
+        &["build", "--progress", "rawjson", ctx.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let path = repo().join("docs/progress/rawjson.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let lines: Vec<Value> = stderr(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    for line in &lines {
+        assert!(validator.is_valid(line), "invalid event: {line}");
+    }
+    assert_eq!(lines.first().unwrap()["type"], "build_started");
+    assert_eq!(lines.last().unwrap()["type"], "build_finished");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["type"] == "step_log" && l["text"] == "hi")
+    );
+}

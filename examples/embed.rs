@@ -1,0 +1,74 @@
+//! A small tool embedding rbuild's engine: builds the Dockerfile of a context directory,
+//! prints each step as it starts and ends, and names the image.
+//!
+//! ```sh
+//! cargo run -p rbuild-core --example embed -- examples/friendlyhello friendlyhello:embedded
+//! ```
+//!
+//! The store is `$RBUILD_ROOT`, or rbuild's default (`/var/lib/rbuild` as root). Building
+//! needs what `rbuild build` needs: root (or a user namespace) to mount and run steps.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use rbuild_core::{
+    BuildRequest, Builder, ContentStore, ContextSource, DockerfileInput, Event, Progress,
+    default_root,
+};
+
+/// Prints the events a person wants to see; a real tool might forward them elsewhere.
+struct Lines;
+
+impl Progress for Lines {
+    fn event(&self, event: &Event) {
+        match event {
+            Event::StepStarted { step, name, .. } => eprintln!("{step} {name}"),
+            Event::StepLog { step, text, .. } => eprintln!("{step}   {text}"),
+            Event::StepCached { step, .. } => eprintln!("{step} cached"),
+            Event::StepFinished { step, duration, .. } => {
+                eprintln!("{step} done in {:.1}s", duration.as_secs_f64());
+            }
+            Event::StepFailed { step, message, .. } => eprintln!("{step} failed: {message}"),
+            _ => {}
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let Some(context) = args.next().map(PathBuf::from) else {
+        eprintln!("usage: embed CONTEXT [NAME[:TAG]]");
+        return ExitCode::from(2);
+    };
+    let root = std::env::var_os("RBUILD_ROOT").map_or_else(default_root, PathBuf::from);
+    let store = match ContentStore::open(&root) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: opening store {}: {e}", root.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut request = BuildRequest::new(
+        DockerfileInput::Path(context.join("Dockerfile")),
+        ContextSource::Directory(context),
+    );
+    if let Some(name) = args.next() {
+        match name.parse() {
+            Ok(name) => request.tags.push(name),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match Builder::new(store).build(&request, &Lines) {
+        Ok(result) => {
+            println!("{}", result.image_id);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", rbuild_core::error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
