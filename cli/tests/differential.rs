@@ -40,6 +40,15 @@ const BASE_IMAGES: &[(&str, &str)] = &[
     ("python3", "rbuild-fixtures/python3:bookworm"),
 ];
 
+/// Where a case's images go (in the dockerd and in rbuild's store).
+const REFERENCE_REPO: &str = "rbuild-diff";
+/// Where the second BuildKit build goes when BuildKit is compared with itself.
+const AGAIN_REPO: &str = "rbuild-diff-again";
+
+fn image_tag(repo: &str, case: &str) -> String {
+    format!("{repo}/{case}:latest")
+}
+
 /// Who builds the tested side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Against {
@@ -116,14 +125,14 @@ impl Harness {
         let dir = self.scratch.path().join(&case.name);
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let started = SystemTime::now();
-        let tag = format!("rbuild-diff/{}:latest", case.name);
+        let tag = image_tag(REFERENCE_REPO, &case.name);
         let reference = builders::buildkit(&self.dockerd, case, &tag, &dir.join("buildkit"))?;
         let tested: Built = match self.against {
             Against::Rbuild => {
                 builders::rbuild(self.rbuild_root.path(), case, &tag, &dir.join("rbuild"))?
             }
             Against::Buildkit => {
-                let tag = format!("rbuild-diff-again/{}:latest", case.name);
+                let tag = image_tag(AGAIN_REPO, &case.name);
                 builders::buildkit(&self.dockerd, case, &tag, &dir.join("buildkit-again"))?
             }
         };
@@ -252,6 +261,16 @@ fn rbuild_builds_what_buildkit_builds() {
             }
         }
     }
+    let tags: Vec<String> = cases
+        .iter()
+        .flat_map(|c| {
+            [
+                image_tag(REFERENCE_REPO, &c.name),
+                image_tag(AGAIN_REPO, &c.name),
+            ]
+        })
+        .collect();
+    harness.dockerd.clean(&tags);
     assert!(
         failed.is_empty(),
         "{} of {} differential cases differ from BuildKit (reference = BuildKit, tested = {:?}):\n\n{}",

@@ -118,6 +118,14 @@ impl Dockerd {
         run(self.docker().arg("load").arg("-i").arg(archive)).map(drop)
     }
 
+    /// Drops what the builds left in the daemon: the cases' images, dangling ones, and
+    /// BuildKit's cache (every build runs without cache, so none of it would be used again).
+    pub fn clean(&self, tags: &[String]) {
+        let _ = self.docker().args(["rmi", "-f"]).args(tags).output();
+        let _ = self.docker().args(["image", "prune", "-f"]).output();
+        let _ = self.docker().args(["builder", "prune", "-af"]).output();
+    }
+
     /// `docker inspect NAME`, parsed.
     pub fn inspect(&self, name: &str) -> Result<Value, String> {
         let out = run(self.docker().args(["inspect", "--type=image", name]))?;
