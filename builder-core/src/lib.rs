@@ -43,12 +43,19 @@ pub use crate::store::{
 mod exec;
 mod snapshot;
 pub use crate::exec::{
-    CancelToken, Command, Credentials, DEFAULT_PATH, DEFAULT_RUNC, DEFAULT_SHELL, ExecError,
-    Executor, ExitStatus, IdMapping, Limits, Network, OutputSink, RunSpec, RuncExecutor,
+    BindMount, CancelToken, Command, Credentials, DEFAULT_PATH, DEFAULT_RUNC, DEFAULT_SHELL,
+    ExecError, Executor, ExitStatus, IdMapping, Limits, Network, OutputSink, RunSpec, RuncExecutor,
     SandboxExecutor, resolve_user,
 };
 pub use crate::snapshot::{
     CopySnapshotter, LowerView, OverlaySnapshotter, Snapshot, SnapshotError, Snapshotter, StepRoot,
+};
+
+// --- running a stored image: `rbuild run` ---
+mod container;
+pub use crate::container::{
+    ContainerError, ContainerId, ContainerOptions, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND,
+    EXIT_RUN_FAILED, container_command, container_env, image_lowers, run_container,
 };
 
 // --- build semantics: instructions into image configs ---

@@ -66,6 +66,9 @@ enum Command {
     Login(cmd::login::Args),
     /// Log out from a registry.
     Logout(cmd::logout::Args),
+    // containers: run a stored image
+    /// Run a command in a throw-away container of an image (host network).
+    Run(cmd::run::Args),
     // completion and manual pages, generated from these definitions
     /// Print a shell completion script (bash, zsh, fish, ...).
     Completion(cmd::completion::Args),
@@ -136,6 +139,8 @@ fn main() -> ExitCode {
         Command::Push(args) => cmd::push::run(args),
         Command::Login(args) => cmd::login::run(args),
         Command::Logout(args) => cmd::logout::run(args),
+        // containers: run a stored image
+        Command::Run(args) => cmd::run::run(args),
         // completion and manual pages, generated from these definitions
         Command::Completion(args) => {
             cmd::completion::run(args, <Cli as clap::CommandFactory>::command())

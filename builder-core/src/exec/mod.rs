@@ -111,6 +111,28 @@ pub enum ExecError {
     /// The command to run is empty.
     #[error("failed to run step: empty command")]
     EmptyCommand,
+    /// A bind mount could not be placed in the step's root.
+    #[error("failed to bind {source_path} on {target}: {reason}")]
+    Bind {
+        /// The host path.
+        source_path: PathBuf,
+        /// The path in the step's root.
+        target: String,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// A host directory or file bound into the step's root (`rbuild run -v`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    /// The host path (absolute).
+    pub source: PathBuf,
+    /// Where it appears in the step's root (absolute, without `..`); a missing mount
+    /// point is created for the step only.
+    pub target: String,
+    /// Mount it read-only.
+    pub readonly: bool,
 }
 
 /// The form of a `RUN` command.
@@ -183,6 +205,11 @@ pub struct RunSpec {
     pub limits: Limits,
     /// Cancels the step when set.
     pub cancel: CancelToken,
+    /// Give the command the caller's standard input instead of `/dev/null` (`rbuild run`).
+    pub inherit_stdin: bool,
+    /// Host paths bound into the root (`rbuild run -v`); only the sandbox executor
+    /// supports them.
+    pub mounts: Vec<BindMount>,
 }
 
 impl RunSpec {
@@ -198,6 +225,8 @@ impl RunSpec {
             hostname: "rbuild".to_owned(),
             limits: Limits::default(),
             cancel: CancelToken::new(),
+            inherit_stdin: false,
+            mounts: Vec::new(),
         }
     }
 

@@ -47,6 +47,8 @@ pub(crate) struct Launch<'a> {
     pub cancel: &'a CancelToken,
     /// newuidmap/newgidmap runs the monitor makes for a new user namespace.
     pub id_map: Option<IdMapCalls>,
+    /// Pass the caller's standard input through instead of `/dev/null`.
+    pub inherit_stdin: bool,
 }
 
 fn io_err<'a>(
@@ -73,7 +75,11 @@ pub(crate) fn launch(
     cmd.args(&argv[1..])
         .env_clear()
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+        .stdin(if launch.inherit_stdin {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let cgroups = Cgroups::create(launch.limits)?;

@@ -89,6 +89,13 @@ impl Executor for RuncExecutor {
         spec: &RunSpec,
         sink: &mut dyn OutputSink,
     ) -> Result<ExitStatus, ExecError> {
+        if let Some(mount) = spec.mounts.first() {
+            return Err(ExecError::Bind {
+                source_path: mount.source.clone(),
+                target: mount.target.clone(),
+                reason: "bind mounts are not supported by the runc executor",
+            });
+        }
         if !self.runtime.is_file() {
             return Err(ExecError::Io {
                 action: "find the OCI runtime",
@@ -210,6 +217,7 @@ impl RuncExecutor {
                 id_map: None,
                 limits: &Default::default(),
                 cancel: &spec.cancel,
+                inherit_stdin: spec.inherit_stdin,
             },
             sink,
         );

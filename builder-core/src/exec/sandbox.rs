@@ -11,14 +11,16 @@ use std::ffi::CString;
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use super::idmap::{HelperCall, IdMapCalls, IdMapping, NEWGIDMAP, NEWUIDMAP, ranges};
 use super::monitor::{Launch, launch};
 use super::plan::{Op, Plan};
 use super::stubs::Stubs;
 use super::user::{Credentials, resolve_user};
-use super::{DEFAULT_PATH, ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec};
+use super::{
+    BindMount, DEFAULT_PATH, ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec,
+};
 use crate::snapshot::{LowerView, Snapshot, StepRoot};
 
 /// Devices bound from the host into the step's `/dev`.
@@ -265,6 +267,9 @@ fn build_plan(
             });
         }
     }
+    for mount in &spec.mounts {
+        ops.push(bind_mount(mount, view, stubs, &mountpoint)?);
+    }
     ops.push(Op::Hostname(CString::new(spec.hostname.as_str()).map_err(
         |e| ExecError::Setup {
             stage: "set host name".to_owned(),
@@ -301,6 +306,50 @@ fn build_plan(
         );
     }
     Ok(Plan { ops })
+}
+
+/// The operation binding a host path of `rbuild run -v` into the step's root, after
+/// making sure its mount point exists (created for the step only) and is not reached
+/// through a symbolic link of the image.
+fn bind_mount(
+    mount: &BindMount,
+    view: &LowerView,
+    stubs: &mut Stubs,
+    mountpoint: &Path,
+) -> Result<Op, ExecError> {
+    let refuse = |reason| ExecError::Bind {
+        source_path: mount.source.clone(),
+        target: mount.target.clone(),
+        reason,
+    };
+    let target = Path::new(&mount.target);
+    let normal = target
+        .components()
+        .skip(1)
+        .all(|c| matches!(c, Component::Normal(_)));
+    if !target.is_absolute() || !normal {
+        return Err(refuse(
+            "the target must be an absolute path without . or ..",
+        ));
+    }
+    let rel = target.strip_prefix("/").unwrap_or(target);
+    if rel.as_os_str().is_empty() {
+        return Err(refuse("the target cannot be the root"));
+    }
+    let is_dir = fs::metadata(&mount.source)
+        .map_err(io_err("read", &mount.source))?
+        .is_dir();
+    if !stubs.ensure(view, rel, is_dir)? {
+        return Err(refuse(
+            "the target is reached through a symbolic link or has another file type",
+        ));
+    }
+    Ok(Op::Bind {
+        source: cstr(&mount.source)?,
+        target: cstr(&mountpoint.join(rel))?,
+        recursive: true,
+        readonly: mount.readonly,
+    })
 }
 
 /// The contents of a generated /etc file: the host's resolver and hosts, the build's name.
@@ -369,6 +418,7 @@ fn spawn_and_wait(
             limits: &spec.limits,
             cancel: &spec.cancel,
             id_map,
+            inherit_stdin: spec.inherit_stdin,
         },
         sink,
     )
@@ -383,15 +433,13 @@ fn host_user_name(uid: u32) -> Option<String> {
     })
 }
 
-/// The step's environment: the spec's, with `PATH`, `HOSTNAME` and `HOME` defaulted.
+/// The step's environment: the spec's, with `PATH` and `HOME` defaulted. No `HOSTNAME`:
+/// BuildKit's steps have none (the host name is in /etc/hostname and uname).
 pub(crate) fn step_env(spec: &RunSpec, creds: &Credentials) -> Vec<(String, String)> {
     let has = |name: &str| spec.env.iter().any(|(k, _)| k == name);
     let mut env = Vec::new();
     if !has("PATH") {
         env.push(("PATH".to_owned(), DEFAULT_PATH.to_owned()));
-    }
-    if !has("HOSTNAME") {
-        env.push(("HOSTNAME".to_owned(), spec.hostname.clone()));
     }
     if let (false, Some(home)) = (has("HOME"), &creds.home) {
         env.push(("HOME".to_owned(), home.clone()));

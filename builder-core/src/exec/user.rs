@@ -9,7 +9,9 @@ pub struct Credentials {
     pub uid: u32,
     /// Primary group id.
     pub gid: u32,
-    /// Supplementary group ids (the primary group included).
+    /// Supplementary group ids: the groups of /etc/group that list the user by name (the
+    /// primary group only when it lists the user too), as runc's user lookup gives
+    /// them to BuildKit's steps.
     pub groups: Vec<u32>,
     /// The home directory from /etc/passwd, if the user is listed there.
     pub home: Option<String>,
@@ -21,7 +23,7 @@ impl Credentials {
         Credentials {
             uid: 0,
             gid: 0,
-            groups: vec![0],
+            groups: Vec::new(),
             home: Some("/root".to_owned()),
         }
     }
@@ -30,9 +32,10 @@ impl Credentials {
 /// Resolves `spec` (`user[:group]`, names or numbers) against the contents of the image's
 /// passwd and group files (either may be absent).
 ///
-/// As Docker does: a numeric user missing from passwd runs with group 0 and no
+/// As BuildKit does: a numeric user missing from passwd runs with group 0 and no
 /// supplementary groups; a named user or group that is missing is an error; supplementary
-/// groups are the groups listing the user by name.
+/// groups are the groups listing the user by name (so `USER nobody` has none: `id`
+/// prints no `groups=` in a `docker build` step, checked by the differential suite).
 pub fn resolve_user(
     spec: &str,
     passwd: Option<&str>,
@@ -80,7 +83,7 @@ pub fn resolve_user(
                 .ok_or_else(|| bad(spec, "no such group in /etc/group"))?,
         };
     }
-    let mut groups = vec![gid];
+    let mut groups = Vec::new();
     if let Some(name) = name {
         for f in &group_entries {
             let members = f.get(3).copied().unwrap_or("");
@@ -120,14 +123,14 @@ mod tests {
     fn named_user_gets_primary_and_supplementary_groups() {
         let c = resolve_user("web", Some(PASSWD), Some(GROUP)).unwrap();
         assert_eq!((c.uid, c.gid), (1000, 1000));
-        assert_eq!(c.groups, vec![1000, 29, 44]);
+        assert_eq!(c.groups, vec![29, 44]);
         assert_eq!(c.home.as_deref(), Some("/home/web"));
     }
 
     #[test]
     fn numbers_and_explicit_groups() {
         let c = resolve_user("4242:audio", Some(PASSWD), Some(GROUP)).unwrap();
-        assert_eq!((c.uid, c.gid, c.groups.clone()), (4242, 29, vec![29]));
+        assert_eq!((c.uid, c.gid, c.groups.clone()), (4242, 29, vec![]));
         let c = resolve_user("web:7", Some(PASSWD), Some(GROUP)).unwrap();
         assert_eq!((c.uid, c.gid), (1000, 7));
     }

@@ -19,6 +19,8 @@ pub mod login;
 pub mod logout;
 pub mod pull;
 pub mod push;
+// containers: run a stored image
+pub mod run;
 // completion and manual pages, generated from the clap definitions
 pub mod completion;
 pub mod man;

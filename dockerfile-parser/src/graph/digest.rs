@@ -39,13 +39,15 @@ pub(super) struct Definition<'a> {
     pub(super) instruction: &'a Instruction,
     pub(super) args: &'a Environment,
     pub(super) env: &'a Environment,
+    /// The state environment (`RUN` gets it; see `Step::run_env`).
+    pub(super) run_env: &'a Environment,
     pub(super) workdir: Option<&'a str>,
     pub(super) user: Option<&'a str>,
     pub(super) shell: Option<&'a [String]>,
 }
 
 /// The serialization format version of [`Definition`].
-pub(super) const DEFINITION_VERSION: u32 = 1;
+pub(super) const DEFINITION_VERSION: u32 = 2;
 
 impl Definition<'_> {
     pub(super) fn digest(&self) -> StepDigest {

@@ -298,12 +298,7 @@ fn lower_stage_into(
     match &draft.base {
         Base::Stage(id) => {
             let parent = &earlier[id.0 as usize];
-            // ENV, WORKDIR, USER and SHELL carry over to a stage built on this one;
-            // ARGs end with their stage.
-            draft.scope = Scope {
-                args: Environment::new(),
-                ..parent.scope.clone()
-            };
+            draft.scope = parent.scope.for_child_stage();
             draft
                 .deps
                 .push((Source::Stage(*id), EdgeKind::Base, None, stage.span));
@@ -330,7 +325,11 @@ fn lower_stage_into(
         let span = instruction.span();
         // Every step keeps a copy of its scope: bound the total, or a long run of ENV
         // lines makes lowering quadratic in time and memory.
-        let carried = ctx.carried.get() + draft.scope.args.len() + draft.scope.env.len() + 1;
+        let carried = ctx.carried.get()
+            + draft.scope.args.len()
+            + draft.scope.env.len()
+            + draft.scope.state.len()
+            + 1;
         if carried > MAX_STEP_VARIABLES {
             return Err(GraphError::new(
                 GraphErrorKind::TooLarge(MAX_STEP_VARIABLES),
@@ -378,6 +377,7 @@ fn lower_stage_into(
             instruction: &expanded.instruction,
             args: &scope.args,
             env: &scope.env,
+            run_env: &scope.state,
             workdir: scope.workdir.as_deref(),
             user: scope.user.as_deref(),
             shell: scope.shell.as_deref(),
@@ -389,6 +389,7 @@ fn lower_stage_into(
             instruction: expanded.instruction,
             args: scope.args.clone(),
             env: scope.env.clone(),
+            run_env: scope.state.clone(),
             proxy_env,
             used_args: expanded.used_args.into_iter().collect(),
             workdir: scope.workdir.clone(),

@@ -217,6 +217,11 @@ pub struct Step {
     /// has none, and `scratch` has just that), then `ENV` of this stage and the stages
     /// it is based on.
     pub env: Environment,
+    /// The environment a `RUN` step gets (and words were expanded with): the base
+    /// image's `Env`, then every `ENV` and every `ARG` with a value, in order, the later
+    /// winning, as BuildKit's state environment. Build arguments are in it; they never
+    /// reach the image config ([`Step::env`]).
+    pub run_env: Environment,
     /// Proxy variables from `--build-arg` given to a `RUN` without a declaration
     /// (empty for other steps); not part of [`Step::digest`].
     pub proxy_env: Environment,

@@ -20,6 +20,13 @@ pub(super) struct Scope {
     pub(super) args: Environment,
     /// Variables set by `ENV` here or in the stages this one is based on.
     pub(super) env: Environment,
+    /// What BuildKit calls the state's environment: the base image's `Env`, then every
+    /// `ENV` and every `ARG` that has a value, in order, the later setting winning. Words
+    /// are expanded with it and `RUN` gets it; only [`Scope::env`] goes into the config.
+    pub(super) state: Environment,
+    /// Names whose value in [`Scope::state`] came from an `ARG` (so the words that use
+    /// them depend on a build argument).
+    pub(super) from_arg: BTreeSet<String>,
     /// `WORKDIR`, `None` until one is known.
     pub(super) workdir: Option<String>,
     /// `USER`, `None` until one is known.
@@ -51,6 +58,8 @@ impl Scope {
         }
         Scope {
             args: Environment::new(),
+            state: env.clone(),
+            from_arg: BTreeSet::new(),
             env,
             workdir: config.workdir.clone().filter(|w| !w.is_empty()),
             user: config.user.clone().filter(|u| !u.is_empty()),
@@ -58,13 +67,20 @@ impl Scope {
         }
     }
 
-    /// The environment words are expanded with: arguments, then `ENV` over them.
+    /// The environment words are expanded with.
     fn expansion_env(&self) -> Environment {
-        let mut env = self.args.clone();
-        for (name, value) in self.env.iter() {
-            env.set(name, value);
+        self.state.clone()
+    }
+
+    /// The scope of a stage built on the stage whose scope this is: `ENV`, `WORKDIR`,
+    /// `USER`, `SHELL` and the state environment carry over (BuildKit starts the child
+    /// from the parent's state, so the parent's `ARG` values stay visible in words and
+    /// `RUN`: checked with docker 20.10); the declared `ARG`s end with their stage.
+    pub(super) fn for_child_stage(&self) -> Scope {
+        Scope {
+            args: Environment::new(),
+            ..self.clone()
         }
-        env
     }
 
     /// Expands `instruction`'s words in this scope, then applies its effect on the
@@ -105,7 +121,11 @@ impl Scope {
                         (None, None) => sources.globals.get(&def.name).map(str::to_owned),
                     };
                     match value {
-                        Some(value) => self.args.set(def.name.clone(), value),
+                        Some(value) => {
+                            self.state.set(def.name.clone(), value.clone());
+                            self.from_arg.insert(def.name.clone());
+                            self.args.set(def.name.clone(), value);
+                        }
                         None => {
                             self.args.remove(&def.name);
                         }
@@ -162,7 +182,7 @@ impl Scope {
         let used_args = words
             .matched
             .into_iter()
-            .filter(|name| self.args.contains(name) && !self.env.contains(name))
+            .filter(|name| self.from_arg.contains(name))
             .collect();
         self.effect(&out);
         Ok(Expanded {
@@ -172,12 +192,16 @@ impl Scope {
     }
 
     /// How an (expanded) instruction changes the scope (`ARG` is applied as it is
-    /// expanded). An `ENV` keeps shadowing an `ARG` of the same name declared later.
+    /// expanded). As in BuildKit the later of `ENV` and `ARG` wins in the state: an `ARG`
+    /// with a value after an `ENV` of the same name overrides it for the words and `RUN`
+    /// steps that follow (never in the image config).
     fn effect(&mut self, instruction: &Instruction) {
         match instruction {
             Instruction::Env(kv) => {
                 for pair in &kv.pairs {
                     self.env.set(pair.key.clone(), pair.value.clone());
+                    self.state.set(pair.key.clone(), pair.value.clone());
+                    self.from_arg.remove(&pair.key);
                 }
             }
             Instruction::Workdir(text) => {

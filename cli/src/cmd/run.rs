@@ -1,0 +1,187 @@
+//! `rbuild run IMAGE [COMMAND...]`: a command in a throw-away container of a stored image.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use rbuild_core::{
+    BindMount, CancelToken, ContainerError, ContainerOptions, EXIT_RUN_FAILED, ExitStatus, Network,
+    Stream, load_image, run_container,
+};
+
+use super::store::StoreArgs;
+
+/// `rbuild run`.
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Run a command in a throw-away container of a stored image, as `docker run --rm` \
+does: the image's Entrypoint and Cmd (COMMAND replaces Cmd), Env, WorkingDir and User apply; \
+standard input, output and error are passed through and rbuild exits with the command's exit \
+code (125 when rbuild itself fails, 126 when the command cannot be executed, 127 when it is \
+not found).
+
+The container shares the host's network (there is no -p): a server listening on port 80 \
+inside is reachable at 127.0.0.1:80 on the host. Nothing of the run is kept: its writable \
+layer is removed when the command ends (volumes given with -v are host paths, changed in \
+place). Ctrl-C or SIGTERM to rbuild stops the container.",
+    after_help = "Examples:
+  rbuild run -e NAME=you -w /tmp busybox:latest sh -c 'echo $NAME in $PWD'
+  rbuild run friendlyhello                # then: curl http://127.0.0.1:80/
+  rbuild run -v \"$PWD\":/src:ro --network none busybox:latest ls /src"
+)]
+pub struct Args {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Remove the container when it exits (always done; accepted as docker takes it)
+    #[arg(long)]
+    rm: bool,
+    /// Set an environment variable; a NAME alone takes its value from rbuild's environment
+    #[arg(short = 'e', long = "env", value_name = "NAME[=VALUE]")]
+    env: Vec<String>,
+    /// Working directory inside the container (absolute)
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    workdir: Option<String>,
+    /// User to run as: name or uid, with an optional :group
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
+    user: Option<String>,
+    /// Network: host (share the host's network, the default) or none (loopback only)
+    #[arg(long, value_name = "MODE", default_value = "host", value_parser = ["host", "none"])]
+    network: String,
+    /// Replace the image's entrypoint (and drop its Cmd); "" removes it
+    #[arg(long, value_name = "PROGRAM")]
+    entrypoint: Option<String>,
+    /// Bind a host path into the container, read-only with :ro; may be repeated
+    #[arg(
+        short = 'v',
+        long = "volume",
+        value_name = "HOST_PATH:CONTAINER_PATH[:ro]"
+    )]
+    volumes: Vec<String>,
+    /// The image, by name or image id
+    image: String,
+    /// The command and its arguments, replacing the image's Cmd
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    command: Vec<String>,
+}
+
+/// `-e NAME=VALUE`, or `-e NAME` taken from rbuild's own environment (left out when unset,
+/// as docker does).
+fn env_pairs(specs: &[String]) -> Vec<(String, String)> {
+    specs
+        .iter()
+        .filter_map(|spec| match spec.split_once('=') {
+            Some((k, v)) => Some((k.to_owned(), v.to_owned())),
+            None => std::env::var(spec).ok().map(|v| (spec.clone(), v)),
+        })
+        .collect()
+}
+
+/// `-v HOST:CONTAINER[:ro|:rw]`. The host side must be an absolute path (rbuild has no
+/// named volumes); it is resolved to its real path.
+fn bind_mount(spec: &str) -> anyhow::Result<BindMount> {
+    let mut parts = spec.split(':');
+    let (Some(host), Some(target)) = (parts.next(), parts.next()) else {
+        bail!("volume {spec:?} is not HOST_PATH:CONTAINER_PATH[:ro]");
+    };
+    let readonly = match parts.next() {
+        None | Some("rw") => false,
+        Some("ro") => true,
+        Some(other) => bail!("volume {spec:?}: unknown mode {other:?} (ro or rw)"),
+    };
+    if parts.next().is_some() {
+        bail!("volume {spec:?} is not HOST_PATH:CONTAINER_PATH[:ro]");
+    }
+    if !host.starts_with('/') {
+        bail!("volume {spec:?}: the host path must be absolute (named volumes do not exist)");
+    }
+    let source = std::fs::canonicalize(host).with_context(|| format!("finding {host}"))?;
+    Ok(BindMount {
+        source,
+        target: target.to_owned(),
+        readonly,
+    })
+}
+
+/// Cancels `token` on SIGINT, SIGTERM or SIGHUP, so the container is stopped and its
+/// scratch directory removed before rbuild exits.
+fn cancel_on_signals(token: CancelToken) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("installing signal handlers")?;
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            token.cancel();
+        }
+    });
+    Ok(())
+}
+
+/// The process exit code for how the command ended: its own code, or 128 + the signal.
+fn exit_code(status: ExitStatus) -> ExitCode {
+    match status {
+        ExitStatus::Code(code) => ExitCode::from((code & 0xff) as u8),
+        ExitStatus::Signal(sig) => ExitCode::from((128 + sig).clamp(0, 255) as u8),
+    }
+}
+
+/// Runs `rbuild run`. Failures of rbuild itself end with docker's codes (125, 126, 127),
+/// not with the 1 of other subcommands, so they stay apart from the command's own codes.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let cancel = CancelToken::new();
+    let result = cancel_on_signals(cancel.clone()).and_then(|()| start(&args, cancel));
+    match result {
+        Ok(status) => Ok(exit_code(status)),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            let code = err
+                .downcast_ref::<ContainerError>()
+                .map_or(EXIT_RUN_FAILED, ContainerError::exit_code);
+            Ok(ExitCode::from(code))
+        }
+    }
+}
+
+fn start(args: &Args, cancel: CancelToken) -> anyhow::Result<ExitStatus> {
+    let store = args.store.open()?;
+    let found = store
+        .resolve(&args.image)
+        .with_context(|| format!("finding image {}", args.image))?;
+    let image = load_image(&store, &found.descriptor)
+        .with_context(|| format!("reading image {}", args.image))?;
+    let mounts = args
+        .volumes
+        .iter()
+        .map(|v| bind_mount(v))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let options = ContainerOptions {
+        args: args.command.clone(),
+        entrypoint: args.entrypoint.clone(),
+        env: env_pairs(&args.env),
+        workdir: args.workdir.clone(),
+        user: args.user.clone(),
+        network: if args.network == "none" {
+            Network::None
+        } else {
+            Network::Host
+        },
+        inherit_stdin: true,
+        mounts,
+        cancel,
+    };
+    let mut sink = |stream: Stream, bytes: &[u8]| {
+        // A reader that went away (EPIPE) ends rbuild through SIGPIPE, as for docker.
+        let _ = match stream {
+            Stream::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(bytes).and_then(|()| out.flush())
+            }
+            Stream::Stderr => std::io::stderr().lock().write_all(bytes),
+        };
+    };
+    let status = run_container(&store, &image, &options, &mut sink)?;
+    Ok(status)
+}

@@ -1,0 +1,267 @@
+//! A differential case on disk, and the deliberate divergences it declares.
+//!
+//! ```text
+//! <case>/Dockerfile            the Dockerfile both builders build
+//! <case>/context/              the build context (else the case directory itself)
+//! <case>/dockerfile-path       optional: the Dockerfile's path relative to the case
+//!                              directory instead of Dockerfile (one line)
+//! <case>/args                  optional: build args, one K=V a line (# comments)
+//! <case>/target                optional: the stage to build (one line)
+//! <case>/divergences.md        optional: allowed differences, each explained (see below)
+//! ```
+//!
+//! divergences.md is prose with directive lines; every paragraph holding a directive must
+//! also hold at least one line of explanation:
+//!
+//! ```text
+//! allow: <path-glob> <field>     a rootfs difference (field: presence type mode uid gid
+//!                                size content link device hardlink mtime, or *)
+//! allow-config: <Field>          an image config field (Env, Cmd, ...)
+//! buildkit-dockerfile: <file>    BuildKit builds this Dockerfile (relative to the case
+//!                                directory) instead, for features its frontend lacks
+//! ```
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobMatcher};
+
+use super::config::{self, ConfigDifference};
+use super::tree::{Difference, Field};
+
+/// One `allow:` line.
+#[derive(Debug, Clone)]
+pub struct Allowance {
+    pub line: String,
+    pub paths: GlobMatcher,
+    /// None: any field.
+    pub field: Option<Field>,
+}
+
+/// What a case's divergences.md declares.
+#[derive(Debug, Clone, Default)]
+pub struct Divergences {
+    pub allow: Vec<Allowance>,
+    pub allow_config: Vec<String>,
+    pub buildkit_dockerfile: Option<PathBuf>,
+}
+
+impl Divergences {
+    /// Parses the text of a divergences.md.
+    pub fn parse(text: &str) -> Result<Divergences, String> {
+        let mut out = Divergences::default();
+        let mut paragraph_has_prose = false;
+        let mut paragraph_directives: Vec<String> = Vec::new();
+        let mut unexplained = Vec::new();
+        for raw in text.lines().chain(std::iter::once("")) {
+            let line = raw.trim();
+            if line.is_empty() {
+                if !paragraph_has_prose {
+                    unexplained.append(&mut paragraph_directives);
+                }
+                paragraph_directives.clear();
+                paragraph_has_prose = false;
+                continue;
+            }
+            let directive = |name: &str| line.strip_prefix(name).map(str::trim);
+            if let Some(rest) = directive("allow:") {
+                let (glob, field) = rest
+                    .split_once(char::is_whitespace)
+                    .ok_or_else(|| format!("`{line}`: expected `allow: <path-glob> <field>`"))?;
+                let field = match field.trim() {
+                    "*" => None,
+                    name => Some(
+                        Field::parse(name)
+                            .ok_or_else(|| format!("`{line}`: unknown field {name}"))?,
+                    ),
+                };
+                let paths = Glob::new(glob)
+                    .map_err(|e| format!("`{line}`: bad glob: {e}"))?
+                    .compile_matcher();
+                out.allow.push(Allowance {
+                    line: line.to_owned(),
+                    paths,
+                    field,
+                });
+            } else if let Some(rest) = directive("allow-config:") {
+                if !config::FIELDS.contains(&rest) {
+                    return Err(format!("`{line}`: unknown config field {rest}"));
+                }
+                out.allow_config.push(rest.to_owned());
+            } else if let Some(rest) = directive("buildkit-dockerfile:") {
+                if rest.is_empty() {
+                    return Err(format!("`{line}`: expected a file name"));
+                }
+                out.buildkit_dockerfile = Some(PathBuf::from(rest));
+            } else {
+                paragraph_has_prose = true;
+                continue;
+            }
+            paragraph_directives.push(line.to_owned());
+        }
+        if unexplained.is_empty() {
+            Ok(out)
+        } else {
+            Err(format!(
+                "directives without an explanation in their paragraph: {}",
+                unexplained.join("; ")
+            ))
+        }
+    }
+
+    /// Whether an `allow:` line covers `d`.
+    pub fn allows(&self, d: &Difference) -> bool {
+        self.allow
+            .iter()
+            .any(|a| a.field.is_none_or(|f| f == d.field) && a.paths.is_match(d.path.as_str()))
+    }
+
+    /// The `allow:` lines that cover none of `found`: stale, once rbuild has caught up.
+    pub fn unused<'a>(&'a self, found: &[Difference]) -> Vec<&'a str> {
+        self.allow
+            .iter()
+            .filter(|a| {
+                !found.iter().any(|d| {
+                    a.field.is_none_or(|f| f == d.field) && a.paths.is_match(d.path.as_str())
+                })
+            })
+            .map(|a| a.line.as_str())
+            .collect()
+    }
+
+    /// Whether an `allow-config:` line covers `d`.
+    pub fn allows_config(&self, d: &ConfigDifference) -> bool {
+        self.allow_config.iter().any(|f| f == d.field)
+    }
+}
+
+/// A case directory, read.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub name: String,
+    pub context: PathBuf,
+    /// The Dockerfile rbuild builds.
+    pub dockerfile: PathBuf,
+    /// The Dockerfile BuildKit builds (the same one unless divergences.md names another).
+    pub buildkit_dockerfile: PathBuf,
+    pub build_args: Vec<String>,
+    pub target: Option<String>,
+    pub divergences: Divergences,
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, String> {
+    match fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
+    }
+}
+
+fn one_line(path: &Path) -> Result<Option<String>, String> {
+    Ok(read_optional(path)?
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty()))
+}
+
+impl Case {
+    /// Reads the case in `dir`.
+    pub fn load(dir: &Path) -> Result<Case, String> {
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| format!("case directory {} has no UTF-8 name", dir.display()))?
+            .to_owned();
+        let context = if dir.join("context").is_dir() {
+            dir.join("context")
+        } else {
+            dir.to_path_buf()
+        };
+        let dockerfile = match one_line(&dir.join("dockerfile-path"))? {
+            Some(p) => dir.join(p),
+            None => dir.join("Dockerfile"),
+        };
+        if !dockerfile.is_file() {
+            return Err(format!(
+                "case {name}: no Dockerfile at {}",
+                dockerfile.display()
+            ));
+        }
+        let build_args = read_optional(&dir.join("args"))?
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                if l.contains('=') {
+                    Ok(l.to_owned())
+                } else {
+                    Err(format!("case {name}: build arg `{l}` is not K=V"))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let target = one_line(&dir.join("target"))?;
+        let divergences = match read_optional(&dir.join("divergences.md"))? {
+            Some(text) => Divergences::parse(&text)
+                .map_err(|e| format!("case {name}: divergences.md: {e}"))?,
+            None => Divergences::default(),
+        };
+        let buildkit_dockerfile = match &divergences.buildkit_dockerfile {
+            Some(p) => {
+                let p = dir.join(p);
+                if !p.is_file() {
+                    return Err(format!(
+                        "case {name}: divergences.md names {} which does not exist",
+                        p.display()
+                    ));
+                }
+                p
+            }
+            None => dockerfile.clone(),
+        };
+        Ok(Case {
+            name,
+            context,
+            dockerfile,
+            buildkit_dockerfile,
+            build_args,
+            target,
+            divergences,
+        })
+    }
+
+    /// Every case under `root`, by name, keeping only those in `only` when given.
+    pub fn all(root: &Path, only: Option<&[String]>) -> Result<Vec<Case>, String> {
+        let mut dirs: Vec<PathBuf> = fs::read_dir(root)
+            .map_err(|e| format!("reading case directory {}: {e}", root.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        let cases = dirs
+            .iter()
+            .map(|d| Case::load(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(match only {
+            Some(names) => {
+                for n in names {
+                    if !cases.iter().any(|c| &c.name == n) {
+                        return Err(format!("no case named {n} under {}", root.display()));
+                    }
+                }
+                cases
+                    .into_iter()
+                    .filter(|c| names.contains(&c.name))
+                    .collect()
+            }
+            None => cases,
+        })
+    }
+
+    /// The base images the case's Dockerfiles name (by a plain text search of the known
+    /// fixture image names).
+    pub fn uses_image(&self, image: &str) -> bool {
+        [&self.dockerfile, &self.buildkit_dockerfile]
+            .iter()
+            .any(|p| fs::read_to_string(p).is_ok_and(|t| t.contains(image)))
+    }
+}

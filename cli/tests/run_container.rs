@@ -1,0 +1,318 @@
+//! `rbuild run` on the busybox fixture imported into a temporary store: exit codes,
+//! the image's config against the command line, stdin, networking, and that nothing of
+//! a run is kept.
+
+mod run_support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use run_support::{
+    fixture, import, mounts_under, output, processes_with, rbuild, require_root, scratch_entries,
+    success,
+};
+
+/// One store for the whole file: `plain` (CMD only) and `configured` (entrypoint, env,
+/// working directory, user).
+fn store() -> &'static Path {
+    static STORE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    STORE
+        .get_or_init(|| {
+            require_root();
+            let tar = fixture("busybox");
+            let dir = tempfile::tempdir().expect("creating a temp store");
+            import(dir.path(), &tar, "plain", &[r#"CMD ["echo", "from-cmd"]"#]);
+            import(
+                dir.path(),
+                &tar,
+                "configured",
+                &[
+                    r#"ENTRYPOINT ["/bin/echo", "ep"]"#,
+                    r#"CMD ["c1", "c2"]"#,
+                    "ENV GREETING=hello WHO=image",
+                    "WORKDIR /tmp",
+                    "USER nobody",
+                ],
+            );
+            dir
+        })
+        .path()
+}
+
+/// A store of its own with `plain` only, for tests that check the scratch directory
+/// (runs of other tests would show up in a shared one).
+fn own_store() -> tempfile::TempDir {
+    require_root();
+    let dir = tempfile::tempdir().expect("creating a temp store");
+    import(dir.path(), &fixture("busybox"), "plain", &[]);
+    dir
+}
+
+fn run(args: &[&str]) -> Output {
+    output(rbuild(store()).arg("run").args(args))
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("rbuild exited with a code")
+}
+
+#[test]
+fn the_exit_code_is_the_commands() {
+    assert_eq!(code(&run(&["plain", "true"])), 0);
+    assert_eq!(code(&run(&["plain", "sh", "-c", "exit 7"])), 7);
+    assert_eq!(code(&run(&["plain", "sh", "-c", "exit 255"])), 255);
+}
+
+#[test]
+fn rbuild_own_failures_use_dockers_codes() {
+    let missing = run(&["plain", "no-such-program"]);
+    assert_eq!(code(&missing), 127, "{missing:?}");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no-such-program"));
+    assert_eq!(code(&run(&["plain", "/etc/passwd"])), 126);
+    let unknown = run(&["no-such-image"]);
+    assert_eq!(code(&unknown), 125);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no-such-image"));
+    assert_eq!(code(&run(&["-w", "relative", "plain", "true"])), 125);
+}
+
+#[test]
+fn arguments_replace_cmd() {
+    assert_eq!(
+        stdout(&success(rbuild(store()).args(["run", "plain"]))),
+        "from-cmd\n"
+    );
+    let out = run(&["plain", "echo", "-n", "--rm", "x"]);
+    assert_eq!(
+        stdout(&out),
+        "--rm x",
+        "options after the image belong to the command"
+    );
+}
+
+#[test]
+fn entrypoint_takes_cmd_or_arguments_and_a_new_one_drops_cmd() {
+    assert_eq!(stdout(&run(&["configured"])), "ep c1 c2\n");
+    assert_eq!(stdout(&run(&["configured", "a"])), "ep a\n");
+    assert_eq!(
+        stdout(&run(&["--entrypoint", "/bin/echo", "configured"])),
+        "\n"
+    );
+    assert_eq!(
+        stdout(&run(&["--entrypoint", "/bin/echo", "configured", "z"])),
+        "z\n"
+    );
+    assert_eq!(
+        stdout(&run(&["--entrypoint", "", "configured", "echo", "no-ep"])),
+        "no-ep\n"
+    );
+}
+
+#[test]
+fn environment_comes_from_the_image_then_the_command_line() {
+    let out = success(
+        rbuild(store())
+            .env("FROM_HOST", "host-value")
+            .args([
+                "run",
+                "-e",
+                "WHO=cli",
+                "-e",
+                "FROM_HOST",
+                "-e",
+                "UNSET_HERE",
+            ])
+            .args(["--entrypoint", "/bin/sh", "configured", "-c"])
+            .arg("echo $GREETING $WHO $FROM_HOST ${UNSET_HERE-unset} $PATH"),
+    );
+    assert_eq!(
+        stdout(&out),
+        "hello cli host-value unset /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+    );
+}
+
+#[test]
+fn working_directory_and_user_come_from_the_image_or_the_options() {
+    let probe = [
+        "--entrypoint",
+        "/bin/sh",
+        "configured",
+        "-c",
+        "echo $(pwd) $(id -u):$(id -g)",
+    ];
+    assert_eq!(stdout(&run(&probe)), "/tmp 65534:65534\n");
+    let mut args = vec!["-w", "/var", "-u", "0:65534"];
+    args.extend(probe);
+    assert_eq!(stdout(&run(&args)), "/var 0:65534\n");
+    // A working directory missing from the image is created for the run.
+    assert_eq!(
+        stdout(&run(&["-w", "/new/dir", "plain", "pwd"])),
+        "/new/dir\n"
+    );
+}
+
+#[test]
+fn standard_input_reaches_the_command() {
+    let mut child = rbuild(store())
+        .args(["run", "plain", "sh", "-c", "tr a-z A-Z; echo done >&2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting rbuild run");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(b"through stdin\n")
+        .expect("writing to rbuild's stdin");
+    let out = child.wait_with_output().expect("waiting for rbuild run");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "THROUGH STDIN\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "done\n");
+}
+
+#[test]
+fn network_is_the_hosts_by_default_and_loopback_only_with_none() {
+    let host: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .expect("reading the host's interfaces")
+        .map(|e| {
+            e.expect("an interface")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let shared = stdout(&run(&["plain", "ls", "/sys/class/net"]));
+    for iface in &host {
+        assert!(
+            shared.split_whitespace().any(|i| i == iface),
+            "{iface} missing in {shared}"
+        );
+    }
+    let none = stdout(&run(&[
+        "--network",
+        "none",
+        "plain",
+        "ls",
+        "/sys/class/net",
+    ]));
+    assert_eq!(none.split_whitespace().collect::<Vec<_>>(), ["lo"]);
+}
+
+#[test]
+fn a_file_written_by_one_run_is_gone_in_the_next() {
+    let own = own_store();
+    let run = |args: &[&str]| output(rbuild(own.path()).arg("run").args(args));
+    let first = run(&[
+        "plain",
+        "sh",
+        "-c",
+        "echo x > /written && rm /bin/ls && cat /written",
+    ]);
+    assert_eq!(stdout(&first), "x\n", "{first:?}");
+    assert_eq!(code(&run(&["plain", "test", "-e", "/written"])), 1);
+    assert_eq!(code(&run(&["plain", "test", "-e", "/bin/ls"])), 0);
+    assert_eq!(scratch_entries(own.path()), Vec::<String>::new());
+}
+
+#[test]
+fn sigterm_to_rbuild_stops_the_container_and_leaves_nothing_behind() {
+    let own = own_store();
+    let marker = "sleep 3217";
+    let mut child = rbuild(own.path())
+        .args(["run", "plain", "sh", "-c", marker])
+        .spawn()
+        .expect("starting rbuild run");
+    let started = Instant::now();
+    while processes_with(marker).len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the container's sleep never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill on the child's pid, which this test owns and has not reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = child.wait().expect("waiting for rbuild run");
+    assert!(
+        !status.success(),
+        "a stopped container does not exit 0: {status}"
+    );
+    let gone = Instant::now();
+    while processes_with("3217")
+        .iter()
+        .any(|(_, l)| l.starts_with("sleep"))
+    {
+        assert!(
+            gone.elapsed() < Duration::from_secs(10),
+            "the container's process outlived rbuild: {:?}",
+            processes_with("3217")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(mounts_under(own.path()), Vec::<String>::new());
+    assert_eq!(scratch_entries(own.path()), Vec::<String>::new());
+}
+
+#[test]
+fn volumes_bind_host_paths_read_write_or_read_only() {
+    let host = tempfile::tempdir().expect("creating a host directory");
+    let dir = host.path().to_str().expect("a UTF-8 temp path");
+    std::fs::write(host.path().join("in.txt"), "from host\n").expect("writing in.txt");
+    let rw = format!("{dir}:/data");
+    let out = run(&[
+        "-v",
+        &rw,
+        "plain",
+        "sh",
+        "-c",
+        "cat /data/in.txt; echo back > /data/out.txt",
+    ]);
+    assert_eq!(stdout(&out), "from host\n", "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("out.txt")).expect("the container's write"),
+        "back\n"
+    );
+    // A missing mount point is made for the run only; :ro refuses writes.
+    let ro = format!("{dir}:/deep/new/dir:ro");
+    let out = run(&[
+        "-v",
+        &ro,
+        "plain",
+        "sh",
+        "-c",
+        "cat /deep/new/dir/in.txt; touch /deep/new/dir/x",
+    ]);
+    assert_eq!(stdout(&out), "from host\n", "{out:?}");
+    assert_ne!(code(&out), 0, "a read-only volume accepted a write");
+    assert!(!host.path().join("x").exists());
+    assert_eq!(
+        code(&run(&["plain", "test", "-e", "/deep"])),
+        1,
+        "the mount point was kept"
+    );
+    // A single file.
+    let file = format!("{dir}/in.txt:/etc/motd");
+    assert_eq!(
+        stdout(&run(&["-v", &file, "plain", "cat", "/etc/motd"])),
+        "from host\n"
+    );
+    // What cannot be mounted fails as rbuild's own failure.
+    for bad in [
+        "relative:/x",
+        &format!("{dir}:/x/../y"),
+        &format!("{dir}:/x:rx"),
+        // Never followed from the host: a symbolic link of the image (busybox's applets).
+        &format!("{dir}:/bin/sh"),
+    ] {
+        let out = run(&["-v", bad, "plain", "true"]);
+        assert_eq!(code(&out), 125, "{bad}: {out:?}");
+    }
+}
