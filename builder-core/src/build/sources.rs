@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use rbuild_dockerfile::{Environment, Instruction, ShellLexer, Source, Step};
+use rbuild_dockerfile::{Instruction, ShellLexer, Source, Step};
 
 use super::error::{BuildError, render_at};
 use super::solve::{ContextState, Shared, copy_source, root_key};
@@ -155,13 +155,9 @@ fn expand_heredocs(
     if !op.heredocs.iter().any(|h| h.expand) {
         return Ok(());
     }
-    let mut env = Environment::new();
-    for (k, v) in step.args.iter().chain(step.env.iter()) {
-        env.set(k, v);
-    }
     let lexer = ShellLexer::new(escape);
     for heredoc in op.heredocs.iter_mut().filter(|h| h.expand) {
-        heredoc.content = lexer.expand_word(&raw_word(&heredoc.content, escape), &env)?;
+        heredoc.content = lexer.expand_word(&raw_word(&heredoc.content, escape), &step.run_env)?;
     }
     Ok(())
 }

@@ -72,16 +72,14 @@ pub(crate) fn run_spec(step: &Step, run: &Run, config: &ImageConfig, network: Ne
     };
     let mut spec = RunSpec::new(command);
     spec.shell = shell;
-    // Build arguments first: ENV of the same name shadows them.
+    // The state environment as BuildKit keeps it (base Env, then ENV and ARG values in
+    // order), then the undeclared proxy variables.
     let mut env: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: &str| {
         env.retain(|(name, _)| name != k);
         env.push((k.to_owned(), v.to_owned()));
     };
-    for (k, v) in step.args.iter() {
-        set(k, v);
-    }
-    for (k, v) in step.env.iter() {
+    for (k, v) in step.run_env.iter() {
         set(k, v);
     }
     for (k, v) in step.proxy_env.iter() {
