@@ -519,3 +519,24 @@ EOF
         "$GREETING ${WHO}\n"
     );
 }
+
+#[test]
+fn onbuild_of_a_stage_runs_in_the_stages_built_on_it() {
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[]);
+    let dockerfile = "FROM busybox AS base
+ONBUILD RUN echo triggered > /trigger.txt
+FROM base
+RUN cat /trigger.txt > /seen.txt
+ONBUILD RUN echo later
+";
+    let result = build(&store, dockerfile, &ctx);
+    assert_eq!(
+        read(&store, &result.image, dir.path(), "/seen.txt"),
+        "triggered\n"
+    );
+    assert_eq!(
+        result.image.config.config.on_build,
+        Some(vec!["RUN echo later".to_owned()])
+    );
+}

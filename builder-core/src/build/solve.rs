@@ -231,47 +231,8 @@ fn build_inner(
         bases.insert(reference, found);
     }
 
-    // ONBUILD triggers of base images run first in the stages built on them.
-    let mut triggers: HashMap<StageId, Vec<String>> = HashMap::new();
-    for stage in &first.stages {
-        let Base::Image(reference) = &stage.base else {
-            continue;
-        };
-        let Some(base) = bases.get(reference) else {
-            continue;
-        };
-        let texts = semantics::onbuild_triggers(&base.image.config);
-        if texts.is_empty() {
-            continue;
-        }
-        let mut instructions = Vec::new();
-        for trigger in &texts {
-            let parsed =
-                rbuild_dockerfile::parse(&format!("FROM scratch\n{trigger}\n")).map_err(|e| {
-                    BuildError::BaseImage {
-                        rendered: render_at(
-                            &file_name,
-                            &text,
-                            &stage.span,
-                            &format!(
-                                "failed to parse ONBUILD trigger {trigger:?} of {reference}: {e}"
-                            ),
-                        ),
-                    }
-                })?;
-            for stage in parsed.stages {
-                instructions.extend(stage.instructions);
-            }
-        }
-        let Some(target) = file.stages.get_mut(stage.id.0 as usize) else {
-            continue;
-        };
-        let count = instructions.len();
-        target.instructions.splice(0..0, instructions);
-        let mut shown: Vec<String> = texts.clone();
-        shown.truncate(count);
-        triggers.insert(stage.id, shown);
-    }
+    // ONBUILD triggers of the base (image or stage) run first in the stages built on it.
+    let triggers = insert_triggers(&mut file, &first, &bases, &file_name, &text)?;
 
     for (reference, base) in &bases {
         options.base_images.insert(
@@ -387,6 +348,81 @@ fn build_inner(
         steps: reports,
         duration,
     })
+}
+
+/// The `ONBUILD` triggers each stage inherits, parsed and put in front of its
+/// instructions; returns their texts by stage. A stage built on an image runs the
+/// image's `OnBuild`; one built on another stage runs that stage's `ONBUILD`
+/// instructions (BuildKit runs a stage's triggers when it is used as a base, too).
+fn insert_triggers(
+    file: &mut rbuild_dockerfile::Dockerfile,
+    first: &BuildGraph,
+    bases: &HashMap<String, BaseImage>,
+    file_name: &str,
+    text: &str,
+) -> Result<HashMap<StageId, Vec<String>>, BuildError> {
+    // Every list first, from the file as written: inserting changes the instructions.
+    let mut wanted: Vec<(&GraphStage, Vec<String>, String)> = Vec::new();
+    for stage in &first.stages {
+        let (texts, from) = match &stage.base {
+            Base::Scratch => continue,
+            Base::Image(reference) => match bases.get(reference) {
+                Some(base) => (
+                    semantics::onbuild_triggers(&base.image.config),
+                    reference.clone(),
+                ),
+                None => continue,
+            },
+            Base::Stage(parent) => {
+                let declared = file
+                    .stages
+                    .get(parent.0 as usize)
+                    .map(|p| {
+                        p.instructions
+                            .iter()
+                            .filter_map(|i| match i {
+                                Instruction::Onbuild(o) => Some(o.expression.clone()),
+                                _ => None,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (declared, format!("stage {parent}"))
+            }
+        };
+        if !texts.is_empty() {
+            wanted.push((stage, texts, from));
+        }
+    }
+    let mut triggers = HashMap::new();
+    for (stage, texts, from) in wanted {
+        let mut instructions = Vec::new();
+        for trigger in &texts {
+            let parsed =
+                rbuild_dockerfile::parse(&format!("FROM scratch\n{trigger}\n")).map_err(|e| {
+                    BuildError::BaseImage {
+                        rendered: render_at(
+                            file_name,
+                            text,
+                            &stage.span,
+                            &format!("failed to parse ONBUILD trigger {trigger:?} of {from}: {e}"),
+                        ),
+                    }
+                })?;
+            for parsed_stage in parsed.stages {
+                instructions.extend(parsed_stage.instructions);
+            }
+        }
+        let Some(target) = file.stages.get_mut(stage.id.0 as usize) else {
+            continue;
+        };
+        let count = instructions.len();
+        target.instructions.splice(0..0, instructions);
+        let mut shown = texts;
+        shown.truncate(count);
+        triggers.insert(stage.id, shown);
+    }
+    Ok(triggers)
 }
 
 /// Warns, as BuildKit does, about build arguments nothing declared, and about what the
