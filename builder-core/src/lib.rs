@@ -59,8 +59,6 @@ pub use crate::container::{
 };
 
 // --- build semantics: instructions into image configs ---
-// Used by the solver; until it lands, only the tests use it.
-#[cfg_attr(not(test), allow(dead_code))]
 mod semantics;
 
 // --- the build engine: solver, steps, cache ---
