@@ -19,6 +19,7 @@ mod base;
 mod cache;
 mod error;
 mod mount;
+mod push;
 mod solve;
 mod sources;
 mod stage;
@@ -37,6 +38,7 @@ use crate::export::ExportTarget;
 use crate::image::{Image, ImageFormat};
 use crate::layer::Compression;
 use crate::progress::{Progress, StepId};
+use crate::registry::RegistryConfig;
 use crate::store::{ContentStore, ImageName};
 
 /// Where the Dockerfile comes from.
@@ -108,11 +110,21 @@ pub struct BuildRequest {
     pub compression: Compression,
     /// The media type family of the image.
     pub format: ImageFormat,
+    /// `--pull`: look every base image up in its registry again, even when the store has
+    /// it (images named by digest or image ID excepted: they cannot change). Without it,
+    /// only images the store lacks are pulled.
+    pub pull: bool,
+    /// `--push`: push the image to the registry of every `-t` name after the build.
+    pub push: bool,
+    /// Registry mirrors and insecure registries for pulls and pushes, as
+    /// [`RegistryConfig::load`] reads them (credentials come from docker's config.json).
+    pub registry: RegistryConfig,
 }
 
 impl BuildRequest {
     /// A request with defaults: no arguments, the last stage, no names, no outputs, the
-    /// cache on, as many jobs as cores, host networking, overlay, the sandbox, gzip, OCI.
+    /// cache on, as many jobs as cores, host networking, overlay, the sandbox, gzip, OCI,
+    /// base images from the store first, no push, no mirrors.
     pub fn new(dockerfile: DockerfileInput, context: ContextSource) -> Self {
         BuildRequest {
             dockerfile,
@@ -130,6 +142,9 @@ impl BuildRequest {
             executor: ExecutorKind::default(),
             compression: Compression::Gzip,
             format: ImageFormat::Oci,
+            pull: false,
+            push: false,
+            registry: RegistryConfig::default(),
         }
     }
 }
@@ -166,6 +181,9 @@ pub struct BuildResult {
     pub steps: Vec<StepReport>,
     /// How long the build took.
     pub duration: Duration,
+    /// The names pushed (`--push`, `-o type=registry`), each with the manifest digest
+    /// its registry stored.
+    pub pushed: Vec<(ImageName, Digest)>,
 }
 
 /// Runs builds against one content store.
@@ -198,12 +216,19 @@ impl Builder {
         &self.store
     }
 
-    /// Builds `request`, sending progress events to `progress`.
+    /// Builds `request`, sending progress events to `progress`, then pushes the image
+    /// if the request asks for it.
     pub fn build(
         &self,
         request: &BuildRequest,
         progress: &dyn Progress,
     ) -> Result<BuildResult, BuildError> {
-        solve::build(&self.store, request, progress)
+        if request.push && request.tags.is_empty() {
+            return Err(crate::export::ExportError::NoName.into());
+        }
+        let mut result = solve::build(&self.store, request, progress)?;
+        let names = push::names_to_push(request);
+        result.pushed = push::push_image(&self.store, &result.image, &names, &request.registry)?;
+        Ok(result)
     }
 }

@@ -217,17 +217,22 @@ fn build_inner(
         if bases.contains_key(&reference) {
             continue;
         }
-        let found = base::resolve(store, &reference).map_err(|e| BuildError::BaseImage {
-            rendered: render_at(
-                &file_name,
-                &text,
-                &span,
-                &format!(
-                    "failed to resolve image {reference}: {}",
-                    crate::registry::error_chain(&e)
+        let lookup = base::Lookup {
+            pull: request.pull,
+            registry: &request.registry,
+        };
+        let found =
+            base::resolve(store, &reference, lookup).map_err(|e| BuildError::BaseImage {
+                rendered: render_at(
+                    &file_name,
+                    &text,
+                    &span,
+                    &format!(
+                        "failed to resolve image {reference}: {}",
+                        crate::registry::error_chain(&e)
+                    ),
                 ),
-            ),
-        })?;
+            })?;
         bases.insert(reference, found);
     }
 
@@ -347,6 +352,7 @@ fn build_inner(
         names: request.tags.clone(),
         steps: reports,
         duration,
+        pushed: Vec::new(),
     })
 }
 

@@ -1,0 +1,64 @@
+//! After the build: the image pushed to registries (`--push`, `-o type=registry`).
+
+use super::BuildRequest;
+use super::error::BuildError;
+use crate::digest::Digest;
+use crate::export::ExportTarget;
+use crate::image::Image;
+use crate::registry::{PushOptions, RegistryClient, RegistryConfig, RegistryOptions, push};
+use crate::store::{ContentStore, ImageName};
+
+/// The names `request` pushes, each once, in order: the `-t` names with `--push`, then
+/// those of every registry output (its `name=`s, or the `-t` names).
+pub(crate) fn names_to_push(request: &BuildRequest) -> Vec<ImageName> {
+    let mut names: Vec<ImageName> = Vec::new();
+    let mut add = |list: &[ImageName]| {
+        for name in list {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    };
+    if request.push {
+        add(&request.tags);
+    }
+    for output in &request.outputs {
+        if let ExportTarget::Registry { names: own } = output {
+            add(if own.is_empty() { &request.tags } else { own });
+        }
+    }
+    names
+}
+
+/// Pushes `image` (named in the store under each of `names` already) to the registry of
+/// each name; returns the digest each registry stored.
+pub(crate) fn push_image(
+    store: &ContentStore,
+    image: &Image,
+    names: &[ImageName],
+    registry: &RegistryConfig,
+) -> Result<Vec<(ImageName, Digest)>, BuildError> {
+    let options = RegistryOptions {
+        insecure_registries: registry.insecure_registries.clone(),
+        ..Default::default()
+    };
+    let source = image.digest().map_err(crate::image::ImageError::from)?;
+    let mut pushed = Vec::new();
+    for name in names {
+        let fail = |source| BuildError::Push {
+            name: name.clone(),
+            source: Box::new(source),
+        };
+        let client = RegistryClient::new(name.registry(), options.clone()).map_err(fail)?;
+        let digest = push(
+            &client,
+            store,
+            source.as_str(),
+            name,
+            &PushOptions::default(),
+        )
+        .map_err(fail)?;
+        pushed.push((name.clone(), digest));
+    }
+    Ok(pushed)
+}
