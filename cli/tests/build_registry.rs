@@ -75,10 +75,12 @@ impl Registry {
             if let Ok(mut s) = TcpStream::connect(&addr) {
                 let req = format!("GET /v2/ HTTP/1.0\r\nHost: {addr}\r\n\r\n");
                 let mut answer = String::new();
-                if s.write_all(req.as_bytes()).is_ok() && s.read_to_string(&mut answer).is_ok() {
-                    if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200") {
-                        break;
-                    }
+                let answered =
+                    s.write_all(req.as_bytes()).is_ok() && s.read_to_string(&mut answer).is_ok();
+                if answered
+                    && (answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"))
+                {
+                    break;
                 }
             }
             assert!(

@@ -251,6 +251,25 @@ mod tests {
             "image rbuild-fixtures/python3:bookworm not found in the store (make it with: \
              rbuild import \"$(fixtures/base-images/make python3)\" rbuild-fixtures/python3:bookworm)"
         );
+        let pull_err = |reference: &str, in_store| BuildError::Pull {
+            reference: reference.to_owned(),
+            in_store,
+            source: Box::new(crate::registry::RegistryError::MediaType("x".to_owned())),
+        };
+        assert_eq!(
+            pull_err("rbuild-fixtures/busybox:latest", false).to_string(),
+            "failed to pull image rbuild-fixtures/busybox:latest (it is not in the store: make \
+             it with: rbuild import \"$(fixtures/base-images/make busybox)\" \
+             rbuild-fixtures/busybox:latest)"
+        );
+        assert_eq!(
+            pull_err("alpine", false).to_string(),
+            "failed to pull image alpine (it is not in the store either)"
+        );
+        assert_eq!(
+            pull_err("alpine", true).to_string(),
+            "failed to pull image alpine"
+        );
         let err = BuildError::ImageNotFound("alpine".to_owned());
         assert!(
             err.to_string()

@@ -62,3 +62,38 @@ pub(crate) fn push_image(
     }
     Ok(pushed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::DockerfileInput;
+    use crate::context::ContextSource;
+
+    #[test]
+    fn push_names_come_from_tags_and_registry_outputs_once_each() {
+        let name = |s: &str| s.parse::<ImageName>().unwrap_or_else(|e| panic!("{e}"));
+        let mut request = BuildRequest::new(
+            DockerfileInput::Path("Dockerfile".into()),
+            ContextSource::Directory(".".into()),
+        );
+        request.tags = vec![name("r:5000/a:1"), name("r:5000/b:1")];
+        assert!(names_to_push(&request).is_empty());
+        request.push = true;
+        request.outputs = vec![
+            ExportTarget::Registry { names: Vec::new() },
+            ExportTarget::Registry {
+                names: vec![name("r:5000/c:1"), name("r:5000/a:1")],
+            },
+            ExportTarget::Image,
+        ];
+        assert_eq!(
+            names_to_push(&request),
+            [name("r:5000/a:1"), name("r:5000/b:1"), name("r:5000/c:1")]
+        );
+        request.push = false;
+        request.outputs = vec![ExportTarget::Registry {
+            names: vec![name("r:5000/c:1")],
+        }];
+        assert_eq!(names_to_push(&request), [name("r:5000/c:1")]);
+    }
+}
