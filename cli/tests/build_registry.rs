@@ -44,14 +44,20 @@ struct Registry {
 
 impl Registry {
     fn start() -> Self {
+        Self::start_on("127.0.0.1")
+    }
+
+    /// A registry on another loopback address: `127.0.0.2` is not one rbuild speaks
+    /// plain HTTP to unless told it is insecure.
+    fn start_on(host: &str) -> Self {
         require_tool("docker-registry", "docker-registry");
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
+        let port = TcpListener::bind((host, 0))
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = format!("{host}:{port}");
         let config = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
             dir.path().join("data").display()
@@ -259,6 +265,18 @@ fn from_pulls_what_the_store_lacks_and_records_the_registry_digest() {
     let (_, stored) = stored_manifest(&b, &base);
     assert_eq!(stored, pushed);
 
+    // COPY --from=<image> pulls too.
+    let c = s.path("c");
+    let ctx = s.context(
+        "ctx-copy",
+        &format!("FROM scratch\nCOPY --from={base} /bin/busybox /busybox\n"),
+    );
+    let rootfs = s.path("rootfs");
+    let dest = format!("type=local,dest={}", rootfs.display());
+    s.ok(&c, &["build", "--progress", "plain", "-o", &dest, &ctx]);
+    assert!(rootfs.join("busybox").is_file());
+    assert_eq!(stored_manifest(&c, &base).1, pushed);
+
     // A registry error is a build error at the FROM line.
     let missing = format!("{}/base/missing:1", reg.addr);
     let ctx = s.context("ctx-missing", &format!("FROM {missing}\nRUN true\n"));
@@ -389,4 +407,67 @@ fn docker_hub_names_are_pulled_through_the_configured_mirror() {
     );
     let (_, stored) = stored_manifest(&b, "docker.io/library/busybox:mirrored");
     assert_eq!(stored, pushed);
+}
+
+#[test]
+fn insecure_registries_come_from_the_flag_and_the_config_file() {
+    let reg = Registry::start_on("127.0.0.2");
+    let s = Scratch::new();
+    let a = s.store_with_busybox("a");
+    let base = format!("{}/base/busybox:1", reg.addr);
+    let (out, _) = s.ok(
+        &a,
+        &[
+            "push",
+            "--insecure-registry",
+            &reg.addr,
+            "busybox:latest",
+            &base,
+        ],
+    );
+    let pushed = pushed_digest(&out);
+
+    let b = s.path("b");
+    let ctx = s.context("ctx", &format!("FROM {base}\nRUN echo ok > /ok\n"));
+    // Not named insecure: rbuild speaks TLS to it, which a plain HTTP registry cannot answer.
+    let out = s.rbuild(&b, &["build", "--progress", "plain", &ctx]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("failed to pull image {base}")) && err.contains("https://"),
+        "{err}"
+    );
+
+    // Named in the config file: pulled over plain HTTP.
+    std::fs::write(
+        &s.config,
+        format!("insecure-registries = [\"{}\"]\n", reg.addr),
+    )
+    .unwrap();
+    s.ok(&b, &["build", "--progress", "plain", "-t", "app", &ctx]);
+    assert_eq!(base_digest(&b, "docker.io/library/app:latest"), pushed);
+
+    // Named with the flag: --push reaches it.
+    std::fs::write(&s.config, "").unwrap();
+    let app = format!("{}/team/app:1", reg.addr);
+    let (_, err) = s.ok(
+        &b,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--insecure-registry",
+            &reg.addr,
+            "-t",
+            &app,
+            "--push",
+            &ctx,
+        ],
+    );
+    let (_, built) = stored_manifest(&b, &app);
+    assert!(
+        err.contains(&format!("pushed {app}: digest: {built}")),
+        "{err}"
+    );
+    assert_eq!(skopeo_digest(&app), built);
 }

@@ -43,12 +43,8 @@ pub enum SnapshotterArg {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   rbuild -t friendlyhello .
-  rbuild build -t app:1.0 -f docker/Dockerfile --build-arg VERSION=1.0 .
-  tar -c . | rbuild build --target builder -o type=local,dest=out -
-  rbuild build --pull -t app:1.0 .            # look every FROM image up in its registry again
-  rbuild build -t localhost:5000/app:1.0 --push .
-  rbuild build -o type=registry,name=registry.example.com/team/app:1.0 .
-  rbuild build --insecure-registry registry.lan:5000 -t registry.lan:5000/app --push .")]
+  rbuild build --pull -t app:1.0 -f docker/Dockerfile --build-arg VERSION=1.0 .
+  rbuild build -t localhost:5000/app:1.0 --push -o type=registry,name=localhost:5000/app:latest .")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
