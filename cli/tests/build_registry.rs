@@ -470,4 +470,7 @@ fn insecure_registries_come_from_the_flag_and_the_config_file() {
         "{err}"
     );
     assert_eq!(skopeo_digest(&app), built);
+    // The base's layers were mounted from its repository, not uploaded again.
+    let log = std::fs::read_to_string(reg._dir.path().join("registry.log")).unwrap();
+    assert!(log.contains("from=base"), "{log}");
 }

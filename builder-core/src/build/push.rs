@@ -4,7 +4,7 @@ use super::BuildRequest;
 use super::error::BuildError;
 use crate::digest::Digest;
 use crate::export::ExportTarget;
-use crate::image::Image;
+use crate::image::{BASE_NAME_ANNOTATION, Image};
 use crate::registry::{PushOptions, RegistryClient, RegistryConfig, RegistryOptions, push};
 use crate::store::{ContentStore, ImageName};
 
@@ -28,6 +28,21 @@ pub(crate) fn names_to_push(request: &BuildRequest) -> Vec<ImageName> {
         }
     }
     names
+}
+
+/// The repository to mount blobs from when pushing `image` to `dest`: its base image's,
+/// when that is another repository of the same registry (the base layers are there
+/// already, so the registry links them instead of receiving them again).
+fn mount_source(image: &Image, dest: &ImageName) -> Option<String> {
+    let base = image
+        .manifest
+        .annotations()
+        .as_ref()?
+        .get(BASE_NAME_ANNOTATION)?
+        .parse::<ImageName>()
+        .ok()?;
+    (base.registry() == dest.registry() && base.repository() != dest.repository())
+        .then(|| base.repository().to_owned())
 }
 
 /// Pushes `image` (named in the store under each of `names` already) to the registry of
@@ -55,7 +70,9 @@ pub(crate) fn push_image(
             store,
             source.as_str(),
             name,
-            &PushOptions::default(),
+            &PushOptions {
+                mount_from: mount_source(image, name),
+            },
         )
         .map_err(fail)?;
         pushed.push((name.clone(), digest));
