@@ -389,17 +389,32 @@ fn docker_hub_names_are_pulled_through_the_configured_mirror() {
     let (out, _) = s.ok(&a, &["push", "busybox:latest", &mirrored]);
     let pushed = pushed_digest(&out);
     // The mirror serves docker.io/library/busybox; docker.io itself is never reached.
+    // The first mirror is down (nothing listens on that port): skipped with a warning.
+    let down = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     std::fs::write(
         &s.config,
-        format!("registry-mirrors = [\"http://{}\"]\n", reg.addr),
+        format!(
+            "registry-mirrors = [\"http://127.0.0.1:{down}\", \"http://{}\"]\n",
+            reg.addr
+        ),
     )
     .unwrap();
 
     let b = s.path("b");
     let ctx = s.context("ctx", "FROM busybox:mirrored\nRUN echo ok > /ok\n");
-    s.ok(
+    let (_, err) = s.ok(
         &b,
         &["build", "--progress", "plain", "-t", "viamirror", &ctx],
+    );
+    assert!(
+        err.contains(&format!(
+            "registry mirror http://127.0.0.1:{down} skipped for docker.io/library/busybox:mirrored"
+        )),
+        "{err}"
     );
     assert_eq!(
         base_digest(&b, "docker.io/library/viamirror:latest"),

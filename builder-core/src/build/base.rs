@@ -19,7 +19,7 @@ use super::error::{BuildError, io_err};
 use crate::digest::Digest;
 use crate::export::load_archive;
 use crate::image::{Image, load_image};
-use crate::registry::{RegistryClient, RegistryConfig, RegistryOptions, pull_with_mirrors};
+use crate::registry::{Pulled, RegistryClient, RegistryConfig, RegistryOptions, pull_with_mirrors};
 use crate::store::{ContentStore, ImageName, REF_NAME_ANNOTATION, StoreError};
 
 /// `FROM oci-layout://DIR[:TAG]`: an OCI image layout directory.
@@ -36,6 +36,8 @@ pub(crate) struct BaseImage {
     pub image: Image,
     /// Its manifest digest (the root of its stages' cache keys).
     pub digest: Digest,
+    /// What the build should warn about: registry mirrors its pull skipped, and why.
+    pub warnings: Vec<String>,
 }
 
 /// How base images that name a registry are looked up.
@@ -54,6 +56,7 @@ pub(crate) fn resolve(
     reference: &str,
     lookup: Lookup<'_>,
 ) -> Result<BaseImage, BuildError> {
+    let mut warnings = Vec::new();
     let image = if let Some(rest) = reference.strip_prefix(OCI_LAYOUT_SCHEME) {
         load_layout_dir(store, rest)?
     } else if let Some(file) = reference
@@ -67,10 +70,14 @@ pub(crate) fn resolve(
             .map(|(image, _)| image)
             .ok_or_else(|| BuildError::ImageNotFound(reference.to_owned()))?
     } else {
-        load_named(store, reference, lookup)?
+        load_named(store, reference, lookup, &mut warnings)?
     };
     let digest = image.digest().map_err(crate::image::ImageError::from)?;
-    Ok(BaseImage { image, digest })
+    Ok(BaseImage {
+        image,
+        digest,
+        warnings,
+    })
 }
 
 /// A name or image ID: the store's image, unless the store lacks it or `--pull` asks for
@@ -79,6 +86,7 @@ fn load_named(
     store: &ContentStore,
     reference: &str,
     lookup: Lookup<'_>,
+    warnings: &mut Vec<String>,
 ) -> Result<Image, BuildError> {
     let name = reference.parse::<ImageName>().ok();
     let local = match store.resolve(reference) {
@@ -98,13 +106,18 @@ fn load_named(
     let Some(name) = name else {
         return Err(BuildError::ImageNotFound(reference.to_owned()));
     };
-    let descriptor =
-        pull_base(store, &name, lookup.registry).map_err(|source| BuildError::Pull {
-            reference: reference.to_owned(),
-            in_store: local.is_some(),
-            source: Box::new(source),
-        })?;
-    Ok(load_image(store, &descriptor)?)
+    let pulled = pull_base(store, &name, lookup.registry).map_err(|source| BuildError::Pull {
+        reference: reference.to_owned(),
+        in_store: local.is_some(),
+        source: Box::new(source),
+    })?;
+    for (mirror, why) in &pulled.skipped {
+        warnings.push(format!(
+            "registry mirror {mirror} skipped for {name}: {}",
+            crate::registry::error_chain(why)
+        ));
+    }
+    Ok(load_image(store, &pulled.descriptor)?)
 }
 
 /// Pulls `name` into the store as `rbuild pull` does: a `docker.io` name through the
@@ -113,14 +126,13 @@ fn pull_base(
     store: &ContentStore,
     name: &ImageName,
     registry: &RegistryConfig,
-) -> Result<Descriptor, crate::registry::RegistryError> {
+) -> Result<Pulled, crate::registry::RegistryError> {
     let options = RegistryOptions {
         insecure_registries: registry.insecure_registries.clone(),
         ..Default::default()
     };
     let origin = RegistryClient::new(name.registry(), options.clone())?;
-    let pulled = pull_with_mirrors(&registry.registry_mirrors, &options, &origin, store, name)?;
-    Ok(pulled.descriptor)
+    pull_with_mirrors(&registry.registry_mirrors, &options, &origin, store, name)
 }
 
 /// `DIR[:TAG]`: the tag is what follows the last `:` when it holds no `/`.

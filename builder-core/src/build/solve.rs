@@ -320,6 +320,16 @@ fn build_inner(
     });
     *announced = true;
     warn_about(&shared);
+    // Registry mirrors that failed while base images were pulled (the pull went on).
+    let mut skipped: Vec<&String> = bases.values().flat_map(|b| &b.warnings).collect();
+    skipped.sort();
+    for message in skipped {
+        progress.event(&Event::Warning {
+            rule: None,
+            message: message.clone(),
+            line: None,
+        });
+    }
 
     for level in &graph.levels {
         run_level(&shared, level)?;
