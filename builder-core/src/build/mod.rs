@@ -3,14 +3,17 @@
 //! A [`Builder`] takes a [`BuildRequest`] (the Dockerfile, the context, build arguments,
 //! the target, names and outputs) and runs it: the Dockerfile is parsed and lowered to a
 //! [`BuildGraph`](rbuild_dockerfile::BuildGraph), the base images are resolved (local
-//! store names, `scratch`, earlier stages, `oci-layout://`, `oci-archive://`,
-//! `docker-archive://`) and the graph lowered again with their configurations; then the
+//! store names, else pulled from their registry, always with [`BuildRequest::pull`];
+//! `scratch`, earlier stages, `oci-layout://`, `oci-archive://`, `docker-archive://`)
+//! and the graph lowered again with their configurations; then the
 //! stages run level by level, those of one level in parallel. Each step that touches the
 //! filesystem (`RUN`, `COPY`, `ADD`, `WORKDIR`) is looked up in the cache by its key
 //! (parent key, step definition, the sources it copies); a hit reuses the layer, a miss
 //! prepares a snapshot, runs or copies, diffs it into a [`ChangeSet`](crate::ChangeSet)
 //! and writes a layer. Steps that change only the configuration become `empty_layer`
-//! history entries. The target stage is assembled into an image, named and exported.
+//! history entries. The target stage is assembled into an image, named and exported,
+//! and pushed to registries if the request asks for it ([`BuildRequest::push`],
+//! [`ExportTarget::Registry`]).
 //!
 //! Progress goes to the caller's [`Progress`](crate::Progress) sink; nothing here writes
 //! to a terminal.
