@@ -1,7 +1,9 @@
 //! Base images: what a `FROM` (or `COPY --from`) names, found or loaded into the store.
 //!
 //! A reference is one of: a name or image ID in the local store (docker's name
-//! normalization applies: `busybox` is `docker.io/library/busybox:latest`),
+//! normalization applies: `busybox` is `docker.io/library/busybox:latest`), else pulled
+//! from its registry into the store (through the configured mirrors and insecure
+//! registries, as `rbuild pull` does; with `--pull` even when the store has it),
 //! `oci-layout://DIR[:TAG]` (an OCI image layout directory; the manifest whose
 //! `org.opencontainers.image.ref.name` is `TAG`, or the only one), `oci-archive://FILE`
 //! or `docker-archive://FILE` (loaded into the store, first image). `scratch` and stage
@@ -17,7 +19,8 @@ use super::error::{BuildError, io_err};
 use crate::digest::Digest;
 use crate::export::load_archive;
 use crate::image::{Image, load_image};
-use crate::store::{ContentStore, REF_NAME_ANNOTATION, StoreError};
+use crate::registry::{Pulled, RegistryClient, RegistryConfig, RegistryOptions, pull_with_mirrors};
+use crate::store::{ContentStore, ImageName, REF_NAME_ANNOTATION, StoreError};
 
 /// `FROM oci-layout://DIR[:TAG]`: an OCI image layout directory.
 pub(crate) const OCI_LAYOUT_SCHEME: &str = "oci-layout://";
@@ -33,11 +36,27 @@ pub(crate) struct BaseImage {
     pub image: Image,
     /// Its manifest digest (the root of its stages' cache keys).
     pub digest: Digest,
+    /// What the build should warn about: registry mirrors its pull skipped, and why.
+    pub warnings: Vec<String>,
 }
 
-/// Finds `reference` in the store, loading it from a layout or archive first if it
-/// names one.
-pub(crate) fn resolve(store: &ContentStore, reference: &str) -> Result<BaseImage, BuildError> {
+/// How base images that name a registry are looked up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lookup<'a> {
+    /// `--pull`: ask the registry even when the store has the name.
+    pub pull: bool,
+    /// Mirrors and insecure registries.
+    pub registry: &'a RegistryConfig,
+}
+
+/// Finds `reference` in the store (or pulls it from its registry), loading it from a
+/// layout or archive first if it names one.
+pub(crate) fn resolve(
+    store: &ContentStore,
+    reference: &str,
+    lookup: Lookup<'_>,
+) -> Result<BaseImage, BuildError> {
+    let mut warnings = Vec::new();
     let image = if let Some(rest) = reference.strip_prefix(OCI_LAYOUT_SCHEME) {
         load_layout_dir(store, rest)?
     } else if let Some(file) = reference
@@ -51,17 +70,69 @@ pub(crate) fn resolve(store: &ContentStore, reference: &str) -> Result<BaseImage
             .map(|(image, _)| image)
             .ok_or_else(|| BuildError::ImageNotFound(reference.to_owned()))?
     } else {
-        let named = match store.resolve(reference) {
-            Ok(named) => named,
-            Err(StoreError::ImageNotFound(_) | StoreError::Name(_)) => {
-                return Err(BuildError::ImageNotFound(reference.to_owned()));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        load_image(store, &named.descriptor)?
+        load_named(store, reference, lookup, &mut warnings)?
     };
     let digest = image.digest().map_err(crate::image::ImageError::from)?;
-    Ok(BaseImage { image, digest })
+    Ok(BaseImage {
+        image,
+        digest,
+        warnings,
+    })
+}
+
+/// A name or image ID: the store's image, unless the store lacks it or `--pull` asks for
+/// a fresh look-up, in which case the registry's (pulled into the store and named there).
+fn load_named(
+    store: &ContentStore,
+    reference: &str,
+    lookup: Lookup<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<Image, BuildError> {
+    let name = reference.parse::<ImageName>().ok();
+    let local = match store.resolve(reference) {
+        Ok(named) => Some(named),
+        Err(StoreError::ImageNotFound(_) | StoreError::Name(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(named) = &local {
+        // An image ID names nothing in a registry, and a digest names content that cannot
+        // change: neither needs a fresh look-up.
+        let by_id = name.as_ref() != Some(&named.name);
+        let by_digest = name.as_ref().is_some_and(|n| n.digest().is_some());
+        if !lookup.pull || by_id || by_digest {
+            return Ok(load_image(store, &named.descriptor)?);
+        }
+    }
+    let Some(name) = name else {
+        return Err(BuildError::ImageNotFound(reference.to_owned()));
+    };
+    let pulled = pull_base(store, &name, lookup.registry).map_err(|source| BuildError::Pull {
+        reference: reference.to_owned(),
+        in_store: local.is_some(),
+        source: Box::new(source),
+    })?;
+    for (mirror, why) in &pulled.skipped {
+        warnings.push(format!(
+            "registry mirror {mirror} skipped for {name}: {}",
+            crate::registry::error_chain(why)
+        ));
+    }
+    Ok(load_image(store, &pulled.descriptor)?)
+}
+
+/// Pulls `name` into the store as `rbuild pull` does: a `docker.io` name through the
+/// mirrors first, plain HTTP for the insecure registries (and loopback).
+fn pull_base(
+    store: &ContentStore,
+    name: &ImageName,
+    registry: &RegistryConfig,
+) -> Result<Pulled, crate::registry::RegistryError> {
+    let options = RegistryOptions {
+        insecure_registries: registry.insecure_registries.clone(),
+        ..Default::default()
+    };
+    let origin = RegistryClient::new(name.registry(), options.clone())?;
+    pull_with_mirrors(&registry.registry_mirrors, &options, &origin, store, name)
 }
 
 /// `DIR[:TAG]`: the tag is what follows the last `:` when it holds no `/`.

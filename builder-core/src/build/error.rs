@@ -9,8 +9,9 @@ use crate::exec::ExecError;
 use crate::export::ExportError;
 use crate::image::ImageError;
 use crate::layer::LayerError;
+use crate::registry::RegistryError;
 use crate::snapshot::SnapshotError;
-use crate::store::StoreError;
+use crate::store::{ImageName, StoreError};
 
 /// A failed build.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,25 @@ pub enum BuildError {
     /// An image reference names nothing rbuild can load.
     #[error("image {0} not found in the store{hint}", hint = not_found_hint(.0))]
     ImageNotFound(String),
+    /// A base image is not in the store (or `--pull` asked for a fresh look-up) and
+    /// pulling it from its registry failed.
+    #[error("failed to pull image {reference}{}", pull_hint(.reference, *.in_store))]
+    Pull {
+        /// The image as the Dockerfile names it.
+        reference: String,
+        /// Whether the store has an image of that name (then `--pull` asked for a new one).
+        in_store: bool,
+        /// Why the pull failed.
+        source: Box<RegistryError>,
+    },
+    /// Pushing the built image (`--push`, `-o type=registry`) failed.
+    #[error("failed to push image {name}")]
+    Push {
+        /// Where it was pushed.
+        name: ImageName,
+        /// Why.
+        source: Box<RegistryError>,
+    },
     /// `--platform` asks for another platform than the host's.
     #[error("platform {requested} is not supported: this host builds only for {host}")]
     Platform {
@@ -136,17 +156,34 @@ impl From<HashError> for BuildError {
     }
 }
 
+/// How to make one of this repository's fixture images (`rbuild-fixtures/NAME:TAG`),
+/// which are made by a script and never in a registry.
+fn fixture_recipe(reference: &str) -> Option<String> {
+    let rest = reference.strip_prefix("rbuild-fixtures/")?;
+    let name = rest.split([':', '@']).next().unwrap_or(rest);
+    Some(format!(
+        "rbuild import \"$(fixtures/base-images/make {name})\" {reference}"
+    ))
+}
+
 /// What to do about a missing image: the fixture images of this repository are made by
 /// a script; others must be pulled or loaded first.
 fn not_found_hint(reference: &str) -> String {
-    let name = reference
-        .strip_prefix("rbuild-fixtures/")
-        .map(|rest| rest.split([':', '@']).next().unwrap_or(rest));
-    match name {
-        Some(name) => format!(
-            " (make it with: rbuild import \"$(fixtures/base-images/make {name})\" {reference})"
-        ),
+    match fixture_recipe(reference) {
+        Some(recipe) => format!(" (make it with: {recipe})"),
         None => " (pull or load it first: rbuild pull, rbuild load)".to_owned(),
+    }
+}
+
+/// What to say about a base image the registry did not give: the fixture images of this
+/// repository are made by a script, not pulled.
+fn pull_hint(reference: &str, in_store: bool) -> String {
+    if in_store {
+        String::new()
+    } else if let Some(recipe) = fixture_recipe(reference) {
+        format!(" (it is not in the store: make it with: {recipe})")
+    } else {
+        " (it is not in the store either)".to_owned()
     }
 }
 
@@ -213,6 +250,25 @@ mod tests {
             err.to_string(),
             "image rbuild-fixtures/python3:bookworm not found in the store (make it with: \
              rbuild import \"$(fixtures/base-images/make python3)\" rbuild-fixtures/python3:bookworm)"
+        );
+        let pull_err = |reference: &str, in_store| BuildError::Pull {
+            reference: reference.to_owned(),
+            in_store,
+            source: Box::new(crate::registry::RegistryError::MediaType("x".to_owned())),
+        };
+        assert_eq!(
+            pull_err("rbuild-fixtures/busybox:latest", false).to_string(),
+            "failed to pull image rbuild-fixtures/busybox:latest (it is not in the store: make \
+             it with: rbuild import \"$(fixtures/base-images/make busybox)\" \
+             rbuild-fixtures/busybox:latest)"
+        );
+        assert_eq!(
+            pull_err("alpine", false).to_string(),
+            "failed to pull image alpine (it is not in the store either)"
+        );
+        assert_eq!(
+            pull_err("alpine", true).to_string(),
+            "failed to pull image alpine"
         );
         let err = BuildError::ImageNotFound("alpine".to_owned());
         assert!(

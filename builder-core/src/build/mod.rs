@@ -3,14 +3,17 @@
 //! A [`Builder`] takes a [`BuildRequest`] (the Dockerfile, the context, build arguments,
 //! the target, names and outputs) and runs it: the Dockerfile is parsed and lowered to a
 //! [`BuildGraph`](rbuild_dockerfile::BuildGraph), the base images are resolved (local
-//! store names, `scratch`, earlier stages, `oci-layout://`, `oci-archive://`,
-//! `docker-archive://`) and the graph lowered again with their configurations; then the
+//! store names, else pulled from their registry, always with [`BuildRequest::pull`];
+//! `scratch`, earlier stages, `oci-layout://`, `oci-archive://`, `docker-archive://`)
+//! and the graph lowered again with their configurations; then the
 //! stages run level by level, those of one level in parallel. Each step that touches the
 //! filesystem (`RUN`, `COPY`, `ADD`, `WORKDIR`) is looked up in the cache by its key
 //! (parent key, step definition, the sources it copies); a hit reuses the layer, a miss
 //! prepares a snapshot, runs or copies, diffs it into a [`ChangeSet`](crate::ChangeSet)
 //! and writes a layer. Steps that change only the configuration become `empty_layer`
-//! history entries. The target stage is assembled into an image, named and exported.
+//! history entries. The target stage is assembled into an image, named and exported,
+//! and pushed to registries if the request asks for it ([`BuildRequest::push`],
+//! [`ExportTarget::Registry`]).
 //!
 //! Progress goes to the caller's [`Progress`](crate::Progress) sink; nothing here writes
 //! to a terminal.
@@ -19,6 +22,7 @@ mod base;
 mod cache;
 mod error;
 mod mount;
+mod push;
 mod solve;
 mod sources;
 mod stage;
@@ -37,6 +41,7 @@ use crate::export::ExportTarget;
 use crate::image::{Image, ImageFormat};
 use crate::layer::Compression;
 use crate::progress::{Progress, StepId};
+use crate::registry::RegistryConfig;
 use crate::store::{ContentStore, ImageName};
 
 /// Where the Dockerfile comes from.
@@ -108,11 +113,21 @@ pub struct BuildRequest {
     pub compression: Compression,
     /// The media type family of the image.
     pub format: ImageFormat,
+    /// `--pull`: look every base image up in its registry again, even when the store has
+    /// it (images named by digest or image ID excepted: they cannot change). Without it,
+    /// only images the store lacks are pulled.
+    pub pull: bool,
+    /// `--push`: push the image to the registry of every `-t` name after the build.
+    pub push: bool,
+    /// Registry mirrors and insecure registries for pulls and pushes, as
+    /// [`RegistryConfig::load`] reads them (credentials come from docker's config.json).
+    pub registry: RegistryConfig,
 }
 
 impl BuildRequest {
     /// A request with defaults: no arguments, the last stage, no names, no outputs, the
-    /// cache on, as many jobs as cores, host networking, overlay, the sandbox, gzip, OCI.
+    /// cache on, as many jobs as cores, host networking, overlay, the sandbox, gzip, OCI,
+    /// base images from the store first, no push, no mirrors.
     pub fn new(dockerfile: DockerfileInput, context: ContextSource) -> Self {
         BuildRequest {
             dockerfile,
@@ -130,6 +145,9 @@ impl BuildRequest {
             executor: ExecutorKind::default(),
             compression: Compression::Gzip,
             format: ImageFormat::Oci,
+            pull: false,
+            push: false,
+            registry: RegistryConfig::default(),
         }
     }
 }
@@ -166,6 +184,9 @@ pub struct BuildResult {
     pub steps: Vec<StepReport>,
     /// How long the build took.
     pub duration: Duration,
+    /// The names pushed (`--push`, `-o type=registry`), each with the manifest digest
+    /// its registry stored.
+    pub pushed: Vec<(ImageName, Digest)>,
 }
 
 /// Runs builds against one content store.
@@ -198,12 +219,19 @@ impl Builder {
         &self.store
     }
 
-    /// Builds `request`, sending progress events to `progress`.
+    /// Builds `request`, sending progress events to `progress`, then pushes the image
+    /// if the request asks for it.
     pub fn build(
         &self,
         request: &BuildRequest,
         progress: &dyn Progress,
     ) -> Result<BuildResult, BuildError> {
-        solve::build(&self.store, request, progress)
+        if request.push && request.tags.is_empty() {
+            return Err(crate::export::ExportError::NoName.into());
+        }
+        let mut result = solve::build(&self.store, request, progress)?;
+        let names = push::names_to_push(request);
+        result.pushed = push::push_image(&self.store, &result.image, &names, &request.registry)?;
+        Ok(result)
     }
 }

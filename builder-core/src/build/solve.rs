@@ -217,17 +217,22 @@ fn build_inner(
         if bases.contains_key(&reference) {
             continue;
         }
-        let found = base::resolve(store, &reference).map_err(|e| BuildError::BaseImage {
-            rendered: render_at(
-                &file_name,
-                &text,
-                &span,
-                &format!(
-                    "failed to resolve image {reference}: {}",
-                    crate::registry::error_chain(&e)
+        let lookup = base::Lookup {
+            pull: request.pull,
+            registry: &request.registry,
+        };
+        let found =
+            base::resolve(store, &reference, lookup).map_err(|e| BuildError::BaseImage {
+                rendered: render_at(
+                    &file_name,
+                    &text,
+                    &span,
+                    &format!(
+                        "failed to resolve image {reference}: {}",
+                        crate::registry::error_chain(&e)
+                    ),
                 ),
-            ),
-        })?;
+            })?;
         bases.insert(reference, found);
     }
 
@@ -315,6 +320,16 @@ fn build_inner(
     });
     *announced = true;
     warn_about(&shared);
+    // Registry mirrors that failed while base images were pulled (the pull went on).
+    let mut skipped: Vec<&String> = bases.values().flat_map(|b| &b.warnings).collect();
+    skipped.sort();
+    for message in skipped {
+        progress.event(&Event::Warning {
+            rule: None,
+            message: message.clone(),
+            line: None,
+        });
+    }
 
     for level in &graph.levels {
         run_level(&shared, level)?;
@@ -347,6 +362,7 @@ fn build_inner(
         names: request.tags.clone(),
         steps: reports,
         duration,
+        pushed: Vec::new(),
     })
 }
 

@@ -58,8 +58,8 @@ pub enum ExportError {
         /// Why.
         source: serde_json::Error,
     },
-    /// `type=image` needs at least one name.
-    #[error("type=image needs a name: give one with -t")]
+    /// `type=image`, `type=registry` and `--push` need at least one name.
+    #[error("the image needs a name to be named or pushed: give one with -t (or name= in -o)")]
     NoName,
 }
 
@@ -83,6 +83,17 @@ impl Exporter for ExportTarget {
     ) -> Result<(), ExportError> {
         export(store, self, image, names)
     }
+}
+
+/// Names `image` in the store under every one of `names` (at least one).
+fn tag_all(store: &ContentStore, image: &Image, names: &[ImageName]) -> Result<(), ExportError> {
+    if names.is_empty() {
+        return Err(ExportError::NoName);
+    }
+    for name in names {
+        store.tag(name, &image.descriptor)?;
+    }
+    Ok(())
 }
 
 fn json<T: serde::Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, ExportError> {
@@ -148,15 +159,10 @@ pub fn export(
                     source,
                 })
         }
-        ExportTarget::Image => {
-            if names.is_empty() {
-                return Err(ExportError::NoName);
-            }
-            for name in names {
-                store.tag(name, &image.descriptor)?;
-            }
-            Ok(())
-        }
+        ExportTarget::Image => tag_all(store, image, names),
+        // The push itself needs registry settings: the builder does it after the export.
+        ExportTarget::Registry { names: own } if !own.is_empty() => tag_all(store, image, own),
+        ExportTarget::Registry { .. } => tag_all(store, image, names),
     }
 }
 

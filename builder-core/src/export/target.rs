@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::store::ImageName;
+
 /// Where and how a built image goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExportTarget {
@@ -30,6 +32,14 @@ pub enum ExportTarget {
     },
     /// The local content store, under the names given with `-t`.
     Image,
+    /// `type=registry[,name=NAME]...` or `type=image,name=NAME,push=true`, as BuildKit's
+    /// image exporter: the local store under `names` (the `-t` names when empty), then
+    /// each name pushed to its registry. [`export`](super::export) does the naming; the
+    /// [`Builder`](crate::Builder) pushes once the build is done.
+    Registry {
+        /// The names to give and push; empty means the `-t` names.
+        names: Vec<ImageName>,
+    },
 }
 
 /// An `-o` value that does not parse.
@@ -63,6 +73,13 @@ impl FromStr for ExportTarget {
         let mut kind = None;
         let mut dest = None;
         let mut tar = true;
+        let mut names = Vec::new();
+        let mut push = false;
+        let flag = |key: &str, value: &str| match value.trim() {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            v => Err(bad(format!("{key}={v} is not true or false"))),
+        };
         for field in spec.split(',') {
             let (key, value) = field
                 .split_once('=')
@@ -70,15 +87,13 @@ impl FromStr for ExportTarget {
             match key.trim() {
                 "type" => kind = Some(value.trim().to_owned()),
                 "dest" => dest = Some(PathBuf::from(value.trim())),
-                "tar" => {
-                    tar = match value.trim() {
-                        "true" => true,
-                        "false" => false,
-                        v => return Err(bad(format!("tar={v} is not true or false"))),
-                    }
+                "tar" => tar = flag("tar", value)?,
+                "push" => push = flag("push", value)?,
+                "name" => {
+                    names.push(value.trim().parse().map_err(|e| bad(format!("{e}")))?);
                 }
-                // Accepted for compatibility, decided elsewhere (names come from -t).
-                "name" | "compression" | "compression-level" | "oci-mediatypes" | "push" => {}
+                // Accepted for compatibility, decided elsewhere (--compression, --format).
+                "compression" | "compression-level" | "oci-mediatypes" => {}
                 other => return Err(bad(format!("unknown key {other:?}"))),
             }
         }
@@ -95,10 +110,13 @@ impl FromStr for ExportTarget {
             "docker" => ExportTarget::Docker { dest: need_dest()? },
             "local" => ExportTarget::Local { dest: need_dest()? },
             "tar" => ExportTarget::Tar { dest: need_dest()? },
+            "image" if push => ExportTarget::Registry { names },
+            // Without push, the names of type=image come from -t, as before.
             "image" => ExportTarget::Image,
+            "registry" => ExportTarget::Registry { names },
             other => {
                 return Err(bad(format!(
-                    "unknown type {other:?}: expected oci, docker, local, tar or image"
+                    "unknown type {other:?}: expected oci, docker, local, tar, image or registry"
                 )));
             }
         })
@@ -156,7 +174,38 @@ mod tests {
         for (spec, want) in cases {
             assert_eq!(spec.parse::<ExportTarget>().unwrap(), want, "{spec}");
         }
+        let name = |s: &str| s.parse::<ImageName>().unwrap();
+        let registry_cases = [
+            (
+                "type=registry,name=127.0.0.1:5000/app:1",
+                vec![name("127.0.0.1:5000/app:1")],
+            ),
+            (
+                "type=image,name=127.0.0.1:5000/app:1,push=true",
+                vec![name("127.0.0.1:5000/app:1")],
+            ),
+            ("type=registry", vec![]),
+            (
+                "type=registry,name=a:1,name=b:2,push=true",
+                vec![name("a:1"), name("b:2")],
+            ),
+        ];
+        for (spec, names) in registry_cases {
+            assert_eq!(
+                spec.parse::<ExportTarget>().unwrap(),
+                ExportTarget::Registry { names },
+                "{spec}"
+            );
+        }
+        assert_eq!(
+            "type=image,name=app:1,push=false"
+                .parse::<ExportTarget>()
+                .unwrap(),
+            ExportTarget::Image
+        );
         for bad in [
+            "type=registry,name=Not A Name",
+            "type=image,push=maybe",
             "type=oci",
             "type=nope,dest=x",
             "type=oci,dest=x,tar=maybe",

@@ -7,10 +7,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use rbuild_core::{
-    BuildRequest, Builder, Compression, ContextSource, DockerfileInput, ExecutorKind, ExportTarget,
-    ImageFormat, ImageName, Network, NullProgress, Progress, SnapshotterKind, host_architecture,
+    BuildError, BuildRequest, Builder, Compression, ContextSource, DockerfileInput, ExecutorKind,
+    ExportTarget, ImageFormat, ImageName, Mirror, Network, NullProgress, Progress, RegistryConfig,
+    SnapshotterKind, host_architecture,
 };
 
+use super::pull::RegistryArgs;
 use super::store::StoreArgs;
 use crate::progress::{ProgressMode, Reporter};
 
@@ -41,11 +43,17 @@ pub enum SnapshotterArg {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   rbuild -t friendlyhello .
-  rbuild build -t app:1.0 -f docker/Dockerfile --build-arg VERSION=1.0 .
-  tar -c . | rbuild build --target builder -o type=local,dest=out -")]
+  rbuild build --pull -t app:1.0 -f docker/Dockerfile --build-arg VERSION=1.0 .
+  rbuild build -t localhost:5000/app:1.0 --push -o type=registry,name=localhost:5000/app:latest .")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// Docker Hub mirror (http[s]://host[:port]) to pull FROM images through, before
+    /// docker.io; repeatable, tried before the config file's registry-mirrors
+    #[arg(long = "registry-mirror", value_name = "URL")]
+    registry_mirrors: Vec<Mirror>,
     /// Name (and optionally tag) of the image, NAME[:TAG]; may be repeated
     #[arg(short, long = "tag", value_name = "NAME[:TAG]")]
     tag: Vec<ImageName>,
@@ -65,17 +73,22 @@ pub struct Args {
     /// Do not use the cache for the steps of this stage; may be repeated
     #[arg(long, value_name = "STAGE")]
     no_cache_filter: Vec<String>,
-    /// Accepted for compatibility: base images come from the local store (see `rbuild pull`)
+    /// Look every FROM image up in its registry again, even when the store has it (without
+    /// it, only images missing from the store are pulled)
     #[arg(long)]
     pull: bool,
+    /// Push the image to the registry of every -t name after the build (same as
+    /// -o type=registry)
+    #[arg(long)]
+    push: bool,
     /// A label for the image, KEY=VALUE; may be repeated
     #[arg(long, value_name = "KEY=VALUE")]
     label: Vec<String>,
     /// The target platform; only the host's is supported
     #[arg(long, value_name = "OS/ARCH")]
     platform: Option<String>,
-    /// Where else the image goes: type=oci|docker|local|tar|image[,dest=PATH][,tar=false];
-    /// may be repeated
+    /// Where else the image goes: type=oci|docker|local|tar|image|registry[,dest=PATH]
+    /// [,tar=false][,name=NAME][,push=true]; may be repeated
     #[arg(short, long, value_name = "OUTPUT")]
     output: Vec<ExportTarget>,
     /// Write the image ID to this file
@@ -122,6 +135,19 @@ fn build_arg(arg: &str) -> Option<(String, String)> {
     }
 }
 
+/// Mirrors and insecure registries: the flags' first, then the config file's, as `rbuild
+/// pull` has them.
+fn registry_config(args: &Args) -> anyhow::Result<RegistryConfig> {
+    let file = RegistryConfig::load().context("reading rbuild's config file")?;
+    let mut config = RegistryConfig {
+        registry_mirrors: args.registry_mirrors.clone(),
+        insecure_registries: args.registry.insecure_registries.clone(),
+    };
+    config.registry_mirrors.extend(file.registry_mirrors);
+    config.insecure_registries.extend(file.insecure_registries);
+    Ok(config)
+}
+
 /// The platform this host builds for, `linux/<arch>`.
 fn host_platform() -> String {
     format!("linux/{}", host_architecture())
@@ -138,6 +164,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                  (multi-platform builds do not exist yet)"
             );
         }
+    }
+    if args.push && args.tag.is_empty() {
+        bail!("--push needs a name to push to: give one with -t");
     }
     if args.context == "-" && args.file.as_deref() == Some("-") {
         bail!("the context and the Dockerfile cannot both come from standard input");
@@ -206,6 +235,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     request.compression = args.compression;
     request.format = args.format;
+    request.pull = args.pull;
+    request.push = args.push;
+    request.registry = registry_config(&args)?;
 
     let reporter;
     let progress: &dyn Progress = if args.quiet {
@@ -220,8 +252,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(result) => result,
         Err(err) => {
             // The progress renderers end with the failure (rawjson in its last event);
-            // with -q nothing was shown yet.
-            if args.quiet {
+            // with -q nothing was shown yet, nor is a push failure, which comes after the
+            // build has finished.
+            if args.quiet || matches!(err, BuildError::Push { .. }) {
                 eprintln!("error: {}", rbuild_core::error_chain(&err));
             }
             return Ok(ExitCode::from(EXIT_BUILD_FAILED));
@@ -236,6 +269,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 (None, false) => "ran".to_owned(),
             };
             let _ = writeln!(err, "{} {}: {why}", step.step, step.name);
+        }
+    }
+    if !args.quiet {
+        for (name, digest) in &result.pushed {
+            eprintln!("pushed {name}: digest: {digest}");
         }
     }
     let id = result.image_id.to_string();

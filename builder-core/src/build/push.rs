@@ -1,0 +1,116 @@
+//! After the build: the image pushed to registries (`--push`, `-o type=registry`).
+
+use super::BuildRequest;
+use super::error::BuildError;
+use crate::digest::Digest;
+use crate::export::ExportTarget;
+use crate::image::{BASE_NAME_ANNOTATION, Image};
+use crate::registry::{PushOptions, RegistryClient, RegistryConfig, RegistryOptions, push};
+use crate::store::{ContentStore, ImageName};
+
+/// The names `request` pushes, each once, in order: the `-t` names with `--push`, then
+/// those of every registry output (its `name=`s, or the `-t` names).
+pub(crate) fn names_to_push(request: &BuildRequest) -> Vec<ImageName> {
+    let mut names: Vec<ImageName> = Vec::new();
+    let mut add = |list: &[ImageName]| {
+        for name in list {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    };
+    if request.push {
+        add(&request.tags);
+    }
+    for output in &request.outputs {
+        if let ExportTarget::Registry { names: own } = output {
+            add(if own.is_empty() { &request.tags } else { own });
+        }
+    }
+    names
+}
+
+/// The repository to mount blobs from when pushing `image` to `dest`: its base image's,
+/// when that is another repository of the same registry (the base layers are there
+/// already, so the registry links them instead of receiving them again).
+fn mount_source(image: &Image, dest: &ImageName) -> Option<String> {
+    let base = image
+        .manifest
+        .annotations()
+        .as_ref()?
+        .get(BASE_NAME_ANNOTATION)?
+        .parse::<ImageName>()
+        .ok()?;
+    (base.registry() == dest.registry() && base.repository() != dest.repository())
+        .then(|| base.repository().to_owned())
+}
+
+/// Pushes `image` (named in the store under each of `names` already) to the registry of
+/// each name; returns the digest each registry stored.
+pub(crate) fn push_image(
+    store: &ContentStore,
+    image: &Image,
+    names: &[ImageName],
+    registry: &RegistryConfig,
+) -> Result<Vec<(ImageName, Digest)>, BuildError> {
+    let options = RegistryOptions {
+        insecure_registries: registry.insecure_registries.clone(),
+        ..Default::default()
+    };
+    let source = image.digest().map_err(crate::image::ImageError::from)?;
+    let mut pushed = Vec::new();
+    for name in names {
+        let fail = |source| BuildError::Push {
+            name: name.clone(),
+            source: Box::new(source),
+        };
+        let client = RegistryClient::new(name.registry(), options.clone()).map_err(fail)?;
+        let digest = push(
+            &client,
+            store,
+            source.as_str(),
+            name,
+            &PushOptions {
+                mount_from: mount_source(image, name),
+            },
+        )
+        .map_err(fail)?;
+        pushed.push((name.clone(), digest));
+    }
+    Ok(pushed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::DockerfileInput;
+    use crate::context::ContextSource;
+
+    #[test]
+    fn push_names_come_from_tags_and_registry_outputs_once_each() {
+        let name = |s: &str| s.parse::<ImageName>().unwrap_or_else(|e| panic!("{e}"));
+        let mut request = BuildRequest::new(
+            DockerfileInput::Path("Dockerfile".into()),
+            ContextSource::Directory(".".into()),
+        );
+        request.tags = vec![name("r:5000/a:1"), name("r:5000/b:1")];
+        assert!(names_to_push(&request).is_empty());
+        request.push = true;
+        request.outputs = vec![
+            ExportTarget::Registry { names: Vec::new() },
+            ExportTarget::Registry {
+                names: vec![name("r:5000/c:1"), name("r:5000/a:1")],
+            },
+            ExportTarget::Image,
+        ];
+        assert_eq!(
+            names_to_push(&request),
+            [name("r:5000/a:1"), name("r:5000/b:1"), name("r:5000/c:1")]
+        );
+        request.push = false;
+        request.outputs = vec![ExportTarget::Registry {
+            names: vec![name("r:5000/c:1")],
+        }];
+        assert_eq!(names_to_push(&request), [name("r:5000/c:1")]);
+    }
+}

@@ -1,0 +1,491 @@
+//! `rbuild build` with registries, against a real `docker-registry` on 127.0.0.1: FROM
+//! pulls what the store lacks (also through a Docker Hub mirror), `--pull` looks base
+//! images up again, the base's registry digest is recorded in the manifest annotations,
+//! and `--push` / `-o type=registry` push the result (checked with skopeo and `rbuild
+//! pull`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// image-spec annotations.md: the manifest digest of the base image.
+const BASE_DIGEST_ANNOTATION: &str = "org.opencontainers.image.base.digest";
+/// image-spec annotations.md: the name of an image in an index.
+const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the cli crate sits in the workspace")
+        .to_path_buf()
+}
+
+fn require_tool(tool: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "missing tool {tool}: install the Debian package {package} to run the registry build tests"
+    );
+}
+
+/// A `docker-registry serve` on a free port of 127.0.0.1, storage in a temp dir.
+struct Registry {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Self {
+        Self::start_on("127.0.0.1")
+    }
+
+    /// A registry on another loopback address: `127.0.0.2` is not one rbuild speaks
+    /// plain HTTP to unless told it is insecure.
+    fn start_on(host: &str) -> Self {
+        require_tool("docker-registry", "docker-registry");
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind((host, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("{host}:{port}");
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+            dir.path().join("data").display()
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("docker-registry exited during start-up: {status}");
+            }
+            if let Ok(mut s) = TcpStream::connect(&addr) {
+                let req = format!("GET /v2/ HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+                let mut answer = String::new();
+                let answered =
+                    s.write_all(req.as_bytes()).is_ok() && s.read_to_string(&mut answer).is_ok();
+                if answered
+                    && (answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"))
+                {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not answer on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A test's scratch space: an empty rbuild config and docker config (so that neither the
+/// host's mirrors nor its credentials play a part), store roots and contexts.
+struct Scratch {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        assert!(
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            unsafe { libc::geteuid() } == 0,
+            "this test must run as root: builds mount overlays and run steps in namespaces"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, "").unwrap();
+        std::fs::create_dir_all(dir.path().join("docker")).unwrap();
+        Self { dir, config }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn rbuild(&self, root: &Path, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_rbuild"))
+            .args(args)
+            .env("RBUILD_ROOT", root)
+            .env("RBUILD_CONFIG", &self.config)
+            .env("DOCKER_CONFIG", self.path("docker"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("running the rbuild binary")
+    }
+
+    /// Runs rbuild and fails the test unless it succeeds; returns its stdout and stderr.
+    fn ok(&self, root: &Path, args: &[&str]) -> (String, String) {
+        let out = self.rbuild(root, args);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(
+            out.status.success(),
+            "rbuild {args:?} failed ({}): {stderr}",
+            out.status
+        );
+        (stdout, stderr)
+    }
+
+    /// A store root with the busybox fixture imported as `busybox:latest`.
+    fn store_with_busybox(&self, name: &str) -> PathBuf {
+        let script = repo().join("fixtures/base-images/make");
+        let made = Command::new(&script).arg("busybox").output().unwrap();
+        assert!(
+            made.status.success(),
+            "{} busybox failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let tar = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+        let root = self.path(name);
+        self.ok(&root, &["import", &tar, "busybox:latest"]);
+        root
+    }
+
+    /// A context directory holding `dockerfile` as its Dockerfile.
+    fn context(&self, name: &str, dockerfile: &str) -> String {
+        let ctx = self.path(name);
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+        ctx.to_str().unwrap().to_owned()
+    }
+}
+
+/// The digest `rbuild push` prints: `NAME: digest: sha256:...`.
+fn pushed_digest(stdout: &str) -> String {
+    stdout
+        .rsplit_once("digest: ")
+        .map(|(_, d)| d.trim().to_owned())
+        .unwrap_or_else(|| panic!("no digest in push output {stdout:?}"))
+}
+
+/// The manifest the store at `root` names `name` (its full name), and its digest.
+fn stored_manifest(root: &Path, name: &str) -> (Value, String) {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(root.join("index.json")).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"][REF_NAME_ANNOTATION] == name)
+        .unwrap_or_else(|| panic!("no image {name} in {index}"));
+    let digest = entry["digest"].as_str().unwrap().to_owned();
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let bytes = std::fs::read(root.join("blobs/sha256").join(hex)).unwrap();
+    (serde_json::from_slice(&bytes).unwrap(), digest)
+}
+
+/// The base digest recorded in the manifest of `name`.
+fn base_digest(root: &Path, name: &str) -> String {
+    let (manifest, _) = stored_manifest(root, name);
+    manifest["annotations"][BASE_DIGEST_ANNOTATION]
+        .as_str()
+        .unwrap_or_else(|| panic!("no base digest annotation in {manifest}"))
+        .to_owned()
+}
+
+fn skopeo_digest(reference: &str) -> String {
+    require_tool("skopeo", "skopeo");
+    let out = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+        .arg(format!("docker://{reference}"))
+        .env_remove("DOCKER_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo inspect {reference} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// `--explain-cache`'s verdict on the step whose name contains `step`.
+fn explained(stderr: &str, step: &str) -> String {
+    stderr
+        .lines()
+        .find(|l| l.contains(step) && (l.ends_with(": cached") || l.contains(": ran")))
+        .unwrap_or_else(|| panic!("no --explain-cache line for {step} in {stderr}"))
+        .to_owned()
+}
+
+#[test]
+fn from_pulls_what_the_store_lacks_and_records_the_registry_digest() {
+    let reg = Registry::start();
+    let s = Scratch::new();
+    let a = s.store_with_busybox("a");
+    let base = format!("{}/base/busybox:1", reg.addr);
+    let (out, _) = s.ok(&a, &["push", "busybox:latest", &base]);
+    let pushed = pushed_digest(&out);
+
+    let b = s.path("b");
+    let ctx = s.context(
+        "ctx",
+        &format!("FROM {base}\nRUN echo built > /built\nCMD [\"cat\", \"/built\"]\n"),
+    );
+    s.ok(&b, &["build", "--progress", "plain", "-t", "out:1", &ctx]);
+    let full = "docker.io/library/out:1";
+    assert_eq!(base_digest(&b, full), pushed, "the base's registry digest");
+    // The base was pulled into the store under its name, as `rbuild pull` leaves it.
+    let (_, stored) = stored_manifest(&b, &base);
+    assert_eq!(stored, pushed);
+
+    // COPY --from=<image> pulls too.
+    let c = s.path("c");
+    let ctx = s.context(
+        "ctx-copy",
+        &format!("FROM scratch\nCOPY --from={base} /bin/busybox /busybox\n"),
+    );
+    let rootfs = s.path("rootfs");
+    let dest = format!("type=local,dest={}", rootfs.display());
+    s.ok(&c, &["build", "--progress", "plain", "-o", &dest, &ctx]);
+    assert!(rootfs.join("busybox").is_file());
+    assert_eq!(stored_manifest(&c, &base).1, pushed);
+
+    // A registry error is a build error at the FROM line.
+    let missing = format!("{}/base/missing:1", reg.addr);
+    let ctx = s.context("ctx-missing", &format!("FROM {missing}\nRUN true\n"));
+    let out = s.rbuild(&b, &["build", "--progress", "plain", &ctx]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "Dockerfile:1:1: failed to resolve image {missing}: failed to pull image {missing} \
+             (it is not in the store either)"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("answered 404"), "{err}");
+}
+
+#[test]
+fn pull_flag_looks_again_and_push_outputs_reach_the_registry() {
+    let reg = Registry::start();
+    let s = Scratch::new();
+    let a = s.store_with_busybox("a");
+    let base = format!("{}/base/busybox:1", reg.addr);
+    let (out, _) = s.ok(&a, &["push", "busybox:latest", &base]);
+    let first = pushed_digest(&out);
+
+    let b = s.path("b");
+    let ctx = s.context("ctx", &format!("FROM {base}\nRUN ls / > /listing\n"));
+    let build = |extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            "--progress",
+            "plain",
+            "--explain-cache",
+            "-t",
+            "app",
+        ];
+        args.extend_from_slice(extra);
+        args.push(&ctx);
+        s.ok(&b, &args).1
+    };
+    build(&[]);
+    assert_eq!(base_digest(&b, "docker.io/library/app:latest"), first);
+
+    // A new image under the same tag, built and pushed with --push.
+    let ctx_v2 = s.context("ctx-v2", "FROM busybox\nRUN echo two > /v2\n");
+    let (_, err) = s.ok(
+        &a,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            &base,
+            "--push",
+            &ctx_v2,
+        ],
+    );
+    let (_, second) = stored_manifest(&a, &base);
+    assert_ne!(second, first);
+    assert!(
+        err.contains(&format!("pushed {base}: digest: {second}")),
+        "{err}"
+    );
+    assert_eq!(
+        skopeo_digest(&base),
+        second,
+        "skopeo reads what --push sent"
+    );
+
+    // Without --pull the store's base is used and the step stays cached.
+    let err = build(&[]);
+    assert_eq!(base_digest(&b, "docker.io/library/app:latest"), first);
+    assert!(explained(&err, "RUN ls").ends_with(": cached"), "{err}");
+
+    // With --pull the registry's new image is the base: new cache keys, its files.
+    let rootfs = s.path("rootfs");
+    let dest = format!("type=local,dest={}", rootfs.display());
+    let err = build(&["--pull", "-o", &dest]);
+    assert_eq!(base_digest(&b, "docker.io/library/app:latest"), second);
+    assert!(explained(&err, "RUN ls").contains(": ran"), "{err}");
+    assert_eq!(std::fs::read_to_string(rootfs.join("v2")).unwrap(), "two\n");
+    let listing = std::fs::read_to_string(rootfs.join("listing")).unwrap();
+    assert!(listing.lines().any(|l| l == "v2"), "{listing}");
+
+    // -o type=registry and -o type=image,push=true push what the store names.
+    let two = format!("{}/team/app:2", reg.addr);
+    let three = format!("{}/team/app:3", reg.addr);
+    let to_registry = format!("type=registry,name={two}");
+    let to_image = format!("type=image,name={three},push=true");
+    build(&["-o", &to_registry, "-o", &to_image]);
+    let (_, built) = stored_manifest(&b, &two);
+    assert_eq!(skopeo_digest(&two), built);
+    assert_eq!(skopeo_digest(&three), built);
+    let (out, _) = s.ok(&s.path("c"), &["pull", &two]);
+    assert!(out.contains(&format!("Digest: {built}")), "{out}");
+
+    // --push without a name has nothing to push to.
+    let out = s.rbuild(&b, &["build", "--progress", "plain", "--push", &ctx]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("give one with -t"), "{err}");
+}
+
+#[test]
+fn docker_hub_names_are_pulled_through_the_configured_mirror() {
+    let reg = Registry::start();
+    let s = Scratch::new();
+    let a = s.store_with_busybox("a");
+    let mirrored = format!("{}/library/busybox:mirrored", reg.addr);
+    let (out, _) = s.ok(&a, &["push", "busybox:latest", &mirrored]);
+    let pushed = pushed_digest(&out);
+    // The mirror serves docker.io/library/busybox; docker.io itself is never reached.
+    // The first mirror is down (nothing listens on that port): skipped with a warning.
+    let down = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        &s.config,
+        format!(
+            "registry-mirrors = [\"http://127.0.0.1:{down}\", \"http://{}\"]\n",
+            reg.addr
+        ),
+    )
+    .unwrap();
+
+    let b = s.path("b");
+    let ctx = s.context("ctx", "FROM busybox:mirrored\nRUN echo ok > /ok\n");
+    let (_, err) = s.ok(
+        &b,
+        &["build", "--progress", "plain", "-t", "viamirror", &ctx],
+    );
+    assert!(
+        err.contains(&format!(
+            "registry mirror http://127.0.0.1:{down} skipped for docker.io/library/busybox:mirrored"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        base_digest(&b, "docker.io/library/viamirror:latest"),
+        pushed
+    );
+    let (_, stored) = stored_manifest(&b, "docker.io/library/busybox:mirrored");
+    assert_eq!(stored, pushed);
+}
+
+#[test]
+fn insecure_registries_come_from_the_flag_and_the_config_file() {
+    let reg = Registry::start_on("127.0.0.2");
+    let s = Scratch::new();
+    let a = s.store_with_busybox("a");
+    let base = format!("{}/base/busybox:1", reg.addr);
+    let (out, _) = s.ok(
+        &a,
+        &[
+            "push",
+            "--insecure-registry",
+            &reg.addr,
+            "busybox:latest",
+            &base,
+        ],
+    );
+    let pushed = pushed_digest(&out);
+
+    let b = s.path("b");
+    let ctx = s.context("ctx", &format!("FROM {base}\nRUN echo ok > /ok\n"));
+    // Not named insecure: rbuild speaks TLS to it, which a plain HTTP registry cannot answer.
+    let out = s.rbuild(&b, &["build", "--progress", "plain", &ctx]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("failed to pull image {base}")) && err.contains("https://"),
+        "{err}"
+    );
+
+    // Named in the config file: pulled over plain HTTP.
+    std::fs::write(
+        &s.config,
+        format!("insecure-registries = [\"{}\"]\n", reg.addr),
+    )
+    .unwrap();
+    s.ok(&b, &["build", "--progress", "plain", "-t", "app", &ctx]);
+    assert_eq!(base_digest(&b, "docker.io/library/app:latest"), pushed);
+
+    // Named with the flag: --push reaches it.
+    std::fs::write(&s.config, "").unwrap();
+    let app = format!("{}/team/app:1", reg.addr);
+    let (_, err) = s.ok(
+        &b,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--insecure-registry",
+            &reg.addr,
+            "-t",
+            &app,
+            "--push",
+            &ctx,
+        ],
+    );
+    let (_, built) = stored_manifest(&b, &app);
+    assert!(
+        err.contains(&format!("pushed {app}: digest: {built}")),
+        "{err}"
+    );
+    assert_eq!(skopeo_digest(&app), built);
+    // The base's layers were mounted from its repository, not uploaded again.
+    let log = std::fs::read_to_string(reg._dir.path().join("registry.log")).unwrap();
+    assert!(log.contains("from=base"), "{log}");
+}
