@@ -275,10 +275,12 @@ impl Error {
     }
 }
 
-/// The source line and caret lines of a rendered error. A line longer than
-/// [`QUOTE_CHARS`] characters is cut to that many around the column, with `...` where
-/// text was left out (a hostile Dockerfile line can be megabytes long).
-pub(crate) fn quote_line(line: usize, column: usize, text: &str) -> String {
+/// The source line and caret lines of a rendered error, each ending in a newline:
+/// `"   12 | COPY --frm=a /b /c\n      |      ^\n"`. A line longer than 160
+/// characters is cut to that many around the column, with `...` where text was left
+/// out (a hostile Dockerfile line can be megabytes long). For callers that render
+/// their own errors at a [`Span`] the way [`Error::render`] does.
+pub fn quote_line(line: usize, column: usize, text: &str) -> String {
     let column = column.saturating_sub(1);
     let count = text.chars().count();
     let (skip, take) = if count <= QUOTE_CHARS {

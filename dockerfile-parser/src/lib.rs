@@ -36,7 +36,7 @@ mod instruction;
 mod path;
 mod syntax;
 pub use crate::dump::{dump, dump_instruction, go_quote};
-pub use crate::error::{Error, ErrorKind, Span};
+pub use crate::error::{Error, ErrorKind, Span, quote_line};
 pub use crate::instruction::{
     AddInstruction, Arg, ArgDefinition, CacheSharing, CommandInstruction, CommandLine,
     CopyInstruction, Dockerfile, FromInstruction, HealthCheck, Healthcheck, InlineFile,

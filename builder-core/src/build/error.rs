@@ -213,7 +213,8 @@ pub(crate) fn io_err<'a>(
 }
 
 /// Renders `message` at `span` of `source` the way the parser renders its errors:
-/// `FILE:LINE:COL: message`, the line behind a gutter, a caret under the column.
+/// `FILE:LINE:COL: message`, the line behind a gutter (cut when very long), a caret
+/// under the column; no final newline.
 pub(crate) fn render_at(
     file: &str,
     source: &str,
@@ -226,15 +227,10 @@ pub(crate) fn render_at(
     );
     if let Some(text) = source.split('\n').nth(span.start_line.saturating_sub(1)) {
         let text = text.trim_end_matches('\r');
-        let pad: String = text
-            .chars()
-            .take(span.start_column.saturating_sub(1))
-            .map(|c| if c == '\t' { '\t' } else { ' ' })
-            .collect();
-        out.push_str(&format!(
-            "\n{:>5} | {text}\n{:>5} | {pad}^",
-            span.start_line, ""
-        ));
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let quoted = rbuild_dockerfile::quote_line(span.start_line, span.start_column, text);
+        out.push('\n');
+        out.push_str(quoted.trim_end_matches('\n'));
     }
     out
 }

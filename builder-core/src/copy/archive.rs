@@ -190,12 +190,15 @@ fn extract_entry<R: Read>(
     // Entries keep the archive's owners even with --chown, which only reaches the
     // directories the copy creates (checked against docker 20.10's BuildKit). Go's
     // archive/tar (docker's untar) reads an empty numeric field as 0; so do we.
+    // Hostile headers can hold base-256 numbers of any size: clamp, never overflow.
     let owner = (
-        header.uid().unwrap_or(0) as u32,
-        header.gid().unwrap_or(0) as u32,
+        u32::try_from(header.uid().unwrap_or(0)).unwrap_or(u32::MAX),
+        u32::try_from(header.gid().unwrap_or(0)).unwrap_or(u32::MAX),
     );
     let mode = header.mode().unwrap_or(0) & 0o7777;
-    let mtime_ns = header.mtime().unwrap_or(0) as i64 * 1_000_000_000;
+    let mtime_ns = i64::try_from(header.mtime().unwrap_or(0))
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000_000_000);
     if let Some((parent, _)) = split(&target) {
         w.root.mkdir_all(parent, (0, 0))?;
     }
