@@ -149,11 +149,8 @@ impl CachedLayer {
         if !store.contains(&digest) {
             return None;
         }
-        let compression = match self.compression.as_str() {
-            "zstd" => Compression::Zstd,
-            "gzip" => Compression::Gzip,
-            _ => Compression::None,
-        };
+        // An entry naming a compression this build does not know is a miss.
+        let compression: Compression = self.compression.parse().ok()?;
         Some(Layer {
             blob: Blob {
                 digest,

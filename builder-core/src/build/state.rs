@@ -68,14 +68,7 @@ pub(crate) fn image_layers(image: &crate::image::Image) -> Result<Vec<LayerRef>,
         .into_iter()
         .zip(image.manifest.layers())
         .map(|((blob, diff_id), desc)| {
-            let media = desc.media_type().to_string();
-            let compression = if media.ends_with("zstd") {
-                Compression::Zstd
-            } else if media.ends_with("gzip") {
-                Compression::Gzip
-            } else {
-                Compression::None
-            };
+            let compression = Compression::from_media_type(desc.media_type().as_ref());
             LayerRef {
                 blob,
                 diff_id,

@@ -203,11 +203,7 @@ pub fn assemble(
     for base in &spec.base_layers {
         let mut d = base.clone();
         // Base layers switch family with the image (gzip stays gzip).
-        let compression = match d.media_type().to_string() {
-            t if t.ends_with("zstd") => Compression::Zstd,
-            t if t.ends_with("gzip") => Compression::Gzip,
-            _ => Compression::None,
-        };
+        let compression = Compression::from_media_type(d.media_type().as_ref());
         d.set_media_type(spec.format.layer_type(compression));
         layer_descs.push(d);
     }

@@ -25,6 +25,18 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 impl Compression {
+    /// The compression a layer media type names: `...+zstd`, `...+gzip` /
+    /// `....tar.gzip`, anything else uncompressed (image-spec media-types.md).
+    pub fn from_media_type(media_type: &str) -> Self {
+        if media_type.ends_with("zstd") {
+            Compression::Zstd
+        } else if media_type.ends_with("gzip") {
+            Compression::Gzip
+        } else {
+            Compression::None
+        }
+    }
+
     /// The level used when none is given: gzip 6 (as gzip and pigz), zstd 3.
     pub fn default_level(self) -> u32 {
         match self {
