@@ -19,7 +19,7 @@ use super::error::{BuildError, io_err};
 use crate::digest::Digest;
 use crate::export::load_archive;
 use crate::image::{Image, load_image};
-use crate::registry::{Pulled, RegistryClient, RegistryConfig, RegistryOptions, pull_with_mirrors};
+use crate::registry::{Pulled, RegistryClient, RegistryConfig, pull_with_mirrors};
 use crate::store::{ContentStore, ImageName, REF_NAME_ANNOTATION, StoreError};
 
 /// `FROM oci-layout://DIR[:TAG]`: an OCI image layout directory.
@@ -127,10 +127,7 @@ fn pull_base(
     name: &ImageName,
     registry: &RegistryConfig,
 ) -> Result<Pulled, crate::registry::RegistryError> {
-    let options = RegistryOptions {
-        insecure_registries: registry.insecure_registries.clone(),
-        ..Default::default()
-    };
+    let options = registry.options();
     let origin = RegistryClient::new(name.registry(), options.clone())?;
     pull_with_mirrors(&registry.registry_mirrors, &options, &origin, store, name)
 }

@@ -5,7 +5,7 @@ use super::error::BuildError;
 use crate::digest::Digest;
 use crate::export::ExportTarget;
 use crate::image::{BASE_NAME_ANNOTATION, Image};
-use crate::registry::{PushOptions, RegistryClient, RegistryConfig, RegistryOptions, push};
+use crate::registry::{PushOptions, RegistryClient, RegistryConfig, push};
 use crate::store::{ContentStore, ImageName};
 
 /// The names `request` pushes, each once, in order: the `-t` names with `--push`, then
@@ -53,10 +53,7 @@ pub(crate) fn push_image(
     names: &[ImageName],
     registry: &RegistryConfig,
 ) -> Result<Vec<(ImageName, Digest)>, BuildError> {
-    let options = RegistryOptions {
-        insecure_registries: registry.insecure_registries.clone(),
-        ..Default::default()
-    };
+    let options = registry.options();
     let source = image.digest().map_err(crate::image::ImageError::from)?;
     let mut pushed = Vec::new();
     for name in names {

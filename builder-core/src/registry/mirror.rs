@@ -78,6 +78,15 @@ pub struct RegistryConfig {
 }
 
 impl RegistryConfig {
+    /// Client options for this configuration: its insecure registries, defaults
+    /// otherwise.
+    pub fn options(&self) -> RegistryOptions {
+        RegistryOptions {
+            insecure_registries: self.insecure_registries.clone(),
+            ..Default::default()
+        }
+    }
+
     /// Reads `$RBUILD_CONFIG` if set, else the system file then the user's; missing files
     /// are empty.
     pub fn load() -> Result<Self, ConfigError> {
