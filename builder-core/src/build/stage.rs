@@ -10,6 +10,7 @@ use super::StepReport;
 use super::cache::{CacheEntry, CacheKey, CachedLayer, MissReason};
 use super::error::{BuildError, io_err, render_at};
 use super::mount::with_roots;
+use super::mounts::{self, MountInputs};
 use super::solve::{Shared, root_key, step_scratch};
 use super::sources::{CopyInput, copy_input};
 use super::state::{StageState, image_layers};
@@ -223,6 +224,14 @@ impl<'s, 'a> StageRun<'s, 'a> {
             failed(e, Duration::ZERO)
         })?;
         let key = CacheKey::step(&self.state.key, step.digest.as_str(), input.digest.as_ref());
+        let key = self.mount_key(step, key).map_err(|e| {
+            let e = BuildError::Step {
+                location: location.clone(),
+                name: name.clone(),
+                source: Box::new(e),
+            };
+            failed(e, Duration::ZERO)
+        })?;
         let identity = format!("{}\0{index}\0{text}", self.stage.display_name());
         let mut entry = CacheEntry {
             key: key.to_string(),
@@ -369,6 +378,19 @@ impl<'s, 'a> StageRun<'s, 'a> {
         );
     }
 
+    /// `key` with the digest of what a `RUN`'s context bind mounts bind, when it has
+    /// some; other mounts count only through their specification (in the step digest).
+    fn mount_key(&self, step: &Step, key: CacheKey) -> Result<CacheKey, BuildError> {
+        let Instruction::Run(run) = &step.instruction else {
+            return Ok(key);
+        };
+        let context = self.shared.context.map(|c| c.root);
+        match mounts::context_digest(&run.mounts, context)? {
+            Some(digest) => Ok(CacheKey::step(&key, "run-mount-bind", Some(&digest))),
+            None => Ok(key),
+        }
+    }
+
     /// What a `COPY`/`ADD` reads (see [`copy_input`]).
     fn copy_input(&self, step: &Step) -> Result<CopyInput, BuildError> {
         copy_input(self.shared, step, &self.workdir(step))
@@ -417,7 +439,20 @@ impl<'s, 'a> StageRun<'s, 'a> {
         let snapshot = self.prepare(&self.state, &scratch.join("root"))?;
         match &step.instruction {
             Instruction::Run(run) => {
-                let spec = run_spec(step, run, &self.state.config.image, shared.request.network);
+                let mut spec =
+                    run_spec(step, run, &self.state.config.image, shared.request.network);
+                // Held (locks, the step's own directories) until the step is done.
+                let mounts = mounts::prepare(
+                    &run.mounts,
+                    &MountInputs {
+                        store: shared.store,
+                        request: shared.request,
+                        scratch: &scratch.join("mounts"),
+                        context: shared.context.map(|c| c.root),
+                    },
+                )
+                .map_err(BuildError::from)?;
+                mounts.apply(&mut spec);
                 let ctx = RunContext {
                     executor: shared.executor,
                     progress: shared.progress,
@@ -425,6 +460,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                     cancel: shared.cancel.clone(),
                 };
                 step::run(&ctx, &snapshot, spec)?;
+                drop(mounts);
             }
             Instruction::Copy(_) | Instruction::Add(_) => {
                 let Some(op) = &input.op else {

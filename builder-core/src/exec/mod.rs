@@ -135,6 +135,17 @@ pub struct BindMount {
     pub readonly: bool,
 }
 
+/// An empty tmpfs mounted in the step's root for the step only
+/// (`RUN --mount=type=tmpfs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TmpfsMount {
+    /// Where it appears in the step's root (absolute, without `..`); a missing mount
+    /// point is created for the step only.
+    pub target: String,
+    /// Its size limit in bytes; the kernel's default (half the memory) when `None`.
+    pub size: Option<u64>,
+}
+
 /// The form of a `RUN` command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -210,6 +221,8 @@ pub struct RunSpec {
     /// Host paths bound into the root (`rbuild run -v`); only the sandbox executor
     /// supports them.
     pub mounts: Vec<BindMount>,
+    /// Empty tmpfs mounts for the step only; only the sandbox executor supports them.
+    pub tmpfs: Vec<TmpfsMount>,
 }
 
 impl RunSpec {
@@ -227,6 +240,7 @@ impl RunSpec {
             cancel: CancelToken::new(),
             inherit_stdin: false,
             mounts: Vec::new(),
+            tmpfs: Vec::new(),
         }
     }
 

@@ -20,6 +20,7 @@ use super::stubs::Stubs;
 use super::user::{Credentials, resolve_user};
 use super::{
     BindMount, DEFAULT_PATH, ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec,
+    TmpfsMount,
 };
 use crate::snapshot::{LowerView, Snapshot, StepRoot};
 
@@ -270,6 +271,9 @@ fn build_plan(
     for mount in &spec.mounts {
         ops.push(bind_mount(mount, view, stubs, &mountpoint)?);
     }
+    for mount in &spec.tmpfs {
+        ops.push(tmpfs_mount(mount, view, stubs, &mountpoint)?);
+    }
     ops.push(Op::Hostname(CString::new(spec.hostname.as_str()).map_err(
         |e| ExecError::Setup {
             stage: "set host name".to_owned(),
@@ -317,39 +321,80 @@ fn bind_mount(
     stubs: &mut Stubs,
     mountpoint: &Path,
 ) -> Result<Op, ExecError> {
-    let refuse = |reason| ExecError::Bind {
-        source_path: mount.source.clone(),
-        target: mount.target.clone(),
-        reason,
-    };
-    let target = Path::new(&mount.target);
-    let normal = target
-        .components()
-        .skip(1)
-        .all(|c| matches!(c, Component::Normal(_)));
-    if !target.is_absolute() || !normal {
-        return Err(refuse(
-            "the target must be an absolute path without . or ..",
-        ));
-    }
-    let rel = target.strip_prefix("/").unwrap_or(target);
-    if rel.as_os_str().is_empty() {
-        return Err(refuse("the target cannot be the root"));
-    }
     let is_dir = fs::metadata(&mount.source)
         .map_err(io_err("read", &mount.source))?
         .is_dir();
-    if !stubs.ensure(view, rel, is_dir)? {
-        return Err(refuse(
-            "the target is reached through a symbolic link or has another file type",
-        ));
-    }
+    let rel = mount_point(&mount.source, &mount.target, is_dir, view, stubs)?;
     Ok(Op::Bind {
         source: cstr(&mount.source)?,
         target: cstr(&mountpoint.join(rel))?,
         recursive: true,
         readonly: mount.readonly,
     })
+}
+
+/// The operation mounting an empty tmpfs of `RUN --mount=type=tmpfs` in the step's
+/// root, its mount point made as for [`bind_mount`].
+fn tmpfs_mount(
+    mount: &TmpfsMount,
+    view: &LowerView,
+    stubs: &mut Stubs,
+    mountpoint: &Path,
+) -> Result<Op, ExecError> {
+    let rel = mount_point(Path::new("tmpfs"), &mount.target, true, view, stubs)?;
+    let data = match mount.size {
+        Some(size) => Some(
+            CString::new(format!("size={size}")).map_err(|e| ExecError::Setup {
+                stage: "mount tmpfs".to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+            })?,
+        ),
+        None => None,
+    };
+    Ok(Op::Mount {
+        source: c"tmpfs".into(),
+        target: cstr(&mountpoint.join(rel))?,
+        fstype: c"tmpfs".into(),
+        flags: libc::MS_NOSUID | libc::MS_NODEV,
+        data,
+    })
+}
+
+/// Checks `target` (absolute, without `.` or `..`, not the root) and makes sure its
+/// mount point exists (created for the step only) without going through a symbolic link
+/// of the image; returns it relative to the root.
+fn mount_point<'t>(
+    source: &Path,
+    target: &'t str,
+    is_dir: bool,
+    view: &LowerView,
+    stubs: &mut Stubs,
+) -> Result<&'t Path, ExecError> {
+    let refuse = |reason| ExecError::Bind {
+        source_path: source.to_path_buf(),
+        target: target.to_owned(),
+        reason,
+    };
+    let path = Path::new(target);
+    let normal = path
+        .components()
+        .skip(1)
+        .all(|c| matches!(c, Component::Normal(_)));
+    if !path.is_absolute() || !normal {
+        return Err(refuse(
+            "the target must be an absolute path without . or ..",
+        ));
+    }
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    if rel.as_os_str().is_empty() {
+        return Err(refuse("the target cannot be the root"));
+    }
+    if !stubs.ensure(view, rel, is_dir)? {
+        return Err(refuse(
+            "the target is reached through a symbolic link or has another file type",
+        ));
+    }
+    Ok(rel)
 }
 
 /// The contents of a generated /etc file: the host's resolver and hosts, the build's name.
