@@ -229,3 +229,42 @@ RUN --mount=type=secret,id=missing,required=true true
         "{message}"
     );
 }
+
+#[test]
+fn a_bind_mount_from_a_stage_or_an_image_is_read_only_and_its_rw_writes_are_thrown_away() {
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[]);
+    let dockerfile = "FROM busybox AS tools
+RUN mkdir -p /opt/tool && echo tool-v1 > /opt/tool/version
+FROM busybox
+RUN --mount=type=bind,from=tools,source=/opt/tool,target=/t sh -c 'cat /t/version > /out; if touch /t/x 2>/dev/null; then echo writable; else echo read-only; fi > /ro'
+RUN --mount=type=bind,from=tools,target=/t,rw sh -c 'echo changed > /t/opt/tool/version && cat /t/opt/tool/version > /out2'
+RUN --mount=type=bind,from=tools,source=opt/tool/version,target=/v cat /v > /out3
+RUN --mount=type=bind,from=busybox,source=/bin/busybox,target=/bb sh -c 'test -x /bb && echo ok > /img'
+";
+    let result = build(&store, dockerfile, &ctx);
+    let file = |path| read(&store, &result.image, dir.path(), path);
+    assert_eq!(file("/out"), "tool-v1\n");
+    assert_eq!(file("/ro"), "read-only\n");
+    assert_eq!(file("/out2"), "changed\n");
+    assert_eq!(
+        file("/out3"),
+        "tool-v1\n",
+        "rw writes must not reach the stage"
+    );
+    assert_eq!(file("/img"), "ok\n");
+    let root = rootfs(&store, &result.image, dir.path());
+    for path in ["t", "v", "bb", "opt"] {
+        assert!(!root.join(path).exists(), "/{path} is in the image");
+    }
+
+    // The stage's content is in the key of the steps that bind it.
+    let changed = dockerfile.replace("tool-v1", "tool-v2");
+    let again = build(&store, &changed, &ctx);
+    assert!(
+        cached(&again).iter().all(|(_, c)| !c),
+        "{:?}",
+        cached(&again)
+    );
+    assert_eq!(read(&store, &again.image, dir.path(), "/out"), "tool-v2\n");
+}

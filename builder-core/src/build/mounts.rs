@@ -9,7 +9,9 @@
 //!   fresh empty directory of its own.
 //! - `type=tmpfs`: an empty tmpfs for the step only.
 //! - `type=bind`: a file or directory of the build context, read-only unless `rw`, in
-//!   which case the step gets a throw-away copy.
+//!   which case the step gets a throw-away copy; with `from=`, a path of a stage's or an
+//!   image's tree, which the engine prepares as a snapshot of its own and the sandbox
+//!   mounts ([`TreeMount`](crate::exec::TreeMount)), its writes thrown away with it.
 //! - `type=secret`: a secret of the request ([`BuildRequest::secrets`]) as a file (by
 //!   default `/run/secrets/<id>`, mode 0400) or an environment variable; the file lives
 //!   in the step's scratch space only, and neither the value nor the file reaches a
@@ -17,7 +19,8 @@
 //!
 //! Cache keys: the mount specifications are part of the step's definition digest, so
 //! cache, tmpfs and secret mounts change the key only through their specification;
-//! context bind mounts add the digest of what they bind ([`context_digest`]).
+//! context bind mounts add the digest of what they bind ([`context_digest`]), stage and
+//! image bind mounts the key of their tree.
 
 use std::fs::File;
 use std::io;
@@ -382,10 +385,9 @@ fn bind_mount(
     inputs: &MountInputs<'_>,
     out: &mut StepMounts,
 ) -> Result<(), MountError> {
-    if mount.from.as_deref().is_some_and(|f| !f.is_empty()) {
-        return Err(MountError::Unsupported {
-            what: "type=bind,from=".to_owned(),
-        });
+    if from_tree(mount) {
+        // A stage's or an image's tree: the engine mounts it (see `tree_source`).
+        return Ok(());
     }
     let root = inputs.context.ok_or_else(|| MountError::BindSource {
         source_path: mount.source.clone().unwrap_or_default(),
@@ -404,6 +406,27 @@ fn bind_mount(
         readonly: mount.read_only,
     });
     Ok(())
+}
+
+/// Whether `mount` binds a stage's or an image's tree (`type=bind,from=...`).
+pub(crate) fn from_tree(mount: &Mount) -> bool {
+    mount.mount_type == MountType::Bind && mount.from.as_deref().is_some_and(|f| !f.is_empty())
+}
+
+/// The path a `from=` bind mount binds, relative to the tree's root (`..` cannot leave
+/// it); empty for the whole tree.
+pub(crate) fn tree_source(mount: &Mount) -> PathBuf {
+    let mut rel = PathBuf::new();
+    for component in Path::new(mount.source.as_deref().unwrap_or("/")).components() {
+        match component {
+            Component::Normal(name) => rel.push(name),
+            Component::ParentDir => {
+                rel.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    rel
 }
 
 /// Copies `from` (a file, directory or symlink) to `to` with modes and owners.
@@ -456,7 +479,7 @@ pub(crate) fn context_digest(
 ) -> Result<Option<Digest>, MountError> {
     let binds: Vec<&Mount> = mounts
         .iter()
-        .filter(|m| m.mount_type == MountType::Bind && m.from.as_deref().is_none_or(str::is_empty))
+        .filter(|m| m.mount_type == MountType::Bind && !from_tree(m))
         .collect();
     let (Some(root), false) = (context, binds.is_empty()) else {
         return Ok(None);

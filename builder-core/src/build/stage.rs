@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rbuild_dockerfile::{Base, GraphStage, Instruction, Step};
+use rbuild_dockerfile::{Base, EdgeKind, GraphStage, Instruction, Mount, Run, Step};
 
 use super::StepReport;
 use super::cache::{CacheEntry, CacheKey, CachedLayer, MissReason};
@@ -12,10 +12,12 @@ use super::error::{BuildError, io_err, render_at};
 use super::mount::with_roots;
 use super::mounts::{self, MountInputs};
 use super::solve::{Shared, root_key, step_scratch};
-use super::sources::{CopyInput, copy_input};
+use super::sources::{CopyInput, copy_input, source_state};
 use super::state::{StageState, image_layers};
 use super::step::{self, RunContext, RunFailure, make_workdir, run_spec, touches_files};
 use crate::copy::{self, CopySource};
+use crate::digest::Digest;
+use crate::exec::TreeMount;
 use crate::layer::{Layer, LayerOptions, write_layer};
 use crate::progress::{Event, StepId, StepOutput, display_name};
 use crate::semantics::{self, Applied};
@@ -385,10 +387,36 @@ impl<'s, 'a> StageRun<'s, 'a> {
             return Ok(key);
         };
         let context = self.shared.context.map(|c| c.root);
-        match mounts::context_digest(&run.mounts, context)? {
-            Some(digest) => Ok(CacheKey::step(&key, "run-mount-bind", Some(&digest))),
-            None => Ok(key),
+        let mut key = match mounts::context_digest(&run.mounts, context)? {
+            Some(digest) => CacheKey::step(&key, "run-mount-bind", Some(&digest)),
+            None => key,
+        };
+        for (_, state) in self.mount_sources(step, run)? {
+            let digest = Digest::of(state.key.to_string().as_bytes());
+            key = CacheKey::step(&key, "run-mount-from", Some(&digest));
         }
+        Ok(key)
+    }
+
+    /// The `from=` bind mounts of a `RUN` with the state of the stage or image each
+    /// names (the graph's mount edges of the step, in the order of the mounts).
+    fn mount_sources<'r>(
+        &self,
+        step: &Step,
+        run: &'r Run,
+    ) -> Result<Vec<(&'r Mount, StageState)>, BuildError> {
+        let edges = self
+            .shared
+            .graph
+            .edges
+            .iter()
+            .filter(|e| e.step == Some(step.id) && e.kind == EdgeKind::MountFrom);
+        run.mounts
+            .iter()
+            .filter(|m| mounts::from_tree(m))
+            .zip(edges)
+            .map(|(mount, edge)| Ok((mount, source_state(self.shared, &edge.source)?)))
+            .collect()
     }
 
     /// What a `COPY`/`ADD` reads (see [`copy_input`]).
@@ -453,6 +481,19 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 )
                 .map_err(BuildError::from)?;
                 mounts.apply(&mut spec);
+                // The trees of `from=` bind mounts, each a snapshot of its own whose writes
+                // go with the step's scratch space.
+                let mut trees = Vec::new();
+                for (i, (mount, state)) in self.mount_sources(step, run)?.into_iter().enumerate() {
+                    let tree = self.prepare(&state, &scratch.join(format!("tree-{i}")))?;
+                    spec.trees.push(TreeMount {
+                        root: tree.root().clone(),
+                        source: mounts::tree_source(mount),
+                        target: mount.target.clone().unwrap_or_default(),
+                        readonly: mount.read_only,
+                    });
+                    trees.push(tree);
+                }
                 let ctx = RunContext {
                     executor: shared.executor,
                     progress: shared.progress,
@@ -461,6 +502,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 };
                 step::run(&ctx, &snapshot, spec)?;
                 drop(mounts);
+                drop(trees);
             }
             Instruction::Copy(_) | Instruction::Add(_) => {
                 let Some(op) = &input.op else {

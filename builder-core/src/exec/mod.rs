@@ -51,7 +51,7 @@ pub use self::sandbox::SandboxExecutor;
 pub(crate) use self::sandbox::root_mount;
 pub use self::user::{Credentials, resolve_user};
 
-use crate::snapshot::{Snapshot, SnapshotError};
+use crate::snapshot::{Snapshot, SnapshotError, StepRoot};
 
 /// The shell that runs the shell form of `RUN` when no `SHELL` was given.
 pub const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
@@ -146,6 +146,22 @@ pub struct TmpfsMount {
     pub size: Option<u64>,
 }
 
+/// Another root filesystem (a stage's or an image's, as a snapshot root) bound into the
+/// step's root (`RUN --mount=type=bind,from=...`); its writes go to its own writable
+/// directory, thrown away with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeMount {
+    /// The tree, assembled as a step root is.
+    pub root: StepRoot,
+    /// The path inside the tree to bind (relative, checked not to cross a symbolic link);
+    /// empty for the whole tree.
+    pub source: PathBuf,
+    /// Where the source appears in the step's root (absolute, without `..`).
+    pub target: String,
+    /// Mount it read-only.
+    pub readonly: bool,
+}
+
 /// The form of a `RUN` command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -223,6 +239,8 @@ pub struct RunSpec {
     pub mounts: Vec<BindMount>,
     /// Empty tmpfs mounts for the step only; only the sandbox executor supports them.
     pub tmpfs: Vec<TmpfsMount>,
+    /// Other trees bound into the root; only the sandbox executor supports them.
+    pub trees: Vec<TreeMount>,
 }
 
 impl RunSpec {
@@ -241,6 +259,7 @@ impl RunSpec {
             inherit_stdin: false,
             mounts: Vec::new(),
             tmpfs: Vec::new(),
+            trees: Vec::new(),
         }
     }
 

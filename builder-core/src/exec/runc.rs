@@ -103,6 +103,13 @@ impl Executor for RuncExecutor {
                 reason: "tmpfs mounts are not supported by the runc executor",
             });
         }
+        if let Some(mount) = spec.trees.first() {
+            return Err(ExecError::Bind {
+                source_path: mount.source.clone(),
+                target: mount.target.clone(),
+                reason: "bind mounts of stages and images are not supported by the runc executor",
+            });
+        }
         if !self.runtime.is_file() {
             return Err(ExecError::Io {
                 action: "find the OCI runtime",
