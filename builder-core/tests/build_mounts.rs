@@ -268,3 +268,43 @@ RUN --mount=type=bind,from=busybox,source=/bin/busybox,target=/bb sh -c 'test -x
     );
     assert_eq!(read(&store, &again.image, dir.path(), "/out"), "tool-v2\n");
 }
+
+#[test]
+fn a_context_bind_mount_leaves_out_what_dockerignore_excludes() {
+    let (dir, store) = busybox_store();
+    let ctx = context(
+        dir.path(),
+        &[
+            ("src/keep", "kept\n"),
+            ("src/secret.key", "ignored\n"),
+            ("other", "x\n"),
+            (".dockerignore", "**/*.key\nother\n"),
+        ],
+    );
+    let dockerfile = "FROM busybox
+RUN --mount=type=bind,target=/ctx sh -c 'ls -a /ctx /ctx/src > /whole'
+RUN --mount=type=bind,source=src,target=/src sh -c 'ls /src > /sub; cat /src/keep >> /sub'
+";
+    let result = build(&store, dockerfile, &ctx);
+    let whole = read(&store, &result.image, dir.path(), "/whole");
+    assert!(whole.contains("keep") && whole.contains("src"), "{whole}");
+    assert!(
+        !whole.contains("secret.key") && !whole.contains("other"),
+        "{whole}"
+    );
+    assert_eq!(
+        read(&store, &result.image, dir.path(), "/sub"),
+        "keep\nkept\n"
+    );
+    let (result, _) = build_with(
+        &store,
+        "FROM busybox\nRUN --mount=type=bind,source=other,target=/o true\n",
+        &ctx,
+        |_| {},
+    );
+    let message = error_chain(&result.unwrap_err());
+    assert!(
+        message.contains("is excluded by .dockerignore"),
+        "{message}"
+    );
+}

@@ -386,7 +386,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
         let Instruction::Run(run) = &step.instruction else {
             return Ok(key);
         };
-        let context = self.shared.context.map(|c| c.root);
+        let context = self.shared.context.map(|c| &c.listing);
         let mut key = match mounts::context_digest(&run.mounts, context)? {
             Some(digest) => CacheKey::step(&key, "run-mount-bind", Some(&digest)),
             None => key,
@@ -476,7 +476,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                         store: shared.store,
                         request: shared.request,
                         scratch: &scratch.join("mounts"),
-                        context: shared.context.map(|c| c.root),
+                        context: shared.context.map(|c| &c.listing),
                     },
                 )
                 .map_err(BuildError::from)?;

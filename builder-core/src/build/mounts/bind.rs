@@ -1,4 +1,5 @@
-//! Bind mounts of the build context (read-only, or a throw-away copy with `rw`) and the
+//! Bind mounts of the build context (read-only, or a throw-away copy with `rw` or when
+//! `.dockerignore` excludes something beneath the source) and the
 //! helpers of bind mounts from a stage's or an image's tree.
 
 use std::fs::File;
@@ -9,6 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use rbuild_dockerfile::{Mount, MountType};
 
 use super::{MountError, MountInputs, StepMounts, io_err, target_of};
+use crate::context::{ContextEntry, ContextListing, EntryType};
 use crate::digest::{Digest, Hasher};
 use crate::exec::BindMount;
 
@@ -52,15 +54,31 @@ pub(super) fn bind_mount(
         // A stage's or an image's tree: the engine mounts it (see `tree_source`).
         return Ok(());
     }
-    let root = inputs.context.ok_or_else(|| MountError::BindSource {
+    let listing = inputs.context.ok_or_else(|| MountError::BindSource {
         source_path: mount.source.clone().unwrap_or_default(),
         reason: "needs a build context",
     })?;
-    let mut source = context_path(root, mount.source.as_deref())?;
-    if !mount.read_only {
-        // The step's writes go to a copy thrown away with the step.
+    let (mut source, entries) = included(listing, mount.source.as_deref())?;
+    let on_disk = walkdir::WalkDir::new(&source)
+        .follow_links(false)
+        .into_iter()
+        .count();
+    // The context's root is walked but not listed.
+    let is_root = entries.len() == listing.entries().len() && source == listing_root(listing)?;
+    let complete = on_disk == entries.len() + usize::from(is_root);
+    if !mount.read_only || !complete {
+        // The step's writes go to a copy thrown away with the step; files .dockerignore
+        // excludes are left out, as BuildKit never sends them.
         let copy = out.temp(inputs.scratch)?.join("src");
-        copy_tree(&source, &copy)?;
+        copy_entry(&source, &copy)?;
+        let root = listing_root(listing)?;
+        let base = source.strip_prefix(&root).unwrap_or(Path::new(""));
+        for entry in entries {
+            let rel = entry.path.strip_prefix(base).unwrap_or(Path::new(""));
+            if !rel.as_os_str().is_empty() {
+                copy_entry(&root.join(&entry.path), &copy.join(rel))?;
+            }
+        }
         source = copy;
     }
     out.binds.push(BindMount {
@@ -69,6 +87,32 @@ pub(super) fn bind_mount(
         readonly: mount.read_only,
     });
     Ok(())
+}
+
+fn listing_root(listing: &ContextListing) -> Result<PathBuf, MountError> {
+    listing
+        .root()
+        .canonicalize()
+        .map_err(io_err("resolve", listing.root()))
+}
+
+/// The resolved path of a context bind's source and the listed (not ignored) entries at
+/// and beneath it.
+fn included<'l>(
+    listing: &'l ContextListing,
+    source: Option<&str>,
+) -> Result<(PathBuf, &'l [ContextEntry]), MountError> {
+    let path = context_path(listing.root(), source)?;
+    let root = listing_root(listing)?;
+    let rel = path.strip_prefix(&root).unwrap_or(Path::new(""));
+    if rel.as_os_str().is_empty() {
+        return Ok((path, listing.entries()));
+    }
+    let entry = listing.get(rel).ok_or_else(|| MountError::BindSource {
+        source_path: source.unwrap_or(".").to_owned(),
+        reason: "is excluded by .dockerignore",
+    })?;
+    Ok((path, listing.subtree(entry)))
 }
 
 /// Whether `mount` binds a stage's or an image's tree (`type=bind,from=...`).
@@ -92,45 +136,26 @@ pub(crate) fn tree_source(mount: &Mount) -> PathBuf {
     rel
 }
 
-/// Copies `from` (a file, directory or symlink) to `to` with modes and owners.
-fn copy_tree(from: &Path, to: &Path) -> Result<(), MountError> {
-    for entry in walkdir::WalkDir::new(from).follow_links(false) {
-        let entry = entry.map_err(|e| {
-            let path = e.path().unwrap_or(from).to_path_buf();
-            MountError::Io {
-                action: "read",
-                path,
-                source: e.into(),
-            }
-        })?;
-        let rel = entry.path().strip_prefix(from).unwrap_or(Path::new(""));
-        let dest = if rel.as_os_str().is_empty() {
-            to.to_path_buf()
-        } else {
-            to.join(rel)
-        };
-        let meta = entry
-            .path()
-            .symlink_metadata()
-            .map_err(io_err("read", entry.path()))?;
-        let kind = meta.file_type();
-        if kind.is_dir() {
-            std::fs::create_dir_all(&dest).map_err(io_err("create directory", &dest))?;
-        } else if kind.is_symlink() {
-            let link = std::fs::read_link(entry.path()).map_err(io_err("read", entry.path()))?;
-            std::os::unix::fs::symlink(&link, &dest).map_err(io_err("create", &dest))?;
-            continue;
-        } else if kind.is_file() {
-            std::fs::copy(entry.path(), &dest).map_err(io_err("copy to", &dest))?;
-        } else {
-            continue;
-        }
-        std::os::unix::fs::lchown(&dest, Some(meta.uid()), Some(meta.gid()))
-            .map_err(io_err("change owner of", &dest))?;
-        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
-            .map_err(io_err("change mode of", &dest))?;
+/// Copies one file, directory (not its content) or symlink to `to`, with its mode and
+/// owner.
+fn copy_entry(from: &Path, to: &Path) -> Result<(), MountError> {
+    let meta = from.symlink_metadata().map_err(io_err("read", from))?;
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        std::fs::create_dir_all(to).map_err(io_err("create directory", to))?;
+    } else if kind.is_symlink() {
+        let link = std::fs::read_link(from).map_err(io_err("read", from))?;
+        std::os::unix::fs::symlink(&link, to).map_err(io_err("create", to))?;
+        return Ok(());
+    } else if kind.is_file() {
+        std::fs::copy(from, to).map_err(io_err("copy to", to))?;
+    } else {
+        return Ok(());
     }
-    Ok(())
+    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()))
+        .map_err(io_err("change owner of", to))?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .map_err(io_err("change mode of", to))
 }
 
 /// The digest of what the context bind mounts of a step bind (paths, modes and
@@ -138,60 +163,55 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), MountError> {
 /// has none.
 pub(crate) fn context_digest(
     mounts: &[Mount],
-    context: Option<&Path>,
+    context: Option<&ContextListing>,
 ) -> Result<Option<Digest>, MountError> {
     let binds: Vec<&Mount> = mounts
         .iter()
         .filter(|m| m.mount_type == MountType::Bind && !from_tree(m))
         .collect();
-    let (Some(root), false) = (context, binds.is_empty()) else {
+    let (Some(listing), false) = (context, binds.is_empty()) else {
         return Ok(None);
     };
+    let root = listing_root(listing)?;
     let mut h = Hasher::new();
     for mount in binds {
-        let source = context_path(root, mount.source.as_deref())?;
+        let (source, entries) = included(listing, mount.source.as_deref())?;
+        let base = source.strip_prefix(&root).unwrap_or(Path::new(""));
         h.update(target_of(mount).as_bytes());
         h.update(b"\0");
-        for entry in walkdir::WalkDir::new(&source)
-            .follow_links(false)
-            .sort_by_file_name()
-        {
-            let entry = entry.map_err(|e| MountError::Io {
-                action: "read",
-                path: source.clone(),
-                source: e.into(),
-            })?;
-            let meta = entry
-                .path()
-                .symlink_metadata()
-                .map_err(io_err("read", entry.path()))?;
-            let rel = entry.path().strip_prefix(&source).unwrap_or(Path::new(""));
+        for entry in entries {
+            let rel = entry.path.strip_prefix(base).unwrap_or(Path::new(""));
             h.update(rel.as_os_str().as_encoded_bytes());
-            h.update(&meta.mode().to_be_bytes());
-            h.update(&meta.uid().to_be_bytes());
-            h.update(&meta.gid().to_be_bytes());
-            if meta.is_file() {
-                let mut file = File::open(entry.path()).map_err(io_err("open", entry.path()))?;
-                let mut content = Hasher::new();
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    let n = io::Read::read(&mut file, &mut buf)
-                        .map_err(io_err("read", entry.path()))?;
-                    if n == 0 {
-                        break;
-                    }
-                    content.update(&buf[..n]);
+            h.update(&entry.mode.to_be_bytes());
+            h.update(&entry.uid.to_be_bytes());
+            h.update(&entry.gid.to_be_bytes());
+            let path = root.join(&entry.path);
+            match entry.kind {
+                EntryType::File => h.update(file_digest(&path)?.as_str().as_bytes()),
+                EntryType::Symlink => {
+                    let link = entry.link_target.as_deref().unwrap_or(Path::new(""));
+                    h.update(link.as_os_str().as_encoded_bytes());
                 }
-                h.update(content.finish().as_str().as_bytes());
-            } else if meta.is_symlink() {
-                let link =
-                    std::fs::read_link(entry.path()).map_err(io_err("read", entry.path()))?;
-                h.update(link.as_os_str().as_encoded_bytes());
+                _ => {}
             }
             h.update(b"\0");
         }
     }
     Ok(Some(h.finish()))
+}
+
+fn file_digest(path: &Path) -> Result<Digest, MountError> {
+    let mut file = File::open(path).map_err(io_err("open", path))?;
+    let mut content = Hasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = io::Read::read(&mut file, &mut buf).map_err(io_err("read", path))?;
+        if n == 0 {
+            break;
+        }
+        content.update(&buf[..n]);
+    }
+    Ok(content.finish())
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ pub(crate) use self::bind::{context_digest, from_tree, tree_source};
 use rustix::fs::FlockOperation;
 
 use super::BuildRequest;
+use crate::context::ContextListing;
 use crate::exec::{BindMount, RunSpec, TmpfsMount};
 use crate::store::ContentStore;
 
@@ -145,7 +146,7 @@ pub(crate) struct MountInputs<'a> {
     /// The step's scratch directory (removed after the step).
     pub scratch: &'a Path,
     /// The build context's root, when there is one.
-    pub context: Option<&'a Path>,
+    pub context: Option<&'a ContextListing>,
 }
 
 /// The mounts of one step, ready to go into its spec; holds the cache locks and the
