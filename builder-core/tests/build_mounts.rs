@@ -166,8 +166,6 @@ fn a_secret_reaches_the_step_and_nothing_else() {
     let secret_text = "s3cr3t-value-6b1f0c";
     let secret_file = dir.path().join("token.txt");
     std::fs::write(&secret_file, secret_text).unwrap();
-    // SAFETY: this test's process sets the variable before any build thread reads it.
-    unsafe { std::env::set_var("RBUILD_TEST_SECRET_ENV", secret_text) };
     let dockerfile = "FROM busybox
 RUN --mount=type=secret,id=tok sh -c 'sha256sum < /run/secrets/tok > /file-sum && stat -c %a:%u /run/secrets/tok > /file-ok'
 RUN --mount=type=secret,id=fromenv,env=TOK,required sh -c 'printf %s \"$TOK\" | sha256sum > /env-sum'
@@ -185,9 +183,12 @@ RUN --mount=type=secret,id=absent sh -c 'test ! -e /run/secrets/absent && echo a
                 id: "tok".to_owned(),
                 source: SecretSource::File(secret_file.clone()),
             },
+            // Secrets from the builder's environment are tested through the binary
+            // (cli/tests/build_mounts_cli.rs): setting a variable here would race
+            // other threads.
             BuildSecret {
                 id: "fromenv".to_owned(),
-                source: SecretSource::Env("RBUILD_TEST_SECRET_ENV".to_owned()),
+                source: SecretSource::File(secret_file.clone()),
             },
         ];
     });
