@@ -212,11 +212,14 @@ pub(crate) fn prepare(
             }
             MountType::Bind => bind_mount(mount, inputs, &mut out)?,
             MountType::Secret => secret_mount(mount, inputs, &mut out)?,
-            MountType::Ssh => {
+            // No agent can be forwarded yet (`--ssh`): as BuildKit does when none is
+            // given, an optional ssh mount is left out and a required one fails.
+            MountType::Ssh if mount.required => {
                 return Err(MountError::Unsupported {
-                    what: "type=ssh".to_owned(),
+                    what: "type=ssh,required (no ssh agent is forwarded)".to_owned(),
                 });
             }
+            MountType::Ssh => {}
         }
     }
     Ok(out)
@@ -447,6 +450,64 @@ pub fn prune_cache_mounts(store: &ContentStore) -> Result<usize, MountError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::build::{BuildRequest, DockerfileInput};
+    use crate::context::ContextSource;
+
+    fn cache(id: &str, sharing: CacheSharing) -> Mount {
+        Mount {
+            mount_type: MountType::Cache,
+            target: Some("/c".to_owned()),
+            source: None,
+            from: None,
+            id: Some(id.to_owned()),
+            sharing: Some(sharing),
+            read_only: false,
+            required: false,
+            mode: None,
+            uid: None,
+            gid: None,
+            size: None,
+            env: None,
+        }
+    }
+
+    #[test]
+    fn a_private_cache_in_use_gives_a_fresh_directory_and_the_cache_once_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path().join("store")).unwrap();
+        let request = BuildRequest::new(
+            DockerfileInput::Text {
+                name: "Dockerfile".to_owned(),
+                text: String::new(),
+            },
+            ContextSource::Directory(dir.path().to_path_buf()),
+        );
+        let inputs = MountInputs {
+            store: &store,
+            request: &request,
+            scratch: &dir.path().join("scratch"),
+            context: None,
+        };
+        let cache_dir = store.root().join(CACHE_MOUNTS_DIR).join("pip");
+        let first = prepare(&[cache("pip", CacheSharing::Shared)], &inputs).unwrap();
+        assert_eq!(first.binds[0].source, cache_dir);
+        let second = prepare(&[cache("pip", CacheSharing::Private)], &inputs).unwrap();
+        assert_ne!(second.binds[0].source, cache_dir);
+        assert!(
+            second.binds[0]
+                .source
+                .starts_with(dir.path().join("scratch"))
+        );
+        // Another shared user may join while only shared users hold it.
+        let third = prepare(&[cache("pip", CacheSharing::Shared)], &inputs).unwrap();
+        assert_eq!(third.binds[0].source, cache_dir);
+        drop((first, third));
+        let fourth = prepare(&[cache("pip", CacheSharing::Private)], &inputs).unwrap();
+        assert_eq!(fourth.binds[0].source, cache_dir);
+        let fresh = second.binds[0].source.clone();
+        drop(second);
+        assert!(!fresh.exists(), "a private directory goes with its step");
+    }
 
     #[test]
     fn cache_names_are_one_safe_path_component() {
