@@ -45,7 +45,7 @@ mod snapshot;
 pub use crate::exec::{
     BindMount, CancelToken, Command, Credentials, DEFAULT_PATH, DEFAULT_RUNC, DEFAULT_SHELL,
     ExecError, Executor, ExitStatus, IdMapping, Limits, Network, OutputSink, RunSpec, RuncExecutor,
-    SandboxExecutor, resolve_user,
+    SandboxExecutor, TmpfsMount, TreeMount, resolve_user,
 };
 pub use crate::snapshot::{
     CopySnapshotter, LowerView, OverlaySnapshotter, Snapshot, SnapshotError, Snapshotter, StepRoot,
@@ -64,8 +64,9 @@ mod semantics;
 // --- the build engine: solver, steps, cache ---
 mod build;
 pub use crate::build::{
-    BuildError, BuildRequest, BuildResult, Builder, CACHE_DIR, CacheKey, DockerfileInput,
-    ExecutorKind, MissReason, SnapshotterKind, StepReport,
+    BuildError, BuildRequest, BuildResult, BuildSecret, Builder, CACHE_DIR, CACHE_MOUNTS_DIR,
+    CacheKey, DockerfileInput, ExecutorKind, MissReason, MountError, SecretSource, SnapshotterKind,
+    StepReport, prune_cache_mounts,
 };
 
 // --- progress events ---

@@ -118,6 +118,9 @@ pub enum BuildError {
     /// Copying files.
     #[error(transparent)]
     Copy(#[from] CopyError),
+    /// Setting up a `RUN --mount`.
+    #[error(transparent)]
+    Mount(#[from] super::mounts::MountError),
     /// Running a step.
     #[error(transparent)]
     Exec(#[from] ExecError),

@@ -22,6 +22,7 @@ mod base;
 mod cache;
 mod error;
 mod mount;
+mod mounts;
 mod push;
 mod solve;
 mod sources;
@@ -34,6 +35,9 @@ use std::time::Duration;
 
 pub use self::cache::{CACHE_DIR, CacheKey, MissReason};
 pub use self::error::BuildError;
+pub use self::mounts::{
+    BuildSecret, CACHE_MOUNTS_DIR, MountError, SecretSource, prune_cache_mounts,
+};
 use crate::context::ContextSource;
 use crate::digest::Digest;
 use crate::exec::Network;
@@ -122,12 +126,14 @@ pub struct BuildRequest {
     /// Registry mirrors and insecure registries for pulls and pushes, as
     /// [`RegistryConfig::load`] reads them (credentials come from docker's config.json).
     pub registry: RegistryConfig,
+    /// `--secret`: the secrets `RUN --mount=type=secret` may mount; never stored.
+    pub secrets: Vec<BuildSecret>,
 }
 
 impl BuildRequest {
     /// A request with defaults: no arguments, the last stage, no names, no outputs, the
     /// cache on, as many jobs as cores, host networking, overlay, the sandbox, gzip, OCI,
-    /// base images from the store first, no push, no mirrors.
+    /// base images from the store first, no push, no mirrors, no secrets.
     pub fn new(dockerfile: DockerfileInput, context: ContextSource) -> Self {
         BuildRequest {
             dockerfile,
@@ -148,6 +154,7 @@ impl BuildRequest {
             pull: false,
             push: false,
             registry: RegistryConfig::default(),
+            secrets: Vec::new(),
         }
     }
 }

@@ -247,10 +247,14 @@ fn build_inner(
     }
     let graph = lowered(&file, &options)?;
 
-    // The context, listed and hashed once, if any step copies from it.
+    // The context, listed and hashed once, if any step copies from it (or binds it).
     let uses_context = graph.steps.iter().any(|s| match &s.instruction {
         Instruction::Copy(c) => c.from.is_none(),
         Instruction::Add(_) => true,
+        Instruction::Run(r) => r.mounts.iter().any(|m| {
+            m.mount_type == rbuild_dockerfile::MountType::Bind
+                && m.from.as_deref().is_none_or(str::is_empty)
+        }),
         _ => false,
     });
     let context_root = request.context.root();
@@ -441,8 +445,8 @@ fn insert_triggers(
     Ok(triggers)
 }
 
-/// Warns, as BuildKit does, about build arguments nothing declared, and about what the
-/// engine does not do yet (`RUN --mount`).
+/// Warns, as BuildKit does, about build arguments nothing declared, and about platforms
+/// the engine does not build for.
 fn warn_about(shared: &Shared<'_>) {
     let graph = shared.graph;
     if !graph.unused_build_args.is_empty() {
@@ -465,18 +469,6 @@ fn warn_about(shared: &Shared<'_>) {
                 ),
                 line: u32::try_from(stage.span.start_line).ok(),
             });
-        }
-    }
-    for step in &graph.steps {
-        if let Instruction::Run(run) = &step.instruction {
-            if !run.mounts.is_empty() {
-                shared.progress.event(&Event::Warning {
-                    rule: None,
-                    message: "RUN --mount is not supported yet: the step runs without its mounts"
-                        .to_owned(),
-                    line: u32::try_from(step.span.start_line).ok(),
-                });
-            }
         }
     }
 }

@@ -4,17 +4,20 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rbuild_dockerfile::{Base, GraphStage, Instruction, Step};
+use rbuild_dockerfile::{Base, EdgeKind, GraphStage, Instruction, Mount, Run, Step};
 
 use super::StepReport;
 use super::cache::{CacheEntry, CacheKey, CachedLayer, MissReason};
 use super::error::{BuildError, io_err, render_at};
 use super::mount::with_roots;
+use super::mounts::{self, MountInputs};
 use super::solve::{Shared, root_key, step_scratch};
-use super::sources::{CopyInput, copy_input};
+use super::sources::{CopyInput, copy_input, source_state};
 use super::state::{StageState, image_layers};
 use super::step::{self, RunContext, RunFailure, make_workdir, run_spec, touches_files};
 use crate::copy::{self, CopySource};
+use crate::digest::Digest;
+use crate::exec::TreeMount;
 use crate::layer::{Layer, LayerOptions, write_layer};
 use crate::progress::{Event, StepId, StepOutput, display_name};
 use crate::semantics::{self, Applied};
@@ -223,6 +226,14 @@ impl<'s, 'a> StageRun<'s, 'a> {
             failed(e, Duration::ZERO)
         })?;
         let key = CacheKey::step(&self.state.key, step.digest.as_str(), input.digest.as_ref());
+        let key = self.mount_key(step, key).map_err(|e| {
+            let e = BuildError::Step {
+                location: location.clone(),
+                name: name.clone(),
+                source: Box::new(e),
+            };
+            failed(e, Duration::ZERO)
+        })?;
         let identity = format!("{}\0{index}\0{text}", self.stage.display_name());
         let mut entry = CacheEntry {
             key: key.to_string(),
@@ -369,6 +380,45 @@ impl<'s, 'a> StageRun<'s, 'a> {
         );
     }
 
+    /// `key` with the digest of what a `RUN`'s context bind mounts bind, when it has
+    /// some; other mounts count only through their specification (in the step digest).
+    fn mount_key(&self, step: &Step, key: CacheKey) -> Result<CacheKey, BuildError> {
+        let Instruction::Run(run) = &step.instruction else {
+            return Ok(key);
+        };
+        let context = self.shared.context.map(|c| &c.listing);
+        let mut key = match mounts::context_digest(&run.mounts, context)? {
+            Some(digest) => CacheKey::step(&key, "run-mount-bind", Some(&digest)),
+            None => key,
+        };
+        for (_, state) in self.mount_sources(step, run)? {
+            let digest = Digest::of(state.key.to_string().as_bytes());
+            key = CacheKey::step(&key, "run-mount-from", Some(&digest));
+        }
+        Ok(key)
+    }
+
+    /// The `from=` bind mounts of a `RUN` with the state of the stage or image each
+    /// names (the graph's mount edges of the step, in the order of the mounts).
+    fn mount_sources<'r>(
+        &self,
+        step: &Step,
+        run: &'r Run,
+    ) -> Result<Vec<(&'r Mount, StageState)>, BuildError> {
+        let edges = self
+            .shared
+            .graph
+            .edges
+            .iter()
+            .filter(|e| e.step == Some(step.id) && e.kind == EdgeKind::MountFrom);
+        run.mounts
+            .iter()
+            .filter(|m| mounts::from_tree(m))
+            .zip(edges)
+            .map(|(mount, edge)| Ok((mount, source_state(self.shared, &edge.source)?)))
+            .collect()
+    }
+
     /// What a `COPY`/`ADD` reads (see [`copy_input`]).
     fn copy_input(&self, step: &Step) -> Result<CopyInput, BuildError> {
         copy_input(self.shared, step, &self.workdir(step))
@@ -417,7 +467,33 @@ impl<'s, 'a> StageRun<'s, 'a> {
         let snapshot = self.prepare(&self.state, &scratch.join("root"))?;
         match &step.instruction {
             Instruction::Run(run) => {
-                let spec = run_spec(step, run, &self.state.config.image, shared.request.network);
+                let mut spec =
+                    run_spec(step, run, &self.state.config.image, shared.request.network);
+                // Held (locks, the step's own directories) until the step is done.
+                let mounts = mounts::prepare(
+                    &run.mounts,
+                    &MountInputs {
+                        store: shared.store,
+                        request: shared.request,
+                        scratch: &scratch.join("mounts"),
+                        context: shared.context.map(|c| &c.listing),
+                    },
+                )
+                .map_err(BuildError::from)?;
+                mounts.apply(&mut spec);
+                // The trees of `from=` bind mounts, each a snapshot of its own whose writes
+                // go with the step's scratch space.
+                let mut trees = Vec::new();
+                for (i, (mount, state)) in self.mount_sources(step, run)?.into_iter().enumerate() {
+                    let tree = self.prepare(&state, &scratch.join(format!("tree-{i}")))?;
+                    spec.trees.push(TreeMount {
+                        root: tree.root().clone(),
+                        source: mounts::tree_source(mount),
+                        target: mount.target.clone().unwrap_or_default(),
+                        readonly: mount.read_only,
+                    });
+                    trees.push(tree);
+                }
                 let ctx = RunContext {
                     executor: shared.executor,
                     progress: shared.progress,
@@ -425,6 +501,8 @@ impl<'s, 'a> StageRun<'s, 'a> {
                     cancel: shared.cancel.clone(),
                 };
                 step::run(&ctx, &snapshot, spec)?;
+                drop(mounts);
+                drop(trees);
             }
             Instruction::Copy(_) | Instruction::Add(_) => {
                 let Some(op) = &input.op else {

@@ -51,7 +51,7 @@ pub use self::sandbox::SandboxExecutor;
 pub(crate) use self::sandbox::root_mount;
 pub use self::user::{Credentials, resolve_user};
 
-use crate::snapshot::{Snapshot, SnapshotError};
+use crate::snapshot::{Snapshot, SnapshotError, StepRoot};
 
 /// The shell that runs the shell form of `RUN` when no `SHELL` was given.
 pub const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
@@ -135,6 +135,33 @@ pub struct BindMount {
     pub readonly: bool,
 }
 
+/// An empty tmpfs mounted in the step's root for the step only
+/// (`RUN --mount=type=tmpfs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TmpfsMount {
+    /// Where it appears in the step's root (absolute, without `..`); a missing mount
+    /// point is created for the step only.
+    pub target: String,
+    /// Its size limit in bytes; the kernel's default (half the memory) when `None`.
+    pub size: Option<u64>,
+}
+
+/// Another root filesystem (a stage's or an image's, as a snapshot root) bound into the
+/// step's root (`RUN --mount=type=bind,from=...`); its writes go to its own writable
+/// directory, thrown away with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeMount {
+    /// The tree, assembled as a step root is.
+    pub root: StepRoot,
+    /// The path inside the tree to bind (relative, checked not to cross a symbolic link);
+    /// empty for the whole tree.
+    pub source: PathBuf,
+    /// Where the source appears in the step's root (absolute, without `..`).
+    pub target: String,
+    /// Mount it read-only.
+    pub readonly: bool,
+}
+
 /// The form of a `RUN` command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -210,6 +237,10 @@ pub struct RunSpec {
     /// Host paths bound into the root (`rbuild run -v`); only the sandbox executor
     /// supports them.
     pub mounts: Vec<BindMount>,
+    /// Empty tmpfs mounts for the step only; only the sandbox executor supports them.
+    pub tmpfs: Vec<TmpfsMount>,
+    /// Other trees bound into the root; only the sandbox executor supports them.
+    pub trees: Vec<TreeMount>,
 }
 
 impl RunSpec {
@@ -227,6 +258,8 @@ impl RunSpec {
             cancel: CancelToken::new(),
             inherit_stdin: false,
             mounts: Vec::new(),
+            tmpfs: Vec::new(),
+            trees: Vec::new(),
         }
     }
 

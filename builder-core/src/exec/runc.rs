@@ -96,6 +96,20 @@ impl Executor for RuncExecutor {
                 reason: "bind mounts are not supported by the runc executor",
             });
         }
+        if let Some(mount) = spec.tmpfs.first() {
+            return Err(ExecError::Bind {
+                source_path: PathBuf::from("tmpfs"),
+                target: mount.target.clone(),
+                reason: "tmpfs mounts are not supported by the runc executor",
+            });
+        }
+        if let Some(mount) = spec.trees.first() {
+            return Err(ExecError::Bind {
+                source_path: mount.source.clone(),
+                target: mount.target.clone(),
+                reason: "bind mounts of stages and images are not supported by the runc executor",
+            });
+        }
         if !self.runtime.is_file() {
             return Err(ExecError::Io {
                 action: "find the OCI runtime",

@@ -20,6 +20,7 @@ use super::stubs::Stubs;
 use super::user::{Credentials, resolve_user};
 use super::{
     BindMount, DEFAULT_PATH, ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec,
+    TmpfsMount, TreeMount,
 };
 use crate::snapshot::{LowerView, Snapshot, StepRoot};
 
@@ -81,7 +82,12 @@ fn io_err<'a>(
 /// or the overlay of the snapshot's lowers (given lowest first; overlay wants the
 /// uppermost first) under its upper directory.
 pub(crate) fn root_mount(snapshot: &Snapshot, mountpoint: &Path) -> Result<Op, ExecError> {
-    Ok(match snapshot.root() {
+    root_op(snapshot.root(), mountpoint)
+}
+
+/// The operation that puts `root` at `mountpoint` (see [`root_mount`]).
+fn root_op(root: &StepRoot, mountpoint: &Path) -> Result<Op, ExecError> {
+    Ok(match root {
         StepRoot::Dir(dir) => Op::Bind {
             source: cstr(dir)?,
             target: cstr(mountpoint)?,
@@ -270,6 +276,12 @@ fn build_plan(
     for mount in &spec.mounts {
         ops.push(bind_mount(mount, view, stubs, &mountpoint)?);
     }
+    for mount in &spec.tmpfs {
+        ops.push(tmpfs_mount(mount, view, stubs, &mountpoint)?);
+    }
+    for (i, mount) in spec.trees.iter().enumerate() {
+        ops.extend(tree_mount(mount, i, view, stubs, scratch, &mountpoint)?);
+    }
     ops.push(Op::Hostname(CString::new(spec.hostname.as_str()).map_err(
         |e| ExecError::Setup {
             stage: "set host name".to_owned(),
@@ -317,39 +329,132 @@ fn bind_mount(
     stubs: &mut Stubs,
     mountpoint: &Path,
 ) -> Result<Op, ExecError> {
-    let refuse = |reason| ExecError::Bind {
-        source_path: mount.source.clone(),
-        target: mount.target.clone(),
-        reason,
-    };
-    let target = Path::new(&mount.target);
-    let normal = target
-        .components()
-        .skip(1)
-        .all(|c| matches!(c, Component::Normal(_)));
-    if !target.is_absolute() || !normal {
-        return Err(refuse(
-            "the target must be an absolute path without . or ..",
-        ));
-    }
-    let rel = target.strip_prefix("/").unwrap_or(target);
-    if rel.as_os_str().is_empty() {
-        return Err(refuse("the target cannot be the root"));
-    }
     let is_dir = fs::metadata(&mount.source)
         .map_err(io_err("read", &mount.source))?
         .is_dir();
-    if !stubs.ensure(view, rel, is_dir)? {
-        return Err(refuse(
-            "the target is reached through a symbolic link or has another file type",
-        ));
-    }
+    let rel = mount_point(&mount.source, &mount.target, is_dir, view, stubs)?;
     Ok(Op::Bind {
         source: cstr(&mount.source)?,
         target: cstr(&mountpoint.join(rel))?,
         recursive: true,
         readonly: mount.readonly,
     })
+}
+
+/// The operation mounting an empty tmpfs of `RUN --mount=type=tmpfs` in the step's
+/// root, its mount point made as for [`bind_mount`].
+fn tmpfs_mount(
+    mount: &TmpfsMount,
+    view: &LowerView,
+    stubs: &mut Stubs,
+    mountpoint: &Path,
+) -> Result<Op, ExecError> {
+    let rel = mount_point(Path::new("tmpfs"), &mount.target, true, view, stubs)?;
+    let data = match mount.size {
+        Some(size) => Some(
+            CString::new(format!("size={size}")).map_err(|e| ExecError::Setup {
+                stage: "mount tmpfs".to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+            })?,
+        ),
+        None => None,
+    };
+    Ok(Op::Mount {
+        source: c"tmpfs".into(),
+        target: cstr(&mountpoint.join(rel))?,
+        fstype: c"tmpfs".into(),
+        flags: libc::MS_NOSUID | libc::MS_NODEV,
+        data,
+    })
+}
+
+/// The operations binding another tree (a stage's root) into the step's root: the tree
+/// is assembled at `<scratch>/tree-<index>` (in the step's own mount namespace), then
+/// its source path is bound on the target.
+fn tree_mount(
+    mount: &TreeMount,
+    index: usize,
+    view: &LowerView,
+    stubs: &mut Stubs,
+    scratch: &Path,
+    mountpoint: &Path,
+) -> Result<Vec<Op>, ExecError> {
+    let tree = scratch.join(format!("tree-{index}"));
+    fs::create_dir_all(&tree).map_err(io_err("create directory", &tree))?;
+    let source = tree.join(&mount.source);
+    let tree_view = LowerView::new(mount.root.lowers().to_vec());
+    let refuse = |reason| ExecError::Bind {
+        source_path: mount.source.clone(),
+        target: mount.target.clone(),
+        reason,
+    };
+    let is_dir = if mount.source.as_os_str().is_empty() {
+        true
+    } else {
+        if tree_view.crosses_symlink(&mount.source)? {
+            return Err(refuse("the source is reached through a symbolic link"));
+        }
+        match tree_view.lookup(&mount.source)? {
+            Some(entry) => entry.is_dir,
+            None => match mount
+                .root
+                .writable_dir()
+                .join(&mount.source)
+                .symlink_metadata()
+            {
+                Ok(meta) if !meta.file_type().is_symlink() => meta.is_dir(),
+                _ => return Err(refuse("the source does not exist in the stage")),
+            },
+        }
+    };
+    let rel = mount_point(&mount.source, &mount.target, is_dir, view, stubs)?;
+    let assemble = root_op(&mount.root, &tree)?;
+    Ok(vec![
+        assemble,
+        Op::Bind {
+            source: cstr(&source)?,
+            target: cstr(&mountpoint.join(rel))?,
+            recursive: true,
+            readonly: mount.readonly,
+        },
+    ])
+}
+
+/// Checks `target` (absolute, without `.` or `..`, not the root) and makes sure its
+/// mount point exists (created for the step only) without going through a symbolic link
+/// of the image; returns it relative to the root.
+fn mount_point<'t>(
+    source: &Path,
+    target: &'t str,
+    is_dir: bool,
+    view: &LowerView,
+    stubs: &mut Stubs,
+) -> Result<&'t Path, ExecError> {
+    let refuse = |reason| ExecError::Bind {
+        source_path: source.to_path_buf(),
+        target: target.to_owned(),
+        reason,
+    };
+    let path = Path::new(target);
+    let normal = path
+        .components()
+        .skip(1)
+        .all(|c| matches!(c, Component::Normal(_)));
+    if !path.is_absolute() || !normal {
+        return Err(refuse(
+            "the target must be an absolute path without . or ..",
+        ));
+    }
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    if rel.as_os_str().is_empty() {
+        return Err(refuse("the target cannot be the root"));
+    }
+    if !stubs.ensure(view, rel, is_dir)? {
+        return Err(refuse(
+            "the target is reached through a symbolic link or has another file type",
+        ));
+    }
+    Ok(rel)
 }
 
 /// The contents of a generated /etc file: the host's resolver and hosts, the build's name.

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use rbuild_core::{
-    BuildError, BuildRequest, Builder, Compression, ContextSource, DockerfileInput, ExecutorKind,
-    ExportTarget, ImageFormat, ImageName, Mirror, Network, NullProgress, Progress, RegistryConfig,
-    SnapshotterKind, host_architecture,
+    BuildError, BuildRequest, BuildSecret, Builder, Compression, ContextSource, DockerfileInput,
+    ExecutorKind, ExportTarget, ImageFormat, ImageName, Mirror, Network, NullProgress, Progress,
+    RegistryConfig, SecretSource, SnapshotterKind, host_architecture,
 };
 
 use super::pull::RegistryArgs;
@@ -122,6 +122,10 @@ pub struct Args {
     /// Media types of the image: oci or docker
     #[arg(long, default_value = "oci")]
     format: ImageFormat,
+    /// A secret RUN --mount=type=secret may mount, id=ID,src=FILE or id=ID,env=VAR (just
+    /// id=ID: the variable ID); may be repeated. Its value is never stored
+    #[arg(long, value_name = "id=ID,src=FILE|env=VAR", value_parser = secret_arg)]
+    secret: Vec<BuildSecret>,
     /// The build context: a directory, or `-` for a tar archive on standard input
     context: String,
 }
@@ -133,6 +137,41 @@ fn build_arg(arg: &str) -> Option<(String, String)> {
         Some((k, v)) => Some((k.to_owned(), v.to_owned())),
         None => std::env::var(arg).ok().map(|v| (arg.to_owned(), v)),
     }
+}
+
+/// `--secret id=ID[,src=FILE|,source=FILE|,env=VAR][,type=file|env]`, as buildx reads it:
+/// without a source, the environment variable named by the id.
+fn secret_arg(value: &str) -> Result<BuildSecret, String> {
+    let mut id = None;
+    let mut file = None;
+    let mut env = None;
+    let mut kind = None;
+    for field in value.split(',') {
+        let (key, v) = field
+            .split_once('=')
+            .ok_or_else(|| format!("invalid secret field {field:?}: expected key=value"))?;
+        match key.to_ascii_lowercase().as_str() {
+            "id" => id = Some(v.to_owned()),
+            "src" | "source" => file = Some(v.to_owned()),
+            "env" => env = Some(v.to_owned()),
+            "type" if v == "file" || v == "env" => kind = Some(v.to_owned()),
+            _ => return Err(format!("unexpected key {key:?} in secret {value:?}")),
+        }
+    }
+    let id = id
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| format!("secret {value:?} has no id"))?;
+    let source = match (file, env, kind.as_deref()) {
+        (Some(_), Some(_), _) => {
+            return Err(format!("secret {id}: give src or env, not both"));
+        }
+        (Some(path), None, Some("env")) => SecretSource::Env(path),
+        (Some(path), None, _) => SecretSource::File(PathBuf::from(path)),
+        (None, Some(var), _) => SecretSource::Env(var),
+        (None, None, Some("file")) => SecretSource::File(PathBuf::from(&id)),
+        (None, None, _) => SecretSource::Env(id.clone()),
+    };
+    Ok(BuildSecret { id, source })
 }
 
 /// Mirrors and insecure registries: the flags' first, then the config file's, as `rbuild
@@ -238,6 +277,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     request.pull = args.pull;
     request.push = args.push;
     request.registry = registry_config(&args)?;
+    request.secrets = args.secret.clone();
 
     let reporter;
     let progress: &dyn Progress = if args.quiet {
@@ -289,6 +329,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_read_as_buildx_reads_them() {
+        assert_eq!(
+            secret_arg("id=tok,src=/run/tok").unwrap(),
+            BuildSecret {
+                id: "tok".to_owned(),
+                source: SecretSource::File(PathBuf::from("/run/tok")),
+            }
+        );
+        assert_eq!(
+            secret_arg("id=tok,env=TOKEN").unwrap().source,
+            SecretSource::Env("TOKEN".to_owned())
+        );
+        assert_eq!(
+            secret_arg("id=TOKEN").unwrap().source,
+            SecretSource::Env("TOKEN".to_owned())
+        );
+        assert!(secret_arg("src=/x").is_err());
+        assert!(secret_arg("id=a,src=/x,env=B").is_err());
+        assert!(secret_arg("id=a,colour=red").is_err());
+    }
 
     #[test]
     fn build_args_without_a_value_come_from_the_environment() {

@@ -11,19 +11,27 @@ use super::store::StoreArgs;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   rbuild prune
-  rbuild prune --all")]
+  rbuild prune --all
+  rbuild prune --cache-mounts")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
     /// Also remove every unpacked layer (they are unpacked again when needed)
     #[arg(short, long)]
     all: bool,
+    /// Also remove every RUN --mount=type=cache directory
+    #[arg(long)]
+    cache_mounts: bool,
 }
 
 /// Runs `rbuild prune`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = args.store.open()?;
     let report = rbuild_core::prune(&store, args.all).context("pruning the store")?;
+    if args.cache_mounts {
+        let removed = rbuild_core::prune_cache_mounts(&store).context("removing cache mounts")?;
+        println!("deleted: {removed} cache mounts");
+    }
     for blob in &report.blobs {
         println!("deleted: {blob}");
     }

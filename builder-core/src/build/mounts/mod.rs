@@ -1,0 +1,527 @@
+//! `RUN --mount`: what each mount of a step becomes in its [`RunSpec`].
+//!
+//! - `type=cache`: a directory of the store, `<root>/cache-mounts/<id or target>`, bound
+//!   read-write. It sits above the step's writable layer, so the step's change set never
+//!   sees what is written there, and it is kept across builds until
+//!   `rbuild prune --cache-mounts` ([`prune_cache_mounts`]). `sharing=shared` (the
+//!   default) takes a shared lock on it for the step, `locked` an exclusive one (steps
+//!   wait for each other), `private` an exclusive one if it can, else the step gets a
+//!   fresh empty directory of its own.
+//! - `type=tmpfs`: an empty tmpfs for the step only.
+//! - `type=bind`: a file or directory of the build context, read-only unless `rw`, in
+//!   which case the step gets a throw-away copy; with `from=`, a path of a stage's or an
+//!   image's tree, which the engine prepares as a snapshot of its own and the sandbox
+//!   mounts ([`TreeMount`](crate::exec::TreeMount)), its writes thrown away with it.
+//! - `type=secret`: a secret of the request ([`BuildRequest::secrets`]) as a file (by
+//!   default `/run/secrets/<id>`, mode 0400) or an environment variable; the file lives
+//!   in the step's scratch space only, and neither the value nor the file reaches a
+//!   layer, the cache key or the output.
+//!
+//! Cache keys: the mount specifications are part of the step's definition digest, so
+//! cache, tmpfs and secret mounts change the key only through their specification;
+//! context bind mounts add the digest of what they bind ([`context_digest`]), stage and
+//! image bind mounts the key of their tree.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rbuild_dockerfile::{CacheSharing, Mount, MountType};
+
+mod bind;
+use self::bind::bind_mount;
+pub(crate) use self::bind::{context_digest, from_tree, tree_source};
+use rustix::fs::FlockOperation;
+
+use super::BuildRequest;
+use crate::context::ContextListing;
+use crate::exec::{BindMount, RunSpec, TmpfsMount};
+use crate::store::ContentStore;
+
+/// The directory of the store holding cache mounts.
+pub const CACHE_MOUNTS_DIR: &str = "cache-mounts";
+
+/// BuildKit's default directory of secret files (`dockerfile2llb`, `/run/secrets/<id>`).
+const SECRETS_DIR: &str = "/run/secrets";
+
+/// BuildKit's default mode of a secret file.
+const SECRET_MODE: u32 = 0o400;
+
+/// BuildKit's default mode of a new cache directory.
+const CACHE_MODE: u32 = 0o755;
+
+/// Where a secret's value comes from (`rbuild build --secret`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `src=FILE`: the file's content.
+    File(PathBuf),
+    /// `env=VAR`: the value of the builder's environment variable.
+    Env(String),
+}
+
+/// One secret a build may mount (`--secret id=X,src=FILE` or `--secret id=X,env=VAR`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildSecret {
+    /// The id `RUN --mount=type=secret,id=X` names.
+    pub id: String,
+    /// Where the value comes from.
+    pub source: SecretSource,
+}
+
+/// A `RUN --mount` that cannot be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MountError {
+    /// A mount of a kind (or with an option) the engine does not support.
+    #[error("run --mount={what} is not supported")]
+    Unsupported {
+        /// The mount kind or option.
+        what: String,
+    },
+    /// A numeric field does not parse.
+    #[error("invalid {field} {value:?} for the mount at {target}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// The mount's target.
+        target: String,
+    },
+    /// A required secret was not given.
+    #[error("secret {id} is required but was not given to the build")]
+    SecretMissing {
+        /// Its id.
+        id: String,
+    },
+    /// A secret's file could not be read.
+    #[error("failed to read secret {id}")]
+    SecretRead {
+        /// Its id.
+        id: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// A secret's environment variable is not set.
+    #[error("secret {id}: environment variable {var} is not set")]
+    SecretEnv {
+        /// Its id.
+        id: String,
+        /// The variable.
+        var: String,
+    },
+    /// A bind mount's source leaves the build context or does not exist.
+    #[error("bind mount source {source_path:?} {reason}")]
+    BindSource {
+        /// The source as written.
+        source_path: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A filesystem operation failed.
+    #[error("failed to {action} {path}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+fn io_err<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> MountError + 'p {
+    move |source| MountError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What a step's mounts need from the build.
+pub(crate) struct MountInputs<'a> {
+    pub store: &'a ContentStore,
+    pub request: &'a BuildRequest,
+    /// The step's scratch directory (removed after the step).
+    pub scratch: &'a Path,
+    /// The build context's root, when there is one.
+    pub context: Option<&'a ContextListing>,
+}
+
+/// The mounts of one step, ready to go into its spec; holds the cache locks and the
+/// step's own directories until dropped.
+#[derive(Default)]
+pub(crate) struct StepMounts {
+    binds: Vec<BindMount>,
+    tmpfs: Vec<TmpfsMount>,
+    env: Vec<(String, String)>,
+    /// Cache locks held for the step.
+    locks: Vec<File>,
+    /// Directories made for the step only (private caches, rw binds, secret files).
+    temps: Vec<tempfile::TempDir>,
+}
+
+impl StepMounts {
+    /// Adds the mounts (and secret variables) to `spec`.
+    pub(crate) fn apply(&self, spec: &mut RunSpec) {
+        spec.mounts.extend(self.binds.iter().cloned());
+        spec.tmpfs.extend(self.tmpfs.iter().cloned());
+        for (name, value) in &self.env {
+            spec.env.retain(|(k, _)| k != name);
+            spec.env.push((name.clone(), value.clone()));
+        }
+    }
+
+    fn temp(&mut self, scratch: &Path) -> Result<PathBuf, MountError> {
+        let dir = tempfile::Builder::new()
+            .prefix("mount-")
+            .tempdir_in(scratch)
+            .map_err(io_err("create a directory in", scratch))?;
+        let path = dir.path().to_path_buf();
+        self.temps.push(dir);
+        Ok(path)
+    }
+}
+
+impl Drop for StepMounts {
+    fn drop(&mut self) {
+        // Locks go with their files; the directories with their TempDirs.
+        self.locks.clear();
+    }
+}
+
+/// Sets up `mounts` of a step.
+pub(crate) fn prepare(
+    mounts: &[Mount],
+    inputs: &MountInputs<'_>,
+) -> Result<StepMounts, MountError> {
+    let mut out = StepMounts::default();
+    std::fs::create_dir_all(inputs.scratch).map_err(io_err("create directory", inputs.scratch))?;
+    for mount in mounts {
+        match mount.mount_type {
+            MountType::Cache => cache_mount(mount, inputs, &mut out)?,
+            MountType::Tmpfs => {
+                let target = target_of(mount);
+                let size = mount
+                    .size
+                    .as_deref()
+                    .map(|s| parse_size(s).ok_or_else(|| invalid("size", s, &target)))
+                    .transpose()?;
+                out.tmpfs.push(TmpfsMount { target, size });
+            }
+            MountType::Bind => bind_mount(mount, inputs, &mut out)?,
+            MountType::Secret => secret_mount(mount, inputs, &mut out)?,
+            // No agent can be forwarded yet (`--ssh`): as BuildKit does when none is
+            // given, an optional ssh mount is left out and a required one fails.
+            MountType::Ssh if mount.required => {
+                return Err(MountError::Unsupported {
+                    what: "type=ssh,required (no ssh agent is forwarded)".to_owned(),
+                });
+            }
+            MountType::Ssh => {}
+        }
+    }
+    Ok(out)
+}
+
+fn target_of(mount: &Mount) -> String {
+    mount.target.clone().unwrap_or_default()
+}
+
+fn invalid(field: &'static str, value: &str, target: &str) -> MountError {
+    MountError::Invalid {
+        field,
+        value: value.to_owned(),
+        target: target.to_owned(),
+    }
+}
+
+fn parse_octal(
+    field: &'static str,
+    value: Option<&str>,
+    default: u32,
+    target: &str,
+) -> Result<u32, MountError> {
+    value.map_or(Ok(default), |v| {
+        u32::from_str_radix(v, 8).map_err(|_| invalid(field, v, target))
+    })
+}
+
+fn parse_id(field: &'static str, value: Option<&str>, target: &str) -> Result<u32, MountError> {
+    value.map_or(Ok(0), |v| v.parse().map_err(|_| invalid(field, v, target)))
+}
+
+/// A `size=` value in bytes: a number with an optional binary unit, as docker's
+/// `RAMInBytes` reads it.
+fn parse_size(value: &str) -> Option<u64> {
+    let split = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let unit = unit.to_ascii_lowercase();
+    let power = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => 0,
+        "k" => 1,
+        "m" => 2,
+        "g" => 3,
+        "t" => 4,
+        "p" => 5,
+        _ => return None,
+    };
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let bytes = (number * 1024f64.powi(power)) as u64;
+    Some(bytes)
+}
+
+/// The directory name of a cache under [`CACHE_MOUNTS_DIR`]: its id (the target when
+/// none is given), with every byte other than ASCII letters, digits, `-` and `_`
+/// written `%XX`, so that any id is one safe name.
+fn cache_dir_name(id: &str) -> String {
+    let mut name = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            name.push(char::from(b));
+        } else {
+            name.push_str(&format!("%{b:02X}"));
+        }
+    }
+    name
+}
+
+fn cache_mount(
+    mount: &Mount,
+    inputs: &MountInputs<'_>,
+    out: &mut StepMounts,
+) -> Result<(), MountError> {
+    let target = target_of(mount);
+    if mount.from.is_some() || mount.source.is_some() {
+        return Err(MountError::Unsupported {
+            what: "type=cache with from= or source=".to_owned(),
+        });
+    }
+    let mode = parse_octal("mode", mount.mode.as_deref(), CACHE_MODE, &target)?;
+    let uid = parse_id("uid", mount.uid.as_deref(), &target)?;
+    let gid = parse_id("gid", mount.gid.as_deref(), &target)?;
+    let id = mount
+        .id
+        .as_deref()
+        .filter(|i| !i.is_empty())
+        .unwrap_or(&target);
+    let base = inputs.store.root().join(CACHE_MOUNTS_DIR);
+    std::fs::create_dir_all(&base).map_err(io_err("create directory", &base))?;
+    let name = cache_dir_name(id);
+    let dir = base.join(&name);
+    let lock_path = base.join(format!("{name}.lock"));
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_err("open", &lock_path))?;
+    let sharing = mount.sharing.unwrap_or(CacheSharing::Shared);
+    let (operation, fallback) = match sharing {
+        CacheSharing::Shared => (FlockOperation::LockShared, false),
+        CacheSharing::Locked => (FlockOperation::LockExclusive, false),
+        CacheSharing::Private => (FlockOperation::NonBlockingLockExclusive, true),
+    };
+    let source = match rustix::fs::flock(&lock, operation) {
+        Ok(()) => {
+            out.locks.push(lock);
+            dir
+        }
+        Err(rustix::io::Errno::WOULDBLOCK) if fallback => out.temp(inputs.scratch)?,
+        Err(e) => return Err(io_err("lock", &lock_path)(e.into())),
+    };
+    std::fs::create_dir_all(&source).map_err(io_err("create directory", &source))?;
+    let meta = std::fs::metadata(&source).map_err(io_err("read", &source))?;
+    // A new cache (or a private one) gets the mount's owner and mode; an existing one
+    // keeps what earlier steps left.
+    let fresh = std::fs::read_dir(&source)
+        .map_err(io_err("read directory", &source))?
+        .next()
+        .is_none();
+    if fresh && (meta.uid() != uid || meta.gid() != gid || meta.mode() & 0o7777 != mode) {
+        std::os::unix::fs::chown(&source, Some(uid), Some(gid))
+            .map_err(io_err("change owner of", &source))?;
+        std::fs::set_permissions(&source, std::fs::Permissions::from_mode(mode))
+            .map_err(io_err("change mode of", &source))?;
+    }
+    out.binds.push(BindMount {
+        source,
+        target,
+        readonly: mount.read_only,
+    });
+    Ok(())
+}
+
+fn secret_mount(
+    mount: &Mount,
+    inputs: &MountInputs<'_>,
+    out: &mut StepMounts,
+) -> Result<(), MountError> {
+    // BuildKit: the id defaults to the target's base name.
+    let id = mount
+        .id
+        .clone()
+        .or_else(|| {
+            mount
+                .target
+                .as_deref()
+                .and_then(|t| Path::new(t).file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let Some(secret) = inputs.request.secrets.iter().find(|s| s.id == id) else {
+        if mount.required {
+            return Err(MountError::SecretMissing { id });
+        }
+        return Ok(());
+    };
+    let value = match &secret.source {
+        SecretSource::File(path) => {
+            std::fs::read(path).map_err(|source| MountError::SecretRead {
+                id: id.clone(),
+                source,
+            })?
+        }
+        SecretSource::Env(var) => std::env::var_os(var)
+            .ok_or_else(|| MountError::SecretEnv {
+                id: id.clone(),
+                var: var.clone(),
+            })?
+            .into_encoded_bytes(),
+    };
+    if let Some(var) = &mount.env {
+        out.env
+            .push((var.clone(), String::from_utf8_lossy(&value).into_owned()));
+        if mount.target.is_none() {
+            return Ok(());
+        }
+    }
+    let target = mount
+        .target
+        .clone()
+        .unwrap_or_else(|| format!("{SECRETS_DIR}/{id}"));
+    let mode = parse_octal("mode", mount.mode.as_deref(), SECRET_MODE, &target)?;
+    let uid = parse_id("uid", mount.uid.as_deref(), &target)?;
+    let gid = parse_id("gid", mount.gid.as_deref(), &target)?;
+    let dir = out.temp(inputs.scratch)?;
+    let file = dir.join("secret");
+    std::fs::write(&file, &value).map_err(io_err("write", &file))?;
+    std::os::unix::fs::chown(&file, Some(uid), Some(gid))
+        .map_err(io_err("change owner of", &file))?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))
+        .map_err(io_err("change mode of", &file))?;
+    out.binds.push(BindMount {
+        source: file,
+        target,
+        readonly: true,
+    });
+    Ok(())
+}
+
+/// Removes every cache mount of `store` (`rbuild prune --cache-mounts`); returns how many
+/// there were.
+pub fn prune_cache_mounts(store: &ContentStore) -> Result<usize, MountError> {
+    let base = store.root().join(CACHE_MOUNTS_DIR);
+    let entries = match std::fs::read_dir(&base) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err("read directory", &base)(e)),
+    };
+    let mut count = 0;
+    for entry in entries {
+        let entry = entry.map_err(io_err("read directory", &base))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(io_err("read", &path))?;
+        if kind.is_dir() {
+            std::fs::remove_dir_all(&path).map_err(io_err("remove", &path))?;
+            count += 1;
+        } else {
+            std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
+        }
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::build::{BuildRequest, DockerfileInput};
+    use crate::context::ContextSource;
+
+    fn cache(id: &str, sharing: CacheSharing) -> Mount {
+        Mount {
+            mount_type: MountType::Cache,
+            target: Some("/c".to_owned()),
+            source: None,
+            from: None,
+            id: Some(id.to_owned()),
+            sharing: Some(sharing),
+            read_only: false,
+            required: false,
+            mode: None,
+            uid: None,
+            gid: None,
+            size: None,
+            env: None,
+        }
+    }
+
+    #[test]
+    fn a_private_cache_in_use_gives_a_fresh_directory_and_the_cache_once_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path().join("store")).unwrap();
+        let request = BuildRequest::new(
+            DockerfileInput::Text {
+                name: "Dockerfile".to_owned(),
+                text: String::new(),
+            },
+            ContextSource::Directory(dir.path().to_path_buf()),
+        );
+        let inputs = MountInputs {
+            store: &store,
+            request: &request,
+            scratch: &dir.path().join("scratch"),
+            context: None,
+        };
+        let cache_dir = store.root().join(CACHE_MOUNTS_DIR).join("pip");
+        let first = prepare(&[cache("pip", CacheSharing::Shared)], &inputs).unwrap();
+        assert_eq!(first.binds[0].source, cache_dir);
+        let second = prepare(&[cache("pip", CacheSharing::Private)], &inputs).unwrap();
+        assert_ne!(second.binds[0].source, cache_dir);
+        assert!(
+            second.binds[0]
+                .source
+                .starts_with(dir.path().join("scratch"))
+        );
+        // Another shared user may join while only shared users hold it.
+        let third = prepare(&[cache("pip", CacheSharing::Shared)], &inputs).unwrap();
+        assert_eq!(third.binds[0].source, cache_dir);
+        drop((first, third));
+        let fourth = prepare(&[cache("pip", CacheSharing::Private)], &inputs).unwrap();
+        assert_eq!(fourth.binds[0].source, cache_dir);
+        let fresh = second.binds[0].source.clone();
+        drop(second);
+        assert!(!fresh.exists(), "a private directory goes with its step");
+    }
+
+    #[test]
+    fn cache_names_are_one_safe_path_component() {
+        assert_eq!(cache_dir_name("/root/.cache"), "%2Froot%2F%2Ecache");
+        assert_eq!(cache_dir_name(".."), "%2E%2E");
+        assert_eq!(cache_dir_name("pip-3_x"), "pip-3_x");
+    }
+
+    #[test]
+    fn sizes_read_as_docker_reads_them() {
+        assert_eq!(parse_size("64m"), Some(64 << 20));
+        assert_eq!(parse_size("1k"), Some(1024));
+        assert_eq!(parse_size("2GiB"), Some(2 << 30));
+        assert_eq!(parse_size("10"), Some(10));
+        assert_eq!(parse_size("lots"), None);
+    }
+}
