@@ -74,15 +74,23 @@ fn output_of_run_steps_streams_as_log_events() {
         |_| {},
     );
     result.unwrap();
-    let logs: Vec<String> = events
+    // stdout and stderr are two pipes: their lines may arrive in either order.
+    let mut logs: Vec<(String, String)> = events
         .events()
         .iter()
         .filter_map(|e| match e {
-            Event::StepLog { text, .. } => Some(text.clone()),
+            Event::StepLog { stream, text, .. } => Some((format!("{stream:?}"), text.clone())),
             _ => None,
         })
         .collect();
-    assert_eq!(logs, ["one", "two"]);
+    logs.sort();
+    assert_eq!(
+        logs,
+        [
+            ("Stderr".to_owned(), "two".to_owned()),
+            ("Stdout".to_owned(), "one".to_owned())
+        ]
+    );
     assert!(matches!(
         events.events().first(),
         Some(Event::BuildStarted { .. })
