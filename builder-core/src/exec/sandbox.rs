@@ -449,10 +449,17 @@ fn mount_point<'t>(
     if rel.as_os_str().is_empty() {
         return Err(refuse("the target cannot be the root"));
     }
+    let before = stubs.created();
     if !stubs.ensure(view, rel, is_dir)? {
         return Err(refuse(
             "the target is reached through a symbolic link or has another file type",
         ));
+    }
+    // BuildKit leaves the directories it creates for `RUN --mount` targets in the image
+    // (empty: the mount covered them); so does rbuild (differential case run-mounts).
+    // File targets (secrets) are removed again.
+    if is_dir {
+        stubs.keep_since(before);
     }
     Ok(rel)
 }

@@ -74,6 +74,17 @@ impl Stubs {
         Ok(true)
     }
 
+    /// How many mount points have been created so far (see [`Stubs::keep_since`]).
+    pub fn created(&self) -> usize {
+        self.created.len()
+    }
+
+    /// Keeps the mount points created after the first `count` ones: they stay in the
+    /// step's tree (and so in its layer) instead of being removed after the step.
+    pub fn keep_since(&mut self, count: usize) {
+        self.created.truncate(count);
+    }
+
     /// Gives the touched directories back their times before the step starts.
     pub fn seal(&self) -> Result<(), SnapshotError> {
         for (rel, mtime) in &self.dirs {
