@@ -1,5 +1,5 @@
 //! The body of the `dockerignore` fuzz target, shared with the corpus replay test in
-//! `builder-core/tests/fuzz_corpus_dockerignore.rs`: `.dockerignore` text is parsed into
+//! `builder-core/tests/fuzz_corpus.rs`: `.dockerignore` text is parsed into
 //! `IgnoreRules`, then queried on fixed paths and on paths taken from the input itself.
 
 use rbuild_core::IgnoreRules;

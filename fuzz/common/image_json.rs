@@ -1,5 +1,5 @@
 //! The body of the `image_json` fuzz target, shared with the corpus replay test in
-//! `builder-core/tests/fuzz_corpus_image_json.rs`. It covers what rbuild reads from
+//! `builder-core/tests/fuzz_corpus.rs`. It covers what rbuild reads from
 //! image metadata it did not write: manifests, indexes and image configs (parsed directly
 //! and through `load_image` on a real content store), image names, and `-o` values.
 //!

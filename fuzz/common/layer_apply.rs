@@ -1,5 +1,5 @@
 //! The body of the `layer_apply` fuzz target, shared with the corpus replay test in
-//! `builder-core/tests/fuzz_corpus_layer_apply.rs`: arbitrary bytes are applied as a
+//! `builder-core/tests/fuzz_corpus.rs`: arbitrary bytes are applied as a
 //! layer blob (as given, and wrapped in gzip) in both apply modes into a fresh directory.
 //! Applying must never panic, and must never write outside its target: a sentinel
 //! directory next to the target, and the parent of both, are checked afterwards.

@@ -1,5 +1,5 @@
 //! Fuzzes `dockerignore` (see `fuzz/common/dockerignore.rs`). Any panic or hang is a bug; every crash
-//! input is kept in the corpus, which `builder-core/tests/fuzz_corpus_dockerignore.rs` replays in
+//! input is kept in the corpus, which `builder-core/tests/fuzz_corpus.rs` replays in
 //! every test run.
 #![no_main]
 

@@ -1,5 +1,5 @@
 //! Fuzzes `image_json` (see `fuzz/common/image_json.rs`). Any panic or hang is a bug; every crash
-//! input is kept in the corpus, which `builder-core/tests/fuzz_corpus_image_json.rs` replays in
+//! input is kept in the corpus, which `builder-core/tests/fuzz_corpus.rs` replays in
 //! every test run.
 #![no_main]
 

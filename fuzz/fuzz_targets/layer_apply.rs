@@ -1,5 +1,5 @@
 //! Fuzzes `layer_apply` (see `fuzz/common/layer_apply.rs`). Any panic or hang is a bug; every crash
-//! input is kept in the corpus, which `builder-core/tests/fuzz_corpus_layer_apply.rs` replays in
+//! input is kept in the corpus, which `builder-core/tests/fuzz_corpus.rs` replays in
 //! every test run.
 #![no_main]
 
