@@ -5,74 +5,14 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long to wait for the pane to show something: a guard against a hang, not a
 /// timing requirement.
 const PATIENCE: Duration = Duration::from_secs(120);
 
-/// A tmux server of this test's own, killed when the test ends.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(command: &str) -> Tmux {
-        let version = Command::new("tmux").arg("-V").output();
-        assert!(
-            version.as_ref().is_ok_and(|o| o.status.success()),
-            "tmux is required to test the tty view of a build and could not be run: {version:?}"
-        );
-        let tmux = Tmux {
-            socket: format!("rbuild-build-tty-{}", std::process::id()),
-        };
-        let status = tmux
-            .command()
-            .args(["new-session", "-d", "-s", "t", "-x", "100", "-y", "40"])
-            .arg(command)
-            .status()
-            .expect("starting tmux");
-        assert!(status.success(), "tmux new-session failed: {status}");
-        tmux
-    }
-
-    fn command(&self) -> Command {
-        let mut command = Command::new("tmux");
-        command.args(["-L", &self.socket]);
-        command
-    }
-
-    fn capture(&self) -> String {
-        let output = self
-            .command()
-            .args(["capture-pane", "-p", "-t", "t"])
-            .output()
-            .expect("running tmux capture-pane");
-        assert!(output.status.success(), "capture-pane failed: {output:?}");
-        String::from_utf8(output.stdout).expect("the pane is UTF-8")
-    }
-
-    fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let screen = self.capture();
-            if done(&screen) {
-                return screen;
-            }
-            assert!(
-                start.elapsed() < PATIENCE,
-                "the pane never showed {what}:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.command().arg("kill-server").status();
-    }
-}
+mod tmux_support;
+use tmux_support::Tmux;
 
 #[test]
 fn a_build_in_a_terminal_shows_its_running_step_and_ends_with_the_summary() {
@@ -114,7 +54,7 @@ fn a_build_in_a_terminal_shows_its_running_step_and_ends_with_the_summary() {
         root.display(),
         ctx.display()
     );
-    let tmux = Tmux::start(&command);
+    let tmux = Tmux::start("the tty view of a build", &command, 100, 40, PATIENCE);
 
     let mid = tmux.wait_for("the RUN step running with its output", |screen| {
         screen.contains("[+] Building")

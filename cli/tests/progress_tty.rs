@@ -3,8 +3,7 @@
 //! Needs `tmux`; without it the test fails saying so.
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Width of the pane: narrow enough that step names must be cut.
 const WIDTH: usize = 60;
@@ -12,78 +11,8 @@ const WIDTH: usize = 60;
 /// hang, not a timing requirement.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// A tmux server of this test's own, killed when the test ends.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(command: &str) -> Tmux {
-        let version = Command::new("tmux").arg("-V").output();
-        assert!(
-            version.as_ref().is_ok_and(|o| o.status.success()),
-            "tmux is required to test the tty renderer and could not be run: {version:?}"
-        );
-        let tmux = Tmux {
-            socket: format!("rbuild-progress-test-{}", std::process::id()),
-        };
-        let status = tmux
-            .command()
-            .args([
-                "new-session",
-                "-d",
-                "-s",
-                "t",
-                "-x",
-                &WIDTH.to_string(),
-                "-y",
-                "40",
-            ])
-            .arg(command)
-            .status()
-            .expect("starting tmux");
-        assert!(status.success(), "tmux new-session failed: {status}");
-        tmux
-    }
-
-    fn command(&self) -> Command {
-        let mut command = Command::new("tmux");
-        command.args(["-L", &self.socket]);
-        command
-    }
-
-    fn capture(&self) -> String {
-        let output = self
-            .command()
-            .args(["capture-pane", "-p", "-t", "t"])
-            .output()
-            .expect("running tmux capture-pane");
-        assert!(output.status.success(), "capture-pane failed: {output:?}");
-        String::from_utf8(output.stdout).expect("the pane is UTF-8")
-    }
-
-    /// Captures the pane until `done` accepts a capture.
-    fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let screen = self.capture();
-            if done(&screen) {
-                return screen;
-            }
-            assert!(
-                start.elapsed() < PATIENCE,
-                "the pane never showed {what}:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.command().arg("kill-server").status();
-    }
-}
+mod tmux_support;
+use tmux_support::Tmux;
 
 #[test]
 fn the_live_view_shows_running_steps_and_ends_with_the_summary() {
@@ -94,7 +23,7 @@ fn the_live_view_shows_running_steps_and_ends_with_the_summary() {
         env!("CARGO_BIN_EXE_rbuild"),
         events.display()
     );
-    let tmux = Tmux::start(&command);
+    let tmux = Tmux::start("the tty renderer", &command, WIDTH, 40, PATIENCE);
 
     // Mid-run: the pip step is running and has shown output under its spinner.
     let mid = tmux.wait_for("the pip step running with output", |screen| {

@@ -1,0 +1,84 @@
+//! A tmux server of a test's own, for checking what rbuild draws in a real terminal.
+//! Shared by the tty tests; tmux missing is a test failure saying so.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A tmux server with one pane running a command, killed when dropped.
+pub struct Tmux {
+    socket: String,
+    patience: Duration,
+}
+
+impl Tmux {
+    /// Starts `command` in a detached `width` x `height` pane. `what` names what needs
+    /// tmux, for the failure message; `patience` bounds every wait (a guard against a
+    /// hang, not a timing requirement).
+    pub fn start(
+        what: &str,
+        command: &str,
+        width: usize,
+        height: usize,
+        patience: Duration,
+    ) -> Tmux {
+        let version = Command::new("tmux").arg("-V").output();
+        assert!(
+            version.as_ref().is_ok_and(|o| o.status.success()),
+            "tmux is required to test {what} and could not be run: {version:?}"
+        );
+        let tmux = Tmux {
+            socket: format!("rbuild-test-{}-{}", std::process::id(), what.len()),
+            patience,
+        };
+        let status = tmux
+            .command()
+            .args(["new-session", "-d", "-s", "t", "-x"])
+            .arg(width.to_string())
+            .arg("-y")
+            .arg(height.to_string())
+            .arg(command)
+            .status()
+            .expect("starting tmux");
+        assert!(status.success(), "tmux new-session failed: {status}");
+        tmux
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new("tmux");
+        command.args(["-L", &self.socket]);
+        command
+    }
+
+    /// The pane's visible text.
+    pub fn capture(&self) -> String {
+        let output = self
+            .command()
+            .args(["capture-pane", "-p", "-t", "t"])
+            .output()
+            .expect("running tmux capture-pane");
+        assert!(output.status.success(), "capture-pane failed: {output:?}");
+        String::from_utf8(output.stdout).expect("the pane is UTF-8")
+    }
+
+    /// Captures the pane until `done` accepts a capture, which it returns.
+    pub fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.capture();
+            if done(&screen) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < self.patience,
+                "the pane never showed {what}:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.command().arg("kill-server").status();
+    }
+}
