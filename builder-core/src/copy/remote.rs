@@ -1,11 +1,13 @@
 //! `ADD` of a URL: http(s) downloads, with `--checksum`; git is refused for now.
 
-use std::io::Read;
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::CopyError;
 use crate::Digest;
+use crate::digest::Hasher;
 
 /// The mode of a downloaded file, as docker and BuildKit write it.
 pub(crate) const DOWNLOAD_MODE: u32 = 0o600;
@@ -42,14 +44,25 @@ pub(crate) fn check_supported(source: &str) -> Result<(), CopyError> {
     Ok(())
 }
 
-/// A downloaded file.
+/// A downloaded file. Its body is streamed to an unnamed temporary file while its digest
+/// is computed, so a download of any size costs a buffer of memory, not its size.
 pub(crate) struct Download {
     /// The name from the URL's path (its last component), `__unnamed__` when empty.
     pub name: String,
-    /// The body.
-    pub body: Vec<u8>,
+    /// The body, in an unnamed temporary file (gone when this is dropped).
+    body: File,
+    /// The body's digest.
+    digest: Digest,
     /// `Last-Modified`, nanoseconds since the epoch.
     pub mtime_ns: Option<i64>,
+}
+
+impl Download {
+    /// The body, read from its start.
+    pub(crate) fn body(&mut self) -> io::Result<&mut File> {
+        self.body.rewind()?;
+        Ok(&mut self.body)
+    }
 }
 
 /// The name a download is saved under inside a destination directory.
@@ -95,7 +108,7 @@ pub(crate) fn download(url: &str, checksum: Option<&str>) -> Result<Download, Co
         None => fetch(url)?,
     };
     if let Some(expected) = expected {
-        let found = Digest::of(&download.body);
+        let found = download.digest.clone();
         if found != expected {
             return Err(CopyError::ChecksumMismatch {
                 url: url.to_owned(),
@@ -128,16 +141,25 @@ fn fetch(url: &str) -> Result<Download, CopyError> {
         .and_then(|v| httpdate::parse_http_date(v).ok())
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_nanos() as i64);
-    let mut body = Vec::new();
-    resp.body_mut()
-        .with_config()
-        .limit(u64::MAX)
-        .reader()
-        .read_to_end(&mut body)
-        .map_err(|e| failed(ureq::Error::Io(e)))?;
+    let io_failed = |e: io::Error| failed(ureq::Error::Io(e));
+    let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+    let mut body = tempfile::tempfile().map_err(io_failed)?;
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_failed(e)),
+        };
+        hasher.update(&buf[..n]);
+        body.write_all(&buf[..n]).map_err(io_failed)?;
+    }
     Ok(Download {
         name: file_name(url),
         body,
+        digest: hasher.finish(),
         mtime_ns,
     })
 }
@@ -146,7 +168,7 @@ fn fetch(url: &str) -> Result<Download, CopyError> {
 /// so the content is fetched (as BuildKit does without a checksum).
 pub(crate) fn content_digest(url: &str) -> Result<Digest, CopyError> {
     let download = fetch(url)?;
-    let digest = Digest::of(&download.body);
+    let digest = download.digest.clone();
     *LAST_FETCHED.lock().unwrap_or_else(PoisonError::into_inner) = Some((url.to_owned(), download));
     Ok(digest)
 }

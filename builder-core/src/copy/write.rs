@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Write as _};
+use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -84,10 +84,10 @@ pub(crate) fn run(
                 let mode = w.mode_of(HEREDOC_MODE, false);
                 let owner = chown.unwrap_or((0, 0));
                 let now = now_ns();
-                w.write_file(&target, file.content.as_bytes(), mode, owner, now)?;
+                w.write_file(&target, &mut file.content.as_bytes(), mode, owner, now)?;
             }
             Item::Url { url, checksum } => {
-                let download = remote::download(url, checksum.as_deref())?;
+                let mut download = remote::download(url, checksum.as_deref())?;
                 let target = if into_dir {
                     dest_rel.join(&download.name)
                 } else {
@@ -96,7 +96,8 @@ pub(crate) fn run(
                 let mode = w.mode_of(remote::DOWNLOAD_MODE, false);
                 let owner = chown.unwrap_or((0, 0));
                 let mtime = download.mtime_ns.unwrap_or_else(now_ns);
-                w.write_file(&target, &download.body, mode, owner, mtime)?;
+                let mut body = download.body().map_err(CopyError::dest("read", &target))?;
+                w.write_file(&target, &mut body, mode, owner, mtime)?;
             }
         }
     }
@@ -413,7 +414,7 @@ impl Writer<'_> {
     pub fn write_file(
         &mut self,
         target: &Path,
-        content: &[u8],
+        content: &mut dyn Read,
         mode: u32,
         owner: (u32, u32),
         mtime_ns: i64,
@@ -434,11 +435,11 @@ impl Writer<'_> {
             None => {}
         }
         let mut out = create_file(&dir, &name).map_err(fail("create", target))?;
-        out.write_all(content).map_err(fail("write", target))?;
+        let written = io::copy(content, &mut out).map_err(fail("write", target))?;
         set_owner_mode(&dir, &name, owner, Some(mode)).map_err(fail("chown", target))?;
         set_mtime(&dir, &name, mtime_ns).map_err(fail("set times on", target))?;
         self.stats.files += 1;
-        self.stats.bytes += content.len() as u64;
+        self.stats.bytes += written;
         Ok(())
     }
 
