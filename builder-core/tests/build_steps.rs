@@ -303,6 +303,73 @@ fn scratch_stages_and_docker_archive_bases_build() {
 }
 
 #[test]
+fn a_docker_archive_base_is_loaded_once_until_the_file_changes() {
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[]);
+    let save = |image: &rbuild_core::Image, archive: &std::path::Path| {
+        export(
+            &store,
+            &ExportTarget::Docker {
+                dest: archive.to_path_buf(),
+            },
+            image,
+            &[],
+        )
+        .unwrap();
+    };
+    let records = || -> Vec<(std::path::PathBuf, String)> {
+        let Ok(dir) = std::fs::read_dir(store.root().join("archive-loads")) else {
+            return Vec::new();
+        };
+        dir.map(|e| e.unwrap().path())
+            .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).unwrap();
+                (p, text)
+            })
+            .collect()
+    };
+    let busybox =
+        rbuild_core::load_image(&store, &store.resolve("busybox:latest").unwrap().descriptor)
+            .unwrap();
+    let archive = dir.path().join("base.tar");
+    save(&busybox, &archive);
+    let dockerfile = format!(
+        "FROM docker-archive://{}\nRUN echo ok > /ok\n",
+        archive.display()
+    );
+
+    let first = build(&store, &dockerfile, &ctx);
+    let after_first = records();
+    assert_eq!(after_first.len(), 1, "one remembered load: {after_first:?}");
+    let modified = std::fs::metadata(&after_first[0].0)
+        .unwrap()
+        .modified()
+        .unwrap();
+
+    // The same file: not loaded again (the record is not rewritten), the steps are cached.
+    let second = build(&store, &dockerfile, &ctx);
+    assert_eq!(second.image_id, first.image_id);
+    assert!(second.steps.iter().all(|s| s.cached), "{:?}", second.steps);
+    let after_second = records();
+    assert_eq!(after_second, after_first);
+    assert_eq!(
+        std::fs::metadata(&after_second[0].0)
+            .unwrap()
+            .modified()
+            .unwrap(),
+        modified
+    );
+
+    // Another image saved over the file: loaded, and built on.
+    save(&first.image, &archive);
+    let third = build(&store, &dockerfile, &ctx);
+    assert_eq!(third.image.manifest.layers().len(), 3);
+    assert_eq!(read(&store, &third.image, dir.path(), "/ok"), "ok\n");
+    assert_eq!(records().len(), 2);
+}
+
+#[test]
 fn onbuild_triggers_of_the_base_run_at_the_child_from() {
     let (dir, store) = busybox_store();
     let ctx = context(dir.path(), &[("input.txt", "from the child's context\n")]);

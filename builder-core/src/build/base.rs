@@ -6,11 +6,13 @@
 //! registries, as `rbuild pull` does; with `--pull` even when the store has it),
 //! `oci-layout://DIR[:TAG]` (an OCI image layout directory; the manifest whose
 //! `org.opencontainers.image.ref.name` is `TAG`, or the only one), `oci-archive://FILE`
-//! or `docker-archive://FILE` (loaded into the store, first image). `scratch` and stage
-//! names never get here.
+//! or `docker-archive://FILE` (loaded into the store, first image; remembered under
+//! `<root>/archive-loads/` by the file's identity, so an unchanged archive is loaded once,
+//! not at every build). `scratch` and stage names never get here.
 
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Write as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageIndex};
@@ -63,12 +65,7 @@ pub(crate) fn resolve(
         .strip_prefix(OCI_ARCHIVE_SCHEME)
         .or_else(|| reference.strip_prefix(DOCKER_ARCHIVE_SCHEME))
     {
-        let loaded = load_archive(store, Path::new(file))?;
-        loaded
-            .into_iter()
-            .next()
-            .map(|(image, _)| image)
-            .ok_or_else(|| BuildError::ImageNotFound(reference.to_owned()))?
+        load_archive_once(store, Path::new(file), reference)?
     } else {
         load_named(store, reference, lookup, &mut warnings)?
     };
@@ -78,6 +75,62 @@ pub(crate) fn resolve(
         digest,
         warnings,
     })
+}
+
+/// The directory remembering which archives were loaded, and as what.
+const ARCHIVE_LOADS_DIR: &str = "archive-loads";
+
+/// The first image of the archive `file`: the one loaded by an earlier build when the file
+/// is the same (device, inode, size, mtime, path) and its blobs are all still in the store,
+/// else loaded now (and remembered).
+fn load_archive_once(
+    store: &ContentStore,
+    file: &Path,
+    reference: &str,
+) -> Result<Image, BuildError> {
+    let meta = fs::metadata(file).map_err(io_err("read", file))?;
+    let path = fs::canonicalize(file).map_err(io_err("read", file))?;
+    let identity = format!(
+        "{}:{}:{}:{}.{}:{}",
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        path.display()
+    );
+    let dir = store.root().join(ARCHIVE_LOADS_DIR);
+    let record = dir.join(Digest::of(identity.as_bytes()).hex());
+    let remembered =
+        fs::read(&record)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Descriptor>(&bytes).ok())
+            .and_then(|desc| load_image(store, &desc).ok())
+            .filter(|image| {
+                store.contains(&image.config_digest)
+                    && image.manifest.layers().iter().all(|layer| {
+                        Digest::try_from(layer.digest()).is_ok_and(|d| store.contains(&d))
+                    })
+            });
+    if let Some(image) = remembered {
+        return Ok(image);
+    }
+    let image = load_archive(store, file)?
+        .into_iter()
+        .next()
+        .map(|(image, _)| image)
+        .ok_or_else(|| BuildError::ImageNotFound(reference.to_owned()))?;
+    // Only a shortcut: failing to remember costs a reload next time, never the build.
+    let _ = remember(&dir, &record, &image.descriptor);
+    Ok(image)
+}
+
+fn remember(dir: &Path, record: &Path, desc: &Descriptor) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".load-").tempfile_in(dir)?;
+    tmp.write_all(&serde_json::to_vec(desc)?)?;
+    tmp.persist(record).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// A name or image ID: the store's image, unless the store lacks it or `--pull` asks for

@@ -142,27 +142,20 @@ fn load_docker(
         let config_path = dir.join(&entry.config);
         let config_blob = put_file(store, &config_path, None)?;
         let config: ImageConfig = store.read_json(&config_blob.digest)?;
-        let mut layers = Vec::new();
-        for layer in &entry.layers {
-            let lpath = dir.join(layer);
-            let blob = put_file(store, &lpath, None)?;
-            let (_, compression) = diff_id_of(&lpath)?;
-            layers.push(Descriptor::new(
-                ImageFormat::Docker.layer_type(compression),
-                blob.size,
-                &blob.digest,
-            ));
-        }
-        if layers.len() != config.rootfs.diff_ids.len() {
+        if entry.layers.len() != config.rootfs.diff_ids.len() {
             return Err(ImageError::LayerCount(
                 config_blob.digest.clone(),
-                layers.len(),
+                entry.layers.len(),
                 config.rootfs.diff_ids.len(),
             )
             .into());
         }
+        let mut layers = Vec::new();
         for (layer, want) in entry.layers.iter().zip(&config.rootfs.diff_ids) {
-            let (found, _) = diff_id_of(&dir.join(layer))?;
+            let lpath = dir.join(layer);
+            // Checked before the blob goes in: a layer that is not what the config says
+            // never enters the store.
+            let (found, compression) = diff_id_of(&lpath)?;
             if found.as_str() != want {
                 return Err(LayerError::DiffIdMismatch {
                     expected: want.parse().map_err(ImageError::from)?,
@@ -170,6 +163,12 @@ fn load_docker(
                 }
                 .into());
             }
+            let blob = put_file(store, &lpath, None)?;
+            layers.push(Descriptor::new(
+                ImageFormat::Docker.layer_type(compression),
+                blob.size,
+                &blob.digest,
+            ));
         }
         let image = write_manifest(
             store,
