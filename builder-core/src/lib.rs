@@ -86,8 +86,8 @@ pub use crate::context::{
 // --- COPY and ADD ---
 mod copy;
 pub use crate::copy::{
-    ChmodError, CopyError, CopyOp, CopySource, CopyStats, ModeChange, copy, selected_sources,
-    sources_digest,
+    ChmodError, CopyError, CopyOp, CopySource, CopyStats, ModeChange, SourcesDescription, copy,
+    describe_sources, selected_sources, sources_digest,
 };
 
 // --- registry ---

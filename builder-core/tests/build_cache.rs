@@ -220,3 +220,33 @@ COPY --from=src /v /v
     let again = build(&store, on_top, &ctx);
     assert_eq!(again.steps[0].miss, Some(MissReason::BaseChanged));
 }
+
+#[test]
+fn a_miss_names_only_the_files_the_copy_selects_after_exclude() {
+    let (dir, store) = busybox_store();
+    let ctx = context(
+        dir.path(),
+        &[
+            ("src/a.txt", "a\n"),
+            ("src/b.log", "log\n"),
+            ("other.txt", "o\n"),
+        ],
+    );
+    let dockerfile = "FROM busybox\nCOPY --exclude=*.log src /app\n";
+    build(&store, dockerfile, &ctx);
+    // An excluded file and a file outside the source changed alone: still a hit.
+    std::fs::write(ctx.join("src/b.log"), "log changed\n").unwrap();
+    std::fs::write(ctx.join("other.txt"), "o changed\n").unwrap();
+    assert_eq!(steps(&build(&store, dockerfile, &ctx)), [true]);
+    // With a selected file, the miss names that file alone.
+    std::fs::write(ctx.join("src/a.txt"), "a changed\n").unwrap();
+    std::fs::write(ctx.join("src/b.log"), "log changed again\n").unwrap();
+    let result = build(&store, dockerfile, &ctx);
+    assert_eq!(steps(&result), [false]);
+    assert_eq!(
+        result.steps[0].miss,
+        Some(MissReason::FilesChanged {
+            paths: vec!["src/a.txt".to_owned()]
+        })
+    );
+}

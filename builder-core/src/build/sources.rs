@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use rbuild_dockerfile::{Instruction, ShellLexer, Source, Step};
 
 use super::error::{BuildError, render_at};
-use super::solve::{ContextState, Shared, copy_source, root_key};
+use super::solve::{Shared, copy_source, root_key};
 use super::state::{StageState, image_layers};
 use crate::copy::{self, CopyOp, CopySource};
 use crate::digest::Digest;
@@ -66,14 +66,13 @@ pub(crate) fn copy_input(
                 listing: &context.listing,
                 hashes: &context.hashes,
             };
-            let digest = copy::sources_digest(&op, &from)?;
-            let files = selected_files(context, step);
+            let described = copy::describe_sources(&op, &from)?;
             Ok(CopyInput {
                 op: Some(op),
                 from: None,
                 from_key: None,
-                digest: Some(digest),
-                files,
+                digest: Some(described.key),
+                files: described.files,
             })
         }
     }
@@ -113,35 +112,6 @@ pub(crate) struct CopyInput {
     pub from_key: Option<(String, String)>,
     pub digest: Option<Digest>,
     pub files: BTreeMap<String, String>,
-}
-
-/// The context files a step's sources select, with their content digests (or their
-/// type for what is not a regular file).
-fn selected_files(context: &ContextState<'_>, step: &Step) -> BTreeMap<String, String> {
-    let sources = match &step.instruction {
-        Instruction::Copy(c) => &c.files.sources,
-        Instruction::Add(a) => &a.files.sources,
-        _ => return BTreeMap::new(),
-    };
-    let mut files = BTreeMap::new();
-    for source in sources {
-        if source.contains("://") {
-            continue;
-        }
-        let Ok(entries) = crate::context::resolve_source(&context.listing, source) else {
-            continue;
-        };
-        for entry in entries {
-            for e in context.listing.subtree(entry) {
-                let value = context
-                    .hashes
-                    .get(&e.path)
-                    .map_or_else(|| format!("{:?} {:o}", e.kind, e.mode), |d| d.to_string());
-                files.insert(e.path.to_string_lossy().into_owned(), value);
-            }
-        }
-    }
-    files
 }
 
 /// Expands `$VAR` in the heredoc sources whose delimiter was not quoted, with the

@@ -35,6 +35,7 @@ mod remote;
 mod tree;
 mod write;
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -308,6 +309,22 @@ impl CopyError {
 /// type, mode, uid/gid, content digest and link target of every selected source entry
 /// (never mtime). A URL source is downloaded unless `--checksum` pins it.
 pub fn sources_digest(op: &CopyOp, from: &CopySource) -> Result<Digest, CopyError> {
+    Ok(describe_sources(op, from)?.key)
+}
+
+/// What a copy reads, from one plan of its sources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcesDescription {
+    /// The digest for the step's cache key ([`sources_digest`]).
+    pub key: Digest,
+    /// Every entry it copies (a selected directory's entries after `--exclude`
+    /// included), by relative path: a file's content digest, else its type and mode;
+    /// what `--explain-cache` compares between builds.
+    pub files: BTreeMap<String, String>,
+}
+
+/// [`sources_digest`] and the entries it covers, planned once.
+pub fn describe_sources(op: &CopyOp, from: &CopySource) -> Result<SourcesDescription, CopyError> {
     let (view, planned) = plan::open_and_plan(op, from)?;
     let mut h = Hasher::new();
     let mut field = |bytes: &[u8]| {
@@ -330,7 +347,10 @@ pub fn sources_digest(op: &CopyOp, from: &CopySource) -> Result<Digest, CopyErro
         field(path.as_bytes());
         field(digest.as_str().as_bytes());
     }
-    Ok(h.finish())
+    Ok(SourcesDescription {
+        key: h.finish(),
+        files: planned.entry_digests(&view),
+    })
 }
 
 /// Performs the copy into `dest_root`, the step's whole root filesystem as a directory.

@@ -2,7 +2,7 @@
 //! `--exclude` applied. The same selection feeds the cache key and the copy.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
@@ -496,6 +496,23 @@ impl Plan {
             });
         }
         Ok(out)
+    }
+
+    /// Every context entry the plan copies (tops and what is beneath them), by relative
+    /// path: a file's content digest when the view has hashes, else its type and mode.
+    pub fn entry_digests(&self, view: &SourceView) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for item in &self.items {
+            let Item::Entries(sel) = item else { continue };
+            for e in std::iter::once(&sel.top).chain(&sel.below) {
+                let value = view
+                    .hashes
+                    .and_then(|h| h.get(&e.path))
+                    .map_or_else(|| format!("{:?} {:o}", e.kind, e.mode), |d| d.to_string());
+                out.insert(e.path.to_string_lossy().into_owned(), value);
+            }
+        }
+        out
     }
 }
 
