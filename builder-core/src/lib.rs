@@ -45,7 +45,7 @@ mod snapshot;
 pub use crate::exec::{
     BindMount, CancelToken, Command, Credentials, DEFAULT_PATH, DEFAULT_RUNC, DEFAULT_SHELL,
     ExecError, Executor, ExitStatus, IdMapping, Limits, Network, OutputSink, RunSpec, RuncExecutor,
-    SandboxExecutor, TmpfsMount, TreeMount, resolve_user,
+    SandboxExecutor, Security, TmpfsMount, TreeMount, resolve_user,
 };
 pub use crate::snapshot::{
     CopySnapshotter, LowerView, OverlaySnapshotter, Snapshot, SnapshotError, Snapshotter, StepRoot,

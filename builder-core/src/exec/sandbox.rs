@@ -22,6 +22,7 @@ use super::{
     BindMount, DEFAULT_PATH, ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec,
     TmpfsMount, TreeMount,
 };
+use super::{caps, seccomp};
 use crate::snapshot::{LowerView, Snapshot, StepRoot};
 
 /// Devices bound from the host into the step's `/dev`.
@@ -301,11 +302,28 @@ fn build_plan(
         prefixes.push(cstr(&prefix)?);
     }
     ops.push(Op::WorkDir { prefixes });
+    // Confinement last, as runc orders it: the bounding set and the seccomp filter while
+    // the init still holds every capability, then the user, then the step's own sets.
+    let capabilities = caps::for_step(spec.security, creds.uid);
+    if let Some(capabilities) = capabilities {
+        ops.push(Op::DropBounding {
+            capabilities: capabilities.drop_from_bounding,
+        });
+        ops.push(Op::Seccomp {
+            programs: seccomp::compile(&seccomp::profile()?)?,
+        });
+    }
     ops.push(Op::Credentials {
         uid: creds.uid,
         gid: creds.gid,
         groups: (!self_only).then(|| creds.groups.clone()),
     });
+    if let Some(capabilities) = capabilities {
+        ops.push(Op::Capabilities {
+            permitted: capabilities.permitted,
+            inheritable: capabilities.inheritable,
+        });
+    }
     if self_only {
         let uid = rustix::process::geteuid().as_raw();
         let gid = rustix::process::getegid().as_raw();
