@@ -63,6 +63,12 @@ pub(crate) enum Op {
         gid: libc::gid_t,
         groups: Option<Vec<libc::gid_t>>,
     },
+    /// Make `path` (a part of /proc) read-only: bound on itself, remounted read-only. A
+    /// path the kernel does not have is skipped.
+    ReadOnlyPath { path: CString },
+    /// Hide `path`: `/dev/null` bound over a file, an empty read-only tmpfs over a
+    /// directory. A path the kernel does not have is skipped.
+    MaskPath { path: CString, null: CString },
     /// Drop every capability whose bit is set from the bounding set.
     DropBounding { capabilities: u64 },
     /// Install seccomp filters, in order. No `no_new_privs`: the init still holds
@@ -107,6 +113,8 @@ impl fmt::Display for Op {
                 None => write!(f, "enter working directory /"),
             },
             Op::Credentials { uid, gid, .. } => write!(f, "switch to user {uid}:{gid}"),
+            Op::ReadOnlyPath { path } => write!(f, "make {path:?} read-only"),
+            Op::MaskPath { path, .. } => write!(f, "mask {path:?}"),
             Op::DropBounding { .. } => write!(f, "drop capabilities from the bounding set"),
             Op::Seccomp { .. } => write!(f, "install the seccomp filter"),
             Op::Capabilities { .. } => write!(f, "set the step's capabilities"),
@@ -255,6 +263,65 @@ fn apply_op(op: &Op) -> Result<(), i32> {
             check(unsafe { libc::chdir(c"/".as_ptr()) })
         }
         Op::LoopbackUp => loopback_up(),
+        Op::ReadOnlyPath { path } => {
+            let bound = check(unsafe {
+                libc::mount(
+                    path.as_ptr(),
+                    path.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                )
+            });
+            match bound {
+                Err(libc::ENOENT) => return Ok(()),
+                other => other?,
+            }
+            check(unsafe {
+                libc::mount(
+                    std::ptr::null(),
+                    path.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND
+                        | libc::MS_REMOUNT
+                        | libc::MS_RDONLY
+                        | libc::MS_NOSUID
+                        | libc::MS_NODEV
+                        | libc::MS_NOEXEC
+                        | libc::MS_REC,
+                    std::ptr::null(),
+                )
+            })
+        }
+        Op::MaskPath { path, null } => {
+            // SAFETY: `stat` is plain old data, filled by the kernel.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            match check(unsafe { libc::stat(path.as_ptr(), &mut st) }) {
+                Err(libc::ENOENT) => return Ok(()),
+                other => other?,
+            }
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                check(unsafe {
+                    libc::mount(
+                        c"tmpfs".as_ptr(),
+                        path.as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                        c"size=0".as_ptr().cast(),
+                    )
+                })
+            } else {
+                check(unsafe {
+                    libc::mount(
+                        null.as_ptr(),
+                        path.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    )
+                })
+            }
+        }
         Op::DropBounding { capabilities } => {
             for cap in 0..64u32 {
                 if capabilities & (1u64 << cap) != 0 {

@@ -336,6 +336,11 @@ impl RuncExecutor {
         };
         if let Some(linux) = config.linux_mut() {
             linux.set_seccomp(seccomp);
+            if spec.security == Security::Insecure {
+                // BuildKit's insecure mode: /proc and /sys whole.
+                linux.set_masked_paths(Some(Vec::new()));
+                linux.set_readonly_paths(Some(Vec::new()));
+            }
             linux.set_namespaces(Some(namespaces));
             linux.set_cgroups_path(Some(PathBuf::from(format!("/{id}"))));
             linux.set_resources(Some(resources));

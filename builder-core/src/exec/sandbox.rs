@@ -20,13 +20,38 @@ use super::stubs::Stubs;
 use super::user::{Credentials, resolve_user};
 use super::{
     BindMount, DEFAULT_PATH, ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec,
-    TmpfsMount, TreeMount,
+    Security, TmpfsMount, TreeMount,
 };
 use super::{caps, seccomp};
 use crate::snapshot::{LowerView, Snapshot, StepRoot};
 
 /// Devices bound from the host into the step's `/dev`.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Parts of /proc a sandboxed step may read but not write (runc's and docker's default
+/// `readonlyPaths`): `/proc/sys` holds the host's global sysctls.
+const READONLY_PROC: [&str; 5] = [
+    "proc/bus",
+    "proc/fs",
+    "proc/irq",
+    "proc/sys",
+    "proc/sysrq-trigger",
+];
+
+/// Paths a sandboxed step does not see (docker's default `maskedPaths`).
+const MASKED: [&str; 11] = [
+    "proc/acpi",
+    "proc/asound",
+    "proc/kcore",
+    "proc/keys",
+    "proc/latency_stats",
+    "proc/timer_list",
+    "proc/timer_stats",
+    "proc/sched_debug",
+    "proc/scsi",
+    "sys/firmware",
+    "sys/devices/virtual/powercap",
+];
 
 /// Host files a step sees at the same path, generated per step.
 pub(crate) const ETC_FILES: [&str; 3] = ["etc/resolv.conf", "etc/hosts", "etc/hostname"];
@@ -261,6 +286,18 @@ fn build_plan(
             flags: nodev | libc::MS_RDONLY,
             data: None,
         });
+    }
+    // As BuildKit's insecure mode, `--security=insecure` leaves /proc and /sys whole.
+    if spec.security == Security::Sandbox {
+        for rel in READONLY_PROC {
+            ops.push(Op::ReadOnlyPath { path: mp(rel)? });
+        }
+        for rel in MASKED {
+            ops.push(Op::MaskPath {
+                path: mp(rel)?,
+                null: c"/dev/null".into(),
+            });
+        }
     }
     for rel in ETC_FILES {
         let source = scratch.join(rel.replace('/', "-"));
