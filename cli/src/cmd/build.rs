@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use rbuild_core::{
     BuildError, BuildRequest, BuildSecret, Builder, Compression, ContextSource, DockerfileInput,
-    ExecutorKind, ExportTarget, ImageFormat, ImageName, Mirror, Network, NullProgress, Progress,
-    RegistryConfig, SecretSource, SnapshotterKind, host_architecture,
+    Entitlement, ExecutorKind, ExportTarget, ImageFormat, ImageName, Mirror, Network, NullProgress,
+    Progress, RegistryConfig, SecretSource, SnapshotterKind, host_architecture,
 };
 
 use super::pull::RegistryArgs;
@@ -126,6 +126,10 @@ pub struct Args {
     /// id=ID: the variable ID); may be repeated. Its value is never stored
     #[arg(long, value_name = "id=ID,src=FILE|env=VAR", value_parser = secret_arg)]
     secret: Vec<BuildSecret>,
+    /// Allow an entitlement the Dockerfile asks for: security.insecure (RUN
+    /// --security=insecure: every capability, no seccomp filter); may be repeated
+    #[arg(long, value_name = "ENTITLEMENT")]
+    allow: Vec<Entitlement>,
     /// The build context: a directory, or `-` for a tar archive on standard input
     context: String,
 }
@@ -278,6 +282,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     request.push = args.push;
     request.registry = registry_config(&args)?;
     request.secrets = args.secret.clone();
+    request.allow = args.allow.clone();
 
     let reporter;
     let progress: &dyn Progress = if args.quiet {
