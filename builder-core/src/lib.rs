@@ -65,8 +65,8 @@ mod semantics;
 mod build;
 pub use crate::build::{
     BuildError, BuildRequest, BuildResult, BuildSecret, Builder, CACHE_DIR, CACHE_MOUNTS_DIR,
-    CacheKey, DockerfileInput, Entitlement, ExecutorKind, MissReason, MountError, SecretSource,
-    SnapshotterKind, StepReport, UnknownEntitlement, prune_cache_mounts,
+    CacheKey, DEFAULT_SSH_ID, DockerfileInput, Entitlement, ExecutorKind, MissReason, MountError,
+    SecretSource, SnapshotterKind, SshAgent, StepReport, UnknownEntitlement, prune_cache_mounts,
 };
 
 // --- progress events ---

@@ -6,41 +6,17 @@
 //! (tests/boundary_probe/probe.c) compiled with the host's gcc.
 #![allow(clippy::unwrap_used)]
 
+mod boundary_probe;
 mod exec_support;
 
-use std::path::{Path, PathBuf};
 use std::process::Command as Process;
-use std::sync::OnceLock;
+
+use boundary_probe::probe_dir;
 
 /// docker's default capability set as /proc/self/status prints it (CHOWN, DAC_OVERRIDE,
 /// FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW,
 /// SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP).
 const DOCKER_CAPS: &str = "00000000a80425fb";
-
-/// A layer holding `/bin/probe`, compiled once per test run.
-fn probe_layer() -> &'static Path {
-    static LAYER: OnceLock<PathBuf> = OnceLock::new();
-    LAYER.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        std::fs::create_dir_all(dir.join("bin")).unwrap();
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/boundary_probe/probe.c");
-        let out = Process::new("gcc")
-            .args(["-static", "-O1", "-o"])
-            .arg(dir.join("bin/probe"))
-            .arg(&source)
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("gcc is needed to compile the boundary probe (apt-get install gcc): {e}")
-            });
-        assert!(
-            out.status.success(),
-            "gcc -static failed on {} (libc6-dev is needed):\n{}",
-            source.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir
-    })
-}
 
 /// A host process to look for from the step; killed when dropped.
 struct HostProcess(std::process::Child);
@@ -98,7 +74,7 @@ macro_rules! boundary_tests {
                 require_root();
                 let base = base();
                 let mut lowers = base.lowers.clone();
-                lowers.push(probe_layer().to_path_buf());
+                lowers.push(probe_dir().to_path_buf());
                 let executor: Box<dyn Executor> = Box::new($executor);
                 let out = run_step(&OverlaySnapshotter::new(), &*executor, &lowers, spec);
                 // Shown with --nocapture, and by a failing test.

@@ -38,7 +38,8 @@ pub use self::cache::{CACHE_DIR, CacheKey, MissReason};
 pub use self::entitlement::{Entitlement, UnknownEntitlement};
 pub use self::error::BuildError;
 pub use self::mounts::{
-    BuildSecret, CACHE_MOUNTS_DIR, MountError, SecretSource, prune_cache_mounts,
+    BuildSecret, CACHE_MOUNTS_DIR, DEFAULT_SSH_ID, MountError, SecretSource, SshAgent,
+    prune_cache_mounts,
 };
 use crate::context::ContextSource;
 use crate::digest::Digest;
@@ -132,6 +133,8 @@ pub struct BuildRequest {
     pub secrets: Vec<BuildSecret>,
     /// `--allow`: entitlements the Dockerfile may use (`RUN --security=insecure`).
     pub allow: Vec<Entitlement>,
+    /// `--ssh`: the ssh agents `RUN --mount=type=ssh` may forward.
+    pub ssh: Vec<SshAgent>,
 }
 
 impl BuildRequest {
@@ -160,6 +163,7 @@ impl BuildRequest {
             registry: RegistryConfig::default(),
             secrets: Vec::new(),
             allow: Vec::new(),
+            ssh: Vec::new(),
         }
     }
 }

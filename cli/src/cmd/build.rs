@@ -12,6 +12,8 @@ use rbuild_core::{
     Progress, RegistryConfig, SecretSource, SnapshotterKind, host_architecture,
 };
 
+mod ssh;
+
 use super::pull::RegistryArgs;
 use super::store::StoreArgs;
 use crate::progress::{ProgressMode, Reporter};
@@ -130,6 +132,11 @@ pub struct Args {
     /// --security=insecure: every capability, no seccomp filter); may be repeated
     #[arg(long, value_name = "ENTITLEMENT")]
     allow: Vec<Entitlement>,
+    /// An ssh agent RUN --mount=type=ssh may use: default (the agent of SSH_AUTH_SOCK),
+    /// ID=SOCKET, or ID=KEY[,KEY...] (loaded into an agent started for the build); may
+    /// be repeated
+    #[arg(long, value_name = "default|ID[=SOCKET|KEY[,KEY...]]", value_parser = ssh::ssh_arg)]
+    ssh: Vec<ssh::SshArg>,
     /// The build context: a directory, or `-` for a tar archive on standard input
     context: String,
 }
@@ -283,6 +290,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     request.registry = registry_config(&args)?;
     request.secrets = args.secret.clone();
     request.allow = args.allow.clone();
+    // Agents started for key files live until the build is done.
+    let agents = ssh::agents(&args.ssh)?;
+    request.ssh = agents.agents.clone();
 
     let reporter;
     let progress: &dyn Progress = if args.quiet {
