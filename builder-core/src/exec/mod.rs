@@ -4,7 +4,10 @@
 //! returns how the command ended; its output goes to an [`OutputSink`] as it comes.
 //! [`SandboxExecutor`] (the default) needs no outside program: new mount, PID, UTS, IPC
 //! (and, for `--network=none`, network) namespaces, `pivot_root`, fresh `/proc`, `/dev`,
-//! read-only `/sys`. Every mount it makes lives only in the step's mount namespace and
+//! read-only `/sys`, docker's read-only and masked `/proc` paths, docker's default
+//! capability set and a seccomp filter with docker's default profile semantics
+//! ([`Security::Sandbox`]; `RUN --security=insecure` is [`Security::Insecure`]). Every
+//! mount it makes lives only in the step's mount namespace and
 //! every process in its PID namespace, so a step that ends, is cancelled, or whose parent
 //! dies leaves nothing behind on the host.
 //!

@@ -512,9 +512,12 @@ fn mount_point<'t>(
     }
     // BuildKit leaves the directories it creates for `RUN --mount` targets in the image
     // (empty: the mount covered them); so does rbuild (differential case run-mounts).
-    // File targets (secrets) are removed again.
+    // File targets (secrets, ssh sockets) are removed again, their new parent
+    // directories kept (differential cases run-secret and run-ssh).
     if is_dir {
         stubs.keep_since(before);
+    } else {
+        stubs.keep_parents_since(before);
     }
     Ok(rel)
 }

@@ -4,7 +4,8 @@
 //! As BuildKit's ssh forwarding, the step does not get the agent's socket itself but a
 //! proxy socket with the mount's owner and mode (so a `USER` step can reach an agent
 //! only root may open), created in the step's scratch space, bound on the target
-//! (`/run/buildkit/ssh_agent.<N>` by default) and named by `SSH_AUTH_SOCK`. Every
+//! (`/run/buildkit/ssh_agent.<N>` by default); `SSH_AUTH_SOCK` names the first ssh
+//! mount's target. Every
 //! connection to it is relayed to the agent. The proxy stops when the step's mounts are
 //! dropped; neither socket is in a layer (the mount point is removed with the step's
 //! other file stubs).
@@ -112,8 +113,8 @@ impl Drop for AgentProxy {
     }
 }
 
-/// Sets up the `index`-th ssh mount of a step: skipped when the build has no agent of
-/// its id and the mount is not required.
+/// Sets up the `index`-th ssh mount of a step: skipped (but for `SSH_AUTH_SOCK`) when
+/// the build has no agent of its id and the mount is not required.
 pub(crate) fn ssh_mount(
     mount: &Mount,
     index: usize,
@@ -125,17 +126,22 @@ pub(crate) fn ssh_mount(
         .as_deref()
         .filter(|i| !i.is_empty())
         .unwrap_or(DEFAULT_SSH_ID);
+    let target = mount
+        .target
+        .clone()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| format!("{SSH_SOCKET_PREFIX}{index}"));
+    // BuildKit names the first ssh mount's target in SSH_AUTH_SOCK, whether or not its
+    // agent was given (differential case run-ssh).
+    if index == 0 {
+        out.env.push(("SSH_AUTH_SOCK".to_owned(), target.clone()));
+    }
     let Some(agent) = inputs.request.ssh.iter().find(|a| a.id == id) else {
         if mount.required {
             return Err(MountError::SshMissing { id: id.to_owned() });
         }
         return Ok(());
     };
-    let target = mount
-        .target
-        .clone()
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| format!("{SSH_SOCKET_PREFIX}{index}"));
     let mode = parse_octal("mode", mount.mode.as_deref(), SSH_MODE, &target)?;
     let uid = parse_id("uid", mount.uid.as_deref(), &target)?;
     let gid = parse_id("gid", mount.gid.as_deref(), &target)?;
@@ -152,7 +158,6 @@ pub(crate) fn ssh_mount(
     // The socket's directory is the step's own: let the mount's owner through it.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
         .map_err(io_err("change mode of", &dir))?;
-    out.env.push(("SSH_AUTH_SOCK".to_owned(), target.clone()));
     out.binds.push(BindMount {
         source: socket,
         target,
