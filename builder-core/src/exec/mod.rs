@@ -34,6 +34,7 @@
 
 mod caps;
 mod cgroup;
+mod confine;
 mod idmap;
 mod monitor;
 mod plan;

@@ -13,6 +13,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
+use super::confine;
 use super::idmap::{HelperCall, IdMapCalls, IdMapping, NEWGIDMAP, NEWUIDMAP, ranges};
 use super::monitor::{Launch, launch};
 use super::plan::{Op, Plan};
@@ -20,38 +21,12 @@ use super::stubs::Stubs;
 use super::user::{Credentials, resolve_user};
 use super::{
     BindMount, DEFAULT_PATH, ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec,
-    Security, TmpfsMount, TreeMount,
+    TmpfsMount, TreeMount,
 };
-use super::{caps, seccomp};
 use crate::snapshot::{LowerView, Snapshot, StepRoot};
 
 /// Devices bound from the host into the step's `/dev`.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
-
-/// Parts of /proc a sandboxed step may read but not write (runc's and docker's default
-/// `readonlyPaths`): `/proc/sys` holds the host's global sysctls.
-const READONLY_PROC: [&str; 5] = [
-    "proc/bus",
-    "proc/fs",
-    "proc/irq",
-    "proc/sys",
-    "proc/sysrq-trigger",
-];
-
-/// Paths a sandboxed step does not see (docker's default `maskedPaths`).
-const MASKED: [&str; 11] = [
-    "proc/acpi",
-    "proc/asound",
-    "proc/kcore",
-    "proc/keys",
-    "proc/latency_stats",
-    "proc/timer_list",
-    "proc/timer_stats",
-    "proc/sched_debug",
-    "proc/scsi",
-    "sys/firmware",
-    "sys/devices/virtual/powercap",
-];
 
 /// Host files a step sees at the same path, generated per step.
 pub(crate) const ETC_FILES: [&str; 3] = ["etc/resolv.conf", "etc/hosts", "etc/hostname"];
@@ -287,18 +262,7 @@ fn build_plan(
             data: None,
         });
     }
-    // As BuildKit's insecure mode, `--security=insecure` leaves /proc and /sys whole.
-    if spec.security == Security::Sandbox {
-        for rel in READONLY_PROC {
-            ops.push(Op::ReadOnlyPath { path: mp(rel)? });
-        }
-        for rel in MASKED {
-            ops.push(Op::MaskPath {
-                path: mp(rel)?,
-                null: c"/dev/null".into(),
-            });
-        }
-    }
+    ops.extend(confine::proc_ops(spec.security, &mountpoint)?);
     for rel in ETC_FILES {
         let source = scratch.join(rel.replace('/', "-"));
         fs::write(&source, etc_file(rel, &spec.hostname)).map_err(io_err("write", &source))?;
@@ -339,28 +303,14 @@ fn build_plan(
         prefixes.push(cstr(&prefix)?);
     }
     ops.push(Op::WorkDir { prefixes });
-    // Confinement last, as runc orders it: the bounding set and the seccomp filter while
-    // the init still holds every capability, then the user, then the step's own sets.
-    let capabilities = caps::for_step(spec.security, creds.uid);
-    if let Some(capabilities) = capabilities {
-        ops.push(Op::DropBounding {
-            capabilities: capabilities.drop_from_bounding,
-        });
-        ops.push(Op::Seccomp {
-            programs: seccomp::compile(&seccomp::profile()?)?,
-        });
-    }
+    let (before_user, after_user) = confine::privilege_ops(spec.security, creds.uid)?;
+    ops.extend(before_user);
     ops.push(Op::Credentials {
         uid: creds.uid,
         gid: creds.gid,
         groups: (!self_only).then(|| creds.groups.clone()),
     });
-    if let Some(capabilities) = capabilities {
-        ops.push(Op::Capabilities {
-            permitted: capabilities.permitted,
-            inheritable: capabilities.inheritable,
-        });
-    }
+    ops.extend(after_user);
     if self_only {
         let uid = rustix::process::geteuid().as_raw();
         let gid = rustix::process::getegid().as_raw();
@@ -668,6 +618,17 @@ mod tests {
         assert!(position("bring loopback up") < position("pivot root"));
         assert!(position("pivot root") < position("enter working directory \"/srv/app\""));
         assert!(position("enter working directory") < position("switch to user 0:0"));
+        // Confinement: /proc write-protected once mounted; the filter and the bounding
+        // set before the user switch (they need CAP_SYS_ADMIN and CAP_SETPCAP), the
+        // step's own capability sets after it.
+        assert!(position("mount \"proc\"") < position("make \""));
+        assert!(position("drop capabilities") < position("switch to user 0:0"));
+        assert!(position("install the seccomp filter") < position("switch to user 0:0"));
+        assert!(position("switch to user 0:0") < position("set the step's capabilities"));
+        assert_eq!(
+            names.last().map(String::as_str),
+            Some("set the step's capabilities")
+        );
         // The stubs exist in the upper directory during the step and vanish after it.
         let upper = snapshot.root().writable_dir().to_path_buf();
         assert!(upper.join("proc").is_dir() && upper.join("etc/hosts").is_file());
