@@ -220,10 +220,22 @@ macro_rules! boundary_tests {
 
             #[test]
             fn insecure_step_can_mount_so_the_probes_can_fail() {
-                let mut spec = shell("probe mount /tmp; cat /proc/self/status");
+                let mut spec = shell(
+                    "probe mount /tmp; grep -w sysfs /proc/self/mountinfo; cat /proc/self/status",
+                );
                 spec.security = Security::Insecure;
                 let out = run(&spec);
                 assert!(out.stdout.contains("mount: ok"));
+                // As BuildKit's insecure mode: a writable sysfs.
+                let sysfs = out
+                    .stdout
+                    .lines()
+                    .find(|l| l.contains(" - sysfs "))
+                    .unwrap();
+                assert!(
+                    sysfs.split(' ').nth(5).unwrap().starts_with("rw"),
+                    "{sysfs}"
+                );
                 assert_eq!(field(&out, "Seccomp"), "0");
                 assert_ne!(field(&out, "CapEff"), DOCKER_CAPS);
             }

@@ -273,6 +273,14 @@ impl RuncExecutor {
         let mut mounts: Vec<Mount> = oci_spec::runtime::get_default_mounts()
             .into_iter()
             .filter(|m| keep(m))
+            .map(|mut m| {
+                // BuildKit's insecure mode gives a writable sysfs.
+                if spec.security == Security::Insecure && m.typ().as_deref() == Some("sysfs") {
+                    let options = m.options().clone().unwrap_or_default();
+                    m.set_options(Some(options.into_iter().filter(|o| o != "ro").collect()));
+                }
+                m
+            })
             .collect();
         for (rel, source) in etc {
             mounts.push(

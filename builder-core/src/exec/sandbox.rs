@@ -21,7 +21,7 @@ use super::stubs::Stubs;
 use super::user::{Credentials, resolve_user};
 use super::{
     BindMount, DEFAULT_PATH, ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec,
-    TmpfsMount, TreeMount,
+    Security, TmpfsMount, TreeMount,
 };
 use crate::snapshot::{LowerView, Snapshot, StepRoot};
 
@@ -258,7 +258,12 @@ fn build_plan(
             source: c"sysfs".into(),
             target: mp("sys")?,
             fstype: c"sysfs".into(),
-            flags: nodev | libc::MS_RDONLY,
+            // BuildKit's insecure mode gives a writable sysfs.
+            flags: if spec.security == Security::Insecure {
+                nodev
+            } else {
+                nodev | libc::MS_RDONLY
+            },
             data: None,
         });
     }
