@@ -45,7 +45,7 @@ mod snapshot;
 pub use crate::exec::{
     BindMount, CancelToken, Command, Credentials, DEFAULT_PATH, DEFAULT_RUNC, DEFAULT_SHELL,
     ExecError, Executor, ExitStatus, IdMapping, Limits, Network, OutputSink, RunSpec, RuncExecutor,
-    SandboxExecutor, TmpfsMount, TreeMount, resolve_user,
+    SandboxExecutor, Security, TmpfsMount, TreeMount, resolve_user,
 };
 pub use crate::snapshot::{
     CopySnapshotter, LowerView, OverlaySnapshotter, Snapshot, SnapshotError, Snapshotter, StepRoot,
@@ -65,8 +65,8 @@ mod semantics;
 mod build;
 pub use crate::build::{
     BuildError, BuildRequest, BuildResult, BuildSecret, Builder, CACHE_DIR, CACHE_MOUNTS_DIR,
-    CacheKey, DockerfileInput, ExecutorKind, MissReason, MountError, SecretSource, SnapshotterKind,
-    StepReport, prune_cache_mounts,
+    CacheKey, DEFAULT_SSH_ID, DockerfileInput, Entitlement, ExecutorKind, MissReason, MountError,
+    SecretSource, SnapshotterKind, SshAgent, StepReport, UnknownEntitlement, prune_cache_mounts,
 };
 
 // --- progress events ---

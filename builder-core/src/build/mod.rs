@@ -20,6 +20,7 @@
 
 mod base;
 mod cache;
+mod entitlement;
 mod error;
 mod mount;
 mod mounts;
@@ -34,9 +35,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use self::cache::{CACHE_DIR, CacheKey, MissReason};
+pub use self::entitlement::{Entitlement, UnknownEntitlement};
 pub use self::error::BuildError;
 pub use self::mounts::{
-    BuildSecret, CACHE_MOUNTS_DIR, MountError, SecretSource, prune_cache_mounts,
+    BuildSecret, CACHE_MOUNTS_DIR, DEFAULT_SSH_ID, MountError, SecretSource, SshAgent,
+    prune_cache_mounts,
 };
 use crate::context::ContextSource;
 use crate::digest::Digest;
@@ -128,6 +131,10 @@ pub struct BuildRequest {
     pub registry: RegistryConfig,
     /// `--secret`: the secrets `RUN --mount=type=secret` may mount; never stored.
     pub secrets: Vec<BuildSecret>,
+    /// `--allow`: entitlements the Dockerfile may use (`RUN --security=insecure`).
+    pub allow: Vec<Entitlement>,
+    /// `--ssh`: the ssh agents `RUN --mount=type=ssh` may forward.
+    pub ssh: Vec<SshAgent>,
 }
 
 impl BuildRequest {
@@ -155,6 +162,8 @@ impl BuildRequest {
             push: false,
             registry: RegistryConfig::default(),
             secrets: Vec::new(),
+            allow: Vec::new(),
+            ssh: Vec::new(),
         }
     }
 }

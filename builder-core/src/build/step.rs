@@ -8,12 +8,12 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
-use rbuild_dockerfile::{CommandLine, Instruction, NetworkMode, Run, Step};
+use rbuild_dockerfile::{CommandLine, Instruction, NetworkMode, Run, SecurityMode, Step};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use super::error::{BuildError, io_err};
 use crate::exec::{
-    CancelToken, Command, Credentials, Executor, Network, RunSpec, Stream, resolve_user,
+    CancelToken, Command, Credentials, Executor, Network, RunSpec, Security, Stream, resolve_user,
 };
 use crate::image::ImageConfig;
 use crate::progress::{Event, Progress, StepId};
@@ -105,6 +105,10 @@ pub(crate) fn run_spec(step: &Step, run: &Run, config: &ImageConfig, network: Ne
         Some(NetworkMode::Host) => Network::Host,
         Some(NetworkMode::Default) | None => network,
     };
+    // Allowed or not is checked when the build starts (`BuildRequest::allow`).
+    if run.security == Some(SecurityMode::Insecure) {
+        spec.security = Security::Insecure;
+    }
     spec
 }
 

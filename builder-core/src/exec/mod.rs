@@ -4,7 +4,10 @@
 //! returns how the command ended; its output goes to an [`OutputSink`] as it comes.
 //! [`SandboxExecutor`] (the default) needs no outside program: new mount, PID, UTS, IPC
 //! (and, for `--network=none`, network) namespaces, `pivot_root`, fresh `/proc`, `/dev`,
-//! read-only `/sys`. Every mount it makes lives only in the step's mount namespace and
+//! read-only `/sys`, docker's read-only and masked `/proc` paths, docker's default
+//! capability set and a seccomp filter with docker's default profile semantics
+//! ([`Security::Sandbox`]; `RUN --security=insecure` is [`Security::Insecure`]). Every
+//! mount it makes lives only in the step's mount namespace and
 //! every process in its PID namespace, so a step that ends, is cancelled, or whose parent
 //! dies leaves nothing behind on the host.
 //!
@@ -29,12 +32,15 @@
 //! for the step only and removed afterwards, with their parents' times restored, so they
 //! never reach a change set.
 
+mod caps;
 mod cgroup;
+mod confine;
 mod idmap;
 mod monitor;
 mod plan;
 mod runc;
 mod sandbox;
+mod seccomp;
 mod stubs;
 mod user;
 
@@ -111,6 +117,12 @@ pub enum ExecError {
     /// The command to run is empty.
     #[error("failed to run step: empty command")]
     EmptyCommand,
+    /// The step's seccomp filter could not be made.
+    #[error("failed to set up the step's seccomp filter: {reason}")]
+    Seccomp {
+        /// Why.
+        reason: String,
+    },
     /// A bind mount could not be placed in the step's root.
     #[error("failed to bind {source_path} on {target}: {reason}")]
     Bind {
@@ -181,6 +193,17 @@ pub enum Network {
     None,
 }
 
+/// How confined a step is (`RUN --security`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Security {
+    /// docker's default capabilities and seccomp profile.
+    #[default]
+    Sandbox,
+    /// Every capability and no seccomp filter (BuildKit's insecure mode; the build must
+    /// allow it).
+    Insecure,
+}
+
 /// Resource limits applied through cgroups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Limits {
@@ -226,6 +249,8 @@ pub struct RunSpec {
     pub user: Option<String>,
     /// Network mode.
     pub network: Network,
+    /// Capabilities and seccomp filter.
+    pub security: Security,
     /// The build's host name, seen by the step and written to /etc/hostname.
     pub hostname: String,
     /// Optional cgroup limits.
@@ -253,6 +278,7 @@ impl RunSpec {
             workdir: "/".to_owned(),
             user: None,
             network: Network::Host,
+            security: Security::Sandbox,
             hostname: "rbuild".to_owned(),
             limits: Limits::default(),
             cancel: CancelToken::new(),

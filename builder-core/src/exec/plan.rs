@@ -63,6 +63,24 @@ pub(crate) enum Op {
         gid: libc::gid_t,
         groups: Option<Vec<libc::gid_t>>,
     },
+    /// Make `path` (a part of /proc) read-only: bound on itself, remounted read-only. A
+    /// path the kernel does not have is skipped.
+    ReadOnlyPath { path: CString },
+    /// Hide `path`: `/dev/null` bound over a file, an empty read-only tmpfs over a
+    /// directory. A path the kernel does not have is skipped.
+    MaskPath { path: CString, null: CString },
+    /// Drop every capability whose bit is set from the bounding set.
+    DropBounding { capabilities: u64 },
+    /// Install seccomp filters, in order. No `no_new_privs`: the init still holds
+    /// `CAP_SYS_ADMIN` here, and set-uid programs must keep working in the step, as
+    /// under docker (runc installs its filter at the same point when
+    /// `noNewPrivileges` is false).
+    Seccomp {
+        programs: Vec<Vec<seccompiler::sock_filter>>,
+    },
+    /// Set the permitted and effective sets to `permitted` and the inheritable set to
+    /// `inheritable` (after the switch to the step's user).
+    Capabilities { permitted: u64, inheritable: u64 },
     /// Wait until the monitor has run newuidmap/newgidmap on this process.
     WaitForIdMap { read_fd: i32, write_fd: i32 },
     /// In a new user namespace, map root inside to the caller outside (single mapping:
@@ -95,6 +113,11 @@ impl fmt::Display for Op {
                 None => write!(f, "enter working directory /"),
             },
             Op::Credentials { uid, gid, .. } => write!(f, "switch to user {uid}:{gid}"),
+            Op::ReadOnlyPath { path } => write!(f, "make {path:?} read-only"),
+            Op::MaskPath { path, .. } => write!(f, "mask {path:?}"),
+            Op::DropBounding { .. } => write!(f, "drop capabilities from the bounding set"),
+            Op::Seccomp { .. } => write!(f, "install the seccomp filter"),
+            Op::Capabilities { .. } => write!(f, "set the step's capabilities"),
             Op::WaitForIdMap { .. } => write!(f, "wait for the id mapping (newuidmap/newgidmap)"),
             Op::MapSelf { .. } => write!(f, "map the caller to root in the user namespace"),
         }
@@ -240,6 +263,114 @@ fn apply_op(op: &Op) -> Result<(), i32> {
             check(unsafe { libc::chdir(c"/".as_ptr()) })
         }
         Op::LoopbackUp => loopback_up(),
+        Op::ReadOnlyPath { path } => {
+            let bound = check(unsafe {
+                libc::mount(
+                    path.as_ptr(),
+                    path.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                )
+            });
+            match bound {
+                Err(libc::ENOENT) => return Ok(()),
+                other => other?,
+            }
+            check(unsafe {
+                libc::mount(
+                    std::ptr::null(),
+                    path.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND
+                        | libc::MS_REMOUNT
+                        | libc::MS_RDONLY
+                        | libc::MS_NOSUID
+                        | libc::MS_NODEV
+                        | libc::MS_NOEXEC
+                        | libc::MS_REC,
+                    std::ptr::null(),
+                )
+            })
+        }
+        Op::MaskPath { path, null } => {
+            // SAFETY: `stat` is plain old data, filled by the kernel.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            match check(unsafe { libc::stat(path.as_ptr(), &mut st) }) {
+                Err(libc::ENOENT) => return Ok(()),
+                other => other?,
+            }
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                check(unsafe {
+                    libc::mount(
+                        c"tmpfs".as_ptr(),
+                        path.as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                        c"size=0".as_ptr().cast(),
+                    )
+                })
+            } else {
+                check(unsafe {
+                    libc::mount(
+                        null.as_ptr(),
+                        path.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    )
+                })
+            }
+        }
+        Op::DropBounding { capabilities } => {
+            for cap in 0..64u32 {
+                if capabilities & (1u64 << cap) != 0 {
+                    check(unsafe {
+                        libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0)
+                    })?;
+                }
+            }
+            Ok(())
+        }
+        Op::Seccomp { programs } => {
+            for program in programs {
+                let Ok(len) = libc::c_ushort::try_from(program.len()) else {
+                    return Err(libc::E2BIG);
+                };
+                // seccompiler's `sock_filter` has the kernel's layout (linux/filter.h).
+                let fprog = libc::sock_fprog {
+                    len,
+                    filter: program.as_ptr().cast_mut().cast::<libc::sock_filter>(),
+                };
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_seccomp,
+                        libc::SECCOMP_SET_MODE_FILTER,
+                        0,
+                        &raw const fprog,
+                    )
+                };
+                if r != 0 {
+                    return Err(errno());
+                }
+            }
+            Ok(())
+        }
+        Op::Capabilities {
+            permitted,
+            inheritable,
+        } => {
+            use rustix::thread::{CapabilitySet, CapabilitySets, set_capabilities};
+            set_capabilities(
+                None,
+                CapabilitySets {
+                    effective: CapabilitySet::from_bits_retain(*permitted),
+                    permitted: CapabilitySet::from_bits_retain(*permitted),
+                    inheritable: CapabilitySet::from_bits_retain(*inheritable),
+                },
+            )
+            .map_err(|e| e.raw_os_error())
+        }
         Op::WaitForIdMap { read_fd, write_fd } => {
             unsafe { libc::close(*write_fd) };
             let mut byte = [0u8; 1];

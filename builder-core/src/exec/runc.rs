@@ -7,18 +7,18 @@
 //! written with oci-spec's runtime types: the same `/proc`, `/dev`, `/sys` and /etc
 //! files, user, environment, working directory, host name, network and limits.
 //!
-//! Differences from the sandbox: the step gets BuildKit's default capability set
-//! (the sandbox keeps root's full set), and runc applies its default masked and
-//! read-only paths under /proc and /sys.
+//! Both give a step docker's default capabilities and seccomp profile (`caps`,
+//! `seccomp`), here as `process.capabilities` and `linux.seccomp`. Difference from the
+//! sandbox: runc applies its default masked and read-only paths under /proc and /sys.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use oci_spec::runtime::{
-    Capability, LinuxCapabilitiesBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder,
-    ProcessBuilder, RootBuilder, Spec, UserBuilder,
+    LinuxCapabilitiesBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
+    Spec, UserBuilder,
 };
 
 use super::monitor::{Launch, launch};
@@ -26,29 +26,12 @@ use super::plan::{Op, Plan};
 use super::sandbox::{ETC_FILES, etc_file, read_image_file, root_mount, step_env};
 use super::stubs::Stubs;
 use super::user::{Credentials, resolve_user};
-use super::{ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec};
+use super::{ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec, Security};
+use super::{caps, seccomp};
 use crate::snapshot::Snapshot;
 
 /// Where Debian installs runc.
 pub const DEFAULT_RUNC: &str = "/usr/sbin/runc";
-
-/// BuildKit's default capabilities for `RUN` (moby/buildkit oci/spec defaults).
-const CAPABILITIES: [Capability; 14] = [
-    Capability::Chown,
-    Capability::DacOverride,
-    Capability::Fsetid,
-    Capability::Fowner,
-    Capability::Mknod,
-    Capability::NetRaw,
-    Capability::Setgid,
-    Capability::Setuid,
-    Capability::Setfcap,
-    Capability::Setpcap,
-    Capability::NetBindService,
-    Capability::SysChroot,
-    Capability::Kill,
-    Capability::AuditWrite,
-];
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
@@ -252,11 +235,13 @@ impl RuncExecutor {
     ) -> Result<Spec, ExecError> {
         let path = mountpoint;
         let err = bundle_err(path);
-        let caps: std::collections::HashSet<Capability> = CAPABILITIES.into_iter().collect();
+        let (bounding, permitted, inheritable) = caps::oci_sets(spec.security, creds.uid);
         let capabilities = LinuxCapabilitiesBuilder::default()
-            .bounding(caps.clone())
-            .effective(caps.clone())
-            .permitted(caps)
+            .bounding(bounding)
+            .effective(permitted.clone())
+            .permitted(permitted)
+            .inheritable(inheritable)
+            .ambient(std::collections::HashSet::new())
             .build();
         let user = UserBuilder::default()
             .uid(creds.uid)
@@ -288,6 +273,14 @@ impl RuncExecutor {
         let mut mounts: Vec<Mount> = oci_spec::runtime::get_default_mounts()
             .into_iter()
             .filter(|m| keep(m))
+            .map(|mut m| {
+                // BuildKit's insecure mode gives a writable sysfs.
+                if spec.security == Security::Insecure && m.typ().as_deref() == Some("sysfs") {
+                    let options = m.options().clone().unwrap_or_default();
+                    m.set_options(Some(options.into_iter().filter(|o| o != "ro").collect()));
+                }
+                m
+            })
             .collect();
         for (rel, source) in etc {
             mounts.push(
@@ -345,7 +338,17 @@ impl RuncExecutor {
             );
         }
         let resources = resources.build().map_err(bundle_err(path))?;
+        let seccomp = match spec.security {
+            Security::Sandbox => Some(seccomp::oci(&seccomp::profile()?)?),
+            Security::Insecure => None,
+        };
         if let Some(linux) = config.linux_mut() {
+            linux.set_seccomp(seccomp);
+            if spec.security == Security::Insecure {
+                // BuildKit's insecure mode: /proc and /sys whole.
+                linux.set_masked_paths(Some(Vec::new()));
+                linux.set_readonly_paths(Some(Vec::new()));
+            }
             linux.set_namespaces(Some(namespaces));
             linux.set_cgroups_path(Some(PathBuf::from(format!("/{id}"))));
             linux.set_resources(Some(resources));

@@ -13,6 +13,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
+use super::confine;
 use super::idmap::{HelperCall, IdMapCalls, IdMapping, NEWGIDMAP, NEWUIDMAP, ranges};
 use super::monitor::{Launch, launch};
 use super::plan::{Op, Plan};
@@ -20,7 +21,7 @@ use super::stubs::Stubs;
 use super::user::{Credentials, resolve_user};
 use super::{
     BindMount, DEFAULT_PATH, ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec,
-    TmpfsMount, TreeMount,
+    Security, TmpfsMount, TreeMount,
 };
 use crate::snapshot::{LowerView, Snapshot, StepRoot};
 
@@ -257,10 +258,16 @@ fn build_plan(
             source: c"sysfs".into(),
             target: mp("sys")?,
             fstype: c"sysfs".into(),
-            flags: nodev | libc::MS_RDONLY,
+            // BuildKit's insecure mode gives a writable sysfs.
+            flags: if spec.security == Security::Insecure {
+                nodev
+            } else {
+                nodev | libc::MS_RDONLY
+            },
             data: None,
         });
     }
+    ops.extend(confine::proc_ops(spec.security, &mountpoint)?);
     for rel in ETC_FILES {
         let source = scratch.join(rel.replace('/', "-"));
         fs::write(&source, etc_file(rel, &spec.hostname)).map_err(io_err("write", &source))?;
@@ -301,11 +308,14 @@ fn build_plan(
         prefixes.push(cstr(&prefix)?);
     }
     ops.push(Op::WorkDir { prefixes });
+    let (before_user, after_user) = confine::privilege_ops(spec.security, creds.uid)?;
+    ops.extend(before_user);
     ops.push(Op::Credentials {
         uid: creds.uid,
         gid: creds.gid,
         groups: (!self_only).then(|| creds.groups.clone()),
     });
+    ops.extend(after_user);
     if self_only {
         let uid = rustix::process::geteuid().as_raw();
         let gid = rustix::process::getegid().as_raw();
@@ -457,9 +467,12 @@ fn mount_point<'t>(
     }
     // BuildKit leaves the directories it creates for `RUN --mount` targets in the image
     // (empty: the mount covered them); so does rbuild (differential case run-mounts).
-    // File targets (secrets) are removed again.
+    // File targets (secrets, ssh sockets) are removed again, their new parent
+    // directories kept (differential cases run-secret and run-ssh).
     if is_dir {
         stubs.keep_since(before);
+    } else {
+        stubs.keep_parents_since(before);
     }
     Ok(rel)
 }
@@ -610,6 +623,17 @@ mod tests {
         assert!(position("bring loopback up") < position("pivot root"));
         assert!(position("pivot root") < position("enter working directory \"/srv/app\""));
         assert!(position("enter working directory") < position("switch to user 0:0"));
+        // Confinement: /proc write-protected once mounted; the filter and the bounding
+        // set before the user switch (they need CAP_SYS_ADMIN and CAP_SETPCAP), the
+        // step's own capability sets after it.
+        assert!(position("mount \"proc\"") < position("make \""));
+        assert!(position("drop capabilities") < position("switch to user 0:0"));
+        assert!(position("install the seccomp filter") < position("switch to user 0:0"));
+        assert!(position("switch to user 0:0") < position("set the step's capabilities"));
+        assert_eq!(
+            names.last().map(String::as_str),
+            Some("set the step's capabilities")
+        );
         // The stubs exist in the upper directory during the step and vanish after it.
         let upper = snapshot.root().writable_dir().to_path_buf();
         assert!(upper.join("proc").is_dir() && upper.join("etc/hosts").is_file());

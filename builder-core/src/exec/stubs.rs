@@ -85,6 +85,17 @@ impl Stubs {
         self.created.truncate(count);
     }
 
+    /// Keeps the directories created after the first `count` mount points but not the
+    /// last one created (a file mount point): BuildKit leaves a file mount's new parent
+    /// directories (`/run/secrets`, `/run/buildkit`) in the image, empty.
+    pub fn keep_parents_since(&mut self, count: usize) {
+        if self.created.len() > count {
+            let last = self.created.pop();
+            self.created.truncate(count);
+            self.created.extend(last);
+        }
+    }
+
     /// Gives the touched directories back their times before the step starts.
     pub fn seal(&self) -> Result<(), SnapshotError> {
         for (rel, mtime) in &self.dirs {

@@ -8,9 +8,11 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use rbuild_core::{
     BuildError, BuildRequest, BuildSecret, Builder, Compression, ContextSource, DockerfileInput,
-    ExecutorKind, ExportTarget, ImageFormat, ImageName, Mirror, Network, NullProgress, Progress,
-    RegistryConfig, SecretSource, SnapshotterKind, host_architecture,
+    Entitlement, ExecutorKind, ExportTarget, ImageFormat, ImageName, Mirror, Network, NullProgress,
+    Progress, RegistryConfig, SecretSource, SnapshotterKind, host_architecture,
 };
+
+mod ssh;
 
 use super::pull::RegistryArgs;
 use super::store::StoreArgs;
@@ -126,6 +128,15 @@ pub struct Args {
     /// id=ID: the variable ID); may be repeated. Its value is never stored
     #[arg(long, value_name = "id=ID,src=FILE|env=VAR", value_parser = secret_arg)]
     secret: Vec<BuildSecret>,
+    /// Allow an entitlement the Dockerfile asks for: security.insecure (RUN
+    /// --security=insecure: every capability, no seccomp filter); may be repeated
+    #[arg(long, value_name = "ENTITLEMENT")]
+    allow: Vec<Entitlement>,
+    /// An ssh agent RUN --mount=type=ssh may use: default (the agent of SSH_AUTH_SOCK),
+    /// ID=SOCKET, or ID=KEY[,KEY...] (loaded into an agent started for the build); may
+    /// be repeated
+    #[arg(long, value_name = "default|ID[=SOCKET|KEY[,KEY...]]", value_parser = ssh::ssh_arg)]
+    ssh: Vec<ssh::SshArg>,
     /// The build context: a directory, or `-` for a tar archive on standard input
     context: String,
 }
@@ -278,6 +289,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     request.push = args.push;
     request.registry = registry_config(&args)?;
     request.secrets = args.secret.clone();
+    request.allow = args.allow.clone();
+    // Agents started for key files live until the build is done.
+    let agents = ssh::agents(&args.ssh)?;
+    request.ssh = agents.agents.clone();
 
     let reporter;
     let progress: &dyn Progress = if args.quiet {

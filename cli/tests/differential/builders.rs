@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -158,14 +159,50 @@ pub struct Built {
     pub config: Value,
 }
 
-fn common_args(cmd: &mut Command, case: &Case, dockerfile: &Path) {
+/// A key pair generated once per run for the cases' ssh agents (`<case>/ssh`); both
+/// builders load it into an agent of their own (docker's CLI and rbuild read key files).
+fn ssh_key() -> Result<&'static Path, String> {
+    static KEY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let dir = tempfile::tempdir()
+            .map_err(|e| format!("creating the ssh key directory: {e}"))?
+            .keep();
+        let key = dir.join("id_differential");
+        run(Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "rbuild-differential",
+                "-f",
+            ])
+            .arg(&key))
+        .map_err(|e| format!("{e} (ssh-keygen comes with openssh-client)"))?;
+        Ok(key)
+    })
+    .as_deref()
+    .map_err(Clone::clone)
+}
+
+fn common_args(cmd: &mut Command, case: &Case, dockerfile: &Path) -> Result<(), String> {
     cmd.arg("-f").arg(dockerfile);
+    for secret in &case.secrets {
+        cmd.arg("--secret").arg(secret);
+    }
+    for id in &case.ssh {
+        cmd.arg("--ssh")
+            .arg(format!("{id}={}", ssh_key()?.display()));
+    }
     for arg in &case.build_args {
         cmd.arg("--build-arg").arg(arg);
     }
     if let Some(target) = &case.target {
         cmd.arg("--target").arg(target);
     }
+    Ok(())
 }
 
 fn config_of(inspect: &Value, who: &str) -> Result<Value, String> {
@@ -189,7 +226,7 @@ pub fn buildkit(dockerd: &Dockerd, case: &Case, tag: &str, out: &Path) -> Result
         "-t",
         tag,
     ]);
-    common_args(&mut cmd, case, &case.buildkit_dockerfile);
+    common_args(&mut cmd, case, &case.buildkit_dockerfile)?;
     run(cmd.arg(&case.context))?;
     let created =
         run(dockerd
@@ -240,7 +277,7 @@ pub fn rbuild(root: &Path, case: &Case, tag: &str, out: &Path) -> Result<Built, 
         .arg("--root")
         .arg(root)
         .args(["--progress", "plain", "--no-cache", "-t", tag]);
-    common_args(&mut cmd, case, &case.dockerfile);
+    common_args(&mut cmd, case, &case.dockerfile)?;
     cmd.arg("-o")
         .arg(format!("type=local,dest={}", out.display()))
         .arg(&case.context);

@@ -8,6 +8,10 @@
 //! <case>/args                  optional: build args, one K=V a line (# comments)
 //! <case>/target                optional: the stage to build (one line)
 //! <case>/divergences.md        optional: allowed differences, each explained (see below)
+//! <case>/secrets               optional: `--secret` values, one `id=ID,src=FILE` a line,
+//!                              FILE relative to the case directory (# comments)
+//! <case>/ssh                   optional: ssh ids, one a line: both builders get
+//!                              `--ssh ID=KEY` with a key the harness generates
 //! ```
 //!
 //! divergences.md is prose with directive lines; every paragraph holding a directive must
@@ -147,6 +151,21 @@ pub struct Case {
     pub build_args: Vec<String>,
     pub target: Option<String>,
     pub divergences: Divergences,
+    /// `--secret` values, their `src=` made absolute.
+    pub secrets: Vec<String>,
+    /// ssh ids to forward an agent for.
+    pub ssh: Vec<String>,
+}
+
+/// The non-comment, non-empty lines of an optional file.
+fn lines_of(path: &Path) -> Result<Vec<String>, String> {
+    Ok(read_optional(path)?
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
 }
 
 fn read_optional(path: &Path) -> Result<Option<String>, String> {
@@ -218,6 +237,24 @@ impl Case {
             }
             None => dockerfile.clone(),
         };
+        let secrets = lines_of(&dir.join("secrets"))?
+            .into_iter()
+            .map(|line| {
+                let fields: Vec<String> = line
+                    .split(',')
+                    .map(|f| match f.strip_prefix("src=") {
+                        Some(src) => format!("src={}", dir.join(src).display()),
+                        None => f.to_owned(),
+                    })
+                    .collect();
+                if fields.iter().any(|f| f.starts_with("id=")) {
+                    Ok(fields.join(","))
+                } else {
+                    Err(format!("case {name}: secret `{line}` has no id="))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ssh = lines_of(&dir.join("ssh"))?;
         Ok(Case {
             name,
             context,
@@ -226,6 +263,8 @@ impl Case {
             build_args,
             target,
             divergences,
+            secrets,
+            ssh,
         })
     }
 

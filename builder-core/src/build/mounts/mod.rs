@@ -17,6 +17,9 @@
 //!   in the step's scratch space only, and neither the value nor the file reaches a
 //!   layer, the cache key or the output.
 //!
+//! - `type=ssh`: an ssh agent of the request ([`BuildRequest::ssh`]) through a relay
+//!   socket of the step's own (see `ssh.rs`), named by `SSH_AUTH_SOCK`.
+//!
 //! Cache keys: the mount specifications are part of the step's definition digest, so
 //! cache, tmpfs and secret mounts change the key only through their specification;
 //! context bind mounts add the digest of what they bind ([`context_digest`]), stage and
@@ -30,8 +33,10 @@ use std::path::{Path, PathBuf};
 use rbuild_dockerfile::{CacheSharing, Mount, MountType};
 
 mod bind;
+mod ssh;
 use self::bind::bind_mount;
 pub(crate) use self::bind::{context_digest, from_tree, tree_source};
+pub use self::ssh::{DEFAULT_SSH_ID, SshAgent};
 use rustix::fs::FlockOperation;
 
 use super::BuildRequest;
@@ -111,6 +116,22 @@ pub enum MountError {
         /// The variable.
         var: String,
     },
+    /// A required ssh mount names an agent the build was not given.
+    #[error("ssh agent {id} is required but was not given to the build (--ssh {id}=SOCKET)")]
+    SshMissing {
+        /// Its id.
+        id: String,
+    },
+    /// The agent's socket cannot be reached.
+    #[error("failed to reach ssh agent {id} at {socket}")]
+    SshAgent {
+        /// Its id.
+        id: String,
+        /// Its socket.
+        socket: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
     /// A bind mount's source leaves the build context or does not exist.
     #[error("bind mount source {source_path:?} {reason}")]
     BindSource {
@@ -160,6 +181,8 @@ pub(crate) struct StepMounts {
     locks: Vec<File>,
     /// Directories made for the step only (private caches, rw binds, secret files).
     temps: Vec<tempfile::TempDir>,
+    /// Relays to the build's ssh agents.
+    proxies: Vec<ssh::AgentProxy>,
 }
 
 impl StepMounts {
@@ -186,8 +209,10 @@ impl StepMounts {
 
 impl Drop for StepMounts {
     fn drop(&mut self) {
-        // Locks go with their files; the directories with their TempDirs.
+        // Locks go with their files; the directories with their TempDirs, after the
+        // agent relays listening in them have stopped.
         self.locks.clear();
+        self.proxies.clear();
     }
 }
 
@@ -197,6 +222,7 @@ pub(crate) fn prepare(
     inputs: &MountInputs<'_>,
 ) -> Result<StepMounts, MountError> {
     let mut out = StepMounts::default();
+    let mut ssh_mounts = 0;
     std::fs::create_dir_all(inputs.scratch).map_err(io_err("create directory", inputs.scratch))?;
     for mount in mounts {
         match mount.mount_type {
@@ -212,14 +238,10 @@ pub(crate) fn prepare(
             }
             MountType::Bind => bind_mount(mount, inputs, &mut out)?,
             MountType::Secret => secret_mount(mount, inputs, &mut out)?,
-            // No agent can be forwarded yet (`--ssh`): as BuildKit does when none is
-            // given, an optional ssh mount is left out and a required one fails.
-            MountType::Ssh if mount.required => {
-                return Err(MountError::Unsupported {
-                    what: "type=ssh,required (no ssh agent is forwarded)".to_owned(),
-                });
+            MountType::Ssh => {
+                ssh::ssh_mount(mount, ssh_mounts, inputs, &mut out)?;
+                ssh_mounts += 1;
             }
-            MountType::Ssh => {}
         }
     }
     Ok(out)
