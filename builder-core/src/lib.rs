@@ -68,6 +68,7 @@ pub use crate::build::{
     CacheKey, DockerfileInput, ExecutorKind, MissReason, MountError, SecretSource, SnapshotterKind,
     StepReport, prune_cache_mounts,
 };
+pub use crate::build::{ReproReport, Squash};
 
 // --- progress events ---
 mod progress;

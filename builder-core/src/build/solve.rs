@@ -15,9 +15,10 @@ use rbuild_dockerfile::{
 use super::base::{self, BaseImage};
 use super::cache::{Cache, CacheKey};
 use super::error::{BuildError, io_err, render_at};
+use super::squash;
 use super::stage::StageRun;
 use super::state::StageState;
-use super::{BuildRequest, BuildResult, DockerfileInput, ExecutorKind, SnapshotterKind};
+use super::{BuildRequest, BuildResult, DockerfileInput, ExecutorKind, SnapshotterKind, Squash};
 use crate::context::{ContextHashes, ContextListing, INDEX_DIR, IgnoreRules};
 use crate::exec::{CancelToken, Executor, RuncExecutor, SandboxExecutor};
 use crate::export::export;
@@ -65,6 +66,8 @@ pub(crate) struct Shared<'a> {
     pub work: &'a Path,
     /// The creation time of this build's history entries and image.
     pub created: String,
+    /// `SOURCE_DATE_EPOCH`, when the build has one (see [`source_date_epoch`]).
+    pub epoch: Option<u64>,
     pub states: Mutex<HashMap<StageId, StageState>>,
     pub reports: Mutex<Vec<super::StepReport>>,
 }
@@ -286,9 +289,12 @@ fn build_inner(
         .prefix("build-")
         .tempdir_in(&tmp)
         .map_err(io_err("create build directory in", &tmp))?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let epoch = source_date_epoch(request)?;
+    let now = epoch.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
 
     let shared = Shared {
         store,
@@ -308,6 +314,7 @@ fn build_inner(
         next_step: AtomicU32::new(1),
         work: work.path(),
         created: rfc3339(now),
+        epoch,
         states: Mutex::new(HashMap::new()),
         reports: Mutex::new(Vec::new()),
     };
@@ -449,12 +456,19 @@ fn insert_triggers(
 /// the engine does not build for.
 fn warn_about(shared: &Shared<'_>) {
     let graph = shared.graph;
-    if !graph.unused_build_args.is_empty() {
+    // SOURCE_DATE_EPOCH is the engine's, as in BuildKit: never unused.
+    let unused: Vec<&str> = graph
+        .unused_build_args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != SOURCE_DATE_EPOCH)
+        .collect();
+    if !unused.is_empty() {
         shared.progress.event(&Event::Warning {
             rule: None,
             message: format!(
                 "one or more build-args [{}] were not consumed",
-                graph.unused_build_args.join(" ")
+                unused.join(" ")
             ),
             line: None,
         });
@@ -537,26 +551,45 @@ fn finish_image(
         }
     }
     // The image is as new as its newest history entry, so that a rebuild with nothing
-    // changed gives the same image ID.
-    config.created = config
-        .history
-        .iter()
-        .filter_map(|h| h.created.clone())
-        .max()
-        .or_else(|| Some(shared.created.clone()));
+    // changed gives the same image ID; with SOURCE_DATE_EPOCH it is the epoch, whatever
+    // the base image's history says.
+    config.created = if shared.epoch.is_some() {
+        Some(shared.created.clone())
+    } else {
+        config
+            .history
+            .iter()
+            .filter_map(|h| h.created.clone())
+            .max()
+            .or_else(|| Some(shared.created.clone()))
+    };
     config.rootfs.diff_ids = target
         .layers
         .iter()
         .map(|l| l.diff_id.to_string())
         .collect();
+    let mut layers = target.layers;
+    let mut base = target.base;
+    if request.squash != Squash::None {
+        let base_digest = base.as_ref().map(|(_, digest)| digest);
+        let kept = squash::kept(shared, request.squash, base_digest);
+        let base_id = (request.squash == Squash::New)
+            .then(|| base_digest.and_then(|d| shared.bases.values().find(|b| &b.digest == d)))
+            .flatten()
+            .map(|b| b.image.config_digest.clone());
+        squash::squash(shared, &mut config, &mut layers, kept, base_id.as_ref())?;
+        if request.squash == Squash::All {
+            // No layer of the base image is left as it was.
+            base = None;
+        }
+    }
     let spec = ImageSpec {
         config,
-        base_layers: target
-            .layers
+        base_layers: layers
             .iter()
             .map(|l| l.descriptor(request.format))
             .collect(),
-        base: target.base,
+        base,
         format: request.format,
         annotations: Vec::new(),
     };
@@ -568,6 +601,36 @@ fn finish_image(
         export(shared.store, output, &image, &request.tags)?;
     }
     Ok(image)
+}
+
+/// The build argument (and `RUN` variable) of reproducible-builds.org's
+/// `SOURCE_DATE_EPOCH` specification.
+pub(crate) const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+
+/// The build's `SOURCE_DATE_EPOCH`: the request's, else the build argument's (an empty
+/// argument means none, as the specification reads an empty variable).
+pub(crate) fn source_date_epoch(request: &BuildRequest) -> Result<Option<u64>, BuildError> {
+    if let Some(epoch) = request.source_date_epoch {
+        return Ok(Some(epoch));
+    }
+    let Some((_, value)) = request
+        .build_args
+        .iter()
+        .rev()
+        .find(|(k, _)| k == SOURCE_DATE_EPOCH)
+    else {
+        return Ok(None);
+    };
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    value
+        .trim()
+        .parse::<u64>()
+        .map(Some)
+        .map_err(|_| BuildError::SourceDateEpoch {
+            value: value.clone(),
+        })
 }
 
 /// Where the steps of a build keep their scratch directories.

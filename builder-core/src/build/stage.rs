@@ -11,7 +11,7 @@ use super::cache::{CacheEntry, CacheKey, CachedLayer, MissReason};
 use super::error::{BuildError, io_err, render_at};
 use super::mount::with_roots;
 use super::mounts::{self, MountInputs};
-use super::solve::{Shared, root_key, step_scratch};
+use super::solve::{SOURCE_DATE_EPOCH, Shared, root_key, step_scratch};
 use super::sources::{CopyInput, copy_input, source_state};
 use super::state::{StageState, image_layers};
 use super::step::{self, RunContext, RunFailure, make_workdir, run_spec, touches_files};
@@ -160,6 +160,10 @@ impl<'s, 'a> StageRun<'s, 'a> {
     /// changed gives the same image.
     fn config_step_time(&self, step: &Step, applied: &Applied) -> Result<String, BuildError> {
         let shared = self.shared;
+        if shared.epoch.is_some() {
+            // SOURCE_DATE_EPOCH fixes every time of the build.
+            return Ok(shared.created.clone());
+        }
         let key = CacheKey::step(&self.state.key, step.digest.as_str(), None);
         if !shared.cache_disabled(self.stage) {
             if let Some(created) = shared.cache.get(&key).and_then(|e| e.created) {
@@ -234,6 +238,18 @@ impl<'s, 'a> StageRun<'s, 'a> {
             };
             failed(e, Duration::ZERO)
         })?;
+        // A layer written under SOURCE_DATE_EPOCH has its mtimes clamped (and its RUN
+        // saw the variable): it is not the layer of a build without one, or with
+        // another. The epoch goes into the key rather than timestamps being rewritten
+        // on reuse, so a cached layer is always exactly what its step wrote.
+        let key = match shared.epoch {
+            Some(epoch) => CacheKey::step(
+                &key,
+                "source-date-epoch",
+                Some(&Digest::of(epoch.to_string().as_bytes())),
+            ),
+            None => key,
+        };
         let identity = format!("{}\0{index}\0{text}", self.stage.display_name());
         let mut entry = CacheEntry {
             key: key.to_string(),
@@ -263,7 +279,10 @@ impl<'s, 'a> StageRun<'s, 'a> {
         };
         if let Some((found, layer)) = hit {
             let applied = self.apply(step)?;
-            let created = found.created.unwrap_or_else(|| shared.created.clone());
+            let created = match shared.epoch {
+                Some(_) => shared.created.clone(),
+                None => found.created.unwrap_or_else(|| shared.created.clone()),
+            };
             self.add_result(&applied, layer.as_ref(), created);
             shared.progress.event(&Event::StepCached {
                 step: id,
@@ -481,6 +500,14 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 )
                 .map_err(BuildError::from)?;
                 mounts.apply(&mut spec);
+                if let Some(epoch) = shared.epoch {
+                    // As BuildKit does: tools in the step (pip, compilers) read it to
+                    // write reproducible output. A value the Dockerfile set wins.
+                    if !spec.env.iter().any(|(k, _)| k == SOURCE_DATE_EPOCH) {
+                        spec.env
+                            .push((SOURCE_DATE_EPOCH.to_owned(), epoch.to_string()));
+                    }
+                }
                 // The trees of `from=` bind mounts, each a snapshot of its own whose writes
                 // go with the step's scratch space.
                 let mut trees = Vec::new();
@@ -556,6 +583,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
         } else {
             let options = LayerOptions {
                 compression: shared.request.compression,
+                source_date_epoch: shared.epoch,
                 ..LayerOptions::default()
             };
             Some(
