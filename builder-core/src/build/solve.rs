@@ -15,10 +15,11 @@ use rbuild_dockerfile::{
 use super::base::{self, BaseImage};
 use super::cache::{Cache, CacheKey};
 use super::error::{BuildError, io_err, render_at};
+use super::repro::{SOURCE_DATE_EPOCH, source_date_epoch};
 use super::squash;
 use super::stage::StageRun;
 use super::state::StageState;
-use super::{BuildRequest, BuildResult, DockerfileInput, ExecutorKind, SnapshotterKind, Squash};
+use super::{BuildRequest, BuildResult, DockerfileInput, ExecutorKind, SnapshotterKind};
 use crate::context::{ContextHashes, ContextListing, INDEX_DIR, IgnoreRules};
 use crate::exec::{CancelToken, Executor, RuncExecutor, SandboxExecutor};
 use crate::export::export;
@@ -569,20 +570,7 @@ fn finish_image(
         .map(|l| l.diff_id.to_string())
         .collect();
     let mut layers = target.layers;
-    let mut base = target.base;
-    if request.squash != Squash::None {
-        let base_digest = base.as_ref().map(|(_, digest)| digest);
-        let kept = squash::kept(shared, request.squash, base_digest);
-        let base_id = (request.squash == Squash::New)
-            .then(|| base_digest.and_then(|d| shared.bases.values().find(|b| &b.digest == d)))
-            .flatten()
-            .map(|b| b.image.config_digest.clone());
-        squash::squash(shared, &mut config, &mut layers, kept, base_id.as_ref())?;
-        if request.squash == Squash::All {
-            // No layer of the base image is left as it was.
-            base = None;
-        }
-    }
+    let base = squash::apply(shared, &mut config, &mut layers, target.base)?;
     let spec = ImageSpec {
         config,
         base_layers: layers
@@ -601,36 +589,6 @@ fn finish_image(
         export(shared.store, output, &image, &request.tags)?;
     }
     Ok(image)
-}
-
-/// The build argument (and `RUN` variable) of reproducible-builds.org's
-/// `SOURCE_DATE_EPOCH` specification.
-pub(crate) const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
-
-/// The build's `SOURCE_DATE_EPOCH`: the request's, else the build argument's (an empty
-/// argument means none, as the specification reads an empty variable).
-pub(crate) fn source_date_epoch(request: &BuildRequest) -> Result<Option<u64>, BuildError> {
-    if let Some(epoch) = request.source_date_epoch {
-        return Ok(Some(epoch));
-    }
-    let Some((_, value)) = request
-        .build_args
-        .iter()
-        .rev()
-        .find(|(k, _)| k == SOURCE_DATE_EPOCH)
-    else {
-        return Ok(None);
-    };
-    if value.trim().is_empty() {
-        return Ok(None);
-    }
-    value
-        .trim()
-        .parse::<u64>()
-        .map(Some)
-        .map_err(|_| BuildError::SourceDateEpoch {
-            value: value.clone(),
-        })
 }
 
 /// Where the steps of a build keep their scratch directories.

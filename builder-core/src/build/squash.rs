@@ -24,16 +24,39 @@ use crate::layer::{ApplyMode, Layer, LayerOptions, apply_layer, write_layer};
 
 /// What of the image stays below the merged layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Kept {
+struct Kept {
     /// How many layers, bottom first.
     pub layers: usize,
     /// How many history entries, first first.
     pub history: usize,
 }
 
+/// Squashes the target's `layers` (and `config`) as the request asks; returns the base
+/// image to record, none once `--squash-all` has merged its layers away.
+pub(crate) fn apply(
+    shared: &Shared<'_>,
+    config: &mut ImageConfig,
+    layers: &mut Vec<LayerRef>,
+    base: Option<(String, Digest)>,
+) -> Result<Option<(String, Digest)>, BuildError> {
+    let how = shared.request.squash;
+    if how == Squash::None {
+        return Ok(base);
+    }
+    let base_digest = base.as_ref().map(|(_, digest)| digest);
+    let kept = kept(shared, how, base_digest);
+    let base_id = (how == Squash::New)
+        .then(|| base_digest.and_then(|d| shared.bases.values().find(|b| &b.digest == d)))
+        .flatten()
+        .map(|b| b.image.config_digest.clone());
+    squash(shared, config, layers, kept, base_id.as_ref())?;
+    // After --squash-all no layer of the base image is left as it was.
+    Ok(if how == Squash::All { None } else { base })
+}
+
 /// What stays under `how`: nothing for [`Squash::All`], the base image's layers and
 /// history for [`Squash::New`] (`base` is the stage's base image manifest digest).
-pub(crate) fn kept(shared: &Shared<'_>, how: Squash, base: Option<&Digest>) -> Kept {
+fn kept(shared: &Shared<'_>, how: Squash, base: Option<&Digest>) -> Kept {
     let none = Kept {
         layers: 0,
         history: 0,
@@ -52,7 +75,7 @@ pub(crate) fn kept(shared: &Shared<'_>, how: Squash, base: Option<&Digest>) -> K
 /// Merges `layers[kept.layers..]` into one layer and rewrites `config`'s history and
 /// diff_ids to match; does nothing when there is no layer to merge. `base_id` names
 /// what the layers were merged onto (the base image's ID), for the history comment.
-pub(crate) fn squash(
+fn squash(
     shared: &Shared<'_>,
     config: &mut ImageConfig,
     layers: &mut Vec<LayerRef>,

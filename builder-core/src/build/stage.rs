@@ -11,7 +11,8 @@ use super::cache::{CacheEntry, CacheKey, CachedLayer, MissReason};
 use super::error::{BuildError, io_err, render_at};
 use super::mount::with_roots;
 use super::mounts::{self, MountInputs};
-use super::solve::{SOURCE_DATE_EPOCH, Shared, root_key, step_scratch};
+use super::repro;
+use super::solve::{Shared, root_key, step_scratch};
 use super::sources::{CopyInput, copy_input, source_state};
 use super::state::{StageState, image_layers};
 use super::step::{self, RunContext, RunFailure, make_workdir, run_spec, touches_files};
@@ -238,18 +239,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             };
             failed(e, Duration::ZERO)
         })?;
-        // A layer written under SOURCE_DATE_EPOCH has its mtimes clamped (and its RUN
-        // saw the variable): it is not the layer of a build without one, or with
-        // another. The epoch goes into the key rather than timestamps being rewritten
-        // on reuse, so a cached layer is always exactly what its step wrote.
-        let key = match shared.epoch {
-            Some(epoch) => CacheKey::step(
-                &key,
-                "source-date-epoch",
-                Some(&Digest::of(epoch.to_string().as_bytes())),
-            ),
-            None => key,
-        };
+        let key = repro::step_key(key, shared.epoch);
         let identity = format!("{}\0{index}\0{text}", self.stage.display_name());
         let mut entry = CacheEntry {
             key: key.to_string(),
@@ -500,14 +490,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 )
                 .map_err(BuildError::from)?;
                 mounts.apply(&mut spec);
-                if let Some(epoch) = shared.epoch {
-                    // As BuildKit does: tools in the step (pip, compilers) read it to
-                    // write reproducible output. A value the Dockerfile set wins.
-                    if !spec.env.iter().any(|(k, _)| k == SOURCE_DATE_EPOCH) {
-                        spec.env
-                            .push((SOURCE_DATE_EPOCH.to_owned(), epoch.to_string()));
-                    }
-                }
+                repro::add_run_env(&mut spec, shared.epoch);
                 // The trees of `from=` bind mounts, each a snapshot of its own whose writes
                 // go with the step's scratch space.
                 let mut trees = Vec::new();
