@@ -68,6 +68,7 @@ pub use crate::build::{
     CacheKey, DEFAULT_SSH_ID, DockerfileInput, Entitlement, ExecutorKind, MissReason, MountError,
     SecretSource, SnapshotterKind, SshAgent, StepReport, UnknownEntitlement, prune_cache_mounts,
 };
+pub use crate::build::{ReproReport, Squash};
 
 // --- progress events ---
 mod progress;

@@ -92,6 +92,22 @@ pub enum BuildError {
     /// The build was canceled because another stage failed.
     #[error("build canceled")]
     Canceled,
+    /// A `SOURCE_DATE_EPOCH` build argument that is not a number of seconds.
+    #[error("invalid SOURCE_DATE_EPOCH {value:?}: expected seconds since 1970-01-01")]
+    SourceDateEpoch {
+        /// The value given.
+        value: String,
+    },
+    /// `--reproducible-check`: two builds from an empty cache gave different images.
+    #[error("build is not reproducible: {first} and {second} differ: {difference}")]
+    NotReproducible {
+        /// The manifest digest of the first build.
+        first: crate::digest::Digest,
+        /// The manifest digest of the second build.
+        second: crate::digest::Digest,
+        /// The first difference found, e.g. `/t: content differs`.
+        difference: String,
+    },
     /// A filesystem operation of the build failed.
     #[error("failed to {action} {path}")]
     Io {

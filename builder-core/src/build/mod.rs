@@ -25,8 +25,10 @@ mod error;
 mod mount;
 mod mounts;
 mod push;
+mod repro;
 mod solve;
 mod sources;
+mod squash;
 mod stage;
 mod state;
 mod step;
@@ -41,6 +43,7 @@ pub use self::mounts::{
     BuildSecret, CACHE_MOUNTS_DIR, DEFAULT_SSH_ID, MountError, SecretSource, SshAgent,
     prune_cache_mounts,
 };
+pub use self::repro::ReproReport;
 use crate::context::ContextSource;
 use crate::digest::Digest;
 use crate::exec::Network;
@@ -135,12 +138,32 @@ pub struct BuildRequest {
     pub allow: Vec<Entitlement>,
     /// `--ssh`: the ssh agents `RUN --mount=type=ssh` may forward.
     pub ssh: Vec<SshAgent>,
+    /// `SOURCE_DATE_EPOCH` (seconds since the epoch): the `created` time of the image
+    /// and of this build's history entries, the latest mtime in the layers this build
+    /// writes, and a variable `RUN` steps see. A `SOURCE_DATE_EPOCH` build argument
+    /// sets it too (as in BuildKit); this field wins over it.
+    pub source_date_epoch: Option<u64>,
+    /// `--squash` / `--squash-all`: merge layers of the image into one.
+    pub squash: Squash,
+}
+
+/// Which layers of the built image are merged into one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Squash {
+    /// Every step keeps its own layer (the default).
+    #[default]
+    None,
+    /// `--squash`: the layers this build adds become one; the base image's layers stay.
+    New,
+    /// `--squash-all`: the whole image becomes one layer.
+    All,
 }
 
 impl BuildRequest {
     /// A request with defaults: no arguments, the last stage, no names, no outputs, the
     /// cache on, as many jobs as cores, host networking, overlay, the sandbox, gzip, OCI,
-    /// base images from the store first, no push, no mirrors, no secrets.
+    /// base images from the store first, no push, no mirrors, no secrets, no
+    /// `SOURCE_DATE_EPOCH`, no squash.
     pub fn new(dockerfile: DockerfileInput, context: ContextSource) -> Self {
         BuildRequest {
             dockerfile,
@@ -164,6 +187,8 @@ impl BuildRequest {
             secrets: Vec::new(),
             allow: Vec::new(),
             ssh: Vec::new(),
+            source_date_epoch: None,
+            squash: Squash::None,
         }
     }
 }
@@ -249,5 +274,18 @@ impl Builder {
         let names = push::names_to_push(request);
         result.pushed = push::push_image(&self.store, &result.image, &names, &request.registry)?;
         Ok(result)
+    }
+
+    /// `--reproducible-check`: builds `request` twice from an empty cache, each in a
+    /// fresh temporary store seeded with this store's images, and compares the two
+    /// images. Fails with [`BuildError::NotReproducible`], naming the first difference,
+    /// when they differ. Nothing is kept: names, outputs and pushes are ignored. Without
+    /// a `SOURCE_DATE_EPOCH`, both builds use the current time as theirs.
+    pub fn check_reproducible(
+        &self,
+        request: &BuildRequest,
+        progress: &dyn Progress,
+    ) -> Result<ReproReport, BuildError> {
+        repro::check(&self.store, request, progress)
     }
 }

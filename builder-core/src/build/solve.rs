@@ -15,6 +15,8 @@ use rbuild_dockerfile::{
 use super::base::{self, BaseImage};
 use super::cache::{Cache, CacheKey};
 use super::error::{BuildError, io_err, render_at};
+use super::repro::{SOURCE_DATE_EPOCH, source_date_epoch};
+use super::squash;
 use super::stage::StageRun;
 use super::state::StageState;
 use super::{BuildRequest, BuildResult, DockerfileInput, ExecutorKind, SnapshotterKind};
@@ -65,6 +67,8 @@ pub(crate) struct Shared<'a> {
     pub work: &'a Path,
     /// The creation time of this build's history entries and image.
     pub created: String,
+    /// `SOURCE_DATE_EPOCH`, when the build has one (see [`source_date_epoch`]).
+    pub epoch: Option<u64>,
     pub states: Mutex<HashMap<StageId, StageState>>,
     pub reports: Mutex<Vec<super::StepReport>>,
 }
@@ -289,9 +293,12 @@ fn build_inner(
         .prefix("build-")
         .tempdir_in(&tmp)
         .map_err(io_err("create build directory in", &tmp))?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let epoch = source_date_epoch(request)?;
+    let now = epoch.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
 
     let shared = Shared {
         store,
@@ -311,6 +318,7 @@ fn build_inner(
         next_step: AtomicU32::new(1),
         work: work.path(),
         created: rfc3339(now),
+        epoch,
         states: Mutex::new(HashMap::new()),
         reports: Mutex::new(Vec::new()),
     };
@@ -452,12 +460,19 @@ fn insert_triggers(
 /// the engine does not build for.
 fn warn_about(shared: &Shared<'_>) {
     let graph = shared.graph;
-    if !graph.unused_build_args.is_empty() {
+    // SOURCE_DATE_EPOCH is the engine's, as in BuildKit: never unused.
+    let unused: Vec<&str> = graph
+        .unused_build_args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != SOURCE_DATE_EPOCH)
+        .collect();
+    if !unused.is_empty() {
         shared.progress.event(&Event::Warning {
             rule: None,
             message: format!(
                 "one or more build-args [{}] were not consumed",
-                graph.unused_build_args.join(" ")
+                unused.join(" ")
             ),
             line: None,
         });
@@ -540,26 +555,32 @@ fn finish_image(
         }
     }
     // The image is as new as its newest history entry, so that a rebuild with nothing
-    // changed gives the same image ID.
-    config.created = config
-        .history
-        .iter()
-        .filter_map(|h| h.created.clone())
-        .max()
-        .or_else(|| Some(shared.created.clone()));
+    // changed gives the same image ID; with SOURCE_DATE_EPOCH it is the epoch, whatever
+    // the base image's history says.
+    config.created = if shared.epoch.is_some() {
+        Some(shared.created.clone())
+    } else {
+        config
+            .history
+            .iter()
+            .filter_map(|h| h.created.clone())
+            .max()
+            .or_else(|| Some(shared.created.clone()))
+    };
     config.rootfs.diff_ids = target
         .layers
         .iter()
         .map(|l| l.diff_id.to_string())
         .collect();
+    let mut layers = target.layers;
+    let base = squash::apply(shared, &mut config, &mut layers, target.base)?;
     let spec = ImageSpec {
         config,
-        base_layers: target
-            .layers
+        base_layers: layers
             .iter()
             .map(|l| l.descriptor(request.format))
             .collect(),
-        base: target.base,
+        base,
         format: request.format,
         annotations: Vec::new(),
     };

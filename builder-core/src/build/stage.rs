@@ -11,6 +11,7 @@ use super::cache::{CacheEntry, CacheKey, CachedLayer, MissReason};
 use super::error::{BuildError, io_err, render_at};
 use super::mount::with_roots;
 use super::mounts::{self, MountInputs};
+use super::repro;
 use super::solve::{Shared, root_key, step_scratch};
 use super::sources::{CopyInput, copy_input, source_state};
 use super::state::{StageState, image_layers};
@@ -160,6 +161,10 @@ impl<'s, 'a> StageRun<'s, 'a> {
     /// changed gives the same image.
     fn config_step_time(&self, step: &Step, applied: &Applied) -> Result<String, BuildError> {
         let shared = self.shared;
+        if shared.epoch.is_some() {
+            // SOURCE_DATE_EPOCH fixes every time of the build.
+            return Ok(shared.created.clone());
+        }
         let key = CacheKey::step(&self.state.key, step.digest.as_str(), None);
         if !shared.cache_disabled(self.stage) {
             if let Some(created) = shared.cache.get(&key).and_then(|e| e.created) {
@@ -234,6 +239,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             };
             failed(e, Duration::ZERO)
         })?;
+        let key = repro::step_key(key, shared.epoch);
         let identity = format!("{}\0{index}\0{text}", self.stage.display_name());
         let mut entry = CacheEntry {
             key: key.to_string(),
@@ -263,7 +269,10 @@ impl<'s, 'a> StageRun<'s, 'a> {
         };
         if let Some((found, layer)) = hit {
             let applied = self.apply(step)?;
-            let created = found.created.unwrap_or_else(|| shared.created.clone());
+            let created = match shared.epoch {
+                Some(_) => shared.created.clone(),
+                None => found.created.unwrap_or_else(|| shared.created.clone()),
+            };
             self.add_result(&applied, layer.as_ref(), created);
             shared.progress.event(&Event::StepCached {
                 step: id,
@@ -481,6 +490,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 )
                 .map_err(BuildError::from)?;
                 mounts.apply(&mut spec);
+                repro::add_run_env(&mut spec, shared.epoch);
                 // The trees of `from=` bind mounts, each a snapshot of its own whose writes
                 // go with the step's scratch space.
                 let mut trees = Vec::new();
@@ -556,6 +566,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
         } else {
             let options = LayerOptions {
                 compression: shared.request.compression,
+                source_date_epoch: shared.epoch,
                 ..LayerOptions::default()
             };
             Some(

@@ -382,4 +382,73 @@ mod tests {
         // The header's own size field still holds it (binary encoding), as GNU tar reads.
         assert_eq!(h.size().unwrap(), size);
     }
+
+    /// Builds the same tree in `root` in one of two orders: what the filesystem assigns
+    /// (inode numbers, creation order, atimes and ctimes, xattr order, which name of a
+    /// hard link comes first on disk) differs; what a layer should carry does not.
+    fn same_tree(root: &Path, reversed: bool) {
+        let names = ["b", "a", "d/e", "d/c"];
+        let mut order: Vec<&str> = names.to_vec();
+        if reversed {
+            order.reverse();
+        }
+        fs::create_dir_all(root.join("d")).unwrap();
+        for name in &order {
+            fs::write(root.join(name), format!("{name}\n")).unwrap();
+        }
+        let (first, second) = if reversed { ("d/e", "a") } else { ("a", "d/e") };
+        // The hard link pair: same inode, created from either side.
+        fs::write(root.join(first), "shared\n").unwrap();
+        fs::remove_file(root.join(second)).unwrap();
+        fs::hard_link(root.join(first), root.join(second)).unwrap();
+        let xattrs = [("user.one", b"1"), ("user.two", b"2")];
+        for (k, v) in if reversed {
+            vec![xattrs[1], xattrs[0]]
+        } else {
+            xattrs.to_vec()
+        } {
+            xattr::set(root.join("b"), k, v).unwrap();
+        }
+        // Read it, so atimes move.
+        let _ = fs::read(root.join("b")).unwrap();
+    }
+
+    #[test]
+    fn the_same_tree_built_differently_gives_the_same_layer_under_an_epoch() {
+        let epoch = 1_600_000_000;
+        let options = LayerOptions {
+            compression: Compression::None,
+            level: None,
+            source_date_epoch: Some(epoch),
+        };
+        let mut layers = Vec::new();
+        for reversed in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            same_tree(dir.path(), reversed);
+            let changes = crate::layer::tree_changes(dir.path()).unwrap();
+            let (bytes, diff_id) =
+                write_layer_to(Vec::new(), dir.path(), &changes, &options).unwrap();
+            layers.push((bytes, diff_id));
+            // Some seconds apart in reality: the files are newer than the epoch either way.
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+        }
+        assert_eq!(layers[0].1, layers[1].1);
+        // Nothing of the writing host in the headers: no user or group names, no atime or
+        // ctime records, every mtime the epoch.
+        let mut archive = tar::Archive::new(&layers[0].0[..]);
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().into_owned();
+            let header = entry.header();
+            assert_eq!(header.mtime().unwrap(), epoch, "{path:?}");
+            assert_eq!(header.username_bytes(), Some(&b""[..]), "{path:?}");
+            assert_eq!(header.groupname_bytes(), Some(&b""[..]), "{path:?}");
+            if let Some(pax) = entry.pax_extensions().unwrap() {
+                for ext in pax {
+                    let key = ext.unwrap().key().unwrap().to_owned();
+                    assert!(!key.ends_with("time"), "{path:?} has PAX record {key}");
+                }
+            }
+        }
+    }
 }

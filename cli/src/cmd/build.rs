@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use rbuild_core::{
     BuildError, BuildRequest, BuildSecret, Builder, Compression, ContextSource, DockerfileInput,
     Entitlement, ExecutorKind, ExportTarget, ImageFormat, ImageName, Mirror, Network, NullProgress,
-    Progress, RegistryConfig, SecretSource, SnapshotterKind, host_architecture,
+    Progress, RegistryConfig, SecretSource, SnapshotterKind, Squash, host_architecture,
 };
 
 mod ssh;
@@ -137,6 +137,21 @@ pub struct Args {
     /// be repeated
     #[arg(long, value_name = "default|ID[=SOCKET|KEY[,KEY...]]", value_parser = ssh::ssh_arg)]
     ssh: Vec<ssh::SshArg>,
+    /// Seconds since 1970: the created time of the image and its new history entries,
+    /// and the latest mtime in the new layers (reproducible builds; RUN steps see it as
+    /// SOURCE_DATE_EPOCH; --build-arg SOURCE_DATE_EPOCH=N does the same)
+    #[arg(long, value_name = "N", env = "SOURCE_DATE_EPOCH")]
+    source_date_epoch: Option<u64>,
+    /// Build twice from an empty cache in temporary stores and fail, naming the first
+    /// differing file, unless both give the same image; keeps nothing
+    #[arg(long, conflicts_with_all = ["push", "output", "tag"])]
+    reproducible_check: bool,
+    /// Merge the layers this build adds into one (the base image's layers stay)
+    #[arg(long, conflicts_with = "squash_all")]
+    squash: bool,
+    /// Merge every layer of the image, the base image's too, into one
+    #[arg(long)]
+    squash_all: bool,
     /// The build context: a directory, or `-` for a tar archive on standard input
     context: String,
 }
@@ -293,6 +308,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Agents started for key files live until the build is done.
     let agents = ssh::agents(&args.ssh)?;
     request.ssh = agents.agents.clone();
+    request.source_date_epoch = args.source_date_epoch;
+    request.squash = if args.squash_all {
+        Squash::All
+    } else if args.squash {
+        Squash::New
+    } else {
+        Squash::None
+    };
 
     let reporter;
     let progress: &dyn Progress = if args.quiet {
@@ -302,6 +325,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &reporter
     };
     let builder = Builder::new(store);
+    if args.reproducible_check {
+        return reproducible_check(&builder, &request, progress, args.quiet);
+    }
     let result = builder.build(&request, progress);
     let result = match result {
         Ok(result) => result,
@@ -339,6 +365,37 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{id}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--reproducible-check`: the verdict on standard output, the difference as the error.
+fn reproducible_check(
+    builder: &Builder,
+    request: &BuildRequest,
+    progress: &dyn Progress,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    match builder.check_reproducible(request, progress) {
+        Ok(report) => {
+            if quiet {
+                println!("{}", report.image_id);
+            } else {
+                println!(
+                    "reproducible: two builds from an empty cache gave the same image {} \
+                     (image ID {}, SOURCE_DATE_EPOCH={})",
+                    report.digest, report.image_id, report.source_date_epoch
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            // A failed build was shown by the progress renderer already; the verdict
+            // of a check that built twice was not.
+            if quiet || matches!(err, BuildError::NotReproducible { .. }) {
+                eprintln!("error: {}", rbuild_core::error_chain(&err));
+            }
+            Ok(ExitCode::from(EXIT_BUILD_FAILED))
+        }
+    }
 }
 
 #[cfg(test)]

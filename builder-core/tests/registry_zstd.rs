@@ -1,0 +1,159 @@
+//! zstd layers both ways: an image skopeo pushed with zstd layers is pulled and built
+//! FROM, and skopeo and umoci accept the zstd images rbuild writes. Debian 12's umoci
+//! (0.4.7) predates zstd: its test fails, saying so, until a newer umoci is installed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod build_support;
+mod registry_support;
+
+use std::path::Path;
+use std::process::Command;
+
+use rbuild_core::{Compression, ContentStore, ExportTarget, Image, ImageName, error_chain, export};
+
+/// The zstd layer media type (image-spec media-types.md).
+const OCI_ZSTD_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+
+fn export_layout(store: &ContentStore, image: &Image, dest: &Path, name: &str) {
+    let name: ImageName = name.parse().unwrap();
+    export(
+        store,
+        &ExportTarget::Oci {
+            dest: dest.to_path_buf(),
+            tar: false,
+        },
+        image,
+        &[name],
+    )
+    .unwrap();
+}
+
+fn layer_types(image: &Image) -> Vec<String> {
+    image
+        .manifest
+        .layers()
+        .iter()
+        .map(|l| l.media_type().to_string())
+        .collect()
+}
+
+#[test]
+fn an_image_with_zstd_layers_is_pulled_and_built_from() {
+    let reg = registry_support::Registry::start(None);
+    let (dir, store) = build_support::busybox_store();
+    let base =
+        rbuild_core::load_image(&store, &store.resolve("busybox:latest").unwrap().descriptor)
+            .unwrap();
+    let layout = dir.path().join("layout");
+    export_layout(&store, &base, &layout, "localhost/busybox:v1");
+    let reference = format!("{}/zstd/busybox:v1", reg.addr);
+    registry_support::skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-compress-format",
+        "zstd",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{reference}"),
+    ]);
+
+    // A fresh store: FROM pulls the zstd image.
+    let other = tempfile::tempdir().unwrap();
+    let fresh = ContentStore::open(other.path().join("store")).unwrap();
+    let ctx = build_support::context(other.path(), &[]);
+    let dockerfile = format!("FROM {reference}\nRUN echo built > /built\n");
+    let (result, _) = build_support::build_with(&fresh, &dockerfile, &ctx, |_| {});
+    let result = result.unwrap_or_else(|e| panic!("build failed: {}", error_chain(&e)));
+    let types = layer_types(&result.image);
+    assert_eq!(types[0], OCI_ZSTD_LAYER, "{types:?}");
+    assert_eq!(
+        build_support::read(&fresh, &result.image, other.path(), "/built"),
+        "built\n"
+    );
+    assert!(
+        build_support::rootfs(&fresh, &result.image, other.path())
+            .join("bin/busybox")
+            .is_file()
+    );
+}
+
+/// An image rbuild built with zstd layers (the base's stays gzip), exported as an OCI
+/// layout at `<dir>/layout:v1` and copied by skopeo to `<dir>/copy:v1`.
+fn zstd_image_copied_by_skopeo(dir: &Path, store: &ContentStore) {
+    let ctx = build_support::context(dir, &[("hello.txt", "hello\n")]);
+    let (result, _) = build_support::build_with(
+        store,
+        "FROM busybox\nCOPY hello.txt /hello.txt\nRUN echo ran > /ran\n",
+        &ctx,
+        |r| r.compression = Compression::Zstd,
+    );
+    let image = result
+        .unwrap_or_else(|e| panic!("build failed: {}", error_chain(&e)))
+        .image;
+    let types = layer_types(&image);
+    assert_eq!(types[1..], [OCI_ZSTD_LAYER, OCI_ZSTD_LAYER], "{types:?}");
+    let layout = dir.join("layout");
+    export_layout(store, &image, &layout, "localhost/zstd:v1");
+    let copy = dir.join("copy");
+    registry_support::skopeo(&[
+        "copy",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("oci:{}:v1", copy.display()),
+    ]);
+    // skopeo kept the layers as they were.
+    let raw =
+        registry_support::skopeo(&["inspect", "--raw", &format!("oci:{}:v1", copy.display())]);
+    assert_eq!(raw.matches(OCI_ZSTD_LAYER).count(), 2, "{raw}");
+}
+
+#[test]
+fn skopeo_accepts_zstd_images_rbuild_writes() {
+    let (dir, store) = build_support::busybox_store();
+    zstd_image_copied_by_skopeo(dir.path(), &store);
+}
+
+/// The first umoci release that reads zstd layers (umoci CHANGELOG.md, 0.5.0).
+const UMOCI_ZSTD: (u32, u32) = (0, 5);
+
+#[test]
+fn umoci_unpacks_zstd_images_rbuild_writes() {
+    registry_support::require_tool("umoci", "umoci");
+    let version = Command::new("umoci").arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&version.stdout).into_owned();
+    let number: Vec<u32> = version
+        .trim()
+        .trim_start_matches("umoci version ")
+        .split(['.', '+', '-'])
+        .take(2)
+        .map(|n| n.parse().unwrap_or(0))
+        .collect();
+    assert!(
+        (number[0], number[1]) >= UMOCI_ZSTD,
+        "this test needs umoci 0.5.0 or later, which reads zstd layers; the installed one \
+         ({}) rejects them as an unknown media type",
+        version.trim()
+    );
+    let (dir, store) = build_support::busybox_store();
+    zstd_image_copied_by_skopeo(dir.path(), &store);
+    let bundle = dir.path().join("bundle");
+    let out = Command::new("umoci")
+        .args([
+            "unpack",
+            "--image",
+            &format!("{}:v1", dir.path().join("copy").display()),
+            bundle.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "umoci unpack failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = bundle.join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(root.join("hello.txt")).unwrap(),
+        "hello\n"
+    );
+    assert_eq!(std::fs::read_to_string(root.join("ran")).unwrap(), "ran\n");
+}
