@@ -224,9 +224,7 @@ pub fn wait_gone(pids: &[i32], limit: Duration) -> Vec<i32> {
         let procs = processes();
         let alive: Vec<i32> = procs
             .iter()
-            .filter(|(pid, (ppid, state))| {
-                *state != 'Z' && (pids.contains(pid) || *ppid == me)
-            })
+            .filter(|(pid, (ppid, state))| *state != 'Z' && (pids.contains(pid) || *ppid == me))
             .map(|(pid, _)| *pid)
             .collect();
         if alive.is_empty() || Instant::now() > deadline {
