@@ -148,7 +148,9 @@ pub(crate) fn extract(
     let mut archive = tar::Archive::new(meter.expanded(plain));
     for entry in archive.entries().map_err(|e| refused(failed(e)))? {
         let entry = entry.map_err(|e| refused(failed(e)))?;
-        meter.entry().map_err(|limit| failed(io::Error::other(limit)))?;
+        meter
+            .entry()
+            .map_err(|limit| failed(io::Error::other(limit)))?;
         extract_entry(w, entry, dest_rel, &archive_name).map_err(refused)?;
     }
     Ok(())

@@ -86,7 +86,10 @@ impl ArchiveLimits {
     /// [`MAX_ENTRIES_ENV`] are set.
     pub fn from_env() -> Result<Self, InvalidLimit> {
         let read = |var: &'static str, default: u64| match std::env::var(var) {
-            Ok(value) => value.trim().parse().map_err(|_| InvalidLimit { var, value }),
+            Ok(value) => value
+                .trim()
+                .parse()
+                .map_err(|_| InvalidLimit { var, value }),
             Err(_) => Ok(default),
         };
         Ok(ArchiveLimits {
@@ -227,7 +230,10 @@ mod tests {
         let mut zeros = meter.expanded(io::repeat(0).take(5000));
         let err = io::copy(&mut zeros, &mut io::sink()).unwrap_err();
         assert!(err.to_string().contains("more than 10 times"), "{err}");
-        assert!(matches!(meter.exceeded(), Some(LimitExceeded::Ratio { .. })));
+        assert!(matches!(
+            meter.exceeded(),
+            Some(LimitExceeded::Ratio { .. })
+        ));
 
         let meter = Meter::new(limits);
         meter.entry().unwrap();

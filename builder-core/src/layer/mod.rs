@@ -19,11 +19,11 @@ use std::path::PathBuf;
 
 pub use self::apply::{Applied, ApplyMode, apply_layer, apply_layer_limited};
 pub use self::compress::{Compression, decompress};
+pub(crate) use self::limits::Meter;
 pub use self::limits::{
     ArchiveLimits, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_RATIO, DEFAULT_RATIO_ABOVE, InvalidLimit,
     LimitExceeded, MAX_ENTRIES_ENV, MAX_RATIO_ENV, RATIO_ABOVE_ENV,
 };
-pub(crate) use self::limits::Meter;
 pub use self::tree::tree_changes;
 pub use self::writer::{LayerOptions, write_layer, write_layer_to};
 use crate::digest::Digest;

@@ -77,7 +77,10 @@ impl StoreLock {
     }
 
     fn exclusive(self: &Arc<Self>, wait: bool) -> Result<Option<ExclusiveLock>, StoreError> {
-        let mut count = self.exclusive.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut count = self
+            .exclusive
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if *count == 0 {
             let op = if wait {
                 FlockOperation::LockExclusive
