@@ -16,6 +16,9 @@ use rbuild_core::{
 use registry_support::{Registry, make_image};
 use serde_json::Value;
 
+/// A change that makes a manifest lie.
+type Lie = Box<dyn Fn(&mut Value)>;
+
 /// Uploads `manifest` as `<repo>:<tag>` with curl (the registry stores what it is given
 /// once every blob it names exists).
 fn put_manifest(reg: &Registry, repo: &str, tag: &str, manifest: &[u8]) {
@@ -65,7 +68,7 @@ fn manifests_that_lie_about_sizes_or_digests_are_refused() {
         serde_json::from_slice(&src.read(&image.digest().unwrap()).unwrap()).unwrap();
 
     let other = Digest::of(b"not this blob");
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let cases: Vec<(&str, Lie)> = vec![
         (
             "layer-smaller",
             Box::new(|m| {

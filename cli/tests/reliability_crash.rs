@@ -75,6 +75,37 @@ fn finished_steps(events: &str) -> HashMap<String, bool> {
     done
 }
 
+/// Where a killed build was, from its raw JSON events: inside which step, or after them.
+fn phase(events: &str, steps_done: usize) -> String {
+    let mut running: Option<String> = None;
+    let mut names = HashMap::new();
+    for line in events.lines() {
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let step = event["step"].as_u64();
+        match event["type"].as_str() {
+            Some("step_started") => {
+                let name = event["name"].as_str().unwrap_or("").to_owned();
+                names.insert(step, name.clone());
+                running = Some(name);
+            }
+            Some("step_finished" | "step_cached") if names.get(&step) == running.as_ref() => {
+                running = None;
+            }
+            Some("build_finished") => return "finished".to_owned(),
+            _ => {}
+        }
+    }
+    match running {
+        Some(name) if name.contains("] RUN ") => "in a RUN step".to_owned(),
+        Some(name) if name.contains("] COPY ") => "in a COPY step".to_owned(),
+        Some(_) | None if steps_done == 0 => "before the first step".to_owned(),
+        _ if steps_done == 5 => "writing the image and the index".to_owned(),
+        _ => "between steps".to_owned(),
+    }
+}
+
 #[test]
 fn kill_9_at_fifty_moments_leaves_a_consistent_store() {
     require_root();
@@ -100,6 +131,7 @@ fn kill_9_at_fifty_moments_leaves_a_consistent_store() {
 
     // Kills spread over the length of a build.
     let span = (whole.as_millis() as u64).max(1);
+    let mut phases: HashMap<String, usize> = HashMap::new();
     let mut rng = Lcg(0x5eed_0009);
     let mut committed: Vec<(u64, HashMap<String, bool>)> = Vec::new();
     let mut reclaimed = 0;
@@ -119,16 +151,17 @@ fn kill_9_at_fifty_moments_leaves_a_consistent_store() {
             .read_to_string(&mut events)
             .unwrap();
         let done = finished_steps(&events);
+        let at = if status.success() {
+            "finished".to_owned()
+        } else {
+            phase(&events, done.len())
+        };
         println!(
-            "kill {round:2}: after {delay:?}, {} step processes, {} steps committed, {}",
+            "kill {round:2}: after {delay:?}, {at}, {} step processes, {} steps committed",
             tree.len(),
             done.len(),
-            if status.success() {
-                "the build had finished"
-            } else {
-                "killed"
-            }
         );
+        *phases.entry(at).or_default() += 1;
 
         let left = wait_gone(&tree, Duration::from_secs(10));
         assert!(
@@ -158,6 +191,9 @@ fn kill_9_at_fifty_moments_leaves_a_consistent_store() {
         committed.push((round, done));
     }
     println!("{reclaimed} of {KILLS} kills left scratch files, each reclaimed by the next run");
+    let mut phases: Vec<_> = phases.into_iter().collect();
+    phases.sort();
+    println!("where the kills landed: {phases:?}");
 
     // Rebuild the round that got furthest: every step it committed comes from the cache.
     let (round, done) = committed
