@@ -53,11 +53,19 @@ impl StoreLock {
             return Ok(lock);
         }
         let path = key.join(LOCK_FILE);
+        // flock needs no write access: a store another user created (rootless steps
+        // re-run as their own user) is locked through a read-only open.
         let file = File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
+            .or_else(|e| match e.kind() {
+                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+                    File::open(&path)
+                }
+                _ => Err(e),
+            })
             .map_err(io_err("open lock", &path))?;
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => reclaim_scratch(&key)?,
