@@ -193,3 +193,48 @@ fn remove_entries(dir: &Path, pick: impl Fn(&str) -> bool) -> Result<(), StoreEr
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::ContentStore;
+
+    #[test]
+    fn scratch_of_a_dead_user_goes_at_the_next_open_but_not_while_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let store = ContentStore::open(&root).unwrap();
+        std::fs::write(store.tmp_dir().join("blob-dead"), b"half").unwrap();
+        std::fs::create_dir_all(root.join("layers/.unpack-dead/x")).unwrap();
+        std::fs::create_dir_all(root.join("layers/kept")).unwrap();
+        // A second open in the same process shares the lock: nothing is reclaimed.
+        let again = ContentStore::open(&root).unwrap();
+        assert!(again.tmp_dir().join("blob-dead").exists());
+        drop((store, again));
+        // Nobody holds the store now: the next open reclaims.
+        let store = ContentStore::open(&root).unwrap();
+        assert!(!store.tmp_dir().join("blob-dead").exists());
+        assert!(!root.join("layers/.unpack-dead").exists());
+        assert!(root.join("layers/kept").exists(), "only scratch names go");
+    }
+
+    #[test]
+    fn the_exclusive_lock_is_reentrant_and_goes_back_to_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let outer = store.try_lock_exclusive().unwrap().expect("no other user");
+        let inner = store.lock_exclusive().unwrap();
+        drop(inner);
+        assert_eq!(*outer.lock.exclusive.lock().unwrap(), 1);
+        drop(outer);
+        assert_eq!(*store.lock.exclusive.lock().unwrap(), 0);
+        // Shared again: another open file description can take a shared lock at once.
+        let other = std::fs::File::open(dir.path().join(super::LOCK_FILE)).unwrap();
+        rustix::fs::flock(&other, rustix::fs::FlockOperation::NonBlockingLockShared).unwrap();
+        assert!(
+            rustix::fs::flock(&other, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                .is_err(),
+            "this process still holds its shared lock"
+        );
+    }
+}
