@@ -63,7 +63,8 @@ fn eight_builds_and_a_prune_loop_share_one_store() {
         let (root, done, prunes, waited) =
             (root.clone(), done.clone(), prunes.clone(), waited.clone());
         std::thread::spawn(move || {
-            while !done.load(Ordering::SeqCst) {
+            // At least 3 prunes, whatever the timing: one may wait for every build.
+            while !done.load(Ordering::SeqCst) || prunes.load(Ordering::SeqCst) < 3 {
                 // Every other prune also removes every unpacked layer and cache mount.
                 let args: &[&str] = if prunes.load(Ordering::SeqCst) % 2 == 0 {
                     &["prune"]
@@ -116,7 +117,6 @@ fn eight_builds_and_a_prune_loop_share_one_store() {
     let prunes = prunes.load(Ordering::SeqCst);
     let waited = waited.load(Ordering::SeqCst);
     println!("{BUILDS} builds, {prunes} prunes among them, {waited} of which waited for builds");
-    assert!(prunes >= 2, "the prune loop ran only {prunes} times");
     assert!(
         waited >= 1,
         "no prune ever found a build running: the test did not overlap them"
