@@ -30,13 +30,15 @@ pub use crate::image::{
     tag_image, verify, write_manifest,
 };
 pub use crate::layer::{
-    ApplyMode, Compression, Layer, LayerError, LayerOptions, OPAQUE_WHITEOUT,
-    OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR, PAX_XATTR_PREFIX, WHITEOUT_PREFIX,
-    apply_layer, decompress, is_overlay_xattr, tree_changes, write_layer, write_layer_to,
+    Applied, ApplyMode, ArchiveLimits, Compression, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_RATIO,
+    DEFAULT_RATIO_ABOVE, InvalidLimit, Layer, LayerError, LayerOptions, LimitExceeded,
+    MAX_ENTRIES_ENV, MAX_RATIO_ENV, OPAQUE_WHITEOUT, OVERLAY_OPAQUE_USER_XATTR,
+    OVERLAY_OPAQUE_XATTR, PAX_XATTR_PREFIX, RATIO_ABOVE_ENV, WHITEOUT_PREFIX, apply_layer,
+    apply_layer_limited, decompress, is_overlay_xattr, tree_changes, write_layer, write_layer_to,
 };
 pub use crate::store::{
-    Blob, BlobWriter, ContentStore, ImageName, InvalidImageName, NamedImage, StoreError,
-    default_root,
+    Blob, BlobWriter, ContentStore, ExclusiveLock, ImageName, InvalidImageName, LOCK_FILE,
+    NamedImage, StoreError, default_root,
 };
 
 // --- execution: sandbox executor, snapshotters ---

@@ -36,7 +36,7 @@ pub(crate) enum Format {
     Zstd,
 }
 
-fn reader(file: File, format: Format) -> io::Result<Box<dyn Read>> {
+fn reader(file: impl Read + 'static, format: Format) -> io::Result<Box<dyn Read>> {
     Ok(match format {
         Format::Tar => Box::new(file),
         Format::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
@@ -137,10 +137,21 @@ pub(crate) fn extract(
         path: archive_name.clone(),
         source,
     };
-    let mut archive = tar::Archive::new(reader(file, format).map_err(failed)?);
-    for entry in archive.entries().map_err(failed)? {
-        let entry = entry.map_err(failed)?;
-        extract_entry(w, entry, dest_rel, &archive_name)?;
+    // Tar-bomb limits (crate::ArchiveLimits): past one, the error says which.
+    let limits = crate::ArchiveLimits::from_env().map_err(|e| failed(io::Error::other(e)))?;
+    let meter = crate::layer::Meter::new(limits);
+    let refused = |e| match meter.exceeded() {
+        Some(limit) => failed(io::Error::other(limit)),
+        None => e,
+    };
+    let plain = reader(meter.compressed(file), format).map_err(failed)?;
+    let mut archive = tar::Archive::new(meter.expanded(plain));
+    for entry in archive.entries().map_err(|e| refused(failed(e)))? {
+        let entry = entry.map_err(|e| refused(failed(e)))?;
+        meter
+            .entry()
+            .map_err(|limit| failed(io::Error::other(limit)))?;
+        extract_entry(w, entry, dest_rel, &archive_name).map_err(refused)?;
     }
     Ok(())
 }

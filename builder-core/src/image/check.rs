@@ -100,7 +100,12 @@ pub struct PruneReport {
 
 /// Removes blobs no named image references, unpacked layers of removed blobs, and
 /// scratch files; with `all`, every unpacked layer (they are rebuilt on demand).
+///
+/// Waits until no other process uses the store (see
+/// [`ContentStore::lock_exclusive`]): a running build's blobs, layers and cache entries
+/// are not referenced by a name yet, and must not go.
 pub fn prune(store: &ContentStore, all: bool) -> Result<PruneReport, ImageError> {
+    let exclusive = store.lock_exclusive()?;
     let keep = referenced_blobs(store)?;
     let mut keep_diff_ids = BTreeSet::new();
     for named in store.images()? {
@@ -131,11 +136,7 @@ pub fn prune(store: &ContentStore, all: bool) -> Result<PruneReport, ImageError>
             }
         }
     }
-    if let Ok(entries) = fs::read_dir(store.tmp_dir()) {
-        for entry in entries.flatten() {
-            let _ = fs::remove_dir_all(entry.path()).or_else(|_| fs::remove_file(entry.path()));
-        }
-    }
+    store.reclaim_scratch(&exclusive)?;
     // The build cache points at layers this prune may just have removed: drop it whole.
     let cache = store.root().join(crate::build::CACHE_DIR);
     if let Ok(entries) = fs::read_dir(&cache) {

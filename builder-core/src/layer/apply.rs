@@ -19,6 +19,7 @@ use rustix::io::Errno;
 use tar::EntryType;
 
 use super::compress::decompress;
+use super::limits::{ArchiveLimits, Meter};
 use super::{
     LayerError, OPAQUE_WHITEOUT, OVERLAY_OPAQUE_XATTR, PAX_XATTR_PREFIX, WHITEOUT_PREFIX,
     is_overlay_xattr,
@@ -37,12 +38,37 @@ pub enum ApplyMode {
 }
 
 /// Unpacks the layer read from `reader` (gzip, zstd or plain, by magic number) into
-/// `target`, which must exist; returns the diff_id of the uncompressed tar.
+/// `target`, which must exist; returns the diff_id of the uncompressed tar. The
+/// [`ArchiveLimits`] come from the environment ([`ArchiveLimits::from_env`]).
 pub fn apply_layer(
     reader: impl Read,
     target: &Path,
     mode: ApplyMode,
 ) -> Result<Digest, LayerError> {
+    let name = format!("the layer unpacked into {}", target.display());
+    let applied = apply_layer_limited(reader, target, mode, &ArchiveLimits::from_env()?, &name)?;
+    Ok(applied.diff_id)
+}
+
+/// What [`apply_layer_limited`] unpacked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The diff_id: the sha256 of the uncompressed tar.
+    pub diff_id: Digest,
+    /// Device nodes left out because this process may not create them (not root, as
+    /// in a user namespace): docker's and containers/storage's appliers skip them too.
+    pub skipped_devices: Vec<String>,
+}
+
+/// [`apply_layer`] with explicit limits; `name` names the layer in errors ("layer blob
+/// sha256:...").
+pub fn apply_layer_limited(
+    reader: impl Read,
+    target: &Path,
+    mode: ApplyMode,
+    limits: &ArchiveLimits,
+    name: &str,
+) -> Result<Applied, LayerError> {
     let root = rustix::fs::open(
         target,
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
@@ -52,9 +78,18 @@ pub fn apply_layer(
         entry: target.display().to_string(),
         source: e.into(),
     })?;
-    let plain = decompress(BufReader::with_capacity(1 << 20, reader)).map_err(LayerError::Read)?;
+    let meter = Meter::new(*limits);
+    let refused = |meter: &Meter, e: LayerError| match meter.exceeded() {
+        Some(limit) => LayerError::Limit {
+            archive: name.to_owned(),
+            limit,
+        },
+        None => e,
+    };
+    let compressed = BufReader::with_capacity(1 << 20, meter.compressed(reader));
+    let plain = decompress(compressed).map_err(LayerError::Read)?;
     let mut hashing = HashingReader {
-        inner: plain,
+        inner: meter.expanded(plain),
         hasher: Hasher::new(),
     };
     let mut applier = Applier {
@@ -65,18 +100,30 @@ pub fn apply_layer(
         whiteouts: Vec::new(),
         opaques: Vec::new(),
         dir_times: Vec::new(),
+        skipped_devices: Vec::new(),
     };
     {
         let mut archive = tar::Archive::new(&mut hashing);
-        for entry in archive.entries().map_err(LayerError::Read)? {
-            let entry = entry.map_err(LayerError::Read)?;
-            applier.entry(entry)?;
+        for entry in archive
+            .entries()
+            .map_err(|e| refused(&meter, LayerError::Read(e)))?
+        {
+            let entry = entry.map_err(|e| refused(&meter, LayerError::Read(e)))?;
+            meter.entry().map_err(|limit| LayerError::Limit {
+                archive: name.to_owned(),
+                limit,
+            })?;
+            applier.entry(entry).map_err(|e| refused(&meter, e))?;
         }
     }
     // Hash the end-of-archive padding too: the diff_id covers the whole stream.
-    io::copy(&mut hashing, &mut io::sink()).map_err(LayerError::Read)?;
+    io::copy(&mut hashing, &mut io::sink()).map_err(|e| refused(&meter, LayerError::Read(e)))?;
+    let skipped_devices = std::mem::take(&mut applier.skipped_devices);
     applier.finish()?;
-    Ok(hashing.hasher.finish())
+    Ok(Applied {
+        diff_id: hashing.hasher.finish(),
+        skipped_devices,
+    })
 }
 
 struct HashingReader<R> {
@@ -104,6 +151,8 @@ struct Applier {
     opaques: Vec<(String, PathBuf)>,
     /// Directory mtimes, set last since creating children changes them.
     dir_times: Vec<(String, PathBuf, u64)>,
+    /// Device nodes not created (see [`Applied::skipped_devices`]).
+    skipped_devices: Vec<String>,
 }
 
 /// Splits an entry name into safe relative components, refusing absolute names and `..`.
@@ -296,6 +345,11 @@ impl Applier {
                     .map_err(|e| apply_err(e.into()))?;
                 self.written.insert(rel);
                 // A hardlink shares its target's inode and so its metadata.
+                return Ok(());
+            }
+            EntryType::Char | EntryType::Block if !self.is_root => {
+                // mknod of a device needs CAP_MKNOD in the initial user namespace.
+                self.skipped_devices.push(name.clone());
                 return Ok(());
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {

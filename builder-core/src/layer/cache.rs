@@ -4,7 +4,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::PathBuf;
 
-use super::{ApplyMode, LayerError, apply_layer};
+use super::{ApplyMode, ArchiveLimits, LayerError, apply_layer_limited};
 use crate::digest::{Digest, Hasher};
 use crate::store::{ContentStore, StoreError};
 
@@ -64,11 +64,14 @@ impl ContentStore {
                 path: parent.clone(),
                 source: e,
             })?;
-        let found = apply_layer(
+        let found = apply_layer_limited(
             self.verified_reader(blob)?,
             tmp.path(),
             ApplyMode::OverlayLower,
-        )?;
+            &ArchiveLimits::from_env()?,
+            &format!("layer blob {blob}"),
+        )?
+        .diff_id;
         if &found != diff_id {
             return Err(LayerError::DiffIdMismatch {
                 expected: diff_id.clone(),

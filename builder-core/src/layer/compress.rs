@@ -91,6 +91,28 @@ pub(crate) enum Compressor<W: Write + Send + 'static> {
     Plain(W),
     Gzip(ParCompress<'static, Gzip, W>),
     Zstd(zstd::Encoder<'static, W>),
+    /// A gzip writer whose output failed: gzp panics if written to again after an
+    /// error, so the error is kept and returned instead (kind, message).
+    Failed(io::ErrorKind, String),
+}
+
+impl<W: Write + Send + 'static> Compressor<W> {
+    /// Runs `op` on the gzip writer; on error, drops it (its threads have ended) and
+    /// remembers the error for every later call.
+    fn gzip<T>(
+        &mut self,
+        op: impl FnOnce(&mut ParCompress<'static, Gzip, W>) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let result = match self {
+            Compressor::Gzip(w) => op(w),
+            Compressor::Failed(kind, message) => Err(io::Error::new(*kind, message.clone())),
+            _ => Err(io::Error::other("not a gzip writer")),
+        };
+        if let Err(e) = &result {
+            *self = Compressor::Failed(e.kind(), e.to_string());
+        }
+        result
+    }
 }
 
 impl<W: Write + Send + 'static> Compressor<W> {
@@ -119,8 +141,12 @@ impl<W: Write + Send + 'static> Compressor<W> {
                 w.flush()?;
                 Ok(w)
             }
-            Compressor::Gzip(mut w) => w.finish().map_err(io::Error::other),
+            Compressor::Gzip(mut w) => w.finish().map_err(|e| match e {
+                gzp::GzpError::Io(e) => e,
+                other => io::Error::other(other),
+            }),
             Compressor::Zstd(w) => w.finish(),
+            Compressor::Failed(kind, message) => Err(io::Error::new(kind, message)),
         }
     }
 }
@@ -129,7 +155,7 @@ impl<W: Write + Send + 'static> Write for Compressor<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Compressor::Plain(w) => w.write(buf),
-            Compressor::Gzip(w) => w.write(buf),
+            Compressor::Gzip(_) | Compressor::Failed(..) => self.gzip(|w| w.write(buf)),
             Compressor::Zstd(w) => w.write(buf),
         }
     }
@@ -137,7 +163,7 @@ impl<W: Write + Send + 'static> Write for Compressor<W> {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Compressor::Plain(w) => w.flush(),
-            Compressor::Gzip(w) => w.flush(),
+            Compressor::Gzip(_) | Compressor::Failed(..) => self.gzip(|w| w.flush()),
             Compressor::Zstd(w) => w.flush(),
         }
     }

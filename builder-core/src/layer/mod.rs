@@ -10,14 +10,20 @@
 mod apply;
 mod cache;
 mod compress;
+mod limits;
 mod tree;
 mod writer;
 
 use std::io;
 use std::path::PathBuf;
 
-pub use self::apply::{ApplyMode, apply_layer};
+pub use self::apply::{Applied, ApplyMode, apply_layer, apply_layer_limited};
 pub use self::compress::{Compression, decompress};
+pub(crate) use self::limits::Meter;
+pub use self::limits::{
+    ArchiveLimits, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_RATIO, DEFAULT_RATIO_ABOVE, InvalidLimit,
+    LimitExceeded, MAX_ENTRIES_ENV, MAX_RATIO_ENV, RATIO_ABOVE_ENV,
+};
 pub use self::tree::tree_changes;
 pub use self::writer::{LayerOptions, write_layer, write_layer_to};
 use crate::digest::Digest;
@@ -101,6 +107,17 @@ pub enum LayerError {
         /// What the content hashes to.
         found: Digest,
     },
+    /// An archive is past one of its [`ArchiveLimits`] (a tar bomb); unpacking stopped.
+    #[error("refused to unpack {archive}: {limit}")]
+    Limit {
+        /// The archive: `layer blob sha256:...`, or where it was being unpacked.
+        archive: String,
+        /// The limit it went past.
+        limit: LimitExceeded,
+    },
+    /// An archive limit in the environment is not a number.
+    #[error(transparent)]
+    InvalidLimit(#[from] InvalidLimit),
     /// A store operation failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -8,14 +8,17 @@
 
 mod blob;
 mod index;
+mod lock;
 mod reference;
 
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use self::blob::{Blob, BlobWriter};
 pub use self::index::NamedImage;
+pub use self::lock::{ExclusiveLock, LOCK_FILE};
 pub use self::reference::{ImageName, InvalidImageName};
 use crate::digest::{Digest, Hasher};
 
@@ -107,9 +110,14 @@ pub fn default_root() -> PathBuf {
 }
 
 /// An OCI image layout used as rbuild's content store.
+///
+/// While a process has a store open it holds a shared lock on it; prune waits for the
+/// exclusive lock, so it never removes what a running build of another process uses.
 #[derive(Debug, Clone)]
 pub struct ContentStore {
     root: PathBuf,
+    /// The shared lock this process holds on the store (see `lock.rs`).
+    lock: Arc<lock::StoreLock>,
 }
 
 impl ContentStore {
@@ -123,7 +131,8 @@ impl ContentStore {
         ] {
             fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
         }
-        let store = Self { root };
+        let lock = lock::StoreLock::acquire(&root)?;
+        let store = Self { root, lock };
         let layout = store.root.join(OCI_LAYOUT_FILE);
         if !layout.exists() {
             let body = format!("{{\"imageLayoutVersion\":\"{OCI_LAYOUT_VERSION}\"}}");

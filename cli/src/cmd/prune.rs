@@ -27,6 +27,18 @@ pub struct Args {
 /// Runs `rbuild prune`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = args.store.open()?;
+    // Prune waits until it is the only process using the store: a running build's
+    // blobs, layers and cache entries have no name yet.
+    let _exclusive = match store.try_lock_exclusive()? {
+        Some(guard) => guard,
+        None => {
+            eprintln!(
+                "waiting for the other rbuild processes using {} to finish",
+                store.root().display()
+            );
+            store.lock_exclusive()?
+        }
+    };
     let report = rbuild_core::prune(&store, args.all).context("pruning the store")?;
     if args.cache_mounts {
         let removed = rbuild_core::prune_cache_mounts(&store).context("removing cache mounts")?;
