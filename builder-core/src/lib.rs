@@ -95,5 +95,6 @@ mod registry;
 pub use crate::registry::{
     ACCEPTED_MANIFEST_TYPES, CONFIG_ENV, Challenge, ConfigError, DOCKER_CONFIG_ENV, DockerConfig,
     Mirror, Pulled, PushOptions, RegistryClient, RegistryConfig, RegistryCredentials,
-    RegistryError, RegistryOptions, SYSTEM_CONFIG, error_chain, pull, pull_with_mirrors, push,
+    RegistryError, RegistryOptions, SYSTEM_CONFIG, UploadMode, error_chain, pull,
+    pull_with_mirrors, push,
 };

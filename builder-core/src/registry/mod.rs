@@ -17,7 +17,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use self::auth::{Challenge, DOCKER_CONFIG_ENV, DockerConfig, RegistryCredentials};
-pub use self::client::{RegistryClient, RegistryOptions};
+pub use self::client::{RegistryClient, RegistryOptions, UploadMode};
 pub use self::mirror::{
     CONFIG_ENV, ConfigError, Mirror, Pulled, RegistryConfig, SYSTEM_CONFIG, error_chain,
     pull_with_mirrors,
