@@ -68,6 +68,10 @@ pub use crate::build::{
     CacheKey, DockerfileInput, ExecutorKind, MissReason, MountError, SecretSource, SnapshotterKind,
     StepReport, prune_cache_mounts,
 };
+pub use crate::build::{
+    CACHE_ARTIFACT_TYPE, CACHE_CONFIG_TYPE, CacheExport, CacheImport, CacheLocation, CacheMode,
+    CacheShareError, DEFAULT_LOCAL_TAG, InvalidCacheOption,
+};
 
 // --- progress events ---
 mod progress;

@@ -20,6 +20,7 @@
 
 mod base;
 mod cache;
+mod cache_share;
 mod error;
 mod mount;
 mod mounts;
@@ -34,6 +35,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use self::cache::{CACHE_DIR, CacheKey, MissReason};
+pub use self::cache_share::{
+    CACHE_ARTIFACT_TYPE, CACHE_CONFIG_TYPE, CacheExport, CacheImport, CacheLocation, CacheMode,
+    CacheShareError, DEFAULT_LOCAL_TAG, InvalidCacheOption,
+};
 pub use self::error::BuildError;
 pub use self::mounts::{
     BuildSecret, CACHE_MOUNTS_DIR, MountError, SecretSource, prune_cache_mounts,
@@ -128,6 +133,11 @@ pub struct BuildRequest {
     pub registry: RegistryConfig,
     /// `--secret`: the secrets `RUN --mount=type=secret` may mount; never stored.
     pub secrets: Vec<BuildSecret>,
+    /// `--cache-to`: where the build's cache entries are exported.
+    pub cache_to: Vec<CacheExport>,
+    /// `--cache-from`: caches whose entries the build may use; one that cannot be read
+    /// is a warning.
+    pub cache_from: Vec<CacheImport>,
 }
 
 impl BuildRequest {
@@ -155,6 +165,8 @@ impl BuildRequest {
             push: false,
             registry: RegistryConfig::default(),
             secrets: Vec::new(),
+            cache_to: Vec::new(),
+            cache_from: Vec::new(),
         }
     }
 }

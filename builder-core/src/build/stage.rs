@@ -161,6 +161,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
     fn config_step_time(&self, step: &Step, applied: &Applied) -> Result<String, BuildError> {
         let shared = self.shared;
         let key = CacheKey::step(&self.state.key, step.digest.as_str(), None);
+        shared.cache.record(self.stage.id, &key);
         if !shared.cache_disabled(self.stage) {
             if let Some(created) = shared.cache.get(&key).and_then(|e| e.created) {
                 return Ok(created);
@@ -256,11 +257,13 @@ impl<'s, 'a> StageRun<'s, 'a> {
         } else {
             shared.cache.get(&key).and_then(|found| match &found.layer {
                 None => Some((found, None)),
-                Some(cached) => cached
-                    .to_layer(shared.store)
+                Some(cached) => shared
+                    .cache
+                    .layer_of(cached, shared.store)
                     .map(|layer| (found, Some(layer))),
             })
         };
+        shared.cache.record(self.stage.id, &key);
         if let Some((found, layer)) = hit {
             let applied = self.apply(step)?;
             let created = found.created.unwrap_or_else(|| shared.created.clone());
@@ -439,6 +442,8 @@ impl<'s, 'a> StageRun<'s, 'a> {
         scratch: &std::path::Path,
     ) -> Result<Snapshot, BuildError> {
         let store = self.shared.store;
+        // Layers of hits from a --cache-from cache come now that their content is needed.
+        self.shared.cache.materialize(store, &state.layers)?;
         let mut lowers: Vec<PathBuf> = state
             .layers
             .iter()

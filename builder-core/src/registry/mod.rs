@@ -23,6 +23,8 @@ pub use self::mirror::{
     pull_with_mirrors,
 };
 pub use self::pull::pull;
+pub(crate) use self::pull::{fetch_blob, fetch_manifest};
+pub(crate) use self::push::push_manifest;
 pub use self::push::{PushOptions, push};
 use crate::digest::Digest;
 use crate::image::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, ImageError, OCI_INDEX, OCI_MANIFEST};
