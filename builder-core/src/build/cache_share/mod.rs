@@ -134,7 +134,7 @@ pub(crate) fn io_err(
 /// Where the blobs of one imported cache come from.
 #[derive(Debug)]
 enum BlobSource {
-    Registry(remote::RemoteCache),
+    Registry(Box<remote::RemoteCache>),
     Local(local::LocalCache),
 }
 
@@ -217,7 +217,7 @@ pub(crate) fn import(
     for import in imports {
         let read = match &import.location {
             CacheLocation::Registry(name) => remote::RemoteCache::open(store, name, registry)
-                .map(|(cache, entries)| (BlobSource::Registry(cache), entries)),
+                .map(|(cache, entries)| (BlobSource::Registry(Box::new(cache)), entries)),
             CacheLocation::Local { dir, tag } => local::LocalCache::open(dir, tag)
                 .map(|(cache, entries)| (BlobSource::Local(cache), entries)),
         };
