@@ -38,6 +38,8 @@ use crate::store::{Blob, ContentStore};
 pub const CACHE_DIR: &str = "cache";
 /// The subdirectory remembering each step's last key.
 const STEPS_DIR: &str = "steps";
+/// How many layer blobs of imported caches are fetched at once (as pulls do).
+const FETCH_PARALLEL: usize = 3;
 /// The root key of stages built `FROM scratch`.
 const SCRATCH_ROOT: &[u8] = b"rbuild cache root: scratch";
 
@@ -271,11 +273,10 @@ impl Cache {
         store: &ContentStore,
         layers: &[LayerRef],
     ) -> Result<(), BuildError> {
-        for layer in layers {
-            if !store.contains(&layer.blob) {
-                self.fetch_blob(store, &layer.blob)?;
-            }
-        }
+        let missing: Vec<&LayerRef> = layers.iter().filter(|l| !store.contains(&l.blob)).collect();
+        crate::registry::for_each_parallel(FETCH_PARALLEL, &missing, |layer| {
+            self.fetch_blob(store, &layer.blob).map(drop)
+        })?;
         Ok(())
     }
 
