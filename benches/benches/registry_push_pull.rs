@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rbuild_core::{
     Compression, ContentStore, ImageName, ImageSpec, LayerOptions, PushOptions, RegistryClient,
-    import_rootfs, pull, push,
+    RegistryOptions, UploadMode, import_rootfs, pull, push,
 };
 
 /// The name of the image in the source store.
@@ -188,17 +188,42 @@ fn main() {
         ]);
     });
 
+    // The chunked upload (16 MiB PATCHes), still available, on a registry of its own.
+    let reg_chunked = Registry::start(&work.path().join("reg-chunked"));
+    let chunked = RegistryClient::with_credentials(
+        &reg_chunked.addr,
+        None,
+        RegistryOptions {
+            upload: UploadMode::Chunked,
+            ..Default::default()
+        },
+    );
+    let dest_chunked: ImageName = format!("{}/bench/big:1", reg_chunked.addr)
+        .parse()
+        .unwrap_or_else(|e| fail(format!("{e}")));
+    let chunked_push = timed(|| {
+        push(
+            &chunked,
+            &store,
+            LOCAL,
+            &dest_chunked,
+            &PushOptions::default(),
+        )
+        .unwrap_or_else(|e| fail(format!("rbuild chunked push: {e}")));
+    });
+
     let mb = size as f64 / 1_000_000.0;
     println!(
-        "{:<8} {:>10} {:>10} {:>10} {:>8}",
+        "{:<12} {:>10} {:>10} {:>10} {:>8}",
         "op", "rbuild s", "skopeo s", "ratio", "MB/s"
     );
     for (op, r, s) in [
         ("push", rbuild_push, skopeo_push),
+        ("push-chunked", chunked_push, skopeo_push),
         ("pull", rbuild_pull, skopeo_pull),
     ] {
         println!(
-            "{op:<8} {r:>10.2} {s:>10.2} {:>10.2} {:>8.0}",
+            "{op:<12} {r:>10.2} {s:>10.2} {:>10.2} {:>8.0}",
             r / s,
             mb / r
         );

@@ -70,6 +70,10 @@ pub use crate::build::{
     CacheKey, DEFAULT_SSH_ID, DockerfileInput, Entitlement, ExecutorKind, MissReason, MountError,
     SecretSource, SnapshotterKind, SshAgent, StepReport, UnknownEntitlement, prune_cache_mounts,
 };
+pub use crate::build::{
+    CACHE_ARTIFACT_TYPE, CACHE_CONFIG_TYPE, CacheExport, CacheImport, CacheLocation, CacheMode,
+    CacheShareError, DEFAULT_LOCAL_TAG, InvalidCacheOption,
+};
 pub use crate::build::{ReproReport, Squash};
 
 // --- progress events ---
@@ -98,5 +102,6 @@ mod registry;
 pub use crate::registry::{
     ACCEPTED_MANIFEST_TYPES, CONFIG_ENV, Challenge, ConfigError, DOCKER_CONFIG_ENV, DockerConfig,
     Mirror, Pulled, PushOptions, RegistryClient, RegistryConfig, RegistryCredentials,
-    RegistryError, RegistryOptions, SYSTEM_CONFIG, error_chain, pull, pull_with_mirrors, push,
+    RegistryError, RegistryOptions, SYSTEM_CONFIG, UploadMode, error_chain, pull,
+    pull_with_mirrors, push,
 };

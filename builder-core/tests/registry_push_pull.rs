@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType, Platform, PlatformBuilder};
 use rbuild_core::{
     ContentStore, Digest, ImageFormat, ImageName, PushOptions, RegistryClient, RegistryError,
-    RegistryOptions, load_image, pull, push, verify,
+    RegistryOptions, UploadMode, load_image, pull, push, verify,
 };
 use registry_support::{Registry, make_image, skopeo, skopeo_digest};
 
@@ -23,6 +23,7 @@ fn client(reg: &Registry) -> RegistryClient {
         None,
         RegistryOptions {
             chunk_size: client_chunk(),
+            upload: UploadMode::Chunked,
             ..Default::default()
         },
     )
@@ -92,6 +93,47 @@ fn pushed_image_reads_back_with_skopeo() {
     ]);
     let index = std::fs::read_to_string(oci_dir.join("index.json")).unwrap();
     assert!(index.contains(digest.as_str()), "{index}");
+}
+
+#[test]
+fn large_blobs_go_up_in_one_streamed_put() {
+    let reg = Registry::start(None);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(tmp.path().join("store")).unwrap();
+    let image = make_image(&store, "local/busybox:1", "mono", ImageFormat::Oci, "amd64");
+    let client = RegistryClient::with_credentials(
+        &reg.addr,
+        None,
+        RegistryOptions {
+            chunk_size: client_chunk(),
+            upload: UploadMode::Monolithic,
+            ..Default::default()
+        },
+    );
+    let layer_size = image.manifest.layers()[0].size();
+    assert!(
+        layer_size > client_chunk(),
+        "the layer ({layer_size} bytes) must take the streamed path"
+    );
+    let dest: ImageName = format!("{}/rbuild/mono:1", reg.addr).parse().unwrap();
+    let digest = push(
+        &client,
+        &store,
+        "local/busybox:1",
+        &dest,
+        &PushOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("push failed: {e:?}\n{}", reg.log()));
+    assert_eq!(
+        skopeo_digest(&format!("{}/rbuild/mono:1", reg.addr)),
+        digest.to_string()
+    );
+    // The registry holds the layer byte for byte.
+    let layer = Digest::try_from(image.manifest.layers()[0].digest()).unwrap();
+    assert_eq!(
+        std::fs::read(reg.blob_data(layer.hex())).unwrap(),
+        store.read(&layer).unwrap()
+    );
 }
 
 /// Copies `local` from `store` into the registry with skopeo (`v2s2` for docker types).

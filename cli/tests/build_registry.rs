@@ -489,3 +489,106 @@ fn insecure_registries_come_from_the_flag_and_the_config_file() {
     let log = std::fs::read_to_string(reg._dir.path().join("registry.log")).unwrap();
     assert!(log.contains("from=base"), "{log}");
 }
+
+/// The names of the steps `--progress rawjson` output (stderr) shows as run, not cached.
+fn steps_run(rawjson: &str) -> Vec<String> {
+    let events: Vec<Value> = rawjson
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let name_of = |step: &Value| {
+        events
+            .iter()
+            .find(|e| e["type"] == "step_started" && &e["step"] == step)
+            .and_then(|e| e["name"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    events
+        .iter()
+        .filter(|e| e["type"] == "step_finished")
+        .map(|e| name_of(&e["step"]))
+        .filter(|name| !name.starts_with("[internal]"))
+        .collect()
+}
+
+#[test]
+fn a_fresh_store_builds_from_the_registry_cache_of_another_without_running_steps() {
+    let reg = Registry::start();
+    let s = Scratch::new();
+    let a = s.store_with_busybox("a");
+    let base = format!("{}/base/busybox:1", reg.addr);
+    s.ok(&a, &["push", "busybox:latest", &base]);
+    let ctx = s.context(
+        "ctx",
+        &format!(
+            "FROM {base}\nRUN echo one > /one\nCOPY Dockerfile /df\nRUN cat /one /df > /both\n"
+        ),
+    );
+    let cache = format!("{}/cache/app:build", reg.addr);
+    let to = format!("type=registry,ref={cache},mode=max");
+    let iid_a = s.path("iid-a");
+    let (_, stderr) = s.ok(
+        &a,
+        &[
+            "build",
+            "--progress",
+            "rawjson",
+            "--cache-to",
+            &to,
+            "--iidfile",
+            iid_a.to_str().unwrap(),
+            &ctx,
+        ],
+    );
+    assert_eq!(steps_run(&stderr).len(), 3, "{stderr}");
+
+    // B has an empty store: the base comes from the registry, the steps from the cache.
+    let b = s.path("b");
+    let from = format!("type=registry,ref={cache}");
+    let iid_b = s.path("iid-b");
+    let (_, stderr) = s.ok(
+        &b,
+        &[
+            "build",
+            "--progress",
+            "rawjson",
+            "--cache-from",
+            &from,
+            "--iidfile",
+            iid_b.to_str().unwrap(),
+            &ctx,
+        ],
+    );
+    assert_eq!(steps_run(&stderr), Vec::<String>::new(), "{stderr}");
+    assert!(!stderr.contains("\"type\":\"warning\""), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&iid_b).unwrap(),
+        std::fs::read_to_string(&iid_a).unwrap()
+    );
+
+    // A cache that is not there: a warning, and the steps run.
+    let c = s.path("c");
+    let missing = format!("type=registry,ref={}/cache/none:x", reg.addr);
+    let (_, stderr) = s.ok(
+        &c,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-from",
+            &missing,
+            &ctx,
+        ],
+    );
+    assert!(stderr.contains("cache/none:x not imported"), "{stderr}");
+
+    // Flags that do not parse are usage errors that name the problem.
+    let out = s.rbuild(&c, &["build", "--cache-to", "type=s3,ref=x", &ctx]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--cache-to") && err.contains("unknown type \"s3\""),
+        "{err}"
+    );
+}

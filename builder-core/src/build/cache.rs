@@ -12,16 +12,24 @@
 //! An entry is a JSON file `<hex>.json` written atomically (temp file, rename). Beside
 //! the entries, `steps/<hex>` remembers the last key each step (stage, position,
 //! instruction text) had, so that a miss can be explained against the previous build.
+//!
+//! A build's cache also holds the entries of its `--cache-from` caches (looked at after
+//! the store's own; their layer blobs are fetched when needed, `Cache::materialize`)
+//! and the keys each stage used, which `--cache-to` exports.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
+use rbuild_dockerfile::StageId;
 use serde::{Deserialize, Serialize};
 
+use super::cache_share::{CacheShareError, Imported};
 use super::error::BuildError;
+use super::state::LayerRef;
 use crate::digest::{Digest, Hasher};
 use crate::layer::{Compression, Layer};
 use crate::store::{Blob, ContentStore};
@@ -30,6 +38,8 @@ use crate::store::{Blob, ContentStore};
 pub const CACHE_DIR: &str = "cache";
 /// The subdirectory remembering each step's last key.
 const STEPS_DIR: &str = "steps";
+/// How many layer blobs of imported caches are fetched at once (as pulls do).
+const FETCH_PARALLEL: usize = 3;
 /// The root key of stages built `FROM scratch`.
 const SCRATCH_ROOT: &[u8] = b"rbuild cache root: scratch";
 
@@ -142,11 +152,11 @@ impl CachedLayer {
         }
     }
 
-    /// The layer, if its digests parse and its blob is still in the store.
-    pub(crate) fn to_layer(&self, store: &ContentStore) -> Option<Layer> {
+    /// The layer, if its digests parse and `available` says its blob can be had.
+    fn to_layer_if(&self, available: impl Fn(&Digest) -> bool) -> Option<Layer> {
         let digest: Digest = self.digest.parse().ok()?;
         let diff_id: Digest = self.diff_id.parse().ok()?;
-        if !store.contains(&digest) {
+        if !available(&digest) {
             return None;
         }
         // An entry naming a compression this build does not know is a miss.
@@ -188,10 +198,13 @@ pub(crate) struct CacheEntry {
     pub from: Option<(String, String)>,
 }
 
-/// The cache of one store.
+/// The cache of one store, with the caches one build imports.
 #[derive(Debug, Clone)]
 pub(crate) struct Cache {
     dir: PathBuf,
+    imported: Arc<Imported>,
+    /// The keys the build's steps had, with their stages, in the order they were used.
+    used: Arc<Mutex<Vec<(StageId, CacheKey)>>>,
 }
 
 impl Cache {
@@ -203,17 +216,88 @@ impl Cache {
             path: steps.clone(),
             source,
         })?;
-        Ok(Cache { dir })
+        Ok(Cache {
+            dir,
+            imported: Arc::default(),
+            used: Arc::default(),
+        })
+    }
+
+    /// This cache, also holding the entries of `imported` caches.
+    pub(crate) fn with_imports(mut self, imported: Imported) -> Self {
+        self.imported = Arc::new(imported);
+        self
+    }
+
+    /// Notes that a step of `stage` had `key` (hit or not): `--cache-to` exports it.
+    pub(crate) fn record(&self, stage: StageId, key: &CacheKey) {
+        self.used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((stage, key.clone()));
+    }
+
+    /// The keys recorded for `stages`, each once.
+    pub(crate) fn used_keys(&self, stages: &[StageId]) -> Vec<CacheKey> {
+        let used = self
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut keys: Vec<CacheKey> = Vec::new();
+        for (stage, key) in used.iter() {
+            if stages.contains(stage) && !keys.contains(key) {
+                keys.push(key.clone());
+            }
+        }
+        keys
+    }
+
+    /// The layer of `cached`, if its blob is in the store or an imported cache has it.
+    pub(crate) fn layer_of(&self, cached: &CachedLayer, store: &ContentStore) -> Option<Layer> {
+        cached.to_layer_if(|d| store.contains(d) || self.imported.has_blob(d))
+    }
+
+    /// Fetches blob `digest` from the imported cache that has it; `false` if none has.
+    pub(crate) fn fetch_blob(
+        &self,
+        store: &ContentStore,
+        digest: &Digest,
+    ) -> Result<bool, CacheShareError> {
+        self.imported.fetch(store, digest)
+    }
+
+    /// Makes sure the blobs of `layers` are in the store, fetching from the imported
+    /// caches those that hits left out.
+    pub(crate) fn materialize(
+        &self,
+        store: &ContentStore,
+        layers: &[LayerRef],
+    ) -> Result<(), BuildError> {
+        let missing: Vec<&LayerRef> = layers.iter().filter(|l| !store.contains(&l.blob)).collect();
+        crate::registry::for_each_parallel(FETCH_PARALLEL, &missing, |layer| {
+            self.fetch_blob(store, &layer.blob).map(drop)
+        })?;
+        Ok(())
     }
 
     fn entry_path(&self, key: &CacheKey) -> PathBuf {
         self.dir.join(format!("{}.json", key.0.hex()))
     }
 
-    /// The entry for `key`, if there is a readable one.
+    /// The entry for `key`, if there is a readable one: the store's own, else an
+    /// imported one (then kept in the store's cache too).
     pub(crate) fn get(&self, key: &CacheKey) -> Option<CacheEntry> {
-        let bytes = fs::read(self.entry_path(key)).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        let local = fs::read(self.entry_path(key))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        if local.is_some() {
+            return local;
+        }
+        let imported = self.imported.entry(key)?.clone();
+        // Kept so that later builds without --cache-from hit too (once its blob is
+        // here); failing to keep it only costs that.
+        let _ = self.put(key, &imported);
+        Some(imported)
     }
 
     /// Stores `entry` under `key`, atomically.

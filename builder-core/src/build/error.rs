@@ -155,6 +155,9 @@ pub enum BuildError {
     /// The content store.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Importing or exporting a shared cache (`--cache-from`, `--cache-to`).
+    #[error(transparent)]
+    CacheShare(#[from] super::cache_share::CacheShareError),
 }
 
 impl From<IgnoreError> for BuildError {

@@ -20,6 +20,7 @@
 
 mod base;
 mod cache;
+mod cache_share;
 mod entitlement;
 mod error;
 mod mount;
@@ -37,6 +38,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use self::cache::{CACHE_DIR, CacheKey, MissReason};
+pub use self::cache_share::{
+    CACHE_ARTIFACT_TYPE, CACHE_CONFIG_TYPE, CacheExport, CacheImport, CacheLocation, CacheMode,
+    CacheShareError, DEFAULT_LOCAL_TAG, InvalidCacheOption,
+};
 pub use self::entitlement::{Entitlement, UnknownEntitlement};
 pub use self::error::BuildError;
 pub use self::mounts::{
@@ -145,6 +150,11 @@ pub struct BuildRequest {
     pub source_date_epoch: Option<u64>,
     /// `--squash` / `--squash-all`: merge layers of the image into one.
     pub squash: Squash,
+    /// `--cache-to`: where the build's cache entries are exported.
+    pub cache_to: Vec<CacheExport>,
+    /// `--cache-from`: caches whose entries the build may use; one that cannot be read
+    /// is a warning.
+    pub cache_from: Vec<CacheImport>,
 }
 
 /// Which layers of the built image are merged into one.
@@ -189,6 +199,8 @@ impl BuildRequest {
             ssh: Vec::new(),
             source_date_epoch: None,
             squash: Squash::None,
+            cache_to: Vec::new(),
+            cache_from: Vec::new(),
         }
     }
 }

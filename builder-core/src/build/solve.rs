@@ -286,7 +286,9 @@ fn build_inner(
         ExecutorKind::Sandbox => Box::new(SandboxExecutor::new()),
         ExecutorKind::Runc(path) => Box::new(RuncExecutor::new(path.clone())),
     };
-    let cache = Cache::open(store)?;
+    let (imported, import_warnings) =
+        super::cache_share::import(store, &request.cache_from, &request.registry);
+    let cache = Cache::open(store)?.with_imports(imported);
     let tmp = store.tmp_dir();
     std::fs::create_dir_all(&tmp).map_err(io_err("create directory", &tmp))?;
     let work = tempfile::Builder::new()
@@ -338,6 +340,7 @@ fn build_inner(
     // Registry mirrors that failed while base images were pulled (the pull went on).
     let mut skipped: Vec<&String> = bases.values().flat_map(|b| &b.warnings).collect();
     skipped.sort();
+    skipped.extend(&import_warnings);
     for message in skipped {
         progress.event(&Event::Warning {
             rule: None,
@@ -357,6 +360,14 @@ fn build_inner(
         .remove(&graph.target)
         .ok_or(BuildError::Canceled)?;
     let image = finish_image(&shared, target)?;
+    super::cache_share::export(
+        store,
+        &cache,
+        &request.cache_to,
+        &graph,
+        &request.registry,
+        progress,
+    )?;
     let reports = std::mem::take(
         &mut *shared
             .reports
@@ -572,6 +583,7 @@ fn finish_image(
         .iter()
         .map(|l| l.diff_id.to_string())
         .collect();
+    shared.cache.materialize(shared.store, &target.layers)?;
     let mut layers = target.layers;
     let base = squash::apply(shared, &mut config, &mut layers, target.base)?;
     let spec = ImageSpec {

@@ -166,6 +166,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             return Ok(shared.created.clone());
         }
         let key = CacheKey::step(&self.state.key, step.digest.as_str(), None);
+        shared.cache.record(self.stage.id, &key);
         if !shared.cache_disabled(self.stage) {
             if let Some(created) = shared.cache.get(&key).and_then(|e| e.created) {
                 return Ok(created);
@@ -262,11 +263,13 @@ impl<'s, 'a> StageRun<'s, 'a> {
         } else {
             shared.cache.get(&key).and_then(|found| match &found.layer {
                 None => Some((found, None)),
-                Some(cached) => cached
-                    .to_layer(shared.store)
+                Some(cached) => shared
+                    .cache
+                    .layer_of(cached, shared.store)
                     .map(|layer| (found, Some(layer))),
             })
         };
+        shared.cache.record(self.stage.id, &key);
         if let Some((found, layer)) = hit {
             let applied = self.apply(step)?;
             let created = match shared.epoch {
@@ -448,6 +451,8 @@ impl<'s, 'a> StageRun<'s, 'a> {
         scratch: &std::path::Path,
     ) -> Result<Snapshot, BuildError> {
         let store = self.shared.store;
+        // Layers of hits from a --cache-from cache come now that their content is needed.
+        self.shared.cache.materialize(store, &state.layers)?;
         let mut lowers: Vec<PathBuf> = state
             .layers
             .iter()

@@ -20,7 +20,10 @@ pub struct RegistryOptions {
     pub insecure_registries: Vec<String>,
     /// How many blobs move at once.
     pub parallel: usize,
-    /// Blobs larger than this are uploaded in chunks of this size.
+    /// How blobs larger than [`chunk_size`](Self::chunk_size) go up.
+    pub upload: UploadMode,
+    /// Blobs up to this size are uploaded from memory in one `PUT`; larger ones as
+    /// [`upload`](Self::upload) says (in chunks of this size when chunked).
     pub chunk_size: u64,
     /// How many times a request is retried after a 5xx answer or a broken connection.
     pub retries: u32,
@@ -33,11 +36,24 @@ impl Default for RegistryOptions {
         Self {
             insecure_registries: Vec::new(),
             parallel: 3,
+            upload: UploadMode::Monolithic,
             chunk_size: 16 << 20,
             retries: 3,
             backoff: Duration::from_millis(200),
         }
     }
+}
+
+/// How a large blob is uploaded (distribution-spec "Pushing blobs").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UploadMode {
+    /// One `PUT` whose body streams the whole blob from its file (the size is known), as
+    /// skopeo does: one request, no per-chunk round trips.
+    #[default]
+    Monolithic,
+    /// `PATCH` requests of [`RegistryOptions::chunk_size`] bytes each, then a closing
+    /// `PUT`: for registries or proxies that limit the size of one request.
+    Chunked,
 }
 
 /// Whether `registry` is reached over plain HTTP.
@@ -311,6 +327,63 @@ impl RegistryClient {
             )));
         }
         Ok(resp)
+    }
+
+    /// Sends a request whose body is the `size` bytes `open` reads (opened again for each
+    /// attempt), retried as [`send`](Self::send) retries; the scope must have been
+    /// authenticated by an earlier request (a refused token is fetched again once).
+    pub(crate) fn send_stream(
+        &self,
+        method: Method,
+        url: &str,
+        scope: &[String],
+        headers: &[(&str, String)],
+        size: u64,
+        open: &dyn Fn() -> Result<Box<dyn std::io::Read + Send>, RegistryError>,
+    ) -> Result<Response, RegistryError> {
+        let mut refreshed = false;
+        let mut attempt = 0;
+        loop {
+            let auth = self.auth_header(scope)?;
+            let mut req = http::Request::builder()
+                .method(method.clone())
+                .uri(url)
+                .header("content-length", size.to_string());
+            for (k, v) in headers {
+                req = req.header(*k, v.as_str());
+            }
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let body = ureq::SendBody::from_owned_reader(open()?);
+            let req = req.body(body).map_err(|e| RegistryError::Http {
+                method: method.to_string(),
+                url: url.to_owned(),
+                source: Box::new(ureq::Error::Http(e)),
+            })?;
+            let outcome = self.agent.run(req);
+            if let Ok(resp) = &outcome {
+                if resp.status() == StatusCode::UNAUTHORIZED && !refreshed {
+                    // A bearer token that expired during a long upload: a new one.
+                    refreshed = true;
+                    self.lock_tokens().remove(&scope.join(" "));
+                    continue;
+                }
+            }
+            let retry = match &outcome {
+                Ok(r) => r.status().is_server_error(),
+                Err(e) => is_transient(e),
+            };
+            if !retry || attempt >= self.options.retries {
+                return outcome.map_err(|e| RegistryError::Http {
+                    method: method.to_string(),
+                    url: url.to_owned(),
+                    source: Box::new(e),
+                });
+            }
+            std::thread::sleep(self.options.backoff * 2u32.saturating_pow(attempt));
+            attempt += 1;
+        }
     }
 
     /// One request, retried with backoff on 5xx answers and broken connections.

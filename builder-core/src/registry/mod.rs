@@ -17,12 +17,14 @@ use std::io;
 use std::path::PathBuf;
 
 pub use self::auth::{Challenge, DOCKER_CONFIG_ENV, DockerConfig, RegistryCredentials};
-pub use self::client::{RegistryClient, RegistryOptions};
+pub use self::client::{RegistryClient, RegistryOptions, UploadMode};
 pub use self::mirror::{
     CONFIG_ENV, ConfigError, Mirror, Pulled, RegistryConfig, SYSTEM_CONFIG, error_chain,
     pull_with_mirrors,
 };
 pub use self::pull::pull;
+pub(crate) use self::pull::{fetch_blob, fetch_manifest, for_each_parallel};
+pub(crate) use self::push::push_manifest;
 pub use self::push::{PushOptions, push};
 use crate::digest::Digest;
 use crate::image::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, ImageError, OCI_INDEX, OCI_MANIFEST};

@@ -25,13 +25,13 @@ pub(crate) struct Fetched {
 }
 
 /// Runs `work` on every item with at most `parallel` threads; the first error wins.
-pub(crate) fn for_each_parallel<T: Sync>(
+pub(crate) fn for_each_parallel<T: Sync, E: Send>(
     parallel: usize,
     items: &[T],
-    work: impl Fn(&T) -> Result<(), RegistryError> + Sync,
-) -> Result<(), RegistryError> {
+    work: impl Fn(&T) -> Result<(), E> + Sync,
+) -> Result<(), E> {
     let next = AtomicUsize::new(0);
-    let failure: Mutex<Option<RegistryError>> = Mutex::new(None);
+    let failure: Mutex<Option<E>> = Mutex::new(None);
     let failed = || failure.lock().map(|f| f.is_some()).unwrap_or(true);
     std::thread::scope(|s| {
         for _ in 0..parallel.clamp(1, items.len().max(1)) {

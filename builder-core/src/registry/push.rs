@@ -5,11 +5,14 @@ use std::io::Read;
 use serde_json::Value;
 use ureq::http::{Method, StatusCode};
 
-use super::client::{RegistryClient, expect, header};
+use super::client::{RegistryClient, UploadMode, expect, header};
 use super::pull::{digest_and_size, for_each_parallel, is_index, manifest_blobs};
 use super::{RegistryError, io_err};
 use crate::digest::{Digest, Hasher};
 use crate::store::{ContentStore, ImageName};
+
+/// The media type of blob upload bodies.
+const OCTET_STREAM: &str = "application/octet-stream";
 
 /// How [`push`] moves blobs.
 #[derive(Debug, Clone, Default)]
@@ -39,6 +42,20 @@ pub fn push(
     let found = store.resolve(source)?;
     let digest = Digest::try_from(found.descriptor.digest())?;
     let media_type = found.descriptor.media_type().to_string();
+    push_manifest(client, store, &digest, &media_type, dest, options)?;
+    Ok(digest)
+}
+
+/// Pushes the manifest (or index) `digest` of `media_type` in the store, with every
+/// blob it names, to `dest` (its tag, else by digest).
+pub(crate) fn push_manifest(
+    client: &RegistryClient,
+    store: &ContentStore,
+    digest: &Digest,
+    media_type: &str,
+    dest: &ImageName,
+    options: &PushOptions,
+) -> Result<(), RegistryError> {
     let repository = dest.repository();
     let mut scope = vec![format!("repository:{repository}:pull,push")];
     let mount_from = options.mount_from.as_deref().filter(|m| *m != repository);
@@ -57,8 +74,7 @@ pub fn push(
         (None, Some(d)) => d.to_string(),
         (None, None) => digest.to_string(),
     };
-    pusher.manifest(&digest, &media_type, &reference)?;
-    Ok(digest)
+    pusher.manifest(digest, media_type, &reference)
 }
 
 /// `location` with `key=value` added to its query (the registry's `Location` may already
@@ -171,7 +187,7 @@ impl Pusher<'_> {
         if resp.status() == StatusCode::CREATED {
             return Ok(());
         }
-        let mut location = self.location(&resp, &start)?;
+        let location = self.location(&resp, &start)?;
         if size <= self.client.options.chunk_size {
             // store.read re-hashes the blob, so a corrupt local blob is never sent.
             let bytes = self.store.read(digest)?;
@@ -180,12 +196,51 @@ impl Pusher<'_> {
                 Method::PUT,
                 &url,
                 &self.scope,
-                &[("content-type", "application/octet-stream".to_owned())],
+                &[("content-type", OCTET_STREAM.to_owned())],
                 Some(&bytes),
             )?;
             expect(resp, Method::PUT, &url, &[StatusCode::CREATED])?;
             return Ok(());
         }
+        match self.client.options.upload {
+            UploadMode::Monolithic => self.monolithic(digest, size, &location),
+            UploadMode::Chunked => self.chunked(digest, location),
+        }
+    }
+
+    /// The whole blob in one `PUT`, streamed from its file; the registry checks the
+    /// digest in the query against what it received.
+    fn monolithic(&self, digest: &Digest, size: u64, location: &str) -> Result<(), RegistryError> {
+        let path = self.store.blob_path(digest);
+        let on_disk = std::fs::metadata(&path)
+            .map_err(io_err("read blob", &path))?
+            .len();
+        if on_disk != size {
+            return Err(RegistryError::SizeMismatch {
+                digest: digest.clone(),
+                expected: size,
+                found: on_disk,
+            });
+        }
+        let url = with_query(location, "digest", digest.as_str());
+        let open = || -> Result<Box<dyn Read + Send>, RegistryError> {
+            let file = self.store.open_blob(digest)?;
+            Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
+        };
+        let resp = self.client.send_stream(
+            Method::PUT,
+            &url,
+            &self.scope,
+            &[("content-type", OCTET_STREAM.to_owned())],
+            size,
+            &open,
+        )?;
+        expect(resp, Method::PUT, &url, &[StatusCode::CREATED])?;
+        Ok(())
+    }
+
+    /// `PATCH` chunks of `chunk_size` bytes, then the closing `PUT`.
+    fn chunked(&self, digest: &Digest, mut location: String) -> Result<(), RegistryError> {
         let path = self.store.blob_path(digest);
         let mut file = self.store.open_blob(digest)?;
         let mut hasher = Hasher::new();
@@ -208,7 +263,7 @@ impl Pusher<'_> {
                 &location,
                 &self.scope,
                 &[
-                    ("content-type", "application/octet-stream".to_owned()),
+                    ("content-type", OCTET_STREAM.to_owned()),
                     ("content-range", range),
                 ],
                 Some(&buf),

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use rbuild_core::{
-    BuildError, BuildRequest, BuildSecret, Builder, Compression, ContextSource, DockerfileInput,
-    Entitlement, ExecutorKind, ExportTarget, ImageFormat, ImageName, Mirror, Network, NullProgress,
-    Progress, RegistryConfig, SecretSource, SnapshotterKind, Squash, host_architecture,
+    BuildError, BuildRequest, BuildSecret, Builder, CacheExport, CacheImport, Compression,
+    ContextSource, DockerfileInput, Entitlement, ExecutorKind, ExportTarget, ImageFormat,
+    ImageName, Mirror, Network, NullProgress, Progress, RegistryConfig, SecretSource,
+    SnapshotterKind, Squash, host_architecture,
 };
 
 mod ssh;
@@ -152,6 +153,15 @@ pub struct Args {
     /// Merge every layer of the image, the base image's too, into one
     #[arg(long)]
     squash_all: bool,
+    /// Export the build cache: type=registry,ref=REF[,mode=min|max] or
+    /// type=local,dest=DIR[,mode=min|max][,tag=TAG] (a bare REF is type=registry);
+    /// ignore-error=true makes a failed export a warning; may be repeated
+    #[arg(long = "cache-to", value_name = "OPTIONS")]
+    cache_to: Vec<CacheExport>,
+    /// Use an exported build cache: type=registry,ref=REF or type=local,src=DIR[,tag=TAG]
+    /// (a bare REF is type=registry); one that cannot be read is a warning; may be repeated
+    #[arg(long = "cache-from", value_name = "OPTIONS")]
+    cache_from: Vec<CacheImport>,
     /// The build context: a directory, or `-` for a tar archive on standard input
     context: String,
 }
@@ -316,6 +326,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         Squash::None
     };
+    request.cache_to = args.cache_to.clone();
+    request.cache_from = args.cache_from.clone();
 
     let reporter;
     let progress: &dyn Progress = if args.quiet {

@@ -1,0 +1,309 @@
+//! The shared build cache: `--cache-to` writes the build's cache entries to a registry
+//! or an OCI layout directory, `--cache-from` lets another builder, with an empty store,
+//! take them as its own (BuildKit's `type=registry` and `type=local` cache).
+//!
+//! # Format
+//!
+//! One export is an OCI image manifest (image-spec `manifest.md`), tagged at the `ref=`
+//! (registry) or named by `org.opencontainers.image.ref.name` in the layout's
+//! `index.json` (local):
+//!
+//! - `artifactType`: `application/vnd.rbuild.cache.v1`;
+//! - `config`: a JSON blob of type `application/vnd.rbuild.cache.config.v1+json`,
+//!   `{"schemaVersion":1,"entries":[...]}`, one entry per step, sorted by key: `key`
+//!   (the step's [`CacheKey`](super::CacheKey)), `parent`, `created_by` and `created`
+//!   (the history entry, so that a hit gives the same image), `layer` (`digest`,
+//!   `diff_id`, `size`, `compression`, or `null` for a step that changed nothing),
+//!   `sources`, `args` and `from` (what `--explain-cache` compares);
+//! - `layers`: the layer blobs of those entries, each once, as ordinary OCI layer
+//!   descriptors, so that registries keep them (and mount them across repositories)
+//!   as they keep image layers.
+//!
+//! BuildKit keeps the same idea (an index or manifest whose config lists cache records
+//! by key and points at layer blobs) with its own record graph; rbuild's keys already
+//! chain their parents, so its entries are a flat list. Using an image manifest, not an
+//! index of layers, keeps the export valid for registries that check what a manifest
+//! references (docker-registry 2.8 among them).
+//!
+//! `mode=min` exports the steps of the image's own stages (the target and the stages it
+//! is built on); `mode=max` every step of every stage the build ran or found.
+//!
+//! # Import
+//!
+//! The manifest and config are fetched before the stages run; a missing or unreachable
+//! cache is a warning and the build goes on without it. A step whose key is an imported
+//! entry's is a hit; its layer blob is fetched only when something needs its content:
+//! a later step that runs on top of it, a `COPY --from` of its stage, the final image.
+
+mod format;
+mod local;
+mod options;
+mod remote;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use rbuild_dockerfile::{Base, BuildGraph, StageId};
+
+pub use self::format::{CACHE_ARTIFACT_TYPE, CACHE_CONFIG_TYPE};
+pub use self::options::{
+    CacheExport, CacheImport, CacheLocation, CacheMode, DEFAULT_LOCAL_TAG, InvalidCacheOption,
+};
+use super::cache::{Cache, CacheEntry, CacheKey};
+use crate::digest::Digest;
+use crate::progress::{Event, Progress};
+use crate::registry::{RegistryConfig, RegistryError, error_chain};
+use crate::store::{ContentStore, StoreError};
+
+/// A failure to import or export a shared cache.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheShareError {
+    /// Talking to the cache's registry failed.
+    #[error("failed to {action} cache {location}")]
+    Registry {
+        /// `import` or `export`.
+        action: &'static str,
+        /// The cache reference.
+        location: String,
+        /// Why.
+        source: Box<RegistryError>,
+    },
+    /// A file of a local cache directory could not be read or written.
+    #[error("failed to {action} {path}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A cache document does not parse.
+    #[error("failed to parse {what}")]
+    Json {
+        /// Which document.
+        what: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// A cache document parses but is not what a cache holds.
+    #[error("invalid cache: {reason}")]
+    Format {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A local cache directory holds no manifest of that tag.
+    #[error("cache directory {dir} has no manifest tagged {tag:?}")]
+    NoTag {
+        /// The directory.
+        dir: PathBuf,
+        /// The tag looked for.
+        tag: String,
+    },
+    /// A blob of a local cache does not hash to its name.
+    #[error("blob {expected} of cache directory {dir} hashes to {found}")]
+    DigestMismatch {
+        /// The directory.
+        dir: PathBuf,
+        /// The name.
+        expected: Digest,
+        /// What it hashes to.
+        found: Digest,
+    },
+    /// A digest in a cache document does not parse.
+    #[error(transparent)]
+    Digest(#[from] crate::digest::InvalidDigest),
+    /// The content store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub(crate) fn io_err(
+    action: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> CacheShareError {
+    let path = path.into();
+    move |source| CacheShareError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Where the blobs of one imported cache come from.
+#[derive(Debug)]
+enum BlobSource {
+    Registry(Box<remote::RemoteCache>),
+    Local(local::LocalCache),
+}
+
+impl BlobSource {
+    fn fetch(
+        &self,
+        store: &ContentStore,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), CacheShareError> {
+        match self {
+            BlobSource::Registry(r) => r.fetch(store, digest, size),
+            BlobSource::Local(l) => l.fetch(store, digest),
+        }
+    }
+}
+
+/// The entries of every `--cache-from` cache that could be read, and where their layer
+/// blobs are.
+#[derive(Debug, Default)]
+pub(crate) struct Imported {
+    entries: HashMap<String, CacheEntry>,
+    /// Each layer blob: the index of its source in `sources`, and its size.
+    blobs: HashMap<Digest, (usize, u64)>,
+    sources: Vec<BlobSource>,
+}
+
+impl Imported {
+    /// The imported entry for `key`.
+    pub(crate) fn entry(&self, key: &CacheKey) -> Option<&CacheEntry> {
+        self.entries.get(key.0.as_str())
+    }
+
+    /// Whether an imported cache can provide blob `digest`.
+    pub(crate) fn has_blob(&self, digest: &Digest) -> bool {
+        self.blobs.contains_key(digest)
+    }
+
+    /// Fetches blob `digest` into `store` from the cache that has it; `false` when no
+    /// imported cache has it.
+    pub(crate) fn fetch(
+        &self,
+        store: &ContentStore,
+        digest: &Digest,
+    ) -> Result<bool, CacheShareError> {
+        let Some((index, size)) = self.blobs.get(digest) else {
+            return Ok(false);
+        };
+        let Some(source) = self.sources.get(*index) else {
+            return Ok(false);
+        };
+        source.fetch(store, digest, *size)?;
+        Ok(true)
+    }
+
+    /// Adds one cache's entries; those of caches added earlier win.
+    fn add(&mut self, source: BlobSource, entries: HashMap<String, CacheEntry>) {
+        let index = self.sources.len();
+        self.sources.push(source);
+        for (key, entry) in entries {
+            if let Some(layer) = &entry.layer {
+                if let Ok(digest) = layer.digest.parse::<Digest>() {
+                    self.blobs.entry(digest).or_insert((index, layer.size));
+                }
+            }
+            self.entries.entry(key).or_insert(entry);
+        }
+    }
+}
+
+/// Reads every cache of `imports`; those that cannot be read are left out, each with a
+/// warning (as BuildKit warns and builds on).
+pub(crate) fn import(
+    store: &ContentStore,
+    imports: &[CacheImport],
+    registry: &RegistryConfig,
+) -> (Imported, Vec<String>) {
+    let mut imported = Imported::default();
+    let mut warnings = Vec::new();
+    for import in imports {
+        let read = match &import.location {
+            CacheLocation::Registry(name) => remote::RemoteCache::open(store, name, registry)
+                .map(|(cache, entries)| (BlobSource::Registry(Box::new(cache)), entries)),
+            CacheLocation::Local { dir, tag } => local::LocalCache::open(dir, tag)
+                .map(|(cache, entries)| (BlobSource::Local(cache), entries)),
+        };
+        match read {
+            Ok((source, entries)) => imported.add(source, entries),
+            Err(e) => warnings.push(format!(
+                "cache {} not imported: {}",
+                import.location,
+                error_chain(&e)
+            )),
+        }
+    }
+    (imported, warnings)
+}
+
+/// The stages `mode` exports: all of them, or the target and the stages it is built on.
+fn exported_stages(graph: &BuildGraph, mode: CacheMode) -> Vec<StageId> {
+    if mode == CacheMode::Max {
+        return graph.stages.iter().map(|s| s.id).collect();
+    }
+    let mut chain = vec![graph.target];
+    let mut current = graph.target;
+    while let Some(Base::Stage(parent)) = graph.stage(current).map(|s| &s.base) {
+        if chain.contains(parent) {
+            break;
+        }
+        chain.push(*parent);
+        current = *parent;
+    }
+    chain
+}
+
+/// Writes the entries of this build that each `--cache-to` asks for. A failed export
+/// fails the build, unless it says `ignore-error=true`: then it is a warning.
+pub(crate) fn export(
+    store: &ContentStore,
+    cache: &Cache,
+    exports: &[CacheExport],
+    graph: &BuildGraph,
+    registry: &RegistryConfig,
+    progress: &dyn Progress,
+) -> Result<(), CacheShareError> {
+    for export in exports {
+        let result = export_one(store, cache, export, graph, registry);
+        match result {
+            Err(e) if export.ignore_error => progress.event(&Event::Warning {
+                rule: None,
+                message: format!(
+                    "cache {} not exported: {}",
+                    export.location,
+                    error_chain(&e)
+                ),
+                line: None,
+            }),
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+fn export_one(
+    store: &ContentStore,
+    cache: &Cache,
+    export: &CacheExport,
+    graph: &BuildGraph,
+    registry: &RegistryConfig,
+) -> Result<(), CacheShareError> {
+    let stages = exported_stages(graph, export.mode);
+    let mut entries = Vec::new();
+    for key in cache.used_keys(&stages) {
+        let Some(entry) = cache.get(&key) else {
+            continue;
+        };
+        // A hit from another cache whose blob was never needed is fetched now; an entry
+        // whose blob is nowhere any more is left out.
+        if let Some(layer) = &entry.layer {
+            let digest: Digest = layer.digest.parse()?;
+            if !store.contains(&digest) && !cache.fetch_blob(store, &digest)? {
+                continue;
+            }
+        }
+        entries.push(entry);
+    }
+    let documents = format::documents(entries)?;
+    match &export.location {
+        CacheLocation::Registry(name) => remote::export(store, &documents, name, registry),
+        CacheLocation::Local { dir, tag } => local::export(store, &documents, dir, tag),
+    }
+}
