@@ -4,17 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use run_support::busybox_setup as setup;
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the cli crate sits in the workspace")
-        .to_path_buf()
-}
+mod run_support;
 
 fn rbuild(root: &Path, args: &[&str]) -> Output {
     rbuild_with_stdin(root, args, None)
@@ -45,34 +41,6 @@ fn stderr(out: &Output) -> String {
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A store root with busybox imported through `rbuild import`, and a context directory.
-fn setup(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf, PathBuf) {
-    assert!(
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        unsafe { libc::geteuid() } == 0,
-        "this test must run as root: builds mount overlays and run steps in namespaces"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("store");
-    let script = repo().join("fixtures/base-images/make");
-    let made = Command::new(&script).arg("busybox").output().unwrap();
-    assert!(
-        made.status.success(),
-        "{} busybox failed: {}",
-        script.display(),
-        stderr(&made)
-    );
-    let tar = String::from_utf8(made.stdout).unwrap().trim().to_owned();
-    let out = rbuild(&root, &["import", &tar, "busybox:latest"]);
-    assert!(out.status.success(), "import failed: {}", stderr(&out));
-    let ctx = dir.path().join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    for (path, content) in files {
-        std::fs::write(ctx.join(path), content).unwrap();
-    }
-    (dir, root, ctx)
 }
 
 #[test]
@@ -279,7 +247,7 @@ fn rawjson_progress_is_valid_against_the_schema() {
         &["build", "--progress", "rawjson", ctx.to_str().unwrap()],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let path = repo().join("docs/progress/rawjson.schema.json");
+    let path = run_support::workspace().join("docs/progress/rawjson.schema.json");
     let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let lines: Vec<Value> = stderr(&out)

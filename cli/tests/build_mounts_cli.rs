@@ -6,11 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the cli crate sits in the workspace")
-        .to_path_buf()
+mod run_support;
+
+/// A store with busybox and a context holding `dockerfile`.
+fn setup(dockerfile: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    run_support::busybox_setup(&[("Dockerfile", dockerfile)])
 }
 
 fn rbuild(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -25,33 +25,6 @@ fn rbuild(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A store root with busybox imported through `rbuild import`, and a context directory
-/// holding `dockerfile`.
-fn setup(dockerfile: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
-    assert!(
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        unsafe { libc::geteuid() } == 0,
-        "this test must run as root: builds mount overlays and run steps in namespaces"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("store");
-    let script = repo().join("fixtures/base-images/make");
-    let made = Command::new(&script).arg("busybox").output().unwrap();
-    assert!(
-        made.status.success(),
-        "{} busybox failed: {}",
-        script.display(),
-        stderr(&made)
-    );
-    let tar = String::from_utf8(made.stdout).unwrap().trim().to_owned();
-    let out = rbuild(&root, &["import", &tar, "busybox:latest"], &[]);
-    assert!(out.status.success(), "import failed: {}", stderr(&out));
-    let ctx = dir.path().join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
-    (dir, root, ctx)
 }
 
 /// The files under `dir` holding `needle`.

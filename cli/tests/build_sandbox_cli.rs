@@ -8,14 +8,28 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const KEY_COMMENT: &str = "rbuild-cli-ssh-key";
+mod run_support;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the cli crate sits in the workspace")
-        .to_path_buf()
+/// A store with busybox, and a context holding `dockerfile` and the boundary probe
+/// (compiled with the host's `gcc -static`).
+fn setup(dockerfile: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let (dir, root, ctx) = run_support::busybox_setup(&[("Dockerfile", dockerfile)]);
+    let source = run_support::workspace().join("builder-core/tests/boundary_probe/probe.c");
+    let compiled = Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(ctx.join("probe"))
+        .arg(&source)
+        .output()
+        .expect("gcc is needed to compile the boundary probe (apt-get install gcc)");
+    assert!(
+        compiled.status.success(),
+        "gcc -static failed: {}",
+        stderr(&compiled)
+    );
+    (dir, root, ctx)
 }
+
+const KEY_COMMENT: &str = "rbuild-cli-ssh-key";
 
 fn rbuild(root: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rbuild"))
@@ -30,40 +44,6 @@ fn rbuild(root: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A store root with busybox imported, and a context holding `dockerfile` and the
-/// probe binary.
-fn setup(dockerfile: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
-    assert!(
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        unsafe { libc::geteuid() } == 0,
-        "this test must run as root: builds mount overlays and run steps in namespaces"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("store");
-    let script = repo().join("fixtures/base-images/make");
-    let made = Command::new(&script).arg("busybox").output().unwrap();
-    assert!(made.status.success(), "{} busybox failed", script.display());
-    let tar = String::from_utf8(made.stdout).unwrap().trim().to_owned();
-    let out = rbuild(&root, &["import", &tar, "busybox:latest"], &[]);
-    assert!(out.status.success(), "import failed: {}", stderr(&out));
-    let ctx = dir.path().join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
-    let source = repo().join("builder-core/tests/boundary_probe/probe.c");
-    let compiled = Command::new("gcc")
-        .args(["-static", "-O1", "-o"])
-        .arg(ctx.join("probe"))
-        .arg(&source)
-        .output()
-        .expect("gcc is needed to compile the boundary probe (apt-get install gcc)");
-    assert!(
-        compiled.status.success(),
-        "gcc -static failed: {}",
-        stderr(&compiled)
-    );
-    (dir, root, ctx)
 }
 
 fn tool(name: &str) -> Command {

@@ -1,5 +1,5 @@
-//! Shared helpers of the `rbuild run` and friendlyhello tests: base-image fixtures
-//! imported into a temporary store, and the `rbuild` binary pointed at it.
+//! Shared helpers of the CLI tests: base-image fixtures imported into a temporary store,
+//! a build context, and the `rbuild` binary pointed at the store.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -84,6 +84,25 @@ pub fn import(root: &Path, tar: &Path, name: &str, changes: &[&str]) {
     }
     cmd.arg(tar).arg(name);
     success(&mut cmd);
+}
+
+/// A temporary directory holding a store (`store/`) with the busybox fixture imported as
+/// `busybox:latest`, and a build context (`ctx/`) with `files` (relative path, content).
+/// Returns the directory (removed when dropped), the store root and the context.
+pub fn busybox_setup(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    require_root();
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let root = dir.path().join("store");
+    import(&root, &fixture("busybox"), "busybox:latest", &[]);
+    let ctx = dir.path().join("ctx");
+    for (path, content) in files {
+        let path = ctx.join(path);
+        std::fs::create_dir_all(path.parent().expect("a context file has a parent"))
+            .expect("creating the context");
+        std::fs::write(&path, content).expect("writing a context file");
+    }
+    std::fs::create_dir_all(&ctx).expect("creating the context");
+    (dir, root, ctx)
 }
 
 /// Entries of the store's scratch directory: a finished run must leave none.
