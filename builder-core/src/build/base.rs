@@ -10,8 +10,7 @@
 //! `<root>/archive-loads/` by the file's identity, so an unchanged archive is loaded once,
 //! not at every build). `scratch` and stage names never get here.
 
-use std::fs::{self, File};
-use std::io::{self, Write as _};
+use std::fs;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
@@ -121,16 +120,11 @@ fn load_archive_once(
         .map(|(image, _)| image)
         .ok_or_else(|| BuildError::ImageNotFound(reference.to_owned()))?;
     // Only a shortcut: failing to remember costs a reload next time, never the build.
-    let _ = remember(&dir, &record, &image.descriptor);
+    if let Ok(bytes) = serde_json::to_vec(&image.descriptor) {
+        let _ = fs::create_dir_all(&dir);
+        let _ = store.write_atomic(&record, &bytes);
+    }
     Ok(image)
-}
-
-fn remember(dir: &Path, record: &Path, desc: &Descriptor) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".load-").tempfile_in(dir)?;
-    tmp.write_all(&serde_json::to_vec(desc)?)?;
-    tmp.persist(record).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// A name or image ID: the store's image, unless the store lacks it or `--pull` asks for
@@ -235,20 +229,7 @@ fn import_blob(store: &ContentStore, dir: &Path, desc: &Descriptor) -> Result<()
         .join("blobs")
         .join(digest.algorithm())
         .join(digest.hex());
-    if !store.contains(&digest) {
-        let mut file = File::open(&path).map_err(io_err("open", &path))?;
-        let mut writer = store.writer()?;
-        io::copy(&mut file, &mut writer).map_err(io_err("read", &path))?;
-        let blob = writer.finish()?;
-        if blob.digest != digest {
-            store.remove_blob(&blob.digest)?;
-            return Err(StoreError::DigestMismatch {
-                expected: digest,
-                found: blob.digest,
-            }
-            .into());
-        }
-    }
+    store.import_file(&path, &digest)?;
     let media = desc.media_type().to_string();
     if media.contains("manifest") || media.contains("index") {
         let value: serde_json::Value = store.read_json(&digest)?;

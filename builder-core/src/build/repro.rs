@@ -171,6 +171,8 @@ fn repeat_request(request: &BuildRequest, epoch: u64) -> BuildRequest {
     copy.format = request.format;
     copy.registry = request.registry.clone();
     copy.secrets = request.secrets.clone();
+    copy.allow = request.allow.clone();
+    copy.ssh = request.ssh.clone();
     copy.source_date_epoch = Some(epoch);
     copy.squash = request.squash;
     copy

@@ -79,7 +79,9 @@ const ALL_CAPABILITIES: [&str; 41] = [
 ];
 
 /// The OCI capability sets of a runc step: (bounding, permitted and effective,
-/// inheritable), as [`for_step`] chooses them.
+/// inheritable), as [`for_step`] chooses them. The inheritable set is always empty, as in
+/// docker, containerd, BuildKit and buildah since CVE-2022-24769 / CVE-2022-27651: with
+/// one, a non-root process could gain a program's inheritable file capabilities.
 pub(crate) fn oci_sets(
     security: Security,
     uid: u32,
@@ -98,11 +100,11 @@ pub(crate) fn oci_sets(
             .filter(|(number, _)| held & (1u64 << number) != 0)
             .filter_map(|(_, name)| serde_json::from_value(format!("CAP_{name}").into()).ok())
             .collect();
-        return (all.clone(), all.clone(), all);
+        return (all.clone(), all, HashSet::new());
     }
     let defaults: HashSet<Capability> = DEFAULT_CAPABILITIES.iter().map(|(c, _)| *c).collect();
     if uid == 0 {
-        (defaults.clone(), defaults.clone(), defaults)
+        (defaults.clone(), defaults, HashSet::new())
     } else {
         (defaults, HashSet::new(), HashSet::new())
     }
@@ -145,7 +147,7 @@ pub(crate) struct StepCapabilities {
     pub drop_from_bounding: u64,
     /// The permitted and effective sets after the switch to the step's user.
     pub permitted: u64,
-    /// The inheritable set.
+    /// The inheritable set: always empty (see [`oci_sets`]).
     pub inheritable: u64,
 }
 
@@ -162,11 +164,10 @@ pub(crate) fn for_step(security: Security, uid: u32) -> Option<StepCapabilities>
     } else {
         (1u64 << (last + 1)) - 1
     };
-    let (permitted, inheritable) = if uid == 0 { (keep, keep) } else { (0, 0) };
     Some(StepCapabilities {
         drop_from_bounding: all & !keep,
-        permitted,
-        inheritable,
+        permitted: if uid == 0 { keep } else { 0 },
+        inheritable: 0,
     })
 }
 
@@ -191,14 +192,17 @@ mod tests {
             assert_eq!(root.permitted & (1 << dropped), 0, "capability {dropped}");
             assert_ne!(root.drop_from_bounding & (1 << dropped), 0);
         }
-        assert_eq!(root.inheritable, root.permitted);
+        assert_eq!(root.inheritable, 0);
         let user = for_step(Security::Sandbox, 1000).expect("sandbox drops capabilities");
         assert_eq!((user.permitted, user.inheritable), (0, 0));
         assert_eq!(user.drop_from_bounding, root.drop_from_bounding);
         assert_eq!(for_step(Security::Insecure, 0), None);
         let (bounding, _, _) = oci_sets(Security::Insecure, 0);
         assert_eq!(bounding.len() as u32, held_mask().count_ones().min(41));
-        let (bounding, permitted, _) = oci_sets(Security::Sandbox, 1000);
+        let (bounding, permitted, inheritable) = oci_sets(Security::Sandbox, 1000);
         assert_eq!((bounding.len(), permitted.len()), (14, 0));
+        assert!(inheritable.is_empty());
+        let (_, permitted, inheritable) = oci_sets(Security::Sandbox, 0);
+        assert_eq!((permitted.len(), inheritable.len()), (14, 0));
     }
 }

@@ -16,7 +16,11 @@
 //! The built-in sandbox compiles the profile to BPF with `seccompiler` (pure Rust, so
 //! no libseccomp is needed) and installs it in the step's init; the runc back end writes
 //! the same rules as `linux.seccomp` of `config.json`. Only x86_64 has a profile; on
-//! other architectures a sandboxed step is refused ([`ExecError::Seccomp`]).
+//! other architectures a sandboxed step is refused ([`ExecError::Seccomp`]). runc's filter
+//! also covers 32-bit (i386, x32) system calls by name, as docker's amd64 profile does;
+//! the built-in sandbox's BPF program knows only x86_64 and kills a 32-bit program's
+//! process on its first system call (a known limit: seccompiler has no multi-arch
+//! filter).
 
 use std::collections::BTreeMap;
 
@@ -350,7 +354,12 @@ pub(crate) fn oci(rules: &[SyscallRule]) -> Result<LinuxSeccomp, ExecError> {
     LinuxSeccompBuilder::default()
         .default_action(LinuxSeccompAction::ScmpActErrno)
         .default_errno_ret(DEFAULT_ERRNO)
-        .architectures(vec![Arch::ScmpArchX86_64])
+        // As docker's amd64 profile: 32-bit (i386, x32) programs get the same rules.
+        .architectures(vec![
+            Arch::ScmpArchX86_64,
+            Arch::ScmpArchX86,
+            Arch::ScmpArchX32,
+        ])
         .syscalls(syscalls)
         .build()
         .map_err(bundle_err)

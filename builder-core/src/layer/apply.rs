@@ -366,8 +366,15 @@ impl Applier {
                         (ft, rustix::fs::makedev(major, minor))
                     }
                 };
-                rustix::fs::mknodat(&dir, fname, ft, Mode::from_raw_mode(0o600), dev)
-                    .map_err(|e| apply_err(e.into()))?;
+                match rustix::fs::mknodat(&dir, fname, ft, Mode::from_raw_mode(0o600), dev) {
+                    // Root of a user namespace (rbuild inside rootless podman, say) may not
+                    // make devices either: skipped as when not root.
+                    Err(rustix::io::Errno::PERM) if kind != EntryType::Fifo => {
+                        self.skipped_devices.push(name.clone());
+                        return Ok(());
+                    }
+                    other => other.map_err(|e| apply_err(e.into()))?,
+                }
             }
             // PAX and GNU long-name headers are consumed by the tar reader; other types
             // (sparse, volume labels) are not produced by image builders.

@@ -345,16 +345,8 @@ impl RegistryClient {
         let mut attempt = 0;
         loop {
             let auth = self.auth_header(scope)?;
-            let mut req = http::Request::builder()
-                .method(method.clone())
-                .uri(url)
+            let req = request(&method, url, headers, auth.as_deref())
                 .header("content-length", size.to_string());
-            for (k, v) in headers {
-                req = req.header(*k, v.as_str());
-            }
-            if let Some(a) = auth {
-                req = req.header("authorization", a);
-            }
             let body = ureq::SendBody::from_owned_reader(open()?);
             let req = req.body(body).map_err(|e| RegistryError::Http {
                 method: method.to_string(),
@@ -370,19 +362,9 @@ impl RegistryClient {
                     continue;
                 }
             }
-            let retry = match &outcome {
-                Ok(r) => r.status().is_server_error(),
-                Err(e) => is_transient(e),
-            };
-            if !retry || attempt >= self.options.retries {
-                return outcome.map_err(|e| RegistryError::Http {
-                    method: method.to_string(),
-                    url: url.to_owned(),
-                    source: Box::new(e),
-                });
+            if let Some(settled) = self.settle(outcome, &mut attempt, &method, url) {
+                return settled;
             }
-            std::thread::sleep(self.options.backoff * 2u32.saturating_pow(attempt));
-            attempt += 1;
         }
     }
 
@@ -397,14 +379,7 @@ impl RegistryClient {
     ) -> Result<Response, RegistryError> {
         let mut attempt = 0;
         loop {
-            let mut req = http::Request::builder().method(method.clone()).uri(url);
-            for (k, v) in headers {
-                req = req.header(*k, v.as_str());
-            }
-            if let Some(a) = auth {
-                req = req.header("authorization", a);
-            }
-            let req = req
+            let req = request(&method, url, headers, auth)
                 .body(body.unwrap_or_default())
                 .map_err(|e| RegistryError::Http {
                     method: method.to_string(),
@@ -416,20 +391,35 @@ impl RegistryClient {
             } else {
                 self.agent.run(req.map(|_| ()))
             };
-            let retry = match &outcome {
-                Ok(r) => r.status().is_server_error(),
-                Err(e) => is_transient(e),
-            };
-            if !retry || attempt >= self.options.retries {
-                return outcome.map_err(|e| RegistryError::Http {
-                    method: method.to_string(),
-                    url: url.to_owned(),
-                    source: Box::new(e),
-                });
+            if let Some(settled) = self.settle(outcome, &mut attempt, &method, url) {
+                return settled;
             }
-            std::thread::sleep(self.options.backoff * 2u32.saturating_pow(attempt));
-            attempt += 1;
         }
+    }
+
+    /// What to do with one attempt's outcome: `Some` to return it (success, an error not
+    /// worth retrying, or retries used up), `None` after sleeping the backoff, to retry.
+    fn settle(
+        &self,
+        outcome: Result<Response, ureq::Error>,
+        attempt: &mut u32,
+        method: &Method,
+        url: &str,
+    ) -> Option<Result<Response, RegistryError>> {
+        let retry = match &outcome {
+            Ok(r) => r.status().is_server_error(),
+            Err(e) => is_transient(e),
+        };
+        if !retry || *attempt >= self.options.retries {
+            return Some(outcome.map_err(|e| RegistryError::Http {
+                method: method.to_string(),
+                url: url.to_owned(),
+                source: Box::new(e),
+            }));
+        }
+        std::thread::sleep(self.options.backoff * 2u32.saturating_pow(*attempt));
+        *attempt += 1;
+        None
     }
 }
 
@@ -510,6 +500,23 @@ pub(crate) fn read_small(
 /// The value of header `name`, if it is text.
 pub(crate) fn header<'a>(resp: &'a Response, name: &str) -> Option<&'a str> {
     resp.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A request with `headers` and, when given, the authorization header.
+fn request(
+    method: &Method,
+    url: &str,
+    headers: &[(&str, String)],
+    auth: Option<&str>,
+) -> http::request::Builder {
+    let mut req = http::Request::builder().method(method.clone()).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, v.as_str());
+    }
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    req
 }
 
 #[cfg(test)]

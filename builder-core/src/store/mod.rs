@@ -168,6 +168,27 @@ impl ContentStore {
         self.blob_path(digest).is_file()
     }
 
+    /// Copies the file at `path` into the store as blob `digest`, unless the store has
+    /// it; fails when the file does not hash to `digest` (what it holds then sits under
+    /// its own name, never under `digest`, and is left for prune: it may be a blob
+    /// something else uses).
+    pub fn import_file(&self, path: &Path, digest: &Digest) -> Result<(), StoreError> {
+        if self.contains(digest) {
+            return Ok(());
+        }
+        let mut file = File::open(path).map_err(io_err("open", path))?;
+        let mut writer = self.writer()?;
+        io::copy(&mut file, &mut writer).map_err(io_err("read", path))?;
+        let blob = writer.finish()?;
+        if &blob.digest != digest {
+            return Err(StoreError::DigestMismatch {
+                expected: digest.clone(),
+                found: blob.digest,
+            });
+        }
+        Ok(())
+    }
+
     /// A writer for a new blob; its name is known once it is finished.
     pub fn writer(&self) -> Result<BlobWriter, StoreError> {
         BlobWriter::new(self)

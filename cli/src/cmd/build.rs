@@ -141,8 +141,8 @@ pub struct Args {
     /// Seconds since 1970: the created time of the image and its new history entries,
     /// and the latest mtime in the new layers (reproducible builds; RUN steps see it as
     /// SOURCE_DATE_EPOCH; --build-arg SOURCE_DATE_EPOCH=N does the same)
-    #[arg(long, value_name = "N", env = "SOURCE_DATE_EPOCH")]
-    source_date_epoch: Option<u64>,
+    #[arg(long, value_name = "N", env = "SOURCE_DATE_EPOCH", value_parser = epoch_arg)]
+    source_date_epoch: Option<Epoch>,
     /// Build twice from an empty cache in temporary stores and fail, naming the first
     /// differing file, unless both give the same image; keeps nothing
     #[arg(long, conflicts_with_all = ["push", "output", "tag"])]
@@ -318,7 +318,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Agents started for key files live until the build is done.
     let agents = ssh::agents(&args.ssh)?;
     request.ssh = agents.agents.clone();
-    request.source_date_epoch = args.source_date_epoch;
+    request.source_date_epoch = args.source_date_epoch.and_then(|e| e.0);
     request.squash = if args.squash_all {
         Squash::All
     } else if args.squash {
@@ -410,6 +410,22 @@ fn reproducible_check(
     }
 }
 
+/// `--source-date-epoch` or `SOURCE_DATE_EPOCH`: seconds, or nothing when the variable is
+/// set but empty (unset, as the reproducible-builds spec reads it).
+#[derive(Debug, Clone, Copy)]
+struct Epoch(Option<u64>);
+
+fn epoch_arg(value: &str) -> Result<Epoch, String> {
+    if value.trim().is_empty() {
+        return Ok(Epoch(None));
+    }
+    value
+        .trim()
+        .parse()
+        .map(|n| Epoch(Some(n)))
+        .map_err(|_| format!("not a number of seconds: {value:?}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,5 +458,15 @@ mod tests {
         assert_eq!(build_arg("RBUILD_SURELY_UNSET_VARIABLE_1234"), None);
         let path = std::env::var("PATH").expect("PATH is set in tests");
         assert_eq!(build_arg("PATH"), Some(("PATH".to_owned(), path)));
+    }
+
+    #[test]
+    fn an_empty_source_date_epoch_is_no_epoch() {
+        assert_eq!(super::epoch_arg("").unwrap().0, None);
+        assert_eq!(
+            super::epoch_arg("1700000000").unwrap().0,
+            Some(1_700_000_000)
+        );
+        assert!(super::epoch_arg("yesterday").is_err());
     }
 }

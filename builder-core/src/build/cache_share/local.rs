@@ -14,7 +14,7 @@ use super::{CacheShareError, io_err};
 use crate::build::cache::CacheEntry;
 use crate::digest::Digest;
 use crate::image::{OCI_INDEX, OCI_MANIFEST};
-use crate::store::{ContentStore, OCI_LAYOUT_VERSION, REF_NAME_ANNOTATION};
+use crate::store::{ContentStore, OCI_LAYOUT_VERSION, REF_NAME_ANNOTATION, StoreError};
 
 /// image-spec `image-layout.md`: the file marking a layout, and its index.
 const LAYOUT_FILE: &str = "oci-layout";
@@ -107,23 +107,15 @@ impl LocalCache {
         store: &ContentStore,
         digest: &Digest,
     ) -> Result<(), CacheShareError> {
-        if store.contains(digest) {
-            return Ok(());
-        }
         let path = blob_path(&self.dir, digest);
-        let mut file = fs::File::open(&path).map_err(io_err("open", &path))?;
-        let mut writer = store.writer()?;
-        std::io::copy(&mut file, &mut writer).map_err(io_err("copy", &path))?;
-        let blob = writer.finish()?;
-        if &blob.digest != digest {
-            // The copy is named by what it holds, so nothing sits under a wrong name.
-            return Err(CacheShareError::DigestMismatch {
+        store.import_file(&path, digest).map_err(|e| match e {
+            StoreError::DigestMismatch { expected, found } => CacheShareError::DigestMismatch {
                 dir: self.dir.clone(),
-                expected: digest.clone(),
-                found: blob.digest,
-            });
-        }
-        Ok(())
+                expected,
+                found,
+            },
+            other => other.into(),
+        })
     }
 }
 

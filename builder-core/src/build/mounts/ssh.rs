@@ -43,18 +43,23 @@ pub struct SshAgent {
     pub socket: PathBuf,
 }
 
-/// A relay from a socket of the step to an agent; stops when dropped.
+/// A relay from a socket of the step to an agent; stops (and removes its socket) when
+/// dropped.
 pub(crate) struct AgentProxy {
     /// The listening socket (a second handle), shut down to stop the accept loop.
     listener: UnixListener,
+    /// The directory holding the socket; declared after `listener`, so removed after it
+    /// is closed.
+    dir: tempfile::TempDir,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl AgentProxy {
-    /// Listens on `path` and relays each connection to `agent`.
-    fn start(path: &Path, agent: PathBuf) -> io::Result<Self> {
-        let listener = UnixListener::bind(path)?;
+    /// Listens on a new socket and relays each connection to `agent`.
+    fn start(agent: PathBuf) -> io::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("rbuild-ssh-").tempdir()?;
+        let listener = UnixListener::bind(dir.path().join("agent.sock"))?;
         let handle = listener.try_clone()?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
@@ -64,7 +69,15 @@ impl AgentProxy {
                 if stopping.load(Ordering::SeqCst) {
                     break;
                 }
-                let Ok((client, _)) = client else { continue };
+                let client = match client {
+                    Ok((client, _)) => client,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        // Out of descriptors, say: wait rather than spin.
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        continue;
+                    }
+                };
                 let Ok(upstream) = UnixStream::connect(&agent) else {
                     // The client sees the connection close: the agent is gone.
                     continue;
@@ -74,9 +87,20 @@ impl AgentProxy {
         });
         Ok(AgentProxy {
             listener: handle,
+            dir,
             stop,
             thread: Some(thread),
         })
+    }
+
+    /// The directory of the socket.
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The socket the step's mount binds.
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("agent.sock")
     }
 }
 
@@ -146,10 +170,10 @@ pub(crate) fn ssh_mount(
     let uid = parse_id("uid", mount.uid.as_deref(), &target)?;
     let gid = parse_id("gid", mount.gid.as_deref(), &target)?;
     check_agent(id, &agent.socket)?;
-    let dir = out.temp(inputs.scratch)?;
-    let socket = dir.join("agent.sock");
-    let proxy =
-        AgentProxy::start(&socket, agent.socket.clone()).map_err(io_err("listen on", &socket))?;
+    let proxy = AgentProxy::start(agent.socket.clone())
+        .map_err(io_err("listen on a socket for", &agent.socket))?;
+    let socket = proxy.socket();
+    let dir = proxy.dir().to_path_buf();
     out.proxies.push(proxy);
     std::os::unix::fs::chown(&socket, Some(uid), Some(gid))
         .map_err(io_err("change owner of", &socket))?;
