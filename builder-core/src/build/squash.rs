@@ -20,7 +20,7 @@ use super::solve::Shared;
 use super::state::LayerRef;
 use crate::digest::Digest;
 use crate::image::{History, ImageConfig, ImageError};
-use crate::layer::{ApplyMode, Layer, LayerOptions, apply_layer, write_layer};
+use crate::layer::{ApplyMode, Layer, apply_layer};
 
 /// What of the image stays below the merged layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,22 +148,7 @@ fn merge(
         }
         Ok(())
     })?;
-    let changes = shared.snapshotter.diff(&snapshot)?;
-    let layer = if changes.is_empty() {
-        None
-    } else {
-        let options = LayerOptions {
-            compression: shared.request.compression,
-            source_date_epoch: shared.epoch,
-            ..LayerOptions::default()
-        };
-        Some(write_layer(
-            store,
-            snapshot.source_tree(),
-            &changes,
-            &options,
-        )?)
-    };
+    let layer = super::stage::commit_snapshot(shared, &snapshot)?;
     drop(snapshot);
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(layer)

@@ -562,27 +562,34 @@ impl<'s, 'a> StageRun<'s, 'a> {
             }
             _ => return Ok(None),
         }
-        let changes = shared
-            .snapshotter
-            .diff(&snapshot)
-            .map_err(BuildError::from)?;
-        let layer = if changes.is_empty() {
-            None
-        } else {
-            let options = LayerOptions {
-                compression: shared.request.compression,
-                source_date_epoch: shared.epoch,
-                ..LayerOptions::default()
-            };
-            Some(
-                write_layer(shared.store, snapshot.source_tree(), &changes, &options)
-                    .map_err(BuildError::from)?,
-            )
-        };
+        let layer = commit_snapshot(shared, &snapshot)?;
         drop(snapshot);
         let _ = std::fs::remove_dir_all(&scratch);
         Ok(layer)
     }
+}
+
+/// What `snapshot` changed as a layer of this build (compression and epoch of the
+/// request), `None` when it changed nothing.
+pub(super) fn commit_snapshot(
+    shared: &Shared<'_>,
+    snapshot: &Snapshot,
+) -> Result<Option<Layer>, BuildError> {
+    let changes = shared.snapshotter.diff(snapshot)?;
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    let options = LayerOptions {
+        compression: shared.request.compression,
+        source_date_epoch: shared.epoch,
+        ..LayerOptions::default()
+    };
+    Ok(Some(write_layer(
+        shared.store,
+        snapshot.source_tree(),
+        &changes,
+        &options,
+    )?))
 }
 
 fn output_of(layer: Option<&Layer>) -> StepOutput {
