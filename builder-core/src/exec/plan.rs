@@ -184,31 +184,9 @@ fn apply_op(op: &Op) -> Result<(), i32> {
             readonly,
         } => {
             let rec = if *recursive { libc::MS_REC } else { 0 };
-            check(unsafe {
-                libc::mount(
-                    source.as_ptr(),
-                    target.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_BIND | rec,
-                    std::ptr::null(),
-                )
-            })?;
+            bind(source, target, rec)?;
             if *readonly {
-                check(unsafe {
-                    libc::mount(
-                        std::ptr::null(),
-                        target.as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_BIND
-                            | libc::MS_REMOUNT
-                            | libc::MS_RDONLY
-                            | libc::MS_NOSUID
-                            | libc::MS_NODEV
-                            | libc::MS_NOEXEC
-                            | rec,
-                        std::ptr::null(),
-                    )
-                })?;
+                remount_readonly(target, rec)?;
             }
             Ok(())
         }
@@ -264,34 +242,11 @@ fn apply_op(op: &Op) -> Result<(), i32> {
         }
         Op::LoopbackUp => loopback_up(),
         Op::ReadOnlyPath { path } => {
-            let bound = check(unsafe {
-                libc::mount(
-                    path.as_ptr(),
-                    path.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_BIND | libc::MS_REC,
-                    std::ptr::null(),
-                )
-            });
-            match bound {
+            match bind(path, path, libc::MS_REC) {
                 Err(libc::ENOENT) => return Ok(()),
                 other => other?,
             }
-            check(unsafe {
-                libc::mount(
-                    std::ptr::null(),
-                    path.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_BIND
-                        | libc::MS_REMOUNT
-                        | libc::MS_RDONLY
-                        | libc::MS_NOSUID
-                        | libc::MS_NODEV
-                        | libc::MS_NOEXEC
-                        | libc::MS_REC,
-                    std::ptr::null(),
-                )
-            })
+            remount_readonly(path, libc::MS_REC)
         }
         Op::MaskPath { path, null } => {
             // SAFETY: `stat` is plain old data, filled by the kernel.
@@ -419,6 +374,41 @@ fn setgroups_denied() -> bool {
     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
     unsafe { libc::close(fd) };
     n >= 4 && &buf[..4] == b"deny"
+}
+
+/// Binds `source` on `target` (`flags`: 0 or `MS_REC`).
+fn bind(source: &CStr, target: &CStr, flags: libc::c_ulong) -> Result<(), i32> {
+    // SAFETY: both pointers come from live C strings; the others may be null.
+    check(unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | flags,
+            std::ptr::null(),
+        )
+    })
+}
+
+/// Makes the bind mount at `target` read-only, nosuid, nodev and noexec (`flags`: 0 or
+/// `MS_REC`).
+fn remount_readonly(target: &CStr, flags: libc::c_ulong) -> Result<(), i32> {
+    // SAFETY: the target comes from a live C string; the others may be null.
+    check(unsafe {
+        libc::mount(
+            std::ptr::null(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND
+                | libc::MS_REMOUNT
+                | libc::MS_RDONLY
+                | libc::MS_NOSUID
+                | libc::MS_NODEV
+                | libc::MS_NOEXEC
+                | flags,
+            std::ptr::null(),
+        )
+    })
 }
 
 fn write_file(path: &CStr, data: &[u8]) -> Result<(), i32> {
