@@ -165,7 +165,7 @@ impl BuildLog {
             }
             Event::BuildFailed { message, duration } => {
                 self.write_failures(out)?;
-                writeln!(out, "ERROR: {message}")?;
+                writeln!(out, "ERROR: {}", crate::escape::printable(message))?;
                 writeln!(
                     out,
                     "Build failed after {}: {}",
