@@ -925,6 +925,14 @@ fn exports_verify_and_replace_atomically() {
                     ));
                 }
                 let now = fs::read(&out_path).map_err(|e| format!("OUT is gone: {e}"))?;
+                println!(
+                    "  ({})",
+                    if status.success() {
+                        "the export finished before the kill"
+                    } else {
+                        "killed mid-export"
+                    }
+                );
                 if status.success() {
                     // It finished before the kill: then OUT must be the whole new archive.
                     return if now != b"OLD ARCHIVE" {
