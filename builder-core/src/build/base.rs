@@ -357,14 +357,7 @@ impl Layout {
             file.rewind().map_err(io_err("read", &path))?;
             let mut writer = store.writer()?;
             std::io::copy(&mut file, &mut writer).map_err(io_err("read", &path))?;
-            let blob = writer.finish()?;
-            if blob.digest != digest {
-                return Err(StoreError::DigestMismatch {
-                    expected: digest,
-                    found: blob.digest,
-                }
-                .into());
-            }
+            writer.finish_verified(&digest)?;
         }
         if document {
             let value: serde_json::Value = store.read_json(&digest)?;

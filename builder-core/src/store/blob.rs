@@ -44,6 +44,19 @@ impl BlobWriter {
         self.hasher.len()
     }
 
+    /// Like [`BlobWriter::finish`], but only when the content hashes to `expected`: on a
+    /// mismatch the temp file is dropped and nothing enters the store.
+    pub fn finish_verified(self, expected: &Digest) -> Result<Blob, StoreError> {
+        let found = self.hasher.clone().finish();
+        if &found != expected {
+            return Err(StoreError::DigestMismatch {
+                expected: expected.clone(),
+                found,
+            });
+        }
+        self.finish()
+    }
+
     /// Syncs the blob and renames it to its digest; if that blob exists already the new
     /// copy is dropped, so finishing is idempotent.
     pub fn finish(self) -> Result<Blob, StoreError> {

@@ -179,13 +179,9 @@ impl ContentStore {
         let mut file = File::open(path).map_err(io_err("open", path))?;
         let mut writer = self.writer()?;
         io::copy(&mut file, &mut writer).map_err(io_err("read", path))?;
-        let blob = writer.finish()?;
-        if &blob.digest != digest {
-            return Err(StoreError::DigestMismatch {
-                expected: digest.clone(),
-                found: blob.digest,
-            });
-        }
+        // Checked before the rename: content that is not what was asked for never enters
+        // the store, even under its own digest.
+        writer.finish_verified(digest)?;
         Ok(())
     }
 
