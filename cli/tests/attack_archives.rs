@@ -813,9 +813,9 @@ fn exports_verify_and_replace_atomically() {
                 let mut cmd = rbuild(&root);
                 for a in &args {
                     match *a {
-                        "OUT" => cmd.arg(&out_path),
                         "CTX" => cmd.arg(&ctx),
-                        other => cmd.arg(other),
+                        // OUT alone or inside -o type=...,dest=OUT.
+                        other => cmd.arg(other.replace("OUT", &out_path.to_string_lossy())),
                     };
                 }
                 let out = run(&mut cmd)?;

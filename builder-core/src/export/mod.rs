@@ -194,16 +194,29 @@ pub fn unpack_rootfs(
     Ok(())
 }
 
-/// Reads a blob while hashing and counting it.
+/// Reads a blob while hashing and counting it; at the end of the blob it fails if the
+/// content does not hash to `expected`, so a sink that copies to the end (a layout
+/// directory) never commits a corrupt file. A sink that stops at the size it was told
+/// (a tar) is checked by [`add_blob`] after the copy.
 struct Checked<R> {
     inner: R,
     hasher: crate::digest::Hasher,
+    expected: Digest,
 }
 
 impl<R: io::Read> io::Read for Checked<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        if n == 0 && !buf.is_empty() {
+            let found = self.hasher.clone().finish();
+            if found != self.expected {
+                return Err(io::Error::other(format!(
+                    "blob {} in the store is corrupt: its content hashes to {found}",
+                    self.expected
+                )));
+            }
+        }
         Ok(n)
     }
 }
@@ -221,8 +234,20 @@ fn add_blob(
     let mut reader = Checked {
         inner: store.open_blob(digest)?,
         hasher: crate::digest::Hasher::new(),
+        expected: digest.clone(),
     };
-    sink.add(&format!("blobs/sha256/{}", digest.hex()), size, &mut reader)?;
+    let path = format!("blobs/sha256/{}", digest.hex());
+    if let Err(e) = sink.add(&path, size, &mut reader) {
+        // The reader's own refusal names the corrupt blob; report it as such.
+        let found = reader.hasher.clone().finish();
+        if &found != digest && reader.hasher.len() >= size {
+            return Err(ExportError::CorruptBlob {
+                digest: digest.clone(),
+                found: format!("its content hashes to {found}"),
+            });
+        }
+        return Err(e);
+    }
     let copied = reader.hasher.len();
     let found = reader.hasher.finish();
     if copied != size {
