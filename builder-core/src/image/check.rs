@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::path::Path;
 
 use super::{ImageError, load_image};
 use crate::digest::Digest;
@@ -122,20 +123,9 @@ pub fn prune(store: &ContentStore, all: bool) -> Result<PruneReport, ImageError>
             report.blobs.push(digest);
         }
     }
-    let layers = store.root().join("layers");
-    if let Ok(entries) = fs::read_dir(&layers) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if all || !keep_diff_ids.contains(&name) {
-                fs::remove_dir_all(entry.path()).map_err(|source| StoreError::Io {
-                    action: "remove unpacked layer",
-                    path: entry.path(),
-                    source,
-                })?;
-                report.layer_dirs += 1;
-            }
-        }
-    }
+    report.layer_dirs = store.remove_entries(Path::new("layers"), |name| {
+        all || !keep_diff_ids.contains(name)
+    })?;
     store.reclaim_scratch(&exclusive)?;
     // The build cache points at layers this prune may just have removed: drop it whole.
     let cache = store.root().join(crate::build::CACHE_DIR);
@@ -144,11 +134,7 @@ pub fn prune(store: &ContentStore, all: bool) -> Result<PruneReport, ImageError>
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
             .count();
-        fs::remove_dir_all(&cache).map_err(|source| StoreError::Io {
-            action: "remove build cache",
-            path: cache.clone(),
-            source,
-        })?;
+        store.remove_tree(&cache)?;
     }
     Ok(report)
 }

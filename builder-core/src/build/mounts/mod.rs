@@ -458,11 +458,12 @@ pub fn prune_cache_mounts(store: &ContentStore) -> Result<usize, MountError> {
         let entry = entry.map_err(io_err("read directory", &base))?;
         let path = entry.path();
         let kind = entry.file_type().map_err(io_err("read", &path))?;
+        // Removed from the store root's descriptor: no link is followed at any depth.
+        store
+            .remove_tree(&path)
+            .map_err(|e| io_err("remove", &path)(io::Error::other(e.to_string())))?;
         if kind.is_dir() {
-            std::fs::remove_dir_all(&path).map_err(io_err("remove", &path))?;
             count += 1;
-        } else {
-            std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
         }
     }
     Ok(count)
