@@ -135,6 +135,10 @@ pub fn prune(store: &ContentStore, all: bool) -> Result<PruneReport, ImageError>
             .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
             .count();
         store.remove_tree(&cache)?;
+        // Back as the store makes it (0700), empty.
+        std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
+            .create(&cache)
+            .map_err(crate::store::io_err("create directory", &cache))?;
     }
     Ok(report)
 }

@@ -22,11 +22,18 @@ use super::{StoreError, io_err};
 /// The mode of the store root and of its top-level directories.
 pub(super) const STORE_MODE: u32 = 0o700;
 
-/// Directories of the store created when it is opened.
-const CREATED_DIRS: &[&str] = &["blobs", "blobs/sha256", "tmp", "layers"];
-
-/// Directories other modules create when they first need them; checked if present.
-const LAZY_DIRS: &[&str] = &["cache", "cache-mounts", "archive-loads", "contexthash"];
+/// Directories of the store, created 0700 (and checked) when it is opened, so that the
+/// modules writing in them never create them with looser modes.
+pub(crate) const STORE_DIRS: &[&str] = &[
+    "blobs",
+    "blobs/sha256",
+    "tmp",
+    "layers",
+    "cache",
+    "cache-mounts",
+    "archive-loads",
+    "contexthash",
+];
 
 /// Why a store is refused.
 #[derive(Debug, thiserror::Error)]
@@ -114,9 +121,8 @@ pub(super) fn open_root(root: &Path) -> Result<(PathBuf, OwnedFd), StoreError> {
     )
     .map_err(|e| refusal_or_io(&canonical, e))?;
     check_dir(&fd, &canonical)?;
-    for dir in CREATED_DIRS.iter().chain(LAZY_DIRS) {
-        let create = CREATED_DIRS.contains(dir);
-        if let Some(sub) = open_dir_at(fd.as_fd(), &canonical, Path::new(dir), create)? {
+    for dir in STORE_DIRS {
+        if let Some(sub) = open_dir_at(fd.as_fd(), &canonical, Path::new(dir), true)? {
             check_dir(&sub, &canonical.join(dir))?;
         }
     }
