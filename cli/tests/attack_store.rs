@@ -58,7 +58,7 @@ fn other_accounts_cannot_use_what_the_store_holds() {
     // mount with a secret, and a COPY that records a context hash.
     s.build(
         "suid:latest",
-        "FROM busybox\nRUN cp /bin/busybox /bin/suid && chmod 4755 /bin/suid\n\
+        "FROM busybox\nRUN cp /bin/busybox /bin/busybox-suid && chmod 4755 /bin/busybox-suid\n\
          RUN --mount=type=cache,target=/c echo cache-secret > /c/s\nCOPY secret.txt /s\nRUN true\n",
     )
     .expect("the setup build");
@@ -66,11 +66,11 @@ fn other_accounts_cannot_use_what_the_store_holds() {
 
     a.attempt(
         "setuid-busybox-from-layers-as-nobody",
-        "as nobody, run the image's setuid-root busybox from <root>/layers/<diff_id>/bin/suid",
+        "as nobody, run the image's setuid-root busybox from <root>/layers/<diff_id>/bin/busybox-suid (busybox runs argv[1] when its name starts with busybox)",
         || {
             let suid = files_with_mode(&s.root.join("layers"), 0o4000);
-            let Some(bin) = suid.iter().find(|p| p.ends_with("bin/suid")) else {
-                return Err(format!("setup: no setuid bin/suid unpacked: {suid:?}"));
+            let Some(bin) = suid.iter().find(|p| p.ends_with("bin/busybox-suid")) else {
+                return Err(format!("setup: no setuid bin/busybox-suid unpacked: {suid:?}"));
             };
             denied_to("nobody", &format!("{} id -u", bin.display()), "0")
         },
@@ -80,7 +80,10 @@ fn other_accounts_cannot_use_what_the_store_holds() {
         "as rbuild-rootless, run the same setuid busybox (by its full path)",
         || {
             let suid = files_with_mode(&s.root.join("layers"), 0o4000);
-            let bin = suid.first().ok_or("setup: no setuid file unpacked")?;
+            let bin = suid
+                .iter()
+                .find(|p| p.ends_with("bin/busybox-suid"))
+                .ok_or("setup: no setuid file unpacked")?;
             denied_to(ROOTLESS, &format!("{} id -u", bin.display()), "0")
         },
     );
@@ -337,19 +340,21 @@ fn a_store_another_account_can_write_cannot_make_root_delete_host_files() {
     );
     a.attempt(
         "root-symlink-owned-by-nobody",
-        "a symlink owned by nobody as the store root, pointing at /etc",
+        "a symlink owned by nobody as the store root, pointing at a root-owned host directory",
         || {
             let s = fresh();
+            let v = s.victim("victim");
             let link = s.dir.path().join("link");
-            symlink("/etc", &link).unwrap();
+            symlink(&v, &link).unwrap();
             let out = Command::new("chown")
                 .args(["-h", "nobody", &link.to_string_lossy()])
                 .output()
                 .unwrap();
             succeeded(&out)?;
             refused(&run_on(&link, &["images"]), "symbolic link owned by uid")?;
-            absent(Path::new("/etc/store.lock"))?;
-            absent(Path::new("/etc/blobs"))
+            intact(&v)?;
+            absent(&v.join("store.lock"))?;
+            absent(&v.join("blobs"))
         },
     );
     a.attempt(
