@@ -371,6 +371,38 @@ fn a_store_another_account_can_write_cannot_make_root_delete_host_files() {
         },
     );
     a.attempt(
+        "index-lock-symlink",
+        "plant <root>/index.json.lock as a dangling symlink to a host path, then tag an image (which locks the index)",
+        || {
+            let s = fresh();
+            let target = s.dir.path().join("created-by-rbuild");
+            let _ = std::fs::remove_file(s.root.join("index.json.lock"));
+            symlink(&target, s.root.join("index.json.lock")).unwrap();
+            let out = s.run(&["tag", "busybox:latest", "other:latest"]);
+            absent(&target)?;
+            refused(&out, "symbolic link")
+        },
+    );
+    a.attempt(
+        "cache-mount-lock-symlink",
+        "plant <root>/cache-mounts/<id>.lock as a dangling symlink, then build a step with that cache mount",
+        || {
+            let s = fresh();
+            let target = s.dir.path().join("created-by-rbuild");
+            std::fs::create_dir_all(s.root.join("cache-mounts")).unwrap();
+            symlink(&target, s.root.join("cache-mounts/planted.lock")).unwrap();
+            let err = s
+                .build("cm:1", "FROM busybox\nRUN --mount=type=cache,id=planted,target=/c true\n")
+                .err()
+                .unwrap_or_default();
+            absent(&target)?;
+            if !err.contains("symbolic link") {
+                return Err(format!("expected a refusal naming the symbolic link: {err}"));
+            }
+            Ok(())
+        },
+    );
+    a.attempt(
         "index-symlink-to-host-file",
         "replace <root>/index.json with a symlink to a host file holding a copy of the index, then tag an image",
         || {

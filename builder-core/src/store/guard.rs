@@ -284,6 +284,45 @@ impl super::ContentStore {
         remove_at(dir, name, path).map_err(io_err("remove", path))
     }
 
+    /// Opens (creating it 0600) the lock file at `path` under the store root, walking
+    /// from the root without following a symbolic link at any depth: a link planted
+    /// as a lock file makes rbuild neither create nor open a file elsewhere.
+    pub(crate) fn open_lock_file(&self, path: &Path) -> Result<fs::File, StoreError> {
+        let bad = |why: &str| {
+            io_err("open lock", path)(io::Error::new(io::ErrorKind::InvalidInput, why.to_owned()))
+        };
+        let rel = path
+            .strip_prefix(self.root())
+            .map_err(|_| bad("not under the store root"))?;
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+            return Err(bad("not a file of the store"));
+        };
+        let root = self.root_fd();
+        let dir = if parent.as_os_str().is_empty() {
+            None
+        } else {
+            Some(
+                open_dir_at(root, self.root(), parent, false)?
+                    .ok_or_else(|| bad("its directory does not exist"))?,
+            )
+        };
+        let dir = dir.as_ref().map_or(root, AsFd::as_fd);
+        rustix::fs::openat(
+            dir,
+            name,
+            OFlags::CREATE | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map(fs::File::from)
+        .map_err(|e| {
+            if e == rustix::io::Errno::LOOP {
+                bad("it is a symbolic link; remove it")
+            } else {
+                io_err("open lock", path)(e.into())
+            }
+        })
+    }
+
     /// Removes every entry of directory `rel` (under the root) whose name `pick` accepts,
     /// following no symbolic link; returns how many went.
     pub(crate) fn remove_entries(
