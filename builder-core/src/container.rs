@@ -30,10 +30,8 @@
 //! ```
 
 use std::fmt;
-use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::digest::{Digest, Hasher};
@@ -316,7 +314,7 @@ fn prepare_and_run(
 }
 
 /// The container's scratch directory under the store's `tmp/`.
-struct Scratch(PathBuf);
+struct Scratch(PathBuf, ContentStore);
 
 impl Scratch {
     fn create(store: &ContentStore, id: &ContainerId) -> Result<Self, ContainerError> {
@@ -329,27 +327,16 @@ impl Scratch {
                 path: base,
                 source,
             })?;
-        Ok(Scratch(dir.keep()))
+        Ok(Scratch(dir.keep(), store.clone()))
     }
 
-    /// Removes the scratch tree. overlayfs leaves its work directory without
-    /// permissions, which stops an unprivileged owner from emptying it: open it first.
+    /// Removes the scratch tree, walking from the store root without following links
+    /// (overlayfs leaves its work directory without permissions: the removal opens it).
     fn remove(self) -> Result<(), ContainerError> {
-        let inner = self.0.join("work").join("work");
-        let _ = fs::set_permissions(&inner, fs::Permissions::from_mode(0o700));
-        remove_tree(&self.0)
-    }
-}
-
-fn remove_tree(path: &Path) -> Result<(), ContainerError> {
-    match fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(ContainerError::Io {
-            action: "remove container scratch directory",
-            path: path.to_path_buf(),
-            source,
-        }),
+        self.1
+            .remove_tree(&self.0)
+            .map(|_| ())
+            .map_err(|e| ContainerError::Image(ImageError::Store(e)))
     }
 }
 

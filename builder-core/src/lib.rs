@@ -23,11 +23,12 @@ pub use crate::export::{
     CONTAINERD_NAME_ANNOTATION, ExportError, ExportTarget, Exporter, InvalidExportTarget, export,
     import_rootfs, load_archive, save_images, save_layout_dir, unpack_rootfs,
 };
+pub use crate::image::LayerCheck;
 pub use crate::image::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Empty, Healthcheck, History, Image, ImageConfig,
     ImageError, ImageFormat, ImageSpec, OCI_INDEX, OCI_MANIFEST, Problem, PruneReport, RootFs,
     RunConfig, assemble, host_architecture, load_image, prune, referenced_blobs, rfc3339,
-    tag_image, verify, write_manifest,
+    tag_image, verify, verify_layers, write_manifest,
 };
 pub use crate::layer::{
     Applied, ApplyMode, ArchiveLimits, Compression, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_RATIO,

@@ -150,6 +150,6 @@ fn merge(
     })?;
     let layer = super::stage::commit_snapshot(shared, &snapshot)?;
     drop(snapshot);
-    let _ = std::fs::remove_dir_all(&scratch);
+    let _ = shared.store.remove_tree(&scratch);
     Ok(layer)
 }

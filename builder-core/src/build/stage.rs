@@ -564,7 +564,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
         }
         let layer = commit_snapshot(shared, &snapshot)?;
         drop(snapshot);
-        let _ = std::fs::remove_dir_all(&scratch);
+        let _ = shared.store.remove_tree(&scratch);
         Ok(layer)
     }
 }

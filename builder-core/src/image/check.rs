@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::path::Path;
 
 use super::{ImageError, load_image};
 use crate::digest::Digest;
@@ -122,20 +123,9 @@ pub fn prune(store: &ContentStore, all: bool) -> Result<PruneReport, ImageError>
             report.blobs.push(digest);
         }
     }
-    let layers = store.root().join("layers");
-    if let Ok(entries) = fs::read_dir(&layers) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if all || !keep_diff_ids.contains(&name) {
-                fs::remove_dir_all(entry.path()).map_err(|source| StoreError::Io {
-                    action: "remove unpacked layer",
-                    path: entry.path(),
-                    source,
-                })?;
-                report.layer_dirs += 1;
-            }
-        }
-    }
+    report.layer_dirs = store.remove_entries(Path::new("layers"), |name| {
+        all || !keep_diff_ids.contains(name)
+    })?;
     store.reclaim_scratch(&exclusive)?;
     // The build cache points at layers this prune may just have removed: drop it whole.
     let cache = store.root().join(crate::build::CACHE_DIR);
@@ -144,11 +134,194 @@ pub fn prune(store: &ContentStore, all: bool) -> Result<PruneReport, ImageError>
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
             .count();
-        fs::remove_dir_all(&cache).map_err(|source| StoreError::Io {
-            action: "remove build cache",
-            path: cache.clone(),
-            source,
-        })?;
+        store.remove_tree(&cache)?;
+        // Back as the store makes it (0700), empty.
+        std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
+            .create(&cache)
+            .map_err(crate::store::io_err("create directory", &cache))?;
     }
     Ok(report)
+}
+
+/// What `verify_layers` found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayerCheck {
+    /// Unpacked layers compared with their blobs.
+    pub checked: usize,
+    /// Each unpacked layer that differs from its blob (or whose blob does not unpack).
+    pub problems: Vec<Problem>,
+    /// With `repair`, the unpacked layers removed (unpacked again from their verified
+    /// blobs when a build or run needs them).
+    pub removed: Vec<Digest>,
+}
+
+/// `store verify --deep`: unpacks the blob of every unpacked layer a named image uses
+/// (`<root>/layers/<diff_id>/`) into scratch, the same way a build does, and compares
+/// the two trees: entries, kinds, modes, owners, sizes, contents, link targets, device
+/// numbers and extended attributes. An unpacked layer is trusted by every later build
+/// (it is an overlay lower dir), so an edited one would flow into new images. With
+/// `repair`, each layer that differs is removed while no other process uses the store.
+pub fn verify_layers(store: &ContentStore, repair: bool) -> Result<LayerCheck, ImageError> {
+    let _exclusive = if repair {
+        Some(store.lock_exclusive()?)
+    } else {
+        None
+    };
+    let mut seen = BTreeSet::new();
+    let mut out = LayerCheck::default();
+    for named in store.images()? {
+        let Ok(image) = load_image(store, &named.descriptor) else {
+            continue; // verify reports it.
+        };
+        let Ok(layers) = image.layers() else {
+            continue;
+        };
+        for (blob, diff_id) in layers {
+            if !seen.insert(diff_id.clone()) {
+                continue;
+            }
+            let dir = store.layer_dir(&diff_id);
+            if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            out.checked += 1;
+            let Some(why) = compare_with_blob(store, &blob, &diff_id, &dir)? else {
+                continue;
+            };
+            out.problems.push(Problem(format!(
+                "unpacked layer {} (image {}) differs from its blob {blob}: {why}",
+                dir.display(),
+                named.name.familiar()
+            )));
+            if repair {
+                store.remove_tree(&dir)?;
+                out.removed.push(diff_id);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Unpacks `blob` into scratch and compares it with `dir`: the first difference, if any.
+fn compare_with_blob(
+    store: &ContentStore,
+    blob: &Digest,
+    diff_id: &Digest,
+    dir: &Path,
+) -> Result<Option<String>, ImageError> {
+    let tmp_dir = store.tmp_dir();
+    let fresh = tempfile::Builder::new()
+        .prefix("verify-")
+        .tempdir_in(&tmp_dir)
+        .map_err(crate::store::io_err("create temp dir in", &tmp_dir))?;
+    let applied = crate::layer::apply_layer_limited(
+        store.verified_reader(blob)?,
+        fresh.path(),
+        crate::layer::ApplyMode::OverlayLower,
+        &crate::layer::ArchiveLimits::from_env().unwrap_or_default(),
+        &format!("layer blob {blob}"),
+    );
+    let why = match applied {
+        Err(e) => Some(format!("the blob does not unpack: {e}")),
+        Ok(a) if &a.diff_id != diff_id => Some(format!(
+            "the blob unpacks to diff_id {}, not {diff_id}",
+            a.diff_id
+        )),
+        Ok(_) => first_difference(fresh.path(), dir),
+    };
+    // Removed from the store root's descriptor, like every deletion in the store.
+    store.remove_tree(&fresh.keep())?;
+    Ok(why)
+}
+
+/// Facts of one entry of an unpacked tree that a layer determines.
+fn facts(path: &Path) -> Result<String, std::io::Error> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(path)?;
+    let kind = m.file_type();
+    let mut out = format!(
+        "mode {:o}, owner {}:{}",
+        m.mode() & 0o7777,
+        m.uid(),
+        m.gid()
+    );
+    if kind.is_file() {
+        let mut hasher = crate::digest::Hasher::new();
+        std::io::copy(&mut fs::File::open(path)?, &mut HashWriter(&mut hasher))?;
+        out += &format!(", file of {} bytes {}", m.len(), hasher.finish());
+    } else if kind.is_symlink() {
+        out += &format!(", link to {}", fs::read_link(path)?.display());
+    } else if kind.is_dir() {
+        out += ", directory";
+    } else {
+        out += &format!(
+            ", special file {:o} device {}",
+            m.mode() & 0o170000,
+            m.rdev()
+        );
+    }
+    let mut names: Vec<_> = xattr::list(path).map(Iterator::collect).unwrap_or_default();
+    names.sort();
+    for name in names {
+        let value = xattr::get(path, &name).ok().flatten().unwrap_or_default();
+        out += &format!(", xattr {}={:?}", name.to_string_lossy(), value);
+    }
+    Ok(out)
+}
+
+struct HashWriter<'a>(&'a mut crate::digest::Hasher);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The first entry that differs between the trees `want` (fresh from the blob) and
+/// `have` (the unpacked layer), the roots themselves aside.
+fn first_difference(want: &Path, have: &Path) -> Option<String> {
+    let list = |root: &Path| -> Result<Vec<std::path::PathBuf>, String> {
+        walkdir::WalkDir::new(root)
+            .min_depth(1)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter()
+            .map(|e| {
+                e.map_err(|e| e.to_string()).and_then(|e| {
+                    e.path()
+                        .strip_prefix(root)
+                        .map(Path::to_path_buf)
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect()
+    };
+    let (want_list, have_list) = match (list(want), list(have)) {
+        (Ok(w), Ok(h)) => (w, h),
+        (Err(e), _) | (_, Err(e)) => return Some(format!("cannot list it: {e}")),
+    };
+    let want_set: BTreeSet<_> = want_list.iter().collect();
+    let have_set: BTreeSet<_> = have_list.iter().collect();
+    if let Some(extra) = have_set.difference(&want_set).next() {
+        return Some(format!("/{} is not in the blob", extra.display()));
+    }
+    if let Some(missing) = want_set.difference(&have_set).next() {
+        return Some(format!("/{} is missing", missing.display()));
+    }
+    for rel in want_list {
+        match (facts(&want.join(&rel)), facts(&have.join(&rel))) {
+            (Ok(w), Ok(h)) if w == h => {}
+            (Ok(w), Ok(h)) => {
+                return Some(format!("/{}: the blob has {w}; it has {h}", rel.display()));
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                return Some(format!("/{}: cannot read it: {e}", rel.display()));
+            }
+        }
+    }
+    None
 }

@@ -85,7 +85,7 @@ impl ContentStore {
             Ok(()) => Ok(dest),
             // Another process unpacked the same layer meanwhile: keep theirs.
             Err(_) if dest.is_dir() => {
-                let _ = fs::remove_dir_all(&tmp);
+                let _ = self.remove_tree(&tmp);
                 Ok(dest)
             }
             Err(e) => Err(StoreError::Io {

@@ -100,6 +100,17 @@ pub enum RegistryError {
     /// A manifest has a media type rbuild does not know.
     #[error("unsupported manifest media type {0:?}")]
     MediaType(String),
+    /// A descriptor does not match the blob it names (in the store already, or just
+    /// downloaded): another size, or content of another media type.
+    #[error("{what}: blob {digest} {why}")]
+    Descriptor {
+        /// The manifest.
+        what: String,
+        /// The blob.
+        digest: Digest,
+        /// What does not match.
+        why: String,
+    },
     /// An index holds no manifest for the wanted platform.
     #[error("image {name} has no manifest for platform {platform}")]
     NoPlatform {

@@ -12,6 +12,7 @@ use super::client::{RegistryClient, Response, expect, header, read_small};
 use super::{ACCEPTED_MANIFEST_TYPES, DOCKER_MANIFEST_LIST, OCI_INDEX, RegistryError, io_err};
 use crate::digest::{Digest, Hasher};
 use crate::image::host_architecture;
+use crate::layer::Compression;
 use crate::store::{ContentStore, ImageName};
 
 /// The OS rbuild pulls images for.
@@ -152,6 +153,103 @@ pub(crate) fn manifest_blobs(
     Ok(out)
 }
 
+fn stored_size(store: &ContentStore, digest: &Digest) -> Result<u64, RegistryError> {
+    let path = store.blob_path(digest);
+    Ok(std::fs::metadata(&path)
+        .map_err(io_err("inspect", path.clone()))?
+        .len())
+}
+
+/// Layer media types rbuild unpacks (image-spec media-types.md, docker's schema 2).
+const LAYER_TYPES: &[&str] = &[
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    crate::image::DOCKER_LAYER,
+    crate::image::DOCKER_LAYER_GZIP,
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+];
+
+/// Image config media types.
+const CONFIG_TYPES: &[&str] = &[
+    "application/vnd.oci.image.config.v1+json",
+    crate::image::DOCKER_CONFIG,
+];
+
+/// Checks every descriptor of a manifest against the blob now in the store, whether it
+/// was downloaded or present before: the same size, a config or layer media type, and
+/// content that is what the media type says (JSON for a config, the compression a layer
+/// type names).
+fn check_descriptors(
+    store: &ContentStore,
+    manifest: &[u8],
+    what: &str,
+) -> Result<(), RegistryError> {
+    let v = parse_json(manifest, what)?;
+    let config = v.get("config").map(|c| (c, true));
+    let layers = v
+        .get("layers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|l| (l, false));
+    for (desc, is_config) in config.into_iter().chain(layers) {
+        let (digest, size) = digest_and_size(desc, what)?;
+        let refuse = |why: String| RegistryError::Descriptor {
+            what: what.to_owned(),
+            digest: digest.clone(),
+            why,
+        };
+        let found = stored_size(store, &digest)?;
+        if found != size {
+            return Err(refuse(format!(
+                "has {found} bytes in the store, the descriptor says {size}"
+            )));
+        }
+        let media_type = desc.get("mediaType").and_then(Value::as_str).unwrap_or("");
+        let (known, role) = if is_config {
+            (CONFIG_TYPES, "an image config")
+        } else {
+            (LAYER_TYPES, "a layer")
+        };
+        if !known.contains(&media_type) {
+            return Err(refuse(format!(
+                "has media type {media_type:?}, which is not {role} media type"
+            )));
+        }
+        if is_config {
+            let bytes = store.read(&digest)?;
+            if serde_json::from_slice::<Value>(&bytes).is_err() {
+                return Err(refuse(format!(
+                    "is not JSON, but its descriptor says {media_type}"
+                )));
+            }
+            continue;
+        }
+        let mut head = Vec::with_capacity(4);
+        store
+            .open_blob(&digest)?
+            .take(4)
+            .read_to_end(&mut head)
+            .map_err(io_err("read", store.blob_path(&digest)))?;
+        let content = match head.as_slice() {
+            [0x1f, 0x8b, ..] => Compression::Gzip,
+            [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
+            _ => Compression::None,
+        };
+        if content != Compression::from_media_type(media_type) {
+            return Err(refuse(format!(
+                "is {} content, but its descriptor says {media_type}",
+                content.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Whether a media type names an index or a manifest list.
 pub(crate) fn is_index(media_type: &str, bytes: &[u8]) -> bool {
     media_type == OCI_INDEX
@@ -172,6 +270,16 @@ pub(crate) fn fetch_blob(
     size: u64,
 ) -> Result<(), RegistryError> {
     if store.contains(digest) {
+        // The stored blob hashes to its name, so its size is the truth: a descriptor
+        // that says otherwise is refused here as it would be for a download.
+        let found = stored_size(store, digest)?;
+        if found != size {
+            return Err(RegistryError::SizeMismatch {
+                digest: digest.clone(),
+                expected: size,
+                found,
+            });
+        }
         return Ok(());
     }
     let url = format!("{}/v2/{repository}/blobs/{digest}", client.base_url());
@@ -296,6 +404,7 @@ pub fn pull(
     for_each_parallel(client.options.parallel, &blobs, |(digest, size)| {
         fetch_blob(client, store, repository, &scope, digest, *size)
     })?;
+    check_descriptors(store, &fetched.bytes, &format!("manifest of {name}"))?;
     let blob = store.put(&fetched.bytes)?;
     let media = if fetched.media_type.is_empty() {
         MediaType::ImageManifest

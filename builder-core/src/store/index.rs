@@ -30,12 +30,7 @@ impl NamedImage {
 impl ContentStore {
     fn lock_index(&self) -> Result<File, StoreError> {
         let path = self.root.join("index.json.lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("open lock", &path))?;
+        let file = self.open_lock_file(&path)?;
         flock(&file, FlockOperation::LockExclusive).map_err(|e| io_err("lock", &path)(e.into()))?;
         Ok(file)
     }

@@ -15,12 +15,13 @@
 //! make prune wait for itself). Builds and prune of one process must not overlap.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
-use std::io;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use rustix::fs::{FlockOperation, flock};
+use rustix::fs::{FlockOperation, Mode, OFlags, flock};
+use rustix::io::Errno;
 
 use super::{StoreError, io_err};
 
@@ -35,6 +36,8 @@ const SCRATCH_PREFIXES: &[(&str, &str)] = &[("layers", ".unpack-"), ("cache", ".
 pub(super) struct StoreLock {
     file: File,
     path: PathBuf,
+    /// The store root, opened without following links (see `guard.rs`).
+    root: OwnedFd,
     /// How many [`ExclusiveLock`] guards are alive in this process.
     exclusive: Mutex<usize>,
 }
@@ -46,29 +49,33 @@ impl StoreLock {
     /// Takes the shared lock of `root`, reclaiming scratch files of dead processes first
     /// if nobody else holds it.
     pub(super) fn acquire(root: &Path) -> Result<Arc<StoreLock>, StoreError> {
-        let key = fs::canonicalize(root).map_err(io_err("resolve", root))?;
+        // Checks the store belongs to the caller (another user's store is refused, so
+        // the lock file is always the caller's own; a read-only store is locked through
+        // a read-only open: flock needs no write access).
+        let (key, root_fd) = super::guard::open_root(root)?;
         let mut locks = LOCKS.lock().unwrap_or_else(PoisonError::into_inner);
         let locks = locks.get_or_insert_with(HashMap::new);
         if let Some(lock) = locks.get(&key).and_then(Weak::upgrade) {
             return Ok(lock);
         }
         let path = key.join(LOCK_FILE);
-        // flock needs no write access: a store another user created (rootless steps
-        // re-run as their own user) is locked through a read-only open.
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .or_else(|e| match e.kind() {
-                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
-                    File::open(&path)
-                }
-                _ => Err(e),
-            })
-            .map_err(io_err("open lock", &path))?;
+        let flags = OFlags::CLOEXEC | OFlags::NOFOLLOW;
+        let file = rustix::fs::openat(
+            &root_fd,
+            LOCK_FILE,
+            flags | OFlags::CREATE | OFlags::RDWR,
+            Mode::from_raw_mode(0o600),
+        )
+        .or_else(|e| match e {
+            Errno::ROFS | Errno::ACCESS | Errno::PERM => {
+                rustix::fs::openat(&root_fd, LOCK_FILE, flags | OFlags::RDONLY, Mode::empty())
+            }
+            _ => Err(e),
+        })
+        .map(File::from)
+        .map_err(|e| io_err("open lock", &path)(e.into()))?;
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => reclaim_scratch(&key)?,
+            Ok(()) => reclaim_scratch(root_fd.as_fd(), &key)?,
             Err(e) if e == rustix::io::Errno::WOULDBLOCK => {}
             Err(e) => return Err(io_err("lock", &path)(e.into())),
         }
@@ -77,11 +84,16 @@ impl StoreLock {
         let lock = Arc::new(StoreLock {
             file,
             path,
+            root: root_fd,
             exclusive: Mutex::new(0),
         });
         locks.retain(|_, weak| weak.strong_count() > 0);
         locks.insert(key, Arc::downgrade(&lock));
         Ok(lock)
+    }
+
+    pub(super) fn root_fd(&self) -> BorrowedFd<'_> {
+        self.root.as_fd()
     }
 
     fn exclusive(self: &Arc<Self>, wait: bool) -> Result<Option<ExclusiveLock>, StoreError> {
@@ -152,44 +164,16 @@ impl super::ContentStore {
     /// Removes the scratch files of processes that died while using the store; only
     /// safe while this process holds the store exclusively (prune does).
     pub(crate) fn reclaim_scratch(&self, _exclusive: &ExclusiveLock) -> Result<(), StoreError> {
-        reclaim_scratch(self.root())
+        reclaim_scratch(self.root_fd(), self.root())
     }
 }
 
-/// Removes everything in `<root>/tmp` and the scratch entries of other directories.
-fn reclaim_scratch(root: &Path) -> Result<(), StoreError> {
-    let tmp = root.join("tmp");
-    remove_entries(&tmp, |_| true)?;
+/// Removes everything in `<root>/tmp` and the scratch entries of other directories,
+/// walking from the root's descriptor without following links (see `guard.rs`).
+fn reclaim_scratch(root: BorrowedFd<'_>, shown: &Path) -> Result<(), StoreError> {
+    super::guard::remove_entries(root, shown, Path::new("tmp"), |_| true)?;
     for (dir, prefix) in SCRATCH_PREFIXES {
-        remove_entries(&root.join(dir), |name| name.starts_with(prefix))?;
-    }
-    Ok(())
-}
-
-fn remove_entries(dir: &Path, pick: impl Fn(&str) -> bool) -> Result<(), StoreError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_err("list", dir)(e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(io_err("list", dir))?;
-        if !pick(&entry.file_name().to_string_lossy()) {
-            continue;
-        }
-        let path = entry.path();
-        let is_dir = entry.file_type().map_err(io_err("read", &path))?.is_dir();
-        let removed = if is_dir {
-            fs::remove_dir_all(&path)
-        } else {
-            fs::remove_file(&path)
-        };
-        match removed {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(io_err("remove scratch entry", &path)(e));
-            }
-            _ => {}
-        }
+        super::guard::remove_entries(root, shown, Path::new(dir), |name| name.starts_with(prefix))?;
     }
     Ok(())
 }

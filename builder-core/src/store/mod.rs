@@ -7,6 +7,7 @@
 //! no-op. Every read re-hashes what it reads.
 
 mod blob;
+mod guard;
 mod index;
 mod lock;
 mod reference;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use self::blob::{Blob, BlobWriter};
+pub use self::guard::UnsafeStore;
 pub use self::index::NamedImage;
 pub use self::lock::{ExclusiveLock, LOCK_FILE};
 pub use self::reference::{ImageName, InvalidImageName};
@@ -82,6 +84,9 @@ pub enum StoreError {
     /// An image name does not parse.
     #[error(transparent)]
     Name(#[from] InvalidImageName),
+    /// The store is not safe to use: another account owns or could change it.
+    #[error(transparent)]
+    Unsafe(#[from] UnsafeStore),
 }
 
 pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
@@ -122,15 +127,13 @@ pub struct ContentStore {
 
 impl ContentStore {
     /// Opens the store at `root`, creating the layout if it does not exist yet.
+    ///
+    /// The root and its top-level directories must be real directories owned by the
+    /// caller (their modes are taken back to 0700): another account able to write in a
+    /// store could make rbuild run or delete what it planted there. A symbolic link as
+    /// the root itself is followed if the caller or root owns it.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
-        for dir in [
-            root.join("blobs/sha256"),
-            root.join("tmp"),
-            root.join("layers"),
-        ] {
-            fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
-        }
         let lock = lock::StoreLock::acquire(&root)?;
         let store = Self { root, lock };
         let layout = store.root.join(OCI_LAYOUT_FILE);
@@ -148,6 +151,11 @@ impl ContentStore {
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// A descriptor of the root directory, opened without following links.
+    pub(crate) fn root_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.lock.root_fd()
     }
 
     /// The scratch directory, on the same filesystem as the blobs.
@@ -279,11 +287,7 @@ impl ContentStore {
 
     /// Deletes blob `digest` (no reference checks: see prune).
     pub fn remove_blob(&self, digest: &Digest) -> Result<(), StoreError> {
-        let path = self.blob_path(digest);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove blob", &path)(e)),
-            _ => Ok(()),
-        }
+        self.remove_tree(&self.blob_path(digest)).map(|_| ())
     }
 
     /// Writes `path` atomically: a temp file in `<root>/tmp`, fsync, rename.

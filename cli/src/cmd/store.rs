@@ -37,21 +37,59 @@ enum StoreCommand {
     /// Re-hash every blob and check every image's references.
     #[command(after_help = "Examples:
   rbuild store verify
+  rbuild store verify --deep --repair
   rbuild store verify --root /srv/rbuild")]
     Verify {
         #[command(flatten)]
         store: StoreArgs,
+        /// Also compare each unpacked layer (<root>/layers/<diff_id>) with its blob,
+        /// unpacking the blob again (slow: as long as unpacking every image)
+        #[arg(long)]
+        deep: bool,
+        /// With --deep: remove each unpacked layer that differs from its blob (it is
+        /// unpacked again from the verified blob when needed; waits for other users of
+        /// the store to finish)
+        #[arg(long, requires = "deep")]
+        repair: bool,
     },
 }
 
 /// Runs `rbuild store`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
-        StoreCommand::Verify { store } => {
+        StoreCommand::Verify {
+            store,
+            deep,
+            repair,
+        } => {
             let store = store.open()?;
-            let problems = rbuild_core::verify(&store).context("verifying the store")?;
+            let mut problems = rbuild_core::verify(&store).context("verifying the store")?;
             for p in &problems {
                 eprintln!("{p}");
+            }
+            if deep {
+                let check = rbuild_core::verify_layers(&store, repair)
+                    .context("comparing unpacked layers with their blobs")?;
+                for p in &check.problems {
+                    eprintln!("{p}");
+                }
+                for diff_id in &check.removed {
+                    eprintln!(
+                        "removed unpacked layer {diff_id}: it is unpacked again from its blob when needed"
+                    );
+                }
+                if !check.problems.is_empty() && !repair {
+                    eprintln!(
+                        "run `rbuild store verify --deep --repair` to remove the unpacked layers that differ"
+                    );
+                }
+                println!(
+                    "{} unpacked layer(s) compared with their blobs",
+                    check.checked
+                );
+                if !repair {
+                    problems.extend(check.problems);
+                }
             }
             if problems.is_empty() {
                 println!("store {} is consistent", store.root().display());

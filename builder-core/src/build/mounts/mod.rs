@@ -42,7 +42,7 @@ use rustix::fs::FlockOperation;
 use super::BuildRequest;
 use crate::context::ContextListing;
 use crate::exec::{BindMount, RunSpec, TmpfsMount};
-use crate::store::ContentStore;
+use crate::store::{ContentStore, StoreError};
 
 /// The directory of the store holding cache mounts.
 pub const CACHE_MOUNTS_DIR: &str = "cache-mounts";
@@ -336,12 +336,14 @@ fn cache_mount(
     let name = cache_dir_name(id);
     let dir = base.join(&name);
     let lock_path = base.join(format!("{name}.lock"));
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_err("open", &lock_path))?;
+    // Opened from the store root's descriptor: a planted link is refused, not followed.
+    let lock = inputs
+        .store
+        .open_lock_file(&lock_path)
+        .map_err(|e| match e {
+            StoreError::Io { source, .. } => io_err("open", &lock_path)(source),
+            other => io_err("open", &lock_path)(io::Error::other(other.to_string())),
+        })?;
     let sharing = mount.sharing.unwrap_or(CacheSharing::Shared);
     let (operation, fallback) = match sharing {
         CacheSharing::Shared => (FlockOperation::LockShared, false),
@@ -458,11 +460,13 @@ pub fn prune_cache_mounts(store: &ContentStore) -> Result<usize, MountError> {
         let entry = entry.map_err(io_err("read directory", &base))?;
         let path = entry.path();
         let kind = entry.file_type().map_err(io_err("read", &path))?;
+        // Removed from the store root's descriptor: no link is followed at any depth.
+        store.remove_tree(&path).map_err(|e| match e {
+            StoreError::Io { source, .. } => io_err("remove", &path)(source),
+            other => io_err("remove", &path)(io::Error::other(other.to_string())),
+        })?;
         if kind.is_dir() {
-            std::fs::remove_dir_all(&path).map_err(io_err("remove", &path))?;
             count += 1;
-        } else {
-            std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
         }
     }
     Ok(count)
