@@ -404,6 +404,22 @@ fn dockerfile_and_dockerignore_are_read_safely() {
     );
 
     a.attempt(
+        "dockerignore_pattern_bomb",
+        ".dockerignore lines of 2,000,000 `?` and 500,000 `*a` against a 3800-byte path",
+        || {
+            let ctx = lab.context("FROM busybox\nCOPY . /x/\n", &[("f", "F")]);
+            let ignore = format!("{}\n{}\n", "?".repeat(2_000_000), "*a".repeat(500_000));
+            std::fs::write(ctx.join(".dockerignore"), ignore).unwrap();
+            let deep = vec!["d".repeat(200); 19].join("/");
+            std::fs::create_dir_all(ctx.join(&deep)).unwrap();
+            let (out, dir) = lab.build_with(&[ctx_arg(&ctx)], None, None, &memory);
+            not_hung(&out)?;
+            succeeded(&out)?;
+            holds(&dir.join("x/f"), "F")
+        },
+    );
+
+    a.attempt(
         "dockerfile_dev_zero",
         "the context's Dockerfile -> /dev/zero",
         || {
