@@ -198,12 +198,15 @@ fn hash_file(
     rel: &Path,
     expected: FileStamp,
 ) -> io::Result<(ContentDigest, u64, bool)> {
-    let mut file = open_listed_file(dir, rel)?;
+    let file = open_listed_file(dir, rel)?;
+    // No more than the listing saw: a file that keeps growing ends the read anyway (and
+    // its changed stamp keeps the digest out of the index).
+    let mut reader = (&file).take(expected.size);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
     loop {
-        let n = file.read(&mut buf)?;
+        let n = reader.read(&mut buf)?;
         if n == 0 {
             break;
         }

@@ -173,13 +173,18 @@ fn copy_entry(dir: &OwnedFd, root: &Path, rel: &Path, to: &Path) -> Result<(), M
             return Ok(());
         }
         FileType::RegularFile => {
-            let mut input = open_listed_file(dir, at).map_err(io_err("open", &from))?;
+            let input = open_listed_file(dir, at).map_err(io_err("open", &from))?;
             let mut output = File::options()
                 .write(true)
                 .create_new(true)
                 .open(to)
                 .map_err(io_err("create", to))?;
-            io::copy(&mut input, &mut output).map_err(io_err("copy to", to))?;
+            // No more than the file held when it was opened, if it keeps growing.
+            io::copy(
+                &mut io::Read::take(&input, stat.st_size as u64),
+                &mut output,
+            )
+            .map_err(io_err("copy to", to))?;
         }
         _ => return Ok(()),
     }
@@ -236,7 +241,9 @@ pub(crate) fn context_digest(
 /// The digest of the listed file `rel` of the context, read as [`copy_entry`] reads it.
 fn file_digest(dir: &OwnedFd, root: &Path, rel: &Path) -> Result<Digest, MountError> {
     let path = &root.join(rel);
-    let mut file = open_listed_file(dir, rel).map_err(io_err("open", path))?;
+    let file = open_listed_file(dir, rel).map_err(io_err("open", path))?;
+    let size = file.metadata().map_err(io_err("read", path))?.len();
+    let mut file = io::Read::take(&file, size);
     let mut content = Hasher::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
