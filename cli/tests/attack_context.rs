@@ -697,6 +697,39 @@ fn odd_context_contents_are_copied_or_refused_clearly() {
     );
 
     a.attempt(
+        "growing_file",
+        "COPY and a rw bind of a (sparse) file that grows by 1 MiB steps to 64 MiB during the build",
+        || {
+            let ctx = lab.context(
+                "FROM busybox\nCOPY grow /grow\nRUN --mount=type=bind,target=/m,rw wc -c < /m/grow > /r\n",
+                &[],
+            );
+            let file = std::fs::File::create(ctx.join("grow")).unwrap();
+            file.set_len(1 << 20).unwrap();
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let mut len = 1u64 << 20;
+                    while len < 64 << 20 && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        len += 1 << 20;
+                        file.set_len(len).unwrap();
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                });
+                let (out, dir) = lab.build(&[ctx_arg(&ctx)], None);
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                not_hung(&out)?;
+                succeeded(&out)?;
+                let copied = std::fs::metadata(dir.join("grow")).map_err(|e| e.to_string())?;
+                if copied.len() > 64 << 20 {
+                    return Err(format!("{} bytes copied", copied.len()));
+                }
+                Ok(())
+            })
+        },
+    );
+
+    a.attempt(
         "hostile_names",
         "COPY . of names with a newline, an escape sequence, invalid UTF-8, and a 3800-byte path",
         || {
