@@ -15,7 +15,8 @@ mod attack_support;
 mod run_support;
 
 use attack_context_support::{
-    Lab, TarEntry, chown, holds, mkfifo, names, not_hung, nowhere, set_mode, symlink, tar_stream,
+    Lab, TarEntry, chown, gzip, holds, mkfifo, names, not_hung, nowhere, set_mode, symlink,
+    tar_stream,
 };
 use attack_support::{Attacks, absent, refused, succeeded};
 
@@ -301,6 +302,31 @@ fn a_context_tar_cannot_reach_the_host() {
             let (out, _) = lab.build(&["-"], Some(&tar));
             not_hung(&out)?;
             refused(&out, "context tar")?;
+            if run_support::scratch_entries(&lab.store).is_empty() {
+                Ok(())
+            } else {
+                Err("the unpacked context was left in the store's tmp".to_owned())
+            }
+        },
+    );
+
+    a.attempt(
+        "tar_gzip_bomb",
+        "a gzip context tar of 64 MiB of zeros, with RBUILD_ARCHIVE_RATIO_ABOVE=1 MiB and MAX_RATIO=100",
+        || {
+            let zeros = vec![0u8; 64 << 20];
+            let tar = tar_stream(
+                &[TarEntry::file("Dockerfile", df), TarEntry::file("zeros", &zeros)],
+                true,
+            );
+            let bomb = gzip(&tar);
+            let env = [
+                ("RBUILD_ARCHIVE_RATIO_ABOVE", "1048576"),
+                ("RBUILD_ARCHIVE_MAX_RATIO", "100"),
+            ];
+            let (out, _) = lab.build_env(&["-"], Some(&bomb), None, &[], &env);
+            not_hung(&out)?;
+            refused(&out, "context tar refused: it expands to more than 100 times")?;
             if run_support::scratch_entries(&lab.store).is_empty() {
                 Ok(())
             } else {

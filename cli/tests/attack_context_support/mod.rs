@@ -77,6 +77,18 @@ impl Lab {
         user: Option<(&str, &Path)>,
         limits: &[&str],
     ) -> (Output, PathBuf) {
+        self.build_env(args, stdin, user, limits, &[])
+    }
+
+    /// [`Lab::build_with`] with environment variables `env` set for rbuild.
+    pub fn build_env(
+        &self,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+        user: Option<(&str, &Path)>,
+        limits: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Output, PathBuf) {
         let out_dir = self.fresh("out");
         std::fs::remove_dir(&out_dir).expect("the exporter makes its directory");
         let store = user.map_or(self.store.as_path(), |(_, store)| store);
@@ -88,6 +100,7 @@ impl Lab {
         inner
             .arg(env!("CARGO_BIN_EXE_rbuild"))
             .env("RBUILD_ROOT", store)
+            .envs(env.iter().copied())
             .args(["build", "--no-cache", "--progress", "plain"])
             .arg("-o")
             .arg(format!("type=local,dest={}", out_dir.display()))
@@ -304,4 +317,21 @@ pub fn tar_stream(entries: &[TarEntry<'_>], end: bool) -> Vec<u8> {
         out.extend(std::iter::repeat_n(0u8, 1024));
     }
     out
+}
+
+/// `bytes` compressed by gzip(1).
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("gzip")
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("running gzip (the gzip package)");
+    let mut stdin = child.stdin.take().expect("a stdin pipe");
+    let out = std::thread::scope(|s| {
+        s.spawn(move || stdin.write_all(bytes).expect("feeding gzip"));
+        child.wait_with_output().expect("waiting for gzip")
+    });
+    assert!(out.status.success(), "gzip failed");
+    out.stdout
 }
