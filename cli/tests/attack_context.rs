@@ -679,14 +679,8 @@ fn step_mounts_stay_in_their_roots() {
             let ctx = lab.context(&df, &[]);
             let (out, _) = lab.build(&[ctx_arg(&ctx)], None);
             not_hung(&out)?;
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            if !out.status.success() && stderr.contains("panicked") {
-                return Err(format!("panicked: {stderr}"));
-            }
-            if out.status.success() {
-                return Ok(());
-            }
-            refused(&out, "")
+            // BuildKit takes all of these (a cache id of any length among them).
+            succeeded(&out)
         },
     );
 
