@@ -3,6 +3,8 @@
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
+use crate::layer::{ArchiveLimits, InvalidLimit, LimitExceeded, Meter};
+
 /// The first bytes of a gzip stream (RFC 1952, section 2.3.1).
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
@@ -37,6 +39,13 @@ pub enum UnpackError {
         /// The offending path.
         path: PathBuf,
     },
+    /// The tar is past one of its [`ArchiveLimits`] (a compressed bomb, or too many
+    /// entries); unpacking stopped.
+    #[error("context tar refused: {0}")]
+    Limit(LimitExceeded),
+    /// The limits in the environment are not numbers.
+    #[error(transparent)]
+    InvalidLimit(#[from] InvalidLimit),
     /// An entry could not be written.
     #[error("failed to unpack context tar entry {path:?}")]
     Unpack {
@@ -71,8 +80,22 @@ impl ContextSource {
     /// links pointing out, and entries beneath an unpacked symlink are refused (the
     /// whole unpack fails; nothing is silently skipped). Owners are kept when running
     /// as root, so they count in the context digest as they would from a directory.
+    ///
+    /// The tar is read within the [`ArchiveLimits`] of the environment
+    /// (`RBUILD_ARCHIVE_*`, as for layers and `ADD`): a compressed stream may not expand
+    /// past its ratio, nor hold more entries than the limit.
     pub fn from_tar(stream: impl Read, parent: &Path) -> Result<Self, UnpackError> {
-        let mut stream = BufReader::new(stream);
+        Self::from_tar_limited(stream, parent, &ArchiveLimits::from_env()?)
+    }
+
+    /// [`ContextSource::from_tar`] with the limits given.
+    pub fn from_tar_limited(
+        stream: impl Read,
+        parent: &Path,
+        limits: &ArchiveLimits,
+    ) -> Result<Self, UnpackError> {
+        let meter = Meter::new(*limits);
+        let mut stream = BufReader::new(meter.compressed(stream));
         let head = stream.fill_buf().map_err(UnpackError::Read)?;
         let decoded: Box<dyn Read> = if head.starts_with(&GZIP_MAGIC) {
             Box::new(flate2::read::MultiGzDecoder::new(stream))
@@ -81,10 +104,13 @@ impl ContextSource {
         } else {
             Box::new(stream)
         };
-        Self::unpack(decoded, parent)
+        Self::unpack(meter.expanded(decoded), parent, &meter).map_err(|e| {
+            // The tar reader wraps a reader's error: the limit hit is the cause to show.
+            meter.exceeded().map_or(e, UnpackError::Limit)
+        })
     }
 
-    fn unpack(stream: impl Read, parent: &Path) -> Result<Self, UnpackError> {
+    fn unpack(stream: impl Read, parent: &Path, meter: &Meter) -> Result<Self, UnpackError> {
         let tmp = tempfile::Builder::new()
             .prefix("context-")
             .tempdir_in(parent)
@@ -100,6 +126,7 @@ impl ContextSource {
         archive.set_overwrite(true);
         for entry in archive.entries().map_err(UnpackError::Read)? {
             let mut entry = entry.map_err(UnpackError::Read)?;
+            meter.entry().map_err(UnpackError::Limit)?;
             let path = entry.path().map_err(UnpackError::Read)?.into_owned();
             let rel =
                 contained(&path).ok_or_else(|| UnpackError::Escapes { path: path.clone() })?;

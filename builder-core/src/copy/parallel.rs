@@ -92,7 +92,7 @@ fn copy_one(
         )));
     };
     let src = w.source_path(e);
-    let mut input = w.open_source(e).map_err(|source| CopyError::Source {
+    let input = w.open_source(e).map_err(|source| CopyError::Source {
         path: src.clone(),
         source,
     })?;
@@ -118,9 +118,13 @@ fn copy_one(
         }
     }
     let mut out = create_file(dir, &name).map_err(fail("create", target))?;
-    let n = io::copy(&mut input, &mut out).map_err(|source| CopyError::Source {
-        path: src.clone(),
-        source,
+    // No more than the listing saw: a file that keeps growing does not keep the copy
+    // (and the layer) growing with it.
+    let n = io::copy(&mut io::Read::take(&input, e.size), &mut out).map_err(|source| {
+        CopyError::Source {
+            path: src.clone(),
+            source,
+        }
     })?;
     let mode = w.mode_of(e.mode, false);
     finish_file(&input, &out, w.owner_of(e), mode, e.mtime_ns)

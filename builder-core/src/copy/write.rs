@@ -359,14 +359,17 @@ impl Writer<'_> {
                         return Ok(());
                     }
                 }
-                let mut input = self.view.open_file(e).map_err(|source| CopyError::Source {
+                let input = self.view.open_file(e).map_err(|source| CopyError::Source {
                     path: src.clone(),
                     source,
                 })?;
                 let mut out = create_file(&dir, &name).map_err(fail("create", target))?;
-                let n = io::copy(&mut input, &mut out).map_err(|source| CopyError::Source {
-                    path: src.clone(),
-                    source,
+                // No more than the listing saw (a file growing while it is copied).
+                let n = io::copy(&mut (&input).take(e.size), &mut out).map_err(|source| {
+                    CopyError::Source {
+                        path: src.clone(),
+                        source,
+                    }
                 })?;
                 let nlink = input.metadata().map(|m| m.nlink()).unwrap_or(1);
                 if nlink > 1 {

@@ -297,9 +297,16 @@ fn parse_size(value: &str) -> Option<u64> {
     Some(bytes)
 }
 
+/// The longest cache directory name written out in full; a longer one is cut and ends
+/// with `%%` and the id's digest (so it and its `.lock` stay under `NAME_MAX`, 255).
+const MAX_CACHE_NAME: usize = 160;
+
 /// The directory name of a cache under [`CACHE_MOUNTS_DIR`]: its id (the target when
 /// none is given), with every byte other than ASCII letters, digits, `-` and `_`
-/// written `%XX`, so that any id is one safe name.
+/// written `%XX`, so that any id is one safe name. An id whose name would be longer
+/// than [`MAX_CACHE_NAME`] (BuildKit takes ids of any length) is cut there and ends
+/// with `%%<sha256 of the id>`, which no written-out name can end with (a `%` is always
+/// followed by two hex digits in those).
 fn cache_dir_name(id: &str) -> String {
     let mut name = String::with_capacity(id.len());
     for b in id.bytes() {
@@ -308,6 +315,14 @@ fn cache_dir_name(id: &str) -> String {
         } else {
             name.push_str(&format!("%{b:02X}"));
         }
+    }
+    if name.len() > MAX_CACHE_NAME {
+        let mut h = crate::digest::Hasher::new();
+        h.update(id.as_bytes());
+        // The name is ASCII: any cut is on a character boundary.
+        name.truncate(MAX_CACHE_NAME - 66);
+        name.push_str("%%");
+        name.push_str(h.finish().hex());
     }
     name
 }
@@ -540,6 +555,10 @@ mod tests {
         assert_eq!(cache_dir_name("/root/.cache"), "%2Froot%2F%2Ecache");
         assert_eq!(cache_dir_name(".."), "%2E%2E");
         assert_eq!(cache_dir_name("pip-3_x"), "pip-3_x");
+        let long = cache_dir_name(&"/".repeat(1000));
+        assert_eq!(long.len(), MAX_CACHE_NAME);
+        assert!(long.starts_with("%2F%2F") && long.contains("%%"), "{long}");
+        assert_ne!(long, cache_dir_name(&"/".repeat(1001)));
     }
 
     #[test]
