@@ -587,6 +587,46 @@ fn base_images_from_archives_and_layouts() {
     );
 
     attacks.attempt(
+        "cache-from-local-blob-symlink",
+        "--cache-from type=local,src=DIR where DIR (a CI artifact) holds its cache manifest as a symlink to a file outside DIR with the same bytes",
+        || {
+            let cache = dir.join("cache-link");
+            let first = build(
+                "FROM busybox:latest\nRUN echo cached > /c\n",
+                &["--cache-to", &format!("type=local,dest={}", cache.display())],
+            )?;
+            if !first.status.success() {
+                return Err(format!("the exporting build failed: {}", stderr(&first)));
+            }
+            let index: serde_json::Value = serde_json::from_slice(
+                &fs::read(cache.join("index.json")).map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| e.to_string())?;
+            let digest = index["manifests"][0]["digest"]
+                .as_str()
+                .ok_or("the cache index names no manifest")?
+                .trim_start_matches("sha256:")
+                .to_string();
+            let blob = cache.join("blobs/sha256").join(&digest);
+            let outside = dir.join("outside-the-cache-dir");
+            fs::rename(&blob, &outside).map_err(|e| e.to_string())?;
+            std::os::unix::fs::symlink(&outside, &blob).map_err(|e| e.to_string())?;
+            let fresh = dir.join("fresh-store");
+            run_support::import(&fresh, &fixture("busybox"), "busybox:latest", &[]);
+            let mut cmd = rbuild(&fresh);
+            cmd.args(["build", "--progress", "plain", "--cache-from"])
+                .arg(format!("type=local,src={}", cache.display()))
+                .arg(&ctx);
+            let out = run(&mut cmd)?;
+            let text = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+            if !text.contains("symbolic link") {
+                return Err(format!("the symlinked cache manifest was read: {text}"));
+            }
+            Ok(())
+        },
+    );
+
+    attacks.attempt(
         "from-oci-layout-blob-symlink",
         "FROM oci-layout://DIR whose blobs/sha256/<digest of /etc/hostname> is a symlink to /etc/hostname",
         || {

@@ -176,19 +176,20 @@ impl ContentStore {
         self.blob_path(digest).is_file()
     }
 
-    /// Copies the file at `path` into the store as blob `digest`, unless the store has
-    /// it; fails when the file does not hash to `digest` (what it holds then sits under
-    /// its own name, never under `digest`, and is left for prune: it may be a blob
-    /// something else uses).
-    pub fn import_file(&self, path: &Path, digest: &Digest) -> Result<(), StoreError> {
+    /// Stores the bytes `reader` yields as blob `digest` (`what` names the source in
+    /// errors); they are checked before the blob is committed, so content that is not
+    /// what was asked for never enters the store, even under its own digest.
+    pub fn import_reader(
+        &self,
+        reader: &mut impl io::Read,
+        digest: &Digest,
+        what: &Path,
+    ) -> Result<(), StoreError> {
         if self.contains(digest) {
             return Ok(());
         }
-        let mut file = File::open(path).map_err(io_err("open", path))?;
         let mut writer = self.writer()?;
-        io::copy(&mut file, &mut writer).map_err(io_err("read", path))?;
-        // Checked before the rename: content that is not what was asked for never enters
-        // the store, even under its own digest.
+        io::copy(reader, &mut writer).map_err(io_err("read", what))?;
         writer.finish_verified(digest)?;
         Ok(())
     }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
@@ -30,10 +30,48 @@ fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
     dir.join("blobs").join("sha256").join(digest.hex())
 }
 
+/// The most bytes the layout's index, a cache manifest or its config may have.
+const MAX_DOCUMENT: u64 = 64 << 20;
+
+/// Opens `rel`, a regular file of the layout at `dir`, beneath it without following any
+/// symlink: the directory may come from anyone (a CI artifact), and a link in it must not
+/// make rbuild read, or store as a blob, a file outside it.
+fn open_in_layout(dir: &Path, rel: &Path) -> std::io::Result<fs::File> {
+    let root = crate::context::open_root(dir)?;
+    crate::context::open_listed_file(&root, rel).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::EXDEV) {
+            std::io::Error::new(
+                e.kind(),
+                "it is or passes through a symbolic link, which a cache layout may not hold",
+            )
+        } else {
+            e
+        }
+    })
+}
+
+fn blob_rel(digest: &Digest) -> PathBuf {
+    Path::new("blobs/sha256").join(digest.hex())
+}
+
+/// Reads at most [`MAX_DOCUMENT`] bytes of `rel` in the layout at `dir`.
+fn read_document(dir: &Path, rel: &Path) -> std::io::Result<Vec<u8>> {
+    let file = open_in_layout(dir, rel)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_DOCUMENT + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_DOCUMENT {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("it is larger than {MAX_DOCUMENT} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Blob `digest` of the layout at `dir`, read whole and checked.
 fn read_blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>, CacheShareError> {
-    let path = blob_path(dir, digest);
-    let bytes = fs::read(&path).map_err(io_err("read", &path))?;
+    let bytes =
+        read_document(dir, &blob_rel(digest)).map_err(io_err("read", blob_path(dir, digest)))?;
     let found = Digest::of(&bytes);
     if &found != digest {
         return Err(CacheShareError::DigestMismatch {
@@ -47,7 +85,7 @@ fn read_blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>, CacheShareError> {
 
 fn read_index(dir: &Path) -> Result<Option<Value>, CacheShareError> {
     let path = dir.join(INDEX_FILE);
-    match fs::read(&path) {
+    match read_document(dir, Path::new(INDEX_FILE)) {
         Ok(bytes) => {
             serde_json::from_slice(&bytes)
                 .map(Some)
@@ -108,14 +146,21 @@ impl LocalCache {
         digest: &Digest,
     ) -> Result<(), CacheShareError> {
         let path = blob_path(&self.dir, digest);
-        store.import_file(&path, digest).map_err(|e| match e {
-            StoreError::DigestMismatch { expected, found } => CacheShareError::DigestMismatch {
-                dir: self.dir.clone(),
-                expected,
-                found,
-            },
-            other => other.into(),
-        })
+        if store.contains(digest) {
+            return Ok(());
+        }
+        let mut file =
+            open_in_layout(&self.dir, &blob_rel(digest)).map_err(io_err("read", &path))?;
+        store
+            .import_reader(&mut file, digest, &path)
+            .map_err(|e| match e {
+                StoreError::DigestMismatch { expected, found } => CacheShareError::DigestMismatch {
+                    dir: self.dir.clone(),
+                    expected,
+                    found,
+                },
+                other => other.into(),
+            })
     }
 }
 
