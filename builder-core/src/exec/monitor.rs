@@ -136,6 +136,10 @@ fn spawn_in_cgroups(
                         fork_and_wait(0, None, err_fd, None);
                         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                     }
+                    if let Err(errno) = close_inherited_on_exec() {
+                        report(err_fd, CLOSE_INHERITED, errno);
+                        return Err(std::io::Error::from_raw_os_error(errno));
+                    }
                     Ok(())
                 }
                 Err((index, errno)) => {
@@ -218,6 +222,7 @@ fn reported_failure(err_read: OwnedFd, stages: &[String]) -> Option<ExecError> {
         JOIN_CGROUP => "join the step's cgroups".to_owned(),
         CREATE_NAMESPACES => "create the step's namespaces".to_owned(),
         MAP_IDS => "map ids with newuidmap/newgidmap".to_owned(),
+        CLOSE_INHERITED => "close the descriptors rbuild inherited".to_owned(),
         i => stages
             .get(i as usize)
             .cloned()
@@ -235,6 +240,30 @@ const JOIN_CGROUP: u32 = u32::MAX;
 const CREATE_NAMESPACES: u32 = u32::MAX - 1;
 /// The error-pipe code of a failed newuidmap/newgidmap run.
 const MAP_IDS: u32 = u32::MAX - 2;
+
+/// The error-pipe code of a failure to mark inherited descriptors close-on-exec.
+const CLOSE_INHERITED: u32 = u32::MAX - 3;
+
+/// `CLOSE_RANGE_CLOEXEC` (`linux/close_range.h`, Linux 5.11).
+const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+
+/// Marks every descriptor above standard error close-on-exec, so the step's program
+/// starts with 0, 1 and 2 only: a descriptor rbuild's caller left open (a directory, a
+/// host file open for writing) would otherwise reach the step, and from a directory
+/// `/proc/self/fd/N/..` climbs to the host's root (runc's CVE-2024-21626). Marked rather
+/// than closed: std's own exec-error pipe, the error pipe and the id-map pipe are among
+/// them and still work until `exec` (all are close-on-exec already). Async-signal-safe.
+fn close_inherited_on_exec() -> Result<(), i32> {
+    // SAFETY: close_range only changes descriptor flags of this process.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
+    }
+}
 
 /// Tells the parent which set-up operation failed (async-signal-safe).
 fn report(err_fd: i32, index: u32, errno: i32) {
