@@ -164,7 +164,9 @@ fn spawn_in_cgroups(
         }
     };
     let monitor = child.id();
-    let (tx, rx) = mpsc::channel::<(Stream, Vec<u8>)>();
+    // Bounded: when the sink is slower than the step writes, the readers wait, the pipes
+    // fill and the step blocks in write(2): back-pressure, not memory growth.
+    let (tx, rx) = mpsc::sync_channel::<(Stream, Vec<u8>)>(CHUNKS_IN_FLIGHT);
     let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
         readers.push(pump(out, Stream::Stdout, tx.clone()));
@@ -396,13 +398,20 @@ unsafe fn fork_and_wait(
     }
 }
 
+/// Output chunks (of at most [`CHUNK`] bytes) queued between the pipe readers and the
+/// sink.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// The most one read of a step's output pipe takes.
+const CHUNK: usize = 16 * 1024;
+
 fn pump(
     mut from: impl Read + Send + 'static,
     stream: Stream,
-    tx: mpsc::Sender<(Stream, Vec<u8>)>,
+    tx: mpsc::SyncSender<(Stream, Vec<u8>)>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut buf = vec![0u8; 16 * 1024];
+        let mut buf = vec![0u8; CHUNK];
         loop {
             match from.read(&mut buf) {
                 Ok(0) => break,
