@@ -697,7 +697,7 @@ fn a_noisy_step_cannot_grow_rbuild() {
             if kib > 150 * 1024 {
                 return Err(format!("peak RSS {kib} KiB"));
             }
-            ran_with(&out, "output clipped")
+            ran_with(&out, "[output clipped")
         },
     );
     attacks.attempt(
