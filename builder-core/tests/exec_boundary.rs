@@ -18,6 +18,10 @@ use boundary_probe::probe_dir;
 /// SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP).
 const DOCKER_CAPS: &str = "00000000a80425fb";
 
+/// The same without NET_RAW: what a step on the default network (the host's namespace,
+/// confined) keeps (issue 13: AF_PACKET capture of the host's traffic).
+const DEFAULT_NETWORK_CAPS: &str = "00000000a80405fb";
+
 /// A host process to look for from the step; killed when dropped.
 struct HostProcess(std::process::Child);
 
@@ -98,7 +102,13 @@ macro_rules! boundary_tests {
             fn root_step_has_dockers_capabilities_and_a_seccomp_filter() {
                 let out = run(&shell("cat /proc/self/status"));
                 for set in ["CapPrm", "CapEff", "CapBnd"] {
-                    assert_eq!(field(&out, set), DOCKER_CAPS, "{set}");
+                    assert_eq!(field(&out, set), DEFAULT_NETWORK_CAPS, "{set}");
+                }
+                let mut host = shell("cat /proc/self/status");
+                host.network = rbuild_core::Network::Host;
+                let out = run(&host);
+                for set in ["CapPrm", "CapEff", "CapBnd"] {
+                    assert_eq!(field(&out, set), DOCKER_CAPS, "{set} on the host network");
                 }
                 // Empty, as docker's since CVE-2022-24769.
                 for set in ["CapInh", "CapAmb"] {
@@ -115,7 +125,7 @@ macro_rules! boundary_tests {
                 assert_eq!(field(&out, "CapEff"), "0000000000000000");
                 assert_eq!(field(&out, "CapPrm"), "0000000000000000");
                 assert_eq!(field(&out, "CapInh"), "0000000000000000");
-                assert_eq!(field(&out, "CapBnd"), DOCKER_CAPS);
+                assert_eq!(field(&out, "CapBnd"), DEFAULT_NETWORK_CAPS);
                 assert_eq!(field(&out, "Seccomp"), "2");
             }
 

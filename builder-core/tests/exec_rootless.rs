@@ -42,10 +42,10 @@ const MATRIX: &[(&str, &str)] = &[
         "test $(id -u) = 0 && test $$ = 1 && test $(hostname) = rbuild && cat /proc/1/status /etc/hosts > /dev/null",
         "",
     ),
-    // The same confinement as root (exec_boundary.rs): docker's capabilities, the
-    // seccomp filter, no mounts.
+    // The same confinement as root (exec_boundary.rs): docker's capabilities (without
+    // NET_RAW on the default network), the seccomp filter, no mounts.
     (
-        "grep CapEff /proc/self/status | grep -q 00000000a80425fb && grep Seccomp: /proc/self/status | grep -q 2 && ! mount -t tmpfs none /tmp 2>/dev/null",
+        "grep CapEff /proc/self/status | grep -q 00000000a80405fb && grep Seccomp: /proc/self/status | grep -q 2 && ! mount -t tmpfs none /tmp 2>/dev/null",
         "",
     ),
 ];
