@@ -178,9 +178,14 @@ pub(crate) fn fetch_blob(
     let mut attempt = 0;
     loop {
         match fetch_blob_once(client, store, &url, scope, digest, size) {
+            // A body that timed out (the request's deadline) is not asked for again.
             Err(RegistryError::Io {
-                action: "download", ..
-            }) if attempt < client.options.retries => {
+                action: "download",
+                source,
+                ..
+            }) if attempt < client.options.retries
+                && source.kind() != std::io::ErrorKind::TimedOut =>
+            {
                 std::thread::sleep(client.options.backoff * 2u32.saturating_pow(attempt));
                 attempt += 1;
             }
