@@ -119,7 +119,7 @@ fn fetch(url: &str) -> Result<Download, CopyError> {
     let failed = |e: ureq::Error| {
         let timed_out = match &e {
             ureq::Error::Timeout(ureq::Timeout::Global) => true,
-            ureq::Error::Io(io) => io.kind() == io::ErrorKind::TimedOut,
+            ureq::Error::Io(io) => crate::registry::is_timeout_io(io),
             _ => false,
         };
         let source = if timed_out {

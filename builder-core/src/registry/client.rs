@@ -483,7 +483,7 @@ impl RegistryClient {
 fn is_transient(e: &ureq::Error) -> bool {
     match e {
         ureq::Error::Timeout(t) => matches!(t, ureq::Timeout::Connect | ureq::Timeout::Resolve),
-        ureq::Error::Io(io) => io.kind() != std::io::ErrorKind::TimedOut,
+        ureq::Error::Io(io) => !is_timeout_io(io),
         ureq::Error::ConnectionFailed | ureq::Error::Protocol(_) => true,
         _ => false,
     }
@@ -508,6 +508,15 @@ pub(crate) fn http_error(
         url: url.to_owned(),
         source: Box::new(e),
     }
+}
+
+/// Whether a body read failed because the request ran out of time (ureq wraps its
+/// timeouts in an `io::Error`).
+pub(crate) fn is_timeout_io(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::TimedOut
+        || e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+            .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)))
 }
 
 /// The scheme and authority of a token realm; `None` unless it is an http(s) URL.

@@ -17,11 +17,11 @@ use std::io;
 use std::path::PathBuf;
 
 pub use self::auth::{Challenge, DOCKER_CONFIG_ENV, DockerConfig, RegistryCredentials};
-pub(crate) use self::client::agent_config;
 pub use self::client::{
     DEFAULT_HTTP_DEADLINE, HTTP_TIMEOUT_ENV, RegistryClient, RegistryOptions, UploadMode,
     http_deadline,
 };
+pub(crate) use self::client::{agent_config, is_timeout_io};
 pub use self::mirror::{
     CONFIG_ENV, ConfigError, Mirror, Pulled, RegistryConfig, SYSTEM_CONFIG, error_chain,
     pull_with_mirrors,

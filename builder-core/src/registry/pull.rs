@@ -183,9 +183,7 @@ pub(crate) fn fetch_blob(
                 action: "download",
                 source,
                 ..
-            }) if attempt < client.options.retries
-                && source.kind() != std::io::ErrorKind::TimedOut =>
-            {
+            }) if attempt < client.options.retries && !super::is_timeout_io(&source) => {
                 std::thread::sleep(client.options.backoff * 2u32.saturating_pow(attempt));
                 attempt += 1;
             }
@@ -213,9 +211,17 @@ fn fetch_blob_once(
     let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = reader
-            .read(&mut buf)
-            .map_err(io_err("download", url.to_owned()))?;
+        let n = reader.read(&mut buf).map_err(|e| {
+            if super::is_timeout_io(&e) {
+                RegistryError::Deadline {
+                    method: "GET".to_owned(),
+                    url: url.to_owned(),
+                    deadline: client.options.deadline,
+                }
+            } else {
+                io_err("download", url.to_owned())(e)
+            }
+        })?;
         if n == 0 {
             break;
         }
