@@ -137,7 +137,12 @@ pub fn respond(conn: &mut TcpStream, status: u16, headers: &[(&str, &str)], body
 }
 
 /// Writes a head promising `length` bytes (or chunked when `None`), then `body`.
-pub fn respond_head(conn: &mut TcpStream, status: u16, headers: &[(&str, &str)], length: Option<u64>) {
+pub fn respond_head(
+    conn: &mut TcpStream,
+    status: u16,
+    headers: &[(&str, &str)],
+    length: Option<u64>,
+) {
     let mut head = format!("HTTP/1.1 {status} X\r\n");
     match length {
         Some(n) => head.push_str(&format!("Content-Length: {n}\r\n")),
