@@ -136,11 +136,11 @@ fn the_step_lists_the_agents_identity_and_nothing_reaches_a_layer() {
     assert_eq!(read("/deploy-stat.txt"), "1000 1000 600\n");
     assert_eq!(read("/tmp/user.txt"), listed);
     let root = rootfs(&store, &result.image, dir.path());
-    // As BuildKit: the socket is gone, its new directory stays, empty.
-    let left: Vec<_> = std::fs::read_dir(root.join("run/buildkit"))
-        .unwrap()
-        .collect();
-    assert!(left.is_empty(), "the socket is in a layer: {left:?}");
+    // As BuildKit's recursive stub cleaner: the socket and its new directory are gone.
+    assert!(
+        !root.join("run/buildkit").exists(),
+        "the socket's directory is in a layer"
+    );
     assert!(
         !root.join("tmp/deploy.sock").exists(),
         "the socket is in a layer"
