@@ -1035,7 +1035,7 @@ fn sparse_entries_are_refused_everywhere() {
                         .arg("import")
                         .arg(tar)
                         .arg(format!("sparse-{format}:1")))?,
-                    "sparse",
+                    "sparse file",
                 )
             },
         );
@@ -1050,7 +1050,7 @@ fn sparse_entries_are_refused_everywhere() {
                     .args(["build", "--progress", "plain"])
                     .arg(&ctx))?;
                 let all = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
-                if out.status.success() || !all.contains("sparse") {
+                if out.status.success() || !all.contains("sparse file") {
                     return Err(format!("not refused as sparse: {all}"));
                 }
                 Ok(())
@@ -1083,7 +1083,7 @@ fn sparse_entries_are_refused_everywhere() {
                     .args(["build", "--progress", "plain", "-"])
                     .stdin(fs::File::open(&ctar).map_err(|e| e.to_string())?))?;
                 let all = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
-                if out.status.success() || !all.contains("sparse") {
+                if out.status.success() || !all.contains("sparse file") {
                     return Err(format!("not refused as sparse: {all}"));
                 }
                 Ok(())
@@ -1111,7 +1111,7 @@ fn sparse_entries_are_refused_everywhere() {
                 .args(["build", "--progress", "plain"])
                 .arg(&ctx))?;
             let all = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
-            if out.status.success() || !all.contains("sparse") {
+            if out.status.success() || !all.contains("sparse file") {
                 return Err(format!("not refused as sparse: {all}"));
             }
             Ok(())

@@ -26,13 +26,30 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ExportError {
 
 /// An output file written under a temporary name in its destination's directory and
 /// renamed into place by [`AtomicFile::commit`]; dropped uncommitted, it is removed.
+/// A destination that exists and is no regular file (`/dev/stdout`, a fifo) cannot be
+/// replaced by a rename: it is written directly.
 pub(crate) struct AtomicFile {
-    tmp: tempfile::NamedTempFile,
+    out: Output,
     dest: PathBuf,
+}
+
+enum Output {
+    Temp(tempfile::NamedTempFile),
+    Direct(File),
 }
 
 impl AtomicFile {
     pub(crate) fn create(dest: &Path) -> Result<Self, ExportError> {
+        if fs::metadata(dest).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .open(dest)
+                .map_err(io_err(dest))?;
+            return Ok(Self {
+                out: Output::Direct(file),
+                dest: dest.to_path_buf(),
+            });
+        }
         let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -49,20 +66,31 @@ impl AtomicFile {
         // The temp file is created 0600; an export reads as an ordinary file.
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).map_err(io_err(dest))?;
         Ok(Self {
-            tmp,
+            out: Output::Temp(tmp),
             dest: dest.to_path_buf(),
         })
     }
 
     pub(crate) fn file(&mut self) -> &mut File {
-        self.tmp.as_file_mut()
+        match &mut self.out {
+            Output::Temp(tmp) => tmp.as_file_mut(),
+            Output::Direct(file) => file,
+        }
     }
 
     /// Syncs the file and renames it over the destination.
     pub(crate) fn commit(self) -> Result<(), ExportError> {
         let dest = self.dest;
-        self.tmp.as_file().sync_all().map_err(io_err(&dest))?;
-        self.tmp.persist(&dest).map_err(|e| ExportError::Write {
+        let tmp = match self.out {
+            Output::Temp(tmp) => tmp,
+            Output::Direct(file) => {
+                // A pipe or terminal cannot be synced; what was written is all there is.
+                let _ = file.sync_all();
+                return Ok(());
+            }
+        };
+        tmp.as_file().sync_all().map_err(io_err(&dest))?;
+        tmp.persist(&dest).map_err(|e| ExportError::Write {
             path: dest.clone(),
             source: e.error,
         })?;
