@@ -283,6 +283,48 @@ fn load_treats_archives_as_data() {
         tar.finish()
     };
 
+    let docker_with_links = |layers_json: &str, links: &[(&str, &str)]| {
+        let config = config_json(std::slice::from_ref(&ldig));
+        let manifest = format!(
+            r#"[{{"Config":"config.json","RepoTags":["example.com/links:1"],"Layers":{layers_json}}}]"#
+        );
+        let mut tar = RawTar::new();
+        tar.file("manifest.json", manifest.as_bytes())
+            .file("config.json", &config)
+            .file("first/layer.tar", &layer);
+        for (name, target) in links {
+            tar.entry(name.as_bytes(), SYMLINK, target.as_bytes(), 0o777, b"");
+        }
+        tar.finish()
+    };
+
+    attacks.attempt(
+        "load-docker-shared-layer-symlink",
+        "rbuild load of a docker archive whose layer is a symlink second/layer.tar -> ../first/layer.tar (as docker save before 25 writes a shared layer): followed inside the archive only",
+        || {
+            let tar = docker_with_links(r#"["second/layer.tar"]"#, &[("second/layer.tar", "../first/layer.tar")]);
+            succeeded(&load(&root, &put(dir, "shared.tar", &tar), None)?)
+        },
+    );
+
+    attacks.attempt(
+        "load-docker-symlink-climbs-out",
+        "rbuild load of a docker archive whose layer is a symlink x/layer.tar -> ../../../../etc/hostname",
+        || {
+            let tar = docker_with_links(r#"["x/layer.tar"]"#, &[("x/layer.tar", "../../../../etc/hostname")]);
+            refused(&load(&root, &put(dir, "climb.tar", &tar), None)?, "outside the archive")
+        },
+    );
+
+    attacks.attempt(
+        "load-docker-symlink-loop",
+        "rbuild load of a docker archive whose layer is a symlink loop a -> b, b -> a",
+        || {
+            let tar = docker_with_links(r#"["a"]"#, &[("a", "b"), ("b", "a")]);
+            refused(&load(&root, &put(dir, "loop.tar", &tar), None)?, "links")
+        },
+    );
+
     attacks.attempt(
         "load-index-missing-blob",
         "rbuild load of an OCI archive whose index names a manifest the archive lacks",

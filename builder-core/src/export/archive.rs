@@ -108,9 +108,24 @@ struct DockerEntry {
 enum Member {
     /// A regular file, kept in scratch space under a name of ours.
     File(PathBuf),
-    /// A symlink, hardlink, device or fifo: never read through.
+    /// A symlink (`docker save` before Docker 25 links a layer shared by two images to
+    /// its first copy) with its target, or a hardlink with the member it names: followed
+    /// only inside the archive's own table, never on disk.
+    Link {
+        /// "a symlink" or "a hardlink".
+        kind: &'static str,
+        /// The target as the archive gives it.
+        target: String,
+        /// Whether the target is relative to the link's directory (a symlink) or to the
+        /// archive's root (a hardlink).
+        relative: bool,
+    },
+    /// A device or fifo: never read.
     Other(&'static str),
 }
+
+/// How many links a name may pass through inside an archive.
+const MAX_LINK_HOPS: usize = 8;
 
 /// The members of an archive, by their cleaned path. Archives are data: no path read
 /// from one (an entry name, a link target, a name in `manifest.json` or `index.json`)
@@ -136,6 +151,25 @@ fn clean_archive_path(name: &str) -> Result<String, &'static str> {
         }
     }
     Ok(parts.join("/"))
+}
+
+/// A link target joined to its directory, with `..` resolved against the archive's root;
+/// `None` when it is absolute or climbs above the root.
+fn resolve_inside(joined: &str) -> Option<String> {
+    if joined.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in joined.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
 }
 
 impl Members {
@@ -199,8 +233,17 @@ impl Members {
                     io::copy(&mut entry, &mut out).map_err(|e| limited(read_err(archive)(e)))?;
                     Member::File(dest)
                 }
-                tar::EntryType::Symlink => Member::Other("a symlink"),
-                tar::EntryType::Link => Member::Other("a hardlink"),
+                tar::EntryType::Symlink | tar::EntryType::Link => {
+                    let symlink = kind == tar::EntryType::Symlink;
+                    Member::Link {
+                        kind: if symlink { "a symlink" } else { "a hardlink" },
+                        target: entry
+                            .link_name_bytes()
+                            .map(|b| String::from_utf8_lossy(&b).into_owned())
+                            .unwrap_or_default(),
+                        relative: symlink,
+                    }
+                }
                 _ => Member::Other("not a regular file"),
             };
             if members.files.insert(path, member).is_some() {
@@ -211,19 +254,44 @@ impl Members {
     }
 
     /// The scratch file holding the member `name` names (`what` says where the name was
-    /// read: "manifest.json's Config").
+    /// read: "manifest.json's Config"). Links are followed inside the archive only: a
+    /// target that is absolute or climbs out of it is refused.
     fn file(&self, what: &str, name: &str) -> Result<&Path, ExportError> {
-        let path = clean_archive_path(name)
+        let mut path = clean_archive_path(name)
             .map_err(|why| self.refused(format!("{what} names {name:?}: {why}")))?;
-        match self.files.get(&path) {
-            Some(Member::File(p)) => Ok(p),
-            Some(Member::Other(kind)) => Err(self.refused(format!(
-                "{what} names {name:?}, which is {kind} in the archive: only regular files are read"
-            ))),
-            None => Err(self.refused(format!(
-                "{what} names {name:?}, which the archive does not hold"
-            ))),
+        for _ in 0..=MAX_LINK_HOPS {
+            match self.files.get(&path) {
+                Some(Member::File(p)) => return Ok(p),
+                Some(Member::Other(kind)) => {
+                    return Err(self.refused(format!(
+                        "{what} names {name:?}, which is {kind} in the archive: only regular files are read"
+                    )));
+                }
+                Some(Member::Link {
+                    kind,
+                    target,
+                    relative,
+                }) => {
+                    let joined = match (relative, path.rsplit_once('/')) {
+                        (true, Some((dir, _))) => format!("{dir}/{target}"),
+                        _ => target.clone(),
+                    };
+                    path = resolve_inside(&joined).ok_or_else(|| {
+                        self.refused(format!(
+                            "{what} names {name:?}, which is {kind} to {target:?}, outside the archive"
+                        ))
+                    })?;
+                }
+                None => {
+                    return Err(self.refused(format!(
+                        "{what} names {name:?}, which the archive does not hold"
+                    )));
+                }
+            }
         }
+        Err(self.refused(format!(
+            "{what} names {name:?}, which passes through more than {MAX_LINK_HOPS} links"
+        )))
     }
 
     fn has(&self, name: &str) -> bool {

@@ -250,7 +250,7 @@ impl BuildLog {
             if let Some(rule) = &warning.rule {
                 write!(out, "{rule}: ")?;
             }
-            write!(out, "{}", warning.message)?;
+            write!(out, "{}", crate::escape::printable(&warning.message))?;
             if let Some(line) = warning.line {
                 write!(out, " (line {line})")?;
             }
