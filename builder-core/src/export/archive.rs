@@ -579,3 +579,22 @@ pub fn import_rootfs(
     let layer = crate::layer::write_layer(store, tmp.path(), &changes, options)?;
     Ok(crate::image::assemble(store, spec, &[layer])?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{clean_archive_path, resolve_inside};
+
+    #[test]
+    fn archive_paths_stay_inside_the_archive() {
+        assert_eq!(clean_archive_path("./a//b/"), Ok("a/b".to_owned()));
+        assert!(clean_archive_path("/etc/hostname").is_err());
+        assert!(clean_archive_path("a/../../b").is_err());
+        assert!(clean_archive_path("blobs/..").is_err());
+        assert_eq!(
+            resolve_inside("second/../first/layer.tar"),
+            Some("first/layer.tar".to_owned())
+        );
+        assert_eq!(resolve_inside("x/../../etc/hostname"), None);
+        assert_eq!(resolve_inside("/etc/hostname"), None);
+    }
+}
