@@ -4,6 +4,7 @@
 //! the work is done by `rbuild-core` and `rbuild-dockerfile`.
 
 mod cmd;
+mod escape;
 mod progress;
 
 use std::ffi::OsString;
@@ -150,7 +151,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // Errors quote input (entry names, paths, image names): never let its
+            // control bytes reach the terminal.
+            eprintln!("error: {}", escape::printable(&format!("{err:#}")));
             ExitCode::from(EXIT_FAILURE)
         }
     }

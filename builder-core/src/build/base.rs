@@ -80,8 +80,10 @@ pub(crate) fn resolve(
 const ARCHIVE_LOADS_DIR: &str = "archive-loads";
 
 /// The first image of the archive `file`: the one loaded by an earlier build when the file
-/// is the same (device, inode, size, mtime, path) and its blobs are all still in the store,
-/// else loaded now (and remembered).
+/// is the same (device, inode, size, mtime, ctime, path) and its blobs are all still in the
+/// store, else loaded now (and remembered). The ctime is in the key because a file
+/// rewritten in place can keep its size and have its mtime set back, but no unprivileged
+/// write can set the ctime back.
 fn load_archive_once(
     store: &ContentStore,
     file: &Path,
@@ -90,12 +92,14 @@ fn load_archive_once(
     let meta = fs::metadata(file).map_err(io_err("read", file))?;
     let path = fs::canonicalize(file).map_err(io_err("read", file))?;
     let identity = format!(
-        "{}:{}:{}:{}.{}:{}",
+        "{}:{}:{}:{}.{}:{}.{}:{}",
         meta.dev(),
         meta.ino(),
         meta.size(),
         meta.mtime(),
         meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
         path.display()
     );
     let dir = store.root().join(ARCHIVE_LOADS_DIR);
@@ -189,12 +193,10 @@ fn split_layout_ref(text: &str) -> (PathBuf, Option<&str>) {
 
 fn load_layout_dir(store: &ContentStore, text: &str) -> Result<Image, BuildError> {
     let (dir, tag) = split_layout_ref(text);
-    let index_path = dir.join("index.json");
-    let bytes = fs::read(&index_path).map_err(io_err("read", &index_path))?;
-    let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
-        path: index_path.clone(),
-        source,
-    })?;
+    let layout = Layout::open(&dir)?;
+    let bytes = layout.read_document("index.json")?;
+    let index: ImageIndex = serde_json::from_slice(&bytes)
+        .map_err(|e| layout.refused(format!("index.json is not an OCI index: {e}")))?;
     let ref_name = |d: &Descriptor| {
         d.annotations()
             .as_ref()
@@ -217,40 +219,179 @@ fn load_layout_dir(store: &ContentStore, text: &str) -> Result<Image, BuildError
             "{OCI_LAYOUT_SCHEME}{text}"
         )));
     };
-    import_blob(store, &dir, &desc)?;
+    layout.import_blob(store, &desc, 0, &mut std::collections::HashSet::new())?;
     Ok(load_image(store, &desc)?)
 }
 
-/// Copies the blob `desc` names, and every blob it references, from layout `dir` into
-/// the store, checking each against its digest.
-fn import_blob(store: &ContentStore, dir: &Path, desc: &Descriptor) -> Result<(), BuildError> {
-    let digest = Digest::try_from(desc.digest()).map_err(crate::image::ImageError::from)?;
-    let path = dir
-        .join("blobs")
-        .join(digest.algorithm())
-        .join(digest.hex());
-    store.import_file(&path, &digest)?;
-    let media = desc.media_type().to_string();
-    if media.contains("manifest") || media.contains("index") {
-        let value: serde_json::Value = store.read_json(&digest)?;
-        let mut children: Vec<Descriptor> = Vec::new();
-        for field in ["config"] {
-            if let Some(v) = value.get(field) {
-                children.extend(serde_json::from_value::<Descriptor>(v.clone()).ok());
-            }
-        }
-        for field in ["layers", "manifests"] {
-            if let Some(v) = value.get(field) {
-                children.extend(
-                    serde_json::from_value::<Vec<Descriptor>>(v.clone()).unwrap_or_default(),
-                );
-            }
-        }
-        for child in &children {
-            import_blob(store, dir, child)?;
-        }
+/// How deep indexes may nest in a layout (an index naming itself would never end).
+const MAX_INDEX_DEPTH: usize = 8;
+/// The most bytes a layout's JSON document may have.
+const MAX_DOCUMENT: u64 = 64 << 20;
+
+/// An OCI layout directory, read as data: every file is opened beneath it without
+/// following any symlink (`openat2` `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), so a link
+/// in the layout cannot make rbuild read a file outside it.
+struct Layout {
+    dir: PathBuf,
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Layout {
+    fn open(dir: &Path) -> Result<Self, BuildError> {
+        use rustix::fs::{Mode, OFlags};
+        let fd = rustix::fs::open(
+            dir,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_err("read", dir)(e.into()))?;
+        Ok(Layout {
+            dir: dir.to_path_buf(),
+            fd,
+        })
     }
-    Ok(())
+
+    fn refused(&self, reason: String) -> BuildError {
+        crate::export::ExportError::Archive {
+            archive: self.dir.clone(),
+            reason,
+        }
+        .into()
+    }
+
+    /// Opens `rel` (a regular file) beneath the layout.
+    fn open_file(&self, rel: &str) -> Result<fs::File, BuildError> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        let fd = rustix::fs::openat2(
+            &self.fd,
+            rel,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+            how,
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::LOOP | rustix::io::Errno::XDEV => {
+                self.refused(format!("{rel} is or passes through a symlink"))
+            }
+            rustix::io::Errno::NOENT => self.refused(format!("{rel} is missing")),
+            other => io_err("read", &self.dir.join(rel))(other.into()),
+        })?;
+        let file = fs::File::from(fd);
+        let meta = file
+            .metadata()
+            .map_err(io_err("read", &self.dir.join(rel)))?;
+        if !meta.is_file() {
+            return Err(self.refused(format!("{rel} is not a regular file")));
+        }
+        Ok(file)
+    }
+
+    fn read_document(&self, rel: &str) -> Result<Vec<u8>, BuildError> {
+        use std::io::Read as _;
+        let file = self.open_file(rel)?;
+        let mut bytes = Vec::new();
+        file.take(MAX_DOCUMENT + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io_err("read", &self.dir.join(rel)))?;
+        if bytes.len() as u64 > MAX_DOCUMENT {
+            return Err(self.refused(format!(
+                "{rel} has more than {MAX_DOCUMENT} bytes, more than a document may"
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// Copies the blob `desc` names, and every blob it references, from the layout into
+    /// the store; each is hashed and sized against its descriptor before it goes in.
+    fn import_blob(
+        &self,
+        store: &ContentStore,
+        desc: &Descriptor,
+        depth: usize,
+        done: &mut std::collections::HashSet<Digest>,
+    ) -> Result<(), BuildError> {
+        use std::io::{Read as _, Seek as _};
+        let digest = Digest::try_from(desc.digest()).map_err(crate::image::ImageError::from)?;
+        if depth > MAX_INDEX_DEPTH {
+            return Err(self.refused(format!(
+                "indexes nest more than {MAX_INDEX_DEPTH} deep at {digest} (an index naming itself?)"
+            )));
+        }
+        if !done.insert(digest.clone()) {
+            return Ok(());
+        }
+        let rel = format!("blobs/{}/{}", digest.algorithm(), digest.hex());
+        let mut file = self.open_file(&rel)?;
+        let path = self.dir.join(&rel);
+        let mut hasher = crate::digest::Hasher::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = file.read(&mut buf).map_err(io_err("read", &path))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let size = hasher.len();
+        let found = hasher.finish();
+        if found != digest {
+            return Err(self.refused(format!(
+                "{rel} does not hash to its name: its content is {found}"
+            )));
+        }
+        if size != desc.size() {
+            return Err(self.refused(format!(
+                "blob {digest} has {size} bytes, its descriptor says {}",
+                desc.size()
+            )));
+        }
+        let media = desc.media_type().to_string();
+        let document = media.contains("manifest") || media.contains("index");
+        if document && size > MAX_DOCUMENT {
+            return Err(self.refused(format!(
+                "{media} {digest} has {size} bytes, more than a document may ({MAX_DOCUMENT})"
+            )));
+        }
+        if !store.contains(&digest) {
+            file.rewind().map_err(io_err("read", &path))?;
+            let mut writer = store.writer()?;
+            std::io::copy(&mut file, &mut writer).map_err(io_err("read", &path))?;
+            let blob = writer.finish()?;
+            if blob.digest != digest {
+                return Err(StoreError::DigestMismatch {
+                    expected: digest,
+                    found: blob.digest,
+                }
+                .into());
+            }
+        }
+        if document {
+            let value: serde_json::Value = store.read_json(&digest)?;
+            let mut children: Vec<Descriptor> = Vec::new();
+            if let Some(v) = value.get("config") {
+                children.push(serde_json::from_value(v.clone()).map_err(|e| {
+                    self.refused(format!("{digest} has a bad config descriptor: {e}"))
+                })?);
+            }
+            for field in ["layers", "manifests"] {
+                if let Some(v) = value.get(field) {
+                    let list: Vec<Descriptor> = serde_json::from_value(v.clone())
+                        .map_err(|e| self.refused(format!("{digest} has bad {field}: {e}")))?;
+                    children.extend(list);
+                }
+            }
+            let next = if value.get("manifests").is_some() {
+                depth + 1
+            } else {
+                depth
+            };
+            for child in &children {
+                self.import_blob(store, child, next, done)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

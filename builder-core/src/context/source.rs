@@ -106,6 +106,13 @@ impl ContextSource {
             if rel.as_os_str().is_empty() {
                 continue;
             }
+            if let Some(format) = crate::layer::sparse_format(&mut entry) {
+                return Err(UnpackError::Read(std::io::Error::other(format!(
+                    "entry {:?}: {}",
+                    path,
+                    crate::layer::sparse_reason(format)
+                ))));
+            }
             if entry.header().entry_type().is_hard_link() {
                 let target = entry
                     .link_name()

@@ -187,6 +187,16 @@ fn extract_entry<R: Read>(
         entry: String::from_utf8_lossy(&raw).into_owned(),
     };
     let rel = entry_rel(&raw).ok_or_else(unsafe_entry)?;
+    if let Some(format) = crate::layer::sparse_format(&mut entry) {
+        return Err(CopyError::Archive {
+            path: archive_name.to_owned(),
+            source: io::Error::other(format!(
+                "entry {:?}: {}",
+                String::from_utf8_lossy(&raw),
+                crate::layer::sparse_reason(format)
+            )),
+        });
+    }
     if rel.as_os_str().is_empty() {
         return Ok(()); // the archive's root: the destination keeps its own metadata
     }

@@ -249,7 +249,7 @@ pub enum CopyError {
         source: io::Error,
     },
     /// An archive entry would land outside the destination.
-    #[error("archive {path} has an unsafe entry {entry}")]
+    #[error("archive {path} has an unsafe entry {entry:?}")]
     UnsafeArchiveEntry {
         /// The archive.
         path: String,

@@ -3,16 +3,16 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageIndex};
 
 use super::layout::{DirSink, LayoutSink, TarSink};
 use super::{CONTAINERD_NAME_ANNOTATION, ExportError, write_docker_archive, write_layout};
 use crate::digest::{Digest, Hasher};
-use crate::image::{Image, ImageConfig, ImageError, ImageFormat, load_image, write_manifest};
+use crate::image::{Image, ImageConfig, ImageFormat, load_image, write_manifest};
 use crate::layer::{Compression, LayerError};
-use crate::store::{ContentStore, ImageName, REF_NAME_ANNOTATION, StoreError};
+use crate::store::{ContentStore, ImageName, REF_NAME_ANNOTATION};
 
 /// Writes `images` (each with its names) into one archive at `dest`: an OCI layout tar,
 /// or a docker archive (which holds the OCI layout too).
@@ -52,26 +52,28 @@ fn read_err(path: &Path) -> impl FnOnce(io::Error) -> ExportError {
     move |source| ExportError::Write { path, source }
 }
 
-/// Copies `path` into the store, checking it hashes to `expected` when given.
-fn put_file(
-    store: &ContentStore,
-    path: &Path,
-    expected: Option<&Digest>,
-) -> Result<crate::Blob, ExportError> {
+/// The sha256 and size of file `path`.
+fn hash_file(path: &Path) -> Result<(Digest, u64), ExportError> {
+    let mut file = File::open(path).map_err(read_err(path))?;
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(read_err(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let size = hasher.len();
+    Ok((hasher.finish(), size))
+}
+
+/// Copies `path` (a scratch file of ours) into the store.
+fn put_file(store: &ContentStore, path: &Path) -> Result<crate::Blob, ExportError> {
     let mut file = File::open(path).map_err(read_err(path))?;
     let mut w = store.writer()?;
     io::copy(&mut file, &mut w).map_err(read_err(path))?;
-    let blob = w.finish()?;
-    if let Some(expected) = expected {
-        if &blob.digest != expected {
-            return Err(StoreError::DigestMismatch {
-                expected: expected.clone(),
-                found: blob.digest,
-            }
-            .into());
-        }
-    }
-    Ok(blob)
+    Ok(w.finish()?)
 }
 
 /// The sha256 of the uncompressed content of a layer file, and its compression.
@@ -102,68 +104,272 @@ struct DockerEntry {
     layers: Vec<String>,
 }
 
+/// What an archive member is.
+enum Member {
+    /// A regular file, kept in scratch space under a name of ours.
+    File(PathBuf),
+    /// A symlink (`docker save` before Docker 25 links a layer shared by two images to
+    /// its first copy) with its target, or a hardlink with the member it names: followed
+    /// only inside the archive's own table, never on disk.
+    Link {
+        /// "a symlink" or "a hardlink".
+        kind: &'static str,
+        /// The target as the archive gives it.
+        target: String,
+        /// Whether the target is relative to the link's directory (a symlink) or to the
+        /// archive's root (a hardlink).
+        relative: bool,
+    },
+    /// A device or fifo: never read.
+    Other(&'static str),
+}
+
+/// How many links a name may pass through inside an archive.
+const MAX_LINK_HOPS: usize = 8;
+
+/// The members of an archive, by their cleaned path. Archives are data: no path read
+/// from one (an entry name, a link target, a name in `manifest.json` or `index.json`)
+/// ever becomes a path on disk; regular files land in scratch space under counters.
+struct Members {
+    archive: PathBuf,
+    files: HashMap<String, Member>,
+    _scratch: tempfile::TempDir,
+}
+
+/// `name` (from an archive) as a relative `/`-joined path, refusing absolute names and
+/// `..`; `.` and empty components are dropped.
+fn clean_archive_path(name: &str) -> Result<String, &'static str> {
+    if name.starts_with('/') {
+        return Err("it is an absolute path");
+    }
+    let mut parts = Vec::new();
+    for part in name.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err("it contains '..'"),
+            p => parts.push(p),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// A link target joined to its directory, with `..` resolved against the archive's root;
+/// `None` when it is absolute or climbs above the root.
+fn resolve_inside(joined: &str) -> Option<String> {
+    if joined.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in joined.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+impl Members {
+    fn refused(&self, reason: String) -> ExportError {
+        ExportError::Archive {
+            archive: self.archive.clone(),
+            reason,
+        }
+    }
+
+    /// Reads every entry of the archive at `archive` (plain, gzip or zstd), within the
+    /// tar-bomb limits.
+    fn read(store: &ContentStore, archive: &Path) -> Result<Self, ExportError> {
+        let scratch = tempfile::Builder::new()
+            .prefix("load-")
+            .tempdir_in(store.tmp_dir())
+            .map_err(read_err(&store.tmp_dir()))?;
+        let mut members = Members {
+            archive: archive.to_path_buf(),
+            files: HashMap::new(),
+            _scratch: scratch,
+        };
+        let scratch_dir = members._scratch.path().to_path_buf();
+        let limits = crate::ArchiveLimits::from_env().map_err(LayerError::from)?;
+        let meter = crate::layer::Meter::new(limits);
+        let label = archive.display().to_string();
+        let limited = |e: ExportError| match meter.exceeded() {
+            Some(limit) => ExportError::Layer(LayerError::Limit {
+                archive: label.clone(),
+                limit,
+            }),
+            None => e,
+        };
+        let file = File::open(archive).map_err(read_err(archive))?;
+        let compressed = BufReader::new(meter.compressed(file));
+        let plain = crate::layer::decompress(compressed).map_err(LayerError::Read)?;
+        let mut tar = tar::Archive::new(meter.expanded(plain));
+        let entries = tar.entries().map_err(|e| limited(read_err(archive)(e)))?;
+        for (n, entry) in entries.enumerate() {
+            let mut entry = entry.map_err(|e| limited(read_err(archive)(e)))?;
+            meter.entry().map_err(|limit| LayerError::Limit {
+                archive: label.clone(),
+                limit,
+            })?;
+            let raw = entry.path_bytes().into_owned();
+            let name = String::from_utf8_lossy(&raw).into_owned();
+            let path = clean_archive_path(&name)
+                .map_err(|why| members.refused(format!("entry {name:?}: {why}")))?;
+            if let Some(format) = crate::layer::sparse_format(&mut entry) {
+                return Err(members.refused(format!(
+                    "entry {name:?}: {}",
+                    crate::layer::sparse_reason(format)
+                )));
+            }
+            let kind = entry.header().entry_type();
+            let member = match kind {
+                tar::EntryType::Directory => continue,
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    let dest = scratch_dir.join(n.to_string());
+                    let mut out = File::create(&dest).map_err(read_err(&dest))?;
+                    io::copy(&mut entry, &mut out).map_err(|e| limited(read_err(archive)(e)))?;
+                    Member::File(dest)
+                }
+                tar::EntryType::Symlink | tar::EntryType::Link => {
+                    let symlink = kind == tar::EntryType::Symlink;
+                    Member::Link {
+                        kind: if symlink { "a symlink" } else { "a hardlink" },
+                        target: entry
+                            .link_name_bytes()
+                            .map(|b| String::from_utf8_lossy(&b).into_owned())
+                            .unwrap_or_default(),
+                        relative: symlink,
+                    }
+                }
+                _ => Member::Other("not a regular file"),
+            };
+            if members.files.insert(path, member).is_some() {
+                return Err(members.refused(format!("entry {name:?} appears twice")));
+            }
+        }
+        Ok(members)
+    }
+
+    /// The scratch file holding the member `name` names (`what` says where the name was
+    /// read: "manifest.json's Config"). Links are followed inside the archive only: a
+    /// target that is absolute or climbs out of it is refused.
+    fn file(&self, what: &str, name: &str) -> Result<&Path, ExportError> {
+        let mut path = clean_archive_path(name)
+            .map_err(|why| self.refused(format!("{what} names {name:?}: {why}")))?;
+        for _ in 0..=MAX_LINK_HOPS {
+            match self.files.get(&path) {
+                Some(Member::File(p)) => return Ok(p),
+                Some(Member::Other(kind)) => {
+                    return Err(self.refused(format!(
+                        "{what} names {name:?}, which is {kind} in the archive: only regular files are read"
+                    )));
+                }
+                Some(Member::Link {
+                    kind,
+                    target,
+                    relative,
+                }) => {
+                    let joined = match (relative, path.rsplit_once('/')) {
+                        (true, Some((dir, _))) => format!("{dir}/{target}"),
+                        _ => target.clone(),
+                    };
+                    path = resolve_inside(&joined).ok_or_else(|| {
+                        self.refused(format!(
+                            "{what} names {name:?}, which is {kind} to {target:?}, outside the archive"
+                        ))
+                    })?;
+                }
+                None => {
+                    return Err(self.refused(format!(
+                        "{what} names {name:?}, which the archive does not hold"
+                    )));
+                }
+            }
+        }
+        Err(self.refused(format!(
+            "{what} names {name:?}, which passes through more than {MAX_LINK_HOPS} links"
+        )))
+    }
+
+    fn has(&self, name: &str) -> bool {
+        clean_archive_path(name).is_ok_and(|p| self.files.contains_key(&p))
+    }
+}
+
 /// Loads an OCI layout tar or a docker archive into the store and names its images;
-/// returns the images with the names they got.
+/// returns the images with the names they got. Every blob a manifest names is checked
+/// against its digest and size before it enters the store, or must already be in the
+/// store and hash to its name; nothing else of the archive is stored.
 pub fn load_archive(
     store: &ContentStore,
     archive: &Path,
 ) -> Result<Vec<(Image, Vec<ImageName>)>, ExportError> {
-    let tmp = tempfile::Builder::new()
-        .prefix("load-")
-        .tempdir_in(store.tmp_dir())
-        .map_err(read_err(&store.tmp_dir()))?;
-    // The tar crate's unpack refuses entries that leave the directory.
-    let file = File::open(archive).map_err(read_err(archive))?;
-    let plain = crate::layer::decompress(BufReader::new(file)).map_err(LayerError::Read)?;
-    tar::Archive::new(plain)
-        .unpack(tmp.path())
-        .map_err(read_err(archive))?;
-    let dir = tmp.path();
-    if dir.join("manifest.json").is_file() {
-        load_docker(store, dir)
+    let members = Members::read(store, archive)?;
+    if members.has("manifest.json") {
+        load_docker(store, &members)
     } else {
-        load_layout(store, dir)
+        load_layout(store, &members)
     }
+}
+
+/// The most bytes a JSON document of an archive may have.
+const MAX_DOCUMENT: u64 = 64 << 20;
+
+fn read_document(members: &Members, what: &str, path: &Path) -> Result<Vec<u8>, ExportError> {
+    let size = fs::metadata(path).map_err(read_err(path))?.len();
+    if size > MAX_DOCUMENT {
+        return Err(members.refused(format!(
+            "{what} has {size} bytes, more than a document may ({MAX_DOCUMENT})"
+        )));
+    }
+    fs::read(path).map_err(read_err(path))
 }
 
 fn load_docker(
     store: &ContentStore,
-    dir: &Path,
+    members: &Members,
 ) -> Result<Vec<(Image, Vec<ImageName>)>, ExportError> {
-    let path = dir.join("manifest.json");
-    let bytes = fs::read(&path).map_err(read_err(&path))?;
-    let entries: Vec<DockerEntry> =
-        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
-            path: path.clone(),
-            source,
-        })?;
+    let path = members.file("the archive", "manifest.json")?;
+    let bytes = read_document(members, "manifest.json", path)?;
+    let entries: Vec<DockerEntry> = serde_json::from_slice(&bytes)
+        .map_err(|e| members.refused(format!("manifest.json is not docker's manifest: {e}")))?;
     let mut out = Vec::new();
     for entry in entries {
-        let config_path = dir.join(&entry.config);
-        let config_blob = put_file(store, &config_path, None)?;
-        let config: ImageConfig = store.read_json(&config_blob.digest)?;
+        let config_path = members.file("manifest.json's Config", &entry.config)?;
+        let config_bytes = read_document(members, "the config", config_path)?;
+        let config: ImageConfig = serde_json::from_slice(&config_bytes).map_err(|e| {
+            members.refused(format!(
+                "config {:?} is not an image config: {e}",
+                entry.config
+            ))
+        })?;
         if entry.layers.len() != config.rootfs.diff_ids.len() {
-            return Err(ImageError::LayerCount(
-                config_blob.digest.clone(),
+            return Err(members.refused(format!(
+                "manifest.json lists {} layers, config {:?} {} diff_ids",
                 entry.layers.len(),
-                config.rootfs.diff_ids.len(),
-            )
-            .into());
+                entry.config,
+                config.rootfs.diff_ids.len()
+            )));
         }
-        let mut layers = Vec::new();
+        // Every layer is checked before anything of this image goes in.
+        let mut checked = Vec::new();
         for (layer, want) in entry.layers.iter().zip(&config.rootfs.diff_ids) {
-            let lpath = dir.join(layer);
-            // Checked before the blob goes in: a layer that is not what the config says
-            // never enters the store.
-            let (found, compression) = diff_id_of(&lpath)?;
+            let lpath = members.file("manifest.json's Layers", layer)?;
+            let (found, compression) = diff_id_of(lpath)?;
             if found.as_str() != want {
-                return Err(LayerError::DiffIdMismatch {
-                    expected: want.parse().map_err(ImageError::from)?,
-                    found,
-                }
-                .into());
+                return Err(members.refused(format!(
+                    "layer {layer:?} does not match its config: its diff_id is {found}, the config says {want:?}"
+                )));
             }
-            let blob = put_file(store, &lpath, None)?;
+            checked.push((lpath, compression));
+        }
+        let config_blob = store.put(&config_bytes)?;
+        let mut layers = Vec::new();
+        for (lpath, compression) in checked {
+            let blob = put_file(store, lpath)?;
             layers.push(Descriptor::new(
                 ImageFormat::Docker.layer_type(compression),
                 blob.size,
@@ -180,7 +386,9 @@ fn load_docker(
         )?;
         let mut names = Vec::new();
         for tag in entry.repo_tags.unwrap_or_default() {
-            let name: ImageName = tag.parse().map_err(StoreError::from)?;
+            let name: ImageName = tag
+                .parse()
+                .map_err(|e| members.refused(format!("manifest.json's RepoTags {tag:?}: {e}")))?;
             store.tag(&name, &image.descriptor)?;
             names.push(name);
         }
@@ -189,25 +397,143 @@ fn load_docker(
     Ok(out)
 }
 
+/// How deep indexes may nest in a layout.
+const MAX_INDEX_DEPTH: usize = 8;
+
+/// Checks blob `desc` names and, for a manifest or index, every blob it names, in the
+/// archive (digest and size, then stored) or already in the store (re-hashed).
+fn import_descriptor(
+    store: &ContentStore,
+    members: &Members,
+    desc: &Descriptor,
+    depth: usize,
+    done: &mut std::collections::HashSet<Digest>,
+) -> Result<(), ExportError> {
+    let digest = Digest::try_from(desc.digest()).map_err(|e| {
+        members.refused(format!(
+            "a descriptor names {:?}: {e}",
+            desc.digest().to_string()
+        ))
+    })?;
+    if depth > MAX_INDEX_DEPTH {
+        return Err(members.refused(format!(
+            "indexes nest more than {MAX_INDEX_DEPTH} deep at {digest} (an index naming itself?)"
+        )));
+    }
+    if !done.insert(digest.clone()) {
+        return Ok(());
+    }
+    let name = format!("blobs/{}/{}", digest.algorithm(), digest.hex());
+    let size = if members.has(&name) {
+        let path = members.file("the index", &name)?;
+        let (found, size) = hash_file(path)?;
+        if found != digest {
+            return Err(members.refused(format!(
+                "blob {name:?} does not hash to its name: its content is {found}"
+            )));
+        }
+        if size != desc.size() {
+            return Err(members.refused(format!(
+                "blob {digest} has {size} bytes, its descriptor says {}",
+                desc.size()
+            )));
+        }
+        let media = desc.media_type().to_string();
+        if is_document(&media) && size > MAX_DOCUMENT {
+            return Err(members.refused(format!(
+                "{media} {digest} has {size} bytes, more than a document may ({MAX_DOCUMENT})"
+            )));
+        }
+        put_file(store, path)?;
+        size
+    } else if store.contains(&digest) {
+        let size = store.verify_blob(&digest)?;
+        if size != desc.size() {
+            return Err(members.refused(format!(
+                "blob {digest} has {size} bytes in the store, its descriptor says {}",
+                desc.size()
+            )));
+        }
+        size
+    } else {
+        return Err(members.refused(format!(
+            "blob {digest} is named but neither the archive nor the store holds it"
+        )));
+    };
+    let _ = size;
+    let media = desc.media_type().to_string();
+    if is_document(&media) {
+        let bytes = store.read(&digest)?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| members.refused(format!("{media} {digest} is not JSON: {e}")))?;
+        let mut children: Vec<Descriptor> = Vec::new();
+        if let Some(v) = value.get("config") {
+            children.push(serde_json::from_value(v.clone()).map_err(|e| {
+                members.refused(format!("{media} {digest} has a bad config descriptor: {e}"))
+            })?);
+        }
+        for field in ["layers", "manifests"] {
+            if let Some(v) = value.get(field) {
+                let list: Vec<Descriptor> = serde_json::from_value(v.clone()).map_err(|e| {
+                    members.refused(format!("{media} {digest} has bad {field}: {e}"))
+                })?;
+                children.extend(list);
+            }
+        }
+        let next = if value.get("manifests").is_some() {
+            depth + 1
+        } else {
+            depth
+        };
+        for child in &children {
+            import_descriptor(store, members, child, next, done)?;
+        }
+        if let Some(v) = value.get("config") {
+            if value.get("layers").is_some() {
+                let config: Descriptor = serde_json::from_value(v.clone()).map_err(|e| {
+                    members.refused(format!("{media} {digest} has a bad config descriptor: {e}"))
+                })?;
+                let config_digest = Digest::try_from(config.digest()).map_err(|e| {
+                    members.refused(format!(
+                        "{digest} names config {:?}: {e}",
+                        config.digest().to_string()
+                    ))
+                })?;
+                let cbytes = store.read(&config_digest)?;
+                serde_json::from_slice::<ImageConfig>(&cbytes).map_err(|e| {
+                    members.refused(format!(
+                        "config {config_digest} is not an image config: {e}"
+                    ))
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Manifests and indexes: documents whose children are followed.
+fn is_document(media: &str) -> bool {
+    media.contains("manifest") || media.contains("index")
+}
+
 fn load_layout(
     store: &ContentStore,
-    dir: &Path,
+    members: &Members,
 ) -> Result<Vec<(Image, Vec<ImageName>)>, ExportError> {
-    let path = dir.join("index.json");
-    let bytes = fs::read(&path).map_err(read_err(&path))?;
-    let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
-        path: path.clone(),
-        source,
-    })?;
-    // Every blob of the layout goes in, each checked against its name.
-    let blobs = dir.join("blobs/sha256");
-    for entry in fs::read_dir(&blobs).map_err(read_err(&blobs))? {
-        let entry = entry.map_err(read_err(&blobs))?;
-        let name = entry.file_name();
-        let digest: Digest = format!("sha256:{}", name.to_string_lossy())
-            .parse()
-            .map_err(ImageError::from)?;
-        put_file(store, &entry.path(), Some(&digest))?;
+    let path = members.file("the archive", "index.json")?;
+    let bytes = read_document(members, "index.json", path)?;
+    let index: ImageIndex = serde_json::from_slice(&bytes)
+        .map_err(|e| members.refused(format!("index.json is not an OCI index: {e}")))?;
+    let mut done = std::collections::HashSet::new();
+    for desc in index.manifests() {
+        let media = desc.media_type().to_string();
+        if !is_document(&media) {
+            return Err(members.refused(format!(
+                "index.json names {} with media type {media:?}, not a manifest or index",
+                desc.digest()
+            )));
+        }
+        import_descriptor(store, members, desc, 0, &mut done)?;
     }
     let mut out = Vec::new();
     for desc in index.manifests() {
@@ -220,7 +546,11 @@ fn load_layout(
                 ann.get(REF_NAME_ANNOTATION)
                     .filter(|n| n.contains(['/', ':']))
             })
-            .and_then(|n| n.parse::<ImageName>().ok());
+            .map(|n| {
+                n.parse::<ImageName>()
+                    .map_err(|e| members.refused(format!("index.json names an image {n:?}: {e}")))
+            })
+            .transpose()?;
         let mut names = Vec::new();
         if let Some(name) = name {
             store.tag(&name, &image.descriptor)?;
@@ -248,4 +578,23 @@ pub fn import_rootfs(
     let changes = crate::layer::tree_changes(tmp.path())?;
     let layer = crate::layer::write_layer(store, tmp.path(), &changes, options)?;
     Ok(crate::image::assemble(store, spec, &[layer])?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{clean_archive_path, resolve_inside};
+
+    #[test]
+    fn archive_paths_stay_inside_the_archive() {
+        assert_eq!(clean_archive_path("./a//b/"), Ok("a/b".to_owned()));
+        assert!(clean_archive_path("/etc/hostname").is_err());
+        assert!(clean_archive_path("a/../../b").is_err());
+        assert!(clean_archive_path("blobs/..").is_err());
+        assert_eq!(
+            resolve_inside("second/../first/layer.tar"),
+            Some("first/layer.tar".to_owned())
+        );
+        assert_eq!(resolve_inside("x/../../etc/hostname"), None);
+        assert_eq!(resolve_inside("/etc/hostname"), None);
+    }
 }

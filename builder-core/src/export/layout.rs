@@ -1,7 +1,12 @@
 //! Writing an OCI image layout (and docker's files beside it) to a directory or a tar.
+//!
+//! Nothing is written in place: a file goes to a temporary name beside its destination
+//! and is renamed over it once complete and synced, so a killed export or a full disk
+//! leaves the old file (or none), never a partial one under the final name.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use super::ExportError;
@@ -19,7 +24,100 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ExportError {
     move |source| ExportError::Write { path, source }
 }
 
-/// A layout written into a directory.
+/// An output file written under a temporary name in its destination's directory and
+/// renamed into place by [`AtomicFile::commit`]; dropped uncommitted, it is removed.
+/// A destination that exists and is no regular file (`/dev/stdout`, a fifo) cannot be
+/// replaced by a rename: it is written directly.
+pub(crate) struct AtomicFile {
+    out: Output,
+    dest: PathBuf,
+}
+
+enum Output {
+    Temp(tempfile::NamedTempFile),
+    Direct(File),
+}
+
+impl AtomicFile {
+    pub(crate) fn create(dest: &Path) -> Result<Self, ExportError> {
+        if fs::metadata(dest).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .open(dest)
+                .map_err(io_err(dest))?;
+            return Ok(Self {
+                out: Output::Direct(file),
+                dest: dest.to_path_buf(),
+            });
+        }
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let base = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{base}."))
+            .suffix(".tmp")
+            .tempfile_in(parent)
+            .map_err(io_err(dest))?;
+        // The temp file is created 0600; an export reads as an ordinary file.
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).map_err(io_err(dest))?;
+        Ok(Self {
+            out: Output::Temp(tmp),
+            dest: dest.to_path_buf(),
+        })
+    }
+
+    pub(crate) fn file(&mut self) -> &mut File {
+        match &mut self.out {
+            Output::Temp(tmp) => tmp.as_file_mut(),
+            Output::Direct(file) => file,
+        }
+    }
+
+    /// Syncs the file and renames it over the destination.
+    pub(crate) fn commit(self) -> Result<(), ExportError> {
+        let dest = self.dest;
+        let tmp = match self.out {
+            Output::Temp(tmp) => tmp,
+            Output::Direct(file) => {
+                // A pipe or terminal cannot be synced; what was written is all there is.
+                let _ = file.sync_all();
+                return Ok(());
+            }
+        };
+        tmp.as_file().sync_all().map_err(io_err(&dest))?;
+        tmp.persist(&dest).map_err(|e| ExportError::Write {
+            path: dest.clone(),
+            source: e.error,
+        })?;
+        // Make the rename itself durable; failing here loses nothing already written.
+        if let Some(dir) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A writer into an [`AtomicFile`].
+pub(crate) struct AtomicWriter(pub(crate) AtomicFile);
+
+impl Write for AtomicWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.file().write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.file().flush()
+    }
+}
+
+/// A layout written into a directory. Each file appears under its name only once it is
+/// complete, and `index.json` is written last: a layout with an index is a whole one.
 pub(crate) struct DirSink {
     pub(crate) root: PathBuf,
 }
@@ -30,9 +128,9 @@ impl LayoutSink for DirSink {
         if let Some(dir) = full.parent() {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
-        let mut file = File::create(&full).map_err(io_err(&full))?;
-        io::copy(body, &mut file).map_err(io_err(&full))?;
-        file.sync_all().map_err(io_err(&full))
+        let mut file = AtomicFile::create(&full)?;
+        io::copy(body, file.file()).map_err(io_err(&full))?;
+        file.commit()
     }
 
     fn finish(self: Box<Self>) -> Result<(), ExportError> {
@@ -44,13 +142,13 @@ impl LayoutSink for DirSink {
 /// archive.
 pub(crate) struct TarSink {
     path: PathBuf,
-    builder: tar::Builder<io::BufWriter<File>>,
+    builder: tar::Builder<io::BufWriter<AtomicWriter>>,
     dirs: Vec<String>,
 }
 
 impl TarSink {
     pub(crate) fn create(path: &Path) -> Result<Self, ExportError> {
-        let file = File::create(path).map_err(io_err(path))?;
+        let file = AtomicWriter(AtomicFile::create(path)?);
         Ok(Self {
             path: path.to_path_buf(),
             builder: tar::Builder::new(io::BufWriter::with_capacity(1 << 20, file)),
@@ -93,8 +191,11 @@ impl LayoutSink for TarSink {
 
     fn finish(self: Box<Self>) -> Result<(), ExportError> {
         let path = self.path.clone();
-        let mut out = self.builder.into_inner().map_err(io_err(&path))?;
-        out.flush().map_err(io_err(&path))?;
-        out.get_ref().sync_all().map_err(io_err(&path))
+        let out = self.builder.into_inner().map_err(io_err(&path))?;
+        let out = out.into_inner().map_err(|e| ExportError::Write {
+            path: path.clone(),
+            source: e.into_error(),
+        })?;
+        out.0.commit()
     }
 }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType};
 
 pub use self::archive::{import_rootfs, load_archive, save_images, save_layout_dir};
-use self::layout::{DirSink, LayoutSink, TarSink};
+use self::layout::{AtomicFile, AtomicWriter, DirSink, LayoutSink, TarSink};
 pub use self::target::{ExportTarget, InvalidExportTarget};
 use crate::digest::Digest;
 use crate::image::{Image, ImageError};
@@ -57,6 +57,27 @@ pub enum ExportError {
         what: &'static str,
         /// Why.
         source: serde_json::Error,
+    },
+    /// A blob of the store does not hash to its name (or has not its recorded size)
+    /// while being copied out; the export is abandoned and its output not written.
+    #[error(
+        "blob {digest} in the store is corrupt: {found}; nothing was exported (rbuild store verify finds such blobs)"
+    )]
+    CorruptBlob {
+        /// The blob's name.
+        digest: Digest,
+        /// What was read instead.
+        found: String,
+    },
+    /// An archive being loaded holds or names something that is refused: a path that
+    /// leaves the archive, a link, a blob that is missing or does not match its
+    /// descriptor, a document that does not parse.
+    #[error("refused to load {archive}: {reason}")]
+    Archive {
+        /// The archive or layout.
+        archive: PathBuf,
+        /// What is wrong, quoting the archive's names escaped.
+        reason: String,
     },
     /// `type=image`, `type=registry` and `--push` need at least one name.
     #[error("the image needs a name to be named or pushed: give one with -t (or name= in -o)")]
@@ -121,13 +142,7 @@ pub fn export(
             sink.finish()
         }
         ExportTarget::Docker { dest } => write_docker_archive(store, dest, &[(image, names)]),
-        ExportTarget::Local { dest } => {
-            fs::create_dir_all(dest).map_err(|source| ExportError::Write {
-                path: dest.clone(),
-                source,
-            })?;
-            unpack_rootfs(store, image, dest)
-        }
+        ExportTarget::Local { dest } => export_local(store, image, dest),
         ExportTarget::Tar { dest } => {
             let tmp = tempfile::Builder::new()
                 .prefix("rootfs-")
@@ -137,10 +152,7 @@ pub fn export(
                     source,
                 })?;
             unpack_rootfs(store, image, tmp.path())?;
-            let file = fs::File::create(dest).map_err(|source| ExportError::Write {
-                path: dest.clone(),
-                source,
-            })?;
+            let file = AtomicWriter(AtomicFile::create(dest)?);
             let options = LayerOptions {
                 compression: Compression::None,
                 ..Default::default()
@@ -153,11 +165,8 @@ pub fn export(
                     path: dest.clone(),
                     source: e.into_error(),
                 })?
-                .sync_all()
-                .map_err(|source| ExportError::Write {
-                    path: dest.clone(),
-                    source,
-                })
+                .0
+                .commit()
         }
         ExportTarget::Image => tag_all(store, image, names),
         // The push itself needs registry settings: the builder does it after the export.
@@ -185,6 +194,22 @@ pub fn unpack_rootfs(
     Ok(())
 }
 
+/// Reads a blob while hashing and counting it.
+struct Checked<R> {
+    inner: R,
+    hasher: crate::digest::Hasher,
+}
+
+impl<R: io::Read> io::Read for Checked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Copies blob `digest` into the layout, hashing what is copied: a blob that does not
+/// hash to its name fails the export (the sink's output is then never committed).
 fn add_blob(
     store: &ContentStore,
     sink: &mut dyn LayoutSink,
@@ -193,9 +218,63 @@ fn add_blob(
     let size = fs::metadata(store.blob_path(digest))
         .map_err(|_| StoreError::BlobNotFound(digest.clone()))?
         .len();
-    let mut reader = store.verified_reader(digest)?;
+    let mut reader = Checked {
+        inner: store.open_blob(digest)?,
+        hasher: crate::digest::Hasher::new(),
+    };
     sink.add(&format!("blobs/sha256/{}", digest.hex()), size, &mut reader)?;
+    let copied = reader.hasher.len();
+    let found = reader.hasher.finish();
+    if copied != size {
+        return Err(ExportError::CorruptBlob {
+            digest: digest.clone(),
+            found: format!("{copied} bytes were read of its {size}"),
+        });
+    }
+    if &found != digest {
+        return Err(ExportError::CorruptBlob {
+            digest: digest.clone(),
+            found: format!("its content hashes to {found}"),
+        });
+    }
     Ok(size)
+}
+
+/// `type=local`: the rootfs unpacked into `dest`. A new directory is unpacked beside it
+/// and renamed into place when complete, so a failed export leaves no half tree under
+/// its name; an existing directory is written into, as docker does.
+fn export_local(
+    store: &ContentStore,
+    image: &Image,
+    dest: &std::path::Path,
+) -> Result<(), ExportError> {
+    let write_err = |source| ExportError::Write {
+        path: dest.to_path_buf(),
+        source,
+    };
+    if fs::symlink_metadata(dest).is_ok() {
+        return unpack_rootfs(store, image, dest);
+    }
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).map_err(write_err)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".rbuild-local-")
+        .tempdir_in(&parent)
+        .map_err(write_err)?;
+    unpack_rootfs(store, image, tmp.path())?;
+    fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .map_err(write_err)?;
+    let kept = tmp.keep();
+    fs::rename(&kept, dest).map_err(|e| {
+        let _ = fs::remove_dir_all(&kept);
+        write_err(e)
+    })
 }
 
 /// Writes an OCI image layout holding `images`, each entry named as BuildKit names them.

@@ -243,6 +243,12 @@ impl Applier {
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), LayerError> {
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw).into_owned();
+        if let Some(format) = super::sparse_format(&mut entry) {
+            return Err(LayerError::Unsupported {
+                entry: name,
+                reason: super::sparse_reason(format),
+            });
+        }
         let rel = clean_name(&name, &raw)?;
         let Some(file_name) = rel.file_name().map(OsStr::to_os_string) else {
             return Ok(()); // the root itself: keep the target's own metadata

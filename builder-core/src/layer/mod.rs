@@ -59,6 +59,32 @@ pub struct Layer {
     pub compression: Compression,
 }
 
+/// Names the sparse-file format of `entry` when it is one: GNU tar's `S` entries
+/// (`--sparse --format=gnu`) and its PAX encodings (`GNU.sparse.*` records, whose real
+/// name hides under `GNUSparseFile.<pid>/`). rbuild refuses them rather than unpack a
+/// renamed file or an empty one.
+pub(crate) fn sparse_format<R: std::io::Read>(
+    entry: &mut tar::Entry<'_, R>,
+) -> Option<&'static str> {
+    if entry.header().entry_type() == tar::EntryType::GNUSparse {
+        return Some("GNU");
+    }
+    let pax = entry.pax_extensions().ok().flatten()?;
+    for ext in pax.flatten() {
+        if ext.key_bytes().starts_with(b"GNU.sparse.") {
+            return Some("PAX");
+        }
+    }
+    None
+}
+
+/// The reason given when [`sparse_format`] finds one.
+pub(crate) fn sparse_reason(format: &str) -> String {
+    format!(
+        "it is a sparse file ({format} format), which rbuild does not unpack: make the archive without --sparse"
+    )
+}
+
 /// A failure writing or applying a layer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -83,7 +109,7 @@ pub enum LayerError {
     #[error("failed to read layer tar stream")]
     Read(#[source] io::Error),
     /// An entry of the layer could not be created in the target.
-    #[error("failed to apply layer entry {entry}")]
+    #[error("failed to apply layer entry {entry:?}")]
     Apply {
         /// The entry's name as the tar gives it.
         entry: String,
@@ -92,12 +118,20 @@ pub enum LayerError {
     },
     /// An entry names a path outside the target (absolute, `..`, or through a symlink
     /// or hardlink that leads out); nothing is written for it.
-    #[error("refused layer entry {entry}: {reason}")]
+    #[error("refused layer entry {entry:?}: {reason}")]
     Unsafe {
         /// The entry's name as the tar gives it.
         entry: String,
         /// What makes it unsafe.
         reason: &'static str,
+    },
+    /// An entry is of a kind rbuild does not unpack (a sparse file).
+    #[error("refused layer entry {entry:?}: {reason}")]
+    Unsupported {
+        /// The entry's name as the tar gives it.
+        entry: String,
+        /// Why.
+        reason: String,
     },
     /// The uncompressed layer does not hash to the diff_id it was stored under.
     #[error("layer diff_id mismatch: expected {expected}, found {found}")]

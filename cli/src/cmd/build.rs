@@ -348,7 +348,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             // with -q nothing was shown yet, nor is a push failure, which comes after the
             // build has finished.
             if args.quiet || matches!(err, BuildError::Push { .. }) {
-                eprintln!("error: {}", rbuild_core::error_chain(&err));
+                eprintln!(
+                    "error: {}",
+                    crate::escape::printable(&rbuild_core::error_chain(&err))
+                );
             }
             return Ok(ExitCode::from(EXIT_BUILD_FAILED));
         }
@@ -403,7 +406,10 @@ fn reproducible_check(
             // A failed build was shown by the progress renderer already; the verdict
             // of a check that built twice was not.
             if quiet || matches!(err, BuildError::NotReproducible { .. }) {
-                eprintln!("error: {}", rbuild_core::error_chain(&err));
+                eprintln!(
+                    "error: {}",
+                    crate::escape::printable(&rbuild_core::error_chain(&err))
+                );
             }
             Ok(ExitCode::from(EXIT_BUILD_FAILED))
         }

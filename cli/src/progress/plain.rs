@@ -91,7 +91,11 @@ impl<W: Write + Send> Renderer for Plain<W> {
             }
             Event::StepFailed { step, message, .. } => {
                 self.switch_to(*step)?;
-                writeln!(self.out, "{step} ERROR: {message}")?;
+                writeln!(
+                    self.out,
+                    "{step} ERROR: {}",
+                    crate::escape::printable(message)
+                )?;
             }
             Event::BuildFinished { .. } | Event::BuildFailed { .. } => {
                 let canceled: Vec<StepId> = self.log.canceled().map(|s| s.id).collect();

@@ -165,7 +165,7 @@ impl BuildLog {
             }
             Event::BuildFailed { message, duration } => {
                 self.write_failures(out)?;
-                writeln!(out, "ERROR: {message}")?;
+                writeln!(out, "ERROR: {}", crate::escape::printable(message))?;
                 writeln!(
                     out,
                     "Build failed after {}: {}",
@@ -250,7 +250,7 @@ impl BuildLog {
             if let Some(rule) = &warning.rule {
                 write!(out, "{rule}: ")?;
             }
-            write!(out, "{}", warning.message)?;
+            write!(out, "{}", crate::escape::printable(&warning.message))?;
             if let Some(line) = warning.line {
                 write!(out, " (line {line})")?;
             }

@@ -31,7 +31,12 @@ impl Attacks {
     }
 
     /// Runs one attempt: `tried` says what it does, in a sentence.
-    pub fn attempt(&mut self, name: &str, tried: &str, attack: impl FnOnce() -> Result<(), String>) {
+    pub fn attempt(
+        &mut self,
+        name: &str,
+        tried: &str,
+        attack: impl FnOnce() -> Result<(), String>,
+    ) {
         println!("attack {}/{name}: {tried}", self.area);
         let verdict = match catch_unwind(AssertUnwindSafe(attack)) {
             Ok(verdict) => verdict,
@@ -135,7 +140,9 @@ pub fn as_user(user: &str, cmd: &Command) -> Command {
         .ok()
         .filter(|out| out.status.success())
         .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
-        .unwrap_or_else(|| panic!("user {user} does not exist (scripts/test creates rbuild-rootless)"));
+        .unwrap_or_else(|| {
+            panic!("user {user} does not exist (scripts/test creates rbuild-rootless)")
+        });
     let mut wrapped = Command::new("setpriv");
     wrapped.args([
         &format!("--reuid={user}"),
