@@ -8,8 +8,10 @@
 //! image's config and the [`ContainerOptions`] decide ([`container_command`]). The
 //! writable layer is removed afterwards: nothing of the run is kept.
 //!
-//! The container shares the host's network by default, so a server listening on port 80
-//! inside is reachable at `127.0.0.1:80` on the host (docker would map it with `-p`).
+//! The container shares the host's network namespace by default, so a server listening
+//! on port 80 inside is reachable at `127.0.0.1:80` on the host (docker would map it
+//! with `-p`); confined as a build step's default network is ([`Network::Default`]: no
+//! `CAP_NET_RAW`, none of the host's abstract unix sockets).
 //! Cancelling [`ContainerOptions::cancel`] kills the container's whole process tree; its
 //! mounts live only in its own mount namespace and go with it.
 //!
@@ -157,7 +159,7 @@ pub struct ContainerOptions {
     pub workdir: Option<String>,
     /// `user[:group]` replacing the image's `User`.
     pub user: Option<String>,
-    /// Network mode (default: the host's network).
+    /// Network mode (default: the host's network namespace, confined).
     pub network: Network,
     /// Give the command the caller's standard input (else `/dev/null`).
     pub inherit_stdin: bool,

@@ -4,9 +4,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use rbuild_dockerfile::{BuildGraph, Instruction, SecurityMode};
+use rbuild_dockerfile::{BuildGraph, Instruction, NetworkMode, SecurityMode};
 
 use super::error::{BuildError, render_at};
+use crate::exec::Network;
 
 /// Something a Dockerfile may ask for only when the build allows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -15,6 +16,10 @@ pub enum Entitlement {
     /// `security.insecure`: `RUN --security=insecure` steps run with every capability
     /// and no seccomp filter.
     SecurityInsecure,
+    /// `network.host`: steps run on the host's network unconfined (`--network=host`,
+    /// `RUN --network=host`), `CAP_NET_RAW` and the host's abstract unix sockets
+    /// included; without it they get the confined default network.
+    NetworkHost,
 }
 
 impl Entitlement {
@@ -22,6 +27,7 @@ impl Entitlement {
     pub fn name(self) -> &'static str {
         match self {
             Entitlement::SecurityInsecure => "security.insecure",
+            Entitlement::NetworkHost => "network.host",
         }
     }
 }
@@ -34,7 +40,7 @@ impl fmt::Display for Entitlement {
 
 /// An `--allow` value that names no entitlement.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown entitlement {0:?} (known: security.insecure)")]
+#[error("unknown entitlement {0:?} (known: security.insecure, network.host)")]
 pub struct UnknownEntitlement(pub String);
 
 impl FromStr for Entitlement {
@@ -43,32 +49,45 @@ impl FromStr for Entitlement {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "security.insecure" => Ok(Entitlement::SecurityInsecure),
+            "network.host" => Ok(Entitlement::NetworkHost),
             other => Err(UnknownEntitlement(other.to_owned())),
         }
     }
 }
 
-/// Refuses the first step of `graph` that needs an entitlement `allowed` lacks; the
-/// error names its line (`Dockerfile:3:1: RUN --security=insecure is not allowed: ...`).
+/// Refuses a build network or the first step of `graph` that needs an entitlement
+/// `allowed` lacks; a step's error names its line (`Dockerfile:3:1: RUN
+/// --security=insecure is not allowed: ...`).
 pub(crate) fn check(
     graph: &BuildGraph,
     allowed: &[Entitlement],
+    network: Network,
     file_name: &str,
     text: &str,
 ) -> Result<(), BuildError> {
+    if network == Network::Host && !allowed.contains(&Entitlement::NetworkHost) {
+        return Err(BuildError::NotEntitled {
+            what: "--network=host",
+            entitlement: Entitlement::NetworkHost,
+        });
+    }
     for step in &graph.steps {
         let Instruction::Run(run) = &step.instruction else {
             continue;
         };
+        let refused =
+            |message: &str| BuildError::Dockerfile(render_at(file_name, text, &step.span, message));
         if run.security == Some(SecurityMode::Insecure)
             && !allowed.contains(&Entitlement::SecurityInsecure)
         {
-            return Err(BuildError::Dockerfile(render_at(
-                file_name,
-                text,
-                &step.span,
+            return Err(refused(
                 "RUN --security=insecure is not allowed: pass --allow security.insecure",
-            )));
+            ));
+        }
+        if run.network == Some(NetworkMode::Host) && !allowed.contains(&Entitlement::NetworkHost) {
+            return Err(refused(
+                "RUN --network=host is not allowed: pass --allow network.host",
+            ));
         }
     }
     Ok(())
@@ -88,6 +107,11 @@ mod tests {
             Entitlement::SecurityInsecure.to_string(),
             "security.insecure"
         );
-        assert!("network.host".parse::<Entitlement>().is_err());
+        assert_eq!(
+            "network.host".parse::<Entitlement>(),
+            Ok(Entitlement::NetworkHost)
+        );
+        assert_eq!(Entitlement::NetworkHost.to_string(), "network.host");
+        assert!("network.magic".parse::<Entitlement>().is_err());
     }
 }

@@ -36,6 +36,14 @@ pub enum BuildError {
         /// The error, its cause included, rendered with the Dockerfile location.
         rendered: String,
     },
+    /// The build asks for something it was not allowed (`--allow`).
+    #[error("{what} is not allowed: pass --allow {entitlement}")]
+    NotEntitled {
+        /// What asked for it (`--network=host`).
+        what: &'static str,
+        /// The entitlement that would allow it.
+        entitlement: super::Entitlement,
+    },
     /// An image reference names nothing rbuild can load.
     #[error("image {0} not found in the store{hint}", hint = not_found_hint(.0))]
     ImageNotFound(String),

@@ -139,7 +139,8 @@ pub struct BuildRequest {
     pub registry: RegistryConfig,
     /// `--secret`: the secrets `RUN --mount=type=secret` may mount; never stored.
     pub secrets: Vec<BuildSecret>,
-    /// `--allow`: entitlements the Dockerfile may use (`RUN --security=insecure`).
+    /// `--allow`: entitlements the build may use (`RUN --security=insecure`,
+    /// `--network=host` and `RUN --network=host`).
     pub allow: Vec<Entitlement>,
     /// `--ssh`: the ssh agents `RUN --mount=type=ssh` may forward.
     pub ssh: Vec<SshAgent>,
@@ -186,7 +187,7 @@ impl BuildRequest {
             no_cache: false,
             no_cache_filter: Vec::new(),
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            network: Network::Host,
+            network: Network::Default,
             snapshotter: SnapshotterKind::default(),
             executor: ExecutorKind::default(),
             compression: Compression::Gzip,

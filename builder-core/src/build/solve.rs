@@ -201,7 +201,7 @@ fn build_inner(
             .map_err(|e| BuildError::Dockerfile(e.render(&file_name, &text).trim_end().to_owned()))
     };
     let first = lowered(&file, &options)?;
-    super::entitlement::check(&first, &request.allow, &file_name, &text)?;
+    super::entitlement::check(&first, &request.allow, request.network, &file_name, &text)?;
 
     // Base images, and images COPY --from names.
     let mut bases: HashMap<String, BaseImage> = HashMap::new();
@@ -252,7 +252,7 @@ fn build_inner(
     }
     let graph = lowered(&file, &options)?;
     // ONBUILD triggers may bring steps of their own.
-    super::entitlement::check(&graph, &request.allow, &file_name, &text)?;
+    super::entitlement::check(&graph, &request.allow, request.network, &file_name, &text)?;
 
     // The context, listed and hashed once, if any step copies from it (or binds it).
     let uses_context = graph.steps.iter().any(|s| match &s.instruction {

@@ -22,6 +22,18 @@ use crate::snapshot::Snapshot;
 /// How many lines of a failed step's output its error shows, as BuildKit does.
 const TAIL_LINES: usize = 10;
 
+/// How much of a step's output becomes log events (BuildKit's default
+/// `BUILDKIT_STEP_LOG_MAX_SIZE`, 2 MiB); the rest is read and dropped, after one line
+/// saying so, so a noisy step (`RUN yes`) cannot grow rbuild's memory or its logs.
+pub(crate) const STEP_LOG_LIMIT: usize = 2 * 1024 * 1024;
+
+/// The line that ends a clipped step's log.
+pub(crate) const CLIPPED_NOTICE: &str = "[output clipped, log limit 2MiB reached]";
+
+/// The longest line kept whole: output without a line end is cut into lines this long,
+/// so a step that never writes `\n` (`head -c 1G /dev/zero`) is bounded too.
+const MAX_LINE: usize = 64 * 1024;
+
 /// The mode of directories `WORKDIR` creates (BuildKit: `llb.Mkdir(wd, 0755, ...)`).
 const WORKDIR_MODE: u32 = 0o755;
 
@@ -210,16 +222,27 @@ pub(crate) fn run(
     Err(RunFailure::Exit {
         code,
         message,
-        tail: lines.tail.into_iter().collect(),
+        tail: lines.tail(),
     })
 }
 
-/// Cuts a step's output into lines for log events, keeping the last few.
+/// Cuts a step's output into lines for log events, keeping the last few. Memory stays
+/// bounded whatever the step writes: a partial line is at most [`MAX_LINE`] per stream,
+/// the tail [`TAIL_LINES`] lines, and after [`STEP_LOG_LIMIT`] bytes of events the rest
+/// is only scanned for the tail (so a failure still shows its last lines).
 struct LineSplitter<'a> {
     progress: &'a dyn Progress,
     step: StepId,
-    partial: [(Stream, Vec<u8>); 2],
-    tail: VecDeque<String>,
+    /// The unfinished line of stdout and of stderr.
+    partial: [Vec<u8>; 2],
+    /// The last lines, raw (buffers reused once full).
+    tail: VecDeque<(Stream, Vec<u8>)>,
+    /// Bytes sent as log events so far.
+    logged: usize,
+    /// The limit was reached and said so.
+    clipped: bool,
+    /// Lines dropped since (saturating; at least the tail's length when it matters).
+    dropped: usize,
 }
 
 impl<'a> LineSplitter<'a> {
@@ -227,41 +250,107 @@ impl<'a> LineSplitter<'a> {
         LineSplitter {
             progress,
             step,
-            partial: [(Stream::Stdout, Vec::new()), (Stream::Stderr, Vec::new())],
-            tail: VecDeque::new(),
+            partial: [Vec::new(), Vec::new()],
+            tail: VecDeque::with_capacity(TAIL_LINES),
+            logged: 0,
+            clipped: false,
+            dropped: 0,
         }
     }
 
-    fn push(&mut self, stream: Stream, bytes: &[u8]) {
+    fn push(&mut self, stream: Stream, mut bytes: &[u8]) {
         let slot = usize::from(stream == Stream::Stderr);
-        self.partial[slot].1.extend_from_slice(bytes);
-        while let Some(pos) = self.partial[slot].1.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.partial[slot].1.drain(..=pos).collect();
-            self.emit(stream, &line);
+        if self.clipped {
+            // Only the tail matters now: skip to the last TAIL_LINES line ends.
+            if let Some(cut) = memchr::memrchr_iter(b'\n', bytes).nth(TAIL_LINES) {
+                self.partial[slot].clear();
+                self.dropped = self.dropped.saturating_add(TAIL_LINES + 1);
+                bytes = &bytes[cut + 1..];
+            }
         }
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', bytes) {
+            let piece = &bytes[start..=end];
+            start = end + 1;
+            if self.partial[slot].is_empty() {
+                self.line(stream, piece);
+            } else {
+                let mut line = std::mem::take(&mut self.partial[slot]);
+                line.extend_from_slice(piece);
+                self.line(stream, &line);
+                line.clear();
+                self.partial[slot] = line;
+            }
+        }
+        let mut rest = &bytes[start..];
+        while self.partial[slot].len() + rest.len() >= MAX_LINE {
+            let take = MAX_LINE - self.partial[slot].len();
+            let mut line = std::mem::take(&mut self.partial[slot]);
+            line.extend_from_slice(&rest[..take]);
+            self.line(stream, &line);
+            line.clear();
+            self.partial[slot] = line;
+            rest = &rest[take..];
+        }
+        self.partial[slot].extend_from_slice(rest);
     }
 
-    fn emit(&mut self, stream: Stream, line: &[u8]) {
-        let event = Event::log(self.step, stream, line);
-        if let Event::StepLog { text, .. } = &event {
-            if self.tail.len() == TAIL_LINES {
-                self.tail.pop_front();
+    /// One line: into the tail, and a log event until the limit.
+    fn line(&mut self, stream: Stream, line: &[u8]) {
+        if self.tail.len() == TAIL_LINES {
+            if let Some((_, mut buf)) = self.tail.pop_front() {
+                buf.clear();
+                buf.extend_from_slice(line);
+                self.tail.push_back((stream, buf));
             }
-            self.tail.push_back(text.clone());
+        } else {
+            self.tail.push_back((stream, line.to_vec()));
         }
-        self.progress.event(&event);
+        if self.clipped {
+            self.dropped = self.dropped.saturating_add(1);
+            return;
+        }
+        if self.logged + line.len() > STEP_LOG_LIMIT {
+            self.clipped = true;
+            self.dropped = 1;
+            self.progress.event(&Event::StepLog {
+                step: self.step,
+                stream,
+                text: CLIPPED_NOTICE.to_owned(),
+            });
+            return;
+        }
+        self.logged += line.len();
+        self.progress.event(&Event::log(self.step, stream, line));
     }
 
     fn flush(&mut self) {
-        for slot in 0..2 {
-            let (stream, rest) = (
-                self.partial[slot].0,
-                std::mem::take(&mut self.partial[slot].1),
-            );
+        for (slot, stream) in [(0, Stream::Stdout), (1, Stream::Stderr)] {
+            let rest = std::mem::take(&mut self.partial[slot]);
             if !rest.is_empty() {
-                self.emit(stream, &rest);
+                self.line(stream, &rest);
             }
         }
+        if self.clipped {
+            // The log ends with the step's real last lines, as its failure shows them.
+            let shown = self.dropped.min(self.tail.len());
+            for (stream, line) in self.tail.iter().skip(self.tail.len() - shown) {
+                self.progress.event(&Event::log(self.step, *stream, line));
+            }
+        }
+    }
+
+    /// The last lines as text (as their log events would carry them).
+    fn tail(&self) -> Vec<String> {
+        self.tail
+            .iter()
+            .filter_map(
+                |(stream, line)| match Event::log(self.step, *stream, line) {
+                    Event::StepLog { text, .. } => Some(text),
+                    _ => None,
+                },
+            )
+            .collect()
     }
 }
 
@@ -360,6 +449,72 @@ pub(crate) fn touches_files(instruction: &Instruction) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn logged(events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::StepLog { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Issue 13: `RUN yes` grew rbuild without bound. The log stops at the limit with a
+    /// notice, then ends with the real last lines; the failure tail is those lines.
+    #[test]
+    fn a_noisy_step_is_clipped_at_the_limit_and_keeps_its_real_tail() {
+        let progress = crate::progress::Collect::new();
+        let mut lines = LineSplitter::new(&progress, StepId(1));
+        let chunk = b"y\n".repeat(8 * 1024);
+        for _ in 0..(3 * STEP_LOG_LIMIT / chunk.len()) {
+            lines.push(Stream::Stdout, &chunk);
+        }
+        lines.push(Stream::Stdout, b"second to last\nthe last line");
+        lines.flush();
+        let texts = logged(&progress.events());
+        let logged_bytes: usize = texts.iter().map(|t| t.len() + 1).sum();
+        assert!(
+            logged_bytes < STEP_LOG_LIMIT + 64 * 1024,
+            "{logged_bytes} bytes logged"
+        );
+        let notice = texts.iter().position(|t| t == CLIPPED_NOTICE).unwrap();
+        assert_eq!(
+            texts.len() - notice - 1,
+            TAIL_LINES,
+            "{:?}",
+            &texts[notice..]
+        );
+        assert_eq!(texts.last().unwrap(), "the last line");
+        let tail = lines.tail();
+        assert_eq!(tail.len(), TAIL_LINES);
+        assert_eq!(&tail[TAIL_LINES - 2..], ["second to last", "the last line"]);
+    }
+
+    #[test]
+    fn output_without_line_ends_is_cut_into_bounded_lines() {
+        let progress = crate::progress::Collect::new();
+        let mut lines = LineSplitter::new(&progress, StepId(1));
+        for _ in 0..10 {
+            lines.push(Stream::Stderr, &[b'x'; 50_000]);
+            assert!(lines.partial[1].len() < MAX_LINE);
+        }
+        lines.flush();
+        let texts = logged(&progress.events());
+        assert!(texts.iter().all(|t| t.len() <= MAX_LINE));
+        assert_eq!(texts.iter().map(String::len).sum::<usize>(), 500_000);
+    }
+
+    #[test]
+    fn a_quiet_step_logs_every_line_unclipped() {
+        let progress = crate::progress::Collect::new();
+        let mut lines = LineSplitter::new(&progress, StepId(1));
+        lines.push(Stream::Stdout, b"a\nb");
+        lines.push(Stream::Stdout, b"c\n");
+        lines.push(Stream::Stderr, b"e");
+        lines.flush();
+        assert_eq!(logged(&progress.events()), ["a", "bc", "e"]);
+    }
 
     fn run_of(text: &str) -> Run {
         let file = rbuild_dockerfile::parse(text).unwrap();

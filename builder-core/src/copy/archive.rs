@@ -316,7 +316,9 @@ fn extract_entry<R: Read>(
             let fd = rustix::fs::openat(
                 &dir,
                 &name,
-                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW,
+                rustix::fs::OFlags::RDONLY
+                    | rustix::fs::OFlags::NOFOLLOW
+                    | rustix::fs::OFlags::CLOEXEC,
                 Mode::empty(),
             )
             .map_err(|e| fail("open", &target)(e.into()))?;

@@ -4,14 +4,17 @@
 //! BuildKit gives `RUN`): in the bounding, permitted, effective and inheritable sets of a
 //! root step, none ambient. A step of another `USER` keeps the bounding set only, its
 //! permitted and effective sets empty, as docker does for non-root users (a set-uid
-//! program can still raise them within the bounding set). `RUN --security=insecure`
-//! keeps every capability.
+//! program can still raise them within the bounding set). `CAP_NET_RAW` is dropped on
+//! the default network ([`Network::Default`]): it is the host's namespace, where it would
+//! let a step open `AF_PACKET` and raw
+//! sockets on the host's interfaces and capture their traffic. `RUN
+//! --security=insecure` keeps every capability.
 
 use std::collections::HashSet;
 
 use oci_spec::runtime::Capability;
 
-use super::Security;
+use super::{Network, Security};
 
 /// docker's default capabilities: the OCI name and the kernel's number
 /// (`linux/capability.h`).
@@ -85,6 +88,7 @@ const ALL_CAPABILITIES: [&str; 41] = [
 pub(crate) fn oci_sets(
     security: Security,
     uid: u32,
+    network: Network,
 ) -> (
     HashSet<Capability>,
     HashSet<Capability>,
@@ -102,7 +106,11 @@ pub(crate) fn oci_sets(
             .collect();
         return (all.clone(), all, HashSet::new());
     }
-    let defaults: HashSet<Capability> = DEFAULT_CAPABILITIES.iter().map(|(c, _)| *c).collect();
+    let defaults: HashSet<Capability> = DEFAULT_CAPABILITIES
+        .iter()
+        .map(|(c, _)| *c)
+        .filter(|c| *c != Capability::NetRaw || network != Network::Default)
+        .collect();
     if uid == 0 {
         (defaults.clone(), defaults, HashSet::new())
     } else {
@@ -133,10 +141,15 @@ fn last_capability() -> u32 {
         .unwrap_or(40)
 }
 
-/// The default set as a bit mask (bit `n` for capability `n`).
-pub(crate) fn default_mask() -> u64 {
+/// `CAP_NET_RAW`'s number (`linux/capability.h`).
+const CAP_NET_RAW: u32 = 13;
+
+/// The default set as a bit mask (bit `n` for capability `n`), without `CAP_NET_RAW` on
+/// the default network (a private namespace of `--network=none` keeps it, as docker's).
+pub(crate) fn default_mask(network: Network) -> u64 {
     DEFAULT_CAPABILITIES
         .iter()
+        .filter(|(_, number)| *number != CAP_NET_RAW || network != Network::Default)
         .fold(0, |mask, (_, number)| mask | (1u64 << number))
 }
 
@@ -153,11 +166,11 @@ pub(crate) struct StepCapabilities {
 
 /// What a step of `security` running as `uid` keeps; `None` keeps everything
 /// (`--security=insecure`).
-pub(crate) fn for_step(security: Security, uid: u32) -> Option<StepCapabilities> {
+pub(crate) fn for_step(security: Security, uid: u32, network: Network) -> Option<StepCapabilities> {
     if security == Security::Insecure {
         return None;
     }
-    let keep = default_mask();
+    let keep = default_mask(network);
     let last = last_capability().min(63);
     let all = if last == 63 {
         u64::MAX
@@ -177,7 +190,8 @@ mod tests {
 
     #[test]
     fn root_keeps_docker_defaults_and_others_keep_only_the_bounding_set() {
-        let root = for_step(Security::Sandbox, 0).expect("sandbox drops capabilities");
+        let root =
+            for_step(Security::Sandbox, 0, Network::Host).expect("sandbox drops capabilities");
         // CAP_CHOWN, CAP_SETUID, CAP_NET_RAW kept; CAP_SYS_ADMIN (21), CAP_SYS_MODULE
         // (16), CAP_SYS_PTRACE (19) and CAP_NET_ADMIN (12) dropped.
         for kept in [0, 7, 13] {
@@ -193,16 +207,36 @@ mod tests {
             assert_ne!(root.drop_from_bounding & (1 << dropped), 0);
         }
         assert_eq!(root.inheritable, 0);
-        let user = for_step(Security::Sandbox, 1000).expect("sandbox drops capabilities");
+        let user =
+            for_step(Security::Sandbox, 1000, Network::Host).expect("sandbox drops capabilities");
         assert_eq!((user.permitted, user.inheritable), (0, 0));
         assert_eq!(user.drop_from_bounding, root.drop_from_bounding);
-        assert_eq!(for_step(Security::Insecure, 0), None);
-        let (bounding, _, _) = oci_sets(Security::Insecure, 0);
+        assert_eq!(for_step(Security::Insecure, 0, Network::Default), None);
+        let (bounding, _, _) = oci_sets(Security::Insecure, 0, Network::Default);
         assert_eq!(bounding.len() as u32, held_mask().count_ones().min(41));
-        let (bounding, permitted, inheritable) = oci_sets(Security::Sandbox, 1000);
+        let (bounding, permitted, inheritable) = oci_sets(Security::Sandbox, 1000, Network::Host);
         assert_eq!((bounding.len(), permitted.len()), (14, 0));
         assert!(inheritable.is_empty());
-        let (_, permitted, inheritable) = oci_sets(Security::Sandbox, 0);
+        let (_, permitted, inheritable) = oci_sets(Security::Sandbox, 0, Network::Host);
         assert_eq!((permitted.len(), inheritable.len()), (14, 0));
+    }
+
+    /// Issue 13: on the default network (the host's namespace) a step must not open
+    /// AF_PACKET or raw sockets, so CAP_NET_RAW is gone from every set.
+    #[test]
+    fn the_default_network_drops_cap_net_raw_everywhere() {
+        {
+            let network = Network::Default;
+            let root = for_step(Security::Sandbox, 0, network).expect("sandbox drops");
+            assert_eq!(root.permitted & (1 << CAP_NET_RAW), 0, "{network:?}");
+            assert_ne!(
+                root.drop_from_bounding & (1 << CAP_NET_RAW),
+                0,
+                "{network:?}"
+            );
+            let (bounding, permitted, _) = oci_sets(Security::Sandbox, 0, network);
+            assert!(!bounding.contains(&Capability::NetRaw), "{network:?}");
+            assert!(!permitted.contains(&Capability::NetRaw), "{network:?}");
+        }
     }
 }

@@ -36,6 +36,7 @@ mod caps;
 mod cgroup;
 mod confine;
 mod idmap;
+mod landlock;
 mod monitor;
 mod plan;
 mod runc;
@@ -117,6 +118,12 @@ pub enum ExecError {
     /// The command to run is empty.
     #[error("failed to run step: empty command")]
     EmptyCommand,
+    /// The step's network cannot be confined as asked on this kernel.
+    #[error("failed to confine the step's network: {reason}")]
+    NetworkConfinement {
+        /// Why, and what to do instead.
+        reason: String,
+    },
     /// The step's seccomp filter could not be made.
     #[error("failed to set up the step's seccomp filter: {reason}")]
     Seccomp {
@@ -186,11 +193,25 @@ pub enum Command {
 /// How the step reaches the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Network {
-    /// Share the host's network namespace.
+    /// The default: the host's network namespace (the step reaches what the host
+    /// reaches, through the host's resolver), confined: no `CAP_NET_RAW` (no `AF_PACKET`
+    /// or raw sockets, so no capture of the host's traffic) and, with the sandbox
+    /// executor, no connection to the host's abstract unix sockets (Landlock scoping,
+    /// Linux 6.12 or later; without it such a step is refused).
     #[default]
+    Default,
+    /// The host's network namespace unconfined, `CAP_NET_RAW` included (`--network=host`,
+    /// which a build must allow as the `network.host` entitlement).
     Host,
     /// A new network namespace with only loopback up.
     None,
+}
+
+impl Network {
+    /// Whether the step shares the host's network namespace.
+    pub fn shares_host(self) -> bool {
+        self != Network::None
+    }
 }
 
 /// How confined a step is (`RUN --security`).
@@ -269,7 +290,7 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
-    /// A spec running `command` as root in `/` with host networking.
+    /// A spec running `command` as root in `/` on the default network.
     pub fn new(command: Command) -> Self {
         RunSpec {
             command,
@@ -277,7 +298,7 @@ impl RunSpec {
             env: Vec::new(),
             workdir: "/".to_owned(),
             user: None,
-            network: Network::Host,
+            network: Network::Default,
             security: Security::Sandbox,
             hostname: "rbuild".to_owned(),
             limits: Limits::default(),

@@ -136,6 +136,10 @@ fn spawn_in_cgroups(
                         fork_and_wait(0, None, err_fd, None);
                         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                     }
+                    if let Err(errno) = close_inherited_on_exec() {
+                        report(err_fd, CLOSE_INHERITED, errno);
+                        return Err(std::io::Error::from_raw_os_error(errno));
+                    }
                     Ok(())
                 }
                 Err((index, errno)) => {
@@ -160,7 +164,9 @@ fn spawn_in_cgroups(
         }
     };
     let monitor = child.id();
-    let (tx, rx) = mpsc::channel::<(Stream, Vec<u8>)>();
+    // Bounded: when the sink is slower than the step writes, the readers wait, the pipes
+    // fill and the step blocks in write(2): back-pressure, not memory growth.
+    let (tx, rx) = mpsc::sync_channel::<(Stream, Vec<u8>)>(CHUNKS_IN_FLIGHT);
     let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
         readers.push(pump(out, Stream::Stdout, tx.clone()));
@@ -218,6 +224,7 @@ fn reported_failure(err_read: OwnedFd, stages: &[String]) -> Option<ExecError> {
         JOIN_CGROUP => "join the step's cgroups".to_owned(),
         CREATE_NAMESPACES => "create the step's namespaces".to_owned(),
         MAP_IDS => "map ids with newuidmap/newgidmap".to_owned(),
+        CLOSE_INHERITED => "close the descriptors rbuild inherited".to_owned(),
         i => stages
             .get(i as usize)
             .cloned()
@@ -235,6 +242,30 @@ const JOIN_CGROUP: u32 = u32::MAX;
 const CREATE_NAMESPACES: u32 = u32::MAX - 1;
 /// The error-pipe code of a failed newuidmap/newgidmap run.
 const MAP_IDS: u32 = u32::MAX - 2;
+
+/// The error-pipe code of a failure to mark inherited descriptors close-on-exec.
+const CLOSE_INHERITED: u32 = u32::MAX - 3;
+
+/// `CLOSE_RANGE_CLOEXEC` (`linux/close_range.h`, Linux 5.11).
+const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+
+/// Marks every descriptor above standard error close-on-exec, so the step's program
+/// starts with 0, 1 and 2 only: a descriptor rbuild's caller left open (a directory, a
+/// host file open for writing) would otherwise reach the step, and from a directory
+/// `/proc/self/fd/N/..` climbs to the host's root (runc's CVE-2024-21626). Marked rather
+/// than closed: std's own exec-error pipe, the error pipe and the id-map pipe are among
+/// them and still work until `exec` (all are close-on-exec already). Async-signal-safe.
+fn close_inherited_on_exec() -> Result<(), i32> {
+    // SAFETY: close_range only changes descriptor flags of this process.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
+    }
+}
 
 /// Tells the parent which set-up operation failed (async-signal-safe).
 fn report(err_fd: i32, index: u32, errno: i32) {
@@ -367,13 +398,20 @@ unsafe fn fork_and_wait(
     }
 }
 
+/// Output chunks (of at most [`CHUNK`] bytes) queued between the pipe readers and the
+/// sink.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// The most one read of a step's output pipe takes.
+const CHUNK: usize = 16 * 1024;
+
 fn pump(
     mut from: impl Read + Send + 'static,
     stream: Stream,
-    tx: mpsc::Sender<(Stream, Vec<u8>)>,
+    tx: mpsc::SyncSender<(Stream, Vec<u8>)>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut buf = vec![0u8; 16 * 1024];
+        let mut buf = vec![0u8; CHUNK];
         loop {
             match from.read(&mut buf) {
                 Ok(0) => break,

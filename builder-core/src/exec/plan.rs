@@ -71,6 +71,9 @@ pub(crate) enum Op {
     MaskPath { path: CString, null: CString },
     /// Drop every capability whose bit is set from the bounding set.
     DropBounding { capabilities: u64 },
+    /// Shut the step off from abstract unix sockets made outside it (Landlock scoping;
+    /// needs `CAP_SYS_ADMIN` here, as no `no_new_privs` is set).
+    ScopeAbstractUnixSockets,
     /// Install seccomp filters, in order. No `no_new_privs`: the init still holds
     /// `CAP_SYS_ADMIN` here, and set-uid programs must keep working in the step, as
     /// under docker (runc installs its filter at the same point when
@@ -116,6 +119,9 @@ impl fmt::Display for Op {
             Op::ReadOnlyPath { path } => write!(f, "make {path:?} read-only"),
             Op::MaskPath { path, .. } => write!(f, "mask {path:?}"),
             Op::DropBounding { .. } => write!(f, "drop capabilities from the bounding set"),
+            Op::ScopeAbstractUnixSockets => {
+                write!(f, "shut off the host's abstract unix sockets (landlock)")
+            }
             Op::Seccomp { .. } => write!(f, "install the seccomp filter"),
             Op::Capabilities { .. } => write!(f, "set the step's capabilities"),
             Op::WaitForIdMap { .. } => write!(f, "wait for the id mapping (newuidmap/newgidmap)"),
@@ -287,6 +293,7 @@ fn apply_op(op: &Op) -> Result<(), i32> {
             }
             Ok(())
         }
+        Op::ScopeAbstractUnixSockets => super::landlock::scope_abstract_unix_sockets(),
         Op::Seccomp { programs } => {
             for program in programs {
                 let Ok(len) = libc::c_ushort::try_from(program.len()) else {

@@ -235,7 +235,8 @@ impl RuncExecutor {
     ) -> Result<Spec, ExecError> {
         let path = mountpoint;
         let err = bundle_err(path);
-        let (bounding, permitted, inheritable) = caps::oci_sets(spec.security, creds.uid);
+        let (bounding, permitted, inheritable) =
+            caps::oci_sets(spec.security, creds.uid, spec.network);
         let capabilities = LinuxCapabilitiesBuilder::default()
             .bounding(bounding)
             .effective(permitted.clone())

@@ -245,7 +245,7 @@ fn build_plan(
     let rootless = mapping.is_some();
     let self_only = mapping == Some(IdMapping::SelfOnly);
     let sys_ok = stubs.ensure(view, Path::new("sys"), true)?;
-    if sys_ok && rootless && spec.network == Network::Host {
+    if sys_ok && rootless && spec.network.shares_host() {
         // A user namespace may mount sysfs only with a network namespace of its own.
         ops.push(Op::Bind {
             source: c"/sys".into(),
@@ -308,7 +308,7 @@ fn build_plan(
         prefixes.push(cstr(&prefix)?);
     }
     ops.push(Op::WorkDir { prefixes });
-    let (before_user, after_user) = confine::privilege_ops(spec.security, creds.uid)?;
+    let (before_user, after_user) = confine::privilege_ops(spec.security, creds.uid, spec.network)?;
     ops.extend(before_user);
     ops.push(Op::Credentials {
         uid: creds.uid,

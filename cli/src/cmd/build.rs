@@ -25,11 +25,12 @@ const EXIT_BUILD_FAILED: u8 = 1;
 /// `--network`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum NetworkArg {
-    /// Share the host's network (the default, as `docker build --network=host`; docker's
-    /// `default` means the same here).
-    #[value(alias = "default")]
+    /// The host's network namespace, confined: no CAP_NET_RAW (no packet capture, no raw
+    /// sockets) and no connection to the host's abstract unix sockets
+    Default,
+    /// The host's network unconfined; needs --allow network.host
     Host,
-    /// No network: only loopback.
+    /// No network: only loopback
     None,
 }
 
@@ -103,8 +104,8 @@ pub struct Args {
     /// How to show progress
     #[arg(long, value_enum, default_value = "auto")]
     progress: ProgressMode,
-    /// The network of RUN steps
-    #[arg(long, value_enum, default_value = "host")]
+    /// The network of RUN steps (host needs --allow network.host)
+    #[arg(long, value_enum, default_value = "default")]
     network: NetworkArg,
     /// How many stages may run at once [default: the number of cores]
     #[arg(long, value_name = "N")]
@@ -129,8 +130,9 @@ pub struct Args {
     /// id=ID: the variable ID); may be repeated. Its value is never stored
     #[arg(long, value_name = "id=ID,src=FILE|env=VAR", value_parser = secret_arg)]
     secret: Vec<BuildSecret>,
-    /// Allow an entitlement the Dockerfile asks for: security.insecure (RUN
-    /// --security=insecure: every capability, no seccomp filter); may be repeated
+    /// Allow an entitlement: security.insecure (RUN --security=insecure: every capability,
+    /// no seccomp filter), network.host (--network=host, RUN --network=host: the host's
+    /// network unconfined); may be repeated
     #[arg(long, value_name = "ENTITLEMENT")]
     allow: Vec<Entitlement>,
     /// An ssh agent RUN --mount=type=ssh may use: default (the agent of SSH_AUTH_SOCK),
@@ -298,6 +300,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         request.jobs = jobs.max(1);
     }
     request.network = match args.network {
+        NetworkArg::Default => Network::Default,
         NetworkArg::Host => Network::Host,
         NetworkArg::None => Network::None,
     };

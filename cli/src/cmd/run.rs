@@ -20,8 +20,10 @@ standard input, output and error are passed through and rbuild exits with the co
 code (125 when rbuild itself fails, 126 when the command cannot be executed, 127 when it is \
 not found).
 
-The container shares the host's network (there is no -p): a server listening on port 80 \
-inside is reachable at 127.0.0.1:80 on the host. Nothing of the run is kept: its writable \
+The container shares the host's network namespace (there is no -p): a server listening on \
+port 80 inside is reachable at 127.0.0.1:80 on the host. By default that network is confined: \
+no CAP_NET_RAW (no packet capture, no raw sockets) and no connection to the host's abstract \
+unix sockets; --network host lifts both, --network none gives loopback only. Nothing of the run is kept: its writable \
 layer is removed when the command ends (volumes given with -v are host paths, changed in \
 place). Ctrl-C or SIGTERM to rbuild stops the container.",
     after_help = "Examples:
@@ -44,8 +46,9 @@ pub struct Args {
     /// User to run as: name or uid, with an optional :group
     #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
     user: Option<String>,
-    /// Network: host (share the host's network, the default) or none (loopback only)
-    #[arg(long, value_name = "MODE", default_value = "host", value_parser = ["host", "none"])]
+    /// Network: default (the host's network confined: no CAP_NET_RAW, no host abstract
+    /// unix sockets), host (the host's network unconfined) or none (loopback only)
+    #[arg(long, value_name = "MODE", default_value = "default", value_parser = ["default", "host", "none"])]
     network: String,
     /// Replace the image's entrypoint (and drop its Cmd); "" removes it
     #[arg(long, value_name = "PROGRAM")]
@@ -163,10 +166,10 @@ fn start(args: &Args, cancel: CancelToken) -> anyhow::Result<ExitStatus> {
         env: env_pairs(&args.env),
         workdir: args.workdir.clone(),
         user: args.user.clone(),
-        network: if args.network == "none" {
-            Network::None
-        } else {
-            Network::Host
+        network: match args.network.as_str() {
+            "none" => Network::None,
+            "host" => Network::Host,
+            _ => Network::Default,
         },
         inherit_stdin: true,
         mounts,
