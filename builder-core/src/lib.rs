@@ -47,8 +47,8 @@ mod exec;
 mod snapshot;
 pub use crate::exec::{
     BindMount, CancelToken, Command, Credentials, DEFAULT_PATH, DEFAULT_RUNC, DEFAULT_SHELL,
-    ExecError, Executor, ExitStatus, IdMapping, Limits, Network, OutputSink, RunSpec, RuncExecutor,
-    SandboxExecutor, Security, TmpfsMount, TreeMount, resolve_user,
+    ExecError, Executor, ExitStatus, FileMount, IdMapping, Limits, Network, OutputSink, RunSpec,
+    RuncExecutor, SandboxExecutor, Security, TmpfsMount, TreeMount, resolve_user,
 };
 pub use crate::snapshot::{
     CopySnapshotter, LowerView, OverlaySnapshotter, Snapshot, SnapshotError, Snapshotter, StepRoot,
@@ -98,11 +98,15 @@ pub use crate::copy::{
     describe_sources, selected_sources, sources_digest,
 };
 
+// --- credentials kept out of output ---
+mod redact;
+pub use crate::redact::{REDACTED, has_url_credentials, is_secret_name, redact_urls};
+
 // --- registry ---
 mod registry;
 pub use crate::registry::{
-    ACCEPTED_MANIFEST_TYPES, CONFIG_ENV, Challenge, ConfigError, DOCKER_CONFIG_ENV, DockerConfig,
-    Mirror, Pulled, PushOptions, RegistryClient, RegistryConfig, RegistryCredentials,
-    RegistryError, RegistryOptions, SYSTEM_CONFIG, UploadMode, error_chain, pull,
-    pull_with_mirrors, push,
+    ACCEPTED_MANIFEST_TYPES, CONFIG_ENV, Challenge, ConfigError, DEFAULT_HTTP_DEADLINE,
+    DOCKER_CONFIG_ENV, DockerConfig, HTTP_TIMEOUT_ENV, Mirror, Pulled, PushOptions, RegistryClient,
+    RegistryConfig, RegistryCredentials, RegistryError, RegistryOptions, SYSTEM_CONFIG, UploadMode,
+    error_chain, http_deadline, pull, pull_with_mirrors, push,
 };

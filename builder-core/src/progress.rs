@@ -313,6 +313,8 @@ impl Event {
 /// stage, `[builder 2/6] RUN ...` for a step of the stage named `builder`. `position` is
 /// the step's 1-based position among `count` steps of its stage, the `FROM` included.
 pub fn display_name(stage: Option<&str>, position: u32, count: u32, instruction: &str) -> String {
+    // A URL's user name and password are never shown (issue 13).
+    let instruction = crate::redact_urls(instruction);
     match stage {
         Some(stage) => format!("[{stage} {position}/{count}] {instruction}"),
         None => format!("[{position}/{count}] {instruction}"),

@@ -144,6 +144,7 @@ pub(crate) fn apply_step(stage: &mut StageConfig, step: &Step) -> Result<Applied
             }
         }
         Instruction::Add(add) => Applied {
+            // A URL's user name and password are never written to the history.
             created_by: format!("ADD {}", sources_text(&add.files)),
             filesystem: true,
             history: true,
@@ -291,6 +292,12 @@ pub(crate) fn apply_step(stage: &mut StageConfig, step: &Step) -> Result<Applied
             meta(format!("SHELL [{}]", shell.shell.join(" ")))
         }
     };
+    // A URL's user name and password (`ADD http://ci:${TOKEN}@host/x`, a RUN's build
+    // argument) never reach the history, nor the cache entries that copy it (issue 13).
+    let mut applied = applied;
+    if let std::borrow::Cow::Owned(redacted) = crate::redact_urls(&applied.created_by) {
+        applied.created_by = redacted;
+    }
     Ok(applied)
 }
 

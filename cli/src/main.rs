@@ -120,6 +120,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Err(message) = rbuild_core::http_deadline() {
+        eprintln!("error: {message}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let result = match cli.command {
         Command::Build(args) => cmd::build::run(*args),
         Command::Version => cmd::version::run(),

@@ -488,6 +488,28 @@ fn warn_about(shared: &Shared<'_>) {
             line: None,
         });
     }
+    // Build arguments and ENV values are written to the image's config and history:
+    // a secret-looking name is pointed at --secret (BuildKit's SecretsUsedInArgOrEnv).
+    for stage in &graph.stages {
+        for step in stage.steps.iter().filter_map(|id| graph.step(*id)) {
+            let (keyword, names): (&str, Vec<&str>) = match &step.instruction {
+                Instruction::Arg(arg) => {
+                    ("ARG", arg.args.iter().map(|a| a.name.as_str()).collect())
+                }
+                Instruction::Env(kv) => ("ENV", kv.pairs.iter().map(|p| p.key.as_str()).collect()),
+                _ => continue,
+            };
+            for name in names.into_iter().filter(|n| crate::is_secret_name(n)) {
+                shared.progress.event(&Event::Warning {
+                    rule: Some("SecretsUsedInArgOrEnv".to_owned()),
+                    message: format!(
+                        "do not use {keyword} for sensitive data ({keyword} {name:?}): its value is stored in the image's history and config; pass secrets with --secret and RUN --mount=type=secret"
+                    ),
+                    line: u32::try_from(step.span.start_line).ok(),
+                });
+            }
+        }
+    }
     let host = host_platform().to_string();
     for stage in &graph.stages {
         if let Some(platform) = stage.platform.as_deref().filter(|p| *p != host) {

@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use super::CopyError;
 use crate::Digest;
@@ -78,18 +78,10 @@ fn file_name(url: &str) -> String {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_per_read(Some(Duration::from_secs(120)))
-        .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-                .build(),
-        )
-        .build()
-        .new_agent()
+    // The registries' agent: an overall deadline per download (`RBUILD_HTTP_TIMEOUT`),
+    // no Authorization along redirects, redirects to http(s) only.
+    let deadline = crate::http_deadline().unwrap_or(crate::DEFAULT_HTTP_DEADLINE);
+    crate::registry::agent_config(deadline).build().new_agent()
 }
 
 /// The last download made for a cache key, handed to the copy that follows it, so a
@@ -111,7 +103,7 @@ pub(crate) fn download(url: &str, checksum: Option<&str>) -> Result<Download, Co
         let found = download.digest.clone();
         if found != expected {
             return Err(CopyError::ChecksumMismatch {
-                url: url.to_owned(),
+                url: crate::redact_urls(url).into_owned(),
                 expected: expected.to_string(),
                 found,
             });
@@ -122,17 +114,36 @@ pub(crate) fn download(url: &str, checksum: Option<&str>) -> Result<Download, Co
 
 /// Fetches `url`.
 fn fetch(url: &str) -> Result<Download, CopyError> {
-    let failed = |e: ureq::Error| CopyError::Download {
-        url: url.to_owned(),
-        source: Box::new(e),
+    let shown = crate::redact_urls(url).into_owned();
+    let deadline = crate::http_deadline().unwrap_or(crate::DEFAULT_HTTP_DEADLINE);
+    let failed = |e: ureq::Error| {
+        let timed_out = match &e {
+            ureq::Error::Timeout(ureq::Timeout::Global) => true,
+            ureq::Error::Io(io) => crate::registry::is_timeout_io(io),
+            _ => false,
+        };
+        let source = if timed_out {
+            // Name the deadline and its knob, not just "timeout".
+            Box::new(ureq::Error::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the download did not finish within {} s, the deadline of one request (set {} to change it)",
+                    deadline.as_secs(),
+                    crate::HTTP_TIMEOUT_ENV
+                ),
+            )))
+        } else {
+            Box::new(e)
+        };
+        CopyError::Download {
+            url: shown.clone(),
+            source,
+        }
     };
     let mut resp = agent().get(url).call().map_err(failed)?;
     let status = resp.status().as_u16();
     if !(200..300).contains(&status) {
-        return Err(CopyError::HttpStatus {
-            url: url.to_owned(),
-            status,
-        });
+        return Err(CopyError::HttpStatus { url: shown, status });
     }
     let mtime_ns = resp
         .headers()

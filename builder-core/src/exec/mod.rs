@@ -165,6 +165,37 @@ pub struct TmpfsMount {
     pub size: Option<u64>,
 }
 
+/// A file of given contents in the step's root for the step only (`RUN
+/// --mount=type=secret`): the sandbox writes it on a tmpfs of the step's own mount
+/// namespace and binds it read-only on the target, so it is never on disk and goes
+/// with the namespace, even when rbuild is killed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FileMount {
+    /// The contents.
+    pub data: Vec<u8>,
+    /// Where it appears in the step's root (absolute, without `..`); a missing mount
+    /// point is created for the step only.
+    pub target: String,
+    /// Its mode.
+    pub mode: u32,
+    /// Its owner, as seen in the step.
+    pub uid: u32,
+    /// Its group, as seen in the step.
+    pub gid: u32,
+}
+
+impl std::fmt::Debug for FileMount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the contents: they are a secret.
+        f.debug_struct("FileMount")
+            .field("target", &self.target)
+            .field("mode", &self.mode)
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Another root filesystem (a stage's or an image's, as a snapshot root) bound into the
 /// step's root (`RUN --mount=type=bind,from=...`); its writes go to its own writable
 /// directory, thrown away with it.
@@ -285,6 +316,8 @@ pub struct RunSpec {
     pub mounts: Vec<BindMount>,
     /// Empty tmpfs mounts for the step only; only the sandbox executor supports them.
     pub tmpfs: Vec<TmpfsMount>,
+    /// Files held in memory (secrets); only the sandbox executor supports them.
+    pub files: Vec<FileMount>,
     /// Other trees bound into the root; only the sandbox executor supports them.
     pub trees: Vec<TreeMount>,
 }
@@ -306,6 +339,7 @@ impl RunSpec {
             inherit_stdin: false,
             mounts: Vec::new(),
             tmpfs: Vec::new(),
+            files: Vec::new(),
             trees: Vec::new(),
         }
     }

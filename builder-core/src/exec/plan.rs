@@ -47,6 +47,15 @@ pub(crate) enum Op {
     Mkdir { path: CString, mode: u32 },
     /// Create an empty file (a mount point) if missing.
     Touch { path: CString },
+    /// Create the file `path` (which must not exist) holding `data`, owned by
+    /// `uid`:`gid` with `mode`: a secret's file on a tmpfs of the step's namespace.
+    WriteFile {
+        path: CString,
+        data: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
     /// `symlink(target, link)`.
     Symlink { target: CString, link: CString },
     /// Set the UTS namespace's host name.
@@ -107,6 +116,8 @@ impl fmt::Display for Op {
             Op::Mount { fstype, target, .. } => write!(f, "mount {fstype:?} on {target:?}"),
             Op::Mkdir { path, .. } => write!(f, "create directory {path:?}"),
             Op::Touch { path } => write!(f, "create mount point {path:?}"),
+            // Never the data: it is a secret.
+            Op::WriteFile { path, .. } => write!(f, "write file {path:?}"),
             Op::Symlink { link, .. } => write!(f, "create symlink {link:?}"),
             Op::Hostname(name) => write!(f, "set host name {name:?}"),
             Op::PivotRoot { new_root } => write!(f, "pivot root into {new_root:?}"),
@@ -147,6 +158,23 @@ fn errno() -> i32 {
     std::io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(libc::EIO)
+}
+
+/// Writes all of `data` to `fd` (async-signal-safe: `write` only).
+fn write_all_fd(fd: libc::c_int, mut data: &[u8]) -> Result<(), i32> {
+    while !data.is_empty() {
+        // SAFETY: `data` is a live slice of `data.len()` bytes; `fd` is open.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        data = data.get(n as usize..).unwrap_or_default();
+    }
+    Ok(())
 }
 
 fn opt_ptr(s: &Option<CString>) -> *const libc::c_void {
@@ -225,6 +253,38 @@ fn apply_op(op: &Op) -> Result<(), i32> {
             }
             unsafe { libc::close(fd) };
             Ok(())
+        }
+        Op::WriteFile {
+            path,
+            data,
+            mode,
+            uid,
+            gid,
+        } => {
+            // SAFETY: `path` is a valid C string; the descriptor is closed below.
+            let fd = unsafe {
+                libc::open(
+                    path.as_ptr(),
+                    libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_WRONLY
+                        | libc::O_CLOEXEC
+                        | libc::O_NOFOLLOW,
+                    0o600,
+                )
+            };
+            if fd < 0 {
+                return Err(errno());
+            }
+            let written = write_all_fd(fd, data).and_then(|()| {
+                // SAFETY: `fd` is the open descriptor of the file just created.
+                check(unsafe { libc::fchown(fd, *uid, *gid) })?;
+                // SAFETY: as above.
+                check(unsafe { libc::fchmod(fd, *mode) })
+            });
+            // SAFETY: `fd` is open and closed once.
+            unsafe { libc::close(fd) };
+            written
         }
         Op::Symlink { target, link } => {
             match check(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) }) {

@@ -86,6 +86,13 @@ impl Executor for RuncExecutor {
                 reason: "tmpfs mounts are not supported by the runc executor",
             });
         }
+        if let Some(mount) = spec.files.first() {
+            return Err(ExecError::Bind {
+                source_path: PathBuf::from("(secret)"),
+                target: mount.target.clone(),
+                reason: "secret mounts are not supported by the runc executor",
+            });
+        }
         if let Some(mount) = spec.trees.first() {
             return Err(ExecError::Bind {
                 source_path: mount.source.clone(),

@@ -20,8 +20,8 @@ use super::plan::{Op, Plan};
 use super::stubs::Stubs;
 use super::user::{Credentials, resolve_user};
 use super::{
-    BindMount, DEFAULT_PATH, ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec,
-    Security, TmpfsMount, TreeMount,
+    BindMount, DEFAULT_PATH, ExecError, Executor, ExitStatus, FileMount, Network, OutputSink,
+    RunSpec, Security, TmpfsMount, TreeMount,
 };
 use crate::snapshot::{LowerView, Snapshot, StepRoot};
 
@@ -286,6 +286,9 @@ fn build_plan(
     for mount in &spec.tmpfs {
         ops.push(tmpfs_mount(mount, view, stubs, &mountpoint)?);
     }
+    for (i, file) in spec.files.iter().enumerate() {
+        ops.extend(file_mount(file, i, view, stubs, scratch, &mountpoint)?);
+    }
     for (i, mount) in spec.trees.iter().enumerate() {
         ops.extend(tree_mount(mount, i, view, stubs, scratch, &mountpoint)?);
     }
@@ -378,6 +381,54 @@ fn tmpfs_mount(
     })
 }
 
+/// The operations putting a file held in memory (a secret) in the step's root: a tmpfs
+/// mounted at `<scratch>/file-<index>` in the step's own mount namespace holds it, bound
+/// read-only on the target; nothing of it is ever written to disk, and the tmpfs goes
+/// with the namespace, however rbuild ends.
+fn file_mount(
+    file: &FileMount,
+    index: usize,
+    view: &LowerView,
+    stubs: &mut Stubs,
+    scratch: &Path,
+    mountpoint: &Path,
+) -> Result<Vec<Op>, ExecError> {
+    let staging = scratch.join(format!("file-{index}"));
+    fs::create_dir_all(&staging).map_err(io_err("create directory", &staging))?;
+    let rel = mount_point(Path::new("(secret)"), &file.target, false, view, stubs)?;
+    let size = CString::new(format!(
+        "mode=0700,size={}",
+        file.data.len().max(4096) + 4096
+    ))
+    .map_err(|e| ExecError::Setup {
+        stage: "mount tmpfs".to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+    })?;
+    let path = staging.join("file");
+    Ok(vec![
+        Op::Mount {
+            source: c"tmpfs".into(),
+            target: cstr(&staging)?,
+            fstype: c"tmpfs".into(),
+            flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            data: Some(size),
+        },
+        Op::WriteFile {
+            path: cstr(&path)?,
+            data: file.data.clone(),
+            mode: file.mode,
+            uid: file.uid,
+            gid: file.gid,
+        },
+        Op::Bind {
+            source: cstr(&path)?,
+            target: cstr(&mountpoint.join(rel))?,
+            recursive: false,
+            readonly: true,
+        },
+    ])
+}
+
 /// The operations binding another tree (a stage's root) into the step's root: the tree
 /// is assembled at `<scratch>/tree-<index>` (in the step's own mount namespace), then
 /// its source path is bound on the target.
@@ -459,21 +510,15 @@ fn mount_point<'t>(
     if rel.as_os_str().is_empty() {
         return Err(refuse("the target cannot be the root"));
     }
-    let before = stubs.created();
     if !stubs.ensure(view, rel, is_dir)? {
         return Err(refuse(
             "the target is reached through a symbolic link or has another file type",
         ));
     }
-    // BuildKit leaves the directories it creates for `RUN --mount` targets in the image
-    // (empty: the mount covered them); so does rbuild (differential case run-mounts).
-    // File targets (secrets, ssh sockets) are removed again, their new parent
-    // directories kept (differential cases run-secret and run-ssh).
-    if is_dir {
-        stubs.keep_since(before);
-    } else {
-        stubs.keep_parents_since(before);
-    }
+    // Every mount point created here, and every parent directory created for it
+    // (`/run`, `/run/secrets`, `/run/buildkit`, a cache target's parents), is removed
+    // after the step unless the step put something in it: as BuildKit's recursive mount
+    // stub cleaner, nothing of a mount stays in the image (issue 13).
     Ok(rel)
 }
 

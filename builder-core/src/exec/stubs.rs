@@ -74,28 +74,6 @@ impl Stubs {
         Ok(true)
     }
 
-    /// How many mount points have been created so far (see [`Stubs::keep_since`]).
-    pub fn created(&self) -> usize {
-        self.created.len()
-    }
-
-    /// Keeps the mount points created after the first `count` ones: they stay in the
-    /// step's tree (and so in its layer) instead of being removed after the step.
-    pub fn keep_since(&mut self, count: usize) {
-        self.created.truncate(count);
-    }
-
-    /// Keeps the directories created after the first `count` mount points but not the
-    /// last one created (a file mount point): BuildKit leaves a file mount's new parent
-    /// directories (`/run/secrets`, `/run/buildkit`) in the image, empty.
-    pub fn keep_parents_since(&mut self, count: usize) {
-        if self.created.len() > count {
-            let last = self.created.pop();
-            self.created.truncate(count);
-            self.created.extend(last);
-        }
-    }
-
     /// Gives the touched directories back their times before the step starts.
     pub fn seal(&self) -> Result<(), SnapshotError> {
         for (rel, mtime) in &self.dirs {

@@ -225,9 +225,15 @@ impl DockerConfig {
     /// Writes the configuration back atomically, readable by its owner only.
     pub fn save(&self) -> Result<(), RegistryError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-        let mut tmp =
-            tempfile::NamedTempFile::new_in(dir).map_err(io_err("create temp file in", dir))?;
+        // As docker: a directory it creates is its owner's only.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)
+            .map_err(io_err("create directory", dir))?;
+        // Created 0600 (never readable by others, not even before the rename).
+        let mut tmp = tempfile::Builder::new()
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .tempfile_in(dir)
+            .map_err(io_err("create temp file in", dir))?;
         let body = serde_json::to_vec_pretty(&self.doc).map_err(|source| RegistryError::Json {
             what: self.path.display().to_string(),
             source,

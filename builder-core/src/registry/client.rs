@@ -29,6 +29,52 @@ pub struct RegistryOptions {
     pub retries: u32,
     /// The first pause before a retry; it doubles each time.
     pub backoff: Duration,
+    /// The longest one request may take, from connecting to the last byte of its body
+    /// (redirects included): a silent or dripping registry cannot hold a build longer.
+    /// A request that ran out of it is not retried. [`http_deadline`] by default.
+    pub deadline: Duration,
+}
+
+/// The environment variable setting the overall deadline of one HTTP request (registry
+/// requests and `ADD <url>` downloads), in seconds.
+pub const HTTP_TIMEOUT_ENV: &str = "RBUILD_HTTP_TIMEOUT";
+
+/// The overall deadline of one HTTP request when [`HTTP_TIMEOUT_ENV`] does not set one.
+pub const DEFAULT_HTTP_DEADLINE: Duration = Duration::from_secs(30 * 60);
+
+/// The overall deadline of one HTTP request: [`HTTP_TIMEOUT_ENV`] (whole seconds, at
+/// least 1) if it is set, else [`DEFAULT_HTTP_DEADLINE`].
+pub fn http_deadline() -> Result<Duration, String> {
+    match std::env::var(HTTP_TIMEOUT_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(DEFAULT_HTTP_DEADLINE),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
+            _ => Err(format!(
+                "invalid {HTTP_TIMEOUT_ENV} {v:?}: expected a whole number of seconds, at least 1"
+            )),
+        },
+        Err(e) => Err(format!("invalid {HTTP_TIMEOUT_ENV}: {e}")),
+    }
+}
+
+/// The HTTP agent of registries and `ADD <url>`: at most `deadline` per request, the
+/// `Authorization` header never sent along a redirect, redirects only to http(s).
+pub(crate) fn agent_config(
+    deadline: Duration,
+) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_per_read(Some(Duration::from_secs(120)))
+        .timeout_global(Some(deadline))
+        .redirect_auth_headers(ureq::config::RedirectAuthHeaders::Never)
+        .max_redirects(10)
+        .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                .build(),
+        )
 }
 
 impl Default for RegistryOptions {
@@ -40,6 +86,8 @@ impl Default for RegistryOptions {
             chunk_size: 16 << 20,
             retries: 3,
             backoff: Duration::from_millis(200),
+            // An invalid value is reported by the CLI (`http_deadline`) before it gets here.
+            deadline: http_deadline().unwrap_or(DEFAULT_HTTP_DEADLINE),
         }
     }
 }
@@ -127,16 +175,7 @@ impl RegistryClient {
             registry
         };
         let base = format!("{}://{host}", if plain { "http" } else { "https" });
-        let mut config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_per_read(Some(Duration::from_secs(120)))
-            .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
-            .tls_config(
-                ureq::tls::TlsConfig::builder()
-                    .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-                    .build(),
-            );
+        let mut config = agent_config(options.deadline);
         if plain {
             // A loopback or explicitly insecure registry is never reached through a proxy.
             config = config.proxy(None);
@@ -229,22 +268,38 @@ impl RegistryClient {
             url.push_str(&format!("{sep}scope={}", encode(s)));
             sep = '&';
         }
+        let realm_url = realm_origin(realm).ok_or_else(|| RegistryError::Unauthorized {
+            registry: self.registry.clone(),
+            reason: format!(
+                "the token service {:?} is not an http(s) URL",
+                crate::redact_urls(realm)
+            ),
+        })?;
         let mut headers = Vec::new();
         if let Some(c) = &self.credentials {
-            headers.push(("authorization", c.basic_header()));
+            // The registry's password goes to its token service only over https or on
+            // the registry's own origin: a plain-http realm elsewhere (another host or
+            // port) would receive it in clear, so it is asked anonymously (issue 13).
+            if realm_url.0 == "https" || self.base == format!("{}://{}", realm_url.0, realm_url.1) {
+                headers.push(("authorization", c.basic_header()));
+            }
         }
         let resp = self.retrying(Method::GET, &url, &headers, None, None)?;
         if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
             return Err(RegistryError::Unauthorized {
                 registry: self.registry.clone(),
-                reason: format!("token service {realm} refused: {}", body_text(resp)),
+                reason: format!(
+                    "token service {} refused: {}",
+                    crate::redact_urls(realm),
+                    body_text(resp)
+                ),
             });
         }
         let mut resp = expect(resp, Method::GET, &url, &[StatusCode::OK])?;
         let v: serde_json::Value =
             serde_json::from_slice(&read_small(&mut resp, Method::GET, &url)?).map_err(
                 |source| RegistryError::Json {
-                    what: format!("token from {realm}"),
+                    what: format!("token from {}", crate::redact_urls(realm)),
                     source,
                 },
             )?;
@@ -254,7 +309,10 @@ impl RegistryClient {
             .map(str::to_owned)
             .ok_or_else(|| RegistryError::Unauthorized {
                 registry: self.registry.clone(),
-                reason: format!("token service {realm} answered no token"),
+                reason: format!(
+                    "token service {} answered no token",
+                    crate::redact_urls(realm)
+                ),
             })
     }
 
@@ -411,11 +469,7 @@ impl RegistryClient {
             Err(e) => is_transient(e),
         };
         if !retry || *attempt >= self.options.retries {
-            return Some(outcome.map_err(|e| RegistryError::Http {
-                method: method.to_string(),
-                url: url.to_owned(),
-                source: Box::new(e),
-            }));
+            return Some(outcome.map_err(|e| http_error(e, method, url, self.options.deadline)));
         }
         std::thread::sleep(self.options.backoff * 2u32.saturating_pow(*attempt));
         *attempt += 1;
@@ -423,15 +477,62 @@ impl RegistryClient {
     }
 }
 
+/// Whether an attempt is worth retrying: a broken connection, yes; a request that ran
+/// out of time (its deadline, or a read that waited too long) no: a silent or dripping
+/// server would hold the build for every retry.
 fn is_transient(e: &ureq::Error) -> bool {
-    matches!(
-        e,
-        ureq::Error::Io(_)
-            | ureq::Error::ConnectionFailed
-            | ureq::Error::Timeout(_)
-            | ureq::Error::Protocol(_)
-            | ureq::Error::BodyStalled
-    )
+    match e {
+        ureq::Error::Timeout(t) => matches!(t, ureq::Timeout::Connect | ureq::Timeout::Resolve),
+        ureq::Error::Io(io) => !is_timeout_io(io),
+        ureq::Error::ConnectionFailed | ureq::Error::Protocol(_) => true,
+        _ => false,
+    }
+}
+
+/// A failed request as an error: [`RegistryError::Deadline`] when it ran out of time.
+pub(crate) fn http_error(
+    e: ureq::Error,
+    method: &Method,
+    url: &str,
+    deadline: Duration,
+) -> RegistryError {
+    if matches!(e, ureq::Error::Timeout(ureq::Timeout::Global)) {
+        return RegistryError::Deadline {
+            method: method.to_string(),
+            url: url.to_owned(),
+            deadline,
+        };
+    }
+    RegistryError::Http {
+        method: method.to_string(),
+        url: url.to_owned(),
+        source: Box::new(e),
+    }
+}
+
+/// Whether a body read failed because the request ran out of time (ureq wraps its
+/// timeouts in an `io::Error`).
+pub(crate) fn is_timeout_io(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::TimedOut
+        || e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+            .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)))
+}
+
+/// The scheme and authority of a token realm; `None` unless it is an http(s) URL.
+fn realm_origin(realm: &str) -> Option<(&'static str, &str)> {
+    let (scheme, rest) = if let Some(rest) = realm.strip_prefix("https://") {
+        ("https", rest)
+    } else if let Some(rest) = realm.strip_prefix("http://") {
+        ("http", rest)
+    } else {
+        return None;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') || authority.chars().any(char::is_control) {
+        return None;
+    }
+    Some((scheme, authority))
 }
 
 /// Percent-encodes a query value (RFC 3986 unreserved characters stay).
@@ -490,10 +591,9 @@ pub(crate) fn read_small(
         .with_config()
         .limit(MAX_DOCUMENT)
         .read_to_vec()
-        .map_err(|e| RegistryError::Http {
-            method: method.to_string(),
-            url: url.to_owned(),
-            source: Box::new(e),
+        .map_err(|e| {
+            let deadline = http_deadline().unwrap_or(DEFAULT_HTTP_DEADLINE);
+            http_error(e, &method, url, deadline)
         })
 }
 

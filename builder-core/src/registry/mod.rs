@@ -17,7 +17,11 @@ use std::io;
 use std::path::PathBuf;
 
 pub use self::auth::{Challenge, DOCKER_CONFIG_ENV, DockerConfig, RegistryCredentials};
-pub use self::client::{RegistryClient, RegistryOptions, UploadMode};
+pub use self::client::{
+    DEFAULT_HTTP_DEADLINE, HTTP_TIMEOUT_ENV, RegistryClient, RegistryOptions, UploadMode,
+    http_deadline,
+};
+pub(crate) use self::client::{agent_config, is_timeout_io};
 pub use self::mirror::{
     CONFIG_ENV, ConfigError, Mirror, Pulled, RegistryConfig, SYSTEM_CONFIG, error_chain,
     pull_with_mirrors,
@@ -42,7 +46,7 @@ pub const ACCEPTED_MANIFEST_TYPES: &[&str] = &[
 #[non_exhaustive]
 pub enum RegistryError {
     /// The connection failed or broke (after retries).
-    #[error("failed to {method} {url}")]
+    #[error("failed to {method} {}", crate::redact_urls(url))]
     Http {
         /// The HTTP method.
         method: String,
@@ -51,8 +55,27 @@ pub enum RegistryError {
         /// Why.
         source: Box<ureq::Error>,
     },
+    /// A request did not finish within its deadline ([`RegistryOptions::deadline`]).
+    #[error(
+        "{method} {} did not finish within {} s, the deadline of one request (set {} to change it)",
+        crate::redact_urls(url),
+        deadline.as_secs(),
+        HTTP_TIMEOUT_ENV
+    )]
+    Deadline {
+        /// The HTTP method.
+        method: String,
+        /// The URL.
+        url: String,
+        /// The deadline.
+        deadline: std::time::Duration,
+    },
     /// The registry answered with an unexpected status.
-    #[error("{method} {url} answered {status}: {body}")]
+    #[error(
+        "{method} {} answered {status}: {}",
+        crate::redact_urls(url),
+        crate::redact_urls(body)
+    )]
     Status {
         /// The HTTP method.
         method: String,
@@ -64,7 +87,7 @@ pub enum RegistryError {
         body: String,
     },
     /// The registry refused the credentials, or wants some and none were found.
-    #[error("authentication to {registry} failed: {reason}")]
+    #[error("authentication to {registry} failed: {}", crate::redact_urls(reason))]
     Unauthorized {
         /// The registry host.
         registry: String,

@@ -286,9 +286,12 @@ pub(crate) fn fetch_blob(
     let mut attempt = 0;
     loop {
         match fetch_blob_once(client, store, &url, scope, digest, size) {
+            // A body that timed out (the request's deadline) is not asked for again.
             Err(RegistryError::Io {
-                action: "download", ..
-            }) if attempt < client.options.retries => {
+                action: "download",
+                source,
+                ..
+            }) if attempt < client.options.retries && !super::is_timeout_io(&source) => {
                 std::thread::sleep(client.options.backoff * 2u32.saturating_pow(attempt));
                 attempt += 1;
             }
@@ -316,9 +319,17 @@ fn fetch_blob_once(
     let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = reader
-            .read(&mut buf)
-            .map_err(io_err("download", url.to_owned()))?;
+        let n = reader.read(&mut buf).map_err(|e| {
+            if super::is_timeout_io(&e) {
+                RegistryError::Deadline {
+                    method: "GET".to_owned(),
+                    url: url.to_owned(),
+                    deadline: client.options.deadline,
+                }
+            } else {
+                io_err("download", url.to_owned())(e)
+            }
+        })?;
         if n == 0 {
             break;
         }

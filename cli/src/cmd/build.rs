@@ -56,7 +56,7 @@ pub struct Args {
     registry: RegistryArgs,
     /// Docker Hub mirror (http[s]://host[:port]) to pull FROM images through, before
     /// docker.io; repeatable, tried before the config file's registry-mirrors
-    #[arg(long = "registry-mirror", value_name = "URL")]
+    #[arg(long = "registry-mirror", value_name = "URL", value_parser = super::pull::MirrorArg)]
     registry_mirrors: Vec<Mirror>,
     /// Name (and optionally tag) of the image, NAME[:TAG]; may be repeated
     #[arg(short, long = "tag", value_name = "NAME[:TAG]")]

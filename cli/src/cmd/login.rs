@@ -50,7 +50,13 @@ pub fn server_host(server: Option<&str>) -> String {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let registry = server_host(args.server.as_deref());
     let password = match (args.password, args.password_stdin) {
-        (Some(p), _) => p,
+        (Some(p), _) => {
+            // As docker: the password is in the shell's history and other users' `ps`.
+            eprintln!(
+                "warning: using --password on the command line is insecure (it shows in the shell history and in the process list): use --password-stdin"
+            );
+            p
+        }
         (None, true) => {
             let mut p = String::new();
             std::io::stdin()

@@ -40,7 +40,7 @@ pub struct Args {
     registry: RegistryArgs,
     /// Docker Hub mirror (http[s]://host[:port]) to try before docker.io, in order; repeatable,
     /// tried before the config file's registry-mirrors
-    #[arg(long = "registry-mirror", value_name = "URL")]
+    #[arg(long = "registry-mirror", value_name = "URL", value_parser = MirrorArg)]
     registry_mirrors: Vec<Mirror>,
     /// The image, e.g. busybox, localhost:5000/app:1, or name@sha256:...
     name: String,
@@ -77,4 +77,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     println!("Digest: {}", desc.digest());
     println!("{name}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--registry-mirror URL`: clap's own message for an invalid value repeats the value,
+/// which may hold a password (`http://u:PASSWORD@host`); this one shows it redacted.
+#[derive(Debug, Clone, Copy)]
+pub struct MirrorArg;
+
+impl clap::builder::TypedValueParser for MirrorArg {
+    type Value = Mirror;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Mirror, clap::Error> {
+        let invalid = |message: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("{message}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| invalid("a registry mirror must be UTF-8".to_owned()))?;
+        text.parse::<Mirror>().map_err(|e| invalid(e.to_string()))
+    }
 }

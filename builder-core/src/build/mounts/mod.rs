@@ -13,9 +13,11 @@
 //!   image's tree, which the engine prepares as a snapshot of its own and the sandbox
 //!   mounts ([`TreeMount`](crate::exec::TreeMount)), its writes thrown away with it.
 //! - `type=secret`: a secret of the request ([`BuildRequest::secrets`]) as a file (by
-//!   default `/run/secrets/<id>`, mode 0400) or an environment variable; the file lives
-//!   in the step's scratch space only, and neither the value nor the file reaches a
-//!   layer, the cache key or the output.
+//!   default `/run/secrets/<id>`, mode 0400) or an environment variable; the file is
+//!   never on disk (the sandbox writes it on a tmpfs of the step's own mount namespace,
+//!   gone with the step even when rbuild is killed), and neither the value nor the file
+//!   reaches a layer, the cache key or the output. A secret's source must be a regular
+//!   file (a symbolic link to one is followed) of at most [`MAX_SECRET_SIZE`] bytes.
 //!
 //! - `type=ssh`: an ssh agent of the request ([`BuildRequest::ssh`]) through a relay
 //!   socket of the step's own (see `ssh.rs`), named by `SSH_AUTH_SOCK`.
@@ -41,7 +43,7 @@ use rustix::fs::FlockOperation;
 
 use super::BuildRequest;
 use crate::context::ContextListing;
-use crate::exec::{BindMount, RunSpec, TmpfsMount};
+use crate::exec::{BindMount, FileMount, RunSpec, TmpfsMount};
 use crate::store::ContentStore;
 
 /// The directory of the store holding cache mounts.
@@ -176,6 +178,8 @@ pub(crate) struct MountInputs<'a> {
 pub(crate) struct StepMounts {
     binds: Vec<BindMount>,
     tmpfs: Vec<TmpfsMount>,
+    /// Secret files, held in memory until the sandbox writes them on a tmpfs.
+    files: Vec<FileMount>,
     env: Vec<(String, String)>,
     /// Cache locks held for the step.
     locks: Vec<File>,
@@ -190,6 +194,7 @@ impl StepMounts {
     pub(crate) fn apply(&self, spec: &mut RunSpec) {
         spec.mounts.extend(self.binds.iter().cloned());
         spec.tmpfs.extend(self.tmpfs.iter().cloned());
+        spec.files.extend(self.files.iter().cloned());
         for (name, value) in &self.env {
             spec.env.retain(|(k, _)| k != name);
             spec.env.push((name.clone(), value.clone()));
@@ -402,12 +407,7 @@ fn secret_mount(
         return Ok(());
     };
     let value = match &secret.source {
-        SecretSource::File(path) => {
-            std::fs::read(path).map_err(|source| MountError::SecretRead {
-                id: id.clone(),
-                source,
-            })?
-        }
+        SecretSource::File(path) => read_secret_file(&id, path)?,
         SecretSource::Env(var) => std::env::var_os(var)
             .ok_or_else(|| MountError::SecretEnv {
                 id: id.clone(),
@@ -429,19 +429,58 @@ fn secret_mount(
     let mode = parse_octal("mode", mount.mode.as_deref(), SECRET_MODE, &target)?;
     let uid = parse_id("uid", mount.uid.as_deref(), &target)?;
     let gid = parse_id("gid", mount.gid.as_deref(), &target)?;
-    let dir = out.temp(inputs.scratch)?;
-    let file = dir.join("secret");
-    std::fs::write(&file, &value).map_err(io_err("write", &file))?;
-    std::os::unix::fs::chown(&file, Some(uid), Some(gid))
-        .map_err(io_err("change owner of", &file))?;
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))
-        .map_err(io_err("change mode of", &file))?;
-    out.binds.push(BindMount {
-        source: file,
+    // Never staged on disk: the sandbox writes it on a tmpfs of the step's own mount
+    // namespace, which goes with the step even when rbuild is killed (issue 13).
+    out.files.push(FileMount {
+        data: value,
         target,
-        readonly: true,
+        mode,
+        uid,
+        gid,
     });
     Ok(())
+}
+
+/// BuildKit's limit on a secret's size (`secrets.MaxSecretSize`, 500 KiB).
+pub const MAX_SECRET_SIZE: u64 = 500 * 1024;
+
+/// Reads a secret's file: a regular file (opened without blocking, so a FIFO cannot
+/// hang the build) of at most [`MAX_SECRET_SIZE`] bytes.
+fn read_secret_file(id: &str, path: &Path) -> Result<Vec<u8>, MountError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let failed = |source: io::Error| MountError::SecretRead {
+        id: id.to_owned(),
+        source,
+    };
+    let invalid = |why: String| failed(io::Error::new(io::ErrorKind::InvalidInput, why));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(failed)?;
+    let meta = file.metadata().map_err(failed)?;
+    if !meta.is_file() {
+        return Err(invalid(format!("{} is not a regular file", path.display())));
+    }
+    if meta.len() > MAX_SECRET_SIZE {
+        return Err(invalid(format!(
+            "{} has {} bytes, more than the {MAX_SECRET_SIZE} a secret may have",
+            path.display(),
+            meta.len()
+        )));
+    }
+    let mut value = Vec::new();
+    file.take(MAX_SECRET_SIZE + 1)
+        .read_to_end(&mut value)
+        .map_err(failed)?;
+    if value.len() as u64 > MAX_SECRET_SIZE {
+        return Err(invalid(format!(
+            "{} grew past the {MAX_SECRET_SIZE} bytes a secret may have",
+            path.display()
+        )));
+    }
+    Ok(value)
 }
 
 /// Removes every cache mount of `store` (`rbuild prune --cache-mounts`); returns how many
