@@ -88,7 +88,8 @@ mod context;
 pub use crate::context::{
     ContextEntry, ContextError, ContextHashes, ContextListing, ContextSource, DOCKERIGNORE,
     EntryType, HashError, HashStats, INDEX_DIR, IgnoreError, IgnoreRules, IndexError,
-    MAX_SYMLINK_HOPS, PatternError, ResolveError, UnpackError, WalkError, resolve_source,
+    MAX_IGNORE_BYTES, MAX_SYMLINK_HOPS, PatternError, ResolveError, UnpackError, WalkError,
+    resolve_source,
 };
 
 // --- COPY and ADD ---

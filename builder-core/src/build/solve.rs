@@ -20,7 +20,10 @@ use super::squash;
 use super::stage::StageRun;
 use super::state::StageState;
 use super::{BuildRequest, BuildResult, DockerfileInput, ExecutorKind, SnapshotterKind};
-use crate::context::{ContextHashes, ContextListing, INDEX_DIR, IgnoreRules};
+use crate::context::{
+    ContextHashes, ContextListing, ContextSource, INDEX_DIR, IgnoreRules, read_in_context,
+    read_named_file,
+};
 use crate::exec::{CancelToken, Executor, RuncExecutor, SandboxExecutor};
 use crate::export::export;
 use crate::image::{ImageSpec, assemble, host_architecture, rfc3339, tag_image};
@@ -164,6 +167,36 @@ fn host_platform() -> Platform {
     }
 }
 
+/// How much of a Dockerfile is read: past the parser's own limit, so that a file a bit
+/// too large gets the parser's message (its size), but bounded, so that a Dockerfile
+/// that is `/dev/zero` or an endless pipe does not fill memory.
+const DOCKERFILE_READ_LIMIT: u64 = 4 * rbuild_dockerfile::MAX_DOCKERFILE_BYTES as u64;
+
+/// Reads the Dockerfile at `path`. Inside a context unpacked from a tar (`rbuild build -`,
+/// whose symlinks are anyone's), its symlinks resolve inside the context, as BuildKit
+/// reads it from the context it received; elsewhere it is the file the user named, read
+/// as the docker CLI reads it (following symlinks). Either way it must be a regular file
+/// or a pipe, and it is read only up to [`DOCKERFILE_READ_LIMIT`].
+fn read_dockerfile(path: &Path, context: &ContextSource) -> std::io::Result<String> {
+    let bytes = match (context, path.strip_prefix(context.root())) {
+        (ContextSource::Unpacked(_), Ok(rel)) => {
+            read_in_context(context.root(), rel, DOCKERFILE_READ_LIMIT)?.ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such file in the build context",
+                )
+            })?
+        }
+        _ => read_named_file(path, DOCKERFILE_READ_LIMIT)?,
+    };
+    String::from_utf8(bytes).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        )
+    })
+}
+
 fn build_inner(
     store: &ContentStore,
     request: &BuildRequest,
@@ -173,11 +206,12 @@ fn build_inner(
 ) -> Result<BuildResult, BuildError> {
     let (file_name, text, dockerfile_path) = match &request.dockerfile {
         DockerfileInput::Path(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|source| BuildError::ReadDockerfile {
+            let text = read_dockerfile(path, &request.context).map_err(|source| {
+                BuildError::ReadDockerfile {
                     path: path.clone(),
                     source,
-                })?;
+                }
+            })?;
             (dockerfile_name(path), text, Some(path.as_path()))
         }
         DockerfileInput::Text { name, text } => (name.clone(), text.clone(), None),

@@ -2,10 +2,10 @@
 //! (the input of a `COPY`/`ADD` cache key).
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 use crate::Digest;
 use crate::context::digest::ContentDigest;
 use crate::context::index::{FileStamp, HashIndex, IndexError, index_path};
+use crate::context::open::{open_listed_file, open_root};
 use crate::context::walk::{ContextEntry, ContextListing, EntryType};
 
 /// A failure to hash a context.
@@ -75,6 +76,10 @@ impl ContextHashes {
             .as_deref()
             .map(|f| HashIndex::load(f, &root))
             .unwrap_or_default();
+        let dir = open_root(listing.root()).map_err(|source| HashError::Read {
+            path: listing.root().to_path_buf(),
+            source,
+        })?;
         let files_read = AtomicU64::new(0);
         let bytes_read = AtomicU64::new(0);
         let results: Vec<(PathBuf, FileStamp, ContentDigest, bool)> = listing
@@ -94,9 +99,11 @@ impl ContextHashes {
                     }
                     _ => {}
                 }
-                let path = listing.root().join(&entry.path);
                 let (digest, read, stable) =
-                    hash_file(&path, stamp).map_err(|source| HashError::Read { path, source })?;
+                    hash_file(&dir, &entry.path, stamp).map_err(|source| HashError::Read {
+                        path: listing.root().join(&entry.path),
+                        source,
+                    })?;
                 files_read.fetch_add(1, Ordering::Relaxed);
                 bytes_read.fetch_add(read, Ordering::Relaxed);
                 Ok((entry.path.clone(), stamp, digest, stable))
@@ -181,14 +188,17 @@ impl ContextHashes {
     }
 }
 
-/// Hashes one file without following a symlink put in its place. Returns the digest,
-/// the bytes read, and whether the file still had `expected`'s identity afterwards (only
+/// Hashes the listed file `rel` beneath `dir`, the context root, without following a
+/// symlink put in its place or in place of a directory above it, and without blocking
+/// on (or reading) anything that is no longer a regular file. Returns the digest, the
+/// bytes read, and whether the file still had `expected`'s identity afterwards (only
 /// then may the digest be remembered).
-fn hash_file(path: &Path, expected: FileStamp) -> io::Result<(ContentDigest, u64, bool)> {
-    let mut file = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
+fn hash_file(
+    dir: &OwnedFd,
+    rel: &Path,
+    expected: FileStamp,
+) -> io::Result<(ContentDigest, u64, bool)> {
+    let mut file = open_listed_file(dir, rel)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;

@@ -24,7 +24,11 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::context::open::{exists_in_context, read_in_context, read_named_file};
 use crate::context::pattern::{Pattern, PatternError};
+
+/// The largest ignore file rbuild reads (as large as the largest Dockerfile).
+pub const MAX_IGNORE_BYTES: u64 = 4 << 20;
 
 /// The name of the ignore file at the root of a context.
 pub const DOCKERIGNORE: &str = ".dockerignore";
@@ -112,9 +116,11 @@ impl IgnoreRules {
         Ok(Self { rules })
     }
 
-    /// Reads and parses the ignore file at `path`; a missing file means no rules.
+    /// Reads and parses the ignore file at `path`, a path the caller chose (symlinks
+    /// followed); a missing file means no rules. It must be a regular file (or a pipe)
+    /// of at most [`MAX_IGNORE_BYTES`].
     pub fn read(path: &Path) -> Result<Self, IgnoreError> {
-        match std::fs::read(path) {
+        match read_named_file(path, MAX_IGNORE_BYTES) {
             Ok(bytes) => Self::parse(&String::from_utf8_lossy(&bytes)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::none()),
             Err(source) => Err(IgnoreError::Read {
@@ -124,18 +130,39 @@ impl IgnoreRules {
         }
     }
 
+    /// Reads and parses the ignore file `rel` of the context at `context_dir`, its
+    /// symlinks resolved inside the context as BuildKit reads it from the context it
+    /// received (a link to `/etc/shadow` means `<context>/etc/shadow`); a missing file
+    /// means no rules. It must be a regular file of at most [`MAX_IGNORE_BYTES`].
+    pub fn read_in_context(context_dir: &Path, rel: &Path) -> Result<Self, IgnoreError> {
+        match read_in_context(context_dir, rel, MAX_IGNORE_BYTES) {
+            Ok(Some(bytes)) => Self::parse(&String::from_utf8_lossy(&bytes)),
+            Ok(None) => Ok(Self::none()),
+            Err(source) => Err(IgnoreError::Read {
+                path: context_dir.join(rel),
+                source,
+            }),
+        }
+    }
+
     /// Finds and reads the ignore file for a build: `<dockerfile>.dockerignore` beside
-    /// `dockerfile` when that exists, else `.dockerignore` in `context_dir`.
+    /// `dockerfile` when that exists, else `.dockerignore` in `context_dir`. A file
+    /// inside the context is read with its symlinks resolved inside the context; one
+    /// beside a Dockerfile elsewhere is read where the user's path leads.
     pub fn for_build(context_dir: &Path, dockerfile: Option<&Path>) -> Result<Self, IgnoreError> {
         if let Some((dockerfile, name)) = dockerfile.and_then(|d| Some((d, d.file_name()?))) {
             let mut beside = name.to_os_string();
             beside.push(DOCKERIGNORE);
             let beside = dockerfile.with_file_name(beside);
-            if beside.exists() {
+            if let Ok(rel) = beside.strip_prefix(context_dir) {
+                if exists_in_context(context_dir, rel) {
+                    return Self::read_in_context(context_dir, rel);
+                }
+            } else if beside.symlink_metadata().is_ok() {
                 return Self::read(&beside);
             }
         }
-        Self::read(&context_dir.join(DOCKERIGNORE))
+        Self::read_in_context(context_dir, Path::new(DOCKERIGNORE))
     }
 
     /// Whether there are no rules.

@@ -28,14 +28,16 @@ mod digest;
 mod hash;
 mod ignore;
 mod index;
+mod open;
 mod pattern;
 mod resolve;
 mod source;
 mod walk;
 
 pub use self::hash::{ContextHashes, HashError, HashStats};
-pub use self::ignore::{DOCKERIGNORE, IgnoreError, IgnoreRules};
+pub use self::ignore::{DOCKERIGNORE, IgnoreError, IgnoreRules, MAX_IGNORE_BYTES};
 pub use self::index::{INDEX_DIR, IndexError};
+pub(crate) use self::open::{open_listed_file, open_root, read_in_context, read_named_file};
 pub use self::pattern::PatternError;
 pub use self::resolve::{MAX_SYMLINK_HOPS, ResolveError, resolve_source};
 pub use self::source::{ContextSource, UnpackError};

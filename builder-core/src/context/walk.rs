@@ -147,9 +147,13 @@ impl ContextListing {
             .sort_by_file_name()
             .into_iter();
         while let Some(next) = it.next() {
-            let dent = next.map_err(|e| WalkError {
-                path: e.path().unwrap_or(root).to_path_buf(),
-                source: e.into(),
+            let dent = next.map_err(|e| {
+                let path = e.path().unwrap_or(root).to_path_buf();
+                // The bare cause: the path is already in this error's message.
+                let source = e
+                    .into_io_error()
+                    .unwrap_or_else(|| io::Error::other("symbolic link loop"));
+                WalkError { path, source }
             })?;
             let failed = |source| WalkError {
                 path: dent.path().to_path_buf(),
@@ -174,7 +178,12 @@ impl ContextListing {
                 }
                 continue;
             }
-            let meta = dent.metadata().map_err(|e| failed(e.into()))?;
+            let meta = dent.metadata().map_err(|e| {
+                failed(
+                    e.into_io_error()
+                        .unwrap_or_else(|| io::Error::other("symbolic link loop")),
+                )
+            })?;
             let Some(entry) = ContextEntry::from_metadata(root, rel, &meta).map_err(failed)? else {
                 continue;
             };

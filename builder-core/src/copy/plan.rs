@@ -11,12 +11,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use rbuild_dockerfile::InlineFile;
-use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use super::{CopyError, CopyOp, CopySource, remote, tree};
 use crate::context::{
     ContextEntry, ContextHashes, ContextListing, EntryType, IgnoreRules, MAX_SYMLINK_HOPS,
-    ResolveError, resolve_source,
+    ResolveError, open_listed_file, resolve_source,
 };
 use crate::{Digest, Hasher};
 
@@ -37,14 +36,9 @@ pub(crate) struct SourceView<'a> {
 
 /// Opens a source root directory.
 fn open_root(root: &Path) -> Result<OwnedFd, CopyError> {
-    rustix::fs::open(
-        root,
-        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| CopyError::Source {
+    crate::context::open_root(root).map_err(|source| CopyError::Source {
         path: root.to_path_buf(),
-        source: e.into(),
+        source,
     })
 }
 
@@ -114,15 +108,10 @@ impl<'a> SourceView<'a> {
     /// Opens the regular file of a listing entry for reading. Its path was listed
     /// without symlinks, so none is followed now: a component swapped for a link since
     /// the listing (a context edited during the build) fails instead of leading out.
+    /// It is opened without blocking and must still be a regular file: one swapped for
+    /// a FIFO or a device fails instead of hanging the copy or reading the device.
     pub fn open_file(&self, entry: &ContextEntry) -> io::Result<File> {
-        let fd = rustix::fs::openat2(
-            &self.root_fd,
-            &entry.path,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-        )?;
-        Ok(File::from(fd))
+        open_listed_file(&self.root_fd, &entry.path)
     }
 }
 

@@ -4,13 +4,16 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use rbuild_dockerfile::{Mount, MountType};
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 
 use super::{MountError, MountInputs, StepMounts, io_err, target_of};
-use crate::context::{ContextEntry, ContextListing, EntryType};
+use crate::context::{ContextEntry, ContextListing, EntryType, open_listed_file, open_root};
 use crate::digest::{Digest, Hasher};
 use crate::exec::BindMount;
 
@@ -70,13 +73,14 @@ pub(super) fn bind_mount(
         // The step's writes go to a copy thrown away with the step; files .dockerignore
         // excludes are left out, as BuildKit never sends them.
         let copy = out.temp(inputs.scratch)?.join("src");
-        copy_entry(&source, &copy)?;
         let root = listing_root(listing)?;
+        let dir = open_root(&root).map_err(io_err("open", &root))?;
         let base = source.strip_prefix(&root).unwrap_or(Path::new(""));
+        copy_entry(&dir, &root, base, &copy)?;
         for entry in entries {
             let rel = entry.path.strip_prefix(base).unwrap_or(Path::new(""));
             if !rel.as_os_str().is_empty() {
-                copy_entry(&root.join(&entry.path), &copy.join(rel))?;
+                copy_entry(&dir, &root, &entry.path, &copy.join(rel))?;
             }
         }
         source = copy;
@@ -136,25 +140,52 @@ pub(crate) fn tree_source(mount: &Mount) -> PathBuf {
     rel
 }
 
-/// Copies one file, directory (not its content) or symlink to `to`, with its mode and
-/// owner.
-fn copy_entry(from: &Path, to: &Path) -> Result<(), MountError> {
-    let meta = from.symlink_metadata().map_err(io_err("read", from))?;
-    let kind = meta.file_type();
-    if kind.is_dir() {
-        std::fs::create_dir_all(to).map_err(io_err("create directory", to))?;
-    } else if kind.is_symlink() {
-        let link = std::fs::read_link(from).map_err(io_err("read", from))?;
-        std::os::unix::fs::symlink(&link, to).map_err(io_err("create", to))?;
-        return Ok(());
-    } else if kind.is_file() {
-        std::fs::copy(from, to).map_err(io_err("copy to", to))?;
+/// Copies the listed entry `rel` of the context (`root`, open as `dir`) — one file,
+/// directory (not its content) or symlink — to `to`, with its mode and owner. The entry
+/// is reached beneath `dir` without following any symlink, and a file is read only if
+/// it is still a regular file: a context edited during the build cannot make this read
+/// a host file, block on a FIFO or read a device.
+fn copy_entry(dir: &OwnedFd, root: &Path, rel: &Path, to: &Path) -> Result<(), MountError> {
+    let from = root.join(rel);
+    let at = if rel.as_os_str().is_empty() {
+        Path::new(".")
     } else {
-        return Ok(());
+        rel
+    };
+    let handle = rustix::fs::openat2(
+        dir,
+        at,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| io_err("open", &from)(e.into()))?;
+    let stat = rustix::fs::fstat(&handle).map_err(|e| io_err("read", &from)(e.into()))?;
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::Directory => {
+            std::fs::create_dir_all(to).map_err(io_err("create directory", to))?;
+        }
+        FileType::Symlink => {
+            let link = rustix::fs::readlinkat(&handle, "", Vec::new())
+                .map_err(|e| io_err("read", &from)(e.into()))?;
+            let link = Path::new(std::ffi::OsStr::from_bytes(link.as_bytes()));
+            std::os::unix::fs::symlink(link, to).map_err(io_err("create", to))?;
+            return Ok(());
+        }
+        FileType::RegularFile => {
+            let mut input = open_listed_file(dir, at).map_err(io_err("open", &from))?;
+            let mut output = File::options()
+                .write(true)
+                .create_new(true)
+                .open(to)
+                .map_err(io_err("create", to))?;
+            io::copy(&mut input, &mut output).map_err(io_err("copy to", to))?;
+        }
+        _ => return Ok(()),
     }
-    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()))
+    std::os::unix::fs::lchown(to, Some(stat.st_uid), Some(stat.st_gid))
         .map_err(io_err("change owner of", to))?;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(stat.st_mode & 0o7777))
         .map_err(io_err("change mode of", to))
 }
 
@@ -173,6 +204,7 @@ pub(crate) fn context_digest(
         return Ok(None);
     };
     let root = listing_root(listing)?;
+    let dir = open_root(&root).map_err(io_err("open", &root))?;
     let mut h = Hasher::new();
     for mount in binds {
         let (source, entries) = included(listing, mount.source.as_deref())?;
@@ -185,9 +217,10 @@ pub(crate) fn context_digest(
             h.update(&entry.mode.to_be_bytes());
             h.update(&entry.uid.to_be_bytes());
             h.update(&entry.gid.to_be_bytes());
-            let path = root.join(&entry.path);
             match entry.kind {
-                EntryType::File => h.update(file_digest(&path)?.as_str().as_bytes()),
+                EntryType::File => {
+                    h.update(file_digest(&dir, &root, &entry.path)?.as_str().as_bytes());
+                }
                 EntryType::Symlink => {
                     let link = entry.link_target.as_deref().unwrap_or(Path::new(""));
                     h.update(link.as_os_str().as_encoded_bytes());
@@ -200,8 +233,10 @@ pub(crate) fn context_digest(
     Ok(Some(h.finish()))
 }
 
-fn file_digest(path: &Path) -> Result<Digest, MountError> {
-    let mut file = File::open(path).map_err(io_err("open", path))?;
+/// The digest of the listed file `rel` of the context, read as [`copy_entry`] reads it.
+fn file_digest(dir: &OwnedFd, root: &Path, rel: &Path) -> Result<Digest, MountError> {
+    let path = &root.join(rel);
+    let mut file = open_listed_file(dir, rel).map_err(io_err("open", path))?;
     let mut content = Hasher::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
