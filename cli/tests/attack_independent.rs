@@ -330,7 +330,13 @@ fn independent_attacks() {
         || {
             let (dir, root, ctx) = busybox_setup(&[]);
             let notes = dir.path().join("notes.txt");
-            std::fs::write(&notes, "root:HOSTFILE-SECRET-9a:20228:0:99999:7:::\n").unwrap();
+            // Longer than a tar header, no digits where tar reads its checksum: the tar
+            // error names the "entry", the file's first line.
+            let mut body = String::from("root:HOSTFILE-SECRET-9a:twenty:zero:nine:seven:::\n");
+            for _ in 0..40 {
+                body.push_str("user:*:never:zero:nine:seven:::\n");
+            }
+            std::fs::write(&notes, body).unwrap();
             let df = format!("FROM docker-archive://{}\n", notes.display());
             let out = run(&mut build(&root, &ctx, &df, &[]))?;
             if text(&out).contains("HOSTFILE-SECRET-9a") {
@@ -422,6 +428,53 @@ fn independent_attacks() {
                         out.status
                     ));
                 }
+            }
+            Ok(())
+        },
+    );
+
+    // Sandbox: the step is never put in a session of its own (no setsid): it keeps the
+    // caller's controlling terminal, opens /dev/tty and, with TIOCSTI, types commands
+    // into the caller's shell (CVE-2016-9962 / CVE-2017-5226 class).
+    attacks.attempt(
+        "build-step-keeps-the-callers-controlling-terminal",
+        "rbuild build run from a terminal (script(1)); the step opens /dev/tty and writes to it",
+        || {
+            let (_dir, root, ctx) = busybox_setup(&[]);
+            std::fs::write(
+                ctx.join("Dockerfile"),
+                "FROM busybox\nRUN (echo probe > /dev/tty) 2>/dev/null && echo HAS-CTTY-$((40+2)) || echo no-ctty\n",
+            )
+            .unwrap();
+            let exe = rbuild(&root).get_program().to_string_lossy().into_owned();
+            let line = format!(
+                "{exe} build --progress plain --no-cache -t atk {} </dev/null",
+                ctx.display()
+            );
+            let mut cmd = Command::new("script");
+            cmd.args(["-qec", &line, "/dev/null"]).env("RBUILD_ROOT", &root);
+            let out = run_bounded(cmd, Duration::from_secs(120))?;
+            if text(&out).contains("HAS-CTTY-42") {
+                return Err("the step opened the caller's terminal (/dev/tty): it can inject input with TIOCSTI".to_owned());
+            }
+            Ok(())
+        },
+    );
+
+    attacks.attempt(
+        "run-container-keeps-the-callers-controlling-terminal",
+        "rbuild run busybox sh -c 'echo probe > /dev/tty' from a terminal (script(1)), without -t",
+        || {
+            let (_dir, root, _ctx) = busybox_setup(&[]);
+            let exe = rbuild(&root).get_program().to_string_lossy().into_owned();
+            let line = format!(
+                "{exe} run busybox sh -c '(echo probe > /dev/tty) 2>/dev/null && echo HAS-CTTY-$((40+2))' </dev/null"
+            );
+            let mut cmd = Command::new("script");
+            cmd.args(["-qec", &line, "/dev/null"]).env("RBUILD_ROOT", &root);
+            let out = run_bounded(cmd, Duration::from_secs(60))?;
+            if text(&out).contains("HAS-CTTY-42") {
+                return Err("the container opened the caller's terminal (/dev/tty)".to_owned());
             }
             Ok(())
         },
