@@ -480,5 +480,47 @@ fn independent_attacks() {
         },
     );
 
+    // Archives: FROM docker-archive://F loads F as `rbuild load` would, names and all:
+    // an archive in the (untrusted) context naming its image busybox:latest retags the
+    // store's busybox:latest, which every later build FROM busybox then uses.
+    attacks.attempt(
+        "from-archive-in-context-retags-store-images",
+        "a context holding evil.tar (RepoTags busybox:latest) and FROM docker-archive://evil.tar, built from the context directory; then rbuild run busybox cat /evil",
+        || {
+            let (dir, root, ctx) = busybox_setup(&[]);
+            // The attacker's archive, made in a store of its own.
+            let root2 = dir.path().join("store2");
+            run_support::import(&root2, &run_support::fixture("busybox"), "busybox:latest", &[]);
+            let ctx2 = dir.path().join("ctx2");
+            std::fs::create_dir_all(&ctx2).unwrap();
+            std::fs::write(
+                ctx2.join("Dockerfile"),
+                "FROM busybox\nRUN echo EVIL-$((40+2)) > /evil\n",
+            )
+            .unwrap();
+            let out = run(rbuild(&root2)
+                .args(["build", "-q", "-t", "busybox:latest"])
+                .arg(&ctx2))?;
+            attack_support::succeeded(&out)?;
+            let out = run(rbuild(&root2)
+                .args(["save", "busybox:latest", "-o"])
+                .arg(ctx.join("evil.tar")))?;
+            attack_support::succeeded(&out)?;
+            std::fs::write(
+                ctx.join("Dockerfile"),
+                "FROM docker-archive://evil.tar\nRUN true\n",
+            )
+            .unwrap();
+            let _ = run(rbuild(&root)
+                .args(["build", "-q", "-t", "app", "."])
+                .current_dir(&ctx))?;
+            let out = run(rbuild(&root).args(["run", "busybox", "cat", "/evil"]))?;
+            if text(&out).contains("EVIL-42") {
+                return Err("the Dockerfile's archive replaced the store's busybox:latest".to_owned());
+            }
+            Ok(())
+        },
+    );
+
     attacks.finish();
 }
