@@ -355,7 +355,11 @@ fn independent_attacks() {
         || {
             let (dir, root, ctx) = busybox_setup(&[]);
             let fifo = dir.path().join("fifo");
-            let ok = Command::new("mkfifo").arg(&fifo).status().unwrap().success();
+            let ok = Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success();
             assert!(ok, "mkfifo");
             let df = format!("FROM docker-archive://{}\n", fifo.display());
             let out = run_bounded(build(&root, &ctx, &df, &[]), Duration::from_secs(30))?;

@@ -657,7 +657,18 @@ fn finish_image(
         tag_image(shared.store, name, &image)?;
     }
     for output in &request.outputs {
-        export(shared.store, output, &image, &request.tags)?;
+        let exported = export(shared.store, output, &image, &request.tags)?;
+        if !exported.skipped_devices.is_empty() {
+            shared.progress.event(&Event::Warning {
+                rule: None,
+                message: format!(
+                    "the local export did not make the image's device nodes on the host ({}): \
+                     use -o type=tar or type=oci to keep them",
+                    exported.skipped_devices.join(", ")
+                ),
+                line: None,
+            });
+        }
     }
     Ok(image)
 }

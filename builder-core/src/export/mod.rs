@@ -21,7 +21,7 @@ pub use self::target::{ExportTarget, InvalidExportTarget};
 use crate::digest::Digest;
 use crate::image::{Image, ImageError};
 use crate::layer::{
-    ApplyMode, Compression, LayerError, LayerOptions, apply_layer, tree_changes, write_layer_to,
+    ApplyMode, Compression, LayerError, LayerOptions, tree_changes, write_layer_to,
 };
 use crate::store::{ContentStore, ImageName, REF_NAME_ANNOTATION, StoreError};
 
@@ -102,7 +102,7 @@ impl Exporter for ExportTarget {
         image: &Image,
         names: &[ImageName],
     ) -> Result<(), ExportError> {
-        export(store, self, image, names)
+        export(store, self, image, names).map(drop)
     }
 }
 
@@ -123,13 +123,24 @@ fn json<T: serde::Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, E
     serde_json::to_vec(&value).map_err(|source| ExportError::Json { what, source })
 }
 
+/// What an export left out, for the caller to report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Exported {
+    /// Device nodes of the image not made by a `type=local` export (paths in the image).
+    pub skipped_devices: Vec<String>,
+}
+
 /// Exports `image` to `target`.
 pub fn export(
     store: &ContentStore,
     target: &ExportTarget,
     image: &Image,
     names: &[ImageName],
-) -> Result<(), ExportError> {
+) -> Result<Exported, ExportError> {
+    if let ExportTarget::Local { dest } = target {
+        return export_local(store, image, dest);
+    }
     match target {
         ExportTarget::Oci { dest, tar: true } => {
             let mut sink = Box::new(TarSink::create(dest)?);
@@ -142,7 +153,7 @@ pub fn export(
             sink.finish()
         }
         ExportTarget::Docker { dest } => write_docker_archive(store, dest, &[(image, names)]),
-        ExportTarget::Local { dest } => export_local(store, image, dest),
+        ExportTarget::Local { .. } => Ok(()),
         ExportTarget::Tar { dest } => {
             let tmp = tempfile::Builder::new()
                 .prefix("rootfs-")
@@ -173,6 +184,7 @@ pub fn export(
         ExportTarget::Registry { names: own } if !own.is_empty() => tag_all(store, image, own),
         ExportTarget::Registry { .. } => tag_all(store, image, names),
     }
+    .map(|()| Exported::default())
 }
 
 /// Applies every layer of `image`, bottom first, into directory `dest`.
@@ -181,17 +193,38 @@ pub fn unpack_rootfs(
     image: &Image,
     dest: &std::path::Path,
 ) -> Result<(), ExportError> {
+    unpack(store, image, dest, ApplyMode::Merged).map(drop)
+}
+
+/// Applies every layer of `image` into `dest` in `mode`; returns the device nodes not
+/// made.
+fn unpack(
+    store: &ContentStore,
+    image: &Image,
+    dest: &std::path::Path,
+    mode: ApplyMode,
+) -> Result<Vec<String>, ExportError> {
+    let limits = crate::layer::ArchiveLimits::from_env().map_err(LayerError::from)?;
+    let mut skipped = Vec::new();
     for (blob, diff_id) in image.layers()? {
-        let found = apply_layer(store.verified_reader(&blob)?, dest, ApplyMode::Merged)?;
-        if found != diff_id {
+        let name = format!("layer {blob}");
+        let applied = crate::layer::apply_layer_limited(
+            store.verified_reader(&blob)?,
+            dest,
+            mode,
+            &limits,
+            &name,
+        )?;
+        if applied.diff_id != diff_id {
             return Err(LayerError::DiffIdMismatch {
                 expected: diff_id,
-                found,
+                found: applied.diff_id,
             }
             .into());
         }
+        skipped.extend(applied.skipped_devices);
     }
-    Ok(())
+    Ok(skipped)
 }
 
 /// Reads a blob while hashing and counting it; at the end of the blob it fails if the
@@ -272,13 +305,14 @@ fn export_local(
     store: &ContentStore,
     image: &Image,
     dest: &std::path::Path,
-) -> Result<(), ExportError> {
+) -> Result<Exported, ExportError> {
     let write_err = |source| ExportError::Write {
         path: dest.to_path_buf(),
         source,
     };
     if fs::symlink_metadata(dest).is_ok() {
-        return unpack_rootfs(store, image, dest);
+        let skipped_devices = unpack(store, image, dest, ApplyMode::HostExport)?;
+        return Ok(Exported { skipped_devices });
     }
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -289,7 +323,7 @@ fn export_local(
         .prefix(".rbuild-local-")
         .tempdir_in(&parent)
         .map_err(write_err)?;
-    unpack_rootfs(store, image, tmp.path())?;
+    let skipped_devices = unpack(store, image, tmp.path(), ApplyMode::HostExport)?;
     fs::set_permissions(
         tmp.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
@@ -299,7 +333,8 @@ fn export_local(
     fs::rename(&kept, dest).map_err(|e| {
         let _ = fs::remove_dir_all(&kept);
         write_err(e)
-    })
+    })?;
+    Ok(Exported { skipped_devices })
 }
 
 /// Writes an OCI image layout holding `images`, each entry named as BuildKit names them.

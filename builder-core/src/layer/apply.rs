@@ -35,6 +35,11 @@ pub enum ApplyMode {
     /// Unpack one layer alone so it can serve as an overlay lower dir: a whiteout becomes
     /// a 0:0 character device and an opaque whiteout the `trusted.overlay.opaque=y` xattr.
     OverlayLower,
+    /// As [`ApplyMode::Merged`], for a root file system written onto the host
+    /// (`-o type=local`): device nodes are never made (they are listed in
+    /// [`Applied::skipped_devices`]), so an image cannot hand whoever can reach the
+    /// export directory a node of the host's disks or memory.
+    HostExport,
 }
 
 /// Unpacks the layer read from `reader` (gzip, zstd or plain, by magic number) into
@@ -353,8 +358,11 @@ impl Applier {
                 // A hardlink shares its target's inode and so its metadata.
                 return Ok(());
             }
-            EntryType::Char | EntryType::Block if !self.is_root => {
-                // mknod of a device needs CAP_MKNOD in the initial user namespace.
+            EntryType::Char | EntryType::Block
+                if !self.is_root || self.mode == ApplyMode::HostExport =>
+            {
+                // mknod of a device needs CAP_MKNOD in the initial user namespace; a host
+                // export never makes one.
                 self.skipped_devices.push(name.clone());
                 return Ok(());
             }
@@ -435,7 +443,7 @@ impl Applier {
 
     fn finish(mut self) -> Result<(), LayerError> {
         match self.mode {
-            ApplyMode::Merged => {
+            ApplyMode::Merged | ApplyMode::HostExport => {
                 for (entry, dir) in std::mem::take(&mut self.opaques) {
                     let fd = self.open_dir(&entry, &dir)?;
                     self.prune_unwritten(&entry, &fd, &dir)?;
