@@ -316,3 +316,70 @@ fn set_mtime(
         )),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{OverlaySnapshotter, Snapshotter};
+
+    /// The step moved the stubs' top directory away and left a link to a host
+    /// directory with the same shape: removal leaves the host directory alone, and
+    /// the moved stubs (the step's now) too.
+    #[test]
+    fn removal_does_not_follow_a_link_the_step_planted() {
+        let dir = tempfile::tempdir().unwrap();
+        let low = dir.path().join("low");
+        std::fs::create_dir_all(&low).unwrap();
+        let scratch = dir.path().join("scratch");
+        std::fs::create_dir(&scratch).unwrap();
+        let snapshot = OverlaySnapshotter::new().prepare(&[low], &scratch).unwrap();
+        let upper = snapshot.root().writable_dir().to_path_buf();
+        let mut stubs = Stubs::new(&upper);
+        assert!(
+            stubs
+                .ensure(&snapshot.view(), Path::new("a/b/s"), true)
+                .unwrap()
+        );
+        stubs.seal().unwrap();
+        // What the step does: mv /a /a.old && ln -s VICTIM /a.
+        let victim = dir.path().join("victim");
+        std::fs::create_dir_all(victim.join("b/s")).unwrap();
+        std::fs::rename(upper.join("a"), upper.join("a.old")).unwrap();
+        std::os::unix::fs::symlink(&victim, upper.join("a")).unwrap();
+        stubs.remove().unwrap();
+        assert!(
+            victim.join("b/s").is_dir(),
+            "the host directory was removed"
+        );
+        assert!(upper.join("a").is_symlink());
+        assert!(
+            upper.join("a.old/b/s").is_dir(),
+            "the step's directories were removed"
+        );
+    }
+
+    /// A stub the step replaced by a directory of its own (same path, other inode)
+    /// is the step's: it stays.
+    #[test]
+    fn removal_keeps_what_the_step_put_in_place_of_a_stub() {
+        let dir = tempfile::tempdir().unwrap();
+        let low = dir.path().join("low");
+        std::fs::create_dir_all(&low).unwrap();
+        let scratch = dir.path().join("scratch");
+        std::fs::create_dir(&scratch).unwrap();
+        let snapshot = OverlaySnapshotter::new().prepare(&[low], &scratch).unwrap();
+        let upper = snapshot.root().writable_dir().to_path_buf();
+        let mut stubs = Stubs::new(&upper);
+        assert!(
+            stubs
+                .ensure(&snapshot.view(), Path::new("m"), true)
+                .unwrap()
+        );
+        std::fs::create_dir(upper.join("n")).unwrap();
+        std::fs::remove_dir(upper.join("m")).unwrap();
+        std::fs::rename(upper.join("n"), upper.join("m")).unwrap();
+        stubs.remove().unwrap();
+        assert!(upper.join("m").is_dir());
+    }
+}
