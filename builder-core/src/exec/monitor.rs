@@ -130,6 +130,16 @@ fn spawn_in_cgroups(
             );
             // Now the init of the new namespaces.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // A session of its own, with no controlling terminal: the caller's terminal
+            // is not the step's (/dev/tty fails with ENXIO, TIOCSTI on an inherited
+            // terminal descriptor fails with EPERM: CVE-2016-9962, CVE-2017-5226).
+            if libc::setsid() < 0 {
+                let errno = std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EPERM);
+                report(err_fd, NEW_SESSION, errno);
+                return Err(std::io::Error::from_raw_os_error(errno));
+            }
             match plan.apply() {
                 Ok(()) => {
                     if nested_init {
@@ -225,6 +235,7 @@ fn reported_failure(err_read: OwnedFd, stages: &[String]) -> Option<ExecError> {
         CREATE_NAMESPACES => "create the step's namespaces".to_owned(),
         MAP_IDS => "map ids with newuidmap/newgidmap".to_owned(),
         CLOSE_INHERITED => "close the descriptors rbuild inherited".to_owned(),
+        NEW_SESSION => "start a new session (setsid)".to_owned(),
         i => stages
             .get(i as usize)
             .cloned()
@@ -245,6 +256,9 @@ const MAP_IDS: u32 = u32::MAX - 2;
 
 /// The error-pipe code of a failure to mark inherited descriptors close-on-exec.
 const CLOSE_INHERITED: u32 = u32::MAX - 3;
+
+/// The error-pipe code of a failure to start the step's own session.
+const NEW_SESSION: u32 = u32::MAX - 4;
 
 /// `CLOSE_RANGE_CLOEXEC` (`linux/close_range.h`, Linux 5.11).
 const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;

@@ -28,12 +28,15 @@ pub(crate) enum Op {
         target: CString,
         userxattr: bool,
     },
-    /// Bind-mount `source` on `target`, optionally recursive and read-only.
+    /// Bind-mount `source` on `target`, optionally recursive and read-only (which is
+    /// also nosuid, nodev and noexec), or writable but nodev (device nodes in it do
+    /// not open). The attributes apply to every mount beneath a recursive bind.
     Bind {
         source: CString,
         target: CString,
         recursive: bool,
         readonly: bool,
+        nodev: bool,
     },
     /// A classic `mount(2)`.
     Mount {
@@ -216,11 +219,14 @@ fn apply_op(op: &Op) -> Result<(), i32> {
             target,
             recursive,
             readonly,
+            nodev,
         } => {
             let rec = if *recursive { libc::MS_REC } else { 0 };
             bind(source, target, rec)?;
             if *readonly {
-                remount_readonly(target, rec)?;
+                set_mount_attrs(target, MOUNT_ATTR_RO_NOSUID_NODEV_NOEXEC, *recursive)?;
+            } else if *nodev {
+                set_mount_attrs(target, MOUNT_ATTR_NODEV, *recursive)?;
             }
             Ok(())
         }
@@ -312,7 +318,7 @@ fn apply_op(op: &Op) -> Result<(), i32> {
                 Err(libc::ENOENT) => return Ok(()),
                 other => other?,
             }
-            remount_readonly(path, libc::MS_REC)
+            set_mount_attrs(path, MOUNT_ATTR_RO_NOSUID_NODEV_NOEXEC, true)
         }
         Op::MaskPath { path, null } => {
             // SAFETY: `stat` is plain old data, filled by the kernel.
@@ -457,22 +463,72 @@ fn bind(source: &CStr, target: &CStr, flags: libc::c_ulong) -> Result<(), i32> {
     })
 }
 
-/// Makes the bind mount at `target` read-only, nosuid, nodev and noexec (`flags`: 0 or
-/// `MS_REC`).
-fn remount_readonly(target: &CStr, flags: libc::c_ulong) -> Result<(), i32> {
+/// `struct mount_attr` of `mount_setattr(2)` (`linux/mount.h`).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC`.
+const MOUNT_ATTR_RO_NOSUID_NODEV_NOEXEC: u64 = 0x1 | 0x2 | 0x4 | 0x8;
+
+/// `MOUNT_ATTR_NODEV`.
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// `AT_RECURSIVE` (`linux/fcntl.h`): apply to the whole mount tree.
+const AT_RECURSIVE: libc::c_int = 0x8000;
+
+/// Sets the `MOUNT_ATTR_*` bits `attrs` on the bind mount at `target` (others are
+/// left as they are, so flags locked by a user namespace never get in the way); with
+/// `recursive`, on every mount beneath it too. `mount(MS_REMOUNT | MS_BIND | MS_REC)`
+/// ignores `MS_REC` and would leave the sub-mounts of a recursive bind writable, so this
+/// is `mount_setattr(AT_RECURSIVE)`; only a kernel without it (before 5.12) gets the
+/// remount of the top mount.
+fn set_mount_attrs(target: &CStr, attrs: u64, recursive: bool) -> Result<(), i32> {
+    let attr = MountAttr {
+        attr_set: attrs,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = libc::AT_SYMLINK_NOFOLLOW | if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: the target comes from a live C string; `attr` is a live `mount_attr` of
+    // the size passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    match check(if r < 0 { -1 } else { 0 }) {
+        Err(libc::ENOSYS) => {}
+        other => return other,
+    }
+    let mut legacy = libc::MS_BIND | libc::MS_REMOUNT;
+    for (bit, flag) in [
+        (0x1, libc::MS_RDONLY),
+        (0x2, libc::MS_NOSUID),
+        (0x4, libc::MS_NODEV),
+        (0x8, libc::MS_NOEXEC),
+    ] {
+        if attrs & bit != 0 {
+            legacy |= flag;
+        }
+    }
     // SAFETY: the target comes from a live C string; the others may be null.
     check(unsafe {
         libc::mount(
             std::ptr::null(),
             target.as_ptr(),
             std::ptr::null(),
-            libc::MS_BIND
-                | libc::MS_REMOUNT
-                | libc::MS_RDONLY
-                | libc::MS_NOSUID
-                | libc::MS_NODEV
-                | libc::MS_NOEXEC
-                | flags,
+            legacy,
             std::ptr::null(),
         )
     })
@@ -525,7 +581,14 @@ fn mount_overlay(
         fsconfig_set_flag(&fs, c"userxattr")?;
     }
     fsconfig_create(&fs)?;
-    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
+    // nodev: a device node in an image layer, or one the step makes with mknod, does
+    // not open in the step (docker refuses them with its devices cgroup); the step's
+    // /dev is a mount of its own.
+    let mnt = fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NODEV,
+    )?;
     move_mount(
         &mnt,
         c"",

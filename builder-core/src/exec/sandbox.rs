@@ -94,6 +94,7 @@ fn root_op(root: &StepRoot, mountpoint: &Path) -> Result<Op, ExecError> {
             target: cstr(mountpoint)?,
             recursive: true,
             readonly: false,
+            nodev: true,
         },
         StepRoot::Overlay {
             lowers,
@@ -189,7 +190,9 @@ fn build_plan(
             source: c"tmpfs".into(),
             target: mp("dev")?,
             fstype: c"tmpfs".into(),
-            flags: libc::MS_NOSUID | libc::MS_STRICTATIME,
+            // nodev: a node the step makes with mknod in /dev does not open; the binds
+            // of the host's devices below keep working (flags are per mount).
+            flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_STRICTATIME,
             data: Some(c"mode=755,size=65536k".into()),
         });
         for dev in DEVICES {
@@ -202,6 +205,9 @@ fn build_plan(
                 target,
                 recursive: false,
                 readonly: false,
+                // The only device nodes a step may open: binds of the host's, which
+                // keep the host /dev's mount flags under the step's nodev /dev.
+                nodev: false,
             });
         }
         ops.push(Op::Mkdir {
@@ -252,6 +258,7 @@ fn build_plan(
             target: mp("sys")?,
             recursive: true,
             readonly: true,
+            nodev: true,
         });
     } else if sys_ok {
         ops.push(Op::Mount {
@@ -277,6 +284,7 @@ fn build_plan(
                 target: mp(rel)?,
                 recursive: false,
                 readonly: false,
+                nodev: true,
             });
         }
     }
@@ -351,6 +359,7 @@ fn bind_mount(
         target: cstr(&mountpoint.join(rel))?,
         recursive: true,
         readonly: mount.readonly,
+        nodev: true,
     })
 }
 
@@ -425,6 +434,7 @@ fn file_mount(
             target: cstr(&mountpoint.join(rel))?,
             recursive: false,
             readonly: true,
+            nodev: true,
         },
     ])
 }
@@ -477,6 +487,7 @@ fn tree_mount(
             target: cstr(&mountpoint.join(rel))?,
             recursive: true,
             readonly: mount.readonly,
+            nodev: true,
         },
     ])
 }

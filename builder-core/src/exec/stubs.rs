@@ -6,25 +6,42 @@
 //! overlay, parent directories are created in the upper directory with the lower's
 //! owner and mode) and removed after it. The touched directories get their modification
 //! times back, unless the step itself changed them, so the change set never shows them.
+//!
+//! The writable directory is the step's: after the step ran, any component of a stub's
+//! path may be a link the step planted (to a host directory) or something else the step
+//! put there. Every operation therefore goes through directory descriptors opened
+//! beneath the writable directory without following links (`openat2` with
+//! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV`), and a stub is removed
+//! only if the entry at its path is still the inode rbuild created; anything else is
+//! the step's and is left alone.
 
 use std::collections::BTreeMap;
-use std::fs;
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, CWD, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+use rustix::io::Errno;
 
 use crate::snapshot::{LowerView, SnapshotError};
 
 type Mtime = (i64, i64);
+/// Device and inode of an entry rbuild created.
+type Ident = (u64, u64);
+
+const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_MAGICLINKS)
+    .union(ResolveFlags::NO_XDEV);
 
 /// The stubs of one step.
 #[derive(Debug)]
 pub(crate) struct Stubs {
     writable: PathBuf,
-    /// Relative paths created as mount points, in creation order.
-    created: Vec<PathBuf>,
+    /// Relative paths created as mount points, in creation order, with their inodes.
+    created: Vec<(PathBuf, Ident)>,
     /// Directories created in the writable dir only to hold a stub (overlay upper).
-    materialized: Vec<PathBuf>,
+    materialized: Vec<(PathBuf, Ident)>,
     /// Touched directories and the modification time the step must see unchanged.
     dirs: BTreeMap<PathBuf, Mtime>,
 }
@@ -64,59 +81,85 @@ impl Stubs {
         }
         self.materialize(view, parent)?;
         self.remember(view, parent)?;
+        let root = self.open_root()?;
+        let Some((dir, name)) = open_parent(&root, &self.writable, rel)? else {
+            return Ok(false);
+        };
         let path = self.writable.join(rel);
-        if want_dir {
-            fs::create_dir(&path).map_err(SnapshotError::io("create mount point", &path))?;
+        let fail = |e: Errno| SnapshotError::io("create mount point", &path)(e.into());
+        let ident = if want_dir {
+            rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o777)).map_err(fail)?;
+            ident_at(&dir, name).map_err(fail)?
         } else {
-            fs::File::create(&path).map_err(SnapshotError::io("create mount point", &path))?;
-        }
-        self.created.push(rel.to_path_buf());
+            let file = rustix::fs::openat(
+                &dir,
+                name,
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o666),
+            )
+            .map_err(fail)?;
+            let st = rustix::fs::fstat(&file).map_err(fail)?;
+            (st.st_dev, st.st_ino)
+        };
+        self.created.push((rel.to_path_buf(), ident));
         Ok(true)
     }
 
     /// Gives the touched directories back their times before the step starts.
     pub fn seal(&self) -> Result<(), SnapshotError> {
+        let root = self.open_root()?;
         for (rel, mtime) in &self.dirs {
-            set_mtime(&self.writable.join(rel), *mtime)?;
+            set_mtime(&root, &self.writable, rel, *mtime)?;
         }
         Ok(())
     }
 
-    /// Removes every stub; restores directory times the step did not change.
+    /// Removes every stub that is still what rbuild created; restores the times of
+    /// directories the step did not change.
     pub fn remove(self) -> Result<(), SnapshotError> {
+        let root = self.open_root()?;
         let mut after = BTreeMap::new();
         for rel in self.dirs.keys() {
-            after.insert(rel.clone(), mtime_of(&self.writable.join(rel))?);
+            after.insert(rel.clone(), mtime_of(&root, &self.writable, rel)?);
         }
-        for rel in self
+        for (rel, ident) in self
             .created
             .iter()
             .rev()
             .chain(self.materialized.iter().rev())
         {
             let path = self.writable.join(rel);
-            let result = match fs::symlink_metadata(&path) {
-                Ok(m) if m.is_dir() => fs::remove_dir(&path),
-                Ok(m) if m.len() == 0 => fs::remove_file(&path),
+            // A component is now a link or something else the step made: not ours.
+            let Some((dir, name)) = open_parent(&root, &self.writable, rel)? else {
+                continue;
+            };
+            let st = match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(SnapshotError::io("stat", &path)(e.into())),
+            };
+            if (st.st_dev, st.st_ino) != *ident {
+                continue;
+            }
+            let result = match FileType::from_raw_mode(st.st_mode) {
+                FileType::Directory => rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR),
+                FileType::RegularFile if st.st_size == 0 => {
+                    rustix::fs::unlinkat(&dir, name, AtFlags::empty())
+                }
                 _ => Ok(()),
             };
             match result {
-                Ok(()) => {}
                 // The step put something in it: it is the step's now.
-                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(SnapshotError::io("remove mount point", &path)(e)),
+                Ok(()) | Err(Errno::NOTEMPTY) | Err(Errno::NOENT) => {}
+                Err(e) => return Err(SnapshotError::io("remove mount point", &path)(e.into())),
             }
         }
         for rel in self.dirs.keys() {
-            let path = self.writable.join(rel);
             let Some(seen) = after.get(rel).copied().flatten() else {
                 continue;
             };
-            if fs::symlink_metadata(&path).is_ok() {
-                // Unchanged by the step, `seen` is the sealed time; else it is the step's.
-                set_mtime(&path, seen)?;
-            }
+            // Unchanged by the step, `seen` is the sealed time; else it is the step's.
+            set_mtime(&root, &self.writable, rel, seen)?;
         }
         Ok(())
     }
@@ -124,12 +167,20 @@ impl Stubs {
     /// Creates `dir` and its missing parents in the writable directory, copying owner
     /// and mode from the merged view.
     fn materialize(&mut self, view: &LowerView, dir: &Path) -> Result<(), SnapshotError> {
+        let root = self.open_root()?;
         let mut prefix = PathBuf::new();
         for component in dir.components() {
             prefix.push(component);
             let path = self.writable.join(&prefix);
-            if fs::symlink_metadata(&path).is_ok() {
-                continue;
+            let Some((parent_fd, name)) = open_parent(&root, &self.writable, &prefix)? else {
+                return Err(SnapshotError::io("create directory", &path)(
+                    Errno::LOOP.into(),
+                ));
+            };
+            match rustix::fs::statat(&parent_fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(_) => continue,
+                Err(Errno::NOENT) => {}
+                Err(e) => return Err(SnapshotError::io("stat", &path)(e.into())),
             }
             self.remember(view, &prefix)?;
             let Some(entry) = view.lookup(&prefix)? else {
@@ -137,15 +188,31 @@ impl Stubs {
             };
             let parent = prefix.parent().unwrap_or(Path::new(""));
             self.remember(view, parent)?;
-            fs::create_dir(&path).map_err(SnapshotError::io("create directory", &path))?;
-            match std::os::unix::fs::lchown(&path, Some(entry.meta.uid), Some(entry.meta.gid)) {
+            let path = path.as_path();
+            let fail = |action| move |e: Errno| SnapshotError::io(action, path)(e.into());
+            rustix::fs::mkdirat(&parent_fd, name, Mode::from_raw_mode(0o700))
+                .map_err(fail("create directory"))?;
+            let made = rustix::fs::openat(
+                &parent_fd,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(fail("open directory"))?;
+            let owner = (
+                Some(rustix::process::Uid::from_raw(entry.meta.uid)),
+                Some(rustix::process::Gid::from_raw(entry.meta.gid)),
+            );
+            match rustix::fs::fchown(&made, owner.0, owner.1) {
                 // Rootless: the caller cannot give away files; the layers are its own.
-                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
-                other => other.map_err(SnapshotError::io("change owner of", &path))?,
+                Ok(()) | Err(Errno::PERM) => {}
+                Err(e) => return Err(fail("change owner of")(e)),
             }
-            rustix::fs::chmod(&path, rustix::fs::Mode::from_raw_mode(entry.meta.mode))
-                .map_err(|e| SnapshotError::io("change mode of", &path)(e.into()))?;
-            self.materialized.push(prefix.clone());
+            rustix::fs::fchmod(&made, Mode::from_raw_mode(entry.meta.mode))
+                .map_err(fail("change mode of"))?;
+            let st = rustix::fs::fstat(&made).map_err(fail("stat"))?;
+            self.materialized
+                .push((prefix.clone(), (st.st_dev, st.st_ino)));
         }
         Ok(())
     }
@@ -160,18 +227,80 @@ impl Stubs {
         }
         Ok(())
     }
-}
 
-fn mtime_of(path: &Path) -> Result<Option<Mtime>, SnapshotError> {
-    use std::os::unix::fs::MetadataExt;
-    match fs::symlink_metadata(path) {
-        Ok(m) => Ok(Some((m.mtime(), m.mtime_nsec()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(SnapshotError::io("stat", path)(e)),
+    /// The writable directory itself (rbuild's, not the step's: no link is followed).
+    fn open_root(&self) -> Result<OwnedFd, SnapshotError> {
+        rustix::fs::open(
+            &self.writable,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| SnapshotError::io("open", &self.writable)(e.into()))
     }
 }
 
-fn set_mtime(path: &Path, mtime: Mtime) -> Result<(), SnapshotError> {
+/// The directory holding `rel`, opened beneath `root` without following any link, and
+/// the entry's name in it. None when a component is missing, is not a directory or is
+/// a link (the step's doing: nothing of rbuild's is there any more).
+fn open_parent<'a>(
+    root: &OwnedFd,
+    writable: &Path,
+    rel: &'a Path,
+) -> Result<Option<(OwnedFd, &'a OsStr)>, SnapshotError> {
+    let Some(name) = rel.file_name() else {
+        return Ok(None);
+    };
+    let parent = match rel.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match rustix::fs::openat2(
+        root,
+        parent,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        RESOLVE,
+    ) {
+        Ok(fd) => Ok(Some((fd, name))),
+        Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) => Ok(None),
+        Err(e) => Err(SnapshotError::io("open", &writable.join(parent))(e.into())),
+    }
+}
+
+fn ident_at(dir: &OwnedFd, name: &OsStr) -> Result<Ident, Errno> {
+    let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// The time of directory `rel`; None when it is gone or no longer a directory.
+fn mtime_of(root: &OwnedFd, writable: &Path, rel: &Path) -> Result<Option<Mtime>, SnapshotError> {
+    let Some((dir, name)) = open_parent(root, writable, rel)? else {
+        return Ok(None);
+    };
+    match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+            Ok(Some((st.st_mtime, st.st_mtime_nsec as i64)))
+        }
+        Ok(_) | Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(SnapshotError::io("stat", &writable.join(rel))(e.into())),
+    }
+}
+
+/// Sets the times of directory `rel`, if it still is one beneath the root.
+fn set_mtime(
+    root: &OwnedFd,
+    writable: &Path,
+    rel: &Path,
+    mtime: Mtime,
+) -> Result<(), SnapshotError> {
+    let Some((dir, name)) = open_parent(root, writable, rel)? else {
+        return Ok(());
+    };
+    match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+        Ok(_) | Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(SnapshotError::io("stat", &writable.join(rel))(e.into())),
+    }
     let ts = Timespec {
         tv_sec: mtime.0,
         tv_nsec: mtime.1 as _,
@@ -180,9 +309,77 @@ fn set_mtime(path: &Path, mtime: Mtime) -> Result<(), SnapshotError> {
         last_access: ts,
         last_modification: ts,
     };
-    match rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(()) => Ok(()),
-        Err(rustix::io::Errno::NOENT) => Ok(()),
-        Err(e) => Err(SnapshotError::io("set times of", path)(e.into())),
+    match rustix::fs::utimensat(&dir, name, &times, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(SnapshotError::io("set times of", &writable.join(rel))(
+            e.into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{OverlaySnapshotter, Snapshotter};
+
+    /// The step moved the stubs' top directory away and left a link to a host
+    /// directory with the same shape: removal leaves the host directory alone, and
+    /// the moved stubs (the step's now) too.
+    #[test]
+    fn removal_does_not_follow_a_link_the_step_planted() {
+        let dir = tempfile::tempdir().unwrap();
+        let low = dir.path().join("low");
+        std::fs::create_dir_all(&low).unwrap();
+        let scratch = dir.path().join("scratch");
+        std::fs::create_dir(&scratch).unwrap();
+        let snapshot = OverlaySnapshotter::new().prepare(&[low], &scratch).unwrap();
+        let upper = snapshot.root().writable_dir().to_path_buf();
+        let mut stubs = Stubs::new(&upper);
+        assert!(
+            stubs
+                .ensure(&snapshot.view(), Path::new("a/b/s"), true)
+                .unwrap()
+        );
+        stubs.seal().unwrap();
+        // What the step does: mv /a /a.old && ln -s VICTIM /a.
+        let victim = dir.path().join("victim");
+        std::fs::create_dir_all(victim.join("b/s")).unwrap();
+        std::fs::rename(upper.join("a"), upper.join("a.old")).unwrap();
+        std::os::unix::fs::symlink(&victim, upper.join("a")).unwrap();
+        stubs.remove().unwrap();
+        assert!(
+            victim.join("b/s").is_dir(),
+            "the host directory was removed"
+        );
+        assert!(upper.join("a").is_symlink());
+        assert!(
+            upper.join("a.old/b/s").is_dir(),
+            "the step's directories were removed"
+        );
+    }
+
+    /// A stub the step replaced by a directory of its own (same path, other inode)
+    /// is the step's: it stays.
+    #[test]
+    fn removal_keeps_what_the_step_put_in_place_of_a_stub() {
+        let dir = tempfile::tempdir().unwrap();
+        let low = dir.path().join("low");
+        std::fs::create_dir_all(&low).unwrap();
+        let scratch = dir.path().join("scratch");
+        std::fs::create_dir(&scratch).unwrap();
+        let snapshot = OverlaySnapshotter::new().prepare(&[low], &scratch).unwrap();
+        let upper = snapshot.root().writable_dir().to_path_buf();
+        let mut stubs = Stubs::new(&upper);
+        assert!(
+            stubs
+                .ensure(&snapshot.view(), Path::new("m"), true)
+                .unwrap()
+        );
+        std::fs::create_dir(upper.join("n")).unwrap();
+        std::fs::remove_dir(upper.join("m")).unwrap();
+        std::fs::rename(upper.join("n"), upper.join("m")).unwrap();
+        stubs.remove().unwrap();
+        assert!(upper.join("m").is_dir());
     }
 }
