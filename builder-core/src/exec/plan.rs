@@ -29,7 +29,7 @@ pub(crate) enum Op {
         userxattr: bool,
     },
     /// Bind-mount `source` on `target`, optionally recursive and read-only (which is
-    /// also nosuid, nodev and noexec), or writable but nodev (device nodes in it do
+    /// also nosuid and nodev, but executable, as BuildKit's `rbind,ro`), or writable but nodev (device nodes in it do
     /// not open). The attributes apply to every mount beneath a recursive bind.
     Bind {
         source: CString,
@@ -224,7 +224,9 @@ fn apply_op(op: &Op) -> Result<(), i32> {
             let rec = if *recursive { libc::MS_REC } else { 0 };
             bind(source, target, rec)?;
             if *readonly {
-                set_mount_attrs(target, MOUNT_ATTR_RO_NOSUID_NODEV_NOEXEC, *recursive)?;
+                // Read-only but executable: BuildKit binds are `rbind,ro`, and
+                // `RUN --mount=type=bind,target=/src /src/build.sh` is common.
+                set_mount_attrs(target, MOUNT_ATTR_RO_NOSUID_NODEV, *recursive)?;
             } else if *nodev {
                 set_mount_attrs(target, MOUNT_ATTR_NODEV, *recursive)?;
             }
@@ -474,6 +476,8 @@ struct MountAttr {
 
 /// `MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC`.
 const MOUNT_ATTR_RO_NOSUID_NODEV_NOEXEC: u64 = 0x1 | 0x2 | 0x4 | 0x8;
+/// `MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV`.
+const MOUNT_ATTR_RO_NOSUID_NODEV: u64 = 0x1 | 0x2 | 0x4;
 
 /// `MOUNT_ATTR_NODEV`.
 const MOUNT_ATTR_NODEV: u64 = 0x4;
