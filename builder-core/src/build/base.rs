@@ -513,6 +513,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn archive_paths_normalize_without_climbing_above_the_root() {
+        assert_eq!(
+            normalized(Path::new("/a/./b/../c.tar")),
+            Some(PathBuf::from("/a/c.tar"))
+        );
+        assert_eq!(normalized(Path::new("/a/../../etc/shadow")), None);
+        assert_eq!(normalized(Path::new("a/b.tar")), None);
+        let dir = Path::new("/srv/allowed");
+        assert_eq!(
+            beneath(Path::new("/srv/allowed/x/y.tar"), dir),
+            Some(PathBuf::from("x/y.tar"))
+        );
+        assert_eq!(beneath(Path::new("/srv/allowed-not/y.tar"), dir), None);
+        assert_eq!(beneath(Path::new("/srv/y.tar"), dir), None);
+    }
+
+    #[test]
     fn layout_references_split_at_a_final_tag() {
         assert_eq!(
             split_layout_ref("/srv/img:v1"),
