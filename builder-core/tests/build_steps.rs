@@ -252,6 +252,20 @@ fn a_missing_base_image_is_named_with_its_from_line() {
     assert!(text.contains("    3 | FROM nosuchimage:1.0"), "{text}");
 }
 
+/// Builds and expects success, the Dockerfile allowed to load archives and layouts
+/// beneath `allowed` (`--allow fs.read=DIR`): the tests' archives are outside the context.
+fn build_allowing(
+    store: &rbuild_core::ContentStore,
+    dockerfile: &str,
+    ctx: &std::path::Path,
+    allowed: &std::path::Path,
+) -> rbuild_core::BuildResult {
+    let (result, _) = build_with(store, dockerfile, ctx, |r| {
+        r.allow_fs_read = vec![allowed.to_path_buf()];
+    });
+    result.unwrap_or_else(|e| panic!("build failed: {}", rbuild_core::error_chain(&e)))
+}
+
 #[test]
 fn scratch_stages_and_docker_archive_bases_build() {
     let (dir, store) = busybox_store();
@@ -292,7 +306,12 @@ fn scratch_stages_and_docker_archive_bases_build() {
         format!("docker-archive://{}", archive.display()),
         format!("oci-layout://{}", layout.display()),
     ] {
-        let result = build(&store, &format!("FROM {from}\nRUN echo ok > /ok\n"), &ctx);
+        let result = build_allowing(
+            &store,
+            &format!("FROM {from}\nRUN echo ok > /ok\n"),
+            &ctx,
+            dir.path(),
+        );
         assert_eq!(read(&store, &result.image, dir.path(), "/ok"), "ok\n");
         assert_eq!(
             result.image.manifest.layers().len(),
@@ -339,7 +358,7 @@ fn a_docker_archive_base_is_loaded_once_until_the_file_changes() {
         archive.display()
     );
 
-    let first = build(&store, &dockerfile, &ctx);
+    let first = build_allowing(&store, &dockerfile, &ctx, dir.path());
     let after_first = records();
     assert_eq!(after_first.len(), 1, "one remembered load: {after_first:?}");
     let modified = std::fs::metadata(&after_first[0].0)
@@ -348,7 +367,7 @@ fn a_docker_archive_base_is_loaded_once_until_the_file_changes() {
         .unwrap();
 
     // The same file: not loaded again (the record is not rewritten), the steps are cached.
-    let second = build(&store, &dockerfile, &ctx);
+    let second = build_allowing(&store, &dockerfile, &ctx, dir.path());
     assert_eq!(second.image_id, first.image_id);
     assert!(second.steps.iter().all(|s| s.cached), "{:?}", second.steps);
     let after_second = records();
@@ -363,7 +382,7 @@ fn a_docker_archive_base_is_loaded_once_until_the_file_changes() {
 
     // Another image saved over the file: loaded, and built on.
     save(&first.image, &archive);
-    let third = build(&store, &dockerfile, &ctx);
+    let third = build_allowing(&store, &dockerfile, &ctx, dir.path());
     assert_eq!(third.image.manifest.layers().len(), 3);
     assert_eq!(read(&store, &third.image, dir.path(), "/ok"), "ok\n");
     assert_eq!(records().len(), 2);

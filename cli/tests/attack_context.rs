@@ -484,7 +484,19 @@ fn dockerfile_and_dockerignore_are_read_safely() {
         || {
             let ctx = lab.fresh("ctx");
             symlink("/dev/zero", &ctx.join("Dockerfile"));
+            // The default Dockerfile resolves inside the context: the link's /dev/zero
+            // is the context's, which it lacks.
             let (out, _) = lab.build_with(&[ctx_arg(&ctx)], None, None, &memory);
+            not_hung(&out)?;
+            refused(&out, "no such file in the build context")?;
+            // Named with -f, the path is read as given: the device is refused.
+            let file = ctx.join("Dockerfile");
+            let (out, _) = lab.build_with(
+                &["-f", file.to_str().unwrap_or_default(), ctx_arg(&ctx)],
+                None,
+                None,
+                &memory,
+            );
             not_hung(&out)?;
             refused(&out, "is a character device, not a regular file")
         },
@@ -867,7 +879,8 @@ fn odd_context_contents_are_copied_or_refused_clearly() {
             chown(&ctx2, ROOTLESS);
             let (out, _) = lab.build_with(&[ctx_arg(&ctx2)], None, user, &["--as=2147483648"]);
             not_hung(&out)?;
-            refused(&out, "is a character device")
+            // The default Dockerfile resolves inside the context, which has no /dev/zero.
+            refused(&out, "no such file in the build context")
         },
     );
 

@@ -6,9 +6,17 @@
 //! registries, as `rbuild pull` does; with `--pull` even when the store has it),
 //! `oci-layout://DIR[:TAG]` (an OCI image layout directory; the manifest whose
 //! `org.opencontainers.image.ref.name` is `TAG`, or the only one), `oci-archive://FILE`
-//! or `docker-archive://FILE` (loaded into the store, first image; remembered under
-//! `<root>/archive-loads/` by the file's identity, so an unchanged archive is loaded once,
-//! not at every build). `scratch` and stage names never get here.
+//! or `docker-archive://FILE` (loaded into the store, first image, never named there;
+//! remembered under `<root>/archive-loads/` by the file's identity, so an unchanged
+//! archive is loaded once, not at every build). `scratch` and stage names never get here.
+//!
+//! The Dockerfile is untrusted, so the path of an archive or layout is resolved inside
+//! the build context: a relative path (or an absolute one under the context's directory)
+//! is opened from the context root with `openat2` `RESOLVE_IN_ROOT` (`..` and symlinks
+//! cannot leave it); an absolute path elsewhere only beneath a directory the invoker
+//! allowed with `--allow fs.read=DIR` (`RESOLVE_BENEATH`), and refused otherwise. Opens
+//! never block (a FIFO is refused, not waited on) and must find a regular file (a
+//! directory for a layout).
 
 use std::fs;
 use std::os::unix::fs::MetadataExt as _;
@@ -18,7 +26,7 @@ use oci_spec::image::{Descriptor, ImageIndex};
 
 use super::error::{BuildError, io_err};
 use crate::digest::Digest;
-use crate::export::load_archive;
+use crate::export::load_archive_file;
 use crate::image::{Image, load_image};
 use crate::registry::{Pulled, RegistryClient, RegistryConfig, pull_with_mirrors};
 use crate::store::{ContentStore, ImageName, REF_NAME_ANNOTATION, StoreError};
@@ -48,6 +56,11 @@ pub(crate) struct Lookup<'a> {
     pub pull: bool,
     /// Mirrors and insecure registries.
     pub registry: &'a RegistryConfig,
+    /// The build context's root: where archive and layout paths resolve.
+    pub context: &'a Path,
+    /// `--allow fs.read=DIR`: directories outside the context whose archives and layouts
+    /// a Dockerfile may load.
+    pub fs_read: &'a [PathBuf],
 }
 
 /// Finds `reference` in the store (or pulls it from its registry), loading it from a
@@ -59,12 +72,12 @@ pub(crate) fn resolve(
 ) -> Result<BaseImage, BuildError> {
     let mut warnings = Vec::new();
     let image = if let Some(rest) = reference.strip_prefix(OCI_LAYOUT_SCHEME) {
-        load_layout_dir(store, rest)?
+        load_layout_dir(store, rest, lookup)?
     } else if let Some(file) = reference
         .strip_prefix(OCI_ARCHIVE_SCHEME)
         .or_else(|| reference.strip_prefix(DOCKER_ARCHIVE_SCHEME))
     {
-        load_archive_once(store, Path::new(file), reference)?
+        load_archive_once(store, Path::new(file), reference, lookup)?
     } else {
         load_named(store, reference, lookup, &mut warnings)?
     };
@@ -88,11 +101,12 @@ fn load_archive_once(
     store: &ContentStore,
     file: &Path,
     reference: &str,
+    lookup: Lookup<'_>,
 ) -> Result<Image, BuildError> {
-    let meta = fs::metadata(file).map_err(io_err("read", file))?;
-    let path = fs::canonicalize(file).map_err(io_err("read", file))?;
+    let opened = fs::File::from(open_source(file, lookup, false)?);
+    let meta = opened.metadata().map_err(io_err("read", file))?;
     let identity = format!(
-        "{}:{}:{}:{}.{}:{}.{}:{}",
+        "{}:{}:{}:{}.{}:{}.{}",
         meta.dev(),
         meta.ino(),
         meta.size(),
@@ -100,7 +114,6 @@ fn load_archive_once(
         meta.mtime_nsec(),
         meta.ctime(),
         meta.ctime_nsec(),
-        path.display()
     );
     let dir = store.root().join(ARCHIVE_LOADS_DIR);
     let record = dir.join(Digest::of(identity.as_bytes()).hex());
@@ -118,7 +131,8 @@ fn load_archive_once(
     if let Some(image) = remembered {
         return Ok(image);
     }
-    let image = load_archive(store, file)?
+    // Loaded unnamed: the archive's own names (RepoTags, ref.name) never enter the store.
+    let image = load_archive_file(store, opened, file, false)?
         .into_iter()
         .next()
         .map(|(image, _)| image)
@@ -191,9 +205,16 @@ fn split_layout_ref(text: &str) -> (PathBuf, Option<&str>) {
     }
 }
 
-fn load_layout_dir(store: &ContentStore, text: &str) -> Result<Image, BuildError> {
+fn load_layout_dir(
+    store: &ContentStore,
+    text: &str,
+    lookup: Lookup<'_>,
+) -> Result<Image, BuildError> {
     let (dir, tag) = split_layout_ref(text);
-    let layout = Layout::open(&dir)?;
+    let layout = Layout {
+        fd: open_source(&dir, lookup, true)?,
+        dir,
+    };
     let bytes = layout.read_document("index.json")?;
     let index: ImageIndex = serde_json::from_slice(&bytes)
         .map_err(|e| layout.refused(format!("index.json is not an OCI index: {e}")))?;
@@ -223,6 +244,120 @@ fn load_layout_dir(store: &ContentStore, text: &str) -> Result<Image, BuildError
     Ok(load_image(store, &desc)?)
 }
 
+/// `path` made of its normal components only, `..` taking one away; `None` when it
+/// is not absolute or climbs above `/`.
+fn normalized(path: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::Prefix(_) => return None,
+        }
+    }
+    path.is_absolute().then_some(out)
+}
+
+/// `path` relative to `dir` when it lies beneath `dir` (as given or canonical).
+fn beneath(path: &Path, dir: &Path) -> Option<PathBuf> {
+    let given = normalized(&std::path::absolute(dir).ok()?)?;
+    let canonical = fs::canonicalize(dir).ok();
+    [Some(given), canonical]
+        .into_iter()
+        .flatten()
+        .find_map(|d| path.strip_prefix(&d).ok().map(Path::to_path_buf))
+}
+
+/// Opens the archive file (or, with `dir`, the layout directory) a Dockerfile names at
+/// `path`: inside the build context, or beneath a directory `--allow fs.read` allows;
+/// never blocking, and only a regular file (a directory).
+fn open_source(
+    path: &Path,
+    lookup: Lookup<'_>,
+    dir: bool,
+) -> Result<std::os::fd::OwnedFd, BuildError> {
+    use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+    let (root, rel, how) = if path.is_absolute() {
+        let Some(abs) = normalized(path) else {
+            return Err(BuildError::OutsideContext {
+                path: path.to_path_buf(),
+            });
+        };
+        if let Some(rel) = beneath(&abs, lookup.context) {
+            (lookup.context.to_path_buf(), rel, ResolveFlags::IN_ROOT)
+        } else if let Some((root, rel)) = lookup
+            .fs_read
+            .iter()
+            .find_map(|d| beneath(&abs, d).map(|rel| (d.clone(), rel)))
+        {
+            // Symlinks beneath the allowed directory are followed, but not out of it.
+            (root, rel, ResolveFlags::BENEATH)
+        } else {
+            return Err(BuildError::OutsideContext {
+                path: path.to_path_buf(),
+            });
+        }
+    } else {
+        (
+            lookup.context.to_path_buf(),
+            path.to_path_buf(),
+            ResolveFlags::IN_ROOT,
+        )
+    };
+    let rel = if rel.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        rel
+    };
+    let root_fd = crate::context::open_root(&root).map_err(io_err("read", &root))?;
+    let mut flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+    if dir {
+        flags |= OFlags::DIRECTORY;
+    }
+    let fd = rustix::fs::openat2(
+        &root_fd,
+        &rel,
+        flags,
+        Mode::empty(),
+        how | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| match e {
+        rustix::io::Errno::XDEV => BuildError::OutsideContext {
+            path: path.to_path_buf(),
+        },
+        other => io_err("read", path)(other.into()),
+    })?;
+    let stat = rustix::fs::fstat(&fd).map_err(|e| io_err("read", path)(e.into()))?;
+    let kind = FileType::from_raw_mode(stat.st_mode);
+    let want = if dir {
+        FileType::Directory
+    } else {
+        FileType::RegularFile
+    };
+    if kind != want {
+        return Err(io_err("read", path)(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            if dir {
+                "not a directory"
+            } else {
+                "not a regular file"
+            },
+        )));
+    }
+    if !dir {
+        let flags = rustix::fs::fcntl_getfl(&fd).map_err(|e| io_err("read", path)(e.into()))?;
+        rustix::fs::fcntl_setfl(&fd, flags - OFlags::NONBLOCK)
+            .map_err(|e| io_err("read", path)(e.into()))?;
+    }
+    Ok(fd)
+}
+
 /// How deep indexes may nest in a layout (an index naming itself would never end).
 const MAX_INDEX_DEPTH: usize = 8;
 /// The most bytes a layout's JSON document may have.
@@ -237,20 +372,6 @@ struct Layout {
 }
 
 impl Layout {
-    fn open(dir: &Path) -> Result<Self, BuildError> {
-        use rustix::fs::{Mode, OFlags};
-        let fd = rustix::fs::open(
-            dir,
-            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| io_err("read", dir)(e.into()))?;
-        Ok(Layout {
-            dir: dir.to_path_buf(),
-            fd,
-        })
-    }
-
     fn refused(&self, reason: String) -> BuildError {
         crate::export::ExportError::Archive {
             archive: self.dir.clone(),
@@ -390,6 +511,23 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn archive_paths_normalize_without_climbing_above_the_root() {
+        assert_eq!(
+            normalized(Path::new("/a/./b/../c.tar")),
+            Some(PathBuf::from("/a/c.tar"))
+        );
+        assert_eq!(normalized(Path::new("/a/../../etc/shadow")), None);
+        assert_eq!(normalized(Path::new("a/b.tar")), None);
+        let dir = Path::new("/srv/allowed");
+        assert_eq!(
+            beneath(Path::new("/srv/allowed/x/y.tar"), dir),
+            Some(PathBuf::from("x/y.tar"))
+        );
+        assert_eq!(beneath(Path::new("/srv/allowed-not/y.tar"), dir), None);
+        assert_eq!(beneath(Path::new("/srv/y.tar"), dir), None);
+    }
 
     #[test]
     fn layout_references_split_at_a_final_tag() {

@@ -44,6 +44,15 @@ pub enum BuildError {
         /// The entitlement that would allow it.
         entitlement: super::Entitlement,
     },
+    /// A `FROM docker-archive://` (`oci-archive://`, `oci-layout://`) path outside the
+    /// build context that no `--allow fs.read=DIR` covers.
+    #[error(
+        "{path} is outside the build context: a Dockerfile may load archives and layouts only from its context, unless the build allows their directory with --allow fs.read=DIR"
+    )]
+    OutsideContext {
+        /// The path as the Dockerfile names it.
+        path: PathBuf,
+    },
     /// An image reference names nothing rbuild can load.
     #[error("image {0} not found in the store{hint}", hint = not_found_hint(.0))]
     ImageNotFound(String),

@@ -65,6 +65,10 @@ pub enum DockerfileInput {
     /// A file on disk; a `<file>.dockerignore` beside it takes precedence over the
     /// context's `.dockerignore`.
     Path(PathBuf),
+    /// A file of the build context, relative to its root (the default `Dockerfile`):
+    /// resolved inside the context, so a symlink cannot lead out of it (one that points
+    /// out reads as missing). A `<file>.dockerignore` beside it applies as for `Path`.
+    InContext(PathBuf),
     /// Text given directly (`-f -`), shown in messages as `name`.
     Text {
         /// The name used in messages, `Dockerfile` usually.
@@ -142,6 +146,11 @@ pub struct BuildRequest {
     /// `--allow`: entitlements the build may use (`RUN --security=insecure`,
     /// `--network=host` and `RUN --network=host`).
     pub allow: Vec<Entitlement>,
+    /// `--allow fs.read=DIR`: directories outside the build context from which the
+    /// Dockerfile may load `FROM docker-archive://`, `oci-archive://` and
+    /// `oci-layout://` images (paths beneath them, symlinks kept beneath). Without one,
+    /// such paths resolve only inside the context.
+    pub allow_fs_read: Vec<PathBuf>,
     /// `--ssh`: the ssh agents `RUN --mount=type=ssh` may forward.
     pub ssh: Vec<SshAgent>,
     /// `SOURCE_DATE_EPOCH` (seconds since the epoch): the `created` time of the image
@@ -197,6 +206,7 @@ impl BuildRequest {
             registry: RegistryConfig::default(),
             secrets: Vec::new(),
             allow: Vec::new(),
+            allow_fs_read: Vec::new(),
             ssh: Vec::new(),
             source_date_epoch: None,
             squash: Squash::None,

@@ -177,9 +177,15 @@ const DOCKERFILE_READ_LIMIT: u64 = 4 * rbuild_dockerfile::MAX_DOCKERFILE_BYTES a
 /// reads it from the context it received; elsewhere it is the file the user named, read
 /// as the docker CLI reads it (following symlinks). Either way it must be a regular file
 /// or a pipe, and it is read only up to [`DOCKERFILE_READ_LIMIT`].
-fn read_dockerfile(path: &Path, context: &ContextSource) -> std::io::Result<String> {
+fn read_dockerfile(
+    path: &Path,
+    context: &ContextSource,
+    in_context: bool,
+) -> std::io::Result<String> {
     let bytes = match (context, path.strip_prefix(context.root())) {
-        (ContextSource::Unpacked(_), Ok(rel)) => {
+        (ContextSource::Unpacked(_), Ok(rel)) | (ContextSource::Directory(_), Ok(rel))
+            if in_context || matches!(context, ContextSource::Unpacked(_)) =>
+        {
             read_in_context(context.root(), rel, DOCKERFILE_READ_LIMIT)?.ok_or_else(|| {
                 std::io::Error::new(
                     std::io::ErrorKind::NotFound,
@@ -206,13 +212,23 @@ fn build_inner(
 ) -> Result<BuildResult, BuildError> {
     let (file_name, text, dockerfile_path) = match &request.dockerfile {
         DockerfileInput::Path(path) => {
-            let text = read_dockerfile(path, &request.context).map_err(|source| {
+            let text = read_dockerfile(path, &request.context, false).map_err(|source| {
                 BuildError::ReadDockerfile {
                     path: path.clone(),
                     source,
                 }
             })?;
-            (dockerfile_name(path), text, Some(path.as_path()))
+            (dockerfile_name(path), text, Some(path.clone()))
+        }
+        DockerfileInput::InContext(rel) => {
+            let path = request.context.root().join(rel);
+            let text = read_dockerfile(&path, &request.context, true).map_err(|source| {
+                BuildError::ReadDockerfile {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            (dockerfile_name(&path), text, Some(path))
         }
         DockerfileInput::Text { name, text } => (name.clone(), text.clone(), None),
     };
@@ -259,6 +275,8 @@ fn build_inner(
         let lookup = base::Lookup {
             pull: request.pull,
             registry: &request.registry,
+            context: request.context.root(),
+            fs_read: &request.allow_fs_read,
         };
         let found =
             base::resolve(store, &reference, lookup).map_err(|e| BuildError::BaseImage {
@@ -300,7 +318,7 @@ fn build_inner(
     });
     let context_root = request.context.root();
     let context = if uses_context {
-        let rules = IgnoreRules::for_build(context_root, dockerfile_path)?;
+        let rules = IgnoreRules::for_build(context_root, dockerfile_path.as_deref())?;
         let listing = ContextListing::walk(context_root, &rules)?;
         let hashes = ContextHashes::compute(&listing, Some(&store.root().join(INDEX_DIR)))?;
         Some(ContextState {

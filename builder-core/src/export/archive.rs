@@ -49,6 +49,11 @@ pub fn save_layout_dir(
 
 fn read_err(path: &Path) -> impl FnOnce(io::Error) -> ExportError {
     let path = path.to_path_buf();
+    move |source| ExportError::Read { path, source }
+}
+
+fn write_err(path: &Path) -> impl FnOnce(io::Error) -> ExportError {
+    let path = path.to_path_buf();
     move |source| ExportError::Write { path, source }
 }
 
@@ -182,11 +187,13 @@ impl Members {
 
     /// Reads every entry of the archive at `archive` (plain, gzip or zstd), within the
     /// tar-bomb limits.
-    fn read(store: &ContentStore, archive: &Path) -> Result<Self, ExportError> {
+    /// A tar error is reported without its text, which may quote the file's bytes (a
+    /// file that is no tar archive has its first line read as an entry name).
+    fn read(store: &ContentStore, file: File, archive: &Path) -> Result<Self, ExportError> {
         let scratch = tempfile::Builder::new()
             .prefix("load-")
             .tempdir_in(store.tmp_dir())
-            .map_err(read_err(&store.tmp_dir()))?;
+            .map_err(write_err(&store.tmp_dir()))?;
         let mut members = Members {
             archive: archive.to_path_buf(),
             files: HashMap::new(),
@@ -203,13 +210,22 @@ impl Members {
             }),
             None => e,
         };
-        let file = File::open(archive).map_err(read_err(archive))?;
+        let not_tar = |e: io::Error| {
+            if e.raw_os_error().is_some() {
+                read_err(archive)(e)
+            } else {
+                ExportError::Archive {
+                    archive: archive.to_path_buf(),
+                    reason: "it is not a tar archive, or a damaged one".to_owned(),
+                }
+            }
+        };
         let compressed = BufReader::new(meter.compressed(file));
         let plain = crate::layer::decompress(compressed).map_err(LayerError::Read)?;
         let mut tar = tar::Archive::new(meter.expanded(plain));
-        let entries = tar.entries().map_err(|e| limited(read_err(archive)(e)))?;
+        let entries = tar.entries().map_err(|e| limited(not_tar(e)))?;
         for (n, entry) in entries.enumerate() {
-            let mut entry = entry.map_err(|e| limited(read_err(archive)(e)))?;
+            let mut entry = entry.map_err(|e| limited(not_tar(e)))?;
             meter.entry().map_err(|limit| LayerError::Limit {
                 archive: label.clone(),
                 limit,
@@ -229,8 +245,8 @@ impl Members {
                 tar::EntryType::Directory => continue,
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let dest = scratch_dir.join(n.to_string());
-                    let mut out = File::create(&dest).map_err(read_err(&dest))?;
-                    io::copy(&mut entry, &mut out).map_err(|e| limited(read_err(archive)(e)))?;
+                    let mut out = File::create(&dest).map_err(write_err(&dest))?;
+                    io::copy(&mut entry, &mut out).map_err(|e| limited(not_tar(e)))?;
                     Member::File(dest)
                 }
                 tar::EntryType::Symlink | tar::EntryType::Link => {
@@ -307,11 +323,24 @@ pub fn load_archive(
     store: &ContentStore,
     archive: &Path,
 ) -> Result<Vec<(Image, Vec<ImageName>)>, ExportError> {
-    let members = Members::read(store, archive)?;
+    let file = File::open(archive).map_err(read_err(archive))?;
+    load_archive_file(store, file, archive, true)
+}
+
+/// Loads the archive open as `file` (`archive` names it in errors); its images get the
+/// names the archive gives them only when `name` is set (`rbuild load`), never for a
+/// `FROM docker-archive://`, whose archive must not create or move a name in the store.
+pub(crate) fn load_archive_file(
+    store: &ContentStore,
+    file: File,
+    archive: &Path,
+    name: bool,
+) -> Result<Vec<(Image, Vec<ImageName>)>, ExportError> {
+    let members = Members::read(store, file, archive)?;
     if members.has("manifest.json") {
-        load_docker(store, &members)
+        load_docker(store, &members, name)
     } else {
-        load_layout(store, &members)
+        load_layout(store, &members, name)
     }
 }
 
@@ -331,6 +360,7 @@ fn read_document(members: &Members, what: &str, path: &Path) -> Result<Vec<u8>, 
 fn load_docker(
     store: &ContentStore,
     members: &Members,
+    name_images: bool,
 ) -> Result<Vec<(Image, Vec<ImageName>)>, ExportError> {
     let path = members.file("the archive", "manifest.json")?;
     let bytes = read_document(members, "manifest.json", path)?;
@@ -389,8 +419,10 @@ fn load_docker(
             let name: ImageName = tag
                 .parse()
                 .map_err(|e| members.refused(format!("manifest.json's RepoTags {tag:?}: {e}")))?;
-            store.tag(&name, &image.descriptor)?;
-            names.push(name);
+            if name_images {
+                store.tag(&name, &image.descriptor)?;
+                names.push(name);
+            }
         }
         out.push((image, names));
     }
@@ -519,6 +551,7 @@ fn is_document(media: &str) -> bool {
 fn load_layout(
     store: &ContentStore,
     members: &Members,
+    name_images: bool,
 ) -> Result<Vec<(Image, Vec<ImageName>)>, ExportError> {
     let path = members.file("the archive", "index.json")?;
     let bytes = read_document(members, "index.json", path)?;
@@ -552,7 +585,7 @@ fn load_layout(
             })
             .transpose()?;
         let mut names = Vec::new();
-        if let Some(name) = name {
+        if let Some(name) = name.filter(|_| name_images) {
             store.tag(&name, &image.descriptor)?;
             names.push(name);
         }

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType};
 
+pub(crate) use self::archive::load_archive_file;
 pub use self::archive::{import_rootfs, load_archive, save_images, save_layout_dir};
 use self::layout::{AtomicFile, AtomicWriter, DirSink, LayoutSink, TarSink};
 pub use self::target::{ExportTarget, InvalidExportTarget};
@@ -37,6 +38,15 @@ pub enum ExportError {
     #[error("failed to write export {path}")]
     Write {
         /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// An archive or a file of it could not be read (`rbuild load`, `FROM
+    /// docker-archive://`).
+    #[error("failed to read archive {path}")]
+    Read {
+        /// The archive, or the scratch file holding one of its members.
         path: PathBuf,
         /// Why.
         source: io::Error,

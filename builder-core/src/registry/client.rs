@@ -219,6 +219,15 @@ impl RegistryClient {
         }
     }
 
+    /// Whether `url` is on this registry's origin (scheme, host and port): only there are
+    /// its credentials sent (issue: an upload `Location` on another origin got them).
+    pub(crate) fn is_own_origin(&self, url: &str) -> bool {
+        match (url_origin(&self.base), url_origin(url)) {
+            (Some(own), Some(other)) => own == other,
+            _ => false,
+        }
+    }
+
     fn auth_header(&self, scope: &[String]) -> Result<Option<String>, RegistryError> {
         let mode = self.lock_mode().clone();
         match mode {
@@ -326,6 +335,11 @@ impl RegistryClient {
         headers: &[(&str, String)],
         body: Option<&[u8]>,
     ) -> Result<Response, RegistryError> {
+        if !self.is_own_origin(url) {
+            // Another origin (an upload `Location`, a redirect elsewhere) never receives
+            // the registry's password or token, and its challenge is not followed.
+            return self.retrying(method, url, headers, None, body);
+        }
         let auth = self.auth_header(scope)?;
         let resp = self.retrying(method.clone(), url, headers, auth.as_deref(), body)?;
         if resp.status() != StatusCode::UNAUTHORIZED {
@@ -399,10 +413,12 @@ impl RegistryClient {
         size: u64,
         open: &dyn Fn() -> Result<Box<dyn std::io::Read + Send>, RegistryError>,
     ) -> Result<Response, RegistryError> {
-        let mut refreshed = false;
+        let own = self.is_own_origin(url);
+        let mut refreshed = !own;
         let mut attempt = 0;
         loop {
-            let auth = self.auth_header(scope)?;
+            // Credentials go only to the registry's own origin.
+            let auth = if own { self.auth_header(scope)? } else { None };
             let req = request(&method, url, headers, auth.as_deref())
                 .header("content-length", size.to_string());
             let body = ureq::SendBody::from_owned_reader(open()?);
@@ -535,6 +551,31 @@ fn realm_origin(realm: &str) -> Option<(&'static str, &str)> {
     Some((scheme, authority))
 }
 
+/// The origin of an http(s) URL: scheme, lower-cased host and port (the scheme's default
+/// when absent); `None` for anything else, userinfo included.
+fn url_origin(url: &str) -> Option<(&'static str, String, u16)> {
+    let (scheme, authority) = realm_origin(url)?;
+    let default = if scheme == "https" { 443 } else { 80 };
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => default,
+            None => return None,
+        };
+        (format!("[{}]", host.to_ascii_lowercase()), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_ascii_lowercase(), p.parse().ok()?),
+            None => (authority.to_ascii_lowercase(), default),
+        }
+    };
+    if host.is_empty() || host.contains(':') && !host.starts_with('[') {
+        return None;
+    }
+    Some((scheme, host, port))
+}
+
 /// Percent-encodes a query value (RFC 3986 unreserved characters stay).
 fn encode(s: &str) -> String {
     let mut out = String::new();
@@ -634,6 +675,22 @@ mod tests {
             "reg.example:5000",
             &["reg.example:5000".to_owned()]
         ));
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_registry_origin() {
+        let c =
+            RegistryClient::with_credentials("127.0.0.1:5000", None, RegistryOptions::default());
+        assert!(c.is_own_origin("http://127.0.0.1:5000/v2/a/blobs/uploads/1"));
+        assert!(!c.is_own_origin("HTTP://127.0.0.1:5000/x"));
+        assert!(!c.is_own_origin("http://127.0.0.1:5001/upload"));
+        assert!(!c.is_own_origin("https://127.0.0.1:5000/upload"));
+        assert!(!c.is_own_origin("http://evil@127.0.0.1:5000/upload"));
+        assert!(!c.is_own_origin("http://127.0.0.1:5000.evil/upload"));
+        assert!(!c.is_own_origin("http://127.0.0.1/upload"));
+        let hub = RegistryClient::with_credentials("example.com", None, RegistryOptions::default());
+        assert!(hub.is_own_origin("https://EXAMPLE.com:443/v2/"));
+        assert!(!hub.is_own_origin("https://example.com.evil/v2/"));
     }
 
     #[test]

@@ -132,9 +132,10 @@ pub struct Args {
     secret: Vec<BuildSecret>,
     /// Allow an entitlement: security.insecure (RUN --security=insecure: every capability,
     /// no seccomp filter), network.host (--network=host, RUN --network=host: the host's
-    /// network unconfined); may be repeated
-    #[arg(long, value_name = "ENTITLEMENT")]
-    allow: Vec<Entitlement>,
+    /// network unconfined), fs.read=DIR (FROM docker-archive://, oci-archive://,
+    /// oci-layout:// may name paths beneath DIR, outside the context); may be repeated
+    #[arg(long, value_name = "ENTITLEMENT", value_parser = allow_arg)]
+    allow: Vec<AllowArg>,
     /// An ssh agent RUN --mount=type=ssh may use: default (the agent of SSH_AUTH_SOCK),
     /// ID=SOCKET, or ID=KEY[,KEY...] (loaded into an agent started for the build); may
     /// be repeated
@@ -175,6 +176,33 @@ fn build_arg(arg: &str) -> Option<(String, String)> {
         Some((k, v)) => Some((k.to_owned(), v.to_owned())),
         None => std::env::var(arg).ok().map(|v| (arg.to_owned(), v)),
     }
+}
+
+/// One `--allow` value: an entitlement, or `fs.read=DIR`.
+#[derive(Debug, Clone)]
+enum AllowArg {
+    Entitlement(Entitlement),
+    FsRead(std::path::PathBuf),
+}
+
+/// `--allow NAME` or `--allow fs.read=DIR` (buildx bake's entitlement for reading host
+/// paths); DIR is made absolute against the working directory.
+fn allow_arg(value: &str) -> Result<AllowArg, String> {
+    if let Some(dir) = value.strip_prefix("fs.read=") {
+        if dir.is_empty() {
+            return Err("fs.read needs a directory: fs.read=DIR".to_owned());
+        }
+        return std::path::absolute(dir)
+            .map(AllowArg::FsRead)
+            .map_err(|e| format!("fs.read={dir}: {e}"));
+    }
+    if value == "fs.read" {
+        return Err("fs.read needs a directory: fs.read=DIR".to_owned());
+    }
+    value
+        .parse::<Entitlement>()
+        .map(AllowArg::Entitlement)
+        .map_err(|e| format!("{e} (or fs.read=DIR)"))
 }
 
 /// `--secret id=ID[,src=FILE|,source=FILE|,env=VAR][,type=file|env]`, as buildx reads it:
@@ -280,7 +308,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             DockerfileInput::Path(context.root().join(path))
         }
         Some(path) => DockerfileInput::Path(PathBuf::from(path)),
-        None => DockerfileInput::Path(context.root().join("Dockerfile")),
+        // The default Dockerfile is the context's: resolved inside it, a link out of the
+        // context reads as missing.
+        None => DockerfileInput::InContext(PathBuf::from("Dockerfile")),
     };
     let mut labels = Vec::new();
     for label in &args.label {
@@ -317,7 +347,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     request.push = args.push;
     request.registry = registry_config(&args)?;
     request.secrets = args.secret.clone();
-    request.allow = args.allow.clone();
+    for allow in &args.allow {
+        match allow {
+            AllowArg::Entitlement(e) => request.allow.push(*e),
+            AllowArg::FsRead(dir) => request.allow_fs_read.push(dir.clone()),
+        }
+    }
     // Agents started for key files live until the build is done.
     let agents = ssh::agents(&args.ssh)?;
     request.ssh = agents.agents.clone();
