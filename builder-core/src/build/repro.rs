@@ -172,6 +172,7 @@ fn repeat_request(request: &BuildRequest, epoch: u64) -> BuildRequest {
     copy.registry = request.registry.clone();
     copy.secrets = request.secrets.clone();
     copy.allow = request.allow.clone();
+    copy.allow_fs_read = request.allow_fs_read.clone();
     copy.ssh = request.ssh.clone();
     copy.source_date_epoch = Some(epoch);
     copy.squash = request.squash;
