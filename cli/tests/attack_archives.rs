@@ -1542,6 +1542,21 @@ fn errors_escape_control_bytes() {
         },
     );
     attacks.attempt(
+        "escape-step-name-in-progress",
+        "a Dockerfile whose RUN line holds ESC ] 0;pwned BEL ESC[2J: the step name in plain progress and the summary",
+        || {
+            let ctx = dir.join("ctx-step-name");
+            fs::create_dir_all(&ctx).map_err(|e| e.to_string())?;
+            fs::write(ctx.join("Dockerfile"), format!("FROM busybox\nRUN echo '{evil}' > /dev/null\n"))
+                .map_err(|e| e.to_string())?;
+            let out = run(rbuild(&root)
+                .args(["build", "--progress", "plain"])
+                .arg(&ctx))?;
+            succeeded(&out)?;
+            no_raw_controls(&out)
+        },
+    );
+    attacks.attempt(
         "escape-dockerfile-caret-kept",
         "a Dockerfile error still prints its line and caret on separate lines",
         || {

@@ -79,7 +79,8 @@ impl BuildLog {
                 self.index.insert(*step, self.steps.len());
                 self.steps.push(StepRecord {
                     id: *step,
-                    name: name.clone(),
+                    // The name quotes the Dockerfile: escaped once here for every view.
+                    name: crate::escape::printable(name).into_owned(),
                     started: at,
                     end: None,
                     tail: VecDeque::new(),

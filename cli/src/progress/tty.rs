@@ -106,7 +106,7 @@ impl Tty {
     fn start_step(&mut self, step: StepId, name: &str) {
         let bar = self.multi.add(ProgressBar::new_spinner());
         bar.set_style(Self::style("{spinner:.cyan} {wide_msg} {secs:>7}"));
-        bar.set_message(format!("{step} {name}"));
+        bar.set_message(format!("{step} {}", crate::escape::printable(name)));
         bar.enable_steady_tick(TICK);
         self.running.insert(
             step,
