@@ -12,29 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use attack_support::{Attacks, run};
+use attack_support::{Attacks, run, run_bounded};
 use run_support::{busybox_setup, rbuild};
-
-/// Runs `cmd`, killing it when it has not finished within `limit` (a hang is a break).
-fn run_bounded(mut cmd: Command, limit: Duration) -> Result<Output, String> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("spawning {cmd:?}: {e}"))?;
-    let start = Instant::now();
-    loop {
-        if child.try_wait().map_err(|e| e.to_string())?.is_some() {
-            return child.wait_with_output().map_err(|e| e.to_string());
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("rbuild still ran after {limit:?}: it hung"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn text(out: &Output) -> String {
     format!(
@@ -271,7 +250,7 @@ fn independent_attacks() {
             push.args(["push", "busybox", &dest])
                 .env("DOCKER_CONFIG", &cfg)
                 .env("RBUILD_HTTP_TIMEOUT", "10");
-            let _ = run_bounded(push, Duration::from_secs(60))?;
+            let _ = run_bounded(push, Duration::from_secs(60), "it hung")?;
             let logged = std::fs::read_to_string(&log).unwrap_or_default();
             let leaked: Vec<&str> = logged
                 .lines()
@@ -362,7 +341,11 @@ fn independent_attacks() {
                 .success();
             assert!(ok, "mkfifo");
             let df = format!("FROM docker-archive://{}\n", fifo.display());
-            let out = run_bounded(build(&root, &ctx, &df, &[]), Duration::from_secs(30))?;
+            let out = run_bounded(
+                build(&root, &ctx, &df, &[]),
+                Duration::from_secs(30),
+                "it hung",
+            )?;
             attack_support::refused(&out, "")
         },
     );
@@ -457,7 +440,7 @@ fn independent_attacks() {
             );
             let mut cmd = Command::new("script");
             cmd.args(["-qec", &line, "/dev/null"]).env("RBUILD_ROOT", &root);
-            let out = run_bounded(cmd, Duration::from_secs(120))?;
+            let out = run_bounded(cmd, Duration::from_secs(120), "it hung")?;
             if text(&out).contains("HAS-CTTY-42") {
                 return Err("the step opened the caller's terminal (/dev/tty): it can inject input with TIOCSTI".to_owned());
             }
@@ -476,7 +459,7 @@ fn independent_attacks() {
             );
             let mut cmd = Command::new("script");
             cmd.args(["-qec", &line, "/dev/null"]).env("RBUILD_ROOT", &root);
-            let out = run_bounded(cmd, Duration::from_secs(60))?;
+            let out = run_bounded(cmd, Duration::from_secs(60), "it hung")?;
             if text(&out).contains("HAS-CTTY-42") {
                 return Err("the container opened the caller's terminal (/dev/tty)".to_owned());
             }

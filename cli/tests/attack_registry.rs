@@ -14,10 +14,10 @@ use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use attack_net_support::{Request, Server, drip, endless, respond, respond_head, silent};
-use attack_support::{Attacks, refused, run, succeeded};
+use attack_support::{Attacks, files_holding, refused, run, run_bounded, succeeded};
 use run_support::{busybox_setup, rbuild, require_root, scratch_entries};
 
 /// A credential that must never be shown or sent where it does not belong.
@@ -67,56 +67,6 @@ fn not_shown(out: &Output, needles: &[&str]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Files under `dir` whose bytes contain `needle`.
-fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if meta.is_dir() {
-                stack.push(path);
-            } else if meta.is_file() {
-                if let Ok(bytes) = std::fs::read(&path) {
-                    if bytes.windows(needle.len()).any(|w| w == needle) {
-                        found.push(path);
-                    }
-                }
-            }
-        }
-    }
-    found
-}
-
-/// Runs `cmd`, killing it when it has not finished within `limit` (a hang is a break).
-fn run_bounded(mut cmd: Command, limit: Duration) -> Result<Output, String> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("spawning {cmd:?}: {e}"))?;
-    let start = Instant::now();
-    loop {
-        if child.try_wait().map_err(|e| e.to_string())?.is_some() {
-            return child.wait_with_output().map_err(|e| e.to_string());
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "rbuild still ran after {limit:?}: no deadline held"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// A build of `dockerfile` in `ctx` with a small request deadline.
@@ -340,7 +290,7 @@ fn attack_registry() {
         "ADD of a URL whose server accepts and says nothing, RBUILD_HTTP_TIMEOUT=3: finished, with an error naming the deadline",
         || {
             let df = format!("FROM busybox\nADD http://{}/silent /g\n", files.addr);
-            let out = run_bounded(build(&root, &ctx, &df, &[]), Duration::from_secs(100))?;
+            let out = run_bounded(build(&root, &ctx, &df, &[]), Duration::from_secs(100), "no deadline held")?;
             refused(&out, "deadline")
         },
     );
@@ -350,7 +300,11 @@ fn attack_registry() {
         "ADD of a URL dripping one byte a second: finished, with an error naming the deadline",
         || {
             let df = format!("FROM busybox\nADD http://{}/drip /g\n", files.addr);
-            let out = run_bounded(build(&root, &ctx, &df, &[]), Duration::from_secs(100))?;
+            let out = run_bounded(
+                build(&root, &ctx, &df, &[]),
+                Duration::from_secs(100),
+                "no deadline held",
+            )?;
             refused(&out, "deadline")
         },
     );
@@ -360,7 +314,7 @@ fn attack_registry() {
         "ADD of a URL with an endless body: stopped by the deadline, nothing left in the store's scratch",
         || {
             let df = format!("FROM busybox\nADD http://{}/endless /g\n", files.addr);
-            let out = run_bounded(build(&root, &ctx, &df, &[]), Duration::from_secs(100))?;
+            let out = run_bounded(build(&root, &ctx, &df, &[]), Duration::from_secs(100), "no deadline held")?;
             refused(&out, "download")?;
             let left = scratch_entries(&root);
             if !left.is_empty() {
@@ -392,7 +346,7 @@ fn attack_registry() {
         || {
             let reg = Server::start(|_, conn| silent(conn, 120));
             let cfg = docker_config(dir.path(), &reg.addr);
-            let out = run_bounded(pull(&root, &format!("{}/app:1", reg.addr), &cfg), Duration::from_secs(100))?;
+            let out = run_bounded(pull(&root, &format!("{}/app:1", reg.addr), &cfg), Duration::from_secs(100), "no deadline held")?;
             refused(&out, "deadline")?;
             let asked = reg.requests().len();
             if asked > 1 {
@@ -417,6 +371,7 @@ fn attack_registry() {
             let out = run_bounded(
                 pull(&root, &format!("{}/app:1", reg.addr), &cfg),
                 Duration::from_secs(100),
+                "no deadline held",
             )?;
             refused(&out, "deadline")
         },
@@ -430,7 +385,7 @@ fn attack_registry() {
             let len = config.len() as u64;
             let reg = basic_registry(manifest_for(&config), move |_, conn| drip(conn, len, 120));
             let cfg = docker_config(dir.path(), &reg.addr);
-            let out = run_bounded(pull(&root, &format!("{}/app:1", reg.addr), &cfg), Duration::from_secs(100))?;
+            let out = run_bounded(pull(&root, &format!("{}/app:1", reg.addr), &cfg), Duration::from_secs(100), "no deadline held")?;
             refused(&out, "deadline")?;
             let blob_gets = reg.requests().iter().filter(|r| r.path.contains("/blobs/") && r.header("authorization").is_some()).count();
             if blob_gets > 1 {
@@ -451,7 +406,7 @@ fn attack_registry() {
                 respond(conn, 401, &[("WWW-Authenticate", challenge.as_str())], b"");
             });
             let cfg = docker_config(dir.path(), &reg.addr);
-            let out = run_bounded(pull(&root, &format!("{}/app:1", reg.addr), &cfg), Duration::from_secs(100))?;
+            let out = run_bounded(pull(&root, &format!("{}/app:1", reg.addr), &cfg), Duration::from_secs(100), "no deadline held")?;
             refused(&out, "")?;
             let stolen: Vec<Request> = thief.requests().into_iter().filter(has_basic).collect();
             if !stolen.is_empty() {
@@ -483,6 +438,7 @@ fn attack_registry() {
             let out = run_bounded(
                 pull(&root, &format!("{}/app:1", reg.addr), &cfg),
                 Duration::from_secs(100),
+                "no deadline held",
             )?;
             refused(&out, "not an http(s) url")
         },
@@ -498,7 +454,7 @@ fn attack_registry() {
                 respond(conn, 307, &[("Location", target.as_str())], b"");
             });
             let cfg = docker_config(dir.path(), &reg.addr);
-            let out = run_bounded(pull(&root, &format!("{}/app:1", reg.addr), &cfg), Duration::from_secs(100))?;
+            let out = run_bounded(pull(&root, &format!("{}/app:1", reg.addr), &cfg), Duration::from_secs(100), "no deadline held")?;
             let _ = out;
             if other.requests().is_empty() {
                 return Err("the redirect was never followed (the attempt tested nothing)".into());
@@ -522,6 +478,7 @@ fn attack_registry() {
             let out = run_bounded(
                 pull(&root, &format!("{}/app:1", reg.addr), &cfg),
                 Duration::from_secs(100),
+                "no deadline held",
             )?;
             refused(&out, "")
         },
@@ -539,7 +496,7 @@ fn attack_registry() {
                 }
             });
             let cfg = docker_config(dir.path(), &reg.addr);
-            let out = run_bounded(pull(&root, &format!("{}/app:1", reg.addr), &cfg), Duration::from_secs(100))?;
+            let out = run_bounded(pull(&root, &format!("{}/app:1", reg.addr), &cfg), Duration::from_secs(100), "no deadline held")?;
             refused(&out, "")?;
             // The largest resident size of any child this test waited for, in KiB.
             // SAFETY: getrusage writes into the zeroed struct it is given.
@@ -569,6 +526,7 @@ fn attack_registry() {
             let out = run_bounded(
                 pull(&root, &format!("{}/app:1", reg.addr), &cfg),
                 Duration::from_secs(100),
+                "no deadline held",
             )?;
             refused(&out, "")
         },
@@ -590,6 +548,7 @@ fn attack_registry() {
             let out = run_bounded(
                 pull(&root, &format!("{}/app:1", reg.addr), &cfg),
                 Duration::from_secs(100),
+                "no deadline held",
             )?;
             refused(&out, "authentication")
         },
@@ -603,7 +562,7 @@ fn attack_registry() {
                 respond(conn, 401, &[("WWW-Authenticate", "\u{7f}=== realm=\"")], b"");
             });
             let cfg = docker_config(dir.path(), &reg.addr);
-            let out = run_bounded(pull(&root, &format!("{}/app:1", reg.addr), &cfg), Duration::from_secs(100))?;
+            let out = run_bounded(pull(&root, &format!("{}/app:1", reg.addr), &cfg), Duration::from_secs(100), "no deadline held")?;
             refused(&out, "invalid header")
         },
     );
@@ -624,6 +583,7 @@ fn attack_registry() {
             let out = run_bounded(
                 pull(&root, &format!("{}/app:1", reg.addr), &cfg),
                 Duration::from_secs(100),
+                "no deadline held",
             )?;
             refused(&out, "")
         },
@@ -638,13 +598,13 @@ fn attack_registry() {
             });
             let cfg = docker_config(dir.path(), &reg.addr);
             let b64 = base64(format!("robot:{PASSWORD}").as_bytes());
-            let out = run_bounded(pull(&root, &format!("{}/app:1", reg.addr), &cfg), Duration::from_secs(100))?;
+            let out = run_bounded(pull(&root, &format!("{}/app:1", reg.addr), &cfg), Duration::from_secs(100), "no deadline held")?;
             refused(&out, "authentication")?;
             not_shown(&out, &[PASSWORD, &b64])?;
             let df = format!("FROM {}/app:1\n", reg.addr);
             let mut cmd = build(&root, &ctx, &df, &["--progress", "rawjson"]);
             cmd.env("DOCKER_CONFIG", &cfg);
-            let out = run_bounded(cmd, Duration::from_secs(100))?;
+            let out = run_bounded(cmd, Duration::from_secs(100), "no deadline held")?;
             refused(&out, "")?;
             not_shown(&out, &[PASSWORD, &b64])
         },
@@ -656,7 +616,7 @@ fn attack_registry() {
         || {
             let mut cmd = rbuild(&root);
             cmd.args(["pull", "--registry-mirror", &format!("http://u:{PASSWORD}@127.0.0.1:9"), "busybox:nope"]);
-            let out = run_bounded(cmd, Duration::from_secs(100))?;
+            let out = run_bounded(cmd, Duration::from_secs(100), "no deadline held")?;
             refused(&out, "mirror")?;
             not_shown(&out, &[PASSWORD])
         },
@@ -677,7 +637,7 @@ fn attack_registry() {
             let mut cmd = rbuild(&root);
             cmd.args(["login", "-u", "robot", "-p", PASSWORD, &reg.addr])
                 .env("DOCKER_CONFIG", &cfg);
-            let out = run_bounded(cmd, Duration::from_secs(100))?;
+            let out = run_bounded(cmd, Duration::from_secs(100), "no deadline held")?;
             succeeded(&out)?;
             if !String::from_utf8_lossy(&out.stderr).contains("--password-stdin") {
                 return Err(format!("no warning: {}", text(&out)));

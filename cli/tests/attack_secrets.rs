@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use attack_support::{Attacks, as_user, refused, run, succeeded};
+use attack_support::{Attacks, as_user, files_holding, refused, run, run_bounded, succeeded};
 use run_support::{busybox_setup, fixture, processes_with, rbuild, require_root};
 
 /// A value no fixture holds: found anywhere, it leaked.
@@ -29,33 +29,6 @@ fn secret_sha256() -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// Files under `dir` (not following symbolic links) whose bytes contain `needle`.
-fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if meta.is_dir() {
-                stack.push(path);
-            } else if meta.is_file() {
-                if let Ok(bytes) = std::fs::read(&path) {
-                    if bytes.windows(needle.len()).any(|w| w == needle) {
-                        found.push(path);
-                    }
-                }
-            }
-        }
-    }
-    found
 }
 
 fn text(out: &Output) -> String {
@@ -101,27 +74,6 @@ fn export_rootfs(root: &Path, ctx: &Path, tag: &str, dest: &Path) -> Result<(), 
         &["-o", &format!("type=local,dest={}", dest.display())],
     ))?;
     succeeded(&out)
-}
-
-/// Runs `cmd`, killing it when it has not finished within `limit` (a hang is a break).
-fn run_bounded(mut cmd: Command, limit: Duration) -> Result<Output, String> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("spawning {cmd:?}: {e}"))?;
-    let start = Instant::now();
-    loop {
-        if child.try_wait().map_err(|e| e.to_string())?.is_some() {
-            return child.wait_with_output().map_err(|e| e.to_string());
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("rbuild still ran after {limit:?}: it hung"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn secret_file(dir: &Path) -> PathBuf {
@@ -299,7 +251,7 @@ fn attack_secrets() {
                 "sec4",
                 &["--secret", &format!("id=tok,src={}", fifo.display())],
             );
-            let out = run_bounded(cmd, Duration::from_secs(60))?;
+            let out = run_bounded(cmd, Duration::from_secs(60), "it hung")?;
             refused(&out, "not a regular file")
         },
     );
@@ -316,7 +268,7 @@ fn attack_secrets() {
                 "sec5",
                 &["--secret", "id=tok,src=/dev/zero"],
             );
-            let out = run_bounded(cmd, Duration::from_secs(60))?;
+            let out = run_bounded(cmd, Duration::from_secs(60), "it hung")?;
             refused(&out, "not a regular file")
         },
     );
