@@ -456,31 +456,15 @@ impl Layout {
         }
         let size = hasher.len();
         let found = hasher.finish();
-        if found != digest {
-            return Err(self.refused(format!(
-                "{rel} does not hash to its name: its content is {found}"
-            )));
-        }
-        if size != desc.size() {
-            return Err(self.refused(format!(
-                "blob {digest} has {size} bytes, its descriptor says {}",
-                desc.size()
-            )));
-        }
-        let media = desc.media_type().to_string();
-        let document = media.contains("manifest") || media.contains("index");
-        if document && size > MAX_DOCUMENT {
-            return Err(self.refused(format!(
-                "{media} {digest} has {size} bytes, more than a document may ({MAX_DOCUMENT})"
-            )));
-        }
+        crate::export::check_blob(desc, &rel, &found, size)
+            .map_err(|reason| self.refused(reason))?;
         if !store.contains(&digest) {
             file.rewind().map_err(io_err("read", &path))?;
             let mut writer = store.writer()?;
             std::io::copy(&mut file, &mut writer).map_err(io_err("read", &path))?;
             writer.finish_verified(&digest)?;
         }
-        if document {
+        if crate::export::is_document(desc.media_type().as_ref()) {
             let value: serde_json::Value = store.read_json(&digest)?;
             let mut children: Vec<Descriptor> = Vec::new();
             if let Some(v) = value.get("config") {

@@ -459,23 +459,7 @@ fn import_descriptor(
     let size = if members.has(&name) {
         let path = members.file("the index", &name)?;
         let (found, size) = hash_file(path)?;
-        if found != digest {
-            return Err(members.refused(format!(
-                "blob {name:?} does not hash to its name: its content is {found}"
-            )));
-        }
-        if size != desc.size() {
-            return Err(members.refused(format!(
-                "blob {digest} has {size} bytes, its descriptor says {}",
-                desc.size()
-            )));
-        }
-        let media = desc.media_type().to_string();
-        if is_document(&media) && size > MAX_DOCUMENT {
-            return Err(members.refused(format!(
-                "{media} {digest} has {size} bytes, more than a document may ({MAX_DOCUMENT})"
-            )));
-        }
+        check_blob(desc, &name, &found, size).map_err(|reason| members.refused(reason))?;
         put_file(store, path)?;
         size
     } else if store.contains(&digest) {
@@ -543,8 +527,38 @@ fn import_descriptor(
     Ok(())
 }
 
+/// Checks a blob `name` of an archive or layout, whose content hashed to `found` in
+/// `size` bytes, against the descriptor that named it: its digest, its size, and the
+/// size limit of a JSON document. The reason for a refusal otherwise.
+pub(crate) fn check_blob(
+    desc: &Descriptor,
+    name: &str,
+    found: &Digest,
+    size: u64,
+) -> Result<(), String> {
+    let digest = desc.digest().to_string();
+    if found.to_string() != digest {
+        return Err(format!(
+            "blob {name:?} does not hash to its name: its content is {found}"
+        ));
+    }
+    if size != desc.size() {
+        return Err(format!(
+            "blob {digest} has {size} bytes, its descriptor says {}",
+            desc.size()
+        ));
+    }
+    let media = desc.media_type().to_string();
+    if is_document(&media) && size > MAX_DOCUMENT {
+        return Err(format!(
+            "{media} {digest} has {size} bytes, more than a document may ({MAX_DOCUMENT})"
+        ));
+    }
+    Ok(())
+}
+
 /// Manifests and indexes: documents whose children are followed.
-fn is_document(media: &str) -> bool {
+pub(crate) fn is_document(media: &str) -> bool {
     media.contains("manifest") || media.contains("index")
 }
 
