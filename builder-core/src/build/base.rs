@@ -26,7 +26,8 @@ use oci_spec::image::{Descriptor, ImageIndex};
 
 use super::error::{BuildError, io_err};
 use crate::digest::Digest;
-use crate::export::load_archive_file;
+// A layout's document and index-nesting limits are the archive loader's.
+use crate::export::{MAX_DOCUMENT, MAX_INDEX_DEPTH, load_archive_file};
 use crate::image::{Image, load_image};
 use crate::registry::{Pulled, RegistryClient, RegistryConfig, pull_with_mirrors};
 use crate::store::{ContentStore, ImageName, REF_NAME_ANNOTATION, StoreError};
@@ -357,11 +358,6 @@ fn open_source(
     }
     Ok(fd)
 }
-
-/// How deep indexes may nest in a layout (an index naming itself would never end).
-const MAX_INDEX_DEPTH: usize = 8;
-/// The most bytes a layout's JSON document may have.
-const MAX_DOCUMENT: u64 = 64 << 20;
 
 /// An OCI layout directory, read as data: every file is opened beneath it without
 /// following any symlink (`openat2` `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), so a link

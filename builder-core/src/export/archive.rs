@@ -344,8 +344,8 @@ pub(crate) fn load_archive_file(
     }
 }
 
-/// The most bytes a JSON document of an archive may have.
-const MAX_DOCUMENT: u64 = 64 << 20;
+/// The most bytes a JSON document of an archive or layout may have.
+pub(crate) const MAX_DOCUMENT: u64 = 64 << 20;
 
 fn read_document(members: &Members, what: &str, path: &Path) -> Result<Vec<u8>, ExportError> {
     let size = fs::metadata(path).map_err(read_err(path))?.len();
@@ -429,8 +429,9 @@ fn load_docker(
     Ok(out)
 }
 
-/// How deep indexes may nest in a layout.
-const MAX_INDEX_DEPTH: usize = 8;
+/// How deep indexes may nest in an archive or layout (an index naming itself would
+/// never end).
+pub(crate) const MAX_INDEX_DEPTH: usize = 8;
 
 /// Checks blob `desc` names and, for a manifest or index, every blob it names, in the
 /// archive (digest and size, then stored) or already in the store (re-hashed).

@@ -15,7 +15,9 @@ use std::path::PathBuf;
 
 use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType};
 
-pub(crate) use self::archive::{check_blob, is_document, load_archive_file};
+pub(crate) use self::archive::{
+    MAX_DOCUMENT, MAX_INDEX_DEPTH, check_blob, is_document, load_archive_file,
+};
 pub use self::archive::{import_rootfs, load_archive, save_images, save_layout_dir};
 use self::layout::{AtomicFile, AtomicWriter, DirSink, LayoutSink, TarSink};
 pub use self::target::{ExportTarget, InvalidExportTarget};
