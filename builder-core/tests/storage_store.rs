@@ -160,3 +160,72 @@ fn run_ok(cmd: &mut Command) {
     let status = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(status.success(), "{cmd:?} failed");
 }
+
+/// Image IDs as docker shows them are config digests: `run`, `tag`, `rmi`, `inspect` find
+/// an image by its config digest (whole, `sha256:`-prefixed or a unique prefix) and still by
+/// its full manifest digest; a prefix two images share is refused, not guessed.
+#[test]
+fn images_resolve_by_config_digest_and_refuse_ambiguous_prefixes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(tmp.path()).unwrap();
+    let image = |config: &rbuild_core::Blob| {
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config.digest.to_string(),
+                "size": config.size,
+            },
+            "layers": [],
+        });
+        let blob = store.put(manifest.to_string().as_bytes()).unwrap();
+        oci_spec::image::Descriptor::new(
+            oci_spec::image::MediaType::ImageManifest,
+            blob.size,
+            &blob.digest,
+        )
+    };
+    // Two configs whose digests share their first four hex digits.
+    let mut seen = std::collections::HashMap::new();
+    let (a, b) = (0..100_000u32)
+        .find_map(|i| {
+            let blob = store.put(format!("{{\"n\":{i}}}").as_bytes()).unwrap();
+            let prefix = blob.digest.hex()[..4].to_owned();
+            seen.insert(prefix, blob.clone())
+                .map(|earlier| (earlier, blob))
+        })
+        .expect("a shared 4-digit prefix within 100k configs");
+    let (ma, mb) = (image(&a), image(&b));
+    store.tag(&"one:a".parse().unwrap(), &ma).unwrap();
+    store.tag(&"two:b".parse().unwrap(), &mb).unwrap();
+    let name_of = |reference: &str| store.resolve(reference).map(|i| i.name.familiar());
+
+    assert_eq!(name_of(&a.digest.to_string()).unwrap(), "one:a");
+    assert_eq!(name_of(a.digest.hex()).unwrap(), "one:a");
+    assert_eq!(name_of(&b.digest.hex()[..12]).unwrap(), "two:b");
+    assert_eq!(
+        name_of(&format!("sha256:{}", &b.digest.hex()[..12])).unwrap(),
+        "two:b"
+    );
+    assert_eq!(name_of(ma.digest().as_ref()).unwrap(), "one:a");
+    match store.resolve(&a.digest.hex()[..4]) {
+        Err(StoreError::AmbiguousImageId(_)) => {}
+        other => panic!("a shared prefix must be ambiguous, got {other:?}"),
+    }
+    // A manifest digest prefix is not an image ID.
+    let manifest_hex = ma
+        .digest()
+        .to_string()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    if !a.digest.hex().starts_with(&manifest_hex[..12])
+        && !b.digest.hex().starts_with(&manifest_hex[..12])
+    {
+        assert!(store.resolve(&manifest_hex[..12]).is_err());
+    }
+    assert_eq!(
+        store.image_id(&store.resolve("one:a").unwrap()).unwrap(),
+        a.digest
+    );
+}

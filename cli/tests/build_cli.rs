@@ -75,6 +75,94 @@ fn build_is_the_default_subcommand_and_quiet_prints_the_image_id() {
     assert_eq!(json[0]["Id"], Value::String(id));
 }
 
+/// The ID a build prints (`--iidfile`, `-q`, `images`) is what docker users paste into the
+/// next command: `run`, `tag`, `inspect`, `save` and `rmi` take it whole, `sha256:`-prefixed
+/// or as the 12-digit short form; `rmi` by ID refuses an image with several names unless
+/// `--force`, then removes them all.
+#[test]
+fn the_printed_image_id_works_in_every_image_command() {
+    let (dir, root, ctx) = setup(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN echo made > /made\nCMD [\"cat\", \"/made\"]\n",
+    )]);
+    let iid = dir.path().join("iid");
+    let out = rbuild(
+        &root,
+        &[
+            "build",
+            "-q",
+            "-t",
+            "idapp",
+            "--iidfile",
+            iid.to_str().unwrap(),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let id = std::fs::read_to_string(&iid).unwrap();
+    let hex = id.trim_start_matches("sha256:").to_owned();
+    let short = &hex[..12];
+    let images = stdout(&rbuild(&root, &["images"]));
+    assert!(
+        images.contains(short),
+        "images must show the short ID {short}:\n{images}"
+    );
+
+    let run = rbuild(&root, &["run", &id]);
+    assert_eq!(
+        stdout(&run).trim(),
+        "made",
+        "run by full ID: {}",
+        stderr(&run)
+    );
+    let run = rbuild(&root, &["run", short]);
+    assert_eq!(
+        stdout(&run).trim(),
+        "made",
+        "run by short ID: {}",
+        stderr(&run)
+    );
+    let inspect = rbuild(&root, &["inspect", &hex]);
+    assert_eq!(inspect.status.code(), Some(0), "{}", stderr(&inspect));
+    let json: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(json[0]["Id"], Value::String(id.clone()));
+    let save = rbuild(
+        &root,
+        &[
+            "save",
+            "-o",
+            dir.path().join("s.tar").to_str().unwrap(),
+            short,
+        ],
+    );
+    assert_eq!(
+        save.status.code(),
+        Some(0),
+        "save by short ID: {}",
+        stderr(&save)
+    );
+    let tag = rbuild(&root, &["tag", &format!("sha256:{short}"), "idapp:two"]);
+    assert_eq!(
+        tag.status.code(),
+        Some(0),
+        "tag by short ID: {}",
+        stderr(&tag)
+    );
+
+    let rmi = rbuild(&root, &["rmi", short]);
+    assert_ne!(
+        rmi.status.code(),
+        Some(0),
+        "two names: rmi by ID must refuse"
+    );
+    assert!(stderr(&rmi).contains("--force"), "{}", stderr(&rmi));
+    let rmi = rbuild(&root, &["rmi", "--force", short]);
+    assert_eq!(rmi.status.code(), Some(0), "{}", stderr(&rmi));
+    assert!(stdout(&rmi).contains("idapp:latest") && stdout(&rmi).contains("idapp:two"));
+    let gone = rbuild(&root, &["inspect", short]);
+    assert_ne!(gone.status.code(), Some(0), "the image has no name left");
+}
+
 #[test]
 fn a_failing_run_exits_1_naming_the_line_and_its_output() {
     let (_dir, root, ctx) = setup(&[(

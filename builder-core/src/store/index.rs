@@ -111,8 +111,10 @@ impl ContentStore {
         })
     }
 
-    /// Finds an image by name, by full digest, or by a prefix of its digest of at least
-    /// 4 hex digits (an image id as `rbuild images` shows it).
+    /// Finds an image by name, or by its image ID as docker shows it: the config digest
+    /// (the index digest for an image index), whole or as a unique prefix of at least 4 hex
+    /// digits, with or without `sha256:`. A full manifest digest also finds its image.
+    /// A prefix that several different images share is refused as ambiguous.
     pub fn resolve(&self, reference: &str) -> Result<NamedImage, StoreError> {
         let images = self.images()?;
         if let Ok(name) = reference.parse::<ImageName>() {
@@ -121,15 +123,45 @@ impl ContentStore {
             }
         }
         let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
-        if hex.len() >= 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            if let Some(found) = images
-                .iter()
-                .find(|i| i.digest().is_some_and(|d| d.hex().starts_with(hex)))
-            {
-                return Ok(found.clone());
+        if hex.len() < 4 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreError::ImageNotFound(reference.to_owned()));
+        }
+        let hex = hex.to_ascii_lowercase();
+        let mut found: Option<(Digest, &NamedImage)> = None;
+        for image in &images {
+            let Some(manifest) = image.digest() else {
+                continue;
+            };
+            let id = self.image_id(image)?;
+            let by_manifest = hex.len() == 64 && manifest.hex() == hex;
+            if !id.hex().starts_with(&hex) && !by_manifest {
+                continue;
+            }
+            match &found {
+                Some((seen, _)) if *seen != id => {
+                    return Err(StoreError::AmbiguousImageId(reference.to_owned()));
+                }
+                Some(_) => {}
+                None => found = Some((id, image)),
             }
         }
-        Err(StoreError::ImageNotFound(reference.to_owned()))
+        found
+            .map(|(_, image)| image.clone())
+            .ok_or_else(|| StoreError::ImageNotFound(reference.to_owned()))
+    }
+
+    /// The ID docker shows for a named image: its config digest, or the digest of the
+    /// index itself for an image index.
+    pub fn image_id(&self, image: &NamedImage) -> Result<Digest, StoreError> {
+        let manifest = Digest::try_from(image.descriptor.digest())
+            .map_err(|_| StoreError::ImageNotFound(image.name.to_string()))?;
+        let value: serde_json::Value = self.read_json(&manifest)?;
+        match value.pointer("/config/digest").and_then(|d| d.as_str()) {
+            Some(config) => config
+                .parse()
+                .map_err(|_| StoreError::ImageNotFound(image.name.to_string())),
+            None => Ok(manifest),
+        }
     }
 }
 

@@ -73,6 +73,12 @@ pub enum StoreError {
     /// No image has this name.
     #[error("image {0} not found in the store")]
     ImageNotFound(String),
+    /// An image ID prefix that several different images share.
+    #[error("image ID prefix {0} is ambiguous: several images match it; give more digits")]
+    AmbiguousImageId(String),
+    /// An operation refused because of what else refers to an image.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// `index.json` or another JSON document of the store is not valid.
     #[error("failed to parse {path}")]
     Json {
