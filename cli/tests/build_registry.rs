@@ -50,6 +50,15 @@ impl Registry {
     /// A registry on another loopback address: `127.0.0.2` is not one rbuild speaks
     /// plain HTTP to unless told it is insecure.
     fn start_on(host: &str) -> Self {
+        Self::start_with(host, None)
+    }
+
+    /// A registry on 127.0.0.1 that wants Basic auth from `user`/`password` (htpasswd).
+    fn start_with_basic_auth(user: &str, password: &str) -> Self {
+        Self::start_with("127.0.0.1", Some((user, password)))
+    }
+
+    fn start_with(host: &str, basic: Option<(&str, &str)>) -> Self {
         require_tool("docker-registry", "docker-registry");
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind((host, 0))
@@ -58,10 +67,18 @@ impl Registry {
             .unwrap()
             .port();
         let addr = format!("{host}:{port}");
-        let config = format!(
+        let mut config = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
             dir.path().join("data").display()
         );
+        if let Some((user, password)) = basic {
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, htpasswd_line(user, password)).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: rbuild-test\n    path: {}\n",
+                file.display()
+            ));
+        }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
@@ -83,9 +100,11 @@ impl Registry {
                 let mut answer = String::new();
                 let answered =
                     s.write_all(req.as_bytes()).is_ok() && s.read_to_string(&mut answer).is_ok();
-                if answered
-                    && (answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"))
-                {
+                let up = ["200", "401"].iter().any(|code| {
+                    answer.starts_with(&format!("HTTP/1.1 {code}"))
+                        || answer.starts_with(&format!("HTTP/1.0 {code}"))
+                });
+                if answered && up {
                     break;
                 }
             }
@@ -108,6 +127,23 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A bcrypt htpasswd line, made with the system crypt(3) through perl.
+fn htpasswd_line(user: &str, password: &str) -> String {
+    require_tool("perl", "perl-base");
+    let out = Command::new("perl")
+        .arg("-e")
+        .arg(r#"print crypt($ENV{PW}, '$2b$10$abcdefghijklmnopqrstuv')"#)
+        .env("PW", password)
+        .output()
+        .unwrap();
+    let hash = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        hash.starts_with("$2b$10$"),
+        "the system crypt(3) does not make bcrypt hashes: {hash:?}"
+    );
+    format!("{user}:{hash}\n")
 }
 
 /// A test's scratch space: an empty rbuild config and docker config (so that neither the
@@ -591,4 +627,41 @@ fn a_fresh_store_builds_from_the_registry_cache_of_another_without_running_steps
         err.contains("--cache-to") && err.contains("unknown type \"s3\""),
         "{err}"
     );
+}
+
+/// Basic auth (htpasswd), as ECR, Nexus, Artifactory and GitLab use it: after `rbuild
+/// login`, a multi-layer image goes up and comes back through the CLI, several times over
+/// (the parallel blob checks all start anonymous; the first 401 must not make the others
+/// report the credentials as refused), and a wrong password is refused as such.
+#[test]
+fn basic_auth_registries_take_multi_layer_pushes_and_pulls_after_login() {
+    let reg = Registry::start_with_basic_auth("tester", "s3cret");
+    let s = Scratch::new();
+    let a = s.store_with_busybox("a");
+    let ctx = s.context(
+        "ctx",
+        "FROM busybox\nRUN echo 1 > /one\nRUN echo 2 > /two\nRUN echo 3 > /three\nRUN echo 4 > /four\n",
+    );
+    s.ok(&a, &["build", "--progress", "plain", "-t", "layers", &ctx]);
+
+    let wrong = s.rbuild(&a, &["login", "-u", "tester", "-p", "nope", &reg.addr]);
+    assert!(!wrong.status.success(), "a wrong password must be refused");
+    let out = s.rbuild(&a, &["push", "layers", &format!("{}/t/x:1", reg.addr)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("login"), "{err}");
+
+    s.ok(&a, &["login", "-u", "tester", "-p", "s3cret", &reg.addr]);
+    for round in 0..3 {
+        let dest = format!("{}/team/layers:{round}", reg.addr);
+        let (out, _) = s.ok(&a, &["push", "layers", &dest]);
+        let pushed = pushed_digest(&out);
+        let fresh = s.path(&format!("fresh{round}"));
+        let (out, _) = s.ok(&fresh, &["pull", &dest]);
+        assert!(out.contains(&format!("Digest: {pushed}")), "{out}");
+        let (listing, _) = s.ok(
+            &fresh,
+            &["run", &dest, "cat", "/one", "/two", "/three", "/four"],
+        );
+        assert_eq!(listing, "1\n2\n3\n4\n");
+    }
 }

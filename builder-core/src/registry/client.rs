@@ -230,6 +230,15 @@ impl RegistryClient {
 
     fn auth_header(&self, scope: &[String]) -> Result<Option<String>, RegistryError> {
         let mode = self.lock_mode().clone();
+        self.auth_header_for(&mode, scope)
+    }
+
+    /// The `Authorization` value a request sent in `mode` carries.
+    fn auth_header_for(
+        &self,
+        mode: &AuthMode,
+        scope: &[String],
+    ) -> Result<Option<String>, RegistryError> {
         match mode {
             AuthMode::Anonymous => Ok(None),
             AuthMode::Basic => Ok(self
@@ -241,7 +250,7 @@ impl RegistryClient {
                 if let Some(t) = self.lock_tokens().get(&key) {
                     return Ok(Some(format!("Bearer {t}")));
                 }
-                let token = self.fetch_token(&realm, service.as_deref(), scope)?;
+                let token = self.fetch_token(realm, service.as_deref(), scope)?;
                 self.lock_tokens().insert(key, token.clone());
                 Ok(Some(format!("Bearer {token}")))
             }
@@ -340,7 +349,11 @@ impl RegistryClient {
             // the registry's password or token, and its challenge is not followed.
             return self.retrying(method, url, headers, None, body);
         }
-        let auth = self.auth_header(scope)?;
+        // The mode this request is sent in: another thread may change the shared mode
+        // meanwhile (parallel blob checks all start anonymous), and only a refusal of
+        // credentials this request carried means they are wrong.
+        let sent_in = self.lock_mode().clone();
+        let auth = self.auth_header_for(&sent_in, scope)?;
         let resp = self.retrying(method.clone(), url, headers, auth.as_deref(), body)?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
@@ -378,10 +391,7 @@ impl RegistryClient {
             }
             other => return Err(unauthorized(format!("unsupported auth scheme {other}"))),
         };
-        let retried_same = matches!(
-            (&*self.lock_mode(), &new_mode),
-            (AuthMode::Basic, AuthMode::Basic)
-        );
+        let retried_same = matches!((&sent_in, &new_mode), (AuthMode::Basic, AuthMode::Basic));
         if retried_same {
             return Err(unauthorized(format!(
                 "credentials refused for {method} {url}: {}",
