@@ -20,8 +20,9 @@ mod layer;
 mod store;
 pub use crate::digest::{Digest, Hasher, InvalidDigest};
 pub use crate::export::{
-    CONTAINERD_NAME_ANNOTATION, ExportError, ExportTarget, Exported, Exporter, InvalidExportTarget,
-    export, import_rootfs, load_archive, save_images, save_layout_dir, unpack_rootfs,
+    CONTAINERD_NAME_ANNOTATION, DEST_STDOUT, ExportError, ExportTarget, Exported, Exporter,
+    InvalidExportTarget, export, import_rootfs, load_archive, load_archive_from, save_images,
+    save_layout_dir, unpack_rootfs,
 };
 pub use crate::image::LayerCheck;
 pub use crate::image::{

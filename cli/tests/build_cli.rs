@@ -353,3 +353,103 @@ fn rawjson_progress_is_valid_against_the_schema() {
             .any(|l| l["type"] == "step_log" && l["text"] == "hi")
     );
 }
+
+/// `-` is standard output or input wherever docker has it: `-o -` (a tar of the
+/// filesystem), `-o type=docker,dest=-`, `save` with no `-o` into a pipe, `save -o
+/// /dev/stdout` into a redirected file, `load` from a pipe and `load -i -`; an archive is
+/// never written to a terminal and no file named `-` appears. `--load` hands the image to
+/// the docker on PATH (here a shim running podman on a private storage).
+#[test]
+fn a_dash_means_standard_streams_and_load_hands_the_image_over() {
+    let (dir, root, ctx) = setup(&[("Dockerfile", "FROM busybox\nRUN echo hi > /hi\n")]);
+    let sh = |script: &str| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir.path())
+            .env("RBUILD_ROOT", &root)
+            .env("B", env!("CARGO_BIN_EXE_rbuild"))
+            .env("CTX", &ctx)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{script}: {}", stderr(&out));
+        stdout(&out)
+    };
+    sh(r#""$B" build -q -t dash -o - "$CTX" > fs.tar 2> id"#);
+    assert_eq!(sh("tar xOf fs.tar hi"), "hi\n");
+    assert!(
+        sh("cat id").starts_with("sha256:"),
+        "-q prints the ID to stderr then"
+    );
+    sh(r#""$B" build -q -o type=docker,dest=- "$CTX" > docker.tar 2>/dev/null"#);
+    assert!(sh("tar tf docker.tar").contains("manifest.json"));
+    sh(
+        r#""$B" save dash > a.tar && "$B" save -o /dev/stdout dash > b.tar && "$B" save -o - dash > c.tar"#,
+    );
+    sh("cmp a.tar b.tar && cmp a.tar c.tar");
+    let piped = sh(r#""$B" save dash | RBUILD_ROOT="$RBUILD_ROOT.2" "$B" load"#);
+    assert!(piped.contains("Loaded image: dash:latest"), "{piped}");
+    let dashed = sh(r#"RBUILD_ROOT="$RBUILD_ROOT.3" "$B" load -i - < a.tar"#);
+    assert!(dashed.contains("Loaded image: dash:latest"), "{dashed}");
+    assert!(
+        !ctx.join("-").exists() && !dir.path().join("-").exists(),
+        "a file named -"
+    );
+    let bad = rbuild(
+        &root,
+        &["build", "-o", "type=local,dest=-", ctx.to_str().unwrap()],
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+
+    let podman = ["/usr/bin/podman", "/usr/local/bin/podman"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("missing podman: install the Debian package podman (the --load test hands images to it)");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let storage = dir.path().join("podman");
+    let podman_args = format!(
+        "--root {0}/root --runroot {0}/run --storage-driver vfs",
+        storage.display()
+    );
+    std::fs::write(
+        bin.join("docker"),
+        format!("#!/bin/sh\nexec {podman} {podman_args} \"$@\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bin.join("docker"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .args([
+            "build",
+            "-q",
+            "-t",
+            "handed:over",
+            "--load",
+            ctx.to_str().unwrap(),
+        ])
+        .env("RBUILD_ROOT", &root)
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = Command::new(podman)
+        .args(podman_args.split(' '))
+        .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&listed).contains("handed:over"),
+        "podman images after --load: {} {}",
+        stdout(&listed),
+        stderr(&listed)
+    );
+}

@@ -327,6 +327,16 @@ pub fn load_archive(
     load_archive_file(store, file, archive, true)
 }
 
+/// Loads an archive read from `file`, a pipe or standard input as well as a file (it is
+/// read once, front to back); `label` names it in errors. As [`load_archive`].
+pub fn load_archive_from(
+    store: &ContentStore,
+    file: File,
+    label: &Path,
+) -> Result<Vec<(Image, Vec<ImageName>)>, ExportError> {
+    load_archive_file(store, file, label, true)
+}
+
 /// Loads the archive open as `file` (`archive` names it in errors); its images get the
 /// names the archive gives them only when `name` is set (`rbuild load`), never for a
 /// `FROM docker-archive://`, whose archive must not create or move a name in the store.

@@ -6,6 +6,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::fd::AsFd as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
@@ -24,6 +25,9 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ExportError {
     move |source| ExportError::Write { path, source }
 }
 
+/// The destination that means standard output, as docker has it (`-o -`, `save -o -`).
+pub const DEST_STDOUT: &str = "-";
+
 /// An output file written under a temporary name in its destination's directory and
 /// renamed into place by [`AtomicFile::commit`]; dropped uncommitted, it is removed.
 /// A destination that exists and is no regular file (`/dev/stdout`, a fifo) cannot be
@@ -40,7 +44,21 @@ enum Output {
 
 impl AtomicFile {
     pub(crate) fn create(dest: &Path) -> Result<Self, ExportError> {
-        if fs::metadata(dest).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        if dest == Path::new(DEST_STDOUT) {
+            let fd = io::stdout()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(io_err(dest))?;
+            return Ok(Self {
+                out: Output::Direct(File::from(fd)),
+                dest: dest.to_path_buf(),
+            });
+        }
+        // `/dev/stdout`, `/dev/fd/N`, `/proc/self/fd/N` name an open descriptor, whatever
+        // it points to (a file the shell redirected to is a regular file, which a rename
+        // would replace behind the shell's back): written in place.
+        let names_descriptor = dest.starts_with("/dev/") || dest.starts_with("/proc/");
+        if names_descriptor || fs::metadata(dest).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
             let file = fs::OpenOptions::new()
                 .write(true)
                 .open(dest)

@@ -18,7 +18,10 @@ use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType};
 pub(crate) use self::archive::{
     MAX_DOCUMENT, MAX_INDEX_DEPTH, check_blob, is_document, load_archive_file,
 };
-pub use self::archive::{import_rootfs, load_archive, save_images, save_layout_dir};
+pub use self::archive::{
+    import_rootfs, load_archive, load_archive_from, save_images, save_layout_dir,
+};
+pub use self::layout::DEST_STDOUT;
 use self::layout::{AtomicFile, AtomicWriter, DirSink, LayoutSink, TarSink};
 pub use self::target::{ExportTarget, InvalidExportTarget};
 use crate::digest::Digest;

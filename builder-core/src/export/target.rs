@@ -60,9 +60,13 @@ impl FromStr for ExportTarget {
             spec: spec.to_owned(),
             reason,
         };
-        // docker build -o DIR is type=local,dest=DIR.
+        // docker build -o DIR is type=local,dest=DIR; -o - is a tar on standard output.
         if !spec.contains('=') {
-            return if spec.is_empty() {
+            return if spec == super::DEST_STDOUT {
+                Ok(ExportTarget::Tar {
+                    dest: PathBuf::from(super::DEST_STDOUT),
+                })
+            } else if spec.is_empty() {
                 Err(bad("empty".to_owned()))
             } else {
                 Ok(ExportTarget::Local {
@@ -103,11 +107,23 @@ impl FromStr for ExportTarget {
                 .ok_or_else(|| bad(format!("type={kind} needs dest=")))
         };
         Ok(match kind.as_str() {
+            "oci" if !tar && dest.as_deref() == Some(std::path::Path::new(super::DEST_STDOUT)) => {
+                return Err(bad(
+                    "tar=false writes a directory, not standard output".to_owned()
+                ));
+            }
             "oci" => ExportTarget::Oci {
                 dest: need_dest()?,
                 tar,
             },
             "docker" => ExportTarget::Docker { dest: need_dest()? },
+            "local" if dest.as_deref() == Some(std::path::Path::new(super::DEST_STDOUT)) => {
+                return Err(bad(
+                    "type=local writes a directory, not standard output: use type=tar,dest=- \
+                     (or -o -) for a tar of the filesystem on standard output"
+                        .to_owned(),
+                ));
+            }
             "local" => ExportTarget::Local { dest: need_dest()? },
             "tar" => ExportTarget::Tar { dest: need_dest()? },
             "image" if push => ExportTarget::Registry { names },
@@ -127,6 +143,25 @@ impl FromStr for ExportTarget {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dash_is_standard_output_where_a_file_is_written() {
+        assert_eq!(
+            "-".parse::<ExportTarget>().unwrap(),
+            ExportTarget::Tar { dest: "-".into() }
+        );
+        for spec in ["type=tar,dest=-", "type=oci,dest=-", "type=docker,dest=-"] {
+            let target: ExportTarget = spec.parse().unwrap();
+            assert!(
+                matches!(&target, ExportTarget::Tar { dest } | ExportTarget::Oci { dest, .. } | ExportTarget::Docker { dest } if dest == std::path::Path::new("-")),
+                "{spec}: {target:?}"
+            );
+        }
+        for spec in ["type=local,dest=-", "type=oci,tar=false,dest=-"] {
+            let err = spec.parse::<ExportTarget>().unwrap_err();
+            assert!(err.reason.contains("directory"), "{spec}: {err}");
+        }
+    }
 
     #[test]
     fn parses_docker_build_output_syntax() {

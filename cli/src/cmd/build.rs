@@ -1,7 +1,7 @@
 //! `rbuild [build] [-t NAME]... [-f FILE] CONTEXT`: build an image from a Dockerfile, as
 //! `docker build` does. `build` is the default subcommand.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal as _, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -85,6 +85,10 @@ pub struct Args {
     /// -o type=registry)
     #[arg(long)]
     push: bool,
+    /// Hand the image to the docker (or, without docker, podman) on this machine after the
+    /// build, as `rbuild save IMAGE | docker load` does
+    #[arg(long, conflicts_with = "reproducible_check")]
+    load: bool,
     /// A label for the image, KEY=VALUE; may be repeated
     #[arg(long, value_name = "KEY=VALUE")]
     label: Vec<String>,
@@ -323,6 +327,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     request.target = args.target.clone();
     request.tags = args.tag.clone();
     request.outputs = args.output.clone();
+    let to_stdout = args.output.iter().filter(|o| writes_stdout(o)).count();
+    if to_stdout > 1 {
+        anyhow::bail!("only one output can go to standard output (dest=-)");
+    }
+    if to_stdout == 1 && std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "refusing to write an archive to a terminal: redirect standard output \
+             (rbuild build -o - . > rootfs.tar) or give dest=FILE"
+        );
+    }
     request.labels = labels;
     request.no_cache = args.no_cache;
     request.no_cache_filter = args.no_cache_filter.clone();
@@ -374,7 +388,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         reporter = Reporter::new(args.progress);
         &reporter
     };
-    let builder = Builder::new(store);
+    let builder = Builder::new(store.clone());
     if args.reproducible_check {
         return reproducible_check(&builder, &request, progress, args.quiet);
     }
@@ -411,13 +425,81 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let id = result.image_id.to_string();
+    if args.load {
+        load_into_engine(&store, &result)?;
+    }
     if let Some(path) = &args.iidfile {
         std::fs::write(path, &id).with_context(|| format!("writing {}", path.display()))?;
     }
     if args.quiet {
-        println!("{id}");
+        // Standard output may carry the exported archive: the ID then goes to stderr.
+        if args.output.iter().any(writes_stdout) {
+            eprintln!("{id}");
+        } else {
+            println!("{id}");
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--load`: the image as a docker archive, given to `docker load` (or `podman load` where
+/// there is no docker) under the build's names.
+fn load_into_engine(
+    store: &rbuild_core::ContentStore,
+    result: &rbuild_core::BuildResult,
+) -> anyhow::Result<()> {
+    let on_path = |tool: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    };
+    let Some(engine) = ["docker", "podman"].into_iter().find(|t| on_path(t)) else {
+        bail!(
+            "--load hands the image to docker or podman, and neither is on PATH; the image \
+             is in rbuild's store: rbuild save IMAGE | docker load"
+        );
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("load-")
+        .tempdir_in(store.tmp_dir())
+        .context("making a scratch directory for --load")?;
+    let archive = dir.path().join("image.tar");
+    rbuild_core::save_images(
+        store,
+        &archive,
+        &[(result.image.clone(), result.names.clone())],
+        ImageFormat::Docker,
+    )
+    .context("writing the image for --load")?;
+    let out = std::process::Command::new(engine)
+        .arg("load")
+        .arg("-i")
+        .arg(&archive)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("running {engine} load"))?;
+    if !out.status.success() {
+        bail!(
+            "--load: {engine} load failed ({}): {}\nthe image is in rbuild's store: rbuild save IMAGE | {engine} load",
+            out.status,
+            crate::escape::printable(String::from_utf8_lossy(&out.stderr).trim())
+        );
+    }
+    eprint!(
+        "{}",
+        crate::escape::printable(&String::from_utf8_lossy(&out.stdout))
+    );
+    Ok(())
+}
+
+/// Whether an `-o` output is written to standard output (`-o -`, `dest=-`).
+fn writes_stdout(target: &ExportTarget) -> bool {
+    match target {
+        ExportTarget::Oci { dest, .. }
+        | ExportTarget::Docker { dest }
+        | ExportTarget::Tar { dest }
+        | ExportTarget::Local { dest } => dest == Path::new(rbuild_core::DEST_STDOUT),
+        ExportTarget::Image | ExportTarget::Registry { .. } => false,
+    }
 }
 
 /// `--reproducible-check`: the verdict on standard output, the difference as the error.

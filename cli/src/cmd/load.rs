@@ -1,6 +1,9 @@
 //! `rbuild load -i x.tar`: load an OCI layout tar or a docker archive.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::IsTerminal as _;
+use std::os::fd::AsFd as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -11,20 +14,41 @@ use super::store::StoreArgs;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   rbuild load -i myapp.tar
-  rbuild load -i alpine-rootfs-image.tar.zst")]
+  rbuild load -i alpine-rootfs-image.tar.zst
+  docker save alpine:3.20 | rbuild load
+  rbuild load -i - < myapp.tar")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
-    /// The archive to read (may be gzip or zstd compressed)
+    /// The archive to read (may be gzip or zstd compressed); `-` or none: standard input
     #[arg(short, long)]
-    input: PathBuf,
+    input: Option<PathBuf>,
 }
 
 /// Runs `rbuild load`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = args.store.open()?;
-    let loaded = rbuild_core::load_archive(&store, &args.input)
-        .with_context(|| format!("loading {}", args.input.display()))?;
+    let from_stdin = args.input.as_deref().is_none_or(|p| p == Path::new("-"));
+    let (loaded, label) = if from_stdin {
+        if args.input.is_none() && std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "no archive to load: give -i FILE, or pipe one in (docker save IMAGE | rbuild load)"
+            );
+        }
+        let stdin = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("reading standard input")?;
+        let label = PathBuf::from("standard input");
+        let loaded = rbuild_core::load_archive_from(&store, File::from(stdin), &label)
+            .context("loading the archive on standard input")?;
+        (loaded, label)
+    } else {
+        let input = args.input.clone().unwrap_or_default();
+        let loaded = rbuild_core::load_archive(&store, &input)
+            .with_context(|| format!("loading {}", input.display()))?;
+        (loaded, input)
+    };
     // The store reaches images only by name: an image the archive gives no full name
     // (none, or a bare tag such as skopeo's `oci-archive:F:v1` writes) would be stored
     // where nothing finds it, and pruned. Say so rather than report a load.
@@ -43,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
              a RepoTags entry, or an org.opencontainers.image.ref.name with a repository; \
              a bare tag such as \"v1\" names no repository), and the store keeps only named \
              images: write the archive with a full name (skopeo: oci-archive:FILE:registry/repo:tag)",
-            args.input.display(),
+            label.display(),
             unnamed.join(", ")
         );
     }

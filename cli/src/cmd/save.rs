@@ -1,6 +1,7 @@
 //! `rbuild save -o x.tar IMAGE...`: write images to an archive.
 
-use std::path::PathBuf;
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -12,13 +13,15 @@ use super::store::StoreArgs;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   rbuild save -o myapp.tar myapp:latest
-  rbuild save --format oci -o myapp-oci.tar myapp:latest myapp:debug")]
+  rbuild save --format oci -o myapp-oci.tar myapp:latest myapp:debug
+  rbuild save myapp:latest | docker load      (standard output when it is not a terminal)
+  rbuild save -o - myapp:latest | gzip > myapp.tar.gz")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
-    /// The archive to write
+    /// The archive to write; `-` or none: standard output (never a terminal)
     #[arg(short, long)]
-    output: PathBuf,
+    output: Option<PathBuf>,
     /// `docker` (docker load-able, with the OCI layout inside) or `oci` (OCI layout)
     #[arg(long, default_value = "docker")]
     format: ImageFormat,
@@ -46,7 +49,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         images.push((image, names));
     }
-    rbuild_core::save_images(&store, &args.output, &images, args.format)
-        .with_context(|| format!("saving to {}", args.output.display()))?;
+    let output = args
+        .output
+        .unwrap_or_else(|| PathBuf::from(rbuild_core::DEST_STDOUT));
+    if output == Path::new(rbuild_core::DEST_STDOUT) && std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "refusing to write an image archive to a terminal: give -o FILE, or redirect \
+             standard output (rbuild save IMAGE > image.tar, rbuild save IMAGE | docker load)"
+        );
+    }
+    rbuild_core::save_images(&store, &output, &images, args.format).with_context(|| {
+        if output == Path::new(rbuild_core::DEST_STDOUT) {
+            "saving to standard output".to_owned()
+        } else {
+            format!("saving to {}", output.display())
+        }
+    })?;
     Ok(ExitCode::SUCCESS)
 }
