@@ -246,6 +246,38 @@ fn dockerfile_and_context_can_come_from_standard_input() {
         std::fs::read_to_string(dest.join("b.txt")).unwrap(),
         "from the context\n"
     );
+
+    // A plain Dockerfile on stdin (`docker build - < Dockerfile`): an empty context.
+    let dest = dir.path().join("plain");
+    let output = format!("type=local,dest={}", dest.display());
+    let out = rbuild_with_stdin(
+        &root,
+        &["build", "-q", "-o", &output, "-"],
+        Some(b"FROM busybox\nRUN echo plain > /plain\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(dest.join("plain")).unwrap(),
+        "plain\n"
+    );
+    let out = rbuild_with_stdin(
+        &root,
+        &["build", "-q", "-"],
+        Some(b"FROM busybox\nCOPY a.txt /a.txt\n"),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the context is empty: {}",
+        stderr(&out)
+    );
+    let out = rbuild_with_stdin(&root, &["build", "-q", "-"], Some(b""));
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("standard input is empty"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

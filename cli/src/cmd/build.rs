@@ -283,9 +283,49 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = args.store.open()?;
     let tmp = store.tmp_dir();
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    // `-`: standard input holds a context archive (tar, maybe compressed) or, as docker
+    // has it, a plain Dockerfile with an empty context.
+    let mut stdin_dockerfile = None;
     let context = if args.context == "-" {
-        ContextSource::from_tar(std::io::stdin().lock(), &tmp)
-            .context("reading the build context from standard input")?
+        let mut stdin = std::io::stdin().lock();
+        let mut head = Vec::with_capacity(TAR_MAGIC_END);
+        (&mut stdin)
+            .take(TAR_MAGIC_END as u64)
+            .read_to_end(&mut head)
+            .context("reading standard input")?;
+        if head.is_empty() {
+            bail!(
+                "standard input is empty: send a Dockerfile or a context archive (build - < Dockerfile)"
+            );
+        }
+        if looks_like_archive(&head) {
+            ContextSource::from_tar(std::io::Cursor::new(head).chain(stdin), &tmp)
+                .context("reading the build context from standard input")?
+        } else {
+            if args.file.is_some() {
+                bail!(
+                    "standard input holds a Dockerfile, not a context archive, so -f has \
+                     nothing to name: drop -f, or send a tar of the context"
+                );
+            }
+            let mut text = Vec::new();
+            (&mut stdin)
+                .take(MAX_STDIN_DOCKERFILE)
+                .read_to_end(&mut text)
+                .context("reading the Dockerfile from standard input")?;
+            head.extend_from_slice(&text);
+            if head.len() as u64 > MAX_STDIN_DOCKERFILE {
+                bail!(
+                    "the Dockerfile on standard input is larger than {MAX_STDIN_DOCKERFILE} bytes"
+                );
+            }
+            let text = String::from_utf8(head)
+                .context("the Dockerfile on standard input is not UTF-8 text")?;
+            stdin_dockerfile = Some(text);
+            // An empty context: a tar archive of no entries.
+            ContextSource::from_tar(std::io::Cursor::new(vec![0u8; 1024]), &tmp)
+                .context("making an empty build context")?
+        }
     } else {
         let dir = PathBuf::from(&args.context);
         if !dir.is_dir() {
@@ -296,8 +336,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         ContextSource::Directory(dir)
     };
-    let dockerfile = match args.file.as_deref() {
-        Some("-") => {
+    let dockerfile = match (stdin_dockerfile, args.file.as_deref()) {
+        (Some(text), _) => DockerfileInput::Text {
+            name: "Dockerfile".to_owned(),
+            text,
+        },
+        (None, Some("-")) => {
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
@@ -308,13 +352,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         // With the context on stdin, a relative -f names a file inside it, as docker has it.
-        Some(path) if args.context == "-" && Path::new(path).is_relative() => {
+        (None, Some(path)) if args.context == "-" && Path::new(path).is_relative() => {
             DockerfileInput::Path(context.root().join(path))
         }
-        Some(path) => DockerfileInput::Path(PathBuf::from(path)),
+        (None, Some(path)) => DockerfileInput::Path(PathBuf::from(path)),
         // The default Dockerfile is the context's: resolved inside it, a link out of the
         // context reads as missing.
-        None => DockerfileInput::InContext(PathBuf::from("Dockerfile")),
+        (None, None) => DockerfileInput::InContext(PathBuf::from("Dockerfile")),
     };
     let mut labels = Vec::new();
     for label in &args.label {
@@ -489,6 +533,25 @@ fn load_into_engine(
         crate::escape::printable(&String::from_utf8_lossy(&out.stdout))
     );
     Ok(())
+}
+
+/// Where a tar header's `ustar` magic ends: what is read of standard input to tell a
+/// context archive from a Dockerfile.
+const TAR_MAGIC_END: usize = 263;
+
+/// The largest Dockerfile taken from standard input.
+const MAX_STDIN_DOCKERFILE: u64 = 16 << 20;
+
+/// Whether `head` (the first bytes of standard input) starts an archive: compressed
+/// (gzip, bzip2, xz, zstd) or a tar header. Anything else is a Dockerfile.
+fn looks_like_archive(head: &[u8]) -> bool {
+    const MAGICS: [&[u8]; 4] = [
+        &[0x1f, 0x8b],
+        b"BZh",
+        &[0xfd, b'7', b'z', b'X', b'Z', 0x00],
+        &[0x28, 0xb5, 0x2f, 0xfd],
+    ];
+    MAGICS.iter().any(|m| head.starts_with(m)) || head.get(257..262) == Some(b"ustar".as_slice())
 }
 
 /// Whether an `-o` output is written to standard output (`-o -`, `dest=-`).
