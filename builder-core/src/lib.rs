@@ -24,13 +24,13 @@ pub use crate::export::{
     InvalidExportTarget, export, import_rootfs, load_archive, load_archive_from, save_images,
     save_layout_dir, unpack_rootfs,
 };
-pub use crate::image::LayerCheck;
 pub use crate::image::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Empty, Healthcheck, History, Image, ImageConfig,
     ImageError, ImageFormat, ImageSpec, OCI_INDEX, OCI_MANIFEST, Problem, PruneReport, RootFs,
     RunConfig, assemble, host_architecture, load_image, prune, referenced_blobs, rfc3339,
     tag_image, verify, verify_layers, write_manifest,
 };
+pub use crate::image::{DiskUsage, LayerCheck, Usage, disk_usage};
 pub use crate::layer::{
     Applied, ApplyMode, ArchiveLimits, Compression, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_RATIO,
     DEFAULT_RATIO_ABOVE, InvalidLimit, Layer, LayerError, LayerOptions, LimitExceeded,

@@ -6,6 +6,7 @@
 mod cmd;
 mod escape;
 mod progress;
+mod template;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -42,6 +43,10 @@ enum Command {
     // storage: image commands
     /// List images.
     Images(cmd::images::Args),
+    /// docker's image verbs: ls, rm, inspect, history, prune, save, load, tag, ...
+    Image(cmd::image::Args),
+    /// Show the steps that made an image.
+    History(cmd::history::Args),
     /// Give an image another name.
     Tag(cmd::tag::Args),
     /// Remove image names.
@@ -58,6 +63,10 @@ enum Command {
     Prune(cmd::prune::Args),
     /// Content store maintenance.
     Store(cmd::store::Args),
+    /// Disk use of the store (`system df`), and `system prune`.
+    System(cmd::system::Args),
+    /// The build cache: `builder prune`.
+    Builder(cmd::system::BuilderArgs),
     // registry: pull, push, login, logout
     /// Download an image from a registry.
     Pull(cmd::pull::Args),
@@ -77,7 +86,7 @@ enum Command {
     Man(cmd::man::Args),
 }
 
-/// The words that name a subcommand; anything else first on the line means `build`.
+/// The words that name a subcommand.
 fn is_subcommand(word: &str) -> bool {
     use clap::CommandFactory;
     Cli::command()
@@ -86,15 +95,124 @@ fn is_subcommand(word: &str) -> bool {
         || matches!(word, "help" | "-h" | "--help" | "-V" | "--version")
 }
 
-/// `rbuild -t x .` is `rbuild build -t x .`: insert `build` when no subcommand is named.
-fn with_default_subcommand(mut args: Vec<OsString>) -> Vec<OsString> {
-    let first = args.get(1).and_then(|a| a.to_str()).map(str::to_owned);
-    match first {
-        Some(word) if is_subcommand(&word) => {}
-        Some(_) => args.insert(1, OsString::from("build")),
-        None => {}
+/// Options every subcommand that opens the store takes, which docker users also put
+/// before the subcommand (`rbuild --root S images`): moved after it.
+const GLOBAL_OPTIONS: &[&str] = &["--root"];
+
+/// docker commands about long-lived containers, which rbuild does not have.
+const CONTAINER_VERBS: &[&str] = &[
+    "ps",
+    "container",
+    "exec",
+    "start",
+    "stop",
+    "restart",
+    "kill",
+    "logs",
+    "attach",
+    "create",
+    "rm",
+    "top",
+    "stats",
+    "wait",
+    "pause",
+    "unpause",
+    "cp",
+    "commit",
+    "port",
+    "rename",
+    "update",
+    "diff",
+    "export",
+];
+
+/// `rbuild -t x .` is `rbuild build -t x .`: `build` is inserted when the line names no
+/// subcommand and starts with an option or a build context (a path, `-`, a URL); global
+/// options before the subcommand move after it. Any other first word is an unknown
+/// command: the error names it and what the user may have meant.
+fn with_default_subcommand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
+    let mut globals = Vec::new();
+    let mut k = 1;
+    while let Some(word) = args.get(k).and_then(|a| a.to_str()) {
+        if GLOBAL_OPTIONS.contains(&word) && args.len() > k + 1 {
+            globals.extend_from_slice(&args[k..k + 2]);
+            k += 2;
+        } else if GLOBAL_OPTIONS
+            .iter()
+            .any(|g| word.starts_with(&format!("{g}=")))
+        {
+            globals.push(args[k].clone());
+            k += 1;
+        } else {
+            break;
+        }
     }
-    args
+    let mut out = vec![args.first().cloned().unwrap_or_else(|| "rbuild".into())];
+    let rest = &args[k.min(args.len())..];
+    match rest.first().map(|w| w.to_string_lossy().into_owned()) {
+        Some(word) if is_subcommand(&word) => {
+            out.push(rest[0].clone());
+            out.extend(globals);
+            out.extend_from_slice(&rest[1..]);
+        }
+        Some(word) if word.starts_with('-') || names_a_context(&word) => {
+            out.push("build".into());
+            out.extend(globals);
+            out.extend_from_slice(rest);
+        }
+        Some(word) => return Err(unknown_command(&word)),
+        None if globals.is_empty() => {}
+        None => {
+            out.push("build".into());
+            out.extend(globals);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a first word that is no subcommand is a build context: `-`, a path that
+/// exists or looks like one, or a URL.
+fn names_a_context(word: &str) -> bool {
+    word == "-"
+        || word.contains('/')
+        || word.starts_with('.')
+        || word.contains("://")
+        || std::path::Path::new(word).exists()
+}
+
+/// The error for an unknown first word, with what the user may have meant.
+fn unknown_command(word: &str) -> String {
+    use clap::CommandFactory;
+    let mut message = format!(
+        "unknown command {:?} for \"rbuild\"",
+        escape::printable(word)
+    );
+    if CONTAINER_VERBS.contains(&word) {
+        message.push_str(
+            "\nrbuild keeps no containers: `rbuild run IMAGE [COMMAND]` runs one that is \
+             removed when its command ends; images are listed with `rbuild images`",
+        );
+    }
+    let names: Vec<String> = Cli::command()
+        .get_subcommands()
+        .flat_map(|c| {
+            std::iter::once(c.get_name().to_owned()).chain(c.get_all_aliases().map(str::to_owned))
+        })
+        .collect();
+    let mut close: Vec<(f64, &String)> = names
+        .iter()
+        .map(|n| (strsim::jaro_winkler(word, n), n))
+        .filter(|(score, _)| *score > 0.8)
+        .collect();
+    close.sort_by(|a, b| b.0.total_cmp(&a.0));
+    if let Some((_, best)) = close.first().filter(|_| !CONTAINER_VERBS.contains(&word)) {
+        message.push_str(&format!("\n\nDid you mean this?\n\t{best}"));
+    }
+    message.push_str(
+        "\n\nA build is `rbuild build [OPTIONS] CONTEXT` (or `rbuild -t NAME .`); \
+         run `rbuild --help` for every command",
+    );
+    message
 }
 
 /// Restores the default action of SIGPIPE, which Rust's runtime sets to "ignore": a
@@ -111,7 +229,13 @@ fn restore_sigpipe() {
 
 fn main() -> ExitCode {
     restore_sigpipe();
-    let args = with_default_subcommand(std::env::args_os().collect());
+    let args = match with_default_subcommand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(err) => {
@@ -131,6 +255,8 @@ fn main() -> ExitCode {
         Command::Graph(args) => cmd::graph::run(args),
         // storage: image commands
         Command::Images(args) => cmd::images::run(args),
+        Command::Image(args) => cmd::image::run(args),
+        Command::History(args) => cmd::history::run(args),
         Command::Tag(args) => cmd::tag::run(args),
         Command::Rmi(args) => cmd::rmi::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
@@ -139,6 +265,8 @@ fn main() -> ExitCode {
         Command::Import(args) => cmd::import::run(args),
         Command::Prune(args) => cmd::prune::run(args),
         Command::Store(args) => cmd::store::run(args),
+        Command::System(args) => cmd::system::run(args),
+        Command::Builder(args) => cmd::system::run_builder(args),
         // registry: pull, push, login, logout
         Command::Pull(args) => cmd::pull::run(args),
         Command::Push(args) => cmd::push::run(args),

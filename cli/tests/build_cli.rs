@@ -485,3 +485,65 @@ fn a_dash_means_standard_streams_and_load_hands_the_image_over() {
         stderr(&listed)
     );
 }
+
+/// The verbs docker users type: unknown commands say so (and what was meant) instead of
+/// being taken as a build context; global options go before the subcommand; `image
+/// ls|rm|history|inspect`, `history`, `images -q|NAME|--format`, `inspect -f`, `system df`
+/// and `builder prune` work.
+#[test]
+fn docker_verbs_and_unknown_commands() {
+    let (_dir, root, ctx) = setup(&[("Dockerfile", "FROM busybox\nENV A=1\nRUN echo hi > /hi\n")]);
+    let ok = |args: &[&str]| {
+        let out = rbuild(&root, args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    ok(&["build", "-q", "-t", "verbs:1", ctx.to_str().unwrap()]);
+
+    for (typed, meant) in [
+        ("imagse", "images"),
+        ("ps", "rbuild keeps no containers"),
+        ("histroy", "history"),
+    ] {
+        let out = rbuild(&root, &[typed]);
+        assert_eq!(out.status.code(), Some(2), "{typed}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("unknown command \"{typed}\"")) && err.contains(meant),
+            "{err}"
+        );
+        assert!(
+            !err.contains("not found"),
+            "{typed} was taken as a context: {err}"
+        );
+    }
+    let listed = ok(&["--root", root.to_str().unwrap(), "images"]);
+    assert!(listed.contains("verbs"), "{listed}");
+    assert_eq!(ok(&["image", "ls", "-q", "verbs"]).lines().count(), 1);
+    assert_eq!(
+        ok(&["images", "busybox", "--format", "{{.Repository}}:{{.Tag}}"]).trim(),
+        "busybox:latest"
+    );
+    let table = ok(&["images", "--format", "table {{.Repository}}\\t{{.ID}}"]);
+    assert!(table.starts_with("REPOSITORY   IMAGE ID"), "{table}");
+    assert_eq!(
+        ok(&["inspect", "-f", "{{.Config.Env}}", "verbs:1"]).trim(),
+        "[PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin A=1]"
+    );
+    let history = ok(&["history", "--no-trunc", "verbs:1"]);
+    assert!(
+        history.contains("ENV A=1") && history.contains("echo hi > /hi"),
+        "{history}"
+    );
+    assert_eq!(
+        ok(&["image", "history", "-q", "verbs:1"]).lines().nth(1),
+        Some("<missing>")
+    );
+    let df = ok(&["system", "df"]);
+    for kind in ["Images", "Build Cache", "Unpacked Layers", "Cache Mounts"] {
+        assert!(df.contains(kind), "{df}");
+    }
+    assert!(ok(&["builder", "prune"]).contains("Total reclaimed space"));
+    ok(&["image", "rm", "verbs:1"]);
+    assert!(!ok(&["images"]).contains("verbs"));
+}

@@ -93,7 +93,7 @@ pub struct PruneReport {
     pub blobs: Vec<Digest>,
     /// Unpacked layer directories removed.
     pub layer_dirs: usize,
-    /// Bytes freed by removing blobs.
+    /// Bytes freed: blobs, unpacked layers and the build cache's records.
     pub bytes: u64,
     /// Build cache entries removed (the whole cache goes: its layers may be gone).
     pub cache_entries: usize,
@@ -123,9 +123,10 @@ pub fn prune(store: &ContentStore, all: bool) -> Result<PruneReport, ImageError>
             report.blobs.push(digest);
         }
     }
-    report.layer_dirs = store.remove_entries(Path::new("layers"), |name| {
-        all || !keep_diff_ids.contains(name)
-    })?;
+    let layers = store.root().join(LAYERS_DIR);
+    let pick = |name: &str| all || !keep_diff_ids.contains(name);
+    report.bytes += entries_bytes(&layers, pick);
+    report.layer_dirs = store.remove_entries(Path::new(LAYERS_DIR), pick)?;
     store.reclaim_scratch(&exclusive)?;
     // The build cache points at layers this prune may just have removed: drop it whole.
     let cache = store.root().join(crate::build::CACHE_DIR);
@@ -134,6 +135,7 @@ pub fn prune(store: &ContentStore, all: bool) -> Result<PruneReport, ImageError>
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
             .count();
+        report.bytes += tree_bytes(&cache);
         store.remove_tree(&cache)?;
         // Back as the store makes it (0700), empty.
         std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
@@ -141,6 +143,125 @@ pub fn prune(store: &ContentStore, all: bool) -> Result<PruneReport, ImageError>
             .map_err(crate::store::io_err("create directory", &cache))?;
     }
     Ok(report)
+}
+
+/// Where unpacked layers live in the store: `<root>/layers/<diff_id hex>/`.
+const LAYERS_DIR: &str = "layers";
+
+/// The bytes of the files under `path` (apparent sizes; a hardlinked file once; links
+/// not followed; what cannot be read counts nothing).
+pub(crate) fn tree_bytes(path: &Path) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    walkdir::WalkDir::new(path)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| !m.is_dir())
+        .filter(|m| {
+            use std::os::unix::fs::MetadataExt as _;
+            m.nlink() < 2 || seen.insert((m.dev(), m.ino()))
+        })
+        .map(|m| m.len())
+        .sum()
+}
+
+/// [`tree_bytes`] of the entries of `dir` that `pick` names.
+fn entries_bytes(dir: &Path, pick: impl Fn(&str) -> bool) -> u64 {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| pick(&e.file_name().to_string_lossy()))
+        .map(|e| tree_bytes(&e.path()))
+        .sum()
+}
+
+/// What the store holds, by kind, as `rbuild system df` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Named images, and the bytes of the blobs they reference.
+    pub images: Usage,
+    /// Blobs no named image references (layers of cached steps, old images) and the
+    /// build cache's records: what `prune` removes.
+    pub build_cache: Usage,
+    /// Unpacked layers (`<root>/layers`); active: used by a named image.
+    pub unpacked_layers: Usage,
+    /// `RUN --mount=type=cache` directories (`prune --cache-mounts` removes them).
+    pub cache_mounts: Usage,
+}
+
+/// One row of [`DiskUsage`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// How many there are.
+    pub total: usize,
+    /// How many a named image uses.
+    pub active: usize,
+    /// Their bytes on disk (apparent sizes).
+    pub bytes: u64,
+    /// The bytes `prune` (with its flags) would free.
+    pub reclaimable: u64,
+}
+
+/// Measures the store for `rbuild system df`. Reads only; other processes may change the
+/// store meanwhile, so the figures are a snapshot.
+pub fn disk_usage(store: &ContentStore) -> Result<DiskUsage, ImageError> {
+    let keep = referenced_blobs(store)?;
+    let mut used_layers = BTreeSet::new();
+    let images = store.images()?;
+    for named in &images {
+        let image = load_image(store, &named.descriptor)?;
+        for (_, diff_id) in image.layers()? {
+            used_layers.insert(diff_id.hex().to_owned());
+        }
+    }
+    let mut usage = DiskUsage::default();
+    usage.images.total = images.len();
+    usage.images.active = images.len();
+    for digest in store.blobs()? {
+        let bytes = fs::metadata(store.blob_path(&digest)).map_or(0, |m| m.len());
+        if keep.contains(&digest) {
+            usage.images.bytes += bytes;
+        } else {
+            usage.build_cache.total += 1;
+            usage.build_cache.bytes += bytes;
+        }
+    }
+    let cache = store.root().join(crate::build::CACHE_DIR);
+    let records = fs::read_dir(&cache)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .count();
+    usage.build_cache.total += records;
+    usage.build_cache.bytes += tree_bytes(&cache);
+    usage.build_cache.reclaimable = usage.build_cache.bytes;
+    for entry in fs::read_dir(store.root().join(LAYERS_DIR))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let bytes = tree_bytes(&entry.path());
+        usage.unpacked_layers.total += 1;
+        usage.unpacked_layers.bytes += bytes;
+        if used_layers.contains(entry.file_name().to_string_lossy().as_ref()) {
+            usage.unpacked_layers.active += 1;
+        } else {
+            usage.unpacked_layers.reclaimable += bytes;
+        }
+    }
+    for entry in fs::read_dir(store.root().join(crate::build::CACHE_MOUNTS_DIR))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        usage.cache_mounts.total += 1;
+        usage.cache_mounts.bytes += tree_bytes(&entry.path());
+    }
+    usage.cache_mounts.reclaimable = usage.cache_mounts.bytes;
+    Ok(usage)
 }
 
 /// What `verify_layers` found and did.

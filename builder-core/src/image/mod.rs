@@ -12,7 +12,8 @@ use std::str::FromStr;
 use oci_spec::image::{Descriptor, ImageManifest, MediaType};
 
 pub use self::check::{
-    LayerCheck, Problem, PruneReport, prune, referenced_blobs, verify, verify_layers,
+    DiskUsage, LayerCheck, Problem, PruneReport, Usage, disk_usage, prune, referenced_blobs,
+    verify, verify_layers,
 };
 pub use self::config::{
     Empty, Healthcheck, History, ImageConfig, RootFs, RunConfig, host_architecture, rfc3339,

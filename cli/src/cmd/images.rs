@@ -4,20 +4,32 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use rbuild_core::load_image;
+use oci_spec::image::Descriptor;
+use rbuild_core::{ContentStore, Digest, Image, ImageName, load_image};
 
 use super::store::StoreArgs;
+use crate::template::{Template, align};
 
 /// `rbuild images`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   rbuild images
-  rbuild images --format json
-  rbuild images --root /srv/rbuild")]
+  rbuild images -q busybox
+  rbuild images --format 'table {{.ID}}\t{{.Repository}}:{{.Tag}}'")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
-    /// Output format: `table` or `json` (one object per line, as docker prints it)
+    /// Only images of this repository (`busybox`), or this name (`busybox:1.36`)
+    reference: Option<String>,
+    /// Print only the image IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Show whole image IDs
+    #[arg(long)]
+    no_trunc: bool,
+    /// `table`, `json` (one object a line, as docker prints it), or a Go template over
+    /// the fields Repository, Tag, ID, Digest, CreatedAt, CreatedSince, Size
+    /// (`{{.Repository}}:{{.Tag}}`; a `table` prefix adds a header)
     #[arg(long, default_value = "table")]
     format: String,
 }
@@ -80,55 +92,166 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
+/// The size docker shows for an image: what its layers hold unpacked (the uncompressed
+/// tar streams: a gzip layer's size is in its trailer), plus the config.
+pub fn content_size(store: &ContentStore, image: &Image) -> u64 {
+    let layers: u64 = image
+        .manifest
+        .layers()
+        .iter()
+        .map(|layer| layer_size(store, layer))
+        .sum();
+    layers + image.manifest.config().size()
+}
+
+/// What one layer holds unpacked: its uncompressed tar stream's size.
+pub fn layer_size(store: &ContentStore, layer: &Descriptor) -> u64 {
+    let compressed = layer.size();
+    if !layer.media_type().to_string().ends_with("gzip") {
+        return compressed;
+    }
+    Digest::try_from(layer.digest())
+        .ok()
+        .and_then(|d| gzip_isize(&store.blob_path(&d)))
+        .map_or(compressed, |plain| {
+            // ISIZE is the size modulo 2^32: add back the wraps a layer of 4 GiB or
+            // more must have made (a tar stream is never much smaller than its gzip).
+            let mut size = plain;
+            while size < compressed / 2 {
+                size += 1 << 32;
+            }
+            size
+        })
+}
+
+/// The last four bytes of a gzip file: the uncompressed size modulo 2^32 (RFC 1952).
+fn gzip_isize(path: &std::path::Path) -> Option<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    file.seek(SeekFrom::End(-4)).ok()?;
+    let mut tail = [0u8; 4];
+    file.read_exact(&mut tail).ok()?;
+    Some(u64::from(u32::from_le_bytes(tail)))
+}
+
+/// One row of `rbuild images`.
+struct Row {
+    repository: String,
+    tag: String,
+    id: Digest,
+    digest: String,
+    created: Option<String>,
+    size: u64,
+}
+
+impl Row {
+    fn id(&self, no_trunc: bool) -> String {
+        if no_trunc {
+            self.id.to_string()
+        } else {
+            self.id.short().to_owned()
+        }
+    }
+
+    fn fields(&self, no_trunc: bool) -> serde_json::Value {
+        serde_json::json!({
+            "Repository": self.repository,
+            "Tag": self.tag,
+            "ID": self.id(no_trunc),
+            "Digest": self.digest,
+            "CreatedAt": self.created.clone().unwrap_or_default(),
+            "CreatedSince": ago(self.created.as_deref()),
+            "Size": human_size(self.size),
+        })
+    }
+}
+
+/// Whether `name` is shown for the filter `reference` (a repository, or a full name).
+fn matches(name: &ImageName, reference: &str) -> bool {
+    let Ok(wanted) = reference.parse::<ImageName>() else {
+        return false;
+    };
+    let has_tag = reference
+        .rsplit_once('/')
+        .map_or(reference, |(_, last)| last)
+        .contains(':')
+        || reference.contains('@');
+    if has_tag {
+        *name == wanted
+    } else {
+        name.full_repository() == wanted.full_repository()
+    }
+}
+
 /// Runs `rbuild images`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = args.store.open()?;
     let mut rows = Vec::new();
     for named in store.images().context("reading index.json")? {
+        if let Some(reference) = &args.reference {
+            if !matches(&named.name, reference) {
+                continue;
+            }
+        }
         let image = load_image(&store, &named.descriptor)
             .with_context(|| format!("reading image {}", named.name))?;
-        rows.push((
-            named.name.familiar_repository(),
-            named.name.tag().unwrap_or("<none>").to_owned(),
-            image.config_digest.short().to_owned(),
-            image.config.created.clone(),
-            image.size(),
-        ));
+        rows.push(Row {
+            repository: named.name.familiar_repository(),
+            tag: named.name.tag().unwrap_or("<none>").to_owned(),
+            id: store.image_id(&named)?,
+            digest: named.descriptor.digest().to_string(),
+            created: image.config.created.clone(),
+            size: content_size(&store, &image),
+        });
+    }
+    if args.quiet {
+        for row in &rows {
+            println!("{}", row.id(args.no_trunc));
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     match args.format.as_str() {
         "json" => {
-            for (repo, tag, id, created, size) in rows {
-                let obj = serde_json::json!({
-                    "Repository": repo, "Tag": tag, "ID": id,
-                    "CreatedAt": created.clone().unwrap_or_default(),
-                    "CreatedSince": ago(created.as_deref()),
-                    "Size": human_size(size),
-                });
-                println!("{obj}");
+            for row in &rows {
+                println!("{}", row.fields(args.no_trunc));
             }
         }
         "table" => {
-            let lines: Vec<[String; 5]> = rows
-                .into_iter()
-                .map(|(r, t, i, c, s)| [r, t, i, ago(c.as_deref()), human_size(s)])
-                .collect();
-            let head = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from);
-            let mut widths = [0usize; 5];
-            for line in std::iter::once(&head).chain(&lines) {
-                for (w, cell) in widths.iter_mut().zip(line) {
-                    *w = (*w).max(cell.len());
-                }
+            let mut lines = vec!["REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE".to_owned()];
+            for row in &rows {
+                lines.push(format!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    row.repository,
+                    row.tag,
+                    row.id(args.no_trunc),
+                    ago(row.created.as_deref()),
+                    human_size(row.size)
+                ));
             }
-            for line in std::iter::once(&head).chain(&lines) {
-                let cells: Vec<String> = line
-                    .iter()
-                    .zip(widths)
-                    .map(|(c, w)| format!("{c:<w$}"))
-                    .collect();
-                println!("{}", cells.join("   ").trim_end());
+            for line in align(&lines) {
+                println!("{line}");
             }
         }
-        other => anyhow::bail!("unknown format {other:?}: expected table or json"),
+        format => {
+            let template = Template::parse(format).map_err(anyhow::Error::msg)?;
+            let mut lines = Vec::new();
+            if template.table {
+                lines.push(template.header(|field| match field {
+                    "ID" => Some("IMAGE ID"),
+                    "CreatedSince" => Some("CREATED"),
+                    _ => None,
+                }));
+            }
+            for row in &rows {
+                lines.push(template.render(&row.fields(args.no_trunc)));
+            }
+            if template.table {
+                lines = align(&lines);
+            }
+            for line in lines {
+                println!("{line}");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

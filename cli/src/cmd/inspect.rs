@@ -6,18 +6,24 @@ use anyhow::Context;
 use rbuild_core::load_image;
 
 use super::store::StoreArgs;
+use crate::template::Template;
 
 /// `rbuild inspect`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   rbuild inspect alpine:3.20
-  rbuild inspect myapp:latest | jq .config.Env")]
+  rbuild inspect myapp:latest | jq '.[0].Config.Env'
+  rbuild inspect -f '{{json .Config.Env}}' myapp:latest")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
     /// Images, by name or image id
     #[arg(required = true)]
     images: Vec<String>,
+    /// A Go template applied to each image (`{{.Id}}`, `{{.Config.Env}}`,
+    /// `{{json .Config}}`), one line per image, instead of the JSON array
+    #[arg(short, long)]
+    format: Option<String>,
 }
 
 /// Runs `rbuild inspect`.
@@ -53,6 +59,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "Size": image.size(),
             "Annotations": image.manifest.annotations(),
         }));
+    }
+    if let Some(format) = &args.format {
+        let template = Template::parse(format).map_err(anyhow::Error::msg)?;
+        for image in &out {
+            println!("{}", template.render(image));
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)

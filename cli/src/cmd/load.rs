@@ -15,8 +15,7 @@ use super::store::StoreArgs;
 #[command(after_help = "Examples:
   rbuild load -i myapp.tar
   rbuild load -i alpine-rootfs-image.tar.zst
-  docker save alpine:3.20 | rbuild load
-  rbuild load -i - < myapp.tar")]
+  docker save alpine:3.20 | rbuild load")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,

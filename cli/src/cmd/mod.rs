@@ -5,6 +5,8 @@ pub mod debug;
 pub mod graph;
 pub mod version;
 // storage: image commands
+pub mod history;
+pub mod image;
 pub mod images;
 pub mod import;
 pub mod inspect;
@@ -13,6 +15,7 @@ pub mod prune;
 pub mod rmi;
 pub mod save;
 pub mod store;
+pub mod system;
 pub mod tag;
 // registry: pull, push, login, logout
 pub mod login;

@@ -14,8 +14,7 @@ use super::store::StoreArgs;
 #[command(after_help = "Examples:
   rbuild save -o myapp.tar myapp:latest
   rbuild save --format oci -o myapp-oci.tar myapp:latest myapp:debug
-  rbuild save myapp:latest | docker load      (standard output when it is not a terminal)
-  rbuild save -o - myapp:latest | gzip > myapp.tar.gz")]
+  rbuild save myapp:latest | docker load")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
