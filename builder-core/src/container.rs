@@ -2,7 +2,7 @@
 //!
 //! [`run_container`] does what `docker run --rm` does, with the build's own machinery:
 //! each layer of the image is unpacked once into the store
-//! ([`ContentStore::unpack_layer`]), a writable snapshot is stacked on them in a scratch
+//! ([`ContentStore::unpack_layers`]), a writable snapshot is stacked on them in a scratch
 //! directory under the store's `tmp/` ([`OverlaySnapshotter`], or [`CopySnapshotter`]
 //! when overlayfs cannot be mounted), and the [`SandboxExecutor`] runs the command the
 //! image's config and the [`ContainerOptions`] decide ([`container_command`]). The
@@ -248,11 +248,8 @@ fn container_spec(
 
 /// Unpacks (once) every layer of `image` and returns the lower directories, lowest first.
 pub fn image_lowers(store: &ContentStore, image: &Image) -> Result<Vec<PathBuf>, ContainerError> {
-    image
-        .layers()?
-        .iter()
-        .map(|(blob, diff_id)| Ok(store.unpack_layer(blob, diff_id)?))
-        .collect()
+    let layers = image.layers()?;
+    Ok(store.unpack_layers(layers.iter().map(|(blob, diff_id)| (blob, diff_id)))?)
 }
 
 /// Whether a failure happened while mounting the overlay root, so that a copy of the

@@ -36,7 +36,8 @@ pub use crate::layer::{
     DEFAULT_RATIO_ABOVE, InvalidLimit, Layer, LayerError, LayerOptions, LimitExceeded,
     MAX_ENTRIES_ENV, MAX_RATIO_ENV, OPAQUE_WHITEOUT, OVERLAY_OPAQUE_USER_XATTR,
     OVERLAY_OPAQUE_XATTR, PAX_XATTR_PREFIX, RATIO_ABOVE_ENV, WHITEOUT_PREFIX, apply_layer,
-    apply_layer_limited, decompress, is_overlay_xattr, tree_changes, write_layer, write_layer_to,
+    apply_layer_limited, chain_ids, decompress, is_overlay_xattr, tree_changes, write_layer,
+    write_layer_to,
 };
 pub use crate::store::{
     Blob, BlobWriter, ContentStore, ExclusiveLock, ImageName, InvalidImageName, LOCK_FILE,

@@ -158,7 +158,7 @@ fn a_bomb_in_the_store_is_refused_and_nothing_is_unpacked() {
     let blob = w.finish().unwrap();
     let diff_id = rbuild_core::Digest::of(b"never reached");
     // The store's unpacker takes its limits from the environment: the defaults here.
-    let err = store.unpack_layer(&blob.digest, &diff_id).unwrap_err();
+    let err = store.unpack_layers([(&blob.digest, &diff_id)]).unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains(&format!("refused to unpack layer blob {}", blob.digest)),

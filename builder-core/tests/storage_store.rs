@@ -109,20 +109,17 @@ fn unpacked_layers_work_as_overlay_lower_dirs() {
     };
     let base = write_layer(&store, &low, &tree_changes(&low).unwrap(), &options).unwrap();
     let diff = write_layer(&store, &up, &changes, &options).unwrap();
-    let base_dir = store
-        .unpack_layer(&base.blob.digest, &base.diff_id)
-        .unwrap();
-    let diff_dir = store
-        .unpack_layer(&diff.blob.digest, &diff.diff_id)
-        .unwrap();
-    assert_eq!(diff_dir, store.layer_dir(&diff.diff_id));
+    let stack = [
+        (&base.blob.digest, &base.diff_id),
+        (&diff.blob.digest, &diff.diff_id),
+    ];
+    let dirs = store.unpack_layers(stack).unwrap();
+    let (base_dir, diff_dir) = (dirs[0].clone(), dirs[1].clone());
+    let chain = rbuild_core::chain_ids([&base.diff_id, &diff.diff_id]);
+    assert_eq!(base_dir, store.layer_dir(&base.diff_id));
+    assert_eq!(diff_dir, store.layer_dir(&chain[1]));
     // Unpacking again is a cache hit.
-    assert_eq!(
-        store
-            .unpack_layer(&diff.blob.digest, &diff.diff_id)
-            .unwrap(),
-        diff_dir
-    );
+    assert_eq!(store.unpack_layers(stack).unwrap(), dirs);
 
     let meta = fs::symlink_metadata(diff_dir.join("gone")).unwrap();
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -228,4 +225,134 @@ fn images_resolve_by_config_digest_and_refuse_ambiguous_prefixes() {
         store.image_id(&store.resolve("one:a").unwrap()).unwrap(),
         a.digest
     );
+}
+
+/// A tar entry of a hand-made layer: (name, mode, uid, content; `None` for a directory).
+type TarEntry<'a> = (&'a str, u32, u64, Option<&'a [u8]>);
+
+/// Stores an uncompressed layer holding exactly `entries` (no implied parent added) and
+/// returns (blob digest, diff_id), which are the same for a plain tar.
+fn hand_made_layer(store: &ContentStore, entries: &[TarEntry<'_>]) -> (Digest, Digest) {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, mode, uid, content) in entries {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(*mode);
+        h.set_uid(*uid);
+        h.set_gid(*uid);
+        h.set_mtime(1_000_000_000);
+        let body = content.unwrap_or_default();
+        h.set_entry_type(if content.is_some() {
+            tar::EntryType::Regular
+        } else {
+            tar::EntryType::Directory
+        });
+        h.set_size(body.len() as u64);
+        tar.append_data(&mut h, name, body).unwrap();
+    }
+    let bytes = tar.into_inner().unwrap();
+    let blob = store.put(&bytes).unwrap();
+    (blob.digest.clone(), blob.digest)
+}
+
+fn mode_owner(path: &std::path::Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(path).unwrap();
+    (m.mode() & 0o7777, m.uid(), m.gid())
+}
+
+/// issue 14, bug 1: a layer holding `tmp/sub/b` without `tmp/` got `tmp/` made 0:0 0755
+/// in its unpacked dir, and overlay showed that above the real 1777 `/tmp`: a later
+/// `USER nobody` step could not write there. An implied parent now takes the attributes
+/// of the directory the layers below show (containerd's `mkparent`), and 0755 only where
+/// they show none: absent, whited out, or under an opaque directory.
+#[test]
+fn implied_parents_take_the_lower_directorys_owner_mode_and_mtime() {
+    require_root("the owners of unpacked entries are set only as root");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(tmp.path().join("store")).unwrap();
+    let base = hand_made_layer(
+        &store,
+        &[
+            ("tmp/", 0o1777, 0, None),
+            ("home/", 0o755, 0, None),
+            ("home/app/", 0o750, 1000, None),
+            ("gone/", 0o700, 7, None),
+            ("opq/", 0o711, 0, None),
+            ("opq/keep/", 0o700, 8, None),
+            ("replaced/", 0o700, 9, None),
+        ],
+    );
+    let middle = hand_made_layer(
+        &store,
+        &[
+            (".wh.gone", 0o644, 0, Some(b"")),
+            ("opq/", 0o711, 0, None),
+            ("opq/.wh..wh..opq", 0o644, 0, Some(b"")),
+        ],
+    );
+    let top = hand_made_layer(
+        &store,
+        &[
+            ("tmp/sub/b", 0o644, 0, Some(b"b")),
+            ("home/app/work/x", 0o644, 1000, Some(b"x")),
+            ("gone/again/f", 0o644, 0, Some(b"f")),
+            ("opq/keep/f", 0o644, 0, Some(b"f")),
+            // An implied parent the layer then replaces with a file.
+            ("replaced/f", 0o644, 0, Some(b"f")),
+            ("replaced", 0o600, 0, Some(b"now a file")),
+        ],
+    );
+    let dirs = store
+        .unpack_layers([(&base.0, &base.1), (&middle.0, &middle.1), (&top.0, &top.1)])
+        .unwrap();
+    let top_dir = &dirs[2];
+    assert_eq!(mode_owner(&top_dir.join("tmp")), (0o1777, 0, 0), "/tmp");
+    assert_eq!(mode_owner(&top_dir.join("home/app")), (0o750, 1000, 1000));
+    // Where the layers below have nothing, containerd's default.
+    assert_eq!(mode_owner(&top_dir.join("tmp/sub")), (0o755, 0, 0));
+    assert_eq!(mode_owner(&top_dir.join("home/app/work")), (0o755, 0, 0));
+    // Whited out or hidden by an opaque directory: nothing shows below.
+    assert_eq!(mode_owner(&top_dir.join("gone")), (0o755, 0, 0), "whiteout");
+    assert_eq!(
+        mode_owner(&top_dir.join("opq/keep")),
+        (0o755, 0, 0),
+        "opaque"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let mtime = fs::metadata(top_dir.join("tmp")).unwrap().mtime();
+    assert_eq!(mtime, 1_000_000_000, "the lower /tmp's mtime");
+
+    // The same layer over a stack without those directories unpacks on its own: its
+    // directory is named by chain ID, not diff_id.
+    let alone = store.unpack_layers([(&top.0, &top.1)]).unwrap();
+    assert_ne!(alone[0], dirs[2]);
+    assert_eq!(mode_owner(&alone[0].join("tmp")), (0o755, 0, 0));
+}
+
+/// issue 14, bug 2: the same layer twice in a stack (`RUN echo a > /a` twice within a
+/// second) was one unpacked directory given twice as an overlay lower, and the mount
+/// failed with ELOOP. Each place in a stack now has its own directory.
+#[test]
+fn the_same_layer_twice_in_a_stack_mounts_as_two_lowers() {
+    require_root("overlay mounts need root");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(tmp.path().join("store")).unwrap();
+    let base = hand_made_layer(&store, &[("bin/", 0o755, 0, None)]);
+    let a = hand_made_layer(&store, &[("a", 0o644, 0, Some(b"a\n"))]);
+    let dirs = store
+        .unpack_layers([(&base.0, &base.1), (&a.0, &a.1), (&a.0, &a.1)])
+        .unwrap();
+    assert_ne!(dirs[1], dirs[2]);
+    let merged = tmp.path().join("merged");
+    fs::create_dir(&merged).unwrap();
+    let lowers: Vec<String> = dirs.iter().rev().map(|d| d.display().to_string()).collect();
+    let opts = format!("lowerdir={}", lowers.join(":"));
+    run_ok(
+        Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &opts])
+            .arg(&merged),
+    );
+    let content = fs::read(merged.join("a"));
+    run_ok(Command::new("umount").arg(&merged));
+    assert_eq!(content.unwrap(), b"a\n");
 }

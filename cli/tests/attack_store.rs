@@ -66,7 +66,7 @@ fn other_accounts_cannot_use_what_the_store_holds() {
 
     a.attempt(
         "setuid-busybox-from-layers-as-nobody",
-        "as nobody, run the image's setuid-root busybox from <root>/layers/<diff_id>/bin/busybox-suid (busybox runs argv[1] when its name starts with busybox)",
+        "as nobody, run the image's setuid-root busybox from <root>/layers/<chain_id>/bin/busybox-suid (busybox runs argv[1] when its name starts with busybox)",
         || {
             let suid = files_with_mode(&s.root.join("layers"), 0o4000);
             let Some(bin) = suid.iter().find(|p| p.ends_with("bin/busybox-suid")) else {

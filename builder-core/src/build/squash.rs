@@ -128,10 +128,8 @@ fn merge(
     let store = shared.store;
     let scratch = shared.work.join("squash");
     std::fs::create_dir_all(&scratch).map_err(io_err("create directory", &scratch))?;
-    let mut lowers: Vec<PathBuf> = below
-        .iter()
-        .map(|l| store.unpack_layer(&l.blob, &l.diff_id))
-        .collect::<Result<_, _>>()?;
+    let mut lowers: Vec<PathBuf> =
+        store.unpack_layers(below.iter().map(|l| (&l.blob, &l.diff_id)))?;
     if lowers.is_empty() {
         // overlayfs needs at least one lower directory.
         let empty = scratch.join("empty");

@@ -453,11 +453,8 @@ impl<'s, 'a> StageRun<'s, 'a> {
         let store = self.shared.store;
         // Layers of hits from a --cache-from cache come now that their content is needed.
         self.shared.cache.materialize(store, &state.layers)?;
-        let mut lowers: Vec<PathBuf> = state
-            .layers
-            .iter()
-            .map(|l| store.unpack_layer(&l.blob, &l.diff_id))
-            .collect::<Result<_, _>>()?;
+        let mut lowers: Vec<PathBuf> =
+            store.unpack_layers(state.layers.iter().map(|l| (&l.blob, &l.diff_id)))?;
         if lowers.is_empty() {
             // overlayfs needs at least one lower directory.
             let empty = self.shared.work.join("empty");

@@ -108,11 +108,13 @@ pub struct PruneReport {
 pub fn prune(store: &ContentStore, all: bool) -> Result<PruneReport, ImageError> {
     let exclusive = store.lock_exclusive()?;
     let keep = referenced_blobs(store)?;
-    let mut keep_diff_ids = BTreeSet::new();
+    // Unpacked layers are named by chain ID (`ContentStore::unpack_layers`).
+    let mut keep_chain_ids = BTreeSet::new();
     for named in store.images()? {
         let image = load_image(store, &named.descriptor)?;
-        for (_, diff_id) in image.layers()? {
-            keep_diff_ids.insert(diff_id.hex().to_owned());
+        let layers = image.layers()?;
+        for chain_id in crate::layer::chain_ids(layers.iter().map(|(_, diff_id)| diff_id)) {
+            keep_chain_ids.insert(chain_id.hex().to_owned());
         }
     }
     let mut report = PruneReport::default();
@@ -124,7 +126,7 @@ pub fn prune(store: &ContentStore, all: bool) -> Result<PruneReport, ImageError>
         }
     }
     let layers = store.root().join(LAYERS_DIR);
-    let pick = |name: &str| all || !keep_diff_ids.contains(name);
+    let pick = |name: &str| all || !keep_chain_ids.contains(name);
     report.bytes += entries_bytes(&layers, pick);
     report.layer_dirs = store.remove_entries(Path::new(LAYERS_DIR), pick)?;
     store.reclaim_scratch(&exclusive)?;
@@ -145,7 +147,7 @@ pub fn prune(store: &ContentStore, all: bool) -> Result<PruneReport, ImageError>
     Ok(report)
 }
 
-/// Where unpacked layers live in the store: `<root>/layers/<diff_id hex>/`.
+/// Where unpacked layers live in the store: `<root>/layers/<chain_id hex>/`.
 const LAYERS_DIR: &str = "layers";
 
 /// The bytes of the files under `path` (apparent sizes; a hardlinked file once; links
@@ -208,12 +210,14 @@ pub struct Usage {
 /// store meanwhile, so the figures are a snapshot.
 pub fn disk_usage(store: &ContentStore) -> Result<DiskUsage, ImageError> {
     let keep = referenced_blobs(store)?;
+    // Unpacked layers are named by chain ID (`ContentStore::unpack_layers`).
     let mut used_layers = BTreeSet::new();
     let images = store.images()?;
     for named in &images {
         let image = load_image(store, &named.descriptor)?;
-        for (_, diff_id) in image.layers()? {
-            used_layers.insert(diff_id.hex().to_owned());
+        let layers = image.layers()?;
+        for chain_id in crate::layer::chain_ids(layers.iter().map(|(_, diff_id)| diff_id)) {
+            used_layers.insert(chain_id.hex().to_owned());
         }
     }
     let mut usage = DiskUsage::default();
@@ -271,13 +275,15 @@ pub struct LayerCheck {
     pub checked: usize,
     /// Each unpacked layer that differs from its blob (or whose blob does not unpack).
     pub problems: Vec<Problem>,
-    /// With `repair`, the unpacked layers removed (unpacked again from their verified
-    /// blobs when a build or run needs them).
+    /// With `repair`, the chain IDs of the unpacked layers removed (unpacked again from
+    /// their verified blobs when a build or run needs them): each that differs, and those
+    /// unpacked over it.
     pub removed: Vec<Digest>,
 }
 
 /// `store verify --deep`: unpacks the blob of every unpacked layer a named image uses
-/// (`<root>/layers/<diff_id>/`) into scratch, the same way a build does, and compares
+/// (`<root>/layers/<chain_id>/`) into scratch, the same way a build does (over the
+/// unpacked layers below it), and compares
 /// the two trees: entries, kinds, modes, owners, sizes, contents, link targets, device
 /// numbers and extended attributes. An unpacked layer is trusted by every later build
 /// (it is an overlay lower dir), so an edited one would flow into new images. With
@@ -297,16 +303,31 @@ pub fn verify_layers(store: &ContentStore, repair: bool) -> Result<LayerCheck, I
         let Ok(layers) = image.layers() else {
             continue;
         };
-        for (blob, diff_id) in layers {
-            if !seen.insert(diff_id.clone()) {
+        let chain = crate::layer::chain_ids(layers.iter().map(|(_, diff_id)| diff_id));
+        // The directories below the one compared: its implied parents copy their
+        // attributes, so it is unpacked afresh over them.
+        let mut lowers = Vec::new();
+        let mut removed_below = false;
+        for ((blob, diff_id), chain_id) in layers.into_iter().zip(chain) {
+            let dir = store.layer_dir(&chain_id);
+            if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                // Unpacked again, over its lowers, when a build needs it; the ones above
+                // cannot be compared without it.
+                break;
+            }
+            if removed_below {
+                // Unpacked over a directory just removed as wrong: it goes too.
+                store.remove_tree(&dir)?;
+                out.removed.push(chain_id);
                 continue;
             }
-            let dir = store.layer_dir(&diff_id);
-            if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            if !seen.insert(chain_id.clone()) {
+                lowers.push(dir);
                 continue;
             }
             out.checked += 1;
-            let Some(why) = compare_with_blob(store, &blob, &diff_id, &dir)? else {
+            let Some(why) = compare_with_blob(store, &blob, &diff_id, &lowers, &dir)? else {
+                lowers.push(dir);
                 continue;
             };
             out.problems.push(Problem(format!(
@@ -316,18 +337,23 @@ pub fn verify_layers(store: &ContentStore, repair: bool) -> Result<LayerCheck, I
             )));
             if repair {
                 store.remove_tree(&dir)?;
-                out.removed.push(diff_id);
+                out.removed.push(chain_id);
+                removed_below = true;
+            } else {
+                lowers.push(dir);
             }
         }
     }
     Ok(out)
 }
 
-/// Unpacks `blob` into scratch and compares it with `dir`: the first difference, if any.
+/// Unpacks `blob` over `lowers` into scratch and compares it with `dir`: the first
+/// difference, if any.
 fn compare_with_blob(
     store: &ContentStore,
     blob: &Digest,
     diff_id: &Digest,
+    lowers: &[std::path::PathBuf],
     dir: &Path,
 ) -> Result<Option<String>, ImageError> {
     let tmp_dir = store.tmp_dir();
@@ -335,10 +361,11 @@ fn compare_with_blob(
         .prefix("verify-")
         .tempdir_in(&tmp_dir)
         .map_err(crate::store::io_err("create temp dir in", &tmp_dir))?;
-    let applied = crate::layer::apply_layer_limited(
+    let applied = crate::layer::apply_over(
         store.verified_reader(blob)?,
         fresh.path(),
         crate::layer::ApplyMode::OverlayLower,
+        lowers,
         &crate::layer::ArchiveLimits::from_env().unwrap_or_default(),
         &format!("layer blob {blob}"),
     );

@@ -5,8 +5,17 @@
 //! move a write outside the target; the last component is always created fresh
 //! (`O_EXCL`, `mknodat`, `symlinkat`), never followed. Entries whose names are absolute or
 //! hold `..` are refused before anything is touched.
+//!
+//! A layer may hold `a/b/f` without an entry for `a/` or `a/b/` (rbuild's own diffs, tools
+//! that write only what changed, hand-made archives). Such an implied parent takes the
+//! owner, mode, mtime and xattrs of the directory the layers below show at that path, and
+//! 0:0 0755 only when none of them has one: containerd's applier (`archive/tar.go`,
+//! `mkparent` with the parents of an overlay snapshot), which BuildKit unpacks with. In an
+//! overlay lower dir this matters most: overlayfs takes a merged directory's attributes
+//! from the topmost layer holding it, so an implied parent made 0755 would hide the real
+//! directory's owner and mode (`/tmp` losing its sticky 1777) from every later step.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -17,12 +26,13 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 use tar::EntryType;
+use xattr::FileExt;
 
 use super::compress::decompress;
 use super::limits::{ArchiveLimits, Meter};
 use super::{
-    LayerError, OPAQUE_WHITEOUT, OVERLAY_OPAQUE_XATTR, PAX_XATTR_PREFIX, WHITEOUT_PREFIX,
-    is_overlay_xattr,
+    LayerError, OPAQUE_WHITEOUT, OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR, PAX_XATTR_PREFIX,
+    WHITEOUT_PREFIX, is_overlay_xattr,
 };
 use crate::digest::{Digest, Hasher};
 
@@ -74,6 +84,39 @@ pub fn apply_layer_limited(
     limits: &ArchiveLimits,
     name: &str,
 ) -> Result<Applied, LayerError> {
+    apply_over(reader, target, mode, &[], limits, name)
+}
+
+/// [`apply_layer_limited`] for a layer unpacked alone into `target` while `lowers` (lowest
+/// first, overlay lower dirs) are the layers below it: a parent directory the layer
+/// implies but does not hold takes the attributes of the one those lowers show (see the
+/// module docs). In [`ApplyMode::Merged`] the target already holds the layers below, and
+/// `lowers` is empty.
+pub(crate) fn apply_over(
+    reader: impl Read,
+    target: &Path,
+    mode: ApplyMode,
+    lowers: &[PathBuf],
+    limits: &ArchiveLimits,
+    name: &str,
+) -> Result<Applied, LayerError> {
+    let open_dir = |dir: &Path| {
+        rustix::fs::open(
+            dir,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| LayerError::Apply {
+            entry: dir.display().to_string(),
+            source: e.into(),
+        })
+    };
+    // Topmost first, the order a lookup goes through them.
+    let lowers = lowers
+        .iter()
+        .rev()
+        .map(|dir| open_dir(dir))
+        .collect::<Result<Vec<_>, _>>()?;
     let root = rustix::fs::open(
         target,
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
@@ -100,8 +143,10 @@ pub fn apply_layer_limited(
     let mut applier = Applier {
         root,
         mode,
+        lowers,
         is_root: rustix::process::geteuid().is_root(),
         written: HashSet::new(),
+        implied: HashMap::new(),
         whiteouts: Vec::new(),
         opaques: Vec::new(),
         dir_times: Vec::new(),
@@ -147,6 +192,8 @@ impl<R: Read> Read for HashingReader<R> {
 struct Applier {
     root: OwnedFd,
     mode: ApplyMode,
+    /// The layers below, topmost first, that implied parents take their attributes from.
+    lowers: Vec<OwnedFd>,
     is_root: bool,
     /// Paths this layer created, which its own whiteouts must not remove.
     written: HashSet<PathBuf>,
@@ -156,6 +203,10 @@ struct Applier {
     opaques: Vec<(String, PathBuf)>,
     /// Directory mtimes, set last since creating children changes them.
     dir_times: Vec<(String, PathBuf, u64)>,
+    /// Implied parents made after a lower directory, with its mode and mtime: set last
+    /// (the mode too, so that a read-only one still takes its children), unless the
+    /// layer's own entry for the directory comes later.
+    implied: HashMap<PathBuf, (u32, Timespec)>,
     /// Device nodes not created (see [`Applied::skipped_devices`]).
     skipped_devices: Vec<String>,
 }
@@ -216,8 +267,9 @@ impl Applier {
         }
     }
 
-    /// Opens directory `rel` beneath the root, creating missing components.
-    fn open_dir(&self, entry: &str, rel: &Path) -> Result<OwnedFd, LayerError> {
+    /// Opens directory `rel` beneath the root, creating missing components as implied
+    /// parents (see [`Applier::imply`]).
+    fn open_dir(&mut self, entry: &str, rel: &Path) -> Result<OwnedFd, LayerError> {
         let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
         let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
         let target = if rel.as_os_str().is_empty() {
@@ -235,14 +287,63 @@ impl Applier {
         let mut sofar = PathBuf::new();
         for comp in rel.components() {
             sofar.push(comp);
-            match rustix::fs::mkdirat(&dir, comp.as_os_str(), Mode::from_raw_mode(0o755)) {
-                Ok(()) | Err(Errno::EXIST) => {}
+            let made = match rustix::fs::mkdirat(&dir, comp.as_os_str(), Mode::from_raw_mode(0o700))
+            {
+                Ok(()) => true,
+                Err(Errno::EXIST) => false,
                 Err(e) => return Err(errno_to_unsafe(entry, e)),
-            }
+            };
             dir = rustix::fs::openat2(&self.root, &sofar, flags, Mode::empty(), how)
                 .map_err(|e| errno_to_unsafe(entry, e))?;
+            if made {
+                self.imply(&dir, &sofar)
+                    .map_err(|source| LayerError::Apply {
+                        entry: entry.to_owned(),
+                        source,
+                    })?;
+            }
         }
         Ok(dir)
+    }
+
+    /// Gives the implied parent `rel`, just made and open as `dir`, the attributes of the
+    /// directory the lower layers show there, or 0755 (and the applier's owner) when they
+    /// show none: containerd's `mkparent`. Its mode is set whatever the umask.
+    fn imply(&mut self, dir: &OwnedFd, rel: &Path) -> io::Result<()> {
+        let Some(lower) = lower_dir(&self.lowers, rel)? else {
+            rustix::fs::fchmod(dir, Mode::from_raw_mode(0o755))?;
+            return Ok(());
+        };
+        let st = rustix::fs::fstat(&lower)?;
+        if self.is_root {
+            rustix::fs::fchown(
+                dir,
+                Some(rustix::fs::Uid::from_raw(st.st_uid)),
+                Some(rustix::fs::Gid::from_raw(st.st_gid)),
+            )?;
+        }
+        let (lower, made) = (File::from(lower), File::from(dir.try_clone()?));
+        for key in lower.list_xattr()? {
+            // containerd's copyUpXAttrs leaves out overlay bookkeeping and the SELinux
+            // label, which belongs to each inode.
+            if is_overlay_xattr(key.as_bytes()) || key.as_bytes() == SELINUX_XATTR {
+                continue;
+            }
+            let Some(value) = lower.get_xattr(&key)? else {
+                continue;
+            };
+            match made.set_xattr(&key, &value) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {}
+                other => other?,
+            }
+        }
+        let mtime = Timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec as _,
+        };
+        self.implied
+            .insert(rel.to_path_buf(), (st.st_mode & 0o7777, mtime));
+        Ok(())
     }
 
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), LayerError> {
@@ -434,6 +535,7 @@ impl Applier {
         }
         let mtime = header.mtime().map_err(apply_err)?;
         if kind == EntryType::Directory {
+            self.implied.remove(&rel);
             self.dir_times.push((name, rel, mtime));
         } else {
             set_mtime(&dir, fname, mtime).map_err(apply_err)?;
@@ -484,6 +586,28 @@ impl Applier {
             let fd = self.open_dir(&entry, parent)?;
             set_mtime(&fd, name, mtime).map_err(|source| LayerError::Apply { entry, source })?;
         }
+        // Deepest first, so that a parent made read-only does not stand in the way; setting
+        // a directory's times leaves its parent's alone.
+        let mut implied: Vec<_> = std::mem::take(&mut self.implied).into_iter().collect();
+        implied.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.components().count()));
+        for (rel, (mode, mtime)) in implied {
+            let entry = rel.display().to_string();
+            // A later entry of the layer may have replaced it with a file or a whiteout.
+            let Some(fd) = self.open_existing_dir(&entry, &rel)? else {
+                continue;
+            };
+            let times = Timestamps {
+                last_access: mtime,
+                last_modification: mtime,
+            };
+            // After the chown in `imply`, which clears the setgid bit.
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
+                .and_then(|()| rustix::fs::futimens(&fd, &times))
+                .map_err(|e| LayerError::Apply {
+                    entry,
+                    source: e.into(),
+                })?;
+        }
         Ok(())
     }
 
@@ -517,6 +641,52 @@ impl Applier {
         }
         Ok(())
     }
+}
+
+/// The SELinux label, which an implied parent does not copy from the lower directory.
+const SELINUX_XATTR: &[u8] = b"security.selinux";
+
+/// Directory `rel` as overlayfs would merge `lowers` (topmost first): the one in the
+/// topmost layer that holds it, unless a whiteout, a non-directory or an opaque directory
+/// in a layer above hides it. Each component is looked up without following symlinks.
+fn lower_dir(lowers: &[OwnedFd], rel: &Path) -> io::Result<Option<OwnedFd>> {
+    let components: Vec<&OsStr> = rel.iter().collect();
+    let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    'layers: for layer in lowers {
+        let mut dir = rustix::fs::openat(layer, ".", flags, Mode::empty())?;
+        let mut opaque_above = false;
+        for (i, name) in components.iter().enumerate() {
+            let st = match rustix::fs::statat(&dir, *name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(Errno::NOENT) if opaque_above => return Ok(None),
+                Err(Errno::NOENT) => continue 'layers,
+                Err(e) => return Err(e.into()),
+            };
+            if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                // A whiteout, file or symlink hides whatever the layers below hold here.
+                return Ok(None);
+            }
+            dir = rustix::fs::openat(&dir, *name, flags, Mode::empty())?;
+            if i + 1 == components.len() {
+                return Ok(Some(dir));
+            }
+            opaque_above |= is_opaque(&dir)?;
+        }
+    }
+    Ok(None)
+}
+
+/// Whether the open directory carries an overlay opaque marker (either namespace).
+fn is_opaque(dir: &OwnedFd) -> io::Result<bool> {
+    for key in [OVERLAY_OPAQUE_XATTR, OVERLAY_OPAQUE_USER_XATTR] {
+        let mut value = [0u8; 1];
+        match rustix::fs::fgetxattr(dir, key, &mut value[..]) {
+            Ok(1) if value == *b"y" => return Ok(true),
+            Ok(_) | Err(Errno::NODATA) | Err(Errno::NOTSUP) | Err(Errno::RANGE) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(false)
 }
 
 fn set_mtime(dir: &impl AsFd, name: &OsStr, mtime: u64) -> io::Result<()> {

@@ -1,10 +1,12 @@
-//! `<root>/layers/<diff_id>/`: each layer unpacked once, as an overlay lower dir.
+//! `<root>/layers/<chain_id>/`: each layer of a stack unpacked once, over the layers
+//! below it, as an overlay lower dir.
 
 use std::fs;
 use std::io::{self, Read};
 use std::path::PathBuf;
 
-use super::{ApplyMode, ArchiveLimits, LayerError, apply_layer_limited};
+use super::apply::apply_over;
+use super::{ApplyMode, ArchiveLimits, LayerError};
 use crate::digest::{Digest, Hasher};
 use crate::store::{ContentStore, StoreError};
 
@@ -43,15 +45,47 @@ impl ContentStore {
         })
     }
 
-    /// Where the layer with `diff_id` is (or would be) unpacked.
-    pub fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
-        self.root().join("layers").join(diff_id.hex())
+    /// Where the top layer of the stack with chain ID `chain_id` (see [`chain_ids`]) is,
+    /// or would be, unpacked.
+    pub fn layer_dir(&self, chain_id: &Digest) -> PathBuf {
+        self.root().join("layers").join(chain_id.hex())
     }
 
-    /// Unpacks layer blob `blob` once into `<root>/layers/<diff_id>/` as an overlay lower
-    /// dir and returns that directory; later calls return it at once.
-    pub fn unpack_layer(&self, blob: &Digest, diff_id: &Digest) -> Result<PathBuf, LayerError> {
-        let dest = self.layer_dir(diff_id);
+    /// Unpacks each layer of a stack, given as (blob, diff_id) lowest first, into
+    /// `<root>/layers/<chain_id>/` as an overlay lower dir over the ones below it, once;
+    /// returns the directories, lowest first.
+    ///
+    /// A directory is keyed by its chain ID, not its diff_id, for two reasons (containerd
+    /// keys its snapshots the same way): a parent directory the layer implies but does
+    /// not hold takes the attributes the layers below give it (see
+    /// [`apply_layer`](super::apply_layer)), so the same layer unpacks differently over
+    /// different stacks; and two byte-identical layers in one stack (`RUN echo a > /a`
+    /// twice within a second, the empty layers of old images) get two directories,
+    /// where one directory given twice as an overlay lower makes the mount fail with
+    /// ELOOP.
+    pub fn unpack_layers<'a>(
+        &self,
+        layers: impl IntoIterator<Item = (&'a Digest, &'a Digest)>,
+    ) -> Result<Vec<PathBuf>, LayerError> {
+        let layers: Vec<_> = layers.into_iter().collect();
+        let chain = chain_ids(layers.iter().map(|(_, diff_id)| *diff_id));
+        let mut dirs: Vec<PathBuf> = Vec::with_capacity(layers.len());
+        for ((blob, diff_id), chain_id) in layers.into_iter().zip(&chain) {
+            let dir = self.unpack_over(blob, diff_id, chain_id, &dirs)?;
+            dirs.push(dir);
+        }
+        Ok(dirs)
+    }
+
+    /// Unpacks layer blob `blob` once over `lowers` (its stack's directories below it).
+    fn unpack_over(
+        &self,
+        blob: &Digest,
+        diff_id: &Digest,
+        chain_id: &Digest,
+        lowers: &[PathBuf],
+    ) -> Result<PathBuf, LayerError> {
+        let dest = self.layer_dir(chain_id);
         if dest.is_dir() {
             return Ok(dest);
         }
@@ -64,10 +98,11 @@ impl ContentStore {
                 path: parent.clone(),
                 source: e,
             })?;
-        let found = apply_layer_limited(
+        let found = apply_over(
             self.verified_reader(blob)?,
             tmp.path(),
             ApplyMode::OverlayLower,
+            lowers,
             &ArchiveLimits::from_env()?,
             &format!("layer blob {blob}"),
         )?
@@ -95,5 +130,38 @@ impl ContentStore {
             }
             .into()),
         }
+    }
+}
+
+/// image-spec config.md, "Layer ChainID": the chain IDs of a stack of layers with
+/// `diff_ids` (lowest first). The lowest layer's is its diff_id; each other's is the
+/// digest of "<chain ID below> <diff_id>". A chain ID names a layer together with
+/// everything below it.
+pub fn chain_ids<'a>(diff_ids: impl IntoIterator<Item = &'a Digest>) -> Vec<Digest> {
+    let mut out: Vec<Digest> = Vec::new();
+    for diff_id in diff_ids {
+        let id = match out.last() {
+            None => diff_id.clone(),
+            Some(below) => Digest::of(format!("{below} {diff_id}").as_bytes()),
+        };
+        out.push(id);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_image_spec() {
+        let a: Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
+        let b: Digest = format!("sha256:{}", "b".repeat(64)).parse().unwrap();
+        let ids = chain_ids([&a, &b, &b]);
+        assert_eq!(ids[0], a);
+        assert_eq!(ids[1], Digest::of(format!("{a} {b}").as_bytes()));
+        assert_eq!(ids[2], Digest::of(format!("{} {b}", ids[1]).as_bytes()));
+        // The same layer twice in a stack has two chain IDs, so two directories.
+        assert_ne!(ids[1], ids[2]);
     }
 }

@@ -17,7 +17,9 @@ mod writer;
 use std::io;
 use std::path::PathBuf;
 
+pub(crate) use self::apply::apply_over;
 pub use self::apply::{Applied, ApplyMode, apply_layer, apply_layer_limited};
+pub use self::cache::chain_ids;
 pub use self::compress::{Compression, decompress};
 pub(crate) use self::limits::Meter;
 pub use self::limits::{

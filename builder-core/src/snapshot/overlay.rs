@@ -38,7 +38,7 @@ impl Snapshotter for OverlaySnapshotter {
         }
         Ok(Snapshot {
             root: StepRoot::Overlay {
-                lowers: lowers.to_vec(),
+                lowers: distinct_lowers(lowers),
                 upper,
                 work,
                 userxattr: self.userxattr,
@@ -60,6 +60,23 @@ impl Snapshotter for OverlaySnapshotter {
         walk_upper(&view, upper, Path::new(""), false, &mut set)?;
         Ok(set)
     }
+}
+
+/// `lowers` with each directory kept only where it is topmost. overlayfs refuses a mount
+/// that names one lower directory twice (ELOOP, "Too many levels of symbolic links"); the
+/// store never gives one twice (unpacked layers are keyed by chain ID), but a caller's
+/// stack may. Dropping the lower copy changes nothing: whatever it could show, hide or
+/// make opaque, the same directory higher up already does.
+fn distinct_lowers(lowers: &[PathBuf]) -> Vec<PathBuf> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<PathBuf> = lowers
+        .iter()
+        .rev()
+        .filter(|dir| seen.insert(dir.as_path()))
+        .cloned()
+        .collect();
+    out.reverse();
+    out
 }
 
 /// Records the changes under `rel` of the upper directory. With `all_added`, nothing of

@@ -42,7 +42,7 @@ enum StoreCommand {
     Verify {
         #[command(flatten)]
         store: StoreArgs,
-        /// Also compare each unpacked layer (<root>/layers/<diff_id>) with its blob,
+        /// Also compare each unpacked layer (<root>/layers/<chain_id>) with its blob,
         /// unpacking the blob again (slow: as long as unpacking every image)
         #[arg(long)]
         deep: bool,
