@@ -478,6 +478,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
         let snapshot = self.prepare(&self.state, &scratch.join("root"))?;
         match &step.instruction {
             Instruction::Run(run) => {
+                let run = &mounts::with_resolved_targets(run, &self.workdir(step));
                 let mut spec =
                     run_spec(step, run, &self.state.config.image, shared.request.network);
                 // Held (locks, the step's own directories) until the step is done.

@@ -32,7 +32,7 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rbuild_dockerfile::{CacheSharing, Mount, MountType};
+use rbuild_dockerfile::{CacheSharing, Mount, MountType, Run};
 
 mod bind;
 mod ssh;
@@ -250,6 +250,38 @@ pub(crate) fn prepare(
         }
     }
     Ok(out)
+}
+
+/// `run` with every relative mount target made absolute against the step's working
+/// directory, and `.`/`..` resolved lexically, as BuildKit places `target=cache` under
+/// `WORKDIR` (`RUN --mount=type=cache,target=node_modules npm ci`).
+pub(crate) fn with_resolved_targets(run: &Run, workdir: &str) -> Run {
+    let mut run = run.clone();
+    for mount in &mut run.mounts {
+        if let Some(target) = &mount.target {
+            mount.target = Some(resolve_target(target, workdir));
+        }
+    }
+    run
+}
+
+fn resolve_target(target: &str, workdir: &str) -> String {
+    let joined = if target.starts_with('/') {
+        target.to_owned()
+    } else {
+        format!("{workdir}/{target}")
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for part in joined.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 fn target_of(mount: &Mount) -> String {
@@ -549,6 +581,15 @@ mod tests {
             size: None,
             env: None,
         }
+    }
+
+    #[test]
+    fn relative_targets_go_under_the_working_directory() {
+        assert_eq!(resolve_target("cache", "/app"), "/app/cache");
+        assert_eq!(resolve_target("./a/../b/", "/w/x"), "/w/x/b");
+        assert_eq!(resolve_target("../../../up", "/w"), "/up");
+        assert_eq!(resolve_target("/abs/./p", "/w"), "/abs/p");
+        assert_eq!(resolve_target("secret1.txt", "/"), "/secret1.txt");
     }
 
     #[test]
