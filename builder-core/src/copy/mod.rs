@@ -45,6 +45,7 @@ use crate::context::{ContextHashes, ContextListing, HashError, IgnoreError, Reso
 use crate::{Digest, Hasher, WalkError};
 
 pub use self::chmod::{ChmodError, ModeChange};
+pub(crate) use self::dest::DestRoot;
 
 /// Where the sources of a copy come from.
 #[derive(Debug, Clone, Copy)]
