@@ -11,6 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode};
 
 use super::CopyError;
+use super::chmod::DEFAULT_DIR_MODE;
 use super::dest::{lstat_at, make_dir, set_mtime, set_owner_mode, split};
 use super::write::{Writer, create_file};
 use crate::{PAX_XATTR_PREFIX, is_overlay_xattr};
@@ -221,7 +222,9 @@ fn extract_entry<R: Read>(
         .unwrap_or(i64::MAX)
         .saturating_mul(1_000_000_000);
     if let Some((parent, _)) = split(&target) {
-        w.root.mkdir_all(parent, (0, 0))?;
+        // Parents the archive implies without an entry: 0755 and root's, even with
+        // --chown (docker's untar makes them with the daemon's own ids).
+        w.root.mkdir_all(parent, (0, 0), DEFAULT_DIR_MODE)?;
     }
     let dir = w.parent_of(&target)?;
     let name = target.file_name().unwrap_or_default().to_os_string();
