@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use rbuild_dockerfile::{
     BaseImageConfig, CommandLine, DEFAULT_PATH, Environment, HealthCheck, Instruction, Span, Step,
+    normalize_workdir,
 };
 
 use crate::exec::DEFAULT_SHELL;
@@ -77,6 +78,11 @@ pub(crate) fn new_stage_config(base: Option<&ImageConfig>) -> StageConfig {
     };
     image.created = None;
     image.config.on_build = None;
+    // BuildKit replays the base's WorkingDir as a WORKDIR relative to itself: a relative
+    // one (`a`) becomes absolute (`/a/a`) in the stage's config even without a WORKDIR.
+    if let Some(wd) = image.config.working_dir.as_mut().filter(|w| !w.is_empty()) {
+        *wd = normalize_workdir(Some(wd), wd);
+    }
     let env = image.config.env.get_or_insert_with(Vec::new);
     if !env.iter().any(|e| env_key(e) == "PATH") {
         env.push(format!("PATH={DEFAULT_PATH}"));
@@ -499,6 +505,19 @@ mod tests {
             ..History::default()
         });
         base
+    }
+
+    /// Issue 14, bug 3: checked against docker 28.5, `FROM` an image whose WorkingDir
+    /// is `a/b` gives the stage `/a/b/a/b`.
+    #[test]
+    fn a_relative_base_workdir_is_replayed_relative_to_itself() {
+        let mut base = base_config();
+        base.config.working_dir = Some("a/b".to_owned());
+        let stage = new_stage_config(Some(&base));
+        assert_eq!(stage.image.config.working_dir.as_deref(), Some("/a/b/a/b"));
+        base.config.working_dir = Some("/srv/./x/".to_owned());
+        let stage = new_stage_config(Some(&base));
+        assert_eq!(stage.image.config.working_dir.as_deref(), Some("/srv/./x/"));
     }
 
     #[test]

@@ -37,7 +37,12 @@ fn sample_tar() -> Vec<u8> {
     let mut h = tar::Header::new_ustar();
     h.set_entry_type(tar::EntryType::Link);
     h.set_size(0);
+    // As tar writers do, the link entry repeats its file's metadata (docker's untar
+    // applies it to the shared inode).
     h.set_mode(0o751);
+    h.set_uid(12);
+    h.set_gid(34);
+    h.set_mtime(1_000_000_000);
     b.append_link(&mut h, "pkg/hard", "pkg/run.sh").unwrap();
     // A file whose parent directory has no entry of its own.
     let mut h = tar::Header::new_ustar();
@@ -114,25 +119,61 @@ fn every_archive_format_is_extracted() {
     }
 }
 
+/// Issue 14, bug 5: docker 28.5's BuildKit gives every extracted entry the --chown
+/// owner (docker 20.10's left the archive's); the directories the archive implies
+/// without entries stay 0:0, the destination gets the owner. --chmod does not reach an
+/// archive: its entries keep their modes and the destination is 0755.
 #[test]
-fn chown_reaches_only_the_directories_an_extraction_creates() {
-    // As docker 20.10's BuildKit: `ADD --chown=5:6 a.tar /x/` leaves the entries' own
-    // owners and gives 5:6 to /x only.
+fn chown_reaches_every_entry_of_an_extraction_and_chmod_none() {
     copy_common::require_root();
     let ctx = context_with("a.tar", &sample_tar());
     let root = dest();
     copy(
-        &op("ADD --chown=5:6 a.tar /x/", "/"),
+        &op("ADD --chown=5:6 --chmod=700 a.tar /x/y/", "/"),
         &ctx.source(),
         root.path(),
     )
     .unwrap();
     let seen = tree(root.path());
-    assert_eq!((seen["x"].uid, seen["x"].gid), (5, 6));
-    assert_eq!(
-        (seen["x/pkg/run.sh"].uid, seen["x/pkg/run.sh"].gid),
-        (12, 34)
-    );
+    let owner = |p: &str| (seen[p].uid, seen[p].gid, seen[p].mode);
+    assert_eq!(owner("x"), (5, 6, 0o755));
+    assert_eq!(owner("x/y"), (5, 6, 0o755));
+    assert_eq!(owner("x/y/pkg"), (5, 6, 0o755));
+    assert_eq!(owner("x/y/pkg/run.sh"), (5, 6, 0o751));
+    assert_eq!(owner("x/y/pkg/hard"), (5, 6, 0o751));
+    assert_eq!((seen["x/y/pkg/link"].uid, seen["x/y/pkg/link"].gid), (5, 6));
+    assert_eq!(owner("x/y/implied/dir/f"), (5, 6, 0o644));
+    assert_eq!(owner("x/y/implied"), (0, 0, 0o755));
+    assert_eq!(owner("x/y/implied/dir"), (0, 0, 0o755));
+}
+
+/// Docker's untar gives a hardlink's inode the link entry's mode, owner and times
+/// (checked against docker 28.5: a file entry 0640 then a link to it with 0644 gives
+/// both names 0644).
+#[test]
+fn a_hardlink_entry_sets_the_mode_and_owner_of_its_inode() {
+    copy_common::require_root();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(0o640);
+    h.set_uid(7);
+    h.set_size(1);
+    h.set_mtime(1_000_000_000);
+    b.append_data(&mut h, "f", &b"f"[..]).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Link);
+    h.set_mode(0o644);
+    h.set_uid(8);
+    h.set_size(0);
+    h.set_mtime(1_500_000_000);
+    b.append_link(&mut h, "h", "f").unwrap();
+    let ctx = context_with("l.tar", &b.into_inner().unwrap());
+    let root = dest();
+    copy(&op("ADD l.tar /o/", "/"), &ctx.source(), root.path()).unwrap();
+    let seen = tree(root.path());
+    assert_eq!((seen["o/f"].mode, seen["o/f"].uid), (0o644, 8));
+    let meta = std::fs::metadata(root.path().join("o/h")).unwrap();
+    assert_eq!(meta.mtime(), 1_500_000_000);
 }
 
 #[test]

@@ -80,8 +80,9 @@ fn chmod_applies_to_files_and_directories() {
     assert_eq!(seen["o/s"].mode, 0o640);
     assert_eq!(seen["o/s/g"].mode, 0o640);
     assert_eq!(seen["o/h"].mode, 0o700);
-    // The destination directory created for the copy is 0755.
-    assert_eq!(seen["o"].mode, 0o755);
+    // The destination directory created for the copy takes the octal mode (less
+    // dockerd's umask, 0022); a symbolic one would leave it 0755.
+    assert_eq!(seen["o"].mode, 0o640);
     let err = copy(
         &op("COPY --chmod=9z h /p/", "/"),
         &ctx.source(),
@@ -89,6 +90,45 @@ fn chmod_applies_to_files_and_directories() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("invalid --chmod=9z"), "{err}");
+}
+
+/// Issue 14, bug 13: checked against docker 28.5, the directories `COPY --chmod`
+/// creates for its destination take the octal mode less dockerd's umask (special bits
+/// dropped), and the --chown owner; a symbolic mode leaves them 0755; existing ones
+/// are left alone.
+#[test]
+fn chmod_gives_the_directories_a_copy_creates_its_mode() {
+    copy_common::require_root();
+    let ctx = Context::new(&[("foo", "x"), ("d/f", "y")]);
+    let root = dest();
+    std::fs::create_dir(root.path().join("old")).unwrap();
+    std::fs::set_permissions(root.path().join("old"), fs::Permissions::from_mode(0o700)).unwrap();
+    for line in [
+        "COPY --chmod=770 foo /parent/sub/foo",
+        "COPY --chmod=600 --chown=100:200 foo /p3/a/b/foo",
+        "COPY --chmod=4755 foo /p2/sub/",
+        "COPY --chmod=705 d /p5/y",
+        "COPY --chmod=u+x,go=r foo /sym/a/foo",
+        "COPY --chmod=770 foo /old/new/",
+        "COPY --chmod=750 <<EOF /hd/a/\nhello\nEOF",
+    ] {
+        copy(&op(line, "/"), &ctx.source(), root.path()).unwrap_or_else(|e| panic!("{line}: {e}"));
+    }
+    let seen = tree(root.path());
+    let dir = |p: &str| (seen[p].kind, seen[p].mode, seen[p].uid, seen[p].gid);
+    assert_eq!(dir("parent"), ('d', 0o750, 0, 0));
+    assert_eq!(dir("parent/sub"), ('d', 0o750, 0, 0));
+    assert_eq!(dir("p3"), ('d', 0o600, 100, 200));
+    assert_eq!(dir("p3/a/b"), ('d', 0o600, 100, 200));
+    assert_eq!(dir("p2/sub"), ('d', 0o755, 0, 0));
+    assert_eq!(dir("p5"), ('d', 0o705, 0, 0));
+    assert_eq!(dir("p5/y"), ('d', 0o705, 0, 0));
+    assert_eq!(dir("sym/a"), ('d', 0o755, 0, 0));
+    assert_eq!(dir("old"), ('d', 0o700, 0, 0));
+    assert_eq!(dir("old/new"), ('d', 0o750, 0, 0));
+    assert_eq!(dir("hd/a"), ('d', 0o750, 0, 0));
+    assert_eq!(seen["parent/sub/foo"].mode, 0o770);
+    assert_eq!(seen["p2/sub/foo"].mode, 0o4755);
 }
 
 #[test]

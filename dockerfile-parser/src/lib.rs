@@ -44,7 +44,7 @@ pub use crate::instruction::{
     MountType, NetworkMode, Onbuild, Run, SecurityMode, Shell, SourcesAndDest, Stage, Text, parse,
     parse_go_duration, parse_tree,
 };
-pub use crate::path::clean_path;
+pub use crate::path::{clean_path, normalize_workdir};
 pub use crate::syntax::{
     Arguments, DEFAULT_ESCAPE, Directive, Heredoc, KeyValue, RawInstruction, SyntaxTree, Warning,
     parse_syntax,

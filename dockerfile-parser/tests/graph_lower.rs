@@ -146,6 +146,39 @@ fn dot_output_renders_with_graphviz() {
     );
 }
 
+/// Issue 14, bug 3: relative WORKDIRs on an image without a WorkingDir start at `/`
+/// (BuildKit: `/a/b`; rbuild made it `a/b`, and RUN ran in `/b`); an absolute one stays
+/// as written; a base image's relative WorkingDir is replayed relative to itself.
+#[test]
+fn relative_workdir_on_an_image_without_one_starts_at_the_root() {
+    let g = graph(
+        "FROM scratch\nWORKDIR a\nWORKDIR b\nRUN pwd\nWORKDIR /x/../y/\nRUN pwd\n",
+        &[],
+    );
+    let workdirs: Vec<_> = g.steps.iter().map(|s| s.workdir.as_deref()).collect();
+    assert_eq!(
+        workdirs,
+        [
+            Some("/a"),
+            Some("/a/b"),
+            Some("/a/b"),
+            Some("/x/../y/"),
+            Some("/x/../y/")
+        ]
+    );
+
+    let mut options = LowerOptions::default();
+    options.base_images.insert(
+        "img".into(),
+        BaseImageConfig {
+            workdir: Some("a/b".into()),
+            ..BaseImageConfig::default()
+        },
+    );
+    let g = lower(&parse("FROM img\nRUN pwd\n").unwrap(), &options).unwrap();
+    assert_eq!(g.steps[0].workdir.as_deref(), Some("/a/b/a/b"));
+}
+
 #[test]
 fn base_image_configuration_seeds_the_stage() {
     let source = "FROM alpine AS base\nENV PATH=/opt/bin:$PATH\nWORKDIR sub\nRUN true\n\
@@ -164,7 +197,7 @@ FROM base\nRUN true\nFROM scratch\nENV P=$PATH\n";
     let unresolved = lower(&file, &options).unwrap();
     assert_eq!(unresolved.base_images(), ["alpine"]);
     assert_eq!(unresolved.steps[0].env.get("PATH"), Some("/opt/bin:"));
-    assert_eq!(unresolved.steps[1].workdir.as_deref(), Some("sub"));
+    assert_eq!(unresolved.steps[1].workdir.as_deref(), Some("/sub"));
 
     let mut options = options;
     options.base_images.insert(

@@ -8,10 +8,13 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
-use rbuild_dockerfile::{CommandLine, Instruction, NetworkMode, Run, SecurityMode, Step};
+use rbuild_dockerfile::{
+    CommandLine, Instruction, NetworkMode, Run, SecurityMode, Step, clean_path,
+};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use super::error::{BuildError, io_err};
+use crate::copy::DestRoot;
 use crate::exec::{
     CancelToken, Command, Credentials, Executor, Network, RunSpec, Security, Stream, resolve_user,
 };
@@ -357,6 +360,11 @@ impl<'a> LineSplitter<'a> {
 /// Creates `workdir` (absolute) and its missing parents inside `root`, owned by `user`
 /// when one is set (as BuildKit's `WORKDIR` does), never leaving `root` through a
 /// symlink.
+///
+/// BuildKit's `WORKDIR` is a `Mkdir` file op on the cleaned path, resolved like
+/// continuity's `RootPath`: every symlink on the way is followed inside the root, a
+/// dangling one to where its target would be, which is then created (issue 14, bug 4:
+/// `RUN ln -s /var/lib/tempest /tempest` / `WORKDIR /tempest` makes `/var/lib/tempest`).
 pub(crate) fn make_workdir(
     root: &Path,
     workdir: &str,
@@ -372,8 +380,15 @@ pub(crate) fn make_workdir(
             Some(creds)
         }
     };
+    let clean = clean_path(workdir);
+    let resolved = DestRoot::open(root)?
+        .resolve(Path::new(clean.trim_start_matches('/')))
+        .map_err(io_err(
+            "resolve",
+            &root.join(workdir.trim_start_matches('/')),
+        ))?;
     let mut parent = String::new();
-    for component in Path::new(workdir).components() {
+    for component in resolved.components() {
         let Component::Normal(name) = component else {
             continue;
         };
@@ -543,6 +558,32 @@ mod tests {
             shell_script(line, &run),
             "cat <<A > /x && echo two\nline\nA"
         );
+    }
+
+    /// Issue 14, bug 4: `RUN ln -s /var/lib/tempest /tempest` / `WORKDIR /tempest`
+    /// left the link dangling (and the next RUN failed); BuildKit creates its target.
+    /// Chains, relative links and links climbing above the root resolve inside it.
+    #[test]
+    fn workdir_through_dangling_symlinks_creates_their_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("var")).unwrap();
+        let link = |target: &str, name: &str| {
+            std::os::unix::fs::symlink(target, root.join(name)).unwrap();
+        };
+        link("/var/lib/tempest", "tempest");
+        make_workdir(root, "/tempest", None).unwrap();
+        assert!(root.join("var/lib/tempest").is_dir());
+        link("c2", "c1");
+        link("/c3/x", "c2");
+        make_workdir(root, "/c1/sub/", None).unwrap();
+        assert!(root.join("c3/x/sub").is_dir());
+        link("../../outside", "esc");
+        make_workdir(root, "/esc/in", None).unwrap();
+        assert!(root.join("outside/in").is_dir());
+        // The path is cleaned first: `/a/../b/` makes `/b` only.
+        make_workdir(root, "/a/../b/", None).unwrap();
+        assert!(root.join("b").is_dir() && !root.join("a").exists());
     }
 
     #[test]

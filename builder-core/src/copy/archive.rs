@@ -11,6 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode};
 
 use super::CopyError;
+use super::chmod::DEFAULT_DIR_MODE;
 use super::dest::{lstat_at, make_dir, set_mtime, set_owner_mode, split};
 use super::write::{Writer, create_file};
 use crate::{PAX_XATTR_PREFIX, is_overlay_xattr};
@@ -208,20 +209,24 @@ fn extract_entry<R: Read>(
         path: archive_name.to_owned(),
         source,
     };
-    // Entries keep the archive's owners even with --chown, which only reaches the
-    // directories the copy creates (checked against docker 20.10's BuildKit). Go's
-    // archive/tar (docker's untar) reads an empty numeric field as 0; so do we.
-    // Hostile headers can hold base-256 numbers of any size: clamp, never overflow.
-    let owner = (
+    // Entries keep the archive's owners unless --chown, which BuildKit passes to
+    // docker's untar as its ChownOpts: every entry, hardlinks and symlinks included,
+    // gets that owner (issue 14, bug 5, checked against docker 28.5; docker 20.10's
+    // BuildKit left the archive's owners). Go's archive/tar reads an empty numeric
+    // field as 0; so do we. Hostile headers can hold base-256 numbers of any size:
+    // clamp, never overflow.
+    let owner = w.chown.unwrap_or((
         u32::try_from(header.uid().unwrap_or(0)).unwrap_or(u32::MAX),
         u32::try_from(header.gid().unwrap_or(0)).unwrap_or(u32::MAX),
-    );
+    ));
     let mode = header.mode().unwrap_or(0) & 0o7777;
     let mtime_ns = i64::try_from(header.mtime().unwrap_or(0))
         .unwrap_or(i64::MAX)
         .saturating_mul(1_000_000_000);
     if let Some((parent, _)) = split(&target) {
-        w.root.mkdir_all(parent, (0, 0))?;
+        // Parents the archive implies without an entry: 0755 and root's, even with
+        // --chown (docker's untar makes them with the daemon's own ids).
+        w.root.mkdir_all(parent, (0, 0), DEFAULT_DIR_MODE)?;
     }
     let dir = w.parent_of(&target)?;
     let name = target.file_name().unwrap_or_default().to_os_string();
@@ -279,6 +284,16 @@ fn extract_entry<R: Read>(
             rustix::fs::linkat(&ldir, lname, &dir, &name, AtFlags::empty())
                 .map_err(|e| fail("link", &target)(e.into()))?;
             w.stats.files += 1;
+            // Docker's untar gives the linked inode the link entry's owner, and its mode
+            // and times unless it is a symlink: the last header naming a file wins.
+            let linked_symlink =
+                lstat_at(&dir, &name).map_err(fail("stat", &target))? == Some(FileType::Symlink);
+            if linked_symlink {
+                set_owner_mode(&dir, &name, owner, None).map_err(fail("chown", &target))?;
+            } else {
+                set_owner_mode(&dir, &name, owner, Some(mode)).map_err(fail("chown", &target))?;
+                set_mtime(&dir, &name, mtime_ns).map_err(fail("set times on", &target))?;
+            }
             return Ok(());
         }
         tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {

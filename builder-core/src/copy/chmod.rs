@@ -33,6 +33,13 @@ pub struct Clause {
     cond_exec: bool,
 }
 
+/// The umask dockerd (and so BuildKit's file operations) runs with: docker sets it to
+/// 0022 at start.
+const DOCKERD_UMASK: u32 = 0o022;
+/// Mode of the directories a copy creates without an octal `--chmod` (fsutil's
+/// `defaultDirectoryMode`).
+pub(crate) const DEFAULT_DIR_MODE: u32 = 0o755;
+
 const USER: u32 = 0o4700;
 const GROUP: u32 = 0o2070;
 const OTHER: u32 = 0o1007;
@@ -106,6 +113,19 @@ impl ModeChange {
         Ok(ModeChange::Symbolic(clauses))
     }
 
+    /// The mode of the directories a copy with this `--chmod` (or none) creates for its
+    /// destination: the destination itself when it names a directory, and every missing
+    /// parent. BuildKit's fsutil `Copy` makes them with `MkdirAll(path, mode)`, where the
+    /// mode is `--chmod`'s when octal (Go's `os.Mkdir` keeps only its permission bits)
+    /// and 0755 otherwise, under dockerd's umask (issue 14, bug 13: `COPY --chmod=770
+    /// foo /parent/sub/foo` makes `/parent/sub` 0750 in docker 28.5).
+    pub(crate) fn created_dir_mode(change: Option<&ModeChange>) -> u32 {
+        match change {
+            Some(ModeChange::Octal(mode)) => mode & 0o777 & !DOCKERD_UMASK,
+            _ => DEFAULT_DIR_MODE,
+        }
+    }
+
     /// The mode an entry with `mode` gets.
     pub fn apply(&self, mode: u32, is_dir: bool) -> u32 {
         let clauses = match self {
@@ -133,6 +153,23 @@ impl ModeChange {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Issue 14, bug 13, checked against docker 28.5: the parents `COPY --chmod`
+    /// creates get the octal mode less dockerd's umask; special bits and symbolic modes
+    /// leave them 0755.
+    #[test]
+    fn created_directories_take_an_octal_mode_under_the_umask() {
+        let created =
+            |spec: &str| ModeChange::created_dir_mode(Some(&ModeChange::parse(spec).unwrap()));
+        assert_eq!(created("770"), 0o750);
+        assert_eq!(created("707"), 0o705);
+        assert_eq!(created("600"), 0o600);
+        assert_eq!(created("0"), 0);
+        assert_eq!(created("4755"), 0o755);
+        assert_eq!(created("777"), 0o755);
+        assert_eq!(created("u+x,go=r"), 0o755);
+        assert_eq!(ModeChange::created_dir_mode(None), 0o755);
+    }
 
     fn apply(spec: &str, mode: u32, dir: bool) -> u32 {
         ModeChange::parse(spec).unwrap().apply(mode, dir)

@@ -95,9 +95,9 @@ impl DestRoot {
             .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory))
     }
 
-    /// Creates directory `rel` and its missing parents, each 0755 with `owner` and
+    /// Creates directory `rel` and its missing parents, each with `mode`, `owner` and
     /// the current time, as BuildKit's `MkdirAll` does for a copy's destination.
-    pub fn mkdir_all(&self, rel: &Path, owner: (u32, u32)) -> Result<(), CopyError> {
+    pub fn mkdir_all(&self, rel: &Path, owner: (u32, u32), mode: u32) -> Result<(), CopyError> {
         if self.is_dir(rel).map_err(CopyError::dest("stat", rel))? {
             return Ok(());
         }
@@ -120,8 +120,7 @@ impl DestRoot {
                     let dir = self
                         .open_dir(parent)
                         .map_err(CopyError::dest("open", parent))?;
-                    make_dir(&dir, name, 0o755, owner)
-                        .map_err(CopyError::dest("create", &sofar))?;
+                    make_dir(&dir, name, mode, owner).map_err(CopyError::dest("create", &sofar))?;
                 }
             }
         }

@@ -17,9 +17,12 @@
 //!
 //! Where BuildKit's behaviour was checked against docker 20.10's builder: a wildcard
 //! that matches nothing copies nothing and is no error; several sources with a
-//! destination that is not a directory are copied in turn (the last file wins); `ADD
-//! --chown` of an archive leaves the entries' owners; an existing directory inside a
-//! copied one takes the copy's owner and mode; hardlinks are kept within one source.
+//! destination that is not a directory are copied in turn (the last file wins); an
+//! existing directory inside a copied one takes the copy's owner and mode; hardlinks are
+//! kept within one source. Against docker 28.5's: `ADD --chown` of an archive gives
+//! every entry that owner (20.10 left the archive's); the directories a copy creates
+//! for its destination take an octal `--chmod` less dockerd's umask (an archive's
+//! destination stays 0755).
 //!
 //! The cache key of a copy ([`sources_digest`]) covers the op's own options and, for
 //! every selected entry, its relative path, type, mode, owner, content digest and link
@@ -45,6 +48,7 @@ use crate::context::{ContextHashes, ContextListing, HashError, IgnoreError, Reso
 use crate::{Digest, Hasher, WalkError};
 
 pub use self::chmod::{ChmodError, ModeChange};
+pub(crate) use self::dest::DestRoot;
 
 /// Where the sources of a copy come from.
 #[derive(Debug, Clone, Copy)]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use xattr::FileExt as _;
 
-use super::chmod::ModeChange;
+use super::chmod::{DEFAULT_DIR_MODE, ModeChange};
 use super::dest::{self, DestRoot, lstat_at, make_dir, set_mtime, set_owner_mode, split};
 use super::plan::{Item, Plan, Selected, SourceView};
 use super::{CopyError, CopyOp, CopyStats, archive, chown, parallel, remote};
@@ -41,26 +41,16 @@ pub(crate) fn run(
         .resolve(&written)
         .map_err(CopyError::dest("resolve", &written))?;
     let dir_syntax = dest.ends_with('/');
-    let created_owner = chown.unwrap_or((0, 0));
     if plan.items.is_empty() {
         // Only wildcards that matched nothing: BuildKit changes nothing, not even the
         // destination's parents.
         return Ok(CopyStats::default());
     }
-    // Several sources with a destination that is not a directory are not refused:
-    // BuildKit copies them in turn, a later file replacing an earlier one, and fails
-    // only when a directory's contents must go where a file is.
-    // BuildKit's fsutil: the destination (when it names a directory) or its parent is
-    // created first, 0755 and owned by the --chown user.
-    if dir_syntax {
-        root.mkdir_all(&dest_rel, created_owner)?;
-    } else if let Some((parent, _)) = split(&dest_rel) {
-        root.mkdir_all(parent, created_owner)?;
-    }
     let mut w = Writer {
         root: &root,
         view,
         chown,
+        created_dir_mode: ModeChange::created_dir_mode(chmod.as_ref()),
         chmod,
         links: HashMap::new(),
         dir_times: Vec::new(),
@@ -68,13 +58,36 @@ pub(crate) fn run(
         parent: None,
         stats: CopyStats::default(),
     };
+    // Several sources with a destination that is not a directory are not refused:
+    // BuildKit copies them in turn, a later file replacing an earlier one, and fails
+    // only when a directory's contents must go where a file is.
     for item in &plan.items {
+        let archive = match item {
+            Item::Entries(sel) => w.archive_format(op, sel)?,
+            _ => None,
+        };
+        if archive.is_none() {
+            // BuildKit's fsutil `Copy`, once per source: the destination (when it names
+            // a directory) or its parent is created first, with the --chmod mode and
+            // owned by the --chown user. An archive's unpack makes its own.
+            let created = if dir_syntax {
+                Some(dest_rel.as_path())
+            } else {
+                split(&dest_rel).map(|(parent, _)| parent)
+            };
+            if let Some(dir) = created {
+                w.mkdir_all(dir)?;
+            }
+        }
         let into_dir = dir_syntax
             || root
                 .is_dir(&dest_rel)
                 .map_err(CopyError::dest("stat", &dest_rel))?;
         match item {
-            Item::Entries(sel) => w.selected(op, sel, &dest_rel, into_dir)?,
+            Item::Entries(sel) => match archive {
+                Some(format) => w.archive(sel, format, &dest_rel)?,
+                None => w.selected(sel, &dest_rel, into_dir)?,
+            },
             Item::Inline(file) => {
                 let target = if into_dir {
                     dest_rel.join(&file.name)
@@ -116,6 +129,8 @@ pub(crate) struct Writer<'a> {
     view: &'a SourceView<'a>,
     pub chown: Option<(u32, u32)>,
     chmod: Option<ModeChange>,
+    /// The mode of the directories the copy creates for its destination.
+    created_dir_mode: u32,
     /// Inode of a copied file -> where its first copy went, to keep hardlinks.
     links: HashMap<u64, PathBuf>,
     /// Directories whose mtime is set once everything inside is written.
@@ -128,14 +143,56 @@ pub(crate) struct Writer<'a> {
 }
 
 impl Writer<'_> {
+    /// Creates `rel` and its missing parents for the destination of a copy.
+    fn mkdir_all(&self, rel: &Path) -> Result<(), CopyError> {
+        let owner = self.chown.unwrap_or((0, 0));
+        self.root.mkdir_all(rel, owner, self.created_dir_mode)
+    }
+
+    /// For `ADD`, the format of a selected file that is a local archive.
+    fn archive_format(
+        &self,
+        op: &CopyOp,
+        sel: &Selected,
+    ) -> Result<Option<archive::Format>, CopyError> {
+        if !op.add || sel.parents_rel.is_some() || sel.top.kind != EntryType::File {
+            return Ok(None);
+        }
+        let open = || self.view.open_file(&sel.top);
+        archive::detect(&self.view.path_of(&sel.top), &open)
+    }
+
+    /// Extracts a selected archive into `dest_rel`, created as BuildKit's unpack does:
+    /// 0755 whatever --chmod says (the entries keep their own modes too), owned by the
+    /// --chown user.
+    fn archive(
+        &mut self,
+        sel: &Selected,
+        format: archive::Format,
+        dest_rel: &Path,
+    ) -> Result<(), CopyError> {
+        let src_path = self.view.path_of(&sel.top);
+        let owner = self.chown.unwrap_or((0, 0));
+        self.root.mkdir_all(dest_rel, owner, DEFAULT_DIR_MODE)?;
+        self.parent = None;
+        let file = self
+            .view
+            .open_file(&sel.top)
+            .map_err(|source| CopyError::Source {
+                path: src_path.clone(),
+                source,
+            })?;
+        archive::extract(self, file, &src_path, format, dest_rel)?;
+        self.stats.archives += 1;
+        Ok(())
+    }
+
     fn selected(
         &mut self,
-        op: &CopyOp,
         sel: &Selected,
         dest_rel: &Path,
         into_dir: bool,
     ) -> Result<(), CopyError> {
-        let src_path = self.view.path_of(&sel.top);
         // BuildKit copies each source with its own copier: hardlinks are kept within
         // one source, not across sources (checked against docker 20.10's BuildKit).
         self.links.clear();
@@ -143,8 +200,7 @@ impl Writer<'_> {
         self.fresh.clear();
         if let Some(rel) = &sel.parents_rel {
             // --parents: the destination is a directory; the source keeps its path.
-            self.root
-                .mkdir_all(dest_rel, self.chown.unwrap_or((0, 0)))?;
+            self.mkdir_all(dest_rel)?;
             let pivot_depth = sel.top.path.components().count() - rel.components().count();
             for anc in &sel.ancestors {
                 let anc_rel: PathBuf = anc.path.components().skip(pivot_depth).collect();
@@ -162,9 +218,7 @@ impl Writer<'_> {
                 .stat(dest_rel)
                 .map_err(CopyError::dest("stat", dest_rel))?
             {
-                None => self
-                    .root
-                    .mkdir_all(dest_rel, self.chown.unwrap_or((0, 0)))?,
+                None => self.mkdir_all(dest_rel)?,
                 Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
                 Some(_) => {
                     return Err(CopyError::Conflict {
@@ -175,24 +229,6 @@ impl Writer<'_> {
                 }
             }
             return self.below(sel, dest_rel);
-        }
-        if op.add && sel.top.kind == EntryType::File {
-            let open = || self.view.open_file(&sel.top);
-            if let Some(format) = archive::detect(&src_path, &open)? {
-                self.root
-                    .mkdir_all(dest_rel, self.chown.unwrap_or((0, 0)))?;
-                self.parent = None;
-                let file = self
-                    .view
-                    .open_file(&sel.top)
-                    .map_err(|source| CopyError::Source {
-                        path: src_path.clone(),
-                        source,
-                    })?;
-                archive::extract(self, file, &src_path, format, dest_rel)?;
-                self.stats.archives += 1;
-                return Ok(());
-            }
         }
         let target = if into_dir {
             dest_rel.join(&sel.name)

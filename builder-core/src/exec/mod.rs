@@ -44,6 +44,7 @@ mod sandbox;
 mod seccomp;
 mod stubs;
 mod user;
+mod workdir;
 
 use std::io;
 use std::path::PathBuf;

@@ -67,8 +67,9 @@ pub(crate) enum Op {
     PivotRoot { new_root: CString },
     /// Bring the loopback interface of a fresh network namespace up.
     LoopbackUp,
-    /// Create the working directory and its parents, then enter it.
-    WorkDir { prefixes: Vec<CString> },
+    /// Create the working directory and its parents, following symlinks inside the
+    /// root even when they dangle, then enter it ([`super::workdir::enter`]).
+    WorkDir { path: CString },
     /// Drop to the step's user and groups (`groups` is `None` where setgroups is denied).
     Credentials {
         uid: libc::uid_t,
@@ -125,10 +126,7 @@ impl fmt::Display for Op {
             Op::Hostname(name) => write!(f, "set host name {name:?}"),
             Op::PivotRoot { new_root } => write!(f, "pivot root into {new_root:?}"),
             Op::LoopbackUp => write!(f, "bring loopback up"),
-            Op::WorkDir { prefixes } => match prefixes.last() {
-                Some(dir) => write!(f, "enter working directory {dir:?}"),
-                None => write!(f, "enter working directory /"),
-            },
+            Op::WorkDir { path } => write!(f, "enter working directory {path:?}"),
             Op::Credentials { uid, gid, .. } => write!(f, "switch to user {uid}:{gid}"),
             Op::ReadOnlyPath { path } => write!(f, "make {path:?} read-only"),
             Op::MaskPath { path, .. } => write!(f, "mask {path:?}"),
@@ -413,13 +411,7 @@ fn apply_op(op: &Op) -> Result<(), i32> {
             write_file(c"/proc/self/uid_map", uid_map)?;
             write_file(c"/proc/self/gid_map", gid_map)
         }
-        Op::WorkDir { prefixes } => {
-            for dir in prefixes {
-                mkdir(dir, 0o755)?;
-            }
-            let last = prefixes.last().map_or(c"/".as_ptr(), |d| d.as_ptr());
-            check(unsafe { libc::chdir(last) })
-        }
+        Op::WorkDir { path } => super::workdir::enter(path),
         Op::Credentials { uid, gid, groups } => {
             if let Some(groups) = groups {
                 match check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) }) {

@@ -11,7 +11,7 @@ use std::ffi::CString;
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 use super::confine;
 use super::idmap::{HelperCall, IdMapCalls, IdMapping, NEWGIDMAP, NEWUIDMAP, ranges};
@@ -312,13 +312,9 @@ fn build_plan(
     ops.push(Op::PivotRoot {
         new_root: cstr(&mountpoint)?,
     });
-    let mut prefixes = Vec::new();
-    let mut prefix = PathBuf::from("/");
-    for component in Path::new(&spec.workdir).components().skip(1) {
-        prefix.push(component);
-        prefixes.push(cstr(&prefix)?);
-    }
-    ops.push(Op::WorkDir { prefixes });
+    ops.push(Op::WorkDir {
+        path: cstr(Path::new(&spec.workdir))?,
+    });
     let (before_user, after_user) = confine::privilege_ops(spec.security, creds.uid, spec.network)?;
     ops.extend(before_user);
     ops.push(Op::Credentials {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use crate::error::Span;
 use crate::instruction::{Instruction, Mount, MountType};
-use crate::path::clean_path;
+use crate::path::normalize_workdir;
 use crate::shell::{Environment, ShellLexer};
 
 use super::BaseImageConfig;
@@ -61,7 +61,12 @@ impl Scope {
             state: env.clone(),
             from_arg: BTreeSet::new(),
             env,
-            workdir: config.workdir.clone().filter(|w| !w.is_empty()),
+            // BuildKit replays the image's WorkingDir as a WORKDIR relative to itself.
+            workdir: config
+                .workdir
+                .as_deref()
+                .filter(|w| !w.is_empty())
+                .map(|w| normalize_workdir(Some(w), w)),
             user: config.user.clone().filter(|u| !u.is_empty()),
             shell: config.shell.clone().filter(|s| !s.is_empty()),
         }
@@ -205,7 +210,7 @@ impl Scope {
                 }
             }
             Instruction::Workdir(text) => {
-                self.workdir = Some(join_workdir(self.workdir.as_deref(), &text.value));
+                self.workdir = Some(normalize_workdir(self.workdir.as_deref(), &text.value));
             }
             Instruction::User(text) => self.user = Some(text.value.clone()),
             Instruction::Shell(shell) => self.shell = Some(shell.shell.clone()),
@@ -272,31 +277,5 @@ impl Words {
             self.option(&mut mount.from)?;
         }
         Ok(())
-    }
-}
-
-/// `WORKDIR path` after `current`: absolute paths replace it, relative ones join it;
-/// the result is cleaned (`.`, `..`, repeated `/`) as Go's `path.Join` cleans.
-pub(super) fn join_workdir(current: Option<&str>, path: &str) -> String {
-    let joined = match current {
-        _ if path.starts_with('/') => path.to_owned(),
-        Some(current) => format!("{current}/{path}"),
-        None => path.to_owned(),
-    };
-    clean_path(&joined)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn workdir_joins_and_cleans() {
-        assert_eq!(join_workdir(None, "/app"), "/app");
-        assert_eq!(join_workdir(Some("/app"), "src"), "/app/src");
-        assert_eq!(join_workdir(Some("/app"), "../x//y/."), "/x/y");
-        assert_eq!(join_workdir(Some("/"), ".."), "/");
-        assert_eq!(join_workdir(None, "rel/../x"), "x");
-        assert_eq!(join_workdir(Some("/a"), "/b"), "/b");
     }
 }
