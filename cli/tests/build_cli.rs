@@ -547,3 +547,31 @@ fn docker_verbs_and_unknown_commands() {
     ok(&["image", "rm", "verbs:1"]);
     assert!(!ok(&["images"]).contains("verbs"));
 }
+
+/// One step definition gives one result within a build, `--no-cache` or not: two stages
+/// that start the same way (FROM + WORKDIR, as a Node app's build and runtime stages do)
+/// share one layer, so the next build finds every step in the cache.
+#[test]
+fn steps_shared_by_stages_give_one_result_even_under_no_cache() {
+    let (_dir, root, ctx) = setup(&[(
+        "Dockerfile",
+        "FROM busybox AS deps\nWORKDIR /app\nRUN echo deps > deps\n\
+         FROM busybox AS build\nWORKDIR /app\nRUN sleep 1; echo build > build\n\
+         FROM busybox\nWORKDIR /app\nCOPY --from=deps /app/deps .\nCOPY --from=build /app/build .\n",
+    )]);
+    let build = |extra: &[&str]| {
+        let mut args = vec!["build", "--progress", "plain", "--explain-cache"];
+        args.extend_from_slice(extra);
+        args.push(ctx.to_str().unwrap());
+        let out = rbuild(&root, &args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stderr(&out)
+    };
+    build(&["--no-cache"]);
+    let again = build(&[]);
+    let ran: Vec<&str> = again.lines().filter(|l| l.contains(": ran")).collect();
+    assert!(
+        ran.is_empty(),
+        "after --no-cache, a plain build reran {ran:?}:\n{again}"
+    );
+}

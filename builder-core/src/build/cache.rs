@@ -17,7 +17,7 @@
 //! the store's own; their layer blobs are fetched when needed, `Cache::materialize`)
 //! and the keys each stage used, which `--cache-to` exports.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::io::Write;
@@ -205,6 +205,12 @@ pub(crate) struct Cache {
     imported: Arc<Imported>,
     /// The keys the build's steps had, with their stages, in the order they were used.
     used: Arc<Mutex<Vec<(StageId, CacheKey)>>>,
+    /// The keys whose entries this build wrote: found again within the build even under
+    /// `--no-cache`, so one step definition gives one result per build.
+    written: Arc<Mutex<HashSet<CacheKey>>>,
+    /// A lock per key a step is working on: a second step with the same key (another
+    /// stage that starts the same way) waits for the first and takes its result.
+    working: Arc<Mutex<HashMap<CacheKey, Arc<Mutex<()>>>>>,
 }
 
 impl Cache {
@@ -220,6 +226,8 @@ impl Cache {
             dir,
             imported: Arc::default(),
             used: Arc::default(),
+            written: Arc::default(),
+            working: Arc::default(),
         })
     }
 
@@ -227,6 +235,25 @@ impl Cache {
     pub(crate) fn with_imports(mut self, imported: Imported) -> Self {
         self.imported = Arc::new(imported);
         self
+    }
+
+    /// The lock of `key` for this build: held from the cache lookup to the cache write,
+    /// so steps with one key run once and share the result.
+    pub(crate) fn working_on(&self, key: &CacheKey) -> Arc<Mutex<()>> {
+        self.working
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key.clone())
+            .or_default()
+            .clone()
+    }
+
+    /// Whether this build wrote the entry of `key`.
+    pub(crate) fn written_here(&self, key: &CacheKey) -> bool {
+        self.written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(key)
     }
 
     /// Notes that a step of `stage` had `key` (hit or not): `--cache-to` exports it.
@@ -308,7 +335,12 @@ impl Cache {
             path: path.clone(),
             source: e.into(),
         })?;
-        write_atomic(&self.dir, &path, &bytes)
+        write_atomic(&self.dir, &path, &bytes)?;
+        self.written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.clone());
+        Ok(())
     }
 
     fn step_path(&self, identity: &str) -> PathBuf {

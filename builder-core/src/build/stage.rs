@@ -167,7 +167,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
         }
         let key = CacheKey::step(&self.state.key, step.digest.as_str(), None);
         shared.cache.record(self.stage.id, &key);
-        if !shared.cache_disabled(self.stage) {
+        if !shared.cache_disabled(self.stage) || shared.cache.written_here(&key) {
             if let Some(created) = shared.cache.get(&key).and_then(|e| e.created) {
                 return Ok(created);
             }
@@ -257,7 +257,13 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 .collect(),
             from: input.from_key.clone(),
         };
-        let disabled = shared.cache_disabled(self.stage);
+        // One result per key within a build: a step with the key another step of this
+        // build is working on waits for it, and under --no-cache takes what it wrote.
+        let working = shared.cache.working_on(&key);
+        let _working = working
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let disabled = shared.cache_disabled(self.stage) && !shared.cache.written_here(&key);
         let hit = if disabled {
             None
         } else {
