@@ -13,7 +13,7 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use super::error::{BuildError, io_err};
 use crate::exec::{
-    CancelToken, Command, Credentials, Executor, Network, RunSpec, Security, Stream, resolve_user,
+    CancelToken, Command, Executor, Network, RunSpec, Security, Stream, resolve_owner,
 };
 use crate::image::ImageConfig;
 use crate::progress::{Event, Progress, StepId};
@@ -355,21 +355,22 @@ impl<'a> LineSplitter<'a> {
 }
 
 /// Creates `workdir` (absolute) and its missing parents inside `root`, owned by `user`
-/// when one is set (as BuildKit's `WORKDIR` does), never leaving `root` through a
-/// symlink.
+/// (resolved as a file owner) when one is set, as BuildKit's `WORKDIR` does, never
+/// leaving `root` through a symlink.
 pub(crate) fn make_workdir(
     root: &Path,
     workdir: &str,
     user: Option<&str>,
 ) -> Result<(), BuildError> {
     let root_fd = open_dir(root)?;
-    let creds = match user.filter(|u| !u.is_empty()) {
+    // BuildKit makes the directory with a file operation, whose owner lookup never
+    // fails: an unknown name is 0 (`resolve_owner`).
+    let owner = match user.filter(|u| !u.is_empty()) {
         None => None,
         Some(user) => {
             let passwd = read_in_root(&root_fd, "etc/passwd");
             let group = read_in_root(&root_fd, "etc/group");
-            let creds: Credentials = resolve_user(user, passwd.as_deref(), group.as_deref())?;
-            Some(creds)
+            Some(resolve_owner(user, passwd.as_deref(), group.as_deref())?)
         }
     };
     let mut parent = String::new();
@@ -380,12 +381,12 @@ pub(crate) fn make_workdir(
         let dir = open_in_root(&root_fd, &parent, root)?;
         match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(WORKDIR_MODE)) {
             Ok(()) => {
-                if let Some(creds) = &creds {
+                if let Some((uid, gid)) = owner {
                     rustix::fs::chownat(
                         &dir,
                         name,
-                        Some(rustix::fs::Uid::from_raw(creds.uid)),
-                        Some(rustix::fs::Gid::from_raw(creds.gid)),
+                        Some(rustix::fs::Uid::from_raw(uid)),
+                        Some(rustix::fs::Gid::from_raw(gid)),
                         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
                     )
                     .map_err(|e| io_err("change owner of", &root.join(workdir))(e.into()))?;
