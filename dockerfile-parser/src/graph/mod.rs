@@ -10,10 +10,12 @@
 //!
 //! Scoping follows BuildKit: `ARG`s before the first `FROM` are global and visible to
 //! `FROM` lines only, unless a stage redeclares them (`ARG NAME`); `--build-arg` values
-//! override defaults; `ENV` shadows `ARG`; the platform arguments (`TARGETPLATFORM`,
-//! `BUILDARCH`, ...) are global; the proxy arguments (`HTTP_PROXY`, ...) given as build
-//! arguments reach `RUN` steps without a declaration (and stay out of step digests, as
-//! BuildKit keeps them out of cache keys).
+//! override defaults; `ENV` shadows `ARG`; the automatic arguments (`TARGETPLATFORM`,
+//! `BUILDARCH`, ..., `TARGETSTAGE`) are global; the proxy arguments (`HTTP_PROXY`, ...,
+//! in any case) given as build arguments reach every `RUN` step in both cases, over its
+//! own variables (and stay out of step digests, as BuildKit keeps them out of cache
+//! keys). `FROM` names a stage by its exact (lower-case) name; `COPY --from`, `RUN
+//! --mount from=` and `--target` ignore case, and `--from` is never expanded.
 //!
 //! The base images' configurations (`Env`, `WorkingDir`, `User`, `Shell`) are inputs
 //! ([`LowerOptions::base_images`]): lower once, resolve [`BuildGraph::base_images`],
