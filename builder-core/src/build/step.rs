@@ -85,7 +85,7 @@ pub(crate) fn run_spec(step: &Step, run: &Run, config: &ImageConfig, network: Ne
     let mut spec = RunSpec::new(command);
     spec.shell = shell;
     // The state environment as BuildKit keeps it (base Env, then ENV and ARG values in
-    // order), then the undeclared proxy variables.
+    // order), then the proxy variables, which win (BuildKit appends them last).
     let mut env: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: &str| {
         env.retain(|(name, _)| name != k);

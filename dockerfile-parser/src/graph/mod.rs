@@ -224,8 +224,9 @@ pub struct Step {
     /// winning, as BuildKit's state environment. Build arguments are in it; they never
     /// reach the image config ([`Step::env`]).
     pub run_env: Environment,
-    /// Proxy variables from `--build-arg` given to a `RUN` without a declaration
-    /// (empty for other steps); not part of [`Step::digest`].
+    /// Proxy variables from `--build-arg` (any case), each set upper and lower case, that
+    /// a `RUN` gets over its other variables (empty for other steps); not part of
+    /// [`Step::digest`].
     pub proxy_env: Environment,
     /// The build arguments the step's words referenced.
     pub used_args: Vec<String>,
