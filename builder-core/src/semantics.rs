@@ -613,9 +613,10 @@ mod tests {
                 "EXPOSE 80 53/UDP 8000-8002 127.0.0.1:9000:9000/tcp\n",
                 "VOLUME /data [\"/logs\"]\n",
                 "VOLUME [\"/cache\", \"/tmp/x\"]\n",
-                "USER app:app\n",
                 "WORKDIR /app\n",
                 "WORKDIR sub\n",
+                // After WORKDIR: a name cannot be looked up on an empty scratch.
+                "USER app:app\n",
                 "STOPSIGNAL SIGQUIT\n",
                 "HEALTHCHECK --interval=30s --retries=3 CMD curl -f http://localhost/\n",
                 "ONBUILD RUN echo child\n",
@@ -672,7 +673,7 @@ mod tests {
             stage.image.history[0].created_by.as_deref(),
             Some("ARG V=1.0")
         );
-        let workdir = &stage.image.history[7];
+        let workdir = &stage.image.history[6];
         assert_eq!(
             workdir.created_by.as_deref(),
             Some("WORKDIR /app # buildkit")

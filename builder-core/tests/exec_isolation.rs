@@ -139,6 +139,13 @@ macro_rules! isolation_tests {
                     out.stdout.lines().take(3).collect::<Vec<_>>(),
                     ["4242", "29", "29"]
                 );
+
+                // issue 14 bug 6: an explicit group means no supplementary groups; an
+                // unknown uid gets HOME=/ (BuildKit's runc default).
+                spec.user = Some("builder:builder".to_owned());
+                assert_eq!(run(&spec).stdout, "1000\n1000\n1000\n/home/builder\n");
+                spec.user = Some("4242".to_owned());
+                assert_eq!(run(&spec).stdout, "4242\n0\n0\n/\n");
             }
 
             #[test]

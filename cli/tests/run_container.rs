@@ -157,6 +157,28 @@ fn working_directory_and_user_come_from_the_image_or_the_options() {
     );
 }
 
+/// issue 14 bug 6: groups and HOME as `docker run --user` gives them: the primary group
+/// always, supplementary groups only without an explicit group, HOME `/` for a uid
+/// /etc/passwd does not list.
+#[test]
+fn user_groups_and_home_are_dockers() {
+    let probe = |user: &str| {
+        stdout(&run(&[
+            "-u",
+            user,
+            "plain",
+            "sh",
+            "-c",
+            "echo $(id -G) $HOME",
+        ]))
+    };
+    assert_eq!(probe("root"), "0 /root\n");
+    assert_eq!(probe("nobody:nogroup"), "65534 /nonexistent\n");
+    assert_eq!(probe("0:65534"), "65534 /root\n");
+    assert_eq!(probe("2000"), "0 /\n");
+    assert_eq!(probe("2000:2001"), "2001 /\n");
+}
+
 #[test]
 fn standard_input_reaches_the_command() {
     let mut child = rbuild(store())

@@ -222,3 +222,178 @@ FROM base\nRUN true\nFROM scratch\nENV P=$PATH\n";
     let last = first.steps.last().unwrap();
     assert_eq!(last.env.get("P"), Some(rbuild_dockerfile::DEFAULT_PATH));
 }
+
+fn lower_error(source: &str) -> GraphErrorKind {
+    lower(&parse(source).unwrap(), &LowerOptions::default())
+        .unwrap_err()
+        .kind()
+        .clone()
+}
+
+/// issue 14 bug 7: a proxy build argument, in any case, reaches every `RUN` in both
+/// cases and after the step's own variables, as BuildKit's exec op appends it.
+#[test]
+fn proxy_build_args_reach_run_in_both_cases() {
+    let g = graph(
+        "FROM alpine\nARG no_proxy=declared\nRUN true\nENV X=1\n",
+        &[
+            ("http_proxy", "hp"),
+            ("NO_PROXY", "np"),
+            ("Ftp_Proxy", "fp"),
+            ("ALL_PROXY", ""),
+        ],
+    );
+    let run = &g.steps[1];
+    let proxies: Vec<(&str, &str)> = run.proxy_env.iter().collect();
+    assert_eq!(
+        proxies,
+        [
+            ("HTTP_PROXY", "hp"),
+            ("http_proxy", "hp"),
+            ("FTP_PROXY", "fp"),
+            ("ftp_proxy", "fp"),
+            ("NO_PROXY", "np"),
+            ("no_proxy", "np"),
+        ]
+    );
+    assert!(g.steps[2].proxy_env.is_empty(), "only RUN gets them");
+    assert!(g.unused_build_args.is_empty(), "{:?}", g.unused_build_args);
+}
+
+/// issue 14 bug 12 (BuildKit's testTargetStageNameArg): `TARGETSTAGE` is the `--target`
+/// as given, else the last stage's name, else `default`; like the platform arguments,
+/// a stage sees it only through `ARG`.
+#[test]
+fn targetstage_is_an_automatic_argument() {
+    let source = "FROM alpine AS base\nARG TARGETSTAGE TARGETOSVERSION\nRUN true\n\
+                  FROM scratch AS foo\nCOPY --from=base / /\nFROM scratch\nCOPY --from=base / /\n";
+    let value = |target: Option<&str>| {
+        let options = LowerOptions {
+            target: target.map(str::to_owned),
+            ..LowerOptions::default()
+        };
+        let g = lower(&parse(source).unwrap(), &options).unwrap();
+        let run = g
+            .steps
+            .iter()
+            .find(|s| s.instruction.keyword() == "RUN")
+            .unwrap();
+        assert_eq!(run.args.get("TARGETOSVERSION"), Some(""));
+        run.args.get("TARGETSTAGE").map(str::to_owned)
+    };
+    assert_eq!(value(Some("Foo")).as_deref(), Some("Foo"));
+    assert_eq!(value(None).as_deref(), Some("default"));
+    let named = graph("FROM alpine AS last\nARG TARGETSTAGE\nRUN true\n", &[]);
+    assert_eq!(named.steps[1].args.get("TARGETSTAGE"), Some("last"));
+    let overridden = graph("FROM alpine\nARG TARGETSTAGE\n", &[("TARGETSTAGE", "x")]);
+    assert_eq!(overridden.steps[0].args.get("TARGETSTAGE"), Some("x"));
+}
+
+/// issue 14 bug 10: `--exclude` patterns are taken as written; `--chown`, `--chmod`
+/// are expanded.
+#[test]
+fn copy_flags_expand_as_buildkit_does() {
+    let g = graph(
+        "FROM alpine\nARG E=*.txt O=1000 M=640\nCOPY --exclude=$E --chown=$O --chmod=$M . /\n\
+         ADD --exclude=$E --chown=$O . /\n",
+        &[],
+    );
+    let text = format!("{:?}", g.steps[1].instruction);
+    assert!(text.contains("\"$E\""), "{text}");
+    assert!(
+        text.contains("\"1000\"") && text.contains("\"640\""),
+        "{text}"
+    );
+    assert!(format!("{:?}", g.steps[2].instruction).contains("\"$E\""));
+}
+
+/// issue 14 bug 10: a variable in `COPY --from` is refused, even in a stage the target
+/// does not need; a literal name is fine.
+#[test]
+fn copy_from_variable_is_refused() {
+    assert_eq!(
+        lower_error("FROM alpine AS a\nFROM alpine AS b\nCOPY --from=${X:-a} / /\nFROM a\n"),
+        GraphErrorKind::VariableInCopyFrom
+    );
+    assert_eq!(
+        lower_error("FROM alpine AS a\nFROM alpine\nCOPY --from=a$B / /\n"),
+        GraphErrorKind::VariableInCopyFrom
+    );
+    graph("FROM alpine AS a\nFROM alpine\nCOPY --from=a / /\n", &[]);
+}
+
+/// issue 14 bug 11: `FROM` matches stage names exactly (they are lower case); `COPY
+/// --from`, `RUN --mount=from=` and `--target` ignore case.
+#[test]
+fn from_matches_stage_names_exactly() {
+    assert!(matches!(
+        lower_error("FROM alpine AS base\nFROM Base\n"),
+        GraphErrorKind::StageNameCase { .. }
+    ));
+    let g = graph(
+        "FROM alpine AS Base\nFROM base\nCOPY --from=BASE / /\nRUN --mount=from=bAsE,target=/m true\n",
+        &[],
+    );
+    assert_eq!(g.stages.len(), 2);
+    let on_stages = g
+        .edges
+        .iter()
+        .filter(|e| matches!(e.source, Source::Stage(_)));
+    assert_eq!(
+        on_stages.count(),
+        3,
+        "FROM, COPY --from and the mount: {:?}",
+        g.edges
+    );
+}
+
+/// issue 14 bug 8: `RUN []` has nothing to run (BuildKit: "arguments are required");
+/// an empty shell-form `RUN` is fine.
+#[test]
+fn empty_exec_form_run_is_refused() {
+    assert_eq!(
+        lower_error("FROM alpine\nRUN []\n"),
+        GraphErrorKind::EmptyRunCommand
+    );
+    graph("FROM alpine\nRUN\nRUN --network=none\n", &[]);
+}
+
+/// issue 14 bug 9: on the empty `scratch` filesystem a user name cannot be looked up;
+/// numeric ids and `root` can be used, and names once a step wrote files.
+#[test]
+fn owner_names_on_empty_scratch_are_refused() {
+    for source in [
+        "FROM scratch\nUSER app\nWORKDIR /w\n",
+        "FROM scratch\nUSER 1000:app\nWORKDIR /w\n",
+        "FROM scratch\nCOPY --chown=app a /a\n",
+        "FROM scratch\nADD --chown=app a /a\n",
+        "FROM scratch AS s\nFROM s\nCOPY --chown=app a /a\n",
+    ] {
+        assert!(
+            matches!(lower_error(source), GraphErrorKind::OwnerOnEmptyRoot { .. }),
+            "{source}"
+        );
+    }
+    for source in [
+        "FROM scratch\nUSER root\nWORKDIR /w\n",
+        "FROM scratch\nUSER app\nWORKDIR /\n",
+        "FROM scratch\nCOPY --chown=1000:1000 a /a\n",
+        "FROM scratch\nCOPY a /a\nCOPY --chown=app a /b\n",
+        "FROM scratch\nWORKDIR /w\nUSER app\nWORKDIR /v\n",
+        "FROM alpine\nCOPY --chown=nosuchuser a /a\n",
+    ] {
+        graph(source, &[]);
+    }
+}
+
+/// A global `ARG NAME` without a default keeps the value NAME already has (BuildKit's
+/// `buildMetaArgs`), an automatic argument's included.
+#[test]
+fn bare_global_arg_keeps_its_value() {
+    let g = graph(
+        "ARG TARGETSTAGE\nARG V=1\nARG V\nFROM alpine:$V\nARG TARGETSTAGE\n",
+        &[],
+    );
+    assert_eq!(g.global_args.get("V"), Some("1"));
+    assert_eq!(g.steps[0].args.get("TARGETSTAGE"), Some("default"));
+}

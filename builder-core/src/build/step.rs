@@ -16,7 +16,7 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 use super::error::{BuildError, io_err};
 use crate::copy::DestRoot;
 use crate::exec::{
-    CancelToken, Command, Credentials, Executor, Network, RunSpec, Security, Stream, resolve_user,
+    CancelToken, Command, Executor, Network, RunSpec, Security, Stream, resolve_owner,
 };
 use crate::image::ImageConfig;
 use crate::progress::{Event, Progress, StepId};
@@ -88,7 +88,7 @@ pub(crate) fn run_spec(step: &Step, run: &Run, config: &ImageConfig, network: Ne
     let mut spec = RunSpec::new(command);
     spec.shell = shell;
     // The state environment as BuildKit keeps it (base Env, then ENV and ARG values in
-    // order), then the undeclared proxy variables.
+    // order), then the proxy variables, which win (BuildKit appends them last).
     let mut env: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: &str| {
         env.retain(|(name, _)| name != k);
@@ -358,8 +358,8 @@ impl<'a> LineSplitter<'a> {
 }
 
 /// Creates `workdir` (absolute) and its missing parents inside `root`, owned by `user`
-/// when one is set (as BuildKit's `WORKDIR` does), never leaving `root` through a
-/// symlink.
+/// (resolved as a file owner) when one is set, as BuildKit's `WORKDIR` does, never
+/// leaving `root` through a symlink.
 ///
 /// BuildKit's `WORKDIR` is a `Mkdir` file op on the cleaned path, resolved like
 /// continuity's `RootPath`: every symlink on the way is followed inside the root, a
@@ -371,13 +371,14 @@ pub(crate) fn make_workdir(
     user: Option<&str>,
 ) -> Result<(), BuildError> {
     let root_fd = open_dir(root)?;
-    let creds = match user.filter(|u| !u.is_empty()) {
+    // BuildKit makes the directory with a file operation, whose owner lookup never
+    // fails: an unknown name is 0 (`resolve_owner`).
+    let owner = match user.filter(|u| !u.is_empty()) {
         None => None,
         Some(user) => {
             let passwd = read_in_root(&root_fd, "etc/passwd");
             let group = read_in_root(&root_fd, "etc/group");
-            let creds: Credentials = resolve_user(user, passwd.as_deref(), group.as_deref())?;
-            Some(creds)
+            Some(resolve_owner(user, passwd.as_deref(), group.as_deref())?)
         }
     };
     let clean = clean_path(workdir);
@@ -395,12 +396,12 @@ pub(crate) fn make_workdir(
         let dir = open_in_root(&root_fd, &parent, root)?;
         match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(WORKDIR_MODE)) {
             Ok(()) => {
-                if let Some(creds) = &creds {
+                if let Some((uid, gid)) = owner {
                     rustix::fs::chownat(
                         &dir,
                         name,
-                        Some(rustix::fs::Uid::from_raw(creds.uid)),
-                        Some(rustix::fs::Gid::from_raw(creds.gid)),
+                        Some(rustix::fs::Uid::from_raw(uid)),
+                        Some(rustix::fs::Gid::from_raw(gid)),
                         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
                     )
                     .map_err(|e| io_err("change owner of", &root.join(workdir))(e.into()))?;

@@ -57,7 +57,7 @@ pub(crate) use self::plan::{Op, Plan};
 pub use self::runc::{DEFAULT_RUNC, RuncExecutor};
 pub use self::sandbox::SandboxExecutor;
 pub(crate) use self::sandbox::root_mount;
-pub use self::user::{Credentials, resolve_user};
+pub use self::user::{Credentials, resolve_owner, resolve_user};
 
 use crate::snapshot::{Snapshot, SnapshotError, StepRoot};
 

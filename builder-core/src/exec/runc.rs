@@ -110,14 +110,11 @@ impl Executor for RuncExecutor {
         sweep_stale_cgroups();
         let argv = spec.argv()?;
         let view = snapshot.view();
-        let creds = match &spec.user {
-            None => Credentials::root(),
-            Some(user) => resolve_user(
-                user,
-                read_image_file(&view, "etc/passwd")?.as_deref(),
-                read_image_file(&view, "etc/group")?.as_deref(),
-            )?,
-        };
+        let creds = resolve_user(
+            spec.user.as_deref().unwrap_or(""),
+            read_image_file(&view, "etc/passwd")?.as_deref(),
+            read_image_file(&view, "etc/group")?.as_deref(),
+        )?;
         let mut stubs = Stubs::new(snapshot.root().writable_dir());
         let result = (|| {
             let proc_ok = stubs.ensure(&view, Path::new("proc"), true)?;

@@ -138,14 +138,11 @@ impl Executor for SandboxExecutor {
     ) -> Result<ExitStatus, ExecError> {
         let argv = spec.argv()?;
         let view = snapshot.view();
-        let creds = match &spec.user {
-            None => Credentials::root(),
-            Some(user) => resolve_user(
-                user,
-                read_image_file(&view, "etc/passwd")?.as_deref(),
-                read_image_file(&view, "etc/group")?.as_deref(),
-            )?,
-        };
+        let creds = resolve_user(
+            spec.user.as_deref().unwrap_or(""),
+            read_image_file(&view, "etc/passwd")?.as_deref(),
+            read_image_file(&view, "etc/group")?.as_deref(),
+        )?;
         let scratch = snapshot.scratch();
         let mut stubs = Stubs::new(snapshot.root().writable_dir());
         let mapping = self.rootless_mapping();

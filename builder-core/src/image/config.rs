@@ -45,25 +45,25 @@ pub struct RunConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// `EXPOSE`: `"80/tcp": {}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "no_entries")]
     pub exposed_ports: Option<BTreeMap<String, Empty>>,
     /// `ENV`, as `KEY=value`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "no_items")]
     pub env: Option<Vec<String>>,
     /// `ENTRYPOINT`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "no_items")]
     pub entrypoint: Option<Vec<String>>,
     /// `CMD`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "no_items")]
     pub cmd: Option<Vec<String>>,
     /// `VOLUME`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "no_entries")]
     pub volumes: Option<BTreeMap<String, Empty>>,
     /// `WORKDIR`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
     /// `LABEL`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "no_entries")]
     pub labels: Option<BTreeMap<String, String>>,
     /// `STOPSIGNAL`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,14 +72,25 @@ pub struct RunConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Healthcheck>,
     /// docker: `SHELL`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "no_items")]
     pub shell: Option<Vec<String>>,
     /// docker: `ONBUILD` triggers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "no_items")]
     pub on_build: Option<Vec<String>>,
     /// docker: whether Cmd/Entrypoint are already escaped (Windows only; kept verbatim).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args_escaped: Option<bool>,
+}
+
+/// Whether a list field is left out of the JSON: when absent or empty, as Go's
+/// `omitempty` leaves out an empty slice (so `CMD []` writes no `Cmd`, as BuildKit).
+fn no_items<T>(value: &Option<Vec<T>>) -> bool {
+    value.as_ref().is_none_or(Vec::is_empty)
+}
+
+/// [`no_items`] for map fields.
+fn no_entries<K, V>(value: &Option<BTreeMap<K, V>>) -> bool {
+    value.as_ref().is_none_or(BTreeMap::is_empty)
 }
 
 /// `rootfs`: the layers' diff_ids, bottom first.
@@ -212,5 +223,20 @@ mod tests {
         );
         let back = serde_json::to_string(&cfg).unwrap();
         assert_eq!(back, json);
+    }
+
+    /// issue 14 bug 8: `CMD []` and `ENTRYPOINT []` leave no `Cmd`/`Entrypoint` in the
+    /// JSON, as BuildKit (Go's `omitempty`) writes them.
+    #[test]
+    fn empty_lists_and_maps_are_left_out() {
+        let config = RunConfig {
+            cmd: Some(Vec::new()),
+            entrypoint: Some(Vec::new()),
+            labels: Some(BTreeMap::new()),
+            env: Some(vec!["A=1".to_owned()]),
+            ..RunConfig::default()
+        };
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(json, r#"{"Env":["A=1"]}"#);
     }
 }

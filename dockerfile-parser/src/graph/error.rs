@@ -31,6 +31,38 @@ pub enum GraphErrorKind {
     /// `--target` names no stage.
     #[error("target stage {0} could not be found")]
     UnknownTarget(String),
+    /// `FROM Name` where a stage is named `name`: BuildKit matches `FROM` against stage
+    /// names exactly (they are lower case), so this is an image name, and an invalid one.
+    #[error(
+        "base name {written:?} is not a valid image name (repository names must be lower \
+         case); FROM matches stage names exactly, and the stage is named {stage:?}"
+    )]
+    StageNameCase {
+        /// The base name as written (after expansion).
+        written: String,
+        /// The stage name it matches but for case.
+        stage: String,
+    },
+    /// `COPY --from=$VAR` (or any word that expansion would change).
+    #[error(
+        "variable expansion is not supported for --from, define a new stage with FROM using \
+         ARG from global scope as a workaround"
+    )]
+    VariableInCopyFrom,
+    /// `RUN []`: the exec form with no program.
+    #[error("RUN needs a command: its JSON form is an empty list")]
+    EmptyRunCommand,
+    /// A user or group name to look up while the stage's filesystem is still empty.
+    #[error(
+        "cannot look up the owner {owner:?} (from {what}): the stage has no files yet \
+         (FROM scratch), so no /etc/passwd or /etc/group; use numeric ids"
+    )]
+    OwnerOnEmptyRoot {
+        /// The `user[:group]` value.
+        owner: String,
+        /// Where it comes from: `--chown` or `USER`.
+        what: &'static str,
+    },
     /// Word expansion failed.
     #[error(transparent)]
     Expand(#[from] ExpandError),

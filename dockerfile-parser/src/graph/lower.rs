@@ -3,19 +3,21 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::Span;
-use crate::instruction::{Dockerfile, Instruction};
+use crate::instruction::{CommandLine, Dockerfile, Instruction};
 use crate::shell::{Environment, ShellLexer};
 
 use super::digest::{DEFINITION_VERSION, Definition};
 use super::error::{GraphError, GraphErrorKind};
 use super::scope::{ArgSources, Scope};
 use super::{
-    Base, BaseImageConfig, BuildGraph, Edge, EdgeKind, GraphStage, LowerOptions, Platform, Source,
-    StageId, Step, StepId,
+    Base, BuildGraph, Edge, EdgeKind, GraphStage, LowerOptions, Platform, Source, StageId, Step,
+    StepId,
 };
 
-/// Build arguments every build has without an `ARG`: given with `--build-arg`, they
-/// reach `RUN` commands. Docker's documentation, "Predefined ARGs".
+/// Build arguments every build has without an `ARG`: given with `--build-arg` (the
+/// name in any case), they reach every `RUN` in both cases, after its other variables,
+/// and never the image config or history. Docker's documentation, "Predefined ARGs";
+/// BuildKit's `proxyEnvFromBuildArgs` and exec op `proxyEnvList`.
 pub const PROXY_ARGS: [&str; 10] = [
     "HTTP_PROXY",
     "http_proxy",
@@ -28,6 +30,45 @@ pub const PROXY_ARGS: [&str; 10] = [
     "ALL_PROXY",
     "all_proxy",
 ];
+
+/// The proxy variables of a `RUN` step: for each of `HTTP_PROXY`, `HTTPS_PROXY`,
+/// `FTP_PROXY`, `NO_PROXY` and `ALL_PROXY`, the `--build-arg` of that name in any case
+/// (the last one given) with a non-empty value, set upper and lower case.
+fn proxy_env(build_args: &Environment) -> Environment {
+    let mut env = Environment::new();
+    for pair in PROXY_ARGS.chunks(2) {
+        let [upper, lower] = pair else { continue };
+        let value = build_args
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(upper))
+            .map(|(_, value)| value)
+            .last()
+            .filter(|value| !value.is_empty());
+        if let Some(value) = value {
+            env.set(*upper, value);
+            env.set(*lower, value);
+        }
+    }
+    env
+}
+
+/// Whether a build argument is one of the proxy variables, in any case.
+fn is_proxy_arg(name: &str) -> bool {
+    PROXY_ARGS.iter().any(|p| p.eq_ignore_ascii_case(name))
+}
+
+/// Whether a global argument is one every build defines (BuildKit's `defaultArgs`:
+/// the build and target platform's parts, and `TARGETSTAGE`).
+pub(super) fn is_automatic_arg(name: &str) -> bool {
+    let rest = name
+        .strip_prefix("TARGET")
+        .or_else(|| name.strip_prefix("BUILD"));
+    name == "TARGETSTAGE"
+        || matches!(
+            rest,
+            Some("PLATFORM" | "OS" | "OSVERSION" | "ARCH" | "VARIANT")
+        )
+}
 
 /// `PATH` for images that set none (and for `scratch`), as BuildKit and moby set it
 /// (moby `oci.DefaultPathEnv` for Linux).
@@ -66,6 +107,7 @@ pub fn lower(file: &Dockerfile, options: &LowerOptions) -> Result<BuildGraph, Gr
         return Err(GraphError::new(GraphErrorKind::NoStages, None));
     }
     let lexer = ShellLexer::new(file.escape);
+    check_copy_from(file, lexer)?;
     let mut consumed: BTreeSet<String> = PROXY_ARGS.iter().map(|s| s.to_string()).collect();
     let globals = global_args(file, options, lexer, &mut consumed)?;
 
@@ -129,7 +171,7 @@ pub fn lower(file: &Dockerfile, options: &LowerOptions) -> Result<BuildGraph, Gr
             .build_args
             .iter()
             .map(|(name, _)| name.to_owned())
-            .filter(|name| !consumed.contains(name))
+            .filter(|name| !consumed.contains(name) && !is_proxy_arg(name))
             .collect(),
     };
     for (index, draft) in drafts.into_iter().enumerate() {
@@ -170,8 +212,8 @@ pub fn lower(file: &Dockerfile, options: &LowerOptions) -> Result<BuildGraph, Gr
     Ok(graph)
 }
 
-/// The global scope: platform arguments, then the `ARG`s before the first `FROM`, each
-/// default expanded with the values before it; `--build-arg` overrides both.
+/// The global scope: the automatic arguments, then the `ARG`s before the first `FROM`,
+/// each default expanded with the values before it; `--build-arg` overrides both.
 fn global_args(
     file: &Dockerfile,
     options: &LowerOptions,
@@ -179,22 +221,35 @@ fn global_args(
     consumed: &mut BTreeSet<String>,
 ) -> Result<Environment, GraphError> {
     let mut globals = Environment::new();
+    let mut automatic = |name: String, value: String| {
+        let value = options.build_args.get(&name).map_or(value, str::to_owned);
+        consumed.insert(name.clone());
+        globals.set(name, value);
+    };
+    // BuildKit's `defaultArgs`, in its order. The OS versions are empty on Linux.
     for (prefix, platform) in [
-        ("TARGET", &options.target_platform),
         ("BUILD", &options.build_platform),
+        ("TARGET", &options.target_platform),
     ] {
         for (suffix, value) in [
             ("PLATFORM", platform.to_string()),
             ("OS", platform.os.clone()),
+            ("OSVERSION", String::new()),
             ("ARCH", platform.architecture.clone()),
             ("VARIANT", platform.variant.clone()),
         ] {
-            let name = format!("{prefix}{suffix}");
-            let value = options.build_args.get(&name).map_or(value, str::to_owned);
-            consumed.insert(name.clone());
-            globals.set(name, value);
+            automatic(format!("{prefix}{suffix}"), value);
         }
     }
+    // The stage being built: `--target` as given, else the last stage's name, else
+    // `default`.
+    let target_stage = options
+        .target
+        .clone()
+        .filter(|t| !t.is_empty())
+        .or_else(|| file.stages.last().and_then(|s| s.name.clone()))
+        .unwrap_or_else(|| "default".to_owned());
+    automatic("TARGETSTAGE".to_owned(), target_stage);
     for arg in &file.global_args {
         for def in &arg.args {
             consumed.insert(def.name.clone());
@@ -205,13 +260,12 @@ fn global_args(
                         .expand_word(default, &globals)
                         .map_err(|e| GraphError::from((e, arg.span)))?,
                 ),
+                // A bare `ARG NAME` keeps the value NAME has (an automatic argument's,
+                // an earlier `ARG NAME=x`'s), as BuildKit's `buildMetaArgs` does.
                 (None, None) => None,
             };
-            match value {
-                Some(value) => globals.set(def.name.clone(), value),
-                None => {
-                    globals.remove(&def.name);
-                }
+            if let Some(value) = value {
+                globals.set(def.name.clone(), value);
             }
         }
     }
@@ -282,7 +336,22 @@ fn lower_stage_into(
             Some(stage.span),
         ));
     }
-    draft.base = match names.get(&base.to_lowercase()) {
+    // Exact: stage names are lower case, and `FROM Name` is an image name to BuildKit
+    // (an invalid one, as repository names are lower case too).
+    if let Some(named) = names
+        .get_key_value(&base.to_lowercase())
+        .map(|(name, _)| name)
+        .filter(|name| **name != base)
+    {
+        return Err(GraphError::new(
+            GraphErrorKind::StageNameCase {
+                written: base,
+                stage: named.clone(),
+            },
+            Some(stage.span),
+        ));
+    }
+    draft.base = match names.get(&base) {
         _ if base == SCRATCH => Base::Scratch,
         Some(&StageId(id)) if (id as usize) < index => Base::Stage(StageId(id)),
         Some(&StageId(id)) => {
@@ -314,7 +383,7 @@ fn lower_stage_into(
                 stage.span,
             ));
         }
-        Base::Scratch => draft.scope = Scope::from_image(&BaseImageConfig::default()),
+        Base::Scratch => draft.scope = Scope::scratch(),
     }
     let platform = draft
         .platform
@@ -348,6 +417,9 @@ fn lower_stage_into(
                 }
             }
             Instruction::Run(run) => {
+                if matches!(&run.command, CommandLine::Exec(args) if args.is_empty()) {
+                    return Err(GraphError::new(GraphErrorKind::EmptyRunCommand, Some(span)));
+                }
                 for mount in &run.mounts {
                     if let Some(from) = mount.from.as_ref().filter(|f| !f.is_empty()) {
                         let source = match names.get(&from.to_lowercase()) {
@@ -363,12 +435,8 @@ fn lower_stage_into(
             _ => {}
         }
         let scope = &draft.scope;
-        let proxy_env: Environment = match &expanded.instruction {
-            Instruction::Run(_) => PROXY_ARGS
-                .iter()
-                .filter(|name| !scope.args.contains(name))
-                .filter_map(|name| Some((*name, sources.build_args.get(name)?)))
-                .collect(),
+        let proxy_env = match &expanded.instruction {
+            Instruction::Run(_) => proxy_env(sources.build_args),
             _ => Environment::new(),
         };
         let digest = Definition {
@@ -406,6 +474,30 @@ fn lower_stage_into(
 /// graph may carry together: some 50 MB of strings. A real Dockerfile of 200 steps
 /// with 50 variables each uses 10,000.
 pub const MAX_STEP_VARIABLES: usize = 1_000_000;
+
+/// Refuses a `COPY --from` value that word expansion would change (a variable, an
+/// escape), in every stage, needed by the target or not: BuildKit names the stage a
+/// `COPY` reads before it expands anything, and says so.
+fn check_copy_from(file: &Dockerfile, lexer: ShellLexer) -> Result<(), GraphError> {
+    let nothing = Environment::new();
+    for instruction in file.stages.iter().flat_map(|s| &s.instructions) {
+        let Instruction::Copy(copy) = instruction else {
+            continue;
+        };
+        let Some(from) = &copy.from else { continue };
+        let span = instruction.span();
+        let expanded = lexer
+            .expand_word(from, &nothing)
+            .map_err(|e| GraphError::from((e, span)))?;
+        if expanded != *from {
+            return Err(GraphError::new(
+                GraphErrorKind::VariableInCopyFrom,
+                Some(span),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// `COPY --from=`: a stage index, a stage name, or else an image.
 fn copy_source(

@@ -10,10 +10,12 @@
 //!
 //! Scoping follows BuildKit: `ARG`s before the first `FROM` are global and visible to
 //! `FROM` lines only, unless a stage redeclares them (`ARG NAME`); `--build-arg` values
-//! override defaults; `ENV` shadows `ARG`; the platform arguments (`TARGETPLATFORM`,
-//! `BUILDARCH`, ...) are global; the proxy arguments (`HTTP_PROXY`, ...) given as build
-//! arguments reach `RUN` steps without a declaration (and stay out of step digests, as
-//! BuildKit keeps them out of cache keys).
+//! override defaults; `ENV` shadows `ARG`; the automatic arguments (`TARGETPLATFORM`,
+//! `BUILDARCH`, ..., `TARGETSTAGE`) are global; the proxy arguments (`HTTP_PROXY`, ...,
+//! in any case) given as build arguments reach every `RUN` step in both cases, over its
+//! own variables (and stay out of step digests, as BuildKit keeps them out of cache
+//! keys). `FROM` names a stage by its exact (lower-case) name; `COPY --from`, `RUN
+//! --mount from=` and `--target` ignore case, and `--from` is never expanded.
 //!
 //! The base images' configurations (`Env`, `WorkingDir`, `User`, `Shell`) are inputs
 //! ([`LowerOptions::base_images`]): lower once, resolve [`BuildGraph::base_images`],
@@ -222,8 +224,9 @@ pub struct Step {
     /// winning, as BuildKit's state environment. Build arguments are in it; they never
     /// reach the image config ([`Step::env`]).
     pub run_env: Environment,
-    /// Proxy variables from `--build-arg` given to a `RUN` without a declaration
-    /// (empty for other steps); not part of [`Step::digest`].
+    /// Proxy variables from `--build-arg` (any case), each set upper and lower case, that
+    /// a `RUN` gets over its other variables (empty for other steps); not part of
+    /// [`Step::digest`].
     pub proxy_env: Environment,
     /// The build arguments the step's words referenced.
     pub used_args: Vec<String>,

@@ -24,7 +24,7 @@ impl BuildGraph {
         let globals: Vec<String> = self
             .global_args
             .iter()
-            .filter(|(name, _)| !is_platform_arg(name))
+            .filter(|(name, _)| !super::lower::is_automatic_arg(name))
             .map(|(name, value)| format!("{name}={value:?}"))
             .collect();
         if !globals.is_empty() {
@@ -184,13 +184,6 @@ impl BuildGraph {
 }
 
 /// `TARGETPLATFORM`, `BUILDARCH`, ...: present in every build, so left out of listings.
-fn is_platform_arg(name: &str) -> bool {
-    let rest = name
-        .strip_prefix("TARGET")
-        .or_else(|| name.strip_prefix("BUILD"));
-    matches!(rest, Some("PLATFORM" | "OS" | "ARCH" | "VARIANT"))
-}
-
 /// One line describing an expanded instruction.
 fn summary(instruction: &Instruction) -> String {
     let keyword = instruction.keyword();

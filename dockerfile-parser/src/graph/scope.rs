@@ -5,12 +5,12 @@
 use std::collections::BTreeSet;
 
 use crate::error::Span;
-use crate::instruction::{Instruction, Mount, MountType};
+use crate::instruction::{Instruction, Mount};
 use crate::path::normalize_workdir;
 use crate::shell::{Environment, ShellLexer};
 
 use super::BaseImageConfig;
-use super::error::GraphError;
+use super::error::{GraphError, GraphErrorKind};
 use super::lower::DEFAULT_PATH;
 
 /// The variables and settings in effect at one point of a stage.
@@ -33,6 +33,10 @@ pub(super) struct Scope {
     pub(super) user: Option<String>,
     /// `SHELL`, `None` until one is known.
     pub(super) shell: Option<Vec<String>>,
+    /// Whether the stage's filesystem is still BuildKit's empty `scratch` state: based on
+    /// `scratch` and no `RUN`, `COPY`, `ADD` or directory-making `WORKDIR` yet. A user
+    /// name cannot be looked up there (BuildKit: "invalid user index: -1").
+    pub(super) empty_root: bool,
 }
 
 /// Where build-argument values come from when a stage declares an `ARG`.
@@ -69,6 +73,15 @@ impl Scope {
                 .map(|w| normalize_workdir(Some(w), w)),
             user: config.user.clone().filter(|u| !u.is_empty()),
             shell: config.shell.clone().filter(|s| !s.is_empty()),
+            empty_root: false,
+        }
+    }
+
+    /// The scope a stage starts with on `scratch`.
+    pub(super) fn scratch() -> Scope {
+        Scope {
+            empty_root: true,
+            ..Scope::from_image(&BaseImageConfig::default())
         }
     }
 
@@ -154,11 +167,11 @@ impl Scope {
             | Instruction::Stopsignal(text) => {
                 text.value = words.word(&text.value)?;
             }
+            // As BuildKit: `--from` and `--exclude` are taken as written (`lower` refuses
+            // a variable in `--from`); `--chown`, `--chmod`, `--checksum` are expanded.
             Instruction::Copy(copy) => {
-                words.option(&mut copy.from)?;
                 words.option(&mut copy.chown)?;
                 words.option(&mut copy.chmod)?;
-                words.list(&mut copy.excludes)?;
                 words.list(&mut copy.files.sources)?;
                 copy.files.dest = words.word(&copy.files.dest)?;
             }
@@ -166,7 +179,6 @@ impl Scope {
                 words.option(&mut add.chown)?;
                 words.option(&mut add.chmod)?;
                 words.option(&mut add.checksum)?;
-                words.list(&mut add.excludes)?;
                 words.list(&mut add.files.sources)?;
                 add.files.dest = words.word(&add.files.dest)?;
             }
@@ -189,6 +201,7 @@ impl Scope {
             .into_iter()
             .filter(|name| self.from_arg.contains(name))
             .collect();
+        self.check_owner_lookup(&out)?;
         self.effect(&out);
         Ok(Expanded {
             instruction: out,
@@ -196,11 +209,47 @@ impl Scope {
         })
     }
 
+    /// Refuses a file owner given by name (`--chown`, or `USER` for the directory a
+    /// `WORKDIR` makes) while the filesystem is still the empty `scratch`: BuildKit has
+    /// no filesystem to read /etc/passwd from then and fails ("invalid user index: -1");
+    /// numeric ids need no look-up and work.
+    fn check_owner_lookup(&self, instruction: &Instruction) -> Result<(), GraphError> {
+        if !self.empty_root {
+            return Ok(());
+        }
+        let (owner, what) = match instruction {
+            Instruction::Copy(copy) => (copy.chown.as_deref(), "--chown"),
+            Instruction::Add(add) => (add.chown.as_deref(), "--chown"),
+            Instruction::Workdir(text)
+                if normalize_workdir(self.workdir.as_deref(), &text.value) != "/" =>
+            {
+                (self.user.as_deref(), "USER")
+            }
+            _ => (None, ""),
+        };
+        match owner.filter(|owner| names_an_owner(owner)) {
+            Some(owner) => Err(GraphError::new(
+                GraphErrorKind::OwnerOnEmptyRoot {
+                    owner: owner.to_owned(),
+                    what,
+                },
+                Some(instruction.span()),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// How an (expanded) instruction changes the scope (`ARG` is applied as it is
     /// expanded). As in BuildKit the later of `ENV` and `ARG` wins in the state: an `ARG`
     /// with a value after an `ENV` of the same name overrides it for the words and `RUN`
     /// steps that follow (never in the image config).
     fn effect(&mut self, instruction: &Instruction) {
+        match instruction {
+            Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) => {
+                self.empty_root = false;
+            }
+            _ => {}
+        }
         match instruction {
             Instruction::Env(kv) => {
                 for pair in &kv.pairs {
@@ -210,7 +259,10 @@ impl Scope {
                 }
             }
             Instruction::Workdir(text) => {
-                self.workdir = Some(normalize_workdir(self.workdir.as_deref(), &text.value));
+                let workdir = normalize_workdir(self.workdir.as_deref(), &text.value);
+                // Only a directory other than `/` is made (a file operation).
+                self.empty_root &= workdir == "/";
+                self.workdir = Some(workdir);
             }
             Instruction::User(text) => self.user = Some(text.value.clone()),
             Instruction::Shell(shell) => self.shell = Some(shell.shell.clone()),
@@ -273,9 +325,35 @@ impl Words {
         ] {
             self.option(field)?;
         }
-        if mount.mount_type != MountType::Tmpfs {
-            self.option(&mut mount.from)?;
-        }
+        // `from=` is never expanded: the parser refused a variable in it.
         Ok(())
+    }
+}
+
+/// Whether an owner (`user[:group]`) names a user or group that has to be looked up,
+/// as BuildKit's `llb.WithUser` reads it: a part that is empty, `root` or a number (Go's
+/// `ParseInt(_, 10, 32)`) is an id.
+fn names_an_owner(owner: &str) -> bool {
+    let (user, group) = match owner.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (owner, None),
+    };
+    std::iter::once(user)
+        .chain(group)
+        .any(|part| !part.is_empty() && part != "root" && part.parse::<i32>().is_err())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_that_need_a_look_up() {
+        for owner in ["app", "1000:app", "app:1000", "root:wheel", "99999999999"] {
+            assert!(names_an_owner(owner), "{owner}");
+        }
+        for owner in ["root", "0", "1000:1000", ":5", "5:", "root:root", "-1"] {
+            assert!(!names_an_owner(owner), "{owner}");
+        }
     }
 }

@@ -193,7 +193,17 @@ pub(super) fn parse_mount(spec: &str) -> Result<Mount, String> {
                     _ => return Err(format!("unsupported mount type {value:?}")),
                 }
             }
-            "from" => mount.from = Some(value),
+            "from" => {
+                // BuildKit refuses a variable here before anything is expanded: the
+                // stage a step mounts is known when the Dockerfile is read.
+                if value.find('$').is_some_and(|i| i + 1 < value.len()) {
+                    return Err(
+                        "'from' doesn't support variable expansion, define alias stage instead"
+                            .to_owned(),
+                    );
+                }
+                mount.from = Some(value);
+            }
             "source" | "src" => mount.source = Some(value),
             "target" | "dst" | "destination" => mount.target = Some(value),
             "readonly" | "ro" => read_only = Some(flag(&value)?),

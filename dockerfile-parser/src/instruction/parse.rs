@@ -367,9 +367,8 @@ impl Context<'_> {
                 )));
             }
         };
-        if matches!(self.raw.args, Arguments::Empty) {
-            return Err(self.count("at least one argument"));
-        }
+        // An empty `RUN` (or one with only flags) is accepted, as BuildKit does: it runs
+        // the shell with an empty command.
         Ok(Run {
             command: self.command_line(),
             heredocs: heredocs.iter().map(InlineFile::from_heredoc).collect(),
