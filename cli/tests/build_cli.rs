@@ -575,3 +575,54 @@ fn steps_shared_by_stages_give_one_result_even_under_no_cache() {
         "after --no-cache, a plain build reran {ran:?}:\n{again}"
     );
 }
+
+/// Smaller docker habits: `--progress quiet` prints the ID as `-q` does, `none` prints
+/// nothing; the classic builder's `--rm`/`--force-rm` are accepted; BuildKit's own build
+/// args (`BUILDKIT_INLINE_CACHE`) are never "not consumed"; a base image name that pulls
+/// nothing points at the close names the store has, never at making the typo.
+#[test]
+fn docker_build_habits_are_accepted() {
+    let (_dir, root, ctx) = setup(&[("Dockerfile", "FROM busybox\nRUN echo x > /x\n")]);
+    let run = |args: &[&str]| {
+        let mut all = vec!["build"];
+        all.extend_from_slice(args);
+        all.push(ctx.to_str().unwrap());
+        rbuild(&root, &all)
+    };
+    let quiet = run(&["--progress", "quiet", "--rm", "--force-rm=false"]);
+    assert_eq!(quiet.status.code(), Some(0), "{}", stderr(&quiet));
+    assert!(stdout(&quiet).trim().starts_with("sha256:") && stderr(&quiet).is_empty());
+    let none = run(&[
+        "--progress",
+        "none",
+        "--build-arg",
+        "BUILDKIT_INLINE_CACHE=1",
+    ]);
+    assert_eq!(none.status.code(), Some(0), "{}", stderr(&none));
+    assert!(
+        stdout(&none).is_empty() && stderr(&none).is_empty(),
+        "{}",
+        stderr(&none)
+    );
+    let plain = run(&[
+        "--progress",
+        "plain",
+        "--build-arg",
+        "BUILDKIT_INLINE_CACHE=1",
+    ]);
+    assert!(
+        !stderr(&plain).contains("not consumed"),
+        "{}",
+        stderr(&plain)
+    );
+
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox:lates\n").unwrap();
+    let typo = run(&["--progress", "plain"]);
+    assert_eq!(typo.status.code(), Some(1), "{}", stderr(&typo));
+    assert!(
+        stderr(&typo).contains("the store has busybox:latest"),
+        "{}",
+        stderr(&typo)
+    );
+    assert!(!stderr(&typo).contains("make it with"), "{}", stderr(&typo));
+}

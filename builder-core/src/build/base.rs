@@ -148,6 +148,32 @@ fn load_archive_once(
 
 /// A name or image ID: the store's image, unless the store lacks it or `--pull` asks for
 /// a fresh look-up, in which case the registry's (pulled into the store and named there).
+/// Names in the store that `name` may be a typo of: the same repository under another
+/// tag, or a name a few letters away.
+fn similar_names(store: &ContentStore, name: &ImageName) -> Vec<String> {
+    let wanted = name.familiar();
+    let mut found: Vec<(f64, String)> = store
+        .images()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.name)
+        .filter(|n| n != name)
+        .map(|n| {
+            let familiar = n.familiar();
+            let same_repo = n.full_repository() == name.full_repository();
+            let score = if same_repo {
+                1.0
+            } else {
+                strsim::jaro_winkler(&wanted, &familiar)
+            };
+            (score, familiar)
+        })
+        .filter(|(score, _)| *score >= 0.9)
+        .collect();
+    found.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    found.into_iter().take(3).map(|(_, n)| n).collect()
+}
+
 fn load_named(
     store: &ContentStore,
     reference: &str,
@@ -175,6 +201,7 @@ fn load_named(
     let pulled = pull_base(store, &name, lookup.registry).map_err(|source| BuildError::Pull {
         reference: reference.to_owned(),
         in_store: local.is_some(),
+        similar: similar_names(store, &name),
         source: Box::new(source),
     })?;
     for (mirror, why) in &pulled.skipped {

@@ -58,12 +58,14 @@ pub enum BuildError {
     ImageNotFound(String),
     /// A base image is not in the store (or `--pull` asked for a fresh look-up) and
     /// pulling it from its registry failed.
-    #[error("failed to pull image {reference}{}", pull_hint(.reference, *.in_store))]
+    #[error("failed to pull image {reference}{}", pull_hint(.reference, *.in_store, .similar))]
     Pull {
         /// The image as the Dockerfile names it.
         reference: String,
         /// Whether the store has an image of that name (then `--pull` asked for a new one).
         in_store: bool,
+        /// Names in the store close to `reference` (a typo'd tag or repository).
+        similar: Vec<String>,
         /// Why the pull failed.
         source: Box<RegistryError>,
     },
@@ -199,10 +201,14 @@ impl From<HashError> for BuildError {
 /// which are made by a script and never in a registry.
 fn fixture_recipe(reference: &str) -> Option<String> {
     let rest = reference.strip_prefix("rbuild-fixtures/")?;
-    let name = rest.split([':', '@']).next().unwrap_or(rest);
-    Some(format!(
-        "rbuild import \"$(fixtures/base-images/make {name})\" {reference}"
-    ))
+    let (name, tag) = rest.split_once(':').unwrap_or((rest, "latest"));
+    // Only the names and tags fixtures/base-images/make gives: a typo'd one must not be
+    // suggested as a name to create.
+    let known = matches!(
+        (name, tag),
+        ("busybox", "latest") | ("python3", "bookworm") | ("gcc", "bookworm")
+    );
+    known.then(|| format!("rbuild import \"$(fixtures/base-images/make {name})\" {reference}"))
 }
 
 /// What to do about a missing image: the fixture images of this repository are made by
@@ -215,15 +221,20 @@ fn not_found_hint(reference: &str) -> String {
 }
 
 /// What to say about a base image the registry did not give: the fixture images of this
-/// repository are made by a script, not pulled.
-fn pull_hint(reference: &str, in_store: bool) -> String {
-    if in_store {
+/// repository are made by a script, not pulled; names in the store close to it may be
+/// what was meant.
+fn pull_hint(reference: &str, in_store: bool, similar: &[String]) -> String {
+    let mut hint = if in_store {
         String::new()
     } else if let Some(recipe) = fixture_recipe(reference) {
         format!(" (it is not in the store: make it with: {recipe})")
     } else {
         " (it is not in the store either)".to_owned()
+    };
+    if !similar.is_empty() && !in_store {
+        hint.push_str(&format!("; the store has {}", similar.join(", ")));
     }
+    hint
 }
 
 fn tail_text(tail: &[String]) -> String {
@@ -289,6 +300,7 @@ mod tests {
         let pull_err = |reference: &str, in_store| BuildError::Pull {
             reference: reference.to_owned(),
             in_store,
+            similar: Vec::new(),
             source: Box::new(crate::registry::RegistryError::MediaType("x".to_owned())),
         };
         assert_eq!(
@@ -304,6 +316,17 @@ mod tests {
         assert_eq!(
             pull_err("alpine", true).to_string(),
             "failed to pull image alpine"
+        );
+        let typo = BuildError::Pull {
+            reference: "rbuild-fixtures/python3:bookwrom".to_owned(),
+            in_store: false,
+            similar: vec!["rbuild-fixtures/python3:bookworm".to_owned()],
+            source: Box::new(crate::registry::RegistryError::MediaType("x".to_owned())),
+        };
+        assert_eq!(
+            typo.to_string(),
+            "failed to pull image rbuild-fixtures/python3:bookwrom (it is not in the store \
+             either); the store has rbuild-fixtures/python3:bookworm"
         );
         let err = BuildError::ImageNotFound("alpine".to_owned());
         assert!(

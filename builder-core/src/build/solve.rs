@@ -519,6 +519,18 @@ fn insert_triggers(
     Ok(triggers)
 }
 
+/// Build arguments BuildKit's frontend reads itself, never "not consumed": inline cache,
+/// syntax, multi-platform and cache-mount namespaces, git context, sandbox hostname.
+/// rbuild has no use for them (its cache export is `--cache-to`), so they do nothing.
+const BUILDKIT_ARGS: &[&str] = &[
+    "BUILDKIT_INLINE_CACHE",
+    "BUILDKIT_SYNTAX",
+    "BUILDKIT_MULTI_PLATFORM",
+    "BUILDKIT_CACHE_MOUNT_NS",
+    "BUILDKIT_CONTEXT_KEEP_GIT_DIR",
+    "BUILDKIT_SANDBOX_HOSTNAME",
+];
+
 /// Warns, as BuildKit does, about build arguments nothing declared, and about platforms
 /// the engine does not build for.
 fn warn_about(shared: &Shared<'_>) {
@@ -528,7 +540,7 @@ fn warn_about(shared: &Shared<'_>) {
         .unused_build_args
         .iter()
         .map(String::as_str)
-        .filter(|a| *a != SOURCE_DATE_EPOCH)
+        .filter(|a| *a != SOURCE_DATE_EPOCH && !BUILDKIT_ARGS.contains(a))
         .collect();
     if !unused.is_empty() {
         shared.progress.event(&Event::Warning {

@@ -105,6 +105,13 @@ pub struct Args {
     /// Print only the image ID on success
     #[arg(short, long)]
     quiet: bool,
+    /// Accepted for docker's classic builder (BuildKit ignores it too): rbuild keeps no
+    /// intermediate containers to remove
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    rm: Option<bool>,
+    /// Accepted for docker's classic builder (BuildKit ignores it too)
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    force_rm: Option<bool>,
     /// How to show progress
     #[arg(long, value_enum, default_value = "auto")]
     progress: ProgressMode,
@@ -263,7 +270,7 @@ fn host_platform() -> String {
 }
 
 /// Runs `rbuild build`.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     if let Some(platform) = &args.platform {
         let host = host_platform();
         let asked = platform.trim_end_matches('/');
@@ -426,6 +433,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     request.cache_from = args.cache_from.clone();
 
     let reporter;
+    // `--progress quiet` is `-q`; `none` shows nothing but errors.
+    let silent = args.progress == ProgressMode::None;
+    args.quiet |= matches!(args.progress, ProgressMode::Quiet | ProgressMode::None);
     let progress: &dyn Progress = if args.quiet {
         &NullProgress
     } else {
@@ -475,7 +485,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.iidfile {
         std::fs::write(path, &id).with_context(|| format!("writing {}", path.display()))?;
     }
-    if args.quiet {
+    if args.quiet && !silent {
         // Standard output may carry the exported archive: the ID then goes to stderr.
         if args.output.iter().any(writes_stdout) {
             eprintln!("{id}");

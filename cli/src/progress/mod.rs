@@ -39,6 +39,10 @@ pub enum ProgressMode {
     Plain,
     /// One JSON event per line.
     Rawjson,
+    /// No progress; the image ID on standard output at the end (the same as `-q`).
+    Quiet,
+    /// No progress and no image ID: only errors.
+    None,
 }
 
 impl ProgressMode {
@@ -115,6 +119,16 @@ pub fn renderer(mode: ProgressMode) -> Box<dyn Renderer> {
         ProgressMode::Tty | ProgressMode::Plain | ProgressMode::Auto => {
             Box::new(plain::Plain::new(std::io::stderr()))
         }
+        ProgressMode::Quiet | ProgressMode::None => Box::new(Silent),
+    }
+}
+
+/// The renderer of `--progress quiet|none`: nothing.
+struct Silent;
+
+impl Renderer for Silent {
+    fn render(&mut self, _at: SystemTime, _event: &Event) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
