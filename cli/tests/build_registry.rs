@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod tmux_support;
+
 /// image-spec annotations.md: the manifest digest of the base image.
 const BASE_DIGEST_ANNOTATION: &str = "org.opencontainers.image.base.digest";
 /// image-spec annotations.md: the name of an image in an index.
@@ -664,4 +666,40 @@ fn basic_auth_registries_take_multi_layer_pushes_and_pulls_after_login() {
         );
         assert_eq!(listing, "1\n2\n3\n4\n");
     }
+}
+
+/// `rbuild login SERVER` on a terminal asks for the user name and the password (not
+/// echoed), as `docker login` does, then works for a push.
+#[test]
+fn login_asks_on_the_terminal() {
+    let reg = Registry::start_with_basic_auth("tester", "s3cret");
+    let s = Scratch::new();
+    let root = s.path("store");
+    let done = s.path("done");
+    let command = format!(
+        "env RBUILD_ROOT={} RBUILD_CONFIG={} DOCKER_CONFIG={} {} login {}; echo \"exit=$?\" > {}; sleep 30",
+        root.display(),
+        s.config.display(),
+        s.path("docker").display(),
+        env!("CARGO_BIN_EXE_rbuild"),
+        reg.addr,
+        done.display()
+    );
+    let tmux =
+        tmux_support::Tmux::start("login prompts", &command, 100, 10, Duration::from_secs(60));
+    tmux.wait_for("the user name prompt", |screen| {
+        screen.contains("Username:")
+    });
+    tmux.type_line("tester");
+    tmux.wait_for("the password prompt", |screen| screen.contains("Password:"));
+    tmux.type_line("s3cret");
+    let screen = tmux.wait_for("Login Succeeded", |screen| {
+        screen.contains("Login Succeeded")
+    });
+    assert!(
+        !screen.contains("s3cret"),
+        "the password was echoed:\n{screen}"
+    );
+    let config = std::fs::read_to_string(s.path("docker").join("config.json")).unwrap();
+    assert!(config.contains(&reg.addr), "{config}");
 }

@@ -1,6 +1,6 @@
 //! `rbuild login [SERVER]`: check credentials against a registry and save them.
 
-use std::io::Read;
+use std::io::{IsTerminal as _, Read};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -14,14 +14,14 @@ const DEFAULT_SERVER: &str = "docker.io";
 /// `rbuild login`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  rbuild login -u ci registry.example.com
+  rbuild login registry.example.com
   echo \"$TOKEN\" | rbuild login -u ci --password-stdin registry.example.com")]
 pub struct Args {
     #[command(flatten)]
     registry: RegistryArgs,
-    /// User name
+    /// User name (asked for on the terminal when not given)
     #[arg(short, long)]
-    username: String,
+    username: Option<String>,
     /// Password (prefer --password-stdin)
     #[arg(short, long, conflicts_with = "password_stdin")]
     password: Option<String>,
@@ -49,6 +49,22 @@ pub fn server_host(server: Option<&str>) -> String {
 /// Runs `rbuild login`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let registry = server_host(args.server.as_deref());
+    let username = match args.username {
+        Some(u) => u,
+        // As docker: asked on the terminal, unless the password comes on standard input.
+        None if std::io::stdin().is_terminal() && !args.password_stdin => {
+            eprint!("Username: ");
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the user name")?;
+            line.trim().to_owned()
+        }
+        None => bail!("give a user name with -u (standard input is not a terminal to ask on)"),
+    };
+    if username.is_empty() {
+        bail!("the user name is empty");
+    }
     let password = match (args.password, args.password_stdin) {
         (Some(p), _) => {
             // As docker: the password is in the shell's history and other users' `ps`.
@@ -64,12 +80,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .context("reading the password from standard input")?;
             p.trim_end_matches(['\n', '\r']).to_owned()
         }
-        (None, false) => bail!("give a password with --password-stdin or --password"),
+        (None, false) if std::io::stdin().is_terminal() => {
+            rpassword::prompt_password("Password: ").context("reading the password")?
+        }
+        (None, false) => bail!(
+            "give a password with --password-stdin (standard input is not a terminal to ask on)"
+        ),
     };
-    let credentials = RegistryCredentials {
-        username: args.username,
-        password,
-    };
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    let credentials = RegistryCredentials { username, password };
     let options = rbuild_core::RegistryOptions {
         insecure_registries: args.registry.insecure_registries.clone(),
         ..Default::default()

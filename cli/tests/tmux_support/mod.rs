@@ -60,6 +60,24 @@ impl Tmux {
         String::from_utf8(output.stdout).expect("the pane is UTF-8")
     }
 
+    /// Types `text` into the pane, then Enter. Not every test that shares this module
+    /// types.
+    #[allow(dead_code)]
+    pub fn type_line(&self, text: &str) {
+        let status = self
+            .command()
+            .args(["send-keys", "-t", "t", "-l", text])
+            .status()
+            .expect("running tmux send-keys");
+        assert!(status.success(), "send-keys failed: {status}");
+        let status = self
+            .command()
+            .args(["send-keys", "-t", "t", "Enter"])
+            .status()
+            .expect("running tmux send-keys");
+        assert!(status.success(), "send-keys Enter failed: {status}");
+    }
+
     /// Captures the pane until `done` accepts a capture, which it returns.
     pub fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
