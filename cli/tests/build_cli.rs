@@ -626,3 +626,37 @@ fn docker_build_habits_are_accepted() {
     );
     assert!(!stderr(&typo).contains("make it with"), "{}", stderr(&typo));
 }
+
+/// `rbuild import` honours SOURCE_DATE_EPOCH: two imports of one archive give one image ID
+/// (without it, the import time makes each one new).
+#[test]
+fn imports_under_source_date_epoch_give_one_image_id() {
+    let (_dir, root, _ctx) = setup(&[]);
+    let tar = run_support::fixture("busybox");
+    let import = |name: &str, epoch: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbuild"));
+        cmd.args(["import", tar.to_str().unwrap(), name])
+            .env("RBUILD_ROOT", &root)
+            .env_remove("SOURCE_DATE_EPOCH");
+        if let Some(e) = epoch {
+            cmd.env("SOURCE_DATE_EPOCH", e);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out).trim().to_owned()
+    };
+    let first = import("epoch:1", Some("1700000000"));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(import("epoch:2", Some("1700000000")), first);
+    let flag = rbuild(
+        &root,
+        &[
+            "import",
+            "--source-date-epoch",
+            "1700000000",
+            tar.to_str().unwrap(),
+            "epoch:3",
+        ],
+    );
+    assert_eq!(stdout(&flag).trim(), first, "{}", stderr(&flag));
+}

@@ -612,9 +612,9 @@ fn reproducible_check(
 /// `--source-date-epoch` or `SOURCE_DATE_EPOCH`: seconds, or nothing when the variable is
 /// set but empty (unset, as the reproducible-builds spec reads it).
 #[derive(Debug, Clone, Copy)]
-struct Epoch(Option<u64>);
+pub(crate) struct Epoch(pub(crate) Option<u64>);
 
-fn epoch_arg(value: &str) -> Result<Epoch, String> {
+pub(crate) fn epoch_arg(value: &str) -> Result<Epoch, String> {
     if value.trim().is_empty() {
         return Ok(Epoch(None));
     }

@@ -31,6 +31,10 @@ pub struct Args {
     /// Media types of the image: oci or docker
     #[arg(long, default_value = "oci")]
     format: ImageFormat,
+    /// Seconds since 1970: the created time of the image and the latest mtime in its
+    /// layer, so that two imports of one archive give one image ID (reproducible builds)
+    #[arg(long, value_name = "N", env = "SOURCE_DATE_EPOCH", value_parser = super::build::epoch_arg)]
+    source_date_epoch: Option<super::build::Epoch>,
     /// The rootfs archive (plain, gzip or zstd)
     file: PathBuf,
     /// The name to give the image
@@ -117,9 +121,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         apply_change(&mut config.config, change)
             .with_context(|| format!("applying --change {change:?}"))?;
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let epoch = args.source_date_epoch.and_then(|e| e.0);
+    let now = epoch.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
     config.created = Some(rfc3339(now));
     config.history.push(History {
         created: config.created.clone(),
@@ -134,7 +141,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         format: args.format,
         ..Default::default()
     };
-    let image = import_rootfs(&store, file, &spec, &LayerOptions::default())
+    let options = LayerOptions {
+        source_date_epoch: epoch,
+        ..Default::default()
+    };
+    let image = import_rootfs(&store, file, &spec, &options)
         .with_context(|| format!("importing {}", args.file.display()))?;
     if let Some(name) = &args.name {
         let name: ImageName = name.parse()?;
