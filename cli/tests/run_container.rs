@@ -244,43 +244,68 @@ fn a_file_written_by_one_run_is_gone_in_the_next() {
     assert_eq!(scratch_entries(own.path()), Vec::<String>::new());
 }
 
+/// As root and as another user: changing ids clears a process's parent-death signal, and a
+/// `USER nobody` container once kept running after rbuild was stopped.
 #[test]
 fn sigterm_to_rbuild_stops_the_container_and_leaves_nothing_behind() {
-    let own = own_store();
-    let marker = "sleep 3217";
-    let mut child = rbuild(own.path())
-        .args(["run", "plain", "sh", "-c", marker])
-        .spawn()
-        .expect("starting rbuild run");
-    let started = Instant::now();
-    while processes_with(marker).len() < 2 {
+    for (user, number) in [(None, "3217"), (Some("65534:65534"), "3218")] {
+        let own = own_store();
+        let marker = format!("sleep {number}");
+        let mut cmd = rbuild(own.path());
+        cmd.arg("run");
+        if let Some(user) = user {
+            cmd.args(["-u", user]);
+        }
+        let mut child = cmd
+            .args(["plain", "sh", "-c", &marker])
+            .spawn()
+            .expect("starting rbuild run");
+        let started = Instant::now();
+        while processes_with(&marker).len() < 2 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the container's sleep never started ({user:?})"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: kill on the child's pid, which this test owns and has not reaped.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        // Bounded: a container that ignores the stop keeps rbuild waiting forever.
+        let stopping = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("waiting for rbuild run") {
+                break status;
+            }
+            if stopping.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                let _ = child.wait();
+                for (pid, _) in processes_with(number) {
+                    // SAFETY: kill on pids of this test's own marker command.
+                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                }
+                panic!("rbuild run ({user:?}) did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the container's sleep never started"
+            !status.success(),
+            "a stopped container does not exit 0: {status}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        let gone = Instant::now();
+        while processes_with(number)
+            .iter()
+            .any(|(_, l)| l.starts_with("sleep"))
+        {
+            assert!(
+                gone.elapsed() < Duration::from_secs(10),
+                "the container's process outlived rbuild ({user:?}): {:?}",
+                processes_with(number)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(mounts_under(own.path()), Vec::<String>::new());
+        assert_eq!(scratch_entries(own.path()), Vec::<String>::new());
     }
-    // SAFETY: kill on the child's pid, which this test owns and has not reaped.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let status = child.wait().expect("waiting for rbuild run");
-    assert!(
-        !status.success(),
-        "a stopped container does not exit 0: {status}"
-    );
-    let gone = Instant::now();
-    while processes_with("3217")
-        .iter()
-        .any(|(_, l)| l.starts_with("sleep"))
-    {
-        assert!(
-            gone.elapsed() < Duration::from_secs(10),
-            "the container's process outlived rbuild: {:?}",
-            processes_with("3217")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(mounts_under(own.path()), Vec::<String>::new());
-    assert_eq!(scratch_entries(own.path()), Vec::<String>::new());
 }
 
 #[test]

@@ -420,8 +420,22 @@ fn apply_op(op: &Op) -> Result<(), i32> {
                     other => other?,
                 }
             }
+            // Changing the effective ids clears the parent-death signal (prctl(2)): the
+            // container's process would outlive its monitor (a USER nobody image kept
+            // running after Ctrl-C). The signal it had is set again afterwards.
+            let mut death_signal: libc::c_int = 0;
+            unsafe {
+                libc::prctl(
+                    libc::PR_GET_PDEATHSIG,
+                    &mut death_signal as *mut libc::c_int,
+                )
+            };
             check(unsafe { libc::setresgid(*gid, *gid, *gid) })?;
-            check(unsafe { libc::setresuid(*uid, *uid, *uid) })
+            check(unsafe { libc::setresuid(*uid, *uid, *uid) })?;
+            if death_signal != 0 {
+                check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, death_signal) })?;
+            }
+            Ok(())
         }
     }
 }
