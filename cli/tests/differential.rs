@@ -17,6 +17,8 @@
 //!   ../shared/tools/modern-buildkit prints).
 //! - `RBUILD_DOCKERD_DIR`: the private dockerd's state (default:
 //!   /tmp/rbuild-dockerd-differential-28); a daemon this test started is stopped at its end.
+//! - `RBUILD_DIFF_CONTAINERD_STORE`: `0` (default) or `1`: whether that daemon uses the
+//!   containerd image store (which `docker build -o type=oci` needs).
 //!
 //! Needs root, the oracle (scripts/setup-host installs it) and busybox-static; the test
 //! fails, saying what is missing, without them.
@@ -54,7 +56,7 @@ const AGAIN_REPO: &str = "rbuild-diff-again";
 
 /// Cases run at once unless `RBUILD_DIFF_JOBS` says otherwise: measured fastest on two
 /// cores (see fixtures/differential/README.md).
-const DEFAULT_JOBS: usize = 4;
+const DEFAULT_JOBS: usize = 8;
 
 /// The image name of the case numbered `index` (unique in a run): a docker repository
 /// component made of the case's set and name.
