@@ -4,8 +4,8 @@
 //! must fail with both. See fixtures/differential/README.md.
 //!
 //! Environment:
-//! - `RBUILD_DIFF_DIR`: case directories separated by `:` (default: fixtures/differential
-//!   and, when it exists, fixtures/external).
+//! - `RBUILD_DIFF_DIR`: case directories separated by `:`, relative to the workspace
+//!   (default: fixtures/differential and, when it exists, fixtures/external).
 //! - `RBUILD_DIFF_CASES`: comma-separated cases to run, by name or `set/name` (the set is
 //!   the case directory's name, e.g. `external/foo`) (default: all).
 //! - `RBUILD_DIFF_JOBS`: how many cases run at once (default [`DEFAULT_JOBS`]).
@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime};
 
 use builders::{Built, Dockerd, Oracle};
-use case::Case;
+use case::{Case, CaseDir};
 
 /// Images the cases may start from: the fixture that makes each, and its name.
 const BASE_IMAGES: &[(&str, &str)] = &[
@@ -190,9 +190,12 @@ impl Harness {
         };
         let stderr = String::from_utf8_lossy(&tested.stderr);
         if tested.status.success() {
+            let who = match self.against {
+                Against::Rbuild => "rbuild",
+                Against::Buildkit => "BuildKit's second build",
+            };
             problems.push(format!(
-                "{:?} built it, but the case's `fails` says both builders must fail",
-                self.against
+                "{who} built it, but the case's `fails` says both builders must fail"
             ));
         } else if stderr.contains("panicked") {
             problems.push(format!(
@@ -209,6 +212,9 @@ impl Harness {
             ));
         }
         let error_line = |out: &std::process::Output| {
+            if out.status.success() {
+                return "(built it)".to_owned();
+            }
             let text = String::from_utf8_lossy(&out.stderr).into_owned();
             text.lines()
                 .rev()
@@ -334,13 +340,17 @@ fn say(line: &str) {
 /// Lines of differences shown per case.
 const SHOWN_DIFFERENCES: usize = 40;
 
-/// The case directories: `RBUILD_DIFF_DIR` (`:`-separated, each must exist), else
+/// The case directories: `RBUILD_DIFF_DIR` (`:`-separated, relative to the workspace,
+/// each must exist), else
 /// fixtures/differential and fixtures/external when it exists (other branches fill it).
 fn case_dirs() -> Result<Vec<PathBuf>, String> {
     match std::env::var_os("RBUILD_DIFF_DIR") {
         Some(dirs) => {
+            // Relative to the workspace (cargo runs the test in cli/).
+            let ws = workspace();
             let dirs: Vec<PathBuf> = std::env::split_paths(&dirs)
                 .filter(|p| !p.as_os_str().is_empty())
+                .map(|p| ws.join(p))
                 .collect();
             if let Some(missing) = dirs.iter().find(|d| !d.is_dir()) {
                 return Err(format!(
@@ -363,17 +373,14 @@ fn case_dirs() -> Result<Vec<PathBuf>, String> {
     }
 }
 
-/// Every case of `dirs` as `(set/name, case or why it cannot be read)`, keeping only
+/// Every case directory of `dirs`, read or with why it cannot be, keeping only
 /// those `only` names (by name or `set/name`) when given.
-fn load_cases(
-    dirs: &[PathBuf],
-    only: Option<&[String]>,
-) -> Result<Vec<(String, Result<Case, String>)>, String> {
+fn load_cases(dirs: &[PathBuf], only: Option<&[String]>) -> Result<Vec<CaseDir>, String> {
     let mut all = Vec::new();
     for dir in dirs {
         all.extend(Case::all(dir)?);
     }
-    let mut ids: Vec<&str> = all.iter().map(|(id, _)| id.as_str()).collect();
+    let mut ids: Vec<&str> = all.iter().map(|d| d.id.as_str()).collect();
     ids.sort_unstable();
     if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
         return Err(format!(
@@ -386,13 +393,13 @@ fn load_cases(
     };
     let wanted = |id: &str, n: &str| id == n || id.rsplit_once('/').is_some_and(|(_, b)| b == n);
     for n in names {
-        if !all.iter().any(|(id, _)| wanted(id, n)) {
+        if !all.iter().any(|d| wanted(&d.id, n)) {
             return Err(format!("no case named {n} in {dirs:?}"));
         }
     }
     Ok(all
         .into_iter()
-        .filter(|(id, _)| names.iter().any(|n| wanted(id, n)))
+        .filter(|d| names.iter().any(|n| wanted(&d.id, n)))
         .collect())
 }
 
@@ -461,7 +468,7 @@ fn rbuild_builds_what_buildkit_builds() {
     assert!(!loaded.is_empty(), "no cases in {dirs:?}");
     let mut failed: Vec<(String, String)> = Vec::new();
     let mut cases: Vec<Case> = Vec::new();
-    for (id, case) in loaded {
+    for CaseDir { id, case } in loaded {
         match case {
             Ok(case) => cases.push(case),
             Err(e) => {

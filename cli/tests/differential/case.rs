@@ -184,6 +184,14 @@ impl Fails {
     }
 }
 
+/// A case directory found in a set: read, or why it cannot be.
+#[derive(Debug)]
+pub struct CaseDir {
+    /// `set/name`, as [`Case::id`].
+    pub id: String,
+    pub case: Result<Case, String>,
+}
+
 /// A case directory, read.
 #[derive(Debug, Clone)]
 pub struct Case {
@@ -342,7 +350,7 @@ impl Case {
 
     /// Every case directory under `root`, in name order, each read or with why it cannot
     /// be (a broken case fails on its own instead of stopping the run).
-    pub fn all(root: &Path) -> Result<Vec<(String, Result<Case, String>)>, String> {
+    pub fn all(root: &Path) -> Result<Vec<CaseDir>, String> {
         let mut dirs: Vec<PathBuf> = fs::read_dir(root)
             .map_err(|e| format!("reading case directory {}: {e}", root.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -360,7 +368,10 @@ impl Case {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                (format!("{set}/{name}"), Case::load(d))
+                CaseDir {
+                    id: format!("{set}/{name}"),
+                    case: Case::load(d),
+                }
             })
             .collect())
     }
