@@ -1,20 +1,27 @@
-//! The differential suite: every case under fixtures/differential (or `RBUILD_DIFF_DIR`) is
-//! built by BuildKit and by rbuild, and the two final root filesystems and image configs
-//! must be equal, up to what the case's divergences.md allows. See
-//! fixtures/differential/README.md.
+//! The differential suite: every case under the case directories is built by BuildKit
+//! (docker 28.5's) and by rbuild, and the two final root filesystems and image configs
+//! must be equal, up to what the case's divergences.md allows; a negative case (`fails`)
+//! must fail with both. See fixtures/differential/README.md.
 //!
 //! Environment:
-//! - `RBUILD_DIFF_DIR`: the case directory (default: fixtures/differential).
-//! - `RBUILD_DIFF_CASES`: comma-separated case names to run (default: all).
+//! - `RBUILD_DIFF_DIR`: case directories separated by `:`, relative to the workspace
+//!   (default: fixtures/differential and, when it exists, fixtures/external).
+//! - `RBUILD_DIFF_CASES`: comma-separated cases to run, by name or `set/name` (the set is
+//!   the case directory's name, e.g. `external/foo`) (default: all).
+//! - `RBUILD_DIFF_JOBS`: how many cases run at once (default [`DEFAULT_JOBS`]).
 //! - `RBUILD_DIFF_AGAINST`: `rbuild` (default) or `buildkit`, which builds each case a
 //!   second time with BuildKit instead of rbuild: a check of the harness itself, whose
 //!   comparison must then find nothing.
 //! - `RBUILD_DIFF_KEEP`: when set, the exported trees are kept, and their directory printed.
+//! - `MODERN_DOCKERD`, `MODERN_DOCKER`: the oracle's wrappers (default: what
+//!   ../shared/tools/modern-buildkit prints).
 //! - `RBUILD_DOCKERD_DIR`: the private dockerd's state (default:
-//!   /tmp/rbuild-dockerd-differential); a daemon this test started is stopped at its end.
+//!   /tmp/rbuild-dockerd-differential-28); a daemon this test started is stopped at its end.
+//! - `RBUILD_DIFF_CONTAINERD_STORE`: `0` (default) or `1`: whether that daemon uses the
+//!   containerd image store (which `docker build -o type=oci` needs).
 //!
-//! Needs root, docker.io (dockerd, /usr/bin/docker with BuildKit) and busybox-static; the
-//! test fails, saying what is missing, without them.
+//! Needs root, the oracle (scripts/setup-host installs it) and busybox-static; the test
+//! fails, saying what is missing, without them.
 
 #[path = "differential/builders.rs"]
 mod builders;
@@ -29,10 +36,12 @@ mod tree;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::SystemTime;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Instant, SystemTime};
 
-use builders::{Built, Dockerd};
-use case::Case;
+use builders::{Built, Dockerd, Oracle};
+use case::{Case, CaseDir};
 
 /// Images the cases may start from: the fixture that makes each, and its name.
 const BASE_IMAGES: &[(&str, &str)] = &[
@@ -45,8 +54,23 @@ const REFERENCE_REPO: &str = "rbuild-diff";
 /// Where the second BuildKit build goes when BuildKit is compared with itself.
 const AGAIN_REPO: &str = "rbuild-diff-again";
 
-fn image_tag(repo: &str, case: &str) -> String {
-    format!("{repo}/{case}:latest")
+/// Cases run at once unless `RBUILD_DIFF_JOBS` says otherwise: measured fastest on two
+/// cores (see fixtures/differential/README.md).
+const DEFAULT_JOBS: usize = 8;
+
+/// The image name of the case numbered `index` (unique in a run): a docker repository
+/// component made of the case's set and name.
+fn image_tag(repo: &str, index: usize, case: &Case) -> String {
+    let mut name = String::new();
+    for c in format!("{}-{}", case.set, case.name).chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_alphanumeric() {
+            name.push(c);
+        } else if !name.ends_with('-') {
+            name.push('-');
+        }
+    }
+    format!("{repo}/{index}-{}:latest", name.trim_end_matches('-'))
 }
 
 /// Who builds the tested side.
@@ -82,10 +106,11 @@ impl Harness {
             );
         }
         let ws = workspace();
+        let oracle = Oracle::find(&ws)?;
         let dockerd_dir = std::env::var_os("RBUILD_DOCKERD_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/tmp/rbuild-dockerd-differential"));
-        let dockerd = Dockerd::start(&ws, &dockerd_dir)?;
+            .unwrap_or_else(|| PathBuf::from("/tmp/rbuild-dockerd-differential-28"));
+        let dockerd = Dockerd::start(&ws, oracle, &dockerd_dir)?;
         let mut scratch = tempfile::tempdir().map_err(|e| format!("creating scratch dir: {e}"))?;
         scratch.disable_cleanup(std::env::var_os("RBUILD_DIFF_KEEP").is_some());
         dockerd.check_buildkit(scratch.path())?;
@@ -120,19 +145,107 @@ impl Harness {
         })
     }
 
-    /// Builds one case both ways; the differences no divergence allows, and notes.
-    fn run_case(&self, case: &Case) -> Result<Outcome, String> {
-        let dir = self.scratch.path().join(&case.name);
+    /// Builds the case numbered `index` both ways and compares, or checks that both fail.
+    fn run_case(&self, index: usize, case: &Case) -> Result<Outcome, String> {
+        let dir = self.scratch.path().join(index.to_string());
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let result = match &case.fails {
+            Some(fails) => self.run_negative(index, case, fails, &dir),
+            None => self.run_positive(index, case, &dir),
+        };
+        if std::env::var_os("RBUILD_DIFF_KEEP").is_none() {
+            // The exported trees can be large; keep scratch space small across many cases.
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        result
+    }
+
+    /// A negative case: both builders must fail, rbuild with a clear error.
+    fn run_negative(
+        &self,
+        index: usize,
+        case: &Case,
+        fails: &case::Fails,
+        dir: &Path,
+    ) -> Result<Outcome, String> {
+        let tag = image_tag(REFERENCE_REPO, index, case);
+        let reference = builders::buildkit_build(&self.dockerd, case, &tag)?;
+        let mut problems = Vec::new();
+        if reference.status.success() {
+            self.dockerd.remove_images(&[&tag]);
+            problems.push(
+                "BuildKit built it, but the case's `fails` says both builders must fail".into(),
+            );
+        }
+        let tested = match self.against {
+            Against::Rbuild => {
+                builders::rbuild_build(self.rbuild_root.path(), case, &tag, &dir.join("rbuild"))?
+            }
+            Against::Buildkit => {
+                let tag = image_tag(AGAIN_REPO, index, case);
+                let out = builders::buildkit_build(&self.dockerd, case, &tag)?;
+                self.dockerd.remove_images(&[&tag]);
+                out
+            }
+        };
+        let stderr = String::from_utf8_lossy(&tested.stderr);
+        if tested.status.success() {
+            let who = match self.against {
+                Against::Rbuild => "rbuild",
+                Against::Buildkit => "BuildKit's second build",
+            };
+            problems.push(format!(
+                "{who} built it, but the case's `fails` says both builders must fail"
+            ));
+        } else if stderr.contains("panicked") {
+            problems.push(format!(
+                "rbuild panicked instead of reporting an error:\n{}",
+                builders::tail(&tested)
+            ));
+        } else if let Some(want) = &fails.rbuild_error
+            && self.against == Against::Rbuild
+            && !stderr.contains(want.as_str())
+        {
+            problems.push(format!(
+                "rbuild's error does not contain `{want}`:\n{}",
+                builders::tail(&tested)
+            ));
+        }
+        let error_line = |out: &std::process::Output| {
+            if out.status.success() {
+                return "(built it)".to_owned();
+            }
+            let text = String::from_utf8_lossy(&out.stderr).into_owned();
+            text.lines()
+                .rev()
+                .find(|l| l.contains("ERROR") || l.contains("error"))
+                .or_else(|| text.lines().last())
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        };
+        Ok(Outcome {
+            kind: Kind::Negative,
+            differences: problems,
+            notes: vec![
+                format!("BuildKit: {}", error_line(&reference)),
+                format!("tested:   {}", error_line(&tested)),
+            ],
+            ..Outcome::default()
+        })
+    }
+
+    /// A positive case: both builders build it, the results compared.
+    fn run_positive(&self, index: usize, case: &Case, dir: &Path) -> Result<Outcome, String> {
         let started = SystemTime::now();
-        let tag = image_tag(REFERENCE_REPO, &case.name);
+        let tag = image_tag(REFERENCE_REPO, index, case);
         let reference = builders::buildkit(&self.dockerd, case, &tag, &dir.join("buildkit"))?;
         let tested: Built = match self.against {
             Against::Rbuild => {
                 builders::rbuild(self.rbuild_root.path(), case, &tag, &dir.join("rbuild"))?
             }
             Against::Buildkit => {
-                let tag = image_tag(AGAIN_REPO, &case.name);
+                let tag = image_tag(AGAIN_REPO, index, case);
                 builders::buildkit(&self.dockerd, case, &tag, &dir.join("buildkit-again"))?
             }
         };
@@ -167,10 +280,11 @@ impl Harness {
                 outcome.differences.push(d.to_string());
             }
         }
-        if std::env::var_os("RBUILD_DIFF_KEEP").is_none() {
-            // The exported trees can be large; keep scratch space small across 30+ cases.
-            let _ = std::fs::remove_dir_all(&dir);
-        }
+        outcome.kind = if outcome.allowed.is_empty() && case.divergences.is_empty() {
+            Kind::Equal
+        } else {
+            Kind::Explained
+        };
         Ok(outcome)
     }
 }
@@ -193,21 +307,144 @@ fn small_text(path: &Path) -> String {
     }
 }
 
+/// How a case came out, when nothing failed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The same rootfs and config, with no divergences.md directive in play.
+    #[default]
+    Equal,
+    /// The same up to what divergences.md allows (or with BuildKit building another
+    /// Dockerfile).
+    Explained,
+    /// A negative case: both builders failed.
+    Negative,
+}
+
 #[derive(Debug, Default)]
 struct Outcome {
+    kind: Kind,
+    /// What makes the case fail: differences no divergence allows, or a negative case's
+    /// broken expectations.
     differences: Vec<String>,
     allowed: Vec<String>,
     notes: Vec<String>,
 }
 
+/// Writes a line of the run's log to stderr directly, past the test harness's output
+/// capture: the progress of a long run and its summary show even when the test passes.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// Lines of differences shown per case.
 const SHOWN_DIFFERENCES: usize = 40;
 
+/// The case directories: `RBUILD_DIFF_DIR` (`:`-separated, relative to the workspace,
+/// each must exist), else
+/// fixtures/differential and fixtures/external when it exists (other branches fill it).
+fn case_dirs() -> Result<Vec<PathBuf>, String> {
+    match std::env::var_os("RBUILD_DIFF_DIR") {
+        Some(dirs) => {
+            // Relative to the workspace (cargo runs the test in cli/).
+            let ws = workspace();
+            let dirs: Vec<PathBuf> = std::env::split_paths(&dirs)
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(|p| ws.join(p))
+                .collect();
+            if let Some(missing) = dirs.iter().find(|d| !d.is_dir()) {
+                return Err(format!(
+                    "RBUILD_DIFF_DIR names {}, which is not a directory",
+                    missing.display()
+                ));
+            }
+            Ok(dirs)
+        }
+        None => {
+            let ws = workspace();
+            Ok(["fixtures/differential", "fixtures/external"]
+                .iter()
+                .map(|d| ws.join(d))
+                .enumerate()
+                .filter(|(i, d)| *i == 0 || d.is_dir())
+                .map(|(_, d)| d)
+                .collect())
+        }
+    }
+}
+
+/// Every case directory of `dirs`, read or with why it cannot be, keeping only
+/// those `only` names (by name or `set/name`) when given.
+fn load_cases(dirs: &[PathBuf], only: Option<&[String]>) -> Result<Vec<CaseDir>, String> {
+    let mut all = Vec::new();
+    for dir in dirs {
+        all.extend(Case::all(dir)?);
+    }
+    let mut ids: Vec<&str> = all.iter().map(|d| d.id.as_str()).collect();
+    ids.sort_unstable();
+    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(format!(
+            "two case directories hold {}: give the sets different names",
+            w[0]
+        ));
+    }
+    let Some(names) = only else {
+        return Ok(all);
+    };
+    let wanted = |id: &str, n: &str| id == n || id.rsplit_once('/').is_some_and(|(_, b)| b == n);
+    for n in names {
+        if !all.iter().any(|d| wanted(&d.id, n)) {
+            return Err(format!("no case named {n} in {dirs:?}"));
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|d| names.iter().any(|n| wanted(&d.id, n)))
+        .collect())
+}
+
+/// What the report says of one case: its line in the log, and its failure text.
+fn report(id: &str, result: &Result<Outcome, String>, seconds: f64) -> (String, Option<String>) {
+    match result {
+        Ok(outcome) => {
+            let mut log = String::new();
+            for a in &outcome.allowed {
+                log += &format!("case {id}: allowed by divergences.md: {a}\n");
+            }
+            for n in &outcome.notes {
+                log += &format!("case {id}: note: {n}\n");
+            }
+            if outcome.differences.is_empty() {
+                let how = match outcome.kind {
+                    Kind::Equal => "equal",
+                    Kind::Explained => "equal up to divergences.md",
+                    Kind::Negative => "both failed, as `fails` says",
+                };
+                log += &format!("case {id}: {how} ({seconds:.1} s)");
+                (log, None)
+            } else {
+                let shown = outcome.differences.len().min(SHOWN_DIFFERENCES);
+                let mut text = outcome.differences[..shown].join("\n  ");
+                if outcome.differences.len() > shown {
+                    text += &format!("\n  ... and {} more", outcome.differences.len() - shown);
+                }
+                log += &format!(
+                    "case {id}: {} difference(s) ({seconds:.1} s)",
+                    outcome.differences.len()
+                );
+                (log, Some(format!("case {id}:\n  {text}")))
+            }
+        }
+        Err(e) => (
+            format!("case {id}: failed ({seconds:.1} s)"),
+            Some(format!("case {id}: {e}")),
+        ),
+    }
+}
+
 #[test]
 fn rbuild_builds_what_buildkit_builds() {
-    let cases_dir = std::env::var_os("RBUILD_DIFF_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("fixtures/differential"));
+    let began = Instant::now();
     let only: Option<Vec<String>> = std::env::var("RBUILD_DIFF_CASES").ok().map(|s| {
         s.split(',')
             .map(|n| n.trim().to_owned())
@@ -219,64 +456,94 @@ fn rbuild_builds_what_buildkit_builds() {
         Ok("buildkit") => Against::Buildkit,
         Ok(other) => panic!("RBUILD_DIFF_AGAINST must be rbuild or buildkit, not {other}"),
     };
-    let cases = Case::all(&cases_dir, only.as_deref()).unwrap_or_else(|e| panic!("{e}"));
-    assert!(!cases.is_empty(), "no cases under {}", cases_dir.display());
-    let harness = Harness::setup(&cases, against).unwrap_or_else(|e| panic!("{e}"));
-    if std::env::var_os("RBUILD_DIFF_KEEP").is_some() {
-        eprintln!("exported trees under {}", harness.scratch.path().display());
-    }
-    let mut failed = Vec::new();
-    for case in &cases {
-        match harness.run_case(case) {
-            Ok(outcome) => {
-                for a in &outcome.allowed {
-                    eprintln!("case {}: allowed by divergences.md: {a}", case.name);
-                }
-                for n in &outcome.notes {
-                    eprintln!("case {}: note: {n}", case.name);
-                }
-                if outcome.differences.is_empty() {
-                    eprintln!("case {}: equal", case.name);
-                } else {
-                    let mut text = outcome.differences
-                        [..outcome.differences.len().min(SHOWN_DIFFERENCES)]
-                        .join("\n  ");
-                    if outcome.differences.len() > SHOWN_DIFFERENCES {
-                        text += &format!(
-                            "\n  ... and {} more",
-                            outcome.differences.len() - SHOWN_DIFFERENCES
-                        );
-                    }
-                    eprintln!(
-                        "case {}: {} difference(s)",
-                        case.name,
-                        outcome.differences.len()
-                    );
-                    failed.push(format!("case {}:\n  {text}", case.name));
-                }
-            }
+    let jobs = match std::env::var("RBUILD_DIFF_JOBS") {
+        Err(_) => DEFAULT_JOBS,
+        Ok(n) => match n.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => panic!("RBUILD_DIFF_JOBS must be a positive number, not {n}"),
+        },
+    };
+    let dirs = case_dirs().unwrap_or_else(|e| panic!("{e}"));
+    let loaded = load_cases(&dirs, only.as_deref()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!loaded.is_empty(), "no cases in {dirs:?}");
+    let mut failed: Vec<(String, String)> = Vec::new();
+    let mut cases: Vec<Case> = Vec::new();
+    for CaseDir { id, case } in loaded {
+        match case {
+            Ok(case) => cases.push(case),
             Err(e) => {
-                eprintln!("case {}: build failed", case.name);
-                failed.push(format!("case {}: {e}", case.name));
+                say(&format!("case {id}: cannot be read"));
+                failed.push((id.clone(), format!("case {id}: cannot be read: {e}")));
             }
         }
     }
-    let tags: Vec<String> = cases
-        .iter()
-        .flat_map(|c| {
-            [
-                image_tag(REFERENCE_REPO, &c.name),
-                image_tag(AGAIN_REPO, &c.name),
-            ]
-        })
-        .collect();
-    harness.dockerd.clean(&tags);
+    let unreadable = failed.len();
+    let harness = Harness::setup(&cases, against).unwrap_or_else(|e| panic!("{e}"));
+    if std::env::var_os("RBUILD_DIFF_KEEP").is_some() {
+        say(&format!(
+            "exported trees under {}",
+            harness.scratch.path().display()
+        ));
+    }
+    say(&format!(
+        "{} case(s) from {dirs:?}, {jobs} at a time, reference = BuildKit (docker 28.5), \
+         tested = {against:?}",
+        cases.len()
+    ));
+
+    let next = AtomicUsize::new(0);
+    let kinds: Mutex<Vec<Kind>> = Mutex::new(Vec::new());
+    let failures = Mutex::new(&mut failed);
+    std::thread::scope(|s| {
+        for _ in 0..jobs.min(cases.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(case) = cases.get(i) else { break };
+                    let clock = Instant::now();
+                    let result = harness.run_case(i, case);
+                    let (log, failure) = report(&case.id(), &result, clock.elapsed().as_secs_f64());
+                    say(&log);
+                    match failure {
+                        Some(text) => failures
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((case.id(), text)),
+                        None => kinds
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(result.map(|o| o.kind).unwrap_or_default()),
+                    }
+                }
+            });
+        }
+    });
+    harness.dockerd.clean();
+    let kinds = kinds.into_inner().unwrap_or_else(|e| e.into_inner());
+    let count = |k: Kind| kinds.iter().filter(|&&x| x == k).count();
+    failed.sort();
+    let total = cases.len() + unreadable;
+    say(&format!(
+        "\ndifferential summary: {total} case(s) in {:.0} s ({jobs} at a time): {} equal, \
+         {} equal up to divergences.md, {} negative (both failed), {} failing",
+        began.elapsed().as_secs_f64(),
+        count(Kind::Equal),
+        count(Kind::Explained),
+        count(Kind::Negative),
+        failed.len()
+    ));
+    for (id, _) in &failed {
+        say(&format!("  failing: {id}"));
+    }
     assert!(
         failed.is_empty(),
-        "{} of {} differential cases differ from BuildKit (reference = BuildKit, tested = {:?}):\n\n{}",
+        "{} of {total} differential cases differ from BuildKit (reference = BuildKit, tested = {:?}):\n\n{}",
         failed.len(),
-        cases.len(),
         against,
-        failed.join("\n\n")
+        failed
+            .iter()
+            .map(|(_, t)| t.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n")
     );
 }

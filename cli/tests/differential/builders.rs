@@ -1,4 +1,4 @@
-//! The two builders: BuildKit (docker 20.10's built-in one, behind a private dockerd) and
+//! The two builders: BuildKit (docker 28.5's built-in one, behind a private dockerd) and
 //! rbuild, each building a case into an exported rootfs and an inspected image config.
 
 use std::path::{Path, PathBuf};
@@ -9,8 +9,75 @@ use serde_json::Value;
 
 use super::case::Case;
 
-/// The docker client with BuildKit built in (the one in /usr/local/bin has no BuildKit).
-pub const DOCKER: &str = "/usr/bin/docker";
+/// The tool that installs the oracle (docker 28.5) and prints its wrappers, relative to
+/// the workspace: CI keeps `shared/` beside the clone.
+const ORACLE_TOOL: &str = "../shared/tools/modern-buildkit";
+
+/// Whether the oracle's dockerd runs with the containerd image store, unless
+/// `RBUILD_DIFF_CONTAINERD_STORE=0|1` says otherwise. Off: run back to back, the suite
+/// took 1.2 to 1.8 times as long with it, and no case needs what only it gives
+/// (`docker build -o type=oci`); `docker load`, `create` and `export` work and give the
+/// same trees either way (see fixtures/differential/README.md).
+const CONTAINERD_STORE: bool = false;
+
+fn containerd_store() -> Result<bool, String> {
+    match std::env::var("RBUILD_DIFF_CONTAINERD_STORE").as_deref() {
+        Err(_) => Ok(CONTAINERD_STORE),
+        Ok("1") => Ok(true),
+        Ok("0") => Ok(false),
+        Ok(other) => Err(format!(
+            "RBUILD_DIFF_CONTAINERD_STORE must be 0 or 1, not {other}"
+        )),
+    }
+}
+
+/// The oracle's two wrappers: a dockerd and a docker client (with buildx) of docker 28.5.
+#[derive(Debug, Clone)]
+pub struct Oracle {
+    pub dockerd: PathBuf,
+    pub docker: PathBuf,
+}
+
+impl Oracle {
+    /// `MODERN_DOCKERD` and `MODERN_DOCKER` from the environment, else what the oracle
+    /// tool prints (it installs the oracle first if needed).
+    pub fn find(workspace: &Path) -> Result<Oracle, String> {
+        let from_env = |name: &str| std::env::var_os(name).map(PathBuf::from);
+        let (dockerd, docker) = match (from_env("MODERN_DOCKERD"), from_env("MODERN_DOCKER")) {
+            (Some(dockerd), Some(docker)) => (dockerd, docker),
+            _ => {
+                let tool = workspace.join(ORACLE_TOOL);
+                if !tool.is_file() {
+                    return Err(format!(
+                        "the differential suite needs docker 28.5's BuildKit as its oracle: \
+                         set MODERN_DOCKERD and MODERN_DOCKER (eval \"$(.../modern-buildkit)\"), \
+                         or provide {} (scripts/setup-host runs it)",
+                        tool.display()
+                    ));
+                }
+                let out = run(&mut Command::new(&tool))?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                let value = |name: &str| {
+                    text.split_whitespace()
+                        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+                        .map(PathBuf::from)
+                        .ok_or_else(|| format!("{} printed no {name}=: {text}", tool.display()))
+                };
+                (value("MODERN_DOCKERD")?, value("MODERN_DOCKER")?)
+            }
+        };
+        for (name, path) in [("MODERN_DOCKERD", &dockerd), ("MODERN_DOCKER", &docker)] {
+            if !path.is_file() {
+                return Err(format!(
+                    "{name}={} is not a file: the oracle (docker 28.5) is not installed; \
+                     run scripts/setup-host",
+                    path.display()
+                ));
+            }
+        }
+        Ok(Oracle { dockerd, docker })
+    }
+}
 
 /// Lines of a failed command's output shown in a report.
 const TAIL_LINES: usize = 25;
@@ -42,6 +109,7 @@ pub fn tail(out: &Output) -> String {
 /// A private dockerd started through `scripts/dockerd`, stopped on drop when this process
 /// started it.
 pub struct Dockerd {
+    oracle: Oracle,
     script: PathBuf,
     dir: PathBuf,
     host: String,
@@ -49,32 +117,28 @@ pub struct Dockerd {
 }
 
 impl Dockerd {
-    /// Starts (or reuses) the daemon whose state lives in `dir`.
-    pub fn start(workspace: &Path, dir: &Path) -> Result<Dockerd, String> {
-        for (tool, package) in [(DOCKER, "docker.io"), ("dockerd", "docker.io")] {
-            let found = if tool.starts_with('/') {
-                Path::new(tool).is_file()
-            } else {
-                which(tool)
-            };
-            if !found {
-                return Err(format!(
-                    "missing {tool} (install the Debian package {package}): the differential \
-                     suite needs BuildKit as its reference"
-                ));
-            }
-        }
+    /// Starts (or reuses) the oracle's daemon whose state lives in `dir`.
+    pub fn start(workspace: &Path, oracle: Oracle, dir: &Path) -> Result<Dockerd, String> {
         let script = workspace.join("scripts/dockerd");
-        let status = Command::new(&script)
-            .arg("status")
-            .env("RBUILD_DOCKERD_DIR", dir)
+        let store = containerd_store()?;
+        let script_cmd = |verb: &str| {
+            let mut cmd = Command::new(&script);
+            cmd.arg(verb)
+                .env("RBUILD_DOCKERD_DIR", dir)
+                .env("RBUILD_DOCKERD_BIN", &oracle.dockerd)
+                .env(
+                    "RBUILD_DOCKERD_CONTAINERD_STORE",
+                    if store { "1" } else { "0" },
+                );
+            cmd
+        };
+        let status = script_cmd("status")
             .status()
             .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
         let started_here = !status.success();
-        run(Command::new(&script)
-            .arg("start")
-            .env("RBUILD_DOCKERD_DIR", dir))?;
+        run(&mut script_cmd("start"))?;
         Ok(Dockerd {
+            oracle,
             script,
             dir: dir.to_path_buf(),
             host: format!("unix://{}", dir.join("docker.sock").display()),
@@ -82,12 +146,17 @@ impl Dockerd {
         })
     }
 
-    /// A docker client command talking to this daemon, BuildKit on.
+    /// A docker client command talking to this daemon, with a client configuration of its
+    /// own (buildx keeps its state there) in the daemon's state directory.
     pub fn docker(&self) -> Command {
-        let mut cmd = Command::new(DOCKER);
+        let mut cmd = Command::new(&self.oracle.docker);
         cmd.env("DOCKER_HOST", &self.host)
+            .env("DOCKER_CONFIG", self.dir.join("client"))
             .env("DOCKER_BUILDKIT", "1")
-            .env_remove("DOCKER_CONTEXT");
+            // No provenance attestation beside each image: nothing compares it.
+            .env("BUILDX_NO_DEFAULT_ATTESTATIONS", "1")
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("BUILDX_BUILDER");
         cmd
     }
 
@@ -119,10 +188,14 @@ impl Dockerd {
         run(self.docker().arg("load").arg("-i").arg(archive)).map(drop)
     }
 
-    /// Drops what the builds left in the daemon: the cases' images, dangling ones, and
-    /// BuildKit's cache (every build runs without cache, so none of it would be used again).
-    pub fn clean(&self, tags: &[String]) {
+    /// Removes images by name (quietly: a failed build made none).
+    pub fn remove_images(&self, tags: &[&str]) {
         let _ = self.docker().args(["rmi", "-f"]).args(tags).output();
+    }
+
+    /// Drops what the builds left in the daemon: dangling images and BuildKit's cache
+    /// (every build runs without cache, so none of it would be used again).
+    pub fn clean(&self) {
         let _ = self.docker().args(["image", "prune", "-f"]).output();
         let _ = self.docker().args(["builder", "prune", "-af"]).output();
     }
@@ -144,11 +217,6 @@ impl Drop for Dockerd {
                 .status();
         }
     }
-}
-
-fn which(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()))
 }
 
 /// What one builder made of a case.
@@ -211,12 +279,15 @@ fn config_of(inspect: &Value, who: &str) -> Result<Value, String> {
         .ok_or_else(|| format!("{who} inspect printed no Config: {inspect}"))
 }
 
-/// Builds `case` with BuildKit into the daemon's image store under `tag`, without cache
-/// (so that every RUN runs now and its files' mtimes fall inside the case's run), then
-/// exports the image's rootfs into `out` through a created (never started) container:
-/// `docker export` keeps owners, which BuildKit's `-o type=local` exporter of docker 20.10
-/// does not (it writes every file as the client's user).
-pub fn buildkit(dockerd: &Dockerd, case: &Case, tag: &str, out: &Path) -> Result<Built, String> {
+/// Runs `cmd`, returning its output whether it succeeded or not.
+fn output(cmd: &mut Command) -> Result<Output, String> {
+    cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))
+}
+
+/// `docker build` of `case` into the daemon's image store under `tag`, without cache (so
+/// that every RUN runs now and its files' mtimes fall inside the case's run); its output,
+/// failed or not.
+pub fn buildkit_build(dockerd: &Dockerd, case: &Case, tag: &str) -> Result<Output, String> {
     let mut cmd = dockerd.docker();
     cmd.args([
         "build",
@@ -227,7 +298,34 @@ pub fn buildkit(dockerd: &Dockerd, case: &Case, tag: &str, out: &Path) -> Result
         tag,
     ]);
     common_args(&mut cmd, case, &case.buildkit_dockerfile)?;
-    run(cmd.arg(&case.context))?;
+    output(cmd.arg(&case.context))
+}
+
+/// Builds `case` with BuildKit (see [`buildkit_build`]), then exports the image's rootfs
+/// into `out` through a created (never started) container: `docker export` keeps owners
+/// and needs nothing but the image store. The image is removed afterwards.
+pub fn buildkit(dockerd: &Dockerd, case: &Case, tag: &str, out: &Path) -> Result<Built, String> {
+    let built = buildkit_build(dockerd, case, tag)?;
+    if !built.status.success() {
+        return Err(format!(
+            "docker build failed ({}):\n{}",
+            built.status,
+            tail(&built)
+        ));
+    }
+    let exported = export(dockerd, tag, out);
+    let config = dockerd
+        .inspect(tag)
+        .and_then(|inspect| config_of(&inspect, "docker"));
+    dockerd.remove_images(&[tag]);
+    exported?;
+    Ok(Built {
+        rootfs: out.to_path_buf(),
+        config: config?,
+    })
+}
+
+fn export(dockerd: &Dockerd, tag: &str, out: &Path) -> Result<(), String> {
     let created =
         run(dockerd
             .docker()
@@ -254,11 +352,7 @@ pub fn buildkit(dockerd: &Dockerd, case: &Case, tag: &str, out: &Path) -> Result
         .arg(&archive)
         .arg("-C")
         .arg(out))?;
-    std::fs::remove_file(&archive).map_err(|e| format!("removing {}: {e}", archive.display()))?;
-    Ok(Built {
-        rootfs: out.to_path_buf(),
-        config: config_of(&dockerd.inspect(tag)?, "docker")?,
-    })
+    std::fs::remove_file(&archive).map_err(|e| format!("removing {}: {e}", archive.display()))
 }
 
 /// The rbuild binary under test.
@@ -268,20 +362,37 @@ pub fn rbuild_command(root: &Path) -> Command {
     cmd
 }
 
-/// Builds `case` with rbuild into the store at `root` under `tag`, exporting the rootfs to
-/// `out`; without cache, as BuildKit's build is (a step cached by an earlier case would
-/// bring files with mtimes from before this case began).
-pub fn rbuild(root: &Path, case: &Case, tag: &str, out: &Path) -> Result<Built, String> {
+/// `rbuild build` of `case` into the store at `root` under `tag`, its rootfs exported to
+/// `out`, without cache, as BuildKit's build is (a step cached by an earlier case would
+/// bring files with mtimes from before this case began); its output, failed or not.
+pub fn rbuild_build(root: &Path, case: &Case, tag: &str, out: &Path) -> Result<Output, String> {
     let mut cmd = rbuild_command(root);
     cmd.arg("build")
         .arg("--root")
         .arg(root)
-        .args(["--progress", "plain", "--no-cache", "-t", tag]);
+        .args(["--progress", "plain", "--no-cache", "-t", tag])
+        // BuildKit's build runs with `--network=host` (the private daemon has no bridge),
+        // with which buildx grants the network.host entitlement that `RUN --network=host`
+        // needs; rbuild gets the same entitlement, its RUN steps keep their default
+        // network.
+        .args(["--allow", "network.host"]);
     common_args(&mut cmd, case, &case.dockerfile)?;
     cmd.arg("-o")
         .arg(format!("type=local,dest={}", out.display()))
         .arg(&case.context);
-    run(&mut cmd)?;
+    output(&mut cmd)
+}
+
+/// Builds `case` with rbuild (see [`rbuild_build`]) and reads the image's config.
+pub fn rbuild(root: &Path, case: &Case, tag: &str, out: &Path) -> Result<Built, String> {
+    let built = rbuild_build(root, case, tag, out)?;
+    if !built.status.success() {
+        return Err(format!(
+            "rbuild build failed ({}):\n{}",
+            built.status,
+            tail(&built)
+        ));
+    }
     let inspected = run(rbuild_command(root)
         .arg("inspect")
         .arg("--root")

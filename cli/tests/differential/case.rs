@@ -12,6 +12,10 @@
 //!                              FILE relative to the case directory (# comments)
 //! <case>/ssh                   optional: ssh ids, one a line: both builders get
 //!                              `--ssh ID=KEY` with a key the harness generates
+//! <case>/fails                 optional: a negative case: both builders must fail. Its
+//!                              text says why; an optional line `rbuild-error: TEXT`
+//!                              names a substring rbuild's error output must contain
+//! <case>/SOURCE                where an adapted case came from (ignored here)
 //! ```
 //!
 //! divergences.md is prose with directive lines; every paragraph holding a directive must
@@ -51,6 +55,11 @@ pub struct Divergences {
 }
 
 impl Divergences {
+    /// Whether the file declares nothing.
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.allow_config.is_empty() && self.buildkit_dockerfile.is_none()
+    }
+
     /// Parses the text of a divergences.md.
     pub fn parse(text: &str) -> Result<Divergences, String> {
         let mut out = Divergences::default();
@@ -139,10 +148,57 @@ impl Divergences {
     }
 }
 
+/// What a negative case's `fails` file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fails {
+    /// Why both builders must fail (the file's other lines).
+    pub reason: String,
+    /// A substring rbuild's error output must contain.
+    pub rbuild_error: Option<String>,
+}
+
+impl Fails {
+    /// Parses the text of a `fails` file; the reason must not be empty.
+    pub fn parse(text: &str) -> Result<Fails, String> {
+        let mut reason = Vec::new();
+        let mut rbuild_error = None;
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            match line.strip_prefix("rbuild-error:") {
+                Some(rest) if rest.trim().is_empty() => {
+                    return Err(format!("`{line}`: expected the text rbuild's error holds"));
+                }
+                Some(_) if rbuild_error.is_some() => {
+                    return Err("more than one `rbuild-error:` line".into());
+                }
+                Some(rest) => rbuild_error = Some(rest.trim().to_owned()),
+                None => reason.push(line),
+            }
+        }
+        if reason.is_empty() {
+            return Err("no explanation of why both builders must fail".into());
+        }
+        Ok(Fails {
+            reason: reason.join(" "),
+            rbuild_error,
+        })
+    }
+}
+
+/// A case directory found in a set: read, or why it cannot be.
+#[derive(Debug)]
+pub struct CaseDir {
+    /// `set/name`, as [`Case::id`].
+    pub id: String,
+    pub case: Result<Case, String>,
+}
+
 /// A case directory, read.
 #[derive(Debug, Clone)]
 pub struct Case {
+    /// The directory's name.
     pub name: String,
+    /// The name of the directory holding the case (`differential`, `external`, ...).
+    pub set: String,
     pub context: PathBuf,
     /// The Dockerfile rbuild builds.
     pub dockerfile: PathBuf,
@@ -155,6 +211,8 @@ pub struct Case {
     pub secrets: Vec<String>,
     /// ssh ids to forward an agent for.
     pub ssh: Vec<String>,
+    /// Set for a negative case.
+    pub fails: Option<Fails>,
 }
 
 /// The non-comment, non-empty lines of an optional file.
@@ -185,11 +243,14 @@ fn one_line(path: &Path) -> Result<Option<String>, String> {
 impl Case {
     /// Reads the case in `dir`.
     pub fn load(dir: &Path) -> Result<Case, String> {
-        let name = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| format!("case directory {} has no UTF-8 name", dir.display()))?
-            .to_owned();
+        let utf8_name = |p: &Path| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_owned)
+                .ok_or_else(|| format!("case directory {} has no UTF-8 name", p.display()))
+        };
+        let name = utf8_name(dir)?;
+        let set = dir.parent().map_or(Ok(String::new()), utf8_name)?;
         let context = if dir.join("context").is_dir() {
             dir.join("context")
         } else {
@@ -255,8 +316,21 @@ impl Case {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let ssh = lines_of(&dir.join("ssh"))?;
+        let fails = match read_optional(&dir.join("fails"))? {
+            Some(text) => {
+                Some(Fails::parse(&text).map_err(|e| format!("case {name}: fails: {e}"))?)
+            }
+            None => None,
+        };
+        if fails.is_some() && !divergences.is_empty() {
+            return Err(format!(
+                "case {name}: a negative case (fails) builds nothing to compare; its \
+                 divergences.md has no meaning"
+            ));
+        }
         Ok(Case {
             name,
+            set,
             context,
             dockerfile,
             buildkit_dockerfile,
@@ -265,35 +339,41 @@ impl Case {
             divergences,
             secrets,
             ssh,
+            fails,
         })
     }
 
-    /// Every case under `root`, by name, keeping only those in `only` when given.
-    pub fn all(root: &Path, only: Option<&[String]>) -> Result<Vec<Case>, String> {
+    /// `set/name`: unique among the cases of one run.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.set, self.name)
+    }
+
+    /// Every case directory under `root`, in name order, each read or with why it cannot
+    /// be (a broken case fails on its own instead of stopping the run).
+    pub fn all(root: &Path) -> Result<Vec<CaseDir>, String> {
         let mut dirs: Vec<PathBuf> = fs::read_dir(root)
             .map_err(|e| format!("reading case directory {}: {e}", root.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.is_dir())
             .collect();
         dirs.sort();
-        let cases = dirs
+        let set = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(dirs
             .iter()
-            .map(|d| Case::load(d))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(match only {
-            Some(names) => {
-                for n in names {
-                    if !cases.iter().any(|c| &c.name == n) {
-                        return Err(format!("no case named {n} under {}", root.display()));
-                    }
+            .map(|d| {
+                let name = d
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                CaseDir {
+                    id: format!("{set}/{name}"),
+                    case: Case::load(d),
                 }
-                cases
-                    .into_iter()
-                    .filter(|c| names.contains(&c.name))
-                    .collect()
-            }
-            None => cases,
-        })
+            })
+            .collect())
     }
 
     /// The base images the case's Dockerfiles name (by a plain text search of the known

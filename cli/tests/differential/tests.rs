@@ -403,3 +403,42 @@ fn a_case_reads_its_files() {
     let loaded = crate::case::Case::load(&case).expect("loading the case");
     assert_eq!(loaded.buildkit_dockerfile, case.join("Dockerfile.missing"));
 }
+
+#[test]
+fn a_negative_case_reads_its_fails_file() {
+    use crate::case::Fails;
+    let parsed =
+        Fails::parse("BuildKit: unknown instruction FOO.\nrbuild-error: unknown instruction\n")
+            .expect("parsing");
+    assert_eq!(parsed.reason, "BuildKit: unknown instruction FOO.");
+    assert_eq!(parsed.rbuild_error.as_deref(), Some("unknown instruction"));
+    assert_eq!(Fails::parse("Why.\n").expect("parsing").rbuild_error, None);
+    assert!(Fails::parse("rbuild-error: x\n").is_err(), "no explanation");
+    assert!(Fails::parse("").is_err(), "empty");
+    assert!(
+        Fails::parse("Why.\nrbuild-error:\n").is_err(),
+        "empty substring"
+    );
+    assert!(Fails::parse("Why.\nrbuild-error: a\nrbuild-error: b\n").is_err());
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let case = dir.path().join("bad-flag");
+    fs::create_dir_all(&case).expect("mkdir");
+    fs::write(case.join("Dockerfile"), "FROM busybox\nCOPY --nope a b\n").expect("write");
+    fs::write(case.join("SOURCE"), "repository: https://github.com/o/n\n").expect("write");
+    fs::write(case.join("fails"), "Unknown flag.\nrbuild-error: nope\n").expect("write");
+    let loaded = crate::case::Case::load(&case).expect("loading the case");
+    assert_eq!(
+        loaded
+            .fails
+            .expect("a negative case")
+            .rbuild_error
+            .as_deref(),
+        Some("nope")
+    );
+    fs::write(case.join("divergences.md"), "Why.\nallow: /x mode\n").expect("write");
+    assert!(
+        crate::case::Case::load(&case).is_err(),
+        "divergences in a negative case"
+    );
+}
