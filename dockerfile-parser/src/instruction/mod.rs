@@ -207,7 +207,9 @@ pub struct InlineFile {
     pub name: String,
     /// The body, leading tabs already removed for `<<-`.
     pub content: String,
-    /// Whether `$VAR` in the body is expanded (the name was not quoted).
+    /// Whether the body of a `COPY`/`ADD` source is expanded (the name was not quoted):
+    /// variables, and backslash escapes, as [`crate::ShellLexer::expand_inline_file`]
+    /// does. A `RUN` body goes to the shell as written.
     pub expand: bool,
 }
 
