@@ -590,27 +590,37 @@ fn a_missing_copy_source_names_the_line() {
 }
 
 #[test]
-fn copy_heredocs_expand_variables_unless_their_delimiter_is_quoted() {
+fn copy_heredocs_expand_variables_and_escapes_unless_their_delimiter_is_quoted() {
     let (dir, store) = busybox_store();
     let ctx = context(dir.path(), &[]);
     let dockerfile = "FROM busybox
 ARG WHO=world
 ENV GREETING=hello
 COPY <<EOF /expanded
-$GREETING ${WHO} \"quoted\" 'single' \\$kept
+$GREETING ${WHO} \"quoted\" 'single' \\$kept \\\\ \\
+next
+EOF
+ADD <<EOF /added
+\\$GREETING $GREETING
 EOF
 COPY <<'EOF' /literal
-$GREETING ${WHO}
+$GREETING ${WHO} \\$kept \\\\
 EOF
 ";
     let result = build(&store, dockerfile, &ctx);
+    // BuildKit's `ExpandRaw`: quotes stay, a backslash escapes the next character
+    // (a newline included, which stays).
     assert_eq!(
         read(&store, &result.image, dir.path(), "/expanded"),
-        "hello world \"quoted\" 'single' \\$kept\n"
+        "hello world \"quoted\" 'single' $kept \\ \nnext\n"
+    );
+    assert_eq!(
+        read(&store, &result.image, dir.path(), "/added"),
+        "$GREETING hello\n"
     );
     assert_eq!(
         read(&store, &result.image, dir.path(), "/literal"),
-        "$GREETING ${WHO}\n"
+        "$GREETING ${WHO} \\$kept \\\\\n"
     );
 }
 

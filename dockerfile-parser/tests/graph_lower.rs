@@ -69,8 +69,9 @@ fn every_dependency_is_on_an_earlier_level() {
 }
 
 #[test]
-fn copy_from_later_stage_without_cycle_is_allowed() {
-    // BuildKit resolves --from names over the whole file.
+fn copy_from_later_stage_fails_only_when_needed() {
+    // BuildKit resolves --from names over the whole file, but makes the stages in file
+    // order: a stage the target needs may not take files from one further down.
     let g = graph(
         "FROM alpine AS a\nCOPY --from=b /x /x\nFROM busybox AS b\nRUN true\n",
         &[],
@@ -87,8 +88,12 @@ fn copy_from_later_stage_without_cycle_is_allowed() {
         ..LowerOptions::default()
     };
     let file = parse("FROM alpine AS a\nCOPY --from=b /x /x\nFROM busybox AS b\n").unwrap();
-    let g = lower(&file, &options).unwrap();
-    assert_eq!(g.levels.len(), 2);
+    let err = lower(&file, &options).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot copy from stage \"b\", it needs to be defined before current stage \"a\""
+    );
+    assert_eq!(err.span().unwrap().start_line, 2);
 }
 
 #[test]
@@ -396,4 +401,62 @@ fn bare_global_arg_keeps_its_value() {
     );
     assert_eq!(g.global_args.get("V"), Some("1"));
     assert_eq!(g.steps[0].args.get("TARGETSTAGE"), Some("default"));
+}
+
+/// `RUN --mount` values are expanded with the step's variables (ENV and ARG, of this
+/// stage and the one it is based on), `type=` included, and typed after expansion;
+/// `moby/buildkit` `testMountEnvAcrossStages` (fixtures/external
+/// buildkit-mount-env-across-stages).
+#[test]
+fn mount_values_are_expanded_then_typed() {
+    use rbuild_dockerfile::{CacheSharing, Instruction, MountType};
+    let g = graph(
+        "FROM busybox AS stage1\nENV MNT_ID=mycache\nENV MNT_TYPE2=cache\n\
+         RUN --mount=type=$MNT_TYPE2,id=$MNT_ID,target=/cbacba true\n\
+         FROM stage1\nARG S=locked RO=true\n\
+         RUN --mount=type=$MNT_TYPE2,id=$MNT_ID,target=/w,sharing=$S,ro=$RO true\n",
+        &[("S", "private")],
+    );
+    let mounts: Vec<_> = g
+        .steps
+        .iter()
+        .filter_map(|s| match &s.instruction {
+            Instruction::Run(run) => Some(run.mounts.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(mounts.len(), 2);
+    let first = &mounts[0][0];
+    assert_eq!(first.mount_type, MountType::Cache);
+    assert_eq!(first.id.as_deref(), Some("mycache"));
+    assert!(!first.read_only);
+    let second = &mounts[1][0];
+    assert_eq!(second.mount_type, MountType::Cache);
+    assert_eq!(second.sharing, Some(CacheSharing::Private));
+    assert!(second.read_only);
+}
+
+/// A value that is wrong only once expanded fails when its stage is lowered, at the
+/// flag; in a stage the target does not need it is no error.
+#[test]
+fn mount_errors_wait_for_lowering() {
+    let source = "FROM busybox AS other\nARG T=nfs\nRUN --mount=type=$T,target=/x true\n\
+                  FROM busybox\nRUN true\n";
+    let file = parse(source).unwrap();
+    assert!(lower(&file, &LowerOptions::default()).is_ok());
+    let options = LowerOptions {
+        target: Some("other".to_owned()),
+        ..LowerOptions::default()
+    };
+    let error = lower(&file, &options).unwrap_err();
+    assert!(
+        matches!(error.kind(), GraphErrorKind::InvalidMount { reason, .. }
+            if reason == "unsupported mount type \"nfs\""),
+        "{error}"
+    );
+    assert_eq!(
+        error.render("Dockerfile", source),
+        "Dockerfile:3:5: invalid mount \"type=$T,target=/x\": unsupported mount type \"nfs\"\n    \
+         3 | RUN --mount=type=$T,target=/x true\n      |     ^\n"
+    );
 }

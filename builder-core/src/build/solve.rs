@@ -54,8 +54,6 @@ pub(crate) struct Shared<'a> {
     pub graph: &'a BuildGraph,
     pub file_name: &'a str,
     pub text: &'a str,
-    /// The Dockerfile's escape character (`\` or a backtick), for word expansion.
-    pub escape: char,
     pub bases: &'a HashMap<String, BaseImage>,
     /// ONBUILD triggers run at the start of stages: their texts, by stage.
     pub triggers: &'a HashMap<StageId, Vec<String>>,
@@ -360,7 +358,6 @@ fn build_inner(
         graph: &graph,
         file_name: &file_name,
         text: &text,
-        escape: file.escape,
         bases: &bases,
         triggers: &triggers,
         context: context.as_ref(),

@@ -25,7 +25,7 @@ pub(crate) fn copy_input(
         Instruction::Add(a) => CopyOp::from_add(a, workdir),
         _ => return Ok(CopyInput::default()),
     };
-    expand_heredocs(&mut op, step, shared.escape).map_err(|e| {
+    expand_heredocs(&mut op, step).map_err(|e| {
         BuildError::Dockerfile(render_at(
             shared.file_name,
             shared.text,
@@ -114,45 +114,12 @@ pub(crate) struct CopyInput {
     pub files: BTreeMap<String, String>,
 }
 
-/// Expands `$VAR` in the heredoc sources whose delimiter was not quoted, with the
-/// step's build arguments and environment, as BuildKit does (`SourcesAndDest.ExpandRaw`):
-/// quotes and backslashes stay as written.
-fn expand_heredocs(
-    op: &mut CopyOp,
-    step: &Step,
-    escape: char,
-) -> Result<(), rbuild_dockerfile::ExpandError> {
-    if !op.heredocs.iter().any(|h| h.expand) {
-        return Ok(());
-    }
-    let lexer = ShellLexer::new(escape);
+/// Expands the heredoc sources whose delimiter was not quoted, with the step's build
+/// arguments and environment, as BuildKit does (`SourcesAndDest.ExpandRaw`): variables
+/// are expanded and backslash escapes processed; quotes stay as written.
+fn expand_heredocs(op: &mut CopyOp, step: &Step) -> Result<(), rbuild_dockerfile::ExpandError> {
     for heredoc in op.heredocs.iter_mut().filter(|h| h.expand) {
-        heredoc.content = lexer.expand_word(&raw_word(&heredoc.content, escape), &step.run_env)?;
+        heredoc.content = ShellLexer::expand_inline_file(&heredoc.content, &step.run_env)?;
     }
     Ok(())
-}
-
-/// `text` as a word whose quotes and escape characters the lexer keeps literally, so
-/// that only variable references are expanded (an escaped `$` stays escaped, as
-/// written).
-fn raw_word(text: &str, escape: char) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == escape {
-            out.push(escape);
-            out.push(escape);
-            if chars.peek() == Some(&'$') {
-                chars.next();
-                out.push(escape);
-                out.push('$');
-            }
-        } else if c == '"' || c == '\'' {
-            out.push(escape);
-            out.push(c);
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }

@@ -13,12 +13,27 @@ pub enum GraphErrorKind {
     /// `FROM ${EMPTY}`.
     #[error("base name ({0}) should not be blank")]
     BlankBase(String),
-    /// `FROM x AS x`.
-    #[error("stage {0} cannot be based on itself")]
-    SelfBase(String),
-    /// `FROM later` where `later` is a stage defined further down.
-    #[error("stage {0} is defined after the FROM that uses it")]
-    LaterBase(String),
+    /// `COPY --from=later` where `later` is a stage defined further down.
+    #[error(
+        "cannot copy from stage {from:?}, it needs to be defined before current stage {stage:?}"
+    )]
+    CopyFromLaterStage {
+        /// `--from` as written.
+        from: String,
+        /// The stage of the `COPY` (its name, or `stage-N`).
+        stage: String,
+    },
+    /// `RUN --mount=from=later` where `later` is a stage defined further down.
+    #[error(
+        "cannot mount from stage {from:?} to {target:?}, stage needs to be defined before \
+         current command"
+    )]
+    MountFromLaterStage {
+        /// `from=` as written.
+        from: String,
+        /// `target=` as given (expanded).
+        target: String,
+    },
     /// Stages that take files from each other in a loop.
     #[error("circular dependency detected on stage: {0}")]
     CircularDependency(String),
@@ -49,6 +64,14 @@ pub enum GraphErrorKind {
          ARG from global scope as a workaround"
     )]
     VariableInCopyFrom,
+    /// A `RUN --mount` value that is invalid once its values are expanded.
+    #[error("invalid mount {spec:?}: {reason}")]
+    InvalidMount {
+        /// The value as written.
+        spec: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// `RUN []`: the exec form with no program.
     #[error("RUN needs a command: its JSON form is an empty list")]
     EmptyRunCommand,

@@ -111,11 +111,13 @@ pub fn lower(file: &Dockerfile, options: &LowerOptions) -> Result<BuildGraph, Gr
     let mut consumed: BTreeSet<String> = PROXY_ARGS.iter().map(|s| s.to_string()).collect();
     let globals = global_args(file, options, lexer, &mut consumed)?;
 
-    // Stage names (lower case, as the parser gives them) to ids; the first wins.
+    // Stage names (lower case, as the parser gives them) to ids. A name given twice
+    // means the later stage, as in BuildKit (`--from`, `--target`; `FROM` sees the
+    // stages above it only).
     let mut names: BTreeMap<String, StageId> = BTreeMap::new();
     for (index, stage) in file.stages.iter().enumerate() {
         if let Some(name) = &stage.name {
-            names.entry(name.clone()).or_insert(StageId(index as u32));
+            names.insert(name.clone(), StageId(index as u32));
         }
     }
 
@@ -300,7 +302,8 @@ fn lower_stage(ctx: &Context<'_>, index: usize, earlier: &[Draft]) -> Draft {
         error: None,
     };
     if let Err(error) = lower_stage_into(ctx, &mut draft, index, earlier) {
-        draft.error = Some(error);
+        // An earlier one (a source defined further down) stays the one reported.
+        draft.error.get_or_insert(error);
     }
     draft
 }
@@ -351,17 +354,15 @@ fn lower_stage_into(
             Some(stage.span),
         ));
     }
-    draft.base = match names.get(&base) {
+    // `FROM name` is a stage only if one above is named so (the nearest); otherwise,
+    // even when a stage further down (or this one) has the name, it is an image, as in
+    // BuildKit (`FROM node AS node` builds on the image).
+    let earlier_stage = file.stages[..index]
+        .iter()
+        .rposition(|s| s.name.as_deref() == Some(base.as_str()));
+    draft.base = match earlier_stage {
         _ if base == SCRATCH => Base::Scratch,
-        Some(&StageId(id)) if (id as usize) < index => Base::Stage(StageId(id)),
-        Some(&StageId(id)) => {
-            let kind = if id as usize == index {
-                GraphErrorKind::SelfBase(base)
-            } else {
-                GraphErrorKind::LaterBase(base)
-            };
-            return Err(GraphError::new(kind, Some(stage.span)));
-        }
+        Some(id) => Base::Stage(StageId(id as u32)),
         None => Base::Image(base),
     };
     match &draft.base {
@@ -411,6 +412,13 @@ fn lower_stage_into(
             Instruction::Copy(copy) => {
                 if let Some(from) = &copy.from {
                     let source = copy_source(from, names, file.stages.len(), span)?;
+                    if is_later_stage(&source, index) {
+                        let kind = GraphErrorKind::CopyFromLaterStage {
+                            from: from.clone(),
+                            stage: display_name(draft, index),
+                        };
+                        draft.error.get_or_insert(GraphError::new(kind, Some(span)));
+                    }
                     draft
                         .deps
                         .push((source, EdgeKind::CopyFrom, Some(step_index), span));
@@ -426,6 +434,13 @@ fn lower_stage_into(
                             Some(id) => Source::Stage(*id),
                             None => Source::Image(from.clone()),
                         };
+                        if is_later_stage(&source, index) {
+                            let kind = GraphErrorKind::MountFromLaterStage {
+                                from: from.clone(),
+                                target: mount.target.clone().unwrap_or_default(),
+                            };
+                            draft.error.get_or_insert(GraphError::new(kind, Some(span)));
+                        }
                         draft
                             .deps
                             .push((source, EdgeKind::MountFrom, Some(step_index), span));
@@ -497,6 +512,13 @@ fn check_copy_from(file: &Dockerfile, lexer: ShellLexer) -> Result<(), GraphErro
         }
     }
     Ok(())
+}
+
+/// Whether `source` is a stage defined after the stage at `index`. BuildKit makes the
+/// stages in file order and refuses to take files from one not made yet (the stage
+/// itself is a circular dependency, reported first).
+fn is_later_stage(source: &Source, index: usize) -> bool {
+    matches!(source, Source::Stage(id) if id.0 as usize > index)
 }
 
 /// `COPY --from=`: a stage index, a stage name, or else an image.

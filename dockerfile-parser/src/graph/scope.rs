@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use crate::error::Span;
-use crate::instruction::{Instruction, Mount};
+use crate::instruction::{Instruction, Mount, MountError, MountSpec, parse_mount};
 use crate::path::normalize_workdir;
 use crate::shell::{Environment, ShellLexer};
 
@@ -183,9 +183,11 @@ impl Scope {
                 add.files.dest = words.word(&add.files.dest)?;
             }
             Instruction::Run(run) => {
-                for mount in &mut run.mounts {
-                    words.mount(mount)?;
-                }
+                run.mounts = run
+                    .mount_specs
+                    .iter()
+                    .map(|spec| words.mount(spec))
+                    .collect::<Result<_, _>>()?;
             }
             // The shell (or nobody) expands these.
             Instruction::From(_)
@@ -312,21 +314,18 @@ impl Words {
         Ok(())
     }
 
-    fn mount(&mut self, mount: &mut Mount) -> Result<(), GraphError> {
-        for field in [
-            &mut mount.target,
-            &mut mount.source,
-            &mut mount.id,
-            &mut mount.mode,
-            &mut mount.uid,
-            &mut mount.gid,
-            &mut mount.size,
-            &mut mount.env,
-        ] {
-            self.option(field)?;
-        }
-        // `from=` is never expanded: the parser refused a variable in it.
-        Ok(())
+    /// Expands a `--mount` value's values and types it; errors point at the flag.
+    fn mount(&mut self, spec: &MountSpec) -> Result<Mount, GraphError> {
+        parse_mount(spec, |value| self.word(value)).map_err(|error| match error {
+            MountError::Expand(error) => error,
+            MountError::Invalid(reason) => GraphError::new(
+                GraphErrorKind::InvalidMount {
+                    spec: spec.spec.clone(),
+                    reason,
+                },
+                Some(spec.span),
+            ),
+        })
     }
 }
 

@@ -19,7 +19,8 @@ use crate::error::Span;
 use crate::syntax::{Directive, Heredoc};
 
 pub use self::flags::parse_go_duration;
-pub use self::mount::{CacheSharing, Mount, MountType};
+pub use self::mount::{CacheSharing, Mount, MountSpec, MountType};
+pub(crate) use self::mount::{MountError, parse_mount};
 pub use self::parse::{MAX_DOCKERFILE_BYTES, MAX_INSTRUCTIONS, parse, parse_tree};
 
 /// A whole Dockerfile: the global `ARG`s before the first `FROM`, then the stages.
@@ -207,7 +208,9 @@ pub struct InlineFile {
     pub name: String,
     /// The body, leading tabs already removed for `<<-`.
     pub content: String,
-    /// Whether `$VAR` in the body is expanded (the name was not quoted).
+    /// Whether the body of a `COPY`/`ADD` source is expanded (the name was not quoted):
+    /// variables, and backslash escapes, as [`crate::ShellLexer::expand_inline_file`]
+    /// does. A `RUN` body goes to the shell as written.
     pub expand: bool,
 }
 
@@ -228,7 +231,11 @@ pub struct Run {
     pub command: CommandLine,
     /// Heredocs on the line, in order; a shell-form command `<<EOF` runs the first.
     pub heredocs: Vec<InlineFile>,
-    /// `--mount=` specifications, values unexpanded.
+    /// `--mount=` values as written. Only their quoting and `from=` are checked when
+    /// the Dockerfile is read; lowering expands and types them into [`Run::mounts`].
+    pub mount_specs: Vec<MountSpec>,
+    /// The mounts, typed and their values expanded: filled when the graph is lowered
+    /// (so empty in a [`Dockerfile`]), one for each of [`Run::mount_specs`].
     pub mounts: Vec<Mount>,
     /// `--network=`.
     pub network: Option<NetworkMode>,

@@ -1,12 +1,13 @@
 //! `RUN --mount=type=...,key=value` specifications, read and checked as BuildKit's
 //! `runmount.go` reads them (comma-separated fields in CSV quoting, keys
-//! case-insensitive).
-//!
-//! Values may hold `$VAR` references that word expansion resolves later, so values are
-//! kept as written; numeric fields (`mode`, `uid`, `gid`, `size`) are checked now only
-//! when they contain no `$`.
+//! case-insensitive), in its two passes: when the Dockerfile is read, only the CSV
+//! quoting and `from=` are looked at ([`MountSpec`]); every value, `type=` included, is
+//! expanded and checked when the stage is lowered ([`parse_mount`]), so an error in a
+//! stage the target does not need is no error.
 
 use serde::Serialize;
+
+use crate::error::Span;
 
 /// The kind of a `RUN --mount`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -36,7 +37,19 @@ pub enum CacheSharing {
     Locked,
 }
 
-/// One `--mount` of a `RUN`, values unexpanded.
+/// A `--mount` value as the Dockerfile gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MountSpec {
+    /// The value as written, unexpanded.
+    pub spec: String,
+    /// `from=` as written (a variable is refused): the stage or image it mounts, known
+    /// before anything is expanded.
+    pub from: Option<String>,
+    /// The `--mount` flag.
+    pub span: Span,
+}
+
+/// One `--mount` of a `RUN`, its values expanded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Mount {
     /// `type=` (default `bind`).
@@ -141,8 +154,59 @@ fn valid_size(value: &str) -> bool {
         )
 }
 
-/// Parses one `--mount` value.
-pub(super) fn parse_mount(spec: &str) -> Result<Mount, String> {
+/// Why a `--mount` value was refused when it was lowered.
+#[derive(Debug)]
+pub(crate) enum MountError<E> {
+    /// A value failed to expand.
+    Expand(E),
+    /// The mount is invalid; the reason.
+    Invalid(String),
+}
+
+impl<E> From<String> for MountError<E> {
+    fn from(reason: String) -> MountError<E> {
+        MountError::Invalid(reason)
+    }
+}
+
+/// Reads a `--mount` value as BuildKit does when it reads the Dockerfile: the CSV
+/// quoting, and `from=`, which may not hold a variable (BuildKit names the stage a step
+/// mounts before it expands anything; a `$` at the very end is no variable). Returns
+/// the `from=` value (the last one given).
+pub(super) fn read_mount_spec(spec: &str) -> Result<Option<String>, String> {
+    let mut from = None;
+    for field in csv_fields(spec)? {
+        let Some((key, value)) = field.split_once('=') else {
+            continue;
+        };
+        if key.eq_ignore_ascii_case("from") {
+            if value.find('$').is_some_and(|i| i + 1 < value.len()) {
+                return Err(
+                    "'from' doesn't support variable expansion, define alias stage instead"
+                        .to_owned(),
+                );
+            }
+            from = Some(value.to_owned());
+        }
+    }
+    Ok(from)
+}
+
+/// Go's `strconv.ParseUint(value, radix, 32)`: digits only, no sign.
+fn parse_u32(value: &str, radix: u32) -> Option<u32> {
+    if value.starts_with('+') {
+        return None;
+    }
+    u32::from_str_radix(value, radix).ok()
+}
+
+/// Types one `--mount` value, each `key=value` value expanded by `expand` first (the
+/// keys and bare flags such as `ro` are taken as written), field after field as
+/// BuildKit's `parseMount` with an expander does; `from=` is given as written.
+pub(crate) fn parse_mount<E>(
+    spec: &MountSpec,
+    mut expand: impl FnMut(&str) -> Result<String, E>,
+) -> Result<Mount, MountError<E>> {
     let mut mount = Mount {
         mount_type: MountType::Bind,
         target: None,
@@ -160,9 +224,9 @@ pub(super) fn parse_mount(spec: &str) -> Result<Mount, String> {
     };
     let mut read_only: Option<bool> = None;
     let is_secret_like = |m: &Mount| matches!(m.mount_type, MountType::Secret | MountType::Ssh);
-    for field in csv_fields(spec)? {
+    for field in csv_fields(&spec.spec)? {
         let (key, value) = match field.split_once('=') {
-            Some((k, v)) => (k.to_ascii_lowercase(), Some(v.to_owned())),
+            Some((k, v)) => (k.to_ascii_lowercase(), Some(v)),
             None => (field.to_ascii_lowercase(), None),
         };
         let Some(value) = value else {
@@ -171,16 +235,24 @@ pub(super) fn parse_mount(spec: &str) -> Result<Mount, String> {
                 "readwrite" | "rw" => read_only = Some(false),
                 "required" if is_secret_like(&mount) => mount.required = true,
                 "required" => {
-                    return Err(format!(
+                    return Err(MountError::Invalid(format!(
                         "unexpected key 'required' for mount type '{}'",
                         type_name(mount.mount_type)
-                    ));
+                    )));
                 }
-                _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
+                _ => {
+                    return Err(MountError::Invalid(format!(
+                        "invalid field '{field}' must be a key=value pair"
+                    )));
+                }
             }
             continue;
         };
-        let literal = !value.contains('$');
+        let value = if key == "from" {
+            value.to_owned()
+        } else {
+            expand(value).map_err(MountError::Expand)?
+        };
         let flag = |v: &str| parse_bool(v).ok_or_else(|| format!("invalid value for {key}: {v}"));
         match key.as_str() {
             "type" => {
@@ -190,43 +262,46 @@ pub(super) fn parse_mount(spec: &str) -> Result<Mount, String> {
                     "tmpfs" => MountType::Tmpfs,
                     "secret" => MountType::Secret,
                     "ssh" => MountType::Ssh,
-                    _ => return Err(format!("unsupported mount type {value:?}")),
+                    _ => return Err(format!("unsupported mount type {value:?}").into()),
                 }
             }
-            "from" => {
-                // BuildKit refuses a variable here before anything is expanded: the
-                // stage a step mounts is known when the Dockerfile is read.
-                if value.find('$').is_some_and(|i| i + 1 < value.len()) {
-                    return Err(
-                        "'from' doesn't support variable expansion, define alias stage instead"
-                            .to_owned(),
-                    );
-                }
-                mount.from = Some(value);
-            }
+            "from" => mount.from = Some(value),
             "source" | "src" => mount.source = Some(value),
             "target" | "dst" | "destination" => mount.target = Some(value),
             "readonly" | "ro" => read_only = Some(flag(&value)?),
             "readwrite" | "rw" => read_only = Some(!flag(&value)?),
             "required" if is_secret_like(&mount) => mount.required = flag(&value)?,
+            "size" if mount.mount_type == MountType::Tmpfs => {
+                if !valid_size(&value) {
+                    return Err(format!("invalid value for size: {value}").into());
+                }
+                mount.size = Some(value);
+            }
+            "required" | "size" => {
+                return Err(format!(
+                    "unexpected key '{key}' for mount type '{}'",
+                    type_name(mount.mount_type)
+                )
+                .into());
+            }
             "id" => mount.id = Some(value),
             "sharing" => {
                 mount.sharing = match value.to_ascii_lowercase().as_str() {
                     "shared" => Some(CacheSharing::Shared),
                     "private" => Some(CacheSharing::Private),
                     "locked" => Some(CacheSharing::Locked),
-                    _ => return Err(format!("unsupported sharing value {value:?}")),
+                    _ => return Err(format!("unsupported sharing value {value:?}").into()),
                 }
             }
             "mode" => {
-                if literal && u32::from_str_radix(&value, 8).is_err() {
-                    return Err(format!("invalid value {value} for mode"));
+                if parse_u32(&value, 8).is_none() {
+                    return Err(format!("invalid value {value} for mode").into());
                 }
                 mount.mode = Some(value);
             }
             "uid" | "gid" => {
-                if literal && value.parse::<u32>().is_err() {
-                    return Err(format!("invalid value {value} for {key}"));
+                if parse_u32(&value, 10).is_none() {
+                    return Err(format!("invalid value {value} for {key}").into());
                 }
                 if key == "uid" {
                     mount.uid = Some(value);
@@ -234,14 +309,9 @@ pub(super) fn parse_mount(spec: &str) -> Result<Mount, String> {
                     mount.gid = Some(value);
                 }
             }
-            "size" if mount.mount_type == MountType::Tmpfs => {
-                if literal && !valid_size(&value) {
-                    return Err(format!("invalid value for size: {value}"));
-                }
-                mount.size = Some(value);
-            }
-            "env" if mount.mount_type == MountType::Secret => mount.env = Some(value),
-            _ => return Err(format!("unexpected key '{key}' in '{field}'")),
+            // Taken for every type, used by secrets only.
+            "env" => mount.env = Some(value),
+            _ => return Err(format!("unexpected key '{key}' in '{field}'").into()),
         }
     }
     check_mount(&mut mount, read_only)?;
@@ -326,21 +396,83 @@ fn check_mount(mount: &mut Mount, read_only: Option<bool>) -> Result<(), String>
 mod tests {
     use super::*;
 
+    /// Types `spec` with its values as they are (no variables).
+    fn parse(spec: &str) -> Result<Mount, String> {
+        let spec = MountSpec {
+            spec: spec.to_owned(),
+            from: None,
+            span: Span::default(),
+        };
+        parse_mount(&spec, |v| Ok::<_, String>(v.to_owned())).map_err(|e| match e {
+            MountError::Expand(e) | MountError::Invalid(e) => e,
+        })
+    }
+
     #[test]
     fn mount_defaults_and_keys() {
-        let m = parse_mount("type=cache,target=/root/.cache,id=pip").unwrap();
+        let m = parse("type=cache,target=/root/.cache,id=pip").unwrap();
         assert_eq!(m.mount_type, MountType::Cache);
         assert_eq!(m.sharing, Some(CacheSharing::Shared));
         assert!(!m.read_only);
-        let m = parse_mount("target=/src,from=build,rw").unwrap();
+        let m = parse("target=/src,from=build,rw").unwrap();
         assert_eq!(m.mount_type, MountType::Bind);
         assert!(!m.read_only);
-        let m = parse_mount("type=secret,id=tok,required").unwrap();
+        let m = parse("type=secret,id=tok,required").unwrap();
         assert!(m.required && m.read_only);
-        let m = parse_mount("\"type=tmpfs\",dst=/t,size=64m").unwrap();
+        let m = parse("\"type=tmpfs\",dst=/t,size=64m").unwrap();
         assert_eq!(m.size.as_deref(), Some("64m"));
-        assert!(parse_mount("type=ssh").is_ok());
-        assert!(parse_mount("type=cache,target=/c,uid=$UID").is_ok());
+        assert!(parse("type=ssh").is_ok());
+        let m = parse("type=secret,id=tok,env=TOKEN").unwrap();
+        assert_eq!(m.env.as_deref(), Some("TOKEN"));
+        // BuildKit takes `env=` for every type.
+        assert!(parse("type=cache,target=/c,env=X").is_ok());
+    }
+
+    #[test]
+    fn values_are_expanded_keys_and_from_are_not() {
+        let spec = MountSpec {
+            spec: "type=$T,target=$D,sharing=$S,ro=$B,from=x$".to_owned(),
+            from: Some("x$".to_owned()),
+            span: Span::default(),
+        };
+        let m = parse_mount(&spec, |v| {
+            Ok::<_, ()>(match v {
+                "$T" => "cache".to_owned(),
+                "$D" => "/d".to_owned(),
+                "$S" => "locked".to_owned(),
+                "$B" => "true".to_owned(),
+                other => format!("<{other}>"),
+            })
+        })
+        .unwrap();
+        assert_eq!(m.mount_type, MountType::Cache);
+        assert_eq!(m.target.as_deref(), Some("/d"));
+        assert_eq!(m.sharing, Some(CacheSharing::Locked));
+        assert!(m.read_only);
+        assert_eq!(m.from.as_deref(), Some("x$"));
+        let failed = parse_mount(&spec, |_| Err::<String, _>("no"));
+        assert!(matches!(failed, Err(MountError::Expand("no"))));
+    }
+
+    #[test]
+    fn reading_the_dockerfile_checks_only_quotes_and_from() {
+        assert_eq!(
+            read_mount_spec("type=nfs,bogus,from=base"),
+            Ok(Some("base".to_owned()))
+        );
+        assert_eq!(
+            read_mount_spec("type=$T,from=a$"),
+            Ok(Some("a$".to_owned()))
+        );
+        assert_eq!(read_mount_spec("target=/x"), Ok(None));
+        assert_eq!(
+            read_mount_spec("from=$V,target=/m"),
+            Err("'from' doesn't support variable expansion, define alias stage instead".to_owned())
+        );
+        assert_eq!(
+            read_mount_spec("\"type=cache"),
+            Err("unterminated quote".to_owned())
+        );
     }
 
     #[test]
@@ -356,6 +488,11 @@ mod tests {
                 "unsupported sharing value \"all\"",
             ),
             ("type=cache,target=/x,mode=9", "invalid value 9 for mode"),
+            ("type=cache,target=/x,uid=+1", "invalid value +1 for uid"),
+            (
+                "type=cache,target=/x,size=1m",
+                "unexpected key 'size' for mount type 'cache'",
+            ),
             (
                 "type=bind,target=/x,uid=1",
                 "uid not allowed for \"bind\" type mounts",
@@ -382,7 +519,7 @@ mod tests {
                 "invalid value for ro: maybe",
             ),
         ] {
-            assert_eq!(parse_mount(spec).unwrap_err(), message, "{spec}");
+            assert_eq!(parse(spec).unwrap_err(), message, "{spec}");
         }
     }
 }

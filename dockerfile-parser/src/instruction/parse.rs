@@ -4,11 +4,12 @@ use crate::error::{Error, ErrorKind, Span};
 use crate::syntax::{Arguments, RawInstruction, SyntaxTree, heredoc_from_word, parse_syntax};
 
 use super::flags::{FlagType, Flags, parse_go_duration};
-use super::mount::parse_mount;
+use super::mount::read_mount_spec;
 use super::{
     AddInstruction, Arg, ArgDefinition, CommandInstruction, CommandLine, CopyInstruction,
     Dockerfile, FromInstruction, HealthCheck, Healthcheck, InlineFile, Instruction, KeyValuePair,
-    KeyValues, List, NetworkMode, Onbuild, Run, SecurityMode, Shell, SourcesAndDest, Stage, Text,
+    KeyValues, List, MountSpec, NetworkMode, Onbuild, Run, SecurityMode, Shell, SourcesAndDest,
+    Stage, Text,
 };
 
 /// Parses Dockerfile text into stages of typed instructions.
@@ -136,6 +137,20 @@ impl Context<'_> {
             .find(&needle)
             .map(|i| Span::from_offsets(self.source, span.start_offset + i, span.end_offset));
         Error::new(kind, Some(located.unwrap_or(span)))
+    }
+
+    /// The `n`th (from 0) occurrence of `flag` in the instruction, else the
+    /// instruction.
+    fn nth_flag_span(&self, flag: &str, n: usize) -> Span {
+        let span = self.raw.span;
+        let text = self
+            .source
+            .get(span.start_offset..span.end_offset)
+            .unwrap_or_default();
+        text.match_indices(flag).nth(n).map_or(span, |(i, _)| {
+            let start = span.start_offset + i;
+            Span::from_offsets(self.source, start, start + flag.len())
+        })
     }
 
     /// An error at `word`, searched after the keyword (the instruction when absent).
@@ -329,18 +344,19 @@ impl Context<'_> {
 
     fn run(&self, heredocs: &[crate::syntax::Heredoc]) -> Result<Run, Error> {
         let flags = self.flags("RUN", RUN_FLAGS)?;
-        let mut mounts = Vec::new();
+        let mut mount_specs = Vec::new();
         for spec in flags.strings("mount") {
-            let mount = parse_mount(&spec).map_err(|reason| {
-                self.error_at((
+            let span = self.nth_flag_span("--mount", mount_specs.len());
+            let from = read_mount_spec(&spec).map_err(|reason| {
+                Error::new(
                     ErrorKind::InvalidMount {
                         spec: spec.clone(),
                         reason,
                     },
-                    "--mount".to_owned(),
-                ))
+                    Some(span),
+                )
             })?;
-            mounts.push(mount);
+            mount_specs.push(MountSpec { spec, from, span });
         }
         let network = match flags.string("network").as_deref() {
             None => None,
@@ -372,7 +388,8 @@ impl Context<'_> {
         Ok(Run {
             command: self.command_line(),
             heredocs: heredocs.iter().map(InlineFile::from_heredoc).collect(),
-            mounts,
+            mount_specs,
+            mounts: Vec::new(),
             network,
             security,
             span: self.raw.span,

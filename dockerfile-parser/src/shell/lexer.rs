@@ -65,6 +65,9 @@ pub(super) struct Lexer<'a> {
     /// Keep escape characters in the output (inside `${V#p}`-style patterns, so that the
     /// pattern compiler sees `\*`).
     raw_escapes: bool,
+    /// Take `'` and `"` as plain characters (BuildKit's `SkipProcessQuotes`, used for
+    /// the contents of inline files).
+    literal_quotes: bool,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
     /// How many `${...}` words enclose the current position.
@@ -79,10 +82,17 @@ impl<'a> Lexer<'a> {
             env,
             escape,
             raw_escapes: false,
+            literal_quotes: false,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
             depth: 0,
         }
+    }
+
+    /// Takes quote characters as plain text.
+    pub(super) fn with_literal_quotes(mut self) -> Lexer<'a> {
+        self.literal_quotes = true;
+        self
     }
 
     pub(super) fn run(mut self) -> Result<Expansion, ExpandErrorKind> {
@@ -154,12 +164,12 @@ impl<'a> Lexer<'a> {
                     result.push_str(&value);
                     words.add_str(&value);
                 }
-                '\'' => {
+                '\'' if !self.literal_quotes => {
                     let value = self.single_quoted()?;
                     result.push_str(&value);
                     words.add_raw_str(&value);
                 }
-                '"' => {
+                '"' if !self.literal_quotes => {
                     let value = self.double_quoted()?;
                     result.push_str(&value);
                     words.add_raw_str(&value);

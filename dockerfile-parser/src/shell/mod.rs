@@ -240,4 +240,27 @@ impl ShellLexer {
     pub fn expand_words(&self, word: &str, env: &Environment) -> Result<Vec<String>, ExpandError> {
         self.expand(word, env).map(|e| e.words)
     }
+
+    /// Expands the contents of an inline file (a `COPY`/`ADD` heredoc whose delimiter
+    /// is not quoted) as BuildKit's `SourcesAndDest.ExpandRaw` does: variables are
+    /// expanded and `\` escapes the character after it (`\$` gives `$`, `\\` gives `\`,
+    /// `\` before a newline leaves the newline, a `\` at the very end is dropped), while
+    /// quotes are plain text. The escape is `\` whatever the `escape` directive says.
+    ///
+    /// ```
+    /// use rbuild_dockerfile::{Environment, ShellLexer};
+    /// let env: Environment = [("V", "x")].into_iter().collect();
+    /// let text = "'$V' \\$V \\\\ ${NONE:-\"d\"}\\\n";
+    /// assert_eq!(ShellLexer::expand_inline_file(text, &env).unwrap(), "'x' $V \\ \"d\"\n");
+    /// ```
+    pub fn expand_inline_file(text: &str, env: &Environment) -> Result<String, ExpandError> {
+        lexer::Lexer::new(text, env, DEFAULT_ESCAPE)
+            .with_literal_quotes()
+            .run()
+            .map(|e| e.value)
+            .map_err(|kind| ExpandError {
+                word: text.to_owned(),
+                kind,
+            })
+    }
 }
