@@ -93,6 +93,10 @@ struct Harness {
     rbuild_root: tempfile::TempDir,
     scratch: tempfile::TempDir,
     against: Against,
+    /// When the first case started: an mtime after it was set during the run. Cases run
+    /// concurrently, and BuildKit runs a step that two builds share once (even under
+    /// --no-cache), so a case may get a file made a little before its own start.
+    started: SystemTime,
 }
 
 impl Harness {
@@ -138,6 +142,7 @@ impl Harness {
             dockerd.load(&archive)?;
         }
         Ok(Harness {
+            started: SystemTime::now(),
             dockerd,
             rbuild_root,
             scratch,
@@ -237,7 +242,7 @@ impl Harness {
 
     /// A positive case: both builders build it, the results compared.
     fn run_positive(&self, index: usize, case: &Case, dir: &Path) -> Result<Outcome, String> {
-        let started = SystemTime::now();
+        let started = self.started;
         let tag = image_tag(REFERENCE_REPO, index, case);
         let reference = builders::buildkit(&self.dockerd, case, &tag, &dir.join("buildkit"))?;
         let tested: Built = match self.against {

@@ -348,13 +348,15 @@ impl Case {
         format!("{}/{}", self.set, self.name)
     }
 
-    /// Every case directory under `root`, in name order, each read or with why it cannot
+    /// Every case directory under `root` (but [`NOTICES_DIR`]), in name order, each read or with why it cannot
     /// be (a broken case fails on its own instead of stopping the run).
     pub fn all(root: &Path) -> Result<Vec<CaseDir>, String> {
         let mut dirs: Vec<PathBuf> = fs::read_dir(root)
             .map_err(|e| format!("reading case directory {}: {e}", root.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.is_dir())
+            // A set's licence notices (fixtures/external/LICENSES) are no case.
+            .filter(|p| p.file_name().is_none_or(|n| n != NOTICES_DIR))
             .collect();
         dirs.sort();
         let set = root
@@ -384,3 +386,7 @@ impl Case {
             .any(|p| fs::read_to_string(p).is_ok_and(|t| t.contains(image)))
     }
 }
+
+/// The directory of a case set that holds the licence notices of the projects its cases
+/// come from, not a case.
+pub const NOTICES_DIR: &str = "LICENSES";
