@@ -82,7 +82,8 @@ pub use crate::build::{ReproReport, Squash};
 // --- progress events ---
 mod progress;
 pub use crate::progress::{
-    BuildId, Collect, Event, NullProgress, Progress, StepId, StepOutput, Stream, display_name,
+    BuildId, Collect, Event, NullProgress, Progress, ProgressFn, StepId, StepOutput, Stream,
+    display_name,
 };
 
 // --- build context ---

@@ -79,6 +79,17 @@ impl<P: Progress + ?Sized> Progress for Arc<P> {
     }
 }
 
+/// A closure as a sink: `builder.build(&request, &ProgressFn(|e: &Event| eprintln!("{e:?}")))`.
+/// (A blanket implementation for closures would overlap the one for references.)
+#[derive(Debug, Clone, Copy)]
+pub struct ProgressFn<F>(pub F);
+
+impl<F: Fn(&Event) + Send + Sync> Progress for ProgressFn<F> {
+    fn event(&self, event: &Event) {
+        (self.0)(event);
+    }
+}
+
 /// A sink that drops every event.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NullProgress;

@@ -644,3 +644,43 @@ ONBUILD RUN echo later
         Some(vec!["RUN echo later".to_owned()])
     );
 }
+
+/// An embedding program stops a build from another thread with the request's cancel
+/// token: the running step is killed and the build ends `Canceled`; a closure serves as
+/// the progress sink.
+#[test]
+fn the_request_cancel_token_stops_a_running_build() {
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[]);
+    let mut request = rbuild_core::BuildRequest::new(
+        rbuild_core::DockerfileInput::Text {
+            name: "Dockerfile".to_owned(),
+            text: "FROM busybox\nRUN echo started && sleep 600\n".to_owned(),
+        },
+        rbuild_core::ContextSource::Directory(ctx),
+    );
+    request.no_cache = true;
+    let cancel = request.cancel.clone();
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = started.clone();
+    let progress = rbuild_core::ProgressFn(move |event: &Event| {
+        if let Event::StepLog { text, .. } = event {
+            if text.contains("started") {
+                seen.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    let builder = rbuild_core::Builder::new(store);
+    let begun = std::time::Instant::now();
+    let result = std::thread::scope(|s| {
+        let running = s.spawn(|| builder.build(&request, &progress));
+        while !started.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(begun.elapsed().as_secs() < 60, "the step never started");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        cancel.cancel();
+        running.join().unwrap()
+    });
+    assert!(matches!(result, Err(BuildError::Canceled)), "{result:?}");
+    assert!(begun.elapsed().as_secs() < 120, "the sleep was not killed");
+}

@@ -51,7 +51,7 @@ pub use self::mounts::{
 pub use self::repro::ReproReport;
 use crate::context::ContextSource;
 use crate::digest::Digest;
-use crate::exec::Network;
+use crate::exec::{CancelToken, Network};
 use crate::export::ExportTarget;
 use crate::image::{Image, ImageFormat};
 use crate::layer::Compression;
@@ -122,6 +122,9 @@ pub struct BuildRequest {
     pub no_cache_filter: Vec<String>,
     /// How many stages may run at once (at least 1).
     pub jobs: usize,
+    /// Cancelling this token (from another thread) stops the build: running steps are
+    /// killed and [`Builder::build`] returns [`BuildError::Canceled`].
+    pub cancel: CancelToken,
     /// The network `RUN` steps get unless they ask for another one.
     pub network: Network,
     /// How step roots are made.
@@ -195,6 +198,7 @@ impl BuildRequest {
             labels: Vec::new(),
             no_cache: false,
             no_cache_filter: Vec::new(),
+            cancel: CancelToken::new(),
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             network: Network::Default,
             snapshotter: SnapshotterKind::default(),

@@ -164,6 +164,7 @@ fn repeat_request(request: &BuildRequest, epoch: u64) -> BuildRequest {
     copy.labels = request.labels.clone();
     copy.no_cache = true;
     copy.jobs = request.jobs;
+    copy.cancel = request.cancel.clone();
     copy.network = request.network;
     copy.snapshotter = request.snapshotter;
     copy.executor = request.executor.clone();

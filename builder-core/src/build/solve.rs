@@ -365,7 +365,7 @@ fn build_inner(
         executor: executor.as_ref(),
         cache: &cache,
         progress,
-        cancel: CancelToken::new(),
+        cancel: request.cancel.child(),
         next_step: AtomicU32::new(1),
         work: work.path(),
         created: rfc3339(now),

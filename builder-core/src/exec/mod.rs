@@ -266,9 +266,14 @@ pub struct Limits {
     pub pids: Option<u64>,
 }
 
-/// Cancels a running step from another thread: the step's whole process tree is killed.
+/// Cancels a running step (or build) from another thread: the step's whole process tree
+/// is killed. Clones share one state.
 #[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
+pub struct CancelToken {
+    own: Arc<AtomicBool>,
+    /// A token whose cancellation this one follows (see [`child`](Self::child)).
+    parent: Option<Arc<AtomicBool>>,
+}
 
 impl CancelToken {
     /// A token not yet cancelled.
@@ -276,14 +281,27 @@ impl CancelToken {
         Self::default()
     }
 
-    /// Asks the step to end now.
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+    /// A new token that is cancelled when this one is, and can also be cancelled on its
+    /// own without cancelling this one (a build's internal token under the embedder's).
+    pub fn child(&self) -> Self {
+        Self {
+            own: Arc::default(),
+            parent: Some(self.own.clone()),
+        }
     }
 
-    /// Whether [`cancel`](Self::cancel) was called.
+    /// Asks the step to end now.
+    pub fn cancel(&self) {
+        self.own.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called, on this token or its parent.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.own.load(Ordering::SeqCst)
+            || self
+                .parent
+                .as_ref()
+                .is_some_and(|p| p.load(Ordering::SeqCst))
     }
 }
 
