@@ -660,3 +660,39 @@ fn imports_under_source_date_epoch_give_one_image_id() {
     );
     assert_eq!(stdout(&flag).trim(), first, "{}", stderr(&flag));
 }
+
+/// Ctrl-C (SIGINT) during a build stops it: the running step is killed, the build says
+/// it was canceled and exits 130, and nothing of it is left (processes, mounts, scratch).
+#[test]
+fn ctrl_c_cancels_a_build_and_leaves_nothing() {
+    let (_dir, root, ctx) =
+        setup(&[("Dockerfile", "FROM busybox\nRUN echo started; sleep 4242\n")]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .args(["build", "--progress", "plain", ctx.to_str().unwrap()])
+        .env("RBUILD_ROOT", &root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let begun = std::time::Instant::now();
+    let sleeping = || {
+        run_support::processes_with("sleep 4242")
+            .iter()
+            .any(|(_, l)| l.starts_with("sleep"))
+    };
+    while !sleeping() {
+        if begun.elapsed().as_secs() > 60 {
+            let _ = child.kill();
+            panic!("the step never started");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: kill on the pid of this test's own child, not yet reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("canceled"), "{}", stderr(&out));
+    assert!(!sleeping(), "the step outlived the build");
+    assert_eq!(run_support::mounts_under(&root), Vec::<String>::new());
+    assert_eq!(run_support::scratch_entries(&root), Vec::<String>::new());
+}

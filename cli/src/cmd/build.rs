@@ -21,6 +21,8 @@ use crate::progress::{ProgressMode, Reporter};
 
 /// The exit code of a build that failed (usage errors exit with 2, through clap).
 const EXIT_BUILD_FAILED: u8 = 1;
+/// Exit code of a build stopped by Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it).
+const EXIT_CANCELED: u8 = 130;
 
 /// `--network`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -446,9 +448,17 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     if args.reproducible_check {
         return reproducible_check(&builder, &request, progress, args.quiet);
     }
+    super::run::cancel_on_signals(request.cancel.clone())?;
     let result = builder.build(&request, progress);
     let result = match result {
         Ok(result) => result,
+        Err(BuildError::Canceled) if request.cancel.is_cancelled() => {
+            // The progress renderers said so already; with -q nothing was shown.
+            if args.quiet {
+                eprintln!("error: build canceled");
+            }
+            return Ok(ExitCode::from(EXIT_CANCELED));
+        }
         Err(err) => {
             // The progress renderers end with the failure (rawjson in its last event);
             // with -q nothing was shown yet, nor is a push failure, which comes after the

@@ -109,14 +109,18 @@ fn bind_mount(spec: &str) -> anyhow::Result<BindMount> {
     })
 }
 
-/// Cancels `token` on SIGINT, SIGTERM or SIGHUP, so the container is stopped and its
-/// scratch directory removed before rbuild exits.
-fn cancel_on_signals(token: CancelToken) -> anyhow::Result<()> {
+/// Cancels `token` on SIGINT, SIGTERM or SIGHUP, so the container (or build) is stopped
+/// and its scratch directory removed before rbuild exits; a second signal ends rbuild at
+/// once (128 + the signal), as a second Ctrl-C ends docker.
+pub(crate) fn cancel_on_signals(token: CancelToken) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .context("installing signal handlers")?;
     std::thread::spawn(move || {
-        for _ in signals.forever() {
+        for signal in signals.forever() {
+            if token.is_cancelled() {
+                std::process::exit(128 + signal);
+            }
             token.cancel();
         }
     });
