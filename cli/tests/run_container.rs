@@ -82,6 +82,30 @@ fn rbuild_own_failures_use_dockers_codes() {
     assert_eq!(code(&run(&["-w", "relative", "plain", "true"])), 125);
 }
 
+/// docker's options for long-lived containers are refused with what to do instead; `-i`
+/// is accepted (standard input is always passed through).
+#[test]
+fn options_for_kept_containers_are_refused_with_a_reason() {
+    for (args, says) in [
+        (&["-d", "plain", "true"][..], "-d is not supported"),
+        (
+            &["-p", "8080:80", "plain", "true"][..],
+            "already reachable on the host",
+        ),
+        (
+            &["--name", "web", "plain", "true"][..],
+            "--name is not supported",
+        ),
+        (&["-it", "plain", "true"][..], "-t is not supported"),
+    ] {
+        let out = run(args);
+        assert_eq!(code(&out), 125, "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(code(&run(&["-i", "plain", "true"])), 0);
+}
+
 #[test]
 fn arguments_replace_cmd() {
     assert_eq!(

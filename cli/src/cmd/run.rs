@@ -37,6 +37,23 @@ pub struct Args {
     /// Remove the container when it exits (always done; accepted as docker takes it)
     #[arg(long)]
     rm: bool,
+    /// Keep standard input open (always done: it is passed through; accepted as docker
+    /// takes it)
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Not supported: rbuild run gives the command no terminal of its own yet
+    #[arg(short = 't', long, hide = true)]
+    tty: bool,
+    /// Not supported: rbuild keeps no containers to run in the background
+    #[arg(short = 'd', long, hide = true)]
+    detach: bool,
+    /// Not supported: the container uses the host's network, so a port it listens on is
+    /// already the host's
+    #[arg(short = 'p', long = "publish", hide = true, value_name = "PORTS")]
+    publish: Vec<String>,
+    /// Not supported: rbuild keeps no containers to name
+    #[arg(long, hide = true)]
+    name: Option<String>,
     /// Set an environment variable; a NAME alone takes its value from rbuild's environment
     #[arg(short = 'e', long = "env", value_name = "NAME[=VALUE]")]
     env: Vec<String>,
@@ -127,6 +144,30 @@ pub(crate) fn cancel_on_signals(token: CancelToken) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Why docker's options that rbuild run does not have are refused, each with what to do.
+fn unsupported(args: &Args) -> Option<&'static str> {
+    if args.tty {
+        Some(
+            "-t is not supported: rbuild run gives the command no terminal of its own; \
+             standard input, output and error are passed through (run without -t)",
+        )
+    } else if args.detach {
+        Some(
+            "-d is not supported: rbuild keeps no containers in the background; run it \
+             from your shell's job control (rbuild run IMAGE &) or a service manager",
+        )
+    } else if !args.publish.is_empty() {
+        Some(
+            "-p is not supported: the container shares the host's network, so a port it \
+             listens on is already reachable on the host (http://127.0.0.1:PORT/)",
+        )
+    } else if args.name.is_some() {
+        Some("--name is not supported: rbuild keeps no containers, so there is nothing to name")
+    } else {
+        None
+    }
+}
+
 /// The process exit code for how the command ended: its own code, or 128 + the signal.
 fn exit_code(status: ExitStatus) -> ExitCode {
     match status {
@@ -138,6 +179,10 @@ fn exit_code(status: ExitStatus) -> ExitCode {
 /// Runs `rbuild run`. Failures of rbuild itself end with docker's codes (125, 126, 127),
 /// not with the 1 of other subcommands, so they stay apart from the command's own codes.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(why) = unsupported(&args) {
+        eprintln!("error: {why}");
+        return Ok(ExitCode::from(EXIT_RUN_FAILED));
+    }
     let cancel = CancelToken::new();
     let result = cancel_on_signals(cancel.clone()).and_then(|()| start(&args, cancel));
     match result {
