@@ -9,13 +9,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rbuild_core::{
-    ContentStore, Digest, ImageName, RegistryClient, RegistryCredentials, RegistryOptions, pull,
+    ContentStore, Digest, ImageName, PushOptions, RegistryClient, RegistryCredentials,
+    RegistryOptions, pull, push,
 };
 
 struct Request {
     method: String,
     path: String,
     headers: HashMap<String, String>,
+    body: Vec<u8>,
 }
 
 type Reply = (u16, Vec<(String, String)>, Vec<u8>);
@@ -61,6 +63,7 @@ fn serve(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> String 
                     method,
                     path,
                     headers,
+                    body,
                 });
                 if status == DROP {
                     // A broken connection: close without answering.
@@ -184,4 +187,170 @@ fn bearer_token_is_fetched_once_per_scope_and_5xx_and_broken_connections_are_ret
     assert_eq!(dropped.load(Ordering::SeqCst), 2);
     // Two blobs, one 503 retried: three blob requests.
     assert_eq!(unavailable.load(Ordering::SeqCst), 3);
+}
+
+/// A multi-layer push and pull through a registry that wants Bearer tokens (as Docker Hub,
+/// GHCR, Quay do), with the client's parallel blob transfers all starting unauthenticated:
+/// every blob arrives, the manifest last, and a fresh store pulls the same image back.
+#[test]
+fn a_multi_layer_image_goes_up_and_comes_back_through_bearer_auth() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(tmp.path().join("a")).unwrap();
+    let layers: Vec<Vec<u8>> = (0..5)
+        .map(|i| format!("layer {i} of a bearer-auth push").into_bytes())
+        .collect();
+    let diff_ids: Vec<String> = layers.iter().map(|l| Digest::of(l).to_string()).collect();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    })
+    .to_string();
+    let config_blob = store.put(config.as_bytes()).unwrap();
+    let layer_descs: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|l| {
+            let blob = store.put(l).unwrap();
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": blob.digest.to_string(), "size": blob.size,
+            })
+        })
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_blob.digest.to_string(), "size": config_blob.size,
+        },
+        "layers": layer_descs,
+    })
+    .to_string();
+    let manifest_blob = store.put(manifest.as_bytes()).unwrap();
+    let desc = oci_spec::image::Descriptor::new(
+        oci_spec::image::MediaType::ImageManifest,
+        manifest_blob.size,
+        &manifest_blob.digest,
+    );
+    store
+        .tag(&"local/bearer:1".parse().unwrap(), &desc)
+        .unwrap();
+
+    // The registry: tokens from /token for the robot's password, blobs and manifests kept
+    // in memory, uploads in one PUT.
+    let kept: Arc<Mutex<HashMap<String, (String, Vec<u8>)>>> = Arc::default();
+    let addr_cell: Arc<Mutex<String>> = Arc::default();
+    let unauthorized = Arc::new(AtomicUsize::new(0));
+    let (k, ac, un) = (kept.clone(), addr_cell.clone(), unauthorized.clone());
+    let robot = RegistryCredentials {
+        username: "robot".into(),
+        password: "pw".into(),
+    };
+    let basic = robot.basic_header();
+    let addr = serve(move |req| {
+        if req.path.starts_with("/token") {
+            if req.headers.get("authorization") != Some(&basic) {
+                return (401, vec![], b"{}".to_vec());
+            }
+            return (200, vec![], br#"{"token":"tok-push"}"#.to_vec());
+        }
+        if req.headers.get("authorization").map(String::as_str) != Some("Bearer tok-push") {
+            un.fetch_add(1, Ordering::SeqCst);
+            let realm = format!("http://{}/token", ac.lock().unwrap());
+            let challenge = format!(
+                r#"Bearer realm="{realm}",service="fake",scope="repository:team/app:pull,push""#
+            );
+            return (401, vec![("WWW-Authenticate".into(), challenge)], vec![]);
+        }
+        let mut kept = k.lock().unwrap();
+        let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
+        match req.method.as_str() {
+            "GET" if path == "/v2/" => (200, vec![], b"{}".to_vec()),
+            "HEAD" | "GET" => match kept.get(path) {
+                Some((ty, body)) => {
+                    let mut headers = vec![("Content-Type".to_owned(), ty.clone())];
+                    headers.push((
+                        "Docker-Content-Digest".to_owned(),
+                        Digest::of(body).to_string(),
+                    ));
+                    let body = if req.method == "HEAD" {
+                        Vec::new()
+                    } else {
+                        body.clone()
+                    };
+                    (200, headers, body)
+                }
+                None => (404, vec![], Vec::new()),
+            },
+            "POST" if path.ends_with("/blobs/uploads/") => {
+                let location = format!("{path}{}", kept.len());
+                (202, vec![("Location".to_owned(), location)], Vec::new())
+            }
+            "PUT" if path.contains("/blobs/uploads/") => {
+                let digest = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("digest="))
+                    .unwrap_or_default()
+                    .replace("%3A", ":");
+                assert_eq!(
+                    Digest::of(&req.body).to_string(),
+                    digest,
+                    "a blob arrived changed"
+                );
+                let repo = path.split("/blobs/").next().unwrap_or_default();
+                kept.insert(
+                    format!("{repo}/blobs/{digest}"),
+                    ("application/octet-stream".to_owned(), req.body.clone()),
+                );
+                (201, Vec::new(), Vec::new())
+            }
+            "PUT" if path.contains("/manifests/") => {
+                let ty = req.headers.get("content-type").cloned().unwrap_or_default();
+                kept.insert(path.to_owned(), (ty, req.body.clone()));
+                let digest = Digest::of(&req.body).to_string();
+                (
+                    201,
+                    vec![("Docker-Content-Digest".to_owned(), digest)],
+                    Vec::new(),
+                )
+            }
+            _ => (404, vec![], Vec::new()),
+        }
+    });
+    *addr_cell.lock().unwrap() = addr.clone();
+
+    let client =
+        RegistryClient::with_credentials(&addr, Some(robot.clone()), RegistryOptions::default());
+    let dest: ImageName = format!("{addr}/team/app:1").parse().unwrap();
+    let pushed = push(
+        &client,
+        &store,
+        "local/bearer:1",
+        &dest,
+        &PushOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("push through bearer auth failed: {e:?}"));
+    assert_eq!(pushed, manifest_blob.digest);
+    let blobs = kept
+        .lock()
+        .unwrap()
+        .keys()
+        .filter(|k| k.contains("/blobs/"))
+        .count();
+    assert_eq!(blobs, 6, "five layers and the config");
+    assert!(
+        unauthorized.load(Ordering::SeqCst) >= 1,
+        "the registry never challenged"
+    );
+
+    let fresh = ContentStore::open(tmp.path().join("b")).unwrap();
+    let client = RegistryClient::with_credentials(&addr, Some(robot), RegistryOptions::default());
+    let pulled = pull(&client, &fresh, &dest).unwrap();
+    assert_eq!(
+        Digest::try_from(pulled.digest()).unwrap(),
+        manifest_blob.digest
+    );
+    for layer in &layers {
+        assert!(fresh.contains(&Digest::of(layer)));
+    }
 }
