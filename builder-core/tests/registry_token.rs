@@ -189,6 +189,9 @@ fn bearer_token_is_fetched_once_per_scope_and_5xx_and_broken_connections_are_ret
     assert_eq!(unavailable.load(Ordering::SeqCst), 3);
 }
 
+/// What the scripted registry holds: path -> (media type, content).
+type Kept = HashMap<String, (String, Vec<u8>)>;
+
 /// A multi-layer push and pull through a registry that wants Bearer tokens (as Docker Hub,
 /// GHCR, Quay do), with the client's parallel blob transfers all starting unauthenticated:
 /// every blob arrives, the manifest last, and a fresh store pulls the same image back.
@@ -238,7 +241,7 @@ fn a_multi_layer_image_goes_up_and_comes_back_through_bearer_auth() {
 
     // The registry: tokens from /token for the robot's password, blobs and manifests kept
     // in memory, uploads in one PUT.
-    let kept: Arc<Mutex<HashMap<String, (String, Vec<u8>)>>> = Arc::default();
+    let kept: Arc<Mutex<Kept>> = Arc::default();
     let addr_cell: Arc<Mutex<String>> = Arc::default();
     let unauthorized = Arc::new(AtomicUsize::new(0));
     let (k, ac, un) = (kept.clone(), addr_cell.clone(), unauthorized.clone());
