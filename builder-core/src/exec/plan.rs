@@ -151,11 +151,13 @@ pub(crate) struct Plan {
 /// Which operation failed and with what errno.
 pub(crate) type Failure = (usize, i32);
 
-fn check(ret: libc::c_int) -> Result<(), i32> {
+/// `Ok` for a zero return, else the errno (async-signal-safe).
+pub(super) fn check(ret: libc::c_int) -> Result<(), i32> {
     if ret == 0 { Ok(()) } else { Err(errno()) }
 }
 
-fn errno() -> i32 {
+/// The calling thread's errno (async-signal-safe).
+pub(super) fn errno() -> i32 {
     std::io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(libc::EIO)

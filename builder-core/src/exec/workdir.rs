@@ -13,6 +13,8 @@
 
 use std::ffi::CStr;
 
+use super::plan::{check, errno};
+
 /// Mode of the directories the walk creates (BuildKit's, before the umask).
 const WORKDIR_MODE: libc::mode_t = 0o755;
 /// Longest path the walk holds, link targets spliced in (Linux's `PATH_MAX`).
@@ -88,16 +90,6 @@ pub(super) fn enter(path: &CStr) -> Result<(), i32> {
             check(unsafe { libc::chdir(c"/".as_ptr()) })?;
         }
     }
-}
-
-fn check(ret: libc::c_int) -> Result<(), i32> {
-    if ret == 0 { Ok(()) } else { Err(errno()) }
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
 }
 
 #[cfg(test)]

@@ -2,9 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
-use rbuild_core::load_image;
-
 use super::images::{ago, human_size, layer_size};
 use super::store::StoreArgs;
 use crate::template::{Template, align};
@@ -38,11 +35,7 @@ pub struct Args {
 /// Runs `rbuild history`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = args.store.open()?;
-    let found = store
-        .resolve(&args.image)
-        .with_context(|| format!("finding image {}", args.image))?;
-    let image = load_image(&store, &found.descriptor)
-        .with_context(|| format!("reading image {}", args.image))?;
+    let (found, image) = super::store::find_image(&store, &args.image)?;
     let id = store.image_id(&found)?;
     let mut layers = image.manifest.layers().iter();
     let mut rows: Vec<serde_json::Value> = image

@@ -2,9 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
-use rbuild_core::load_image;
-
 use super::store::StoreArgs;
 use crate::template::Template;
 
@@ -32,11 +29,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let all = store.images()?;
     let mut out = Vec::new();
     for reference in &args.images {
-        let found = store
-            .resolve(reference)
-            .with_context(|| format!("finding image {reference}"))?;
-        let image = load_image(&store, &found.descriptor)
-            .with_context(|| format!("reading image {reference}"))?;
+        let (_, image) = super::store::find_image(&store, reference)?;
         let digest = image.digest()?;
         let tags: Vec<String> = all
             .iter()

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use rbuild_core::{
     BindMount, CancelToken, ContainerError, ContainerOptions, EXIT_RUN_FAILED, ExitStatus, Network,
-    Stream, load_image, run_container,
+    Stream, run_container,
 };
 
 use super::store::StoreArgs;
@@ -199,11 +199,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 fn start(args: &Args, cancel: CancelToken) -> anyhow::Result<ExitStatus> {
     let store = args.store.open()?;
-    let found = store
-        .resolve(&args.image)
-        .with_context(|| format!("finding image {}", args.image))?;
-    let image = load_image(&store, &found.descriptor)
-        .with_context(|| format!("reading image {}", args.image))?;
+    let (_, image) = super::store::find_image(&store, &args.image)?;
     let mounts = args
         .volumes
         .iter()

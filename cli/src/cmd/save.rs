@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rbuild_core::{ImageFormat, load_image};
+use rbuild_core::ImageFormat;
 
 use super::store::StoreArgs;
 
@@ -34,11 +34,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = args.store.open()?;
     let mut images = Vec::new();
     for reference in &args.images {
-        let found = store
-            .resolve(reference)
-            .with_context(|| format!("finding image {reference}"))?;
-        let image = load_image(&store, &found.descriptor)
-            .with_context(|| format!("reading image {reference}"))?;
+        let (found, image) = super::store::find_image(&store, reference)?;
         // An image asked for by id is saved without a name, as docker does.
         let by_name = reference.parse::<rbuild_core::ImageName>().ok() == Some(found.name.clone());
         let names = if by_name {

@@ -22,6 +22,20 @@ impl StoreArgs {
     }
 }
 
+/// The image `reference` names (a name or an image ID) in `store`, with its index entry,
+/// each failure saying which reference it was.
+pub fn find_image(
+    store: &ContentStore,
+    reference: &str,
+) -> anyhow::Result<(rbuild_core::NamedImage, rbuild_core::Image)> {
+    let found = store
+        .resolve(reference)
+        .with_context(|| format!("finding image {reference}"))?;
+    let image = rbuild_core::load_image(store, &found.descriptor)
+        .with_context(|| format!("reading image {reference}"))?;
+    Ok((found, image))
+}
+
 /// `rbuild store ...`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
