@@ -846,3 +846,44 @@ fn rootless_steps_get_neither_descriptors_nor_abstract_sockets() {
     );
     attacks.finish();
 }
+
+/// A user or group id in the image's own /etc/passwd or /etc/group beyond 2^31-1 wrapped
+/// to 32 bits: `app:x:4294967296:...` with `USER app` ran the step as root, and a group
+/// 4294967296 listing the user gave it group root. docker 28.5 (runc) refuses such ids.
+#[test]
+fn image_ids_out_of_range_never_become_root() {
+    let s = Setup::new(&["busybox"]);
+    let mut attacks = Attacks::new("sandbox");
+    for (name, setup, user) in [
+        (
+            "passwd-uid-wraps-to-root",
+            "printf 'app:x:4294967296:4294967296::/:/bin/sh\\n' >> /etc/passwd",
+            "app",
+        ),
+        (
+            "group-gid-wraps-to-root",
+            "printf 'wrap:x:4294967296:nobody\\n' >> /etc/group",
+            "nobody",
+        ),
+    ] {
+        attacks.attempt(
+            name,
+            "the image's files give the step's user an id of 2^32, which is 0 in 32 bits",
+            || {
+                let out = run(&mut s.build(
+                    &format!(
+                        "FROM busybox:latest\nRUN {setup}\nUSER {user}\n\
+                         RUN id; id -u | grep -qx 0 && echo RAN-AS-ROOT; \
+                         id -G | tr ' ' '\\n' | grep -qx 0 && echo IN-ROOT-GROUP; true\n"
+                    ),
+                    &[],
+                ))?;
+                if printed(&out, "RAN-AS-ROOT") || printed(&out, "IN-ROOT-GROUP") {
+                    return Err(format!("the step got root's ids: {}", text(&out)));
+                }
+                refused(&out, "2147483647")
+            },
+        );
+    }
+    attacks.finish();
+}
