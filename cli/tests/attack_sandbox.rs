@@ -860,6 +860,7 @@ fn image_ids_out_of_range_never_become_root() {
             "printf 'app:x:4294967296:4294967296::/:/bin/sh\\n' >> /etc/passwd",
             "app",
         ),
+        ("numeric-uid-out-of-range", "true", "2147483648:0"),
         (
             "group-gid-wraps-to-root",
             "printf 'wrap:x:4294967296:nobody\\n' >> /etc/group",

@@ -76,7 +76,12 @@ pub fn resolve_user(
         );
     }
     let (uid, gid, extra) = match fast_path(spec) {
-        Some((uid, gid)) => (uid, gid, Vec::new()),
+        // runc's range check holds for numbers given in USER too (`USER 2147483648:0`).
+        Some((uid, gid)) => (
+            checked_id(spec, uid.into())?,
+            checked_id(spec, gid.into())?,
+            Vec::new(),
+        ),
         None => lookup(spec, passwd, group)?,
     };
     let mut groups = extra;
@@ -320,7 +325,16 @@ mod tests {
         let passwd = "big:x:4294967296:1::/big:/bin/sh\nneg:x:-5:1::/:/bin/sh\n\
                       ok:x:7:4294967297::/:/bin/sh\nweb:x:1000:1000::/:/bin/sh\n";
         let group = "huge:x:4294967296:web\nbigg:x:4294967297:\nweb:x:1000:\n";
-        for spec in ["big", "neg", "ok", "web", "web:bigg", "4294967296"] {
+        for spec in [
+            "big",
+            "neg",
+            "ok",
+            "web",
+            "web:bigg",
+            "4294967296",
+            "2147483648:0",
+            "0:4294967295",
+        ] {
             assert!(
                 resolve_user(spec, Some(passwd), Some(group)).is_err(),
                 "{spec} resolved"
