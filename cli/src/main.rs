@@ -155,7 +155,10 @@ fn with_default_subcommand(args: Vec<OsString>) -> Result<Vec<OsString>, String>
             // take `--root`, `system` alone does not.
             let depth = subcommand_depth(rest);
             out.extend_from_slice(&rest[..depth]);
-            out.extend(globals);
+            // `rbuild --root S help images` is help, which takes no store.
+            if !matches!(word.as_str(), "help" | "-h" | "--help" | "-V" | "--version") {
+                out.extend(globals);
+            }
             out.extend_from_slice(&rest[depth..]);
         }
         Some(word) if word.starts_with('-') || names_a_context(&word) => {

@@ -529,6 +529,8 @@ fn docker_verbs_and_unknown_commands() {
     ] {
         assert!(!ok(nested).is_empty(), "{nested:?}");
     }
+    assert!(ok(&[root_eq.as_str(), "help", "images"]).contains("Usage"));
+    assert!(ok(&["--root", root.to_str().unwrap(), "--version"]).contains("rbuild"));
     assert_eq!(ok(&["image", "ls", "-q", "verbs"]).lines().count(), 1);
     assert_eq!(
         ok(&["images", "busybox", "--format", "{{.Repository}}:{{.Tag}}"]).trim(),
