@@ -151,9 +151,15 @@ fn with_default_subcommand(args: Vec<OsString>) -> Result<Vec<OsString>, String>
     let rest = &args[k.min(args.len())..];
     match rest.first().map(|w| w.to_string_lossy().into_owned()) {
         Some(word) if is_subcommand(&word) => {
-            out.push(rest[0].clone());
-            out.extend(globals);
-            out.extend_from_slice(&rest[1..]);
+            // After the innermost subcommand: `system df`, `image ls`, `store verify`
+            // take `--root`, `system` alone does not.
+            let depth = subcommand_depth(rest);
+            out.extend_from_slice(&rest[..depth]);
+            // `rbuild --root S help images` is help, which takes no store.
+            if !matches!(word.as_str(), "help" | "-h" | "--help" | "-V" | "--version") {
+                out.extend(globals);
+            }
+            out.extend_from_slice(&rest[depth..]);
         }
         Some(word) if word.starts_with('-') || names_a_context(&word) => {
             out.push("build".into());
@@ -168,6 +174,26 @@ fn with_default_subcommand(args: Vec<OsString>) -> Result<Vec<OsString>, String>
         }
     }
     Ok(out)
+}
+
+/// How many of `words` (the first naming a subcommand) name a subcommand and its nested
+/// subcommands (`image ls` is 2, `images -q` is 1).
+fn subcommand_depth(words: &[OsString]) -> usize {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let mut depth = 0;
+    while let Some(word) = words.get(depth).and_then(|w| w.to_str()) {
+        let Some(sub) = command
+            .get_subcommands()
+            .find(|c| c.get_name() == word || c.get_all_aliases().any(|a| a == word))
+            .cloned()
+        else {
+            break;
+        };
+        command = sub;
+        depth += 1;
+    }
+    depth.max(1)
 }
 
 /// Whether a first word that is no subcommand is a build context: `-`, a path that

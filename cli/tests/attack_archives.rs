@@ -242,6 +242,28 @@ fn load_treats_archives_as_data() {
     );
 
     attacks.attempt(
+        "load-nothing-to-load",
+        "rbuild load of an empty file, of empty standard input and of a tar holding \
+         neither manifest.json nor index.json: each says what it is, not that index.json \
+         is missing",
+        || {
+            let empty = put(dir, "empty.tar", b"");
+            refused(&load(&root, &empty, None)?, "it is empty")?;
+            let mut from_stdin = rbuild(&root);
+            from_stdin
+                .arg("load")
+                .stdin(std::fs::File::open(&empty).map_err(|e| e.to_string())?);
+            refused(&run(&mut from_stdin)?, "it is empty")?;
+            let other = put(
+                dir,
+                "other.tar",
+                &RawTar::new().file("notes.txt", b"hi").finish(),
+            );
+            refused(&load(&root, &other, None)?, "neither manifest.json")
+        },
+    );
+
+    attacks.attempt(
         "load-index-symlink",
         "rbuild load of an OCI archive whose index.json is a symlink to a host file",
         || {

@@ -218,6 +218,48 @@ fn inherited_descriptors_never_reach_a_step() {
             },
         );
     }
+    // The working directory is entered before exec, while every inherited descriptor is
+    // still open: `/proc/self/fd/8` is then a way out of the root, for reading
+    // (`cat secret` from the host directory) and for creating (a dangling link's target
+    // is made where it would be).
+    let wd = s.host_dir("fd-workdir");
+    std::fs::write(wd.join("secret"), "HOST-SECRET\n").expect("a host file");
+    let redirect = format!("exec 8<'{}'", wd.display());
+    let read_script = "cat secret 2>/dev/null; ls ../../.. 2>/dev/null | head -3; true";
+    let cases: [(&str, &dyn Fn() -> Command); 3] = [
+        ("workdir-fd-build", &|| {
+            s.build(
+                &format!("FROM busybox:latest\nWORKDIR /proc/self/fd/8\nRUN {read_script}\n"),
+                &[],
+            )
+        }),
+        ("workdir-fd-run", &|| {
+            s.run(&["-w", "/proc/self/fd/8"], "busybox:latest", read_script)
+        }),
+        ("workdir-fd-dangling-link", &|| {
+            s.build(
+                "FROM busybox:latest\nRUN ln -s /proc/self/fd/8/made /x\nWORKDIR /x/deeper\n\
+                 RUN echo pwned > canary; true\n",
+                &[],
+            )
+        }),
+    ];
+    for (name, cmd) in cases {
+        attacks.attempt(
+            name,
+            "rbuild started with `exec 8<dir`: the step's working directory is \
+             /proc/self/fd/8 (or a dangling link through it), so the step starts in the \
+             host directory (CVE-2024-21626 class)",
+            || {
+                let out = run(&mut with_open_fds(&redirect, &cmd()))?;
+                if printed(&out, "HOST-SECRET") {
+                    return Err(format!("the step read the host file: {}", text(&out)));
+                }
+                absent(&wd.join("made"))?;
+                refused(&out, "inside the step's root")
+            },
+        );
+    }
     let high = s.host_dir("fd-high");
     attacks.attempt(
         "fd-high-number",
@@ -802,5 +844,47 @@ fn rootless_steps_get_neither_descriptors_nor_abstract_sockets() {
             ran_without(&out, "PACKET-OPEN")
         },
     );
+    attacks.finish();
+}
+
+/// A user or group id in the image's own /etc/passwd or /etc/group beyond 2^31-1 wrapped
+/// to 32 bits: `app:x:4294967296:...` with `USER app` ran the step as root, and a group
+/// 4294967296 listing the user gave it group root. docker 28.5 (runc) refuses such ids.
+#[test]
+fn image_ids_out_of_range_never_become_root() {
+    let s = Setup::new(&["busybox"]);
+    let mut attacks = Attacks::new("sandbox");
+    for (name, setup, user) in [
+        (
+            "passwd-uid-wraps-to-root",
+            "printf 'app:x:4294967296:4294967296::/:/bin/sh\\n' >> /etc/passwd",
+            "app",
+        ),
+        ("numeric-uid-out-of-range", "true", "2147483648:0"),
+        (
+            "group-gid-wraps-to-root",
+            "printf 'wrap:x:4294967296:nobody\\n' >> /etc/group",
+            "nobody",
+        ),
+    ] {
+        attacks.attempt(
+            name,
+            "the image's files give the step's user an id of 2^32, which is 0 in 32 bits",
+            || {
+                let out = run(&mut s.build(
+                    &format!(
+                        "FROM busybox:latest\nRUN {setup}\nUSER {user}\n\
+                         RUN id; id -u | grep -qx 0 && echo RAN-AS-ROOT; \
+                         id -G | tr ' ' '\\n' | grep -qx 0 && echo IN-ROOT-GROUP; true\n"
+                    ),
+                    &[],
+                ))?;
+                if printed(&out, "RAN-AS-ROOT") || printed(&out, "IN-ROOT-GROUP") {
+                    return Err(format!("the step got root's ids: {}", text(&out)));
+                }
+                refused(&out, "2147483647")
+            },
+        );
+    }
     attacks.finish();
 }

@@ -600,3 +600,37 @@ fn a_pull_whose_descriptors_lie_about_present_blobs_is_refused() {
     );
     a.finish();
 }
+
+/// Scratch a failed rootless build left in the store's tmp with directories of mode 000
+/// below its top (overlayfs's `work/incompat/volatile`, or a step's own `chmod 000`)
+/// made every later command of that user fail ("failed to remove ... Permission
+/// denied") until someone fixed the modes by hand.
+#[test]
+fn unreadable_leftovers_do_not_lock_a_rootless_user_out_of_the_store() {
+    run_support::require_root();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let root = dir.path().join("store");
+    let left = root.join("tmp/build-left/step-2/root/work/work/incompat/volatile");
+    std::fs::create_dir_all(&left).expect("the leftover tree");
+    std::fs::write(left.join("dirty"), b"").expect("a leftover file");
+    let status = Command::new("chown")
+        .args(["-R", ROOTLESS])
+        .arg(dir.path())
+        .status()
+        .expect("chown");
+    assert!(status.success());
+    let mut path = left.clone();
+    while path != root.join("tmp/build-left/step-2/root/work") {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).expect("mode 000");
+        path.pop();
+    }
+    let mut images = run_support::rbuild(&root);
+    images.arg("images");
+    let out = run(&mut as_user(ROOTLESS, &images)).expect("rbuild images");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!root.join("tmp/build-left").exists(), "the leftover stayed");
+}

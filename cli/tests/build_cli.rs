@@ -519,6 +519,18 @@ fn docker_verbs_and_unknown_commands() {
     }
     let listed = ok(&["--root", root.to_str().unwrap(), "images"]);
     assert!(listed.contains("verbs"), "{listed}");
+    // Before nested subcommands too: after the innermost one, as docker's globals go.
+    let root_eq = format!("--root={}", root.display());
+    for nested in [
+        &["--root", root.to_str().unwrap(), "system", "df"][..],
+        &[root_eq.as_str(), "image", "ls", "-q", "verbs"][..],
+        &["--root", root.to_str().unwrap(), "builder", "prune", "-f"][..],
+        &["--root", root.to_str().unwrap(), "store", "verify"][..],
+    ] {
+        assert!(!ok(nested).is_empty(), "{nested:?}");
+    }
+    assert!(ok(&[root_eq.as_str(), "help", "images"]).contains("Usage"));
+    assert!(ok(&["--root", root.to_str().unwrap(), "--version"]).contains("rbuild"));
     assert_eq!(ok(&["image", "ls", "-q", "verbs"]).lines().count(), 1);
     assert_eq!(
         ok(&["images", "busybox", "--format", "{{.Repository}}:{{.Tag}}"]).trim(),

@@ -120,3 +120,31 @@ RUN --mount=type=cache,target=/c,id=pip touch /c/kept
     );
     assert!(!cache.exists());
 }
+
+/// A mount target reached through the image's symbolic links is mounted where they lead,
+/// inside the step's root, as BuildKit (runc) resolves a mount destination: `/x -> /data`
+/// puts `target=/x/c` at `/data/c`, a relative link from WORKDIR too, and a link to an
+/// absolute path that exists only on the host stays in the root. Seen refused before
+/// ("reached through a symbolic link") where docker 28.5 builds.
+#[test]
+fn mount_targets_follow_the_images_symlinks_inside_the_root() {
+    let host = tempfile::tempdir().expect("a host dir");
+    let (_dir, root, ctx) = setup(&format!(
+        "FROM busybox
+RUN mkdir /data /w && ln -s /data /x && ln -s ../data/y /w/y && ln -s {host} /h
+WORKDIR /w
+RUN --mount=type=cache,target=/x/c,id=through-link touch /x/c/kept \\
+ && test -f /data/c/kept
+RUN --mount=type=tmpfs,target=y test -d /data/y && touch y/t && test -f /data/y/t
+RUN --mount=type=tmpfs,target=/h touch /h/CANARY && test -f {host}/CANARY
+",
+        host = host.path().display()
+    ));
+    let out = rbuild(&root, &["build", "-q", ctx.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(root.join("cache-mounts/through-link/kept").is_file());
+    assert!(
+        !host.path().join("CANARY").exists(),
+        "a mount through an absolute link reached the host"
+    );
+}

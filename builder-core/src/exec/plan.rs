@@ -126,7 +126,9 @@ impl fmt::Display for Op {
             Op::Hostname(name) => write!(f, "set host name {name:?}"),
             Op::PivotRoot { new_root } => write!(f, "pivot root into {new_root:?}"),
             Op::LoopbackUp => write!(f, "bring loopback up"),
-            Op::WorkDir { path } => write!(f, "enter working directory {path:?}"),
+            Op::WorkDir { path } => {
+                write!(f, "enter working directory {path:?} inside the step's root")
+            }
             Op::Credentials { uid, gid, .. } => write!(f, "switch to user {uid}:{gid}"),
             Op::ReadOnlyPath { path } => write!(f, "make {path:?} read-only"),
             Op::MaskPath { path, .. } => write!(f, "mask {path:?}"),

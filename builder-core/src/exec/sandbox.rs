@@ -11,7 +11,7 @@ use std::ffi::CString;
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use super::confine;
 use super::idmap::{HelperCall, IdMapCalls, IdMapping, NEWGIDMAP, NEWUIDMAP, ranges};
@@ -485,16 +485,18 @@ fn tree_mount(
     ])
 }
 
-/// Checks `target` (absolute, without `.` or `..`, not the root) and makes sure its
-/// mount point exists (created for the step only) without going through a symbolic link
-/// of the image; returns it relative to the root.
-fn mount_point<'t>(
+/// Checks `target` (absolute, without `.` or `..`, not the root), follows the image's
+/// symbolic links on it inside the root (as runc resolves a mount destination: BuildKit
+/// mounts `target=/var/run/x` at `/run/x` when `/var/run` links to `/run`), and makes
+/// sure the mount point exists (created for the step only); returns it relative to the
+/// root, free of symbolic links, so nothing outside the sandbox ever follows one.
+fn mount_point(
     source: &Path,
-    target: &'t str,
+    target: &str,
     is_dir: bool,
     view: &LowerView,
     stubs: &mut Stubs,
-) -> Result<&'t Path, ExecError> {
+) -> Result<PathBuf, ExecError> {
     let refuse = |reason| ExecError::Bind {
         source_path: source.to_path_buf(),
         target: target.to_owned(),
@@ -510,11 +512,14 @@ fn mount_point<'t>(
             "the target must be an absolute path without . or ..",
         ));
     }
-    let rel = path.strip_prefix("/").unwrap_or(path);
+    let written = path.strip_prefix("/").unwrap_or(path);
+    let Some(rel) = view.resolve(written)? else {
+        return Err(refuse("the target passes through too many symbolic links"));
+    };
     if rel.as_os_str().is_empty() {
         return Err(refuse("the target cannot be the root"));
     }
-    if !stubs.ensure(view, rel, is_dir)? {
+    if !stubs.ensure(view, &rel, is_dir)? {
         return Err(refuse(
             "the target is reached through a symbolic link or has another file type",
         ));

@@ -64,7 +64,7 @@ pub fn resolve_user(
 ) -> Result<Credentials, ExecError> {
     let home_of = |uid: u32| {
         passwd
-            .and_then(|text| passwd_entries(text).find(|e| e.uid as u32 == uid))
+            .and_then(|text| passwd_entries(text).find(|e| e.uid == i64::from(uid)))
             .map_or_else(|| "/".to_owned(), |e| e.home.to_owned())
     };
     if spec.is_empty() {
@@ -76,7 +76,12 @@ pub fn resolve_user(
         );
     }
     let (uid, gid, extra) = match fast_path(spec) {
-        Some((uid, gid)) => (uid, gid, Vec::new()),
+        // runc's range check holds for numbers given in USER too (`USER 2147483648:0`).
+        Some((uid, gid)) => (
+            checked_id(spec, uid.into())?,
+            checked_id(spec, gid.into())?,
+            Vec::new(),
+        ),
         None => lookup(spec, passwd, group)?,
     };
     let mut groups = extra;
@@ -120,7 +125,13 @@ fn lookup(
         (name, None) => e.name == name,
     });
     let (uid, mut gid, matched) = match (found, user_number) {
-        (Some(e), _) => (e.uid as u32, e.gid as u32, Some(e.name)),
+        // Ids read from the image's files are checked as runc checks them: one out of
+        // range (`4294967296` would wrap to root) fails the step, as in docker 28.5.
+        (Some(e), _) => (
+            checked_id(spec, e.uid)?,
+            checked_id(spec, e.gid)?,
+            Some(e.name),
+        ),
         (None, _) if user.is_empty() => (0, 0, None),
         (None, Some(n)) => (checked_id(spec, n)?, 0, None),
         (None, None) => return Err(bad(spec, "no such user in /etc/passwd")),
@@ -141,15 +152,15 @@ fn lookup(
         let name = matched.unwrap_or("");
         extra = entries
             .filter(|g| g.members.clone().any(|m| m == name))
-            .map(|g| g.gid as u32)
-            .collect();
+            .map(|g| checked_id(spec, g.gid))
+            .collect::<Result<_, _>>()?;
     } else {
         let found = entries.find(|g| match group_number {
             Some(n) => g.gid == n,
             None => g.name == group_arg,
         });
         gid = match (found, group_number) {
-            (Some(g), _) => g.gid as u32,
+            (Some(g), _) => checked_id(spec, g.gid)?,
             (None, Some(n)) => checked_id(spec, n)?,
             (None, None) => return Err(bad(spec, "no such group in /etc/group")),
         };
@@ -177,7 +188,7 @@ pub fn resolve_owner(
         Some(id) => (id, id),
         None => passwd
             .and_then(|text| passwd_entries(text).find(|e| e.name == user))
-            .map_or((0, 0), |e| (e.uid as u32, e.gid as u32)),
+            .map_or((0, 0), |e| (file_owner_id(e.uid), file_owner_id(e.gid))),
     };
     if let Some(part) = group_part {
         match owner_id(spec, part)? {
@@ -185,7 +196,7 @@ pub fn resolve_owner(
             None => {
                 if let Some(g) = group.and_then(|text| group_entries(text).find(|g| g.name == part))
                 {
-                    gid = g.gid as u32;
+                    gid = file_owner_id(g.gid);
                 }
             }
         }
@@ -204,6 +215,17 @@ fn owner_id(spec: &str, part: &str) -> Result<Option<u32>, ExecError> {
                 .map_err(|_| bad(spec, "user and group ids cannot be negative")),
             Err(_) => Ok(None),
         },
+    }
+}
+
+/// An id from the image's files for a file owner: one outside `0..=2147483647` is 0, as
+/// BuildKit's file operations give it (docker 28.5: `--chown=NAME` of a user with uid
+/// `4294967296` or gid `4294967297` owns the file 0:0), never the id wrapped to 32 bits.
+fn file_owner_id(n: i64) -> u32 {
+    if (0..=MAX_ID).contains(&n) {
+        n as u32
+    } else {
+        0
     }
 }
 
@@ -294,6 +316,40 @@ mod tests {
     fn groups(spec: &str) -> (u32, u32, Vec<u32>) {
         let c = resolve_user(spec, Some(PASSWD), Some(GROUP)).unwrap();
         (c.uid, c.gid, c.groups)
+    }
+
+    /// An id of the image's files beyond 2^31-1 must not wrap: `4294967296` is root's 0
+    /// in 32 bits. A step's user fails as runc fails it; a file owner is 0 as BuildKit's.
+    #[test]
+    fn out_of_range_ids_in_the_files_never_wrap() {
+        let passwd = "big:x:4294967296:1::/big:/bin/sh\nneg:x:-5:1::/:/bin/sh\n\
+                      ok:x:7:4294967297::/:/bin/sh\nweb:x:1000:1000::/:/bin/sh\n";
+        let group = "huge:x:4294967296:web\nbigg:x:4294967297:\nweb:x:1000:\n";
+        for spec in [
+            "big",
+            "neg",
+            "ok",
+            "web",
+            "web:bigg",
+            "4294967296",
+            "2147483648:0",
+            "0:4294967295",
+        ] {
+            assert!(
+                resolve_user(spec, Some(passwd), Some(group)).is_err(),
+                "{spec} resolved"
+            );
+        }
+        assert_eq!(
+            resolve_owner("big:bigg", Some(passwd), Some(group)).unwrap(),
+            (0, 0)
+        );
+        assert_eq!(
+            resolve_owner("ok", Some(passwd), Some(group)).unwrap(),
+            (7, 0)
+        );
+        let home = resolve_user("0:0", Some(passwd), Some(group)).unwrap().home;
+        assert_eq!(home.as_deref(), Some("/"), "uid 0 took big's entry");
     }
 
     #[test]

@@ -9,6 +9,15 @@
 //! which is walked in turn, from `/` when absolute. `..` is the kernel's, which stops
 //! at the new root.
 //!
+//! One thing the kernel does not stop: `/proc/self/fd/N` (and `/proc/self/cwd`) are
+//! magic links to whatever the descriptor refers to, and every descriptor rbuild holds
+//! is still open here (close-on-exec closes them only at `exec`). A `WORKDIR
+//! /proc/self/fd/7` naming an inherited host directory would leave the step, at exec,
+//! in a working directory outside its root, from which `..` climbs to the host's `/`
+//! (runc's CVE-2024-21626). So after every directory entered, the walk checks that the
+//! kernel still places it under the root (`getcwd` names it from `/`, not
+//! `(unreachable)`), before creating anything there; otherwise it fails with `EXDEV`.
+//!
 //! It runs between `fork` and `exec`: fixed buffers, no allocation.
 
 use std::ffi::CStr;
@@ -66,6 +75,7 @@ pub(super) fn enter(path: &CStr) -> Result<(), i32> {
             return Err(errno());
         }
         let Err(not_entered) = check(unsafe { libc::chdir(c_name) }) else {
+            inside_root()?;
             continue;
         };
         let n = unsafe { libc::readlink(c_name, target.as_mut_ptr().cast(), PATH_MAX) };
@@ -92,10 +102,26 @@ pub(super) fn enter(path: &CStr) -> Result<(), i32> {
     }
 }
 
+/// Fails with `EXDEV` when the working directory is not under the process's root: the
+/// kernel's `getcwd` then names it `(unreachable)/...` instead of from `/` (the system
+/// call itself, on a stack buffer: glibc's wrapper may allocate).
+fn inside_root() -> Result<(), i32> {
+    let mut cwd = [0u8; PATH_MAX];
+    let n = unsafe { libc::syscall(libc::SYS_getcwd, cwd.as_mut_ptr(), cwd.len()) };
+    if n < 0 {
+        return Err(errno());
+    }
+    if n == 0 || cwd[0] != b'/' {
+        return Err(libc::EXDEV);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use std::ffi::CString;
+    use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::symlink;
     use std::path::Path;
@@ -181,5 +207,42 @@ mod tests {
         assert_eq!(enter_in(root, "/f/sub"), libc::ENOTDIR);
         symlink("/f", root.join("lf")).unwrap();
         assert_eq!(enter_in(root, "/lf"), libc::ENOTDIR);
+    }
+
+    /// A directory descriptor open outside the root is a way out through
+    /// `/proc/self/fd/N` (runc's CVE-2024-21626): the walk refuses to stay there, and
+    /// creates nothing in it, even behind a dangling link.
+    #[test]
+    fn inherited_descriptors_do_not_lead_out() {
+        if !is_root() {
+            eprintln!("skipped: chroot needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("root"), dir.path().join("outside"));
+        std::fs::create_dir_all(root.join("proc")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        let held = std::fs::File::open(&outside).unwrap();
+        let fd = held.as_raw_fd();
+        // The chrooted child sees the host's /proc through a bind of it.
+        let proc_target = CString::new(root.join("proc").as_os_str().as_bytes()).unwrap();
+        let bound = unsafe {
+            libc::mount(
+                c"/proc".as_ptr(),
+                proc_target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(bound, 0, "bind /proc");
+        symlink(format!("/proc/self/fd/{fd}/made"), root.join("dangling")).unwrap();
+        let direct = enter_in(&root, &format!("/proc/self/fd/{fd}"));
+        let through_link = enter_in(&root, "/dangling/deeper");
+        let made = outside.join("made").exists();
+        unsafe { libc::umount2(proc_target.as_ptr(), libc::MNT_DETACH) };
+        assert_eq!(direct, libc::EXDEV);
+        assert_eq!(through_link, libc::EXDEV);
+        assert!(!made && !outside.join("here").exists());
     }
 }

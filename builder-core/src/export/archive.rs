@@ -347,8 +347,19 @@ pub(crate) fn load_archive_file(
     name: bool,
 ) -> Result<Vec<(Image, Vec<ImageName>)>, ExportError> {
     let members = Members::read(store, file, archive)?;
+    if members.files.is_empty() {
+        return Err(members.refused(
+            "it is empty: no image archive (docker save or an OCI layout tar)".to_owned(),
+        ));
+    }
     if members.has("manifest.json") {
         load_docker(store, &members, name)
+    } else if !members.has("index.json") {
+        Err(members.refused(
+            "it is no image archive: it holds neither manifest.json (docker save) nor \
+             index.json (an OCI layout)"
+                .to_owned(),
+        ))
     } else {
         load_layout(store, &members, name)
     }

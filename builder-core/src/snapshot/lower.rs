@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use super::SnapshotError;
 use super::meta::{EntryType, Meta, is_opaque};
 
+/// Symbolic links followed at most in one [`LowerView::resolve`] (Linux's `MAXSYMLINKS`).
+const MAX_LINKS: usize = 40;
+
 /// A read-only merged view of layer directories (lowest first, overlayfs whiteouts),
 /// resolved path by path without mounting anything.
 #[derive(Debug, Clone)]
@@ -70,6 +73,49 @@ impl LowerView {
             }
         }
         Ok(false)
+    }
+
+    /// `rel` with every symbolic link of the merged view on the way followed inside the
+    /// view, as runc's securejoin resolves a mount destination: an absolute target from
+    /// the root, a relative one from the link's directory, `..` never above the root, a
+    /// dangling link to where its target would be. `None` past [`MAX_LINKS`] links.
+    pub fn resolve(&self, rel: &Path) -> Result<Option<PathBuf>, SnapshotError> {
+        let mut pending: Vec<std::ffi::OsString> = rel
+            .components()
+            .rev()
+            .map(|c| c.as_os_str().to_owned())
+            .collect();
+        let mut resolved = PathBuf::new();
+        let mut links = 0;
+        while let Some(name) = pending.pop() {
+            match name.to_str() {
+                Some("/") | Some(".") | Some("") => continue,
+                Some("..") => {
+                    resolved.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            resolved.push(&name);
+            let Some(entry) = self.lookup(&resolved)? else {
+                continue;
+            };
+            if !entry.is_symlink {
+                continue;
+            }
+            links += 1;
+            if links > MAX_LINKS {
+                return Ok(None);
+            }
+            let target = std::fs::read_link(&entry.path)
+                .map_err(|e| SnapshotError::io("read link", &entry.path)(e))?;
+            resolved.pop();
+            if target.is_absolute() {
+                resolved = PathBuf::new();
+            }
+            pending.extend(target.components().rev().map(|c| c.as_os_str().to_owned()));
+        }
+        Ok(Some(resolved))
     }
 
     /// In `layer`, does an ancestor of `rel` hide what lies below (whiteout, non-directory

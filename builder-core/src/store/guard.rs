@@ -226,7 +226,16 @@ pub(super) fn remove_at(dir: BorrowedFd<'_>, name: &OsStr, shown: &Path) -> io::
         ) {
             let _ = rustix::fs::fchmod(&sub, Mode::from_raw_mode(STORE_MODE));
         }
-        fs::remove_dir_all(proc_path(dir, name))
+        match fs::remove_dir_all(proc_path(dir, name)) {
+            // Deeper directories without permissions (overlayfs's work/incompat/volatile
+            // is 000, and a rootless step may chmod 000 its own) stop an unprivileged
+            // owner: open them up and try once more.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                open_up(dir, name)?;
+                fs::remove_dir_all(proc_path(dir, name))
+            }
+            other => other,
+        }
     } else {
         rustix::fs::unlinkat(dir, name, AtFlags::empty()).map_err(io::Error::from)
     };
@@ -238,6 +247,57 @@ pub(super) fn remove_at(dir: BorrowedFd<'_>, name: &OsStr, shown: &Path) -> io::
             format!("{}: {e}", shown.display()),
         )),
     }
+}
+
+/// Gives every directory of the tree at `name` in `dir` (links never followed) its
+/// owner's full permissions, so that the owner can remove it without privileges. The
+/// walk keeps one descriptor per level in a stack of its own, no recursion.
+fn open_up(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    // Held by an O_PATH descriptor first and changed through it, so a directory
+    // swapped for a link in between is never followed.
+    let open = |parent: BorrowedFd<'_>, name: &OsStr| -> io::Result<OwnedFd> {
+        let held = rustix::fs::openat(
+            parent,
+            name,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let magic = format!("/proc/self/fd/{}", held.as_raw_fd());
+        rustix::fs::chmod(magic.as_str(), Mode::from_raw_mode(STORE_MODE))?;
+        Ok(rustix::fs::openat(&held, ".", flags, Mode::empty())?)
+    };
+    let mut stack = vec![open(dir, name)?];
+    let mut pending: Vec<Vec<std::ffi::OsString>> = Vec::new();
+    pending.push(subdirs(stack[0].as_fd())?);
+    while let Some(names) = pending.last_mut() {
+        let Some(child) = names.pop() else {
+            pending.pop();
+            stack.pop();
+            continue;
+        };
+        let Some(parent) = stack.last() else {
+            break;
+        };
+        let Ok(sub) = open(parent.as_fd(), &child) else {
+            continue;
+        };
+        pending.push(subdirs(sub.as_fd())?);
+        stack.push(sub);
+    }
+    Ok(())
+}
+
+/// The names of the directories in `dir` (symbolic links are not directories here).
+fn subdirs(dir: BorrowedFd<'_>) -> io::Result<Vec<std::ffi::OsString>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            out.push(entry.file_name());
+        }
+    }
+    Ok(out)
 }
 
 /// The names in directory `dir`, without `.` and `..`.

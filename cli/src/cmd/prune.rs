@@ -22,6 +22,9 @@ pub struct Args {
     /// Also remove every RUN --mount=type=cache directory
     #[arg(long)]
     cache_mounts: bool,
+    /// Accepted for docker's `prune -f` (rbuild never asks for confirmation)
+    #[arg(short = 'f', long, hide = true)]
+    force: bool,
 }
 
 /// Runs `rbuild prune`.
