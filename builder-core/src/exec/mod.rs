@@ -35,7 +35,7 @@
 mod caps;
 mod cgroup;
 mod confine;
-mod idmap;
+pub(crate) mod idmap;
 mod landlock;
 mod monitor;
 mod plan;
@@ -130,6 +130,19 @@ pub enum ExecError {
     Seccomp {
         /// Why.
         reason: String,
+    },
+    /// The step's user or group is not mapped in the user namespace rbuild runs in.
+    #[error(
+        "cannot run the step as {uid}:{gid}: the user namespace rbuild runs in does not map \
+         that id (without subordinate ids in /etc/subuid and /etc/subgid and \
+         newuidmap/newgidmap, only root exists in it); give the user subordinate ids or run \
+         rbuild as root"
+    )]
+    Unmapped {
+        /// The step's uid.
+        uid: u32,
+        /// The step's gid.
+        gid: u32,
     },
     /// A bind mount could not be placed in the step's root.
     #[error("failed to bind {source_path} on {target}: {reason}")]
