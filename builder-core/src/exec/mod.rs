@@ -131,12 +131,12 @@ pub enum ExecError {
         /// Why.
         reason: String,
     },
-    /// The step's user or group is not mapped in the user namespace rbuild runs in.
+    /// A step's user or group, or a `--chown` owner, is not mapped in the user namespace
+    /// rbuild runs in.
     #[error(
-        "cannot run the step as {uid}:{gid}: the user namespace rbuild runs in does not map \
-         that id (without subordinate ids in /etc/subuid and /etc/subgid and \
-         newuidmap/newgidmap, only root exists in it); give the user subordinate ids or run \
-         rbuild as root"
+        "user {uid}:{gid} does not exist in the user namespace rbuild runs in (without \
+         subordinate ids in /etc/subuid and /etc/subgid and newuidmap/newgidmap, only root \
+         exists in it): give the calling user subordinate ids, or run rbuild as root"
     )]
     Unmapped {
         /// The step's uid.
