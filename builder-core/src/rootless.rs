@@ -32,14 +32,12 @@
 //! own file work on overlay roots needs root.
 //!
 //! ```no_run
-//! fn main() {
-//!     // Before anything starts a thread.
-//!     if let Err(e) = rbuild_core::rootless::enter_user_namespace() {
-//!         eprintln!("error: {e}");
-//!         std::process::exit(1);
-//!     }
-//!     // ... open the store, build ...
+//! // First thing in main, before anything starts a thread:
+//! if let Err(e) = rbuild_core::rootless::enter_user_namespace() {
+//!     eprintln!("error: {e}");
+//!     std::process::exit(1);
 //! }
+//! // ... then open the store, build ...
 //! ```
 
 use std::fs;

@@ -157,9 +157,7 @@ impl Executor for SandboxExecutor {
             check_mapped(&creds, spec)?;
         }
         let mapping = self.rootless_mapping(privilege);
-        let built = build_plan(
-            snapshot, spec, &creds, &view, scratch, &mut stubs, privilege, mapping,
-        );
+        let built = build_plan(snapshot, spec, &creds, &view, scratch, &mut stubs, mapping);
         let result = built.and_then(|plan| {
             stubs.seal()?;
             spawn_and_wait(plan, spec, &creds, &argv, sink, mapping)
@@ -178,7 +176,6 @@ fn build_plan(
     view: &LowerView,
     scratch: &Path,
     stubs: &mut Stubs,
-    privilege: Privilege,
     mapping: Option<IdMapping>,
 ) -> Result<Plan, ExecError> {
     let mountpoint = scratch.join("rootfs");
@@ -260,7 +257,7 @@ fn build_plan(
         }
     }
     // Only root of the host may mount sysfs without a network namespace of its own.
-    let rootless = mapping.is_some() || !privilege.is_host_root();
+    let rootless = mapping.is_some() || !Privilege::current().is_host_root();
     let self_only = mapping == Some(IdMapping::SelfOnly);
     // Supplementary groups need setgroups, which a user namespace mapped without
     // newgidmap denies (its own, or the one the step gets).
@@ -680,7 +677,6 @@ mod tests {
             &snapshot.view(),
             &scratch,
             &mut stubs,
-            Privilege::HostRoot,
             None,
         )
         .unwrap();
