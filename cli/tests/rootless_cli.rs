@@ -85,29 +85,41 @@ fn users() -> Vec<User> {
 }
 
 /// A 0755 directory with the binary and the busybox fixture, readable by every user
-/// (the build's own target directory and the fixture cache may not be).
+/// (the build's own target directory and the fixture cache may not be); removed when the
+/// test process exits.
 fn shared() -> &'static Path {
-    static SHARED: OnceLock<tempfile::TempDir> = OnceLock::new();
-    SHARED
-        .get_or_init(|| {
-            let dir = tempfile::Builder::new()
-                .prefix("rbuild-rootless-cli-")
-                .tempdir_in("/tmp")
-                .expect("creating the shared dir");
-            std::fs::copy(env!("CARGO_BIN_EXE_rbuild"), dir.path().join("rbuild"))
-                .expect("copying the binary");
-            std::fs::copy(fixture("busybox"), dir.path().join("busybox.tar"))
-                .expect("copying the fixture");
-            for (name, mode) in [("", 0o755), ("rbuild", 0o755), ("busybox.tar", 0o644)] {
-                std::fs::set_permissions(
-                    dir.path().join(name),
-                    std::fs::Permissions::from_mode(mode),
-                )
-                .expect("opening up the shared dir");
+    static SHARED: OnceLock<PathBuf> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("rbuild-rootless-cli-")
+            .tempdir_in("/tmp")
+            .expect("creating the shared dir")
+            .keep();
+        extern "C" fn remove_shared() {
+            if let Some(dir) = SHARED.get() {
+                let _ = std::fs::remove_dir_all(dir);
             }
-            dir
-        })
-        .path()
+        }
+        // SAFETY: registers a function without arguments that only removes a directory.
+        unsafe { libc::atexit(remove_shared) };
+        // A hard link costs no room, when the file is already open to others (the link
+        // shares its mode); else a copy.
+        for (from, name, mode) in [
+            (PathBuf::from(env!("CARGO_BIN_EXE_rbuild")), "rbuild", 0o755),
+            (fixture("busybox"), "busybox.tar", 0o644),
+        ] {
+            let to = dir.join(name);
+            let open = std::fs::metadata(&from).map_or(0, |m| m.permissions().mode());
+            if open & mode != mode || std::fs::hard_link(&from, &to).is_err() {
+                std::fs::copy(&from, &to).expect("copying into the shared dir");
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode))
+                    .expect("opening up a shared file");
+            }
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+            .expect("opening up the shared dir");
+        dir
+    })
 }
 
 /// A directory owned by `user` (0700) for its store, contexts and outputs.
