@@ -44,6 +44,11 @@ pub use crate::store::{
     NamedImage, StoreError, default_root,
 };
 
+// --- privilege: root of the host, of a user namespace, or not root ---
+mod privilege;
+pub mod rootless;
+pub use crate::privilege::Privilege;
+
 // --- execution: sandbox executor, snapshotters ---
 mod exec;
 mod snapshot;

@@ -86,6 +86,24 @@ enum Command {
     Man(cmd::man::Args),
 }
 
+impl Command {
+    /// Whether the command uses the store or runs steps, which an unprivileged user does
+    /// in a user namespace; the others (help, parsing, credentials, completion) run as
+    /// they are, even where user namespaces are unavailable.
+    fn needs_user_namespace(&self) -> bool {
+        !matches!(
+            self,
+            Command::Version
+                | Command::Debug(_)
+                | Command::Graph(_)
+                | Command::Login(_)
+                | Command::Logout(_)
+                | Command::Completion(_)
+                | Command::Man(_)
+        )
+    }
+}
+
 /// The words that name a subcommand.
 fn is_subcommand(word: &str) -> bool {
     use clap::CommandFactory;
@@ -273,6 +291,14 @@ fn main() -> ExitCode {
     if let Err(message) = rbuild_core::http_deadline() {
         eprintln!("error: {message}");
         return ExitCode::from(EXIT_USAGE);
+    }
+    // Still one thread: as an unprivileged user, become root of a user namespace of our
+    // own (see rbuild_core::rootless), so that mounts for COPY, RUN and `run` work.
+    if cli.command.needs_user_namespace() {
+        if let Err(err) = rbuild_core::rootless::enter_user_namespace() {
+            eprintln!("error: {}", escape::printable(&format!("{err:#}")));
+            return ExitCode::from(EXIT_FAILURE);
+        }
     }
     let result = match cli.command {
         Command::Build(args) => cmd::build::run(*args),

@@ -18,6 +18,7 @@ use rustix::thread::UnshareFlags;
 
 use super::error::{BuildError, io_err};
 use crate::exec::{ExecError, Op, Plan, root_mount};
+use crate::privilege::Privilege;
 use crate::snapshot::{Snapshot, StepRoot};
 
 /// Runs `work` with `target` (the step's writable root) and `sources` (read-only uses)
@@ -64,7 +65,17 @@ where
             // become this thread's own.
             unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS | UnshareFlags::FS) }
                 .map_err(|e| ExecError::Setup {
-                    stage: "unshare the mount namespace".to_owned(),
+                    stage: if Privilege::current().is_root() {
+                        "unshare the mount namespace".to_owned()
+                    } else {
+                        // A process with threads cannot get a user namespace any more.
+                        format!(
+                            "unshare the mount namespace (COPY, ADD and WORKDIR on overlay \
+                             roots need root: call rbuild_core::rootless::\
+                             enter_user_namespace first, which {} turns off)",
+                            crate::rootless::SKIP_ENV
+                        )
+                    },
                     source: e.into(),
                 })?;
             if let Err((index, errno)) = plan.apply() {

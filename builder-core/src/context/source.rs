@@ -4,6 +4,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
 use crate::layer::{ArchiveLimits, InvalidLimit, LimitExceeded, Meter};
+use crate::privilege::Privilege;
 
 /// The first bytes of a gzip stream (RFC 1952, section 2.3.1).
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -122,7 +123,9 @@ impl ContextSource {
         let mut archive = tar::Archive::new(stream);
         archive.set_preserve_permissions(true);
         archive.set_preserve_mtime(true);
-        archive.set_preserve_ownerships(rustix::process::geteuid().is_root());
+        // Owners are kept only by root of the host: in a user namespace an owner it does not
+        // map would fail the unpack (COPY gives files 0:0 unless told otherwise anyway).
+        archive.set_preserve_ownerships(Privilege::current().is_host_root());
         archive.set_overwrite(true);
         for entry in archive.entries().map_err(UnpackError::Read)? {
             let mut entry = entry.map_err(UnpackError::Read)?;

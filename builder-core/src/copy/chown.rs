@@ -4,6 +4,7 @@ use std::path::Path;
 
 use super::CopyError;
 use super::dest::DestRoot;
+use crate::privilege::{Privilege, gid_mapped, uid_mapped};
 
 /// `--chown=user[:group]` as BuildKit's file operations read it
 /// ([`crate::exec::resolve_owner`]): numbers as ids (a user id alone is the group id
@@ -18,10 +19,15 @@ pub(crate) fn resolve(root: &DestRoot, spec: &str) -> Result<(u32, u32), CopyErr
     };
     let passwd = read("etc/passwd")?;
     let groups = read("etc/group")?;
-    crate::exec::resolve_owner(spec, passwd.as_deref(), groups.as_deref()).map_err(|source| {
-        CopyError::Chown {
-            spec: spec.to_owned(),
-            source,
-        }
-    })
+    let refuse = |source| CopyError::Chown {
+        spec: spec.to_owned(),
+        source,
+    };
+    let (uid, gid) =
+        crate::exec::resolve_owner(spec, passwd.as_deref(), groups.as_deref()).map_err(refuse)?;
+    // The kernel's EINVAL for an id the user namespace does not map says nothing of why.
+    if Privilege::current() == Privilege::NamespaceRoot && !(uid_mapped(uid) && gid_mapped(gid)) {
+        return Err(refuse(crate::ExecError::Unmapped { uid, gid }));
+    }
+    Ok((uid, gid))
 }

@@ -59,6 +59,15 @@ pub(crate) fn ranges(id: u32, name: Option<&str>, subid_file: &str) -> Vec<(u32,
     out
 }
 
+/// The caller's login name from the host's /etc/passwd (for /etc/subuid lookups).
+pub(crate) fn host_user_name(uid: u32) -> Option<String> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() > 2 && fields[2] == uid.to_string()).then(|| fields[0].to_owned())
+    })
+}
+
 /// One prepared run of a helper: `tool <pid> <ranges...>`, the pid filled in after fork.
 pub(crate) struct HelperCall {
     path: Vec<u8>,

@@ -15,7 +15,15 @@
 //! mounts and settings and runs `runc` on it; the same tests pass with both.
 //!
 //! # Rootless
-//! As an unprivileged user the sandbox adds a user namespace in which the caller is root,
+//! As root of a user namespace (the `rbuild` binary enters one for an unprivileged
+//! caller, see [`rootless`](crate::rootless)) the sandbox works as for root, with what the
+//! kernel keeps for root of the host left out (decided by [`Privilege`](crate::Privilege)):
+//! the host's `/sys` is bound read-only instead of a fresh sysfs on the host network, the
+//! overlay uses `userxattr`, supplementary groups are skipped where `setgroups` is denied,
+//! and a step user the namespace does not map is refused before the step starts.
+//!
+//! A process that stays unprivileged (an embedder that does not enter a namespace) gets a
+//! user namespace for each step, in which the caller is root,
 //! and the overlay is mounted with `userxattr` (`user.overlay.*` markers, read by the
 //! diff). The mapping ([`IdMapping`]) comes from newuidmap/newgidmap, run by the monitor
 //! with the caller's /etc/subuid and /etc/subgid ranges (ids 1 and up inside) when both
@@ -26,7 +34,8 @@
 //! ranges (`USER`, `chown`); supplementary groups when `setgroups` is denied; file
 //! capabilities; a fresh sysfs with host networking (the host's /sys is bound read-only
 //! instead); cgroup limits (no delegated cgroup); the copy snapshotter for lowers owned
-//! by others; and the runc back end (its own rootless mode is not wired up).
+//! by others; the engine's own file work (COPY, WORKDIR) on overlay roots; and the runc
+//! back end (its own rootless mode is not wired up).
 //!
 //! Mount points the image lacks (`/proc`, `/dev`, `/sys`, `/etc/hosts`, ...) are created
 //! for the step only and removed afterwards, with their parents' times restored, so they
@@ -35,7 +44,7 @@
 mod caps;
 mod cgroup;
 mod confine;
-mod idmap;
+pub(crate) mod idmap;
 mod landlock;
 mod monitor;
 mod plan;
@@ -130,6 +139,19 @@ pub enum ExecError {
     Seccomp {
         /// Why.
         reason: String,
+    },
+    /// A step's user or group, or a `--chown` owner, is not mapped in the user namespace
+    /// rbuild runs in.
+    #[error(
+        "user {uid}:{gid} does not exist in the user namespace rbuild runs in (without \
+         subordinate ids in /etc/subuid and /etc/subgid and newuidmap/newgidmap, only root \
+         exists in it): give the calling user subordinate ids, or run rbuild as root"
+    )]
+    Unmapped {
+        /// The step's uid.
+        uid: u32,
+        /// The step's gid.
+        gid: u32,
     },
     /// A bind mount could not be placed in the step's root.
     #[error("failed to bind {source_path} on {target}: {reason}")]

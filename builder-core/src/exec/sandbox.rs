@@ -14,7 +14,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::confine;
-use super::idmap::{HelperCall, IdMapCalls, IdMapping, NEWGIDMAP, NEWUIDMAP, ranges};
+use super::idmap::{
+    HelperCall, IdMapCalls, IdMapping, NEWGIDMAP, NEWUIDMAP, host_user_name, ranges,
+};
 use super::monitor::{Launch, launch};
 use super::plan::{Op, Plan};
 use super::stubs::Stubs;
@@ -23,6 +25,7 @@ use super::{
     BindMount, DEFAULT_PATH, ExecError, Executor, ExitStatus, FileMount, Network, OutputSink,
     RunSpec, Security, TmpfsMount, TreeMount,
 };
+use crate::privilege::{Privilege, gid_mapped, setgroups_allowed, uid_mapped};
 use crate::snapshot::{LowerView, Snapshot, StepRoot};
 
 /// Devices bound from the host into the step's `/dev`.
@@ -44,15 +47,19 @@ impl SandboxExecutor {
     }
 
     /// Chooses how a rootless step's user namespace is mapped (default:
-    /// [`IdMapping::detect`]). Ignored when running as root.
+    /// [`IdMapping::detect`]). Ignored when running as root (of the host or of a user
+    /// namespace, such as the one [`enter_user_namespace`] makes).
+    ///
+    /// [`enter_user_namespace`]: crate::rootless::enter_user_namespace
     pub fn with_id_mapping(mut self, mapping: IdMapping) -> Self {
         self.id_mapping = Some(mapping);
         self
     }
 
-    /// The id mapping used when not root; `None` as root.
-    fn rootless_mapping(&self) -> Option<IdMapping> {
-        if rustix::process::geteuid().is_root() {
+    /// The id mapping of the step's own user namespace when not root; `None` as root
+    /// (of any user namespace), where the step needs none.
+    fn rootless_mapping(&self, privilege: Privilege) -> Option<IdMapping> {
+        if privilege.is_root() {
             None
         } else {
             Some(self.id_mapping.unwrap_or_else(IdMapping::detect))
@@ -145,7 +152,11 @@ impl Executor for SandboxExecutor {
         )?;
         let scratch = snapshot.scratch();
         let mut stubs = Stubs::new(snapshot.root().writable_dir());
-        let mapping = self.rootless_mapping();
+        let privilege = Privilege::current();
+        if privilege == Privilege::NamespaceRoot {
+            check_mapped(&creds, spec)?;
+        }
+        let mapping = self.rootless_mapping(privilege);
         let built = build_plan(snapshot, spec, &creds, &view, scratch, &mut stubs, mapping);
         let result = built.and_then(|plan| {
             stubs.seal()?;
@@ -245,8 +256,12 @@ fn build_plan(
             });
         }
     }
-    let rootless = mapping.is_some();
+    // Only root of the host may mount sysfs without a network namespace of its own.
+    let rootless = mapping.is_some() || !Privilege::current().is_host_root();
     let self_only = mapping == Some(IdMapping::SelfOnly);
+    // Supplementary groups need setgroups, which a user namespace mapped without
+    // newgidmap denies (its own, or the one the step gets).
+    let groups_allowed = !self_only && setgroups_allowed();
     let sys_ok = stubs.ensure(view, Path::new("sys"), true)?;
     if sys_ok && rootless && spec.network.shares_host() {
         // A user namespace may mount sysfs only with a network namespace of its own.
@@ -317,7 +332,7 @@ fn build_plan(
     ops.push(Op::Credentials {
         uid: creds.uid,
         gid: creds.gid,
-        groups: (!self_only).then(|| creds.groups.clone()),
+        groups: groups_allowed.then(|| creds.groups.clone()),
     });
     ops.extend(after_user);
     if self_only {
@@ -603,13 +618,18 @@ fn spawn_and_wait(
     )
 }
 
-/// The caller's login name from the host's /etc/passwd (for /etc/subuid lookups).
-fn host_user_name(uid: u32) -> Option<String> {
-    let passwd = fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.len() > 2 && fields[2] == uid.to_string()).then(|| fields[0].to_owned())
-    })
+/// Refuses, before anything is mounted, a step user or group (or a secret file owner)
+/// that the user namespace rbuild runs in does not map: the kernel's EINVAL would say
+/// nothing of the cause.
+fn check_mapped(creds: &Credentials, spec: &RunSpec) -> Result<(), ExecError> {
+    let owners = spec.files.iter().map(|f| (f.uid, f.gid));
+    let unmapped = std::iter::once((creds.uid, creds.gid))
+        .chain(owners)
+        .find(|&(uid, gid)| !uid_mapped(uid) || !gid_mapped(gid));
+    match unmapped {
+        Some((uid, gid)) => Err(ExecError::Unmapped { uid, gid }),
+        None => Ok(()),
+    }
 }
 
 /// The step's environment: the spec's, with `PATH` and `HOME` defaulted. No `HOSTNAME`:

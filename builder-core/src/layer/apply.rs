@@ -35,6 +35,7 @@ use super::{
     WHITEOUT_PREFIX, is_overlay_xattr,
 };
 use crate::digest::{Digest, Hasher};
+use crate::privilege::Privilege;
 
 /// How whiteouts are treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +145,7 @@ pub(crate) fn apply_over(
         root,
         mode,
         lowers,
-        is_root: rustix::process::geteuid().is_root(),
+        privilege: Privilege::current(),
         written: HashSet::new(),
         implied: HashMap::new(),
         whiteouts: Vec::new(),
@@ -194,7 +195,9 @@ struct Applier {
     mode: ApplyMode,
     /// The layers below, topmost first, that implied parents take their attributes from.
     lowers: Vec<OwnedFd>,
-    is_root: bool,
+    /// Whether entries get their owners (root of any user namespace) and device nodes
+    /// (root of the host only).
+    privilege: Privilege,
     /// Paths this layer created, which its own whiteouts must not remove.
     written: HashSet<PathBuf>,
     /// (entry name, whited-out path), applied after the whole layer.
@@ -251,6 +254,17 @@ fn proc_path(dir: &OwnedFd, name: &OsStr) -> PathBuf {
 }
 
 impl Applier {
+    /// The result of giving an entry its owner: as root of a user namespace, an owner the
+    /// namespace does not map (EINVAL: a base image's uid 1000 when only 0 is mapped) is
+    /// left as it is, so the entry stays owned by 0, as podman's `ignore_chown_errors`
+    /// storage option squashes such owners; anything else fails.
+    fn unmapped_owner_ok(&self, owned: rustix::io::Result<()>) -> io::Result<()> {
+        match owned {
+            Err(Errno::INVAL) if self.privilege == Privilege::NamespaceRoot => Ok(()),
+            other => other.map_err(Into::into),
+        }
+    }
+
     /// Opens directory `rel` beneath the root if it exists.
     fn open_existing_dir(&self, entry: &str, rel: &Path) -> Result<Option<OwnedFd>, LayerError> {
         let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
@@ -315,12 +329,13 @@ impl Applier {
             return Ok(());
         };
         let st = rustix::fs::fstat(&lower)?;
-        if self.is_root {
-            rustix::fs::fchown(
+        if self.privilege.is_root() {
+            let owned = rustix::fs::fchown(
                 dir,
                 Some(rustix::fs::Uid::from_raw(st.st_uid)),
                 Some(rustix::fs::Gid::from_raw(st.st_gid)),
-            )?;
+            );
+            self.unmapped_owner_ok(owned)?;
         }
         let (lower, made) = (File::from(lower), File::from(dir.try_clone()?));
         for key in lower.list_xattr()? {
@@ -460,7 +475,7 @@ impl Applier {
                 return Ok(());
             }
             EntryType::Char | EntryType::Block
-                if !self.is_root || self.mode == ApplyMode::HostExport =>
+                if !self.privilege.is_host_root() || self.mode == ApplyMode::HostExport =>
             {
                 // mknod of a device needs CAP_MKNOD in the initial user namespace; a host
                 // export never makes one.
@@ -498,17 +513,17 @@ impl Applier {
         self.written.insert(rel.clone());
 
         let is_symlink = kind == EntryType::Symlink;
-        if self.is_root {
+        if self.privilege.is_root() {
             let uid = header.uid().map_err(apply_err)? as u32;
             let gid = header.gid().map_err(apply_err)? as u32;
-            rustix::fs::chownat(
+            let owned = rustix::fs::chownat(
                 &dir,
                 fname,
                 Some(rustix::fs::Uid::from_raw(uid)),
                 Some(rustix::fs::Gid::from_raw(gid)),
                 AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| apply_err(e.into()))?;
+            );
+            self.unmapped_owner_ok(owned).map_err(apply_err)?;
         }
         if !is_symlink {
             // After chown, which clears setuid and setgid bits.

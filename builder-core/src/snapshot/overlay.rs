@@ -7,6 +7,7 @@ use super::lower::LowerView;
 use super::meta::{Meta, is_opaque, layer_xattrs, read_dir_sorted};
 use super::{Snapshot, SnapshotError, Snapshotter, StepRoot};
 use crate::change::{ChangeKind, ChangeSet};
+use crate::privilege::Privilege;
 
 /// Snapshots as overlayfs upper directories.
 ///
@@ -21,10 +22,11 @@ pub struct OverlaySnapshotter {
 }
 
 impl OverlaySnapshotter {
-    /// An overlay snapshotter; it uses `user.overlay.*` xattrs when not running as root.
+    /// An overlay snapshotter; it uses `user.overlay.*` xattrs unless running as root of
+    /// the host (`trusted.*` xattrs need it).
     pub fn new() -> Self {
         OverlaySnapshotter {
-            userxattr: !rustix::process::geteuid().is_root(),
+            userxattr: !Privilege::current().is_host_root(),
         }
     }
 }

@@ -23,6 +23,7 @@ pub use self::index::NamedImage;
 pub use self::lock::{ExclusiveLock, LOCK_FILE};
 pub use self::reference::{ImageName, InvalidImageName};
 use crate::digest::{Digest, Hasher};
+use crate::privilege::Privilege;
 
 /// image-spec image-layout.md, "oci-layout file".
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";
@@ -106,11 +107,14 @@ pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error
 
 /// The store root used when neither `--root` nor `RBUILD_ROOT` is given:
 /// `/var/lib/rbuild` as root, else `$XDG_DATA_HOME/rbuild`, else `~/.local/share/rbuild`.
+/// An unprivileged caller stays one in the user namespace
+/// [`enter_user_namespace`](crate::rootless::enter_user_namespace) makes: its store is
+/// in its home.
 pub fn default_root() -> PathBuf {
     if let Some(root) = std::env::var_os(ROOT_ENV).filter(|r| !r.is_empty()) {
         return PathBuf::from(root);
     }
-    if rustix::process::geteuid().is_root() {
+    if Privilege::current().is_root() && !crate::rootless::entered() {
         return PathBuf::from("/var/lib/rbuild");
     }
     if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {

@@ -1,0 +1,594 @@
+//! Issue 15, bug 4: building as a non-root user, end to end through the CLI. Each
+//! scenario runs the `rbuild` binary as `nobody` (no subordinate ids: only root exists in
+//! rbuild's user namespace) and as the user named by `RBUILD_ROOTLESS_USER` (default
+//! `rbuild-rootless`, which `scripts/test` creates with ranges in /etc/subuid and
+//! /etc/subgid), with a store in a directory that user owns.
+//!
+//! Before the fix, every COPY, ADD and WORKDIR failed with `unshare the mount namespace:
+//! Operation not permitted`, and RUN with the default network failed to mount sysfs.
+
+mod run_support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use run_support::{fixture, mounts_under, processes_with, require_root};
+
+const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// An unprivileged user the tests run rbuild as.
+#[derive(Debug, Clone)]
+struct User {
+    name: String,
+    uid: u32,
+    gid: u32,
+    /// Whether it has subordinate ids (other ids than root exist in its namespace).
+    ranges: bool,
+}
+
+fn user(name: &str) -> User {
+    let id = |flag: &str| {
+        let out = Command::new("id")
+            .args([flag, name])
+            .output()
+            .expect("running id");
+        assert!(
+            out.status.success(),
+            "the unprivileged test user {name:?} does not exist: scripts/test creates \
+             rbuild-rootless (or set RBUILD_ROOTLESS_USER to an existing unprivileged user)"
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u32>()
+            .expect("a numeric id")
+    };
+    let (uid, gid) = (id("-u"), id("-g"));
+    assert_ne!(uid, 0, "{name} must not be root");
+    let ranges = std::fs::read_to_string("/etc/subuid")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with(&format!("{name}:")) || l.starts_with(&format!("{uid}:")));
+    User {
+        name: name.to_owned(),
+        uid,
+        gid,
+        ranges,
+    }
+}
+
+/// `nobody`, then the user with subordinate ids; fails saying what is missing.
+fn users() -> Vec<User> {
+    require_root();
+    assert!(
+        Path::new(SETPRIV).is_file(),
+        "{SETPRIV} (util-linux) is missing"
+    );
+    for helper in ["/usr/bin/newuidmap", "/usr/bin/newgidmap"] {
+        assert!(
+            Path::new(helper).is_file(),
+            "{helper} is missing: install Debian's uidmap package"
+        );
+    }
+    let ranged = std::env::var("RBUILD_ROOTLESS_USER").unwrap_or_else(|_| "rbuild-rootless".into());
+    let ranged = user(&ranged);
+    assert!(
+        ranged.ranges,
+        "{} has no range in /etc/subuid: scripts/test gives rbuild-rootless one",
+        ranged.name
+    );
+    let nobody = user("nobody");
+    assert!(!nobody.ranges, "nobody must have no subordinate ids");
+    vec![nobody, ranged]
+}
+
+/// A 0755 directory with the binary and the busybox fixture, readable by every user
+/// (the build's own target directory and the fixture cache may not be); removed when the
+/// test process exits.
+fn shared() -> &'static Path {
+    static SHARED: OnceLock<PathBuf> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("rbuild-rootless-cli-")
+            .tempdir_in("/tmp")
+            .expect("creating the shared dir")
+            .keep();
+        extern "C" fn remove_shared() {
+            if let Some(dir) = SHARED.get() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+        // SAFETY: registers a function without arguments that only removes a directory.
+        unsafe { libc::atexit(remove_shared) };
+        // A hard link costs no room, when the file is already open to others (the link
+        // shares its mode); else a copy.
+        for (from, name, mode) in [
+            (PathBuf::from(env!("CARGO_BIN_EXE_rbuild")), "rbuild", 0o755),
+            (fixture("busybox"), "busybox.tar", 0o644),
+        ] {
+            let to = dir.join(name);
+            let open = std::fs::metadata(&from).map_or(0, |m| m.permissions().mode());
+            if open & mode != mode || std::fs::hard_link(&from, &to).is_err() {
+                std::fs::copy(&from, &to).expect("copying into the shared dir");
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode))
+                    .expect("opening up a shared file");
+            }
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+            .expect("opening up the shared dir");
+        dir
+    })
+}
+
+/// A directory owned by `user` (0700) for its store, contexts and outputs.
+struct Home {
+    user: User,
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new(user: &User) -> Home {
+        let dir = tempfile::Builder::new()
+            .prefix("rbuild-rootless-home-")
+            .tempdir_in("/tmp")
+            .expect("creating a home");
+        std::os::unix::fs::chown(dir.path(), Some(user.uid), Some(user.gid))
+            .expect("giving the home to the user");
+        Home {
+            user: user.clone(),
+            dir,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn store(&self) -> PathBuf {
+        self.path().join("store")
+    }
+
+    /// Writes a build context `name` with `files`, owned by the user.
+    fn context(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let ctx = self.path().join(name);
+        std::fs::create_dir_all(&ctx).expect("creating a context");
+        for (rel, content) in files {
+            std::fs::write(ctx.join(rel), content).expect("writing a context file");
+        }
+        chown_tree(&ctx, &self.user);
+        ctx
+    }
+
+    /// `rbuild ARGS` as the user, with HOME in its directory and nothing else of the
+    /// test's environment.
+    fn rbuild(&self) -> Command {
+        let mut cmd = Command::new(SETPRIV);
+        cmd.args([
+            format!("--reuid={}", self.user.uid),
+            format!("--regid={}", self.user.gid),
+            "--clear-groups".to_owned(),
+            "--".to_owned(),
+        ])
+        .arg(shared().join("rbuild"))
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", self.path())
+        .env("TMPDIR", self.path())
+        .current_dir(self.path())
+        .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `rbuild --root STORE ARGS` as the user.
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = self.rbuild();
+        cmd.arg("--root").arg(self.store()).args(args);
+        cmd.output().expect("running rbuild")
+    }
+
+    /// Like [`run`](Self::run), failing unless it succeeded.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "as {}: rbuild {args:?} failed with {}:\n{}{}",
+            self.user.name,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    fn import_busybox(&self) {
+        let tar = shared().join("busybox.tar");
+        self.ok(&[
+            "import",
+            tar.to_str().expect("UTF-8 path"),
+            "busybox:latest",
+        ]);
+    }
+}
+
+fn chown_tree(dir: &Path, user: &User) {
+    for entry in walkdir::WalkDir::new(dir) {
+        let entry = entry.expect("walking a context");
+        std::os::unix::fs::lchown(entry.path(), Some(user.uid), Some(user.gid))
+            .expect("giving a context to the user");
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs `scenario` for every user; reports every user's failure, not only the first.
+fn for_each_user(scenario: impl Fn(&User) + std::panic::RefUnwindSafe) {
+    let mut failures = Vec::new();
+    for user in users() {
+        if let Err(panic) = std::panic::catch_unwind(|| scenario(&user)) {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            failures.push(format!("as {}: {message}", user.name));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+const DOCKERFILE: &str = "\
+FROM busybox:latest AS base
+COPY a.txt /app/a.txt
+ADD b.txt /added/
+WORKDIR /app
+RUN echo built > /app/run.txt && ls /sys/class/net > /dev/null
+RUN --mount=type=cache,target=/cache echo x >> /cache/n && cp /cache/n /app/cache-count
+FROM busybox:latest
+COPY --from=base /app /app
+COPY --from=base /added/b.txt /app/b.txt
+CMD [\"cat\", \"/app/a.txt\"]
+";
+
+#[test]
+fn a_whole_build_and_the_image_commands_work_without_root() {
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        let ctx = home.context(
+            "ctx",
+            &[
+                ("Dockerfile", DOCKERFILE),
+                ("a.txt", "from a\n"),
+                ("b.txt", "from b\n"),
+            ],
+        );
+        let ctx = ctx.to_str().expect("UTF-8 path");
+        home.ok(&["build", "--progress", "plain", "-t", "app", ctx]);
+        let images = home.ok(&["images"]);
+        assert!(images.contains("app"), "{images}");
+        let again = home.ok(&["build", "--progress", "plain", "-t", "app", ctx]);
+        assert!(
+            again.contains("9 steps, 9 cached"),
+            "the second build was not all cached:\n{again}"
+        );
+        let run = home.ok(&["run", "app"]);
+        assert_eq!(run.trim(), "from a", "{run}");
+        let listed = home.ok(&[
+            "run",
+            "app",
+            "cat",
+            "/app/run.txt",
+            "/app/b.txt",
+            "/app/cache-count",
+        ]);
+        assert_eq!(listed, "built\nfrom b\nx\n");
+        let whoami = home.ok(&["run", "app", "id", "-u"]);
+        assert_eq!(whoami.trim(), "0");
+
+        // RUN without a network of the host's.
+        let offline = home.context(
+            "offline",
+            &[(
+                "Dockerfile",
+                "FROM busybox:latest\nRUN ip link | grep -c '^[0-9]' > /links && cat /links\n",
+            )],
+        );
+        let out = home.ok(&[
+            "build",
+            "--progress",
+            "plain",
+            "--network",
+            "none",
+            "-t",
+            "offline",
+            offline.to_str().expect("UTF-8 path"),
+        ]);
+        assert!(out.contains("DONE"), "{out}");
+        assert_eq!(home.ok(&["run", "offline", "cat", "/links"]).trim(), "1");
+
+        let saved = home.path().join("app.tar");
+        home.ok(&["save", "-o", saved.to_str().expect("UTF-8 path"), "app"]);
+        assert!(saved.metadata().expect("the saved archive").len() > 0);
+        home.ok(&["rmi", "app", "offline"]);
+        let pruned = home.ok(&["prune", "-f"]);
+        assert!(pruned.contains("reclaimed"), "{pruned}");
+        let images = home.ok(&["images"]);
+        assert!(!images.contains("app"), "{images}");
+        let scratch: Vec<_> = std::fs::read_dir(home.store().join("tmp"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(scratch.is_empty(), "scratch left behind: {scratch:?}");
+    });
+}
+
+/// Without `--root` an unprivileged user's store is in its home, not /var/lib/rbuild,
+/// although rbuild runs as root of its user namespace.
+#[test]
+fn the_default_store_of_a_user_is_in_its_home() {
+    for_each_user(|user| {
+        let home = Home::new(user);
+        let tar = shared().join("busybox.tar");
+        let out = home
+            .rbuild()
+            .args([
+                "import",
+                tar.to_str().expect("UTF-8 path"),
+                "busybox:latest",
+            ])
+            .output()
+            .expect("running rbuild");
+        assert!(out.status.success(), "{}", text(&out));
+        let store = home.path().join(".local/share/rbuild");
+        assert!(
+            store.join("index.json").is_file(),
+            "no store in {}",
+            store.display()
+        );
+    });
+}
+
+#[test]
+fn other_ids_work_with_subordinate_ids_and_fail_clearly_without() {
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        let run_as = home.context(
+            "user",
+            &[(
+                "Dockerfile",
+                "FROM busybox:latest\nUSER 1000:1000\nRUN id -u > /tmp/id\n",
+            )],
+        );
+        let copy = home.context(
+            "copy",
+            &[
+                (
+                    "Dockerfile",
+                    "FROM busybox:latest\nCOPY --chown=1000:1000 a.txt /owned\n",
+                ),
+                ("a.txt", "a\n"),
+            ],
+        );
+        for (ctx, tag) in [(&run_as, "run-as"), (&copy, "copied")] {
+            let out = home.run(&[
+                "build",
+                "--progress",
+                "plain",
+                "-t",
+                tag,
+                ctx.to_str().expect("UTF-8"),
+            ]);
+            if user.ranges {
+                assert!(out.status.success(), "{}", text(&out));
+            } else {
+                assert!(!out.status.success(), "{}", text(&out));
+                assert!(
+                    text(&out).contains("user 1000:1000 does not exist in the user namespace"),
+                    "no clear message: {}",
+                    text(&out)
+                );
+            }
+        }
+        // chown inside a step: the step's own system call, which fails (EINVAL) without
+        // subordinate ids as it would in buildah's or podman's namespace.
+        let chown = home.context(
+            "chown",
+            &[(
+                "Dockerfile",
+                "FROM busybox:latest\n\
+                 RUN echo 'app:x:1000:1000::/home/app:/bin/sh' >> /etc/passwd \
+                 && echo 'app:x:1000:' >> /etc/group && mkdir /data && chown app:app /data\n\
+                 USER app\n\
+                 RUN touch /data/mine\n",
+            )],
+        );
+        let out = home.run(&[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "chowned",
+            chown.to_str().expect("UTF-8"),
+        ]);
+        assert_eq!(out.status.success(), user.ranges, "{}", text(&out));
+        if user.ranges {
+            let listed = home.ok(&["run", "chowned", "stat", "-c", "%u:%g", "/data/mine"]);
+            assert_eq!(listed, "1000:1000\n");
+        }
+        if user.ranges {
+            let listed = home.ok(&["run", "run-as", "cat", "/tmp/id"]);
+            assert_eq!(listed, "1000\n");
+            let owned = home.ok(&["run", "copied", "stat", "-c", "%u:%g", "/owned"]);
+            assert_eq!(owned, "1000:1000\n");
+        }
+    });
+}
+
+/// A base image with files of uid 1000 and a device node: as `nobody` they unpack as
+/// owned by 0 (podman's `ignore_chown_errors`), with subordinate ids as they are.
+#[test]
+fn base_image_owners_the_namespace_does_not_map_are_squashed_to_root() {
+    let tar = shared().join("owned.tar");
+    if !tar.exists() {
+        let mut archive = tar::Builder::new(Vec::new());
+        let source = std::fs::read(shared().join("busybox.tar")).expect("reading the fixture");
+        let mut base = tar::Archive::new(source.as_slice());
+        for entry in base.entries().expect("reading the fixture") {
+            let mut entry = entry.expect("a fixture entry");
+            let header = entry.header().clone();
+            archive
+                .append(&header, &mut entry)
+                .expect("copying an entry");
+        }
+        let mut add = |path: &str, kind: tar::EntryType, mode: u32, data: &[u8]| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_mode(mode);
+            header.set_uid(1000);
+            header.set_gid(1000);
+            header.set_size(data.len() as u64);
+            header.set_mtime(1_700_000_000);
+            if kind == tar::EntryType::Char {
+                header.set_device_major(1).expect("major");
+                header.set_device_minor(3).expect("minor");
+            }
+            archive
+                .append_data(&mut header, path, data)
+                .expect("adding an entry");
+        };
+        add("home/app/", tar::EntryType::Directory, 0o750, b"");
+        add("home/app/f", tar::EntryType::Regular, 0o4755, b"owned\n");
+        add("dev/mynull", tar::EntryType::Char, 0o600, b"");
+        std::fs::write(&tar, archive.into_inner().expect("finishing the archive"))
+            .expect("writing the archive");
+        std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.ok(&["import", tar.to_str().expect("UTF-8 path"), "owned"]);
+        let ctx = home.context(
+            "ctx",
+            &[(
+                "Dockerfile",
+                "FROM owned\nRUN stat -c %u:%g:%a /home/app/f > /owners\n",
+            )],
+        );
+        home.ok(&[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "seen",
+            ctx.to_str().expect("UTF-8"),
+        ]);
+        let expected = if user.ranges {
+            "1000:1000:4755"
+        } else {
+            "0:0:4755"
+        };
+        assert_eq!(home.ok(&["run", "seen", "cat", "/owners"]).trim(), expected);
+    });
+}
+
+/// `kill -9` of rbuild during a RUN: no process of the build and no mount stays, and
+/// the next command of the user cleans its scratch.
+#[test]
+fn kill_9_during_a_run_step_leaves_no_process_and_no_mount() {
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        let marker = format!("rbuild-rootless-kill-{}-{}", std::process::id(), user.uid);
+        let ctx = home.context(
+            "ctx",
+            &[(
+                "Dockerfile",
+                &format!("FROM busybox:latest\nRUN sleep 300; echo {marker}\n"),
+            )],
+        );
+        let mut cmd = home.rbuild();
+        cmd.arg("--root")
+            .arg(home.store())
+            .args(["build", "--progress", "plain", ctx.to_str().expect("UTF-8")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // setpriv execs rbuild: the child is rbuild itself.
+        let mut child = cmd.spawn().expect("starting rbuild");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while processes_with(&marker).is_empty() {
+            assert!(Instant::now() < deadline, "the RUN step never started");
+            assert!(
+                child.try_wait().expect("polling rbuild").is_none(),
+                "rbuild ended early"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.kill().expect("kill -9 of rbuild");
+        child.wait().expect("reaping rbuild");
+        let store = home.store();
+        let store_name = store.to_string_lossy().into_owned();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left: Vec<_> = processes_with(&marker)
+                .into_iter()
+                .chain(processes_with(&store_name))
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "processes left behind: {left:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(mounts_under(home.path()), Vec::<String>::new());
+        home.ok(&["images"]);
+        let scratch: Vec<_> = std::fs::read_dir(store.join("tmp"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(scratch.is_empty(), "scratch left behind: {scratch:?}");
+    });
+}
+
+/// RBUILD_SKIP_USERNS keeps rbuild out of a user namespace: `run` still works (each
+/// step gets its own), COPY on an overlay root says what it needs.
+#[test]
+fn opting_out_of_the_user_namespace() {
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        let ctx = home.context(
+            "ctx",
+            &[
+                ("Dockerfile", "FROM busybox:latest\nCOPY a.txt /a.txt\n"),
+                ("a.txt", "a\n"),
+            ],
+        );
+        let mut run = home.rbuild();
+        run.env("RBUILD_SKIP_USERNS", "1")
+            .arg("--root")
+            .arg(home.store())
+            .args(["run", "busybox:latest", "id", "-u"]);
+        let out = run.output().expect("running rbuild");
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n");
+        let mut build = home.rbuild();
+        build
+            .env("RBUILD_SKIP_USERNS", "1")
+            .arg("--root")
+            .arg(home.store())
+            .args(["build", "--progress", "plain", ctx.to_str().expect("UTF-8")]);
+        let out = build.output().expect("running rbuild");
+        assert!(!out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains("RBUILD_SKIP_USERNS"), "{}", text(&out));
+    });
+}
