@@ -43,6 +43,7 @@ mod runc;
 mod sandbox;
 mod seccomp;
 mod stubs;
+mod terminal;
 mod user;
 mod workdir;
 
@@ -57,6 +58,7 @@ pub(crate) use self::plan::{Op, Plan};
 pub use self::runc::{DEFAULT_RUNC, RuncExecutor};
 pub use self::sandbox::SandboxExecutor;
 pub(crate) use self::sandbox::root_mount;
+pub use self::terminal::{Terminal, WindowSize};
 pub use self::user::{Credentials, resolve_owner, resolve_user};
 
 use crate::snapshot::{Snapshot, SnapshotError, StepRoot};
@@ -330,6 +332,11 @@ pub struct RunSpec {
     pub cancel: CancelToken,
     /// Give the command the caller's standard input instead of `/dev/null` (`rbuild run`).
     pub inherit_stdin: bool,
+    /// Give the command a terminal of its own (`rbuild run -t`): standard input, output
+    /// and error are a pseudo-terminal made in the root's `/dev/pts`, the output comes as
+    /// [`Stream::Stdout`] and, with `inherit_stdin`, the caller's input goes to it. Only
+    /// the sandbox executor supports it.
+    pub terminal: Option<Terminal>,
     /// Host paths bound into the root (`rbuild run -v`); only the sandbox executor
     /// supports them.
     pub mounts: Vec<BindMount>,
@@ -356,6 +363,7 @@ impl RunSpec {
             limits: Limits::default(),
             cancel: CancelToken::new(),
             inherit_stdin: false,
+            terminal: None,
             mounts: Vec::new(),
             tmpfs: Vec::new(),
             files: Vec::new(),

@@ -26,6 +26,7 @@ use std::time::Duration;
 use super::cgroup::Cgroups;
 use super::idmap::IdMapCalls;
 use super::plan::Plan;
+use super::terminal::{self, ConsoleSocket, InputCopy, Terminal};
 use super::{CancelToken, ExecError, ExitStatus, Limits, OutputSink, Stream};
 
 /// What to start and how.
@@ -49,6 +50,10 @@ pub(crate) struct Launch<'a> {
     pub id_map: Option<IdMapCalls>,
     /// Pass the caller's standard input through instead of `/dev/null`.
     pub inherit_stdin: bool,
+    /// A terminal for the program: the init makes it (its [`Plan`] holds the
+    /// [`Op::Terminal`](super::plan::Op::Terminal) writing to the socket's child end)
+    /// and hands its master over the socket.
+    pub console: Option<(ConsoleSocket, &'a Terminal)>,
 }
 
 fn io_err<'a>(
@@ -75,13 +80,17 @@ pub(crate) fn launch(
     cmd.args(&argv[1..])
         .env_clear()
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if launch.inherit_stdin {
+        .stdin(if launch.inherit_stdin && launch.console.is_none() {
             Stdio::inherit()
         } else {
             Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        });
+    if launch.console.is_some() {
+        // The init puts the terminal on 0, 1 and 2.
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    } else {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
     let cgroups = Cgroups::create(launch.limits)?;
     let result = spawn_in_cgroups(cmd, launch, cgroups.as_ref(), sink);
     if let Some(cgroups) = cgroups {
@@ -103,6 +112,8 @@ fn spawn_in_cgroups(
         nested_init,
         cancel,
         mut id_map,
+        inherit_stdin,
+        console,
         ..
     } = launch;
     let cgroup_fds: Vec<i32> = cgroups
@@ -162,6 +173,10 @@ fn spawn_in_cgroups(
     let spawned = cmd.spawn();
     drop(err_write);
     drop(status_write);
+    let console = console.map(|(socket, terminal)| {
+        drop(socket.child);
+        (socket.parent, terminal)
+    });
     let mut child = match spawned {
         Ok(child) => child,
         Err(source) => {
@@ -184,6 +199,22 @@ fn spawn_in_cgroups(
     if let Some(err) = child.stderr.take() {
         readers.push(pump(err, Stream::Stderr, tx.clone()));
     }
+    let mut attached = None;
+    let mut input = None;
+    if let Some((socket, terminal)) = &console {
+        if let Some(master) = wait_for_master(socket, cancel, monitor) {
+            terminal.attach(&master);
+            attached = Some(*terminal);
+            // Without a reader the step would block on a full terminal: end it.
+            match terminal::output_reader(&master) {
+                Ok(reader) => readers.push(pump(reader, Stream::Stdout, tx.clone())),
+                Err(_) => cancel.cancel(),
+            }
+            if inherit_stdin {
+                input = InputCopy::start(&master).ok();
+            }
+        }
+    }
     drop(tx);
     let mut killed = false;
     loop {
@@ -200,6 +231,12 @@ fn spawn_in_cgroups(
     }
     for reader in readers {
         let _ = reader.join();
+    }
+    if let Some(input) = input {
+        input.stop();
+    }
+    if let Some(terminal) = attached {
+        terminal.detach();
     }
     let mut raw = [0u8; 4];
     let status = if fs::File::from(status_read).read_exact(&mut raw).is_ok() {
@@ -221,6 +258,28 @@ fn spawn_in_cgroups(
         (None, Some(sig)) => ExitStatus::Signal(sig),
         (None, None) => ExitStatus::Code(-1),
     })
+}
+
+/// The terminal's master, once the init hands it over; `None` when the init ended
+/// first (its set-up failed: the error pipe says why) or the step was cancelled.
+fn wait_for_master(socket: &OwnedFd, cancel: &CancelToken, monitor: u32) -> Option<OwnedFd> {
+    loop {
+        let mut fd = libc::pollfd {
+            fd: socket.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes the one `pollfd`.
+        let ready = unsafe { libc::poll(&mut fd, 1, 50) };
+        if ready > 0 {
+            return terminal::receive_master(socket);
+        }
+        if cancel.is_cancelled() {
+            // The init dies with the monitor (PDEATHSIG).
+            unsafe { libc::kill(monitor as libc::pid_t, libc::SIGKILL) };
+            return None;
+        }
+    }
 }
 
 /// The set-up failure the monitor or init reported on the error pipe, if any. Called
