@@ -19,7 +19,12 @@ const PATIENCE: Duration = Duration::from_secs(60);
 fn run_it_gives_a_shell_its_own_terminal_and_gives_the_callers_back() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    import(dir.path(), &fixture("busybox"), "shell", &["ENV PS1=PROMPT>"]);
+    import(
+        dir.path(),
+        &fixture("busybox"),
+        "shell",
+        &["ENV PS1=PROMPT>"],
+    );
     let rbuild = env!("CARGO_BIN_EXE_rbuild");
     // The pane's shell runs rbuild, then shows its exit code and its terminal's mode,
     // which raw mode must not outlive.

@@ -29,8 +29,7 @@ unix sockets; --network host lifts both, --network none gives loopback only. Not
 layer is removed when the command ends (volumes given with -v are host paths, changed in \
 place). Ctrl-C or SIGTERM to rbuild stops the container.",
     after_help = "Examples:
-  rbuild run -e NAME=you -w /tmp busybox:latest sh -c 'echo $NAME in $PWD'
-  rbuild run -it busybox:latest sh         # a shell with a prompt; exit ends it
+  rbuild run -it -e NAME=you -w /tmp busybox:latest sh   # a shell; exit ends it
   rbuild run friendlyhello                # then: curl http://127.0.0.1:80/
   rbuild run -v \"$PWD\":/src:ro --network none busybox:latest ls /src"
 )]
