@@ -337,6 +337,11 @@ pub struct RunSpec {
     /// [`Stream::Stdout`] and, with `inherit_stdin`, the caller's input goes to it. Only
     /// the sandbox executor supports it.
     pub terminal: Option<Terminal>,
+    /// Give standard output and standard error one pipe, so the output keeps the order
+    /// the process wrote it in (a build step's log); all of it then comes as
+    /// [`Stream::Stdout`]. With two pipes (the default) the streams stay apart but a
+    /// line written to one may arrive before an earlier line written to the other.
+    pub merge_output: bool,
     /// Host paths bound into the root (`rbuild run -v`); only the sandbox executor
     /// supports them.
     pub mounts: Vec<BindMount>,
@@ -364,6 +369,7 @@ impl RunSpec {
             cancel: CancelToken::new(),
             inherit_stdin: false,
             terminal: None,
+            merge_output: false,
             mounts: Vec::new(),
             tmpfs: Vec::new(),
             files: Vec::new(),

@@ -54,6 +54,8 @@ pub(crate) struct Launch<'a> {
     /// [`Op::Terminal`](super::plan::Op::Terminal) writing to the socket's child end)
     /// and hands its master over the socket.
     pub console: Option<(ConsoleSocket, &'a Terminal)>,
+    /// One pipe for standard output and error ([`super::RunSpec::merge_output`]).
+    pub merge_output: bool,
 }
 
 fn io_err<'a>(
@@ -76,6 +78,7 @@ pub(crate) fn launch(
     let Some(program) = argv.first() else {
         return Err(ExecError::EmptyCommand);
     };
+    let mut merged = None;
     let mut cmd = std::process::Command::new(program);
     cmd.args(&argv[1..])
         .env_clear()
@@ -88,11 +91,19 @@ pub(crate) fn launch(
     if launch.console.is_some() {
         // The init puts the terminal on 0, 1 and 2.
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    } else if launch.merge_output {
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| io_err("create pipe", Path::new("(output pipe)"))(e.into()))?;
+        let write2 = write
+            .try_clone()
+            .map_err(io_err("create pipe", Path::new("(output pipe)")))?;
+        cmd.stdout(Stdio::from(write)).stderr(Stdio::from(write2));
+        merged = Some(read);
     } else {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
     let cgroups = Cgroups::create(launch.limits)?;
-    let result = spawn_in_cgroups(cmd, launch, cgroups.as_ref(), sink);
+    let result = spawn_in_cgroups(cmd, launch, cgroups.as_ref(), merged, sink);
     if let Some(cgroups) = cgroups {
         cgroups.remove();
     }
@@ -103,6 +114,7 @@ fn spawn_in_cgroups(
     mut cmd: std::process::Command,
     launch: Launch<'_>,
     cgroups: Option<&Cgroups>,
+    merged: Option<OwnedFd>,
     sink: &mut dyn OutputSink,
 ) -> Result<ExitStatus, ExecError> {
     let Launch {
@@ -171,6 +183,9 @@ fn spawn_in_cgroups(
         });
     }
     let spawned = cmd.spawn();
+    // The command holds the write ends of a merged output pipe: closed here, so the
+    // reader sees end-of-file when the step's processes are gone.
+    drop(cmd);
     drop(err_write);
     drop(status_write);
     let console = console.map(|(socket, terminal)| {
@@ -198,6 +213,9 @@ fn spawn_in_cgroups(
     }
     if let Some(err) = child.stderr.take() {
         readers.push(pump(err, Stream::Stderr, tx.clone()));
+    }
+    if let Some(both) = merged {
+        readers.push(pump(fs::File::from(both), Stream::Stdout, tx.clone()));
     }
     let mut attached = None;
     let mut input = None;

@@ -225,6 +225,7 @@ impl RuncExecutor {
                 limits: &Default::default(),
                 cancel: &spec.cancel,
                 inherit_stdin: spec.inherit_stdin,
+                merge_output: spec.merge_output,
                 console: None,
             },
             sink,

@@ -610,6 +610,7 @@ fn spawn_and_wait(
             cancel: &spec.cancel,
             id_map,
             inherit_stdin: spec.inherit_stdin,
+            merge_output: spec.merge_output,
             console,
         },
         sink,
