@@ -31,7 +31,7 @@ fn install_puts_binary_manual_and_completions_under_the_prefix() {
     );
     let p = prefix.path();
     let version = run(
-        &mut Command::new(p.join("bin/rbuild")).arg("--version"),
+        Command::new(p.join("bin/rbuild")).arg("--version"),
         "the installed rbuild",
     );
     assert!(version.starts_with("rbuild "), "{version}");
