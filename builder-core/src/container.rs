@@ -39,7 +39,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::digest::{Digest, Hasher};
 use crate::exec::{
     BindMount, CancelToken, Command, ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec,
-    SandboxExecutor,
+    SandboxExecutor, Terminal,
 };
 use crate::image::{Image, ImageError, RunConfig};
 use crate::layer::LayerError;
@@ -163,6 +163,10 @@ pub struct ContainerOptions {
     pub network: Network,
     /// Give the command the caller's standard input (else `/dev/null`).
     pub inherit_stdin: bool,
+    /// Give the command a terminal of its own (`docker run -t`); its output comes as
+    /// [`Stream::Stdout`](crate::Stream) and, with `inherit_stdin`, the caller's input
+    /// goes to it. Keep a clone to [`resize`](Terminal::resize) it.
+    pub terminal: Option<Terminal>,
     /// Host paths bound into the container (`-v HOST:CONTAINER[:ro]`).
     pub mounts: Vec<BindMount>,
     /// Kills the container when cancelled.
@@ -242,6 +246,7 @@ fn container_spec(
     spec.hostname = id.short().to_owned();
     spec.cancel = options.cancel.clone();
     spec.inherit_stdin = options.inherit_stdin;
+    spec.terminal = options.terminal.clone();
     spec.mounts = options.mounts.clone();
     Ok(spec)
 }

@@ -55,7 +55,8 @@ mod snapshot;
 pub use crate::exec::{
     BindMount, CancelToken, Command, Credentials, DEFAULT_PATH, DEFAULT_RUNC, DEFAULT_SHELL,
     ExecError, Executor, ExitStatus, FileMount, IdMapping, Limits, Network, OutputSink, RunSpec,
-    RuncExecutor, SandboxExecutor, Security, TmpfsMount, TreeMount, resolve_user,
+    RuncExecutor, SandboxExecutor, Security, Terminal, TmpfsMount, TreeMount, WindowSize,
+    resolve_user,
 };
 pub use crate::snapshot::{
     CopySnapshotter, LowerView, OverlaySnapshotter, Snapshot, SnapshotError, Snapshotter, StepRoot,

@@ -708,3 +708,59 @@ fn ctrl_c_cancels_a_build_and_leaves_nothing() {
     assert_eq!(run_support::mounts_under(&root), Vec::<String>::new());
     assert_eq!(run_support::scratch_entries(&root), Vec::<String>::new());
 }
+
+/// `system df`'s Images SIZE is docker's: the images' unpacked content, a layer two images
+/// share counted once, so it equals the shared part plus each image's unique part of
+/// `system df -v`, whose SIZE column is `images`'s (issue 15: the row showed compressed
+/// blob bytes while `images` showed uncompressed sizes).
+#[test]
+fn system_df_images_size_is_the_images_content_with_shared_layers_once() {
+    let (_dir, root, ctx) = setup(&[(
+        "Dockerfile",
+        "FROM busybox:latest\nRUN head -c 300000 /dev/urandom > /blob\n",
+    )]);
+    let built = rbuild(
+        &root,
+        &["build", "-q", "-t", "withblob", ctx.to_str().unwrap()],
+    );
+    assert!(built.status.success(), "{}", stderr(&built));
+    let df = rbuild(&root, &["system", "df", "-v", "--format", "json"]);
+    assert!(df.status.success(), "{}", stderr(&df));
+    let rows: Vec<Value> = stdout(&df)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let images_row = rows
+        .iter()
+        .find(|r| r["Type"] == "Images")
+        .expect("an Images row");
+    let per_image: Vec<&Value> = rows.iter().filter(|r| r["Type"] == "Image").collect();
+    assert_eq!(per_image.len(), 2, "{rows:?}");
+    let bytes = |v: &Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+    // busybox's layer and config are shared with withblob: counted once.
+    let shared = per_image
+        .iter()
+        .map(|r| bytes(r, "SharedBytes"))
+        .max()
+        .unwrap();
+    let unique: u64 = per_image
+        .iter()
+        .map(|r| bytes(r, "Bytes") - bytes(r, "SharedBytes"))
+        .sum();
+    assert_eq!(bytes(images_row, "Bytes"), shared + unique, "{rows:?}");
+    assert!(bytes(images_row, "Bytes") > 300_000, "{rows:?}");
+    // SIZE per image is `images`'s SIZE.
+    let images = rbuild(&root, &["images", "--format", "{{.Repository}} {{.Size}}"]);
+    for row in per_image {
+        let line = format!(
+            "{} {}",
+            row["Repository"].as_str().unwrap(),
+            row["Size"].as_str().unwrap()
+        );
+        assert!(
+            stdout(&images).lines().any(|l| l == line),
+            "{line} not in\n{}",
+            stdout(&images)
+        );
+    }
+}

@@ -110,3 +110,52 @@ fn every_subcommand_help_has_examples() {
         }
     }
 }
+
+/// README's command table (its rows' first column) names exactly the commands `rbuild
+/// --help` lists, and each `image` verb.
+#[test]
+fn the_readme_command_table_is_the_help_list() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("reading README.md");
+    // A cell names commands as `a`, `b` or `a x|y` (`|` escaped in the table).
+    let mut named: Vec<String> = Vec::new();
+    for line in readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| Command |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+    {
+        let cell = line.split(" | ").next().unwrap_or_default();
+        for code in cell.split('`').skip(1).step_by(2) {
+            let mut words = code.split_whitespace();
+            let Some(first) = words.next() else { continue };
+            named.push(first.to_owned());
+            if first == "image" {
+                for verb in words.next().unwrap_or_default().split("\\|") {
+                    named.push(format!("image {verb}"));
+                }
+            }
+        }
+    }
+    assert!(!named.is_empty(), "README.md has no '| Command |' table");
+    let top = listed_subcommands(&help_of(&[]));
+    for command in &top {
+        assert!(
+            named.contains(command),
+            "rbuild --help lists {command}, README's command table does not: {named:?}"
+        );
+    }
+    for verb in listed_subcommands(&help_of(&["image".to_owned()])) {
+        let full = format!("image {verb}");
+        assert!(
+            named.contains(&full),
+            "rbuild image --help lists {verb}, README's table does not"
+        );
+    }
+    for name in named.iter().filter(|n| !n.starts_with("image ")) {
+        assert!(
+            top.contains(name),
+            "README's command table names {name}, which rbuild --help does not list"
+        );
+    }
+}

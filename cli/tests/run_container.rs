@@ -96,7 +96,6 @@ fn options_for_kept_containers_are_refused_with_a_reason() {
             &["--name", "web", "plain", "true"][..],
             "--name is not supported",
         ),
-        (&["-it", "plain", "true"][..], "-t is not supported"),
     ] {
         let out = run(args);
         assert_eq!(code(&out), 125, "{args:?}");
@@ -104,6 +103,33 @@ fn options_for_kept_containers_are_refused_with_a_reason() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
     assert_eq!(code(&run(&["-i", "plain", "true"])), 0);
+}
+
+/// `-it` from a pipe fails as `docker run -it` does (its words, exit code 1); `-t` alone
+/// needs no terminal of rbuild's: the command gets one of its own (docker 28.5 alike:
+/// `tty` prints /dev/pts/0, lines end with the terminal's CR LF).
+#[test]
+fn a_terminal_without_one_to_type_from() {
+    let out = output(
+        rbuild(store())
+            .args(["run", "-it", "plain", "true"])
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(code(&out), 1, "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "the input device is not a TTY"
+    );
+    let out = output(
+        rbuild(store())
+            .args(["run", "-t", "plain", "sh", "-c", "tty; exit 4"])
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(code(&out), 4, "{out:?}");
+    assert_eq!(stdout(&out), "/dev/pts/0\r\n");
+    // Piped: stdout and stderr stay apart, stdin is not a terminal.
+    let out = run(&["-i", "plain", "sh", "-c", "tty; true"]);
+    assert_eq!(stdout(&out), "not a tty\n");
 }
 
 #[test]

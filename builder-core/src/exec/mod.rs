@@ -52,6 +52,7 @@ mod runc;
 mod sandbox;
 mod seccomp;
 mod stubs;
+mod terminal;
 mod user;
 mod workdir;
 
@@ -66,6 +67,7 @@ pub(crate) use self::plan::{Op, Plan};
 pub use self::runc::{DEFAULT_RUNC, RuncExecutor};
 pub use self::sandbox::SandboxExecutor;
 pub(crate) use self::sandbox::root_mount;
+pub use self::terminal::{Terminal, WindowSize};
 pub use self::user::{Credentials, resolve_owner, resolve_user};
 
 use crate::snapshot::{Snapshot, SnapshotError, StepRoot};
@@ -352,6 +354,16 @@ pub struct RunSpec {
     pub cancel: CancelToken,
     /// Give the command the caller's standard input instead of `/dev/null` (`rbuild run`).
     pub inherit_stdin: bool,
+    /// Give the command a terminal of its own (`rbuild run -t`): standard input, output
+    /// and error are a pseudo-terminal made in the root's `/dev/pts`, the output comes as
+    /// [`Stream::Stdout`] and, with `inherit_stdin`, the caller's input goes to it. Only
+    /// the sandbox executor supports it.
+    pub terminal: Option<Terminal>,
+    /// Give standard output and standard error one pipe, so the output keeps the order
+    /// the process wrote it in (a build step's log); all of it then comes as
+    /// [`Stream::Stdout`]. With two pipes (the default) the streams stay apart but a
+    /// line written to one may arrive before an earlier line written to the other.
+    pub merge_output: bool,
     /// Host paths bound into the root (`rbuild run -v`); only the sandbox executor
     /// supports them.
     pub mounts: Vec<BindMount>,
@@ -378,6 +390,8 @@ impl RunSpec {
             limits: Limits::default(),
             cancel: CancelToken::new(),
             inherit_stdin: false,
+            terminal: None,
+            merge_output: false,
             mounts: Vec::new(),
             tmpfs: Vec::new(),
             files: Vec::new(),

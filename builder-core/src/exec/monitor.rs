@@ -26,6 +26,7 @@ use std::time::Duration;
 use super::cgroup::Cgroups;
 use super::idmap::IdMapCalls;
 use super::plan::Plan;
+use super::terminal::{self, ConsoleSocket, InputCopy, Terminal};
 use super::{CancelToken, ExecError, ExitStatus, Limits, OutputSink, Stream};
 
 /// What to start and how.
@@ -49,6 +50,12 @@ pub(crate) struct Launch<'a> {
     pub id_map: Option<IdMapCalls>,
     /// Pass the caller's standard input through instead of `/dev/null`.
     pub inherit_stdin: bool,
+    /// A terminal for the program: the init makes it (its [`Plan`] holds the
+    /// [`Op::Terminal`](super::plan::Op::Terminal) writing to the socket's child end)
+    /// and hands its master over the socket.
+    pub console: Option<(ConsoleSocket, &'a Terminal)>,
+    /// One pipe for standard output and error ([`super::RunSpec::merge_output`]).
+    pub merge_output: bool,
 }
 
 fn io_err<'a>(
@@ -71,19 +78,32 @@ pub(crate) fn launch(
     let Some(program) = argv.first() else {
         return Err(ExecError::EmptyCommand);
     };
+    let mut merged = None;
     let mut cmd = std::process::Command::new(program);
     cmd.args(&argv[1..])
         .env_clear()
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if launch.inherit_stdin {
+        .stdin(if launch.inherit_stdin && launch.console.is_none() {
             Stdio::inherit()
         } else {
             Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        });
+    if launch.console.is_some() {
+        // The init puts the terminal on 0, 1 and 2.
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    } else if launch.merge_output {
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| io_err("create pipe", Path::new("(output pipe)"))(e.into()))?;
+        let write2 = write
+            .try_clone()
+            .map_err(io_err("create pipe", Path::new("(output pipe)")))?;
+        cmd.stdout(Stdio::from(write)).stderr(Stdio::from(write2));
+        merged = Some(read);
+    } else {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
     let cgroups = Cgroups::create(launch.limits)?;
-    let result = spawn_in_cgroups(cmd, launch, cgroups.as_ref(), sink);
+    let result = spawn_in_cgroups(cmd, launch, cgroups.as_ref(), merged, sink);
     if let Some(cgroups) = cgroups {
         cgroups.remove();
     }
@@ -94,6 +114,7 @@ fn spawn_in_cgroups(
     mut cmd: std::process::Command,
     launch: Launch<'_>,
     cgroups: Option<&Cgroups>,
+    merged: Option<OwnedFd>,
     sink: &mut dyn OutputSink,
 ) -> Result<ExitStatus, ExecError> {
     let Launch {
@@ -103,6 +124,8 @@ fn spawn_in_cgroups(
         nested_init,
         cancel,
         mut id_map,
+        inherit_stdin,
+        console,
         ..
     } = launch;
     let cgroup_fds: Vec<i32> = cgroups
@@ -160,8 +183,15 @@ fn spawn_in_cgroups(
         });
     }
     let spawned = cmd.spawn();
+    // The command holds the write ends of a merged output pipe: closed here, so the
+    // reader sees end-of-file when the step's processes are gone.
+    drop(cmd);
     drop(err_write);
     drop(status_write);
+    let console = console.map(|(socket, terminal)| {
+        drop(socket.child);
+        (socket.parent, terminal)
+    });
     let mut child = match spawned {
         Ok(child) => child,
         Err(source) => {
@@ -184,6 +214,25 @@ fn spawn_in_cgroups(
     if let Some(err) = child.stderr.take() {
         readers.push(pump(err, Stream::Stderr, tx.clone()));
     }
+    if let Some(both) = merged {
+        readers.push(pump(fs::File::from(both), Stream::Stdout, tx.clone()));
+    }
+    let mut attached = None;
+    let mut input = None;
+    if let Some((socket, terminal)) = &console {
+        if let Some(master) = wait_for_master(socket, cancel, monitor) {
+            terminal.attach(&master);
+            attached = Some(*terminal);
+            // Without a reader the step would block on a full terminal: end it.
+            match terminal::output_reader(&master) {
+                Ok(reader) => readers.push(pump(reader, Stream::Stdout, tx.clone())),
+                Err(_) => cancel.cancel(),
+            }
+            if inherit_stdin {
+                input = InputCopy::start(&master).ok();
+            }
+        }
+    }
     drop(tx);
     let mut killed = false;
     loop {
@@ -200,6 +249,12 @@ fn spawn_in_cgroups(
     }
     for reader in readers {
         let _ = reader.join();
+    }
+    if let Some(input) = input {
+        input.stop();
+    }
+    if let Some(terminal) = attached {
+        terminal.detach();
     }
     let mut raw = [0u8; 4];
     let status = if fs::File::from(status_read).read_exact(&mut raw).is_ok() {
@@ -221,6 +276,28 @@ fn spawn_in_cgroups(
         (None, Some(sig)) => ExitStatus::Signal(sig),
         (None, None) => ExitStatus::Code(-1),
     })
+}
+
+/// The terminal's master, once the init hands it over; `None` when the init ended
+/// first (its set-up failed: the error pipe says why) or the step was cancelled.
+fn wait_for_master(socket: &OwnedFd, cancel: &CancelToken, monitor: u32) -> Option<OwnedFd> {
+    loop {
+        let mut fd = libc::pollfd {
+            fd: socket.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes the one `pollfd`.
+        let ready = unsafe { libc::poll(&mut fd, 1, 50) };
+        if ready > 0 {
+            return terminal::receive_master(socket);
+        }
+        if cancel.is_cancelled() {
+            // The init dies with the monitor (PDEATHSIG).
+            unsafe { libc::kill(monitor as libc::pid_t, libc::SIGKILL) };
+            return None;
+        }
+    }
 }
 
 /// The set-up failure the monitor or init reported on the error pipe, if any. Called

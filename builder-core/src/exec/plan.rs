@@ -99,6 +99,15 @@ pub(crate) enum Op {
     Capabilities { permitted: u64, inheritable: u64 },
     /// Wait until the monitor has run newuidmap/newgidmap on this process.
     WaitForIdMap { read_fd: i32, write_fd: i32 },
+    /// Make a terminal in the root's `/dev/pts`, make it standard input, output, error
+    /// and controlling terminal, and send its master on `socket_fd`
+    /// ([`super::terminal::open_in_init`]).
+    Terminal {
+        socket_fd: i32,
+        size: super::terminal::WindowSize,
+        uid: u32,
+        gid: u32,
+    },
     /// In a new user namespace, map root inside to the caller outside (single mapping:
     /// `setgroups` denied first, as the kernel requires of unprivileged writers).
     MapSelf {
@@ -140,6 +149,7 @@ impl fmt::Display for Op {
             Op::Capabilities { .. } => write!(f, "set the step's capabilities"),
             Op::WaitForIdMap { .. } => write!(f, "wait for the id mapping (newuidmap/newgidmap)"),
             Op::MapSelf { .. } => write!(f, "map the caller to root in the user namespace"),
+            Op::Terminal { .. } => write!(f, "open a terminal in /dev/pts"),
         }
     }
 }
@@ -187,6 +197,31 @@ fn opt_ptr(s: &Option<CString>) -> *const libc::c_void {
 }
 
 impl Plan {
+    /// Adds the terminal's set-up ([`Op::Terminal`]) right after the working directory is
+    /// entered: inside the pivoted root (its `/dev/pts`), before the step's user and
+    /// confinement apply (opening `/dev/ptmx` and `TIOCSCTTY` are root's work).
+    pub fn add_terminal(
+        &mut self,
+        socket_fd: i32,
+        size: super::terminal::WindowSize,
+        owner: &super::Credentials,
+    ) {
+        let at = self
+            .ops
+            .iter()
+            .position(|op| matches!(op, Op::WorkDir { .. }))
+            .map_or(self.ops.len(), |i| i + 1);
+        self.ops.insert(
+            at,
+            Op::Terminal {
+                socket_fd,
+                size,
+                uid: owner.uid,
+                gid: owner.gid,
+            },
+        );
+    }
+
     /// Runs every operation. Async-signal-safe: system calls on prepared data only.
     pub fn apply(&self) -> Result<(), Failure> {
         for (i, op) in self.ops.iter().enumerate() {
@@ -416,6 +451,12 @@ fn apply_op(op: &Op) -> Result<(), i32> {
             write_file(c"/proc/self/gid_map", gid_map)
         }
         Op::WorkDir { path } => super::workdir::enter(path),
+        Op::Terminal {
+            socket_fd,
+            size,
+            uid,
+            gid,
+        } => super::terminal::open_in_init(*socket_fd, *size, *uid, *gid),
         Op::Credentials { uid, gid, groups } => {
             if let Some(groups) = groups {
                 match check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) }) {

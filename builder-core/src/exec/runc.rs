@@ -79,6 +79,12 @@ impl Executor for RuncExecutor {
                 reason: "bind mounts are not supported by the runc executor",
             });
         }
+        if spec.terminal.is_some() {
+            return Err(ExecError::Setup {
+                stage: "open a terminal (the runc executor gives none; use the sandbox)".to_owned(),
+                source: std::io::Error::from_raw_os_error(libc::ENOTSUP),
+            });
+        }
         if let Some(mount) = spec.tmpfs.first() {
             return Err(ExecError::Bind {
                 source_path: PathBuf::from("tmpfs"),
@@ -219,6 +225,8 @@ impl RuncExecutor {
                 limits: &Default::default(),
                 cancel: &spec.cancel,
                 inherit_stdin: spec.inherit_stdin,
+                merge_output: spec.merge_output,
+                console: None,
             },
             sink,
         );

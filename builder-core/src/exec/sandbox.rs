@@ -20,6 +20,7 @@ use super::idmap::{
 use super::monitor::{Launch, launch};
 use super::plan::{Op, Plan};
 use super::stubs::Stubs;
+use super::terminal::{ConsoleSocket, Terminal};
 use super::user::{Credentials, resolve_user};
 use super::{
     BindMount, DEFAULT_PATH, ExecError, Executor, ExitStatus, FileMount, Network, OutputSink,
@@ -157,10 +158,20 @@ impl Executor for SandboxExecutor {
             check_mapped(&creds, spec)?;
         }
         let mapping = self.rootless_mapping(privilege);
+        let console = match &spec.terminal {
+            Some(terminal) => Some((
+                ConsoleSocket::new().map_err(io_err("create socket", Path::new("(terminal)")))?,
+                terminal,
+            )),
+            None => None,
+        };
         let built = build_plan(snapshot, spec, &creds, &view, scratch, &mut stubs, mapping);
-        let result = built.and_then(|plan| {
+        let result = built.and_then(|mut plan| {
             stubs.seal()?;
-            spawn_and_wait(plan, spec, &creds, &argv, sink, mapping)
+            if let Some((socket, terminal)) = &console {
+                plan.add_terminal(socket.child.as_raw_fd(), terminal.size(), &creds);
+            }
+            spawn_and_wait(plan, spec, &creds, &argv, sink, mapping, console)
         });
         let cleaned = stubs.remove();
         let status = result?;
@@ -570,6 +581,7 @@ fn spawn_and_wait(
     argv: &[String],
     sink: &mut dyn OutputSink,
     mapping: Option<IdMapping>,
+    console: Option<(ConsoleSocket, &Terminal)>,
 ) -> Result<ExitStatus, ExecError> {
     let mut clone_flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
@@ -613,6 +625,8 @@ fn spawn_and_wait(
             cancel: &spec.cancel,
             id_map,
             inherit_stdin: spec.inherit_stdin,
+            merge_output: spec.merge_output,
+            console,
         },
         sink,
     )

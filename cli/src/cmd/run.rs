@@ -1,12 +1,13 @@
 //! `rbuild run IMAGE [COMMAND...]`: a command in a throw-away container of a stored image.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 use anyhow::{Context, bail};
 use rbuild_core::{
     BindMount, CancelToken, ContainerError, ContainerOptions, EXIT_RUN_FAILED, ExitStatus, Network,
-    Stream, run_container,
+    Stream, Terminal, WindowSize, run_container,
 };
 
 use super::store::StoreArgs;
@@ -16,7 +17,8 @@ use super::store::StoreArgs;
 #[command(
     long_about = "Run a command in a throw-away container of a stored image, as `docker run --rm` \
 does: the image's Entrypoint and Cmd (COMMAND replaces Cmd), Env, WorkingDir and User apply; \
-standard input, output and error are passed through and rbuild exits with the command's exit \
+standard input, output and error are passed through (with -t: a terminal of the command's own, \
+with -it typed into from yours, in raw mode while it runs) and rbuild exits with the command's exit \
 code (125 when rbuild itself fails, 126 when the command cannot be executed, 127 when it is \
 not found).
 
@@ -27,7 +29,7 @@ unix sockets; --network host lifts both, --network none gives loopback only. Not
 layer is removed when the command ends (volumes given with -v are host paths, changed in \
 place). Ctrl-C or SIGTERM to rbuild stops the container.",
     after_help = "Examples:
-  rbuild run -e NAME=you -w /tmp busybox:latest sh -c 'echo $NAME in $PWD'
+  rbuild run -it -e NAME=you -w /tmp busybox:latest sh   # a shell; exit ends it
   rbuild run friendlyhello                # then: curl http://127.0.0.1:80/
   rbuild run -v \"$PWD\":/src:ro --network none busybox:latest ls /src"
 )]
@@ -37,12 +39,13 @@ pub struct Args {
     /// Remove the container when it exits (always done; accepted as docker takes it)
     #[arg(long)]
     rm: bool,
-    /// Keep standard input open (always done: it is passed through; accepted as docker
-    /// takes it)
+    /// Keep standard input open: passed through (always done without -t), or typed into
+    /// the command's terminal with -t
     #[arg(short = 'i', long)]
     interactive: bool,
-    /// Not supported: rbuild run gives the command no terminal of its own yet
-    #[arg(short = 't', long, hide = true)]
+    /// Give the command a terminal of its own (a pseudo-terminal in the container's
+    /// /dev/pts); with -i your terminal is in raw mode while it runs and keystrokes go to it
+    #[arg(short = 't', long)]
     tty: bool,
     /// Not supported: rbuild keeps no containers to run in the background
     #[arg(short = 'd', long, hide = true)]
@@ -136,6 +139,7 @@ pub(crate) fn cancel_on_signals(token: CancelToken) -> anyhow::Result<()> {
     std::thread::spawn(move || {
         for signal in signals.forever() {
             if token.is_cancelled() {
+                restore_terminal();
                 std::process::exit(128 + signal);
             }
             token.cancel();
@@ -146,12 +150,7 @@ pub(crate) fn cancel_on_signals(token: CancelToken) -> anyhow::Result<()> {
 
 /// Why docker's options that rbuild run does not have are refused, each with what to do.
 fn unsupported(args: &Args) -> Option<&'static str> {
-    if args.tty {
-        Some(
-            "-t is not supported: rbuild run gives the command no terminal of its own; \
-             standard input, output and error are passed through (run without -t)",
-        )
-    } else if args.detach {
+    if args.detach {
         Some(
             "-d is not supported: rbuild keeps no containers in the background; run it \
              from your shell's job control (rbuild run IMAGE &) or a service manager",
@@ -183,6 +182,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("error: {why}");
         return Ok(ExitCode::from(EXIT_RUN_FAILED));
     }
+    if args.tty && args.interactive && !std::io::stdin().is_terminal() {
+        // docker's words and exit code for `docker run -it` from a pipe or a script.
+        eprintln!("the input device is not a TTY");
+        return Ok(ExitCode::from(1));
+    }
     let cancel = CancelToken::new();
     let result = cancel_on_signals(cancel.clone()).and_then(|()| start(&args, cancel));
     match result {
@@ -205,6 +209,9 @@ fn start(args: &Args, cancel: CancelToken) -> anyhow::Result<ExitStatus> {
         .iter()
         .map(|v| bind_mount(v))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let terminal = args
+        .tty
+        .then(|| Terminal::new(window_size().unwrap_or_default()));
     let options = ContainerOptions {
         args: args.command.clone(),
         entrypoint: args.entrypoint.clone(),
@@ -216,7 +223,8 @@ fn start(args: &Args, cancel: CancelToken) -> anyhow::Result<ExitStatus> {
             "host" => Network::Host,
             _ => Network::Default,
         },
-        inherit_stdin: true,
+        inherit_stdin: !args.tty || args.interactive,
+        terminal: terminal.clone(),
         mounts,
         cancel,
     };
@@ -230,6 +238,94 @@ fn start(args: &Args, cancel: CancelToken) -> anyhow::Result<ExitStatus> {
             Stream::Stderr => std::io::stderr().lock().write_all(bytes),
         };
     };
+    // Raw mode from here until the guard is dropped (on every return, a panic's unwind,
+    // or the second signal's exit through restore_terminal).
+    let _raw = match &terminal {
+        Some(_) if args.interactive => Some(RawMode::enter()?),
+        _ => None,
+    };
+    let _resizes = match &terminal {
+        Some(terminal) => Some(follow_window_size(terminal.clone())?),
+        None => None,
+    };
     let status = run_container(&store, &image, &options, &mut sink)?;
     Ok(status)
+}
+
+/// The caller's terminal settings while it is in raw mode, to restore.
+static SAVED_TERMINAL: Mutex<Option<libc::termios>> = Mutex::new(None);
+
+/// Puts rbuild's terminal (standard input) back as it was before raw mode, once.
+pub(crate) fn restore_terminal() {
+    let saved = SAVED_TERMINAL
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(saved) = saved {
+        // SAFETY: tcsetattr reads the saved `termios`.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &saved) };
+    }
+}
+
+/// Raw mode on rbuild's terminal for `run -it`: keystrokes (Ctrl-C included) go to the
+/// container's terminal as they are typed, which echoes and interprets them, as `docker
+/// run -it` does. Restored when dropped.
+struct RawMode;
+
+impl RawMode {
+    fn enter() -> anyhow::Result<RawMode> {
+        // SAFETY: `termios` is plain old data, filled by tcgetattr.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: tcgetattr writes the `termios` through the pointer.
+        if unsafe { libc::tcgetattr(0, &mut saved) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("reading the terminal's mode");
+        }
+        let mut raw = saved;
+        // SAFETY: cfmakeraw changes the `termios` in place.
+        unsafe { libc::cfmakeraw(&mut raw) };
+        *SAVED_TERMINAL.lock().unwrap_or_else(|e| e.into_inner()) = Some(saved);
+        // SAFETY: tcsetattr reads the `termios`.
+        if unsafe { libc::tcsetattr(0, libc::TCSANOW, &raw) } != 0 {
+            let err = std::io::Error::last_os_error();
+            restore_terminal();
+            return Err(err).context("putting the terminal in raw mode");
+        }
+        Ok(RawMode)
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+/// The size of the terminal rbuild runs in (standard output's, else standard input's).
+fn window_size() -> Option<WindowSize> {
+    WindowSize::of(std::io::stdout()).or_else(|| WindowSize::of(std::io::stdin()))
+}
+
+/// Passes each change of rbuild's window size (SIGWINCH) on to the container's terminal
+/// until the returned handle is dropped.
+fn follow_window_size(terminal: Terminal) -> anyhow::Result<WindowFollower> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGWINCH])
+        .context("installing the SIGWINCH handler")?;
+    let handle = signals.handle();
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            if let Some(size) = window_size() {
+                terminal.resize(size);
+            }
+        }
+    });
+    Ok(WindowFollower(handle))
+}
+
+/// Stops following the window size when dropped.
+struct WindowFollower(signal_hook::iterator::Handle);
+
+impl Drop for WindowFollower {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }

@@ -78,6 +78,21 @@ impl Tmux {
         assert!(status.success(), "send-keys Enter failed: {status}");
     }
 
+    /// Resizes the window (and its one pane) to `width` x `height`. Not every test that
+    /// shares this module resizes.
+    #[allow(dead_code)]
+    pub fn resize(&self, width: usize, height: usize) {
+        let status = self
+            .command()
+            .args(["resize-window", "-t", "t", "-x"])
+            .arg(width.to_string())
+            .arg("-y")
+            .arg(height.to_string())
+            .status()
+            .expect("running tmux resize-window");
+        assert!(status.success(), "resize-window failed: {status}");
+    }
+
     /// Captures the pane until `done` accepts a capture, which it returns.
     pub fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();

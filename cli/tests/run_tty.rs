@@ -1,0 +1,66 @@
+//! `rbuild run -it` in a real terminal (a tmux pane): the command gets a terminal of its
+//! own with the pane's size, a shell shows its prompt and takes typed lines, a resize
+//! reaches it, its exit code is rbuild's, and the pane's terminal is as it was after.
+//! Needs root (containers) and tmux; without them the test fails saying so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+mod run_support;
+mod tmux_support;
+use run_support::{fixture, import, require_root};
+use tmux_support::Tmux;
+
+/// How long to wait for the pane to show something: a guard against a hang, not a
+/// timing requirement.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+#[test]
+fn run_it_gives_a_shell_its_own_terminal_and_gives_the_callers_back() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    import(
+        dir.path(),
+        &fixture("busybox"),
+        "shell",
+        &["ENV PS1=PROMPT>"],
+    );
+    let rbuild = env!("CARGO_BIN_EXE_rbuild");
+    // The pane's shell runs rbuild, then shows its exit code and its terminal's mode,
+    // which raw mode must not outlive.
+    let command = format!(
+        "stty -a | grep -o ' icanon\\| echo ' | tr -d ' \\n'; echo ' BEFORE'; \
+         {rbuild} --root {} run -it shell sh; echo EXIT=$?; \
+         stty -a | grep -o ' icanon\\| echo ' | tr -d ' \\n'; echo ' AFTER'; sleep 600",
+        dir.path().display()
+    );
+    let tmux = Tmux::start("rbuild run -it", &command, 100, 30, PATIENCE);
+    let before = tmux.wait_for("the terminal's mode before", |s| s.contains(" BEFORE"));
+    let mode = before
+        .lines()
+        .find(|l| l.ends_with(" BEFORE"))
+        .unwrap()
+        .to_owned();
+    tmux.wait_for("the shell's prompt", |s| s.contains("PROMPT>"));
+
+    tmux.type_line("tty");
+    tmux.wait_for("tty's answer", |s| s.contains("/dev/pts/0"));
+    tmux.type_line("stty size");
+    tmux.wait_for("the pane's size (30 rows, 100 columns)", |s| {
+        s.contains("30 100")
+    });
+    tmux.resize(120, 40);
+    tmux.type_line("stty size");
+    tmux.wait_for("the new size after a resize (SIGWINCH)", |s| {
+        s.contains("40 120")
+    });
+    tmux.type_line("exit 3");
+    let end = tmux.wait_for("rbuild's end", |s| s.contains(" AFTER"));
+    assert!(end.contains("EXIT=3"), "{end}");
+    let after = end.lines().find(|l| l.ends_with(" AFTER")).unwrap();
+    assert_eq!(
+        after.trim_end_matches(" AFTER"),
+        mode.trim_end_matches(" BEFORE"),
+        "the terminal's mode changed:\n{end}"
+    );
+}
