@@ -9,6 +9,7 @@ use super::client::{RegistryClient, UploadMode, expect, header};
 use super::pull::{digest_and_size, for_each_parallel, is_index, manifest_blobs};
 use super::{RegistryError, io_err};
 use crate::digest::{Digest, Hasher};
+use crate::progress::{Counted, Progress, Transfer, TransferKind, TransferOutcome};
 use crate::store::{ContentStore, ImageName};
 
 /// The media type of blob upload bodies.
@@ -28,21 +29,27 @@ struct Pusher<'a> {
     repository: &'a str,
     scope: Vec<String>,
     mount_from: Option<&'a str>,
+    progress: &'a dyn Progress,
+    /// The destination as shown in transfer events.
+    target: String,
 }
 
 /// Pushes the image `source` names in the store (a manifest, or an index and its
 /// manifests) to `dest` on the client's registry; returns the top manifest's digest.
+/// Each blob's upload (or its presence in the registry, or its mount) is a transfer
+/// reported to `progress` (see [`Progress`]'s module, "Transfers").
 pub fn push(
     client: &RegistryClient,
     store: &ContentStore,
     source: &str,
     dest: &ImageName,
     options: &PushOptions,
+    progress: &dyn Progress,
 ) -> Result<Digest, RegistryError> {
     let found = store.resolve(source)?;
     let digest = Digest::try_from(found.descriptor.digest())?;
     let media_type = found.descriptor.media_type().to_string();
-    push_manifest(client, store, &digest, &media_type, dest, options)?;
+    push_manifest(client, store, &digest, &media_type, dest, options, progress)?;
     Ok(digest)
 }
 
@@ -55,6 +62,7 @@ pub(crate) fn push_manifest(
     media_type: &str,
     dest: &ImageName,
     options: &PushOptions,
+    progress: &dyn Progress,
 ) -> Result<(), RegistryError> {
     let repository = dest.repository();
     let mut scope = vec![format!("repository:{repository}:pull,push")];
@@ -68,6 +76,8 @@ pub(crate) fn push_manifest(
         repository,
         scope,
         mount_from,
+        progress,
+        target: dest.to_string(),
     };
     let reference = match (dest.tag(), dest.digest()) {
         (Some(t), _) => t.to_owned(),
@@ -169,6 +179,7 @@ impl Pusher<'_> {
             .client
             .send(Method::HEAD, &head, &self.scope, &[], None)?;
         if resp.status() == StatusCode::OK {
+            self.skip(digest, size, TransferOutcome::AlreadyExists);
             return Ok(());
         }
         let mut start = format!("{base}/v2/{repo}/blobs/uploads/");
@@ -185,9 +196,17 @@ impl Pusher<'_> {
             &[StatusCode::CREATED, StatusCode::ACCEPTED],
         )?;
         if resp.status() == StatusCode::CREATED {
+            self.skip(digest, size, TransferOutcome::Mounted);
             return Ok(());
         }
         let location = self.location(&resp, &start)?;
+        let transfer = Transfer::start(
+            self.progress,
+            TransferKind::Push,
+            &self.target,
+            digest.as_str(),
+            Some(size),
+        );
         if size <= self.client.options.chunk_size {
             // store.read re-hashes the blob, so a corrupt local blob is never sent.
             let bytes = self.store.read(digest)?;
@@ -200,12 +219,26 @@ impl Pusher<'_> {
                 Some(&bytes),
             )?;
             expect(resp, Method::PUT, &url, &[StatusCode::CREATED])?;
+            transfer.finish(size);
             return Ok(());
         }
         match self.client.options.upload {
-            UploadMode::Monolithic => self.monolithic(digest, size, &location),
-            UploadMode::Chunked => self.chunked(digest, location),
+            UploadMode::Monolithic => self.monolithic(digest, size, &location)?,
+            UploadMode::Chunked => self.chunked(digest, location, &transfer)?,
         }
+        transfer.finish(size);
+        Ok(())
+    }
+
+    fn skip(&self, digest: &Digest, size: u64, outcome: TransferOutcome) {
+        Transfer::skip(
+            self.progress,
+            TransferKind::Push,
+            &self.target,
+            digest.as_str(),
+            size,
+            outcome,
+        );
     }
 
     /// The whole blob in one `PUT`, streamed from its file; the registry checks the
@@ -240,9 +273,17 @@ impl Pusher<'_> {
     }
 
     /// `PATCH` chunks of `chunk_size` bytes, then the closing `PUT`.
-    fn chunked(&self, digest: &Digest, mut location: String) -> Result<(), RegistryError> {
+    fn chunked(
+        &self,
+        digest: &Digest,
+        mut location: String,
+        transfer: &Transfer<'_>,
+    ) -> Result<(), RegistryError> {
         let path = self.store.blob_path(digest);
-        let mut file = self.store.open_blob(digest)?;
+        let mut file = Counted {
+            inner: self.store.open_blob(digest)?,
+            transfer,
+        };
         let mut hasher = Hasher::new();
         let chunk = usize::try_from(self.client.options.chunk_size).unwrap_or(usize::MAX);
         let mut buf = Vec::with_capacity(chunk);
