@@ -714,6 +714,88 @@ mod tests {
     }
 
     #[test]
+    fn transfers_report_throttled_growing_bytes_and_always_the_last() {
+        let sink = Collect::new();
+        let transfer = Transfer::start(&sink, TransferKind::Pull, "r/a:1", "sha256:ab", Some(300));
+        for _ in 0..100 {
+            transfer.advance(2);
+        }
+        // A retry counts from zero again; reports never go back.
+        transfer.restart();
+        transfer.advance(50);
+        transfer.finish(300);
+        let events = sink.take();
+        let bytes: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::TransferProgress { current, .. } => Some(*current),
+                _ => None,
+            })
+            .collect();
+        // The first read is reported at once, the next ones wait for the interval: a
+        // loop this fast gets no other, and the end brings the size.
+        assert_eq!(bytes, [2, 300], "{events:?}");
+        assert!(matches!(
+            events.first(),
+            Some(Event::TransferStarted { .. })
+        ));
+        assert!(matches!(
+            events.last(),
+            Some(Event::TransferFinished {
+                size: 300,
+                outcome: TransferOutcome::Done,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_transfer_dropped_on_an_error_path_finishes_as_failed_once() {
+        let sink = Collect::new();
+        {
+            let transfer = Transfer::start(&sink, TransferKind::Push, "r/a:1", "sha256:ab", None);
+            transfer.advance(7);
+        }
+        let events = sink.take();
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert!(matches!(
+            events[2],
+            Event::TransferFinished {
+                size: 7,
+                outcome: TransferOutcome::Failed,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn transfers_within_a_step_name_it_and_other_events_pass_unchanged() {
+        let sink = Collect::new();
+        let step = InStep {
+            step: StepId(4),
+            inner: &sink,
+        };
+        Transfer::skip(
+            &step,
+            TransferKind::Pull,
+            "r/a:1",
+            "sha256:ab",
+            9,
+            TransferOutcome::Cached,
+        );
+        step.event(&Event::log(StepId(2), Stream::Stdout, b"x"));
+        let steps: Vec<_> = sink.events().iter().filter_map(Event::step).collect();
+        assert_eq!(steps, [StepId(4), StepId(4), StepId(2)]);
+        let mut json = serde_json::to_value(&sink.events()[1]).expect("serializing an event");
+        assert!(json["duration_ms"].is_u64(), "{json}");
+        json["duration_ms"] = 0.into();
+        assert_eq!(
+            json.to_string(),
+            r#"{"digest":"sha256:ab","duration_ms":0,"kind":"pull","outcome":"cached","size":9,"step":4,"target":"r/a:1","type":"transfer_finished"}"#
+        );
+    }
+
+    #[test]
     fn display_names_follow_buildkit() {
         assert_eq!(
             display_name(None, 2, 6, "RUN pip install"),
