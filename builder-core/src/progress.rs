@@ -546,6 +546,18 @@ impl<'a> Transfer<'a> {
         }
     }
 
+    /// `current` bytes moved by the current attempt so far (for a caller that counts
+    /// them itself); reported as [`Transfer::advance`] reports.
+    pub(crate) fn set_current(&self, current: u64) {
+        let moved = {
+            let mut state = self.lock();
+            let moved = current.saturating_sub(state.current);
+            state.current = current.min(state.current);
+            moved
+        };
+        self.advance(moved);
+    }
+
     /// A new attempt begins: bytes count from zero again (reports wait until they pass
     /// what was reported before).
     pub(crate) fn restart(&self) {

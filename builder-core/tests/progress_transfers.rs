@@ -126,6 +126,31 @@ fn a_closure_sink_counts_the_transfers_of_push_pull_and_export() {
         assert!(blob.bytes.is_empty());
     }
 
+    // One streamed PUT per blob (the monolithic upload): the same contract.
+    let streamed: ImageName = format!("{}/rbuild/streamed:1", reg.addr).parse().unwrap();
+    let monolithic = RegistryClient::with_credentials(
+        &reg.addr,
+        None,
+        RegistryOptions {
+            chunk_size: 64 << 10,
+            upload: UploadMode::Monolithic,
+            ..Default::default()
+        },
+    );
+    let seen = observe(TransferKind::Push, &streamed.to_string(), |sink| {
+        push(
+            &monolithic,
+            &store,
+            "local/app:1",
+            &streamed,
+            &options,
+            sink,
+        )
+        .unwrap();
+    });
+    assert_eq!(seen.len(), pushed.len());
+    check_moved(&seen, &store);
+
     let fresh = ContentStore::open(tmp.path().join("fresh")).unwrap();
     let pulled = observe(TransferKind::Pull, &target, |sink| {
         pull(&client, &fresh, &dest, sink).unwrap();

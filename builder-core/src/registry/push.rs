@@ -1,6 +1,8 @@
 //! Push: blobs (skipping present ones, mounting, monolithic or chunked), then manifests.
 
 use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde_json::Value;
 use ureq::http::{Method, StatusCode};
@@ -9,7 +11,9 @@ use super::client::{RegistryClient, UploadMode, expect, header};
 use super::pull::{digest_and_size, for_each_parallel, is_index, manifest_blobs};
 use super::{RegistryError, io_err};
 use crate::digest::{Digest, Hasher};
-use crate::progress::{Counted, Progress, Transfer, TransferKind, TransferOutcome};
+use crate::progress::{
+    Counted, Progress, TRANSFER_INTERVAL, Transfer, TransferKind, TransferOutcome,
+};
 use crate::store::{ContentStore, ImageName};
 
 /// The media type of blob upload bodies.
@@ -85,6 +89,20 @@ pub(crate) fn push_manifest(
         (None, None) => digest.to_string(),
     };
     pusher.manifest(digest, media_type, &reference)
+}
+
+/// A body reader that counts the bytes the HTTP client took from it.
+struct SentCounter<R> {
+    inner: R,
+    sent: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for SentCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sent.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 /// `location` with `key=value` added to its query (the registry's `Location` may already
@@ -223,7 +241,7 @@ impl Pusher<'_> {
             return Ok(());
         }
         match self.client.options.upload {
-            UploadMode::Monolithic => self.monolithic(digest, size, &location)?,
+            UploadMode::Monolithic => self.monolithic(digest, size, &location, &transfer)?,
             UploadMode::Chunked => self.chunked(digest, location, &transfer)?,
         }
         transfer.finish(size);
@@ -243,7 +261,13 @@ impl Pusher<'_> {
 
     /// The whole blob in one `PUT`, streamed from its file; the registry checks the
     /// digest in the query against what it received.
-    fn monolithic(&self, digest: &Digest, size: u64, location: &str) -> Result<(), RegistryError> {
+    fn monolithic(
+        &self,
+        digest: &Digest,
+        size: u64,
+        location: &str,
+        transfer: &Transfer<'_>,
+    ) -> Result<(), RegistryError> {
         let path = self.store.blob_path(digest);
         let on_disk = std::fs::metadata(&path)
             .map_err(io_err("read blob", &path))?
@@ -256,18 +280,38 @@ impl Pusher<'_> {
             });
         }
         let url = with_query(location, "digest", digest.as_str());
+        // The HTTP client owns the body reader, so the reader only counts; a watcher
+        // reports the count while the request runs.
+        let sent = Arc::new(AtomicU64::new(0));
         let open = || -> Result<Box<dyn Read + Send>, RegistryError> {
             let file = self.store.open_blob(digest)?;
-            Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
+            // Each attempt sends the blob from its start.
+            sent.store(0, Ordering::Relaxed);
+            Ok(Box::new(SentCounter {
+                inner: std::io::BufReader::with_capacity(1 << 20, file),
+                sent: Arc::clone(&sent),
+            }))
         };
-        let resp = self.client.send_stream(
-            Method::PUT,
-            &url,
-            &self.scope,
-            &[("content-type", OCTET_STREAM.to_owned())],
-            size,
-            &open,
-        )?;
+        let running = AtomicBool::new(true);
+        let resp = std::thread::scope(|s| {
+            let watcher = s.spawn(|| {
+                while running.load(Ordering::Acquire) {
+                    std::thread::park_timeout(TRANSFER_INTERVAL);
+                    transfer.set_current(sent.load(Ordering::Relaxed));
+                }
+            });
+            let resp = self.client.send_stream(
+                Method::PUT,
+                &url,
+                &self.scope,
+                &[("content-type", OCTET_STREAM.to_owned())],
+                size,
+                &open,
+            );
+            running.store(false, Ordering::Release);
+            watcher.thread().unpark();
+            resp
+        })?;
         expect(resp, Method::PUT, &url, &[StatusCode::CREATED])?;
         Ok(())
     }
