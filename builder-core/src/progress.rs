@@ -507,7 +507,7 @@ impl<'a> Transfer<'a> {
         size: u64,
         outcome: TransferOutcome,
     ) {
-        Transfer::start(progress, kind, target, digest, Some(size)).finish_as(outcome, size);
+        Transfer::start(progress, kind, target, digest, Some(size)).end(outcome, size);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, TransferState> {
@@ -567,20 +567,19 @@ impl<'a> Transfer<'a> {
     /// The blob moved whole: a last progress event with its size, then the end.
     pub(crate) fn finish(self, size: u64) {
         let unreported = {
-            let state = self.lock();
-            state.reported < size
+            let mut state = self.lock();
+            let unreported = state.reported < size;
+            state.reported = state.reported.max(size);
+            unreported
         };
         if unreported {
-            self.lock().reported = size;
             self.report(size);
         }
-        self.finish_as(TransferOutcome::Done, size);
+        self.end(TransferOutcome::Done, size);
     }
 
-    fn finish_as(self, outcome: TransferOutcome, size: u64) {
-        self.end(outcome, size);
-    }
-
+    /// Sends the transfer's one [`Event::TransferFinished`] (later calls, and the drop
+    /// after it, send nothing).
     fn end(&self, outcome: TransferOutcome, size: u64) {
         {
             let mut state = self.lock();
