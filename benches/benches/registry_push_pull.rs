@@ -157,8 +157,15 @@ fn main() {
         .unwrap_or_else(|e| fail(format!("{e}")));
 
     let rbuild_push = timed(|| {
-        push(&client, &store, LOCAL, &dest, &PushOptions::default())
-            .unwrap_or_else(|e| fail(format!("rbuild push: {e}")));
+        push(
+            &client,
+            &store,
+            LOCAL,
+            &dest,
+            &PushOptions::default(),
+            &rbuild_core::NullProgress,
+        )
+        .unwrap_or_else(|e| fail(format!("rbuild push: {e}")));
     });
     // The store is an OCI layout whose index names images in their normalized form.
     let local: ImageName = LOCAL.parse().unwrap_or_else(|e| fail(format!("{e}")));
@@ -175,7 +182,8 @@ fn main() {
     let pulled = ContentStore::open(work.path().join("pulled"))
         .unwrap_or_else(|e| fail(format!("opening the pull store: {e}")));
     let rbuild_pull = timed(|| {
-        pull(&client, &pulled, &dest).unwrap_or_else(|e| fail(format!("rbuild pull: {e}")));
+        pull(&client, &pulled, &dest, &rbuild_core::NullProgress)
+            .unwrap_or_else(|e| fail(format!("rbuild pull: {e}")));
     });
     let oci_dst = format!("oci:{}:big", work.path().join("skopeo-pulled").display());
     let skopeo_pull = timed(|| {
@@ -208,6 +216,7 @@ fn main() {
             LOCAL,
             &dest_chunked,
             &PushOptions::default(),
+            &rbuild_core::NullProgress,
         )
         .unwrap_or_else(|e| fail(format!("rbuild chunked push: {e}")));
     });

@@ -89,7 +89,7 @@ pub use crate::build::{ReproReport, Squash};
 mod progress;
 pub use crate::progress::{
     BuildId, Collect, Event, NullProgress, Progress, ProgressFn, StepId, StepOutput, Stream,
-    display_name,
+    TransferKind, TransferOutcome, display_name,
 };
 
 // --- build context ---

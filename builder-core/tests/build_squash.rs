@@ -140,6 +140,7 @@ fn skopeo_and_umoci_accept_squashed_images() {
             },
             &image,
             &[name],
+            &rbuild_core::NullProgress,
         )
         .unwrap();
         let copy = dir.path().join("copy");

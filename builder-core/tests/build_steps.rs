@@ -289,6 +289,7 @@ fn scratch_stages_and_docker_archive_bases_build() {
         },
         &busybox,
         &["busybox:latest".parse().unwrap()],
+        &rbuild_core::NullProgress,
     )
     .unwrap();
     let layout = dir.path().join("busybox-oci");
@@ -300,6 +301,7 @@ fn scratch_stages_and_docker_archive_bases_build() {
         },
         &busybox,
         &["busybox:latest".parse().unwrap()],
+        &rbuild_core::NullProgress,
     )
     .unwrap();
     for from in [
@@ -333,6 +335,7 @@ fn a_docker_archive_base_is_loaded_once_until_the_file_changes() {
             },
             image,
             &[],
+            &rbuild_core::NullProgress,
         )
         .unwrap();
     };

@@ -46,6 +46,7 @@ fn import_save_load_verify_prune() {
             &archive,
             &[(image.clone(), vec![name.clone()])],
             format,
+            &rbuild_core::NullProgress,
         )
         .unwrap();
         let other = ContentStore::open(tmp.path().join(format!("{format:?}-store"))).unwrap();

@@ -114,7 +114,7 @@ fn skopeo_umoci_and_podman_accept_every_export() {
             },
         ];
         for target in &targets {
-            export(&store, target, &image, &names).unwrap();
+            export(&store, target, &image, &names, &rbuild_core::NullProgress).unwrap();
         }
         // An OCI layout lists OCI manifests only (skopeo's oci: transport ignores docker
         // media types), so OCI outputs are checked for OCI-format images.
@@ -191,6 +191,7 @@ fn skopeo_umoci_and_podman_accept_every_export() {
             },
             &image,
             &names,
+            &rbuild_core::NullProgress,
         )
         .unwrap();
         let mut want = expected_snapshot(&src);
@@ -207,13 +208,21 @@ fn skopeo_umoci_and_podman_accept_every_export() {
             },
             &image,
             &names,
+            &rbuild_core::NullProgress,
         )
         .unwrap();
         let listing = run(Command::new("tar").arg("-tf").arg(&rootfs_tar));
         assert!(listing.lines().any(|l| l == "app/hello.txt"), "{listing}");
 
         // type=image names it in the store.
-        export(&store, &ExportTarget::Image, &image, &names).unwrap();
+        export(
+            &store,
+            &ExportTarget::Image,
+            &image,
+            &names,
+            &rbuild_core::NullProgress,
+        )
+        .unwrap();
         let found = store.resolve("localhost/rbuild-export-test:v1").unwrap();
         assert_eq!(found.digest().unwrap(), image.digest().unwrap());
     }
@@ -285,7 +294,14 @@ fn docker_load_accepts_the_docker_archive() {
         let target = ExportTarget::Docker {
             dest: archive.clone(),
         };
-        export(&store, &target, &image, std::slice::from_ref(&name)).unwrap();
+        export(
+            &store,
+            &target,
+            &image,
+            std::slice::from_ref(&name),
+            &rbuild_core::NullProgress,
+        )
+        .unwrap();
         let loaded = run(dockerd.docker().arg("load").arg("-i").arg(&archive));
         assert!(
             loaded.contains("rbuild-docker-load:v1"),

@@ -31,6 +31,7 @@ fn basic_auth_uses_docker_config_and_fails_clearly_without() {
         "local/auth:1",
         &dest,
         &PushOptions::default(),
+        &rbuild_core::NullProgress,
     )
     .unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err:?}");
@@ -63,18 +64,19 @@ fn basic_auth_uses_docker_config_and_fails_clearly_without() {
         "local/auth:1",
         &dest,
         &PushOptions::default(),
+        &rbuild_core::NullProgress,
     )
     .unwrap_or_else(|e| panic!("push failed: {e:?}\n{}", reg.log()));
 
     let fresh = ContentStore::open(tmp.path().join("fresh")).unwrap();
-    let desc = pull(&client, &fresh, &dest).unwrap();
+    let desc = pull(&client, &fresh, &dest, &rbuild_core::NullProgress).unwrap();
     assert_eq!(desc.digest().to_string(), digest.to_string());
 
     // After logout the registry refuses again.
     assert!(config.remove_credentials(&reg.addr).unwrap());
     let client = RegistryClient::new(&reg.addr, RegistryOptions::default()).unwrap();
     let fresh2 = ContentStore::open(tmp.path().join("fresh2")).unwrap();
-    let err = pull(&client, &fresh2, &dest).unwrap_err();
+    let err = pull(&client, &fresh2, &dest, &rbuild_core::NullProgress).unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err:?}");
 
     // credsStore: `docker-credential-<name> get` answers with the server URL on stdin.
@@ -101,7 +103,7 @@ fn basic_auth_uses_docker_config_and_fails_clearly_without() {
     unsafe { std::env::set_var("PATH", path) };
     let client = RegistryClient::new(&reg.addr, RegistryOptions::default()).unwrap();
     let fresh3 = ContentStore::open(tmp.path().join("fresh3")).unwrap();
-    pull(&client, &fresh3, &dest).unwrap();
+    pull(&client, &fresh3, &dest, &rbuild_core::NullProgress).unwrap();
     let calls = std::fs::read_to_string(&log).unwrap();
     assert_eq!(calls.trim(), format!("get {}", reg.addr));
 }

@@ -40,6 +40,7 @@ fn docker_hub_pull_falls_back_from_a_down_mirror_to_the_next() {
         "local/busybox:1",
         &on_mirror,
         &PushOptions::default(),
+        &rbuild_core::NullProgress,
     )
     .unwrap_or_else(|e| panic!("push to the mirror failed: {e:?}\n{}", mirror.log()));
 
@@ -72,8 +73,15 @@ fn docker_hub_pull_falls_back_from_a_down_mirror_to_the_next() {
     assert_eq!(name.registry(), "docker.io");
     let origin = RegistryClient::with_credentials(name.registry(), None, options.clone());
     let store = ContentStore::open(tmp.path().join("dst")).unwrap();
-    let pulled = pull_with_mirrors(&loaded.registry_mirrors, &options, &origin, &store, &name)
-        .unwrap_or_else(|e| panic!("pull through the mirrors failed: {e:?}\n{}", mirror.log()));
+    let pulled = pull_with_mirrors(
+        &loaded.registry_mirrors,
+        &options,
+        &origin,
+        &store,
+        &name,
+        &rbuild_core::NullProgress,
+    )
+    .unwrap_or_else(|e| panic!("pull through the mirrors failed: {e:?}\n{}", mirror.log()));
     // Served by the second mirror, so the origin (docker.io) was never asked.
     assert_eq!(pulled.source, mirror.addr);
     assert_eq!(
@@ -101,6 +109,7 @@ fn docker_hub_pull_falls_back_from_a_down_mirror_to_the_next() {
         &fake_origin,
         &store,
         &missing,
+        &rbuild_core::NullProgress,
     )
     .unwrap_err();
     let RegistryError::Mirrors { mirrors, source } = &err else {

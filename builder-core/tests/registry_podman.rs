@@ -59,8 +59,15 @@ fn podman_pulls_an_image_pushed_by_rbuild() {
         let remote = format!("{}/{repo}:1", reg.addr);
         let dest: ImageName = remote.parse().unwrap();
         let client = RegistryClient::with_credentials(&reg.addr, None, Default::default());
-        let manifest = push(&client, &store, &local, &dest, &PushOptions::default())
-            .unwrap_or_else(|e| panic!("push {remote} failed: {e:?}\n{}", reg.log()));
+        let manifest = push(
+            &client,
+            &store,
+            &local,
+            &dest,
+            &PushOptions::default(),
+            &rbuild_core::NullProgress,
+        )
+        .unwrap_or_else(|e| panic!("push {remote} failed: {e:?}\n{}", reg.log()));
 
         let podman_root = tmp
             .path()

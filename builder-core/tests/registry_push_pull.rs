@@ -48,6 +48,7 @@ fn pushed_image_reads_back_with_skopeo() {
         "local/busybox:1",
         &dest,
         &PushOptions::default(),
+        &rbuild_core::NullProgress,
     )
     .unwrap_or_else(|e| panic!("push failed: {e:?}\n{}", reg.log()));
     assert_eq!(digest, image.digest().unwrap());
@@ -63,6 +64,7 @@ fn pushed_image_reads_back_with_skopeo() {
         "local/busybox:1",
         &dest,
         &PushOptions::default(),
+        &rbuild_core::NullProgress,
     )
     .unwrap();
     assert_eq!(again, digest);
@@ -77,6 +79,7 @@ fn pushed_image_reads_back_with_skopeo() {
         &PushOptions {
             mount_from: Some("rbuild/busybox".to_owned()),
         },
+        &rbuild_core::NullProgress,
     )
     .unwrap();
     assert_eq!(
@@ -122,6 +125,7 @@ fn large_blobs_go_up_in_one_streamed_put() {
         "local/busybox:1",
         &dest,
         &PushOptions::default(),
+        &rbuild_core::NullProgress,
     )
     .unwrap_or_else(|e| panic!("push failed: {e:?}\n{}", reg.log()));
     assert_eq!(
@@ -166,7 +170,7 @@ fn pulls_oci_and_docker_images_pushed_by_skopeo() {
 
         let dst = ContentStore::open(tmp.path().join(repo.replace('/', "-"))).unwrap();
         let name: ImageName = remote.parse().unwrap();
-        let desc = pull(&client, &dst, &name)
+        let desc = pull(&client, &dst, &name, &rbuild_core::NullProgress)
             .unwrap_or_else(|e| panic!("pull {remote} failed: {e:?}\n{}", reg.log()));
         assert_eq!(desc.digest().to_string(), expected);
         assert_eq!(desc.media_type().to_string(), media);
@@ -227,8 +231,13 @@ fn pull_of_an_index_picks_the_host_platform() {
         &format!("docker://{remote}"),
     ]);
     let dst = ContentStore::open(tmp.path().join("dst")).unwrap();
-    let desc = pull(&client(&reg), &dst, &remote.parse().unwrap())
-        .unwrap_or_else(|e| panic!("pull failed: {e:?}\n{}", reg.log()));
+    let desc = pull(
+        &client(&reg),
+        &dst,
+        &remote.parse().unwrap(),
+        &rbuild_core::NullProgress,
+    )
+    .unwrap_or_else(|e| panic!("pull failed: {e:?}\n{}", reg.log()));
     assert_eq!(
         Digest::try_from(desc.digest()).unwrap(),
         mine.digest().unwrap()
@@ -250,7 +259,15 @@ fn corrupt_blob_in_the_registry_is_refused() {
     let remote = format!("{}/bad/img:1", reg.addr);
     let name: ImageName = remote.parse().unwrap();
     let client = client(&reg);
-    push(&client, &src, "local/bad:1", &name, &PushOptions::default()).unwrap();
+    push(
+        &client,
+        &src,
+        "local/bad:1",
+        &name,
+        &PushOptions::default(),
+        &rbuild_core::NullProgress,
+    )
+    .unwrap();
 
     let layer = Digest::try_from(image.manifest.layers()[0].digest()).unwrap();
     let data = reg.blob_data(layer.hex());
@@ -260,7 +277,7 @@ fn corrupt_blob_in_the_registry_is_refused() {
     std::fs::write(&data, &bytes).unwrap();
 
     let dst = ContentStore::open(tmp.path().join("dst")).unwrap();
-    let err = pull(&client, &dst, &name).unwrap_err();
+    let err = pull(&client, &dst, &name, &rbuild_core::NullProgress).unwrap_err();
     match &err {
         RegistryError::DigestMismatch { expected, .. } => assert_eq!(expected, &layer),
         other => panic!("expected a digest mismatch, got {other:?}"),

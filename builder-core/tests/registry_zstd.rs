@@ -25,6 +25,7 @@ fn export_layout(store: &ContentStore, image: &Image, dest: &Path, name: &str) {
         },
         image,
         &[name],
+        &rbuild_core::NullProgress,
     )
     .unwrap();
 }

@@ -61,6 +61,7 @@ fn manifests_that_lie_about_sizes_or_digests_are_refused() {
         "local/liar:1",
         &honest,
         &PushOptions::default(),
+        &rbuild_core::NullProgress,
     )
     .unwrap();
     let image = src.resolve("local/liar:1").unwrap();
@@ -104,7 +105,7 @@ fn manifests_that_lie_about_sizes_or_digests_are_refused() {
         put_manifest(&reg, "liar/img", tag, &serde_json::to_vec(&lying).unwrap());
         let name: ImageName = format!("{}/liar/img:{tag}", reg.addr).parse().unwrap();
         let dst = ContentStore::open(tmp.path().join(format!("dst-{tag}"))).unwrap();
-        let err = pull(&client, &dst, &name).unwrap_err();
+        let err = pull(&client, &dst, &name, &rbuild_core::NullProgress).unwrap_err();
         println!("{tag}: {err}");
         let text = err.to_string();
         assert!(
@@ -140,6 +141,6 @@ fn manifests_that_lie_about_sizes_or_digests_are_refused() {
     }
     // The honest manifest still pulls.
     let dst = ContentStore::open(tmp.path().join("dst-honest")).unwrap();
-    pull(&client, &dst, &honest).unwrap();
+    pull(&client, &dst, &honest, &rbuild_core::NullProgress).unwrap();
     assert!(verify(&dst).unwrap().is_empty());
 }

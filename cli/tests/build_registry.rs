@@ -546,7 +546,8 @@ fn steps_run(rawjson: &str) -> Vec<String> {
         .iter()
         .filter(|e| e["type"] == "step_finished")
         .map(|e| name_of(&e["step"]))
-        .filter(|name| !name.starts_with("[internal]"))
+        // Pulls, exports and pushes are steps too; only the Dockerfile's count here.
+        .filter(|name| !name.starts_with("[internal]") && !name.starts_with("exporting "))
         .collect()
 }
 

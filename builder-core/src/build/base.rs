@@ -51,7 +51,7 @@ pub(crate) struct BaseImage {
 }
 
 /// How base images that name a registry are looked up.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub(crate) struct Lookup<'a> {
     /// `--pull`: ask the registry even when the store has the name.
     pub pull: bool,
@@ -62,6 +62,10 @@ pub(crate) struct Lookup<'a> {
     /// `--allow fs.read=DIR`: directories outside the context whose archives and layouts
     /// a Dockerfile may load.
     pub fs_read: &'a [PathBuf],
+    /// Where a pull is reported: as a step of its own, its blobs within.
+    pub progress: &'a dyn crate::progress::Progress,
+    /// The build's step numbers.
+    pub next_step: &'a std::sync::atomic::AtomicU32,
 }
 
 /// Finds `reference` in the store (or pulls it from its registry), loading it from a
@@ -198,7 +202,7 @@ fn load_named(
     let Some(name) = name else {
         return Err(BuildError::ImageNotFound(reference.to_owned()));
     };
-    let pulled = pull_base(store, &name, lookup.registry).map_err(|source| BuildError::Pull {
+    let pulled = pull_base(store, &name, lookup).map_err(|source| BuildError::Pull {
         reference: reference.to_owned(),
         in_store: local.is_some(),
         similar: similar_names(store, &name),
@@ -214,15 +218,31 @@ fn load_named(
 }
 
 /// Pulls `name` into the store as `rbuild pull` does: a `docker.io` name through the
-/// mirrors first, plain HTTP for the insecure registries (and loopback).
+/// mirrors first, plain HTTP for the insecure registries (and loopback). The pull is a
+/// step of the build, named as BuildKit names its look-up of a base image.
 fn pull_base(
     store: &ContentStore,
     name: &ImageName,
-    registry: &RegistryConfig,
+    lookup: Lookup<'_>,
 ) -> Result<Pulled, crate::registry::RegistryError> {
+    let registry = lookup.registry;
     let options = registry.options();
     let origin = RegistryClient::new(name.registry(), options.clone())?;
-    pull_with_mirrors(&registry.registry_mirrors, &options, &origin, store, name)
+    super::solve::in_step(
+        lookup.progress,
+        lookup.next_step,
+        &format!("[internal] load metadata for {name}"),
+        |sink| {
+            pull_with_mirrors(
+                &registry.registry_mirrors,
+                &options,
+                &origin,
+                store,
+                name,
+                sink,
+            )
+        },
+    )
 }
 
 /// `DIR[:TAG]`: the tag is what follows the last `:` when it holds no `/`.

@@ -287,8 +287,9 @@ impl Builder {
         &self.store
     }
 
-    /// Builds `request`, sending progress events to `progress`, then pushes the image
-    /// if the request asks for it.
+    /// Builds `request`, sending progress events to `progress` (the transfers of base
+    /// image pulls, exports and pushes among them), and pushes the image if the request
+    /// asks for it.
     pub fn build(
         &self,
         request: &BuildRequest,
@@ -297,10 +298,7 @@ impl Builder {
         if request.push && request.tags.is_empty() {
             return Err(crate::export::ExportError::NoName.into());
         }
-        let mut result = solve::build(&self.store, request, progress)?;
-        let names = push::names_to_push(request);
-        result.pushed = push::push_image(&self.store, &result.image, &names, &request.registry)?;
-        Ok(result)
+        solve::build(&self.store, request, progress)
     }
 
     /// `--reproducible-check`: builds `request` twice from an empty cache, each in a

@@ -5,6 +5,7 @@ use super::error::BuildError;
 use crate::digest::Digest;
 use crate::export::ExportTarget;
 use crate::image::{BASE_NAME_ANNOTATION, Image};
+use crate::progress::Progress;
 use crate::registry::{PushOptions, RegistryClient, RegistryConfig, push};
 use crate::store::{ContentStore, ImageName};
 
@@ -52,6 +53,7 @@ pub(crate) fn push_image(
     image: &Image,
     names: &[ImageName],
     registry: &RegistryConfig,
+    progress: &dyn Progress,
 ) -> Result<Vec<(ImageName, Digest)>, BuildError> {
     let options = registry.options();
     let source = image.digest().map_err(crate::image::ImageError::from)?;
@@ -70,6 +72,7 @@ pub(crate) fn push_image(
             &PushOptions {
                 mount_from: mount_source(image, name),
             },
+            progress,
         )
         .map_err(fail)?;
         pushed.push((name.clone(), digest));

@@ -25,9 +25,9 @@ use crate::context::{
     read_named_file,
 };
 use crate::exec::{CancelToken, Executor, RuncExecutor, SandboxExecutor};
-use crate::export::export;
+use crate::export::{ExportTarget, export};
 use crate::image::{ImageSpec, assemble, host_architecture, rfc3339, tag_image};
-use crate::progress::{BuildId, Event, Progress};
+use crate::progress::{BuildId, Event, InStep, Progress, StepId, StepOutput};
 use crate::semantics;
 use crate::snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshotter};
 use crate::store::ContentStore;
@@ -251,6 +251,21 @@ fn build_inner(
     let first = lowered(&file, &options)?;
     super::entitlement::check(&first, &request.allow, request.network, &file_name, &text)?;
 
+    // The build starts before its base images are pulled, so that the pulls show as
+    // steps of it. Steps that ONBUILD triggers of a base image bring are not counted.
+    let steps = first
+        .stages
+        .iter()
+        .map(|stage| StageRun::shown_steps_of(&first, stage))
+        .sum::<usize>();
+    progress.event(&Event::BuildStarted {
+        build_id: build_id(),
+        stages: u32::try_from(first.stages.len()).unwrap_or(u32::MAX),
+        steps: u32::try_from(steps).unwrap_or(u32::MAX),
+    });
+    *announced = true;
+    let next_step = AtomicU32::new(1);
+
     // Base images, and images COPY --from names.
     let mut bases: HashMap<String, BaseImage> = HashMap::new();
     let mut wanted: Vec<(String, rbuild_dockerfile::Span)> = Vec::new();
@@ -275,6 +290,8 @@ fn build_inner(
             registry: &request.registry,
             context: request.context.root(),
             fs_read: &request.allow_fs_read,
+            progress,
+            next_step: &next_step,
         };
         let found =
             base::resolve(store, &reference, lookup).map_err(|e| BuildError::BaseImage {
@@ -366,7 +383,7 @@ fn build_inner(
         cache: &cache,
         progress,
         cancel: request.cancel.child(),
-        next_step: AtomicU32::new(1),
+        next_step,
         work: work.path(),
         created: rfc3339(now),
         epoch,
@@ -374,17 +391,6 @@ fn build_inner(
         reports: Mutex::new(Vec::new()),
     };
 
-    let steps = graph
-        .stages
-        .iter()
-        .map(|stage| StageRun::shown_steps(&shared, stage))
-        .sum::<usize>();
-    progress.event(&Event::BuildStarted {
-        build_id: build_id(),
-        stages: u32::try_from(graph.stages.len()).unwrap_or(u32::MAX),
-        steps: u32::try_from(steps).unwrap_or(u32::MAX),
-    });
-    *announced = true;
     warn_about(&shared);
     // Registry mirrors that failed while base images were pulled (the pull went on).
     let mut skipped: Vec<&String> = bases.values().flat_map(|b| &b.warnings).collect();
@@ -416,7 +422,17 @@ fn build_inner(
         &graph,
         &request.registry,
         progress,
+        &shared.next_step,
     )?;
+    let names = super::push::names_to_push(request);
+    let pushed = if names.is_empty() {
+        Vec::new()
+    } else {
+        // BuildKit pushes within its "exporting to image" step.
+        in_step(progress, &shared.next_step, "exporting to image", |sink| {
+            super::push::push_image(store, &image, &names, &request.registry, sink)
+        })?
+    };
     let reports = std::mem::take(
         &mut *shared
             .reports
@@ -437,7 +453,7 @@ fn build_inner(
         names: request.tags.clone(),
         steps: reports,
         duration,
-        pushed: Vec::new(),
+        pushed,
     })
 }
 
@@ -684,7 +700,12 @@ fn finish_image(
         tag_image(shared.store, name, &image)?;
     }
     for output in &request.outputs {
-        let exported = export(shared.store, output, &image, &request.tags)?;
+        let exported = match export_step_name(output) {
+            Some(name) => in_step(shared.progress, &shared.next_step, name, |sink| {
+                export(shared.store, output, &image, &request.tags, sink)
+            })?,
+            None => export(shared.store, output, &image, &request.tags, shared.progress)?,
+        };
         if !exported.skipped_devices.is_empty() {
             shared.progress.event(&Event::Warning {
                 rule: None,
@@ -698,6 +719,55 @@ fn finish_image(
         }
     }
     Ok(image)
+}
+
+/// The step BuildKit shows for an output that writes files, by its exporter's name.
+fn export_step_name(output: &ExportTarget) -> Option<&'static str> {
+    match output {
+        ExportTarget::Oci { .. } => Some("exporting to oci image format"),
+        ExportTarget::Docker { .. } => Some("exporting to docker image format"),
+        ExportTarget::Local { .. } => Some("exporting to client directory"),
+        ExportTarget::Tar { .. } => Some("exporting to client tarball"),
+        ExportTarget::Image | ExportTarget::Registry { .. } => None,
+    }
+}
+
+/// Runs `work` as a build step of its own named `name` (an `[internal]` or exporting
+/// step, outside any stage): started, then finished or failed with `work`'s result. The
+/// transfer events `work` sends to the sink it is given are filed under the step.
+pub(crate) fn in_step<T, E: std::error::Error>(
+    progress: &dyn Progress,
+    next_step: &AtomicU32,
+    name: &str,
+    work: impl FnOnce(&dyn Progress) -> Result<T, E>,
+) -> Result<T, E> {
+    let step = StepId(next_step.fetch_add(1, Ordering::SeqCst));
+    progress.event(&Event::StepStarted {
+        step,
+        stage: None,
+        name: name.to_owned(),
+        line: None,
+    });
+    let started = Instant::now();
+    let sink = InStep {
+        step,
+        inner: progress,
+    };
+    let result = work(&sink);
+    match &result {
+        Ok(_) => progress.event(&Event::StepFinished {
+            step,
+            duration: started.elapsed(),
+            output: StepOutput::EmptyLayer,
+        }),
+        Err(e) => progress.event(&Event::StepFailed {
+            step,
+            duration: started.elapsed(),
+            exit_code: None,
+            message: crate::registry::error_chain(e),
+        }),
+    }
+    result
 }
 
 /// Where the steps of a build keep their scratch directories.

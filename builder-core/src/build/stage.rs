@@ -41,11 +41,19 @@ impl<'s, 'a> StageRun<'s, 'a> {
     /// How many steps of `stage` progress shows: its `FROM` of an image and its steps
     /// that touch files.
     pub(crate) fn shown_steps(shared: &Shared<'_>, stage: &GraphStage) -> usize {
+        Self::shown_steps_of(shared.graph, stage)
+    }
+
+    /// [`Self::shown_steps`] of a stage of `graph`.
+    pub(crate) fn shown_steps_of(
+        graph: &rbuild_dockerfile::BuildGraph,
+        stage: &GraphStage,
+    ) -> usize {
         let from = usize::from(matches!(stage.base, Base::Image(_)));
         from + stage
             .steps
             .iter()
-            .filter_map(|id| shared.graph.step(*id))
+            .filter_map(|id| graph.step(*id))
             .filter(|s| touches_files(&s.instruction))
             .count()
     }

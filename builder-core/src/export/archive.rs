@@ -8,42 +8,56 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::{Descriptor, ImageIndex};
 
 use super::layout::{DirSink, LayoutSink, TarSink};
-use super::{CONTAINERD_NAME_ANNOTATION, ExportError, write_docker_archive, write_layout};
+use super::{CONTAINERD_NAME_ANNOTATION, ExportError, Report, write_docker_archive, write_layout};
 use crate::digest::{Digest, Hasher};
 use crate::image::{Image, ImageConfig, ImageFormat, load_image, write_manifest};
 use crate::layer::{Compression, LayerError};
+use crate::progress::Progress;
 use crate::store::{ContentStore, ImageName, REF_NAME_ANNOTATION};
 
 /// Writes `images` (each with its names) into one archive at `dest`: an OCI layout tar,
-/// or a docker archive (which holds the OCI layout too).
+/// or a docker archive (which holds the OCI layout too). Each blob written is a transfer
+/// reported to `progress` (see [`Progress`]'s module, "Transfers").
 pub fn save_images(
     store: &ContentStore,
     dest: &Path,
     images: &[(Image, Vec<ImageName>)],
     format: ImageFormat,
+    progress: &dyn Progress,
 ) -> Result<(), ExportError> {
     let refs: Vec<(&Image, &[ImageName])> = images.iter().map(|(i, n)| (i, n.as_slice())).collect();
+    let shown = dest.display().to_string();
+    let report = Report {
+        progress,
+        target: &shown,
+    };
     match format {
-        ImageFormat::Docker => write_docker_archive(store, dest, &refs),
+        ImageFormat::Docker => write_docker_archive(store, dest, &refs, report),
         ImageFormat::Oci => {
             let mut sink = Box::new(TarSink::create(dest)?);
-            write_layout(store, sink.as_mut(), &refs)?;
+            write_layout(store, sink.as_mut(), &refs, report)?;
             sink.finish()
         }
     }
 }
 
-/// Writes `images` as an OCI layout directory at `dest`.
+/// Writes `images` as an OCI layout directory at `dest`, reporting as [`save_images`].
 pub fn save_layout_dir(
     store: &ContentStore,
     dest: &Path,
     images: &[(Image, Vec<ImageName>)],
+    progress: &dyn Progress,
 ) -> Result<(), ExportError> {
     let refs: Vec<(&Image, &[ImageName])> = images.iter().map(|(i, n)| (i, n.as_slice())).collect();
     let mut sink = Box::new(DirSink {
         root: dest.to_path_buf(),
     });
-    write_layout(store, sink.as_mut(), &refs)?;
+    let shown = dest.display().to_string();
+    let report = Report {
+        progress,
+        target: &shown,
+    };
+    write_layout(store, sink.as_mut(), &refs, report)?;
     sink.finish()
 }
 

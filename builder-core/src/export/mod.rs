@@ -29,6 +29,7 @@ use crate::image::{Image, ImageError};
 use crate::layer::{
     ApplyMode, Compression, LayerError, LayerOptions, tree_changes, write_layer_to,
 };
+use crate::progress::{Counted, NullProgress, Progress, Transfer, TransferKind};
 use crate::store::{ContentStore, ImageName, REF_NAME_ANNOTATION, StoreError};
 
 /// containerd's annotation carrying an image's full name in an exported index, as BuildKit
@@ -117,7 +118,7 @@ impl Exporter for ExportTarget {
         image: &Image,
         names: &[ImageName],
     ) -> Result<(), ExportError> {
-        export(store, self, image, names).map(drop)
+        export(store, self, image, names, &NullProgress).map(drop)
     }
 }
 
@@ -146,28 +147,62 @@ pub struct Exported {
     pub skipped_devices: Vec<String>,
 }
 
-/// Exports `image` to `target`.
+/// Where an export reports its transfers: the sink, and the destination they are for.
+#[derive(Clone, Copy)]
+pub(crate) struct Report<'a> {
+    pub progress: &'a dyn Progress,
+    pub target: &'a str,
+}
+
+impl Report<'_> {
+    fn start(&self, digest: &Digest, size: u64) -> Transfer<'_> {
+        Transfer::start(
+            self.progress,
+            TransferKind::Export,
+            self.target,
+            digest.as_str(),
+            Some(size),
+        )
+    }
+}
+
+/// Exports `image` to `target`. Each blob written (each layer unpacked, for `local` and
+/// `tar`) is a transfer reported to `progress` (see [`Progress`]'s module, "Transfers").
 pub fn export(
     store: &ContentStore,
     target: &ExportTarget,
     image: &Image,
     names: &[ImageName],
+    progress: &dyn Progress,
 ) -> Result<Exported, ExportError> {
+    let shown = match target {
+        ExportTarget::Oci { dest, .. }
+        | ExportTarget::Docker { dest }
+        | ExportTarget::Tar { dest }
+        | ExportTarget::Local { dest } => dest.display().to_string(),
+        ExportTarget::Image | ExportTarget::Registry { .. } => String::new(),
+    };
+    let report = Report {
+        progress,
+        target: &shown,
+    };
     if let ExportTarget::Local { dest } = target {
-        return export_local(store, image, dest);
+        return export_local(store, image, dest, report);
     }
     match target {
         ExportTarget::Oci { dest, tar: true } => {
             let mut sink = Box::new(TarSink::create(dest)?);
-            write_layout(store, sink.as_mut(), &[(image, names)])?;
+            write_layout(store, sink.as_mut(), &[(image, names)], report)?;
             sink.finish()
         }
         ExportTarget::Oci { dest, tar: false } => {
             let mut sink = Box::new(DirSink { root: dest.clone() });
-            write_layout(store, sink.as_mut(), &[(image, names)])?;
+            write_layout(store, sink.as_mut(), &[(image, names)], report)?;
             sink.finish()
         }
-        ExportTarget::Docker { dest } => write_docker_archive(store, dest, &[(image, names)]),
+        ExportTarget::Docker { dest } => {
+            write_docker_archive(store, dest, &[(image, names)], report)
+        }
         ExportTarget::Local { .. } => Ok(()),
         ExportTarget::Tar { dest } => {
             let tmp = tempfile::Builder::new()
@@ -177,7 +212,7 @@ pub fn export(
                     path: store.tmp_dir(),
                     source,
                 })?;
-            unpack_rootfs(store, image, tmp.path())?;
+            unpack(store, image, tmp.path(), ApplyMode::Merged, report)?;
             let file = AtomicWriter(AtomicFile::create(dest)?);
             let options = LayerOptions {
                 compression: Compression::None,
@@ -208,7 +243,11 @@ pub fn unpack_rootfs(
     image: &Image,
     dest: &std::path::Path,
 ) -> Result<(), ExportError> {
-    unpack(store, image, dest, ApplyMode::Merged).map(drop)
+    let report = Report {
+        progress: &NullProgress,
+        target: "",
+    };
+    unpack(store, image, dest, ApplyMode::Merged, report).map(drop)
 }
 
 /// Applies every layer of `image` into `dest` in `mode`; returns the device nodes not
@@ -218,18 +257,25 @@ fn unpack(
     image: &Image,
     dest: &std::path::Path,
     mode: ApplyMode,
+    report: Report<'_>,
 ) -> Result<Vec<String>, ExportError> {
     let limits = crate::layer::ArchiveLimits::from_env().map_err(LayerError::from)?;
     let mut skipped = Vec::new();
     for (blob, diff_id) in image.layers()? {
         let name = format!("layer {blob}");
+        let size = fs::metadata(store.blob_path(&blob)).map_or(0, |m| m.len());
+        let transfer = report.start(&blob, size);
         let applied = crate::layer::apply_layer_limited(
-            store.verified_reader(&blob)?,
+            Counted {
+                inner: store.verified_reader(&blob)?,
+                transfer: &transfer,
+            },
             dest,
             mode,
             &limits,
             &name,
         )?;
+        transfer.finish(size);
         if applied.diff_id != diff_id {
             return Err(LayerError::DiffIdMismatch {
                 expected: diff_id,
@@ -275,12 +321,17 @@ fn add_blob(
     store: &ContentStore,
     sink: &mut dyn LayoutSink,
     digest: &Digest,
+    report: Report<'_>,
 ) -> Result<u64, ExportError> {
     let size = fs::metadata(store.blob_path(digest))
         .map_err(|_| StoreError::BlobNotFound(digest.clone()))?
         .len();
+    let transfer = report.start(digest, size);
     let mut reader = Checked {
-        inner: store.open_blob(digest)?,
+        inner: Counted {
+            inner: store.open_blob(digest)?,
+            transfer: &transfer,
+        },
         hasher: crate::digest::Hasher::new(),
         expected: digest.clone(),
     };
@@ -310,6 +361,7 @@ fn add_blob(
             found: format!("its content hashes to {found}"),
         });
     }
+    transfer.finish(size);
     Ok(size)
 }
 
@@ -320,13 +372,14 @@ fn export_local(
     store: &ContentStore,
     image: &Image,
     dest: &std::path::Path,
+    report: Report<'_>,
 ) -> Result<Exported, ExportError> {
     let write_err = |source| ExportError::Write {
         path: dest.to_path_buf(),
         source,
     };
     if fs::symlink_metadata(dest).is_ok() {
-        let skipped_devices = unpack(store, image, dest, ApplyMode::HostExport)?;
+        let skipped_devices = unpack(store, image, dest, ApplyMode::HostExport, report)?;
         return Ok(Exported { skipped_devices });
     }
     let parent = match dest.parent() {
@@ -338,7 +391,7 @@ fn export_local(
         .prefix(".rbuild-local-")
         .tempdir_in(&parent)
         .map_err(write_err)?;
-    let skipped_devices = unpack(store, image, tmp.path(), ApplyMode::HostExport)?;
+    let skipped_devices = unpack(store, image, tmp.path(), ApplyMode::HostExport, report)?;
     fs::set_permissions(
         tmp.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
@@ -357,6 +410,7 @@ pub(crate) fn write_layout(
     store: &ContentStore,
     sink: &mut dyn LayoutSink,
     images: &[(&Image, &[ImageName])],
+    report: Report<'_>,
 ) -> Result<(), ExportError> {
     let layout = format!(
         "{{\"imageLayoutVersion\":\"{}\"}}",
@@ -371,7 +425,7 @@ pub(crate) fn write_layout(
         blobs.extend(image.layers()?.into_iter().map(|(b, _)| b));
         for blob in blobs {
             if written.insert(blob.clone()) {
-                add_blob(store, sink, &blob)?;
+                add_blob(store, sink, &blob, report)?;
             }
         }
         let mut base = image.descriptor.clone();
@@ -415,9 +469,10 @@ pub(crate) fn write_docker_archive(
     store: &ContentStore,
     dest: &std::path::Path,
     images: &[(&Image, &[ImageName])],
+    report: Report<'_>,
 ) -> Result<(), ExportError> {
     let mut sink = Box::new(TarSink::create(dest)?);
-    write_layout(store, sink.as_mut(), images)?;
+    write_layout(store, sink.as_mut(), images, report)?;
     let mut manifest = Vec::new();
     let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for (image, names) in images {

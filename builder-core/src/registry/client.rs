@@ -131,13 +131,19 @@ pub(crate) type Response = http::Response<ureq::Body>;
 /// A client for one registry, shared by the threads that move blobs.
 ///
 /// ```no_run
-/// use rbuild_core::{ContentStore, ImageName, RegistryClient, RegistryOptions, pull};
+/// use rbuild_core::{ContentStore, Event, ImageName, ProgressFn, RegistryClient, RegistryOptions, pull};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = ContentStore::open("/tmp/rbuild-store")?;
 /// let name: ImageName = "localhost:5000/app:1".parse()?;
 /// // RegistryCredentials come from docker's config.json; localhost is spoken to over plain HTTP.
 /// let client = RegistryClient::new(name.registry(), RegistryOptions::default())?;
-/// let manifest = pull(&client, &store, &name)?;
+/// // Each blob's download is reported, throttled, as transfer events.
+/// let progress = ProgressFn(|event: &Event| {
+///     if let Event::TransferFinished { digest, size, .. } = event {
+///         eprintln!("{digest}: {size} bytes");
+///     }
+/// });
+/// let manifest = pull(&client, &store, &name, &progress)?;
 /// println!("pulled {name} as {}", manifest.digest());
 /// # Ok(())
 /// # }

@@ -214,18 +214,23 @@ pub struct Pulled {
 /// Pulls `name` as [`pull`] does, but a `docker.io` name is first asked of each mirror in
 /// order; a mirror that is down, lacks the image or fails is skipped, and `origin` (the
 /// client for `name`'s registry) is used only when every mirror failed. If the origin
-/// fails too, the error names every mirror's failure.
+/// fails too, the error names every mirror's failure. Transfers are reported to
+/// `progress`, those of a mirror that failed half-way included (they finish as failed).
 pub fn pull_with_mirrors(
     mirrors: &[Mirror],
     options: &RegistryOptions,
     origin: &RegistryClient,
     store: &ContentStore,
     name: &ImageName,
+    progress: &dyn crate::progress::Progress,
 ) -> Result<Pulled, RegistryError> {
     let mut skipped = Vec::new();
     if name.registry() == MIRRORED_REGISTRY {
         for mirror in mirrors {
-            match mirror.client(options).and_then(|c| pull(&c, store, name)) {
+            match mirror
+                .client(options)
+                .and_then(|c| pull(&c, store, name, progress))
+            {
                 Ok(descriptor) => {
                     return Ok(Pulled {
                         descriptor,
@@ -237,7 +242,7 @@ pub fn pull_with_mirrors(
             }
         }
     }
-    let descriptor = match pull(origin, store, name) {
+    let descriptor = match pull(origin, store, name, progress) {
         Ok(d) => d,
         Err(e) if skipped.is_empty() => return Err(e),
         Err(e) => {

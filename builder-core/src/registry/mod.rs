@@ -27,7 +27,7 @@ pub use self::mirror::{
     pull_with_mirrors,
 };
 pub use self::pull::pull;
-pub(crate) use self::pull::{fetch_blob, fetch_manifest, for_each_parallel};
+pub(crate) use self::pull::{Report as BlobReport, fetch_blob, fetch_manifest, for_each_parallel};
 pub(crate) use self::push::push_manifest;
 pub use self::push::{PushOptions, push};
 use crate::digest::Digest;

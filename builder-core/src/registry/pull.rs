@@ -13,6 +13,7 @@ use super::{ACCEPTED_MANIFEST_TYPES, DOCKER_MANIFEST_LIST, OCI_INDEX, RegistryEr
 use crate::digest::{Digest, Hasher};
 use crate::image::host_architecture;
 use crate::layer::Compression;
+use crate::progress::{Counted, Progress, Transfer, TransferKind, TransferOutcome};
 use crate::store::{ContentStore, ImageName};
 
 /// The OS rbuild pulls images for.
@@ -258,16 +259,23 @@ pub(crate) fn is_index(media_type: &str, bytes: &[u8]) -> bool {
             && serde_json::from_slice::<Value>(bytes).is_ok_and(|v| v.get("manifests").is_some()))
 }
 
+/// Where a blob fetch reports: the sink, and the image reference its transfer is for.
+#[derive(Clone, Copy)]
+pub(crate) struct Report<'a> {
+    pub progress: &'a dyn Progress,
+    pub target: &'a str,
+}
+
 /// Downloads blob `digest` into the store unless it is there: streamed to a temp file,
 /// hashed on the way, and renamed to its name only if digest and size match, so a
-/// corrupt blob never enters the store.
+/// corrupt blob never enters the store. The transfer is reported to `report`.
 pub(crate) fn fetch_blob(
     client: &RegistryClient,
     store: &ContentStore,
     repository: &str,
     scope: &[String],
-    digest: &Digest,
-    size: u64,
+    (digest, size): (&Digest, u64),
+    report: Report<'_>,
 ) -> Result<(), RegistryError> {
     if store.contains(digest) {
         // The stored blob hashes to its name, so its size is the truth: a descriptor
@@ -280,12 +288,32 @@ pub(crate) fn fetch_blob(
                 found,
             });
         }
+        Transfer::skip(
+            report.progress,
+            TransferKind::Pull,
+            report.target,
+            digest.as_str(),
+            size,
+            TransferOutcome::Cached,
+        );
         return Ok(());
     }
     let url = format!("{}/v2/{repository}/blobs/{digest}", client.base_url());
+    let transfer = Transfer::start(
+        report.progress,
+        TransferKind::Pull,
+        report.target,
+        digest.as_str(),
+        Some(size),
+    );
     let mut attempt = 0;
     loop {
-        match fetch_blob_once(client, store, &url, scope, digest, size) {
+        transfer.restart();
+        match fetch_blob_once(client, store, &url, scope, (digest, size), &transfer) {
+            Ok(()) => {
+                transfer.finish(size);
+                return Ok(());
+            }
             // A body that timed out (the request's deadline) is not asked for again.
             Err(RegistryError::Io {
                 action: "download",
@@ -305,8 +333,8 @@ fn fetch_blob_once(
     store: &ContentStore,
     url: &str,
     scope: &[String],
-    digest: &Digest,
-    size: u64,
+    (digest, size): (&Digest, u64),
+    transfer: &Transfer<'_>,
 ) -> Result<(), RegistryError> {
     let resp = client.send(Method::GET, url, scope, &[], None)?;
     let mut resp = expect(resp, Method::GET, url, &[StatusCode::OK])?;
@@ -316,7 +344,10 @@ fn fetch_blob_once(
         .tempfile_in(&tmp_dir)
         .map_err(io_err("create temp file in", &tmp_dir))?;
     let mut hasher = Hasher::new();
-    let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+    let mut reader = Counted {
+        inner: resp.body_mut().with_config().limit(u64::MAX).reader(),
+        transfer,
+    };
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = reader.read(&mut buf).map_err(|e| {
@@ -367,10 +398,13 @@ fn fetch_blob_once(
 
 /// Pulls `name` into `store` and names it there; an index or manifest list is resolved to
 /// the `linux` manifest of the host architecture. Returns the stored manifest's descriptor.
+/// Each blob's download (or its presence in the store) is a transfer reported to
+/// `progress` (see [`Progress`]'s module, "Transfers").
 pub fn pull(
     client: &RegistryClient,
     store: &ContentStore,
     name: &ImageName,
+    progress: &dyn Progress,
 ) -> Result<Descriptor, RegistryError> {
     let repository = name.repository();
     let scope = vec![format!("repository:{repository}:pull")];
@@ -412,8 +446,13 @@ pub fn pull(
         return Err(RegistryError::MediaType(fetched.media_type));
     }
     let blobs = manifest_blobs(&fetched.bytes, &format!("manifest of {name}"))?;
+    let target = name.to_string();
+    let report = Report {
+        progress,
+        target: &target,
+    };
     for_each_parallel(client.options.parallel, &blobs, |(digest, size)| {
-        fetch_blob(client, store, repository, &scope, digest, *size)
+        fetch_blob(client, store, repository, &scope, (digest, *size), report)
     })?;
     check_descriptors(store, &fetched.bytes, &format!("manifest of {name}"))?;
     let blob = store.put(&fetched.bytes)?;

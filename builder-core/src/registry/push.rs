@@ -1,6 +1,8 @@
 //! Push: blobs (skipping present ones, mounting, monolithic or chunked), then manifests.
 
 use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde_json::Value;
 use ureq::http::{Method, StatusCode};
@@ -9,6 +11,9 @@ use super::client::{RegistryClient, UploadMode, expect, header};
 use super::pull::{digest_and_size, for_each_parallel, is_index, manifest_blobs};
 use super::{RegistryError, io_err};
 use crate::digest::{Digest, Hasher};
+use crate::progress::{
+    Counted, Progress, TRANSFER_INTERVAL, Transfer, TransferKind, TransferOutcome,
+};
 use crate::store::{ContentStore, ImageName};
 
 /// The media type of blob upload bodies.
@@ -28,21 +33,27 @@ struct Pusher<'a> {
     repository: &'a str,
     scope: Vec<String>,
     mount_from: Option<&'a str>,
+    progress: &'a dyn Progress,
+    /// The destination as shown in transfer events.
+    target: String,
 }
 
 /// Pushes the image `source` names in the store (a manifest, or an index and its
 /// manifests) to `dest` on the client's registry; returns the top manifest's digest.
+/// Each blob's upload (or its presence in the registry, or its mount) is a transfer
+/// reported to `progress` (see [`Progress`]'s module, "Transfers").
 pub fn push(
     client: &RegistryClient,
     store: &ContentStore,
     source: &str,
     dest: &ImageName,
     options: &PushOptions,
+    progress: &dyn Progress,
 ) -> Result<Digest, RegistryError> {
     let found = store.resolve(source)?;
     let digest = Digest::try_from(found.descriptor.digest())?;
     let media_type = found.descriptor.media_type().to_string();
-    push_manifest(client, store, &digest, &media_type, dest, options)?;
+    push_manifest(client, store, &digest, &media_type, dest, options, progress)?;
     Ok(digest)
 }
 
@@ -55,6 +66,7 @@ pub(crate) fn push_manifest(
     media_type: &str,
     dest: &ImageName,
     options: &PushOptions,
+    progress: &dyn Progress,
 ) -> Result<(), RegistryError> {
     let repository = dest.repository();
     let mut scope = vec![format!("repository:{repository}:pull,push")];
@@ -68,6 +80,8 @@ pub(crate) fn push_manifest(
         repository,
         scope,
         mount_from,
+        progress,
+        target: dest.to_string(),
     };
     let reference = match (dest.tag(), dest.digest()) {
         (Some(t), _) => t.to_owned(),
@@ -75,6 +89,20 @@ pub(crate) fn push_manifest(
         (None, None) => digest.to_string(),
     };
     pusher.manifest(digest, media_type, &reference)
+}
+
+/// A body reader that counts the bytes the HTTP client took from it.
+struct SentCounter<R> {
+    inner: R,
+    sent: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for SentCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sent.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 /// `location` with `key=value` added to its query (the registry's `Location` may already
@@ -169,6 +197,7 @@ impl Pusher<'_> {
             .client
             .send(Method::HEAD, &head, &self.scope, &[], None)?;
         if resp.status() == StatusCode::OK {
+            self.skip(digest, size, TransferOutcome::AlreadyExists);
             return Ok(());
         }
         let mut start = format!("{base}/v2/{repo}/blobs/uploads/");
@@ -185,9 +214,17 @@ impl Pusher<'_> {
             &[StatusCode::CREATED, StatusCode::ACCEPTED],
         )?;
         if resp.status() == StatusCode::CREATED {
+            self.skip(digest, size, TransferOutcome::Mounted);
             return Ok(());
         }
         let location = self.location(&resp, &start)?;
+        let transfer = Transfer::start(
+            self.progress,
+            TransferKind::Push,
+            &self.target,
+            digest.as_str(),
+            Some(size),
+        );
         if size <= self.client.options.chunk_size {
             // store.read re-hashes the blob, so a corrupt local blob is never sent.
             let bytes = self.store.read(digest)?;
@@ -200,17 +237,37 @@ impl Pusher<'_> {
                 Some(&bytes),
             )?;
             expect(resp, Method::PUT, &url, &[StatusCode::CREATED])?;
+            transfer.finish(size);
             return Ok(());
         }
         match self.client.options.upload {
-            UploadMode::Monolithic => self.monolithic(digest, size, &location),
-            UploadMode::Chunked => self.chunked(digest, location),
+            UploadMode::Monolithic => self.monolithic(digest, size, &location, &transfer)?,
+            UploadMode::Chunked => self.chunked(digest, location, &transfer)?,
         }
+        transfer.finish(size);
+        Ok(())
+    }
+
+    fn skip(&self, digest: &Digest, size: u64, outcome: TransferOutcome) {
+        Transfer::skip(
+            self.progress,
+            TransferKind::Push,
+            &self.target,
+            digest.as_str(),
+            size,
+            outcome,
+        );
     }
 
     /// The whole blob in one `PUT`, streamed from its file; the registry checks the
     /// digest in the query against what it received.
-    fn monolithic(&self, digest: &Digest, size: u64, location: &str) -> Result<(), RegistryError> {
+    fn monolithic(
+        &self,
+        digest: &Digest,
+        size: u64,
+        location: &str,
+        transfer: &Transfer<'_>,
+    ) -> Result<(), RegistryError> {
         let path = self.store.blob_path(digest);
         let on_disk = std::fs::metadata(&path)
             .map_err(io_err("read blob", &path))?
@@ -223,26 +280,54 @@ impl Pusher<'_> {
             });
         }
         let url = with_query(location, "digest", digest.as_str());
+        // The HTTP client owns the body reader, so the reader only counts; a watcher
+        // reports the count while the request runs.
+        let sent = Arc::new(AtomicU64::new(0));
         let open = || -> Result<Box<dyn Read + Send>, RegistryError> {
             let file = self.store.open_blob(digest)?;
-            Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
+            // Each attempt sends the blob from its start.
+            sent.store(0, Ordering::Relaxed);
+            Ok(Box::new(SentCounter {
+                inner: std::io::BufReader::with_capacity(1 << 20, file),
+                sent: Arc::clone(&sent),
+            }))
         };
-        let resp = self.client.send_stream(
-            Method::PUT,
-            &url,
-            &self.scope,
-            &[("content-type", OCTET_STREAM.to_owned())],
-            size,
-            &open,
-        )?;
+        let running = AtomicBool::new(true);
+        let resp = std::thread::scope(|s| {
+            let watcher = s.spawn(|| {
+                while running.load(Ordering::Acquire) {
+                    std::thread::park_timeout(TRANSFER_INTERVAL);
+                    transfer.set_current(sent.load(Ordering::Relaxed));
+                }
+            });
+            let resp = self.client.send_stream(
+                Method::PUT,
+                &url,
+                &self.scope,
+                &[("content-type", OCTET_STREAM.to_owned())],
+                size,
+                &open,
+            );
+            running.store(false, Ordering::Release);
+            watcher.thread().unpark();
+            resp
+        })?;
         expect(resp, Method::PUT, &url, &[StatusCode::CREATED])?;
         Ok(())
     }
 
     /// `PATCH` chunks of `chunk_size` bytes, then the closing `PUT`.
-    fn chunked(&self, digest: &Digest, mut location: String) -> Result<(), RegistryError> {
+    fn chunked(
+        &self,
+        digest: &Digest,
+        mut location: String,
+        transfer: &Transfer<'_>,
+    ) -> Result<(), RegistryError> {
         let path = self.store.blob_path(digest);
-        let mut file = self.store.open_blob(digest)?;
+        let mut file = Counted {
+            inner: self.store.open_blob(digest)?,
+            transfer,
+        };
         let mut hasher = Hasher::new();
         let chunk = usize::try_from(self.client.options.chunk_size).unwrap_or(usize::MAX);
         let mut buf = Vec::with_capacity(chunk);

@@ -120,6 +120,7 @@ pub fn rootfs(store: &ContentStore, image: &Image, dir: &Path) -> PathBuf {
         &ExportTarget::Local { dest: dest.clone() },
         image,
         &[],
+        &rbuild_core::NullProgress,
     )
     .unwrap();
     dest

@@ -532,6 +532,7 @@ fn load_into_engine(
         &archive,
         &[(result.image.clone(), result.names.clone())],
         ImageFormat::Docker,
+        &rbuild_core::NullProgress,
     )
     .context("writing the image for --load")?;
     let out = std::process::Command::new(engine)

@@ -6,6 +6,7 @@ use anyhow::Context;
 use rbuild_core::{ImageName, Mirror, RegistryClient, RegistryConfig, RegistryOptions};
 
 use super::store::StoreArgs;
+use crate::progress::{ProgressMode, Reporter};
 
 /// How to reach registries; shared by `pull`, `push` and `login`.
 #[derive(Debug, Clone, clap::Args)]
@@ -27,17 +28,48 @@ impl RegistryArgs {
     }
 }
 
+/// How `pull`, `push` and `save` show the blobs they move.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TransferProgressArgs {
+    /// How to show progress: one line per blob, redrawn on a terminal (tty), printed when
+    /// it starts and ends (plain), JSON events (rawjson), or nothing (quiet)
+    #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
+    pub progress: ProgressMode,
+    /// Show no progress (the same as --progress quiet)
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl TransferProgressArgs {
+    /// The mode asked for, `-q` taken into account.
+    pub fn mode(&self) -> ProgressMode {
+        if self.quiet {
+            ProgressMode::Quiet
+        } else {
+            self.progress.resolve()
+        }
+    }
+
+    /// Whether progress is shown as text (not JSON, not nothing): then a command may
+    /// print a header line as docker does.
+    pub fn shows_text(&self) -> bool {
+        matches!(self.mode(), ProgressMode::Tty | ProgressMode::Plain)
+    }
+}
+
 /// `rbuild pull`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   rbuild pull busybox
   rbuild pull --insecure-registry 127.0.0.1:5000 127.0.0.1:5000/team/app:1.0
-  rbuild pull python@sha256:<digest>")]
+  rbuild pull --progress plain python@sha256:<digest>")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
     #[command(flatten)]
     registry: RegistryArgs,
+    #[command(flatten)]
+    progress: TransferProgressArgs,
     /// Docker Hub mirror (http[s]://host[:port]) to try before docker.io, in order; repeatable,
     /// tried before the config file's registry-mirrors
     #[arg(long = "registry-mirror", value_name = "URL", value_parser = MirrorArg)]
@@ -62,8 +94,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         insecure_registries: registry.insecure_registries.clone(),
         ..Default::default()
     };
-    let pulled = rbuild_core::pull_with_mirrors(&mirrors, &options, &client, &store, &name)
-        .with_context(|| format!("pulling {name}"))?;
+    if args.progress.shows_text() {
+        let reference = name
+            .tag()
+            .map_or_else(
+                || name.digest().map(ToString::to_string),
+                |t| Some(t.to_owned()),
+            )
+            .unwrap_or_default();
+        eprintln!("{reference}: Pulling from {}", name.repository());
+    }
+    let reporter = Reporter::for_transfers(args.progress.mode());
+    let pulled =
+        rbuild_core::pull_with_mirrors(&mirrors, &options, &client, &store, &name, &reporter);
+    reporter.end();
+    let pulled = pulled.with_context(|| format!("pulling {name}"))?;
     for (mirror, error) in &pulled.skipped {
         eprintln!(
             "warning: mirror {mirror} skipped: {}",

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use rbuild_core::ImageFormat;
 
+use super::pull::TransferProgressArgs;
 use super::store::StoreArgs;
+use crate::progress::Reporter;
 
 /// `rbuild save`.
 #[derive(Debug, clap::Args)]
@@ -18,6 +20,8 @@ use super::store::StoreArgs;
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    progress: TransferProgressArgs,
     /// The archive to write; `-` or none: standard output (never a terminal)
     #[arg(short, long)]
     output: Option<PathBuf>,
@@ -53,7 +57,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
              standard output (rbuild save IMAGE > image.tar, rbuild save IMAGE | docker load)"
         );
     }
-    rbuild_core::save_images(&store, &output, &images, args.format).with_context(|| {
+    let reporter = Reporter::for_transfers(args.progress.mode());
+    let saved = rbuild_core::save_images(&store, &output, &images, args.format, &reporter);
+    reporter.end();
+    saved.with_context(|| {
         if output == Path::new(rbuild_core::DEST_STDOUT) {
             "saving to standard output".to_owned()
         } else {

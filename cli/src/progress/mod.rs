@@ -11,6 +11,10 @@
 //! - `rawjson` ([`rawjson::RawJson`]): one JSON object per event, for CI systems; the
 //!   format is described by `docs/progress/rawjson.schema.json`.
 //!
+//! Within a build, the blobs a base image's pull, an export or a push moves are shown
+//! under the step they belong to. `pull`, `push` and `save` show them with
+//! [`transfer`]'s renderers instead: one line per blob, as docker does.
+//!
 //! Progress goes to standard error, as docker's does, so that standard output stays free
 //! for what a command prints (an image ID with `-q`, say). `plain` and `tty` end the build
 //! with a summary (see [`summary`]); `rawjson` ends with the final event.
@@ -19,6 +23,7 @@ pub mod plain;
 pub mod rawjson;
 pub mod replay;
 pub mod summary;
+pub mod transfer;
 pub mod tty;
 
 use std::io::IsTerminal as _;
@@ -68,6 +73,12 @@ impl ProgressMode {
 pub trait Renderer: Send {
     /// Renders one event that happened at `at`.
     fn render(&mut self, at: SystemTime, event: &Event) -> std::io::Result<()>;
+
+    /// The operation is over (a build ends with its last event; a pull or push does not
+    /// say so): leaves the output in its final state.
+    fn end(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Where the time of an event comes from: the wall clock for a live build, the recorded
@@ -86,6 +97,18 @@ impl Reporter {
     /// events with the wall clock.
     pub fn new(mode: ProgressMode) -> Self {
         Self::with_clock(renderer(mode), Box::new(SystemTime::now))
+    }
+
+    /// A reporter for `pull`, `push` and `save` in `mode`: one line per blob
+    /// ([`transfer`]).
+    pub fn for_transfers(mode: ProgressMode) -> Self {
+        Self::with_clock(transfer::renderer(mode), Box::new(SystemTime::now))
+    }
+
+    /// Tells the renderer the operation is over.
+    pub fn end(&self) {
+        let mut renderer = self.renderer.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = renderer.end();
     }
 
     /// A reporter that renders with `renderer` and takes event times from `clock`.

@@ -14,6 +14,10 @@
 //! output switches to it, so that every block of lines says which step it belongs to.
 //! Output lines carry the seconds since their step started. Nothing is ever redrawn,
 //! which makes this mode the one for logs and pipes.
+//!
+//! A blob pulled, pushed or exported within a step gets one line when it is done, as
+//! BuildKit prints it (`#2 sha256:<hex> 6.00MB / 6.00MB 0.1s done`); its progress
+//! between is not printed, so a large pull adds one line per blob, never a flood.
 
 use std::io::{self, Write};
 use std::time::SystemTime;
@@ -79,6 +83,14 @@ impl<W: Write + Send> Renderer for Plain<W> {
                 for line in text.split('\n') {
                     let line = super::printable(line);
                     writeln!(self.out, "{step} {:.3} {line}", since.as_secs_f64())?;
+                }
+            }
+            Event::TransferFinished {
+                step: Some(step), ..
+            } => {
+                if let Some(status) = super::transfer::build_status(event) {
+                    self.switch_to(*step)?;
+                    writeln!(self.out, "{step} {status}")?;
                 }
             }
             Event::StepCached { step, .. } => {

@@ -17,6 +17,10 @@
 //! shorter lines rather than wrapped ones that would break the redraw. At the end the
 //! live area is cleared and the summary printed.
 //!
+//! A step that pulls, pushes or exports blobs shows, in place of output lines, one line
+//! per blob with its bytes (`sha256:<hex> 12.3MB / 45.6MB`), the last
+//! [`TRANSFER_LINES`] of them.
+//!
 //! Drawing is done by `indicatif`; when standard error is not a terminal it draws
 //! nothing, so [`super::renderer`] picks this renderer only for terminals.
 
@@ -34,6 +38,8 @@ use super::summary::{BuildLog, secs};
 
 /// How many of its last output lines a running step shows.
 pub const TAIL_LINES: usize = 3;
+/// How many blob lines a step that moves blobs shows.
+pub const TRANSFER_LINES: usize = 8;
 /// Redraws per second.
 const REFRESH_HZ: u8 = 10;
 /// The spinner's tick interval: one frame per redraw.
@@ -46,6 +52,8 @@ struct Running {
     bar: ProgressBar,
     lines: Vec<ProgressBar>,
     tail: VecDeque<String>,
+    /// The blobs the step moves, in the order they started, with their status.
+    transfers: Vec<(String, String)>,
 }
 
 /// Renders events as a live view on standard error.
@@ -114,8 +122,39 @@ impl Tty {
                 bar,
                 lines: Vec::new(),
                 tail: VecDeque::new(),
+                transfers: Vec::new(),
             },
         );
+    }
+
+    /// Shows a blob's status under its step, in place of the step's output lines.
+    fn transfer(&mut self, step: StepId, event: &Event) {
+        let (Some(running), Some(status)) = (
+            self.running.get_mut(&step),
+            super::transfer::build_status(event),
+        ) else {
+            return;
+        };
+        let digest = match event {
+            Event::TransferProgress { digest, .. } | Event::TransferFinished { digest, .. } => {
+                digest.clone()
+            }
+            _ => return,
+        };
+        // A line is cut at the terminal's width from its end: the digest is shortened so
+        // that the bytes stay in view.
+        let short = format!("sha256:{}", super::transfer::short_id(&digest));
+        let status = status.replace(&digest, &short);
+        match running.transfers.iter_mut().find(|(d, _)| *d == digest) {
+            Some((_, text)) => *text = status,
+            None => running.transfers.push((digest, status)),
+        }
+        let shown = running.transfers.len().saturating_sub(TRANSFER_LINES);
+        running.tail = running.transfers[shown..]
+            .iter()
+            .map(|(_, text)| text.clone())
+            .collect();
+        self.draw_tail(step);
     }
 
     fn log_line(&mut self, step: StepId, text: &str) {
@@ -128,6 +167,14 @@ impl Tty {
             }
             running.tail.push_back(super::printable(line));
         }
+        self.draw_tail(step);
+    }
+
+    /// Redraws the lines under a running step from its tail.
+    fn draw_tail(&mut self, step: StepId) {
+        let Some(running) = self.running.get_mut(&step) else {
+            return;
+        };
         while running.lines.len() < running.tail.len() {
             let after = running.lines.last().unwrap_or(&running.bar);
             let line = self.multi.insert_after(after, ProgressBar::new_spinner());
@@ -219,6 +266,12 @@ impl Renderer for Tty {
             }
             Event::StepStarted { step, name, .. } => self.start_step(*step, name),
             Event::StepLog { step, text, .. } => self.log_line(*step, text),
+            Event::TransferProgress {
+                step: Some(step), ..
+            }
+            | Event::TransferFinished {
+                step: Some(step), ..
+            } => self.transfer(*step, event),
             Event::StepCached { step, .. } => self.end_step(*step, "CACHED")?,
             Event::StepFinished { step, duration, .. } => self.end_step(*step, &secs(*duration))?,
             Event::StepFailed { step, .. } => self.end_step(*step, "ERROR")?,

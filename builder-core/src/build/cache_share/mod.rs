@@ -259,9 +259,21 @@ pub(crate) fn export(
     graph: &BuildGraph,
     registry: &RegistryConfig,
     progress: &dyn Progress,
+    next_step: &std::sync::atomic::AtomicU32,
 ) -> Result<(), CacheShareError> {
     for export in exports {
-        let result = export_one(store, cache, export, graph, registry);
+        let result = match &export.location {
+            // As BuildKit shows it: a step of its own, the blobs pushed within it.
+            CacheLocation::Registry(_) => crate::build::solve::in_step(
+                progress,
+                next_step,
+                "exporting cache to registry",
+                |sink| export_one(store, cache, export, graph, registry, sink),
+            ),
+            CacheLocation::Local { .. } => {
+                export_one(store, cache, export, graph, registry, progress)
+            }
+        };
         match result {
             Err(e) if export.ignore_error => progress.event(&Event::Warning {
                 rule: None,
@@ -284,6 +296,7 @@ fn export_one(
     export: &CacheExport,
     graph: &BuildGraph,
     registry: &RegistryConfig,
+    progress: &dyn Progress,
 ) -> Result<(), CacheShareError> {
     let stages = exported_stages(graph, export.mode);
     let mut entries = Vec::new();
@@ -303,7 +316,9 @@ fn export_one(
     }
     let documents = format::documents(entries)?;
     match &export.location {
-        CacheLocation::Registry(name) => remote::export(store, &documents, name, registry),
+        CacheLocation::Registry(name) => {
+            remote::export(store, &documents, name, registry, progress)
+        }
         CacheLocation::Local { dir, tag } => local::export(store, &documents, dir, tag),
     }
 }

@@ -7,9 +7,10 @@ use super::format::{self, Documents};
 use crate::build::cache::CacheEntry;
 use crate::digest::Digest;
 use crate::image::OCI_MANIFEST;
+use crate::progress::{NullProgress, Progress};
 use crate::registry::{
-    PushOptions, RegistryClient, RegistryConfig, RegistryError, fetch_blob, fetch_manifest,
-    push_manifest,
+    BlobReport, PushOptions, RegistryClient, RegistryConfig, RegistryError, fetch_blob,
+    fetch_manifest, push_manifest,
 };
 use crate::store::{ContentStore, ImageName};
 
@@ -59,8 +60,8 @@ impl RemoteCache {
             store,
             repository,
             &scope,
-            &config,
-            manifest.config.size,
+            (&config, manifest.config.size),
+            quiet(),
         )
         .map_err(fail())?;
         let bytes = store.read(&config)?;
@@ -85,19 +86,29 @@ impl RemoteCache {
             store,
             self.name.repository(),
             &self.scope,
-            digest,
-            size,
+            (digest, size),
+            quiet(),
         )
         .map_err(failed("import", &self.name))
     }
 }
 
-/// Pushes `documents` (their layers are in `store`) and tags the manifest at `name`.
+/// Cache blobs fetched during steps are not reported: a step's events are its own.
+fn quiet() -> BlobReport<'static> {
+    BlobReport {
+        progress: &NullProgress,
+        target: "",
+    }
+}
+
+/// Pushes `documents` (their layers are in `store`) and tags the manifest at `name`,
+/// reporting the blobs' transfers to `progress`.
 pub(super) fn export(
     store: &ContentStore,
     documents: &Documents,
     name: &ImageName,
     registry: &RegistryConfig,
+    progress: &dyn Progress,
 ) -> Result<(), CacheShareError> {
     let fail = || failed("export", name);
     // The pusher reads every blob from the store: the layers are there already.
@@ -111,6 +122,7 @@ pub(super) fn export(
         OCI_MANIFEST,
         name,
         &PushOptions::default(),
+        progress,
     )
     .map_err(fail())
 }
