@@ -141,6 +141,8 @@ fn the_printed_image_id_works_in_every_image_command() {
         "save by short ID: {}",
         stderr(&save)
     );
+    // As docker save: nothing on standard error when it is not a terminal.
+    assert_eq!(stderr(&save), "", "save printed progress to a pipe");
     let tag = rbuild(&root, &["tag", &format!("sha256:{short}"), "idapp:two"]);
     assert_eq!(
         tag.status.code(),

@@ -9,7 +9,7 @@ use rbuild_core::ImageFormat;
 
 use super::pull::TransferProgressArgs;
 use super::store::StoreArgs;
-use crate::progress::Reporter;
+use crate::progress::{ProgressMode, Reporter};
 
 /// `rbuild save`.
 #[derive(Debug, clap::Args)]
@@ -57,7 +57,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
              standard output (rbuild save IMAGE > image.tar, rbuild save IMAGE | docker load)"
         );
     }
-    let reporter = Reporter::for_transfers(args.progress.mode());
+    // docker save prints nothing; so does rbuild save unless progress can be drawn on a
+    // terminal or was asked for.
+    let mode = match args.progress.mode() {
+        ProgressMode::Plain if args.progress.progress == ProgressMode::Auto => ProgressMode::Quiet,
+        mode => mode,
+    };
+    let reporter = Reporter::for_transfers(mode);
     let saved = rbuild_core::save_images(&store, &output, &images, args.format, &reporter);
     reporter.end();
     saved.with_context(|| {
