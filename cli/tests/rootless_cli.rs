@@ -592,3 +592,112 @@ fn opting_out_of_the_user_namespace() {
         assert!(text(&out).contains("RBUILD_SKIP_USERNS"), "{}", text(&out));
     });
 }
+
+/// A PAX record `"<len> key=value\n"`, its length counting itself.
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body = [b" ", key.as_bytes(), b"=", value, b"\n"].concat();
+    let mut len = body.len() + 1;
+    while len.to_string().len() + body.len() != len {
+        len += 1;
+    }
+    [len.to_string().as_bytes(), &body].concat()
+}
+
+/// Base images made by root (`rbuild build` and `import`, then `save`): `opq`, whose
+/// second layer replaces directory `/d` (an opaque whiteout over the first), and `xat`,
+/// whose layer gives files `trusted.*` and `user.*` extended attributes.
+fn images_root_made() -> PathBuf {
+    let archive = shared().join("root-made.tar");
+    if archive.exists() {
+        return archive;
+    }
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store = dir.path().join("store");
+    run_support::import(&store, &shared().join("busybox.tar"), "busybox:latest", &[]);
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).expect("a context");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:latest\n\
+         RUN mkdir /d && echo a > /d/old\n\
+         RUN rm -rf /d && mkdir /d && echo b > /d/new\n",
+    )
+    .expect("a Dockerfile");
+    run_support::success(
+        run_support::rbuild(&store)
+            .args(["build", "-q", "-t", "opq"])
+            .arg(&ctx),
+    );
+
+    let mut layer = tar::Builder::new(Vec::new());
+    for (name, key) in [
+        ("trusted-file", "trusted.rbuild-test"),
+        ("user-file", "user.rbuild-test"),
+    ] {
+        let records = pax_record(&format!("SCHILY.xattr.{key}"), b"1");
+        let mut pax = tar::Header::new_ustar();
+        pax.set_entry_type(tar::EntryType::XHeader);
+        pax.set_size(records.len() as u64);
+        pax.set_mode(0o644);
+        pax.set_uid(0);
+        pax.set_gid(0);
+        pax.set_mtime(0);
+        layer
+            .append_data(&mut pax, "PaxHeaders/x", records.as_slice())
+            .expect("a PAX header");
+        let mut header = tar::Header::new_ustar();
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_size(2);
+        header.set_mtime(1_700_000_000);
+        layer
+            .append_data(&mut header, name, &b"x\n"[..])
+            .expect("a file");
+    }
+    let rootfs = dir.path().join("xattrs.tar");
+    std::fs::write(&rootfs, layer.into_inner().expect("the layer")).expect("writing the layer");
+    run_support::import(&store, &rootfs, "xat", &[]);
+    run_support::success(
+        run_support::rbuild(&store)
+            .arg("save")
+            .arg("-o")
+            .arg(&archive)
+            .args(["opq", "xat"]),
+    );
+    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    archive
+}
+
+/// Layers that a user namespace unpacks other than root does: an opaque directory (the
+/// overlay of a user namespace reads `user.overlay.opaque`, and `trusted.*` may not be
+/// set there) and `trusted.*` xattrs of an image, left out as docker's and podman's
+/// appliers do in a user namespace. Before the fix both failed with EPERM.
+#[test]
+fn opaque_directories_and_trusted_xattrs_of_base_images_unpack_without_root() {
+    let archive = images_root_made();
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        home.ok(&["load", "-i", archive.to_str().expect("UTF-8 path")]);
+        let ctx = home.context(
+            "ctx",
+            &[(
+                "Dockerfile",
+                "FROM opq\n\
+                 COPY --from=xat /user-file /trusted-file /x/\n\
+                 RUN ls /d > /listing\n",
+            )],
+        );
+        home.ok(&[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "seen",
+            ctx.to_str().expect("UTF-8"),
+        ]);
+        assert_eq!(home.ok(&["run", "seen", "cat", "/listing"]), "new\n");
+        assert_eq!(home.ok(&["run", "seen", "cat", "/x/user-file"]), "x\n");
+    });
+}
