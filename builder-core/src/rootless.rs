@@ -150,8 +150,8 @@ pub fn enter_user_namespace() -> Result<UserNamespace, RootlessError> {
     }
     let gid = rustix::process::getegid().as_raw();
     let name = host_user_name(uid);
-    let uid_ranges = ranges(uid, name.as_deref(), "/etc/subuid");
-    let gid_ranges = ranges(gid, name.as_deref(), "/etc/subgid");
+    let uid_ranges = ranges(uid, uid, name.as_deref(), "/etc/subuid");
+    let gid_ranges = ranges(gid, uid, name.as_deref(), "/etc/subgid");
     let subordinate_ids =
         IdMapping::detect() == IdMapping::Helpers && (uid_ranges.len() > 1 || gid_ranges.len() > 1);
     if subordinate_ids {
