@@ -133,6 +133,16 @@ pub fn entered() -> bool {
     std::env::var_os(ENTERED_ENV).is_some() && Privilege::current() == Privilege::NamespaceRoot
 }
 
+/// The caller's uid on the host: the one [`enter_user_namespace`] was called with (see
+/// [`ENTERED_ENV`]) once it entered, else the effective uid.
+pub(crate) fn caller_uid() -> u32 {
+    std::env::var(ENTERED_ENV)
+        .ok()
+        .filter(|_| entered())
+        .and_then(|uid| uid.parse().ok())
+        .unwrap_or_else(|| rustix::process::geteuid().as_raw())
+}
+
 /// Makes an unprivileged process root of a new user namespace (and of a new mount
 /// namespace), with the caller's id as 0 and its subordinate ids as 1 and up, as
 /// described in the [module documentation](self); does nothing as root or when

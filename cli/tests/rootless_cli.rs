@@ -701,3 +701,54 @@ fn opaque_directories_and_trusted_xattrs_of_base_images_unpack_without_root() {
         assert_eq!(home.ok(&["run", "seen", "cat", "/x/user-file"]), "x\n");
     });
 }
+
+/// Where the default store goes when the environment is odd: a relative XDG_DATA_HOME
+/// is ignored (the XDG base directory specification says so) and an unset or relative
+/// HOME gives way to the user's home in /etc/passwd; before, the store went under the
+/// working directory, or was sought in `/.local/share`.
+#[test]
+fn the_default_store_ignores_relative_or_missing_homes() {
+    for_each_user(|user| {
+        let home = Home::new(user);
+        let tar = shared().join("busybox.tar");
+        let tar = tar.to_str().expect("UTF-8 path");
+        let mut relative = home.rbuild();
+        relative
+            .env("XDG_DATA_HOME", "data")
+            .args(["import", tar, "busybox:latest"]);
+        let out = relative.output().expect("running rbuild");
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(
+            home.path().join(".local/share/rbuild/index.json").is_file(),
+            "the store is not in $HOME/.local/share/rbuild"
+        );
+        assert!(
+            !home.path().join("data").exists(),
+            "a store under the working directory"
+        );
+
+        let passwd_home = std::fs::read_to_string("/etc/passwd")
+            .expect("reading /etc/passwd")
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 5 && f[0] == user.name).then(|| f[5].to_owned())
+            })
+            .expect("the user's passwd line");
+        for home_var in [None, Some("relative")] {
+            let mut cmd = home.rbuild();
+            cmd.env_remove("HOME").arg("images");
+            if let Some(value) = home_var {
+                cmd.env("HOME", value);
+            }
+            let out = cmd.output().expect("running rbuild");
+            let said = text(&out);
+            // The passwd home may not exist (nobody's /nonexistent): then the error names it.
+            assert!(
+                out.status.success() || said.contains(&format!("{passwd_home}/.local")),
+                "HOME={home_var:?}: not the passwd home {passwd_home}: {said}"
+            );
+            assert!(!said.contains(" /.local"), "HOME={home_var:?}: {said}");
+        }
+    });
+}
