@@ -752,3 +752,60 @@ fn the_default_store_ignores_relative_or_missing_homes() {
         }
     });
 }
+
+/// `-o type=local` writes a tree the caller owns, as BuildKit's client does for a user:
+/// before, files of other ids inside were written as the caller's subordinate ids, which
+/// the caller cannot even remove outside rbuild.
+#[test]
+fn a_local_export_belongs_to_the_caller() {
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        let chown = if user.ranges {
+            " && chown -R 1000:1000 /out"
+        } else {
+            ""
+        };
+        let ctx = home.context(
+            "ctx",
+            &[(
+                "Dockerfile",
+                &format!("FROM busybox:latest\nRUN mkdir -p /out/d && touch /out/d/f{chown}\n"),
+            )],
+        );
+        let dest = home.path().join("exported");
+        home.ok(&[
+            "build",
+            "-q",
+            "-o",
+            &format!("type=local,dest={}", dest.display()),
+            ctx.to_str().expect("UTF-8"),
+        ]);
+        for entry in walkdir::WalkDir::new(&dest) {
+            let entry = entry.expect("walking the export");
+            let meta = std::fs::symlink_metadata(entry.path()).expect("an exported entry");
+            assert_eq!(
+                (
+                    std::os::unix::fs::MetadataExt::uid(&meta),
+                    std::os::unix::fs::MetadataExt::gid(&meta)
+                ),
+                (user.uid, user.gid),
+                "{} is not the caller's",
+                entry.path().display()
+            );
+        }
+        let removed = Command::new(SETPRIV)
+            .args([
+                format!("--reuid={}", user.uid),
+                format!("--regid={}", user.gid),
+                "--clear-groups".to_owned(),
+                "--".to_owned(),
+                "rm".to_owned(),
+                "-rf".to_owned(),
+            ])
+            .arg(&dest)
+            .output()
+            .expect("running rm");
+        assert!(removed.status.success(), "{}", text(&removed));
+    });
+}

@@ -282,6 +282,19 @@ impl Applier {
         }
     }
 
+    /// Whether entries get the owners their layer gives them. Root of the host keeps
+    /// them everywhere; root of a user namespace inside the store only: a tree exported
+    /// onto the host (`-o type=local`) for an unprivileged caller is the caller's, as
+    /// BuildKit's client writes it, not its subordinate ids', which the caller could not
+    /// even delete outside the namespace.
+    fn keeps_owners(&self) -> bool {
+        match self.privilege {
+            Privilege::HostRoot => true,
+            Privilege::NamespaceRoot => self.mode != ApplyMode::HostExport,
+            _ => false,
+        }
+    }
+
     /// Opens directory `rel` beneath the root if it exists.
     fn open_existing_dir(&self, entry: &str, rel: &Path) -> Result<Option<OwnedFd>, LayerError> {
         let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
@@ -346,7 +359,7 @@ impl Applier {
             return Ok(());
         };
         let st = rustix::fs::fstat(&lower)?;
-        if self.privilege.is_root() {
+        if self.keeps_owners() {
             let owned = rustix::fs::fchown(
                 dir,
                 Some(rustix::fs::Uid::from_raw(st.st_uid)),
@@ -530,7 +543,7 @@ impl Applier {
         self.written.insert(rel.clone());
 
         let is_symlink = kind == EntryType::Symlink;
-        if self.privilege.is_root() {
+        if self.keeps_owners() {
             let uid = header.uid().map_err(apply_err)? as u32;
             let gid = header.gid().map_err(apply_err)? as u32;
             let owned = rustix::fs::chownat(
