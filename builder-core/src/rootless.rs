@@ -19,7 +19,8 @@
 //!
 //! Files the process writes to the store are owned, on the host, by the caller and its
 //! subordinate ids: remove a store from outside rbuild with
-//! `rbuild --root STORE system prune -a` or inside `unshare --map-root-user --map-auto`.
+//! `rbuild --root STORE system prune -a --cache-mounts` (after which what is left is the
+//! caller's own) or inside `unshare --map-root-user --map-auto`.
 //!
 //! Unlike buildah (whose Go runtime has threads before `main`, so it re-executes itself
 //! in a child made with `CLONE_NEWUSER` and forwards signals to it), a Rust program can

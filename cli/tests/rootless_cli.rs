@@ -809,3 +809,46 @@ fn a_local_export_belongs_to_the_caller() {
         assert!(removed.status.success(), "{}", text(&removed));
     });
 }
+
+/// What the README and rbuild_core::rootless promise: after `system prune -a
+/// --cache-mounts` every file left in the store is the caller's own, so a plain `rm -rf`
+/// of the user removes it, even after steps wrote files of other ids (layers, a cache
+/// mount, a killed build's scratch) and made directories unreadable.
+#[test]
+fn after_prune_all_the_store_is_the_callers_to_remove() {
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        let chown = if user.ranges {
+            " && chown -R 1000:1000 /d /c/d"
+        } else {
+            ""
+        };
+        let ctx = home.context(
+            "ctx",
+            &[(
+                "Dockerfile",
+                &format!(
+                    "FROM busybox:latest\n\
+                     RUN --mount=type=cache,target=/c mkdir -p /d/e /c/d && touch /d/e/f \
+                     /c/d/f{chown} && chmod 000 /d/e /c/d\n"
+                ),
+            )],
+        );
+        home.ok(&["build", "-q", "-t", "made", ctx.to_str().expect("UTF-8")]);
+        home.ok(&["system", "prune", "-a", "--cache-mounts", "-f"]);
+        let removed = Command::new(SETPRIV)
+            .args([
+                format!("--reuid={}", user.uid),
+                format!("--regid={}", user.gid),
+                "--clear-groups".to_owned(),
+                "--".to_owned(),
+                "rm".to_owned(),
+                "-rf".to_owned(),
+            ])
+            .arg(home.store())
+            .output()
+            .expect("running rm");
+        assert!(removed.status.success(), "{}", text(&removed));
+    });
+}
