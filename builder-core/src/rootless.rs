@@ -19,7 +19,8 @@
 //!
 //! Files the process writes to the store are owned, on the host, by the caller and its
 //! subordinate ids: remove a store from outside rbuild with
-//! `rbuild --root STORE system prune -a` or inside `unshare --map-root-user --map-auto`.
+//! `rbuild --root STORE system prune -a --cache-mounts` (after which what is left is the
+//! caller's own) or inside `unshare --map-root-user --map-auto`.
 //!
 //! Unlike buildah (whose Go runtime has threads before `main`, so it re-executes itself
 //! in a child made with `CLONE_NEWUSER` and forwards signals to it), a Rust program can
@@ -133,6 +134,16 @@ pub fn entered() -> bool {
     std::env::var_os(ENTERED_ENV).is_some() && Privilege::current() == Privilege::NamespaceRoot
 }
 
+/// The caller's uid on the host: the one [`enter_user_namespace`] was called with (see
+/// [`ENTERED_ENV`]) once it entered, else the effective uid.
+pub(crate) fn caller_uid() -> u32 {
+    std::env::var(ENTERED_ENV)
+        .ok()
+        .filter(|_| entered())
+        .and_then(|uid| uid.parse().ok())
+        .unwrap_or_else(|| rustix::process::geteuid().as_raw())
+}
+
 /// Makes an unprivileged process root of a new user namespace (and of a new mount
 /// namespace), with the caller's id as 0 and its subordinate ids as 1 and up, as
 /// described in the [module documentation](self); does nothing as root or when
@@ -150,8 +161,8 @@ pub fn enter_user_namespace() -> Result<UserNamespace, RootlessError> {
     }
     let gid = rustix::process::getegid().as_raw();
     let name = host_user_name(uid);
-    let uid_ranges = ranges(uid, name.as_deref(), "/etc/subuid");
-    let gid_ranges = ranges(gid, name.as_deref(), "/etc/subgid");
+    let uid_ranges = ranges(uid, uid, name.as_deref(), "/etc/subuid");
+    let gid_ranges = ranges(gid, uid, name.as_deref(), "/etc/subgid");
     let subordinate_ids =
         IdMapping::detect() == IdMapping::Helpers && (uid_ranges.len() > 1 || gid_ranges.len() > 1);
     if subordinate_ids {

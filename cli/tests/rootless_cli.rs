@@ -592,3 +592,263 @@ fn opting_out_of_the_user_namespace() {
         assert!(text(&out).contains("RBUILD_SKIP_USERNS"), "{}", text(&out));
     });
 }
+
+/// A PAX record `"<len> key=value\n"`, its length counting itself.
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body = [b" ", key.as_bytes(), b"=", value, b"\n"].concat();
+    let mut len = body.len() + 1;
+    while len.to_string().len() + body.len() != len {
+        len += 1;
+    }
+    [len.to_string().as_bytes(), &body].concat()
+}
+
+/// Base images made by root (`rbuild build` and `import`, then `save`): `opq`, whose
+/// second layer replaces directory `/d` (an opaque whiteout over the first), and `xat`,
+/// whose layer gives files `trusted.*` and `user.*` extended attributes.
+fn images_root_made() -> PathBuf {
+    let archive = shared().join("root-made.tar");
+    if archive.exists() {
+        return archive;
+    }
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store = dir.path().join("store");
+    run_support::import(&store, &shared().join("busybox.tar"), "busybox:latest", &[]);
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).expect("a context");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:latest\n\
+         RUN mkdir /d && echo a > /d/old\n\
+         RUN rm -rf /d && mkdir /d && echo b > /d/new\n",
+    )
+    .expect("a Dockerfile");
+    run_support::success(
+        run_support::rbuild(&store)
+            .args(["build", "-q", "-t", "opq"])
+            .arg(&ctx),
+    );
+
+    let mut layer = tar::Builder::new(Vec::new());
+    for (name, key) in [
+        ("trusted-file", "trusted.rbuild-test"),
+        ("user-file", "user.rbuild-test"),
+    ] {
+        let records = pax_record(&format!("SCHILY.xattr.{key}"), b"1");
+        let mut pax = tar::Header::new_ustar();
+        pax.set_entry_type(tar::EntryType::XHeader);
+        pax.set_size(records.len() as u64);
+        pax.set_mode(0o644);
+        pax.set_uid(0);
+        pax.set_gid(0);
+        pax.set_mtime(0);
+        layer
+            .append_data(&mut pax, "PaxHeaders/x", records.as_slice())
+            .expect("a PAX header");
+        let mut header = tar::Header::new_ustar();
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_size(2);
+        header.set_mtime(1_700_000_000);
+        layer
+            .append_data(&mut header, name, &b"x\n"[..])
+            .expect("a file");
+    }
+    let rootfs = dir.path().join("xattrs.tar");
+    std::fs::write(&rootfs, layer.into_inner().expect("the layer")).expect("writing the layer");
+    run_support::import(&store, &rootfs, "xat", &[]);
+    run_support::success(
+        run_support::rbuild(&store)
+            .arg("save")
+            .arg("-o")
+            .arg(&archive)
+            .args(["opq", "xat"]),
+    );
+    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    archive
+}
+
+/// Layers that a user namespace unpacks other than root does: an opaque directory (the
+/// overlay of a user namespace reads `user.overlay.opaque`, and `trusted.*` may not be
+/// set there) and `trusted.*` xattrs of an image, left out as docker's and podman's
+/// appliers do in a user namespace. Before the fix both failed with EPERM.
+#[test]
+fn opaque_directories_and_trusted_xattrs_of_base_images_unpack_without_root() {
+    let archive = images_root_made();
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        home.ok(&["load", "-i", archive.to_str().expect("UTF-8 path")]);
+        let ctx = home.context(
+            "ctx",
+            &[(
+                "Dockerfile",
+                "FROM opq\n\
+                 COPY --from=xat /user-file /trusted-file /x/\n\
+                 RUN ls /d > /listing\n",
+            )],
+        );
+        home.ok(&[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "seen",
+            ctx.to_str().expect("UTF-8"),
+        ]);
+        assert_eq!(home.ok(&["run", "seen", "cat", "/listing"]), "new\n");
+        assert_eq!(home.ok(&["run", "seen", "cat", "/x/user-file"]), "x\n");
+    });
+}
+
+/// Where the default store goes when the environment is odd: a relative XDG_DATA_HOME
+/// is ignored (the XDG base directory specification says so) and an unset or relative
+/// HOME gives way to the user's home in /etc/passwd; before, the store went under the
+/// working directory, or was sought in `/.local/share`.
+#[test]
+fn the_default_store_ignores_relative_or_missing_homes() {
+    for_each_user(|user| {
+        let home = Home::new(user);
+        let tar = shared().join("busybox.tar");
+        let tar = tar.to_str().expect("UTF-8 path");
+        let mut relative = home.rbuild();
+        relative
+            .env("XDG_DATA_HOME", "data")
+            .args(["import", tar, "busybox:latest"]);
+        let out = relative.output().expect("running rbuild");
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(
+            home.path().join(".local/share/rbuild/index.json").is_file(),
+            "the store is not in $HOME/.local/share/rbuild"
+        );
+        assert!(
+            !home.path().join("data").exists(),
+            "a store under the working directory"
+        );
+
+        let passwd_home = std::fs::read_to_string("/etc/passwd")
+            .expect("reading /etc/passwd")
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 5 && f[0] == user.name).then(|| f[5].to_owned())
+            })
+            .expect("the user's passwd line");
+        for home_var in [None, Some("relative")] {
+            let mut cmd = home.rbuild();
+            cmd.env_remove("HOME").arg("images");
+            if let Some(value) = home_var {
+                cmd.env("HOME", value);
+            }
+            let out = cmd.output().expect("running rbuild");
+            let said = text(&out);
+            // The passwd home may not exist (nobody's /nonexistent): then the error names it.
+            assert!(
+                out.status.success() || said.contains(&format!("{passwd_home}/.local")),
+                "HOME={home_var:?}: not the passwd home {passwd_home}: {said}"
+            );
+            assert!(!said.contains(" /.local"), "HOME={home_var:?}: {said}");
+        }
+    });
+}
+
+/// `-o type=local` writes a tree the caller owns, as BuildKit's client does for a user:
+/// before, files of other ids inside were written as the caller's subordinate ids, which
+/// the caller cannot even remove outside rbuild.
+#[test]
+fn a_local_export_belongs_to_the_caller() {
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        let chown = if user.ranges {
+            " && chown -R 1000:1000 /out"
+        } else {
+            ""
+        };
+        let ctx = home.context(
+            "ctx",
+            &[(
+                "Dockerfile",
+                &format!("FROM busybox:latest\nRUN mkdir -p /out/d && touch /out/d/f{chown}\n"),
+            )],
+        );
+        let dest = home.path().join("exported");
+        home.ok(&[
+            "build",
+            "-q",
+            "-o",
+            &format!("type=local,dest={}", dest.display()),
+            ctx.to_str().expect("UTF-8"),
+        ]);
+        for entry in walkdir::WalkDir::new(&dest) {
+            let entry = entry.expect("walking the export");
+            let meta = std::fs::symlink_metadata(entry.path()).expect("an exported entry");
+            assert_eq!(
+                (
+                    std::os::unix::fs::MetadataExt::uid(&meta),
+                    std::os::unix::fs::MetadataExt::gid(&meta)
+                ),
+                (user.uid, user.gid),
+                "{} is not the caller's",
+                entry.path().display()
+            );
+        }
+        let removed = Command::new(SETPRIV)
+            .args([
+                format!("--reuid={}", user.uid),
+                format!("--regid={}", user.gid),
+                "--clear-groups".to_owned(),
+                "--".to_owned(),
+                "rm".to_owned(),
+                "-rf".to_owned(),
+            ])
+            .arg(&dest)
+            .output()
+            .expect("running rm");
+        assert!(removed.status.success(), "{}", text(&removed));
+    });
+}
+
+/// What the README and rbuild_core::rootless promise: after `system prune -a
+/// --cache-mounts` every file left in the store is the caller's own, so a plain `rm -rf`
+/// of the user removes it, even after steps wrote files of other ids (layers, a cache
+/// mount, a killed build's scratch) and made directories unreadable.
+#[test]
+fn after_prune_all_the_store_is_the_callers_to_remove() {
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        let chown = if user.ranges {
+            " && chown -R 1000:1000 /d /c/d"
+        } else {
+            ""
+        };
+        let ctx = home.context(
+            "ctx",
+            &[(
+                "Dockerfile",
+                &format!(
+                    "FROM busybox:latest\n\
+                     RUN --mount=type=cache,target=/c mkdir -p /d/e /c/d && touch /d/e/f \
+                     /c/d/f{chown} && chmod 000 /d/e /c/d\n"
+                ),
+            )],
+        );
+        home.ok(&["build", "-q", "-t", "made", ctx.to_str().expect("UTF-8")]);
+        home.ok(&["system", "prune", "-a", "--cache-mounts", "-f"]);
+        let removed = Command::new(SETPRIV)
+            .args([
+                format!("--reuid={}", user.uid),
+                format!("--regid={}", user.gid),
+                "--clear-groups".to_owned(),
+                "--".to_owned(),
+                "rm".to_owned(),
+                "-rf".to_owned(),
+            ])
+            .arg(home.store())
+            .output()
+            .expect("running rm");
+        assert!(removed.status.success(), "{}", text(&removed));
+    });
+}

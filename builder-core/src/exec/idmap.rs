@@ -8,7 +8,7 @@
 
 use std::ffi::c_char;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The setuid helpers of the shadow suite (Debian package uidmap).
 pub const NEWUIDMAP: &str = "/usr/bin/newuidmap";
@@ -37,23 +37,70 @@ impl IdMapping {
     }
 }
 
-/// `(inside, outside, count)` ranges: `id` to 0, then the subordinate range from 1.
-pub(crate) fn ranges(id: u32, name: Option<&str>, subid_file: &str) -> Vec<(u32, u32, u32)> {
-    let mut out = vec![(0, id, 1)];
+/// The most lines a user namespace's id map may have (the kernel's
+/// `UID_GID_MAP_MAX_EXTENTS`).
+const MAX_MAP_LINES: usize = 340;
+
+/// `(inside, outside, count)` ranges: `own` (the caller's uid, or its gid for the group
+/// map) to 0, then every range that `subid_file` (/etc/subuid or /etc/subgid) gives the
+/// user, from 1 on, in file order.
+///
+/// Both files name the user, never a group: a line is the caller's when its first field
+/// is its login `name` or its uid `owner` in decimal, as newuidmap and newgidmap look
+/// them up. Lines the kernel would refuse are mended rather than passed on to fail the
+/// whole map: malformed lines and empty ranges are skipped; ids already mapped (the own
+/// id inside a range, a range listed twice or overlapping another) are left out of the
+/// later range; a range running past the last id is cut; beyond the kernel's 340 lines
+/// the rest is dropped.
+pub(crate) fn ranges(
+    own: u32,
+    owner: u32,
+    name: Option<&str>,
+    subid_file: &str,
+) -> Vec<(u32, u32, u32)> {
+    // Ids are u32 and an extent must end at or before u32::MAX (the kernel refuses one
+    // whose first + count wraps): half-open u64 intervals make that plain.
+    const END: u64 = u32::MAX as u64;
+    let mut out = vec![(0, own, 1)];
+    let mut taken: Vec<(u64, u64)> = vec![(u64::from(own), u64::from(own) + 1)];
+    let mut inside: u64 = 1;
     let text = fs::read_to_string(subid_file).unwrap_or_default();
+    let owner = owner.to_string();
     for line in text.lines() {
         let fields: Vec<&str> = line.split(':').collect();
-        if fields.len() != 3 {
+        let [user, start, count] = fields[..] else {
+            continue;
+        };
+        if user != owner && Some(user) != name {
             continue;
         }
-        let owner_matches = fields[0] == id.to_string() || Some(fields[0]) == name;
-        if let (true, Ok(start), Ok(count)) = (
-            owner_matches,
-            fields[1].parse::<u32>(),
-            fields[2].parse::<u32>(),
-        ) {
-            out.push((1, start, count));
-            break;
+        let (Ok(start), Ok(count)) = (start.parse::<u32>(), count.parse::<u32>()) else {
+            continue;
+        };
+        let start = u64::from(start);
+        let mut pieces = vec![(start, (start + u64::from(count)).min(END))];
+        for &(t_start, t_end) in &taken {
+            pieces = pieces
+                .into_iter()
+                .flat_map(|(s, e)| {
+                    if e <= t_start || t_end <= s {
+                        vec![(s, e)]
+                    } else {
+                        vec![(s, t_start.max(s)), (t_end.min(e), e)]
+                    }
+                })
+                .filter(|(s, e)| s < e)
+                .collect();
+        }
+        for (s, e) in pieces {
+            let len = (e - s).min(END - inside);
+            if len == 0 || out.len() == MAX_MAP_LINES {
+                return out;
+            }
+            // Both fit in u32: s < e <= END, inside + len <= END.
+            out.push((inside as u32, s as u32, len as u32));
+            taken.push((s, s + len));
+            inside += len;
         }
     }
     out
@@ -65,6 +112,17 @@ pub(crate) fn host_user_name(uid: u32) -> Option<String> {
     passwd.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(':').collect();
         (fields.len() > 2 && fields[2] == uid.to_string()).then(|| fields[0].to_owned())
+    })
+}
+
+/// The home directory of user `uid` in the host's /etc/passwd, when absolute.
+pub(crate) fn host_home(uid: u32) -> Option<PathBuf> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() > 5 && fields[2] == uid.to_string())
+            .then(|| PathBuf::from(fields[5]))
+            .filter(|home| home.is_absolute())
     })
 }
 
@@ -161,15 +219,71 @@ pub(crate) struct IdMapCalls {
 mod tests {
     use super::*;
 
+    fn ranges_in(own: u32, owner: u32, name: &str, file: &str) -> Vec<(u32, u32, u32)> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("subid");
+        fs::write(&path, file).unwrap();
+        ranges(own, owner, Some(name), path.to_str().unwrap())
+    }
+
     #[test]
     fn subordinate_ranges_follow_the_own_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("subuid");
-        fs::write(&file, "other:100000:65536\nbuilder:200000:65536\n").unwrap();
-        let got = ranges(1000, Some("builder"), file.to_str().unwrap());
-        assert_eq!(got, vec![(0, 1000, 1), (1, 200000, 65536)]);
-        let got = ranges(1001, Some("nobody-here"), file.to_str().unwrap());
-        assert_eq!(got, vec![(0, 1001, 1)]);
+        let file = "other:100000:65536\nbuilder:200000:65536\n";
+        assert_eq!(
+            ranges_in(1000, 1000, "builder", file),
+            vec![(0, 1000, 1), (1, 200000, 65536)]
+        );
+        assert_eq!(
+            ranges_in(1001, 1001, "nobody-here", file),
+            vec![(0, 1001, 1)]
+        );
+    }
+
+    /// /etc/subgid names the user (by login or uid), never its group: a gid that equals
+    /// another user's uid must not take that user's range, and the user's own numeric line
+    /// counts when its gid differs from its uid.
+    #[test]
+    fn subordinate_groups_are_looked_up_by_the_user() {
+        let file = "100:500000:65536\n1001:600000:65536\n";
+        assert_eq!(
+            ranges_in(100, 1001, "bob", file),
+            vec![(0, 100, 1), (1, 600000, 65536)]
+        );
+    }
+
+    /// Every range of the user is mapped, one after the other inside, and what the kernel
+    /// would refuse (overlaps, the own id, wrap-around, empty or malformed lines) is
+    /// mended or skipped instead of failing the whole map.
+    #[test]
+    fn odd_subid_files_give_maps_the_kernel_accepts() {
+        let file = "builder:200000:10\n\
+                    # a comment\n\
+                    builder:abc:10\n\
+                    builder:300000:0\n\
+                    builder:200005:10\n\
+                    builder:999:3\n\
+                    builder: 1:2\n\
+                    builder:4294967290:100\n";
+        assert_eq!(
+            ranges_in(1000, 1000, "builder", file),
+            vec![
+                (0, 1000, 1),
+                (1, 200000, 10),
+                (11, 200010, 5),
+                (16, 999, 1),
+                (17, 1001, 1),
+                (18, 4294967290, 5),
+            ]
+        );
+        let huge = "builder:100000:4294967295\n";
+        assert_eq!(
+            ranges_in(1000, 1000, "builder", huge),
+            vec![(0, 1000, 1), (1, 100000, 4294867295)]
+        );
+        let lines: String = (0..400)
+            .map(|i| format!("builder:{}:1\n", 100000 + 2 * i))
+            .collect();
+        assert_eq!(ranges_in(1000, 1000, "builder", &lines).len(), 340);
     }
 
     #[test]

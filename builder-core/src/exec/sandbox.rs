@@ -608,8 +608,8 @@ fn spawn_and_wait(
             },
         );
         id_map = Some(IdMapCalls {
-            uid: HelperCall::new(NEWUIDMAP, &ranges(uid, name.as_deref(), "/etc/subuid")),
-            gid: HelperCall::new(NEWGIDMAP, &ranges(gid, name.as_deref(), "/etc/subgid")),
+            uid: HelperCall::new(NEWUIDMAP, &ranges(uid, uid, name.as_deref(), "/etc/subuid")),
+            gid: HelperCall::new(NEWGIDMAP, &ranges(gid, uid, name.as_deref(), "/etc/subgid")),
             release_fd: write.as_raw_fd(),
         });
         _release = Some((read, write));

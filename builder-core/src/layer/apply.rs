@@ -44,7 +44,8 @@ pub enum ApplyMode {
     /// layers below put there.
     Merged,
     /// Unpack one layer alone so it can serve as an overlay lower dir: a whiteout becomes
-    /// a 0:0 character device and an opaque whiteout the `trusted.overlay.opaque=y` xattr.
+    /// a 0:0 character device and an opaque whiteout the `trusted.overlay.opaque=y` xattr
+    /// (`user.overlay.opaque=y` unless root of the host, for an overlay with `userxattr`).
     OverlayLower,
     /// As [`ApplyMode::Merged`], for a root file system written onto the host
     /// (`-o type=local`): device nodes are never made (they are listed in
@@ -265,6 +266,35 @@ impl Applier {
         }
     }
 
+    /// The result of giving an entry an extended attribute of its layer: one this process
+    /// may not set (`trusted.*` outside the host's root, EPERM; or a file system without
+    /// xattrs, ENOTSUP, when not root of the host) is left out, as docker's and
+    /// containers/storage's appliers do in a user namespace; anything else fails.
+    fn unsettable_xattr_ok(&self, set: io::Result<()>) -> io::Result<()> {
+        match set {
+            Err(e)
+                if !self.privilege.is_host_root()
+                    && matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOTSUP)) =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Whether entries get the owners their layer gives them. Root of the host keeps
+    /// them everywhere; root of a user namespace inside the store only: a tree exported
+    /// onto the host (`-o type=local`) for an unprivileged caller is the caller's, as
+    /// BuildKit's client writes it, not its subordinate ids', which the caller could not
+    /// even delete outside the namespace.
+    fn keeps_owners(&self) -> bool {
+        match self.privilege {
+            Privilege::HostRoot => true,
+            Privilege::NamespaceRoot => self.mode != ApplyMode::HostExport,
+            _ => false,
+        }
+    }
+
     /// Opens directory `rel` beneath the root if it exists.
     fn open_existing_dir(&self, entry: &str, rel: &Path) -> Result<Option<OwnedFd>, LayerError> {
         let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
@@ -329,7 +359,7 @@ impl Applier {
             return Ok(());
         };
         let st = rustix::fs::fstat(&lower)?;
-        if self.privilege.is_root() {
+        if self.keeps_owners() {
             let owned = rustix::fs::fchown(
                 dir,
                 Some(rustix::fs::Uid::from_raw(st.st_uid)),
@@ -349,7 +379,7 @@ impl Applier {
             };
             match made.set_xattr(&key, &value) {
                 Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {}
-                other => other?,
+                other => self.unsettable_xattr_ok(other)?,
             }
         }
         let mtime = Timespec {
@@ -513,7 +543,7 @@ impl Applier {
         self.written.insert(rel.clone());
 
         let is_symlink = kind == EntryType::Symlink;
-        if self.privilege.is_root() {
+        if self.keeps_owners() {
             let uid = header.uid().map_err(apply_err)? as u32;
             let gid = header.gid().map_err(apply_err)? as u32;
             let owned = rustix::fs::chownat(
@@ -539,13 +569,14 @@ impl Applier {
                 if is_overlay_xattr(key) {
                     continue;
                 }
-                rustix::fs::lsetxattr(
+                let set = rustix::fs::lsetxattr(
                     proc_path(&dir, fname),
                     key,
                     ext.value_bytes(),
                     rustix::fs::XattrFlags::empty(),
-                )
-                .map_err(|e| apply_err(e.into()))?;
+                );
+                self.unsettable_xattr_ok(set.map_err(Into::into))
+                    .map_err(apply_err)?;
             }
         }
         let mtime = header.mtime().map_err(apply_err)?;
@@ -580,18 +611,21 @@ impl Applier {
                 }
             }
             ApplyMode::OverlayLower => {
+                // The marker the overlay snapshotter's mount reads: it runs with
+                // `userxattr` unless root of the host, and a user namespace may not set
+                // `trusted.*` at all.
+                let opaque = if self.privilege.is_host_root() {
+                    OVERLAY_OPAQUE_XATTR
+                } else {
+                    OVERLAY_OPAQUE_USER_XATTR
+                };
                 for (entry, dir) in std::mem::take(&mut self.opaques) {
                     let fd = self.open_dir(&entry, &dir)?;
-                    rustix::fs::fsetxattr(
-                        &fd,
-                        OVERLAY_OPAQUE_XATTR,
-                        b"y",
-                        rustix::fs::XattrFlags::empty(),
-                    )
-                    .map_err(|e| LayerError::Apply {
-                        entry,
-                        source: e.into(),
-                    })?;
+                    rustix::fs::fsetxattr(&fd, opaque, b"y", rustix::fs::XattrFlags::empty())
+                        .map_err(|e| LayerError::Apply {
+                            entry,
+                            source: e.into(),
+                        })?;
                 }
             }
         }

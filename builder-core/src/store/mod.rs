@@ -110,6 +110,10 @@ pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error
 /// An unprivileged caller stays one in the user namespace
 /// [`enter_user_namespace`](crate::rootless::enter_user_namespace) makes: its store is
 /// in its home.
+///
+/// As the XDG base directory specification says, a relative `XDG_DATA_HOME` is ignored;
+/// a `HOME` that is unset, empty or relative gives way to the caller's home in
+/// /etc/passwd (a store under `/` or the working directory is never meant).
 pub fn default_root() -> PathBuf {
     if let Some(root) = std::env::var_os(ROOT_ENV).filter(|r| !r.is_empty()) {
         return PathBuf::from(root);
@@ -117,11 +121,18 @@ pub fn default_root() -> PathBuf {
     if Privilege::current().is_root() && !crate::rootless::entered() {
         return PathBuf::from("/var/lib/rbuild");
     }
-    if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(data).join("rbuild");
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    if let Some(data) = absolute("XDG_DATA_HOME") {
+        return data.join("rbuild");
     }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
-    PathBuf::from(home).join(".local/share/rbuild")
+    let home = absolute("HOME")
+        .or_else(|| crate::exec::idmap::host_home(crate::rootless::caller_uid()))
+        .unwrap_or_else(|| PathBuf::from("/"));
+    home.join(".local/share/rbuild")
 }
 
 /// An OCI image layout used as rbuild's content store.
