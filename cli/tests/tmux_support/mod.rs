@@ -60,6 +60,19 @@ impl Tmux {
         String::from_utf8(output.stdout).expect("the pane is UTF-8")
     }
 
+    /// The pane's text with everything that scrolled off above it. Not every test that
+    /// shares this module needs the history.
+    #[allow(dead_code)]
+    pub fn capture_history(&self) -> String {
+        let output = self
+            .command()
+            .args(["capture-pane", "-p", "-S", "-", "-t", "t"])
+            .output()
+            .expect("running tmux capture-pane");
+        assert!(output.status.success(), "capture-pane failed: {output:?}");
+        String::from_utf8(output.stdout).expect("the pane is UTF-8")
+    }
+
     /// Types `text` into the pane, then Enter. Not every test that shares this module
     /// types.
     #[allow(dead_code)]
