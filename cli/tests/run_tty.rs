@@ -64,3 +64,46 @@ fn run_it_gives_a_shell_its_own_terminal_and_gives_the_callers_back() {
         "the terminal's mode changed:\n{end}"
     );
 }
+
+/// A paste far bigger than a terminal holds, into a command that never reads it: rbuild
+/// still ends when the command does (input that cannot be delivered is dropped, not
+/// waited for), with its exit code, and gives the terminal back as it was.
+#[test]
+fn run_it_ends_with_its_command_when_a_huge_paste_is_never_read() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    import(dir.path(), &fixture("busybox"), "sleeper", &[]);
+    let rbuild = env!("CARGO_BIN_EXE_rbuild");
+    let command = format!(
+        "stty -a | grep -o ' icanon\\| echo ' | tr -d ' \\n'; echo ' BEFORE'; \
+         {rbuild} --root {} run -it sleeper sh -c 'echo STARTED; sleep 3; exit 4'; code=$?; \
+         echo; echo EXIT=$code; \
+         stty -a | grep -o ' icanon\\| echo ' | tr -d ' \\n'; echo ' AFTER'; sleep 600",
+        dir.path().display()
+    );
+    let tmux = Tmux::start(
+        "rbuild run -it with a huge paste",
+        &command,
+        100,
+        30,
+        PATIENCE,
+    );
+    let before = tmux.wait_for("the terminal's mode before", |s| s.contains(" BEFORE"));
+    let mode = before
+        .lines()
+        .find(|l| l.ends_with(" BEFORE"))
+        .unwrap()
+        .to_owned();
+    tmux.wait_for("the command's start", |s| s.contains("STARTED"));
+    // 300 kB of lines: more than the container's terminal and the kernel's buffers take.
+    let line = format!("{}\n", "a".repeat(99));
+    tmux.paste(&line.repeat(3000));
+    let end = tmux.wait_for("rbuild's end after the command's", |s| s.contains(" AFTER"));
+    assert!(end.lines().any(|l| l == "EXIT=4"), "{end}");
+    let after = end.lines().find(|l| l.ends_with(" AFTER")).unwrap();
+    assert_eq!(
+        after.trim_end_matches(" AFTER"),
+        mode.trim_end_matches(" BEFORE"),
+        "the terminal's mode changed:\n{end}"
+    );
+}

@@ -91,6 +91,32 @@ impl Tmux {
         assert!(status.success(), "send-keys Enter failed: {status}");
     }
 
+    /// Pastes `text` into the pane at once (tmux's paste buffer), as a terminal pastes
+    /// a clipboard. Not every test that shares this module pastes.
+    #[allow(dead_code)]
+    pub fn paste(&self, text: &str) {
+        use std::io::Write as _;
+        let mut load = self
+            .command()
+            .args(["load-buffer", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("running tmux load-buffer");
+        load.stdin
+            .take()
+            .expect("load-buffer's input")
+            .write_all(text.as_bytes())
+            .expect("writing the paste buffer");
+        let status = load.wait().expect("waiting for tmux load-buffer");
+        assert!(status.success(), "load-buffer failed: {status}");
+        let status = self
+            .command()
+            .args(["paste-buffer", "-t", "t"])
+            .status()
+            .expect("running tmux paste-buffer");
+        assert!(status.success(), "paste-buffer failed: {status}");
+    }
+
     /// Resizes the window (and its one pane) to `width` x `height`. Not every test that
     /// shares this module resizes.
     #[allow(dead_code)]
