@@ -525,21 +525,24 @@ impl<'a> Transfer<'a> {
         });
     }
 
-    /// `n` more bytes moved.
+    /// `n` more bytes moved. Reports never pass the blob's known size: a server that
+    /// sends more than the descriptor says fails the transfer, and its extra bytes are
+    /// not progress.
     pub(crate) fn advance(&self, n: u64) {
         let due = {
             let mut state = self.lock();
             state.current = state.current.saturating_add(n);
+            let shown = self.total.map_or(state.current, |t| state.current.min(t));
             let now = Instant::now();
-            let due = state.current > state.reported
+            let due = shown > state.reported
                 && state
                     .last
                     .is_none_or(|last| now.duration_since(last) >= TRANSFER_INTERVAL);
             if due {
-                state.reported = state.current;
+                state.reported = shown;
                 state.last = Some(now);
             }
-            due.then_some(state.current)
+            due.then_some(shown)
         };
         if let Some(current) = due {
             self.report(current);

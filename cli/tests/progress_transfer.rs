@@ -620,3 +620,56 @@ fn bk_size(bytes: u64) -> String {
         format!("{value:.2}{}", units[unit])
     }
 }
+
+/// More blobs than the terminal has rows: the live view shows what fits, and at the end
+/// every blob's final line is in the terminal's scrollback, in order, as docker leaves a
+/// pull of many layers (none lost above the screen).
+#[test]
+fn tty_progress_of_more_blobs_than_rows_leaves_every_final_line() {
+    let scratch = Scratch::new();
+    let root = scratch.store_with_layers("store", "base:1");
+    let ctx = scratch.path("many");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let steps: String = (0..24).map(|i| format!("RUN echo {i} > /f{i}\n")).collect();
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM base:1\n{steps}")).unwrap();
+    scratch.ok(
+        &root,
+        &[
+            "build",
+            "--progress",
+            "quiet",
+            "-t",
+            "many:1",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    let blobs = image_blobs(&scratch, &root, "many:1");
+    assert!(blobs.len() > 24, "{blobs:?}");
+
+    let command = format!(
+        "env RBUILD_ROOT={} RBUILD_CONFIG={} {} save --progress tty -o {} many:1; echo EXIT=$?; sleep 600",
+        root.display(),
+        scratch.path("config.toml").display(),
+        env!("CARGO_BIN_EXE_rbuild"),
+        scratch.path("many.tar").display(),
+    );
+    let tmux = tmux_support::Tmux::start(
+        "the save progress of many blobs",
+        &command,
+        60,
+        12,
+        Duration::from_secs(120),
+    );
+    tmux.wait_for("the end of the save", |s| s.contains("EXIT="));
+    let all = tmux.capture_history();
+    assert!(all.contains("EXIT=0"), "{all}");
+    for digest in blobs.keys() {
+        let id = short(digest);
+        let lines: Vec<&str> = all.lines().filter(|l| l.contains(id)).collect();
+        assert_eq!(
+            lines,
+            [format!("{id}: Exported").as_str()],
+            "every blob's final line, once, in the scrollback:\n{all}"
+        );
+    }
+}

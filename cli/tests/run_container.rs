@@ -413,3 +413,64 @@ fn volumes_bind_host_paths_read_write_or_read_only() {
         assert_eq!(code(&out), 125, "{bad}: {out:?}");
     }
 }
+
+/// An image whose `/dev` is not a directory (a symlink, as a hostile image may ship
+/// one pointing at `/proc/self/fd`, or a file) gets no `/dev` of rbuild's: `run -t` then
+/// refuses with why (125), instead of opening whatever the image's `/dev/ptmx` names.
+#[test]
+fn a_terminal_needs_a_dev_directory_in_the_image() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    let unpacked = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(fixture("busybox"))
+        .arg("-C")
+        .arg(&rootfs)
+        .status()
+        .expect("running tar");
+    assert!(unpacked.success(), "tar -x failed: {unpacked}");
+    let store = dir.path().join("store");
+    let dev = rootfs.join("dev");
+    for (name, make) in [
+        (
+            "devlink",
+            (|dev: &Path| std::os::unix::fs::symlink("/tmp", dev))
+                as fn(&Path) -> std::io::Result<()>,
+        ),
+        ("devfile", |dev: &Path| {
+            std::fs::write(dev, "not a directory")
+        }),
+    ] {
+        let _ = std::fs::remove_dir_all(&dev);
+        let _ = std::fs::remove_file(&dev);
+        make(&dev).unwrap();
+        let _ = std::os::unix::fs::symlink("/proc/self/fd/1", rootfs.join("tmp/ptmx"));
+        let tar = dir.path().join(format!("{name}.tar"));
+        let packed = std::process::Command::new("tar")
+            .arg("-cf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&rootfs)
+            .arg(".")
+            .status()
+            .expect("running tar");
+        assert!(packed.success(), "tar -c failed: {packed}");
+        import(&store, &tar, name, &[]);
+        let out = output(
+            rbuild(&store)
+                .args(["run", "-t", name, "tty"])
+                .stdin(Stdio::null()),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(&out), 125, "{name}: {out:?}");
+        assert!(
+            stderr.contains("/dev is not a directory"),
+            "{name}: the error says why: {stderr}"
+        );
+        // Without -t the image runs as it is.
+        let out = output(rbuild(&store).args(["run", name, "true"]));
+        assert_eq!(code(&out), 0, "{name}: {out:?}");
+    }
+}

@@ -158,6 +158,15 @@ impl Executor for SandboxExecutor {
             check_mapped(&creds, spec)?;
         }
         let mapping = self.rootless_mapping(privilege);
+        if spec.terminal.is_some() && !dev_can_be_mounted(&view)? {
+            // No /dev of rbuild's: opening /dev/ptmx would follow the image's own links.
+            return Err(ExecError::Setup {
+                stage: "open a terminal: the image's /dev is not a directory (a symlink or \
+                        a file), so the container gets no /dev/pts of its own; run without -t"
+                    .to_owned(),
+                source: std::io::Error::from_raw_os_error(libc::ENOTDIR),
+            });
+        }
         let console = match &spec.terminal {
             Some(terminal) => Some((
                 ConsoleSocket::new().map_err(io_err("create socket", Path::new("(terminal)")))?,
@@ -178,6 +187,16 @@ impl Executor for SandboxExecutor {
         cleaned?;
         Ok(status)
     }
+}
+
+/// Whether the step's `/dev` is mounted ([`build_plan`]): the image has a directory
+/// there, reached through no symlink, or nothing (rbuild makes the directory).
+fn dev_can_be_mounted(view: &LowerView) -> Result<bool, ExecError> {
+    let dev = Path::new("dev");
+    if view.crosses_symlink(dev)? {
+        return Ok(false);
+    }
+    Ok(view.lookup(dev)?.is_none_or(|entry| entry.is_dir))
 }
 
 fn build_plan(

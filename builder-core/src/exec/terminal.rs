@@ -13,7 +13,7 @@
 //! [`Terminal::resize`] sets its window size (on the caller's `SIGWINCH`).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -253,6 +253,11 @@ pub(crate) fn receive_master(socket: &OwnedFd) -> Option<OwnedFd> {
 
 /// Copies rbuild's standard input to the terminal's master until input ends or the copy
 /// is stopped ([`InputCopy::stop`]).
+///
+/// The master is written without blocking: a command that never reads its terminal
+/// fills it (a big paste), and a blocked `write(2)` would outlive the command and keep
+/// rbuild from ending. So the master is made non-blocking (the output reader waits for
+/// it with `poll`) and the copy waits for room, or for the stop, in `poll`.
 pub(crate) struct InputCopy {
     wake: OwnedFd,
     thread: JoinHandle<()>,
@@ -261,14 +266,18 @@ pub(crate) struct InputCopy {
 impl InputCopy {
     pub fn start(master: &OwnedFd) -> io::Result<Self> {
         let (wake_read, wake) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-        let mut to = File::from(master.try_clone()?);
+        let to = master.try_clone()?;
+        set_nonblocking(&to)?;
         let thread = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
+            // Bytes read from standard input and not yet taken by the terminal.
+            let (mut start, mut end) = (0, 0);
             loop {
+                let pending = start < end;
                 let mut fds = [
                     libc::pollfd {
-                        fd: 0,
-                        events: libc::POLLIN,
+                        fd: if pending { to.as_raw_fd() } else { 0 },
+                        events: if pending { libc::POLLOUT } else { libc::POLLIN },
                         revents: 0,
                     },
                     libc::pollfd {
@@ -291,13 +300,18 @@ impl InputCopy {
                 if fds[0].revents == 0 {
                     continue;
                 }
-                // Unbuffered, past std's stdin: nothing else of rbuild reads it.
-                let n = match read_fd0(&mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                if to.write_all(&buf[..n]).is_err() {
-                    return;
+                if !pending {
+                    // Unbuffered, past std's stdin: nothing else of rbuild reads it.
+                    match read_fd0(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => (start, end) = (0, n),
+                    }
+                }
+                match rustix::io::write(&to, &buf[start..end]) {
+                    Ok(n) => start += n,
+                    Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+                    // EIO: the command's side of the terminal is closed.
+                    Err(_) => return,
                 }
             }
         });
@@ -308,6 +322,13 @@ impl InputCopy {
         let _ = rustix::io::write(&self.wake, b"x");
         let _ = self.thread.join();
     }
+}
+
+/// Sets `O_NONBLOCK` on `fd`'s open file (shared by its duplicates).
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+    Ok(())
 }
 
 fn read_fd0(buf: &mut [u8]) -> io::Result<usize> {
@@ -325,7 +346,32 @@ fn read_fd0(buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// The terminal's master as a reader of the process's output: reading it ends with
-/// `EIO` once the process and everything in its namespace are gone.
+/// `EIO` once the process and everything in its namespace are gone. The master may be
+/// non-blocking ([`InputCopy`]): the reader then waits for output in `poll`.
 pub(crate) fn output_reader(master: &OwnedFd) -> io::Result<impl Read + Send + 'static> {
-    Ok(File::from(master.try_clone()?))
+    Ok(MasterReader(File::from(master.try_clone()?)))
+}
+
+/// Blocking reads of a terminal master that may be non-blocking.
+struct MasterReader(File);
+
+impl Read for MasterReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.0.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let mut fd = libc::pollfd {
+                        fd: self.0.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: poll reads and writes the one `pollfd`. Interrupted or
+                    // not, the read is tried again.
+                    unsafe { libc::poll(&mut fd, 1, -1) };
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                result => return result,
+            }
+        }
+    }
 }

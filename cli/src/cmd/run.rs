@@ -3,6 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use rbuild_core::{
@@ -188,7 +189,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     let cancel = CancelToken::new();
-    let result = cancel_on_signals(cancel.clone()).and_then(|()| start(&args, cancel));
+    // A closed output pipe is seen as EPIPE, not as a SIGPIPE that would end rbuild with
+    // the terminal in raw mode and the container's scratch left behind: the sink stops
+    // the container, and rbuild ends through SIGPIPE once all is put back.
+    let broken_pipe = AtomicBool::new(false);
+    // SAFETY: changes the disposition of SIGPIPE only; no handler code runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let result =
+        cancel_on_signals(cancel.clone()).and_then(|()| start(&args, cancel, &broken_pipe));
+    if broken_pipe.load(Ordering::Relaxed) {
+        // SAFETY: the default action back, then the signal: rbuild ends as a program
+        // writing to a closed pipe ends (128 + SIGPIPE), as docker does.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            libc::raise(libc::SIGPIPE);
+        }
+    }
     match result {
         Ok(status) => Ok(exit_code(status)),
         Err(err) => {
@@ -201,7 +217,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn start(args: &Args, cancel: CancelToken) -> anyhow::Result<ExitStatus> {
+fn start(args: &Args, cancel: CancelToken, broken_pipe: &AtomicBool) -> anyhow::Result<ExitStatus> {
     let store = args.store.open()?;
     let (_, image) = super::store::find_image(&store, &args.image)?;
     let mounts = args
@@ -226,17 +242,22 @@ fn start(args: &Args, cancel: CancelToken) -> anyhow::Result<ExitStatus> {
         inherit_stdin: !args.tty || args.interactive,
         terminal: terminal.clone(),
         mounts,
-        cancel,
+        cancel: cancel.clone(),
     };
     let mut sink = |stream: Stream, bytes: &[u8]| {
-        // A reader that went away (EPIPE) ends rbuild through SIGPIPE, as for docker.
-        let _ = match stream {
+        let written = match stream {
             Stream::Stdout => {
                 let mut out = std::io::stdout().lock();
                 out.write_all(bytes).and_then(|()| out.flush())
             }
             Stream::Stderr => std::io::stderr().lock().write_all(bytes),
         };
+        // A reader that went away: the container is stopped, then rbuild ends through
+        // SIGPIPE (see `run`).
+        if written.is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) {
+            broken_pipe.store(true, Ordering::Relaxed);
+            cancel.cancel();
+        }
     };
     // Raw mode from here until the guard is dropped (on every return, a panic's unwind,
     // or the second signal's exit through restore_terminal).

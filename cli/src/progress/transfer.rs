@@ -209,6 +209,8 @@ impl<W: Write + Send> Renderer for TransferPlain<W> {
 pub struct TransferTty {
     multi: MultiProgress,
     bars: HashMap<(String, String), ProgressBar>,
+    /// The blobs in the order their lines were added, to print them all at the end.
+    order: Vec<(String, String)>,
 }
 
 impl Default for TransferTty {
@@ -223,14 +225,17 @@ impl TransferTty {
         Self {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)),
             bars: HashMap::new(),
+            order: Vec::new(),
         }
     }
 
     fn bar(&mut self, target: &str, digest: &str) -> &ProgressBar {
         let multi = &self.multi;
+        let order = &mut self.order;
         self.bars
             .entry((target.to_owned(), digest.to_owned()))
-            .or_insert_with(|| {
+            .or_insert_with_key(|key| {
+                order.push(key.clone());
                 let bar = multi.add(ProgressBar::new_spinner());
                 bar.set_style(
                     ProgressStyle::with_template("{wide_msg}")
@@ -292,14 +297,25 @@ impl Renderer for TransferTty {
     }
 
     fn end(&mut self) -> io::Result<()> {
-        // Lines of transfers that never finished (the operation failed) stay as they were.
+        // The live view draws only the lines that fit on the screen; what scrolled off
+        // above it was never printed. So the live lines are cleared and every blob's last
+        // line printed once, in order, as docker leaves a pull of many layers (lines of
+        // transfers that never finished, the operation failed, stay as they were).
         for bar in self.bars.values() {
             if !bar.is_finished() {
                 bar.abandon();
             }
         }
+        let cleared = self.multi.clear();
+        self.multi.set_draw_target(ProgressDrawTarget::hidden());
+        let mut err = io::stderr().lock();
+        for key in self.order.drain(..) {
+            if let Some(bar) = self.bars.remove(&key) {
+                writeln!(err, "{}", bar.message())?;
+            }
+        }
         self.bars.clear();
-        Ok(())
+        cleared.and(err.flush())
     }
 }
 

@@ -60,6 +60,19 @@ impl Tmux {
         String::from_utf8(output.stdout).expect("the pane is UTF-8")
     }
 
+    /// The pane's text with everything that scrolled off above it. Not every test that
+    /// shares this module needs the history.
+    #[allow(dead_code)]
+    pub fn capture_history(&self) -> String {
+        let output = self
+            .command()
+            .args(["capture-pane", "-p", "-S", "-", "-t", "t"])
+            .output()
+            .expect("running tmux capture-pane");
+        assert!(output.status.success(), "capture-pane failed: {output:?}");
+        String::from_utf8(output.stdout).expect("the pane is UTF-8")
+    }
+
     /// Types `text` into the pane, then Enter. Not every test that shares this module
     /// types.
     #[allow(dead_code)]
@@ -76,6 +89,32 @@ impl Tmux {
             .status()
             .expect("running tmux send-keys");
         assert!(status.success(), "send-keys Enter failed: {status}");
+    }
+
+    /// Pastes `text` into the pane at once (tmux's paste buffer), as a terminal pastes
+    /// a clipboard. Not every test that shares this module pastes.
+    #[allow(dead_code)]
+    pub fn paste(&self, text: &str) {
+        use std::io::Write as _;
+        let mut load = self
+            .command()
+            .args(["load-buffer", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("running tmux load-buffer");
+        load.stdin
+            .take()
+            .expect("load-buffer's input")
+            .write_all(text.as_bytes())
+            .expect("writing the paste buffer");
+        let status = load.wait().expect("waiting for tmux load-buffer");
+        assert!(status.success(), "load-buffer failed: {status}");
+        let status = self
+            .command()
+            .args(["paste-buffer", "-t", "t"])
+            .status()
+            .expect("running tmux paste-buffer");
+        assert!(status.success(), "paste-buffer failed: {status}");
     }
 
     /// Resizes the window (and its one pane) to `width` x `height`. Not every test that
