@@ -669,6 +669,12 @@ fn finish_image(
     shared.cache.materialize(shared.store, &target.layers)?;
     let mut layers = target.layers;
     let base = squash::apply(shared, &mut config, &mut layers, target.base)?;
+    // The base image's layers are the bottom ones (none are left after --squash-all).
+    let base_layers = base
+        .as_ref()
+        .and_then(|(_, digest)| shared.bases.values().find(|b| &b.digest == digest))
+        .map_or(0, |b| b.image.manifest.layers().len());
+    super::recompress::apply(shared, &mut layers, base_layers)?;
     let spec = ImageSpec {
         config,
         base_layers: layers
