@@ -3,6 +3,7 @@
 //!   gzip by an earlier build): the image is the one a cold zstd build makes, and a
 //!   repeat build stores nothing new. The base image's layers stay as they are unless
 //!   `-o ...,force-compression=true`, as in BuildKit.
+//! - A docker archive with zstd layers gets a warning: docker 20.10 cannot load it.
 //!
 //! The image ID is the config digest, which names the uncompressed layers (diff_ids) and
 //! so is the same for every compression, as docker's; the manifest digest tells the
@@ -141,4 +142,45 @@ fn two_different_compressions_are_refused() {
         err.contains("asks for zstd layers but --compression for gzip"),
         "{err}"
     );
+}
+
+#[test]
+fn a_docker_archive_with_zstd_layers_warns_that_docker_20_10_cannot_load_it() {
+    let (dir, root, ctx) = busybox_setup(&[("Dockerfile", DOCKERFILE)]);
+    let archive = dir.path().join("image.tar");
+    let spec = format!("type=docker,dest={},compression=zstd", archive.display());
+    let (_, manifest, log) = build(&root, &ctx, "d", &["--no-cache", "-o", &spec]);
+    assert!(log.contains("docker 20.10 cannot load it"), "{log}");
+    assert!(layer_types(&root, &manifest).contains(&ZSTD.to_owned()));
+    assert!(archive.is_file());
+
+    let saved = dir.path().join("saved.tar");
+    let out = success(
+        rbuild(&root)
+            .args(["save", "--format", "docker", "-o"])
+            .arg(&saved)
+            .arg("d"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: the docker archive has zstd layers"),
+        "{err}"
+    );
+
+    // --format docker: the docker media type BuildKit gives a zstd layer.
+    let (_, docker, _) = build(
+        &root,
+        &ctx,
+        "dd",
+        &["--compression", "zstd", "--format", "docker"],
+    );
+    assert!(
+        layer_types(&root, &docker)
+            .contains(&"application/vnd.docker.image.rootfs.diff.tar.zstd".to_owned())
+    );
+
+    // gzip: no warning.
+    let gz = format!("type=docker,dest={}", dir.path().join("gz.tar").display());
+    let (_, _, log) = build(&root, &ctx, "g", &["-o", &gz]);
+    assert!(!log.contains("zstd"), "{log}");
 }

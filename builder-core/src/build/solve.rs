@@ -25,7 +25,7 @@ use crate::context::{
     read_named_file,
 };
 use crate::exec::{CancelToken, Executor, RuncExecutor, SandboxExecutor};
-use crate::export::export;
+use crate::export::{ExportTarget, export};
 use crate::image::{ImageSpec, assemble, host_architecture, rfc3339, tag_image};
 use crate::progress::{BuildId, Event, Progress};
 use crate::semantics;
@@ -690,6 +690,15 @@ fn finish_image(
         tag_image(shared.store, name, &image)?;
     }
     for output in &request.outputs {
+        if let (ExportTarget::Docker { .. }, Some(message)) =
+            (output, crate::export::zstd_docker_archive_warning([&image]))
+        {
+            shared.progress.event(&Event::Warning {
+                rule: None,
+                message,
+                line: None,
+            });
+        }
         let exported = export(shared.store, output, &image, &request.tags)?;
         if !exported.skipped_devices.is_empty() {
             shared.progress.event(&Event::Warning {

@@ -593,6 +593,9 @@ fn load_into_engine(
         .prefix("load-")
         .tempdir_in(store.tmp_dir())
         .context("making a scratch directory for --load")?;
+    if let Some(warning) = rbuild_core::zstd_docker_archive_warning([&result.image]) {
+        eprintln!("warning: --load: {warning}");
+    }
     let archive = dir.path().join("image.tar");
     rbuild_core::save_images(
         store,

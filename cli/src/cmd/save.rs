@@ -53,6 +53,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
              standard output (rbuild save IMAGE > image.tar, rbuild save IMAGE | docker load)"
         );
     }
+    if args.format == ImageFormat::Docker {
+        if let Some(warning) =
+            rbuild_core::zstd_docker_archive_warning(images.iter().map(|(i, _)| i))
+        {
+            eprintln!("warning: {warning}");
+        }
+    }
     rbuild_core::save_images(&store, &output, &images, args.format).with_context(|| {
         if output == Path::new(rbuild_core::DEST_STDOUT) {
             "saving to standard output".to_owned()
