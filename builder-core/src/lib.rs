@@ -22,7 +22,7 @@ pub use crate::digest::{Digest, Hasher, InvalidDigest};
 pub use crate::export::{
     CONTAINERD_NAME_ANNOTATION, DEST_STDOUT, ExportError, ExportTarget, Exported, Exporter,
     InvalidExportTarget, export, import_rootfs, load_archive, load_archive_from, save_images,
-    save_layout_dir, unpack_rootfs,
+    save_layout_dir, unpack_rootfs, zstd_docker_archive_warning,
 };
 pub use crate::image::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Empty, Healthcheck, History, Image, ImageConfig,

@@ -26,6 +26,7 @@ mod error;
 mod mount;
 mod mounts;
 mod push;
+mod recompress;
 mod repro;
 mod solve;
 mod sources;
@@ -131,8 +132,13 @@ pub struct BuildRequest {
     pub snapshotter: SnapshotterKind,
     /// What runs `RUN` steps.
     pub executor: ExecutorKind,
-    /// The compression of new layers.
+    /// The compression of the image's layers: those this build writes, and those of its
+    /// steps found in the cache with another compression (converted). The base image's
+    /// layers keep theirs unless `force_compression` is set.
     pub compression: Compression,
+    /// BuildKit's `force-compression`: the base image's layers are converted to
+    /// `compression` too.
+    pub force_compression: bool,
     /// The media type family of the image.
     pub format: ImageFormat,
     /// `--pull`: look every base image up in its registry again, even when the store has
@@ -204,6 +210,7 @@ impl BuildRequest {
             snapshotter: SnapshotterKind::default(),
             executor: ExecutorKind::default(),
             compression: Compression::Gzip,
+            force_compression: false,
             format: ImageFormat::Oci,
             pull: false,
             push: false,

@@ -685,6 +685,12 @@ fn finish_image(
     shared.cache.materialize(shared.store, &target.layers)?;
     let mut layers = target.layers;
     let base = squash::apply(shared, &mut config, &mut layers, target.base)?;
+    // The base image's layers are the bottom ones (none are left after --squash-all).
+    let base_layers = base
+        .as_ref()
+        .and_then(|(_, digest)| shared.bases.values().find(|b| &b.digest == digest))
+        .map_or(0, |b| b.image.manifest.layers().len());
+    super::recompress::apply(shared, &mut layers, base_layers)?;
     let spec = ImageSpec {
         config,
         base_layers: layers
@@ -700,6 +706,15 @@ fn finish_image(
         tag_image(shared.store, name, &image)?;
     }
     for output in &request.outputs {
+        if let (ExportTarget::Docker { .. }, Some(message)) =
+            (output, crate::export::zstd_docker_archive_warning([&image]))
+        {
+            shared.progress.event(&Event::Warning {
+                rule: None,
+                message,
+                line: None,
+            });
+        }
         let exported = match export_step_name(output) {
             Some(name) => in_step(shared.progress, &shared.next_step, name, |sink| {
                 export(shared.store, output, &image, &request.tags, sink)

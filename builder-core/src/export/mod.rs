@@ -463,6 +463,27 @@ struct DockerManifestEntry {
     layers: Vec<String>,
 }
 
+/// The warning for a docker archive of `images` when some of their layers are zstd:
+/// docker 20.10 refuses such an archive ("Error processing tar file(exit status 1):
+/// unexpected EOF"); docker 28.5 loads it.
+pub fn zstd_docker_archive_warning<'a>(
+    images: impl IntoIterator<Item = &'a Image>,
+) -> Option<String> {
+    let zstd = images.into_iter().any(|image| {
+        image
+            .manifest
+            .layers()
+            .iter()
+            .any(|l| Compression::from_media_type(l.media_type().as_ref()) == Compression::Zstd)
+    });
+    zstd.then(|| {
+        "the docker archive has zstd layers: docker 20.10 cannot load it (\"Error processing \
+         tar file ... unexpected EOF\"), docker 23 and later can; build with --compression \
+         gzip for older engines"
+            .to_owned()
+    })
+}
+
 /// Writes a `docker load`able archive: the OCI layout plus `manifest.json` and
 /// `repositories`, as Docker 25 and later write them.
 pub(crate) fn write_docker_archive(

@@ -96,8 +96,10 @@ impl FromStr for ExportTarget {
                 "name" => {
                     names.push(value.trim().parse().map_err(|e| bad(format!("{e}")))?);
                 }
-                // Accepted for compatibility, decided elsewhere (--compression, --format).
-                "compression" | "compression-level" | "oci-mediatypes" => {}
+                // The layers' compression is the build's (the CLI reads these keys into
+                // BuildRequest::compression and force_compression); --format decides the
+                // media types.
+                "compression" | "compression-level" | "force-compression" | "oci-mediatypes" => {}
                 other => return Err(bad(format!("unknown key {other:?}"))),
             }
         }

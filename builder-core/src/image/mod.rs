@@ -43,6 +43,9 @@ pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json"
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 /// Docker image manifest v2 schema 2: an uncompressed layer.
 pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+/// A zstd layer in a docker manifest: not in docker's schema 2 (which predates zstd), the
+/// name BuildKit and containerd give it. Docker 20.10 cannot load such a layer.
+pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
 
 /// Which family of media types an image uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -85,15 +88,16 @@ impl ImageFormat {
         }
     }
 
-    /// The media type of a layer with `compression` (docker has no zstd type: the OCI one
-    /// is used, as BuildKit does).
+    /// The media type of a layer with `compression` (zstd in a docker manifest: the
+    /// `...diff.tar.zstd` type BuildKit writes there).
     pub fn layer_type(self, compression: Compression) -> MediaType {
         match (self, compression) {
             (Self::Oci, Compression::None) => MediaType::ImageLayer,
             (Self::Oci, Compression::Gzip) => MediaType::ImageLayerGzip,
-            (_, Compression::Zstd) => MediaType::ImageLayerZstd,
+            (Self::Oci, Compression::Zstd) => MediaType::ImageLayerZstd,
             (Self::Docker, Compression::None) => MediaType::Other(DOCKER_LAYER.to_owned()),
             (Self::Docker, Compression::Gzip) => MediaType::Other(DOCKER_LAYER_GZIP.to_owned()),
+            (Self::Docker, Compression::Zstd) => MediaType::Other(DOCKER_LAYER_ZSTD.to_owned()),
         }
     }
 }

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 pub(crate) use self::apply::apply_over;
 pub use self::apply::{Applied, ApplyMode, apply_layer, apply_layer_limited};
 pub use self::cache::chain_ids;
+pub(crate) use self::compress::Compressor;
 pub use self::compress::{Compression, decompress};
 pub(crate) use self::limits::Meter;
 pub use self::limits::{

@@ -171,6 +171,7 @@ const LAYER_TYPES: &[&str] = &[
     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
     crate::image::DOCKER_LAYER,
     crate::image::DOCKER_LAYER_GZIP,
+    crate::image::DOCKER_LAYER_ZSTD,
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
 ];
 

@@ -98,9 +98,10 @@ pub struct Args {
     #[arg(long, value_name = "OS/ARCH")]
     platform: Option<String>,
     /// Where else the image goes: type=oci|docker|local|tar|image|registry[,dest=PATH]
-    /// [,tar=false][,name=NAME][,push=true]; may be repeated
+    /// [,tar=false][,name=NAME][,push=true][,compression=gzip|zstd|uncompressed]
+    /// [,force-compression=true]; may be repeated
     #[arg(short, long, value_name = "OUTPUT")]
-    output: Vec<ExportTarget>,
+    output: Vec<OutputArg>,
     /// Write the image ID to this file
     #[arg(long, value_name = "FILE")]
     iidfile: Option<PathBuf>,
@@ -133,9 +134,11 @@ pub struct Args {
     /// sandbox
     #[arg(long, value_name = "PATH")]
     runtime: Option<PathBuf>,
-    /// Compression of new layers: gzip, zstd or uncompressed
-    #[arg(long, default_value = "gzip")]
-    compression: Compression,
+    /// Compression of the image's layers (new and cached; the base image's stay as they
+    /// are unless -o ...,force-compression=true): gzip, zstd or uncompressed [default:
+    /// gzip, or the -o compression=]
+    #[arg(long)]
+    compression: Option<Compression>,
     /// Media types of the image: oci or docker
     #[arg(long, default_value = "oci")]
     format: ImageFormat,
@@ -379,8 +382,12 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     request.build_args = args.build_arg.iter().filter_map(|a| build_arg(a)).collect();
     request.target = args.target.clone();
     request.tags = args.tag.clone();
-    request.outputs = args.output.clone();
-    let to_stdout = args.output.iter().filter(|o| writes_stdout(o)).count();
+    request.outputs = args.output.iter().map(|o| o.target.clone()).collect();
+    let to_stdout = args
+        .output
+        .iter()
+        .filter(|o| writes_stdout(&o.target))
+        .count();
     if to_stdout > 1 {
         anyhow::bail!("only one output can go to standard output (dest=-)");
     }
@@ -408,7 +415,9 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     if let Some(runtime) = &args.runtime {
         request.executor = ExecutorKind::Runc(runtime.clone());
     }
-    request.compression = args.compression;
+    let (compression, force_compression) = layer_compression(&args)?;
+    request.compression = compression;
+    request.force_compression = force_compression;
     request.format = args.format;
     request.pull = args.pull;
     request.push = args.push;
@@ -497,13 +506,71 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     }
     if args.quiet && !silent {
         // Standard output may carry the exported archive: the ID then goes to stderr.
-        if args.output.iter().any(writes_stdout) {
+        if args.output.iter().any(|o| writes_stdout(&o.target)) {
             eprintln!("{id}");
         } else {
             println!("{id}");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An `-o` value: where the image goes, and the text given (for its compression keys).
+#[derive(Debug, Clone)]
+struct OutputArg {
+    target: ExportTarget,
+    spec: String,
+}
+
+impl std::str::FromStr for OutputArg {
+    type Err = rbuild_core::InvalidExportTarget;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        Ok(OutputArg {
+            target: spec.parse()?,
+            spec: spec.to_owned(),
+        })
+    }
+}
+
+/// The layers' compression and whether it is forced on the base image's layers: from
+/// `--compression` and the `compression=` and `force-compression=` keys of `-o` (as
+/// BuildKit's exporters take them); two different compressions are refused.
+fn layer_compression(args: &Args) -> anyhow::Result<(Compression, bool)> {
+    let mut chosen = args.compression.map(|c| (c, "--compression".to_owned()));
+    let mut force = false;
+    for spec in args.output.iter().map(|o| &o.spec) {
+        for field in spec.split(',') {
+            let Some((key, value)) = field.split_once('=') else {
+                continue;
+            };
+            match key.trim() {
+                "compression" => {
+                    let c: Compression = value
+                        .trim()
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("-o {spec}: {e}"))?;
+                    match &chosen {
+                        Some((other, from)) if *other != c => bail!(
+                            "-o {spec} asks for {} layers but {from} for {}: an image has \
+                             one compression",
+                            c.name(),
+                            other.name()
+                        ),
+                        Some(_) => {}
+                        None => chosen = Some((c, format!("-o {spec}"))),
+                    }
+                }
+                "force-compression" => match value.trim() {
+                    "true" | "1" => force = true,
+                    "false" | "0" => {}
+                    v => bail!("-o {spec}: force-compression={v} is not true or false"),
+                },
+                _ => {}
+            }
+        }
+    }
+    Ok((chosen.map_or(Compression::Gzip, |(c, _)| c), force))
 }
 
 /// `--load`: the image as a docker archive, given to `docker load` (or `podman load` where
@@ -526,6 +593,9 @@ fn load_into_engine(
         .prefix("load-")
         .tempdir_in(store.tmp_dir())
         .context("making a scratch directory for --load")?;
+    if let Some(warning) = rbuild_core::zstd_docker_archive_warning([&result.image]) {
+        eprintln!("warning: --load: {warning}");
+    }
     let archive = dir.path().join("image.tar");
     rbuild_core::save_images(
         store,

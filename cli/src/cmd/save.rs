@@ -57,6 +57,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
              standard output (rbuild save IMAGE > image.tar, rbuild save IMAGE | docker load)"
         );
     }
+    if args.format == ImageFormat::Docker {
+        if let Some(warning) =
+            rbuild_core::zstd_docker_archive_warning(images.iter().map(|(i, _)| i))
+        {
+            eprintln!("warning: {warning}");
+        }
+    }
     // docker save prints nothing; so does rbuild save unless progress can be drawn on a
     // terminal or was asked for.
     let mode = match args.progress.mode() {

@@ -19,6 +19,7 @@
 //! for what a command prints (an image ID with `-q`, say). `plain` and `tty` end the build
 //! with a summary (see [`summary`]); `rawjson` ends with the final event.
 
+mod live_term;
 pub mod plain;
 pub mod rawjson;
 pub mod replay;

@@ -29,12 +29,12 @@ use std::fmt;
 use std::io::{self, Write};
 use std::time::{Duration, SystemTime};
 
-use console::{Term, style};
+use console::style;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use rbuild_core::{Event, StepId};
 
-use super::Renderer;
 use super::summary::{BuildLog, secs};
+use super::{Renderer, live_term};
 
 /// How many of its last output lines a running step shows.
 pub const TAIL_LINES: usize = 3;
@@ -44,8 +44,6 @@ pub const TRANSFER_LINES: usize = 8;
 const REFRESH_HZ: u8 = 10;
 /// The spinner's tick interval: one frame per redraw.
 const TICK: Duration = Duration::from_millis(1000 / REFRESH_HZ as u64);
-/// The width assumed when the terminal does not say.
-const FALLBACK_WIDTH: usize = 80;
 
 /// A step being run, and the bars that show it.
 struct Running {
@@ -75,8 +73,14 @@ impl Default for Tty {
 impl Tty {
     /// A renderer drawing on standard error.
     pub fn new() -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::term_like_with_hz(
+            Box::new(live_term::LiveTerm::stderr()),
+            REFRESH_HZ,
+        ));
+        // Each frame starts by moving up over the last (LiveTerm does the row arithmetic).
+        multi.set_move_cursor(true);
         Self {
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(REFRESH_HZ)),
+            multi,
             header: None,
             running: HashMap::new(),
             log: BuildLog::default(),
@@ -86,9 +90,7 @@ impl Tty {
     }
 
     fn width() -> usize {
-        Term::stderr()
-            .size_checked()
-            .map_or(FALLBACK_WIDTH, |(_rows, cols)| usize::from(cols))
+        live_term::width()
     }
 
     /// Seconds with one decimal, for the `{secs}` template key.

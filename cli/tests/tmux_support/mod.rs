@@ -4,6 +4,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Numbers the servers of this test process.
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// A tmux server with one pane running a command, killed when dropped.
 pub struct Tmux {
     socket: String,
@@ -27,7 +30,14 @@ impl Tmux {
             "tmux is required to test {what} and could not be run: {version:?}"
         );
         let tmux = Tmux {
-            socket: format!("rbuild-test-{}-{}", std::process::id(), what.len()),
+            // One server per start, so a test that starts several never reuses the
+            // socket of one still shutting down.
+            socket: format!(
+                "rbuild-test-{}-{}-{}",
+                std::process::id(),
+                what.len(),
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
             patience,
         };
         let status = tmux
