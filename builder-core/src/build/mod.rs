@@ -139,6 +139,12 @@ pub struct BuildRequest {
     /// BuildKit's `force-compression`: the base image's layers are converted to
     /// `compression` too.
     pub force_compression: bool,
+    /// Runs `RUN` steps with one pipe for standard output and standard error, so their
+    /// log lines come in the order the step wrote them (as a terminal shows them); every
+    /// line is then reported as [`Stream::Stdout`](crate::Stream). Off by default: each
+    /// line keeps its stream, and a stdout and a stderr line written close together may
+    /// arrive in either order. The CLI turns it on for its plain and tty views.
+    pub merge_step_output: bool,
     /// The media type family of the image.
     pub format: ImageFormat,
     /// `--pull`: look every base image up in its registry again, even when the store has
@@ -211,6 +217,7 @@ impl BuildRequest {
             executor: ExecutorKind::default(),
             compression: Compression::Gzip,
             force_compression: false,
+            merge_step_output: false,
             format: ImageFormat::Oci,
             pull: false,
             push: false,

@@ -169,6 +169,8 @@ fn repeat_request(request: &BuildRequest, epoch: u64) -> BuildRequest {
     copy.snapshotter = request.snapshotter;
     copy.executor = request.executor.clone();
     copy.compression = request.compression;
+    copy.force_compression = request.force_compression;
+    copy.merge_step_output = request.merge_step_output;
     copy.format = request.format;
     copy.registry = request.registry.clone();
     copy.secrets = request.secrets.clone();

@@ -495,6 +495,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 let run = &mounts::with_resolved_targets(run, &self.workdir(step));
                 let mut spec =
                     run_spec(step, run, &self.state.config.image, shared.request.network);
+                spec.merge_output = shared.request.merge_step_output;
                 // Held (locks, the step's own directories) until the step is done.
                 let mounts = mounts::prepare(
                     &run.mounts,

@@ -86,9 +86,6 @@ pub(crate) fn run_spec(step: &Step, run: &Run, config: &ImageConfig, network: Ne
         },
     };
     let mut spec = RunSpec::new(command);
-    // The step's log shows its lines in the order the step wrote them (a stdout line
-    // before a stderr line written after it), as a terminal would.
-    spec.merge_output = true;
     spec.shell = shell;
     // The state environment as BuildKit keeps it (base Env, then ENV and ARG values in
     // order), then the proxy variables, which win (BuildKit appends them last).

@@ -418,6 +418,9 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     let (compression, force_compression) = layer_compression(&args)?;
     request.compression = compression;
     request.force_compression = force_compression;
+    // The plain and tty views show a step's lines in the order it wrote them; rawjson
+    // keeps each line's stream.
+    request.merge_step_output = args.progress != ProgressMode::Rawjson;
     request.format = args.format;
     request.pull = args.pull;
     request.push = args.push;
