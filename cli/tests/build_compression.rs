@@ -360,3 +360,50 @@ fn blob_size(root: &Path, digest: &str) -> u64 {
         .unwrap()
         .len()
 }
+
+/// A cached layer whose blob is damaged (it no longer unpacks to its diff_id) fails the
+/// conversion with an error naming the blob and the diff_id and telling how to find such
+/// blobs, never an image with that content.
+#[test]
+fn a_damaged_cached_layer_fails_the_conversion_naming_it() {
+    let (_dir, root, ctx) = busybox_setup(&[("Dockerfile", DOCKERFILE)]);
+    build(&root, &ctx, "g", &[]);
+    let blob = layer_blob(&root, "g", 2);
+    let path = root
+        .join("blobs/sha256")
+        .join(blob.strip_prefix("sha256:").unwrap());
+    // Valid gzip of other content: only the diff_id check can tell.
+    let other = root.parent().unwrap().join("other");
+    std::fs::write(&other, "not the layer").unwrap();
+    let gz = std::process::Command::new("gzip")
+        .args(["-n", "-c"])
+        .arg(&other)
+        .output()
+        .expect("running gzip");
+    assert!(gz.status.success(), "gzip failed");
+    std::fs::write(&path, gz.stdout).unwrap();
+    let out = output(
+        rbuild(&root)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["build", "--progress", "plain", "-t", "z"])
+            .args(["--compression", "zstd"])
+            .arg(&ctx),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the build failed: {err}");
+    assert!(
+        err.contains(blob.strip_prefix("sha256:").unwrap()),
+        "names the blob: {err}"
+    );
+    assert!(err.contains("diff_id"), "says what does not match: {err}");
+    assert!(
+        err.contains("rbuild store verify"),
+        "tells how to find damage: {err}"
+    );
+    assert!(
+        !output(rbuild(&root).args(["inspect", "z"]))
+            .status
+            .success(),
+        "no image was named"
+    );
+}

@@ -62,9 +62,12 @@ fn convert(
         "decompress layer blob",
         &shared.store.blob_path(&layer.blob),
     ))?;
+    // Errors writing name the layer by the blob it is converted from (a full disk shows
+    // the scratch file too).
+    let source_path = shared.store.blob_path(&layer.blob);
     let writer = shared.store.writer()?;
-    let mut out =
-        Compressor::new(writer, want, None).map_err(io_err("compress layer", Path::new("/")))?;
+    let mut out = Compressor::new(writer, want, None)
+        .map_err(io_err("compress again the layer of blob", &source_path))?;
     let mut hasher = Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -81,22 +84,26 @@ fn convert(
         };
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n])
-            .map_err(io_err("compress layer", Path::new("/")))?;
+            .map_err(io_err("compress again the layer of blob", &source_path))?;
     }
     let found = hasher.finish();
     if found != layer.diff_id {
         return Err(BuildError::Io {
             action: "convert layer blob (its content does not match its diff_id)",
-            path: shared.store.blob_path(&layer.blob),
+            path: source_path,
             source: io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("expected {}, read {found}", layer.diff_id),
+                format!(
+                    "expected {}, read {found}: the store's copy is damaged \
+                     (`rbuild store verify` lists the damaged blobs)",
+                    layer.diff_id
+                ),
             ),
         });
     }
     let blob = out
         .finish()
-        .map_err(io_err("compress layer", Path::new("/")))?
+        .map_err(io_err("compress again the layer of blob", &source_path))?
         .finish()?;
     let converted = LayerRef {
         blob: blob.digest,
