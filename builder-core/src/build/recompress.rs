@@ -7,8 +7,9 @@
 //! compression writes, and the image is the same whichever way its layers came. The base
 //! image's layers stay as they are unless the request forces the compression (BuildKit's
 //! `force-compression`). A conversion is remembered under the cache directory, so a
-//! repeat build reuses its blob instead of compressing again; each compression of a
-//! layer is stored once.
+//! repeat build reuses its blob instead of compressing again (after reading it back
+//! against the diff_id: the record is only a file); each compression of a layer is
+//! stored once.
 
 use std::fs;
 use std::io::{self, BufReader, Read, Write};
