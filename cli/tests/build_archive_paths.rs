@@ -103,3 +103,51 @@ fn archive_paths_resolve_in_the_context_unless_a_directory_is_allowed() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("fs.read=DIR"), "{}", stderr(&out));
 }
+
+/// The store remembers which image an archive loaded as (`<root>/archive-loads/`); a
+/// record there that is a FIFO or a symlink is a miss (the archive is read again), never
+/// a build blocked on it or one that follows the link.
+#[test]
+fn an_archive_load_record_that_is_a_fifo_is_a_miss_not_a_hang() {
+    use std::time::{Duration, Instant};
+    let (_dir, root, ctx) = busybox_setup(&[]);
+    success(
+        rbuild(&root)
+            .args(["save", "busybox", "-o"])
+            .arg(ctx.join("base.tar")),
+    );
+    let df = "FROM docker-archive://base.tar\nRUN true\n";
+    let out = build(&root, &ctx, df, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records: Vec<_> = std::fs::read_dir(root.join("archive-loads"))
+        .expect("the load is remembered in <root>/archive-loads")
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!records.is_empty(), "a record was written");
+    for record in &records {
+        std::fs::remove_file(record).unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(record)
+            .status()
+            .expect("running mkfifo");
+        assert!(status.success(), "mkfifo");
+    }
+    let mut child = rbuild(&root)
+        .args(["build", "--progress", "plain", "--no-cache"])
+        .arg(&ctx)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the build still ran after a minute: blocked on the FIFO record");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -122,9 +122,10 @@ fn load_archive_once(
     );
     let dir = store.root().join(ARCHIVE_LOADS_DIR);
     let record = dir.join(Digest::of(identity.as_bytes()).hex());
+    // A descriptor is a few hundred bytes; a record that is not a small regular file
+    // (a FIFO, a link, junk) is a miss.
     let remembered =
-        fs::read(&record)
-            .ok()
+        super::cache::read_record(&record, 64 << 10)
             .and_then(|bytes| serde_json::from_slice::<Descriptor>(&bytes).ok())
             .and_then(|desc| load_image(store, &desc).ok())
             .filter(|image| {

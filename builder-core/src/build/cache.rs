@@ -314,8 +314,7 @@ impl Cache {
     /// The entry for `key`, if there is a readable one: the store's own, else an
     /// imported one (then kept in the store's cache too).
     pub(crate) fn get(&self, key: &CacheKey) -> Option<CacheEntry> {
-        let local = fs::read(self.entry_path(key))
-            .ok()
+        let local = read_record(&self.entry_path(key), ENTRY_LIMIT)
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());
         if local.is_some() {
             return local;
@@ -351,7 +350,8 @@ impl Cache {
 
     /// The key `identity` (stage, position, instruction) had in the previous build.
     pub(crate) fn last_key(&self, identity: &str) -> Option<CacheKey> {
-        let text = fs::read_to_string(self.step_path(identity)).ok()?;
+        let bytes = read_record(&self.step_path(identity), STEP_LIMIT)?;
+        let text = String::from_utf8(bytes).ok()?;
         text.trim().parse().ok().map(CacheKey)
     }
 
@@ -415,6 +415,32 @@ fn changed_keys(
     names.sort();
     names
 }
+
+/// The bytes of the record file at `path` when it is a regular file of at most `limit`
+/// bytes, else `None` (read as absent, so the result is computed again). A record is
+/// never followed through a symlink, and a FIFO or device put in its place neither
+/// blocks the build nor streams without end into memory.
+pub(super) fn read_record(path: &Path, limit: u64) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > limit {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() as u64 <= limit).then_some(bytes)
+}
+
+/// The most bytes a cache entry may have (one lists every file a `COPY` took).
+const ENTRY_LIMIT: u64 = 256 << 20;
+/// The most bytes a `steps/` record (one key) may have.
+const STEP_LIMIT: u64 = 4096;
 
 fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
     let err = |action: &'static str| {

@@ -7,8 +7,9 @@
 //! compression writes, and the image is the same whichever way its layers came. The base
 //! image's layers stay as they are unless the request forces the compression (BuildKit's
 //! `force-compression`). A conversion is remembered under the cache directory, so a
-//! repeat build reuses its blob instead of compressing again; each compression of a
-//! layer is stored once.
+//! repeat build reuses its blob instead of compressing again (after reading it back
+//! against the diff_id: the record is only a file); each compression of a layer is
+//! stored once.
 
 use std::fs;
 use std::io::{self, BufReader, Read, Write};
@@ -53,7 +54,7 @@ fn convert(
 ) -> Result<LayerRef, BuildError> {
     let memo = memo_path(shared.store.root(), &layer.diff_id, want);
     if let Some(found) = remembered(&memo, layer, want) {
-        if shared.store.contains(&found.blob) {
+        if holds(shared, &found) {
             return Ok(found);
         }
     }
@@ -62,9 +63,12 @@ fn convert(
         "decompress layer blob",
         &shared.store.blob_path(&layer.blob),
     ))?;
+    // Errors writing name the layer by the blob it is converted from (a full disk shows
+    // the scratch file too).
+    let source_path = shared.store.blob_path(&layer.blob);
     let writer = shared.store.writer()?;
-    let mut out =
-        Compressor::new(writer, want, None).map_err(io_err("compress layer", Path::new("/")))?;
+    let mut out = Compressor::new(writer, want, None)
+        .map_err(io_err("compress again the layer of blob", &source_path))?;
     let mut hasher = Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -81,22 +85,26 @@ fn convert(
         };
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n])
-            .map_err(io_err("compress layer", Path::new("/")))?;
+            .map_err(io_err("compress again the layer of blob", &source_path))?;
     }
     let found = hasher.finish();
     if found != layer.diff_id {
         return Err(BuildError::Io {
             action: "convert layer blob (its content does not match its diff_id)",
-            path: shared.store.blob_path(&layer.blob),
+            path: source_path,
             source: io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("expected {}, read {found}", layer.diff_id),
+                format!(
+                    "expected {}, read {found}: the store's copy is damaged \
+                     (`rbuild store verify` lists the damaged blobs)",
+                    layer.diff_id
+                ),
             ),
         });
     }
     let blob = out
         .finish()
-        .map_err(io_err("compress layer", Path::new("/")))?
+        .map_err(io_err("compress again the layer of blob", &source_path))?
         .finish()?;
     let converted = LayerRef {
         blob: blob.digest,
@@ -115,9 +123,49 @@ fn memo_path(root: &Path, diff_id: &Digest, want: Compression) -> PathBuf {
         .join(format!("{}.{}", diff_id.hex(), want.name()))
 }
 
+/// Whether the store holds `converted` as its record says: the blob is there with that
+/// size, in that compression, and unpacks to the layer's diff_id. A record is only a
+/// file under the cache directory (a crash, a full disk or a hand may have left it wrong),
+/// and a wrong one would name a layer blob of other content in the image; reading the
+/// blob back costs a decompression, far less than the compression it saves.
+fn holds(shared: &Shared<'_>, converted: &LayerRef) -> bool {
+    let path = shared.store.blob_path(&converted.blob);
+    if fs::symlink_metadata(&path).map_or(true, |m| !m.is_file() || m.len() != converted.size) {
+        return false;
+    }
+    let Ok(source) = shared.store.open_blob(&converted.blob) else {
+        return false;
+    };
+    let mut source = BufReader::with_capacity(1 << 20, source);
+    let Ok(head) = io::BufRead::fill_buf(&mut source) else {
+        return false;
+    };
+    if Compression::detect(head) != converted.compression {
+        return false;
+    }
+    let Ok(mut tar) = decompress(source) else {
+        return false;
+    };
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match tar.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    hasher.finish() == converted.diff_id
+}
+
+/// The most bytes a conversion record has (a digest, a space, a size, a line break).
+const MEMO_LIMIT: u64 = 256;
+
 /// The remembered conversion at `memo`: a line `BLOB-DIGEST SIZE`.
 fn remembered(memo: &Path, layer: &LayerRef, want: Compression) -> Option<LayerRef> {
-    let text = fs::read_to_string(memo).ok()?;
+    let bytes = super::cache::read_record(memo, MEMO_LIMIT)?;
+    let text = String::from_utf8(bytes).ok()?;
     let (digest, size) = text.trim().split_once(' ')?;
     Some(LayerRef {
         blob: digest.parse().ok()?,
