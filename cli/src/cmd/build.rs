@@ -475,7 +475,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
             if args.quiet || matches!(err, BuildError::Push { .. }) {
                 eprintln!(
                     "error: {}",
-                    crate::escape::printable(&rbuild_core::error_chain(&err))
+                    crate::escape::printable(&err.render())
                 );
             }
             return Ok(ExitCode::from(EXIT_BUILD_FAILED));
@@ -682,7 +682,7 @@ fn reproducible_check(
             if quiet || matches!(err, BuildError::NotReproducible { .. }) {
                 eprintln!(
                     "error: {}",
-                    crate::escape::printable(&rbuild_core::error_chain(&err))
+                    crate::escape::printable(&err.render())
                 );
             }
             Ok(ExitCode::from(EXIT_BUILD_FAILED))
