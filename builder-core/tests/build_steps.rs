@@ -247,7 +247,8 @@ fn a_missing_base_image_is_named_with_its_from_line() {
         &ctx,
         |_| {},
     );
-    let text = result.unwrap_err().to_string();
+    // Rendered as the CLI prints it: the line quoted under the message.
+    let text = result.unwrap_err().render();
     assert!(
         text.starts_with("Dockerfile:3:1: failed to resolve image nosuchimage:1.0"),
         "{text}"

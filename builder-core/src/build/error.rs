@@ -235,7 +235,7 @@ pub enum DockerfilePhase {
 
 /// A place in the Dockerfile: the file's name and, when known, the span; it keeps the
 /// file's text to quote the line when rendered ([`BuildError::render`]).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Location {
     file: Arc<str>,
     text: Arc<str>,
@@ -283,6 +283,16 @@ impl Location {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let quoted = rbuild_dockerfile::quote_line(span.start_line, span.start_column, text);
         Some(quoted.trim_end_matches('\n').to_owned())
+    }
+}
+
+/// The file and span; not the text, which can be long.
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Location")
+            .field("file", &self.file)
+            .field("span", &self.span)
+            .finish_non_exhaustive()
     }
 }
 
