@@ -323,10 +323,11 @@ impl BuildError {
             if !out.is_empty() {
                 out.push_str(": ");
             }
-            let located = error.downcast_ref::<BuildError>().and_then(|e| {
-                let at = e.location()?;
-                Some((e, at))
-            });
+            // A boxed source (`Step`, `BaseImage`) is linked as the box itself.
+            let build_error = error
+                .downcast_ref::<BuildError>()
+                .or_else(|| error.downcast_ref::<Box<BuildError>>().map(|b| &**b));
+            let located = build_error.and_then(|e| Some((e, e.location()?)));
             if let Some((error, at)) = located {
                 // The causes of a located error are part of its message; the quote ends it.
                 out.push_str(&error_chain(error));
@@ -480,6 +481,31 @@ pub(crate) fn io_err<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn located_errors_render_with_their_line_quoted_also_as_the_cause_of_a_step() {
+        let text = "FROM busybox\nSTOPSIGNAL SIGFOO\n";
+        let span = rbuild_dockerfile::Span::from_offsets(text, 13, 30);
+        let located = BuildError::Instruction {
+            at: Location::new("Dockerfile", text, Some(span)),
+            message: "invalid signal: SIGFOO".to_owned(),
+        };
+        let quoted = "Dockerfile:2:1: invalid signal: SIGFOO\n    2 | STOPSIGNAL SIGFOO\n      | ^";
+        assert_eq!(
+            located.to_string(),
+            "Dockerfile:2:1: invalid signal: SIGFOO"
+        );
+        assert_eq!(located.render(), quoted);
+        let step = BuildError::Step {
+            location: "Dockerfile:2".to_owned(),
+            name: "[2/2] STOPSIGNAL SIGFOO".to_owned(),
+            source: Box::new(located),
+        };
+        assert_eq!(
+            step.render(),
+            format!("Dockerfile:2: failed to build [2/2] STOPSIGNAL SIGFOO: {quoted}")
+        );
+    }
 
     #[test]
     fn missing_fixture_images_say_how_to_make_them() {
