@@ -236,46 +236,52 @@ pub enum DockerfilePhase {
 /// A place in the Dockerfile: the file's name and, when known, the span; it keeps the
 /// file's text to quote the line when rendered ([`BuildError::render`]).
 #[derive(Clone)]
-pub struct Location {
-    file: Arc<str>,
-    text: Arc<str>,
+pub struct Location(
+    // Shared and behind one pointer: errors stay small, and cloning one is cheap.
+    Arc<Place>,
+);
+
+struct Place {
+    file: String,
+    text: String,
     span: Option<Span>,
 }
 
 impl Location {
     pub(crate) fn new(file: &str, text: &str, span: Option<Span>) -> Location {
-        Location {
-            file: file.into(),
-            text: text.into(),
+        Location(Arc::new(Place {
+            file: file.to_owned(),
+            text: text.to_owned(),
             span,
-        }
+        }))
     }
 
     /// The file's name as rbuild shows it (`Dockerfile`, `app.Dockerfile`, `-`).
     pub fn file(&self) -> &str {
-        &self.file
+        &self.0.file
     }
 
     /// The region of the file, when known.
     pub fn span(&self) -> Option<Span> {
-        self.span
+        self.0.span
     }
 
     /// The 1-based line, when known.
     pub fn line(&self) -> Option<usize> {
-        self.span.map(|s| s.start_line)
+        self.0.span.map(|s| s.start_line)
     }
 
     /// The 1-based column (in characters), when known.
     pub fn column(&self) -> Option<usize> {
-        self.span.map(|s| s.start_column)
+        self.0.span.map(|s| s.start_column)
     }
 
     /// The quoted source line and the caret under the column, as
     /// [`rbuild_dockerfile::Error::render`] draws them; no final newline.
     fn quote(&self) -> Option<String> {
-        let span = self.span?;
+        let span = self.0.span?;
         let text = self
+            .0
             .text
             .split('\n')
             .nth(span.start_line.saturating_sub(1))?;
@@ -290,8 +296,8 @@ impl Location {
 impl fmt::Debug for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Location")
-            .field("file", &self.file)
-            .field("span", &self.span)
+            .field("file", &self.0.file)
+            .field("span", &self.0.span)
             .finish_non_exhaustive()
     }
 }
@@ -299,9 +305,13 @@ impl fmt::Debug for Location {
 /// `FILE:LINE:COLUMN`, or `FILE` when the place in it is not known.
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.span {
-            Some(span) => write!(f, "{}:{}:{}", self.file, span.start_line, span.start_column),
-            None => f.write_str(&self.file),
+        match self.0.span {
+            Some(span) => write!(
+                f,
+                "{}:{}:{}",
+                self.0.file, span.start_line, span.start_column
+            ),
+            None => f.write_str(&self.0.file),
         }
     }
 }
