@@ -76,8 +76,9 @@ mod semantics;
 mod build;
 pub use crate::build::{
     BuildError, BuildRequest, BuildResult, BuildSecret, Builder, CACHE_DIR, CACHE_MOUNTS_DIR,
-    CacheKey, DEFAULT_SSH_ID, DockerfileInput, Entitlement, ExecutorKind, MissReason, MountError,
-    SecretSource, SnapshotterKind, SshAgent, StepReport, UnknownEntitlement, prune_cache_mounts,
+    CacheKey, DEFAULT_SSH_ID, DockerfileInput, DockerfilePhase, Entitlement, ExecutorKind,
+    Location, MissReason, MountError, SecretSource, SnapshotterKind, SshAgent, StepReport,
+    UnknownEntitlement, prune_cache_mounts,
 };
 pub use crate::build::{
     CACHE_ARTIFACT_TYPE, CACHE_CONFIG_TYPE, CacheExport, CacheImport, CacheLocation, CacheMode,
@@ -117,6 +118,6 @@ mod registry;
 pub use crate::registry::{
     ACCEPTED_MANIFEST_TYPES, CONFIG_ENV, Challenge, ConfigError, DEFAULT_HTTP_DEADLINE,
     DOCKER_CONFIG_ENV, DockerConfig, HTTP_TIMEOUT_ENV, Mirror, Pulled, PushOptions, RegistryClient,
-    RegistryConfig, RegistryCredentials, RegistryError, RegistryOptions, SYSTEM_CONFIG, UploadMode,
-    error_chain, http_deadline, pull, pull_with_mirrors, push,
+    RegistryConfig, RegistryCredentials, RegistryError, RegistryErrorKind, RegistryOptions,
+    SYSTEM_CONFIG, UploadMode, error_chain, http_deadline, pull, pull_with_mirrors, push,
 };

@@ -209,8 +209,10 @@ fn a_failing_run_names_its_line_and_shows_the_tail_of_its_output() {
     let BuildError::StepFailed {
         location,
         message,
+        exit_code,
         tail,
         name,
+        ..
     } = &err
     else {
         panic!("expected a step failure, got {err:?}");
@@ -218,6 +220,7 @@ fn a_failing_run_names_its_line_and_shows_the_tail_of_its_output() {
     assert_eq!(location, "Dockerfile:3");
     assert!(name.contains("RUN echo about to fail"), "{name}");
     assert!(message.contains("exit code: 3"), "{message}");
+    assert_eq!(*exit_code, Some(3));
     assert_eq!(tail, &["about to fail"]);
     let text = err.to_string();
     assert!(text.starts_with("Dockerfile:3: "), "{text}");
@@ -244,7 +247,8 @@ fn a_missing_base_image_is_named_with_its_from_line() {
         &ctx,
         |_| {},
     );
-    let text = result.unwrap_err().to_string();
+    // Rendered as the CLI prints it: the line quoted under the message.
+    let text = result.unwrap_err().render();
     assert!(
         text.starts_with("Dockerfile:3:1: failed to resolve image nosuchimage:1.0"),
         "{text}"

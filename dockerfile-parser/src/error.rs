@@ -80,7 +80,7 @@ impl<'a> LineIndex<'a> {
     }
 }
 
-/// What went wrong while parsing a Dockerfile.
+/// What went wrong while parsing a Dockerfile or lowering it into a build graph.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -144,7 +144,8 @@ pub enum ErrorKind {
         /// Why it was refused.
         reason: String,
     },
-    /// A `--mount` specification is malformed.
+    /// A `--mount` specification is malformed (when parsed, or once its values are
+    /// expanded while lowering).
     #[error("invalid mount {spec:?}: {reason}")]
     InvalidMount {
         /// The mount specification as written.
@@ -209,9 +210,91 @@ pub enum ErrorKind {
     /// The Dockerfile has more than [`crate::MAX_INSTRUCTIONS`] instructions.
     #[error("the Dockerfile has more than {0} instructions")]
     TooManyInstructions(usize),
+
+    // --- lowering into a build graph (`lower`) ---
+    /// The Dockerfile has no `FROM`.
+    #[error("dockerfile has no build stage")]
+    NoStages,
+    /// `FROM ${EMPTY}`.
+    #[error("base name ({0}) should not be blank")]
+    BlankBase(String),
+    /// `COPY --from=later` where `later` is a stage defined further down.
+    #[error(
+        "cannot copy from stage {from:?}, it needs to be defined before current stage {stage:?}"
+    )]
+    CopyFromLaterStage {
+        /// `--from` as written.
+        from: String,
+        /// The stage of the `COPY` (its name, or `stage-N`).
+        stage: String,
+    },
+    /// `RUN --mount=from=later` where `later` is a stage defined further down.
+    #[error(
+        "cannot mount from stage {from:?} to {target:?}, stage needs to be defined before \
+         current command"
+    )]
+    MountFromLaterStage {
+        /// `from=` as written.
+        from: String,
+        /// `target=` as given (expanded).
+        target: String,
+    },
+    /// Stages that take files from each other in a loop.
+    #[error("circular dependency detected on stage: {0}")]
+    CircularDependency(String),
+    /// `COPY --from=<n>` with no stage `n`.
+    #[error("invalid stage index {0}")]
+    InvalidStageIndex(String),
+    /// `FROM --platform=` with something other than `os/arch[/variant]`.
+    #[error("failed to parse platform {0}")]
+    InvalidPlatform(String),
+    /// `--target` names no stage.
+    #[error("target stage {0} could not be found")]
+    UnknownTarget(String),
+    /// `FROM Name` where a stage is named `name`: BuildKit matches `FROM` against stage
+    /// names exactly (they are lower case), so this is an image name, and an invalid one.
+    #[error(
+        "base name {written:?} is not a valid image name (repository names must be lower \
+         case); FROM matches stage names exactly, and the stage is named {stage:?}"
+    )]
+    StageNameCase {
+        /// The base name as written (after expansion).
+        written: String,
+        /// The stage name it matches but for case.
+        stage: String,
+    },
+    /// `COPY --from=$VAR` (or any word that expansion would change).
+    #[error(
+        "variable expansion is not supported for --from, define a new stage with FROM using \
+         ARG from global scope as a workaround"
+    )]
+    VariableInCopyFrom,
+    /// `RUN []`: the exec form with no program.
+    #[error("RUN needs a command: its JSON form is an empty list")]
+    EmptyRunCommand,
+    /// A user or group name to look up while the stage's filesystem is still empty.
+    #[error(
+        "cannot look up the owner {owner:?} (from {what}): the stage has no files yet \
+         (FROM scratch), so no /etc/passwd or /etc/group; use numeric ids"
+    )]
+    OwnerOnEmptyRoot {
+        /// The `user[:group]` value.
+        owner: String,
+        /// Where it comes from: `--chown` or `USER`.
+        what: &'static str,
+    },
+    /// Word expansion failed.
+    #[error(transparent)]
+    Expand(#[from] crate::shell::ExpandError),
+    /// The steps would carry more variables, in all, than [`crate::MAX_STEP_VARIABLES`].
+    #[error(
+        "the Dockerfile is too large to build: its steps would carry more than {0} build \
+         arguments and environment variables in all"
+    )]
+    TooManyVariables(usize),
 }
 
-/// A failed parse: what went wrong and, when known, where.
+/// A failed parse or lowering: what went wrong and, when known, where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     // Boxed so that `Result<_, Error>` stays small on the happy path.
@@ -264,12 +347,8 @@ impl Error {
         let Some(text) = source.split('\n').nth(span.start_line.saturating_sub(1)) else {
             return out;
         };
-        let text = text.trim_end_matches(['\r', '\n']);
-        let text = if span.start_line == 1 {
-            text.strip_prefix('\u{feff}').unwrap_or(text)
-        } else {
-            text
-        };
+        let text = text.trim_end_matches('\r');
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         out.push_str(&quote_line(span.start_line, span.start_column, text));
         out
     }
@@ -309,17 +388,18 @@ pub fn quote_line(line: usize, column: usize, text: &str) -> String {
 /// How many characters of a source line an error quotes at most.
 const QUOTE_CHARS: usize = 160;
 
+/// The message alone: where it happened is [`Error::span`], and [`Error::render`] gives
+/// both with the source line quoted.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.span {
-            Some(span) => write!(
-                f,
-                "dockerfile line {}:{}: {}",
-                span.start_line, span.start_column, self.kind
-            ),
-            None => write!(f, "dockerfile: {}", self.kind),
-        }
+        self.kind.fmt(f)
     }
 }
 
 impl std::error::Error for Error {}
+
+impl From<(crate::shell::ExpandError, Span)> for Error {
+    fn from((error, span): (crate::shell::ExpandError, Span)) -> Error {
+        Error::new(ErrorKind::Expand(error), Some(span))
+    }
+}

@@ -53,7 +53,6 @@ pub use crate::syntax::{
 // --- build graph ---
 mod graph;
 pub use crate::graph::{
-    Base, BaseImageConfig, BuildGraph, DEFAULT_PATH, Edge, EdgeKind, GraphError, GraphErrorKind,
-    GraphStage, LowerOptions, MAX_STEP_VARIABLES, PROXY_ARGS, Platform, Source, StageId, Step,
-    StepDigest, StepId, lower,
+    Base, BaseImageConfig, BuildGraph, DEFAULT_PATH, Edge, EdgeKind, GraphStage, LowerOptions,
+    MAX_STEP_VARIABLES, PROXY_ARGS, Platform, Source, StageId, Step, StepDigest, StepId, lower,
 };

@@ -6,8 +6,8 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use rbuild_dockerfile::{
-    BaseImageConfig, BuildGraph, Environment, GraphErrorKind, LowerOptions, Source, StepDigest,
-    lower, parse,
+    BaseImageConfig, BuildGraph, Environment, ErrorKind, LowerOptions, Source, StepDigest, lower,
+    parse,
 };
 
 fn graph(source: &str, build_args: &[(&str, &str)]) -> BuildGraph {
@@ -100,7 +100,7 @@ fn copy_from_later_stage_fails_only_when_needed() {
 fn errors_carry_spans() {
     let file = parse("FROM alpine AS a\nRUN true\nCOPY --from=a /x /y\n").unwrap();
     let err = lower(&file, &LowerOptions::default()).unwrap_err();
-    assert!(matches!(err.kind(), GraphErrorKind::CircularDependency(name) if name == "a"));
+    assert!(matches!(err.kind(), ErrorKind::CircularDependency(name) if name == "a"));
     assert_eq!(err.span().unwrap().start_line, 3);
 }
 
@@ -228,7 +228,7 @@ FROM base\nRUN true\nFROM scratch\nENV P=$PATH\n";
     assert_eq!(last.env.get("P"), Some(rbuild_dockerfile::DEFAULT_PATH));
 }
 
-fn lower_error(source: &str) -> GraphErrorKind {
+fn lower_error(source: &str) -> ErrorKind {
     lower(&parse(source).unwrap(), &LowerOptions::default())
         .unwrap_err()
         .kind()
@@ -318,11 +318,11 @@ fn copy_flags_expand_as_buildkit_does() {
 fn copy_from_variable_is_refused() {
     assert_eq!(
         lower_error("FROM alpine AS a\nFROM alpine AS b\nCOPY --from=${X:-a} / /\nFROM a\n"),
-        GraphErrorKind::VariableInCopyFrom
+        ErrorKind::VariableInCopyFrom
     );
     assert_eq!(
         lower_error("FROM alpine AS a\nFROM alpine\nCOPY --from=a$B / /\n"),
-        GraphErrorKind::VariableInCopyFrom
+        ErrorKind::VariableInCopyFrom
     );
     graph("FROM alpine AS a\nFROM alpine\nCOPY --from=a / /\n", &[]);
 }
@@ -333,7 +333,7 @@ fn copy_from_variable_is_refused() {
 fn from_matches_stage_names_exactly() {
     assert!(matches!(
         lower_error("FROM alpine AS base\nFROM Base\n"),
-        GraphErrorKind::StageNameCase { .. }
+        ErrorKind::StageNameCase { .. }
     ));
     let g = graph(
         "FROM alpine AS Base\nFROM base\nCOPY --from=BASE / /\nRUN --mount=from=bAsE,target=/m true\n",
@@ -358,7 +358,7 @@ fn from_matches_stage_names_exactly() {
 fn empty_exec_form_run_is_refused() {
     assert_eq!(
         lower_error("FROM alpine\nRUN []\n"),
-        GraphErrorKind::EmptyRunCommand
+        ErrorKind::EmptyRunCommand
     );
     graph("FROM alpine\nRUN\nRUN --network=none\n", &[]);
 }
@@ -375,7 +375,7 @@ fn owner_names_on_empty_scratch_are_refused() {
         "FROM scratch AS s\nFROM s\nCOPY --chown=app a /a\n",
     ] {
         assert!(
-            matches!(lower_error(source), GraphErrorKind::OwnerOnEmptyRoot { .. }),
+            matches!(lower_error(source), ErrorKind::OwnerOnEmptyRoot { .. }),
             "{source}"
         );
     }
@@ -450,7 +450,7 @@ fn mount_errors_wait_for_lowering() {
     };
     let error = lower(&file, &options).unwrap_err();
     assert!(
-        matches!(error.kind(), GraphErrorKind::InvalidMount { reason, .. }
+        matches!(error.kind(), ErrorKind::InvalidMount { reason, .. }
             if reason == "unsupported mount type \"nfs\""),
         "{error}"
     );

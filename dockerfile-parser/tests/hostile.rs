@@ -3,8 +3,8 @@
 //! quadratic blow-up).
 
 use rbuild_dockerfile::{
-    ErrorKind, ExpandErrorKind, GraphErrorKind, LowerOptions, MAX_DOCKERFILE_BYTES,
-    MAX_INSTRUCTIONS, MAX_STEP_VARIABLES, lower, parse,
+    ErrorKind, ExpandErrorKind, LowerOptions, MAX_DOCKERFILE_BYTES, MAX_INSTRUCTIONS,
+    MAX_STEP_VARIABLES, lower, parse,
 };
 
 #[test]
@@ -58,7 +58,7 @@ fn a_long_run_of_env_lines_is_refused_by_the_variable_budget() {
     }
     let file = parse(&text).expect("20k instructions parse");
     let err = lower(&file, &LowerOptions::default()).expect_err("budget exceeded");
-    assert_eq!(err.kind(), &GraphErrorKind::TooLarge(MAX_STEP_VARIABLES));
+    assert_eq!(err.kind(), &ErrorKind::TooManyVariables(MAX_STEP_VARIABLES));
     let line = err.span().expect("the error has a place").start_line;
     assert!((1000..2000).contains(&line), "stopped at line {line}");
 }
@@ -89,7 +89,7 @@ fn deeply_nested_substitutions_are_an_error_not_a_stack_overflow() {
         let text = format!("FROM scratch\nENV A={word}\n");
         let file = parse(&text).expect("parses: expansion happens when lowering");
         let err = lower(&file, &LowerOptions::default()).expect_err("too deep");
-        let GraphErrorKind::Expand(expand) = err.kind() else {
+        let ErrorKind::Expand(expand) = err.kind() else {
             panic!("expected an expansion error, got {err}");
         };
         assert_eq!(expand.kind(), &ExpandErrorKind::TooDeep(64));

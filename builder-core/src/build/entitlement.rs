@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use rbuild_dockerfile::{BuildGraph, Instruction, NetworkMode, SecurityMode};
 
-use super::error::{BuildError, render_at};
+use super::error::{BuildError, Location};
 use crate::exec::Network;
 
 /// Something a Dockerfile may ask for only when the build allows it.
@@ -69,25 +69,28 @@ pub(crate) fn check(
         return Err(BuildError::NotEntitled {
             what: "--network=host",
             entitlement: Entitlement::NetworkHost,
+            at: None,
         });
     }
     for step in &graph.steps {
         let Instruction::Run(run) = &step.instruction else {
             continue;
         };
-        let refused =
-            |message: &str| BuildError::Dockerfile(render_at(file_name, text, &step.span, message));
+        let refused = |what, entitlement| BuildError::NotEntitled {
+            what,
+            entitlement,
+            at: Some(Location::new(file_name, text, Some(step.span))),
+        };
         if run.security == Some(SecurityMode::Insecure)
             && !allowed.contains(&Entitlement::SecurityInsecure)
         {
             return Err(refused(
-                "RUN --security=insecure is not allowed: pass --allow security.insecure",
+                "RUN --security=insecure",
+                Entitlement::SecurityInsecure,
             ));
         }
         if run.network == Some(NetworkMode::Host) && !allowed.contains(&Entitlement::NetworkHost) {
-            return Err(refused(
-                "RUN --network=host is not allowed: pass --allow network.host",
-            ));
+            return Err(refused("RUN --network=host", Entitlement::NetworkHost));
         }
     }
     Ok(())

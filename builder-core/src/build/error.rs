@@ -1,7 +1,11 @@
 //! The build's error type, gathering the errors of the modules it drives.
 
+use std::fmt;
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use rbuild_dockerfile::Span;
 
 use crate::context::{ContextError, HashError, IgnoreError, WalkError};
 use crate::copy::CopyError;
@@ -9,7 +13,7 @@ use crate::exec::ExecError;
 use crate::export::ExportError;
 use crate::image::ImageError;
 use crate::layer::LayerError;
-use crate::registry::RegistryError;
+use crate::registry::{RegistryError, error_chain};
 use crate::snapshot::SnapshotError;
 use crate::store::{ImageName, StoreError};
 
@@ -25,24 +29,69 @@ pub enum BuildError {
         /// Why.
         source: io::Error,
     },
-    /// The Dockerfile does not parse or lower; the message is rendered with its
-    /// location (`Dockerfile:3:1: ...`, the line and a caret).
-    #[error("{0}")]
-    Dockerfile(String),
-    /// A base image (or `--from` image) could not be found or loaded; the message names
-    /// the line that asked for it.
-    #[error("{rendered}")]
+    /// The Dockerfile does not parse or lower: the parser's error, its span at `at`.
+    #[error("{at}: {error}")]
+    Dockerfile {
+        /// The file, and where in it ([`rbuild_dockerfile::Error::span`]).
+        at: Location,
+        /// Whether it failed to parse or to lower into a build graph.
+        phase: DockerfilePhase,
+        /// What went wrong ([`rbuild_dockerfile::Error::kind`]).
+        error: rbuild_dockerfile::Error,
+    },
+    /// A base image (or `--from` image) could not be found or loaded: `at` is the line
+    /// that asked for it, the source why ([`BuildError::ImageNotFound`],
+    /// [`BuildError::Pull`] with the registry's error, ...).
+    #[error("{at}: failed to resolve image {reference}")]
     BaseImage {
-        /// The error, its cause included, rendered with the Dockerfile location.
-        rendered: String,
+        /// The image as the Dockerfile names it.
+        reference: String,
+        /// The `FROM` (or `COPY --from`, `RUN --mount=from=`) that names it.
+        at: Location,
+        /// Why.
+        source: Box<BuildError>,
+    },
+    /// An `ONBUILD` trigger of a base image (or stage) does not parse.
+    #[error(
+        "{at}: failed to parse ONBUILD trigger {trigger:?} of {from}: {}",
+        trigger_error(error)
+    )]
+    OnbuildTrigger {
+        /// The trigger's text.
+        trigger: String,
+        /// Where it comes from: the image's name, or `stage N`.
+        from: String,
+        /// The `FROM` of the stage that inherits it.
+        at: Location,
+        /// What the parser said, its span in the two-line file `FROM scratch\nTRIGGER`.
+        error: rbuild_dockerfile::Error,
+    },
+    /// A `COPY <<EOF` heredoc's variables do not expand.
+    #[error("{at}: {error}")]
+    HeredocExpansion {
+        /// The step.
+        at: Location,
+        /// Why.
+        error: rbuild_dockerfile::ExpandError,
+    },
+    /// An instruction's value is invalid for the image config (a bad `HEALTHCHECK`
+    /// duration, `STOPSIGNAL`, ...).
+    #[error("{at}: {message}")]
+    Instruction {
+        /// The instruction.
+        at: Location,
+        /// What is wrong, lower case.
+        message: String,
     },
     /// The build asks for something it was not allowed (`--allow`).
-    #[error("{what} is not allowed: pass --allow {entitlement}")]
+    #[error("{}{what} is not allowed: pass --allow {entitlement}", prefix(at.as_ref()))]
     NotEntitled {
-        /// What asked for it (`--network=host`).
+        /// What asked for it (`--network=host`, `RUN --security=insecure`).
         what: &'static str,
         /// The entitlement that would allow it.
         entitlement: super::Entitlement,
+        /// The step that asked for it, if a step did (not the request).
+        at: Option<Location>,
     },
     /// A `FROM docker-archive://` (`oci-archive://`, `oci-layout://`) path outside the
     /// build context that no `--allow fs.read=DIR` covers.
@@ -77,14 +126,6 @@ pub enum BuildError {
         /// Why.
         source: Box<RegistryError>,
     },
-    /// `--platform` asks for another platform than the host's.
-    #[error("platform {requested} is not supported: this host builds only for {host}")]
-    Platform {
-        /// What was asked for.
-        requested: String,
-        /// What the host is.
-        host: String,
-    },
     /// A `RUN` step's command failed.
     #[error("{location}: {name}: {message}{}", tail_text(.tail))]
     StepFailed {
@@ -94,6 +135,8 @@ pub enum BuildError {
         name: String,
         /// What went wrong, lower case.
         message: String,
+        /// The command's exit code; `None` when it did not exit (killed by a signal).
+        exit_code: Option<i32>,
         /// The last lines of the step's output.
         tail: Vec<String>,
     },
@@ -179,6 +222,189 @@ pub enum BuildError {
     CacheShare(#[from] super::cache_share::CacheShareError),
 }
 
+/// Whether a [`BuildError::Dockerfile`] came from parsing the file or from lowering it
+/// into a build graph (build arguments, stage references, `--target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DockerfilePhase {
+    /// [`rbuild_dockerfile::parse`].
+    Parse,
+    /// [`rbuild_dockerfile::lower`].
+    Lower,
+}
+
+/// A place in the Dockerfile: the file's name and, when known, the span; it keeps the
+/// file's text to quote the line when rendered ([`BuildError::render`]).
+#[derive(Clone)]
+pub struct Location(
+    // Shared and behind one pointer: errors stay small, and cloning one is cheap.
+    Arc<Place>,
+);
+
+struct Place {
+    file: String,
+    text: String,
+    span: Option<Span>,
+}
+
+impl Location {
+    pub(crate) fn new(file: &str, text: &str, span: Option<Span>) -> Location {
+        Location(Arc::new(Place {
+            file: file.to_owned(),
+            text: text.to_owned(),
+            span,
+        }))
+    }
+
+    /// The file's name as rbuild shows it (`Dockerfile`, `app.Dockerfile`, `-`).
+    pub fn file(&self) -> &str {
+        &self.0.file
+    }
+
+    /// The region of the file, when known.
+    pub fn span(&self) -> Option<Span> {
+        self.0.span
+    }
+
+    /// The 1-based line, when known.
+    pub fn line(&self) -> Option<usize> {
+        self.0.span.map(|s| s.start_line)
+    }
+
+    /// The 1-based column (in characters), when known.
+    pub fn column(&self) -> Option<usize> {
+        self.0.span.map(|s| s.start_column)
+    }
+
+    /// The quoted source line and the caret under the column, as
+    /// [`rbuild_dockerfile::Error::render`] draws them; no final newline.
+    fn quote(&self) -> Option<String> {
+        let span = self.0.span?;
+        let text = self
+            .0
+            .text
+            .split('\n')
+            .nth(span.start_line.saturating_sub(1))?;
+        let text = text.trim_end_matches('\r');
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let quoted = rbuild_dockerfile::quote_line(span.start_line, span.start_column, text);
+        Some(quoted.trim_end_matches('\n').to_owned())
+    }
+}
+
+/// The file and span; not the text, which can be long.
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Location")
+            .field("file", &self.0.file)
+            .field("span", &self.0.span)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `FILE:LINE:COLUMN`, or `FILE` when the place in it is not known.
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.span {
+            Some(span) => write!(
+                f,
+                "{}:{}:{}",
+                self.0.file, span.start_line, span.start_column
+            ),
+            None => f.write_str(&self.0.file),
+        }
+    }
+}
+
+impl BuildError {
+    /// The error for a person, as rbuild's CLI prints it: the error and its causes,
+    /// `: `-separated, and for an error at a place in the Dockerfile the line quoted
+    /// with a caret under the column:
+    ///
+    /// ```text
+    /// Dockerfile:2:6: unknown flag --frm for COPY
+    ///     2 | COPY --frm=x a b
+    ///       |      ^
+    /// ```
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut link: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(error) = link {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            // A boxed source (`Step`, `BaseImage`) is linked as the box itself.
+            let build_error = error
+                .downcast_ref::<BuildError>()
+                .or_else(|| error.downcast_ref::<Box<BuildError>>().map(|b| &**b));
+            let located = build_error.and_then(|e| Some((e, e.location()?)));
+            if let Some((error, at)) = located {
+                // The causes of a located error are part of its message; the quote ends it.
+                out.push_str(&error_chain(error));
+                if let Some(quote) = at.quote() {
+                    out.push('\n');
+                    out.push_str(&quote);
+                }
+                // A parse error has always been printed with the parser's final newline.
+                if matches!(
+                    error,
+                    BuildError::Dockerfile {
+                        phase: DockerfilePhase::Parse,
+                        ..
+                    }
+                ) {
+                    out.push('\n');
+                }
+                return out;
+            }
+            out.push_str(&error.to_string());
+            link = error.source();
+        }
+        out
+    }
+
+    /// Where in the Dockerfile the error is, for errors about a place in it.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            BuildError::Dockerfile { at, .. }
+            | BuildError::BaseImage { at, .. }
+            | BuildError::OnbuildTrigger { at, .. }
+            | BuildError::HeredocExpansion { at, .. }
+            | BuildError::Instruction { at, .. } => Some(at),
+            BuildError::NotEntitled { at, .. } => at.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The registry's error behind this one (a failed pull of a base image, a failed
+    /// push), to ask its [`RegistryError::kind`].
+    pub fn registry_error(&self) -> Option<&RegistryError> {
+        match self {
+            BuildError::Pull { source, .. } | BuildError::Push { source, .. } => Some(source),
+            BuildError::BaseImage { source, .. } | BuildError::Step { source, .. } => {
+                source.registry_error()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `LOCATION: ` before a message, or nothing.
+fn prefix(at: Option<&Location>) -> String {
+    at.map(|at| format!("{at}: ")).unwrap_or_default()
+}
+
+/// A trigger's parse error as it has always been shown: `dockerfile line L:C: message`.
+fn trigger_error(error: &rbuild_dockerfile::Error) -> String {
+    match error.span() {
+        Some(span) => format!(
+            "dockerfile line {}:{}: {error}",
+            span.start_line, span.start_column
+        ),
+        None => format!("dockerfile: {error}"),
+    }
+}
+
 impl From<IgnoreError> for BuildError {
     fn from(e: IgnoreError) -> Self {
         BuildError::Context(e.into())
@@ -262,32 +488,34 @@ pub(crate) fn io_err<'a>(
     }
 }
 
-/// Renders `message` at `span` of `source` the way the parser renders its errors:
-/// `FILE:LINE:COL: message`, the line behind a gutter (cut when very long), a caret
-/// under the column; no final newline.
-pub(crate) fn render_at(
-    file: &str,
-    source: &str,
-    span: &rbuild_dockerfile::Span,
-    message: &str,
-) -> String {
-    let mut out = format!(
-        "{file}:{}:{}: {message}",
-        span.start_line, span.start_column
-    );
-    if let Some(text) = source.split('\n').nth(span.start_line.saturating_sub(1)) {
-        let text = text.trim_end_matches('\r');
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let quoted = rbuild_dockerfile::quote_line(span.start_line, span.start_column, text);
-        out.push('\n');
-        out.push_str(quoted.trim_end_matches('\n'));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn located_errors_render_with_their_line_quoted_also_as_the_cause_of_a_step() {
+        let text = "FROM busybox\nSTOPSIGNAL SIGFOO\n";
+        let span = rbuild_dockerfile::Span::from_offsets(text, 13, 30);
+        let located = BuildError::Instruction {
+            at: Location::new("Dockerfile", text, Some(span)),
+            message: "invalid signal: SIGFOO".to_owned(),
+        };
+        let quoted = "Dockerfile:2:1: invalid signal: SIGFOO\n    2 | STOPSIGNAL SIGFOO\n      | ^";
+        assert_eq!(
+            located.to_string(),
+            "Dockerfile:2:1: invalid signal: SIGFOO"
+        );
+        assert_eq!(located.render(), quoted);
+        let step = BuildError::Step {
+            location: "Dockerfile:2".to_owned(),
+            name: "[2/2] STOPSIGNAL SIGFOO".to_owned(),
+            source: Box::new(located),
+        };
+        assert_eq!(
+            step.render(),
+            format!("Dockerfile:2: failed to build [2/2] STOPSIGNAL SIGFOO: {quoted}")
+        );
+    }
 
     #[test]
     fn missing_fixture_images_say_how_to_make_them() {

@@ -44,7 +44,7 @@ pub use self::cache_share::{
     CacheShareError, DEFAULT_LOCAL_TAG, InvalidCacheOption,
 };
 pub use self::entitlement::{Entitlement, UnknownEntitlement};
-pub use self::error::BuildError;
+pub use self::error::{BuildError, DockerfilePhase, Location};
 pub use self::mounts::{
     BuildSecret, CACHE_MOUNTS_DIR, DEFAULT_SSH_ID, MountError, SecretSource, SshAgent,
     prune_cache_mounts,

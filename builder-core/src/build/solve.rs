@@ -14,7 +14,7 @@ use rbuild_dockerfile::{
 
 use super::base::{self, BaseImage};
 use super::cache::{Cache, CacheKey};
-use super::error::{BuildError, io_err, render_at};
+use super::error::{BuildError, DockerfilePhase, Location, io_err};
 use super::repro::{SOURCE_DATE_EPOCH, source_date_epoch};
 use super::squash;
 use super::stage::StageRun;
@@ -137,7 +137,7 @@ pub(crate) fn build(
                 message,
                 ..
             } => format!("{location}: {name}: {message}"),
-            err => crate::registry::error_chain(err),
+            err => err.render(),
         };
         progress.event(&Event::BuildFailed {
             message: format!("failed to solve: {message}"),
@@ -230,9 +230,13 @@ fn build_inner(
         }
         DockerfileInput::Text { name, text } => (name.clone(), text.clone(), None),
     };
-    let rendered =
-        |e: &rbuild_dockerfile::Error| BuildError::Dockerfile(e.render(&file_name, &text));
-    let mut file = rbuild_dockerfile::parse(&text).map_err(|e| rendered(&e))?;
+    let failed = |phase: DockerfilePhase, error: rbuild_dockerfile::Error| BuildError::Dockerfile {
+        at: Location::new(&file_name, &text, error.span()),
+        phase,
+        error,
+    };
+    let mut file =
+        rbuild_dockerfile::parse(&text).map_err(|e| failed(DockerfilePhase::Parse, e))?;
     let mut build_args = Environment::new();
     for (k, v) in &request.build_args {
         build_args.set(k.clone(), v.clone());
@@ -245,8 +249,7 @@ fn build_inner(
         base_images: BTreeMap::new(),
     };
     let lowered = |file: &rbuild_dockerfile::Dockerfile, options: &LowerOptions| {
-        lower(file, options)
-            .map_err(|e| BuildError::Dockerfile(e.render(&file_name, &text).trim_end().to_owned()))
+        lower(file, options).map_err(|e| failed(DockerfilePhase::Lower, e))
     };
     let first = lowered(&file, &options)?;
     super::entitlement::check(&first, &request.allow, request.network, &file_name, &text)?;
@@ -295,15 +298,9 @@ fn build_inner(
         };
         let found =
             base::resolve(store, &reference, lookup).map_err(|e| BuildError::BaseImage {
-                rendered: render_at(
-                    &file_name,
-                    &text,
-                    &span,
-                    &format!(
-                        "failed to resolve image {reference}: {}",
-                        crate::registry::error_chain(&e)
-                    ),
-                ),
+                reference: reference.clone(),
+                at: Location::new(&file_name, &text, Some(span)),
+                source: Box::new(e),
             })?;
         bases.insert(reference, found);
     }
@@ -505,17 +502,14 @@ fn insert_triggers(
     for (stage, texts, from) in wanted {
         let mut instructions = Vec::new();
         for trigger in &texts {
-            let parsed =
-                rbuild_dockerfile::parse(&format!("FROM scratch\n{trigger}\n")).map_err(|e| {
-                    BuildError::BaseImage {
-                        rendered: render_at(
-                            file_name,
-                            text,
-                            &stage.span,
-                            &format!("failed to parse ONBUILD trigger {trigger:?} of {from}: {e}"),
-                        ),
-                    }
-                })?;
+            let parsed = rbuild_dockerfile::parse(&format!("FROM scratch\n{trigger}\n")).map_err(
+                |error| BuildError::OnbuildTrigger {
+                    trigger: trigger.clone(),
+                    from: from.clone(),
+                    at: Location::new(file_name, text, Some(stage.span)),
+                    error,
+                },
+            )?;
             for parsed_stage in parsed.stages {
                 instructions.extend(parsed_stage.instructions);
             }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use rbuild_dockerfile::{Instruction, ShellLexer, Source, Step};
 
-use super::error::{BuildError, render_at};
+use super::error::{BuildError, Location};
 use super::solve::{Shared, copy_source, root_key};
 use super::state::{StageState, image_layers};
 use crate::copy::{self, CopyOp, CopySource};
@@ -25,13 +25,9 @@ pub(crate) fn copy_input(
         Instruction::Add(a) => CopyOp::from_add(a, workdir),
         _ => return Ok(CopyInput::default()),
     };
-    expand_heredocs(&mut op, step).map_err(|e| {
-        BuildError::Dockerfile(render_at(
-            shared.file_name,
-            shared.text,
-            &step.span,
-            &e.to_string(),
-        ))
+    expand_heredocs(&mut op, step).map_err(|error| BuildError::HeredocExpansion {
+        at: Location::new(shared.file_name, shared.text, Some(step.span)),
+        error,
     })?;
     match copy_source(shared.graph, step) {
         Some(source) => {

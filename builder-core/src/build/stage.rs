@@ -8,7 +8,7 @@ use rbuild_dockerfile::{Base, EdgeKind, GraphStage, Instruction, Mount, Run, Ste
 
 use super::StepReport;
 use super::cache::{CacheEntry, CacheKey, CachedLayer, MissReason};
-use super::error::{BuildError, io_err, render_at};
+use super::error::{BuildError, Location, io_err};
 use super::mount::with_roots;
 use super::mounts::{self, MountInputs};
 use super::repro;
@@ -227,7 +227,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 step: id,
                 duration,
                 exit_code: None,
-                message: crate::registry::error_chain(&e),
+                message: e.render(),
             });
             e
         };
@@ -335,6 +335,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                     location,
                     name,
                     message,
+                    exit_code: code,
                     tail,
                 });
             }
@@ -384,13 +385,9 @@ impl<'s, 'a> StageRun<'s, 'a> {
 
     /// Applies `step` to the stage's config; an error names the step's line.
     fn apply(&mut self, step: &Step) -> Result<Applied, BuildError> {
-        semantics::apply_step(&mut self.state.config, step).map_err(|e| {
-            BuildError::Dockerfile(render_at(
-                self.shared.file_name,
-                self.shared.text,
-                &e.span,
-                &e.message,
-            ))
+        semantics::apply_step(&mut self.state.config, step).map_err(|e| BuildError::Instruction {
+            at: Location::new(self.shared.file_name, self.shared.text, Some(e.span)),
+            message: e.message,
         })
     }
 

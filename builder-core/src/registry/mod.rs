@@ -182,6 +182,60 @@ pub enum RegistryError {
     Config(#[from] ConfigError),
 }
 
+/// What kind of failure a [`RegistryError`] is, for callers that act on it (ask for
+/// credentials, try another name, retry later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegistryErrorKind {
+    /// The registry refused the credentials, or wants some (401, 403).
+    Unauthorized,
+    /// The registry has no such repository, tag or blob (404).
+    NotFound,
+    /// The image has no manifest for the wanted platform.
+    NoPlatform,
+    /// The registry could not be reached, or a request broke or timed out.
+    Network,
+    /// The registry answered something rbuild cannot use: another status, a document
+    /// that does not parse, content that does not match its digest or size.
+    Protocol,
+    /// A docker credential helper failed.
+    CredentialHelper,
+    /// The registry configuration (mirrors, config file) is invalid.
+    Config,
+    /// Something local failed: the content store, a file, a digest.
+    Local,
+}
+
+impl RegistryError {
+    /// What kind of failure this is; behind [`RegistryError::Mirrors`], the origin's.
+    pub fn kind(&self) -> RegistryErrorKind {
+        match self {
+            RegistryError::Http { .. } | RegistryError::Deadline { .. } => {
+                RegistryErrorKind::Network
+            }
+            RegistryError::Status {
+                status: 401 | 403, ..
+            }
+            | RegistryError::Unauthorized { .. } => RegistryErrorKind::Unauthorized,
+            RegistryError::Status { status: 404, .. } => RegistryErrorKind::NotFound,
+            RegistryError::NoPlatform { .. } => RegistryErrorKind::NoPlatform,
+            RegistryError::Status { .. }
+            | RegistryError::DigestMismatch { .. }
+            | RegistryError::SizeMismatch { .. }
+            | RegistryError::Json { .. }
+            | RegistryError::MediaType(_)
+            | RegistryError::Descriptor { .. } => RegistryErrorKind::Protocol,
+            RegistryError::CredentialHelper { .. } => RegistryErrorKind::CredentialHelper,
+            RegistryError::Config(_) => RegistryErrorKind::Config,
+            RegistryError::Mirrors { source, .. } => source.kind(),
+            RegistryError::Io { .. }
+            | RegistryError::Store(_)
+            | RegistryError::Image(_)
+            | RegistryError::Digest(_) => RegistryErrorKind::Local,
+        }
+    }
+}
+
 pub(crate) fn io_err(
     action: &'static str,
     path: impl Into<PathBuf>,

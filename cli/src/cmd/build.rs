@@ -476,10 +476,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
             // with -q nothing was shown yet, nor is a push failure, which comes after the
             // build has finished.
             if args.quiet || matches!(err, BuildError::Push { .. }) {
-                eprintln!(
-                    "error: {}",
-                    crate::escape::printable(&rbuild_core::error_chain(&err))
-                );
+                eprintln!("error: {}", crate::escape::printable(&err.render()));
             }
             return Ok(ExitCode::from(EXIT_BUILD_FAILED));
         }
@@ -683,10 +680,7 @@ fn reproducible_check(
             // A failed build was shown by the progress renderer already; the verdict
             // of a check that built twice was not.
             if quiet || matches!(err, BuildError::NotReproducible { .. }) {
-                eprintln!(
-                    "error: {}",
-                    crate::escape::printable(&rbuild_core::error_chain(&err))
-                );
+                eprintln!("error: {}", crate::escape::printable(&err.render()));
             }
             Ok(ExitCode::from(EXIT_BUILD_FAILED))
         }

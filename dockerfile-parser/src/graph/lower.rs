@@ -7,12 +7,12 @@ use crate::instruction::{CommandLine, Dockerfile, Instruction};
 use crate::shell::{Environment, ShellLexer};
 
 use super::digest::{DEFINITION_VERSION, Definition};
-use super::error::{GraphError, GraphErrorKind};
 use super::scope::{ArgSources, Scope};
 use super::{
     Base, BuildGraph, Edge, EdgeKind, GraphStage, LowerOptions, Platform, Source, StageId, Step,
     StepId,
 };
+use crate::error::{Error, ErrorKind};
 
 /// Build arguments every build has without an `ARG`: given with `--build-arg` (the
 /// name in any case), they reach every `RUN` in both cases, after its other variables,
@@ -90,7 +90,7 @@ struct Draft {
     scope: Scope,
     /// The first error met while lowering the stage; reported only if the target
     /// needs the stage, as BuildKit skips stages the target does not reach.
-    error: Option<GraphError>,
+    error: Option<Error>,
 }
 
 /// Lowers a parsed Dockerfile into a build graph.
@@ -102,9 +102,9 @@ struct Draft {
 /// assert_eq!(graph.stages[0].base, Base::Image("alpine:3".into()));
 /// assert_eq!(graph.levels.len(), 2);
 /// ```
-pub fn lower(file: &Dockerfile, options: &LowerOptions) -> Result<BuildGraph, GraphError> {
+pub fn lower(file: &Dockerfile, options: &LowerOptions) -> Result<BuildGraph, Error> {
     if file.stages.is_empty() {
-        return Err(GraphError::new(GraphErrorKind::NoStages, None));
+        return Err(Error::new(ErrorKind::NoStages, None));
     }
     let lexer = ShellLexer::new(file.escape);
     check_copy_from(file, lexer)?;
@@ -148,7 +148,7 @@ pub fn lower(file: &Dockerfile, options: &LowerOptions) -> Result<BuildGraph, Gr
         None => StageId((drafts.len() - 1) as u32),
         Some(target) => *names
             .get(&target.to_lowercase())
-            .ok_or_else(|| GraphError::new(GraphErrorKind::UnknownTarget(target.clone()), None))?,
+            .ok_or_else(|| Error::new(ErrorKind::UnknownTarget(target.clone()), None))?,
     };
     check_cycles(&drafts)?;
     let reachable = reachable_from(&drafts, target);
@@ -221,7 +221,7 @@ fn global_args(
     options: &LowerOptions,
     lexer: ShellLexer,
     consumed: &mut BTreeSet<String>,
-) -> Result<Environment, GraphError> {
+) -> Result<Environment, Error> {
     let mut globals = Environment::new();
     let mut automatic = |name: String, value: String| {
         let value = options.build_args.get(&name).map_or(value, str::to_owned);
@@ -260,7 +260,7 @@ fn global_args(
                 (None, Some(default)) => Some(
                     lexer
                         .expand_word(default, &globals)
-                        .map_err(|e| GraphError::from((e, arg.span)))?,
+                        .map_err(|e| Error::from((e, arg.span)))?,
                 ),
                 // A bare `ARG NAME` keeps the value NAME has (an automatic argument's,
                 // an earlier `ARG NAME=x`'s), as BuildKit's `buildMetaArgs` does.
@@ -313,18 +313,18 @@ fn lower_stage_into(
     draft: &mut Draft,
     index: usize,
     earlier: &[Draft],
-) -> Result<(), GraphError> {
+) -> Result<(), Error> {
     let (file, names, lexer, sources) = (ctx.file, ctx.names, ctx.lexer, &ctx.sources);
     let stage = &file.stages[index];
     let expand_global = |word: &str| {
         lexer
             .expand_word(word, sources.globals)
-            .map_err(|e| GraphError::from((e, stage.span)))
+            .map_err(|e| Error::from((e, stage.span)))
     };
     let base = expand_global(&stage.base)?;
     if base.is_empty() {
-        return Err(GraphError::new(
-            GraphErrorKind::BlankBase(stage.base.clone()),
+        return Err(Error::new(
+            ErrorKind::BlankBase(stage.base.clone()),
             Some(stage.span),
         ));
     }
@@ -334,8 +334,8 @@ fn lower_stage_into(
         .as_deref()
         .filter(|p| Platform::parse(p).is_none())
     {
-        return Err(GraphError::new(
-            GraphErrorKind::InvalidPlatform(platform.to_owned()),
+        return Err(Error::new(
+            ErrorKind::InvalidPlatform(platform.to_owned()),
             Some(stage.span),
         ));
     }
@@ -346,8 +346,8 @@ fn lower_stage_into(
         .map(|(name, _)| name)
         .filter(|name| **name != base)
     {
-        return Err(GraphError::new(
-            GraphErrorKind::StageNameCase {
+        return Err(Error::new(
+            ErrorKind::StageNameCase {
                 written: base,
                 stage: named.clone(),
             },
@@ -401,8 +401,8 @@ fn lower_stage_into(
             + draft.scope.state.len()
             + 1;
         if carried > MAX_STEP_VARIABLES {
-            return Err(GraphError::new(
-                GraphErrorKind::TooLarge(MAX_STEP_VARIABLES),
+            return Err(Error::new(
+                ErrorKind::TooManyVariables(MAX_STEP_VARIABLES),
                 Some(span),
             ));
         }
@@ -413,11 +413,11 @@ fn lower_stage_into(
                 if let Some(from) = &copy.from {
                     let source = copy_source(from, names, file.stages.len(), span)?;
                     if is_later_stage(&source, index) {
-                        let kind = GraphErrorKind::CopyFromLaterStage {
+                        let kind = ErrorKind::CopyFromLaterStage {
                             from: from.clone(),
                             stage: display_name(draft, index),
                         };
-                        draft.error.get_or_insert(GraphError::new(kind, Some(span)));
+                        draft.error.get_or_insert(Error::new(kind, Some(span)));
                     }
                     draft
                         .deps
@@ -426,7 +426,7 @@ fn lower_stage_into(
             }
             Instruction::Run(run) => {
                 if matches!(&run.command, CommandLine::Exec(args) if args.is_empty()) {
-                    return Err(GraphError::new(GraphErrorKind::EmptyRunCommand, Some(span)));
+                    return Err(Error::new(ErrorKind::EmptyRunCommand, Some(span)));
                 }
                 for mount in &run.mounts {
                     if let Some(from) = mount.from.as_ref().filter(|f| !f.is_empty()) {
@@ -435,11 +435,11 @@ fn lower_stage_into(
                             None => Source::Image(from.clone()),
                         };
                         if is_later_stage(&source, index) {
-                            let kind = GraphErrorKind::MountFromLaterStage {
+                            let kind = ErrorKind::MountFromLaterStage {
                                 from: from.clone(),
                                 target: mount.target.clone().unwrap_or_default(),
                             };
-                            draft.error.get_or_insert(GraphError::new(kind, Some(span)));
+                            draft.error.get_or_insert(Error::new(kind, Some(span)));
                         }
                         draft
                             .deps
@@ -493,7 +493,7 @@ pub const MAX_STEP_VARIABLES: usize = 1_000_000;
 /// Refuses a `COPY --from` value that word expansion would change (a variable, an
 /// escape), in every stage, needed by the target or not: BuildKit names the stage a
 /// `COPY` reads before it expands anything, and says so.
-fn check_copy_from(file: &Dockerfile, lexer: ShellLexer) -> Result<(), GraphError> {
+fn check_copy_from(file: &Dockerfile, lexer: ShellLexer) -> Result<(), Error> {
     let nothing = Environment::new();
     for instruction in file.stages.iter().flat_map(|s| &s.instructions) {
         let Instruction::Copy(copy) = instruction else {
@@ -503,12 +503,9 @@ fn check_copy_from(file: &Dockerfile, lexer: ShellLexer) -> Result<(), GraphErro
         let span = instruction.span();
         let expanded = lexer
             .expand_word(from, &nothing)
-            .map_err(|e| GraphError::from((e, span)))?;
+            .map_err(|e| Error::from((e, span)))?;
         if expanded != *from {
-            return Err(GraphError::new(
-                GraphErrorKind::VariableInCopyFrom,
-                Some(span),
-            ));
+            return Err(Error::new(ErrorKind::VariableInCopyFrom, Some(span)));
         }
     }
     Ok(())
@@ -527,13 +524,13 @@ fn copy_source(
     names: &BTreeMap<String, StageId>,
     stage_count: usize,
     span: Span,
-) -> Result<Source, GraphError> {
+) -> Result<Source, Error> {
     // BuildKit reads the value as a number first (Go's strconv.Atoi: optional sign).
     if let Ok(index) = from.parse::<i64>() {
         return match usize::try_from(index) {
             Ok(i) if i < stage_count => Ok(Source::Stage(StageId(i as u32))),
-            _ => Err(GraphError::new(
-                GraphErrorKind::InvalidStageIndex(from.to_owned()),
+            _ => Err(Error::new(
+                ErrorKind::InvalidStageIndex(from.to_owned()),
                 Some(span),
             )),
         };
@@ -557,24 +554,21 @@ fn stage_deps(draft: &Draft) -> impl Iterator<Item = (StageId, Span)> + '_ {
 
 /// Fails on a loop of stages depending on each other (a stage copying from itself
 /// included), naming the stage whose instruction closes the loop.
-fn check_cycles(drafts: &[Draft]) -> Result<(), GraphError> {
+fn check_cycles(drafts: &[Draft]) -> Result<(), Error> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
         Open,
         Done,
     }
-    fn visit(drafts: &[Draft], marks: &mut [Mark], at: usize) -> Result<(), GraphError> {
+    fn visit(drafts: &[Draft], marks: &mut [Mark], at: usize) -> Result<(), Error> {
         marks[at] = Mark::Open;
         for (dep, span) in stage_deps(&drafts[at]) {
             let dep = dep.0 as usize;
             match marks[dep] {
                 Mark::Open => {
                     let name = display_name(&drafts[at], at);
-                    return Err(GraphError::new(
-                        GraphErrorKind::CircularDependency(name),
-                        Some(span),
-                    ));
+                    return Err(Error::new(ErrorKind::CircularDependency(name), Some(span)));
                 }
                 Mark::New => visit(drafts, marks, dep)?,
                 Mark::Done => {}

@@ -24,7 +24,6 @@
 //! triggers of base images are the executor's to run.
 
 mod digest;
-mod error;
 mod lower;
 mod render;
 mod scope;
@@ -38,7 +37,6 @@ use crate::instruction::Instruction;
 use crate::shell::Environment;
 
 pub use self::digest::StepDigest;
-pub use self::error::{GraphError, GraphErrorKind};
 pub use self::lower::{DEFAULT_PATH, MAX_STEP_VARIABLES, PROXY_ARGS, lower};
 
 /// A stage's position in the Dockerfile (0-based, counting every `FROM`), the number

@@ -10,8 +10,8 @@ use crate::path::normalize_workdir;
 use crate::shell::{Environment, ShellLexer};
 
 use super::BaseImageConfig;
-use super::error::{GraphError, GraphErrorKind};
 use super::lower::DEFAULT_PATH;
+use crate::error::{Error, ErrorKind};
 
 /// The variables and settings in effect at one point of a stage.
 #[derive(Debug, Clone, Default)]
@@ -108,7 +108,7 @@ impl Scope {
         lexer: ShellLexer,
         instruction: &Instruction,
         sources: &ArgSources<'_>,
-    ) -> Result<Expanded, GraphError> {
+    ) -> Result<Expanded, Error> {
         let mut words = Words {
             lexer,
             env: self.expansion_env(),
@@ -215,7 +215,7 @@ impl Scope {
     /// `WORKDIR` makes) while the filesystem is still the empty `scratch`: BuildKit has
     /// no filesystem to read /etc/passwd from then and fails ("invalid user index: -1");
     /// numeric ids need no look-up and work.
-    fn check_owner_lookup(&self, instruction: &Instruction) -> Result<(), GraphError> {
+    fn check_owner_lookup(&self, instruction: &Instruction) -> Result<(), Error> {
         if !self.empty_root {
             return Ok(());
         }
@@ -230,8 +230,8 @@ impl Scope {
             _ => (None, ""),
         };
         match owner.filter(|owner| names_an_owner(owner)) {
-            Some(owner) => Err(GraphError::new(
-                GraphErrorKind::OwnerOnEmptyRoot {
+            Some(owner) => Err(Error::new(
+                ErrorKind::OwnerOnEmptyRoot {
                     owner: owner.to_owned(),
                     what,
                 },
@@ -282,32 +282,32 @@ struct Words {
 }
 
 impl Words {
-    fn word(&mut self, word: &str) -> Result<String, GraphError> {
+    fn word(&mut self, word: &str) -> Result<String, Error> {
         let expansion = self
             .lexer
             .expand(word, &self.env)
-            .map_err(|e| GraphError::from((e, self.span)))?;
+            .map_err(|e| Error::from((e, self.span)))?;
         self.matched.extend(expansion.matched);
         Ok(expansion.value)
     }
 
-    fn words(&mut self, word: &str) -> Result<Vec<String>, GraphError> {
+    fn words(&mut self, word: &str) -> Result<Vec<String>, Error> {
         let expansion = self
             .lexer
             .expand(word, &self.env)
-            .map_err(|e| GraphError::from((e, self.span)))?;
+            .map_err(|e| Error::from((e, self.span)))?;
         self.matched.extend(expansion.matched);
         Ok(expansion.words)
     }
 
-    fn option(&mut self, value: &mut Option<String>) -> Result<(), GraphError> {
+    fn option(&mut self, value: &mut Option<String>) -> Result<(), Error> {
         if let Some(v) = value {
             *v = self.word(v)?;
         }
         Ok(())
     }
 
-    fn list(&mut self, values: &mut [String]) -> Result<(), GraphError> {
+    fn list(&mut self, values: &mut [String]) -> Result<(), Error> {
         for v in values {
             *v = self.word(v)?;
         }
@@ -315,11 +315,11 @@ impl Words {
     }
 
     /// Expands a `--mount` value's values and types it; errors point at the flag.
-    fn mount(&mut self, spec: &MountSpec) -> Result<Mount, GraphError> {
+    fn mount(&mut self, spec: &MountSpec) -> Result<Mount, Error> {
         parse_mount(spec, |value| self.word(value)).map_err(|error| match error {
             MountError::Expand(error) => error,
-            MountError::Invalid(reason) => GraphError::new(
-                GraphErrorKind::InvalidMount {
+            MountError::Invalid(reason) => Error::new(
+                ErrorKind::InvalidMount {
                     spec: spec.spec.clone(),
                     reason,
                 },
