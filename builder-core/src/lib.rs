@@ -27,8 +27,8 @@ pub use crate::export::{
 pub use crate::image::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Empty, Healthcheck, History, Image, ImageConfig,
     ImageError, ImageFormat, ImageSpec, OCI_INDEX, OCI_MANIFEST, Problem, PruneReport, RootFs,
-    RunConfig, assemble, host_architecture, load_image, prune, referenced_blobs, rfc3339,
-    tag_image, verify, verify_layers, write_manifest,
+    RunConfig, assemble, host_architecture, host_platform, load_image, prune, referenced_blobs,
+    rfc3339, tag_image, verify, verify_layers, write_manifest,
 };
 pub use crate::image::{DiskUsage, LayerCheck, Usage, disk_usage};
 pub use crate::layer::{
