@@ -113,6 +113,7 @@ mod redact;
 pub use crate::redact::{REDACTED, has_url_credentials, is_secret_name, redact_urls};
 
 // --- registry ---
+mod http;
 mod registry;
 pub use crate::registry::{
     ACCEPTED_MANIFEST_TYPES, CONFIG_ENV, Challenge, ConfigError, DEFAULT_HTTP_DEADLINE,
