@@ -9,6 +9,7 @@
 pub use oci_spec;
 
 // --- change sets: the contract between snapshots and layers ---
+mod atomic;
 mod change;
 pub use crate::change::{Change, ChangeKind, ChangeSet};
 
