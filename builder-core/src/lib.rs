@@ -8,8 +8,12 @@
 
 pub use oci_spec;
 
-// --- change sets: the contract between snapshots and layers ---
+// --- shared helpers: atomic writes, error chains ---
 mod atomic;
+mod error_chain;
+pub use crate::error_chain::error_chain;
+
+// --- change sets: the contract between snapshots and layers ---
 mod change;
 pub use crate::change::{Change, ChangeKind, ChangeSet};
 
@@ -120,5 +124,5 @@ pub use crate::registry::{
     ACCEPTED_MANIFEST_TYPES, CONFIG_ENV, Challenge, ConfigError, DEFAULT_HTTP_DEADLINE,
     DOCKER_CONFIG_ENV, DockerConfig, HTTP_TIMEOUT_ENV, Mirror, Pulled, PushOptions, RegistryClient,
     RegistryConfig, RegistryCredentials, RegistryError, RegistryOptions, SYSTEM_CONFIG, UploadMode,
-    error_chain, http_deadline, pull, pull_with_mirrors, push,
+    http_deadline, pull, pull_with_mirrors, push,
 };

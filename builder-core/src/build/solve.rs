@@ -137,7 +137,7 @@ pub(crate) fn build(
                 message,
                 ..
             } => format!("{location}: {name}: {message}"),
-            err => crate::registry::error_chain(err),
+            err => crate::error_chain::error_chain(err),
         };
         progress.event(&Event::BuildFailed {
             message: format!("failed to solve: {message}"),
@@ -293,7 +293,7 @@ fn build_inner(
                     &span,
                     &format!(
                         "failed to resolve image {reference}: {}",
-                        crate::registry::error_chain(&e)
+                        crate::error_chain::error_chain(&e)
                     ),
                 ),
             })?;
@@ -771,7 +771,7 @@ pub(crate) fn in_step<T, E: std::error::Error>(
             step,
             duration: started.elapsed(),
             exit_code: None,
-            message: crate::registry::error_chain(e),
+            message: crate::error_chain::error_chain(e),
         }),
     }
     result

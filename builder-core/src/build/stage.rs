@@ -227,7 +227,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 step: id,
                 duration,
                 exit_code: None,
-                message: crate::registry::error_chain(&e),
+                message: crate::error_chain::error_chain(&e),
             });
             e
         };

@@ -19,8 +19,7 @@ use std::path::PathBuf;
 pub use self::auth::{Challenge, DOCKER_CONFIG_ENV, DockerConfig, RegistryCredentials};
 pub use self::client::{RegistryClient, RegistryOptions, UploadMode};
 pub use self::mirror::{
-    CONFIG_ENV, ConfigError, Mirror, Pulled, RegistryConfig, SYSTEM_CONFIG, error_chain,
-    pull_with_mirrors,
+    CONFIG_ENV, ConfigError, Mirror, Pulled, RegistryConfig, SYSTEM_CONFIG, pull_with_mirrors,
 };
 pub use self::pull::pull;
 pub(crate) use self::pull::{Report as BlobReport, fetch_blob, fetch_manifest, for_each_parallel};
