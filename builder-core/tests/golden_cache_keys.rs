@@ -159,6 +159,16 @@ struct Case {
     epoch: Option<u64>,
 }
 
+/// Built twice: with its defaults, and with other build arguments.
+const ENV_ARG: &str = "FROM golden-base:1
+ARG V=1
+ARG UNUSED=x
+ENV FROM_ARG=$V
+RUN echo $V > /v
+ENV OTHER=fixed
+RUN echo $OTHER
+";
+
 const CASES: &[Case] = &[
     Case {
         name: "scratch-copy",
@@ -210,27 +220,13 @@ ADD --chmod=600 b.txt /added-b
     },
     Case {
         name: "env-arg",
-        dockerfile: "FROM golden-base:1
-ARG V=1
-ARG UNUSED=x
-ENV FROM_ARG=$V
-RUN echo $V > /v
-ENV OTHER=fixed
-RUN echo $OTHER
-",
+        dockerfile: ENV_ARG,
         epoch: None,
         args: &[],
     },
     Case {
         name: "env-arg-changed",
-        dockerfile: "FROM golden-base:1
-ARG V=1
-ARG UNUSED=x
-ENV FROM_ARG=$V
-RUN echo $V > /v
-ENV OTHER=fixed
-RUN echo $OTHER
-",
+        dockerfile: ENV_ARG,
         epoch: None,
         args: &[("V", "2"), ("UNUSED", "y")],
     },
