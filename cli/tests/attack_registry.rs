@@ -501,6 +501,7 @@ fn attack_registry() {
             // The largest resident size of any child this test waited for, in KiB.
             // SAFETY: getrusage writes into the zeroed struct it is given.
             let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: getrusage writes into `usage`, a live struct of the right type.
             unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
             if usage.ru_maxrss > 512 * 1024 {
                 return Err(format!("a child grew to {} KiB", usage.ru_maxrss));

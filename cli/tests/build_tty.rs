@@ -18,6 +18,7 @@ use tmux_support::Tmux;
 fn a_build_in_a_terminal_shows_its_running_step_and_ends_with_the_summary() {
     // SAFETY: geteuid has no preconditions and cannot fail.
     assert!(
+        // SAFETY: geteuid has no preconditions and cannot fail.
         unsafe { libc::geteuid() } == 0,
         "this test must run as root: builds mount overlays and run steps in namespaces"
     );

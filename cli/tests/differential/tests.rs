@@ -22,6 +22,7 @@ fn old() -> SystemTime {
 fn require_root() {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(
+        // SAFETY: geteuid has no preconditions and cannot fail.
         unsafe { libc::geteuid() },
         0,
         "the comparator tests need root (chown, mknod), as the differential suite does"
