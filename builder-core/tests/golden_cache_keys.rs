@@ -11,18 +11,19 @@
 //! `RBUILD_BLESS_GOLDEN=1 cargo test -p rbuild-core --test golden_cache_keys`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod build_support;
+mod support;
 
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use build_support::{build_with, require_root};
 use rbuild_core::{
     ContentStore, ContextHashes, ContextListing, CopyOp, CopySource, IgnoreRules, ImageConfig,
     ImageName, ImageSpec, LayerOptions, import_rootfs, sources_digest, tag_image,
 };
 use rbuild_dockerfile::Instruction;
+use support::build::build_with;
+use support::require::require_root;
 
 const GOLDEN: &str = "tests/golden/cache_keys.txt";
 const EPOCH: u64 = 1_700_000_000;
@@ -374,7 +375,7 @@ const HEADER: &str = "\
 
 #[test]
 fn cache_keys_of_the_golden_cases_are_unchanged() {
-    require_root();
+    require_root("builds mount overlays and run steps in namespaces");
     assert_eq!(
         std::env::consts::ARCH,
         "x86_64",

@@ -13,13 +13,7 @@ use rbuild_core::{
     import_rootfs, tag_image,
 };
 
-/// Fails the test unless it runs as root, saying why root is needed.
-pub fn require_root() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "this test must run as root: builds mount overlays and run steps in namespaces"
-    );
-}
+use super::require::require_root;
 
 /// The busybox rootfs tarball from `fixtures/base-images/make busybox` (built once and
 /// cached outside the clone by the script).
@@ -45,7 +39,7 @@ pub fn fixture_tarball(name: &str) -> PathBuf {
 
 /// A fresh store (in a temp dir) with the busybox fixture imported as `busybox:latest`.
 pub fn busybox_store() -> (tempfile::TempDir, ContentStore) {
-    require_root();
+    require_root("builds mount overlays and run steps in namespaces");
     let dir = tempfile::tempdir().unwrap();
     let store = ContentStore::open(dir.path().join("store")).unwrap();
     import(&store, &busybox_tarball(), "busybox:latest");

@@ -55,15 +55,6 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Fails unless the test runs as root (builds mount overlays and create namespaces).
-pub fn require_root() {
-    assert!(
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        unsafe { libc::geteuid() } == 0,
-        "this test must run as root: builds mount overlays and run steps in namespaces"
-    );
-}
-
 /// The busybox rootfs tarball of `fixtures/base-images/make`.
 pub fn busybox_tar() -> String {
     let script = repo().join("fixtures/base-images/make");

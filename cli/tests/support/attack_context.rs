@@ -7,8 +7,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::attack_support::as_user;
-use crate::run_support;
+use super::attack::as_user;
+use super::run as run_support;
 
 /// How long one build may take before the attempt calls it hung.
 pub const HANG_SECONDS: &str = "120";
