@@ -16,18 +16,12 @@ mod support;
 
 use support::registry::Registry;
 use support::require::{require_root, require_tool};
+use support::run::fixture;
 
 /// image-spec annotations.md: the manifest digest of the base image.
 const BASE_DIGEST_ANNOTATION: &str = "org.opencontainers.image.base.digest";
 /// image-spec annotations.md: the name of an image in an index.
 const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the cli crate sits in the workspace")
-        .to_path_buf()
-}
 
 /// A test's scratch space: an empty rbuild config and docker config (so that neither the
 /// host's mirrors nor its credentials play a part), store roots and contexts.
@@ -78,17 +72,10 @@ impl Scratch {
 
     /// A store root with the busybox fixture imported as `busybox:latest`.
     fn store_with_busybox(&self, name: &str) -> PathBuf {
-        let script = repo().join("fixtures/base-images/make");
-        let made = Command::new(&script).arg("busybox").output().unwrap();
-        assert!(
-            made.status.success(),
-            "{} busybox failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&made.stderr)
-        );
-        let tar = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+        let tar = fixture("busybox");
+        let tar = tar.to_str().expect("fixture paths are UTF-8");
         let root = self.path(name);
-        self.ok(&root, &["import", &tar, "busybox:latest"]);
+        self.ok(&root, &["import", tar, "busybox:latest"]);
         root
     }
 

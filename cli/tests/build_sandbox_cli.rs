@@ -14,7 +14,7 @@ mod support;
 /// (compiled with the host's `gcc -static`).
 fn setup(dockerfile: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let (dir, root, ctx) = support::run::busybox_setup(&[("Dockerfile", dockerfile)]);
-    let source = support::run::workspace().join("builder-core/tests/boundary_probe/probe.c");
+    let source = support::run::workspace().join("builder-core/tests/support/probe/probe.c");
     let compiled = Command::new("gcc")
         .args(["-static", "-O1", "-o"])
         .arg(ctx.join("probe"))

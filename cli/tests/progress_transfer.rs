@@ -15,6 +15,7 @@ mod support;
 
 use support::registry::Registry;
 use support::require::require_root;
+use support::run::fixture;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -76,17 +77,10 @@ impl Scratch {
     /// A store with the busybox fixture and `name` built on it: busybox's layer and two
     /// layers of 3 MB and 5 MB of random bytes.
     fn store_with_layers(&self, store: &str, name: &str) -> PathBuf {
-        let script = repo().join("fixtures/base-images/make");
-        let made = Command::new(&script).arg("busybox").output().unwrap();
-        assert!(
-            made.status.success(),
-            "{} busybox failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&made.stderr)
-        );
-        let tar = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+        let tar = fixture("busybox");
+        let tar = tar.to_str().expect("fixture paths are UTF-8");
         let root = self.path(store);
-        self.ok(&root, &["import", &tar, "busybox:latest"]);
+        self.ok(&root, &["import", tar, "busybox:latest"]);
         let ctx = self.path("ctx");
         std::fs::create_dir_all(&ctx).unwrap();
         std::fs::write(
