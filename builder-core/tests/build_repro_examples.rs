@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rbuild_core::{
     BuildError, BuildRequest, Builder, Collect, Compression, ContentStore, ContextSource, Digest,
-    DockerfileInput, ImageConfig, ImageName, ImageSpec, LayerOptions, error_chain, import_rootfs,
-    tag_image,
+    DockerfileInput, LayerOptions, error_chain,
 };
 use support::build::*;
 use support::require::require_root;
@@ -34,22 +33,12 @@ fn example(name: &str) -> PathBuf {
 fn store_with(dir: &Path, fixtures: &[(&str, &str)]) -> ContentStore {
     require_root("builds mount overlays and run steps in namespaces");
     let store = ContentStore::open(dir.join("store")).unwrap();
+    let options = LayerOptions {
+        compression: Compression::None,
+        ..LayerOptions::default()
+    };
     for (fixture, name) in fixtures {
-        let mut config = ImageConfig::for_host();
-        config.config.env = Some(vec![
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
-        ]);
-        let spec = ImageSpec {
-            config,
-            ..ImageSpec::default()
-        };
-        let options = LayerOptions {
-            compression: Compression::None,
-            ..LayerOptions::default()
-        };
-        let tar = std::fs::File::open(fixture_tarball(fixture)).unwrap();
-        let image = import_rootfs(&store, tar, &spec, &options).unwrap();
-        tag_image(&store, &name.parse::<ImageName>().unwrap(), &image).unwrap();
+        import_with(&store, &fixture_tarball(fixture), name, &options);
     }
     store
 }

@@ -48,6 +48,11 @@ pub fn busybox_store() -> (tempfile::TempDir, ContentStore) {
 
 /// Imports rootfs tarball `tar` into `store` as `name`, with docker's default PATH.
 pub fn import(store: &ContentStore, tar: &Path, name: &str) -> Image {
+    import_with(store, tar, name, &LayerOptions::default())
+}
+
+/// [`import`] with the layer written as `options` say.
+pub fn import_with(store: &ContentStore, tar: &Path, name: &str, options: &LayerOptions) -> Image {
     let mut config = ImageConfig::for_host();
     config.config.env = Some(vec![
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
@@ -56,13 +61,7 @@ pub fn import(store: &ContentStore, tar: &Path, name: &str) -> Image {
         config,
         ..ImageSpec::default()
     };
-    let image = import_rootfs(
-        store,
-        File::open(tar).unwrap(),
-        &spec,
-        &LayerOptions::default(),
-    )
-    .unwrap();
+    let image = import_rootfs(store, File::open(tar).unwrap(), &spec, options).unwrap();
     let name: ImageName = name.parse().unwrap();
     tag_image(store, &name, &image).unwrap();
     image
