@@ -8,6 +8,11 @@
 
 pub use oci_spec;
 
+// --- shared helpers: atomic writes, error chains ---
+mod atomic;
+mod error_chain;
+pub use crate::error_chain::error_chain;
+
 // --- change sets: the contract between snapshots and layers ---
 mod change;
 pub use crate::change::{Change, ChangeKind, ChangeSet};
@@ -27,8 +32,8 @@ pub use crate::export::{
 pub use crate::image::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Empty, Healthcheck, History, Image, ImageConfig,
     ImageError, ImageFormat, ImageSpec, OCI_INDEX, OCI_MANIFEST, Problem, PruneReport, RootFs,
-    RunConfig, assemble, host_architecture, load_image, prune, referenced_blobs, rfc3339,
-    tag_image, verify, verify_layers, write_manifest,
+    RunConfig, assemble, host_architecture, host_platform, load_image, prune, referenced_blobs,
+    rfc3339, tag_image, verify, verify_layers, write_manifest,
 };
 pub use crate::image::{DiskUsage, LayerCheck, Usage, disk_usage};
 pub use crate::layer::{
@@ -114,10 +119,11 @@ mod redact;
 pub use crate::redact::{REDACTED, has_url_credentials, is_secret_name, redact_urls};
 
 // --- registry ---
+mod http;
 mod registry;
 pub use crate::registry::{
     ACCEPTED_MANIFEST_TYPES, CONFIG_ENV, Challenge, ConfigError, DEFAULT_HTTP_DEADLINE,
     DOCKER_CONFIG_ENV, DockerConfig, HTTP_TIMEOUT_ENV, Mirror, Pulled, PushOptions, RegistryClient,
     RegistryConfig, RegistryCredentials, RegistryError, RegistryErrorKind, RegistryOptions,
-    SYSTEM_CONFIG, UploadMode, error_chain, http_deadline, pull, pull_with_mirrors, push,
+    SYSTEM_CONFIG, UploadMode, http_deadline, pull, pull_with_mirrors, push,
 };

@@ -3,10 +3,10 @@
 //! `--allow security.insecure`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod build_support;
+mod support;
 
-use build_support::{build, build_with, busybox_store, context, read, rootfs};
 use rbuild_core::{Entitlement, error_chain};
+use support::build::{build, build_with, busybox_store, context, read, rootfs};
 
 /// A directory of the host that a step's symlink will point at; the test checks that
 /// nothing appears in it.

@@ -3,10 +3,10 @@
 //! every miss says why.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod build_support;
+mod support;
 
-use build_support::{build, build_with, busybox_store, cached, context, read};
 use rbuild_core::MissReason;
+use support::build::{build, build_with, busybox_store, cached, context, read};
 
 const DOCKERFILE: &str = "FROM busybox
 COPY a.txt /a.txt
@@ -206,7 +206,7 @@ COPY --from=src /v /v
 
     // `base:1` names one image, then (retagged) another: the first step of a stage on
     // it misses because its base changed.
-    let image = build_support::import(&store, &build_support::busybox_tarball(), "base:1");
+    let image = support::build::import(&store, &support::build::busybox_tarball(), "base:1");
     let other = build_with(&store, "FROM base:1\nRUN echo changed > /c\n", &ctx, |r| {
         r.tags = vec!["base:1".parse().unwrap()];
     })
@@ -216,7 +216,7 @@ COPY --from=src /v /v
     let on_top = "FROM base:1\nRUN echo on top > /top\n";
     let first = build(&store, on_top, &ctx);
     assert!(!first.steps[0].cached);
-    build_support::import(&store, &build_support::busybox_tarball(), "base:1");
+    support::build::import(&store, &support::build::busybox_tarball(), "base:1");
     let again = build(&store, on_top, &ctx);
     assert_eq!(again.steps[0].miss, Some(MissReason::BaseChanged));
 }

@@ -3,17 +3,16 @@
 //! it (`--cache-from`) and runs none of the steps.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod build_support;
-mod registry_support;
+mod support;
 
 use std::path::Path;
 
-use build_support::{build_with, busybox_store, context, read};
 use rbuild_core::{
     BuildResult, CACHE_CONFIG_TYPE, CacheExport, CacheImport, Collect, ContentStore, Digest, Event,
     error_chain,
 };
-use registry_support::Registry;
+use support::build::{build_with, busybox_store, context, read};
+use support::registry::Registry;
 
 /// Two stages: `builder` (not the target) and the image, RUN and COPY steps in each, and
 /// config-only steps between them.
@@ -125,7 +124,7 @@ fn a_fresh_builder_runs_no_step_with_the_registry_cache_of_another() {
     assert!(a.steps.iter().all(|s| !s.cached), "{:?}", a.steps);
 
     // Other tools read the export as an ordinary OCI manifest.
-    let raw = registry_support::skopeo(&[
+    let raw = support::images::skopeo(&[
         "inspect",
         "--raw",
         "--tls-verify=false",

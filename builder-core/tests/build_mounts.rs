@@ -3,15 +3,15 @@
 //! throw-away copy with `rw`), and secrets reach the step and nothing else.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod build_support;
+mod support;
 
 use std::path::Path;
 
-use build_support::{build, build_with, busybox_store, cached, context, read, rootfs};
 use rbuild_core::{
     BuildSecret, CACHE_MOUNTS_DIR, Compression, Hasher, SecretSource, error_chain,
     prune_cache_mounts,
 };
+use support::build::{build, build_with, busybox_store, cached, context, read, rootfs};
 
 const CACHE_DOCKERFILE: &str = "FROM busybox
 COPY a /a

@@ -2,10 +2,10 @@
 //! others when one fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod build_support;
+mod support;
 
-use build_support::{build_with, busybox_store, context};
 use rbuild_core::{BuildError, Event, StepId};
+use support::build::{build_with, busybox_store, context};
 
 const TWO_STAGES: &str = "FROM busybox AS left
 RUN sleep 1 && echo left > /left

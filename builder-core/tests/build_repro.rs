@@ -4,15 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod build_support;
+mod support;
 
 use std::io::Read;
 
-use build_support::*;
 use rbuild_core::{
     BuildError, BuildRequest, Builder, Collect, ContentStore, ContextSource, DockerfileInput,
     Event, Image, error_chain, rfc3339,
 };
+use support::build::*;
 
 const EPOCH: u64 = 1_600_000_000;
 

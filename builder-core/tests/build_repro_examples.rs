@@ -8,16 +8,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod build_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 
-use build_support::*;
 use rbuild_core::{
     BuildError, BuildRequest, Builder, Collect, Compression, ContentStore, ContextSource, Digest,
-    DockerfileInput, ImageConfig, ImageName, ImageSpec, LayerOptions, error_chain, import_rootfs,
-    tag_image,
+    DockerfileInput, LayerOptions, error_chain,
 };
+use support::build::*;
+use support::require::require_root;
 
 const EPOCH: u64 = 1_700_000_000;
 
@@ -31,24 +31,14 @@ fn example(name: &str) -> PathBuf {
 /// says (the same way in every store: uncompressed, which is faster to write, with
 /// docker's default PATH and no creation time).
 fn store_with(dir: &Path, fixtures: &[(&str, &str)]) -> ContentStore {
-    require_root();
+    require_root("builds mount overlays and run steps in namespaces");
     let store = ContentStore::open(dir.join("store")).unwrap();
+    let options = LayerOptions {
+        compression: Compression::None,
+        ..LayerOptions::default()
+    };
     for (fixture, name) in fixtures {
-        let mut config = ImageConfig::for_host();
-        config.config.env = Some(vec![
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
-        ]);
-        let spec = ImageSpec {
-            config,
-            ..ImageSpec::default()
-        };
-        let options = LayerOptions {
-            compression: Compression::None,
-            ..LayerOptions::default()
-        };
-        let tar = std::fs::File::open(fixture_tarball(fixture)).unwrap();
-        let image = import_rootfs(&store, tar, &spec, &options).unwrap();
-        tag_image(&store, &name.parse::<ImageName>().unwrap(), &image).unwrap();
+        import_with(&store, &fixture_tarball(fixture), name, &options);
     }
     store
 }

@@ -4,14 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod build_support;
+mod support;
 
 use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 
-use build_support::*;
 use rbuild_core::{ContentStore, ExportTarget, Image, ImageName, Squash, error_chain, export};
+use support::build::*;
 
 /// Adds files, deletes one of them again, deletes base files (one in a directory the
 /// build also writes to), and removes a directory it made.

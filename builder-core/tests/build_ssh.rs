@@ -4,16 +4,15 @@
 //! missing agent is skipped unless the mount is required.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod boundary_probe;
-mod build_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use boundary_probe::probe_dir;
-use build_support::{build_with, busybox_store, context, read, rootfs};
 use rbuild_core::{BuildRequest, BuildResult, ContentStore, SshAgent, error_chain};
+use support::build::{build_with, busybox_store, context, read, rootfs};
+use support::probe::probe_dir;
 
 const KEY_COMMENT: &str = "rbuild-ssh-test-key";
 

@@ -2,10 +2,10 @@
 //! build arguments, base images from archives, ONBUILD, and failures.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod build_support;
+mod support;
 
-use build_support::{build, build_with, busybox_store, context, read, rootfs};
 use rbuild_core::{BuildError, Event, ExportTarget, StepOutput, export};
+use support::build::{build, build_with, busybox_store, context, read, rootfs};
 
 #[test]
 fn run_copy_env_workdir_make_the_files_and_config_docker_would() {

@@ -2,15 +2,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod copy_common;
+mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex};
 
-use copy_common::{Context, dest, op, paths, populate, read, tree};
 use rbuild_core::{CopyError, Digest, copy, sources_digest};
+use support::copy::{Context, dest, op, paths, populate, read, tree};
 
 /// A tar with a directory, a file (mode 0751, uid 12, mtime 1e9), a symlink, a hardlink.
 fn sample_tar() -> Vec<u8> {
@@ -96,7 +96,7 @@ fn check_extracted(root: &std::path::Path, at: &str) {
 
 #[test]
 fn every_archive_format_is_extracted() {
-    copy_common::require_root();
+    support::require::require_root("it sets file owners");
     let tar = sample_tar();
     let cases: [(&str, Vec<u8>); 5] = [
         ("a.tar", tar.clone()),
@@ -125,7 +125,7 @@ fn every_archive_format_is_extracted() {
 /// archive: its entries keep their modes and the destination is 0755.
 #[test]
 fn chown_reaches_every_entry_of_an_extraction_and_chmod_none() {
-    copy_common::require_root();
+    support::require::require_root("it sets file owners");
     let ctx = context_with("a.tar", &sample_tar());
     let root = dest();
     copy(
@@ -152,7 +152,7 @@ fn chown_reaches_every_entry_of_an_extraction_and_chmod_none() {
 /// both names 0644).
 #[test]
 fn a_hardlink_entry_sets_the_mode_and_owner_of_its_inode() {
-    copy_common::require_root();
+    support::require::require_root("it sets file owners");
     let mut b = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_ustar();
     h.set_mode(0o640);
@@ -198,7 +198,7 @@ fn checksum_needs_a_single_url_source_of_add() {
 
 #[test]
 fn archives_are_detected_by_content_not_by_name() {
-    copy_common::require_root();
+    support::require::require_root("it sets file owners");
     let ctx = context_with("payload.bin", &gzip(&sample_tar()));
     let root = dest();
     copy(&op("ADD payload.bin /x/", "/"), &ctx.source(), root.path()).unwrap();

@@ -3,14 +3,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod copy_common;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::{Duration, SystemTime};
 
-use copy_common::{Context, dest, op, paths, populate, read, tree};
 use rbuild_core::copy;
+use support::copy::{Context, dest, op, paths, populate, read, tree};
 
 fn set_mtime(path: &std::path::Path, secs: u64) {
     let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
@@ -98,7 +98,7 @@ fn chmod_applies_to_files_and_directories() {
 /// are left alone.
 #[test]
 fn chmod_gives_the_directories_a_copy_creates_its_mode() {
-    copy_common::require_root();
+    support::require::require_root("it sets file owners");
     let ctx = Context::new(&[("foo", "x"), ("d/f", "y")]);
     let root = dest();
     std::fs::create_dir(root.path().join("old")).unwrap();

@@ -2,10 +2,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod copy_common;
+mod support;
 
-use copy_common::{Context, dest, op, paths, read, tree};
 use rbuild_core::{CopyError, copy};
+use support::copy::{Context, dest, op, paths, read, tree};
 
 #[test]
 fn a_file_to_a_new_path_and_into_a_directory() {

@@ -2,14 +2,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod copy_common;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime};
 
-use copy_common::{Context, op, populate};
 use rbuild_core::{CopySource, Digest, selected_sources, sources_digest};
+use support::copy::{Context, op, populate};
 
 fn digest_of(dir: &tempfile::TempDir, line: &str) -> Digest {
     let rules = rbuild_core::IgnoreRules::none();
@@ -96,7 +96,7 @@ fn the_ops_own_options_are_part_of_the_key() {
 
 #[test]
 fn tree_sources_key_on_owner_and_content() {
-    copy_common::require_root();
+    support::require::require_root("it sets file owners");
     let stage = tempfile::tempdir().unwrap();
     populate(stage.path(), &[("opt/x", "1")]);
     let step = op("COPY --from=s /opt /o/", "/");

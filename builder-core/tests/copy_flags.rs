@@ -2,10 +2,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod copy_common;
+mod support;
 
-use copy_common::{Context, dest, op, paths, read, tree};
 use rbuild_core::copy;
+use support::copy::{Context, dest, op, paths, read, tree};
 
 #[test]
 fn exclude_leaves_out_matching_entries_below_a_source() {
@@ -118,7 +118,7 @@ fn parents_pivot_at_dot_slash() {
 #[test]
 fn parents_directories_take_the_sources_mode() {
     let dir = tempfile::tempdir().unwrap();
-    copy_common::populate(dir.path(), &[("x/a", "a")]);
+    support::copy::populate(dir.path(), &[("x/a", "a")]);
     std::fs::set_permissions(
         dir.path().join("x"),
         std::os::unix::fs::PermissionsExt::from_mode(0o750),

@@ -2,13 +2,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod copy_common;
+mod support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown};
 use std::path::Path;
 
-use copy_common::{Context, dest, op, paths, populate, read, require_root, tree};
 use rbuild_core::{CopyError, CopySource, copy};
+use support::copy::{Context, dest, op, paths, populate, read, tree};
+use support::require::require_root;
 
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1001::/home/web:/bin/sh\n";
 const GROUP: &str = "root:x:0:\nstaff:x:50:\nwebgrp:x:1001:\n";
@@ -19,7 +20,7 @@ fn with_users(root: &Path) {
 
 #[test]
 fn copy_from_a_tree_keeps_owners() {
-    require_root();
+    require_root("it sets file owners");
     let stage = tempfile::tempdir().unwrap();
     populate(
         stage.path(),
@@ -85,7 +86,7 @@ fn tree_sources_resolve_symlinks_inside_the_tree() {
 
 #[test]
 fn context_files_become_root_owned_unless_chown() {
-    require_root();
+    require_root("it sets file owners");
     let ctx = Context::new(&[("a", "1"), ("d/b", "2")]);
     lchown(ctx.dir.path().join("a"), Some(4321), Some(4321)).unwrap();
     let ctx = Context::from_dir(ctx.dir, "");
@@ -97,7 +98,7 @@ fn context_files_become_root_owned_unless_chown() {
 
 #[test]
 fn chown_by_name_number_and_group() {
-    require_root();
+    require_root("it sets file owners");
     let ctx = Context::new(&[("a", "1"), ("d/b", "2")]);
     let root = dest();
     with_users(root.path());
@@ -158,7 +159,7 @@ fn chown_by_name_number_and_group() {
 
 #[test]
 fn chown_reads_passwd_inside_the_root_not_the_host() {
-    require_root();
+    require_root("it sets file owners");
     let ctx = Context::new(&[("a", "1")]);
     let root = dest();
     // /etc is a symlink with an absolute target: it must resolve inside the root.
@@ -240,7 +241,7 @@ fn merged_usr_symlinks_and_links_out_of_the_source_directory() {
 fn an_existing_directory_inside_the_copy_takes_the_copied_owner_and_mode() {
     // Checked against docker 20.10's BuildKit: `COPY d /e/` then
     // `COPY --chown=5:5 d /e/` leaves /e as it was and makes /e/s 5:5.
-    require_root();
+    require_root("it sets file owners");
     let ctx = Context::new(&[("d/f", "f"), ("d/s/g", "g")]);
     let root = dest();
     copy(&op("COPY d /e/", "/"), &ctx.source(), root.path()).unwrap();

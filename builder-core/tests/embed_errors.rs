@@ -3,16 +3,15 @@
 //! Dockerfile syntax error with its line and column, step failed with its exit code.
 #![allow(clippy::unwrap_used)]
 
-mod build_support;
-mod registry_support;
+mod support;
 
 use rbuild_core::{
     BuildError, DockerConfig, DockerfilePhase, RegistryCredentials, RegistryErrorKind,
 };
 use rbuild_dockerfile::ErrorKind;
 
-use build_support::{build_with, busybox_store, context};
-use registry_support::{Registry, htpasswd_line};
+use support::build::{build_with, busybox_store, context};
+use support::registry::{Registry, htpasswd_line};
 
 /// One test in this binary: it points `DOCKER_CONFIG` at its own directory, which no
 /// other thread may read meanwhile.

@@ -5,8 +5,12 @@
 //! The example binary is built by `cargo test` (all targets) or by
 //! `cargo build -p rbuild-core --example embed`; this test fails when it is missing.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use support::require::require_root;
 
 /// `target/<profile>/examples/embed`, beside this test's own `deps/` directory.
 fn example() -> PathBuf {
@@ -43,10 +47,7 @@ fn embed(context: &Path, store: &Path) -> Output {
 
 #[test]
 fn embed_example_builds_a_busybox_dockerfile_and_reports_its_steps() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "this test needs root (RUN steps use namespaces and overlay mounts)"
-    );
+    require_root("RUN steps use namespaces and overlay mounts");
     let busybox = Path::new("/bin/busybox");
     assert!(
         busybox.is_file(),

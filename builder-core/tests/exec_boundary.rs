@@ -3,15 +3,14 @@
 //! runs the mount probe with `--security=insecure`, where it succeeds: the probes can fail.
 //!
 //! System calls busybox has no applet for are made by a small static C program
-//! (tests/boundary_probe/probe.c) compiled with the host's gcc.
+//! (tests/support/probe/probe.c) compiled with the host's gcc.
 #![allow(clippy::unwrap_used)]
 
-mod boundary_probe;
-mod exec_support;
+mod support;
 
 use std::process::Command as Process;
 
-use boundary_probe::probe_dir;
+use support::probe::probe_dir;
 
 /// docker's default capability set as /proc/self/status prints it (CHOWN, DAC_OVERRIDE,
 /// FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW,
@@ -67,7 +66,8 @@ impl Drop for HostMount {
 macro_rules! boundary_tests {
     ($module:ident, $executor:expr) => {
         mod $module {
-            use super::exec_support::{Outcome, base, require_root, run_step, shell};
+            use super::support::exec::{Outcome, base, run_step, shell};
+            use super::support::require::require_root;
             use super::*;
             #[allow(unused_imports)]
             use rbuild_core::{
@@ -75,7 +75,7 @@ macro_rules! boundary_tests {
             };
 
             fn run(spec: &RunSpec) -> Outcome {
-                require_root();
+                require_root("it uses namespaces, overlay mounts and mknod");
                 let base = base();
                 let mut lowers = base.lowers.clone();
                 lowers.push(probe_dir().to_path_buf());

@@ -1,7 +1,7 @@
 //! What a step can see, and that nothing of it outlives the step.
 #![allow(clippy::unwrap_used)]
 
-mod exec_support;
+mod support;
 
 macro_rules! isolation_tests {
     // `$tag` keeps the marker strings and sleep durations of one executor's tests apart
@@ -10,10 +10,9 @@ macro_rules! isolation_tests {
         mod $module {
             use std::time::{Duration, Instant};
 
-            use super::exec_support;
-            use super::exec_support::{
-                base, host_mounts, processes_with, require_root, run_step, shell,
-            };
+            use super::support;
+            use super::support::exec::{base, host_mounts, processes_with, run_step, shell};
+            use super::support::require::require_root;
             use rbuild_core::{
                 Command, Executor, ExitStatus, Network, OverlaySnapshotter, RunSpec, Snapshotter,
                 Stream,
@@ -27,8 +26,8 @@ macro_rules! isolation_tests {
 
             const HELPER: &str = concat!(stringify!($module), "::killed_parent_helper");
 
-            fn run(spec: &RunSpec) -> exec_support::Outcome {
-                require_root();
+            fn run(spec: &RunSpec) -> support::exec::Outcome {
+                require_root("it uses namespaces, overlay mounts and mknod");
                 let base = base();
                 run_step(&OverlaySnapshotter::new(), &*executor(), &base.lowers, spec)
             }
@@ -150,7 +149,7 @@ macro_rules! isolation_tests {
 
             #[test]
             fn output_is_streamed_while_the_step_runs() {
-                require_root();
+                require_root("it uses namespaces, overlay mounts and mknod");
                 let base = base();
                 let snapshotter = OverlaySnapshotter::new();
                 let scratch = tempfile::tempdir().unwrap();
@@ -172,7 +171,7 @@ macro_rules! isolation_tests {
 
             #[test]
             fn hundred_steps_leave_no_mount_and_no_process() {
-                require_root();
+                require_root("it uses namespaces, overlay mounts and mknod");
                 let base = base();
                 let before = host_mounts();
                 let snapshotter = OverlaySnapshotter::new();
@@ -193,7 +192,7 @@ macro_rules! isolation_tests {
 
             #[test]
             fn cancelled_step_leaves_no_mount_and_no_process() {
-                require_root();
+                require_root("it uses namespaces, overlay mounts and mknod");
                 let base = base();
                 let before = host_mounts();
                 let snapshotter = OverlaySnapshotter::new();
@@ -240,7 +239,7 @@ macro_rules! isolation_tests {
 
             #[test]
             fn killed_parent_leaves_no_process_and_no_mount() {
-                require_root();
+                require_root("it uses namespaces, overlay mounts and mknod");
                 let before = host_mounts();
                 let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
                     .args(["--exact", HELPER, "--ignored", "--nocapture"])

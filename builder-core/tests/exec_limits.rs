@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod exec_support;
+mod support;
 
 use std::fs;
 use std::sync::Mutex;
@@ -10,8 +10,9 @@ use std::sync::Mutex;
 /// The tests check that no group of this process is left: they must not overlap.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-use exec_support::{base, require_root, run_step, shell};
 use rbuild_core::{Executor, OverlaySnapshotter, RuncExecutor, SandboxExecutor};
+use support::exec::{base, run_step, shell};
+use support::require::require_root;
 
 fn rbuild_groups() -> Vec<String> {
     let mut out = Vec::new();
@@ -33,7 +34,7 @@ fn rbuild_groups() -> Vec<String> {
 }
 
 fn pids_limit_stops_forks(executor: &dyn Executor) {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and mknod");
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let base = base();
     let mut spec = shell("for i in 1 2 3 4 5 6 7 8 9 10; do sleep 1 & done; wait");
@@ -48,7 +49,7 @@ fn pids_limit_stops_forks(executor: &dyn Executor) {
 }
 
 fn memory_limit_kills_a_hog(executor: &dyn Executor) {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and mknod");
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let base = base();
     // dd fills a 100 MB buffer.

@@ -7,10 +7,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod exec_support;
+mod support;
 
-use exec_support::{busybox_rootfs, render, require_root, run_step, shell};
 use rbuild_core::{IdMapping, Network, OverlaySnapshotter, SandboxExecutor};
+use support::exec::{busybox_rootfs, render, run_step, shell};
+use support::require::require_root;
 
 /// (command, expected change set): the root matrix minus what needs real root outside
 /// (chown to unmapped ids, file capabilities, a second layer with whiteouts).
@@ -127,7 +128,7 @@ fn rootless_user() -> (String, String, String) {
 
 #[test]
 fn rootless_matrix_as_unprivileged_user() {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and mknod");
     assert!(
         std::path::Path::new("/usr/bin/setpriv").exists(),
         "setpriv (util-linux) is missing"

@@ -3,18 +3,19 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
 use rbuild_core::{
     Compression, ContentStore, ExportTarget, Image, ImageConfig, ImageFormat, ImageName, ImageSpec,
     LayerOptions, assemble, export, rfc3339, tree_changes, write_layer,
 };
+use support::require::{require_root, require_tool};
+use support::storage::*;
 
 const EPOCH: u64 = 1_700_000_000;
 
@@ -82,8 +83,13 @@ fn same_input_and_epoch_give_identical_digests() {
 #[test]
 fn skopeo_umoci_and_podman_accept_every_export() {
     require_root("podman load writes to a root-owned store");
-    for tool in ["skopeo", "umoci", "podman", "tar"] {
-        require_tool(tool);
+    for (tool, package) in [
+        ("skopeo", "skopeo"),
+        ("umoci", "umoci"),
+        ("podman", "podman"),
+        ("tar", "tar"),
+    ] {
+        require_tool(tool, package);
     }
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
@@ -275,8 +281,8 @@ impl Drop for PrivateDockerd {
 #[test]
 fn docker_load_accepts_the_docker_archive() {
     require_root("dockerd runs as root");
-    for tool in ["dockerd", "containerd"] {
-        require_tool(tool);
+    for (tool, package) in [("dockerd", "docker.io"), ("containerd", "containerd")] {
+        require_tool(tool, package);
     }
     assert!(
         Path::new("/usr/bin/docker").exists(),

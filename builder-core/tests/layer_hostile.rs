@@ -3,13 +3,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod support;
 
 use std::fs;
 use std::path::Path;
 
-use common::*;
 use rbuild_core::{ApplyMode, LayerError, apply_layer};
+use support::require::require_root;
 use tar::{EntryType, Header};
 
 /// A tar entry built with raw bytes, bypassing the tar crate's own name checks.

@@ -4,18 +4,19 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, chown, symlink};
 use std::path::Path;
 
-use common::*;
 use rbuild_core::{
     ApplyMode, ChangeKind, ChangeSet, Compression, ContentStore, LayerOptions, apply_layer,
     tree_changes, write_layer,
 };
 use rustix::fs::{FileType, Mode, XattrFlags};
+use support::require::require_root;
+use support::storage::*;
 
 type Setup = fn(&Path, &mut ChangeSet);
 

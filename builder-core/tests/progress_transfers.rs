@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod registry_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -13,7 +13,8 @@ use rbuild_core::{
     ContentStore, Event, ExportTarget, ImageFormat, ImageName, ProgressFn, PushOptions,
     RegistryClient, RegistryOptions, TransferKind, TransferOutcome, UploadMode, export, pull, push,
 };
-use registry_support::{Registry, make_image};
+use support::images::make_image;
+use support::registry::Registry;
 
 /// What a closure saw of each blob, by digest: starts, bytes reported, how it ended.
 #[derive(Debug, Default, Clone, PartialEq)]

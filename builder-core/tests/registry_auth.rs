@@ -1,13 +1,14 @@
 //! Basic auth against a docker-registry with htpasswd, credentials from `config.json`.
 #![allow(clippy::unwrap_used)]
 
-mod registry_support;
+mod support;
 
 use rbuild_core::{
     ContentStore, DockerConfig, ImageFormat, ImageName, PushOptions, RegistryClient,
     RegistryCredentials, RegistryError, RegistryOptions, pull, push,
 };
-use registry_support::{Registry, htpasswd_line, make_image};
+use support::images::make_image;
+use support::registry::{Registry, htpasswd_line};
 
 /// One test in this binary, so that setting DOCKER_CONFIG races with nothing.
 #[test]

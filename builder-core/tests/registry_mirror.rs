@@ -2,7 +2,7 @@
 //! without contacting Docker Hub; two local docker-registries stand in for the mirrors.
 #![allow(clippy::unwrap_used)]
 
-mod registry_support;
+mod support;
 
 use std::net::TcpListener;
 
@@ -10,7 +10,8 @@ use rbuild_core::{
     CONFIG_ENV, ContentStore, DOCKER_CONFIG_ENV, ImageFormat, ImageName, PushOptions,
     RegistryClient, RegistryConfig, RegistryError, RegistryOptions, pull_with_mirrors, push,
 };
-use registry_support::{Registry, make_image};
+use support::images::make_image;
+use support::registry::Registry;
 
 /// A 127.0.0.1 port nothing listens on: bound, read, released.
 fn closed_port() -> u16 {

@@ -1,12 +1,14 @@
 //! Interop: an image pushed by rbuild to a docker-registry on 127.0.0.1 pulls with podman.
 #![allow(clippy::unwrap_used)]
 
-mod registry_support;
+mod support;
 
 use std::process::Command;
 
 use rbuild_core::{ContentStore, ImageFormat, ImageName, PushOptions, RegistryClient, push};
-use registry_support::{Registry, make_image, require_tool};
+use support::images::make_image;
+use support::registry::Registry;
+use support::require::require_tool;
 
 /// Runs podman against a private store (`vfs`, so no overlay mount is needed) and returns
 /// its stdout, failing the test with its stderr.

@@ -1,7 +1,7 @@
 //! Push to and pull from a real docker-registry on 127.0.0.1, checked with skopeo.
 #![allow(clippy::unwrap_used)]
 
-mod registry_support;
+mod support;
 
 use std::collections::HashMap;
 
@@ -10,7 +10,8 @@ use rbuild_core::{
     ContentStore, Digest, ImageFormat, ImageName, PushOptions, RegistryClient, RegistryError,
     RegistryOptions, UploadMode, load_image, pull, push, verify,
 };
-use registry_support::{Registry, make_image, skopeo, skopeo_digest};
+use support::images::{make_image, skopeo, skopeo_digest};
+use support::registry::Registry;
 
 /// Small chunks, so that the 1 MB busybox layer goes up in several PATCH requests.
 fn client_chunk() -> u64 {

@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod build_support;
-mod registry_support;
+mod support;
 
 use std::path::Path;
 use std::process::Command;
@@ -41,15 +40,15 @@ fn layer_types(image: &Image) -> Vec<String> {
 
 #[test]
 fn an_image_with_zstd_layers_is_pulled_and_built_from() {
-    let reg = registry_support::Registry::start(None);
-    let (dir, store) = build_support::busybox_store();
+    let reg = support::registry::Registry::start(None);
+    let (dir, store) = support::build::busybox_store();
     let base =
         rbuild_core::load_image(&store, &store.resolve("busybox:latest").unwrap().descriptor)
             .unwrap();
     let layout = dir.path().join("layout");
     export_layout(&store, &base, &layout, "localhost/busybox:v1");
     let reference = format!("{}/zstd/busybox:v1", reg.addr);
-    registry_support::skopeo(&[
+    support::images::skopeo(&[
         "copy",
         "--dest-tls-verify=false",
         "--dest-compress-format",
@@ -61,18 +60,18 @@ fn an_image_with_zstd_layers_is_pulled_and_built_from() {
     // A fresh store: FROM pulls the zstd image.
     let other = tempfile::tempdir().unwrap();
     let fresh = ContentStore::open(other.path().join("store")).unwrap();
-    let ctx = build_support::context(other.path(), &[]);
+    let ctx = support::build::context(other.path(), &[]);
     let dockerfile = format!("FROM {reference}\nRUN echo built > /built\n");
-    let (result, _) = build_support::build_with(&fresh, &dockerfile, &ctx, |_| {});
+    let (result, _) = support::build::build_with(&fresh, &dockerfile, &ctx, |_| {});
     let result = result.unwrap_or_else(|e| panic!("build failed: {}", error_chain(&e)));
     let types = layer_types(&result.image);
     assert_eq!(types[0], OCI_ZSTD_LAYER, "{types:?}");
     assert_eq!(
-        build_support::read(&fresh, &result.image, other.path(), "/built"),
+        support::build::read(&fresh, &result.image, other.path(), "/built"),
         "built\n"
     );
     assert!(
-        build_support::rootfs(&fresh, &result.image, other.path())
+        support::build::rootfs(&fresh, &result.image, other.path())
             .join("bin/busybox")
             .is_file()
     );
@@ -81,8 +80,8 @@ fn an_image_with_zstd_layers_is_pulled_and_built_from() {
 /// An image rbuild built with zstd layers (the base's stays gzip), exported as an OCI
 /// layout at `<dir>/layout:v1` and copied by skopeo to `<dir>/copy:v1`.
 fn zstd_image_copied_by_skopeo(dir: &Path, store: &ContentStore) {
-    let ctx = build_support::context(dir, &[("hello.txt", "hello\n")]);
-    let (result, _) = build_support::build_with(
+    let ctx = support::build::context(dir, &[("hello.txt", "hello\n")]);
+    let (result, _) = support::build::build_with(
         store,
         "FROM busybox\nCOPY hello.txt /hello.txt\nRUN echo ran > /ran\n",
         &ctx,
@@ -96,20 +95,19 @@ fn zstd_image_copied_by_skopeo(dir: &Path, store: &ContentStore) {
     let layout = dir.join("layout");
     export_layout(store, &image, &layout, "localhost/zstd:v1");
     let copy = dir.join("copy");
-    registry_support::skopeo(&[
+    support::images::skopeo(&[
         "copy",
         &format!("oci:{}:v1", layout.display()),
         &format!("oci:{}:v1", copy.display()),
     ]);
     // skopeo kept the layers as they were.
-    let raw =
-        registry_support::skopeo(&["inspect", "--raw", &format!("oci:{}:v1", copy.display())]);
+    let raw = support::images::skopeo(&["inspect", "--raw", &format!("oci:{}:v1", copy.display())]);
     assert_eq!(raw.matches(OCI_ZSTD_LAYER).count(), 2, "{raw}");
 }
 
 #[test]
 fn skopeo_accepts_zstd_images_rbuild_writes() {
-    let (dir, store) = build_support::busybox_store();
+    let (dir, store) = support::build::busybox_store();
     zstd_image_copied_by_skopeo(dir.path(), &store);
 }
 
@@ -120,8 +118,8 @@ fn skopeo_accepts_zstd_images_rbuild_writes() {
 /// container from the copied layout and mounts its root, whose files are checked.
 #[test]
 fn buildah_unpacks_zstd_images_rbuild_writes() {
-    registry_support::require_tool("buildah", "buildah");
-    let (dir, store) = build_support::busybox_store();
+    support::require::require_tool("buildah", "buildah");
+    let (dir, store) = support::build::busybox_store();
     zstd_image_copied_by_skopeo(dir.path(), &store);
     let root = dir.path().join("buildah-root");
     let runroot = dir.path().join("buildah-run");

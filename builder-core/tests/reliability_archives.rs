@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -15,6 +17,8 @@ use rbuild_core::{
     ApplyMode, ArchiveLimits, ContentStore, LayerError, LimitExceeded, apply_layer_limited,
 };
 use tar::{EntryType, Header};
+
+use support::require::require_root;
 
 /// The uid the rootless half of the device test runs as.
 const NOBODY: u32 = 65534;
@@ -211,10 +215,7 @@ fn device_nodes_child() {
 
 #[test]
 fn device_nodes_are_skipped_when_the_applier_is_not_root() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "this test must run as root: it runs its other half as uid {NOBODY}"
-    );
+    require_root(&format!("it runs its other half as uid {NOBODY}"));
     let dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
     let out = Command::new(std::env::current_exe().unwrap())

@@ -5,7 +5,7 @@
 //! (`registry_push_pull.rs` covers a blob whose content was changed in the registry.)
 #![allow(clippy::unwrap_used)]
 
-mod registry_support;
+mod support;
 
 use std::process::Command;
 
@@ -13,8 +13,9 @@ use rbuild_core::{
     ContentStore, Digest, ImageFormat, ImageName, PushOptions, RegistryClient, RegistryOptions,
     pull, push, verify,
 };
-use registry_support::{Registry, make_image};
 use serde_json::Value;
+use support::images::make_image;
+use support::registry::Registry;
 
 /// A change that makes a manifest lie.
 type Lie = Box<dyn Fn(&mut Value)>;

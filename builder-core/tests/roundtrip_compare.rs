@@ -1,15 +1,15 @@
 //! The tree comparison behind the round-trip test catches each difference it claims to.
 #![allow(clippy::unwrap_used)]
 
-mod exec_support;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::process::Command as Process;
 
-use exec_support::require_root;
-use exec_support::tree::{compare_trees, leftover_mount_points, read_tree};
+use support::exec::tree::{compare_trees, leftover_mount_points, read_tree};
+use support::require::require_root;
 
 /// A small tree: a file, a hardlink pair, a symlink, a fifo and a directory.
 fn sample(root: &Path) {
@@ -46,7 +46,7 @@ fn detects(needle: &str, mutate: impl Fn(&Path)) {
 
 #[test]
 fn comparison_catches_each_kind_of_difference() {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and mknod");
     detects("extra new", |r| fs::write(r.join("new"), "").unwrap());
     detects("missing f", |r| fs::remove_file(r.join("f")).unwrap());
     detects("differs f", |r| fs::write(r.join("f"), "two\n").unwrap());
@@ -84,7 +84,7 @@ fn comparison_catches_each_kind_of_difference() {
 
 #[test]
 fn overlay_xattrs_are_ignored_and_mount_points_reported() {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and mknod");
     let dir = tempfile::tempdir().unwrap();
     let (left, right) = (dir.path().join("left"), dir.path().join("right"));
     sample(&left);

@@ -4,21 +4,22 @@
 //! writable copy of the base.
 #![allow(clippy::unwrap_used)]
 
-mod exec_support;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
-use exec_support::matrix::MATRIX;
-use exec_support::tree::{compare_trees, leftover_mount_points, read_tree};
-use exec_support::{Base, base, render, require_root, shell};
 use rbuild_core::{
     ApplyMode, Compression, ContentStore, CopySnapshotter, Executor, LayerOptions,
     OverlaySnapshotter, RuncExecutor, SandboxExecutor, Snapshotter, StepRoot, Stream, apply_layer,
     write_layer,
 };
+use support::exec::matrix::MATRIX;
+use support::exec::tree::{compare_trees, leftover_mount_points, read_tree};
+use support::exec::{Base, base, render, shell};
+use support::require::require_root;
 
 /// Merges the base stack into `dest` with `cp -a` and the overlay whiteout rule (a 0:0
 /// character device deletes the path below), independently of the snapshotters.
@@ -170,7 +171,7 @@ fn roundtrip_row(
 }
 
 fn check_roundtrip(executor: &dyn Executor, label: &str) {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and mknod");
     let base = base();
     let merged = base.dir.path().join("merged");
     merge_base(&base.lowers, &merged);

@@ -2,15 +2,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod exec_support;
+mod support;
 
 use std::fs;
 
-use exec_support::{busybox_rootfs, render, require_root, run_step, shell};
 use rbuild_core::{CopySnapshotter, OverlaySnapshotter, SandboxExecutor, Snapshotter};
+use support::exec::{busybox_rootfs, render, run_step, shell};
+use support::require::require_root;
 
 fn check(snapshotter: &dyn Snapshotter) {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and mknod");
     let dir = tempfile::tempdir().unwrap();
     let mut lowers = Vec::new();
     let base = dir.path().join("base");

@@ -1,16 +1,17 @@
 //! The change matrix: each RUN gives the expected change set with both snapshotters.
 #![allow(clippy::unwrap_used)]
 
-mod exec_support;
+mod support;
 
-use exec_support::matrix::MATRIX;
-use exec_support::{base, render, require_root, run_step, shell};
 use rbuild_core::{
     CopySnapshotter, Executor, OverlaySnapshotter, RuncExecutor, SandboxExecutor, Snapshotter,
 };
+use support::exec::matrix::MATRIX;
+use support::exec::{base, render, run_step, shell};
+use support::require::require_root;
 
 fn check_matrix(snapshotter: &dyn Snapshotter, executor: &dyn Executor) {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and mknod");
     let base = base();
     let mut failures = Vec::new();
     for (name, cmd, expected) in MATRIX {

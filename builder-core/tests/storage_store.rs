@@ -3,17 +3,18 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod support;
 
 use std::fs;
 use std::process::Command;
 use std::sync::Arc;
 
-use common::*;
 use rbuild_core::{
     ChangeKind, ChangeSet, Compression, ContentStore, Digest, ImageName, LayerOptions,
     OVERLAY_OPAQUE_XATTR, StoreError, tree_changes, write_layer,
 };
+use support::require::require_root;
+use support::storage::*;
 
 #[test]
 fn put_is_idempotent_and_reads_verify() {

@@ -6,9 +6,7 @@
 //! `RBUILD_ATTACK_BIN=/path/to/rbuild` runs the attacks against another build of rbuild
 //! (the one before a fix, to see them break it).
 
-mod attack_archives_support;
-mod attack_support;
-mod run_support;
+mod support;
 
 use std::fs;
 use std::io::Write as _;
@@ -16,9 +14,10 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use attack_archives_support::*;
-use attack_support::{Attacks, absent, as_user, refused, run, succeeded};
-use run_support::{fixture, require_root};
+use support::attack::{Attacks, absent, as_user, refused, run, succeeded};
+use support::attack_archives::*;
+use support::require::{require_root, require_user};
+use support::run::fixture;
 
 const ROOTLESS: &str = "rbuild-rootless";
 
@@ -31,18 +30,6 @@ fn shared_tempdir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
     dir
-}
-
-/// Fails unless user `ROOTLESS` exists (scripts/test creates it).
-fn require_rootless_user() {
-    let ok = Command::new("id")
-        .arg(ROOTLESS)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "user {ROOTLESS} is missing: create it as scripts/test does (useradd and /etc/subuid ranges)"
-    );
 }
 
 /// Writes `bytes` to `dir/name` and returns the path.
@@ -65,7 +52,7 @@ fn load(root: &Path, archive: &Path, user: Option<&str>) -> Result<Output, Strin
 /// A store at `dir/name` with busybox imported as `busybox:latest`.
 fn busybox_store(dir: &Path, name: &str) -> PathBuf {
     let root = dir.join(name);
-    run_support::import(&root, &fixture("busybox"), "busybox:latest", &[]);
+    support::run::import(&root, &fixture("busybox"), "busybox:latest", &[]);
     root
 }
 
@@ -99,8 +86,11 @@ fn no_raw_controls(out: &Output) -> Result<(), String> {
 
 #[test]
 fn load_treats_archives_as_data() {
-    require_root();
-    require_rootless_user();
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
+    require_user(
+        ROOTLESS,
+        "create it as scripts/test does (useradd and /etc/subuid ranges)",
+    );
     let tmp = shared_tempdir();
     let dir = tmp.path();
     let hostname = fs::read("/etc/hostname").expect("reading /etc/hostname");
@@ -575,7 +565,7 @@ fn load_treats_archives_as_data() {
 
 #[test]
 fn base_images_from_archives_and_layouts() {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let root = busybox_store(dir, "store");
@@ -639,7 +629,7 @@ fn base_images_from_archives_and_layouts() {
             fs::rename(&blob, &outside).map_err(|e| e.to_string())?;
             std::os::unix::fs::symlink(&outside, &blob).map_err(|e| e.to_string())?;
             let fresh = dir.join("fresh-store");
-            run_support::import(&fresh, &fixture("busybox"), "busybox:latest", &[]);
+            support::run::import(&fresh, &fixture("busybox"), "busybox:latest", &[]);
             let mut cmd = rbuild(&fresh);
             cmd.args(["build", "--progress", "plain", "--cache-from"])
                 .arg(format!("type=local,src={}", cache.display()))
@@ -812,7 +802,7 @@ fn layer_blobs(root: &Path, name: &str) -> Vec<String> {
 
 #[test]
 fn exports_verify_and_replace_atomically() {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let mut attacks = Attacks::new("archives");
@@ -827,7 +817,7 @@ fn exports_verify_and_replace_atomically() {
     first
         .args(["build", "--progress", "plain", "-t", "app:1"])
         .arg(&ctx);
-    run_support::success(&mut first);
+    support::run::success(&mut first);
     let layers = layer_blobs(&root, "app:1");
     let top = layers.last().expect("a layer").clone();
     flip(&root, &top);
@@ -943,7 +933,7 @@ fn exports_verify_and_replace_atomically() {
         .args(["import"])
         .arg(&rootfs)
         .arg("big:1");
-    run_support::success(&mut imp);
+    support::run::success(&mut imp);
 
     for (name, args) in [
         (
@@ -1123,7 +1113,7 @@ fn make_sparse(path: &Path) {
 
 #[test]
 fn sparse_entries_are_refused_everywhere() {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let mut attacks = Attacks::new("archives");
@@ -1248,8 +1238,11 @@ fn sparse_entries_are_refused_everywhere() {
 
 #[test]
 fn import_refuses_hostile_entries() {
-    require_root();
-    require_rootless_user();
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
+    require_user(
+        ROOTLESS,
+        "create it as scripts/test does (useradd and /etc/subuid ranges)",
+    );
     let tmp = shared_tempdir();
     let dir = tmp.path();
     let mut attacks = Attacks::new("archives");
@@ -1473,7 +1466,7 @@ fn walk(root: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn errors_escape_control_bytes() {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let root = busybox_store(dir, "store");
@@ -1601,7 +1594,7 @@ fn errors_escape_control_bytes() {
 
 #[test]
 fn skopeo_bare_tag_archive_is_not_lost() {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let root = busybox_store(dir, "store");
@@ -1613,14 +1606,14 @@ fn skopeo_bare_tag_archive_is_not_lost() {
     let mut attacks = Attacks::new("archives");
     // An OCI layout directory written by rbuild, copied by real skopeo.
     let layout = dir.join("layout");
-    run_support::success(
+    support::run::success(
         rbuild(&root)
             .args(["save", "--format", "oci", "-o"])
             .arg(dir.join("bb.tar"))
             .arg("busybox:latest"),
     );
     fs::create_dir_all(&layout).expect("layout dir");
-    run_support::success(
+    support::run::success(
         Command::new("tar")
             .arg("-xf")
             .arg(dir.join("bb.tar"))
@@ -1628,7 +1621,7 @@ fn skopeo_bare_tag_archive_is_not_lost() {
             .arg(&layout),
     );
     let skopeo_copy = |dest: &str| {
-        run_support::success(Command::new("skopeo").args([
+        support::run::success(Command::new("skopeo").args([
             "copy",
             &format!("oci:{}:latest", layout.display()),
             dest,

@@ -10,15 +10,13 @@
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
-mod attack_context_support;
-mod attack_support;
-mod run_support;
+mod support;
 
-use attack_context_support::{
+use support::attack::{Attacks, absent, refused, succeeded};
+use support::attack_context::{
     Lab, TarEntry, chown, gzip, holds, mkfifo, names, not_hung, nowhere, set_mode, symlink,
     tar_stream,
 };
-use attack_support::{Attacks, absent, refused, succeeded};
 
 const ROOTLESS: &str = "rbuild-rootless";
 
@@ -317,7 +315,7 @@ fn a_context_tar_cannot_reach_the_host() {
             let (out, _) = lab.build(&["-"], Some(&tar));
             not_hung(&out)?;
             refused(&out, "context tar")?;
-            if run_support::scratch_entries(&lab.store).is_empty() {
+            if support::run::scratch_entries(&lab.store).is_empty() {
                 Ok(())
             } else {
                 Err("the unpacked context was left in the store's tmp".to_owned())
@@ -342,7 +340,7 @@ fn a_context_tar_cannot_reach_the_host() {
             let (out, _) = lab.build_env(&["-"], Some(&bomb), None, &[], &env);
             not_hung(&out)?;
             refused(&out, "context tar refused: it expands to more than 100 times")?;
-            if run_support::scratch_entries(&lab.store).is_empty() {
+            if support::run::scratch_entries(&lab.store).is_empty() {
                 Ok(())
             } else {
                 Err("the unpacked context was left in the store's tmp".to_owned())

@@ -4,14 +4,13 @@
 //! full and tty live. Everything goes through the `rbuild` binary, as root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod attack_support;
-mod run_support;
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use attack_support::{Attacks, run};
-use run_support::{busybox_setup, rbuild};
+use support::attack::{Attacks, run};
+use support::run::{busybox_setup, rbuild};
 
 fn text(out: &Output) -> String {
     format!(

@@ -5,22 +5,21 @@
 //! stored, and `store verify` (`--deep` for unpacked layers) names what was broken.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod attack_store_support;
-mod attack_support;
-mod run_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use attack_store_support::*;
-use attack_support::{Attacks, refused, succeeded};
+use support::attack::{Attacks, refused, succeeded};
+use support::attack_store::*;
+use support::require::require_tool;
 
 const DOCKERFILE: &str = "FROM busybox\nRUN echo one > /one\nRUN echo two > /two\n";
 
 /// `rbuild ARGS` on `root`, started in the background.
 fn spawn(root: &Path, args: &[&str]) -> std::process::Child {
-    run_support::rbuild(root)
+    support::run::rbuild(root)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -84,7 +83,7 @@ fn kill_when(child: &mut std::process::Child, limit: Duration, ready: impl Fn() 
 /// left under the test's directory.
 fn recovered(s: &Setup) -> Result<(), String> {
     succeeded(&s.run(&["images"]))?;
-    let left = run_support::scratch_entries(&s.root);
+    let left = support::run::scratch_entries(&s.root);
     if !left.is_empty() {
         return Err(format!("scratch left after the next open: {left:?}"));
     }
@@ -108,12 +107,12 @@ fn kills_full_disks_and_concurrency() {
             let mut child = spawn(&s.root, &["build", "-t", "k:1", &s.ctx.to_string_lossy()]);
             let marker = s.root.join("tmp");
             kill_when(&mut child, Duration::from_secs(20), || {
-                !run_support::processes_with("sleep 30").is_empty()
+                !support::run::processes_with("sleep 30").is_empty()
                     && std::fs::read_dir(&marker).is_ok_and(|mut d| d.next().is_some())
             });
             // The step's own processes die with the sandbox's pid namespace.
             let start = Instant::now();
-            while !run_support::processes_with("sleep 30").is_empty()
+            while !support::run::processes_with("sleep 30").is_empty()
                 && start.elapsed() < Duration::from_secs(10)
             {
                 std::thread::sleep(Duration::from_millis(50));
@@ -147,7 +146,7 @@ fn kills_full_disks_and_concurrency() {
         "kill -9 `rbuild import` of the python3 rootfs at 3 moments",
         || {
             let s = Setup::new();
-            let tar = run_support::fixture("python3");
+            let tar = support::run::fixture("python3");
             for delay in [50u64, 300, 800] {
                 let mut child = spawn(&s.root, &["import", &tar.to_string_lossy(), "py:latest"]);
                 std::thread::sleep(Duration::from_millis(delay));
@@ -173,7 +172,7 @@ fn kills_full_disks_and_concurrency() {
             succeeded(&out).map_err(|e| format!("mounting the tmpfs: {e}"))?;
             let result = (|| {
                 let root = mnt.join("store");
-                run_support::import(&root, &run_support::fixture("busybox"), "busybox:latest", &[]);
+                support::run::import(&root, &support::run::fixture("busybox"), "busybox:latest", &[]);
                 let ctx = dir.path().join("ctx");
                 std::fs::create_dir_all(&ctx).unwrap();
                 std::fs::write(
@@ -184,7 +183,7 @@ fn kills_full_disks_and_concurrency() {
                 let out = run_on(&root, &["build", "-t", "full:1", &ctx.to_string_lossy()]);
                 refused(&out, "space")?;
                 succeeded(&run_on(&root, &["images"]))?;
-                let left = run_support::scratch_entries(&root);
+                let left = support::run::scratch_entries(&root);
                 if !left.is_empty() {
                     return Err(format!("scratch left: {left:?}"));
                 }

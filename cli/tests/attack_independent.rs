@@ -4,16 +4,15 @@
 //! as root, with canaries in temporary directories only.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod attack_support;
-mod run_support;
+mod support;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use attack_support::{Attacks, run, run_bounded};
-use run_support::{busybox_setup, rbuild};
+use support::attack::{Attacks, run, run_bounded};
+use support::run::{busybox_setup, rbuild};
 
 fn text(out: &Output) -> String {
     format!(
@@ -279,12 +278,12 @@ fn independent_attacks() {
                 &format!("FROM busybox\nRUN echo {mark}-x > /secret\n"),
                 &[],
             ))?;
-            attack_support::succeeded(&out)?;
+            support::attack::succeeded(&out)?;
             let private = dir.path().join("private");
             std::fs::create_dir_all(&private).unwrap();
             let tar = private.join("private.tar");
             let out = run(rbuild(&root).args(["save", "atk", "-o"]).arg(&tar))?;
-            attack_support::succeeded(&out)?;
+            support::attack::succeeded(&out)?;
             run(rbuild(&root).args(["rmi", "atk"]))?;
             let ctx2 = dir.path().join("ctx2");
             std::fs::create_dir_all(&ctx2).unwrap();
@@ -346,7 +345,7 @@ fn independent_attacks() {
                 Duration::from_secs(30),
                 "it hung",
             )?;
-            attack_support::refused(&out, "")
+            support::attack::refused(&out, "")
         },
     );
 
@@ -477,7 +476,7 @@ fn independent_attacks() {
             let (dir, root, ctx) = busybox_setup(&[]);
             // The attacker's archive, made in a store of its own.
             let root2 = dir.path().join("store2");
-            run_support::import(&root2, &run_support::fixture("busybox"), "busybox:latest", &[]);
+            support::run::import(&root2, &support::run::fixture("busybox"), "busybox:latest", &[]);
             let ctx2 = dir.path().join("ctx2");
             std::fs::create_dir_all(&ctx2).unwrap();
             std::fs::write(
@@ -488,11 +487,11 @@ fn independent_attacks() {
             let out = run(rbuild(&root2)
                 .args(["build", "-q", "-t", "busybox:latest"])
                 .arg(&ctx2))?;
-            attack_support::succeeded(&out)?;
+            support::attack::succeeded(&out)?;
             let out = run(rbuild(&root2)
                 .args(["save", "busybox:latest", "-o"])
                 .arg(ctx.join("evil.tar")))?;
-            attack_support::succeeded(&out)?;
+            support::attack::succeeded(&out)?;
             std::fs::write(
                 ctx.join("Dockerfile"),
                 "FROM docker-archive://evil.tar\nRUN true\n",

@@ -5,9 +5,7 @@
 //! its own wait generously and asserts only that rbuild finished with the right error.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod attack_net_support;
-mod attack_support;
-mod run_support;
+mod support;
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -16,9 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use attack_net_support::{Request, Server, drip, endless, respond, respond_head, silent};
-use attack_support::{Attacks, files_holding, refused, run, run_bounded, succeeded};
-use run_support::{busybox_setup, rbuild, require_root, scratch_entries};
+use support::attack::{Attacks, files_holding, refused, run, run_bounded, succeeded};
+use support::attack_net::{Request, Server, drip, endless, respond, respond_head, silent};
+use support::require::require_root;
+use support::run::{busybox_setup, rbuild, scratch_entries};
 
 /// A credential that must never be shown or sent where it does not belong.
 const TOKEN: &str = "tok-canary-93b1e0";
@@ -166,7 +165,7 @@ fn basic_registry(
 
 #[test]
 fn attack_registry() {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
     let mut attacks = Attacks::new("registry");
     let (dir, root, ctx) = busybox_setup(&[]);
     let files = Server::start(|req, conn| match req.path.as_str() {
@@ -501,6 +500,7 @@ fn attack_registry() {
             // The largest resident size of any child this test waited for, in KiB.
             // SAFETY: getrusage writes into the zeroed struct it is given.
             let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: getrusage writes into `usage`, a live struct of the right type.
             unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
             if usage.ru_maxrss > 512 * 1024 {
                 return Err(format!("a child grew to {} KiB", usage.ru_maxrss));

@@ -5,16 +5,16 @@
 //! entitlements), in `rbuild build` and `rbuild run`, as root and as the unprivileged
 //! `rbuild-rootless` user (created by scripts/test).
 
-mod attack_support;
-mod run_support;
+mod support;
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use attack_support::{Attacks, absent, as_user, refused, run, succeeded};
-use run_support::{fixture, import, rbuild, require_root};
+use support::attack::{Attacks, absent, as_user, refused, run, succeeded};
+use support::require::require_root;
+use support::run::{fixture, import, rbuild};
 
 /// The unprivileged user of the rootless attempts.
 const ROOTLESS_USER: &str = "rbuild-rootless";
@@ -28,7 +28,7 @@ struct Setup {
 
 impl Setup {
     fn new(images: &[&str]) -> Self {
-        require_root();
+        require_root("it uses namespaces, overlay mounts and fixture recipes");
         let dir = tempfile::tempdir().expect("a temp dir");
         let root = dir.path().join("store");
         for image in images {
@@ -760,7 +760,7 @@ fn a_noisy_step_cannot_grow_rbuild() {
 
 #[test]
 fn rootless_steps_get_neither_descriptors_nor_abstract_sockets() {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
     let status = Command::new("id").arg(ROOTLESS_USER).output();
     assert!(
         matches!(&status, Ok(out) if out.status.success()),

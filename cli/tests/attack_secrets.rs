@@ -8,16 +8,16 @@
 //! progress events, errors) never holds the value.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod attack_support;
-mod run_support;
+mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use attack_support::{Attacks, as_user, files_holding, refused, run, run_bounded, succeeded};
-use run_support::{busybox_setup, fixture, processes_with, rbuild, require_root};
+use support::attack::{Attacks, as_user, files_holding, refused, run, run_bounded, succeeded};
+use support::require::require_root;
+use support::run::{busybox_setup, fixture, processes_with, rbuild};
 
 /// A value no fixture holds: found anywhere, it leaked.
 const SECRET: &str = "s3cr3t-value-7f1d9c2a";
@@ -181,7 +181,7 @@ fn kill_during_secret_step(user: Option<&str>) -> Result<(), String> {
 
 #[test]
 fn attack_secrets() {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
     let mut attacks = Attacks::new("secrets");
     let (dir, root, ctx) = busybox_setup(&[]);
     let secret = secret_file(dir.path());

@@ -5,19 +5,17 @@
 //! unprivileged `rbuild-rootless`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod attack_store_support;
-mod attack_support;
-mod run_support;
+mod support;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use support::registry::Registry;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use attack_store_support::*;
-use attack_support::{Attacks, absent, as_user, refused, run, succeeded};
+use support::attack::{Attacks, absent, as_user, refused, run, succeeded};
+use support::attack_store::*;
+use support::require::{require_tool, require_user};
 
 const ROOTLESS: &str = "rbuild-rootless";
 
@@ -50,8 +48,14 @@ fn denied_to(user: &str, script: &str, leak: &str) -> Result<(), String> {
 
 #[test]
 fn other_accounts_cannot_use_what_the_store_holds() {
-    require_user("nobody");
-    require_user(ROOTLESS);
+    require_user(
+        "nobody",
+        "scripts/test creates rbuild-rootless (useradd --system), nobody is standard",
+    );
+    require_user(
+        ROOTLESS,
+        "scripts/test creates rbuild-rootless (useradd --system), nobody is standard",
+    );
     let s = Setup::new();
     std::fs::write(s.ctx.join("secret.txt"), "context-secret").unwrap();
     // A setuid-root busybox in a layer that a later step unpacks as a lower dir, a cache
@@ -172,7 +176,7 @@ fn other_accounts_cannot_use_what_the_store_holds() {
         "rootless-user-opens-roots-store",
         "as rbuild-rootless, run `rbuild images` and `rbuild prune` on root's store",
         || {
-            let mut cmd = run_support::rbuild(&s.root);
+            let mut cmd = support::run::rbuild(&s.root);
             cmd.arg("prune");
             let out = run(&mut as_user(ROOTLESS, &cmd))?;
             refused(&out, "store")?;
@@ -187,7 +191,7 @@ fn other_accounts_cannot_use_what_the_store_holds() {
             std::fs::create_dir_all(&home).unwrap();
             std::os::unix::fs::chown(&home, Some(uid_of(ROOTLESS)), None).unwrap();
             let root = home.join("store");
-            let mut cmd = run_support::rbuild(&root);
+            let mut cmd = support::run::rbuild(&root);
             cmd.arg("images");
             succeeded(&run(&mut as_user(ROOTLESS, &cmd))?)?;
             let m = mode(&root);
@@ -207,7 +211,10 @@ fn fresh() -> Setup {
 
 #[test]
 fn a_store_another_account_can_write_cannot_make_root_delete_host_files() {
-    require_user("nobody");
+    require_user(
+        "nobody",
+        "scripts/test creates rbuild-rootless (useradd --system), nobody is standard",
+    );
     let mut a = Attacks::new("store");
 
     a.attempt(
@@ -422,100 +429,34 @@ fn a_store_another_account_can_write_cannot_make_root_delete_host_files() {
     a.finish();
 }
 
-/// A `docker-registry serve` on a free port of 127.0.0.1.
-struct Registry {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Self {
-        require_tool("docker-registry", "docker-registry");
-        require_tool("curl", "curl");
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind(("127.0.0.1", 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            dir.path().join("data").display()
-        );
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let mut child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("docker-registry exited during start-up: {status}");
-            }
-            if let Ok(mut s) = TcpStream::connect(&addr) {
-                let req = format!("GET /v2/ HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-                let mut answer = String::new();
-                if s.write_all(req.as_bytes()).is_ok()
-                    && s.read_to_string(&mut answer).is_ok()
-                    && answer.contains(" 200 ")
-                {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not answer on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    /// PUTs `manifest` as `repo:tag`.
-    fn put_manifest(
-        &self,
-        repo: &str,
-        tag: &str,
-        manifest: &serde_json::Value,
-    ) -> Result<(), String> {
-        let media = manifest["mediaType"]
-            .as_str()
-            .unwrap_or("application/vnd.oci.image.manifest.v1+json");
-        let out = Command::new("curl")
-            .args(["-fsS", "-X", "PUT", "-H"])
-            .arg(format!("Content-Type: {media}"))
-            .arg("--data-binary")
-            .arg(serde_json::to_string(manifest).unwrap())
-            .arg(format!("http://{}/v2/{repo}/manifests/{tag}", self.addr))
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "the registry refused the crafted manifest: {}",
-                text(&out)
-            ))
-        }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// PUTs `manifest` as `repo:tag`.
+fn put_manifest(
+    registry: &Registry,
+    repo: &str,
+    tag: &str,
+    manifest: &serde_json::Value,
+) -> Result<(), String> {
+    let media = manifest["mediaType"]
+        .as_str()
+        .unwrap_or("application/vnd.oci.image.manifest.v1+json");
+    let out = Command::new("curl")
+        .args(["-fsS", "-X", "PUT", "-H"])
+        .arg(format!("Content-Type: {media}"))
+        .arg("--data-binary")
+        .arg(serde_json::to_string(manifest).unwrap())
+        .arg(format!(
+            "http://{}/v2/{repo}/manifests/{tag}",
+            registry.addr
+        ))
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the registry refused the crafted manifest: {}",
+            text(&out)
+        ))
     }
 }
 
@@ -543,7 +484,8 @@ fn busybox_manifest(root: &Path) -> serde_json::Value {
 #[test]
 fn a_pull_whose_descriptors_lie_about_present_blobs_is_refused() {
     let s = fresh();
-    let registry = Registry::start();
+    require_tool("curl", "curl");
+    let registry = Registry::start(None);
     let remote = format!("{}/bb", registry.addr);
     succeeded(&s.run(&["push", "busybox:latest", &format!("{remote}:1")]))
         .expect("pushing busybox to the test registry");
@@ -558,7 +500,7 @@ fn a_pull_whose_descriptors_lie_about_present_blobs_is_refused() {
         a.attempt(name, tried, || {
             let mut m = manifest.clone();
             edit(&mut m);
-            registry.put_manifest("bb", tag, &m)?;
+            put_manifest(&registry, "bb", tag, &m)?;
             let out = s.run(&["pull", &format!("{remote}:{tag}")]);
             refused(&out, needle)?;
             verifies(&s.root)
@@ -607,7 +549,7 @@ fn a_pull_whose_descriptors_lie_about_present_blobs_is_refused() {
 /// denied") until someone fixed the modes by hand.
 #[test]
 fn unreadable_leftovers_do_not_lock_a_rootless_user_out_of_the_store() {
-    run_support::require_root();
+    support::require::require_root("it uses namespaces, overlay mounts and fixture recipes");
     let dir = tempfile::tempdir().expect("a temp dir");
     let root = dir.path().join("store");
     let left = root.join("tmp/build-left/step-2/root/work/work/incompat/volatile");
@@ -624,7 +566,7 @@ fn unreadable_leftovers_do_not_lock_a_rootless_user_out_of_the_store() {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).expect("mode 000");
         path.pop();
     }
-    let mut images = run_support::rbuild(&root);
+    let mut images = support::run::rbuild(&root);
     images.arg("images");
     let out = run(&mut as_user(ROOTLESS, &images)).expect("rbuild images");
     assert!(

@@ -6,9 +6,9 @@
 use std::path::Path;
 use std::process::Output;
 
-use run_support::{busybox_setup, output, rbuild, success};
+use support::run::{busybox_setup, output, rbuild, success};
 
-mod run_support;
+mod support;
 
 fn build(root: &Path, ctx: &Path, dockerfile: &str, extra: &[&str]) -> Output {
     std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();

@@ -7,10 +7,10 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use run_support::busybox_setup as setup;
 use serde_json::Value;
+use support::run::busybox_setup as setup;
 
-mod run_support;
+mod support;
 
 fn rbuild(root: &Path, args: &[&str]) -> Output {
     rbuild_with_stdin(root, args, None)
@@ -369,7 +369,7 @@ fn rawjson_progress_is_valid_against_the_schema() {
         &["build", "--progress", "rawjson", ctx.to_str().unwrap()],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let path = run_support::workspace().join("docs/progress/rawjson.schema.json");
+    let path = support::run::workspace().join("docs/progress/rawjson.schema.json");
     let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let lines: Vec<Value> = stderr(&out)
@@ -646,7 +646,7 @@ fn docker_build_habits_are_accepted() {
 #[test]
 fn imports_under_source_date_epoch_give_one_image_id() {
     let (_dir, root, _ctx) = setup(&[]);
-    let tar = run_support::fixture("busybox");
+    let tar = support::run::fixture("busybox");
     let import = |name: &str, epoch: Option<&str>| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbuild"));
         cmd.args(["import", tar.to_str().unwrap(), name])
@@ -690,7 +690,7 @@ fn ctrl_c_cancels_a_build_and_leaves_nothing() {
         .unwrap();
     let begun = std::time::Instant::now();
     let sleeping = || {
-        run_support::processes_with("sleep 4242")
+        support::run::processes_with("sleep 4242")
             .iter()
             .any(|(_, l)| l.starts_with("sleep"))
     };
@@ -707,8 +707,8 @@ fn ctrl_c_cancels_a_build_and_leaves_nothing() {
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     assert!(stderr(&out).contains("canceled"), "{}", stderr(&out));
     assert!(!sleeping(), "the step outlived the build");
-    assert_eq!(run_support::mounts_under(&root), Vec::<String>::new());
-    assert_eq!(run_support::scratch_entries(&root), Vec::<String>::new());
+    assert_eq!(support::run::mounts_under(&root), Vec::<String>::new());
+    assert_eq!(support::run::scratch_entries(&root), Vec::<String>::new());
 }
 
 /// `system df`'s Images SIZE is docker's: the images' unpacked content, a layer two images

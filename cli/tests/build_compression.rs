@@ -12,9 +12,9 @@
 
 use std::path::Path;
 
-mod run_support;
+mod support;
 
-use run_support::{busybox_setup, output, rbuild, success};
+use support::run::{busybox_setup, output, rbuild, success};
 
 const DOCKERFILE: &str = "\
 FROM busybox:latest

@@ -10,10 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod attack_support;
-mod run_support;
+mod support;
 
-use run_support::{busybox_setup, fixture, rbuild, success};
+use support::run::{busybox_setup, fixture, rbuild, success};
 
 const ROOTLESS_USER: &str = "rbuild-rootless";
 
@@ -66,7 +65,7 @@ fn build_as_root(dockerfile: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
 
 /// Builds `dockerfile` into `<dir>/out` as `rbuild-rootless`, in a store of its own.
 fn build_rootless(dockerfile: &str) -> (tempfile::TempDir, PathBuf) {
-    run_support::require_root();
+    support::require::require_root("it uses namespaces, overlay mounts and fixture recipes");
     let dir = tempfile::tempdir().unwrap();
     let (root, ctx, out) = (
         dir.path().join("store"),
@@ -86,13 +85,13 @@ fn build_rootless(dockerfile: &str) -> (tempfile::TempDir, PathBuf) {
         .arg("import")
         .arg(fixture("busybox"))
         .arg("busybox:latest");
-    success(&mut attack_support::as_user(ROOTLESS_USER, &import));
+    success(&mut support::attack::as_user(ROOTLESS_USER, &import));
     let mut build = rbuild(&root);
     build
         .args(["build", "--progress", "plain", "-o"])
         .arg(format!("type=local,dest={}", out.display()))
         .arg(&ctx);
-    success(&mut attack_support::as_user(ROOTLESS_USER, &build));
+    success(&mut support::attack::as_user(ROOTLESS_USER, &build));
     (dir, out)
 }
 

@@ -6,11 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-mod run_support;
+mod support;
 
 /// A store with busybox and a context holding `dockerfile`.
 fn setup(dockerfile: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
-    run_support::busybox_setup(&[("Dockerfile", dockerfile)])
+    support::run::busybox_setup(&[("Dockerfile", dockerfile)])
 }
 
 fn rbuild(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {

@@ -3,9 +3,9 @@
 //! first), in the plain and the tty views, in the log and in the failure's excerpt.
 //! Needs root (builds).
 
-mod run_support;
+mod support;
 
-use run_support::{busybox_setup, output, rbuild};
+use support::run::{busybox_setup, output, rbuild};
 
 /// Pairs the step writes, alternating streams: enough that two pipes read by two
 /// threads show a pair swapped.

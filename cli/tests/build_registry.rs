@@ -5,148 +5,23 @@
 //! pull`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
-mod tmux_support;
+mod support;
+
+use support::registry::Registry;
+use support::require::{require_root, require_tool};
+use support::run::fixture;
 
 /// image-spec annotations.md: the manifest digest of the base image.
 const BASE_DIGEST_ANNOTATION: &str = "org.opencontainers.image.base.digest";
 /// image-spec annotations.md: the name of an image in an index.
 const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the cli crate sits in the workspace")
-        .to_path_buf()
-}
-
-fn require_tool(tool: &str, package: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "missing tool {tool}: install the Debian package {package} to run the registry build tests"
-    );
-}
-
-/// A `docker-registry serve` on a free port of 127.0.0.1, storage in a temp dir.
-struct Registry {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Self {
-        Self::start_on("127.0.0.1")
-    }
-
-    /// A registry on another loopback address: `127.0.0.2` is not one rbuild speaks
-    /// plain HTTP to unless told it is insecure.
-    fn start_on(host: &str) -> Self {
-        Self::start_with(host, None)
-    }
-
-    /// A registry on 127.0.0.1 that wants Basic auth from `user`/`password` (htpasswd).
-    fn start_with_basic_auth(user: &str, password: &str) -> Self {
-        Self::start_with("127.0.0.1", Some((user, password)))
-    }
-
-    fn start_with(host: &str, basic: Option<(&str, &str)>) -> Self {
-        require_tool("docker-registry", "docker-registry");
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind((host, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("{host}:{port}");
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            dir.path().join("data").display()
-        );
-        if let Some((user, password)) = basic {
-            let file = dir.path().join("htpasswd");
-            std::fs::write(&file, htpasswd_line(user, password)).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: rbuild-test\n    path: {}\n",
-                file.display()
-            ));
-        }
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let mut child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("docker-registry exited during start-up: {status}");
-            }
-            if let Ok(mut s) = TcpStream::connect(&addr) {
-                let req = format!("GET /v2/ HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-                let mut answer = String::new();
-                let answered =
-                    s.write_all(req.as_bytes()).is_ok() && s.read_to_string(&mut answer).is_ok();
-                let up = ["200", "401"].iter().any(|code| {
-                    answer.starts_with(&format!("HTTP/1.1 {code}"))
-                        || answer.starts_with(&format!("HTTP/1.0 {code}"))
-                });
-                if answered && up {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not answer on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A bcrypt htpasswd line, made with the system crypt(3) through perl.
-fn htpasswd_line(user: &str, password: &str) -> String {
-    require_tool("perl", "perl-base");
-    let out = Command::new("perl")
-        .arg("-e")
-        .arg(r#"print crypt($ENV{PW}, '$2b$10$abcdefghijklmnopqrstuv')"#)
-        .env("PW", password)
-        .output()
-        .unwrap();
-    let hash = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        hash.starts_with("$2b$10$"),
-        "the system crypt(3) does not make bcrypt hashes: {hash:?}"
-    );
-    format!("{user}:{hash}\n")
-}
 
 /// A test's scratch space: an empty rbuild config and docker config (so that neither the
 /// host's mirrors nor its credentials play a part), store roots and contexts.
@@ -157,11 +32,7 @@ struct Scratch {
 
 impl Scratch {
     fn new() -> Self {
-        assert!(
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            unsafe { libc::geteuid() } == 0,
-            "this test must run as root: builds mount overlays and run steps in namespaces"
-        );
+        require_root("builds mount overlays and run steps in namespaces");
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.toml");
         std::fs::write(&config, "").unwrap();
@@ -201,17 +72,10 @@ impl Scratch {
 
     /// A store root with the busybox fixture imported as `busybox:latest`.
     fn store_with_busybox(&self, name: &str) -> PathBuf {
-        let script = repo().join("fixtures/base-images/make");
-        let made = Command::new(&script).arg("busybox").output().unwrap();
-        assert!(
-            made.status.success(),
-            "{} busybox failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&made.stderr)
-        );
-        let tar = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+        let tar = fixture("busybox");
+        let tar = tar.to_str().expect("fixture paths are UTF-8");
         let root = self.path(name);
-        self.ok(&root, &["import", &tar, "busybox:latest"]);
+        self.ok(&root, &["import", tar, "busybox:latest"]);
         root
     }
 
@@ -284,7 +148,7 @@ fn explained(stderr: &str, step: &str) -> String {
 
 #[test]
 fn from_pulls_what_the_store_lacks_and_records_the_registry_digest() {
-    let reg = Registry::start();
+    let reg = Registry::start(None);
     let s = Scratch::new();
     let a = s.store_with_busybox("a");
     let base = format!("{}/base/busybox:1", reg.addr);
@@ -333,7 +197,7 @@ fn from_pulls_what_the_store_lacks_and_records_the_registry_digest() {
 
 #[test]
 fn pull_flag_looks_again_and_push_outputs_reach_the_registry() {
-    let reg = Registry::start();
+    let reg = Registry::start(None);
     let s = Scratch::new();
     let a = s.store_with_busybox("a");
     let base = format!("{}/base/busybox:1", reg.addr);
@@ -420,7 +284,7 @@ fn pull_flag_looks_again_and_push_outputs_reach_the_registry() {
 
 #[test]
 fn docker_hub_names_are_pulled_through_the_configured_mirror() {
-    let reg = Registry::start();
+    let reg = Registry::start(None);
     let s = Scratch::new();
     let a = s.store_with_busybox("a");
     let mirrored = format!("{}/library/busybox:mirrored", reg.addr);
@@ -464,7 +328,7 @@ fn docker_hub_names_are_pulled_through_the_configured_mirror() {
 
 #[test]
 fn insecure_registries_come_from_the_flag_and_the_config_file() {
-    let reg = Registry::start_on("127.0.0.2");
+    let reg = Registry::start_on("127.0.0.2", None);
     let s = Scratch::new();
     let a = s.store_with_busybox("a");
     let base = format!("{}/base/busybox:1", reg.addr);
@@ -524,7 +388,7 @@ fn insecure_registries_come_from_the_flag_and_the_config_file() {
     );
     assert_eq!(skopeo_digest(&app), built);
     // The base's layers were mounted from its repository, not uploaded again.
-    let log = std::fs::read_to_string(reg._dir.path().join("registry.log")).unwrap();
+    let log = std::fs::read_to_string(reg.dir.path().join("registry.log")).unwrap();
     assert!(log.contains("from=base"), "{log}");
 }
 
@@ -553,7 +417,7 @@ fn steps_run(rawjson: &str) -> Vec<String> {
 
 #[test]
 fn a_fresh_store_builds_from_the_registry_cache_of_another_without_running_steps() {
-    let reg = Registry::start();
+    let reg = Registry::start(None);
     let s = Scratch::new();
     let a = s.store_with_busybox("a");
     let base = format!("{}/base/busybox:1", reg.addr);
@@ -687,7 +551,7 @@ fn login_asks_on_the_terminal() {
         done.display()
     );
     let tmux =
-        tmux_support::Tmux::start("login prompts", &command, 100, 10, Duration::from_secs(60));
+        support::tmux::Tmux::start("login prompts", &command, 100, 10, Duration::from_secs(60));
     tmux.wait_for("the user name prompt", |screen| {
         screen.contains("Username:")
     });

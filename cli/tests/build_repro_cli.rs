@@ -4,15 +4,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod run_support;
+mod support;
 
 use std::path::Path;
 
-use run_support::{fixture, import, output, rbuild, require_root, scratch_entries, success};
+use support::require::require_root;
+use support::run::{fixture, import, output, rbuild, scratch_entries, success};
 
 /// A store with busybox and a context holding `dockerfile`.
 fn setup(dir: &Path, dockerfile: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
     let root = dir.join("store");
     import(&root, &fixture("busybox"), "busybox:latest", &[]);
     let ctx = dir.join("ctx");

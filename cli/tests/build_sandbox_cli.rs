@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod run_support;
+mod support;
 
 /// A store with busybox, and a context holding `dockerfile` and the boundary probe
 /// (compiled with the host's `gcc -static`).
 fn setup(dockerfile: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let (dir, root, ctx) = run_support::busybox_setup(&[("Dockerfile", dockerfile)]);
-    let source = run_support::workspace().join("builder-core/tests/boundary_probe/probe.c");
+    let (dir, root, ctx) = support::run::busybox_setup(&[("Dockerfile", dockerfile)]);
+    let source = support::run::workspace().join("builder-core/tests/support/probe/probe.c");
     let compiled = Command::new("gcc")
         .args(["-static", "-O1", "-o"])
         .arg(ctx.join("probe"))

@@ -11,16 +11,14 @@ use std::time::Duration;
 /// timing requirement.
 const PATIENCE: Duration = Duration::from_secs(120);
 
-mod tmux_support;
-use tmux_support::Tmux;
+mod support;
+
+use support::require::require_root;
+use support::tmux::Tmux;
 
 #[test]
 fn a_build_in_a_terminal_shows_its_running_step_and_ends_with_the_summary() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    assert!(
-        unsafe { libc::geteuid() } == 0,
-        "this test must run as root: builds mount overlays and run steps in namespaces"
-    );
+    require_root("builds mount overlays and run steps in namespaces");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/base-images/make");

@@ -7,6 +7,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod support;
+
+use support::require::require_tool;
+
 fn rbuild(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rbuild"))
         .args(args)
@@ -25,20 +29,9 @@ fn script(shell: &str) -> String {
     String::from_utf8(out.stdout).expect("completion script is UTF-8")
 }
 
-/// Fails, naming the tool, when `tool` is not installed.
-fn require(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{tool} is not installed (scripts/setup-host installs it); this test needs it"
-    );
-}
-
 /// Runs `shell` with `args` and the script in a file, asserting success.
 fn check_syntax(shell: &str, flag: &str, text: &str) {
-    require(shell);
+    require_tool(shell, shell);
     let dir = tempfile::tempdir().expect("creating a temporary directory");
     let path = dir.path().join(format!("rbuild.{shell}"));
     std::fs::write(&path, text).expect("writing the completion script");
@@ -101,7 +94,7 @@ fn fish_accepts_the_script() {
 /// completion would for the command line `words` with the cursor at the end of the
 /// last word; returns the candidates, one per line.
 fn bash_complete(words: &[&str]) -> Vec<String> {
-    require("bash");
+    require_tool("bash", "bash");
     let dir = tempfile::tempdir().expect("creating a temporary directory");
     let path = dir.path().join("rbuild.bash");
     std::fs::write(&path, script("bash")).expect("writing the completion script");

@@ -34,6 +34,8 @@ mod tests;
 #[path = "differential/tree.rs"]
 mod tree;
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;

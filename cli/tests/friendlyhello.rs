@@ -8,7 +8,7 @@
 //! Needs root, the python3 fixture (`fixtures/base-images/make python3`), port 80 free,
 //! and PyPI reachable for the `pip install` step.
 
-mod run_support;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,9 +16,10 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use run_support::{
-    fixture, import, mounts_under, output, processes_with, rbuild, require_root, scratch_entries,
-    success, workspace,
+use support::require::require_root;
+use support::run::{
+    fixture, import, mounts_under, output, processes_with, rbuild, scratch_entries, success,
+    workspace,
 };
 
 const BASE: &str = "rbuild-fixtures/python3:bookworm";
@@ -120,7 +121,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn friendlyhello_builds_runs_and_rebuilds_from_the_cache() {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
     let tar = fixture("python3");
     let dir = tempfile::tempdir().expect("creating a temp dir");
     let root = dir.path().join("root");

@@ -5,99 +5,23 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
-mod tmux_support;
+mod support;
+
+use support::registry::Registry;
+use support::require::require_root;
+use support::run::fixture;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the cli crate sits in the workspace")
         .to_path_buf()
-}
-
-fn require_tool(tool: &str, package: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "missing tool {tool}: install the Debian package {package} to run the transfer progress tests"
-    );
-}
-
-/// A `docker-registry serve` on a free port of 127.0.0.1, storage in a temp dir.
-struct Registry {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Self {
-        require_tool("docker-registry", "docker-registry");
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind(("127.0.0.1", 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            dir.path().join("data").display()
-        );
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let mut child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("docker-registry exited during start-up: {status}");
-            }
-            if let Ok(mut s) = TcpStream::connect(&addr) {
-                let req = format!("GET /v2/ HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-                let mut answer = String::new();
-                if s.write_all(req.as_bytes()).is_ok()
-                    && s.read_to_string(&mut answer).is_ok()
-                    && answer.contains(" 200 ")
-                {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not answer on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A test's scratch space: empty rbuild and docker configs, store roots, contexts.
@@ -107,11 +31,7 @@ struct Scratch {
 
 impl Scratch {
     fn new() -> Self {
-        assert!(
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            unsafe { libc::geteuid() } == 0,
-            "this test must run as root: it builds its multi-layer image with RUN steps"
-        );
+        require_root("it builds its multi-layer image with RUN steps");
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config.toml"), "").unwrap();
         std::fs::create_dir_all(dir.path().join("docker")).unwrap();
@@ -157,17 +77,10 @@ impl Scratch {
     /// A store with the busybox fixture and `name` built on it: busybox's layer and two
     /// layers of 3 MB and 5 MB of random bytes.
     fn store_with_layers(&self, store: &str, name: &str) -> PathBuf {
-        let script = repo().join("fixtures/base-images/make");
-        let made = Command::new(&script).arg("busybox").output().unwrap();
-        assert!(
-            made.status.success(),
-            "{} busybox failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&made.stderr)
-        );
-        let tar = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+        let tar = fixture("busybox");
+        let tar = tar.to_str().expect("fixture paths are UTF-8");
         let root = self.path(store);
-        self.ok(&root, &["import", &tar, "busybox:latest"]);
+        self.ok(&root, &["import", tar, "busybox:latest"]);
         let ctx = self.path("ctx");
         std::fs::create_dir_all(&ctx).unwrap();
         std::fs::write(
@@ -319,7 +232,7 @@ fn short(digest: &str) -> &str {
 
 #[test]
 fn plain_push_and_pull_print_a_start_and_an_end_line_per_blob_with_its_size() {
-    let reg = Registry::start();
+    let reg = Registry::start(None);
     let scratch = Scratch::new();
     let name = format!("{}/app/layers:1", reg.addr);
     let src = scratch.store_with_layers("src", &name);
@@ -392,7 +305,7 @@ fn plain_push_and_pull_print_a_start_and_an_end_line_per_blob_with_its_size() {
 
 #[test]
 fn rawjson_transfers_parse_grow_and_end_at_the_blob_size() {
-    let reg = Registry::start();
+    let reg = Registry::start(None);
     let scratch = Scratch::new();
     let name = format!("{}/app/json:1", reg.addr);
     let src = scratch.store_with_layers("src", &name);
@@ -436,7 +349,7 @@ fn rawjson_transfers_parse_grow_and_end_at_the_blob_size() {
 
 #[test]
 fn tty_pull_draws_a_line_per_layer_that_ends_in_its_final_state() {
-    let reg = Registry::start();
+    let reg = Registry::start(None);
     let scratch = Scratch::new();
     let name = format!("{}/app/tty:1", reg.addr);
     let src = scratch.store_with_layers("src", &name);
@@ -451,7 +364,7 @@ fn tty_pull_draws_a_line_per_layer_that_ends_in_its_final_state() {
         scratch.path("docker").display(),
         env!("CARGO_BIN_EXE_rbuild"),
     );
-    let tmux = tmux_support::Tmux::start(
+    let tmux = support::tmux::Tmux::start(
         "the pull progress",
         &command,
         100,
@@ -475,7 +388,7 @@ fn tty_pull_draws_a_line_per_layer_that_ends_in_its_final_state() {
     drop(tmux);
 
     // Pushed again to a new registry: the same lines for a push.
-    let reg2 = Registry::start();
+    let reg2 = Registry::start(None);
     let moved = format!("{}/app/tty:1", reg2.addr);
     let command = format!(
         "env RBUILD_ROOT={} RBUILD_CONFIG={} DOCKER_CONFIG={} {} push {name} {moved}; echo EXIT=$?; sleep 600",
@@ -484,7 +397,7 @@ fn tty_pull_draws_a_line_per_layer_that_ends_in_its_final_state() {
         scratch.path("docker").display(),
         env!("CARGO_BIN_EXE_rbuild"),
     );
-    let tmux = tmux_support::Tmux::start(
+    let tmux = support::tmux::Tmux::start(
         "the push progress to a second registry",
         &command,
         100,
@@ -503,7 +416,7 @@ fn tty_pull_draws_a_line_per_layer_that_ends_in_its_final_state() {
 
 #[test]
 fn builds_show_the_base_pull_and_the_export_as_buildkit_does_and_save_reports_blobs() {
-    let reg = Registry::start();
+    let reg = Registry::start(None);
     let scratch = Scratch::new();
     let name = format!("{}/app/base:1", reg.addr);
     let src = scratch.store_with_layers("src", &name);
@@ -653,7 +566,7 @@ fn tty_progress_of_more_blobs_than_rows_leaves_every_final_line() {
         env!("CARGO_BIN_EXE_rbuild"),
         scratch.path("many.tar").display(),
     );
-    let tmux = tmux_support::Tmux::start(
+    let tmux = support::tmux::Tmux::start(
         "the save progress of many blobs",
         &command,
         60,

@@ -11,8 +11,8 @@ const WIDTH: usize = 60;
 /// hang, not a timing requirement.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-mod tmux_support;
-use tmux_support::Tmux;
+mod support;
+use support::tmux::Tmux;
 
 #[test]
 fn the_live_view_shows_running_steps_and_ends_with_the_summary() {

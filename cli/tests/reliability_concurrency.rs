@@ -5,12 +5,13 @@
 //! a running build uses (it waits for the store lock), and the store verifies.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod reliability_support;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use reliability_support::*;
+use support::reliability::*;
+use support::require::require_root;
 
 const BUILDS: usize = 8;
 
@@ -26,7 +27,7 @@ RUN cat /payload > /out && echo built-{variant} >> /out && test ! -e /cache/log
 
 #[test]
 fn eight_builds_and_a_prune_loop_share_one_store() {
-    require_root();
+    require_root("builds mount overlays and run steps in namespaces");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     import_busybox(&root);

@@ -6,15 +6,16 @@
 //! the end a build succeeds and takes every step a killed build committed from the cache.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod reliability_support;
+mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use reliability_support::*;
 use serde_json::Value;
+use support::reliability::*;
+use support::require::require_root;
 
 /// How many times the build is killed.
 const KILLS: usize = 50;
@@ -108,7 +109,7 @@ fn phase(events: &str, steps_done: usize) -> String {
 
 #[test]
 fn kill_9_at_fifty_moments_leaves_a_consistent_store() {
-    require_root();
+    require_root("builds mount overlays and run steps in namespaces");
     become_subreaper();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");

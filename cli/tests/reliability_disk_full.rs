@@ -4,12 +4,13 @@
 //! builds again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod reliability_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use reliability_support::*;
+use support::reliability::*;
+use support::require::require_root;
 
 /// The size of the tmpfs the store lives on.
 const STORE_MIB: u64 = 64;
@@ -77,7 +78,7 @@ fn assert_no_space(out: &std::process::Output, writing: &[&str], case: &str) {
 
 #[test]
 fn a_full_store_fails_the_build_clearly_and_stays_consistent() {
-    require_root();
+    require_root("builds mount overlays and run steps in namespaces");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     let _tmpfs = Tmpfs::mount(&root, STORE_MIB);

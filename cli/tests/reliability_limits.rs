@@ -3,13 +3,14 @@
 //! verifies afterwards.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod reliability_support;
+mod support;
 
-use reliability_support::*;
+use support::reliability::*;
+use support::require::require_root;
 
 #[test]
 fn add_of_an_archive_past_the_entry_limit_is_refused() {
-    require_root();
+    require_root("builds mount overlays and run steps in namespaces");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     import_busybox(&root);

@@ -10,12 +10,13 @@
 //! times are printed (median and slowest), never asserted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod reliability_support;
+mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
-use reliability_support::*;
+use support::reliability::*;
+use support::require::require_root;
 
 const DOCKERFILE: &str = "FROM busybox
 ARG V
@@ -136,7 +137,7 @@ fn median(mut values: Vec<u64>) -> u64 {
 
 #[test]
 fn many_builds_in_a_row_stay_flat() {
-    require_root();
+    require_root("builds mount overlays and run steps in namespaces");
     let builds: usize = std::env::var("RBUILD_LOAD_BUILDS")
         .ok()
         .and_then(|n| n.parse().ok())

@@ -7,7 +7,7 @@
 //! Before the fix, every COPY, ADD and WORKDIR failed with `unshare the mount namespace:
 //! Operation not permitted`, and RUN with the default network failed to mount sysfs.
 
-mod run_support;
+mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use run_support::{fixture, mounts_under, processes_with, require_root};
+use support::require::require_root;
+use support::run::{fixture, mounts_under, processes_with};
 
 const SETPRIV: &str = "/usr/bin/setpriv";
 
@@ -61,7 +62,7 @@ fn user(name: &str) -> User {
 
 /// `nobody`, then the user with subordinate ids; fails saying what is missing.
 fn users() -> Vec<User> {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
     assert!(
         Path::new(SETPRIV).is_file(),
         "{SETPRIV} (util-linux) is missing"
@@ -613,7 +614,7 @@ fn images_root_made() -> PathBuf {
     }
     let dir = tempfile::tempdir().expect("a temp dir");
     let store = dir.path().join("store");
-    run_support::import(&store, &shared().join("busybox.tar"), "busybox:latest", &[]);
+    support::run::import(&store, &shared().join("busybox.tar"), "busybox:latest", &[]);
     let ctx = dir.path().join("ctx");
     std::fs::create_dir(&ctx).expect("a context");
     std::fs::write(
@@ -623,8 +624,8 @@ fn images_root_made() -> PathBuf {
          RUN rm -rf /d && mkdir /d && echo b > /d/new\n",
     )
     .expect("a Dockerfile");
-    run_support::success(
-        run_support::rbuild(&store)
+    support::run::success(
+        support::run::rbuild(&store)
             .args(["build", "-q", "-t", "opq"])
             .arg(&ctx),
     );
@@ -657,9 +658,9 @@ fn images_root_made() -> PathBuf {
     }
     let rootfs = dir.path().join("xattrs.tar");
     std::fs::write(&rootfs, layer.into_inner().expect("the layer")).expect("writing the layer");
-    run_support::import(&store, &rootfs, "xat", &[]);
-    run_support::success(
-        run_support::rbuild(&store)
+    support::run::import(&store, &rootfs, "xat", &[]);
+    support::run::success(
+        support::run::rbuild(&store)
             .arg("save")
             .arg("-o")
             .arg(&archive)

@@ -2,7 +2,7 @@
 //! the image's config against the command line, stdin, networking, and that nothing of
 //! a run is kept.
 
-mod run_support;
+mod support;
 
 use std::io::Write;
 use std::path::Path;
@@ -10,9 +10,9 @@ use std::process::{Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use run_support::{
-    fixture, import, mounts_under, output, processes_with, rbuild, require_root, scratch_entries,
-    success,
+use support::require::require_root;
+use support::run::{
+    fixture, import, mounts_under, output, processes_with, rbuild, scratch_entries, success,
 };
 
 /// One store for the whole file: `plain` (CMD only) and `configured` (entrypoint, env,
@@ -21,7 +21,7 @@ fn store() -> &'static Path {
     static STORE: OnceLock<tempfile::TempDir> = OnceLock::new();
     STORE
         .get_or_init(|| {
-            require_root();
+            require_root("it uses namespaces, overlay mounts and fixture recipes");
             let tar = fixture("busybox");
             let dir = tempfile::tempdir().expect("creating a temp store");
             import(dir.path(), &tar, "plain", &[r#"CMD ["echo", "from-cmd"]"#]);
@@ -45,7 +45,7 @@ fn store() -> &'static Path {
 /// A store of its own with `plain` only, for tests that check the scratch directory
 /// (runs of other tests would show up in a shared one).
 fn own_store() -> tempfile::TempDir {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
     let dir = tempfile::tempdir().expect("creating a temp store");
     import(dir.path(), &fixture("busybox"), "plain", &[]);
     dir
@@ -419,7 +419,7 @@ fn volumes_bind_host_paths_read_write_or_read_only() {
 /// refuses with why (125), instead of opening whatever the image's `/dev/ptmx` names.
 #[test]
 fn a_terminal_needs_a_dev_directory_in_the_image() {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
     let dir = tempfile::tempdir().unwrap();
     let rootfs = dir.path().join("rootfs");
     std::fs::create_dir_all(&rootfs).unwrap();

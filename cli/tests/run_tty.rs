@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-mod run_support;
-mod tmux_support;
-use run_support::{fixture, import, require_root};
-use tmux_support::Tmux;
+mod support;
+use support::require::require_root;
+use support::run::{fixture, import};
+use support::tmux::Tmux;
 
 /// How long to wait for the pane to show something: a guard against a hang, not a
 /// timing requirement.
@@ -17,7 +17,7 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 #[test]
 fn run_it_gives_a_shell_its_own_terminal_and_gives_the_callers_back() {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
     let dir = tempfile::tempdir().unwrap();
     import(
         dir.path(),
@@ -70,7 +70,7 @@ fn run_it_gives_a_shell_its_own_terminal_and_gives_the_callers_back() {
 /// waited for), with its exit code, and gives the terminal back as it was.
 #[test]
 fn run_it_ends_with_its_command_when_a_huge_paste_is_never_read() {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
     let dir = tempfile::tempdir().unwrap();
     import(dir.path(), &fixture("busybox"), "sleeper", &[]);
     let rbuild = env!("CARGO_BIN_EXE_rbuild");
@@ -113,7 +113,7 @@ fn run_it_ends_with_its_command_when_a_huge_paste_is_never_read() {
 /// stops the container, and gives the terminal back as it was, not left in raw mode.
 #[test]
 fn run_it_into_a_pipe_that_closes_gives_the_terminal_back() {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
     let dir = tempfile::tempdir().unwrap();
     import(dir.path(), &fixture("busybox"), "talker", &[]);
     let rbuild = env!("CARGO_BIN_EXE_rbuild");

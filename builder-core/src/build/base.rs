@@ -212,7 +212,7 @@ fn load_named(
     for (mirror, why) in &pulled.skipped {
         warnings.push(format!(
             "registry mirror {mirror} skipped for {name}: {}",
-            crate::registry::error_chain(why)
+            crate::error_chain::error_chain(why)
         ));
     }
     Ok(load_image(store, &pulled.descriptor)?)

@@ -20,7 +20,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -30,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::cache_share::{CacheShareError, Imported};
 use super::error::BuildError;
 use super::state::LayerRef;
+use crate::atomic::AtomicWrite;
 use crate::digest::{Digest, Hasher};
 use crate::layer::{Compression, Layer};
 use crate::store::{Blob, ContentStore};
@@ -334,7 +334,7 @@ impl Cache {
             path: path.clone(),
             source: e.into(),
         })?;
-        write_atomic(&self.dir, &path, &bytes)?;
+        write_atomic(&path, &bytes)?;
         self.written
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -362,7 +362,7 @@ impl Cache {
             return Ok(());
         }
         let path = self.step_path(identity);
-        write_atomic(&self.dir, &path, key.0.as_str().as_bytes())
+        write_atomic(&path, key.0.as_str().as_bytes())
     }
 
     /// Why the step `identity`, now with `entry` as its would-be entry, missed.
@@ -442,23 +442,14 @@ const ENTRY_LIMIT: u64 = 256 << 20;
 /// The most bytes a `steps/` record (one key) may have.
 const STEP_LIMIT: u64 = 4096;
 
-fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
-    let err = |action: &'static str| {
-        let path = path.to_path_buf();
-        move |source| BuildError::Cache {
-            action,
-            path,
-            source,
-        }
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".entry-")
-        .tempfile_in(dir)
-        .map_err(err("create temp file for"))?;
-    tmp.write_all(bytes).map_err(err("write"))?;
-    tmp.persist(path)
-        .map_err(|e| err("rename into place")(e.error))?;
-    Ok(())
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    AtomicWrite::new(path)
+        .write(bytes)
+        .map_err(|e| BuildError::Cache {
+            action: e.action,
+            path: e.path,
+            source: e.source,
+        })
 }
 
 #[cfg(test)]

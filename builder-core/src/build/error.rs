@@ -9,11 +9,12 @@ use rbuild_dockerfile::Span;
 
 use crate::context::{ContextError, HashError, IgnoreError, WalkError};
 use crate::copy::CopyError;
+use crate::error_chain::error_chain;
 use crate::exec::ExecError;
 use crate::export::ExportError;
 use crate::image::ImageError;
 use crate::layer::LayerError;
-use crate::registry::{RegistryError, error_chain};
+use crate::registry::RegistryError;
 use crate::snapshot::SnapshotError;
 use crate::store::{ImageName, StoreError};
 

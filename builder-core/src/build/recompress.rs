@@ -176,12 +176,9 @@ fn remembered(memo: &Path, layer: &LayerRef, want: Compression) -> Option<LayerR
 }
 
 fn remember(memo: &Path, converted: &LayerRef) -> io::Result<()> {
-    let dir = memo.parent().unwrap_or(memo);
-    fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    writeln!(tmp, "{} {}", converted.blob, converted.size)?;
-    tmp.persist(memo).map_err(|e| e.error)?;
-    Ok(())
+    crate::atomic::AtomicWrite::new(memo)
+        .write_with(|file| writeln!(file, "{} {}", converted.blob, converted.size))
+        .map_err(|e| e.source)
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BuildError + 'a {

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rbuild_dockerfile::{
-    Base, BuildGraph, EdgeKind, Environment, GraphStage, Instruction, LowerOptions, Platform,
-    Source, StageId, Step, lower,
+    Base, BuildGraph, EdgeKind, Environment, GraphStage, Instruction, LowerOptions, Source,
+    StageId, Step, lower,
 };
 
 use super::base::{self, BaseImage};
@@ -26,7 +26,7 @@ use crate::context::{
 };
 use crate::exec::{CancelToken, Executor, RuncExecutor, SandboxExecutor};
 use crate::export::{ExportTarget, export};
-use crate::image::{ImageSpec, assemble, host_architecture, rfc3339, tag_image};
+use crate::image::{ImageSpec, assemble, host_platform, rfc3339, tag_image};
 use crate::progress::{BuildId, Event, InStep, Progress, StepId, StepOutput};
 use crate::semantics;
 use crate::snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshotter};
@@ -155,14 +155,6 @@ fn build_id() -> BuildId {
         crate::digest::Digest::of(format!("{now}-{}", std::process::id()).as_bytes()).hex()[..12]
             .to_owned(),
     )
-}
-
-fn host_platform() -> Platform {
-    Platform {
-        os: "linux".to_owned(),
-        architecture: host_architecture().to_owned(),
-        variant: String::new(),
-    }
 }
 
 /// How much of a Dockerfile is read: past the parser's own limit, so that a file a bit
@@ -773,7 +765,7 @@ pub(crate) fn in_step<T, E: std::error::Error>(
             step,
             duration: started.elapsed(),
             exit_code: None,
-            message: crate::registry::error_chain(e),
+            message: crate::error_chain::error_chain(e),
         }),
     }
     result

@@ -156,36 +156,64 @@ impl ContextHashes {
         &self,
         entries: impl IntoIterator<Item = &'a ContextEntry>,
     ) -> Result<Digest, HashError> {
-        let mut h = Sha256::new();
-        let mut field = |bytes: &[u8]| {
-            h.update((bytes.len() as u64).to_be_bytes());
-            h.update(bytes);
-        };
-        for entry in entries {
-            field(entry.path.as_os_str().as_bytes());
-            field(&[entry.kind.tag()]);
-            field(&entry.mode.to_be_bytes());
-            field(&entry.uid.to_be_bytes());
-            field(&entry.gid.to_be_bytes());
-            match entry.kind {
-                EntryType::File => {
-                    let digest =
-                        self.digests
-                            .get(&entry.path)
-                            .ok_or_else(|| HashError::Missing {
-                                path: entry.path.clone(),
-                            })?;
-                    field(digest.as_bytes());
-                }
-                EntryType::Symlink => {
-                    let target = entry.link_target.as_deref().unwrap_or(Path::new(""));
-                    field(target.as_os_str().as_bytes());
-                }
-                _ => field(&[]),
-            }
-        }
-        Ok(Digest::from_sha256(h.finalize().into()))
+        selection_digest(entries, ContentEncoding::Raw, |entry| {
+            self.digests
+                .get(&entry.path)
+                .copied()
+                .ok_or_else(|| HashError::Missing {
+                    path: entry.path.clone(),
+                })
+        })
     }
+}
+
+/// How [`selection_digest`] writes a regular file's content digest. Both forms are in
+/// cache keys users hold (the context's entries raw, a tree's as text), so neither may
+/// change: `tests/golden_cache_keys.rs` pins them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ContentEncoding {
+    /// The 32 bytes of the sha256.
+    Raw,
+    /// `sha256:<hex>`.
+    Text,
+}
+
+/// The digest of a selection of entries (in the order given), each written as
+/// length-prefixed fields: relative path, type, mode, owner, then the content digest
+/// (regular files, from `content`, written as `encoding` says), the link target
+/// (symlinks) or nothing. Never an mtime.
+pub(crate) fn selection_digest<'a, E>(
+    entries: impl IntoIterator<Item = &'a ContextEntry>,
+    encoding: ContentEncoding,
+    mut content: impl FnMut(&ContextEntry) -> Result<ContentDigest, E>,
+) -> Result<Digest, E> {
+    let mut h = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    };
+    for entry in entries {
+        field(entry.path.as_os_str().as_bytes());
+        field(&[entry.kind.tag()]);
+        field(&entry.mode.to_be_bytes());
+        field(&entry.uid.to_be_bytes());
+        field(&entry.gid.to_be_bytes());
+        match entry.kind {
+            EntryType::File => {
+                let digest = content(entry)?;
+                match encoding {
+                    ContentEncoding::Raw => field(digest.as_bytes()),
+                    ContentEncoding::Text => field(digest.to_string().as_bytes()),
+                }
+            }
+            EntryType::Symlink => {
+                let target = entry.link_target.as_deref().unwrap_or(Path::new(""));
+                field(target.as_os_str().as_bytes());
+            }
+            _ => field(&[]),
+        }
+    }
+    Ok(Digest::from_sha256(h.finalize().into()))
 }
 
 /// Hashes the listed file `rel` beneath `dir`, the context root, without following a

@@ -15,7 +15,7 @@
 //! (magic, checksum, root, length) is ignored and rebuilt.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -74,14 +74,11 @@ impl HashIndex {
             path: file.to_path_buf(),
             source,
         };
-        let dir = file.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(failed)?;
         let bytes = encode(self, root);
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(failed)?;
-        tmp.write_all(&bytes).map_err(failed)?;
-        tmp.as_file().sync_data().map_err(failed)?;
-        tmp.persist(file).map_err(|e| failed(e.error))?;
-        Ok(())
+        crate::atomic::AtomicWrite::new(file)
+            .synced()
+            .write(&bytes)
+            .map_err(|e| failed(e.source))
     }
 }
 

@@ -34,6 +34,8 @@ mod resolve;
 mod source;
 mod walk;
 
+pub(crate) use self::digest::ContentDigest;
+pub(crate) use self::hash::{ContentEncoding, selection_digest};
 pub use self::hash::{ContextHashes, HashError, HashStats};
 pub use self::ignore::{DOCKERIGNORE, IgnoreError, IgnoreRules, MAX_IGNORE_BYTES};
 pub use self::index::{INDEX_DIR, IndexError};

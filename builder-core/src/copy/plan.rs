@@ -7,15 +7,16 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use rbuild_dockerfile::InlineFile;
 
 use super::{CopyError, CopyOp, CopySource, remote, tree};
+use sha2::{Digest as _, Sha256};
+
 use crate::context::{
-    ContextEntry, ContextHashes, ContextListing, EntryType, IgnoreRules, MAX_SYMLINK_HOPS,
-    ResolveError, open_listed_file, resolve_source,
+    self, ContentDigest, ContentEncoding, ContextEntry, ContextHashes, ContextListing, EntryType,
+    IgnoreRules, MAX_SYMLINK_HOPS, ResolveError, open_listed_file, resolve_source,
 };
 use crate::{Digest, Hasher};
 
@@ -509,40 +510,26 @@ impl Plan {
 /// path, type, mode, owner, content and link target; never its mtime.
 fn selection_digest(view: &SourceView, sel: &Selected) -> Result<Digest, CopyError> {
     let entries = std::iter::once(&sel.top).chain(&sel.below);
-    if let Some(hashes) = view.hashes {
-        return Ok(hashes.selection_digest(entries)?);
+    match view.hashes {
+        Some(hashes) => Ok(hashes.selection_digest(entries)?),
+        None => context::selection_digest(entries, ContentEncoding::Text, |entry| {
+            file_content(view, entry)
+        }),
     }
-    let mut h = Hasher::new();
-    let mut field = |bytes: &[u8]| {
-        h.update(&(bytes.len() as u64).to_be_bytes());
-        h.update(bytes);
-    };
-    for entry in entries {
-        field(entry.path.as_os_str().as_bytes());
-        field(&[entry.kind.tag()]);
-        field(&entry.mode.to_be_bytes());
-        field(&entry.uid.to_be_bytes());
-        field(&entry.gid.to_be_bytes());
-        match entry.kind {
-            EntryType::File => field(file_digest(view, entry)?.as_str().as_bytes()),
-            EntryType::Symlink => {
-                let target = entry.link_target.as_deref().unwrap_or(Path::new(""));
-                field(target.as_os_str().as_bytes());
-            }
-            _ => field(&[]),
-        }
-    }
-    Ok(h.finish())
 }
 
 /// The sha256 of a file's content, never following a symlink put in its place.
 fn file_digest(view: &SourceView, entry: &ContextEntry) -> Result<Digest, CopyError> {
+    Ok(Digest::from_sha256(*file_content(view, entry)?.as_bytes()))
+}
+
+fn file_content(view: &SourceView, entry: &ContextEntry) -> Result<ContentDigest, CopyError> {
     let failed = |source| CopyError::Source {
         path: view.path_of(entry),
         source,
     };
     let mut file = view.open_file(entry).map_err(failed)?;
-    let mut h = Hasher::new();
+    let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = file.read(&mut buf).map_err(failed)?;
@@ -551,5 +538,5 @@ fn file_digest(view: &SourceView, entry: &ContextEntry) -> Result<Digest, CopyEr
         }
         h.update(&buf[..n]);
     }
-    Ok(h.finish())
+    Ok(ContentDigest::from_bytes(h.finalize().into()))
 }

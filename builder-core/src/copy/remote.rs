@@ -80,8 +80,9 @@ fn file_name(url: &str) -> String {
 fn agent() -> ureq::Agent {
     // The registries' agent: an overall deadline per download (`RBUILD_HTTP_TIMEOUT`),
     // no Authorization along redirects, redirects to http(s) only.
-    let deadline = crate::http_deadline().unwrap_or(crate::DEFAULT_HTTP_DEADLINE);
-    crate::registry::agent_config(deadline).build().new_agent()
+    crate::http::agent_config(crate::http::request_deadline())
+        .build()
+        .new_agent()
 }
 
 /// The last download made for a cache key, handed to the copy that follows it, so a
@@ -115,11 +116,11 @@ pub(crate) fn download(url: &str, checksum: Option<&str>) -> Result<Download, Co
 /// Fetches `url`.
 fn fetch(url: &str) -> Result<Download, CopyError> {
     let shown = crate::redact_urls(url).into_owned();
-    let deadline = crate::http_deadline().unwrap_or(crate::DEFAULT_HTTP_DEADLINE);
+    let deadline = crate::http::request_deadline();
     let failed = |e: ureq::Error| {
         let timed_out = match &e {
             ureq::Error::Timeout(ureq::Timeout::Global) => true,
-            ureq::Error::Io(io) => crate::registry::is_timeout_io(io),
+            ureq::Error::Io(io) => crate::http::is_timeout_io(io),
             _ => false,
         };
         let source = if timed_out {

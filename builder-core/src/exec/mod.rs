@@ -75,8 +75,9 @@ use crate::snapshot::{Snapshot, SnapshotError, StepRoot};
 /// The shell that runs the shell form of `RUN` when no `SHELL` was given.
 pub const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 
-/// The `PATH` a step gets when its environment has none (Docker's default).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The `PATH` a step gets when its environment has none (Docker's default), the one the
+/// Dockerfile's lowering gives a stage.
+pub use rbuild_dockerfile::DEFAULT_PATH;
 
 /// Errors of the exec module.
 #[derive(Debug, thiserror::Error)]

@@ -243,6 +243,8 @@ fn spawn_in_cgroups(
         }
         if !killed && cancel.is_cancelled() {
             // The init dies with the monitor (PDEATHSIG), and its namespace with it.
+            // SAFETY: kill takes plain integers; `monitor` is the pid of our own child, not
+            // yet reaped (waited for below), so it names no other process.
             unsafe { libc::kill(monitor as libc::pid_t, libc::SIGKILL) };
             killed = true;
         }
@@ -294,6 +296,8 @@ fn wait_for_master(socket: &OwnedFd, cancel: &CancelToken, monitor: u32) -> Opti
         }
         if cancel.is_cancelled() {
             // The init dies with the monitor (PDEATHSIG).
+            // SAFETY: kill takes plain integers; `monitor` is our own child, not yet
+            // reaped, so the pid names no other process.
             unsafe { libc::kill(monitor as libc::pid_t, libc::SIGKILL) };
             return None;
         }
@@ -379,6 +383,9 @@ unsafe fn become_monitor(
     status_fd: i32,
     id_map: Option<&mut IdMapCalls>,
 ) {
+    // SAFETY: the caller upholds this function's contract (between fork and exec); every
+    // call below is async-signal-safe and takes integers, descriptors this process owns, or
+    // a static byte string.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         if libc::getppid() != parent {
@@ -415,6 +422,10 @@ unsafe fn fork_and_wait(
     err_fd: i32,
     id_map: Option<&mut IdMapCalls>,
 ) {
+    // SAFETY: the caller upholds this function's contract (between fork and exec); the raw
+    // clone passes no stack or TLS pointers (the child continues on a copy of this stack,
+    // as after fork), and every call below is async-signal-safe on integers, owned
+    // descriptors or static bytes.
     unsafe {
         let pid = libc::syscall(
             libc::SYS_clone,

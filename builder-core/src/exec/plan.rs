@@ -232,9 +232,9 @@ impl Plan {
 }
 
 fn apply_op(op: &Op) -> Result<(), i32> {
-    // SAFETY (for every libc call below): all pointers come from live CStrings owned by
-    // the plan, or are null where the call allows it.
     match op {
+        // SAFETY: the source, target and flags are static C strings and constants; fstype
+        // and data may be null for a propagation change.
         Op::MakeRootPrivate => check(unsafe {
             libc::mount(
                 c"none".as_ptr(),
@@ -275,17 +275,22 @@ fn apply_op(op: &Op) -> Result<(), i32> {
             fstype,
             flags,
             data,
-        } => check(unsafe {
-            libc::mount(
-                source.as_ptr(),
-                target.as_ptr(),
-                fstype.as_ptr(),
-                *flags,
-                opt_ptr(data),
-            )
-        }),
+        } => {
+            // SAFETY: every pointer comes from a C string the plan owns, live across the
+            // call; `opt_ptr` gives null for absent data, which mount(2) accepts.
+            check(unsafe {
+                libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    fstype.as_ptr(),
+                    *flags,
+                    opt_ptr(data),
+                )
+            })
+        }
         Op::Mkdir { path, mode } => mkdir(path, *mode),
         Op::Touch { path } => {
+            // SAFETY: `path` is a C string the plan owns; the descriptor is closed below.
             let fd = unsafe {
                 libc::open(
                     path.as_ptr(),
@@ -296,6 +301,7 @@ fn apply_op(op: &Op) -> Result<(), i32> {
             if fd < 0 {
                 return Err(errno());
             }
+            // SAFETY: `fd` was opened above and is closed once.
             unsafe { libc::close(fd) };
             Ok(())
         }
@@ -332,23 +338,30 @@ fn apply_op(op: &Op) -> Result<(), i32> {
             written
         }
         Op::Symlink { target, link } => {
+            // SAFETY: both are C strings the plan owns.
             match check(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) }) {
                 Err(libc::EEXIST) => Ok(()),
                 other => other,
             }
         }
         Op::Hostname(name) => {
+            // SAFETY: the pointer and length describe the bytes of a C string the plan
+            // owns.
             check(unsafe { libc::sethostname(name.as_ptr(), name.as_bytes().len()) })
         }
         Op::PivotRoot { new_root } => {
+            // SAFETY: `new_root` is a C string the plan owns.
             check(unsafe { libc::chdir(new_root.as_ptr()) })?;
             let dot = c".".as_ptr();
+            // SAFETY: pivot_root takes two path pointers; both point at a static C string.
             let r = unsafe { libc::syscall(libc::SYS_pivot_root, dot, dot) };
             if r != 0 {
                 return Err(errno());
             }
             // The old root is stacked under the new one at "."; detach it.
+            // SAFETY: `dot` points at a static C string.
             check(unsafe { libc::umount2(dot, libc::MNT_DETACH) })?;
+            // SAFETY: a static C string.
             check(unsafe { libc::chdir(c"/".as_ptr()) })
         }
         Op::LoopbackUp => loopback_up(),
@@ -362,11 +375,13 @@ fn apply_op(op: &Op) -> Result<(), i32> {
         Op::MaskPath { path, null } => {
             // SAFETY: `stat` is plain old data, filled by the kernel.
             let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: `path` is a C string the plan owns; `st` is a live, writable `stat`.
             match check(unsafe { libc::stat(path.as_ptr(), &mut st) }) {
                 Err(libc::ENOENT) => return Ok(()),
                 other => other?,
             }
             if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                // SAFETY: static C strings and the plan's own `path`.
                 check(unsafe {
                     libc::mount(
                         c"tmpfs".as_ptr(),
@@ -377,6 +392,7 @@ fn apply_op(op: &Op) -> Result<(), i32> {
                     )
                 })
             } else {
+                // SAFETY: C strings the plan owns; fstype and data may be null for a bind.
                 check(unsafe {
                     libc::mount(
                         null.as_ptr(),
@@ -391,6 +407,7 @@ fn apply_op(op: &Op) -> Result<(), i32> {
         Op::DropBounding { capabilities } => {
             for cap in 0..64u32 {
                 if capabilities & (1u64 << cap) != 0 {
+                    // SAFETY: prctl(PR_CAPBSET_DROP) takes integers only.
                     check(unsafe {
                         libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0)
                     })?;
@@ -409,6 +426,9 @@ fn apply_op(op: &Op) -> Result<(), i32> {
                     len,
                     filter: program.as_ptr().cast_mut().cast::<libc::sock_filter>(),
                 };
+                // SAFETY: the pointer is to `fprog`, a live local whose `filter` points at
+                // `program`: `len` instructions in the kernel's `sock_filter` layout, live
+                // across the call.
                 let r = unsafe {
                     libc::syscall(
                         libc::SYS_seccomp,
@@ -439,9 +459,13 @@ fn apply_op(op: &Op) -> Result<(), i32> {
             .map_err(|e| e.raw_os_error())
         }
         Op::WaitForIdMap { read_fd, write_fd } => {
+            // SAFETY: `write_fd` is this process's copy of the pipe's write end, closed
+            // once here.
             unsafe { libc::close(*write_fd) };
             let mut byte = [0u8; 1];
+            // SAFETY: reads at most one byte into a live one-byte buffer.
             let n = unsafe { libc::read(*read_fd, byte.as_mut_ptr().cast(), 1) };
+            // SAFETY: `read_fd` is this process's read end of the pipe, closed once here.
             unsafe { libc::close(*read_fd) };
             if n == 1 { Ok(()) } else { Err(libc::EPERM) }
         }
@@ -459,6 +483,7 @@ fn apply_op(op: &Op) -> Result<(), i32> {
         } => super::terminal::open_in_init(*socket_fd, *size, *uid, *gid),
         Op::Credentials { uid, gid, groups } => {
             if let Some(groups) = groups {
+                // SAFETY: the pointer and length describe the plan's own vector of gids.
                 match check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) }) {
                     // newgidmap denies setgroups when it maps only the caller's own gid.
                     Err(libc::EPERM) if setgroups_denied() => {}
@@ -469,15 +494,20 @@ fn apply_op(op: &Op) -> Result<(), i32> {
             // container's process would outlive its monitor (a USER nobody image kept
             // running after Ctrl-C). The signal it had is set again afterwards.
             let mut death_signal: libc::c_int = 0;
+            // SAFETY: PR_GET_PDEATHSIG writes one int through the pointer, which points at
+            // a live local.
             unsafe {
                 libc::prctl(
                     libc::PR_GET_PDEATHSIG,
                     &mut death_signal as *mut libc::c_int,
                 )
             };
+            // SAFETY: setresgid takes integers only.
             check(unsafe { libc::setresgid(*gid, *gid, *gid) })?;
+            // SAFETY: setresuid takes integers only.
             check(unsafe { libc::setresuid(*uid, *uid, *uid) })?;
             if death_signal != 0 {
+                // SAFETY: prctl(PR_SET_PDEATHSIG) takes integers only.
                 check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, death_signal) })?;
             }
             Ok(())
@@ -487,6 +517,7 @@ fn apply_op(op: &Op) -> Result<(), i32> {
 
 /// Whether /proc/self/setgroups says "deny" (async-signal-safe).
 fn setgroups_denied() -> bool {
+    // SAFETY: a static C string; the descriptor is closed below.
     let fd = unsafe {
         libc::open(
             c"/proc/self/setgroups".as_ptr(),
@@ -497,7 +528,9 @@ fn setgroups_denied() -> bool {
         return false;
     }
     let mut buf = [0u8; 8];
+    // SAFETY: reads at most `buf.len()` bytes into the live stack buffer.
     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    // SAFETY: `fd` was opened above and is closed once.
     unsafe { libc::close(fd) };
     n >= 4 && &buf[..4] == b"deny"
 }
@@ -590,21 +623,25 @@ fn set_mount_attrs(target: &CStr, attrs: u64, recursive: bool) -> Result<(), i32
 }
 
 fn write_file(path: &CStr, data: &[u8]) -> Result<(), i32> {
+    // SAFETY: `path` is a live C string; the descriptor is closed below.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
     if fd < 0 {
         return Err(errno());
     }
+    // SAFETY: the pointer and length describe `data`, which outlives the call.
     let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
     let result = if n == data.len() as isize {
         Ok(())
     } else {
         Err(errno())
     };
+    // SAFETY: `fd` was opened above and is closed once.
     unsafe { libc::close(fd) };
     result
 }
 
 fn mkdir(path: &CStr, mode: u32) -> Result<(), i32> {
+    // SAFETY: `path` is a live C string.
     match check(unsafe { libc::mkdir(path.as_ptr(), mode) }) {
         Err(libc::EEXIST) => Ok(()),
         other => other,
@@ -662,6 +699,7 @@ struct IfreqFlags {
 }
 
 fn loopback_up() -> Result<(), i32> {
+    // SAFETY: socket takes integers only; the descriptor is closed below.
     let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if sock < 0 {
         return Err(errno());
@@ -673,10 +711,14 @@ fn loopback_up() -> Result<(), i32> {
     };
     req.name[..2].copy_from_slice(b"lo");
     let result = (|| {
+        // SAFETY: SIOCGIFFLAGS fills the flags of `req`, a live `struct ifreq` prefix
+        // (IfreqFlags) large enough for what the kernel copies.
         check(unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) })?;
         req.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        // SAFETY: SIOCSIFFLAGS reads the live `req`, as above.
         check(unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) })
     })();
+    // SAFETY: `sock` was opened above and is closed once.
     unsafe { libc::close(sock) };
     result
 }

@@ -23,9 +23,9 @@ use oci_spec::runtime::{
 
 use super::monitor::{Launch, launch};
 use super::plan::{Op, Plan};
-use super::sandbox::{ETC_FILES, etc_file, read_image_file, root_mount, step_env};
+use super::sandbox::{ETC_FILES, etc_file, root_mount, step_credentials, step_env};
 use super::stubs::Stubs;
-use super::user::{Credentials, resolve_user};
+use super::user::Credentials;
 use super::{ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec, Security};
 use super::{caps, seccomp};
 use crate::snapshot::Snapshot;
@@ -116,11 +116,7 @@ impl Executor for RuncExecutor {
         sweep_stale_cgroups();
         let argv = spec.argv()?;
         let view = snapshot.view();
-        let creds = resolve_user(
-            spec.user.as_deref().unwrap_or(""),
-            read_image_file(&view, "etc/passwd")?.as_deref(),
-            read_image_file(&view, "etc/group")?.as_deref(),
-        )?;
+        let creds = step_credentials(&view, spec)?;
         let mut stubs = Stubs::new(snapshot.root().writable_dir());
         let result = (|| {
             let proc_ok = stubs.ensure(&view, Path::new("proc"), true)?;

@@ -137,6 +137,16 @@ pub(crate) fn read_image_file(view: &LowerView, rel: &str) -> Result<Option<Stri
     }
 }
 
+/// The credentials a step runs with (both executors): its `USER` resolved against the
+/// image's /etc/passwd and /etc/group.
+pub(crate) fn step_credentials(view: &LowerView, spec: &RunSpec) -> Result<Credentials, ExecError> {
+    resolve_user(
+        spec.user.as_deref().unwrap_or(""),
+        read_image_file(view, "etc/passwd")?.as_deref(),
+        read_image_file(view, "etc/group")?.as_deref(),
+    )
+}
+
 impl Executor for SandboxExecutor {
     fn run(
         &self,
@@ -146,11 +156,7 @@ impl Executor for SandboxExecutor {
     ) -> Result<ExitStatus, ExecError> {
         let argv = spec.argv()?;
         let view = snapshot.view();
-        let creds = resolve_user(
-            spec.user.as_deref().unwrap_or(""),
-            read_image_file(&view, "etc/passwd")?.as_deref(),
-            read_image_file(&view, "etc/group")?.as_deref(),
-        )?;
+        let creds = step_credentials(&view, spec)?;
         let scratch = snapshot.scratch();
         let mut stubs = Stubs::new(snapshot.root().writable_dir());
         let privilege = Privilege::current();

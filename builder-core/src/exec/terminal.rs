@@ -157,8 +157,8 @@ struct FdMessage([u8; 32]);
 /// stack data only.
 pub(super) fn open_in_init(socket: RawFd, size: WindowSize, uid: u32, gid: u32) -> Result<(), i32> {
     use super::plan::{check, errno};
-    // SAFETY (for every libc call below): arguments are constants, descriptors this
-    // process opened, or pointers to live stack data.
+    // SAFETY: every libc call below takes constants, descriptors this process opened,
+    // or pointers to live stack data.
     unsafe {
         let master = libc::open(
             c"/dev/ptmx".as_ptr(),

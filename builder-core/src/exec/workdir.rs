@@ -47,6 +47,7 @@ pub(super) fn enter(path: &CStr) -> Result<(), i32> {
     let mut name = [0u8; NAME_MAX + 1];
     let mut target = [0u8; PATH_MAX];
     let mut links = 0;
+    // SAFETY: a static C string.
     check(unsafe { libc::chdir(c"/".as_ptr()) })?;
     loop {
         while start < len && pending[start] == b'/' {
@@ -71,13 +72,17 @@ pub(super) fn enter(path: &CStr) -> Result<(), i32> {
             continue;
         }
         let c_name = name.as_ptr().cast::<libc::c_char>();
+        // SAFETY: `c_name` points at `name`, NUL-terminated just above.
         if unsafe { libc::mkdir(c_name, WORKDIR_MODE) } != 0 && errno() != libc::EEXIST {
             return Err(errno());
         }
+        // SAFETY: as above.
         let Err(not_entered) = check(unsafe { libc::chdir(c_name) }) else {
             inside_root()?;
             continue;
         };
+        // SAFETY: `c_name` is NUL-terminated; readlink writes at most PATH_MAX bytes into
+        // `target`, which holds PATH_MAX.
         let n = unsafe { libc::readlink(c_name, target.as_mut_ptr().cast(), PATH_MAX) };
         let Ok(n) = usize::try_from(n) else {
             // Not a symlink: why it could not be entered stands.
@@ -97,6 +102,7 @@ pub(super) fn enter(path: &CStr) -> Result<(), i32> {
         pending[n] = b'/';
         (start, len) = (0, n + 1 + rest);
         if target[0] == b'/' {
+            // SAFETY: a static C string.
             check(unsafe { libc::chdir(c"/".as_ptr()) })?;
         }
     }
@@ -107,6 +113,7 @@ pub(super) fn enter(path: &CStr) -> Result<(), i32> {
 /// call itself, on a stack buffer: glibc's wrapper may allocate).
 fn inside_root() -> Result<(), i32> {
     let mut cwd = [0u8; PATH_MAX];
+    // SAFETY: getcwd writes at most `cwd.len()` bytes into the live stack buffer.
     let n = unsafe { libc::syscall(libc::SYS_getcwd, cwd.as_mut_ptr(), cwd.len()) };
     if n < 0 {
         return Err(errno());
@@ -137,6 +144,9 @@ mod tests {
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork failed");
         if pid == 0 {
+            // SAFETY: in the forked child: chroot and open take live C strings, `enter`
+            // makes system calls on its stack only, and _exit ends the child without
+            // running the parent's destructors.
             let code = unsafe {
                 if libc::chroot(root.as_ptr()) != 0 {
                     libc::_exit(200);
@@ -150,9 +160,11 @@ mod tests {
                     Err(e) => e,
                 }
             };
+            // SAFETY: _exit ends the forked child; it takes an integer.
             unsafe { libc::_exit(code) };
         }
         let mut status = 0;
+        // SAFETY: `pid` is our forked child; `status` is a live local.
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
         libc::WEXITSTATUS(status)
     }
@@ -226,6 +238,7 @@ mod tests {
         let fd = held.as_raw_fd();
         // The chrooted child sees the host's /proc through a bind of it.
         let proc_target = CString::new(root.join("proc").as_os_str().as_bytes()).unwrap();
+        // SAFETY: static and live C strings; fstype and data may be null for a bind.
         let bound = unsafe {
             libc::mount(
                 c"/proc".as_ptr(),
@@ -240,6 +253,7 @@ mod tests {
         let direct = enter_in(&root, &format!("/proc/self/fd/{fd}"));
         let through_link = enter_in(&root, "/dangling/deeper");
         let made = outside.join("made").exists();
+        // SAFETY: `proc_target` is a live C string.
         unsafe { libc::umount2(proc_target.as_ptr(), libc::MNT_DETACH) };
         assert_eq!(direct, libc::EXDEV);
         assert_eq!(through_link, libc::EXDEV);

@@ -107,10 +107,9 @@ impl AtomicFile {
                 return Ok(());
             }
         };
-        tmp.as_file().sync_all().map_err(io_err(&dest))?;
-        tmp.persist(&dest).map_err(|e| ExportError::Write {
+        crate::atomic::commit(tmp, &dest, true).map_err(|e| ExportError::Write {
             path: dest.clone(),
-            source: e.error,
+            source: e.source,
         })?;
         // Make the rename itself durable; failing here loses nothing already written.
         if let Some(dir) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {

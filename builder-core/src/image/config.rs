@@ -167,6 +167,15 @@ impl ImageConfig {
     }
 }
 
+/// The platform this machine builds for and runs: `linux/<host architecture>`.
+pub fn host_platform() -> rbuild_dockerfile::Platform {
+    rbuild_dockerfile::Platform {
+        os: "linux".to_owned(),
+        architecture: host_architecture().to_owned(),
+        variant: String::new(),
+    }
+}
+
 /// The running machine's architecture in GOARCH spelling, as images name it.
 pub fn host_architecture() -> &'static str {
     match std::env::consts::ARCH {

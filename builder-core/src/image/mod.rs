@@ -16,7 +16,8 @@ pub use self::check::{
     verify, verify_layers,
 };
 pub use self::config::{
-    Empty, Healthcheck, History, ImageConfig, RootFs, RunConfig, host_architecture, rfc3339,
+    Empty, Healthcheck, History, ImageConfig, RootFs, RunConfig, host_architecture, host_platform,
+    rfc3339,
 };
 use crate::digest::{Digest, InvalidDigest};
 use crate::layer::{Compression, Layer};

@@ -229,19 +229,15 @@ impl DockerConfig {
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
             .create(dir)
             .map_err(io_err("create directory", dir))?;
-        // Created 0600 (never readable by others, not even before the rename).
-        let mut tmp = tempfile::Builder::new()
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .tempfile_in(dir)
-            .map_err(io_err("create temp file in", dir))?;
         let body = serde_json::to_vec_pretty(&self.doc).map_err(|source| RegistryError::Json {
             what: self.path.display().to_string(),
             source,
         })?;
-        tmp.write_all(&body).map_err(io_err("write", &self.path))?;
-        tmp.persist(&self.path)
-            .map_err(|e| io_err("rename into", &self.path)(e.error))?;
-        Ok(())
+        // Created 0600 (never readable by others, not even before the rename).
+        crate::atomic::AtomicWrite::new(&self.path)
+            .mode(0o600)
+            .write(&body)
+            .map_err(|e| io_err(e.action, &e.path)(e.source))
     }
 }
 

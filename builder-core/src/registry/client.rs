@@ -8,6 +8,7 @@ use ureq::http::{self, Method, StatusCode};
 
 use super::RegistryError;
 use super::auth::{Challenge, DockerConfig, RegistryCredentials};
+use crate::http::{agent_config, is_timeout_io};
 
 /// The host Docker Hub's API really lives on.
 const DOCKER_HUB_API: &str = "registry-1.docker.io";
@@ -31,50 +32,8 @@ pub struct RegistryOptions {
     pub backoff: Duration,
     /// The longest one request may take, from connecting to the last byte of its body
     /// (redirects included): a silent or dripping registry cannot hold a build longer.
-    /// A request that ran out of it is not retried. [`http_deadline`] by default.
+    /// A request that ran out of it is not retried. [`http_deadline`](crate::http_deadline) by default.
     pub deadline: Duration,
-}
-
-/// The environment variable setting the overall deadline of one HTTP request (registry
-/// requests and `ADD <url>` downloads), in seconds.
-pub const HTTP_TIMEOUT_ENV: &str = "RBUILD_HTTP_TIMEOUT";
-
-/// The overall deadline of one HTTP request when [`HTTP_TIMEOUT_ENV`] does not set one.
-pub const DEFAULT_HTTP_DEADLINE: Duration = Duration::from_secs(30 * 60);
-
-/// The overall deadline of one HTTP request: [`HTTP_TIMEOUT_ENV`] (whole seconds, at
-/// least 1) if it is set, else [`DEFAULT_HTTP_DEADLINE`].
-pub fn http_deadline() -> Result<Duration, String> {
-    match std::env::var(HTTP_TIMEOUT_ENV) {
-        Err(std::env::VarError::NotPresent) => Ok(DEFAULT_HTTP_DEADLINE),
-        Ok(v) => match v.trim().parse::<u64>() {
-            Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
-            _ => Err(format!(
-                "invalid {HTTP_TIMEOUT_ENV} {v:?}: expected a whole number of seconds, at least 1"
-            )),
-        },
-        Err(e) => Err(format!("invalid {HTTP_TIMEOUT_ENV}: {e}")),
-    }
-}
-
-/// The HTTP agent of registries and `ADD <url>`: at most `deadline` per request, the
-/// `Authorization` header never sent along a redirect, redirects only to http(s).
-pub(crate) fn agent_config(
-    deadline: Duration,
-) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_per_read(Some(Duration::from_secs(120)))
-        .timeout_global(Some(deadline))
-        .redirect_auth_headers(ureq::config::RedirectAuthHeaders::Never)
-        .max_redirects(10)
-        .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-                .build(),
-        )
 }
 
 impl Default for RegistryOptions {
@@ -86,8 +45,7 @@ impl Default for RegistryOptions {
             chunk_size: 16 << 20,
             retries: 3,
             backoff: Duration::from_millis(200),
-            // An invalid value is reported by the CLI (`http_deadline`) before it gets here.
-            deadline: http_deadline().unwrap_or(DEFAULT_HTTP_DEADLINE),
+            deadline: crate::http::request_deadline(),
         }
     }
 }
@@ -542,15 +500,6 @@ pub(crate) fn http_error(
     }
 }
 
-/// Whether a body read failed because the request ran out of time (ureq wraps its
-/// timeouts in an `io::Error`).
-pub(crate) fn is_timeout_io(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::TimedOut
-        || e.get_ref()
-            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
-            .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)))
-}
-
 /// The scheme and authority of a token realm; `None` unless it is an http(s) URL.
 fn realm_origin(realm: &str) -> Option<(&'static str, &str)> {
     let (scheme, rest) = if let Some(rest) = realm.strip_prefix("https://") {
@@ -648,10 +597,7 @@ pub(crate) fn read_small(
         .with_config()
         .limit(MAX_DOCUMENT)
         .read_to_vec()
-        .map_err(|e| {
-            let deadline = http_deadline().unwrap_or(DEFAULT_HTTP_DEADLINE);
-            http_error(e, &method, url, deadline)
-        })
+        .map_err(|e| http_error(e, &method, url, crate::http::request_deadline()))
 }
 
 /// The value of header `name`, if it is text.

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use super::RegistryError;
 use super::client::{RegistryClient, RegistryOptions};
 use super::pull::pull;
+use crate::error_chain::error_chain;
 use crate::store::{ContentStore, ImageName};
 
 /// The environment variable naming the config file to read instead of the usual ones.
@@ -262,18 +263,6 @@ pub fn pull_with_mirrors(
         source: origin.registry().to_owned(),
         skipped,
     })
-}
-
-/// An error and its sources, `: `-separated.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        source = e.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -17,20 +17,17 @@ use std::io;
 use std::path::PathBuf;
 
 pub use self::auth::{Challenge, DOCKER_CONFIG_ENV, DockerConfig, RegistryCredentials};
-pub use self::client::{
-    DEFAULT_HTTP_DEADLINE, HTTP_TIMEOUT_ENV, RegistryClient, RegistryOptions, UploadMode,
-    http_deadline,
-};
-pub(crate) use self::client::{agent_config, is_timeout_io};
+pub use self::client::{RegistryClient, RegistryOptions, UploadMode};
 pub use self::mirror::{
-    CONFIG_ENV, ConfigError, Mirror, Pulled, RegistryConfig, SYSTEM_CONFIG, error_chain,
-    pull_with_mirrors,
+    CONFIG_ENV, ConfigError, Mirror, Pulled, RegistryConfig, SYSTEM_CONFIG, pull_with_mirrors,
 };
 pub use self::pull::pull;
 pub(crate) use self::pull::{Report as BlobReport, fetch_blob, fetch_manifest, for_each_parallel};
 pub(crate) use self::push::push_manifest;
 pub use self::push::{PushOptions, push};
 use crate::digest::Digest;
+pub(crate) use crate::http::is_timeout_io;
+pub use crate::http::{DEFAULT_HTTP_DEADLINE, HTTP_TIMEOUT_ENV, http_deadline};
 use crate::image::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, ImageError, OCI_INDEX, OCI_MANIFEST};
 use crate::store::StoreError;
 

@@ -388,13 +388,7 @@ fn fetch_blob_once(
         });
     }
     let dest = store.blob_path(digest);
-    tmp.as_file().sync_all().map_err(io_err("sync", &dest))?;
-    if let Some(dir) = dest.parent() {
-        std::fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-    }
-    tmp.persist(&dest)
-        .map_err(|e| io_err("rename blob into", &dest)(e.error))?;
-    Ok(())
+    crate::atomic::commit(tmp, &dest, true).map_err(|e| io_err(e.action, &e.path)(e.source))
 }
 
 /// Pulls `name` into `store` and names it there; an index or manifest list is resolved to

@@ -1,6 +1,5 @@
 //! Writing one blob: hash while writing, then sync and rename into place.
 
-use std::fs;
 use std::io::{self, Write};
 
 use super::{ContentStore, StoreError, io_err};
@@ -70,14 +69,7 @@ impl BlobWriter {
         if dest.is_file() {
             return Ok(Blob { digest, size });
         }
-        tmp.as_file()
-            .sync_all()
-            .map_err(io_err("sync blob", &dest))?;
-        if let Some(dir) = dest.parent() {
-            fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-        }
-        tmp.persist(&dest)
-            .map_err(|e| io_err("rename blob into", &dest)(e.error))?;
+        crate::atomic::commit(tmp, &dest, true)?;
         Ok(Blob { digest, size })
     }
 }

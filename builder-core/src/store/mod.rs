@@ -22,6 +22,7 @@ pub use self::guard::UnsafeStore;
 pub use self::index::NamedImage;
 pub use self::lock::{ExclusiveLock, LOCK_FILE};
 pub use self::reference::{ImageName, InvalidImageName};
+use crate::atomic::{AtomicError, AtomicWrite};
 use crate::digest::{Digest, Hasher};
 use crate::privilege::Privilege;
 
@@ -94,6 +95,16 @@ pub enum StoreError {
     /// The store is not safe to use: another account owns or could change it.
     #[error(transparent)]
     Unsafe(#[from] UnsafeStore),
+}
+
+impl From<AtomicError> for StoreError {
+    fn from(e: AtomicError) -> Self {
+        StoreError::Io {
+            action: e.action,
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
@@ -314,14 +325,10 @@ impl ContentStore {
 
     /// Writes `path` atomically: a temp file in `<root>/tmp`, fsync, rename.
     pub(crate) fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-        let tmp_dir = self.tmp_dir();
-        fs::create_dir_all(&tmp_dir).map_err(io_err("create directory", &tmp_dir))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir)
-            .map_err(io_err("create temp file in", &tmp_dir))?;
-        io::Write::write_all(&mut tmp, bytes).map_err(io_err("write", path))?;
-        tmp.as_file().sync_all().map_err(io_err("sync", path))?;
-        tmp.persist(path)
-            .map_err(|e| io_err("rename into", path)(e.error))?;
-        Ok(())
+        AtomicWrite::new(path)
+            .temp_in(&self.tmp_dir())
+            .synced()
+            .write(bytes)
+            .map_err(StoreError::from)
     }
 }

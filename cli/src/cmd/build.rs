@@ -10,7 +10,7 @@ use rbuild_core::{
     BuildError, BuildRequest, BuildSecret, Builder, CacheExport, CacheImport, Compression,
     ContextSource, DockerfileInput, Entitlement, ExecutorKind, ExportTarget, ImageFormat,
     ImageName, Mirror, Network, NullProgress, Progress, RegistryConfig, SecretSource,
-    SnapshotterKind, Squash, host_architecture,
+    SnapshotterKind, Squash, host_platform,
 };
 
 mod ssh;
@@ -269,15 +269,10 @@ fn registry_config(args: &Args) -> anyhow::Result<RegistryConfig> {
     Ok(config)
 }
 
-/// The platform this host builds for, `linux/<arch>`.
-fn host_platform() -> String {
-    format!("linux/{}", host_architecture())
-}
-
 /// Runs `rbuild build`.
 pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     if let Some(platform) = &args.platform {
-        let host = host_platform();
+        let host = host_platform().to_string();
         let asked = platform.trim_end_matches('/');
         if asked != host && !platform.split(',').all(|p| p == host) {
             bail!(

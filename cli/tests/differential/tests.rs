@@ -5,6 +5,8 @@
 use std::fs::{self, File};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
+
+use crate::support::require::require_root;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
@@ -17,15 +19,6 @@ use crate::tree::{self, Field};
 /// An mtime well before any test runs, as a base image's or a context's files have.
 fn old() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
-}
-
-fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the comparator tests need root (chown, mknod), as the differential suite does"
-    );
 }
 
 fn write(root: &Path, rel: &str, content: &str, mode: u32) {
@@ -71,7 +64,7 @@ fn sample(root: &Path) {
 
 /// `sample` twice, the second altered by `alter`; the differences found.
 fn differences_after(alter: &str) -> Vec<tree::Difference> {
-    require_root();
+    require_root("the comparator tests need root (chown, mknod), as the differential suite does");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     fs::create_dir(&a).expect("mkdir a");

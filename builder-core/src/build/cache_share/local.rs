@@ -4,13 +4,14 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
 use super::format::{self, Documents};
 use super::{CacheShareError, io_err};
+use crate::atomic::AtomicWrite;
 use crate::build::cache::CacheEntry;
 use crate::digest::Digest;
 use crate::image::{OCI_INDEX, OCI_MANIFEST};
@@ -166,16 +167,9 @@ impl LocalCache {
 
 /// Writes `bytes` to `path` through a temp file in its directory.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheShareError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".rbuild-")
-        .tempfile_in(dir)
-        .map_err(io_err("create temp file in", dir))?;
-    tmp.write_all(bytes).map_err(io_err("write", path))?;
-    tmp.persist(path)
-        .map_err(|e| io_err("rename into place", path)(e.error))?;
-    Ok(())
+    AtomicWrite::new(path)
+        .write(bytes)
+        .map_err(|e| io_err(e.action, &e.path)(e.source))
 }
 
 /// Copies blob `digest` from `store` into the layout unless it is there.
@@ -184,17 +178,10 @@ fn put_blob(store: &ContentStore, dir: &Path, digest: &Digest) -> Result<(), Cac
     if dest.is_file() {
         return Ok(());
     }
-    let parent = dest.parent().unwrap_or(dir);
-    fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".rbuild-")
-        .tempfile_in(parent)
-        .map_err(io_err("create temp file in", parent))?;
     let mut reader = store.verified_reader(digest)?;
-    std::io::copy(&mut reader, &mut tmp).map_err(io_err("write", &dest))?;
-    tmp.persist(&dest)
-        .map_err(|e| io_err("rename into place", &dest)(e.error))?;
-    Ok(())
+    AtomicWrite::new(&dest)
+        .write_with(|file| std::io::copy(&mut reader, file).map(drop))
+        .map_err(|e| io_err(e.action, &e.path)(e.source))
 }
 
 /// Writes `documents` and their layers into the layout at `dir` (created if needed) and

@@ -51,8 +51,9 @@ pub use self::options::{
 };
 use super::cache::{Cache, CacheEntry, CacheKey};
 use crate::digest::Digest;
+use crate::error_chain::error_chain;
 use crate::progress::{Event, Progress};
-use crate::registry::{RegistryConfig, RegistryError, error_chain};
+use crate::registry::{RegistryConfig, RegistryError};
 use crate::store::{ContentStore, StoreError};
 
 /// A failure to import or export a shared cache.

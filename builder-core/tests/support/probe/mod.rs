@@ -12,7 +12,7 @@ pub fn probe_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
         std::fs::create_dir_all(dir.join("bin")).unwrap();
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/boundary_probe/probe.c");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/probe/probe.c");
         let out = Command::new("gcc")
             .args(["-static", "-O1", "-o"])
             .arg(dir.join("bin/probe"))

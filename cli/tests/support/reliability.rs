@@ -55,26 +55,12 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Fails unless the test runs as root (builds mount overlays and create namespaces).
-pub fn require_root() {
-    assert!(
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        unsafe { libc::geteuid() } == 0,
-        "this test must run as root: builds mount overlays and run steps in namespaces"
-    );
-}
-
 /// The busybox rootfs tarball of `fixtures/base-images/make`.
 pub fn busybox_tar() -> String {
-    let script = repo().join("fixtures/base-images/make");
-    let made = Command::new(&script).arg("busybox").output().unwrap();
-    assert!(
-        made.status.success(),
-        "{} busybox failed: {}",
-        script.display(),
-        stderr(&made)
-    );
-    String::from_utf8(made.stdout).unwrap().trim().to_owned()
+    super::run::fixture("busybox")
+        .into_os_string()
+        .into_string()
+        .expect("fixture paths are UTF-8")
 }
 
 /// Imports busybox into store `root` as `busybox:latest`.

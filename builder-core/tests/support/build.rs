@@ -13,13 +13,7 @@ use rbuild_core::{
     import_rootfs, tag_image,
 };
 
-/// Fails the test unless it runs as root, saying why root is needed.
-pub fn require_root() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "this test must run as root: builds mount overlays and run steps in namespaces"
-    );
-}
+use super::require::require_root;
 
 /// The busybox rootfs tarball from `fixtures/base-images/make busybox` (built once and
 /// cached outside the clone by the script).
@@ -45,7 +39,7 @@ pub fn fixture_tarball(name: &str) -> PathBuf {
 
 /// A fresh store (in a temp dir) with the busybox fixture imported as `busybox:latest`.
 pub fn busybox_store() -> (tempfile::TempDir, ContentStore) {
-    require_root();
+    require_root("builds mount overlays and run steps in namespaces");
     let dir = tempfile::tempdir().unwrap();
     let store = ContentStore::open(dir.path().join("store")).unwrap();
     import(&store, &busybox_tarball(), "busybox:latest");
@@ -54,6 +48,11 @@ pub fn busybox_store() -> (tempfile::TempDir, ContentStore) {
 
 /// Imports rootfs tarball `tar` into `store` as `name`, with docker's default PATH.
 pub fn import(store: &ContentStore, tar: &Path, name: &str) -> Image {
+    import_with(store, tar, name, &LayerOptions::default())
+}
+
+/// [`import`] with the layer written as `options` say.
+pub fn import_with(store: &ContentStore, tar: &Path, name: &str, options: &LayerOptions) -> Image {
     let mut config = ImageConfig::for_host();
     config.config.env = Some(vec![
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
@@ -62,13 +61,7 @@ pub fn import(store: &ContentStore, tar: &Path, name: &str) -> Image {
         config,
         ..ImageSpec::default()
     };
-    let image = import_rootfs(
-        store,
-        File::open(tar).unwrap(),
-        &spec,
-        &LayerOptions::default(),
-    )
-    .unwrap();
+    let image = import_rootfs(store, File::open(tar).unwrap(), &spec, options).unwrap();
     let name: ImageName = name.parse().unwrap();
     tag_image(store, &name, &image).unwrap();
     image

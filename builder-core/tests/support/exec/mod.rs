@@ -27,13 +27,6 @@ const HOST_FILES: [&str; 6] = [
     "/usr/bin/getfattr",
 ];
 
-pub fn require_root() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "this test needs root (namespaces, overlay, mknod): run it as root"
-    );
-}
-
 fn write(path: &Path, text: &str) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, text).unwrap();

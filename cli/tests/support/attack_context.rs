@@ -7,8 +7,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::attack_support::as_user;
-use crate::run_support;
+use super::attack::as_user;
+use super::run;
 
 /// How long one build may take before the attempt calls it hung.
 pub const HANG_SECONDS: &str = "120";
@@ -25,7 +25,7 @@ pub struct Lab {
 
 impl Lab {
     pub fn new() -> Self {
-        let (dir, store, _ctx) = run_support::busybox_setup(&[]);
+        let (dir, store, _ctx) = run::busybox_setup(&[]);
         // Every user may traverse the lab (the rootless attempts run in it).
         set_mode(dir.path(), 0o755);
         let host = dir.path().join("host");
@@ -133,7 +133,7 @@ impl Lab {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbuild"));
         cmd.env("RBUILD_ROOT", &store)
             .arg("import")
-            .arg(run_support::fixture("busybox"))
+            .arg(run::fixture("busybox"))
             .arg("busybox:latest");
         let out = as_user(user, &cmd).output().expect("running rbuild import");
         assert!(

@@ -11,22 +11,6 @@ use std::path::{Path, PathBuf};
 
 use rbuild_core::{Digest, is_overlay_xattr};
 
-/// Fails the test unless it runs as root, saying why root is needed.
-pub fn require_root(why: &str) {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "this test must run as root: {why}"
-    );
-}
-
-/// Fails the test unless `tool` is on PATH.
-pub fn require_tool(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
-    assert!(found, "this test needs `{tool}` on PATH, and it is missing");
-}
-
 /// Everything a layer must carry about one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {

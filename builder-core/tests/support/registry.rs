@@ -1,51 +1,53 @@
-//! A private docker-registry on 127.0.0.1 for one test, and small images to move.
+//! A private `docker-registry serve` on a loopback address for one test, with optional
+//! Basic auth (htpasswd).
+//!
+//! Shared by the tests of rbuild-core and rbuild-cli (the CLI's `tests/support/mod.rs`
+//! includes this file beside `require.rs`), so it uses nothing of either crate.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rbuild_core::{
-    ContentStore, Image, ImageConfig, ImageFormat, ImageName, ImageSpec, LayerOptions,
-    import_rootfs,
-};
-
-/// Fails the test with a clear message when `tool` is not installed.
-pub fn require_tool(tool: &str, package: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "missing tool {tool}: install the Debian package {package} to run the registry tests"
-    );
-}
+use super::require::require_tool;
 
 /// A `docker-registry serve` process with filesystem storage in a temp dir.
 pub struct Registry {
     child: Child,
-    /// `127.0.0.1:PORT`.
+    /// `HOST:PORT`.
     pub addr: String,
     /// The temp dir: `config.yml`, `data/`, `registry.log`.
     pub dir: tempfile::TempDir,
 }
 
 impl Registry {
-    /// Starts a registry; with `htpasswd` (file contents), Basic auth is required.
+    /// Starts a registry on 127.0.0.1; with `htpasswd` (file contents), Basic auth is
+    /// required.
     pub fn start(htpasswd: Option<&str>) -> Self {
+        Self::start_on("127.0.0.1", htpasswd)
+    }
+
+    /// A registry on 127.0.0.1 that wants Basic auth from `user`/`password`.
+    pub fn start_with_basic_auth(user: &str, password: &str) -> Self {
+        Self::start(Some(&htpasswd_line(user, password)))
+    }
+
+    /// A registry on loopback address `host` (`127.0.0.2` is not one rbuild speaks plain
+    /// HTTP to unless told it is insecure).
+    pub fn start_on(host: &str, htpasswd: Option<&str>) -> Self {
         require_tool("docker-registry", "docker-registry");
         let dir = tempfile::tempdir().unwrap();
         // A free port: bind to 0, read it, release it for the registry.
-        let port = TcpListener::bind("127.0.0.1:0")
+        let port = TcpListener::bind((host, 0))
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = format!("{host}:{port}");
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
             dir.path().join("data").display()
         );
         if let Some(lines) = htpasswd {
@@ -86,11 +88,11 @@ impl Registry {
                 if s.write_all(req.as_bytes()).is_ok() {
                     let mut answer = String::new();
                     let _ = s.read_to_string(&mut answer);
-                    if answer.starts_with("HTTP/1.0 200")
-                        || answer.starts_with("HTTP/1.0 401")
-                        || answer.starts_with("HTTP/1.1 200")
-                        || answer.starts_with("HTTP/1.1 401")
-                    {
+                    let up = ["200", "401"].iter().any(|code| {
+                        answer.starts_with(&format!("HTTP/1.1 {code}"))
+                            || answer.starts_with(&format!("HTTP/1.0 {code}"))
+                    });
+                    if up {
                         return;
                     }
                 }
@@ -142,81 +144,4 @@ pub fn htpasswd_line(user: &str, password: &str) -> String {
         "the system crypt(3) does not make bcrypt hashes: {hash:?}"
     );
     format!("{user}:{hash}\n")
-}
-
-/// A rootfs tar holding busybox-static (about 2 MB) and a marker file.
-pub fn busybox_rootfs(marker: &str) -> Vec<u8> {
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).is_file())
-        .expect("missing busybox: install the Debian package busybox-static");
-    let mut b = tar::Builder::new(Vec::new());
-    b.append_path_with_name(busybox, "bin/busybox").unwrap();
-    let mut h = tar::Header::new_gnu();
-    h.set_size(marker.len() as u64);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_cksum();
-    b.append_data(&mut h, "etc/marker", marker.as_bytes())
-        .unwrap();
-    b.into_inner().unwrap()
-}
-
-/// Imports a busybox image for `architecture` into `store` and names it `name`.
-pub fn make_image(
-    store: &ContentStore,
-    name: &str,
-    marker: &str,
-    format: ImageFormat,
-    architecture: &str,
-) -> Image {
-    let mut config = ImageConfig::for_host();
-    config.architecture = architecture.to_owned();
-    let spec = ImageSpec {
-        config,
-        format,
-        ..Default::default()
-    };
-    let image = import_rootfs(
-        store,
-        &busybox_rootfs(marker)[..],
-        &spec,
-        &LayerOptions::default(),
-    )
-    .unwrap();
-    let name: ImageName = name.parse().unwrap();
-    store.tag(&name, &image.descriptor).unwrap();
-    image
-}
-
-/// Runs skopeo and returns its stdout, failing the test with its stderr.
-pub fn skopeo(args: &[&str]) -> String {
-    require_tool("skopeo", "skopeo");
-    let out = Command::new("skopeo")
-        .args(args)
-        .env_remove("DOCKER_CONFIG")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// The digest skopeo reads for `docker://<reference>`.
-pub fn skopeo_digest(reference: &str) -> String {
-    skopeo(&[
-        "inspect",
-        "--tls-verify=false",
-        "--format",
-        "{{.Digest}}",
-        &format!("docker://{reference}"),
-    ])
-    .trim()
-    .to_owned()
 }

@@ -7,7 +7,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::run_support::{fixture, import, rbuild, require_root};
+use super::require::require_root;
+use super::run::{fixture, import, rbuild};
 
 /// A temp dir of mode 0755 (so `nobody` can reach up to `store/`), holding a store with
 /// busybox imported as `busybox:latest`, and a context `ctx/`.
@@ -19,7 +20,7 @@ pub struct Setup {
 
 impl Setup {
     pub fn new() -> Self {
-        require_root();
+        require_root("it uses namespaces, overlay mounts and fixture recipes");
         let dir = tempfile::tempdir().expect("creating a temp dir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("opening the temp dir to other accounts");
@@ -109,29 +110,6 @@ pub fn sh(script: &str) -> Command {
     let mut cmd = Command::new("sh");
     cmd.args(["-c", script]);
     cmd
-}
-
-/// Fails with what is missing when `tool` is not on PATH.
-pub fn require_tool(tool: &str, package: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "missing tool {tool}: install the Debian package {package}"
-    );
-}
-
-/// Fails when `user` does not exist (scripts/test creates rbuild-rootless).
-pub fn require_user(user: &str) {
-    let ok = Command::new("id")
-        .arg(user)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "missing user {user}: scripts/test creates rbuild-rootless (useradd --system), nobody is standard"
-    );
 }
 
 /// The uid of `user`.

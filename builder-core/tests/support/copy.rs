@@ -148,14 +148,6 @@ pub fn dest() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
-/// Fails the test with a clear message unless it runs as root (needed to chown).
-pub fn require_root() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "this test needs root (it sets file owners); run it as root"
-    );
-}
-
 pub fn path(p: &str) -> PathBuf {
     PathBuf::from(p)
 }

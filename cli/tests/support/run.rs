@@ -5,26 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use super::require::require_root;
+
 /// The workspace root (the parent of the cli crate).
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the cli crate lives in the workspace")
         .to_path_buf()
-}
-
-/// Fails the test when not root: containers need namespaces and overlay mounts, and the
-/// fixtures need debootstrap and chroot.
-pub fn require_root() {
-    assert!(
-        is_root(),
-        "this test needs root (namespaces, overlay mounts, fixture recipes): run it as root"
-    );
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }
 
 /// The path of base-image fixture `name` (`busybox` or `python3`), built by
@@ -90,7 +78,7 @@ pub fn import(root: &Path, tar: &Path, name: &str, changes: &[&str]) {
 /// `busybox:latest`, and a build context (`ctx/`) with `files` (relative path, content).
 /// Returns the directory (removed when dropped), the store root and the context.
 pub fn busybox_setup(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf, PathBuf) {
-    require_root();
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
     let dir = tempfile::tempdir().expect("creating a temp dir");
     let root = dir.path().join("store");
     import(&root, &fixture("busybox"), "busybox:latest", &[]);
