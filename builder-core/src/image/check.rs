@@ -139,10 +139,14 @@ pub fn prune(store: &ContentStore, all: bool) -> Result<PruneReport, ImageError>
             .count();
         report.bytes += tree_bytes(&cache);
         store.remove_tree(&cache)?;
-        // Back as the store makes it (0700), empty.
-        std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
+        // Back as the store makes it (0700), empty. A build's cache write may have made it
+        // again already (atomic writes create their directory), which is as good.
+        match std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
             .create(&cache)
-            .map_err(crate::store::io_err("create directory", &cache))?;
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            other => other.map_err(crate::store::io_err("create directory", &cache))?,
+        }
     }
     Ok(report)
 }
