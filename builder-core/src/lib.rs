@@ -74,22 +74,19 @@ pub use crate::container::{
     EXIT_RUN_FAILED, container_command, container_env, image_lowers, run_container,
 };
 
-// --- build semantics: instructions into image configs ---
-mod semantics;
-
 // --- the build engine: solver, steps, cache ---
-mod build;
-pub use crate::build::{
+mod solver;
+pub use crate::solver::{
     BuildError, BuildRequest, BuildResult, BuildSecret, Builder, CACHE_DIR, CACHE_MOUNTS_DIR,
     CacheKey, DEFAULT_SSH_ID, DockerfileInput, DockerfilePhase, Entitlement, ExecutorKind,
     Location, MissReason, MountError, SecretSource, SnapshotterKind, SshAgent, StepReport,
     UnknownEntitlement, prune_cache_mounts,
 };
-pub use crate::build::{
+pub use crate::solver::{
     CACHE_ARTIFACT_TYPE, CACHE_CONFIG_TYPE, CacheExport, CacheImport, CacheLocation, CacheMode,
     CacheShareError, DEFAULT_LOCAL_TAG, InvalidCacheOption,
 };
-pub use crate::build::{ReproReport, Squash};
+pub use crate::solver::{ReproReport, Squash};
 
 // --- progress events ---
 mod progress;

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 
 use super::CacheShareError;
 use super::format::{self, Documents};
-use crate::build::cache::CacheEntry;
 use crate::digest::Digest;
 use crate::image::OCI_MANIFEST;
 use crate::progress::{NullProgress, Progress};
@@ -12,6 +11,7 @@ use crate::registry::{
     BlobReport, PushOptions, RegistryClient, RegistryConfig, RegistryError, fetch_blob,
     fetch_manifest, push_manifest,
 };
+use crate::solver::cache::CacheEntry;
 use crate::store::{ContentStore, ImageName};
 
 /// An imported registry cache: where its blobs are fetched from.

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use super::Squash;
 use super::error::{BuildError, io_err};
-use super::mount::with_roots;
+use super::mounted_roots::with_roots;
 use super::solve::Shared;
 use super::state::LayerRef;
 use crate::digest::Digest;

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use rbuild_dockerfile::{Instruction, ShellLexer, Source, Step};
 
 use super::error::{BuildError, Location};
+use super::semantics;
 use super::solve::{Shared, copy_source, root_key};
 use super::state::{StageState, image_layers};
 use crate::copy::{self, CopyOp, CopySource};
 use crate::digest::Digest;
-use crate::semantics;
 
 /// What a `COPY`/`ADD` reads: where from, its digest for the key, and the context
 /// files it selects (for `--explain-cache`).

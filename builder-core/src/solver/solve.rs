@@ -16,6 +16,7 @@ use super::base::{self, BaseImage};
 use super::cache::{Cache, CacheKey};
 use super::error::{BuildError, DockerfilePhase, Location, io_err};
 use super::repro::{SOURCE_DATE_EPOCH, source_date_epoch};
+use super::semantics;
 use super::squash;
 use super::stage::StageRun;
 use super::state::StageState;
@@ -28,7 +29,6 @@ use crate::exec::{CancelToken, Executor, RuncExecutor, SandboxExecutor};
 use crate::export::{ExportTarget, export};
 use crate::image::{ImageSpec, assemble, host_platform, rfc3339, tag_image};
 use crate::progress::{BuildId, Event, InStep, Progress, StepId, StepOutput};
-use crate::semantics;
 use crate::snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshotter};
 use crate::store::ContentStore;
 

@@ -83,8 +83,8 @@ pub(crate) fn push_image(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::DockerfileInput;
     use crate::context::ContextSource;
+    use crate::solver::DockerfileInput;
 
     #[test]
     fn push_names_come_from_tags_and_registry_outputs_once_each() {

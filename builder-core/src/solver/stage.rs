@@ -9,9 +9,10 @@ use rbuild_dockerfile::{Base, EdgeKind, GraphStage, Instruction, Mount, Run, Ste
 use super::StepReport;
 use super::cache::{CacheEntry, CacheKey, CachedLayer, MissReason};
 use super::error::{BuildError, Location, io_err};
-use super::mount::with_roots;
+use super::mounted_roots::with_roots;
 use super::mounts::{self, MountInputs};
 use super::repro;
+use super::semantics::{self, Applied};
 use super::solve::{Shared, root_key, step_scratch};
 use super::sources::{CopyInput, copy_input, source_state};
 use super::state::{StageState, image_layers};
@@ -21,7 +22,6 @@ use crate::digest::Digest;
 use crate::exec::TreeMount;
 use crate::layer::{Layer, LayerOptions, write_layer};
 use crate::progress::{Event, StepId, StepOutput, display_name};
-use crate::semantics::{self, Applied};
 use crate::snapshot::Snapshot;
 use crate::store::ImageName;
 

@@ -5,10 +5,10 @@ use oci_spec::image::Descriptor;
 
 use super::cache::CacheKey;
 use super::error::BuildError;
+use super::semantics::StageConfig;
 use crate::digest::{Digest, Hasher};
 use crate::image::ImageFormat;
 use crate::layer::{Compression, Layer};
-use crate::semantics::StageConfig;
 
 /// One layer of a stage's filesystem.
 #[derive(Debug, Clone)]

@@ -265,7 +265,7 @@ pub(crate) fn export(
     for export in exports {
         let result = match &export.location {
             // As BuildKit shows it: a step of its own, the blobs pushed within it.
-            CacheLocation::Registry(_) => crate::build::solve::in_step(
+            CacheLocation::Registry(_) => crate::solver::solve::in_step(
                 progress,
                 next_step,
                 "exporting cache to registry",

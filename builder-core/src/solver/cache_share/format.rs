@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::CacheShareError;
-use crate::build::cache::CacheEntry;
 use crate::digest::Digest;
 use crate::image::{ImageFormat, OCI_MANIFEST};
 use crate::layer::Compression;
+use crate::solver::cache::CacheEntry;
 
 /// The media type of the cache config blob (rbuild's own; image-spec `manifest.md`
 /// "config": a custom media type marks an artifact that is not a runnable image).
@@ -171,7 +171,7 @@ pub(crate) fn parse_config(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::build::cache::CachedLayer;
+    use crate::solver::cache::CachedLayer;
 
     fn entry(key: &str, layer: Option<&str>) -> CacheEntry {
         CacheEntry {

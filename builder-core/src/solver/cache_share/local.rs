@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use super::format::{self, Documents};
 use super::{CacheShareError, io_err};
 use crate::atomic::AtomicWrite;
-use crate::build::cache::CacheEntry;
 use crate::digest::Digest;
 use crate::image::{OCI_INDEX, OCI_MANIFEST};
+use crate::solver::cache::CacheEntry;
 use crate::store::{ContentStore, OCI_LAYOUT_VERSION, REF_NAME_ANNOTATION, StoreError};
 
 /// image-spec `image-layout.md`: the file marking a layout, and its index.

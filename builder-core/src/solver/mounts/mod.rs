@@ -562,8 +562,8 @@ pub fn prune_cache_mounts(store: &ContentStore) -> Result<usize, MountError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::build::{BuildRequest, DockerfileInput};
     use crate::context::ContextSource;
+    use crate::solver::{BuildRequest, DockerfileInput};
 
     fn cache(id: &str, sharing: CacheSharing) -> Mount {
         Mount {
