@@ -63,9 +63,7 @@ pub(crate) struct Lookup<'a> {
     /// a Dockerfile may load.
     pub fs_read: &'a [PathBuf],
     /// Where a pull is reported: as a step of its own, its blobs within.
-    pub progress: &'a dyn crate::progress::Progress,
-    /// The build's step numbers.
-    pub next_step: &'a std::sync::atomic::AtomicU32,
+    pub reporter: &'a super::report::Reporter<'a>,
 }
 
 /// Finds `reference` in the store (or pulls it from its registry), loading it from a
@@ -229,11 +227,9 @@ fn pull_base(
     let registry = lookup.registry;
     let options = registry.options();
     let origin = RegistryClient::new(name.registry(), options.clone())?;
-    super::solve::in_step(
-        lookup.progress,
-        lookup.next_step,
-        &format!("[internal] load metadata for {name}"),
-        |sink| {
+    lookup
+        .reporter
+        .in_step(&format!("[internal] load metadata for {name}"), |sink| {
             pull_with_mirrors(
                 &registry.registry_mirrors,
                 &options,
@@ -242,8 +238,7 @@ fn pull_base(
                 name,
                 sink,
             )
-        },
-    )
+        })
 }
 
 /// `DIR[:TAG]`: the tag is what follows the last `:` when it holds no `/`.

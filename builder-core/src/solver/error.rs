@@ -90,7 +90,7 @@ pub enum BuildError {
         /// What asked for it (`--network=host`, `RUN --security=insecure`).
         what: &'static str,
         /// The entitlement that would allow it.
-        entitlement: super::Entitlement,
+        entitlement: super::request::Entitlement,
         /// The step that asked for it, if a step did (not the request).
         at: Option<Location>,
     },

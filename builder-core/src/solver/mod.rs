@@ -22,12 +22,15 @@ mod base;
 mod cache;
 mod cache_share;
 mod entitlement;
+mod epoch;
 mod error;
 mod mounted_roots;
 mod mounts;
 mod push;
 mod recompress;
+mod report;
 mod repro;
+mod request;
 mod semantics;
 mod solve;
 mod sources;
@@ -36,241 +39,20 @@ mod stage;
 mod state;
 mod step;
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 pub use self::cache::{CACHE_DIR, CacheKey, MissReason};
 pub use self::cache_share::{
     CACHE_ARTIFACT_TYPE, CACHE_CONFIG_TYPE, CacheExport, CacheImport, CacheLocation, CacheMode,
     CacheShareError, DEFAULT_LOCAL_TAG, InvalidCacheOption,
 };
-pub use self::entitlement::{Entitlement, UnknownEntitlement};
 pub use self::error::{BuildError, DockerfilePhase, Location};
-pub use self::mounts::{
-    BuildSecret, CACHE_MOUNTS_DIR, DEFAULT_SSH_ID, MountError, SecretSource, SshAgent,
-    prune_cache_mounts,
-};
+pub use self::mounts::{CACHE_MOUNTS_DIR, MountError, prune_cache_mounts};
 pub use self::repro::ReproReport;
-use crate::context::ContextSource;
-use crate::digest::Digest;
-use crate::exec::{CancelToken, Network};
-use crate::export::ExportTarget;
-use crate::image::{Image, ImageFormat};
-use crate::layer::Compression;
-use crate::progress::{Progress, StepId};
-use crate::registry::RegistryConfig;
-use crate::store::{ContentStore, ImageName};
-
-/// Where the Dockerfile comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DockerfileInput {
-    /// A file on disk; a `<file>.dockerignore` beside it takes precedence over the
-    /// context's `.dockerignore`.
-    Path(PathBuf),
-    /// A file of the build context, relative to its root (the default `Dockerfile`):
-    /// resolved inside the context, so a symlink cannot lead out of it (one that points
-    /// out reads as missing). A `<file>.dockerignore` beside it applies as for `Path`.
-    InContext(PathBuf),
-    /// Text given directly (`-f -`), shown in messages as `name`.
-    Text {
-        /// The name used in messages, `Dockerfile` usually.
-        name: String,
-        /// The Dockerfile itself.
-        text: String,
-    },
-}
-
-/// How step roots are made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SnapshotterKind {
-    /// overlayfs over the unpacked layers (the default).
-    #[default]
-    Overlay,
-    /// A full copy of the lowers per step.
-    Copy,
-}
-
-/// What runs `RUN` steps.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum ExecutorKind {
-    /// The built-in namespace sandbox (the default).
-    #[default]
-    Sandbox,
-    /// An OCI runtime (`runc`) at this path.
-    Runc(PathBuf),
-}
-
-/// Everything a build needs besides the store.
-#[derive(Debug)]
-pub struct BuildRequest {
-    /// The Dockerfile.
-    pub dockerfile: DockerfileInput,
-    /// The build context (a directory, or a tar unpacked with
-    /// [`ContextSource::from_tar`]).
-    pub context: ContextSource,
-    /// `--build-arg NAME=VALUE`, in order.
-    pub build_args: Vec<(String, String)>,
-    /// `--target`: the stage to build; the last one when `None`.
-    pub target: Option<String>,
-    /// `-t`: names the image gets in the store.
-    pub tags: Vec<ImageName>,
-    /// `-o`: where else the image goes.
-    pub outputs: Vec<ExportTarget>,
-    /// `--label KEY=VALUE`, added to the image config.
-    pub labels: Vec<(String, String)>,
-    /// `--no-cache`: run every step.
-    pub no_cache: bool,
-    /// `--no-cache-filter`: run every step of these stages (by name or index).
-    pub no_cache_filter: Vec<String>,
-    /// How many stages may run at once (at least 1).
-    pub jobs: usize,
-    /// Cancelling this token (from another thread) stops the build: running steps are
-    /// killed and [`Builder::build`] returns [`BuildError::Canceled`].
-    pub cancel: CancelToken,
-    /// The network `RUN` steps get unless they ask for another one.
-    pub network: Network,
-    /// How step roots are made.
-    pub snapshotter: SnapshotterKind,
-    /// What runs `RUN` steps.
-    pub executor: ExecutorKind,
-    /// The compression of the image's layers: those this build writes, and those of its
-    /// steps found in the cache with another compression (converted). The base image's
-    /// layers keep theirs unless `force_compression` is set.
-    pub compression: Compression,
-    /// BuildKit's `force-compression`: the base image's layers are converted to
-    /// `compression` too.
-    pub force_compression: bool,
-    /// Runs `RUN` steps with one pipe for standard output and standard error, so their
-    /// log lines come in the order the step wrote them (as a terminal shows them); every
-    /// line is then reported as [`Stream::Stdout`](crate::Stream). Off by default: each
-    /// line keeps its stream, and a stdout and a stderr line written close together may
-    /// arrive in either order. The CLI turns it on for its plain and tty views.
-    pub merge_step_output: bool,
-    /// The media type family of the image.
-    pub format: ImageFormat,
-    /// `--pull`: look every base image up in its registry again, even when the store has
-    /// it (images named by digest or image ID excepted: they cannot change). Without it,
-    /// only images the store lacks are pulled.
-    pub pull: bool,
-    /// `--push`: push the image to the registry of every `-t` name after the build.
-    pub push: bool,
-    /// Registry mirrors and insecure registries for pulls and pushes, as
-    /// [`RegistryConfig::load`] reads them (credentials come from docker's config.json).
-    pub registry: RegistryConfig,
-    /// `--secret`: the secrets `RUN --mount=type=secret` may mount; never stored.
-    pub secrets: Vec<BuildSecret>,
-    /// `--allow`: entitlements the build may use (`RUN --security=insecure`,
-    /// `--network=host` and `RUN --network=host`).
-    pub allow: Vec<Entitlement>,
-    /// `--allow fs.read=DIR`: directories outside the build context from which the
-    /// Dockerfile may load `FROM docker-archive://`, `oci-archive://` and
-    /// `oci-layout://` images (paths beneath them, symlinks kept beneath). Without one,
-    /// such paths resolve only inside the context.
-    pub allow_fs_read: Vec<PathBuf>,
-    /// `--ssh`: the ssh agents `RUN --mount=type=ssh` may forward.
-    pub ssh: Vec<SshAgent>,
-    /// `SOURCE_DATE_EPOCH` (seconds since the epoch): the `created` time of the image
-    /// and of this build's history entries, the latest mtime in the layers this build
-    /// writes, and a variable `RUN` steps see. A `SOURCE_DATE_EPOCH` build argument
-    /// sets it too (as in BuildKit); this field wins over it.
-    pub source_date_epoch: Option<u64>,
-    /// `--squash` / `--squash-all`: merge layers of the image into one.
-    pub squash: Squash,
-    /// `--cache-to`: where the build's cache entries are exported.
-    pub cache_to: Vec<CacheExport>,
-    /// `--cache-from`: caches whose entries the build may use; one that cannot be read
-    /// is a warning.
-    pub cache_from: Vec<CacheImport>,
-}
-
-/// Which layers of the built image are merged into one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Squash {
-    /// Every step keeps its own layer (the default).
-    #[default]
-    None,
-    /// `--squash`: the layers this build adds become one; the base image's layers stay.
-    New,
-    /// `--squash-all`: the whole image becomes one layer.
-    All,
-}
-
-impl BuildRequest {
-    /// A request with defaults: no arguments, the last stage, no names, no outputs, the
-    /// cache on, as many jobs as cores, host networking, overlay, the sandbox, gzip, OCI,
-    /// base images from the store first, no push, no mirrors, no secrets, no
-    /// `SOURCE_DATE_EPOCH`, no squash.
-    pub fn new(dockerfile: DockerfileInput, context: ContextSource) -> Self {
-        BuildRequest {
-            dockerfile,
-            context,
-            build_args: Vec::new(),
-            target: None,
-            tags: Vec::new(),
-            outputs: Vec::new(),
-            labels: Vec::new(),
-            no_cache: false,
-            no_cache_filter: Vec::new(),
-            cancel: CancelToken::new(),
-            jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            network: Network::Default,
-            snapshotter: SnapshotterKind::default(),
-            executor: ExecutorKind::default(),
-            compression: Compression::Gzip,
-            force_compression: false,
-            merge_step_output: false,
-            format: ImageFormat::Oci,
-            pull: false,
-            push: false,
-            registry: RegistryConfig::default(),
-            secrets: Vec::new(),
-            allow: Vec::new(),
-            allow_fs_read: Vec::new(),
-            ssh: Vec::new(),
-            source_date_epoch: None,
-            squash: Squash::None,
-            cache_to: Vec::new(),
-            cache_from: Vec::new(),
-        }
-    }
-}
-
-/// What happened to one step that touches the filesystem.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepReport {
-    /// The step's number in the progress events.
-    pub step: StepId,
-    /// The name shown for it, `[2/4] RUN ...`.
-    pub name: String,
-    /// Its Dockerfile line.
-    pub line: Option<u32>,
-    /// Its cache key.
-    pub cache_key: CacheKey,
-    /// Whether the result came from the cache.
-    pub cached: bool,
-    /// Why it missed the cache (for steps that ran).
-    pub miss: Option<MissReason>,
-    /// How long it ran (zero for cached steps).
-    pub duration: Duration,
-}
-
-/// A finished build.
-#[derive(Debug, Clone)]
-pub struct BuildResult {
-    /// The image, stored in the content store.
-    pub image: Image,
-    /// The image ID: the digest of its config.
-    pub image_id: Digest,
-    /// The names it was given.
-    pub names: Vec<ImageName>,
-    /// The steps that touch the filesystem, in the order they ended.
-    pub steps: Vec<StepReport>,
-    /// How long the build took.
-    pub duration: Duration,
-    /// The names pushed (`--push`, `-o type=registry`), each with the manifest digest
-    /// its registry stored.
-    pub pushed: Vec<(ImageName, Digest)>,
-}
+pub use self::request::{
+    BuildRequest, BuildResult, BuildSecret, DEFAULT_SSH_ID, DockerfileInput, Entitlement,
+    ExecutorKind, SecretSource, SnapshotterKind, Squash, SshAgent, StepReport, UnknownEntitlement,
+};
+use crate::progress::Progress;
+use crate::store::ContentStore;
 
 /// Runs builds against one content store.
 ///

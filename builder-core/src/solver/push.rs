@@ -1,7 +1,7 @@
 //! After the build: the image pushed to registries (`--push`, `-o type=registry`).
 
-use super::BuildRequest;
 use super::error::BuildError;
+use super::request::BuildRequest;
 use crate::digest::Digest;
 use crate::export::ExportTarget;
 use crate::image::{BASE_NAME_ANNOTATION, Image};

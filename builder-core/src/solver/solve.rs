@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rbuild_dockerfile::{
     Base, BuildGraph, EdgeKind, Environment, GraphStage, Instruction, LowerOptions, Source,
@@ -14,13 +14,16 @@ use rbuild_dockerfile::{
 
 use super::base::{self, BaseImage};
 use super::cache::{Cache, CacheKey};
+use super::epoch::{SOURCE_DATE_EPOCH, source_date_epoch};
 use super::error::{BuildError, DockerfilePhase, Location, io_err};
-use super::repro::{SOURCE_DATE_EPOCH, source_date_epoch};
+use super::report::Reporter;
+use super::request::{
+    BuildRequest, BuildResult, DockerfileInput, ExecutorKind, SnapshotterKind, StepReport,
+};
 use super::semantics;
 use super::squash;
 use super::stage::StageRun;
 use super::state::StageState;
-use super::{BuildRequest, BuildResult, DockerfileInput, ExecutorKind, SnapshotterKind};
 use crate::context::{
     ContextHashes, ContextListing, ContextSource, INDEX_DIR, IgnoreRules, read_in_context,
     read_named_file,
@@ -28,7 +31,7 @@ use crate::context::{
 use crate::exec::{CancelToken, Executor, RuncExecutor, SandboxExecutor};
 use crate::export::{ExportTarget, export};
 use crate::image::{ImageSpec, assemble, host_platform, rfc3339, tag_image};
-use crate::progress::{BuildId, Event, InStep, Progress, StepId, StepOutput};
+use crate::progress::{Event, Progress};
 use crate::snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshotter};
 use crate::store::ContentStore;
 
@@ -61,9 +64,8 @@ pub(crate) struct Shared<'a> {
     pub snapshotter: &'a (dyn Snapshotter + Sync),
     pub executor: &'a (dyn Executor + Sync),
     pub cache: &'a Cache,
-    pub progress: &'a dyn Progress,
+    pub reporter: &'a Reporter<'a>,
     pub cancel: CancelToken,
-    pub next_step: AtomicU32,
     /// Per-build scratch space (removed at the end).
     pub work: &'a Path,
     /// The creation time of this build's history entries and image.
@@ -71,7 +73,7 @@ pub(crate) struct Shared<'a> {
     /// `SOURCE_DATE_EPOCH`, when the build has one (see [`source_date_epoch`]).
     pub epoch: Option<u64>,
     pub states: Mutex<HashMap<StageId, StageState>>,
-    pub reports: Mutex<Vec<super::StepReport>>,
+    pub reports: Mutex<Vec<StepReport>>,
 }
 
 impl Shared<'_> {
@@ -118,17 +120,9 @@ pub(crate) fn build(
     request: &BuildRequest,
     progress: &dyn Progress,
 ) -> Result<BuildResult, BuildError> {
-    let started = Instant::now();
-    let mut announced = false;
-    let result = build_inner(store, request, progress, started, &mut announced);
+    let reporter = Reporter::new(progress);
+    let result = build_inner(store, request, &reporter);
     if let Err(err) = &result {
-        if !announced {
-            progress.event(&Event::BuildStarted {
-                build_id: build_id(),
-                stages: 0,
-                steps: 0,
-            });
-        }
         // A failed step's output tail was shown with the step: not again here.
         let message = match err {
             BuildError::StepFailed {
@@ -139,22 +133,9 @@ pub(crate) fn build(
             } => format!("{location}: {name}: {message}"),
             err => err.render(),
         };
-        progress.event(&Event::BuildFailed {
-            message: format!("failed to solve: {message}"),
-            duration: started.elapsed(),
-        });
+        reporter.build_failed(format!("failed to solve: {message}"));
     }
     result
-}
-
-fn build_id() -> BuildId {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    BuildId(
-        crate::digest::Digest::of(format!("{now}-{}", std::process::id()).as_bytes()).hex()[..12]
-            .to_owned(),
-    )
 }
 
 /// How much of a Dockerfile is read: past the parser's own limit, so that a file a bit
@@ -196,9 +177,7 @@ fn read_dockerfile(
 fn build_inner(
     store: &ContentStore,
     request: &BuildRequest,
-    progress: &dyn Progress,
-    started: Instant,
-    announced: &mut bool,
+    reporter: &Reporter<'_>,
 ) -> Result<BuildResult, BuildError> {
     let (file_name, text, dockerfile_path) = match &request.dockerfile {
         DockerfileInput::Path(path) => {
@@ -253,13 +232,7 @@ fn build_inner(
         .iter()
         .map(|stage| StageRun::shown_steps_of(&first, stage))
         .sum::<usize>();
-    progress.event(&Event::BuildStarted {
-        build_id: build_id(),
-        stages: u32::try_from(first.stages.len()).unwrap_or(u32::MAX),
-        steps: u32::try_from(steps).unwrap_or(u32::MAX),
-    });
-    *announced = true;
-    let next_step = AtomicU32::new(1);
+    reporter.build_started(first.stages.len(), steps);
 
     // Base images, and images COPY --from names.
     let mut bases: HashMap<String, BaseImage> = HashMap::new();
@@ -285,8 +258,7 @@ fn build_inner(
             registry: &request.registry,
             context: request.context.root(),
             fs_read: &request.allow_fs_read,
-            progress,
-            next_step: &next_step,
+            reporter,
         };
         let found =
             base::resolve(store, &reference, lookup).map_err(|e| BuildError::BaseImage {
@@ -370,9 +342,8 @@ fn build_inner(
         snapshotter: snapshotter.as_ref(),
         executor: executor.as_ref(),
         cache: &cache,
-        progress,
+        reporter,
         cancel: request.cancel.child(),
-        next_step,
         work: work.path(),
         created: rfc3339(now),
         epoch,
@@ -386,7 +357,7 @@ fn build_inner(
     skipped.sort();
     skipped.extend(&import_warnings);
     for message in skipped {
-        progress.event(&Event::Warning {
+        reporter.event(&Event::Warning {
             rule: None,
             message: message.clone(),
             line: None,
@@ -410,15 +381,14 @@ fn build_inner(
         &request.cache_to,
         &graph,
         &request.registry,
-        progress,
-        &shared.next_step,
+        reporter,
     )?;
     let names = super::push::names_to_push(request);
     let pushed = if names.is_empty() {
         Vec::new()
     } else {
         // BuildKit pushes within its "exporting to image" step.
-        in_step(progress, &shared.next_step, "exporting to image", |sink| {
+        reporter.in_step("exporting to image", |sink| {
             super::push::push_image(store, &image, &names, &request.registry, sink)
         })?
     };
@@ -428,12 +398,10 @@ fn build_inner(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
-    let duration = started.elapsed();
-    progress.event(&Event::BuildFinished {
-        image_id: image.config_digest.to_string(),
-        names: request.tags.iter().map(ToString::to_string).collect(),
-        duration,
-    });
+    let duration = reporter.build_finished(
+        image.config_digest.to_string(),
+        request.tags.iter().map(ToString::to_string).collect(),
+    );
     // Scratch space goes now; a failure to remove it does not fail the build.
     let _ = work.close();
     Ok(BuildResult {
@@ -542,7 +510,7 @@ fn warn_about(shared: &Shared<'_>) {
         .filter(|a| *a != SOURCE_DATE_EPOCH && !BUILDKIT_ARGS.contains(a))
         .collect();
     if !unused.is_empty() {
-        shared.progress.event(&Event::Warning {
+        shared.reporter.event(&Event::Warning {
             rule: None,
             message: format!(
                 "one or more build-args [{}] were not consumed",
@@ -563,7 +531,7 @@ fn warn_about(shared: &Shared<'_>) {
                 _ => continue,
             };
             for name in names.into_iter().filter(|n| crate::is_secret_name(n)) {
-                shared.progress.event(&Event::Warning {
+                shared.reporter.event(&Event::Warning {
                     rule: Some("SecretsUsedInArgOrEnv".to_owned()),
                     message: format!(
                         "do not use {keyword} for sensitive data ({keyword} {name:?}): its value is stored in the image's history and config; pass secrets with --secret and RUN --mount=type=secret"
@@ -576,7 +544,7 @@ fn warn_about(shared: &Shared<'_>) {
     let host = host_platform().to_string();
     for stage in &graph.stages {
         if let Some(platform) = stage.platform.as_deref().filter(|p| *p != host) {
-            shared.progress.event(&Event::Warning {
+            shared.reporter.event(&Event::Warning {
                 rule: None,
                 message: format!(
                     "FROM --platform={platform}: only {host} is built; the stage uses the image as the store has it"
@@ -695,20 +663,26 @@ fn finish_image(
         if let (ExportTarget::Docker { .. }, Some(message)) =
             (output, crate::export::zstd_docker_archive_warning([&image]))
         {
-            shared.progress.event(&Event::Warning {
+            shared.reporter.event(&Event::Warning {
                 rule: None,
                 message,
                 line: None,
             });
         }
         let exported = match export_step_name(output) {
-            Some(name) => in_step(shared.progress, &shared.next_step, name, |sink| {
+            Some(name) => shared.reporter.in_step(name, |sink| {
                 export(shared.store, output, &image, &request.tags, sink)
             })?,
-            None => export(shared.store, output, &image, &request.tags, shared.progress)?,
+            None => export(
+                shared.store,
+                output,
+                &image,
+                &request.tags,
+                shared.reporter.progress(),
+            )?,
         };
         if !exported.skipped_devices.is_empty() {
-            shared.progress.event(&Event::Warning {
+            shared.reporter.event(&Event::Warning {
                 rule: None,
                 message: format!(
                     "the local export did not make the image's device nodes on the host ({}): \
@@ -731,44 +705,6 @@ fn export_step_name(output: &ExportTarget) -> Option<&'static str> {
         ExportTarget::Tar { .. } => Some("exporting to client tarball"),
         ExportTarget::Image | ExportTarget::Registry { .. } => None,
     }
-}
-
-/// Runs `work` as a build step of its own named `name` (an `[internal]` or exporting
-/// step, outside any stage): started, then finished or failed with `work`'s result. The
-/// transfer events `work` sends to the sink it is given are filed under the step.
-pub(crate) fn in_step<T, E: std::error::Error>(
-    progress: &dyn Progress,
-    next_step: &AtomicU32,
-    name: &str,
-    work: impl FnOnce(&dyn Progress) -> Result<T, E>,
-) -> Result<T, E> {
-    let step = StepId(next_step.fetch_add(1, Ordering::SeqCst));
-    progress.event(&Event::StepStarted {
-        step,
-        stage: None,
-        name: name.to_owned(),
-        line: None,
-    });
-    let started = Instant::now();
-    let sink = InStep {
-        step,
-        inner: progress,
-    };
-    let result = work(&sink);
-    match &result {
-        Ok(_) => progress.event(&Event::StepFinished {
-            step,
-            duration: started.elapsed(),
-            output: StepOutput::EmptyLayer,
-        }),
-        Err(e) => progress.event(&Event::StepFailed {
-            step,
-            duration: started.elapsed(),
-            exit_code: None,
-            message: crate::error_chain::error_chain(e),
-        }),
-    }
-    result
 }
 
 /// Where the steps of a build keep their scratch directories.

@@ -13,9 +13,9 @@
 
 use std::path::PathBuf;
 
-use super::Squash;
 use super::error::{BuildError, io_err};
 use super::mounted_roots::with_roots;
+use super::request::Squash;
 use super::solve::Shared;
 use super::state::LayerRef;
 use crate::digest::Digest;

@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use rbuild_dockerfile::{Base, EdgeKind, GraphStage, Instruction, Mount, Run, Step};
 
-use super::StepReport;
 use super::cache::{CacheEntry, CacheKey, CachedLayer, MissReason};
+use super::epoch;
 use super::error::{BuildError, Location, io_err};
 use super::mounted_roots::with_roots;
 use super::mounts::{self, MountInputs};
-use super::repro;
+use super::request::StepReport;
 use super::semantics::{self, Applied};
 use super::solve::{Shared, root_key, step_scratch};
 use super::sources::{CopyInput, copy_input, source_state};
@@ -112,13 +112,13 @@ impl<'s, 'a> StageRun<'s, 'a> {
             // The base is resolved already: shown as a step found in the cache.
             run.position += 1;
             let id = run.next_id();
-            shared.progress.event(&Event::StepStarted {
+            shared.reporter.event(&Event::StepStarted {
                 step: id,
                 stage: stage.name.clone(),
                 name: run.name(&format!("FROM {reference}")),
                 line: u32::try_from(stage.span.start_line).ok(),
             });
-            shared.progress.event(&Event::StepCached {
+            shared.reporter.event(&Event::StepCached {
                 step: id,
                 cache_key: run.state.key.to_string(),
                 output: StepOutput::EmptyLayer,
@@ -128,11 +128,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
     }
 
     fn next_id(&self) -> StepId {
-        StepId(
-            self.shared
-                .next_step
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst),
-        )
+        self.shared.reporter.next_id()
     }
 
     fn name(&self, text: &str) -> String {
@@ -215,7 +211,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
         let name = self.name(&text);
         let line = self.line_of(index, step);
         let id = self.next_id();
-        shared.progress.event(&Event::StepStarted {
+        shared.reporter.event(&Event::StepStarted {
             step: id,
             stage: self.stage.name.clone(),
             name: name.clone(),
@@ -223,7 +219,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
         });
         let location = shared.location(line);
         let failed = |e: BuildError, duration: Duration| {
-            shared.progress.event(&Event::StepFailed {
+            shared.reporter.event(&Event::StepFailed {
                 step: id,
                 duration,
                 exit_code: None,
@@ -248,7 +244,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             };
             failed(e, Duration::ZERO)
         })?;
-        let key = repro::step_key(key, shared.epoch);
+        let key = epoch::step_key(key, shared.epoch);
         let identity = format!("{}\0{index}\0{text}", self.stage.display_name());
         let mut entry = CacheEntry {
             key: key.to_string(),
@@ -291,7 +287,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 None => found.created.unwrap_or_else(|| shared.created.clone()),
             };
             self.add_result(&applied, layer.as_ref(), created);
-            shared.progress.event(&Event::StepCached {
+            shared.reporter.event(&Event::StepCached {
                 step: id,
                 cache_key: key.to_string(),
                 output: output_of(layer.as_ref()),
@@ -325,7 +321,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 message,
                 tail,
             }) => {
-                shared.progress.event(&Event::StepFailed {
+                shared.reporter.event(&Event::StepFailed {
                     step: id,
                     duration: begun.elapsed(),
                     exit_code: code,
@@ -347,7 +343,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
         self.add_result(&applied, layer.as_ref(), shared.created.clone());
         shared.cache.put(&key, &entry)?;
         shared.cache.set_last_key(&identity, &key)?;
-        shared.progress.event(&Event::StepFinished {
+        shared.reporter.event(&Event::StepFinished {
             step: id,
             duration,
             output: output_of(layer.as_ref()),
@@ -505,7 +501,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 )
                 .map_err(BuildError::from)?;
                 mounts.apply(&mut spec);
-                repro::add_run_env(&mut spec, shared.epoch);
+                epoch::add_run_env(&mut spec, shared.epoch);
                 // The trees of `from=` bind mounts, each a snapshot of its own whose writes
                 // go with the step's scratch space.
                 let mut trees = Vec::new();
@@ -521,7 +517,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 }
                 let ctx = RunContext {
                     executor: shared.executor,
-                    progress: shared.progress,
+                    progress: shared.reporter.progress(),
                     step_id: id,
                     cancel: shared.cancel.clone(),
                 };

@@ -54,6 +54,7 @@ use crate::digest::Digest;
 use crate::error_chain::error_chain;
 use crate::progress::{Event, Progress};
 use crate::registry::{RegistryConfig, RegistryError};
+use crate::solver::report::Reporter;
 use crate::store::{ContentStore, StoreError};
 
 /// A failure to import or export a shared cache.
@@ -259,18 +260,15 @@ pub(crate) fn export(
     exports: &[CacheExport],
     graph: &BuildGraph,
     registry: &RegistryConfig,
-    progress: &dyn Progress,
-    next_step: &std::sync::atomic::AtomicU32,
+    reporter: &Reporter<'_>,
 ) -> Result<(), CacheShareError> {
+    let progress = reporter.progress();
     for export in exports {
         let result = match &export.location {
             // As BuildKit shows it: a step of its own, the blobs pushed within it.
-            CacheLocation::Registry(_) => crate::solver::solve::in_step(
-                progress,
-                next_step,
-                "exporting cache to registry",
-                |sink| export_one(store, cache, export, graph, registry, sink),
-            ),
+            CacheLocation::Registry(_) => reporter.in_step("exporting cache to registry", |sink| {
+                export_one(store, cache, export, graph, registry, sink)
+            }),
             CacheLocation::Local { .. } => {
                 export_one(store, cache, export, graph, registry, progress)
             }

@@ -38,10 +38,9 @@ mod bind;
 mod ssh;
 use self::bind::bind_mount;
 pub(crate) use self::bind::{context_digest, from_tree, tree_source};
-pub use self::ssh::{DEFAULT_SSH_ID, SshAgent};
 use rustix::fs::FlockOperation;
 
-use super::BuildRequest;
+use super::request::{BuildRequest, SecretSource};
 use crate::context::ContextListing;
 use crate::exec::{BindMount, FileMount, RunSpec, TmpfsMount};
 use crate::store::{ContentStore, StoreError};
@@ -57,24 +56,6 @@ const SECRET_MODE: u32 = 0o400;
 
 /// BuildKit's default mode of a new cache directory.
 const CACHE_MODE: u32 = 0o755;
-
-/// Where a secret's value comes from (`rbuild build --secret`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    /// `src=FILE`: the file's content.
-    File(PathBuf),
-    /// `env=VAR`: the value of the builder's environment variable.
-    Env(String),
-}
-
-/// One secret a build may mount (`--secret id=X,src=FILE` or `--secret id=X,env=VAR`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildSecret {
-    /// The id `RUN --mount=type=secret,id=X` names.
-    pub id: String,
-    /// Where the value comes from.
-    pub source: SecretSource,
-}
 
 /// A `RUN --mount` that cannot be set up.
 #[derive(Debug, thiserror::Error)]

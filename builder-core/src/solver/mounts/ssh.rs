@@ -23,6 +23,7 @@ use rbuild_dockerfile::Mount;
 
 use super::{MountError, MountInputs, StepMounts, io_err, parse_id, parse_octal};
 use crate::exec::BindMount;
+use crate::solver::request::DEFAULT_SSH_ID;
 
 /// BuildKit's directory of forwarded agent sockets (`dockerfile2llb`,
 /// `/run/buildkit/ssh_agent.<N>`, N counting the step's ssh mounts).
@@ -30,18 +31,6 @@ const SSH_SOCKET_PREFIX: &str = "/run/buildkit/ssh_agent.";
 
 /// BuildKit's default mode of the forwarded socket.
 const SSH_MODE: u32 = 0o600;
-
-/// The id of an ssh mount that names none.
-pub const DEFAULT_SSH_ID: &str = "default";
-
-/// An ssh agent a build may forward (`--ssh ID=SOCKET`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SshAgent {
-    /// The id `RUN --mount=type=ssh,id=X` names (`default` when it names none).
-    pub id: String,
-    /// The agent's socket on the host.
-    pub socket: PathBuf,
-}
 
 /// A relay from a socket of the step to an agent; stops (and removes its socket) when
 /// dropped.
