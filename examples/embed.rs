@@ -81,6 +81,6 @@ fn build(
         DockerfileInput::Path(context.join("Dockerfile")),
         ContextSource::Directory(context),
     );
-    request.tags = tags;
+    request.options.tags = tags;
     Ok(Builder::new(store).build(&request, progress)?.image_id)
 }

@@ -77,10 +77,10 @@ pub use crate::container::{
 // --- the build engine: solver, steps, cache ---
 mod solver;
 pub use crate::solver::{
-    BuildError, BuildRequest, BuildResult, BuildSecret, Builder, CACHE_DIR, CACHE_MOUNTS_DIR,
-    CacheKey, DEFAULT_SSH_ID, DockerfileInput, DockerfilePhase, Entitlement, ExecutorKind,
-    Location, MissReason, MountError, SecretSource, SnapshotterKind, SshAgent, StepReport,
-    UnknownEntitlement, prune_cache_mounts,
+    BuildError, BuildOptions, BuildRequest, BuildResult, BuildSecret, BuildSpec, Builder,
+    CACHE_DIR, CACHE_MOUNTS_DIR, CacheKey, DEFAULT_SSH_ID, DockerfileInput, DockerfilePhase,
+    Entitlement, ExecutorKind, Location, MissReason, MountError, SecretSource, SnapshotterKind,
+    SshAgent, StepReport, UnknownEntitlement, prune_cache_mounts,
 };
 pub use crate::solver::{
     CACHE_ARTIFACT_TYPE, CACHE_CONFIG_TYPE, CacheExport, CacheImport, CacheLocation, CacheMode,

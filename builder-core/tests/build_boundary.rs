@@ -77,7 +77,7 @@ fn insecure_steps_need_the_entitlement() {
     );
 
     let (allowed, _) = build_with(&store, INSECURE, &ctx, |r| {
-        r.allow.push(Entitlement::SecurityInsecure);
+        r.options.allow.push(Entitlement::SecurityInsecure);
     });
     let image = allowed.unwrap().image;
     assert_eq!(read(&store, &image, dir.path(), "/default"), "refused\n");

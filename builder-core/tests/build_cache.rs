@@ -74,7 +74,7 @@ fn changing_a_build_arg_reruns_only_the_steps_that_see_it() {
     let ctx = context(dir.path(), &[("a.txt", "a\n"), ("b.txt", "b\n")]);
     build(&store, DOCKERFILE, &ctx);
     let (result, _) = build_with(&store, DOCKERFILE, &ctx, |r| {
-        r.build_args = vec![("V".to_owned(), "2".to_owned())];
+        r.spec.build_args = vec![("V".to_owned(), "2".to_owned())];
     });
     let result = result.unwrap();
     assert_eq!(steps(&result), [true, true, false, false, false]);
@@ -102,7 +102,7 @@ RUN cat /fixed > /seen
 ";
     build(&store, dockerfile, &ctx);
     let (result, _) = build_with(&store, dockerfile, &ctx, |r| {
-        r.build_args = vec![("V".to_owned(), "2".to_owned())];
+        r.spec.build_args = vec![("V".to_owned(), "2".to_owned())];
     });
     let result = result.unwrap();
     let by_name = cached(&result);
@@ -121,7 +121,7 @@ fn no_cache_reruns_every_step_and_no_cache_filter_only_its_stage() {
     let (dir, store) = busybox_store();
     let ctx = context(dir.path(), &[("a.txt", "a\n"), ("b.txt", "b\n")]);
     build(&store, DOCKERFILE, &ctx);
-    let (result, _) = build_with(&store, DOCKERFILE, &ctx, |r| r.no_cache = true);
+    let (result, _) = build_with(&store, DOCKERFILE, &ctx, |r| r.options.no_cache = true);
     let result = result.unwrap();
     assert_eq!(steps(&result), [false; 5]);
     assert!(
@@ -134,7 +134,7 @@ fn no_cache_reruns_every_step_and_no_cache_filter_only_its_stage() {
     let two = "FROM busybox AS dep\nRUN echo dep > /dep\nFROM busybox\nCOPY --from=dep /dep /dep\nRUN cat /dep\n";
     build(&store, two, &ctx);
     let (result, _) = build_with(&store, two, &ctx, |r| {
-        r.no_cache_filter = vec!["dep".to_owned()];
+        r.options.no_cache_filter = vec!["dep".to_owned()];
     });
     let result = result.unwrap();
     let by_name: Vec<(String, bool)> = cached(&result);
@@ -189,7 +189,7 @@ COPY --from=src /v /v
 ";
     build(&store, dockerfile, &ctx);
     let (result, _) = build_with(&store, dockerfile, &ctx, |r| {
-        r.build_args = vec![("V".to_owned(), "2".to_owned())];
+        r.spec.build_args = vec![("V".to_owned(), "2".to_owned())];
     });
     let result = result.unwrap();
     let copy = result
@@ -208,7 +208,7 @@ COPY --from=src /v /v
     // it misses because its base changed.
     let image = support::build::import(&store, &support::build::busybox_tarball(), "base:1");
     let other = build_with(&store, "FROM base:1\nRUN echo changed > /c\n", &ctx, |r| {
-        r.tags = vec!["base:1".parse().unwrap()];
+        r.options.tags = vec!["base:1".parse().unwrap()];
     })
     .0
     .unwrap();

@@ -41,11 +41,11 @@ fn build_cached(
     cache_from: &[&str],
 ) -> (BuildResult, Collect) {
     let (result, events) = build_with(store, DOCKERFILE, ctx, |r| {
-        r.cache_to = cache_to
+        r.options.cache_to = cache_to
             .iter()
             .map(|s| s.parse::<CacheExport>().unwrap())
             .collect();
-        r.cache_from = cache_from
+        r.options.cache_from = cache_from
             .iter()
             .map(|s| s.parse::<CacheImport>().unwrap())
             .collect();
@@ -271,7 +271,7 @@ fn a_failed_export_fails_the_build_unless_errors_are_ignored() {
     let (dir_a, store_a) = busybox_store();
     let ctx = context(dir_a.path(), &files());
     let (result, _) = build_with(&store_a, DOCKERFILE, &ctx, |r| {
-        r.cache_to = vec!["type=registry,ref=127.0.0.1:1/cache/app:x".parse().unwrap()];
+        r.options.cache_to = vec!["type=registry,ref=127.0.0.1:1/cache/app:x".parse().unwrap()];
     });
     let err = error_chain(&result.unwrap_err());
     assert!(

@@ -193,8 +193,8 @@ RUN --mount=type=secret,id=absent sh -c 'test ! -e /run/secrets/absent && echo a
     let digest = hasher.finish();
     let sum = format!("{}  -\n", digest.as_str().trim_start_matches("sha256:"));
     let (result, events) = build_with(&store, dockerfile, &ctx, |r| {
-        r.compression = Compression::None;
-        r.secrets = vec![
+        r.spec.compression = Compression::None;
+        r.options.secrets = vec![
             BuildSecret {
                 id: "tok".to_owned(),
                 source: SecretSource::File(secret_file.clone()),

@@ -40,8 +40,8 @@ fn independent_stages_run_at_the_same_time_with_two_jobs_and_one_after_another_w
     let ctx = context(dir.path(), &[]);
     for (jobs, overlap) in [(2, true), (1, false)] {
         let (result, events) = build_with(&store, TWO_STAGES, &ctx, |r| {
-            r.jobs = jobs;
-            r.no_cache = true;
+            r.options.jobs = jobs;
+            r.options.no_cache = true;
         });
         result.unwrap();
         let events = events.events();
@@ -72,7 +72,7 @@ FROM busybox
 COPY --from=slow /etc/hostname /a
 COPY --from=broken /etc/hostname /b
 ";
-    let (result, events) = build_with(&store, dockerfile, &ctx, |r| r.jobs = 2);
+    let (result, events) = build_with(&store, dockerfile, &ctx, |r| r.options.jobs = 2);
     let err = result.unwrap_err();
     assert!(
         matches!(&err, BuildError::StepFailed { location, .. } if location == "Dockerfile:4"),

@@ -47,7 +47,7 @@ fn the_epoch_fixes_created_times_and_clamps_new_files_but_not_the_base() {
     let ctx = context(dir.path(), &[("f.txt", "from the context\n")]);
     let dockerfile = "FROM busybox\nRUN mkdir /app && echo $SOURCE_DATE_EPOCH > /app/epoch\nENV A=1\nCOPY f.txt /app/\nWORKDIR /w\n";
     let (result, _) = build_with(&store, dockerfile, &ctx, |r| {
-        r.source_date_epoch = Some(EPOCH);
+        r.spec.source_date_epoch = Some(EPOCH);
     });
     let result = result.unwrap_or_else(|e| panic!("build failed: {}", error_chain(&e)));
     let image = &result.image;
@@ -85,7 +85,8 @@ fn the_build_argument_turns_it_on_and_is_never_reported_unused() {
         "FROM busybox\nRUN echo $SOURCE_DATE_EPOCH > /e\n",
         &ctx,
         |r| {
-            r.build_args
+            r.spec
+                .build_args
                 .push(("SOURCE_DATE_EPOCH".to_owned(), EPOCH.to_string()));
         },
     );
@@ -106,7 +107,8 @@ fn the_build_argument_turns_it_on_and_is_never_reported_unused() {
     assert!(unused.is_empty(), "{unused:?}");
     // A value that is not a number is refused, naming it.
     let (result, _) = build_with(&store, "FROM busybox\n", &ctx, |r| {
-        r.build_args
+        r.spec
+            .build_args
             .push(("SOURCE_DATE_EPOCH".to_owned(), "yesterday".to_owned()));
     });
     let err = result.unwrap_err();
@@ -122,7 +124,7 @@ fn a_layer_cached_without_the_epoch_is_not_reused_by_an_epoch_build() {
     let plain = build(&store, dockerfile, &ctx);
     let epoch = |e: u64| {
         move |r: &mut BuildRequest| {
-            r.source_date_epoch = Some(e);
+            r.spec.source_date_epoch = Some(e);
         }
     };
     let (first, _) = build_with(&store, dockerfile, &ctx, epoch(EPOCH));
@@ -165,7 +167,7 @@ fn two_store_roots_give_the_same_digest_with_the_same_epoch() {
         let (dir, store) = busybox_store();
         let ctx = context(dir.path(), &[("a.txt", "a\n"), ("b/c.txt", "c\n")]);
         let (result, _) = build_with(&store, MULTI_STAGE, &ctx, |r| {
-            r.source_date_epoch = Some(EPOCH);
+            r.spec.source_date_epoch = Some(EPOCH);
         });
         let result = result.unwrap_or_else(|e| panic!("build failed: {}", error_chain(&e)));
         digests.push((
@@ -224,7 +226,34 @@ fn the_reproducible_check_passes_a_deterministic_build() {
         .unwrap_or_else(|e| panic!("check failed: {}", error_chain(&e)));
     // The same image a build with that epoch gives.
     let (result, _) = build_with(&store, MULTI_STAGE, &ctx, |r| {
-        r.source_date_epoch = Some(report.source_date_epoch);
+        r.spec.source_date_epoch = Some(report.source_date_epoch);
     });
     assert_eq!(result.unwrap().image.digest().unwrap(), report.digest);
+}
+
+/// The check builds the image the build itself makes: every field of the spec is carried
+/// into the check builds (`force_compression` was once copied by hand, field by field).
+#[test]
+fn the_reproducible_check_builds_the_image_a_build_with_the_same_spec_makes() {
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[("f.txt", "from the context\n")]);
+    let mut request = BuildRequest::new(
+        DockerfileInput::Text {
+            name: "Dockerfile".to_owned(),
+            text: "FROM busybox\nCOPY f.txt /f.txt\nLABEL a=b\n".to_owned(),
+        },
+        ContextSource::Directory(ctx.clone()),
+    );
+    request.spec.source_date_epoch = Some(EPOCH);
+    request.spec.compression = rbuild_core::Compression::Zstd;
+    request.spec.force_compression = true;
+    request.spec.labels = vec![("org.example.team".to_owned(), "repro".to_owned())];
+    let builder = Builder::new(store.clone());
+    let report = builder
+        .check_reproducible(&request, &Collect::new())
+        .unwrap_or_else(|e| panic!("check failed: {}", error_chain(&e)));
+    let built = builder
+        .build(&request, &Collect::new())
+        .unwrap_or_else(|e| panic!("build failed: {}", error_chain(&e)));
+    assert_eq!(report.digest, built.image.digest().unwrap());
 }

@@ -56,7 +56,7 @@ fn build_example(
         DockerfileInput::Path(root.join("Dockerfile")),
         ContextSource::Directory(root),
     );
-    request.source_date_epoch = Some(EPOCH);
+    request.spec.source_date_epoch = Some(EPOCH);
     let result = Builder::new(store.clone())
         .build(&request, &Collect::new())
         .unwrap_or_else(|e| panic!("building {name} failed: {}", error_chain(&e)));

@@ -42,7 +42,7 @@ fn squashed(how: Squash) -> (tempfile::TempDir, ContentStore, Image, Image) {
     let base = store.resolve("busybox:latest").unwrap();
     let base = rbuild_core::load_image(&store, &base.descriptor).unwrap();
     let ctx = context(dir.path(), &[]);
-    let (result, _) = build_with(&store, DOCKERFILE, &ctx, |r| r.squash = how);
+    let (result, _) = build_with(&store, DOCKERFILE, &ctx, |r| r.spec.squash = how);
     let result = result.unwrap_or_else(|e| panic!("build failed: {}", error_chain(&e)));
     (dir, store, base, result.image)
 }

@@ -90,8 +90,8 @@ fn build_ssh(
     agents: Vec<SshAgent>,
 ) -> Result<BuildResult, String> {
     let (result, _) = build_with(store, dockerfile, ctx, |r: &mut BuildRequest| {
-        r.ssh = agents;
-        r.no_cache = true;
+        r.options.ssh = agents;
+        r.options.no_cache = true;
     });
     result.map_err(|e| error_chain(&e))
 }

@@ -126,7 +126,7 @@ COPY --from=two /two.txt /from-two.txt
     assert!(!root.join("one.txt").exists());
 
     let (target, _) = build_with(&store, dockerfile, &ctx, |r| {
-        r.target = Some("two".to_owned());
+        r.spec.target = Some("two".to_owned());
     });
     let target = target.unwrap();
     let root = rootfs(&store, &target.image, dir.path());
@@ -161,7 +161,7 @@ fn build_args_reach_run_steps_but_not_the_config() {
     let ctx = context(dir.path(), &[]);
     let dockerfile = "FROM busybox\nARG VERSION=0.1\nRUN echo $VERSION > /version\n";
     let (result, _) = build_with(&store, dockerfile, &ctx, |r| {
-        r.build_args = vec![("VERSION".to_owned(), "2.0".to_owned())];
+        r.spec.build_args = vec![("VERSION".to_owned(), "2.0".to_owned())];
     });
     let result = result.unwrap();
     assert_eq!(read(&store, &result.image, dir.path(), "/version"), "2.0\n");
@@ -265,7 +265,7 @@ fn build_allowing(
     allowed: &std::path::Path,
 ) -> rbuild_core::BuildResult {
     let (result, _) = build_with(store, dockerfile, ctx, |r| {
-        r.allow_fs_read = vec![allowed.to_path_buf()];
+        r.options.allow_fs_read = vec![allowed.to_path_buf()];
     });
     result.unwrap_or_else(|e| panic!("build failed: {}", rbuild_core::error_chain(&e)))
 }
@@ -403,7 +403,7 @@ fn onbuild_triggers_of_the_base_run_at_the_child_from() {
         &store,
         "FROM busybox\nONBUILD COPY input.txt /input.txt\nONBUILD RUN echo triggered > /trigger.txt\n",
         &ctx,
-        |r| r.tags = vec!["onbuild-base:latest".parse().unwrap()],
+        |r| r.options.tags = vec!["onbuild-base:latest".parse().unwrap()],
     )
     .0
     .unwrap();
@@ -456,7 +456,7 @@ fn copy_from_an_image_no_stage_uses_and_warnings_for_unused_build_args() {
         &store,
         "FROM scratch\nCOPY --from=busybox /bin/busybox /busybox\n",
         &ctx,
-        |r| r.build_args = vec![("NOBODY_DECLARED".to_owned(), "x".to_owned())],
+        |r| r.spec.build_args = vec![("NOBODY_DECLARED".to_owned(), "x".to_owned())],
     );
     let result = result.unwrap();
     let root = rootfs(&store, &result.image, dir.path());
@@ -481,7 +481,7 @@ fn dockerignore_rules_and_labels_apply() {
         ],
     );
     let (result, _) = build_with(&store, "FROM busybox\nCOPY . /ctx/\n", &ctx, |r| {
-        r.labels = vec![("org.example.team".to_owned(), "build".to_owned())];
+        r.spec.labels = vec![("org.example.team".to_owned(), "build".to_owned())];
     });
     let result = result.unwrap();
     let root = rootfs(&store, &result.image, dir.path());
@@ -551,7 +551,7 @@ fn the_runc_back_end_runs_steps_and_continued_lines_show_on_one() {
         &store,
         "FROM busybox\nRUN echo one \\\n    && echo two > /x\n",
         &ctx,
-        |r| r.executor = rbuild_core::ExecutorKind::Runc(runc.to_path_buf()),
+        |r| r.options.executor = rbuild_core::ExecutorKind::Runc(runc.to_path_buf()),
     );
     let result = result.unwrap();
     assert_eq!(read(&store, &result.image, dir.path(), "/x"), "two\n");
@@ -666,8 +666,8 @@ fn the_request_cancel_token_stops_a_running_build() {
         },
         rbuild_core::ContextSource::Directory(ctx),
     );
-    request.no_cache = true;
-    let cancel = request.cancel.clone();
+    request.options.no_cache = true;
+    let cancel = request.options.cancel.clone();
     let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let seen = started.clone();
     let progress = rbuild_core::ProgressFn(move |event: &Event| {

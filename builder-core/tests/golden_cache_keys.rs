@@ -303,12 +303,12 @@ fn compute(root: &Path) -> String {
     let mut out = String::new();
     for case in CASES {
         let (result, _) = build_with(&store, case.dockerfile, &ctx, |r| {
-            r.build_args = case
+            r.spec.build_args = case
                 .args
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect();
-            r.source_date_epoch = case.epoch;
+            r.spec.source_date_epoch = case.epoch;
         });
         let result = result.unwrap_or_else(|e| {
             panic!(

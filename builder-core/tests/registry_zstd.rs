@@ -85,7 +85,7 @@ fn zstd_image_copied_by_skopeo(dir: &Path, store: &ContentStore) {
         store,
         "FROM busybox\nCOPY hello.txt /hello.txt\nRUN echo ran > /ran\n",
         &ctx,
-        |r| r.compression = Compression::Zstd,
+        |r| r.spec.compression = Compression::Zstd,
     );
     let image = result
         .unwrap_or_else(|e| panic!("build failed: {}", error_chain(&e)))

@@ -57,13 +57,15 @@ pub enum UnpackError {
     },
 }
 
-/// A build context on disk.
-#[derive(Debug)]
+/// A build context on disk. A clone is the same context: an unpacked one is removed
+/// when its last clone is dropped.
+#[derive(Debug, Clone)]
 pub enum ContextSource {
     /// A directory given by the user, used in place.
     Directory(PathBuf),
-    /// A tar stream unpacked into a temporary directory, removed on drop.
-    Unpacked(tempfile::TempDir),
+    /// A tar stream unpacked into a temporary directory, removed when the last clone is
+    /// dropped.
+    Unpacked(std::sync::Arc<tempfile::TempDir>),
 }
 
 impl ContextSource {
@@ -166,7 +168,7 @@ impl ContextSource {
                 return Err(UnpackError::Escapes { path });
             }
         }
-        Ok(Self::Unpacked(tmp))
+        Ok(Self::Unpacked(std::sync::Arc::new(tmp)))
     }
 }
 

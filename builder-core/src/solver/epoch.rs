@@ -3,7 +3,7 @@
 
 use super::cache::CacheKey;
 use super::error::BuildError;
-use super::request::BuildRequest;
+use super::request::BuildSpec;
 use crate::digest::Digest;
 use crate::exec::RunSpec;
 
@@ -13,11 +13,11 @@ pub(crate) const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
 /// The build's `SOURCE_DATE_EPOCH`: the request's, else the build argument's (an empty
 /// argument means none, as the specification reads an empty variable).
-pub(crate) fn source_date_epoch(request: &BuildRequest) -> Result<Option<u64>, BuildError> {
-    if let Some(epoch) = request.source_date_epoch {
+pub(crate) fn source_date_epoch(spec: &BuildSpec) -> Result<Option<u64>, BuildError> {
+    if let Some(epoch) = spec.source_date_epoch {
         return Ok(Some(epoch));
     }
-    let Some((_, value)) = request
+    let Some((_, value)) = spec
         .build_args
         .iter()
         .rev()

@@ -3,7 +3,7 @@
 //! A [`Builder`] takes a [`BuildRequest`] (the Dockerfile, the context, build arguments,
 //! the target, names and outputs) and runs it: the Dockerfile is parsed and lowered to a
 //! [`BuildGraph`](rbuild_dockerfile::BuildGraph), the base images are resolved (local
-//! store names, else pulled from their registry, always with [`BuildRequest::pull`];
+//! store names, else pulled from their registry, always with [`BuildOptions::pull`];
 //! `scratch`, earlier stages, `oci-layout://`, `oci-archive://`, `docker-archive://`)
 //! and the graph lowered again with their configurations; then the
 //! stages run level by level, those of one level in parallel. Each step that touches the
@@ -12,7 +12,7 @@
 //! prepares a snapshot, runs or copies, diffs it into a [`ChangeSet`](crate::ChangeSet)
 //! and writes a layer. Steps that change only the configuration become `empty_layer`
 //! history entries. The target stage is assembled into an image, named and exported,
-//! and pushed to registries if the request asks for it ([`BuildRequest::push`],
+//! and pushed to registries if the request asks for it ([`BuildOptions::push`],
 //! [`ExportTarget::Registry`]).
 //!
 //! Progress goes to the caller's [`Progress`](crate::Progress) sink; nothing here writes
@@ -48,8 +48,9 @@ pub use self::error::{BuildError, DockerfilePhase, Location};
 pub use self::mounts::{CACHE_MOUNTS_DIR, MountError, prune_cache_mounts};
 pub use self::repro::ReproReport;
 pub use self::request::{
-    BuildRequest, BuildResult, BuildSecret, DEFAULT_SSH_ID, DockerfileInput, Entitlement,
-    ExecutorKind, SecretSource, SnapshotterKind, Squash, SshAgent, StepReport, UnknownEntitlement,
+    BuildOptions, BuildRequest, BuildResult, BuildSecret, BuildSpec, DEFAULT_SSH_ID,
+    DockerfileInput, Entitlement, ExecutorKind, SecretSource, SnapshotterKind, Squash, SshAgent,
+    StepReport, UnknownEntitlement,
 };
 use crate::progress::Progress;
 use crate::store::ContentStore;
@@ -92,7 +93,7 @@ impl Builder {
         request: &BuildRequest,
         progress: &dyn Progress,
     ) -> Result<BuildResult, BuildError> {
-        if request.push && request.tags.is_empty() {
+        if request.options.push && request.options.tags.is_empty() {
             return Err(crate::export::ExportError::NoName.into());
         }
         solve::build(&self.store, request, progress)

@@ -1,7 +1,7 @@
 //! After the build: the image pushed to registries (`--push`, `-o type=registry`).
 
 use super::error::BuildError;
-use super::request::BuildRequest;
+use super::request::BuildOptions;
 use crate::digest::Digest;
 use crate::export::ExportTarget;
 use crate::image::{BASE_NAME_ANNOTATION, Image};
@@ -9,9 +9,9 @@ use crate::progress::Progress;
 use crate::registry::{PushOptions, RegistryClient, RegistryConfig, push};
 use crate::store::{ContentStore, ImageName};
 
-/// The names `request` pushes, each once, in order: the `-t` names with `--push`, then
+/// The names `options` push, each once, in order: the `-t` names with `--push`, then
 /// those of every registry output (its `name=`s, or the `-t` names).
-pub(crate) fn names_to_push(request: &BuildRequest) -> Vec<ImageName> {
+pub(crate) fn names_to_push(options: &BuildOptions) -> Vec<ImageName> {
     let mut names: Vec<ImageName> = Vec::new();
     let mut add = |list: &[ImageName]| {
         for name in list {
@@ -20,12 +20,12 @@ pub(crate) fn names_to_push(request: &BuildRequest) -> Vec<ImageName> {
             }
         }
     };
-    if request.push {
-        add(&request.tags);
+    if options.push {
+        add(&options.tags);
     }
-    for output in &request.outputs {
+    for output in &options.outputs {
         if let ExportTarget::Registry { names: own } = output {
-            add(if own.is_empty() { &request.tags } else { own });
+            add(if own.is_empty() { &options.tags } else { own });
         }
     }
     names
@@ -83,17 +83,14 @@ pub(crate) fn push_image(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::ContextSource;
-    use crate::solver::DockerfileInput;
 
     #[test]
     fn push_names_come_from_tags_and_registry_outputs_once_each() {
         let name = |s: &str| s.parse::<ImageName>().unwrap_or_else(|e| panic!("{e}"));
-        let mut request = BuildRequest::new(
-            DockerfileInput::Path("Dockerfile".into()),
-            ContextSource::Directory(".".into()),
-        );
-        request.tags = vec![name("r:5000/a:1"), name("r:5000/b:1")];
+        let mut request = BuildOptions {
+            tags: vec![name("r:5000/a:1"), name("r:5000/b:1")],
+            ..BuildOptions::default()
+        };
         assert!(names_to_push(&request).is_empty());
         request.push = true;
         request.outputs = vec![

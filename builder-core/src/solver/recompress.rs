@@ -31,8 +31,8 @@ pub(super) fn apply(
     layers: &mut [LayerRef],
     base_count: usize,
 ) -> Result<(), BuildError> {
-    let want = shared.request.compression;
-    let first = if shared.request.force_compression {
+    let want = shared.request.spec.compression;
+    let first = if shared.request.spec.force_compression {
         0
     } else {
         base_count.min(layers.len())

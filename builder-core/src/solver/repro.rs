@@ -17,8 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::epoch::source_date_epoch;
 use super::error::{BuildError, io_err};
-use super::request::{BuildRequest, BuildResult};
-use crate::context::ContextSource;
+use super::request::{BuildOptions, BuildRequest, BuildResult};
 use crate::digest::{Digest, Hasher};
 use crate::image::Image;
 use crate::layer::{PAX_XATTR_PREFIX, decompress};
@@ -49,7 +48,7 @@ pub(crate) fn check(
     request: &BuildRequest,
     progress: &dyn Progress,
 ) -> Result<ReproReport, BuildError> {
-    let epoch = match source_date_epoch(request)? {
+    let epoch = match source_date_epoch(&request.spec)? {
         Some(epoch) => epoch,
         None => SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -98,31 +97,57 @@ pub(crate) fn check(
 /// A copy of `request` for one check build: same inputs, the given epoch, no names,
 /// outputs or pushes.
 fn repeat_request(request: &BuildRequest, epoch: u64) -> BuildRequest {
-    let mut copy = BuildRequest::new(
-        request.dockerfile.clone(),
-        ContextSource::Directory(request.context.root().to_path_buf()),
-    );
-    copy.build_args = request.build_args.clone();
-    copy.target = request.target.clone();
-    copy.labels = request.labels.clone();
-    copy.no_cache = true;
-    copy.jobs = request.jobs;
-    copy.cancel = request.cancel.clone();
-    copy.network = request.network;
-    copy.snapshotter = request.snapshotter;
-    copy.executor = request.executor.clone();
-    copy.compression = request.compression;
-    copy.force_compression = request.force_compression;
-    copy.merge_step_output = request.merge_step_output;
-    copy.format = request.format;
-    copy.registry = request.registry.clone();
-    copy.secrets = request.secrets.clone();
-    copy.allow = request.allow.clone();
-    copy.allow_fs_read = request.allow_fs_read.clone();
-    copy.ssh = request.ssh.clone();
-    copy.source_date_epoch = Some(epoch);
-    copy.squash = request.squash;
-    copy
+    // The spec whole: a field added to it is carried without anyone remembering it.
+    let mut spec = request.spec.clone();
+    spec.source_date_epoch = Some(epoch);
+    // The options one by one, without `..`: a field added to them is a compile error
+    // here, so that someone decides whether the check builds keep it.
+    let BuildOptions {
+        tags: _,
+        outputs: _,
+        push: _,
+        cache_from: _,
+        cache_to: _,
+        no_cache: _,
+        no_cache_filter: _,
+        pull: _,
+        registry,
+        jobs,
+        cancel,
+        network,
+        snapshotter,
+        executor,
+        merge_step_output,
+        secrets,
+        ssh,
+        allow,
+        allow_fs_read,
+    } = request.options.clone();
+    let options = BuildOptions {
+        // Nothing is kept: no names, outputs or pushes, no cache import or export.
+        tags: Vec::new(),
+        outputs: Vec::new(),
+        push: false,
+        cache_from: Vec::new(),
+        cache_to: Vec::new(),
+        // Cold: every step runs.
+        no_cache: true,
+        no_cache_filter: Vec::new(),
+        // The seeded store holds the base images.
+        pull: false,
+        registry,
+        jobs,
+        cancel,
+        network,
+        snapshotter,
+        executor,
+        merge_step_output,
+        secrets,
+        ssh,
+        allow,
+        allow_fs_read,
+    };
+    BuildRequest::of(spec, options)
 }
 
 /// A new store at `root` holding `store`'s images: its index and every blob (hard

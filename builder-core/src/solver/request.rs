@@ -58,9 +58,22 @@ pub enum ExecutorKind {
     Runc(PathBuf),
 }
 
-/// Everything a build needs besides the store.
-#[derive(Debug)]
+/// Everything a build needs besides the store: what to build and how.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct BuildRequest {
+    /// What to build: everything the image's bytes depend on.
+    pub spec: BuildSpec,
+    /// How to build it and where the result goes.
+    pub options: BuildOptions,
+}
+
+/// What to build: the Dockerfile, its context and every input the image's bytes depend
+/// on. `--reproducible-check` clones it whole, so a field added here is carried into
+/// the check builds without anyone having to remember it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BuildSpec {
     /// The Dockerfile.
     pub dockerfile: DockerfileInput,
     /// The build context (a directory, or a tar unpacked with
@@ -70,27 +83,17 @@ pub struct BuildRequest {
     pub build_args: Vec<(String, String)>,
     /// `--target`: the stage to build; the last one when `None`.
     pub target: Option<String>,
-    /// `-t`: names the image gets in the store.
-    pub tags: Vec<ImageName>,
-    /// `-o`: where else the image goes.
-    pub outputs: Vec<ExportTarget>,
     /// `--label KEY=VALUE`, added to the image config.
     pub labels: Vec<(String, String)>,
-    /// `--no-cache`: run every step.
-    pub no_cache: bool,
-    /// `--no-cache-filter`: run every step of these stages (by name or index).
-    pub no_cache_filter: Vec<String>,
-    /// How many stages may run at once (at least 1).
-    pub jobs: usize,
-    /// Cancelling this token (from another thread) stops the build: running steps are
-    /// killed and [`Builder::build`] returns [`BuildError::Canceled`].
-    pub cancel: CancelToken,
-    /// The network `RUN` steps get unless they ask for another one.
-    pub network: Network,
-    /// How step roots are made.
-    pub snapshotter: SnapshotterKind,
-    /// What runs `RUN` steps.
-    pub executor: ExecutorKind,
+    /// `SOURCE_DATE_EPOCH` (seconds since the epoch): the `created` time of the image
+    /// and of this build's history entries, the latest mtime in the layers this build
+    /// writes, and a variable `RUN` steps see. A `SOURCE_DATE_EPOCH` build argument
+    /// sets it too (as in BuildKit); this field wins over it.
+    pub source_date_epoch: Option<u64>,
+    /// `--squash` / `--squash-all`: merge layers of the image into one.
+    pub squash: Squash,
+    /// The media type family of the image.
+    pub format: ImageFormat,
     /// The compression of the image's layers: those this build writes, and those of its
     /// steps found in the cache with another compression (converted). The base image's
     /// layers keep theirs unless `force_compression` is set.
@@ -98,25 +101,57 @@ pub struct BuildRequest {
     /// BuildKit's `force-compression`: the base image's layers are converted to
     /// `compression` too.
     pub force_compression: bool,
+}
+
+/// How to build a [`BuildSpec`] and where the result goes: names, outputs, pushes, the
+/// cache policy, registries and how steps run. Nothing here changes the image's bytes.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BuildOptions {
+    /// `-t`: names the image gets in the store.
+    pub tags: Vec<ImageName>,
+    /// `-o`: where else the image goes.
+    pub outputs: Vec<ExportTarget>,
+    /// `--push`: push the image to the registry of every `-t` name after the build.
+    pub push: bool,
+    /// `--cache-from`: caches whose entries the build may use; one that cannot be read
+    /// is a warning.
+    pub cache_from: Vec<CacheImport>,
+    /// `--cache-to`: where the build's cache entries are exported.
+    pub cache_to: Vec<CacheExport>,
+    /// `--no-cache`: run every step.
+    pub no_cache: bool,
+    /// `--no-cache-filter`: run every step of these stages (by name or index).
+    pub no_cache_filter: Vec<String>,
+    /// `--pull`: look every base image up in its registry again, even when the store has
+    /// it (images named by digest or image ID excepted: they cannot change). Without it,
+    /// only images the store lacks are pulled.
+    pub pull: bool,
+    /// Registry mirrors and insecure registries for pulls and pushes, as
+    /// [`RegistryConfig::load`] reads them (credentials come from docker's config.json).
+    pub registry: RegistryConfig,
+    /// How many stages may run at once (at least 1).
+    pub jobs: usize,
+    /// Cancelling this token (from another thread) stops the build: running steps are
+    /// killed and [`Builder::build`](super::Builder::build) returns
+    /// [`BuildError::Canceled`](super::BuildError::Canceled).
+    pub cancel: CancelToken,
+    /// The network `RUN` steps get unless they ask for another one.
+    pub network: Network,
+    /// How step roots are made.
+    pub snapshotter: SnapshotterKind,
+    /// What runs `RUN` steps.
+    pub executor: ExecutorKind,
     /// Runs `RUN` steps with one pipe for standard output and standard error, so their
     /// log lines come in the order the step wrote them (as a terminal shows them); every
     /// line is then reported as [`Stream::Stdout`](crate::Stream). Off by default: each
     /// line keeps its stream, and a stdout and a stderr line written close together may
     /// arrive in either order. The CLI turns it on for its plain and tty views.
     pub merge_step_output: bool,
-    /// The media type family of the image.
-    pub format: ImageFormat,
-    /// `--pull`: look every base image up in its registry again, even when the store has
-    /// it (images named by digest or image ID excepted: they cannot change). Without it,
-    /// only images the store lacks are pulled.
-    pub pull: bool,
-    /// `--push`: push the image to the registry of every `-t` name after the build.
-    pub push: bool,
-    /// Registry mirrors and insecure registries for pulls and pushes, as
-    /// [`RegistryConfig::load`] reads them (credentials come from docker's config.json).
-    pub registry: RegistryConfig,
     /// `--secret`: the secrets `RUN --mount=type=secret` may mount; never stored.
     pub secrets: Vec<BuildSecret>,
+    /// `--ssh`: the ssh agents `RUN --mount=type=ssh` may forward.
+    pub ssh: Vec<SshAgent>,
     /// `--allow`: entitlements the build may use (`RUN --security=insecure`,
     /// `--network=host` and `RUN --network=host`).
     pub allow: Vec<Entitlement>,
@@ -125,20 +160,6 @@ pub struct BuildRequest {
     /// `oci-layout://` images (paths beneath them, symlinks kept beneath). Without one,
     /// such paths resolve only inside the context.
     pub allow_fs_read: Vec<PathBuf>,
-    /// `--ssh`: the ssh agents `RUN --mount=type=ssh` may forward.
-    pub ssh: Vec<SshAgent>,
-    /// `SOURCE_DATE_EPOCH` (seconds since the epoch): the `created` time of the image
-    /// and of this build's history entries, the latest mtime in the layers this build
-    /// writes, and a variable `RUN` steps see. A `SOURCE_DATE_EPOCH` build argument
-    /// sets it too (as in BuildKit); this field wins over it.
-    pub source_date_epoch: Option<u64>,
-    /// `--squash` / `--squash-all`: merge layers of the image into one.
-    pub squash: Squash,
-    /// `--cache-to`: where the build's cache entries are exported.
-    pub cache_to: Vec<CacheExport>,
-    /// `--cache-from`: caches whose entries the build may use; one that cannot be read
-    /// is a warning.
-    pub cache_from: Vec<CacheImport>,
 }
 
 /// Which layers of the built image are merged into one.
@@ -154,41 +175,62 @@ pub enum Squash {
 }
 
 impl BuildRequest {
-    /// A request with defaults: no arguments, the last stage, no names, no outputs, the
-    /// cache on, as many jobs as cores, host networking, overlay, the sandbox, gzip, OCI,
-    /// base images from the store first, no push, no mirrors, no secrets, no
-    /// `SOURCE_DATE_EPOCH`, no squash.
+    /// A request with defaults ([`BuildSpec::new`], [`BuildOptions::default`]).
     pub fn new(dockerfile: DockerfileInput, context: ContextSource) -> Self {
-        BuildRequest {
+        BuildRequest::of(BuildSpec::new(dockerfile, context), BuildOptions::default())
+    }
+
+    /// The request to build `spec` with `options`.
+    pub fn of(spec: BuildSpec, options: BuildOptions) -> Self {
+        BuildRequest { spec, options }
+    }
+}
+
+impl BuildSpec {
+    /// The spec of `dockerfile` in `context` with defaults: no arguments, the last stage,
+    /// no labels, gzip, OCI, no `SOURCE_DATE_EPOCH`, no squash.
+    pub fn new(dockerfile: DockerfileInput, context: ContextSource) -> Self {
+        BuildSpec {
             dockerfile,
             context,
             build_args: Vec::new(),
             target: None,
+            labels: Vec::new(),
+            source_date_epoch: None,
+            squash: Squash::None,
+            format: ImageFormat::Oci,
+            compression: Compression::Gzip,
+            force_compression: false,
+        }
+    }
+}
+
+impl Default for BuildOptions {
+    /// No names, no outputs, no push, the cache on, no cache import or export, base
+    /// images from the store first, no mirrors, as many jobs as cores, a fresh cancel
+    /// token, host networking, overlay, the sandbox, each output line on its stream, no
+    /// secrets, no ssh agents, no entitlements.
+    fn default() -> Self {
+        BuildOptions {
             tags: Vec::new(),
             outputs: Vec::new(),
-            labels: Vec::new(),
+            push: false,
+            cache_from: Vec::new(),
+            cache_to: Vec::new(),
             no_cache: false,
             no_cache_filter: Vec::new(),
-            cancel: CancelToken::new(),
+            pull: false,
+            registry: RegistryConfig::default(),
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cancel: CancelToken::new(),
             network: Network::Default,
             snapshotter: SnapshotterKind::default(),
             executor: ExecutorKind::default(),
-            compression: Compression::Gzip,
-            force_compression: false,
             merge_step_output: false,
-            format: ImageFormat::Oci,
-            pull: false,
-            push: false,
-            registry: RegistryConfig::default(),
             secrets: Vec::new(),
+            ssh: Vec::new(),
             allow: Vec::new(),
             allow_fs_read: Vec::new(),
-            ssh: Vec::new(),
-            source_date_epoch: None,
-            squash: Squash::None,
-            cache_to: Vec::new(),
-            cache_from: Vec::new(),
         }
     }
 }

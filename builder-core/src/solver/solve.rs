@@ -106,8 +106,8 @@ impl Shared<'_> {
 
     /// Whether `--no-cache` or `--no-cache-filter` covers `stage`.
     pub(crate) fn cache_disabled(&self, stage: &GraphStage) -> bool {
-        self.request.no_cache
-            || self.request.no_cache_filter.iter().any(|f| {
+        self.request.options.no_cache
+            || self.request.options.no_cache_filter.iter().any(|f| {
                 stage.name.as_deref() == Some(f.to_ascii_lowercase().as_str())
                     || f.parse::<u32>().ok() == Some(stage.id.0)
             })
@@ -179,9 +179,9 @@ fn build_inner(
     request: &BuildRequest,
     reporter: &Reporter<'_>,
 ) -> Result<BuildResult, BuildError> {
-    let (file_name, text, dockerfile_path) = match &request.dockerfile {
+    let (file_name, text, dockerfile_path) = match &request.spec.dockerfile {
         DockerfileInput::Path(path) => {
-            let text = read_dockerfile(path, &request.context, false).map_err(|source| {
+            let text = read_dockerfile(path, &request.spec.context, false).map_err(|source| {
                 BuildError::ReadDockerfile {
                     path: path.clone(),
                     source,
@@ -190,8 +190,8 @@ fn build_inner(
             (dockerfile_name(path), text, Some(path.clone()))
         }
         DockerfileInput::InContext(rel) => {
-            let path = request.context.root().join(rel);
-            let text = read_dockerfile(&path, &request.context, true).map_err(|source| {
+            let path = request.spec.context.root().join(rel);
+            let text = read_dockerfile(&path, &request.spec.context, true).map_err(|source| {
                 BuildError::ReadDockerfile {
                     path: path.clone(),
                     source,
@@ -209,11 +209,11 @@ fn build_inner(
     let mut file =
         rbuild_dockerfile::parse(&text).map_err(|e| failed(DockerfilePhase::Parse, e))?;
     let mut build_args = Environment::new();
-    for (k, v) in &request.build_args {
+    for (k, v) in &request.spec.build_args {
         build_args.set(k.clone(), v.clone());
     }
     let mut options = LowerOptions {
-        target: request.target.clone(),
+        target: request.spec.target.clone(),
         build_args,
         build_platform: host_platform(),
         target_platform: host_platform(),
@@ -223,7 +223,13 @@ fn build_inner(
         lower(file, options).map_err(|e| failed(DockerfilePhase::Lower, e))
     };
     let first = lowered(&file, &options)?;
-    super::entitlement::check(&first, &request.allow, request.network, &file_name, &text)?;
+    super::entitlement::check(
+        &first,
+        &request.options.allow,
+        request.options.network,
+        &file_name,
+        &text,
+    )?;
 
     // The build starts before its base images are pulled, so that the pulls show as
     // steps of it. Steps that ONBUILD triggers of a base image bring are not counted.
@@ -254,10 +260,10 @@ fn build_inner(
             continue;
         }
         let lookup = base::Lookup {
-            pull: request.pull,
-            registry: &request.registry,
-            context: request.context.root(),
-            fs_read: &request.allow_fs_read,
+            pull: request.options.pull,
+            registry: &request.options.registry,
+            context: request.spec.context.root(),
+            fs_read: &request.options.allow_fs_read,
             reporter,
         };
         let found =
@@ -280,7 +286,13 @@ fn build_inner(
     }
     let graph = lowered(&file, &options)?;
     // ONBUILD triggers may bring steps of their own.
-    super::entitlement::check(&graph, &request.allow, request.network, &file_name, &text)?;
+    super::entitlement::check(
+        &graph,
+        &request.options.allow,
+        request.options.network,
+        &file_name,
+        &text,
+    )?;
 
     // The context, listed and hashed once, if any step copies from it (or binds it).
     let uses_context = graph.steps.iter().any(|s| match &s.instruction {
@@ -292,7 +304,7 @@ fn build_inner(
         }),
         _ => false,
     });
-    let context_root = request.context.root();
+    let context_root = request.spec.context.root();
     let context = if uses_context {
         let rules = IgnoreRules::for_build(context_root, dockerfile_path.as_deref())?;
         let listing = ContextListing::walk(context_root, &rules)?;
@@ -306,16 +318,19 @@ fn build_inner(
         None
     };
 
-    let snapshotter: Box<dyn Snapshotter + Sync> = match request.snapshotter {
+    let snapshotter: Box<dyn Snapshotter + Sync> = match request.options.snapshotter {
         SnapshotterKind::Overlay => Box::new(OverlaySnapshotter::new()),
         SnapshotterKind::Copy => Box::new(CopySnapshotter::new()),
     };
-    let executor: Box<dyn Executor + Sync> = match &request.executor {
+    let executor: Box<dyn Executor + Sync> = match &request.options.executor {
         ExecutorKind::Sandbox => Box::new(SandboxExecutor::new()),
         ExecutorKind::Runc(path) => Box::new(RuncExecutor::new(path.clone())),
     };
-    let (imported, import_warnings) =
-        super::cache_share::import(store, &request.cache_from, &request.registry);
+    let (imported, import_warnings) = super::cache_share::import(
+        store,
+        &request.options.cache_from,
+        &request.options.registry,
+    );
     let cache = Cache::open(store)?.with_imports(imported);
     let tmp = store.tmp_dir();
     std::fs::create_dir_all(&tmp).map_err(io_err("create directory", &tmp))?;
@@ -323,7 +338,7 @@ fn build_inner(
         .prefix("build-")
         .tempdir_in(&tmp)
         .map_err(io_err("create build directory in", &tmp))?;
-    let epoch = source_date_epoch(request)?;
+    let epoch = source_date_epoch(&request.spec)?;
     let now = epoch.unwrap_or_else(|| {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -343,7 +358,7 @@ fn build_inner(
         executor: executor.as_ref(),
         cache: &cache,
         reporter,
-        cancel: request.cancel.child(),
+        cancel: request.options.cancel.child(),
         work: work.path(),
         created: rfc3339(now),
         epoch,
@@ -378,18 +393,18 @@ fn build_inner(
     super::cache_share::export(
         store,
         &cache,
-        &request.cache_to,
+        &request.options.cache_to,
         &graph,
-        &request.registry,
+        &request.options.registry,
         reporter,
     )?;
-    let names = super::push::names_to_push(request);
+    let names = super::push::names_to_push(&request.options);
     let pushed = if names.is_empty() {
         Vec::new()
     } else {
         // BuildKit pushes within its "exporting to image" step.
         reporter.in_step("exporting to image", |sink| {
-            super::push::push_image(store, &image, &names, &request.registry, sink)
+            super::push::push_image(store, &image, &names, &request.options.registry, sink)
         })?
     };
     let reports = std::mem::take(
@@ -400,14 +415,19 @@ fn build_inner(
     );
     let duration = reporter.build_finished(
         image.config_digest.to_string(),
-        request.tags.iter().map(ToString::to_string).collect(),
+        request
+            .options
+            .tags
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
     );
     // Scratch space goes now; a failure to remove it does not fail the build.
     let _ = work.close();
     Ok(BuildResult {
         image_id: image.config_digest.clone(),
         image,
-        names: request.tags.clone(),
+        names: request.options.tags.clone(),
         steps: reports,
         duration,
         pushed,
@@ -560,7 +580,7 @@ fn warn_about(shared: &Shared<'_>) {
 fn run_level(shared: &Shared<'_>, level: &[StageId]) -> Result<(), BuildError> {
     let next = AtomicUsize::new(0);
     let errors: Mutex<Vec<BuildError>> = Mutex::new(Vec::new());
-    let workers = shared.request.jobs.max(1).min(level.len());
+    let workers = shared.request.options.jobs.max(1).min(level.len());
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
@@ -612,9 +632,9 @@ fn finish_image(
 ) -> Result<crate::image::Image, BuildError> {
     let request = shared.request;
     let mut config = target.config.image;
-    if !request.labels.is_empty() {
+    if !request.spec.labels.is_empty() {
         let labels = config.config.labels.get_or_insert_with(BTreeMap::new);
-        for (k, v) in &request.labels {
+        for (k, v) in &request.spec.labels {
             labels.insert(k.clone(), v.clone());
         }
     }
@@ -649,17 +669,17 @@ fn finish_image(
         config,
         base_layers: layers
             .iter()
-            .map(|l| l.descriptor(request.format))
+            .map(|l| l.descriptor(request.spec.format))
             .collect(),
         base,
-        format: request.format,
+        format: request.spec.format,
         annotations: Vec::new(),
     };
     let image = assemble(shared.store, &spec, &[])?;
-    for name in &request.tags {
+    for name in &request.options.tags {
         tag_image(shared.store, name, &image)?;
     }
-    for output in &request.outputs {
+    for output in &request.options.outputs {
         if let (ExportTarget::Docker { .. }, Some(message)) =
             (output, crate::export::zstd_docker_archive_warning([&image]))
         {
@@ -671,13 +691,13 @@ fn finish_image(
         }
         let exported = match export_step_name(output) {
             Some(name) => shared.reporter.in_step(name, |sink| {
-                export(shared.store, output, &image, &request.tags, sink)
+                export(shared.store, output, &image, &request.options.tags, sink)
             })?,
             None => export(
                 shared.store,
                 output,
                 &image,
-                &request.tags,
+                &request.options.tags,
                 shared.reporter.progress(),
             )?,
         };

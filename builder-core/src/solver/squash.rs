@@ -39,7 +39,7 @@ pub(crate) fn apply(
     layers: &mut Vec<LayerRef>,
     base: Option<(String, Digest)>,
 ) -> Result<Option<(String, Digest)>, BuildError> {
-    let how = shared.request.squash;
+    let how = shared.request.spec.squash;
     if how == Squash::None {
         return Ok(base);
     }

@@ -486,15 +486,20 @@ impl<'s, 'a> StageRun<'s, 'a> {
         match &step.instruction {
             Instruction::Run(run) => {
                 let run = &mounts::with_resolved_targets(run, &self.workdir(step));
-                let mut spec =
-                    run_spec(step, run, &self.state.config.image, shared.request.network);
-                spec.merge_output = shared.request.merge_step_output;
+                let mut spec = run_spec(
+                    step,
+                    run,
+                    &self.state.config.image,
+                    shared.request.options.network,
+                );
+                spec.merge_output = shared.request.options.merge_step_output;
                 // Held (locks, the step's own directories) until the step is done.
                 let mounts = mounts::prepare(
                     &run.mounts,
                     &MountInputs {
                         store: shared.store,
-                        request: shared.request,
+                        secrets: &shared.request.options.secrets,
+                        ssh: &shared.request.options.ssh,
                         scratch: &scratch.join("mounts"),
                         context: shared.context.map(|c| &c.listing),
                     },
@@ -586,7 +591,7 @@ pub(super) fn commit_snapshot(
         return Ok(None);
     }
     let options = LayerOptions {
-        compression: shared.request.compression,
+        compression: shared.request.spec.compression,
         source_date_epoch: shared.epoch,
         ..LayerOptions::default()
     };

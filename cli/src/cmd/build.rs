@@ -374,10 +374,10 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let mut request = BuildRequest::new(dockerfile, context);
-    request.build_args = args.build_arg.iter().filter_map(|a| build_arg(a)).collect();
-    request.target = args.target.clone();
-    request.tags = args.tag.clone();
-    request.outputs = args.output.iter().map(|o| o.target.clone()).collect();
+    request.spec.build_args = args.build_arg.iter().filter_map(|a| build_arg(a)).collect();
+    request.spec.target = args.target.clone();
+    request.options.tags = args.tag.clone();
+    request.options.outputs = args.output.iter().map(|o| o.target.clone()).collect();
     let to_stdout = args
         .output
         .iter()
@@ -392,54 +392,54 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
              (rbuild build -o - . > rootfs.tar) or give dest=FILE"
         );
     }
-    request.labels = labels;
-    request.no_cache = args.no_cache;
-    request.no_cache_filter = args.no_cache_filter.clone();
+    request.spec.labels = labels;
+    request.options.no_cache = args.no_cache;
+    request.options.no_cache_filter = args.no_cache_filter.clone();
     if let Some(jobs) = args.jobs {
-        request.jobs = jobs.max(1);
+        request.options.jobs = jobs.max(1);
     }
-    request.network = match args.network {
+    request.options.network = match args.network {
         NetworkArg::Default => Network::Default,
         NetworkArg::Host => Network::Host,
         NetworkArg::None => Network::None,
     };
-    request.snapshotter = match args.snapshotter {
+    request.options.snapshotter = match args.snapshotter {
         SnapshotterArg::Overlay => SnapshotterKind::Overlay,
         SnapshotterArg::Copy => SnapshotterKind::Copy,
     };
     if let Some(runtime) = &args.runtime {
-        request.executor = ExecutorKind::Runc(runtime.clone());
+        request.options.executor = ExecutorKind::Runc(runtime.clone());
     }
     let (compression, force_compression) = layer_compression(&args)?;
-    request.compression = compression;
-    request.force_compression = force_compression;
+    request.spec.compression = compression;
+    request.spec.force_compression = force_compression;
     // The plain and tty views show a step's lines in the order it wrote them; rawjson
     // keeps each line's stream.
-    request.merge_step_output = args.progress != ProgressMode::Rawjson;
-    request.format = args.format;
-    request.pull = args.pull;
-    request.push = args.push;
-    request.registry = registry_config(&args)?;
-    request.secrets = args.secret.clone();
+    request.options.merge_step_output = args.progress != ProgressMode::Rawjson;
+    request.spec.format = args.format;
+    request.options.pull = args.pull;
+    request.options.push = args.push;
+    request.options.registry = registry_config(&args)?;
+    request.options.secrets = args.secret.clone();
     for allow in &args.allow {
         match allow {
-            AllowArg::Entitlement(e) => request.allow.push(*e),
-            AllowArg::FsRead(dir) => request.allow_fs_read.push(dir.clone()),
+            AllowArg::Entitlement(e) => request.options.allow.push(*e),
+            AllowArg::FsRead(dir) => request.options.allow_fs_read.push(dir.clone()),
         }
     }
     // Agents started for key files live until the build is done.
     let agents = ssh::agents(&args.ssh)?;
-    request.ssh = agents.agents.clone();
-    request.source_date_epoch = args.source_date_epoch.and_then(|e| e.0);
-    request.squash = if args.squash_all {
+    request.options.ssh = agents.agents.clone();
+    request.spec.source_date_epoch = args.source_date_epoch.and_then(|e| e.0);
+    request.spec.squash = if args.squash_all {
         Squash::All
     } else if args.squash {
         Squash::New
     } else {
         Squash::None
     };
-    request.cache_to = args.cache_to.clone();
-    request.cache_from = args.cache_from.clone();
+    request.options.cache_to = args.cache_to.clone();
+    request.options.cache_from = args.cache_from.clone();
 
     let reporter;
     // `--progress quiet` is `-q`; `none` shows nothing but errors.
@@ -455,11 +455,11 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     if args.reproducible_check {
         return reproducible_check(&builder, &request, progress, args.quiet);
     }
-    super::run::cancel_on_signals(request.cancel.clone())?;
+    super::run::cancel_on_signals(request.options.cancel.clone())?;
     let result = builder.build(&request, progress);
     let result = match result {
         Ok(result) => result,
-        Err(BuildError::Canceled) if request.cancel.is_cancelled() => {
+        Err(BuildError::Canceled) if request.options.cancel.is_cancelled() => {
             // The progress renderers said so already; with -q nothing was shown.
             if args.quiet {
                 eprintln!("error: build canceled");

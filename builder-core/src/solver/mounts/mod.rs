@@ -12,14 +12,14 @@
 //!   which case the step gets a throw-away copy; with `from=`, a path of a stage's or an
 //!   image's tree, which the engine prepares as a snapshot of its own and the sandbox
 //!   mounts ([`TreeMount`](crate::exec::TreeMount)), its writes thrown away with it.
-//! - `type=secret`: a secret of the request ([`BuildRequest::secrets`]) as a file (by
+//! - `type=secret`: a secret of the request ([`BuildOptions::secrets`](super::BuildOptions::secrets)) as a file (by
 //!   default `/run/secrets/<id>`, mode 0400) or an environment variable; the file is
 //!   never on disk (the sandbox writes it on a tmpfs of the step's own mount namespace,
 //!   gone with the step even when rbuild is killed), and neither the value nor the file
 //!   reaches a layer, the cache key or the output. A secret's source must be a regular
 //!   file (a symbolic link to one is followed) of at most [`MAX_SECRET_SIZE`] bytes.
 //!
-//! - `type=ssh`: an ssh agent of the request ([`BuildRequest::ssh`]) through a relay
+//! - `type=ssh`: an ssh agent of the request ([`BuildOptions::ssh`](super::BuildOptions::ssh)) through a relay
 //!   socket of the step's own (see `ssh.rs`), named by `SSH_AUTH_SOCK`.
 //!
 //! Cache keys: the mount specifications are part of the step's definition digest, so
@@ -40,7 +40,7 @@ use self::bind::bind_mount;
 pub(crate) use self::bind::{context_digest, from_tree, tree_source};
 use rustix::fs::FlockOperation;
 
-use super::request::{BuildRequest, SecretSource};
+use super::request::{BuildSecret, SecretSource, SshAgent};
 use crate::context::ContextListing;
 use crate::exec::{BindMount, FileMount, RunSpec, TmpfsMount};
 use crate::store::{ContentStore, StoreError};
@@ -146,7 +146,10 @@ fn io_err<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) ->
 /// What a step's mounts need from the build.
 pub(crate) struct MountInputs<'a> {
     pub store: &'a ContentStore,
-    pub request: &'a BuildRequest,
+    /// `--secret`: the secrets the build was given.
+    pub secrets: &'a [BuildSecret],
+    /// `--ssh`: the agents the build may forward.
+    pub ssh: &'a [SshAgent],
     /// The step's scratch directory (removed after the step).
     pub scratch: &'a Path,
     /// The build context's root, when there is one.
@@ -430,7 +433,7 @@ fn secret_mount(
                 .map(|n| n.to_string_lossy().into_owned())
         })
         .unwrap_or_default();
-    let Some(secret) = inputs.request.secrets.iter().find(|s| s.id == id) else {
+    let Some(secret) = inputs.secrets.iter().find(|s| s.id == id) else {
         if mount.required {
             return Err(MountError::SecretMissing { id });
         }
@@ -543,8 +546,6 @@ pub fn prune_cache_mounts(store: &ContentStore) -> Result<usize, MountError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::context::ContextSource;
-    use crate::solver::{BuildRequest, DockerfileInput};
 
     fn cache(id: &str, sharing: CacheSharing) -> Mount {
         Mount {
@@ -577,16 +578,10 @@ mod tests {
     fn a_private_cache_in_use_gives_a_fresh_directory_and_the_cache_once_free() {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::open(dir.path().join("store")).unwrap();
-        let request = BuildRequest::new(
-            DockerfileInput::Text {
-                name: "Dockerfile".to_owned(),
-                text: String::new(),
-            },
-            ContextSource::Directory(dir.path().to_path_buf()),
-        );
         let inputs = MountInputs {
             store: &store,
-            request: &request,
+            secrets: &[],
+            ssh: &[],
             scratch: &dir.path().join("scratch"),
             context: None,
         };

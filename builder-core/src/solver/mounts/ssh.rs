@@ -149,7 +149,7 @@ pub(crate) fn ssh_mount(
     if index == 0 {
         out.env.push(("SSH_AUTH_SOCK".to_owned(), target.clone()));
     }
-    let Some(agent) = inputs.request.ssh.iter().find(|a| a.id == id) else {
+    let Some(agent) = inputs.ssh.iter().find(|a| a.id == id) else {
         if mount.required {
             return Err(MountError::SshMissing { id: id.to_owned() });
         }
