@@ -20,6 +20,7 @@
 
 mod base;
 mod cache;
+#[path = "cache/share/mod.rs"]
 mod cache_share;
 mod entitlement;
 mod epoch;
