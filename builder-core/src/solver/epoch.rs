@@ -1,7 +1,7 @@
 //! `SOURCE_DATE_EPOCH` (reproducible-builds.org): the build's epoch, and how it enters
 //! step cache keys and `RUN` environments.
 
-use super::cache::CacheKey;
+use super::cache::entry::CacheKey;
 use super::error::BuildError;
 use super::request::BuildSpec;
 use crate::digest::Digest;

@@ -220,7 +220,7 @@ pub enum BuildError {
     Store(#[from] StoreError),
     /// Importing or exporting a shared cache (`--cache-from`, `--cache-to`).
     #[error(transparent)]
-    CacheShare(#[from] super::cache_share::CacheShareError),
+    CacheShare(#[from] super::cache::share::CacheShareError),
 }
 
 /// Whether a [`BuildError::Dockerfile`] came from parsing the file or from lowering it

@@ -20,8 +20,7 @@
 
 mod base;
 mod cache;
-#[path = "cache/share/mod.rs"]
-mod cache_share;
+mod cache_export;
 mod entitlement;
 mod epoch;
 mod error;
@@ -40,8 +39,8 @@ mod stage;
 mod state;
 mod step;
 
-pub use self::cache::{CACHE_DIR, CacheKey, MissReason};
-pub use self::cache_share::{
+pub use self::cache::entry::{CACHE_DIR, CacheKey, MissReason};
+pub use self::cache::share::{
     CACHE_ARTIFACT_TYPE, CACHE_CONFIG_TYPE, CacheExport, CacheImport, CacheLocation, CacheMode,
     CacheShareError, DEFAULT_LOCAL_TAG, InvalidCacheOption,
 };

@@ -118,7 +118,7 @@ fn convert(
 }
 
 fn memo_path(root: &Path, diff_id: &Digest, want: Compression) -> PathBuf {
-    root.join(super::cache::CACHE_DIR)
+    root.join(super::cache::entry::CACHE_DIR)
         .join(CONVERTED_DIR)
         .join(format!("{}.{}", diff_id.hex(), want.name()))
 }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::cache::{CacheKey, MissReason};
-use super::cache_share::{CacheExport, CacheImport};
+use super::cache::entry::{CacheKey, MissReason};
+use super::cache::share::{CacheExport, CacheImport};
 use crate::context::ContextSource;
 use crate::digest::Digest;
 use crate::exec::{CancelToken, Network};

@@ -13,7 +13,8 @@ use rbuild_dockerfile::{
 };
 
 use super::base::{self, BaseImage};
-use super::cache::{Cache, CacheKey};
+use super::cache::Cache;
+use super::cache::entry::CacheKey;
 use super::epoch::{SOURCE_DATE_EPOCH, source_date_epoch};
 use super::error::{BuildError, DockerfilePhase, Location, io_err};
 use super::report::Reporter;
@@ -326,7 +327,7 @@ fn build_inner(
         ExecutorKind::Sandbox => Box::new(SandboxExecutor::new()),
         ExecutorKind::Runc(path) => Box::new(RuncExecutor::new(path.clone())),
     };
-    let (imported, import_warnings) = super::cache_share::import(
+    let (imported, import_warnings) = super::cache::share::import(
         store,
         &request.options.cache_from,
         &request.options.registry,
@@ -390,7 +391,7 @@ fn build_inner(
         .remove(&graph.target)
         .ok_or(BuildError::Canceled)?;
     let image = finish_image(&shared, target)?;
-    super::cache_share::export(
+    super::cache_export::export(
         store,
         &cache,
         &request.options.cache_to,
@@ -656,7 +657,9 @@ fn finish_image(
         .iter()
         .map(|l| l.diff_id.to_string())
         .collect();
-    shared.cache.materialize(shared.store, &target.layers)?;
+    shared
+        .cache
+        .materialize(shared.store, target.layers.iter().map(|l| &l.blob))?;
     let mut layers = target.layers;
     let base = squash::apply(shared, &mut config, &mut layers, target.base)?;
     // The base image's layers are the bottom ones (none are left after --squash-all).

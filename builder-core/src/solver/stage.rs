@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use rbuild_dockerfile::{Base, EdgeKind, GraphStage, Instruction, Mount, Run, Step};
 
-use super::cache::{CacheEntry, CacheKey, CachedLayer, MissReason};
+use super::cache::entry::{CacheEntry, CacheKey, CachedLayer, MissReason};
 use super::epoch;
 use super::error::{BuildError, Location, io_err};
 use super::mounted_roots::with_roots;
@@ -459,7 +459,9 @@ impl<'s, 'a> StageRun<'s, 'a> {
     ) -> Result<Snapshot, BuildError> {
         let store = self.shared.store;
         // Layers of hits from a --cache-from cache come now that their content is needed.
-        self.shared.cache.materialize(store, &state.layers)?;
+        self.shared
+            .cache
+            .materialize(store, state.layers.iter().map(|l| &l.blob))?;
         let mut lowers: Vec<PathBuf> =
             store.unpack_layers(state.layers.iter().map(|l| (&l.blob, &l.diff_id)))?;
         if lowers.is_empty() {

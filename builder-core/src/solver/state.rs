@@ -3,7 +3,7 @@
 
 use oci_spec::image::Descriptor;
 
-use super::cache::CacheKey;
+use super::cache::entry::CacheKey;
 use super::error::BuildError;
 use super::semantics::StageConfig;
 use crate::digest::{Digest, Hasher};

@@ -18,185 +18,27 @@
 //! and the keys each stage used, which `--cache-to` exports.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rbuild_dockerfile::StageId;
-use serde::{Deserialize, Serialize};
 
-use super::cache_share::{CacheShareError, Imported};
+pub(crate) mod entry;
+pub(crate) mod share;
+
+use self::entry::{CACHE_DIR, CacheEntry, CacheKey, CachedLayer, MissReason};
+use self::share::{CacheShareError, Imported};
 use super::error::BuildError;
-use super::state::LayerRef;
 use crate::atomic::AtomicWrite;
-use crate::digest::{Digest, Hasher};
-use crate::layer::{Compression, Layer};
-use crate::store::{Blob, ContentStore};
+use crate::digest::Digest;
+use crate::layer::Layer;
+use crate::store::ContentStore;
 
-/// The cache's directory under the store root.
-pub const CACHE_DIR: &str = "cache";
 /// The subdirectory remembering each step's last key.
 const STEPS_DIR: &str = "steps";
 /// How many layer blobs of imported caches are fetched at once (as pulls do).
 const FETCH_PARALLEL: usize = 3;
-/// The root key of stages built `FROM scratch`.
-const SCRATCH_ROOT: &[u8] = b"rbuild cache root: scratch";
-
-/// The key of one step's result in the cache.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CacheKey(pub Digest);
-
-impl fmt::Display for CacheKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl CacheKey {
-    /// The root key of a stage built on nothing.
-    pub(crate) fn scratch() -> Self {
-        CacheKey(Digest::of(SCRATCH_ROOT))
-    }
-
-    /// The root key of a stage built on the image with this manifest digest.
-    pub(crate) fn image(manifest: &Digest) -> Self {
-        CacheKey(manifest.clone())
-    }
-
-    /// The key of a step: its parent, its definition digest, and the digest of what it
-    /// copies (if it copies).
-    pub(crate) fn step(parent: &CacheKey, step_digest: &str, sources: Option<&Digest>) -> Self {
-        let mut h = Hasher::new();
-        let mut field = |bytes: &[u8]| {
-            h.update(&(bytes.len() as u64).to_be_bytes());
-            h.update(bytes);
-        };
-        field(parent.0.as_str().as_bytes());
-        field(step_digest.as_bytes());
-        field(sources.map_or("", Digest::as_str).as_bytes());
-        CacheKey(h.finish())
-    }
-}
-
-/// Why a step did not come from the cache (`--explain-cache`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "reason", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum MissReason {
-    /// `--no-cache` or `--no-cache-filter` asked for it.
-    NoCache,
-    /// Nothing is known of this step: it never ran, or its entry is gone.
-    NoEntry,
-    /// A step before it in its stage ran again with a different result.
-    ParentChanged {
-        /// The display name of the last step of the stage that ran before this one.
-        step: String,
-    },
-    /// The stage's base (image or stage) is not what it was.
-    BaseChanged,
-    /// The stage or image it copies from (`--from`) changed.
-    SourceChanged {
-        /// The `--from` value.
-        from: String,
-    },
-    /// Files it copies from the context changed, were added or removed.
-    FilesChanged {
-        /// The paths, relative to the context.
-        paths: Vec<String>,
-    },
-    /// Build arguments or environment variables it sees changed.
-    ArgsChanged {
-        /// The names.
-        names: Vec<String>,
-    },
-    /// Its definition changed in another way.
-    DefinitionChanged,
-}
-
-impl fmt::Display for MissReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MissReason::NoCache => write!(f, "cache disabled for this step"),
-            MissReason::NoEntry => write!(f, "no cache entry"),
-            MissReason::ParentChanged { step } => write!(f, "a previous step changed: {step}"),
-            MissReason::BaseChanged => write!(f, "the base image or stage changed"),
-            MissReason::SourceChanged { from } => write!(f, "the --from source {from} changed"),
-            MissReason::FilesChanged { paths } => {
-                write!(f, "context files changed: {}", paths.join(", "))
-            }
-            MissReason::ArgsChanged { names } => {
-                write!(f, "build arguments changed: {}", names.join(", "))
-            }
-            MissReason::DefinitionChanged => write!(f, "the instruction changed"),
-        }
-    }
-}
-
-/// The layer of a cached step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct CachedLayer {
-    pub digest: String,
-    pub diff_id: String,
-    pub size: u64,
-    pub compression: String,
-}
-
-impl CachedLayer {
-    pub(crate) fn of(layer: &Layer) -> Self {
-        CachedLayer {
-            digest: layer.blob.digest.to_string(),
-            diff_id: layer.diff_id.to_string(),
-            size: layer.blob.size,
-            compression: layer.compression.name().to_owned(),
-        }
-    }
-
-    /// The layer, if its digests parse and `available` says its blob can be had.
-    fn to_layer_if(&self, available: impl Fn(&Digest) -> bool) -> Option<Layer> {
-        let digest: Digest = self.digest.parse().ok()?;
-        let diff_id: Digest = self.diff_id.parse().ok()?;
-        if !available(&digest) {
-            return None;
-        }
-        // An entry naming a compression this build does not know is a miss.
-        let compression: Compression = self.compression.parse().ok()?;
-        Some(Layer {
-            blob: Blob {
-                digest,
-                size: self.size,
-            },
-            diff_id,
-            compression,
-        })
-    }
-}
-
-/// One step's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct CacheEntry {
-    /// The key (`sha256:...`).
-    pub key: String,
-    /// The parent key.
-    pub parent: String,
-    /// The history `created_by` of the step.
-    pub created_by: String,
-    /// When the step first ran: its history time, so a cached rebuild gives the same
-    /// image.
-    #[serde(default)]
-    pub created: Option<String>,
-    /// The layer, `None` when the step changed nothing.
-    pub layer: Option<CachedLayer>,
-    /// The context files it copied: path and content digest (or type for non-files).
-    #[serde(default)]
-    pub sources: BTreeMap<String, String>,
-    /// The build arguments and environment it saw.
-    #[serde(default)]
-    pub args: BTreeMap<String, String>,
-    /// For `COPY --from`: the source as written and the key of its content.
-    #[serde(default)]
-    pub from: Option<(String, String)>,
-}
 
 /// The cache of one store, with the caches one build imports.
 #[derive(Debug, Clone)]
@@ -293,16 +135,16 @@ impl Cache {
         self.imported.fetch(store, digest)
     }
 
-    /// Makes sure the blobs of `layers` are in the store, fetching from the imported
+    /// Makes sure the layer blobs `blobs` are in the store, fetching from the imported
     /// caches those that hits left out.
-    pub(crate) fn materialize(
+    pub(crate) fn materialize<'d>(
         &self,
         store: &ContentStore,
-        layers: &[LayerRef],
+        blobs: impl IntoIterator<Item = &'d Digest>,
     ) -> Result<(), BuildError> {
-        let missing: Vec<&LayerRef> = layers.iter().filter(|l| !store.contains(&l.blob)).collect();
-        crate::registry::for_each_parallel(FETCH_PARALLEL, &missing, |layer| {
-            self.fetch_blob(store, &layer.blob).map(drop)
+        let missing: Vec<&Digest> = blobs.into_iter().filter(|d| !store.contains(d)).collect();
+        crate::registry::for_each_parallel(FETCH_PARALLEL, &missing, |digest| {
+            self.fetch_blob(store, digest).map(drop)
         })?;
         Ok(())
     }
@@ -420,7 +262,7 @@ fn changed_keys(
 /// bytes, else `None` (read as absent, so the result is computed again). A record is
 /// never followed through a symlink, and a FIFO or device put in its place neither
 /// blocks the build nor streams without end into memory.
-pub(super) fn read_record(path: &Path, limit: u64) -> Option<Vec<u8>> {
+pub(crate) fn read_record(path: &Path, limit: u64) -> Option<Vec<u8>> {
     use std::io::Read as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let file = fs::OpenOptions::new()

@@ -1,5 +1,5 @@
 //! The shared cache's documents: the cache config blob and the OCI image manifest that
-//! carries it with the layers (see the module documentation of `cache_share` for the
+//! carries it with the layers (see the module documentation of `cache::share` for the
 //! shape).
 
 use std::collections::{BTreeMap, HashMap};
@@ -10,7 +10,7 @@ use super::CacheShareError;
 use crate::digest::Digest;
 use crate::image::{ImageFormat, OCI_MANIFEST};
 use crate::layer::Compression;
-use crate::solver::cache::CacheEntry;
+use crate::solver::cache::entry::CacheEntry;
 
 /// The media type of the cache config blob (rbuild's own; image-spec `manifest.md`
 /// "config": a custom media type marks an artifact that is not a runnable image).
@@ -171,7 +171,7 @@ pub(crate) fn parse_config(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::solver::cache::CachedLayer;
+    use crate::solver::cache::entry::CachedLayer;
 
     fn entry(key: &str, layer: Option<&str>) -> CacheEntry {
         CacheEntry {

@@ -14,7 +14,7 @@ use super::{CacheShareError, io_err};
 use crate::atomic::AtomicWrite;
 use crate::digest::Digest;
 use crate::image::{OCI_INDEX, OCI_MANIFEST};
-use crate::solver::cache::CacheEntry;
+use crate::solver::cache::entry::CacheEntry;
 use crate::store::{ContentStore, OCI_LAYOUT_VERSION, REF_NAME_ANNOTATION, StoreError};
 
 /// image-spec `image-layout.md`: the file marking a layout, and its index.

@@ -11,7 +11,7 @@
 //! - `artifactType`: `application/vnd.rbuild.cache.v1`;
 //! - `config`: a JSON blob of type `application/vnd.rbuild.cache.config.v1+json`,
 //!   `{"schemaVersion":1,"entries":[...]}`, one entry per step, sorted by key: `key`
-//!   (the step's [`CacheKey`](super::CacheKey)), `parent`, `created_by` and `created`
+//!   (the step's [`CacheKey`](super::entry::CacheKey)), `parent`, `created_by` and `created`
 //!   (the history entry, so that a hit gives the same image), `layer` (`digest`,
 //!   `diff_id`, `size`, `compression`, or `null` for a step that changed nothing),
 //!   `sources`, `args` and `from` (what `--explain-cache` compares);
@@ -43,18 +43,15 @@ mod remote;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use rbuild_dockerfile::{Base, BuildGraph, StageId};
-
 pub use self::format::{CACHE_ARTIFACT_TYPE, CACHE_CONFIG_TYPE};
 pub use self::options::{
     CacheExport, CacheImport, CacheLocation, CacheMode, DEFAULT_LOCAL_TAG, InvalidCacheOption,
 };
-use super::cache::{Cache, CacheEntry, CacheKey};
+use super::entry::{CacheEntry, CacheKey};
 use crate::digest::Digest;
 use crate::error_chain::error_chain;
-use crate::progress::{Event, Progress};
+use crate::progress::Progress;
 use crate::registry::{RegistryConfig, RegistryError};
-use crate::solver::report::Reporter;
 use crate::store::{ContentStore, StoreError};
 
 /// A failure to import or export a shared cache.
@@ -235,86 +232,17 @@ pub(crate) fn import(
     (imported, warnings)
 }
 
-/// The stages `mode` exports: all of them, or the target and the stages it is built on.
-fn exported_stages(graph: &BuildGraph, mode: CacheMode) -> Vec<StageId> {
-    if mode == CacheMode::Max {
-        return graph.stages.iter().map(|s| s.id).collect();
-    }
-    let mut chain = vec![graph.target];
-    let mut current = graph.target;
-    while let Some(Base::Stage(parent)) = graph.stage(current).map(|s| &s.base) {
-        if chain.contains(parent) {
-            break;
-        }
-        chain.push(*parent);
-        current = *parent;
-    }
-    chain
-}
-
-/// Writes the entries of this build that each `--cache-to` asks for. A failed export
-/// fails the build, unless it says `ignore-error=true`: then it is a warning.
-pub(crate) fn export(
+/// Writes `entries` as one cache export to `location` (a registry, its blobs' transfers
+/// reported to `progress`, or a local layout).
+pub(crate) fn write(
     store: &ContentStore,
-    cache: &Cache,
-    exports: &[CacheExport],
-    graph: &BuildGraph,
-    registry: &RegistryConfig,
-    reporter: &Reporter<'_>,
-) -> Result<(), CacheShareError> {
-    let progress = reporter.progress();
-    for export in exports {
-        let result = match &export.location {
-            // As BuildKit shows it: a step of its own, the blobs pushed within it.
-            CacheLocation::Registry(_) => reporter.in_step("exporting cache to registry", |sink| {
-                export_one(store, cache, export, graph, registry, sink)
-            }),
-            CacheLocation::Local { .. } => {
-                export_one(store, cache, export, graph, registry, progress)
-            }
-        };
-        match result {
-            Err(e) if export.ignore_error => progress.event(&Event::Warning {
-                rule: None,
-                message: format!(
-                    "cache {} not exported: {}",
-                    export.location,
-                    error_chain(&e)
-                ),
-                line: None,
-            }),
-            other => other?,
-        }
-    }
-    Ok(())
-}
-
-fn export_one(
-    store: &ContentStore,
-    cache: &Cache,
-    export: &CacheExport,
-    graph: &BuildGraph,
+    entries: Vec<CacheEntry>,
+    location: &CacheLocation,
     registry: &RegistryConfig,
     progress: &dyn Progress,
 ) -> Result<(), CacheShareError> {
-    let stages = exported_stages(graph, export.mode);
-    let mut entries = Vec::new();
-    for key in cache.used_keys(&stages) {
-        let Some(entry) = cache.get(&key) else {
-            continue;
-        };
-        // A hit from another cache whose blob was never needed is fetched now; an entry
-        // whose blob is nowhere any more is left out.
-        if let Some(layer) = &entry.layer {
-            let digest: Digest = layer.digest.parse()?;
-            if !store.contains(&digest) && !cache.fetch_blob(store, &digest)? {
-                continue;
-            }
-        }
-        entries.push(entry);
-    }
     let documents = format::documents(entries)?;
-    match &export.location {
+    match location {
         CacheLocation::Registry(name) => {
             remote::export(store, &documents, name, registry, progress)
         }

@@ -11,7 +11,7 @@ use crate::registry::{
     BlobReport, PushOptions, RegistryClient, RegistryConfig, RegistryError, fetch_blob,
     fetch_manifest, push_manifest,
 };
-use crate::solver::cache::CacheEntry;
+use crate::solver::cache::entry::CacheEntry;
 use crate::store::{ContentStore, ImageName};
 
 /// An imported registry cache: where its blobs are fetched from.
