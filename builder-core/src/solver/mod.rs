@@ -31,6 +31,7 @@ mod recompress;
 mod report;
 mod repro;
 mod request;
+mod runtime;
 mod semantics;
 mod solve;
 mod sources;

@@ -52,21 +52,21 @@ fn convert(
     layer: &LayerRef,
     want: Compression,
 ) -> Result<LayerRef, BuildError> {
-    let memo = memo_path(shared.store.root(), &layer.diff_id, want);
+    let memo = memo_path(shared.runtime.store.root(), &layer.diff_id, want);
     if let Some(found) = remembered(&memo, layer, want) {
         if holds(shared, &found) {
             return Ok(found);
         }
     }
-    let source = shared.store.open_blob(&layer.blob)?;
+    let source = shared.runtime.store.open_blob(&layer.blob)?;
     let mut tar = decompress(BufReader::with_capacity(1 << 20, source)).map_err(io_err(
         "decompress layer blob",
-        &shared.store.blob_path(&layer.blob),
+        &shared.runtime.store.blob_path(&layer.blob),
     ))?;
     // Errors writing name the layer by the blob it is converted from (a full disk shows
     // the scratch file too).
-    let source_path = shared.store.blob_path(&layer.blob);
-    let writer = shared.store.writer()?;
+    let source_path = shared.runtime.store.blob_path(&layer.blob);
+    let writer = shared.runtime.store.writer()?;
     let mut out = Compressor::new(writer, want, None)
         .map_err(io_err("compress again the layer of blob", &source_path))?;
     let mut hasher = Hasher::new();
@@ -79,7 +79,7 @@ fn convert(
             Err(e) => {
                 return Err(io_err(
                     "decompress layer blob",
-                    &shared.store.blob_path(&layer.blob),
+                    &shared.runtime.store.blob_path(&layer.blob),
                 )(e));
             }
         };
@@ -129,11 +129,11 @@ fn memo_path(root: &Path, diff_id: &Digest, want: Compression) -> PathBuf {
 /// and a wrong one would name a layer blob of other content in the image; reading the
 /// blob back costs a decompression, far less than the compression it saves.
 fn holds(shared: &Shared<'_>, converted: &LayerRef) -> bool {
-    let path = shared.store.blob_path(&converted.blob);
+    let path = shared.runtime.store.blob_path(&converted.blob);
     if fs::symlink_metadata(&path).map_or(true, |m| !m.is_file() || m.len() != converted.size) {
         return false;
     }
-    let Ok(source) = shared.store.open_blob(&converted.blob) else {
+    let Ok(source) = shared.runtime.store.open_blob(&converted.blob) else {
         return false;
     };
     let mut source = BufReader::with_capacity(1 << 20, source);

@@ -2,7 +2,7 @@
 //! assemble the target.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,14 +13,12 @@ use rbuild_dockerfile::{
 };
 
 use super::base::{self, BaseImage};
-use super::cache::Cache;
 use super::cache::entry::CacheKey;
 use super::epoch::{SOURCE_DATE_EPOCH, source_date_epoch};
-use super::error::{BuildError, DockerfilePhase, Location, io_err};
+use super::error::{BuildError, DockerfilePhase, Location};
 use super::report::Reporter;
-use super::request::{
-    BuildRequest, BuildResult, DockerfileInput, ExecutorKind, SnapshotterKind, StepReport,
-};
+use super::request::{BuildRequest, BuildResult, DockerfileInput, StepReport};
+use super::runtime::Runtime;
 use super::semantics;
 use super::squash;
 use super::stage::StageRun;
@@ -29,11 +27,9 @@ use crate::context::{
     ContextHashes, ContextListing, ContextSource, INDEX_DIR, IgnoreRules, read_in_context,
     read_named_file,
 };
-use crate::exec::{CancelToken, Executor, RuncExecutor, SandboxExecutor};
 use crate::export::{ExportTarget, export};
 use crate::image::{ImageSpec, assemble, host_platform, rfc3339, tag_image};
 use crate::progress::{Event, Progress};
-use crate::snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshotter};
 use crate::store::ContentStore;
 
 /// The name messages give a Dockerfile read from a path: its file name.
@@ -53,7 +49,7 @@ pub(crate) struct ContextState<'a> {
 
 /// What every stage of one build shares.
 pub(crate) struct Shared<'a> {
-    pub store: &'a ContentStore,
+    pub runtime: &'a Runtime<'a>,
     pub request: &'a BuildRequest,
     pub graph: &'a BuildGraph,
     pub file_name: &'a str,
@@ -62,13 +58,6 @@ pub(crate) struct Shared<'a> {
     /// ONBUILD triggers run at the start of stages: their texts, by stage.
     pub triggers: &'a HashMap<StageId, Vec<String>>,
     pub context: Option<&'a ContextState<'a>>,
-    pub snapshotter: &'a (dyn Snapshotter + Sync),
-    pub executor: &'a (dyn Executor + Sync),
-    pub cache: &'a Cache,
-    pub reporter: &'a Reporter<'a>,
-    pub cancel: CancelToken,
-    /// Per-build scratch space (removed at the end).
-    pub work: &'a Path,
     /// The creation time of this build's history entries and image.
     pub created: String,
     /// `SOURCE_DATE_EPOCH`, when the build has one (see [`source_date_epoch`]).
@@ -319,26 +308,7 @@ fn build_inner(
         None
     };
 
-    let snapshotter: Box<dyn Snapshotter + Sync> = match request.options.snapshotter {
-        SnapshotterKind::Overlay => Box::new(OverlaySnapshotter::new()),
-        SnapshotterKind::Copy => Box::new(CopySnapshotter::new()),
-    };
-    let executor: Box<dyn Executor + Sync> = match &request.options.executor {
-        ExecutorKind::Sandbox => Box::new(SandboxExecutor::new()),
-        ExecutorKind::Runc(path) => Box::new(RuncExecutor::new(path.clone())),
-    };
-    let (imported, import_warnings) = super::cache::share::import(
-        store,
-        &request.options.cache_from,
-        &request.options.registry,
-    );
-    let cache = Cache::open(store)?.with_imports(imported);
-    let tmp = store.tmp_dir();
-    std::fs::create_dir_all(&tmp).map_err(io_err("create directory", &tmp))?;
-    let work = tempfile::Builder::new()
-        .prefix("build-")
-        .tempdir_in(&tmp)
-        .map_err(io_err("create build directory in", &tmp))?;
+    let runtime = Runtime::open(store, &request.spec, &request.options, reporter)?;
     let epoch = source_date_epoch(&request.spec)?;
     let now = epoch.unwrap_or_else(|| {
         SystemTime::now()
@@ -347,7 +317,7 @@ fn build_inner(
     });
 
     let shared = Shared {
-        store,
+        runtime: &runtime,
         request,
         graph: &graph,
         file_name: &file_name,
@@ -355,12 +325,6 @@ fn build_inner(
         bases: &bases,
         triggers: &triggers,
         context: context.as_ref(),
-        snapshotter: snapshotter.as_ref(),
-        executor: executor.as_ref(),
-        cache: &cache,
-        reporter,
-        cancel: request.options.cancel.child(),
-        work: work.path(),
         created: rfc3339(now),
         epoch,
         states: Mutex::new(HashMap::new()),
@@ -371,7 +335,7 @@ fn build_inner(
     // Registry mirrors that failed while base images were pulled (the pull went on).
     let mut skipped: Vec<&String> = bases.values().flat_map(|b| &b.warnings).collect();
     skipped.sort();
-    skipped.extend(&import_warnings);
+    skipped.extend(&runtime.import_warnings);
     for message in skipped {
         reporter.event(&Event::Warning {
             rule: None,
@@ -393,7 +357,7 @@ fn build_inner(
     let image = finish_image(&shared, target)?;
     super::cache_export::export(
         store,
-        &cache,
+        &runtime.cache,
         &request.options.cache_to,
         &graph,
         &request.options.registry,
@@ -424,7 +388,8 @@ fn build_inner(
             .collect(),
     );
     // Scratch space goes now; a failure to remove it does not fail the build.
-    let _ = work.close();
+    drop(shared);
+    runtime.close();
     Ok(BuildResult {
         image_id: image.config_digest.clone(),
         image,
@@ -531,7 +496,7 @@ fn warn_about(shared: &Shared<'_>) {
         .filter(|a| *a != SOURCE_DATE_EPOCH && !BUILDKIT_ARGS.contains(a))
         .collect();
     if !unused.is_empty() {
-        shared.reporter.event(&Event::Warning {
+        shared.runtime.reporter.event(&Event::Warning {
             rule: None,
             message: format!(
                 "one or more build-args [{}] were not consumed",
@@ -552,7 +517,7 @@ fn warn_about(shared: &Shared<'_>) {
                 _ => continue,
             };
             for name in names.into_iter().filter(|n| crate::is_secret_name(n)) {
-                shared.reporter.event(&Event::Warning {
+                shared.runtime.reporter.event(&Event::Warning {
                     rule: Some("SecretsUsedInArgOrEnv".to_owned()),
                     message: format!(
                         "do not use {keyword} for sensitive data ({keyword} {name:?}): its value is stored in the image's history and config; pass secrets with --secret and RUN --mount=type=secret"
@@ -565,7 +530,7 @@ fn warn_about(shared: &Shared<'_>) {
     let host = host_platform().to_string();
     for stage in &graph.stages {
         if let Some(platform) = stage.platform.as_deref().filter(|p| *p != host) {
-            shared.reporter.event(&Event::Warning {
+            shared.runtime.reporter.event(&Event::Warning {
                 rule: None,
                 message: format!(
                     "FROM --platform={platform}: only {host} is built; the stage uses the image as the store has it"
@@ -600,7 +565,7 @@ fn run_level(shared: &Shared<'_>, level: &[StageId]) -> Result<(), BuildError> {
                                 .insert(*id, state);
                         }
                         Err(e) => {
-                            shared.cancel.cancel();
+                            shared.runtime.cancel.cancel();
                             errors
                                 .lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -658,8 +623,9 @@ fn finish_image(
         .map(|l| l.diff_id.to_string())
         .collect();
     shared
+        .runtime
         .cache
-        .materialize(shared.store, target.layers.iter().map(|l| &l.blob))?;
+        .materialize(shared.runtime.store, target.layers.iter().map(|l| &l.blob))?;
     let mut layers = target.layers;
     let base = squash::apply(shared, &mut config, &mut layers, target.base)?;
     // The base image's layers are the bottom ones (none are left after --squash-all).
@@ -678,34 +644,40 @@ fn finish_image(
         format: request.spec.format,
         annotations: Vec::new(),
     };
-    let image = assemble(shared.store, &spec, &[])?;
+    let image = assemble(shared.runtime.store, &spec, &[])?;
     for name in &request.options.tags {
-        tag_image(shared.store, name, &image)?;
+        tag_image(shared.runtime.store, name, &image)?;
     }
     for output in &request.options.outputs {
         if let (ExportTarget::Docker { .. }, Some(message)) =
             (output, crate::export::zstd_docker_archive_warning([&image]))
         {
-            shared.reporter.event(&Event::Warning {
+            shared.runtime.reporter.event(&Event::Warning {
                 rule: None,
                 message,
                 line: None,
             });
         }
         let exported = match export_step_name(output) {
-            Some(name) => shared.reporter.in_step(name, |sink| {
-                export(shared.store, output, &image, &request.options.tags, sink)
+            Some(name) => shared.runtime.reporter.in_step(name, |sink| {
+                export(
+                    shared.runtime.store,
+                    output,
+                    &image,
+                    &request.options.tags,
+                    sink,
+                )
             })?,
             None => export(
-                shared.store,
+                shared.runtime.store,
                 output,
                 &image,
                 &request.options.tags,
-                shared.reporter.progress(),
+                shared.runtime.reporter.progress(),
             )?,
         };
         if !exported.skipped_devices.is_empty() {
-            shared.reporter.event(&Event::Warning {
+            shared.runtime.reporter.event(&Event::Warning {
                 rule: None,
                 message: format!(
                     "the local export did not make the image's device nodes on the host ({}): \
@@ -728,13 +700,6 @@ fn export_step_name(output: &ExportTarget) -> Option<&'static str> {
         ExportTarget::Tar { .. } => Some("exporting to client tarball"),
         ExportTarget::Image | ExportTarget::Registry { .. } => None,
     }
-}
-
-/// Where the steps of a build keep their scratch directories.
-pub(crate) fn step_scratch(work: &Path, step: u32) -> Result<PathBuf, BuildError> {
-    let dir = work.join(format!("step-{step}"));
-    std::fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
-    Ok(dir)
 }
 
 /// Whether `edge` is the `COPY --from` of `step`.

@@ -11,8 +11,6 @@
 //! become `empty_layer`, and one entry is added for the merged layer, its comment naming
 //! the image before the merge and the one it was merged onto.
 
-use std::path::PathBuf;
-
 use super::error::{BuildError, io_err};
 use super::mounted_roots::with_roots;
 use super::request::Squash;
@@ -125,20 +123,10 @@ fn merge(
     below: &[LayerRef],
     merged: &[LayerRef],
 ) -> Result<Option<Layer>, BuildError> {
-    let store = shared.store;
-    let scratch = shared.work.join("squash");
+    let store = shared.runtime.store;
+    let scratch = shared.runtime.work().join("squash");
     std::fs::create_dir_all(&scratch).map_err(io_err("create directory", &scratch))?;
-    let mut lowers: Vec<PathBuf> =
-        store.unpack_layers(below.iter().map(|l| (&l.blob, &l.diff_id)))?;
-    if lowers.is_empty() {
-        // overlayfs needs at least one lower directory.
-        let empty = scratch.join("empty");
-        std::fs::create_dir_all(&empty).map_err(io_err("create directory", &empty))?;
-        lowers.push(empty);
-    }
-    let root = scratch.join("root");
-    std::fs::create_dir_all(&root).map_err(io_err("create directory", &root))?;
-    let snapshot = shared.snapshotter.prepare(&lowers, &root)?;
+    let snapshot = shared.runtime.snapshot(below, &scratch.join("root"))?;
     with_roots(&snapshot, &[], &scratch, |target, _| {
         for layer in merged {
             let blob = store.open_blob(&layer.blob)?;
@@ -146,8 +134,8 @@ fn merge(
         }
         Ok(())
     })?;
-    let layer = super::stage::commit_snapshot(shared, &snapshot)?;
+    let layer = shared.runtime.commit(&snapshot)?;
     drop(snapshot);
-    let _ = shared.store.remove_tree(&scratch);
+    let _ = shared.runtime.store.remove_tree(&scratch);
     Ok(layer)
 }

@@ -1,28 +1,26 @@
 //! One stage: its state (layers, config, cache key) and the walk over its steps.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rbuild_dockerfile::{Base, EdgeKind, GraphStage, Instruction, Mount, Run, Step};
 
 use super::cache::entry::{CacheEntry, CacheKey, CachedLayer, MissReason};
 use super::epoch;
-use super::error::{BuildError, Location, io_err};
+use super::error::{BuildError, Location};
 use super::mounted_roots::with_roots;
 use super::mounts::{self, MountInputs};
 use super::request::StepReport;
 use super::semantics::{self, Applied};
-use super::solve::{Shared, root_key, step_scratch};
+use super::solve::{Shared, root_key};
 use super::sources::{CopyInput, copy_input, source_state};
 use super::state::{StageState, image_layers};
 use super::step::{self, RunContext, RunFailure, make_workdir, run_spec, touches_files};
 use crate::copy::{self, CopySource};
 use crate::digest::Digest;
 use crate::exec::TreeMount;
-use crate::layer::{Layer, LayerOptions, write_layer};
+use crate::layer::Layer;
 use crate::progress::{Event, StepId, StepOutput, display_name};
-use crate::snapshot::Snapshot;
 use crate::store::ImageName;
 
 /// The run of one stage.
@@ -112,13 +110,13 @@ impl<'s, 'a> StageRun<'s, 'a> {
             // The base is resolved already: shown as a step found in the cache.
             run.position += 1;
             let id = run.next_id();
-            shared.reporter.event(&Event::StepStarted {
+            shared.runtime.reporter.event(&Event::StepStarted {
                 step: id,
                 stage: stage.name.clone(),
                 name: run.name(&format!("FROM {reference}")),
                 line: u32::try_from(stage.span.start_line).ok(),
             });
-            shared.reporter.event(&Event::StepCached {
+            shared.runtime.reporter.event(&Event::StepCached {
                 step: id,
                 cache_key: run.state.key.to_string(),
                 output: StepOutput::EmptyLayer,
@@ -128,7 +126,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
     }
 
     fn next_id(&self) -> StepId {
-        self.shared.reporter.next_id()
+        self.shared.runtime.reporter.next_id()
     }
 
     fn name(&self, text: &str) -> String {
@@ -138,7 +136,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
     /// Runs every step; returns the stage's final state.
     pub(crate) fn run(mut self) -> Result<StageState, BuildError> {
         for (index, id) in self.stage.steps.iter().enumerate() {
-            if self.shared.cancel.is_cancelled() {
+            if self.shared.runtime.cancel.is_cancelled() {
                 return Err(BuildError::Canceled);
             }
             let Some(step) = self.shared.graph.step(*id) else {
@@ -170,9 +168,9 @@ impl<'s, 'a> StageRun<'s, 'a> {
             return Ok(shared.created.clone());
         }
         let key = CacheKey::step(&self.state.key, step.digest.as_str(), None);
-        shared.cache.record(self.stage.id, &key);
-        if !shared.cache_disabled(self.stage) || shared.cache.written_here(&key) {
-            if let Some(created) = shared.cache.get(&key).and_then(|e| e.created) {
+        shared.runtime.cache.record(self.stage.id, &key);
+        if !shared.cache_disabled(self.stage) || shared.runtime.cache.written_here(&key) {
+            if let Some(created) = shared.runtime.cache.get(&key).and_then(|e| e.created) {
                 return Ok(created);
             }
         }
@@ -186,7 +184,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             args: BTreeMap::new(),
             from: None,
         };
-        shared.cache.put(&key, &entry)?;
+        shared.runtime.cache.put(&key, &entry)?;
         Ok(shared.created.clone())
     }
 
@@ -211,7 +209,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
         let name = self.name(&text);
         let line = self.line_of(index, step);
         let id = self.next_id();
-        shared.reporter.event(&Event::StepStarted {
+        shared.runtime.reporter.event(&Event::StepStarted {
             step: id,
             stage: self.stage.name.clone(),
             name: name.clone(),
@@ -219,7 +217,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
         });
         let location = shared.location(line);
         let failed = |e: BuildError, duration: Duration| {
-            shared.reporter.event(&Event::StepFailed {
+            shared.runtime.reporter.event(&Event::StepFailed {
                 step: id,
                 duration,
                 exit_code: None,
@@ -263,23 +261,29 @@ impl<'s, 'a> StageRun<'s, 'a> {
         };
         // One result per key within a build: a step with the key another step of this
         // build is working on waits for it, and under --no-cache takes what it wrote.
-        let working = shared.cache.working_on(&key);
+        let working = shared.runtime.cache.working_on(&key);
         let _working = working
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let disabled = shared.cache_disabled(self.stage) && !shared.cache.written_here(&key);
+        let disabled =
+            shared.cache_disabled(self.stage) && !shared.runtime.cache.written_here(&key);
         let hit = if disabled {
             None
         } else {
-            shared.cache.get(&key).and_then(|found| match &found.layer {
-                None => Some((found, None)),
-                Some(cached) => shared
-                    .cache
-                    .layer_of(cached, shared.store)
-                    .map(|layer| (found, Some(layer))),
-            })
+            shared
+                .runtime
+                .cache
+                .get(&key)
+                .and_then(|found| match &found.layer {
+                    None => Some((found, None)),
+                    Some(cached) => shared
+                        .runtime
+                        .cache
+                        .layer_of(cached, shared.runtime.store)
+                        .map(|layer| (found, Some(layer))),
+                })
         };
-        shared.cache.record(self.stage.id, &key);
+        shared.runtime.cache.record(self.stage.id, &key);
         if let Some((found, layer)) = hit {
             let applied = self.apply(step)?;
             let created = match shared.epoch {
@@ -287,12 +291,12 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 None => found.created.unwrap_or_else(|| shared.created.clone()),
             };
             self.add_result(&applied, layer.as_ref(), created);
-            shared.reporter.event(&Event::StepCached {
+            shared.runtime.reporter.event(&Event::StepCached {
                 step: id,
                 cache_key: key.to_string(),
                 output: output_of(layer.as_ref()),
             });
-            shared.cache.set_last_key(&identity, &key)?;
+            shared.runtime.cache.set_last_key(&identity, &key)?;
             self.report(id, name, line, key, true, None, Duration::ZERO);
             return Ok(());
         }
@@ -300,6 +304,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             MissReason::NoCache
         } else {
             shared
+                .runtime
                 .cache
                 .explain(&identity, &entry, self.last_ran.as_deref())
         };
@@ -321,7 +326,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 message,
                 tail,
             }) => {
-                shared.reporter.event(&Event::StepFailed {
+                shared.runtime.reporter.event(&Event::StepFailed {
                     step: id,
                     duration: begun.elapsed(),
                     exit_code: code,
@@ -341,9 +346,9 @@ impl<'s, 'a> StageRun<'s, 'a> {
         entry.created_by = applied.created_by.clone();
         entry.layer = layer.as_ref().map(CachedLayer::of);
         self.add_result(&applied, layer.as_ref(), shared.created.clone());
-        shared.cache.put(&key, &entry)?;
-        shared.cache.set_last_key(&identity, &key)?;
-        shared.reporter.event(&Event::StepFinished {
+        shared.runtime.cache.put(&key, &entry)?;
+        shared.runtime.cache.set_last_key(&identity, &key)?;
+        shared.runtime.reporter.event(&Event::StepFinished {
             step: id,
             duration,
             output: output_of(layer.as_ref()),
@@ -451,29 +456,6 @@ impl<'s, 'a> StageRun<'s, 'a> {
             .unwrap_or_else(|| "/".to_owned())
     }
 
-    /// Prepares a snapshot over `state`'s layers in `scratch`.
-    fn prepare(
-        &self,
-        state: &StageState,
-        scratch: &std::path::Path,
-    ) -> Result<Snapshot, BuildError> {
-        let store = self.shared.store;
-        // Layers of hits from a --cache-from cache come now that their content is needed.
-        self.shared
-            .cache
-            .materialize(store, state.layers.iter().map(|l| &l.blob))?;
-        let mut lowers: Vec<PathBuf> =
-            store.unpack_layers(state.layers.iter().map(|l| (&l.blob, &l.diff_id)))?;
-        if lowers.is_empty() {
-            // overlayfs needs at least one lower directory.
-            let empty = self.shared.work.join("empty");
-            std::fs::create_dir_all(&empty).map_err(io_err("create directory", &empty))?;
-            lowers.push(empty);
-        }
-        std::fs::create_dir_all(scratch).map_err(io_err("create directory", scratch))?;
-        Ok(self.shared.snapshotter.prepare(&lowers, scratch)?)
-    }
-
     /// Runs the step on a fresh snapshot; returns its layer, `None` if it changed
     /// nothing.
     fn execute(
@@ -483,8 +465,10 @@ impl<'s, 'a> StageRun<'s, 'a> {
         input: &CopyInput,
     ) -> Result<Option<Layer>, RunFailure> {
         let shared = self.shared;
-        let scratch = step_scratch(shared.work, id.0)?;
-        let snapshot = self.prepare(&self.state, &scratch.join("root"))?;
+        let scratch = shared.runtime.step_scratch(id.0)?;
+        let snapshot = shared
+            .runtime
+            .snapshot(&self.state.layers, &scratch.join("root"))?;
         match &step.instruction {
             Instruction::Run(run) => {
                 let run = &mounts::with_resolved_targets(run, &self.workdir(step));
@@ -499,7 +483,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 let mounts = mounts::prepare(
                     &run.mounts,
                     &MountInputs {
-                        store: shared.store,
+                        store: shared.runtime.store,
                         secrets: &shared.request.options.secrets,
                         ssh: &shared.request.options.ssh,
                         scratch: &scratch.join("mounts"),
@@ -513,7 +497,9 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 // go with the step's scratch space.
                 let mut trees = Vec::new();
                 for (i, (mount, state)) in self.mount_sources(step, run)?.into_iter().enumerate() {
-                    let tree = self.prepare(&state, &scratch.join(format!("tree-{i}")))?;
+                    let tree = shared
+                        .runtime
+                        .snapshot(&state.layers, &scratch.join(format!("tree-{i}")))?;
                     spec.trees.push(TreeMount {
                         root: tree.root().clone(),
                         source: mounts::tree_source(mount),
@@ -523,10 +509,10 @@ impl<'s, 'a> StageRun<'s, 'a> {
                     trees.push(tree);
                 }
                 let ctx = RunContext {
-                    executor: shared.executor,
-                    progress: shared.reporter.progress(),
+                    executor: shared.runtime.executor.as_ref(),
+                    progress: shared.runtime.reporter.progress(),
                     step_id: id,
-                    cancel: shared.cancel.clone(),
+                    cancel: shared.runtime.cancel.clone(),
                 };
                 step::run(&ctx, &snapshot, spec)?;
                 drop(mounts);
@@ -538,7 +524,9 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 };
                 match &input.from {
                     Some(state) => {
-                        let source = self.prepare(state, &scratch.join("source"))?;
+                        let source = shared
+                            .runtime
+                            .snapshot(&state.layers, &scratch.join("source"))?;
                         with_roots(&snapshot, &[&source], &scratch, |root, sources| {
                             let from = CopySource::Tree(&sources[0]);
                             copy::copy(op, &from, root)?;
@@ -575,34 +563,11 @@ impl<'s, 'a> StageRun<'s, 'a> {
             }
             _ => return Ok(None),
         }
-        let layer = commit_snapshot(shared, &snapshot)?;
+        let layer = shared.runtime.commit(&snapshot)?;
         drop(snapshot);
-        let _ = shared.store.remove_tree(&scratch);
+        let _ = shared.runtime.store.remove_tree(&scratch);
         Ok(layer)
     }
-}
-
-/// What `snapshot` changed as a layer of this build (compression and epoch of the
-/// request), `None` when it changed nothing.
-pub(super) fn commit_snapshot(
-    shared: &Shared<'_>,
-    snapshot: &Snapshot,
-) -> Result<Option<Layer>, BuildError> {
-    let changes = shared.snapshotter.diff(snapshot)?;
-    if changes.is_empty() {
-        return Ok(None);
-    }
-    let options = LayerOptions {
-        compression: shared.request.spec.compression,
-        source_date_epoch: shared.epoch,
-        ..LayerOptions::default()
-    };
-    Ok(Some(write_layer(
-        shared.store,
-        snapshot.source_tree(),
-        &changes,
-        &options,
-    )?))
 }
 
 fn output_of(layer: Option<&Layer>) -> StepOutput {
