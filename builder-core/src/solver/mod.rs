@@ -18,9 +18,11 @@
 //! Progress goes to the caller's [`Progress`](crate::Progress) sink; nothing here writes
 //! to a terminal.
 
+#[path = "prepare/base.rs"]
 mod base;
 mod cache;
 mod cache_export;
+#[path = "prepare/entitlement.rs"]
 mod entitlement;
 mod epoch;
 mod error;
