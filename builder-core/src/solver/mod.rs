@@ -18,16 +18,13 @@
 //! Progress goes to the caller's [`Progress`](crate::Progress) sink; nothing here writes
 //! to a terminal.
 
-#[path = "prepare/base.rs"]
-mod base;
 mod cache;
 mod cache_export;
-#[path = "prepare/entitlement.rs"]
-mod entitlement;
 mod epoch;
 mod error;
 mod mounted_roots;
 mod mounts;
+mod prepare;
 mod push;
 mod recompress;
 mod report;

@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use super::cache::Cache;
-use super::epoch::source_date_epoch;
 use super::error::{BuildError, io_err};
+use super::prepare::Prepared;
 use super::report::Reporter;
 use super::request::{BuildOptions, BuildSpec, ExecutorKind, SnapshotterKind};
 use super::state::LayerRef;
@@ -44,6 +44,7 @@ impl<'a> Runtime<'a> {
         store: &'a ContentStore,
         spec: &BuildSpec,
         options: &BuildOptions,
+        prepared: &Prepared,
         reporter: &'a Reporter<'a>,
     ) -> Result<Self, BuildError> {
         let snapshotter: Box<dyn Snapshotter + Sync> = match options.snapshotter {
@@ -65,7 +66,7 @@ impl<'a> Runtime<'a> {
             .map_err(io_err("create build directory in", &tmp))?;
         let layer_options = LayerOptions {
             compression: spec.compression,
-            source_date_epoch: source_date_epoch(spec)?,
+            source_date_epoch: prepared.epoch,
             ..LayerOptions::default()
         };
         Ok(Runtime {

@@ -464,6 +464,14 @@ fn is_signal(text: &str) -> bool {
     }
 }
 
+/// Whether `instruction` changes the filesystem (and so is a step with a cache key).
+pub(crate) fn touches_files(instruction: &Instruction) -> bool {
+    matches!(
+        instruction,
+        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_)
+    )
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

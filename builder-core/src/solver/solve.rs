@@ -2,98 +2,36 @@
 //! assemble the target.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use rbuild_dockerfile::{
-    Base, BuildGraph, EdgeKind, Environment, GraphStage, Instruction, LowerOptions, Source,
-    StageId, Step, lower,
-};
+use rbuild_dockerfile::{BuildGraph, EdgeKind, GraphStage, Source, StageId, Step};
 
-use super::base::{self, BaseImage};
 use super::cache::entry::CacheKey;
-use super::epoch::{SOURCE_DATE_EPOCH, source_date_epoch};
-use super::error::{BuildError, DockerfilePhase, Location};
+use super::error::BuildError;
+use super::prepare::base::BaseImage;
+use super::prepare::{Prepared, prepare};
 use super::report::Reporter;
-use super::request::{BuildRequest, BuildResult, DockerfileInput, StepReport};
+use super::request::{BuildRequest, BuildResult, StepReport};
 use super::runtime::Runtime;
-use super::semantics;
 use super::squash;
 use super::stage::StageRun;
 use super::state::StageState;
-use crate::context::{
-    ContextHashes, ContextListing, ContextSource, INDEX_DIR, IgnoreRules, read_in_context,
-    read_named_file,
-};
 use crate::export::{ExportTarget, export};
-use crate::image::{ImageSpec, assemble, host_platform, rfc3339, tag_image};
+use crate::image::{ImageSpec, assemble, tag_image};
 use crate::progress::{Event, Progress};
 use crate::store::ContentStore;
-
-/// The name messages give a Dockerfile read from a path: its file name.
-fn dockerfile_name(path: &Path) -> String {
-    path.file_name().map_or_else(
-        || "Dockerfile".to_owned(),
-        |n| n.to_string_lossy().into_owned(),
-    )
-}
-
-/// The build context as the copy steps see it.
-pub(crate) struct ContextState<'a> {
-    pub root: &'a Path,
-    pub listing: ContextListing,
-    pub hashes: ContextHashes,
-}
 
 /// What every stage of one build shares.
 pub(crate) struct Shared<'a> {
     pub runtime: &'a Runtime<'a>,
     pub request: &'a BuildRequest,
-    pub graph: &'a BuildGraph,
-    pub file_name: &'a str,
-    pub text: &'a str,
-    pub bases: &'a HashMap<String, BaseImage>,
-    /// ONBUILD triggers run at the start of stages: their texts, by stage.
-    pub triggers: &'a HashMap<StageId, Vec<String>>,
-    pub context: Option<&'a ContextState<'a>>,
-    /// The creation time of this build's history entries and image.
-    pub created: String,
-    /// `SOURCE_DATE_EPOCH`, when the build has one (see [`source_date_epoch`]).
-    pub epoch: Option<u64>,
+    pub prepared: &'a Prepared,
     pub states: Mutex<HashMap<StageId, StageState>>,
     pub reports: Mutex<Vec<StepReport>>,
 }
 
 impl Shared<'_> {
-    /// `Dockerfile:LINE` of a span.
-    pub(crate) fn location(&self, line: usize) -> String {
-        format!("{}:{line}", self.file_name)
-    }
-
-    /// The text of step `index` of `stage` as the Dockerfile (or a trigger) has it.
-    pub(crate) fn step_text(&self, stage: &GraphStage, index: usize, step: &Step) -> String {
-        if let Some(triggers) = self.triggers.get(&stage.id) {
-            if let Some(text) = triggers.get(index) {
-                return text.clone();
-            }
-        }
-        let span = step.span;
-        let text = self
-            .text
-            .get(span.start_offset..span.end_offset)
-            .unwrap_or_default();
-        // Continuation lines and heredoc bodies are shown on one line, as BuildKit does,
-        // without the escape characters that joined them.
-        let lines: Vec<&str> = text
-            .lines()
-            .map(|l| l.trim().trim_end_matches(['\\', '`']).trim_end())
-            .filter(|l| !l.is_empty())
-            .collect();
-        lines.join(" ")
-    }
-
     /// Whether `--no-cache` or `--no-cache-filter` covers `stage`.
     pub(crate) fn cache_disabled(&self, stage: &GraphStage) -> bool {
         self.request.options.no_cache
@@ -128,215 +66,27 @@ pub(crate) fn build(
     result
 }
 
-/// How much of a Dockerfile is read: past the parser's own limit, so that a file a bit
-/// too large gets the parser's message (its size), but bounded, so that a Dockerfile
-/// that is `/dev/zero` or an endless pipe does not fill memory.
-const DOCKERFILE_READ_LIMIT: u64 = 4 * rbuild_dockerfile::MAX_DOCKERFILE_BYTES as u64;
-
-/// Reads the Dockerfile at `path`. Inside a context unpacked from a tar (`rbuild build -`,
-/// whose symlinks are anyone's), its symlinks resolve inside the context, as BuildKit
-/// reads it from the context it received; elsewhere it is the file the user named, read
-/// as the docker CLI reads it (following symlinks). Either way it must be a regular file
-/// or a pipe, and it is read only up to [`DOCKERFILE_READ_LIMIT`].
-fn read_dockerfile(
-    path: &Path,
-    context: &ContextSource,
-    in_context: bool,
-) -> std::io::Result<String> {
-    let bytes = match (context, path.strip_prefix(context.root())) {
-        (ContextSource::Unpacked(_), Ok(rel)) | (ContextSource::Directory(_), Ok(rel))
-            if in_context || matches!(context, ContextSource::Unpacked(_)) =>
-        {
-            read_in_context(context.root(), rel, DOCKERFILE_READ_LIMIT)?.ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "no such file in the build context",
-                )
-            })?
-        }
-        _ => read_named_file(path, DOCKERFILE_READ_LIMIT)?,
-    };
-    String::from_utf8(bytes).map_err(|_| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "stream did not contain valid UTF-8",
-        )
-    })
-}
-
 fn build_inner(
     store: &ContentStore,
     request: &BuildRequest,
     reporter: &Reporter<'_>,
 ) -> Result<BuildResult, BuildError> {
-    let (file_name, text, dockerfile_path) = match &request.spec.dockerfile {
-        DockerfileInput::Path(path) => {
-            let text = read_dockerfile(path, &request.spec.context, false).map_err(|source| {
-                BuildError::ReadDockerfile {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
-            (dockerfile_name(path), text, Some(path.clone()))
-        }
-        DockerfileInput::InContext(rel) => {
-            let path = request.spec.context.root().join(rel);
-            let text = read_dockerfile(&path, &request.spec.context, true).map_err(|source| {
-                BuildError::ReadDockerfile {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
-            (dockerfile_name(&path), text, Some(path))
-        }
-        DockerfileInput::Text { name, text } => (name.clone(), text.clone(), None),
-    };
-    let failed = |phase: DockerfilePhase, error: rbuild_dockerfile::Error| BuildError::Dockerfile {
-        at: Location::new(&file_name, &text, error.span()),
-        phase,
-        error,
-    };
-    let mut file =
-        rbuild_dockerfile::parse(&text).map_err(|e| failed(DockerfilePhase::Parse, e))?;
-    let mut build_args = Environment::new();
-    for (k, v) in &request.spec.build_args {
-        build_args.set(k.clone(), v.clone());
-    }
-    let mut options = LowerOptions {
-        target: request.spec.target.clone(),
-        build_args,
-        build_platform: host_platform(),
-        target_platform: host_platform(),
-        base_images: BTreeMap::new(),
-    };
-    let lowered = |file: &rbuild_dockerfile::Dockerfile, options: &LowerOptions| {
-        lower(file, options).map_err(|e| failed(DockerfilePhase::Lower, e))
-    };
-    let first = lowered(&file, &options)?;
-    super::entitlement::check(
-        &first,
-        &request.options.allow,
-        request.options.network,
-        &file_name,
-        &text,
-    )?;
-
-    // The build starts before its base images are pulled, so that the pulls show as
-    // steps of it. Steps that ONBUILD triggers of a base image bring are not counted.
-    let steps = first
-        .stages
-        .iter()
-        .map(|stage| StageRun::shown_steps_of(&first, stage))
-        .sum::<usize>();
-    reporter.build_started(first.stages.len(), steps);
-
-    // Base images, and images COPY --from names.
-    let mut bases: HashMap<String, BaseImage> = HashMap::new();
-    let mut wanted: Vec<(String, rbuild_dockerfile::Span)> = Vec::new();
-    for stage in &first.stages {
-        if let Base::Image(reference) = &stage.base {
-            wanted.push((reference.clone(), stage.span));
-        }
-    }
-    for edge in &first.edges {
-        if let (Source::Image(reference), Some(step)) = (&edge.source, edge.step) {
-            if let Some(step) = first.step(step) {
-                wanted.push((reference.clone(), step.span));
-            }
-        }
-    }
-    for (reference, span) in wanted {
-        if bases.contains_key(&reference) {
-            continue;
-        }
-        let lookup = base::Lookup {
-            pull: request.options.pull,
-            registry: &request.options.registry,
-            context: request.spec.context.root(),
-            fs_read: &request.options.allow_fs_read,
-            reporter,
-        };
-        let found =
-            base::resolve(store, &reference, lookup).map_err(|e| BuildError::BaseImage {
-                reference: reference.clone(),
-                at: Location::new(&file_name, &text, Some(span)),
-                source: Box::new(e),
-            })?;
-        bases.insert(reference, found);
-    }
-
-    // ONBUILD triggers of the base (image or stage) run first in the stages built on it.
-    let triggers = insert_triggers(&mut file, &first, &bases, &file_name, &text)?;
-
-    for (reference, base) in &bases {
-        options.base_images.insert(
-            reference.clone(),
-            semantics::base_image_config(&base.image.config),
-        );
-    }
-    let graph = lowered(&file, &options)?;
-    // ONBUILD triggers may bring steps of their own.
-    super::entitlement::check(
-        &graph,
-        &request.options.allow,
-        request.options.network,
-        &file_name,
-        &text,
-    )?;
-
-    // The context, listed and hashed once, if any step copies from it (or binds it).
-    let uses_context = graph.steps.iter().any(|s| match &s.instruction {
-        Instruction::Copy(c) => c.from.is_none(),
-        Instruction::Add(_) => true,
-        Instruction::Run(r) => r.mounts.iter().any(|m| {
-            m.mount_type == rbuild_dockerfile::MountType::Bind
-                && m.from.as_deref().is_none_or(str::is_empty)
-        }),
-        _ => false,
-    });
-    let context_root = request.spec.context.root();
-    let context = if uses_context {
-        let rules = IgnoreRules::for_build(context_root, dockerfile_path.as_deref())?;
-        let listing = ContextListing::walk(context_root, &rules)?;
-        let hashes = ContextHashes::compute(&listing, Some(&store.root().join(INDEX_DIR)))?;
-        Some(ContextState {
-            root: context_root,
-            listing,
-            hashes,
-        })
-    } else {
-        None
-    };
-
-    let runtime = Runtime::open(store, &request.spec, &request.options, reporter)?;
-    let epoch = source_date_epoch(&request.spec)?;
-    let now = epoch.unwrap_or_else(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-    });
-
+    let prepared = prepare(store, &request.spec, &request.options, reporter)?;
+    let runtime = Runtime::open(store, &request.spec, &request.options, &prepared, reporter)?;
     let shared = Shared {
         runtime: &runtime,
         request,
-        graph: &graph,
-        file_name: &file_name,
-        text: &text,
-        bases: &bases,
-        triggers: &triggers,
-        context: context.as_ref(),
-        created: rfc3339(now),
-        epoch,
+        prepared: &prepared,
         states: Mutex::new(HashMap::new()),
         reports: Mutex::new(Vec::new()),
     };
 
-    warn_about(&shared);
-    // Registry mirrors that failed while base images were pulled (the pull went on).
-    let mut skipped: Vec<&String> = bases.values().flat_map(|b| &b.warnings).collect();
-    skipped.sort();
-    skipped.extend(&runtime.import_warnings);
-    for message in skipped {
+    // Sent where the build always sent them: after the machinery is open, before the
+    // first stage runs.
+    for warning in &prepared.warnings {
+        reporter.event(warning);
+    }
+    for message in &runtime.import_warnings {
         reporter.event(&Event::Warning {
             rule: None,
             message: message.clone(),
@@ -344,6 +94,7 @@ fn build_inner(
         });
     }
 
+    let graph = &prepared.graph;
     for level in &graph.levels {
         run_level(&shared, level)?;
     }
@@ -359,7 +110,7 @@ fn build_inner(
         store,
         &runtime.cache,
         &request.options.cache_to,
-        &graph,
+        graph,
         &request.options.registry,
         reporter,
     )?;
@@ -400,147 +151,6 @@ fn build_inner(
     })
 }
 
-/// The `ONBUILD` triggers each stage inherits, parsed and put in front of its
-/// instructions; returns their texts by stage. A stage built on an image runs the
-/// image's `OnBuild`; one built on another stage runs that stage's `ONBUILD`
-/// instructions (BuildKit runs a stage's triggers when it is used as a base, too).
-fn insert_triggers(
-    file: &mut rbuild_dockerfile::Dockerfile,
-    first: &BuildGraph,
-    bases: &HashMap<String, BaseImage>,
-    file_name: &str,
-    text: &str,
-) -> Result<HashMap<StageId, Vec<String>>, BuildError> {
-    // Every list first, from the file as written: inserting changes the instructions.
-    let mut wanted: Vec<(&GraphStage, Vec<String>, String)> = Vec::new();
-    for stage in &first.stages {
-        let (texts, from) = match &stage.base {
-            Base::Scratch => continue,
-            Base::Image(reference) => match bases.get(reference) {
-                Some(base) => (
-                    semantics::onbuild_triggers(&base.image.config),
-                    reference.clone(),
-                ),
-                None => continue,
-            },
-            Base::Stage(parent) => {
-                let declared = file
-                    .stages
-                    .get(parent.0 as usize)
-                    .map(|p| {
-                        p.instructions
-                            .iter()
-                            .filter_map(|i| match i {
-                                Instruction::Onbuild(o) => Some(o.expression.clone()),
-                                _ => None,
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                (declared, format!("stage {parent}"))
-            }
-        };
-        if !texts.is_empty() {
-            wanted.push((stage, texts, from));
-        }
-    }
-    let mut triggers = HashMap::new();
-    for (stage, texts, from) in wanted {
-        let mut instructions = Vec::new();
-        for trigger in &texts {
-            let parsed = rbuild_dockerfile::parse(&format!("FROM scratch\n{trigger}\n")).map_err(
-                |error| BuildError::OnbuildTrigger {
-                    trigger: trigger.clone(),
-                    from: from.clone(),
-                    at: Location::new(file_name, text, Some(stage.span)),
-                    error,
-                },
-            )?;
-            for parsed_stage in parsed.stages {
-                instructions.extend(parsed_stage.instructions);
-            }
-        }
-        let Some(target) = file.stages.get_mut(stage.id.0 as usize) else {
-            continue;
-        };
-        let count = instructions.len();
-        target.instructions.splice(0..0, instructions);
-        let mut shown = texts;
-        shown.truncate(count);
-        triggers.insert(stage.id, shown);
-    }
-    Ok(triggers)
-}
-
-/// Build arguments BuildKit's frontend reads itself, never "not consumed": inline cache,
-/// syntax, multi-platform and cache-mount namespaces, git context, sandbox hostname.
-/// rbuild has no use for them (its cache export is `--cache-to`), so they do nothing.
-const BUILDKIT_ARGS: &[&str] = &[
-    "BUILDKIT_INLINE_CACHE",
-    "BUILDKIT_SYNTAX",
-    "BUILDKIT_MULTI_PLATFORM",
-    "BUILDKIT_CACHE_MOUNT_NS",
-    "BUILDKIT_CONTEXT_KEEP_GIT_DIR",
-    "BUILDKIT_SANDBOX_HOSTNAME",
-];
-
-/// Warns, as BuildKit does, about build arguments nothing declared, and about platforms
-/// the engine does not build for.
-fn warn_about(shared: &Shared<'_>) {
-    let graph = shared.graph;
-    // SOURCE_DATE_EPOCH is the engine's, as in BuildKit: never unused.
-    let unused: Vec<&str> = graph
-        .unused_build_args
-        .iter()
-        .map(String::as_str)
-        .filter(|a| *a != SOURCE_DATE_EPOCH && !BUILDKIT_ARGS.contains(a))
-        .collect();
-    if !unused.is_empty() {
-        shared.runtime.reporter.event(&Event::Warning {
-            rule: None,
-            message: format!(
-                "one or more build-args [{}] were not consumed",
-                unused.join(" ")
-            ),
-            line: None,
-        });
-    }
-    // Build arguments and ENV values are written to the image's config and history:
-    // a secret-looking name is pointed at --secret (BuildKit's SecretsUsedInArgOrEnv).
-    for stage in &graph.stages {
-        for step in stage.steps.iter().filter_map(|id| graph.step(*id)) {
-            let (keyword, names): (&str, Vec<&str>) = match &step.instruction {
-                Instruction::Arg(arg) => {
-                    ("ARG", arg.args.iter().map(|a| a.name.as_str()).collect())
-                }
-                Instruction::Env(kv) => ("ENV", kv.pairs.iter().map(|p| p.key.as_str()).collect()),
-                _ => continue,
-            };
-            for name in names.into_iter().filter(|n| crate::is_secret_name(n)) {
-                shared.runtime.reporter.event(&Event::Warning {
-                    rule: Some("SecretsUsedInArgOrEnv".to_owned()),
-                    message: format!(
-                        "do not use {keyword} for sensitive data ({keyword} {name:?}): its value is stored in the image's history and config; pass secrets with --secret and RUN --mount=type=secret"
-                    ),
-                    line: u32::try_from(step.span.start_line).ok(),
-                });
-            }
-        }
-    }
-    let host = host_platform().to_string();
-    for stage in &graph.stages {
-        if let Some(platform) = stage.platform.as_deref().filter(|p| *p != host) {
-            shared.runtime.reporter.event(&Event::Warning {
-                rule: None,
-                message: format!(
-                    "FROM --platform={platform}: only {host} is built; the stage uses the image as the store has it"
-                ),
-                line: u32::try_from(stage.span.start_line).ok(),
-            });
-        }
-    }
-}
-
 /// Runs the stages of one level, at most `jobs` at once; the first failure cancels the
 /// others.
 fn run_level(shared: &Shared<'_>, level: &[StageId]) -> Result<(), BuildError> {
@@ -553,7 +163,7 @@ fn run_level(shared: &Shared<'_>, level: &[StageId]) -> Result<(), BuildError> {
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(id) = level.get(i) else { break };
-                    let Some(stage) = shared.graph.stage(*id) else {
+                    let Some(stage) = shared.prepared.graph.stage(*id) else {
                         continue;
                     };
                     match StageRun::new(shared, stage).and_then(StageRun::run) {
@@ -607,15 +217,15 @@ fn finish_image(
     // The image is as new as its newest history entry, so that a rebuild with nothing
     // changed gives the same image ID; with SOURCE_DATE_EPOCH it is the epoch, whatever
     // the base image's history says.
-    config.created = if shared.epoch.is_some() {
-        Some(shared.created.clone())
+    config.created = if shared.prepared.epoch.is_some() {
+        Some(shared.prepared.created.clone())
     } else {
         config
             .history
             .iter()
             .filter_map(|h| h.created.clone())
             .max()
-            .or_else(|| Some(shared.created.clone()))
+            .or_else(|| Some(shared.prepared.created.clone()))
     };
     config.rootfs.diff_ids = target
         .layers
@@ -631,7 +241,7 @@ fn finish_image(
     // The base image's layers are the bottom ones (none are left after --squash-all).
     let base_layers = base
         .as_ref()
-        .and_then(|(_, digest)| shared.bases.values().find(|b| &b.digest == digest))
+        .and_then(|(_, digest)| shared.prepared.bases.values().find(|b| &b.digest == digest))
         .map_or(0, |b| b.image.manifest.layers().len());
     super::recompress::apply(shared, &mut layers, base_layers)?;
     let spec = ImageSpec {

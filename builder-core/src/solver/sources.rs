@@ -26,10 +26,14 @@ pub(crate) fn copy_input(
         _ => return Ok(CopyInput::default()),
     };
     expand_heredocs(&mut op, step).map_err(|error| BuildError::HeredocExpansion {
-        at: Location::new(shared.file_name, shared.text, Some(step.span)),
+        at: Location::new(
+            &shared.prepared.file_name,
+            &shared.prepared.text,
+            Some(step.span),
+        ),
         error,
     })?;
-    match copy_source(shared.graph, step) {
+    match copy_source(&shared.prepared.graph, step) {
         Some(source) => {
             let state = source_state(shared, &source)?;
             let written = match &step.instruction {
@@ -51,14 +55,14 @@ pub(crate) fn copy_input(
             })
         }
         None => {
-            let Some(context) = shared.context else {
+            let Some(context) = shared.prepared.context.as_ref() else {
                 return Ok(CopyInput {
                     op: Some(op),
                     ..CopyInput::default()
                 });
             };
             let from = CopySource::Context {
-                root: context.root,
+                root: &context.root,
                 listing: &context.listing,
                 hashes: &context.hashes,
             };
@@ -85,6 +89,7 @@ pub(crate) fn source_state(shared: &Shared<'_>, source: &Source) -> Result<Stage
             .ok_or(BuildError::Canceled),
         Source::Image(reference) => {
             let base = shared
+                .prepared
                 .bases
                 .get(reference)
                 .ok_or_else(|| BuildError::ImageNotFound(reference.clone()))?;

@@ -44,7 +44,7 @@ pub(crate) fn apply(
     let base_digest = base.as_ref().map(|(_, digest)| digest);
     let kept = kept(shared, how, base_digest);
     let base_id = (how == Squash::New)
-        .then(|| base_digest.and_then(|d| shared.bases.values().find(|b| &b.digest == d)))
+        .then(|| base_digest.and_then(|d| shared.prepared.bases.values().find(|b| &b.digest == d)))
         .flatten()
         .map(|b| b.image.config_digest.clone());
     squash(shared, config, layers, kept, base_id.as_ref())?;
@@ -62,7 +62,7 @@ fn kept(shared: &Shared<'_>, how: Squash, base: Option<&Digest>) -> Kept {
     match how {
         Squash::None | Squash::All => none,
         Squash::New => base
-            .and_then(|digest| shared.bases.values().find(|b| &b.digest == digest))
+            .and_then(|digest| shared.prepared.bases.values().find(|b| &b.digest == digest))
             .map_or(none, |b| Kept {
                 layers: b.image.manifest.layers().len(),
                 history: b.image.config.history.len(),

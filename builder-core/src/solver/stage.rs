@@ -10,12 +10,13 @@ use super::epoch;
 use super::error::{BuildError, Location};
 use super::mounted_roots::with_roots;
 use super::mounts::{self, MountInputs};
+use super::prepare::shown_steps;
 use super::request::StepReport;
-use super::semantics::{self, Applied};
+use super::semantics::{self, Applied, touches_files};
 use super::solve::{Shared, root_key};
 use super::sources::{CopyInput, copy_input, source_state};
 use super::state::{StageState, image_layers};
-use super::step::{self, RunContext, RunFailure, make_workdir, run_spec, touches_files};
+use super::step::{self, RunContext, RunFailure, make_workdir, run_spec};
 use crate::copy::{self, CopySource};
 use crate::digest::Digest;
 use crate::exec::TreeMount;
@@ -39,21 +40,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
     /// How many steps of `stage` progress shows: its `FROM` of an image and its steps
     /// that touch files.
     pub(crate) fn shown_steps(shared: &Shared<'_>, stage: &GraphStage) -> usize {
-        Self::shown_steps_of(shared.graph, stage)
-    }
-
-    /// [`Self::shown_steps`] of a stage of `graph`.
-    pub(crate) fn shown_steps_of(
-        graph: &rbuild_dockerfile::BuildGraph,
-        stage: &GraphStage,
-    ) -> usize {
-        let from = usize::from(matches!(stage.base, Base::Image(_)));
-        from + stage
-            .steps
-            .iter()
-            .filter_map(|id| graph.step(*id))
-            .filter(|s| touches_files(&s.instruction))
-            .count()
+        shown_steps(&shared.prepared.graph, stage)
     }
 
     /// The stage at its `FROM`.
@@ -67,6 +54,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             },
             Base::Image(reference) => {
                 let base = shared
+                    .prepared
                     .bases
                     .get(reference)
                     .ok_or_else(|| BuildError::ImageNotFound(reference.clone()))?;
@@ -139,7 +127,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             if self.shared.runtime.cancel.is_cancelled() {
                 return Err(BuildError::Canceled);
             }
-            let Some(step) = self.shared.graph.step(*id) else {
+            let Some(step) = self.shared.prepared.graph.step(*id) else {
                 continue;
             };
             if touches_files(&step.instruction) {
@@ -163,9 +151,9 @@ impl<'s, 'a> StageRun<'s, 'a> {
     /// changed gives the same image.
     fn config_step_time(&self, step: &Step, applied: &Applied) -> Result<String, BuildError> {
         let shared = self.shared;
-        if shared.epoch.is_some() {
+        if shared.prepared.epoch.is_some() {
             // SOURCE_DATE_EPOCH fixes every time of the build.
-            return Ok(shared.created.clone());
+            return Ok(shared.prepared.created.clone());
         }
         let key = CacheKey::step(&self.state.key, step.digest.as_str(), None);
         shared.runtime.cache.record(self.stage.id, &key);
@@ -178,20 +166,21 @@ impl<'s, 'a> StageRun<'s, 'a> {
             key: key.to_string(),
             parent: self.state.key.to_string(),
             created_by: applied.created_by.clone(),
-            created: Some(shared.created.clone()),
+            created: Some(shared.prepared.created.clone()),
             layer: None,
             sources: BTreeMap::new(),
             args: BTreeMap::new(),
             from: None,
         };
         shared.runtime.cache.put(&key, &entry)?;
-        Ok(shared.created.clone())
+        Ok(shared.prepared.created.clone())
     }
 
     /// The line a step is reported at: its own, or the `FROM` for ONBUILD triggers.
     fn line_of(&self, index: usize, step: &Step) -> usize {
         let trigger = self
             .shared
+            .prepared
             .triggers
             .get(&self.stage.id)
             .is_some_and(|t| index < t.len());
@@ -205,7 +194,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
     fn file_step(&mut self, index: usize, step: &Step) -> Result<(), BuildError> {
         let shared = self.shared;
         self.position += 1;
-        let text = shared.step_text(self.stage, index, step);
+        let text = shared.prepared.step_text(self.stage, index, step);
         let name = self.name(&text);
         let line = self.line_of(index, step);
         let id = self.next_id();
@@ -215,7 +204,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             name: name.clone(),
             line: u32::try_from(line).ok(),
         });
-        let location = shared.location(line);
+        let location = shared.prepared.location(line);
         let failed = |e: BuildError, duration: Duration| {
             shared.runtime.reporter.event(&Event::StepFailed {
                 step: id,
@@ -242,13 +231,13 @@ impl<'s, 'a> StageRun<'s, 'a> {
             };
             failed(e, Duration::ZERO)
         })?;
-        let key = epoch::step_key(key, shared.epoch);
+        let key = epoch::step_key(key, shared.prepared.epoch);
         let identity = format!("{}\0{index}\0{text}", self.stage.display_name());
         let mut entry = CacheEntry {
             key: key.to_string(),
             parent: self.state.key.to_string(),
             created_by: String::new(),
-            created: Some(shared.created.clone()),
+            created: Some(shared.prepared.created.clone()),
             layer: None,
             sources: input.files.clone(),
             args: step
@@ -286,9 +275,11 @@ impl<'s, 'a> StageRun<'s, 'a> {
         shared.runtime.cache.record(self.stage.id, &key);
         if let Some((found, layer)) = hit {
             let applied = self.apply(step)?;
-            let created = match shared.epoch {
-                Some(_) => shared.created.clone(),
-                None => found.created.unwrap_or_else(|| shared.created.clone()),
+            let created = match shared.prepared.epoch {
+                Some(_) => shared.prepared.created.clone(),
+                None => found
+                    .created
+                    .unwrap_or_else(|| shared.prepared.created.clone()),
             };
             self.add_result(&applied, layer.as_ref(), created);
             shared.runtime.reporter.event(&Event::StepCached {
@@ -345,7 +336,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
         let applied = self.apply(step)?;
         entry.created_by = applied.created_by.clone();
         entry.layer = layer.as_ref().map(CachedLayer::of);
-        self.add_result(&applied, layer.as_ref(), shared.created.clone());
+        self.add_result(&applied, layer.as_ref(), shared.prepared.created.clone());
         shared.runtime.cache.put(&key, &entry)?;
         shared.runtime.cache.set_last_key(&identity, &key)?;
         shared.runtime.reporter.event(&Event::StepFinished {
@@ -387,7 +378,11 @@ impl<'s, 'a> StageRun<'s, 'a> {
     /// Applies `step` to the stage's config; an error names the step's line.
     fn apply(&mut self, step: &Step) -> Result<Applied, BuildError> {
         semantics::apply_step(&mut self.state.config, step).map_err(|e| BuildError::Instruction {
-            at: Location::new(self.shared.file_name, self.shared.text, Some(e.span)),
+            at: Location::new(
+                &self.shared.prepared.file_name,
+                &self.shared.prepared.text,
+                Some(e.span),
+            ),
             message: e.message,
         })
     }
@@ -410,7 +405,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
         let Instruction::Run(run) = &step.instruction else {
             return Ok(key);
         };
-        let context = self.shared.context.map(|c| &c.listing);
+        let context = self.shared.prepared.context.as_ref().map(|c| &c.listing);
         let mut key = match mounts::context_digest(&run.mounts, context)? {
             Some(digest) => CacheKey::step(&key, "run-mount-bind", Some(&digest)),
             None => key,
@@ -431,6 +426,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
     ) -> Result<Vec<(&'r Mount, StageState)>, BuildError> {
         let edges = self
             .shared
+            .prepared
             .graph
             .edges
             .iter()
@@ -487,12 +483,12 @@ impl<'s, 'a> StageRun<'s, 'a> {
                         secrets: &shared.request.options.secrets,
                         ssh: &shared.request.options.ssh,
                         scratch: &scratch.join("mounts"),
-                        context: shared.context.map(|c| &c.listing),
+                        context: shared.prepared.context.as_ref().map(|c| &c.listing),
                     },
                 )
                 .map_err(BuildError::from)?;
                 mounts.apply(&mut spec);
-                epoch::add_run_env(&mut spec, shared.epoch);
+                epoch::add_run_env(&mut spec, shared.prepared.epoch);
                 // The trees of `from=` bind mounts, each a snapshot of its own whose writes
                 // go with the step's scratch space.
                 let mut trees = Vec::new();
@@ -534,12 +530,12 @@ impl<'s, 'a> StageRun<'s, 'a> {
                         })?;
                     }
                     None => {
-                        let Some(context) = shared.context else {
+                        let Some(context) = shared.prepared.context.as_ref() else {
                             return Ok(None);
                         };
                         with_roots(&snapshot, &[], &scratch, |root, _| {
                             let from = CopySource::Context {
-                                root: context.root,
+                                root: &context.root,
                                 listing: &context.listing,
                                 hashes: &context.hashes,
                             };

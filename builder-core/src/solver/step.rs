@@ -8,9 +8,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
-use rbuild_dockerfile::{
-    CommandLine, Instruction, NetworkMode, Run, SecurityMode, Step, clean_path,
-};
+use rbuild_dockerfile::{CommandLine, NetworkMode, Run, SecurityMode, Step, clean_path};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use super::error::{BuildError, io_err};
@@ -453,18 +451,11 @@ fn read_in_root(root_fd: &OwnedFd, rel: &str) -> Option<String> {
     std::io::read_to_string(std::fs::File::from(fd)).ok()
 }
 
-/// Whether `instruction` changes the filesystem (and so is a step with a cache key).
-pub(crate) fn touches_files(instruction: &Instruction) -> bool {
-    matches!(
-        instruction,
-        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_)
-    )
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use rbuild_dockerfile::Instruction;
 
     fn logged(events: &[Event]) -> Vec<String> {
         events

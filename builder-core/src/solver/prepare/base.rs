@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageIndex};
 
-use super::error::{BuildError, io_err};
 use crate::digest::Digest;
+use crate::solver::error::{BuildError, io_err};
 // A layout's document and index-nesting limits are the archive loader's.
 use crate::export::{MAX_DOCUMENT, MAX_INDEX_DEPTH, load_archive_file};
 use crate::image::{Image, load_image};
@@ -63,7 +63,7 @@ pub(crate) struct Lookup<'a> {
     /// a Dockerfile may load.
     pub fs_read: &'a [PathBuf],
     /// Where a pull is reported: as a step of its own, its blobs within.
-    pub reporter: &'a super::report::Reporter<'a>,
+    pub reporter: &'a crate::solver::report::Reporter<'a>,
 }
 
 /// Finds `reference` in the store (or pulls it from its registry), loading it from a
@@ -123,7 +123,7 @@ fn load_archive_once(
     // A descriptor is a few hundred bytes; a record that is not a small regular file
     // (a FIFO, a link, junk) is a miss.
     let remembered =
-        super::cache::read_record(&record, 64 << 10)
+        crate::solver::cache::read_record(&record, 64 << 10)
             .and_then(|bytes| serde_json::from_slice::<Descriptor>(&bytes).ok())
             .and_then(|desc| load_image(store, &desc).ok())
             .filter(|image| {

@@ -4,9 +4,9 @@
 
 use rbuild_dockerfile::{BuildGraph, Instruction, NetworkMode, SecurityMode};
 
-use super::error::{BuildError, Location};
-use super::request::Entitlement;
 use crate::exec::Network;
+use crate::solver::error::{BuildError, Location};
+use crate::solver::request::Entitlement;
 
 /// Refuses a build network or the first step of `graph` that needs an entitlement
 /// `allowed` lacks; a step's error names its line (`Dockerfile:3:1: RUN
