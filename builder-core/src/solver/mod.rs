@@ -19,13 +19,16 @@
 //! to a terminal.
 
 mod cache;
+#[path = "output/cache_export.rs"]
 mod cache_export;
 mod epoch;
 mod error;
 mod mounted_roots;
 mod mounts;
 mod prepare;
+#[path = "output/push.rs"]
 mod push;
+#[path = "assemble/recompress.rs"]
 mod recompress;
 mod report;
 mod repro;
@@ -34,6 +37,7 @@ mod runtime;
 mod semantics;
 mod solve;
 mod sources;
+#[path = "assemble/squash.rs"]
 mod squash;
 mod stage;
 mod state;
