@@ -18,18 +18,14 @@
 //! Progress goes to the caller's [`Progress`](crate::Progress) sink; nothing here writes
 //! to a terminal.
 
+mod assemble;
 mod cache;
-#[path = "output/cache_export.rs"]
-mod cache_export;
 mod epoch;
 mod error;
 mod mounted_roots;
 mod mounts;
+mod output;
 mod prepare;
-#[path = "output/push.rs"]
-mod push;
-#[path = "assemble/recompress.rs"]
-mod recompress;
 mod report;
 mod repro;
 mod request;
@@ -37,8 +33,6 @@ mod runtime;
 mod semantics;
 mod solve;
 mod sources;
-#[path = "assemble/squash.rs"]
-mod squash;
 mod stage;
 mod state;
 mod step;

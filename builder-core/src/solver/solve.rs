@@ -1,24 +1,23 @@
 //! The solver: parse, resolve base images, lower, run the stages level by level, and
 //! assemble the target.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rbuild_dockerfile::{BuildGraph, EdgeKind, GraphStage, Source, StageId, Step};
 
+use super::assemble::assemble;
 use super::cache::entry::CacheKey;
 use super::error::BuildError;
+use super::output::output;
 use super::prepare::base::BaseImage;
 use super::prepare::{Prepared, prepare};
 use super::report::Reporter;
 use super::request::{BuildRequest, BuildResult, StepReport};
 use super::runtime::Runtime;
-use super::squash;
 use super::stage::StageRun;
 use super::state::StageState;
-use crate::export::{ExportTarget, export};
-use crate::image::{ImageSpec, assemble, tag_image};
 use crate::progress::{Event, Progress};
 use crate::store::ContentStore;
 
@@ -105,24 +104,9 @@ fn build_inner(
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .remove(&graph.target)
         .ok_or(BuildError::Canceled)?;
-    let image = finish_image(&shared, target)?;
-    super::cache_export::export(
-        store,
-        &runtime.cache,
-        &request.options.cache_to,
-        graph,
-        &request.options.registry,
-        reporter,
-    )?;
-    let names = super::push::names_to_push(&request.options);
-    let pushed = if names.is_empty() {
-        Vec::new()
-    } else {
-        // BuildKit pushes within its "exporting to image" step.
-        reporter.in_step("exporting to image", |sink| {
-            super::push::push_image(store, &image, &names, &request.options.registry, sink)
-        })?
-    };
+    let assembled = assemble(&request.spec, &prepared, &runtime, target)?;
+    let output = output(&prepared, &runtime, &request.options, &assembled)?;
+    let image = assembled.image;
     let reports = std::mem::take(
         &mut *shared
             .reports
@@ -144,10 +128,10 @@ fn build_inner(
     Ok(BuildResult {
         image_id: image.config_digest.clone(),
         image,
-        names: request.options.tags.clone(),
+        names: output.names,
         steps: reports,
         duration,
-        pushed,
+        pushed: output.pushed,
     })
 }
 
@@ -198,117 +182,6 @@ fn run_level(shared: &Shared<'_>, level: &[StageId]) -> Result<(), BuildError> {
         Ok(())
     } else {
         Err(errors.swap_remove(first))
-    }
-}
-
-/// Assembles the target stage's image, names it and exports it.
-fn finish_image(
-    shared: &Shared<'_>,
-    target: StageState,
-) -> Result<crate::image::Image, BuildError> {
-    let request = shared.request;
-    let mut config = target.config.image;
-    if !request.spec.labels.is_empty() {
-        let labels = config.config.labels.get_or_insert_with(BTreeMap::new);
-        for (k, v) in &request.spec.labels {
-            labels.insert(k.clone(), v.clone());
-        }
-    }
-    // The image is as new as its newest history entry, so that a rebuild with nothing
-    // changed gives the same image ID; with SOURCE_DATE_EPOCH it is the epoch, whatever
-    // the base image's history says.
-    config.created = if shared.prepared.epoch.is_some() {
-        Some(shared.prepared.created.clone())
-    } else {
-        config
-            .history
-            .iter()
-            .filter_map(|h| h.created.clone())
-            .max()
-            .or_else(|| Some(shared.prepared.created.clone()))
-    };
-    config.rootfs.diff_ids = target
-        .layers
-        .iter()
-        .map(|l| l.diff_id.to_string())
-        .collect();
-    shared
-        .runtime
-        .cache
-        .materialize(shared.runtime.store, target.layers.iter().map(|l| &l.blob))?;
-    let mut layers = target.layers;
-    let base = squash::apply(shared, &mut config, &mut layers, target.base)?;
-    // The base image's layers are the bottom ones (none are left after --squash-all).
-    let base_layers = base
-        .as_ref()
-        .and_then(|(_, digest)| shared.prepared.bases.values().find(|b| &b.digest == digest))
-        .map_or(0, |b| b.image.manifest.layers().len());
-    super::recompress::apply(shared, &mut layers, base_layers)?;
-    let spec = ImageSpec {
-        config,
-        base_layers: layers
-            .iter()
-            .map(|l| l.descriptor(request.spec.format))
-            .collect(),
-        base,
-        format: request.spec.format,
-        annotations: Vec::new(),
-    };
-    let image = assemble(shared.runtime.store, &spec, &[])?;
-    for name in &request.options.tags {
-        tag_image(shared.runtime.store, name, &image)?;
-    }
-    for output in &request.options.outputs {
-        if let (ExportTarget::Docker { .. }, Some(message)) =
-            (output, crate::export::zstd_docker_archive_warning([&image]))
-        {
-            shared.runtime.reporter.event(&Event::Warning {
-                rule: None,
-                message,
-                line: None,
-            });
-        }
-        let exported = match export_step_name(output) {
-            Some(name) => shared.runtime.reporter.in_step(name, |sink| {
-                export(
-                    shared.runtime.store,
-                    output,
-                    &image,
-                    &request.options.tags,
-                    sink,
-                )
-            })?,
-            None => export(
-                shared.runtime.store,
-                output,
-                &image,
-                &request.options.tags,
-                shared.runtime.reporter.progress(),
-            )?,
-        };
-        if !exported.skipped_devices.is_empty() {
-            shared.runtime.reporter.event(&Event::Warning {
-                rule: None,
-                message: format!(
-                    "the local export did not make the image's device nodes on the host ({}): \
-                     use -o type=tar or type=oci to keep them",
-                    exported.skipped_devices.join(", ")
-                ),
-                line: None,
-            });
-        }
-    }
-    Ok(image)
-}
-
-/// The step BuildKit shows for an output that writes files, by its exporter's name.
-fn export_step_name(output: &ExportTarget) -> Option<&'static str> {
-    match output {
-        ExportTarget::Oci { .. } => Some("exporting to oci image format"),
-        ExportTarget::Docker { .. } => Some("exporting to docker image format"),
-        ExportTarget::Local { .. } => Some("exporting to client directory"),
-        ExportTarget::Tar { .. } => Some("exporting to client tarball"),
-        ExportTarget::Image | ExportTarget::Registry { .. } => None,
     }
 }
 

@@ -15,11 +15,11 @@ use std::fs;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::error::BuildError;
-use super::solve::Shared;
-use super::state::LayerRef;
+use super::Assembly;
 use crate::digest::{Digest, Hasher};
 use crate::layer::{Compression, Compressor, decompress};
+use crate::solver::error::BuildError;
+use crate::solver::state::LayerRef;
 
 /// Where conversions are remembered, under the store's cache directory.
 const CONVERTED_DIR: &str = "converted";
@@ -27,19 +27,19 @@ const CONVERTED_DIR: &str = "converted";
 /// Converts the layers of `layers` above the first `base_count` (all of them when the
 /// request forces the compression) to the request's compression.
 pub(super) fn apply(
-    shared: &Shared<'_>,
+    assembly: &Assembly<'_>,
     layers: &mut [LayerRef],
     base_count: usize,
 ) -> Result<(), BuildError> {
-    let want = shared.request.spec.compression;
-    let first = if shared.request.spec.force_compression {
+    let want = assembly.spec.compression;
+    let first = if assembly.spec.force_compression {
         0
     } else {
         base_count.min(layers.len())
     };
     for layer in &mut layers[first..] {
         if layer.compression != want {
-            *layer = convert(shared, layer, want)?;
+            *layer = convert(assembly, layer, want)?;
         }
     }
     Ok(())
@@ -48,25 +48,25 @@ pub(super) fn apply(
 /// `layer` in `want` compression: a remembered conversion whose blob is still in the
 /// store, else a new one.
 fn convert(
-    shared: &Shared<'_>,
+    assembly: &Assembly<'_>,
     layer: &LayerRef,
     want: Compression,
 ) -> Result<LayerRef, BuildError> {
-    let memo = memo_path(shared.runtime.store.root(), &layer.diff_id, want);
+    let memo = memo_path(assembly.runtime.store.root(), &layer.diff_id, want);
     if let Some(found) = remembered(&memo, layer, want) {
-        if holds(shared, &found) {
+        if holds(assembly, &found) {
             return Ok(found);
         }
     }
-    let source = shared.runtime.store.open_blob(&layer.blob)?;
+    let source = assembly.runtime.store.open_blob(&layer.blob)?;
     let mut tar = decompress(BufReader::with_capacity(1 << 20, source)).map_err(io_err(
         "decompress layer blob",
-        &shared.runtime.store.blob_path(&layer.blob),
+        &assembly.runtime.store.blob_path(&layer.blob),
     ))?;
     // Errors writing name the layer by the blob it is converted from (a full disk shows
     // the scratch file too).
-    let source_path = shared.runtime.store.blob_path(&layer.blob);
-    let writer = shared.runtime.store.writer()?;
+    let source_path = assembly.runtime.store.blob_path(&layer.blob);
+    let writer = assembly.runtime.store.writer()?;
     let mut out = Compressor::new(writer, want, None)
         .map_err(io_err("compress again the layer of blob", &source_path))?;
     let mut hasher = Hasher::new();
@@ -79,7 +79,7 @@ fn convert(
             Err(e) => {
                 return Err(io_err(
                     "decompress layer blob",
-                    &shared.runtime.store.blob_path(&layer.blob),
+                    &assembly.runtime.store.blob_path(&layer.blob),
                 )(e));
             }
         };
@@ -118,7 +118,7 @@ fn convert(
 }
 
 fn memo_path(root: &Path, diff_id: &Digest, want: Compression) -> PathBuf {
-    root.join(super::cache::entry::CACHE_DIR)
+    root.join(crate::solver::cache::entry::CACHE_DIR)
         .join(CONVERTED_DIR)
         .join(format!("{}.{}", diff_id.hex(), want.name()))
 }
@@ -128,12 +128,12 @@ fn memo_path(root: &Path, diff_id: &Digest, want: Compression) -> PathBuf {
 /// file under the cache directory (a crash, a full disk or a hand may have left it wrong),
 /// and a wrong one would name a layer blob of other content in the image; reading the
 /// blob back costs a decompression, far less than the compression it saves.
-fn holds(shared: &Shared<'_>, converted: &LayerRef) -> bool {
-    let path = shared.runtime.store.blob_path(&converted.blob);
+fn holds(assembly: &Assembly<'_>, converted: &LayerRef) -> bool {
+    let path = assembly.runtime.store.blob_path(&converted.blob);
     if fs::symlink_metadata(&path).map_or(true, |m| !m.is_file() || m.len() != converted.size) {
         return false;
     }
-    let Ok(source) = shared.runtime.store.open_blob(&converted.blob) else {
+    let Ok(source) = assembly.runtime.store.open_blob(&converted.blob) else {
         return false;
     };
     let mut source = BufReader::with_capacity(1 << 20, source);
@@ -164,7 +164,7 @@ const MEMO_LIMIT: u64 = 256;
 
 /// The remembered conversion at `memo`: a line `BLOB-DIGEST SIZE`.
 fn remembered(memo: &Path, layer: &LayerRef, want: Compression) -> Option<LayerRef> {
-    let bytes = super::cache::read_record(memo, MEMO_LIMIT)?;
+    let bytes = crate::solver::cache::read_record(memo, MEMO_LIMIT)?;
     let text = String::from_utf8(bytes).ok()?;
     let (digest, size) = text.trim().split_once(' ')?;
     Some(LayerRef {
@@ -182,5 +182,5 @@ fn remember(memo: &Path, converted: &LayerRef) -> io::Result<()> {
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BuildError + 'a {
-    super::error::io_err(action, path)
+    crate::solver::error::io_err(action, path)
 }

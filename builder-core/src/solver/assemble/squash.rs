@@ -11,14 +11,14 @@
 //! become `empty_layer`, and one entry is added for the merged layer, its comment naming
 //! the image before the merge and the one it was merged onto.
 
-use super::error::{BuildError, io_err};
-use super::mounted_roots::with_roots;
-use super::request::Squash;
-use super::solve::Shared;
-use super::state::LayerRef;
+use super::Assembly;
 use crate::digest::Digest;
 use crate::image::{History, ImageConfig, ImageError};
 use crate::layer::{ApplyMode, Layer, apply_layer};
+use crate::solver::error::{BuildError, io_err};
+use crate::solver::mounted_roots::with_roots;
+use crate::solver::request::Squash;
+use crate::solver::state::LayerRef;
 
 /// What of the image stays below the merged layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,29 +32,31 @@ struct Kept {
 /// Squashes the target's `layers` (and `config`) as the request asks; returns the base
 /// image to record, none once `--squash-all` has merged its layers away.
 pub(crate) fn apply(
-    shared: &Shared<'_>,
+    assembly: &Assembly<'_>,
     config: &mut ImageConfig,
     layers: &mut Vec<LayerRef>,
     base: Option<(String, Digest)>,
 ) -> Result<Option<(String, Digest)>, BuildError> {
-    let how = shared.request.spec.squash;
+    let how = assembly.spec.squash;
     if how == Squash::None {
         return Ok(base);
     }
     let base_digest = base.as_ref().map(|(_, digest)| digest);
-    let kept = kept(shared, how, base_digest);
+    let kept = kept(assembly, how, base_digest);
     let base_id = (how == Squash::New)
-        .then(|| base_digest.and_then(|d| shared.prepared.bases.values().find(|b| &b.digest == d)))
+        .then(|| {
+            base_digest.and_then(|d| assembly.prepared.bases.values().find(|b| &b.digest == d))
+        })
         .flatten()
         .map(|b| b.image.config_digest.clone());
-    squash(shared, config, layers, kept, base_id.as_ref())?;
+    squash(assembly, config, layers, kept, base_id.as_ref())?;
     // After --squash-all no layer of the base image is left as it was.
     Ok(if how == Squash::All { None } else { base })
 }
 
 /// What stays under `how`: nothing for [`Squash::All`], the base image's layers and
 /// history for [`Squash::New`] (`base` is the stage's base image manifest digest).
-fn kept(shared: &Shared<'_>, how: Squash, base: Option<&Digest>) -> Kept {
+fn kept(assembly: &Assembly<'_>, how: Squash, base: Option<&Digest>) -> Kept {
     let none = Kept {
         layers: 0,
         history: 0,
@@ -62,7 +64,13 @@ fn kept(shared: &Shared<'_>, how: Squash, base: Option<&Digest>) -> Kept {
     match how {
         Squash::None | Squash::All => none,
         Squash::New => base
-            .and_then(|digest| shared.prepared.bases.values().find(|b| &b.digest == digest))
+            .and_then(|digest| {
+                assembly
+                    .prepared
+                    .bases
+                    .values()
+                    .find(|b| &b.digest == digest)
+            })
             .map_or(none, |b| Kept {
                 layers: b.image.manifest.layers().len(),
                 history: b.image.config.history.len(),
@@ -74,7 +82,7 @@ fn kept(shared: &Shared<'_>, how: Squash, base: Option<&Digest>) -> Kept {
 /// diff_ids to match; does nothing when there is no layer to merge. `base_id` names
 /// what the layers were merged onto (the base image's ID), for the history comment.
 fn squash(
-    shared: &Shared<'_>,
+    assembly: &Assembly<'_>,
     config: &mut ImageConfig,
     layers: &mut Vec<LayerRef>,
     kept: Kept,
@@ -84,7 +92,7 @@ fn squash(
         return Ok(());
     }
     let before = image_id(config)?;
-    let merged = merge(shared, &layers[..kept.layers], &layers[kept.layers..])?;
+    let merged = merge(assembly, &layers[..kept.layers], &layers[kept.layers..])?;
     layers.truncate(kept.layers);
     if let Some(layer) = &merged {
         layers.push(LayerRef::of(layer));
@@ -119,14 +127,14 @@ fn image_id(config: &ImageConfig) -> Result<Digest, BuildError> {
 
 /// The layer `merged` makes on top of `below`: `None` when they change nothing.
 fn merge(
-    shared: &Shared<'_>,
+    assembly: &Assembly<'_>,
     below: &[LayerRef],
     merged: &[LayerRef],
 ) -> Result<Option<Layer>, BuildError> {
-    let store = shared.runtime.store;
-    let scratch = shared.runtime.work().join("squash");
+    let store = assembly.runtime.store;
+    let scratch = assembly.runtime.work().join("squash");
     std::fs::create_dir_all(&scratch).map_err(io_err("create directory", &scratch))?;
-    let snapshot = shared.runtime.snapshot(below, &scratch.join("root"))?;
+    let snapshot = assembly.runtime.snapshot(below, &scratch.join("root"))?;
     with_roots(&snapshot, &[], &scratch, |target, _| {
         for layer in merged {
             let blob = store.open_blob(&layer.blob)?;
@@ -134,8 +142,8 @@ fn merge(
         }
         Ok(())
     })?;
-    let layer = shared.runtime.commit(&snapshot)?;
+    let layer = assembly.runtime.commit(&snapshot)?;
     drop(snapshot);
-    let _ = shared.runtime.store.remove_tree(&scratch);
+    let _ = assembly.runtime.store.remove_tree(&scratch);
     Ok(layer)
 }

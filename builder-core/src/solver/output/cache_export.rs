@@ -4,13 +4,13 @@
 
 use rbuild_dockerfile::{Base, BuildGraph, StageId};
 
-use super::cache::Cache;
-use super::cache::share::{self, CacheExport, CacheLocation, CacheMode, CacheShareError};
-use super::report::Reporter;
 use crate::digest::Digest;
 use crate::error_chain::error_chain;
 use crate::progress::{Event, Progress};
 use crate::registry::RegistryConfig;
+use crate::solver::cache::Cache;
+use crate::solver::cache::share::{self, CacheExport, CacheLocation, CacheMode, CacheShareError};
+use crate::solver::report::Reporter;
 use crate::store::ContentStore;
 
 /// The stages `mode` exports: all of them, or the target and the stages it is built on.

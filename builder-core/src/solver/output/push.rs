@@ -1,12 +1,12 @@
 //! After the build: the image pushed to registries (`--push`, `-o type=registry`).
 
-use super::error::BuildError;
-use super::request::BuildOptions;
 use crate::digest::Digest;
 use crate::export::ExportTarget;
 use crate::image::{BASE_NAME_ANNOTATION, Image};
 use crate::progress::Progress;
 use crate::registry::{PushOptions, RegistryClient, RegistryConfig, push};
+use crate::solver::error::BuildError;
+use crate::solver::request::BuildOptions;
 use crate::store::{ContentStore, ImageName};
 
 /// The names `options` push, each once, in order: the `-t` names with `--push`, then
