@@ -18,6 +18,10 @@
 //! - `ONBUILD` triggers are recorded without a history entry, and are cleared from the
 //!   config of an image built on them (their steps run at the child's `FROM`);
 //! - `ARG` records a history entry but never a config field.
+//!
+//! Length: this file is over the ~600-line guide on purpose. It is one `match` over the
+//! instructions, mirroring BuildKit's dispatch, plus the history entry each leaves;
+//! splitting it by instruction would scatter one table of behaviours over several files.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -26,6 +26,11 @@
 //! cache, tmpfs and secret mounts change the key only through their specification;
 //! context bind mounts add the digest of what they bind ([`context_digest`]), stage and
 //! image bind mounts the key of their tree.
+//!
+//! Length: this file is a little over the ~600-line guide. It holds one thing, the
+//! mount kinds a step can ask for and the locks they hold; binds (bind.rs) and ssh
+//! relays (ssh.rs) are already their own files, and cache, tmpfs and secret mounts share
+//! the set-up and the locking here.
 
 use std::fs::File;
 use std::io;
