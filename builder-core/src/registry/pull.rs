@@ -8,7 +8,8 @@ use oci_spec::image::{Descriptor, MediaType};
 use serde_json::Value;
 use ureq::http::{Method, StatusCode};
 
-use super::client::{RegistryClient, Response, expect, header, read_small};
+use super::client::RegistryClient;
+use super::response::{Response, expect, header, read_small};
 use super::{ACCEPTED_MANIFEST_TYPES, DOCKER_MANIFEST_LIST, OCI_INDEX, RegistryError, io_err};
 use crate::digest::Digest;
 use crate::image::host_architecture;
