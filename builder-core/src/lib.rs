@@ -22,6 +22,7 @@ mod digest;
 mod export;
 mod image;
 mod layer;
+pub mod oci_layout;
 mod store;
 pub use crate::digest::{Digest, Hasher, InvalidDigest};
 pub use crate::export::{

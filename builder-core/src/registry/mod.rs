@@ -12,6 +12,7 @@ mod client;
 mod mirror;
 mod pull;
 mod push;
+mod response;
 
 use std::io;
 use std::path::PathBuf;

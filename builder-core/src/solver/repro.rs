@@ -38,7 +38,10 @@ pub struct ReproReport {
 }
 
 /// The files of the user's store a check store starts from: the image layout and blobs.
-const SHARED_FILES: [&str; 2] = ["oci-layout", "index.json"];
+const SHARED_FILES: [&str; 2] = [
+    crate::oci_layout::LAYOUT_FILE,
+    crate::oci_layout::INDEX_FILE,
+];
 
 /// The build argument (and `RUN` variable) of reproducible-builds.org's
 /// `SOURCE_DATE_EPOCH` specification.
