@@ -9,6 +9,10 @@ mod apply;
 
 use std::ffi::CString;
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use super::ExecError;
 
 /// One step of sandbox set-up, run in the child.
 #[derive(Debug, Clone)]
@@ -184,4 +188,13 @@ impl Plan {
             },
         );
     }
+}
+
+/// `path` as an operation holds it.
+pub(crate) fn cstr(path: &Path) -> Result<CString, ExecError> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|e| ExecError::Io {
+        action: "use path",
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+    })
 }
