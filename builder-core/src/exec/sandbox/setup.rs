@@ -412,6 +412,8 @@ fn mount_point(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::os::unix::ffi::OsStrExt;
+
     use super::*;
     use crate::exec::Command;
     use crate::snapshot::{OverlaySnapshotter, Snapshotter};
