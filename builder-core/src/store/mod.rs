@@ -129,7 +129,7 @@ pub fn default_root() -> PathBuf {
     if let Some(root) = std::env::var_os(ROOT_ENV).filter(|r| !r.is_empty()) {
         return PathBuf::from(root);
     }
-    if Privilege::current().is_root() && !crate::rootless::entered() {
+    if Privilege::current().is_root() && !crate::privilege::entered() {
         return PathBuf::from("/var/lib/rbuild");
     }
     let absolute = |var: &str| {
@@ -141,7 +141,7 @@ pub fn default_root() -> PathBuf {
         return data.join("rbuild");
     }
     let home = absolute("HOME")
-        .or_else(|| crate::exec::idmap::host_home(crate::rootless::caller_uid()))
+        .or_else(|| crate::privilege::host_home(crate::privilege::caller_uid()))
         .unwrap_or_else(|| PathBuf::from("/"));
     home.join(".local/share/rbuild")
 }
