@@ -146,6 +146,13 @@ pub fn default_root() -> PathBuf {
     home.join(".local/share/rbuild")
 }
 
+/// The build cache's directory under the store root (the solver's records; `prune`
+/// drops it whole).
+pub const CACHE_DIR: &str = "cache";
+
+/// The directory under the store root holding `RUN --mount=type=cache` directories.
+pub const CACHE_MOUNTS_DIR: &str = "cache-mounts";
+
 /// An OCI image layout used as rbuild's content store.
 ///
 /// While a process has a store open it holds a shared lock on it; prune waits for the
