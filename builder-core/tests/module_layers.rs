@@ -218,9 +218,10 @@ fn test_files(files: &[PathBuf]) -> Vec<PathBuf> {
             Some("mod.rs" | "lib.rs") => file.parent().expect("parent").to_path_buf(),
             _ => file.with_extension(""),
         };
-        for name in cfg_test_modules(&text).into_iter().filter_map(|(name, inline)| {
-            (!inline).then_some(name)
-        }) {
+        for name in cfg_test_modules(&text)
+            .into_iter()
+            .filter_map(|(name, inline)| (!inline).then_some(name))
+        {
             out.push(dir.join(format!("{name}.rs")));
             out.push(dir.join(&name).join("mod.rs"));
         }
@@ -465,7 +466,11 @@ fn strip(code: &str) -> String {
                 k += 1;
             }
             out.push('"');
-            out.extend(chars[body_start..k.min(chars.len())].iter().map(|c| blank(*c)));
+            out.extend(
+                chars[body_start..k.min(chars.len())]
+                    .iter()
+                    .map(|c| blank(*c)),
+            );
             out.push('"');
             i = (k + close.chars().count()).min(chars.len());
         } else if c == '"' {
