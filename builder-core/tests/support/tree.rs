@@ -3,6 +3,7 @@
 //! and hardlink groups. Times and overlayfs bookkeeping are left out unless the read
 //! asks for them ([`Keep`]): the layer and store tests keep both, the exec round trips
 //! neither.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
