@@ -10,6 +10,7 @@ pub use oci_spec;
 
 // --- shared helpers: atomic writes, error chains ---
 mod atomic;
+mod beneath;
 mod error_chain;
 pub use crate::error_chain::error_chain;
 

@@ -201,7 +201,7 @@ fn skopeo_umoci_and_podman_accept_every_export() {
         )
         .unwrap();
         let mut want = expected_snapshot(&src);
-        for node in want.values_mut() {
+        for node in want.entries.values_mut() {
             // The layer clamped every mtime to the epoch.
             node.mtime = node.mtime.map(|_| EPOCH as i64);
         }

@@ -17,9 +17,9 @@ use rbuild_core::{
     write_layer,
 };
 use support::exec::matrix::MATRIX;
-use support::exec::tree::{compare_trees, leftover_mount_points, read_tree};
 use support::exec::{Base, base, render, shell};
 use support::require::require_root;
+use support::tree::{compare_trees, leftover_mount_points, read_tree};
 
 /// Merges the base stack into `dest` with `cp -a` and the overlay whiteout rule (a 0:0
 /// character device deletes the path below), independently of the snapshotters.

@@ -146,9 +146,10 @@ fn unpacked_layers_work_as_overlay_lower_dirs() {
     let got = snapshot(&merged);
     run_ok(Command::new("umount").arg(&merged));
     let want = expected_snapshot(&up);
-    let kinds = |s: &std::collections::BTreeMap<std::path::PathBuf, Node>| {
-        s.iter()
-            .map(|(p, n)| (p.clone(), n.kind, n.content.clone()))
+    let kinds = |s: &Tree| {
+        s.entries
+            .iter()
+            .map(|(p, e)| (p.clone(), e.kind, e.digest.clone()))
             .collect::<Vec<_>>()
     };
     assert_eq!(kinds(&got), kinds(&want), "overlay of unpacked layers");

@@ -130,7 +130,7 @@ fn fetch(url: &str) -> Result<Download, CopyError> {
                 format!(
                     "the download did not finish within {} s, the deadline of one request (set {} to change it)",
                     deadline.as_secs(),
-                    crate::HTTP_TIMEOUT_ENV
+                    crate::http::HTTP_TIMEOUT_ENV
                 ),
             )))
         } else {

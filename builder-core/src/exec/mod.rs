@@ -44,6 +44,7 @@
 mod caps;
 mod cgroup;
 mod confine;
+mod errno;
 pub(crate) mod idmap;
 mod landlock;
 mod monitor;

@@ -330,7 +330,7 @@ impl OciLayout {
     /// link and without blocking.
     pub fn open_file(&self, rel: &str) -> Result<File, LayoutError> {
         let path = self.dir.join(rel);
-        crate::context::open_listed_file(&*self.fd, Path::new(rel)).map_err(|e| {
+        crate::beneath::open_listed_file(&*self.fd, Path::new(rel)).map_err(|e| {
             match e.raw_os_error() {
                 Some(libc::ELOOP | libc::EXDEV) => LayoutError::Refused {
                     path,

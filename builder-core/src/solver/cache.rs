@@ -34,8 +34,7 @@ use crate::digest::{Digest, Hasher};
 use crate::layer::{Compression, Layer};
 use crate::store::{Blob, ContentStore};
 
-/// The cache's directory under the store root.
-pub const CACHE_DIR: &str = "cache";
+pub use crate::store::CACHE_DIR;
 /// The subdirectory remembering each step's last key.
 const STEPS_DIR: &str = "steps";
 /// How many layer blobs of imported caches are fetched at once (as pulls do).

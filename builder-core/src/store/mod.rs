@@ -159,7 +159,7 @@ pub fn default_root() -> PathBuf {
     if let Some(root) = std::env::var_os(ROOT_ENV).filter(|r| !r.is_empty()) {
         return PathBuf::from(root);
     }
-    if Privilege::current().is_root() && !crate::rootless::entered() {
+    if Privilege::current().is_root() && !crate::privilege::entered() {
         return PathBuf::from("/var/lib/rbuild");
     }
     let absolute = |var: &str| {
@@ -171,10 +171,17 @@ pub fn default_root() -> PathBuf {
         return data.join("rbuild");
     }
     let home = absolute("HOME")
-        .or_else(|| crate::exec::idmap::host_home(crate::rootless::caller_uid()))
+        .or_else(|| crate::privilege::host_home(crate::privilege::caller_uid()))
         .unwrap_or_else(|| PathBuf::from("/"));
     home.join(".local/share/rbuild")
 }
+
+/// The build cache's directory under the store root (the solver's records; `prune`
+/// drops it whole).
+pub const CACHE_DIR: &str = "cache";
+
+/// The directory under the store root holding `RUN --mount=type=cache` directories.
+pub const CACHE_MOUNTS_DIR: &str = "cache-mounts";
 
 /// An OCI image layout used as rbuild's content store.
 ///

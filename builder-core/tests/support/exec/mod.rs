@@ -3,7 +3,6 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod matrix;
-pub mod tree;
 
 use std::fmt::Write as _;
 use std::fs;
