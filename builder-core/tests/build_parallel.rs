@@ -88,3 +88,74 @@ COPY --from=broken /etc/hostname /b
     );
     assert!(matches!(events.last(), Some(Event::BuildFailed { .. })));
 }
+
+/// Five stages: two at the first level, two built on one of them (one also copying from
+/// the other), and a join that copies from both and mounts one.
+const FIVE_STAGES: &str = r#"FROM busybox AS tools
+RUN echo tools > /tools
+FROM busybox AS base
+WORKDIR /work
+RUN echo base > base.txt && echo made base
+FROM base AS left
+RUN echo left > left.txt
+FROM base AS right
+COPY --from=tools /tools /tools
+RUN echo right > right.txt && echo made right
+FROM busybox AS final
+ENV LAYER=final
+COPY --from=left /work/left.txt /left.txt
+RUN --mount=from=right,target=/r cat /r/work/right.txt > /right.txt
+COPY hello.txt /hello.txt
+CMD ["cat", "/left.txt"]
+"#;
+
+/// The events of a build as lines: what happened and to which step, without times,
+/// keys or digests.
+fn sequence(events: &[Event]) -> String {
+    let mut lines = String::new();
+    for event in events {
+        let line = match event {
+            Event::BuildStarted { stages, steps, .. } => {
+                format!("build_started stages={stages} steps={steps}")
+            }
+            Event::StepStarted { step, name, .. } => format!("step_started {step} {name}"),
+            Event::StepLog { step, text, .. } => format!("step_log {step} {text}"),
+            Event::StepCached { step, .. } => format!("step_cached {step}"),
+            Event::StepFinished { step, .. } => format!("step_finished {step}"),
+            Event::StepFailed { step, .. } => format!("step_failed {step}"),
+            Event::Warning { message, .. } => format!("warning {message}"),
+            Event::BuildFinished { .. } => "build_finished".to_owned(),
+            Event::BuildFailed { message, .. } => format!("build_failed {message}"),
+            other => format!("{other:?}"),
+        };
+        lines.push_str(&line);
+        lines.push('\n');
+    }
+    lines
+}
+
+/// With one job, the stages run one after another in the order of their levels, and
+/// the events (step numbers included) are those recorded in
+/// `golden/parallel_jobs1_events.txt` before the solver scheduled by step dependencies.
+/// Regenerate (only for an intended change of the order):
+/// `RBUILD_BLESS_GOLDEN=1 cargo test -p rbuild-core --test build_parallel with_one_job`.
+#[test]
+fn with_one_job_the_events_are_those_of_the_level_order() {
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[("hello.txt", "hello\n")]);
+    let (result, events) = build_with(&store, FIVE_STAGES, &ctx, |r| {
+        r.jobs = 1;
+        r.no_cache = true;
+    });
+    result.unwrap();
+    let computed = sequence(&events.events());
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/parallel_jobs1_events.txt");
+    if std::env::var_os("RBUILD_BLESS_GOLDEN").is_some() {
+        std::fs::write(&path, &computed).unwrap();
+        return;
+    }
+    let golden = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    assert_eq!(computed, golden, "the jobs=1 event sequence changed");
+}
