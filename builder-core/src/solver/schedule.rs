@@ -58,14 +58,21 @@ pub(crate) fn run_stages(shared: &Shared<'_>) -> Result<(), BuildError> {
         .queue
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner);
+    let unfinished =
+        !(queue.parked.is_empty() && queue.unstarted.is_empty() && queue.ready.is_empty());
     let mut errors = queue.errors;
     if errors.is_empty() {
-        // The lowering refuses cycles, so nothing waits for a stage that cannot end.
+        // The lowering refuses cycles, so work is left only when the caller canceled
+        // the build between two steps.
         debug_assert!(
-            queue.parked.is_empty() && queue.unstarted.is_empty() && queue.ready.is_empty(),
+            !unfinished || shared.cancel.is_cancelled(),
             "stages left waiting with no failure"
         );
-        return Ok(());
+        return if unfinished {
+            Err(BuildError::Canceled)
+        } else {
+            Ok(())
+        };
     }
     // The error that caused the cancellation, not the cancellations it caused.
     let first = errors
