@@ -5,9 +5,9 @@
 //! [`BuildGraph`](rbuild_dockerfile::BuildGraph), the base images are resolved (local
 //! store names, else pulled from their registry, always with [`BuildRequest::pull`];
 //! `scratch`, earlier stages, `oci-layout://`, `oci-archive://`, `docker-archive://`)
-//! and the graph lowered again with their configurations; then the
-//! stages run level by level, those of one level in parallel. Each step that touches the
-//! filesystem (`RUN`, `COPY`, `ADD`, `WORKDIR`) is looked up in the cache by its key
+//! and the graph lowered again with their configurations; then the stages run in
+//! parallel, each step as soon as the stages it reads have ended. Each step that touches
+//! the filesystem (`RUN`, `COPY`, `ADD`, `WORKDIR`) is looked up in the cache by its key
 //! (parent key, step definition, the sources it copies); a hit reuses the layer, a miss
 //! prepares a snapshot, runs or copies, diffs it into a [`ChangeSet`](crate::ChangeSet)
 //! and writes a layer. Steps that change only the configuration become `empty_layer`
@@ -28,6 +28,7 @@ mod mounts;
 mod push;
 mod recompress;
 mod repro;
+mod schedule;
 mod semantics;
 mod solve;
 mod sources;

@@ -1,10 +1,10 @@
-//! The solver: parse, resolve base images, lower, run the stages level by level, and
+//! The solver: parse, resolve base images, lower, run the stages by step dependencies, and
 //! assemble the target.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rbuild_dockerfile::{
@@ -393,9 +393,7 @@ fn build_inner(
         });
     }
 
-    for level in &graph.levels {
-        run_level(&shared, level)?;
-    }
+    super::schedule::run_stages(&shared)?;
 
     let target = shared
         .states
@@ -584,56 +582,6 @@ fn warn_about(shared: &Shared<'_>) {
                 line: u32::try_from(stage.span.start_line).ok(),
             });
         }
-    }
-}
-
-/// Runs the stages of one level, at most `jobs` at once; the first failure cancels the
-/// others.
-fn run_level(shared: &Shared<'_>, level: &[StageId]) -> Result<(), BuildError> {
-    let next = AtomicUsize::new(0);
-    let errors: Mutex<Vec<BuildError>> = Mutex::new(Vec::new());
-    let workers = shared.request.jobs.max(1).min(level.len());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(id) = level.get(i) else { break };
-                    let Some(stage) = shared.graph.stage(*id) else {
-                        continue;
-                    };
-                    match StageRun::new(shared, stage).and_then(StageRun::run) {
-                        Ok(state) => {
-                            shared
-                                .states
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .insert(*id, state);
-                        }
-                        Err(e) => {
-                            shared.cancel.cancel();
-                            errors
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .push(e);
-                        }
-                    }
-                }
-            });
-        }
-    });
-    let mut errors = errors
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    // The error that caused the cancellation, not the cancellations it caused.
-    let first = errors
-        .iter()
-        .position(|e| !matches!(e, BuildError::Canceled))
-        .unwrap_or(0);
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.swap_remove(first))
     }
 }
 
