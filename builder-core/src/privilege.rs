@@ -9,7 +9,7 @@
 //! what needs the initial namespace: device nodes, a sysfs without a network namespace
 //! of its own, `trusted.*` xattrs (so overlay runs with `userxattr`), cgroup files it was
 //! not delegated. An unprivileged process gets a user namespace for each step (see
-//! [`SandboxExecutor`](crate::SandboxExecutor)).
+//! [`SandboxExecutor`](crate::exec::SandboxExecutor)).
 
 use std::fs;
 

@@ -31,8 +31,8 @@
 //! registry, mounted from another repository) starts and finishes with no progress between.
 //! Transfers of one operation run in parallel, so their events interleave.
 //!
-//! [`pull`](crate::pull), [`push`](crate::push), [`export`](crate::export) and
-//! [`save_images`](crate::save_images) send transfer events to the sink they are given
+//! [`pull`](crate::registry::pull), [`push`](crate::registry::push), [`export`](crate::export::export) and
+//! [`save_images`](crate::export::save_images) send transfer events to the sink they are given
 //! and nothing else. Within a build they belong to a step (their `step` field names it):
 //! the base image's pull to `[internal] load metadata for NAME`, exports and pushes to
 //! `exporting to ...`, so a build's transfers come between its `BuildStarted` and its last
@@ -43,7 +43,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use rbuild_core::{Collect, Event, Progress, StepId, StepOutput, Stream, display_name};
+//! use rbuild_core::{Event, Progress, progress::{Collect, StepId, StepOutput, Stream, display_name}};
 //!
 //! let sink = Collect::new();
 //! let step = StepId(1);
@@ -629,7 +629,7 @@ impl<R: std::io::Read> std::io::Read for Counted<'_, '_, R> {
 /// the step's 1-based position among `count` steps of its stage, the `FROM` included.
 pub fn display_name(stage: Option<&str>, position: u32, count: u32, instruction: &str) -> String {
     // A URL's user name and password are never shown (issue 13).
-    let instruction = crate::redact_urls(instruction);
+    let instruction = crate::redact::redact_urls(instruction);
     match stage {
         Some(stage) => format!("[{stage} {position}/{count}] {instruction}"),
         None => format!("[{position}/{count}] {instruction}"),

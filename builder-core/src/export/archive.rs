@@ -88,7 +88,7 @@ fn hash_file(path: &Path) -> Result<(Digest, u64), ExportError> {
 }
 
 /// Copies `path` (a scratch file of ours) into the store.
-fn put_file(store: &ContentStore, path: &Path) -> Result<crate::Blob, ExportError> {
+fn put_file(store: &ContentStore, path: &Path) -> Result<crate::store::Blob, ExportError> {
     let mut file = File::open(path).map_err(read_err(path))?;
     let mut w = store.writer()?;
     io::copy(&mut file, &mut w).map_err(read_err(path))?;
@@ -214,7 +214,7 @@ impl Members {
             _scratch: scratch,
         };
         let scratch_dir = members._scratch.path().to_path_buf();
-        let limits = crate::ArchiveLimits::from_env().map_err(LayerError::from)?;
+        let limits = crate::layer::ArchiveLimits::from_env().map_err(LayerError::from)?;
         let meter = crate::layer::Meter::new(limits);
         let label = archive.display().to_string();
         let limited = |e: ExportError| match meter.exceeded() {

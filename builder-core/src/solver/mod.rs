@@ -9,13 +9,13 @@
 //! stages run level by level, those of one level in parallel. Each step that touches the
 //! filesystem (`RUN`, `COPY`, `ADD`, `WORKDIR`) is looked up in the cache by its key
 //! (parent key, step definition, the sources it copies); a hit reuses the layer, a miss
-//! prepares a snapshot, runs or copies, diffs it into a [`ChangeSet`](crate::ChangeSet)
+//! prepares a snapshot, runs or copies, diffs it into a [`ChangeSet`](crate::change::ChangeSet)
 //! and writes a layer. Steps that change only the configuration become `empty_layer`
 //! history entries. The target stage is assembled into an image, named and exported,
 //! and pushed to registries if the request asks for it ([`BuildRequest::push`],
 //! [`ExportTarget::Registry`]).
 //!
-//! Progress goes to the caller's [`Progress`](crate::Progress) sink; nothing here writes
+//! Progress goes to the caller's [`Progress`] sink; nothing here writes
 //! to a terminal.
 
 mod base;
@@ -142,7 +142,7 @@ pub struct BuildRequest {
     pub force_compression: bool,
     /// Runs `RUN` steps with one pipe for standard output and standard error, so their
     /// log lines come in the order the step wrote them (as a terminal shows them); every
-    /// line is then reported as [`Stream::Stdout`](crate::Stream). Off by default: each
+    /// line is then reported as [`Stream::Stdout`](crate::progress::Stream). Off by default: each
     /// line keeps its stream, and a stdout and a stderr line written close together may
     /// arrive in either order. The CLI turns it on for its plain and tty views.
     pub merge_step_output: bool,
@@ -275,7 +275,7 @@ pub struct BuildResult {
 /// Runs builds against one content store.
 ///
 /// ```no_run
-/// use rbuild_core::{BuildRequest, Builder, ContentStore, ContextSource, DockerfileInput, NullProgress};
+/// use rbuild_core::{BuildRequest, Builder, ContentStore, ContextSource, DockerfileInput, progress::NullProgress};
 ///
 /// let store = ContentStore::open("/var/lib/rbuild")?;
 /// let request = BuildRequest::new(

@@ -562,7 +562,10 @@ fn warn_about(shared: &Shared<'_>) {
                 Instruction::Env(kv) => ("ENV", kv.pairs.iter().map(|p| p.key.as_str()).collect()),
                 _ => continue,
             };
-            for name in names.into_iter().filter(|n| crate::is_secret_name(n)) {
+            for name in names
+                .into_iter()
+                .filter(|n| crate::redact::is_secret_name(n))
+            {
                 shared.progress.event(&Event::Warning {
                     rule: Some("SecretsUsedInArgOrEnv".to_owned()),
                     message: format!(

@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use rbuild_core::{Digest, is_overlay_xattr};
+use rbuild_core::{Digest, layer::is_overlay_xattr};
 
 /// Everything a layer must carry about one path.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -117,7 +117,7 @@ pub fn read_tree(root: &Path) -> Tree {
         for name in xattr::list(path)
             .unwrap_or_else(|e| panic!("failed to list xattrs of {}: {e}", path.display()))
         {
-            if rbuild_core::is_overlay_xattr(name.as_bytes()) {
+            if rbuild_core::layer::is_overlay_xattr(name.as_bytes()) {
                 continue;
             }
             let value = xattr::get(path, &name)
