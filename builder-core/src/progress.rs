@@ -65,7 +65,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -80,26 +80,19 @@ pub trait Progress: Send + Sync {
     fn event(&self, event: &Event);
 }
 
-impl<P: Progress + ?Sized> Progress for &P {
+/// A closure is a sink: `builder.build(&request, &|e: &Event| eprintln!("{e:?}"))`.
+///
+/// References to sinks (`&dyn Progress`) are passed as they are, so this is the one
+/// blanket implementation: a `Box<dyn Progress>` or `Arc<dyn Progress>` is passed as
+/// `&*sink`.
+impl<F: Fn(&Event) + Send + Sync> Progress for F {
     fn event(&self, event: &Event) {
-        (**self).event(event);
+        self(event);
     }
 }
 
-impl<P: Progress + ?Sized> Progress for Box<P> {
-    fn event(&self, event: &Event) {
-        (**self).event(event);
-    }
-}
-
-impl<P: Progress + ?Sized> Progress for Arc<P> {
-    fn event(&self, event: &Event) {
-        (**self).event(event);
-    }
-}
-
-/// A closure as a sink: `builder.build(&request, &ProgressFn(|e: &Event| eprintln!("{e:?}")))`.
-/// (A blanket implementation for closures would overlap the one for references.)
+/// A closure wrapped as a sink, for code written before closures were sinks
+/// themselves: `ProgressFn(f)` and `f` behave alike.
 #[derive(Debug, Clone, Copy)]
 pub struct ProgressFn<F>(pub F);
 

@@ -36,7 +36,9 @@ mod stage;
 mod state;
 mod step;
 
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use self::cache::{CACHE_DIR, CacheKey, MissReason};
@@ -53,12 +55,13 @@ pub use self::mounts::{
 pub use self::repro::ReproReport;
 use crate::context::ContextSource;
 use crate::digest::Digest;
-use crate::exec::{CancelToken, Network};
+use crate::exec::{CancelToken, Executor, Network, RuncExecutor, SandboxExecutor};
 use crate::export::ExportTarget;
 use crate::image::{Image, ImageFormat};
 use crate::layer::Compression;
 use crate::progress::{Progress, StepId};
 use crate::registry::RegistryConfig;
+use crate::snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshotter};
 use crate::store::{ContentStore, ImageName};
 
 /// Where the Dockerfile comes from.
@@ -275,26 +278,61 @@ pub struct BuildResult {
 /// Runs builds against one content store.
 ///
 /// ```no_run
-/// use rbuild_core::{BuildRequest, Builder, ContentStore, ContextSource, DockerfileInput, progress::NullProgress};
+/// use rbuild_core::{BuildRequest, Builder, ContentStore, ContextSource, DockerfileInput, Event};
 ///
 /// let store = ContentStore::open("/var/lib/rbuild")?;
 /// let request = BuildRequest::new(
 ///     DockerfileInput::Path("app/Dockerfile".into()),
 ///     ContextSource::Directory("app".into()),
 /// );
-/// let result = Builder::new(store).build(&request, &NullProgress)?;
+/// // Another thread may stop the build: the request's token is shared by its clones.
+/// let cancel = request.cancel.clone();
+/// # let _ = &cancel;
+/// let result = Builder::new(store).build(&request, &|event: &Event| eprintln!("{event:?}"))?;
 /// println!("{}", result.image_id);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone)]
+///
+/// The request's [`ExecutorKind`] and [`SnapshotterKind`] choose among rbuild's own
+/// back ends; [`with_executor`](Self::with_executor) and
+/// [`with_snapshotter`](Self::with_snapshotter) hand in an embedder's own instead.
+#[derive(Clone)]
 pub struct Builder {
     store: ContentStore,
+    backends: Backends,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("store", &self.store)
+            .field("own_executor", &self.backends.executor.is_some())
+            .field("own_snapshotter", &self.backends.snapshotter.is_some())
+            .finish()
+    }
 }
 
 impl Builder {
     /// A builder storing images, layers and its cache in `store`.
     pub fn new(store: ContentStore) -> Self {
-        Builder { store }
+        Builder {
+            store,
+            backends: Backends::default(),
+        }
+    }
+
+    /// Runs every `RUN` step with `executor`, whatever the request's
+    /// [`executor`](BuildRequest::executor) says.
+    pub fn with_executor(mut self, executor: Arc<dyn Executor + Send + Sync>) -> Self {
+        self.backends.executor = Some(executor);
+        self
+    }
+
+    /// Makes every step root with `snapshotter`, whatever the request's
+    /// [`snapshotter`](BuildRequest::snapshotter) says.
+    pub fn with_snapshotter(mut self, snapshotter: Arc<dyn Snapshotter + Send + Sync>) -> Self {
+        self.backends.snapshotter = Some(snapshotter);
+        self
     }
 
     /// The store this builder writes to.
@@ -313,7 +351,7 @@ impl Builder {
         if request.push && request.tags.is_empty() {
             return Err(crate::export::ExportError::NoName.into());
         }
-        solve::build(&self.store, request, progress)
+        solve::build(&self.store, &self.backends, request, progress)
     }
 
     /// `--reproducible-check`: builds `request` twice from an empty cache, each in a
@@ -326,6 +364,34 @@ impl Builder {
         request: &BuildRequest,
         progress: &dyn Progress,
     ) -> Result<ReproReport, BuildError> {
-        repro::check(&self.store, request, progress)
+        repro::check(&self.store, &self.backends, request, progress)
+    }
+}
+
+/// The executor and snapshotter of a build: an embedder's own, else those the request's
+/// kinds name.
+#[derive(Clone, Default)]
+pub(crate) struct Backends {
+    executor: Option<Arc<dyn Executor + Send + Sync>>,
+    snapshotter: Option<Arc<dyn Snapshotter + Send + Sync>>,
+}
+
+impl Backends {
+    /// The executor of a build asking for `kind`.
+    pub(crate) fn executor(&self, kind: &ExecutorKind) -> Arc<dyn Executor + Send + Sync> {
+        match (&self.executor, kind) {
+            (Some(own), _) => own.clone(),
+            (None, ExecutorKind::Sandbox) => Arc::new(SandboxExecutor::new()),
+            (None, ExecutorKind::Runc(path)) => Arc::new(RuncExecutor::new(path.clone())),
+        }
+    }
+
+    /// The snapshotter of a build asking for `kind`.
+    pub(crate) fn snapshotter(&self, kind: SnapshotterKind) -> Arc<dyn Snapshotter + Send + Sync> {
+        match (&self.snapshotter, kind) {
+            (Some(own), _) => own.clone(),
+            (None, SnapshotterKind::Overlay) => Arc::new(OverlaySnapshotter::new()),
+            (None, SnapshotterKind::Copy) => Arc::new(CopySnapshotter::new()),
+        }
     }
 }
