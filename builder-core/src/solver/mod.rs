@@ -83,8 +83,9 @@ pub enum DockerfileInput {
     },
 }
 
-/// How step roots are made.
+/// How step roots are made (an embedder's own: [`Builder::with_snapshotter`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum SnapshotterKind {
     /// overlayfs over the unpacked layers (the default).
     #[default]
@@ -93,8 +94,9 @@ pub enum SnapshotterKind {
     Copy,
 }
 
-/// What runs `RUN` steps.
+/// What runs `RUN` steps (an embedder's own: [`Builder::with_executor`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ExecutorKind {
     /// The built-in namespace sandbox (the default).
     #[default]
