@@ -86,14 +86,23 @@
 
 pub use oci_spec;
 
-// The names an embedder starts from (see the crate docs).
+// The names an embedder starts from (see the crate docs), shown at the root in the docs
+// though their modules are public too.
+#[doc(inline)]
 pub use crate::context::ContextSource;
+#[doc(inline)]
 pub use crate::digest::Digest;
+#[doc(inline)]
 pub use crate::exec::CancelToken;
+#[doc(inline)]
 pub use crate::export::ExportTarget;
+#[doc(inline)]
 pub use crate::progress::{Event, Progress};
+#[doc(inline)]
 pub use crate::registry::RegistryErrorKind;
+#[doc(inline)]
 pub use crate::solver::{BuildError, BuildRequest, BuildResult, Builder, DockerfileInput};
+#[doc(inline)]
 pub use crate::store::{ContentStore, ImageName};
 
 mod atomic;

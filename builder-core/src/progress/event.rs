@@ -113,7 +113,7 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stage: Option<String>,
         /// The name shown for the step, `[2/6] RUN pip install -r requirements.txt`; see
-        /// [`display_name`].
+        /// [`display_name`](super::display_name).
         name: String,
         /// The step's 1-based line in the Dockerfile, if it comes from one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
