@@ -9,7 +9,7 @@
 //! what needs the initial namespace: device nodes, a sysfs without a network namespace
 //! of its own, `trusted.*` xattrs (so overlay runs with `userxattr`), cgroup files it was
 //! not delegated. An unprivileged process gets a user namespace for each step (see
-//! [`SandboxExecutor`](crate::SandboxExecutor)).
+//! [`SandboxExecutor`](crate::exec::SandboxExecutor)).
 //!
 //! Who the caller is when rbuild entered a user namespace for it ([`entered`], its uid
 //! and home outside) is asked here too: the store and the sandbox read it, and neither

@@ -29,7 +29,7 @@
 //! program, and nothing outlives it.
 //!
 //! Setting [`SKIP_ENV`] keeps the process as it is: steps that run commands then get a
-//! user namespace each (see [`SandboxExecutor`](crate::SandboxExecutor)), but the engine's
+//! user namespace each (see [`SandboxExecutor`](crate::exec::SandboxExecutor)), but the engine's
 //! own file work on overlay roots needs root.
 //!
 //! ```no_run

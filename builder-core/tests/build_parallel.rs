@@ -5,7 +5,7 @@
 
 mod support;
 
-use rbuild_core::{BuildError, Event, StepId};
+use rbuild_core::{BuildError, Event, progress::StepId};
 use support::build::{build_with, busybox_store, context};
 
 const TWO_STAGES: &str = "FROM busybox AS left

@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
 use rbuild_core::{
-    ApplyMode, Compression, ContentStore, CopySnapshotter, Executor, LayerOptions,
-    OverlaySnapshotter, RuncExecutor, SandboxExecutor, Snapshotter, StepRoot, Stream, apply_layer,
-    write_layer,
+    ContentStore,
+    exec::{Executor, RuncExecutor, SandboxExecutor},
+    layer::{ApplyMode, Compression, LayerOptions, apply_layer, write_layer},
+    progress::Stream,
+    snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshotter, StepRoot},
 };
 use support::exec::matrix::MATRIX;
 use support::exec::{Base, base, render, shell};
@@ -61,7 +63,11 @@ fn copy_tree(src: &Path, dest: &Path) {
 }
 
 /// Runs `cmd` in `snapshot`'s root and fails the row if it does not succeed.
-fn run(executor: &dyn Executor, snapshot: &rbuild_core::Snapshot, cmd: &str) -> Result<(), String> {
+fn run(
+    executor: &dyn Executor,
+    snapshot: &rbuild_core::snapshot::Snapshot,
+    cmd: &str,
+) -> Result<(), String> {
     let mut stderr = Vec::new();
     let status = executor
         .run(

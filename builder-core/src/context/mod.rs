@@ -9,7 +9,7 @@
 //! selection of entries for a cache key.
 //!
 //! ```
-//! use rbuild_core::{ContextHashes, ContextListing, IgnoreRules, resolve_source};
+//! use rbuild_core::{context::{ContextHashes, ContextListing, IgnoreRules, resolve_source}};
 //!
 //! let dir = tempfile::tempdir()?;
 //! std::fs::write(dir.path().join("app.py"), "print('hi')\n")?;

@@ -63,7 +63,7 @@ pub fn save_layout_dir(
 }
 
 /// Copies `path` (a scratch file of ours) into the store.
-fn put_file(store: &ContentStore, path: &Path) -> Result<crate::Blob, ExportError> {
+fn put_file(store: &ContentStore, path: &Path) -> Result<crate::store::Blob, ExportError> {
     let mut file = File::open(path).map_err(read_err(path))?;
     let mut w = store.writer()?;
     io::copy(&mut file, &mut w).map_err(read_err(path))?;

@@ -115,7 +115,7 @@ impl Members {
             _scratch: scratch,
         };
         let scratch_dir = members._scratch.path().to_path_buf();
-        let limits = crate::ArchiveLimits::from_env().map_err(LayerError::from)?;
+        let limits = crate::layer::ArchiveLimits::from_env().map_err(LayerError::from)?;
         let meter = crate::layer::Meter::new(limits);
         let label = archive.display().to_string();
         let limited = |e: ExportError| match meter.exceeded() {

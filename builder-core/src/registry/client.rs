@@ -33,7 +33,7 @@ pub struct RegistryOptions {
     pub backoff: Duration,
     /// The longest one request may take, from connecting to the last byte of its body
     /// (redirects included): a silent or dripping registry cannot hold a build longer.
-    /// A request that ran out of it is not retried. [`http_deadline`](crate::http_deadline) by default.
+    /// A request that ran out of it is not retried. [`http_deadline`](crate::registry::http_deadline) by default.
     pub deadline: Duration,
 }
 
@@ -87,7 +87,7 @@ enum AuthMode {
 /// A client for one registry, shared by the threads that move blobs.
 ///
 /// ```no_run
-/// use rbuild_core::{ContentStore, Event, ImageName, ProgressFn, RegistryClient, RegistryOptions, pull};
+/// use rbuild_core::{ContentStore, Event, ImageName, progress::ProgressFn, registry::{RegistryClient, RegistryOptions, pull}};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = ContentStore::open("/tmp/rbuild-store")?;
 /// let name: ImageName = "localhost:5000/app:1".parse()?;
@@ -252,7 +252,7 @@ impl RegistryClient {
             registry: self.registry.clone(),
             reason: format!(
                 "the token service {:?} is not an http(s) URL",
-                crate::redact_urls(realm)
+                crate::redact::redact_urls(realm)
             ),
         })?;
         let mut headers = Vec::new();
@@ -270,7 +270,7 @@ impl RegistryClient {
                 registry: self.registry.clone(),
                 reason: format!(
                     "token service {} refused: {}",
-                    crate::redact_urls(realm),
+                    crate::redact::redact_urls(realm),
                     body_text(resp)
                 ),
             });
@@ -279,7 +279,7 @@ impl RegistryClient {
         let v: serde_json::Value =
             serde_json::from_slice(&read_small(&mut resp, Method::GET, &url)?).map_err(
                 |source| RegistryError::Json {
-                    what: format!("token from {}", crate::redact_urls(realm)),
+                    what: format!("token from {}", crate::redact::redact_urls(realm)),
                     source,
                 },
             )?;
@@ -291,7 +291,7 @@ impl RegistryClient {
                 registry: self.registry.clone(),
                 reason: format!(
                     "token service {} answered no token",
-                    crate::redact_urls(realm)
+                    crate::redact::redact_urls(realm)
                 ),
             })
     }

@@ -9,13 +9,13 @@
 //! parallel, each step as soon as the stages it reads have ended. Each step that touches
 //! the filesystem (`RUN`, `COPY`, `ADD`, `WORKDIR`) is looked up in the cache by its key
 //! (parent key, step definition, the sources it copies); a hit reuses the layer, a miss
-//! prepares a snapshot, runs or copies, diffs it into a [`ChangeSet`](crate::ChangeSet)
+//! prepares a snapshot, runs or copies, diffs it into a [`ChangeSet`](crate::change::ChangeSet)
 //! and writes a layer. Steps that change only the configuration become `empty_layer`
 //! history entries. The target stage is assembled into an image, named and exported,
 //! and pushed to registries if the request asks for it ([`BuildRequest::push`],
 //! [`ExportTarget::Registry`]).
 //!
-//! Progress goes to the caller's [`Progress`](crate::Progress) sink; nothing here writes
+//! Progress goes to the caller's [`Progress`] sink; nothing here writes
 //! to a terminal.
 
 mod base;
@@ -37,7 +37,9 @@ mod stage;
 mod state;
 mod step;
 
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use self::cache::{CACHE_DIR, CacheKey, MissReason};
@@ -54,12 +56,13 @@ pub use self::mounts::{
 pub use self::repro::ReproReport;
 use crate::context::ContextSource;
 use crate::digest::Digest;
-use crate::exec::{CancelToken, Network};
+use crate::exec::{CancelToken, Executor, Network, RuncExecutor, SandboxExecutor};
 use crate::export::ExportTarget;
 use crate::image::{Image, ImageFormat};
 use crate::layer::Compression;
 use crate::progress::{Progress, StepId};
 use crate::registry::RegistryConfig;
+use crate::snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshotter};
 use crate::store::{ContentStore, ImageName};
 
 /// Where the Dockerfile comes from.
@@ -81,8 +84,9 @@ pub enum DockerfileInput {
     },
 }
 
-/// How step roots are made.
+/// How step roots are made (an embedder's own: [`Builder::with_snapshotter`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum SnapshotterKind {
     /// overlayfs over the unpacked layers (the default).
     #[default]
@@ -91,8 +95,9 @@ pub enum SnapshotterKind {
     Copy,
 }
 
-/// What runs `RUN` steps.
+/// What runs `RUN` steps (an embedder's own: [`Builder::with_executor`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ExecutorKind {
     /// The built-in namespace sandbox (the default).
     #[default]
@@ -143,7 +148,7 @@ pub struct BuildRequest {
     pub force_compression: bool,
     /// Runs `RUN` steps with one pipe for standard output and standard error, so their
     /// log lines come in the order the step wrote them (as a terminal shows them); every
-    /// line is then reported as [`Stream::Stdout`](crate::Stream). Off by default: each
+    /// line is then reported as [`Stream::Stdout`](crate::progress::Stream). Off by default: each
     /// line keeps its stream, and a stdout and a stderr line written close together may
     /// arrive in either order. The CLI turns it on for its plain and tty views.
     pub merge_step_output: bool,
@@ -276,26 +281,61 @@ pub struct BuildResult {
 /// Runs builds against one content store.
 ///
 /// ```no_run
-/// use rbuild_core::{BuildRequest, Builder, ContentStore, ContextSource, DockerfileInput, NullProgress};
+/// use rbuild_core::{BuildRequest, Builder, ContentStore, ContextSource, DockerfileInput, Event};
 ///
 /// let store = ContentStore::open("/var/lib/rbuild")?;
 /// let request = BuildRequest::new(
 ///     DockerfileInput::Path("app/Dockerfile".into()),
 ///     ContextSource::Directory("app".into()),
 /// );
-/// let result = Builder::new(store).build(&request, &NullProgress)?;
+/// // Another thread may stop the build: the request's token is shared by its clones.
+/// let cancel = request.cancel.clone();
+/// # let _ = &cancel;
+/// let result = Builder::new(store).build(&request, &|event: &Event| eprintln!("{event:?}"))?;
 /// println!("{}", result.image_id);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone)]
+///
+/// The request's [`ExecutorKind`] and [`SnapshotterKind`] choose among rbuild's own
+/// back ends; [`with_executor`](Self::with_executor) and
+/// [`with_snapshotter`](Self::with_snapshotter) hand in an embedder's own instead.
+#[derive(Clone)]
 pub struct Builder {
     store: ContentStore,
+    backends: Backends,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("store", &self.store)
+            .field("own_executor", &self.backends.executor.is_some())
+            .field("own_snapshotter", &self.backends.snapshotter.is_some())
+            .finish()
+    }
 }
 
 impl Builder {
     /// A builder storing images, layers and its cache in `store`.
     pub fn new(store: ContentStore) -> Self {
-        Builder { store }
+        Builder {
+            store,
+            backends: Backends::default(),
+        }
+    }
+
+    /// Runs every `RUN` step with `executor`, whatever the request's
+    /// [`executor`](BuildRequest::executor) says.
+    pub fn with_executor(mut self, executor: Arc<dyn Executor + Send + Sync>) -> Self {
+        self.backends.executor = Some(executor);
+        self
+    }
+
+    /// Makes every step root with `snapshotter`, whatever the request's
+    /// [`snapshotter`](BuildRequest::snapshotter) says.
+    pub fn with_snapshotter(mut self, snapshotter: Arc<dyn Snapshotter + Send + Sync>) -> Self {
+        self.backends.snapshotter = Some(snapshotter);
+        self
     }
 
     /// The store this builder writes to.
@@ -314,7 +354,7 @@ impl Builder {
         if request.push && request.tags.is_empty() {
             return Err(crate::export::ExportError::NoName.into());
         }
-        solve::build(&self.store, request, progress)
+        solve::build(&self.store, &self.backends, request, progress)
     }
 
     /// `--reproducible-check`: builds `request` twice from an empty cache, each in a
@@ -327,6 +367,34 @@ impl Builder {
         request: &BuildRequest,
         progress: &dyn Progress,
     ) -> Result<ReproReport, BuildError> {
-        repro::check(&self.store, request, progress)
+        repro::check(&self.store, &self.backends, request, progress)
+    }
+}
+
+/// The executor and snapshotter of a build: an embedder's own, else those the request's
+/// kinds name.
+#[derive(Clone, Default)]
+pub(crate) struct Backends {
+    executor: Option<Arc<dyn Executor + Send + Sync>>,
+    snapshotter: Option<Arc<dyn Snapshotter + Send + Sync>>,
+}
+
+impl Backends {
+    /// The executor of a build asking for `kind`.
+    pub(crate) fn executor(&self, kind: &ExecutorKind) -> Arc<dyn Executor + Send + Sync> {
+        match (&self.executor, kind) {
+            (Some(own), _) => own.clone(),
+            (None, ExecutorKind::Sandbox) => Arc::new(SandboxExecutor::new()),
+            (None, ExecutorKind::Runc(path)) => Arc::new(RuncExecutor::new(path.clone())),
+        }
+    }
+
+    /// The snapshotter of a build asking for `kind`.
+    pub(crate) fn snapshotter(&self, kind: SnapshotterKind) -> Arc<dyn Snapshotter + Send + Sync> {
+        match (&self.snapshotter, kind) {
+            (Some(own), _) => own.clone(),
+            (None, SnapshotterKind::Overlay) => Arc::new(OverlaySnapshotter::new()),
+            (None, SnapshotterKind::Copy) => Arc::new(CopySnapshotter::new()),
+        }
     }
 }

@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::cache::CacheKey;
 use super::error::{BuildError, io_err};
-use super::{BuildRequest, BuildResult};
+use super::{Backends, BuildRequest, BuildResult};
 use crate::context::ContextSource;
 use crate::digest::{Digest, Hasher};
 use crate::exec::RunSpec;
@@ -106,6 +106,7 @@ pub(crate) fn add_run_env(spec: &mut RunSpec, epoch: Option<u64>) {
 /// nondeterminism can tell them apart.
 pub(crate) fn check(
     store: &ContentStore,
+    backends: &Backends,
     request: &BuildRequest,
     progress: &dyn Progress,
 ) -> Result<ReproReport, BuildError> {
@@ -126,7 +127,7 @@ pub(crate) fn check(
         let root = dir.path().join(run);
         let fresh = seeded_store(store, &root)?;
         let copy = repeat_request(request, epoch);
-        let result = super::solve::build(&fresh, &copy, progress)?;
+        let result = super::solve::build(&fresh, backends, &copy, progress)?;
         results.push((fresh, result));
     }
     let (second_store, second) = results.pop().ok_or(BuildError::Canceled)?;

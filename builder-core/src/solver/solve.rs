@@ -20,16 +20,16 @@ use super::semantics;
 use super::squash;
 use super::stage::StageRun;
 use super::state::StageState;
-use super::{BuildRequest, BuildResult, DockerfileInput, ExecutorKind, SnapshotterKind};
+use super::{Backends, BuildRequest, BuildResult, DockerfileInput};
 use crate::context::{
     ContextHashes, ContextListing, ContextSource, INDEX_DIR, IgnoreRules, read_in_context,
     read_named_file,
 };
-use crate::exec::{CancelToken, Executor, RuncExecutor, SandboxExecutor};
+use crate::exec::{CancelToken, Executor};
 use crate::export::{ExportTarget, export};
 use crate::image::{ImageSpec, assemble, host_platform, rfc3339, tag_image};
 use crate::progress::{BuildId, Event, InStep, Progress, StepId, StepOutput};
-use crate::snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshotter};
+use crate::snapshot::Snapshotter;
 use crate::store::ContentStore;
 
 /// The name messages give a Dockerfile read from a path: its file name.
@@ -115,12 +115,13 @@ impl Shared<'_> {
 /// Builds `request` into `store`, reporting to `progress`.
 pub(crate) fn build(
     store: &ContentStore,
+    backends: &Backends,
     request: &BuildRequest,
     progress: &dyn Progress,
 ) -> Result<BuildResult, BuildError> {
     let started = Instant::now();
     let mut announced = false;
-    let result = build_inner(store, request, progress, started, &mut announced);
+    let result = build_inner(store, backends, request, progress, started, &mut announced);
     if let Err(err) = &result {
         if !announced {
             progress.event(&Event::BuildStarted {
@@ -195,6 +196,7 @@ fn read_dockerfile(
 
 fn build_inner(
     store: &ContentStore,
+    backends: &Backends,
     request: &BuildRequest,
     progress: &dyn Progress,
     started: Instant,
@@ -334,14 +336,8 @@ fn build_inner(
         None
     };
 
-    let snapshotter: Box<dyn Snapshotter + Sync> = match request.snapshotter {
-        SnapshotterKind::Overlay => Box::new(OverlaySnapshotter::new()),
-        SnapshotterKind::Copy => Box::new(CopySnapshotter::new()),
-    };
-    let executor: Box<dyn Executor + Sync> = match &request.executor {
-        ExecutorKind::Sandbox => Box::new(SandboxExecutor::new()),
-        ExecutorKind::Runc(path) => Box::new(RuncExecutor::new(path.clone())),
-    };
+    let snapshotter = backends.snapshotter(request.snapshotter);
+    let executor = backends.executor(&request.executor);
     let (imported, import_warnings) =
         super::cache_share::import(store, &request.cache_from, &request.registry);
     let cache = Cache::open(store)?.with_imports(imported);
@@ -560,7 +556,10 @@ fn warn_about(shared: &Shared<'_>) {
                 Instruction::Env(kv) => ("ENV", kv.pairs.iter().map(|p| p.key.as_str()).collect()),
                 _ => continue,
             };
-            for name in names.into_iter().filter(|n| crate::is_secret_name(n)) {
+            for name in names
+                .into_iter()
+                .filter(|n| crate::redact::is_secret_name(n))
+            {
                 shared.progress.event(&Event::Warning {
                     rule: Some("SecretsUsedInArgOrEnv".to_owned()),
                     message: format!(

@@ -142,7 +142,7 @@ pub fn read_tree_keeping(root: &Path, keep: Keep) -> Tree {
         for name in xattr::list(path)
             .unwrap_or_else(|e| panic!("failed to list xattrs of {}: {e}", path.display()))
         {
-            if !keep.overlay_xattrs && rbuild_core::is_overlay_xattr(name.as_bytes()) {
+            if !keep.overlay_xattrs && rbuild_core::layer::is_overlay_xattr(name.as_bytes()) {
                 continue;
             }
             let value = xattr::get(path, &name)

@@ -7,9 +7,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use rbuild_core::{
-    BuildError, BuildRequest, BuildSecret, Builder, CacheExport, CacheImport, Compression,
-    ContextSource, DockerfileInput, ExecutorKind, ExportTarget, ImageFormat, ImageName, Mirror,
-    Network, NullProgress, Progress, RegistryConfig, SnapshotterKind, Squash, host_platform,
+    BuildError, BuildRequest, Builder, ContextSource, DockerfileInput, ExportTarget, ImageName,
+    Progress,
+    exec::Network,
+    image::{ImageFormat, host_platform},
+    layer::Compression,
+    progress::NullProgress,
+    registry::{Mirror, RegistryConfig},
+    solver::{BuildSecret, CacheExport, CacheImport, ExecutorKind, SnapshotterKind, Squash},
 };
 
 mod flags;
@@ -483,16 +488,16 @@ fn load_into_engine(
         .prefix("load-")
         .tempdir_in(store.tmp_dir())
         .context("making a scratch directory for --load")?;
-    if let Some(warning) = rbuild_core::zstd_docker_archive_warning([&result.image]) {
+    if let Some(warning) = rbuild_core::export::zstd_docker_archive_warning([&result.image]) {
         eprintln!("warning: --load: {warning}");
     }
     let archive = dir.path().join("image.tar");
-    rbuild_core::save_images(
+    rbuild_core::export::save_images(
         store,
         &archive,
         &[(result.image.clone(), result.names.clone())],
         ImageFormat::Docker,
-        &rbuild_core::NullProgress,
+        &rbuild_core::progress::NullProgress,
     )
     .context("writing the image for --load")?;
     let out = std::process::Command::new(engine)
@@ -541,7 +546,7 @@ fn writes_stdout(target: &ExportTarget) -> bool {
         ExportTarget::Oci { dest, .. }
         | ExportTarget::Docker { dest }
         | ExportTarget::Tar { dest }
-        | ExportTarget::Local { dest } => dest == Path::new(rbuild_core::DEST_STDOUT),
+        | ExportTarget::Local { dest } => dest == Path::new(rbuild_core::export::DEST_STDOUT),
         ExportTarget::Image | ExportTarget::Registry { .. } => false,
     }
 }

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use rbuild_core::{BuildSecret, Entitlement, ExportTarget, SecretSource};
+use rbuild_core::ExportTarget;
+use rbuild_core::solver::{BuildSecret, Entitlement, SecretSource};
 
 /// `--network`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -104,7 +105,7 @@ pub(super) struct OutputArg {
 }
 
 impl std::str::FromStr for OutputArg {
-    type Err = rbuild_core::InvalidExportTarget;
+    type Err = rbuild_core::export::InvalidExportTarget;
 
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
         Ok(OutputArg {
