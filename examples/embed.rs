@@ -2,18 +2,21 @@
 //! prints each step as it starts and ends, and names the image.
 //!
 //! ```sh
-//! cargo run -p rbuild-core --example embed -- examples/friendlyhello friendlyhello:embedded
+//! RBUILD_ROOT=/tmp/store cargo run -p rbuild-core --example embed -- examples/friendlyhello friendlyhello:embedded
 //! ```
 //!
-//! The store is `$RBUILD_ROOT`, or rbuild's default (`/var/lib/rbuild` as root). Building
-//! needs what `rbuild build` needs: root (or a user namespace) to mount and run steps.
+//! The store is the directory `$RBUILD_ROOT` names (`RBUILD_ROOT=/var/lib/rbuild` shares
+//! the store of `rbuild` run as root). Building needs what `rbuild build` needs: root (or
+//! a user namespace) to mount and run steps.
+//!
+//! It uses only the names at the root of `rbuild_core`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use rbuild_core::{
     BuildError, BuildRequest, Builder, ContentStore, ContextSource, Digest, DockerfileInput, Event,
-    ImageName, Progress, default_root,
+    ImageName, Progress,
 };
 
 /// Prints the events a person wants to see; a real tool might forward them elsewhere.
@@ -40,7 +43,10 @@ fn main() -> ExitCode {
         eprintln!("usage: embed CONTEXT [NAME[:TAG]]");
         return ExitCode::from(2);
     };
-    let root = std::env::var_os("RBUILD_ROOT").map_or_else(default_root, PathBuf::from);
+    let Some(root) = std::env::var_os("RBUILD_ROOT").map(PathBuf::from) else {
+        eprintln!("error: set RBUILD_ROOT to the store's directory");
+        return ExitCode::from(2);
+    };
     let store = match ContentStore::open(&root) {
         Ok(store) => store,
         Err(e) => {
@@ -64,7 +70,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {}", rbuild_core::error_chain(&e));
+            eprintln!("error: {}", e.render());
             ExitCode::FAILURE
         }
     }

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use rbuild_core::{ContextHashes, ContextListing, INDEX_DIR, IgnoreRules};
+use rbuild_core::context::{ContextHashes, ContextListing, INDEX_DIR, IgnoreRules};
 
 const FILES: usize = 100_000;
 const PER_DIR: usize = 500;

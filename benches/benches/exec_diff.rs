@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rbuild_core::{
-    Command, CopySnapshotter, Executor, OverlaySnapshotter, RunSpec, SandboxExecutor, Snapshot,
-    Snapshotter, Stream,
+    exec::{Command, Executor, RunSpec, SandboxExecutor},
+    progress::Stream,
+    snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshot, Snapshotter},
 };
 
 const DIRS: usize = 1000;

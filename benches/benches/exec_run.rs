@@ -6,8 +6,9 @@ use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rbuild_core::{
-    Command, CopySnapshotter, Executor, OverlaySnapshotter, RunSpec, RuncExecutor, SandboxExecutor,
-    Snapshotter, Stream,
+    exec::{Command, Executor, RunSpec, RuncExecutor, SandboxExecutor},
+    progress::Stream,
+    snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshotter},
 };
 
 /// bin/busybox with the few applets the benchmarks run.

@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use rbuild_core::{Compression, ContentStore, LayerOptions, tree_changes, write_layer};
+use rbuild_core::{
+    ContentStore,
+    layer::{Compression, LayerOptions, tree_changes, write_layer},
+};
 
 /// The parts of /usr/lib copied for the source tree, about 530 MB on Debian 12.
 const SOURCE_PARTS: &[&str] = &["/usr/lib/python3.11", "/usr/lib/gcc", "/usr/lib/llvm-14"];

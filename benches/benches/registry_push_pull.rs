@@ -13,8 +13,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rbuild_core::{
-    Compression, ContentStore, ImageName, ImageSpec, LayerOptions, PushOptions, RegistryClient,
-    RegistryOptions, UploadMode, import_rootfs, pull, push,
+    ContentStore, ImageName,
+    export::import_rootfs,
+    image::ImageSpec,
+    layer::{Compression, LayerOptions},
+    registry::{PushOptions, RegistryClient, RegistryOptions, UploadMode, pull, push},
 };
 
 /// The name of the image in the source store.
@@ -163,7 +166,7 @@ fn main() {
             LOCAL,
             &dest,
             &PushOptions::default(),
-            &rbuild_core::NullProgress,
+            &rbuild_core::progress::NullProgress,
         )
         .unwrap_or_else(|e| fail(format!("rbuild push: {e}")));
     });
@@ -182,8 +185,13 @@ fn main() {
     let pulled = ContentStore::open(work.path().join("pulled"))
         .unwrap_or_else(|e| fail(format!("opening the pull store: {e}")));
     let rbuild_pull = timed(|| {
-        pull(&client, &pulled, &dest, &rbuild_core::NullProgress)
-            .unwrap_or_else(|e| fail(format!("rbuild pull: {e}")));
+        pull(
+            &client,
+            &pulled,
+            &dest,
+            &rbuild_core::progress::NullProgress,
+        )
+        .unwrap_or_else(|e| fail(format!("rbuild pull: {e}")));
     });
     let oci_dst = format!("oci:{}:big", work.path().join("skopeo-pulled").display());
     let skopeo_pull = timed(|| {
@@ -216,7 +224,7 @@ fn main() {
             LOCAL,
             &dest_chunked,
             &PushOptions::default(),
-            &rbuild_core::NullProgress,
+            &rbuild_core::progress::NullProgress,
         )
         .unwrap_or_else(|e| fail(format!("rbuild chunked push: {e}")));
     });

@@ -4,7 +4,9 @@
 //!
 //! Two ways in: [`AtomicWrite`] writes a whole file (bytes, or whatever a closure
 //! writes), [`commit`] puts in place a temp file a caller streamed into itself (a blob
-//! whose digest is known only at the end). Failures carry the step that failed and the
+//! whose digest is known only at the end; [`commit_at`] the same into a directory held
+//! by a descriptor, so that a symbolic link swapped in on the way is never followed).
+//! Failures carry the step that failed and the
 //! path it concerned ([`AtomicError`]); each caller wraps them in its own error.
 
 use std::fs::{self, File};
@@ -119,6 +121,28 @@ pub(crate) fn commit(tmp: NamedTempFile, dest: &Path, sync: bool) -> Result<(), 
     }
     tmp.persist(dest)
         .map_err(|e| failed("rename into", dest)(e.error))?;
+    Ok(())
+}
+
+/// Puts the temp file `tmp` (on the directory's filesystem) in place as entry `name` of
+/// the directory open as `dir`, syncing it first when `sync`; `shown` is the
+/// destination's path, for messages. The rename resolves `name` in `dir` itself, so no
+/// path (and no link on one) is walked again.
+pub(crate) fn commit_at(
+    tmp: NamedTempFile,
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &str,
+    shown: &Path,
+    sync: bool,
+) -> Result<(), AtomicError> {
+    if sync {
+        tmp.as_file().sync_all().map_err(failed("sync", shown))?;
+    }
+    rustix::fs::renameat(rustix::fs::CWD, tmp.path(), dir, name)
+        .map_err(|e| failed("rename into", shown)(e.into()))?;
+    // The file is in place under its new name: the temp file's path is no longer ours
+    // to remove.
+    let _ = tmp.into_temp_path().keep();
     Ok(())
 }
 

@@ -16,7 +16,7 @@
 //! mounts live only in its own mount namespace and go with it.
 //!
 //! ```no_run
-//! use rbuild_core::{ContainerOptions, ContentStore, Stream, load_image, run_container};
+//! use rbuild_core::{ContentStore, container::{ContainerOptions, run_container}, progress::Stream, image::load_image};
 //!
 //! let store = ContentStore::open("/var/lib/rbuild")?;
 //! let found = store.resolve("friendlyhello")?;
@@ -164,7 +164,7 @@ pub struct ContainerOptions {
     /// Give the command the caller's standard input (else `/dev/null`).
     pub inherit_stdin: bool,
     /// Give the command a terminal of its own (`docker run -t`); its output comes as
-    /// [`Stream::Stdout`](crate::Stream) and, with `inherit_stdin`, the caller's input
+    /// [`Stream::Stdout`](crate::progress::Stream) and, with `inherit_stdin`, the caller's input
     /// goes to it. Keep a clone to [`resize`](Terminal::resize) it.
     pub terminal: Option<Terminal>,
     /// Host paths bound into the container (`-v HOST:CONTAINER[:ro]`).

@@ -4,123 +4,128 @@
 //! layout, layer writing and applying, filesystem snapshots and the change sets they
 //! yield, the sandbox executor that runs build steps, the cache, the solver and the
 //! exporters. It knows nothing of the terminal: progress goes to a caller-supplied sink.
+//!
+//! # Where to start
+//!
+//! The crate root holds the names a tool building images starts from; everything else
+//! lives in the public modules below, by area.
+//!
+//! - A [`Builder`] on a [`ContentStore`] runs a [`BuildRequest`] (a [`DockerfileInput`]
+//!   and a [`ContextSource`], tags as [`ImageName`]s, outputs as [`ExportTarget`]s) and
+//!   returns a [`BuildResult`] whose image ID is a [`Digest`].
+//! - While it builds it sends each [`Event`] to a [`Progress`] sink (a closure will do);
+//!   the request's [`CancelToken`] stops it from any thread.
+//! - A failed build is a [`BuildError`] to match on: `Dockerfile` (the parser's error with
+//!   its line and column), `BaseImage`, `StepFailed` (with the exit code), `Canceled`,
+//!   ...; [`BuildError::registry_error`] gives the registry's error behind a failed pull
+//!   or push, whose [`RegistryErrorKind`] tells "unauthorized" from "not found".
+//!
+//! `examples/embed.rs` in the repository is a complete tool on these names alone (run it
+//! with `RBUILD_ROOT=STORE cargo run -p rbuild-core --example embed -- CONTEXT NAME`).
+//!
+//! # The modules
+//!
+//! | module | what |
+//! |---|---|
+//! | [`solver`] | the build: request parts, cache import and export, secrets, the executor and snapshotter a build uses |
+//! | [`progress`] | events, sinks ([`progress::Collect`], [`progress::NullProgress`]) |
+//! | [`store`] | the content store: blobs, named images, the store lock |
+//! | [`digest`] | content digests and the hasher |
+//! | [`change`] | [`change::ChangeSet`], what a step changed: the contract between snapshots and layers |
+//! | [`layer`] | writing a change set as a layer, applying layers, tar-bomb limits |
+//! | [`image`] | image configs, manifests, assembling, verifying, pruning |
+//! | [`export`] | where an image goes: archives, layouts, `docker load`; importing a rootfs |
+//! | [`registry`] | pull and push, credentials, mirrors, registry options |
+//! | [`context`] | the build context: sources, `.dockerignore`, hashing |
+//! | [`copy`] | `COPY` and `ADD` |
+//! | [`snapshot`] | snapshotters: overlay and copy |
+//! | [`exec`] | executors: the sandbox and runc |
+//! | [`container`] | running a stored image (`rbuild run`) |
+//! | [`privilege`], [`rootless`] | what the process may do; user namespaces |
+//! | [`redact`], [`error_chain`] | credentials kept out of output; errors on one line |
+//!
+//! # Example: a layer and an image without a build
+//!
+//! The layer half of the engine needs no root: record what changed in a tree, write it as
+//! a layer into a store, and make an image of it.
+//!
+//! ```
+//! use rbuild_core::change::{ChangeKind, ChangeSet};
+//! use rbuild_core::image::{ImageConfig, ImageSpec, assemble, load_image};
+//! use rbuild_core::layer::{LayerOptions, write_layer};
+//! use rbuild_core::{ContentStore, ImageName};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = ContentStore::open(dir.path().join("store"))?;
+//!
+//! // The tree a step left behind, and what it changed.
+//! let tree = dir.path().join("tree");
+//! std::fs::create_dir_all(tree.join("etc"))?;
+//! std::fs::write(tree.join("etc/greeting"), "hello\n")?;
+//! let mut changes = ChangeSet::new();
+//! changes.record("etc", ChangeKind::Added)?;
+//! changes.record("etc/greeting", ChangeKind::Added)?;
+//!
+//! let layer = write_layer(&store, &tree, &changes, &LayerOptions::default())?;
+//! let spec = ImageSpec {
+//!     config: ImageConfig::for_host(),
+//!     ..Default::default()
+//! };
+//! let image = assemble(&store, &spec, &[layer])?;
+//! let name: ImageName = "example/greeting:1".parse()?;
+//! store.tag(&name, &image.descriptor)?;
+//!
+//! let named = store.resolve("example/greeting:1")?;
+//! let loaded = load_image(&store, &named.descriptor)?;
+//! assert_eq!(loaded.config.rootfs.diff_ids.len(), 1);
+//! assert_eq!(loaded.config_digest, image.config_digest);
+//! # Ok(())
+//! # }
+//! ```
 #![deny(missing_docs)]
 
 pub use oci_spec;
 
-// --- shared helpers: atomic writes, error chains ---
+// The names an embedder starts from (see the crate docs), shown at the root in the docs
+// though their modules are public too.
+#[doc(inline)]
+pub use crate::context::ContextSource;
+#[doc(inline)]
+pub use crate::digest::Digest;
+#[doc(inline)]
+pub use crate::exec::CancelToken;
+#[doc(inline)]
+pub use crate::export::ExportTarget;
+#[doc(inline)]
+pub use crate::progress::{Event, Progress};
+#[doc(inline)]
+pub use crate::registry::RegistryErrorKind;
+#[doc(inline)]
+pub use crate::solver::{
+    BuildError, BuildOptions, BuildRequest, BuildResult, BuildSpec, Builder, DockerfileInput,
+};
+#[doc(inline)]
+pub use crate::store::{ContentStore, ImageName};
+
 mod atomic;
-mod error_chain;
-pub use crate::error_chain::error_chain;
-
-// --- change sets: the contract between snapshots and layers ---
-mod change;
-pub use crate::change::{Change, ChangeKind, ChangeSet};
-
-// --- storage: digests, content store, layers, images, exporters ---
-mod digest;
-mod export;
-mod image;
-mod layer;
-mod store;
-pub use crate::digest::{Digest, Hasher, InvalidDigest};
-pub use crate::export::{
-    CONTAINERD_NAME_ANNOTATION, DEST_STDOUT, ExportError, ExportTarget, Exported, Exporter,
-    InvalidExportTarget, export, import_rootfs, load_archive, load_archive_from, save_images,
-    save_layout_dir, unpack_rootfs, zstd_docker_archive_warning,
-};
-pub use crate::image::{
-    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Empty, Healthcheck, History, Image, ImageConfig,
-    ImageError, ImageFormat, ImageSpec, OCI_INDEX, OCI_MANIFEST, Problem, PruneReport, RootFs,
-    RunConfig, assemble, host_architecture, host_platform, load_image, prune, referenced_blobs,
-    rfc3339, tag_image, verify, verify_layers, write_manifest,
-};
-pub use crate::image::{DiskUsage, LayerCheck, Usage, disk_usage};
-pub use crate::layer::{
-    Applied, ApplyMode, ArchiveLimits, Compression, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_RATIO,
-    DEFAULT_RATIO_ABOVE, InvalidLimit, Layer, LayerError, LayerOptions, LimitExceeded,
-    MAX_ENTRIES_ENV, MAX_RATIO_ENV, OPAQUE_WHITEOUT, OVERLAY_OPAQUE_USER_XATTR,
-    OVERLAY_OPAQUE_XATTR, PAX_XATTR_PREFIX, RATIO_ABOVE_ENV, WHITEOUT_PREFIX, apply_layer,
-    apply_layer_limited, chain_ids, decompress, is_overlay_xattr, tree_changes, write_layer,
-    write_layer_to,
-};
-pub use crate::store::{
-    Blob, BlobWriter, ContentStore, ExclusiveLock, ImageName, InvalidImageName, LOCK_FILE,
-    NamedImage, StoreError, default_root,
-};
-
-// --- privilege: root of the host, of a user namespace, or not root ---
-mod privilege;
-pub mod rootless;
-pub use crate::privilege::Privilege;
-
-// --- execution: sandbox executor, snapshotters ---
-mod exec;
-mod snapshot;
-pub use crate::exec::{
-    BindMount, CancelToken, Command, Credentials, DEFAULT_PATH, DEFAULT_RUNC, DEFAULT_SHELL,
-    ExecError, Executor, ExitStatus, FileMount, IdMapping, Limits, Network, OutputSink, RunSpec,
-    RuncExecutor, SandboxExecutor, Security, Terminal, TmpfsMount, TreeMount, WindowSize,
-    resolve_user,
-};
-pub use crate::snapshot::{
-    CopySnapshotter, LowerView, OverlaySnapshotter, Snapshot, SnapshotError, Snapshotter, StepRoot,
-};
-
-// --- running a stored image: `rbuild run` ---
-mod container;
-pub use crate::container::{
-    ContainerError, ContainerId, ContainerOptions, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND,
-    EXIT_RUN_FAILED, container_command, container_env, image_lowers, run_container,
-};
-
-// --- the build engine: solver, steps, cache ---
-mod solver;
-pub use crate::solver::{
-    BuildError, BuildOptions, BuildRequest, BuildResult, BuildSecret, BuildSpec, Builder,
-    CACHE_DIR, CACHE_MOUNTS_DIR, CacheKey, DEFAULT_SSH_ID, DockerfileInput, DockerfilePhase,
-    Entitlement, ExecutorKind, Location, MissReason, MountError, SecretSource, SnapshotterKind,
-    SshAgent, StepReport, UnknownEntitlement, prune_cache_mounts,
-};
-pub use crate::solver::{
-    CACHE_ARTIFACT_TYPE, CACHE_CONFIG_TYPE, CacheExport, CacheImport, CacheLocation, CacheMode,
-    CacheShareError, DEFAULT_LOCAL_TAG, InvalidCacheOption,
-};
-pub use crate::solver::{ReproReport, Squash};
-
-// --- progress events ---
-mod progress;
-pub use crate::progress::{
-    BuildId, Collect, Event, NullProgress, Progress, ProgressFn, StepId, StepOutput, Stream,
-    TransferKind, TransferOutcome, display_name,
-};
-
-// --- build context ---
-mod context;
-pub use crate::context::{
-    ContextEntry, ContextError, ContextHashes, ContextListing, ContextSource, DOCKERIGNORE,
-    EntryType, HashError, HashStats, INDEX_DIR, IgnoreError, IgnoreRules, IndexError,
-    MAX_IGNORE_BYTES, MAX_SYMLINK_HOPS, PatternError, ResolveError, UnpackError, WalkError,
-    resolve_source,
-};
-
-// --- COPY and ADD ---
-mod copy;
-pub use crate::copy::{
-    ChmodError, CopyError, CopyOp, CopySource, CopyStats, ModeChange, SourcesDescription, copy,
-    describe_sources, selected_sources, sources_digest,
-};
-
-// --- credentials kept out of output ---
-mod redact;
-pub use crate::redact::{REDACTED, has_url_credentials, is_secret_name, redact_urls};
-
-// --- registry ---
+mod beneath;
+pub mod change;
+pub mod container;
+pub mod context;
+pub mod copy;
+pub mod digest;
+pub mod error_chain;
+pub mod exec;
+pub mod export;
 mod http;
-mod registry;
-pub use crate::registry::{
-    ACCEPTED_MANIFEST_TYPES, CONFIG_ENV, Challenge, ConfigError, DEFAULT_HTTP_DEADLINE,
-    DOCKER_CONFIG_ENV, DockerConfig, HTTP_TIMEOUT_ENV, Mirror, Pulled, PushOptions, RegistryClient,
-    RegistryConfig, RegistryCredentials, RegistryError, RegistryErrorKind, RegistryOptions,
-    SYSTEM_CONFIG, UploadMode, http_deadline, pull, pull_with_mirrors, push,
-};
+pub mod image;
+pub mod layer;
+pub mod oci_layout;
+pub mod privilege;
+pub mod progress;
+pub mod redact;
+pub mod registry;
+pub mod rootless;
+pub mod snapshot;
+pub mod solver;
+pub mod store;

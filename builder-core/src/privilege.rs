@@ -9,9 +9,14 @@
 //! what needs the initial namespace: device nodes, a sysfs without a network namespace
 //! of its own, `trusted.*` xattrs (so overlay runs with `userxattr`), cgroup files it was
 //! not delegated. An unprivileged process gets a user namespace for each step (see
-//! [`SandboxExecutor`](crate::SandboxExecutor)).
+//! [`SandboxExecutor`](crate::exec::SandboxExecutor)).
+//!
+//! Who the caller is when rbuild entered a user namespace for it ([`entered`], its uid
+//! and home outside) is asked here too: the store and the sandbox read it, and neither
+//! may depend on the code that enters the namespace.
 
 use std::fs;
+use std::path::PathBuf;
 
 /// `/proc/self/uid_map` of the initial user namespace: every id maps to itself.
 const INITIAL_MAP: (u32, u32, u32) = (0, 0, u32::MAX);
@@ -94,6 +99,41 @@ pub(crate) fn gid_mapped(gid: u32) -> bool {
 /// whose gid map was written without newgidmap (only the caller's own group).
 pub(crate) fn setgroups_allowed() -> bool {
     fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() != "deny")
+}
+
+/// Environment variable [`enter_user_namespace`](crate::rootless::enter_user_namespace)
+/// sets (to the caller's uid outside) once it has entered; processes started from it
+/// inherit it. See [`entered`].
+pub const ENTERED_ENV: &str = "RBUILD_USERNS_OWNER";
+
+/// Whether this process runs in a user namespace
+/// [`enter_user_namespace`](crate::rootless::enter_user_namespace) made (in it or in a
+/// process it started): the caller is an unprivileged user, whose store lives in its
+/// home, not in `/var/lib/rbuild`.
+pub fn entered() -> bool {
+    std::env::var_os(ENTERED_ENV).is_some() && Privilege::current() == Privilege::NamespaceRoot
+}
+
+/// The caller's uid on the host: the one
+/// [`enter_user_namespace`](crate::rootless::enter_user_namespace) was called with (see
+/// [`ENTERED_ENV`]) once it entered, else the effective uid.
+pub(crate) fn caller_uid() -> u32 {
+    std::env::var(ENTERED_ENV)
+        .ok()
+        .filter(|_| entered())
+        .and_then(|uid| uid.parse().ok())
+        .unwrap_or_else(|| rustix::process::geteuid().as_raw())
+}
+
+/// The home directory of user `uid` in the host's /etc/passwd, when absolute.
+pub(crate) fn host_home(uid: u32) -> Option<PathBuf> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() > 5 && fields[2] == uid.to_string())
+            .then(|| PathBuf::from(fields[5]))
+            .filter(|home| home.is_absolute())
+    })
 }
 
 #[cfg(test)]

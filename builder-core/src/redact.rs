@@ -14,7 +14,7 @@ pub const REDACTED: &str = "xxxxx";
 /// [`REDACTED`]; text without one is returned as it is.
 ///
 /// ```
-/// use rbuild_core::redact_urls;
+/// use rbuild_core::redact::redact_urls;
 /// assert_eq!(
 ///     redact_urls("ADD http://ci:s3cret@host/x /g"),
 ///     "ADD http://xxxxx@host/x /g"

@@ -29,7 +29,7 @@
 //! program, and nothing outlives it.
 //!
 //! Setting [`SKIP_ENV`] keeps the process as it is: steps that run commands then get a
-//! user namespace each (see [`SandboxExecutor`](crate::SandboxExecutor)), but the engine's
+//! user namespace each (see [`SandboxExecutor`](crate::exec::SandboxExecutor)), but the engine's
 //! own file work on overlay roots needs root.
 //!
 //! ```no_run
@@ -49,15 +49,11 @@ use std::path::PathBuf;
 use rustix::thread::UnshareFlags;
 
 use crate::exec::idmap::{HelperCall, IdMapping, NEWGIDMAP, NEWUIDMAP, host_user_name, ranges};
-use crate::privilege::Privilege;
+pub use crate::privilege::{ENTERED_ENV, entered};
 
 /// Environment variable that, set to anything but `0` or the empty string, keeps
 /// [`enter_user_namespace`] from entering a user namespace.
 pub const SKIP_ENV: &str = "RBUILD_SKIP_USERNS";
-
-/// Environment variable [`enter_user_namespace`] sets (to the caller's uid outside) once
-/// it has entered; processes started from it inherit it. See [`entered`].
-pub const ENTERED_ENV: &str = "RBUILD_USERNS_OWNER";
 
 /// What [`enter_user_namespace`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,23 +121,6 @@ pub enum RootlessError {
 /// Whether [`SKIP_ENV`] asks to stay out of a user namespace.
 fn skipped() -> bool {
     std::env::var_os(SKIP_ENV).is_some_and(|v| !v.is_empty() && v != "0")
-}
-
-/// Whether this process runs in a user namespace [`enter_user_namespace`] made (in it or
-/// in a process it started): the caller is an unprivileged user, whose store lives in
-/// its home, not in `/var/lib/rbuild`.
-pub fn entered() -> bool {
-    std::env::var_os(ENTERED_ENV).is_some() && Privilege::current() == Privilege::NamespaceRoot
-}
-
-/// The caller's uid on the host: the one [`enter_user_namespace`] was called with (see
-/// [`ENTERED_ENV`]) once it entered, else the effective uid.
-pub(crate) fn caller_uid() -> u32 {
-    std::env::var(ENTERED_ENV)
-        .ok()
-        .filter(|_| entered())
-        .and_then(|uid| uid.parse().ok())
-        .unwrap_or_else(|| rustix::process::geteuid().as_raw())
 }
 
 /// Makes an unprivileged process root of a new user namespace (and of a new mount

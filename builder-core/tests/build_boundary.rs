@@ -5,7 +5,7 @@
 
 mod support;
 
-use rbuild_core::{Entitlement, error_chain};
+use rbuild_core::{error_chain::error_chain, solver::Entitlement};
 use support::build::{build, build_with, busybox_store, context, read, rootfs};
 
 /// A directory of the host that a step's symlink will point at; the test checks that

@@ -5,7 +5,7 @@
 
 mod support;
 
-use rbuild_core::MissReason;
+use rbuild_core::solver::MissReason;
 use support::build::{build, build_with, busybox_store, cached, context, read};
 
 const DOCKERFILE: &str = "FROM busybox
@@ -165,7 +165,7 @@ fn prune_drops_the_cache() {
     let (dir, store) = busybox_store();
     let ctx = context(dir.path(), &[("a.txt", "a\n"), ("b.txt", "b\n")]);
     build(&store, DOCKERFILE, &ctx);
-    let report = rbuild_core::prune(&store, false).unwrap();
+    let report = rbuild_core::image::prune(&store, false).unwrap();
     assert!(report.cache_entries >= 5, "{report:?}");
     let again = build(&store, DOCKERFILE, &ctx);
     assert_eq!(steps(&again), [false; 5]);

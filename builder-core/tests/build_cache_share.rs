@@ -8,8 +8,10 @@ mod support;
 use std::path::Path;
 
 use rbuild_core::{
-    BuildResult, CACHE_CONFIG_TYPE, CacheExport, CacheImport, Collect, ContentStore, Digest, Event,
-    error_chain,
+    BuildResult, ContentStore, Digest, Event,
+    error_chain::error_chain,
+    progress::Collect,
+    solver::{CACHE_CONFIG_TYPE, CacheExport, CacheImport},
 };
 use support::build::{build_with, busybox_store, context, read};
 use support::registry::Registry;
@@ -101,12 +103,12 @@ fn layer_of(result: &BuildResult, events: &Collect, text: &str) -> Digest {
         .find_map(|e| match e {
             Event::StepFinished {
                 step: s,
-                output: rbuild_core::StepOutput::Layer { digest, .. },
+                output: rbuild_core::progress::StepOutput::Layer { digest, .. },
                 ..
             }
             | Event::StepCached {
                 step: s,
-                output: rbuild_core::StepOutput::Layer { digest, .. },
+                output: rbuild_core::progress::StepOutput::Layer { digest, .. },
                 ..
             } if s == step => Some(digest.parse().unwrap()),
             _ => None,

@@ -8,8 +8,10 @@ mod support;
 use std::path::Path;
 
 use rbuild_core::{
-    BuildSecret, CACHE_MOUNTS_DIR, Compression, Hasher, SecretSource, error_chain,
-    prune_cache_mounts,
+    digest::Hasher,
+    error_chain::error_chain,
+    layer::Compression,
+    solver::{BuildSecret, CACHE_MOUNTS_DIR, SecretSource, prune_cache_mounts},
 };
 use support::build::{build, build_with, busybox_store, cached, context, read, rootfs};
 

@@ -9,8 +9,10 @@ mod support;
 use std::io::Read;
 
 use rbuild_core::{
-    BuildError, BuildRequest, Builder, Collect, ContentStore, ContextSource, DockerfileInput,
-    Event, Image, error_chain, rfc3339,
+    BuildError, BuildRequest, Builder, ContentStore, ContextSource, DockerfileInput, Event,
+    error_chain::error_chain,
+    image::{Image, rfc3339},
+    progress::Collect,
 };
 use support::build::*;
 
@@ -21,7 +23,7 @@ fn layer_mtimes(store: &ContentStore, image: &Image, index: usize) -> Vec<(Strin
     let (blob, _) = image.layers().unwrap()[index].clone();
     let file = store.open_blob(&blob).unwrap();
     let mut plain = Vec::new();
-    rbuild_core::decompress(std::io::BufReader::new(file))
+    rbuild_core::layer::decompress(std::io::BufReader::new(file))
         .unwrap()
         .read_to_end(&mut plain)
         .unwrap();
@@ -43,7 +45,7 @@ fn layer_mtimes(store: &ContentStore, image: &Image, index: usize) -> Vec<(Strin
 fn the_epoch_fixes_created_times_and_clamps_new_files_but_not_the_base() {
     let (dir, store) = busybox_store();
     let base = store.resolve("busybox:latest").unwrap();
-    let base = rbuild_core::load_image(&store, &base.descriptor).unwrap();
+    let base = rbuild_core::image::load_image(&store, &base.descriptor).unwrap();
     let ctx = context(dir.path(), &[("f.txt", "from the context\n")]);
     let dockerfile = "FROM busybox\nRUN mkdir /app && echo $SOURCE_DATE_EPOCH > /app/epoch\nENV A=1\nCOPY f.txt /app/\nWORKDIR /w\n";
     let (result, _) = build_with(&store, dockerfile, &ctx, |r| {
@@ -183,7 +185,7 @@ fn check(
     store: &ContentStore,
     dockerfile: &str,
     ctx: &std::path::Path,
-) -> Result<rbuild_core::ReproReport, BuildError> {
+) -> Result<rbuild_core::solver::ReproReport, BuildError> {
     let request = BuildRequest::new(
         DockerfileInput::Text {
             name: "Dockerfile".to_owned(),
@@ -245,7 +247,7 @@ fn the_reproducible_check_builds_the_image_a_build_with_the_same_spec_makes() {
         ContextSource::Directory(ctx.clone()),
     );
     request.spec.source_date_epoch = Some(EPOCH);
-    request.spec.compression = rbuild_core::Compression::Zstd;
+    request.spec.compression = rbuild_core::layer::Compression::Zstd;
     request.spec.force_compression = true;
     request.spec.labels = vec![("org.example.team".to_owned(), "repro".to_owned())];
     let builder = Builder::new(store.clone());

@@ -13,8 +13,10 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use rbuild_core::{
-    BuildError, BuildRequest, Builder, Collect, Compression, ContentStore, ContextSource, Digest,
-    DockerfileInput, LayerOptions, error_chain,
+    BuildError, BuildRequest, Builder, ContentStore, ContextSource, Digest, DockerfileInput,
+    error_chain::error_chain,
+    layer::{Compression, LayerOptions},
+    progress::Collect,
 };
 use support::build::*;
 use support::require::require_root;

@@ -10,7 +10,10 @@ use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 
-use rbuild_core::{ContentStore, ExportTarget, Image, ImageName, Squash, error_chain, export};
+use rbuild_core::{
+    ContentStore, ExportTarget, ImageName, error_chain::error_chain, export::export, image::Image,
+    solver::Squash,
+};
 use support::build::*;
 
 /// Adds files, deletes one of them again, deletes base files (one in a directory the
@@ -26,7 +29,7 @@ ENV DONE=1
 fn entries(store: &ContentStore, image: &Image, index: usize) -> Vec<String> {
     let (blob, _) = image.layers().unwrap()[index].clone();
     let mut plain = Vec::new();
-    rbuild_core::decompress(std::io::BufReader::new(store.open_blob(&blob).unwrap()))
+    rbuild_core::layer::decompress(std::io::BufReader::new(store.open_blob(&blob).unwrap()))
         .unwrap()
         .read_to_end(&mut plain)
         .unwrap();
@@ -40,7 +43,7 @@ fn entries(store: &ContentStore, image: &Image, index: usize) -> Vec<String> {
 fn squashed(how: Squash) -> (tempfile::TempDir, ContentStore, Image, Image) {
     let (dir, store) = busybox_store();
     let base = store.resolve("busybox:latest").unwrap();
-    let base = rbuild_core::load_image(&store, &base.descriptor).unwrap();
+    let base = rbuild_core::image::load_image(&store, &base.descriptor).unwrap();
     let ctx = context(dir.path(), &[]);
     let (result, _) = build_with(&store, DOCKERFILE, &ctx, |r| r.spec.squash = how);
     let result = result.unwrap_or_else(|e| panic!("build failed: {}", error_chain(&e)));
@@ -140,7 +143,7 @@ fn skopeo_and_umoci_accept_squashed_images() {
             },
             &image,
             &[name],
-            &rbuild_core::NullProgress,
+            &rbuild_core::progress::NullProgress,
         )
         .unwrap();
         let copy = dir.path().join("copy");

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rbuild_core::{BuildRequest, BuildResult, ContentStore, SshAgent, error_chain};
+use rbuild_core::{
+    BuildRequest, BuildResult, ContentStore, error_chain::error_chain, solver::SshAgent,
+};
 use support::build::{build_with, busybox_store, context, read, rootfs};
 use support::probe::probe_dir;
 

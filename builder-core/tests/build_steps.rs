@@ -1,10 +1,14 @@
 //! Whole builds on the busybox fixture: every kind of step, multi-stage, `--target`,
 //! build arguments, base images from archives, ONBUILD, and failures.
+//!
+//! Over 600 lines on purpose: 22 short, independent whole builds on one fixture store,
+//! each read on its own; split by topic they would scatter the step kinds a reader
+//! compares.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
-use rbuild_core::{BuildError, Event, ExportTarget, StepOutput, export};
+use rbuild_core::{BuildError, Event, ExportTarget, export::export, progress::StepOutput};
 use support::build::{build, build_with, busybox_store, context, read, rootfs};
 
 #[test]
@@ -267,7 +271,12 @@ fn build_allowing(
     let (result, _) = build_with(store, dockerfile, ctx, |r| {
         r.options.allow_fs_read = vec![allowed.to_path_buf()];
     });
-    result.unwrap_or_else(|e| panic!("build failed: {}", rbuild_core::error_chain(&e)))
+    result.unwrap_or_else(|e| {
+        panic!(
+            "build failed: {}",
+            rbuild_core::error_chain::error_chain(&e)
+        )
+    })
 }
 
 #[test]
@@ -282,9 +291,11 @@ fn scratch_stages_and_docker_archive_bases_build() {
     );
 
     // The busybox image saved as a docker archive, then used through docker-archive://.
-    let busybox =
-        rbuild_core::load_image(&store, &store.resolve("busybox:latest").unwrap().descriptor)
-            .unwrap();
+    let busybox = rbuild_core::image::load_image(
+        &store,
+        &store.resolve("busybox:latest").unwrap().descriptor,
+    )
+    .unwrap();
     let archive = dir.path().join("busybox-docker.tar");
     export(
         &store,
@@ -293,7 +304,7 @@ fn scratch_stages_and_docker_archive_bases_build() {
         },
         &busybox,
         &["busybox:latest".parse().unwrap()],
-        &rbuild_core::NullProgress,
+        &rbuild_core::progress::NullProgress,
     )
     .unwrap();
     let layout = dir.path().join("busybox-oci");
@@ -305,7 +316,7 @@ fn scratch_stages_and_docker_archive_bases_build() {
         },
         &busybox,
         &["busybox:latest".parse().unwrap()],
-        &rbuild_core::NullProgress,
+        &rbuild_core::progress::NullProgress,
     )
     .unwrap();
     for from in [
@@ -331,7 +342,7 @@ fn scratch_stages_and_docker_archive_bases_build() {
 fn a_docker_archive_base_is_loaded_once_until_the_file_changes() {
     let (dir, store) = busybox_store();
     let ctx = context(dir.path(), &[]);
-    let save = |image: &rbuild_core::Image, archive: &std::path::Path| {
+    let save = |image: &rbuild_core::image::Image, archive: &std::path::Path| {
         export(
             &store,
             &ExportTarget::Docker {
@@ -339,7 +350,7 @@ fn a_docker_archive_base_is_loaded_once_until_the_file_changes() {
             },
             image,
             &[],
-            &rbuild_core::NullProgress,
+            &rbuild_core::progress::NullProgress,
         )
         .unwrap();
     };
@@ -355,9 +366,11 @@ fn a_docker_archive_base_is_loaded_once_until_the_file_changes() {
             })
             .collect()
     };
-    let busybox =
-        rbuild_core::load_image(&store, &store.resolve("busybox:latest").unwrap().descriptor)
-            .unwrap();
+    let busybox = rbuild_core::image::load_image(
+        &store,
+        &store.resolve("busybox:latest").unwrap().descriptor,
+    )
+    .unwrap();
     let archive = dir.path().join("base.tar");
     save(&busybox, &archive);
     let dockerfile = format!(
@@ -539,7 +552,7 @@ COPY --from=many /many /copied
 
 #[test]
 fn the_runc_back_end_runs_steps_and_continued_lines_show_on_one() {
-    let runc = std::path::Path::new(rbuild_core::DEFAULT_RUNC);
+    let runc = std::path::Path::new(rbuild_core::exec::DEFAULT_RUNC);
     assert!(
         runc.is_file(),
         "this test needs runc at {} (Debian package runc), and it is missing",
@@ -551,7 +564,7 @@ fn the_runc_back_end_runs_steps_and_continued_lines_show_on_one() {
         &store,
         "FROM busybox\nRUN echo one \\\n    && echo two > /x\n",
         &ctx,
-        |r| r.options.executor = rbuild_core::ExecutorKind::Runc(runc.to_path_buf()),
+        |r| r.options.executor = rbuild_core::solver::ExecutorKind::Runc(runc.to_path_buf()),
     );
     let result = result.unwrap();
     assert_eq!(read(&store, &result.image, dir.path(), "/x"), "two\n");
@@ -588,7 +601,7 @@ fn a_missing_copy_source_names_the_line() {
         &ctx,
         |_| {},
     );
-    let text = rbuild_core::error_chain(&result.unwrap_err());
+    let text = rbuild_core::error_chain::error_chain(&result.unwrap_err());
     assert!(
         text.starts_with("Dockerfile:3: failed to build [2/2] COPY nothere.txt /x: "),
         "{text}"
@@ -670,7 +683,7 @@ fn the_request_cancel_token_stops_a_running_build() {
     let cancel = request.options.cancel.clone();
     let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let seen = started.clone();
-    let progress = rbuild_core::ProgressFn(move |event: &Event| {
+    let progress = rbuild_core::progress::ProgressFn(move |event: &Event| {
         if let Event::StepLog { text, .. } = event {
             if text.contains("started") {
                 seen.store(true, std::sync::atomic::Ordering::SeqCst);

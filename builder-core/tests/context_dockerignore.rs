@@ -12,7 +12,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rbuild_core::{ContextListing, EntryType, IgnoreRules};
+use rbuild_core::context::{ContextListing, EntryType, IgnoreRules};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/dockerignore")

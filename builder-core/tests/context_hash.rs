@@ -6,7 +6,10 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use rbuild_core::{ContextHashes, ContextListing, Digest, INDEX_DIR, IgnoreRules};
+use rbuild_core::{
+    Digest,
+    context::{ContextHashes, ContextListing, INDEX_DIR, IgnoreRules},
+};
 
 fn make_context(root: &Path, files: usize) {
     for i in 0..files {

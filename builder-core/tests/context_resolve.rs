@@ -4,7 +4,7 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use rbuild_core::{ContextListing, IgnoreRules, ResolveError, resolve_source};
+use rbuild_core::context::{ContextListing, IgnoreRules, ResolveError, resolve_source};
 
 fn context() -> (tempfile::TempDir, ContextListing) {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -2,7 +2,10 @@
 
 use std::path::Path;
 
-use rbuild_core::{ContextListing, ContextSource, EntryType, IgnoreRules, UnpackError};
+use rbuild_core::{
+    ContextSource,
+    context::{ContextListing, EntryType, IgnoreRules, UnpackError},
+};
 
 fn header(path: &str, kind: tar::EntryType, size: u64) -> tar::Header {
     let mut h = tar::Header::new_gnu();

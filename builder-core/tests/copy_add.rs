@@ -9,7 +9,10 @@ use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex};
 
-use rbuild_core::{CopyError, Digest, copy, sources_digest};
+use rbuild_core::{
+    Digest,
+    copy::{CopyError, copy, sources_digest},
+};
 use support::copy::{Context, dest, op, paths, populate, read, tree};
 
 /// A tar with a directory, a file (mode 0751, uid 12, mtime 1e9), a symlink, a hardlink.

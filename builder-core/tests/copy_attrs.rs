@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::{Duration, SystemTime};
 
-use rbuild_core::copy;
+use rbuild_core::copy::copy;
 use support::copy::{Context, dest, op, paths, populate, read, tree};
 
 fn set_mtime(path: &std::path::Path, secs: u64) {

@@ -8,13 +8,16 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime};
 
-use rbuild_core::{CopySource, Digest, selected_sources, sources_digest};
+use rbuild_core::{
+    Digest,
+    copy::{CopySource, selected_sources, sources_digest},
+};
 use support::copy::{Context, op, populate};
 
 fn digest_of(dir: &tempfile::TempDir, line: &str) -> Digest {
-    let rules = rbuild_core::IgnoreRules::none();
-    let listing = rbuild_core::ContextListing::walk(dir.path(), &rules).unwrap();
-    let hashes = rbuild_core::ContextHashes::compute(&listing, None).unwrap();
+    let rules = rbuild_core::context::IgnoreRules::none();
+    let listing = rbuild_core::context::ContextListing::walk(dir.path(), &rules).unwrap();
+    let hashes = rbuild_core::context::ContextHashes::compute(&listing, None).unwrap();
     let from = CopySource::Context {
         root: dir.path(),
         listing: &listing,

@@ -4,7 +4,7 @@
 
 mod support;
 
-use rbuild_core::copy;
+use rbuild_core::copy::copy;
 use support::copy::{Context, dest, op, paths, read, tree};
 
 #[test]

@@ -7,7 +7,7 @@ mod support;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown};
 use std::path::Path;
 
-use rbuild_core::{CopyError, CopySource, copy};
+use rbuild_core::copy::{CopyError, CopySource, copy};
 use support::copy::{Context, dest, op, paths, populate, read, tree};
 use support::require::require_root;
 
@@ -226,12 +226,12 @@ fn merged_usr_symlinks_and_links_out_of_the_source_directory() {
     assert_eq!(read(root.path(), "star/a"), "R");
     assert_eq!(read(root.path(), "star/b"), "b");
     assert_eq!(read(root.path(), "w/libz.so.1"), "zlib");
-    let key = |line: &str| rbuild_core::sources_digest(&op(line, "/"), &from).unwrap();
+    let key = |line: &str| rbuild_core::copy::sources_digest(&op(line, "/"), &from).unwrap();
     // The key names the entries by their real paths, however the source reached them.
     assert_eq!(
-        rbuild_core::selected_sources(&op("COPY --from=s /lib/libz.so.1 /o/", "/"), &from).unwrap()
-            [0]
-        .0,
+        rbuild_core::copy::selected_sources(&op("COPY --from=s /lib/libz.so.1 /o/", "/"), &from)
+            .unwrap()[0]
+            .0,
         "usr/lib/libz.so.1"
     );
     assert_ne!(key("COPY --from=s /opt /o/"), key("COPY --from=s /usr /o/"));

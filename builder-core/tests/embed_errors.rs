@@ -6,7 +6,9 @@
 mod support;
 
 use rbuild_core::{
-    BuildError, DockerConfig, DockerfilePhase, RegistryCredentials, RegistryErrorKind,
+    BuildError, RegistryErrorKind,
+    registry::{DockerConfig, RegistryCredentials},
+    solver::DockerfilePhase,
 };
 use rbuild_dockerfile::ErrorKind;
 
@@ -50,7 +52,7 @@ fn an_embedder_tells_failed_builds_apart_by_type() {
     // A registry that refuses the password: the pull's registry error says so.
     let config_dir = dir.path().join("docker");
     // SAFETY: this binary runs this single test, so no other thread reads the environment.
-    unsafe { std::env::set_var(rbuild_core::DOCKER_CONFIG_ENV, &config_dir) };
+    unsafe { std::env::set_var(rbuild_core::registry::DOCKER_CONFIG_ENV, &config_dir) };
     let guarded = Registry::start(Some(&htpasswd_line("tester", "s3cret")));
     let mut config = DockerConfig::load().unwrap();
     let wrong = RegistryCredentials {

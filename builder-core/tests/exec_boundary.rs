@@ -71,7 +71,8 @@ macro_rules! boundary_tests {
             use super::*;
             #[allow(unused_imports)]
             use rbuild_core::{
-                Executor, OverlaySnapshotter, RunSpec, RuncExecutor, SandboxExecutor, Security,
+                exec::{Executor, RunSpec, RuncExecutor, SandboxExecutor, Security},
+                snapshot::OverlaySnapshotter,
             };
 
             fn run(spec: &RunSpec) -> Outcome {
@@ -105,7 +106,7 @@ macro_rules! boundary_tests {
                     assert_eq!(field(&out, set), DEFAULT_NETWORK_CAPS, "{set}");
                 }
                 let mut host = shell("cat /proc/self/status");
-                host.network = rbuild_core::Network::Host;
+                host.network = rbuild_core::exec::Network::Host;
                 let out = run(&host);
                 for set in ["CapPrm", "CapEff", "CapBnd"] {
                     assert_eq!(field(&out, set), DOCKER_CAPS, "{set} on the host network");

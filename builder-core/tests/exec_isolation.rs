@@ -13,12 +13,9 @@ macro_rules! isolation_tests {
             use super::support;
             use super::support::exec::{base, host_mounts, processes_with, run_step, shell};
             use super::support::require::require_root;
-            use rbuild_core::{
-                Command, Executor, ExitStatus, Network, OverlaySnapshotter, RunSpec, Snapshotter,
-                Stream,
-            };
+            use rbuild_core::{exec::{Command, Executor, ExitStatus, Network, RunSpec}, snapshot::{OverlaySnapshotter, Snapshotter}, progress::Stream};
             #[allow(unused_imports)]
-            use rbuild_core::{RuncExecutor, SandboxExecutor};
+            use rbuild_core::{exec::{RuncExecutor, SandboxExecutor}};
 
             fn executor() -> Box<dyn Executor> {
                 Box::new($executor)

@@ -10,7 +10,10 @@ use std::sync::Mutex;
 /// The tests check that no group of this process is left: they must not overlap.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-use rbuild_core::{Executor, OverlaySnapshotter, RuncExecutor, SandboxExecutor};
+use rbuild_core::{
+    exec::{Executor, RuncExecutor, SandboxExecutor},
+    snapshot::OverlaySnapshotter,
+};
 use support::exec::{base, run_step, shell};
 use support::require::require_root;
 

@@ -9,7 +9,10 @@
 
 mod support;
 
-use rbuild_core::{IdMapping, Network, OverlaySnapshotter, SandboxExecutor};
+use rbuild_core::{
+    exec::{IdMapping, Network, SandboxExecutor},
+    snapshot::OverlaySnapshotter,
+};
 use support::exec::{busybox_rootfs, render, run_step, shell};
 use support::require::require_root;
 

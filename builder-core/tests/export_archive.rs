@@ -6,9 +6,10 @@
 use std::fs;
 
 use rbuild_core::{
-    Compression, ContentStore, ImageConfig, ImageFormat, ImageName, ImageSpec, LayerOptions,
-    import_rootfs, load_archive, load_image, prune, save_images, tree_changes, verify,
-    write_layer_to,
+    ContentStore, ImageName,
+    export::{import_rootfs, load_archive, save_images},
+    image::{ImageConfig, ImageFormat, ImageSpec, load_image, prune, verify},
+    layer::{Compression, LayerOptions, tree_changes, write_layer_to},
 };
 
 /// A plain rootfs tar of a small tree, written with rbuild's own layer writer.
@@ -46,7 +47,7 @@ fn import_save_load_verify_prune() {
             &archive,
             &[(image.clone(), vec![name.clone()])],
             format,
-            &rbuild_core::NullProgress,
+            &rbuild_core::progress::NullProgress,
         )
         .unwrap();
         let other = ContentStore::open(tmp.path().join(format!("{format:?}-store"))).unwrap();

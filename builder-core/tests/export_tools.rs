@@ -11,8 +11,10 @@ use std::path::Path;
 use std::process::Command;
 
 use rbuild_core::{
-    Compression, ContentStore, ExportTarget, Image, ImageConfig, ImageFormat, ImageName, ImageSpec,
-    LayerOptions, assemble, export, rfc3339, tree_changes, write_layer,
+    ContentStore, ExportTarget, ImageName,
+    export::export,
+    image::{Image, ImageConfig, ImageFormat, ImageSpec, assemble, rfc3339},
+    layer::{Compression, LayerOptions, tree_changes, write_layer},
 };
 use support::require::{require_root, require_tool};
 use support::storage::*;
@@ -50,7 +52,7 @@ fn build(store: &ContentStore, src: &Path, format: ImageFormat, compression: Com
     config.config.cmd = Some(vec!["/app/run".to_owned()]);
     config.config.env = Some(vec!["PATH=/usr/bin:/bin".to_owned()]);
     config.config.working_dir = Some("/app".to_owned());
-    config.history.push(rbuild_core::History {
+    config.history.push(rbuild_core::image::History {
         created: Some(rfc3339(EPOCH)),
         created_by: Some("COPY . /app".to_owned()),
         ..Default::default()
@@ -120,7 +122,14 @@ fn skopeo_umoci_and_podman_accept_every_export() {
             },
         ];
         for target in &targets {
-            export(&store, target, &image, &names, &rbuild_core::NullProgress).unwrap();
+            export(
+                &store,
+                target,
+                &image,
+                &names,
+                &rbuild_core::progress::NullProgress,
+            )
+            .unwrap();
         }
         // An OCI layout lists OCI manifests only (skopeo's oci: transport ignores docker
         // media types), so OCI outputs are checked for OCI-format images.
@@ -197,11 +206,11 @@ fn skopeo_umoci_and_podman_accept_every_export() {
             },
             &image,
             &names,
-            &rbuild_core::NullProgress,
+            &rbuild_core::progress::NullProgress,
         )
         .unwrap();
         let mut want = expected_snapshot(&src);
-        for node in want.values_mut() {
+        for node in want.entries.values_mut() {
             // The layer clamped every mtime to the epoch.
             node.mtime = node.mtime.map(|_| EPOCH as i64);
         }
@@ -214,7 +223,7 @@ fn skopeo_umoci_and_podman_accept_every_export() {
             },
             &image,
             &names,
-            &rbuild_core::NullProgress,
+            &rbuild_core::progress::NullProgress,
         )
         .unwrap();
         let listing = run(Command::new("tar").arg("-tf").arg(&rootfs_tar));
@@ -226,7 +235,7 @@ fn skopeo_umoci_and_podman_accept_every_export() {
             &ExportTarget::Image,
             &image,
             &names,
-            &rbuild_core::NullProgress,
+            &rbuild_core::progress::NullProgress,
         )
         .unwrap();
         let found = store.resolve("localhost/rbuild-export-test:v1").unwrap();
@@ -305,7 +314,7 @@ fn docker_load_accepts_the_docker_archive() {
             &target,
             &image,
             std::slice::from_ref(&name),
-            &rbuild_core::NullProgress,
+            &rbuild_core::progress::NullProgress,
         )
         .unwrap();
         let loaded = run(dockerd.docker().arg("load").arg("-i").arg(&archive));

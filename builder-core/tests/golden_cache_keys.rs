@@ -18,8 +18,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rbuild_core::{
-    ContentStore, ContextHashes, ContextListing, CopyOp, CopySource, IgnoreRules, ImageConfig,
-    ImageName, ImageSpec, LayerOptions, import_rootfs, sources_digest, tag_image,
+    ContentStore, ImageName,
+    context::{ContextHashes, ContextListing, IgnoreRules},
+    copy::{CopyOp, CopySource, sources_digest},
+    export::import_rootfs,
+    image::{ImageConfig, ImageSpec, tag_image},
+    layer::LayerOptions,
 };
 use rbuild_dockerfile::Instruction;
 use support::build::build_with;
@@ -314,7 +318,7 @@ fn compute(root: &Path) -> String {
             panic!(
                 "golden case {} failed to build: {}",
                 case.name,
-                rbuild_core::error_chain(&e)
+                rbuild_core::error_chain::error_chain(&e)
             )
         });
         let mut steps: Vec<(String, String)> = result

@@ -8,7 +8,7 @@ mod support;
 use std::fs;
 use std::path::Path;
 
-use rbuild_core::{ApplyMode, LayerError, apply_layer};
+use rbuild_core::layer::{ApplyMode, LayerError, apply_layer};
 use support::require::require_root;
 use tar::{EntryType, Header};
 

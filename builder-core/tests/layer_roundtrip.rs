@@ -11,8 +11,9 @@ use std::os::unix::fs::{PermissionsExt, chown, symlink};
 use std::path::Path;
 
 use rbuild_core::{
-    ApplyMode, ChangeKind, ChangeSet, Compression, ContentStore, LayerOptions, apply_layer,
-    tree_changes, write_layer,
+    ContentStore,
+    change::{ChangeKind, ChangeSet},
+    layer::{ApplyMode, Compression, LayerOptions, apply_layer, tree_changes, write_layer},
 };
 use rustix::fs::{FileType, Mode, XattrFlags};
 use support::require::require_root;

@@ -10,8 +10,11 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use rbuild_core::{
-    ContentStore, Event, ExportTarget, ImageFormat, ImageName, ProgressFn, PushOptions,
-    RegistryClient, RegistryOptions, TransferKind, TransferOutcome, UploadMode, export, pull, push,
+    ContentStore, Event, ExportTarget, ImageName,
+    export::export,
+    image::ImageFormat,
+    progress::{ProgressFn, TransferKind, TransferOutcome},
+    registry::{PushOptions, RegistryClient, RegistryOptions, UploadMode, pull, push},
 };
 use support::images::make_image;
 use support::registry::Registry;

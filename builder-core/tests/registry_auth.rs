@@ -4,8 +4,12 @@
 mod support;
 
 use rbuild_core::{
-    ContentStore, DockerConfig, ImageFormat, ImageName, PushOptions, RegistryClient,
-    RegistryCredentials, RegistryError, RegistryOptions, pull, push,
+    ContentStore, ImageName,
+    image::ImageFormat,
+    registry::{
+        DockerConfig, PushOptions, RegistryClient, RegistryCredentials, RegistryError,
+        RegistryOptions, pull, push,
+    },
 };
 use support::images::make_image;
 use support::registry::{Registry, htpasswd_line};
@@ -17,7 +21,7 @@ fn basic_auth_uses_docker_config_and_fails_clearly_without() {
     let tmp = tempfile::tempdir().unwrap();
     let config_dir = tmp.path().join("docker");
     // SAFETY: this binary runs this single test, so no other thread reads the environment.
-    unsafe { std::env::set_var(rbuild_core::DOCKER_CONFIG_ENV, &config_dir) };
+    unsafe { std::env::set_var(rbuild_core::registry::DOCKER_CONFIG_ENV, &config_dir) };
     assert_eq!(DockerConfig::default_path(), config_dir.join("config.json"));
 
     let store = ContentStore::open(tmp.path().join("store")).unwrap();
@@ -32,7 +36,7 @@ fn basic_auth_uses_docker_config_and_fails_clearly_without() {
         "local/auth:1",
         &dest,
         &PushOptions::default(),
-        &rbuild_core::NullProgress,
+        &rbuild_core::progress::NullProgress,
     )
     .unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err:?}");
@@ -65,19 +69,25 @@ fn basic_auth_uses_docker_config_and_fails_clearly_without() {
         "local/auth:1",
         &dest,
         &PushOptions::default(),
-        &rbuild_core::NullProgress,
+        &rbuild_core::progress::NullProgress,
     )
     .unwrap_or_else(|e| panic!("push failed: {e:?}\n{}", reg.log()));
 
     let fresh = ContentStore::open(tmp.path().join("fresh")).unwrap();
-    let desc = pull(&client, &fresh, &dest, &rbuild_core::NullProgress).unwrap();
+    let desc = pull(&client, &fresh, &dest, &rbuild_core::progress::NullProgress).unwrap();
     assert_eq!(desc.digest().to_string(), digest.to_string());
 
     // After logout the registry refuses again.
     assert!(config.remove_credentials(&reg.addr).unwrap());
     let client = RegistryClient::new(&reg.addr, RegistryOptions::default()).unwrap();
     let fresh2 = ContentStore::open(tmp.path().join("fresh2")).unwrap();
-    let err = pull(&client, &fresh2, &dest, &rbuild_core::NullProgress).unwrap_err();
+    let err = pull(
+        &client,
+        &fresh2,
+        &dest,
+        &rbuild_core::progress::NullProgress,
+    )
+    .unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err:?}");
 
     // credsStore: `docker-credential-<name> get` answers with the server URL on stdin.
@@ -104,7 +114,13 @@ fn basic_auth_uses_docker_config_and_fails_clearly_without() {
     unsafe { std::env::set_var("PATH", path) };
     let client = RegistryClient::new(&reg.addr, RegistryOptions::default()).unwrap();
     let fresh3 = ContentStore::open(tmp.path().join("fresh3")).unwrap();
-    pull(&client, &fresh3, &dest, &rbuild_core::NullProgress).unwrap();
+    pull(
+        &client,
+        &fresh3,
+        &dest,
+        &rbuild_core::progress::NullProgress,
+    )
+    .unwrap();
     let calls = std::fs::read_to_string(&log).unwrap();
     assert_eq!(calls.trim(), format!("get {}", reg.addr));
 }

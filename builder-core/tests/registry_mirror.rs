@@ -7,8 +7,12 @@ mod support;
 use std::net::TcpListener;
 
 use rbuild_core::{
-    CONFIG_ENV, ContentStore, DOCKER_CONFIG_ENV, ImageFormat, ImageName, PushOptions,
-    RegistryClient, RegistryConfig, RegistryError, RegistryOptions, pull_with_mirrors, push,
+    ContentStore, ImageName,
+    image::ImageFormat,
+    registry::{
+        CONFIG_ENV, DOCKER_CONFIG_ENV, PushOptions, RegistryClient, RegistryConfig, RegistryError,
+        RegistryOptions, pull_with_mirrors, push,
+    },
 };
 use support::images::make_image;
 use support::registry::Registry;
@@ -41,7 +45,7 @@ fn docker_hub_pull_falls_back_from_a_down_mirror_to_the_next() {
         "local/busybox:1",
         &on_mirror,
         &PushOptions::default(),
-        &rbuild_core::NullProgress,
+        &rbuild_core::progress::NullProgress,
     )
     .unwrap_or_else(|e| panic!("push to the mirror failed: {e:?}\n{}", mirror.log()));
 
@@ -80,7 +84,7 @@ fn docker_hub_pull_falls_back_from_a_down_mirror_to_the_next() {
         &origin,
         &store,
         &name,
-        &rbuild_core::NullProgress,
+        &rbuild_core::progress::NullProgress,
     )
     .unwrap_or_else(|e| panic!("pull through the mirrors failed: {e:?}\n{}", mirror.log()));
     // Served by the second mirror, so the origin (docker.io) was never asked.
@@ -110,7 +114,7 @@ fn docker_hub_pull_falls_back_from_a_down_mirror_to_the_next() {
         &fake_origin,
         &store,
         &missing,
-        &rbuild_core::NullProgress,
+        &rbuild_core::progress::NullProgress,
     )
     .unwrap_err();
     let RegistryError::Mirrors { mirrors, source } = &err else {

@@ -5,7 +5,11 @@ mod support;
 
 use std::process::Command;
 
-use rbuild_core::{ContentStore, ImageFormat, ImageName, PushOptions, RegistryClient, push};
+use rbuild_core::{
+    ContentStore, ImageName,
+    image::ImageFormat,
+    registry::{PushOptions, RegistryClient, push},
+};
 use support::images::make_image;
 use support::registry::Registry;
 use support::require::require_tool;
@@ -67,7 +71,7 @@ fn podman_pulls_an_image_pushed_by_rbuild() {
             &local,
             &dest,
             &PushOptions::default(),
-            &rbuild_core::NullProgress,
+            &rbuild_core::progress::NullProgress,
         )
         .unwrap_or_else(|e| panic!("push {remote} failed: {e:?}\n{}", reg.log()));
 

@@ -7,8 +7,11 @@ use std::collections::HashMap;
 
 use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType, Platform, PlatformBuilder};
 use rbuild_core::{
-    ContentStore, Digest, ImageFormat, ImageName, PushOptions, RegistryClient, RegistryError,
-    RegistryOptions, UploadMode, load_image, pull, push, verify,
+    ContentStore, Digest, ImageName,
+    image::{ImageFormat, load_image, verify},
+    registry::{
+        PushOptions, RegistryClient, RegistryError, RegistryOptions, UploadMode, pull, push,
+    },
 };
 use support::images::{make_image, skopeo, skopeo_digest};
 use support::registry::Registry;
@@ -49,7 +52,7 @@ fn pushed_image_reads_back_with_skopeo() {
         "local/busybox:1",
         &dest,
         &PushOptions::default(),
-        &rbuild_core::NullProgress,
+        &rbuild_core::progress::NullProgress,
     )
     .unwrap_or_else(|e| panic!("push failed: {e:?}\n{}", reg.log()));
     assert_eq!(digest, image.digest().unwrap());
@@ -65,7 +68,7 @@ fn pushed_image_reads_back_with_skopeo() {
         "local/busybox:1",
         &dest,
         &PushOptions::default(),
-        &rbuild_core::NullProgress,
+        &rbuild_core::progress::NullProgress,
     )
     .unwrap();
     assert_eq!(again, digest);
@@ -80,7 +83,7 @@ fn pushed_image_reads_back_with_skopeo() {
         &PushOptions {
             mount_from: Some("rbuild/busybox".to_owned()),
         },
-        &rbuild_core::NullProgress,
+        &rbuild_core::progress::NullProgress,
     )
     .unwrap();
     assert_eq!(
@@ -126,7 +129,7 @@ fn large_blobs_go_up_in_one_streamed_put() {
         "local/busybox:1",
         &dest,
         &PushOptions::default(),
-        &rbuild_core::NullProgress,
+        &rbuild_core::progress::NullProgress,
     )
     .unwrap_or_else(|e| panic!("push failed: {e:?}\n{}", reg.log()));
     assert_eq!(
@@ -162,8 +165,8 @@ fn pulls_oci_and_docker_images_pushed_by_skopeo() {
     make_image(&src, "local/img:1", "pull", ImageFormat::Oci, "amd64");
     let client = client(&reg);
     for (repo, docker, media) in [
-        ("pull/oci", false, rbuild_core::OCI_MANIFEST),
-        ("pull/docker", true, rbuild_core::DOCKER_MANIFEST),
+        ("pull/oci", false, rbuild_core::image::OCI_MANIFEST),
+        ("pull/docker", true, rbuild_core::image::DOCKER_MANIFEST),
     ] {
         let remote = format!("{}/{repo}:1", reg.addr);
         skopeo_push(&src, "local/img:1", &remote, docker);
@@ -171,7 +174,7 @@ fn pulls_oci_and_docker_images_pushed_by_skopeo() {
 
         let dst = ContentStore::open(tmp.path().join(repo.replace('/', "-"))).unwrap();
         let name: ImageName = remote.parse().unwrap();
-        let desc = pull(&client, &dst, &name, &rbuild_core::NullProgress)
+        let desc = pull(&client, &dst, &name, &rbuild_core::progress::NullProgress)
             .unwrap_or_else(|e| panic!("pull {remote} failed: {e:?}\n{}", reg.log()));
         assert_eq!(desc.digest().to_string(), expected);
         assert_eq!(desc.media_type().to_string(), media);
@@ -199,7 +202,7 @@ fn pull_of_an_index_picks_the_host_platform() {
     let reg = Registry::start(None);
     let tmp = tempfile::tempdir().unwrap();
     let src = ContentStore::open(tmp.path().join("src")).unwrap();
-    let host = rbuild_core::host_architecture();
+    let host = rbuild_core::image::host_architecture();
     let other = if host == "arm64" { "amd64" } else { "arm64" };
     let mine = make_image(&src, "local/multi-a:1", "host", ImageFormat::Oci, host);
     let theirs = make_image(&src, "local/multi-b:1", "other", ImageFormat::Oci, other);
@@ -236,7 +239,7 @@ fn pull_of_an_index_picks_the_host_platform() {
         &client(&reg),
         &dst,
         &remote.parse().unwrap(),
-        &rbuild_core::NullProgress,
+        &rbuild_core::progress::NullProgress,
     )
     .unwrap_or_else(|e| panic!("pull failed: {e:?}\n{}", reg.log()));
     assert_eq!(
@@ -266,7 +269,7 @@ fn corrupt_blob_in_the_registry_is_refused() {
         "local/bad:1",
         &name,
         &PushOptions::default(),
-        &rbuild_core::NullProgress,
+        &rbuild_core::progress::NullProgress,
     )
     .unwrap();
 
@@ -278,7 +281,7 @@ fn corrupt_blob_in_the_registry_is_refused() {
     std::fs::write(&data, &bytes).unwrap();
 
     let dst = ContentStore::open(tmp.path().join("dst")).unwrap();
-    let err = pull(&client, &dst, &name, &rbuild_core::NullProgress).unwrap_err();
+    let err = pull(&client, &dst, &name, &rbuild_core::progress::NullProgress).unwrap_err();
     match &err {
         RegistryError::DigestMismatch { expected, .. } => assert_eq!(expected, &layer),
         other => panic!("expected a digest mismatch, got {other:?}"),

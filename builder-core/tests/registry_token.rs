@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rbuild_core::{
-    ContentStore, Digest, ImageName, PushOptions, RegistryClient, RegistryCredentials,
-    RegistryOptions, pull, push,
+    ContentStore, Digest, ImageName,
+    registry::{PushOptions, RegistryClient, RegistryCredentials, RegistryOptions, pull, push},
 };
 
 struct Request {
@@ -167,7 +167,7 @@ fn bearer_token_is_fetched_once_per_scope_and_5xx_and_broken_connections_are_ret
     let tmp = tempfile::tempdir().unwrap();
     let store = ContentStore::open(tmp.path()).unwrap();
     let name: ImageName = format!("{addr}/team/app:1").parse().unwrap();
-    let desc = pull(&client, &store, &name, &rbuild_core::NullProgress).unwrap();
+    let desc = pull(&client, &store, &name, &rbuild_core::progress::NullProgress).unwrap();
     assert_eq!(Digest::try_from(desc.digest()).unwrap(), md);
     assert!(store.contains(&cd) && store.contains(&ld));
 
@@ -331,7 +331,7 @@ fn a_multi_layer_image_goes_up_and_comes_back_through_bearer_auth() {
         "local/bearer:1",
         &dest,
         &PushOptions::default(),
-        &rbuild_core::NullProgress,
+        &rbuild_core::progress::NullProgress,
     )
     .unwrap_or_else(|e| panic!("push through bearer auth failed: {e:?}"));
     assert_eq!(pushed, manifest_blob.digest);
@@ -349,7 +349,7 @@ fn a_multi_layer_image_goes_up_and_comes_back_through_bearer_auth() {
 
     let fresh = ContentStore::open(tmp.path().join("b")).unwrap();
     let client = RegistryClient::with_credentials(&addr, Some(robot), RegistryOptions::default());
-    let pulled = pull(&client, &fresh, &dest, &rbuild_core::NullProgress).unwrap();
+    let pulled = pull(&client, &fresh, &dest, &rbuild_core::progress::NullProgress).unwrap();
     assert_eq!(
         Digest::try_from(pulled.digest()).unwrap(),
         manifest_blob.digest

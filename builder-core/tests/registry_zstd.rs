@@ -9,7 +9,10 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use rbuild_core::{Compression, ContentStore, ExportTarget, Image, ImageName, error_chain, export};
+use rbuild_core::{
+    ContentStore, ExportTarget, ImageName, error_chain::error_chain, export::export, image::Image,
+    layer::Compression,
+};
 
 /// The zstd layer media type (image-spec media-types.md).
 const OCI_ZSTD_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
@@ -24,7 +27,7 @@ fn export_layout(store: &ContentStore, image: &Image, dest: &Path, name: &str) {
         },
         image,
         &[name],
-        &rbuild_core::NullProgress,
+        &rbuild_core::progress::NullProgress,
     )
     .unwrap();
 }
@@ -42,9 +45,11 @@ fn layer_types(image: &Image) -> Vec<String> {
 fn an_image_with_zstd_layers_is_pulled_and_built_from() {
     let reg = support::registry::Registry::start(None);
     let (dir, store) = support::build::busybox_store();
-    let base =
-        rbuild_core::load_image(&store, &store.resolve("busybox:latest").unwrap().descriptor)
-            .unwrap();
+    let base = rbuild_core::image::load_image(
+        &store,
+        &store.resolve("busybox:latest").unwrap().descriptor,
+    )
+    .unwrap();
     let layout = dir.path().join("layout");
     export_layout(&store, &base, &layout, "localhost/busybox:v1");
     let reference = format!("{}/zstd/busybox:v1", reg.addr);

@@ -14,7 +14,8 @@ use std::path::Path;
 use std::process::Command;
 
 use rbuild_core::{
-    ApplyMode, ArchiveLimits, ContentStore, LayerError, LimitExceeded, apply_layer_limited,
+    ContentStore,
+    layer::{ApplyMode, ArchiveLimits, LayerError, LimitExceeded, apply_layer_limited},
 };
 use tar::{EntryType, Header};
 

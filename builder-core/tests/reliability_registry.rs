@@ -10,8 +10,9 @@ mod support;
 use std::process::Command;
 
 use rbuild_core::{
-    ContentStore, Digest, ImageFormat, ImageName, PushOptions, RegistryClient, RegistryOptions,
-    pull, push, verify,
+    ContentStore, Digest, ImageName,
+    image::{ImageFormat, verify},
+    registry::{PushOptions, RegistryClient, RegistryOptions, pull, push},
 };
 use serde_json::Value;
 use support::images::make_image;
@@ -62,7 +63,7 @@ fn manifests_that_lie_about_sizes_or_digests_are_refused() {
         "local/liar:1",
         &honest,
         &PushOptions::default(),
-        &rbuild_core::NullProgress,
+        &rbuild_core::progress::NullProgress,
     )
     .unwrap();
     let image = src.resolve("local/liar:1").unwrap();
@@ -106,7 +107,7 @@ fn manifests_that_lie_about_sizes_or_digests_are_refused() {
         put_manifest(&reg, "liar/img", tag, &serde_json::to_vec(&lying).unwrap());
         let name: ImageName = format!("{}/liar/img:{tag}", reg.addr).parse().unwrap();
         let dst = ContentStore::open(tmp.path().join(format!("dst-{tag}"))).unwrap();
-        let err = pull(&client, &dst, &name, &rbuild_core::NullProgress).unwrap_err();
+        let err = pull(&client, &dst, &name, &rbuild_core::progress::NullProgress).unwrap_err();
         println!("{tag}: {err}");
         let text = err.to_string();
         assert!(
@@ -137,11 +138,11 @@ fn manifests_that_lie_about_sizes_or_digests_are_refused() {
         );
         // Blobs that were downloaded and verified before the lie was found stay, intact
         // and nameless, as in containerd's content store; prune removes them.
-        rbuild_core::prune(&dst, false).unwrap();
+        rbuild_core::image::prune(&dst, false).unwrap();
         assert!(dst.blobs().unwrap().is_empty(), "{tag}: prune left blobs");
     }
     // The honest manifest still pulls.
     let dst = ContentStore::open(tmp.path().join("dst-honest")).unwrap();
-    pull(&client, &dst, &honest, &rbuild_core::NullProgress).unwrap();
+    pull(&client, &dst, &honest, &rbuild_core::progress::NullProgress).unwrap();
     assert!(verify(&dst).unwrap().is_empty());
 }

@@ -8,8 +8,8 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::process::Command as Process;
 
-use support::exec::tree::{compare_trees, leftover_mount_points, read_tree};
 use support::require::require_root;
+use support::tree::{compare_trees, leftover_mount_points, read_tree};
 
 /// A small tree: a file, a hardlink pair, a symlink, a fifo and a directory.
 fn sample(root: &Path) {

@@ -12,14 +12,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
 use rbuild_core::{
-    ApplyMode, Compression, ContentStore, CopySnapshotter, Executor, LayerOptions,
-    OverlaySnapshotter, RuncExecutor, SandboxExecutor, Snapshotter, StepRoot, Stream, apply_layer,
-    write_layer,
+    ContentStore,
+    exec::{Executor, RuncExecutor, SandboxExecutor},
+    layer::{ApplyMode, Compression, LayerOptions, apply_layer, write_layer},
+    progress::Stream,
+    snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshotter, StepRoot},
 };
 use support::exec::matrix::MATRIX;
-use support::exec::tree::{compare_trees, leftover_mount_points, read_tree};
 use support::exec::{Base, base, render, shell};
 use support::require::require_root;
+use support::tree::{compare_trees, leftover_mount_points, read_tree};
 
 /// Merges the base stack into `dest` with `cp -a` and the overlay whiteout rule (a 0:0
 /// character device deletes the path below), independently of the snapshotters.
@@ -61,7 +63,11 @@ fn copy_tree(src: &Path, dest: &Path) {
 }
 
 /// Runs `cmd` in `snapshot`'s root and fails the row if it does not succeed.
-fn run(executor: &dyn Executor, snapshot: &rbuild_core::Snapshot, cmd: &str) -> Result<(), String> {
+fn run(
+    executor: &dyn Executor,
+    snapshot: &rbuild_core::snapshot::Snapshot,
+    cmd: &str,
+) -> Result<(), String> {
     let mut stderr = Vec::new();
     let status = executor
         .run(

@@ -6,7 +6,10 @@ mod support;
 
 use std::fs;
 
-use rbuild_core::{CopySnapshotter, OverlaySnapshotter, SandboxExecutor, Snapshotter};
+use rbuild_core::{
+    exec::SandboxExecutor,
+    snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshotter},
+};
 use support::exec::{busybox_rootfs, render, run_step, shell};
 use support::require::require_root;
 

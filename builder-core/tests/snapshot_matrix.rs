@@ -4,7 +4,8 @@
 mod support;
 
 use rbuild_core::{
-    CopySnapshotter, Executor, OverlaySnapshotter, RuncExecutor, SandboxExecutor, Snapshotter,
+    exec::{Executor, RuncExecutor, SandboxExecutor},
+    snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshotter},
 };
 use support::exec::matrix::MATRIX;
 use support::exec::{base, render, run_step, shell};

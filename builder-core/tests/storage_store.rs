@@ -10,8 +10,10 @@ use std::process::Command;
 use std::sync::Arc;
 
 use rbuild_core::{
-    ChangeKind, ChangeSet, Compression, ContentStore, Digest, ImageName, LayerOptions,
-    OVERLAY_OPAQUE_XATTR, StoreError, tree_changes, write_layer,
+    ContentStore, Digest, ImageName,
+    change::{ChangeKind, ChangeSet},
+    layer::{Compression, LayerOptions, OVERLAY_OPAQUE_XATTR, tree_changes, write_layer},
+    store::StoreError,
 };
 use support::require::require_root;
 use support::storage::*;
@@ -116,7 +118,7 @@ fn unpacked_layers_work_as_overlay_lower_dirs() {
     ];
     let dirs = store.unpack_layers(stack).unwrap();
     let (base_dir, diff_dir) = (dirs[0].clone(), dirs[1].clone());
-    let chain = rbuild_core::chain_ids([&base.diff_id, &diff.diff_id]);
+    let chain = rbuild_core::layer::chain_ids([&base.diff_id, &diff.diff_id]);
     assert_eq!(base_dir, store.layer_dir(&base.diff_id));
     assert_eq!(diff_dir, store.layer_dir(&chain[1]));
     // Unpacking again is a cache hit.
@@ -146,9 +148,10 @@ fn unpacked_layers_work_as_overlay_lower_dirs() {
     let got = snapshot(&merged);
     run_ok(Command::new("umount").arg(&merged));
     let want = expected_snapshot(&up);
-    let kinds = |s: &std::collections::BTreeMap<std::path::PathBuf, Node>| {
-        s.iter()
-            .map(|(p, n)| (p.clone(), n.kind, n.content.clone()))
+    let kinds = |s: &Tree| {
+        s.entries
+            .iter()
+            .map(|(p, e)| (p.clone(), e.kind, e.digest.clone()))
             .collect::<Vec<_>>()
     };
     assert_eq!(kinds(&got), kinds(&want), "overlay of unpacked layers");
@@ -166,7 +169,7 @@ fn run_ok(cmd: &mut Command) {
 fn images_resolve_by_config_digest_and_refuse_ambiguous_prefixes() {
     let tmp = tempfile::tempdir().unwrap();
     let store = ContentStore::open(tmp.path()).unwrap();
-    let image = |config: &rbuild_core::Blob| {
+    let image = |config: &rbuild_core::store::Blob| {
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",

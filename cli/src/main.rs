@@ -288,7 +288,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if let Err(message) = rbuild_core::http_deadline() {
+    if let Err(message) = rbuild_core::registry::http_deadline() {
         eprintln!("error: {message}");
         return ExitCode::from(EXIT_USAGE);
     }

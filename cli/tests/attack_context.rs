@@ -5,6 +5,9 @@
 //! cache and tmpfs mounts. Each build runs in a store and directories of its own; a host
 //! directory beside the contexts holds a secret no build may read and must stay as it
 //! was. The rootless attempts run as `rbuild-rootless` (scripts/test creates it).
+//!
+//! Over 600 lines on purpose: six suites of attempts on one boundary (the context and
+//! step mounts), each a list read top to bottom around the same host secret.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::os::unix::fs::FileTypeExt;

@@ -3,6 +3,10 @@
 //! against `rbuild pull`, `rbuild build` (FROM, ADD <url>) and `rbuild login`, through
 //! the binary. Deadlines are set small with `RBUILD_HTTP_TIMEOUT`; each attempt bounds
 //! its own wait generously and asserts only that rbuild finished with the right error.
+//!
+//! Over 600 lines on purpose: one suite of attempts against the test's own hostile
+//! servers, each attempt a few lines read on its own; the servers and helpers at the top
+//! serve them all.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

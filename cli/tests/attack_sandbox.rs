@@ -4,6 +4,9 @@
 //! mounts and namespaces, devices, signals to host processes, the host name,
 //! entitlements), in `rbuild build` and `rbuild run`, as root and as the unprivileged
 //! `rbuild-rootless` user (created by scripts/test).
+//!
+//! Over 600 lines on purpose: six suites of attempts on one boundary (the sandbox), each
+//! a list read top to bottom, sharing the probes at the top.
 
 mod support;
 

@@ -1,6 +1,9 @@
 //! `rbuild build` through the binary, on the busybox fixture imported with `rbuild
 //! import`: the default subcommand, flags, exit codes, stdin inputs, progress modes and
 //! `--explain-cache`.
+//!
+//! Over 600 lines on purpose: the flags of one subcommand through the binary, 15 short
+//! cases sharing the helpers at the top.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;

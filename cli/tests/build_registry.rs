@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -15,78 +15,13 @@ use serde_json::Value;
 mod support;
 
 use support::registry::Registry;
-use support::require::{require_root, require_tool};
-use support::run::fixture;
+use support::require::require_tool;
+use support::scratch::Scratch;
 
 /// image-spec annotations.md: the manifest digest of the base image.
 const BASE_DIGEST_ANNOTATION: &str = "org.opencontainers.image.base.digest";
 /// image-spec annotations.md: the name of an image in an index.
 const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
-
-/// A test's scratch space: an empty rbuild config and docker config (so that neither the
-/// host's mirrors nor its credentials play a part), store roots and contexts.
-struct Scratch {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Scratch {
-    fn new() -> Self {
-        require_root("builds mount overlays and run steps in namespaces");
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.toml");
-        std::fs::write(&config, "").unwrap();
-        std::fs::create_dir_all(dir.path().join("docker")).unwrap();
-        Self { dir, config }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn rbuild(&self, root: &Path, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_rbuild"))
-            .args(args)
-            .env("RBUILD_ROOT", root)
-            .env("RBUILD_CONFIG", &self.config)
-            .env("DOCKER_CONFIG", self.path("docker"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("running the rbuild binary")
-    }
-
-    /// Runs rbuild and fails the test unless it succeeds; returns its stdout and stderr.
-    fn ok(&self, root: &Path, args: &[&str]) -> (String, String) {
-        let out = self.rbuild(root, args);
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        );
-        assert!(
-            out.status.success(),
-            "rbuild {args:?} failed ({}): {stderr}",
-            out.status
-        );
-        (stdout, stderr)
-    }
-
-    /// A store root with the busybox fixture imported as `busybox:latest`.
-    fn store_with_busybox(&self, name: &str) -> PathBuf {
-        let tar = fixture("busybox");
-        let tar = tar.to_str().expect("fixture paths are UTF-8");
-        let root = self.path(name);
-        self.ok(&root, &["import", tar, "busybox:latest"]);
-        root
-    }
-
-    /// A context directory holding `dockerfile` as its Dockerfile.
-    fn context(&self, name: &str, dockerfile: &str) -> String {
-        let ctx = self.path(name);
-        std::fs::create_dir_all(&ctx).unwrap();
-        std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
-        ctx.to_str().unwrap().to_owned()
-    }
-}
 
 /// The digest `rbuild push` prints: `NAME: digest: sha256:...`.
 fn pushed_digest(stdout: &str) -> String {
@@ -149,7 +84,7 @@ fn explained(stderr: &str, step: &str) -> String {
 #[test]
 fn from_pulls_what_the_store_lacks_and_records_the_registry_digest() {
     let reg = Registry::start(None);
-    let s = Scratch::new();
+    let s = Scratch::new("builds mount overlays and run steps in namespaces");
     let a = s.store_with_busybox("a");
     let base = format!("{}/base/busybox:1", reg.addr);
     let (out, _) = s.ok(&a, &["push", "busybox:latest", &base]);
@@ -198,7 +133,7 @@ fn from_pulls_what_the_store_lacks_and_records_the_registry_digest() {
 #[test]
 fn pull_flag_looks_again_and_push_outputs_reach_the_registry() {
     let reg = Registry::start(None);
-    let s = Scratch::new();
+    let s = Scratch::new("builds mount overlays and run steps in namespaces");
     let a = s.store_with_busybox("a");
     let base = format!("{}/base/busybox:1", reg.addr);
     let (out, _) = s.ok(&a, &["push", "busybox:latest", &base]);
@@ -285,7 +220,7 @@ fn pull_flag_looks_again_and_push_outputs_reach_the_registry() {
 #[test]
 fn docker_hub_names_are_pulled_through_the_configured_mirror() {
     let reg = Registry::start(None);
-    let s = Scratch::new();
+    let s = Scratch::new("builds mount overlays and run steps in namespaces");
     let a = s.store_with_busybox("a");
     let mirrored = format!("{}/library/busybox:mirrored", reg.addr);
     let (out, _) = s.ok(&a, &["push", "busybox:latest", &mirrored]);
@@ -329,7 +264,7 @@ fn docker_hub_names_are_pulled_through_the_configured_mirror() {
 #[test]
 fn insecure_registries_come_from_the_flag_and_the_config_file() {
     let reg = Registry::start_on("127.0.0.2", None);
-    let s = Scratch::new();
+    let s = Scratch::new("builds mount overlays and run steps in namespaces");
     let a = s.store_with_busybox("a");
     let base = format!("{}/base/busybox:1", reg.addr);
     let (out, _) = s.ok(
@@ -418,7 +353,7 @@ fn steps_run(rawjson: &str) -> Vec<String> {
 #[test]
 fn a_fresh_store_builds_from_the_registry_cache_of_another_without_running_steps() {
     let reg = Registry::start(None);
-    let s = Scratch::new();
+    let s = Scratch::new("builds mount overlays and run steps in namespaces");
     let a = s.store_with_busybox("a");
     let base = format!("{}/base/busybox:1", reg.addr);
     s.ok(&a, &["push", "busybox:latest", &base]);
@@ -503,7 +438,7 @@ fn a_fresh_store_builds_from_the_registry_cache_of_another_without_running_steps
 #[test]
 fn basic_auth_registries_take_multi_layer_pushes_and_pulls_after_login() {
     let reg = Registry::start_with_basic_auth("tester", "s3cret");
-    let s = Scratch::new();
+    let s = Scratch::new("builds mount overlays and run steps in namespaces");
     let a = s.store_with_busybox("a");
     let ctx = s.context(
         "ctx",
@@ -538,7 +473,7 @@ fn basic_auth_registries_take_multi_layer_pushes_and_pulls_after_login() {
 #[test]
 fn login_asks_on_the_terminal() {
     let reg = Registry::start_with_basic_auth("tester", "s3cret");
-    let s = Scratch::new();
+    let s = Scratch::new("builds mount overlays and run steps in namespaces");
     let root = s.path("store");
     let done = s.path("done");
     let command = format!(

@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -14,8 +13,8 @@ use serde_json::Value;
 mod support;
 
 use support::registry::Registry;
-use support::require::require_root;
 use support::run::fixture;
+use support::scratch::Scratch;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -24,85 +23,34 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// A test's scratch space: empty rbuild and docker configs, store roots, contexts.
-struct Scratch {
-    dir: tempfile::TempDir,
-}
-
-impl Scratch {
-    fn new() -> Self {
-        require_root("it builds its multi-layer image with RUN steps");
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("config.toml"), "").unwrap();
-        std::fs::create_dir_all(dir.path().join("docker")).unwrap();
-        Self { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn command(&self, root: &Path, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_rbuild"));
-        command
-            .args(args)
-            .env("RBUILD_ROOT", root)
-            .env("RBUILD_CONFIG", self.path("config.toml"))
-            .env("DOCKER_CONFIG", self.path("docker"))
-            .stdin(Stdio::null());
-        command
-    }
-
-    fn rbuild(&self, root: &Path, args: &[&str]) -> Output {
-        self.command(root, args)
-            .output()
-            .expect("running the rbuild binary")
-    }
-
-    /// Runs rbuild and fails the test unless it succeeds; returns stdout and stderr.
-    fn ok(&self, root: &Path, args: &[&str]) -> (String, String) {
-        let out = self.rbuild(root, args);
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        );
-        assert!(
-            out.status.success(),
-            "rbuild {args:?} failed ({}): {stderr}",
-            out.status
-        );
-        (stdout, stderr)
-    }
-
-    /// A store with the busybox fixture and `name` built on it: busybox's layer and two
-    /// layers of 3 MB and 5 MB of random bytes.
-    fn store_with_layers(&self, store: &str, name: &str) -> PathBuf {
-        let tar = fixture("busybox");
-        let tar = tar.to_str().expect("fixture paths are UTF-8");
-        let root = self.path(store);
-        self.ok(&root, &["import", tar, "busybox:latest"]);
-        let ctx = self.path("ctx");
-        std::fs::create_dir_all(&ctx).unwrap();
-        std::fs::write(
-            ctx.join("Dockerfile"),
-            "FROM busybox:latest\n\
-             RUN head -c 3000000 /dev/urandom > /three\n\
-             RUN head -c 5000000 /dev/urandom > /five\n",
-        )
-        .unwrap();
-        self.ok(
-            &root,
-            &[
-                "build",
-                "--progress",
-                "quiet",
-                "-t",
-                name,
-                ctx.to_str().unwrap(),
-            ],
-        );
-        root
-    }
+/// A store with the busybox fixture and `name` built on it: busybox's layer and two
+/// layers of 3 MB and 5 MB of random bytes.
+fn store_with_layers(scratch: &Scratch, store: &str, name: &str) -> PathBuf {
+    let tar = fixture("busybox");
+    let tar = tar.to_str().expect("fixture paths are UTF-8");
+    let root = scratch.path(store);
+    scratch.ok(&root, &["import", tar, "busybox:latest"]);
+    let ctx = scratch.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:latest\n\
+         RUN head -c 3000000 /dev/urandom > /three\n\
+         RUN head -c 5000000 /dev/urandom > /five\n",
+    )
+    .unwrap();
+    scratch.ok(
+        &root,
+        &[
+            "build",
+            "--progress",
+            "quiet",
+            "-t",
+            name,
+            ctx.to_str().unwrap(),
+        ],
+    );
+    root
 }
 
 /// The size of blob `digest` (`sha256:<hex>`) in the store at `root`.
@@ -233,9 +181,9 @@ fn short(digest: &str) -> &str {
 #[test]
 fn plain_push_and_pull_print_a_start_and_an_end_line_per_blob_with_its_size() {
     let reg = Registry::start(None);
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("it builds its multi-layer image with RUN steps");
     let name = format!("{}/app/layers:1", reg.addr);
-    let src = scratch.store_with_layers("src", &name);
+    let src = store_with_layers(&scratch, "src", &name);
     let blobs = image_blobs(&scratch, &src, &name);
     assert_eq!(blobs.len(), 4, "config and three layers: {blobs:?}");
 
@@ -306,9 +254,9 @@ fn plain_push_and_pull_print_a_start_and_an_end_line_per_blob_with_its_size() {
 #[test]
 fn rawjson_transfers_parse_grow_and_end_at_the_blob_size() {
     let reg = Registry::start(None);
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("it builds its multi-layer image with RUN steps");
     let name = format!("{}/app/json:1", reg.addr);
-    let src = scratch.store_with_layers("src", &name);
+    let src = store_with_layers(&scratch, "src", &name);
 
     let (_, stderr) = scratch.ok(&src, &["push", "--progress", "rawjson", &name]);
     let pushed = check_transfers(&stderr, "push");
@@ -350,9 +298,9 @@ fn rawjson_transfers_parse_grow_and_end_at_the_blob_size() {
 #[test]
 fn tty_pull_draws_a_line_per_layer_that_ends_in_its_final_state() {
     let reg = Registry::start(None);
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("it builds its multi-layer image with RUN steps");
     let name = format!("{}/app/tty:1", reg.addr);
-    let src = scratch.store_with_layers("src", &name);
+    let src = store_with_layers(&scratch, "src", &name);
     let blobs = image_blobs(&scratch, &src, &name);
     scratch.ok(&src, &["push", "-q", &name]);
 
@@ -417,9 +365,9 @@ fn tty_pull_draws_a_line_per_layer_that_ends_in_its_final_state() {
 #[test]
 fn builds_show_the_base_pull_and_the_export_as_buildkit_does_and_save_reports_blobs() {
     let reg = Registry::start(None);
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("it builds its multi-layer image with RUN steps");
     let name = format!("{}/app/base:1", reg.addr);
-    let src = scratch.store_with_layers("src", &name);
+    let src = store_with_layers(&scratch, "src", &name);
     let blobs = image_blobs(&scratch, &src, &name);
     scratch.ok(&src, &["push", "-q", &name]);
 
@@ -539,8 +487,8 @@ fn bk_size(bytes: u64) -> String {
 /// pull of many layers (none lost above the screen).
 #[test]
 fn tty_progress_of_more_blobs_than_rows_leaves_every_final_line() {
-    let scratch = Scratch::new();
-    let root = scratch.store_with_layers("store", "base:1");
+    let scratch = Scratch::new("it builds its multi-layer image with RUN steps");
+    let root = store_with_layers(&scratch, "store", "base:1");
     let ctx = scratch.path("many");
     std::fs::create_dir_all(&ctx).unwrap();
     let steps: String = (0..24).map(|i| format!("RUN echo {i} > /f{i}\n")).collect();

@@ -6,6 +6,9 @@
 //!
 //! Before the fix, every COPY, ADD and WORKDIR failed with `unshare the mount namespace:
 //! Operation not permitted`, and RUN with the default network failed to mount sysfs.
+//!
+//! Over 600 lines on purpose: ten scenarios of one bug, each run as both users through
+//! the user and store set-up at the top.
 
 mod support;
 

@@ -2,7 +2,7 @@
 //! `builder-core/tests/fuzz_corpus.rs`: `.dockerignore` text is parsed into
 //! `IgnoreRules`, then queried on fixed paths and on paths taken from the input itself.
 
-use rbuild_core::IgnoreRules;
+use rbuild_core::context::IgnoreRules;
 
 /// Paths every rule set is asked about, whatever the input.
 const FIXED_PATHS: &[&str] = &[

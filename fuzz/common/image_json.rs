@@ -11,7 +11,10 @@
 use std::str::FromStr;
 
 use rbuild_core::oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
-use rbuild_core::{ContentStore, Digest, ExportTarget, ImageConfig, ImageFormat, ImageName};
+use rbuild_core::{
+    ContentStore, Digest, ExportTarget, ImageName,
+    image::{ImageConfig, ImageFormat},
+};
 
 /// Most documents taken from one input.
 const MAX_DOCUMENTS: usize = 3;
@@ -82,7 +85,7 @@ fn load_chain(data: &[u8]) {
         return;
     };
     let descriptor = Descriptor::new(MediaType::ImageManifest, size, &digest);
-    if let Ok(image) = rbuild_core::load_image(&store, &descriptor) {
+    if let Ok(image) = rbuild_core::image::load_image(&store, &descriptor) {
         let _ = image.digest();
         let _ = image.layers();
         let _ = image.size();

@@ -8,7 +8,7 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use rbuild_core::{ApplyMode, apply_layer};
+use rbuild_core::layer::{ApplyMode, apply_layer};
 
 /// Inputs longer than this are cut: a layer's interesting structure is in its first
 /// headers, and a short input keeps each run (two modes, two encodings) fast.

@@ -1,5 +1,5 @@
 //! The compact form of a context file's sha256, as the hash index keeps it in memory
-//! and on disk; the public API hands out [`crate::Digest`].
+//! and on disk; the public API hands out [`crate::digest::Digest`].
 
 use std::fmt;
 

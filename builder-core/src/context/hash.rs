@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
 
-use crate::Digest;
+use crate::beneath::{open_listed_file, open_root};
 use crate::context::digest::ContentDigest;
 use crate::context::index::{FileStamp, HashIndex, IndexError, index_path};
-use crate::context::open::{open_listed_file, open_root};
 use crate::context::walk::{ContextEntry, ContextListing, EntryType};
+use crate::digest::Digest;
 
 /// A failure to hash a context.
 #[derive(Debug, thiserror::Error)]

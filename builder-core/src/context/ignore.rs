@@ -24,7 +24,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::context::open::{exists_in_context, read_in_context, read_named_file};
+use crate::beneath::{exists_in_context, read_in_context, read_named_file};
 use crate::context::pattern::{Pattern, PatternError};
 
 /// The largest ignore file rbuild reads (as large as the largest Dockerfile).

@@ -9,7 +9,7 @@
 //! selection of entries for a cache key.
 //!
 //! ```
-//! use rbuild_core::{ContextHashes, ContextListing, IgnoreRules, resolve_source};
+//! use rbuild_core::{context::{ContextHashes, ContextListing, IgnoreRules, resolve_source}};
 //!
 //! let dir = tempfile::tempdir()?;
 //! std::fs::write(dir.path().join("app.py"), "print('hi')\n")?;
@@ -28,7 +28,7 @@ mod digest;
 mod hash;
 mod ignore;
 mod index;
-mod open;
+
 mod pattern;
 mod resolve;
 mod source;
@@ -39,11 +39,11 @@ pub(crate) use self::hash::{ContentEncoding, selection_digest};
 pub use self::hash::{ContextHashes, HashError, HashStats};
 pub use self::ignore::{DOCKERIGNORE, IgnoreError, IgnoreRules, MAX_IGNORE_BYTES};
 pub use self::index::{INDEX_DIR, IndexError};
-pub(crate) use self::open::{open_listed_file, open_root, read_in_context, read_named_file};
 pub use self::pattern::PatternError;
 pub use self::resolve::{MAX_SYMLINK_HOPS, ResolveError, resolve_source};
 pub use self::source::{ContextSource, UnpackError};
 pub use self::walk::{ContextEntry, ContextListing, EntryType, WalkError};
+pub(crate) use crate::beneath::{open_listed_file, open_root, read_in_context, read_named_file};
 
 /// Any failure of the build context, gathering the errors of its parts.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@ use super::CopyError;
 use super::chmod::DEFAULT_DIR_MODE;
 use super::dest::{lstat_at, make_dir, set_mtime, set_owner_mode, split};
 use super::write::{Writer, create_file};
-use crate::{PAX_XATTR_PREFIX, is_overlay_xattr};
+use crate::layer::{PAX_XATTR_PREFIX, is_overlay_xattr};
 
 /// gzip member header magic (RFC 1952, section 2.3.1: ID1 ID2).
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
@@ -138,8 +138,9 @@ pub(crate) fn extract(
         path: archive_name.clone(),
         source,
     };
-    // Tar-bomb limits (crate::ArchiveLimits): past one, the error says which.
-    let limits = crate::ArchiveLimits::from_env().map_err(|e| failed(io::Error::other(e)))?;
+    // Tar-bomb limits (crate::layer::ArchiveLimits): past one, the error says which.
+    let limits =
+        crate::layer::ArchiveLimits::from_env().map_err(|e| failed(io::Error::other(e)))?;
     let meter = crate::layer::Meter::new(limits);
     let refused = |e| match meter.exceeded() {
         Some(limit) => failed(io::Error::other(limit)),

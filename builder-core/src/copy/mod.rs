@@ -45,7 +45,10 @@ use std::path::{Path, PathBuf};
 use rbuild_dockerfile::{AddInstruction, CopyInstruction, InlineFile};
 
 use crate::context::{ContextHashes, ContextListing, HashError, IgnoreError, ResolveError};
-use crate::{Digest, Hasher, WalkError};
+use crate::{
+    context::WalkError,
+    digest::{Digest, Hasher},
+};
 
 pub use self::chmod::{ChmodError, ModeChange};
 pub(crate) use self::dest::DestRoot;
@@ -236,7 +239,7 @@ pub enum CopyError {
         /// The value as written.
         spec: String,
         /// The cause.
-        source: crate::ExecError,
+        source: crate::exec::ExecError,
     },
     /// `--chmod` is not a mode.
     #[error(transparent)]

@@ -18,7 +18,7 @@ use crate::context::{
     self, ContentDigest, ContentEncoding, ContextEntry, ContextHashes, ContextListing, EntryType,
     IgnoreRules, MAX_SYMLINK_HOPS, ResolveError, open_listed_file, resolve_source,
 };
-use crate::{Digest, Hasher};
+use crate::digest::{Digest, Hasher};
 
 /// A source root seen through a listing: the context's own, or a walk of a tree.
 pub(crate) struct SourceView<'a> {

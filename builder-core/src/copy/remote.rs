@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::UNIX_EPOCH;
 
 use super::CopyError;
-use crate::Digest;
+use crate::digest::Digest;
 use crate::digest::Hasher;
 
 /// The mode of a downloaded file, as docker and BuildKit write it.
@@ -104,7 +104,7 @@ pub(crate) fn download(url: &str, checksum: Option<&str>) -> Result<Download, Co
         let found = download.digest.clone();
         if found != expected {
             return Err(CopyError::ChecksumMismatch {
-                url: crate::redact_urls(url).into_owned(),
+                url: crate::redact::redact_urls(url).into_owned(),
                 expected: expected.to_string(),
                 found,
             });
@@ -115,7 +115,7 @@ pub(crate) fn download(url: &str, checksum: Option<&str>) -> Result<Download, Co
 
 /// Fetches `url`.
 fn fetch(url: &str) -> Result<Download, CopyError> {
-    let shown = crate::redact_urls(url).into_owned();
+    let shown = crate::redact::redact_urls(url).into_owned();
     let deadline = crate::http::request_deadline();
     let failed = |e: ureq::Error| {
         let timed_out = match &e {
@@ -130,7 +130,7 @@ fn fetch(url: &str) -> Result<Download, CopyError> {
                 format!(
                     "the download did not finish within {} s, the deadline of one request (set {} to change it)",
                     deadline.as_secs(),
-                    crate::HTTP_TIMEOUT_ENV
+                    crate::http::HTTP_TIMEOUT_ENV
                 ),
             )))
         } else {

@@ -16,7 +16,7 @@ use super::dest::{self, DestRoot, lstat_at, make_dir, set_mtime, set_owner_mode,
 use super::plan::{Item, Plan, Selected, SourceView};
 use super::{CopyError, CopyOp, CopyStats, archive, chown, parallel, remote};
 use crate::context::{ContextEntry, EntryType};
-use crate::is_overlay_xattr;
+use crate::layer::is_overlay_xattr;
 
 /// Mode of a heredoc source, as BuildKit writes it.
 const HEREDOC_MODE: u32 = 0o644;

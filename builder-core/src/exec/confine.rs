@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::plan::Op;
-use super::sandbox::cstr;
+use super::plan::cstr;
 use super::{ExecError, Network, Security, caps, landlock, seccomp};
 
 /// Parts of /proc a sandboxed step may read but not write (runc's and docker's default

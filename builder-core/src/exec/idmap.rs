@@ -8,7 +8,7 @@
 
 use std::ffi::c_char;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The setuid helpers of the shadow suite (Debian package uidmap).
 pub const NEWUIDMAP: &str = "/usr/bin/newuidmap";
@@ -112,17 +112,6 @@ pub(crate) fn host_user_name(uid: u32) -> Option<String> {
     passwd.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(':').collect();
         (fields.len() > 2 && fields[2] == uid.to_string()).then(|| fields[0].to_owned())
-    })
-}
-
-/// The home directory of user `uid` in the host's /etc/passwd, when absolute.
-pub(crate) fn host_home(uid: u32) -> Option<PathBuf> {
-    let passwd = fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.len() > 5 && fields[2] == uid.to_string())
-            .then(|| PathBuf::from(fields[5]))
-            .filter(|home| home.is_absolute())
     })
 }
 

@@ -1,6 +1,6 @@
 //! Running a build step's command in an isolated root.
 //!
-//! An [`Executor`] runs one [`RunSpec`] on a prepared [`Snapshot`](crate::Snapshot) and
+//! An [`Executor`] runs one [`RunSpec`] on a prepared [`Snapshot`] and
 //! returns how the command ended; its output goes to an [`OutputSink`] as it comes.
 //! [`SandboxExecutor`] (the default) needs no outside program: new mount, PID, UTS, IPC
 //! (and, for `--network=none`, network) namespaces, `pivot_root`, fresh `/proc`, `/dev`,
@@ -17,7 +17,7 @@
 //! # Rootless
 //! As root of a user namespace (the `rbuild` binary enters one for an unprivileged
 //! caller, see [`rootless`](crate::rootless)) the sandbox works as for root, with what the
-//! kernel keeps for root of the host left out (decided by [`Privilege`](crate::Privilege)):
+//! kernel keeps for root of the host left out (decided by [`Privilege`](crate::privilege::Privilege)):
 //! the host's `/sys` is bound read-only instead of a fresh sysfs on the host network, the
 //! overlay uses `userxattr`, supplementary groups are skipped where `setgroups` is denied,
 //! and a step user the namespace does not map is refused before the step starts.
@@ -44,6 +44,7 @@
 mod caps;
 mod cgroup;
 mod confine;
+mod errno;
 pub(crate) mod idmap;
 mod landlock;
 mod monitor;

@@ -156,7 +156,7 @@ struct FdMessage([u8; 32]);
 /// rbuild on `socket` (see the module documentation). Async-signal-safe: system calls on
 /// stack data only.
 pub(super) fn open_in_init(socket: RawFd, size: WindowSize, uid: u32, gid: u32) -> Result<(), i32> {
-    use super::plan::{check, errno};
+    use super::errno::{check, errno};
     // SAFETY: every libc call below takes constants, descriptors this process opened,
     // or pointers to live stack data.
     unsafe {

@@ -22,7 +22,7 @@
 
 use std::ffi::CStr;
 
-use super::plan::{check, errno};
+use super::errno::{check, errno};
 
 /// Mode of the directories the walk creates (BuildKit's, before the umask).
 const WORKDIR_MODE: libc::mode_t = 0o755;

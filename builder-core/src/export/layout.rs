@@ -10,12 +10,28 @@ use std::os::fd::AsFd as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
+use oci_spec::image::ImageIndex;
+
 use super::ExportError;
+use crate::digest::Digest;
+use crate::oci_layout::{INDEX_FILE, LAYOUT_FILE, LayoutError, OciLayout, blob_rel, layout_marker};
 
 /// Where the files of an exported layout go.
 pub(crate) trait LayoutSink {
-    /// Adds a file at `path` (relative, `/`-separated) with `size` bytes from `body`.
-    fn add(&mut self, path: &str, size: u64, body: &mut dyn Read) -> Result<(), ExportError>;
+    /// Adds the `oci-layout` file.
+    fn add_marker(&mut self) -> Result<(), ExportError>;
+    /// Adds blob `digest` of `size` bytes read from `body`, which fails at its end when
+    /// the content does not hash to `digest`; the blob must not appear otherwise.
+    fn add_blob(
+        &mut self,
+        digest: &Digest,
+        size: u64,
+        body: &mut dyn Read,
+    ) -> Result<(), ExportError>;
+    /// Adds `index.json`, last of the layout's files.
+    fn add_index(&mut self, index: &ImageIndex) -> Result<(), ExportError>;
+    /// Adds a file beside the layout (docker's `manifest.json`, `repositories`).
+    fn add_file(&mut self, name: &str, bytes: &[u8]) -> Result<(), ExportError>;
     /// Completes the output.
     fn finish(self: Box<Self>) -> Result<(), ExportError>;
 }
@@ -133,24 +149,62 @@ impl Write for AtomicWriter {
     }
 }
 
-/// A layout written into a directory. Each file appears under its name only once it is
-/// complete, and `index.json` is written last: a layout with an index is a whole one.
+/// A layout written into a directory, an [`OciLayout`]: each blob appears under its
+/// name only once it is complete and what its name says, and `index.json` is written
+/// last: a layout with an index is a whole one.
 pub(crate) struct DirSink {
-    pub(crate) root: PathBuf,
+    layout: OciLayout,
+}
+
+impl DirSink {
+    /// Makes (or completes) the layout directory `root`.
+    pub(crate) fn create(root: &Path) -> Result<Self, ExportError> {
+        Ok(Self {
+            layout: OciLayout::create(root)?,
+        })
+    }
 }
 
 impl LayoutSink for DirSink {
-    fn add(&mut self, path: &str, _size: u64, body: &mut dyn Read) -> Result<(), ExportError> {
-        let full = self.root.join(path);
-        if let Some(dir) = full.parent() {
-            fs::create_dir_all(dir).map_err(io_err(dir))?;
+    fn add_marker(&mut self) -> Result<(), ExportError> {
+        // `OciLayout::create` wrote it.
+        Ok(())
+    }
+
+    fn add_blob(
+        &mut self,
+        digest: &Digest,
+        size: u64,
+        body: &mut dyn Read,
+    ) -> Result<(), ExportError> {
+        let path = self.layout.blob_path(digest);
+        let mut writer = self.layout.writer()?;
+        io::copy(body, &mut writer).map_err(io_err(&path))?;
+        match writer.finish_matching(digest, size) {
+            Ok(_) => Ok(()),
+            Err(LayoutError::DigestMismatch { found, .. }) => Err(ExportError::CorruptBlob {
+                digest: digest.clone(),
+                found: format!("its content hashes to {found}"),
+            }),
+            Err(LayoutError::SizeMismatch { found, .. }) => Err(ExportError::CorruptBlob {
+                digest: digest.clone(),
+                found: format!("{found} bytes were read of its {size}"),
+            }),
+            Err(e) => Err(e.into()),
         }
-        let mut file = AtomicFile::create(&full)?;
-        io::copy(body, file.file()).map_err(io_err(&full))?;
-        file.commit()
+    }
+
+    fn add_index(&mut self, index: &ImageIndex) -> Result<(), ExportError> {
+        Ok(self.layout.write_index(index)?)
+    }
+
+    fn add_file(&mut self, name: &str, bytes: &[u8]) -> Result<(), ExportError> {
+        Ok(self.layout.write_file(name, bytes)?)
     }
 
     fn finish(self: Box<Self>) -> Result<(), ExportError> {
+        // Make the renames durable; failing here loses nothing already written.
+        self.layout.sync_dirs();
         Ok(())
     }
 }
@@ -185,7 +239,8 @@ impl TarSink {
     }
 }
 
-impl LayoutSink for TarSink {
+impl TarSink {
+    /// Adds a file at `path` (relative, `/`-separated) with `size` bytes from `body`.
     fn add(&mut self, path: &str, size: u64, body: &mut dyn Read) -> Result<(), ExportError> {
         let mut prefix = String::new();
         let parts: Vec<&str> = path.split('/').collect();
@@ -204,6 +259,31 @@ impl LayoutSink for TarSink {
         self.builder
             .append_data(&mut h, path, body.take(size))
             .map_err(io_err(&self.path))
+    }
+}
+
+impl LayoutSink for TarSink {
+    fn add_marker(&mut self) -> Result<(), ExportError> {
+        let marker = layout_marker();
+        self.add(LAYOUT_FILE, marker.len() as u64, &mut marker.as_bytes())
+    }
+
+    fn add_blob(
+        &mut self,
+        digest: &Digest,
+        size: u64,
+        body: &mut dyn Read,
+    ) -> Result<(), ExportError> {
+        self.add(&blob_rel(digest), size, body)
+    }
+
+    fn add_index(&mut self, index: &ImageIndex) -> Result<(), ExportError> {
+        let bytes = super::json(INDEX_FILE, index)?;
+        self.add(INDEX_FILE, bytes.len() as u64, &mut &bytes[..])
+    }
+
+    fn add_file(&mut self, name: &str, bytes: &[u8]) -> Result<(), ExportError> {
+        self.add(name, bytes.len() as u64, &mut &bytes[..])
     }
 
     fn finish(self: Box<Self>) -> Result<(), ExportError> {

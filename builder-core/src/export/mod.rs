@@ -6,6 +6,7 @@
 
 mod archive;
 mod layout;
+mod members;
 mod target;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,7 +17,7 @@ use std::path::PathBuf;
 use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType};
 
 pub(crate) use self::archive::{
-    MAX_DOCUMENT, MAX_INDEX_DEPTH, check_blob, is_document, load_archive_file,
+    MAX_INDEX_DEPTH, check_document_size, is_document, load_archive_file, store_verified,
 };
 pub use self::archive::{
     import_rootfs, load_archive, load_archive_from, save_images, save_layout_dir,
@@ -29,6 +30,7 @@ use crate::image::{Image, ImageError};
 use crate::layer::{
     ApplyMode, Compression, LayerError, LayerOptions, tree_changes, write_layer_to,
 };
+use crate::oci_layout::blob_rel;
 use crate::progress::{Counted, NullProgress, Progress, Transfer, TransferKind};
 use crate::store::{ContentStore, ImageName, REF_NAME_ANNOTATION, StoreError};
 
@@ -63,6 +65,9 @@ pub enum ExportError {
     /// A store operation failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An OCI layout directory being written could not be.
+    #[error(transparent)]
+    Layout(#[from] crate::oci_layout::LayoutError),
     /// Unpacking the rootfs failed.
     #[error(transparent)]
     Layer(#[from] LayerError),
@@ -196,7 +201,7 @@ pub fn export(
             sink.finish()
         }
         ExportTarget::Oci { dest, tar: false } => {
-            let mut sink = Box::new(DirSink { root: dest.clone() });
+            let mut sink = Box::new(DirSink::create(dest)?);
             write_layout(store, sink.as_mut(), &[(image, names)], report)?;
             sink.finish()
         }
@@ -335,8 +340,7 @@ fn add_blob(
         hasher: crate::digest::Hasher::new(),
         expected: digest.clone(),
     };
-    let path = format!("blobs/sha256/{}", digest.hex());
-    if let Err(e) = sink.add(&path, size, &mut reader) {
+    if let Err(e) = sink.add_blob(digest, size, &mut reader) {
         // The reader's own refusal names the corrupt blob; report it as such.
         let found = reader.hasher.clone().finish();
         if &found != digest && reader.hasher.len() >= size {
@@ -412,11 +416,7 @@ pub(crate) fn write_layout(
     images: &[(&Image, &[ImageName])],
     report: Report<'_>,
 ) -> Result<(), ExportError> {
-    let layout = format!(
-        "{{\"imageLayoutVersion\":\"{}\"}}",
-        crate::store::OCI_LAYOUT_VERSION
-    );
-    sink.add("oci-layout", layout.len() as u64, &mut layout.as_bytes())?;
+    sink.add_marker()?;
     let mut written = std::collections::BTreeSet::new();
     let mut entries: Vec<Descriptor> = Vec::new();
     for (image, names) in images {
@@ -450,8 +450,7 @@ pub(crate) fn write_layout(
         .manifests(entries)
         .build()
         .map_err(|e| ExportError::Image(ImageError::Manifest(e)))?;
-    let bytes = json("index.json", &index)?;
-    sink.add("index.json", bytes.len() as u64, &mut &bytes[..])
+    sink.add_index(&index)
 }
 
 /// Docker's `manifest.json` entry (moby image/tarexport).
@@ -499,13 +498,9 @@ pub(crate) fn write_docker_archive(
     for (image, names) in images {
         let tagged: Vec<&ImageName> = names.iter().filter(|n| n.tag().is_some()).collect();
         manifest.push(DockerManifestEntry {
-            config: format!("blobs/sha256/{}", image.config_digest.hex()),
+            config: blob_rel(&image.config_digest),
             repo_tags: tagged.iter().map(|n| n.familiar()).collect(),
-            layers: image
-                .layers()?
-                .iter()
-                .map(|(b, _)| format!("blobs/sha256/{}", b.hex()))
-                .collect(),
+            layers: image.layers()?.iter().map(|(b, _)| blob_rel(b)).collect(),
         });
         for name in tagged {
             let top = image
@@ -520,10 +515,10 @@ pub(crate) fn write_docker_archive(
         }
     }
     let bytes = json("manifest.json", &manifest)?;
-    sink.add("manifest.json", bytes.len() as u64, &mut &bytes[..])?;
+    sink.add_file("manifest.json", &bytes)?;
     if !repositories.is_empty() {
         let bytes = json("repositories", &repositories)?;
-        sink.add("repositories", bytes.len() as u64, &mut &bytes[..])?;
+        sink.add_file("repositories", &bytes)?;
     }
     sink.finish()
 }

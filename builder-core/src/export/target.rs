@@ -35,7 +35,7 @@ pub enum ExportTarget {
     /// `type=registry[,name=NAME]...` or `type=image,name=NAME,push=true`, as BuildKit's
     /// image exporter: the local store under `names` (the `-t` names when empty), then
     /// each name pushed to its registry. [`export`](super::export) does the naming; the
-    /// [`Builder`](crate::Builder) pushes once the build is done.
+    /// [`Builder`](crate::solver::Builder) pushes once the build is done.
     Registry {
         /// The names to give and push; empty means the `-t` names.
         names: Vec<ImageName>,

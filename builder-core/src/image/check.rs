@@ -131,7 +131,7 @@ pub fn prune(store: &ContentStore, all: bool) -> Result<PruneReport, ImageError>
     report.layer_dirs = store.remove_entries(Path::new(LAYERS_DIR), pick)?;
     store.reclaim_scratch(&exclusive)?;
     // The build cache points at layers this prune may just have removed: drop it whole.
-    let cache = store.root().join(crate::solver::CACHE_DIR);
+    let cache = store.root().join(crate::store::CACHE_DIR);
     if let Ok(entries) = fs::read_dir(&cache) {
         report.cache_entries = entries
             .flatten()
@@ -236,7 +236,7 @@ pub fn disk_usage(store: &ContentStore) -> Result<DiskUsage, ImageError> {
             usage.build_cache.bytes += bytes;
         }
     }
-    let cache = store.root().join(crate::solver::CACHE_DIR);
+    let cache = store.root().join(crate::store::CACHE_DIR);
     let records = fs::read_dir(&cache)
         .into_iter()
         .flatten()
@@ -260,7 +260,7 @@ pub fn disk_usage(store: &ContentStore) -> Result<DiskUsage, ImageError> {
             usage.unpacked_layers.reclaimable += bytes;
         }
     }
-    for entry in fs::read_dir(store.root().join(crate::solver::CACHE_MOUNTS_DIR))
+    for entry in fs::read_dir(store.root().join(crate::store::CACHE_MOUNTS_DIR))
         .into_iter()
         .flatten()
         .flatten()

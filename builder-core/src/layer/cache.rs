@@ -135,7 +135,7 @@ impl ContentStore {
 
 /// image-spec config.md, "Layer ChainID": the chain IDs of a stack of layers with
 /// `diff_ids` (lowest first). The lowest layer's is its diff_id; each other's is the
-/// digest of "<chain ID below> <diff_id>". A chain ID names a layer together with
+/// digest of `"<chain ID below> <diff_id>"`. A chain ID names a layer together with
 /// everything below it.
 pub fn chain_ids<'a>(diff_ids: impl IntoIterator<Item = &'a Digest>) -> Vec<Digest> {
     let mut out: Vec<Digest> = Vec::new();

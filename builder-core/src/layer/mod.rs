@@ -1,8 +1,8 @@
-//! Layers: tar change sets, written from a [`ChangeSet`](crate::ChangeSet) and applied to
+//! Layers: tar change sets, written from a [`ChangeSet`](crate::change::ChangeSet) and applied to
 //! a directory.
 //!
 //! Writing, compressing and applying are separate stages: [`write_layer`] streams a tar
-//! through a compressor into a [`BlobWriter`](crate::BlobWriter) in one pass, hashing the
+//! through a compressor into a [`BlobWriter`](crate::store::BlobWriter) in one pass, hashing the
 //! uncompressed bytes (the diff_id) and the compressed ones (the blob digest) on the way;
 //! [`apply_layer`] detects the compression by its magic number and unpacks, resolving
 //! every path inside the target.

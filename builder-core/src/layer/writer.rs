@@ -60,7 +60,7 @@ pub fn write_layer_to<W: Write + Send + 'static>(
     source: &Path,
     changes: &ChangeSet,
     options: &LayerOptions,
-) -> Result<(W, crate::Digest), LayerError> {
+) -> Result<(W, crate::digest::Digest), LayerError> {
     let root_err = |source| LayerError::Write {
         path: PathBuf::from("/"),
         source,

@@ -8,6 +8,7 @@ use ureq::http::{self, Method, StatusCode};
 
 use super::RegistryError;
 use super::auth::{Challenge, DockerConfig, RegistryCredentials};
+use super::response::{Response, body_text, expect, http_error, read_small};
 use crate::http::{agent_config, is_timeout_io};
 
 /// The host Docker Hub's API really lives on.
@@ -32,7 +33,7 @@ pub struct RegistryOptions {
     pub backoff: Duration,
     /// The longest one request may take, from connecting to the last byte of its body
     /// (redirects included): a silent or dripping registry cannot hold a build longer.
-    /// A request that ran out of it is not retried. [`http_deadline`](crate::http_deadline) by default.
+    /// A request that ran out of it is not retried. [`http_deadline`](crate::registry::http_deadline) by default.
     pub deadline: Duration,
 }
 
@@ -83,13 +84,10 @@ enum AuthMode {
     },
 }
 
-/// A response: status, the headers rbuild reads, and the body left to read.
-pub(crate) type Response = http::Response<ureq::Body>;
-
 /// A client for one registry, shared by the threads that move blobs.
 ///
 /// ```no_run
-/// use rbuild_core::{ContentStore, Event, ImageName, ProgressFn, RegistryClient, RegistryOptions, pull};
+/// use rbuild_core::{ContentStore, Event, ImageName, progress::ProgressFn, registry::{RegistryClient, RegistryOptions, pull}};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = ContentStore::open("/tmp/rbuild-store")?;
 /// let name: ImageName = "localhost:5000/app:1".parse()?;
@@ -254,7 +252,7 @@ impl RegistryClient {
             registry: self.registry.clone(),
             reason: format!(
                 "the token service {:?} is not an http(s) URL",
-                crate::redact_urls(realm)
+                crate::redact::redact_urls(realm)
             ),
         })?;
         let mut headers = Vec::new();
@@ -272,7 +270,7 @@ impl RegistryClient {
                 registry: self.registry.clone(),
                 reason: format!(
                     "token service {} refused: {}",
-                    crate::redact_urls(realm),
+                    crate::redact::redact_urls(realm),
                     body_text(resp)
                 ),
             });
@@ -281,7 +279,7 @@ impl RegistryClient {
         let v: serde_json::Value =
             serde_json::from_slice(&read_small(&mut resp, Method::GET, &url)?).map_err(
                 |source| RegistryError::Json {
-                    what: format!("token from {}", crate::redact_urls(realm)),
+                    what: format!("token from {}", crate::redact::redact_urls(realm)),
                     source,
                 },
             )?;
@@ -293,7 +291,7 @@ impl RegistryClient {
                 registry: self.registry.clone(),
                 reason: format!(
                     "token service {} answered no token",
-                    crate::redact_urls(realm)
+                    crate::redact::redact_urls(realm)
                 ),
             })
     }
@@ -479,27 +477,6 @@ fn is_transient(e: &ureq::Error) -> bool {
     }
 }
 
-/// A failed request as an error: [`RegistryError::Deadline`] when it ran out of time.
-pub(crate) fn http_error(
-    e: ureq::Error,
-    method: &Method,
-    url: &str,
-    deadline: Duration,
-) -> RegistryError {
-    if matches!(e, ureq::Error::Timeout(ureq::Timeout::Global)) {
-        return RegistryError::Deadline {
-            method: method.to_string(),
-            url: url.to_owned(),
-            deadline,
-        };
-    }
-    RegistryError::Http {
-        method: method.to_string(),
-        url: url.to_owned(),
-        source: Box::new(e),
-    }
-}
-
 /// The scheme and authority of a token realm; `None` unless it is an http(s) URL.
 fn realm_origin(realm: &str) -> Option<(&'static str, &str)> {
     let (scheme, rest) = if let Some(rest) = realm.strip_prefix("https://") {
@@ -552,57 +529,6 @@ fn encode(s: &str) -> String {
         }
     }
     out
-}
-
-/// The start of a response body, for error messages.
-pub(crate) fn body_text(mut resp: Response) -> String {
-    let text = resp
-        .body_mut()
-        .with_config()
-        .limit(4096)
-        .read_to_string()
-        .unwrap_or_default();
-    text.trim().chars().take(400).collect()
-}
-
-/// Passes `resp` on if its status is one of `ok`, else turns it into an error.
-pub(crate) fn expect(
-    resp: Response,
-    method: Method,
-    url: &str,
-    ok: &[StatusCode],
-) -> Result<Response, RegistryError> {
-    if ok.contains(&resp.status()) {
-        return Ok(resp);
-    }
-    let status = resp.status().as_u16();
-    Err(RegistryError::Status {
-        method: method.to_string(),
-        url: url.to_owned(),
-        status,
-        body: body_text(resp),
-    })
-}
-
-/// Largest manifest or token document rbuild reads (distribution-spec suggests 4 MiB).
-pub(crate) const MAX_DOCUMENT: u64 = 4 << 20;
-
-/// Reads a small body (a manifest, a token) whole.
-pub(crate) fn read_small(
-    resp: &mut Response,
-    method: Method,
-    url: &str,
-) -> Result<Vec<u8>, RegistryError> {
-    resp.body_mut()
-        .with_config()
-        .limit(MAX_DOCUMENT)
-        .read_to_vec()
-        .map_err(|e| http_error(e, &method, url, crate::http::request_deadline()))
-}
-
-/// The value of header `name`, if it is text.
-pub(crate) fn header<'a>(resp: &'a Response, name: &str) -> Option<&'a str> {
-    resp.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
 /// A request with `headers` and, when given, the authorization header.

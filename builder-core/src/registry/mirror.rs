@@ -52,7 +52,10 @@ pub enum ConfigError {
         source: toml::de::Error,
     },
     /// A mirror is not an `http://` or `https://` URL of a host.
-    #[error("invalid registry mirror {:?}: {reason}", crate::redact_urls(url))]
+    #[error(
+        "invalid registry mirror {:?}: {reason}",
+        crate::redact::redact_urls(url)
+    )]
     Mirror {
         /// The URL as written.
         url: String,

@@ -12,6 +12,7 @@ mod client;
 mod mirror;
 mod pull;
 mod push;
+mod response;
 
 use std::io;
 use std::path::PathBuf;
@@ -43,7 +44,7 @@ pub const ACCEPTED_MANIFEST_TYPES: &[&str] = &[
 #[non_exhaustive]
 pub enum RegistryError {
     /// The connection failed or broke (after retries).
-    #[error("failed to {method} {}", crate::redact_urls(url))]
+    #[error("failed to {method} {}", crate::redact::redact_urls(url))]
     Http {
         /// The HTTP method.
         method: String,
@@ -55,7 +56,7 @@ pub enum RegistryError {
     /// A request did not finish within its deadline ([`RegistryOptions::deadline`]).
     #[error(
         "{method} {} did not finish within {} s, the deadline of one request (set {} to change it)",
-        crate::redact_urls(url),
+        crate::redact::redact_urls(url),
         deadline.as_secs(),
         HTTP_TIMEOUT_ENV
     )]
@@ -70,8 +71,8 @@ pub enum RegistryError {
     /// The registry answered with an unexpected status.
     #[error(
         "{method} {} answered {status}: {}",
-        crate::redact_urls(url),
-        crate::redact_urls(body)
+        crate::redact::redact_urls(url),
+        crate::redact::redact_urls(body)
     )]
     Status {
         /// The HTTP method.
@@ -84,7 +85,10 @@ pub enum RegistryError {
         body: String,
     },
     /// The registry refused the credentials, or wants some and none were found.
-    #[error("authentication to {registry} failed: {}", crate::redact_urls(reason))]
+    #[error(
+        "authentication to {registry} failed: {}",
+        crate::redact::redact_urls(reason)
+    )]
     Unauthorized {
         /// The registry host.
         registry: String,

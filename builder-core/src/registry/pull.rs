@@ -8,13 +8,14 @@ use oci_spec::image::{Descriptor, MediaType};
 use serde_json::Value;
 use ureq::http::{Method, StatusCode};
 
-use super::client::{RegistryClient, Response, expect, header, read_small};
+use super::client::RegistryClient;
+use super::response::{Response, expect, header, read_small};
 use super::{ACCEPTED_MANIFEST_TYPES, DOCKER_MANIFEST_LIST, OCI_INDEX, RegistryError, io_err};
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
 use crate::image::host_architecture;
 use crate::layer::Compression;
 use crate::progress::{Counted, Progress, Transfer, TransferKind, TransferOutcome};
-use crate::store::{ContentStore, ImageName};
+use crate::store::{ContentStore, ImageName, StoreError};
 
 /// The OS rbuild pulls images for.
 const TARGET_OS: &str = "linux";
@@ -339,12 +340,7 @@ fn fetch_blob_once(
 ) -> Result<(), RegistryError> {
     let resp = client.send(Method::GET, url, scope, &[], None)?;
     let mut resp = expect(resp, Method::GET, url, &[StatusCode::OK])?;
-    let tmp_dir = store.tmp_dir();
-    let mut tmp = tempfile::Builder::new()
-        .prefix("pull-")
-        .tempfile_in(&tmp_dir)
-        .map_err(io_err("create temp file in", &tmp_dir))?;
-    let mut hasher = Hasher::new();
+    let mut writer = store.writer()?;
     let mut reader = Counted {
         inner: resp.body_mut().with_config().limit(u64::MAX).reader(),
         transfer,
@@ -365,30 +361,32 @@ fn fetch_blob_once(
         if n == 0 {
             break;
         }
-        hasher.update(&buf[..n]);
-        if hasher.len() > size {
+        // A body longer than the descriptor says is cut here: it is refused below
+        // whatever follows.
+        writer
+            .write_all(&buf[..n])
+            .map_err(io_err("write", store.tmp_dir()))?;
+        if writer.written() > size {
             break;
         }
-        tmp.write_all(&buf[..n])
-            .map_err(io_err("write", tmp.path()))?;
     }
-    let found_size = hasher.len();
-    let found = hasher.finish();
-    if &found != digest {
-        return Err(RegistryError::DigestMismatch {
-            expected: digest.clone(),
+    // Committed only when digest and size match; otherwise the temp file goes.
+    match writer.finish_matching(digest, size) {
+        Ok(_) => Ok(()),
+        Err(StoreError::DigestMismatch { expected, found }) => {
+            Err(RegistryError::DigestMismatch { expected, found })
+        }
+        Err(StoreError::SizeMismatch {
+            digest,
+            expected,
             found,
-        });
+        }) => Err(RegistryError::SizeMismatch {
+            digest,
+            expected,
+            found,
+        }),
+        Err(e) => Err(e.into()),
     }
-    if found_size != size {
-        return Err(RegistryError::SizeMismatch {
-            digest: digest.clone(),
-            expected: size,
-            found: found_size,
-        });
-    }
-    let dest = store.blob_path(digest);
-    crate::atomic::commit(tmp, &dest, true).map_err(|e| io_err(e.action, &e.path)(e.source))
 }
 
 /// Pulls `name` into `store` and names it there; an index or manifest list is resolved to

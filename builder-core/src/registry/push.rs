@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use serde_json::Value;
 use ureq::http::{Method, StatusCode};
 
-use super::client::{RegistryClient, UploadMode, expect, header};
+use super::client::{RegistryClient, UploadMode};
 use super::pull::{digest_and_size, for_each_parallel, is_index, manifest_blobs};
+use super::response::{expect, header};
 use super::{RegistryError, io_err};
 use crate::digest::{Digest, Hasher};
 use crate::progress::{
@@ -372,7 +373,11 @@ impl Pusher<'_> {
         Ok(())
     }
 
-    fn location(&self, resp: &super::client::Response, url: &str) -> Result<String, RegistryError> {
+    fn location(
+        &self,
+        resp: &super::response::Response,
+        url: &str,
+    ) -> Result<String, RegistryError> {
         header(resp, "location")
             .map(|l| self.client.absolute(l))
             .ok_or_else(|| RegistryError::Status {

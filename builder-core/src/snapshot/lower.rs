@@ -78,7 +78,7 @@ impl LowerView {
     /// `rel` with every symbolic link of the merged view on the way followed inside the
     /// view, as runc's securejoin resolves a mount destination: an absolute target from
     /// the root, a relative one from the link's directory, `..` never above the root, a
-    /// dangling link to where its target would be. `None` past [`MAX_LINKS`] links.
+    /// dangling link to where its target would be. `None` past `MAX_LINKS` links.
     pub fn resolve(&self, rel: &Path) -> Result<Option<PathBuf>, SnapshotError> {
         let mut pending: Vec<std::ffi::OsString> = rel
             .components()

@@ -2,7 +2,7 @@
 //!
 //! A [`Snapshotter`] turns a stack of read-only lower directories (unpacked layers, lowest
 //! first, whiteouts in overlayfs form) into a writable [`Snapshot`] for one step, and after
-//! the step compares it with the lowers into a [`ChangeSet`](crate::ChangeSet).
+//! the step compares it with the lowers into a [`ChangeSet`].
 //!
 //! Two implementations give the same change set for the same step:
 //! - [`OverlaySnapshotter`]: upper and work directories per step; the executor mounts the

@@ -5,17 +5,17 @@
 //! [`BuildGraph`](rbuild_dockerfile::BuildGraph), the base images are resolved (local
 //! store names, else pulled from their registry, always with [`BuildOptions::pull`];
 //! `scratch`, earlier stages, `oci-layout://`, `oci-archive://`, `docker-archive://`)
-//! and the graph lowered again with their configurations; then the
-//! stages run level by level, those of one level in parallel. Each step that touches the
-//! filesystem (`RUN`, `COPY`, `ADD`, `WORKDIR`) is looked up in the cache by its key
+//! and the graph lowered again with their configurations; then the stages run in
+//! parallel, each step as soon as the stages it reads have ended. Each step that touches
+//! the filesystem (`RUN`, `COPY`, `ADD`, `WORKDIR`) is looked up in the cache by its key
 //! (parent key, step definition, the sources it copies); a hit reuses the layer, a miss
-//! prepares a snapshot, runs or copies, diffs it into a [`ChangeSet`](crate::ChangeSet)
+//! prepares a snapshot, runs or copies, diffs it into a [`ChangeSet`](crate::change::ChangeSet)
 //! and writes a layer. Steps that change only the configuration become `empty_layer`
 //! history entries. The target stage is assembled into an image, named and exported,
 //! and pushed to registries if the request asks for it ([`BuildOptions::push`],
 //! [`ExportTarget::Registry`]).
 //!
-//! Progress goes to the caller's [`Progress`](crate::Progress) sink; nothing here writes
+//! Progress goes to the caller's [`Progress`] sink; nothing here writes
 //! to a terminal.
 
 mod assemble;
@@ -30,12 +30,16 @@ mod report;
 mod repro;
 mod request;
 mod runtime;
+mod schedule;
 mod semantics;
 mod solve;
 mod sources;
 mod stage;
 mod state;
 mod step;
+
+use std::fmt;
+use std::sync::Arc;
 
 pub use self::cache::entry::{CACHE_DIR, CacheKey, MissReason};
 pub use self::cache::share::{
@@ -50,32 +54,69 @@ pub use self::request::{
     DockerfileInput, Entitlement, ExecutorKind, SecretSource, SnapshotterKind, Squash, SshAgent,
     StepReport, UnknownEntitlement,
 };
+use crate::exec::{Executor, RuncExecutor, SandboxExecutor};
 use crate::progress::Progress;
+use crate::snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshotter};
 use crate::store::ContentStore;
 
 /// Runs builds against one content store.
 ///
 /// ```no_run
-/// use rbuild_core::{BuildRequest, Builder, ContentStore, ContextSource, DockerfileInput, NullProgress};
+/// use rbuild_core::{BuildRequest, Builder, ContentStore, ContextSource, DockerfileInput, Event};
 ///
 /// let store = ContentStore::open("/var/lib/rbuild")?;
 /// let request = BuildRequest::new(
 ///     DockerfileInput::Path("app/Dockerfile".into()),
 ///     ContextSource::Directory("app".into()),
 /// );
-/// let result = Builder::new(store).build(&request, &NullProgress)?;
+/// // Another thread may stop the build: the request's token is shared by its clones.
+/// let cancel = request.options.cancel.clone();
+/// # let _ = &cancel;
+/// let result = Builder::new(store).build(&request, &|event: &Event| eprintln!("{event:?}"))?;
 /// println!("{}", result.image_id);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone)]
+///
+/// The request's [`ExecutorKind`] and [`SnapshotterKind`] choose among rbuild's own
+/// back ends; [`with_executor`](Self::with_executor) and
+/// [`with_snapshotter`](Self::with_snapshotter) hand in an embedder's own instead.
+#[derive(Clone)]
 pub struct Builder {
     store: ContentStore,
+    backends: Backends,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("store", &self.store)
+            .field("own_executor", &self.backends.executor.is_some())
+            .field("own_snapshotter", &self.backends.snapshotter.is_some())
+            .finish()
+    }
 }
 
 impl Builder {
     /// A builder storing images, layers and its cache in `store`.
     pub fn new(store: ContentStore) -> Self {
-        Builder { store }
+        Builder {
+            store,
+            backends: Backends::default(),
+        }
+    }
+
+    /// Runs every `RUN` step with `executor`, whatever the request's
+    /// [`executor`](BuildOptions::executor) says.
+    pub fn with_executor(mut self, executor: Arc<dyn Executor + Send + Sync>) -> Self {
+        self.backends.executor = Some(executor);
+        self
+    }
+
+    /// Makes every step root with `snapshotter`, whatever the request's
+    /// [`snapshotter`](BuildOptions::snapshotter) says.
+    pub fn with_snapshotter(mut self, snapshotter: Arc<dyn Snapshotter + Send + Sync>) -> Self {
+        self.backends.snapshotter = Some(snapshotter);
+        self
     }
 
     /// The store this builder writes to.
@@ -94,7 +135,7 @@ impl Builder {
         if request.options.push && request.options.tags.is_empty() {
             return Err(crate::export::ExportError::NoName.into());
         }
-        solve::build(&self.store, request, progress)
+        solve::build(&self.store, &self.backends, request, progress)
     }
 
     /// `--reproducible-check`: builds `request` twice from an empty cache, each in a
@@ -107,6 +148,34 @@ impl Builder {
         request: &BuildRequest,
         progress: &dyn Progress,
     ) -> Result<ReproReport, BuildError> {
-        repro::check(&self.store, request, progress)
+        repro::check(&self.store, &self.backends, request, progress)
+    }
+}
+
+/// The executor and snapshotter of a build: an embedder's own, else those the request's
+/// kinds name.
+#[derive(Clone, Default)]
+pub(crate) struct Backends {
+    executor: Option<Arc<dyn Executor + Send + Sync>>,
+    snapshotter: Option<Arc<dyn Snapshotter + Send + Sync>>,
+}
+
+impl Backends {
+    /// The executor of a build asking for `kind`.
+    pub(crate) fn executor(&self, kind: &ExecutorKind) -> Arc<dyn Executor + Send + Sync> {
+        match (&self.executor, kind) {
+            (Some(own), _) => own.clone(),
+            (None, ExecutorKind::Sandbox) => Arc::new(SandboxExecutor::new()),
+            (None, ExecutorKind::Runc(path)) => Arc::new(RuncExecutor::new(path.clone())),
+        }
+    }
+
+    /// The snapshotter of a build asking for `kind`.
+    pub(crate) fn snapshotter(&self, kind: SnapshotterKind) -> Arc<dyn Snapshotter + Send + Sync> {
+        match (&self.snapshotter, kind) {
+            (Some(own), _) => own.clone(),
+            (None, SnapshotterKind::Overlay) => Arc::new(OverlaySnapshotter::new()),
+            (None, SnapshotterKind::Copy) => Arc::new(CopySnapshotter::new()),
+        }
     }
 }

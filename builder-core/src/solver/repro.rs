@@ -15,6 +15,7 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::Backends;
 use super::epoch::source_date_epoch;
 use super::error::{BuildError, io_err};
 use super::request::{BuildOptions, BuildRequest, BuildResult};
@@ -36,7 +37,10 @@ pub struct ReproReport {
 }
 
 /// The files of the user's store a check store starts from: the image layout and blobs.
-const SHARED_FILES: [&str; 2] = ["oci-layout", "index.json"];
+const SHARED_FILES: [&str; 2] = [
+    crate::oci_layout::LAYOUT_FILE,
+    crate::oci_layout::INDEX_FILE,
+];
 
 /// Builds `request` twice, each time in a fresh store under `store`'s temporary
 /// directory, and compares the images. Names, outputs and pushes of the request are
@@ -45,6 +49,7 @@ const SHARED_FILES: [&str; 2] = ["oci-layout", "index.json"];
 /// nondeterminism can tell them apart.
 pub(crate) fn check(
     store: &ContentStore,
+    backends: &Backends,
     request: &BuildRequest,
     progress: &dyn Progress,
 ) -> Result<ReproReport, BuildError> {
@@ -65,7 +70,7 @@ pub(crate) fn check(
         let root = dir.path().join(run);
         let fresh = seeded_store(store, &root)?;
         let copy = repeat_request(request, epoch);
-        let result = super::solve::build(&fresh, &copy, progress)?;
+        let result = super::solve::build(&fresh, backends, &copy, progress)?;
         results.push((fresh, result));
     }
     let (second_store, second) = results.pop().ok_or(BuildError::Canceled)?;

@@ -38,8 +38,9 @@ pub enum DockerfileInput {
     },
 }
 
-/// How step roots are made.
+/// How step roots are made (an embedder's own: [`Builder::with_snapshotter`](super::Builder::with_snapshotter)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum SnapshotterKind {
     /// overlayfs over the unpacked layers (the default).
     #[default]
@@ -48,8 +49,9 @@ pub enum SnapshotterKind {
     Copy,
 }
 
-/// What runs `RUN` steps.
+/// What runs `RUN` steps (an embedder's own: [`Builder::with_executor`](super::Builder::with_executor)).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ExecutorKind {
     /// The built-in namespace sandbox (the default).
     #[default]
@@ -144,7 +146,7 @@ pub struct BuildOptions {
     pub executor: ExecutorKind,
     /// Runs `RUN` steps with one pipe for standard output and standard error, so their
     /// log lines come in the order the step wrote them (as a terminal shows them); every
-    /// line is then reported as [`Stream::Stdout`](crate::Stream). Off by default: each
+    /// line is then reported as [`Stream::Stdout`](crate::progress::Stream). Off by default: each
     /// line keeps its stream, and a stdout and a stderr line written close together may
     /// arrive in either order. The CLI turns it on for its plain and tty views.
     pub merge_step_output: bool,

@@ -1,5 +1,5 @@
 //! The machinery one build runs with: the store, the snapshotter and executor the
-//! request chose, the cache (with its `--cache-from` imports), the reporter, the cancel
+//! request chose (or the embedder handed in), the cache (with its `--cache-from` imports), the reporter, the cancel
 //! token, and the build's scratch directory (removed when the runtime is dropped).
 //!
 //! Every phase after the preparation uses it; it knows nothing of the Dockerfile. The
@@ -7,23 +7,25 @@
 //! the steps and `--squash` make them the same way.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use super::Backends;
 use super::cache::Cache;
 use super::error::{BuildError, io_err};
 use super::prepare::Prepared;
 use super::report::Reporter;
-use super::request::{BuildOptions, BuildSpec, ExecutorKind, SnapshotterKind};
+use super::request::{BuildOptions, BuildSpec};
 use super::state::LayerRef;
-use crate::exec::{CancelToken, Executor, RuncExecutor, SandboxExecutor};
+use crate::exec::{CancelToken, Executor};
 use crate::layer::{Layer, LayerOptions, write_layer};
-use crate::snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshot, Snapshotter};
+use crate::snapshot::{Snapshot, Snapshotter};
 use crate::store::ContentStore;
 
 /// What a build runs with besides its definition.
 pub(crate) struct Runtime<'a> {
     pub store: &'a ContentStore,
-    pub snapshotter: Box<dyn Snapshotter + Sync>,
-    pub executor: Box<dyn Executor + Sync>,
+    pub snapshotter: Arc<dyn Snapshotter + Send + Sync>,
+    pub executor: Arc<dyn Executor + Send + Sync>,
     pub cache: Cache,
     pub reporter: &'a Reporter<'a>,
     /// A child of the request's token: the first failure cancels it, not the caller's.
@@ -42,19 +44,14 @@ impl<'a> Runtime<'a> {
     /// directory. Sends no events (the import warnings are kept for the caller).
     pub(crate) fn open(
         store: &'a ContentStore,
+        backends: &Backends,
         spec: &BuildSpec,
         options: &BuildOptions,
         prepared: &Prepared,
         reporter: &'a Reporter<'a>,
     ) -> Result<Self, BuildError> {
-        let snapshotter: Box<dyn Snapshotter + Sync> = match options.snapshotter {
-            SnapshotterKind::Overlay => Box::new(OverlaySnapshotter::new()),
-            SnapshotterKind::Copy => Box::new(CopySnapshotter::new()),
-        };
-        let executor: Box<dyn Executor + Sync> = match &options.executor {
-            ExecutorKind::Sandbox => Box::new(SandboxExecutor::new()),
-            ExecutorKind::Runc(path) => Box::new(RuncExecutor::new(path.clone())),
-        };
+        let snapshotter = backends.snapshotter(options.snapshotter);
+        let executor = backends.executor(&options.executor);
         let (imported, import_warnings) =
             super::cache::share::import(store, &options.cache_from, &options.registry);
         let cache = Cache::open(store)?.with_imports(imported);

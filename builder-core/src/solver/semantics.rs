@@ -305,7 +305,7 @@ pub(crate) fn apply_step(stage: &mut StageConfig, step: &Step) -> Result<Applied
     // A URL's user name and password (`ADD http://ci:${TOKEN}@host/x`, a RUN's build
     // argument) never reach the history, nor the cache entries that copy it (issue 13).
     let mut applied = applied;
-    if let std::borrow::Cow::Owned(redacted) = crate::redact_urls(&applied.created_by) {
+    if let std::borrow::Cow::Owned(redacted) = crate::redact::redact_urls(&applied.created_by) {
         applied.created_by = redacted;
     }
     Ok(applied)

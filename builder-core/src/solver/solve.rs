@@ -1,12 +1,12 @@
-//! The solver: parse, resolve base images, lower, run the stages level by level, and
+//! The solver: parse, resolve base images, lower, run the stages by step dependencies, and
 //! assemble the target.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rbuild_dockerfile::{BuildGraph, EdgeKind, GraphStage, Source, StageId, Step};
 
+use super::Backends;
 use super::assemble::assemble;
 use super::cache::entry::CacheKey;
 use super::error::BuildError;
@@ -16,7 +16,6 @@ use super::prepare::{Prepared, prepare};
 use super::report::Reporter;
 use super::request::{BuildRequest, BuildResult, StepReport};
 use super::runtime::Runtime;
-use super::stage::StageRun;
 use super::state::StageState;
 use crate::progress::{Event, Progress};
 use crate::store::ContentStore;
@@ -44,11 +43,12 @@ impl Shared<'_> {
 /// Builds `request` into `store`, reporting to `progress`.
 pub(crate) fn build(
     store: &ContentStore,
+    backends: &Backends,
     request: &BuildRequest,
     progress: &dyn Progress,
 ) -> Result<BuildResult, BuildError> {
     let reporter = Reporter::new(progress);
-    let result = build_inner(store, request, &reporter);
+    let result = build_inner(store, backends, request, &reporter);
     if let Err(err) = &result {
         // A failed step's output tail was shown with the step: not again here.
         let message = match err {
@@ -67,11 +67,19 @@ pub(crate) fn build(
 
 fn build_inner(
     store: &ContentStore,
+    backends: &Backends,
     request: &BuildRequest,
     reporter: &Reporter<'_>,
 ) -> Result<BuildResult, BuildError> {
     let prepared = prepare(store, &request.spec, &request.options, reporter)?;
-    let runtime = Runtime::open(store, &request.spec, &request.options, &prepared, reporter)?;
+    let runtime = Runtime::open(
+        store,
+        backends,
+        &request.spec,
+        &request.options,
+        &prepared,
+        reporter,
+    )?;
     let shared = Shared {
         runtime: &runtime,
         request,
@@ -94,9 +102,7 @@ fn build_inner(
     }
 
     let graph = &prepared.graph;
-    for level in &graph.levels {
-        run_level(&shared, level)?;
-    }
+    super::schedule::run_stages(&shared)?;
 
     let target = shared
         .states
@@ -133,56 +139,6 @@ fn build_inner(
         duration,
         pushed: output.pushed,
     })
-}
-
-/// Runs the stages of one level, at most `jobs` at once; the first failure cancels the
-/// others.
-fn run_level(shared: &Shared<'_>, level: &[StageId]) -> Result<(), BuildError> {
-    let next = AtomicUsize::new(0);
-    let errors: Mutex<Vec<BuildError>> = Mutex::new(Vec::new());
-    let workers = shared.request.options.jobs.max(1).min(level.len());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(id) = level.get(i) else { break };
-                    let Some(stage) = shared.prepared.graph.stage(*id) else {
-                        continue;
-                    };
-                    match StageRun::new(shared, stage).and_then(StageRun::run) {
-                        Ok(state) => {
-                            shared
-                                .states
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .insert(*id, state);
-                        }
-                        Err(e) => {
-                            shared.runtime.cancel.cancel();
-                            errors
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .push(e);
-                        }
-                    }
-                }
-            });
-        }
-    });
-    let mut errors = errors
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    // The error that caused the cancellation, not the cancellations it caused.
-    let first = errors
-        .iter()
-        .position(|e| !matches!(e, BuildError::Canceled))
-        .unwrap_or(0);
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.swap_remove(first))
-    }
 }
 
 /// Whether `edge` is the `COPY --from` of `step`.

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rbuild_dockerfile::{Base, EdgeKind, GraphStage, Instruction, Mount, Run, Step};
+use rbuild_dockerfile::{Base, EdgeKind, GraphStage, Instruction, Mount, Run, StageId, Step};
 
 use super::cache::entry::{CacheEntry, CacheKey, CachedLayer, MissReason};
 use super::epoch;
@@ -34,6 +34,17 @@ pub(crate) struct StageRun<'s, 'a> {
     count: u32,
     /// The name of the last step of this stage that ran (missed the cache).
     last_ran: Option<String>,
+    /// The index in `stage.steps` of the next step to run.
+    next: usize,
+}
+
+/// Where [`StageRun::run`] stopped.
+pub(crate) enum Advance<'s, 'a> {
+    /// The stage ended: its final state.
+    Done(StageState),
+    /// The next step needs these stages, which have not ended: the run, to run again
+    /// once they have. The step has not started.
+    Waiting(StageRun<'s, 'a>, Vec<StageId>),
 }
 
 impl<'s, 'a> StageRun<'s, 'a> {
@@ -93,6 +104,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             position: 0,
             count: count.max(1),
             last_ran: None,
+            next: 0,
         };
         if let Base::Image(reference) = &stage.base {
             // The base is resolved already: shown as a step found in the cache.
@@ -121,15 +133,24 @@ impl<'s, 'a> StageRun<'s, 'a> {
         display_name(self.stage.name.as_deref(), self.position, self.count, text)
     }
 
-    /// Runs every step; returns the stage's final state.
-    pub(crate) fn run(mut self) -> Result<StageState, BuildError> {
-        for (index, id) in self.stage.steps.iter().enumerate() {
+    /// Runs the steps in order until the stage ends, or until `waits_for` names stages
+    /// the next step needs that have not ended (then before that step starts).
+    pub(crate) fn run(
+        mut self,
+        waits_for: &dyn Fn(rbuild_dockerfile::StepId) -> Vec<StageId>,
+    ) -> Result<Advance<'s, 'a>, BuildError> {
+        for (index, id) in self.stage.steps.iter().enumerate().skip(self.next) {
             if self.shared.runtime.cancel.is_cancelled() {
                 return Err(BuildError::Canceled);
             }
             let Some(step) = self.shared.prepared.graph.step(*id) else {
                 continue;
             };
+            let waiting = waits_for(*id);
+            if !waiting.is_empty() {
+                self.next = index;
+                return Ok(Advance::Waiting(self, waiting));
+            }
             if touches_files(&step.instruction) {
                 self.file_step(index, step)?;
             } else {
@@ -143,7 +164,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 );
             }
         }
-        Ok(self.state)
+        Ok(Advance::Done(self.state))
     }
 
     /// The history time of a step that changes only the config: when this step first

@@ -1,87 +1,57 @@
-//! Writing one blob: hash while writing, then sync and rename into place.
+//! The store's blob writer: the layout's [`crate::oci_layout::BlobWriter`], failing with
+//! the store's error as the rest of the store does.
 
 use std::io::{self, Write};
 
-use super::{ContentStore, StoreError, io_err};
-use crate::digest::{Digest, Hasher};
+use oci_spec::image::Descriptor;
 
-/// A blob in the content store: its digest and size in bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Blob {
-    /// The sha256 of its content, also its file name.
-    pub digest: Digest,
-    /// Its size in bytes.
-    pub size: u64,
-}
+use super::{Blob, StoreError};
+use crate::digest::Digest;
+use crate::oci_layout;
 
-/// Writes a new blob to a temp file while hashing it; [`BlobWriter::finish`] names it.
+/// Writes a new blob of the store to a temp file while hashing it;
+/// [`BlobWriter::finish`] names it. See [`oci_layout::BlobWriter`].
 ///
 /// Dropping an unfinished writer removes the temp file.
 #[derive(Debug)]
-pub struct BlobWriter {
-    store: ContentStore,
-    file: io::BufWriter<tempfile::NamedTempFile>,
-    hasher: Hasher,
-}
+pub struct BlobWriter(pub(super) oci_layout::BlobWriter);
 
 impl BlobWriter {
-    pub(super) fn new(store: &ContentStore) -> Result<Self, StoreError> {
-        let tmp_dir = store.tmp_dir();
-        let file = tempfile::Builder::new()
-            .prefix("blob-")
-            .tempfile_in(&tmp_dir)
-            .map_err(io_err("create temp file in", &tmp_dir))?;
-        Ok(Self {
-            store: store.clone(),
-            file: io::BufWriter::with_capacity(1 << 20, file),
-            hasher: Hasher::new(),
-        })
-    }
-
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
-        self.hasher.len()
+        self.0.written()
     }
 
     /// Like [`BlobWriter::finish`], but only when the content hashes to `expected`: on a
     /// mismatch the temp file is dropped and nothing enters the store.
     pub fn finish_verified(self, expected: &Digest) -> Result<Blob, StoreError> {
-        let found = self.hasher.clone().finish();
-        if &found != expected {
-            return Err(StoreError::DigestMismatch {
-                expected: expected.clone(),
-                found,
-            });
-        }
-        self.finish()
+        Ok(self.0.finish_verified(expected)?)
+    }
+
+    /// Like [`BlobWriter::finish_verified`], and only with `size` bytes.
+    pub fn finish_matching(self, digest: &Digest, size: u64) -> Result<Blob, StoreError> {
+        Ok(self.0.finish_matching(digest, size)?)
+    }
+
+    /// Like [`BlobWriter::finish`], but only when the content is what `expected`
+    /// describes (digest, then size).
+    pub fn finish_verified_as(self, expected: &Descriptor) -> Result<Blob, StoreError> {
+        Ok(self.0.finish_verified_as(expected)?)
     }
 
     /// Syncs the blob and renames it to its digest; if that blob exists already the new
     /// copy is dropped, so finishing is idempotent.
     pub fn finish(self) -> Result<Blob, StoreError> {
-        let size = self.hasher.len();
-        let digest = self.hasher.finish();
-        let dest = self.store.blob_path(&digest);
-        let tmp = self
-            .file
-            .into_inner()
-            .map_err(|e| io_err("flush blob", &dest)(e.into_error()))?;
-        if dest.is_file() {
-            return Ok(Blob { digest, size });
-        }
-        crate::atomic::commit(tmp, &dest, true)?;
-        Ok(Blob { digest, size })
+        Ok(self.0.finish()?)
     }
 }
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
+        self.0.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        self.0.flush()
     }
 }

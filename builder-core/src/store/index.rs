@@ -1,15 +1,14 @@
 //! `index.json`: the named images of the store, updated under a lock.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs::File;
 
 use oci_spec::image::{Descriptor, ImageIndex};
 use rustix::fs::{FlockOperation, flock};
 
-use super::{ContentStore, INDEX_FILE, ImageName, REF_NAME_ANNOTATION, StoreError, io_err};
+use super::{ContentStore, ImageName, REF_NAME_ANNOTATION, StoreError, io_err};
 use crate::digest::Digest;
-
-pub(super) const EMPTY_INDEX: &str = "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[]}";
+use crate::oci_layout::{INDEX_LOCK_FILE, ref_name};
 
 /// One entry of `index.json` that carries a name.
 #[derive(Debug, Clone)]
@@ -29,7 +28,7 @@ impl NamedImage {
 
 impl ContentStore {
     fn lock_index(&self) -> Result<File, StoreError> {
-        let path = self.root.join("index.json.lock");
+        let path = self.root().join(INDEX_LOCK_FILE);
         let file = self.open_lock_file(&path)?;
         flock(&file, FlockOperation::LockExclusive).map_err(|e| io_err("lock", &path)(e.into()))?;
         Ok(file)
@@ -37,9 +36,7 @@ impl ContentStore {
 
     /// Reads `index.json`.
     pub fn index(&self) -> Result<ImageIndex, StoreError> {
-        let path = self.root.join(INDEX_FILE);
-        let bytes = fs::read(&path).map_err(io_err("read", &path))?;
-        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json { path, source })
+        Ok(self.layout.index()?)
     }
 
     /// Changes `index.json` under an exclusive lock shared by every process using the store.
@@ -50,12 +47,7 @@ impl ContentStore {
         let _lock = self.lock_index()?;
         let mut index = self.index()?;
         let out = change(&mut index)?;
-        let path = self.root.join(INDEX_FILE);
-        let bytes = serde_json::to_vec(&index).map_err(|source| StoreError::Json {
-            path: path.clone(),
-            source,
-        })?;
-        self.write_atomic(&path, &bytes)?;
+        self.layout.write_index(&index)?;
         Ok(out)
     }
 
@@ -163,11 +155,4 @@ impl ContentStore {
             None => Ok(manifest),
         }
     }
-}
-
-fn ref_name(d: &Descriptor) -> Option<&str> {
-    d.annotations()
-        .as_ref()?
-        .get(REF_NAME_ANNOTATION)
-        .map(String::as_str)
 }

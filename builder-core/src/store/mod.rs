@@ -1,10 +1,13 @@
-//! The content store: an OCI image layout on disk.
+//! The content store: an [`OciLayout`] plus its lock and its named areas.
 //!
-//! `<root>/oci-layout`, `<root>/index.json` and `<root>/blobs/sha256/<hex>` follow
-//! image-spec image-layout.md, so skopeo, umoci and podman read the store directly
-//! (`oci:<root>:<name>`). Blobs are written to `<root>/tmp`, synced and renamed into
-//! place, so a reader never sees half a blob and writing the same content twice is a
-//! no-op. Every read re-hashes what it reads.
+//! The store root is an OCI image layout (image-spec image-layout.md), so skopeo, umoci
+//! and podman read the store directly (`oci:<root>:<name>`); the layout's own files and
+//! blob writes are [`crate::oci_layout`]'s. Blobs are written to `<root>/tmp`, synced
+//! and renamed into place, so a reader never sees half a blob and writing the same
+//! content twice is a no-op. Every read re-hashes what it reads. Beside the layout the
+//! store keeps its lock (`lock.rs`), its ownership and deletion rules (`guard.rs`), the
+//! names in its index (`index.rs`) and directories of its own (`layers/`, `cache/`,
+//! `tmp/`, ...).
 
 mod blob;
 mod guard;
@@ -12,28 +15,21 @@ mod index;
 mod lock;
 mod reference;
 
-use std::fs::{self, File};
-use std::io::{self, Read};
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use self::blob::{Blob, BlobWriter};
+pub use self::blob::BlobWriter;
 pub use self::guard::UnsafeStore;
 pub use self::index::NamedImage;
 pub use self::lock::{ExclusiveLock, LOCK_FILE};
 pub use self::reference::{ImageName, InvalidImageName};
 use crate::atomic::{AtomicError, AtomicWrite};
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
+pub use crate::oci_layout::{Blob, REF_NAME_ANNOTATION};
+use crate::oci_layout::{INDEX_FILE, LAYOUT_FILE, LayoutError, OciLayout};
 use crate::privilege::Privilege;
-
-/// image-spec image-layout.md, "oci-layout file".
-pub const OCI_LAYOUT_FILE: &str = "oci-layout";
-/// image-spec image-layout.md: the version this layout follows.
-pub const OCI_LAYOUT_VERSION: &str = "1.0.0";
-/// image-spec image-layout.md, "index.json file".
-pub const INDEX_FILE: &str = "index.json";
-/// image-spec annotations.md, "Pre-Defined Annotation Keys": the name of an index entry.
-pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 /// The environment variable that overrides the store root, like `--root`.
 pub const ROOT_ENV: &str = "RBUILD_ROOT";
 
@@ -95,6 +91,40 @@ pub enum StoreError {
     /// The store is not safe to use: another account owns or could change it.
     #[error(transparent)]
     Unsafe(#[from] UnsafeStore),
+    /// A file of the store's layout is refused (a symbolic link, not a regular file).
+    #[error(transparent)]
+    Layout(LayoutError),
+}
+
+impl From<LayoutError> for StoreError {
+    fn from(e: LayoutError) -> Self {
+        match e {
+            LayoutError::Io {
+                action,
+                path,
+                source,
+            } => StoreError::Io {
+                action,
+                path,
+                source,
+            },
+            LayoutError::DigestMismatch { expected, found } => {
+                StoreError::DigestMismatch { expected, found }
+            }
+            LayoutError::SizeMismatch {
+                digest,
+                expected,
+                found,
+            } => StoreError::SizeMismatch {
+                digest,
+                expected,
+                found,
+            },
+            LayoutError::BlobNotFound { digest, .. } => StoreError::BlobNotFound(digest),
+            LayoutError::Json { path, source } => StoreError::Json { path, source },
+            other => StoreError::Layout(other),
+        }
+    }
 }
 
 impl From<AtomicError> for StoreError {
@@ -129,7 +159,7 @@ pub fn default_root() -> PathBuf {
     if let Some(root) = std::env::var_os(ROOT_ENV).filter(|r| !r.is_empty()) {
         return PathBuf::from(root);
     }
-    if Privilege::current().is_root() && !crate::rootless::entered() {
+    if Privilege::current().is_root() && !crate::privilege::entered() {
         return PathBuf::from("/var/lib/rbuild");
     }
     let absolute = |var: &str| {
@@ -141,10 +171,17 @@ pub fn default_root() -> PathBuf {
         return data.join("rbuild");
     }
     let home = absolute("HOME")
-        .or_else(|| crate::exec::idmap::host_home(crate::rootless::caller_uid()))
+        .or_else(|| crate::privilege::host_home(crate::privilege::caller_uid()))
         .unwrap_or_else(|| PathBuf::from("/"));
     home.join(".local/share/rbuild")
 }
+
+/// The build cache's directory under the store root (the solver's records; `prune`
+/// drops it whole).
+pub const CACHE_DIR: &str = "cache";
+
+/// The directory under the store root holding `RUN --mount=type=cache` directories.
+pub const CACHE_MOUNTS_DIR: &str = "cache-mounts";
 
 /// An OCI image layout used as rbuild's content store.
 ///
@@ -152,7 +189,8 @@ pub fn default_root() -> PathBuf {
 /// exclusive lock, so it never removes what a running build of another process uses.
 #[derive(Debug, Clone)]
 pub struct ContentStore {
-    root: PathBuf,
+    /// The layout at the root; its clones (and its blob writers) hold the lock too.
+    layout: OciLayout,
     /// The shared lock this process holds on the store (see `lock.rs`).
     lock: Arc<lock::StoreLock>,
 }
@@ -167,22 +205,33 @@ impl ContentStore {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
         let lock = lock::StoreLock::acquire(&root)?;
-        let store = Self { root, lock };
-        let layout = store.root.join(OCI_LAYOUT_FILE);
-        if !layout.exists() {
-            let body = format!("{{\"imageLayoutVersion\":\"{OCI_LAYOUT_VERSION}\"}}");
-            store.write_atomic(&layout, body.as_bytes())?;
+        let fd = lock
+            .root_fd()
+            .try_clone_to_owned()
+            .map_err(io_err("open", &root))?;
+        let keep: crate::oci_layout::KeepAlive = lock.clone();
+        let layout = OciLayout::from_fd(root.clone(), fd)?
+            .with_scratch(root.join("tmp"))
+            .with_file_mode(0o600)
+            .keeping(keep);
+        // Written only when missing, so that a read-only store opens.
+        if !layout.has(LAYOUT_FILE) {
+            layout.ensure_marker()?;
         }
-        let index = store.root.join(INDEX_FILE);
-        if !index.exists() {
-            store.write_atomic(&index, index::EMPTY_INDEX.as_bytes())?;
+        if !layout.has(INDEX_FILE) {
+            layout.write_index(&crate::oci_layout::empty_index())?;
         }
-        Ok(store)
+        Ok(Self { layout, lock })
     }
 
     /// The root directory.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.layout.dir()
+    }
+
+    /// The OCI image layout at the root.
+    pub fn layout(&self) -> &OciLayout {
+        &self.layout
     }
 
     /// A descriptor of the root directory, opened without following links.
@@ -192,20 +241,17 @@ impl ContentStore {
 
     /// The scratch directory, on the same filesystem as the blobs.
     pub fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
+        self.root().join("tmp")
     }
 
     /// Where the blob `digest` lives (whether or not it exists).
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root
-            .join("blobs")
-            .join(digest.algorithm())
-            .join(digest.hex())
+        self.layout.blob_path(digest)
     }
 
-    /// Whether the blob `digest` is present (not verified).
+    /// Whether the blob `digest` is present as a regular file (not verified).
     pub fn contains(&self, digest: &Digest) -> bool {
-        self.blob_path(digest).is_file()
+        self.layout.contains(digest)
     }
 
     /// Stores the bytes `reader` yields as blob `digest` (`what` names the source in
@@ -228,42 +274,23 @@ impl ContentStore {
 
     /// A writer for a new blob; its name is known once it is finished.
     pub fn writer(&self) -> Result<BlobWriter, StoreError> {
-        BlobWriter::new(self)
+        Ok(BlobWriter(self.layout.writer()?))
     }
 
     /// Stores `bytes` and returns their blob; storing the same bytes again is a no-op.
     pub fn put(&self, bytes: &[u8]) -> Result<Blob, StoreError> {
-        let mut w = self.writer()?;
-        io::Write::write_all(&mut w, bytes).map_err(io_err("write blob", &self.tmp_dir()))?;
-        w.finish()
+        Ok(self.layout.put(bytes)?)
     }
 
-    /// Opens blob `digest` for streaming; the caller hashes if it needs verification.
+    /// Opens blob `digest` for streaming (never through a symbolic link); the caller
+    /// hashes if it needs verification.
     pub fn open_blob(&self, digest: &Digest) -> Result<File, StoreError> {
-        let path = self.blob_path(digest);
-        File::open(&path).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                StoreError::BlobNotFound(digest.clone())
-            } else {
-                io_err("open blob", &path)(e)
-            }
-        })
+        Ok(self.layout.open_blob(digest)?)
     }
 
     /// Reads blob `digest` whole and checks that it hashes to its name.
     pub fn read(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
-        let mut bytes = Vec::new();
-        self.open_blob(digest)?
-            .read_to_end(&mut bytes)
-            .map_err(io_err("read blob", &self.blob_path(digest)))?;
-        let found = Digest::of(&bytes);
-        if &found != digest {
-            return Err(StoreError::DigestMismatch {
-                expected: digest.clone(),
-                found,
-            });
-        }
-        Ok(bytes)
+        Ok(self.layout.read_blob(digest)?)
     }
 
     /// Reads blob `digest` and parses it as JSON.
@@ -280,42 +307,12 @@ impl ContentStore {
 
     /// Re-hashes blob `digest` from disk, returning its size if it is intact.
     pub fn verify_blob(&self, digest: &Digest) -> Result<u64, StoreError> {
-        let path = self.blob_path(digest);
-        let mut file = self.open_blob(digest)?;
-        let mut hasher = Hasher::new();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = file.read(&mut buf).map_err(io_err("read blob", &path))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        let size = hasher.len();
-        let found = hasher.finish();
-        if &found != digest {
-            return Err(StoreError::DigestMismatch {
-                expected: digest.clone(),
-                found,
-            });
-        }
-        Ok(size)
+        Ok(self.layout.verify_blob(digest)?)
     }
 
     /// Every blob digest present under `blobs/sha256`, in order.
     pub fn blobs(&self) -> Result<Vec<Digest>, StoreError> {
-        let dir = self.root.join("blobs/sha256");
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
-            let entry = entry.map_err(io_err("list", &dir))?;
-            if let Some(name) = entry.file_name().to_str() {
-                if let Ok(d) = format!("sha256:{name}").parse() {
-                    out.push(d);
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
+        Ok(self.layout.blobs()?)
     }
 
     /// Deletes blob `digest` (no reference checks: see prune).

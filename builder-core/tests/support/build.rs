@@ -8,9 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rbuild_core::{
-    BuildError, BuildRequest, BuildResult, Builder, Collect, ContentStore, ContextSource,
-    DockerfileInput, ExportTarget, Image, ImageConfig, ImageName, ImageSpec, LayerOptions, export,
-    import_rootfs, tag_image,
+    BuildError, BuildRequest, BuildResult, Builder, ContentStore, ContextSource, DockerfileInput,
+    ExportTarget, ImageName,
+    export::{export, import_rootfs},
+    image::{Image, ImageConfig, ImageSpec, tag_image},
+    layer::LayerOptions,
+    progress::Collect,
 };
 
 use super::require::require_root;
@@ -102,7 +105,12 @@ pub fn build_with(
 /// Builds and expects success.
 pub fn build(store: &ContentStore, dockerfile: &str, ctx: &Path) -> BuildResult {
     let (result, _) = build_with(store, dockerfile, ctx, |_| {});
-    result.unwrap_or_else(|e| panic!("build failed: {}", rbuild_core::error_chain(&e)))
+    result.unwrap_or_else(|e| {
+        panic!(
+            "build failed: {}",
+            rbuild_core::error_chain::error_chain(&e)
+        )
+    })
 }
 
 /// The image's root filesystem, unpacked into a new directory under `dir`.
@@ -113,7 +121,7 @@ pub fn rootfs(store: &ContentStore, image: &Image, dir: &Path) -> PathBuf {
         &ExportTarget::Local { dest: dest.clone() },
         image,
         &[],
-        &rbuild_core::NullProgress,
+        &rbuild_core::progress::NullProgress,
     )
     .unwrap();
     dest

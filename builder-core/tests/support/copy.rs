@@ -8,7 +8,10 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use rbuild_core::{ContextHashes, ContextListing, CopyOp, CopySource, IgnoreRules};
+use rbuild_core::{
+    context::{ContextHashes, ContextListing, IgnoreRules},
+    copy::{CopyOp, CopySource},
+};
 use rbuild_dockerfile::Instruction;
 
 /// Writes `files` (path -> content; a path ending in `/` is a directory, content

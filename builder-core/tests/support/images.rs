@@ -5,8 +5,10 @@ use std::path::Path;
 use std::process::Command;
 
 use rbuild_core::{
-    ContentStore, Image, ImageConfig, ImageFormat, ImageName, ImageSpec, LayerOptions,
-    import_rootfs,
+    ContentStore, ImageName,
+    export::import_rootfs,
+    image::{Image, ImageConfig, ImageFormat, ImageSpec},
+    layer::LayerOptions,
 };
 
 /// A rootfs tar holding busybox-static (about 2 MB) and a marker file.

@@ -7,7 +7,8 @@
 //! - `build`: a store with the busybox fixture, builds of Dockerfile text;
 //! - `copy`: contexts and trees for the COPY/ADD tests;
 //! - `exec`: a busybox base, layer stacks, "run a step and diff it";
-//! - `storage`: tree snapshots for the layer and store tests;
+//! - `tree`: a directory read entry by entry and compared, the one tree snapshot;
+//! - `storage`: its snapshots for the layer and store tests;
 //! - `probe`: the boundary probe, a static C program.
 #![allow(dead_code)]
 
@@ -19,3 +20,4 @@ pub mod probe;
 pub mod registry;
 pub mod require;
 pub mod storage;
+pub mod tree;

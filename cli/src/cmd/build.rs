@@ -7,13 +7,23 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use rbuild_core::{
-    BuildError, BuildRequest, BuildSecret, Builder, CacheExport, CacheImport, Compression,
-    ContextSource, DockerfileInput, Entitlement, ExecutorKind, ExportTarget, ImageFormat,
-    ImageName, Mirror, Network, NullProgress, Progress, RegistryConfig, SecretSource,
-    SnapshotterKind, Squash, host_platform,
+    BuildError, BuildRequest, Builder, ContextSource, DockerfileInput, ExportTarget, ImageName,
+    Progress,
+    exec::Network,
+    image::{ImageFormat, host_platform},
+    layer::Compression,
+    progress::NullProgress,
+    registry::{Mirror, RegistryConfig},
+    solver::{BuildSecret, CacheExport, CacheImport, ExecutorKind, SnapshotterKind, Squash},
 };
 
+mod flags;
 mod ssh;
+
+use self::flags::{
+    AllowArg, NetworkArg, OutputArg, SnapshotterArg, allow_arg, build_arg, secret_arg,
+};
+pub(crate) use self::flags::{Epoch, epoch_arg};
 
 use super::pull::RegistryArgs;
 use super::store::StoreArgs;
@@ -23,27 +33,6 @@ use crate::progress::{ProgressMode, Reporter};
 const EXIT_BUILD_FAILED: u8 = 1;
 /// Exit code of a build stopped by Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it).
 const EXIT_CANCELED: u8 = 130;
-
-/// `--network`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum NetworkArg {
-    /// The host's network namespace, confined: no CAP_NET_RAW (no packet capture, no raw
-    /// sockets) and no connection to the host's abstract unix sockets
-    Default,
-    /// The host's network unconfined; needs --allow network.host
-    Host,
-    /// No network: only loopback
-    None,
-}
-
-/// `--snapshotter`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SnapshotterArg {
-    /// overlayfs over the unpacked layers.
-    Overlay,
-    /// A full copy of the layers per step.
-    Copy,
-}
 
 /// `rbuild build`.
 #[derive(Debug, clap::Args)]
@@ -183,77 +172,6 @@ pub struct Args {
     cache_from: Vec<CacheImport>,
     /// The build context: a directory, or `-` for a tar archive on standard input
     context: String,
-}
-
-/// `--build-arg K=V` as a pair; `--build-arg K` takes `K` from the environment and is
-/// dropped when the environment has no `K`, as docker does.
-fn build_arg(arg: &str) -> Option<(String, String)> {
-    match arg.split_once('=') {
-        Some((k, v)) => Some((k.to_owned(), v.to_owned())),
-        None => std::env::var(arg).ok().map(|v| (arg.to_owned(), v)),
-    }
-}
-
-/// One `--allow` value: an entitlement, or `fs.read=DIR`.
-#[derive(Debug, Clone)]
-enum AllowArg {
-    Entitlement(Entitlement),
-    FsRead(std::path::PathBuf),
-}
-
-/// `--allow NAME` or `--allow fs.read=DIR` (buildx bake's entitlement for reading host
-/// paths); DIR is made absolute against the working directory.
-fn allow_arg(value: &str) -> Result<AllowArg, String> {
-    if let Some(dir) = value.strip_prefix("fs.read=") {
-        if dir.is_empty() {
-            return Err("fs.read needs a directory: fs.read=DIR".to_owned());
-        }
-        return std::path::absolute(dir)
-            .map(AllowArg::FsRead)
-            .map_err(|e| format!("fs.read={dir}: {e}"));
-    }
-    if value == "fs.read" {
-        return Err("fs.read needs a directory: fs.read=DIR".to_owned());
-    }
-    value
-        .parse::<Entitlement>()
-        .map(AllowArg::Entitlement)
-        .map_err(|e| format!("{e} (or fs.read=DIR)"))
-}
-
-/// `--secret id=ID[,src=FILE|,source=FILE|,env=VAR][,type=file|env]`, as buildx reads it:
-/// without a source, the environment variable named by the id.
-fn secret_arg(value: &str) -> Result<BuildSecret, String> {
-    let mut id = None;
-    let mut file = None;
-    let mut env = None;
-    let mut kind = None;
-    for field in value.split(',') {
-        let (key, v) = field
-            .split_once('=')
-            .ok_or_else(|| format!("invalid secret field {field:?}: expected key=value"))?;
-        match key.to_ascii_lowercase().as_str() {
-            "id" => id = Some(v.to_owned()),
-            "src" | "source" => file = Some(v.to_owned()),
-            "env" => env = Some(v.to_owned()),
-            "type" if v == "file" || v == "env" => kind = Some(v.to_owned()),
-            _ => return Err(format!("unexpected key {key:?} in secret {value:?}")),
-        }
-    }
-    let id = id
-        .filter(|i| !i.is_empty())
-        .ok_or_else(|| format!("secret {value:?} has no id"))?;
-    let source = match (file, env, kind.as_deref()) {
-        (Some(_), Some(_), _) => {
-            return Err(format!("secret {id}: give src or env, not both"));
-        }
-        (Some(path), None, Some("env")) => SecretSource::Env(path),
-        (Some(path), None, _) => SecretSource::File(PathBuf::from(path)),
-        (None, Some(var), _) => SecretSource::Env(var),
-        (None, None, Some("file")) => SecretSource::File(PathBuf::from(&id)),
-        (None, None, _) => SecretSource::Env(id.clone()),
-    };
-    Ok(BuildSecret { id, source })
 }
 
 /// Mirrors and insecure registries: the flags' first, then the config file's, as `rbuild
@@ -510,24 +428,6 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// An `-o` value: where the image goes, and the text given (for its compression keys).
-#[derive(Debug, Clone)]
-struct OutputArg {
-    target: ExportTarget,
-    spec: String,
-}
-
-impl std::str::FromStr for OutputArg {
-    type Err = rbuild_core::InvalidExportTarget;
-
-    fn from_str(spec: &str) -> Result<Self, Self::Err> {
-        Ok(OutputArg {
-            target: spec.parse()?,
-            spec: spec.to_owned(),
-        })
-    }
-}
-
 /// The layers' compression and whether it is forced on the base image's layers: from
 /// `--compression` and the `compression=` and `force-compression=` keys of `-o` (as
 /// BuildKit's exporters take them); two different compressions are refused.
@@ -588,16 +488,16 @@ fn load_into_engine(
         .prefix("load-")
         .tempdir_in(store.tmp_dir())
         .context("making a scratch directory for --load")?;
-    if let Some(warning) = rbuild_core::zstd_docker_archive_warning([&result.image]) {
+    if let Some(warning) = rbuild_core::export::zstd_docker_archive_warning([&result.image]) {
         eprintln!("warning: --load: {warning}");
     }
     let archive = dir.path().join("image.tar");
-    rbuild_core::save_images(
+    rbuild_core::export::save_images(
         store,
         &archive,
         &[(result.image.clone(), result.names.clone())],
         ImageFormat::Docker,
-        &rbuild_core::NullProgress,
+        &rbuild_core::progress::NullProgress,
     )
     .context("writing the image for --load")?;
     let out = std::process::Command::new(engine)
@@ -646,7 +546,7 @@ fn writes_stdout(target: &ExportTarget) -> bool {
         ExportTarget::Oci { dest, .. }
         | ExportTarget::Docker { dest }
         | ExportTarget::Tar { dest }
-        | ExportTarget::Local { dest } => dest == Path::new(rbuild_core::DEST_STDOUT),
+        | ExportTarget::Local { dest } => dest == Path::new(rbuild_core::export::DEST_STDOUT),
         ExportTarget::Image | ExportTarget::Registry { .. } => false,
     }
 }
@@ -679,66 +579,5 @@ fn reproducible_check(
             }
             Ok(ExitCode::from(EXIT_BUILD_FAILED))
         }
-    }
-}
-
-/// `--source-date-epoch` or `SOURCE_DATE_EPOCH`: seconds, or nothing when the variable is
-/// set but empty (unset, as the reproducible-builds spec reads it).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Epoch(pub(crate) Option<u64>);
-
-pub(crate) fn epoch_arg(value: &str) -> Result<Epoch, String> {
-    if value.trim().is_empty() {
-        return Ok(Epoch(None));
-    }
-    value
-        .trim()
-        .parse()
-        .map(|n| Epoch(Some(n)))
-        .map_err(|_| format!("not a number of seconds: {value:?}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_read_as_buildx_reads_them() {
-        assert_eq!(
-            secret_arg("id=tok,src=/run/tok").unwrap(),
-            BuildSecret {
-                id: "tok".to_owned(),
-                source: SecretSource::File(PathBuf::from("/run/tok")),
-            }
-        );
-        assert_eq!(
-            secret_arg("id=tok,env=TOKEN").unwrap().source,
-            SecretSource::Env("TOKEN".to_owned())
-        );
-        assert_eq!(
-            secret_arg("id=TOKEN").unwrap().source,
-            SecretSource::Env("TOKEN".to_owned())
-        );
-        assert!(secret_arg("src=/x").is_err());
-        assert!(secret_arg("id=a,src=/x,env=B").is_err());
-        assert!(secret_arg("id=a,colour=red").is_err());
-    }
-
-    #[test]
-    fn build_args_without_a_value_come_from_the_environment() {
-        assert_eq!(build_arg("A=1=2"), Some(("A".to_owned(), "1=2".to_owned())));
-        assert_eq!(build_arg("RBUILD_SURELY_UNSET_VARIABLE_1234"), None);
-        let path = std::env::var("PATH").expect("PATH is set in tests");
-        assert_eq!(build_arg("PATH"), Some(("PATH".to_owned(), path)));
-    }
-
-    #[test]
-    fn an_empty_source_date_epoch_is_no_epoch() {
-        assert_eq!(super::epoch_arg("").unwrap().0, None);
-        assert_eq!(
-            super::epoch_arg("1700000000").unwrap().0,
-            Some(1_700_000_000)
-        );
-        assert!(super::epoch_arg("yesterday").is_err());
     }
 }

@@ -5,7 +5,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use oci_spec::image::Descriptor;
-use rbuild_core::{ContentStore, Digest, Image, ImageName, load_image};
+use rbuild_core::{
+    ContentStore, Digest, ImageName,
+    image::{Image, load_image},
+};
 
 use super::store::StoreArgs;
 use crate::template::{Template, align};

@@ -7,8 +7,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use rbuild_core::{
-    Empty, History, ImageConfig, ImageFormat, ImageName, ImageSpec, LayerOptions, RunConfig,
-    import_rootfs, rfc3339,
+    ImageName,
+    export::import_rootfs,
+    image::{Empty, History, ImageConfig, ImageFormat, ImageSpec, RunConfig, rfc3339},
+    layer::LayerOptions,
 };
 
 use super::store::StoreArgs;

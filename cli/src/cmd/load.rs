@@ -39,12 +39,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .try_clone_to_owned()
             .context("reading standard input")?;
         let label = PathBuf::from("standard input");
-        let loaded = rbuild_core::load_archive_from(&store, File::from(stdin), &label)
+        let loaded = rbuild_core::export::load_archive_from(&store, File::from(stdin), &label)
             .context("loading the archive on standard input")?;
         (loaded, label)
     } else {
         let input = args.input.clone().unwrap_or_default();
-        let loaded = rbuild_core::load_archive(&store, &input)
+        let loaded = rbuild_core::export::load_archive(&store, &input)
             .with_context(|| format!("loading {}", input.display()))?;
         (loaded, input)
     };

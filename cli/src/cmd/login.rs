@@ -4,7 +4,7 @@ use std::io::{IsTerminal as _, Read};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use rbuild_core::{DockerConfig, RegistryCredentials};
+use rbuild_core::registry::{DockerConfig, RegistryCredentials};
 
 use super::pull::RegistryArgs;
 
@@ -91,11 +91,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("the password is empty");
     }
     let credentials = RegistryCredentials { username, password };
-    let options = rbuild_core::RegistryOptions {
+    let options = rbuild_core::registry::RegistryOptions {
         insecure_registries: args.registry.insecure_registries.clone(),
         ..Default::default()
     };
-    let client = rbuild_core::RegistryClient::with_credentials(
+    let client = rbuild_core::registry::RegistryClient::with_credentials(
         &registry,
         Some(credentials.clone()),
         options,

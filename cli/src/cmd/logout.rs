@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rbuild_core::DockerConfig;
+use rbuild_core::registry::DockerConfig;
 
 use super::login::server_host;
 

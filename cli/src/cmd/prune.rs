@@ -42,9 +42,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             store.lock_exclusive()?
         }
     };
-    let report = rbuild_core::prune(&store, args.all).context("pruning the store")?;
+    let report = rbuild_core::image::prune(&store, args.all).context("pruning the store")?;
     if args.cache_mounts {
-        let removed = rbuild_core::prune_cache_mounts(&store).context("removing cache mounts")?;
+        let removed =
+            rbuild_core::solver::prune_cache_mounts(&store).context("removing cache mounts")?;
         println!("deleted: {removed} cache mounts");
     }
     for blob in &report.blobs {

@@ -3,7 +3,10 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rbuild_core::{ImageName, Mirror, RegistryClient, RegistryConfig, RegistryOptions};
+use rbuild_core::{
+    ImageName,
+    registry::{Mirror, RegistryClient, RegistryConfig, RegistryOptions},
+};
 
 use super::store::StoreArgs;
 use crate::progress::{ProgressMode, Reporter};
@@ -105,14 +108,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("{reference}: Pulling from {}", name.repository());
     }
     let reporter = Reporter::for_transfers(args.progress.mode());
-    let pulled =
-        rbuild_core::pull_with_mirrors(&mirrors, &options, &client, &store, &name, &reporter);
+    let pulled = rbuild_core::registry::pull_with_mirrors(
+        &mirrors, &options, &client, &store, &name, &reporter,
+    );
     reporter.end();
     let pulled = pulled.with_context(|| format!("pulling {name}"))?;
     for (mirror, error) in &pulled.skipped {
         eprintln!(
             "warning: mirror {mirror} skipped: {}",
-            rbuild_core::error_chain(error)
+            rbuild_core::error_chain::error_chain(error)
         );
     }
     if pulled.source != name.registry() {

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rbuild_core::{ImageName, PushOptions};
+use rbuild_core::{ImageName, registry::PushOptions};
 
 use super::pull::{RegistryArgs, TransferProgressArgs};
 use super::store::StoreArgs;
@@ -48,7 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("The push refers to repository [{}]", dest.full_repository());
     }
     let reporter = Reporter::for_transfers(args.progress.mode());
-    let digest = rbuild_core::push(
+    let digest = rbuild_core::registry::push(
         &client,
         &store,
         &args.name,

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use rbuild_core::{ContentStore, ImageName, StoreError};
+use rbuild_core::{ContentStore, ImageName, store::StoreError};
 
 use super::store::StoreArgs;
 

@@ -7,8 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use rbuild_core::{
-    BindMount, CancelToken, ContainerError, ContainerOptions, EXIT_RUN_FAILED, ExitStatus, Network,
-    Stream, Terminal, WindowSize, run_container,
+    CancelToken,
+    container::{ContainerError, ContainerOptions, EXIT_RUN_FAILED, run_container},
+    exec::{BindMount, ExitStatus, Network, Terminal, WindowSize},
+    progress::Stream,
 };
 
 use super::store::StoreArgs;

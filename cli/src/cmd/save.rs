@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rbuild_core::ImageFormat;
+use rbuild_core::image::ImageFormat;
 
 use super::pull::TransferProgressArgs;
 use super::store::StoreArgs;
@@ -50,8 +50,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let output = args
         .output
-        .unwrap_or_else(|| PathBuf::from(rbuild_core::DEST_STDOUT));
-    if output == Path::new(rbuild_core::DEST_STDOUT) && std::io::stdout().is_terminal() {
+        .unwrap_or_else(|| PathBuf::from(rbuild_core::export::DEST_STDOUT));
+    if output == Path::new(rbuild_core::export::DEST_STDOUT) && std::io::stdout().is_terminal() {
         anyhow::bail!(
             "refusing to write an image archive to a terminal: give -o FILE, or redirect \
              standard output (rbuild save IMAGE > image.tar, rbuild save IMAGE | docker load)"
@@ -59,7 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if args.format == ImageFormat::Docker {
         if let Some(warning) =
-            rbuild_core::zstd_docker_archive_warning(images.iter().map(|(i, _)| i))
+            rbuild_core::export::zstd_docker_archive_warning(images.iter().map(|(i, _)| i))
         {
             eprintln!("warning: {warning}");
         }
@@ -71,10 +71,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         mode => mode,
     };
     let reporter = Reporter::for_transfers(mode);
-    let saved = rbuild_core::save_images(&store, &output, &images, args.format, &reporter);
+    let saved = rbuild_core::export::save_images(&store, &output, &images, args.format, &reporter);
     reporter.end();
     saved.with_context(|| {
-        if output == Path::new(rbuild_core::DEST_STDOUT) {
+        if output == Path::new(rbuild_core::export::DEST_STDOUT) {
             "saving to standard output".to_owned()
         } else {
             format!("saving to {}", output.display())

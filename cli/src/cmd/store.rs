@@ -17,7 +17,10 @@ pub struct StoreArgs {
 impl StoreArgs {
     /// Opens (creating if needed) the store.
     pub fn open(&self) -> anyhow::Result<ContentStore> {
-        let root = self.root.clone().unwrap_or_else(rbuild_core::default_root);
+        let root = self
+            .root
+            .clone()
+            .unwrap_or_else(rbuild_core::store::default_root);
         ContentStore::open(&root).with_context(|| format!("opening store {}", root.display()))
     }
 }
@@ -27,11 +30,11 @@ impl StoreArgs {
 pub fn find_image(
     store: &ContentStore,
     reference: &str,
-) -> anyhow::Result<(rbuild_core::NamedImage, rbuild_core::Image)> {
+) -> anyhow::Result<(rbuild_core::store::NamedImage, rbuild_core::image::Image)> {
     let found = store
         .resolve(reference)
         .with_context(|| format!("finding image {reference}"))?;
-    let image = rbuild_core::load_image(store, &found.descriptor)
+    let image = rbuild_core::image::load_image(store, &found.descriptor)
         .with_context(|| format!("reading image {reference}"))?;
     Ok((found, image))
 }
@@ -77,12 +80,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             repair,
         } => {
             let store = store.open()?;
-            let mut problems = rbuild_core::verify(&store).context("verifying the store")?;
+            let mut problems = rbuild_core::image::verify(&store).context("verifying the store")?;
             for p in &problems {
                 eprintln!("{p}");
             }
             if deep {
-                let check = rbuild_core::verify_layers(&store, repair)
+                let check = rbuild_core::image::verify_layers(&store, repair)
                     .context("comparing unpacked layers with their blobs")?;
                 for p in &check.problems {
                     eprintln!("{p}");

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rbuild_core::{ContentStore, load_image};
+use rbuild_core::{ContentStore, image::load_image};
 
 use super::images::{content_size, human_size, layer_size};
 use super::prune;
@@ -152,7 +152,7 @@ fn image_usage(store: &ContentStore) -> anyhow::Result<(u64, Vec<ImageUsage>)> {
 
 fn df(store: &StoreArgs, format: &str, verbose: bool) -> anyhow::Result<ExitCode> {
     let store = store.open()?;
-    let mut usage = rbuild_core::disk_usage(&store).context("measuring the store")?;
+    let mut usage = rbuild_core::image::disk_usage(&store).context("measuring the store")?;
     let (images_bytes, per_image) = image_usage(&store)?;
     usage.images.bytes = images_bytes;
     let rows = [

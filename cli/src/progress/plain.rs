@@ -22,7 +22,7 @@
 use std::io::{self, Write};
 use std::time::SystemTime;
 
-use rbuild_core::{Event, StepId};
+use rbuild_core::{Event, progress::StepId};
 
 use super::Renderer;
 use super::summary::{BuildLog, secs};

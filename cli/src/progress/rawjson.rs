@@ -72,7 +72,7 @@ pub fn parse_line(line: &str) -> anyhow::Result<(SystemTime, Event)> {
 mod tests {
     use std::time::Duration;
 
-    use rbuild_core::{StepId, Stream};
+    use rbuild_core::progress::{StepId, Stream};
 
     use super::*;
 

@@ -20,7 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
 use std::time::{Duration, SystemTime};
 
-use rbuild_core::{Event, StepId};
+use rbuild_core::{Event, progress::StepId};
 
 /// How many lines of a step's output are kept to show when it fails, as BuildKit does.
 const FAILURE_TAIL_LINES: usize = 10;
@@ -268,7 +268,7 @@ pub fn secs(duration: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
-    use rbuild_core::{StepOutput, Stream};
+    use rbuild_core::progress::{StepOutput, Stream};
 
     use super::*;
 

@@ -19,7 +19,10 @@ use std::io::{self, IsTerminal as _, Write};
 use std::time::SystemTime;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rbuild_core::{Event, TransferKind, TransferOutcome};
+use rbuild_core::{
+    Event,
+    progress::{TransferKind, TransferOutcome},
+};
 
 use super::{ProgressMode, Renderer};
 

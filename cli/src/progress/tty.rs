@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime};
 
 use console::style;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
-use rbuild_core::{Event, StepId};
+use rbuild_core::{Event, progress::StepId};
 
 use super::summary::{BuildLog, secs};
 use super::{Renderer, live_term};

@@ -3,8 +3,13 @@
 //! writes them), OCI and docker archives assembled from such tars, and digests.
 #![allow(dead_code)]
 
+use std::fs;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+
+use super::attack::{as_user, run};
+use super::run::fixture;
 
 use sha2::{Digest as _, Sha256};
 
@@ -223,4 +228,142 @@ pub fn raw_controls(bytes: &[u8]) -> Vec<u8> {
         .copied()
         .filter(|b| matches!(b, 0x1b | 0x07 | b'\r' | 0x9b))
         .collect()
+}
+
+// Shared by the attack_archive*.rs suites.
+
+pub const ROOTLESS: &str = "rbuild-rootless";
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A temp dir the unprivileged user can use too.
+pub fn shared_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    dir
+}
+
+/// Writes `bytes` to `dir/name` and returns the path.
+pub fn put(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, bytes).expect("writing a test file");
+    path
+}
+
+/// `rbuild load -i archive` against the store at `root`, as `user` when given.
+pub fn load(root: &Path, archive: &Path, user: Option<&str>) -> Result<Output, String> {
+    let mut cmd = rbuild(root);
+    cmd.arg("load").arg("-i").arg(archive);
+    match user {
+        Some(u) => run(&mut as_user(u, &cmd)),
+        None => run(&mut cmd),
+    }
+}
+
+/// A store at `dir/name` with busybox imported as `busybox:latest`.
+pub fn busybox_store(dir: &Path, name: &str) -> PathBuf {
+    let root = dir.join(name);
+    super::run::import(&root, &fixture("busybox"), "busybox:latest", &[]);
+    root
+}
+
+/// The hex digests of the blobs of the store at `root`.
+pub fn store_blobs(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(root.join("blobs/sha256"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Holds when stdout and stderr carry no raw ESC, BEL or CR byte.
+pub fn no_raw_controls(out: &Output) -> Result<(), String> {
+    let mut all = out.stderr.clone();
+    all.extend_from_slice(&out.stdout);
+    let raw = raw_controls(&all);
+    if raw.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "raw control bytes {raw:x?} reached the terminal: {:?}",
+            String::from_utf8_lossy(&all)
+        ))
+    }
+}
+
+/// Flips one byte in the middle of blob `hex` of the store at `root`.
+pub fn flip(root: &Path, hex: &str) {
+    let path = root.join("blobs/sha256").join(hex);
+    let mut bytes = fs::read(&path).expect("reading a blob");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    fs::write(&path, bytes).expect("writing a blob");
+}
+
+/// The layer blobs of the image `name` in the store at `root` (through `rbuild inspect`).
+pub fn layer_blobs(root: &Path, name: &str) -> Vec<String> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(root.join("index.json")).expect("index")).expect("json");
+    let mut out = Vec::new();
+    for m in index["manifests"].as_array().expect("manifests") {
+        let ann = &m["annotations"]["org.opencontainers.image.ref.name"];
+        if ann.as_str().is_some_and(|n| n.contains(name)) {
+            let d = m["digest"]
+                .as_str()
+                .expect("digest")
+                .trim_start_matches("sha256:");
+            let manifest: serde_json::Value = serde_json::from_slice(
+                &fs::read(root.join("blobs/sha256").join(d)).expect("manifest"),
+            )
+            .expect("json");
+            for l in manifest["layers"].as_array().expect("layers") {
+                out.push(
+                    l["digest"]
+                        .as_str()
+                        .expect("digest")
+                        .trim_start_matches("sha256:")
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A 4 MiB file with data only at its start and end (a hole between).
+pub fn make_sparse(path: &Path) {
+    use std::os::unix::fs::FileExt as _;
+    let f = fs::File::create(path).expect("creating a sparse file");
+    f.set_len(4 << 20).expect("truncate");
+    f.write_all_at(b"head", 0).expect("head");
+    f.write_all_at(b"tail", (4 << 20) - 4).expect("tail");
+    let blocks = f.metadata().expect("stat").blocks();
+    assert!(
+        blocks < 64,
+        "the file system here does not keep holes: sparse attempts cannot run"
+    );
+}
+
+/// Every path under `root`.
+pub fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        if let Ok(rd) = fs::read_dir(&p) {
+            for e in rd.flatten() {
+                let path = e.path();
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(path.clone());
+                }
+                out.push(path);
+            }
+        }
+    }
+    out
 }

@@ -4,7 +4,8 @@
 //! - `require` and `registry` are rbuild-core's (`builder-core/tests/support/`), shared:
 //!   preconditions (root, tools, users) and a private docker-registry;
 //! - `run`: fixtures, stores and the rbuild binary; `reliability`: the same for the
-//!   reliability suite; `tmux`: a terminal to drive;
+//!   reliability suite; `scratch`: configs, stores and contexts of one test that runs
+//!   the binary; `tmux`: a terminal to drive;
 //! - `attack*`: the independent attack suites' helpers.
 #![allow(dead_code)]
 
@@ -20,4 +21,5 @@ pub mod attack_net;
 pub mod attack_store;
 pub mod reliability;
 pub mod run;
+pub mod scratch;
 pub mod tmux;

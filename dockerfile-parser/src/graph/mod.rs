@@ -23,6 +23,7 @@
 //! only what the Dockerfile set, and a relative `WORKDIR` stays relative. `ONBUILD`
 //! triggers of base images are the executor's to run.
 
+mod args;
 mod digest;
 mod lower;
 mod render;
@@ -36,8 +37,10 @@ use crate::error::Span;
 use crate::instruction::Instruction;
 use crate::shell::Environment;
 
+pub use self::args::PROXY_ARGS;
 pub use self::digest::StepDigest;
-pub use self::lower::{DEFAULT_PATH, MAX_STEP_VARIABLES, PROXY_ARGS, lower};
+pub use self::lower::{MAX_STEP_VARIABLES, lower};
+pub use self::scope::DEFAULT_PATH;
 
 /// A stage's position in the Dockerfile (0-based, counting every `FROM`), the number
 /// `COPY --from=<index>` uses.

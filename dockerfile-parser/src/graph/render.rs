@@ -24,7 +24,7 @@ impl BuildGraph {
         let globals: Vec<String> = self
             .global_args
             .iter()
-            .filter(|(name, _)| !super::lower::is_automatic_arg(name))
+            .filter(|(name, _)| !super::args::is_automatic_arg(name))
             .map(|(name, value)| format!("{name}={value:?}"))
             .collect();
         if !globals.is_empty() {

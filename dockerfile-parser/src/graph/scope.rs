@@ -10,8 +10,11 @@ use crate::path::normalize_workdir;
 use crate::shell::{Environment, ShellLexer};
 
 use super::BaseImageConfig;
-use super::lower::DEFAULT_PATH;
 use crate::error::{Error, ErrorKind};
+
+/// `PATH` for images that set none (and for `scratch`), as BuildKit and moby set it
+/// (moby `oci.DefaultPathEnv` for Linux).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The variables and settings in effect at one point of a stage.
 #[derive(Debug, Clone, Default)]

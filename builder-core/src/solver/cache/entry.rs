@@ -12,7 +12,7 @@ use crate::layer::{Compression, Layer};
 use crate::store::Blob;
 
 /// The cache's directory under the store root.
-pub const CACHE_DIR: &str = "cache";
+pub use crate::store::CACHE_DIR;
 /// The root key of stages built `FROM scratch`.
 const SCRATCH_ROOT: &[u8] = b"rbuild cache root: scratch";
 

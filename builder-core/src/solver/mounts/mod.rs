@@ -50,8 +50,7 @@ use crate::context::ContextListing;
 use crate::exec::{BindMount, FileMount, RunSpec, TmpfsMount};
 use crate::store::{ContentStore, StoreError};
 
-/// The directory of the store holding cache mounts.
-pub const CACHE_MOUNTS_DIR: &str = "cache-mounts";
+pub use crate::store::CACHE_MOUNTS_DIR;
 
 /// BuildKit's default directory of secret files (`dockerfile2llb`, `/run/secrets/<id>`).
 const SECRETS_DIR: &str = "/run/secrets";

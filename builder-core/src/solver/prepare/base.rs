@@ -22,15 +22,16 @@ use std::fs;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{Descriptor, ImageIndex};
+use oci_spec::image::Descriptor;
 
 use crate::digest::Digest;
 use crate::solver::error::{BuildError, io_err};
-// A layout's document and index-nesting limits are the archive loader's.
-use crate::export::{MAX_DOCUMENT, MAX_INDEX_DEPTH, load_archive_file};
+// A layout's blob checks and index-nesting limit are the archive loader's.
+use crate::export::{MAX_INDEX_DEPTH, check_document_size, load_archive_file, store_verified};
 use crate::image::{Image, load_image};
+use crate::oci_layout::{Children, LayoutError, OciLayout, blob_rel};
 use crate::registry::{Pulled, RegistryClient, RegistryConfig, pull_with_mirrors};
-use crate::store::{ContentStore, ImageName, REF_NAME_ANNOTATION, StoreError};
+use crate::store::{ContentStore, ImageName, StoreError};
 
 /// `FROM oci-layout://DIR[:TAG]`: an OCI image layout directory.
 pub(crate) const OCI_LAYOUT_SCHEME: &str = "oci-layout://";
@@ -256,17 +257,11 @@ fn load_layout_dir(
 ) -> Result<Image, BuildError> {
     let (dir, tag) = split_layout_ref(text);
     let layout = Layout {
-        fd: open_source(&dir, lookup, true)?,
-        dir,
+        layout: OciLayout::from_fd(dir.clone(), open_source(&dir, lookup, true)?)
+            .map_err(|e| refused_by(&dir, e))?,
     };
-    let bytes = layout.read_document("index.json")?;
-    let index: ImageIndex = serde_json::from_slice(&bytes)
-        .map_err(|e| layout.refused(format!("index.json is not an OCI index: {e}")))?;
-    let ref_name = |d: &Descriptor| {
-        d.annotations()
-            .as_ref()
-            .and_then(|a| a.get(REF_NAME_ANNOTATION).cloned())
-    };
+    let index = layout.layout.index().map_err(|e| layout.refusal(e))?;
+    let ref_name = |d: &Descriptor| crate::oci_layout::ref_name(d).map(str::to_owned);
     let chosen = match tag {
         Some(tag) => index
             .manifests()
@@ -402,68 +397,71 @@ fn open_source(
     Ok(fd)
 }
 
-/// An OCI layout directory, read as data: every file is opened beneath it without
-/// following any symlink (`openat2` `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), so a link
-/// in the layout cannot make rbuild read a file outside it.
+/// A layout failure of the `oci-layout://` directory `dir`, as a refusal to load it:
+/// what is refused, missing or unparsable, named by its path in the layout.
+fn refused_by(dir: &Path, e: LayoutError) -> BuildError {
+    let rel = |path: &Path| path.strip_prefix(dir).unwrap_or(path).display().to_string();
+    let reason = match e {
+        LayoutError::Refused { path, reason } => format!("{}: {reason}", rel(&path)),
+        LayoutError::Io { path, source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            format!("{} is missing", rel(&path))
+        }
+        LayoutError::BlobNotFound { digest, .. } => format!("{} is missing", blob_rel(&digest)),
+        LayoutError::Json { path, source } => {
+            format!("{} is not an OCI index: {source}", rel(&path))
+        }
+        LayoutError::Io {
+            action,
+            path,
+            source,
+        } => return io_err(action, &path)(source),
+        other => other.to_string(),
+    };
+    crate::export::ExportError::Archive {
+        archive: dir.to_path_buf(),
+        reason,
+    }
+    .into()
+}
+
+/// The sha256 and size of what `reader` yields.
+fn hash_reader(reader: &mut dyn std::io::Read) -> std::io::Result<(Digest, u64)> {
+    let mut hasher = crate::digest::Hasher::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let size = hasher.len();
+    Ok((hasher.finish(), size))
+}
+
+/// An `oci-layout://` directory: an [`OciLayout`], read as data (beneath its root, no
+/// symbolic link followed, documents bounded), whose blobs are imported into the store
+/// only as their descriptors describe them.
 struct Layout {
-    dir: PathBuf,
-    fd: std::os::fd::OwnedFd,
+    layout: OciLayout,
 }
 
 impl Layout {
     fn refused(&self, reason: String) -> BuildError {
         crate::export::ExportError::Archive {
-            archive: self.dir.clone(),
+            archive: self.layout.dir().to_path_buf(),
             reason,
         }
         .into()
     }
 
-    /// Opens `rel` (a regular file) beneath the layout.
-    fn open_file(&self, rel: &str) -> Result<fs::File, BuildError> {
-        use rustix::fs::{Mode, OFlags, ResolveFlags};
-        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-        let fd = rustix::fs::openat2(
-            &self.fd,
-            rel,
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::empty(),
-            how,
-        )
-        .map_err(|e| match e {
-            rustix::io::Errno::LOOP | rustix::io::Errno::XDEV => {
-                self.refused(format!("{rel} is or passes through a symlink"))
-            }
-            rustix::io::Errno::NOENT => self.refused(format!("{rel} is missing")),
-            other => io_err("read", &self.dir.join(rel))(other.into()),
-        })?;
-        let file = fs::File::from(fd);
-        let meta = file
-            .metadata()
-            .map_err(io_err("read", &self.dir.join(rel)))?;
-        if !meta.is_file() {
-            return Err(self.refused(format!("{rel} is not a regular file")));
-        }
-        Ok(file)
-    }
-
-    fn read_document(&self, rel: &str) -> Result<Vec<u8>, BuildError> {
-        use std::io::Read as _;
-        let file = self.open_file(rel)?;
-        let mut bytes = Vec::new();
-        file.take(MAX_DOCUMENT + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io_err("read", &self.dir.join(rel)))?;
-        if bytes.len() as u64 > MAX_DOCUMENT {
-            return Err(self.refused(format!(
-                "{rel} has more than {MAX_DOCUMENT} bytes, more than a document may"
-            )));
-        }
-        Ok(bytes)
+    fn refusal(&self, e: LayoutError) -> BuildError {
+        refused_by(self.layout.dir(), e)
     }
 
     /// Copies the blob `desc` names, and every blob it references, from the layout into
-    /// the store; each is hashed and sized against its descriptor before it goes in.
+    /// the store; each is hashed and sized against its descriptor as it goes in, and
+    /// committed only when it matches.
     fn import_blob(
         &self,
         store: &ContentStore,
@@ -471,7 +469,6 @@ impl Layout {
         depth: usize,
         done: &mut std::collections::HashSet<Digest>,
     ) -> Result<(), BuildError> {
-        use std::io::{Read as _, Seek as _};
         let digest = Digest::try_from(desc.digest()).map_err(crate::image::ImageError::from)?;
         if depth > MAX_INDEX_DEPTH {
             return Err(self.refused(format!(
@@ -481,49 +478,46 @@ impl Layout {
         if !done.insert(digest.clone()) {
             return Ok(());
         }
-        let rel = format!("blobs/{}/{}", digest.algorithm(), digest.hex());
-        let mut file = self.open_file(&rel)?;
-        let path = self.dir.join(&rel);
-        let mut hasher = crate::digest::Hasher::new();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = file.read(&mut buf).map_err(io_err("read", &path))?;
-            if n == 0 {
-                break;
+        check_document_size(desc).map_err(|reason| self.refused(reason))?;
+        let rel = blob_rel(&digest);
+        let path = self.layout.blob_path(&digest);
+        let mut file = self
+            .layout
+            .open_blob(&digest)
+            .map_err(|e| self.refusal(e))?;
+        if store.contains(&digest) {
+            // Only checked against its descriptor: the store has these bytes already.
+            let (found, size) = hash_reader(&mut file).map_err(io_err("read", &path))?;
+            if found != digest {
+                return Err(self.refused(format!(
+                    "blob {rel:?} does not hash to its name: its content is {found}"
+                )));
             }
-            hasher.update(&buf[..n]);
-        }
-        let size = hasher.len();
-        let found = hasher.finish();
-        crate::export::check_blob(desc, &rel, &found, size)
-            .map_err(|reason| self.refused(reason))?;
-        if !store.contains(&digest) {
-            file.rewind().map_err(io_err("read", &path))?;
-            let mut writer = store.writer()?;
-            std::io::copy(&mut file, &mut writer).map_err(io_err("read", &path))?;
-            writer.finish_verified(&digest)?;
+            if size != desc.size() {
+                return Err(self.refused(format!(
+                    "blob {digest} has {size} bytes, its descriptor says {}",
+                    desc.size()
+                )));
+            }
+        } else {
+            store_verified(store, &mut file, &path, desc, &rel)?
+                .map_err(|reason| self.refused(reason))?;
         }
         if crate::export::is_document(desc.media_type().as_ref()) {
-            let value: serde_json::Value = store.read_json(&digest)?;
-            let mut children: Vec<Descriptor> = Vec::new();
-            if let Some(v) = value.get("config") {
-                children.push(serde_json::from_value(v.clone()).map_err(|e| {
-                    self.refused(format!("{digest} has a bad config descriptor: {e}"))
-                })?);
-            }
-            for field in ["layers", "manifests"] {
-                if let Some(v) = value.get(field) {
-                    let list: Vec<Descriptor> = serde_json::from_value(v.clone())
-                        .map_err(|e| self.refused(format!("{digest} has bad {field}: {e}")))?;
-                    children.extend(list);
-                }
-            }
-            let next = if value.get("manifests").is_some() {
+            let bytes = store.read(&digest)?;
+            let children = Children::parse(&bytes).map_err(|(field, e)| {
+                self.refused(match field {
+                    None => format!("{digest} is not JSON: {e}"),
+                    Some("config") => format!("{digest} has a bad config descriptor: {e}"),
+                    Some(field) => format!("{digest} has bad {field}: {e}"),
+                })
+            })?;
+            let next = if children.manifests.is_some() {
                 depth + 1
             } else {
                 depth
             };
-            for child in &children {
+            for child in children.all() {
                 self.import_blob(store, child, next, done)?;
             }
         }

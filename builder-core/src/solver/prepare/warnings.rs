@@ -50,7 +50,10 @@ pub(crate) fn warnings(graph: &BuildGraph) -> Vec<Event> {
                 Instruction::Env(kv) => ("ENV", kv.pairs.iter().map(|p| p.key.as_str()).collect()),
                 _ => continue,
             };
-            for name in names.into_iter().filter(|n| crate::is_secret_name(n)) {
+            for name in names
+                .into_iter()
+                .filter(|n| crate::redact::is_secret_name(n))
+            {
                 warnings.push(Event::Warning {
                     rule: Some("SecretsUsedInArgOrEnv".to_owned()),
                     message: format!(

@@ -3,7 +3,6 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod matrix;
-pub mod tree;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -12,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
 use rbuild_core::{
-    ChangeKind, ChangeSet, Command, Executor, ExitStatus, RunSpec, Snapshotter, Stream,
+    change::{ChangeKind, ChangeSet},
+    exec::{Command, Executor, ExitStatus, RunSpec},
+    progress::Stream,
+    snapshot::Snapshotter,
 };
 
 pub const BUSYBOX: &str = "/bin/busybox";

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rbuild_core::SshAgent;
+use rbuild_core::solver::SshAgent;
 
 /// One `--ssh` value.
 #[derive(Debug, Clone, PartialEq, Eq)]

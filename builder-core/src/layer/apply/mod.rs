@@ -15,6 +15,9 @@
 //! from the topmost layer holding it, so an implied parent made 0755 would hide the real
 //! directory's owner and mode (`/tmp` losing its sticky 1777) from every later step.
 
+mod finish;
+mod parents;
+
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
@@ -23,17 +26,13 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 use tar::EntryType;
-use xattr::FileExt;
 
 use super::compress::decompress;
 use super::limits::{ArchiveLimits, Meter};
-use super::{
-    LayerError, OPAQUE_WHITEOUT, OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR, PAX_XATTR_PREFIX,
-    WHITEOUT_PREFIX, is_overlay_xattr,
-};
+use super::{LayerError, OPAQUE_WHITEOUT, PAX_XATTR_PREFIX, WHITEOUT_PREFIX, is_overlay_xattr};
 use crate::digest::{Digest, Hasher};
 use crate::privilege::Privilege;
 
@@ -235,19 +234,6 @@ fn clean_name(entry: &str, raw: &[u8]) -> Result<PathBuf, LayerError> {
     Ok(out)
 }
 
-fn errno_to_unsafe(entry: &str, e: Errno) -> LayerError {
-    match e {
-        Errno::XDEV | Errno::LOOP => LayerError::Unsafe {
-            entry: entry.to_owned(),
-            reason: "path leads outside the target through a symlink",
-        },
-        other => LayerError::Apply {
-            entry: entry.to_owned(),
-            source: other.into(),
-        },
-    }
-}
-
 fn proc_path(dir: &OwnedFd, name: &OsStr) -> PathBuf {
     let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
     p.push(name);
@@ -293,102 +279,6 @@ impl Applier {
             Privilege::NamespaceRoot => self.mode != ApplyMode::HostExport,
             _ => false,
         }
-    }
-
-    /// Opens directory `rel` beneath the root if it exists.
-    fn open_existing_dir(&self, entry: &str, rel: &Path) -> Result<Option<OwnedFd>, LayerError> {
-        let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
-        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
-        let target = if rel.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            rel
-        };
-        match rustix::fs::openat2(&self.root, target, flags, Mode::empty(), how) {
-            Ok(fd) => Ok(Some(fd)),
-            Err(Errno::NOENT) | Err(Errno::NOTDIR) => Ok(None),
-            Err(e) => Err(errno_to_unsafe(entry, e)),
-        }
-    }
-
-    /// Opens directory `rel` beneath the root, creating missing components as implied
-    /// parents (see [`Applier::imply`]).
-    fn open_dir(&mut self, entry: &str, rel: &Path) -> Result<OwnedFd, LayerError> {
-        let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
-        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
-        let target = if rel.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            rel
-        };
-        match rustix::fs::openat2(&self.root, target, flags, Mode::empty(), how) {
-            Ok(fd) => return Ok(fd),
-            Err(Errno::NOENT) => {}
-            Err(e) => return Err(errno_to_unsafe(entry, e)),
-        }
-        let mut dir = rustix::fs::openat2(&self.root, ".", flags, Mode::empty(), how)
-            .map_err(|e| errno_to_unsafe(entry, e))?;
-        let mut sofar = PathBuf::new();
-        for comp in rel.components() {
-            sofar.push(comp);
-            let made = match rustix::fs::mkdirat(&dir, comp.as_os_str(), Mode::from_raw_mode(0o700))
-            {
-                Ok(()) => true,
-                Err(Errno::EXIST) => false,
-                Err(e) => return Err(errno_to_unsafe(entry, e)),
-            };
-            dir = rustix::fs::openat2(&self.root, &sofar, flags, Mode::empty(), how)
-                .map_err(|e| errno_to_unsafe(entry, e))?;
-            if made {
-                self.imply(&dir, &sofar)
-                    .map_err(|source| LayerError::Apply {
-                        entry: entry.to_owned(),
-                        source,
-                    })?;
-            }
-        }
-        Ok(dir)
-    }
-
-    /// Gives the implied parent `rel`, just made and open as `dir`, the attributes of the
-    /// directory the lower layers show there, or 0755 (and the applier's owner) when they
-    /// show none: containerd's `mkparent`. Its mode is set whatever the umask.
-    fn imply(&mut self, dir: &OwnedFd, rel: &Path) -> io::Result<()> {
-        let Some(lower) = lower_dir(&self.lowers, rel)? else {
-            rustix::fs::fchmod(dir, Mode::from_raw_mode(0o755))?;
-            return Ok(());
-        };
-        let st = rustix::fs::fstat(&lower)?;
-        if self.keeps_owners() {
-            let owned = rustix::fs::fchown(
-                dir,
-                Some(rustix::fs::Uid::from_raw(st.st_uid)),
-                Some(rustix::fs::Gid::from_raw(st.st_gid)),
-            );
-            self.unmapped_owner_ok(owned)?;
-        }
-        let (lower, made) = (File::from(lower), File::from(dir.try_clone()?));
-        for key in lower.list_xattr()? {
-            // containerd's copyUpXAttrs leaves out overlay bookkeeping and the SELinux
-            // label, which belongs to each inode.
-            if is_overlay_xattr(key.as_bytes()) || key.as_bytes() == SELINUX_XATTR {
-                continue;
-            }
-            let Some(value) = lower.get_xattr(&key)? else {
-                continue;
-            };
-            match made.set_xattr(&key, &value) {
-                Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {}
-                other => self.unsettable_xattr_ok(other)?,
-            }
-        }
-        let mtime = Timespec {
-            tv_sec: st.st_mtime,
-            tv_nsec: st.st_mtime_nsec as _,
-        };
-        self.implied
-            .insert(rel.to_path_buf(), (st.st_mode & 0o7777, mtime));
-        Ok(())
     }
 
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), LayerError> {
@@ -588,154 +478,6 @@ impl Applier {
         }
         Ok(())
     }
-
-    fn finish(mut self) -> Result<(), LayerError> {
-        match self.mode {
-            ApplyMode::Merged | ApplyMode::HostExport => {
-                for (entry, dir) in std::mem::take(&mut self.opaques) {
-                    let fd = self.open_dir(&entry, &dir)?;
-                    self.prune_unwritten(&entry, &fd, &dir)?;
-                }
-                for (entry, path) in std::mem::take(&mut self.whiteouts) {
-                    if self.written.contains(&path) {
-                        continue;
-                    }
-                    let parent = path.parent().unwrap_or(Path::new(""));
-                    let name = path.file_name().unwrap_or(OsStr::new(""));
-                    // A whiteout in a directory the lower layers lack hides nothing.
-                    let Some(fd) = self.open_existing_dir(&entry, parent)? else {
-                        continue;
-                    };
-                    remove_existing(&fd, name)
-                        .map_err(|source| LayerError::Apply { entry, source })?;
-                }
-            }
-            ApplyMode::OverlayLower => {
-                // The marker the overlay snapshotter's mount reads: it runs with
-                // `userxattr` unless root of the host, and a user namespace may not set
-                // `trusted.*` at all.
-                let opaque = if self.privilege.is_host_root() {
-                    OVERLAY_OPAQUE_XATTR
-                } else {
-                    OVERLAY_OPAQUE_USER_XATTR
-                };
-                for (entry, dir) in std::mem::take(&mut self.opaques) {
-                    let fd = self.open_dir(&entry, &dir)?;
-                    rustix::fs::fsetxattr(&fd, opaque, b"y", rustix::fs::XattrFlags::empty())
-                        .map_err(|e| LayerError::Apply {
-                            entry,
-                            source: e.into(),
-                        })?;
-                }
-            }
-        }
-        for (entry, rel, mtime) in std::mem::take(&mut self.dir_times).into_iter().rev() {
-            let parent = rel.parent().unwrap_or(Path::new(""));
-            let name = rel.file_name().unwrap_or(OsStr::new(""));
-            let fd = self.open_dir(&entry, parent)?;
-            set_mtime(&fd, name, mtime).map_err(|source| LayerError::Apply { entry, source })?;
-        }
-        // Deepest first, so that a parent made read-only does not stand in the way; setting
-        // a directory's times leaves its parent's alone.
-        let mut implied: Vec<_> = std::mem::take(&mut self.implied).into_iter().collect();
-        implied.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.components().count()));
-        for (rel, (mode, mtime)) in implied {
-            let entry = rel.display().to_string();
-            // A later entry of the layer may have replaced it with a file or a whiteout.
-            let Some(fd) = self.open_existing_dir(&entry, &rel)? else {
-                continue;
-            };
-            let times = Timestamps {
-                last_access: mtime,
-                last_modification: mtime,
-            };
-            // After the chown in `imply`, which clears the setgid bit.
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
-                .and_then(|()| rustix::fs::futimens(&fd, &times))
-                .map_err(|e| LayerError::Apply {
-                    entry,
-                    source: e.into(),
-                })?;
-        }
-        Ok(())
-    }
-
-    /// Removes everything under `dir` this layer did not write (an opaque directory).
-    fn prune_unwritten(&self, entry: &str, fd: &OwnedFd, dir: &Path) -> Result<(), LayerError> {
-        let err = |source: io::Error| LayerError::Apply {
-            entry: entry.to_owned(),
-            source,
-        };
-        let names: Vec<_> = std::fs::read_dir(proc_path(fd, OsStr::new("")))
-            .map_err(err)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()
-            .map_err(err)?;
-        for name in names {
-            let child = dir.join(&name);
-            if !self.written.contains(&child) {
-                remove_existing(fd, &name).map_err(err)?;
-            } else if let Ok(st) = rustix::fs::statat(fd, &name, AtFlags::SYMLINK_NOFOLLOW) {
-                if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                    let sub = rustix::fs::openat(
-                        fd,
-                        &name,
-                        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(|e| err(e.into()))?;
-                    self.prune_unwritten(entry, &sub, &child)?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The SELinux label, which an implied parent does not copy from the lower directory.
-const SELINUX_XATTR: &[u8] = b"security.selinux";
-
-/// Directory `rel` as overlayfs would merge `lowers` (topmost first): the one in the
-/// topmost layer that holds it, unless a whiteout, a non-directory or an opaque directory
-/// in a layer above hides it. Each component is looked up without following symlinks.
-fn lower_dir(lowers: &[OwnedFd], rel: &Path) -> io::Result<Option<OwnedFd>> {
-    let components: Vec<&OsStr> = rel.iter().collect();
-    let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    'layers: for layer in lowers {
-        let mut dir = rustix::fs::openat(layer, ".", flags, Mode::empty())?;
-        let mut opaque_above = false;
-        for (i, name) in components.iter().enumerate() {
-            let st = match rustix::fs::statat(&dir, *name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                Err(Errno::NOENT) if opaque_above => return Ok(None),
-                Err(Errno::NOENT) => continue 'layers,
-                Err(e) => return Err(e.into()),
-            };
-            if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-                // A whiteout, file or symlink hides whatever the layers below hold here.
-                return Ok(None);
-            }
-            dir = rustix::fs::openat(&dir, *name, flags, Mode::empty())?;
-            if i + 1 == components.len() {
-                return Ok(Some(dir));
-            }
-            opaque_above |= is_opaque(&dir)?;
-        }
-    }
-    Ok(None)
-}
-
-/// Whether the open directory carries an overlay opaque marker (either namespace).
-fn is_opaque(dir: &OwnedFd) -> io::Result<bool> {
-    for key in [OVERLAY_OPAQUE_XATTR, OVERLAY_OPAQUE_USER_XATTR] {
-        let mut value = [0u8; 1];
-        match rustix::fs::fgetxattr(dir, key, &mut value[..]) {
-            Ok(1) if value == *b"y" => return Ok(true),
-            Ok(_) | Err(Errno::NODATA) | Err(Errno::NOTSUP) | Err(Errno::RANGE) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(false)
 }
 
 fn set_mtime(dir: &impl AsFd, name: &OsStr, mtime: u64) -> io::Result<()> {

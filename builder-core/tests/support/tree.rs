@@ -1,6 +1,9 @@
 //! A tree read entry by entry, for comparing two directories as a container would see
-//! them: type, mode, owner, size, content digest, symlink target, xattrs and hardlink
-//! groups. Times are left out on purpose.
+//! them: type, mode, owner, size, content digest, symlink target, device number, xattrs
+//! and hardlink groups. Times and overlayfs bookkeeping are left out unless the read
+//! asks for them ([`Keep`]): the layer and store tests keep both, the exec round trips
+//! neither.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -39,8 +42,11 @@ pub struct Entry {
     pub target: Option<PathBuf>,
     /// Device number of character and block devices.
     pub rdev: Option<u64>,
-    /// Extended attributes other than overlayfs bookkeeping.
+    /// Extended attributes (overlayfs bookkeeping only with [`Keep::overlay_xattrs`]).
     pub xattrs: BTreeMap<OsString, Vec<u8>>,
+    /// Seconds, of non-directories only (a directory's mtime moves as children are
+    /// created), with [`Keep::times`].
+    pub mtime: Option<i64>,
 }
 
 impl fmt::Display for Entry {
@@ -64,6 +70,9 @@ impl fmt::Display for Entry {
         }
         for (name, value) in &self.xattrs {
             write!(f, " {}={:?}", name.to_string_lossy(), value)?;
+        }
+        if let Some(mtime) = self.mtime {
+            write!(f, " mtime={mtime}")?;
         }
         Ok(())
     }
@@ -101,8 +110,24 @@ fn sha256_file(path: &Path) -> io::Result<String> {
     Ok(format!("{:x}", hasher.finalize()))
 }
 
-/// Reads every entry below `root` (symlinks are not followed).
+/// What a read keeps besides the entries' type, mode, owner, size, content, target,
+/// device number, other xattrs and hardlink groups.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Keep {
+    /// The mtimes of non-directories.
+    pub times: bool,
+    /// overlayfs's own xattrs (`trusted.overlay.*`, `user.overlay.*`).
+    pub overlay_xattrs: bool,
+}
+
+/// Reads every entry below `root` (symlinks are not followed), without times or
+/// overlayfs xattrs.
 pub fn read_tree(root: &Path) -> Tree {
+    read_tree_keeping(root, Keep::default())
+}
+
+/// [`read_tree`], keeping what `keep` says.
+pub fn read_tree_keeping(root: &Path, keep: Keep) -> Tree {
     let mut tree = Tree::default();
     let mut inodes: BTreeMap<(u64, u64), Vec<PathBuf>> = BTreeMap::new();
     for entry in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
@@ -117,7 +142,7 @@ pub fn read_tree(root: &Path) -> Tree {
         for name in xattr::list(path)
             .unwrap_or_else(|e| panic!("failed to list xattrs of {}: {e}", path.display()))
         {
-            if rbuild_core::is_overlay_xattr(name.as_bytes()) {
+            if !keep.overlay_xattrs && rbuild_core::layer::is_overlay_xattr(name.as_bytes()) {
                 continue;
             }
             let value = xattr::get(path, &name)
@@ -156,6 +181,7 @@ pub fn read_tree(root: &Path) -> Tree {
                 target,
                 rdev,
                 xattrs,
+                mtime: (keep.times && !ft.is_dir()).then(|| meta.mtime()),
             },
         );
     }

@@ -1,5 +1,5 @@
-//! Opening and reading files of a build context without leaving it, blocking on a
-//! named pipe, or reading a device.
+//! Opening and reading files beneath a directory (a build context, an OCI layout)
+//! without leaving it, blocking on a named pipe, or reading a device.
 //!
 //! A context is input the build does not control: its directory may be edited while
 //! the build runs, and a tar context may hold any symlink. So a file the listing named

@@ -1,0 +1,517 @@
+//! Imports between the top-level modules of `rbuild-core` and of `rbuild-dockerfile` run
+//! only downward, through the layers below (ARCHITECTURE.md, "Layers"): a module may use
+//! modules of a lower layer, never one of its own layer or of a higher one, so no two
+//! modules can depend on each other. `solver/` counts as one module here; the order of
+//! its own files is the solver's business.
+//!
+//! Every `crate::<name>` path of the library's code counts: `use` lines, grouped
+//! `use crate::{a::X, b::Y}` and paths written inline. A name the crate root re-exports
+//! (`crate::Digest`) counts as the module lib.rs re-exports it from. Comments, string
+//! literals and `#[cfg(test)]` modules are not the library's dependencies and are left
+//! out.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// `rbuild-core`'s top-level modules, bottom-up: the data flow of ARCHITECTURE.md read
+/// from the ground (digests, change sets, atomic files) through the store and layers to
+/// the steps' roots, the sandbox, the operations on images, and the solver over them all.
+const CORE_LAYERS: &[&[&str]] = &[
+    // Values and helpers every part uses; none imports another module of the crate
+    // except `redact` (below `progress`).
+    &[
+        "atomic",
+        "beneath",
+        "change",
+        "digest",
+        "error_chain",
+        "http",
+        "privilege",
+        "redact",
+    ],
+    // Build events and sinks; the OCI layout type beneath the store (issue 17 item 4).
+    &["progress", "oci_layout"],
+    // The content store: blobs, the index, names, the store's own directories.
+    &["store"],
+    // Layers: written from a change set, applied to a directory, unpacked by chain ID.
+    &["layer"],
+    // What is read from layers: the build context, image configs, step roots.
+    &["context", "image", "snapshot"],
+    // Running a step in a root.
+    &["exec"],
+    // Entering a user namespace for an unprivileged caller (uses exec's id mapping).
+    &["rootless"],
+    // Operations on images and steps: COPY/ADD, exporters, registries, `rbuild run`.
+    &["container", "copy", "export", "registry"],
+    // The solver and the embeddable `Builder`.
+    &["solver"],
+];
+
+/// `rbuild-dockerfile`'s top-level modules, bottom-up: text to syntax tree to typed
+/// instructions to the build graph.
+const PARSER_LAYERS: &[&[&str]] = &[
+    // Word expansion and path cleaning know nothing of Dockerfiles.
+    &["path", "shell"],
+    // The crate's one error (an expansion error is one of its sources).
+    &["error"],
+    // Logical lines, directives, heredocs.
+    &["syntax"],
+    // Typed instructions; BuildKit's AST dump of the syntax tree.
+    &["dump", "instruction"],
+    // Lowering to the build graph.
+    &["graph"],
+];
+
+#[test]
+fn core_modules_import_only_lower_layers() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let violations = check_crate(&src, CORE_LAYERS);
+    assert!(
+        violations.is_empty(),
+        "imports against the layers of rbuild-core (builder-core/tests/module_layers.rs, \
+         ARCHITECTURE.md \"Layers\"):\n{}",
+        violations.join("\n")
+    );
+}
+
+#[test]
+fn parser_modules_import_only_lower_layers() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dockerfile-parser/src");
+    let violations = check_crate(&src, PARSER_LAYERS);
+    assert!(
+        violations.is_empty(),
+        "imports against the layers of rbuild-dockerfile (builder-core/tests/module_layers.rs, \
+         ARCHITECTURE.md \"Layers\"):\n{}",
+        violations.join("\n")
+    );
+}
+
+/// The scanner itself: grouped imports, inline paths and root re-exports are found;
+/// comments, strings and test modules are not.
+#[test]
+fn the_scanner_reads_paths_as_the_compiler_does() {
+    let code = r##"
+use crate::digest::Digest; // crate::solver in a comment
+use crate::{
+    layer::{Compression, Layer},
+    store::ContentStore,
+};
+/* crate::registry in a block comment /* nested */ crate::export */
+fn f() -> char {
+    let _ = "crate::copy in a string";
+    let _ = r#"crate::copy in a raw string"#;
+    let _ = crate::Hasher::new();
+    '"'
+}
+#[cfg(test)]
+mod tests {
+    use crate::solver::Builder;
+}
+"##;
+    let found: Vec<(usize, String)> = crate_paths(&strip(code));
+    let names: Vec<&str> = found.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(names, ["digest", "layer", "store", "Hasher"]);
+    assert_eq!(found[0].0, 2);
+    assert_eq!(found[3].0, 11);
+}
+
+/// Checks every file under `src` against `layers`; returns one line per violation.
+fn check_crate(src: &Path, layers: &[&[&str]]) -> Vec<String> {
+    let layer_of: BTreeMap<&str, usize> = layers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, mods)| mods.iter().map(move |m| (*m, i + 1)))
+        .collect();
+    let lib = fs::read_to_string(src.join("lib.rs")).expect("lib.rs of the crate");
+    let lib = strip(&lib);
+    let (mut modules, reexports) = read_root(&lib);
+    let test_modules: Vec<String> = cfg_test_modules(&lib).into_iter().map(|(n, _)| n).collect();
+    modules.retain(|m| !test_modules.contains(m));
+    let mut violations = Vec::new();
+    for module in &modules {
+        if !layer_of.contains_key(module.as_str()) {
+            violations.push(format!(
+                "src/{module}: the module is in no layer of the table: add it where it \
+                 belongs (and to ARCHITECTURE.md)"
+            ));
+        }
+    }
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    let tests = test_files(&files);
+    for file in files {
+        let rel = file.strip_prefix(src).expect("under src");
+        let Some(from) = top_module(rel) else {
+            continue; // lib.rs: the root re-exports from every module
+        };
+        if tests.contains(&file) {
+            continue;
+        }
+        let Some(&from_layer) = layer_of.get(from.as_str()) else {
+            continue; // reported above
+        };
+        let text = fs::read_to_string(&file).expect("source file");
+        for (line, name) in crate_paths(&strip(&text)) {
+            let place = format!("src/{}:{line}", rel.display());
+            let to = if modules.contains(&name) {
+                name.clone()
+            } else if let Some(module) = reexports.get(&name) {
+                module.clone()
+            } else {
+                violations.push(format!(
+                    "{place}: crate::{name} is neither a module nor a name lib.rs re-exports \
+                     from one"
+                ));
+                continue;
+            };
+            if to == from {
+                continue;
+            }
+            let Some(&to_layer) = layer_of.get(to.as_str()) else {
+                continue; // reported above
+            };
+            if to_layer >= from_layer {
+                let how = if to_layer == from_layer {
+                    "its own layer"
+                } else {
+                    "a higher layer"
+                };
+                violations.push(format!(
+                    "{place}: {from} (layer {from_layer}) imports {to} (layer {to_layer}, \
+                     {how}) through crate::{name}"
+                ));
+            }
+        }
+    }
+    violations
+}
+
+/// The top-level module a file belongs to (`exec/plan/mod.rs` -> `exec`), `None` for
+/// the crate root.
+fn top_module(rel: &Path) -> Option<String> {
+    let first = rel.components().next()?.as_os_str().to_str()?;
+    let name = first.strip_suffix(".rs").unwrap_or(first);
+    (name != "lib").then(|| name.to_owned())
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .expect("source directory")
+        .map(|e| e.expect("directory entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Files that are test modules (`#[cfg(test)] mod tests;` beside them).
+fn test_files(files: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for file in files {
+        let text = strip(&fs::read_to_string(file).expect("source file"));
+        let dir = match file.file_name().and_then(|n| n.to_str()) {
+            Some("mod.rs" | "lib.rs") => file.parent().expect("parent").to_path_buf(),
+            _ => file.with_extension(""),
+        };
+        for name in cfg_test_modules(&text)
+            .into_iter()
+            .filter_map(|(name, inline)| (!inline).then_some(name))
+        {
+            out.push(dir.join(format!("{name}.rs")));
+            out.push(dir.join(&name).join("mod.rs"));
+        }
+    }
+    out
+}
+
+/// The module names lib.rs declares, and each name it re-exports with the module it
+/// comes from (`pub use crate::digest::{Digest, Hasher};`, `pub use self::x::Y;`).
+fn read_root(lib: &str) -> (Vec<String>, BTreeMap<String, String>) {
+    let mut modules = Vec::new();
+    let mut reexports = BTreeMap::new();
+    for statement in lib.split(';') {
+        let words: Vec<&str> = statement.split_whitespace().collect();
+        let Some(at) = words.iter().position(|w| *w == "mod" || *w == "use") else {
+            continue;
+        };
+        let Some(rest) = words.get(at + 1..).map(|w| w.join(" ")) else {
+            continue;
+        };
+        if words[at] == "mod" {
+            if !rest.contains('{') && is_ident(&rest) {
+                modules.push(rest);
+            }
+            continue;
+        }
+        let path = rest
+            .strip_prefix("crate::")
+            .or_else(|| rest.strip_prefix("self::"))
+            .unwrap_or(&rest);
+        let Some((module, tail)) = path.split_once("::") else {
+            continue;
+        };
+        for name in tail
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|n| is_ident(n) && !matches!(*n, "self" | "as" | "super" | "crate"))
+        {
+            reexports.insert(name.to_owned(), module.to_owned());
+        }
+    }
+    (modules, reexports)
+}
+
+fn is_ident(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// Every `crate::NAME` of `code` (already [`strip`]ped) outside `#[cfg(test)]` modules,
+/// with its line: for `crate::{a::X, b}` each item's first name.
+fn crate_paths(code: &str) -> Vec<(usize, String)> {
+    let skipped = cfg_test_spans(code);
+    let bytes = code.as_bytes();
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(found) = code[from..].find("crate::") {
+        let at = from + found;
+        from = at + "crate::".len();
+        let before = at.checked_sub(1).map(|i| bytes[i]);
+        if before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            continue; // `my_crate::`, not this crate
+        }
+        if skipped.iter().any(|(s, e)| (*s..*e).contains(&at)) {
+            continue;
+        }
+        let line = code[..at].matches('\n').count() + 1;
+        let rest = &code[from..];
+        if rest.starts_with('{') {
+            for (offset, name) in group_heads(rest) {
+                let line = line + rest[..offset].matches('\n').count();
+                out.push((line, name));
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                out.push((line, name));
+            }
+        }
+    }
+    out
+}
+
+/// The first name of each top-level item of the group `{...}` at the start of `group`,
+/// with its offset.
+fn group_heads(group: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut depth = 0;
+    let mut expect_head = true;
+    let mut chars = group.char_indices().skip(1).peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            ',' if depth == 0 => expect_head = true,
+            c if expect_head && depth == 0 && (c.is_alphanumeric() || c == '_') => {
+                let mut name = c.to_string();
+                while let Some((_, c)) = chars.peek().copied() {
+                    if !(c.is_alphanumeric() || c == '_') {
+                        break;
+                    }
+                    name.push(c);
+                    chars.next();
+                }
+                out.push((i, name));
+                expect_head = false;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `#[cfg(test)] mod NAME` declarations of `code`: the name and whether the module is
+/// written inline (`{ ... }`) rather than in a file of its own.
+fn cfg_test_modules(code: &str) -> Vec<(String, bool)> {
+    cfg_test_items(code)
+        .into_iter()
+        .map(|(name, span)| (name, span.is_some()))
+        .collect()
+}
+
+/// The byte spans of the inline `#[cfg(test)] mod NAME { ... }` modules of `code`.
+fn cfg_test_spans(code: &str) -> Vec<(usize, usize)> {
+    cfg_test_items(code)
+        .into_iter()
+        .filter_map(|(_, span)| span)
+        .collect()
+}
+
+fn cfg_test_items(code: &str) -> Vec<(String, Option<(usize, usize)>)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(found) = code[from..].find("#[cfg(test)]") {
+        let start = from + found;
+        from = start + 1;
+        // Further attributes may stand between the cfg and the item.
+        let mut rest = &code[start + "#[cfg(test)]".len()..];
+        loop {
+            rest = rest.trim_start();
+            if rest.starts_with("#[") {
+                match rest.find(']') {
+                    Some(end) => rest = &rest[end + 1..],
+                    None => break,
+                }
+            } else {
+                break;
+            }
+        }
+        let rest = rest.strip_prefix("pub(crate) ").unwrap_or(rest);
+        let Some(rest) = rest.strip_prefix("mod ") else {
+            continue;
+        };
+        let name: String = rest
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let after = rest.trim_start()[name.len()..].trim_start();
+        if after.starts_with(';') {
+            out.push((name, None));
+            continue;
+        }
+        let open = code.len() - after.len();
+        let mut depth = 0;
+        let mut end = code.len();
+        for (i, c) in code[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = open + i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push((name, Some((start, end))));
+    }
+    out
+}
+
+/// `code` with comments and the contents of string and character literals blanked
+/// (line breaks kept, so lines still count).
+fn strip(code: &str) -> String {
+    let chars: Vec<char> = code.chars().collect();
+    let mut out = String::with_capacity(code.len());
+    let blank = |c: char| if c == '\n' { '\n' } else { ' ' };
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if c == '/' && next == Some('/') {
+            while i < chars.len() && chars[i] != '\n' {
+                out.push(' ');
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            let mut depth = 0;
+            while i < chars.len() {
+                if chars[i] == '/' && chars.get(i + 1) == Some(&'*') {
+                    depth += 1;
+                    out.push_str("  ");
+                    i += 2;
+                } else if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
+                    depth -= 1;
+                    out.push_str("  ");
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    out.push(blank(chars[i]));
+                    i += 1;
+                }
+            }
+        } else if c == 'r' && matches!(next, Some('"' | '#')) && !ident_before(&chars, i) {
+            // A raw string: r"..." or r#"..."#, closed by the same number of #.
+            let mut j = i + 1;
+            let mut hashes = 0;
+            while chars.get(j) == Some(&'#') {
+                hashes += 1;
+                j += 1;
+            }
+            if chars.get(j) != Some(&'"') {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            let close: String = std::iter::once('"')
+                .chain(std::iter::repeat_n('#', hashes))
+                .collect();
+            let body_start = j + 1;
+            let mut k = body_start;
+            while k < chars.len() && !chars[k..].starts_with(&close.chars().collect::<Vec<_>>()) {
+                k += 1;
+            }
+            out.push('"');
+            out.extend(
+                chars[body_start..k.min(chars.len())]
+                    .iter()
+                    .map(|c| blank(*c)),
+            );
+            out.push('"');
+            i = (k + close.chars().count()).min(chars.len());
+        } else if c == '"' {
+            out.push('"');
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                if chars[i] == '\\' {
+                    out.push(' ');
+                    i += 1;
+                }
+                if i < chars.len() {
+                    out.push(blank(chars[i]));
+                    i += 1;
+                }
+            }
+            out.push('"');
+            i += 1;
+        } else if c == '\'' && (chars.get(i + 2) == Some(&'\'') || next == Some('\\')) {
+            // A character literal ('"', '\n', '\''), not a lifetime.
+            let mut j = i + 1;
+            if chars.get(j) == Some(&'\\') {
+                j += 2;
+            } else {
+                j += 1;
+            }
+            while j < chars.len() && chars[j] != '\'' {
+                j += 1;
+            }
+            out.push_str("' '");
+            i = j + 1;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn ident_before(chars: &[char], i: usize) -> bool {
+    i.checked_sub(1)
+        .and_then(|j| chars.get(j))
+        .is_some_and(|c| c.is_alphanumeric() || *c == '_')
+}
