@@ -14,7 +14,7 @@ use crate::digest::{Digest, Hasher};
 use crate::image::{Image, ImageConfig, ImageFormat, load_image, write_manifest};
 use crate::layer::{Compression, LayerError};
 pub(crate) use crate::oci_layout::MAX_DOCUMENT;
-use crate::oci_layout::{Children, INDEX_FILE, blob_rel};
+use crate::oci_layout::{Children, INDEX_FILE, LayoutError, blob_rel};
 use crate::progress::Progress;
 use crate::store::{ContentStore, ImageName, REF_NAME_ANNOTATION, StoreError};
 
@@ -334,7 +334,7 @@ pub(crate) fn check_document_size(desc: &Descriptor) -> Result<(), String> {
 
 /// Stores blob `name` of an archive or layout, read from `body` (`path` names it in read
 /// errors), hashed as it is written and committed only when it is what `desc` says: its
-/// digest, then its size. The reason for a refusal otherwise (nothing is stored then).
+/// digest, then its size. No more than one byte past the size `desc` says is read. The reason for a refusal otherwise (nothing is stored then).
 pub(crate) fn store_verified(
     store: &ContentStore,
     body: &mut dyn Read,
@@ -343,9 +343,12 @@ pub(crate) fn store_verified(
     name: &str,
 ) -> Result<Result<(), String>, StoreError> {
     let mut writer = store.writer()?;
-    io::copy(body, &mut writer).map_err(crate::store::io_err("read", path))?;
+    writer
+        .copy_within(body, desc.size())
+        .map_err(crate::store::io_err("read", path))?;
     match writer.finish_verified_as(desc) {
         Ok(_) => Ok(Ok(())),
+        Err(StoreError::Layout(e @ LayoutError::Overlong { .. })) => Ok(Err(e.to_string())),
         Err(StoreError::DigestMismatch { found, .. }) => Ok(Err(format!(
             "blob {name:?} does not hash to its name: its content is {found}"
         ))),

@@ -117,6 +117,15 @@ pub enum LayoutError {
         /// The actual size.
         found: u64,
     },
+    /// A blob's source had more bytes than its descriptor promised; it was read no
+    /// further than one byte past that.
+    #[error("blob {digest} has more than {expected} bytes, its descriptor says {expected}")]
+    Overlong {
+        /// The blob.
+        digest: Digest,
+        /// The promised size.
+        expected: u64,
+    },
     /// The layout holds no blob of this digest.
     #[error("blob {digest} not found in {dir}")]
     BlobNotFound {
@@ -180,6 +189,10 @@ pub struct OciLayout {
     scratch: Option<PathBuf>,
     /// The permission bits of the files written.
     mode: u32,
+    /// Whether a blob already under its name is taken as intact (the store, whose blobs
+    /// only its own verified writers put there) rather than replaced by a new write (any
+    /// other directory, where an earlier copy may be damaged).
+    trust_existing: bool,
     _keep: Option<KeepAlive>,
 }
 
@@ -224,6 +237,7 @@ impl OciLayout {
             fd: Arc::new(fd),
             scratch: None,
             mode: 0o644,
+            trust_existing: false,
             _keep: None,
         };
         layout.blobs_dir(false)?;
@@ -240,6 +254,13 @@ impl OciLayout {
     /// Files are written with permission bits `mode` (0644 unless set).
     pub fn with_file_mode(mut self, mode: u32) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// A blob already under its name is taken as intact: finishing a writer of the same
+    /// content keeps it rather than replacing it (the store).
+    pub(crate) fn trusting_existing_blobs(mut self) -> Self {
+        self.trust_existing = true;
         self
     }
 
@@ -510,7 +531,8 @@ impl OciLayout {
         BlobWriter::new(self)
     }
 
-    /// Stores `bytes` and returns their blob; storing the same bytes again is a no-op.
+    /// Stores `bytes` and returns their blob; storing the same bytes again leaves the
+    /// same blob (see [`BlobWriter::finish`]).
     pub fn put(&self, bytes: &[u8]) -> Result<Blob, LayoutError> {
         let mut w = self.writer()?;
         io::Write::write_all(&mut w, bytes).map_err(io_err("write blob", &self.scratch_dir()))?;

@@ -212,3 +212,54 @@ fn documents_are_read_bounded_and_a_fifo_is_refused_without_blocking() {
         LayoutError::Refused { .. }
     ));
 }
+
+#[test]
+fn a_source_longer_than_promised_is_cut_and_refused_whatever_finishes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = OciLayout::create(dir.path()).unwrap();
+    let content = b"promised";
+    let digest = Digest::of(content);
+    // An endless source: read no further than one byte past the promise.
+    let mut w = layout.writer().unwrap();
+    w.copy_within(&mut std::io::repeat(7), 8).unwrap();
+    assert_eq!(w.written(), 9);
+    assert!(matches!(
+        w.finish_matching(&digest, 8).unwrap_err(),
+        LayoutError::Overlong { expected: 8, .. }
+    ));
+    // Even an unchecked finish refuses a cut copy.
+    let mut w = layout.writer().unwrap();
+    w.copy_within(&mut &b"promised!"[..], 8).unwrap();
+    assert!(matches!(
+        w.finish().unwrap_err(),
+        LayoutError::Overlong { .. }
+    ));
+    assert_eq!(
+        names(&dir.path().join("blobs/sha256")),
+        Vec::<String>::new()
+    );
+    // Exactly the promise is fine.
+    let mut w = layout.writer().unwrap();
+    w.copy_within(&mut &content[..], 8).unwrap();
+    assert_eq!(w.finish_matching(&digest, 8).unwrap().digest, digest);
+}
+
+#[test]
+fn a_damaged_blob_outside_the_store_is_replaced_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = OciLayout::create(dir.path()).unwrap();
+    let blob = layout.put(b"content").unwrap();
+    std::fs::write(layout.blob_path(&blob.digest), b"cut").unwrap();
+    layout.put(b"content").unwrap();
+    assert_eq!(layout.verify_blob(&blob.digest).unwrap(), 7);
+    // A layout that trusts its blobs (the store) keeps what it has.
+    let trusting = OciLayout::open(dir.path())
+        .unwrap()
+        .trusting_existing_blobs();
+    std::fs::write(layout.blob_path(&blob.digest), b"cut").unwrap();
+    trusting.put(b"content").unwrap();
+    assert_eq!(
+        std::fs::read(layout.blob_path(&blob.digest)).unwrap(),
+        b"cut"
+    );
+}

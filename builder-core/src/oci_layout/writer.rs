@@ -1,7 +1,7 @@
 //! Writing one blob: hash while writing, check against what was expected, then sync and
 //! rename into `blobs/sha256/`.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 use oci_spec::image::Descriptor;
 
@@ -22,12 +22,16 @@ pub struct Blob {
 ///
 /// Dropping an unfinished writer (or finishing one whose content is refused) removes the
 /// temp file: nothing is left behind. Two writers of the same content may finish in any
-/// order; each rename puts the same bytes under the same name.
+/// order; each rename puts the same bytes under the same name. Outside the store a blob
+/// already under its name is replaced (it may be a damaged copy), never trusted.
 #[derive(Debug)]
 pub struct BlobWriter {
     layout: OciLayout,
     file: io::BufWriter<tempfile::NamedTempFile>,
     hasher: Hasher,
+    /// Set by [`BlobWriter::copy_within`] when its source had more bytes than allowed:
+    /// the allowed size. Such a writer never commits.
+    overlong: Option<u64>,
 }
 
 impl BlobWriter {
@@ -46,12 +50,25 @@ impl BlobWriter {
             layout: layout.clone(),
             file: io::BufWriter::with_capacity(1 << 20, file),
             hasher: Hasher::new(),
+            overlong: None,
         })
     }
 
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.hasher.len()
+    }
+
+    /// Copies `reader` in, but no more than `size` bytes and one: a source longer than
+    /// the `size` its descriptor promised (a huge sparse file, a device) is neither read
+    /// nor written whole, and the writer then refuses to finish
+    /// ([`LayoutError::Overlong`]).
+    pub fn copy_within(&mut self, reader: &mut dyn Read, size: u64) -> io::Result<()> {
+        io::copy(&mut reader.take(size.saturating_add(1)), self)?;
+        if self.written() > size {
+            self.overlong = Some(size);
+        }
+        Ok(())
     }
 
     /// Like [`BlobWriter::finish`], but only when the content hashes to `expected`: on a
@@ -80,6 +97,8 @@ impl BlobWriter {
     }
 
     fn finish_checked(self, expected: &Digest, size: Option<u64>) -> Result<Blob, LayoutError> {
+        // A cut copy's digest says nothing: its length is what is wrong.
+        self.refuse_overlong(expected)?;
         let found = self.hasher.clone().finish();
         if &found != expected {
             return Err(LayoutError::DigestMismatch {
@@ -97,9 +116,11 @@ impl BlobWriter {
         self.finish()
     }
 
-    /// Syncs the blob and renames it to its digest; if that blob exists already the new
-    /// copy is dropped, so finishing is idempotent.
+    /// Syncs the blob and renames it to its digest, replacing whatever was under that
+    /// name; in a layout that trusts its existing blobs (the store) a blob already there
+    /// is kept and the new copy dropped. Either way finishing is idempotent.
     pub fn finish(self) -> Result<Blob, LayoutError> {
+        self.refuse_overlong(&self.hasher.clone().finish())?;
         let size = self.hasher.len();
         let digest = self.hasher.finish();
         let dest = self.layout.blob_path(&digest);
@@ -107,7 +128,7 @@ impl BlobWriter {
             .file
             .into_inner()
             .map_err(|e| io_err("flush blob", &dest)(e.into_error()))?;
-        if self.layout.contains(&digest) {
+        if self.layout.trust_existing && self.layout.contains(&digest) {
             return Ok(Blob { digest, size });
         }
         let dir = self
@@ -122,6 +143,18 @@ impl BlobWriter {
             true,
         )?;
         Ok(Blob { digest, size })
+    }
+}
+
+impl BlobWriter {
+    fn refuse_overlong(&self, digest: &Digest) -> Result<(), LayoutError> {
+        match self.overlong {
+            Some(size) => Err(LayoutError::Overlong {
+                digest: digest.clone(),
+                expected: size,
+            }),
+            None => Ok(()),
+        }
     }
 }
 

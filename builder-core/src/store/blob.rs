@@ -22,6 +22,12 @@ impl BlobWriter {
         self.0.written()
     }
 
+    /// Copies `reader` in, no more than `size` bytes and one; see
+    /// [`oci_layout::BlobWriter::copy_within`].
+    pub fn copy_within(&mut self, reader: &mut dyn io::Read, size: u64) -> io::Result<()> {
+        self.0.copy_within(reader, size)
+    }
+
     /// Like [`BlobWriter::finish`], but only when the content hashes to `expected`: on a
     /// mismatch the temp file is dropped and nothing enters the store.
     pub fn finish_verified(self, expected: &Digest) -> Result<Blob, StoreError> {

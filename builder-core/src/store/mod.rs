@@ -213,6 +213,7 @@ impl ContentStore {
         let layout = OciLayout::from_fd(root.clone(), fd)?
             .with_scratch(root.join("tmp"))
             .with_file_mode(0o600)
+            .trusting_existing_blobs()
             .keeping(keep);
         // Written only when missing, so that a read-only store opens.
         if !layout.has(LAYOUT_FILE) {

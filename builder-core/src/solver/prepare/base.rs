@@ -487,7 +487,18 @@ impl Layout {
             .map_err(|e| self.refusal(e))?;
         if store.contains(&digest) {
             // Only checked against its descriptor: the store has these bytes already.
-            let (found, size) = hash_reader(&mut file).map_err(io_err("read", &path))?;
+            // Read no further than one byte past the size it promises.
+            let mut bounded = std::io::Read::take(&mut file, desc.size().saturating_add(1));
+            let (found, size) = hash_reader(&mut bounded).map_err(io_err("read", &path))?;
+            if size > desc.size() {
+                return Err(self.refused(
+                    LayoutError::Overlong {
+                        digest,
+                        expected: desc.size(),
+                    }
+                    .to_string(),
+                ));
+            }
             if found != digest {
                 return Err(self.refused(format!(
                     "blob {rel:?} does not hash to its name: its content is {found}"

@@ -76,38 +76,55 @@ impl LocalCache {
         Ok((LocalCache { layout }, entries))
     }
 
-    /// Copies blob `digest` into `store`, refusing it if it does not hash to its name.
+    /// Copies blob `digest`, of `size` bytes as the cache manifest says, into `store`,
+    /// refusing it if it does not hash to its name or has another size (it is read no
+    /// further than one byte past `size`).
     pub(super) fn fetch(
         &self,
         store: &ContentStore,
         digest: &Digest,
+        size: u64,
     ) -> Result<(), CacheShareError> {
         if store.contains(digest) {
             return Ok(());
         }
         let dir = self.layout.dir();
+        let path = self.layout.blob_path(digest);
         let mut file = self.layout.open_blob(digest).map_err(layout_err(dir))?;
-        store
-            .import_reader(&mut file, digest, &self.layout.blob_path(digest))
-            .map_err(|e| match e {
-                StoreError::DigestMismatch { expected, found } => CacheShareError::DigestMismatch {
+        let mut writer = store.writer()?;
+        writer
+            .copy_within(&mut file, size)
+            .map_err(io_err("read", &path))?;
+        match writer.finish_matching(digest, size) {
+            Ok(_) => Ok(()),
+            Err(StoreError::DigestMismatch { expected, found }) => {
+                Err(CacheShareError::DigestMismatch {
                     dir: dir.to_path_buf(),
                     expected,
                     found,
-                },
-                other => other.into(),
-            })
+                })
+            }
+            Err(
+                e @ (StoreError::SizeMismatch { .. }
+                | StoreError::Layout(LayoutError::Overlong { .. })),
+            ) => Err(CacheShareError::Format {
+                reason: format!("cache directory {}: {e}", dir.display()),
+            }),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
-/// Copies blob `digest` from `store` into `layout` unless it is there; the copy is read
+/// Copies blob `digest` from `store` into `layout` unless it is there intact; the copy is read
 /// verified from the store and committed only when it hashes to its name.
 fn put_blob(
     store: &ContentStore,
     layout: &OciLayout,
     digest: &Digest,
 ) -> Result<(), CacheShareError> {
-    if layout.contains(digest) {
+    // A blob already there is kept only when it is intact: the directory may hold a
+    // damaged copy from an earlier export, which this one replaces.
+    if layout.verify_blob(digest).is_ok() {
         return Ok(());
     }
     let mut reader = store.verified_reader(digest)?;

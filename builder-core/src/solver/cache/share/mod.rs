@@ -146,7 +146,7 @@ impl BlobSource {
     ) -> Result<(), CacheShareError> {
         match self {
             BlobSource::Registry(r) => r.fetch(store, digest, size),
-            BlobSource::Local(l) => l.fetch(store, digest),
+            BlobSource::Local(l) => l.fetch(store, digest, size),
         }
     }
 }
