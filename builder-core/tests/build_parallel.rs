@@ -6,7 +6,7 @@
 mod support;
 
 use rbuild_core::{BuildError, Event, progress::StepId};
-use support::build::{build_with, busybox_store, context};
+use support::build::{build_with, busybox_store, context, read};
 
 const TWO_STAGES: &str = "FROM busybox AS left
 RUN sleep 1 && echo left > /left
@@ -320,4 +320,39 @@ fn with_one_job_the_events_are_those_of_the_level_order() {
     let golden = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     assert_eq!(computed, golden, "the jobs=1 event sequence changed");
+}
+
+/// An ONBUILD trigger of the base image may read a stage of the Dockerfile that nothing
+/// else reaches (BuildKit >= 0.17 allows `COPY --from` and `RUN --mount=from` in
+/// triggers): that stage is built, its base image resolved like any other, and the
+/// trigger's steps wait for it.
+#[test]
+fn a_stage_only_an_onbuild_trigger_reads_is_resolved_built_and_waited_for() {
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[]);
+    let (base, _) = build_with(
+        &store,
+        "FROM busybox\nONBUILD COPY --from=data /data /copied\n\
+         ONBUILD RUN --mount=from=data,target=/m cat /m/data > /mounted\n",
+        &ctx,
+        |r| r.options.tags = vec!["onbuild-from:latest".parse().unwrap()],
+    );
+    base.unwrap();
+    let dockerfile = "FROM busybox AS data
+RUN sleep 0.5 && echo data > /data
+FROM onbuild-from
+RUN cat /copied /mounted > /both
+";
+    for jobs in [1, 2] {
+        let (result, _) = build_with(&store, dockerfile, &ctx, |r| {
+            r.options.jobs = jobs;
+            r.options.no_cache = true;
+        });
+        let result = result.unwrap_or_else(|e| panic!("jobs={jobs}: {e}"));
+        assert_eq!(
+            read(&store, &result.image, dir.path(), "/both"),
+            "data\ndata\n",
+            "jobs={jobs}"
+        );
+    }
 }

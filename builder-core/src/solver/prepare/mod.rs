@@ -118,8 +118,7 @@ pub(crate) fn prepare(
         phase,
         error,
     };
-    let mut file =
-        rbuild_dockerfile::parse(&text).map_err(|e| failed(DockerfilePhase::Parse, e))?;
+    let file = rbuild_dockerfile::parse(&text).map_err(|e| failed(DockerfilePhase::Parse, e))?;
     let mut build_args = Environment::new();
     for (k, v) in &spec.build_args {
         build_args.set(k.clone(), v.clone());
@@ -146,51 +145,53 @@ pub(crate) fn prepare(
         .sum::<usize>();
     reporter.build_started(first.stages.len(), steps);
 
-    // Base images, and images COPY --from names.
+    // Base images and images COPY --from names, then the ONBUILD triggers of the bases
+    // (image or stage), which run first in the stages built on them. A trigger may read
+    // a stage nothing else reached (`COPY --from=stage`), or an image: those are
+    // resolved, and their own triggers inserted, until the graph brings nothing new.
     let mut bases: HashMap<String, BaseImage> = HashMap::new();
-    let mut wanted: Vec<(String, rbuild_dockerfile::Span)> = Vec::new();
-    for stage in &first.stages {
-        if let Base::Image(reference) = &stage.base {
-            wanted.push((reference.clone(), stage.span));
-        }
-    }
-    for edge in &first.edges {
-        if let (Source::Image(reference), Some(step)) = (&edge.source, edge.step) {
-            if let Some(step) = first.step(step) {
-                wanted.push((reference.clone(), step.span));
+    let mut triggers: HashMap<StageId, Vec<String>> = HashMap::new();
+    let mut graph = first;
+    loop {
+        for (reference, at) in wanted_images(&graph, &triggers) {
+            if bases.contains_key(&reference) {
+                continue;
             }
+            let lookup = base::Lookup {
+                pull: options.pull,
+                registry: &options.registry,
+                context: spec.context.root(),
+                fs_read: &options.allow_fs_read,
+                reporter,
+            };
+            let found =
+                base::resolve(store, &reference, lookup).map_err(|e| BuildError::BaseImage {
+                    reference: reference.clone(),
+                    at: Location::new(&file_name, &text, Some(at)),
+                    source: Box::new(e),
+                })?;
+            bases.insert(reference, found);
+        }
+        let mut with_triggers = file.clone();
+        triggers = insert_triggers(&mut with_triggers, &graph, &bases, &file_name, &text)?;
+        for (reference, base) in &bases {
+            lowering.base_images.insert(
+                reference.clone(),
+                semantics::base_image_config(&base.image.config),
+            );
+        }
+        let next = lowered(&with_triggers, &lowering)?;
+        let same_stages = next
+            .stages
+            .iter()
+            .map(|s| s.id)
+            .eq(graph.stages.iter().map(|s| s.id));
+        let resolved = wanted_images(&next, &triggers).all(|(r, _)| bases.contains_key(&r));
+        graph = next;
+        if same_stages && resolved {
+            break;
         }
     }
-    for (reference, span) in wanted {
-        if bases.contains_key(&reference) {
-            continue;
-        }
-        let lookup = base::Lookup {
-            pull: options.pull,
-            registry: &options.registry,
-            context: spec.context.root(),
-            fs_read: &options.allow_fs_read,
-            reporter,
-        };
-        let found =
-            base::resolve(store, &reference, lookup).map_err(|e| BuildError::BaseImage {
-                reference: reference.clone(),
-                at: Location::new(&file_name, &text, Some(span)),
-                source: Box::new(e),
-            })?;
-        bases.insert(reference, found);
-    }
-
-    // ONBUILD triggers of the base (image or stage) run first in the stages built on it.
-    let triggers = insert_triggers(&mut file, &first, &bases, &file_name, &text)?;
-
-    for (reference, base) in &bases {
-        lowering.base_images.insert(
-            reference.clone(),
-            semantics::base_image_config(&base.image.config),
-        );
-    }
-    let graph = lowered(&file, &lowering)?;
     // ONBUILD triggers may bring steps of their own.
     entitlement::check(&graph, &options.allow, options.network, &file_name, &text)?;
 
@@ -246,4 +247,31 @@ pub(crate) fn prepare(
         epoch,
         warnings,
     })
+}
+
+/// The images `graph` builds on or reads (`FROM`, `COPY --from`, `RUN --mount=from`),
+/// each with where to report it: its line, or the `FROM` line for a trigger's step.
+fn wanted_images<'g>(
+    graph: &'g BuildGraph,
+    triggers: &'g HashMap<StageId, Vec<String>>,
+) -> impl Iterator<Item = (String, rbuild_dockerfile::Span)> + 'g {
+    let bases = graph.stages.iter().filter_map(|stage| match &stage.base {
+        Base::Image(reference) => Some((reference.clone(), stage.span)),
+        _ => None,
+    });
+    let read = graph.edges.iter().filter_map(move |edge| {
+        let (Source::Image(reference), Some(step)) = (&edge.source, edge.step) else {
+            return None;
+        };
+        let stage = graph.stage(edge.stage)?;
+        let index = stage.steps.iter().position(|s| *s == step)?;
+        let shown = triggers.get(&stage.id).map_or(0, Vec::len);
+        let span = if index < shown {
+            stage.span
+        } else {
+            graph.step(step)?.span
+        };
+        Some((reference.clone(), span))
+    });
+    bases.chain(read)
 }
