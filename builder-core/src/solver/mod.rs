@@ -32,6 +32,7 @@ mod request;
 mod runtime;
 mod schedule;
 mod semantics;
+mod shared;
 mod solve;
 mod sources;
 mod stage;
@@ -54,9 +55,10 @@ pub use self::request::{
     DockerfileInput, Entitlement, ExecutorKind, SecretSource, SnapshotterKind, Squash, SshAgent,
     StepReport, UnknownEntitlement,
 };
-use crate::exec::{Executor, RuncExecutor, SandboxExecutor};
+use self::runtime::Backends;
+use crate::exec::Executor;
 use crate::progress::Progress;
-use crate::snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshotter};
+use crate::snapshot::Snapshotter;
 use crate::store::ContentStore;
 
 /// Runs builds against one content store.
@@ -149,33 +151,5 @@ impl Builder {
         progress: &dyn Progress,
     ) -> Result<ReproReport, BuildError> {
         repro::check(&self.store, &self.backends, request, progress)
-    }
-}
-
-/// The executor and snapshotter of a build: an embedder's own, else those the request's
-/// kinds name.
-#[derive(Clone, Default)]
-pub(crate) struct Backends {
-    executor: Option<Arc<dyn Executor + Send + Sync>>,
-    snapshotter: Option<Arc<dyn Snapshotter + Send + Sync>>,
-}
-
-impl Backends {
-    /// The executor of a build asking for `kind`.
-    pub(crate) fn executor(&self, kind: &ExecutorKind) -> Arc<dyn Executor + Send + Sync> {
-        match (&self.executor, kind) {
-            (Some(own), _) => own.clone(),
-            (None, ExecutorKind::Sandbox) => Arc::new(SandboxExecutor::new()),
-            (None, ExecutorKind::Runc(path)) => Arc::new(RuncExecutor::new(path.clone())),
-        }
-    }
-
-    /// The snapshotter of a build asking for `kind`.
-    pub(crate) fn snapshotter(&self, kind: SnapshotterKind) -> Arc<dyn Snapshotter + Send + Sync> {
-        match (&self.snapshotter, kind) {
-            (Some(own), _) => own.clone(),
-            (None, SnapshotterKind::Overlay) => Arc::new(OverlaySnapshotter::new()),
-            (None, SnapshotterKind::Copy) => Arc::new(CopySnapshotter::new()),
-        }
     }
 }

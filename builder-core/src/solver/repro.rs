@@ -15,10 +15,10 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::Backends;
 use super::epoch::source_date_epoch;
 use super::error::{BuildError, io_err};
 use super::request::{BuildOptions, BuildRequest, BuildResult};
+use super::runtime::Backends;
 use crate::digest::{Digest, Hasher};
 use crate::image::Image;
 use crate::layer::{PAX_XATTR_PREFIX, decompress};

@@ -9,16 +9,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::Backends;
 use super::cache::Cache;
 use super::error::{BuildError, io_err};
 use super::prepare::Prepared;
 use super::report::Reporter;
-use super::request::{BuildOptions, BuildSpec};
+use super::request::{BuildOptions, BuildSpec, ExecutorKind, SnapshotterKind};
 use super::state::LayerRef;
-use crate::exec::{CancelToken, Executor};
+use crate::exec::{CancelToken, Executor, RuncExecutor, SandboxExecutor};
 use crate::layer::{Layer, LayerOptions, write_layer};
-use crate::snapshot::{Snapshot, Snapshotter};
+use crate::snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshot, Snapshotter};
 use crate::store::ContentStore;
 
 /// What a build runs with besides its definition.
@@ -132,5 +131,33 @@ impl<'a> Runtime<'a> {
     /// Removes the scratch directory; a failure to remove it does not fail the build.
     pub(crate) fn close(self) {
         let _ = self.work.close();
+    }
+}
+
+/// The executor and snapshotter of a build: an embedder's own, else those the request's
+/// kinds name.
+#[derive(Clone, Default)]
+pub(crate) struct Backends {
+    pub(crate) executor: Option<Arc<dyn Executor + Send + Sync>>,
+    pub(crate) snapshotter: Option<Arc<dyn Snapshotter + Send + Sync>>,
+}
+
+impl Backends {
+    /// The executor of a build asking for `kind`.
+    pub(crate) fn executor(&self, kind: &ExecutorKind) -> Arc<dyn Executor + Send + Sync> {
+        match (&self.executor, kind) {
+            (Some(own), _) => own.clone(),
+            (None, ExecutorKind::Sandbox) => Arc::new(SandboxExecutor::new()),
+            (None, ExecutorKind::Runc(path)) => Arc::new(RuncExecutor::new(path.clone())),
+        }
+    }
+
+    /// The snapshotter of a build asking for `kind`.
+    pub(crate) fn snapshotter(&self, kind: SnapshotterKind) -> Arc<dyn Snapshotter + Send + Sync> {
+        match (&self.snapshotter, kind) {
+            (Some(own), _) => own.clone(),
+            (None, SnapshotterKind::Overlay) => Arc::new(OverlaySnapshotter::new()),
+            (None, SnapshotterKind::Copy) => Arc::new(CopySnapshotter::new()),
+        }
     }
 }

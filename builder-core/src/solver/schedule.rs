@@ -22,7 +22,7 @@ use std::time::Duration;
 use rbuild_dockerfile::{Base, BuildGraph, EdgeKind, GraphStage, Source, StageId, StepId};
 
 use super::error::BuildError;
-use super::solve::Shared;
+use super::shared::Shared;
 use super::stage::{Advance, StageRun};
 use super::state::StageState;
 

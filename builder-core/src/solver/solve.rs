@@ -4,41 +4,17 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use rbuild_dockerfile::{BuildGraph, EdgeKind, GraphStage, Source, StageId, Step};
-
-use super::Backends;
 use super::assemble::assemble;
-use super::cache::entry::CacheKey;
 use super::error::BuildError;
 use super::output::output;
-use super::prepare::base::BaseImage;
-use super::prepare::{Prepared, prepare};
+use super::prepare::prepare;
 use super::report::Reporter;
-use super::request::{BuildRequest, BuildResult, StepReport};
+use super::request::{BuildRequest, BuildResult};
+use super::runtime::Backends;
 use super::runtime::Runtime;
-use super::state::StageState;
+use super::shared::Shared;
 use crate::progress::{Event, Progress};
 use crate::store::ContentStore;
-
-/// What every stage of one build shares.
-pub(crate) struct Shared<'a> {
-    pub runtime: &'a Runtime<'a>,
-    pub request: &'a BuildRequest,
-    pub prepared: &'a Prepared,
-    pub states: Mutex<HashMap<StageId, StageState>>,
-    pub reports: Mutex<Vec<StepReport>>,
-}
-
-impl Shared<'_> {
-    /// Whether `--no-cache` or `--no-cache-filter` covers `stage`.
-    pub(crate) fn cache_disabled(&self, stage: &GraphStage) -> bool {
-        self.request.options.no_cache
-            || self.request.options.no_cache_filter.iter().any(|f| {
-                stage.name.as_deref() == Some(f.to_ascii_lowercase().as_str())
-                    || f.parse::<u32>().ok() == Some(stage.id.0)
-            })
-    }
-}
 
 /// Builds `request` into `store`, reporting to `progress`.
 pub(crate) fn build(
@@ -139,18 +115,4 @@ fn build_inner(
         duration,
         pushed: output.pushed,
     })
-}
-
-/// Whether `edge` is the `COPY --from` of `step`.
-pub(crate) fn copy_source(graph: &BuildGraph, step: &Step) -> Option<Source> {
-    graph
-        .edges
-        .iter()
-        .find(|e| e.step == Some(step.id) && e.kind == EdgeKind::CopyFrom)
-        .map(|e| e.source.clone())
-}
-
-/// The cache key a stage built on `base` starts from.
-pub(crate) fn root_key(base: Option<&BaseImage>) -> CacheKey {
-    base.map_or_else(CacheKey::scratch, |b| CacheKey::image(&b.digest))
 }

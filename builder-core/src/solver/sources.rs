@@ -8,7 +8,7 @@ use rbuild_dockerfile::{Instruction, ShellLexer, Source, Step};
 
 use super::error::{BuildError, Location};
 use super::semantics;
-use super::solve::{Shared, copy_source, root_key};
+use super::shared::{Shared, copy_source, root_key};
 use super::state::{StageState, image_layers};
 use crate::copy::{self, CopyOp, CopySource};
 use crate::digest::Digest;

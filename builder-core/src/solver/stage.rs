@@ -13,7 +13,7 @@ use super::mounts::{self, MountInputs};
 use super::prepare::shown_steps;
 use super::request::StepReport;
 use super::semantics::{self, Applied, touches_files};
-use super::solve::{Shared, root_key};
+use super::shared::{Shared, root_key};
 use super::sources::{CopyInput, copy_input, source_state};
 use super::state::{StageState, image_layers};
 use super::step::{self, RunContext, RunFailure, make_workdir, run_spec};

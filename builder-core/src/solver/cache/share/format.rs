@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::CacheShareError;
+use super::error::CacheShareError;
 use crate::digest::Digest;
 use crate::image::{ImageFormat, OCI_MANIFEST};
 use crate::layer::Compression;

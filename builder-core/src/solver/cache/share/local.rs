@@ -8,8 +8,8 @@ use std::path::Path;
 
 use oci_spec::image::{Descriptor, MediaType};
 
+use super::error::{CacheShareError, io_err};
 use super::format::{self, Documents};
-use super::{CacheShareError, io_err};
 use crate::digest::Digest;
 use crate::oci_layout::{LayoutError, OciLayout, ref_name};
 use crate::solver::cache::entry::CacheEntry;

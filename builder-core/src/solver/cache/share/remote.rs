@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::CacheShareError;
+use super::error::CacheShareError;
 use super::format::{self, Documents};
 use crate::digest::Digest;
 use crate::image::OCI_MANIFEST;
