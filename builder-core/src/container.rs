@@ -145,8 +145,12 @@ impl fmt::Display for ContainerId {
     }
 }
 
-/// How to run a container, on top of what the image's config says.
+/// How to run a container, on top of what the image's config says: the defaults run the
+/// image's own command; change the fields an embedder needs
+/// (`let mut options = ContainerOptions::default(); options.args = ...`), or use the
+/// setters.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ContainerOptions {
     /// Arguments replacing the image's `Cmd` (empty: keep it).
     pub args: Vec<String>,
@@ -171,6 +175,32 @@ pub struct ContainerOptions {
     pub mounts: Vec<BindMount>,
     /// Kills the container when cancelled.
     pub cancel: CancelToken,
+}
+
+impl ContainerOptions {
+    /// With [`args`](Self::args) replacing the image's `Cmd`.
+    pub fn with_args(mut self, args: Vec<String>) -> Self {
+        self.args = args;
+        self
+    }
+
+    /// With [`env`](Self::env) added to the image's `Env`.
+    pub fn with_env(mut self, env: Vec<(String, String)>) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// With [`network`](Self::network) set.
+    pub fn with_network(mut self, network: Network) -> Self {
+        self.network = network;
+        self
+    }
+
+    /// With [`cancel`](Self::cancel): cancelling it kills the container.
+    pub fn with_cancel(mut self, cancel: CancelToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
 }
 
 /// The program and arguments a container runs: the entrypoint followed by the command,

@@ -28,6 +28,7 @@ use crate::context::{
 use crate::exec::{CancelToken, Executor};
 use crate::export::{ExportTarget, export};
 use crate::image::{ImageSpec, assemble, host_platform, rfc3339, tag_image};
+use crate::limits::Limits;
 use crate::progress::{BuildId, Event, InStep, Progress, StepId, StepOutput};
 use crate::snapshot::Snapshotter;
 use crate::store::ContentStore;
@@ -61,6 +62,8 @@ pub(crate) struct Shared<'a> {
     pub snapshotter: &'a (dyn Snapshotter + Sync),
     pub executor: &'a (dyn Executor + Sync),
     pub cache: &'a Cache,
+    /// The builder's limits (`ADD`'s archives and downloads are within them).
+    pub limits: Limits,
     pub progress: &'a dyn Progress,
     pub cancel: CancelToken,
     pub next_step: AtomicU32,
@@ -202,6 +205,12 @@ fn build_inner(
     started: Instant,
     announced: &mut bool,
 ) -> Result<BuildResult, BuildError> {
+    // Every registry request of the build (bases, caches, pushes) within the builder's
+    // deadline.
+    let registry = request
+        .registry
+        .clone()
+        .with_deadline(backends.http_deadline);
     let (file_name, text, dockerfile_path) = match &request.dockerfile {
         DockerfileInput::Path(path) => {
             let text = read_dockerfile(path, &request.context, false).map_err(|source| {
@@ -284,7 +293,7 @@ fn build_inner(
         }
         let lookup = base::Lookup {
             pull: request.pull,
-            registry: &request.registry,
+            registry: &registry,
             context: request.context.root(),
             fs_read: &request.allow_fs_read,
             progress,
@@ -339,7 +348,7 @@ fn build_inner(
     let snapshotter = backends.snapshotter(request.snapshotter);
     let executor = backends.executor(&request.executor);
     let (imported, import_warnings) =
-        super::cache_share::import(store, &request.cache_from, &request.registry);
+        super::cache_share::import(store, &request.cache_from, &registry);
     let cache = Cache::open(store)?.with_imports(imported);
     let tmp = store.tmp_dir();
     std::fs::create_dir_all(&tmp).map_err(io_err("create directory", &tmp))?;
@@ -366,6 +375,9 @@ fn build_inner(
         snapshotter: snapshotter.as_ref(),
         executor: executor.as_ref(),
         cache: &cache,
+        limits: Limits::default()
+            .with_archive(store.archive_limits())
+            .with_http_deadline(backends.http_deadline),
         progress,
         cancel: request.cancel.child(),
         next_step,
@@ -403,7 +415,7 @@ fn build_inner(
         &cache,
         &request.cache_to,
         &graph,
-        &request.registry,
+        &registry,
         progress,
         &shared.next_step,
     )?;
@@ -413,7 +425,7 @@ fn build_inner(
     } else {
         // BuildKit pushes within its "exporting to image" step.
         in_step(progress, &shared.next_step, "exporting to image", |sink| {
-            super::push::push_image(store, &image, &names, &request.registry, sink)
+            super::push::push_image(store, &image, &names, &registry, sink)
         })?
     };
     let reports = std::mem::take(

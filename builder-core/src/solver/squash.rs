@@ -20,7 +20,7 @@ use super::solve::Shared;
 use super::state::LayerRef;
 use crate::digest::Digest;
 use crate::image::{History, ImageConfig, ImageError};
-use crate::layer::{ApplyMode, Layer, apply_layer};
+use crate::layer::{ApplyMode, Layer, apply_layer_limited};
 
 /// What of the image stays below the merged layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +142,14 @@ fn merge(
     with_roots(&snapshot, &[], &scratch, |target, _| {
         for layer in merged {
             let blob = store.open_blob(&layer.blob)?;
-            apply_layer(blob, target, ApplyMode::Merged)?;
+            let name = format!("the layer unpacked into {}", target.display());
+            apply_layer_limited(
+                blob,
+                target,
+                ApplyMode::Merged,
+                &store.archive_limits(),
+                &name,
+            )?;
         }
         Ok(())
     })?;
