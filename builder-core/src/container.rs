@@ -21,10 +21,8 @@
 //! let store = ContentStore::open("/var/lib/rbuild")?;
 //! let found = store.resolve("friendlyhello")?;
 //! let image = load_image(&store, &found.descriptor)?;
-//! let options = ContainerOptions {
-//!     args: vec!["python".into(), "-c".into(), "import flask".into()],
-//!     ..Default::default()
-//! };
+//! let options = ContainerOptions::default()
+//!     .with_args(vec!["python".into(), "-c".into(), "import flask".into()]);
 //! let mut print = |_: Stream, bytes: &[u8]| print!("{}", String::from_utf8_lossy(bytes));
 //! let status = run_container(&store, &image, &options, &mut print)?;
 //! assert!(status.success());

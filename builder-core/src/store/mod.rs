@@ -23,16 +23,17 @@ use std::sync::Arc;
 pub use self::blob::BlobWriter;
 pub use self::guard::UnsafeStore;
 pub use self::index::NamedImage;
-pub use self::lock::{ExclusiveLock, LOCK_FILE};
+pub use self::lock::ExclusiveLock;
 pub use self::reference::{ImageName, InvalidImageName};
 use crate::atomic::{AtomicError, AtomicWrite};
 use crate::digest::Digest;
 use crate::limits::ArchiveLimits;
-pub use crate::oci_layout::{Blob, REF_NAME_ANNOTATION};
+pub use crate::oci_layout::Blob;
+pub(crate) use crate::oci_layout::REF_NAME_ANNOTATION;
 use crate::oci_layout::{INDEX_FILE, LAYOUT_FILE, LayoutError, OciLayout};
 use crate::privilege::Privilege;
 /// The environment variable that overrides the store root, like `--root`.
-pub const ROOT_ENV: &str = "RBUILD_ROOT";
+pub(crate) const ROOT_ENV: &str = "RBUILD_ROOT";
 
 /// A failure of the content store.
 #[derive(Debug, thiserror::Error)]
