@@ -58,10 +58,7 @@ fn child(mode: &str, src: &Path, out: &Path) {
     let compression: Compression = mode.parse().unwrap_or_else(|e: String| fail(e));
     let store = ContentStore::open(out).unwrap_or_else(|e| fail(e.to_string()));
     let changes = tree_changes(src).unwrap_or_else(|e| fail(e.to_string()));
-    let options = LayerOptions {
-        compression,
-        ..Default::default()
-    };
+    let options = LayerOptions::default().with_compression(compression);
     let layer =
         write_layer(&store, src, &changes, &options).unwrap_or_else(|e| fail(e.to_string()));
     println!("{}", layer.blob.size);

@@ -118,10 +118,7 @@ fn source_image(src: &Path, store: &ContentStore) -> u64 {
         .stdout
         .take()
         .unwrap_or_else(|| fail("tar has no stdout".to_owned()));
-    let options = LayerOptions {
-        compression: Compression::Gzip,
-        ..Default::default()
-    };
+    let options = LayerOptions::default().with_compression(Compression::Gzip);
     let image = import_rootfs(store, stdout, &ImageSpec::default(), &options)
         .unwrap_or_else(|e| fail(format!("importing {src:?}: {e}")));
     let _ = tar.wait();
@@ -209,10 +206,7 @@ fn main() {
     let chunked = RegistryClient::with_credentials(
         &reg_chunked.addr,
         None,
-        RegistryOptions {
-            upload: UploadMode::Chunked,
-            ..Default::default()
-        },
+        RegistryOptions::default().with_upload(UploadMode::Chunked),
     );
     let dest_chunked: ImageName = format!("{}/bench/big:1", reg_chunked.addr)
         .parse()

@@ -21,10 +21,8 @@
 //! let store = ContentStore::open("/var/lib/rbuild")?;
 //! let found = store.resolve("friendlyhello")?;
 //! let image = load_image(&store, &found.descriptor)?;
-//! let options = ContainerOptions {
-//!     args: vec!["python".into(), "-c".into(), "import flask".into()],
-//!     ..Default::default()
-//! };
+//! let options = ContainerOptions::default()
+//!     .with_args(vec!["python".into(), "-c".into(), "import flask".into()]);
 //! let mut print = |_: Stream, bytes: &[u8]| print!("{}", String::from_utf8_lossy(bytes));
 //! let status = run_container(&store, &image, &options, &mut print)?;
 //! assert!(status.success());
@@ -145,8 +143,12 @@ impl fmt::Display for ContainerId {
     }
 }
 
-/// How to run a container, on top of what the image's config says.
+/// How to run a container, on top of what the image's config says: the defaults run the
+/// image's own command; change the fields an embedder needs
+/// (`let mut options = ContainerOptions::default(); options.args = ...`), or use the
+/// setters.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ContainerOptions {
     /// Arguments replacing the image's `Cmd` (empty: keep it).
     pub args: Vec<String>,
@@ -171,6 +173,32 @@ pub struct ContainerOptions {
     pub mounts: Vec<BindMount>,
     /// Kills the container when cancelled.
     pub cancel: CancelToken,
+}
+
+impl ContainerOptions {
+    /// With [`args`](Self::args) replacing the image's `Cmd`.
+    pub fn with_args(mut self, args: Vec<String>) -> Self {
+        self.args = args;
+        self
+    }
+
+    /// With [`env`](Self::env) added to the image's `Env`.
+    pub fn with_env(mut self, env: Vec<(String, String)>) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// With [`network`](Self::network) set.
+    pub fn with_network(mut self, network: Network) -> Self {
+        self.network = network;
+        self
+    }
+
+    /// With [`cancel`](Self::cancel): cancelling it kills the container.
+    pub fn with_cancel(mut self, cancel: CancelToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
 }
 
 /// The program and arguments a container runs: the entrypoint followed by the command,

@@ -7,7 +7,7 @@ use sha2::{Digest as _, Sha256};
 
 /// The only digest algorithm rbuild writes; image-spec descriptor.md, "Registered
 /// algorithms".
-pub const SHA256: &str = "sha256";
+pub(crate) const SHA256: &str = "sha256";
 
 /// A `sha256:<64 lower-case hex>` content digest.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

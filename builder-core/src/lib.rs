@@ -32,7 +32,8 @@
 //! | [`store`] | the content store: blobs, named images, the store lock |
 //! | [`digest`] | content digests and the hasher |
 //! | [`change`] | [`change::ChangeSet`], what a step changed: the contract between snapshots and layers |
-//! | [`layer`] | writing a change set as a layer, applying layers, tar-bomb limits |
+//! | [`layer`] | writing a change set as a layer, applying layers |
+//! | [`limits`] | what the caller limits: tar bombs ([`limits::ArchiveLimits`]), the HTTP deadline |
 //! | [`image`] | image configs, manifests, assembling, verifying, pruning |
 //! | [`export`] | where an image goes: archives, layouts, `docker load`; importing a rootfs |
 //! | [`registry`] | pull and push, credentials, mirrors, registry options |
@@ -67,10 +68,7 @@
 //! changes.record("etc/greeting", ChangeKind::Added)?;
 //!
 //! let layer = write_layer(&store, &tree, &changes, &LayerOptions::default())?;
-//! let spec = ImageSpec {
-//!     config: ImageConfig::for_host(),
-//!     ..Default::default()
-//! };
+//! let spec = ImageSpec::new(ImageConfig::for_host());
 //! let image = assemble(&store, &spec, &[layer])?;
 //! let name: ImageName = "example/greeting:1".parse()?;
 //! store.tag(&name, &image.descriptor)?;
@@ -120,6 +118,7 @@ pub mod export;
 mod http;
 pub mod image;
 pub mod layer;
+pub mod limits;
 pub mod oci_layout;
 pub mod privilege;
 pub mod progress;

@@ -35,10 +35,7 @@ fn example(name: &str) -> PathBuf {
 fn store_with(dir: &Path, fixtures: &[(&str, &str)]) -> ContentStore {
     require_root("builds mount overlays and run steps in namespaces");
     let store = ContentStore::open(dir.join("store")).unwrap();
-    let options = LayerOptions {
-        compression: Compression::None,
-        ..LayerOptions::default()
-    };
+    let options = LayerOptions::default().with_compression(Compression::None);
     for (fixture, name) in fixtures {
         import_with(&store, &fixture_tarball(fixture), name, &options);
     }

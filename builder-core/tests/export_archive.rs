@@ -17,10 +17,7 @@ fn rootfs_tar(dir: &std::path::Path) -> Vec<u8> {
     let src = dir.join("rootfs");
     fs::create_dir_all(src.join("etc")).unwrap();
     fs::write(src.join("etc/hostname"), "rbuild\n").unwrap();
-    let options = LayerOptions {
-        compression: Compression::Gzip,
-        ..Default::default()
-    };
+    let options = LayerOptions::default().with_compression(Compression::Gzip);
     let (bytes, _) =
         write_layer_to(Vec::new(), &src, &tree_changes(&src).unwrap(), &options).unwrap();
     bytes
@@ -31,10 +28,7 @@ fn import_save_load_verify_prune() {
     let tmp = tempfile::tempdir().unwrap();
     let store = ContentStore::open(tmp.path().join("a")).unwrap();
     let tar = rootfs_tar(tmp.path());
-    let spec = ImageSpec {
-        config: ImageConfig::for_host(),
-        ..Default::default()
-    };
+    let spec = ImageSpec::new(ImageConfig::for_host());
     let image = import_rootfs(&store, &tar[..], &spec, &LayerOptions::default()).unwrap();
     let name: ImageName = "imported:1".parse().unwrap();
     store.tag(&name, &image.descriptor).unwrap();

@@ -41,11 +41,9 @@ fn source_tree(root: &Path) {
 
 /// Builds a one-layer image from `source_tree` into `store`.
 fn build(store: &ContentStore, src: &Path, format: ImageFormat, compression: Compression) -> Image {
-    let options = LayerOptions {
-        compression,
-        level: None,
-        source_date_epoch: Some(EPOCH),
-    };
+    let options = LayerOptions::default()
+        .with_compression(compression)
+        .with_source_date_epoch(EPOCH);
     let layer = write_layer(store, src, &tree_changes(src).unwrap(), &options).unwrap();
     let mut config = ImageConfig::for_host();
     config.created = Some(rfc3339(EPOCH));
@@ -57,11 +55,7 @@ fn build(store: &ContentStore, src: &Path, format: ImageFormat, compression: Com
         created_by: Some("COPY . /app".to_owned()),
         ..Default::default()
     });
-    let spec = ImageSpec {
-        config,
-        format,
-        ..Default::default()
-    };
+    let spec = ImageSpec::new(config).with_format(format);
     assemble(store, &spec, &[layer]).unwrap()
 }
 

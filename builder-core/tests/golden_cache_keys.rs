@@ -105,10 +105,7 @@ fn golden_store(dir: &Path) -> ContentStore {
         ..ImageConfig::default()
     };
     config.config.env = Some(vec!["PATH=/usr/bin:/bin".to_owned()]);
-    let spec = ImageSpec {
-        config,
-        ..ImageSpec::default()
-    };
+    let spec = ImageSpec::new(config);
     let image =
         import_rootfs(&store, &base_tarball()[..], &spec, &LayerOptions::default()).unwrap();
     let name: ImageName = "golden-base:1".parse().unwrap();

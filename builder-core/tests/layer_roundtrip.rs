@@ -202,10 +202,7 @@ fn round_trip(row: &str, setup: Setup, compression: Compression) {
     let mut changes = ChangeSet::new();
     setup(&up, &mut changes);
 
-    let options = LayerOptions {
-        compression,
-        ..Default::default()
-    };
+    let options = LayerOptions::default().with_compression(compression);
     let base = write_layer(&store, &low, &tree_changes(&low).unwrap(), &options).unwrap();
     let diff = write_layer(&store, &up, &changes, &options).unwrap();
     for layer in [&base, &diff] {

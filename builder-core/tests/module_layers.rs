@@ -27,6 +27,7 @@ const CORE_LAYERS: &[&[&str]] = &[
         "digest",
         "error_chain",
         "http",
+        "limits",
         "privilege",
         "redact",
     ],

@@ -95,13 +95,11 @@ fn a_closure_sink_counts_the_transfers_of_push_pull_and_export() {
     let client = RegistryClient::with_credentials(
         &reg.addr,
         None,
-        RegistryOptions {
-            // Small chunks: the layer goes up in several requests, so bytes are reported
-            // along the way.
-            chunk_size: 64 << 10,
-            upload: UploadMode::Chunked,
-            ..Default::default()
-        },
+        // Small chunks: the layer goes up in several requests, so bytes are reported
+        // along the way.
+        RegistryOptions::default()
+            .with_chunk_size(64 << 10)
+            .with_upload(UploadMode::Chunked),
     );
     let target = dest.to_string();
     let options = PushOptions::default();
@@ -135,11 +133,9 @@ fn a_closure_sink_counts_the_transfers_of_push_pull_and_export() {
     let monolithic = RegistryClient::with_credentials(
         &reg.addr,
         None,
-        RegistryOptions {
-            chunk_size: 64 << 10,
-            upload: UploadMode::Monolithic,
-            ..Default::default()
-        },
+        RegistryOptions::default()
+            .with_chunk_size(64 << 10)
+            .with_upload(UploadMode::Monolithic),
     );
     let seen = observe(TransferKind::Push, &streamed.to_string(), |sink| {
         push(
@@ -328,11 +324,9 @@ fn lying_blob_lengths_fail_the_pull_with_sane_progress() {
         let client = RegistryClient::with_credentials(
             &addr,
             None,
-            RegistryOptions {
-                retries: 1,
-                backoff: std::time::Duration::from_millis(1),
-                ..Default::default()
-            },
+            RegistryOptions::default()
+                .with_retries(1)
+                .with_backoff(std::time::Duration::from_millis(1)),
         );
         let store = ContentStore::open(tmp.path().join(format!("store{i}"))).unwrap();
         let mut result = None;

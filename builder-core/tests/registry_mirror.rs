@@ -70,10 +70,7 @@ fn docker_hub_pull_falls_back_from_a_down_mirror_to_the_next() {
     let hosts: Vec<_> = loaded.registry_mirrors.iter().map(|m| m.host()).collect();
     assert_eq!(hosts, [down.as_str(), mirror.addr.as_str()]);
 
-    let options = RegistryOptions {
-        retries: 1,
-        ..Default::default()
-    };
+    let options = RegistryOptions::default().with_retries(1);
     let name: ImageName = "busybox".parse().unwrap();
     assert_eq!(name.registry(), "docker.io");
     let origin = RegistryClient::with_credentials(name.registry(), None, options.clone());

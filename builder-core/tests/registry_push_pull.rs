@@ -25,11 +25,9 @@ fn client(reg: &Registry) -> RegistryClient {
     RegistryClient::with_credentials(
         &reg.addr,
         None,
-        RegistryOptions {
-            chunk_size: client_chunk(),
-            upload: UploadMode::Chunked,
-            ..Default::default()
-        },
+        RegistryOptions::default()
+            .with_chunk_size(client_chunk())
+            .with_upload(UploadMode::Chunked),
     )
 }
 
@@ -80,9 +78,7 @@ fn pushed_image_reads_back_with_skopeo() {
         &store,
         "local/busybox:1",
         &other,
-        &PushOptions {
-            mount_from: Some("rbuild/busybox".to_owned()),
-        },
+        &PushOptions::default().with_mount_from(Some("rbuild/busybox".to_owned())),
         &rbuild_core::progress::NullProgress,
     )
     .unwrap();
@@ -111,11 +107,9 @@ fn large_blobs_go_up_in_one_streamed_put() {
     let client = RegistryClient::with_credentials(
         &reg.addr,
         None,
-        RegistryOptions {
-            chunk_size: client_chunk(),
-            upload: UploadMode::Monolithic,
-            ..Default::default()
-        },
+        RegistryOptions::default()
+            .with_chunk_size(client_chunk())
+            .with_upload(UploadMode::Monolithic),
     );
     let layer_size = image.manifest.layers()[0].size();
     assert!(

@@ -158,11 +158,9 @@ fn bearer_token_is_fetched_once_per_scope_and_5xx_and_broken_connections_are_ret
     let client = RegistryClient::with_credentials(
         &addr,
         Some(creds.clone()),
-        RegistryOptions {
-            parallel: 1,
-            backoff: std::time::Duration::from_millis(10),
-            ..Default::default()
-        },
+        RegistryOptions::default()
+            .with_parallel(1)
+            .with_backoff(std::time::Duration::from_millis(10)),
     );
     let tmp = tempfile::tempdir().unwrap();
     let store = ContentStore::open(tmp.path()).unwrap();

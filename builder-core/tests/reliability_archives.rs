@@ -14,8 +14,12 @@ use std::path::Path;
 use std::process::Command;
 
 use rbuild_core::{
-    ContentStore,
-    layer::{ApplyMode, ArchiveLimits, LayerError, LimitExceeded, apply_layer_limited},
+    Builder, ContentStore, ContextSource,
+    context::UnpackError,
+    export::{ExportError, import_rootfs},
+    image::ImageSpec,
+    layer::{ApplyMode, LayerError, LayerOptions, LimitExceeded, apply_layer_limited},
+    limits::{ArchiveLimits, Limits},
 };
 use tar::{EntryType, Header};
 
@@ -123,10 +127,7 @@ fn a_small_archive_expands_freely_below_the_ratio_floor() {
 
 #[test]
 fn too_many_entries_are_refused_naming_the_limit() {
-    let limits = ArchiveLimits {
-        max_entries: 1000,
-        ..ArchiveLimits::default()
-    };
+    let limits = ArchiveLimits::default().with_max_entries(1000);
     let many = tar_of((0..1500).map(|i| (format!("f{i}"), EntryType::Regular)));
     let dir = tempfile::tempdir().unwrap();
     let err =
@@ -162,7 +163,7 @@ fn a_bomb_in_the_store_is_refused_and_nothing_is_unpacked() {
     w.write_all(&zstd_of(zero_file_tar(1_100 << 20))).unwrap();
     let blob = w.finish().unwrap();
     let diff_id = rbuild_core::Digest::of(b"never reached");
-    // The store's unpacker takes its limits from the environment: the defaults here.
+    // The store's unpacker takes the store's limits: the defaults here.
     let err = store.unpack_layers([(&blob.digest, &diff_id)]).unwrap_err();
     let text = err.to_string();
     assert!(
@@ -174,6 +175,87 @@ fn a_bomb_in_the_store_is_refused_and_nothing_is_unpacked() {
         .unwrap()
         .collect();
     assert!(left.is_empty(), "half-unpacked layers left: {left:?}");
+}
+
+/// The limits are the caller's, passed as values (no environment variable): a store
+/// given strict limits refuses, through every way in, the archives a default store takes;
+/// a builder's limits become its store's.
+#[test]
+fn limits_passed_as_options_stop_tar_bombs() {
+    for var in [
+        "RBUILD_ARCHIVE_MAX_ENTRIES",
+        "RBUILD_ARCHIVE_MAX_RATIO",
+        "RBUILD_ARCHIVE_RATIO_ABOVE",
+    ] {
+        assert!(
+            std::env::var_os(var).is_none(),
+            "{var} is set: the test measures the option alone"
+        );
+    }
+    let strict = ArchiveLimits::default()
+        .with_max_entries(100)
+        .with_max_ratio(10)
+        .with_ratio_applies_above(1 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(dir.path().join("store")).unwrap();
+    let limited = store.clone().with_archive_limits(strict);
+    assert_eq!(limited.archive_limits(), strict);
+    assert_eq!(store.archive_limits(), ArchiveLimits::default());
+
+    // A layer of 500 empty files: unpacked by chain ID within the defaults, refused
+    // within the store's limit of 100 entries.
+    let many = tar_of((0..500).map(|i| (format!("f{i}"), EntryType::Regular)));
+    let diff_id = rbuild_core::Digest::of(&many);
+    let mut w = store.writer().unwrap();
+    w.write_all(&many).unwrap();
+    let blob = w.finish().unwrap();
+    let err = limited
+        .unpack_layers([(&blob.digest, &diff_id)])
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            LayerError::Limit {
+                limit: LimitExceeded::Entries { limit: 100 },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    store.unpack_layers([(&blob.digest, &diff_id)]).unwrap();
+
+    // A root filesystem of 20 MiB of zeros, gzip-compressed (ratio ~1000): imported
+    // within the defaults, refused past the store's ratio of 10 above 1 MiB.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    io::copy(&mut zero_file_tar(20 << 20), &mut gz).unwrap();
+    let bomb = gz.finish().unwrap();
+    let spec = ImageSpec::default();
+    let err = import_rootfs(&limited, &bomb[..], &spec, &LayerOptions::default()).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ExportError::Layer(LayerError::Limit {
+                limit: LimitExceeded::Ratio { ratio: 10, .. },
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    import_rootfs(&store, &bomb[..], &spec, &LayerOptions::default()).unwrap();
+
+    // A context tar, which needs no store: the limits are an argument.
+    let parent = tempfile::tempdir().unwrap();
+    let err = ContextSource::from_tar_limited(&bomb[..], parent.path(), &strict).unwrap_err();
+    assert!(
+        matches!(&err, UnpackError::Limit(LimitExceeded::Ratio { .. })),
+        "{err:?}"
+    );
+    ContextSource::from_tar(&bomb[..], parent.path()).unwrap();
+
+    // A builder's limits are its store's (its ADDs, bases and exports unpack there).
+    let builder = Builder::new(store.clone()).with_limits(Limits::default().with_archive(strict));
+    assert_eq!(builder.store().archive_limits(), strict);
+    assert_eq!(builder.limits().archive, strict);
 }
 
 /// The unprivileged half of the device test, run by the test below as uid 65534 in a

@@ -121,10 +121,7 @@ fn roundtrip_row(
             return Err("empty change set for a step that changes files".into());
         }
     } else {
-        let options = LayerOptions {
-            compression: Compression::Gzip,
-            ..LayerOptions::default()
-        };
+        let options = LayerOptions::default().with_compression(Compression::Gzip);
         let layer = write_layer(&store, snapshot.source_tree(), &changes, &options)
             .map_err(|e| format!("write_layer: {e}"))?;
         let blob = store.open_blob(&layer.blob.digest).unwrap();

@@ -106,10 +106,7 @@ fn unpacked_layers_work_as_overlay_lower_dirs() {
     changes.mark_opaque("d").unwrap();
     changes.record("d/new", ChangeKind::Added).unwrap();
 
-    let options = LayerOptions {
-        compression: Compression::Zstd,
-        ..Default::default()
-    };
+    let options = LayerOptions::default().with_compression(Compression::Zstd);
     let base = write_layer(&store, &low, &tree_changes(&low).unwrap(), &options).unwrap();
     let diff = write_layer(&store, &up, &changes, &options).unwrap();
     let stack = [

@@ -5,6 +5,7 @@
 
 mod cmd;
 mod escape;
+mod limits;
 mod progress;
 mod template;
 
@@ -288,7 +289,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if let Err(message) = rbuild_core::registry::http_deadline() {
+    if let Err(message) = limits::http_deadline() {
         eprintln!("error: {message}");
         return ExitCode::from(EXIT_USAGE);
     }

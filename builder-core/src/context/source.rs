@@ -3,7 +3,8 @@
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
-use crate::layer::{ArchiveLimits, InvalidLimit, LimitExceeded, Meter};
+use crate::layer::{LimitExceeded, Meter};
+use crate::limits::ArchiveLimits;
 use crate::privilege::Privilege;
 
 /// The first bytes of a gzip stream (RFC 1952, section 2.3.1).
@@ -44,9 +45,6 @@ pub enum UnpackError {
     /// entries); unpacking stopped.
     #[error("context tar refused: {0}")]
     Limit(LimitExceeded),
-    /// The limits in the environment are not numbers.
-    #[error(transparent)]
-    InvalidLimit(#[from] InvalidLimit),
     /// An entry could not be written.
     #[error("failed to unpack context tar entry {path:?}")]
     Unpack {
@@ -84,14 +82,14 @@ impl ContextSource {
     /// whole unpack fails; nothing is silently skipped). Owners are kept when running
     /// as root, so they count in the context digest as they would from a directory.
     ///
-    /// The tar is read within the [`ArchiveLimits`] of the environment
-    /// (`RBUILD_ARCHIVE_*`, as for layers and `ADD`): a compressed stream may not expand
-    /// past its ratio, nor hold more entries than the limit.
+    /// The tar is read within the default [`ArchiveLimits`] (as layers and `ADD`'s
+    /// archives are): a compressed stream may not expand past its ratio, nor hold more
+    /// entries than the limit. [`from_tar_limited`](Self::from_tar_limited) takes others.
     pub fn from_tar(stream: impl Read, parent: &Path) -> Result<Self, UnpackError> {
-        Self::from_tar_limited(stream, parent, &ArchiveLimits::from_env()?)
+        Self::from_tar_limited(stream, parent, &ArchiveLimits::default())
     }
 
-    /// [`ContextSource::from_tar`] with the limits given.
+    /// [`ContextSource::from_tar`] within `limits`.
     pub fn from_tar_limited(
         stream: impl Read,
         parent: &Path,

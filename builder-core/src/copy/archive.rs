@@ -138,10 +138,8 @@ pub(crate) fn extract(
         path: archive_name.clone(),
         source,
     };
-    // Tar-bomb limits (crate::layer::ArchiveLimits): past one, the error says which.
-    let limits =
-        crate::layer::ArchiveLimits::from_env().map_err(|e| failed(io::Error::other(e)))?;
-    let meter = crate::layer::Meter::new(limits);
+    // Tar-bomb limits (the op's): past one, the error says which.
+    let meter = crate::layer::Meter::new(w.archive_limits);
     let refused = |e| match meter.exceeded() {
         Some(limit) => failed(io::Error::other(limit)),
         None => e,

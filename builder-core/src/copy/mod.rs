@@ -45,6 +45,7 @@ use std::path::{Path, PathBuf};
 use rbuild_dockerfile::{AddInstruction, CopyInstruction, InlineFile};
 
 use crate::context::{ContextHashes, ContextListing, HashError, IgnoreError, ResolveError};
+use crate::limits::Limits;
 use crate::{
     context::WalkError,
     digest::{Digest, Hasher},
@@ -101,6 +102,11 @@ pub struct CopyOp {
     pub checksum: Option<String>,
     /// `ADD --keep-git-dir`.
     pub keep_git_dir: bool,
+    /// How long an `ADD <url>` download may take and how far a local archive `ADD`
+    /// extracts may expand: the caller's, not the Dockerfile's, and no part of the
+    /// cache key. [`Limits::default`] from [`from_copy`](Self::from_copy) and
+    /// [`from_add`](Self::from_add).
+    pub limits: Limits,
 }
 
 impl CopyOp {
@@ -119,6 +125,7 @@ impl CopyOp {
             add: false,
             checksum: None,
             keep_git_dir: false,
+            limits: Limits::default(),
         }
     }
 
@@ -137,6 +144,7 @@ impl CopyOp {
             add: true,
             checksum: instr.checksum.clone(),
             keep_git_dir: instr.keep_git_dir,
+            limits: Limits::default(),
         }
     }
 

@@ -162,6 +162,8 @@ impl Selected {
 #[derive(Debug)]
 pub(crate) struct Plan {
     pub items: Vec<Item>,
+    /// The op's limits: URL sources are fetched within its deadline.
+    pub limits: crate::limits::Limits,
 }
 
 /// Resolves the sources of `op` in `view`.
@@ -270,7 +272,10 @@ pub(crate) fn plan(op: &CopyOp, view: &SourceView) -> Result<Plan, CopyError> {
         }
     }
     items.extend(op.heredocs.iter().cloned().map(Item::Inline));
-    Ok(Plan { items })
+    Ok(Plan {
+        items,
+        limits: op.limits,
+    })
 }
 
 /// The checks BuildKit's frontend makes on the sources and `--checksum`.
@@ -479,7 +484,7 @@ impl Plan {
                 Item::Url { url, checksum } => {
                     let digest = match checksum {
                         Some(c) => remote::parse_checksum(c)?,
-                        None => remote::content_digest(url)?,
+                        None => remote::content_digest(url, self.limits.http_deadline)?,
                     };
                     (url.clone(), digest)
                 }

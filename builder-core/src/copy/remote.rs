@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::sync::{Mutex, PoisonError};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use super::CopyError;
 use crate::digest::Digest;
@@ -77,20 +77,23 @@ fn file_name(url: &str) -> String {
     }
 }
 
-fn agent() -> ureq::Agent {
-    // The registries' agent: an overall deadline per download (`RBUILD_HTTP_TIMEOUT`),
-    // no Authorization along redirects, redirects to http(s) only.
-    crate::http::agent_config(crate::http::request_deadline())
-        .build()
-        .new_agent()
+fn agent(deadline: Duration) -> ureq::Agent {
+    // The registries' agent: an overall deadline per download (the op's limits), no
+    // Authorization along redirects, redirects to http(s) only.
+    crate::http::agent_config(deadline).build().new_agent()
 }
 
 /// The last download made for a cache key, handed to the copy that follows it, so a
 /// step fetches its URL once and copies exactly what its key was computed from.
 static LAST_FETCHED: Mutex<Option<(String, Download)>> = Mutex::new(None);
 
-/// Downloads `url`, checking it against `checksum` (`sha256:<hex>`) when given.
-pub(crate) fn download(url: &str, checksum: Option<&str>) -> Result<Download, CopyError> {
+/// Downloads `url` within `deadline`, checking it against `checksum` (`sha256:<hex>`)
+/// when given.
+pub(crate) fn download(
+    url: &str,
+    checksum: Option<&str>,
+    deadline: Duration,
+) -> Result<Download, CopyError> {
     let expected = checksum.map(parse_checksum).transpose()?;
     let cached = LAST_FETCHED
         .lock()
@@ -98,7 +101,7 @@ pub(crate) fn download(url: &str, checksum: Option<&str>) -> Result<Download, Co
         .take_if(|(u, _)| u == url);
     let download = match cached {
         Some((_, d)) => d,
-        None => fetch(url)?,
+        None => fetch(url, deadline)?,
     };
     if let Some(expected) = expected {
         let found = download.digest.clone();
@@ -113,10 +116,9 @@ pub(crate) fn download(url: &str, checksum: Option<&str>) -> Result<Download, Co
     Ok(download)
 }
 
-/// Fetches `url`.
-fn fetch(url: &str) -> Result<Download, CopyError> {
+/// Fetches `url` within `deadline`.
+fn fetch(url: &str, deadline: Duration) -> Result<Download, CopyError> {
     let shown = crate::redact::redact_urls(url).into_owned();
-    let deadline = crate::http::request_deadline();
     let failed = |e: ureq::Error| {
         let timed_out = match &e {
             ureq::Error::Timeout(ureq::Timeout::Global) => true,
@@ -130,7 +132,7 @@ fn fetch(url: &str) -> Result<Download, CopyError> {
                 format!(
                     "the download did not finish within {} s, the deadline of one request (set {} to change it)",
                     deadline.as_secs(),
-                    crate::http::HTTP_TIMEOUT_ENV
+                    crate::limits::HTTP_TIMEOUT_ENV
                 ),
             )))
         } else {
@@ -141,7 +143,7 @@ fn fetch(url: &str) -> Result<Download, CopyError> {
             source,
         }
     };
-    let mut resp = agent().get(url).call().map_err(failed)?;
+    let mut resp = agent(deadline).get(url).call().map_err(failed)?;
     let status = resp.status().as_u16();
     if !(200..300).contains(&status) {
         return Err(CopyError::HttpStatus { url: shown, status });
@@ -178,8 +180,8 @@ fn fetch(url: &str) -> Result<Download, CopyError> {
 
 /// The digest of what `url` serves, for the cache key: `--checksum` is not known here,
 /// so the content is fetched (as BuildKit does without a checksum).
-pub(crate) fn content_digest(url: &str) -> Result<Digest, CopyError> {
-    let download = fetch(url)?;
+pub(crate) fn content_digest(url: &str, deadline: Duration) -> Result<Digest, CopyError> {
+    let download = fetch(url, deadline)?;
     let digest = download.digest.clone();
     *LAST_FETCHED.lock().unwrap_or_else(PoisonError::into_inner) = Some((url.to_owned(), download));
     Ok(digest)

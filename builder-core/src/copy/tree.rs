@@ -116,6 +116,7 @@ mod tests {
             add: false,
             checksum: None,
             keep_git_dir: false,
+            limits: Default::default(),
         }
     }
 

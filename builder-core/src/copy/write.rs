@@ -57,6 +57,7 @@ pub(crate) fn run(
         fresh: HashSet::new(),
         parent: None,
         stats: CopyStats::default(),
+        archive_limits: op.limits.archive,
     };
     // Several sources with a destination that is not a directory are not refused:
     // BuildKit copies them in turn, a later file replacing an earlier one, and fails
@@ -100,7 +101,8 @@ pub(crate) fn run(
                 w.write_file(&target, &mut file.content.as_bytes(), mode, owner, now)?;
             }
             Item::Url { url, checksum } => {
-                let mut download = remote::download(url, checksum.as_deref())?;
+                let mut download =
+                    remote::download(url, checksum.as_deref(), plan.limits.http_deadline)?;
                 let target = if into_dir {
                     dest_rel.join(&download.name)
                 } else {
@@ -140,6 +142,8 @@ pub(crate) struct Writer<'a> {
     /// The parent directory last opened, reused for its siblings.
     parent: Option<(PathBuf, OwnedFd)>,
     pub stats: CopyStats,
+    /// The limits of the local archives `ADD` extracts.
+    pub archive_limits: crate::limits::ArchiveLimits,
 }
 
 impl Writer<'_> {

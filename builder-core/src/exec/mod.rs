@@ -69,7 +69,7 @@ pub use self::runc::{DEFAULT_RUNC, RuncExecutor};
 pub use self::sandbox::SandboxExecutor;
 pub(crate) use self::sandbox::root_mount;
 pub use self::terminal::{Terminal, WindowSize};
-pub use self::user::{Credentials, resolve_owner, resolve_user};
+pub(crate) use self::user::{Credentials, resolve_owner};
 
 use crate::snapshot::{Snapshot, SnapshotError, StepRoot};
 
@@ -422,8 +422,9 @@ impl RunSpec {
     }
 }
 
-/// Which output stream a chunk came from: the same type progress events carry.
-pub use crate::progress::Stream;
+// Which output stream a chunk came from: the type progress events carry (one path to
+// it, `progress::Stream`).
+use crate::progress::Stream;
 
 /// Receives a step's output as it is produced.
 pub trait OutputSink {

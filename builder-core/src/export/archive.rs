@@ -414,7 +414,8 @@ fn load_layout(
 }
 
 /// Makes a one-layer image from a rootfs archive (plain, gzip or zstd): the archive is
-/// unpacked with the safe applier into scratch space and written again as a normalized
+/// unpacked with the safe applier into scratch space, within the store's
+/// [`archive_limits`](ContentStore::archive_limits), and written again as a normalized
 /// layer with `options`.
 pub fn import_rootfs(
     store: &ContentStore,
@@ -426,7 +427,14 @@ pub fn import_rootfs(
         .prefix("import-")
         .tempdir_in(store.tmp_dir())
         .map_err(read_err(&store.tmp_dir()))?;
-    crate::layer::apply_layer(rootfs, tmp.path(), crate::layer::ApplyMode::Merged)?;
+    let name = format!("the layer unpacked into {}", tmp.path().display());
+    crate::layer::apply_layer_limited(
+        rootfs,
+        tmp.path(),
+        crate::layer::ApplyMode::Merged,
+        &store.archive_limits(),
+        &name,
+    )?;
     let changes = crate::layer::tree_changes(tmp.path())?;
     let layer = crate::layer::write_layer(store, tmp.path(), &changes, options)?;
     Ok(crate::image::assemble(store, spec, &[layer])?)

@@ -97,7 +97,7 @@ impl Members {
     }
 
     /// Reads every entry of the archive at `archive` (plain, gzip or zstd), within the
-    /// tar-bomb limits.
+    /// store's tar-bomb limits.
     /// A tar error is reported without its text, which may quote the file's bytes (a
     /// file that is no tar archive has its first line read as an entry name).
     pub(super) fn read(
@@ -115,8 +115,7 @@ impl Members {
             _scratch: scratch,
         };
         let scratch_dir = members._scratch.path().to_path_buf();
-        let limits = crate::layer::ArchiveLimits::from_env().map_err(LayerError::from)?;
-        let meter = crate::layer::Meter::new(limits);
+        let meter = crate::layer::Meter::new(store.archive_limits());
         let label = archive.display().to_string();
         let limited = |e: ExportError| match meter.exceeded() {
             Some(limit) => ExportError::Layer(LayerError::Limit {

@@ -264,7 +264,7 @@ fn unpack(
     mode: ApplyMode,
     report: Report<'_>,
 ) -> Result<Vec<String>, ExportError> {
-    let limits = crate::layer::ArchiveLimits::from_env().map_err(LayerError::from)?;
+    let limits = store.archive_limits();
     let mut skipped = Vec::new();
     for (blob, diff_id) in image.layers()? {
         let name = format!("layer {blob}");

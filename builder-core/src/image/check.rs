@@ -370,7 +370,7 @@ fn compare_with_blob(
         fresh.path(),
         crate::layer::ApplyMode::OverlayLower,
         lowers,
-        &crate::layer::ArchiveLimits::from_env().unwrap_or_default(),
+        &store.archive_limits(),
         &format!("layer blob {blob}"),
     );
     let why = match applied {

@@ -178,6 +178,7 @@ fn descriptor(media_type: MediaType, blob: &Blob) -> Descriptor {
 
 /// What goes into an image besides its layers.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ImageSpec {
     /// The config; its rootfs is extended with the new layers' diff_ids.
     pub config: ImageConfig,
@@ -189,6 +190,40 @@ pub struct ImageSpec {
     pub format: ImageFormat,
     /// Manifest annotations besides created/base (ordered for reproducibility).
     pub annotations: Vec<(String, String)>,
+}
+
+impl ImageSpec {
+    /// An image of `config` and no base: the OCI format, no annotations.
+    pub fn new(config: ImageConfig) -> Self {
+        ImageSpec {
+            config,
+            ..ImageSpec::default()
+        }
+    }
+
+    /// With [`format`](Self::format) set.
+    pub fn with_format(mut self, format: ImageFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// With the base image's layers ([`base_layers`](Self::base_layers)).
+    pub fn with_base_layers(mut self, layers: Vec<Descriptor>) -> Self {
+        self.base_layers = layers;
+        self
+    }
+
+    /// With the base image's name and manifest digest ([`base`](Self::base)).
+    pub fn with_base(mut self, name: String, digest: Digest) -> Self {
+        self.base = Some((name, digest));
+        self
+    }
+
+    /// With [`annotations`](Self::annotations) set.
+    pub fn with_annotations(mut self, annotations: Vec<(String, String)>) -> Self {
+        self.annotations = annotations;
+        self
+    }
 }
 
 /// Writes the config and manifest of an image made of `spec`'s base layers plus `layers`.

@@ -6,7 +6,7 @@ use std::io::{self, Read};
 use std::path::PathBuf;
 
 use super::apply::apply_over;
-use super::{ApplyMode, ArchiveLimits, LayerError};
+use super::{ApplyMode, LayerError};
 use crate::digest::{Digest, Hasher};
 use crate::store::{ContentStore, StoreError};
 
@@ -53,7 +53,8 @@ impl ContentStore {
 
     /// Unpacks each layer of a stack, given as (blob, diff_id) lowest first, into
     /// `<root>/layers/<chain_id>/` as an overlay lower dir over the ones below it, once;
-    /// returns the directories, lowest first.
+    /// returns the directories, lowest first. Each layer is read within the store's
+    /// [`archive_limits`](Self::archive_limits).
     ///
     /// A directory is keyed by its chain ID, not its diff_id, for two reasons (containerd
     /// keys its snapshots the same way): a parent directory the layer implies but does
@@ -103,7 +104,7 @@ impl ContentStore {
             tmp.path(),
             ApplyMode::OverlayLower,
             lowers,
-            &ArchiveLimits::from_env()?,
+            &self.archive_limits(),
             &format!("layer blob {blob}"),
         )?
         .diff_id;

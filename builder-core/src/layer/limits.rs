@@ -3,57 +3,14 @@
 //! A few kilobytes of gzip or zstd can expand to terabytes of zeros, and a small tar can
 //! hold millions of empty files; both would fill the disk or exhaust inodes of whoever
 //! unpacks them. The limits apply to layers (base images, pulled or loaded) and to the
-//! local archives `ADD` extracts. The defaults are generous, far above real images;
-//! both can be changed through the environment variables below.
+//! local archives `ADD` extracts. The limits themselves are the caller's
+//! ([`ArchiveLimits`]); here they are counted.
 
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// The environment variable setting [`ArchiveLimits::max_ratio`].
-pub const MAX_RATIO_ENV: &str = "RBUILD_ARCHIVE_MAX_RATIO";
-/// The environment variable setting [`ArchiveLimits::max_entries`].
-pub const MAX_ENTRIES_ENV: &str = "RBUILD_ARCHIVE_MAX_ENTRIES";
-/// The environment variable setting [`ArchiveLimits::ratio_applies_above`].
-pub const RATIO_ABOVE_ENV: &str = "RBUILD_ARCHIVE_RATIO_ABOVE";
-
-/// The default most bytes an archive may expand to per compressed byte.
-pub const DEFAULT_MAX_RATIO: u64 = 1000;
-/// The default size (uncompressed) below which the ratio is not checked: 1 GiB.
-pub const DEFAULT_RATIO_ABOVE: u64 = 1 << 30;
-/// The default most entries an archive may hold.
-pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
-
-/// How much an archive may expand and how many entries it may have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ArchiveLimits {
-    /// Most uncompressed bytes per compressed byte, once past `ratio_applies_above`.
-    pub max_ratio: u64,
-    /// Uncompressed bytes an archive may always expand to, whatever its ratio.
-    pub ratio_applies_above: u64,
-    /// Most entries (files, directories, links, ...) in one archive.
-    pub max_entries: u64,
-}
-
-impl Default for ArchiveLimits {
-    fn default() -> Self {
-        ArchiveLimits {
-            max_ratio: DEFAULT_MAX_RATIO,
-            ratio_applies_above: DEFAULT_RATIO_ABOVE,
-            max_entries: DEFAULT_MAX_ENTRIES,
-        }
-    }
-}
-
-/// An environment variable holding something other than a whole number.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {var}={value:?}: expected a whole number")]
-pub struct InvalidLimit {
-    /// The variable.
-    pub var: &'static str,
-    /// Its value.
-    pub value: String,
-}
+use crate::limits::{ArchiveLimits, MAX_ENTRIES_ENV, MAX_RATIO_ENV, RATIO_ABOVE_ENV};
 
 /// An archive past one of its limits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,25 +36,6 @@ pub enum LimitExceeded {
         /// The limit.
         limit: u64,
     },
-}
-
-impl ArchiveLimits {
-    /// The defaults, changed by whichever of [`MAX_RATIO_ENV`], [`RATIO_ABOVE_ENV`] and
-    /// [`MAX_ENTRIES_ENV`] are set.
-    pub fn from_env() -> Result<Self, InvalidLimit> {
-        let read = |var: &'static str, default: u64| match std::env::var(var) {
-            Ok(value) => value
-                .trim()
-                .parse()
-                .map_err(|_| InvalidLimit { var, value }),
-            Err(_) => Ok(default),
-        };
-        Ok(ArchiveLimits {
-            max_ratio: read(MAX_RATIO_ENV, DEFAULT_MAX_RATIO)?,
-            ratio_applies_above: read(RATIO_ABOVE_ENV, DEFAULT_RATIO_ABOVE)?,
-            max_entries: read(MAX_ENTRIES_ENV, DEFAULT_MAX_ENTRIES)?,
-        })
-    }
 }
 
 /// Counts one archive's compressed and uncompressed bytes and its entries against
@@ -218,11 +156,10 @@ mod tests {
 
     #[test]
     fn the_ratio_counts_only_past_its_floor_and_entries_past_their_limit() {
-        let limits = ArchiveLimits {
-            max_ratio: 10,
-            ratio_applies_above: 1000,
-            max_entries: 2,
-        };
+        let limits = ArchiveLimits::default()
+            .with_max_ratio(10)
+            .with_ratio_applies_above(1000)
+            .with_max_entries(2);
         let meter = Meter::new(limits);
         let mut small = meter.expanded(meter.compressed(&[0u8; 10][..]));
         // 10 bytes in, 10 out: ratio 1.

@@ -22,11 +22,8 @@ pub use self::apply::{Applied, ApplyMode, apply_layer, apply_layer_limited};
 pub use self::cache::chain_ids;
 pub(crate) use self::compress::Compressor;
 pub use self::compress::{Compression, decompress};
+pub use self::limits::LimitExceeded;
 pub(crate) use self::limits::Meter;
-pub use self::limits::{
-    ArchiveLimits, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_RATIO, DEFAULT_RATIO_ABOVE, InvalidLimit,
-    LimitExceeded, MAX_ENTRIES_ENV, MAX_RATIO_ENV, RATIO_ABOVE_ENV,
-};
 pub use self::tree::tree_changes;
 pub use self::writer::{LayerOptions, write_layer, write_layer_to};
 use crate::digest::Digest;
@@ -144,7 +141,7 @@ pub enum LayerError {
         /// What the content hashes to.
         found: Digest,
     },
-    /// An archive is past one of its [`ArchiveLimits`] (a tar bomb); unpacking stopped.
+    /// An archive is past one of its [`ArchiveLimits`](crate::limits::ArchiveLimits) (a tar bomb); unpacking stopped.
     #[error("refused to unpack {archive}: {limit}")]
     Limit {
         /// The archive: `layer blob sha256:...`, or where it was being unpacked.
@@ -152,9 +149,6 @@ pub enum LayerError {
         /// The limit it went past.
         limit: LimitExceeded,
     },
-    /// An archive limit in the environment is not a number.
-    #[error(transparent)]
-    InvalidLimit(#[from] InvalidLimit),
     /// A store operation failed.
     #[error(transparent)]
     Store(#[from] StoreError),

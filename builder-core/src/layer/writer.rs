@@ -24,7 +24,17 @@ const USTAR_NAME_LEN: usize = 100;
 const USTAR_MAX_SIZE: u64 = 0o77777777777;
 
 /// How to write a layer.
+///
+/// ```
+/// use rbuild_core::layer::{Compression, LayerOptions};
+///
+/// let options = LayerOptions::default()
+///     .with_compression(Compression::Zstd)
+///     .with_source_date_epoch(0);
+/// assert_eq!(options.source_date_epoch, Some(0));
+/// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct LayerOptions {
     /// The compression of the blob.
     pub compression: Compression,
@@ -34,6 +44,26 @@ pub struct LayerOptions {
     /// so that the same tree gives the same layer (reproducible-builds.org
     /// SOURCE_DATE_EPOCH).
     pub source_date_epoch: Option<u64>,
+}
+
+impl LayerOptions {
+    /// With [`compression`](Self::compression) set.
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// With [`level`](Self::level) set (`None`: the compression's default).
+    pub fn with_level(mut self, level: Option<u32>) -> Self {
+        self.level = level;
+        self
+    }
+
+    /// With mtimes clamped to `epoch` ([`source_date_epoch`](Self::source_date_epoch)).
+    pub fn with_source_date_epoch(mut self, epoch: u64) -> Self {
+        self.source_date_epoch = Some(epoch);
+        self
+    }
 }
 
 /// Writes the layer for `changes`, reading added and modified paths from `source`, into

@@ -56,17 +56,17 @@ pub(crate) const INDEX_LOCK_FILE: &str = "index.json.lock";
 pub const MAX_DOCUMENT: u64 = 64 << 20;
 
 /// The content of the `oci-layout` file.
-pub fn layout_marker() -> String {
+pub(crate) fn layout_marker() -> String {
     format!("{{\"imageLayoutVersion\":\"{LAYOUT_VERSION}\"}}")
 }
 
 /// Where blob `digest` lives in any layout, relative to its root: `blobs/<alg>/<hex>`.
-pub fn blob_rel(digest: &Digest) -> String {
+pub(crate) fn blob_rel(digest: &Digest) -> String {
     format!("{BLOBS_DIR}/{}/{}", digest.algorithm(), digest.hex())
 }
 
 /// An empty image index.
-pub fn empty_index() -> ImageIndex {
+pub(crate) fn empty_index() -> ImageIndex {
     // The builder cannot fail with every required field given.
     oci_spec::image::ImageIndexBuilder::default()
         .schema_version(2u32)
@@ -77,7 +77,7 @@ pub fn empty_index() -> ImageIndex {
 }
 
 /// The `org.opencontainers.image.ref.name` of an index entry.
-pub fn ref_name(descriptor: &Descriptor) -> Option<&str> {
+pub(crate) fn ref_name(descriptor: &Descriptor) -> Option<&str> {
     descriptor
         .annotations()
         .as_ref()?

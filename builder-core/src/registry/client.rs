@@ -15,7 +15,18 @@ use crate::http::{agent_config, is_timeout_io};
 const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
 /// How a [`RegistryClient`] behaves.
+///
+/// ```
+/// use std::time::Duration;
+/// use rbuild_core::registry::RegistryOptions;
+///
+/// let options = RegistryOptions::default()
+///     .with_insecure_registries(vec!["registry.local:5000".to_owned()])
+///     .with_deadline(Duration::from_secs(60));
+/// assert_eq!(options.retries, RegistryOptions::default().retries);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RegistryOptions {
     /// Registries (`host[:port]`) spoken to over plain HTTP, besides `localhost` and
     /// `127.0.0.1`, which always are.
@@ -33,7 +44,8 @@ pub struct RegistryOptions {
     pub backoff: Duration,
     /// The longest one request may take, from connecting to the last byte of its body
     /// (redirects included): a silent or dripping registry cannot hold a build longer.
-    /// A request that ran out of it is not retried. [`http_deadline`](crate::registry::http_deadline) by default.
+    /// A request that ran out of it is not retried.
+    /// [`DEFAULT_HTTP_DEADLINE`](crate::limits::DEFAULT_HTTP_DEADLINE) by default.
     pub deadline: Duration,
 }
 
@@ -46,8 +58,52 @@ impl Default for RegistryOptions {
             chunk_size: 16 << 20,
             retries: 3,
             backoff: Duration::from_millis(200),
-            deadline: crate::http::request_deadline(),
+            deadline: crate::limits::DEFAULT_HTTP_DEADLINE,
         }
+    }
+}
+
+impl RegistryOptions {
+    /// With [`insecure_registries`](Self::insecure_registries) set.
+    pub fn with_insecure_registries(mut self, registries: Vec<String>) -> Self {
+        self.insecure_registries = registries;
+        self
+    }
+
+    /// With [`parallel`](Self::parallel) set.
+    pub fn with_parallel(mut self, parallel: usize) -> Self {
+        self.parallel = parallel;
+        self
+    }
+
+    /// With [`upload`](Self::upload) set.
+    pub fn with_upload(mut self, upload: UploadMode) -> Self {
+        self.upload = upload;
+        self
+    }
+
+    /// With [`chunk_size`](Self::chunk_size) set.
+    pub fn with_chunk_size(mut self, bytes: u64) -> Self {
+        self.chunk_size = bytes;
+        self
+    }
+
+    /// With [`retries`](Self::retries) set.
+    pub fn with_retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// With [`backoff`](Self::backoff) set.
+    pub fn with_backoff(mut self, backoff: Duration) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// With [`deadline`](Self::deadline) set.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
     }
 }
 
@@ -276,13 +332,16 @@ impl RegistryClient {
             });
         }
         let mut resp = expect(resp, Method::GET, &url, &[StatusCode::OK])?;
-        let v: serde_json::Value =
-            serde_json::from_slice(&read_small(&mut resp, Method::GET, &url)?).map_err(
-                |source| RegistryError::Json {
-                    what: format!("token from {}", crate::redact::redact_urls(realm)),
-                    source,
-                },
-            )?;
+        let v: serde_json::Value = serde_json::from_slice(&read_small(
+            &mut resp,
+            Method::GET,
+            &url,
+            self.options.deadline,
+        )?)
+        .map_err(|source| RegistryError::Json {
+            what: format!("token from {}", crate::redact::redact_urls(realm)),
+            source,
+        })?;
         v.get("token")
             .or_else(|| v.get("access_token"))
             .and_then(|t| t.as_str())

@@ -14,6 +14,7 @@
 //! in turn for the same repository path (`library/busybox`), and the origin last.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use oci_spec::image::Descriptor;
 use serde::Deserialize;
@@ -22,6 +23,7 @@ use super::RegistryError;
 use super::client::{RegistryClient, RegistryOptions};
 use super::pull::pull;
 use crate::error_chain::error_chain;
+use crate::limits::DEFAULT_HTTP_DEADLINE;
 use crate::store::{ContentStore, ImageName};
 
 /// The environment variable naming the config file to read instead of the usual ones.
@@ -73,20 +75,55 @@ struct ConfigFile {
 }
 
 /// The registry settings of rbuild's config file.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RegistryConfig {
     /// Docker Hub mirrors, tried in order before the origin.
     pub registry_mirrors: Vec<Mirror>,
     /// Registries (`host[:port]`) spoken to over plain HTTP.
     pub insecure_registries: Vec<String>,
+    /// The deadline of one request: not the file's, the builder's
+    /// ([`Builder::with_limits`](crate::Builder::with_limits)).
+    deadline: Duration,
+}
+
+impl Default for RegistryConfig {
+    /// No mirrors, no insecure registries.
+    fn default() -> Self {
+        RegistryConfig {
+            registry_mirrors: Vec::new(),
+            insecure_registries: Vec::new(),
+            deadline: DEFAULT_HTTP_DEADLINE,
+        }
+    }
 }
 
 impl RegistryConfig {
+    /// With `mirrors` as its [`registry_mirrors`](Self::registry_mirrors).
+    pub fn with_registry_mirrors(mut self, mirrors: Vec<Mirror>) -> Self {
+        self.registry_mirrors = mirrors;
+        self
+    }
+
+    /// With `registries` as its [`insecure_registries`](Self::insecure_registries).
+    pub fn with_insecure_registries(mut self, registries: Vec<String>) -> Self {
+        self.insecure_registries = registries;
+        self
+    }
+
+    /// The same settings, each request within `deadline` (a build's limits).
+    pub(crate) fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
     /// Client options for this configuration: its insecure registries, defaults
-    /// otherwise.
+    /// otherwise (the deadline a builder's, when a build made this configuration's
+    /// clients).
     pub fn options(&self) -> RegistryOptions {
         RegistryOptions {
             insecure_registries: self.insecure_registries.clone(),
+            deadline: self.deadline,
             ..Default::default()
         }
     }
@@ -141,6 +178,7 @@ impl RegistryConfig {
                 .map(|m| m.parse())
                 .collect::<Result<_, _>>()?,
             insecure_registries: insecure,
+            ..Self::default()
         })
     }
 }

@@ -28,8 +28,8 @@ pub(crate) use self::push::push_manifest;
 pub use self::push::{PushOptions, push};
 use crate::digest::Digest;
 pub(crate) use crate::http::is_timeout_io;
-pub use crate::http::{DEFAULT_HTTP_DEADLINE, HTTP_TIMEOUT_ENV, http_deadline};
 use crate::image::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, ImageError, OCI_INDEX, OCI_MANIFEST};
+use crate::limits::HTTP_TIMEOUT_ENV;
 use crate::store::StoreError;
 
 /// distribution-spec: the manifest media types rbuild accepts, most wanted first.

@@ -89,7 +89,7 @@ pub(crate) fn fetch_manifest(
     let accept = ACCEPTED_MANIFEST_TYPES.join(", ");
     let resp = client.send(Method::GET, &url, scope, &[("accept", accept)], None)?;
     let mut resp = expect(resp, Method::GET, &url, &[StatusCode::OK])?;
-    let bytes = read_small(&mut resp, Method::GET, &url)?;
+    let bytes = read_small(&mut resp, Method::GET, &url, client.options.deadline)?;
     let digest = Digest::of(&bytes);
     let expected = match reference.parse::<Digest>() {
         Ok(d) => Some(d),

@@ -22,10 +22,19 @@ const OCTET_STREAM: &str = "application/octet-stream";
 
 /// How [`push`] moves blobs.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct PushOptions {
     /// A repository on the same registry that likely has the blobs (the image was pulled
     /// from it): blobs are mounted from there instead of uploaded.
     pub mount_from: Option<String>,
+}
+
+impl PushOptions {
+    /// With [`mount_from`](Self::mount_from) set.
+    pub fn with_mount_from(mut self, repository: Option<String>) -> Self {
+        self.mount_from = repository;
+        self
+    }
 }
 
 struct Pusher<'a> {

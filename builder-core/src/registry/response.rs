@@ -71,12 +71,13 @@ pub(crate) fn read_small(
     resp: &mut Response,
     method: Method,
     url: &str,
+    deadline: std::time::Duration,
 ) -> Result<Vec<u8>, RegistryError> {
     resp.body_mut()
         .with_config()
         .limit(MAX_DOCUMENT)
         .read_to_vec()
-        .map_err(|e| http_error(e, &method, url, crate::http::request_deadline()))
+        .map_err(|e| http_error(e, &method, url, deadline))
 }
 
 /// The value of header `name`, if it is text.

@@ -57,6 +57,7 @@ pub use self::request::{
 };
 use self::runtime::Backends;
 use crate::exec::Executor;
+use crate::limits::Limits;
 use crate::progress::Progress;
 use crate::snapshot::Snapshotter;
 use crate::store::ContentStore;
@@ -82,6 +83,8 @@ use crate::store::ContentStore;
 /// The request's [`ExecutorKind`] and [`SnapshotterKind`] choose among rbuild's own
 /// back ends; [`with_executor`](Self::with_executor) and
 /// [`with_snapshotter`](Self::with_snapshotter) hand in an embedder's own instead.
+/// [`with_limits`](Self::with_limits) sets how far archives may expand and how long an
+/// HTTP request may take (the library reads no environment variable for them).
 #[derive(Clone)]
 pub struct Builder {
     store: ContentStore,
@@ -94,6 +97,7 @@ impl fmt::Debug for Builder {
             .field("store", &self.store)
             .field("own_executor", &self.backends.executor.is_some())
             .field("own_snapshotter", &self.backends.snapshotter.is_some())
+            .field("http_deadline", &self.backends.http_deadline)
             .finish()
     }
 }
@@ -119,6 +123,24 @@ impl Builder {
     pub fn with_snapshotter(mut self, snapshotter: Arc<dyn Snapshotter + Send + Sync>) -> Self {
         self.backends.snapshotter = Some(snapshotter);
         self
+    }
+
+    /// Builds within `limits`: every archive unpacked (base image layers, `ADD`'s local
+    /// archives, `FROM docker-archive://`) within [`Limits::archive`], which the
+    /// builder's store takes ([`ContentStore::with_archive_limits`]); every registry
+    /// request and `ADD <url>` download within [`Limits::http_deadline`]. Without it,
+    /// the store's archive limits and [`Limits::default`]'s deadline.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.store = self.store.with_archive_limits(limits.archive);
+        self.backends.http_deadline = limits.http_deadline;
+        self
+    }
+
+    /// The limits this builder builds within (see [`with_limits`](Self::with_limits)).
+    pub fn limits(&self) -> Limits {
+        Limits::default()
+            .with_archive(self.store.archive_limits())
+            .with_http_deadline(self.backends.http_deadline)
     }
 
     /// The store this builder writes to.

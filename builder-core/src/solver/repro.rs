@@ -156,9 +156,9 @@ fn repeat_request(request: &BuildRequest, epoch: u64) -> BuildRequest {
 }
 
 /// A new store at `root` holding `store`'s images: its index and every blob (hard
-/// links, or copies across filesystems).
+/// links, or copies across filesystems), unpacking within `store`'s archive limits.
 fn seeded_store(store: &ContentStore, root: &Path) -> Result<ContentStore, BuildError> {
-    let fresh = ContentStore::open(root)?;
+    let fresh = ContentStore::open(root)?.with_archive_limits(store.archive_limits());
     for digest in store.blobs()? {
         let from = store.blob_path(&digest);
         let to = fresh.blob_path(&digest);

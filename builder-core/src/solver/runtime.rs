@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::cache::Cache;
 use super::error::{BuildError, io_err};
@@ -17,6 +18,7 @@ use super::request::{BuildOptions, BuildSpec, ExecutorKind, SnapshotterKind};
 use super::state::LayerRef;
 use crate::exec::{CancelToken, Executor, RuncExecutor, SandboxExecutor};
 use crate::layer::{Layer, LayerOptions, write_layer};
+use crate::limits::Limits;
 use crate::snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshot, Snapshotter};
 use crate::store::ContentStore;
 
@@ -135,11 +137,22 @@ impl<'a> Runtime<'a> {
 }
 
 /// The executor and snapshotter of a build: an embedder's own, else those the request's
-/// kinds name.
-#[derive(Clone, Default)]
+/// kinds name; and the deadline of its HTTP requests.
+#[derive(Clone)]
 pub(crate) struct Backends {
     pub(crate) executor: Option<Arc<dyn Executor + Send + Sync>>,
     pub(crate) snapshotter: Option<Arc<dyn Snapshotter + Send + Sync>>,
+    pub(crate) http_deadline: Duration,
+}
+
+impl Default for Backends {
+    fn default() -> Self {
+        Backends {
+            executor: None,
+            snapshotter: None,
+            http_deadline: Limits::default().http_deadline,
+        }
+    }
 }
 
 impl Backends {

@@ -14,12 +14,15 @@ use super::prepare::base::BaseImage;
 use super::request::{BuildRequest, StepReport};
 use super::runtime::Runtime;
 use super::state::StageState;
+use crate::limits::Limits;
 
 /// What every stage of one build shares.
 pub(crate) struct Shared<'a> {
     pub runtime: &'a Runtime<'a>,
     pub request: &'a BuildRequest,
     pub prepared: &'a Prepared,
+    /// The builder's limits (`ADD`'s archives and downloads are within them).
+    pub limits: Limits,
     pub states: Mutex<HashMap<StageId, StageState>>,
     pub reports: Mutex<Vec<StepReport>>,
 }

@@ -13,6 +13,7 @@ use super::request::{BuildRequest, BuildResult};
 use super::runtime::Backends;
 use super::runtime::Runtime;
 use super::shared::Shared;
+use crate::limits::Limits;
 use crate::progress::{Event, Progress};
 use crate::store::ContentStore;
 
@@ -47,6 +48,15 @@ fn build_inner(
     request: &BuildRequest,
     reporter: &Reporter<'_>,
 ) -> Result<BuildResult, BuildError> {
+    // Every registry request of the build (bases, caches, pushes) within the builder's
+    // deadline.
+    let mut request = request.clone();
+    request.options.registry = request
+        .options
+        .registry
+        .clone()
+        .with_deadline(backends.http_deadline);
+    let request = &request;
     let prepared = prepare(store, &request.spec, &request.options, reporter)?;
     let runtime = Runtime::open(
         store,
@@ -60,6 +70,9 @@ fn build_inner(
         runtime: &runtime,
         request,
         prepared: &prepared,
+        limits: Limits::default()
+            .with_archive(store.archive_limits())
+            .with_http_deadline(backends.http_deadline),
         states: Mutex::new(HashMap::new()),
         reports: Mutex::new(Vec::new()),
     };

@@ -25,6 +25,7 @@ pub(crate) fn copy_input(
         Instruction::Add(a) => CopyOp::from_add(a, workdir),
         _ => return Ok(CopyInput::default()),
     };
+    op.limits = shared.limits;
     expand_heredocs(&mut op, step).map_err(|error| BuildError::HeredocExpansion {
         at: Location::new(
             &shared.prepared.file_name,

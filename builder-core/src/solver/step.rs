@@ -13,11 +13,9 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use super::error::{BuildError, io_err};
 use crate::copy::DestRoot;
-use crate::exec::{
-    CancelToken, Command, Executor, Network, RunSpec, Security, Stream, resolve_owner,
-};
+use crate::exec::{CancelToken, Command, Executor, Network, RunSpec, Security, resolve_owner};
 use crate::image::ImageConfig;
-use crate::progress::{Event, Progress, StepId};
+use crate::progress::{Event, Progress, StepId, Stream};
 use crate::snapshot::Snapshot;
 
 /// How many lines of a failed step's output its error shows, as BuildKit does.

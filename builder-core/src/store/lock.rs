@@ -26,7 +26,7 @@ use rustix::io::Errno;
 use super::{StoreError, io_err};
 
 /// The lock file, beside `index.json`.
-pub const LOCK_FILE: &str = "store.lock";
+pub(crate) const LOCK_FILE: &str = "store.lock";
 
 /// Prefixes of scratch entries outside `tmp/`, by directory (relative to the root).
 const SCRATCH_PREFIXES: &[(&str, &str)] = &[("layers", ".unpack-"), ("cache", ".entry-")];

@@ -23,15 +23,17 @@ use std::sync::Arc;
 pub use self::blob::BlobWriter;
 pub use self::guard::UnsafeStore;
 pub use self::index::NamedImage;
-pub use self::lock::{ExclusiveLock, LOCK_FILE};
+pub use self::lock::ExclusiveLock;
 pub use self::reference::{ImageName, InvalidImageName};
 use crate::atomic::{AtomicError, AtomicWrite};
 use crate::digest::Digest;
-pub use crate::oci_layout::{Blob, REF_NAME_ANNOTATION};
+use crate::limits::ArchiveLimits;
+pub use crate::oci_layout::Blob;
+pub(crate) use crate::oci_layout::REF_NAME_ANNOTATION;
 use crate::oci_layout::{INDEX_FILE, LAYOUT_FILE, LayoutError, OciLayout};
 use crate::privilege::Privilege;
 /// The environment variable that overrides the store root, like `--root`.
-pub const ROOT_ENV: &str = "RBUILD_ROOT";
+pub(crate) const ROOT_ENV: &str = "RBUILD_ROOT";
 
 /// A failure of the content store.
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +195,8 @@ pub struct ContentStore {
     layout: OciLayout,
     /// The shared lock this process holds on the store (see `lock.rs`).
     lock: Arc<lock::StoreLock>,
+    /// The limits of the archives this store unpacks.
+    archive_limits: ArchiveLimits,
 }
 
 impl ContentStore {
@@ -222,7 +226,25 @@ impl ContentStore {
         if !layout.has(INDEX_FILE) {
             layout.write_index(&crate::oci_layout::empty_index())?;
         }
-        Ok(Self { layout, lock })
+        Ok(Self {
+            layout,
+            lock,
+            archive_limits: ArchiveLimits::default(),
+        })
+    }
+
+    /// This store, unpacking archives within `limits`: the layers it unpacks (by chain
+    /// ID, to verify, to export), and the archives loaded or imported into it. The
+    /// default is [`ArchiveLimits::default`]; clones made afterwards keep the limits.
+    pub fn with_archive_limits(mut self, limits: ArchiveLimits) -> Self {
+        self.archive_limits = limits;
+        self
+    }
+
+    /// The limits of the archives this store unpacks (see
+    /// [`with_archive_limits`](Self::with_archive_limits)).
+    pub fn archive_limits(&self) -> ArchiveLimits {
+        self.archive_limits
     }
 
     /// The root directory.

@@ -60,10 +60,7 @@ pub fn import_with(store: &ContentStore, tar: &Path, name: &str, options: &Layer
     config.config.env = Some(vec![
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
     ]);
-    let spec = ImageSpec {
-        config,
-        ..ImageSpec::default()
-    };
+    let spec = ImageSpec::new(config);
     let image = import_rootfs(store, File::open(tar).unwrap(), &spec, options).unwrap();
     let name: ImageName = name.parse().unwrap();
     tag_image(store, &name, &image).unwrap();

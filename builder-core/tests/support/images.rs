@@ -42,11 +42,7 @@ pub fn make_image(
 ) -> Image {
     let mut config = ImageConfig::for_host();
     config.architecture = architecture.to_owned();
-    let spec = ImageSpec {
-        config,
-        format,
-        ..Default::default()
-    };
+    let spec = ImageSpec::new(config).with_format(format);
     let image = import_rootfs(
         store,
         &busybox_rootfs(marker)[..],

@@ -178,10 +178,9 @@ pub struct Args {
 /// pull` has them.
 fn registry_config(args: &Args) -> anyhow::Result<RegistryConfig> {
     let file = RegistryConfig::load().context("reading rbuild's config file")?;
-    let mut config = RegistryConfig {
-        registry_mirrors: args.registry_mirrors.clone(),
-        insecure_registries: args.registry.insecure_registries.clone(),
-    };
+    let mut config = RegistryConfig::default()
+        .with_registry_mirrors(args.registry_mirrors.clone())
+        .with_insecure_registries(args.registry.insecure_registries.clone());
     config.registry_mirrors.extend(file.registry_mirrors);
     config.insecure_registries.extend(file.insecure_registries);
     Ok(config)
@@ -224,8 +223,12 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
             );
         }
         if looks_like_archive(&head) {
-            ContextSource::from_tar(std::io::Cursor::new(head).chain(stdin), &tmp)
-                .context("reading the build context from standard input")?
+            ContextSource::from_tar_limited(
+                std::io::Cursor::new(head).chain(stdin),
+                &tmp,
+                &store.archive_limits(),
+            )
+            .context("reading the build context from standard input")?
         } else {
             if args.file.is_some() {
                 bail!(
@@ -248,8 +251,12 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
                 .context("the Dockerfile on standard input is not UTF-8 text")?;
             stdin_dockerfile = Some(text);
             // An empty context: a tar archive of no entries.
-            ContextSource::from_tar(std::io::Cursor::new(vec![0u8; 1024]), &tmp)
-                .context("making an empty build context")?
+            ContextSource::from_tar_limited(
+                std::io::Cursor::new(vec![0u8; 1024]),
+                &tmp,
+                &store.archive_limits(),
+            )
+            .context("making an empty build context")?
         }
     } else {
         let dir = PathBuf::from(&args.context);
@@ -369,7 +376,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         reporter = Reporter::new(args.progress);
         &reporter
     };
-    let builder = Builder::new(store.clone());
+    let builder = Builder::new(store.clone()).with_limits(crate::limits::from_env()?);
     if args.reproducible_check {
         return reproducible_check(&builder, &request, progress, args.quiet);
     }

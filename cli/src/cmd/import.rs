@@ -138,15 +138,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
     let file =
         File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
-    let spec = ImageSpec {
-        config,
-        format: args.format,
-        ..Default::default()
-    };
-    let options = LayerOptions {
-        source_date_epoch: epoch,
-        ..Default::default()
-    };
+    let spec = ImageSpec::new(config).with_format(args.format);
+    let mut options = LayerOptions::default();
+    options.source_date_epoch = epoch;
     let image = import_rootfs(&store, file, &spec, &options)
         .with_context(|| format!("importing {}", args.file.display()))?;
     if let Some(name) = &args.name {

@@ -91,10 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("the password is empty");
     }
     let credentials = RegistryCredentials { username, password };
-    let options = rbuild_core::registry::RegistryOptions {
-        insecure_registries: args.registry.insecure_registries.clone(),
-        ..Default::default()
-    };
+    let options = args.registry.options()?;
     let client = rbuild_core::registry::RegistryClient::with_credentials(
         &registry,
         Some(credentials.clone()),

@@ -20,13 +20,17 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
+    /// Client options: these insecure registries, the deadline of `RBUILD_HTTP_TIMEOUT`.
+    pub fn options(&self) -> anyhow::Result<RegistryOptions> {
+        let deadline = crate::limits::http_deadline().map_err(anyhow::Error::msg)?;
+        Ok(RegistryOptions::default()
+            .with_insecure_registries(self.insecure_registries.clone())
+            .with_deadline(deadline))
+    }
+
     /// A client for `registry`, credentials from docker's config.json.
     pub fn client(&self, registry: &str) -> anyhow::Result<RegistryClient> {
-        let options = RegistryOptions {
-            insecure_registries: self.insecure_registries.clone(),
-            ..Default::default()
-        };
-        RegistryClient::new(registry, options)
+        RegistryClient::new(registry, self.options()?)
             .with_context(|| format!("reading credentials for {registry}"))
     }
 }
@@ -93,10 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut mirrors = args.registry_mirrors;
     mirrors.extend(config.registry_mirrors);
     let client = registry.client(name.registry())?;
-    let options = RegistryOptions {
-        insecure_registries: registry.insecure_registries.clone(),
-        ..Default::default()
-    };
+    let options = registry.options()?;
     if args.progress.shows_text() {
         let reference = name
             .tag()

@@ -53,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &store,
         &args.name,
         &dest,
-        &PushOptions { mount_from },
+        &PushOptions::default().with_mount_from(mount_from),
         &reporter,
     );
     reporter.end();

@@ -230,22 +230,21 @@ fn start(args: &Args, cancel: CancelToken, broken_pipe: &AtomicBool) -> anyhow::
     let terminal = args
         .tty
         .then(|| Terminal::new(window_size().unwrap_or_default()));
-    let options = ContainerOptions {
-        args: args.command.clone(),
-        entrypoint: args.entrypoint.clone(),
-        env: env_pairs(&args.env),
-        workdir: args.workdir.clone(),
-        user: args.user.clone(),
-        network: match args.network.as_str() {
+    let mut options = ContainerOptions::default()
+        .with_args(args.command.clone())
+        .with_env(env_pairs(&args.env))
+        .with_network(match args.network.as_str() {
             "none" => Network::None,
             "host" => Network::Host,
             _ => Network::Default,
-        },
-        inherit_stdin: !args.tty || args.interactive,
-        terminal: terminal.clone(),
-        mounts,
-        cancel: cancel.clone(),
-    };
+        })
+        .with_cancel(cancel.clone());
+    options.entrypoint = args.entrypoint.clone();
+    options.workdir = args.workdir.clone();
+    options.user = args.user.clone();
+    options.inherit_stdin = !args.tty || args.interactive;
+    options.terminal = terminal.clone();
+    options.mounts = mounts;
     let mut sink = |stream: Stream, bytes: &[u8]| {
         let written = match stream {
             Stream::Stdout => {

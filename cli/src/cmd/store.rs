@@ -15,13 +15,17 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    /// Opens (creating if needed) the store.
+    /// Opens (creating if needed) the store, unpacking archives within the limits of
+    /// the environment (`RBUILD_ARCHIVE_*`).
     pub fn open(&self) -> anyhow::Result<ContentStore> {
+        let limits = crate::limits::archive()?;
         let root = self
             .root
             .clone()
             .unwrap_or_else(rbuild_core::store::default_root);
-        ContentStore::open(&root).with_context(|| format!("opening store {}", root.display()))
+        let store = ContentStore::open(&root)
+            .with_context(|| format!("opening store {}", root.display()))?;
+        Ok(store.with_archive_limits(limits))
     }
 }
 

@@ -31,9 +31,10 @@ use rustix::io::Errno;
 use tar::EntryType;
 
 use super::compress::decompress;
-use super::limits::{ArchiveLimits, Meter};
+use super::limits::Meter;
 use super::{LayerError, OPAQUE_WHITEOUT, PAX_XATTR_PREFIX, WHITEOUT_PREFIX, is_overlay_xattr};
 use crate::digest::{Digest, Hasher};
+use crate::limits::ArchiveLimits;
 use crate::privilege::Privilege;
 
 /// How whiteouts are treated.
@@ -54,15 +55,15 @@ pub enum ApplyMode {
 }
 
 /// Unpacks the layer read from `reader` (gzip, zstd or plain, by magic number) into
-/// `target`, which must exist; returns the diff_id of the uncompressed tar. The
-/// [`ArchiveLimits`] come from the environment ([`ArchiveLimits::from_env`]).
+/// `target`, which must exist; returns the diff_id of the uncompressed tar. The archive
+/// is read within the default [`ArchiveLimits`]; [`apply_layer_limited`] takes others.
 pub fn apply_layer(
     reader: impl Read,
     target: &Path,
     mode: ApplyMode,
 ) -> Result<Digest, LayerError> {
     let name = format!("the layer unpacked into {}", target.display());
-    let applied = apply_layer_limited(reader, target, mode, &ArchiveLimits::from_env()?, &name)?;
+    let applied = apply_layer_limited(reader, target, mode, &ArchiveLimits::default(), &name)?;
     Ok(applied.diff_id)
 }
 

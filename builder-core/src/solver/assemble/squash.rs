@@ -14,7 +14,7 @@
 use super::Assembly;
 use crate::digest::Digest;
 use crate::image::{History, ImageConfig, ImageError};
-use crate::layer::{ApplyMode, Layer, apply_layer};
+use crate::layer::{ApplyMode, Layer, apply_layer_limited};
 use crate::solver::error::{BuildError, io_err};
 use crate::solver::mounted_roots::with_roots;
 use crate::solver::request::Squash;
@@ -138,7 +138,14 @@ fn merge(
     with_roots(&snapshot, &[], &scratch, |target, _| {
         for layer in merged {
             let blob = store.open_blob(&layer.blob)?;
-            apply_layer(blob, target, ApplyMode::Merged)?;
+            let name = format!("the layer unpacked into {}", target.display());
+            apply_layer_limited(
+                blob,
+                target,
+                ApplyMode::Merged,
+                &store.archive_limits(),
+                &name,
+            )?;
         }
         Ok(())
     })?;
