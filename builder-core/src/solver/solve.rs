@@ -1,18 +1,22 @@
-//! The solver: parse, resolve base images, lower, run the stages by step dependencies, and
-//! assemble the target.
+//! A build as its phases, each a function of the one before: [`prepare`] (read, lower,
+//! resolve the bases, insert the triggers, list the context) -> [`solve`] (run the
+//! stages by step dependencies into a [`Solved`]) -> [`assemble`] (the target's image)
+//! -> [`output`] (names, exports, the shared cache, pushes), with the [`Runtime`] as the
+//! machinery all but the first use.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use super::assemble::assemble;
 use super::error::BuildError;
 use super::output::output;
-use super::prepare::prepare;
+use super::prepare::{Prepared, prepare};
 use super::report::Reporter;
-use super::request::{BuildRequest, BuildResult};
+use super::request::{BuildRequest, BuildResult, StepReport};
 use super::runtime::Backends;
 use super::runtime::Runtime;
 use super::shared::Shared;
+use super::state::StageState;
 use crate::limits::Limits;
 use crate::progress::{Event, Progress};
 use crate::store::ContentStore;
@@ -66,17 +70,6 @@ fn build_inner(
         &prepared,
         reporter,
     )?;
-    let shared = Shared {
-        runtime: &runtime,
-        request,
-        prepared: &prepared,
-        limits: Limits::default()
-            .with_archive(store.archive_limits())
-            .with_http_deadline(backends.http_deadline),
-        states: Mutex::new(HashMap::new()),
-        reports: Mutex::new(Vec::new()),
-    };
-
     // Sent where the build always sent them: after the machinery is open, before the
     // first stage runs.
     for warning in &prepared.warnings {
@@ -90,24 +83,14 @@ fn build_inner(
         });
     }
 
-    let graph = &prepared.graph;
-    super::schedule::run_stages(&shared)?;
-
-    let target = shared
-        .states
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove(&graph.target)
-        .ok_or(BuildError::Canceled)?;
+    let limits = Limits::default()
+        .with_archive(store.archive_limits())
+        .with_http_deadline(backends.http_deadline);
+    let solved = solve(request, &prepared, &runtime, limits)?;
+    let target = solved.target;
     let assembled = assemble(&request.spec, &prepared, &runtime, target)?;
     let output = output(&prepared, &runtime, &request.options, &assembled)?;
     let image = assembled.image;
-    let reports = std::mem::take(
-        &mut *shared
-            .reports
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    );
     let duration = reporter.build_finished(
         image.config_digest.to_string(),
         request
@@ -118,14 +101,51 @@ fn build_inner(
             .collect(),
     );
     // Scratch space goes now; a failure to remove it does not fail the build.
-    drop(shared);
     runtime.close();
     Ok(BuildResult {
         image_id: image.config_digest.clone(),
         image,
         names: output.names,
-        steps: reports,
+        steps: solved.steps,
         duration,
         pushed: output.pushed,
     })
+}
+
+/// The stages run: the target stage's final state and the report of every step that
+/// touched files, in the order they ended.
+pub(crate) struct Solved {
+    pub target: StageState,
+    pub steps: Vec<StepReport>,
+}
+
+/// Runs the prepared graph's stages, each step as soon as the stages it reads have ended
+/// (see [`schedule`](super::schedule)); the first failure cancels the rest and is the
+/// error.
+fn solve(
+    request: &BuildRequest,
+    prepared: &Prepared,
+    runtime: &Runtime<'_>,
+    limits: Limits,
+) -> Result<Solved, BuildError> {
+    let shared = Shared {
+        runtime,
+        request,
+        prepared,
+        limits,
+        states: Mutex::new(HashMap::new()),
+        reports: Mutex::new(Vec::new()),
+    };
+    super::schedule::run_stages(&shared)?;
+    let target = shared
+        .states
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&prepared.graph.target)
+        .ok_or(BuildError::Canceled)?;
+    let steps = shared
+        .reports
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    Ok(Solved { target, steps })
 }
