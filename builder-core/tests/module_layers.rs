@@ -1,8 +1,9 @@
 //! Imports between the top-level modules of `rbuild-core` and of `rbuild-dockerfile` run
 //! only downward, through the layers below (ARCHITECTURE.md, "Layers"): a module may use
 //! modules of a lower layer, never one of its own layer or of a higher one, so no two
-//! modules can depend on each other. `solver/` counts as one module here; the order of
-//! its own files is the solver's business.
+//! modules can depend on each other. `solver/` counts as one module there; inside it,
+//! no two files depend on each other, through any chain of imports
+//! ([`the_solver_files_import_without_a_cycle`]).
 //!
 //! Every `crate::<name>` path of the library's code counts: `use` lines, grouped
 //! `use crate::{a::X, b::Y}` and paths written inline. A name the crate root re-exports
@@ -10,7 +11,7 @@
 //! literals and `#[cfg(test)]` modules are not the library's dependencies and are left
 //! out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -115,6 +116,339 @@ mod tests {
     assert_eq!(names, ["digest", "layer", "store", "Hasher"]);
     assert_eq!(found[0].0, 2);
     assert_eq!(found[3].0, 11);
+}
+
+/// Inside `solver/`, files import each other without a cycle: every `super::`,
+/// `self::` and `crate::solver::` path names a file (the longest module path it starts
+/// with; a name a `mod.rs` re-exports counts as the file it comes from), and following
+/// those edges never leads back. A file's use of its own directory's `mod.rs` (the face
+/// of the module it belongs to) is not an edge. The phases then read top-down: the pipeline, the
+/// phases, the stage runs, the leaves.
+#[test]
+fn the_solver_files_import_without_a_cycle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let edges = solver_imports(&src);
+    assert!(
+        edges.values().flatten().count() > 20,
+        "the scanner found too few imports in src/solver: {edges:?}"
+    );
+    let cycles = cycles(&edges);
+    assert!(
+        cycles.is_empty(),
+        "files of src/solver/ that import each other (each list is a cycle, with the \
+         imports between them):\n{}",
+        cycles
+            .iter()
+            .map(|c| c
+                .iter()
+                .map(|m| {
+                    let to: Vec<&String> = edges[m].iter().filter(|t| c.contains(t)).collect();
+                    format!("  {m} -> {to:?}")
+                })
+                .collect::<Vec<_>>()
+                .join("\n"))
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    );
+}
+
+/// The scanner of solver paths: grouped, nested, relative and re-exported names.
+#[test]
+fn solver_paths_resolve_to_their_files() {
+    let modules: BTreeSet<String> = ["solver", "solver::a", "solver::a::b", "solver::c"]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let reexports = BTreeMap::from([(
+        ("solver".to_owned(), "X".to_owned()),
+        "solver::c".to_owned(),
+    )]);
+    let code =
+        "use super::super::{a::b::Y, c};\nuse super::super::X;\nfn f() { crate::solver::a::g() }";
+    let found = module_paths(code, &["solver", "a", "b"], false, &modules, &reexports);
+    assert_eq!(
+        found,
+        ["solver::a::b", "solver::c", "solver::c", "solver::a"].map(String::from)
+    );
+}
+
+/// Each file of `src/solver/` (as a module path) with the files it imports.
+fn solver_imports(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut files = Vec::new();
+    rust_files(&src.join("solver"), &mut files);
+    let tests = test_files(&files);
+    files.retain(|f| !tests.contains(f));
+    let module_of = |file: &Path| -> (Vec<String>, bool) {
+        let rel = file
+            .strip_prefix(src)
+            .expect("under src")
+            .with_extension("");
+        let mut parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let dir = parts.last().is_some_and(|p| p == "mod");
+        if dir {
+            parts.pop();
+        }
+        (parts, dir)
+    };
+    let modules: BTreeSet<String> = files.iter().map(|f| module_of(f).0.join("::")).collect();
+    // Names each mod.rs re-exports from its children (`pub use self::x::{A, B};`).
+    let mut reexports = BTreeMap::new();
+    for file in &files {
+        let (parts, dir) = module_of(file);
+        if !dir {
+            continue;
+        }
+        let code = strip(&fs::read_to_string(file).expect("source file"));
+        for statement in code.split(';') {
+            let statement = statement.trim();
+            let Some(at) = statement.find("use self::") else {
+                continue;
+            };
+            let (module, names) = split_use(&statement[at + "use self::".len()..]);
+            let module = [parts.join("::"), module].join("::");
+            for name in names {
+                reexports.insert((parts.join("::"), name), longest_module(&module, &modules));
+            }
+        }
+    }
+    let mut edges = BTreeMap::new();
+    for file in &files {
+        let (parts, dir) = module_of(file);
+        let from = parts.join("::");
+        let code = strip(&fs::read_to_string(file).expect("source file"));
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        // A file may use what its own `mod.rs` files define: a directory module and its
+        // files are one unit to the modules beside it.
+        let to: BTreeSet<String> = module_paths(&code, &refs, dir, &modules, &reexports)
+            .into_iter()
+            .filter(|m| *m != from && !from.starts_with(&format!("{m}::")))
+            .collect();
+        edges.insert(from, to);
+    }
+    edges
+}
+
+/// `a::b::{X, Y}` -> ("a::b", [X, Y]); `a::b::X` -> ("a::b", [X]).
+fn split_use(path: &str) -> (String, Vec<String>) {
+    let path: String = path.split_whitespace().collect();
+    if let Some((module, group)) = path.split_once("::{") {
+        let names = group
+            .trim_end_matches('}')
+            .split(',')
+            .filter_map(|n| n.rsplit("::").next())
+            .map(|n| n.split(" as ").next().unwrap_or(n).to_owned())
+            .filter(|n| !n.is_empty() && n != "self")
+            .collect();
+        return (module.to_owned(), names);
+    }
+    match path.rsplit_once("::") {
+        Some((module, name)) => (module.to_owned(), vec![name.to_owned()]),
+        None => (String::new(), vec![path]),
+    }
+}
+
+/// The longest prefix of `path` that is one of `modules`.
+fn longest_module(path: &str, modules: &BTreeSet<String>) -> String {
+    let mut parts: Vec<&str> = path.split("::").filter(|p| !p.is_empty()).collect();
+    while !parts.is_empty() {
+        let candidate = parts.join("::");
+        if modules.contains(&candidate) {
+            return candidate;
+        }
+        parts.pop();
+    }
+    "solver".to_owned()
+}
+
+/// The modules (of `modules`, under `solver`) that `code`, the text of the module
+/// `here` (a `mod.rs` when `dir`), names through `super::`, `self::` or
+/// `crate::solver::` paths outside its test modules.
+fn module_paths(
+    code: &str,
+    here: &[&str],
+    dir: bool,
+    modules: &BTreeSet<String>,
+    reexports: &BTreeMap<(String, String), String>,
+) -> Vec<String> {
+    let skipped = cfg_test_spans(code);
+    let bytes = code.as_bytes();
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < code.len() {
+        let rest = &code[at..];
+        let starts = ["crate::solver::", "super::", "self::"]
+            .into_iter()
+            .find(|p| rest.starts_with(p));
+        let before = at.checked_sub(1).map(|i| bytes[i]);
+        let Some(start) = starts.filter(|_| {
+            !before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+                && !skipped.iter().any(|(s, e)| (*s..*e).contains(&at))
+        }) else {
+            at += rest.chars().next().map_or(1, char::len_utf8);
+            continue;
+        };
+        // The module the path starts from.
+        let mut base: Vec<String> = here.iter().map(ToString::to_string).collect();
+        if !dir {
+            base.pop(); // a file's `self` is itself, its `super` is its directory
+        }
+        let mut path = &rest[start.len()..];
+        match start {
+            "crate::solver::" => base = vec!["solver".to_owned()],
+            "super::" => {
+                if dir {
+                    base.pop();
+                }
+                while let Some(more) = path.strip_prefix("super::") {
+                    base.pop();
+                    path = more;
+                }
+            }
+            _ => {
+                if !dir {
+                    base = here.iter().map(ToString::to_string).collect();
+                }
+            }
+        }
+        let end = path
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':' || c == '{'))
+            .unwrap_or(path.len());
+        let whole = if path[..end].contains('{') {
+            // A group: up to its closing brace.
+            let mut depth = 0;
+            let close = path
+                .char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '{' => depth += 1,
+                        '}' => depth -= 1,
+                        _ => {}
+                    }
+                    c == '}' && depth == 0
+                })
+                .map_or(path.len(), |(i, _)| i + 1);
+            &path[..close]
+        } else {
+            &path[..end]
+        };
+        for item in expand_group(whole) {
+            let full = [base.join("::"), item.clone()].join("::");
+            let mut module = longest_module(&full, modules);
+            // A name a mod.rs re-exports is the file it comes from.
+            let tail = full
+                .strip_prefix(&format!("{module}::"))
+                .and_then(|t| t.split("::").next())
+                .unwrap_or_default()
+                .to_owned();
+            if let Some(from) = reexports.get(&(module.clone(), tail)) {
+                module = from.clone();
+            }
+            if module.starts_with("solver") {
+                out.push(module);
+            }
+        }
+        at += start.len() + whole.len().max(1);
+    }
+    out
+}
+
+/// `a::{b::X, c}` -> [`a::b::X`, `a::c`]; nested groups too.
+fn expand_group(path: &str) -> Vec<String> {
+    let path: String = path.split_whitespace().collect();
+    let Some(open) = path.find('{') else {
+        return vec![path.trim_end_matches("::").to_owned()];
+    };
+    let prefix = &path[..open];
+    let inner = path[open + 1..]
+        .strip_suffix('}')
+        .unwrap_or(&path[open + 1..]);
+    let mut items = Vec::new();
+    let mut depth = 0;
+    let mut start = 0;
+    for (i, c) in inner.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(&inner[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&inner[start..]);
+    items
+        .into_iter()
+        .filter(|i| !i.is_empty())
+        .flat_map(expand_group)
+        .map(|i| {
+            if i == "self" {
+                prefix.trim_end_matches("::").to_owned()
+            } else {
+                format!("{prefix}{i}")
+            }
+        })
+        .collect()
+}
+
+/// The strongly connected groups of more than one file (Tarjan's algorithm).
+fn cycles(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
+    struct State<'a> {
+        edges: &'a BTreeMap<String, BTreeSet<String>>,
+        index: BTreeMap<&'a str, usize>,
+        low: BTreeMap<&'a str, usize>,
+        stack: Vec<&'a str>,
+        out: Vec<Vec<String>>,
+    }
+    fn visit<'a>(v: &'a str, s: &mut State<'a>) {
+        let n = s.index.len();
+        s.index.insert(v, n);
+        s.low.insert(v, n);
+        s.stack.push(v);
+        for w in s.edges.get(v).into_iter().flatten() {
+            let w = w.as_str();
+            if !s.edges.contains_key(w) {
+                continue;
+            }
+            if !s.index.contains_key(w) {
+                visit(w, s);
+                let low = s.low[v].min(s.low[w]);
+                s.low.insert(v, low);
+            } else if s.stack.contains(&w) {
+                let low = s.low[v].min(s.index[w]);
+                s.low.insert(v, low);
+            }
+        }
+        if s.low[v] == s.index[v] {
+            let mut group = Vec::new();
+            while let Some(w) = s.stack.pop() {
+                group.push(w.to_owned());
+                if w == v {
+                    break;
+                }
+            }
+            if group.len() > 1 {
+                group.sort();
+                s.out.push(group);
+            }
+        }
+    }
+    let mut state = State {
+        edges,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        out: Vec::new(),
+    };
+    for v in edges.keys() {
+        if !state.index.contains_key(v.as_str()) {
+            visit(v, &mut state);
+        }
+    }
+    state.out
 }
 
 /// Checks every file under `src` against `layers`; returns one line per violation.
