@@ -20,7 +20,8 @@ use oci_spec::image::Descriptor;
 use serde::Deserialize;
 
 use super::RegistryError;
-use super::client::{RegistryClient, RegistryOptions};
+use super::client::RegistryClient;
+use super::options::RegistryOptions;
 use super::pull::pull;
 use crate::error_chain::error_chain;
 use crate::limits::DEFAULT_HTTP_DEADLINE;

@@ -10,6 +10,7 @@
 mod auth;
 mod client;
 mod mirror;
+mod options;
 mod pull;
 mod push;
 mod response;
@@ -18,10 +19,11 @@ use std::io;
 use std::path::PathBuf;
 
 pub use self::auth::{Challenge, DOCKER_CONFIG_ENV, DockerConfig, RegistryCredentials};
-pub use self::client::{RegistryClient, RegistryOptions, UploadMode};
+pub use self::client::RegistryClient;
 pub use self::mirror::{
     CONFIG_ENV, ConfigError, Mirror, Pulled, RegistryConfig, SYSTEM_CONFIG, pull_with_mirrors,
 };
+pub use self::options::{RegistryOptions, UploadMode};
 pub use self::pull::pull;
 pub(crate) use self::pull::{Report as BlobReport, fetch_blob, fetch_manifest, for_each_parallel};
 pub(crate) use self::push::push_manifest;

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use serde_json::Value;
 use ureq::http::{Method, StatusCode};
 
-use super::client::{RegistryClient, UploadMode};
+use super::client::RegistryClient;
+use super::options::UploadMode;
 use super::pull::{digest_and_size, for_each_parallel, is_index, manifest_blobs};
 use super::response::{expect, header};
 use super::{RegistryError, io_err};
