@@ -17,13 +17,11 @@ use rbuild_core::{
     solver::{BuildSecret, CacheExport, CacheImport, ExecutorKind, SnapshotterKind, Squash},
 };
 
-mod flags;
-mod ssh;
-
-use self::flags::{
+use super::build_flags::{
     AllowArg, NetworkArg, OutputArg, SnapshotterArg, allow_arg, build_arg, secret_arg,
 };
-pub(crate) use self::flags::{Epoch, epoch_arg};
+pub(crate) use super::build_flags::{Epoch, epoch_arg};
+use super::build_ssh;
 
 use super::pull::RegistryArgs;
 use super::store::StoreArgs;
@@ -144,8 +142,8 @@ pub struct Args {
     /// An ssh agent RUN --mount=type=ssh may use: default (the agent of SSH_AUTH_SOCK),
     /// ID=SOCKET, or ID=KEY[,KEY...] (loaded into an agent started for the build); may
     /// be repeated
-    #[arg(long, value_name = "default|ID[=SOCKET|KEY[,KEY...]]", value_parser = ssh::ssh_arg)]
-    ssh: Vec<ssh::SshArg>,
+    #[arg(long, value_name = "default|ID[=SOCKET|KEY[,KEY...]]", value_parser = build_ssh::ssh_arg)]
+    ssh: Vec<build_ssh::SshArg>,
     /// Seconds since 1970: the created time of the image and its new history entries,
     /// and the latest mtime in the new layers (reproducible builds; RUN steps see it as
     /// SOURCE_DATE_EPOCH; --build-arg SOURCE_DATE_EPOCH=N does the same)
@@ -353,7 +351,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     // Agents started for key files live until the build is done.
-    let agents = ssh::agents(&args.ssh)?;
+    let agents = build_ssh::agents(&args.ssh)?;
     request.options.ssh = agents.agents.clone();
     request.spec.source_date_epoch = args.source_date_epoch.and_then(|e| e.0);
     request.spec.squash = if args.squash_all {

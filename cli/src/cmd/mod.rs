@@ -1,6 +1,10 @@
 //! One module per subcommand.
 
 pub mod build;
+// `build`'s flag values and `--ssh` agents (beside it: a folder named `build` reads as
+// build output to tools)
+mod build_flags;
+mod build_ssh;
 pub mod debug;
 pub mod graph;
 pub mod version;
