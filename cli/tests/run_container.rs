@@ -474,3 +474,28 @@ fn a_terminal_needs_a_dev_directory_in_the_image() {
         assert_eq!(code(&out), 0, "{name}: {out:?}");
     }
 }
+
+/// A store named by a relative `--root` (from the working directory) runs and cleans up
+/// like any other: its scratch is recognised as under the store.
+#[test]
+fn a_relative_store_root_runs_and_leaves_nothing() {
+    let dir = own_store();
+    let parent = dir.path().parent().expect("the store has a parent");
+    let name = dir.path().file_name().expect("the store has a name");
+    let out = output(
+        rbuild(Path::new(name))
+            .current_dir(parent)
+            .args(["run", "plain", "echo", "hi"]),
+    );
+    assert_eq!(
+        (code(&out), stdout(&out).as_str()),
+        (0, "hi\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        scratch_entries(dir.path()).is_empty(),
+        "{:?}",
+        scratch_entries(dir.path())
+    );
+}

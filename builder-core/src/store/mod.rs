@@ -207,7 +207,10 @@ impl ContentStore {
     /// store could make rbuild run or delete what it planted there. A symbolic link as
     /// the root itself is followed if the caller or root owns it.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        // Absolute, so that paths under it compare with paths made from it whatever the
+        // working directory (a relative `--root` made `run` refuse its own scratch).
         let root = root.into();
+        let root = std::path::absolute(&root).map_err(io_err("open", &root))?;
         let lock = lock::StoreLock::acquire(&root)?;
         let fd = lock
             .root_fd()
