@@ -101,13 +101,17 @@ fn wait_for_process(marker: &str, limit: Duration) -> bool {
 }
 
 /// kill -9 of rbuild while a RUN with a secret mounted sleeps: the value is found
-/// neither in the store nor under /tmp, during the step or after the kill.
+/// neither in the store nor in rbuild's temporary directory (`TMPDIR`, one of this
+/// attempt's own: searching the machine's /tmp measured what other work put there),
+/// during the step or after the kill.
 fn kill_during_secret_step(user: Option<&str>) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     let ctx = dir.path().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
-    // A value of this attempt only, in a file outside /tmp's search (skipped by path).
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    // A value of this attempt only, in a file outside the searches (skipped by path).
     let value = format!(
         "kill9-secret-{}-{}",
         std::process::id(),
@@ -143,7 +147,7 @@ fn kill_during_secret_step(user: Option<&str>) -> Result<(), String> {
     cmd.args(["build", "--progress", "plain", "--secret"])
         .arg(format!("id=tok,src={}", secret.display()))
         .arg(&ctx)
-        .env("TMPDIR", "/tmp");
+        .env("TMPDIR", &tmp);
     let child = wrap(cmd)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -151,7 +155,7 @@ fn kill_during_secret_step(user: Option<&str>) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let started = wait_for_process(&marker, Duration::from_secs(90));
     let during = files_holding(&root, value.as_bytes());
-    let during_tmp = files_holding(Path::new("/tmp"), value.as_bytes());
+    let during_tmp = files_holding(&tmp, value.as_bytes());
     kill9(child.id());
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
     if !started {
@@ -168,7 +172,7 @@ fn kill_during_secret_step(user: Option<&str>) -> Result<(), String> {
     let mut found = during;
     found.extend(during_tmp);
     found.extend(files_holding(&root, value.as_bytes()));
-    found.extend(files_holding(Path::new("/tmp"), value.as_bytes()));
+    found.extend(files_holding(&tmp, value.as_bytes()));
     found.retain(|p| *p != secret);
     found.sort();
     found.dedup();
@@ -341,13 +345,13 @@ fn attack_secrets() {
 
     attacks.attempt(
         "kill9-root",
-        "kill -9 rbuild (root) while a RUN with a secret mounted sleeps; search the store and /tmp for the value during and after",
+        "kill -9 rbuild (root) while a RUN with a secret mounted sleeps; search the store and rbuild's TMPDIR for the value during and after",
         || kill_during_secret_step(None),
     );
 
     attacks.attempt(
         "kill9-rootless",
-        "kill -9 rbuild run by rbuild-rootless while a RUN with a secret mounted sleeps; search its store and /tmp for the value",
+        "kill -9 rbuild run by rbuild-rootless while a RUN with a secret mounted sleeps; search its store and its TMPDIR for the value",
         || kill_during_secret_step(Some("rbuild-rootless")),
     );
 
