@@ -51,7 +51,9 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener); // nothing listens: the connection is refused at once
-        let agent = agent_config(Duration::from_secs(u64::MAX)).build().new_agent();
+        let agent = agent_config(Duration::from_secs(u64::MAX))
+            .build()
+            .new_agent();
         let result = agent.get(format!("http://127.0.0.1:{port}/")).call();
         assert!(result.is_err());
     }
