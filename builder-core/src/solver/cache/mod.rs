@@ -148,11 +148,27 @@ impl Cache {
             .blobs
             .iter()
             .all(|(_, digest, _)| digest.parse().is_ok_and(|d: Digest| store.contains(&d)));
-        (record.diff_id == diff_id.as_str() && blobs_here).then_some(LayerRef {
-            blob: None,
-            diff_id,
-            size: record.tar_size,
-            compression: crate::layer::Compression::default(),
+        if record.diff_id != diff_id.as_str() || !blobs_here {
+            return None;
+        }
+        // A blob made earlier is the layer's blob (another compression is converted from
+        // it at assembly, as for a layer that was only a blob).
+        let made = record.blobs.iter().find_map(|(compression, digest, size)| {
+            Some((digest.parse().ok()?, *size, compression.parse().ok()?))
+        });
+        Some(match made {
+            Some((digest, size, compression)) => LayerRef {
+                blob: Some(digest),
+                diff_id,
+                size,
+                compression,
+            },
+            None => LayerRef {
+                blob: None,
+                diff_id,
+                size: record.tar_size,
+                compression: crate::layer::Compression::default(),
+            },
         })
     }
 
