@@ -47,6 +47,10 @@ pub(crate) struct LayerRecord {
     /// Blobs made from the directory: compression name, digest, size.
     #[serde(default)]
     pub blobs: Vec<(String, String, u64)>,
+    /// The `SOURCE_DATE_EPOCH` the tar was made with (it sets the whiteouts' mtimes): a
+    /// blob is made with it, whatever the build asking for the blob uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
 }
 
 impl LayerRecord {
@@ -179,6 +183,7 @@ impl ContentStore {
             diff_id: diff_id.to_string(),
             tar_size,
             blobs: Vec::new(),
+            epoch,
         });
         record
             .blobs
@@ -188,6 +193,7 @@ impl ContentStore {
                 diff_id: diff_id.to_string(),
                 tar_size,
                 blobs: Vec::new(),
+                epoch,
             };
         }
         self.write_record(&chain_id, &record)?;
@@ -240,8 +246,12 @@ impl ContentStore {
         let changes = decode_changes(&bytes).ok_or_else(|| {
             io_err("parse", &changes_path)(io::Error::from(io::ErrorKind::InvalidData))
         })?;
+        let options = LayerOptions {
+            source_date_epoch: record.epoch,
+            ..options.clone()
+        };
         let writer = self.writer()?;
-        let (writer, found) = write_layer_to(writer, &dir, &changes, options)?;
+        let (writer, found) = write_layer_to(writer, &dir, &changes, &options)?;
         if &found != diff_id {
             // Dropping the writer removes its temp file: nothing is stored.
             drop(writer);
