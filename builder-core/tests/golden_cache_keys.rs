@@ -9,6 +9,12 @@
 //!
 //! To regenerate after a change that is meant to change keys (say why in the commit):
 //! `RBUILD_BLESS_GOLDEN=1 cargo test -p rbuild-core --test golden_cache_keys`.
+//!
+//! The same cases with `SOURCE_DATE_EPOCH` also pin bytes (`golden/image_digests.txt`):
+//! the config, manifest and layer blob digests of each image built with gzip, zstd and no
+//! compression, and the sha256 of its `-o type=tar`, `type=oci` and `type=docker`
+//! archives. How a layer is stored between steps (a blob, a directory) must not change
+//! any of them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -21,15 +27,17 @@ use rbuild_core::{
     ContentStore, ImageName,
     context::{ContextHashes, ContextListing, IgnoreRules},
     copy::{CopyOp, CopySource, sources_digest},
+    export::ExportTarget,
     export::import_rootfs,
     image::{ImageConfig, ImageSpec, tag_image},
-    layer::LayerOptions,
+    layer::{Compression, LayerOptions},
 };
 use rbuild_dockerfile::Instruction;
 use support::build::build_with;
 use support::require::require_root;
 
 const GOLDEN: &str = "tests/golden/cache_keys.txt";
+const GOLDEN_DIGESTS: &str = "tests/golden/image_digests.txt";
 const EPOCH: u64 = 1_700_000_000;
 
 /// A static x86-64 ELF executable that exits 0 (`mov eax, 60; xor edi, edi; syscall`):
@@ -280,9 +288,9 @@ fn context_files() -> Vec<(&'static str, u32, &'static str)> {
     ]
 }
 
-/// The golden text of every case: `case<TAB>step name<TAB>key`, by case then step name.
-fn compute(root: &Path) -> String {
-    let store = golden_store(root);
+/// The golden context under `root`: [`context_files`], a gzip tarball, a symlink, every
+/// mtime fixed.
+fn golden_context(root: &Path) -> PathBuf {
     let ctx = context(root, "ctx", &context_files());
     std::fs::write(ctx.join("small.tar.gz"), small_tar_gz()).unwrap();
     std::fs::set_permissions(
@@ -301,6 +309,13 @@ fn compute(root: &Path) -> String {
             .set_modified(fixed)
             .unwrap();
     }
+    ctx
+}
+
+/// The golden text of every case: `case<TAB>step name<TAB>key`, by case then step name.
+fn compute(root: &Path) -> String {
+    let store = golden_store(root);
+    let ctx = golden_context(root);
     let mut out = String::new();
     for case in CASES {
         let (result, _) = build_with(&store, case.dockerfile, &ctx, |r| {
@@ -374,6 +389,122 @@ const HEADER: &str = "\
 # in its commit. Regenerate: RBUILD_BLESS_GOLDEN=1 cargo test -p rbuild-core --test golden_cache_keys
 ";
 
+/// The sha256 of a file, as a digest string.
+fn file_digest(path: &Path) -> String {
+    use sha2::Digest as _;
+    let bytes = std::fs::read(path).unwrap();
+    format!("sha256:{:x}", sha2::Sha256::digest(&bytes))
+}
+
+/// The golden bytes of every case with `SOURCE_DATE_EPOCH`: per compression, a fresh
+/// store builds the case and the image's config, manifest and layer blob digests are
+/// written; the gzip image is also exported as `-o type=tar`, `type=oci` (tar) and
+/// `type=docker` and each archive's sha256 written.
+fn compute_digests(root: &Path) -> String {
+    let ctx = golden_context(root);
+    let mut out = String::new();
+    for case in CASES.iter().filter(|c| c.epoch.is_some()) {
+        for (compression, name) in [
+            (Compression::Gzip, "gzip"),
+            (Compression::Zstd, "zstd"),
+            (Compression::None, "none"),
+        ] {
+            let store_dir = tempfile::tempdir_in(root).unwrap();
+            let store = golden_store(store_dir.path());
+            let (result, _) = build_with(&store, case.dockerfile, &ctx, |r| {
+                r.spec.source_date_epoch = case.epoch;
+                r.spec.compression = compression;
+            });
+            let result = result.unwrap_or_else(|e| {
+                panic!(
+                    "golden case {} ({name}) failed to build: {}",
+                    case.name,
+                    rbuild_core::error_chain::error_chain(&e)
+                )
+            });
+            let image = &result.image;
+            let case_name = case.name;
+            writeln!(out, "{case_name}\t{name}\tconfig\t{}", image.config_digest).unwrap();
+            writeln!(
+                out,
+                "{case_name}\t{name}\tmanifest\t{}",
+                image.digest().unwrap()
+            )
+            .unwrap();
+            for (i, (blob, diff_id)) in image.layers().unwrap().iter().enumerate() {
+                writeln!(out, "{case_name}\t{name}\tlayer {i}\t{blob}\t{diff_id}").unwrap();
+            }
+            if compression != Compression::Gzip {
+                continue;
+            }
+            for (output, target) in [
+                (
+                    "type=tar",
+                    ExportTarget::Tar {
+                        dest: store_dir.path().join("out.tar"),
+                    },
+                ),
+                (
+                    "type=oci",
+                    ExportTarget::Oci {
+                        dest: store_dir.path().join("out.oci.tar"),
+                        tar: true,
+                    },
+                ),
+                (
+                    "type=docker",
+                    ExportTarget::Docker {
+                        dest: store_dir.path().join("out.docker.tar"),
+                    },
+                ),
+            ] {
+                let dest = match &target {
+                    ExportTarget::Tar { dest }
+                    | ExportTarget::Oci { dest, .. }
+                    | ExportTarget::Docker { dest } => dest.clone(),
+                    _ => unreachable!(),
+                };
+                rbuild_core::export::export(
+                    &store,
+                    &target,
+                    image,
+                    &[],
+                    &rbuild_core::progress::NullProgress,
+                )
+                .unwrap();
+                writeln!(
+                    out,
+                    "{case_name}\t{name}\t-o {output}\t{}",
+                    file_digest(&dest)
+                )
+                .unwrap();
+            }
+        }
+    }
+    out
+}
+
+const DIGESTS_HEADER: &str = "\
+# Image, layer blob and export archive digests of the golden cases with SOURCE_DATE_EPOCH
+# (tests/golden_cache_keys.rs), compared byte for byte: case, compression, what, digest
+# (layers: blob digest, diff_id). Exports are of the gzip image, with no names.
+# Regenerate only for a change meant to change image bytes (say why in the commit):
+# RBUILD_BLESS_GOLDEN=1 cargo test -p rbuild-core --test golden_cache_keys
+";
+
+#[test]
+fn image_and_export_digests_of_the_golden_cases_are_unchanged() {
+    require_root("builds mount overlays and run steps in namespaces");
+    assert_eq!(
+        std::env::consts::ARCH,
+        "x86_64",
+        "the golden base image's /bin/sh is an x86-64 executable; run this test on x86-64"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let computed = format!("{DIGESTS_HEADER}{}", compute_digests(dir.path()));
+    compare_with_golden(GOLDEN_DIGESTS, &computed);
+}
+
 #[test]
 fn cache_keys_of_the_golden_cases_are_unchanged() {
     require_root("builds mount overlays and run steps in namespaces");
@@ -384,10 +515,16 @@ fn cache_keys_of_the_golden_cases_are_unchanged() {
     );
     let dir = tempfile::tempdir().unwrap();
     let computed = format!("{HEADER}{}", compute(dir.path()));
-    let golden_path = Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN);
+    compare_with_golden(GOLDEN, &computed);
+}
+
+/// Compares `computed` with the golden file `golden` (relative to the crate), or writes
+/// it when `RBUILD_BLESS_GOLDEN` is set.
+fn compare_with_golden(golden: &str, computed: &str) {
+    let golden_path = Path::new(env!("CARGO_MANIFEST_DIR")).join(golden);
     if std::env::var_os("RBUILD_BLESS_GOLDEN").is_some() {
         std::fs::create_dir_all(golden_path.parent().unwrap()).unwrap();
-        std::fs::write(&golden_path, &computed).unwrap();
+        std::fs::write(&golden_path, computed).unwrap();
         return;
     }
     let golden = std::fs::read_to_string(&golden_path)
@@ -400,7 +537,7 @@ fn cache_keys_of_the_golden_cases_are_unchanged() {
             .map(|(g, c)| format!("-{g}\n+{c}"))
             .collect();
         panic!(
-            "cache keys differ from {} ({} vs {} lines):\n{}",
+            "golden text differs from {} ({} vs {} lines):\n{}",
             golden_path.display(),
             golden.lines().count(),
             computed.lines().count(),

@@ -129,6 +129,11 @@ pub fn prune(store: &ContentStore, all: bool) -> Result<PruneReport, ImageError>
     let pick = |name: &str| all || !keep_chain_ids.contains(name);
     report.bytes += entries_bytes(&layers, pick);
     report.layer_dirs = store.remove_entries(Path::new(LAYERS_DIR), pick)?;
+    // The records of the layer directories removed (`<chain hex>.json`, `.changes`).
+    let layerdb = Path::new(crate::layer::commit::LAYERDB_DIR);
+    store.remove_entries(layerdb, |name: &str| {
+        pick(name.split('.').next().unwrap_or(name))
+    })?;
     store.reclaim_scratch(&exclusive)?;
     // The build cache points at layers this prune may just have removed: drop it whole.
     let cache = store.root().join(crate::store::CACHE_DIR);

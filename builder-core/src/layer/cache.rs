@@ -68,11 +68,38 @@ impl ContentStore {
         &self,
         layers: impl IntoIterator<Item = (&'a Digest, &'a Digest)>,
     ) -> Result<Vec<PathBuf>, LayerError> {
+        self.unpack_stack(
+            layers
+                .into_iter()
+                .map(|(blob, diff_id)| (Some(blob), diff_id)),
+        )
+    }
+
+    /// [`unpack_layers`](Self::unpack_layers) of a stack where some layers may have no
+    /// blob: those must be directories already (a step's committed upper directory).
+    pub(crate) fn unpack_stack<'a>(
+        &self,
+        layers: impl IntoIterator<Item = (Option<&'a Digest>, &'a Digest)>,
+    ) -> Result<Vec<PathBuf>, LayerError> {
         let layers: Vec<_> = layers.into_iter().collect();
         let chain = chain_ids(layers.iter().map(|(_, diff_id)| *diff_id));
         let mut dirs: Vec<PathBuf> = Vec::with_capacity(layers.len());
         for ((blob, diff_id), chain_id) in layers.into_iter().zip(&chain) {
-            let dir = self.unpack_over(blob, diff_id, chain_id, &dirs)?;
+            let dir = match blob {
+                Some(blob) => self.unpack_over(blob, diff_id, chain_id, &dirs)?,
+                None => {
+                    let dir = self.layer_dir(chain_id);
+                    if !dir.is_dir() {
+                        return Err(StoreError::Io {
+                            action: "find the directory of layer",
+                            path: dir,
+                            source: io::Error::from(io::ErrorKind::NotFound),
+                        }
+                        .into());
+                    }
+                    dir
+                }
+            };
             dirs.push(dir);
         }
         Ok(dirs)

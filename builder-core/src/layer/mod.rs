@@ -9,6 +9,7 @@
 
 mod apply;
 mod cache;
+pub(crate) mod commit;
 mod compress;
 mod limits;
 mod tree;

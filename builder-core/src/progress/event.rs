@@ -46,9 +46,10 @@ pub enum Stream {
 pub enum StepOutput {
     /// The step changed the filesystem: this layer was written.
     Layer {
-        /// The layer blob's digest, `sha256:<hex>`.
+        /// The layer blob's digest, `sha256:<hex>`; for a layer kept as a directory
+        /// until an output needs its blob (the overlay snapshotter's), its diff_id.
         digest: String,
-        /// The layer blob's size in bytes.
+        /// The layer blob's size in bytes; for a layer kept as a directory, its tar's.
         size: u64,
     },
     /// The step changed only the image configuration (ENV, CMD, ...) or nothing: the

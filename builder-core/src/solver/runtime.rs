@@ -7,7 +7,7 @@
 //! the steps and `--squash` make them the same way.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::cache::Cache;
@@ -16,10 +16,11 @@ use super::prepare::Prepared;
 use super::report::Reporter;
 use super::request::{BuildOptions, BuildSpec, ExecutorKind, SnapshotterKind};
 use super::state::LayerRef;
+use crate::digest::Digest;
 use crate::exec::{CancelToken, Executor, RuncExecutor, SandboxExecutor};
-use crate::layer::{Layer, LayerOptions, write_layer};
+use crate::layer::{LayerOptions, chain_ids, write_layer};
 use crate::limits::Limits;
-use crate::snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshot, Snapshotter};
+use crate::snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshot, Snapshotter, StepRoot};
 use crate::store::ContentStore;
 
 /// What a build runs with besides its definition.
@@ -35,6 +36,9 @@ pub(crate) struct Runtime<'a> {
     pub import_warnings: Vec<String>,
     /// How the layers this build writes are made (compression, `SOURCE_DATE_EPOCH`).
     pub layer_options: LayerOptions,
+    /// Held while a blob is made from a layer directory: each is made once (the second
+    /// caller finds the first one's blob in the layer's record).
+    blob_flight: Mutex<()>,
     /// Per-build scratch space, removed with the runtime.
     work: tempfile::TempDir,
 }
@@ -76,6 +80,7 @@ impl<'a> Runtime<'a> {
             cancel: options.cancel.child(),
             import_warnings,
             layer_options,
+            blob_flight: Mutex::new(()),
             work,
         })
     }
@@ -102,9 +107,9 @@ impl<'a> Runtime<'a> {
         let store = self.store;
         // Layers of hits from a --cache-from cache come now that their content is needed.
         self.cache
-            .materialize(store, layers.iter().map(|l| &l.blob))?;
+            .materialize(store, layers.iter().filter_map(|l| l.blob.as_ref()))?;
         let mut lowers: Vec<PathBuf> =
-            store.unpack_layers(layers.iter().map(|l| (&l.blob, &l.diff_id)))?;
+            store.unpack_stack(layers.iter().map(|l| (l.blob.as_ref(), &l.diff_id)))?;
         if lowers.is_empty() {
             // overlayfs needs at least one lower directory.
             let empty = self.work().join("empty");
@@ -115,19 +120,66 @@ impl<'a> Runtime<'a> {
         Ok(self.snapshotter.prepare(&lowers, scratch)?)
     }
 
-    /// What `snapshot` changed as a layer of this build (compression and epoch of the
-    /// request), `None` when it changed nothing.
-    pub(crate) fn commit(&self, snapshot: &Snapshot) -> Result<Option<Layer>, BuildError> {
+    /// What `snapshot` (made over `below`) changed as a layer of this build, `None` when
+    /// it changed nothing. An overlay snapshot's upper directory becomes the layer's
+    /// directory in the store, with no blob (made when an output needs one:
+    /// [`ensure_blobs`](Self::ensure_blobs)); another snapshot's changes are written as
+    /// a blob (compression and epoch of the request).
+    pub(crate) fn commit(
+        &self,
+        snapshot: &Snapshot,
+        below: &[LayerRef],
+    ) -> Result<Option<LayerRef>, BuildError> {
         let changes = self.snapshotter.diff(snapshot)?;
         if changes.is_empty() {
             return Ok(None);
         }
-        Ok(Some(write_layer(
+        if let StepRoot::Overlay { upper, .. } = snapshot.root() {
+            let below: Vec<Digest> = below.iter().map(|l| l.diff_id.clone()).collect();
+            let committed = self.store.commit_upper(
+                upper,
+                &changes,
+                &below,
+                self.layer_options.source_date_epoch,
+            )?;
+            return Ok(Some(LayerRef {
+                blob: None,
+                diff_id: committed.diff_id,
+                size: committed.tar_size,
+                compression: self.layer_options.compression,
+            }));
+        }
+        let layer = write_layer(
             self.store,
             snapshot.source_tree(),
             &changes,
             &self.layer_options,
-        )?))
+        )?;
+        Ok(Some(LayerRef::of(&layer)))
+    }
+
+    /// Gives every layer of the stack `layers` (bottom first) a blob: those kept only as
+    /// directories get one made from the directory (in the request's compression,
+    /// checked against the diff_id before it is stored), once per layer.
+    pub(crate) fn ensure_blobs(&self, layers: &mut [LayerRef]) -> Result<(), BuildError> {
+        if layers.iter().all(|l| l.blob.is_some()) {
+            return Ok(());
+        }
+        let chain = chain_ids(layers.iter().map(|l| &l.diff_id));
+        for (layer, chain_id) in layers.iter_mut().zip(&chain) {
+            if layer.blob.is_some() {
+                continue;
+            }
+            let _flight = self
+                .blob_flight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let made = self
+                .store
+                .blob_from_dir(chain_id, &layer.diff_id, &self.layer_options)?;
+            *layer = LayerRef::of(&made);
+        }
+        Ok(())
     }
 
     /// Removes the scratch directory; a failure to remove it does not fail the build.

@@ -15,12 +15,12 @@ use super::request::StepReport;
 use super::semantics::{self, Applied, touches_files};
 use super::shared::{Shared, root_key};
 use super::sources::{CopyInput, copy_input, source_state};
-use super::state::{StageState, image_layers};
+use super::state::{LayerRef, StageState, image_layers};
 use super::step::{self, RunContext, RunFailure, make_workdir, run_spec};
 use crate::copy::{self, CopySource};
 use crate::digest::Digest;
 use crate::exec::TreeMount;
-use crate::layer::Layer;
+use crate::layer::chain_ids;
 use crate::progress::{Event, StepId, StepOutput, display_name};
 use crate::store::ImageName;
 
@@ -289,7 +289,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                     Some(cached) => shared
                         .runtime
                         .cache
-                        .layer_of(cached, shared.runtime.store)
+                        .layer_of(cached, shared.runtime.store, &self.state.layers)
                         .map(|layer| (found, Some(layer))),
                 })
         };
@@ -356,7 +356,16 @@ impl<'s, 'a> StageRun<'s, 'a> {
         let duration = begun.elapsed();
         let applied = self.apply(step)?;
         entry.created_by = applied.created_by.clone();
-        entry.layer = layer.as_ref().map(CachedLayer::of);
+        entry.layer = layer.as_ref().map(|l| {
+            let chain = chain_ids(
+                self.state
+                    .layers
+                    .iter()
+                    .map(|l| &l.diff_id)
+                    .chain([&l.diff_id]),
+            );
+            CachedLayer::of(l, chain.last().unwrap_or(&l.diff_id))
+        });
         self.add_result(&applied, layer.as_ref(), shared.prepared.created.clone());
         shared.runtime.cache.put(&key, &entry)?;
         shared.runtime.cache.set_last_key(&identity, &key)?;
@@ -408,7 +417,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
         })
     }
 
-    fn add_result(&mut self, applied: &Applied, layer: Option<&Layer>, created: String) {
+    fn add_result(&mut self, applied: &Applied, layer: Option<&LayerRef>, created: String) {
         if let Some(layer) = layer {
             self.state.push_layer(layer);
         }
@@ -480,7 +489,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
         id: StepId,
         step: &Step,
         input: &CopyInput,
-    ) -> Result<Option<Layer>, RunFailure> {
+    ) -> Result<Option<LayerRef>, RunFailure> {
         let shared = self.shared;
         let scratch = shared.runtime.step_scratch(id.0)?;
         let snapshot = shared
@@ -580,18 +589,18 @@ impl<'s, 'a> StageRun<'s, 'a> {
             }
             _ => return Ok(None),
         }
-        let layer = shared.runtime.commit(&snapshot)?;
+        let layer = shared.runtime.commit(&snapshot, &self.state.layers)?;
         drop(snapshot);
         let _ = shared.runtime.store.remove_tree(&scratch);
         Ok(layer)
     }
 }
 
-fn output_of(layer: Option<&Layer>) -> StepOutput {
+fn output_of(layer: Option<&LayerRef>) -> StepOutput {
     match layer {
         Some(layer) => StepOutput::Layer {
-            digest: layer.blob.digest.to_string(),
-            size: layer.blob.size,
+            digest: layer.blob.as_ref().unwrap_or(&layer.diff_id).to_string(),
+            size: layer.size,
         },
         None => StepOutput::EmptyLayer,
     }

@@ -10,28 +10,51 @@ use crate::digest::{Digest, Hasher};
 use crate::image::ImageFormat;
 use crate::layer::{Compression, Layer};
 
-/// One layer of a stage's filesystem.
+/// One layer of a stage's filesystem: what it is (its diff_id) and the blob it has, if
+/// one was made. A layer a step made on the overlay snapshotter is a directory of the
+/// store (`layers/<chain_id>/`) until an output needs its blob
+/// ([`Runtime::ensure_blobs`](super::runtime::Runtime::ensure_blobs)).
 #[derive(Debug, Clone)]
 pub(crate) struct LayerRef {
-    pub blob: Digest,
+    /// The blob's digest, `None` for a layer kept only as a directory.
+    pub blob: Option<Digest>,
     pub diff_id: Digest,
+    /// The blob's size; without a blob, the size of the layer's tar.
     pub size: u64,
+    /// The blob's compression (meaningless without a blob).
     pub compression: Compression,
 }
 
 impl LayerRef {
     pub(crate) fn of(layer: &Layer) -> Self {
         LayerRef {
-            blob: layer.blob.digest.clone(),
+            blob: Some(layer.blob.digest.clone()),
             diff_id: layer.diff_id.clone(),
             size: layer.blob.size,
             compression: layer.compression,
         }
     }
 
+    /// The blob's digest; an error for a layer without one (the caller was to make it).
+    pub(crate) fn blob(&self) -> Result<&Digest, BuildError> {
+        self.blob.as_ref().ok_or_else(|| {
+            BuildError::Layer(crate::layer::LayerError::Store(
+                crate::store::StoreError::Io {
+                    action: "find the blob of layer",
+                    path: self.diff_id.as_str().into(),
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                },
+            ))
+        })
+    }
+
     /// The manifest descriptor of this layer in an image of `format`.
-    pub(crate) fn descriptor(&self, format: ImageFormat) -> Descriptor {
-        Descriptor::new(format.layer_type(self.compression), self.size, &self.blob)
+    pub(crate) fn descriptor(&self, format: ImageFormat) -> Result<Descriptor, BuildError> {
+        Ok(Descriptor::new(
+            format.layer_type(self.compression),
+            self.size,
+            self.blob()?,
+        ))
     }
 }
 
@@ -51,8 +74,8 @@ pub(crate) struct StageState {
 }
 
 impl StageState {
-    pub(crate) fn push_layer(&mut self, layer: &Layer) {
-        self.layers.push(LayerRef::of(layer));
+    pub(crate) fn push_layer(&mut self, layer: &LayerRef) {
+        self.layers.push(layer.clone());
         let mut h = Hasher::new();
         h.update(self.key.0.as_str().as_bytes());
         h.update(b"\0");
@@ -70,7 +93,7 @@ pub(crate) fn image_layers(image: &crate::image::Image) -> Result<Vec<LayerRef>,
         .map(|((blob, diff_id), desc)| {
             let compression = Compression::from_media_type(desc.media_type().as_ref());
             LayerRef {
-                blob,
+                blob: Some(blob),
                 diff_id,
                 size: desc.size(),
                 compression,

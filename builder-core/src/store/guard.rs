@@ -29,6 +29,7 @@ pub(crate) const STORE_DIRS: &[&str] = &[
     "blobs/sha256",
     "tmp",
     "layers",
+    "layerdb",
     "cache",
     "cache-mounts",
     "archive-loads",

@@ -29,7 +29,11 @@ use super::{StoreError, io_err};
 pub(crate) const LOCK_FILE: &str = "store.lock";
 
 /// Prefixes of scratch entries outside `tmp/`, by directory (relative to the root).
-const SCRATCH_PREFIXES: &[(&str, &str)] = &[("layers", ".unpack-"), ("cache", ".entry-")];
+const SCRATCH_PREFIXES: &[(&str, &str)] = &[
+    ("layers", ".unpack-"),
+    ("cache", ".entry-"),
+    ("layerdb", ".rbuild-"),
+];
 
 /// The open lock file of one store root in this process.
 #[derive(Debug)]

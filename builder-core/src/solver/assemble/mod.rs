@@ -65,11 +65,15 @@ pub(crate) fn assemble(
         .iter()
         .map(|l| l.diff_id.to_string())
         .collect();
+    let mut layers = target.layers;
+    // The image needs a blob per layer: made now for the layers steps kept only as
+    // directories (once; a rebuild finds them), fetched for hits of an imported cache.
+    runtime.ensure_blobs(&mut layers)?;
     runtime
         .cache
-        .materialize(runtime.store, target.layers.iter().map(|l| &l.blob))?;
-    let mut layers = target.layers;
+        .materialize(runtime.store, layers.iter().filter_map(|l| l.blob.as_ref()))?;
     let base = squash::apply(&assembly, &mut config, &mut layers, target.base)?;
+    runtime.ensure_blobs(&mut layers)?;
     // The base image's layers are the bottom ones (none are left after --squash-all).
     let base_layers = base
         .as_ref()
@@ -78,7 +82,10 @@ pub(crate) fn assemble(
     recompress::apply(&assembly, &mut layers, base_layers)?;
     let image_spec = ImageSpec {
         config,
-        base_layers: layers.iter().map(|l| l.descriptor(spec.format)).collect(),
+        base_layers: layers
+            .iter()
+            .map(|l| l.descriptor(spec.format))
+            .collect::<Result<_, _>>()?,
         base,
         format: spec.format,
         annotations: Vec::new(),

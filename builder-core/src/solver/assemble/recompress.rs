@@ -58,14 +58,15 @@ fn convert(
             return Ok(found);
         }
     }
-    let source = assembly.runtime.store.open_blob(&layer.blob)?;
+    let blob = layer.blob()?;
+    let source = assembly.runtime.store.open_blob(blob)?;
     let mut tar = decompress(BufReader::with_capacity(1 << 20, source)).map_err(io_err(
         "decompress layer blob",
-        &assembly.runtime.store.blob_path(&layer.blob),
+        &assembly.runtime.store.blob_path(blob),
     ))?;
     // Errors writing name the layer by the blob it is converted from (a full disk shows
     // the scratch file too).
-    let source_path = assembly.runtime.store.blob_path(&layer.blob);
+    let source_path = assembly.runtime.store.blob_path(blob);
     let writer = assembly.runtime.store.writer()?;
     let mut out = Compressor::new(writer, want, None)
         .map_err(io_err("compress again the layer of blob", &source_path))?;
@@ -79,7 +80,7 @@ fn convert(
             Err(e) => {
                 return Err(io_err(
                     "decompress layer blob",
-                    &assembly.runtime.store.blob_path(&layer.blob),
+                    &assembly.runtime.store.blob_path(blob),
                 )(e));
             }
         };
@@ -107,7 +108,7 @@ fn convert(
         .map_err(io_err("compress again the layer of blob", &source_path))?
         .finish()?;
     let converted = LayerRef {
-        blob: blob.digest,
+        blob: Some(blob.digest),
         diff_id: layer.diff_id.clone(),
         size: blob.size,
         compression: want,
@@ -129,11 +130,14 @@ fn memo_path(root: &Path, diff_id: &Digest, want: Compression) -> PathBuf {
 /// and a wrong one would name a layer blob of other content in the image; reading the
 /// blob back costs a decompression, far less than the compression it saves.
 fn holds(assembly: &Assembly<'_>, converted: &LayerRef) -> bool {
-    let path = assembly.runtime.store.blob_path(&converted.blob);
+    let Some(blob) = &converted.blob else {
+        return false;
+    };
+    let path = assembly.runtime.store.blob_path(blob);
     if fs::symlink_metadata(&path).map_or(true, |m| !m.is_file() || m.len() != converted.size) {
         return false;
     }
-    let Ok(source) = assembly.runtime.store.open_blob(&converted.blob) else {
+    let Ok(source) = assembly.runtime.store.open_blob(blob) else {
         return false;
     };
     let mut source = BufReader::with_capacity(1 << 20, source);
@@ -168,7 +172,7 @@ fn remembered(memo: &Path, layer: &LayerRef, want: Compression) -> Option<LayerR
     let text = String::from_utf8(bytes).ok()?;
     let (digest, size) = text.trim().split_once(' ')?;
     Some(LayerRef {
-        blob: digest.parse().ok()?,
+        blob: Some(digest.parse().ok()?),
         diff_id: layer.diff_id.clone(),
         size: size.parse().ok()?,
         compression: want,
@@ -177,7 +181,10 @@ fn remembered(memo: &Path, layer: &LayerRef, want: Compression) -> Option<LayerR
 
 fn remember(memo: &Path, converted: &LayerRef) -> io::Result<()> {
     crate::atomic::AtomicWrite::new(memo)
-        .write_with(|file| writeln!(file, "{} {}", converted.blob, converted.size))
+        .write_with(|file| {
+            let blob = converted.blob.as_ref().ok_or(io::ErrorKind::NotFound)?;
+            writeln!(file, "{blob} {}", converted.size)
+        })
         .map_err(|e| e.source)
 }
 

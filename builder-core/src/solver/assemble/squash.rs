@@ -14,7 +14,7 @@
 use super::Assembly;
 use crate::digest::Digest;
 use crate::image::{History, ImageConfig, ImageError};
-use crate::layer::{ApplyMode, Layer, apply_layer_limited};
+use crate::layer::{ApplyMode, apply_layer_limited};
 use crate::solver::error::{BuildError, io_err};
 use crate::solver::mounted_roots::with_roots;
 use crate::solver::request::Squash;
@@ -95,7 +95,7 @@ fn squash(
     let merged = merge(assembly, &layers[..kept.layers], &layers[kept.layers..])?;
     layers.truncate(kept.layers);
     if let Some(layer) = &merged {
-        layers.push(LayerRef::of(layer));
+        layers.push(layer.clone());
     }
     config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.to_string()).collect();
     for entry in config.history.iter_mut().skip(kept.history) {
@@ -130,14 +130,14 @@ fn merge(
     assembly: &Assembly<'_>,
     below: &[LayerRef],
     merged: &[LayerRef],
-) -> Result<Option<Layer>, BuildError> {
+) -> Result<Option<LayerRef>, BuildError> {
     let store = assembly.runtime.store;
     let scratch = assembly.runtime.work().join("squash");
     std::fs::create_dir_all(&scratch).map_err(io_err("create directory", &scratch))?;
     let snapshot = assembly.runtime.snapshot(below, &scratch.join("root"))?;
     with_roots(&snapshot, &[], &scratch, |target, _| {
         for layer in merged {
-            let blob = store.open_blob(&layer.blob)?;
+            let blob = store.open_blob(layer.blob()?)?;
             let name = format!("the layer unpacked into {}", target.display());
             apply_layer_limited(
                 blob,
@@ -149,7 +149,7 @@ fn merge(
         }
         Ok(())
     })?;
-    let layer = assembly.runtime.commit(&snapshot)?;
+    let layer = assembly.runtime.commit(&snapshot, below)?;
     drop(snapshot);
     let _ = assembly.runtime.store.remove_tree(&scratch);
     Ok(layer)

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, Hasher};
 use crate::layer::{Compression, Layer};
-use crate::store::Blob;
+use crate::solver::state::LayerRef;
 
 /// The cache's directory under the store root.
 pub use crate::store::CACHE_DIR;
@@ -106,40 +106,70 @@ impl fmt::Display for MissReason {
     }
 }
 
-/// The layer of a cached step.
+/// The layer of a cached step: its diff_id, and its blob (digest, size, compression)
+/// when one exists, else the chain ID of the store directory that holds it.
+///
+/// Entries of a layer with a blob keep the fields every version wrote. An entry of a
+/// layer kept only as a directory leaves out `digest`, `size` and `compression`: a
+/// version that requires them fails to read it and takes it as a miss, never as a
+/// wrong layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct CachedLayer {
-    pub digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     pub diff_id: String,
-    pub size: u64,
-    pub compression: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
+    /// The chain ID of `layers/<chain_id>/`, for a layer a step made as a directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_id: Option<String>,
 }
 
 impl CachedLayer {
-    pub(crate) fn of(layer: &Layer) -> Self {
+    /// The record of `layer`, on top of the stack with chain ID `chain_id`.
+    pub(crate) fn of(layer: &LayerRef, chain_id: &Digest) -> Self {
+        let blob = layer.blob.as_ref();
         CachedLayer {
-            digest: layer.blob.digest.to_string(),
+            digest: blob.map(Digest::to_string),
             diff_id: layer.diff_id.to_string(),
-            size: layer.blob.size,
-            compression: layer.compression.name().to_owned(),
+            size: blob.map(|_| layer.size),
+            compression: blob.map(|_| layer.compression.name().to_owned()),
+            chain_id: blob.is_none().then(|| chain_id.to_string()),
         }
     }
 
+    /// This record with the blob `layer` made for it.
+    pub(crate) fn with_blob(&self, layer: &Layer) -> Self {
+        CachedLayer {
+            digest: Some(layer.blob.digest.to_string()),
+            diff_id: self.diff_id.clone(),
+            size: Some(layer.blob.size),
+            compression: Some(layer.compression.name().to_owned()),
+            chain_id: self.chain_id.clone(),
+        }
+    }
+
+    /// The layer's blob (digest, size, compression), if the record names one that
+    /// parses (a compression this build does not know does not).
+    pub(crate) fn blob(&self) -> Option<(Digest, u64, Compression)> {
+        let digest: Digest = self.digest.as_deref()?.parse().ok()?;
+        let compression: Compression = self.compression.as_deref()?.parse().ok()?;
+        Some((digest, self.size?, compression))
+    }
+
     /// The layer, if its digests parse and `available` says its blob can be had.
-    pub(crate) fn to_layer_if(&self, available: impl Fn(&Digest) -> bool) -> Option<Layer> {
-        let digest: Digest = self.digest.parse().ok()?;
+    pub(crate) fn to_layer_if(&self, available: impl Fn(&Digest) -> bool) -> Option<LayerRef> {
         let diff_id: Digest = self.diff_id.parse().ok()?;
+        let (digest, size, compression) = self.blob()?;
         if !available(&digest) {
             return None;
         }
-        // An entry naming a compression this build does not know is a miss.
-        let compression: Compression = self.compression.parse().ok()?;
-        Some(Layer {
-            blob: Blob {
-                digest,
-                size: self.size,
-            },
+        Some(LayerRef {
+            blob: Some(digest),
             diff_id,
+            size,
             compression,
         })
     }

@@ -32,7 +32,8 @@ use self::share::{CacheShareError, Imported};
 use super::error::BuildError;
 use crate::atomic::AtomicWrite;
 use crate::digest::Digest;
-use crate::layer::Layer;
+use crate::layer::chain_ids;
+use crate::solver::state::LayerRef;
 use crate::store::ContentStore;
 
 /// The subdirectory remembering each step's last key.
@@ -121,9 +122,54 @@ impl Cache {
         keys
     }
 
-    /// The layer of `cached`, if its blob is in the store or an imported cache has it.
-    pub(crate) fn layer_of(&self, cached: &CachedLayer, store: &ContentStore) -> Option<Layer> {
-        cached.to_layer_if(|d| store.contains(d) || self.imported.has_blob(d))
+    /// The layer of `cached` over the stack `below`: if its blob is in the store or an
+    /// imported cache has it; else if the store holds it as a directory a step made (with
+    /// its record, for this stack and diff_id).
+    pub(crate) fn layer_of(
+        &self,
+        cached: &CachedLayer,
+        store: &ContentStore,
+        below: &[LayerRef],
+    ) -> Option<LayerRef> {
+        if let Some(layer) = cached.to_layer_if(|d| store.contains(d) || self.imported.has_blob(d))
+        {
+            return Some(layer);
+        }
+        let chain_id: Digest = cached.chain_id.as_deref()?.parse().ok()?;
+        let diff_id: Digest = cached.diff_id.parse().ok()?;
+        let stack = chain_ids(below.iter().map(|l| &l.diff_id).chain([&diff_id]));
+        if stack.last() != Some(&chain_id) {
+            return None;
+        }
+        let record = store.layer_record(&chain_id)?;
+        // A blob made from the layer and since removed (`rbuild rmi`, a hand) takes the
+        // layer with it, as when the layer was only a blob.
+        let blobs_here = record
+            .blobs
+            .iter()
+            .all(|(_, digest, _)| digest.parse().is_ok_and(|d: Digest| store.contains(&d)));
+        if record.diff_id != diff_id.as_str() || !blobs_here {
+            return None;
+        }
+        // A blob made earlier is the layer's blob (another compression is converted from
+        // it at assembly, as for a layer that was only a blob).
+        let made = record.blobs.iter().find_map(|(compression, digest, size)| {
+            Some((digest.parse().ok()?, *size, compression.parse().ok()?))
+        });
+        Some(match made {
+            Some((digest, size, compression)) => LayerRef {
+                blob: Some(digest),
+                diff_id,
+                size,
+                compression,
+            },
+            None => LayerRef {
+                blob: None,
+                diff_id,
+                size: record.tar_size,
+                compression: crate::layer::Compression::default(),
+            },
+        })
     }
 
     /// Fetches blob `digest` from the imported cache that has it; `false` if none has.

@@ -73,6 +73,7 @@ pub(crate) fn output(
     cache_export::export(
         runtime.store,
         &runtime.cache,
+        &runtime.layer_options,
         &options.cache_to,
         &prepared.graph,
         &options.registry,

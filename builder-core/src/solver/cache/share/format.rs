@@ -66,17 +66,24 @@ pub(crate) fn documents(mut entries: Vec<CacheEntry>) -> Result<Documents, Cache
     entries.dedup_by(|a, b| a.key == b.key);
     let mut layers: Vec<Descriptor> = Vec::new();
     for layer in entries.iter().filter_map(|e| e.layer.as_ref()) {
-        if layers.iter().any(|l| l.digest == layer.digest) {
+        let (Some(digest), Some(size)) = (&layer.digest, layer.size) else {
+            return Err(CacheShareError::Format {
+                reason: format!("the entry of layer {} names no blob", layer.diff_id),
+            });
+        };
+        if layers.iter().any(|l| &l.digest == digest) {
             continue;
         }
         let compression: Compression = layer
             .compression
+            .as_deref()
+            .unwrap_or_default()
             .parse()
             .map_err(|reason| CacheShareError::Format { reason })?;
         layers.push(Descriptor {
             media_type: ImageFormat::Oci.layer_type(compression).to_string(),
-            digest: layer.digest.clone(),
-            size: layer.size,
+            digest: digest.clone(),
+            size,
         });
     }
     let config = serde_json::to_vec(&CacheConfig {
@@ -159,9 +166,11 @@ pub(crate) fn parse_config(
         .entries
         .into_iter()
         .filter(|e| {
-            e.layer
-                .as_ref()
-                .is_none_or(|l| sizes.get(l.digest.as_str()) == Some(&l.size))
+            e.layer.as_ref().is_none_or(|l| match (&l.digest, l.size) {
+                (Some(digest), Some(size)) => sizes.get(digest.as_str()) == Some(&size),
+                // An entry of a layer without a blob is of no use from a shared cache.
+                _ => false,
+            })
         })
         .map(|e| (e.key.clone(), e))
         .collect())
@@ -180,10 +189,11 @@ mod tests {
             created_by: "RUN x".into(),
             created: Some("2026-01-01T00:00:00Z".into()),
             layer: layer.map(|d| CachedLayer {
-                digest: d.into(),
+                digest: Some(d.into()),
                 diff_id: d.into(),
-                size: 3,
-                compression: "gzip".into(),
+                size: Some(3),
+                compression: Some("gzip".into()),
+                chain_id: None,
             }),
             sources: BTreeMap::new(),
             args: BTreeMap::new(),
@@ -217,7 +227,7 @@ mod tests {
         );
         let entries = parse_config(&da.config, &manifest).unwrap();
         assert_eq!(entries.len(), 3);
-        assert_eq!(entries["k2"].layer.as_ref().unwrap().digest, l1);
+        assert_eq!(entries["k2"].layer.as_ref().unwrap().digest, Some(l1));
     }
 
     #[test]

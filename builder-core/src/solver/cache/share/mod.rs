@@ -120,8 +120,12 @@ impl Imported {
         self.sources.push(source);
         for (key, entry) in entries {
             if let Some(layer) = &entry.layer {
-                if let Ok(digest) = layer.digest.parse::<Digest>() {
-                    self.blobs.entry(digest).or_insert((index, layer.size));
+                let digest = layer
+                    .digest
+                    .as_deref()
+                    .and_then(|d| d.parse::<Digest>().ok());
+                if let (Some(digest), Some(size)) = (digest, layer.size) {
+                    self.blobs.entry(digest).or_insert((index, size));
                 }
             }
             self.entries.entry(key).or_insert(entry);

@@ -1,0 +1,456 @@
+//! A step's overlay upper directory kept as its layer: moved into the store as the lower
+//! `layers/<chain_id>/` with no tar written and nothing compressed, and the blob made
+//! from it later, only when an output needs one.
+//!
+//! At the commit one pass writes the layer's tar into a hash (its diff_id, which cache
+//! keys chain on, so the bytes are exactly those [`write_layer_to`] makes), then the
+//! directory is made to read as a layer unpacked from that tar would (mtimes in whole
+//! seconds, clamped to `SOURCE_DATE_EPOCH`; overlay bookkeeping xattrs other than
+//! opaque removed; sockets removed). Beside it, in `layerdb/` (not inside: a file there
+//! would show in the lower), the change list in tar order and a record of the diff_id.
+//! A blob is the tar regenerated from the directory and the list, checked against the
+//! diff_id before anything is stored ([`ContentStore::blob_from_dir`]).
+//!
+//! A directory is trusted as a layer only with its record (the record is written last),
+//! so a commit cut short leaves nothing a build would use.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::writer::write_layer_to;
+use super::{Compression, Layer, LayerError, LayerOptions, is_overlay_xattr};
+use crate::atomic::AtomicWrite;
+use crate::change::{ChangeKind, ChangeSet};
+use crate::digest::Digest;
+use crate::store::{ContentStore, StoreError};
+
+/// The store area of layer records, beside `layers/`.
+pub(crate) const LAYERDB_DIR: &str = "layerdb";
+/// The most bytes a layer record may have.
+const RECORD_LIMIT: u64 = 64 << 10;
+/// The most bytes a change list may have (about 30 bytes per entry).
+const CHANGES_LIMIT: u64 = 1 << 30;
+
+/// What the store knows of a layer directory a step made: `layerdb/<chain hex>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LayerRecord {
+    /// The sha256 of the layer's tar.
+    pub diff_id: String,
+    /// The tar's size in bytes.
+    pub tar_size: u64,
+    /// Blobs made from the directory: compression name, digest, size.
+    #[serde(default)]
+    pub blobs: Vec<(String, String, u64)>,
+    /// The `SOURCE_DATE_EPOCH` the tar was made with (it sets the whiteouts' mtimes): a
+    /// blob is made with it, whatever the build asking for the blob uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+}
+
+impl LayerRecord {
+    /// The blob of `compression` made from the directory, if one was.
+    pub(crate) fn blob(&self, compression: Compression) -> Option<(Digest, u64)> {
+        self.blobs
+            .iter()
+            .find(|(c, _, _)| c == compression.name())
+            .and_then(|(_, d, size)| Some((d.parse().ok()?, *size)))
+    }
+}
+
+/// A layer committed from an upper directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Committed {
+    /// The sha256 of the layer's tar.
+    pub diff_id: Digest,
+    /// The tar's size in bytes.
+    pub tar_size: u64,
+    /// Its chain ID (names `layers/<chain_id>/`).
+    pub chain_id: Digest,
+}
+
+/// Counts what is written and throws it away.
+struct Counter(u64);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LayerError + 'a {
+    move |source| {
+        LayerError::Store(StoreError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+impl ContentStore {
+    fn layerdb_path(&self, chain_id: &Digest, ext: &str) -> PathBuf {
+        self.root()
+            .join(LAYERDB_DIR)
+            .join(format!("{}.{ext}", chain_id.hex()))
+    }
+
+    /// The record of the layer directory `chain_id` when a step made it and the
+    /// directory is there.
+    pub(crate) fn layer_record(&self, chain_id: &Digest) -> Option<LayerRecord> {
+        let bytes = read_record(&self.layerdb_path(chain_id, "json"), RECORD_LIMIT)?;
+        let record: LayerRecord = serde_json::from_slice(&bytes).ok()?;
+        self.layer_dir(chain_id).is_dir().then_some(record)
+    }
+
+    fn write_record(&self, chain_id: &Digest, record: &LayerRecord) -> Result<(), LayerError> {
+        let path = self.layerdb_path(chain_id, "json");
+        let bytes = serde_json::to_vec(record).map_err(|e| {
+            LayerError::Store(StoreError::Io {
+                action: "serialize",
+                path: path.clone(),
+                source: e.into(),
+            })
+        })?;
+        AtomicWrite::new(&path).write(&bytes).map_err(|e| {
+            LayerError::Store(StoreError::Io {
+                action: e.action,
+                path: e.path,
+                source: e.source,
+            })
+        })
+    }
+
+    /// Commits the overlay upper directory `upper` (its changes `changes`) as the layer
+    /// over the stack with diff_ids `below` (lowest first): its diff_id from a hash-only
+    /// pass, the directory normalized and moved to `layers/<chain_id>/`, the change list
+    /// and record written. `epoch` is the build's `SOURCE_DATE_EPOCH`.
+    pub(crate) fn commit_upper(
+        &self,
+        upper: &Path,
+        changes: &ChangeSet,
+        below: &[Digest],
+        epoch: Option<u64>,
+    ) -> Result<Committed, LayerError> {
+        let options = LayerOptions {
+            compression: Compression::None,
+            level: None,
+            source_date_epoch: epoch,
+        };
+        let (counter, diff_id) = write_layer_to(Counter(0), upper, changes, &options)?;
+        let tar_size = counter.0;
+        let mut stack: Vec<&Digest> = below.iter().collect();
+        stack.push(&diff_id);
+        let chain_id = super::chain_ids(stack)
+            .pop()
+            .unwrap_or_else(|| diff_id.clone());
+        let kept = normalize(upper, changes, epoch)?;
+        let db = self.root().join(LAYERDB_DIR);
+        fs::create_dir_all(&db).map_err(io_err("create directory", &db))?;
+        let changes_path = self.layerdb_path(&chain_id, "changes");
+        AtomicWrite::new(&changes_path)
+            .write(&encode_changes(&kept))
+            .map_err(|e| {
+                LayerError::Store(StoreError::Io {
+                    action: e.action,
+                    path: e.path,
+                    source: e.source,
+                })
+            })?;
+        let dest = self.layer_dir(&chain_id);
+        let layers = self.root().join("layers");
+        fs::create_dir_all(&layers).map_err(io_err("create directory", &layers))?;
+        match fs::rename(upper, &dest) {
+            Ok(()) => {}
+            // Another build made the same layer meanwhile (or unpacked it from a blob):
+            // the same content, keep theirs.
+            Err(_) if dest.is_dir() => {
+                let _ = self.remove_tree(upper);
+            }
+            Err(e) => return Err(io_err("move layer directory to", &dest)(e)),
+        }
+        let mut record = self.layer_record(&chain_id).unwrap_or(LayerRecord {
+            diff_id: diff_id.to_string(),
+            tar_size,
+            blobs: Vec::new(),
+            epoch,
+        });
+        record
+            .blobs
+            .retain(|(_, digest, _)| digest.parse().is_ok_and(|d: Digest| self.contains(&d)));
+        if record.diff_id != diff_id.as_str() {
+            record = LayerRecord {
+                diff_id: diff_id.to_string(),
+                tar_size,
+                blobs: Vec::new(),
+                epoch,
+            };
+        }
+        self.write_record(&chain_id, &record)?;
+        Ok(Committed {
+            diff_id,
+            tar_size,
+            chain_id,
+        })
+    }
+
+    /// The blob of layer `chain_id` (diff_id `diff_id`) in the compression of `options`,
+    /// made from its directory and change list when the record names none. The tar is
+    /// checked against `diff_id` before the blob is stored: a directory changed since
+    /// its commit gives [`LayerError::DiffIdMismatch`] and stores nothing.
+    pub(crate) fn blob_from_dir(
+        &self,
+        chain_id: &Digest,
+        diff_id: &Digest,
+        options: &LayerOptions,
+    ) -> Result<Layer, LayerError> {
+        let dir = self.layer_dir(chain_id);
+        let Some(mut record) = self.layer_record(chain_id) else {
+            return Err(io_err("find the layer record of", &dir)(io::Error::from(
+                io::ErrorKind::NotFound,
+            )));
+        };
+        if record.diff_id != diff_id.as_str() {
+            return Err(LayerError::DiffIdMismatch {
+                expected: diff_id.clone(),
+                found: record.diff_id.parse().map_err(|_| {
+                    io_err("parse the layer record of", &dir)(io::Error::from(
+                        io::ErrorKind::InvalidData,
+                    ))
+                })?,
+            });
+        }
+        if let Some((digest, size)) = record.blob(options.compression) {
+            if self.contains(&digest) {
+                return Ok(Layer {
+                    blob: crate::store::Blob { digest, size },
+                    diff_id: diff_id.clone(),
+                    compression: options.compression,
+                });
+            }
+        }
+        let changes_path = self.layerdb_path(chain_id, "changes");
+        let bytes = read_record(&changes_path, CHANGES_LIMIT).ok_or_else(|| {
+            io_err("read", &changes_path)(io::Error::from(io::ErrorKind::NotFound))
+        })?;
+        let changes = decode_changes(&bytes).ok_or_else(|| {
+            io_err("parse", &changes_path)(io::Error::from(io::ErrorKind::InvalidData))
+        })?;
+        let options = LayerOptions {
+            source_date_epoch: record.epoch,
+            ..options.clone()
+        };
+        let writer = self.writer()?;
+        let (writer, found) = write_layer_to(writer, &dir, &changes, &options)?;
+        if &found != diff_id {
+            // Dropping the writer removes its temp file: nothing is stored.
+            drop(writer);
+            return Err(LayerError::DiffIdMismatch {
+                expected: diff_id.clone(),
+                found,
+            });
+        }
+        let blob = writer.finish()?;
+        record
+            .blobs
+            .retain(|(c, _, _)| c != options.compression.name());
+        record.blobs.push((
+            options.compression.name().to_owned(),
+            blob.digest.to_string(),
+            blob.size,
+        ));
+        self.write_record(chain_id, &record)?;
+        Ok(Layer {
+            blob,
+            diff_id: diff_id.clone(),
+            compression: options.compression,
+        })
+    }
+}
+
+/// Makes the upper directory read as the layer unpacked from its tar would: sockets
+/// removed (a tar carries none), each entry's mtime the tar's (whole seconds, clamped to
+/// `epoch`), overlay bookkeeping xattrs other than opaque removed. Returns the changes
+/// without the sockets.
+fn normalize(
+    upper: &Path,
+    changes: &ChangeSet,
+    epoch: Option<u64>,
+) -> Result<ChangeSet, LayerError> {
+    let mut kept = ChangeSet::new();
+    let mut sockets = Vec::new();
+    for change in changes.iter() {
+        if change.kind != ChangeKind::Deleted {
+            let path = upper.join(&change.path);
+            let meta = fs::symlink_metadata(&path).map_err(io_err("stat", &path))?;
+            if meta.file_type().is_socket() {
+                sockets.push(path);
+                continue;
+            }
+        }
+        kept.record(change.path.clone(), change.kind)
+            .map_err(|e| io_err("record", &change.path)(io::Error::other(e)))?;
+    }
+    for dir in changes.opaque_dirs() {
+        kept.mark_opaque(dir.to_path_buf())
+            .map_err(|e| io_err("record", dir)(io::Error::other(e)))?;
+    }
+    // Removing a socket changes its directory's mtime: the one the tar has is put back.
+    let mut parents = Vec::new();
+    for socket in &sockets {
+        if let Some(parent) = socket.parent() {
+            let meta = fs::symlink_metadata(parent).map_err(io_err("stat", parent))?;
+            parents.push((parent.to_path_buf(), meta.mtime().max(0) as u64));
+        }
+    }
+    for socket in &sockets {
+        fs::remove_file(socket).map_err(io_err("remove socket", socket))?;
+    }
+    for (parent, mtime) in parents.iter().rev() {
+        set_mtime(parent, *mtime).map_err(io_err("set the mtime of", parent))?;
+    }
+    for change in kept.iter().filter(|c| c.kind != ChangeKind::Deleted) {
+        let path = upper.join(&change.path);
+        let meta = fs::symlink_metadata(&path).map_err(io_err("stat", &path))?;
+        let t = meta.mtime().max(0) as u64;
+        let t = epoch.map_or(t, |e| t.min(e));
+        if meta.mtime() != t as i64 || meta.mtime_nsec() != 0 {
+            set_mtime(&path, t).map_err(io_err("set the mtime of", &path))?;
+        }
+    }
+    strip_overlay_xattrs(upper)?;
+    Ok(kept)
+}
+
+/// The bytes of the regular file at `path` when it has at most `limit` bytes (never
+/// through a symlink, never blocking on a FIFO).
+fn read_record(path: &Path, limit: u64) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > limit {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() as u64 <= limit).then_some(bytes)
+}
+
+fn set_mtime(path: &Path, secs: u64) -> io::Result<()> {
+    let t = rustix::fs::Timespec {
+        tv_sec: secs as i64,
+        tv_nsec: 0,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &rustix::fs::Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    Ok(())
+}
+
+/// Removes overlayfs' bookkeeping xattrs (`origin`, `impure`, `uuid`, ...) from every
+/// entry under `dir`, keeping `opaque`: an unpacked layer has none of them.
+fn strip_overlay_xattrs(dir: &Path) -> Result<(), LayerError> {
+    for entry in walkdir::WalkDir::new(dir) {
+        let entry = entry.map_err(|e| io_err("walk", dir)(e.into()))?;
+        let path = entry.path();
+        let size = match rustix::fs::llistxattr_query(path) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::NOTSUP) => continue,
+            Err(e) => return Err(io_err("list the xattrs of", path)(e.into())),
+        };
+        if size == 0 {
+            continue;
+        }
+        let mut names = vec![0u8; size];
+        let n = rustix::fs::llistxattr(path, &mut names[..])
+            .map_err(|e| io_err("list the xattrs of", path)(e.into()))?;
+        for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+            if is_overlay_xattr(name) && !name.ends_with(b".overlay.opaque") {
+                // Best effort: an unprivileged process may not remove trusted.* ones,
+                // and overlay ignores them in a lower without index/metacopy.
+                let _ = rustix::fs::lremovexattr(path, OsStr::from_bytes(name));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The change list as stored: per change a kind byte (`A`dded, `M`odified, `D`eleted,
+/// `O`paque directory), the path's bytes and a NUL.
+fn encode_changes(changes: &ChangeSet) -> Vec<u8> {
+    let mut out = Vec::new();
+    for change in changes.iter() {
+        out.push(match change.kind {
+            ChangeKind::Added => b'A',
+            ChangeKind::Modified => b'M',
+            ChangeKind::Deleted => b'D',
+        });
+        out.extend_from_slice(change.path.as_os_str().as_bytes());
+        out.push(0);
+    }
+    for dir in changes.opaque_dirs() {
+        out.push(b'O');
+        out.extend_from_slice(dir.as_os_str().as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+fn decode_changes(bytes: &[u8]) -> Option<ChangeSet> {
+    let mut set = ChangeSet::new();
+    for record in bytes.split(|b| *b == 0).filter(|r| !r.is_empty()) {
+        let (kind, path) = record.split_first()?;
+        let path = PathBuf::from(OsStr::from_bytes(path));
+        match kind {
+            b'A' => set.record(path, ChangeKind::Added).ok()?,
+            b'M' => set.record(path, ChangeKind::Modified).ok()?,
+            b'D' => set.record(path, ChangeKind::Deleted).ok()?,
+            b'O' => set.mark_opaque(path).ok()?,
+            _ => return None,
+        }
+    }
+    Some(set)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_lists_read_back_as_written() {
+        let mut set = ChangeSet::new();
+        set.record("a", ChangeKind::Added).unwrap();
+        set.record("d", ChangeKind::Modified).unwrap();
+        set.record("d/gone\nname", ChangeKind::Deleted).unwrap();
+        set.mark_opaque("d").unwrap();
+        let back = decode_changes(&encode_changes(&set)).unwrap();
+        assert_eq!(
+            back.iter().collect::<Vec<_>>(),
+            set.iter().collect::<Vec<_>>()
+        );
+        assert!(back.is_opaque(Path::new("d")));
+        assert!(decode_changes(b"Xbad\0").is_none());
+    }
+}
