@@ -171,8 +171,9 @@ impl Report<'_> {
     }
 }
 
-/// Exports `image` to `target`. Each blob written (each layer unpacked, for `local` and
-/// `tar`) is a transfer reported to `progress` (see [`Progress`]'s module, "Transfers").
+/// Exports `image` to `target`. Each blob written (for `local` and `tar`, each layer the
+/// store had not unpacked yet and unpacks for it) is a transfer reported to `progress`
+/// (see [`Progress`]'s module, "Transfers").
 pub fn export(
     store: &ContentStore,
     target: &ExportTarget,
@@ -229,7 +230,8 @@ pub fn export(
     .map(|()| Exported::default())
 }
 
-/// Applies every layer of `image`, bottom first, into directory `dest`.
+/// Writes the root file system of `image` (all its layers merged) into directory
+/// `dest`.
 pub fn unpack_rootfs(
     store: &ContentStore,
     image: &Image,
