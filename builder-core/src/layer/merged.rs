@@ -184,39 +184,38 @@ pub(crate) fn write_merged_tar<W: Write>(out: W, layers: &[PathBuf]) -> Result<W
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+mod tests_support {
     use tar::{EntryType, Header};
 
     use super::*;
     use crate::layer::{ApplyMode, Compression, apply_layer, tree_changes, write_layer_to};
-    use crate::privilege::Privilege;
     use crate::store::ContentStore;
 
     /// One entry of a crafted layer: name, kind, body or link target, mode, mtime,
     /// xattrs.
-    struct E(
-        &'static str,
-        EntryType,
-        &'static str,
-        u32,
-        u64,
-        &'static [(&'static str, &'static str)],
+    pub(super) struct E(
+        pub &'static str,
+        pub EntryType,
+        pub &'static str,
+        pub u32,
+        pub u64,
+        pub &'static [(&'static str, &'static str)],
     );
 
-    fn dir(name: &'static str, mtime: u64) -> E {
+    pub(super) fn dir(name: &'static str, mtime: u64) -> E {
         E(name, EntryType::Directory, "", 0o755, mtime, &[])
     }
 
-    fn file(name: &'static str, body: &'static str) -> E {
+    pub(super) fn file(name: &'static str, body: &'static str) -> E {
         E(name, EntryType::Regular, body, 0o644, 1_000, &[])
     }
 
     /// image-spec's whiteout of `path` (`dir/.wh.name`), or the opaque marker.
-    fn whiteout(name: &'static str) -> E {
+    pub(super) fn whiteout(name: &'static str) -> E {
         E(name, EntryType::Regular, "", 0o644, 0, &[])
     }
 
-    fn tar_of(entries: &[E]) -> Vec<u8> {
+    pub(super) fn tar_of(entries: &[E]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for E(name, kind, body, mode, mtime, xattrs) in entries {
             let mut h = Header::new_ustar();
@@ -264,7 +263,7 @@ mod tests {
 
     /// Today's way, the reference: every layer applied in turn to one tree, the tree
     /// written as one tar.
-    fn tar_of_applied(layers: &[Vec<u8>]) -> Vec<u8> {
+    pub(super) fn tar_of_applied(layers: &[Vec<u8>]) -> Vec<u8> {
         let tree = tempfile::tempdir().unwrap();
         for layer in layers {
             apply_layer(&layer[..], tree.path(), ApplyMode::Merged).unwrap();
@@ -277,7 +276,7 @@ mod tests {
     }
 
     /// The merged walk's way: the layers unpacked as a store unpacks them for overlay.
-    fn tar_of_lowers(layers: &[Vec<u8>]) -> (Vec<u8>, tempfile::TempDir) {
+    pub(super) fn tar_of_lowers(layers: &[Vec<u8>]) -> (Vec<u8>, tempfile::TempDir) {
         let root = tempfile::tempdir().unwrap();
         let store = ContentStore::open(root.path()).unwrap();
         let pairs: Vec<(crate::digest::Digest, crate::digest::Digest)> = layers
@@ -293,7 +292,7 @@ mod tests {
         (write_merged_tar(Vec::new(), &dirs).unwrap(), root)
     }
 
-    fn names(tar: &[u8]) -> Vec<String> {
+    pub(super) fn names(tar: &[u8]) -> Vec<String> {
         let mut archive = tar::Archive::new(tar);
         archive
             .entries()
@@ -301,6 +300,15 @@ mod tests {
             .map(|e| String::from_utf8_lossy(&e.unwrap().path_bytes()).into_owned())
             .collect()
     }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use tar::EntryType;
+
+    use super::tests_support::*;
+    use crate::privilege::Privilege;
 
     #[test]
     fn the_merged_walk_gives_the_bytes_of_the_applied_layers() {
@@ -390,5 +398,33 @@ mod tests {
         ] {
             assert!(listed.iter().any(|n| n == kept), "{kept} not in {listed:?}");
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod implied_parent_tests {
+    use super::tests_support::*;
+
+    /// A layer holding `d/f` but no entry for `d/` (rbuild's own diff of a file changed in
+    /// place): applying the layers to one tree gave `d/` the time of the export, so the
+    /// tar changed from run to run; the merged walk shows the directory the layers below
+    /// give, as overlayfs does, every time.
+    #[test]
+    fn a_directory_a_layer_only_implies_keeps_the_lower_ones_mtime() {
+        let base = tar_of(&[dir("d/", 100), file("d/f", "one")]);
+        let top = tar_of(&[file("d/f", "two")]);
+        let (got, _store) = tar_of_lowers(&[base, top]);
+        let mut archive = tar::Archive::new(&got[..]);
+        let times: Vec<(String, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+                (name, e.header().mtime().unwrap())
+            })
+            .collect();
+        assert_eq!(times, [("d/".to_owned(), 100), ("d/f".to_owned(), 1_000)]);
     }
 }
