@@ -12,7 +12,8 @@ mod target;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType};
 
@@ -27,9 +28,8 @@ use self::layout::{AtomicFile, AtomicWriter, DirSink, LayoutSink, TarSink};
 pub use self::target::{ExportTarget, InvalidExportTarget};
 use crate::digest::Digest;
 use crate::image::{Image, ImageError};
-use crate::layer::{
-    ApplyMode, Compression, LayerError, LayerOptions, tree_changes, write_layer_to,
-};
+use crate::layer::{ApplyMode, Compression, LayerError, chain_ids, write_merged_tar};
+use crate::limits::ArchiveLimits;
 use crate::oci_layout::blob_rel;
 use crate::progress::{Counted, NullProgress, Progress, Transfer, TransferKind};
 use crate::store::{ContentStore, ImageName, REF_NAME_ANNOTATION, StoreError};
@@ -171,8 +171,9 @@ impl Report<'_> {
     }
 }
 
-/// Exports `image` to `target`. Each blob written (each layer unpacked, for `local` and
-/// `tar`) is a transfer reported to `progress` (see [`Progress`]'s module, "Transfers").
+/// Exports `image` to `target`. Each blob written (for `local` and `tar`, each layer the
+/// store had not unpacked yet and unpacks for it) is a transfer reported to `progress`
+/// (see [`Progress`]'s module, "Transfers").
 pub fn export(
     store: &ContentStore,
     target: &ExportTarget,
@@ -210,22 +211,9 @@ pub fn export(
         }
         ExportTarget::Local { .. } => Ok(()),
         ExportTarget::Tar { dest } => {
-            let tmp = tempfile::Builder::new()
-                .prefix("rootfs-")
-                .tempdir_in(store.tmp_dir())
-                .map_err(|source| ExportError::Write {
-                    path: store.tmp_dir(),
-                    source,
-                })?;
-            unpack(store, image, tmp.path(), ApplyMode::Merged, report)?;
+            let dirs = layer_dirs(store, image, report)?;
             let file = AtomicWriter(AtomicFile::create(dest)?);
-            let options = LayerOptions {
-                compression: Compression::None,
-                ..Default::default()
-            };
-            let changes = tree_changes(tmp.path())?;
-            let (file, _) =
-                write_layer_to(io::BufWriter::new(file), tmp.path(), &changes, &options)?;
+            let file = write_merged_tar(io::BufWriter::with_capacity(1 << 20, file), &dirs)?;
             file.into_inner()
                 .map_err(|e| ExportError::Write {
                     path: dest.clone(),
@@ -242,7 +230,8 @@ pub fn export(
     .map(|()| Exported::default())
 }
 
-/// Applies every layer of `image`, bottom first, into directory `dest`.
+/// Writes the root file system of `image` (all its layers merged) into directory
+/// `dest`.
 pub fn unpack_rootfs(
     store: &ContentStore,
     image: &Image,
@@ -255,42 +244,137 @@ pub fn unpack_rootfs(
     unpack(store, image, dest, ApplyMode::Merged, report).map(drop)
 }
 
-/// Applies every layer of `image` into `dest` in `mode`; returns the device nodes not
-/// made.
+/// Writes the root file system of `image` into `dest` in `mode` (`Merged` or
+/// `HostExport`); returns the device nodes not made.
+///
+/// The tree is read from the layers' directories in the store (see [`layer_dirs`]) as
+/// one merged tar, which a second thread applies as it comes: each file is read once and
+/// written once, and what a later layer replaces or deletes is never written at all.
 fn unpack(
     store: &ContentStore,
     image: &Image,
-    dest: &std::path::Path,
+    dest: &Path,
     mode: ApplyMode,
     report: Report<'_>,
 ) -> Result<Vec<String>, ExportError> {
-    let limits = store.archive_limits();
-    let mut skipped = Vec::new();
-    for (blob, diff_id) in image.layers()? {
-        let name = format!("layer {blob}");
-        let size = fs::metadata(store.blob_path(&blob)).map_or(0, |m| m.len());
-        let transfer = report.start(&blob, size);
+    let dirs = layer_dirs(store, image, report)?;
+    // The store's own trees, each already unpacked within the store's limits.
+    let limits = ArchiveLimits::default()
+        .with_max_entries(u64::MAX)
+        .with_max_ratio(u64::MAX)
+        .with_ratio_applies_above(u64::MAX);
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(CHANNEL_CHUNKS);
+    let (written, applied) = std::thread::scope(|scope| {
+        let dirs = &dirs;
+        let writer = scope.spawn(move || {
+            let out = io::BufWriter::with_capacity(CHANNEL_CHUNK, ChannelWriter(tx));
+            write_merged_tar(out, dirs).and_then(|out| {
+                out.into_inner().map(drop).map_err(|e| LayerError::Write {
+                    path: PathBuf::from("/"),
+                    source: e.into_error(),
+                })
+            })
+        });
+        let reader = ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+        };
         let applied = crate::layer::apply_layer_limited(
-            Counted {
-                inner: store.verified_reader(&blob)?,
-                transfer: &transfer,
-            },
+            reader,
             dest,
             mode,
             &limits,
-            &name,
-        )?;
-        transfer.finish(size);
-        if applied.diff_id != diff_id {
-            return Err(LayerError::DiffIdMismatch {
-                expected: diff_id,
-                found: applied.diff_id,
-            }
-            .into());
-        }
-        skipped.extend(applied.skipped_devices);
+            "the image's root file system",
+        );
+        // The reader is gone: a writer still sending gets a broken pipe and stops.
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(LayerError::Read(io::Error::other("tar writer panicked"))));
+        (written, applied)
+    });
+    match (written, applied) {
+        (Ok(()), Ok(applied)) => Ok(applied.skipped_devices),
+        // The applier's own failure stopped the writer: report the applier's.
+        (Err(e), Err(applied)) if is_broken_pipe(&e) => Err(applied.into()),
+        // A writer that failed ended the stream early, which can read as a complete
+        // tar: its error is the cause whatever the applier saw.
+        (Err(e), _) => Err(e.into()),
+        (Ok(()), Err(e)) => Err(e.into()),
     }
-    Ok(skipped)
+}
+
+/// Chunks of the tar between the two threads of [`unpack`]: at most this many in
+/// flight, of this size.
+const CHANNEL_CHUNKS: usize = 8;
+const CHANNEL_CHUNK: usize = 256 << 10;
+
+/// The writing end of [`unpack`]'s stream: each write is one chunk.
+struct ChannelWriter(mpsc::SyncSender<Vec<u8>>);
+
+impl io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .send(buf.to_vec())
+            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The reading end of [`unpack`]'s stream; it ends when the writer is dropped.
+struct ChannelReader {
+    rx: mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+fn is_broken_pipe(e: &LayerError) -> bool {
+    matches!(e, LayerError::Write { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
+}
+
+/// The directories of `image`'s layers in the store (`<root>/layers/<chain_id>/`), lowest
+/// first. A layer that only a blob holds is unpacked into the store first, and kept for
+/// later builds; each such unpacking is a transfer reported.
+fn layer_dirs(
+    store: &ContentStore,
+    image: &Image,
+    report: Report<'_>,
+) -> Result<Vec<PathBuf>, ExportError> {
+    let layers = image.layers()?;
+    let pairs = || layers.iter().map(|(blob, diff_id)| (blob, diff_id));
+    let chain = chain_ids(layers.iter().map(|(_, diff_id)| diff_id));
+    for (i, ((blob, _), chain_id)) in layers.iter().zip(&chain).enumerate() {
+        if store.layer_dir(chain_id).is_dir() {
+            continue;
+        }
+        let size = fs::metadata(store.blob_path(blob)).map_or(0, |m| m.len());
+        let transfer = report.start(blob, size);
+        store.unpack_layers(pairs().take(i + 1))?;
+        transfer.finish(size);
+    }
+    Ok(store.unpack_layers(pairs())?)
 }
 
 /// Reads a blob while hashing and counting it; at the end of the blob it fails if the

@@ -105,11 +105,7 @@ pub fn write_layer_to<W: Write + Send + 'static>(
             hasher: Hasher::new(),
         },
     ));
-    let mut state = WriteState {
-        source,
-        options,
-        hardlinks: HashMap::new(),
-    };
+    let mut state = WriteState::new(source, options);
     for item in ordered_items(changes) {
         state.append(&mut tar, &item)?;
     }
@@ -187,14 +183,24 @@ fn ordered_items(changes: &ChangeSet) -> Vec<Item> {
     items
 }
 
-struct WriteState<'a> {
+/// Writes tar entries with a layer's header rules, remembering hard links already written.
+pub(crate) struct WriteState<'a> {
     source: &'a Path,
     options: &'a LayerOptions,
     /// (dev, inode) of multiply linked files already in the layer, with their path.
     hardlinks: HashMap<(u64, u64), PathBuf>,
 }
 
-impl WriteState<'_> {
+impl<'a> WriteState<'a> {
+    /// A writer of paths under `source` (see [`WriteState::append_from`] for others).
+    pub(crate) fn new(source: &'a Path, options: &'a LayerOptions) -> Self {
+        WriteState {
+            source,
+            options,
+            hardlinks: HashMap::new(),
+        }
+    }
+
     fn mtime(&self, mtime: i64) -> u64 {
         let t = mtime.max(0) as u64;
         self.options.source_date_epoch.map_or(t, |e| t.min(e))
@@ -240,11 +246,22 @@ impl WriteState<'_> {
         rel: &Path,
     ) -> Result<(), LayerError> {
         let full = self.source.join(rel);
+        self.append_from(tar, &full, rel)
+    }
+
+    /// Appends the entry named `rel` in the tar, read from `full` (not followed if a
+    /// symlink), whatever the source root.
+    pub(crate) fn append_from<W: Write>(
+        &mut self,
+        tar: &mut tar::Builder<W>,
+        full: &Path,
+        rel: &Path,
+    ) -> Result<(), LayerError> {
         let src_err = |source| LayerError::Source {
             path: rel.to_path_buf(),
             source,
         };
-        let meta = fs::symlink_metadata(&full).map_err(src_err)?;
+        let meta = fs::symlink_metadata(full).map_err(src_err)?;
         let ft = meta.file_type();
         let mut h = Header::new_ustar();
         h.set_mode(meta.mode() & 0o7777);
@@ -252,7 +269,7 @@ impl WriteState<'_> {
         h.set_gid(u64::from(meta.gid()));
         h.set_mtime(self.mtime(meta.mtime()));
         h.set_size(0);
-        let xattrs = read_xattrs(&full).map_err(src_err)?;
+        let xattrs = read_xattrs(full).map_err(src_err)?;
         let mut link = None;
         let mut name = rel.to_path_buf();
         if ft.is_dir() {
@@ -263,7 +280,7 @@ impl WriteState<'_> {
             name = PathBuf::from(OsStr::from_bytes(&bytes));
         } else if ft.is_symlink() {
             h.set_entry_type(EntryType::Symlink);
-            link = Some(fs::read_link(&full).map_err(src_err)?);
+            link = Some(fs::read_link(full).map_err(src_err)?);
         } else if ft.is_file() {
             if meta.nlink() > 1 {
                 let key = (meta.dev(), meta.ino());
@@ -276,7 +293,7 @@ impl WriteState<'_> {
             }
             h.set_entry_type(EntryType::Regular);
             h.set_size(meta.len());
-            let file = File::open(&full).map_err(src_err)?;
+            let file = File::open(full).map_err(src_err)?;
             return emit(
                 tar,
                 h,
