@@ -235,7 +235,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             });
             e
         };
-        let input = self.copy_input(step).map_err(|e| {
+        let mut input = self.copy_input(step).map_err(|e| {
             let e = BuildError::Step {
                 location: location.clone(),
                 name: name.clone(),
@@ -260,7 +260,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             created_by: String::new(),
             created: Some(shared.prepared.created.clone()),
             layer: None,
-            sources: input.files.clone(),
+            sources: std::mem::take(&mut input.files),
             args: step
                 .args
                 .iter()
