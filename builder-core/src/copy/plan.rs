@@ -507,19 +507,63 @@ impl Plan {
     /// Every context entry the plan copies (tops and what is beneath them), by relative
     /// path: a file's content digest when the view has hashes, else its type and mode.
     pub fn entry_digests(&self, view: &SourceView) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        for item in &self.items {
-            let Item::Entries(sel) = item else { continue };
-            for e in view.selected(sel) {
-                let value = view
-                    .hashes
-                    .and_then(|h| h.get(&e.path))
-                    .map_or_else(|| format!("{:?} {:o}", e.kind, e.mode), |d| d.to_string());
-                out.insert(e.path.to_string_lossy().into_owned(), value);
-            }
-        }
-        out
+        self.entries(view)
+            .map(|e| (e.path.to_string_lossy().into_owned(), entry_value(view, e)))
+            .collect()
     }
+
+    /// How many entries (with repeats) [`Plan::entry_digests`] would hold.
+    pub fn entry_count(&self, view: &SourceView) -> usize {
+        self.items
+            .iter()
+            .map(|item| match item {
+                Item::Entries(sel) => 1 + sel.below.len(),
+                _ => 0,
+            })
+            .sum::<usize>()
+            .min(view.listing.entries().len() + self.items.len())
+    }
+
+    /// [`Plan::entry_digests`] as a file of `path NUL value NUL` records in listing
+    /// order, without the map: only references to the entries are sorted.
+    pub fn write_entry_list(&self, view: &SourceView, file: &Path) -> io::Result<()> {
+        let mut entries: Vec<&ContextEntry> = self.entries(view).collect();
+        if self.items.len() > 1 {
+            entries.sort_by(|a, b| a.path.cmp(&b.path));
+            entries.dedup_by(|a, b| a.path == b.path);
+        }
+        crate::atomic::AtomicWrite::new(file)
+            .write_with(|f| {
+                let mut out = io::BufWriter::new(f);
+                for e in entries {
+                    super::list::write_record(
+                        &mut out,
+                        e.path.to_string_lossy().as_bytes(),
+                        entry_value(view, e).as_bytes(),
+                    )?;
+                }
+                io::Write::flush(&mut out)
+            })
+            .map_err(|e| e.source)
+    }
+
+    fn entries<'s>(&'s self, view: &'s SourceView) -> impl Iterator<Item = &'s ContextEntry> + 's {
+        self.items
+            .iter()
+            .flat_map(move |item| match item {
+                Item::Entries(sel) => Some(view.selected(sel)),
+                _ => None,
+            })
+            .flatten()
+    }
+}
+
+/// What `--explain-cache` remembers of an entry: a file's content digest when the view
+/// has hashes, else its type and mode.
+fn entry_value(view: &SourceView, e: &ContextEntry) -> String {
+    view.hashes
+        .and_then(|h| h.get(&e.path))
+        .map_or_else(|| format!("{:?} {:o}", e.kind, e.mode), |d| d.to_string())
 }
 
 /// The digest of a selected directory (or symlink, device...): every entry's relative

@@ -190,6 +190,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             created: Some(shared.prepared.created.clone()),
             layer: None,
             sources: BTreeMap::new(),
+            sources_list: None,
             args: BTreeMap::new(),
             from: None,
         };
@@ -261,6 +262,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             created: Some(shared.prepared.created.clone()),
             layer: None,
             sources: std::mem::take(&mut input.files),
+            sources_list: input.list.clone(),
             args: step
                 .args
                 .iter()

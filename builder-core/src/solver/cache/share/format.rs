@@ -186,6 +186,7 @@ mod tests {
                 compression: "gzip".into(),
             }),
             sources: BTreeMap::new(),
+            sources_list: None,
             args: BTreeMap::new(),
             from: None,
         }
