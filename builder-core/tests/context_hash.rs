@@ -171,3 +171,80 @@ fn concurrent_writers_never_leave_a_torn_index() {
     let leftovers = fs::read_dir(&index_dir).expect("index dir").count();
     assert_eq!(leftovers, 1, "no temporary files are left behind");
 }
+
+/// Every digest of `root` with the index equals a fresh hash without it.
+fn assert_index_agrees(root: &Path, index_dir: &Path) -> ContextHashes {
+    let (listing, indexed) = hash(root, Some(index_dir));
+    let (_, fresh) = hash(root, None);
+    for entry in listing.entries() {
+        assert_eq!(
+            indexed.get(&entry.path),
+            fresh.get(&entry.path),
+            "{}",
+            entry.path.display()
+        );
+    }
+    indexed
+}
+
+#[test]
+fn index_hits_equal_fresh_hashes_after_edits_renames_and_same_size_edits() {
+    let ctx = tempfile::tempdir().expect("tempdir");
+    let store = tempfile::tempdir().expect("tempdir");
+    let index_dir = store.path().join(INDEX_DIR);
+    make_context(ctx.path(), 300);
+    assert_index_agrees(ctx.path(), &index_dir);
+
+    // A rename within a directory, a move to another one, an edit, a new file that sorts
+    // between remembered ones, a deletion.
+    fs::rename(ctx.path().join("d1/f1"), ctx.path().join("d1/f1-renamed")).expect("rename");
+    fs::rename(ctx.path().join("d2/f2"), ctx.path().join("d5/f2")).expect("move");
+    fs::write(ctx.path().join("d3/f3"), "edited").expect("edit");
+    fs::write(ctx.path().join("d4/f4a"), "new").expect("new");
+    fs::remove_file(ctx.path().join("d6/f6")).expect("remove");
+    let after = assert_index_agrees(ctx.path(), &index_dir);
+    // The moved file kept its inode, size and times, but not its path: read again, as
+    // are the edited and the new file.
+    assert_eq!(after.stats().files_read, 4);
+
+    // A same-size edit: size and mtime put back, only the ctime (and content) differ.
+    let file = ctx.path().join("d0/f7");
+    let before = fs::metadata(&file).expect("stat");
+    std::thread::sleep(Duration::from_millis(20));
+    fs::write(&file, "content X").expect("same-size edit");
+    fs::File::options()
+        .write(true)
+        .open(&file)
+        .expect("open")
+        .set_modified(before.modified().expect("mtime"))
+        .expect("set mtime");
+    let after = assert_index_agrees(ctx.path(), &index_dir);
+    assert_eq!(after.stats().files_read, 1, "the changed ctime is seen");
+    let warm = assert_index_agrees(ctx.path(), &index_dir);
+    assert_eq!(warm.stats().files_read, 0);
+}
+
+#[test]
+fn a_truncated_index_is_ignored_and_rebuilt() {
+    let ctx = tempfile::tempdir().expect("tempdir");
+    let store = tempfile::tempdir().expect("tempdir");
+    let index_dir = store.path().join(INDEX_DIR);
+    make_context(ctx.path(), 40);
+    let expected = whole(ctx.path(), Some(&index_dir));
+    let index_file = fs::read_dir(&index_dir)
+        .expect("index dir")
+        .next()
+        .expect("one index file")
+        .expect("entry")
+        .path();
+    let bytes = fs::read(&index_file).expect("read index");
+    for cut in [bytes.len() - 1, bytes.len() - 33, bytes.len() / 2, 9] {
+        fs::write(&index_file, &bytes[..cut]).expect("truncate index");
+        let (listing, hashes) = hash(ctx.path(), Some(&index_dir));
+        assert_eq!(hashes.stats().files_read, 40, "cut at {cut}");
+        assert_eq!(
+            hashes.selection_digest(listing.entries()).expect("digest"),
+            expected
+        );
+    }
+}

@@ -365,6 +365,47 @@ fn a_second_build_is_all_cached_and_explain_cache_names_the_changed_file() {
 }
 
 #[test]
+fn explain_cache_names_the_changed_file_of_a_copy_too_large_to_list_in_its_entry() {
+    let (_dir, root, ctx) = setup(&[("Dockerfile", "FROM busybox\nCOPY tree/ /tree/\n")]);
+    // More entries than a cache entry keeps in memory: the list goes to a side file.
+    for d in 0..5 {
+        let dir = ctx.join(format!("tree/d{d}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..1000 {
+            std::fs::write(dir.join(format!("f{f:04}")), format!("{d} {f}\n")).unwrap();
+        }
+    }
+    let ctx_arg = ctx.to_str().unwrap();
+    let first = rbuild(&root, &["build", "--progress", "plain", ctx_arg]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let lists: Vec<_> = std::fs::read_dir(root.join("cache/sources"))
+        .expect("a source list")
+        .collect();
+    assert_eq!(lists.len(), 1);
+    for entry in std::fs::read_dir(root.join("cache")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let size = std::fs::metadata(&path).unwrap().len();
+            assert!(size < 64 * 1024, "{}: {size} bytes", path.display());
+        }
+    }
+
+    std::fs::write(ctx.join("tree/d3/f0500"), "changed\n").unwrap();
+    let second = rbuild(
+        &root,
+        &["build", "--progress", "plain", "--explain-cache", ctx_arg],
+    );
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    let err = stderr(&second);
+    let copy = err
+        .lines()
+        .find(|l| l.contains("COPY tree/ /tree/:"))
+        .unwrap_or_else(|| panic!("no explanation for the COPY: {err}"));
+    assert!(copy.contains("tree/d3/f0500"), "{copy}");
+    assert!(!copy.contains("f0501"), "{copy}");
+}
+
+#[test]
 fn rawjson_progress_is_valid_against_the_schema() {
     let (_dir, root, ctx) = setup(&[("Dockerfile", "FROM busybox\nRUN echo hi\n")]);
     let out = rbuild(

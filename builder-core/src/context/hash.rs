@@ -1,7 +1,6 @@
 //! Content digests of a context's files, and the digest of a selection of entries
 //! (the input of a `COPY`/`ADD` cache key).
 
-use std::collections::HashMap;
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -14,7 +13,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::beneath::{open_listed_file, open_root};
 use crate::context::digest::ContentDigest;
-use crate::context::index::{FileStamp, HashIndex, IndexError, index_path};
+use crate::context::index::{FileStamp, HashIndex, IndexError, IndexWriter, index_path};
 use crate::context::walk::{ContextEntry, ContextListing, EntryType};
 use crate::digest::Digest;
 
@@ -55,7 +54,8 @@ pub struct HashStats {
 /// The content digest of every regular file of a listing.
 #[derive(Debug, Clone, Default)]
 pub struct ContextHashes {
-    digests: HashMap<PathBuf, ContentDigest>,
+    /// By path, in listing order (which is `Path`'s order: found by binary search).
+    digests: Vec<(PathBuf, ContentDigest)>,
     stats: HashStats,
 }
 
@@ -72,66 +72,69 @@ impl ContextHashes {
     pub fn compute(listing: &ContextListing, index_dir: Option<&Path>) -> Result<Self, HashError> {
         let root = std::path::absolute(listing.root()).unwrap_or_else(|_| listing.root().into());
         let index_file = index_dir.map(|dir| index_path(dir, &root));
-        let index = index_file
+        let mut index = index_file
             .as_deref()
-            .map(|f| HashIndex::load(f, &root))
+            .map(|f| HashIndex::open(f, &root))
             .unwrap_or_default();
         let dir = open_root(listing.root()).map_err(|source| HashError::Read {
             path: listing.root().to_path_buf(),
             source,
         })?;
+        let files: Vec<&ContextEntry> = listing
+            .entries()
+            .iter()
+            .filter(|e| e.kind == EntryType::File)
+            .collect();
+        // The index is read forward beside the listing (both in path order); what it
+        // does not vouch for is read, in parallel. A slot: the digest, and whether it
+        // may be remembered.
+        let mut slots: Vec<(Option<ContentDigest>, bool)> = files
+            .iter()
+            .map(|entry| match index.lookup(&entry.path) {
+                Some((known, digest)) if known == stamp_of(entry) => (Some(digest), true),
+                _ => (None, false),
+            })
+            .collect();
         let files_read = AtomicU64::new(0);
         let bytes_read = AtomicU64::new(0);
-        let results: Vec<(PathBuf, FileStamp, ContentDigest, bool)> = listing
-            .entries()
-            .par_iter()
-            .filter(|e| e.kind == EntryType::File)
-            .map(|entry| {
-                let stamp = FileStamp {
-                    size: entry.size,
-                    mtime_ns: entry.mtime_ns,
-                    inode: entry.inode,
-                    ctime_ns: entry.ctime_ns,
-                };
-                match index.entries.get(&entry.path) {
-                    Some((known, digest)) if *known == stamp => {
-                        return Ok((entry.path.clone(), stamp, *digest, true));
-                    }
-                    _ => {}
-                }
-                let (digest, read, stable) =
-                    hash_file(&dir, &entry.path, stamp).map_err(|source| HashError::Read {
+        slots
+            .par_iter_mut()
+            .zip(files.par_iter())
+            .filter(|(slot, _)| slot.0.is_none())
+            .try_for_each(|(slot, entry)| {
+                let (digest, read, stable) = hash_file(&dir, &entry.path, stamp_of(entry))
+                    .map_err(|source| HashError::Read {
                         path: listing.root().join(&entry.path),
                         source,
                     })?;
                 files_read.fetch_add(1, Ordering::Relaxed);
                 bytes_read.fetch_add(read, Ordering::Relaxed);
-                Ok((entry.path.clone(), stamp, digest, stable))
-            })
-            .collect::<Result<_, HashError>>()?;
-        let index_hits = results.len() as u64 - files_read.load(Ordering::Relaxed);
+                *slot = (Some(digest), stable);
+                Ok::<_, HashError>(())
+            })?;
+        let files_read = files_read.into_inner();
         let stats = HashStats {
-            files_read: files_read.into_inner(),
+            files_read,
             bytes_read: bytes_read.into_inner(),
-            index_hits,
+            index_hits: files.len() as u64 - files_read,
         };
-        let changed = stats.files_read > 0 || index.entries.len() != results.len();
+        let changed = stats.files_read > 0 || !index.len_is(files.len() as u64) || index.unsorted();
         drop(index);
         if let Some(file) = index_file.filter(|_| changed) {
             // Only what was stable while it was read is remembered; the rest (and every
             // deleted file) drops out of the index.
-            let next = HashIndex {
-                entries: results
-                    .iter()
-                    .filter(|r| r.3)
-                    .map(|(path, stamp, digest, _)| (path.clone(), (*stamp, *digest)))
-                    .collect(),
-            };
-            next.save(&file, &root)?;
+            let mut next = IndexWriter::create(&file, &root)?;
+            for (entry, slot) in files.iter().zip(&slots) {
+                if let (Some(digest), true) = slot {
+                    next.push(&entry.path, stamp_of(entry), digest)?;
+                }
+            }
+            next.finish()?;
         }
-        let digests = results
-            .into_iter()
-            .map(|(path, _, digest, _)| (path, digest))
+        let digests = files
+            .iter()
+            .zip(slots)
+            .filter_map(|(entry, (digest, _))| Some((entry.path.clone(), digest?)))
             .collect();
         Ok(Self { digests, stats })
     }
@@ -143,9 +146,15 @@ impl ContextHashes {
 
     /// The content digest of the regular file at `path`.
     pub fn get(&self, path: &Path) -> Option<Digest> {
-        self.digests
-            .get(path)
+        self.content(path)
             .map(|d| Digest::from_sha256(*d.as_bytes()))
+    }
+
+    fn content(&self, path: &Path) -> Option<ContentDigest> {
+        self.digests
+            .binary_search_by(|(p, _)| p.as_path().cmp(path))
+            .ok()
+            .map(|i| self.digests[i].1)
     }
 
     /// The digest of a selection of entries (in the order given): for each, its
@@ -157,12 +166,9 @@ impl ContextHashes {
         entries: impl IntoIterator<Item = &'a ContextEntry>,
     ) -> Result<Digest, HashError> {
         selection_digest(entries, ContentEncoding::Raw, |entry| {
-            self.digests
-                .get(&entry.path)
-                .copied()
-                .ok_or_else(|| HashError::Missing {
-                    path: entry.path.clone(),
-                })
+            self.content(&entry.path).ok_or_else(|| HashError::Missing {
+                path: entry.path.clone(),
+            })
         })
     }
 }
@@ -214,6 +220,15 @@ pub(crate) fn selection_digest<'a, E>(
         }
     }
     Ok(Digest::from_sha256(h.finalize().into()))
+}
+
+fn stamp_of(entry: &ContextEntry) -> FileStamp {
+    FileStamp {
+        size: entry.size,
+        mtime_ns: entry.mtime_ns,
+        inode: entry.inode,
+        ctime_ns: entry.ctime_ns,
+    }
 }
 
 /// Hashes the listed file `rel` beneath `dir`, the context root, without following a

@@ -1,6 +1,5 @@
 //! Listing what a context sends: every included entry with its metadata.
 
-use std::collections::HashMap;
 use std::fs::{self, Metadata};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -121,11 +120,12 @@ pub struct WalkError {
 
 /// The included entries of a context, in a deterministic order: depth first, the
 /// entries of a directory sorted by name (bytes), each directory before its contents.
+/// That is the order of [`Path`]'s comparison (component by component), so an entry is
+/// found by binary search and a listing keeps no second copy of its paths.
 #[derive(Debug, Clone, Default)]
 pub struct ContextListing {
     root: PathBuf,
     entries: Vec<ContextEntry>,
-    by_path: HashMap<PathBuf, usize>,
 }
 
 struct OpenDir {
@@ -207,15 +207,10 @@ impl ContextListing {
     }
 
     fn from_entries(root: &Path, entries: Vec<ContextEntry>) -> Self {
-        let by_path = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.path.clone(), i))
-            .collect();
+        debug_assert!(entries.windows(2).all(|w| w[0].path < w[1].path));
         Self {
             root: root.to_path_buf(),
             entries,
-            by_path,
         }
     }
 
@@ -231,30 +226,42 @@ impl ContextListing {
 
     /// The entry at a relative path, if it is included.
     pub fn get(&self, path: &Path) -> Option<&ContextEntry> {
-        self.by_path.get(path).map(|&i| &self.entries[i])
+        self.position(path).map(|i| &self.entries[i])
     }
 
     /// The place of the entry at `path` in [`ContextListing::entries`].
     pub(crate) fn position(&self, path: &Path) -> Option<usize> {
-        self.by_path.get(path).copied()
+        if path.as_os_str().is_empty() {
+            return None;
+        }
+        self.entries
+            .binary_search_by(|e| e.path.as_path().cmp(path))
+            .ok()
     }
 
     /// The entries directly inside `dir` (the empty path for the root), in order.
     pub fn children<'a>(&'a self, dir: &'a Path) -> impl Iterator<Item = &'a ContextEntry> + 'a {
-        self.entries
-            .iter()
-            .filter(move |e| e.path.parent() == Some(dir))
+        let below = if dir.as_os_str().is_empty() {
+            &self.entries[..]
+        } else {
+            self.position(dir)
+                .map_or(&[][..], |i| &self.subtree_at(i)[1..])
+        };
+        below.iter().filter(move |e| e.path.parent() == Some(dir))
     }
 
     /// `entry` and, for a directory, everything beneath it, in listing order.
     pub fn subtree<'a>(&'a self, entry: &'a ContextEntry) -> &'a [ContextEntry] {
-        let Some(&start) = self.by_path.get(&entry.path) else {
-            return &[];
-        };
-        let len = self.entries[start + 1..]
-            .iter()
-            .take_while(|e| e.path.starts_with(&entry.path))
-            .count();
+        match self.position(&entry.path) {
+            Some(start) => self.subtree_at(start),
+            None => &[],
+        }
+    }
+
+    /// The entry at `start` and everything beneath it, which follows it in one run.
+    pub(crate) fn subtree_at(&self, start: usize) -> &[ContextEntry] {
+        let top = &self.entries[start].path;
+        let len = self.entries[start + 1..].partition_point(|e| e.path.starts_with(top));
         &self.entries[start..=start + len]
     }
 }

@@ -32,6 +32,7 @@ mod archive;
 mod chmod;
 mod chown;
 mod dest;
+pub(crate) mod list;
 mod parallel;
 mod plan;
 mod remote;
@@ -334,12 +335,32 @@ pub struct SourcesDescription {
     pub key: Digest,
     /// Every entry it copies (a selected directory's entries after `--exclude`
     /// included), by relative path: a file's content digest, else its type and mode;
-    /// what `--explain-cache` compares between builds.
+    /// what `--explain-cache` compares between builds. Empty when the list went to a
+    /// file instead ([`SourcesDescription::list`]).
     pub files: BTreeMap<String, String>,
+    /// With [`describe_sources_in`], for a copy of more than [`MAX_LISTED_SOURCES`]
+    /// entries: the file under its directory holding that list (named by
+    /// [`SourcesDescription::key`]'s hex), never whole in memory.
+    pub list: Option<PathBuf>,
 }
+
+/// The most entries a [`SourcesDescription`] keeps in memory; more go to a file.
+pub const MAX_LISTED_SOURCES: usize = 4096;
 
 /// [`sources_digest`] and the entries it covers, planned once.
 pub fn describe_sources(op: &CopyOp, from: &CopySource) -> Result<SourcesDescription, CopyError> {
+    describe_sources_in(op, from, None)
+}
+
+/// [`describe_sources`], the list of a copy of more than [`MAX_LISTED_SOURCES`]
+/// entries written into `list_dir` (when given) instead of memory: `path NUL value
+/// NUL` records in listing order, the file named by the key's hex and
+/// written once (it is a function of the key).
+pub fn describe_sources_in(
+    op: &CopyOp,
+    from: &CopySource,
+    list_dir: Option<&Path>,
+) -> Result<SourcesDescription, CopyError> {
     let (view, planned) = plan::open_and_plan(op, from)?;
     let mut h = Hasher::new();
     let mut field = |bytes: &[u8]| {
@@ -362,9 +383,28 @@ pub fn describe_sources(op: &CopyOp, from: &CopySource) -> Result<SourcesDescrip
         field(path.as_bytes());
         field(digest.as_str().as_bytes());
     }
+    let key = h.finish();
+    if let Some(dir) = list_dir.filter(|_| planned.entry_count(&view) > MAX_LISTED_SOURCES) {
+        let file = dir.join(key.hex());
+        if !file.exists() {
+            planned
+                .write_entry_list(&view, &file)
+                .map_err(|source| CopyError::Dest {
+                    op: "write the source list",
+                    path: file.display().to_string(),
+                    source,
+                })?;
+        }
+        return Ok(SourcesDescription {
+            key,
+            files: BTreeMap::new(),
+            list: Some(file),
+        });
+    }
     Ok(SourcesDescription {
-        key: h.finish(),
+        key,
         files: planned.entry_digests(&view),
+        list: None,
     })
 }
 

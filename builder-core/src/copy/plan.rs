@@ -114,6 +114,20 @@ impl<'a> SourceView<'a> {
     pub fn open_file(&self, entry: &ContextEntry) -> io::Result<File> {
         open_listed_file(&self.root_fd, &entry.path)
     }
+
+    /// The entries `sel` copies beneath its top, in listing order.
+    pub fn below<'s>(&'s self, sel: &'s Selected) -> impl Iterator<Item = &'s ContextEntry> + 's {
+        let entries = self.listing.entries();
+        sel.below.iter().map(move |&i| &entries[i])
+    }
+
+    /// The top of `sel` and the entries beneath it, in listing order.
+    pub fn selected<'s>(
+        &'s self,
+        sel: &'s Selected,
+    ) -> impl Iterator<Item = &'s ContextEntry> + 's {
+        std::iter::once(&sel.top).chain(self.below(sel))
+    }
 }
 
 /// One selected source.
@@ -144,8 +158,9 @@ pub(crate) struct Selected {
     pub parents_rel: Option<PathBuf>,
     /// With `--parents`: the directories between the destination and it.
     pub ancestors: Vec<ContextEntry>,
-    /// For a directory, everything beneath it that is copied, in listing order.
-    pub below: Vec<ContextEntry>,
+    /// For a directory, everything beneath it that is copied, in listing order: places
+    /// in the view's listing ([`SourceView::below`]), not copies of its entries.
+    pub below: Vec<usize>,
 }
 
 impl Selected {
@@ -246,21 +261,20 @@ pub(crate) fn plan(op: &CopyOp, view: &SourceView) -> Result<Plan, CopyError> {
                 }
                 None => (None, Vec::new()),
             };
-            let below = if top.kind == EntryType::Dir {
-                view.listing
-                    .subtree(top)
-                    .iter()
-                    .skip(1)
-                    .filter(|e| {
-                        let rel = e.path.strip_prefix(&top.path).unwrap_or(&e.path);
-                        !excludes
-                            .as_ref()
-                            .is_some_and(|x| x.is_excluded(&rel.to_string_lossy()))
-                    })
-                    .cloned()
-                    .collect()
-            } else {
-                Vec::new()
+            let below = match view.listing.position(&top.path) {
+                Some(start) if top.kind == EntryType::Dir => {
+                    let subtree = view.listing.subtree_at(start);
+                    (start + 1..start + subtree.len())
+                        .filter(|&i| {
+                            let e = &view.listing.entries()[i];
+                            let rel = e.path.strip_prefix(&top.path).unwrap_or(&e.path);
+                            !excludes
+                                .as_ref()
+                                .is_some_and(|x| x.is_excluded(&rel.to_string_lossy()))
+                        })
+                        .collect()
+                }
+                _ => Vec::new(),
             };
             items.push(Item::Entries(Selected {
                 top: top.clone(),
@@ -312,12 +326,9 @@ fn root_selection(view: &SourceView, excludes: Option<&IgnoreRules>) -> Selected
         inode: 0,
         link_target: None,
     };
-    let below = view
-        .listing
-        .entries()
-        .iter()
-        .filter(|e| !excludes.is_some_and(|x| x.is_excluded(&e.path.to_string_lossy())))
-        .cloned()
+    let entries = view.listing.entries();
+    let below = (0..entries.len())
+        .filter(|&i| !excludes.is_some_and(|x| x.is_excluded(&entries[i].path.to_string_lossy())))
         .collect();
     Selected {
         top,
@@ -496,25 +507,69 @@ impl Plan {
     /// Every context entry the plan copies (tops and what is beneath them), by relative
     /// path: a file's content digest when the view has hashes, else its type and mode.
     pub fn entry_digests(&self, view: &SourceView) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        for item in &self.items {
-            let Item::Entries(sel) = item else { continue };
-            for e in std::iter::once(&sel.top).chain(&sel.below) {
-                let value = view
-                    .hashes
-                    .and_then(|h| h.get(&e.path))
-                    .map_or_else(|| format!("{:?} {:o}", e.kind, e.mode), |d| d.to_string());
-                out.insert(e.path.to_string_lossy().into_owned(), value);
-            }
-        }
-        out
+        self.entries(view)
+            .map(|e| (e.path.to_string_lossy().into_owned(), entry_value(view, e)))
+            .collect()
     }
+
+    /// How many entries (with repeats) [`Plan::entry_digests`] would hold.
+    pub fn entry_count(&self, view: &SourceView) -> usize {
+        self.items
+            .iter()
+            .map(|item| match item {
+                Item::Entries(sel) => 1 + sel.below.len(),
+                _ => 0,
+            })
+            .sum::<usize>()
+            .min(view.listing.entries().len() + self.items.len())
+    }
+
+    /// [`Plan::entry_digests`] as a file of `path NUL value NUL` records in listing
+    /// order, without the map: only references to the entries are sorted.
+    pub fn write_entry_list(&self, view: &SourceView, file: &Path) -> io::Result<()> {
+        let mut entries: Vec<&ContextEntry> = self.entries(view).collect();
+        if self.items.len() > 1 {
+            entries.sort_by(|a, b| a.path.cmp(&b.path));
+            entries.dedup_by(|a, b| a.path == b.path);
+        }
+        crate::atomic::AtomicWrite::new(file)
+            .write_with(|f| {
+                let mut out = io::BufWriter::new(f);
+                for e in entries {
+                    super::list::write_record(
+                        &mut out,
+                        e.path.to_string_lossy().as_bytes(),
+                        entry_value(view, e).as_bytes(),
+                    )?;
+                }
+                io::Write::flush(&mut out)
+            })
+            .map_err(|e| e.source)
+    }
+
+    fn entries<'s>(&'s self, view: &'s SourceView) -> impl Iterator<Item = &'s ContextEntry> + 's {
+        self.items
+            .iter()
+            .flat_map(move |item| match item {
+                Item::Entries(sel) => Some(view.selected(sel)),
+                _ => None,
+            })
+            .flatten()
+    }
+}
+
+/// What `--explain-cache` remembers of an entry: a file's content digest when the view
+/// has hashes, else its type and mode.
+fn entry_value(view: &SourceView, e: &ContextEntry) -> String {
+    view.hashes
+        .and_then(|h| h.get(&e.path))
+        .map_or_else(|| format!("{:?} {:o}", e.kind, e.mode), |d| d.to_string())
 }
 
 /// The digest of a selected directory (or symlink, device...): every entry's relative
 /// path, type, mode, owner, content and link target; never its mtime.
 fn selection_digest(view: &SourceView, sel: &Selected) -> Result<Digest, CopyError> {
-    let entries = std::iter::once(&sel.top).chain(&sel.below);
+    let entries = view.selected(sel);
     match view.hashes {
         Some(hashes) => Ok(hashes.selection_digest(entries)?),
         None => context::selection_digest(entries, ContentEncoding::Text, |entry| {

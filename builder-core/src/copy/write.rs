@@ -243,20 +243,20 @@ impl Writer<'_> {
     }
 
     fn below(&mut self, sel: &Selected, target: &Path) -> Result<(), CopyError> {
-        let files = sel
-            .below
-            .iter()
+        let view = self.view;
+        let files = view
+            .below(sel)
             .filter(|e| e.kind == EntryType::File)
             .count();
         if files < parallel::PARALLEL_MIN_FILES {
-            for e in &sel.below {
+            for e in view.below(sel) {
                 self.entry(e, &target.join(sel.rel(e)), true)?;
             }
             return Ok(());
         }
         // Directories (and links, devices) first, in order; then the files in parallel.
         let mut jobs = Vec::with_capacity(files);
-        for e in &sel.below {
+        for e in view.below(sel) {
             let place = target.join(sel.rel(e));
             if e.kind == EntryType::File {
                 jobs.push((e, place));

@@ -53,6 +53,7 @@ pub(crate) fn copy_input(
                 // selection.
                 digest: Some(Digest::of(state.key.to_string().as_bytes())),
                 files: BTreeMap::new(),
+                list: None,
             })
         }
         None => {
@@ -67,11 +68,16 @@ pub(crate) fn copy_input(
                 listing: &context.listing,
                 hashes: &context.hashes,
             };
-            let described = copy::describe_sources(&op, &from)?;
+            let list_dir = shared.runtime.cache.sources_dir();
+            let described = copy::describe_sources_in(&op, &from, Some(&list_dir))?;
             Ok(CopyInput {
                 op: Some(op),
                 from: None,
                 from_key: None,
+                list: described
+                    .list
+                    .as_ref()
+                    .map(|_| described.key.hex().to_owned()),
                 digest: Some(described.key),
                 files: described.files,
             })
@@ -114,6 +120,8 @@ pub(crate) struct CopyInput {
     pub from_key: Option<(String, String)>,
     pub digest: Option<Digest>,
     pub files: BTreeMap<String, String>,
+    /// Instead of `files` for a large copy: its list's name in the cache's `sources/`.
+    pub list: Option<String>,
 }
 
 /// Expands the heredoc sources whose delimiter was not quoted, with the step's build

@@ -190,6 +190,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             created: Some(shared.prepared.created.clone()),
             layer: None,
             sources: BTreeMap::new(),
+            sources_list: None,
             args: BTreeMap::new(),
             from: None,
         };
@@ -235,7 +236,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             });
             e
         };
-        let input = self.copy_input(step).map_err(|e| {
+        let mut input = self.copy_input(step).map_err(|e| {
             let e = BuildError::Step {
                 location: location.clone(),
                 name: name.clone(),
@@ -260,7 +261,8 @@ impl<'s, 'a> StageRun<'s, 'a> {
             created_by: String::new(),
             created: Some(shared.prepared.created.clone()),
             layer: None,
-            sources: input.files.clone(),
+            sources: std::mem::take(&mut input.files),
+            sources_list: input.list.clone(),
             args: step
                 .args
                 .iter()

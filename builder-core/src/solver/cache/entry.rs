@@ -193,6 +193,10 @@ pub(crate) struct CacheEntry {
     /// The context files it copied: path and content digest (or type for non-files).
     #[serde(default)]
     pub sources: BTreeMap<String, String>,
+    /// Instead of `sources`, for a copy of many files: the name of its list under the
+    /// cache's `sources/` (see `copy::list`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources_list: Option<String>,
     /// The build arguments and environment it saw.
     #[serde(default)]
     pub args: BTreeMap<String, String>,

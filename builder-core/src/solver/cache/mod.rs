@@ -17,6 +17,7 @@
 //! the store's own; their layer blobs are fetched when needed, `Cache::materialize`)
 //! and the keys each stage used, which `--cache-to` exports.
 
+use crate::copy::list::{self as copy_list, Listed};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,10 @@ use crate::store::ContentStore;
 
 /// The subdirectory remembering each step's last key.
 const STEPS_DIR: &str = "steps";
+/// The subdirectory keeping the source lists of large copies.
+const SOURCES_DIR: &str = "sources";
+/// How many changed files a miss of a large copy names.
+const MAX_NAMED_SOURCES: usize = 20;
 /// How many layer blobs of imported caches are fetched at once (as pulls do).
 const FETCH_PARALLEL: usize = 3;
 
@@ -230,6 +235,30 @@ impl Cache {
         Ok(())
     }
 
+    /// Where the list of a large copy's sources named `name` is kept.
+    pub(crate) fn sources_dir(&self) -> PathBuf {
+        self.dir.join(SOURCES_DIR)
+    }
+
+    /// The context files that changed between two entries when either keeps its list
+    /// in a file: both read in order, never whole; the first few named.
+    fn changed_sources(&self, previous: &CacheEntry, now: &CacheEntry) -> Vec<String> {
+        let dir = self.sources_dir();
+        let files: Vec<Option<PathBuf>> = [previous, now]
+            .iter()
+            .map(|e| e.sources_list.as_ref().map(|name| dir.join(name)))
+            .collect();
+        let (mut names, total) = copy_list::changed(
+            &listed(previous, &files[0]),
+            &listed(now, &files[1]),
+            MAX_NAMED_SOURCES,
+        );
+        if total > names.len() {
+            names.push(format!("and {} more", total - names.len()));
+        }
+        names
+    }
+
     fn step_path(&self, identity: &str) -> PathBuf {
         self.dir
             .join(STEPS_DIR)
@@ -278,7 +307,11 @@ impl Cache {
         if let Some((from, _)) = now.from.as_ref().filter(|_| previous.from != now.from) {
             return MissReason::SourceChanged { from: from.clone() };
         }
-        let paths = changed_keys(&previous.sources, &now.sources);
+        let paths = if previous.sources_list.is_some() || now.sources_list.is_some() {
+            self.changed_sources(&previous, now)
+        } else {
+            changed_keys(&previous.sources, &now.sources)
+        };
         if !paths.is_empty() {
             return MissReason::FilesChanged { paths };
         }
@@ -287,6 +320,14 @@ impl Cache {
             return MissReason::ArgsChanged { names };
         }
         MissReason::DefinitionChanged
+    }
+}
+
+/// An entry's source list: its file when it has one, else its map.
+fn listed<'a>(entry: &'a CacheEntry, file: &'a Option<PathBuf>) -> Listed<'a> {
+    match file {
+        Some(file) => Listed::File(file.as_path()),
+        None => Listed::Map(&entry.sources),
     }
 }
 
@@ -364,6 +405,7 @@ mod tests {
             created: None,
             layer: None,
             sources: map(sources),
+            sources_list: None,
             args: map(args),
             from: None,
         }

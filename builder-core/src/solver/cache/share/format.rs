@@ -196,6 +196,7 @@ mod tests {
                 chain_id: None,
             }),
             sources: BTreeMap::new(),
+            sources_list: None,
             args: BTreeMap::new(),
             from: None,
         }
