@@ -22,6 +22,7 @@ mod assemble;
 mod cache;
 mod epoch;
 mod error;
+mod layer_ref;
 mod mounted_roots;
 mod mounts;
 mod output;

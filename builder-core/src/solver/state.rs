@@ -1,62 +1,12 @@
 //! A stage's state between steps: its layers, its config and the key the next step's
 //! cache key derives from.
 
-use oci_spec::image::Descriptor;
-
 use super::cache::entry::CacheKey;
 use super::error::BuildError;
+pub(crate) use super::layer_ref::LayerRef;
 use super::semantics::StageConfig;
 use crate::digest::{Digest, Hasher};
-use crate::image::ImageFormat;
-use crate::layer::{Compression, Layer};
-
-/// One layer of a stage's filesystem: what it is (its diff_id) and the blob it has, if
-/// one was made. A layer a step made on the overlay snapshotter is a directory of the
-/// store (`layers/<chain_id>/`) until an output needs its blob
-/// ([`Runtime::ensure_blobs`](super::runtime::Runtime::ensure_blobs)).
-#[derive(Debug, Clone)]
-pub(crate) struct LayerRef {
-    /// The blob's digest, `None` for a layer kept only as a directory.
-    pub blob: Option<Digest>,
-    pub diff_id: Digest,
-    /// The blob's size; without a blob, the size of the layer's tar.
-    pub size: u64,
-    /// The blob's compression (meaningless without a blob).
-    pub compression: Compression,
-}
-
-impl LayerRef {
-    pub(crate) fn of(layer: &Layer) -> Self {
-        LayerRef {
-            blob: Some(layer.blob.digest.clone()),
-            diff_id: layer.diff_id.clone(),
-            size: layer.blob.size,
-            compression: layer.compression,
-        }
-    }
-
-    /// The blob's digest; an error for a layer without one (the caller was to make it).
-    pub(crate) fn blob(&self) -> Result<&Digest, BuildError> {
-        self.blob.as_ref().ok_or_else(|| {
-            BuildError::Layer(crate::layer::LayerError::Store(
-                crate::store::StoreError::Io {
-                    action: "find the blob of layer",
-                    path: self.diff_id.as_str().into(),
-                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
-                },
-            ))
-        })
-    }
-
-    /// The manifest descriptor of this layer in an image of `format`.
-    pub(crate) fn descriptor(&self, format: ImageFormat) -> Result<Descriptor, BuildError> {
-        Ok(Descriptor::new(
-            format.layer_type(self.compression),
-            self.size,
-            self.blob()?,
-        ))
-    }
-}
+use crate::layer::Compression;
 
 /// A stage after some of its steps: what the next step starts from.
 #[derive(Debug, Clone)]

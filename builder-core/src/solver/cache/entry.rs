@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, Hasher};
 use crate::layer::{Compression, Layer};
-use crate::solver::state::LayerRef;
+use crate::solver::layer_ref::LayerRef;
 
 /// The cache's directory under the store root.
 pub use crate::store::CACHE_DIR;

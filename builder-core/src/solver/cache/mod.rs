@@ -34,7 +34,7 @@ use super::error::BuildError;
 use crate::atomic::AtomicWrite;
 use crate::digest::Digest;
 use crate::layer::chain_ids;
-use crate::solver::state::LayerRef;
+use crate::solver::layer_ref::LayerRef;
 use crate::store::ContentStore;
 
 /// The subdirectory remembering each step's last key.
