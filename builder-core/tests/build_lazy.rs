@@ -275,3 +275,61 @@ fn layer_directories_read_as_layers_unpacked_from_their_blobs() {
 fn layer_directories_read_as_layers_unpacked_from_their_blobs_with_an_epoch() {
     check_shapes(Some(1_000_000_000));
 }
+
+/// The names in the layer blob `blob` (gzip tar).
+fn blob_names(store: &ContentStore, blob: &Digest) -> Vec<String> {
+    let gz = flate2::read::GzDecoder::new(std::fs::File::open(store.blob_path(blob)).unwrap());
+    let mut archive = tar::Archive::new(gz);
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// A step sets overlay's opaque xattr of the other namespace (`user.overlay.opaque`,
+/// which the root overlay mount does not read) on a directory of a lower layer; the
+/// step's diff takes it as opaque, and the layer's tar says so. The next step must see
+/// the directory as that tar unpacked shows it, and its own layer must not make the
+/// directory opaque again because the xattr was copied up.
+#[test]
+fn an_opaque_xattr_a_step_sets_reads_in_the_next_step_as_its_layer_says() {
+    if !rbuild_core::privilege::Privilege::current().is_host_root() {
+        panic!("this test needs root of the host (the overlay mount reads trusted.* xattrs)");
+    }
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[]);
+    std::fs::copy(
+        support::probe::probe_dir().join("bin/probe"),
+        ctx.join("probe"),
+    )
+    .unwrap();
+    let df = "FROM busybox
+COPY probe /usr/local/bin/probe
+RUN mkdir -p /lo/dir && echo 1 > /lo/dir/f
+RUN probe setxattr /lo/dir user.overlay.opaque y | grep 'setxattr: ok'
+RUN ls -A /lo/dir > /seen && echo h > /lo/dir/h
+";
+    let result = build(&store, df, &ctx);
+    let root = support::build::rootfs(&store, &result.image, dir.path());
+    let mut seen: Vec<String> = std::fs::read_to_string(root.join("seen"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    seen.push("h".to_owned());
+    seen.sort();
+    let mut merged: Vec<String> = std::fs::read_dir(root.join("lo/dir"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    merged.sort();
+    assert_eq!(seen, merged, "what the last step saw in /lo/dir, and h");
+    let layers = result.image.layers().unwrap();
+    let (last, _) = layers.last().unwrap();
+    let names = blob_names(&store, last);
+    assert!(
+        !names.iter().any(|n| n.ends_with(".wh..wh..opq")),
+        "the last step's layer makes /lo/dir opaque: {names:?}"
+    );
+}

@@ -5,8 +5,8 @@
 //! At the commit one pass writes the layer's tar into a hash (its diff_id, which cache
 //! keys chain on, so the bytes are exactly those [`write_layer_to`] makes), then the
 //! directory is made to read as a layer unpacked from that tar would (mtimes in whole
-//! seconds, clamped to `SOURCE_DATE_EPOCH`; overlay bookkeeping xattrs other than
-//! opaque removed; sockets removed). Beside it, in `layerdb/` (not inside: a file there
+//! seconds, clamped to `SOURCE_DATE_EPOCH`; of overlay xattrs only the opaque markers
+//! the tar holds, in the namespace the mount reads; sockets removed). Beside it, in `layerdb/` (not inside: a file there
 //! would show in the lower), the change list in tar order and a record of the diff_id.
 //! A blob is the tar regenerated from the directory and the list, checked against the
 //! diff_id before anything is stored ([`ContentStore::blob_from_dir`]).
@@ -24,7 +24,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::writer::write_layer_to;
-use super::{Compression, Layer, LayerError, LayerOptions, is_overlay_xattr};
+use super::{
+    Compression, Layer, LayerError, LayerOptions, OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR,
+    is_overlay_xattr,
+};
 use crate::atomic::AtomicWrite;
 use crate::change::{ChangeKind, ChangeSet};
 use crate::digest::Digest;
@@ -280,7 +283,7 @@ impl ContentStore {
 
 /// Makes the upper directory read as the layer unpacked from its tar would: sockets
 /// removed (a tar carries none), each entry's mtime the tar's (whole seconds, clamped to
-/// `epoch`), overlay bookkeeping xattrs other than opaque removed. Returns the changes
+/// `epoch`), overlay xattrs those an unpack sets. Returns the changes
 /// without the sockets.
 fn normalize(
     upper: &Path,
@@ -328,7 +331,7 @@ fn normalize(
             set_mtime(&path, t).map_err(io_err("set the mtime of", &path))?;
         }
     }
-    strip_overlay_xattrs(upper)?;
+    set_overlay_xattrs(upper, &kept)?;
     Ok(kept)
 }
 
@@ -368,29 +371,51 @@ fn set_mtime(path: &Path, secs: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Removes overlayfs' bookkeeping xattrs (`origin`, `impure`, `uuid`, ...) from every
-/// entry under `dir`, keeping `opaque`: an unpacked layer has none of them.
-fn strip_overlay_xattrs(dir: &Path) -> Result<(), LayerError> {
+/// Leaves on the entries under `dir` only the overlay xattrs an unpack of the layer's
+/// tar gives them (`ApplyMode::OverlayLower`): the opaque marker the overlay mount reads
+/// (`trusted.*` as root of the host, `user.*` otherwise) on each directory `changes` makes
+/// opaque, and nothing else. overlayfs' bookkeeping (`origin`, `impure`, ...) goes, and
+/// so does an `*.overlay.*` xattr a step set itself where the mount does not read it as
+/// its own (`user.overlay.opaque` under a root mount): the diff took it as an opaque
+/// marker, but kept as it is the next steps' mounts would not hide what the tar hides,
+/// and copied up by one of them it would mark that step's layer opaque too.
+fn set_overlay_xattrs(dir: &Path, changes: &ChangeSet) -> Result<(), LayerError> {
+    let marker = if crate::privilege::Privilege::current().is_host_root() {
+        OVERLAY_OPAQUE_XATTR
+    } else {
+        OVERLAY_OPAQUE_USER_XATTR
+    };
     for entry in walkdir::WalkDir::new(dir) {
         let entry = entry.map_err(|e| io_err("walk", dir)(e.into()))?;
         let path = entry.path();
+        let opaque = entry.file_type().is_dir()
+            && path
+                .strip_prefix(dir)
+                .is_ok_and(|rel| changes.is_opaque(rel));
         let size = match rustix::fs::llistxattr_query(path) {
             Ok(n) => n,
-            Err(rustix::io::Errno::NOTSUP) => continue,
+            Err(rustix::io::Errno::NOTSUP) => 0,
             Err(e) => return Err(io_err("list the xattrs of", path)(e.into())),
         };
-        if size == 0 {
-            continue;
-        }
         let mut names = vec![0u8; size];
-        let n = rustix::fs::llistxattr(path, &mut names[..])
-            .map_err(|e| io_err("list the xattrs of", path)(e.into()))?;
+        let n = match size {
+            0 => 0,
+            _ => rustix::fs::llistxattr(path, &mut names[..])
+                .map_err(|e| io_err("list the xattrs of", path)(e.into()))?,
+        };
+        let mut marked = false;
         for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
-            if is_overlay_xattr(name) && !name.ends_with(b".overlay.opaque") {
+            if opaque && name == marker.as_bytes() {
+                marked = true;
+            } else if is_overlay_xattr(name) {
                 // Best effort: an unprivileged process may not remove trusted.* ones,
                 // and overlay ignores them in a lower without index/metacopy.
                 let _ = rustix::fs::lremovexattr(path, OsStr::from_bytes(name));
             }
+        }
+        if opaque && !marked {
+            rustix::fs::lsetxattr(path, marker, b"y", rustix::fs::XattrFlags::empty())
+                .map_err(|e| io_err("mark opaque", path)(e.into()))?;
         }
     }
     Ok(())
