@@ -333,3 +333,46 @@ RUN ls -A /lo/dir > /seen && echo h > /lo/dir/h
         "the last step's layer makes /lo/dir opaque: {names:?}"
     );
 }
+
+/// A layer directory changed by hand, found out when its blob is made, is not used
+/// again: the next build runs its step again (even with `--no-cache` and an epoch, when
+/// the step gives the very same layer, whose directory is there already) and succeeds.
+#[test]
+fn a_layer_directory_found_changed_is_made_again_by_the_next_build() {
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[("a.txt", "a\n")]);
+    let epoch = |r: &mut rbuild_core::BuildRequest| r.spec.source_date_epoch = Some(0);
+    let (first, _) = build_with(&store, TWO_STAGES, &ctx, epoch);
+    let first = first.unwrap();
+    let dep = entry(&store, &key_of(&first, "[dep 2/2] RUN"));
+    let dep_dir = dir_of(&store, &dep);
+    std::fs::write(dep_dir.join("dep"), "edited\n").unwrap();
+    let target = |r: &mut rbuild_core::BuildRequest| {
+        r.spec.source_date_epoch = Some(0);
+        r.spec.target = Some("dep".to_owned());
+    };
+    let (result, _) = build_with(&store, TWO_STAGES, &ctx, target);
+    let err = rbuild_core::error_chain::error_chain(&result.unwrap_err());
+    assert!(err.contains("diff_id mismatch"), "{err}");
+    assert!(err.contains(&*dep_dir.to_string_lossy()), "{err}");
+    for no_cache in [true, false] {
+        let (result, _) = build_with(&store, TWO_STAGES, &ctx, |r| {
+            target(r);
+            r.options.no_cache = no_cache;
+        });
+        let result = result.unwrap_or_else(|e| {
+            panic!(
+                "no_cache {no_cache}: {}",
+                rbuild_core::error_chain::error_chain(&e)
+            )
+        });
+        assert_eq!(
+            support::build::read(&store, &result.image, dir.path(), "/dep"),
+            "dep\n"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(dep_dir.join("dep")).unwrap(),
+        "dep\n"
+    );
+}

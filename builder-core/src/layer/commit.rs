@@ -173,14 +173,26 @@ impl ContentStore {
         let dest = self.layer_dir(&chain_id);
         let layers = self.root().join("layers");
         fs::create_dir_all(&layers).map_err(io_err("create directory", &layers))?;
-        match fs::rename(upper, &dest) {
-            Ok(()) => {}
-            // Another build made the same layer meanwhile (or unpacked it from a blob):
-            // the same content, keep theirs.
-            Err(_) if dest.is_dir() => {
-                let _ = self.remove_tree(upper);
+        let mut retired = false;
+        loop {
+            match fs::rename(upper, &dest) {
+                Ok(()) => break,
+                // Another build made the same layer meanwhile: the same content, keep
+                // theirs. A directory without a record for this diff_id (unpacked from
+                // a blob, cut short, or found changed since) gives way to this one.
+                Err(_) if dest.is_dir() => {
+                    let trusted = self
+                        .layer_record(&chain_id)
+                        .is_some_and(|r| r.diff_id == diff_id.as_str());
+                    if trusted || retired {
+                        let _ = self.remove_tree(upper);
+                        break;
+                    }
+                    self.retire_layer_dir(&chain_id)?;
+                    retired = true;
+                }
+                Err(e) => return Err(io_err("move layer directory to", &dest)(e)),
             }
-            Err(e) => return Err(io_err("move layer directory to", &dest)(e)),
         }
         let mut record = self.layer_record(&chain_id).unwrap_or(LayerRecord {
             diff_id: diff_id.to_string(),
@@ -205,6 +217,25 @@ impl ContentStore {
             tar_size,
             chain_id,
         })
+    }
+
+    /// Moves the directory of layer `chain_id` out of the way, under a scratch name of
+    /// `layers/` (removed at the next open of the store that no other process holds: a
+    /// build may have it mounted as a lower right now), and drops its record.
+    fn retire_layer_dir(&self, chain_id: &Digest) -> Result<(), LayerError> {
+        let layers = self.root().join("layers");
+        let trash = tempfile::Builder::new()
+            .prefix(".unpack-retired-")
+            .tempdir_in(&layers)
+            .map_err(io_err("create temp dir in", &layers))?
+            .keep();
+        let dest = self.layer_dir(chain_id);
+        let _ = fs::remove_file(self.layerdb_path(chain_id, "json"));
+        match fs::rename(&dest, trash.join("layer")) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("move aside layer directory", &dest)(e)),
+        }
     }
 
     /// The blob of layer `chain_id` (diff_id `diff_id`) in the compression of `options`,
@@ -256,9 +287,12 @@ impl ContentStore {
         let writer = self.writer()?;
         let (writer, found) = write_layer_to(writer, &dir, &changes, &options)?;
         if &found != diff_id {
-            // Dropping the writer removes its temp file: nothing is stored.
+            // Dropping the writer removes its temp file: nothing is stored. Without its
+            // record the directory is trusted no more: the next build runs the step.
             drop(writer);
-            return Err(LayerError::DiffIdMismatch {
+            let _ = fs::remove_file(self.layerdb_path(chain_id, "json"));
+            return Err(LayerError::LayerDirChanged {
+                dir,
                 expected: diff_id.clone(),
                 found,
             });
