@@ -108,12 +108,13 @@ impl ContentStore {
             .join(format!("{}.{ext}", chain_id.hex()))
     }
 
-    /// The record of the layer directory `chain_id` when a step made it and the
-    /// directory is there.
+    /// The record of the layer directory `chain_id` when a step made it, the directory
+    /// is there and was not found changed since (`<chain hex>.stale`).
     pub(crate) fn layer_record(&self, chain_id: &Digest) -> Option<LayerRecord> {
         let bytes = read_record(&self.layerdb_path(chain_id, "json"), RECORD_LIMIT)?;
         let record: LayerRecord = serde_json::from_slice(&bytes).ok()?;
-        self.layer_dir(chain_id).is_dir().then_some(record)
+        let stale = self.layerdb_path(chain_id, "stale").exists();
+        (self.layer_dir(chain_id).is_dir() && !stale).then_some(record)
     }
 
     fn write_record(&self, chain_id: &Digest, record: &LayerRecord) -> Result<(), LayerError> {
@@ -177,14 +178,15 @@ impl ContentStore {
         loop {
             match fs::rename(upper, &dest) {
                 Ok(()) => break,
-                // Another build made the same layer meanwhile: the same content, keep
-                // theirs. A directory without a record for this diff_id (unpacked from
-                // a blob, cut short, or found changed since) gives way to this one.
+                // Another build made the same layer meanwhile (it may not have written
+                // its record yet), or unpacked it from a blob: the same content, keep
+                // theirs. One found changed since ([`blob_from_dir`]) gives way.
                 Err(_) if dest.is_dir() => {
-                    let trusted = self
-                        .layer_record(&chain_id)
-                        .is_some_and(|r| r.diff_id == diff_id.as_str());
-                    if trusted || retired {
+                    let stale = self.layerdb_path(&chain_id, "stale").exists()
+                        || self
+                            .layer_record(&chain_id)
+                            .is_some_and(|r| r.diff_id != diff_id.as_str());
+                    if !stale || retired {
                         let _ = self.remove_tree(upper);
                         break;
                     }
@@ -221,7 +223,8 @@ impl ContentStore {
 
     /// Moves the directory of layer `chain_id` out of the way, under a scratch name of
     /// `layers/` (removed at the next open of the store that no other process holds: a
-    /// build may have it mounted as a lower right now), and drops its record.
+    /// build may have it mounted as a lower right now), and drops its record and stale
+    /// mark.
     fn retire_layer_dir(&self, chain_id: &Digest) -> Result<(), LayerError> {
         let layers = self.root().join("layers");
         let trash = tempfile::Builder::new()
@@ -232,10 +235,12 @@ impl ContentStore {
         let dest = self.layer_dir(chain_id);
         let _ = fs::remove_file(self.layerdb_path(chain_id, "json"));
         match fs::rename(&dest, trash.join("layer")) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("move aside layer directory", &dest)(e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("move aside layer directory", &dest)(e)),
         }
+        let _ = fs::remove_file(self.layerdb_path(chain_id, "stale"));
+        Ok(())
     }
 
     /// The blob of layer `chain_id` (diff_id `diff_id`) in the compression of `options`,
@@ -288,8 +293,10 @@ impl ContentStore {
         let (writer, found) = write_layer_to(writer, &dir, &changes, &options)?;
         if &found != diff_id {
             // Dropping the writer removes its temp file: nothing is stored. Without its
-            // record the directory is trusted no more: the next build runs the step.
+            // record the directory is trusted no more: the next build runs the step,
+            // and its commit replaces the directory (marked stale).
             drop(writer);
+            let _ = AtomicWrite::new(&self.layerdb_path(chain_id, "stale")).write(b"");
             let _ = fs::remove_file(self.layerdb_path(chain_id, "json"));
             return Err(LayerError::LayerDirChanged {
                 dir,
