@@ -376,3 +376,46 @@ fn a_layer_directory_found_changed_is_made_again_by_the_next_build() {
         "dep\n"
     );
 }
+
+/// The sha256 of the gzip blob `blob` decompressed: its diff_id.
+fn diff_id_of(store: &ContentStore, blob: &Digest) -> String {
+    let mut gz = flate2::read::GzDecoder::new(std::fs::File::open(store.blob_path(blob)).unwrap());
+    let mut bytes = Vec::new();
+    gz.read_to_end(&mut bytes).unwrap();
+    Digest::of(&bytes).to_string()
+}
+
+/// A step that runs again (`--no-cache`) and makes a layer whose directory and record
+/// are there already gives the image a blob of that layer, whatever blob the record
+/// names (here one of another layer, as a damaged or edited store may).
+#[test]
+fn a_step_run_again_never_takes_the_blob_a_stale_record_names() {
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[("a.txt", "a\n")]);
+    let target = |r: &mut rbuild_core::BuildRequest| {
+        r.spec.source_date_epoch = Some(0);
+        r.spec.target = Some("dep".to_owned());
+    };
+    let (first, _) = build_with(&store, TWO_STAGES, &ctx, target);
+    let first = first.unwrap();
+    let layers = first.image.layers().unwrap();
+    let chain = chain_ids(layers.iter().map(|(_, d)| d));
+    let (blob, _) = &layers[0];
+    let record = store
+        .root()
+        .join("layerdb")
+        .join(format!("{}.json", chain.last().unwrap().hex()));
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    let size = std::fs::metadata(store.blob_path(blob)).unwrap().len();
+    json["blobs"] = serde_json::json!([["gzip", blob.to_string(), size]]);
+    std::fs::write(&record, serde_json::to_vec(&json).unwrap()).unwrap();
+    let (again, _) = build_with(&store, TWO_STAGES, &ctx, |r| {
+        target(r);
+        r.options.no_cache = true;
+    });
+    let again = again.unwrap();
+    for (blob, diff_id) in again.image.layers().unwrap() {
+        assert_eq!(diff_id_of(&store, &blob), diff_id.as_str(), "blob {blob}");
+    }
+}

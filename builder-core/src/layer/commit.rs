@@ -196,23 +196,15 @@ impl ContentStore {
                 Err(e) => return Err(io_err("move layer directory to", &dest)(e)),
             }
         }
-        let mut record = self.layer_record(&chain_id).unwrap_or(LayerRecord {
+        // A fresh record: the blobs an earlier one names are not taken on trust for a
+        // step that ran again (`--no-cache`); they are made again from the directory,
+        // checked against the diff_id, as the previous version made them on every run.
+        let record = LayerRecord {
             diff_id: diff_id.to_string(),
             tar_size,
             blobs: Vec::new(),
             epoch,
-        });
-        record
-            .blobs
-            .retain(|(_, digest, _)| digest.parse().is_ok_and(|d: Digest| self.contains(&d)));
-        if record.diff_id != diff_id.as_str() {
-            record = LayerRecord {
-                diff_id: diff_id.to_string(),
-                tar_size,
-                blobs: Vec::new(),
-                epoch,
-            };
-        }
+        };
         self.write_record(&chain_id, &record)?;
         Ok(Committed {
             diff_id,
