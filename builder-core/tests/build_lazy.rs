@@ -275,3 +275,147 @@ fn layer_directories_read_as_layers_unpacked_from_their_blobs() {
 fn layer_directories_read_as_layers_unpacked_from_their_blobs_with_an_epoch() {
     check_shapes(Some(1_000_000_000));
 }
+
+/// The names in the layer blob `blob` (gzip tar).
+fn blob_names(store: &ContentStore, blob: &Digest) -> Vec<String> {
+    let gz = flate2::read::GzDecoder::new(std::fs::File::open(store.blob_path(blob)).unwrap());
+    let mut archive = tar::Archive::new(gz);
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// A step sets overlay's opaque xattr of the other namespace (`user.overlay.opaque`,
+/// which the root overlay mount does not read) on a directory of a lower layer; the
+/// step's diff takes it as opaque, and the layer's tar says so. The next step must see
+/// the directory as that tar unpacked shows it, and its own layer must not make the
+/// directory opaque again because the xattr was copied up.
+#[test]
+fn an_opaque_xattr_a_step_sets_reads_in_the_next_step_as_its_layer_says() {
+    if !rbuild_core::privilege::Privilege::current().is_host_root() {
+        panic!("this test needs root of the host (the overlay mount reads trusted.* xattrs)");
+    }
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[]);
+    std::fs::copy(
+        support::probe::probe_dir().join("bin/probe"),
+        ctx.join("probe"),
+    )
+    .unwrap();
+    let df = "FROM busybox
+COPY probe /usr/local/bin/probe
+RUN mkdir -p /lo/dir && echo 1 > /lo/dir/f
+RUN probe setxattr /lo/dir user.overlay.opaque y | grep 'setxattr: ok'
+RUN ls -A /lo/dir > /seen && echo h > /lo/dir/h
+";
+    let result = build(&store, df, &ctx);
+    let root = support::build::rootfs(&store, &result.image, dir.path());
+    let mut seen: Vec<String> = std::fs::read_to_string(root.join("seen"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    seen.push("h".to_owned());
+    seen.sort();
+    let mut merged: Vec<String> = std::fs::read_dir(root.join("lo/dir"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    merged.sort();
+    assert_eq!(seen, merged, "what the last step saw in /lo/dir, and h");
+    let layers = result.image.layers().unwrap();
+    let (last, _) = layers.last().unwrap();
+    let names = blob_names(&store, last);
+    assert!(
+        !names.iter().any(|n| n.ends_with(".wh..wh..opq")),
+        "the last step's layer makes /lo/dir opaque: {names:?}"
+    );
+}
+
+/// A layer directory changed by hand, found out when its blob is made, is not used
+/// again: the next build runs its step again (even with `--no-cache` and an epoch, when
+/// the step gives the very same layer, whose directory is there already) and succeeds.
+#[test]
+fn a_layer_directory_found_changed_is_made_again_by_the_next_build() {
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[("a.txt", "a\n")]);
+    let epoch = |r: &mut rbuild_core::BuildRequest| r.spec.source_date_epoch = Some(0);
+    let (first, _) = build_with(&store, TWO_STAGES, &ctx, epoch);
+    let first = first.unwrap();
+    let dep = entry(&store, &key_of(&first, "[dep 2/2] RUN"));
+    let dep_dir = dir_of(&store, &dep);
+    std::fs::write(dep_dir.join("dep"), "edited\n").unwrap();
+    let target = |r: &mut rbuild_core::BuildRequest| {
+        r.spec.source_date_epoch = Some(0);
+        r.spec.target = Some("dep".to_owned());
+    };
+    let (result, _) = build_with(&store, TWO_STAGES, &ctx, target);
+    let err = rbuild_core::error_chain::error_chain(&result.unwrap_err());
+    assert!(err.contains("diff_id mismatch"), "{err}");
+    assert!(err.contains(&*dep_dir.to_string_lossy()), "{err}");
+    for no_cache in [true, false] {
+        let (result, _) = build_with(&store, TWO_STAGES, &ctx, |r| {
+            target(r);
+            r.options.no_cache = no_cache;
+        });
+        let result = result.unwrap_or_else(|e| {
+            panic!(
+                "no_cache {no_cache}: {}",
+                rbuild_core::error_chain::error_chain(&e)
+            )
+        });
+        assert_eq!(
+            support::build::read(&store, &result.image, dir.path(), "/dep"),
+            "dep\n"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(dep_dir.join("dep")).unwrap(),
+        "dep\n"
+    );
+}
+
+/// The sha256 of the gzip blob `blob` decompressed: its diff_id.
+fn diff_id_of(store: &ContentStore, blob: &Digest) -> String {
+    let mut gz = flate2::read::GzDecoder::new(std::fs::File::open(store.blob_path(blob)).unwrap());
+    let mut bytes = Vec::new();
+    gz.read_to_end(&mut bytes).unwrap();
+    Digest::of(&bytes).to_string()
+}
+
+/// A step that runs again (`--no-cache`) and makes a layer whose directory and record
+/// are there already gives the image a blob of that layer, whatever blob the record
+/// names (here one of another layer, as a damaged or edited store may).
+#[test]
+fn a_step_run_again_never_takes_the_blob_a_stale_record_names() {
+    let (dir, store) = busybox_store();
+    let ctx = context(dir.path(), &[("a.txt", "a\n")]);
+    let target = |r: &mut rbuild_core::BuildRequest| {
+        r.spec.source_date_epoch = Some(0);
+        r.spec.target = Some("dep".to_owned());
+    };
+    let (first, _) = build_with(&store, TWO_STAGES, &ctx, target);
+    let first = first.unwrap();
+    let layers = first.image.layers().unwrap();
+    let chain = chain_ids(layers.iter().map(|(_, d)| d));
+    let (blob, _) = &layers[0];
+    let record = store
+        .root()
+        .join("layerdb")
+        .join(format!("{}.json", chain.last().unwrap().hex()));
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    let size = std::fs::metadata(store.blob_path(blob)).unwrap().len();
+    json["blobs"] = serde_json::json!([["gzip", blob.to_string(), size]]);
+    std::fs::write(&record, serde_json::to_vec(&json).unwrap()).unwrap();
+    let (again, _) = build_with(&store, TWO_STAGES, &ctx, |r| {
+        target(r);
+        r.options.no_cache = true;
+    });
+    let again = again.unwrap();
+    for (blob, diff_id) in again.image.layers().unwrap() {
+        assert_eq!(diff_id_of(&store, &blob), diff_id.as_str(), "blob {blob}");
+    }
+}

@@ -5,8 +5,8 @@
 //! At the commit one pass writes the layer's tar into a hash (its diff_id, which cache
 //! keys chain on, so the bytes are exactly those [`write_layer_to`] makes), then the
 //! directory is made to read as a layer unpacked from that tar would (mtimes in whole
-//! seconds, clamped to `SOURCE_DATE_EPOCH`; overlay bookkeeping xattrs other than
-//! opaque removed; sockets removed). Beside it, in `layerdb/` (not inside: a file there
+//! seconds, clamped to `SOURCE_DATE_EPOCH`; of overlay xattrs only the opaque markers
+//! the tar holds, in the namespace the mount reads; sockets removed). Beside it, in `layerdb/` (not inside: a file there
 //! would show in the lower), the change list in tar order and a record of the diff_id.
 //! A blob is the tar regenerated from the directory and the list, checked against the
 //! diff_id before anything is stored ([`ContentStore::blob_from_dir`]).
@@ -24,7 +24,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::writer::write_layer_to;
-use super::{Compression, Layer, LayerError, LayerOptions, is_overlay_xattr};
+use super::{
+    Compression, Layer, LayerError, LayerOptions, OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR,
+    is_overlay_xattr,
+};
 use crate::atomic::AtomicWrite;
 use crate::change::{ChangeKind, ChangeSet};
 use crate::digest::Digest;
@@ -105,12 +108,13 @@ impl ContentStore {
             .join(format!("{}.{ext}", chain_id.hex()))
     }
 
-    /// The record of the layer directory `chain_id` when a step made it and the
-    /// directory is there.
+    /// The record of the layer directory `chain_id` when a step made it, the directory
+    /// is there and was not found changed since (`<chain hex>.stale`).
     pub(crate) fn layer_record(&self, chain_id: &Digest) -> Option<LayerRecord> {
         let bytes = read_record(&self.layerdb_path(chain_id, "json"), RECORD_LIMIT)?;
         let record: LayerRecord = serde_json::from_slice(&bytes).ok()?;
-        self.layer_dir(chain_id).is_dir().then_some(record)
+        let stale = self.layerdb_path(chain_id, "stale").exists();
+        (self.layer_dir(chain_id).is_dir() && !stale).then_some(record)
     }
 
     fn write_record(&self, chain_id: &Digest, record: &LayerRecord) -> Result<(), LayerError> {
@@ -170,38 +174,65 @@ impl ContentStore {
         let dest = self.layer_dir(&chain_id);
         let layers = self.root().join("layers");
         fs::create_dir_all(&layers).map_err(io_err("create directory", &layers))?;
-        match fs::rename(upper, &dest) {
-            Ok(()) => {}
-            // Another build made the same layer meanwhile (or unpacked it from a blob):
-            // the same content, keep theirs.
-            Err(_) if dest.is_dir() => {
-                let _ = self.remove_tree(upper);
+        let mut retired = false;
+        loop {
+            match fs::rename(upper, &dest) {
+                Ok(()) => break,
+                // Another build made the same layer meanwhile (it may not have written
+                // its record yet), or unpacked it from a blob: the same content, keep
+                // theirs. One found changed since ([`blob_from_dir`]) gives way.
+                Err(_) if dest.is_dir() => {
+                    let stale = self.layerdb_path(&chain_id, "stale").exists()
+                        || self
+                            .layer_record(&chain_id)
+                            .is_some_and(|r| r.diff_id != diff_id.as_str());
+                    if !stale || retired {
+                        let _ = self.remove_tree(upper);
+                        break;
+                    }
+                    self.retire_layer_dir(&chain_id)?;
+                    retired = true;
+                }
+                Err(e) => return Err(io_err("move layer directory to", &dest)(e)),
             }
-            Err(e) => return Err(io_err("move layer directory to", &dest)(e)),
         }
-        let mut record = self.layer_record(&chain_id).unwrap_or(LayerRecord {
+        // A fresh record: the blobs an earlier one names are not taken on trust for a
+        // step that ran again (`--no-cache`); they are made again from the directory,
+        // checked against the diff_id, as the previous version made them on every run.
+        let record = LayerRecord {
             diff_id: diff_id.to_string(),
             tar_size,
             blobs: Vec::new(),
             epoch,
-        });
-        record
-            .blobs
-            .retain(|(_, digest, _)| digest.parse().is_ok_and(|d: Digest| self.contains(&d)));
-        if record.diff_id != diff_id.as_str() {
-            record = LayerRecord {
-                diff_id: diff_id.to_string(),
-                tar_size,
-                blobs: Vec::new(),
-                epoch,
-            };
-        }
+        };
         self.write_record(&chain_id, &record)?;
         Ok(Committed {
             diff_id,
             tar_size,
             chain_id,
         })
+    }
+
+    /// Moves the directory of layer `chain_id` out of the way, under a scratch name of
+    /// `layers/` (removed at the next open of the store that no other process holds: a
+    /// build may have it mounted as a lower right now), and drops its record and stale
+    /// mark.
+    fn retire_layer_dir(&self, chain_id: &Digest) -> Result<(), LayerError> {
+        let layers = self.root().join("layers");
+        let trash = tempfile::Builder::new()
+            .prefix(".unpack-retired-")
+            .tempdir_in(&layers)
+            .map_err(io_err("create temp dir in", &layers))?
+            .keep();
+        let dest = self.layer_dir(chain_id);
+        let _ = fs::remove_file(self.layerdb_path(chain_id, "json"));
+        match fs::rename(&dest, trash.join("layer")) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("move aside layer directory", &dest)(e)),
+        }
+        let _ = fs::remove_file(self.layerdb_path(chain_id, "stale"));
+        Ok(())
     }
 
     /// The blob of layer `chain_id` (diff_id `diff_id`) in the compression of `options`,
@@ -253,9 +284,14 @@ impl ContentStore {
         let writer = self.writer()?;
         let (writer, found) = write_layer_to(writer, &dir, &changes, &options)?;
         if &found != diff_id {
-            // Dropping the writer removes its temp file: nothing is stored.
+            // Dropping the writer removes its temp file: nothing is stored. Without its
+            // record the directory is trusted no more: the next build runs the step,
+            // and its commit replaces the directory (marked stale).
             drop(writer);
-            return Err(LayerError::DiffIdMismatch {
+            let _ = AtomicWrite::new(&self.layerdb_path(chain_id, "stale")).write(b"");
+            let _ = fs::remove_file(self.layerdb_path(chain_id, "json"));
+            return Err(LayerError::LayerDirChanged {
+                dir,
                 expected: diff_id.clone(),
                 found,
             });
@@ -280,7 +316,7 @@ impl ContentStore {
 
 /// Makes the upper directory read as the layer unpacked from its tar would: sockets
 /// removed (a tar carries none), each entry's mtime the tar's (whole seconds, clamped to
-/// `epoch`), overlay bookkeeping xattrs other than opaque removed. Returns the changes
+/// `epoch`), overlay xattrs those an unpack sets. Returns the changes
 /// without the sockets.
 fn normalize(
     upper: &Path,
@@ -328,7 +364,7 @@ fn normalize(
             set_mtime(&path, t).map_err(io_err("set the mtime of", &path))?;
         }
     }
-    strip_overlay_xattrs(upper)?;
+    set_overlay_xattrs(upper, &kept)?;
     Ok(kept)
 }
 
@@ -368,29 +404,51 @@ fn set_mtime(path: &Path, secs: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Removes overlayfs' bookkeeping xattrs (`origin`, `impure`, `uuid`, ...) from every
-/// entry under `dir`, keeping `opaque`: an unpacked layer has none of them.
-fn strip_overlay_xattrs(dir: &Path) -> Result<(), LayerError> {
+/// Leaves on the entries under `dir` only the overlay xattrs an unpack of the layer's
+/// tar gives them (`ApplyMode::OverlayLower`): the opaque marker the overlay mount reads
+/// (`trusted.*` as root of the host, `user.*` otherwise) on each directory `changes` makes
+/// opaque, and nothing else. overlayfs' bookkeeping (`origin`, `impure`, ...) goes, and
+/// so does an `*.overlay.*` xattr a step set itself where the mount does not read it as
+/// its own (`user.overlay.opaque` under a root mount): the diff took it as an opaque
+/// marker, but kept as it is the next steps' mounts would not hide what the tar hides,
+/// and copied up by one of them it would mark that step's layer opaque too.
+fn set_overlay_xattrs(dir: &Path, changes: &ChangeSet) -> Result<(), LayerError> {
+    let marker = if crate::privilege::Privilege::current().is_host_root() {
+        OVERLAY_OPAQUE_XATTR
+    } else {
+        OVERLAY_OPAQUE_USER_XATTR
+    };
     for entry in walkdir::WalkDir::new(dir) {
         let entry = entry.map_err(|e| io_err("walk", dir)(e.into()))?;
         let path = entry.path();
+        let opaque = entry.file_type().is_dir()
+            && path
+                .strip_prefix(dir)
+                .is_ok_and(|rel| changes.is_opaque(rel));
         let size = match rustix::fs::llistxattr_query(path) {
             Ok(n) => n,
-            Err(rustix::io::Errno::NOTSUP) => continue,
+            Err(rustix::io::Errno::NOTSUP) => 0,
             Err(e) => return Err(io_err("list the xattrs of", path)(e.into())),
         };
-        if size == 0 {
-            continue;
-        }
         let mut names = vec![0u8; size];
-        let n = rustix::fs::llistxattr(path, &mut names[..])
-            .map_err(|e| io_err("list the xattrs of", path)(e.into()))?;
+        let n = match size {
+            0 => 0,
+            _ => rustix::fs::llistxattr(path, &mut names[..])
+                .map_err(|e| io_err("list the xattrs of", path)(e.into()))?,
+        };
+        let mut marked = false;
         for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
-            if is_overlay_xattr(name) && !name.ends_with(b".overlay.opaque") {
+            if opaque && name == marker.as_bytes() {
+                marked = true;
+            } else if is_overlay_xattr(name) {
                 // Best effort: an unprivileged process may not remove trusted.* ones,
                 // and overlay ignores them in a lower without index/metacopy.
                 let _ = rustix::fs::lremovexattr(path, OsStr::from_bytes(name));
             }
+        }
+        if opaque && !marked {
+            rustix::fs::lsetxattr(path, marker, b"y", rustix::fs::XattrFlags::empty())
+                .map_err(|e| io_err("mark opaque", path)(e.into()))?;
         }
     }
     Ok(())

@@ -144,6 +144,20 @@ pub enum LayerError {
         /// What the content hashes to.
         found: Digest,
     },
+    /// A layer directory a step made no longer gives the tar its record names (changed
+    /// since, by hand or a fault): it is no longer trusted, and the next build that needs
+    /// it runs its step again.
+    #[error(
+        "layer directory {dir} changed since the step that made it (diff_id mismatch: expected {expected}, found {found}); it is dropped, and the next build runs that step again"
+    )]
+    LayerDirChanged {
+        /// The directory, `<root>/layers/<chain_id>`.
+        dir: PathBuf,
+        /// The diff_id its record names.
+        expected: Digest,
+        /// What its tar hashes to now.
+        found: Digest,
+    },
     /// An archive is past one of its [`ArchiveLimits`](crate::limits::ArchiveLimits) (a tar bomb); unpacking stopped.
     #[error("refused to unpack {archive}: {limit}")]
     Limit {

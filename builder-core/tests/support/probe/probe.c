@@ -2,7 +2,8 @@
  * prints "<probe>: ok" or "<probe>: <ERRNO NAME>". Compiled static by the test
  * (gcc -static), since busybox has no applet for most of these calls.
  * Usage: probe mount DIR | fsopen | finit_module FILE | ptrace PID | unshare-user |
- *        unshare-mount | clone-newuser | clone3 | keyctl | bpf | setns PATH | agent
+ *        unshare-mount | clone-newuser | clone3 | keyctl | bpf | setns PATH | agent |
+ *        setxattr PATH NAME VALUE
  * "agent" asks the ssh agent at $SSH_AUTH_SOCK for its identities (message 11,
  * SSH2_AGENTC_REQUEST_IDENTITIES) and prints "agent: N identities: COMMENT...". */
 #define _GNU_SOURCE
@@ -19,6 +20,7 @@
 #include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 static int report(const char *what, long result);
@@ -142,6 +144,8 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(name, "agent"))
         return agent();
+    if (!strcmp(name, "setxattr") && argc > 4)
+        return report(name, lsetxattr(arg, argv[3], argv[4], strlen(argv[4]), 0));
     fprintf(stderr, "unknown probe %s\n", name);
     return 2;
 }
