@@ -1,6 +1,7 @@
 //! Content digests of a context's files, and the digest of a selection of entries
 //! (the input of a `COPY`/`ADD` cache key).
 
+use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -54,8 +55,13 @@ pub struct HashStats {
 /// The content digest of every regular file of a listing.
 #[derive(Debug, Clone, Default)]
 pub struct ContextHashes {
-    /// By path, in listing order (which is `Path`'s order: found by binary search).
-    digests: Vec<(PathBuf, ContentDigest)>,
+    /// The paths of the hashed files one after another, in listing order (which is
+    /// `Path`'s order: found by binary search); no allocation per file.
+    paths: Vec<u8>,
+    /// Where each path ends in `paths`.
+    ends: Vec<usize>,
+    /// The content digest of each path.
+    digests: Vec<ContentDigest>,
     stats: HashStats,
 }
 
@@ -131,12 +137,23 @@ impl ContextHashes {
             }
             next.finish()?;
         }
-        let digests = files
-            .iter()
-            .zip(slots)
-            .filter_map(|(entry, (digest, _))| Some((entry.path.clone(), digest?)))
-            .collect();
-        Ok(Self { digests, stats })
+        let mut hashes = Self {
+            stats,
+            ..Self::default()
+        };
+        for (entry, (digest, _)) in files.iter().zip(slots) {
+            if let Some(digest) = digest {
+                hashes
+                    .paths
+                    .extend_from_slice(entry.path.as_os_str().as_bytes());
+                hashes.ends.push(hashes.paths.len());
+                hashes.digests.push(digest);
+            }
+        }
+        hashes.paths.shrink_to_fit();
+        hashes.ends.shrink_to_fit();
+        hashes.digests.shrink_to_fit();
+        Ok(hashes)
     }
 
     /// What the run that produced these hashes did.
@@ -151,10 +168,20 @@ impl ContextHashes {
     }
 
     fn content(&self, path: &Path) -> Option<ContentDigest> {
-        self.digests
-            .binary_search_by(|(p, _)| p.as_path().cmp(path))
-            .ok()
-            .map(|i| self.digests[i].1)
+        let path_at = |i: usize| {
+            let start = if i == 0 { 0 } else { self.ends[i - 1] };
+            Path::new(OsStr::from_bytes(&self.paths[start..self.ends[i]]))
+        };
+        let (mut low, mut high) = (0, self.ends.len());
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match path_at(mid).cmp(path) {
+                std::cmp::Ordering::Less => low = mid + 1,
+                std::cmp::Ordering::Greater => high = mid,
+                std::cmp::Ordering::Equal => return Some(self.digests[mid]),
+            }
+        }
+        None
     }
 
     /// The digest of a selection of entries (in the order given): for each, its

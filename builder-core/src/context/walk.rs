@@ -206,7 +206,10 @@ impl ContextListing {
         Ok(Self::from_entries(root, entries))
     }
 
-    fn from_entries(root: &Path, entries: Vec<ContextEntry>) -> Self {
+    fn from_entries(root: &Path, mut entries: Vec<ContextEntry>) -> Self {
+        // A listing lives as long as its build: the spare capacity of a grown vector
+        // would be a third of it.
+        entries.shrink_to_fit();
         debug_assert!(entries.windows(2).all(|w| w[0].path < w[1].path));
         Self {
             root: root.to_path_buf(),

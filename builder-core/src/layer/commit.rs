@@ -14,9 +14,10 @@
 //! A directory is trusted as a layer only with its record (the record is written last),
 //! so a commit cut short leaves nothing a build would use.
 
+use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -163,7 +164,11 @@ impl ContentStore {
         fs::create_dir_all(&db).map_err(io_err("create directory", &db))?;
         let changes_path = self.layerdb_path(&chain_id, "changes");
         AtomicWrite::new(&changes_path)
-            .write(&encode_changes(&kept))
+            .write_with(|file| {
+                let mut out = io::BufWriter::new(file);
+                encode_changes(&kept, &mut out)?;
+                out.flush()
+            })
             .map_err(|e| {
                 LayerError::Store(StoreError::Io {
                     action: e.action,
@@ -271,12 +276,14 @@ impl ContentStore {
             }
         }
         let changes_path = self.layerdb_path(chain_id, "changes");
-        let bytes = read_record(&changes_path, CHANGES_LIMIT).ok_or_else(|| {
+        let list = open_record(&changes_path, CHANGES_LIMIT).ok_or_else(|| {
             io_err("read", &changes_path)(io::Error::from(io::ErrorKind::NotFound))
         })?;
-        let changes = decode_changes(&bytes).ok_or_else(|| {
-            io_err("parse", &changes_path)(io::Error::from(io::ErrorKind::InvalidData))
-        })?;
+        let changes = decode_changes(io::BufReader::new(list))
+            .map_err(io_err("read", &changes_path))?
+            .ok_or_else(|| {
+                io_err("parse", &changes_path)(io::Error::from(io::ErrorKind::InvalidData))
+            })?;
         let options = LayerOptions {
             source_date_epoch: record.epoch,
             ..options.clone()
@@ -316,31 +323,40 @@ impl ContentStore {
 
 /// Makes the upper directory read as the layer unpacked from its tar would: sockets
 /// removed (a tar carries none), each entry's mtime the tar's (whole seconds, clamped to
-/// `epoch`), overlay xattrs those an unpack sets. Returns the changes
-/// without the sockets.
-fn normalize(
+/// `epoch`), overlay xattrs those an unpack sets. Returns the changes without the sockets
+/// (`changes` itself when there were none, not a copy).
+fn normalize<'c>(
     upper: &Path,
-    changes: &ChangeSet,
+    changes: &'c ChangeSet,
     epoch: Option<u64>,
-) -> Result<ChangeSet, LayerError> {
-    let mut kept = ChangeSet::new();
+) -> Result<Cow<'c, ChangeSet>, LayerError> {
     let mut sockets = Vec::new();
-    for change in changes.iter() {
-        if change.kind != ChangeKind::Deleted {
-            let path = upper.join(&change.path);
+    for (rel, kind) in changes.entries() {
+        if kind != ChangeKind::Deleted {
+            let path = upper.join(rel);
             let meta = fs::symlink_metadata(&path).map_err(io_err("stat", &path))?;
             if meta.file_type().is_socket() {
                 sockets.push(path);
-                continue;
             }
         }
-        kept.record(change.path.clone(), change.kind)
-            .map_err(|e| io_err("record", &change.path)(io::Error::other(e)))?;
     }
-    for dir in changes.opaque_dirs() {
-        kept.mark_opaque(dir.to_path_buf())
-            .map_err(|e| io_err("record", dir)(io::Error::other(e)))?;
-    }
+    let kept = if sockets.is_empty() {
+        Cow::Borrowed(changes)
+    } else {
+        let mut kept = ChangeSet::new();
+        for (rel, kind) in changes.entries() {
+            if kind != ChangeKind::Deleted && sockets.contains(&upper.join(rel)) {
+                continue;
+            }
+            kept.record(rel, kind)
+                .map_err(|e| io_err("record", rel)(io::Error::other(e)))?;
+        }
+        for dir in changes.opaque_dirs() {
+            kept.mark_opaque(dir.to_path_buf())
+                .map_err(|e| io_err("record", dir)(io::Error::other(e)))?;
+        }
+        Cow::Owned(kept)
+    };
     // Removing a socket changes its directory's mtime: the one the tar has is put back.
     let mut parents = Vec::new();
     for socket in &sockets {
@@ -355,8 +371,8 @@ fn normalize(
     for (parent, mtime) in parents.iter().rev() {
         set_mtime(parent, *mtime).map_err(io_err("set the mtime of", parent))?;
     }
-    for change in kept.iter().filter(|c| c.kind != ChangeKind::Deleted) {
-        let path = upper.join(&change.path);
+    for (rel, _) in kept.entries().filter(|(_, k)| *k != ChangeKind::Deleted) {
+        let path = upper.join(rel);
         let meta = fs::symlink_metadata(&path).map_err(io_err("stat", &path))?;
         let t = meta.mtime().max(0) as u64;
         let t = epoch.map_or(t, |e| t.min(e));
@@ -372,6 +388,16 @@ fn normalize(
 /// through a symlink, never blocking on a FIFO).
 fn read_record(path: &Path, limit: u64) -> Option<Vec<u8>> {
     use std::io::Read as _;
+    let file = open_record(path, limit)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() as u64 <= limit).then_some(bytes)
+}
+
+/// The regular file at `path`, open, when it has at most `limit` bytes (never through a
+/// symlink, never blocking on a FIFO); read no further than `limit` bytes.
+fn open_record(path: &Path, limit: u64) -> Option<io::Take<fs::File>> {
+    use std::io::Read as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let file = fs::OpenOptions::new()
         .read(true)
@@ -382,9 +408,7 @@ fn read_record(path: &Path, limit: u64) -> Option<Vec<u8>> {
     if !meta.is_file() || meta.len() > limit {
         return None;
     }
-    let mut bytes = Vec::new();
-    file.take(limit + 1).read_to_end(&mut bytes).ok()?;
-    (bytes.len() as u64 <= limit).then_some(bytes)
+    Some(file.take(limit))
 }
 
 fn set_mtime(path: &Path, secs: u64) -> io::Result<()> {
@@ -455,40 +479,53 @@ fn set_overlay_xattrs(dir: &Path, changes: &ChangeSet) -> Result<(), LayerError>
 }
 
 /// The change list as stored: per change a kind byte (`A`dded, `M`odified, `D`eleted,
-/// `O`paque directory), the path's bytes and a NUL.
-fn encode_changes(changes: &ChangeSet) -> Vec<u8> {
-    let mut out = Vec::new();
-    for change in changes.iter() {
-        out.push(match change.kind {
-            ChangeKind::Added => b'A',
-            ChangeKind::Modified => b'M',
-            ChangeKind::Deleted => b'D',
-        });
-        out.extend_from_slice(change.path.as_os_str().as_bytes());
-        out.push(0);
+/// `O`paque directory), the path's bytes and a NUL. Written record by record.
+fn encode_changes(changes: &ChangeSet, out: &mut impl Write) -> io::Result<()> {
+    for (path, kind) in changes.entries() {
+        out.write_all(match kind {
+            ChangeKind::Added => b"A",
+            ChangeKind::Modified => b"M",
+            ChangeKind::Deleted => b"D",
+        })?;
+        out.write_all(path.as_os_str().as_bytes())?;
+        out.write_all(&[0])?;
     }
     for dir in changes.opaque_dirs() {
-        out.push(b'O');
-        out.extend_from_slice(dir.as_os_str().as_bytes());
-        out.push(0);
+        out.write_all(b"O")?;
+        out.write_all(dir.as_os_str().as_bytes())?;
+        out.write_all(&[0])?;
     }
-    out
+    Ok(())
 }
 
-fn decode_changes(bytes: &[u8]) -> Option<ChangeSet> {
+/// The change list [`encode_changes`] wrote, read record by record; `None` when it is
+/// not one.
+fn decode_changes(mut list: impl BufRead) -> io::Result<Option<ChangeSet>> {
     let mut set = ChangeSet::new();
-    for record in bytes.split(|b| *b == 0).filter(|r| !r.is_empty()) {
-        let (kind, path) = record.split_first()?;
-        let path = PathBuf::from(OsStr::from_bytes(path));
-        match kind {
-            b'A' => set.record(path, ChangeKind::Added).ok()?,
-            b'M' => set.record(path, ChangeKind::Modified).ok()?,
-            b'D' => set.record(path, ChangeKind::Deleted).ok()?,
-            b'O' => set.mark_opaque(path).ok()?,
-            _ => return None,
+    let mut record = Vec::new();
+    loop {
+        record.clear();
+        if list.read_until(0, &mut record)? == 0 {
+            return Ok(Some(set));
+        }
+        if record.last() == Some(&0) {
+            record.pop();
+        }
+        let Some((kind, path)) = record.split_first() else {
+            continue;
+        };
+        let path = Path::new(OsStr::from_bytes(path));
+        let done = match kind {
+            b'A' => set.record(path, ChangeKind::Added),
+            b'M' => set.record(path, ChangeKind::Modified),
+            b'D' => set.record(path, ChangeKind::Deleted),
+            b'O' => set.mark_opaque(path),
+            _ => return Ok(None),
+        };
+        if done.is_err() {
+            return Ok(None);
         }
     }
-    Some(set)
 }
 
 #[cfg(test)]
@@ -503,12 +540,14 @@ mod tests {
         set.record("d", ChangeKind::Modified).unwrap();
         set.record("d/gone\nname", ChangeKind::Deleted).unwrap();
         set.mark_opaque("d").unwrap();
-        let back = decode_changes(&encode_changes(&set)).unwrap();
+        let mut bytes = Vec::new();
+        encode_changes(&set, &mut bytes).unwrap();
+        let back = decode_changes(&bytes[..]).unwrap().unwrap();
         assert_eq!(
             back.iter().collect::<Vec<_>>(),
             set.iter().collect::<Vec<_>>()
         );
         assert!(back.is_opaque(Path::new("d")));
-        assert!(decode_changes(b"Xbad\0").is_none());
+        assert!(decode_changes(&b"Xbad\0"[..]).unwrap().is_none());
     }
 }

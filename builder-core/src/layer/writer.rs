@@ -107,7 +107,7 @@ pub fn write_layer_to<W: Write + Send + 'static>(
     ));
     let mut state = WriteState::new(source, options);
     for item in ordered_items(changes) {
-        state.append(&mut tar, &item)?;
+        state.append(&mut tar, item)?;
     }
     let diff = tar
         .into_inner()
@@ -136,50 +136,53 @@ impl<W: Write + Send + 'static> Write for DiffIdWriter<W> {
     }
 }
 
-/// What one tar entry of the layer stands for.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Item {
+/// What one tar entry of the layer stands for, borrowing the change set's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Item<'c> {
     /// An added or modified path, read from the source.
-    Path(PathBuf),
+    Path(&'c Path),
     /// The opaque whiteout of a directory.
-    Opaque(PathBuf),
+    Opaque(&'c Path),
     /// The whiteout of a deleted path.
-    Whiteout(PathBuf),
+    Whiteout(&'c Path),
+}
+
+impl<'c> Item<'c> {
+    /// The item's place in the layer as a sequence of (rank, component): every
+    /// component ranks 2, but a whiteout's own name ranks 1 (before its siblings) and
+    /// an opaque whiteout adds a (0, empty) step (right after its directory).
+    fn key(self) -> impl Iterator<Item = (u8, &'c [u8])> {
+        let (path, last_rank, opaque) = match self {
+            Item::Path(p) => (p, 2, false),
+            Item::Opaque(p) => (p, 2, true),
+            Item::Whiteout(p) => (p, 1, false),
+        };
+        let n = path.components().count();
+        path.components()
+            .enumerate()
+            .map(move |(i, c)| {
+                let rank = if i + 1 == n { last_rank } else { 2 };
+                (rank, c.as_os_str().as_bytes())
+            })
+            .chain(opaque.then_some((0, &[][..])))
+    }
 }
 
 /// The layer's entries in a deterministic order: a directory, then its opaque whiteout,
-/// then whiteouts of its children, then its children in byte order.
-fn ordered_items(changes: &ChangeSet) -> Vec<Item> {
-    let key = |item: &Item| -> Vec<(u8, Vec<u8>)> {
-        let (path, last) = match item {
-            Item::Path(p) => (p.as_path(), None),
-            Item::Opaque(p) => (p.as_path(), Some((0u8, Vec::new()))),
-            Item::Whiteout(p) => (p.as_path(), Some((1u8, Vec::new()))),
-        };
-        let mut comps: Vec<(u8, Vec<u8>)> = path
-            .components()
-            .map(|c| (2u8, c.as_os_str().as_bytes().to_vec()))
-            .collect();
-        match (item, last) {
-            (Item::Opaque(_), Some(k)) => comps.push(k),
-            (Item::Whiteout(_), Some((flag, _))) => {
-                if let Some(l) = comps.last_mut() {
-                    l.0 = flag;
-                }
-            }
-            _ => {}
-        }
-        comps
-    };
-    let mut items: Vec<Item> = changes
-        .iter()
-        .map(|c| match c.kind {
-            ChangeKind::Deleted => Item::Whiteout(c.path),
-            ChangeKind::Added | ChangeKind::Modified => Item::Path(c.path),
-        })
-        .chain(changes.opaque_dirs().map(|d| Item::Opaque(d.to_path_buf())))
-        .collect();
-    items.sort_by_cached_key(key);
+/// then whiteouts of its children, then its children in byte order. No key is made per
+/// entry (a layer may have millions): the items borrow the change set's paths and are
+/// compared component by component; the changes come in path order, which is already
+/// this order for everything but whiteouts and opaque markers, so the sort is one pass
+/// when there are none. No two items have the same key, so an in-place (unstable) sort
+/// gives the one order, with no buffer.
+fn ordered_items(changes: &ChangeSet) -> Vec<Item<'_>> {
+    let mut items: Vec<Item> = Vec::with_capacity(changes.len() + changes.opaque_dirs().count());
+    items.extend(changes.entries().map(|(path, kind)| match kind {
+        ChangeKind::Deleted => Item::Whiteout(path),
+        ChangeKind::Added | ChangeKind::Modified => Item::Path(path),
+    }));
+    items.extend(changes.opaque_dirs().map(Item::Opaque));
+    items.sort_unstable_by(|a, b| a.key().cmp(b.key()));
     items
 }
 
@@ -220,7 +223,7 @@ impl<'a> WriteState<'a> {
     fn append<W: Write>(
         &mut self,
         tar: &mut tar::Builder<W>,
-        item: &Item,
+        item: Item,
     ) -> Result<(), LayerError> {
         match item {
             Item::Opaque(dir) => {
