@@ -180,9 +180,10 @@ load_base() {
 # Sets CMD to TOOL's build of Dockerfile FILE in CONTEXT tagged TAG, with the flags after
 # `--`, which every tool takes in docker's spelling: --no-cache, --build-arg K=V, --jobs N
 # (dropped for docker: BuildKit has no such limit), -o/--output TYPE (tar or oci, with
-# dest=: buildah makes oci with a push to oci-archive:).
+# dest=: buildah makes oci with a push to oci-archive:). BUILD_PROGRESS=rawjson gives docker
+# and rbuild `--progress rawjson` (per-step times, see step-time) instead of plain.
 build_cmd() {
-  local tool="$1" file="$2" context="$3" tag="$4" extra=() out=
+  local tool="$1" file="$2" context="$3" tag="$4" extra=() out='' progress="${BUILD_PROGRESS:-plain}"
   shift 4
   [ "${1:-}" = -- ] && shift
   while [ "$#" -gt 0 ]; do
@@ -203,7 +204,7 @@ build_cmd() {
   done
   case "$tool" in
     docker)
-      CMD=("$docker" build --network=host --progress=plain -f "$file" -t "$tag" "${extra[@]}")
+      CMD=("$docker" build --network=host "--progress=$progress" -f "$file" -t "$tag" "${extra[@]}")
       [ -z "$out" ] || CMD+=(-o "$out")
       CMD+=("$context")
       ;;
@@ -222,7 +223,7 @@ build_cmd() {
       esac
       ;;
     rbuild)
-      CMD=("$rbuild_bin" build --root "$rbuild_root" --network host --allow network.host --progress plain
+      CMD=("$rbuild_bin" build --root "$rbuild_root" --network host --allow network.host --progress "$progress"
         -f "$file" -t "$tag" "${extra[@]}")
       [ -z "$out" ] || CMD+=(-o "$out")
       CMD+=("$context")
@@ -281,12 +282,17 @@ record() {
 #   (the client's peak RSS: the largest process among the client and the children it waited
 #   for); for docker the daemon's VmHWM is reset before and read after. NOTEFN TOOL, if
 #   given, prints a note from the run's output ($work/run.log). With MEASURE_WARM=1 each
-#   tool builds once untimed first (no-op rows). A failed build is recorded with
-#   status=failed:<exit code> and that tool's further runs of the row are skipped.
+#   tool builds once untimed first (no-op rows). MEASURE_RUNS=N runs the row N times instead
+#   of RUNS. A failed build is recorded with status=failed:<exit code> and that tool's
+#   further runs of the row are skipped.
 measure() {
   local row="$1" cmdfn="$2" before="${3:-}" notefn="${4:-}" tool r start end lb la rss drss status notes
+  local n="${MEASURE_RUNS:-$runs}"
   declare -A failed=()
-  note "$row: $runs run(s) of ${tools[*]} (load1 $(load1))"
+  case "$n" in
+    '' | *[!0-9]* | 0) die "$row: the number of runs must be a positive number, not $n" ;;
+  esac
+  note "$row: $n run(s) of ${tools[*]} (load1 $(load1))"
   if [ "${MEASURE_WARM:-0}" = 1 ]; then
     for tool in "${tools[@]}"; do
       "$cmdfn" "$tool"
@@ -294,7 +300,7 @@ measure() {
       cat "$work/run.log" >>"$work/all.log"
     done
   fi
-  for r in $(seq 1 "$runs"); do
+  for r in $(seq 1 "$n"); do
     for tool in "${tools[@]}"; do
       [ -z "${failed[$tool]:-}" ] || continue
       [ -z "$before" ] || "$before" "$tool"
