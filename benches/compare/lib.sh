@@ -16,7 +16,8 @@
 # Environment: RUNS (default 5), RBUILD_BIN, RBUILD_BENCH_DIR (scratch, stores, default
 # /tmp/rbuild-bench), BENCH_LOAD_OK=1 (run although load1 > 0.5), BENCH_REV (the rev
 # column; default `git rev-parse --short HEAD` of this clone, "+dirty" when tracked files
-# differ).
+# differ), BENCH_TIMEOUT (seconds one build may take before it is stopped and recorded as
+# failed:124, default 1800: a stuck build must not eat a whole benchmark window).
 # shellcheck shell=bash
 
 bench_lib="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -31,6 +32,7 @@ readonly buildah_flags=(--root "$work/buildah/root" --runroot "$work/buildah/run
 readonly buildah_tmp="$work/buildah/tmp"
 readonly dockerd_dir="$work/dockerd"
 readonly load_limit=0.5
+readonly build_timeout="${BENCH_TIMEOUT:-1800}"
 # PATH given to the Debian-based bases (a rootfs tarball carries no config).
 readonly debian_path=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
@@ -45,6 +47,9 @@ note() {
 
 case "$runs" in
   '' | *[!0-9]* | 0) die "RUNS must be a positive number, not $runs" ;;
+esac
+case "$build_timeout" in
+  '' | *[!0-9]* | 0) die "BENCH_TIMEOUT must be a positive number of seconds, not $build_timeout" ;;
 esac
 
 bench_rev() {
@@ -180,9 +185,10 @@ load_base() {
 # Sets CMD to TOOL's build of Dockerfile FILE in CONTEXT tagged TAG, with the flags after
 # `--`, which every tool takes in docker's spelling: --no-cache, --build-arg K=V, --jobs N
 # (dropped for docker: BuildKit has no such limit), -o/--output TYPE (tar or oci, with
-# dest=: buildah makes oci with a push to oci-archive:).
+# dest=: buildah makes oci with a push to oci-archive:). BUILD_PROGRESS=rawjson gives docker
+# and rbuild `--progress rawjson` (per-step times, see step-time) instead of plain.
 build_cmd() {
-  local tool="$1" file="$2" context="$3" tag="$4" extra=() out=
+  local tool="$1" file="$2" context="$3" tag="$4" extra=() out='' progress="${BUILD_PROGRESS:-plain}"
   shift 4
   [ "${1:-}" = -- ] && shift
   while [ "$#" -gt 0 ]; do
@@ -203,7 +209,7 @@ build_cmd() {
   done
   case "$tool" in
     docker)
-      CMD=("$docker" build --network=host --progress=plain -f "$file" -t "$tag" "${extra[@]}")
+      CMD=("$docker" build --network=host "--progress=$progress" -f "$file" -t "$tag" "${extra[@]}")
       [ -z "$out" ] || CMD+=(-o "$out")
       CMD+=("$context")
       ;;
@@ -222,7 +228,7 @@ build_cmd() {
       esac
       ;;
     rbuild)
-      CMD=("$rbuild_bin" build --root "$rbuild_root" --network host --allow network.host --progress plain
+      CMD=("$rbuild_bin" build --root "$rbuild_root" --network host --allow network.host --progress "$progress"
         -f "$file" -t "$tag" "${extra[@]}")
       [ -z "$out" ] || CMD+=(-o "$out")
       CMD+=("$context")
@@ -279,22 +285,29 @@ record() {
 #   For run 1..RUNS, for each tool of $tools: BEFOREFN TOOL (untimed; e.g. change a file),
 #   CMDFN TOOL (sets CMD), then CMD is timed (date +%s%N around it) under /usr/bin/time -f %M
 #   (the client's peak RSS: the largest process among the client and the children it waited
-#   for); for docker the daemon's VmHWM is reset before and read after. NOTEFN TOOL, if
+#   for), under `timeout BENCH_TIMEOUT` (exit 124 when it ran out); for docker the daemon's
+#   VmHWM is reset before and read after. NOTEFN TOOL, if
 #   given, prints a note from the run's output ($work/run.log). With MEASURE_WARM=1 each
-#   tool builds once untimed first (no-op rows). A failed build is recorded with
-#   status=failed:<exit code> and that tool's further runs of the row are skipped.
+#   tool builds once untimed first (no-op rows). MEASURE_RUNS=N runs the row N times instead
+#   of RUNS. A failed build is recorded with status=failed:<exit code> and that tool's
+#   further runs of the row are skipped.
 measure() {
   local row="$1" cmdfn="$2" before="${3:-}" notefn="${4:-}" tool r start end lb la rss drss status notes
+  local n="${MEASURE_RUNS:-$runs}"
   declare -A failed=()
-  note "$row: $runs run(s) of ${tools[*]} (load1 $(load1))"
+  case "$n" in
+    '' | *[!0-9]* | 0) die "$row: the number of runs must be a positive number, not $n" ;;
+  esac
+  note "$row: $n run(s) of ${tools[*]} (load1 $(load1))"
   if [ "${MEASURE_WARM:-0}" = 1 ]; then
     for tool in "${tools[@]}"; do
       "$cmdfn" "$tool"
-      "${CMD[@]}" >"$work/run.log" 2>&1 || note "$row: $tool's warm-up build failed: $(tail -n 5 "$work/run.log")"
+      timeout --foreground -k 30 "$build_timeout" "${CMD[@]}" >"$work/run.log" 2>&1 ||
+        note "$row: $tool's warm-up build failed: $(tail -n 5 "$work/run.log")"
       cat "$work/run.log" >>"$work/all.log"
     done
   fi
-  for r in $(seq 1 "$runs"); do
+  for r in $(seq 1 "$n"); do
     for tool in "${tools[@]}"; do
       [ -z "${failed[$tool]:-}" ] || continue
       [ -z "$before" ] || "$before" "$tool"
@@ -302,7 +315,7 @@ measure() {
       [ "$tool" != docker ] || daemon_reset_peak
       lb="$(load1)"
       start="$(date +%s%N)"
-      if /usr/bin/time -f '%M' -o "$work/rss" "${CMD[@]}" >"$work/run.log" 2>&1; then
+      if /usr/bin/time -f '%M' -o "$work/rss" timeout --foreground -k 30 "$build_timeout" "${CMD[@]}" >"$work/run.log" 2>&1; then
         status=ok
       else
         status="failed:$?"
@@ -317,6 +330,7 @@ measure() {
       if [ "$status" != ok ]; then
         failed[$tool]=1
         notes="$(tail -n 3 "$work/run.log" | tr '\n' ' ' | cut -c1-300)"
+        [ "$status" != failed:124 ] || notes="timed out after $build_timeout s (BENCH_TIMEOUT): $notes"
         note "$row: $tool run $r $status: $notes"
       elif [ -n "$notefn" ]; then
         notes="$("$notefn" "$tool" 2>/dev/null || true)"
