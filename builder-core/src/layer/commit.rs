@@ -32,6 +32,7 @@ use super::{
 use crate::atomic::AtomicWrite;
 use crate::change::{ChangeKind, ChangeSet};
 use crate::digest::Digest;
+use crate::store::record::{open_record, read_record};
 use crate::store::{ContentStore, StoreError};
 
 /// The store area of layer records, beside `layers/`.
@@ -382,33 +383,6 @@ fn normalize<'c>(
     }
     set_overlay_xattrs(upper, &kept)?;
     Ok(kept)
-}
-
-/// The bytes of the regular file at `path` when it has at most `limit` bytes (never
-/// through a symlink, never blocking on a FIFO).
-fn read_record(path: &Path, limit: u64) -> Option<Vec<u8>> {
-    use std::io::Read as _;
-    let file = open_record(path, limit)?;
-    let mut bytes = Vec::new();
-    file.take(limit + 1).read_to_end(&mut bytes).ok()?;
-    (bytes.len() as u64 <= limit).then_some(bytes)
-}
-
-/// The regular file at `path`, open, when it has at most `limit` bytes (never through a
-/// symlink, never blocking on a FIFO); read no further than `limit` bytes.
-fn open_record(path: &Path, limit: u64) -> Option<io::Take<fs::File>> {
-    use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() > limit {
-        return None;
-    }
-    Some(file.take(limit))
 }
 
 fn set_mtime(path: &Path, secs: u64) -> io::Result<()> {

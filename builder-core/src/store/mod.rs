@@ -13,6 +13,7 @@ mod blob;
 mod guard;
 mod index;
 mod lock;
+pub(crate) mod record;
 mod reference;
 
 use std::fs::File;

@@ -345,26 +345,7 @@ fn changed_keys(
     names
 }
 
-/// The bytes of the record file at `path` when it is a regular file of at most `limit`
-/// bytes, else `None` (read as absent, so the result is computed again). A record is
-/// never followed through a symlink, and a FIFO or device put in its place neither
-/// blocks the build nor streams without end into memory.
-pub(crate) fn read_record(path: &Path, limit: u64) -> Option<Vec<u8>> {
-    use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() > limit {
-        return None;
-    }
-    let mut bytes = Vec::new();
-    file.take(limit + 1).read_to_end(&mut bytes).ok()?;
-    (bytes.len() as u64 <= limit).then_some(bytes)
-}
+pub(crate) use crate::store::record::read_record;
 
 /// The most bytes a cache entry may have (one lists every file a `COPY` took).
 const ENTRY_LIMIT: u64 = 256 << 20;
