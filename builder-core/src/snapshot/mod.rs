@@ -43,6 +43,18 @@ pub enum SnapshotError {
     /// A path found while diffing could not be recorded.
     #[error(transparent)]
     InvalidPath(#[from] InvalidChangePath),
+    /// A step's root would stack more layers than overlayfs can (500, the kernel's
+    /// `OVL_MAX_STACK`).
+    #[error(
+        "the step's root would stack {count} layers; overlayfs stacks at most {max} \
+         (merge RUN steps, or build with --snapshotter copy)"
+    )]
+    TooManyLayers {
+        /// The distinct layer directories under the step.
+        count: usize,
+        /// overlayfs's limit.
+        max: usize,
+    },
     /// The snapshot was not prepared by this kind of snapshotter.
     #[error("snapshot at {scratch} was not prepared by the {expected} snapshotter")]
     WrongSnapshot {

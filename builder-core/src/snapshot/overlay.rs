@@ -33,6 +33,13 @@ impl OverlaySnapshotter {
 
 impl Snapshotter for OverlaySnapshotter {
     fn prepare(&self, lowers: &[PathBuf], scratch: &Path) -> Result<Snapshot, SnapshotError> {
+        let lowers = distinct_lowers(lowers);
+        if lowers.len() > OVERLAY_MAX_LOWERS {
+            return Err(SnapshotError::TooManyLayers {
+                count: lowers.len(),
+                max: OVERLAY_MAX_LOWERS,
+            });
+        }
         let upper = scratch.join("upper");
         let work = scratch.join("work");
         for dir in [&upper, &work] {
@@ -40,7 +47,7 @@ impl Snapshotter for OverlaySnapshotter {
         }
         Ok(Snapshot {
             root: StepRoot::Overlay {
-                lowers: distinct_lowers(lowers),
+                lowers,
                 upper,
                 work,
                 userxattr: self.userxattr,
@@ -69,6 +76,10 @@ impl Snapshotter for OverlaySnapshotter {
 /// store never gives one twice (unpacked layers are keyed by chain ID), but a caller's
 /// stack may. Dropping the lower copy changes nothing: whatever it could show, hide or
 /// make opaque, the same directory higher up already does.
+/// The most lower directories one overlayfs mount takes (the kernel's `OVL_MAX_STACK`):
+/// a mount of more fails with `EINVAL`, so a step over more is refused before it starts.
+pub(crate) const OVERLAY_MAX_LOWERS: usize = 500;
+
 fn distinct_lowers(lowers: &[PathBuf]) -> Vec<PathBuf> {
     let mut seen = std::collections::HashSet::new();
     let mut out: Vec<PathBuf> = lowers
@@ -133,4 +144,48 @@ fn walk_upper(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overlay() -> OverlaySnapshotter {
+        OverlaySnapshotter { userxattr: false }
+    }
+
+    #[test]
+    fn a_root_over_more_layers_than_overlayfs_stacks_is_refused_before_any_mount() {
+        let scratch = tempfile::tempdir().unwrap();
+        let lowers: Vec<PathBuf> = (0..=OVERLAY_MAX_LOWERS)
+            .map(|i| scratch.path().join(format!("l{i}")))
+            .collect();
+        let err = overlay().prepare(&lowers, scratch.path()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SnapshotError::TooManyLayers {
+                    count: 501,
+                    max: 500
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--snapshotter copy"), "{err}");
+        assert!(!scratch.path().join("upper").exists());
+    }
+
+    #[test]
+    fn the_limit_counts_distinct_layer_directories() {
+        let scratch = tempfile::tempdir().unwrap();
+        let mut lowers: Vec<PathBuf> = (0..OVERLAY_MAX_LOWERS)
+            .map(|i| scratch.path().join(format!("l{i}")))
+            .collect();
+        lowers.push(lowers[0].clone());
+        let snapshot = overlay().prepare(&lowers, scratch.path()).unwrap();
+        let StepRoot::Overlay { lowers, .. } = snapshot.root() else {
+            panic!("not an overlay root");
+        };
+        assert_eq!(lowers.len(), OVERLAY_MAX_LOWERS);
+    }
 }
