@@ -128,6 +128,43 @@ fn wide_parallel_events(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// The pane's processes (its shell and the renderer), stopped (SIGSTOP) until dropped,
+/// once tmux has drawn everything they wrote (a hang here ends with the test's own
+/// timeout).
+struct Paused(String);
+
+impl Paused {
+    fn stop(tmux: &Tmux) -> Paused {
+        let group = format!("-{}", tmux.pane_pid());
+        signal("-STOP", &group);
+        let paused = Paused(group);
+        // What they wrote before stopping reaches the pane: it stops changing.
+        let mut last = tmux.capture();
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = tmux.capture();
+            if now == last {
+                return paused;
+            }
+            last = now;
+        }
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        signal("-CONT", &self.0);
+    }
+}
+
+fn signal(which: &str, group: &str) {
+    let status = std::process::Command::new("kill")
+        .args([which, "--", group])
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill {which} -- {group}: {status}");
+}
+
 /// issue 15 #10: the live view once left a stale `[+] Building` line at 100 columns. At
 /// 80, 100 and 200 columns, and with the window widened and narrowed while four steps
 /// with long names and long output lines run, the end screen holds nothing of the live
@@ -158,7 +195,18 @@ fn the_live_view_leaves_nothing_behind_at_any_width_or_after_a_resize() {
             screen.contains("[+] Building") && screen.contains("│ step 5")
         });
         if after != start {
+            // The renderer is stopped while the window changes: a resize that lands
+            // between its reading the width and tmux drawing the frame is a race no
+            // program that moves the cursor can win (see cli/src/progress/live_term.rs);
+            // what this checks is every frame drawn after it.
+            let drawer = Paused::stop(&tmux);
             tmux.resize(after, 50);
+            tmux.wait_for("the pane at its new width", |screen| {
+                screen
+                    .lines()
+                    .all(|line| console::measure_text_width(line) <= after)
+            });
+            drop(drawer);
         }
         let end = tmux.wait_for("the summary", |screen| screen.contains("Slowest steps:"));
         assert!(

@@ -18,6 +18,11 @@
 //! Lines are one column short of the terminal's width (see [`width`]). The width is
 //! read at every redraw, so a resize (SIGWINCH) takes effect at the next
 //! one, within a tenth of a second.
+//!
+//! What no cursor movement can mend: a window narrowed after a frame read the width and
+//! before the terminal drew that frame. The terminal reflows the old frame into more rows
+//! than the frame's cursor-up moves over, and those rows stay above it. The window is
+//! the time one frame takes to reach the terminal; the next frames are right again.
 
 use std::io::{self, Write as _};
 use std::sync::Mutex;

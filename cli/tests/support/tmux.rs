@@ -142,6 +142,25 @@ impl Tmux {
         assert!(status.success(), "resize-window failed: {status}");
     }
 
+    /// The process id of the pane's command, which leads the pane's process group. Not
+    /// every test that shares this module needs it.
+    #[allow(dead_code)]
+    pub fn pane_pid(&self) -> u32 {
+        let output = self
+            .command()
+            .args(["display-message", "-p", "-t", "t", "#{pane_pid}"])
+            .output()
+            .expect("running tmux display-message");
+        assert!(
+            output.status.success(),
+            "display-message failed: {output:?}"
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .expect("tmux prints the pane's pid")
+    }
+
     /// Captures the pane until `done` accepts a capture, which it returns.
     pub fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
