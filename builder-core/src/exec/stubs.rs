@@ -44,6 +44,21 @@ pub(crate) struct Stubs {
     materialized: Vec<(PathBuf, Ident)>,
     /// Touched directories and the modification time the step must see unchanged.
     dirs: BTreeMap<PathBuf, Mtime>,
+    /// Files created with contents ([`Stubs::add_file`]), removed whatever their size.
+    filled: Vec<PathBuf>,
+}
+
+/// What a stub is.
+#[derive(Clone, Copy)]
+enum Stub<'a> {
+    /// An empty directory.
+    Dir,
+    /// An empty regular file.
+    File,
+    /// A character device of this number.
+    Device(u64),
+    /// A regular file holding these bytes, of this mode.
+    Data(&'a [u8], u32),
 }
 
 impl Stubs {
@@ -53,6 +68,7 @@ impl Stubs {
             created: Vec::new(),
             materialized: Vec::new(),
             dirs: BTreeMap::new(),
+            filled: Vec::new(),
         }
     }
 
@@ -65,14 +81,56 @@ impl Stubs {
         rel: &Path,
         want_dir: bool,
     ) -> Result<bool, SnapshotError> {
+        let kind = if want_dir { Stub::Dir } else { Stub::File };
+        self.ensure_kind(view, rel, kind)
+    }
+
+    /// Where the image has nothing at `rel`, creates the character device `rdev` there
+    /// for the step only (the chroot isolation's `/dev/null` and kin, which it cannot
+    /// mount). True when created; an entry the image has is left as it is.
+    pub fn add_device(
+        &mut self,
+        view: &LowerView,
+        rel: &Path,
+        rdev: u64,
+    ) -> Result<bool, SnapshotError> {
+        if view.crosses_symlink(rel)? || view.lookup(rel)?.is_some() {
+            return Ok(false);
+        }
+        self.ensure_kind(view, rel, Stub::Device(rdev))
+    }
+
+    /// Where the image has nothing at `rel`, creates a file holding `data` for the step
+    /// only (the chroot isolation's `/etc/resolv.conf` and `/etc/hosts`). True when
+    /// created; after the step it is removed whatever it then holds, as long as it is
+    /// still the file rbuild made.
+    pub fn add_file(
+        &mut self,
+        view: &LowerView,
+        rel: &Path,
+        data: &[u8],
+        mode: u32,
+    ) -> Result<bool, SnapshotError> {
+        if view.crosses_symlink(rel)? || view.lookup(rel)?.is_some() {
+            return Ok(false);
+        }
+        self.ensure_kind(view, rel, Stub::Data(data, mode))
+    }
+
+    fn ensure_kind(
+        &mut self,
+        view: &LowerView,
+        rel: &Path,
+        kind: Stub<'_>,
+    ) -> Result<bool, SnapshotError> {
         if view.crosses_symlink(rel)? {
             return Ok(false);
         }
         if let Some(entry) = view.lookup(rel)? {
-            return Ok(if want_dir {
-                entry.is_dir
-            } else {
-                entry.is_file
+            return Ok(match kind {
+                Stub::Dir => entry.is_dir,
+                Stub::File => entry.is_file,
+                Stub::Device(_) | Stub::Data(..) => false,
             });
         }
         let parent = rel.parent().unwrap_or(Path::new(""));
@@ -87,19 +145,46 @@ impl Stubs {
         };
         let path = self.writable.join(rel);
         let fail = |e: Errno| SnapshotError::io("create mount point", &path)(e.into());
-        let ident = if want_dir {
-            rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o777)).map_err(fail)?;
-            ident_at(&dir, name).map_err(fail)?
-        } else {
-            let file = rustix::fs::openat(
-                &dir,
-                name,
-                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o666),
-            )
-            .map_err(fail)?;
-            let st = rustix::fs::fstat(&file).map_err(fail)?;
-            (st.st_dev, st.st_ino)
+        let ident = match kind {
+            Stub::Dir => {
+                rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o777)).map_err(fail)?;
+                ident_at(&dir, name).map_err(fail)?
+            }
+            Stub::Device(rdev) => {
+                rustix::fs::mknodat(
+                    &dir,
+                    name,
+                    FileType::CharacterDevice,
+                    Mode::from_raw_mode(0o666),
+                    rdev,
+                )
+                .map_err(fail)?;
+                // The umask took bits off: every step may use these.
+                let ident = ident_at(&dir, name).map_err(fail)?;
+                rustix::fs::chmodat(&dir, name, Mode::from_raw_mode(0o666), AtFlags::empty())
+                    .map_err(fail)?;
+                ident
+            }
+            Stub::File | Stub::Data(..) => {
+                let file = rustix::fs::openat(
+                    &dir,
+                    name,
+                    OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::WRONLY
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o644),
+                )
+                .map_err(fail)?;
+                if let Stub::Data(data, mode) = kind {
+                    rustix::io::write(&file, data).map_err(fail)?;
+                    rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(fail)?;
+                    self.filled.push(rel.to_path_buf());
+                }
+                let st = rustix::fs::fstat(&file).map_err(fail)?;
+                (st.st_dev, st.st_ino)
+            }
         };
         self.created.push((rel.to_path_buf(), ident));
         Ok(true)
@@ -143,9 +228,10 @@ impl Stubs {
             }
             let result = match FileType::from_raw_mode(st.st_mode) {
                 FileType::Directory => rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR),
-                FileType::RegularFile if st.st_size == 0 => {
+                FileType::RegularFile if st.st_size == 0 || self.filled.contains(rel) => {
                     rustix::fs::unlinkat(&dir, name, AtFlags::empty())
                 }
+                FileType::CharacterDevice => rustix::fs::unlinkat(&dir, name, AtFlags::empty()),
                 _ => Ok(()),
             };
             match result {

@@ -58,6 +58,11 @@ pub enum ExecutorKind {
     Sandbox,
     /// An OCI runtime (`runc`) at this path.
     Runc(PathBuf),
+    /// `chroot` into a plain directory root, no namespaces and no mounts
+    /// ([`ChrootExecutor`](crate::exec::ChrootExecutor)): for containers whose security
+    /// denies namespaces (a Kubernetes pod's default). Step roots are then always made by
+    /// the copy snapshotter.
+    Chroot,
 }
 
 /// Everything a build needs besides the store: what to build and how.

@@ -17,7 +17,7 @@ use super::report::Reporter;
 use super::request::{BuildOptions, BuildSpec, ExecutorKind, SnapshotterKind};
 use super::state::LayerRef;
 use crate::digest::Digest;
-use crate::exec::{CancelToken, Executor, RuncExecutor, SandboxExecutor};
+use crate::exec::{CancelToken, ChrootExecutor, Executor, RuncExecutor, SandboxExecutor};
 use crate::layer::{LayerOptions, chain_ids, write_layer};
 use crate::limits::Limits;
 use crate::snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshot, Snapshotter, StepRoot};
@@ -55,7 +55,11 @@ impl<'a> Runtime<'a> {
         prepared: &Prepared,
         reporter: &'a Reporter<'a>,
     ) -> Result<Self, BuildError> {
-        let snapshotter = backends.snapshotter(options.snapshotter);
+        // A chroot needs a plain directory: nothing can be mounted where it is used.
+        let snapshotter = backends.snapshotter(match options.executor {
+            ExecutorKind::Chroot => SnapshotterKind::Copy,
+            _ => options.snapshotter,
+        });
         let executor = backends.executor(&options.executor);
         let (imported, import_warnings) =
             super::cache::share::import(store, &options.cache_from, &options.registry);
@@ -214,6 +218,7 @@ impl Backends {
             (Some(own), _) => own.clone(),
             (None, ExecutorKind::Sandbox) => Arc::new(SandboxExecutor::new()),
             (None, ExecutorKind::Runc(path)) => Arc::new(RuncExecutor::new(path.clone())),
+            (None, ExecutorKind::Chroot) => Arc::new(ChrootExecutor::new()),
         }
     }
 

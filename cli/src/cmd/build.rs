@@ -18,7 +18,7 @@ use rbuild_core::{
 };
 
 use super::build_flags::{
-    AllowArg, NetworkArg, OutputArg, SnapshotterArg, allow_arg, build_arg, secret_arg,
+    AllowArg, IsolationArg, NetworkArg, OutputArg, SnapshotterArg, allow_arg, build_arg, secret_arg,
 };
 pub(crate) use super::build_flags::{Epoch, epoch_arg};
 use super::build_ssh;
@@ -117,6 +117,10 @@ pub struct Args {
     /// How step roots are made
     #[arg(long, value_enum, default_value = "overlay")]
     snapshotter: SnapshotterArg,
+    /// How RUN steps are isolated (chroot needs no namespaces and no mounts, and makes
+    /// step roots by copy)
+    #[arg(long, value_enum, default_value = "auto")]
+    isolation: IsolationArg,
     /// Run RUN steps with this OCI runtime (e.g. /usr/sbin/runc) instead of the built-in
     /// sandbox
     #[arg(long, value_name = "PATH")]
@@ -332,6 +336,26 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     };
     if let Some(runtime) = &args.runtime {
         request.options.executor = ExecutorKind::Runc(runtime.clone());
+    } else {
+        let chroot = match args.isolation {
+            IsolationArg::Sandbox => false,
+            IsolationArg::Chroot => true,
+            IsolationArg::Auto => {
+                let denied = !rbuild_core::exec::sandbox_available();
+                if denied {
+                    eprintln!(
+                        "notice: namespaces cannot be created here (a container with default \
+                         security?): RUN steps run with --isolation chroot (no /proc, the \
+                         container's network and processes; see README)"
+                    );
+                }
+                denied
+            }
+        };
+        if chroot {
+            request.options.executor = ExecutorKind::Chroot;
+            request.options.snapshotter = SnapshotterKind::Copy;
+        }
     }
     let (compression, force_compression) = layer_compression(&args)?;
     request.spec.compression = compression;

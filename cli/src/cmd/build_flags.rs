@@ -26,6 +26,18 @@ pub enum SnapshotterArg {
     Copy,
 }
 
+/// `--isolation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IsolationArg {
+    /// The namespace sandbox where it can be made, else chroot (with a notice)
+    Auto,
+    /// New mount, PID, UTS and IPC namespaces per RUN step, docker's confinement
+    Sandbox,
+    /// chroot into a plain copy of the step's root: no namespaces, no mounts (inside a
+    /// container with default security: a Kubernetes pod, podman or docker run)
+    Chroot,
+}
+
 /// `--build-arg K=V` as a pair; `--build-arg K` takes `K` from the environment and is
 /// dropped when the environment has no `K`, as docker does.
 pub(super) fn build_arg(arg: &str) -> Option<(String, String)> {

@@ -287,6 +287,14 @@ fn apply_op(op: &Op) -> Result<(), i32> {
             write_file(c"/proc/self/uid_map", uid_map)?;
             write_file(c"/proc/self/gid_map", gid_map)
         }
+        Op::Chroot { new_root } => {
+            // SAFETY: `new_root` is a C string the plan owns.
+            check(unsafe { libc::chdir(new_root.as_ptr()) })?;
+            // SAFETY: a static C string.
+            check(unsafe { libc::chroot(c".".as_ptr()) })?;
+            // SAFETY: a static C string.
+            check(unsafe { libc::chdir(c"/".as_ptr()) })
+        }
         Op::WorkDir { path } => crate::exec::workdir::enter(path),
         Op::Terminal {
             socket_fd,

@@ -65,6 +65,9 @@ pub(crate) enum Op {
     Hostname(CString),
     /// Make `new_root` the root and detach the old one.
     PivotRoot { new_root: CString },
+    /// Make `new_root` the process's root directory (`chroot`, no namespace: the chroot
+    /// isolation) and enter it.
+    Chroot { new_root: CString },
     /// Bring the loopback interface of a fresh network namespace up.
     LoopbackUp,
     /// Create the working directory and its parents, following symlinks inside the
@@ -134,6 +137,7 @@ impl fmt::Display for Op {
             Op::Symlink { link, .. } => write!(f, "create symlink {link:?}"),
             Op::Hostname(name) => write!(f, "set host name {name:?}"),
             Op::PivotRoot { new_root } => write!(f, "pivot root into {new_root:?}"),
+            Op::Chroot { new_root } => write!(f, "chroot into {new_root:?}"),
             Op::LoopbackUp => write!(f, "bring loopback up"),
             Op::WorkDir { path } => {
                 write!(f, "enter working directory {path:?} inside the step's root")

@@ -1,0 +1,221 @@
+//! The chroot isolation: `RUN` steps where no namespace and no mount can be made.
+//!
+//! Inside a container with the default security of docker, podman or a Kubernetes pod
+//! (docker's default capabilities, the RuntimeDefault seccomp profile, no user
+//! namespaces), `unshare` and `mount` are denied, so the [`SandboxExecutor`] cannot
+//! start. `chroot` is allowed (`CAP_SYS_CHROOT` is in the default set). This executor
+//! runs the step's command chrooted into the step's root, which must be a plain
+//! directory ([`StepRoot::Dir`], the copy snapshotter's), as the step's user, in its
+//! working directory, with its environment; nothing else of the sandbox:
+//! - no namespaces: the step shares the container's processes, host name, IPC and
+//!   network (`--network=none` is refused);
+//! - no mounts: no `/proc`, no `/sys`; `/dev` holds only what the image has plus
+//!   `null`, `zero`, `full`, `random`, `urandom` and `tty`, made for the step and
+//!   removed after it (where `mknod` is denied, as podman does by default, only a
+//!   `/dev/null` that is a plain empty file anyone can write); `/etc/resolv.conf` and `/etc/hosts` are
+//!   the container's where the image has none, the image's own where it has them;
+//! - no confinement of its own: capabilities and the seccomp profile are the
+//!   container's. A root step can leave a chroot, so the container (the pod) is the
+//!   security boundary, as for kaniko.
+//!
+//! The process starts in a session of its own and is killed with its monitor; what it
+//! forks into the background and detaches is not followed, for want of a PID namespace.
+
+use std::ffi::CString;
+use std::path::Path;
+
+use super::monitor::{Launch, launch};
+use super::plan::{Op, Plan, cstr};
+use super::sandbox::{ETC_FILES, etc_file, step_credentials, step_env};
+use super::stubs::Stubs;
+use super::{ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec};
+use crate::snapshot::{Snapshot, StepRoot};
+
+/// The device nodes a step gets in `/dev` (name, major, minor), as docker gives them.
+const DEVICES: [(&str, u32, u32); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// Runs steps chrooted into a plain directory root, without namespaces or mounts (see
+/// the module documentation for what a step sees).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChrootExecutor;
+
+impl ChrootExecutor {
+    /// The chroot executor.
+    pub fn new() -> Self {
+        ChrootExecutor
+    }
+}
+
+/// Why the chroot isolation cannot give a step what it asks for, if it cannot.
+fn unsupported(spec: &RunSpec) -> Option<&'static str> {
+    if spec.network == Network::None {
+        return Some("--network=none needs a network namespace");
+    }
+    if !spec.tmpfs.is_empty() {
+        return Some("RUN --mount=type=tmpfs needs a mount");
+    }
+    if !spec.files.is_empty() {
+        return Some("RUN --mount=type=secret needs a mount");
+    }
+    if !spec.trees.is_empty() || !spec.mounts.is_empty() {
+        return Some("RUN --mount=type=bind and cache need a mount");
+    }
+    if spec.terminal.is_some() {
+        return Some("a terminal needs a /dev/pts of the container's own");
+    }
+    None
+}
+
+impl Executor for ChrootExecutor {
+    fn run(
+        &self,
+        snapshot: &Snapshot,
+        spec: &RunSpec,
+        sink: &mut dyn OutputSink,
+    ) -> Result<ExitStatus, ExecError> {
+        let StepRoot::Dir(root) = snapshot.root() else {
+            return Err(ExecError::Setup {
+                stage: "chroot into the step's root: the chroot isolation needs a plain \
+                        directory root (--snapshotter copy)"
+                    .to_owned(),
+                source: std::io::Error::from_raw_os_error(libc::EINVAL),
+            });
+        };
+        if let Some(reason) = unsupported(spec) {
+            return Err(ExecError::Setup {
+                stage: format!(
+                    "run the step with the chroot isolation: {reason}, which this \
+                     container does not allow (run rbuild where it can create namespaces, \
+                     e.g. a privileged container or a host)"
+                ),
+                source: std::io::Error::from_raw_os_error(libc::EPERM),
+            });
+        }
+        let argv = spec.argv()?;
+        let view = snapshot.view();
+        let creds = step_credentials(&view, spec)?;
+        let mut stubs = Stubs::new(root);
+        let prepared = (|| -> Result<Plan, ExecError> {
+            for (name, major, minor) in DEVICES {
+                let rel = Path::new("dev").join(name);
+                match stubs.add_device(&view, &rel, rustix::fs::makedev(major, minor)) {
+                    // Without CAP_MKNOD (podman drops it by default) the step goes
+                    // without, but for a /dev/null that is an empty file anyone may
+                    // write: what is written to it stays until the step ends, reading
+                    // gives what was written.
+                    Err(crate::snapshot::SnapshotError::Io { source, .. })
+                        if source.raw_os_error() == Some(libc::EPERM) =>
+                    {
+                        if name == "null" {
+                            stubs.add_file(&view, &rel, b"", 0o666)?;
+                        }
+                    }
+                    other => {
+                        other?;
+                    }
+                }
+            }
+            for rel in ETC_FILES {
+                if rel == "etc/hostname" {
+                    continue;
+                }
+                let data = etc_file(rel, &spec.hostname);
+                stubs.add_file(&view, Path::new(rel), data.as_bytes(), 0o644)?;
+            }
+            stubs.seal()?;
+            let mut workdir = spec.workdir.clone().into_bytes();
+            workdir.retain(|b| *b != 0);
+            let workdir = CString::new(workdir).expect("NUL bytes were removed");
+            Ok(Plan {
+                ops: vec![
+                    Op::Chroot {
+                        new_root: cstr(root)?,
+                    },
+                    Op::WorkDir { path: workdir },
+                    Op::Credentials {
+                        uid: creds.uid,
+                        gid: creds.gid,
+                        groups: Some(creds.groups.clone()),
+                    },
+                ],
+            })
+        })();
+        let result = prepared.and_then(|plan| {
+            launch(
+                Launch {
+                    argv: &argv,
+                    env: step_env(spec, &creds),
+                    plan,
+                    clone_flags: 0,
+                    nested_init: false,
+                    limits: &spec.limits,
+                    cancel: &spec.cancel,
+                    id_map: None,
+                    inherit_stdin: spec.inherit_stdin,
+                    merge_output: spec.merge_output,
+                    console: None,
+                },
+                sink,
+            )
+        });
+        let result = result.map_err(|e| match e {
+            ExecError::Setup { stage, source }
+                if stage.starts_with("chroot into")
+                    && source.raw_os_error() == Some(libc::EPERM) =>
+            {
+                ExecError::Setup {
+                    stage: format!(
+                        "{stage}: RUN steps need CAP_SYS_CHROOT at least, which this \
+                         container drops (the restricted Pod Security Standard drops every \
+                         capability); only COPY, ADD, WORKDIR and config steps build here"
+                    ),
+                    source,
+                }
+            }
+            other => other,
+        });
+        let cleaned = stubs.remove();
+        let status = result?;
+        cleaned?;
+        Ok(status)
+    }
+}
+
+/// Whether the namespace sandbox can be made here: a child process tries to leave its
+/// mount, PID, UTS and IPC namespaces (what every sandboxed step needs) and says whether
+/// it could. False inside a container with default security, whose seccomp profile or
+/// missing `CAP_SYS_ADMIN` denies it.
+pub fn sandbox_available() -> bool {
+    let flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    let flags = if crate::privilege::Privilege::current().is_root() {
+        flags
+    } else {
+        flags | libc::CLONE_NEWUSER
+    };
+    // SAFETY: the child only makes the unshare system call and exits; no allocation, no
+    // lock, no return into Rust code of the parent.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => false,
+        0 => {
+            // SAFETY: plain system calls in the child of a fork.
+            unsafe {
+                let r = libc::unshare(flags);
+                libc::_exit(i32::from(r != 0));
+            }
+        }
+        pid => {
+            let mut status = 0;
+            // SAFETY: waits for our own child.
+            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+            r == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+        }
+    }
+}

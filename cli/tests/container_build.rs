@@ -1,0 +1,350 @@
+//! issue 16: `rbuild build` inside a container with a Kubernetes pod's default security,
+//! reproduced with podman as the issue says (docker's default seccomp profile, podman's
+//! default capabilities: no CAP_SYS_ADMIN, no CAP_MKNOD, no privileged mode). There the
+//! namespace sandbox cannot be made; rbuild says so once and runs RUN steps with the
+//! chroot isolation. Checked: the image equals the one the namespace sandbox builds on
+//! the host for the same Dockerfile (every entry's path, type, mode, owner and size);
+//! what the chroot isolation cannot do fails saying why; and containers that share a
+//! registry cache reuse each other's steps.
+//!
+//! Needs root, podman, runc, docker-registry and the busybox fixture. The container's
+//! root is made here: the rbuild binary and the libraries `ldd` lists for it.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::registry::Registry;
+use support::require::{require_root, require_tool};
+use support::run::{fixture, import, rbuild, success};
+
+/// A container root holding the test's rbuild binary, and podman's private storage.
+struct Pod {
+    dir: tempfile::TempDir,
+}
+
+impl Pod {
+    fn new() -> Pod {
+        require_root("podman runs the containers as root");
+        require_tool("podman", "podman");
+        require_tool("ldd", "libc-bin");
+        assert!(
+            Path::new("/usr/sbin/runc").is_file(),
+            "missing /usr/sbin/runc: install the Debian package runc"
+        );
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let root = dir.path().join("rootfs");
+        let bin = root.join("usr/local/bin");
+        std::fs::create_dir_all(&bin).expect("making the container's root");
+        let exe = Path::new(env!("CARGO_BIN_EXE_rbuild"));
+        std::fs::copy(exe, bin.join("rbuild")).expect("copying rbuild into the root");
+        let ldd = success(Command::new("ldd").arg(exe));
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)` or the loader's
+            // `/lib64/ld-linux-x86-64.so.2 (0x...)`.
+            let Some(lib) = line
+                .split_whitespace()
+                .find(|word| word.starts_with('/'))
+                .map(PathBuf::from)
+            else {
+                continue;
+            };
+            let inside = root.join(lib.strip_prefix("/").expect("absolute"));
+            std::fs::create_dir_all(inside.parent().expect("a parent"))
+                .expect("making a library directory");
+            std::fs::copy(&lib, &inside)
+                .unwrap_or_else(|e| panic!("copying {}: {e}", lib.display()));
+        }
+        std::fs::create_dir_all(root.join("tmp")).expect("making /tmp");
+        std::fs::create_dir_all(dir.path().join("w")).expect("making the shared dir");
+        Pod { dir }
+    }
+
+    /// The directory shared with the containers as `/w`.
+    fn shared(&self) -> PathBuf {
+        self.dir.path().join("w")
+    }
+
+    /// Runs `rbuild ARGS` in a container with default security (`restricted`: the
+    /// restricted Pod Security Standard's user 1000, no capabilities, no privilege
+    /// escalation), with `/w` shared and the store in `/w/<store>`.
+    fn rbuild(&self, store: &str, restricted: bool, args: &[&str]) -> Output {
+        let mut cmd = Command::new("podman");
+        cmd.arg("--root")
+            .arg(self.dir.path().join("podman"))
+            .arg("--runroot")
+            .arg(self.dir.path().join("podman-run"))
+            .args(["run", "--rm", "--runtime", "/usr/sbin/runc"])
+            .args([
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=1024:1024",
+            ])
+            .args(["--network", "host", "-v"])
+            .arg(format!("{}:/w", self.shared().display()))
+            .args(["-e", &format!("RBUILD_ROOT=/w/{store}"), "-e", "HOME=/w"]);
+        if restricted {
+            cmd.args(["--user", "1000:1000", "--cap-drop=ALL"])
+                .args(["--security-opt", "no-new-privileges"]);
+        }
+        cmd.arg("--rootfs")
+            .arg(self.dir.path().join("rootfs"))
+            .arg("/usr/local/bin/rbuild")
+            .args(args);
+        cmd.output()
+            .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Every entry of a rootfs tar as `type mode uid/gid size path`, sorted, without times.
+fn entries(tar: &Path) -> Vec<String> {
+    let file = std::fs::File::open(tar).unwrap_or_else(|e| panic!("{}: {e}", tar.display()));
+    let mut archive = tar::Archive::new(file);
+    let mut all: Vec<String> = archive
+        .entries()
+        .expect("a tar")
+        .map(|entry| {
+            let entry = entry.expect("a tar entry");
+            let header = entry.header();
+            format!(
+                "{:?} {:o} {}/{} {} {}",
+                header.entry_type(),
+                header.mode().expect("a mode"),
+                header.uid().expect("a uid"),
+                header.gid().expect("a gid"),
+                header.size().expect("a size"),
+                String::from_utf8_lossy(&entry.path_bytes())
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+const DOCKERFILE: &str = "FROM busybox
+RUN echo hi > /hi && ls /dev/null && mkdir -p /var/cache/x && echo cached > /var/cache/x/f
+WORKDIR /app
+COPY a.txt ./
+RUN echo more >> a.txt && rm -r /var/cache/x && ln -s /app/a.txt /link && chmod 0700 /root
+USER 1234:55
+RUN id > /tmp/id && echo discarded > /dev/null
+";
+
+#[test]
+fn a_default_security_container_builds_by_chroot_what_the_sandbox_builds() {
+    let pod = Pod::new();
+    let ctx = pod.shared().join("ctx");
+    std::fs::create_dir_all(&ctx).expect("making the context");
+    std::fs::write(ctx.join("Dockerfile"), DOCKERFILE).expect("writing the Dockerfile");
+    std::fs::write(ctx.join("a.txt"), "a\n").expect("writing a context file");
+    let busybox = fixture("busybox");
+    std::fs::copy(&busybox, pod.shared().join("busybox.tar")).expect("copying the fixture");
+
+    let out = pod.rbuild(
+        "store",
+        false,
+        &["import", "/w/busybox.tar", "busybox:latest"],
+    );
+    assert!(
+        out.status.success(),
+        "import in the container: {}",
+        text(&out)
+    );
+    let out = pod.rbuild(
+        "store",
+        false,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-o",
+            "type=tar,dest=/w/chroot.tar",
+            "/w/ctx",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "build in the container: {}",
+        text(&out)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr
+            .matches("notice: namespaces cannot be created here")
+            .count(),
+        1,
+        "one notice of the chroot isolation: {}",
+        text(&out)
+    );
+
+    // The same Dockerfile on the host, in the namespace sandbox.
+    let host = tempfile::tempdir().expect("a temp dir");
+    import(host.path(), &busybox, "busybox:latest", &[]);
+    let sandbox_tar = host.path().join("sandbox.tar");
+    success(
+        rbuild(host.path())
+            .args([
+                "build",
+                "--progress",
+                "plain",
+                "--isolation",
+                "sandbox",
+                "-o",
+            ])
+            .arg(format!("type=tar,dest={}", sandbox_tar.display()))
+            .arg(&ctx),
+    );
+    let chroot = entries(&pod.shared().join("chroot.tar"));
+    let sandbox = entries(&sandbox_tar);
+    let only_chroot: Vec<&String> = chroot.iter().filter(|e| !sandbox.contains(e)).collect();
+    let only_sandbox: Vec<&String> = sandbox.iter().filter(|e| !chroot.contains(e)).collect();
+    assert!(
+        only_chroot.is_empty() && only_sandbox.is_empty(),
+        "the chroot build differs from the sandbox's:\nonly chroot: {only_chroot:#?}\nonly sandbox: {only_sandbox:#?}"
+    );
+    assert!(
+        chroot.iter().any(|e| e.ends_with(" tmp/id")),
+        "the last RUN ran: {chroot:#?}"
+    );
+
+    // What the chroot isolation cannot give fails saying why, and names the way out.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN --network=none echo offline\n",
+    )
+    .expect("writing the Dockerfile");
+    let out = pod.rbuild("store", false, &["build", "--progress", "plain", "/w/ctx"]);
+    assert!(
+        !out.status.success(),
+        "--network=none by chroot: {}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("chroot isolation: --network=none needs a network namespace"),
+        "the reason: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn containers_sharing_a_registry_cache_run_no_step_another_built() {
+    let pod = Pod::new();
+    let registry = Registry::start(None);
+    let addr = registry.addr.clone();
+    // The base comes from the registry, so every container's store resolves it alike.
+    let host = tempfile::tempdir().expect("a temp dir");
+    let base = format!("{addr}/busybox:latest");
+    import(host.path(), &fixture("busybox"), &base, &[]);
+    success(rbuild(host.path()).args(["push", &base]));
+
+    let common = format!(
+        "FROM {base}\nRUN echo step-one > /one\nCOPY shared.txt /shared.txt\nRUN cat /shared.txt > /two\n"
+    );
+    for (name, extra) in [("a", ""), ("b", ""), ("c", "RUN echo only-c > /c\n")] {
+        let ctx = pod.shared().join(name);
+        std::fs::create_dir_all(&ctx).expect("making a context");
+        std::fs::write(ctx.join("Dockerfile"), format!("{common}{extra}"))
+            .expect("writing a Dockerfile");
+        std::fs::write(ctx.join("shared.txt"), "the same in every context\n")
+            .expect("writing a context file");
+    }
+    let cache = format!("{addr}/cache:main");
+    let first = pod.rbuild(
+        "store-a",
+        false,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-to",
+            &format!("type=registry,ref={cache},mode=max"),
+            "/w/a",
+        ],
+    );
+    assert!(
+        first.status.success(),
+        "the first builder: {}",
+        text(&first)
+    );
+
+    // Two more builders at once, each with a store of its own, reading the cache.
+    let (second, third) = std::thread::scope(|s| {
+        let run = |store: &'static str, ctx: &'static str| {
+            let pod = &pod;
+            let cache = cache.clone();
+            s.spawn(move || {
+                pod.rbuild(
+                    store,
+                    false,
+                    &[
+                        "build",
+                        "--progress",
+                        "plain",
+                        "--cache-from",
+                        &format!("type=registry,ref={cache}"),
+                        ctx,
+                    ],
+                )
+            })
+        };
+        let b = run("store-b", "/w/b");
+        let c = run("store-c", "/w/c");
+        (b.join().expect("builder b"), c.join().expect("builder c"))
+    });
+    assert!(
+        second.status.success(),
+        "the second builder: {}",
+        text(&second)
+    );
+    assert!(
+        third.status.success(),
+        "the third builder: {}",
+        text(&third)
+    );
+    for out in [&second, &third] {
+        let log = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = log.lines().collect();
+        for step in [
+            "] RUN echo step-one > /one",
+            "] COPY shared.txt /shared.txt",
+            "] RUN cat /shared.txt > /two",
+        ] {
+            let header = lines
+                .iter()
+                .position(|l| l.starts_with('#') && l.ends_with(step))
+                .unwrap_or_else(|| panic!("no step{step}: {}", text(out)));
+            let number = lines[header].split(' ').next().expect("#N");
+            assert_eq!(
+                lines.get(header + 1).copied(),
+                Some(&format!("{number} CACHED")[..]),
+                "step{step} ran although the first builder built it: {}",
+                text(out)
+            );
+        }
+    }
+    let third_log = String::from_utf8_lossy(&third.stderr);
+    let own = third_log
+        .lines()
+        .position(|l| l.ends_with("] RUN echo only-c > /c"))
+        .unwrap_or_else(|| panic!("the third builder's own step: {}", text(&third)));
+    assert!(
+        third_log
+            .lines()
+            .nth(own + 1)
+            .is_some_and(|l| l.ends_with(" DONE") || l.contains(" DONE ")),
+        "the third builder's own step ran: {}",
+        text(&third)
+    );
+}
