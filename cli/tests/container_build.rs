@@ -218,6 +218,37 @@ fn a_default_security_container_builds_by_chroot_what_the_sandbox_builds() {
         "the last RUN ran: {chroot:#?}"
     );
 
+    // A secret is a file for the step only, never in the image.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN --mount=type=secret,id=tok,mode=0400 test \"$(cat /run/secrets/tok)\" = s3cret && touch /done\n",
+    )
+    .expect("writing the Dockerfile");
+    std::fs::write(pod.shared().join("tok"), "s3cret").expect("writing the secret");
+    let out = pod.rbuild(
+        "store",
+        false,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--secret",
+            "id=tok,src=/w/tok",
+            "-o",
+            "type=tar,dest=/w/secret.tar",
+            "/w/ctx",
+        ],
+    );
+    assert!(out.status.success(), "a secret by chroot: {}", text(&out));
+    let listed = entries(&pod.shared().join("secret.tar"));
+    assert!(listed.iter().any(|e| e.ends_with(" done")), "{listed:#?}");
+    assert!(
+        !listed
+            .iter()
+            .any(|e| e.contains("secrets") || e.ends_with(" run/")),
+        "the secret's file or its directories reached the image: {listed:#?}"
+    );
+
     // What the chroot isolation cannot give fails saying why, and names the way out.
     std::fs::write(
         ctx.join("Dockerfile"),

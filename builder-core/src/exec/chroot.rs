@@ -14,6 +14,9 @@
 //!   removed after it (where `mknod` is denied, as podman does by default, only a
 //!   `/dev/null` that is a plain empty file anyone can write); `/etc/resolv.conf` and `/etc/hosts` are
 //!   the container's where the image has none, the image's own where it has them;
+//! - secrets (`RUN --mount=type=secret`) are files written where the image has nothing,
+//!   on the store's disk for the step's time, and removed after it: never in a layer;
+//!   tmpfs, bind and cache mounts are refused with the reason;
 //! - no confinement of its own: capabilities and the seccomp profile are the
 //!   container's. A root step can leave a chroot, so the container (the pod) is the
 //!   security boundary, as for kaniko.
@@ -60,9 +63,6 @@ fn unsupported(spec: &RunSpec) -> Option<&'static str> {
     }
     if !spec.tmpfs.is_empty() {
         return Some("RUN --mount=type=tmpfs needs a mount");
-    }
-    if !spec.files.is_empty() {
-        return Some("RUN --mount=type=secret needs a mount");
     }
     if !spec.trees.is_empty() || !spec.mounts.is_empty() {
         return Some("RUN --mount=type=bind and cache need a mount");
@@ -114,7 +114,7 @@ impl Executor for ChrootExecutor {
                         if source.raw_os_error() == Some(libc::EPERM) =>
                     {
                         if name == "null" {
-                            stubs.add_file(&view, &rel, b"", 0o666)?;
+                            stubs.add_file(&view, &rel, b"", 0o666, (0, 0))?;
                         }
                     }
                     other => {
@@ -127,7 +127,23 @@ impl Executor for ChrootExecutor {
                     continue;
                 }
                 let data = etc_file(rel, &spec.hostname);
-                stubs.add_file(&view, Path::new(rel), data.as_bytes(), 0o644)?;
+                stubs.add_file(&view, Path::new(rel), data.as_bytes(), 0o644, (0, 0))?;
+            }
+            for secret in &spec.files {
+                let rel = Path::new(secret.target.trim_start_matches('/'));
+                let owner = (secret.uid, secret.gid);
+                if !stubs.add_file(&view, rel, &secret.data, secret.mode, owner)? {
+                    return Err(ExecError::Setup {
+                        stage: format!(
+                            "place the secret at {}: the image has something there, or \
+                             a symbolic link on the way, and the chroot isolation can only \
+                             put a secret where the image has nothing (it cannot mount one \
+                             over it)",
+                            secret.target
+                        ),
+                        source: std::io::Error::from_raw_os_error(libc::EEXIST),
+                    });
+                }
             }
             stubs.seal()?;
             let mut workdir = spec.workdir.clone().into_bytes();

@@ -57,8 +57,8 @@ enum Stub<'a> {
     File,
     /// A character device of this number.
     Device(u64),
-    /// A regular file holding these bytes, of this mode.
-    Data(&'a [u8], u32),
+    /// A regular file holding these bytes, of this mode and owner.
+    Data(&'a [u8], u32, (u32, u32)),
 }
 
 impl Stubs {
@@ -101,7 +101,7 @@ impl Stubs {
     }
 
     /// Where the image has nothing at `rel`, creates a file holding `data` for the step
-    /// only (the chroot isolation's `/etc/resolv.conf` and `/etc/hosts`). True when
+    /// only (the chroot isolation's `/etc/resolv.conf`, `/etc/hosts` and secrets). True when
     /// created; after the step it is removed whatever it then holds, as long as it is
     /// still the file rbuild made.
     pub fn add_file(
@@ -110,11 +110,12 @@ impl Stubs {
         rel: &Path,
         data: &[u8],
         mode: u32,
+        owner: (u32, u32),
     ) -> Result<bool, SnapshotError> {
         if view.crosses_symlink(rel)? || view.lookup(rel)?.is_some() {
             return Ok(false);
         }
-        self.ensure_kind(view, rel, Stub::Data(data, mode))
+        self.ensure_kind(view, rel, Stub::Data(data, mode, owner))
     }
 
     fn ensure_kind(
@@ -177,8 +178,16 @@ impl Stubs {
                     Mode::from_raw_mode(0o644),
                 )
                 .map_err(fail)?;
-                if let Stub::Data(data, mode) = kind {
+                if let Stub::Data(data, mode, (uid, gid)) = kind {
                     rustix::io::write(&file, data).map_err(fail)?;
+                    if (uid, gid) != (0, 0) {
+                        rustix::fs::fchown(
+                            &file,
+                            Some(rustix::process::Uid::from_raw(uid)),
+                            Some(rustix::process::Gid::from_raw(gid)),
+                        )
+                        .map_err(fail)?;
+                    }
                     rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(fail)?;
                     self.filled.push(rel.to_path_buf());
                 }
