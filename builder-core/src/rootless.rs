@@ -83,9 +83,9 @@ pub enum RootlessError {
     Threads,
     /// The kernel refused a new user namespace.
     #[error(
-        "cannot create a user namespace as uid {uid}: unprivileged user namespaces are \
-         disabled on this host (sysctl kernel.unprivileged_userns_clone, \
-         user.max_user_namespaces); run rbuild as root"
+        "cannot create a user namespace as uid {uid}: denied by a container's seccomp \
+         profile, or unprivileged user namespaces are disabled on this host (sysctl \
+         kernel.unprivileged_userns_clone, user.max_user_namespaces)"
     )]
     Unshare {
         /// The caller.

@@ -296,9 +296,21 @@ fn main() -> ExitCode {
     // Still one thread: as an unprivileged user, become root of a user namespace of our
     // own (see rbuild_core::rootless), so that mounts for COPY, RUN and `run` work.
     if cli.command.needs_user_namespace() {
-        if let Err(err) = rbuild_core::rootless::enter_user_namespace() {
-            eprintln!("error: {}", escape::printable(&format!("{err:#}")));
-            return ExitCode::from(EXIT_FAILURE);
+        match rbuild_core::rootless::enter_user_namespace() {
+            Ok(_) => {}
+            // Denied (a container whose seccomp profile forbids namespaces, as a pod's
+            // does, or a host that turned them off): carry on as the caller, as with
+            // RBUILD_SKIP_USERNS=1; what then needs root says so when it comes.
+            Err(err @ rbuild_core::rootless::RootlessError::Unshare { .. }) => {
+                eprintln!(
+                    "notice: {}; carrying on without one",
+                    escape::printable(&format!("{err}"))
+                );
+            }
+            Err(err) => {
+                eprintln!("error: {}", escape::printable(&format!("{err:#}")));
+                return ExitCode::from(EXIT_FAILURE);
+            }
         }
     }
     let result = match cli.command {

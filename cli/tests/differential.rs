@@ -12,6 +12,8 @@
 //! - `RBUILD_DIFF_AGAINST`: `rbuild` (default) or `buildkit`, which builds each case a
 //!   second time with BuildKit instead of rbuild: a check of the harness itself, whose
 //!   comparison must then find nothing.
+//! - `RBUILD_DIFF_ISOLATION`: passed to rbuild as `--isolation` (e.g. `chroot`, the
+//!   isolation of a container with default security; default: rbuild's own choice).
 //! - `RBUILD_DIFF_KEEP`: when set, the exported trees are kept, and their directory printed.
 //! - `MODERN_DOCKERD`, `MODERN_DOCKER`: the oracle's wrappers (default: what
 //!   ../shared/tools/modern-buildkit prints).

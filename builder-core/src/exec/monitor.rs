@@ -313,7 +313,7 @@ fn reported_failure(err_read: OwnedFd, stages: &[String]) -> Option<ExecError> {
     let errno = i32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]);
     let stage = match index {
         JOIN_CGROUP => "join the step's cgroups".to_owned(),
-        CREATE_NAMESPACES if errno == libc::EPERM => {
+        CREATE_NAMESPACES if errno == libc::EPERM || errno == libc::ENOSYS => {
             "create the step's namespaces (denied, as inside a container with default \
              security: build with --isolation chroot, ExecutorKind::Chroot to an embedder)"
                 .to_owned()

@@ -370,7 +370,11 @@ pub fn rbuild_build(root: &Path, case: &Case, tag: &str, out: &Path) -> Result<O
     cmd.arg("build")
         .arg("--root")
         .arg(root)
-        .args(["--progress", "plain", "--no-cache", "-t", tag])
+        .args(["--progress", "plain", "--no-cache", "-t", tag]);
+    if let Ok(isolation) = std::env::var("RBUILD_DIFF_ISOLATION") {
+        cmd.args(["--isolation", &isolation]);
+    }
+    cmd
         // BuildKit's build runs with `--network=host` (the private daemon has no bridge),
         // with which buildx grants the network.host entitlement that `RUN --network=host`
         // needs; rbuild gets the same entitlement, its RUN steps keep their default
