@@ -137,6 +137,10 @@ RUN echo hi > /hi && ls /dev/null && mkdir -p /var/cache/x && echo cached > /var
 WORKDIR /app
 COPY a.txt ./
 RUN echo more >> a.txt && rm -r /var/cache/x && ln -s /app/a.txt /link && chmod 0700 /root
+RUN <<EOF
+#!/bin/sh
+echo from-a-script > /script-out
+EOF
 USER 1234:55
 RUN id > /tmp/id && echo discarded > /dev/null
 ";

@@ -163,6 +163,10 @@ impl Executor for ChrootExecutor {
                 ],
             })
         })();
+        let dev_before = prepared
+            .as_ref()
+            .ok()
+            .and_then(|_| DevDir::open(root).map(|dev| (dev.names(), dev.mtime())));
         let result = prepared.and_then(|plan| {
             launch(
                 Launch {
@@ -181,6 +185,11 @@ impl Executor for ChrootExecutor {
                 sink,
             )
         });
+        // /dev is a tmpfs of the step in the sandbox, as in BuildKit: what the step
+        // leaves there (a `#!` heredoc's script, /dev/pipes-NAME) never reaches a layer.
+        if let (Some((names, mtime)), Some(dev)) = (dev_before, DevDir::open(root)) {
+            dev.forget_new(&names, mtime);
+        }
         let result = result.map_err(|e| match e {
             ExecError::Setup { stage, source }
                 if stage.starts_with("chroot into")
@@ -232,6 +241,80 @@ pub fn sandbox_available() -> bool {
             // SAFETY: waits for our own child.
             let r = unsafe { libc::waitpid(pid, &mut status, 0) };
             r == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+        }
+    }
+}
+
+/// The step root's `/dev`, opened beneath the root without following any link (a step
+/// may have replaced it with one).
+struct DevDir(std::os::fd::OwnedFd);
+
+impl DevDir {
+    fn open(root: &Path) -> Option<DevDir> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let root = rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        rustix::fs::openat2(
+            &root,
+            "dev",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV,
+        )
+        .ok()
+        .map(DevDir)
+    }
+
+    fn names(&self) -> Vec<std::ffi::CString> {
+        let Ok(mut dir) = rustix::fs::Dir::read_from(&self.0) else {
+            return Vec::new();
+        };
+        let mut names = Vec::new();
+        while let Some(Ok(entry)) = dir.read() {
+            let name = entry.file_name();
+            if name != c"." && name != c".." {
+                names.push(name.to_owned());
+            }
+        }
+        names
+    }
+
+    fn mtime(&self) -> Option<rustix::fs::Timespec> {
+        let st = rustix::fs::fstat(&self.0).ok()?;
+        Some(rustix::fs::Timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec as _,
+        })
+    }
+
+    /// Removes what the step added to `/dev` that is not a directory, and gives `/dev`
+    /// its time from before the step (if nothing else in it changed).
+    fn forget_new(&self, before: &[std::ffi::CString], mtime: Option<rustix::fs::Timespec>) {
+        use rustix::fs::{AtFlags, FileType};
+        let mut removed = false;
+        for name in self.names() {
+            if before.contains(&name) {
+                continue;
+            }
+            let Ok(st) = rustix::fs::statat(&self.0, &*name, AtFlags::SYMLINK_NOFOLLOW) else {
+                continue;
+            };
+            if FileType::from_raw_mode(st.st_mode) != FileType::Directory
+                && rustix::fs::unlinkat(&self.0, &*name, AtFlags::empty()).is_ok()
+            {
+                removed = true;
+            }
+        }
+        if let (true, Some(mtime), Some(now)) = (removed, mtime, self.mtime()) {
+            let times = rustix::fs::Timestamps {
+                last_access: now,
+                last_modification: mtime,
+            };
+            let _ = rustix::fs::futimens(&self.0, &times);
         }
     }
 }
