@@ -57,8 +57,7 @@ fn cached_tree(dir: &Path, make: impl FnOnce(&Path)) {
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir).unwrap_or_else(|e| fail(format!("creating {}: {e}", dir.display())));
     make(dir);
-    fs::write(&marker, b"")
-        .unwrap_or_else(|e| fail(format!("marking {}: {e}", dir.display())));
+    fs::write(&marker, b"").unwrap_or_else(|e| fail(format!("marking {}: {e}", dir.display())));
 }
 
 /// busybox (for the step's shell) and 1,000 directories of 100 one-byte files.
@@ -213,9 +212,15 @@ fn main() {
         );
     }
     if wanted("debian") {
-        let tar = env_path("NOMOUNT_BENCH_TAR", "/var/cache/rbuild-fixtures/python3.tar");
+        let tar = env_path(
+            "NOMOUNT_BENCH_TAR",
+            "/var/cache/rbuild-fixtures/python3.tar",
+        );
         if !tar.is_file() {
-            fail(format!("{} is missing (the python3 fixture)", tar.display()));
+            fail(format!(
+                "{} is missing (the python3 fixture)",
+                tar.display()
+            ));
         }
         let lower = dir.join("debian");
         cached_tree(&lower, debian_root(&tar));
