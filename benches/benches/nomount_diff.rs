@@ -9,7 +9,8 @@
 //! Both snapshotters go through the public API and the built-in sandbox, as a build step
 //! does (the overlay is mounted inside the step's namespace, so it needs the privilege a
 //! build with `--snapshotter overlay` needs). Each diff is timed `RUNS` times (default 5)
-//! and every run is printed with the load average read just before it.
+//! and every run is printed with its CPU time (user + system of all threads, 10 ms
+//! resolution) and the load average read just before it.
 //!
 //! Run with `cargo bench -p rbuild-benches --bench nomount_diff`. The trees live under
 //! `NOMOUNT_BENCH_DIR` (default /var/tmp/rbuild-nomount-bench, on the same filesystem as
@@ -45,6 +46,22 @@ fn load1() -> String {
         .ok()
         .and_then(|s| s.split_whitespace().next().map(str::to_owned))
         .unwrap_or_else(|| "?".to_owned())
+}
+
+/// CPU seconds (user + system, all threads) this process used so far, from /proc: on a
+/// loaded machine the wall time swings, the CPU time much less.
+fn cpu_seconds() -> f64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which is in parentheses and may hold spaces);
+    // utime and stime are the 14th and 15th fields of the line, in clock ticks (100 Hz).
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
 }
 
 /// `dir` made by `make` once; a `.complete` marker beside it tells a finished tree from a
@@ -129,18 +146,24 @@ fn time_diff(
     let mut times = Vec::new();
     for run in 1..=runs {
         let load = load1();
+        let cpu = cpu_seconds();
         let start = Instant::now();
         let set = snapshotter
             .diff(snapshot)
             .unwrap_or_else(|e| fail(format!("diff: {e}")));
         let secs = start.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu;
         if set.len() != expected_changes {
             fail(format!(
                 "{label}: {} changes, expected {expected_changes}",
                 set.len()
             ));
         }
-        println!("{label}\trun {run}\t{:.3} ms\tload1 {load}", secs * 1e3);
+        println!(
+            "{label}\trun {run}\t{:.3} ms\tcpu {:.0} ms\tload1 {load}",
+            secs * 1e3,
+            cpu * 1e3
+        );
         times.push(secs);
     }
     times
