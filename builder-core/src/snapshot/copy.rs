@@ -329,3 +329,59 @@ fn copy_attrs(src: &Path, dst: &Path, meta: &Meta) -> Result<(), SnapshotError> 
     rustix::fs::utimensat(CWD, dst, &times, AtFlags::SYMLINK_NOFOLLOW)
         .map_err(|e| SnapshotError::io("set times of", dst)(e.into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changes(set: &ChangeSet) -> Vec<String> {
+        set.iter()
+            .map(|c| format!("{:?} {}", c.kind, c.path.display()))
+            .collect()
+    }
+
+    // The diff pairs the scan with the baseline by merging two path-ordered lists: paths
+    // gone before, between and after the ones still there must all be found, and "a/x"
+    // sorts before "a.b" component-wise but after it byte-wise.
+    #[test]
+    fn the_merge_finds_deletions_anywhere_in_path_order() {
+        let lower = tempfile::tempdir().unwrap();
+        for dir in ["a", "m", "z/deep"] {
+            fs::create_dir_all(lower.path().join(dir)).unwrap();
+        }
+        for file in ["0", "a/x", "a.b", "m/k", "z/deep/y"] {
+            fs::write(lower.path().join(file), b"1").unwrap();
+        }
+        let scratch = tempfile::tempdir().unwrap();
+        let copy = CopySnapshotter::new();
+        let snapshot = copy
+            .prepare(&[lower.path().to_path_buf()], scratch.path())
+            .unwrap();
+        let root = snapshot.source_tree().to_path_buf();
+        fs::remove_file(root.join("0")).unwrap();
+        fs::remove_file(root.join("a/x")).unwrap();
+        fs::write(root.join("a/n"), b"2").unwrap();
+        fs::remove_dir_all(root.join("z")).unwrap();
+        // Directory mtimes moved with the entries; put them back so that only the
+        // entries themselves show up.
+        for dir in ["", "a"] {
+            let before = fs::metadata(lower.path().join(dir)).unwrap();
+            let times = Timestamps {
+                last_access: Timespec {
+                    tv_sec: before.mtime(),
+                    tv_nsec: before.mtime_nsec() as _,
+                },
+                last_modification: Timespec {
+                    tv_sec: before.mtime(),
+                    tv_nsec: before.mtime_nsec() as _,
+                },
+            };
+            rustix::fs::utimensat(CWD, root.join(dir), &times, AtFlags::empty()).unwrap();
+        }
+        let set = copy.diff(&snapshot).unwrap();
+        assert_eq!(
+            changes(&set),
+            ["Deleted 0", "Added a/n", "Deleted a/x", "Deleted z"]
+        );
+    }
+}
