@@ -1,6 +1,6 @@
 //! The portable snapshotter: a merged copy of the lowers, compared after the step.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -30,10 +30,19 @@ impl CopySnapshotter {
 }
 
 /// The copy's state right after preparation: what every path looked like and the lower
-/// file it came from.
+/// file it came from, in path order (a directory before its contents).
 #[derive(Debug)]
 pub(crate) struct Baseline {
-    entries: BTreeMap<PathBuf, (Meta, PathBuf)>,
+    entries: Vec<(PathBuf, Meta, PathBuf)>,
+}
+
+impl Baseline {
+    fn get(&self, rel: &Path) -> Option<&Meta> {
+        self.entries
+            .binary_search_by(|(p, _, _)| p.as_path().cmp(rel))
+            .ok()
+            .map(|i| &self.entries[i].1)
+    }
 }
 
 impl Snapshotter for CopySnapshotter {
@@ -45,16 +54,17 @@ impl Snapshotter for CopySnapshotter {
             let mut links = HashMap::new();
             merge_dir(layer, &root, Path::new(""), &mut sources, &mut links)?;
         }
-        let entries = scan(&root, Path::new(""))?
+        let entries: Vec<_> = scan(&root, Path::new(""))?
             .into_iter()
             .map(|(rel, meta)| {
                 let source = sources
                     .get(&rel)
                     .cloned()
                     .unwrap_or_else(|| root.join(&rel));
-                (rel, (meta, source))
+                (rel, meta, source)
             })
             .collect();
+        debug_assert!(entries.is_sorted_by(|a, b| a.0 < b.0));
         Ok(Snapshot {
             root: StepRoot::Dir(root),
             scratch: scratch.to_path_buf(),
@@ -74,33 +84,40 @@ impl Snapshotter for CopySnapshotter {
 }
 
 fn diff_tree(root: &Path, baseline: &Baseline) -> Result<ChangeSet, SnapshotError> {
-    let current: BTreeMap<PathBuf, Meta> = scan(root, Path::new(""))?.into_iter().collect();
+    let current = scan(root, Path::new(""))?;
+    debug_assert!(current.is_sorted_by(|a, b| a.0 < b.0));
     let mut set = ChangeSet::new();
     // Directories whose lower contents no longer show through (new, re-created, or a
     // file replaced by one): everything under them is added.
-    let mut fresh: Option<PathBuf> = None;
+    let mut fresh: Option<&Path> = None;
     let mut to_compare = Vec::new();
+    // Both lists are in path order: one merge pairs each path with its baseline entry.
+    let mut old = baseline.entries.iter().peekable();
     for (rel, meta) in &current {
-        if fresh.as_ref().is_some_and(|f| rel.starts_with(f)) {
+        while let Some((gone, _, _)) = old.next_if(|(p, _, _)| p < rel) {
+            record_deletion(gone, &current, baseline, &mut set)?;
+        }
+        let before = old.next_if(|(p, _, _)| p == rel);
+        if fresh.is_some_and(|f| rel.starts_with(f)) {
             set.record(rel.clone(), ChangeKind::Added)?;
             continue;
         }
-        let Some((old, source)) = baseline.entries.get(rel) else {
+        let Some((_, old, source)) = before else {
             set.record(rel.clone(), ChangeKind::Added)?;
             if meta.is_dir() {
-                fresh = Some(rel.clone());
+                fresh = Some(rel);
             }
             continue;
         };
         if meta.kind != old.kind {
             set.record(rel.clone(), ChangeKind::Modified)?;
             if meta.is_dir() {
-                fresh = Some(rel.clone());
+                fresh = Some(rel);
             }
         } else if meta.is_dir() && !meta.same_inode(old) {
             set.record(rel.clone(), ChangeKind::Modified)?;
             set.mark_opaque(rel.clone())?;
-            fresh = Some(rel.clone());
+            fresh = Some(rel);
         } else if meta.same_inode(old) && meta.ctime == old.ctime {
             // Nothing can change an inode's data or attributes without moving its ctime.
         } else if (meta.is_dir() && !meta.same_dir_attrs(old))
@@ -110,6 +127,9 @@ fn diff_tree(root: &Path, baseline: &Baseline) -> Result<ChangeSet, SnapshotErro
         } else {
             to_compare.push((rel, meta.kind, source));
         }
+    }
+    for (gone, _, _) in old {
+        record_deletion(gone, &current, baseline, &mut set)?;
     }
     let modified: Vec<Result<Option<&PathBuf>, SnapshotError>> = to_compare
         .into_par_iter()
@@ -128,58 +148,63 @@ fn diff_tree(root: &Path, baseline: &Baseline) -> Result<ChangeSet, SnapshotErro
             set.record(rel.clone(), ChangeKind::Modified)?;
         }
     }
-    record_deletions(baseline, &current, &mut set)?;
     Ok(set)
 }
 
-/// Records the topmost vanished paths, not those under a directory that is gone, replaced
-/// by a non-directory, or opaque.
-fn record_deletions(
+/// Records `rel`, gone since the baseline, if it is topmost: not under a directory that
+/// is gone, replaced by a non-directory, or opaque. `current` is in path order and `set`
+/// already holds what the merge found up to `rel` (its parent's opacity included).
+fn record_deletion(
+    rel: &Path,
+    current: &[(PathBuf, Meta)],
     baseline: &Baseline,
-    current: &BTreeMap<PathBuf, Meta>,
     set: &mut ChangeSet,
 ) -> Result<(), SnapshotError> {
-    for rel in baseline.entries.keys() {
-        if current.contains_key(rel) {
-            continue;
+    let parent_ok = match rel.parent() {
+        None => true,
+        Some(p) if p.as_os_str().is_empty() => true,
+        Some(p) => {
+            current
+                .binary_search_by(|(c, _)| c.as_path().cmp(p))
+                .is_ok_and(|i| current[i].1.is_dir())
+                && !set.is_opaque(p)
+                && baseline.get(p).is_some_and(Meta::is_dir)
         }
-        let parent_ok = match rel.parent() {
-            None => true,
-            Some(p) if p.as_os_str().is_empty() => true,
-            Some(p) => {
-                current.get(p).is_some_and(Meta::is_dir)
-                    && !set.is_opaque(p)
-                    && baseline.entries.get(p).is_some_and(|(m, _)| m.is_dir())
-            }
-        };
-        if parent_ok {
-            set.record(rel.clone(), ChangeKind::Deleted)?;
-        }
+    };
+    if parent_ok {
+        set.record(rel.to_path_buf(), ChangeKind::Deleted)?;
     }
     Ok(())
 }
 
-/// Every entry under `root/rel`, with its metadata, read in parallel.
+/// Every entry under `root/rel`, with its metadata, read in parallel; in path order (a
+/// directory's entries sorted by name, each directory followed by its contents), which
+/// the diff's merge relies on.
 fn scan(root: &Path, rel: &Path) -> Result<Vec<(PathBuf, Meta)>, SnapshotError> {
     let entries = read_dir_sorted(&root.join(rel))?;
-    let parts: Vec<Result<Vec<(PathBuf, Meta)>, SnapshotError>> = entries
+    // Each entry with what lies below it (nothing for a non-directory: no allocation).
+    type Found = (PathBuf, Meta, Vec<(PathBuf, Meta)>);
+    let parts: Vec<Result<Option<Found>, SnapshotError>> = entries
         .into_par_iter()
         .map(|(name, path)| {
-            let rel = rel.join(name);
             let Some(meta) = Meta::lstat(&path)? else {
-                return Ok(Vec::new());
+                return Ok(None);
             };
-            let is_dir = meta.is_dir();
-            let mut out = vec![(rel.clone(), meta)];
-            if is_dir {
-                out.extend(scan(root, &rel)?);
-            }
-            Ok(out)
+            let rel = rel.join(name);
+            let below = if meta.is_dir() {
+                scan(root, &rel)?
+            } else {
+                Vec::new()
+            };
+            Ok(Some((rel, meta, below)))
         })
         .collect();
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(parts.len());
     for part in parts {
-        out.extend(part?);
+        if let Some((rel, meta, below)) = part? {
+            out.push((rel, meta));
+            out.extend(below);
+        }
     }
     Ok(out)
 }
@@ -303,4 +328,60 @@ fn copy_attrs(src: &Path, dst: &Path, meta: &Meta) -> Result<(), SnapshotError> 
     };
     rustix::fs::utimensat(CWD, dst, &times, AtFlags::SYMLINK_NOFOLLOW)
         .map_err(|e| SnapshotError::io("set times of", dst)(e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changes(set: &ChangeSet) -> Vec<String> {
+        set.iter()
+            .map(|c| format!("{:?} {}", c.kind, c.path.display()))
+            .collect()
+    }
+
+    // The diff pairs the scan with the baseline by merging two path-ordered lists: paths
+    // gone before, between and after the ones still there must all be found, and "a/x"
+    // sorts before "a.b" component-wise but after it byte-wise.
+    #[test]
+    fn the_merge_finds_deletions_anywhere_in_path_order() {
+        let lower = tempfile::tempdir().unwrap();
+        for dir in ["a", "m", "z/deep"] {
+            fs::create_dir_all(lower.path().join(dir)).unwrap();
+        }
+        for file in ["0", "a/x", "a.b", "m/k", "z/deep/y"] {
+            fs::write(lower.path().join(file), b"1").unwrap();
+        }
+        let scratch = tempfile::tempdir().unwrap();
+        let copy = CopySnapshotter::new();
+        let snapshot = copy
+            .prepare(&[lower.path().to_path_buf()], scratch.path())
+            .unwrap();
+        let root = snapshot.source_tree().to_path_buf();
+        fs::remove_file(root.join("0")).unwrap();
+        fs::remove_file(root.join("a/x")).unwrap();
+        fs::write(root.join("a/n"), b"2").unwrap();
+        fs::remove_dir_all(root.join("z")).unwrap();
+        // Directory mtimes moved with the entries; put them back so that only the
+        // entries themselves show up.
+        for dir in ["", "a"] {
+            let before = fs::metadata(lower.path().join(dir)).unwrap();
+            let times = Timestamps {
+                last_access: Timespec {
+                    tv_sec: before.mtime(),
+                    tv_nsec: before.mtime_nsec() as _,
+                },
+                last_modification: Timespec {
+                    tv_sec: before.mtime(),
+                    tv_nsec: before.mtime_nsec() as _,
+                },
+            };
+            rustix::fs::utimensat(CWD, root.join(dir), &times, AtFlags::empty()).unwrap();
+        }
+        let set = copy.diff(&snapshot).unwrap();
+        assert_eq!(
+            changes(&set),
+            ["Deleted 0", "Added a/n", "Deleted a/x", "Deleted z"]
+        );
+    }
 }
