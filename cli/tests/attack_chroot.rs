@@ -1,0 +1,125 @@
+//! Attacks on the chroot isolation (`--isolation chroot`, issue 16), run on the host as
+//! root: what a step does to the files rbuild made for it only (`/dev/null`,
+//! `/etc/resolv.conf`, `/etc/hosts`) must not reach the image, as with the namespace
+//! sandbox (and BuildKit), where they are mounts; and a cancelled step leaves no process
+//! behind and does not hold the build up.
+//!
+//! Needs root and the busybox fixture.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::run::{busybox_setup, processes_with, rbuild, success};
+
+/// The entries (`tar -tvf`-like: type, mode, path) of the image `isolation` builds
+/// from `ctx`, exported as a tarball.
+fn image_entries(root: &Path, ctx: &Path, isolation: &str) -> Vec<String> {
+    let dest = root.join(format!("{isolation}.tar"));
+    success(
+        rbuild(root)
+            .args(["build", "--progress", "plain", "--no-cache", "--isolation"])
+            .arg(isolation)
+            .arg("-o")
+            .arg(format!("type=tar,dest={}", dest.display()))
+            .arg(ctx),
+    );
+    let mut archive = tar::Archive::new(std::fs::File::open(&dest).expect("the exported tarball"));
+    let mut entries: Vec<String> = archive
+        .entries()
+        .expect("reading the tarball")
+        .map(|entry| {
+            let entry = entry.expect("an entry");
+            let header = entry.header();
+            format!(
+                "{:?} {:o} {}",
+                header.entry_type(),
+                header.mode().expect("a mode"),
+                entry.path().expect("a path").display()
+            )
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+/// A step that replaces the files rbuild made for it (`sed -i` renames a new file over
+/// /etc/hosts; `mv` over /etc/resolv.conf; `rm` and re-create /dev/null) must not carry
+/// the container's hosts and resolver, or its own /dev/null, into the layer: in the
+/// sandbox those are mounts the step cannot replace, and the image holds none of them.
+#[test]
+fn a_step_replacing_the_step_only_files_leaves_none_in_the_image() {
+    let dockerfile = "FROM busybox:latest\n\
+        RUN sed -i 's/localhost/lh/' /etc/hosts; \
+            echo 'nameserver 192.0.2.1' > /tmp/r && mv /tmp/r /etc/resolv.conf; \
+            rm -f /dev/null; echo mine > /dev/null; \
+            echo kept > /etc/kept\n";
+    let (_dir, root, ctx) = busybox_setup(&[("Dockerfile", dockerfile)]);
+    let sandbox = image_entries(&root, &ctx, "sandbox");
+    let chroot = image_entries(&root, &ctx, "chroot");
+    for path in ["etc/hosts", "etc/resolv.conf", "dev/null"] {
+        assert!(
+            !chroot.iter().any(|e| e.ends_with(&format!(" {path}"))),
+            "the chroot isolation left {path} in the image: {chroot:#?}"
+        );
+    }
+    assert_eq!(sandbox, chroot, "the two isolations built different images");
+}
+
+/// Ctrl-C during a chroot RUN whose shell waits for a child: the build ends at once
+/// (not when the child is done) and no process of the step is left.
+#[test]
+fn ctrl_c_ends_every_process_of_a_chroot_step() {
+    let marker = "1789";
+    let dockerfile = format!("FROM busybox:latest\nRUN echo started; sleep {marker}; echo done\n");
+    let (_dir, root, ctx) = busybox_setup(&[("Dockerfile", &dockerfile)]);
+    let mut child = rbuild(&root)
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--no-cache",
+            "--isolation",
+            "chroot",
+        ])
+        .arg(&ctx)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting rbuild");
+    let started = Instant::now();
+    while processes_with(&format!("sleep {marker}")).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the step never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: kill takes plain integers; the pid is our running child's.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let asked = Instant::now();
+    let ended = loop {
+        if let Some(status) = child.try_wait().expect("waiting for rbuild") {
+            break Some(status);
+        }
+        if asked.elapsed() > Duration::from_secs(60) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let left = processes_with(&format!("sleep {marker}"));
+    for (pid, _) in &left {
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    }
+    if ended.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(
+        left.is_empty(),
+        "the step's child outlived the cancel: {left:?}"
+    );
+    assert!(ended.is_some(), "rbuild still ran a minute after Ctrl-C");
+}
