@@ -53,7 +53,7 @@ fn image_entries(root: &Path, ctx: &Path, isolation: &str) -> Vec<String> {
 fn a_step_replacing_the_step_only_files_leaves_none_in_the_image() {
     let dockerfile = "FROM busybox:latest\n\
         RUN sed -i 's/localhost/lh/' /etc/hosts; \
-            echo 'nameserver 192.0.2.1' > /tmp/r && mv /tmp/r /etc/resolv.conf; \
+            echo 'nameserver 192.0.2.1' > /tmp/r && { mv /tmp/r /etc/resolv.conf || rm /tmp/r; }; \
             rm -f /dev/null; echo mine > /dev/null; \
             echo kept > /etc/kept\n";
     let (_dir, root, ctx) = busybox_setup(&[("Dockerfile", dockerfile)]);

@@ -13,7 +13,9 @@
 //! beneath the writable directory without following links (`openat2` with
 //! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV`), and a stub is removed
 //! only if the entry at its path is still the inode rbuild created; anything else is
-//! the step's and is left alone.
+//! the step's and is left alone. Files made for the step only (the chroot isolation's
+//! `/dev/null` and `/etc/resolv.conf`, which it cannot mount) stand for mounts: whatever
+//! but a directory is at their path after the step is removed.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -44,8 +46,11 @@ pub(crate) struct Stubs {
     materialized: Vec<(PathBuf, Ident)>,
     /// Touched directories and the modification time the step must see unchanged.
     dirs: BTreeMap<PathBuf, Mtime>,
-    /// Files created with contents ([`Stubs::add_file`]), removed whatever their size.
-    filled: Vec<PathBuf>,
+    /// Files made for the step only ([`Stubs::add_device`], [`Stubs::add_file`]): after
+    /// the step, whatever is at their path but a directory is removed, as if they had
+    /// been mounts (what the step writes there, or puts in their place, never reaches
+    /// the layer).
+    step_only: Vec<PathBuf>,
 }
 
 /// What a stub is.
@@ -68,7 +73,7 @@ impl Stubs {
             created: Vec::new(),
             materialized: Vec::new(),
             dirs: BTreeMap::new(),
-            filled: Vec::new(),
+            step_only: Vec::new(),
         }
     }
 
@@ -87,7 +92,9 @@ impl Stubs {
 
     /// Where the image has nothing at `rel`, creates the character device `rdev` there
     /// for the step only (the chroot isolation's `/dev/null` and kin, which it cannot
-    /// mount). True when created; an entry the image has is left as it is.
+    /// mount). True when created; an entry the image has is left as it is. After the
+    /// step, what is at `rel` is removed unless it is a directory, as a mount would
+    /// have kept it from the layer.
     pub fn add_device(
         &mut self,
         view: &LowerView,
@@ -102,8 +109,9 @@ impl Stubs {
 
     /// Where the image has nothing at `rel`, creates a file holding `data` for the step
     /// only (the chroot isolation's `/etc/resolv.conf` and `/etc/hosts`). True when
-    /// created; after the step it is removed whatever it then holds, as long as it is
-    /// still the file rbuild made.
+    /// created; after the step, what is at `rel` is removed unless it is a directory:
+    /// the file whatever it then holds, or what the step put in its place (`sed -i`
+    /// renames a copy of it there), which a mount would have kept from the layer.
     pub fn add_file(
         &mut self,
         view: &LowerView,
@@ -159,6 +167,7 @@ impl Stubs {
                     rdev,
                 )
                 .map_err(fail)?;
+                self.step_only.push(rel.to_path_buf());
                 // The umask took bits off: every step may use these.
                 let ident = ident_at(&dir, name).map_err(fail)?;
                 rustix::fs::chmodat(&dir, name, Mode::from_raw_mode(0o666), AtFlags::empty())
@@ -180,7 +189,7 @@ impl Stubs {
                 if let Stub::Data(data, mode) = kind {
                     rustix::io::write(&file, data).map_err(fail)?;
                     rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(fail)?;
-                    self.filled.push(rel.to_path_buf());
+                    self.step_only.push(rel.to_path_buf());
                 }
                 let st = rustix::fs::fstat(&file).map_err(fail)?;
                 (st.st_dev, st.st_ino)
@@ -223,12 +232,15 @@ impl Stubs {
                 Err(Errno::NOENT) => continue,
                 Err(e) => return Err(SnapshotError::io("stat", &path)(e.into())),
             };
-            if (st.st_dev, st.st_ino) != *ident {
+            let kind = FileType::from_raw_mode(st.st_mode);
+            let step_only = self.step_only.contains(rel);
+            if (st.st_dev, st.st_ino) != *ident && !(step_only && kind != FileType::Directory) {
                 continue;
             }
-            let result = match FileType::from_raw_mode(st.st_mode) {
+            let result = match kind {
                 FileType::Directory => rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR),
-                FileType::RegularFile if st.st_size == 0 || self.filled.contains(rel) => {
+                _ if step_only => rustix::fs::unlinkat(&dir, name, AtFlags::empty()),
+                FileType::RegularFile if st.st_size == 0 => {
                     rustix::fs::unlinkat(&dir, name, AtFlags::empty())
                 }
                 FileType::CharacterDevice => rustix::fs::unlinkat(&dir, name, AtFlags::empty()),
