@@ -18,8 +18,10 @@
 //!   container's. A root step can leave a chroot, so the container (the pod) is the
 //!   security boundary, as for kaniko.
 //!
-//! The process starts in a session of its own and is killed with its monitor; what it
-//! forks into the background and detaches is not followed, for want of a PID namespace.
+//! The process starts in a session of its own, led by its monitor: the session's process
+//! group is killed on cancel and when the step's process has exited, which ends what it
+//! left running; what leaves the group (`setsid`, a daemon) is not followed, nor does
+//! kill -9 of rbuild end more than the step's first process, for want of a PID namespace.
 
 use std::ffi::CString;
 use std::path::Path;
