@@ -4,7 +4,8 @@
 //! sandbox (and BuildKit), where they are mounts; and a cancelled step leaves no process
 //! behind and does not hold the build up.
 //!
-//! Needs root and the busybox fixture.
+//! Needs root and the busybox fixture; the `--isolation auto` attack also podman and
+//! runc.
 
 mod support;
 
@@ -12,7 +13,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::run::{busybox_setup, processes_with, rbuild, success};
+use support::require::{require_root, require_tool};
+use support::run::{busybox_setup, fixture, processes_with, rbuild, success};
 
 /// The entries (`tar -tvf`-like: type, mode, path) of the image `isolation` builds
 /// from `ctx`, exported as a tarball.
@@ -122,4 +124,123 @@ fn ctrl_c_ends_every_process_of_a_chroot_step() {
         "the step's child outlived the cancel: {left:?}"
     );
     assert!(ended.is_some(), "rbuild still ran a minute after Ctrl-C");
+}
+
+/// A step that leaves a child running in the background (`RUN sleep N & echo`): the
+/// step ends with its shell, as in a PID namespace, and the child is gone.
+#[test]
+fn a_background_child_of_a_chroot_step_ends_with_it() {
+    let marker = "1791";
+    let dockerfile = format!("FROM busybox:latest\nRUN sleep {marker} & echo started\n");
+    let (_dir, root, ctx) = busybox_setup(&[("Dockerfile", &dockerfile)]);
+    let mut child = rbuild(&root)
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--no-cache",
+            "--isolation",
+            "chroot",
+        ])
+        .arg(&ctx)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting rbuild");
+    let started = Instant::now();
+    let ended = loop {
+        if let Some(status) = child.try_wait().expect("waiting for rbuild") {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let left = processes_with(&format!("sleep {marker}"));
+    for (pid, _) in &left {
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    }
+    if ended.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(left.is_empty(), "the step's child outlived it: {left:?}");
+    assert!(
+        ended.is_some_and(|s| s.success()),
+        "rbuild did not end well within a minute: {ended:?}"
+    );
+}
+
+/// `--isolation auto` in a container that may create namespaces (CAP_SYS_ADMIN added)
+/// but lacks capabilities the sandbox gives a step (podman drops CAP_MKNOD and
+/// CAP_AUDIT_WRITE by default): the sandbox cannot start there, chroot can, and auto
+/// must pick the one that builds.
+#[test]
+fn auto_picks_chroot_where_the_sandbox_lacks_its_capabilities() {
+    require_root("podman runs the container as root");
+    require_tool("podman", "podman");
+    require_tool("ldd", "libc-bin");
+    assert!(
+        Path::new("/usr/sbin/runc").is_file(),
+        "missing /usr/sbin/runc: install the Debian package runc"
+    );
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let rootfs = dir.path().join("rootfs");
+    let exe = Path::new(env!("CARGO_BIN_EXE_rbuild"));
+    std::fs::create_dir_all(rootfs.join("usr/local/bin")).expect("making the root");
+    std::fs::create_dir_all(rootfs.join("tmp")).expect("making /tmp");
+    std::fs::copy(exe, rootfs.join("usr/local/bin/rbuild")).expect("copying rbuild");
+    let ldd = success(Command::new("ldd").arg(exe));
+    for lib in String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|word| word.starts_with('/'))
+    {
+        let inside = rootfs.join(&lib[1..]);
+        std::fs::create_dir_all(inside.parent().expect("a parent")).expect("a lib dir");
+        std::fs::copy(lib, &inside).unwrap_or_else(|e| panic!("copying {lib}: {e}"));
+    }
+    let shared = dir.path().join("w");
+    std::fs::create_dir_all(shared.join("ctx")).expect("making the context");
+    std::fs::write(
+        shared.join("ctx/Dockerfile"),
+        "FROM busybox:latest\nRUN echo ran > /ran\n",
+    )
+    .expect("writing the Dockerfile");
+    std::fs::copy(fixture("busybox"), shared.join("busybox.tar")).expect("copying the fixture");
+    let pod = |args: &[&str]| {
+        let mut cmd = Command::new("podman");
+        cmd.arg("--root")
+            .arg(dir.path().join("podman"))
+            .arg("--runroot")
+            .arg(dir.path().join("podman-run"))
+            .args([
+                "run",
+                "--rm",
+                "--runtime",
+                "/usr/sbin/runc",
+                "--network",
+                "host",
+            ])
+            .args(["--cap-add", "SYS_ADMIN", "-e", "RBUILD_ROOT=/w/store", "-v"])
+            .arg(format!("{}:/w", shared.display()))
+            .arg("--rootfs")
+            .arg(&rootfs)
+            .arg("/usr/local/bin/rbuild")
+            .args(args);
+        cmd.output()
+            .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+    };
+    let out = pod(&["import", "/w/busybox.tar", "busybox:latest"]);
+    assert!(
+        out.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = pod(&["build", "--progress", "plain", "/w/ctx"]);
+    assert!(
+        out.status.success(),
+        "auto chose an isolation that cannot run here: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
