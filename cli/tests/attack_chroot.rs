@@ -222,6 +222,13 @@ fn auto_picks_chroot_where_the_sandbox_lacks_its_capabilities() {
                 "--network",
                 "host",
             ])
+            // Within the limits of a host's shell (podman asks for its own, too high).
+            .args([
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=1024:1024",
+            ])
             .args(["--cap-add", "SYS_ADMIN", "-e", "RBUILD_ROOT=/w/store", "-v"])
             .arg(format!("{}:/w", shared.display()))
             .arg("--rootfs")
