@@ -193,10 +193,17 @@ impl Executor for ChrootExecutor {
 /// Whether the namespace sandbox can be made here: a child process tries to leave its
 /// mount, PID, UTS and IPC namespaces (what every sandboxed step needs) and says whether
 /// it could. False inside a container with default security, whose seccomp profile or
-/// missing `CAP_SYS_ADMIN` denies it.
+/// missing `CAP_SYS_ADMIN` denies it; false too for root lacking a capability the
+/// sandbox gives a step (a container given `CAP_SYS_ADMIN` but not podman's dropped
+/// `CAP_MKNOD`), which it cannot grant.
 pub fn sandbox_available() -> bool {
     let flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
     let flags = if crate::privilege::Privilege::current().is_root() {
+        // In a user namespace of its own a step has every capability there; root's are
+        // the ones it holds.
+        if !super::caps::holds_step_capabilities() {
+            return false;
+        }
         flags
     } else {
         flags | libc::CLONE_NEWUSER
