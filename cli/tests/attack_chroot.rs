@@ -251,3 +251,17 @@ fn auto_picks_chroot_where_the_sandbox_lacks_its_capabilities() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// What a step makes in /dev (`ln -s /proc/self/fd /dev/fd`, which Dockerfiles written
+/// for kaniko do; a file; a directory) stays out of the image, as in the sandbox (and
+/// BuildKit), where /dev is a file system of the step's own.
+#[test]
+fn what_a_chroot_step_makes_in_dev_stays_out_of_the_image() {
+    let dockerfile = "FROM busybox:latest\n\
+        RUN ln -s /proc/self/fd /dev/fd; touch /dev/zz; mkdir -p /dev/d/e; touch /dev/d/e/f; \
+            echo kept > /kept\n";
+    let (_dir, root, ctx) = busybox_setup(&[("Dockerfile", dockerfile)]);
+    let sandbox = image_entries(&root, &ctx, "sandbox");
+    let chroot = image_entries(&root, &ctx, "chroot");
+    assert_eq!(sandbox, chroot, "the two isolations built different images");
+}
