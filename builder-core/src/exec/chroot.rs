@@ -11,7 +11,9 @@
 //!   network (`--network=none` is refused);
 //! - no mounts: no `/proc`, no `/sys`; `/dev` holds only what the image has plus
 //!   `null`, `zero`, `full`, `random`, `urandom` and `tty`, made for the step and
-//!   removed after it (where `mknod` is denied, as podman does by default, only a
+//!   removed after it with whatever else the step made in `/dev` (as with the
+//!   sandbox's own `/dev`, none of it reaches the layer; what the step changed of the
+//!   image's own entries there does) (where `mknod` is denied, as podman does by default, only a
 //!   `/dev/null` that is a plain empty file anyone can write); `/etc/resolv.conf` and `/etc/hosts` are
 //!   the container's where the image has none, the image's own where it has them;
 //! - no confinement of its own: capabilities and the seccomp profile are the
@@ -105,6 +107,8 @@ impl Executor for ChrootExecutor {
         let creds = step_credentials(&view, spec)?;
         let mut stubs = Stubs::new(root);
         let prepared = (|| -> Result<Plan, ExecError> {
+            // As the sandbox's /dev (a tmpfs), nothing the step makes there stays.
+            stubs.own_dir(&view, Path::new("dev"))?;
             for (name, major, minor) in DEVICES {
                 let rel = Path::new("dev").join(name);
                 match stubs.add_device(&view, &rel, rustix::fs::makedev(major, minor)) {

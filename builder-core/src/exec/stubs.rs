@@ -18,8 +18,9 @@
 //! but a directory is at their path after the step is removed.
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
@@ -51,6 +52,9 @@ pub(crate) struct Stubs {
     /// been mounts (what the step writes there, or puts in their place, never reaches
     /// the layer).
     step_only: Vec<PathBuf>,
+    /// Directories standing for a file system of the step's own ([`Stubs::own_dir`]),
+    /// with the names they held before the step.
+    own_dirs: Vec<(PathBuf, Vec<OsString>)>,
 }
 
 /// What a stub is.
@@ -74,6 +78,7 @@ impl Stubs {
             materialized: Vec::new(),
             dirs: BTreeMap::new(),
             step_only: Vec::new(),
+            own_dirs: Vec::new(),
         }
     }
 
@@ -199,6 +204,28 @@ impl Stubs {
         Ok(true)
     }
 
+    /// Makes directory `rel` of a plain directory root stand for a file system of the
+    /// step's own, as a mount would (the chroot isolation's `/dev`): after the step,
+    /// what it holds that it did not hold now is removed, and it gets its time back.
+    /// Called before any stub is added in it (those go too). Nothing where `rel` is
+    /// reached through a link.
+    pub fn own_dir(&mut self, view: &LowerView, rel: &Path) -> Result<(), SnapshotError> {
+        if view.crosses_symlink(rel)? {
+            return Ok(());
+        }
+        let root = self.open_root()?;
+        let Some(dir) = open_dir(&root, &self.writable, rel)? else {
+            // Absent: a stub made for the step, removed with what it then holds.
+            self.own_dirs.push((rel.to_path_buf(), Vec::new()));
+            return Ok(());
+        };
+        let names = list(&dir)
+            .map_err(|e| SnapshotError::io("list", &self.writable.join(rel))(e.into()))?;
+        self.remember(view, rel)?;
+        self.own_dirs.push((rel.to_path_buf(), names));
+        Ok(())
+    }
+
     /// Gives the touched directories back their times before the step starts.
     pub fn seal(&self) -> Result<(), SnapshotError> {
         let root = self.open_root()?;
@@ -215,6 +242,25 @@ impl Stubs {
         let mut after = BTreeMap::new();
         for rel in self.dirs.keys() {
             after.insert(rel.clone(), mtime_of(&root, &self.writable, rel)?);
+        }
+        for (rel, before) in &self.own_dirs {
+            let path = self.writable.join(rel);
+            let Some(dir) = open_dir(&root, &self.writable, rel)? else {
+                continue;
+            };
+            let fail =
+                |e: Errno| SnapshotError::io("remove what the step made in", &path)(e.into());
+            for name in list(&dir).map_err(fail)? {
+                if !before.contains(&name) {
+                    remove_tree(&dir, &name).map_err(fail)?;
+                }
+            }
+            // What the step made is gone: the time the step saw before it is right.
+            if let (Some(seen), Some(sealed)) = (after.get_mut(rel), self.dirs.get(rel)) {
+                if seen.is_some() {
+                    *seen = Some(*sealed);
+                }
+            }
         }
         for (rel, ident) in self
             .created
@@ -362,6 +408,62 @@ fn open_parent<'a>(
         Ok(fd) => Ok(Some((fd, name))),
         Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) => Ok(None),
         Err(e) => Err(SnapshotError::io("open", &writable.join(parent))(e.into())),
+    }
+}
+
+/// Directory `rel` opened beneath `root` for listing, without following any link; None
+/// when it is missing, not a directory or reached through a link.
+fn open_dir(root: &OwnedFd, writable: &Path, rel: &Path) -> Result<Option<OwnedFd>, SnapshotError> {
+    match rustix::fs::openat2(
+        root,
+        rel,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        RESOLVE,
+    ) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) => Ok(None),
+        Err(e) => Err(SnapshotError::io("open", &writable.join(rel))(e.into())),
+    }
+}
+
+/// The names in directory `dir`, but `.` and `..`.
+fn list(dir: &OwnedFd) -> Result<Vec<OsString>, Errno> {
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(dir)? {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(OsStr::from_bytes(&name).to_owned());
+        }
+    }
+    Ok(names)
+}
+
+/// Removes entry `name` of `dir` and, for a directory, all it holds, following no link.
+fn remove_tree(dir: &OwnedFd, name: &OsStr) -> Result<(), Errno> {
+    let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+        return match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(e),
+        };
+    }
+    let sub = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    for child in list(&sub)? {
+        remove_tree(&sub, &child)?;
+    }
+    match rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
