@@ -452,17 +452,24 @@ fn remove_tree(dir: &OwnedFd, name: &OsStr) -> Result<(), Errno> {
             Err(e) => Err(e),
         };
     }
-    let sub = rustix::fs::openat(
+    // Not into a file system a root step mounted there (it has no mount namespace of
+    // its own): that and what holds it stay.
+    let sub = match rustix::fs::openat2(
         dir,
         name,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
-    )?;
+        RESOLVE,
+    ) {
+        Ok(sub) => sub,
+        Err(Errno::XDEV) => return Ok(()),
+        Err(e) => return Err(e),
+    };
     for child in list(&sub)? {
         remove_tree(&sub, &child)?;
     }
     match rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
-        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Ok(()) | Err(Errno::NOENT | Errno::NOTEMPTY) => Ok(()),
         Err(e) => Err(e),
     }
 }
