@@ -265,3 +265,42 @@ fn what_a_chroot_step_makes_in_dev_stays_out_of_the_image() {
     let chroot = image_entries(&root, &ctx, "chroot");
     assert_eq!(sandbox, chroot, "the two isolations built different images");
 }
+
+/// A root step that can mount (rbuild run as root on a host, or in a container given
+/// CAP_SYS_ADMIN) mounts in rbuild's own mount namespace, there being no other: the
+/// mount must not outlive the step, and what is in it must not reach the image (with a
+/// mount namespace of the step's own, as in BuildKit, it goes with the step).
+#[test]
+fn a_mount_a_chroot_step_makes_goes_with_it() {
+    let dockerfile = "FROM busybox:latest\n\
+        RUN mkdir /m && mount -t tmpfs none /m && echo x > /m/f && echo kept > /kept\n";
+    let (dir, root, ctx) = busybox_setup(&[("Dockerfile", dockerfile)]);
+    let dest = root.join("chroot.tar");
+    let out = rbuild(&root)
+        .args(["build", "--progress", "plain", "--isolation", "chroot"])
+        .arg("-o")
+        .arg(format!("type=tar,dest={}", dest.display()))
+        .arg(&ctx)
+        .output()
+        .expect("running rbuild");
+    let left = support::run::mounts_under(dir.path());
+    for mount in left.iter().rev() {
+        let _ = Command::new("umount").args(["-l", mount]).status();
+    }
+    assert!(left.is_empty(), "the step's mounts outlived it: {left:?}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = success(Command::new("tar").arg("-tf").arg(&dest));
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing.lines().any(|l| l.trim_end_matches('/') == "kept"),
+        "{listing}"
+    );
+    assert!(
+        !listing.lines().any(|l| l.starts_with("m/f")),
+        "the tmpfs's file reached the image: {listing}"
+    );
+}
