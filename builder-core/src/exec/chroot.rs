@@ -187,11 +187,71 @@ impl Executor for ChrootExecutor {
             }
             other => other,
         });
+        let detached = detach_mounts(root);
         let cleaned = stubs.remove();
+        detached?;
         let status = result?;
         cleaned?;
         Ok(status)
     }
+}
+
+/// Detaches, deepest first, every mount beneath `root`: what a root step that may mount
+/// (rbuild run as root on a host, or in a container given CAP_SYS_ADMIN) mounted there,
+/// in rbuild's own mount namespace for want of one of its own. As with that namespace's
+/// end, it goes with the step: nothing in it reaches the layer, and neither the diff nor
+/// the removal of the step's root walks into it.
+fn detach_mounts(root: &Path) -> Result<(), ExecError> {
+    let setup = |stage: String| move |source| ExecError::Setup { stage, source };
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(setup("read /proc/self/mountinfo".to_owned()))?;
+    let root = std::fs::canonicalize(root)
+        .map_err(setup(format!("resolve the step's root {}", root.display())))?;
+    let mut points: Vec<std::path::PathBuf> = info
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| std::path::PathBuf::from(unescape(field)))
+        .filter(|point| point.starts_with(&root) && *point != root)
+        .collect();
+    points.sort_by_key(|point| std::cmp::Reverse(point.as_os_str().len()));
+    for point in points {
+        match rustix::mount::unmount(&point, rustix::mount::UnmountFlags::DETACH) {
+            // Gone with one detached above it.
+            Ok(()) | Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => {}
+            Err(e) => {
+                return Err(ExecError::Setup {
+                    stage: format!("detach {}, which the step mounted", point.display()),
+                    source: e.into(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A mountinfo field with its octal escapes (`\040` for a space) decoded.
+fn unescape(field: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], octal) {
+            (b'\\', Some(d)) => {
+                let value = d.iter().fold(0u32, |n, b| n * 8 + u32::from(b - b'0'));
+                out.push(value as u8);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out)
 }
 
 /// Whether the namespace sandbox can be made here: a child process tries to leave its
