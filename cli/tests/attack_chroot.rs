@@ -304,3 +304,26 @@ fn a_mount_a_chroot_step_makes_goes_with_it() {
         "the tmpfs's file reached the image: {listing}"
     );
 }
+
+/// `--isolation chroot` with `--runtime`: the two choose how RUN steps run, and the
+/// runtime silently won (steps ran in runc with /proc, not chrooted): refused instead.
+#[test]
+fn isolation_and_runtime_together_are_refused() {
+    let (_dir, root, ctx) = busybox_setup(&[("Dockerfile", "FROM busybox:latest\nRUN true\n")]);
+    let out = rbuild(&root)
+        .args([
+            "build",
+            "--isolation",
+            "chroot",
+            "--runtime",
+            "/usr/sbin/runc",
+        ])
+        .arg(&ctx)
+        .output()
+        .expect("running rbuild");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("--isolation") && stderr.contains("--runtime"),
+        "not refused: {stderr}"
+    );
+}
