@@ -327,3 +327,46 @@ fn isolation_and_runtime_together_are_refused() {
         "not refused: {stderr}"
     );
 }
+
+/// `RUN --mount=type=ssh` in the chroot isolation fails saying what needs the mount
+/// (it said "RUN --mount=type=bind and cache need a mount").
+#[test]
+fn an_ssh_mount_is_refused_by_name() {
+    require_tool("ssh-agent", "openssh-client");
+    let dockerfile = "# syntax=docker/dockerfile:1\nFROM busybox:latest\n\
+        RUN --mount=type=ssh true\n";
+    let (dir, root, ctx) = busybox_setup(&[("Dockerfile", dockerfile)]);
+    let sock = dir.path().join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting ssh-agent");
+    let started = Instant::now();
+    while !sock.exists() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = rbuild(&root)
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--isolation",
+            "chroot",
+            "--ssh",
+            "default",
+        ])
+        .env("SSH_AUTH_SOCK", &sock)
+        .arg(&ctx)
+        .output()
+        .expect("running rbuild");
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("type=ssh need"),
+        "not refused naming the ssh mount: {stderr}"
+    );
+}
