@@ -69,7 +69,7 @@ fn unsupported(spec: &RunSpec) -> Option<&'static str> {
         return Some("RUN --mount=type=secret needs a mount");
     }
     if !spec.trees.is_empty() || !spec.mounts.is_empty() {
-        return Some("RUN --mount=type=bind and cache need a mount");
+        return Some("RUN --mount=type=bind, cache and ssh need a mount");
     }
     if spec.terminal.is_some() {
         return Some("a terminal needs a /dev/pts of the container's own");
