@@ -120,7 +120,7 @@ pub(crate) fn oci_sets(
 
 /// The permitted set of this process (`CapPrm` of /proc/self/status); every
 /// capability when it cannot be read.
-fn held_mask() -> u64 {
+pub(crate) fn held_mask() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
@@ -130,6 +130,16 @@ fn held_mask() -> u64 {
             })
         })
         .unwrap_or(u64::MAX)
+}
+
+/// Whether this process holds what the sandbox gives a root step on the default network
+/// ([`DEFAULT_CAPABILITIES`] but `CAP_NET_RAW`): it cannot grant one it lacks.
+pub(crate) fn holds_step_capabilities() -> bool {
+    let held = held_mask();
+    DEFAULT_CAPABILITIES
+        .iter()
+        .filter(|(c, _)| *c != Capability::NetRaw)
+        .all(|(_, number)| held & (1u64 << number) != 0)
 }
 
 /// The highest capability number the kernel knows (`/proc/sys/kernel/cap_last_cap`);

@@ -11,7 +11,9 @@
 //!   network (`--network=none` is refused);
 //! - no mounts: no `/proc`, no `/sys`; `/dev` holds only what the image has plus
 //!   `null`, `zero`, `full`, `random`, `urandom` and `tty`, made for the step and
-//!   removed after it (where `mknod` is denied, as podman does by default, only a
+//!   removed after it with whatever else the step made in `/dev` (as with the
+//!   sandbox's own `/dev`, none of it reaches the layer; what the step changed of the
+//!   image's own entries there does) (where `mknod` is denied, as podman does by default, only a
 //!   `/dev/null` that is a plain empty file anyone can write); `/etc/resolv.conf` and `/etc/hosts` are
 //!   the container's where the image has none, the image's own where it has them;
 //! - secrets (`RUN --mount=type=secret`) are files written where the image has nothing,
@@ -21,8 +23,10 @@
 //!   container's. A root step can leave a chroot, so the container (the pod) is the
 //!   security boundary, as for kaniko.
 //!
-//! The process starts in a session of its own and is killed with its monitor; what it
-//! forks into the background and detaches is not followed, for want of a PID namespace.
+//! The process starts in a session of its own, led by its monitor: the session's process
+//! group is killed on cancel and when the step's process has exited, which ends what it
+//! left running; what leaves the group (`setsid`, a daemon) is not followed, nor does
+//! kill -9 of rbuild end more than the step's first process, for want of a PID namespace.
 
 use std::ffi::CString;
 use std::path::Path;
@@ -65,7 +69,7 @@ fn unsupported(spec: &RunSpec) -> Option<&'static str> {
         return Some("RUN --mount=type=tmpfs needs a mount");
     }
     if !spec.trees.is_empty() || !spec.mounts.is_empty() {
-        return Some("RUN --mount=type=bind and cache need a mount");
+        return Some("RUN --mount=type=bind, cache and ssh need a mount");
     }
     if spec.terminal.is_some() {
         return Some("a terminal needs a /dev/pts of the container's own");
@@ -103,6 +107,8 @@ impl Executor for ChrootExecutor {
         let creds = step_credentials(&view, spec)?;
         let mut stubs = Stubs::new(root);
         let prepared = (|| -> Result<Plan, ExecError> {
+            // As the sandbox's /dev (a tmpfs), nothing the step makes there stays.
+            stubs.own_dir(&view, Path::new("dev"))?;
             for (name, major, minor) in DEVICES {
                 let rel = Path::new("dev").join(name);
                 match stubs.add_device(&view, &rel, rustix::fs::makedev(major, minor)) {
@@ -206,20 +212,87 @@ impl Executor for ChrootExecutor {
             }
             other => other,
         });
+        let detached = detach_mounts(root);
         let cleaned = stubs.remove();
+        detached?;
         let status = result?;
         cleaned?;
         Ok(status)
     }
 }
 
+/// Detaches, deepest first, every mount beneath `root`: what a root step that may mount
+/// (rbuild run as root on a host, or in a container given CAP_SYS_ADMIN) mounted there,
+/// in rbuild's own mount namespace for want of one of its own. As with that namespace's
+/// end, it goes with the step: nothing in it reaches the layer, and neither the diff nor
+/// the removal of the step's root walks into it.
+fn detach_mounts(root: &Path) -> Result<(), ExecError> {
+    let setup = |stage: String| move |source| ExecError::Setup { stage, source };
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(setup("read /proc/self/mountinfo".to_owned()))?;
+    let root = std::fs::canonicalize(root)
+        .map_err(setup(format!("resolve the step's root {}", root.display())))?;
+    let mut points: Vec<std::path::PathBuf> = info
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| std::path::PathBuf::from(unescape(field)))
+        .filter(|point| point.starts_with(&root) && *point != root)
+        .collect();
+    points.sort_by_key(|point| std::cmp::Reverse(point.as_os_str().len()));
+    for point in points {
+        match rustix::mount::unmount(&point, rustix::mount::UnmountFlags::DETACH) {
+            // Gone with one detached above it.
+            Ok(()) | Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => {}
+            Err(e) => {
+                return Err(ExecError::Setup {
+                    stage: format!("detach {}, which the step mounted", point.display()),
+                    source: e.into(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A mountinfo field with its octal escapes (`\040` for a space) decoded.
+fn unescape(field: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], octal) {
+            (b'\\', Some(d)) => {
+                let value = d.iter().fold(0u32, |n, b| n * 8 + u32::from(b - b'0'));
+                out.push(value as u8);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out)
+}
+
 /// Whether the namespace sandbox can be made here: a child process tries to leave its
 /// mount, PID, UTS and IPC namespaces (what every sandboxed step needs) and says whether
 /// it could. False inside a container with default security, whose seccomp profile or
-/// missing `CAP_SYS_ADMIN` denies it.
+/// missing `CAP_SYS_ADMIN` denies it; false too for root lacking a capability the
+/// sandbox gives a step (a container given `CAP_SYS_ADMIN` but not podman's dropped
+/// `CAP_MKNOD`), which it cannot grant.
 pub fn sandbox_available() -> bool {
     let flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
     let flags = if crate::privilege::Privilege::current().is_root() {
+        // In a user namespace of its own a step has every capability there; root's are
+        // the ones it holds.
+        if !super::caps::holds_step_capabilities() {
+            return false;
+        }
         flags
     } else {
         flags | libc::CLONE_NEWUSER

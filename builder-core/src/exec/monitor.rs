@@ -8,7 +8,10 @@
 //! applies the prepared [`Plan`] and returns to std, which `exec`s the program. Killing the
 //! monitor (cancel, Ctrl-C, parent death) kills the init, and the kernel then kills
 //! everything else in its PID namespace; the mount namespace, and every mount in it, goes
-//! with the last process.
+//! with the last process. Without a PID namespace (the chroot isolation) the monitor
+//! leads a process group the step's processes share, killed on cancel and once the init
+//! has exited; what leaves the group (`setsid`, a daemon) is not followed, and the death
+//! of rbuild itself (kill -9) only kills the monitor and init.
 //!
 //! Only async-signal-safe calls happen between `fork` and `exec`: everything is prepared
 //! in the parent; `clone` is the raw system call (no `atfork` handlers run). The death
@@ -156,7 +159,9 @@ fn spawn_in_cgroups(
             // A session of its own, with no controlling terminal: the caller's terminal
             // is not the step's (/dev/tty fails with ENXIO, TIOCSTI on an inherited
             // terminal descriptor fails with EPERM: CVE-2016-9962, CVE-2017-5226).
-            if libc::setsid() < 0 {
+            // Without a PID namespace the monitor made it, so that its process group
+            // holds the step's processes (see `become_monitor`).
+            if flags & libc::CLONE_NEWPID != 0 && libc::setsid() < 0 {
                 let errno = std::io::Error::last_os_error()
                     .raw_os_error()
                     .unwrap_or(libc::EPERM);
@@ -243,9 +248,17 @@ fn spawn_in_cgroups(
         }
         if !killed && cancel.is_cancelled() {
             // The init dies with the monitor (PDEATHSIG), and its namespace with it.
+            // Without a PID namespace the monitor leads a process group holding the
+            // step's processes: all of them go (none yet if it has not made it).
             // SAFETY: kill takes plain integers; `monitor` is the pid of our own child, not
-            // yet reaped (waited for below), so it names no other process.
-            unsafe { libc::kill(monitor as libc::pid_t, libc::SIGKILL) };
+            // yet reaped (waited for below), so it names no other process, and no process
+            // group but the one it leads.
+            unsafe {
+                if flags & libc::CLONE_NEWPID == 0 {
+                    libc::kill(-(monitor as libc::pid_t), libc::SIGKILL);
+                }
+                libc::kill(monitor as libc::pid_t, libc::SIGKILL);
+            }
             killed = true;
         }
     }
@@ -396,6 +409,14 @@ unsafe fn become_monitor(
         if libc::getppid() != parent {
             libc::_exit(127);
         }
+        // Without a PID namespace nothing ends the step's other processes with its init:
+        // the monitor starts a session (no controlling terminal) whose process group the
+        // init and its children share, and which is killed on cancel and when the init
+        // has exited (see `fork_and_wait`), as a PID namespace's would be.
+        if flags & libc::CLONE_NEWPID == 0 && libc::setsid() < 0 {
+            report(err_fd, NEW_SESSION, *libc::__errno_location());
+            libc::_exit(125);
+        }
         for fd in cgroup_fds {
             if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
                 report(err_fd, JOIN_CGROUP, *libc::__errno_location());
@@ -494,6 +515,11 @@ unsafe fn fork_and_wait(
         if report_fd >= 0 {
             let bytes = status.to_ne_bytes();
             libc::write(report_fd, bytes.as_ptr().cast(), bytes.len());
+            if flags & libc::CLONE_NEWPID == 0 {
+                // What the step left running in its process group (the monitor's, see
+                // `become_monitor`) goes with it, the monitor too: its status is sent.
+                libc::kill(0, libc::SIGKILL);
+            }
         }
         if libc::WIFEXITED(status) {
             libc::_exit(libc::WEXITSTATUS(status));

@@ -13,11 +13,14 @@
 //! beneath the writable directory without following links (`openat2` with
 //! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV`), and a stub is removed
 //! only if the entry at its path is still the inode rbuild created; anything else is
-//! the step's and is left alone.
+//! the step's and is left alone. Files made for the step only (the chroot isolation's
+//! `/dev/null` and `/etc/resolv.conf`, which it cannot mount) stand for mounts: whatever
+//! but a directory is at their path after the step is removed.
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
@@ -44,8 +47,14 @@ pub(crate) struct Stubs {
     materialized: Vec<(PathBuf, Ident)>,
     /// Touched directories and the modification time the step must see unchanged.
     dirs: BTreeMap<PathBuf, Mtime>,
-    /// Files created with contents ([`Stubs::add_file`]), removed whatever their size.
-    filled: Vec<PathBuf>,
+    /// Files made for the step only ([`Stubs::add_device`], [`Stubs::add_file`]): after
+    /// the step, whatever is at their path but a directory is removed, as if they had
+    /// been mounts (what the step writes there, or puts in their place, never reaches
+    /// the layer).
+    step_only: Vec<PathBuf>,
+    /// Directories standing for a file system of the step's own ([`Stubs::own_dir`]),
+    /// with the names they held before the step.
+    own_dirs: Vec<(PathBuf, Vec<OsString>)>,
 }
 
 /// What a stub is.
@@ -68,7 +77,8 @@ impl Stubs {
             created: Vec::new(),
             materialized: Vec::new(),
             dirs: BTreeMap::new(),
-            filled: Vec::new(),
+            step_only: Vec::new(),
+            own_dirs: Vec::new(),
         }
     }
 
@@ -87,7 +97,9 @@ impl Stubs {
 
     /// Where the image has nothing at `rel`, creates the character device `rdev` there
     /// for the step only (the chroot isolation's `/dev/null` and kin, which it cannot
-    /// mount). True when created; an entry the image has is left as it is.
+    /// mount). True when created; an entry the image has is left as it is. After the
+    /// step, what is at `rel` is removed unless it is a directory, as a mount would
+    /// have kept it from the layer.
     pub fn add_device(
         &mut self,
         view: &LowerView,
@@ -102,8 +114,9 @@ impl Stubs {
 
     /// Where the image has nothing at `rel`, creates a file holding `data` for the step
     /// only (the chroot isolation's `/etc/resolv.conf`, `/etc/hosts` and secrets). True when
-    /// created; after the step it is removed whatever it then holds, as long as it is
-    /// still the file rbuild made.
+    /// created; after the step, what is at `rel` is removed unless it is a directory:
+    /// the file whatever it then holds, or what the step put in its place (`sed -i`
+    /// renames a copy of it there), which a mount would have kept from the layer.
     pub fn add_file(
         &mut self,
         view: &LowerView,
@@ -160,6 +173,7 @@ impl Stubs {
                     rdev,
                 )
                 .map_err(fail)?;
+                self.step_only.push(rel.to_path_buf());
                 // The umask took bits off: every step may use these.
                 let ident = ident_at(&dir, name).map_err(fail)?;
                 rustix::fs::chmodat(&dir, name, Mode::from_raw_mode(0o666), AtFlags::empty())
@@ -189,7 +203,7 @@ impl Stubs {
                         .map_err(fail)?;
                     }
                     rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(fail)?;
-                    self.filled.push(rel.to_path_buf());
+                    self.step_only.push(rel.to_path_buf());
                 }
                 let st = rustix::fs::fstat(&file).map_err(fail)?;
                 (st.st_dev, st.st_ino)
@@ -197,6 +211,28 @@ impl Stubs {
         };
         self.created.push((rel.to_path_buf(), ident));
         Ok(true)
+    }
+
+    /// Makes directory `rel` of a plain directory root stand for a file system of the
+    /// step's own, as a mount would (the chroot isolation's `/dev`): after the step,
+    /// what it holds that it did not hold now is removed, and it gets its time back.
+    /// Called before any stub is added in it (those go too). Nothing where `rel` is
+    /// reached through a link.
+    pub fn own_dir(&mut self, view: &LowerView, rel: &Path) -> Result<(), SnapshotError> {
+        if view.crosses_symlink(rel)? {
+            return Ok(());
+        }
+        let root = self.open_root()?;
+        let Some(dir) = open_dir(&root, &self.writable, rel)? else {
+            // Absent: a stub made for the step, removed with what it then holds.
+            self.own_dirs.push((rel.to_path_buf(), Vec::new()));
+            return Ok(());
+        };
+        let names = list(&dir)
+            .map_err(|e| SnapshotError::io("list", &self.writable.join(rel))(e.into()))?;
+        self.remember(view, rel)?;
+        self.own_dirs.push((rel.to_path_buf(), names));
+        Ok(())
     }
 
     /// Gives the touched directories back their times before the step starts.
@@ -216,6 +252,25 @@ impl Stubs {
         for rel in self.dirs.keys() {
             after.insert(rel.clone(), mtime_of(&root, &self.writable, rel)?);
         }
+        for (rel, before) in &self.own_dirs {
+            let path = self.writable.join(rel);
+            let Some(dir) = open_dir(&root, &self.writable, rel)? else {
+                continue;
+            };
+            let fail =
+                |e: Errno| SnapshotError::io("remove what the step made in", &path)(e.into());
+            for name in list(&dir).map_err(fail)? {
+                if !before.contains(&name) {
+                    remove_tree(&dir, &name).map_err(fail)?;
+                }
+            }
+            // What the step made is gone: the time the step saw before it is right.
+            if let (Some(seen), Some(sealed)) = (after.get_mut(rel), self.dirs.get(rel)) {
+                if seen.is_some() {
+                    *seen = Some(*sealed);
+                }
+            }
+        }
         for (rel, ident) in self
             .created
             .iter()
@@ -232,12 +287,15 @@ impl Stubs {
                 Err(Errno::NOENT) => continue,
                 Err(e) => return Err(SnapshotError::io("stat", &path)(e.into())),
             };
-            if (st.st_dev, st.st_ino) != *ident {
+            let kind = FileType::from_raw_mode(st.st_mode);
+            let step_only = self.step_only.contains(rel);
+            if (st.st_dev, st.st_ino) != *ident && !(step_only && kind != FileType::Directory) {
                 continue;
             }
-            let result = match FileType::from_raw_mode(st.st_mode) {
+            let result = match kind {
                 FileType::Directory => rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR),
-                FileType::RegularFile if st.st_size == 0 || self.filled.contains(rel) => {
+                _ if step_only => rustix::fs::unlinkat(&dir, name, AtFlags::empty()),
+                FileType::RegularFile if st.st_size == 0 => {
                     rustix::fs::unlinkat(&dir, name, AtFlags::empty())
                 }
                 FileType::CharacterDevice => rustix::fs::unlinkat(&dir, name, AtFlags::empty()),
@@ -359,6 +417,69 @@ fn open_parent<'a>(
         Ok(fd) => Ok(Some((fd, name))),
         Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) => Ok(None),
         Err(e) => Err(SnapshotError::io("open", &writable.join(parent))(e.into())),
+    }
+}
+
+/// Directory `rel` opened beneath `root` for listing, without following any link; None
+/// when it is missing, not a directory or reached through a link.
+fn open_dir(root: &OwnedFd, writable: &Path, rel: &Path) -> Result<Option<OwnedFd>, SnapshotError> {
+    match rustix::fs::openat2(
+        root,
+        rel,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        RESOLVE,
+    ) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) => Ok(None),
+        Err(e) => Err(SnapshotError::io("open", &writable.join(rel))(e.into())),
+    }
+}
+
+/// The names in directory `dir`, but `.` and `..`.
+fn list(dir: &OwnedFd) -> Result<Vec<OsString>, Errno> {
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(dir)? {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(OsStr::from_bytes(&name).to_owned());
+        }
+    }
+    Ok(names)
+}
+
+/// Removes entry `name` of `dir` and, for a directory, all it holds, following no link.
+fn remove_tree(dir: &OwnedFd, name: &OsStr) -> Result<(), Errno> {
+    let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+        return match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(e),
+        };
+    }
+    // Not into a file system a root step mounted there (it has no mount namespace of
+    // its own): that and what holds it stay.
+    let sub = match rustix::fs::openat2(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        RESOLVE,
+    ) {
+        Ok(sub) => sub,
+        Err(Errno::XDEV) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for child in list(&sub)? {
+        remove_tree(&sub, &child)?;
+    }
+    match rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
+        Ok(()) | Err(Errno::NOENT | Errno::NOTEMPTY) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

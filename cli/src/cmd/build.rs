@@ -119,7 +119,7 @@ pub struct Args {
     snapshotter: SnapshotterArg,
     /// How RUN steps are isolated (chroot needs no namespaces and no mounts, and makes
     /// step roots by copy)
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_enum, default_value = "auto", conflicts_with = "runtime")]
     isolation: IsolationArg,
     /// Run RUN steps with this OCI runtime (e.g. /usr/sbin/runc) instead of the built-in
     /// sandbox
