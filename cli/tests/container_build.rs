@@ -4,20 +4,25 @@
 //! namespace sandbox cannot be made; rbuild says so once and runs RUN steps with the
 //! chroot isolation. Checked: the image equals the one the namespace sandbox builds on
 //! the host for the same Dockerfile (every entry's path, type, mode, owner and size);
-//! what the chroot isolation cannot do fails saying why; and containers that share a
-//! registry cache reuse each other's steps.
+//! what the chroot isolation cannot do fails saying why; containers that share a
+//! registry cache reuse each other's steps; and friendlyhello, built in the container
+//! and exported as an OCI archive, answers when podman runs that archive on the host.
 //!
-//! Needs root, podman, runc, docker-registry and the busybox fixture. The container's
-//! root is made here: the rbuild binary and the libraries `ldd` lists for it.
+//! Needs root, podman, runc, docker-registry, the busybox and python3 fixtures, and
+//! PyPI reachable (friendlyhello's `pip install`). The container's root is made here:
+//! the rbuild binary and the libraries `ldd` lists for it.
 
 mod support;
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use support::registry::Registry;
 use support::require::{require_root, require_tool};
-use support::run::{fixture, import, rbuild, success};
+use support::run::{fixture, import, rbuild, success, workspace};
 
 /// A container root holding the test's rbuild binary, and podman's private storage.
 struct Pod {
@@ -66,23 +71,39 @@ impl Pod {
         self.dir.path().join("w")
     }
 
-    /// Runs `rbuild ARGS` in a container with default security (`restricted`: the
-    /// restricted Pod Security Standard's user 1000, no capabilities, no privilege
-    /// escalation), with `/w` shared and the store in `/w/<store>`.
-    fn rbuild(&self, store: &str, restricted: bool, args: &[&str]) -> Output {
-        let mut cmd = Command::new("podman");
-        cmd.arg("--root")
-            .arg(self.dir.path().join("podman"))
-            .arg("--runroot")
-            .arg(self.dir.path().join("podman-run"))
-            .args(["run", "--rm", "--runtime", "/usr/sbin/runc"])
+    /// `podman run` with this pod's private storage and what podman needs on these
+    /// hosts (runc, bounded ulimits), in the host's network; options and the image or
+    /// `--rootfs` follow.
+    fn podman_run(&self) -> Command {
+        let mut cmd = self.podman();
+        cmd.args(["run", "--runtime", "/usr/sbin/runc"])
             .args([
                 "--ulimit",
                 "nofile=1024:1024",
                 "--ulimit",
                 "nproc=1024:1024",
             ])
-            .args(["--network", "host", "-v"])
+            .args(["--network", "host"]);
+        cmd
+    }
+
+    /// `podman` with this pod's private storage; the subcommand follows.
+    fn podman(&self) -> Command {
+        let mut cmd = Command::new("podman");
+        cmd.arg("--root")
+            .arg(self.dir.path().join("podman"))
+            .arg("--runroot")
+            .arg(self.dir.path().join("podman-run"));
+        cmd
+    }
+
+    /// Runs `rbuild ARGS` in a container with default security (`restricted`: the
+    /// restricted Pod Security Standard's user 1000, no capabilities, no privilege
+    /// escalation), with `/w` shared and the store in `/w/<store>`.
+    fn rbuild(&self, store: &str, restricted: bool, args: &[&str]) -> Output {
+        let mut cmd = self.podman_run();
+        cmd.arg("--rm")
+            .arg("-v")
             .arg(format!("{}:/w", self.shared().display()))
             .args(["-e", &format!("RBUILD_ROOT=/w/{store}"), "-e", "HOME=/w"]);
         if restricted {
@@ -381,5 +402,158 @@ fn containers_sharing_a_registry_cache_run_no_step_another_built() {
             .is_some_and(|l| l.ends_with(" DONE") || l.contains(" DONE ")),
         "the third builder's own step ran: {}",
         text(&third)
+    );
+}
+
+/// A container podman runs detached on the host, removed (killed at once) when dropped,
+/// so a failed assertion leaves no server running.
+struct Detached<'a> {
+    pod: &'a Pod,
+    name: String,
+}
+
+impl Detached<'_> {
+    /// What the container printed, for failure messages.
+    fn logs(&self) -> String {
+        match self.pod.podman().args(["logs", &self.name]).output() {
+            Ok(out) => text(&out),
+            Err(e) => format!("podman logs {}: {e}", self.name),
+        }
+    }
+}
+
+impl Drop for Detached<'_> {
+    fn drop(&mut self) {
+        // The app is the container's pid 1, which ignores SIGTERM: no grace period.
+        let _ = self
+            .pod
+            .podman()
+            .args(["rm", "--force", "--time", "0", &self.name])
+            .output();
+    }
+}
+
+/// A TCP port of 127.0.0.1 that nothing listens on now.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).expect("binding a free port");
+    listener.local_addr().expect("the bound address").port()
+}
+
+/// `GET /` on 127.0.0.1:`port`, as HTTP/1.0 (the server closes after answering).
+fn get_root(port: u16) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
+
+#[test]
+fn friendlyhello_built_in_a_default_security_container_runs_on_the_host() {
+    let pod = Pod::new();
+    let python3 = fixture("python3");
+    // A link is enough (the import only reads it) and saves copying 195 MB.
+    let base_tar = pod.shared().join("python3.tar");
+    if std::fs::hard_link(&python3, &base_tar).is_err() {
+        std::fs::copy(&python3, &base_tar).expect("copying the python3 fixture");
+    }
+    let ctx = pod.shared().join("friendlyhello");
+    std::fs::create_dir_all(&ctx).expect("making the context");
+    let example = workspace().join("examples/friendlyhello");
+    for entry in std::fs::read_dir(&example).expect("reading examples/friendlyhello") {
+        let entry = entry.expect("an example file");
+        if entry.file_type().expect("a file type").is_file() {
+            std::fs::copy(entry.path(), ctx.join(entry.file_name())).expect("copying");
+        }
+    }
+
+    let out = pod.rbuild(
+        "store",
+        false,
+        &[
+            "import",
+            "/w/python3.tar",
+            "rbuild-fixtures/python3:bookworm",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "import in the container: {}",
+        text(&out)
+    );
+    let out = pod.rbuild(
+        "store",
+        false,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "friendlyhello",
+            "-o",
+            "type=oci,dest=/w/friendlyhello.oci.tar",
+            "/w/friendlyhello",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "friendlyhello's build in the container: {}",
+        text(&out)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr
+            .matches(
+                "notice: namespaces cannot be created here (a container with default \
+                 security?): RUN steps run with --isolation chroot"
+            )
+            .count(),
+        1,
+        "one notice of the chroot isolation: {}",
+        text(&out)
+    );
+    assert!(
+        stderr.contains("Successfully installed"),
+        "pip install ran: {}",
+        text(&out)
+    );
+
+    // podman runs the exported archive on the host; the app listens on PORT.
+    let port = free_port();
+    let name = format!("rbuild-friendlyhello-{}", std::process::id());
+    let archive = pod.shared().join("friendlyhello.oci.tar");
+    let started = Instant::now();
+    let run = pod
+        .podman_run()
+        .args(["--detach", "--name", &name, "-e"])
+        .arg(format!("PORT={port}"))
+        .arg(format!("oci-archive:{}", archive.display()))
+        .output()
+        .expect("running podman run");
+    let server = Detached { pod: &pod, name };
+    assert!(
+        run.status.success(),
+        "podman runs the exported image: {}",
+        text(&run)
+    );
+    let page = loop {
+        match get_root(port) {
+            Ok(page) => break page,
+            Err(e) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(120),
+                    "no answer on 127.0.0.1:{port} ({e}):\n{}",
+                    server.logs()
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    assert!(page.starts_with("HTTP/1."), "{page}");
+    assert!(page.contains("Hello World!"), "{page}");
+    assert!(
+        page.contains("cannot connect to Redis, counter disabled"),
+        "{page}"
     );
 }
