@@ -172,12 +172,11 @@ fn a_background_child_of_a_chroot_step_ends_with_it() {
     );
 }
 
-/// `--isolation auto` in a container that may create namespaces (CAP_SYS_ADMIN added)
-/// but lacks capabilities the sandbox gives a step (podman drops CAP_MKNOD and
-/// CAP_AUDIT_WRITE by default): the sandbox cannot start there, chroot can, and auto
-/// must pick the one that builds.
-#[test]
-fn auto_picks_chroot_where_the_sandbox_lacks_its_capabilities() {
+/// Runs `rbuild import` of the busybox fixture, then `rbuild build --progress plain` of
+/// `dockerfile`, in a podman container with `podman_args` (and the podman options these
+/// hosts need), with rbuild, its libraries and nothing else as its root; the build's
+/// output.
+fn build_in_podman(podman_args: &[&str], dockerfile: &str) -> std::process::Output {
     require_root("podman runs the container as root");
     require_tool("podman", "podman");
     require_tool("ldd", "libc-bin");
@@ -190,6 +189,11 @@ fn auto_picks_chroot_where_the_sandbox_lacks_its_capabilities() {
     let exe = Path::new(env!("CARGO_BIN_EXE_rbuild"));
     std::fs::create_dir_all(rootfs.join("usr/local/bin")).expect("making the root");
     std::fs::create_dir_all(rootfs.join("tmp")).expect("making /tmp");
+    std::fs::set_permissions(
+        rootfs.join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .expect("opening /tmp to all");
     std::fs::copy(exe, rootfs.join("usr/local/bin/rbuild")).expect("copying rbuild");
     let ldd = success(Command::new("ldd").arg(exe));
     for lib in String::from_utf8_lossy(&ldd.stdout)
@@ -202,12 +206,10 @@ fn auto_picks_chroot_where_the_sandbox_lacks_its_capabilities() {
     }
     let shared = dir.path().join("w");
     std::fs::create_dir_all(shared.join("ctx")).expect("making the context");
-    std::fs::write(
-        shared.join("ctx/Dockerfile"),
-        "FROM busybox:latest\nRUN echo ran > /ran\n",
-    )
-    .expect("writing the Dockerfile");
+    std::fs::write(shared.join("ctx/Dockerfile"), dockerfile).expect("writing the Dockerfile");
     std::fs::copy(fixture("busybox"), shared.join("busybox.tar")).expect("copying the fixture");
+    // Whoever the container runs as owns its store and context.
+    success(Command::new("chown").args(["-R", "1000:1000"]).arg(&shared));
     let pod = |args: &[&str]| {
         let mut cmd = Command::new("podman");
         cmd.arg("--root")
@@ -229,7 +231,8 @@ fn auto_picks_chroot_where_the_sandbox_lacks_its_capabilities() {
                 "--ulimit",
                 "nproc=1024:1024",
             ])
-            .args(["--cap-add", "SYS_ADMIN", "-e", "RBUILD_ROOT=/w/store", "-v"])
+            .args(podman_args)
+            .args(["-e", "RBUILD_ROOT=/w/store", "-v"])
             .arg(format!("{}:/w", shared.display()))
             .arg("--rootfs")
             .arg(&rootfs)
@@ -244,11 +247,52 @@ fn auto_picks_chroot_where_the_sandbox_lacks_its_capabilities() {
         "import: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = pod(&["build", "--progress", "plain", "/w/ctx"]);
+    pod(&["build", "--progress", "plain", "/w/ctx"])
+}
+
+/// `--isolation auto` in a container that may create namespaces (CAP_SYS_ADMIN added)
+/// but lacks capabilities the sandbox gives a step (podman drops CAP_MKNOD and
+/// CAP_AUDIT_WRITE by default): the sandbox cannot start there, chroot can, and auto
+/// must pick the one that builds.
+#[test]
+fn auto_picks_chroot_where_the_sandbox_lacks_its_capabilities() {
+    let out = build_in_podman(
+        &["--cap-add", "SYS_ADMIN"],
+        "FROM busybox:latest\nRUN echo ran > /ran\n",
+    );
     assert!(
         out.status.success(),
         "auto chose an isolation that cannot run here: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `--isolation auto` as a user without capabilities under podman's own seccomp profile,
+/// which (unlike a pod's) lets it make a user namespace: the namespaces can be made, but
+/// the kernel refuses the step's /proc there (the container's /proc is partly masked).
+/// auto must see it and pick chroot, whose RUN then fails saying it needs
+/// CAP_SYS_CHROOT, not with a mount error of the sandbox.
+#[test]
+fn auto_in_a_restricted_container_that_allows_user_namespaces_says_what_run_lacks() {
+    let out = build_in_podman(
+        &[
+            "--user",
+            "1000:1000",
+            "--cap-drop=ALL",
+            "--security-opt",
+            "no-new-privileges",
+        ],
+        "FROM busybox:latest\nRUN echo ran > /ran\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "RUN built without any capability: {stderr}"
+    );
+    assert!(
+        stderr.contains("notice: namespaces cannot be created here")
+            && stderr.contains("RUN steps need CAP_SYS_CHROOT"),
+        "auto did not pick chroot or did not say what RUN lacks: {stderr}"
     );
 }
 

@@ -280,8 +280,8 @@ fn unescape(field: &str) -> std::ffi::OsString {
 }
 
 /// Whether the namespace sandbox can be made here: a child process tries to leave its
-/// mount, PID, UTS and IPC namespaces (what every sandboxed step needs) and says whether
-/// it could. False inside a container with default security, whose seccomp profile or
+/// mount, PID, UTS and IPC namespaces (what every sandboxed step needs) and to mount a
+/// `/proc` for the new PID namespace, and says whether it could. False inside a container with default security, whose seccomp profile or
 /// missing `CAP_SYS_ADMIN` denies it; false too for root lacking a capability the
 /// sandbox gives a step (a container given `CAP_SYS_ADMIN` but not podman's dropped
 /// `CAP_MKNOD`), which it cannot grant.
@@ -297,16 +297,48 @@ pub fn sandbox_available() -> bool {
     } else {
         flags | libc::CLONE_NEWUSER
     };
-    // SAFETY: the child only makes the unshare system call and exits; no allocation, no
-    // lock, no return into Rust code of the parent.
+    // SAFETY: the child only makes system calls (unshare, fork, mount, waitpid) and
+    // exits; no allocation, no lock, no return into Rust code of the parent.
     let pid = unsafe { libc::fork() };
     match pid {
         -1 => false,
         0 => {
             // SAFETY: plain system calls in the child of a fork.
             unsafe {
-                let r = libc::unshare(flags);
-                libc::_exit(i32::from(r != 0));
+                if libc::unshare(flags) != 0 {
+                    libc::_exit(1);
+                }
+                // The step's PID 1 mounts a /proc of its own. The kernel refuses that to a
+                // user namespace where the container's /proc is only partly visible
+                // (podman's masked paths) although the namespaces could be made: try it
+                // in the new PID namespace, on /proc of the new (private) mount namespace.
+                let child = libc::fork();
+                if child == 0 {
+                    let private = libc::mount(
+                        std::ptr::null(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    );
+                    if private != 0 {
+                        libc::_exit(1);
+                    }
+                    let proc = libc::mount(
+                        c"proc".as_ptr(),
+                        c"/proc".as_ptr(),
+                        c"proc".as_ptr(),
+                        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                        std::ptr::null(),
+                    );
+                    libc::_exit(i32::from(proc != 0));
+                }
+                let mut status = 0;
+                let ok = child > 0
+                    && libc::waitpid(child, &mut status, 0) == child
+                    && libc::WIFEXITED(status)
+                    && libc::WEXITSTATUS(status) == 0;
+                libc::_exit(i32::from(!ok));
             }
         }
         pid => {
