@@ -45,11 +45,21 @@ impl Applier {
                 };
                 for (entry, dir) in std::mem::take(&mut self.opaques) {
                     let fd = self.open_dir(&entry, &dir)?;
-                    rustix::fs::fsetxattr(&fd, opaque, b"y", rustix::fs::XattrFlags::empty())
-                        .map_err(|e| LayerError::Apply {
-                            entry,
-                            source: e.into(),
-                        })?;
+                    let flags = rustix::fs::XattrFlags::empty();
+                    match rustix::fs::fsetxattr(&fd, opaque, b"y", flags) {
+                        // Root of the host without CAP_SYS_ADMIN (a container with default
+                        // security) may not set `trusted.*`; nor can it mount an overlay,
+                        // so only the copy snapshotter reads these layers, and it reads
+                        // either marker.
+                        Err(rustix::io::Errno::PERM) if opaque == OVERLAY_OPAQUE_XATTR => {
+                            rustix::fs::fsetxattr(&fd, OVERLAY_OPAQUE_USER_XATTR, b"y", flags)
+                        }
+                        other => other,
+                    }
+                    .map_err(|e| LayerError::Apply {
+                        entry,
+                        source: e.into(),
+                    })?;
                 }
             }
         }
