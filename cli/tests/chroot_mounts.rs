@@ -73,8 +73,9 @@ fn build(root: &Path, ctx: &Path, isolation: &str) -> (Vec<String>, Vec<String>)
 /// Cache mounts over a directory the image has (hidden for the step, as a mount hides
 /// it), over a missing one (made for the step only, with the cache's owner and mode),
 /// kept from one step to the next; binds of the context (whole, one file over a file the
-/// image has, writable), of another stage's directory: the chroot isolation builds the
-/// sandbox's image and the steps print the same.
+/// image has, writable), of another stage's directory; tmpfs mounts over a new and an
+/// existing directory: the chroot isolation builds the sandbox's image and the steps
+/// print the same.
 #[test]
 fn cache_and_bind_mounts_in_the_chroot_isolation_build_the_sandbox_image() {
     let dockerfile = "FROM busybox:latest AS src\n\
@@ -88,7 +89,9 @@ fn cache_and_bind_mounts_in_the_chroot_isolation_build_the_sandbox_image() {
         RUN --mount=type=bind,source=a.txt,target=/etc/a.txt cat /etc/a.txt\n\
         RUN --mount=type=bind,from=src,source=/data,target=/mnt/d cat /mnt/d/x\n\
         RUN --mount=type=bind,target=/src,rw sh -c 'echo w > /src/new; ls -A /src'\n\
-        RUN echo after > /after; ls -A /var/cache/apt /etc/a.txt; cat /etc/a.txt; ls /mnt /new /src 2>&1 || true\n";
+        RUN --mount=type=tmpfs,target=/scratch sh -c 'stat -c \"%u %a\" /scratch; echo t > /scratch/t; cat /scratch/t'\n\
+        RUN --mount=type=tmpfs,target=/data sh -c 'ls -A /data; echo t > /data/t'\n\
+        RUN echo after > /after; ls -A /var/cache/apt /etc/a.txt; cat /etc/a.txt; ls /mnt /new /src /scratch 2>&1; ls -A /data || true\n";
     let (_dir, root, ctx) = busybox_setup(&[
         ("Dockerfile", dockerfile),
         ("a.txt", "context\n"),

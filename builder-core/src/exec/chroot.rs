@@ -18,9 +18,9 @@
 //!   the container's where the image has none, the image's own where it has them;
 //! - secrets (`RUN --mount=type=secret`) are files written where the image has nothing,
 //!   on the store's disk for the step's time, and removed after it: never in a layer;
-//!   bind and cache mounts are placed at their targets for the step, moved or copied
-//!   (`chroot_mounts.rs`), and taken away after it; tmpfs and ssh mounts are refused
-//!   with the reason;
+//!   bind, cache and tmpfs mounts are placed at their targets for the step, moved or
+//!   copied (`chroot_mounts.rs`), and taken away after it; ssh mounts are refused with
+//!   the reason;
 //! - no confinement of its own: capabilities and the seccomp profile are the
 //!   container's. A root step can leave a chroot, so the container (the pod) is the
 //!   security boundary, as for kaniko.
@@ -67,9 +67,6 @@ impl ChrootExecutor {
 fn unsupported(spec: &RunSpec) -> Option<&'static str> {
     if spec.network == Network::None {
         return Some("--network=none needs a network namespace");
-    }
-    if !spec.tmpfs.is_empty() {
-        return Some("RUN --mount=type=tmpfs needs a mount");
     }
     if spec.terminal.is_some() {
         return Some("a terminal needs a /dev/pts of the container's own");

@@ -1,12 +1,12 @@
-//! `RUN --mount=type=bind` and `type=cache` where nothing can be mounted: the chroot
+//! `RUN --mount=type=bind`, `type=cache` and `type=tmpfs` where nothing can be mounted: the chroot
 //! isolation places the mount's tree at its target in the step's root for the step, and
 //! takes it away afterwards.
 //!
 //! What the image has at the target is moved aside, out of the root, for the step (a
 //! mount would hide it) and back after it. The mount's tree is then put there: moved in
 //! when it is rbuild's own and held for this step alone (a cache under its exclusive
-//! lock, a private cache, a writable bind's copy, a stage's tree snapshot), copied in
-//! otherwise (a read-only bind of the build context). After the step, a moved tree goes
+//! lock, a private cache, a writable bind's copy, a stage's tree snapshot, a new empty
+//! directory for a tmpfs), copied in otherwise (a read-only bind of the build context). After the step, a moved tree goes
 //! back where it came from with what the step left in it (a cache keeps what the step
 //! wrote), a copied one is removed. The parent directory gets back the time it had, unless
 //! the step changed it, so the change set shows only what the step did beside the mount.
@@ -46,10 +46,13 @@ pub(super) struct Placements {
     placed: Vec<Placed>,
 }
 
-/// A mount's tree: where it is and whether it may be moved.
-struct Source {
-    path: PathBuf,
-    movable: bool,
+/// A mount's tree.
+enum Source {
+    /// At this path; moved in and back when it may be, else copied in.
+    Tree { path: PathBuf, movable: bool },
+    /// A new empty directory standing for a tmpfs (the `i`th): what the step writes
+    /// there goes with it.
+    Empty(usize),
 }
 
 fn setup(stage: String) -> impl FnOnce(Errno) -> ExecError {
@@ -84,11 +87,14 @@ impl Placements {
         for mount in &spec.mounts {
             sources.push((
                 mount.target.clone(),
-                Source {
+                Source::Tree {
                     path: mount.source.clone(),
                     movable: mount.movable,
                 },
             ));
+        }
+        for (i, tmpfs) in spec.tmpfs.iter().enumerate() {
+            sources.push((tmpfs.target.clone(), Source::Empty(i)));
         }
         for tree in &spec.trees {
             let StepRoot::Dir(tree_root) = &tree.root else {
@@ -126,8 +132,28 @@ impl Placements {
         if rel.as_os_str().is_empty() {
             return Err(refuse(target, "a mount over the whole root"));
         }
-        let st = std::fs::symlink_metadata(&source.path).map_err(|e| ExecError::Setup {
-            stage: format!("read the mount's source {}", source.path.display()),
+        let (source, movable) = match source {
+            Source::Tree { path, movable } => (path, movable),
+            Source::Empty(n) => {
+                // A tmpfs's root: sticky and writable by all, as the kernel makes it.
+                let dir = hold.join(format!("tmpfs-{n}"));
+                std::fs::create_dir(&dir).map_err(|source| ExecError::Setup {
+                    stage: format!("create directory {}", dir.display()),
+                    source,
+                })?;
+                std::fs::set_permissions(
+                    &dir,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+                )
+                .map_err(|source| ExecError::Setup {
+                    stage: format!("change mode of {}", dir.display()),
+                    source,
+                })?;
+                (dir, true)
+            }
+        };
+        let st = std::fs::symlink_metadata(&source).map_err(|e| ExecError::Setup {
+            stage: format!("read the mount's source {}", source.display()),
             source: e,
         })?;
         if st.file_type().is_socket() {
@@ -173,8 +199,7 @@ impl Placements {
             Err(e) => return Err(setup(format!("stat {}", path.display()))(e)),
         }
         // Kept from here on: the restore puts back what was moved, whatever fails next.
-        let movable = source.movable;
-        let back_to = source.path;
+        let back_to = source;
         self.placed.push(placed);
         if movable {
             rustix::fs::renameat(CWD, &back_to, &dir, name).map_err(setup(format!(
@@ -263,7 +288,7 @@ fn tree_source(tree_root: &Path, source: &Path) -> Result<Source, ExecError> {
         source: std::io::Error::from_raw_os_error(libc::ENOENT),
     };
     if source.as_os_str().is_empty() {
-        return Ok(Source {
+        return Ok(Source::Tree {
             path: tree_root.to_path_buf(),
             movable: true,
         });
@@ -276,7 +301,7 @@ fn tree_source(tree_root: &Path, source: &Path) -> Result<Source, ExecError> {
         _ => return Err(fail()),
     }
     drop(dir);
-    Ok(Source {
+    Ok(Source::Tree {
         path: tree_root.join(source),
         movable: true,
     })
