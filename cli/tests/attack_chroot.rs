@@ -410,7 +410,7 @@ fn an_ssh_mount_is_refused_by_name() {
     let _ = agent.wait();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && stderr.contains("ssh need a mount"),
+        !out.status.success() && stderr.contains("type=ssh needs a mount"),
         "not refused naming the ssh mount: {stderr}"
     );
 }

@@ -14,6 +14,9 @@
 //!   comparison must then find nothing.
 //! - `RBUILD_DIFF_ISOLATION`: passed to rbuild as `--isolation` (e.g. `chroot`, the
 //!   isolation of a container with default security; default: rbuild's own choice).
+//! - `RBUILD_DIFF_WRAPPER`: a program given the rbuild binary and its arguments to run
+//!   them, e.g. `fixtures/differential/in-podman`, which runs rbuild inside podman with
+//!   a pod's default security (issue 16; default: rbuild runs directly).
 //! - `RBUILD_DIFF_KEEP`: when set, the exported trees are kept, and their directory printed.
 //! - `MODERN_DOCKERD`, `MODERN_DOCKER`: the oracle's wrappers (default: what
 //!   ../shared/tools/modern-buildkit prints).

@@ -18,7 +18,9 @@
 //!   the container's where the image has none, the image's own where it has them;
 //! - secrets (`RUN --mount=type=secret`) are files written where the image has nothing,
 //!   on the store's disk for the step's time, and removed after it: never in a layer;
-//!   tmpfs, bind and cache mounts are refused with the reason;
+//!   bind, cache and tmpfs mounts are placed at their targets for the step, moved or
+//!   copied (`chroot_mounts.rs`), and taken away after it; ssh mounts are refused with
+//!   the reason;
 //! - no confinement of its own: capabilities and the seccomp profile are the
 //!   container's. A root step can leave a chroot, so the container (the pod) is the
 //!   security boundary, as for kaniko.
@@ -31,6 +33,7 @@
 use std::ffi::CString;
 use std::path::Path;
 
+use super::chroot_mounts::Placements;
 use super::monitor::{Launch, launch};
 use super::plan::{Op, Plan, cstr};
 use super::sandbox::{ETC_FILES, etc_file, step_credentials, step_env};
@@ -64,12 +67,6 @@ impl ChrootExecutor {
 fn unsupported(spec: &RunSpec) -> Option<&'static str> {
     if spec.network == Network::None {
         return Some("--network=none needs a network namespace");
-    }
-    if !spec.tmpfs.is_empty() {
-        return Some("RUN --mount=type=tmpfs needs a mount");
-    }
-    if !spec.trees.is_empty() || !spec.mounts.is_empty() {
-        return Some("RUN --mount=type=bind, cache and ssh need a mount");
     }
     if spec.terminal.is_some() {
         return Some("a terminal needs a /dev/pts of the container's own");
@@ -106,6 +103,7 @@ impl Executor for ChrootExecutor {
         let view = snapshot.view();
         let creds = step_credentials(&view, spec)?;
         let mut stubs = Stubs::new(root);
+        let mut placements = None;
         let prepared = (|| -> Result<Plan, ExecError> {
             // As the sandbox's /dev (a tmpfs), nothing the step makes there stays.
             stubs.own_dir(&view, Path::new("dev"))?;
@@ -151,6 +149,8 @@ impl Executor for ChrootExecutor {
                     });
                 }
             }
+            let hold = root.with_file_name("chroot-mounts");
+            Placements::place(root, &hold, &view, &mut stubs, spec, &mut placements)?;
             stubs.seal()?;
             let mut workdir = spec.workdir.clone().into_bytes();
             workdir.retain(|b| *b != 0);
@@ -213,8 +213,14 @@ impl Executor for ChrootExecutor {
             other => other,
         });
         let detached = detach_mounts(root);
+        // Before the stubs go: the mounts' parents may be stubs.
+        let restored = match (&detached, placements) {
+            (Ok(()), Some(placements)) => placements.restore(),
+            _ => Ok(()),
+        };
         let cleaned = stubs.remove();
         detached?;
+        restored?;
         let status = result?;
         cleaned?;
         Ok(status)

@@ -44,6 +44,7 @@
 mod caps;
 mod cgroup;
 mod chroot;
+mod chroot_mounts;
 mod confine;
 mod errno;
 pub(crate) mod idmap;
@@ -181,6 +182,10 @@ pub struct BindMount {
     pub target: String,
     /// Mount it read-only.
     pub readonly: bool,
+    /// The source is rbuild's own, held for this step alone (a cache mount under its
+    /// lock, a private cache, a writable bind's copy): the chroot isolation, which
+    /// cannot mount, may move it into the step's root and back instead of copying it.
+    pub movable: bool,
 }
 
 /// An empty tmpfs mounted in the step's root for the step only

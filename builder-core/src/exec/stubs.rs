@@ -28,11 +28,11 @@ use rustix::io::Errno;
 
 use crate::snapshot::{LowerView, SnapshotError};
 
-type Mtime = (i64, i64);
+pub(super) type Mtime = (i64, i64);
 /// Device and inode of an entry rbuild created.
 type Ident = (u64, u64);
 
-const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
+pub(super) const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
     .union(ResolveFlags::NO_MAGICLINKS)
     .union(ResolveFlags::NO_XDEV);
@@ -395,7 +395,7 @@ impl Stubs {
 /// The directory holding `rel`, opened beneath `root` without following any link, and
 /// the entry's name in it. None when a component is missing, is not a directory or is
 /// a link (the step's doing: nothing of rbuild's is there any more).
-fn open_parent<'a>(
+pub(super) fn open_parent<'a>(
     root: &OwnedFd,
     writable: &Path,
     rel: &'a Path,
@@ -449,7 +449,7 @@ fn list(dir: &OwnedFd) -> Result<Vec<OsString>, Errno> {
 }
 
 /// Removes entry `name` of `dir` and, for a directory, all it holds, following no link.
-fn remove_tree(dir: &OwnedFd, name: &OsStr) -> Result<(), Errno> {
+pub(super) fn remove_tree(dir: &OwnedFd, name: &OsStr) -> Result<(), Errno> {
     let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(Errno::NOENT) => return Ok(()),
@@ -489,7 +489,11 @@ fn ident_at(dir: &OwnedFd, name: &OsStr) -> Result<Ident, Errno> {
 }
 
 /// The time of directory `rel`; None when it is gone or no longer a directory.
-fn mtime_of(root: &OwnedFd, writable: &Path, rel: &Path) -> Result<Option<Mtime>, SnapshotError> {
+pub(super) fn mtime_of(
+    root: &OwnedFd,
+    writable: &Path,
+    rel: &Path,
+) -> Result<Option<Mtime>, SnapshotError> {
     let Some((dir, name)) = open_parent(root, writable, rel)? else {
         return Ok(None);
     };
@@ -503,7 +507,7 @@ fn mtime_of(root: &OwnedFd, writable: &Path, rel: &Path) -> Result<Option<Mtime>
 }
 
 /// Sets the times of directory `rel`, if it still is one beneath the root.
-fn set_mtime(
+pub(super) fn set_mtime(
     root: &OwnedFd,
     writable: &Path,
     rel: &Path,

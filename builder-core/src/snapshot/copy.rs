@@ -209,6 +209,30 @@ fn scan(root: &Path, rel: &Path) -> Result<Vec<(PathBuf, Meta)>, SnapshotError> 
     Ok(out)
 }
 
+/// Copies `src` (not followed if it is a link: a directory with all it holds, or one
+/// file, link or node) to `dst`, which must not exist, with owners, modes, xattrs and
+/// times: the chroot isolation's bind mounts, which it cannot mount.
+pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<(), SnapshotError> {
+    let Some(meta) = Meta::lstat(src)? else {
+        return Err(SnapshotError::io("read", src)(
+            std::io::Error::from_raw_os_error(libc::ENOENT),
+        ));
+    };
+    if meta.is_dir() {
+        fs::create_dir(dst).map_err(SnapshotError::io("create directory", dst))?;
+        merge_dir(
+            src,
+            dst,
+            Path::new(""),
+            &mut HashMap::new(),
+            &mut HashMap::new(),
+        )?;
+    } else {
+        create_like(src, dst, &meta)?;
+    }
+    copy_attrs(src, dst, &meta)
+}
+
 /// Applies one layer directory (overlayfs whiteouts) onto the merged copy.
 fn merge_dir(
     layer: &Path,

@@ -21,6 +21,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use self::copy::CopySnapshotter;
+pub(crate) use self::copy::copy_tree;
 pub use self::lower::LowerView;
 pub use self::overlay::OverlaySnapshotter;
 

@@ -129,6 +129,7 @@ fn bind_mount(spec: &str) -> anyhow::Result<BindMount> {
         source,
         target: target.to_owned(),
         readonly,
+        movable: false,
     })
 }
 

@@ -357,7 +357,14 @@ fn export(dockerd: &Dockerd, tag: &str, out: &Path) -> Result<(), String> {
 
 /// The rbuild binary under test.
 pub fn rbuild_command(root: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbuild"));
+    let mut cmd = match std::env::var_os("RBUILD_DIFF_WRAPPER") {
+        Some(wrapper) => {
+            let mut cmd = Command::new(wrapper);
+            cmd.arg(env!("CARGO_BIN_EXE_rbuild"));
+            cmd
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_rbuild")),
+    };
     cmd.env("RBUILD_ROOT", root);
     cmd
 }

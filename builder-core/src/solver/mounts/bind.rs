@@ -69,7 +69,8 @@ pub(super) fn bind_mount(
     // The context's root is walked but not listed.
     let is_root = entries.len() == listing.entries().len() && source == listing_root(listing)?;
     let complete = on_disk == entries.len() + usize::from(is_root);
-    if !mount.read_only || !complete {
+    let copied = !mount.read_only || !complete;
+    if copied {
         // The step's writes go to a copy thrown away with the step; files .dockerignore
         // excludes are left out, as BuildKit never sends them.
         let copy = out.temp(inputs.scratch)?.join("src");
@@ -89,6 +90,7 @@ pub(super) fn bind_mount(
         source,
         target: target_of(mount),
         readonly: mount.read_only,
+        movable: copied,
     });
     Ok(())
 }

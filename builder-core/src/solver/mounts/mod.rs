@@ -158,6 +158,9 @@ pub(crate) struct MountInputs<'a> {
     pub scratch: &'a Path,
     /// The build context's root, when there is one.
     pub context: Option<&'a ContextListing>,
+    /// Give a cache to one step at a time, whatever its `sharing`: the chroot isolation
+    /// moves the cache's directory into the step's root for the step.
+    pub exclusive_caches: bool,
 }
 
 /// The mounts of one step, ready to go into its spec; holds the cache locks and the
@@ -386,6 +389,7 @@ fn cache_mount(
         })?;
     let sharing = mount.sharing.unwrap_or(CacheSharing::Shared);
     let (operation, fallback) = match sharing {
+        CacheSharing::Shared if inputs.exclusive_caches => (FlockOperation::LockExclusive, false),
         CacheSharing::Shared => (FlockOperation::LockShared, false),
         CacheSharing::Locked => (FlockOperation::LockExclusive, false),
         CacheSharing::Private => (FlockOperation::NonBlockingLockExclusive, true),
@@ -416,6 +420,7 @@ fn cache_mount(
         source,
         target,
         readonly: mount.read_only,
+        movable: true,
     });
     Ok(())
 }
@@ -588,6 +593,7 @@ mod tests {
             ssh: &[],
             scratch: &dir.path().join("scratch"),
             context: None,
+            exclusive_caches: false,
         };
         let cache_dir = store.root().join(CACHE_MOUNTS_DIR).join("pip");
         let first = prepare(&[cache("pip", CacheSharing::Shared)], &inputs).unwrap();

@@ -175,6 +175,7 @@ pub(crate) fn ssh_mount(
         source: socket,
         target,
         readonly: false,
+        movable: false,
     });
     Ok(())
 }
