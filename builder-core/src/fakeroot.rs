@@ -114,6 +114,11 @@ impl Owners {
         self.map.get(rel).copied()
     }
 
+    /// The paths that have an entry, in order.
+    pub(crate) fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.map.keys().map(PathBuf::as_path)
+    }
+
     /// Records that `rel` is owned by `owner` in the image; 0:0 (what the build user's
     /// ids stand for) needs no entry.
     pub(crate) fn set(&mut self, rel: &Path, owner: (u32, u32)) {

@@ -462,6 +462,7 @@ COPY a.txt b.sh /files/
 COPY dir /dir
 COPY --chown=1234:5678 dir /chowned/
 COPY --chown=1234:5678 a.txt /chowned-file
+COPY --chown=1234:5678 dir /dir/
 COPY --chmod=0750 b.sh /b.sh
 COPY --chown=1234:5678 --chmod=4755 b.sh /suid.sh
 ADD owned.tar /added/
@@ -590,6 +591,7 @@ fn a_restricted_container_builds_without_run_the_image_root_builds_with_every_ow
     let image = headers(&shared.join("restricted.tar"));
     for owned in [
         "chowned/sub/f Regular 644 1234/5678",
+        "dir/sub/ Directory 755 1234/5678",
         "suid.sh Regular 4755 1234/5678",
         "added/pkg/setgid Regular 2755 0/3000",
         "added/pkg/link Symlink 777 2001/3001 ->bin",

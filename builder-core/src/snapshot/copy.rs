@@ -35,6 +35,9 @@ impl CopySnapshotter {
 #[derive(Debug)]
 pub(crate) struct Baseline {
     entries: Vec<(PathBuf, Meta, PathBuf)>,
+    /// The root's owner table right after preparation, when owners are kept in one
+    /// (see [`crate::fakeroot`]): a step may change an owner there only.
+    owners: Option<Owners>,
 }
 
 impl Baseline {
@@ -91,7 +94,7 @@ impl Snapshotter for CopySnapshotter {
         Ok(Snapshot {
             root: StepRoot::Dir(root),
             scratch: scratch.to_path_buf(),
-            baseline: Some(Baseline { entries }),
+            baseline: Some(Baseline { entries, owners }),
         })
     }
 
@@ -102,8 +105,37 @@ impl Snapshotter for CopySnapshotter {
                 scratch: snapshot.scratch.clone(),
             });
         };
-        diff_tree(root, baseline)
+        let mut set = diff_tree(root, baseline)?;
+        if let Some(before) = &baseline.owners {
+            let after = Owners::load(root)
+                .map_err(SnapshotError::io("read", &fakeroot::table_path(root)))?;
+            owner_changes(root, before, &after, &mut set)?;
+        }
+        Ok(set)
     }
+}
+
+/// Records as modified every path still in `root` whose owner in the table went from
+/// `before` to `after` with nothing else of it changed (`COPY --chown` over an existing
+/// directory).
+fn owner_changes(
+    root: &Path,
+    before: &Owners,
+    after: &Owners,
+    set: &mut ChangeSet,
+) -> Result<(), SnapshotError> {
+    let changed: Vec<PathBuf> = before
+        .paths()
+        .chain(after.paths())
+        .filter(|rel| before.get(rel) != after.get(rel) && set.get(rel).is_none())
+        .map(Path::to_path_buf)
+        .collect();
+    for rel in changed {
+        if Meta::lstat(&root.join(&rel))?.is_some() {
+            set.record(rel, ChangeKind::Modified)?;
+        }
+    }
+    Ok(())
 }
 
 fn diff_tree(root: &Path, baseline: &Baseline) -> Result<ChangeSet, SnapshotError> {
@@ -370,6 +402,23 @@ fn copy_attrs(src: &Path, dst: &Path, meta: &Meta, chown: bool) -> Result<(), Sn
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_owner_changed_only_in_the_table_is_a_modification() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("e/s")).unwrap();
+        fs::write(root.path().join("e/f"), "f").unwrap();
+        let mut before = Owners::default();
+        before.set(Path::new("e/f"), (7, 7));
+        before.set(Path::new("gone"), (9, 9));
+        let mut after = before.clone();
+        after.set(Path::new("e/s"), (5, 5));
+        after.set(Path::new("e/f"), (0, 0));
+        after.remove_tree(Path::new("gone"));
+        let mut set = ChangeSet::new();
+        owner_changes(root.path(), &before, &after, &mut set).unwrap();
+        assert_eq!(changes(&set), ["Modified e/f", "Modified e/s"]);
+    }
 
     fn changes(set: &ChangeSet) -> Vec<String> {
         set.iter()
