@@ -9,6 +9,13 @@
 //! [`Owners`] table, keyed by the path relative to the tree's root, and the layer writer
 //! takes the owner from there.
 //!
+//! Not kept: a base layer's device nodes (mknod needs `CAP_MKNOD`; the applier skips
+//! them as in any user namespace) and extended attributes this process may not set
+//! (`security.capability` needs `CAP_SETFCAP`, `trusted.*` host root) are dropped from
+//! the tree, and so from the layers the build writes over them. Setuid and setgid bits
+//! stay: on disk every file is the build user's, in its own group. A `RUN` cannot run
+//! here at all (see the chroot isolation), so a `chown` inside one is not intercepted.
+//!
 //! The table of a tree at `dir` is the file `dir.owners` beside it (see [`table_path`]),
 //! so the unpacked layers of the store, a copy snapshot's root and a squashed tree each
 //! carry theirs. A process that may chown (root of the host, root of a namespace
