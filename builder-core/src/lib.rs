@@ -115,6 +115,7 @@ pub mod digest;
 pub mod error_chain;
 pub mod exec;
 pub mod export;
+pub(crate) mod fakeroot;
 mod http;
 pub mod image;
 pub mod layer;

@@ -95,6 +95,18 @@ pub(crate) fn gid_mapped(gid: u32) -> bool {
     fs::read_to_string("/proc/self/gid_map").map_or(true, |m| map_has(&m, gid))
 }
 
+/// Whether this process's user namespace maps one user id or one group id at most (the
+/// namespace an unprivileged caller without subordinate ids gets: its own id as 0), so
+/// that no file can be given another owner. False in the initial namespace.
+pub(crate) fn maps_one_id() -> bool {
+    let count = |file: &str| {
+        fs::read_to_string(file).map_or(u64::MAX, |m| {
+            parse_map(&m).iter().map(|&(_, _, n)| u64::from(n)).sum()
+        })
+    };
+    count("/proc/self/uid_map") <= 1 || count("/proc/self/gid_map") <= 1
+}
+
 /// Whether `setgroups` is allowed in this process's user namespace: it is denied in one
 /// whose gid map was written without newgidmap (only the caller's own group).
 pub(crate) fn setgroups_allowed() -> bool {

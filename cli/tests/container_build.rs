@@ -8,6 +8,10 @@
 //! registry cache reuse each other's steps; and friendlyhello, built in the container
 //! and exported as an OCI archive, answers when podman runs that archive on the host.
 //!
+//! Under the restricted Pod Security Standard (user 1000, no capabilities) files cannot be
+//! given other owners on disk: they are kept in a side table and the image must still
+//! equal what root builds on the host, header for header.
+//!
 //! Needs root, podman, runc, docker-registry, the busybox and python3 fixtures, and
 //! PyPI reachable (friendlyhello's `pip install`). The container's root is made here:
 //! the rbuild binary and the libraries `ldd` lists for it.
@@ -555,5 +559,244 @@ fn friendlyhello_built_in_a_default_security_container_runs_on_the_host() {
     assert!(
         page.contains("cannot connect to Redis, counter disabled"),
         "{page}"
+    );
+}
+
+/// Every entry of a rootfs tar as `path type mode uid/gid link content-hash`, sorted.
+fn headers(tar: &Path) -> Vec<String> {
+    use sha2::{Digest as _, Sha256};
+    use std::io::Read as _;
+    let file = std::fs::File::open(tar).unwrap_or_else(|e| panic!("{}: {e}", tar.display()));
+    let mut archive = tar::Archive::new(file);
+    let mut all: Vec<String> = archive
+        .entries()
+        .expect("a tar")
+        .map(|entry| {
+            let mut entry = entry.expect("a tar entry");
+            let header = entry.header().clone();
+            let link = entry
+                .link_name_bytes()
+                .map(|l| String::from_utf8_lossy(&l).into_owned())
+                .unwrap_or_default();
+            let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let mut body = Vec::new();
+            entry.read_to_end(&mut body).expect("an entry's content");
+            let hash: String = Sha256::digest(&body)
+                .iter()
+                .take(8)
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!(
+                "{path} {:?} {:o} {}/{} ->{link} {hash}",
+                header.entry_type(),
+                header.mode().expect("a mode"),
+                header.uid().expect("a uid"),
+                header.gid().expect("a gid"),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// A tar of `entries` (path, type, uid, gid, mode, content or link target).
+fn owned_tar(path: &Path, entries: &[(&str, tar::EntryType, u64, u64, u32, &str)]) {
+    let mut builder = tar::Builder::new(std::fs::File::create(path).expect("creating a tar"));
+    for (name, kind, uid, gid, mode, body) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(*kind);
+        header.set_uid(*uid);
+        header.set_gid(*gid);
+        header.set_mode(*mode);
+        header.set_mtime(1_700_000_000);
+        if kind.is_symlink() || kind.is_hard_link() {
+            header.set_size(0);
+            builder
+                .append_link(&mut header, name, body)
+                .expect("a tar link");
+        } else {
+            let data = if kind.is_dir() {
+                &b""[..]
+            } else {
+                body.as_bytes()
+            };
+            header.set_size(data.len() as u64);
+            builder
+                .append_data(&mut header, name, data)
+                .expect("a tar entry");
+        }
+    }
+    builder.finish().expect("finishing a tar");
+}
+
+const RESTRICTED_DOCKERFILE: &str = "FROM owned AS src
+COPY a.txt /srv/over-owned.txt
+FROM busybox
+COPY a.txt b.sh /files/
+COPY dir /dir
+COPY --chown=1234:5678 dir /chowned/
+COPY --chown=1234:5678 a.txt /chowned-file
+COPY --chown=1234:5678 dir /dir/
+COPY --chmod=0750 b.sh /b.sh
+COPY --chown=1234:5678 --chmod=4755 b.sh /suid.sh
+ADD owned.tar /added/
+WORKDIR /work/sub
+USER 1234:5678
+WORKDIR /userwd
+ENV X=y
+COPY --from=src /srv /from-src
+";
+
+#[test]
+fn a_restricted_container_builds_without_run_the_image_root_builds_with_every_owner() {
+    let pod = Pod::new();
+    let shared = pod.shared();
+    let ctx = shared.join("ctx");
+    std::fs::create_dir_all(ctx.join("dir/sub")).expect("making the context");
+    std::fs::write(ctx.join("Dockerfile"), RESTRICTED_DOCKERFILE).expect("a Dockerfile");
+    std::fs::write(ctx.join("a.txt"), "a\n").expect("a context file");
+    std::fs::write(ctx.join("b.sh"), "#!/bin/sh\necho b\n").expect("a context file");
+    std::fs::write(ctx.join("dir/sub/f"), "f\n").expect("a context file");
+    std::os::unix::fs::symlink("sub/f", ctx.join("dir/link")).expect("a context link");
+    use tar::EntryType::{Directory as D, Link as H, Regular as F, Symlink as L};
+    // An archive ADD extracts with its owners.
+    owned_tar(
+        &ctx.join("owned.tar"),
+        &[
+            ("pkg/", D, 2000, 3000, 0o755, ""),
+            ("pkg/bin", F, 2000, 3000, 0o755, "binary\n"),
+            ("pkg/link", L, 2001, 3001, 0o777, "bin"),
+            ("pkg/hard", H, 2000, 3000, 0o755, "pkg/bin"),
+            ("pkg/setgid", F, 0, 3000, 0o2755, "sg\n"),
+            ("pkg/private/", D, 65534, 65534, 0o700, ""),
+            ("pkg/private/key", F, 65534, 65534, 0o600, "k\n"),
+        ],
+    );
+    // A base image whose layer has owners other than root.
+    owned_tar(
+        &shared.join("owned-base.tar"),
+        &[
+            ("srv/", D, 4321, 8765, 0o750, ""),
+            ("srv/data", F, 4321, 8765, 0o640, "data\n"),
+            ("srv/mine", L, 4321, 8765, 0o777, "data"),
+            ("tmp/", D, 0, 0, 0o1777, ""),
+        ],
+    );
+    let busybox = fixture("busybox");
+    std::fs::copy(&busybox, shared.join("busybox.tar")).expect("copying the fixture");
+    success(Command::new("chown").args(["-R", "1000:1000"]).arg(&shared));
+
+    let restricted = |args: &[&str]| {
+        let out = pod.rbuild("store", true, args);
+        assert!(out.status.success(), "{args:?} restricted: {}", text(&out));
+    };
+    restricted(&["import", "/w/busybox.tar", "busybox:latest"]);
+    restricted(&["import", "/w/owned-base.tar", "owned:latest"]);
+    restricted(&[
+        "build",
+        "--progress",
+        "plain",
+        "-o",
+        "type=tar,dest=/w/restricted.tar",
+        "/w/ctx",
+    ]);
+    // COPY over the base with other owners, exported as is.
+    let on_base = shared.join("on-base");
+    std::fs::create_dir_all(&on_base).expect("a second context");
+    std::fs::write(
+        on_base.join("Dockerfile"),
+        "FROM owned\nCOPY a.txt /srv/a.txt\nCOPY --chown=7:8 a.txt /srv/b.txt\n",
+    )
+    .expect("a Dockerfile");
+    std::fs::write(on_base.join("a.txt"), "a\n").expect("a context file");
+    success(
+        Command::new("chown")
+            .args(["-R", "1000:1000"])
+            .arg(&on_base),
+    );
+    restricted(&[
+        "build",
+        "--progress",
+        "plain",
+        "-o",
+        "type=tar,dest=/w/on-base.tar",
+        "/w/on-base",
+    ]);
+
+    // The same builds as root on the host, in the namespace sandbox.
+    let host = tempfile::tempdir().expect("a temp dir");
+    import(host.path(), &busybox, "busybox:latest", &[]);
+    import(
+        host.path(),
+        &shared.join("owned-base.tar"),
+        "owned:latest",
+        &[],
+    );
+    for (context, restricted_tar) in [(&ctx, "restricted.tar"), (&on_base, "on-base.tar")] {
+        let root_tar = host.path().join(format!("root-{restricted_tar}"));
+        success(
+            rbuild(host.path())
+                .args([
+                    "build",
+                    "--progress",
+                    "plain",
+                    "--isolation",
+                    "sandbox",
+                    "-o",
+                ])
+                .arg(format!("type=tar,dest={}", root_tar.display()))
+                .arg(context),
+        );
+        let unprivileged = headers(&shared.join(restricted_tar));
+        let root = headers(&root_tar);
+        let only_restricted: Vec<&String> =
+            unprivileged.iter().filter(|e| !root.contains(e)).collect();
+        let only_root: Vec<&String> = root.iter().filter(|e| !unprivileged.contains(e)).collect();
+        assert!(
+            only_restricted.is_empty() && only_root.is_empty(),
+            "{restricted_tar}: the restricted build differs from root's:\n\
+             only restricted: {only_restricted:#?}\nonly root: {only_root:#?}"
+        );
+        assert!(
+            root.iter().any(|e| e.contains(" 4321/8765 ")),
+            "the base's owners are in the image: {root:#?}"
+        );
+    }
+    let image = headers(&shared.join("restricted.tar"));
+    for owned in [
+        "chowned/sub/f Regular 644 1234/5678",
+        "dir/sub/ Directory 755 1234/5678",
+        "suid.sh Regular 4755 1234/5678",
+        "added/pkg/setgid Regular 2755 0/3000",
+        "added/pkg/link Symlink 777 2001/3001 ->bin",
+        "userwd/ Directory 755 1234/5678",
+    ] {
+        assert!(
+            image.iter().any(|e| e.starts_with(owned)),
+            "no {owned:?} in {image:#?}"
+        );
+    }
+
+    // A RUN step cannot be run here, and says what is missing. (Left to choose, rbuild
+    // takes the namespace sandbox, since a user namespace can be made, and fails
+    // mounting /proc, which podman masks.)
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN true\n").expect("a Dockerfile");
+    let out = pod.rbuild(
+        "store",
+        true,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--isolation",
+            "chroot",
+            "/w/ctx",
+        ],
+    );
+    assert!(!out.status.success(), "RUN restricted: {}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("RUN steps need CAP_SYS_CHROOT"),
+        "the reason: {}",
+        text(&out)
     );
 }

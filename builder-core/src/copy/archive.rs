@@ -247,7 +247,8 @@ fn extract_entry<R: Read>(
     match kind {
         tar::EntryType::Directory => {
             if existing != Some(FileType::Directory) {
-                make_dir(&dir, &name, mode, owner).map_err(fail("create", &target))?;
+                make_dir(&dir, &name, mode, w.root.disk_owner(&target, owner))
+                    .map_err(fail("create", &target))?;
                 w.stats.dirs += 1;
             }
         }
@@ -264,7 +265,8 @@ fn extract_entry<R: Read>(
                 .into_owned();
             rustix::fs::symlinkat(OsStr::from_bytes(&link), &dir, &name)
                 .map_err(|e| fail("create symlink", &target)(e.into()))?;
-            set_owner_mode(&dir, &name, owner, None).map_err(fail("chown", &target))?;
+            set_owner_mode(&dir, &name, w.root.disk_owner(&target, owner), None)
+                .map_err(fail("chown", &target))?;
             set_mtime(&dir, &name, mtime_ns).map_err(fail("set times on", &target))?;
             w.stats.other += 1;
             return Ok(());
@@ -288,9 +290,11 @@ fn extract_entry<R: Read>(
             let linked_symlink =
                 lstat_at(&dir, &name).map_err(fail("stat", &target))? == Some(FileType::Symlink);
             if linked_symlink {
-                set_owner_mode(&dir, &name, owner, None).map_err(fail("chown", &target))?;
+                set_owner_mode(&dir, &name, w.root.disk_owner(&target, owner), None)
+                    .map_err(fail("chown", &target))?;
             } else {
-                set_owner_mode(&dir, &name, owner, Some(mode)).map_err(fail("chown", &target))?;
+                set_owner_mode(&dir, &name, w.root.disk_owner(&target, owner), Some(mode))
+                    .map_err(fail("chown", &target))?;
                 set_mtime(&dir, &name, mtime_ns).map_err(fail("set times on", &target))?;
             }
             return Ok(());
@@ -317,7 +321,8 @@ fn extract_entry<R: Read>(
         // labels and the like are left out, as docker's untar skips unknown types.
         _ => return Ok(()),
     }
-    set_owner_mode(&dir, &name, owner, Some(mode)).map_err(fail("chown", &target))?;
+    set_owner_mode(&dir, &name, w.root.disk_owner(&target, owner), Some(mode))
+        .map_err(fail("chown", &target))?;
     if let Some(exts) = entry.pax_extensions().map_err(io_fail)? {
         for ext in exts {
             let ext = ext.map_err(io_fail)?;

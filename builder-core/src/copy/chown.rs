@@ -26,7 +26,11 @@ pub(crate) fn resolve(root: &DestRoot, spec: &str) -> Result<(u32, u32), CopyErr
     let (uid, gid) =
         crate::exec::resolve_owner(spec, passwd.as_deref(), groups.as_deref()).map_err(refuse)?;
     // The kernel's EINVAL for an id the user namespace does not map says nothing of why.
-    if Privilege::current() == Privilege::NamespaceRoot && !(uid_mapped(uid) && gid_mapped(gid)) {
+    // With one id mapped, the owner goes in the owner table instead (crate::fakeroot).
+    if Privilege::current() == Privilege::NamespaceRoot
+        && !crate::fakeroot::active()
+        && !(uid_mapped(uid) && gid_mapped(gid))
+    {
         return Err(refuse(crate::exec::ExecError::Unmapped { uid, gid }));
     }
     Ok((uid, gid))

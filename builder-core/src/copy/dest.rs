@@ -11,16 +11,22 @@ use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timespec, Timestamps};
 use rustix::io::Errno;
 
 use super::CopyError;
 use crate::context::MAX_SYMLINK_HOPS;
+use crate::fakeroot::{self, Owners};
 
 /// The step's root filesystem, open.
 pub(crate) struct DestRoot {
     fd: OwnedFd,
+    path: PathBuf,
+    /// When no owner can be given on disk (crate::fakeroot): the root's owner table and the build user's ids, which stand for
+    /// 0:0 on disk (see [`crate::fakeroot`]).
+    owners: Option<(Mutex<Owners>, (u32, u32))>,
 }
 
 const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
@@ -63,7 +69,53 @@ impl DestRoot {
             path: path.display().to_string(),
             source: e.into(),
         })?;
-        Ok(Self { fd })
+        let owners = if fakeroot::active() {
+            let table = Owners::load(path).map_err(|e| CopyError::Dest {
+                op: "read owner table",
+                path: fakeroot::table_path(path).display().to_string(),
+                source: e,
+            })?;
+            Some((Mutex::new(table), fakeroot::build_ids()))
+        } else {
+            None
+        };
+        Ok(Self {
+            fd,
+            path: path.to_path_buf(),
+            owners,
+        })
+    }
+
+    /// The owner to give `rel` on disk for it to have `owner` in the image: `owner`
+    /// itself, or unprivileged the build user's ids, `owner` being recorded in the
+    /// root's table instead (a chown to anyone else would fail).
+    pub fn disk_owner(&self, rel: &Path, owner: (u32, u32)) -> (u32, u32) {
+        match &self.owners {
+            None => owner,
+            Some((table, build)) => {
+                table
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .set(rel, owner);
+                *build
+            }
+        }
+    }
+
+    /// Writes the owner table back beside the root, when there is one.
+    pub fn save_owners(&self) -> Result<(), CopyError> {
+        let Some((table, _)) = &self.owners else {
+            return Ok(());
+        };
+        table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .save(&self.path)
+            .map_err(|e| CopyError::Dest {
+                op: "write owner table",
+                path: fakeroot::table_path(&self.path).display().to_string(),
+                source: e,
+            })
     }
 
     /// Opens directory `rel`, following symlinks inside the root.
@@ -120,7 +172,8 @@ impl DestRoot {
                     let dir = self
                         .open_dir(parent)
                         .map_err(CopyError::dest("open", parent))?;
-                    make_dir(&dir, name, mode, owner).map_err(CopyError::dest("create", &sofar))?;
+                    make_dir(&dir, name, mode, self.disk_owner(&sofar, owner))
+                        .map_err(CopyError::dest("create", &sofar))?;
                 }
             }
         }

@@ -127,7 +127,13 @@ fn copy_one(
         }
     })?;
     let mode = w.mode_of(e.mode, false);
-    finish_file(&input, &out, w.owner_of(e), mode, e.mtime_ns)
-        .map_err(fail("set attributes on", target))?;
+    finish_file(
+        &input,
+        &out,
+        w.root.disk_owner(target, w.owner_of(e)),
+        mode,
+        e.mtime_ns,
+    )
+    .map_err(fail("set attributes on", target))?;
     Ok(Some(n))
 }

@@ -16,6 +16,7 @@ use super::dest::{self, DestRoot, lstat_at, make_dir, set_mtime, set_owner_mode,
 use super::plan::{Item, Plan, Selected, SourceView};
 use super::{CopyError, CopyOp, CopyStats, archive, chown, parallel, remote};
 use crate::context::{ContextEntry, EntryType};
+use crate::fakeroot::{self, Owners};
 use crate::layer::is_overlay_xattr;
 
 /// Mode of a heredoc source, as BuildKit writes it.
@@ -58,6 +59,15 @@ pub(crate) fn run(
         parent: None,
         stats: CopyStats::default(),
         archive_limits: op.limits.archive,
+        source_owners: if view.keep_owner && fakeroot::active() {
+            let table = Owners::load(&view.root).map_err(|source| CopyError::Source {
+                path: fakeroot::table_path(&view.root),
+                source,
+            })?;
+            Some((table, fakeroot::build_ids()))
+        } else {
+            None
+        },
     };
     // Several sources with a destination that is not a directory are not refused:
     // BuildKit copies them in turn, a later file replacing an earlier one, and fails
@@ -116,7 +126,9 @@ pub(crate) fn run(
             }
         }
     }
-    w.finish()
+    let stats = w.finish()?;
+    root.save_owners()?;
+    Ok(stats)
 }
 
 fn now_ns() -> i64 {
@@ -144,6 +156,9 @@ pub(crate) struct Writer<'a> {
     pub stats: CopyStats,
     /// The limits of the local archives `ADD` extracts.
     pub archive_limits: crate::limits::ArchiveLimits,
+    /// Unprivileged, for a source tree whose owners are kept: its owner table and the
+    /// build user's ids (see [`crate::fakeroot`]).
+    source_owners: Option<(Owners, (u32, u32))>,
 }
 
 impl Writer<'_> {
@@ -297,7 +312,10 @@ impl Writer<'_> {
 
     pub(super) fn owner_of(&self, e: &ContextEntry) -> (u32, u32) {
         self.chown.unwrap_or(if self.view.keep_owner {
-            (e.uid, e.gid)
+            match &self.source_owners {
+                Some((table, build)) => table.image_owner(&e.path, (e.uid, e.gid), *build),
+                None => (e.uid, e.gid),
+            }
         } else {
             (0, 0)
         })
@@ -353,8 +371,13 @@ impl Writer<'_> {
                     // `COPY --chown=5:5 d /e/` over an earlier copy makes /e/s 5:5);
                     // the destination itself keeps its own.
                     if overwrite {
-                        set_owner_mode(&dir, &name, owner, Some(mode))
-                            .map_err(fail("chown", target))?;
+                        set_owner_mode(
+                            &dir,
+                            &name,
+                            self.root.disk_owner(target, owner),
+                            Some(mode),
+                        )
+                        .map_err(fail("chown", target))?;
                         self.dir_times.push((target.to_path_buf(), e.mtime_ns));
                     }
                     return Ok(());
@@ -367,7 +390,8 @@ impl Writer<'_> {
                     });
                 }
                 None => {
-                    make_dir(&dir, &name, mode, owner).map_err(fail("create", target))?;
+                    make_dir(&dir, &name, mode, self.root.disk_owner(target, owner))
+                        .map_err(fail("create", target))?;
                     copy_xattrs(&src, &dir, &name).map_err(fail("set xattrs on", target))?;
                     self.fresh.insert(target.to_path_buf());
                     self.dir_times.push((target.to_path_buf(), e.mtime_ns));
@@ -395,6 +419,8 @@ impl Writer<'_> {
                         let fdir = self.root.open_dir(fparent).map_err(fail("open", fparent))?;
                         rustix::fs::linkat(&fdir, fname, &dir, &name, AtFlags::empty())
                             .map_err(|err| fail("link", target)(err.into()))?;
+                        // The link shares its first copy's inode, and so its owner.
+                        self.root.disk_owner(target, owner);
                         self.stats.files += 1;
                         return Ok(());
                     }
@@ -418,15 +444,22 @@ impl Writer<'_> {
                 self.stats.files += 1;
                 self.stats.bytes += n;
                 // Through the open descriptors: no path lookups for the most common entry.
-                finish_file(&input, &out, owner, mode, e.mtime_ns)
-                    .map_err(fail("set attributes on", target))?;
+                finish_file(
+                    &input,
+                    &out,
+                    self.root.disk_owner(target, owner),
+                    mode,
+                    e.mtime_ns,
+                )
+                .map_err(fail("set attributes on", target))?;
                 return Ok(());
             }
             EntryType::Symlink => {
                 let link = e.link_target.clone().unwrap_or_default();
                 rustix::fs::symlinkat(&link, &dir, &name)
                     .map_err(|err| fail("create symlink", target)(err.into()))?;
-                set_owner_mode(&dir, &name, owner, None).map_err(fail("chown", target))?;
+                set_owner_mode(&dir, &name, self.root.disk_owner(target, owner), None)
+                    .map_err(fail("chown", target))?;
                 set_mtime(&dir, &name, e.mtime_ns).map_err(fail("set times on", target))?;
                 self.stats.other += 1;
                 return Ok(());
@@ -447,7 +480,8 @@ impl Writer<'_> {
             }
             EntryType::Dir => {}
         }
-        set_owner_mode(&dir, &name, owner, Some(mode)).map_err(fail("chown", target))?;
+        set_owner_mode(&dir, &name, self.root.disk_owner(target, owner), Some(mode))
+            .map_err(fail("chown", target))?;
         copy_xattrs(&src, &dir, &name).map_err(fail("set xattrs on", target))?;
         set_mtime(&dir, &name, e.mtime_ns).map_err(fail("set times on", target))?;
         Ok(())
@@ -479,7 +513,8 @@ impl Writer<'_> {
         }
         let mut out = create_file(&dir, &name).map_err(fail("create", target))?;
         let written = io::copy(content, &mut out).map_err(fail("write", target))?;
-        set_owner_mode(&dir, &name, owner, Some(mode)).map_err(fail("chown", target))?;
+        set_owner_mode(&dir, &name, self.root.disk_owner(target, owner), Some(mode))
+            .map_err(fail("chown", target))?;
         set_mtime(&dir, &name, mtime_ns).map_err(fail("set times on", target))?;
         self.stats.files += 1;
         self.stats.bytes += written;

@@ -436,6 +436,8 @@ pub fn import_rootfs(
         &name,
     )?;
     let changes = crate::layer::tree_changes(tmp.path())?;
-    let layer = crate::layer::write_layer(store, tmp.path(), &changes, options)?;
-    Ok(crate::image::assemble(store, spec, &[layer])?)
+    let layer = crate::layer::write_layer(store, tmp.path(), &changes, options);
+    // The owner table an unprivileged applier left beside the tree goes with it.
+    let _ = std::fs::remove_file(crate::fakeroot::table_path(tmp.path()));
+    Ok(crate::image::assemble(store, spec, &[layer?])?)
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use super::apply::apply_over;
 use super::{ApplyMode, LayerError};
 use crate::digest::{Digest, Hasher};
+use crate::fakeroot;
 use crate::store::{ContentStore, StoreError};
 
 /// Reads a blob while checking it hashes to its name; the check fails at end of stream.
@@ -144,6 +145,17 @@ impl ContentStore {
         let tmp = tmp.keep();
         // The temp dir is created 0700; the unpacked root should read as a normal dir.
         let _ = fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+        // The owner table (unprivileged only) goes beside the directory first, so that a
+        // directory in its place always has its table.
+        let table = fakeroot::table_path(&tmp);
+        if table.exists() {
+            let dest_table = fakeroot::table_path(&dest);
+            fs::rename(&table, &dest_table).map_err(|e| StoreError::Io {
+                action: "rename owner table to",
+                path: dest_table,
+                source: e,
+            })?;
+        }
         match fs::rename(&tmp, &dest) {
             Ok(()) => Ok(dest),
             // Another process unpacked the same layer meanwhile: keep theirs.

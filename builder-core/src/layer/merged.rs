@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use super::writer::WriteState;
 use super::{LayerError, LayerOptions, OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR};
+use crate::fakeroot::Owners;
 
 /// One path of the merged tree, as [`walk_merged`] visits it.
 pub(crate) struct MergedEntry<'a> {
@@ -172,8 +173,31 @@ fn is_opaque(path: &Path) -> io::Result<bool> {
 pub(crate) fn write_merged_tar<W: Write>(out: W, layers: &[PathBuf]) -> Result<W, LayerError> {
     let options = LayerOptions::default();
     let mut state = WriteState::new(Path::new(""), &options);
+    // Unprivileged, each path's owner is in the table of the layer it comes from.
+    let tables = if crate::fakeroot::active() {
+        state.keep_owners(Owners::default());
+        layers
+            .iter()
+            .map(|dir| {
+                Owners::load(dir).map_err(|source| LayerError::Source {
+                    path: crate::fakeroot::table_path(dir),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
     let mut tar = tar::Builder::new(out);
     walk_merged(layers, |entry| {
+        let from = layers
+            .iter()
+            .zip(&tables)
+            .rev()
+            .find(|(dir, _)| entry.source.starts_with(dir));
+        if let Some((_, table)) = from {
+            state.record_owner(entry.rel, table.get(entry.rel).unwrap_or((0, 0)));
+        }
         state.append_from(&mut tar, entry.source, entry.rel)
     })?;
     tar.into_inner().map_err(|source| LayerError::Write {

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::change::{ChangeKind, ChangeSet};
 use crate::digest::Hasher;
+use crate::fakeroot::{self, Owners};
 use crate::store::ContentStore;
 
 /// ustar's name field holds 100 bytes (POSIX pax, "ustar Interchange Format").
@@ -106,6 +107,13 @@ pub fn write_layer_to<W: Write + Send + 'static>(
         },
     ));
     let mut state = WriteState::new(source, options);
+    if fakeroot::active() {
+        let table = Owners::load(source).map_err(|e| LayerError::Source {
+            path: fakeroot::table_path(source),
+            source: e,
+        })?;
+        state.keep_owners(table);
+    }
     for item in ordered_items(changes) {
         state.append(&mut tar, item)?;
     }
@@ -192,6 +200,9 @@ pub(crate) struct WriteState<'a> {
     options: &'a LayerOptions,
     /// (dev, inode) of multiply linked files already in the layer, with their path.
     hardlinks: HashMap<(u64, u64), PathBuf>,
+    /// Unprivileged: the source's owner table and the build user's ids, which stand for
+    /// 0 (see [`crate::fakeroot`]).
+    owners: Option<(Owners, (u32, u32))>,
 }
 
 impl<'a> WriteState<'a> {
@@ -201,6 +212,20 @@ impl<'a> WriteState<'a> {
             source,
             options,
             hardlinks: HashMap::new(),
+            owners: None,
+        }
+    }
+
+    /// Takes the entries' owners from `table`, the build user's ids standing for 0
+    /// (see [`crate::fakeroot`]).
+    pub(crate) fn keep_owners(&mut self, table: Owners) {
+        self.owners = Some((table, fakeroot::build_ids()));
+    }
+
+    /// Records `owner` for `rel` in the table [`keep_owners`](Self::keep_owners) gave.
+    pub(crate) fn record_owner(&mut self, rel: &Path, owner: (u32, u32)) {
+        if let Some((table, _)) = &mut self.owners {
+            table.set(rel, owner);
         }
     }
 
@@ -268,8 +293,12 @@ impl<'a> WriteState<'a> {
         let ft = meta.file_type();
         let mut h = Header::new_ustar();
         h.set_mode(meta.mode() & 0o7777);
-        h.set_uid(u64::from(meta.uid()));
-        h.set_gid(u64::from(meta.gid()));
+        let (uid, gid) = match &self.owners {
+            Some((table, build)) => table.image_owner(rel, (meta.uid(), meta.gid()), *build),
+            None => (meta.uid(), meta.gid()),
+        };
+        h.set_uid(u64::from(uid));
+        h.set_gid(u64::from(gid));
         h.set_mtime(self.mtime(meta.mtime()));
         h.set_size(0);
         let xattrs = read_xattrs(full).map_err(src_err)?;

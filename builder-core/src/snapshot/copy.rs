@@ -11,6 +11,7 @@ use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps};
 use super::meta::{EntryType, Meta, is_opaque, layer_xattrs, read_dir_sorted, same_content};
 use super::{Snapshot, SnapshotError, Snapshotter, StepRoot};
 use crate::change::{ChangeKind, ChangeSet};
+use crate::fakeroot::{self, Owners};
 
 /// Snapshots as a full merged copy of the lowers, for kernels or filesystems where
 /// overlayfs is unavailable.
@@ -34,6 +35,9 @@ impl CopySnapshotter {
 #[derive(Debug)]
 pub(crate) struct Baseline {
     entries: Vec<(PathBuf, Meta, PathBuf)>,
+    /// The root's owner table right after preparation, when owners are kept in one
+    /// (see [`crate::fakeroot`]): a step may change an owner there only.
+    owners: Option<Owners>,
 }
 
 impl Baseline {
@@ -50,9 +54,31 @@ impl Snapshotter for CopySnapshotter {
         let root = scratch.join("root");
         fs::create_dir(&root).map_err(SnapshotError::io("create directory", &root))?;
         let mut sources = HashMap::new();
+        // Unprivileged, the owners the lowers' tables give go into the root's table
+        // (crate::fakeroot), and nothing is chowned.
+        let mut owners = fakeroot::active().then(Owners::default);
         for layer in lowers {
             let mut links = HashMap::new();
-            merge_dir(layer, &root, Path::new(""), &mut sources, &mut links)?;
+            let mut merge = Merge {
+                layer,
+                root: &root,
+                sources: &mut sources,
+                links: &mut links,
+                owners: match owners.as_mut() {
+                    Some(table) => Some((
+                        Owners::load(layer)
+                            .map_err(SnapshotError::io("read", &fakeroot::table_path(layer)))?,
+                        table,
+                    )),
+                    None => None,
+                },
+            };
+            merge.dir(Path::new(""))?;
+        }
+        if let Some(owners) = &owners {
+            owners
+                .save(&root)
+                .map_err(SnapshotError::io("write", &fakeroot::table_path(&root)))?;
         }
         let entries: Vec<_> = scan(&root, Path::new(""))?
             .into_iter()
@@ -68,7 +94,7 @@ impl Snapshotter for CopySnapshotter {
         Ok(Snapshot {
             root: StepRoot::Dir(root),
             scratch: scratch.to_path_buf(),
-            baseline: Some(Baseline { entries }),
+            baseline: Some(Baseline { entries, owners }),
         })
     }
 
@@ -79,8 +105,37 @@ impl Snapshotter for CopySnapshotter {
                 scratch: snapshot.scratch.clone(),
             });
         };
-        diff_tree(root, baseline)
+        let mut set = diff_tree(root, baseline)?;
+        if let Some(before) = &baseline.owners {
+            let after = Owners::load(root)
+                .map_err(SnapshotError::io("read", &fakeroot::table_path(root)))?;
+            owner_changes(root, before, &after, &mut set)?;
+        }
+        Ok(set)
     }
+}
+
+/// Records as modified every path still in `root` whose owner in the table went from
+/// `before` to `after` with nothing else of it changed (`COPY --chown` over an existing
+/// directory).
+fn owner_changes(
+    root: &Path,
+    before: &Owners,
+    after: &Owners,
+    set: &mut ChangeSet,
+) -> Result<(), SnapshotError> {
+    let changed: Vec<PathBuf> = before
+        .paths()
+        .chain(after.paths())
+        .filter(|rel| before.get(rel) != after.get(rel) && set.get(rel).is_none())
+        .map(Path::to_path_buf)
+        .collect();
+    for rel in changed {
+        if Meta::lstat(&root.join(&rel))?.is_some() {
+            set.record(rel, ChangeKind::Modified)?;
+        }
+    }
+    Ok(())
 }
 
 fn diff_tree(root: &Path, baseline: &Baseline) -> Result<ChangeSet, SnapshotError> {
@@ -220,72 +275,84 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<(), SnapshotError> {
     };
     if meta.is_dir() {
         fs::create_dir(dst).map_err(SnapshotError::io("create directory", dst))?;
-        merge_dir(
-            src,
-            dst,
-            Path::new(""),
-            &mut HashMap::new(),
-            &mut HashMap::new(),
-        )?;
+        Merge {
+            layer: src,
+            root: dst,
+            sources: &mut HashMap::new(),
+            links: &mut HashMap::new(),
+            owners: None,
+        }
+        .dir(Path::new(""))?;
     } else {
         create_like(src, dst, &meta)?;
     }
-    copy_attrs(src, dst, &meta)
+    copy_attrs(src, dst, &meta, true)
 }
 
-/// Applies one layer directory (overlayfs whiteouts) onto the merged copy.
-fn merge_dir(
-    layer: &Path,
-    root: &Path,
-    rel: &Path,
-    sources: &mut HashMap<PathBuf, PathBuf>,
-    links: &mut HashMap<(u64, u64), PathBuf>,
-) -> Result<(), SnapshotError> {
-    for (name, src) in read_dir_sorted(&layer.join(rel))? {
-        let rel = rel.join(name);
-        let dst = root.join(&rel);
-        let Some(meta) = Meta::lstat(&src)? else {
-            continue;
-        };
-        let existing = Meta::lstat(&dst)?;
-        if meta.is_whiteout() {
-            remove(&dst, existing.as_ref())?;
-            continue;
-        }
-        if meta.is_dir() {
-            match &existing {
-                Some(e) if e.is_dir() && is_opaque(&src)? => {
+/// One layer directory being merged onto the copy.
+struct Merge<'a> {
+    layer: &'a Path,
+    root: &'a Path,
+    sources: &'a mut HashMap<PathBuf, PathBuf>,
+    links: &'a mut HashMap<(u64, u64), PathBuf>,
+    /// Unprivileged: the layer's owner table and the root's (see [`crate::fakeroot`]).
+    owners: Option<(Owners, &'a mut Owners)>,
+}
+
+impl Merge<'_> {
+    /// Applies the layer's directory `rel` (overlayfs whiteouts) onto the merged copy.
+    fn dir(&mut self, rel: &Path) -> Result<(), SnapshotError> {
+        for (name, src) in read_dir_sorted(&self.layer.join(rel))? {
+            let rel = rel.join(name);
+            let dst = self.root.join(&rel);
+            let Some(meta) = Meta::lstat(&src)? else {
+                continue;
+            };
+            let existing = Meta::lstat(&dst)?;
+            let keeps_dir =
+                meta.is_dir() && existing.as_ref().is_some_and(Meta::is_dir) && !is_opaque(&src)?;
+            if let Some((layer, root)) = &mut self.owners {
+                if !keeps_dir {
+                    root.remove_tree(&rel);
+                }
+                if !meta.is_whiteout() {
+                    root.set(&rel, layer.get(&rel).unwrap_or((0, 0)));
+                }
+            }
+            let chown = self.owners.is_none();
+            if meta.is_whiteout() {
+                remove(&dst, existing.as_ref())?;
+                continue;
+            }
+            if meta.is_dir() {
+                if !keeps_dir {
                     remove(&dst, existing.as_ref())?;
                     fs::create_dir(&dst).map_err(SnapshotError::io("create directory", &dst))?;
                 }
-                Some(e) if e.is_dir() => {}
-                _ => {
-                    remove(&dst, existing.as_ref())?;
-                    fs::create_dir(&dst).map_err(SnapshotError::io("create directory", &dst))?;
+                self.dir(&rel)?;
+                copy_attrs(&src, &dst, &meta, chown)?;
+            } else {
+                remove(&dst, existing.as_ref())?;
+                let src_meta =
+                    fs::symlink_metadata(&src).map_err(SnapshotError::io("stat", &src))?;
+                let key = (src_meta.dev(), src_meta.ino());
+                if meta.nlink > 1 {
+                    if let Some(first) = self.links.get(&key) {
+                        fs::hard_link(first, &dst).map_err(SnapshotError::io("link", &dst))?;
+                        self.sources.insert(rel, src);
+                        continue;
+                    }
+                }
+                create_like(&src, &dst, &meta)?;
+                copy_attrs(&src, &dst, &meta, chown)?;
+                if meta.nlink > 1 {
+                    self.links.insert(key, dst);
                 }
             }
-            merge_dir(layer, root, &rel, sources, links)?;
-            copy_attrs(&src, &dst, &meta)?;
-        } else {
-            remove(&dst, existing.as_ref())?;
-            let src_meta = fs::symlink_metadata(&src).map_err(SnapshotError::io("stat", &src))?;
-            let key = (src_meta.dev(), src_meta.ino());
-            if meta.nlink > 1 {
-                if let Some(first) = links.get(&key) {
-                    fs::hard_link(first, &dst).map_err(SnapshotError::io("link", &dst))?;
-                    sources.insert(rel, src);
-                    continue;
-                }
-            }
-            create_like(&src, &dst, &meta)?;
-            copy_attrs(&src, &dst, &meta)?;
-            if meta.nlink > 1 {
-                links.insert(key, dst);
-            }
+            self.sources.insert(rel, src);
         }
-        sources.insert(rel, src);
+        Ok(())
     }
-    Ok(())
 }
 
 fn remove(dst: &Path, existing: Option<&Meta>) -> Result<(), SnapshotError> {
@@ -329,10 +396,13 @@ fn create_like(src: &Path, dst: &Path, meta: &Meta) -> Result<(), SnapshotError>
     .map_err(|e| SnapshotError::io("create node", dst)(e.into()))
 }
 
-/// Gives `dst` the owner, mode, xattrs and modification time of `src`.
-fn copy_attrs(src: &Path, dst: &Path, meta: &Meta) -> Result<(), SnapshotError> {
-    std::os::unix::fs::lchown(dst, Some(meta.uid), Some(meta.gid))
-        .map_err(SnapshotError::io("change owner of", dst))?;
+/// Gives `dst` the mode, xattrs and modification time of `src`, and its owner when
+/// `chown` (not when owners are kept in a table, see [`crate::fakeroot`]).
+fn copy_attrs(src: &Path, dst: &Path, meta: &Meta, chown: bool) -> Result<(), SnapshotError> {
+    if chown {
+        std::os::unix::fs::lchown(dst, Some(meta.uid), Some(meta.gid))
+            .map_err(SnapshotError::io("change owner of", dst))?;
+    }
     if meta.kind != EntryType::Symlink {
         rustix::fs::chmod(dst, Mode::from_raw_mode(meta.mode))
             .map_err(|e| SnapshotError::io("change mode of", dst)(e.into()))?;
@@ -357,6 +427,23 @@ fn copy_attrs(src: &Path, dst: &Path, meta: &Meta) -> Result<(), SnapshotError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_owner_changed_only_in_the_table_is_a_modification() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("e/s")).unwrap();
+        fs::write(root.path().join("e/f"), "f").unwrap();
+        let mut before = Owners::default();
+        before.set(Path::new("e/f"), (7, 7));
+        before.set(Path::new("gone"), (9, 9));
+        let mut after = before.clone();
+        after.set(Path::new("e/s"), (5, 5));
+        after.set(Path::new("e/f"), (0, 0));
+        after.remove_tree(Path::new("gone"));
+        let mut set = ChangeSet::new();
+        owner_changes(root.path(), &before, &after, &mut set).unwrap();
+        assert_eq!(changes(&set), ["Modified e/f", "Modified e/s"]);
+    }
 
     fn changes(set: &ChangeSet) -> Vec<String> {
         set.iter()

@@ -56,7 +56,10 @@ impl<'a> Runtime<'a> {
         reporter: &'a Reporter<'a>,
     ) -> Result<Self, BuildError> {
         // A chroot needs a plain directory: nothing can be mounted where it is used.
+        // Owners kept in tables (crate::fakeroot) live beside plain directories too: an
+        // overlay's copied-up parents would lose the owners their lowers' tables give.
         let snapshotter = backends.snapshotter(match options.executor {
+            _ if crate::fakeroot::active() => SnapshotterKind::Copy,
             ExecutorKind::Chroot => SnapshotterKind::Copy,
             _ => options.snapshotter,
         });

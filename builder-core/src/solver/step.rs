@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use rbuild_dockerfile::{CommandLine, NetworkMode, Run, SecurityMode, Step, clean_path};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
@@ -378,7 +378,8 @@ pub(crate) fn make_workdir(
         }
     };
     let clean = clean_path(workdir);
-    let resolved = DestRoot::open(root)?
+    let dest = DestRoot::open(root)?;
+    let resolved = dest
         .resolve(Path::new(clean.trim_start_matches('/')))
         .map_err(io_err(
             "resolve",
@@ -392,7 +393,11 @@ pub(crate) fn make_workdir(
         let dir = open_in_root(&root_fd, &parent, root)?;
         match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(WORKDIR_MODE)) {
             Ok(()) => {
-                if let Some((uid, gid)) = owner {
+                if let Some(wanted) = owner {
+                    let mut made = PathBuf::from(&parent);
+                    made.push(name);
+                    // Unprivileged, the owner goes in the root's table (crate::fakeroot).
+                    let (uid, gid) = dest.disk_owner(&made, wanted);
                     rustix::fs::chownat(
                         &dir,
                         name,
@@ -411,6 +416,7 @@ pub(crate) fn make_workdir(
         }
         parent.push_str(&String::from_utf8_lossy(name.as_bytes()));
     }
+    dest.save_owners()?;
     Ok(())
 }
 

@@ -10,15 +10,21 @@ use std::path::Path;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
 
 use super::{Applier, ApplyMode, proc_path, remove_existing, set_mtime};
+use crate::fakeroot::Owners;
 use crate::layer::{LayerError, OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR};
 
 impl Applier {
-    pub(super) fn finish(mut self) -> Result<(), LayerError> {
+    /// Applies what waited for the end of the layer; returns the owner table, when
+    /// owners are kept in one.
+    pub(super) fn finish(mut self) -> Result<Option<Owners>, LayerError> {
         match self.mode {
             ApplyMode::Merged | ApplyMode::HostExport => {
                 for (entry, dir) in std::mem::take(&mut self.opaques) {
                     let fd = self.open_dir(&entry, &dir)?;
                     self.prune_unwritten(&entry, &fd, &dir)?;
+                    if let Some(owners) = &mut self.owners {
+                        owners.retain_below(&dir, |p| self.written.contains(p));
+                    }
                 }
                 for (entry, path) in std::mem::take(&mut self.whiteouts) {
                     if self.written.contains(&path) {
@@ -32,6 +38,9 @@ impl Applier {
                     };
                     remove_existing(&fd, name)
                         .map_err(|source| LayerError::Apply { entry, source })?;
+                    if let Some(owners) = &mut self.owners {
+                        owners.remove_tree(&path);
+                    }
                 }
             }
             ApplyMode::OverlayLower => {
@@ -91,7 +100,7 @@ impl Applier {
                     source: e.into(),
                 })?;
         }
-        Ok(())
+        Ok(self.owners)
     }
 
     /// Removes everything under `dir` this layer did not write (an opaque directory).

@@ -34,6 +34,7 @@ use super::compress::decompress;
 use super::limits::Meter;
 use super::{LayerError, OPAQUE_WHITEOUT, PAX_XATTR_PREFIX, WHITEOUT_PREFIX, is_overlay_xattr};
 use crate::digest::{Digest, Hasher};
+use crate::fakeroot::{self, Owners};
 use crate::limits::ArchiveLimits;
 use crate::privilege::Privilege;
 
@@ -142,11 +143,23 @@ pub(crate) fn apply_over(
         inner: meter.expanded(plain),
         hasher: Hasher::new(),
     };
+    let privilege = Privilege::current();
+    // When no owner can be given on disk, they go in the tree's table (crate::fakeroot);
+    // a host export is the caller's, owners and all.
+    let owners = if fakeroot::active() && mode != ApplyMode::HostExport {
+        Some(Owners::load(target).map_err(|source| LayerError::Apply {
+            entry: fakeroot::table_path(target).display().to_string(),
+            source,
+        })?)
+    } else {
+        None
+    };
     let mut applier = Applier {
         root,
         mode,
         lowers,
-        privilege: Privilege::current(),
+        privilege,
+        owners,
         written: HashSet::new(),
         implied: HashMap::new(),
         whiteouts: Vec::new(),
@@ -171,7 +184,12 @@ pub(crate) fn apply_over(
     // Hash the end-of-archive padding too: the diff_id covers the whole stream.
     io::copy(&mut hashing, &mut io::sink()).map_err(|e| refused(&meter, LayerError::Read(e)))?;
     let skipped_devices = std::mem::take(&mut applier.skipped_devices);
-    applier.finish()?;
+    if let Some(owners) = applier.finish()? {
+        owners.save(target).map_err(|source| LayerError::Apply {
+            entry: fakeroot::table_path(target).display().to_string(),
+            source,
+        })?;
+    }
     Ok(Applied {
         diff_id: hashing.hasher.finish(),
         skipped_devices,
@@ -199,6 +217,9 @@ struct Applier {
     /// Whether entries get their owners (root of any user namespace) and device nodes
     /// (root of the host only).
     privilege: Privilege,
+    /// The owners the entries are given in the image, when they cannot be given on disk
+    /// (see [`crate::fakeroot`]).
+    owners: Option<Owners>,
     /// Paths this layer created, which its own whiteouts must not remove.
     written: HashSet<PathBuf>,
     /// (entry name, whited-out path), applied after the whole layer.
@@ -327,6 +348,9 @@ impl Applier {
                     0,
                 )
                 .map_err(|e| apply_err(e.into()))?;
+                if let Some(owners) = &mut self.owners {
+                    owners.remove_tree(&path);
+                }
                 self.written.insert(path);
             } else {
                 self.whiteouts.push((name, path));
@@ -344,8 +368,17 @@ impl Applier {
                 .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
         if existing.is_some() && !keep_dir {
             remove_existing(&dir, fname).map_err(apply_err)?;
+            if let Some(owners) = &mut self.owners {
+                owners.remove_tree(&rel);
+            }
         }
         let mode = header.mode().map_err(apply_err)? & 0o7777;
+        if let Some(owners) = &mut self.owners {
+            let uid = header.uid().map_err(apply_err)? as u32;
+            let gid = header.gid().map_err(apply_err)? as u32;
+            // Devices left out are forgotten again below.
+            owners.set(&rel, (uid, gid));
+        }
         match kind {
             EntryType::Directory => {
                 if !keep_dir {
@@ -400,6 +433,9 @@ impl Applier {
             {
                 // mknod of a device needs CAP_MKNOD in the initial user namespace; a host
                 // export never makes one.
+                if let Some(owners) = &mut self.owners {
+                    owners.remove_tree(&rel);
+                }
                 self.skipped_devices.push(name.clone());
                 return Ok(());
             }
@@ -421,6 +457,9 @@ impl Applier {
                     // Root of a user namespace (rbuild inside rootless podman, say) may not
                     // make devices either: skipped as when not root.
                     Err(rustix::io::Errno::PERM) if kind != EntryType::Fifo => {
+                        if let Some(owners) = &mut self.owners {
+                            owners.remove_tree(&rel);
+                        }
                         self.skipped_devices.push(name.clone());
                         return Ok(());
                     }
