@@ -385,7 +385,26 @@ fn other_ids_work_with_subordinate_ids_and_fail_clearly_without() {
                 ("a.txt", "a\n"),
             ],
         );
-        for (ctx, tag) in [(&run_as, "run-as"), (&copy, "copied")] {
+        // Without subordinate ids a COPY --chown needs no other id on disk: the owner is
+        // kept in the side table (fakeroot) and written into the layer.
+        let exported = home.path().join("copied.tar");
+        let out = home.run(&[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "copied",
+            "-o",
+            &format!("type=tar,dest={}", exported.display()),
+            copy.to_str().expect("UTF-8"),
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(
+            owner_in(&exported, "owned"),
+            Some((1000, 1000)),
+            "the image's owner of /owned"
+        );
+        for (ctx, tag) in [(&run_as, "run-as")] {
             let out = home.run(&[
                 "build",
                 "--progress",
@@ -564,7 +583,8 @@ fn kill_9_during_a_run_step_leaves_no_process_and_no_mount() {
 }
 
 /// RBUILD_SKIP_USERNS keeps rbuild out of a user namespace: `run` still works (each
-/// step gets its own), COPY on an overlay root says what it needs.
+/// step gets its own), and so does COPY, its files the user's on disk and root's in the
+/// image (the side table of a build that cannot give files away).
 #[test]
 fn opting_out_of_the_user_namespace() {
     for_each_user(|user| {
@@ -591,9 +611,15 @@ fn opting_out_of_the_user_namespace() {
             .arg("--root")
             .arg(home.store())
             .args(["build", "--progress", "plain", ctx.to_str().expect("UTF-8")]);
+        let exported = home.path().join("skip.tar");
+        build.args(["-o", &format!("type=tar,dest={}", exported.display())]);
         let out = build.output().expect("running rbuild");
-        assert!(!out.status.success(), "{}", text(&out));
-        assert!(text(&out).contains("RBUILD_SKIP_USERNS"), "{}", text(&out));
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(
+            owner_in(&exported, "a.txt"),
+            Some((0, 0)),
+            "the image's owner of /a.txt"
+        );
     });
 }
 
@@ -855,4 +881,22 @@ fn after_prune_all_the_store_is_the_callers_to_remove() {
             .expect("running rm");
         assert!(removed.status.success(), "{}", text(&removed));
     });
+}
+
+/// The owner (uid, gid) a tarball gives `path`.
+fn owner_in(tar: &Path, path: &str) -> Option<(u64, u64)> {
+    let file = std::fs::File::open(tar).unwrap_or_else(|e| panic!("{}: {e}", tar.display()));
+    tar::Archive::new(file)
+        .entries()
+        .expect("a tar")
+        .flatten()
+        .find(|entry| {
+            entry
+                .path()
+                .is_ok_and(|p| p.to_string_lossy().trim_start_matches("./") == path)
+        })
+        .map(|entry| {
+            let header = entry.header();
+            (header.uid().expect("a uid"), header.gid().expect("a gid"))
+        })
 }
