@@ -1,0 +1,81 @@
+//! Attacks on `RUN --mount=type=cache` and `type=bind` in the chroot isolation
+//! (`--isolation chroot`, issue 16 part 3), which places a mount's tree at its target by
+//! moving or copying it instead of mounting it. Run on the host as root.
+//!
+//! Needs root and the busybox fixture.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::run::{busybox_setup, rbuild};
+
+/// Runs `rbuild build --isolation <isolation>` on `ctx` and returns its output, or None
+/// when it had not ended after a minute (it is then killed).
+fn build_within_a_minute(root: &Path, ctx: &Path, isolation: &str) -> Option<Output> {
+    let mut child = rbuild(root)
+        .args(["build", "--progress", "plain", "--no-cache", "--isolation"])
+        .arg(isolation)
+        .arg(ctx)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting rbuild");
+    let started = Instant::now();
+    while child.try_wait().expect("waiting for rbuild").is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Some(child.wait_with_output().expect("reading rbuild's output"))
+}
+
+/// One step with the same cache id at two targets: the chroot isolation, which can put
+/// the cache's directory in one place only, says so at once, where it used to wait
+/// forever on the cache's lock that the step itself held.
+#[test]
+fn one_cache_at_two_targets_of_a_step_is_refused_not_waited_for_in_the_chroot_isolation() {
+    let (_dir, root, ctx) = busybox_setup(&[(
+        "Dockerfile",
+        "FROM busybox:latest\n\
+         RUN --mount=type=cache,id=one,target=/a --mount=type=cache,id=one,target=/b \
+         echo hi > /a/f\n",
+    )]);
+    let out = build_within_a_minute(&root, &ctx, "chroot")
+        .expect("the build with one cache at two targets never ended");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the build succeeded: {stderr}");
+    assert!(
+        stderr.contains("id=one") && stderr.contains("/a") && stderr.contains("/b"),
+        "the error names neither the cache nor its targets: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "rbuild panicked: {stderr}");
+}
+
+/// The same step with `sharing=locked` in the namespace sandbox: the step holds the
+/// cache's lock once and mounts the cache at both targets (it used to wait forever on
+/// its own lock).
+#[test]
+fn one_locked_cache_at_two_targets_of_a_step_is_mounted_at_both_in_the_sandbox() {
+    let (_dir, root, ctx) = busybox_setup(&[(
+        "Dockerfile",
+        "FROM busybox:latest\n\
+         RUN --mount=type=cache,id=one,target=/a,sharing=locked \
+         --mount=type=cache,id=one,target=/b,sharing=locked \
+         echo hi > /a/f && cat /b/f\n",
+    )]);
+    let out = build_within_a_minute(&root, &ctx, "sandbox")
+        .expect("the build with one locked cache at two targets never ended");
+    let log =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the build failed: {log}");
+    assert!(
+        log.lines().any(|line| line.ends_with(" hi")),
+        "the step did not read at /b what it wrote at /a: {log}"
+    );
+}
