@@ -387,6 +387,28 @@ fn cache_mount(
             StoreError::Io { source, .. } => io_err("open", &lock_path)(source),
             other => io_err("open", &lock_path)(io::Error::other(other.to_string())),
         })?;
+    // The step already holds this cache (an earlier mount of it at another target): a
+    // second lock on it would wait for the step itself, forever.
+    if let Some(held) = out.binds.iter().find(|b| b.source == dir) {
+        if inputs.exclusive_caches {
+            return Err(MountError::Unsupported {
+                what: format!(
+                    "type=cache,id={id} at both {} and {target} of one step with the \
+                     chroot isolation (it moves the cache's directory into the step's root, \
+                     so it can place it at one target only; mounting it at two needs the \
+                     namespace sandbox)",
+                    held.target
+                ),
+            });
+        }
+        out.binds.push(BindMount {
+            source: dir,
+            target,
+            readonly: mount.read_only,
+            movable: true,
+        });
+        return Ok(());
+    }
     let sharing = mount.sharing.unwrap_or(CacheSharing::Shared);
     let (operation, fallback) = match sharing {
         CacheSharing::Shared if inputs.exclusive_caches => (FlockOperation::LockExclusive, false),
