@@ -79,3 +79,82 @@ fn one_locked_cache_at_two_targets_of_a_step_is_mounted_at_both_in_the_sandbox()
         "the step did not read at /b what it wrote at /a: {log}"
     );
 }
+
+/// Whether the lock file at `path` could be locked exclusively within `wait`, trying
+/// without blocking; the lock is then held as long as the returned file is open.
+fn lock_within(path: &Path, wait: Duration) -> Option<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    let started = Instant::now();
+    loop {
+        // SAFETY: flock on a descriptor this function owns.
+        let r = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        };
+        if r == 0 {
+            return Some(file);
+        }
+        if started.elapsed() > wait {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A step with caches `b` then `a` while another build's step, which takes them in the
+/// order of their names, holds `a` and wants `b`: rbuild must not hold `b` while it
+/// waits for `a` (each would wait for the other forever, as the chroot isolation locks
+/// every cache exclusively), so the other gets `b`, and then both builds end.
+#[test]
+fn steps_locking_the_same_caches_in_the_chroot_isolation_never_wait_on_each_other() {
+    let (_dir, root, ctx) = busybox_setup(&[(
+        "Dockerfile",
+        "FROM busybox:latest\n\
+         RUN --mount=type=cache,id=b,target=/b --mount=type=cache,id=a,target=/a \
+         echo both\n",
+    )]);
+    let caches = root.join("cache-mounts");
+    std::fs::create_dir_all(&caches).expect("creating the cache mounts' directory");
+    let held_a = lock_within(&caches.join("a.lock"), Duration::ZERO).expect("locking a");
+    let mut child = rbuild(&root)
+        .args(["build", "--progress", "plain", "--no-cache", "--isolation"])
+        .arg("chroot")
+        .arg(&ctx)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting rbuild");
+    // rbuild reaches the step and waits for `a`.
+    std::thread::sleep(Duration::from_secs(5));
+    let held_b = lock_within(&caches.join("b.lock"), Duration::from_secs(10));
+    let got_b = held_b.is_some();
+    drop(held_b);
+    drop(held_a);
+    let started = Instant::now();
+    while child.try_wait().expect("waiting for rbuild").is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the build never ended once both caches were free");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("reading rbuild's output");
+    assert!(
+        got_b,
+        "rbuild held cache b while it waited for cache a: two such steps wait on each \
+         other forever"
+    );
+    assert!(
+        out.status.success(),
+        "the build failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
