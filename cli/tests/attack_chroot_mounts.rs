@@ -158,3 +158,28 @@ fn steps_locking_the_same_caches_in_the_chroot_isolation_never_wait_on_each_othe
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A cache at `/dev`: what the step writes there is the cache's, kept for the next
+/// step as with a mount; the chroot isolation's clean-up of what a step leaves in the
+/// image's `/dev` must not reach into the cache.
+#[test]
+fn a_cache_at_dev_keeps_the_files_the_step_writes_in_the_chroot_isolation() {
+    let (_dir, root, ctx) = busybox_setup(&[(
+        "Dockerfile",
+        "FROM busybox:latest\n\
+         RUN --mount=type=cache,id=dev,target=/dev echo kept > /dev/written\n",
+    )]);
+    let out = build_within_a_minute(&root, &ctx, "chroot").expect("the build never ended");
+    assert!(
+        out.status.success(),
+        "the build failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = root.join("cache-mounts/dev/written");
+    assert_eq!(
+        std::fs::read_to_string(&written).ok().as_deref(),
+        Some("kept\n"),
+        "{} is not what the step wrote",
+        written.display()
+    );
+}
