@@ -183,3 +183,37 @@ fn a_cache_at_dev_keeps_the_files_the_step_writes_in_the_chroot_isolation() {
         written.display()
     );
 }
+
+/// A secret inside a cache's target: the chroot isolation, which writes the secret
+/// before it moves the cache in (so the step would never see it) and cannot put it in
+/// the cache (it would stay there after the step), says so, where the step used to run
+/// without its secret.
+#[test]
+fn a_secret_inside_a_cache_is_refused_by_name_in_the_chroot_isolation() {
+    let (dir, root, ctx) = busybox_setup(&[(
+        "Dockerfile",
+        "FROM busybox:latest\n\
+         RUN --mount=type=cache,id=c,target=/c --mount=type=secret,id=s,target=/c/s \
+         cat /c/s\n",
+    )]);
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "hush\n").expect("writing the secret");
+    let out = support::run::output(
+        rbuild(&root)
+            .args(["build", "--progress", "plain", "--no-cache", "--isolation"])
+            .arg("chroot")
+            .arg("--secret")
+            .arg(format!("id=s,src={}", secret.display()))
+            .arg(&ctx),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the build succeeded: {stderr}");
+    assert!(
+        stderr.contains("secret at /c/s") && stderr.contains("mount at /c"),
+        "the error names neither the secret nor the mount: {stderr}"
+    );
+    assert!(
+        !root.join("cache-mounts/c/s").exists(),
+        "the secret was left in the cache"
+    );
+}
