@@ -104,6 +104,7 @@ impl Executor for ChrootExecutor {
         let creds = step_credentials(&view, spec)?;
         let mut stubs = Stubs::new(root);
         let mut placements = None;
+        let mut dev_before = None;
         let prepared = (|| -> Result<Plan, ExecError> {
             // As the sandbox's /dev (a tmpfs), nothing the step makes there stays.
             stubs.own_dir(&view, Path::new("dev"))?;
@@ -149,6 +150,8 @@ impl Executor for ChrootExecutor {
                     });
                 }
             }
+            // The image's /dev, before a mount placed at /dev or in it hides it.
+            dev_before = DevDir::open(root).map(|dev| (dev.names(), dev.mtime()));
             let hold = root.with_file_name("chroot-mounts");
             Placements::place(root, &hold, &view, &mut stubs, spec, &mut placements)?;
             stubs.seal()?;
@@ -169,10 +172,7 @@ impl Executor for ChrootExecutor {
                 ],
             })
         })();
-        let dev_before = prepared
-            .as_ref()
-            .ok()
-            .and_then(|_| DevDir::open(root).map(|dev| (dev.names(), dev.mtime())));
+        let dev_before = dev_before.filter(|_| prepared.is_ok());
         let result = prepared.and_then(|plan| {
             launch(
                 Launch {
@@ -191,11 +191,6 @@ impl Executor for ChrootExecutor {
                 sink,
             )
         });
-        // /dev is a tmpfs of the step in the sandbox, as in BuildKit: what the step
-        // leaves there (a `#!` heredoc's script, /dev/pipes-NAME) never reaches a layer.
-        if let (Some((names, mtime)), Some(dev)) = (dev_before, DevDir::open(root)) {
-            dev.forget_new(&names, mtime);
-        }
         let result = result.map_err(|e| match e {
             ExecError::Setup { stage, source }
                 if stage.starts_with("chroot into")
@@ -218,6 +213,13 @@ impl Executor for ChrootExecutor {
             (Ok(()), Some(placements)) => placements.restore(),
             _ => Ok(()),
         };
+        // /dev is a tmpfs of the step in the sandbox, as in BuildKit: what the step
+        // leaves there (a `#!` heredoc's script, /dev/pipes-NAME) never reaches a layer.
+        // After the mounts are taken away: what the step wrote in a cache at /dev stays
+        // the cache's.
+        if let (Some((names, mtime)), Some(dev)) = (dev_before, DevDir::open(root)) {
+            dev.forget_new(&names, mtime);
+        }
         let cleaned = stubs.remove();
         detached?;
         restored?;

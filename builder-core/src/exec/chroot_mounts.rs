@@ -105,6 +105,25 @@ impl Placements {
         if sources.is_empty() {
             return Ok(());
         }
+        // A secret is written before the mounts are placed: one at or beneath a mount's
+        // target would be hidden by it, and one written into the mount's tree would
+        // stay there (a cache) after the step.
+        for (target, _) in &sources {
+            if let Some(secret) = spec
+                .files
+                .iter()
+                .find(|f| Path::new(&f.target).starts_with(target))
+            {
+                return Err(refuse(
+                    target,
+                    &format!(
+                        "the secret at {} is inside it, and the chroot isolation can put a \
+                         secret only where the image has nothing (it cannot mount one)",
+                        secret.target
+                    ),
+                ));
+            }
+        }
         std::fs::create_dir_all(hold).map_err(|source| ExecError::Setup {
             stage: format!("create directory {}", hold.display()),
             source,

@@ -32,6 +32,7 @@
 //! relays (ssh.rs) are already their own files, and cache, tmpfs and secret mounts share
 //! the set-up and the locking here.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -220,9 +221,10 @@ pub(crate) fn prepare(
     let mut out = StepMounts::default();
     let mut ssh_mounts = 0;
     std::fs::create_dir_all(inputs.scratch).map_err(io_err("create directory", inputs.scratch))?;
+    let caches = lock_caches(mounts, inputs, &mut out)?;
     for mount in mounts {
         match mount.mount_type {
-            MountType::Cache => cache_mount(mount, inputs, &mut out)?,
+            MountType::Cache => cache_mount(mount, inputs, &caches, &mut out)?,
             MountType::Tmpfs => {
                 let target = target_of(mount);
                 let size = mount
@@ -355,9 +357,76 @@ fn cache_dir_name(id: &str) -> String {
     name
 }
 
+/// A cache mount's id: its `id`, or its target when it has none.
+fn cache_id(mount: &Mount) -> &str {
+    mount
+        .id
+        .as_deref()
+        .filter(|i| !i.is_empty())
+        .or(mount.target.as_deref())
+        .unwrap_or_default()
+}
+
+/// Locks the caches of `mounts`, each once (a second lock would wait for the step
+/// itself), in the order of their names, the same for every step: two steps sharing
+/// caches never hold one each while waiting for the other's. A cache mounted twice
+/// gets the strongest lock its mounts ask for. Returns each cache's directory for the
+/// step, by name: the cache's own, or a fresh one for a `private` cache in use.
+fn lock_caches(
+    mounts: &[Mount],
+    inputs: &MountInputs<'_>,
+    out: &mut StepMounts,
+) -> Result<HashMap<String, PathBuf>, MountError> {
+    // By name: (blocking exclusive, blocking shared); neither is a `private` cache.
+    let mut wanted: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+    for mount in mounts.iter().filter(|m| m.mount_type == MountType::Cache) {
+        let want = wanted.entry(cache_dir_name(cache_id(mount))).or_default();
+        match mount.sharing.unwrap_or(CacheSharing::Shared) {
+            CacheSharing::Shared if inputs.exclusive_caches => want.0 = true,
+            CacheSharing::Shared => want.1 = true,
+            CacheSharing::Locked => want.0 = true,
+            CacheSharing::Private => {}
+        }
+    }
+    let mut dirs = HashMap::new();
+    if wanted.is_empty() {
+        return Ok(dirs);
+    }
+    let base = inputs.store.root().join(CACHE_MOUNTS_DIR);
+    std::fs::create_dir_all(&base).map_err(io_err("create directory", &base))?;
+    for (name, (exclusive, shared)) in wanted {
+        let dir = base.join(&name);
+        let lock_path = base.join(format!("{name}.lock"));
+        // Opened from the store root's descriptor: a planted link is refused, not followed.
+        let lock = inputs
+            .store
+            .open_lock_file(&lock_path)
+            .map_err(|e| match e {
+                StoreError::Io { source, .. } => io_err("open", &lock_path)(source),
+                other => io_err("open", &lock_path)(io::Error::other(other.to_string())),
+            })?;
+        let (operation, fallback) = match (exclusive, shared) {
+            (true, _) => (FlockOperation::LockExclusive, false),
+            (false, true) => (FlockOperation::LockShared, false),
+            (false, false) => (FlockOperation::NonBlockingLockExclusive, true),
+        };
+        let source = match rustix::fs::flock(&lock, operation) {
+            Ok(()) => {
+                out.locks.push(lock);
+                dir
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) if fallback => out.temp(inputs.scratch)?,
+            Err(e) => return Err(io_err("lock", &lock_path)(e.into())),
+        };
+        dirs.insert(name, source);
+    }
+    Ok(dirs)
+}
+
 fn cache_mount(
     mount: &Mount,
     inputs: &MountInputs<'_>,
+    caches: &HashMap<String, PathBuf>,
     out: &mut StepMounts,
 ) -> Result<(), MountError> {
     let target = target_of(mount);
@@ -369,39 +438,32 @@ fn cache_mount(
     let mode = parse_octal("mode", mount.mode.as_deref(), CACHE_MODE, &target)?;
     let uid = parse_id("uid", mount.uid.as_deref(), &target)?;
     let gid = parse_id("gid", mount.gid.as_deref(), &target)?;
-    let id = mount
-        .id
-        .as_deref()
-        .filter(|i| !i.is_empty())
-        .unwrap_or(&target);
-    let base = inputs.store.root().join(CACHE_MOUNTS_DIR);
-    std::fs::create_dir_all(&base).map_err(io_err("create directory", &base))?;
-    let name = cache_dir_name(id);
-    let dir = base.join(&name);
-    let lock_path = base.join(format!("{name}.lock"));
-    // Opened from the store root's descriptor: a planted link is refused, not followed.
-    let lock = inputs
-        .store
-        .open_lock_file(&lock_path)
-        .map_err(|e| match e {
-            StoreError::Io { source, .. } => io_err("open", &lock_path)(source),
-            other => io_err("open", &lock_path)(io::Error::other(other.to_string())),
-        })?;
-    let sharing = mount.sharing.unwrap_or(CacheSharing::Shared);
-    let (operation, fallback) = match sharing {
-        CacheSharing::Shared if inputs.exclusive_caches => (FlockOperation::LockExclusive, false),
-        CacheSharing::Shared => (FlockOperation::LockShared, false),
-        CacheSharing::Locked => (FlockOperation::LockExclusive, false),
-        CacheSharing::Private => (FlockOperation::NonBlockingLockExclusive, true),
-    };
-    let source = match rustix::fs::flock(&lock, operation) {
-        Ok(()) => {
-            out.locks.push(lock);
-            dir
+    let id = cache_id(mount);
+    let source = caches
+        .get(&cache_dir_name(id))
+        .expect("every cache mount was locked")
+        .clone();
+    // The step holds this cache for an earlier mount at another target too.
+    if let Some(held) = out.binds.iter().find(|b| b.source == source) {
+        if inputs.exclusive_caches {
+            return Err(MountError::Unsupported {
+                what: format!(
+                    "type=cache,id={id} at both {} and {target} of one step with the \
+                     chroot isolation (it moves the cache's directory into the step's root, \
+                     so it can place it at one target only; mounting it at two needs the \
+                     namespace sandbox)",
+                    held.target
+                ),
+            });
         }
-        Err(rustix::io::Errno::WOULDBLOCK) if fallback => out.temp(inputs.scratch)?,
-        Err(e) => return Err(io_err("lock", &lock_path)(e.into())),
-    };
+        out.binds.push(BindMount {
+            source,
+            target,
+            readonly: mount.read_only,
+            movable: true,
+        });
+        return Ok(());
+    }
     std::fs::create_dir_all(&source).map_err(io_err("create directory", &source))?;
     let meta = std::fs::metadata(&source).map_err(io_err("read", &source))?;
     // A new cache (or a private one) gets the mount's owner and mode; an existing one
