@@ -13,8 +13,9 @@
 //! them as in any user namespace) and extended attributes this process may not set
 //! (`security.capability` needs `CAP_SETFCAP`, `trusted.*` host root) are dropped from
 //! the tree, and so from the layers the build writes over them. Setuid and setgid bits
-//! stay: on disk every file is the build user's, in its own group. A `RUN` cannot run
-//! here at all (see the chroot isolation), so a `chown` inside one is not intercepted.
+//! stay: on disk every file is the build user's, in its own group. In a pod a `RUN`
+//! cannot run at all (see the chroot isolation); in a one-id namespace on a host it runs,
+//! and a `chown` inside it fails as in podman's (it is not intercepted).
 //!
 //! The table of a tree at `dir` is the file `dir.owners` beside it (see [`table_path`]),
 //! so the unpacked layers of the store, a copy snapshot's root and a squashed tree each
