@@ -15,7 +15,18 @@
 //! the tree, and so from the layers the build writes over them. Setuid and setgid bits
 //! stay: on disk every file is the build user's, in its own group. In a pod a `RUN`
 //! cannot run at all (see the chroot isolation); in a one-id namespace on a host it runs,
-//! and a `chown` inside it fails as in podman's (it is not intercepted).
+//! and a `chown` inside it fails as in podman's (it is not intercepted). After a `RUN`,
+//! the owner of every path the step removed or replaced by another inode is forgotten
+//! (`Snapshot::forget_replaced_owners`): the step's processes made it, so it is root's;
+//! a file changed in place keeps its owner. A rename or a new hard link in a `RUN` so
+//! gives root what root's build would give the old owner.
+//!
+//! Known gaps: directories without write permission for their owner (a base image's
+//! 0555 `/usr/bin`, as Fedora's and UBI's, `COPY --chmod=555` of a directory, such an
+//! archive entry) cannot be filled without `CAP_DAC_OVERRIDE`, so such builds fail
+//! ("Permission denied" on the entry); the table keeps no modes. Hard links of an archive
+//! whose entries give one inode different owners keep the first, where root's chown of
+//! the shared inode makes the last win.
 //!
 //! The table of a tree at `dir` is the file `dir.owners` beside it (see [`table_path`]),
 //! so the unpacked layers of the store, a copy snapshot's root and a squashed tree each

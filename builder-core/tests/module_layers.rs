@@ -32,8 +32,9 @@ const CORE_LAYERS: &[&[&str]] = &[
         "privilege",
         "redact",
     ],
-    // Build events and sinks; the OCI layout type beneath the store (issue 17 item 4).
-    &["progress", "oci_layout"],
+    // Build events and sinks; the OCI layout type beneath the store (issue 17 item 4); the
+    // owner side table of builds that cannot chown (issue 16), over `privilege`.
+    &["progress", "oci_layout", "fakeroot"],
     // The content store: blobs, the index, names, the store's own directories.
     &["store"],
     // Layers: written from a change set, applied to a directory, unpacked by chain ID.

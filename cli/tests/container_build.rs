@@ -105,8 +105,17 @@ impl Pod {
     /// restricted Pod Security Standard's user 1000, no capabilities, no privilege
     /// escalation), with `/w` shared and the store in `/w/<store>`.
     fn rbuild(&self, store: &str, restricted: bool, args: &[&str]) -> Output {
+        // Removed below, not with `--rm`: podman 4.3's `run --rm` sometimes loses the race
+        // with its own clean-up and exits 127 "getting exit code of container ... no such
+        // exit code (container in state running)" although the command inside finished.
+        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let name = format!(
+            "rbuild-{}-{}",
+            std::process::id(),
+            RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let mut cmd = self.podman_run();
-        cmd.arg("--rm")
+        cmd.args(["--name", &name])
             .arg("-v")
             .arg(format!("{}:/w", self.shared().display()))
             .args(["-e", &format!("RBUILD_ROOT=/w/{store}"), "-e", "HOME=/w"]);
@@ -118,8 +127,14 @@ impl Pod {
             .arg(self.dir.path().join("rootfs"))
             .arg("/usr/local/bin/rbuild")
             .args(args);
-        cmd.output()
-            .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+        let _ = self
+            .podman()
+            .args(["rm", "--force", "--time", "0", &name])
+            .output();
+        out
     }
 }
 

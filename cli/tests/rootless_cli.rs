@@ -159,7 +159,10 @@ impl Home {
         let ctx = self.path().join(name);
         std::fs::create_dir_all(&ctx).expect("creating a context");
         for (rel, content) in files {
-            std::fs::write(ctx.join(rel), content).expect("writing a context file");
+            let path = ctx.join(rel);
+            std::fs::create_dir_all(path.parent().expect("a context file has a parent"))
+                .expect("creating a context directory");
+            std::fs::write(path, content).expect("writing a context file");
         }
         chown_tree(&ctx, &self.user);
         ctx
@@ -621,6 +624,65 @@ fn opting_out_of_the_user_namespace() {
     });
 }
 
+/// Without a user namespace the owners the build cannot give are kept in the side table
+/// (fakeroot.rs); it must follow what later steps do as root's build would: a parent
+/// directory a later COPY only passes through keeps its owner (it was reset to 0:0), a
+/// file a RUN re-creates is root's (it kept the removed file's owner: a file root wrote,
+/// owned by another user in the image), one a RUN appends to keeps its owner, one a RUN
+/// removes leaves no entry behind. Found by an attacker of the side table.
+#[test]
+fn the_side_table_follows_what_later_steps_do() {
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        let ctx = home.context(
+            "ctx",
+            &[
+                (
+                    "Dockerfile",
+                    "FROM busybox:latest\n\
+                     COPY --chown=5:5 d /q/\n\
+                     COPY d /q/sub/\n\
+                     COPY x /q/\n\
+                     COPY --chown=77:78 x /p/z\n\
+                     COPY --chown=77:78 x /p/keep\n\
+                     COPY --chown=77:78 x /p/gone\n\
+                     RUN rm /p/z && echo new > /p/z && echo more >> /p/keep && rm /p/gone\n\
+                     RUN echo back > /p/gone\n",
+                ),
+                ("d/f", "f\n"),
+                ("x", "x\n"),
+            ],
+        );
+        let exported = home.path().join("table.tar");
+        let mut build = home.rbuild();
+        build
+            .env("RBUILD_SKIP_USERNS", "1")
+            .arg("--root")
+            .arg(home.store())
+            .args(["build", "--progress", "plain", "-o"])
+            .arg(format!("type=tar,dest={}", exported.display()))
+            .arg(&ctx);
+        let out = build.output().expect("running rbuild");
+        assert!(out.status.success(), "{}", text(&out));
+        for (path, owner) in [
+            ("q", (5, 5)),
+            ("q/f", (5, 5)),
+            ("q/sub/f", (0, 0)),
+            ("q/x", (0, 0)),
+            ("p/z", (0, 0)),
+            ("p/keep", (77, 78)),
+            ("p/gone", (0, 0)),
+        ] {
+            assert_eq!(
+                owner_in(&exported, path),
+                Some(owner),
+                "the image's owner of /{path}"
+            );
+        }
+    });
+}
+
 /// A PAX record `"<len> key=value\n"`, its length counting itself.
 fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
     let body = [b" ", key.as_bytes(), b"=", value, b"\n"].concat();
@@ -889,9 +951,12 @@ fn owner_in(tar: &Path, path: &str) -> Option<(u64, u64)> {
         .expect("a tar")
         .flatten()
         .find(|entry| {
-            entry
-                .path()
-                .is_ok_and(|p| p.to_string_lossy().trim_start_matches("./") == path)
+            entry.path().is_ok_and(|p| {
+                p.to_string_lossy()
+                    .trim_start_matches("./")
+                    .trim_end_matches('/')
+                    == path
+            })
         })
         .map(|entry| {
             let header = entry.header();

@@ -126,7 +126,8 @@ pub fn prune(store: &ContentStore, all: bool) -> Result<PruneReport, ImageError>
         }
     }
     let layers = store.root().join(LAYERS_DIR);
-    let pick = |name: &str| all || !keep_chain_ids.contains(name);
+    // A layer's directory and its owner table (`<chain hex>.owners`) go together.
+    let pick = |name: &str| all || !keep_chain_ids.contains(name.split('.').next().unwrap_or(name));
     report.bytes += entries_bytes(&layers, pick);
     report.layer_dirs = store.remove_entries(Path::new(LAYERS_DIR), pick)?;
     // The records of the layer directories removed (`<chain hex>.json`, `.changes`).
@@ -255,6 +256,8 @@ pub fn disk_usage(store: &ContentStore) -> Result<DiskUsage, ImageError> {
         .into_iter()
         .flatten()
         .flatten()
+        // A layer's owner table (`<chain hex>.owners`, see fakeroot.rs) is no layer.
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
     {
         let bytes = tree_bytes(&entry.path());
         usage.unpacked_layers.total += 1;

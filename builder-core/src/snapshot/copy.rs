@@ -41,6 +41,34 @@ pub(crate) struct Baseline {
 }
 
 impl Baseline {
+    /// See [`Snapshot::forget_replaced_owners`].
+    pub(super) fn forget_replaced_owners(&self, root: &Path) -> Result<(), SnapshotError> {
+        if self.owners.is_none() {
+            return Ok(());
+        }
+        let table = fakeroot::table_path(root);
+        let mut owners = Owners::load(root).map_err(SnapshotError::io("read", &table))?;
+        let mut stale = Vec::new();
+        for rel in owners.paths() {
+            let kept = match (Meta::lstat(&root.join(rel))?, self.get(rel)) {
+                (Some(now), Some(before)) => now.same_inode(before),
+                _ => false,
+            };
+            if !kept {
+                stale.push(rel.to_path_buf());
+            }
+        }
+        if stale.is_empty() {
+            return Ok(());
+        }
+        for rel in &stale {
+            owners.set(rel, (0, 0));
+        }
+        owners
+            .save(root)
+            .map_err(SnapshotError::io("write", &table))
+    }
+
     fn get(&self, rel: &Path) -> Option<&Meta> {
         self.entries
             .binary_search_by(|(p, _, _)| p.as_path().cmp(rel))
@@ -315,8 +343,14 @@ impl Merge<'_> {
                 if !keeps_dir {
                     root.remove_tree(&rel);
                 }
-                if !meta.is_whiteout() {
-                    root.set(&rel, layer.get(&rel).unwrap_or((0, 0)));
+                match layer.get(&rel) {
+                    _ if meta.is_whiteout() => {}
+                    Some(owner) => root.set(&rel, owner),
+                    // A directory the layer holds only as the parent of what it changed
+                    // keeps the owner the layers below give it. (A layer that gave such
+                    // a directory to root has no entry either: the rarer case loses.)
+                    None if keeps_dir => {}
+                    None => root.set(&rel, (0, 0)),
                 }
             }
             let chown = self.owners.is_none();

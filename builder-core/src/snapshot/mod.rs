@@ -125,6 +125,18 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// After a RUN step, when owners are kept in a table (see [`crate::fakeroot`]):
+    /// forgets the owner of every path the step removed or replaced by another inode
+    /// (rewritten, re-created, renamed or linked there), which is its processes' own,
+    /// and keeps those of paths changed in place, as a chown-less root would leave
+    /// them. Nothing to do otherwise.
+    pub(crate) fn forget_replaced_owners(&self) -> Result<(), SnapshotError> {
+        match (&self.root, &self.baseline) {
+            (StepRoot::Dir(root), Some(baseline)) => baseline.forget_replaced_owners(root),
+            _ => Ok(()),
+        }
+    }
+
     /// How the executor assembles the step's root.
     pub fn root(&self) -> &StepRoot {
         &self.root
