@@ -13,13 +13,15 @@
 //! them as in any user namespace) and extended attributes this process may not set
 //! (`security.capability` needs `CAP_SETFCAP`, `trusted.*` host root) are dropped from
 //! the tree, and so from the layers the build writes over them. Setuid and setgid bits
-//! stay: on disk every file is the build user's, in its own group. In a pod a `RUN`
-//! cannot run at all (see the chroot isolation); in a one-id namespace on a host it runs,
-//! and a `chown` inside it fails as in podman's (it is not intercepted). After a `RUN`,
-//! the owner of every path the step removed or replaced by another inode is forgotten
-//! (`Snapshot::forget_replaced_owners`): the step's processes made it, so it is root's;
-//! a file changed in place keeps its owner. A rename or a new hard link in a `RUN` so
-//! gives root what root's build would give the old owner.
+//! stay: on disk every file is the build user's, in its own group. In a pod a `RUN` runs
+//! under proot (the proot isolation); in a one-id namespace on a host it runs as it is,
+//! and a `chown` inside it fails as in podman's (it is not intercepted). After a `RUN`
+//! ([`Snapshot::settle_owners`](crate::snapshot::Snapshot::settle_owners)), every path the
+//! step made, or removed or replaced by another inode, is its user's (root's but for a
+//! `USER` step under proot), but a new name of an inode that had an owner (a rename, a
+//! hard link) keeps that owner; a file changed in place keeps its owner; then the `chown`
+//! calls of a step under proot ([`OwnerCall`], trapped before the kernel sees them) take
+//! effect in order.
 //!
 //! Known gaps: directories without write permission for their owner (a base image's
 //! 0555 `/usr/bin`, as Fedora's and UBI's, `COPY --chmod=555` of a directory, such an
@@ -183,6 +185,17 @@ impl Owners {
             if disk.1 == build.1 { 0 } else { disk.1 },
         ))
     }
+}
+
+/// A change of owner a step asked for where nothing could change on disk (a `chown`
+/// call of a step under proot): the path inside the root, the inode (device, number) it
+/// named then, and the ids (`None` leaves one as it is, the `-1` of chown(2)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OwnerCall {
+    pub rel: PathBuf,
+    pub inode: (u64, u64),
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
 }
 
 fn unhex(hex: &[u8]) -> Option<Vec<u8>> {

@@ -270,8 +270,9 @@ fn auto_picks_chroot_where_the_sandbox_lacks_its_capabilities() {
 /// `--isolation auto` as a user without capabilities under podman's own seccomp profile,
 /// which (unlike a pod's) lets it make a user namespace: the namespaces can be made, but
 /// the kernel refuses the step's /proc there (the container's /proc is partly masked).
-/// auto must see it and pick chroot, whose RUN then fails saying it needs
-/// CAP_SYS_CHROOT, not with a mount error of the sandbox.
+/// auto must see it and, with no proot in this container, pick chroot, whose RUN then
+/// fails saying it needs CAP_SYS_CHROOT and that proot would do, not with a mount error of
+/// the sandbox.
 #[test]
 fn auto_in_a_restricted_container_that_allows_user_namespaces_says_what_run_lacks() {
     let out = build_in_podman(
@@ -291,7 +292,8 @@ fn auto_in_a_restricted_container_that_allows_user_namespaces_says_what_run_lack
     );
     assert!(
         stderr.contains("notice: namespaces cannot be created here")
-            && stderr.contains("RUN steps need CAP_SYS_CHROOT"),
+            && stderr.contains("the chroot isolation needs CAP_SYS_CHROOT")
+            && stderr.contains("apt-get install proot"),
         "auto did not pick chroot or did not say what RUN lacks: {stderr}"
     );
 }

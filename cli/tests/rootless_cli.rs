@@ -683,6 +683,79 @@ fn the_side_table_follows_what_later_steps_do() {
     });
 }
 
+/// Under the proot isolation (no capability, no namespace: a restricted pod's lot) RUN
+/// steps run as the step's user in proot's eyes, and the owners they give stay in the
+/// image: what a `USER` step makes is that user's, `chown` calls (of a new user's
+/// home, `chown -R`, `chown -h` of a link) are kept although nothing changes on disk,
+/// a renamed or linked file keeps its owner, and chown clears a set-user-ID bit.
+#[test]
+fn proot_steps_keep_the_owners_their_user_and_their_chown_calls_give() {
+    let proot = Path::new("/usr/bin/proot");
+    assert!(
+        proot.is_file(),
+        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
+    );
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        let ctx = home.context(
+            "ctx",
+            &[
+                (
+                    "Dockerfile",
+                    "FROM busybox:latest\n\
+                     COPY --chown=77:78 x /owned\n\
+                     RUN echo app:x:4000:4000::/home/app:/bin/sh >> /etc/passwd \\\n\
+                      && echo app:x:4000: >> /etc/group && mkdir -p /home/app /srv/data \\\n\
+                      && chown app:app /home/app \\\n\
+                      && echo d > /srv/data/f && chown -R app:app /srv \\\n\
+                      && ln -s data/f /srv/link && chown -h 9:9 /srv/link \\\n\
+                      && mv /owned /renamed && ln /renamed /linked \\\n\
+                      && cp /bin/busybox /suid && chmod 4755 /suid && chown 5:5 /suid\n\
+                     USER app\n\
+                     RUN mkdir /home/app/made && echo m > /home/app/made/f && id -u > /home/app/id\n",
+                ),
+                ("x", "x\n"),
+            ],
+        );
+        let exported = home.path().join("proot.tar");
+        let mut build = home.rbuild();
+        build
+            .env("RBUILD_SKIP_USERNS", "1")
+            .arg("--root")
+            .arg(home.store())
+            .args(["build", "--progress", "plain", "--isolation", "proot", "-o"])
+            .arg(format!("type=tar,dest={}", exported.display()))
+            .arg(&ctx);
+        let out = build.output().expect("running rbuild");
+        assert!(out.status.success(), "{}", text(&out));
+        for (path, owner) in [
+            ("home/app", (4000, 4000)),
+            ("srv", (4000, 4000)),
+            ("srv/data/f", (4000, 4000)),
+            ("srv/link", (9, 9)),
+            ("renamed", (77, 78)),
+            ("linked", (77, 78)),
+            ("suid", (5, 5)),
+            ("home/app/made", (4000, 4000)),
+            ("home/app/made/f", (4000, 4000)),
+            ("home/app/id", (4000, 4000)),
+            ("etc/passwd", (0, 0)),
+        ] {
+            assert_eq!(
+                owner_in(&exported, path),
+                Some(owner),
+                "the image's owner of /{path}\n{}",
+                text(&out)
+            );
+        }
+        let suid = mode_in(&exported, "suid");
+        assert_eq!(suid & 0o7777, 0o755, "chown cleared the set-user-ID bit");
+        let id = file_in(&exported, "home/app/id");
+        assert_eq!(id, "4000\n", "the USER step ran as app in proot's eyes");
+    });
+}
+
 /// A PAX record `"<len> key=value\n"`, its length counting itself.
 fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
     let body = [b" ", key.as_bytes(), b"=", value, b"\n"].concat();
@@ -945,21 +1018,47 @@ fn after_prune_all_the_store_is_the_callers_to_remove() {
 
 /// The owner (uid, gid) a tarball gives `path`.
 fn owner_in(tar: &Path, path: &str) -> Option<(u64, u64)> {
+    entry_in(tar, path).map(|(owner, _, _)| owner)
+}
+
+/// The mode of `path` in the tar at `tar`.
+fn mode_in(tar: &Path, path: &str) -> u32 {
+    entry_in(tar, path)
+        .unwrap_or_else(|| panic!("no {path} in {}", tar.display()))
+        .1
+}
+
+/// The content of the file `path` in the tar at `tar`.
+fn file_in(tar: &Path, path: &str) -> String {
+    entry_in(tar, path)
+        .unwrap_or_else(|| panic!("no {path} in {}", tar.display()))
+        .2
+}
+
+/// The owner, mode and content of `path` in the tar at `tar`.
+fn entry_in(tar: &Path, path: &str) -> Option<((u64, u64), u32, String)> {
+    use std::io::Read as _;
     let file = std::fs::File::open(tar).unwrap_or_else(|e| panic!("{}: {e}", tar.display()));
-    tar::Archive::new(file)
-        .entries()
-        .expect("a tar")
-        .flatten()
-        .find(|entry| {
-            entry.path().is_ok_and(|p| {
-                p.to_string_lossy()
-                    .trim_start_matches("./")
-                    .trim_end_matches('/')
-                    == path
-            })
-        })
-        .map(|entry| {
-            let header = entry.header();
-            (header.uid().expect("a uid"), header.gid().expect("a gid"))
-        })
+    let mut archive = tar::Archive::new(file);
+    let entries = archive.entries().expect("a tar");
+    for entry in entries.flatten() {
+        let mut entry = entry;
+        let named = entry.path().is_ok_and(|p| {
+            p.to_string_lossy()
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+                == path
+        });
+        if named {
+            let header = entry.header().clone();
+            let mut body = String::new();
+            let _ = entry.read_to_string(&mut body);
+            return Some((
+                (header.uid().expect("a uid"), header.gid().expect("a gid")),
+                header.mode().expect("a mode"),
+                body,
+            ));
+        }
+    }
+    None
 }

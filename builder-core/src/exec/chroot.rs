@@ -25,19 +25,34 @@
 //!   container's. A root step can leave a chroot, so the container (the pod) is the
 //!   security boundary, as for kaniko.
 //!
+//! **The proot isolation** (`--isolation proot`, [`ChrootExecutor::proot`]) is for where
+//! not even `chroot` is allowed: a pod under the restricted Pod Security Standard, which
+//! drops every capability. The same plain root is entered by proot, which puts the step
+//! there by tracing it (ptrace, allowed by the runtimes' default seccomp profiles) and
+//! shows it its user (`-0`, `-i UID:GID`) while every process is the build user's; it
+//! binds the container's `/proc`, `/sys` and device nodes, and emulates root's permission
+//! checks. Everything else is as above. The owners the step gives go to the owner table
+//! ([`crate::fakeroot`]): what it makes is its user's, and its `chown` calls, which a
+//! seccomp filter of the init hands to rbuild before they reach the kernel
+//! (`chown_calls.rs`), are kept though nothing changes on disk. proot waits for every
+//! process of the step, so one left in the background keeps the step from ending.
+//!
 //! The process starts in a session of its own, led by its monitor: the session's process
 //! group is killed on cancel and when the step's process has exited, which ends what it
 //! left running; what leaves the group (`setsid`, a daemon) is not followed, nor does
 //! kill -9 of rbuild end more than the step's first process, for want of a PID namespace.
 
 use std::ffi::CString;
-use std::path::Path;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 
+use super::chown_calls::{Ids, Recorder};
 use super::chroot_mounts::Placements;
 use super::monitor::{Launch, launch};
 use super::plan::{Op, Plan, cstr};
 use super::sandbox::{ETC_FILES, etc_file, step_credentials, step_env};
 use super::stubs::Stubs;
+use super::terminal::ConsoleSocket;
 use super::{ExecError, Executor, ExitStatus, Network, OutputSink, RunSpec};
 use crate::snapshot::{Snapshot, StepRoot};
 
@@ -52,15 +67,104 @@ const DEVICES: [(&str, u32, u32); 6] = [
 ];
 
 /// Runs steps chrooted into a plain directory root, without namespaces or mounts (see
-/// the module documentation for what a step sees).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ChrootExecutor;
+/// the module documentation for what a step sees), or under proot.
+#[derive(Debug, Clone, Default)]
+pub struct ChrootExecutor {
+    /// The proot program, for the proot isolation; `None` for `chroot`.
+    proot: Option<PathBuf>,
+}
 
 impl ChrootExecutor {
     /// The chroot executor.
     pub fn new() -> Self {
-        ChrootExecutor
+        ChrootExecutor { proot: None }
     }
+
+    /// The proot isolation: the same step root, entered by the proot program at `proot`
+    /// rather than by `chroot` (see the module documentation).
+    pub fn proot(proot: PathBuf) -> Self {
+        ChrootExecutor { proot: Some(proot) }
+    }
+}
+
+/// Whether this process may `chroot`: a child tries `chroot("/")`. Root of a container
+/// with default security may (`CAP_SYS_CHROOT`); a user of a pod under the restricted Pod
+/// Security Standard, who holds no capability, may not.
+pub fn chroot_available() -> bool {
+    // SAFETY: the child only calls chroot and _exit.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => false,
+        0 => {
+            // SAFETY: plain system calls in the child of a fork.
+            unsafe { libc::_exit(i32::from(libc::chroot(c"/".as_ptr()) != 0)) }
+        }
+        pid => {
+            let mut status = 0;
+            // SAFETY: waits for our own child.
+            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+            r == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+        }
+    }
+}
+
+/// The proot program the proot isolation runs: `RBUILD_PROOT`, else `proot` on `PATH`.
+pub fn find_proot() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("RBUILD_PROOT").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("proot"))
+        .find(|candidate| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(candidate)
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+}
+
+/// The container's own device nodes a step under proot sees in its `/dev` (proot binds
+/// them): the ones docker gives a container.
+const PROOT_DEVICES: [&str; 6] = [
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+];
+
+/// The command line that runs `argv` under `proot` in `root`: the step's user (`-0` for
+/// root, `-i uid:gid` for another: what the step's processes see of themselves and of
+/// the files the build user owns), its working directory, the container's device nodes,
+/// `/proc` and `/sys`.
+fn proot_argv(
+    proot: &Path,
+    root: &Path,
+    workdir: &str,
+    creds: &crate::exec::user::Credentials,
+    argv: &[String],
+) -> Vec<String> {
+    let mut line = vec![
+        proot.to_string_lossy().into_owned(),
+        "-r".to_owned(),
+        root.to_string_lossy().into_owned(),
+        "-w".to_owned(),
+        workdir.to_owned(),
+    ];
+    if (creds.uid, creds.gid) == (0, 0) {
+        line.push("-0".to_owned());
+    } else {
+        line.extend(["-i".to_owned(), format!("{}:{}", creds.uid, creds.gid)]);
+    }
+    for host in PROOT_DEVICES.iter().chain(&["/proc", "/sys"]) {
+        if Path::new(host).exists() {
+            line.extend(["-b".to_owned(), (*host).to_owned()]);
+        }
+    }
+    line.extend(argv.iter().cloned());
+    line
 }
 
 /// Why the chroot isolation cannot give a step what it asks for, if it cannot.
@@ -102,13 +206,47 @@ impl Executor for ChrootExecutor {
         let argv = spec.argv()?;
         let view = snapshot.view();
         let creds = step_credentials(&view, spec)?;
+        // Under proot: the step's chown calls go to a recorder (see `chown_calls`).
+        let (argv, chown_socket) = match &self.proot {
+            Some(proot) => (
+                proot_argv(proot, root, &spec.workdir, &creds, &argv),
+                Some(ConsoleSocket::new().map_err(|source| ExecError::Setup {
+                    stage: "create the socket for the step's chown calls".to_owned(),
+                    source,
+                })?),
+            ),
+            None => (argv, None),
+        };
+        let recorder = match &chown_socket {
+            Some(socket) => Some(
+                Recorder::start(
+                    socket,
+                    root,
+                    Ids {
+                        build: crate::fakeroot::build_ids(),
+                        step: (creds.uid, creds.gid),
+                    },
+                )
+                .map_err(|source| ExecError::Setup {
+                    stage: "start the recorder of the step's chown calls".to_owned(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
         let mut stubs = Stubs::new(root);
         let mut placements = None;
         let mut dev_before = None;
         let prepared = (|| -> Result<Plan, ExecError> {
             // As the sandbox's /dev (a tmpfs), nothing the step makes there stays.
             stubs.own_dir(&view, Path::new("dev"))?;
-            for (name, major, minor) in DEVICES {
+            // Under proot the container's own nodes are bound there instead.
+            let devices = if self.proot.is_some() {
+                &[][..]
+            } else {
+                &DEVICES[..]
+            };
+            for &(name, major, minor) in devices {
                 let rel = Path::new("dev").join(name);
                 match stubs.add_device(&view, &rel, rustix::fs::makedev(major, minor)) {
                     // Without CAP_MKNOD (podman drops it by default) the step goes
@@ -158,6 +296,15 @@ impl Executor for ChrootExecutor {
             let mut workdir = spec.workdir.clone().into_bytes();
             workdir.retain(|b| *b != 0);
             let workdir = CString::new(workdir).expect("NUL bytes were removed");
+            if let Some(calls) = &chown_socket {
+                // proot enters the root, the directory and the user itself.
+                return Ok(Plan {
+                    ops: vec![Op::ChownCalls {
+                        socket_fd: calls.child.as_raw_fd(),
+                        program: super::chown_calls::filter(),
+                    }],
+                });
+            }
             Ok(Plan {
                 ops: vec![
                     Op::Chroot {
@@ -173,11 +320,12 @@ impl Executor for ChrootExecutor {
             })
         })();
         let dev_before = dev_before.filter(|_| prepared.is_ok());
+        let env = step_env(spec, &creds);
         let result = prepared.and_then(|plan| {
             launch(
                 Launch {
                     argv: &argv,
-                    env: step_env(spec, &creds),
+                    env,
                     plan,
                     clone_flags: 0,
                     nested_init: false,
@@ -198,15 +346,20 @@ impl Executor for ChrootExecutor {
             {
                 ExecError::Setup {
                     stage: format!(
-                        "{stage}: RUN steps need CAP_SYS_CHROOT at least, which this \
+                        "{stage}: the chroot isolation needs CAP_SYS_CHROOT, which this \
                          container drops (the restricted Pod Security Standard drops every \
-                         capability); only COPY, ADD, WORKDIR and config steps build here"
+                         capability); install proot (Debian: apt-get install proot) for \
+                         --isolation proot, which needs none"
                     ),
                     source,
                 }
             }
             other => other,
         });
+        drop(chown_socket);
+        if let Some(recorder) = recorder {
+            snapshot.note_step_owners((creds.uid, creds.gid), recorder.finish());
+        }
         let detached = detach_mounts(root);
         // Before the stubs go: the mounts' parents may be stubs.
         let restored = match (&detached, placements) {

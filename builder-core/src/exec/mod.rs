@@ -43,6 +43,7 @@
 
 mod caps;
 mod cgroup;
+mod chown_calls;
 mod chroot;
 mod chroot_mounts;
 mod confine;
@@ -64,7 +65,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use self::chroot::{ChrootExecutor, sandbox_available};
+pub use self::chroot::{ChrootExecutor, chroot_available, find_proot, sandbox_available};
 pub use self::idmap::IdMapping;
 // The engine mounts step roots for its own file work (COPY, WORKDIR) the same way.
 pub(crate) use self::plan::{Op, Plan};

@@ -305,7 +305,7 @@ fn wait_for_master(socket: &OwnedFd, cancel: &CancelToken, monitor: u32) -> Opti
         // SAFETY: poll reads and writes the one `pollfd`.
         let ready = unsafe { libc::poll(&mut fd, 1, 50) };
         if ready > 0 {
-            return terminal::receive_master(socket);
+            return terminal::receive_fd(socket);
         }
         if cancel.is_cancelled() {
             // The init dies with the monitor (PDEATHSIG).

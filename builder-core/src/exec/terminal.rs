@@ -186,7 +186,21 @@ pub(super) fn open_in_init(socket: RawFd, size: WindowSize, uid: u32, gid: u32) 
             libc::close(peer);
         }
         check(libc::ioctl(0, libc::TIOCSCTTY, 0))?;
-        // Hand the master over: one byte of data carrying the descriptor.
+        // Hand the master over.
+        let sent = send_fd(socket, master);
+        libc::close(master);
+        libc::close(socket);
+        sent
+    }
+}
+
+/// Sends `fd` on the socket `socket`: one byte of data carrying the descriptor.
+/// Async-signal-safe: system calls on stack data only.
+pub(super) fn send_fd(socket: RawFd, fd: RawFd) -> Result<(), i32> {
+    use super::errno::errno;
+    // SAFETY: `msghdr` is plain old data; every pointer set in it is to live stack data
+    // of the sizes given.
+    unsafe {
         let mut byte = [0u8; 1];
         let mut iov = libc::iovec {
             iov_base: byte.as_mut_ptr().cast(),
@@ -202,19 +216,17 @@ pub(super) fn open_in_init(socket: RawFd, size: WindowSize, uid: u32, gid: u32) 
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
         (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), master);
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd);
         if libc::sendmsg(socket, &msg, libc::MSG_NOSIGNAL) != 1 {
             return Err(errno());
         }
-        libc::close(master);
-        libc::close(socket);
     }
     Ok(())
 }
 
-/// Waits for the init to hand the terminal's master over; `None` when the init ended
-/// (or failed its set-up) first.
-pub(crate) fn receive_master(socket: &OwnedFd) -> Option<OwnedFd> {
+/// Receives the descriptor the init sends with [`send_fd`] (the terminal's master, a
+/// seccomp listener); `None` when the init ended (or failed its set-up) first.
+pub(crate) fn receive_fd(socket: &OwnedFd) -> Option<OwnedFd> {
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr().cast(),

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps};
 
 use super::meta::{EntryType, Meta, is_opaque, layer_xattrs, read_dir_sorted, same_content};
-use super::{Snapshot, SnapshotError, Snapshotter, StepRoot};
+use super::{Snapshot, SnapshotError, Snapshotter, StepOwners, StepRoot};
 use crate::change::{ChangeKind, ChangeSet};
 use crate::fakeroot::{self, Owners};
 
@@ -41,13 +41,22 @@ pub(crate) struct Baseline {
 }
 
 impl Baseline {
-    /// See [`Snapshot::forget_replaced_owners`].
-    pub(super) fn forget_replaced_owners(&self, root: &Path) -> Result<(), SnapshotError> {
-        if self.owners.is_none() {
-            return Ok(());
-        }
+    /// See [`Snapshot::settle_owners`].
+    pub(super) fn settle_owners(
+        &self,
+        root: &Path,
+        noted: Option<StepOwners>,
+    ) -> Result<(), SnapshotError> {
+        let Some(_) = &self.owners else {
+            return match noted {
+                Some(noted) => chown_on_disk(root, &noted.calls),
+                None => Ok(()),
+            };
+        };
+        let StepOwners { user, calls } = noted.unwrap_or_default();
         let table = fakeroot::table_path(root);
         let mut owners = Owners::load(root).map_err(SnapshotError::io("read", &table))?;
+        let before = owners.clone();
         let mut stale = Vec::new();
         for rel in owners.paths() {
             let kept = match (Meta::lstat(&root.join(rel))?, self.get(rel)) {
@@ -58,11 +67,54 @@ impl Baseline {
                 stale.push(rel.to_path_buf());
             }
         }
-        if stale.is_empty() {
-            return Ok(());
-        }
+        // The owned inodes of the baseline, by inode: one the step renamed or linked
+        // elsewhere keeps its owner there, as it would on disk.
+        let owned_inodes: std::collections::HashMap<
+            (u64, Option<std::time::SystemTime>),
+            (u32, u32),
+        > = if stale.is_empty() {
+            Default::default()
+        } else {
+            owners
+                .paths()
+                .filter_map(|rel| {
+                    let before = self.get(rel)?;
+                    Some(((before.ino, before.btime), owners.get(rel)?))
+                })
+                .collect()
+        };
         for rel in &stale {
-            owners.set(rel, (0, 0));
+            owners.set(rel, user);
+        }
+        if user != (0, 0) || !owned_inodes.is_empty() {
+            // What the step made is its user's: every path new since the baseline, or
+            // another inode now, but an owned inode's new name.
+            for (rel, now) in scan(root, Path::new(""))? {
+                if self.get(&rel).is_some_and(|before| now.same_inode(before)) {
+                    continue;
+                }
+                match owned_inodes.get(&(now.ino, now.btime)) {
+                    Some(owner) => owners.set(&rel, *owner),
+                    None => owners.set(&rel, user),
+                }
+            }
+        }
+        for call in &calls {
+            let Some(now) = Meta::lstat(&root.join(&call.rel))? else {
+                continue;
+            };
+            // A path renamed or replaced since the call: its owner went with the inode.
+            if now.ino != call.inode.1 {
+                continue;
+            }
+            let (uid, gid) = owners.get(&call.rel).unwrap_or((0, 0));
+            owners.set(
+                &call.rel,
+                (call.uid.unwrap_or(uid), call.gid.unwrap_or(gid)),
+            );
+        }
+        if owners == before {
+            return Ok(());
         }
         owners
             .save(root)
@@ -119,11 +171,11 @@ impl Snapshotter for CopySnapshotter {
             })
             .collect();
         debug_assert!(entries.is_sorted_by(|a, b| a.0 < b.0));
-        Ok(Snapshot {
-            root: StepRoot::Dir(root),
-            scratch: scratch.to_path_buf(),
-            baseline: Some(Baseline { entries, owners }),
-        })
+        Ok(Snapshot::new(
+            StepRoot::Dir(root),
+            scratch.to_path_buf(),
+            Some(Baseline { entries, owners }),
+        ))
     }
 
     fn diff(&self, snapshot: &Snapshot) -> Result<ChangeSet, SnapshotError> {
@@ -141,6 +193,24 @@ impl Snapshotter for CopySnapshotter {
         }
         Ok(set)
     }
+}
+
+/// The `chown` calls of a step under proot carried out on disk, where no owner table is
+/// kept and this process may chown (root): each on the inode the call named, if the
+/// path still holds it.
+fn chown_on_disk(root: &Path, calls: &[crate::fakeroot::OwnerCall]) -> Result<(), SnapshotError> {
+    for call in calls {
+        let path = root.join(&call.rel);
+        let Some(now) = Meta::lstat(&path)? else {
+            continue;
+        };
+        if now.ino != call.inode.1 {
+            continue;
+        }
+        std::os::unix::fs::lchown(&path, call.uid, call.gid)
+            .map_err(SnapshotError::io("chown", &path))?;
+    }
+    Ok(())
 }
 
 /// Records as modified every path still in `root` whose owner in the table went from

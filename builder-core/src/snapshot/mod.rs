@@ -122,17 +122,57 @@ pub struct Snapshot {
     root: StepRoot,
     scratch: PathBuf,
     baseline: Option<copy::Baseline>,
+    /// What the executor learnt of the owners the step gave (the proot isolation), for
+    /// [`Snapshot::settle_owners`].
+    step_owners: std::sync::Mutex<Option<StepOwners>>,
+}
+
+/// The owners a step under proot gave, which the disk cannot show: its user (the owner
+/// of what it made) and its `chown` calls, in order.
+#[derive(Debug, Default)]
+pub(crate) struct StepOwners {
+    pub user: (u32, u32),
+    pub calls: Vec<crate::fakeroot::OwnerCall>,
 }
 
 impl Snapshot {
+    pub(crate) fn new(root: StepRoot, scratch: PathBuf, baseline: Option<copy::Baseline>) -> Self {
+        Snapshot {
+            root,
+            scratch,
+            baseline,
+            step_owners: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Keeps, for [`Snapshot::settle_owners`], the user a step ran as and the `chown`
+    /// calls it made, where neither reached the disk (the proot isolation).
+    pub(crate) fn note_step_owners(
+        &self,
+        user: (u32, u32),
+        calls: Vec<crate::fakeroot::OwnerCall>,
+    ) {
+        *self
+            .step_owners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(StepOwners { user, calls });
+    }
+
     /// After a RUN step, when owners are kept in a table (see [`crate::fakeroot`]):
-    /// forgets the owner of every path the step removed or replaced by another inode
-    /// (rewritten, re-created, renamed or linked there), which is its processes' own,
-    /// and keeps those of paths changed in place, as a chown-less root would leave
-    /// them. Nothing to do otherwise.
-    pub(crate) fn forget_replaced_owners(&self) -> Result<(), SnapshotError> {
+    /// every path the step removed or replaced by another inode (rewritten, re-created,
+    /// renamed or linked there) is its processes' own, so it gets the step's user (root
+    /// but under proot's `USER`), as does everything the step made; paths changed in
+    /// place keep theirs, as a chown-less root would leave them; then the `chown` calls
+    /// of a step under proot take effect, in order. Where no table is kept and this
+    /// process may chown, those calls are carried out on disk. Nothing to do otherwise.
+    pub(crate) fn settle_owners(&self) -> Result<(), SnapshotError> {
+        let noted = self
+            .step_owners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         match (&self.root, &self.baseline) {
-            (StepRoot::Dir(root), Some(baseline)) => baseline.forget_replaced_owners(root),
+            (StepRoot::Dir(root), Some(baseline)) => baseline.settle_owners(root, noted),
             _ => Ok(()),
         }
     }

@@ -45,16 +45,16 @@ impl Snapshotter for OverlaySnapshotter {
         for dir in [&upper, &work] {
             fs::create_dir(dir).map_err(SnapshotError::io("create directory", dir))?;
         }
-        Ok(Snapshot {
-            root: StepRoot::Overlay {
+        Ok(Snapshot::new(
+            StepRoot::Overlay {
                 lowers,
                 upper,
                 work,
                 userxattr: self.userxattr,
             },
-            scratch: scratch.to_path_buf(),
-            baseline: None,
-        })
+            scratch.to_path_buf(),
+            None,
+        ))
     }
 
     fn diff(&self, snapshot: &Snapshot) -> Result<ChangeSet, SnapshotError> {

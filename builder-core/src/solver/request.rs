@@ -63,6 +63,18 @@ pub enum ExecutorKind {
     /// denies namespaces (a Kubernetes pod's default). Step roots are then always made by
     /// the copy snapshotter.
     Chroot,
+    /// The same step roots entered by the proot program at this path (ptrace, no
+    /// capability at all: a pod under the restricted Pod Security Standard), its `chown`
+    /// calls kept as the image's owners (see the chroot executor's documentation).
+    Proot(PathBuf),
+}
+
+impl ExecutorKind {
+    /// Whether steps run in plain directory roots without mounts (chroot or proot):
+    /// roots by copy, caches moved in and so locked exclusively.
+    pub fn without_mounts(&self) -> bool {
+        matches!(self, ExecutorKind::Chroot | ExecutorKind::Proot(_))
+    }
 }
 
 /// Everything a build needs besides the store: what to build and how.

@@ -60,7 +60,7 @@ impl<'a> Runtime<'a> {
         // overlay's copied-up parents would lose the owners their lowers' tables give.
         let snapshotter = backends.snapshotter(match options.executor {
             _ if crate::fakeroot::active() => SnapshotterKind::Copy,
-            ExecutorKind::Chroot => SnapshotterKind::Copy,
+            ExecutorKind::Chroot | ExecutorKind::Proot(_) => SnapshotterKind::Copy,
             _ => options.snapshotter,
         });
         let executor = backends.executor(&options.executor);
@@ -222,6 +222,7 @@ impl Backends {
             (None, ExecutorKind::Sandbox) => Arc::new(SandboxExecutor::new()),
             (None, ExecutorKind::Runc(path)) => Arc::new(RuncExecutor::new(path.clone())),
             (None, ExecutorKind::Chroot) => Arc::new(ChrootExecutor::new()),
+            (None, ExecutorKind::Proot(proot)) => Arc::new(ChrootExecutor::proot(proot.clone())),
         }
     }
 

@@ -11,7 +11,7 @@ use super::error::{BuildError, Location};
 use super::mounted_roots::with_roots;
 use super::mounts::{self, MountInputs};
 use super::prepare::shown_steps;
-use super::request::{ExecutorKind, StepReport};
+use super::request::StepReport;
 use super::semantics::{self, Applied, touches_files};
 use super::shared::{Shared, root_key};
 use super::sources::{CopyInput, copy_input, source_state};
@@ -516,7 +516,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                         ssh: &shared.request.options.ssh,
                         scratch: &scratch.join("mounts"),
                         context: shared.prepared.context.as_ref().map(|c| &c.listing),
-                        exclusive_caches: shared.request.options.executor == ExecutorKind::Chroot,
+                        exclusive_caches: shared.request.options.executor.without_mounts(),
                     },
                 )
                 .map_err(BuildError::from)?;

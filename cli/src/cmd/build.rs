@@ -337,24 +337,51 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     if let Some(runtime) = &args.runtime {
         request.options.executor = ExecutorKind::Runc(runtime.clone());
     } else {
-        let chroot = match args.isolation {
-            IsolationArg::Sandbox => false,
-            IsolationArg::Chroot => true,
+        let isolation = match args.isolation {
+            IsolationArg::Auto if rbuild_core::exec::sandbox_available() => IsolationArg::Sandbox,
             IsolationArg::Auto => {
-                let denied = !rbuild_core::exec::sandbox_available();
-                if denied {
-                    eprintln!(
-                        "notice: namespaces cannot be created here (a container with default \
-                         security?): RUN steps run with --isolation chroot (no /proc, the \
-                         container's network and processes; see README)"
-                    );
-                }
-                denied
+                let (picked, what) = if rbuild_core::exec::chroot_available() {
+                    (
+                        IsolationArg::Chroot,
+                        "--isolation chroot (no /proc, the container's network and processes",
+                    )
+                } else if rbuild_core::exec::find_proot().is_some() {
+                    (
+                        IsolationArg::Proot,
+                        "--isolation proot, as no capability is held (steps are traced, \
+                         slower; the container's network and processes",
+                    )
+                } else {
+                    (
+                        IsolationArg::Chroot,
+                        "--isolation chroot, which needs CAP_SYS_CHROOT (not held; install \
+                         proot for RUN steps without it",
+                    )
+                };
+                eprintln!(
+                    "notice: namespaces cannot be created here (a container with default \
+                     security?): RUN steps run with {what}; see README)"
+                );
+                picked
             }
+            other => other,
         };
-        if chroot {
-            request.options.executor = ExecutorKind::Chroot;
-            request.options.snapshotter = SnapshotterKind::Copy;
+        match isolation {
+            IsolationArg::Chroot => {
+                request.options.executor = ExecutorKind::Chroot;
+                request.options.snapshotter = SnapshotterKind::Copy;
+            }
+            IsolationArg::Proot => {
+                let Some(proot) = rbuild_core::exec::find_proot() else {
+                    bail!(
+                        "--isolation proot needs the proot program: install it (Debian: \
+                         apt-get install proot) or name it in RBUILD_PROOT"
+                    );
+                };
+                request.options.executor = ExecutorKind::Proot(proot);
+                request.options.snapshotter = SnapshotterKind::Copy;
+            }
+            IsolationArg::Auto | IsolationArg::Sandbox => {}
         }
     }
     let (compression, force_compression) = layer_compression(&args)?;

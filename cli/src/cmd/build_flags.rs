@@ -29,13 +29,17 @@ pub enum SnapshotterArg {
 /// `--isolation`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum IsolationArg {
-    /// The namespace sandbox where it can be made, else chroot (with a notice)
+    /// The namespace sandbox where it can be made, else chroot where CAP_SYS_CHROOT is
+    /// held, else proot when it is installed (with a notice)
     Auto,
     /// New mount, PID, UTS and IPC namespaces per RUN step, docker's confinement
     Sandbox,
     /// chroot into a plain copy of the step's root: no namespaces, no mounts (inside a
     /// container with default security: a Kubernetes pod, podman or docker run)
     Chroot,
+    /// proot (ptrace) into a plain copy of the step's root: no capability at all (a pod
+    /// under the restricted Pod Security Standard); needs the proot program
+    Proot,
 }
 
 /// `--build-arg K=V` as a pair; `--build-arg K` takes `K` from the environment and is

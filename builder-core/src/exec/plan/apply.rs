@@ -296,6 +296,9 @@ fn apply_op(op: &Op) -> Result<(), i32> {
             check(unsafe { libc::chdir(c"/".as_ptr()) })
         }
         Op::WorkDir { path } => crate::exec::workdir::enter(path),
+        Op::ChownCalls { socket_fd, program } => {
+            crate::exec::chown_calls::install_in_init(*socket_fd, program)
+        }
         Op::Terminal {
             socket_fd,
             size,

@@ -111,6 +111,13 @@ pub(crate) enum Op {
         uid: u32,
         gid: u32,
     },
+    /// Set `no_new_privs`, install `program` with a listener and send the listener on
+    /// `socket_fd` ([`super::chown_calls::install_in_init`]): the proot isolation's trap
+    /// of the step's `chown` calls.
+    ChownCalls {
+        socket_fd: i32,
+        program: Vec<libc::sock_filter>,
+    },
     /// In a new user namespace, map root inside to the caller outside (single mapping:
     /// `setgroups` denied first, as the kernel requires of unprivileged writers).
     MapSelf {
@@ -154,6 +161,7 @@ impl fmt::Display for Op {
             Op::WaitForIdMap { .. } => write!(f, "wait for the id mapping (newuidmap/newgidmap)"),
             Op::MapSelf { .. } => write!(f, "map the caller to root in the user namespace"),
             Op::Terminal { .. } => write!(f, "open a terminal in /dev/pts"),
+            Op::ChownCalls { .. } => write!(f, "trap the step's chown calls (seccomp listener)"),
         }
     }
 }

@@ -115,6 +115,7 @@ pub(crate) fn apply_over(
         })
     };
     // Topmost first, the order a lookup goes through them.
+    let lower_paths = lowers;
     let lowers = lowers
         .iter()
         .rev()
@@ -154,10 +155,26 @@ pub(crate) fn apply_over(
     } else {
         None
     };
+    // The lowers' tables, in the lowers' order: an implied parent takes its owner there.
+    let lower_owners = if owners.is_some() {
+        lower_paths
+            .iter()
+            .rev()
+            .map(|dir| {
+                Owners::load(dir).map_err(|source| LayerError::Apply {
+                    entry: fakeroot::table_path(dir).display().to_string(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
     let mut applier = Applier {
         root,
         mode,
         lowers,
+        lower_owners,
         privilege,
         owners,
         written: HashSet::new(),
@@ -214,6 +231,8 @@ struct Applier {
     mode: ApplyMode,
     /// The layers below, topmost first, that implied parents take their attributes from.
     lowers: Vec<OwnedFd>,
+    /// The owner tables of `lowers`, in the same order, when owners are kept in tables.
+    lower_owners: Vec<Owners>,
     /// Whether entries get their owners (root of any user namespace) and device nodes
     /// (root of the host only).
     privilege: Privilege,

@@ -93,11 +93,18 @@ impl Applier {
     /// directory the lower layers show there, or 0755 (and the applier's owner) when they
     /// show none: containerd's `mkparent`. Its mode is set whatever the umask.
     fn imply(&mut self, dir: &OwnedFd, rel: &Path) -> io::Result<()> {
-        let Some(lower) = lower_dir(&self.lowers, rel)? else {
+        let Some((layer, lower)) = lower_dir(&self.lowers, rel)? else {
             rustix::fs::fchmod(dir, Mode::from_raw_mode(0o755))?;
             return Ok(());
         };
         let st = rustix::fs::fstat(&lower)?;
+        if let Some(owners) = &mut self.owners {
+            // Its owner in the image is the one the lower's table gives it.
+            let owner = self.lower_owners.get(layer).map_or((0, 0), |table| {
+                table.image_owner(rel, (st.st_uid, st.st_gid), crate::fakeroot::build_ids())
+            });
+            owners.set(rel, owner);
+        }
         if self.keeps_owners() {
             let owned = rustix::fs::fchown(
                 dir,
@@ -137,10 +144,10 @@ const SELINUX_XATTR: &[u8] = b"security.selinux";
 /// Directory `rel` as overlayfs would merge `lowers` (topmost first): the one in the
 /// topmost layer that holds it, unless a whiteout, a non-directory or an opaque directory
 /// in a layer above hides it. Each component is looked up without following symlinks.
-fn lower_dir(lowers: &[OwnedFd], rel: &Path) -> io::Result<Option<OwnedFd>> {
+fn lower_dir(lowers: &[OwnedFd], rel: &Path) -> io::Result<Option<(usize, OwnedFd)>> {
     let components: Vec<&OsStr> = rel.iter().collect();
     let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    'layers: for layer in lowers {
+    'layers: for (index, layer) in lowers.iter().enumerate() {
         let mut dir = rustix::fs::openat(layer, ".", flags, Mode::empty())?;
         let mut opaque_above = false;
         for (i, name) in components.iter().enumerate() {
@@ -156,7 +163,7 @@ fn lower_dir(lowers: &[OwnedFd], rel: &Path) -> io::Result<Option<OwnedFd>> {
             }
             dir = rustix::fs::openat(&dir, *name, flags, Mode::empty())?;
             if i + 1 == components.len() {
-                return Ok(Some(dir));
+                return Ok(Some((index, dir)));
             }
             opaque_above |= is_opaque(&dir)?;
         }

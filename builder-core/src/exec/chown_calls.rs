@@ -1,0 +1,495 @@
+//! The `chown` calls of a step that runs under proot, trapped and kept as owners of the
+//! image.
+//!
+//! Under the proot isolation the step's processes run as the build user, who owns every
+//! file on disk and may give none away; proot's fake root lets `chown` to root pass and
+//! would make a `chown` to anyone else fail (or, with some versions, pass and change
+//! nothing). A `chown -R app /app` or a `useradd -m` must still leave those owners in
+//! the image, as [`crate::fakeroot`]'s table keeps them for `COPY --chown`. So the init
+//! installs, before it starts proot, a seccomp filter that hands every `chown`,
+//! `fchown`, `lchown` and `fchownat` of the step to rbuild (`SECCOMP_RET_USER_NOTIF`,
+//! Linux 5.0, allowed to any process with `no_new_privs`); a [`Recorder`] thread in rbuild
+//! resolves the path the call names inside the step's root (its own `openat2` with
+//! `RESOLVE_IN_ROOT`, from the process's working directory or directory descriptor read
+//! in `/proc`), notes the path, its inode and the ids asked for, and answers as the
+//! kernel would have for root: success, or the error resolving the path gave. Nothing
+//! changes on disk; after the step the owners go into the table
+//! ([`crate::snapshot::Snapshot::settle_owners`]).
+//!
+//! The filter outranks proot's own (`SECCOMP_RET_TRACE`), so proot never sees these
+//! calls: the ids are those the step asked for, the path the one it named. A process
+//! of the step asks only for itself: what it sees afterwards is proot's (a `stat` still
+//! shows root). Only the x86_64 system calls are trapped; a 32-bit program's `chown`
+//! reaches the kernel, which refuses it.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use super::terminal::ConsoleSocket;
+use crate::fakeroot::OwnerCall;
+
+/// `chown(2)`, `fchown(2)`, `lchown(2)` and `fchownat(2)` on x86_64.
+const SYS_CHOWN: u32 = 92;
+const SYS_FCHOWN: u32 = 93;
+const SYS_LCHOWN: u32 = 94;
+const SYS_FCHOWNAT: u32 = 260;
+
+/// `AUDIT_ARCH_X86_64` (linux/audit.h).
+const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+
+/// The BPF program: the four calls of x86_64 go to the listener, everything else is
+/// allowed (the other filters of the process still apply).
+pub(crate) fn filter() -> Vec<libc::sock_filter> {
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let ret = libc::BPF_RET | libc::BPF_K;
+    // struct seccomp_data: nr at 0, arch at 4.
+    vec![
+        stmt(load, 4),
+        jeq(AUDIT_ARCH_X86_64, 0, 5),
+        stmt(load, 0),
+        jeq(SYS_CHOWN, 4, 0),
+        jeq(SYS_FCHOWN, 3, 0),
+        jeq(SYS_LCHOWN, 2, 0),
+        jeq(SYS_FCHOWNAT, 1, 0),
+        stmt(ret, libc::SECCOMP_RET_ALLOW),
+        stmt(ret, libc::SECCOMP_RET_USER_NOTIF),
+    ]
+}
+
+/// In the init, before `exec`: sets `no_new_privs`, installs `program` with a listener
+/// and sends the listener on `socket` (then closes it here). Async-signal-safe.
+pub(super) fn install_in_init(socket: RawFd, program: &[libc::sock_filter]) -> Result<(), i32> {
+    use super::errno::{check, errno};
+    let Ok(len) = libc::c_ushort::try_from(program.len()) else {
+        return Err(libc::E2BIG);
+    };
+    let fprog = libc::sock_fprog {
+        len,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: prctl and seccomp take integers and a pointer to `fprog`, a live local
+    // whose `filter` points at `program`; the rest are calls on descriptors this process
+    // owns and on stack data.
+    unsafe {
+        check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+        let listener = libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            &fprog as *const libc::sock_fprog,
+        );
+        if listener < 0 {
+            return Err(errno());
+        }
+        let listener = listener as RawFd;
+        let sent = super::terminal::send_fd(socket, listener);
+        libc::close(listener);
+        sent
+    }
+}
+
+/// The rbuild side: a thread that takes the listener from the init and answers the
+/// step's calls until [`Recorder::finish`].
+pub(crate) struct Recorder {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Vec<OwnerCall>>,
+}
+
+impl Recorder {
+    /// Starts the thread on the parent end of `socket`; `root` is the step's root, `ids`
+    /// the ids of the build user and of the step.
+    pub(crate) fn start(socket: &ConsoleSocket, root: &Path, ids: Ids) -> io::Result<Recorder> {
+        let parent = socket.parent.try_clone()?;
+        let root_fd = rustix::fs::open(
+            root,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        let root = std::fs::canonicalize(root)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("chown-calls".to_owned())
+            .spawn(move || serve(&parent, &root_fd, &root, ids, &stopped))?;
+        Ok(Recorder { stop, thread })
+    }
+
+    /// Once the step's processes are gone: the calls it made, in order.
+    pub(crate) fn finish(self) -> Vec<OwnerCall> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// Waits for `fd` to be readable for up to 50 ms; whether it is, and whether it hung up.
+fn wait_readable(fd: RawFd) -> (bool, bool) {
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll reads and writes the one `pollfd`.
+    let ready = unsafe { libc::poll(&mut poll, 1, 50) };
+    (
+        ready > 0 && poll.revents & libc::POLLIN != 0,
+        ready > 0 && poll.revents & (libc::POLLHUP | libc::POLLERR) != 0,
+    )
+}
+
+fn serve(
+    socket: &OwnedFd,
+    root_fd: &OwnedFd,
+    root: &Path,
+    ids: Ids,
+    stop: &AtomicBool,
+) -> Vec<OwnerCall> {
+    let mut calls = Vec::new();
+    // The listener, once the init sends it (never, when its set-up failed first).
+    let listener = loop {
+        let (readable, _) = wait_readable(socket.as_raw_fd());
+        if readable {
+            match super::terminal::receive_fd(socket) {
+                Some(fd) => break fd,
+                None => return calls,
+            }
+        }
+        if stop.load(Ordering::SeqCst) {
+            return calls;
+        }
+    };
+    loop {
+        let (readable, hung_up) = wait_readable(listener.as_raw_fd());
+        if readable {
+            answer_one(&listener, root_fd, root, ids, &mut calls);
+            continue;
+        }
+        // Every process of the filter is gone, or the step is over.
+        if hung_up || stop.load(Ordering::SeqCst) {
+            return calls;
+        }
+    }
+}
+
+/// Receives one notification and answers it; a notification whose process died is
+/// dropped.
+fn answer_one(
+    listener: &OwnedFd,
+    root_fd: &OwnedFd,
+    root: &Path,
+    ids: Ids,
+    calls: &mut Vec<OwnerCall>,
+) {
+    // SAFETY: all-zero is a valid `seccomp_notif`, as the kernel requires it on entry.
+    let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    // SAFETY: the ioctl writes one `seccomp_notif` into `notif`.
+    let r = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_RECV,
+            &mut notif,
+        )
+    };
+    if r < 0 {
+        return;
+    }
+    let result = owner_call(&notif, root_fd, root, ids, || id_valid(listener, notif.id));
+    let (val, error) = match result {
+        Ok(call) => {
+            calls.push(call);
+            (0, 0)
+        }
+        Err(errno) => (-1, -errno),
+    };
+    let mut resp = libc::seccomp_notif_resp {
+        id: notif.id,
+        val,
+        error,
+        flags: 0,
+    };
+    // SAFETY: the ioctl reads one `seccomp_notif_resp`; a process that died meanwhile
+    // makes it fail with ENOENT, which changes nothing.
+    unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND,
+            &mut resp,
+        )
+    };
+}
+
+/// Whether the notification `id` is still pending (its process has not died and been
+/// replaced by another with the same pid): checked after reading that process's memory.
+fn id_valid(listener: &OwnedFd, id: u64) -> bool {
+    let mut id = id;
+    // SAFETY: the ioctl reads one u64.
+    unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+            &mut id,
+        ) == 0
+    }
+}
+
+/// What the call of `notif` asks for, or the errno to answer it with.
+fn owner_call(
+    notif: &libc::seccomp_notif,
+    root_fd: &OwnedFd,
+    root: &Path,
+    ids: Ids,
+    valid: impl Fn() -> bool,
+) -> Result<OwnerCall, i32> {
+    let pid = notif.pid;
+    let args = notif.data.args;
+    let id = |raw: u64| (raw as u32 != u32::MAX).then_some(raw as u32);
+    let (base, path, follow, uid, gid) = match notif.data.nr as u32 {
+        SYS_CHOWN => (Base::Cwd, Some(args[0]), true, args[1], args[2]),
+        SYS_LCHOWN => (Base::Cwd, Some(args[0]), false, args[1], args[2]),
+        SYS_FCHOWN => (Base::Fd(args[0] as i32), None, true, args[1], args[2]),
+        SYS_FCHOWNAT => {
+            let flags = args[4] as i32;
+            if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
+                return Err(libc::EINVAL);
+            }
+            let dir = if args[0] as i32 == libc::AT_FDCWD {
+                Base::Cwd
+            } else {
+                Base::Fd(args[0] as i32)
+            };
+            let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+            (dir, Some(args[1]), follow, args[2], args[3])
+        }
+        _ => return Err(libc::ENOSYS),
+    };
+    let name = match path {
+        Some(address) => read_path(pid, address)?,
+        None => Vec::new(),
+    };
+    if !valid() {
+        return Err(libc::ESRCH);
+    }
+    if name.is_empty()
+        && path.is_some()
+        && !matches!(args.get(4), Some(f) if *f as i32 & libc::AT_EMPTY_PATH != 0 && notif.data.nr as u32 == SYS_FCHOWNAT)
+    {
+        return Err(libc::ENOENT);
+    }
+    // The path inside the root the call names. proot (tracing every call) has already
+    // put it in terms of the host when the filter sees it: an absolute path in the
+    // root's directory. A path proot left alone is the step's own, from its root.
+    let inside: PathBuf = if name.first() == Some(&b'/') {
+        let named = Path::new(std::ffi::OsStr::from_bytes(&name));
+        match named.strip_prefix(root) {
+            Ok(within) => Path::new("/").join(within),
+            Err(_) if notif_path_is_host(named) => return Err(libc::EPERM),
+            Err(_) => named.to_path_buf(),
+        }
+    } else {
+        let link = match base {
+            Base::Cwd => format!("/proc/{pid}/cwd"),
+            Base::Fd(fd) => format!("/proc/{pid}/fd/{fd}"),
+        };
+        let host =
+            std::fs::read_link(&link).map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF))?;
+        let within = host.strip_prefix(root).map_err(|_| libc::EPERM)?;
+        let mut inside = Path::new("/").join(within);
+        if !name.is_empty() {
+            inside.push(std::ffi::OsStr::from_bytes(&name));
+        }
+        inside
+    };
+    let (rel, inode, file) = resolve(root_fd, root, &inside, follow)?;
+    if uid as u32 != u32::MAX || gid as u32 != u32::MAX {
+        drop_set_ids(&file);
+    }
+    Ok(OwnerCall {
+        rel,
+        inode,
+        uid: id(uid).map(|uid| ids.uid(uid)),
+        gid: id(gid).map(|gid| ids.gid(gid)),
+    })
+}
+
+/// Whether `path` is a host path proot binds into the step (its device nodes, `/proc`,
+/// `/sys`): a step may not give those away.
+fn notif_path_is_host(path: &Path) -> bool {
+    ["/dev", "/proc", "/sys"]
+        .iter()
+        .any(|p| path.starts_with(p))
+}
+
+/// The ids proot puts in a call: it turns the id the step runs as (0 under `-0`) into
+/// the build user's, which may then stand for nothing else.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ids {
+    /// The build user's uid and gid (this process's).
+    pub build: (u32, u32),
+    /// The step's uid and gid (what proot shows the step as).
+    pub step: (u32, u32),
+}
+
+impl Ids {
+    fn uid(&self, uid: u32) -> u32 {
+        if uid == self.build.0 {
+            self.step.0
+        } else {
+            uid
+        }
+    }
+
+    fn gid(&self, gid: u32) -> u32 {
+        if gid == self.build.1 {
+            self.step.1
+        } else {
+            gid
+        }
+    }
+}
+
+/// Where a relative path of a call starts.
+enum Base {
+    Cwd,
+    Fd(i32),
+}
+
+/// Reads the NUL-terminated path at `address` in process `pid`'s memory.
+fn read_path(pid: u32, address: u64) -> Result<Vec<u8>, i32> {
+    use std::os::unix::fs::FileExt;
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem"))
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::ESRCH))?;
+    let mut name = Vec::new();
+    let mut chunk = [0u8; 256];
+    loop {
+        let offset = address + name.len() as u64;
+        let n = mem.read_at(&mut chunk, offset).map_err(|_| libc::EFAULT)?;
+        if n == 0 {
+            return Err(libc::EFAULT);
+        }
+        if let Some(end) = chunk[..n].iter().position(|b| *b == 0) {
+            name.extend_from_slice(&chunk[..end]);
+            return Ok(name);
+        }
+        name.extend_from_slice(&chunk[..n]);
+        if name.len() > libc::PATH_MAX as usize {
+            return Err(libc::ENAMETOOLONG);
+        }
+    }
+}
+
+/// Opens `inside` (an absolute path as the step sees it) within the root, following a
+/// last symbolic link when `follow`: the path relative to the root it resolves to, its
+/// inode and an `O_PATH` descriptor of it; the errno the step would get otherwise.
+fn resolve(
+    root_fd: &OwnedFd,
+    root: &Path,
+    inside: &Path,
+    follow: bool,
+) -> Result<(PathBuf, (u64, u64), OwnedFd), i32> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let rel = inside.strip_prefix("/").unwrap_or(inside);
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let mut flags = OFlags::PATH | OFlags::CLOEXEC;
+    if !follow {
+        flags |= OFlags::NOFOLLOW;
+    }
+    let opened = rustix::fs::openat2(
+        root_fd,
+        CString::new(rel.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?,
+        flags,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| e.raw_os_error())?;
+    let stat = rustix::fs::fstat(&opened).map_err(|e| e.raw_os_error())?;
+    let host = std::fs::read_link(format!("/proc/self/fd/{}", opened.as_raw_fd()))
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF))?;
+    let rel = host.strip_prefix(root).map_err(|_| libc::EPERM)?;
+    Ok((rel.to_path_buf(), (stat.st_dev, stat.st_ino), opened))
+}
+
+/// What the kernel does to a file whose owner changes: a regular file loses its
+/// set-user-ID bit, and its set-group-ID bit when group execution is allowed (Linux
+/// treats root as anyone here). `file` is an `O_PATH` descriptor.
+fn drop_set_ids(file: &OwnedFd) {
+    let Ok(stat) = rustix::fs::fstat(file) else {
+        return;
+    };
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+        return;
+    }
+    let mut mode = stat.st_mode & 0o7777;
+    mode &= !libc::S_ISUID;
+    if mode & libc::S_IXGRP != 0 {
+        mode &= !libc::S_ISGID;
+    }
+    if mode != stat.st_mode & 0o7777 {
+        let _ = rustix::fs::chmod(
+            format!("/proc/self/fd/{}", file.as_raw_fd()),
+            rustix::fs::Mode::from_raw_mode(mode),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filter_sends_the_four_calls_and_nothing_else() {
+        let program = filter();
+        // Each jump lands on an instruction of the program.
+        for (i, insn) in program.iter().enumerate() {
+            if insn.code == (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16 {
+                assert!(i + 1 + (insn.jt as usize) < program.len());
+                assert!(i + 1 + (insn.jf as usize) < program.len());
+            }
+        }
+        let run = |arch: u32, nr: u32| {
+            let mut pc = 0;
+            let mut acc = 0u32;
+            loop {
+                let insn = &program[pc];
+                match insn.code as u32 {
+                    c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS => {
+                        acc = if insn.k == 0 { nr } else { arch };
+                        pc += 1;
+                    }
+                    c if c == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K => {
+                        pc += 1 + usize::from(if acc == insn.k { insn.jt } else { insn.jf });
+                    }
+                    _ => return insn.k,
+                }
+            }
+        };
+        for nr in [SYS_CHOWN, SYS_FCHOWN, SYS_LCHOWN, SYS_FCHOWNAT] {
+            assert_eq!(run(AUDIT_ARCH_X86_64, nr), libc::SECCOMP_RET_USER_NOTIF);
+        }
+        for nr in [0, 1, 59, 90, 91, 95, 257, 259, 261] {
+            assert_eq!(run(AUDIT_ARCH_X86_64, nr), libc::SECCOMP_RET_ALLOW);
+        }
+        // i386's chown is 182: another architecture is let through.
+        assert_eq!(run(0x4000_0003, SYS_CHOWN), libc::SECCOMP_RET_ALLOW);
+    }
+}
