@@ -303,13 +303,13 @@ pub fn write_manifest(
     })?;
     let manifest_blob = store.put(&manifest_bytes)?;
     let mut desc = descriptor(spec_format.manifest_type(), &manifest_blob);
-    desc.set_platform(Some(
-        oci_spec::image::PlatformBuilder::default()
-            .architecture(config.architecture.as_str())
-            .os(config.os.as_str())
-            .build()
-            .map_err(ImageError::Manifest)?,
-    ));
+    let mut platform = oci_spec::image::PlatformBuilder::default()
+        .architecture(config.architecture.as_str())
+        .os(config.os.as_str())
+        .build()
+        .map_err(ImageError::Manifest)?;
+    platform.set_variant(config.variant.clone().filter(|v| !v.is_empty()));
+    desc.set_platform(Some(platform));
     Ok(Image {
         descriptor: desc,
         manifest,

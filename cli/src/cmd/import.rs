@@ -12,6 +12,7 @@ use rbuild_core::{
     image::{Empty, History, ImageConfig, ImageFormat, ImageSpec, RunConfig, rfc3339},
     layer::LayerOptions,
 };
+use rbuild_dockerfile::Platform;
 
 use super::store::StoreArgs;
 
@@ -19,7 +20,8 @@ use super::store::StoreArgs;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   rbuild import rootfs.tar.gz mybase:latest
-  rbuild import -c 'CMD [\"/bin/sh\"]' -c 'ENV LANG=C.UTF-8' rootfs.tar mybase:1.0")]
+  rbuild import -c 'CMD [\"/bin/sh\"]' -c 'ENV LANG=C.UTF-8' rootfs.tar mybase:1.0
+  rbuild import --platform linux/arm64 arm64-rootfs.tar mybase:arm64")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
@@ -30,6 +32,10 @@ pub struct Args {
     /// Commit message for the history
     #[arg(short, long)]
     message: Option<String>,
+    /// The platform the rootfs's binaries are for, OS/ARCH[/VARIANT] (linux/arm64,
+    /// linux/arm/v7), as the image config records it; this host's platform by default
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = platform_arg)]
+    platform: Option<Platform>,
     /// Media types of the image: oci or docker
     #[arg(long, default_value = "oci")]
     format: ImageFormat,
@@ -41,6 +47,13 @@ pub struct Args {
     file: PathBuf,
     /// The name to give the image
     name: Option<String>,
+}
+
+/// `--platform`: `os/arch` or `os/arch/variant`, recorded as given.
+fn platform_arg(text: &str) -> Result<Platform, String> {
+    Platform::parse(text).ok_or_else(|| {
+        format!("{text:?} is not a platform: give OS/ARCH or OS/ARCH/VARIANT, as linux/arm64")
+    })
 }
 
 /// A JSON array (exec form) or a shell command wrapped in `/bin/sh -c`.
@@ -119,6 +132,11 @@ pub fn apply_change(config: &mut RunConfig, change: &str) -> anyhow::Result<()> 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = args.store.open()?;
     let mut config = ImageConfig::for_host();
+    if let Some(platform) = &args.platform {
+        config.os.clone_from(&platform.os);
+        config.architecture.clone_from(&platform.architecture);
+        config.variant = Some(platform.variant.clone()).filter(|v| !v.is_empty());
+    }
     for change in &args.change {
         apply_change(&mut config.config, change)
             .with_context(|| format!("applying --change {change:?}"))?;
