@@ -460,3 +460,38 @@ fn mount_errors_wait_for_lowering() {
          3 | RUN --mount=type=$T,target=/x true\n      |     ^\n"
     );
 }
+
+#[test]
+fn a_stage_runs_as_its_from_platform_normalized_or_its_parents_and_its_steps_digest_it() {
+    let source = "FROM --platform=$BUILDPLATFORM alpine AS build\nRUN true\n\
+FROM build AS test\nRUN true\nFROM --platform=linux/arm64/v8 alpine AS arm\nRUN true\n\
+FROM alpine\nRUN true\nCOPY --from=test /a /a\nCOPY --from=arm /b /b\n";
+    let options = LowerOptions {
+        target_platform: rbuild_dockerfile::Platform::parse("linux/aarch64").unwrap(),
+        ..LowerOptions::default()
+    };
+    let g = lower(&parse(source).unwrap(), &options).unwrap();
+    let platforms: Vec<Option<&str>> = g.stages.iter().map(|s| s.platform.as_deref()).collect();
+    assert_eq!(
+        platforms,
+        [
+            Some("linux/amd64"),
+            Some("linux/amd64"),
+            Some("linux/arm64"),
+            None
+        ]
+    );
+    // The first `RUN true` of each stage: the same step, and the same platform but for
+    // the native stages.
+    let first =
+        |g: &BuildGraph, stage: usize| g.step(g.stages[stage].steps[0]).unwrap().digest.clone();
+    assert_eq!(first(&g, 0), first(&g, 1));
+    assert_eq!(first(&g, 2), first(&g, 3));
+    assert_ne!(first(&g, 0), first(&g, 3));
+    // For another target, the stages that follow it differ; the others do not.
+    let amd64 = lower(&parse(source).unwrap(), &LowerOptions::default()).unwrap();
+    for stage in 0..3 {
+        assert_eq!(first(&amd64, stage), first(&g, stage), "stage {stage}");
+    }
+    assert_ne!(first(&amd64, 3), first(&g, 3));
+}

@@ -209,16 +209,12 @@ fn lower_stage_into(
             Some(stage.span),
         ));
     }
-    draft.platform = stage.platform.as_deref().map(expand_global).transpose()?;
-    if let Some(platform) = draft
-        .platform
-        .as_deref()
-        .filter(|p| Platform::parse(p).is_none())
-    {
-        return Err(Error::new(
-            ErrorKind::InvalidPlatform(platform.to_owned()),
-            Some(stage.span),
-        ));
+    // `--platform` is expanded with the global arguments (BuildKit's `convert.go`), and
+    // kept normalized (`linux/arm64/v8` is `linux/arm64`).
+    if let Some(written) = stage.platform.as_deref().map(expand_global).transpose()? {
+        let platform = Platform::parse(&written)
+            .ok_or_else(|| Error::new(ErrorKind::InvalidPlatform(written), Some(stage.span)))?;
+        draft.platform = Some(platform.to_string());
     }
     // Exact: stage names are lower case, and `FROM Name` is an image name to BuildKit
     // (an invalid one, as repository names are lower case too).
@@ -250,6 +246,11 @@ fn lower_stage_into(
         Base::Stage(id) => {
             let parent = &earlier[id.0 as usize];
             draft.scope = parent.scope.for_child_stage();
+            // A stage on a stage runs as its parent does (BuildKit's
+            // `ds.platform = ds.base.platform`), unless it says otherwise.
+            if draft.platform.is_none() {
+                draft.platform.clone_from(&parent.platform);
+            }
             draft
                 .deps
                 .push((Source::Stage(*id), EdgeKind::Base, None, stage.span));

@@ -26,6 +26,7 @@
 mod args;
 mod digest;
 mod lower;
+mod platform;
 mod render;
 mod scope;
 
@@ -40,6 +41,7 @@ use crate::shell::Environment;
 pub use self::args::PROXY_ARGS;
 pub use self::digest::StepDigest;
 pub use self::lower::{MAX_STEP_VARIABLES, lower};
+pub use self::platform::Platform;
 pub use self::scope::DEFAULT_PATH;
 
 /// A stage's position in the Dockerfile (0-based, counting every `FROM`), the number
@@ -62,54 +64,6 @@ impl std::fmt::Display for StageId {
 impl std::fmt::Display for StepId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.0)
-    }
-}
-
-/// An operating system and architecture, as in `linux/arm64/v8`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Platform {
-    /// `linux`.
-    pub os: String,
-    /// `amd64`, `arm64`, ...
-    pub architecture: String,
-    /// `v7`, `v8`, ... or empty.
-    pub variant: String,
-}
-
-impl Platform {
-    /// `linux/amd64`, the default build and target platform.
-    pub fn linux_amd64() -> Platform {
-        Platform {
-            os: "linux".to_owned(),
-            architecture: "amd64".to_owned(),
-            variant: String::new(),
-        }
-    }
-
-    /// Reads `os/arch[/variant]`; `None` when the text has another shape.
-    pub fn parse(text: &str) -> Option<Platform> {
-        let mut parts = text.split('/');
-        let os = parts.next().filter(|s| !s.is_empty())?;
-        let architecture = parts.next().filter(|s| !s.is_empty())?;
-        let variant = parts.next().unwrap_or("");
-        if parts.next().is_some() {
-            return None;
-        }
-        Some(Platform {
-            os: os.to_owned(),
-            architecture: architecture.to_owned(),
-            variant: variant.to_owned(),
-        })
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if !self.variant.is_empty() {
-            write!(f, "/{}", self.variant)?;
-        }
-        Ok(())
     }
 }
 
@@ -179,7 +133,8 @@ pub struct GraphStage {
     pub name: Option<String>,
     /// What the stage starts from.
     pub base: Base,
-    /// `FROM --platform=`, expanded.
+    /// The platform the stage runs as when the Dockerfile says: its `FROM --platform=`,
+    /// expanded and normalized, or else its parent stage's; `None`: the target's.
     pub platform: Option<String>,
     /// The stage's steps, in order.
     pub steps: Vec<StepId>,
@@ -321,24 +276,5 @@ impl BuildGraph {
     /// The step with this id.
     pub fn step(&self, id: StepId) -> Option<&Step> {
         self.steps.get(id.0 as usize)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Platform;
-
-    #[test]
-    fn platform_parse_and_display() {
-        let p = Platform::parse("linux/arm64/v8").expect("valid platform");
-        assert_eq!(
-            (p.os.as_str(), p.architecture.as_str(), p.variant.as_str()),
-            ("linux", "arm64", "v8")
-        );
-        assert_eq!(p.to_string(), "linux/arm64/v8");
-        assert_eq!(Platform::linux_amd64().to_string(), "linux/amd64");
-        for bad in ["linux", "/amd64", "linux/", "a/b/c/d", ""] {
-            assert!(Platform::parse(bad).is_none(), "{bad:?}");
-        }
     }
 }
