@@ -186,6 +186,7 @@ fn main() {
             &client,
             &pulled,
             &dest,
+            None,
             &rbuild_core::progress::NullProgress,
         )
         .unwrap_or_else(|e| fail(format!("rbuild pull: {e}")));

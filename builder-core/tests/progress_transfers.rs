@@ -153,7 +153,7 @@ fn a_closure_sink_counts_the_transfers_of_push_pull_and_export() {
 
     let fresh = ContentStore::open(tmp.path().join("fresh")).unwrap();
     let pulled = observe(TransferKind::Pull, &target, |sink| {
-        pull(&client, &fresh, &dest, sink).unwrap();
+        pull(&client, &fresh, &dest, None, sink).unwrap();
     });
     assert_eq!(
         pulled.keys().collect::<Vec<_>>(),
@@ -161,7 +161,7 @@ fn a_closure_sink_counts_the_transfers_of_push_pull_and_export() {
     );
     check_moved(&pulled, &fresh);
     let cached = observe(TransferKind::Pull, &target, |sink| {
-        pull(&client, &fresh, &dest, sink).unwrap();
+        pull(&client, &fresh, &dest, None, sink).unwrap();
     });
     assert!(
         cached
@@ -331,7 +331,7 @@ fn lying_blob_lengths_fail_the_pull_with_sane_progress() {
         let store = ContentStore::open(tmp.path().join(format!("store{i}"))).unwrap();
         let mut result = None;
         let seen = observe(TransferKind::Pull, &name.to_string(), |sink| {
-            result = Some(pull(&client, &store, &name, sink));
+            result = Some(pull(&client, &store, &name, None, sink));
         });
         let result = result.unwrap();
         assert_eq!(result.is_ok(), succeeds, "{lie:?}: {result:?}");

@@ -74,7 +74,14 @@ fn basic_auth_uses_docker_config_and_fails_clearly_without() {
     .unwrap_or_else(|e| panic!("push failed: {e:?}\n{}", reg.log()));
 
     let fresh = ContentStore::open(tmp.path().join("fresh")).unwrap();
-    let desc = pull(&client, &fresh, &dest, &rbuild_core::progress::NullProgress).unwrap();
+    let desc = pull(
+        &client,
+        &fresh,
+        &dest,
+        None,
+        &rbuild_core::progress::NullProgress,
+    )
+    .unwrap();
     assert_eq!(desc.digest().to_string(), digest.to_string());
 
     // After logout the registry refuses again.
@@ -85,6 +92,7 @@ fn basic_auth_uses_docker_config_and_fails_clearly_without() {
         &client,
         &fresh2,
         &dest,
+        None,
         &rbuild_core::progress::NullProgress,
     )
     .unwrap_err();
@@ -118,6 +126,7 @@ fn basic_auth_uses_docker_config_and_fails_clearly_without() {
         &client,
         &fresh3,
         &dest,
+        None,
         &rbuild_core::progress::NullProgress,
     )
     .unwrap();

@@ -81,6 +81,7 @@ fn docker_hub_pull_falls_back_from_a_down_mirror_to_the_next() {
         &origin,
         &store,
         &name,
+        None,
         &rbuild_core::progress::NullProgress,
     )
     .unwrap_or_else(|e| panic!("pull through the mirrors failed: {e:?}\n{}", mirror.log()));
@@ -111,6 +112,7 @@ fn docker_hub_pull_falls_back_from_a_down_mirror_to_the_next() {
         &fake_origin,
         &store,
         &missing,
+        None,
         &rbuild_core::progress::NullProgress,
     )
     .unwrap_err();

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType, Platform, PlatformBuilder};
 use rbuild_core::{
     ContentStore, Digest, ImageName,
-    image::{ImageFormat, load_image, verify},
+    image::{ImageFormat, load_image, load_image_for, prune, verify},
     registry::{
         PushOptions, RegistryClient, RegistryError, RegistryOptions, UploadMode, pull, push,
     },
@@ -168,8 +168,14 @@ fn pulls_oci_and_docker_images_pushed_by_skopeo() {
 
         let dst = ContentStore::open(tmp.path().join(repo.replace('/', "-"))).unwrap();
         let name: ImageName = remote.parse().unwrap();
-        let desc = pull(&client, &dst, &name, &rbuild_core::progress::NullProgress)
-            .unwrap_or_else(|e| panic!("pull {remote} failed: {e:?}\n{}", reg.log()));
+        let desc = pull(
+            &client,
+            &dst,
+            &name,
+            None,
+            &rbuild_core::progress::NullProgress,
+        )
+        .unwrap_or_else(|e| panic!("pull {remote} failed: {e:?}\n{}", reg.log()));
         assert_eq!(desc.digest().to_string(), expected);
         assert_eq!(desc.media_type().to_string(), media);
         assert!(verify(&dst).unwrap().is_empty());
@@ -192,7 +198,7 @@ fn platform(arch: &str) -> Platform {
 }
 
 #[test]
-fn pull_of_an_index_picks_the_host_platform() {
+fn pull_of_an_index_picks_the_host_platform_or_the_one_asked_for_and_keeps_both_named() {
     let reg = Registry::start(None);
     let tmp = tempfile::tempdir().unwrap();
     let src = ContentStore::open(tmp.path().join("src")).unwrap();
@@ -233,6 +239,7 @@ fn pull_of_an_index_picks_the_host_platform() {
         &client(&reg),
         &dst,
         &remote.parse().unwrap(),
+        None,
         &rbuild_core::progress::NullProgress,
     )
     .unwrap_or_else(|e| panic!("pull failed: {e:?}\n{}", reg.log()));
@@ -246,6 +253,40 @@ fn pull_of_an_index_picks_the_host_platform() {
         "the other platform's layer was pulled"
     );
     assert!(verify(&dst).unwrap().is_empty());
+
+    // Asked for the other platform, spelled as uname does: its entry, and the name
+    // keeps the host's image beside it.
+    let spelled = if other == "arm64" {
+        "linux/aarch64"
+    } else {
+        "linux/x86_64"
+    };
+    let wanted = rbuild_dockerfile::Platform::parse(spelled).unwrap();
+    let desc = pull(
+        &client(&reg),
+        &dst,
+        &remote.parse().unwrap(),
+        Some(&wanted),
+        &rbuild_core::progress::NullProgress,
+    )
+    .unwrap_or_else(|e| panic!("pull failed: {e:?}\n{}", reg.log()));
+    assert_eq!(
+        Digest::try_from(desc.digest()).unwrap(),
+        theirs.digest().unwrap()
+    );
+    let named = dst.resolve(&remote).unwrap();
+    let digest_for = |arch: &str| {
+        let platform = rbuild_dockerfile::Platform::new("linux", arch, "");
+        load_image_for(&dst, &named.descriptor, &platform)
+            .unwrap()
+            .map(|image| image.digest().unwrap())
+    };
+    assert_eq!(digest_for(other), Some(theirs.digest().unwrap()));
+    assert_eq!(digest_for(host), Some(mine.digest().unwrap()));
+    assert!(verify(&dst).unwrap().is_empty());
+    // Both images are the name's: pruning keeps every blob.
+    let report = prune(&dst, false).unwrap();
+    assert!(report.blobs.is_empty(), "{:?}", report.blobs);
 }
 
 #[test]
@@ -275,7 +316,14 @@ fn corrupt_blob_in_the_registry_is_refused() {
     std::fs::write(&data, &bytes).unwrap();
 
     let dst = ContentStore::open(tmp.path().join("dst")).unwrap();
-    let err = pull(&client, &dst, &name, &rbuild_core::progress::NullProgress).unwrap_err();
+    let err = pull(
+        &client,
+        &dst,
+        &name,
+        None,
+        &rbuild_core::progress::NullProgress,
+    )
+    .unwrap_err();
     match &err {
         RegistryError::DigestMismatch { expected, .. } => assert_eq!(expected, &layer),
         other => panic!("expected a digest mismatch, got {other:?}"),

@@ -165,7 +165,14 @@ fn bearer_token_is_fetched_once_per_scope_and_5xx_and_broken_connections_are_ret
     let tmp = tempfile::tempdir().unwrap();
     let store = ContentStore::open(tmp.path()).unwrap();
     let name: ImageName = format!("{addr}/team/app:1").parse().unwrap();
-    let desc = pull(&client, &store, &name, &rbuild_core::progress::NullProgress).unwrap();
+    let desc = pull(
+        &client,
+        &store,
+        &name,
+        None,
+        &rbuild_core::progress::NullProgress,
+    )
+    .unwrap();
     assert_eq!(Digest::try_from(desc.digest()).unwrap(), md);
     assert!(store.contains(&cd) && store.contains(&ld));
 
@@ -347,7 +354,14 @@ fn a_multi_layer_image_goes_up_and_comes_back_through_bearer_auth() {
 
     let fresh = ContentStore::open(tmp.path().join("b")).unwrap();
     let client = RegistryClient::with_credentials(&addr, Some(robot), RegistryOptions::default());
-    let pulled = pull(&client, &fresh, &dest, &rbuild_core::progress::NullProgress).unwrap();
+    let pulled = pull(
+        &client,
+        &fresh,
+        &dest,
+        None,
+        &rbuild_core::progress::NullProgress,
+    )
+    .unwrap();
     assert_eq!(
         Digest::try_from(pulled.digest()).unwrap(),
         manifest_blob.digest

@@ -107,7 +107,14 @@ fn manifests_that_lie_about_sizes_or_digests_are_refused() {
         put_manifest(&reg, "liar/img", tag, &serde_json::to_vec(&lying).unwrap());
         let name: ImageName = format!("{}/liar/img:{tag}", reg.addr).parse().unwrap();
         let dst = ContentStore::open(tmp.path().join(format!("dst-{tag}"))).unwrap();
-        let err = pull(&client, &dst, &name, &rbuild_core::progress::NullProgress).unwrap_err();
+        let err = pull(
+            &client,
+            &dst,
+            &name,
+            None,
+            &rbuild_core::progress::NullProgress,
+        )
+        .unwrap_err();
         println!("{tag}: {err}");
         let text = err.to_string();
         assert!(
@@ -143,6 +150,13 @@ fn manifests_that_lie_about_sizes_or_digests_are_refused() {
     }
     // The honest manifest still pulls.
     let dst = ContentStore::open(tmp.path().join("dst-honest")).unwrap();
-    pull(&client, &dst, &honest, &rbuild_core::progress::NullProgress).unwrap();
+    pull(
+        &client,
+        &dst,
+        &honest,
+        None,
+        &rbuild_core::progress::NullProgress,
+    )
+    .unwrap();
     assert!(verify(&dst).unwrap().is_empty());
 }

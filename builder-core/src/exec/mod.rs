@@ -41,6 +41,7 @@
 //! for the step only and removed afterwards, with their parents' times restored, so they
 //! never reach a change set.
 
+mod binfmt;
 mod caps;
 mod cgroup;
 mod chown_calls;
@@ -65,6 +66,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub use self::binfmt::{BINFMT_MISC_DIR, check_emulation};
 pub use self::chroot::{ChrootExecutor, chroot_available, find_proot, sandbox_available};
 pub use self::idmap::IdMapping;
 // The engine mounts step roots for its own file work (COPY, WORKDIR) the same way.
@@ -88,6 +90,18 @@ pub use rbuild_dockerfile::DEFAULT_PATH;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExecError {
+    /// A step of a foreign platform, and no `binfmt_misc` handler to run it.
+    #[error(
+        "cannot run steps for {platform} on this {host} machine: no binfmt_misc handler \
+         runs its binaries; install qemu-user-static and register its handlers as root \
+         (rbuild's scripts/binfmt-register)"
+    )]
+    NoEmulator {
+        /// The step's platform.
+        platform: String,
+        /// The machine's.
+        host: String,
+    },
     /// Preparing or cleaning up the step's files failed.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),

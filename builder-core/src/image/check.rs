@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
-use super::{ImageError, load_image};
+use super::{ImageError, load_image, platform_images};
 use crate::digest::Digest;
 use crate::store::{ContentStore, StoreError};
 
@@ -22,14 +22,16 @@ impl std::fmt::Display for Problem {
 pub fn referenced_blobs(store: &ContentStore) -> Result<BTreeSet<Digest>, ImageError> {
     let mut out = BTreeSet::new();
     for named in store.images()? {
-        let image = load_image(store, &named.descriptor)?;
         if let Some(d) = named.digest() {
             out.insert(d);
         }
-        out.insert(image.digest()?);
-        out.insert(image.config_digest.clone());
-        for (blob, _) in image.layers()? {
-            out.insert(blob);
+        // Every platform's image of an index, not only the one a build on this host takes.
+        for image in platform_images(store, &named.descriptor)? {
+            out.insert(image.digest()?);
+            out.insert(image.config_digest.clone());
+            for (blob, _) in image.layers()? {
+                out.insert(blob);
+            }
         }
     }
     Ok(out)
@@ -45,42 +47,49 @@ pub fn verify(store: &ContentStore) -> Result<Vec<Problem>, StoreError> {
     }
     for named in store.images()? {
         let name = named.name.familiar();
-        let image = match load_image(store, &named.descriptor) {
-            Ok(i) => i,
+        // Every platform's image of an index.
+        let images = match platform_images(store, &named.descriptor) {
+            Ok(images) => images,
             Err(e) => {
                 problems.push(Problem(format!("image {name}: {e}")));
                 continue;
             }
         };
-        if named.descriptor.size() != image.descriptor.size() {
-            problems.push(Problem(format!(
-                "image {name}: index says the manifest has {} bytes, it has {}",
-                named.descriptor.size(),
-                image.descriptor.size()
-            )));
-        }
-        let mut children = vec![image.manifest.config().clone()];
-        children.extend(image.manifest.layers().iter().cloned());
-        for child in children {
-            let Ok(digest) = Digest::try_from(child.digest()) else {
+        if let Ok(digest) = Digest::try_from(named.descriptor.digest()) {
+            let found = fs::metadata(store.blob_path(&digest)).map_or(0, |m| m.len());
+            if named.descriptor.size() != found {
                 problems.push(Problem(format!(
-                    "image {name}: bad digest {}",
-                    child.digest()
+                    "image {name}: index says the manifest has {} bytes, it has {found}",
+                    named.descriptor.size(),
                 )));
-                continue;
-            };
-            match fs::metadata(store.blob_path(&digest)) {
-                Err(_) => problems.push(Problem(format!("image {name}: blob {digest} is missing"))),
-                Ok(m) if m.len() != child.size() => problems.push(Problem(format!(
-                    "image {name}: blob {digest} has {} bytes, the manifest says {}",
-                    m.len(),
-                    child.size()
-                ))),
-                Ok(_) => {}
             }
         }
-        if let Err(e) = image.layers() {
-            problems.push(Problem(format!("image {name}: {e}")));
+        for image in images {
+            let mut children = vec![image.manifest.config().clone()];
+            children.extend(image.manifest.layers().iter().cloned());
+            for child in children {
+                let Ok(digest) = Digest::try_from(child.digest()) else {
+                    problems.push(Problem(format!(
+                        "image {name}: bad digest {}",
+                        child.digest()
+                    )));
+                    continue;
+                };
+                match fs::metadata(store.blob_path(&digest)) {
+                    Err(_) => {
+                        problems.push(Problem(format!("image {name}: blob {digest} is missing")))
+                    }
+                    Ok(m) if m.len() != child.size() => problems.push(Problem(format!(
+                        "image {name}: blob {digest} has {} bytes, the manifest says {}",
+                        m.len(),
+                        child.size()
+                    ))),
+                    Ok(_) => {}
+                }
+            }
+            if let Err(e) = image.layers() {
+                problems.push(Problem(format!("image {name}: {e}")));
+            }
         }
     }
     Ok(problems)
@@ -111,10 +120,11 @@ pub fn prune(store: &ContentStore, all: bool) -> Result<PruneReport, ImageError>
     // Unpacked layers are named by chain ID (`ContentStore::unpack_layers`).
     let mut keep_chain_ids = BTreeSet::new();
     for named in store.images()? {
-        let image = load_image(store, &named.descriptor)?;
-        let layers = image.layers()?;
-        for chain_id in crate::layer::chain_ids(layers.iter().map(|(_, diff_id)| diff_id)) {
-            keep_chain_ids.insert(chain_id.hex().to_owned());
+        for image in platform_images(store, &named.descriptor)? {
+            let layers = image.layers()?;
+            for chain_id in crate::layer::chain_ids(layers.iter().map(|(_, diff_id)| diff_id)) {
+                keep_chain_ids.insert(chain_id.hex().to_owned());
+            }
         }
     }
     let mut report = PruneReport::default();

@@ -5,6 +5,7 @@
 
 mod check;
 mod config;
+mod platforms;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -18,6 +19,9 @@ pub use self::check::{
 pub use self::config::{
     Empty, Healthcheck, History, ImageConfig, RootFs, RunConfig, host_architecture, host_platform,
     rfc3339,
+};
+pub use self::platforms::{
+    config_platform, load_image_for, platform_images, tag_keeping_platforms,
 };
 use crate::digest::{Digest, InvalidDigest};
 use crate::layer::{Compression, Layer};

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use oci_spec::image::Descriptor;
+use rbuild_dockerfile::Platform;
 use serde::Deserialize;
 
 use super::RegistryError;
@@ -265,6 +266,7 @@ pub fn pull_with_mirrors(
     origin: &RegistryClient,
     store: &ContentStore,
     name: &ImageName,
+    platform: Option<&Platform>,
     progress: &dyn crate::progress::Progress,
 ) -> Result<Pulled, RegistryError> {
     let mut skipped = Vec::new();
@@ -272,7 +274,7 @@ pub fn pull_with_mirrors(
         for mirror in mirrors {
             match mirror
                 .client(options)
-                .and_then(|c| pull(&c, store, name, progress))
+                .and_then(|c| pull(&c, store, name, platform, progress))
             {
                 Ok(descriptor) => {
                     return Ok(Pulled {
@@ -285,7 +287,7 @@ pub fn pull_with_mirrors(
             }
         }
     }
-    let descriptor = match pull(origin, store, name, progress) {
+    let descriptor = match pull(origin, store, name, platform, progress) {
         Ok(d) => d,
         Err(e) if skipped.is_empty() => return Err(e),
         Err(e) => {

@@ -1,10 +1,12 @@
-//! Pull: manifest (resolving an index to the host platform), then blobs into the store.
+//! Pull: manifest (resolving an index to the platform asked for, the host's by default),
+//! then blobs into the store.
 
 use std::io::{Read, Write};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use oci_spec::image::{Descriptor, MediaType};
+use rbuild_dockerfile::Platform;
 use serde_json::Value;
 use ureq::http::{Method, StatusCode};
 
@@ -12,13 +14,10 @@ use super::client::RegistryClient;
 use super::response::{Response, expect, header, read_small};
 use super::{ACCEPTED_MANIFEST_TYPES, DOCKER_MANIFEST_LIST, OCI_INDEX, RegistryError, io_err};
 use crate::digest::Digest;
-use crate::image::host_architecture;
+use crate::image::{host_platform, load_image, tag_keeping_platforms};
 use crate::layer::Compression;
 use crate::progress::{Counted, Progress, Transfer, TransferKind, TransferOutcome};
 use crate::store::{ContentStore, ImageName, StoreError};
-
-/// The OS rbuild pulls images for.
-const TARGET_OS: &str = "linux";
 
 /// A manifest as fetched (its digest checked): its bytes and media type.
 #[derive(Debug, Clone)]
@@ -390,13 +389,17 @@ fn fetch_blob_once(
 }
 
 /// Pulls `name` into `store` and names it there; an index or manifest list is resolved to
-/// the `linux` manifest of the host architecture. Returns the stored manifest's descriptor.
+/// the manifest of `platform` (see [`index_entry`]), the host's when `None`. Pulled for a
+/// `platform`, the name keeps the images of other platforms it had (see
+/// [`tag_keeping_platforms`]); for the host, it points to the pulled image alone.
+/// Returns the stored manifest's descriptor.
 /// Each blob's download (or its presence in the store) is a transfer reported to
 /// `progress` (see [`Progress`]'s module, "Transfers").
 pub fn pull(
     client: &RegistryClient,
     store: &ContentStore,
     name: &ImageName,
+    platform: Option<&Platform>,
     progress: &dyn Progress,
 ) -> Result<Descriptor, RegistryError> {
     let repository = name.repository();
@@ -410,23 +413,13 @@ pub fn pull(
     let mut fetched = fetch_manifest(client, repository, &reference, &scope)?;
     if is_index(&fetched.media_type, &fetched.bytes) {
         let index = parse_json(&fetched.bytes, &format!("index of {name}"))?;
-        let arch = host_architecture();
-        let chosen = index
-            .get("manifests")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .find(|m| {
-                let p = m.get("platform");
-                p.and_then(|p| p.get("os")).and_then(Value::as_str) == Some(TARGET_OS)
-                    && p.and_then(|p| p.get("architecture"))
-                        .and_then(Value::as_str)
-                        == Some(arch)
-            })
-            .ok_or_else(|| RegistryError::NoPlatform {
+        let wanted = platform.cloned().unwrap_or_else(host_platform);
+        let chosen = index_entry(&index, &wanted, platform.is_none()).ok_or_else(|| {
+            RegistryError::NoPlatform {
                 name: name.to_string(),
-                platform: format!("{TARGET_OS}/{arch}"),
-            })?;
+                platform: wanted.to_string(),
+            }
+        })?;
         let (digest, _) = digest_and_size(chosen, &format!("index of {name}"))?;
         fetched = fetch_manifest(client, repository, digest.as_str(), &scope)?;
         if is_index(&fetched.media_type, &fetched.bytes) {
@@ -455,6 +448,82 @@ pub fn pull(
         MediaType::from(fetched.media_type.as_str())
     };
     let descriptor = Descriptor::new(media, blob.size, &blob.digest);
-    store.tag(name, &descriptor)?;
+    if platform.is_some() {
+        let image = load_image(store, &descriptor)?;
+        tag_keeping_platforms(store, name, &image)?;
+    } else {
+        store.tag(name, &descriptor)?;
+    }
     Ok(descriptor)
+}
+
+/// The entry of `index` (a manifest list or image index) for `wanted`: the first whose
+/// `platform`, normalized as containerd does, is `wanted` (so `linux/arm64/v8` is
+/// `linux/arm64`); with `any_variant` (the host's own platform), else the first of its
+/// os and architecture whatever the variant.
+fn index_entry<'i>(index: &'i Value, wanted: &Platform, any_variant: bool) -> Option<&'i Value> {
+    let entries = || {
+        index
+            .get("manifests")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+    };
+    let field = |m: &Value, key: &str| {
+        m.get("platform")
+            .and_then(|p| p.get(key))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let platform = |m: &Value| {
+        Platform::new(
+            &field(m, "os"),
+            &field(m, "architecture"),
+            &field(m, "variant"),
+        )
+    };
+    entries().find(|m| platform(m) == *wanted).or_else(|| {
+        entries().filter(|_| any_variant).find(|m| {
+            let p = platform(m);
+            p.os == wanted.os && p.architecture == wanted.architecture
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Docker Hub's way of listing platforms: arm64 with variant `v8`, arm with `v7`.
+    fn index() -> Value {
+        serde_json::json!({"manifests": [
+            {"digest": "sha256:a", "platform": {"os": "linux", "architecture": "amd64"}},
+            {"digest": "sha256:b", "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}},
+            {"digest": "sha256:c", "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+            {"digest": "sha256:d", "platform": {"os": "unknown", "architecture": "unknown"}},
+        ]})
+    }
+
+    fn chosen(wanted: &str, any_variant: bool) -> Option<String> {
+        let index = index();
+        let wanted = Platform::parse(wanted).unwrap_or_else(|| panic!("{wanted}"));
+        index_entry(&index, &wanted, any_variant)
+            .and_then(|m| m.get("digest"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+
+    #[test]
+    fn an_index_entry_is_chosen_by_its_platform_normalized() {
+        assert_eq!(chosen("linux/arm64", false).as_deref(), Some("sha256:c"));
+        assert_eq!(chosen("linux/aarch64", false).as_deref(), Some("sha256:c"));
+        assert_eq!(chosen("linux/arm", false).as_deref(), Some("sha256:b"));
+        assert_eq!(chosen("linux/amd64", false).as_deref(), Some("sha256:a"));
+        assert_eq!(chosen("linux/arm/v6", false), None);
+        assert_eq!(chosen("linux/s390x", true), None);
+        // The host's own platform takes another variant of its architecture.
+        assert_eq!(chosen("linux/amd64/v3", false), None);
+        assert_eq!(chosen("linux/amd64/v3", true).as_deref(), Some("sha256:a"));
+    }
 }

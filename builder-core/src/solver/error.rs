@@ -108,12 +108,18 @@ pub enum BuildError {
     ImageNotFound(String),
     /// A base image is not in the store (or `--pull` asked for a fresh look-up) and
     /// pulling it from its registry failed.
-    #[error("failed to pull image {reference}{}", pull_hint(.reference, *.in_store, .similar))]
+    #[error(
+        "failed to pull image {reference}{}",
+        pull_hint(.reference, *.in_store, .similar, .store_platforms)
+    )]
     Pull {
         /// The image as the Dockerfile names it.
         reference: String,
-        /// Whether the store has an image of that name (then `--pull` asked for a new one).
+        /// Whether the store has an image of that name (then `--pull` asked for a new one,
+        /// or the build wants another platform than `store_platforms`).
         in_store: bool,
+        /// The platforms the store has the name for, when the build wanted another.
+        store_platforms: Vec<String>,
         /// Names in the store close to `reference` (a typo'd tag or repository).
         similar: Vec<String>,
         /// Why the pull failed.
@@ -450,8 +456,19 @@ fn not_found_hint(reference: &str) -> String {
 /// What to say about a base image the registry did not give: the fixture images of this
 /// repository are made by a script, not pulled; names in the store close to it may be
 /// what was meant.
-fn pull_hint(reference: &str, in_store: bool, similar: &[String]) -> String {
-    let mut hint = if in_store {
+fn pull_hint(
+    reference: &str,
+    in_store: bool,
+    similar: &[String],
+    store_platforms: &[String],
+) -> String {
+    let mut hint = if !store_platforms.is_empty() {
+        format!(
+            " (the store has it for {} only: import it for this platform, `rbuild import \
+             --platform`, or let the build pull it)",
+            store_platforms.join(", ")
+        )
+    } else if in_store {
         String::new()
     } else if let Some(recipe) = fixture_recipe(reference) {
         format!(" (it is not in the store: make it with: {recipe})")
@@ -529,6 +546,7 @@ mod tests {
         let pull_err = |reference: &str, in_store| BuildError::Pull {
             reference: reference.to_owned(),
             in_store,
+            store_platforms: Vec::new(),
             similar: Vec::new(),
             source: Box::new(crate::registry::RegistryError::MediaType("x".to_owned())),
         };
@@ -549,6 +567,7 @@ mod tests {
         let typo = BuildError::Pull {
             reference: "rbuild-fixtures/python3:bookwrom".to_owned(),
             in_store: false,
+            store_platforms: Vec::new(),
             similar: vec!["rbuild-fixtures/python3:bookworm".to_owned()],
             source: Box::new(crate::registry::RegistryError::MediaType("x".to_owned())),
         };

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use rbuild_dockerfile::Platform;
+
 use super::cache::entry::{CacheKey, MissReason};
 use super::cache::share::{CacheExport, CacheImport};
 use crate::context::ContextSource;
@@ -102,6 +104,11 @@ pub struct BuildSpec {
     pub build_args: Vec<(String, String)>,
     /// `--target`: the stage to build; the last one when `None`.
     pub target: Option<String>,
+    /// `--platform`: the platform the image is for (`TARGETPLATFORM`; the platform its
+    /// stages resolve their base images for and run as). `None`: the host's, and a
+    /// stage on an image of another platform keeps that image's (as BuildKit does
+    /// without `--platform`).
+    pub platform: Option<Platform>,
     /// `--label KEY=VALUE`, added to the image config.
     pub labels: Vec<(String, String)>,
     /// `SOURCE_DATE_EPOCH` (seconds since the epoch): the `created` time of the image
@@ -207,13 +214,14 @@ impl BuildRequest {
 
 impl BuildSpec {
     /// The spec of `dockerfile` in `context` with defaults: no arguments, the last stage,
-    /// no labels, gzip, OCI, no `SOURCE_DATE_EPOCH`, no squash.
+    /// the host's platform, no labels, gzip, OCI, no `SOURCE_DATE_EPOCH`, no squash.
     pub fn new(dockerfile: DockerfileInput, context: ContextSource) -> Self {
         BuildSpec {
             dockerfile,
             context,
             build_args: Vec::new(),
             target: None,
+            platform: None,
             labels: Vec::new(),
             source_date_epoch: None,
             squash: Squash::None,

@@ -69,6 +69,13 @@ pub(crate) struct Applied {
     pub history: bool,
 }
 
+/// Makes `image` a config of `platform` (its `os`, `architecture` and `variant`).
+pub(crate) fn set_platform(image: &mut ImageConfig, platform: &rbuild_dockerfile::Platform) {
+    image.os.clone_from(&platform.os);
+    image.architecture.clone_from(&platform.architecture);
+    image.variant = Some(platform.variant.clone()).filter(|v| !v.is_empty());
+}
+
 /// The config a stage starts from: a copy of its base image's config (`None`: `scratch`),
 /// with `PATH` ensured, `OnBuild` cleared and no creation time.
 pub(crate) fn new_stage_config(base: Option<&ImageConfig>) -> StageConfig {

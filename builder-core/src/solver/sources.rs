@@ -95,10 +95,10 @@ pub(crate) fn source_state(shared: &Shared<'_>, source: &Source) -> Result<Stage
             .cloned()
             .ok_or(BuildError::Canceled),
         Source::Image(reference) => {
+            // An image read by a step is for the target, as BuildKit makes it a stage.
             let base = shared
                 .prepared
-                .bases
-                .get(reference)
+                .base(reference, shared.prepared.target_platform.clone())
                 .ok_or_else(|| BuildError::ImageNotFound(reference.clone()))?;
             Ok(StageState {
                 config: semantics::new_stage_config(Some(&base.image.config)),

@@ -56,7 +56,8 @@ impl<'s, 'a> StageRun<'s, 'a> {
 
     /// The stage at its `FROM`.
     pub(crate) fn new(shared: &'s Shared<'a>, stage: &'s GraphStage) -> Result<Self, BuildError> {
-        let state = match &stage.base {
+        let platform = shared.prepared.stage_platform(stage);
+        let mut state = match &stage.base {
             Base::Scratch => StageState {
                 config: semantics::new_stage_config(None),
                 layers: Vec::new(),
@@ -66,8 +67,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             Base::Image(reference) => {
                 let base = shared
                     .prepared
-                    .bases
-                    .get(reference)
+                    .base(reference, platform.clone())
                     .ok_or_else(|| BuildError::ImageNotFound(reference.clone()))?;
                 StageState {
                     config: semantics::new_stage_config(Some(&base.image.config)),
@@ -96,6 +96,14 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 }
             }
         };
+        // The stage is of its platform (`scratch` too), spelled normalized as BuildKit's
+        // image config is; without one, its base image's own.
+        if let Some(platform) = &platform {
+            semantics::set_platform(&mut state.config.image, platform);
+        } else if !matches!(stage.base, Base::Stage(_)) {
+            let own = crate::image::config_platform(&state.config.image);
+            semantics::set_platform(&mut state.config.image, &own);
+        }
         let count = u32::try_from(Self::shown_steps(shared, stage)).unwrap_or(u32::MAX);
         let mut run = StageRun {
             shared,
@@ -493,6 +501,16 @@ impl<'s, 'a> StageRun<'s, 'a> {
         input: &CopyInput,
     ) -> Result<Option<LayerRef>, RunFailure> {
         let shared = self.shared;
+        if matches!(step.instruction, Instruction::Run(_)) {
+            // A foreign platform's step runs through binfmt_misc: refused here, before
+            // anything is made, when no handler would take its binaries.
+            crate::exec::check_emulation(
+                &crate::image::config_platform(&self.state.config.image),
+                &crate::image::host_platform(),
+                std::path::Path::new(crate::exec::BINFMT_MISC_DIR),
+            )
+            .map_err(BuildError::from)?;
+        }
         let scratch = shared.runtime.step_scratch(id.0)?;
         let snapshot = shared
             .runtime

@@ -10,12 +10,13 @@ use rbuild_core::{
     BuildError, BuildRequest, Builder, ContextSource, DockerfileInput, ExportTarget, ImageName,
     Progress,
     exec::Network,
-    image::{ImageFormat, host_platform},
+    image::ImageFormat,
     layer::Compression,
     progress::NullProgress,
     registry::{Mirror, RegistryConfig},
     solver::{BuildSecret, CacheExport, CacheImport, ExecutorKind, SnapshotterKind, Squash},
 };
+use rbuild_dockerfile::Platform;
 
 use super::build_flags::{
     AllowArg, IsolationArg, NetworkArg, OutputArg, SnapshotterArg, allow_arg, build_arg, secret_arg,
@@ -81,8 +82,9 @@ pub struct Args {
     /// A label for the image, KEY=VALUE; may be repeated
     #[arg(long, value_name = "KEY=VALUE")]
     label: Vec<String>,
-    /// The target platform; only the host's is supported
-    #[arg(long, value_name = "OS/ARCH")]
+    /// The platform the image is for, as linux/arm64 (one; steps of a foreign platform run
+    /// through QEMU's binfmt_misc handlers)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<String>,
     /// Where else the image goes: type=oci|docker|local|tar|image|registry[,dest=PATH]
     /// [,tar=false][,name=NAME][,push=true][,compression=gzip|zstd|uncompressed]
@@ -188,18 +190,34 @@ fn registry_config(args: &Args) -> anyhow::Result<RegistryConfig> {
     Ok(config)
 }
 
-/// Runs `rbuild build`.
-pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
-    if let Some(platform) = &args.platform {
-        let host = host_platform().to_string();
-        let asked = platform.trim_end_matches('/');
-        if asked != host && !platform.split(',').all(|p| p == host) {
-            bail!(
-                "platform {platform} is not supported: this host builds only for {host} \
-                 (multi-platform builds do not exist yet)"
-            );
+/// The platform `--platform` names (normalized: `linux/aarch64` is `linux/arm64`); a list
+/// of several is refused, as one build makes one image.
+fn target_platform(text: &str) -> anyhow::Result<Platform> {
+    let mut platforms: Vec<Platform> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let platform = Platform::parse(item).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--platform {item:?} is not a platform: give OS/ARCH or OS/ARCH/VARIANT, \
+                 as linux/arm64"
+            )
+        })?;
+        if !platforms.contains(&platform) {
+            platforms.push(platform);
         }
     }
+    match <[Platform; 1]>::try_from(platforms) {
+        Ok([platform]) => Ok(platform),
+        Err(none) if none.is_empty() => bail!("--platform {text:?} names no platform"),
+        Err(_) => bail!(
+            "--platform {text}: multi-platform builds (several platforms in one build) do not \
+             exist yet; build each platform on its own"
+        ),
+    }
+}
+
+/// Runs `rbuild build`.
+pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
+    let platform = args.platform.as_deref().map(target_platform).transpose()?;
     if args.push && args.tag.is_empty() {
         bail!("--push needs a name to push to: give one with -t");
     }
@@ -303,6 +321,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     let mut request = BuildRequest::new(dockerfile, context);
     request.spec.build_args = args.build_arg.iter().filter_map(|a| build_arg(a)).collect();
     request.spec.target = args.target.clone();
+    request.spec.platform = platform;
     request.options.tags = args.tag.clone();
     request.options.outputs = args.output.iter().map(|o| o.target.clone()).collect();
     let to_stdout = args

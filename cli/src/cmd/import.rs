@@ -9,7 +9,10 @@ use anyhow::{Context, bail};
 use rbuild_core::{
     ImageName,
     export::import_rootfs,
-    image::{Empty, History, ImageConfig, ImageFormat, ImageSpec, RunConfig, rfc3339},
+    image::{
+        Empty, History, ImageConfig, ImageFormat, ImageSpec, RunConfig, rfc3339,
+        tag_keeping_platforms,
+    },
     layer::LayerOptions,
 };
 use rbuild_dockerfile::Platform;
@@ -33,7 +36,8 @@ pub struct Args {
     #[arg(short, long)]
     message: Option<String>,
     /// The platform the rootfs's binaries are for, OS/ARCH[/VARIANT] (linux/arm64,
-    /// linux/arm/v7), as the image config records it; this host's platform by default
+    /// linux/arm/v7), as the image config records it; this host's platform by default.
+    /// With it, the images of other platforms the name had stay under it (an image index)
     #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = platform_arg)]
     platform: Option<Platform>,
     /// Media types of the image: oci or docker
@@ -163,7 +167,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("importing {}", args.file.display()))?;
     if let Some(name) = &args.name {
         let name: ImageName = name.parse()?;
-        store.tag(&name, &image.descriptor)?;
+        if args.platform.is_some() {
+            // One name for the images of several platforms, as a build for each wants.
+            tag_keeping_platforms(&store, &name, &image)?;
+        } else {
+            store.tag(&name, &image.descriptor)?;
+        }
     }
     println!("{}", image.config_digest);
     Ok(ExitCode::SUCCESS)

@@ -110,7 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let reporter = Reporter::for_transfers(args.progress.mode());
     let pulled = rbuild_core::registry::pull_with_mirrors(
-        &mirrors, &options, &client, &store, &name, &reporter,
+        &mirrors, &options, &client, &store, &name, None, &reporter,
     );
     reporter.end();
     let pulled = pulled.with_context(|| format!("pulling {name}"))?;

@@ -13,6 +13,7 @@ use crate::solver::error::BuildError;
 use crate::solver::prepare::Prepared;
 use crate::solver::request::BuildSpec;
 use crate::solver::runtime::Runtime;
+use crate::solver::semantics;
 use crate::solver::state::StageState;
 
 /// The built image, stored (its config digest is the image ID), not yet named.
@@ -41,6 +42,11 @@ pub(crate) fn assemble(
         runtime,
     };
     let mut config = target.config.image;
+    // The image is for the target, whatever platform its last stage ran as (a stage on a
+    // `FROM --platform=$BUILDPLATFORM` stage), as BuildKit overwrites it.
+    if let Some(platform) = &prepared.target_platform {
+        semantics::set_platform(&mut config, platform);
+    }
     if !spec.labels.is_empty() {
         let labels = config.config.labels.get_or_insert_with(BTreeMap::new);
         for (k, v) in &spec.labels {

@@ -23,12 +23,13 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::Descriptor;
+use rbuild_dockerfile::Platform;
 
 use crate::digest::Digest;
 use crate::solver::error::{BuildError, io_err};
 // A layout's blob checks and index-nesting limit are the archive loader's.
 use crate::export::{MAX_INDEX_DEPTH, check_document_size, load_archive_file, store_verified};
-use crate::image::{Image, load_image};
+use crate::image::{Image, config_platform, load_image, load_image_for, platform_images};
 use crate::oci_layout::{Children, LayoutError, OciLayout, blob_rel};
 use crate::registry::{Pulled, RegistryClient, RegistryConfig, pull_with_mirrors};
 use crate::store::{ContentStore, ImageName, StoreError};
@@ -39,6 +40,16 @@ pub(crate) const OCI_LAYOUT_SCHEME: &str = "oci-layout://";
 pub(crate) const OCI_ARCHIVE_SCHEME: &str = "oci-archive://";
 /// `FROM docker-archive://FILE`: a `docker save` archive.
 pub(crate) const DOCKER_ARCHIVE_SCHEME: &str = "docker-archive://";
+
+/// A base image the build wants: a reference as written, for a platform.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct BaseKey {
+    /// The reference, after expansion.
+    pub reference: String,
+    /// The platform it is wanted for; `None` (no `--platform`, no `FROM --platform`): the
+    /// image as the store has it, the host's entry of an index.
+    pub platform: Option<Platform>,
+}
 
 /// A resolved base image.
 #[derive(Debug, Clone)]
@@ -68,23 +79,36 @@ pub(crate) struct Lookup<'a> {
 }
 
 /// Finds `reference` in the store (or pulls it from its registry), loading it from a
-/// layout or archive first if it names one.
+/// layout or archive first if it names one. With a `platform`, the image of that platform:
+/// the store's (an index's entry, compared normalized), else pulled for it; an image that
+/// cannot be had for it (an image ID, a digest, an archive) is taken as it is, with
+/// BuildKit's `InvalidBaseImagePlatform` warning.
 pub(crate) fn resolve(
     store: &ContentStore,
     reference: &str,
+    platform: Option<&Platform>,
     lookup: Lookup<'_>,
 ) -> Result<BaseImage, BuildError> {
     let mut warnings = Vec::new();
     let image = if let Some(rest) = reference.strip_prefix(OCI_LAYOUT_SCHEME) {
-        load_layout_dir(store, rest, lookup)?
+        load_layout_dir(store, rest, platform, lookup)?
     } else if let Some(file) = reference
         .strip_prefix(OCI_ARCHIVE_SCHEME)
         .or_else(|| reference.strip_prefix(DOCKER_ARCHIVE_SCHEME))
     {
         load_archive_once(store, Path::new(file), reference, lookup)?
     } else {
-        load_named(store, reference, lookup, &mut warnings)?
+        load_named(store, reference, platform, lookup, &mut warnings)?
     };
+    if let Some(wanted) = platform {
+        let found = config_platform(&image.config);
+        if found != *wanted {
+            warnings.push(format!(
+                "InvalidBaseImagePlatform: Base image {reference} was pulled with platform \
+                 \"{found}\", expected \"{wanted}\" for current build"
+            ));
+        }
+    }
     let digest = image.digest().map_err(crate::image::ImageError::from)?;
     Ok(BaseImage {
         image,
@@ -181,6 +205,7 @@ fn similar_names(store: &ContentStore, name: &ImageName) -> Vec<String> {
 fn load_named(
     store: &ContentStore,
     reference: &str,
+    platform: Option<&Platform>,
     lookup: Lookup<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<Image, BuildError> {
@@ -196,15 +221,35 @@ fn load_named(
         let by_id = name.as_ref() != Some(&named.name);
         let by_digest = name.as_ref().is_some_and(|n| n.digest().is_some());
         if !lookup.pull || by_id || by_digest {
-            return Ok(load_image(store, &named.descriptor)?);
+            match platform {
+                None => return Ok(load_image(store, &named.descriptor)?),
+                Some(platform) => {
+                    if let Some(image) = load_image_for(store, &named.descriptor, platform)? {
+                        return Ok(image);
+                    }
+                    // Not of this platform, and nothing to ask a registry for.
+                    if by_id || by_digest {
+                        return Ok(load_image(store, &named.descriptor)?);
+                    }
+                }
+            }
         }
     }
     let Some(name) = name else {
         return Err(BuildError::ImageNotFound(reference.to_owned()));
     };
-    let pulled = pull_base(store, &name, lookup).map_err(|source| BuildError::Pull {
+    // The store has the name, but not for the platform wanted (and not --pull).
+    let store_platforms = match (&local, platform) {
+        (Some(named), Some(_)) if !lookup.pull => platform_images(store, &named.descriptor)?
+            .iter()
+            .map(|image| config_platform(&image.config).to_string())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let pulled = pull_base(store, &name, platform, lookup).map_err(|source| BuildError::Pull {
         reference: reference.to_owned(),
         in_store: local.is_some(),
+        store_platforms,
         similar: similar_names(store, &name),
         source: Box::new(source),
     })?;
@@ -223,6 +268,7 @@ fn load_named(
 fn pull_base(
     store: &ContentStore,
     name: &ImageName,
+    platform: Option<&Platform>,
     lookup: Lookup<'_>,
 ) -> Result<Pulled, crate::registry::RegistryError> {
     let registry = lookup.registry;
@@ -237,6 +283,7 @@ fn pull_base(
                 &origin,
                 store,
                 name,
+                platform,
                 sink,
             )
         })
@@ -253,6 +300,7 @@ fn split_layout_ref(text: &str) -> (PathBuf, Option<&str>) {
 fn load_layout_dir(
     store: &ContentStore,
     text: &str,
+    platform: Option<&Platform>,
     lookup: Lookup<'_>,
 ) -> Result<Image, BuildError> {
     let (dir, tag) = split_layout_ref(text);
@@ -280,6 +328,13 @@ fn load_layout_dir(
         )));
     };
     layout.import_blob(store, &desc, 0, &mut std::collections::HashSet::new())?;
+    if let Some(image) = platform
+        .map(|p| load_image_for(store, &desc, p))
+        .transpose()?
+        .flatten()
+    {
+        return Ok(image);
+    }
     Ok(load_image(store, &desc)?)
 }
 

@@ -18,11 +18,11 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rbuild_dockerfile::{
-    Base, BuildGraph, Environment, GraphStage, Instruction, LowerOptions, Source, StageId, Step,
-    lower,
+    Base, BuildGraph, Environment, GraphStage, Instruction, LowerOptions, Platform, Source,
+    StageId, Step, lower,
 };
 
-use self::base::BaseImage;
+use self::base::{BaseImage, BaseKey};
 use self::triggers::insert_triggers;
 use crate::context::{ContextHashes, ContextListing, INDEX_DIR, IgnoreRules};
 use crate::image::{host_platform, rfc3339};
@@ -50,8 +50,12 @@ pub(crate) struct Prepared {
     pub text: String,
     /// The graph, lowered with the base images' configs and the triggers in place.
     pub graph: BuildGraph,
-    /// Every base image and `COPY --from` image, by reference as written.
-    pub bases: HashMap<String, BaseImage>,
+    /// Every base image and `COPY --from` image, by reference as written and the
+    /// platform it is for.
+    pub bases: HashMap<BaseKey, BaseImage>,
+    /// `--platform`: the platform the image is for; `None`: the host's, stages on an
+    /// image keeping that image's.
+    pub target_platform: Option<Platform>,
     /// ONBUILD triggers run at the start of stages: their texts, by stage.
     pub triggers: HashMap<StageId, Vec<String>>,
     /// The context, when a step reads it.
@@ -65,6 +69,21 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
+    /// The platform `stage` runs as, when the Dockerfile or `--platform` says: its
+    /// `FROM --platform` (or its parent stage's), else the target's; `None`: its base
+    /// image's own (the host's for `scratch`).
+    pub(crate) fn stage_platform(&self, stage: &GraphStage) -> Option<Platform> {
+        stage_platform(stage, self.target_platform.as_ref())
+    }
+
+    /// The base image `reference` resolved for `platform`.
+    pub(crate) fn base(&self, reference: &str, platform: Option<Platform>) -> Option<&BaseImage> {
+        self.bases.get(&BaseKey {
+            reference: reference.to_owned(),
+            platform,
+        })
+    }
+
     /// `Dockerfile:LINE` of a span.
     pub(crate) fn location(&self, line: usize) -> String {
         format!("{}:{line}", self.file_name)
@@ -127,7 +146,7 @@ pub(crate) fn prepare(
         target: spec.target.clone(),
         build_args,
         build_platform: host_platform(),
-        target_platform: host_platform(),
+        target_platform: spec.platform.clone().unwrap_or_else(host_platform),
         base_images: BTreeMap::new(),
     };
     let lowered = |file: &rbuild_dockerfile::Dockerfile, options: &LowerOptions| {
@@ -149,12 +168,12 @@ pub(crate) fn prepare(
     // (image or stage), which run first in the stages built on them. A trigger may read
     // a stage nothing else reached (`COPY --from=stage`), or an image: those are
     // resolved, and their own triggers inserted, until the graph brings nothing new.
-    let mut bases: HashMap<String, BaseImage> = HashMap::new();
+    let mut bases: HashMap<BaseKey, BaseImage> = HashMap::new();
     let mut triggers: HashMap<StageId, Vec<String>> = HashMap::new();
     let mut graph = first;
     loop {
-        for (reference, at) in wanted_images(&graph, &triggers) {
-            if bases.contains_key(&reference) {
+        for (key, at) in wanted_images(&graph, &triggers, spec.platform.as_ref()) {
+            if bases.contains_key(&key) {
                 continue;
             }
             let lookup = base::Lookup {
@@ -164,19 +183,29 @@ pub(crate) fn prepare(
                 fs_read: &options.allow_fs_read,
                 reporter,
             };
-            let found =
-                base::resolve(store, &reference, lookup).map_err(|e| BuildError::BaseImage {
-                    reference: reference.clone(),
+            let found = base::resolve(store, &key.reference, key.platform.as_ref(), lookup)
+                .map_err(|e| BuildError::BaseImage {
+                    reference: key.reference.clone(),
                     at: Location::new(&file_name, &text, Some(at)),
                     source: Box::new(e),
                 })?;
-            bases.insert(reference, found);
+            bases.insert(key, found);
         }
         let mut with_triggers = file.clone();
-        triggers = insert_triggers(&mut with_triggers, &graph, &bases, &file_name, &text)?;
-        for (reference, base) in &bases {
+        triggers = insert_triggers(
+            &mut with_triggers,
+            &graph,
+            &bases,
+            spec.platform.as_ref(),
+            &file_name,
+            &text,
+        )?;
+        // Lowering knows images by reference only: when two stages take one reference
+        // for two platforms, they are seeded with one of the two configs (the same `Env`,
+        // `WorkingDir` and `User` in every image of a multi-platform name seen so far).
+        for (key, base) in &bases {
             lowering.base_images.insert(
-                reference.clone(),
+                key.reference.clone(),
                 semantics::base_image_config(&base.image.config),
             );
         }
@@ -186,7 +215,8 @@ pub(crate) fn prepare(
             .iter()
             .map(|s| s.id)
             .eq(graph.stages.iter().map(|s| s.id));
-        let resolved = wanted_images(&next, &triggers).all(|(r, _)| bases.contains_key(&r));
+        let resolved = wanted_images(&next, &triggers, spec.platform.as_ref())
+            .all(|(key, _)| bases.contains_key(&key));
         graph = next;
         if same_stages && resolved {
             break;
@@ -241,6 +271,7 @@ pub(crate) fn prepare(
         text,
         graph,
         bases,
+        target_platform: spec.platform.clone(),
         triggers,
         context,
         created: rfc3339(now),
@@ -249,16 +280,38 @@ pub(crate) fn prepare(
     })
 }
 
+/// The platform `stage` runs as when the Dockerfile or `target` (`--platform`) says (see
+/// [`Prepared::stage_platform`]).
+fn stage_platform(stage: &GraphStage, target: Option<&Platform>) -> Option<Platform> {
+    stage
+        .platform
+        .as_deref()
+        .and_then(Platform::parse)
+        .or_else(|| target.cloned())
+}
+
 /// The images `graph` builds on or reads (`FROM`, `COPY --from`, `RUN --mount=from`),
-/// each with where to report it: its line, or the `FROM` line for a trigger's step.
+/// each for its platform (a stage's base for the stage's, an image read for the target's,
+/// as BuildKit makes such an image a stage of its own) and with where to report it: its
+/// line, or the `FROM` line for a trigger's step.
 fn wanted_images<'g>(
     graph: &'g BuildGraph,
     triggers: &'g HashMap<StageId, Vec<String>>,
-) -> impl Iterator<Item = (String, rbuild_dockerfile::Span)> + 'g {
-    let bases = graph.stages.iter().filter_map(|stage| match &stage.base {
-        Base::Image(reference) => Some((reference.clone(), stage.span)),
-        _ => None,
-    });
+    target: Option<&'g Platform>,
+) -> impl Iterator<Item = (BaseKey, rbuild_dockerfile::Span)> + 'g {
+    let bases = graph
+        .stages
+        .iter()
+        .filter_map(move |stage| match &stage.base {
+            Base::Image(reference) => Some((
+                BaseKey {
+                    reference: reference.clone(),
+                    platform: stage_platform(stage, target),
+                },
+                stage.span,
+            )),
+            _ => None,
+        });
     let read = graph.edges.iter().filter_map(move |edge| {
         let (Source::Image(reference), Some(step)) = (&edge.source, edge.step) else {
             return None;
@@ -271,7 +324,11 @@ fn wanted_images<'g>(
         } else {
             graph.step(step)?.span
         };
-        Some((reference.clone(), span))
+        let key = BaseKey {
+            reference: reference.clone(),
+            platform: target.cloned(),
+        };
+        Some((key, span))
     });
     bases.chain(read)
 }

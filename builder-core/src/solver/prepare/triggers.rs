@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use rbuild_dockerfile::{Base, BuildGraph, GraphStage, Instruction, StageId};
+use rbuild_dockerfile::{Base, BuildGraph, GraphStage, Instruction, Platform, StageId};
 
-use super::base::BaseImage;
+use super::base::{BaseImage, BaseKey};
 use crate::solver::error::{BuildError, Location};
 use crate::solver::semantics;
 
@@ -16,7 +16,8 @@ use crate::solver::semantics;
 pub(crate) fn insert_triggers(
     file: &mut rbuild_dockerfile::Dockerfile,
     first: &BuildGraph,
-    bases: &HashMap<String, BaseImage>,
+    bases: &HashMap<BaseKey, BaseImage>,
+    target: Option<&Platform>,
     file_name: &str,
     text: &str,
 ) -> Result<HashMap<StageId, Vec<String>>, BuildError> {
@@ -25,7 +26,10 @@ pub(crate) fn insert_triggers(
     for stage in &first.stages {
         let (texts, from) = match &stage.base {
             Base::Scratch => continue,
-            Base::Image(reference) => match bases.get(reference) {
+            Base::Image(reference) => match bases.get(&BaseKey {
+                reference: reference.clone(),
+                platform: super::stage_platform(stage, target),
+            }) {
                 Some(base) => (
                     semantics::onbuild_triggers(&base.image.config),
                     reference.clone(),

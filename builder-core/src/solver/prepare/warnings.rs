@@ -2,7 +2,6 @@
 
 use rbuild_dockerfile::{BuildGraph, Instruction};
 
-use crate::image::host_platform;
 use crate::progress::Event;
 use crate::solver::epoch::SOURCE_DATE_EPOCH;
 
@@ -18,8 +17,8 @@ const BUILDKIT_ARGS: &[&str] = &[
     "BUILDKIT_SANDBOX_HOSTNAME",
 ];
 
-/// The warnings BuildKit gives about build arguments nothing declared, secret-looking
-/// names in `ARG` and `ENV`, and platforms the engine does not build for.
+/// The warnings BuildKit gives about build arguments nothing declared and secret-looking
+/// names in `ARG` and `ENV`.
 pub(crate) fn warnings(graph: &BuildGraph) -> Vec<Event> {
     let mut warnings = Vec::new();
     // SOURCE_DATE_EPOCH is the engine's, as in BuildKit: never unused.
@@ -62,18 +61,6 @@ pub(crate) fn warnings(graph: &BuildGraph) -> Vec<Event> {
                     line: u32::try_from(step.span.start_line).ok(),
                 });
             }
-        }
-    }
-    let host = host_platform().to_string();
-    for stage in &graph.stages {
-        if let Some(platform) = stage.platform.as_deref().filter(|p| *p != host) {
-            warnings.push(Event::Warning {
-                rule: None,
-                message: format!(
-                    "FROM --platform={platform}: only {host} is built; the stage uses the image as the store has it"
-                ),
-                line: u32::try_from(stage.span.start_line).ok(),
-            });
         }
     }
     warnings

@@ -1,0 +1,137 @@
+//! Images of several platforms under one name: an image index whose entries are each a
+//! platform's manifest. A build for a platform picks its entry, comparing platforms
+//! normalized as containerd does ([`Platform::new`]); `rbuild import --platform` adds
+//! one to a name that has others.
+
+use oci_spec::image::{Descriptor, ImageIndex, MediaType};
+use rbuild_dockerfile::Platform;
+
+use super::{Image, ImageConfig, ImageError, descriptor, load_image};
+use crate::digest::Digest;
+use crate::store::{ContentStore, ImageName, StoreError};
+
+/// How deep an index of indexes is followed.
+const MAX_DEPTH: usize = 4;
+
+/// The platform an image config says it is for, normalized.
+pub fn config_platform(config: &ImageConfig) -> Platform {
+    Platform::new(
+        &config.os,
+        &config.architecture,
+        config.variant.as_deref().unwrap_or(""),
+    )
+}
+
+/// Every image `desc` points to: the manifest itself, or each manifest of an index (and
+/// of the indexes in it), in index order.
+pub fn platform_images(store: &ContentStore, desc: &Descriptor) -> Result<Vec<Image>, ImageError> {
+    let mut out = Vec::new();
+    collect(store, desc, 0, &mut out)?;
+    Ok(out)
+}
+
+fn collect(
+    store: &ContentStore,
+    desc: &Descriptor,
+    depth: usize,
+    out: &mut Vec<Image>,
+) -> Result<(), ImageError> {
+    match read_index(store, desc)? {
+        Some(index) if depth < MAX_DEPTH => {
+            for entry in index.manifests() {
+                collect(store, entry, depth + 1, out)?;
+            }
+            Ok(())
+        }
+        Some(_) => Err(StoreError::ImageNotFound(desc.digest().to_string()).into()),
+        None => {
+            out.push(load_image(store, desc)?);
+            Ok(())
+        }
+    }
+}
+
+/// The index `desc` points to, or `None` when it is a manifest.
+fn read_index(store: &ContentStore, desc: &Descriptor) -> Result<Option<ImageIndex>, ImageError> {
+    let digest = Digest::try_from(desc.digest())?;
+    let value: serde_json::Value = store.read_json(&digest)?;
+    if value.get("manifests").is_none() {
+        return Ok(None);
+    }
+    let index = serde_json::from_value(value).map_err(|source| StoreError::Json {
+        path: store.blob_path(&digest),
+        source,
+    })?;
+    Ok(Some(index))
+}
+
+/// The image of `platform` that `desc` points to: the manifest when its config is of
+/// that platform, or the index entry of that platform; `None` when there is none.
+pub fn load_image_for(
+    store: &ContentStore,
+    desc: &Descriptor,
+    platform: &Platform,
+) -> Result<Option<Image>, ImageError> {
+    Ok(platform_images(store, desc)?
+        .into_iter()
+        .find(|image| config_platform(&image.config) == *platform))
+}
+
+/// Names `image` `name` in the store, keeping the images of other platforms the name
+/// had: when there are some, the name points to a new image index of those and
+/// `image` (last); otherwise to `image` alone, as [`tag_image`](super::tag_image) does.
+pub fn tag_keeping_platforms(
+    store: &ContentStore,
+    name: &ImageName,
+    image: &Image,
+) -> Result<(), ImageError> {
+    let platform = config_platform(&image.config);
+    let before = match store.images()?.into_iter().find(|i| i.name == *name) {
+        Some(named) => platform_images(store, &named.descriptor)?,
+        None => Vec::new(),
+    };
+    let mut entries: Vec<Descriptor> = before
+        .iter()
+        .filter(|other| config_platform(&other.config) != platform)
+        .map(platform_descriptor)
+        .collect::<Result<_, _>>()?;
+    if entries.is_empty() {
+        store.tag(name, &image.descriptor)?;
+        return Ok(());
+    }
+    entries.push(platform_descriptor(image)?);
+    let index = oci_spec::image::ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(entries)
+        .build()
+        .map_err(ImageError::Manifest)?;
+    // Through Value, so that the keys are sorted and the bytes stable.
+    let value = serde_json::to_value(&index).map_err(|source| ImageError::Serialize {
+        what: "index",
+        source,
+    })?;
+    let bytes = serde_json::to_vec(&value).map_err(|source| ImageError::Serialize {
+        what: "index",
+        source,
+    })?;
+    let blob = store.put(&bytes)?;
+    store.tag(name, &descriptor(MediaType::ImageIndex, &blob))?;
+    Ok(())
+}
+
+/// An index entry for `image`: its manifest's descriptor with the config's platform,
+/// without annotations.
+fn platform_descriptor(image: &Image) -> Result<Descriptor, ImageError> {
+    let platform = config_platform(&image.config);
+    let mut spec = oci_spec::image::PlatformBuilder::default()
+        .architecture(platform.architecture.as_str())
+        .os(platform.os.as_str())
+        .build()
+        .map_err(ImageError::Manifest)?;
+    spec.set_variant(Some(platform.variant).filter(|v| !v.is_empty()));
+    let mut desc = image.descriptor.clone();
+    desc.set_annotations(None);
+    desc.set_platform(Some(spec));
+    Ok(desc)
+}
