@@ -101,8 +101,9 @@ pub(crate) fn resolve(
         load_named(store, reference, platform, lookup, &mut warnings)?
     };
     if let Some(wanted) = platform {
+        // BuildKit compares the os and architecture only.
         let found = config_platform(&image.config);
-        if found != *wanted {
+        if (&found.os, &found.architecture) != (&wanted.os, &wanted.architecture) {
             warnings.push(format!(
                 "InvalidBaseImagePlatform: Base image {reference} was pulled with platform \
                  \"{found}\", expected \"{wanted}\" for current build"

@@ -252,7 +252,7 @@ pub(crate) fn prepare(
     // Warnings are sent by the caller once the build's machinery is open; registry
     // mirrors that failed while base images were pulled (the pull went on) come after
     // the Dockerfile's own.
-    let mut warnings = warnings::warnings(&graph);
+    let mut warnings = warnings::warnings(&file, &graph);
     let mut skipped: Vec<&String> = bases.values().flat_map(|b| &b.warnings).collect();
     skipped.sort();
     warnings.extend(skipped.into_iter().map(|message| Event::Warning {
