@@ -68,15 +68,45 @@ pub(crate) fn table_path(dir: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Owners of the paths of one tree that are not the build user's (see the module
-/// documentation). A path missing from it is owned by 0:0 in the image.
+/// What one path of a tree is in the image where that differs from what is on disk:
+/// its owner, its mode, or both (see the module documentation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Entry {
+    /// The owner in the image; `None`: the one on disk, the build user's ids standing
+    /// for 0.
+    owner: Option<(u32, u32)>,
+    /// The permission bits (`0o7777`) in the image; `None`: those on disk.
+    mode: Option<u32>,
+}
+
+impl Entry {
+    fn is_empty(&self) -> bool {
+        self.owner.is_none() && self.mode.is_none()
+    }
+}
+
+/// The mode a path whose image mode is `image` is given on disk while owners and modes
+/// are kept in tables: a directory open to its owner (u+rwx, to be filled, listed and
+/// traversed), any other file readable by it (u+r, to be copied and written into
+/// layers); the image mode is then kept in the table when it differs.
+pub(crate) fn disk_mode(image: u32, is_dir: bool) -> u32 {
+    image | if is_dir { 0o700 } else { 0o400 }
+}
+
+/// Owners and modes of the paths of one tree that are not what the disk shows (see the
+/// module documentation). A path missing from it is owned by 0:0 in the image, with its
+/// mode on disk.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Owners {
-    map: BTreeMap<PathBuf, (u32, u32)>,
+    map: BTreeMap<PathBuf, Entry>,
 }
 
 impl Owners {
     /// The table of the tree at `dir`; empty when it has none.
+    ///
+    /// A line is `UID GID HEX-PATH [MODE]`: the ids in decimal (`- -` when the owner is
+    /// the one on disk), the path's bytes in hex, the image mode in octal when it differs
+    /// from the one on disk. Tables written before modes were kept have no mode field.
     pub(crate) fn load(dir: &Path) -> io::Result<Owners> {
         let path = table_path(dir);
         let text = match fs::read(&path) {
@@ -92,14 +122,10 @@ impl Owners {
         };
         let mut map = BTreeMap::new();
         for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let mut fields = line.splitn(3, |&b| b == b' ');
-            let mut id =
-                || -> Option<u32> { std::str::from_utf8(fields.next()?).ok()?.parse().ok() };
-            let (Some(uid), Some(gid)) = (id(), id()) else {
-                return Err(bad());
-            };
-            let rel = fields.next().and_then(unhex).ok_or_else(bad)?;
-            map.insert(PathBuf::from(OsString::from_vec(rel)), (uid, gid));
+            let (rel, entry) = parse_line(line).ok_or_else(bad)?;
+            if !entry.is_empty() {
+                map.insert(rel, entry);
+            }
         }
         Ok(Owners { map })
     }
@@ -115,10 +141,16 @@ impl Owners {
             };
         }
         let mut text = Vec::new();
-        for (rel, (uid, gid)) in &self.map {
-            text.extend_from_slice(format!("{uid} {gid} ").as_bytes());
+        for (rel, entry) in &self.map {
+            match entry.owner {
+                Some((uid, gid)) => text.extend_from_slice(format!("{uid} {gid} ").as_bytes()),
+                None => text.extend_from_slice(b"- - "),
+            }
             for b in rel.as_os_str().as_bytes() {
                 text.extend_from_slice(format!("{b:02x}").as_bytes());
+            }
+            if let Some(mode) = entry.mode {
+                text.extend_from_slice(format!(" {mode:o}").as_bytes());
             }
             text.push(b'\n');
         }
@@ -130,7 +162,26 @@ impl Owners {
 
     /// The owner recorded for `rel`.
     pub(crate) fn get(&self, rel: &Path) -> Option<(u32, u32)> {
+        self.map.get(rel).and_then(|e| e.owner)
+    }
+
+    /// The image mode recorded for `rel` (it differs from the one on disk).
+    pub(crate) fn mode(&self, rel: &Path) -> Option<u32> {
+        self.map.get(rel).and_then(|e| e.mode)
+    }
+
+    /// Everything recorded for `rel`.
+    pub(crate) fn entry(&self, rel: &Path) -> Option<Entry> {
         self.map.get(rel).copied()
+    }
+
+    /// Records `entry` for `rel`, replacing what was recorded.
+    pub(crate) fn set_entry(&mut self, rel: &Path, entry: Entry) {
+        if entry.is_empty() {
+            self.map.remove(rel);
+        } else {
+            self.map.insert(rel.to_path_buf(), entry);
+        }
     }
 
     /// The paths that have an entry, in order.
@@ -141,11 +192,22 @@ impl Owners {
     /// Records that `rel` is owned by `owner` in the image; 0:0 (what the build user's
     /// ids stand for) needs no entry.
     pub(crate) fn set(&mut self, rel: &Path, owner: (u32, u32)) {
-        if owner == (0, 0) {
-            self.map.remove(rel);
-        } else {
-            self.map.insert(rel.to_path_buf(), owner);
-        }
+        let mut entry = self.entry(rel).unwrap_or_default();
+        entry.owner = (owner != (0, 0)).then_some(owner);
+        self.set_entry(rel, entry);
+    }
+
+    /// Records that `rel`, whose mode on disk is `disk`, has mode `image` in the image;
+    /// the same mode needs no entry.
+    pub(crate) fn set_mode(&mut self, rel: &Path, image: u32, disk: u32) {
+        let mut entry = self.entry(rel).unwrap_or_default();
+        entry.mode = (image & 0o7777 != disk & 0o7777).then_some(image & 0o7777);
+        self.set_entry(rel, entry);
+    }
+
+    /// Forgets what is recorded for `rel` itself: it is root's, with its mode on disk.
+    pub(crate) fn forget(&mut self, rel: &Path) {
+        self.map.remove(rel);
     }
 
     /// Forgets `rel` and everything below it (the path was removed or replaced).
@@ -183,6 +245,36 @@ impl Owners {
             if disk.1 == build.1 { 0 } else { disk.1 },
         ))
     }
+
+    /// The permission bits of `rel` in the image, whose mode on disk is `disk`: the
+    /// recorded ones, else those of `disk`.
+    pub(crate) fn image_mode(&self, rel: &Path, disk: u32) -> u32 {
+        self.mode(rel).unwrap_or(disk & 0o7777)
+    }
+}
+
+/// One line of a table: `UID GID HEX-PATH [MODE]` (see [`Owners::load`]).
+fn parse_line(line: &[u8]) -> Option<(PathBuf, Entry)> {
+    let text = std::str::from_utf8(line).ok()?;
+    let mut fields = text.split(' ');
+    let (uid, gid) = (fields.next()?, fields.next()?);
+    let owner = match (uid, gid) {
+        ("-", "-") => None,
+        // Root needs no entry.
+        _ => Some((uid.parse().ok()?, gid.parse().ok()?)).filter(|ids| *ids != (0, 0)),
+    };
+    let rel = unhex(fields.next()?.as_bytes())?;
+    let mode = match fields.next() {
+        None => None,
+        Some(mode) => Some(u32::from_str_radix(mode, 8).ok().filter(|m| *m <= 0o7777)?),
+    };
+    if fields.next().is_some() {
+        return None;
+    }
+    Some((
+        PathBuf::from(OsString::from_vec(rel)),
+        Entry { owner, mode },
+    ))
 }
 
 fn unhex(hex: &[u8]) -> Option<Vec<u8>> {
@@ -242,7 +334,67 @@ mod tests {
     fn a_damaged_table_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let tree = dir.path().join("root");
-        fs::write(table_path(&tree), "12 x 61\n").unwrap();
-        assert!(Owners::load(&tree).is_err());
+        for damaged in [
+            "12 x 61\n",
+            "- 5 61\n",
+            "- - 61 999\n",
+            "- - 61 17777\n",
+            "1 2 61 555 x\n",
+            "1 2 6\n",
+            "1 2\n",
+            "- - 61 \n",
+            "\u{ff} 2 61\n",
+        ] {
+            fs::write(table_path(&tree), damaged).unwrap();
+            assert!(Owners::load(&tree).is_err(), "{damaged:?} loaded");
+        }
+    }
+
+    #[test]
+    fn a_table_written_before_modes_were_kept_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("root");
+        // etc/shadow owned by 0:42, and a line of the old writer's form for root.
+        fs::write(table_path(&tree), "0 42 6574632f736861646f77\n0 0 61\n").unwrap();
+        let loaded = Owners::load(&tree).unwrap();
+        assert_eq!(loaded.get(Path::new("etc/shadow")), Some((0, 42)));
+        assert_eq!(loaded.mode(Path::new("etc/shadow")), None);
+        assert_eq!(loaded.image_mode(Path::new("etc/shadow"), 0o100640), 0o640);
+        assert_eq!(loaded.paths().count(), 1);
+    }
+
+    #[test]
+    fn modes_that_differ_from_the_disk_survive_saving_and_loading() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("root");
+        let mut owners = Owners::default();
+        let usr_bin = Path::new("usr/bin");
+        owners.set_mode(usr_bin, 0o555, disk_mode(0o555, true));
+        owners.set(Path::new("etc/gshadow"), (0, 42));
+        owners.set_mode(Path::new("etc/gshadow"), 0o000, disk_mode(0o000, false));
+        owners.set_mode(Path::new("same"), 0o4755, disk_mode(0o4755, false));
+        owners.save(&tree).unwrap();
+        let loaded = Owners::load(&tree).unwrap();
+        assert_eq!(loaded, owners);
+        assert_eq!(loaded.mode(usr_bin), Some(0o555));
+        assert_eq!(loaded.get(usr_bin), None);
+        assert_eq!(loaded.image_mode(usr_bin, 0o40755), 0o555);
+        assert_eq!(loaded.get(Path::new("etc/gshadow")), Some((0, 42)));
+        assert_eq!(loaded.mode(Path::new("etc/gshadow")), Some(0));
+        assert_eq!(loaded.entry(Path::new("same")), None);
+        let mut owners = loaded;
+        owners.set(Path::new("etc/gshadow"), (0, 0));
+        assert_eq!(owners.mode(Path::new("etc/gshadow")), Some(0));
+        owners.set_mode(usr_bin, 0o755, 0o755);
+        owners.forget(Path::new("etc/gshadow"));
+        assert_eq!(owners.paths().count(), 0);
+    }
+
+    #[test]
+    fn on_disk_the_owner_may_fill_every_directory_and_read_every_file() {
+        assert_eq!(disk_mode(0o555, true), 0o755);
+        assert_eq!(disk_mode(0o1000, true), 0o1700);
+        assert_eq!(disk_mode(0o000, false), 0o400);
+        assert_eq!(disk_mode(0o4711, false), 0o4711);
     }
 }

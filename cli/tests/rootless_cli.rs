@@ -683,6 +683,212 @@ fn the_side_table_follows_what_later_steps_do() {
     });
 }
 
+/// A tar of `entries` (path, kind, mode, content), owned by 0:0.
+fn tar_of(entries: &[(&str, tar::EntryType, u32, &str)]) -> Vec<u8> {
+    let mut archive = tar::Builder::new(Vec::new());
+    for (path, kind, mode, data) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(*kind);
+        header.set_mode(*mode);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_size(data.len() as u64);
+        header.set_mtime(1_700_000_000);
+        archive
+            .append_data(&mut header, path, data.as_bytes())
+            .expect("adding an entry");
+    }
+    archive.into_inner().expect("finishing the archive")
+}
+
+/// Without a user namespace (RBUILD_SKIP_USERNS) nothing on disk may be left where its
+/// owner, the build user, cannot write, read or traverse it: directories of a base
+/// layer, of `COPY --chmod` and of an ADDed archive that their owner may not write
+/// (0555, 0500, 0000) are filled by later steps, files it may not read (0000) are copied
+/// and written into layers, and the image, its layers and the exports keep the modes
+/// (the side table keeps them, fakeroot.rs). Before, the builds failed with "Permission
+/// denied".
+#[test]
+fn directories_their_owner_may_not_write_are_filled_and_keep_their_modes() {
+    use tar::EntryType::{Directory as D, Regular as F};
+    for_each_user(|user| {
+        let home = Home::new(user);
+        let base = home.path().join("base.tar");
+        std::fs::write(
+            &base,
+            tar_of(&[
+                ("usr/", D, 0o755, ""),
+                ("usr/bin/", D, 0o555, ""),
+                ("usr/bin/tool", F, 0o755, "tool\n"),
+                ("locked/", D, 0o500, ""),
+                ("locked/secret", F, 0o400, "secret\n"),
+                ("etc/", D, 0o755, ""),
+                ("etc/gshadow", F, 0o000, "gshadow\n"),
+                ("shut/", D, 0o000, ""),
+                ("shut/f", F, 0o644, "f\n"),
+            ]),
+        )
+        .expect("writing the base");
+        let ctx = home.context(
+            "ctx",
+            &[
+                (
+                    "Dockerfile",
+                    "FROM locked AS base\n\
+                     COPY x /usr/bin/\n\
+                     COPY x /locked/\n\
+                     COPY x /shut/\n\
+                     COPY --chmod=555 d /d\n\
+                     COPY x /d/\n\
+                     ADD a.tar /added/\n\
+                     COPY x /added/r/s/\n\
+                     FROM base\n\
+                     COPY --from=base /etc/gshadow /locked/secret /copied/\n",
+                ),
+                ("x", "x\n"),
+                ("d/f", "f\n"),
+            ],
+        );
+        std::fs::write(
+            ctx.join("a.tar"),
+            tar_of(&[
+                ("r/", D, 0o555, ""),
+                ("r/f", F, 0o644, "f\n"),
+                ("r/s/", D, 0o500, ""),
+                ("r/s/g", F, 0o000, "g\n"),
+            ]),
+        )
+        .expect("writing the archive");
+        chown_tree(&ctx, user);
+        let skip = |args: &[&str]| {
+            let mut cmd = home.rbuild();
+            cmd.env("RBUILD_SKIP_USERNS", "1")
+                .arg("--root")
+                .arg(home.store())
+                .args(args);
+            let out = cmd.output().expect("running rbuild");
+            assert!(out.status.success(), "rbuild {args:?}: {}", text(&out));
+        };
+        skip(&["import", base.to_str().expect("UTF-8"), "locked"]);
+        let rootfs = home.path().join("rootfs.tar");
+        let oci = home.path().join("oci.tar");
+        let local = home.path().join("local");
+        skip(&[
+            "build",
+            "--progress",
+            "plain",
+            "--compression",
+            "uncompressed",
+            "-o",
+            &format!("type=tar,dest={}", rootfs.display()),
+            "-o",
+            &format!("type=oci,dest={}", oci.display()),
+            "-o",
+            &format!("type=local,dest={}", local.display()),
+            ctx.to_str().expect("UTF-8"),
+        ]);
+        let expected = [
+            ("usr/bin", 0o555),
+            ("usr/bin/tool", 0o755),
+            ("usr/bin/x", 0o644),
+            ("locked", 0o500),
+            ("locked/secret", 0o400),
+            ("locked/x", 0o644),
+            ("etc/gshadow", 0o000),
+            ("shut", 0o000),
+            ("shut/f", 0o644),
+            ("shut/x", 0o644),
+            ("d", 0o555),
+            ("d/f", 0o555),
+            ("d/x", 0o644),
+            ("added/r", 0o555),
+            ("added/r/f", 0o644),
+            ("added/r/s", 0o500),
+            ("added/r/s/g", 0o000),
+            ("added/r/s/x", 0o644),
+            ("copied/gshadow", 0o000),
+            ("copied/secret", 0o400),
+        ];
+        for (path, mode) in expected {
+            assert_eq!(
+                mode_in(&rootfs, path),
+                Some(mode),
+                "the image's mode of /{path} (-o type=tar)"
+            );
+            let on_disk = std::fs::symlink_metadata(local.join(path))
+                .map(|m| m.permissions().mode() & 0o7777)
+                .ok();
+            assert_eq!(on_disk, Some(mode), "the mode of /{path} (-o type=local)");
+        }
+        // The layers of the steps that wrote into those directories hold them with
+        // the image's mode.
+        let layers = layer_modes(&oci);
+        for (path, mode) in [
+            ("usr/bin", 0o555),
+            ("locked", 0o500),
+            ("shut", 0o000),
+            ("d", 0o555),
+            ("added/r/s", 0o500),
+        ] {
+            let seen: Vec<u32> = layers
+                .iter()
+                .filter(|(p, _)| p == path)
+                .map(|(_, m)| *m)
+                .collect();
+            assert!(
+                !seen.is_empty() && seen.iter().all(|m| *m == mode),
+                "the layers' modes of /{path}: {:?}, expected {mode:o}",
+                seen.iter().map(|m| format!("{m:o}")).collect::<Vec<_>>()
+            );
+        }
+    });
+}
+
+/// The mode a tarball gives `path`.
+fn mode_in(tar: &Path, path: &str) -> Option<u32> {
+    let file = std::fs::File::open(tar).unwrap_or_else(|e| panic!("{}: {e}", tar.display()));
+    tar::Archive::new(file)
+        .entries()
+        .expect("a tar")
+        .flatten()
+        .find(|entry| entry.path().is_ok_and(|p| tar_name(&p) == path))
+        .map(|entry| entry.header().mode().expect("a mode"))
+}
+
+fn tar_name(path: &Path) -> String {
+    path.to_string_lossy()
+        .trim_start_matches("./")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// (path, mode) of every entry of every uncompressed layer of an OCI archive.
+fn layer_modes(oci: &Path) -> Vec<(String, u32)> {
+    let file = std::fs::File::open(oci).unwrap_or_else(|e| panic!("{}: {e}", oci.display()));
+    let mut found = Vec::new();
+    for entry in tar::Archive::new(file).entries().expect("a tar").flatten() {
+        let is_blob = entry
+            .path()
+            .is_ok_and(|p| p.to_string_lossy().contains("blobs/sha256/"));
+        if !is_blob {
+            continue;
+        }
+        let mut blob = Vec::new();
+        std::io::Read::read_to_end(&mut { entry }, &mut blob).expect("reading a blob");
+        // Configs, manifests and the compressed base layer are no tars.
+        if blob.len() < 512 || blob.get(257..262) != Some(b"ustar") {
+            continue;
+        }
+        let mut layer = tar::Archive::new(blob.as_slice());
+        for item in layer.entries().expect("a layer").flatten() {
+            if let (Ok(path), Ok(mode)) = (item.path(), item.header().mode()) {
+                found.push((tar_name(&path), mode));
+            }
+        }
+    }
+    found
+}
+
 /// A PAX record `"<len> key=value\n"`, its length counting itself.
 fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
     let body = [b" ", key.as_bytes(), b"=", value, b"\n"].concat();

@@ -321,6 +321,15 @@ impl Writer<'_> {
         })
     }
 
+    /// The mode of a source entry in its image: from the source tree's table when it
+    /// has one (a stage's or image's tree kept with owners, crate::fakeroot).
+    pub(super) fn source_mode(&self, e: &ContextEntry) -> u32 {
+        match &self.source_owners {
+            Some((table, _)) => table.image_mode(&e.path, e.mode),
+            None => e.mode,
+        }
+    }
+
     /// Opens the parent of `target`, reusing the last one opened.
     pub fn parent_of(&mut self, target: &Path) -> Result<OwnedFd, CopyError> {
         let Some((parent, _)) = split(target) else {
@@ -351,7 +360,7 @@ impl Writer<'_> {
         let src = self.view.path_of(e);
         let owner = self.owner_of(e);
         let is_dir = e.kind == EntryType::Dir;
-        let mode = self.mode_of(e.mode, is_dir);
+        let mode = self.mode_of(self.source_mode(e), is_dir);
         let name = target.file_name().unwrap_or_default().to_os_string();
         let dir = self.parent_of(target)?;
         // A directory this copy created holds only what it put there, and each source
@@ -375,7 +384,7 @@ impl Writer<'_> {
                             &dir,
                             &name,
                             self.root.disk_owner(target, owner),
-                            Some(mode),
+                            Some(self.root.disk_mode(target, mode, true)),
                         )
                         .map_err(fail("chown", target))?;
                         self.dir_times.push((target.to_path_buf(), e.mtime_ns));
@@ -390,7 +399,8 @@ impl Writer<'_> {
                     });
                 }
                 None => {
-                    make_dir(&dir, &name, mode, self.root.disk_owner(target, owner))
+                    let disk_mode = self.root.disk_mode(target, mode, true);
+                    make_dir(&dir, &name, disk_mode, self.root.disk_owner(target, owner))
                         .map_err(fail("create", target))?;
                     copy_xattrs(&src, &dir, &name).map_err(fail("set xattrs on", target))?;
                     self.fresh.insert(target.to_path_buf());
@@ -419,8 +429,9 @@ impl Writer<'_> {
                         let fdir = self.root.open_dir(fparent).map_err(fail("open", fparent))?;
                         rustix::fs::linkat(&fdir, fname, &dir, &name, AtFlags::empty())
                             .map_err(|err| fail("link", target)(err.into()))?;
-                        // The link shares its first copy's inode, and so its owner.
-                        self.root.disk_owner(target, owner);
+                        // The link shares its first copy's inode, and so its owner and
+                        // mode.
+                        self.root.share_entry(target, &first);
                         self.stats.files += 1;
                         return Ok(());
                     }
@@ -448,7 +459,7 @@ impl Writer<'_> {
                     &input,
                     &out,
                     self.root.disk_owner(target, owner),
-                    mode,
+                    self.root.disk_mode(target, mode, false),
                     e.mtime_ns,
                 )
                 .map_err(fail("set attributes on", target))?;
@@ -480,8 +491,14 @@ impl Writer<'_> {
             }
             EntryType::Dir => {}
         }
-        set_owner_mode(&dir, &name, self.root.disk_owner(target, owner), Some(mode))
-            .map_err(fail("chown", target))?;
+        let disk_mode = self.root.disk_mode(target, mode, false);
+        set_owner_mode(
+            &dir,
+            &name,
+            self.root.disk_owner(target, owner),
+            Some(disk_mode),
+        )
+        .map_err(fail("chown", target))?;
         copy_xattrs(&src, &dir, &name).map_err(fail("set xattrs on", target))?;
         set_mtime(&dir, &name, e.mtime_ns).map_err(fail("set times on", target))?;
         Ok(())
@@ -513,8 +530,14 @@ impl Writer<'_> {
         }
         let mut out = create_file(&dir, &name).map_err(fail("create", target))?;
         let written = io::copy(content, &mut out).map_err(fail("write", target))?;
-        set_owner_mode(&dir, &name, self.root.disk_owner(target, owner), Some(mode))
-            .map_err(fail("chown", target))?;
+        let disk_mode = self.root.disk_mode(target, mode, false);
+        set_owner_mode(
+            &dir,
+            &name,
+            self.root.disk_owner(target, owner),
+            Some(disk_mode),
+        )
+        .map_err(fail("chown", target))?;
         set_mtime(&dir, &name, mtime_ns).map_err(fail("set times on", target))?;
         self.stats.files += 1;
         self.stats.bytes += written;

@@ -62,7 +62,7 @@ impl Baseline {
             return Ok(());
         }
         for rel in &stale {
-            owners.set(rel, (0, 0));
+            owners.forget(rel);
         }
         owners
             .save(root)
@@ -143,9 +143,9 @@ impl Snapshotter for CopySnapshotter {
     }
 }
 
-/// Records as modified every path still in `root` whose owner in the table went from
-/// `before` to `after` with nothing else of it changed (`COPY --chown` over an existing
-/// directory).
+/// Records as modified every path still in `root` whose owner or mode in the table went
+/// from `before` to `after` with nothing else of it changed (`COPY --chown` over an
+/// existing directory, `COPY --chmod=555` over one whose mode on disk stays 0755).
 fn owner_changes(
     root: &Path,
     before: &Owners,
@@ -155,7 +155,7 @@ fn owner_changes(
     let changed: Vec<PathBuf> = before
         .paths()
         .chain(after.paths())
-        .filter(|rel| before.get(rel) != after.get(rel) && set.get(rel).is_none())
+        .filter(|rel| before.entry(rel) != after.entry(rel) && set.get(rel).is_none())
         .map(Path::to_path_buf)
         .collect();
     for rel in changed {
@@ -343,14 +343,15 @@ impl Merge<'_> {
                 if !keeps_dir {
                     root.remove_tree(&rel);
                 }
-                match layer.get(&rel) {
+                match layer.entry(&rel) {
                     _ if meta.is_whiteout() => {}
-                    Some(owner) => root.set(&rel, owner),
+                    Some(entry) => root.set_entry(&rel, entry),
                     // A directory the layer holds only as the parent of what it changed
-                    // keeps the owner the layers below give it. (A layer that gave such
-                    // a directory to root has no entry either: the rarer case loses.)
+                    // keeps the owner and mode the layers below give it. (A layer that
+                    // gave such a directory to root, with the mode it has on disk, has
+                    // no entry either: the rarer case loses.)
                     None if keeps_dir => {}
-                    None => root.set(&rel, (0, 0)),
+                    None => root.forget(&rel),
                 }
             }
             let chown = self.owners.is_none();

@@ -114,6 +114,7 @@ pub(crate) fn apply_over(
             source: e.into(),
         })
     };
+    let lowers_paths = lowers;
     // Topmost first, the order a lookup goes through them.
     let lowers = lowers
         .iter()
@@ -146,13 +147,21 @@ pub(crate) fn apply_over(
     let privilege = Privilege::current();
     // When no owner can be given on disk, they go in the tree's table (crate::fakeroot);
     // a host export is the caller's, owners and all.
-    let owners = if fakeroot::active() && mode != ApplyMode::HostExport {
-        Some(Owners::load(target).map_err(|source| LayerError::Apply {
-            entry: fakeroot::table_path(target).display().to_string(),
+    let load = |dir: &Path| {
+        Owners::load(dir).map_err(|source| LayerError::Apply {
+            entry: fakeroot::table_path(dir).display().to_string(),
             source,
-        })?)
+        })
+    };
+    let (owners, lower_tables) = if fakeroot::active() && mode != ApplyMode::HostExport {
+        let lower_tables = lowers_paths
+            .iter()
+            .rev()
+            .map(|dir| load(dir))
+            .collect::<Result<Vec<_>, _>>()?;
+        (Some(load(target)?), lower_tables)
     } else {
-        None
+        (None, Vec::new())
     };
     let mut applier = Applier {
         root,
@@ -160,6 +169,7 @@ pub(crate) fn apply_over(
         lowers,
         privilege,
         owners,
+        lower_tables,
         written: HashSet::new(),
         implied: HashMap::new(),
         whiteouts: Vec::new(),
@@ -217,17 +227,21 @@ struct Applier {
     /// Whether entries get their owners (root of any user namespace) and device nodes
     /// (root of the host only).
     privilege: Privilege,
-    /// The owners the entries are given in the image, when they cannot be given on disk
-    /// (see [`crate::fakeroot`]).
+    /// The owners and modes the entries are given in the image, when they cannot be
+    /// given on disk (see [`crate::fakeroot`]).
     owners: Option<Owners>,
+    /// With `owners`, the tables of `lowers` (in the same order), which implied parents
+    /// take their entries from.
+    lower_tables: Vec<Owners>,
     /// Paths this layer created, which its own whiteouts must not remove.
     written: HashSet<PathBuf>,
     /// (entry name, whited-out path), applied after the whole layer.
     whiteouts: Vec<(String, PathBuf)>,
     /// (entry name, opaque directory), applied after the whole layer.
     opaques: Vec<(String, PathBuf)>,
-    /// Directory mtimes, set last since creating children changes them.
-    dir_times: Vec<(String, PathBuf, u64)>,
+    /// Directory modes (on disk) and mtimes, set last since creating children changes
+    /// the mtime and a mode may forbid creating them.
+    dir_times: Vec<(String, PathBuf, u32, u64)>,
     /// Implied parents made after a lower directory, with its mode and mtime: set last
     /// (the mode too, so that a read-only one still takes its children), unless the
     /// layer's own entry for the directory comes later.
@@ -424,8 +438,12 @@ impl Applier {
                 let tdir = self.open_dir(&name, target.parent().unwrap_or(Path::new("")))?;
                 rustix::fs::linkat(&tdir, tname, &dir, fname, AtFlags::empty())
                     .map_err(|e| apply_err(e.into()))?;
-                self.written.insert(rel);
                 // A hardlink shares its target's inode and so its metadata.
+                if let Some(owners) = &mut self.owners {
+                    let shared = owners.entry(&target).unwrap_or_default();
+                    owners.set_entry(&rel, shared);
+                }
+                self.written.insert(rel);
                 return Ok(());
             }
             EntryType::Char | EntryType::Block
@@ -485,9 +503,21 @@ impl Applier {
             );
             self.unmapped_owner_ok(owned).map_err(apply_err)?;
         }
-        if !is_symlink {
-            // After chown, which clears setuid and setgid bits.
-            rustix::fs::chmodat(&dir, fname, Mode::from_raw_mode(mode), AtFlags::empty())
+        // On disk, when the image mode is kept in the table, one that lets the builder
+        // fill and read the tree (crate::fakeroot).
+        let is_dir = kind == EntryType::Directory;
+        let disk = match &mut self.owners {
+            Some(owners) if !is_symlink => {
+                let disk = fakeroot::disk_mode(mode, is_dir);
+                owners.set_mode(&rel, mode, disk);
+                disk
+            }
+            _ => mode,
+        };
+        if !is_symlink && !is_dir {
+            // After chown, which clears setuid and setgid bits; a directory's is set
+            // once its entries are written.
+            rustix::fs::chmodat(&dir, fname, Mode::from_raw_mode(disk), AtFlags::empty())
                 .map_err(|e| apply_err(e.into()))?;
         }
         if let Some(exts) = entry.pax_extensions().map_err(apply_err)? {
@@ -512,7 +542,7 @@ impl Applier {
         let mtime = header.mtime().map_err(apply_err)?;
         if kind == EntryType::Directory {
             self.implied.remove(&rel);
-            self.dir_times.push((name, rel, mtime));
+            self.dir_times.push((name, rel, disk, mtime));
         } else {
             set_mtime(&dir, fname, mtime).map_err(apply_err)?;
         }

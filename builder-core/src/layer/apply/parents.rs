@@ -93,10 +93,16 @@ impl Applier {
     /// directory the lower layers show there, or 0755 (and the applier's owner) when they
     /// show none: containerd's `mkparent`. Its mode is set whatever the umask.
     fn imply(&mut self, dir: &OwnedFd, rel: &Path) -> io::Result<()> {
-        let Some(lower) = lower_dir(&self.lowers, rel)? else {
+        let Some((layer, lower)) = lower_dir(&self.lowers, rel)? else {
             rustix::fs::fchmod(dir, Mode::from_raw_mode(0o755))?;
             return Ok(());
         };
+        // Kept in tables, the owner and mode the image gives it are the lower layer's
+        // entry (crate::fakeroot).
+        if let Some(owners) = &mut self.owners {
+            let entry = self.lower_tables.get(layer).and_then(|t| t.entry(rel));
+            owners.set_entry(rel, entry.unwrap_or_default());
+        }
         let st = rustix::fs::fstat(&lower)?;
         if self.keeps_owners() {
             let owned = rustix::fs::fchown(
@@ -125,8 +131,11 @@ impl Applier {
             tv_sec: st.st_mtime,
             tv_nsec: st.st_mtime_nsec as _,
         };
-        self.implied
-            .insert(rel.to_path_buf(), (st.st_mode & 0o7777, mtime));
+        let mode = match self.owners {
+            Some(_) => crate::fakeroot::disk_mode(st.st_mode & 0o7777, true),
+            None => st.st_mode & 0o7777,
+        };
+        self.implied.insert(rel.to_path_buf(), (mode, mtime));
         Ok(())
     }
 }
@@ -137,10 +146,11 @@ const SELINUX_XATTR: &[u8] = b"security.selinux";
 /// Directory `rel` as overlayfs would merge `lowers` (topmost first): the one in the
 /// topmost layer that holds it, unless a whiteout, a non-directory or an opaque directory
 /// in a layer above hides it. Each component is looked up without following symlinks.
-fn lower_dir(lowers: &[OwnedFd], rel: &Path) -> io::Result<Option<OwnedFd>> {
+/// Returns the index of that layer in `lowers` with the directory.
+fn lower_dir(lowers: &[OwnedFd], rel: &Path) -> io::Result<Option<(usize, OwnedFd)>> {
     let components: Vec<&OsStr> = rel.iter().collect();
     let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    'layers: for layer in lowers {
+    'layers: for (index, layer) in lowers.iter().enumerate() {
         let mut dir = rustix::fs::openat(layer, ".", flags, Mode::empty())?;
         let mut opaque_above = false;
         for (i, name) in components.iter().enumerate() {
@@ -156,7 +166,7 @@ fn lower_dir(lowers: &[OwnedFd], rel: &Path) -> io::Result<Option<OwnedFd>> {
             }
             dir = rustix::fs::openat(&dir, *name, flags, Mode::empty())?;
             if i + 1 == components.len() {
-                return Ok(Some(dir));
+                return Ok(Some((index, dir)));
             }
             opaque_above |= is_opaque(&dir)?;
         }
