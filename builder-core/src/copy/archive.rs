@@ -304,9 +304,9 @@ fn extract_entry<R: Read>(
                 .map_err(fail("chown", &target))?;
                 set_mtime(&dir, &name, mtime_ns).map_err(fail("set times on", &target))?;
             }
-            // In a table (crate::fakeroot) each name has its entry: the one linked to
-            // takes the last header's owner and mode too, as the shared inode does.
-            w.root.share_entry(&link_target, &target);
+            // In a table (crate::fakeroot) each name has its entry: the others take the
+            // last header's owner and mode too, as the shared inode does.
+            w.archive_link(&link_target, &target);
             return Ok(());
         }
         tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {

@@ -54,6 +54,8 @@ pub(crate) fn run(
         created_dir_mode: ModeChange::created_dir_mode(chmod.as_ref()),
         chmod,
         links: HashMap::new(),
+        archive_links: HashMap::new(),
+        link_group: HashMap::new(),
         dir_times: Vec::new(),
         fresh: HashSet::new(),
         parent: None,
@@ -147,6 +149,12 @@ pub(crate) struct Writer<'a> {
     created_dir_mode: u32,
     /// Inode of a copied file -> where its first copy went, to keep hardlinks.
     links: HashMap<u64, PathBuf>,
+    /// The names an extracted archive gave each inode it hard-linked, under the first
+    /// name: kept in a table (crate::fakeroot), every name takes the owner and mode the
+    /// last link entry gives the shared inode.
+    archive_links: HashMap<PathBuf, Vec<PathBuf>>,
+    /// For each name of `archive_links`, its first name.
+    link_group: HashMap<PathBuf, PathBuf>,
     /// Directories whose mtime is set once everything inside is written.
     dir_times: Vec<(PathBuf, i64)>,
     /// Directories this copy created (so they hold nothing it did not put there).
@@ -201,6 +209,8 @@ impl Writer<'_> {
                 path: src_path.clone(),
                 source,
             })?;
+        self.archive_links.clear();
+        self.link_group.clear();
         archive::extract(self, file, &src_path, format, dest_rel)?;
         self.stats.archives += 1;
         Ok(())
@@ -542,6 +552,26 @@ impl Writer<'_> {
         self.stats.files += 1;
         self.stats.bytes += written;
         Ok(())
+    }
+
+    /// Records that an archive's entry `name` is a hard link of `first`, which now has
+    /// the owner and mode the entry gave it in the table (when there is one): every
+    /// other name of the inode takes them too, as root's chown of the shared inode
+    /// gives them.
+    pub(super) fn archive_link(&mut self, first: &Path, name: &Path) {
+        let key = self
+            .link_group
+            .get(first)
+            .cloned()
+            .unwrap_or_else(|| first.to_path_buf());
+        self.link_group.insert(name.to_path_buf(), key.clone());
+        let names = self.archive_links.entry(key.clone()).or_default();
+        names.push(name.to_path_buf());
+        for other in std::iter::once(&key).chain(names.iter()) {
+            if other != name {
+                self.root.share_entry(other, name);
+            }
+        }
     }
 
     /// Remembers a directory's mtime, set when the copy is done.
