@@ -17,7 +17,7 @@
 //! cannot run at all (see the chroot isolation); in a one-id namespace on a host it runs,
 //! and a `chown` inside it fails as in podman's (it is not intercepted). After a `RUN`,
 //! the owner of every path the step removed or replaced by another inode is forgotten
-//! (`Snapshot::forget_replaced_owners`): the step's processes made it, so it is root's;
+//! (`Snapshot::follow_run`): the step's processes made it, so it is root's;
 //! a file changed in place keeps its owner. A rename or a new hard link in a `RUN` so
 //! gives root what root's build would give the old owner.
 //!
@@ -82,6 +82,15 @@ pub(crate) struct Entry {
 impl Entry {
     fn is_empty(&self) -> bool {
         self.owner.is_none() && self.mode.is_none()
+    }
+
+    /// The entry as a tree's own table keeps it: a pin (see [`Owners::pin`]) is no entry
+    /// there.
+    pub(crate) fn unpinned(self) -> Entry {
+        Entry {
+            owner: self.owner.filter(|ids| *ids != (0, 0)),
+            mode: self.mode,
+        }
     }
 }
 
@@ -205,6 +214,22 @@ impl Owners {
         self.set_entry(rel, entry);
     }
 
+    /// Records that `rel`, which has no entry, is root's with its mode on disk even
+    /// though the layers below give it another owner or mode: in a layer's table, a
+    /// directory the layer holds itself, not only as a parent (which keeps what the
+    /// layers below give it). It is written `0 0 HEX-PATH`.
+    pub(crate) fn pin(&mut self, rel: &Path) {
+        if !self.map.contains_key(rel) {
+            self.map.insert(
+                rel.to_path_buf(),
+                Entry {
+                    owner: Some((0, 0)),
+                    mode: None,
+                },
+            );
+        }
+    }
+
     /// Forgets what is recorded for `rel` itself: it is root's, with its mode on disk.
     pub(crate) fn forget(&mut self, rel: &Path) {
         self.map.remove(rel);
@@ -260,8 +285,7 @@ fn parse_line(line: &[u8]) -> Option<(PathBuf, Entry)> {
     let (uid, gid) = (fields.next()?, fields.next()?);
     let owner = match (uid, gid) {
         ("-", "-") => None,
-        // Root needs no entry.
-        _ => Some((uid.parse().ok()?, gid.parse().ok()?)).filter(|ids| *ids != (0, 0)),
+        _ => Some((uid.parse().ok()?, gid.parse().ok()?)),
     };
     let rel = unhex(fields.next()?.as_bytes())?;
     let mode = match fields.next() {
@@ -354,13 +378,14 @@ mod tests {
     fn a_table_written_before_modes_were_kept_still_loads() {
         let dir = tempfile::tempdir().unwrap();
         let tree = dir.path().join("root");
-        // etc/shadow owned by 0:42, and a line of the old writer's form for root.
-        fs::write(table_path(&tree), "0 42 6574632f736861646f77\n0 0 61\n").unwrap();
+        // etc/shadow owned by 0:42 and a file of another owner.
+        fs::write(table_path(&tree), "0 42 6574632f736861646f77\n7 8 61\n").unwrap();
         let loaded = Owners::load(&tree).unwrap();
         assert_eq!(loaded.get(Path::new("etc/shadow")), Some((0, 42)));
         assert_eq!(loaded.mode(Path::new("etc/shadow")), None);
         assert_eq!(loaded.image_mode(Path::new("etc/shadow"), 0o100640), 0o640);
-        assert_eq!(loaded.paths().count(), 1);
+        assert_eq!(loaded.get(Path::new("a")), Some((7, 8)));
+        assert_eq!(loaded.paths().count(), 2);
     }
 
     #[test]
@@ -373,6 +398,7 @@ mod tests {
         owners.set(Path::new("etc/gshadow"), (0, 42));
         owners.set_mode(Path::new("etc/gshadow"), 0o000, disk_mode(0o000, false));
         owners.set_mode(Path::new("same"), 0o4755, disk_mode(0o4755, false));
+        owners.pin(Path::new("usr"));
         owners.save(&tree).unwrap();
         let loaded = Owners::load(&tree).unwrap();
         assert_eq!(loaded, owners);
@@ -382,7 +408,10 @@ mod tests {
         assert_eq!(loaded.get(Path::new("etc/gshadow")), Some((0, 42)));
         assert_eq!(loaded.mode(Path::new("etc/gshadow")), Some(0));
         assert_eq!(loaded.entry(Path::new("same")), None);
+        let pinned = loaded.entry(Path::new("usr")).unwrap();
+        assert_eq!(pinned.unpinned(), Entry::default());
         let mut owners = loaded;
+        owners.forget(Path::new("usr"));
         owners.set(Path::new("etc/gshadow"), (0, 0));
         assert_eq!(owners.mode(Path::new("etc/gshadow")), Some(0));
         owners.set_mode(usr_bin, 0o755, 0o755);

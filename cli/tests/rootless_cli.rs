@@ -844,6 +844,64 @@ fn directories_their_owner_may_not_write_are_filled_and_keep_their_modes() {
     });
 }
 
+/// A RUN step's processes (root of a user namespace of the one id) may leave
+/// directories their owner may not write and files it may not read; without a user
+/// namespace for rbuild itself (RBUILD_SKIP_USERNS) the steps after it must still fill
+/// and read them, the image keeping the modes the step gave. A mode the step changed in
+/// place replaces the one the table kept. Before, the COPY after the RUN failed with
+/// "Permission denied".
+#[test]
+fn modes_a_run_step_gives_are_kept_and_later_steps_fill_them() {
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        let ctx = home.context(
+            "ctx",
+            &[
+                (
+                    "Dockerfile",
+                    "FROM busybox:latest\n\
+                     COPY --chmod=555 d /d\n\
+                     RUN mkdir -m 555 /r && echo s > /r/s && chmod 000 /r/s && \
+                         mkdir -m 500 /r/sub && chmod 700 /d\n\
+                     COPY x /r/\n\
+                     COPY x /r/sub/\n\
+                     COPY x /d/\n",
+                ),
+                ("x", "x\n"),
+                ("d/f", "f\n"),
+            ],
+        );
+        let rootfs = home.path().join("rootfs.tar");
+        let mut build = home.rbuild();
+        build
+            .env("RBUILD_SKIP_USERNS", "1")
+            .arg("--root")
+            .arg(home.store())
+            .args(["build", "--progress", "plain", "-o"])
+            .arg(format!("type=tar,dest={}", rootfs.display()))
+            .arg(&ctx);
+        let out = build.output().expect("running rbuild");
+        assert!(out.status.success(), "{}", text(&out));
+        for (path, mode) in [
+            ("r", 0o555),
+            ("r/s", 0o000),
+            ("r/x", 0o644),
+            ("r/sub", 0o500),
+            ("r/sub/x", 0o644),
+            ("d", 0o700),
+            ("d/f", 0o555),
+            ("d/x", 0o644),
+        ] {
+            assert_eq!(
+                mode_in(&rootfs, path),
+                Some(mode),
+                "the image's mode of /{path}"
+            );
+        }
+    });
+}
+
 /// The mode a tarball gives `path`.
 fn mode_in(tar: &Path, path: &str) -> Option<u32> {
     let file = std::fs::File::open(tar).unwrap_or_else(|e| panic!("{}: {e}", tar.display()));

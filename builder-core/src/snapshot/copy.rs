@@ -1,8 +1,8 @@
 //! The portable snapshotter: a merged copy of the lowers, compared after the step.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -41,32 +41,71 @@ pub(crate) struct Baseline {
 }
 
 impl Baseline {
-    /// See [`Snapshot::forget_replaced_owners`].
-    pub(super) fn forget_replaced_owners(&self, root: &Path) -> Result<(), SnapshotError> {
+    /// See [`Snapshot::follow_run`].
+    pub(super) fn follow_run(&self, root: &Path) -> Result<(), SnapshotError> {
         if self.owners.is_none() {
             return Ok(());
         }
         let table = fakeroot::table_path(root);
         let mut owners = Owners::load(root).map_err(SnapshotError::io("read", &table))?;
-        let mut stale = Vec::new();
-        for rel in owners.paths() {
-            let kept = match (Meta::lstat(&root.join(rel))?, self.get(rel)) {
-                (Some(now), Some(before)) => now.same_inode(before),
-                _ => false,
-            };
-            if !kept {
-                stale.push(rel.to_path_buf());
-            }
-        }
-        if stale.is_empty() {
-            return Ok(());
-        }
-        for rel in &stale {
+        let mut seen = HashSet::new();
+        self.follow_dir(root, Path::new(""), &mut owners, &mut seen)?;
+        let gone: Vec<PathBuf> = owners
+            .paths()
+            .filter(|rel| !seen.contains(*rel))
+            .map(Path::to_path_buf)
+            .collect();
+        for rel in &gone {
             owners.forget(rel);
         }
         owners
             .save(root)
             .map_err(SnapshotError::io("write", &table))
+    }
+
+    /// [`Baseline::follow_run`] for the entries of directory `dir` (relative to `root`),
+    /// each directory opened to its owner before it is read.
+    fn follow_dir(
+        &self,
+        root: &Path,
+        dir: &Path,
+        owners: &mut Owners,
+        seen: &mut HashSet<PathBuf>,
+    ) -> Result<(), SnapshotError> {
+        for (name, path) in read_dir_sorted(&root.join(dir))? {
+            let rel = dir.join(name);
+            let Some(now) = Meta::lstat(&path)? else {
+                continue;
+            };
+            let before = self.get(&rel);
+            // A path the step made or replaced is its processes' own: root's, with the
+            // mode they gave it.
+            let kept = before.is_some_and(|before| now.same_inode(before));
+            if !kept {
+                owners.forget(&rel);
+            }
+            if now.kind != EntryType::Symlink {
+                // The mode kept in the table holds unless the step changed the one on
+                // disk.
+                let image = match (owners.mode(&rel), before) {
+                    (Some(mode), Some(before)) if kept && before.mode == now.mode => mode,
+                    _ => now.mode,
+                };
+                let disk = fakeroot::disk_mode(image, now.is_dir());
+                if disk != now.mode {
+                    fs::set_permissions(&path, fs::Permissions::from_mode(disk))
+                        .map_err(SnapshotError::io("change the mode of", &path))?;
+                }
+                owners.set_mode(&rel, image, disk);
+            }
+            if now.is_dir() {
+                self.follow_dir(root, &rel, owners, seen)?;
+            }
+            if owners.entry(&rel).is_some() {
+                seen.insert(rel);
+            }
+        }
+        Ok(())
     }
 
     fn get(&self, rel: &Path) -> Option<&Meta> {
@@ -345,11 +384,12 @@ impl Merge<'_> {
                 }
                 match layer.entry(&rel) {
                     _ if meta.is_whiteout() => {}
-                    Some(entry) => root.set_entry(&rel, entry),
+                    // A pinned entry stands for none here.
+                    Some(entry) => root.set_entry(&rel, entry.unpinned()),
                     // A directory the layer holds only as the parent of what it changed
-                    // keeps the owner and mode the layers below give it. (A layer that
-                    // gave such a directory to root, with the mode it has on disk, has
-                    // no entry either: the rarer case loses.)
+                    // keeps the owner and mode the layers below give it. (One the layer
+                    // holds itself, root's with its mode on disk over a directory the
+                    // layers below give another, is pinned in the layer's table.)
                     None if keeps_dir => {}
                     None => root.forget(&rel),
                 }

@@ -125,14 +125,17 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// After a RUN step, when owners are kept in a table (see [`crate::fakeroot`]):
-    /// forgets the owner of every path the step removed or replaced by another inode
-    /// (rewritten, re-created, renamed or linked there), which is its processes' own,
-    /// and keeps those of paths changed in place, as a chown-less root would leave
-    /// them. Nothing to do otherwise.
-    pub(crate) fn forget_replaced_owners(&self) -> Result<(), SnapshotError> {
+    /// After a RUN step, when owners and modes are kept in a table (see
+    /// [`crate::fakeroot`]): forgets the owner of every path the step removed or
+    /// replaced by another inode (rewritten, re-created, renamed or linked there),
+    /// which is its processes' own, and keeps those of paths changed in place, as a
+    /// chown-less root would leave them; keeps the mode the step gave each path (the
+    /// table's, unless the step changed the mode on disk), opening on disk directories
+    /// their owner may not write or traverse and files it may not read. Nothing to do
+    /// otherwise.
+    pub(crate) fn follow_run(&self) -> Result<(), SnapshotError> {
         match (&self.root, &self.baseline) {
-            (StepRoot::Dir(root), Some(baseline)) => baseline.forget_replaced_owners(root),
+            (StepRoot::Dir(root), Some(baseline)) => baseline.follow_run(root),
             _ => Ok(()),
         }
     }

@@ -201,10 +201,9 @@ pub(crate) fn run(
     lines.flush();
     if status.success() {
         // The step's own processes made or replaced files with no owner table to tell:
-        // what they made is the build user's, so root's in the image.
-        snapshot
-            .forget_replaced_owners()
-            .map_err(BuildError::from)?;
+        // what they made is the build user's, so root's in the image, with the modes
+        // they gave it.
+        snapshot.follow_run().map_err(BuildError::from)?;
         return Ok(());
     }
     if ctx.cancel.is_cancelled() {

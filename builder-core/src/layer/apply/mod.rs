@@ -514,6 +514,9 @@ impl Applier {
             }
             _ => mode,
         };
+        if is_dir {
+            self.pin_over_lowers(&rel).map_err(apply_err)?;
+        }
         if !is_symlink && !is_dir {
             // After chown, which clears setuid and setgid bits; a directory's is set
             // once its entries are written.

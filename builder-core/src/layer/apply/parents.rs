@@ -89,6 +89,35 @@ impl Applier {
         Ok(dir)
     }
 
+    /// With tables: pins directory entry `rel` of the layer (see
+    /// [`crate::fakeroot::Owners::pin`]) when it has no entry of its own and the
+    /// directory the lower layers show there has one, so that a copy of the stack does
+    /// not take this layer for holding it only as a parent.
+    pub(super) fn pin_over_lowers(&mut self, rel: &Path) -> io::Result<()> {
+        let Some(owners) = &self.owners else {
+            return Ok(());
+        };
+        if self.lower_tables.iter().all(|t| t.paths().next().is_none())
+            || owners.entry(rel).is_some()
+        {
+            return Ok(());
+        }
+        let Some((layer, _)) = lower_dir(&self.lowers, rel)? else {
+            return Ok(());
+        };
+        if self
+            .lower_tables
+            .get(layer)
+            .and_then(|t| t.entry(rel))
+            .is_some()
+        {
+            if let Some(owners) = &mut self.owners {
+                owners.pin(rel);
+            }
+        }
+        Ok(())
+    }
+
     /// Gives the implied parent `rel`, just made and open as `dir`, the attributes of the
     /// directory the lower layers show there, or 0755 (and the applier's owner) when they
     /// show none: containerd's `mkparent`. Its mode is set whatever the umask.
