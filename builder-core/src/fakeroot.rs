@@ -1,13 +1,28 @@
-//! The owners an unprivileged build cannot give files on disk, kept fakeroot-style.
+//! The owners and modes an unprivileged build cannot give files on disk, kept
+//! fakeroot-style.
 //!
 //! A process with no root of any user namespace ([`Privilege::Unprivileged`]), or root
 //! of one that maps a single id (what rbuild enters in a pod under the restricted Pod
 //! Security Standard, with no subordinate ids), owns every file it makes and may chown
 //! to no one else. As in a rootless user namespace mapping one id, the build
 //! user's own uid and gid on disk stand for 0 and 0 in the image; every other owner a
-//! file should have (a base layer's, `COPY --chown`'s, an archive entry's) is kept in an
+//! file should have (a base layer's, `COPY --chown`'s, an archive's) is kept in an
 //! [`Owners`] table, keyed by the path relative to the tree's root, and the layer writer
 //! takes the owner from there.
+//!
+//! Modes: without `CAP_DAC_OVERRIDE` a directory its owner may not write (a base image's
+//! 0555 `/usr/bin`, as Fedora's and UBI's, `COPY --chmod=555` of a directory, an
+//! archive's 0500 entry) could not be filled, one it may not traverse or list not be
+//! read, nor a file it may not read (a 0000 `/etc/gshadow`) be copied or written into a
+//! layer. So on disk a directory is always open to its owner (u+rwx) and any other file
+//! readable by it (u+r, [`disk_mode`]); the mode the image gives a path is kept in its
+//! table entry when it differs from the one on disk. Write permission on files is not
+//! added: the builder replaces a file by unlinking it, which needs only its directory's.
+//! Whatever writes a tree with a table (the layer applier, COPY and ADD) sets both;
+//! whatever reads one (the layer writer, the merged writer of exports and squashes,
+//! `COPY --from`, the copy snapshotter, which also records a change of mode alone) takes
+//! the image mode from it. An export onto the host (`-o type=local`) has no table: it
+//! writes the image's modes, a directory's once its entries are written.
 //!
 //! Not kept: a base layer's device nodes (mknod needs `CAP_MKNOD`; the applier skips
 //! them as in any user namespace) and extended attributes this process may not set
@@ -15,23 +30,26 @@
 //! the tree, and so from the layers the build writes over them. Setuid and setgid bits
 //! stay: on disk every file is the build user's, in its own group. In a pod a `RUN`
 //! cannot run at all (see the chroot isolation); in a one-id namespace on a host it runs,
-//! and a `chown` inside it fails as in podman's (it is not intercepted). After a `RUN`,
-//! the owner of every path the step removed or replaced by another inode is forgotten
-//! (`Snapshot::follow_run`): the step's processes made it, so it is root's;
-//! a file changed in place keeps its owner. A rename or a new hard link in a `RUN` so
-//! gives root what root's build would give the old owner.
+//! and a `chown` inside it fails as in podman's (it is not intercepted). After a `RUN`
+//! (`Snapshot::follow_run`), the owner of every path the step removed or replaced by
+//! another inode is forgotten: the step's processes made it, so it is root's; a file
+//! changed in place keeps its owner. A rename or a new hard link in a `RUN` so gives
+//! root what root's build would give the old owner. Every mode the step left on disk is
+//! kept as the image's (a directory it made 0555 is opened on disk and 0555 in the
+//! table), and one it changed replaces the table's.
 //!
-//! Known gaps: directories without write permission for their owner (a base image's
-//! 0555 `/usr/bin`, as Fedora's and UBI's, `COPY --chmod=555` of a directory, such an
-//! archive entry) cannot be filled without `CAP_DAC_OVERRIDE`, so such builds fail
-//! ("Permission denied" on the entry); the table keeps no modes. Hard links of an archive
-//! whose entries give one inode different owners keep the first, where root's chown of
-//! the shared inode makes the last win.
+//! Known gaps: a `RUN` sees the modes on disk, not the image's (`stat /usr/bin` says
+//! 0755 where the image has 0555), and a `chmod` in it back to exactly the mode on disk
+//! (`chmod 755 /usr/bin` there) is not seen, the table's mode stays. `rbuild run` of an
+//! image in such a store sees the modes on disk too.
 //!
 //! The table of a tree at `dir` is the file `dir.owners` beside it (see [`table_path`]),
 //! so the unpacked layers of the store, a copy snapshot's root and a squashed tree each
-//! carry theirs. A process that may chown (root of the host, root of a namespace
-//! with subordinate ids) neither reads nor writes tables: [`active`] is false for it.
+//! carry theirs. A layer's table pins (see [`Owners::pin`]) a directory the layer holds
+//! itself over one the layers below give another owner or mode, so that a copy of the
+//! stack can tell it from a directory a layer holds only as a parent. A process that may
+//! chown (root of the host, root of a namespace with subordinate ids) neither reads nor
+//! writes tables: [`active`] is false for it.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
