@@ -683,6 +683,25 @@ fn the_side_table_follows_what_later_steps_do() {
     });
 }
 
+/// Whether to set RBUILD_SKIP_USERNS, for each way `user`'s builds keep owners and modes
+/// in the side table: without a user namespace, and for a user without subordinate ids
+/// also in rbuild's namespace of one id.
+fn table_ways(user: &User) -> Vec<bool> {
+    if user.ranges {
+        vec![true]
+    } else {
+        vec![true, false]
+    }
+}
+
+/// `cmd` with RBUILD_SKIP_USERNS=1 when `skip`.
+fn skipping_userns(mut cmd: Command, skip: bool) -> Command {
+    if skip {
+        cmd.env("RBUILD_SKIP_USERNS", "1");
+    }
+    cmd
+}
+
 /// A tar of `entries` (path, kind, mode, content), owned by 0:0.
 fn tar_of(entries: &[(&str, tar::EntryType, u32, &str)]) -> Vec<u8> {
     let mut archive = tar::Builder::new(Vec::new());
@@ -701,8 +720,9 @@ fn tar_of(entries: &[(&str, tar::EntryType, u32, &str)]) -> Vec<u8> {
     archive.into_inner().expect("finishing the archive")
 }
 
-/// Without a user namespace (RBUILD_SKIP_USERNS) nothing on disk may be left where its
-/// owner, the build user, cannot write, read or traverse it: directories of a base
+/// Wherever owners are kept in the side table (RBUILD_SKIP_USERNS; a user without
+/// subordinate ids in rbuild's namespace of one id) nothing on disk may be left where
+/// its owner, the build user, cannot write, read or traverse it: directories of a base
 /// layer, of `COPY --chmod` and of an ADDed archive that their owner may not write
 /// (0555, 0500, 0000) are filled by later steps, files it may not read (0000) are copied
 /// and written into layers, and the image, its layers and the exports keep the modes
@@ -710,196 +730,213 @@ fn tar_of(entries: &[(&str, tar::EntryType, u32, &str)]) -> Vec<u8> {
 /// denied".
 #[test]
 fn directories_their_owner_may_not_write_are_filled_and_keep_their_modes() {
-    use tar::EntryType::{Directory as D, Regular as F};
     for_each_user(|user| {
-        let home = Home::new(user);
-        let base = home.path().join("base.tar");
-        std::fs::write(
-            &base,
-            tar_of(&[
-                ("usr/", D, 0o755, ""),
-                ("usr/bin/", D, 0o555, ""),
-                ("usr/bin/tool", F, 0o755, "tool\n"),
-                ("locked/", D, 0o500, ""),
-                ("locked/secret", F, 0o400, "secret\n"),
-                ("etc/", D, 0o755, ""),
-                ("etc/gshadow", F, 0o000, "gshadow\n"),
-                ("shut/", D, 0o000, ""),
-                ("shut/f", F, 0o644, "f\n"),
-            ]),
-        )
-        .expect("writing the base");
-        let ctx = home.context(
-            "ctx",
-            &[
-                (
-                    "Dockerfile",
-                    "FROM locked AS base\n\
-                     COPY x /usr/bin/\n\
-                     COPY x /locked/\n\
-                     COPY x /shut/\n\
-                     COPY --chmod=555 d /d\n\
-                     COPY x /d/\n\
-                     ADD a.tar /added/\n\
-                     COPY x /added/r/s/\n\
-                     FROM base\n\
-                     COPY --from=base /etc/gshadow /locked/secret /copied/\n",
-                ),
-                ("x", "x\n"),
-                ("d/f", "f\n"),
-            ],
-        );
-        std::fs::write(
-            ctx.join("a.tar"),
-            tar_of(&[
-                ("r/", D, 0o555, ""),
-                ("r/f", F, 0o644, "f\n"),
-                ("r/s/", D, 0o500, ""),
-                ("r/s/g", F, 0o000, "g\n"),
-            ]),
-        )
-        .expect("writing the archive");
-        chown_tree(&ctx, user);
-        let skip = |args: &[&str]| {
-            let mut cmd = home.rbuild();
-            cmd.env("RBUILD_SKIP_USERNS", "1")
-                .arg("--root")
-                .arg(home.store())
-                .args(args);
-            let out = cmd.output().expect("running rbuild");
-            assert!(out.status.success(), "rbuild {args:?}: {}", text(&out));
-        };
-        skip(&["import", base.to_str().expect("UTF-8"), "locked"]);
-        let rootfs = home.path().join("rootfs.tar");
-        let oci = home.path().join("oci.tar");
-        let local = home.path().join("local");
-        skip(&[
-            "build",
-            "--progress",
-            "plain",
-            "--compression",
-            "uncompressed",
-            "-o",
-            &format!("type=tar,dest={}", rootfs.display()),
-            "-o",
-            &format!("type=oci,dest={}", oci.display()),
-            "-o",
-            &format!("type=local,dest={}", local.display()),
-            ctx.to_str().expect("UTF-8"),
-        ]);
-        let expected = [
-            ("usr/bin", 0o555),
-            ("usr/bin/tool", 0o755),
-            ("usr/bin/x", 0o644),
-            ("locked", 0o500),
-            ("locked/secret", 0o400),
-            ("locked/x", 0o644),
-            ("etc/gshadow", 0o000),
-            ("shut", 0o000),
-            ("shut/f", 0o644),
-            ("shut/x", 0o644),
-            ("d", 0o555),
-            ("d/f", 0o555),
-            ("d/x", 0o644),
-            ("added/r", 0o555),
-            ("added/r/f", 0o644),
-            ("added/r/s", 0o500),
-            ("added/r/s/g", 0o000),
-            ("added/r/s/x", 0o644),
-            ("copied/gshadow", 0o000),
-            ("copied/secret", 0o400),
-        ];
-        for (path, mode) in expected {
-            assert_eq!(
-                mode_in(&rootfs, path),
-                Some(mode),
-                "the image's mode of /{path} (-o type=tar)"
-            );
-            let on_disk = std::fs::symlink_metadata(local.join(path))
-                .map(|m| m.permissions().mode() & 0o7777)
-                .ok();
-            assert_eq!(on_disk, Some(mode), "the mode of /{path} (-o type=local)");
-        }
-        // The layers of the steps that wrote into those directories hold them with
-        // the image's mode.
-        let layers = layer_modes(&oci);
-        for (path, mode) in [
-            ("usr/bin", 0o555),
-            ("locked", 0o500),
-            ("shut", 0o000),
-            ("d", 0o555),
-            ("added/r/s", 0o500),
-        ] {
-            let seen: Vec<u32> = layers
-                .iter()
-                .filter(|(p, _)| p == path)
-                .map(|(_, m)| *m)
-                .collect();
-            assert!(
-                !seen.is_empty() && seen.iter().all(|m| *m == mode),
-                "the layers' modes of /{path}: {:?}, expected {mode:o}",
-                seen.iter().map(|m| format!("{m:o}")).collect::<Vec<_>>()
-            );
+        for skip_userns in table_ways(user) {
+            modes_kept_building_on(user, skip_userns);
         }
     });
 }
 
+fn modes_kept_building_on(user: &User, skip_userns: bool) {
+    use tar::EntryType::{Directory as D, Regular as F};
+    let home = Home::new(user);
+    let base = home.path().join("base.tar");
+    std::fs::write(
+        &base,
+        tar_of(&[
+            ("usr/", D, 0o755, ""),
+            ("usr/bin/", D, 0o555, ""),
+            ("usr/bin/tool", F, 0o755, "tool\n"),
+            ("locked/", D, 0o500, ""),
+            ("locked/secret", F, 0o400, "secret\n"),
+            ("etc/", D, 0o755, ""),
+            ("etc/gshadow", F, 0o000, "gshadow\n"),
+            ("shut/", D, 0o000, ""),
+            ("shut/f", F, 0o644, "f\n"),
+        ]),
+    )
+    .expect("writing the base");
+    let ctx = home.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM locked AS base\n\
+                 COPY x /usr/bin/\n\
+                 COPY x /locked/\n\
+                 COPY x /shut/\n\
+                 COPY --chmod=555 d /d\n\
+                 COPY x /d/\n\
+                 ADD a.tar /added/\n\
+                 COPY x /added/r/s/\n\
+                 FROM base\n\
+                 COPY --from=base /etc/gshadow /locked/secret /copied/\n",
+            ),
+            ("x", "x\n"),
+            ("d/f", "f\n"),
+        ],
+    );
+    std::fs::write(
+        ctx.join("a.tar"),
+        tar_of(&[
+            ("r/", D, 0o555, ""),
+            ("r/f", F, 0o644, "f\n"),
+            ("r/s/", D, 0o500, ""),
+            ("r/s/g", F, 0o000, "g\n"),
+        ]),
+    )
+    .expect("writing the archive");
+    chown_tree(&ctx, user);
+    let skip = |args: &[&str]| {
+        let mut cmd = skipping_userns(home.rbuild(), skip_userns);
+        cmd.arg("--root").arg(home.store()).args(args);
+        let out = cmd.output().expect("running rbuild");
+        assert!(
+            out.status.success(),
+            "rbuild {args:?} (RBUILD_SKIP_USERNS: {skip_userns}): {}",
+            text(&out)
+        );
+    };
+    skip(&["import", base.to_str().expect("UTF-8"), "locked"]);
+    let rootfs = home.path().join("rootfs.tar");
+    let oci = home.path().join("oci.tar");
+    let local = home.path().join("local");
+    skip(&[
+        "build",
+        "--progress",
+        "plain",
+        "--compression",
+        "uncompressed",
+        "-o",
+        &format!("type=tar,dest={}", rootfs.display()),
+        "-o",
+        &format!("type=oci,dest={}", oci.display()),
+        "-o",
+        &format!("type=local,dest={}", local.display()),
+        ctx.to_str().expect("UTF-8"),
+    ]);
+    let expected = [
+        ("usr/bin", 0o555),
+        ("usr/bin/tool", 0o755),
+        ("usr/bin/x", 0o644),
+        ("locked", 0o500),
+        ("locked/secret", 0o400),
+        ("locked/x", 0o644),
+        ("etc/gshadow", 0o000),
+        ("shut", 0o000),
+        ("shut/f", 0o644),
+        ("shut/x", 0o644),
+        ("d", 0o555),
+        ("d/f", 0o555),
+        ("d/x", 0o644),
+        ("added/r", 0o555),
+        ("added/r/f", 0o644),
+        ("added/r/s", 0o500),
+        ("added/r/s/g", 0o000),
+        ("added/r/s/x", 0o644),
+        ("copied/gshadow", 0o000),
+        ("copied/secret", 0o400),
+    ];
+    for (path, mode) in expected {
+        assert_eq!(
+            mode_in(&rootfs, path),
+            Some(mode),
+            "the image's mode of /{path} (-o type=tar)"
+        );
+        let on_disk = std::fs::symlink_metadata(local.join(path))
+            .map(|m| m.permissions().mode() & 0o7777)
+            .ok();
+        assert_eq!(on_disk, Some(mode), "the mode of /{path} (-o type=local)");
+    }
+    // The layers of the steps that wrote into those directories hold them with
+    // the image's mode.
+    let layers = layer_modes(&oci);
+    for (path, mode) in [
+        ("usr/bin", 0o555),
+        ("locked", 0o500),
+        ("shut", 0o000),
+        ("d", 0o555),
+        ("added/r/s", 0o500),
+    ] {
+        let seen: Vec<u32> = layers
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, m)| *m)
+            .collect();
+        assert!(
+            !seen.is_empty() && seen.iter().all(|m| *m == mode),
+            "the layers' modes of /{path}: {:?}, expected {mode:o}",
+            seen.iter().map(|m| format!("{m:o}")).collect::<Vec<_>>()
+        );
+    }
+}
+
 /// A RUN step's processes (root of a user namespace of the one id) may leave
 /// directories their owner may not write and files it may not read; without a user
-/// namespace for rbuild itself (RBUILD_SKIP_USERNS) the steps after it must still fill
+/// namespace for rbuild itself (RBUILD_SKIP_USERNS; and in rbuild's namespace of one
+/// id) the steps after it must still fill
 /// and read them, the image keeping the modes the step gave. A mode the step changed in
 /// place replaces the one the table kept. Before, the COPY after the RUN failed with
 /// "Permission denied".
 #[test]
 fn modes_a_run_step_gives_are_kept_and_later_steps_fill_them() {
     for_each_user(|user| {
-        let home = Home::new(user);
-        home.import_busybox();
-        let ctx = home.context(
-            "ctx",
-            &[
-                (
-                    "Dockerfile",
-                    "FROM busybox:latest\n\
-                     COPY --chmod=555 d /d\n\
-                     RUN mkdir -m 555 /r && echo s > /r/s && chmod 000 /r/s && \
-                         mkdir -m 500 /r/sub && chmod 700 /d\n\
-                     COPY x /r/\n\
-                     COPY x /r/sub/\n\
-                     COPY x /d/\n",
-                ),
-                ("x", "x\n"),
-                ("d/f", "f\n"),
-            ],
-        );
-        let rootfs = home.path().join("rootfs.tar");
-        let mut build = home.rbuild();
-        build
-            .env("RBUILD_SKIP_USERNS", "1")
-            .arg("--root")
-            .arg(home.store())
-            .args(["build", "--progress", "plain", "-o"])
-            .arg(format!("type=tar,dest={}", rootfs.display()))
-            .arg(&ctx);
-        let out = build.output().expect("running rbuild");
-        assert!(out.status.success(), "{}", text(&out));
-        for (path, mode) in [
-            ("r", 0o555),
-            ("r/s", 0o000),
-            ("r/x", 0o644),
-            ("r/sub", 0o500),
-            ("r/sub/x", 0o644),
-            ("d", 0o700),
-            ("d/f", 0o555),
-            ("d/x", 0o644),
-        ] {
-            assert_eq!(
-                mode_in(&rootfs, path),
-                Some(mode),
-                "the image's mode of /{path}"
-            );
+        for skip_userns in table_ways(user) {
+            modes_of_a_run_kept(user, skip_userns);
         }
     });
+}
+
+fn modes_of_a_run_kept(user: &User, skip_userns: bool) {
+    let home = Home::new(user);
+    home.import_busybox();
+    let ctx = home.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox:latest\n\
+                 COPY --chmod=555 d /d\n\
+                 RUN mkdir -m 555 /r && echo s > /r/s && chmod 000 /r/s && \
+                     mkdir -m 500 /r/sub && chmod 700 /d\n\
+                 COPY x /r/\n\
+                 COPY x /r/sub/\n\
+                 COPY x /d/\n",
+            ),
+            ("x", "x\n"),
+            ("d/f", "f\n"),
+        ],
+    );
+    let rootfs = home.path().join("rootfs.tar");
+    let mut build = skipping_userns(home.rbuild(), skip_userns);
+    build
+        .arg("--root")
+        .arg(home.store())
+        .args(["build", "--progress", "plain", "-o"])
+        .arg(format!("type=tar,dest={}", rootfs.display()))
+        .arg(&ctx);
+    let out = build.output().expect("running rbuild");
+    assert!(
+        out.status.success(),
+        "RBUILD_SKIP_USERNS: {skip_userns}: {}",
+        text(&out)
+    );
+    for (path, mode) in [
+        ("r", 0o555),
+        ("r/s", 0o000),
+        ("r/x", 0o644),
+        ("r/sub", 0o500),
+        ("r/sub/x", 0o644),
+        ("d", 0o700),
+        ("d/f", 0o555),
+        ("d/x", 0o644),
+    ] {
+        assert_eq!(
+            mode_in(&rootfs, path),
+            Some(mode),
+            "the image's mode of /{path}"
+        );
+    }
 }
 
 /// The mode a tarball gives `path`.
