@@ -815,6 +815,16 @@ fn modes_kept_building_on(user: &User, skip_userns: bool) {
         &format!("type=local,dest={}", local.display()),
         ctx.to_str().expect("UTF-8"),
     ]);
+    // Exported again into the tree the first export made, 0555 and 0000 directories
+    // and all (written into, as docker does).
+    skip(&[
+        "build",
+        "--progress",
+        "plain",
+        "-o",
+        &format!("type=local,dest={}", local.display()),
+        ctx.to_str().expect("UTF-8"),
+    ]);
     let expected = [
         ("usr/bin", 0o555),
         ("usr/bin/tool", 0o755),

@@ -380,6 +380,18 @@ impl Applier {
         let keep_dir = kind == EntryType::Directory
             && existing
                 .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
+        if let Some(st) = existing.filter(|_| keep_dir && !self.privilege.is_host_root()) {
+            // A directory already there that its owner may not fill (an earlier export's
+            // 0555 one) is opened to it until the layer's mode is set at the end; one of
+            // another owner is left as it is.
+            if st.st_mode & 0o700 != 0o700 {
+                let open = Mode::from_raw_mode((st.st_mode & 0o7777) | 0o700);
+                match rustix::fs::chmodat(&dir, fname, open, AtFlags::empty()) {
+                    Ok(()) | Err(Errno::PERM) => {}
+                    Err(e) => return Err(apply_err(e.into())),
+                }
+            }
+        }
         if existing.is_some() && !keep_dir {
             remove_existing(&dir, fname).map_err(apply_err)?;
             if let Some(owners) = &mut self.owners {
