@@ -14,7 +14,7 @@
 //! in `/proc`), notes the path, its inode and the ids asked for, and answers as the
 //! kernel would have for root: success, or the error resolving the path gave. Nothing
 //! changes on disk; after the step the owners go into the table
-//! ([`crate::snapshot::Snapshot::settle_owners`]).
+//! ([`crate::snapshot::Snapshot::follow_run`]).
 //!
 //! The filter outranks proot's own (`SECCOMP_RET_TRACE`), so proot never sees these
 //! calls: the ids are those the step asked for, the path the one it named. A process
