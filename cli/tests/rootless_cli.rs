@@ -1061,6 +1061,58 @@ fn layer_modes(oci: &Path) -> Vec<(String, u32)> {
     found
 }
 
+/// proot (Debian 12's 5.1) does not translate the paths of system calls newer than it
+/// (`statx`, `faccessat2`, `openat2`, ...): under the proot isolation they must not reach
+/// the container's own files, and the C library must still see the step's (rbuild
+/// refuses them with ENOSYS, glibc falls back). A static probe (tests/proot_probe.c)
+/// checks both inside a step.
+#[test]
+fn proot_steps_see_their_own_files_through_newer_system_calls() {
+    assert!(
+        Path::new("/usr/bin/proot").is_file(),
+        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
+    );
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        let ctx = home.context(
+            "ctx",
+            &[(
+                "Dockerfile",
+                "FROM busybox:latest\nCOPY probe /probe\nARG HOST\n\
+                 RUN touch /only-in-the-image && /probe /only-in-the-image \"$HOST\"\n",
+            )],
+        );
+        let probe = ctx.join("probe");
+        let compiled = Command::new("gcc")
+            .args(["-static", "-O1", "-o"])
+            .arg(&probe)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/proot_probe.c"))
+            .output()
+            .expect("running gcc (Debian packages gcc and libc6-dev)");
+        assert!(compiled.status.success(), "gcc: {}", text(&compiled));
+        chown_tree(&ctx, user);
+        let host_only = home.path().join("only-on-the-host");
+        std::fs::write(&host_only, "host\n").expect("a file of the host");
+        chown_tree(&host_only, user);
+        let mut build = home.rbuild();
+        build
+            .env("RBUILD_SKIP_USERNS", "1")
+            .arg("--root")
+            .arg(home.store())
+            .args(["build", "--progress", "plain", "--isolation", "proot"])
+            .arg("--build-arg")
+            .arg(format!("HOST={}", host_only.display()))
+            .arg(&ctx);
+        let out = build.output().expect("running rbuild");
+        assert!(
+            out.status.success() && text(&out).contains("probe ok"),
+            "{}",
+            text(&out)
+        );
+    });
+}
+
 /// A PAX record `"<len> key=value\n"`, its length counting itself.
 fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
     let body = [b" ", key.as_bytes(), b"=", value, b"\n"].concat();

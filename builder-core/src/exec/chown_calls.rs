@@ -43,8 +43,10 @@ const SYS_FCHOWNAT: u32 = 260;
 /// `AUDIT_ARCH_X86_64` (linux/audit.h).
 const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
 
-/// The BPF program: the four calls of x86_64 go to the listener, everything else is
-/// allowed (the other filters of the process still apply).
+/// The BPF program: the four calls of x86_64 go to the listener; the system calls with
+/// paths that proot does not translate fail with `ENOSYS`, as on a kernel without them,
+/// so that the C library falls back to ones it does (see [`UNTRANSLATED`]); everything
+/// else is allowed (the other filters of the process still apply).
 pub(crate) fn filter() -> Vec<libc::sock_filter> {
     let stmt = |code: u32, k: u32| libc::sock_filter {
         code: code as u16,
@@ -52,27 +54,44 @@ pub(crate) fn filter() -> Vec<libc::sock_filter> {
         jf: 0,
         k,
     };
-    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
-        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+    let jump = |op: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | op | libc::BPF_K) as u16,
         jt,
         jf,
         k,
     };
     let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
     let ret = libc::BPF_RET | libc::BPF_K;
+    let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
     // struct seccomp_data: nr at 0, arch at 4.
     vec![
-        stmt(load, 4),
-        jeq(AUDIT_ARCH_X86_64, 0, 5),
-        stmt(load, 0),
-        jeq(SYS_CHOWN, 4, 0),
-        jeq(SYS_FCHOWN, 3, 0),
-        jeq(SYS_LCHOWN, 2, 0),
-        jeq(SYS_FCHOWNAT, 1, 0),
-        stmt(ret, libc::SECCOMP_RET_ALLOW),
-        stmt(ret, libc::SECCOMP_RET_USER_NOTIF),
+        /* 0 */ stmt(load, 4),
+        /* 1 */ jump(libc::BPF_JEQ, AUDIT_ARCH_X86_64, 0, 9),
+        /* 2 */ stmt(load, 0),
+        /* 3 */ jump(libc::BPF_JEQ, SYS_CHOWN, 8, 0),
+        /* 4 */ jump(libc::BPF_JEQ, SYS_FCHOWN, 7, 0),
+        /* 5 */ jump(libc::BPF_JEQ, SYS_LCHOWN, 6, 0),
+        /* 6 */ jump(libc::BPF_JEQ, SYS_FCHOWNAT, 5, 0),
+        /* 7 */ jump(libc::BPF_JEQ, UNTRANSLATED[0], 5, 0),
+        /* 8 */ jump(libc::BPF_JEQ, UNTRANSLATED[1], 4, 0),
+        /* 9 */ jump(libc::BPF_JEQ, SYS_CLOSE_RANGE, 1, 0),
+        /* 10 */ jump(libc::BPF_JGE, UNTRANSLATED_FROM, 2, 0),
+        /* 11 */ stmt(ret, libc::SECCOMP_RET_ALLOW),
+        /* 12 */ stmt(ret, libc::SECCOMP_RET_USER_NOTIF),
+        /* 13 */ stmt(ret, enosys),
     ]
 }
+
+/// System calls newer than what proot knows (Debian 12 has proot 5.1) whose paths it
+/// would hand to the kernel untranslated, so that they name the container's files, not
+/// the step's: `statx` (coreutils' `ls` and `stat`), `execveat`; and from
+/// [`UNTRANSLATED_FROM`] on, everything since Linux 5.1 (`openat2`, `faccessat2`, which
+/// glibc's `access` uses, `fchmodat2`, `open_tree`, io_uring's `openat`, the `*xattrat`
+/// calls). On `ENOSYS` the C library and programs fall back to the older calls.
+const UNTRANSLATED: [u32; 2] = [332, 322];
+/// `close_range` (Linux 5.9) names no path: the init itself uses it.
+const SYS_CLOSE_RANGE: u32 = 436;
+const UNTRANSLATED_FROM: u32 = 424;
 
 /// In the init, before `exec`: sets `no_new_privs`, installs `program` with a listener
 /// and sends the listener on `socket` (then closes it here). Async-signal-safe.
@@ -457,11 +476,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_filter_sends_the_four_calls_and_nothing_else() {
+    fn the_filter_sends_the_four_calls_and_refuses_what_proot_cannot_translate() {
         let program = filter();
         // Each jump lands on an instruction of the program.
         for (i, insn) in program.iter().enumerate() {
-            if insn.code == (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16 {
+            if insn.code & 0x7 == libc::BPF_JMP as u16 {
                 assert!(i + 1 + (insn.jt as usize) < program.len());
                 assert!(i + 1 + (insn.jf as usize) < program.len());
             }
@@ -471,23 +490,31 @@ mod tests {
             let mut acc = 0u32;
             loop {
                 let insn = &program[pc];
-                match insn.code as u32 {
+                let taken = match insn.code as u32 {
                     c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS => {
                         acc = if insn.k == 0 { nr } else { arch };
                         pc += 1;
+                        continue;
                     }
-                    c if c == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K => {
-                        pc += 1 + usize::from(if acc == insn.k { insn.jt } else { insn.jf });
-                    }
+                    c if c == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K => acc == insn.k,
+                    c if c == libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K => acc >= insn.k,
                     _ => return insn.k,
-                }
+                };
+                pc += 1 + usize::from(if taken { insn.jt } else { insn.jf });
             }
         };
         for nr in [SYS_CHOWN, SYS_FCHOWN, SYS_LCHOWN, SYS_FCHOWNAT] {
             assert_eq!(run(AUDIT_ARCH_X86_64, nr), libc::SECCOMP_RET_USER_NOTIF);
         }
-        for nr in [0, 1, 59, 90, 91, 95, 257, 259, 261] {
+        for nr in [0, 1, 59, 90, 91, 95, 257, 259, 261, 316, 423, 436] {
             assert_eq!(run(AUDIT_ARCH_X86_64, nr), libc::SECCOMP_RET_ALLOW);
+        }
+        // statx, execveat, openat2, faccessat2, fchmodat2, io_uring_setup, a future call.
+        for nr in [332, 322, 437, 439, 452, 425, 500, 0x4000_0000 | 332] {
+            assert_eq!(
+                run(AUDIT_ARCH_X86_64, nr),
+                libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
+            );
         }
         // i386's chown is 182: another architecture is let through.
         assert_eq!(run(0x4000_0003, SYS_CHOWN), libc::SECCOMP_RET_ALLOW);

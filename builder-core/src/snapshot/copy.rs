@@ -406,6 +406,10 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<(), SnapshotError> {
             std::io::Error::from_raw_os_error(libc::ENOENT),
         ));
     };
+    // Where owners cannot be given (crate::fakeroot), the copy is the build user's: a
+    // throw-away table takes the owners instead.
+    let chown = !fakeroot::active();
+    let mut discarded = Owners::default();
     if meta.is_dir() {
         fs::create_dir(dst).map_err(SnapshotError::io("create directory", dst))?;
         Merge {
@@ -413,13 +417,13 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<(), SnapshotError> {
             root: dst,
             sources: &mut HashMap::new(),
             links: &mut HashMap::new(),
-            owners: None,
+            owners: (!chown).then(|| (Owners::default(), &mut discarded)),
         }
         .dir(Path::new(""))?;
     } else {
         create_like(src, dst, &meta)?;
     }
-    copy_attrs(src, dst, &meta, true)
+    copy_attrs(src, dst, &meta, chown)
 }
 
 /// One layer directory being merged onto the copy.
