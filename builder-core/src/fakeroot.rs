@@ -322,12 +322,15 @@ fn parse_line(line: &[u8]) -> Option<(PathBuf, Entry)> {
 }
 
 /// A change of owner a step asked for where nothing could change on disk (a `chown`
-/// call of a step under proot): the path inside the root, the inode (device, number) it
-/// named then, and the ids (`None` leaves one as it is, the `-1` of chown(2)).
+/// call of a step under proot): the path inside the root, the inode (device, number,
+/// birth) it named then, and the ids (`None` leaves one as it is, the `-1` of chown(2)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct OwnerCall {
     pub rel: PathBuf,
     pub inode: (u64, u64),
+    /// The inode's birth time where the file system keeps one: with the number, tells
+    /// the inode from a later one that reuses the number.
+    pub born: Option<std::time::SystemTime>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
 }

@@ -712,6 +712,10 @@ fn proot_steps_keep_the_owners_their_user_and_their_chown_calls_give() {
                       && ln -s data/f /srv/link && chown -h 9:9 /srv/link \\\n\
                       && mv /owned /renamed && ln /renamed /linked \\\n\
                       && cp /bin/busybox /suid && chmod 4755 /suid && chown 5:5 /suid\n\
+                     RUN mkdir /t && touch /t/a && chown 1234:5678 /t/a && mv /t/a /t/b \\\n\
+                      && mkdir /u && touch /u/f && chown -R 77:77 /u && mv /u /u2 \\\n\
+                      && touch /h1 && ln /h1 /h2 && chown 55:55 /h1 \\\n\
+                      && touch /r && chown 4321:4321 /r && rm /r && touch /r\n\
                      USER app\n\
                      RUN mkdir /home/app/made && echo m > /home/app/made/f && id -u > /home/app/id\n",
                 ),
@@ -741,6 +745,14 @@ fn proot_steps_keep_the_owners_their_user_and_their_chown_calls_give() {
             ("home/app/made/f", (4000, 4000)),
             ("home/app/id", (4000, 4000)),
             ("etc/passwd", (0, 0)),
+            // A chowned file renamed, a chowned tree renamed, a hard link of a chowned
+            // file, and a file made where a chowned one was removed.
+            ("t/b", (1234, 5678)),
+            ("u2", (77, 77)),
+            ("u2/f", (77, 77)),
+            ("h1", (55, 55)),
+            ("h2", (55, 55)),
+            ("r", (0, 0)),
         ] {
             assert_eq!(
                 owner_in(&exported, path),
@@ -1109,6 +1121,62 @@ fn proot_steps_see_their_own_files_through_newer_system_calls() {
             out.status.success() && text(&out).contains("probe ok"),
             "{}",
             text(&out)
+        );
+    });
+}
+
+/// proot waits for every process of a step; BuildKit's step ends with its first process
+/// (the PID namespace goes, and what it left running with it). Under the proot isolation
+/// a step that leaves a process in the background (a daemon, `cmd &`, `setsid cmd`) must
+/// end too, and the build go on. (The guard below only keeps a hang from stalling the
+/// suite; it measures nothing.)
+#[test]
+fn a_proot_step_ends_with_its_first_process() {
+    assert!(
+        Path::new("/usr/bin/proot").is_file(),
+        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
+    );
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        let ctx = home.context(
+            "ctx",
+            &[(
+                "Dockerfile",
+                "FROM busybox:latest\n\
+                 RUN (sleep 1001 &) ; setsid sleep 1002 & echo started\n\
+                 RUN echo next > /next\n",
+            )],
+        );
+        let mut build = home.rbuild();
+        build
+            .env("RBUILD_SKIP_USERNS", "1")
+            .arg("--root")
+            .arg(home.store())
+            .args(["build", "--progress", "plain", "--isolation", "proot"])
+            .arg(&ctx)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = build.spawn().expect("running rbuild");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        while child.try_wait().expect("waiting for rbuild").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("rbuild's output");
+                panic!("the build never ended: {}", text(&out));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let out = child.wait_with_output().expect("rbuild's output");
+        assert!(out.status.success(), "{}", text(&out));
+        let left = Command::new("pgrep")
+            .args(["-f", "sleep 100[12]"])
+            .output()
+            .expect("running pgrep (Debian package procps)");
+        assert!(
+            left.stdout.is_empty(),
+            "the step's background processes are still running: {}",
+            String::from_utf8_lossy(&left.stdout)
         );
     });
 }

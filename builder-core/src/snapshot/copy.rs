@@ -43,10 +43,16 @@ pub(crate) struct Baseline {
 /// Owners of the baseline's owned inodes, by inode number and birth time.
 type OwnedInodes = HashMap<(u64, Option<std::time::SystemTime>), (u32, u32)>;
 
-/// Who owns what a RUN step made: its user, but for new names of owned inodes.
+/// The owner changes a step's chown calls made, in order, by inode number and birth time
+/// (`None` leaves an id as it is).
+type ChownedInodes = HashMap<(u64, Option<std::time::SystemTime>), Vec<(Option<u32>, Option<u32>)>>;
+
+/// Who owns what a RUN step made: its user, but for new names of owned inodes; and what
+/// its chown calls gave.
 struct Made<'a> {
     user: (u32, u32),
     owned_inodes: &'a OwnedInodes,
+    chowned: &'a ChownedInodes,
 }
 
 impl Baseline {
@@ -74,9 +80,19 @@ impl Baseline {
                 Some(((before.ino, before.btime), owners.get(rel)?))
             })
             .collect();
+        // The chown calls of a step under proot, by the inode each named (a path the step
+        // then renamed or linked elsewhere takes them there), in order.
+        let mut chowned: ChownedInodes = HashMap::new();
+        for call in &calls {
+            chowned
+                .entry((call.inode.1, call.born))
+                .or_default()
+                .push((call.uid, call.gid));
+        }
         let made = Made {
             user,
             owned_inodes: &owned_inodes,
+            chowned: &chowned,
         };
         let mut seen = HashSet::new();
         self.follow_dir(root, Path::new(""), &mut owners, &mut seen, &made)?;
@@ -87,20 +103,6 @@ impl Baseline {
             .collect();
         for rel in &gone {
             owners.forget(rel);
-        }
-        // Then the chown calls of a step under proot, in order, on the inode each named.
-        for call in &calls {
-            let Some(now) = Meta::lstat(&root.join(&call.rel))? else {
-                continue;
-            };
-            if now.ino != call.inode.1 {
-                continue;
-            }
-            let (uid, gid) = owners.get(&call.rel).unwrap_or((0, 0));
-            owners.set(
-                &call.rel,
-                (call.uid.unwrap_or(uid), call.gid.unwrap_or(gid)),
-            );
         }
         owners
             .save(root)
@@ -131,6 +133,13 @@ impl Baseline {
                 // The step user's, but a new name of an inode that had an owner.
                 let owner = made.owned_inodes.get(&(now.ino, now.btime));
                 owners.set(&rel, owner.copied().unwrap_or(made.user));
+            }
+            // Then what the step's chown calls gave its inode, by any of its names.
+            if let Some(changes) = made.chowned.get(&(now.ino, now.btime)) {
+                for (uid, gid) in changes {
+                    let (was_uid, was_gid) = owners.get(&rel).unwrap_or((0, 0));
+                    owners.set(&rel, (uid.unwrap_or(was_uid), gid.unwrap_or(was_gid)));
+                }
             }
             if now.kind != EntryType::Symlink {
                 // The mode kept in the table holds unless the step changed the one on
@@ -239,7 +248,8 @@ fn chown_on_disk(root: &Path, calls: &[crate::fakeroot::OwnerCall]) -> Result<()
         let Some(now) = Meta::lstat(&path)? else {
             continue;
         };
-        if now.ino != call.inode.1 {
+        // Another inode there now (the file was removed, its number reused): not its.
+        if now.ino != call.inode.1 || now.btime != call.born {
             continue;
         }
         std::os::unix::fs::lchown(&path, call.uid, call.gid)
