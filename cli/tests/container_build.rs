@@ -698,6 +698,13 @@ fn a_restricted_container_builds_under_proot_the_image_root_builds_with_every_ow
             ("pkg/bin", F, 2000, 3000, 0o755, "binary\n"),
             ("pkg/link", L, 2001, 3001, 0o777, "bin"),
             ("pkg/hard", H, 2000, 3000, 0o755, "pkg/bin"),
+            // The last header naming the inode gives it its owner and mode.
+            ("pkg/hard2", H, 2002, 3002, 0o750, "pkg/hard"),
+            // Directories their owner may not write, filled by later entries.
+            ("pkg/ro/", D, 2000, 3000, 0o555, ""),
+            ("pkg/ro/f", F, 2000, 3000, 0o444, "ro\n"),
+            ("pkg/shut/", D, 0, 0, 0o500, ""),
+            ("pkg/shut/g", F, 0, 0, 0o000, "g\n"),
             ("pkg/setgid", F, 0, 3000, 0o2755, "sg\n"),
             ("pkg/conf", F, 2000, 3000, 0o644, "c\n"),
             ("pkg/private/", D, 65534, 65534, 0o700, ""),
@@ -712,6 +719,12 @@ fn a_restricted_container_builds_under_proot_the_image_root_builds_with_every_ow
             ("srv/data", F, 4321, 8765, 0o640, "data\n"),
             ("srv/mine", L, 4321, 8765, 0o777, "data"),
             ("tmp/", D, 0, 0, 0o1777, ""),
+            // As Fedora's and UBI's /usr/bin.
+            ("usr/", D, 0, 0, 0o755, ""),
+            ("usr/bin/", D, 0, 0, 0o555, ""),
+            ("usr/bin/tool", F, 0, 0, 0o755, "tool\n"),
+            ("etc/", D, 0, 0, 0o755, ""),
+            ("etc/gshadow", F, 0, 0, 0o000, "g\n"),
         ],
     );
     let busybox = fixture("busybox");
@@ -746,10 +759,14 @@ fn a_restricted_container_builds_under_proot_the_image_root_builds_with_every_ow
     std::fs::create_dir_all(&on_base).expect("a second context");
     std::fs::write(
         on_base.join("Dockerfile"),
-        "FROM owned\nCOPY a.txt /srv/a.txt\nCOPY --chown=7:8 a.txt /srv/b.txt\n",
+        "FROM owned AS base\nCOPY a.txt /srv/a.txt\nCOPY --chown=7:8 a.txt /srv/b.txt\n\
+         COPY a.txt /usr/bin/\nCOPY --chmod=555 d /ro\nCOPY a.txt /ro/\n\
+         FROM base\nCOPY --from=base /etc/gshadow /ro /copied/\n",
     )
     .expect("a Dockerfile");
     std::fs::write(on_base.join("a.txt"), "a\n").expect("a context file");
+    std::fs::create_dir_all(on_base.join("d")).expect("a context directory");
+    std::fs::write(on_base.join("d/f"), "f\n").expect("a context file");
     success(
         Command::new("chown")
             .args(["-R", "1000:1000"])
@@ -803,8 +820,21 @@ fn a_restricted_container_builds_under_proot_the_image_root_builds_with_every_ow
             "the base's owners are in the image: {root:#?}"
         );
     }
+    let on_base = headers(&shared.join("on-base.tar"));
+    for kept in [
+        "usr/bin/ Directory 555 0/0",
+        "ro/ Directory 555 0/0",
+        "copied/gshadow Regular 0 0/0",
+    ] {
+        assert!(
+            on_base.iter().any(|e| e.starts_with(kept)),
+            "no {kept:?} in {on_base:#?}"
+        );
+    }
     let image = headers(&shared.join("restricted.tar"));
     for owned in [
+        "added/pkg/ro/ Directory 555 2000/3000",
+        "added/pkg/shut/g Regular 0 0/0",
         "chowned/sub/f Regular 644 1234/5678",
         "dir/sub/ Directory 755 1234/5678",
         "suid.sh Regular 4755 1234/5678",

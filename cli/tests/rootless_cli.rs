@@ -712,6 +712,10 @@ fn proot_steps_keep_the_owners_their_user_and_their_chown_calls_give() {
                       && ln -s data/f /srv/link && chown -h 9:9 /srv/link \\\n\
                       && mv /owned /renamed && ln /renamed /linked \\\n\
                       && cp /bin/busybox /suid && chmod 4755 /suid && chown 5:5 /suid\n\
+                     RUN mkdir /t && touch /t/a && chown 1234:5678 /t/a && mv /t/a /t/b \\\n\
+                      && mkdir /u && touch /u/f && chown -R 77:77 /u && mv /u /u2 \\\n\
+                      && touch /h1 && ln /h1 /h2 && chown 55:55 /h1 \\\n\
+                      && touch /r && chown 4321:4321 /r && rm /r && touch /r\n\
                      USER app\n\
                      RUN mkdir /home/app/made && echo m > /home/app/made/f && id -u > /home/app/id\n",
                 ),
@@ -741,6 +745,14 @@ fn proot_steps_keep_the_owners_their_user_and_their_chown_calls_give() {
             ("home/app/made/f", (4000, 4000)),
             ("home/app/id", (4000, 4000)),
             ("etc/passwd", (0, 0)),
+            // A chowned file renamed, a chowned tree renamed, a hard link of a chowned
+            // file, and a file made where a chowned one was removed.
+            ("t/b", (1234, 5678)),
+            ("u2", (77, 77)),
+            ("u2/f", (77, 77)),
+            ("h1", (55, 55)),
+            ("h2", (55, 55)),
+            ("r", (0, 0)),
         ] {
             assert_eq!(
                 owner_in(&exported, path),
@@ -749,10 +761,423 @@ fn proot_steps_keep_the_owners_their_user_and_their_chown_calls_give() {
                 text(&out)
             );
         }
-        let suid = mode_in(&exported, "suid");
+        let suid = mode_in(&exported, "suid").expect("/suid in the image");
         assert_eq!(suid & 0o7777, 0o755, "chown cleared the set-user-ID bit");
         let id = file_in(&exported, "home/app/id");
         assert_eq!(id, "4000\n", "the USER step ran as app in proot's eyes");
+    });
+}
+
+/// Whether to set RBUILD_SKIP_USERNS, for each way `user`'s builds keep owners and modes
+/// in the side table: without a user namespace, and for a user without subordinate ids
+/// also in rbuild's namespace of one id.
+fn table_ways(user: &User) -> Vec<bool> {
+    if user.ranges {
+        vec![true]
+    } else {
+        vec![true, false]
+    }
+}
+
+/// `cmd` with RBUILD_SKIP_USERNS=1 when `skip`.
+fn skipping_userns(mut cmd: Command, skip: bool) -> Command {
+    if skip {
+        cmd.env("RBUILD_SKIP_USERNS", "1");
+    }
+    cmd
+}
+
+/// A tar of `entries` (path, kind, mode, content), owned by 0:0.
+fn tar_of(entries: &[(&str, tar::EntryType, u32, &str)]) -> Vec<u8> {
+    let mut archive = tar::Builder::new(Vec::new());
+    for (path, kind, mode, data) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(*kind);
+        header.set_mode(*mode);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_size(data.len() as u64);
+        header.set_mtime(1_700_000_000);
+        archive
+            .append_data(&mut header, path, data.as_bytes())
+            .expect("adding an entry");
+    }
+    archive.into_inner().expect("finishing the archive")
+}
+
+/// Wherever owners are kept in the side table (RBUILD_SKIP_USERNS; a user without
+/// subordinate ids in rbuild's namespace of one id) nothing on disk may be left where
+/// its owner, the build user, cannot write, read or traverse it: directories of a base
+/// layer, of `COPY --chmod` and of an ADDed archive that their owner may not write
+/// (0555, 0500, 0000) are filled by later steps, files it may not read (0000) are copied
+/// and written into layers, and the image, its layers and the exports keep the modes
+/// (the side table keeps them, fakeroot.rs). Before, the builds failed with "Permission
+/// denied".
+#[test]
+fn directories_their_owner_may_not_write_are_filled_and_keep_their_modes() {
+    for_each_user(|user| {
+        for skip_userns in table_ways(user) {
+            modes_kept_building_on(user, skip_userns);
+        }
+    });
+}
+
+fn modes_kept_building_on(user: &User, skip_userns: bool) {
+    use tar::EntryType::{Directory as D, Regular as F};
+    let home = Home::new(user);
+    let base = home.path().join("base.tar");
+    std::fs::write(
+        &base,
+        tar_of(&[
+            ("usr/", D, 0o755, ""),
+            ("usr/bin/", D, 0o555, ""),
+            ("usr/bin/tool", F, 0o755, "tool\n"),
+            ("locked/", D, 0o500, ""),
+            ("locked/secret", F, 0o400, "secret\n"),
+            ("etc/", D, 0o755, ""),
+            ("etc/gshadow", F, 0o000, "gshadow\n"),
+            ("shut/", D, 0o000, ""),
+            ("shut/f", F, 0o644, "f\n"),
+        ]),
+    )
+    .expect("writing the base");
+    let ctx = home.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM locked AS base\n\
+                 COPY x /usr/bin/\n\
+                 COPY x /locked/\n\
+                 COPY x /shut/\n\
+                 COPY --chmod=555 d /d\n\
+                 COPY x /d/\n\
+                 ADD a.tar /added/\n\
+                 COPY x /added/r/s/\n\
+                 FROM base\n\
+                 COPY --from=base /etc/gshadow /locked/secret /copied/\n",
+            ),
+            ("x", "x\n"),
+            ("d/f", "f\n"),
+        ],
+    );
+    std::fs::write(
+        ctx.join("a.tar"),
+        tar_of(&[
+            ("r/", D, 0o555, ""),
+            ("r/f", F, 0o644, "f\n"),
+            ("r/s/", D, 0o500, ""),
+            ("r/s/g", F, 0o000, "g\n"),
+        ]),
+    )
+    .expect("writing the archive");
+    chown_tree(&ctx, user);
+    let skip = |args: &[&str]| {
+        let mut cmd = skipping_userns(home.rbuild(), skip_userns);
+        cmd.arg("--root").arg(home.store()).args(args);
+        let out = cmd.output().expect("running rbuild");
+        assert!(
+            out.status.success(),
+            "rbuild {args:?} (RBUILD_SKIP_USERNS: {skip_userns}): {}",
+            text(&out)
+        );
+    };
+    skip(&["import", base.to_str().expect("UTF-8"), "locked"]);
+    let rootfs = home.path().join("rootfs.tar");
+    let oci = home.path().join("oci.tar");
+    let local = home.path().join("local");
+    skip(&[
+        "build",
+        "--progress",
+        "plain",
+        "--compression",
+        "uncompressed",
+        "-o",
+        &format!("type=tar,dest={}", rootfs.display()),
+        "-o",
+        &format!("type=oci,dest={}", oci.display()),
+        "-o",
+        &format!("type=local,dest={}", local.display()),
+        ctx.to_str().expect("UTF-8"),
+    ]);
+    // Exported again into the tree the first export made, 0555 and 0000 directories
+    // and all (written into, as docker does).
+    skip(&[
+        "build",
+        "--progress",
+        "plain",
+        "-o",
+        &format!("type=local,dest={}", local.display()),
+        ctx.to_str().expect("UTF-8"),
+    ]);
+    let expected = [
+        ("usr/bin", 0o555),
+        ("usr/bin/tool", 0o755),
+        ("usr/bin/x", 0o644),
+        ("locked", 0o500),
+        ("locked/secret", 0o400),
+        ("locked/x", 0o644),
+        ("etc/gshadow", 0o000),
+        ("shut", 0o000),
+        ("shut/f", 0o644),
+        ("shut/x", 0o644),
+        ("d", 0o555),
+        ("d/f", 0o555),
+        ("d/x", 0o644),
+        ("added/r", 0o555),
+        ("added/r/f", 0o644),
+        ("added/r/s", 0o500),
+        ("added/r/s/g", 0o000),
+        ("added/r/s/x", 0o644),
+        ("copied/gshadow", 0o000),
+        ("copied/secret", 0o400),
+    ];
+    for (path, mode) in expected {
+        assert_eq!(
+            mode_in(&rootfs, path),
+            Some(mode),
+            "the image's mode of /{path} (-o type=tar)"
+        );
+        let on_disk = std::fs::symlink_metadata(local.join(path))
+            .map(|m| m.permissions().mode() & 0o7777)
+            .ok();
+        assert_eq!(on_disk, Some(mode), "the mode of /{path} (-o type=local)");
+    }
+    // The layers of the steps that wrote into those directories hold them with
+    // the image's mode.
+    let layers = layer_modes(&oci);
+    for (path, mode) in [
+        ("usr/bin", 0o555),
+        ("locked", 0o500),
+        ("shut", 0o000),
+        ("d", 0o555),
+        ("added/r/s", 0o500),
+    ] {
+        let seen: Vec<u32> = layers
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, m)| *m)
+            .collect();
+        assert!(
+            !seen.is_empty() && seen.iter().all(|m| *m == mode),
+            "the layers' modes of /{path}: {:?}, expected {mode:o}",
+            seen.iter().map(|m| format!("{m:o}")).collect::<Vec<_>>()
+        );
+    }
+}
+
+/// A RUN step's processes (root of a user namespace of the one id) may leave
+/// directories their owner may not write and files it may not read; without a user
+/// namespace for rbuild itself (RBUILD_SKIP_USERNS; and in rbuild's namespace of one
+/// id) the steps after it must still fill
+/// and read them, the image keeping the modes the step gave. A mode the step changed in
+/// place replaces the one the table kept. Before, the COPY after the RUN failed with
+/// "Permission denied".
+#[test]
+fn modes_a_run_step_gives_are_kept_and_later_steps_fill_them() {
+    for_each_user(|user| {
+        for skip_userns in table_ways(user) {
+            modes_of_a_run_kept(user, skip_userns);
+        }
+    });
+}
+
+fn modes_of_a_run_kept(user: &User, skip_userns: bool) {
+    let home = Home::new(user);
+    home.import_busybox();
+    let ctx = home.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox:latest\n\
+                 COPY --chmod=555 d /d\n\
+                 RUN mkdir -m 555 /r && echo s > /r/s && chmod 000 /r/s && \
+                     mkdir -m 500 /r/sub && chmod 700 /d\n\
+                 COPY x /r/\n\
+                 COPY x /r/sub/\n\
+                 COPY x /d/\n",
+            ),
+            ("x", "x\n"),
+            ("d/f", "f\n"),
+        ],
+    );
+    let rootfs = home.path().join("rootfs.tar");
+    let mut build = skipping_userns(home.rbuild(), skip_userns);
+    build
+        .arg("--root")
+        .arg(home.store())
+        .args(["build", "--progress", "plain", "-o"])
+        .arg(format!("type=tar,dest={}", rootfs.display()))
+        .arg(&ctx);
+    let out = build.output().expect("running rbuild");
+    assert!(
+        out.status.success(),
+        "RBUILD_SKIP_USERNS: {skip_userns}: {}",
+        text(&out)
+    );
+    for (path, mode) in [
+        ("r", 0o555),
+        ("r/s", 0o000),
+        ("r/x", 0o644),
+        ("r/sub", 0o500),
+        ("r/sub/x", 0o644),
+        ("d", 0o700),
+        ("d/f", 0o555),
+        ("d/x", 0o644),
+    ] {
+        assert_eq!(
+            mode_in(&rootfs, path),
+            Some(mode),
+            "the image's mode of /{path}"
+        );
+    }
+}
+
+/// The mode a tarball gives `path`.
+fn mode_in(tar: &Path, path: &str) -> Option<u32> {
+    entry_in(tar, path).map(|(_, mode, _)| mode)
+}
+
+fn tar_name(path: &Path) -> String {
+    path.to_string_lossy()
+        .trim_start_matches("./")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// (path, mode) of every entry of every uncompressed layer of an OCI archive.
+fn layer_modes(oci: &Path) -> Vec<(String, u32)> {
+    let file = std::fs::File::open(oci).unwrap_or_else(|e| panic!("{}: {e}", oci.display()));
+    let mut found = Vec::new();
+    for entry in tar::Archive::new(file).entries().expect("a tar").flatten() {
+        let is_blob = entry
+            .path()
+            .is_ok_and(|p| p.to_string_lossy().contains("blobs/sha256/"));
+        if !is_blob {
+            continue;
+        }
+        let mut blob = Vec::new();
+        std::io::Read::read_to_end(&mut { entry }, &mut blob).expect("reading a blob");
+        // Configs, manifests and the compressed base layer are no tars.
+        if blob.len() < 512 || blob.get(257..262) != Some(b"ustar") {
+            continue;
+        }
+        let mut layer = tar::Archive::new(blob.as_slice());
+        for item in layer.entries().expect("a layer").flatten() {
+            if let (Ok(path), Ok(mode)) = (item.path(), item.header().mode()) {
+                found.push((tar_name(&path), mode));
+            }
+        }
+    }
+    found
+}
+
+/// proot (Debian 12's 5.1) does not translate the paths of system calls newer than it
+/// (`statx`, `faccessat2`, `openat2`, ...): under the proot isolation they must not reach
+/// the container's own files, and the C library must still see the step's (rbuild
+/// refuses them with ENOSYS, glibc falls back). A static probe (tests/proot_probe.c)
+/// checks both inside a step.
+#[test]
+fn proot_steps_see_their_own_files_through_newer_system_calls() {
+    assert!(
+        Path::new("/usr/bin/proot").is_file(),
+        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
+    );
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        let ctx = home.context(
+            "ctx",
+            &[(
+                "Dockerfile",
+                "FROM busybox:latest\nCOPY probe /probe\nARG HOST\n\
+                 RUN touch /only-in-the-image && /probe /only-in-the-image \"$HOST\"\n",
+            )],
+        );
+        let probe = ctx.join("probe");
+        let compiled = Command::new("gcc")
+            .args(["-static", "-O1", "-o"])
+            .arg(&probe)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/proot_probe.c"))
+            .output()
+            .expect("running gcc (Debian packages gcc and libc6-dev)");
+        assert!(compiled.status.success(), "gcc: {}", text(&compiled));
+        chown_tree(&ctx, user);
+        let host_only = home.path().join("only-on-the-host");
+        std::fs::write(&host_only, "host\n").expect("a file of the host");
+        chown_tree(&host_only, user);
+        let mut build = home.rbuild();
+        build
+            .env("RBUILD_SKIP_USERNS", "1")
+            .arg("--root")
+            .arg(home.store())
+            .args(["build", "--progress", "plain", "--isolation", "proot"])
+            .arg("--build-arg")
+            .arg(format!("HOST={}", host_only.display()))
+            .arg(&ctx);
+        let out = build.output().expect("running rbuild");
+        assert!(
+            out.status.success() && text(&out).contains("probe ok"),
+            "{}",
+            text(&out)
+        );
+    });
+}
+
+/// proot waits for every process of a step; BuildKit's step ends with its first process
+/// (the PID namespace goes, and what it left running with it). Under the proot isolation
+/// a step that leaves a process in the background (a daemon, `cmd &`, `setsid cmd`) must
+/// end too, and the build go on. (The guard below only keeps a hang from stalling the
+/// suite; it measures nothing.)
+#[test]
+fn a_proot_step_ends_with_its_first_process() {
+    assert!(
+        Path::new("/usr/bin/proot").is_file(),
+        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
+    );
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        let ctx = home.context(
+            "ctx",
+            &[(
+                "Dockerfile",
+                "FROM busybox:latest\n\
+                 RUN (sleep 1001 &) ; setsid sleep 1002 & echo started\n\
+                 RUN echo next > /next\n",
+            )],
+        );
+        let mut build = home.rbuild();
+        build
+            .env("RBUILD_SKIP_USERNS", "1")
+            .arg("--root")
+            .arg(home.store())
+            .args(["build", "--progress", "plain", "--isolation", "proot"])
+            .arg(&ctx)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = build.spawn().expect("running rbuild");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        while child.try_wait().expect("waiting for rbuild").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("rbuild's output");
+                panic!("the build never ended: {}", text(&out));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let out = child.wait_with_output().expect("rbuild's output");
+        assert!(out.status.success(), "{}", text(&out));
+        let left = Command::new("pgrep")
+            .args(["-f", "sleep 100[12]"])
+            .output()
+            .expect("running pgrep (Debian package procps)");
+        assert!(
+            left.stdout.is_empty(),
+            "the step's background processes are still running: {}",
+            String::from_utf8_lossy(&left.stdout)
+        );
     });
 }
 
@@ -1021,13 +1446,6 @@ fn owner_in(tar: &Path, path: &str) -> Option<(u64, u64)> {
     entry_in(tar, path).map(|(owner, _, _)| owner)
 }
 
-/// The mode of `path` in the tar at `tar`.
-fn mode_in(tar: &Path, path: &str) -> u32 {
-    entry_in(tar, path)
-        .unwrap_or_else(|| panic!("no {path} in {}", tar.display()))
-        .1
-}
-
 /// The content of the file `path` in the tar at `tar`.
 fn file_in(tar: &Path, path: &str) -> String {
     entry_in(tar, path)
@@ -1043,12 +1461,7 @@ fn entry_in(tar: &Path, path: &str) -> Option<((u64, u64), u32, String)> {
     let entries = archive.entries().expect("a tar");
     for entry in entries.flatten() {
         let mut entry = entry;
-        let named = entry.path().is_ok_and(|p| {
-            p.to_string_lossy()
-                .trim_start_matches("./")
-                .trim_end_matches('/')
-                == path
-        });
+        let named = entry.path().is_ok_and(|p| tar_name(&p) == path);
         if named {
             let header = entry.header().clone();
             let mut body = String::new();

@@ -247,7 +247,8 @@ fn extract_entry<R: Read>(
     match kind {
         tar::EntryType::Directory => {
             if existing != Some(FileType::Directory) {
-                make_dir(&dir, &name, mode, w.root.disk_owner(&target, owner))
+                let disk_mode = w.root.disk_mode(&target, mode, true);
+                make_dir(&dir, &name, disk_mode, w.root.disk_owner(&target, owner))
                     .map_err(fail("create", &target))?;
                 w.stats.dirs += 1;
             }
@@ -293,10 +294,19 @@ fn extract_entry<R: Read>(
                 set_owner_mode(&dir, &name, w.root.disk_owner(&target, owner), None)
                     .map_err(fail("chown", &target))?;
             } else {
-                set_owner_mode(&dir, &name, w.root.disk_owner(&target, owner), Some(mode))
-                    .map_err(fail("chown", &target))?;
+                let disk_mode = w.root.disk_mode(&target, mode, false);
+                set_owner_mode(
+                    &dir,
+                    &name,
+                    w.root.disk_owner(&target, owner),
+                    Some(disk_mode),
+                )
+                .map_err(fail("chown", &target))?;
                 set_mtime(&dir, &name, mtime_ns).map_err(fail("set times on", &target))?;
             }
+            // In a table (crate::fakeroot) each name has its entry: the others take the
+            // last header's owner and mode too, as the shared inode does.
+            w.archive_link(&link_target, &target);
             return Ok(());
         }
         tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
@@ -321,8 +331,14 @@ fn extract_entry<R: Read>(
         // labels and the like are left out, as docker's untar skips unknown types.
         _ => return Ok(()),
     }
-    set_owner_mode(&dir, &name, w.root.disk_owner(&target, owner), Some(mode))
-        .map_err(fail("chown", &target))?;
+    let disk_mode = w.root.disk_mode(&target, mode, is_dir);
+    set_owner_mode(
+        &dir,
+        &name,
+        w.root.disk_owner(&target, owner),
+        Some(disk_mode),
+    )
+    .map_err(fail("chown", &target))?;
     if let Some(exts) = entry.pax_extensions().map_err(io_fail)? {
         for ext in exts {
             let ext = ext.map_err(io_fail)?;

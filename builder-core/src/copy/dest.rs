@@ -102,6 +102,34 @@ impl DestRoot {
         }
     }
 
+    /// The mode to give `rel` on disk for it to have `mode` in the image: `mode` itself,
+    /// or when owners are kept in a table one that lets the builder fill and read the
+    /// tree, `mode` being recorded in the table when it differs (crate::fakeroot).
+    pub fn disk_mode(&self, rel: &Path, mode: u32, is_dir: bool) -> u32 {
+        match &self.owners {
+            None => mode,
+            Some((table, _)) => {
+                let disk = fakeroot::disk_mode(mode, is_dir);
+                table
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .set_mode(rel, mode, disk);
+                disk
+            }
+        }
+    }
+
+    /// Records that `rel` is a hard link of `first`: it has the same owner and mode.
+    pub fn share_entry(&self, rel: &Path, first: &Path) {
+        if let Some((table, _)) = &self.owners {
+            let mut table = table
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let entry = table.entry(first).unwrap_or_default();
+            table.set_entry(rel, entry);
+        }
+    }
+
     /// Writes the owner table back beside the root, when there is one.
     pub fn save_owners(&self) -> Result<(), CopyError> {
         let Some((table, _)) = &self.owners else {
@@ -172,7 +200,8 @@ impl DestRoot {
                     let dir = self
                         .open_dir(parent)
                         .map_err(CopyError::dest("open", parent))?;
-                    make_dir(&dir, name, mode, self.disk_owner(&sofar, owner))
+                    let disk_mode = self.disk_mode(&sofar, mode, true);
+                    make_dir(&dir, name, disk_mode, self.disk_owner(&sofar, owner))
                         .map_err(CopyError::dest("create", &sofar))?;
                 }
             }

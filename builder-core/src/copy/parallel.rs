@@ -126,12 +126,12 @@ fn copy_one(
             source,
         }
     })?;
-    let mode = w.mode_of(e.mode, false);
+    let mode = w.mode_of(w.source_mode(e), false);
     finish_file(
         &input,
         &out,
         w.root.disk_owner(target, w.owner_of(e)),
-        mode,
+        w.root.disk_mode(target, mode, false),
         e.mtime_ns,
     )
     .map_err(fail("set attributes on", target))?;

@@ -54,6 +54,8 @@ pub(crate) fn run(
         created_dir_mode: ModeChange::created_dir_mode(chmod.as_ref()),
         chmod,
         links: HashMap::new(),
+        archive_links: HashMap::new(),
+        link_group: HashMap::new(),
         dir_times: Vec::new(),
         fresh: HashSet::new(),
         parent: None,
@@ -147,6 +149,12 @@ pub(crate) struct Writer<'a> {
     created_dir_mode: u32,
     /// Inode of a copied file -> where its first copy went, to keep hardlinks.
     links: HashMap<u64, PathBuf>,
+    /// The names an extracted archive gave each inode it hard-linked, under the first
+    /// name: kept in a table (crate::fakeroot), every name takes the owner and mode the
+    /// last link entry gives the shared inode.
+    archive_links: HashMap<PathBuf, Vec<PathBuf>>,
+    /// For each name of `archive_links`, its first name.
+    link_group: HashMap<PathBuf, PathBuf>,
     /// Directories whose mtime is set once everything inside is written.
     dir_times: Vec<(PathBuf, i64)>,
     /// Directories this copy created (so they hold nothing it did not put there).
@@ -201,6 +209,8 @@ impl Writer<'_> {
                 path: src_path.clone(),
                 source,
             })?;
+        self.archive_links.clear();
+        self.link_group.clear();
         archive::extract(self, file, &src_path, format, dest_rel)?;
         self.stats.archives += 1;
         Ok(())
@@ -321,6 +331,15 @@ impl Writer<'_> {
         })
     }
 
+    /// The mode of a source entry in its image: from the source tree's table when it
+    /// has one (a stage's or image's tree kept with owners, crate::fakeroot).
+    pub(super) fn source_mode(&self, e: &ContextEntry) -> u32 {
+        match &self.source_owners {
+            Some((table, _)) => table.image_mode(&e.path, e.mode),
+            None => e.mode,
+        }
+    }
+
     /// Opens the parent of `target`, reusing the last one opened.
     pub fn parent_of(&mut self, target: &Path) -> Result<OwnedFd, CopyError> {
         let Some((parent, _)) = split(target) else {
@@ -351,7 +370,7 @@ impl Writer<'_> {
         let src = self.view.path_of(e);
         let owner = self.owner_of(e);
         let is_dir = e.kind == EntryType::Dir;
-        let mode = self.mode_of(e.mode, is_dir);
+        let mode = self.mode_of(self.source_mode(e), is_dir);
         let name = target.file_name().unwrap_or_default().to_os_string();
         let dir = self.parent_of(target)?;
         // A directory this copy created holds only what it put there, and each source
@@ -375,7 +394,7 @@ impl Writer<'_> {
                             &dir,
                             &name,
                             self.root.disk_owner(target, owner),
-                            Some(mode),
+                            Some(self.root.disk_mode(target, mode, true)),
                         )
                         .map_err(fail("chown", target))?;
                         self.dir_times.push((target.to_path_buf(), e.mtime_ns));
@@ -390,7 +409,8 @@ impl Writer<'_> {
                     });
                 }
                 None => {
-                    make_dir(&dir, &name, mode, self.root.disk_owner(target, owner))
+                    let disk_mode = self.root.disk_mode(target, mode, true);
+                    make_dir(&dir, &name, disk_mode, self.root.disk_owner(target, owner))
                         .map_err(fail("create", target))?;
                     copy_xattrs(&src, &dir, &name).map_err(fail("set xattrs on", target))?;
                     self.fresh.insert(target.to_path_buf());
@@ -419,8 +439,9 @@ impl Writer<'_> {
                         let fdir = self.root.open_dir(fparent).map_err(fail("open", fparent))?;
                         rustix::fs::linkat(&fdir, fname, &dir, &name, AtFlags::empty())
                             .map_err(|err| fail("link", target)(err.into()))?;
-                        // The link shares its first copy's inode, and so its owner.
-                        self.root.disk_owner(target, owner);
+                        // The link shares its first copy's inode, and so its owner and
+                        // mode.
+                        self.root.share_entry(target, &first);
                         self.stats.files += 1;
                         return Ok(());
                     }
@@ -448,7 +469,7 @@ impl Writer<'_> {
                     &input,
                     &out,
                     self.root.disk_owner(target, owner),
-                    mode,
+                    self.root.disk_mode(target, mode, false),
                     e.mtime_ns,
                 )
                 .map_err(fail("set attributes on", target))?;
@@ -480,8 +501,14 @@ impl Writer<'_> {
             }
             EntryType::Dir => {}
         }
-        set_owner_mode(&dir, &name, self.root.disk_owner(target, owner), Some(mode))
-            .map_err(fail("chown", target))?;
+        let disk_mode = self.root.disk_mode(target, mode, false);
+        set_owner_mode(
+            &dir,
+            &name,
+            self.root.disk_owner(target, owner),
+            Some(disk_mode),
+        )
+        .map_err(fail("chown", target))?;
         copy_xattrs(&src, &dir, &name).map_err(fail("set xattrs on", target))?;
         set_mtime(&dir, &name, e.mtime_ns).map_err(fail("set times on", target))?;
         Ok(())
@@ -513,12 +540,38 @@ impl Writer<'_> {
         }
         let mut out = create_file(&dir, &name).map_err(fail("create", target))?;
         let written = io::copy(content, &mut out).map_err(fail("write", target))?;
-        set_owner_mode(&dir, &name, self.root.disk_owner(target, owner), Some(mode))
-            .map_err(fail("chown", target))?;
+        let disk_mode = self.root.disk_mode(target, mode, false);
+        set_owner_mode(
+            &dir,
+            &name,
+            self.root.disk_owner(target, owner),
+            Some(disk_mode),
+        )
+        .map_err(fail("chown", target))?;
         set_mtime(&dir, &name, mtime_ns).map_err(fail("set times on", target))?;
         self.stats.files += 1;
         self.stats.bytes += written;
         Ok(())
+    }
+
+    /// Records that an archive's entry `name` is a hard link of `first`, which now has
+    /// the owner and mode the entry gave it in the table (when there is one): every
+    /// other name of the inode takes them too, as root's chown of the shared inode
+    /// gives them.
+    pub(super) fn archive_link(&mut self, first: &Path, name: &Path) {
+        let key = self
+            .link_group
+            .get(first)
+            .cloned()
+            .unwrap_or_else(|| first.to_path_buf());
+        self.link_group.insert(name.to_path_buf(), key.clone());
+        let names = self.archive_links.entry(key.clone()).or_default();
+        names.push(name.to_path_buf());
+        for other in std::iter::once(&key).chain(names.iter()) {
+            if other != name {
+                self.root.share_entry(other, name);
+            }
+        }
     }
 
     /// Remembers a directory's mtime, set when the copy is done.

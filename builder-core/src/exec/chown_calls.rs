@@ -14,10 +14,16 @@
 //! in `/proc`), notes the path, its inode and the ids asked for, and answers as the
 //! kernel would have for root: success, or the error resolving the path gave. Nothing
 //! changes on disk; after the step the owners go into the table
-//! ([`crate::snapshot::Snapshot::settle_owners`]).
+//! ([`crate::snapshot::Snapshot::follow_run`]).
 //!
-//! The filter outranks proot's own (`SECCOMP_RET_TRACE`), so proot never sees these
-//! calls: the ids are those the step asked for, the path the one it named. A process
+//! proot (Debian's 5.1 traces every call) has already put the path in terms of the host
+//! and turned the id the step runs as into the build user's when the filter sees a call:
+//! the recorder undoes both, so a `chown` to the build user's own id is taken as one to
+//! the step's user (root).
+//!
+//! The same filter fails with `ENOSYS` the system calls with paths that proot does not
+//! translate (newer than it), and the recorder ends the step when its first process has
+//! ended ([`StepEnd`]): proot itself would wait for every process it left running. A process
 //! of the step asks only for itself: what it sees afterwards is proot's (a `stat` still
 //! shows root). Only the x86_64 system calls are trapped; a 32-bit program's `chown`
 //! reaches the kernel, which refuses it.
@@ -43,8 +49,10 @@ const SYS_FCHOWNAT: u32 = 260;
 /// `AUDIT_ARCH_X86_64` (linux/audit.h).
 const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
 
-/// The BPF program: the four calls of x86_64 go to the listener, everything else is
-/// allowed (the other filters of the process still apply).
+/// The BPF program: the four calls of x86_64 go to the listener; the system calls with
+/// paths that proot does not translate fail with `ENOSYS`, as on a kernel without them,
+/// so that the C library falls back to ones it does (see [`UNTRANSLATED`]); everything
+/// else is allowed (the other filters of the process still apply).
 pub(crate) fn filter() -> Vec<libc::sock_filter> {
     let stmt = |code: u32, k: u32| libc::sock_filter {
         code: code as u16,
@@ -52,27 +60,44 @@ pub(crate) fn filter() -> Vec<libc::sock_filter> {
         jf: 0,
         k,
     };
-    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
-        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+    let jump = |op: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | op | libc::BPF_K) as u16,
         jt,
         jf,
         k,
     };
     let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
     let ret = libc::BPF_RET | libc::BPF_K;
+    let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
     // struct seccomp_data: nr at 0, arch at 4.
     vec![
-        stmt(load, 4),
-        jeq(AUDIT_ARCH_X86_64, 0, 5),
-        stmt(load, 0),
-        jeq(SYS_CHOWN, 4, 0),
-        jeq(SYS_FCHOWN, 3, 0),
-        jeq(SYS_LCHOWN, 2, 0),
-        jeq(SYS_FCHOWNAT, 1, 0),
-        stmt(ret, libc::SECCOMP_RET_ALLOW),
-        stmt(ret, libc::SECCOMP_RET_USER_NOTIF),
+        /* 0 */ stmt(load, 4),
+        /* 1 */ jump(libc::BPF_JEQ, AUDIT_ARCH_X86_64, 0, 9),
+        /* 2 */ stmt(load, 0),
+        /* 3 */ jump(libc::BPF_JEQ, SYS_CHOWN, 8, 0),
+        /* 4 */ jump(libc::BPF_JEQ, SYS_FCHOWN, 7, 0),
+        /* 5 */ jump(libc::BPF_JEQ, SYS_LCHOWN, 6, 0),
+        /* 6 */ jump(libc::BPF_JEQ, SYS_FCHOWNAT, 5, 0),
+        /* 7 */ jump(libc::BPF_JEQ, UNTRANSLATED[0], 5, 0),
+        /* 8 */ jump(libc::BPF_JEQ, UNTRANSLATED[1], 4, 0),
+        /* 9 */ jump(libc::BPF_JEQ, SYS_CLOSE_RANGE, 1, 0),
+        /* 10 */ jump(libc::BPF_JGE, UNTRANSLATED_FROM, 2, 0),
+        /* 11 */ stmt(ret, libc::SECCOMP_RET_ALLOW),
+        /* 12 */ stmt(ret, libc::SECCOMP_RET_USER_NOTIF),
+        /* 13 */ stmt(ret, enosys),
     ]
 }
+
+/// System calls newer than what proot knows (Debian 12 has proot 5.1) whose paths it
+/// would hand to the kernel untranslated, so that they name the container's files, not
+/// the step's: `statx` (coreutils' `ls` and `stat`), `execveat`; and from
+/// [`UNTRANSLATED_FROM`] on, everything since Linux 5.1 (`openat2`, `faccessat2`, which
+/// glibc's `access` uses, `fchmodat2`, `open_tree`, io_uring's `openat`, the `*xattrat`
+/// calls). On `ENOSYS` the C library and programs fall back to the older calls.
+const UNTRANSLATED: [u32; 2] = [332, 322];
+/// `close_range` (Linux 5.9) names no path: the init itself uses it.
+const SYS_CLOSE_RANGE: u32 = 436;
+const UNTRANSLATED_FROM: u32 = 424;
 
 /// In the init, before `exec`: sets `no_new_privs`, installs `program` with a listener
 /// and sends the listener on `socket` (then closes it here). Async-signal-safe.
@@ -100,7 +125,11 @@ pub(super) fn install_in_init(socket: RawFd, program: &[libc::sock_filter]) -> R
             return Err(errno());
         }
         let listener = listener as RawFd;
-        let sent = super::terminal::send_fd(socket, listener);
+        // Orphans of the step (a daemon's double fork) stay under proot, where the
+        // recorder finds them when the step's first process has ended.
+        check(libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0))?;
+        let pid = libc::getpid().to_ne_bytes();
+        let sent = super::terminal::send_fd_with(socket, listener, &pid);
         libc::close(listener);
         sent
     }
@@ -162,11 +191,13 @@ fn serve(
     stop: &AtomicBool,
 ) -> Vec<OwnerCall> {
     let mut calls = Vec::new();
-    // The listener, once the init sends it (never, when its set-up failed first).
+    // The listener and proot's pid, once the init sends them (never, when its set-up
+    // failed first).
+    let mut pid = [0u8; 4];
     let listener = loop {
         let (readable, _) = wait_readable(socket.as_raw_fd());
         if readable {
-            match super::terminal::receive_fd(socket) {
+            match super::terminal::receive_fd_with(socket, &mut pid) {
                 Some(fd) => break fd,
                 None => return calls,
             }
@@ -175,6 +206,7 @@ fn serve(
             return calls;
         }
     };
+    let mut step = StepEnd::new(i32::from_ne_bytes(pid));
     loop {
         let (readable, hung_up) = wait_readable(listener.as_raw_fd());
         if readable {
@@ -185,7 +217,79 @@ fn serve(
         if hung_up || stop.load(Ordering::SeqCst) {
             return calls;
         }
+        step.check();
     }
+}
+
+/// The end of a step under proot, as a PID namespace's would be: proot waits for every
+/// process of the step, so when the step's first process (proot's child) has ended,
+/// what it left running (a daemon, `cmd &`) is killed, and proot ends with it.
+struct StepEnd {
+    proot: i32,
+    first: Option<i32>,
+    ended: bool,
+}
+
+impl StepEnd {
+    fn new(proot: i32) -> StepEnd {
+        StepEnd {
+            proot,
+            first: None,
+            ended: false,
+        }
+    }
+
+    /// Called every poll: finds the first process, notices its end, then kills what is
+    /// left of the step (again each time, for what was starting meanwhile).
+    fn check(&mut self) {
+        if self.ended {
+            for pid in descendants(self.proot) {
+                // SAFETY: kill takes plain integers; `pid` is a process below proot,
+                // which is our own step's.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            return;
+        }
+        match self.first {
+            None => self.first = children(self.proot).into_iter().next(),
+            Some(first) => self.ended = !running(first),
+        }
+    }
+}
+
+/// The children of process `pid` (`/proc/PID/task/*/children`).
+fn children(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            found.extend(list.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        }
+    }
+    found
+}
+
+/// Every process below `pid`, children first.
+fn descendants(pid: i32) -> Vec<i32> {
+    let mut all = Vec::new();
+    let mut next = children(pid);
+    while let Some(pid) = next.pop() {
+        next.extend(children(pid));
+        all.push(pid);
+    }
+    all
+}
+
+/// Whether process `pid` is alive (not gone, not a zombie waiting for proot).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // `pid (comm) S ...`: the state follows the last `)`.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X')
+    })
 }
 
 /// Receives one notification and answers it; a notification whose process died is
@@ -316,13 +420,14 @@ fn owner_call(
         }
         inside
     };
-    let (rel, inode, file) = resolve(root_fd, root, &inside, follow)?;
+    let (rel, inode, born, file) = resolve(root_fd, root, &inside, follow)?;
     if uid as u32 != u32::MAX || gid as u32 != u32::MAX {
         drop_set_ids(&file);
     }
     Ok(OwnerCall {
         rel,
         inode,
+        born,
         uid: id(uid).map(|uid| ids.uid(uid)),
         gid: id(gid).map(|gid| ids.gid(gid)),
     })
@@ -396,13 +501,14 @@ fn read_path(pid: u32, address: u64) -> Result<Vec<u8>, i32> {
 
 /// Opens `inside` (an absolute path as the step sees it) within the root, following a
 /// last symbolic link when `follow`: the path relative to the root it resolves to, its
-/// inode and an `O_PATH` descriptor of it; the errno the step would get otherwise.
+/// inode, birth time and an `O_PATH` descriptor of it; the errno the step would get
+/// otherwise.
 fn resolve(
     root_fd: &OwnedFd,
     root: &Path,
     inside: &Path,
     follow: bool,
-) -> Result<(PathBuf, (u64, u64), OwnedFd), i32> {
+) -> Result<(PathBuf, (u64, u64), Option<std::time::SystemTime>, OwnedFd), i32> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
     let rel = inside.strip_prefix("/").unwrap_or(inside);
     let rel = if rel.as_os_str().is_empty() {
@@ -426,7 +532,15 @@ fn resolve(
     let host = std::fs::read_link(format!("/proc/self/fd/{}", opened.as_raw_fd()))
         .map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF))?;
     let rel = host.strip_prefix(root).map_err(|_| libc::EPERM)?;
-    Ok((rel.to_path_buf(), (stat.st_dev, stat.st_ino), opened))
+    Ok((rel.to_path_buf(), (stat.st_dev, stat.st_ino), birth(&opened), opened))
+}
+
+/// The birth time of the open file, as `std::fs::Metadata::created` gives it (what the
+/// copy snapshotter compares).
+fn birth(file: &OwnedFd) -> Option<std::time::SystemTime> {
+    std::fs::metadata(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .and_then(|m| m.created())
+        .ok()
 }
 
 /// What the kernel does to a file whose owner changes: a regular file loses its
@@ -457,11 +571,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_filter_sends_the_four_calls_and_nothing_else() {
+    fn the_filter_sends_the_four_calls_and_refuses_what_proot_cannot_translate() {
         let program = filter();
         // Each jump lands on an instruction of the program.
         for (i, insn) in program.iter().enumerate() {
-            if insn.code == (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16 {
+            if insn.code & 0x7 == libc::BPF_JMP as u16 {
                 assert!(i + 1 + (insn.jt as usize) < program.len());
                 assert!(i + 1 + (insn.jf as usize) < program.len());
             }
@@ -471,23 +585,31 @@ mod tests {
             let mut acc = 0u32;
             loop {
                 let insn = &program[pc];
-                match insn.code as u32 {
+                let taken = match insn.code as u32 {
                     c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS => {
                         acc = if insn.k == 0 { nr } else { arch };
                         pc += 1;
+                        continue;
                     }
-                    c if c == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K => {
-                        pc += 1 + usize::from(if acc == insn.k { insn.jt } else { insn.jf });
-                    }
+                    c if c == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K => acc == insn.k,
+                    c if c == libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K => acc >= insn.k,
                     _ => return insn.k,
-                }
+                };
+                pc += 1 + usize::from(if taken { insn.jt } else { insn.jf });
             }
         };
         for nr in [SYS_CHOWN, SYS_FCHOWN, SYS_LCHOWN, SYS_FCHOWNAT] {
             assert_eq!(run(AUDIT_ARCH_X86_64, nr), libc::SECCOMP_RET_USER_NOTIF);
         }
-        for nr in [0, 1, 59, 90, 91, 95, 257, 259, 261] {
+        for nr in [0, 1, 59, 90, 91, 95, 257, 259, 261, 316, 423, 436] {
             assert_eq!(run(AUDIT_ARCH_X86_64, nr), libc::SECCOMP_RET_ALLOW);
+        }
+        // statx, execveat, openat2, faccessat2, fchmodat2, io_uring_setup, a future call.
+        for nr in [332, 322, 437, 439, 452, 425, 500, 0x4000_0000 | 332] {
+            assert_eq!(
+                run(AUDIT_ARCH_X86_64, nr),
+                libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
+            );
         }
         // i386's chown is 182: another architecture is let through.
         assert_eq!(run(0x4000_0003, SYS_CHOWN), libc::SECCOMP_RET_ALLOW);

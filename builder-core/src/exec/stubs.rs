@@ -194,7 +194,9 @@ impl Stubs {
                 .map_err(fail)?;
                 if let Stub::Data(data, mode, (uid, gid)) = kind {
                     rustix::io::write(&file, data).map_err(fail)?;
-                    if (uid, gid) != (0, 0) {
+                    // Where owners cannot be given (crate::fakeroot) the file stays the
+                    // build user's, which a step sees as its own.
+                    if (uid, gid) != (0, 0) && !crate::fakeroot::active() {
                         rustix::fs::fchown(
                             &file,
                             Some(rustix::process::Uid::from_raw(uid)),

@@ -197,14 +197,19 @@ pub(super) fn open_in_init(socket: RawFd, size: WindowSize, uid: u32, gid: u32) 
 /// Sends `fd` on the socket `socket`: one byte of data carrying the descriptor.
 /// Async-signal-safe: system calls on stack data only.
 pub(super) fn send_fd(socket: RawFd, fd: RawFd) -> Result<(), i32> {
+    send_fd_with(socket, fd, &[0])
+}
+
+/// Sends `fd` on the socket `socket` with `data` (not empty) as the message's bytes.
+/// Async-signal-safe: system calls on data the caller owns.
+pub(super) fn send_fd_with(socket: RawFd, fd: RawFd, data: &[u8]) -> Result<(), i32> {
     use super::errno::errno;
-    // SAFETY: `msghdr` is plain old data; every pointer set in it is to live stack data
-    // of the sizes given.
+    // SAFETY: `msghdr` is plain old data; every pointer set in it is to live data of the
+    // sizes given (`data` is only read by sendmsg).
     unsafe {
-        let mut byte = [0u8; 1];
         let mut iov = libc::iovec {
-            iov_base: byte.as_mut_ptr().cast(),
-            iov_len: 1,
+            iov_base: data.as_ptr().cast_mut().cast(),
+            iov_len: data.len(),
         };
         let mut control = FdMessage([0; 32]);
         let mut msg: libc::msghdr = std::mem::zeroed();
@@ -217,7 +222,7 @@ pub(super) fn send_fd(socket: RawFd, fd: RawFd) -> Result<(), i32> {
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
         (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as _;
         std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd);
-        if libc::sendmsg(socket, &msg, libc::MSG_NOSIGNAL) != 1 {
+        if libc::sendmsg(socket, &msg, libc::MSG_NOSIGNAL) != data.len() as isize {
             return Err(errno());
         }
     }
@@ -227,10 +232,14 @@ pub(super) fn send_fd(socket: RawFd, fd: RawFd) -> Result<(), i32> {
 /// Receives the descriptor the init sends with [`send_fd`] (the terminal's master, a
 /// seccomp listener); `None` when the init ended (or failed its set-up) first.
 pub(crate) fn receive_fd(socket: &OwnedFd) -> Option<OwnedFd> {
-    let mut byte = [0u8; 1];
+    receive_fd_with(socket, &mut [0u8; 1])
+}
+
+/// [`receive_fd`] of a message sent by [`send_fd_with`]: its bytes go into `data`.
+pub(crate) fn receive_fd_with(socket: &OwnedFd, data: &mut [u8]) -> Option<OwnedFd> {
     let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
     };
     let mut control = FdMessage([0; 32]);
     // SAFETY: `msghdr` is plain old data; every pointer set in it is to live stack data

@@ -173,7 +173,8 @@ fn is_opaque(path: &Path) -> io::Result<bool> {
 pub(crate) fn write_merged_tar<W: Write>(out: W, layers: &[PathBuf]) -> Result<W, LayerError> {
     let options = LayerOptions::default();
     let mut state = WriteState::new(Path::new(""), &options);
-    // Unprivileged, each path's owner is in the table of the layer it comes from.
+    // Unprivileged, each path's owner and mode are in the table of the layer it comes
+    // from.
     let tables = if crate::fakeroot::active() {
         state.keep_owners(Owners::default());
         layers
@@ -196,7 +197,7 @@ pub(crate) fn write_merged_tar<W: Write>(out: W, layers: &[PathBuf]) -> Result<W
             .rev()
             .find(|(dir, _)| entry.source.starts_with(dir));
         if let Some((_, table)) = from {
-            state.record_owner(entry.rel, table.get(entry.rel).unwrap_or((0, 0)));
+            state.record(entry.rel, table.entry(entry.rel).unwrap_or_default());
         }
         state.append_from(&mut tar, entry.source, entry.rel)
     })?;

@@ -222,10 +222,11 @@ impl<'a> WriteState<'a> {
         self.owners = Some((table, fakeroot::build_ids()));
     }
 
-    /// Records `owner` for `rel` in the table [`keep_owners`](Self::keep_owners) gave.
-    pub(crate) fn record_owner(&mut self, rel: &Path, owner: (u32, u32)) {
+    /// Records `entry` (owner and mode in the image) for `rel` in the table
+    /// [`keep_owners`](Self::keep_owners) gave.
+    pub(crate) fn record(&mut self, rel: &Path, entry: fakeroot::Entry) {
         if let Some((table, _)) = &mut self.owners {
-            table.set(rel, owner);
+            table.set_entry(rel, entry);
         }
     }
 
@@ -292,11 +293,14 @@ impl<'a> WriteState<'a> {
         let meta = fs::symlink_metadata(full).map_err(src_err)?;
         let ft = meta.file_type();
         let mut h = Header::new_ustar();
-        h.set_mode(meta.mode() & 0o7777);
-        let (uid, gid) = match &self.owners {
-            Some((table, build)) => table.image_owner(rel, (meta.uid(), meta.gid()), *build),
-            None => (meta.uid(), meta.gid()),
+        let (uid, gid, mode) = match &self.owners {
+            Some((table, build)) => {
+                let (uid, gid) = table.image_owner(rel, (meta.uid(), meta.gid()), *build);
+                (uid, gid, table.image_mode(rel, meta.mode()))
+            }
+            None => (meta.uid(), meta.gid(), meta.mode() & 0o7777),
         };
+        h.set_mode(mode);
         h.set_uid(u64::from(uid));
         h.set_gid(u64::from(gid));
         h.set_mtime(self.mtime(meta.mtime()));

@@ -1,8 +1,8 @@
 //! The portable snapshotter: a merged copy of the lowers, compared after the step.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -40,85 +40,129 @@ pub(crate) struct Baseline {
     owners: Option<Owners>,
 }
 
+/// Owners of the baseline's owned inodes, by inode number and birth time.
+type OwnedInodes = HashMap<(u64, Option<std::time::SystemTime>), (u32, u32)>;
+
+/// The owner changes a step's chown calls made, in order, by inode number and birth time
+/// (`None` leaves an id as it is).
+type ChownedInodes = HashMap<(u64, Option<std::time::SystemTime>), Vec<(Option<u32>, Option<u32>)>>;
+
+/// Who owns what a RUN step made: its user, but for new names of owned inodes; and what
+/// its chown calls gave.
+struct Made<'a> {
+    user: (u32, u32),
+    owned_inodes: &'a OwnedInodes,
+    chowned: &'a ChownedInodes,
+}
+
 impl Baseline {
-    /// See [`Snapshot::settle_owners`].
-    pub(super) fn settle_owners(
+    /// See [`Snapshot::follow_run`].
+    pub(super) fn follow_run(
         &self,
         root: &Path,
         noted: Option<StepOwners>,
     ) -> Result<(), SnapshotError> {
-        let Some(_) = &self.owners else {
+        if self.owners.is_none() {
             return match noted {
                 Some(noted) => chown_on_disk(root, &noted.calls),
                 None => Ok(()),
             };
-        };
+        }
         let StepOwners { user, calls } = noted.unwrap_or_default();
         let table = fakeroot::table_path(root);
         let mut owners = Owners::load(root).map_err(SnapshotError::io("read", &table))?;
-        let before = owners.clone();
-        let mut stale = Vec::new();
-        for rel in owners.paths() {
-            let kept = match (Meta::lstat(&root.join(rel))?, self.get(rel)) {
-                (Some(now), Some(before)) => now.same_inode(before),
-                _ => false,
-            };
-            if !kept {
-                stale.push(rel.to_path_buf());
-            }
-        }
-        // The owned inodes of the baseline, by inode: one the step renamed or linked
-        // elsewhere keeps its owner there, as it would on disk.
-        let owned_inodes: std::collections::HashMap<
-            (u64, Option<std::time::SystemTime>),
-            (u32, u32),
-        > = if stale.is_empty() {
-            Default::default()
-        } else {
-            owners
-                .paths()
-                .filter_map(|rel| {
-                    let before = self.get(rel)?;
-                    Some(((before.ino, before.btime), owners.get(rel)?))
-                })
-                .collect()
-        };
-        for rel in &stale {
-            owners.set(rel, user);
-        }
-        if user != (0, 0) || !owned_inodes.is_empty() {
-            // What the step made is its user's: every path new since the baseline, or
-            // another inode now, but an owned inode's new name.
-            for (rel, now) in scan(root, Path::new(""))? {
-                if self.get(&rel).is_some_and(|before| now.same_inode(before)) {
-                    continue;
-                }
-                match owned_inodes.get(&(now.ino, now.btime)) {
-                    Some(owner) => owners.set(&rel, *owner),
-                    None => owners.set(&rel, user),
-                }
-            }
-        }
+        // The owned inodes of the baseline: one the step renamed or linked elsewhere
+        // keeps its owner there, as it would on disk.
+        let owned_inodes: OwnedInodes = owners
+            .paths()
+            .filter_map(|rel| {
+                let before = self.get(rel)?;
+                Some(((before.ino, before.btime), owners.get(rel)?))
+            })
+            .collect();
+        // The chown calls of a step under proot, by the inode each named (a path the step
+        // then renamed or linked elsewhere takes them there), in order.
+        let mut chowned: ChownedInodes = HashMap::new();
         for call in &calls {
-            let Some(now) = Meta::lstat(&root.join(&call.rel))? else {
-                continue;
-            };
-            // A path renamed or replaced since the call: its owner went with the inode.
-            if now.ino != call.inode.1 {
-                continue;
-            }
-            let (uid, gid) = owners.get(&call.rel).unwrap_or((0, 0));
-            owners.set(
-                &call.rel,
-                (call.uid.unwrap_or(uid), call.gid.unwrap_or(gid)),
-            );
+            chowned
+                .entry((call.inode.1, call.born))
+                .or_default()
+                .push((call.uid, call.gid));
         }
-        if owners == before {
-            return Ok(());
+        let made = Made {
+            user,
+            owned_inodes: &owned_inodes,
+            chowned: &chowned,
+        };
+        let mut seen = HashSet::new();
+        self.follow_dir(root, Path::new(""), &mut owners, &mut seen, &made)?;
+        let gone: Vec<PathBuf> = owners
+            .paths()
+            .filter(|rel| !seen.contains(*rel))
+            .map(Path::to_path_buf)
+            .collect();
+        for rel in &gone {
+            owners.forget(rel);
         }
         owners
             .save(root)
             .map_err(SnapshotError::io("write", &table))
+    }
+
+    /// [`Baseline::follow_run`] for the entries of directory `dir` (relative to `root`),
+    /// each directory opened to its owner before it is read.
+    fn follow_dir(
+        &self,
+        root: &Path,
+        dir: &Path,
+        owners: &mut Owners,
+        seen: &mut HashSet<PathBuf>,
+        made: &Made<'_>,
+    ) -> Result<(), SnapshotError> {
+        for (name, path) in read_dir_sorted(&root.join(dir))? {
+            let rel = dir.join(name);
+            let Some(now) = Meta::lstat(&path)? else {
+                continue;
+            };
+            let before = self.get(&rel);
+            // A path the step made or replaced is its processes' own: root's, with the
+            // mode they gave it.
+            let kept = before.is_some_and(|before| now.same_inode(before));
+            if !kept {
+                owners.forget(&rel);
+                // The step user's, but a new name of an inode that had an owner.
+                let owner = made.owned_inodes.get(&(now.ino, now.btime));
+                owners.set(&rel, owner.copied().unwrap_or(made.user));
+            }
+            // Then what the step's chown calls gave its inode, by any of its names.
+            if let Some(changes) = made.chowned.get(&(now.ino, now.btime)) {
+                for (uid, gid) in changes {
+                    let (was_uid, was_gid) = owners.get(&rel).unwrap_or((0, 0));
+                    owners.set(&rel, (uid.unwrap_or(was_uid), gid.unwrap_or(was_gid)));
+                }
+            }
+            if now.kind != EntryType::Symlink {
+                // The mode kept in the table holds unless the step changed the one on
+                // disk.
+                let image = match (owners.mode(&rel), before) {
+                    (Some(mode), Some(before)) if kept && before.mode == now.mode => mode,
+                    _ => now.mode,
+                };
+                let disk = fakeroot::disk_mode(image, now.is_dir());
+                if disk != now.mode {
+                    fs::set_permissions(&path, fs::Permissions::from_mode(disk))
+                        .map_err(SnapshotError::io("change the mode of", &path))?;
+                }
+                owners.set_mode(&rel, image, disk);
+            }
+            if now.is_dir() {
+                self.follow_dir(root, &rel, owners, seen, made)?;
+            }
+            if owners.entry(&rel).is_some() {
+                seen.insert(rel);
+            }
+        }
+        Ok(())
     }
 
     fn get(&self, rel: &Path) -> Option<&Meta> {
@@ -204,7 +248,8 @@ fn chown_on_disk(root: &Path, calls: &[crate::fakeroot::OwnerCall]) -> Result<()
         let Some(now) = Meta::lstat(&path)? else {
             continue;
         };
-        if now.ino != call.inode.1 {
+        // Another inode there now (the file was removed, its number reused): not its.
+        if now.ino != call.inode.1 || now.btime != call.born {
             continue;
         }
         std::os::unix::fs::lchown(&path, call.uid, call.gid)
@@ -213,9 +258,9 @@ fn chown_on_disk(root: &Path, calls: &[crate::fakeroot::OwnerCall]) -> Result<()
     Ok(())
 }
 
-/// Records as modified every path still in `root` whose owner in the table went from
-/// `before` to `after` with nothing else of it changed (`COPY --chown` over an existing
-/// directory).
+/// Records as modified every path still in `root` whose owner or mode in the table went
+/// from `before` to `after` with nothing else of it changed (`COPY --chown` over an
+/// existing directory, `COPY --chmod=555` over one whose mode on disk stays 0755).
 fn owner_changes(
     root: &Path,
     before: &Owners,
@@ -225,7 +270,7 @@ fn owner_changes(
     let changed: Vec<PathBuf> = before
         .paths()
         .chain(after.paths())
-        .filter(|rel| before.get(rel) != after.get(rel) && set.get(rel).is_none())
+        .filter(|rel| before.entry(rel) != after.entry(rel) && set.get(rel).is_none())
         .map(Path::to_path_buf)
         .collect();
     for rel in changed {
@@ -371,6 +416,10 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<(), SnapshotError> {
             std::io::Error::from_raw_os_error(libc::ENOENT),
         ));
     };
+    // Where owners cannot be given (crate::fakeroot), the copy is the build user's: a
+    // throw-away table takes the owners instead.
+    let chown = !fakeroot::active();
+    let mut discarded = Owners::default();
     if meta.is_dir() {
         fs::create_dir(dst).map_err(SnapshotError::io("create directory", dst))?;
         Merge {
@@ -378,13 +427,13 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<(), SnapshotError> {
             root: dst,
             sources: &mut HashMap::new(),
             links: &mut HashMap::new(),
-            owners: None,
+            owners: (!chown).then(|| (Owners::default(), &mut discarded)),
         }
         .dir(Path::new(""))?;
     } else {
         create_like(src, dst, &meta)?;
     }
-    copy_attrs(src, dst, &meta, true)
+    copy_attrs(src, dst, &meta, chown)
 }
 
 /// One layer directory being merged onto the copy.
@@ -413,14 +462,16 @@ impl Merge<'_> {
                 if !keeps_dir {
                     root.remove_tree(&rel);
                 }
-                match layer.get(&rel) {
+                match layer.entry(&rel) {
                     _ if meta.is_whiteout() => {}
-                    Some(owner) => root.set(&rel, owner),
+                    // A pinned entry stands for none here.
+                    Some(entry) => root.set_entry(&rel, entry.unpinned()),
                     // A directory the layer holds only as the parent of what it changed
-                    // keeps the owner the layers below give it. (A layer that gave such
-                    // a directory to root has no entry either: the rarer case loses.)
+                    // keeps the owner and mode the layers below give it. (One the layer
+                    // holds itself, root's with its mode on disk over a directory the
+                    // layers below give another, is pinned in the layer's table.)
                     None if keeps_dir => {}
-                    None => root.set(&rel, (0, 0)),
+                    None => root.forget(&rel),
                 }
             }
             let chown = self.owners.is_none();

@@ -123,7 +123,7 @@ pub struct Snapshot {
     scratch: PathBuf,
     baseline: Option<copy::Baseline>,
     /// What the executor learnt of the owners the step gave (the proot isolation), for
-    /// [`Snapshot::settle_owners`].
+    /// [`Snapshot::follow_run`].
     step_owners: std::sync::Mutex<Option<StepOwners>>,
 }
 
@@ -145,7 +145,7 @@ impl Snapshot {
         }
     }
 
-    /// Keeps, for [`Snapshot::settle_owners`], the user a step ran as and the `chown`
+    /// Keeps, for [`Snapshot::follow_run`], the user a step ran as and the `chown`
     /// calls it made, where neither reached the disk (the proot isolation).
     pub(crate) fn note_step_owners(
         &self,
@@ -158,21 +158,25 @@ impl Snapshot {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(StepOwners { user, calls });
     }
 
-    /// After a RUN step, when owners are kept in a table (see [`crate::fakeroot`]):
-    /// every path the step removed or replaced by another inode (rewritten, re-created,
-    /// renamed or linked there) is its processes' own, so it gets the step's user (root
-    /// but under proot's `USER`), as does everything the step made; paths changed in
-    /// place keep theirs, as a chown-less root would leave them; then the `chown` calls
-    /// of a step under proot take effect, in order. Where no table is kept and this
-    /// process may chown, those calls are carried out on disk. Nothing to do otherwise.
-    pub(crate) fn settle_owners(&self) -> Result<(), SnapshotError> {
+    /// After a RUN step, when owners and modes are kept in a table (see
+    /// [`crate::fakeroot`]): every path the step made, or removed or replaced by another
+    /// inode (rewritten, re-created), is its processes' own, so it gets the step's user
+    /// (root but under proot's `USER`), but a new name of an inode that had an owner (a
+    /// rename, a hard link) keeps that owner; paths changed in place keep theirs, as a
+    /// chown-less root would leave them; the mode the step gave each path is kept (the
+    /// table's, unless the step changed the mode on disk), and directories their owner
+    /// may not write or traverse and files it may not read are opened on disk; then the
+    /// `chown` calls of a step under proot take effect, in order. Where no table is kept
+    /// and this process may chown, those calls are carried out on disk. Nothing to do
+    /// otherwise.
+    pub(crate) fn follow_run(&self) -> Result<(), SnapshotError> {
         let noted = self
             .step_owners
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         match (&self.root, &self.baseline) {
-            (StepRoot::Dir(root), Some(baseline)) => baseline.settle_owners(root, noted),
+            (StepRoot::Dir(root), Some(baseline)) => baseline.follow_run(root, noted),
             _ => Ok(()),
         }
     }

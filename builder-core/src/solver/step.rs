@@ -202,8 +202,9 @@ pub(crate) fn run(
     if status.success() {
         // The step's own processes made or replaced files with no owner table to tell:
         // what they made is the build user's, so the step user's in the image (root's
-        // but under proot), and the chown calls proot's recorder kept take effect.
-        snapshot.settle_owners().map_err(BuildError::from)?;
+        // but under proot), with the modes they gave it, and the chown calls proot's
+        // recorder kept take effect.
+        snapshot.follow_run().map_err(BuildError::from)?;
         return Ok(());
     }
     if ctx.cancel.is_cancelled() {

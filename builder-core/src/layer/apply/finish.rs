@@ -5,11 +5,11 @@
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 
-use super::{Applier, ApplyMode, proc_path, remove_existing, set_mtime};
+use super::{Applier, ApplyMode, proc_path, remove_existing};
 use crate::fakeroot::Owners;
 use crate::layer::{LayerError, OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR};
 
@@ -72,18 +72,30 @@ impl Applier {
                 }
             }
         }
-        for (entry, rel, mtime) in std::mem::take(&mut self.dir_times).into_iter().rev() {
-            let parent = rel.parent().unwrap_or(Path::new(""));
-            let name = rel.file_name().unwrap_or(OsStr::new(""));
-            let fd = self.open_dir(&entry, parent)?;
-            set_mtime(&fd, name, mtime).map_err(|source| LayerError::Apply { entry, source })?;
-        }
-        // Deepest first, so that a parent made read-only does not stand in the way; setting
-        // a directory's times leaves its parent's alone.
+        // The layer's directories, then the implied parents not given by a later entry:
+        // modes and times, deepest first, so that a parent made read-only or
+        // untraversable does not stand in the way (a stable sort: of two entries for one
+        // directory the later wins). Setting a directory's times leaves its parent's
+        // alone.
+        let mut dirs: Vec<(String, PathBuf, u32, Timespec)> = std::mem::take(&mut self.dir_times)
+            .into_iter()
+            .map(|(entry, rel, mode, mtime)| {
+                let mtime = Timespec {
+                    tv_sec: mtime as i64,
+                    tv_nsec: 0,
+                };
+                (entry, rel, mode, mtime)
+            })
+            .collect();
         let mut implied: Vec<_> = std::mem::take(&mut self.implied).into_iter().collect();
-        implied.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.components().count()));
-        for (rel, (mode, mtime)) in implied {
-            let entry = rel.display().to_string();
+        implied.sort_by(|a, b| a.0.cmp(&b.0));
+        dirs.extend(
+            implied
+                .into_iter()
+                .map(|(rel, (mode, mtime))| (rel.display().to_string(), rel, mode, mtime)),
+        );
+        dirs.sort_by_key(|(_, rel, _, _)| std::cmp::Reverse(rel.components().count()));
+        for (entry, rel, mode, mtime) in dirs {
             // A later entry of the layer may have replaced it with a file or a whiteout.
             let Some(fd) = self.open_existing_dir(&entry, &rel)? else {
                 continue;
@@ -92,7 +104,7 @@ impl Applier {
                 last_access: mtime,
                 last_modification: mtime,
             };
-            // After the chown in `imply`, which clears the setgid bit.
+            // After the chown of the entry or in `imply`, which clears the setgid bit.
             rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
                 .and_then(|()| rustix::fs::futimens(&fd, &times))
                 .map_err(|e| LayerError::Apply {

@@ -114,8 +114,8 @@ pub(crate) fn apply_over(
             source: e.into(),
         })
     };
+    let lowers_paths = lowers;
     // Topmost first, the order a lookup goes through them.
-    let lower_paths = lowers;
     let lowers = lowers
         .iter()
         .rev()
@@ -147,36 +147,29 @@ pub(crate) fn apply_over(
     let privilege = Privilege::current();
     // When no owner can be given on disk, they go in the tree's table (crate::fakeroot);
     // a host export is the caller's, owners and all.
-    let owners = if fakeroot::active() && mode != ApplyMode::HostExport {
-        Some(Owners::load(target).map_err(|source| LayerError::Apply {
-            entry: fakeroot::table_path(target).display().to_string(),
+    let load = |dir: &Path| {
+        Owners::load(dir).map_err(|source| LayerError::Apply {
+            entry: fakeroot::table_path(dir).display().to_string(),
             source,
-        })?)
-    } else {
-        None
+        })
     };
-    // The lowers' tables, in the lowers' order: an implied parent takes its owner there.
-    let lower_owners = if owners.is_some() {
-        lower_paths
+    let (owners, lower_tables) = if fakeroot::active() && mode != ApplyMode::HostExport {
+        let lower_tables = lowers_paths
             .iter()
             .rev()
-            .map(|dir| {
-                Owners::load(dir).map_err(|source| LayerError::Apply {
-                    entry: fakeroot::table_path(dir).display().to_string(),
-                    source,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?
+            .map(|dir| load(dir))
+            .collect::<Result<Vec<_>, _>>()?;
+        (Some(load(target)?), lower_tables)
     } else {
-        Vec::new()
+        (None, Vec::new())
     };
     let mut applier = Applier {
         root,
         mode,
         lowers,
-        lower_owners,
         privilege,
         owners,
+        lower_tables,
         written: HashSet::new(),
         implied: HashMap::new(),
         whiteouts: Vec::new(),
@@ -231,22 +224,24 @@ struct Applier {
     mode: ApplyMode,
     /// The layers below, topmost first, that implied parents take their attributes from.
     lowers: Vec<OwnedFd>,
-    /// The owner tables of `lowers`, in the same order, when owners are kept in tables.
-    lower_owners: Vec<Owners>,
     /// Whether entries get their owners (root of any user namespace) and device nodes
     /// (root of the host only).
     privilege: Privilege,
-    /// The owners the entries are given in the image, when they cannot be given on disk
-    /// (see [`crate::fakeroot`]).
+    /// The owners and modes the entries are given in the image, when they cannot be
+    /// given on disk (see [`crate::fakeroot`]).
     owners: Option<Owners>,
+    /// With `owners`, the tables of `lowers` (in the same order), which implied parents
+    /// take their entries from.
+    lower_tables: Vec<Owners>,
     /// Paths this layer created, which its own whiteouts must not remove.
     written: HashSet<PathBuf>,
     /// (entry name, whited-out path), applied after the whole layer.
     whiteouts: Vec<(String, PathBuf)>,
     /// (entry name, opaque directory), applied after the whole layer.
     opaques: Vec<(String, PathBuf)>,
-    /// Directory mtimes, set last since creating children changes them.
-    dir_times: Vec<(String, PathBuf, u64)>,
+    /// Directory modes (on disk) and mtimes, set last since creating children changes
+    /// the mtime and a mode may forbid creating them.
+    dir_times: Vec<(String, PathBuf, u32, u64)>,
     /// Implied parents made after a lower directory, with its mode and mtime: set last
     /// (the mode too, so that a read-only one still takes its children), unless the
     /// layer's own entry for the directory comes later.
@@ -385,6 +380,18 @@ impl Applier {
         let keep_dir = kind == EntryType::Directory
             && existing
                 .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
+        if let Some(st) = existing.filter(|_| keep_dir && !self.privilege.is_host_root()) {
+            // A directory already there that its owner may not fill (an earlier export's
+            // 0555 one) is opened to it until the layer's mode is set at the end; one of
+            // another owner is left as it is.
+            if st.st_mode & 0o700 != 0o700 {
+                let open = Mode::from_raw_mode((st.st_mode & 0o7777) | 0o700);
+                match rustix::fs::chmodat(&dir, fname, open, AtFlags::empty()) {
+                    Ok(()) | Err(Errno::PERM) => {}
+                    Err(e) => return Err(apply_err(e.into())),
+                }
+            }
+        }
         if existing.is_some() && !keep_dir {
             remove_existing(&dir, fname).map_err(apply_err)?;
             if let Some(owners) = &mut self.owners {
@@ -443,8 +450,12 @@ impl Applier {
                 let tdir = self.open_dir(&name, target.parent().unwrap_or(Path::new("")))?;
                 rustix::fs::linkat(&tdir, tname, &dir, fname, AtFlags::empty())
                     .map_err(|e| apply_err(e.into()))?;
-                self.written.insert(rel);
                 // A hardlink shares its target's inode and so its metadata.
+                if let Some(owners) = &mut self.owners {
+                    let shared = owners.entry(&target).unwrap_or_default();
+                    owners.set_entry(&rel, shared);
+                }
+                self.written.insert(rel);
                 return Ok(());
             }
             EntryType::Char | EntryType::Block
@@ -504,9 +515,24 @@ impl Applier {
             );
             self.unmapped_owner_ok(owned).map_err(apply_err)?;
         }
-        if !is_symlink {
-            // After chown, which clears setuid and setgid bits.
-            rustix::fs::chmodat(&dir, fname, Mode::from_raw_mode(mode), AtFlags::empty())
+        // On disk, when the image mode is kept in the table, one that lets the builder
+        // fill and read the tree (crate::fakeroot).
+        let is_dir = kind == EntryType::Directory;
+        let disk = match &mut self.owners {
+            Some(owners) if !is_symlink => {
+                let disk = fakeroot::disk_mode(mode, is_dir);
+                owners.set_mode(&rel, mode, disk);
+                disk
+            }
+            _ => mode,
+        };
+        if is_dir {
+            self.pin_over_lowers(&rel).map_err(apply_err)?;
+        }
+        if !is_symlink && !is_dir {
+            // After chown, which clears setuid and setgid bits; a directory's is set
+            // once its entries are written.
+            rustix::fs::chmodat(&dir, fname, Mode::from_raw_mode(disk), AtFlags::empty())
                 .map_err(|e| apply_err(e.into()))?;
         }
         if let Some(exts) = entry.pax_extensions().map_err(apply_err)? {
@@ -531,7 +557,7 @@ impl Applier {
         let mtime = header.mtime().map_err(apply_err)?;
         if kind == EntryType::Directory {
             self.implied.remove(&rel);
-            self.dir_times.push((name, rel, mtime));
+            self.dir_times.push((name, rel, disk, mtime));
         } else {
             set_mtime(&dir, fname, mtime).map_err(apply_err)?;
         }

@@ -89,6 +89,35 @@ impl Applier {
         Ok(dir)
     }
 
+    /// With tables: pins directory entry `rel` of the layer (see
+    /// [`crate::fakeroot::Owners::pin`]) when it has no entry of its own and the
+    /// directory the lower layers show there has one, so that a copy of the stack does
+    /// not take this layer for holding it only as a parent.
+    pub(super) fn pin_over_lowers(&mut self, rel: &Path) -> io::Result<()> {
+        let Some(owners) = &self.owners else {
+            return Ok(());
+        };
+        if self.lower_tables.iter().all(|t| t.paths().next().is_none())
+            || owners.entry(rel).is_some()
+        {
+            return Ok(());
+        }
+        let Some((layer, _)) = lower_dir(&self.lowers, rel)? else {
+            return Ok(());
+        };
+        if self
+            .lower_tables
+            .get(layer)
+            .and_then(|t| t.entry(rel))
+            .is_some()
+        {
+            if let Some(owners) = &mut self.owners {
+                owners.pin(rel);
+            }
+        }
+        Ok(())
+    }
+
     /// Gives the implied parent `rel`, just made and open as `dir`, the attributes of the
     /// directory the lower layers show there, or 0755 (and the applier's owner) when they
     /// show none: containerd's `mkparent`. Its mode is set whatever the umask.
@@ -97,14 +126,13 @@ impl Applier {
             rustix::fs::fchmod(dir, Mode::from_raw_mode(0o755))?;
             return Ok(());
         };
-        let st = rustix::fs::fstat(&lower)?;
+        // Kept in tables, the owner and mode the image gives it are the lower layer's
+        // entry (crate::fakeroot).
         if let Some(owners) = &mut self.owners {
-            // Its owner in the image is the one the lower's table gives it.
-            let owner = self.lower_owners.get(layer).map_or((0, 0), |table| {
-                table.image_owner(rel, (st.st_uid, st.st_gid), crate::fakeroot::build_ids())
-            });
-            owners.set(rel, owner);
+            let entry = self.lower_tables.get(layer).and_then(|t| t.entry(rel));
+            owners.set_entry(rel, entry.unwrap_or_default());
         }
+        let st = rustix::fs::fstat(&lower)?;
         if self.keeps_owners() {
             let owned = rustix::fs::fchown(
                 dir,
@@ -132,8 +160,11 @@ impl Applier {
             tv_sec: st.st_mtime,
             tv_nsec: st.st_mtime_nsec as _,
         };
-        self.implied
-            .insert(rel.to_path_buf(), (st.st_mode & 0o7777, mtime));
+        let mode = match self.owners {
+            Some(_) => crate::fakeroot::disk_mode(st.st_mode & 0o7777, true),
+            None => st.st_mode & 0o7777,
+        };
+        self.implied.insert(rel.to_path_buf(), (mode, mtime));
         Ok(())
     }
 }
@@ -144,6 +175,7 @@ const SELINUX_XATTR: &[u8] = b"security.selinux";
 /// Directory `rel` as overlayfs would merge `lowers` (topmost first): the one in the
 /// topmost layer that holds it, unless a whiteout, a non-directory or an opaque directory
 /// in a layer above hides it. Each component is looked up without following symlinks.
+/// Returns the index of that layer in `lowers` with the directory.
 fn lower_dir(lowers: &[OwnedFd], rel: &Path) -> io::Result<Option<(usize, OwnedFd)>> {
     let components: Vec<&OsStr> = rel.iter().collect();
     let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;

@@ -190,8 +190,11 @@ fn copy_entry(dir: &OwnedFd, root: &Path, rel: &Path, to: &Path) -> Result<(), M
         }
         _ => return Ok(()),
     }
-    std::os::unix::fs::lchown(to, Some(stat.st_uid), Some(stat.st_gid))
-        .map_err(io_err("change owner of", to))?;
+    // Where owners cannot be given (crate::fakeroot) the copy is the build user's.
+    if !crate::fakeroot::active() {
+        std::os::unix::fs::lchown(to, Some(stat.st_uid), Some(stat.st_gid))
+            .map_err(io_err("change owner of", to))?;
+    }
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(stat.st_mode & 0o7777))
         .map_err(io_err("change mode of", to))
 }

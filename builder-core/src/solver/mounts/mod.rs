@@ -472,9 +472,14 @@ fn cache_mount(
         .map_err(io_err("read directory", &source))?
         .next()
         .is_none();
+    // Where owners cannot be given (crate::fakeroot) the cache stays the build user's,
+    // which a step sees as its own.
+    let chown = !crate::fakeroot::active();
     if fresh && (meta.uid() != uid || meta.gid() != gid || meta.mode() & 0o7777 != mode) {
-        std::os::unix::fs::chown(&source, Some(uid), Some(gid))
-            .map_err(io_err("change owner of", &source))?;
+        if chown {
+            std::os::unix::fs::chown(&source, Some(uid), Some(gid))
+                .map_err(io_err("change owner of", &source))?;
+        }
         std::fs::set_permissions(&source, std::fs::Permissions::from_mode(mode))
             .map_err(io_err("change mode of", &source))?;
     }
