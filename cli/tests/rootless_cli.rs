@@ -687,7 +687,8 @@ fn the_side_table_follows_what_later_steps_do() {
 /// steps run as the step's user in proot's eyes, and the owners they give stay in the
 /// image: what a `USER` step makes is that user's, `chown` calls (of a new user's
 /// home, `chown -R`, `chown -h` of a link) are kept although nothing changes on disk,
-/// a renamed or linked file keeps its owner, and chown clears a set-user-ID bit.
+/// a renamed or linked file keeps its owner, chown clears a set-user-ID bit, and a
+/// `USER` step may not give a file away.
 #[test]
 fn proot_steps_keep_the_owners_their_user_and_their_chown_calls_give() {
     let proot = Path::new("/usr/bin/proot");
@@ -715,9 +716,10 @@ fn proot_steps_keep_the_owners_their_user_and_their_chown_calls_give() {
                      RUN mkdir /t && touch /t/a && chown 1234:5678 /t/a && mv /t/a /t/b \\\n\
                       && mkdir /u && touch /u/f && chown -R 77:77 /u && mv /u /u2 \\\n\
                       && touch /h1 && ln /h1 /h2 && chown 55:55 /h1 \\\n\
-                      && touch /r && chown 4321:4321 /r && rm /r && touch /r\n\
+                      && touch /r && chown 4321:4321 /r && rm /r && touch /r && chown 0:0 /\n\
                      USER app\n\
-                     RUN mkdir /home/app/made && echo m > /home/app/made/f && id -u > /home/app/id\n",
+                     RUN mkdir /home/app/made && echo m > /home/app/made/f && id -u > /home/app/id \\\n\
+                      && (chown 0:0 /home/app/made/f 2>/dev/null; echo $? > /home/app/rc)\n",
                 ),
                 ("x", "x\n"),
             ],
@@ -765,6 +767,8 @@ fn proot_steps_keep_the_owners_their_user_and_their_chown_calls_give() {
         assert_eq!(suid & 0o7777, 0o755, "chown cleared the set-user-ID bit");
         let id = file_in(&exported, "home/app/id");
         assert_eq!(id, "4000\n", "the USER step ran as app in proot's eyes");
+        let refused = file_in(&exported, "home/app/rc");
+        assert_eq!(refused, "1\n", "a USER step may not give a file to root");
     });
 }
 
@@ -1139,15 +1143,17 @@ fn a_proot_step_ends_with_its_first_process() {
     for_each_user(|user| {
         let home = Home::new(user);
         home.import_busybox();
-        let ctx = home.context(
-            "ctx",
-            &[(
-                "Dockerfile",
-                "FROM busybox:latest\n\
-                 RUN (sleep 1001 &) ; setsid sleep 1002 & echo started\n\
-                 RUN echo next > /next\n",
-            )],
+        // Durations no other process is likely to sleep, to find what is left.
+        let (a, b) = (
+            format!("7{}1", std::process::id()),
+            format!("7{}2", std::process::id()),
         );
+        let dockerfile = format!(
+            "FROM busybox:latest\n\
+             RUN (sleep {a} &) ; setsid sleep {b} & echo started\n\
+             RUN echo next > /next\n"
+        );
+        let ctx = home.context("ctx", &[("Dockerfile", &dockerfile)]);
         let mut build = home.rbuild();
         build
             .env("RBUILD_SKIP_USERNS", "1")
@@ -1170,7 +1176,7 @@ fn a_proot_step_ends_with_its_first_process() {
         let out = child.wait_with_output().expect("rbuild's output");
         assert!(out.status.success(), "{}", text(&out));
         let left = Command::new("pgrep")
-            .args(["-f", "sleep 100[12]"])
+            .args(["-f", &format!("sleep ({a}|{b})")])
             .output()
             .expect("running pgrep (Debian package procps)");
         assert!(

@@ -25,8 +25,9 @@
 //! translate (newer than it), and the recorder ends the step when its first process has
 //! ended ([`StepEnd`]): proot itself would wait for every process it left running. A process
 //! of the step asks only for itself: what it sees afterwards is proot's (a `stat` still
-//! shows root). Only the x86_64 system calls are trapped; a 32-bit program's `chown`
-//! reaches the kernel, which refuses it.
+//! shows root). A system call of a 32-bit program kills it (proot would not translate
+//! it). A step that runs as another user than root may not give a file to anyone else
+//! (EPERM), though it is not checked that it owns the file.
 
 use std::ffi::CString;
 use std::io;
@@ -49,7 +50,9 @@ const SYS_FCHOWNAT: u32 = 260;
 /// `AUDIT_ARCH_X86_64` (linux/audit.h).
 const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
 
-/// The BPF program: the four calls of x86_64 go to the listener; the system calls with
+/// The BPF program: a system call of another architecture than x86_64 (a 32-bit
+/// program's, `int 0x80`) kills the process, as the sandbox's filter does, since proot
+/// does not translate those; the four calls of x86_64 go to the listener; the system calls with
 /// paths that proot does not translate fail with `ENOSYS`, as on a kernel without them,
 /// so that the C library falls back to ones it does (see [`UNTRANSLATED`]); everything
 /// else is allowed (the other filters of the process still apply).
@@ -72,7 +75,7 @@ pub(crate) fn filter() -> Vec<libc::sock_filter> {
     // struct seccomp_data: nr at 0, arch at 4.
     vec![
         /* 0 */ stmt(load, 4),
-        /* 1 */ jump(libc::BPF_JEQ, AUDIT_ARCH_X86_64, 0, 9),
+        /* 1 */ jump(libc::BPF_JEQ, AUDIT_ARCH_X86_64, 0, 12),
         /* 2 */ stmt(load, 0),
         /* 3 */ jump(libc::BPF_JEQ, SYS_CHOWN, 8, 0),
         /* 4 */ jump(libc::BPF_JEQ, SYS_FCHOWN, 7, 0),
@@ -85,6 +88,7 @@ pub(crate) fn filter() -> Vec<libc::sock_filter> {
         /* 11 */ stmt(ret, libc::SECCOMP_RET_ALLOW),
         /* 12 */ stmt(ret, libc::SECCOMP_RET_USER_NOTIF),
         /* 13 */ stmt(ret, enosys),
+        /* 14 */ stmt(ret, libc::SECCOMP_RET_KILL_PROCESS),
     ]
 }
 
@@ -169,14 +173,14 @@ impl Recorder {
 }
 
 /// Waits for `fd` to be readable for up to 50 ms; whether it is, and whether it hung up.
-fn wait_readable(fd: RawFd) -> (bool, bool) {
+fn wait_readable(fd: RawFd, timeout_ms: i32) -> (bool, bool) {
     let mut poll = libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
     };
     // SAFETY: poll reads and writes the one `pollfd`.
-    let ready = unsafe { libc::poll(&mut poll, 1, 50) };
+    let ready = unsafe { libc::poll(&mut poll, 1, timeout_ms) };
     (
         ready > 0 && poll.revents & libc::POLLIN != 0,
         ready > 0 && poll.revents & (libc::POLLHUP | libc::POLLERR) != 0,
@@ -195,7 +199,7 @@ fn serve(
     // failed first).
     let mut pid = [0u8; 4];
     let listener = loop {
-        let (readable, _) = wait_readable(socket.as_raw_fd());
+        let (readable, _) = wait_readable(socket.as_raw_fd(), 50);
         if readable {
             match super::terminal::receive_fd_with(socket, &mut pid) {
                 Some(fd) => break fd,
@@ -207,19 +211,25 @@ fn serve(
         }
     };
     let mut step = StepEnd::new(i32::from_ne_bytes(pid));
-    loop {
-        let (readable, hung_up) = wait_readable(listener.as_raw_fd());
+    // Once the step is over, whatever still calls (a process that left proot's tree)
+    // is not waited for: dropping the listener fails its calls with ENOSYS.
+    while !stop.load(Ordering::SeqCst) {
+        let (readable, hung_up) = wait_readable(listener.as_raw_fd(), step.poll_ms());
         if readable {
             answer_one(&listener, root_fd, root, ids, &mut calls);
-            continue;
-        }
-        // Every process of the filter is gone, or the step is over.
-        if hung_up || stop.load(Ordering::SeqCst) {
-            return calls;
+        } else if hung_up {
+            // Every process of the filter is gone.
+            break;
         }
         step.check();
     }
+    calls
 }
+
+/// How many chown calls of one step are kept (about 100 bytes each); beyond, a call that
+/// changes another inode than the last fails with EPERM, so that a step calling without
+/// end cannot exhaust rbuild's memory and no owner is lost unseen.
+const MAX_CALLS: usize = 1 << 20;
 
 /// The end of a step under proot, as a PID namespace's would be: proot waits for every
 /// process of the step, so when the step's first process (proot's child) has ended,
@@ -239,6 +249,17 @@ impl StepEnd {
         }
     }
 
+    /// How long to wait for a call before the next [`StepEnd::check`]: a millisecond
+    /// until the first process is found (it may end at once, leaving its children to
+    /// proot), then 50.
+    fn poll_ms(&self) -> i32 {
+        if self.first.is_none() && !self.ended {
+            1
+        } else {
+            50
+        }
+    }
+
     /// Called every poll: finds the first process, notices its end, then kills what is
     /// left of the step (again each time, for what was starting meanwhile).
     fn check(&mut self) {
@@ -251,7 +272,15 @@ impl StepEnd {
             return;
         }
         match self.first {
-            None => self.first = children(self.proot).into_iter().next(),
+            // proot's first child; the earliest started, should orphans it left
+            // already be proot's (proot is their subreaper).
+            None => {
+                self.first = children(self.proot)
+                    .into_iter()
+                    .filter_map(|pid| Some((start_time(pid)?, pid)))
+                    .min()
+                    .map(|(_, pid)| pid)
+            }
             Some(first) => self.ended = !running(first),
         }
     }
@@ -265,7 +294,10 @@ fn children(pid: i32) -> Vec<i32> {
     let mut found = Vec::new();
     for task in tasks.flatten() {
         if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
-            found.extend(list.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+            found.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
         }
     }
     found
@@ -280,6 +312,14 @@ fn descendants(pid: i32) -> Vec<i32> {
         all.push(pid);
     }
     all
+}
+
+/// When process `pid` started (`/proc/PID/stat` field 22, clock ticks since boot).
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    // Fields from the third (state) on; the start time is the 22nd.
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Whether process `pid` is alive (not gone, not a zombie waiting for proot).
@@ -316,10 +356,23 @@ fn answer_one(
     }
     let result = owner_call(&notif, root_fd, root, ids, || id_valid(listener, notif.id));
     let (val, error) = match result {
-        Ok(call) => {
-            calls.push(call);
-            (0, 0)
+        Ok(Some(call)) => {
+            let full = calls.len() >= MAX_CALLS;
+            match calls.last_mut() {
+                // The same inode again (a loop, `chown -R` over links): one entry.
+                Some(last) if (last.inode, last.born) == (call.inode, call.born) => {
+                    last.uid = call.uid.or(last.uid);
+                    last.gid = call.gid.or(last.gid);
+                    (0, 0)
+                }
+                _ if full => (-1, -libc::EPERM),
+                _ => {
+                    calls.push(call);
+                    (0, 0)
+                }
+            }
         }
+        Ok(None) => (0, 0),
         Err(errno) => (-1, -errno),
     };
     let mut resp = libc::seccomp_notif_resp {
@@ -360,7 +413,7 @@ fn owner_call(
     root: &Path,
     ids: Ids,
     valid: impl Fn() -> bool,
-) -> Result<OwnerCall, i32> {
+) -> Result<Option<OwnerCall>, i32> {
     let pid = notif.pid;
     let args = notif.data.args;
     let id = |raw: u64| (raw as u32 != u32::MAX).then_some(raw as u32);
@@ -420,17 +473,32 @@ fn owner_call(
         }
         inside
     };
+    // A step that runs as another user than root may give files to no one else (its
+    // own group is the one it may name; its other groups are not known here).
+    let (uid, gid) = (
+        id(uid).map(|uid| ids.uid(uid)),
+        id(gid).map(|gid| ids.gid(gid)),
+    );
+    if ids.step.0 != 0
+        && (uid.is_some_and(|u| u != ids.step.0) || gid.is_some_and(|g| g != ids.step.1))
+    {
+        return Err(libc::EPERM);
+    }
     let (rel, inode, born, file) = resolve(root_fd, root, &inside, follow)?;
-    if uid as u32 != u32::MAX || gid as u32 != u32::MAX {
+    if uid.is_some() || gid.is_some() {
         drop_set_ids(&file);
     }
-    Ok(OwnerCall {
+    // The root directory has no entry in a layer: its owner is the base image's.
+    if rel.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(OwnerCall {
         rel,
         inode,
         born,
-        uid: id(uid).map(|uid| ids.uid(uid)),
-        gid: id(gid).map(|gid| ids.gid(gid)),
-    })
+        uid,
+        gid,
+    }))
 }
 
 /// Whether `path` is a host path proot binds into the step (its device nodes, `/proc`,
@@ -499,16 +567,15 @@ fn read_path(pid: u32, address: u64) -> Result<Vec<u8>, i32> {
     }
 }
 
+/// What [`resolve`] found: the path relative to the root, the inode (device, number),
+/// its birth time and an `O_PATH` descriptor of it.
+type Resolved = (PathBuf, (u64, u64), Option<std::time::SystemTime>, OwnedFd);
+
 /// Opens `inside` (an absolute path as the step sees it) within the root, following a
 /// last symbolic link when `follow`: the path relative to the root it resolves to, its
 /// inode, birth time and an `O_PATH` descriptor of it; the errno the step would get
 /// otherwise.
-fn resolve(
-    root_fd: &OwnedFd,
-    root: &Path,
-    inside: &Path,
-    follow: bool,
-) -> Result<(PathBuf, (u64, u64), Option<std::time::SystemTime>, OwnedFd), i32> {
+fn resolve(root_fd: &OwnedFd, root: &Path, inside: &Path, follow: bool) -> Result<Resolved, i32> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
     let rel = inside.strip_prefix("/").unwrap_or(inside);
     let rel = if rel.as_os_str().is_empty() {
@@ -532,7 +599,12 @@ fn resolve(
     let host = std::fs::read_link(format!("/proc/self/fd/{}", opened.as_raw_fd()))
         .map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF))?;
     let rel = host.strip_prefix(root).map_err(|_| libc::EPERM)?;
-    Ok((rel.to_path_buf(), (stat.st_dev, stat.st_ino), birth(&opened), opened))
+    Ok((
+        rel.to_path_buf(),
+        (stat.st_dev, stat.st_ino),
+        birth(&opened),
+        opened,
+    ))
 }
 
 /// The birth time of the open file, as `std::fs::Metadata::created` gives it (what the
@@ -611,7 +683,7 @@ mod tests {
                 libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
             );
         }
-        // i386's chown is 182: another architecture is let through.
-        assert_eq!(run(0x4000_0003, SYS_CHOWN), libc::SECCOMP_RET_ALLOW);
+        // Another architecture (i386: `int 0x80`) is killed.
+        assert_eq!(run(0x4000_0003, 182), libc::SECCOMP_RET_KILL_PROCESS);
     }
 }

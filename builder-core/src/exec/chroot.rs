@@ -124,6 +124,37 @@ pub fn find_proot() -> Option<PathBuf> {
         })
 }
 
+/// Whether `proot` can serve the proot isolation here: it answers `-V` as proot does,
+/// and `/tmp`, where proot keeps its own files, takes a new directory. The reason when
+/// not, for the user.
+pub fn check_proot(proot: &Path) -> Result<(), String> {
+    let out = std::process::Command::new(proot)
+        .arg("-V")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", proot.display()))?;
+    let said = [out.stdout, out.stderr].concat();
+    if !String::from_utf8_lossy(&said)
+        .to_lowercase()
+        .contains("proot")
+    {
+        return Err(format!(
+            "{} does not answer -V as proot does (is RBUILD_PROOT right?)",
+            proot.display()
+        ));
+    }
+    tempfile::Builder::new()
+        .prefix("rbuild-proot-check")
+        .tempdir_in("/tmp")
+        .map(drop)
+        .map_err(|e| {
+            format!(
+                "proot keeps its files in /tmp, which takes none here ({e}): mount a writable \
+                 volume (an emptyDir) on /tmp"
+            )
+        })
+}
+
 /// The container's own device nodes a step under proot sees in its `/dev` (proot binds
 /// them): the ones docker gives a container.
 const PROOT_DEVICES: [&str; 6] = [

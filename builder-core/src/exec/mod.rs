@@ -67,7 +67,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use self::binfmt::{BINFMT_MISC_DIR, check_emulation};
-pub use self::chroot::{ChrootExecutor, chroot_available, find_proot, sandbox_available};
+pub use self::chroot::{
+    ChrootExecutor, check_proot, chroot_available, find_proot, sandbox_available,
+};
 pub use self::idmap::IdMapping;
 // The engine mounts step roots for its own file work (COPY, WORKDIR) the same way.
 pub(crate) use self::plan::{Op, Plan};

@@ -362,20 +362,28 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
                 let (picked, what) = if rbuild_core::exec::chroot_available() {
                     (
                         IsolationArg::Chroot,
-                        "--isolation chroot (no /proc, the container's network and processes",
-                    )
-                } else if rbuild_core::exec::find_proot().is_some() {
-                    (
-                        IsolationArg::Proot,
-                        "--isolation proot, as no capability is held (steps are traced, \
-                         slower; the container's network and processes",
+                        "--isolation chroot (no /proc, the container's network and processes"
+                            .to_owned(),
                     )
                 } else {
-                    (
-                        IsolationArg::Chroot,
-                        "--isolation chroot, which needs CAP_SYS_CHROOT (not held; install \
-                         proot for RUN steps without it",
-                    )
+                    match rbuild_core::exec::find_proot()
+                        .ok_or_else(|| "install proot for RUN steps without it".to_owned())
+                        .and_then(|proot| rbuild_core::exec::check_proot(&proot))
+                    {
+                        Ok(()) => (
+                            IsolationArg::Proot,
+                            "--isolation proot, as no capability is held (steps are traced, \
+                             slower; the container's network and processes"
+                                .to_owned(),
+                        ),
+                        Err(why) => (
+                            IsolationArg::Chroot,
+                            format!(
+                                "--isolation chroot, which needs CAP_SYS_CHROOT (not held; \
+                                 proot cannot stand in: {why}"
+                            ),
+                        ),
+                    }
                 };
                 eprintln!(
                     "notice: namespaces cannot be created here (a container with default \
@@ -397,6 +405,17 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
                          apt-get install proot) or name it in RBUILD_PROOT"
                     );
                 };
+                if rbuild_core::privilege::Privilege::current().is_root()
+                    && rbuild_core::exec::chroot_available()
+                {
+                    bail!(
+                        "--isolation proot is for a user who may not chroot: as root, proot \
+                         would run a USER step as real root; use --isolation chroot"
+                    );
+                }
+                if let Err(why) = rbuild_core::exec::check_proot(&proot) {
+                    bail!("--isolation proot: {why}");
+                }
                 request.options.executor = ExecutorKind::Proot(proot);
                 request.options.snapshotter = SnapshotterKind::Copy;
             }
