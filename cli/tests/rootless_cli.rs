@@ -719,7 +719,11 @@ fn proot_steps_keep_the_owners_their_user_and_their_chown_calls_give() {
                       && touch /r && chown 4321:4321 /r && rm /r && touch /r && chown 0:0 /\n\
                      USER app\n\
                      RUN mkdir /home/app/made && echo m > /home/app/made/f && id -u > /home/app/id \\\n\
-                      && (chown 0:0 /home/app/made/f 2>/dev/null; echo $? > /home/app/rc)\n",
+                      && (chown 0:0 /home/app/made/f 2>/dev/null; echo $? > /home/app/rc)\n\
+                     USER root\n\
+                     WORKDIR /wd/sub\n\
+                     RUN rmdir /wd/sub /wd\n\
+                     RUN pwd > /pwd\n",
                 ),
                 ("x", "x\n"),
             ],
@@ -767,6 +771,9 @@ fn proot_steps_keep_the_owners_their_user_and_their_chown_calls_give() {
         assert_eq!(suid & 0o7777, 0o755, "chown cleared the set-user-ID bit");
         let id = file_in(&exported, "home/app/id");
         assert_eq!(id, "4000\n", "the USER step ran as app in proot's eyes");
+        // A working directory a step removed is made again for the next, as BuildKit's
+        // executor does (proot would start in / instead).
+        assert_eq!(file_in(&exported, "pwd"), "/wd/sub\n");
         let refused = file_in(&exported, "home/app/rc");
         assert_eq!(refused, "1\n", "a USER step may not give a file to root");
     });
@@ -1184,6 +1191,47 @@ fn a_proot_step_ends_with_its_first_process() {
             "the step's background processes are still running: {}",
             String::from_utf8_lossy(&left.stdout)
         );
+    });
+}
+
+/// A step's status is its first process's, as in BuildKit; proot's own is the last
+/// process's to end: `cmd & exit 7` fails, `(false) & true` passes, a shell killed by
+/// a signal fails.
+#[test]
+fn a_proot_steps_status_is_its_first_processs() {
+    assert!(
+        Path::new("/usr/bin/proot").is_file(),
+        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
+    );
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        for (run, code) in [
+            ("sleep 0.2 & exit 7", Some(7)),
+            ("(sleep 0.2; exit 3) & true", None),
+            ("kill -ABRT $$", Some(1)),
+        ] {
+            let dockerfile = format!("FROM busybox:latest\nRUN {run}\n");
+            let ctx = home.context("ctx", &[("Dockerfile", &dockerfile)]);
+            let mut build = home.rbuild();
+            build
+                .env("RBUILD_SKIP_USERNS", "1")
+                .arg("--root")
+                .arg(home.store())
+                .args(["build", "--no-cache", "--progress", "plain"])
+                .args(["--isolation", "proot"])
+                .arg(&ctx);
+            let out = build.output().expect("running rbuild");
+            match code {
+                None => assert!(out.status.success(), "RUN {run}: {}", text(&out)),
+                Some(7) => assert!(
+                    !out.status.success() && text(&out).contains("exit code: 7"),
+                    "RUN {run}: {}",
+                    text(&out)
+                ),
+                Some(_) => assert!(!out.status.success(), "RUN {run}: {}", text(&out)),
+            }
+        }
     });
 }
 

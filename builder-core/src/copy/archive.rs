@@ -12,7 +12,7 @@ use rustix::fs::{AtFlags, FileType, Mode};
 
 use super::CopyError;
 use super::chmod::DEFAULT_DIR_MODE;
-use super::dest::{lstat_at, make_dir, set_mtime, set_owner_mode, split};
+use super::dest::{lstat_at, make_dir, set_mtime, split};
 use super::write::{Writer, create_file};
 use crate::layer::{PAX_XATTR_PREFIX, is_overlay_xattr};
 
@@ -266,7 +266,8 @@ fn extract_entry<R: Read>(
                 .into_owned();
             rustix::fs::symlinkat(OsStr::from_bytes(&link), &dir, &name)
                 .map_err(|e| fail("create symlink", &target)(e.into()))?;
-            set_owner_mode(&dir, &name, w.root.disk_owner(&target, owner), None)
+            w.root
+                .give(&dir, &name, &target, owner, None)
                 .map_err(fail("chown", &target))?;
             set_mtime(&dir, &name, mtime_ns).map_err(fail("set times on", &target))?;
             w.stats.other += 1;
@@ -291,17 +292,13 @@ fn extract_entry<R: Read>(
             let linked_symlink =
                 lstat_at(&dir, &name).map_err(fail("stat", &target))? == Some(FileType::Symlink);
             if linked_symlink {
-                set_owner_mode(&dir, &name, w.root.disk_owner(&target, owner), None)
+                w.root
+                    .give(&dir, &name, &target, owner, None)
                     .map_err(fail("chown", &target))?;
             } else {
-                let disk_mode = w.root.disk_mode(&target, mode, false);
-                set_owner_mode(
-                    &dir,
-                    &name,
-                    w.root.disk_owner(&target, owner),
-                    Some(disk_mode),
-                )
-                .map_err(fail("chown", &target))?;
+                w.root
+                    .give(&dir, &name, &target, owner, Some((mode, false)))
+                    .map_err(fail("chown", &target))?;
                 set_mtime(&dir, &name, mtime_ns).map_err(fail("set times on", &target))?;
             }
             // In a table (crate::fakeroot) each name has its entry: the others take the
@@ -331,14 +328,9 @@ fn extract_entry<R: Read>(
         // labels and the like are left out, as docker's untar skips unknown types.
         _ => return Ok(()),
     }
-    let disk_mode = w.root.disk_mode(&target, mode, is_dir);
-    set_owner_mode(
-        &dir,
-        &name,
-        w.root.disk_owner(&target, owner),
-        Some(disk_mode),
-    )
-    .map_err(fail("chown", &target))?;
+    w.root
+        .give(&dir, &name, &target, owner, Some((mode, is_dir)))
+        .map_err(fail("chown", &target))?;
     if let Some(exts) = entry.pax_extensions().map_err(io_fail)? {
         for ext in exts {
             let ext = ext.map_err(io_fail)?;

@@ -86,6 +86,22 @@ impl DestRoot {
         })
     }
 
+    /// Gives the entry `name` of `dir`, the file at `rel`, the `owner` and the mode
+    /// (`(mode, is_dir)`, if any) it has in the image: on disk what the build user can
+    /// work with when they are kept in the table (see [`DestRoot::disk_mode`],
+    /// [`DestRoot::disk_owner`]), themselves otherwise.
+    pub fn give(
+        &self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        rel: &Path,
+        owner: (u32, u32),
+        mode: Option<(u32, bool)>,
+    ) -> io::Result<()> {
+        let mode = mode.map(|(mode, is_dir)| self.disk_mode(rel, mode, is_dir));
+        set_owner_mode(dir, name, self.disk_owner(rel, owner), mode)
+    }
+
     /// The owner to give `rel` on disk for it to have `owner` in the image: `owner`
     /// itself, or unprivileged the build user's ids, `owner` being recorded in the
     /// root's table instead (a chown to anyone else would fail).
@@ -291,7 +307,7 @@ pub(crate) fn make_dir(
 
 /// Sets the owner of `name` in `dir` (not following it), then its mode (after the
 /// chown, which clears setuid and setgid bits).
-pub(crate) fn set_owner_mode(
+fn set_owner_mode(
     dir: &OwnedFd,
     name: &OsStr,
     owner: (u32, u32),

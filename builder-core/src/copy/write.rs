@@ -12,7 +12,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use xattr::FileExt as _;
 
 use super::chmod::{DEFAULT_DIR_MODE, ModeChange};
-use super::dest::{self, DestRoot, lstat_at, make_dir, set_mtime, set_owner_mode, split};
+use super::dest::{self, DestRoot, lstat_at, make_dir, set_mtime, split};
 use super::plan::{Item, Plan, Selected, SourceView};
 use super::{CopyError, CopyOp, CopyStats, archive, chown, parallel, remote};
 use crate::context::{ContextEntry, EntryType};
@@ -390,13 +390,9 @@ impl Writer<'_> {
                     // `COPY --chown=5:5 d /e/` over an earlier copy makes /e/s 5:5);
                     // the destination itself keeps its own.
                     if overwrite {
-                        set_owner_mode(
-                            &dir,
-                            &name,
-                            self.root.disk_owner(target, owner),
-                            Some(self.root.disk_mode(target, mode, true)),
-                        )
-                        .map_err(fail("chown", target))?;
+                        self.root
+                            .give(&dir, &name, target, owner, Some((mode, true)))
+                            .map_err(fail("chown", target))?;
                         self.dir_times.push((target.to_path_buf(), e.mtime_ns));
                     }
                     return Ok(());
@@ -479,7 +475,8 @@ impl Writer<'_> {
                 let link = e.link_target.clone().unwrap_or_default();
                 rustix::fs::symlinkat(&link, &dir, &name)
                     .map_err(|err| fail("create symlink", target)(err.into()))?;
-                set_owner_mode(&dir, &name, self.root.disk_owner(target, owner), None)
+                self.root
+                    .give(&dir, &name, target, owner, None)
                     .map_err(fail("chown", target))?;
                 set_mtime(&dir, &name, e.mtime_ns).map_err(fail("set times on", target))?;
                 self.stats.other += 1;
@@ -501,14 +498,9 @@ impl Writer<'_> {
             }
             EntryType::Dir => {}
         }
-        let disk_mode = self.root.disk_mode(target, mode, false);
-        set_owner_mode(
-            &dir,
-            &name,
-            self.root.disk_owner(target, owner),
-            Some(disk_mode),
-        )
-        .map_err(fail("chown", target))?;
+        self.root
+            .give(&dir, &name, target, owner, Some((mode, false)))
+            .map_err(fail("chown", target))?;
         copy_xattrs(&src, &dir, &name).map_err(fail("set xattrs on", target))?;
         set_mtime(&dir, &name, e.mtime_ns).map_err(fail("set times on", target))?;
         Ok(())
@@ -540,14 +532,9 @@ impl Writer<'_> {
         }
         let mut out = create_file(&dir, &name).map_err(fail("create", target))?;
         let written = io::copy(content, &mut out).map_err(fail("write", target))?;
-        let disk_mode = self.root.disk_mode(target, mode, false);
-        set_owner_mode(
-            &dir,
-            &name,
-            self.root.disk_owner(target, owner),
-            Some(disk_mode),
-        )
-        .map_err(fail("chown", target))?;
+        self.root
+            .give(&dir, &name, target, owner, Some((mode, false)))
+            .map_err(fail("chown", target))?;
         set_mtime(&dir, &name, mtime_ns).map_err(fail("set times on", target))?;
         self.stats.files += 1;
         self.stats.bytes += written;

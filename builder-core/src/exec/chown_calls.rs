@@ -46,13 +46,18 @@ const SYS_CHOWN: u32 = 92;
 const SYS_FCHOWN: u32 = 93;
 const SYS_LCHOWN: u32 = 94;
 const SYS_FCHOWNAT: u32 = 260;
+/// `execve(2)`: let through, but the first one of a process other than proot tells
+/// which process is the step's first ([`StepEnd`]).
+const SYS_EXECVE: u32 = 59;
+/// `exit_group(2)`: let through; the status the step's first process gives is the step's.
+const SYS_EXIT_GROUP: u32 = 231;
 
 /// `AUDIT_ARCH_X86_64` (linux/audit.h).
 const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
 
 /// The BPF program: a system call of another architecture than x86_64 (a 32-bit
 /// program's, `int 0x80`) kills the process, as the sandbox's filter does, since proot
-/// does not translate those; the four calls of x86_64 go to the listener; the system calls with
+/// does not translate those; the four calls of x86_64 and `execve` go to the listener; the system calls with
 /// paths that proot does not translate fail with `ENOSYS`, as on a kernel without them,
 /// so that the C library falls back to ones it does (see [`UNTRANSLATED`]); everything
 /// else is allowed (the other filters of the process still apply).
@@ -75,20 +80,24 @@ pub(crate) fn filter() -> Vec<libc::sock_filter> {
     // struct seccomp_data: nr at 0, arch at 4.
     vec![
         /* 0 */ stmt(load, 4),
-        /* 1 */ jump(libc::BPF_JEQ, AUDIT_ARCH_X86_64, 0, 12),
+        /* 1 */ jump(libc::BPF_JEQ, AUDIT_ARCH_X86_64, 0, 16),
         /* 2 */ stmt(load, 0),
-        /* 3 */ jump(libc::BPF_JEQ, SYS_CHOWN, 8, 0),
-        /* 4 */ jump(libc::BPF_JEQ, SYS_FCHOWN, 7, 0),
-        /* 5 */ jump(libc::BPF_JEQ, SYS_LCHOWN, 6, 0),
-        /* 6 */ jump(libc::BPF_JEQ, SYS_FCHOWNAT, 5, 0),
-        /* 7 */ jump(libc::BPF_JEQ, UNTRANSLATED[0], 5, 0),
-        /* 8 */ jump(libc::BPF_JEQ, UNTRANSLATED[1], 4, 0),
-        /* 9 */ jump(libc::BPF_JEQ, SYS_CLOSE_RANGE, 1, 0),
-        /* 10 */ jump(libc::BPF_JGE, UNTRANSLATED_FROM, 2, 0),
-        /* 11 */ stmt(ret, libc::SECCOMP_RET_ALLOW),
-        /* 12 */ stmt(ret, libc::SECCOMP_RET_USER_NOTIF),
-        /* 13 */ stmt(ret, enosys),
-        /* 14 */ stmt(ret, libc::SECCOMP_RET_KILL_PROCESS),
+        /* 3 */ jump(libc::BPF_JEQ, SYS_CHOWN, 12, 0),
+        /* 4 */ jump(libc::BPF_JEQ, SYS_FCHOWN, 11, 0),
+        /* 5 */ jump(libc::BPF_JEQ, SYS_LCHOWN, 10, 0),
+        /* 6 */ jump(libc::BPF_JEQ, SYS_FCHOWNAT, 9, 0),
+        /* 7 */ jump(libc::BPF_JEQ, SYS_EXECVE, 8, 0),
+        /* 8 */ jump(libc::BPF_JEQ, SYS_EXIT_GROUP, 7, 0),
+        /* 9 */ jump(libc::BPF_JEQ, UNTRANSLATED[0], 7, 0),
+        /* 10 */ jump(libc::BPF_JEQ, UNTRANSLATED[1], 6, 0),
+        /* 11 */ jump(libc::BPF_JEQ, PATHLESS[0], 3, 0),
+        /* 12 */ jump(libc::BPF_JEQ, PATHLESS[1], 2, 0),
+        /* 13 */ jump(libc::BPF_JEQ, PATHLESS[2], 1, 0),
+        /* 14 */ jump(libc::BPF_JGE, UNTRANSLATED_FROM, 2, 0),
+        /* 15 */ stmt(ret, libc::SECCOMP_RET_ALLOW),
+        /* 16 */ stmt(ret, libc::SECCOMP_RET_USER_NOTIF),
+        /* 17 */ stmt(ret, enosys),
+        /* 18 */ stmt(ret, libc::SECCOMP_RET_KILL_PROCESS),
     ]
 }
 
@@ -99,8 +108,9 @@ pub(crate) fn filter() -> Vec<libc::sock_filter> {
 /// glibc's `access` uses, `fchmodat2`, `open_tree`, io_uring's `openat`, the `*xattrat`
 /// calls). On `ENOSYS` the C library and programs fall back to the older calls.
 const UNTRANSLATED: [u32; 2] = [332, 322];
-/// `close_range` (Linux 5.9) names no path: the init itself uses it.
-const SYS_CLOSE_RANGE: u32 = 436;
+/// Calls from [`UNTRANSLATED_FROM`] on that name no path and are let through:
+/// `close_range` (the init itself uses it), `pidfd_open` and `pidfd_send_signal`.
+const PATHLESS: [u32; 3] = [436, 434, 424];
 const UNTRANSLATED_FROM: u32 = 424;
 
 /// In the init, before `exec`: sets `no_new_privs`, installs `program` with a listener
@@ -143,13 +153,30 @@ pub(super) fn install_in_init(socket: RawFd, program: &[libc::sock_filter]) -> R
 /// step's calls until [`Recorder::finish`].
 pub(crate) struct Recorder {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<Vec<OwnerCall>>,
+    thread: JoinHandle<Recorded>,
+}
+
+/// What the recorder learnt of a step: its chown calls, how its first process ended
+/// (proot's own status is the last process's), and whether it made more calls than are
+/// kept.
+#[derive(Debug, Default)]
+pub(crate) struct Recorded {
+    pub calls: Vec<OwnerCall>,
+    pub first_status: Option<super::ExitStatus>,
+    pub overflowed: bool,
+    /// Bytes of paths in `calls`.
+    bytes: usize,
 }
 
 impl Recorder {
     /// Starts the thread on the parent end of `socket`; `root` is the step's root, `ids`
     /// the ids of the build user and of the step.
-    pub(crate) fn start(socket: &ConsoleSocket, root: &Path, ids: Ids) -> io::Result<Recorder> {
+    pub(crate) fn start(
+        socket: &ConsoleSocket,
+        root: &Path,
+        ids: Ids,
+        cancel: super::CancelToken,
+    ) -> io::Result<Recorder> {
         let parent = socket.parent.try_clone()?;
         let root_fd = rustix::fs::open(
             root,
@@ -161,12 +188,12 @@ impl Recorder {
         let stopped = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("chown-calls".to_owned())
-            .spawn(move || serve(&parent, &root_fd, &root, ids, &stopped))?;
+            .spawn(move || serve(&parent, &root_fd, &root, ids, &stopped, &cancel))?;
         Ok(Recorder { stop, thread })
     }
 
-    /// Once the step's processes are gone: the calls it made, in order.
-    pub(crate) fn finish(self) -> Vec<OwnerCall> {
+    /// Once the step's processes are gone: what was learnt of it.
+    pub(crate) fn finish(self) -> Recorded {
         self.stop.store(true, Ordering::SeqCst);
         self.thread.join().unwrap_or_default()
     }
@@ -193,8 +220,9 @@ fn serve(
     root: &Path,
     ids: Ids,
     stop: &AtomicBool,
-) -> Vec<OwnerCall> {
-    let mut calls = Vec::new();
+    cancel: &super::CancelToken,
+) -> Recorded {
+    let mut recorded = Recorded::default();
     // The listener and proot's pid, once the init sends them (never, when its set-up
     // failed first).
     let mut pid = [0u8; 4];
@@ -203,33 +231,41 @@ fn serve(
         if readable {
             match super::terminal::receive_fd_with(socket, &mut pid) {
                 Some(fd) => break fd,
-                None => return calls,
+                None => return recorded,
             }
         }
         if stop.load(Ordering::SeqCst) {
-            return calls;
+            return recorded;
         }
     };
     let mut step = StepEnd::new(i32::from_ne_bytes(pid));
     // Once the step is over, whatever still calls (a process that left proot's tree)
     // is not waited for: dropping the listener fails its calls with ENOSYS.
     while !stop.load(Ordering::SeqCst) {
-        let (readable, hung_up) = wait_readable(listener.as_raw_fd(), step.poll_ms());
+        let (readable, hung_up) = wait_readable(listener.as_raw_fd(), 50);
         if readable {
-            answer_one(&listener, root_fd, root, ids, &mut calls);
+            answer_one(&listener, root_fd, root, ids, &mut recorded, &mut step);
         } else if hung_up {
             // Every process of the filter is gone.
             break;
         }
+        // Cancelled: the whole step goes, what left the process group too.
+        if cancel.is_cancelled() {
+            step.ended = true;
+        }
         step.check();
     }
-    calls
+    recorded.first_status = step.status;
+    recorded
 }
 
-/// How many chown calls of one step are kept (about 100 bytes each); beyond, a call that
-/// changes another inode than the last fails with EPERM, so that a step calling without
-/// end cannot exhaust rbuild's memory and no owner is lost unseen.
+/// How many chown calls of one step are kept; beyond that, or beyond
+/// [`MAX_CALL_BYTES`] of paths, the step fails (proot's fake root would turn a refusal
+/// into success, and an owner would be lost unseen), so that a step calling without end
+/// cannot exhaust rbuild's memory.
 const MAX_CALLS: usize = 1 << 20;
+/// The most bytes of paths the kept calls may hold together.
+const MAX_CALL_BYTES: usize = 64 << 20;
 
 /// The end of a step under proot, as a PID namespace's would be: proot waits for every
 /// process of the step, so when the step's first process (proot's child) has ended,
@@ -238,6 +274,8 @@ struct StepEnd {
     proot: i32,
     first: Option<i32>,
     ended: bool,
+    /// How the first process ended, once known.
+    status: Option<super::ExitStatus>,
 }
 
 impl StepEnd {
@@ -246,22 +284,29 @@ impl StepEnd {
             proot,
             first: None,
             ended: false,
+            status: None,
         }
     }
 
-    /// How long to wait for a call before the next [`StepEnd::check`]: a millisecond
-    /// until the first process is found (it may end at once, leaving its children to
-    /// proot), then 50.
-    fn poll_ms(&self) -> i32 {
-        if self.first.is_none() && !self.ended {
-            1
-        } else {
-            50
+    /// A process of the step called `execve`: the first such process that is not proot
+    /// is proot's first child, the step's first process (proot forks it, and it execs
+    /// the step's command before it can make any other process).
+    fn exec_by(&mut self, pid: i32) {
+        if self.first.is_none() && pid != self.proot {
+            self.first = Some(pid);
         }
     }
 
-    /// Called every poll: finds the first process, notices its end, then kills what is
-    /// left of the step (again each time, for what was starting meanwhile).
+    /// A process of the step called `exit_group(code)`: the first process's code is the
+    /// step's.
+    fn exit_by(&mut self, pid: i32, code: i32) {
+        if self.first == Some(pid) {
+            self.status = Some(super::ExitStatus::Code(code & 0xff));
+        }
+    }
+
+    /// Called every poll: notices the end of the first process, then kills what is left
+    /// of the step (again each time, for what was starting meanwhile).
     fn check(&mut self) {
         if self.ended {
             for pid in descendants(self.proot) {
@@ -271,17 +316,15 @@ impl StepEnd {
             }
             return;
         }
-        match self.first {
-            // proot's first child; the earliest started, should orphans it left
-            // already be proot's (proot is their subreaper).
-            None => {
-                self.first = children(self.proot)
-                    .into_iter()
-                    .filter_map(|pid| Some((start_time(pid)?, pid)))
-                    .min()
-                    .map(|(_, pid)| pid)
+        if let Some(first) = self.first {
+            self.ended = !running(first);
+            // Killed by a signal (no exit_group): the zombie's status says which, if
+            // proot has not reaped it yet.
+            if self.ended && self.status.is_none() {
+                self.status = Some(super::ExitStatus::Signal(
+                    killed_by(first).unwrap_or(libc::SIGKILL),
+                ));
             }
-            Some(first) => self.ended = !running(first),
         }
     }
 }
@@ -314,12 +357,12 @@ fn descendants(pid: i32) -> Vec<i32> {
     all
 }
 
-/// When process `pid` started (`/proc/PID/stat` field 22, clock ticks since boot).
-fn start_time(pid: i32) -> Option<u64> {
+/// The signal that ended zombie `pid` (`/proc/PID/stat` field 52, its wait status).
+fn killed_by(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, rest) = stat.rsplit_once(')')?;
-    // Fields from the third (state) on; the start time is the 22nd.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let status: i32 = rest.split_whitespace().nth(49)?.parse().ok()?;
+    (status & 0x7f != 0).then_some(status & 0x7f)
 }
 
 /// Whether process `pid` is alive (not gone, not a zombie waiting for proot).
@@ -339,7 +382,8 @@ fn answer_one(
     root_fd: &OwnedFd,
     root: &Path,
     ids: Ids,
-    calls: &mut Vec<OwnerCall>,
+    recorded: &mut Recorded,
+    step: &mut StepEnd,
 ) {
     // SAFETY: all-zero is a valid `seccomp_notif`, as the kernel requires it on entry.
     let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
@@ -354,10 +398,34 @@ fn answer_one(
     if r < 0 {
         return;
     }
+    let nr = notif.data.nr as u32;
+    if nr == SYS_EXECVE || nr == SYS_EXIT_GROUP {
+        if nr == SYS_EXECVE {
+            step.exec_by(notif.pid as i32);
+        } else {
+            step.exit_by(notif.pid as i32, notif.data.args[0] as i32);
+        }
+        let mut resp = libc::seccomp_notif_resp {
+            id: notif.id,
+            val: 0,
+            error: 0,
+            flags: libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+        };
+        // SAFETY: the ioctl reads one `seccomp_notif_resp`; a process that died
+        // meanwhile makes it fail with ENOENT, which changes nothing.
+        unsafe {
+            libc::ioctl(
+                listener.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_SEND,
+                &mut resp,
+            )
+        };
+        return;
+    }
     let result = owner_call(&notif, root_fd, root, ids, || id_valid(listener, notif.id));
     let (val, error) = match result {
         Ok(Some(call)) => {
-            let full = calls.len() >= MAX_CALLS;
+            let calls = &mut recorded.calls;
             match calls.last_mut() {
                 // The same inode again (a loop, `chown -R` over links): one entry.
                 Some(last) if (last.inode, last.born) == (call.inode, call.born) => {
@@ -365,10 +433,16 @@ fn answer_one(
                     last.gid = call.gid.or(last.gid);
                     (0, 0)
                 }
-                _ if full => (-1, -libc::EPERM),
+                _ if recorded.overflowed => (-1, -libc::EPERM),
                 _ => {
-                    calls.push(call);
-                    (0, 0)
+                    recorded.bytes += call.rel.as_os_str().len();
+                    if calls.len() >= MAX_CALLS || recorded.bytes > MAX_CALL_BYTES {
+                        recorded.overflowed = true;
+                        (-1, -libc::EPERM)
+                    } else {
+                        calls.push(call);
+                        (0, 0)
+                    }
                 }
             }
         }
@@ -643,7 +717,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_filter_sends_the_four_calls_and_refuses_what_proot_cannot_translate() {
+    fn the_filter_sends_the_owner_calls_and_execve_and_refuses_what_proot_cannot_translate() {
         let program = filter();
         // Each jump lands on an instruction of the program.
         for (i, insn) in program.iter().enumerate() {
@@ -670,10 +744,19 @@ mod tests {
                 pc += 1 + usize::from(if taken { insn.jt } else { insn.jf });
             }
         };
-        for nr in [SYS_CHOWN, SYS_FCHOWN, SYS_LCHOWN, SYS_FCHOWNAT] {
+        for nr in [
+            SYS_CHOWN,
+            SYS_FCHOWN,
+            SYS_LCHOWN,
+            SYS_FCHOWNAT,
+            SYS_EXECVE,
+            SYS_EXIT_GROUP,
+        ] {
             assert_eq!(run(AUDIT_ARCH_X86_64, nr), libc::SECCOMP_RET_USER_NOTIF);
         }
-        for nr in [0, 1, 59, 90, 91, 95, 257, 259, 261, 316, 423, 436] {
+        for nr in [
+            0, 1, 57, 60, 90, 91, 95, 257, 259, 261, 316, 423, 424, 434, 436,
+        ] {
             assert_eq!(run(AUDIT_ARCH_X86_64, nr), libc::SECCOMP_RET_ALLOW);
         }
         // statx, execveat, openat2, faccessat2, fchmodat2, io_uring_setup, a future call.

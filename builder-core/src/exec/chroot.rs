@@ -124,10 +124,22 @@ pub fn find_proot() -> Option<PathBuf> {
         })
 }
 
-/// Whether `proot` can serve the proot isolation here: it answers `-V` as proot does,
-/// and `/tmp`, where proot keeps its own files, takes a new directory. The reason when
+/// Whether `proot` can serve the proot isolation here: this process is not a root that
+/// gives files real owners, the program answers `-V` as proot does, and `/tmp`, where
+/// proot keeps its own files, takes a new directory. The reason when
 /// not, for the user.
 pub fn check_proot(proot: &Path) -> Result<(), String> {
+    // Root that gives files real owners (root of the host, of a namespace with more than
+    // one id) would run a USER step as itself, with root's rights, and its chown calls
+    // would be carried out: proot is for a user who owns every file.
+    if crate::privilege::Privilege::current().is_root() && !crate::fakeroot::active() {
+        return Err(
+            "it is for a user other than root (a USER step would run as real root here): \
+             run as a non-root user (a pod's runAsUser), or grant CAP_SYS_CHROOT for the \
+             chroot isolation"
+                .to_owned(),
+        );
+    }
     let out = std::process::Command::new(proot)
         .arg("-V")
         .stdin(std::process::Stdio::null())
@@ -210,6 +222,11 @@ fn unsupported(spec: &RunSpec) -> Option<&'static str> {
 }
 
 impl Executor for ChrootExecutor {
+    /// proot is given the working directory and does not create it.
+    fn makes_workdir(&self) -> bool {
+        self.proot.is_none()
+    }
+
     fn run(
         &self,
         snapshot: &Snapshot,
@@ -257,6 +274,7 @@ impl Executor for ChrootExecutor {
                         build: crate::fakeroot::build_ids(),
                         step: (creds.uid, creds.gid),
                     },
+                    spec.cancel.clone(),
                 )
                 .map_err(|source| ExecError::Setup {
                     stage: "start the recorder of the step's chown calls".to_owned(),
@@ -370,7 +388,7 @@ impl Executor for ChrootExecutor {
                 sink,
             )
         });
-        let result = result.map_err(|e| match e {
+        let mut result = result.map_err(|e| match e {
             ExecError::Setup { stage, source }
                 if stage.starts_with("chroot into")
                     && source.raw_os_error() == Some(libc::EPERM) =>
@@ -389,7 +407,20 @@ impl Executor for ChrootExecutor {
         });
         drop(chown_socket);
         if let Some(recorder) = recorder {
-            snapshot.note_step_owners((creds.uid, creds.gid), recorder.finish());
+            let recorded = recorder.finish();
+            snapshot.note_step_owners((creds.uid, creds.gid), recorded.calls);
+            if recorded.overflowed && result.is_ok() {
+                result = Err(ExecError::Setup {
+                    stage: "keep the step's chown calls: it made more than rbuild keeps \
+                            (2^20 files, 64 MiB of paths)"
+                        .to_owned(),
+                    source: std::io::Error::from_raw_os_error(libc::E2BIG),
+                });
+            }
+            // proot's status is its last process's; the step's is its first's.
+            if let (Ok(status), Some(first)) = (&mut result, recorded.first_status) {
+                *status = first;
+            }
         }
         let detached = detach_mounts(root);
         // Before the stubs go: the mounts' parents may be stubs.

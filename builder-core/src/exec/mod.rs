@@ -487,4 +487,10 @@ pub trait Executor {
         spec: &RunSpec,
         sink: &mut dyn OutputSink,
     ) -> Result<ExitStatus, ExecError>;
+
+    /// Whether [`Executor::run`] creates the step's working directory where the root
+    /// lacks it (as BuildKit's executor does); when not, the caller makes it first.
+    fn makes_workdir(&self) -> bool {
+        true
+    }
 }

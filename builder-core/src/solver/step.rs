@@ -16,7 +16,7 @@ use crate::copy::DestRoot;
 use crate::exec::{CancelToken, Command, Executor, Network, RunSpec, Security, resolve_owner};
 use crate::image::ImageConfig;
 use crate::progress::{Event, Progress, StepId, Stream};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, StepRoot};
 
 /// How many lines of a failed step's output its error shows, as BuildKit does.
 const TAIL_LINES: usize = 10;
@@ -191,6 +191,11 @@ pub(crate) fn run(
 ) -> Result<(), RunFailure> {
     spec.cancel = ctx.cancel.clone();
     let argv = spec.argv().map_err(BuildError::from)?;
+    if !ctx.executor.makes_workdir() {
+        if let StepRoot::Dir(root) = snapshot.root() {
+            make_workdir(root, &spec.workdir, None).map_err(RunFailure::from)?;
+        }
+    }
     let mut lines = LineSplitter::new(ctx.progress, ctx.step_id);
     let status = {
         let mut sink = |stream: Stream, bytes: &[u8]| lines.push(stream, bytes);

@@ -405,14 +405,6 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
                          apt-get install proot) or name it in RBUILD_PROOT"
                     );
                 };
-                if rbuild_core::privilege::Privilege::current().is_root()
-                    && rbuild_core::exec::chroot_available()
-                {
-                    bail!(
-                        "--isolation proot is for a user who may not chroot: as root, proot \
-                         would run a USER step as real root; use --isolation chroot"
-                    );
-                }
                 if let Err(why) = rbuild_core::exec::check_proot(&proot) {
                     bail!("--isolation proot: {why}");
                 }
