@@ -42,10 +42,32 @@ pub(crate) fn open_root(root: &Path) -> io::Result<OwnedFd> {
     )?)
 }
 
+/// `openat2`, again while the kernel answers EAGAIN: with `RESOLVE_IN_ROOT` or
+/// `RESOLVE_BENEATH` it does when a rename or mount elsewhere on the system raced the
+/// lookup of `..` (openat2(2)); the next try sees a settled tree.
+pub(crate) fn openat2_settled<P: rustix::path::Arg + Copy>(
+    dir: impl AsFd,
+    path: P,
+    flags: OFlags,
+    mode: Mode,
+    resolve: rustix::fs::ResolveFlags,
+) -> rustix::io::Result<std::os::fd::OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(&dir, path, flags, mode, resolve) {
+            Err(rustix::io::Errno::AGAIN) if tries < 100 => {
+                tries += 1;
+                std::thread::yield_now();
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Opens the listed regular file `rel` beneath the directory `root` for reading, without
 /// following any symlink. Fails (not hangs) when it is no longer a regular file.
 pub(crate) fn open_listed_file(root: impl AsFd, rel: &Path) -> io::Result<File> {
-    let fd = rustix::fs::openat2(
+    let fd = openat2_settled(
         root,
         rel,
         read_flags() | OFlags::NOFOLLOW,
@@ -86,7 +108,7 @@ fn not_regular(kind: FileType) -> io::Error {
 /// `None` when it does not exist.
 pub(crate) fn read_in_context(root: &Path, rel: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
     let dir = open_root(root)?;
-    let fd = match rustix::fs::openat2(&dir, rel, read_flags(), Mode::empty(), IN_ROOT) {
+    let fd = match openat2_settled(&dir, rel, read_flags(), Mode::empty(), IN_ROOT) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) => return Ok(None),
         Err(e) => return Err(e.into()),
@@ -98,7 +120,7 @@ pub(crate) fn read_in_context(root: &Path, rel: &Path, limit: u64) -> io::Result
 /// inside the context.
 pub(crate) fn exists_in_context(root: &Path, rel: &Path) -> bool {
     open_root(root).is_ok_and(|dir| {
-        rustix::fs::openat2(
+        openat2_settled(
             &dir,
             rel,
             OFlags::PATH | OFlags::CLOEXEC,

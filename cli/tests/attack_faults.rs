@@ -80,10 +80,20 @@ fn kill_when(child: &mut std::process::Child, limit: Duration, ready: impl Fn() 
 }
 
 /// After a crash: the next command reclaims scratch, the store verifies, no mount is
-/// left under the test's directory.
+/// left under the test's directory. The killed build's step processes die with it
+/// (their parent-death signal), a moment after it: until they are gone they hold its
+/// scratch's lock, and a command then leaves the scratch to a later one. So commands are
+/// run for up to 10 s, until one has reclaimed it; the scratch must not outlive that.
 fn recovered(s: &Setup) -> Result<(), String> {
-    succeeded(&s.run(&["images"]))?;
-    let left = support::run::scratch_entries(&s.root);
+    let mut left = Vec::new();
+    for _ in 0..100 {
+        succeeded(&s.run(&["images"]))?;
+        left = support::run::scratch_entries(&s.root);
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     if !left.is_empty() {
         return Err(format!("scratch left after the next open: {left:?}"));
     }

@@ -661,9 +661,9 @@ fn resolve(root_fd: &OwnedFd, root: &Path, inside: &Path, follow: bool) -> Resul
     if !follow {
         flags |= OFlags::NOFOLLOW;
     }
-    let opened = rustix::fs::openat2(
+    let opened = crate::beneath::openat2_settled(
         root_fd,
-        CString::new(rel.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?,
+        &*CString::new(rel.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?,
         flags,
         Mode::empty(),
         ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,

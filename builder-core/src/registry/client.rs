@@ -40,7 +40,7 @@ enum AuthMode {
 ///         eprintln!("{digest}: {size} bytes");
 ///     }
 /// });
-/// let manifest = pull(&client, &store, &name, &progress)?;
+/// let manifest = pull(&client, &store, &name, None, &progress)?;
 /// println!("pulled {name} as {}", manifest.digest());
 /// # Ok(())
 /// # }
