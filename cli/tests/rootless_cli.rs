@@ -1196,7 +1196,7 @@ fn a_proot_step_ends_with_its_first_process() {
 
 /// A step's status is its first process's, as in BuildKit; proot's own is the last
 /// process's to end: `cmd & exit 7` fails, `(false) & true` passes, a shell killed by
-/// a signal fails.
+/// a signal fails, a program that exits from another thread passes.
 #[test]
 fn a_proot_steps_status_is_its_first_processs() {
     assert!(
@@ -1206,13 +1206,40 @@ fn a_proot_steps_status_is_its_first_processs() {
     for_each_user(|user| {
         let home = Home::new(user);
         home.import_busybox();
+        // A program whose exit comes from another thread than its first (as a Go
+        // program's may): its status is still its own.
+        let threads = home.path().join("threads");
+        let source = home.path().join("threads.c");
+        std::fs::write(
+            &source,
+            "#include <pthread.h>\n#include <stdlib.h>\n#include <unistd.h>\n\
+             static void *w(void *a) { usleep(100000); exit(0); return a; }\n\
+             int main(void) { pthread_t t; pthread_create(&t, 0, w, 0); for (;;) pause(); }\n",
+        )
+        .expect("writing a C source");
+        let compiled = Command::new("gcc")
+            .args(["-static", "-pthread", "-O1", "-o"])
+            .arg(&threads)
+            .arg(&source)
+            .output()
+            .expect("running gcc (Debian packages gcc and libc6-dev)");
+        assert!(compiled.status.success(), "gcc: {}", text(&compiled));
+        let threads = std::fs::read(&threads).expect("the compiled program");
         for (run, code) in [
             ("sleep 0.2 & exit 7", Some(7)),
             ("(sleep 0.2; exit 3) & true", None),
             ("kill -ABRT $$", Some(1)),
+            ("[\"/threads\"]", None),
         ] {
-            let dockerfile = format!("FROM busybox:latest\nRUN {run}\n");
+            let dockerfile = format!("FROM busybox:latest\nCOPY threads /threads\nRUN {run}\n");
             let ctx = home.context("ctx", &[("Dockerfile", &dockerfile)]);
+            std::fs::write(ctx.join("threads"), &threads).expect("the program in the context");
+            std::fs::set_permissions(
+                ctx.join("threads"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .expect("making it executable");
+            chown_tree(&ctx, user);
             let mut build = home.rbuild();
             build
                 .env("RBUILD_SKIP_USERNS", "1")

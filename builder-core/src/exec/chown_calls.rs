@@ -299,8 +299,9 @@ impl StepEnd {
 
     /// A process of the step called `exit_group(code)`: the first process's code is the
     /// step's.
-    fn exit_by(&mut self, pid: i32, code: i32) {
-        if self.first == Some(pid) {
+    fn exit_by(&mut self, tid: i32, code: i32) {
+        // The calling thread may be any of the process's (a Go program's).
+        if self.first.is_some() && self.first == thread_group(tid) {
             self.status = Some(super::ExitStatus::Code(code & 0xff));
         }
     }
@@ -318,12 +319,10 @@ impl StepEnd {
         }
         if let Some(first) = self.first {
             self.ended = !running(first);
-            // Killed by a signal (no exit_group): the zombie's status says which, if
-            // proot has not reaped it yet.
+            // Ended without an exit_group seen (a signal): the zombie's status says
+            // how, if proot has not reaped it yet; else proot's status stands.
             if self.ended && self.status.is_none() {
-                self.status = Some(super::ExitStatus::Signal(
-                    killed_by(first).unwrap_or(libc::SIGKILL),
-                ));
+                self.status = zombie_status(first);
             }
         }
     }
@@ -357,12 +356,24 @@ fn descendants(pid: i32) -> Vec<i32> {
     all
 }
 
-/// The signal that ended zombie `pid` (`/proc/PID/stat` field 52, its wait status).
-fn killed_by(pid: i32) -> Option<i32> {
+/// How zombie `pid` ended (`/proc/PID/stat` field 52, its wait status).
+fn zombie_status(pid: i32) -> Option<super::ExitStatus> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, rest) = stat.rsplit_once(')')?;
     let status: i32 = rest.split_whitespace().nth(49)?.parse().ok()?;
-    (status & 0x7f != 0).then_some(status & 0x7f)
+    Some(match status & 0x7f {
+        0 => super::ExitStatus::Code((status >> 8) & 0xff),
+        signal => super::ExitStatus::Signal(signal),
+    })
+}
+
+/// The process (thread group) thread `tid` belongs to.
+fn thread_group(tid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Tgid:"))
+        .and_then(|tgid| tgid.trim().parse().ok())
 }
 
 /// Whether process `pid` is alive (not gone, not a zombie waiting for proot).
