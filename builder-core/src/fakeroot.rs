@@ -40,10 +40,13 @@
 //! Every mode the step left on disk is kept as the image's (a directory it made 0555 is
 //! opened on disk and 0555 in the table), and one it changed replaces the table's.
 //!
-//! Known gaps: a `RUN` sees the modes on disk, not the image's (`stat /usr/bin` says
-//! 0755 where the image has 0555), and a `chmod` in it back to exactly the mode on disk
-//! (`chmod 755 /usr/bin` there) is not seen, the table's mode stays. `rbuild run` of an
-//! image in such a store sees the modes on disk too.
+//! A step under proot is shown the owners and modes of the image by its `stat` calls
+//! (see `exec::stat_calls`); one run in a one-id user namespace sees those on disk
+//! (`stat /usr/bin` says 0755 where the image has 0555). Known gaps: a `chmod` back to
+//! exactly the mode on disk (`chmod 755 /usr/bin` there) is not seen, the table's mode
+//! stays; proot opens a file of mode 0000 its fake root reads to its user (u+r), so a
+//! file a step rewrites with mode 0000 (`sed -i` of `/etc/gshadow`) keeps u+r. `rbuild
+//! run` of an image in such a store sees the modes on disk too.
 //!
 //! The table of a tree at `dir` is the file `dir.owners` beside it (see [`table_path`]),
 //! so the unpacked layers of the store, a copy snapshot's root and a squashed tree each
@@ -102,6 +105,16 @@ pub(crate) struct Entry {
 impl Entry {
     fn is_empty(&self) -> bool {
         self.owner.is_none() && self.mode.is_none()
+    }
+
+    /// The owner in the image, when it is not the one on disk.
+    pub(crate) fn owner(&self) -> Option<(u32, u32)> {
+        self.owner
+    }
+
+    /// The permission bits in the image, when they are not those on disk.
+    pub(crate) fn mode(&self) -> Option<u32> {
+        self.mode
     }
 
     /// The entry as a tree's own table keeps it: a pin (see [`Owners::pin`]) is no entry

@@ -779,6 +779,71 @@ fn proot_steps_keep_the_owners_their_user_and_their_chown_calls_give() {
     });
 }
 
+/// A step under proot sees the owners and modes the image gives its files, not the
+/// build user's that are on disk: what it reads back after a `chown`, under a new name,
+/// in a `USER` step, and what tools that copy an owner or a mode they read (`sed -i`,
+/// `cp -p`, `cp -a`) give their new files.
+#[test]
+fn proot_steps_see_the_owners_and_modes_the_image_gives() {
+    let proot = Path::new("/usr/bin/proot");
+    assert!(
+        proot.is_file(),
+        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
+    );
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        let ctx = home.context(
+            "ctx",
+            &[
+                (
+                    "Dockerfile",
+                    "FROM busybox:latest\n\
+                     COPY --chown=77:78 x /owned\n\
+                     COPY --chmod=0000 x /closed\n\
+                     COPY --chmod=0555 d /d\n\
+                     RUN stat -c '%u:%g' /owned > /seen && stat -c '%a' /closed /d >> /seen \\\n\
+                      && touch /new && chown 5:6 /new && stat -c '%u:%g' /new >> /seen \\\n\
+                      && mv /new /moved && stat -c '%u:%g' /moved >> /seen \\\n\
+                      && sed -i s/x/y/ /owned && cp -p /moved /copied && cp -a /d /d2\n\
+                     USER 4000:4000\n\
+                     RUN stat -c '%u:%g' /etc/passwd /owned > /tmp/user-seen \\\n\
+                      && touch /tmp/mine && stat -c '%u:%g' /tmp/mine >> /tmp/user-seen\n",
+                ),
+                ("x", "x\n"),
+                ("d/f", "f\n"),
+            ],
+        );
+        let exported = home.path().join("seen.tar");
+        let mut build = home.rbuild();
+        build
+            .env("RBUILD_SKIP_USERNS", "1")
+            .arg("--root")
+            .arg(home.store())
+            .args(["build", "--progress", "plain", "--isolation", "proot", "-o"])
+            .arg(format!("type=tar,dest={}", exported.display()))
+            .arg(&ctx);
+        let out = build.output().expect("running rbuild");
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(
+            file_in(&exported, "seen"),
+            "77:78\n0\n555\n5:6\n5:6\n",
+            "what the step saw\n{}",
+            text(&out)
+        );
+        assert_eq!(
+            file_in(&exported, "tmp/user-seen"),
+            "0:0\n77:78\n4000:4000\n",
+            "what the USER step saw"
+        );
+        // sed -i writes a new file with the owner and mode it read; cp -p copies them.
+        assert_eq!(owner_in(&exported, "owned"), Some((77, 78)));
+        assert_eq!(file_in(&exported, "owned"), "y\n");
+        assert_eq!(owner_in(&exported, "copied"), Some((5, 6)));
+        assert_eq!(mode_in(&exported, "d2").map(|m| m & 0o7777), Some(0o555));
+    });
+}
+
 /// Whether to set RBUILD_SKIP_USERNS, for each way `user`'s builds keep owners and modes
 /// in the side table: without a user namespace, and for a user without subordinate ids
 /// also in rbuild's namespace of one id.

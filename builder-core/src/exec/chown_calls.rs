@@ -23,9 +23,10 @@
 //!
 //! The same filter fails with `ENOSYS` the system calls with paths that proot does not
 //! translate (newer than it), and the recorder ends the step when its first process has
-//! ended ([`StepEnd`]): proot itself would wait for every process it left running. A process
-//! of the step asks only for itself: what it sees afterwards is proot's (a `stat` still
-//! shows root). A system call of a 32-bit program kills it (proot would not translate
+//! ended ([`StepEnd`]): proot itself would wait for every process it left running. The
+//! step's `stat` calls go to the recorder too, which answers them with the owners and
+//! modes of the image, the step's own `chown` calls included ([`super::stat_calls`]).
+//! A system call of a 32-bit program kills it (proot would not translate
 //! it). A step that runs as another user than root may not give a file to anyone else
 //! (EPERM), though it is not checked that it owns the file.
 
@@ -38,6 +39,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
+use super::stat_calls::{self, StatAnswer, StatView};
 use super::terminal::ConsoleSocket;
 use crate::fakeroot::OwnerCall;
 
@@ -55,12 +57,28 @@ const SYS_EXIT_GROUP: u32 = 231;
 /// `AUDIT_ARCH_X86_64` (linux/audit.h).
 const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
 
+/// The system calls that go to the recorder: the four `chown` calls, `execve` and
+/// `exit_group` (see [`StepEnd`]), and the four `stat` calls ([`super::stat_calls`]).
+const NOTIFIED: [u32; 10] = [
+    SYS_CHOWN,
+    SYS_FCHOWN,
+    SYS_LCHOWN,
+    SYS_FCHOWNAT,
+    SYS_EXECVE,
+    SYS_EXIT_GROUP,
+    stat_calls::SYS_STAT,
+    stat_calls::SYS_FSTAT,
+    stat_calls::SYS_LSTAT,
+    stat_calls::SYS_NEWFSTATAT,
+];
+
 /// The BPF program: a system call of another architecture than x86_64 (a 32-bit
 /// program's, `int 0x80`) kills the process, as the sandbox's filter does, since proot
-/// does not translate those; the four calls of x86_64 and `execve` go to the listener; the system calls with
-/// paths that proot does not translate fail with `ENOSYS`, as on a kernel without them,
-/// so that the C library falls back to ones it does (see [`UNTRANSLATED`]); everything
-/// else is allowed (the other filters of the process still apply).
+/// does not translate those; the calls of [`NOTIFIED`] go to the listener; the system
+/// calls with paths that proot does not translate fail with `ENOSYS`, as on a kernel
+/// without them, so that the C library falls back to ones it does (see
+/// [`UNTRANSLATED`]); everything else is allowed (the other filters of the process
+/// still apply).
 pub(crate) fn filter() -> Vec<libc::sock_filter> {
     let stmt = |code: u32, k: u32| libc::sock_filter {
         code: code as u16,
@@ -68,37 +86,58 @@ pub(crate) fn filter() -> Vec<libc::sock_filter> {
         jf: 0,
         k,
     };
-    let jump = |op: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+    let jump = |op: u32, k: u32, jt: usize| libc::sock_filter {
         code: (libc::BPF_JMP | op | libc::BPF_K) as u16,
-        jt,
-        jf,
+        jt: u8::try_from(jt).expect("the program is short"),
+        jf: 0,
         k,
     };
     let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
     let ret = libc::BPF_RET | libc::BPF_K;
     let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
-    // struct seccomp_data: nr at 0, arch at 4.
-    vec![
-        /* 0 */ stmt(load, 4),
-        /* 1 */ jump(libc::BPF_JEQ, AUDIT_ARCH_X86_64, 0, 16),
-        /* 2 */ stmt(load, 0),
-        /* 3 */ jump(libc::BPF_JEQ, SYS_CHOWN, 12, 0),
-        /* 4 */ jump(libc::BPF_JEQ, SYS_FCHOWN, 11, 0),
-        /* 5 */ jump(libc::BPF_JEQ, SYS_LCHOWN, 10, 0),
-        /* 6 */ jump(libc::BPF_JEQ, SYS_FCHOWNAT, 9, 0),
-        /* 7 */ jump(libc::BPF_JEQ, SYS_EXECVE, 8, 0),
-        /* 8 */ jump(libc::BPF_JEQ, SYS_EXIT_GROUP, 7, 0),
-        /* 9 */ jump(libc::BPF_JEQ, UNTRANSLATED[0], 7, 0),
-        /* 10 */ jump(libc::BPF_JEQ, UNTRANSLATED[1], 6, 0),
-        /* 11 */ jump(libc::BPF_JEQ, PATHLESS[0], 3, 0),
-        /* 12 */ jump(libc::BPF_JEQ, PATHLESS[1], 2, 0),
-        /* 13 */ jump(libc::BPF_JEQ, PATHLESS[2], 1, 0),
-        /* 14 */ jump(libc::BPF_JGE, UNTRANSLATED_FROM, 2, 0),
-        /* 15 */ stmt(ret, libc::SECCOMP_RET_ALLOW),
-        /* 16 */ stmt(ret, libc::SECCOMP_RET_USER_NOTIF),
-        /* 17 */ stmt(ret, enosys),
-        /* 18 */ stmt(ret, libc::SECCOMP_RET_KILL_PROCESS),
-    ]
+    // The tests, in order, and where each goes when it holds.
+    enum To {
+        Notify,
+        Enosys,
+        Allow,
+    }
+    let mut tests: Vec<(u32, u32, To)> = Vec::new();
+    tests.extend(NOTIFIED.iter().map(|&nr| (libc::BPF_JEQ, nr, To::Notify)));
+    tests.extend(
+        UNTRANSLATED
+            .iter()
+            .map(|&nr| (libc::BPF_JEQ, nr, To::Enosys)),
+    );
+    tests.extend(PATHLESS.iter().map(|&nr| (libc::BPF_JEQ, nr, To::Allow)));
+    tests.push((libc::BPF_JGE, UNTRANSLATED_FROM, To::Enosys));
+    // struct seccomp_data: nr at 0, arch at 4. After the tests: allow, notify, enosys,
+    // kill.
+    let tests_at = 3;
+    let allow_at = tests_at + tests.len();
+    let (notify_at, enosys_at, kill_at) = (allow_at + 1, allow_at + 2, allow_at + 3);
+    let mut program = vec![
+        stmt(load, 4),
+        libc::sock_filter {
+            jf: u8::try_from(kill_at - 2).expect("the program is short"),
+            ..jump(libc::BPF_JEQ, AUDIT_ARCH_X86_64, 0)
+        },
+        stmt(load, 0),
+    ];
+    for (i, (op, nr, to)) in tests.into_iter().enumerate() {
+        let target = match to {
+            To::Notify => notify_at,
+            To::Enosys => enosys_at,
+            To::Allow => allow_at,
+        };
+        program.push(jump(op, nr, target - (tests_at + i) - 1));
+    }
+    program.extend([
+        stmt(ret, libc::SECCOMP_RET_ALLOW),
+        stmt(ret, libc::SECCOMP_RET_USER_NOTIF),
+        stmt(ret, enosys),
+        stmt(ret, libc::SECCOMP_RET_KILL_PROCESS),
+    ]);
+    program
 }
 
 /// System calls newer than what proot knows (Debian 12 has proot 5.1) whose paths it
@@ -170,11 +209,13 @@ pub(crate) struct Recorded {
 
 impl Recorder {
     /// Starts the thread on the parent end of `socket`; `root` is the step's root, `ids`
-    /// the ids of the build user and of the step.
+    /// the ids of the build user and of the step, `view` what the step's `stat` calls are
+    /// to show of owners and modes (none: what proot shows).
     pub(crate) fn start(
         socket: &ConsoleSocket,
         root: &Path,
         ids: Ids,
+        view: Option<crate::snapshot::OwnerView>,
         cancel: super::CancelToken,
     ) -> io::Result<Recorder> {
         let parent = socket.parent.try_clone()?;
@@ -184,11 +225,21 @@ impl Recorder {
             rustix::fs::Mode::empty(),
         )?;
         let root = std::fs::canonicalize(root)?;
+        let device = rustix::fs::fstat(&root_fd)?.st_dev;
+        let view = view.map(|view| StatView { view, device });
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("chown-calls".to_owned())
-            .spawn(move || serve(&parent, &root_fd, &root, ids, &stopped, &cancel))?;
+            .spawn(move || {
+                let step = Step {
+                    root_fd: &root_fd,
+                    root: &root,
+                    ids,
+                    view: view.as_ref(),
+                };
+                serve(&parent, &step, &stopped, &cancel)
+            })?;
         Ok(Recorder { stop, thread })
     }
 
@@ -214,11 +265,17 @@ fn wait_readable(fd: RawFd, timeout_ms: i32) -> (bool, bool) {
     )
 }
 
+/// What the recorder knows of the step it serves.
+struct Step<'a> {
+    root_fd: &'a OwnedFd,
+    root: &'a Path,
+    ids: Ids,
+    view: Option<&'a StatView>,
+}
+
 fn serve(
     socket: &OwnedFd,
-    root_fd: &OwnedFd,
-    root: &Path,
-    ids: Ids,
+    step_root: &Step<'_>,
     stop: &AtomicBool,
     cancel: &super::CancelToken,
 ) -> Recorded {
@@ -244,7 +301,7 @@ fn serve(
     while !stop.load(Ordering::SeqCst) {
         let (readable, hung_up) = wait_readable(listener.as_raw_fd(), 50);
         if readable {
-            answer_one(&listener, root_fd, root, ids, &mut recorded, &mut step);
+            answer_one(&listener, step_root, &mut recorded, &mut step);
         } else if hung_up {
             // Every process of the filter is gone.
             break;
@@ -390,12 +447,16 @@ fn running(pid: i32) -> bool {
 /// dropped.
 fn answer_one(
     listener: &OwnedFd,
-    root_fd: &OwnedFd,
-    root: &Path,
-    ids: Ids,
+    step_root: &Step<'_>,
     recorded: &mut Recorded,
     step: &mut StepEnd,
 ) {
+    let Step {
+        root_fd,
+        root,
+        ids,
+        view,
+    } = *step_root;
     // SAFETY: all-zero is a valid `seccomp_notif`, as the kernel requires it on entry.
     let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
     // SAFETY: the ioctl writes one `seccomp_notif` into `notif`.
@@ -410,17 +471,33 @@ fn answer_one(
         return;
     }
     let nr = notif.data.nr as u32;
-    if nr == SYS_EXECVE || nr == SYS_EXIT_GROUP {
+    let is_stat = matches!(
+        nr,
+        stat_calls::SYS_STAT
+            | stat_calls::SYS_FSTAT
+            | stat_calls::SYS_LSTAT
+            | stat_calls::SYS_NEWFSTATAT
+    );
+    if nr == SYS_EXECVE || nr == SYS_EXIT_GROUP || is_stat {
+        let mut flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32;
         if nr == SYS_EXECVE {
             step.exec_by(notif.pid as i32);
-        } else {
+        } else if nr == SYS_EXIT_GROUP {
             step.exit_by(notif.pid as i32, notif.data.args[0] as i32);
+        } else if let Some(view) = view.filter(|_| notif.pid as i32 != step.proot) {
+            // proot's own calls (its path translation) go on as they are.
+            let answer = stat_calls::answer(&notif, view, &recorded.calls, ids, || {
+                id_valid(listener, notif.id)
+            });
+            if answer == StatAnswer::Written {
+                flags = 0;
+            }
         }
         let mut resp = libc::seccomp_notif_resp {
             id: notif.id,
             val: 0,
             error: 0,
-            flags: libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+            flags,
         };
         // SAFETY: the ioctl reads one `seccomp_notif_resp`; a process that died
         // meanwhile makes it fail with ENOENT, which changes nothing.
@@ -629,7 +706,7 @@ enum Base {
 }
 
 /// Reads the NUL-terminated path at `address` in process `pid`'s memory.
-fn read_path(pid: u32, address: u64) -> Result<Vec<u8>, i32> {
+pub(super) fn read_path(pid: u32, address: u64) -> Result<Vec<u8>, i32> {
     use std::os::unix::fs::FileExt;
     let mem = std::fs::File::open(format!("/proc/{pid}/mem"))
         .map_err(|e| e.raw_os_error().unwrap_or(libc::ESRCH))?;
@@ -728,7 +805,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_filter_sends_the_owner_calls_and_execve_and_refuses_what_proot_cannot_translate() {
+    fn the_filter_sends_the_owner_and_stat_calls_and_execve_and_refuses_what_proot_cannot_translate()
+     {
         let program = filter();
         // Each jump lands on an instruction of the program.
         for (i, insn) in program.iter().enumerate() {
@@ -762,11 +840,15 @@ mod tests {
             SYS_FCHOWNAT,
             SYS_EXECVE,
             SYS_EXIT_GROUP,
+            4,
+            5,
+            6,
+            262,
         ] {
             assert_eq!(run(AUDIT_ARCH_X86_64, nr), libc::SECCOMP_RET_USER_NOTIF);
         }
         for nr in [
-            0, 1, 57, 60, 90, 91, 95, 257, 259, 261, 316, 423, 424, 434, 436,
+            0, 1, 3, 7, 57, 60, 90, 91, 95, 257, 259, 261, 263, 316, 423, 424, 434, 436,
         ] {
             assert_eq!(run(AUDIT_ARCH_X86_64, nr), libc::SECCOMP_RET_ALLOW);
         }

@@ -56,6 +56,7 @@ mod plan;
 mod runc;
 mod sandbox;
 mod seccomp;
+mod stat_calls;
 mod stubs;
 mod terminal;
 mod user;

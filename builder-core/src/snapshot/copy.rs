@@ -165,6 +165,31 @@ impl Baseline {
         Ok(())
     }
 
+    /// See [`Snapshot::owner_view`].
+    pub(super) fn owner_view(
+        &self,
+        root: &Path,
+    ) -> Result<Option<super::OwnerView>, SnapshotError> {
+        if self.owners.is_none() {
+            return Ok(None);
+        }
+        let table = fakeroot::table_path(root);
+        let owners = Owners::load(root).map_err(SnapshotError::io("read", &table))?;
+        let owned = owners
+            .paths()
+            .filter_map(|rel| {
+                let before = self.get(rel)?;
+                Some(((before.ino, before.btime), owners.entry(rel)?))
+            })
+            .collect();
+        let before = self
+            .entries
+            .iter()
+            .map(|(_, meta, _)| (meta.ino, meta.btime))
+            .collect();
+        Ok(Some(super::OwnerView { owned, before }))
+    }
+
     fn get(&self, rel: &Path) -> Option<&Meta> {
         self.entries
             .binary_search_by(|(p, _, _)| p.as_path().cmp(rel))

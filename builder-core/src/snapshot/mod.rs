@@ -135,7 +135,32 @@ pub(crate) struct StepOwners {
     pub calls: Vec<crate::fakeroot::OwnerCall>,
 }
 
+/// What a step under proot is shown of the owners and modes its root's table keeps
+/// (see [`crate::fakeroot`]), where the disk shows the build user's: the entries of the
+/// table by inode, so that a renamed or hard-linked path shows them too, and every
+/// inode the root had before the step (what a `USER` step did not make is not its
+/// user's). Inodes are (number, birth time), as [`crate::fakeroot::OwnerCall`] names
+/// them; every one is on the root's file system.
+#[derive(Debug, Default)]
+pub(crate) struct OwnerView {
+    pub owned: std::collections::HashMap<Inode, crate::fakeroot::Entry>,
+    pub before: std::collections::HashSet<Inode>,
+}
+
+/// An inode of a step's root: its number and its birth time where the file system
+/// keeps one.
+pub(crate) type Inode = (u64, Option<std::time::SystemTime>);
+
 impl Snapshot {
+    /// The owners and modes a step under proot is to be shown (see [`OwnerView`]):
+    /// `None` when no table is kept for this root.
+    pub(crate) fn owner_view(&self) -> Result<Option<OwnerView>, SnapshotError> {
+        match (&self.root, &self.baseline) {
+            (StepRoot::Dir(root), Some(baseline)) => baseline.owner_view(root),
+            _ => Ok(None),
+        }
+    }
+
     pub(crate) fn new(root: StepRoot, scratch: PathBuf, baseline: Option<copy::Baseline>) -> Self {
         Snapshot {
             root,
