@@ -844,6 +844,57 @@ fn proot_steps_see_the_owners_and_modes_the_image_gives() {
     });
 }
 
+/// A `USER` step under proot runs with the groups `/etc/group` gives its user (proot
+/// fakes the uid and gid only; the build user's own groups showed), may give its files
+/// to any of them, and a root step's `setgroups` is kept for what it starts.
+#[test]
+fn proot_user_steps_have_the_groups_etc_group_gives_their_user() {
+    let proot = Path::new("/usr/bin/proot");
+    assert!(
+        proot.is_file(),
+        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
+    );
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        let ctx = home.context(
+            "ctx",
+            &[(
+                "Dockerfile",
+                "FROM busybox:latest\n\
+                 RUN echo app:x:1001:1001::/home/app:/bin/sh >> /etc/passwd \\\n\
+                  && echo app:x:1001: >> /etc/group && echo extra:x:2000:app >> /etc/group\n\
+                 USER app\n\
+                 RUN id -G > /tmp/groups && touch /tmp/mine && chgrp extra /tmp/mine \\\n\
+                  && (chgrp 3000 /tmp/mine 2>/dev/null; echo $? > /tmp/refused)\n",
+            )],
+        );
+        let exported = home.path().join("groups.tar");
+        let mut build = home.rbuild();
+        build
+            .env("RBUILD_SKIP_USERNS", "1")
+            .arg("--root")
+            .arg(home.store())
+            .args(["build", "--progress", "plain", "--isolation", "proot", "-o"])
+            .arg(format!("type=tar,dest={}", exported.display()))
+            .arg(&ctx);
+        let out = build.output().expect("running rbuild");
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(
+            file_in(&exported, "tmp/groups"),
+            "1001 2000\n",
+            "{}",
+            text(&out)
+        );
+        assert_eq!(owner_in(&exported, "tmp/mine"), Some((1001, 2000)));
+        assert_eq!(
+            file_in(&exported, "tmp/refused"),
+            "1\n",
+            "a group app is not in"
+        );
+    });
+}
+
 /// Whether to set RBUILD_SKIP_USERNS, for each way `user`'s builds keep owners and modes
 /// in the side table: without a user namespace, and for a user without subordinate ids
 /// also in rbuild's namespace of one id.

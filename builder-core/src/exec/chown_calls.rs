@@ -39,6 +39,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
+use super::group_calls::{self, Groups};
 use super::stat_calls::{self, StatAnswer, StatView};
 use super::terminal::ConsoleSocket;
 use crate::fakeroot::OwnerCall;
@@ -58,8 +59,9 @@ const SYS_EXIT_GROUP: u32 = 231;
 const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
 
 /// The system calls that go to the recorder: the four `chown` calls, `execve` and
-/// `exit_group` (see [`StepEnd`]), and the four `stat` calls ([`super::stat_calls`]).
-const NOTIFIED: [u32; 10] = [
+/// `exit_group` (see [`StepEnd`]), the four `stat` calls ([`super::stat_calls`]),
+/// `getgroups` and `setgroups` ([`super::group_calls`]).
+const NOTIFIED: [u32; 12] = [
     SYS_CHOWN,
     SYS_FCHOWN,
     SYS_LCHOWN,
@@ -70,6 +72,8 @@ const NOTIFIED: [u32; 10] = [
     stat_calls::SYS_FSTAT,
     stat_calls::SYS_LSTAT,
     stat_calls::SYS_NEWFSTATAT,
+    group_calls::SYS_GETGROUPS,
+    group_calls::SYS_SETGROUPS,
 ];
 
 /// The BPF program: a system call of another architecture than x86_64 (a 32-bit
@@ -215,6 +219,7 @@ impl Recorder {
         socket: &ConsoleSocket,
         root: &Path,
         ids: Ids,
+        groups: Vec<u32>,
         view: Option<crate::snapshot::OwnerView>,
         cancel: super::CancelToken,
     ) -> io::Result<Recorder> {
@@ -238,7 +243,7 @@ impl Recorder {
                     ids,
                     view: view.as_ref(),
                 };
-                serve(&parent, &step, &stopped, &cancel)
+                serve(&parent, &step, Groups::new(groups), &stopped, &cancel)
             })?;
         Ok(Recorder { stop, thread })
     }
@@ -276,6 +281,7 @@ struct Step<'a> {
 fn serve(
     socket: &OwnedFd,
     step_root: &Step<'_>,
+    mut groups: Groups,
     stop: &AtomicBool,
     cancel: &super::CancelToken,
 ) -> Recorded {
@@ -301,7 +307,7 @@ fn serve(
     while !stop.load(Ordering::SeqCst) {
         let (readable, hung_up) = wait_readable(listener.as_raw_fd(), 50);
         if readable {
-            answer_one(&listener, step_root, &mut recorded, &mut step);
+            answer_one(&listener, step_root, &mut groups, &mut recorded, &mut step);
         } else if hung_up {
             // Every process of the filter is gone.
             break;
@@ -425,7 +431,7 @@ fn zombie_status(pid: i32) -> Option<super::ExitStatus> {
 }
 
 /// The process (thread group) thread `tid` belongs to.
-fn thread_group(tid: i32) -> Option<i32> {
+pub(super) fn thread_group(tid: i32) -> Option<i32> {
     let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
     status
         .lines()
@@ -448,6 +454,7 @@ fn running(pid: i32) -> bool {
 fn answer_one(
     listener: &OwnedFd,
     step_root: &Step<'_>,
+    groups: &mut Groups,
     recorded: &mut Recorded,
     step: &mut StepEnd,
 ) {
@@ -510,8 +517,53 @@ fn answer_one(
         };
         return;
     }
-    let result = owner_call(&notif, root_fd, root, ids, || id_valid(listener, notif.id));
-    let (val, error) = match result {
+    let (val, error) = if nr == group_calls::SYS_GETGROUPS || nr == group_calls::SYS_SETGROUPS {
+        match groups.answer(&notif, ids.step.0 == 0) {
+            Ok(val) => (val, 0),
+            Err(errno) => (-1, -errno),
+        }
+    } else {
+        owner_answer(
+            &notif,
+            root_fd,
+            root,
+            ids,
+            groups.step(),
+            listener,
+            recorded,
+        )
+    };
+    let mut resp = libc::seccomp_notif_resp {
+        id: notif.id,
+        val,
+        error,
+        flags: 0,
+    };
+    // SAFETY: the ioctl reads one `seccomp_notif_resp`; a process that died meanwhile
+    // makes it fail with ENOENT, which changes nothing.
+    unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND,
+            &mut resp,
+        )
+    };
+}
+
+/// The answer to a `chown` call (value, negated errno), kept in `recorded`.
+fn owner_answer(
+    notif: &libc::seccomp_notif,
+    root_fd: &OwnedFd,
+    root: &Path,
+    ids: Ids,
+    groups: &[u32],
+    listener: &OwnedFd,
+    recorded: &mut Recorded,
+) -> (i64, i32) {
+    let result = owner_call(notif, root_fd, root, ids, groups, || {
+        id_valid(listener, notif.id)
+    });
+    match result {
         Ok(Some(call)) => {
             let calls = &mut recorded.calls;
             match calls.last_mut() {
@@ -536,22 +588,7 @@ fn answer_one(
         }
         Ok(None) => (0, 0),
         Err(errno) => (-1, -errno),
-    };
-    let mut resp = libc::seccomp_notif_resp {
-        id: notif.id,
-        val,
-        error,
-        flags: 0,
-    };
-    // SAFETY: the ioctl reads one `seccomp_notif_resp`; a process that died meanwhile
-    // makes it fail with ENOENT, which changes nothing.
-    unsafe {
-        libc::ioctl(
-            listener.as_raw_fd(),
-            libc::SECCOMP_IOCTL_NOTIF_SEND,
-            &mut resp,
-        )
-    };
+    }
 }
 
 /// Whether the notification `id` is still pending (its process has not died and been
@@ -574,6 +611,7 @@ fn owner_call(
     root_fd: &OwnedFd,
     root: &Path,
     ids: Ids,
+    groups: &[u32],
     valid: impl Fn() -> bool,
 ) -> Result<Option<OwnerCall>, i32> {
     let pid = notif.pid;
@@ -635,14 +673,15 @@ fn owner_call(
         }
         inside
     };
-    // A step that runs as another user than root may give files to no one else (its
-    // own group is the one it may name; its other groups are not known here).
+    // A step that runs as another user than root may give files to no one else, and
+    // to no group but its own ones.
     let (uid, gid) = (
         id(uid).map(|uid| ids.uid(uid)),
         id(gid).map(|gid| ids.gid(gid)),
     );
     if ids.step.0 != 0
-        && (uid.is_some_and(|u| u != ids.step.0) || gid.is_some_and(|g| g != ids.step.1))
+        && (uid.is_some_and(|u| u != ids.step.0)
+            || gid.is_some_and(|g| g != ids.step.1 && !groups.contains(&g)))
     {
         return Err(libc::EPERM);
     }
@@ -805,7 +844,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_filter_sends_the_owner_and_stat_calls_and_execve_and_refuses_what_proot_cannot_translate()
+    fn the_filter_sends_the_owner_stat_and_group_calls_and_execve_and_refuses_what_proot_cannot_translate()
      {
         let program = filter();
         // Each jump lands on an instruction of the program.
@@ -844,6 +883,8 @@ mod tests {
             5,
             6,
             262,
+            115,
+            116,
         ] {
             assert_eq!(run(AUDIT_ARCH_X86_64, nr), libc::SECCOMP_RET_USER_NOTIF);
         }

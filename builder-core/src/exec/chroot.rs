@@ -274,6 +274,7 @@ impl Executor for ChrootExecutor {
                         build: crate::fakeroot::build_ids(),
                         step: (creds.uid, creds.gid),
                     },
+                    creds.groups.clone(),
                     snapshot.owner_view().map_err(|e| ExecError::Setup {
                         stage: "read the owners the step is to see".to_owned(),
                         source: std::io::Error::other(e.to_string()),

@@ -49,6 +49,7 @@ mod chroot;
 mod chroot_mounts;
 mod confine;
 mod errno;
+mod group_calls;
 pub(crate) mod idmap;
 mod landlock;
 mod monitor;

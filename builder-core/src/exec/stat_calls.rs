@@ -226,24 +226,35 @@ fn to_stat(stat: &rustix::fs::Statx, owner: (u32, u32), perm: u32) -> libc::stat
     out
 }
 
-/// Writes `stat` at `address` in process `pid`'s memory, as the kernel would: memory
+/// Writes `stat` at `address` in process `pid`'s memory (see [`write_memory`]).
+fn write_stat(pid: u32, address: u64, stat: &libc::stat) -> std::io::Result<()> {
+    // SAFETY: `stat` is plain data of `size_of::<libc::stat>()` bytes, read only.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(
+            (stat as *const libc::stat).cast::<u8>(),
+            std::mem::size_of::<libc::stat>(),
+        )
+    };
+    write_memory(pid, address, bytes)
+}
+
+/// Writes `bytes` at `address` in process `pid`'s memory, as the kernel would: memory
 /// the process may not write fails (`process_vm_writev`, unlike `/proc/PID/mem`, keeps
 /// page protections), and the kernel then gives the process its own `EFAULT`.
-fn write_stat(pid: u32, address: u64, stat: &libc::stat) -> std::io::Result<()> {
-    let len = std::mem::size_of::<libc::stat>();
+pub(super) fn write_memory(pid: u32, address: u64, bytes: &[u8]) -> std::io::Result<()> {
     let local = libc::iovec {
-        iov_base: (stat as *const libc::stat).cast_mut().cast(),
-        iov_len: len,
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
     };
     let remote = libc::iovec {
         iov_base: address as *mut libc::c_void,
-        iov_len: len,
+        iov_len: bytes.len(),
     };
-    // SAFETY: `local` describes `stat`, which lives across the call and is only read;
+    // SAFETY: `local` describes `bytes`, which lives across the call and is only read;
     // `remote` is an address in the other process, which the kernel checks.
     let written = unsafe { libc::process_vm_writev(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
     match usize::try_from(written) {
-        Ok(n) if n == len => Ok(()),
+        Ok(n) if n == bytes.len() => Ok(()),
         Ok(_) => Err(std::io::Error::from_raw_os_error(libc::EFAULT)),
         Err(_) => Err(std::io::Error::last_os_error()),
     }
