@@ -107,6 +107,14 @@ impl Entry {
         self.owner.is_none() && self.mode.is_none()
     }
 
+    /// An entry giving `owner` only.
+    pub(crate) fn with_owner(owner: (u32, u32)) -> Entry {
+        Entry {
+            owner: Some(owner),
+            mode: None,
+        }
+    }
+
     /// The owner in the image, when it is not the one on disk.
     pub(crate) fn owner(&self) -> Option<(u32, u32)> {
         self.owner

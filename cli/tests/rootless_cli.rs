@@ -895,6 +895,56 @@ fn proot_user_steps_have_the_groups_etc_group_gives_their_user() {
     });
 }
 
+/// A secret or cache mount's `uid` and `gid`, which the disk cannot give under proot,
+/// are what the step sees.
+#[test]
+fn proot_steps_see_the_owners_their_secret_and_cache_mounts_name() {
+    let proot = Path::new("/usr/bin/proot");
+    assert!(
+        proot.is_file(),
+        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
+    );
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        let ctx = home.context(
+            "ctx",
+            &[
+                (
+                    "Dockerfile",
+                    "FROM busybox:latest\n\
+                     RUN --mount=type=secret,id=tok,target=/etc/app/token,mode=0440,uid=123,gid=456 \\\n\
+                      stat -c '%a %u %g' /etc/app/token > /secret-seen\n\
+                     RUN --mount=type=cache,target=/cache,uid=77,gid=88,mode=0750 \\\n\
+                      stat -c '%a %u %g' /cache > /cache-seen\n",
+                ),
+                ("token.txt", "t0ken\n"),
+            ],
+        );
+        let exported = home.path().join("mounts.tar");
+        let mut build = home.rbuild();
+        build
+            .env("RBUILD_SKIP_USERNS", "1")
+            .arg("--root")
+            .arg(home.store())
+            .args(["build", "--progress", "plain", "--isolation", "proot"])
+            .arg("--secret")
+            .arg(format!("id=tok,src={}", ctx.join("token.txt").display()))
+            .arg("-o")
+            .arg(format!("type=tar,dest={}", exported.display()))
+            .arg(&ctx);
+        let out = build.output().expect("running rbuild");
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(
+            file_in(&exported, "secret-seen"),
+            "440 123 456\n",
+            "{}",
+            text(&out)
+        );
+        assert_eq!(file_in(&exported, "cache-seen"), "750 77 88\n");
+    });
+}
+
 /// Whether to set RBUILD_SKIP_USERNS, for each way `user`'s builds keep owners and modes
 /// in the side table: without a user namespace, and for a user without subordinate ids
 /// also in rbuild's namespace of one id.

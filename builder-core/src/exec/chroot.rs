@@ -178,6 +178,43 @@ const PROOT_DEVICES: [&str; 6] = [
     "/dev/tty",
 ];
 
+/// What a step under proot is shown of owners and modes (see `stat_calls`): the
+/// root's table, and the owners of the secrets and caches placed in it, which the
+/// disk cannot give.
+fn step_owner_view(
+    snapshot: &Snapshot,
+    root: &Path,
+    spec: &RunSpec,
+) -> Result<Option<crate::snapshot::OwnerView>, ExecError> {
+    let Some(mut view) = snapshot.owner_view().map_err(|e| ExecError::Setup {
+        stage: "read the owners the step is to see".to_owned(),
+        source: std::io::Error::other(e.to_string()),
+    })?
+    else {
+        return Ok(None);
+    };
+    let secrets = spec
+        .files
+        .iter()
+        .map(|secret| (&secret.target, Some((secret.uid, secret.gid))));
+    let caches = spec.mounts.iter().map(|bind| (&bind.target, bind.owner));
+    for (target, owner) in secrets.chain(caches) {
+        let Some(owner) = owner.filter(|owner| *owner != (0, 0)) else {
+            continue;
+        };
+        let placed = root.join(target.trim_start_matches('/'));
+        // Placed by rbuild a moment ago, under a root no step has run in yet.
+        if let Ok(meta) = std::fs::symlink_metadata(&placed) {
+            use std::os::unix::fs::MetadataExt;
+            view.owned.insert(
+                (meta.ino(), meta.created().ok()),
+                crate::fakeroot::Entry::with_owner(owner),
+            );
+        }
+    }
+    Ok(Some(view))
+}
+
 /// The command line that runs `argv` under `proot` in `root`: the step's user (`-0` for
 /// root, `-i uid:gid` for another: what the step's processes see of themselves and of
 /// the files the build user owns), its working directory, the container's device nodes,
@@ -265,29 +302,6 @@ impl Executor for ChrootExecutor {
             ),
             None => (argv, None),
         };
-        let recorder = match &chown_socket {
-            Some(socket) => Some(
-                Recorder::start(
-                    socket,
-                    root,
-                    Ids {
-                        build: crate::fakeroot::build_ids(),
-                        step: (creds.uid, creds.gid),
-                    },
-                    creds.groups.clone(),
-                    snapshot.owner_view().map_err(|e| ExecError::Setup {
-                        stage: "read the owners the step is to see".to_owned(),
-                        source: std::io::Error::other(e.to_string()),
-                    })?,
-                    spec.cancel.clone(),
-                )
-                .map_err(|source| ExecError::Setup {
-                    stage: "start the recorder of the step's chown calls".to_owned(),
-                    source,
-                })?,
-            ),
-            None => None,
-        };
         let mut stubs = Stubs::new(root);
         let mut placements = None;
         let mut dev_before = None;
@@ -373,6 +387,39 @@ impl Executor for ChrootExecutor {
                 ],
             })
         })();
+        // Started once the step's root is prepared: what the step is shown of owners
+        // includes the secrets and caches placed in it. A failure here is the step's
+        // set-up failure (what was placed is still taken away below).
+        let mut prepared = prepared;
+        let recorder = match (&chown_socket, &prepared) {
+            (Some(socket), Ok(_)) => {
+                let started = step_owner_view(snapshot, root, spec).and_then(|view| {
+                    Recorder::start(
+                        socket,
+                        root,
+                        Ids {
+                            build: crate::fakeroot::build_ids(),
+                            step: (creds.uid, creds.gid),
+                        },
+                        creds.groups.clone(),
+                        view,
+                        spec.cancel.clone(),
+                    )
+                    .map_err(|source| ExecError::Setup {
+                        stage: "start the recorder of the step's chown calls".to_owned(),
+                        source,
+                    })
+                });
+                match started {
+                    Ok(recorder) => Some(recorder),
+                    Err(e) => {
+                        prepared = Err(e);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let dev_before = dev_before.filter(|_| prepared.is_ok());
         let env = step_env(spec, &creds);
         let result = prepared.and_then(|plan| {

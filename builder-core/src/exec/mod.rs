@@ -205,6 +205,10 @@ pub struct BindMount {
     /// lock, a private cache, a writable bind's copy): the chroot isolation, which
     /// cannot mount, may move it into the step's root and back instead of copying it.
     pub movable: bool,
+    /// The owner the step is shown for the mount's top directory where no owner but the
+    /// build user's can be given on disk (a cache mount's `uid`/`gid` under the proot
+    /// isolation, see [`crate::fakeroot`]); `None`: the one on disk.
+    pub owner: Option<(u32, u32)>,
 }
 
 /// An empty tmpfs mounted in the step's root for the step only

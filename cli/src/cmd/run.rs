@@ -130,6 +130,7 @@ fn bind_mount(spec: &str) -> anyhow::Result<BindMount> {
         target: target.to_owned(),
         readonly,
         movable: false,
+        owner: None,
     })
 }
 

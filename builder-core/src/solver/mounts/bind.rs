@@ -91,6 +91,7 @@ pub(super) fn bind_mount(
         target: target_of(mount),
         readonly: mount.read_only,
         movable: copied,
+        owner: None,
     });
     Ok(())
 }

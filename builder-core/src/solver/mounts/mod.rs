@@ -456,11 +456,13 @@ fn cache_mount(
                 ),
             });
         }
+        let owner = held.owner;
         out.binds.push(BindMount {
             source,
             target,
             readonly: mount.read_only,
             movable: true,
+            owner,
         });
         return Ok(());
     }
@@ -488,6 +490,8 @@ fn cache_mount(
         target,
         readonly: mount.read_only,
         movable: true,
+        // Shown to a step under proot instead (see exec::stat_calls).
+        owner: (!chown && (uid, gid) != (0, 0)).then_some((uid, gid)),
     });
     Ok(())
 }

@@ -176,6 +176,7 @@ pub(crate) fn ssh_mount(
         target,
         readonly: false,
         movable: false,
+        owner: None,
     });
     Ok(())
 }
