@@ -1360,6 +1360,79 @@ fn a_proot_step_ends_with_its_first_process() {
     });
 }
 
+/// `kill -9` of rbuild during a step under proot ends every process of the step, the
+/// first one, what it started in the background and what left its session, as the end
+/// of a PID namespace would (they ran on, untraced, on the container's paths).
+#[test]
+fn killing_rbuild_ends_every_process_of_a_proot_step() {
+    assert!(
+        Path::new("/usr/bin/proot").is_file(),
+        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
+    );
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        // Durations no other process is likely to sleep, to find what is left.
+        let sleeps: Vec<String> = (1..=3)
+            .map(|i| format!("8{}{i}", std::process::id()))
+            .collect();
+        let dockerfile = format!(
+            "FROM busybox:latest\n\
+             RUN (sleep {} &) ; setsid sleep {} & sleep {}\n",
+            sleeps[0], sleeps[1], sleeps[2]
+        );
+        let ctx = home.context("ctx", &[("Dockerfile", &dockerfile)]);
+        let mut build = home.rbuild();
+        build
+            .env("RBUILD_SKIP_USERNS", "1")
+            .arg("--root")
+            .arg(home.store())
+            .args(["build", "--progress", "plain", "--isolation", "proot"])
+            .arg(&ctx)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let pattern = format!("^sleep ({})$", sleeps.join("|"));
+        let running = || {
+            let out = Command::new("pgrep")
+                .args(["-f", &pattern])
+                .output()
+                .expect("running pgrep (Debian package procps)");
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let mut child = build.spawn().expect("running rbuild");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while running().len() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the step's three processes never all ran"
+            );
+            assert!(
+                child.try_wait().expect("waiting for rbuild").is_none(),
+                "the build ended before its step's processes all ran"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        child.kill().expect("kill -9 of rbuild");
+        child.wait().expect("reaping rbuild");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut left = running();
+        while !left.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            left = running();
+        }
+        for pid in &left {
+            let _ = Command::new("kill").args(["-9", pid]).status();
+        }
+        assert!(
+            left.is_empty(),
+            "the step's processes outlived rbuild: {left:?}"
+        );
+    });
+}
+
 /// A step's status is its first process's, as in BuildKit; proot's own is the last
 /// process's to end: `cmd & exit 7` fails, `(false) & true` passes, a shell killed by
 /// a signal fails, a program that exits from another thread passes.

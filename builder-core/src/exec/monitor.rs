@@ -10,8 +10,10 @@
 //! everything else in its PID namespace; the mount namespace, and every mount in it, goes
 //! with the last process. Without a PID namespace (the chroot isolation) the monitor
 //! leads a process group the step's processes share, killed on cancel and once the init
-//! has exited; what leaves the group (`setsid`, a daemon) is not followed, and the death
-//! of rbuild itself (kill -9) only kills the monitor and init.
+//! has exited; the monitor is also a child subreaper, so what leaves the group (`setsid`,
+//! a daemon) comes to it once its parents are gone and is ended then too. It does not die
+//! with rbuild: told of rbuild's death (kill -9) by a signal, it ends every process below
+//! it and exits.
 //!
 //! Only async-signal-safe calls happen between `fork` and `exec`: everything is prepared
 //! in the parent; `clone` is the raw system call (no `atfork` handlers run). The death
@@ -171,7 +173,7 @@ fn spawn_in_cgroups(
             match plan.apply() {
                 Ok(()) => {
                     if nested_init {
-                        fork_and_wait(0, None, err_fd, None);
+                        fork_and_wait(0, None, err_fd, None, None);
                         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                     }
                     if let Err(errno) = close_inherited_on_exec() {
@@ -405,17 +407,34 @@ unsafe fn become_monitor(
     // call below is async-signal-safe and takes integers, descriptors this process owns, or
     // a static byte string.
     unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        let own_namespace = flags & libc::CLONE_NEWPID != 0;
+        // With a PID namespace the monitor dies with rbuild, the init with it, and the
+        // kernel ends the rest. Without one nothing would end the step's processes: the
+        // monitor outlives rbuild to end them itself (see `fork_and_wait`).
+        if own_namespace {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        } else {
+            // Told by a signal it waits for (see `fork_and_wait`), kept pending meanwhile.
+            let set = watched_signals();
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+            libc::prctl(libc::PR_SET_PDEATHSIG, PARENT_GONE);
+        }
         if libc::getppid() != parent {
             libc::_exit(127);
         }
         // Without a PID namespace nothing ends the step's other processes with its init:
         // the monitor starts a session (no controlling terminal) whose process group the
         // init and its children share, and which is killed on cancel and when the init
-        // has exited (see `fork_and_wait`), as a PID namespace's would be.
-        if flags & libc::CLONE_NEWPID == 0 && libc::setsid() < 0 {
-            report(err_fd, NEW_SESSION, *libc::__errno_location());
-            libc::_exit(125);
+        // has exited (see `fork_and_wait`), as a PID namespace's would be. As a child
+        // subreaper it also inherits whatever leaves the group and loses its parent (a
+        // daemon that called setsid), to end it then.
+        if !own_namespace {
+            if libc::setsid() < 0 {
+                report(err_fd, NEW_SESSION, *libc::__errno_location());
+                libc::_exit(125);
+            }
+            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
         }
         for fd in cgroup_fds {
             if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
@@ -423,7 +442,8 @@ unsafe fn become_monitor(
                 libc::_exit(125);
             }
         }
-        fork_and_wait(flags, Some(status_fd), err_fd, id_map);
+        let watch = (!own_namespace).then_some(parent);
+        fork_and_wait(flags, Some(status_fd), err_fd, id_map, watch);
     }
 }
 
@@ -447,6 +467,7 @@ unsafe fn fork_and_wait(
     status_fd: Option<i32>,
     err_fd: i32,
     id_map: Option<&mut IdMapCalls>,
+    watch_parent: Option<i32>,
 ) {
     // SAFETY: the caller upholds this function's contract (between fork and exec); the raw
     // clone passes no stack or TLS pointers (the child continues on a copy of this stack,
@@ -462,6 +483,11 @@ unsafe fn fork_and_wait(
             0usize,
         );
         if pid == 0 {
+            if watch_parent.is_some() {
+                // The step gets the signal mask rbuild had.
+                let set = watched_signals();
+                libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            }
             return;
         }
         if pid < 0 {
@@ -480,11 +506,14 @@ unsafe fn fork_and_wait(
         // pipes once the child and its descendants are gone.
         let mut report_fd = -1;
         if let Some(fd) = status_fd {
-            let mut path = *b"/proc/0000000000/ns/mnt\0";
-            let mut n = pid as u64;
-            for i in (6..16).rev() {
-                path[i] = b'0' + (n % 10) as u8;
-                n /= 10;
+            // /proc takes no leading zeros: "/proc/PID/ns/mnt".
+            let mut path = [0u8; 40];
+            let mut len = 0;
+            for part in [&b"/proc/"[..], &decimal(pid as u64)[..], &b"/ns/mnt"[..]] {
+                for &b in part.iter().filter(|b| **b != 0) {
+                    path[len] = b;
+                    len += 1;
+                }
             }
             let ns = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
             if ns >= 0 {
@@ -504,20 +533,44 @@ unsafe fn fork_and_wait(
         }
         let mut status = 0;
         loop {
-            let r = libc::waitpid(pid as libc::pid_t, &mut status, 0);
+            // Watching the parent (rbuild) too: the child's end (SIGCHLD) and the
+            // parent's (PARENT_GONE) stay pending until taken here, so neither is missed
+            // between a look and the wait.
+            let options = if watch_parent.is_some() {
+                libc::WNOHANG
+            } else {
+                0
+            };
+            let r = libc::waitpid(pid as libc::pid_t, &mut status, options);
             if r == pid as libc::pid_t {
                 break;
             }
             if r < 0 && *libc::__errno_location() != libc::EINTR {
                 libc::_exit(126);
             }
+            if let Some(parent) = watch_parent {
+                if libc::getppid() != parent {
+                    // rbuild is gone (kill -9): the step goes with it, as a PID
+                    // namespace's would.
+                    end_descendants();
+                    libc::_exit(137);
+                }
+                let set = watched_signals();
+                let most = libc::timespec {
+                    tv_sec: 1,
+                    tv_nsec: 0,
+                };
+                libc::sigtimedwait(&set, std::ptr::null_mut(), &most);
+            }
         }
         if report_fd >= 0 {
             let bytes = status.to_ne_bytes();
             libc::write(report_fd, bytes.as_ptr().cast(), bytes.len());
             if flags & libc::CLONE_NEWPID == 0 {
-                // What the step left running in its process group (the monitor's, see
-                // `become_monitor`) goes with it, the monitor too: its status is sent.
+                // What the step left running goes with it: what left the process
+                // group and came to the monitor, then the group (the monitor's, see
+                // `become_monitor`), the monitor too: its status is sent.
+                end_descendants();
                 libc::kill(0, libc::SIGKILL);
             }
         }
@@ -528,6 +581,108 @@ unsafe fn fork_and_wait(
         libc::signal(sig, libc::SIG_DFL);
         libc::kill(libc::getpid(), sig);
         libc::_exit(128 + sig);
+    }
+}
+
+/// `n` in decimal, without leading zeros, right-aligned after NUL padding (so that
+/// skipping NULs gives the digits). Async-signal-safe.
+fn decimal(mut n: u64) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    let mut i = out.len();
+    loop {
+        i -= 1;
+        out[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return out;
+        }
+    }
+}
+
+/// The signal the monitor of a step without a PID namespace gets when rbuild dies.
+const PARENT_GONE: libc::c_int = libc::SIGUSR2;
+
+/// SIGCHLD and [`PARENT_GONE`]: what a monitor watching its parent waits for.
+fn watched_signals() -> libc::sigset_t {
+    // SAFETY: sigemptyset and sigaddset write the local set; all-zero is a valid set to
+    // start from.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::sigaddset(&mut set, PARENT_GONE);
+        set
+    }
+}
+
+/// Kills every descendant of this process, a child subreaper: its children, then those
+/// that come to it when their parents die, until none is left (bounded: a process killed
+/// cannot fork again, so each round leaves only the orphans of the last).
+///
+/// # Safety
+/// Called between fork and exec; async-signal-safe calls only.
+unsafe fn end_descendants() {
+    // SAFETY: open, read, close, kill, waitpid and nanosleep on integers, this stack's
+    // buffers and a path built here; async-signal-safe.
+    unsafe {
+        // /proc takes no leading zeros: "/proc/self/task/PID/children".
+        let mut path = [0u8; 64];
+        let mut len = 0;
+        for part in [
+            &b"/proc/self/task/"[..],
+            &decimal(libc::getpid() as u64)[..],
+        ] {
+            for &b in part.iter().filter(|b| **b != 0) {
+                path[len] = b;
+                len += 1;
+            }
+        }
+        for &b in b"/children" {
+            path[len] = b;
+            len += 1;
+        }
+        for _ in 0..10_000 {
+            let mut any = false;
+            let fd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+            if fd >= 0 {
+                let mut buf = [0u8; 4096];
+                let mut pid: i32 = 0;
+                let mut digits = false;
+                loop {
+                    let got = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+                    if got <= 0 {
+                        break;
+                    }
+                    for &b in &buf[..got as usize] {
+                        if b.is_ascii_digit() {
+                            pid = pid.saturating_mul(10).saturating_add(i32::from(b - b'0'));
+                            digits = true;
+                        } else if digits {
+                            libc::kill(pid, libc::SIGKILL);
+                            any = true;
+                            pid = 0;
+                            digits = false;
+                        }
+                    }
+                }
+                if digits {
+                    libc::kill(pid, libc::SIGKILL);
+                    any = true;
+                }
+                libc::close(fd);
+            }
+            let mut status = 0;
+            while libc::waitpid(-1, &mut status, libc::WNOHANG) > 0 {}
+            if !any && libc::waitpid(-1, &mut status, libc::WNOHANG) < 0 {
+                // No child left, none to come.
+                return;
+            }
+            let pause = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 5_000_000,
+            };
+            libc::nanosleep(&pause, std::ptr::null_mut());
+        }
     }
 }
 
@@ -558,4 +713,24 @@ fn pump(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_has_no_leading_zeros() {
+        let digits = |n| {
+            decimal(n)
+                .iter()
+                .filter(|b| **b != 0)
+                .map(|b| *b as char)
+                .collect::<String>()
+        };
+        assert_eq!(digits(0), "0");
+        assert_eq!(digits(7), "7");
+        assert_eq!(digits(4_194_304), "4194304");
+        assert_eq!(digits(u64::MAX), u64::MAX.to_string());
+    }
 }
