@@ -203,12 +203,18 @@ pub fn render(set: &ChangeSet) -> String {
     out
 }
 
-/// Mount points listed in this process's mountinfo.
+/// Mount points listed in this process's mountinfo that a test's steps could leave: those
+/// under the temporary directory, where every snapshot and scratch directory of these
+/// tests is made. Mounts elsewhere are other work's on this machine (a container
+/// runtime's, a daemon's) and change while the tests run.
 pub fn host_mounts() -> Vec<String> {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let tmp = std::env::temp_dir();
+    let tmp = fs::canonicalize(&tmp).unwrap_or(tmp);
     let mut mounts: Vec<String> = info
         .lines()
         .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+        .filter(|point| std::path::Path::new(point).starts_with(&tmp))
         .collect();
     mounts.sort();
     mounts
