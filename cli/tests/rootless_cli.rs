@@ -723,7 +723,9 @@ fn proot_steps_keep_the_owners_their_user_and_their_chown_calls_give() {
                      USER root\n\
                      WORKDIR /wd/sub\n\
                      RUN rmdir /wd/sub /wd\n\
-                     RUN pwd > /pwd\n",
+                     RUN pwd > /pwd\n\
+                     WORKDIR /x/../y//z/\n\
+                     RUN pwd > /pwd2\n",
                 ),
                 ("x", "x\n"),
             ],
@@ -774,6 +776,9 @@ fn proot_steps_keep_the_owners_their_user_and_their_chown_calls_give() {
         // A working directory a step removed is made again for the next, as BuildKit's
         // executor does (proot would start in / instead).
         assert_eq!(file_in(&exported, "pwd"), "/wd/sub\n");
+        // As runc, the path as written is made too: /x as well as /y/z.
+        assert_eq!(file_in(&exported, "pwd2"), "/y/z\n");
+        assert!(mode_in(&exported, "x").is_some(), "/x was not made");
         let refused = file_in(&exported, "home/app/rc");
         assert_eq!(refused, "1\n", "a USER step may not give a file to root");
     });

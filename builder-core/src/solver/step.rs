@@ -193,7 +193,11 @@ pub(crate) fn run(
     let argv = spec.argv().map_err(BuildError::from)?;
     if !ctx.executor.makes_workdir() {
         if let StepRoot::Dir(root) = snapshot.root() {
-            make_workdir(root, &spec.workdir, None).map_err(RunFailure::from)?;
+            // As runc, which makes the path as written (`/a/../b` makes `/a` too), then
+            // the path itself.
+            for prefix in written_prefixes(&spec.workdir) {
+                make_workdir(root, &prefix, None).map_err(RunFailure::from)?;
+            }
         }
     }
     let mut lines = LineSplitter::new(ctx.progress, ctx.step_id);
@@ -361,6 +365,24 @@ impl<'a> LineSplitter<'a> {
             )
             .collect()
     }
+}
+
+/// Each prefix of `workdir` as written that ends in a name, up to the whole path:
+/// `/a/../b/` gives `/a`, `/a/../b`.
+fn written_prefixes(workdir: &str) -> Vec<String> {
+    let mut prefixes = Vec::new();
+    let mut prefix = String::new();
+    for part in workdir.split('/').filter(|p| !p.is_empty()) {
+        prefix.push('/');
+        prefix.push_str(part);
+        if part != "." && part != ".." {
+            prefixes.push(prefix.clone());
+        }
+    }
+    if prefixes.is_empty() {
+        prefixes.push(workdir.to_owned());
+    }
+    prefixes
 }
 
 /// Creates `workdir` (absolute) and its missing parents inside `root`, owned by `user`
@@ -564,6 +586,16 @@ mod tests {
             shell_script(line, &run),
             "cat <<A > /x && echo two\nline\nA"
         );
+    }
+
+    #[test]
+    fn the_written_prefixes_of_a_workdir_end_in_names() {
+        assert_eq!(
+            written_prefixes("/x/../y//z/"),
+            ["/x", "/x/../y", "/x/../y/z"]
+        );
+        assert_eq!(written_prefixes("/a/./b"), ["/a", "/a/./b"]);
+        assert_eq!(written_prefixes("/"), ["/"]);
     }
 
     /// Issue 14, bug 4: `RUN ln -s /var/lib/tempest /tempest` / `WORKDIR /tempest`
