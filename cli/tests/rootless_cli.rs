@@ -813,7 +813,8 @@ fn proot_steps_see_the_owners_and_modes_the_image_gives() {
                       && sed -i s/x/y/ /owned && cp -p /moved /copied && cp -a /d /d2\n\
                      USER 4000:4000\n\
                      RUN stat -c '%u:%g' /etc/passwd /owned > /tmp/user-seen \\\n\
-                      && touch /tmp/mine && stat -c '%u:%g' /tmp/mine >> /tmp/user-seen\n",
+                      && touch /tmp/mine && stat -c '%u:%g' /tmp/mine >> /tmp/user-seen\n\
+                     RUN echo hi | cat /dev/stdin > /tmp/stdin-read\n",
                 ),
                 ("x", "x\n"),
                 ("d/f", "f\n"),
@@ -846,6 +847,13 @@ fn proot_steps_see_the_owners_and_modes_the_image_gives() {
         assert_eq!(file_in(&exported, "owned"), "y\n");
         assert_eq!(owner_in(&exported, "copied"), Some((5, 6)));
         assert_eq!(mode_in(&exported, "d2").map(|m| m & 0o7777), Some(0o555));
+        // /dev/stdin and kin, as in the sandbox's /dev, for the step only.
+        assert_eq!(file_in(&exported, "tmp/stdin-read"), "hi\n");
+        assert_eq!(
+            mode_in(&exported, "dev/stdin"),
+            None,
+            "a step's /dev/stdin was kept"
+        );
     });
 }
 

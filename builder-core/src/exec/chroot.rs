@@ -169,6 +169,16 @@ pub fn check_proot(proot: &Path) -> Result<(), String> {
 
 /// The container's own device nodes a step under proot sees in its `/dev` (proot binds
 /// them): the ones docker gives a container.
+/// The links of the sandbox's `/dev` into `/proc` (as runc makes them), made for a step
+/// under proot, which sees the container's `/proc`.
+const DEV_LINKS: [(&str, &str); 5] = [
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("core", "/proc/kcore"),
+];
+
 const PROOT_DEVICES: [&str; 6] = [
     "/dev/null",
     "/dev/zero",
@@ -308,8 +318,12 @@ impl Executor for ChrootExecutor {
         let prepared = (|| -> Result<Plan, ExecError> {
             // As the sandbox's /dev (a tmpfs), nothing the step makes there stays.
             stubs.own_dir(&view, Path::new("dev"))?;
-            // Under proot the container's own nodes are bound there instead.
+            // Under proot the container's own nodes are bound there instead, and /proc
+            // is the container's: the links into it the sandbox's /dev has work too.
             let devices = if self.proot.is_some() {
+                for (name, target) in DEV_LINKS {
+                    stubs.add_link(&view, &Path::new("dev").join(name), target)?;
+                }
                 &[][..]
             } else {
                 &DEVICES[..]

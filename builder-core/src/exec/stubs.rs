@@ -68,6 +68,8 @@ enum Stub<'a> {
     Device(u64),
     /// A regular file holding these bytes, of this mode and owner.
     Data(&'a [u8], u32, (u32, u32)),
+    /// A symbolic link to this target.
+    Link(&'a str),
 }
 
 impl Stubs {
@@ -131,6 +133,21 @@ impl Stubs {
         self.ensure_kind(view, rel, Stub::Data(data, mode, owner))
     }
 
+    /// Where the image has nothing at `rel`, creates a symbolic link to `target` for the
+    /// step only (`/dev/stdin` and kin under proot, which the sandbox's `/dev` has). True
+    /// when created; after the step, what is at `rel` is removed unless it is a directory.
+    pub fn add_link(
+        &mut self,
+        view: &LowerView,
+        rel: &Path,
+        target: &str,
+    ) -> Result<bool, SnapshotError> {
+        if view.crosses_symlink(rel)? || view.lookup(rel)?.is_some() {
+            return Ok(false);
+        }
+        self.ensure_kind(view, rel, Stub::Link(target))
+    }
+
     fn ensure_kind(
         &mut self,
         view: &LowerView,
@@ -144,7 +161,7 @@ impl Stubs {
             return Ok(match kind {
                 Stub::Dir => entry.is_dir,
                 Stub::File => entry.is_file,
-                Stub::Device(_) | Stub::Data(..) => false,
+                Stub::Device(_) | Stub::Data(..) | Stub::Link(_) => false,
             });
         }
         let parent = rel.parent().unwrap_or(Path::new(""));
@@ -179,6 +196,11 @@ impl Stubs {
                 rustix::fs::chmodat(&dir, name, Mode::from_raw_mode(0o666), AtFlags::empty())
                     .map_err(fail)?;
                 ident
+            }
+            Stub::Link(target) => {
+                rustix::fs::symlinkat(target, &dir, name).map_err(fail)?;
+                self.step_only.push(rel.to_path_buf());
+                ident_at(&dir, name).map_err(fail)?
             }
             Stub::File | Stub::Data(..) => {
                 let file = rustix::fs::openat(
