@@ -857,6 +857,52 @@ fn proot_steps_see_the_owners_and_modes_the_image_gives() {
     });
 }
 
+/// Where the image's user has the build user's own uid (a pod's `runAsUser: 1000` and an
+/// image's first user), a step under proot still tells the two owners apart: a `chown`
+/// to that uid gives it, one to root gives root, and the step sees either as it is
+/// (proot turns root into that uid and back).
+#[test]
+fn proot_steps_tell_the_build_users_own_uid_from_root() {
+    let proot = Path::new("/usr/bin/proot");
+    assert!(
+        proot.is_file(),
+        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
+    );
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        let (uid, gid) = (user.uid, user.gid);
+        let dockerfile = format!(
+            "FROM busybox:latest\n\
+             RUN echo app:x:{uid}:{gid}::/home/app:/bin/sh >> /etc/passwd \\\n\
+              && echo app:x:{gid}: >> /etc/group && mkdir -p /home/app \\\n\
+              && chown app:app /home/app && touch /rootfile && chown 0:0 /rootfile \\\n\
+              && stat -c %u:%g /home/app /rootfile > /seen\n\
+             COPY --chown={uid}:{gid} x /copied\n\
+             RUN stat -c %u:%g /copied > /seen2 && sed -i s/x/y/ /copied\n"
+        );
+        let ctx = home.context("ctx", &[("Dockerfile", &dockerfile), ("x", "x\n")]);
+        let exported = home.path().join("ids.tar");
+        let mut build = home.rbuild();
+        build
+            .env("RBUILD_SKIP_USERNS", "1")
+            .arg("--root")
+            .arg(home.store())
+            .args(["build", "--progress", "plain", "--isolation", "proot", "-o"])
+            .arg(format!("type=tar,dest={}", exported.display()))
+            .arg(&ctx);
+        let out = build.output().expect("running rbuild");
+        assert!(out.status.success(), "{}", text(&out));
+        let ids = (u64::from(uid), u64::from(gid));
+        assert_eq!(owner_in(&exported, "home/app"), Some(ids), "{}", text(&out));
+        assert_eq!(owner_in(&exported, "rootfile"), Some((0, 0)));
+        assert_eq!(file_in(&exported, "seen"), format!("{uid}:{gid}\n0:0\n"));
+        assert_eq!(file_in(&exported, "seen2"), format!("{uid}:{gid}\n"));
+        // sed -i gave its new file the owner it read.
+        assert_eq!(owner_in(&exported, "copied"), Some(ids));
+    });
+}
+
 /// A `USER` step under proot runs with the groups `/etc/group` gives its user (proot
 /// fakes the uid and gid only; the build user's own groups showed), may give its files
 /// to any of them, and a root step's `setgroups` is kept for what it starts.

@@ -18,8 +18,9 @@
 //!
 //! proot (Debian's 5.1 traces every call) has already put the path in terms of the host
 //! and turned the id the step runs as into the build user's when the filter sees a call:
-//! the recorder undoes both, so a `chown` to the build user's own id is taken as one to
-//! the step's user (root).
+//! the recorder undoes both, the ids from what it saw proot change (`super::proot_ids`;
+//! where it saw nothing of proot's, a `chown` to the build user's own id is taken as one
+//! to the step's user).
 //!
 //! The same filter fails with `ENOSYS` the system calls with paths that proot does not
 //! translate (newer than it), and the recorder ends the step when its first process has
@@ -40,6 +41,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use super::group_calls::{self, Groups};
+use super::proot_ids::{self, Asked, ProotIds};
 use super::stat_calls::{self, StatAnswer, StatView};
 use super::terminal::ConsoleSocket;
 use crate::fakeroot::OwnerCall;
@@ -48,7 +50,9 @@ use crate::fakeroot::OwnerCall;
 const SYS_CHOWN: u32 = 92;
 const SYS_FCHOWN: u32 = 93;
 const SYS_LCHOWN: u32 = 94;
-const SYS_FCHOWNAT: u32 = 260;
+pub(super) const SYS_FCHOWNAT: u32 = 260;
+/// The four calls that change an owner.
+const CHOWN_CALLS: [u32; 4] = [SYS_CHOWN, SYS_FCHOWN, SYS_LCHOWN, SYS_FCHOWNAT];
 /// `execve(2)`: let through, but the first one of a process other than proot tells
 /// which process is the step's first ([`StepEnd`]).
 const SYS_EXECVE: u32 = 59;
@@ -61,7 +65,7 @@ const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
 /// The system calls that go to the recorder: the four `chown` calls, `execve` and
 /// `exit_group` (see [`StepEnd`]), the four `stat` calls ([`super::stat_calls`]),
 /// `getgroups` and `setgroups` ([`super::group_calls`]).
-const NOTIFIED: [u32; 12] = [
+const NOTIFIED: [u32; 13] = [
     SYS_CHOWN,
     SYS_FCHOWN,
     SYS_LCHOWN,
@@ -74,6 +78,7 @@ const NOTIFIED: [u32; 12] = [
     stat_calls::SYS_NEWFSTATAT,
     group_calls::SYS_GETGROUPS,
     group_calls::SYS_SETGROUPS,
+    proot_ids::SYS_PROCESS_VM_WRITEV,
 ];
 
 /// The BPF program: a system call of another architecture than x86_64 (a 32-bit
@@ -116,16 +121,28 @@ pub(crate) fn filter() -> Vec<libc::sock_filter> {
     tests.push((libc::BPF_JGE, UNTRANSLATED_FROM, To::Enosys));
     // struct seccomp_data: nr at 0, arch at 4. After the tests: allow, notify, enosys,
     // kill.
-    let tests_at = 3;
+    // `ptrace(PTRACE_SETREGS, ...)` (proot's, see `proot_ids`) goes to the listener too:
+    // the request is the first argument, whose low word is at 16.
+    let tests_at = 6;
     let allow_at = tests_at + tests.len();
     let (notify_at, enosys_at, kill_at) = (allow_at + 1, allow_at + 2, allow_at + 3);
+    let short = |n: usize| u8::try_from(n).expect("the program is short");
     let mut program = vec![
         stmt(load, 4),
         libc::sock_filter {
-            jf: u8::try_from(kill_at - 2).expect("the program is short"),
+            jf: short(kill_at - 2),
             ..jump(libc::BPF_JEQ, AUDIT_ARCH_X86_64, 0)
         },
         stmt(load, 0),
+        libc::sock_filter {
+            jf: 2,
+            ..jump(libc::BPF_JEQ, proot_ids::SYS_PTRACE, 0)
+        },
+        stmt(load, 16),
+        libc::sock_filter {
+            jf: short(allow_at - 6),
+            ..jump(libc::BPF_JEQ, proot_ids::PTRACE_SETREGS, notify_at - 6)
+        },
     ];
     for (i, (op, nr, to)) in tests.into_iter().enumerate() {
         let target = match to {
@@ -301,13 +318,34 @@ fn serve(
             return recorded;
         }
     };
+    // Each notification hands the CPU straight to this thread and back (Linux 6.6:
+    // SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP); without it, every call waits for the
+    // scheduler twice. Older kernels refuse the flag, which changes nothing else.
+    // SAFETY: the ioctl reads one u64 flag word.
+    unsafe {
+        let flags: u64 = 1;
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+            &flags as *const u64,
+        );
+    }
     let mut step = StepEnd::new(i32::from_ne_bytes(pid));
+    let mut proot_changes = ProotIds::default();
+    let mut last_check = std::time::Instant::now();
     // Once the step is over, whatever still calls (a process that left proot's tree)
     // is not waited for: dropping the listener fails its calls with ENOSYS.
     while !stop.load(Ordering::SeqCst) {
         let (readable, hung_up) = wait_readable(listener.as_raw_fd(), 50);
         if readable {
-            answer_one(&listener, step_root, &mut groups, &mut recorded, &mut step);
+            answer_one(
+                &listener,
+                step_root,
+                &mut groups,
+                &mut proot_changes,
+                &mut recorded,
+                &mut step,
+            );
         } else if hung_up {
             // Every process of the filter is gone.
             break;
@@ -316,7 +354,11 @@ fn serve(
         if cancel.is_cancelled() {
             step.ended = true;
         }
-        step.check();
+        // Looked at every 20 ms, not after every call (each look reads /proc).
+        if !readable || last_check.elapsed() >= std::time::Duration::from_millis(20) {
+            step.check();
+            last_check = std::time::Instant::now();
+        }
     }
     recorded.first_status = step.status;
     recorded
@@ -455,15 +497,11 @@ fn answer_one(
     listener: &OwnedFd,
     step_root: &Step<'_>,
     groups: &mut Groups,
+    proot_changes: &mut ProotIds,
     recorded: &mut Recorded,
     step: &mut StepEnd,
 ) {
-    let Step {
-        root_fd,
-        root,
-        ids,
-        view,
-    } = *step_root;
+    let Step { ids, view, .. } = *step_root;
     // SAFETY: all-zero is a valid `seccomp_notif`, as the kernel requires it on entry.
     let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
     // SAFETY: the ioctl writes one `seccomp_notif` into `notif`.
@@ -485,9 +523,20 @@ fn answer_one(
             | stat_calls::SYS_LSTAT
             | stat_calls::SYS_NEWFSTATAT
     );
-    if nr == SYS_EXECVE || nr == SYS_EXIT_GROUP || is_stat {
+    let by_proot = notif.pid as i32 == step.proot;
+    let is_proots = nr == proot_ids::SYS_PTRACE || nr == proot_ids::SYS_PROCESS_VM_WRITEV;
+    if nr == SYS_EXECVE || nr == SYS_EXIT_GROUP || is_stat || is_proots {
         let mut flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32;
-        if nr == SYS_EXECVE {
+        let mut val = 0;
+        if is_proots {
+            if by_proot && nr == proot_ids::SYS_PTRACE {
+                proot_changes.setregs(step.proot, notif.data.args, &CHOWN_CALLS);
+            } else if by_proot {
+                if let Some(done) = proot_changes.skip_write(step.proot, notif.data.args) {
+                    (flags, val) = (0, done);
+                }
+            }
+        } else if nr == SYS_EXECVE {
             step.exec_by(notif.pid as i32);
         } else if nr == SYS_EXIT_GROUP {
             step.exit_by(notif.pid as i32, notif.data.args[0] as i32);
@@ -496,13 +545,24 @@ fn answer_one(
             let answer = stat_calls::answer(&notif, view, &recorded.calls, ids, || {
                 id_valid(listener, notif.id)
             });
-            if answer == StatAnswer::Written {
-                flags = 0;
+            match answer {
+                StatAnswer::Written { buffer, owner } => {
+                    flags = 0;
+                    // proot turns the build user's id it reads back into the step's.
+                    let rewritten = [
+                        owner.0 == ids.build.0 && ids.build.0 != ids.step.0,
+                        owner.1 == ids.build.1 && ids.build.1 != ids.step.1,
+                    ];
+                    proot_changes.wrote_stat(notif.pid as i32, buffer, rewritten);
+                }
+                StatAnswer::Continue => {
+                    proot_changes.wrote_stat(notif.pid as i32, 0, [false, false]);
+                }
             }
         }
         let mut resp = libc::seccomp_notif_resp {
             id: notif.id,
-            val: 0,
+            val,
             error: 0,
             flags,
         };
@@ -523,15 +583,8 @@ fn answer_one(
             Err(errno) => (-1, -errno),
         }
     } else {
-        owner_answer(
-            &notif,
-            root_fd,
-            root,
-            ids,
-            groups.step(),
-            listener,
-            recorded,
-        )
+        let asked = proot_changes.take_asked(notif.pid as i32, nr);
+        owner_answer(&notif, step_root, groups.step(), asked, listener, recorded)
     };
     let mut resp = libc::seccomp_notif_resp {
         id: notif.id,
@@ -553,14 +606,16 @@ fn answer_one(
 /// The answer to a `chown` call (value, negated errno), kept in `recorded`.
 fn owner_answer(
     notif: &libc::seccomp_notif,
-    root_fd: &OwnedFd,
-    root: &Path,
-    ids: Ids,
+    step_root: &Step<'_>,
     groups: &[u32],
+    asked: Asked,
     listener: &OwnedFd,
     recorded: &mut Recorded,
 ) -> (i64, i32) {
-    let result = owner_call(notif, root_fd, root, ids, groups, || {
+    let Step {
+        root_fd, root, ids, ..
+    } = *step_root;
+    let result = owner_call(notif, root_fd, root, ids, groups, asked, || {
         id_valid(listener, notif.id)
     });
     match result {
@@ -612,6 +667,7 @@ fn owner_call(
     root: &Path,
     ids: Ids,
     groups: &[u32],
+    asked: Asked,
     valid: impl Fn() -> bool,
 ) -> Result<Option<OwnerCall>, i32> {
     let pid = notif.pid;
@@ -675,10 +731,16 @@ fn owner_call(
     };
     // A step that runs as another user than root may give files to no one else, and
     // to no group but its own ones.
-    let (uid, gid) = (
-        id(uid).map(|uid| ids.uid(uid)),
-        id(gid).map(|gid| ids.gid(gid)),
-    );
+    // The ids as the step asked for them, where proot's change was seen (see
+    // `proot_ids`); else the build user's id stands for the step's.
+    let (uid, gid) = match asked {
+        Asked::Ids(uid, gid) => (id(uid), id(gid)),
+        Asked::Unchanged => (id(uid), id(gid)),
+        Asked::Unknown => (
+            id(uid).map(|uid| ids.uid(uid)),
+            id(gid).map(|gid| ids.gid(gid)),
+        ),
+    };
     if ids.step.0 != 0
         && (uid.is_some_and(|u| u != ids.step.0)
             || gid.is_some_and(|g| g != ids.step.1 && !groups.contains(&g)))
@@ -854,14 +916,19 @@ mod tests {
                 assert!(i + 1 + (insn.jf as usize) < program.len());
             }
         }
-        let run = |arch: u32, nr: u32| {
+        let run_with = |arch: u32, nr: u32, request: u32| {
             let mut pc = 0;
             let mut acc = 0u32;
             loop {
                 let insn = &program[pc];
                 let taken = match insn.code as u32 {
                     c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS => {
-                        acc = if insn.k == 0 { nr } else { arch };
+                        acc = match insn.k {
+                            0 => nr,
+                            4 => arch,
+                            16 => request,
+                            other => panic!("a load at {other}"),
+                        };
                         pc += 1;
                         continue;
                     }
@@ -872,6 +939,18 @@ mod tests {
                 pc += 1 + usize::from(if taken { insn.jt } else { insn.jf });
             }
         };
+        let run = |arch: u32, nr: u32| run_with(arch, nr, 0);
+        // proot's register writes go to the listener; its other ptrace requests do not.
+        assert_eq!(
+            run_with(AUDIT_ARCH_X86_64, 101, 13),
+            libc::SECCOMP_RET_USER_NOTIF
+        );
+        for request in [0, 7, 12, 24] {
+            assert_eq!(
+                run_with(AUDIT_ARCH_X86_64, 101, request),
+                libc::SECCOMP_RET_ALLOW
+            );
+        }
         for nr in [
             SYS_CHOWN,
             SYS_FCHOWN,
@@ -885,6 +964,7 @@ mod tests {
             262,
             115,
             116,
+            311,
         ] {
             assert_eq!(run(AUDIT_ARCH_X86_64, nr), libc::SECCOMP_RET_USER_NOTIF);
         }

@@ -54,6 +54,7 @@ pub(crate) mod idmap;
 mod landlock;
 mod monitor;
 mod plan;
+mod proot_ids;
 mod runc;
 mod sandbox;
 mod seccomp;

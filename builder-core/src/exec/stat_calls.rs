@@ -22,9 +22,9 @@
 //! an inode without either is root's if the root had it before the step, else its
 //! user's (a `USER` step's files are that user's). The table's mode, unless the step
 //! changed the mode on disk. Files of other file systems (proot's `/dev`, `/proc`) are
-//! not touched. Known limit: proot turns a build user's id it reads back into the
-//! step's, so a file the image gives the build user's own uid (a pod's `runAsUser`) is
-//! shown as the step's user's.
+//! not touched. proot turns a build user's id it reads back into the step's; where the
+//! image gives a file that very uid (a pod's `runAsUser`), `super::proot_ids` keeps
+//! proot from rewriting the struct.
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -51,8 +51,9 @@ pub(super) enum StatAnswer {
     /// The kernel makes the call: what it shows is what the image has (or what proot
     /// makes of it), or the recorder could not make it the same way.
     Continue,
-    /// The struct was written into the process: the call succeeded.
-    Written,
+    /// The struct was written into the process at `buffer`, with `owner`: the call
+    /// succeeded.
+    Written { buffer: u64, owner: (u32, u32) },
 }
 
 /// Where a path of a call starts.
@@ -110,7 +111,10 @@ pub(super) fn answer(
     if !valid() || write_stat(pid, buffer, &shown).is_err() {
         return StatAnswer::Continue;
     }
-    StatAnswer::Written
+    StatAnswer::Written {
+        buffer,
+        owner: (shown.st_uid, shown.st_gid),
+    }
 }
 
 /// Makes the call as process `pid` would: `name` from its working directory or

@@ -372,16 +372,9 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
                     {
                         Ok(()) => (
                             IsolationArg::Proot,
-                            format!(
-                                "--isolation proot, as no capability is held (steps are \
-                                 traced, slower; the container's network and processes; a \
-                                 chown in a step to uid {uid}, this container's own, comes \
-                                 out as root: run as a uid no image uses",
-                                uid = {
-                                    // SAFETY: geteuid takes nothing and cannot fail.
-                                    unsafe { libc::geteuid() }
-                                }
-                            ),
+                            "--isolation proot, as no capability is held (steps are traced, \
+                             slower; the container's network and processes"
+                                .to_owned(),
                         ),
                         Err(why) => (
                             IsolationArg::Chroot,
