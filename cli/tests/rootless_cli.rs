@@ -813,7 +813,8 @@ fn proot_steps_see_the_owners_and_modes_the_image_gives() {
                       && sed -i s/x/y/ /owned && cp -p /moved /copied && cp -a /d /d2\n\
                      USER 4000:4000\n\
                      RUN stat -c '%u:%g' /etc/passwd /owned > /tmp/user-seen \\\n\
-                      && touch /tmp/mine && stat -c '%u:%g' /tmp/mine >> /tmp/user-seen\n\
+                      && touch /tmp/mine && stat -c '%u:%g' /tmp/mine >> /tmp/user-seen \\\n\
+                      && stat -c '%u:%g' / /etc/hosts >> /tmp/user-seen\n\
                      RUN echo hi | cat /dev/stdin > /tmp/stdin-read\n",
                 ),
                 ("x", "x\n"),
@@ -839,8 +840,8 @@ fn proot_steps_see_the_owners_and_modes_the_image_gives() {
         );
         assert_eq!(
             file_in(&exported, "tmp/user-seen"),
-            "0:0\n77:78\n4000:4000\n",
-            "what the USER step saw"
+            "0:0\n77:78\n4000:4000\n0:0\n0:0\n",
+            "what the USER step saw (its root and rbuild's /etc/hosts are root's)"
         );
         // sed -i writes a new file with the owner and mode it read; cp -p copies them.
         assert_eq!(owner_in(&exported, "owned"), Some((77, 78)));

@@ -63,18 +63,19 @@ const SYS_EXIT_GROUP: u32 = 231;
 const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
 
 /// The system calls that go to the recorder: the four `chown` calls, `execve` and
-/// `exit_group` (see [`StepEnd`]), the four `stat` calls ([`super::stat_calls`]),
+/// `exit_group` (see [`StepEnd`]), `newfstatat` and `fstat` ([`super::stat_calls`]; not
+/// the older `stat` and `lstat`, which proot itself makes for every path it translates,
+/// several times each: sending them too made every path call of a step 4 to 8 times
+/// slower),
 /// `getgroups` and `setgroups` ([`super::group_calls`]).
-const NOTIFIED: [u32; 13] = [
+const NOTIFIED: [u32; 11] = [
     SYS_CHOWN,
     SYS_FCHOWN,
     SYS_LCHOWN,
     SYS_FCHOWNAT,
     SYS_EXECVE,
     SYS_EXIT_GROUP,
-    stat_calls::SYS_STAT,
     stat_calls::SYS_FSTAT,
-    stat_calls::SYS_LSTAT,
     stat_calls::SYS_NEWFSTATAT,
     group_calls::SYS_GETGROUPS,
     group_calls::SYS_SETGROUPS,
@@ -226,6 +227,9 @@ pub(crate) struct Recorded {
     pub overflowed: bool,
     /// Bytes of paths in `calls`.
     bytes: usize,
+    /// What `calls` gave each inode so far (the last uid and the last gid given), for
+    /// the step's `stat` calls to look up at once.
+    given: stat_calls::Given,
 }
 
 impl Recorder {
@@ -542,7 +546,7 @@ fn answer_one(
             step.exit_by(notif.pid as i32, notif.data.args[0] as i32);
         } else if let Some(view) = view.filter(|_| notif.pid as i32 != step.proot) {
             // proot's own calls (its path translation) go on as they are.
-            let answer = stat_calls::answer(&notif, view, &recorded.calls, ids, || {
+            let answer = stat_calls::answer(&notif, view, &recorded.given, ids, || {
                 id_valid(listener, notif.id)
             });
             match answer {
@@ -620,6 +624,11 @@ fn owner_answer(
     });
     match result {
         Ok(Some(call)) => {
+            // Shown to the step's stat calls from now on, unless refused below.
+            let key = (call.inode.0, call.inode.1, call.born);
+            let before = recorded.given.get(&key).copied();
+            let given = recorded.given.entry(key).or_default();
+            *given = (call.uid.or(given.0), call.gid.or(given.1));
             let calls = &mut recorded.calls;
             match calls.last_mut() {
                 // The same inode again (a loop, `chown -R` over links): one entry.
@@ -628,11 +637,15 @@ fn owner_answer(
                     last.gid = call.gid.or(last.gid);
                     (0, 0)
                 }
-                _ if recorded.overflowed => (-1, -libc::EPERM),
+                _ if recorded.overflowed => {
+                    restore_given(&mut recorded.given, key, before);
+                    (-1, -libc::EPERM)
+                }
                 _ => {
                     recorded.bytes += call.rel.as_os_str().len();
                     if calls.len() >= MAX_CALLS || recorded.bytes > MAX_CALL_BYTES {
                         recorded.overflowed = true;
+                        restore_given(&mut recorded.given, key, before);
                         (-1, -libc::EPERM)
                     } else {
                         calls.push(call);
@@ -643,6 +656,22 @@ fn owner_answer(
         }
         Ok(None) => (0, 0),
         Err(errno) => (-1, -errno),
+    }
+}
+
+/// Puts back what `given` held for `key` before a refused call.
+fn restore_given(
+    given: &mut stat_calls::Given,
+    key: (u64, u64, Option<std::time::SystemTime>),
+    before: Option<(Option<u32>, Option<u32>)>,
+) {
+    match before {
+        Some(before) => {
+            given.insert(key, before);
+        }
+        None => {
+            given.remove(&key);
+        }
     }
 }
 
@@ -958,9 +987,7 @@ mod tests {
             SYS_FCHOWNAT,
             SYS_EXECVE,
             SYS_EXIT_GROUP,
-            4,
             5,
-            6,
             262,
             115,
             116,
@@ -969,7 +996,7 @@ mod tests {
             assert_eq!(run(AUDIT_ARCH_X86_64, nr), libc::SECCOMP_RET_USER_NOTIF);
         }
         for nr in [
-            0, 1, 3, 7, 57, 60, 90, 91, 95, 257, 259, 261, 263, 316, 423, 424, 434, 436,
+            0, 1, 3, 4, 6, 7, 57, 60, 90, 91, 95, 257, 259, 261, 263, 316, 423, 424, 434, 436,
         ] {
             assert_eq!(run(AUDIT_ARCH_X86_64, nr), libc::SECCOMP_RET_ALLOW);
         }

@@ -203,23 +203,41 @@ fn step_owner_view(
     else {
         return Ok(None);
     };
+    use std::os::unix::fs::MetadataExt;
     let secrets = spec
         .files
         .iter()
-        .map(|secret| (&secret.target, Some((secret.uid, secret.gid))));
-    let caches = spec.mounts.iter().map(|bind| (&bind.target, bind.owner));
-    for (target, owner) in secrets.chain(caches) {
-        let Some(owner) = owner.filter(|owner| *owner != (0, 0)) else {
+        .map(|secret| (secret.target.as_str(), Some((secret.uid, secret.gid))));
+    let mounts = spec
+        .mounts
+        .iter()
+        .map(|bind| (bind.target.as_str(), bind.owner));
+    let trees = spec.trees.iter().map(|tree| (tree.target.as_str(), None));
+    // What rbuild itself put there: the root, the stub files, /dev's links.
+    let stubs = std::iter::once("/")
+        .chain(ETC_FILES.iter().copied())
+        .map(|rel| (rel, None));
+    let dev_links: Vec<String> = DEV_LINKS
+        .iter()
+        .map(|(name, _)| format!("/dev/{name}"))
+        .collect();
+    let links = dev_links.iter().map(|path| (path.as_str(), None));
+    for (target, owner) in secrets.chain(mounts).chain(trees).chain(stubs).chain(links) {
+        let placed = root.join(target.trim_start_matches('/'));
+        // Placed by rbuild a moment ago, under a root no step has run in yet: root's
+        // (not a USER step's, as what the step makes), or the owner the mount names.
+        let Ok(meta) = std::fs::symlink_metadata(&placed) else {
             continue;
         };
-        let placed = root.join(target.trim_start_matches('/'));
-        // Placed by rbuild a moment ago, under a root no step has run in yet.
-        if let Ok(meta) = std::fs::symlink_metadata(&placed) {
-            use std::os::unix::fs::MetadataExt;
-            view.owned.insert(
-                (meta.ino(), meta.created().ok()),
-                crate::fakeroot::Entry::with_owner(owner),
-            );
+        let inode = (meta.ino(), meta.created().ok());
+        match owner.filter(|owner| *owner != (0, 0)) {
+            Some(owner) => {
+                view.owned
+                    .insert(inode, crate::fakeroot::Entry::with_owner(owner));
+            }
+            None => {
+                view.before.insert(inode);
+            }
         }
     }
     Ok(Some(view))

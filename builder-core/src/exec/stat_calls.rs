@@ -29,7 +29,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 
 use super::chown_calls::Ids;
-use crate::fakeroot::{OwnerCall, disk_mode};
+use crate::fakeroot::disk_mode;
 use crate::snapshot::{Inode, OwnerView};
 
 /// `stat(2)`, `fstat(2)`, `lstat(2)` and `newfstatat(2)` on x86_64.
@@ -37,6 +37,13 @@ pub(super) const SYS_STAT: u32 = 4;
 pub(super) const SYS_FSTAT: u32 = 5;
 pub(super) const SYS_LSTAT: u32 = 6;
 pub(super) const SYS_NEWFSTATAT: u32 = 262;
+
+/// The owners the step's `chown` calls gave so far, by inode (device, number, birth
+/// time): the last uid and the last gid given (`None`: not given).
+pub(super) type Given = std::collections::HashMap<
+    (u64, u64, Option<std::time::SystemTime>),
+    (Option<u32>, Option<u32>),
+>;
 
 /// The step's root as the recorder knows it: the view of owners, and the device it is
 /// on.
@@ -62,13 +69,13 @@ enum Base {
     Fd(i32),
 }
 
-/// Answers one `stat` call of the step (see the module documentation). `calls` are the
-/// step's `chown` calls so far; `valid` tells whether the notification is still pending
+/// Answers one `stat` call of the step (see the module documentation). `given` is what
+/// the step's `chown` calls gave so far; `valid` tells whether the notification is still pending
 /// (checked before the process's memory is written).
 pub(super) fn answer(
     notif: &libc::seccomp_notif,
     root: &StatView,
-    calls: &[OwnerCall],
+    given: &Given,
     ids: Ids,
     valid: impl Fn() -> bool,
 ) -> StatAnswer {
@@ -105,7 +112,7 @@ pub(super) fn answer(
     let Some(stat) = stat_as(pid, &base, &name, flags) else {
         return StatAnswer::Continue;
     };
-    let Some(shown) = shown(&stat, root, calls, ids) else {
+    let Some(shown) = shown(&stat, root, given, ids) else {
         return StatAnswer::Continue;
     };
     if !valid() || write_stat(pid, buffer, &shown).is_err() {
@@ -138,12 +145,7 @@ fn stat_as(pid: u32, base: &Base, name: &[u8], flags: i32) -> Option<rustix::fs:
 
 /// The `struct stat` the step is to see for `stat`, when it is not what proot makes of
 /// the kernel's.
-fn shown(
-    stat: &rustix::fs::Statx,
-    root: &StatView,
-    calls: &[OwnerCall],
-    ids: Ids,
-) -> Option<libc::stat> {
+fn shown(stat: &rustix::fs::Statx, root: &StatView, given: &Given, ids: Ids) -> Option<libc::stat> {
     let device = makedev(stat.stx_dev_major, stat.stx_dev_minor);
     if device != root.device {
         return None;
@@ -155,11 +157,8 @@ fn shown(
         entry
             .and_then(|e| e.owner())
             .unwrap_or(if made_by_step { ids.step } else { (0, 0) });
-    for call in calls
-        .iter()
-        .filter(|c| (c.inode.1, c.born) == inode && c.inode.0 == device)
-    {
-        owner = (call.uid.unwrap_or(owner.0), call.gid.unwrap_or(owner.1));
+    if let Some((uid, gid)) = given.get(&(device, inode.0, inode.1)) {
+        owner = (uid.unwrap_or(owner.0), gid.unwrap_or(owner.1));
     }
     let disk_perm = u32::from(stat.stx_mode) & 0o7777;
     let is_dir = u32::from(stat.stx_mode) & libc::S_IFMT == libc::S_IFDIR;
