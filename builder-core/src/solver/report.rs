@@ -5,27 +5,84 @@
 //! nothing from them.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rbuild_dockerfile::Platform;
 
 use crate::progress::{BuildId, Event, InStep, Progress, StepId, StepOutput};
 
 /// The progress side of one build: the caller's sink, the step counter and the clock.
+///
+/// A build for several platforms is one build to the sink: one `BuildStarted`, one
+/// step counter across the platforms' builds, one end; its steps' names say which
+/// platform they run as, as BuildKit prefixes them (`[linux/arm64 2/3] RUN ...`).
 pub(crate) struct Reporter<'p> {
     progress: &'p dyn Progress,
     next_step: AtomicU32,
     started: Instant,
     /// Whether `BuildStarted` was sent.
     announced: AtomicBool,
+    /// How many platforms the build is for (1 when it names none or one).
+    platforms: u32,
+    /// The platform being built, when the build is for several.
+    target: Mutex<Option<Platform>>,
 }
 
 impl<'p> Reporter<'p> {
-    /// A reporter to `progress`, its clock started now.
-    pub(crate) fn new(progress: &'p dyn Progress) -> Self {
+    /// A reporter to `progress` for a build of `platforms` platforms (0 and 1 are one
+    /// build), its clock started now.
+    pub(crate) fn for_platforms(progress: &'p dyn Progress, platforms: usize) -> Self {
         Reporter {
             progress,
             next_step: AtomicU32::new(1),
             started: Instant::now(),
             announced: AtomicBool::new(false),
+            platforms: u32::try_from(platforms.max(1)).unwrap_or(u32::MAX),
+            target: Mutex::new(None),
+        }
+    }
+
+    /// The steps that follow are of the build for `target`, one of several platforms.
+    pub(crate) fn set_target(&self, target: Option<Platform>) {
+        *self.target.lock().unwrap_or_else(PoisonError::into_inner) = target;
+    }
+
+    /// What a step's name starts with in a build of several platforms: the platform the
+    /// step runs as (`platform`), and the target's architecture after an arrow when that
+    /// is another (`linux/amd64->arm64`, BuildKit's `prefixCommand`). `None` in a build
+    /// of one platform. BuildKit shows the arrow only in a stage that declares a
+    /// `TARGET*` argument, as a stage that does not is one vertex shared by every
+    /// target; here each target's build shows the step, so the arrow says whose it is.
+    pub(crate) fn platform_prefix(&self, platform: &Platform) -> Option<String> {
+        let target = self.target.lock().unwrap_or_else(PoisonError::into_inner);
+        let target = target.as_ref()?;
+        let arrow = if target == platform {
+            String::new()
+        } else if target.os == platform.os {
+            let mut arch = target.architecture.clone();
+            if !target.variant.is_empty() {
+                arch = format!("{arch}/{}", target.variant);
+            }
+            format!("->{arch}")
+        } else {
+            format!("->{target}")
+        };
+        Some(format!("{platform}{arrow}"))
+    }
+
+    /// The name of an `[internal]` step about `platform` (`[internal] load metadata
+    /// for ...`): `[linux/arm64 internal] ...` in a build of several platforms, as
+    /// BuildKit names it.
+    pub(crate) fn internal_name(&self, platform: Option<&Platform>, what: &str) -> String {
+        let several = self
+            .target
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        match platform {
+            Some(platform) if several => format!("[{platform} internal] {what}"),
+            _ => format!("[internal] {what}"),
         }
     }
 
@@ -49,14 +106,22 @@ impl<'p> Reporter<'p> {
         StepId(self.next_step.fetch_add(1, Ordering::SeqCst))
     }
 
-    /// `BuildStarted` with the counts progress shows.
+    /// `BuildStarted` with the counts progress shows, once: in a build of several
+    /// platforms, the first platform's counts for each platform.
     pub(crate) fn build_started(&self, stages: usize, steps: usize) {
+        if self.announced.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let count = |n: usize| {
+            u32::try_from(n)
+                .unwrap_or(u32::MAX)
+                .saturating_mul(self.platforms)
+        };
         self.progress.event(&Event::BuildStarted {
             build_id: build_id(),
-            stages: u32::try_from(stages).unwrap_or(u32::MAX),
-            steps: u32::try_from(steps).unwrap_or(u32::MAX),
+            stages: count(stages),
+            steps: count(steps),
         });
-        self.announced.store(true, Ordering::SeqCst);
     }
 
     /// `BuildFailed` with `message` (after a `BuildStarted` with no stages if the build
@@ -97,6 +162,7 @@ impl<'p> Reporter<'p> {
             stage: None,
             name: name.to_owned(),
             line: None,
+            emulated: None,
         });
         let started = Instant::now();
         let sink = InStep {

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use super::assemble::assemble;
+use rbuild_dockerfile::Platform;
+
+use super::assemble::{Assembled, assemble};
 use super::error::BuildError;
 use super::output::output;
 use super::prepare::{Prepared, prepare};
@@ -17,6 +19,7 @@ use super::runtime::Backends;
 use super::runtime::Runtime;
 use super::shared::Shared;
 use super::state::StageState;
+use crate::image::{Image, tag_keeping_platforms};
 use crate::limits::Limits;
 use crate::progress::{Event, Progress};
 use crate::store::ContentStore;
@@ -28,7 +31,7 @@ pub(crate) fn build(
     request: &BuildRequest,
     progress: &dyn Progress,
 ) -> Result<BuildResult, BuildError> {
-    let reporter = Reporter::new(progress);
+    let reporter = Reporter::for_platforms(progress, request.spec.platforms.len());
     let result = build_inner(store, backends, request, &reporter);
     if let Err(err) = &result {
         // A failed step's output tail was shown with the step: not again here.
@@ -61,7 +64,114 @@ fn build_inner(
         .clone()
         .with_deadline(backends.http_deadline);
     let request = &request;
-    let prepared = prepare(store, &request.spec, &request.options, reporter)?;
+    if request.spec.platforms.len() > 1 {
+        return build_platforms(store, backends, request, reporter);
+    }
+    let target = request.spec.platforms.first();
+    let (image, steps, output) = build_for(
+        store,
+        backends,
+        request,
+        target,
+        reporter,
+        |prepared, runtime, assembled, steps| {
+            let output = output(prepared, runtime, &request.options, &assembled)?;
+            Ok((assembled.image, steps, output))
+        },
+    )?;
+    let duration = reporter.build_finished(
+        image.config_digest.to_string(),
+        request
+            .options
+            .tags
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    );
+    Ok(BuildResult {
+        image_id: image.config_digest.clone(),
+        image,
+        names: output.names,
+        steps,
+        duration,
+        pushed: output.pushed,
+    })
+}
+
+/// A build of several platforms: the Dockerfile built for each in turn, against the one
+/// store and cache (a stage that does not depend on the target is found in the cache by
+/// every platform after the first), each platform's image named under the request's
+/// names beside the others'.
+fn build_platforms(
+    store: &ContentStore,
+    backends: &Backends,
+    request: &BuildRequest,
+    reporter: &Reporter<'_>,
+) -> Result<BuildResult, BuildError> {
+    if !request.options.outputs.is_empty() {
+        return Err(BuildError::SeveralPlatforms {
+            what: "an output (-o)",
+        });
+    }
+    if !request.options.cache_to.is_empty() {
+        return Err(BuildError::SeveralPlatforms {
+            what: "a cache export (--cache-to)",
+        });
+    }
+    if request.options.push {
+        return Err(BuildError::SeveralPlatforms { what: "--push" });
+    }
+    let mut images: Vec<Image> = Vec::new();
+    let mut steps = Vec::new();
+    for platform in &request.spec.platforms {
+        reporter.set_target(Some(platform.clone()));
+        let (image, part) = build_for(
+            store,
+            backends,
+            request,
+            Some(platform),
+            reporter,
+            |_, _, assembled, steps| Ok((assembled.image, steps)),
+        )?;
+        for name in &request.options.tags {
+            tag_keeping_platforms(store, name, &image)?;
+        }
+        images.push(image);
+        steps.extend(part);
+    }
+    reporter.set_target(None);
+    let first = images.into_iter().next().ok_or(BuildError::Canceled)?;
+    let duration = reporter.build_finished(
+        first.config_digest.to_string(),
+        request
+            .options
+            .tags
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    );
+    Ok(BuildResult {
+        image_id: first.config_digest.clone(),
+        image: first,
+        names: request.options.tags.clone(),
+        steps,
+        duration,
+        pushed: Vec::new(),
+    })
+}
+
+/// The build for `target` (`None`: no `--platform`) up to its image: prepared, its
+/// machinery opened, solved and assembled; `then` takes the image and the steps' reports
+/// while the machinery is open, which is closed after it.
+fn build_for<T>(
+    store: &ContentStore,
+    backends: &Backends,
+    request: &BuildRequest,
+    target: Option<&Platform>,
+    reporter: &Reporter<'_>,
+    then: impl FnOnce(&Prepared, &Runtime<'_>, Assembled, Vec<StepReport>) -> Result<T, BuildError>,
+) -> Result<T, BuildError> {
+    let prepared = prepare(store, &request.spec, target, &request.options, reporter)?;
     let runtime = Runtime::open(
         store,
         backends,
@@ -87,29 +197,11 @@ fn build_inner(
         .with_archive(store.archive_limits())
         .with_http_deadline(backends.http_deadline);
     let solved = solve(request, &prepared, &runtime, limits)?;
-    let target = solved.target;
-    let assembled = assemble(&request.spec, &prepared, &runtime, target)?;
-    let output = output(&prepared, &runtime, &request.options, &assembled)?;
-    let image = assembled.image;
-    let duration = reporter.build_finished(
-        image.config_digest.to_string(),
-        request
-            .options
-            .tags
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
-    );
+    let assembled = assemble(&request.spec, &prepared, &runtime, solved.target)?;
+    let result = then(&prepared, &runtime, assembled, solved.steps)?;
     // Scratch space goes now; a failure to remove it does not fail the build.
     runtime.close();
-    Ok(BuildResult {
-        image_id: image.config_digest.clone(),
-        image,
-        names: output.names,
-        steps: solved.steps,
-        duration,
-        pushed: output.pushed,
-    })
+    Ok(result)
 }
 
 /// The stages run: the target stage's final state and the report of every step that

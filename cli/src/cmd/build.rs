@@ -82,9 +82,10 @@ pub struct Args {
     /// A label for the image, KEY=VALUE; may be repeated
     #[arg(long, value_name = "KEY=VALUE")]
     label: Vec<String>,
-    /// The platform the image is for, as linux/arm64 (one; steps of a foreign platform run
-    /// through QEMU's binfmt_misc handlers)
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    /// The platforms the image is for, as linux/arm64 or linux/amd64,linux/arm64 (one
+    /// build each, the result an image index; steps of a foreign platform run through
+    /// QEMU's binfmt_misc handlers)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT][,...]")]
     platform: Option<String>,
     /// Where else the image goes: type=oci|docker|local|tar|image|registry[,dest=PATH]
     /// [,tar=false][,name=NAME][,push=true][,compression=gzip|zstd|uncompressed]
@@ -190,34 +191,51 @@ fn registry_config(args: &Args) -> anyhow::Result<RegistryConfig> {
     Ok(config)
 }
 
-/// The platform `--platform` names (normalized: `linux/aarch64` is `linux/arm64`); a list
-/// of several is refused, as one build makes one image.
-fn target_platform(text: &str) -> anyhow::Result<Platform> {
+/// The platforms `--platform` names, a comma-separated list, each normalized
+/// (`linux/aarch64` is `linux/arm64`) and kept once, in the order given, as BuildKit's
+/// `parsePlatforms` reads them. An empty item is refused (`linux/amd64,`), as is an
+/// operating system other than Linux: rbuild builds Linux images.
+fn target_platforms(text: &str) -> anyhow::Result<Vec<Platform>> {
     let mut platforms: Vec<Platform> = Vec::new();
-    for item in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for item in text.split(',').map(str::trim) {
+        if item.is_empty() {
+            bail!(
+                "--platform {text:?} has an empty item: give a comma-separated list of \
+                 OS/ARCH[/VARIANT], as linux/amd64,linux/arm64"
+            );
+        }
         let platform = Platform::parse(item).ok_or_else(|| {
             anyhow::anyhow!(
                 "--platform {item:?} is not a platform: give OS/ARCH or OS/ARCH/VARIANT, \
                  as linux/arm64"
             )
         })?;
+        if platform.os != "linux" {
+            bail!(
+                "--platform {item}: rbuild builds Linux images only (its steps run in Linux \
+                 namespaces); give linux/ARCH"
+            );
+        }
         if !platforms.contains(&platform) {
             platforms.push(platform);
         }
     }
-    match <[Platform; 1]>::try_from(platforms) {
-        Ok([platform]) => Ok(platform),
-        Err(none) if none.is_empty() => bail!("--platform {text:?} names no platform"),
-        Err(_) => bail!(
-            "--platform {text}: multi-platform builds (several platforms in one build) do not \
-             exist yet; build each platform on its own"
-        ),
-    }
+    Ok(platforms)
 }
 
 /// Runs `rbuild build`.
 pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
-    let platform = args.platform.as_deref().map(target_platform).transpose()?;
+    let platforms = match args.platform.as_deref() {
+        Some(text) => target_platforms(text)?,
+        None => Vec::new(),
+    };
+    if args.load && platforms.len() > 1 {
+        bail!(
+            "--load hands docker one image, and --platform names {}: docker's image store \
+             takes one platform's image at a time; build it with --platform OS/ARCH --load",
+            platforms.len()
+        );
+    }
     if args.push && args.tag.is_empty() {
         bail!("--push needs a name to push to: give one with -t");
     }
@@ -321,7 +339,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     let mut request = BuildRequest::new(dockerfile, context);
     request.spec.build_args = args.build_arg.iter().filter_map(|a| build_arg(a)).collect();
     request.spec.target = args.target.clone();
-    request.spec.platform = platform;
+    request.spec.platforms = platforms;
     request.options.tags = args.tag.clone();
     request.options.outputs = args.output.iter().map(|o| o.target.clone()).collect();
     let to_stdout = args
@@ -644,26 +662,31 @@ fn reproducible_check(
     progress: &dyn Progress,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
-    match builder.check_reproducible(request, progress) {
-        Ok(report) => {
-            if quiet {
-                println!("{}", report.image_id);
-            } else {
-                println!(
-                    "reproducible: two builds from an empty cache gave the same image {} \
-                     (image ID {}, SOURCE_DATE_EPOCH={})",
-                    report.digest, report.image_id, report.source_date_epoch
-                );
+    // Each platform is checked on its own: its image is what must come out the same.
+    let platforms: Vec<Option<Platform>> = match request.spec.platforms.as_slice() {
+        [] => vec![None],
+        several => several.iter().cloned().map(Some).collect(),
+    };
+    for platform in platforms {
+        let mut one = request.clone();
+        one.spec.platforms = platform.iter().cloned().collect();
+        let on = platform.map(|p| format!(" for {p}")).unwrap_or_default();
+        match builder.check_reproducible(&one, progress) {
+            Ok(report) if quiet => println!("{}", report.image_id),
+            Ok(report) => println!(
+                "reproducible{on}: two builds from an empty cache gave the same image {} \
+                 (image ID {}, SOURCE_DATE_EPOCH={})",
+                report.digest, report.image_id, report.source_date_epoch
+            ),
+            Err(err) => {
+                // A failed build was shown by the progress renderer already; the verdict
+                // of a check that built twice was not.
+                if quiet || matches!(err, BuildError::NotReproducible { .. }) {
+                    eprintln!("error{on}: {}", crate::escape::printable(&err.render()));
+                }
+                return Ok(ExitCode::from(EXIT_BUILD_FAILED));
             }
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(err) => {
-            // A failed build was shown by the progress renderer already; the verdict
-            // of a check that built twice was not.
-            if quiet || matches!(err, BuildError::NotReproducible { .. }) {
-                eprintln!("error: {}", crate::escape::printable(&err.render()));
-            }
-            Ok(ExitCode::from(EXIT_BUILD_FAILED))
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
