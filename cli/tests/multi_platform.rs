@@ -221,3 +221,133 @@ fn a_platform_list_with_an_empty_item_or_another_os_is_refused_before_building()
         assert!(!stderr.contains("panicked"), "{platforms}: {stderr}");
     }
 }
+
+/// The manifest digest of image `name` built alone (`--platform` of one) in `root`.
+fn manifest_digest(root: &Path, name: &str) -> String {
+    named(root, name)["digest"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn the_name_is_an_index_of_exactly_the_built_platforms_with_the_digests_each_has_alone() {
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
+    require_arm64_emulation();
+    require_x86_64_host();
+    let epoch = ["--source-date-epoch", "1700000000"];
+    let dir = tempfile::tempdir().unwrap();
+    let (root, ctx) = store_and_context(dir.path(), CROSS_DOCKERFILE);
+    // Each platform built on its own first; the build of both below runs every step
+    // again (--no-cache), on the same base images.
+    for (platform, name) in [
+        ("linux/arm64", "alone:arm64"),
+        ("linux/amd64", "alone:amd64"),
+    ] {
+        success(
+            rbuild(&root)
+                .args(["build", "-q", "--platform", platform, "-t", name])
+                .args(epoch)
+                .arg(&ctx),
+        );
+    }
+    // The name held another platform's image before: the build replaces it.
+    success(
+        rbuild(&root)
+            .args(["import", "--platform", "linux/arm/v7"])
+            .arg(fixture("busybox"))
+            .arg("multi:1"),
+    );
+    let iidfile = dir.path().join("iid");
+    let out = success(
+        rbuild(&root)
+            .args([
+                "build",
+                "-q",
+                "--platform",
+                "linux/arm64,linux/amd64",
+                "-t",
+                "multi:1",
+            ])
+            .arg("--iidfile")
+            .arg(&iidfile)
+            .args(epoch)
+            .arg(&ctx),
+    );
+    let descriptor = named(&root, "multi:1");
+    assert_eq!(
+        descriptor["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{descriptor}"
+    );
+    let digest = descriptor["digest"].as_str().unwrap();
+    // The build's ID is the index's, as BuildKit gives it for several platforms.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
+    assert_eq!(std::fs::read_to_string(&iidfile).unwrap(), digest);
+
+    let index = blob(&root, digest);
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(index["schemaVersion"], 2);
+    assert_eq!(
+        entry_platforms(&index),
+        ["linux/arm64", "linux/amd64"],
+        "{index}"
+    );
+    let entries = index["manifests"].as_array().unwrap();
+    for entry in entries {
+        assert_eq!(
+            entry["mediaType"], "application/vnd.oci.image.manifest.v1+json",
+            "{index}"
+        );
+    }
+    assert_eq!(
+        [
+            entries[0]["digest"].as_str().unwrap(),
+            entries[1]["digest"].as_str().unwrap()
+        ],
+        [
+            manifest_digest(&root, "alone:arm64").as_str(),
+            manifest_digest(&root, "alone:amd64").as_str()
+        ],
+        "each platform's image is the one it has built alone"
+    );
+    // Each image's config says its platform.
+    for (entry, arch) in entries.iter().zip(["arm64", "amd64"]) {
+        let manifest = blob(&root, entry["digest"].as_str().unwrap());
+        let config = blob(&root, manifest["config"]["digest"].as_str().unwrap());
+        assert_eq!(config["architecture"], arch);
+        assert_eq!(config["os"], "linux");
+    }
+}
+
+#[test]
+fn with_format_docker_the_name_is_a_docker_manifest_list() {
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
+    require_arm64_emulation();
+    let dir = tempfile::tempdir().unwrap();
+    let (root, ctx) = store_and_context(dir.path(), "FROM busybox\nRUN uname -m > /arch\n");
+    success(
+        rbuild(&root)
+            .args([
+                "build",
+                "-q",
+                "--format",
+                "docker",
+                "--platform",
+                "linux/amd64,linux/arm64",
+            ])
+            .args(["-t", "list:1"])
+            .arg(&ctx),
+    );
+    let descriptor = named(&root, "list:1");
+    let list = "application/vnd.docker.distribution.manifest.list.v2+json";
+    assert_eq!(descriptor["mediaType"], list, "{descriptor}");
+    let index = blob(&root, descriptor["digest"].as_str().unwrap());
+    assert_eq!(index["mediaType"], list);
+    assert_eq!(entry_platforms(&index), ["linux/amd64", "linux/arm64"]);
+    for entry in index["manifests"].as_array().unwrap() {
+        assert_eq!(
+            entry["mediaType"], "application/vnd.docker.distribution.manifest.v2+json",
+            "{index}"
+        );
+    }
+}

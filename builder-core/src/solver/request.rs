@@ -15,7 +15,7 @@ use crate::context::ContextSource;
 use crate::digest::Digest;
 use crate::exec::{CancelToken, Network};
 use crate::export::ExportTarget;
-use crate::image::{Image, ImageFormat};
+use crate::image::{Image, ImageFormat, PlatformIndex};
 use crate::layer::Compression;
 use crate::progress::StepId;
 use crate::registry::RegistryConfig;
@@ -289,10 +289,15 @@ pub struct StepReport {
 /// A finished build.
 #[derive(Debug, Clone)]
 pub struct BuildResult {
-    /// The image, stored in the content store.
+    /// The image, stored in the content store; in a build of several platforms, the
+    /// first platform's (each platform's is in [`index`](Self::index)).
     pub image: Image,
-    /// The image ID: the digest of its config.
+    /// The image ID: the digest of its config; in a build of several platforms, the
+    /// digest of the image index (what BuildKit's `--iidfile` holds then).
     pub image_id: Digest,
+    /// In a build of several platforms: the image index of the platforms' images, in
+    /// `--platform` order, which the names, outputs and pushes took. `None` otherwise.
+    pub index: Option<PlatformIndex>,
     /// The names it was given.
     pub names: Vec<ImageName>,
     /// The steps that touch the filesystem, in the order they ended.

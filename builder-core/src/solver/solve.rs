@@ -19,7 +19,7 @@ use super::runtime::Backends;
 use super::runtime::Runtime;
 use super::shared::Shared;
 use super::state::StageState;
-use crate::image::{Image, tag_keeping_platforms};
+use crate::image::{Image, ImageError, write_index};
 use crate::limits::Limits;
 use crate::progress::{Event, Progress};
 use crate::store::ContentStore;
@@ -91,6 +91,7 @@ fn build_inner(
     Ok(BuildResult {
         image_id: image.config_digest.clone(),
         image,
+        index: None,
         names: output.names,
         steps,
         duration,
@@ -100,8 +101,8 @@ fn build_inner(
 
 /// A build of several platforms: the Dockerfile built for each in turn, against the one
 /// store and cache (a stage that does not depend on the target is found in the cache by
-/// every platform after the first), each platform's image named under the request's
-/// names beside the others'.
+/// every platform after the first); the request's names then point to the image index
+/// of exactly these platforms' images, in the request's order.
 fn build_platforms(
     store: &ContentStore,
     backends: &Backends,
@@ -133,16 +134,18 @@ fn build_platforms(
             reporter,
             |_, _, assembled, steps| Ok((assembled.image, steps)),
         )?;
-        for name in &request.options.tags {
-            tag_keeping_platforms(store, name, &image)?;
-        }
         images.push(image);
         steps.extend(part);
     }
     reporter.set_target(None);
-    let first = images.into_iter().next().ok_or(BuildError::Canceled)?;
+    let index = write_index(store, images, request.spec.format)?;
+    for name in &request.options.tags {
+        store.tag(name, &index.descriptor)?;
+    }
+    let image_id = index.digest().map_err(ImageError::from)?;
+    let image = index.images.first().cloned().ok_or(BuildError::Canceled)?;
     let duration = reporter.build_finished(
-        first.config_digest.to_string(),
+        image_id.to_string(),
         request
             .options
             .tags
@@ -151,8 +154,9 @@ fn build_platforms(
             .collect(),
     );
     Ok(BuildResult {
-        image_id: first.config_digest.clone(),
-        image: first,
+        image_id,
+        image,
+        index: Some(index),
         names: request.options.tags.clone(),
         steps,
         duration,
