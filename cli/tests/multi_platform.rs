@@ -6,8 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
+use std::process::Command;
+
 use serde_json::Value;
-use support::require::require_root;
+use support::registry::Registry;
+use support::require::{require_root, require_tool};
 use support::run::{fixture, output, rbuild, success};
 
 mod support;
@@ -350,4 +353,236 @@ fn with_format_docker_the_name_is_a_docker_manifest_list() {
             "{index}"
         );
     }
+}
+
+/// A Dockerfile whose image says the platform it was built for, in `/arch`.
+const ARCH_DOCKERFILE: &str = "FROM busybox\nRUN uname -m > /arch\n";
+
+/// Runs skopeo with `args`, failing the test with its error unless it succeeds; returns
+/// its standard output.
+fn skopeo(args: &[&str]) -> String {
+    require_tool("skopeo", "skopeo");
+    let out = Command::new("skopeo")
+        .args(args)
+        .env_remove("DOCKER_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn an_oci_output_of_several_platforms_holds_the_index_and_a_docker_archive_is_refused() {
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
+    require_arm64_emulation();
+    let dir = tempfile::tempdir().unwrap();
+    let (root, ctx) = store_and_context(dir.path(), ARCH_DOCKERFILE);
+    let archive = dir.path().join("multi.tar");
+    success(
+        rbuild(&root)
+            .args([
+                "build",
+                "-q",
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "-t",
+                "multi:1",
+            ])
+            .arg("-o")
+            .arg(format!("type=oci,dest={}", archive.display()))
+            .arg(&ctx),
+    );
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        &format!("oci-archive:{}", archive.display()),
+    ]);
+    let index: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(
+        entry_platforms(&index),
+        ["linux/amd64", "linux/arm64"],
+        "{index}"
+    );
+    // The same index the store names.
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(raw.as_bytes())),
+        named(&root, "multi:1")["digest"].as_str().unwrap()
+    );
+    // Every platform's blobs are in it: a copy of all of them succeeds.
+    let copy = dir.path().join("copy");
+    skopeo(&[
+        "copy",
+        "--all",
+        &format!("oci-archive:{}", archive.display()),
+        &format!("oci:{}", copy.display()),
+    ]);
+    let copied: Value =
+        serde_json::from_slice(&std::fs::read(copy.join("index.json")).unwrap()).unwrap();
+    let top = copied["manifests"][0]["digest"].as_str().unwrap();
+    assert_eq!(
+        entry_platforms(&blob(&copy, top)),
+        ["linux/amd64", "linux/arm64"]
+    );
+
+    let docker = dir.path().join("docker.tar");
+    let out = output(
+        rbuild(&root)
+            .args(["build", "--platform", "linux/amd64,linux/arm64"])
+            .arg("-o")
+            .arg(format!("type=docker,dest={}", docker.display()))
+            .arg(&ctx),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("a docker archive"), "{stderr}");
+    assert!(stderr.contains("linux/amd64, linux/arm64"), "{stderr}");
+    assert!(!docker.exists(), "a docker archive was written");
+}
+
+/// The hex SHA-256 of `bytes`, by sha256sum.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+}
+
+#[test]
+fn local_and_tar_outputs_of_several_platforms_write_one_directory_per_platform() {
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
+    require_arm64_emulation();
+    require_x86_64_host();
+    let dir = tempfile::tempdir().unwrap();
+    let (root, ctx) = store_and_context(dir.path(), ARCH_DOCKERFILE);
+    let local = dir.path().join("local");
+    let tar = dir.path().join("rootfs.tar");
+    success(
+        rbuild(&root)
+            .args(["build", "-q", "--platform", "linux/amd64,linux/arm64"])
+            .arg("-o")
+            .arg(format!("type=local,dest={}", local.display()))
+            .arg("-o")
+            .arg(format!("type=tar,dest={}", tar.display()))
+            .arg(&ctx),
+    );
+    let mut dirs: Vec<String> = std::fs::read_dir(&local)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    assert_eq!(dirs, ["linux_amd64", "linux_arm64"]);
+    let arch = |platform: &str| std::fs::read_to_string(local.join(platform).join("arch")).unwrap();
+    assert_eq!(arch("linux_amd64"), "x86_64\n");
+    assert_eq!(arch("linux_arm64"), "aarch64\n");
+    assert!(local.join("linux_arm64/bin/busybox").is_file());
+
+    let listing = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
+    assert!(listing.status.success());
+    let listing = String::from_utf8(listing.stdout).unwrap();
+    let names: Vec<&str> = listing.lines().collect();
+    for wanted in [
+        "linux_amd64/",
+        "linux_amd64/arch",
+        "linux_amd64/bin/busybox",
+        "linux_arm64/",
+        "linux_arm64/arch",
+        "linux_arm64/bin/busybox",
+    ] {
+        assert!(names.contains(&wanted), "{wanted} missing in:\n{listing}");
+    }
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("linux_amd64/") || n.starts_with("linux_arm64/")),
+        "{listing}"
+    );
+}
+
+#[test]
+fn a_push_of_several_platforms_sends_each_manifest_then_the_index() {
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
+    require_arm64_emulation();
+    let reg = Registry::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let (root, ctx) = store_and_context(dir.path(), ARCH_DOCKERFILE);
+    let name = format!("{}/multi/app:1", reg.addr);
+    let out = success(
+        rbuild(&root)
+            .args([
+                "build",
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "-t",
+                &name,
+                "--push",
+            ])
+            .arg(&ctx),
+    );
+    let local = named(&root, "multi/app:1")["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("pushed {name}: digest: {local}")),
+        "{stderr}"
+    );
+    let remote = format!("docker://{name}");
+    let raw = skopeo(&["inspect", "--tls-verify=false", "--raw", &remote]);
+    let index: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        entry_platforms(&index),
+        ["linux/amd64", "linux/arm64"],
+        "{index}"
+    );
+    let copy = dir.path().join("copy");
+    skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &remote,
+        &format!("oci:{}", copy.display()),
+    ]);
+    // Each platform's image is there: skopeo picks the arm64 one when asked.
+    let arm64 = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--override-arch",
+        "arm64",
+        "--format",
+        "{{.Architecture}}",
+        &remote,
+    ]);
+    assert_eq!(arm64.trim(), "arm64");
+
+    // rbuild push sends the index the store names, under another name.
+    let other = format!("{}/multi/other:2", reg.addr);
+    let pushed = success(rbuild(&root).args(["push", &name, &other]));
+    let pushed = String::from_utf8_lossy(&pushed.stdout);
+    assert!(pushed.contains(&local), "{pushed}");
+    let raw = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{other}"),
+    ]);
+    let index: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        entry_platforms(&index),
+        ["linux/amd64", "linux/arm64"],
+        "{index}"
+    );
 }

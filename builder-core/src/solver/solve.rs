@@ -11,7 +11,7 @@ use rbuild_dockerfile::Platform;
 
 use super::assemble::{Assembled, assemble};
 use super::error::BuildError;
-use super::output::output;
+use super::output::{output, output_index};
 use super::prepare::{Prepared, prepare};
 use super::report::Reporter;
 use super::request::{BuildRequest, BuildResult, StepReport};
@@ -101,26 +101,18 @@ fn build_inner(
 
 /// A build of several platforms: the Dockerfile built for each in turn, against the one
 /// store and cache (a stage that does not depend on the target is found in the cache by
-/// every platform after the first); the request's names then point to the image index
-/// of exactly these platforms' images, in the request's order.
+/// every platform after the first); the request's names, outputs and pushes then take
+/// the image index of exactly these platforms' images, in the request's order.
 fn build_platforms(
     store: &ContentStore,
     backends: &Backends,
     request: &BuildRequest,
     reporter: &Reporter<'_>,
 ) -> Result<BuildResult, BuildError> {
-    if !request.options.outputs.is_empty() {
-        return Err(BuildError::SeveralPlatforms {
-            what: "an output (-o)",
-        });
-    }
     if !request.options.cache_to.is_empty() {
         return Err(BuildError::SeveralPlatforms {
             what: "a cache export (--cache-to)",
         });
-    }
-    if request.options.push {
-        return Err(BuildError::SeveralPlatforms { what: "--push" });
     }
     let mut images: Vec<Image> = Vec::new();
     let mut steps = Vec::new();
@@ -139,9 +131,7 @@ fn build_platforms(
     }
     reporter.set_target(None);
     let index = write_index(store, images, request.spec.format)?;
-    for name in &request.options.tags {
-        store.tag(name, &index.descriptor)?;
-    }
+    let output = output_index(store, reporter, &request.options, &index)?;
     let image_id = index.digest().map_err(ImageError::from)?;
     let image = index.images.first().cloned().ok_or(BuildError::Canceled)?;
     let duration = reporter.build_finished(
@@ -157,10 +147,10 @@ fn build_platforms(
         image_id,
         image,
         index: Some(index),
-        names: request.options.tags.clone(),
+        names: output.names,
         steps,
         duration,
-        pushed: Vec::new(),
+        pushed: output.pushed,
     })
 }
 
