@@ -586,3 +586,132 @@ fn a_push_of_several_platforms_sends_each_manifest_then_the_index() {
         "{index}"
     );
 }
+
+#[test]
+fn images_and_inspect_show_the_platforms_of_an_index_and_run_takes_the_one_asked_for() {
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
+    require_arm64_emulation();
+    require_x86_64_host();
+    let dir = tempfile::tempdir().unwrap();
+    let (root, ctx) = store_and_context(dir.path(), ARCH_DOCKERFILE);
+    success(
+        rbuild(&root)
+            .args([
+                "build",
+                "-q",
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "-t",
+                "multi:1",
+            ])
+            .arg(&ctx),
+    );
+    let stdout =
+        |args: &[&str]| String::from_utf8(success(rbuild(&root).args(args)).stdout).unwrap();
+
+    let listed = stdout(&[
+        "images",
+        "--format",
+        "{{.Repository}}:{{.Tag}} {{.Platforms}}",
+        "multi",
+    ]);
+    assert_eq!(listed, "multi:1 linux/amd64,linux/arm64\n");
+    let table = stdout(&["images"]);
+    assert!(
+        table.starts_with("REPOSITORY") && table.lines().next().unwrap().ends_with("PLATFORMS"),
+        "{table}"
+    );
+    assert!(table.contains("linux/amd64,linux/arm64"), "{table}");
+
+    let index_digest = named(&root, "multi:1")["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let inspected = |args: &[&str]| -> Value {
+        let json: Value = serde_json::from_str(&stdout(args)).unwrap();
+        json[0].clone()
+    };
+    let host = inspected(&["inspect", "multi:1"]);
+    assert_eq!(host["Architecture"], "amd64");
+    assert_eq!(
+        host["Platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64"])
+    );
+    assert_eq!(host["Index"]["Digest"], index_digest.as_str());
+    assert_eq!(host["RepoTags"], serde_json::json!(["multi:1"]));
+    let arm64 = inspected(&["inspect", "--platform", "linux/arm64", "multi:1"]);
+    assert_eq!(arm64["Architecture"], "arm64");
+    assert_ne!(arm64["ManifestDigest"], host["ManifestDigest"]);
+    let out = output(rbuild(&root).args(["inspect", "--platform", "linux/riscv64", "multi:1"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("has no linux/riscv64 image (it has linux/amd64, linux/arm64)"),
+        "{stderr}"
+    );
+
+    // run: the build machine's image by default, the arm64 one (under QEMU) when asked.
+    assert_eq!(stdout(&["run", "multi:1", "cat", "/arch"]), "x86_64\n");
+    assert_eq!(
+        stdout(&[
+            "run",
+            "--platform",
+            "linux/arm64",
+            "multi:1",
+            "cat",
+            "/arch"
+        ]),
+        "aarch64\n"
+    );
+    assert_eq!(
+        stdout(&[
+            "run",
+            "--platform",
+            "linux/aarch64",
+            "multi:1",
+            "uname",
+            "-m"
+        ]),
+        "aarch64\n"
+    );
+}
+
+#[test]
+fn run_of_an_image_no_binfmt_handler_runs_is_refused_naming_qemu() {
+    require_root("fixture recipes need root");
+    let binfmt = Path::new("/proc/sys/fs/binfmt_misc");
+    assert!(
+        binfmt.join("status").exists(),
+        "this test needs binfmt_misc mounted at {} (scripts/binfmt-register mounts it)",
+        binfmt.display()
+    );
+    let s390x_handlers = std::fs::read_dir(binfmt)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path()).is_ok_and(|t| {
+                t.lines()
+                    .any(|l| l.starts_with("magic ") && l.ends_with("0016"))
+            })
+        })
+        .count();
+    assert_eq!(
+        s390x_handlers, 0,
+        "this test needs a platform no handler runs, and s390x has one registered"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    // Any rootfs will do: the run must be refused before anything runs in it.
+    success(
+        rbuild(&root)
+            .args(["import", "--platform", "linux/s390x"])
+            .arg(fixture("busybox"))
+            .arg("s390x:1"),
+    );
+    let out = output(rbuild(&root).args(["run", "s390x:1", "true"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    for needed in ["linux/s390x", "qemu-user-static"] {
+        assert!(stderr.contains(needed), "{needed:?} missing in: {stderr}");
+    }
+}

@@ -191,42 +191,10 @@ fn registry_config(args: &Args) -> anyhow::Result<RegistryConfig> {
     Ok(config)
 }
 
-/// The platforms `--platform` names, a comma-separated list, each normalized
-/// (`linux/aarch64` is `linux/arm64`) and kept once, in the order given, as BuildKit's
-/// `parsePlatforms` reads them. An empty item is refused (`linux/amd64,`), as is an
-/// operating system other than Linux: rbuild builds Linux images.
-fn target_platforms(text: &str) -> anyhow::Result<Vec<Platform>> {
-    let mut platforms: Vec<Platform> = Vec::new();
-    for item in text.split(',').map(str::trim) {
-        if item.is_empty() {
-            bail!(
-                "--platform {text:?} has an empty item: give a comma-separated list of \
-                 OS/ARCH[/VARIANT], as linux/amd64,linux/arm64"
-            );
-        }
-        let platform = Platform::parse(item).ok_or_else(|| {
-            anyhow::anyhow!(
-                "--platform {item:?} is not a platform: give OS/ARCH or OS/ARCH/VARIANT, \
-                 as linux/arm64"
-            )
-        })?;
-        if platform.os != "linux" {
-            bail!(
-                "--platform {item}: rbuild builds Linux images only (its steps run in Linux \
-                 namespaces); give linux/ARCH"
-            );
-        }
-        if !platforms.contains(&platform) {
-            platforms.push(platform);
-        }
-    }
-    Ok(platforms)
-}
-
 /// Runs `rbuild build`.
 pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     let platforms = match args.platform.as_deref() {
-        Some(text) => target_platforms(text)?,
+        Some(text) => super::platform_arg::platform_list(text)?,
         None => Vec::new(),
     };
     if args.load && platforms.len() > 1 {
