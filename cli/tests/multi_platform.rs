@@ -715,3 +715,57 @@ fn run_of_an_image_no_binfmt_handler_runs_is_refused_naming_qemu() {
         assert!(stderr.contains(needed), "{needed:?} missing in: {stderr}");
     }
 }
+
+#[test]
+fn a_cache_export_of_several_platforms_holds_every_platforms_steps() {
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
+    require_arm64_emulation();
+    let dir = tempfile::tempdir().unwrap();
+    let (root, ctx) = store_and_context(dir.path(), CROSS_DOCKERFILE);
+    let cache = dir.path().join("exported-cache");
+    success(
+        rbuild(&root)
+            .args(["build", "-q", "--platform", "linux/amd64,linux/arm64"])
+            .arg("--cache-to")
+            .arg(format!("type=local,dest={},mode=max", cache.display()))
+            .arg(&ctx),
+    );
+    // Another store with the same base images and no cache of its own.
+    let other = dir.path().join("other");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(&root)
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    std::fs::remove_dir_all(other.join("cache")).unwrap();
+    let out = success(
+        rbuild(&other)
+            .args([
+                "build",
+                "--progress",
+                "plain",
+                "--platform",
+                "linux/amd64,linux/arm64",
+            ])
+            .arg("--cache-from")
+            .arg(format!("type=local,src={}", cache.display()))
+            .arg(&ctx),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for step in [
+        "[linux/amd64 3/3] RUN uname -m | tee /arch",
+        "[linux/arm64 3/3] RUN uname -m | tee /arch",
+        "[linux/amd64 build 2/2] RUN uname -m > /built-on && echo \"native stage ran on $(uname -m)\"",
+    ] {
+        let blocks = step_blocks(&stderr, step);
+        assert!(
+            blocks
+                .iter()
+                .any(|b| b.iter().any(|l| l.ends_with(" CACHED"))),
+            "{step} not cached:\n{stderr}"
+        );
+    }
+    assert!(!stderr.contains("Ran emulated"), "{stderr}");
+}

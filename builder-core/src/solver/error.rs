@@ -161,14 +161,6 @@ pub enum BuildError {
     /// The build was canceled because another stage failed.
     #[error("build canceled")]
     Canceled,
-    /// The request asks for something a build of several platforms does not do.
-    #[error(
-        "{what} is not supported in a build of several platforms: build each platform on its own"
-    )]
-    SeveralPlatforms {
-        /// What was asked for.
-        what: &'static str,
-    },
     /// A `SOURCE_DATE_EPOCH` build argument that is not a number of seconds.
     #[error("invalid SOURCE_DATE_EPOCH {value:?}: expected seconds since 1970-01-01")]
     SourceDateEpoch {

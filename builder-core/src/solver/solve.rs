@@ -11,7 +11,7 @@ use rbuild_dockerfile::Platform;
 
 use super::assemble::{Assembled, assemble};
 use super::error::BuildError;
-use super::output::{output, output_index};
+use super::output::{cache_export, output, output_index};
 use super::prepare::{Prepared, prepare};
 use super::report::Reporter;
 use super::request::{BuildRequest, BuildResult, StepReport};
@@ -109,29 +109,36 @@ fn build_platforms(
     request: &BuildRequest,
     reporter: &Reporter<'_>,
 ) -> Result<BuildResult, BuildError> {
-    if !request.options.cache_to.is_empty() {
-        return Err(BuildError::SeveralPlatforms {
-            what: "a cache export (--cache-to)",
-        });
-    }
     let mut images: Vec<Image> = Vec::new();
     let mut steps = Vec::new();
+    // The cache entries each --cache-to writes, from every platform's build.
+    let mut cache = Vec::new();
     for platform in &request.spec.platforms {
         reporter.set_target(Some(platform.clone()));
-        let (image, part) = build_for(
+        let (image, part, entries) = build_for(
             store,
             backends,
             request,
             Some(platform),
             reporter,
-            |_, _, assembled, steps| Ok((assembled.image, steps)),
+            |prepared, runtime, assembled, steps| {
+                let entries = cache_export::gather_all(
+                    store,
+                    &runtime.cache,
+                    &runtime.layer_options,
+                    &request.options.cache_to,
+                    &prepared.graph,
+                );
+                Ok((assembled.image, steps, entries))
+            },
         )?;
         images.push(image);
         steps.extend(part);
+        cache_export::merge(&mut cache, entries);
     }
     reporter.set_target(None);
     let index = write_index(store, images, request.spec.format)?;
-    let output = output_index(store, reporter, &request.options, &index)?;
+    let output = output_index(store, reporter, &request.options, &index, cache)?;
     let image_id = index.digest().map_err(ImageError::from)?;
     let image = index.images.first().cloned().ok_or(BuildError::Canceled)?;
     let duration = reporter.build_finished(

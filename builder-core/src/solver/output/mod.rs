@@ -88,13 +88,15 @@ pub(crate) fn output(
 
 /// Names, exports and pushes `index`, the images of a build of several platforms, as
 /// `options` ask: the names point to the index, each output holds every platform
-/// ([`export_index`]), each push sends the platforms' manifests and then the index. (A
-/// build of several platforms exports no cache: it is refused before it starts.)
+/// ([`export_index`]), each `--cache-to` writes the `cache` entries gathered from every
+/// platform's build (see [`cache_export::merge`]), each push sends the platforms'
+/// manifests and then the index.
 pub(crate) fn output_index(
     store: &ContentStore,
     reporter: &Reporter<'_>,
     options: &BuildOptions,
     index: &PlatformIndex,
+    cache: Vec<cache_export::Gathered>,
 ) -> Result<Output, BuildError> {
     for name in &options.tags {
         store.tag(name, &index.descriptor)?;
@@ -108,6 +110,7 @@ pub(crate) fn output_index(
         };
         warn_skipped_devices(reporter, &exported);
     }
+    cache_export::write(store, &options.cache_to, cache, &options.registry, reporter)?;
     let names = push::names_to_push(options);
     let pushed = if names.is_empty() {
         Vec::new()
