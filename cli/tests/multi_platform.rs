@@ -769,3 +769,39 @@ fn a_cache_export_of_several_platforms_holds_every_platforms_steps() {
     }
     assert!(!stderr.contains("Ran emulated"), "{stderr}");
 }
+
+#[test]
+fn a_reproducible_check_of_several_platforms_compares_each_platforms_image() {
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
+    require_arm64_emulation();
+    let dir = tempfile::tempdir().unwrap();
+    let (root, ctx) = store_and_context(dir.path(), CROSS_DOCKERFILE);
+    let out = success(
+        rbuild(&root)
+            .args(["build", "--progress", "plain", "--reproducible-check"])
+            .args(["--platform", "linux/amd64,linux/arm64"])
+            .arg(&ctx),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("the same images of linux/amd64, linux/arm64 (image index sha256:"),
+        "{stdout}"
+    );
+
+    // A step whose output differs each time: the platform whose image differs is named.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN cat /proc/sys/kernel/random/uuid > /id\n",
+    )
+    .unwrap();
+    let out = output(
+        rbuild(&root)
+            .args(["build", "--progress", "plain", "--reproducible-check"])
+            .args(["--platform", "linux/amd64,linux/arm64"])
+            .arg(&ctx),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not reproducible"), "{stderr}");
+    assert!(stderr.contains("linux/amd64: "), "{stderr}");
+}

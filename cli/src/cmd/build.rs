@@ -16,7 +16,6 @@ use rbuild_core::{
     registry::{Mirror, RegistryConfig},
     solver::{BuildSecret, CacheExport, CacheImport, ExecutorKind, SnapshotterKind, Squash},
 };
-use rbuild_dockerfile::Platform;
 
 use super::build_flags::{
     AllowArg, IsolationArg, NetworkArg, OutputArg, SnapshotterArg, allow_arg, build_arg, secret_arg,
@@ -630,31 +629,40 @@ fn reproducible_check(
     progress: &dyn Progress,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
-    // Each platform is checked on its own: its image is what must come out the same.
-    let platforms: Vec<Option<Platform>> = match request.spec.platforms.as_slice() {
-        [] => vec![None],
-        several => several.iter().cloned().map(Some).collect(),
-    };
-    for platform in platforms {
-        let mut one = request.clone();
-        one.spec.platforms = platform.iter().cloned().collect();
-        let on = platform.map(|p| format!(" for {p}")).unwrap_or_default();
-        match builder.check_reproducible(&one, progress) {
-            Ok(report) if quiet => println!("{}", report.image_id),
-            Ok(report) => println!(
-                "reproducible{on}: two builds from an empty cache gave the same image {} \
-                 (image ID {}, SOURCE_DATE_EPOCH={})",
-                report.digest, report.image_id, report.source_date_epoch
-            ),
-            Err(err) => {
-                // A failed build was shown by the progress renderer already; the verdict
-                // of a check that built twice was not.
-                if quiet || matches!(err, BuildError::NotReproducible { .. }) {
-                    eprintln!("error{on}: {}", crate::escape::printable(&err.render()));
-                }
-                return Ok(ExitCode::from(EXIT_BUILD_FAILED));
+    match builder.check_reproducible(request, progress) {
+        Ok(report) => {
+            if quiet {
+                println!("{}", report.image_id);
+            } else if request.spec.platforms.len() > 1 {
+                let platforms: Vec<String> = request
+                    .spec
+                    .platforms
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                println!(
+                    "reproducible: two builds from an empty cache gave the same images of {} \
+                     (image index {}, SOURCE_DATE_EPOCH={})",
+                    platforms.join(", "),
+                    report.digest,
+                    report.source_date_epoch
+                );
+            } else {
+                println!(
+                    "reproducible: two builds from an empty cache gave the same image {} \
+                     (image ID {}, SOURCE_DATE_EPOCH={})",
+                    report.digest, report.image_id, report.source_date_epoch
+                );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            // A failed build was shown by the progress renderer already; the verdict
+            // of a check that built twice was not.
+            if quiet || matches!(err, BuildError::NotReproducible { .. }) {
+                eprintln!("error: {}", crate::escape::printable(&err.render()));
+            }
+            Ok(ExitCode::from(EXIT_BUILD_FAILED))
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
