@@ -196,3 +196,46 @@ fn build_id() -> BuildId {
             .to_owned(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::NullProgress;
+
+    fn platform(text: &str) -> Platform {
+        Platform::parse(text).unwrap_or_else(|| panic!("{text} is a platform"))
+    }
+
+    #[test]
+    fn step_names_carry_the_platform_only_in_a_build_of_several() {
+        let reporter = Reporter::for_platforms(&NullProgress, 2);
+        let amd64 = platform("linux/amd64");
+        assert_eq!(reporter.platform_prefix(&amd64), None);
+        assert_eq!(
+            reporter.internal_name(Some(&amd64), "load"),
+            "[internal] load"
+        );
+
+        reporter.set_target(Some(platform("linux/arm64")));
+        assert_eq!(
+            reporter
+                .platform_prefix(&platform("linux/arm64"))
+                .as_deref(),
+            Some("linux/arm64")
+        );
+        // A native stage of the arm64 build, as BuildKit's formatTargetPlatform has it.
+        assert_eq!(
+            reporter.platform_prefix(&amd64).as_deref(),
+            Some("linux/amd64->arm64")
+        );
+        assert_eq!(
+            reporter.internal_name(Some(&platform("linux/arm64")), "load"),
+            "[linux/arm64 internal] load"
+        );
+        reporter.set_target(Some(platform("linux/arm/v7")));
+        assert_eq!(
+            reporter.platform_prefix(&amd64).as_deref(),
+            Some("linux/amd64->arm/v7")
+        );
+    }
+}
