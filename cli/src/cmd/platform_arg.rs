@@ -10,9 +10,23 @@ use rbuild_dockerfile::Platform;
 
 /// One platform, `linux/arm64`: a clap value parser.
 pub(crate) fn platform_arg(text: &str) -> Result<Platform, String> {
-    let platform = Platform::parse(text.trim()).ok_or_else(|| {
-        format!("{text:?} is not a platform: give OS/ARCH or OS/ARCH/VARIANT, as linux/arm64")
-    })?;
+    let text = text.trim();
+    if text.contains(',') {
+        return Err(format!(
+            "{text:?} names several platforms: give one, as linux/arm64"
+        ));
+    }
+    // containerd's platforms.Parse: each part letters, digits, `_`, `-` (and `.` in a
+    // variant such as v8.0).
+    let well_formed = text.split('/').all(|part| {
+        part.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    });
+    let platform = Platform::parse(text)
+        .filter(|_| well_formed)
+        .ok_or_else(|| {
+            format!("{text:?} is not a platform: give OS/ARCH or OS/ARCH/VARIANT, as linux/arm64")
+        })?;
     if platform.os != "linux" {
         return Err(format!(
             "{text}: rbuild makes and runs Linux images only (its steps run in Linux \
@@ -88,6 +102,10 @@ mod tests {
         );
         assert!(platform_arg("windows/amd64").is_err_and(|e| e.contains("Linux images only")));
         assert!(platform_arg("arm64").is_err_and(|e| e.contains("is not a platform")));
+        assert!(platform_arg("linux/arm 64").is_err_and(|e| e.contains("is not a platform")));
+        assert!(
+            platform_arg("linux/amd64,linux/arm64").is_err_and(|e| e.contains("several platforms"))
+        );
         let list = platform_list("linux/amd64, linux/arm64/v8,linux/aarch64,linux/amd64")
             .map(|l| l.iter().map(ToString::to_string).collect::<Vec<_>>())
             .map_err(|e| e.to_string());
