@@ -805,3 +805,23 @@ fn a_reproducible_check_of_several_platforms_compares_each_platforms_image() {
     assert!(stderr.contains("not reproducible"), "{stderr}");
     assert!(stderr.contains("linux/amd64: "), "{stderr}");
 }
+
+#[test]
+fn a_warning_about_the_dockerfile_is_given_once_for_all_platforms() {
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
+    require_arm64_emulation();
+    let dir = tempfile::tempdir().unwrap();
+    let (root, ctx) = store_and_context(dir.path(), ARCH_DOCKERFILE);
+    let out = success(
+        rbuild(&root)
+            .args(["build", "--progress", "plain", "--build-arg", "UNUSED=1"])
+            .args(["--platform", "linux/amd64,linux/arm64"])
+            .arg(&ctx),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .contains("\n1 warning found:\n - one or more build-args [UNUSED] were not consumed\n"),
+        "{stderr}"
+    );
+}

@@ -27,6 +27,8 @@ pub(crate) struct Reporter<'p> {
     platforms: u32,
     /// The platform being built, when the build is for several.
     target: Mutex<Option<Platform>>,
+    /// The warnings sent, when the build is for several platforms.
+    warned: Mutex<Vec<Event>>,
 }
 
 impl<'p> Reporter<'p> {
@@ -40,7 +42,21 @@ impl<'p> Reporter<'p> {
             announced: AtomicBool::new(false),
             platforms: u32::try_from(platforms.max(1)).unwrap_or(u32::MAX),
             target: Mutex::new(None),
+            warned: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Sends `warning`; in a build of several platforms, only once: each platform's build
+    /// finds the same Dockerfile warnings.
+    pub(crate) fn warn(&self, warning: &Event) {
+        if self.platforms > 1 {
+            let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
+            if warned.contains(warning) {
+                return;
+            }
+            warned.push(warning.clone());
+        }
+        self.progress.event(warning);
     }
 
     /// The steps that follow are of the build for `target`, one of several platforms.
@@ -237,5 +253,25 @@ mod tests {
             reporter.platform_prefix(&amd64).as_deref(),
             Some("linux/amd64->arm/v7")
         );
+    }
+
+    #[test]
+    fn a_warning_of_every_platforms_build_is_sent_once() {
+        let collect = crate::progress::Collect::new();
+        let warning = |message: &str| Event::Warning {
+            rule: None,
+            message: message.to_owned(),
+            line: Some(2),
+        };
+        let reporter = Reporter::for_platforms(&collect, 2);
+        for message in ["unused", "other", "unused"] {
+            reporter.warn(&warning(message));
+        }
+        assert_eq!(collect.take(), [warning("unused"), warning("other")]);
+        // A build of one platform sends what it is given.
+        let reporter = Reporter::for_platforms(&collect, 1);
+        reporter.warn(&warning("unused"));
+        reporter.warn(&warning("unused"));
+        assert_eq!(collect.take().len(), 2);
     }
 }

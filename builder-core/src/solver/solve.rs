@@ -184,10 +184,10 @@ fn build_for<T>(
     // Sent where the build always sent them: after the machinery is open, before the
     // first stage runs.
     for warning in &prepared.warnings {
-        reporter.event(warning);
+        reporter.warn(warning);
     }
     for message in &runtime.import_warnings {
-        reporter.event(&Event::Warning {
+        reporter.warn(&Event::Warning {
             rule: None,
             message: message.clone(),
             line: None,
