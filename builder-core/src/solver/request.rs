@@ -104,15 +104,15 @@ pub struct BuildSpec {
     pub build_args: Vec<(String, String)>,
     /// `--target`: the stage to build; the last one when `None`.
     pub target: Option<String>,
-    /// `--platform`: the platforms the image is for, in order, each once. For each, the
-    /// Dockerfile is built once with it as `TARGETPLATFORM` (the platform its stages
-    /// resolve their base images for and run as), all against the same store and
-    /// cache, so a stage that does not depend on the target (`FROM
-    /// --platform=$BUILDPLATFORM` without `TARGET*` arguments) runs for the first and
-    /// is found in the cache by the others. With several, the result is an image index
-    /// of the platforms' images ([`BuildResult::index`]). Empty: the host's, and a stage
-    /// on an image of another platform keeps that image's (as BuildKit does without
-    /// `--platform`).
+    /// `--platform`: the platforms the image is for, in order (one named twice is built
+    /// once, where it is first named). For each, the Dockerfile is built once with it as
+    /// `TARGETPLATFORM` (the platform its stages resolve their base images for and run
+    /// as), all against the same store and cache, so a stage that does not depend on
+    /// the target (`FROM --platform=$BUILDPLATFORM` without `TARGET*` arguments) runs
+    /// for the first and is found in the cache by the others. With several, the result
+    /// is an image index of the platforms' images ([`BuildResult::index`]). Empty: the
+    /// host's, and a stage on an image of another platform keeps that image's (as
+    /// BuildKit does without `--platform`).
     pub platforms: Vec<Platform>,
     /// `--label KEY=VALUE`, added to the image config.
     pub labels: Vec<(String, String)>,

@@ -31,6 +31,16 @@ pub(crate) fn build(
     request: &BuildRequest,
     progress: &dyn Progress,
 ) -> Result<BuildResult, BuildError> {
+    // A platform named twice is built once, where it was first named.
+    let mut request = request.clone();
+    let mut platforms: Vec<Platform> = Vec::new();
+    for platform in std::mem::take(&mut request.spec.platforms) {
+        if !platforms.contains(&platform) {
+            platforms.push(platform);
+        }
+    }
+    request.spec.platforms = platforms;
+    let request = &request;
     let reporter = Reporter::for_platforms(progress, request.spec.platforms.len());
     let result = build_inner(store, backends, request, &reporter);
     if let Err(err) = &result {
