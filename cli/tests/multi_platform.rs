@@ -568,6 +568,28 @@ fn a_push_of_several_platforms_sends_each_manifest_then_the_index() {
     ]);
     assert_eq!(arm64.trim(), "arm64");
 
+    // -o type=registry,name= pushes the index under its own name.
+    let output_name = format!("{}/multi/output:1", reg.addr);
+    success(
+        rbuild(&root)
+            .args(["build", "-q", "--platform", "linux/amd64,linux/arm64"])
+            .arg("-o")
+            .arg(format!("type=registry,name={output_name}"))
+            .arg(&ctx),
+    );
+    let raw = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{output_name}"),
+    ]);
+    let index: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        entry_platforms(&index),
+        ["linux/amd64", "linux/arm64"],
+        "{index}"
+    );
+
     // rbuild push sends the index the store names, under another name.
     let other = format!("{}/multi/other:2", reg.addr);
     let pushed = success(rbuild(&root).args(["push", &name, &other]));
