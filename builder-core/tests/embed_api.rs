@@ -213,3 +213,46 @@ fn the_embedders_executor_and_snapshotter_run_the_steps() {
     );
     assert!(snapshotter.prepared.load(Ordering::SeqCst) >= 2);
 }
+
+/// `platforms` of an embedder's request: each is built once (a platform named twice
+/// too), in the order first named, and the result is their index. A `scratch` image with a
+/// copied file runs no program, so no emulation is needed for arm64.
+#[test]
+fn a_request_of_several_platforms_builds_each_once_into_an_index() {
+    use rbuild_core::image::config_platform;
+    use rbuild_dockerfile::Platform;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(dir.path().join("store")).unwrap();
+    let ctx = context(dir.path(), &[("hello.txt", "hello\n")]);
+    let platform = |text: &str| Platform::parse(text).unwrap();
+    let (result, events) = support::build::build_with(
+        &store,
+        "FROM scratch\nCOPY hello.txt /\n",
+        &ctx,
+        |request| {
+            request.spec.platforms = vec![
+                platform("linux/arm64"),
+                platform("linux/amd64"),
+                platform("linux/aarch64"),
+            ];
+        },
+    );
+    let result = result.unwrap_or_else(|e| panic!("{}", rbuild_core::error_chain::error_chain(&e)));
+    let index = result
+        .index
+        .expect("a build of two platforms gives an index");
+    let built: Vec<String> = index
+        .images
+        .iter()
+        .map(|image| config_platform(&image.config).to_string())
+        .collect();
+    assert_eq!(built, ["linux/arm64", "linux/amd64"]);
+    assert_eq!(result.image_id, index.digest().unwrap());
+    let copies = events
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::StepStarted { name, .. } if name.contains("COPY hello.txt")))
+        .count();
+    assert_eq!(copies, 2, "{:?}", events.events());
+}

@@ -248,29 +248,6 @@ fn a_platform_no_binfmt_handler_runs_is_refused_before_its_step_naming_qemu() {
 }
 
 #[test]
-fn several_platforms_are_refused_as_multi_platform_builds_do_not_exist_yet() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("store");
-    let ctx = dir.path().join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\n").unwrap();
-    let out = output(rbuild(&root).args([
-        "build",
-        "--platform",
-        "linux/amd64,linux/arm64",
-        ctx.to_str().unwrap(),
-    ]));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("multi-platform builds"), "{stderr}");
-
-    let out = output(rbuild(&root).args(["build", "--platform", "arm64", ctx.to_str().unwrap()]));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("\"arm64\" is not a platform"), "{stderr}");
-}
-
-#[test]
 fn a_base_the_store_has_for_another_platform_only_is_pulled_and_the_failure_says_so() {
     require_root("fixture recipes need root");
     let dir = tempfile::tempdir().unwrap();

@@ -18,7 +18,7 @@ pub const BINFMT_MISC_DIR: &str = "/proc/sys/fs/binfmt_misc";
 /// takes its ELF binaries. When `dir` is not a mounted `binfmt_misc` (no `status` file,
 /// as in a container that does not mount it) nothing can be told and the step runs.
 pub fn check_emulation(platform: &Platform, host: &Platform, dir: &Path) -> Result<(), ExecError> {
-    if platform.os == host.os && runs_natively(&platform.architecture, &host.architecture) {
+    if !runs_emulated(platform, host) {
         return Ok(());
     }
     let Some(header) = elf_header(&platform.architecture) else {
@@ -44,6 +44,12 @@ pub fn check_emulation(platform: &Platform, host: &Platform, dir: &Path) -> Resu
             host: host.to_string(),
         })
     }
+}
+
+/// Whether steps of `platform` run emulated on a `host` machine: the kernel hands their
+/// programs to a `binfmt_misc` handler (QEMU) as the host does not run them natively.
+pub fn runs_emulated(platform: &Platform, host: &Platform) -> bool {
+    platform.os != host.os || !runs_natively(&platform.architecture, &host.architecture)
 }
 
 /// Whether a host of architecture `host` runs `arch`'s programs without a handler.

@@ -69,7 +69,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use self::binfmt::{BINFMT_MISC_DIR, check_emulation};
+pub use self::binfmt::{BINFMT_MISC_DIR, check_emulation, runs_emulated};
 pub use self::chroot::{
     ChrootExecutor, check_proot, chroot_available, find_proot, sandbox_available,
 };

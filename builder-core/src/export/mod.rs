@@ -7,6 +7,7 @@
 mod archive;
 mod layout;
 mod members;
+mod platforms;
 mod target;
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +26,7 @@ pub use self::archive::{
 };
 pub use self::layout::DEST_STDOUT;
 use self::layout::{AtomicFile, AtomicWriter, DirSink, LayoutSink, TarSink};
+pub use self::platforms::export_index;
 pub use self::target::{ExportTarget, InvalidExportTarget};
 use crate::digest::Digest;
 use crate::image::{Image, ImageError};
@@ -99,6 +101,18 @@ pub enum ExportError {
         archive: PathBuf,
         /// What is wrong, quoting the archive's names escaped.
         reason: String,
+    },
+    /// An output that holds one image was asked of a build of several platforms.
+    #[error(
+        "{output} holds one image, and the build made one for each of {platforms}: a \
+         docker archive cannot hold an image index (BuildKit's docker exporter refused \
+         it too); use -o type=oci, or build one platform for it"
+    )]
+    SeveralPlatforms {
+        /// The output, as `-o` names it.
+        output: &'static str,
+        /// The platforms built, comma-separated.
+        platforms: String,
     },
     /// `type=image`, `type=registry` and `--push` need at least one name.
     #[error("the image needs a name to be named or pushed: give one with -t (or name= in -o)")]
@@ -228,6 +242,28 @@ pub fn export(
         ExportTarget::Registry { .. } => tag_all(store, image, names),
     }
     .map(|()| Exported::default())
+}
+
+/// The layout entries of `base` for `names`: one per name, with containerd's and
+/// image-spec's name annotations as BuildKit writes them; `base` alone when there is no
+/// name.
+fn named_entries(base: &Descriptor, names: &[ImageName]) -> Vec<Descriptor> {
+    if names.is_empty() {
+        return vec![base.clone()];
+    }
+    names
+        .iter()
+        .map(|name| {
+            let mut d = base.clone();
+            let mut ann = HashMap::new();
+            ann.insert(CONTAINERD_NAME_ANNOTATION.to_owned(), name.to_string());
+            if let Some(tag) = name.tag() {
+                ann.insert(REF_NAME_ANNOTATION.to_owned(), tag.to_owned());
+            }
+            d.set_annotations(Some(ann));
+            d
+        })
+        .collect()
 }
 
 /// Writes the root file system of `image` (all its layers merged) into directory
@@ -514,19 +550,7 @@ pub(crate) fn write_layout(
         }
         let mut base = image.descriptor.clone();
         base.set_annotations(None);
-        if names.is_empty() {
-            entries.push(base.clone());
-        }
-        for name in names.iter() {
-            let mut d = base.clone();
-            let mut ann = HashMap::new();
-            ann.insert(CONTAINERD_NAME_ANNOTATION.to_owned(), name.to_string());
-            if let Some(tag) = name.tag() {
-                ann.insert(REF_NAME_ANNOTATION.to_owned(), tag.to_owned());
-            }
-            d.set_annotations(Some(ann));
-            entries.push(d);
-        }
+        entries.extend(named_entries(&base, names));
     }
     let index = ImageIndexBuilder::default()
         .schema_version(2u32)

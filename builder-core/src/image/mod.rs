@@ -21,7 +21,8 @@ pub use self::config::{
     rfc3339,
 };
 pub use self::platforms::{
-    config_platform, load_image_for, platform_images, tag_keeping_platforms,
+    PlatformIndex, config_platform, load_image_for, platform_images, tag_keeping_platforms,
+    write_index,
 };
 use crate::digest::{Digest, InvalidDigest};
 use crate::layer::{Compression, Layer};

@@ -6,7 +6,9 @@
 use oci_spec::image::{Descriptor, ImageIndex, MediaType};
 use rbuild_dockerfile::Platform;
 
-use super::{Image, ImageConfig, ImageError, descriptor, load_image};
+use super::{
+    DOCKER_MANIFEST_LIST, Image, ImageConfig, ImageError, ImageFormat, descriptor, load_image,
+};
 use crate::digest::Digest;
 use crate::store::{ContentStore, ImageName, StoreError};
 
@@ -100,9 +102,58 @@ pub fn tag_keeping_platforms(
         return Ok(());
     }
     entries.push(platform_descriptor(image)?);
+    let index = store_index(store, entries, MediaType::ImageIndex)?;
+    store.tag(name, &index)?;
+    Ok(())
+}
+
+/// The images of a build for several platforms, and the image index naming them.
+#[derive(Debug, Clone)]
+pub struct PlatformIndex {
+    /// The index's descriptor (media type, digest, size), what a name points to.
+    pub descriptor: Descriptor,
+    /// Each platform's image, in the index's order.
+    pub images: Vec<Image>,
+}
+
+impl PlatformIndex {
+    /// The index's digest.
+    pub fn digest(&self) -> Result<Digest, crate::digest::InvalidDigest> {
+        Digest::try_from(self.descriptor.digest())
+    }
+}
+
+/// Stores the image index of `images`, one entry per image in their order, each its
+/// manifest's descriptor with the platform its config says, as BuildKit's image writer
+/// makes it: an OCI image index (image-spec image-index.md), or a docker manifest list
+/// (`application/vnd.docker.distribution.manifest.list.v2+json`) for
+/// [`ImageFormat::Docker`].
+pub fn write_index(
+    store: &ContentStore,
+    images: Vec<Image>,
+    format: ImageFormat,
+) -> Result<PlatformIndex, ImageError> {
+    let entries = images
+        .iter()
+        .map(platform_descriptor)
+        .collect::<Result<Vec<_>, _>>()?;
+    let media_type = match format {
+        ImageFormat::Oci => MediaType::ImageIndex,
+        ImageFormat::Docker => MediaType::Other(DOCKER_MANIFEST_LIST.to_owned()),
+    };
+    let descriptor = store_index(store, entries, media_type)?;
+    Ok(PlatformIndex { descriptor, images })
+}
+
+/// Stores an index of `entries` with `media_type`; returns its descriptor.
+fn store_index(
+    store: &ContentStore,
+    entries: Vec<Descriptor>,
+    media_type: MediaType,
+) -> Result<Descriptor, ImageError> {
     let index = oci_spec::image::ImageIndexBuilder::default()
         .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
+        .media_type(media_type.clone())
         .manifests(entries)
         .build()
         .map_err(ImageError::Manifest)?;
@@ -116,8 +167,7 @@ pub fn tag_keeping_platforms(
         source,
     })?;
     let blob = store.put(&bytes)?;
-    store.tag(name, &descriptor(MediaType::ImageIndex, &blob))?;
-    Ok(())
+    Ok(descriptor(media_type, &blob))
 }
 
 /// An index entry for `image`: its manifest's descriptor with the config's platform,

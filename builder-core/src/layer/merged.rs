@@ -171,8 +171,55 @@ fn is_opaque(path: &Path) -> io::Result<bool> {
 /// uncompressed tar, with the headers a layer of that tree would have (no epoch); returns
 /// `out`.
 pub(crate) fn write_merged_tar<W: Write>(out: W, layers: &[PathBuf]) -> Result<W, LayerError> {
+    let mut tar = tar::Builder::new(out);
+    append_merged(&mut tar, layers, Path::new(""))?;
+    tar.into_inner().map_err(|source| LayerError::Write {
+        path: PathBuf::from("/"),
+        source,
+    })
+}
+
+/// Writes several merged trees to `out` as one uncompressed tar, each `(directory,
+/// layers)` under its directory (an entry of its own: mode 0755, owned by root, mtime 0),
+/// as BuildKit's tar exporter writes the platforms of a multi-platform build
+/// (`linux_amd64/...`, `linux_arm64/...`); returns `out`.
+pub(crate) fn write_merged_tars<W: Write>(
+    out: W,
+    trees: &[(PathBuf, Vec<PathBuf>)],
+) -> Result<W, LayerError> {
+    let mut tar = tar::Builder::new(out);
+    for (dir, layers) in trees {
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.set_size(0);
+        let werr = |source| LayerError::Write {
+            path: dir.clone(),
+            source,
+        };
+        header.set_path(dir.join("")).map_err(werr)?;
+        header.set_cksum();
+        tar.append(&header, io::empty()).map_err(werr)?;
+        append_merged(&mut tar, layers, dir)?;
+    }
+    tar.into_inner().map_err(|source| LayerError::Write {
+        path: PathBuf::from("/"),
+        source,
+    })
+}
+
+/// Appends the merged tree of `layers` to `tar`, its entries named under `prefix`.
+fn append_merged<W: Write>(
+    tar: &mut tar::Builder<W>,
+    layers: &[PathBuf],
+    prefix: &Path,
+) -> Result<(), LayerError> {
     let options = LayerOptions::default();
     let mut state = WriteState::new(Path::new(""), &options);
+    state.under(prefix);
     // Unprivileged, each path's owner and mode are in the table of the layer it comes
     // from.
     let tables = if crate::fakeroot::active() {
@@ -189,7 +236,6 @@ pub(crate) fn write_merged_tar<W: Write>(out: W, layers: &[PathBuf]) -> Result<W
     } else {
         Vec::new()
     };
-    let mut tar = tar::Builder::new(out);
     walk_merged(layers, |entry| {
         let from = layers
             .iter()
@@ -199,11 +245,7 @@ pub(crate) fn write_merged_tar<W: Write>(out: W, layers: &[PathBuf]) -> Result<W
         if let Some((_, table)) = from {
             state.record(entry.rel, table.entry(entry.rel).unwrap_or_default());
         }
-        state.append_from(&mut tar, entry.source, entry.rel)
-    })?;
-    tar.into_inner().map_err(|source| LayerError::Write {
-        path: PathBuf::from("/"),
-        source,
+        state.append_from(tar, entry.source, entry.rel)
     })
 }
 

@@ -26,7 +26,7 @@ pub(crate) use self::compress::Compressor;
 pub use self::compress::{Compression, decompress};
 pub use self::limits::LimitExceeded;
 pub(crate) use self::limits::Meter;
-pub(crate) use self::merged::write_merged_tar;
+pub(crate) use self::merged::{write_merged_tar, write_merged_tars};
 pub use self::tree::tree_changes;
 pub use self::writer::{LayerOptions, write_layer, write_layer_to};
 use crate::digest::Digest;

@@ -203,6 +203,8 @@ pub(crate) struct WriteState<'a> {
     /// Unprivileged: the source's owner table and the build user's ids, which stand for
     /// 0 (see [`crate::fakeroot`]).
     owners: Option<(Owners, (u32, u32))>,
+    /// The directory entries are named under in the tar (empty: none).
+    prefix: PathBuf,
 }
 
 impl<'a> WriteState<'a> {
@@ -213,7 +215,14 @@ impl<'a> WriteState<'a> {
             options,
             hardlinks: HashMap::new(),
             owners: None,
+            prefix: PathBuf::new(),
         }
+    }
+
+    /// Names every entry written after this under `prefix` in the tar (`linux_arm64/`),
+    /// owners still looked up by their path in the tree.
+    pub(crate) fn under(&mut self, prefix: &Path) {
+        self.prefix = prefix.to_path_buf();
     }
 
     /// Takes the entries' owners from `table`, the build user's ids standing for 0
@@ -307,11 +316,11 @@ impl<'a> WriteState<'a> {
         h.set_size(0);
         let xattrs = read_xattrs(full).map_err(src_err)?;
         let mut link = None;
-        let mut name = rel.to_path_buf();
+        let mut name = self.prefix.join(rel);
         if ft.is_dir() {
             h.set_entry_type(EntryType::Directory);
             // Directories end in '/', as docker and BuildKit write them.
-            let mut bytes = rel.as_os_str().as_bytes().to_vec();
+            let mut bytes = name.as_os_str().as_bytes().to_vec();
             bytes.push(b'/');
             name = PathBuf::from(OsStr::from_bytes(&bytes));
         } else if ft.is_symlink() {
@@ -325,7 +334,7 @@ impl<'a> WriteState<'a> {
                     let first = first.clone();
                     return emit(tar, h, &name, Some(&first), xattrs, io::empty());
                 }
-                self.hardlinks.insert(key, rel.to_path_buf());
+                self.hardlinks.insert(key, name.clone());
             }
             h.set_entry_type(EntryType::Regular);
             h.set_size(meta.len());

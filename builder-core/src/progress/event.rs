@@ -119,6 +119,11 @@ pub enum Event {
         /// The step's 1-based line in the Dockerfile, if it comes from one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         line: Option<u32>,
+        /// For a `RUN` step whose stage is of another platform than the build machine's:
+        /// that platform (`linux/arm64`), whose programs the kernel runs through
+        /// emulation (QEMU's `binfmt_misc` handlers) if the step runs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        emulated: Option<String>,
     },
     /// A step's process wrote a line of output.
     StepLog {
@@ -325,6 +330,7 @@ mod tests {
             stage: None,
             name: "[internal] load build definition from Dockerfile".into(),
             line: None,
+            emulated: None,
         };
         let json = serde_json::to_string(&event).expect("serializing an event");
         assert_eq!(

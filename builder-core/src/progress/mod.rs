@@ -52,6 +52,7 @@
 //!     stage: None,
 //!     name: display_name(None, 2, 2, "RUN echo hello"),
 //!     line: Some(2),
+//!     emulated: None,
 //! });
 //! sink.event(&Event::log(step, Stream::Stdout, b"hello\n"));
 //! sink.event(&Event::StepFinished {
@@ -160,6 +161,23 @@ pub fn display_name(stage: Option<&str>, position: u32, count: u32, instruction:
     }
 }
 
+/// The name BuildKit shows for a Dockerfile step in a build of several platforms: the
+/// [`display_name`] with `platform` first in its brackets, `[linux/arm64 2/6] RUN ...`,
+/// `[linux/amd64->arm64 builder 2/6] RUN ...`.
+pub fn platform_display_name(
+    platform: &str,
+    stage: Option<&str>,
+    position: u32,
+    count: u32,
+    instruction: &str,
+) -> String {
+    let name = display_name(stage, position, count, instruction);
+    match name.strip_prefix('[') {
+        Some(rest) => format!("[{platform} {rest}"),
+        None => name,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -202,5 +220,17 @@ mod tests {
             "[builder 1/3] FROM golang"
         );
         assert_eq!(StepId(7).to_string(), "#7");
+    }
+
+    #[test]
+    fn platform_display_names_put_the_platform_first_in_the_brackets() {
+        assert_eq!(
+            platform_display_name("linux/arm64", None, 2, 3, "RUN uname -m"),
+            "[linux/arm64 2/3] RUN uname -m"
+        );
+        assert_eq!(
+            platform_display_name("linux/amd64->arm64", Some("build"), 1, 2, "FROM busybox"),
+            "[linux/amd64->arm64 build 1/2] FROM busybox"
+        );
     }
 }

@@ -20,7 +20,7 @@ use super::error::{BuildError, io_err};
 use super::request::{BuildOptions, BuildRequest, BuildResult};
 use super::runtime::Backends;
 use crate::digest::{Digest, Hasher};
-use crate::image::Image;
+use crate::image::{Image, config_platform};
 use crate::layer::{PAX_XATTR_PREFIX, decompress};
 use crate::progress::Progress;
 use crate::store::ContentStore;
@@ -28,9 +28,11 @@ use crate::store::ContentStore;
 /// The outcome of a reproducibility check that found both builds equal.
 #[derive(Debug, Clone)]
 pub struct ReproReport {
-    /// The manifest digest both builds gave.
+    /// The manifest digest both builds gave (of a build of several platforms: the image
+    /// index's, each platform's image having been compared).
     pub digest: Digest,
-    /// The image ID (config digest) both builds gave.
+    /// The image ID (config digest; the index digest for several platforms) both builds
+    /// gave.
     pub image_id: Digest,
     /// The `SOURCE_DATE_EPOCH` both builds ran with.
     pub source_date_epoch: u64,
@@ -75,27 +77,36 @@ pub(crate) fn check(
     }
     let (second_store, second) = results.pop().ok_or(BuildError::Canceled)?;
     let (first_store, first) = results.pop().ok_or(BuildError::Canceled)?;
-    let first_digest = first
-        .image
-        .digest()
-        .map_err(crate::image::ImageError::from)?;
-    let second_digest = second
-        .image
-        .digest()
-        .map_err(crate::image::ImageError::from)?;
-    if first_digest == second_digest {
-        return Ok(ReproReport {
-            digest: first_digest,
-            image_id: first.image_id,
-            source_date_epoch: epoch,
+    // Of a build of several platforms, each platform's image is compared.
+    let pairs: Vec<(&Image, &Image)> = match (&first.index, &second.index) {
+        (Some(a), Some(b)) => a.images.iter().zip(&b.images).collect(),
+        _ => vec![(&first.image, &second.image)],
+    };
+    for (a, b) in pairs {
+        let first_digest = a.digest().map_err(crate::image::ImageError::from)?;
+        let second_digest = b.digest().map_err(crate::image::ImageError::from)?;
+        if first_digest == second_digest {
+            continue;
+        }
+        let mut difference = first_difference((&first_store, a), (&second_store, b))?;
+        if first.index.is_some() {
+            difference = format!("{}: {difference}", config_platform(&a.config));
+        }
+        return Err(BuildError::NotReproducible {
+            first: first_digest,
+            second: second_digest,
+            difference,
         });
     }
-    let difference =
-        first_difference((&first_store, &first.image), (&second_store, &second.image))?;
-    Err(BuildError::NotReproducible {
-        first: first_digest,
-        second: second_digest,
-        difference,
+    let digest = match &first.index {
+        Some(index) => index.digest(),
+        None => first.image.digest(),
+    }
+    .map_err(crate::image::ImageError::from)?;
+    Ok(ReproReport {
+        digest,
+        image_id: first.image_id,
+        source_date_epoch: epoch,
     })
 }
 

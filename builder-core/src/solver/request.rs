@@ -15,7 +15,7 @@ use crate::context::ContextSource;
 use crate::digest::Digest;
 use crate::exec::{CancelToken, Network};
 use crate::export::ExportTarget;
-use crate::image::{Image, ImageFormat};
+use crate::image::{Image, ImageFormat, PlatformIndex};
 use crate::layer::Compression;
 use crate::progress::StepId;
 use crate::registry::RegistryConfig;
@@ -104,11 +104,16 @@ pub struct BuildSpec {
     pub build_args: Vec<(String, String)>,
     /// `--target`: the stage to build; the last one when `None`.
     pub target: Option<String>,
-    /// `--platform`: the platform the image is for (`TARGETPLATFORM`; the platform its
-    /// stages resolve their base images for and run as). `None`: the host's, and a
-    /// stage on an image of another platform keeps that image's (as BuildKit does
-    /// without `--platform`).
-    pub platform: Option<Platform>,
+    /// `--platform`: the platforms the image is for, in order (one named twice is built
+    /// once, where it is first named). For each, the Dockerfile is built once with it as
+    /// `TARGETPLATFORM` (the platform its stages resolve their base images for and run
+    /// as), all against the same store and cache, so a stage that does not depend on
+    /// the target (`FROM --platform=$BUILDPLATFORM` without `TARGET*` arguments) runs
+    /// for the first and is found in the cache by the others. With several, the result
+    /// is an image index of the platforms' images ([`BuildResult::index`]). Empty: the
+    /// host's, and a stage on an image of another platform keeps that image's (as
+    /// BuildKit does without `--platform`).
+    pub platforms: Vec<Platform>,
     /// `--label KEY=VALUE`, added to the image config.
     pub labels: Vec<(String, String)>,
     /// `SOURCE_DATE_EPOCH` (seconds since the epoch): the `created` time of the image
@@ -221,7 +226,7 @@ impl BuildSpec {
             context,
             build_args: Vec::new(),
             target: None,
-            platform: None,
+            platforms: Vec::new(),
             labels: Vec::new(),
             source_date_epoch: None,
             squash: Squash::None,
@@ -284,10 +289,15 @@ pub struct StepReport {
 /// A finished build.
 #[derive(Debug, Clone)]
 pub struct BuildResult {
-    /// The image, stored in the content store.
+    /// The image, stored in the content store; in a build of several platforms, the
+    /// first platform's (each platform's is in [`index`](Self::index)).
     pub image: Image,
-    /// The image ID: the digest of its config.
+    /// The image ID: the digest of its config; in a build of several platforms, the
+    /// digest of the image index (what BuildKit's `--iidfile` holds then).
     pub image_id: Digest,
+    /// In a build of several platforms: the image index of the platforms' images, in
+    /// `--platform` order, which the names, outputs and pushes took. `None` otherwise.
+    pub index: Option<PlatformIndex>,
     /// The names it was given.
     pub names: Vec<ImageName>,
     /// The steps that touch the filesystem, in the order they ended.

@@ -21,7 +21,7 @@ use crate::copy::{self, CopySource};
 use crate::digest::Digest;
 use crate::exec::TreeMount;
 use crate::layer::chain_ids;
-use crate::progress::{Event, StepId, StepOutput, display_name};
+use crate::progress::{Event, StepId, StepOutput, display_name, platform_display_name};
 use crate::store::ImageName;
 
 /// The run of one stage.
@@ -123,6 +123,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
                 stage: stage.name.clone(),
                 name: run.name(&format!("FROM {reference}")),
                 line: u32::try_from(stage.span.start_line).ok(),
+                emulated: None,
             });
             shared.runtime.reporter.event(&Event::StepCached {
                 step: id,
@@ -137,8 +138,25 @@ impl<'s, 'a> StageRun<'s, 'a> {
         self.shared.runtime.reporter.next_id()
     }
 
+    /// The step's name; in a build of several platforms, with the platform it runs as.
     fn name(&self, text: &str) -> String {
-        display_name(self.stage.name.as_deref(), self.position, self.count, text)
+        let stage = self.stage.name.as_deref();
+        let platform = crate::image::config_platform(&self.state.config.image);
+        match self.shared.runtime.reporter.platform_prefix(&platform) {
+            Some(prefix) => platform_display_name(&prefix, stage, self.position, self.count, text),
+            None => display_name(stage, self.position, self.count, text),
+        }
+    }
+
+    /// The platform `step` runs emulated as: its stage's, for a `RUN` in a stage of a
+    /// platform the build machine does not run natively.
+    fn emulated(&self, step: &Step) -> Option<String> {
+        if !matches!(step.instruction, Instruction::Run(_)) {
+            return None;
+        }
+        let platform = crate::image::config_platform(&self.state.config.image);
+        crate::exec::runs_emulated(&platform, &crate::image::host_platform())
+            .then(|| platform.to_string())
     }
 
     /// Runs the steps in order until the stage ends, or until `waits_for` names stages
@@ -233,6 +251,7 @@ impl<'s, 'a> StageRun<'s, 'a> {
             stage: self.stage.name.clone(),
             name: name.clone(),
             line: u32::try_from(line).ok(),
+            emulated: self.emulated(step),
         });
         let location = shared.prepared.location(line);
         let failed = |e: BuildError, duration: Duration| {

@@ -16,7 +16,6 @@ use rbuild_core::{
     registry::{Mirror, RegistryConfig},
     solver::{BuildSecret, CacheExport, CacheImport, ExecutorKind, SnapshotterKind, Squash},
 };
-use rbuild_dockerfile::Platform;
 
 use super::build_flags::{
     AllowArg, IsolationArg, NetworkArg, OutputArg, SnapshotterArg, allow_arg, build_arg, secret_arg,
@@ -82,9 +81,10 @@ pub struct Args {
     /// A label for the image, KEY=VALUE; may be repeated
     #[arg(long, value_name = "KEY=VALUE")]
     label: Vec<String>,
-    /// The platform the image is for, as linux/arm64 (one; steps of a foreign platform run
-    /// through QEMU's binfmt_misc handlers)
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    /// The platforms the image is for, as linux/arm64 or linux/amd64,linux/arm64 (one
+    /// build each, the result an image index; steps of a foreign platform run through
+    /// QEMU's binfmt_misc handlers)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT][,...]")]
     platform: Option<String>,
     /// Where else the image goes: type=oci|docker|local|tar|image|registry[,dest=PATH]
     /// [,tar=false][,name=NAME][,push=true][,compression=gzip|zstd|uncompressed]
@@ -190,34 +190,19 @@ fn registry_config(args: &Args) -> anyhow::Result<RegistryConfig> {
     Ok(config)
 }
 
-/// The platform `--platform` names (normalized: `linux/aarch64` is `linux/arm64`); a list
-/// of several is refused, as one build makes one image.
-fn target_platform(text: &str) -> anyhow::Result<Platform> {
-    let mut platforms: Vec<Platform> = Vec::new();
-    for item in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let platform = Platform::parse(item).ok_or_else(|| {
-            anyhow::anyhow!(
-                "--platform {item:?} is not a platform: give OS/ARCH or OS/ARCH/VARIANT, \
-                 as linux/arm64"
-            )
-        })?;
-        if !platforms.contains(&platform) {
-            platforms.push(platform);
-        }
-    }
-    match <[Platform; 1]>::try_from(platforms) {
-        Ok([platform]) => Ok(platform),
-        Err(none) if none.is_empty() => bail!("--platform {text:?} names no platform"),
-        Err(_) => bail!(
-            "--platform {text}: multi-platform builds (several platforms in one build) do not \
-             exist yet; build each platform on its own"
-        ),
-    }
-}
-
 /// Runs `rbuild build`.
 pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
-    let platform = args.platform.as_deref().map(target_platform).transpose()?;
+    let platforms = match args.platform.as_deref() {
+        Some(text) => super::platform_arg::platform_list(text)?,
+        None => Vec::new(),
+    };
+    if args.load && platforms.len() > 1 {
+        bail!(
+            "--load hands docker one image, and --platform names {}: docker's image store \
+             takes one platform's image at a time; build it with --platform OS/ARCH --load",
+            platforms.len()
+        );
+    }
     if args.push && args.tag.is_empty() {
         bail!("--push needs a name to push to: give one with -t");
     }
@@ -321,7 +306,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     let mut request = BuildRequest::new(dockerfile, context);
     request.spec.build_args = args.build_arg.iter().filter_map(|a| build_arg(a)).collect();
     request.spec.target = args.target.clone();
-    request.spec.platform = platform;
+    request.spec.platforms = platforms;
     request.options.tags = args.tag.clone();
     request.options.outputs = args.output.iter().map(|o| o.target.clone()).collect();
     let to_stdout = args
@@ -648,6 +633,20 @@ fn reproducible_check(
         Ok(report) => {
             if quiet {
                 println!("{}", report.image_id);
+            } else if request.spec.platforms.len() > 1 {
+                let platforms: Vec<String> = request
+                    .spec
+                    .platforms
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                println!(
+                    "reproducible: two builds from an empty cache gave the same images of {} \
+                     (image index {}, SOURCE_DATE_EPOCH={})",
+                    platforms.join(", "),
+                    report.digest,
+                    report.source_date_epoch
+                );
             } else {
                 println!(
                     "reproducible: two builds from an empty cache gave the same image {} \

@@ -30,8 +30,9 @@ pub struct Args {
     /// Show whole image IDs
     #[arg(long)]
     no_trunc: bool,
-    /// `table`, `json` (one object a line, as docker prints it), or a Go template over
-    /// the fields Repository, Tag, ID, Digest, CreatedAt, CreatedSince, Size
+    /// `table` (with a PLATFORMS column when an image of several platforms is listed),
+    /// `json` (one object a line, as docker prints it), or a Go template over the fields
+    /// Repository, Tag, ID, Digest, CreatedAt, CreatedSince, Size, Platforms
     /// (`{{.Repository}}:{{.Tag}}`; a `table` prefix adds a header)
     #[arg(long, default_value = "table")]
     format: String,
@@ -145,6 +146,8 @@ struct Row {
     digest: String,
     created: Option<String>,
     size: u64,
+    /// The platforms of its images (several for an image index), `linux/amd64`.
+    platforms: Vec<String>,
 }
 
 impl Row {
@@ -165,6 +168,7 @@ impl Row {
             "CreatedAt": self.created.clone().unwrap_or_default(),
             "CreatedSince": ago(self.created.as_deref()),
             "Size": human_size(self.size),
+            "Platforms": self.platforms.join(","),
         })
     }
 }
@@ -205,6 +209,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             digest: named.descriptor.digest().to_string(),
             created: image.config.created.clone(),
             size: content_size(&store, &image),
+            platforms: super::platform_arg::platforms_of(&store, &named)?,
         });
     }
     if args.quiet {
@@ -220,16 +225,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         "table" => {
-            let mut lines = vec!["REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE".to_owned()];
+            // The platforms are shown when they tell more than the build machine's one.
+            let several = rows.iter().any(|row| row.platforms.len() > 1);
+            let mut header = "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE".to_owned();
+            if several {
+                header.push_str("\tPLATFORMS");
+            }
+            let mut lines = vec![header];
             for row in &rows {
-                lines.push(format!(
+                let mut line = format!(
                     "{}\t{}\t{}\t{}\t{}",
                     row.repository,
                     row.tag,
                     row.id(args.no_trunc),
                     ago(row.created.as_deref()),
                     human_size(row.size)
-                ));
+                );
+                if several {
+                    line.push('\t');
+                    line.push_str(&row.platforms.join(","));
+                }
+                lines.push(line);
             }
             for line in align(&lines) {
                 println!("{line}");

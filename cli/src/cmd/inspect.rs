@@ -2,6 +2,10 @@
 
 use std::process::ExitCode;
 
+use rbuild_core::Digest;
+use rbuild_dockerfile::Platform;
+
+use super::platform_arg::{image_for, platform_arg, platforms_of};
 use super::store::StoreArgs;
 use crate::template::Template;
 
@@ -10,7 +14,8 @@ use crate::template::Template;
 #[command(after_help = "Examples:
   rbuild inspect alpine:3.20
   rbuild inspect myapp:latest | jq '.[0].Config.Env'
-  rbuild inspect -f '{{json .Config.Env}}' myapp:latest")]
+  rbuild inspect -f '{{json .Config.Env}}' myapp:latest
+  rbuild inspect --platform linux/arm64 -f '{{.Architecture}} {{json .Platforms}}' multi:1")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
@@ -21,6 +26,10 @@ pub struct Args {
     /// `{{json .Config}}`), one line per image, instead of the JSON array
     #[arg(short, long)]
     format: Option<String>,
+    /// Of a name holding images of several platforms (an image index), the image of this
+    /// platform [default: the build machine's, else the first]
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = platform_arg)]
+    platform: Option<Platform>,
 }
 
 /// Runs `rbuild inspect`.
@@ -29,13 +38,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let all = store.images()?;
     let mut out = Vec::new();
     for reference in &args.images {
-        let (_, image) = super::store::find_image(&store, reference)?;
+        let (named, image) = match &args.platform {
+            Some(platform) => image_for(&store, reference, platform)?,
+            None => super::store::find_image(&store, reference)?,
+        };
         let digest = image.digest()?;
+        // The names of what the reference names: the image, or the index holding it.
+        let top = Digest::try_from(named.descriptor.digest())?;
         let tags: Vec<String> = all
             .iter()
-            .filter(|n| n.digest().as_ref() == Some(&digest))
+            .filter(|n| n.digest().as_ref() == Some(&top))
             .map(|n| n.name.familiar())
             .collect();
+        let index = (top != digest).then(|| {
+            serde_json::json!({
+                "Digest": top.to_string(),
+                "MediaType": named.descriptor.media_type().to_string(),
+            })
+        });
         out.push(serde_json::json!({
             "Id": image.config_digest.to_string(),
             "RepoTags": tags,
@@ -46,6 +66,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "Architecture": image.config.architecture,
             "Os": image.config.os,
             "Variant": image.config.variant,
+            "Platforms": platforms_of(&store, &named)?,
+            "Index": index,
             "Config": image.config.config,
             "RootFS": image.config.rootfs,
             "History": image.config.history,

@@ -5,8 +5,10 @@ pub mod build;
 // build output to tools)
 mod build_flags;
 mod build_ssh;
+// `--platform` of build, run and inspect
 pub mod debug;
 pub mod graph;
+mod platform_arg;
 pub mod version;
 // storage: image commands
 pub mod history;

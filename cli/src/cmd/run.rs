@@ -34,7 +34,8 @@ place). Ctrl-C or SIGTERM to rbuild stops the container.",
     after_help = "Examples:
   rbuild run -it -e NAME=you -w /tmp busybox:latest sh   # a shell; exit ends it
   rbuild run friendlyhello                # then: curl http://127.0.0.1:80/
-  rbuild run -v \"$PWD\":/src:ro --network none busybox:latest ls /src"
+  rbuild run -v \"$PWD\":/src:ro --network none busybox:latest ls /src
+  rbuild run --platform linux/arm64 multi:1 uname -m   # the index's arm64 image, under QEMU"
 )]
 pub struct Args {
     #[command(flatten)]
@@ -83,6 +84,11 @@ pub struct Args {
         value_name = "HOST_PATH:CONTAINER_PATH[:ro]"
     )]
     volumes: Vec<String>,
+    /// Of an image of several platforms (an image index), run this platform's image
+    /// [default: the build machine's, else the first]; a foreign platform's programs run
+    /// through QEMU's binfmt_misc handlers
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = super::platform_arg::platform_arg)]
+    platform: Option<rbuild_dockerfile::Platform>,
     /// The image, by name or image id
     image: String,
     /// The command and its arguments, replacing the image's Cmd
@@ -223,7 +229,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 fn start(args: &Args, cancel: CancelToken, broken_pipe: &AtomicBool) -> anyhow::Result<ExitStatus> {
     let store = args.store.open()?;
-    let (_, image) = super::store::find_image(&store, &args.image)?;
+    let (_, image) = match &args.platform {
+        Some(platform) => super::platform_arg::image_for(&store, &args.image, platform)?,
+        None => super::store::find_image(&store, &args.image)?,
+    };
+    // A foreign image runs through a binfmt_misc handler: without one, say so rather
+    // than "exec format error".
+    rbuild_core::exec::check_emulation(
+        &rbuild_core::image::config_platform(&image.config),
+        &rbuild_core::image::host_platform(),
+        std::path::Path::new(rbuild_core::exec::BINFMT_MISC_DIR),
+    )?;
     let mounts = args
         .volumes
         .iter()

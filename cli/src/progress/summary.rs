@@ -53,6 +53,8 @@ pub struct StepRecord {
     pub end: Option<StepEnd>,
     /// Its last lines of output, each with its time since the step started.
     pub tail: VecDeque<(Duration, String)>,
+    /// The platform it runs emulated as, for a `RUN` of a foreign platform.
+    pub emulated: Option<String>,
 }
 
 /// A warning, as the summary lists it.
@@ -75,7 +77,12 @@ impl BuildLog {
     /// Takes note of `event`, which happened at `at`.
     pub fn observe(&mut self, at: SystemTime, event: &Event) {
         match event {
-            Event::StepStarted { step, name, .. } => {
+            Event::StepStarted {
+                step,
+                name,
+                emulated,
+                ..
+            } => {
                 self.index.insert(*step, self.steps.len());
                 self.steps.push(StepRecord {
                     id: *step,
@@ -84,6 +91,7 @@ impl BuildLog {
                     started: at,
                     end: None,
                     tail: VecDeque::new(),
+                    emulated: emulated.clone(),
                 });
             }
             Event::StepLog { step, text, .. } => {
@@ -159,6 +167,7 @@ impl BuildLog {
                     secs(*duration),
                     self.counts()
                 )?;
+                self.write_emulated(out)?;
                 writeln!(out, "Image ID: {image_id}")?;
                 if !names.is_empty() {
                     writeln!(out, "Names: {}", names.join(", "))?;
@@ -173,6 +182,7 @@ impl BuildLog {
                     secs(*duration),
                     self.counts()
                 )?;
+                self.write_emulated(out)?;
             }
             _ => return Ok(()),
         }
@@ -197,6 +207,39 @@ impl BuildLog {
             counts.push_str(&format!(", {canceled} canceled"));
         }
         counts
+    }
+
+    /// `Ran emulated: 2 steps for linux/arm64, 1 for linux/riscv64`: the `RUN` steps of a
+    /// foreign platform that ran (not those found in the cache), by platform in the
+    /// order first seen; nothing when there are none.
+    fn write_emulated(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut counts: Vec<(&str, usize)> = Vec::new();
+        let ran = self
+            .steps
+            .iter()
+            .filter(|s| matches!(s.end, Some(StepEnd::Done(_) | StepEnd::Failed(_))));
+        for platform in ran.filter_map(|s| s.emulated.as_deref()) {
+            match counts.iter_mut().find(|(p, _)| *p == platform) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((platform, 1)),
+            }
+        }
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let listed: Vec<String> = counts
+            .iter()
+            .enumerate()
+            .map(|(i, (platform, n))| {
+                let steps = match (i, n) {
+                    (0, 1) => " step",
+                    (0, _) => " steps",
+                    _ => "",
+                };
+                format!("{n}{steps} for {platform}")
+            })
+            .collect();
+        writeln!(out, "Ran emulated: {}", listed.join(", "))
     }
 
     /// Each failed step with its last lines of output, framed as BuildKit frames them.
@@ -282,6 +325,7 @@ mod tests {
             stage: None,
             name: format!("step {n}"),
             line: None,
+            emulated: None,
         };
         log.observe(at(0), &event);
     }
@@ -337,6 +381,51 @@ mod tests {
              0.9s  #2 step 2\n    \
              0.1s  #1 step 1\n    \
              0.1s  #3 step 3\n"
+        );
+    }
+
+    #[test]
+    fn the_summary_counts_the_emulated_steps_that_ran_by_platform() {
+        let mut log = BuildLog::default();
+        let steps = [
+            (1, Some("linux/arm64"), false),
+            (2, Some("linux/arm64"), true),
+            (3, Some("linux/arm64"), false),
+            (4, Some("linux/riscv64"), false),
+            (5, None, false),
+        ];
+        for (n, emulated, cached) in steps {
+            let event = Event::StepStarted {
+                step: StepId(n),
+                stage: None,
+                name: format!("step {n}"),
+                line: None,
+                emulated: emulated.map(str::to_owned),
+            };
+            log.observe(at(0), &event);
+            if cached {
+                let event = Event::StepCached {
+                    step: StepId(n),
+                    cache_key: "sha256:ab".into(),
+                    output: StepOutput::EmptyLayer,
+                };
+                log.observe(at(0), &event);
+            } else {
+                finished(&mut log, n, 10);
+            }
+        }
+        let end = Event::BuildFinished {
+            image_id: "sha256:ab".into(),
+            names: Vec::new(),
+            duration: Duration::from_millis(100),
+        };
+        let mut out = Vec::new();
+        log.write_summary(&mut out, &end, None)
+            .expect("writing to memory");
+        let out = String::from_utf8(out).expect("the summary is UTF-8");
+        assert!(
+            out.contains("\nRan emulated: 2 steps for linux/arm64, 1 for linux/riscv64\n"),
+            "{out}"
         );
     }
 }

@@ -7,10 +7,10 @@ use rbuild_dockerfile::{Base, BuildGraph, StageId};
 use crate::digest::Digest;
 use crate::error_chain::error_chain;
 use crate::layer::{Layer, LayerOptions};
-use crate::progress::{Event, Progress};
+use crate::progress::Event;
 use crate::registry::RegistryConfig;
 use crate::solver::cache::Cache;
-use crate::solver::cache::entry::CachedLayer;
+use crate::solver::cache::entry::{CacheEntry, CachedLayer};
 use crate::solver::cache::share::{self, CacheExport, CacheLocation, CacheMode, CacheShareError};
 use crate::solver::report::Reporter;
 use crate::store::ContentStore;
@@ -43,22 +43,69 @@ pub(crate) fn export(
     registry: &RegistryConfig,
     reporter: &Reporter<'_>,
 ) -> Result<(), CacheShareError> {
+    let gathered = gather_all(store, cache, layer_options, exports, graph);
+    write(store, exports, gathered, registry, reporter)
+}
+
+/// The entries one `--cache-to` writes, or why they could not be gathered.
+pub(crate) type Gathered = Result<Vec<CacheEntry>, CacheShareError>;
+
+/// Adds `more`, the entries of another platform's build for the same exports, to
+/// `gathered` (an entry of a key already there once); the first failure of each export
+/// stays.
+pub(crate) fn merge(gathered: &mut Vec<Gathered>, more: Vec<Gathered>) {
+    if gathered.is_empty() {
+        *gathered = more;
+        return;
+    }
+    for (have, more) in gathered.iter_mut().zip(more) {
+        match (have, more) {
+            (Ok(have), Ok(more)) => {
+                for entry in more {
+                    if !have.iter().any(|e| e.key == entry.key) {
+                        have.push(entry);
+                    }
+                }
+            }
+            (have @ Ok(_), Err(e)) => *have = Err(e),
+            (Err(_), _) => {}
+        }
+    }
+}
+
+/// The entries of this build (its `graph`, what `cache` recorded) for each of `exports`.
+pub(crate) fn gather_all(
+    store: &ContentStore,
+    cache: &Cache,
+    layer_options: &LayerOptions,
+    exports: &[CacheExport],
+    graph: &BuildGraph,
+) -> Vec<Gathered> {
+    exports
+        .iter()
+        .map(|export| gather(store, cache, layer_options, export, graph))
+        .collect()
+}
+
+/// Writes each of `exports` with its `gathered` entries, as BuildKit shows it (a
+/// registry export is a step of its own, its blobs pushed within it). A failed export
+/// fails the build, unless it says `ignore-error=true`: then it is a warning.
+pub(crate) fn write(
+    store: &ContentStore,
+    exports: &[CacheExport],
+    gathered: Vec<Gathered>,
+    registry: &RegistryConfig,
+    reporter: &Reporter<'_>,
+) -> Result<(), CacheShareError> {
     let progress = reporter.progress();
-    for export in exports {
+    for (export, entries) in exports.iter().zip(gathered) {
         let result = match &export.location {
-            // As BuildKit shows it: a step of its own, the blobs pushed within it.
             CacheLocation::Registry(_) => reporter.in_step("exporting cache to registry", |sink| {
-                export_one(store, cache, layer_options, export, graph, registry, sink)
+                share::write(store, entries?, &export.location, registry, sink)
             }),
-            CacheLocation::Local { .. } => export_one(
-                store,
-                cache,
-                layer_options,
-                export,
-                graph,
-                registry,
-                progress,
-            ),
+            CacheLocation::Local { .. } => entries.and_then(|entries| {
+                share::write(store, entries, &export.location, registry, progress)
+            }),
         };
         match result {
             Err(e) if export.ignore_error => progress.event(&Event::Warning {
@@ -103,15 +150,16 @@ fn blob_of_dir(
         })
 }
 
-fn export_one(
+/// The entries of this build `export` asks for (all stages' or the target's chain), each
+/// with its layer's blob at hand: fetched from the cache it came from, or made from the
+/// directory the layer is kept as; an entry whose blob is nowhere any more is left out.
+fn gather(
     store: &ContentStore,
     cache: &Cache,
     layer_options: &LayerOptions,
     export: &CacheExport,
     graph: &BuildGraph,
-    registry: &RegistryConfig,
-    progress: &dyn Progress,
-) -> Result<(), CacheShareError> {
+) -> Gathered {
     let stages = exported_stages(graph, export.mode);
     let mut entries = Vec::new();
     for key in cache.used_keys(&stages) {
@@ -145,5 +193,5 @@ fn export_one(
         }
         entries.push(entry);
     }
-    share::write(store, entries, &export.location, registry, progress)
+    Ok(entries)
 }

@@ -1,21 +1,23 @@
 //! The last phase: where the assembled image goes. It is named (`-t`), exported
 //! (`-o`, each as BuildKit shows it, a step of its own for those that write files), the
 //! build's cache exported (`--cache-to`, cache_export.rs) and the image pushed
-//! (`--push`, `-o type=registry`, push.rs), in that order.
+//! (`--push`, `-o type=registry`, push.rs), in that order. The image index of a build
+//! of several platforms goes the same ways ([`output_index`]).
 
 pub(crate) mod cache_export;
 pub(crate) mod push;
 
 use crate::digest::Digest;
-use crate::export::{ExportTarget, export};
-use crate::image::tag_image;
+use crate::export::{ExportTarget, Exported, export, export_index};
+use crate::image::{PlatformIndex, tag_image};
 use crate::progress::Event;
 use crate::solver::assemble::Assembled;
 use crate::solver::error::BuildError;
 use crate::solver::prepare::Prepared;
+use crate::solver::report::Reporter;
 use crate::solver::request::BuildOptions;
 use crate::solver::runtime::Runtime;
-use crate::store::ImageName;
+use crate::store::{ContentStore, ImageName};
 
 /// Where the image went.
 pub(crate) struct Output {
@@ -58,17 +60,7 @@ pub(crate) fn output(
                 runtime.reporter.progress(),
             )?,
         };
-        if !exported.skipped_devices.is_empty() {
-            runtime.reporter.event(&Event::Warning {
-                rule: None,
-                message: format!(
-                    "the local export did not make the image's device nodes on the host ({}): \
-                     use -o type=tar or type=oci to keep them",
-                    exported.skipped_devices.join(", ")
-                ),
-                line: None,
-            });
-        }
+        warn_skipped_devices(runtime.reporter, &exported);
     }
     cache_export::export(
         runtime.store,
@@ -92,6 +84,62 @@ pub(crate) fn output(
         names: options.tags.clone(),
         pushed,
     })
+}
+
+/// Names, exports and pushes `index`, the images of a build of several platforms, as
+/// `options` ask: the names point to the index, each output holds every platform
+/// ([`export_index`]), each `--cache-to` writes the `cache` entries gathered from every
+/// platform's build (see [`cache_export::merge`]), each push sends the platforms'
+/// manifests and then the index.
+pub(crate) fn output_index(
+    store: &ContentStore,
+    reporter: &Reporter<'_>,
+    options: &BuildOptions,
+    index: &PlatformIndex,
+    cache: Vec<cache_export::Gathered>,
+) -> Result<Output, BuildError> {
+    for name in &options.tags {
+        store.tag(name, &index.descriptor)?;
+    }
+    for output in &options.outputs {
+        let exported = match export_step_name(output) {
+            Some(name) => reporter.in_step(name, |sink| {
+                export_index(store, output, index, &options.tags, sink)
+            })?,
+            None => export_index(store, output, index, &options.tags, reporter.progress())?,
+        };
+        warn_skipped_devices(reporter, &exported);
+    }
+    cache_export::write(store, &options.cache_to, cache, &options.registry, reporter)?;
+    let names = push::names_to_push(options);
+    let pushed = if names.is_empty() {
+        Vec::new()
+    } else {
+        let digest = index.digest().map_err(crate::image::ImageError::from)?;
+        let first = index.images.first();
+        reporter.in_step("exporting to image", |sink| {
+            push::push_manifest_of(store, &digest, first, &names, &options.registry, sink)
+        })?
+    };
+    Ok(Output {
+        names: options.tags.clone(),
+        pushed,
+    })
+}
+
+/// The warning for the device nodes a `local` export did not make.
+fn warn_skipped_devices(reporter: &Reporter<'_>, exported: &Exported) {
+    if !exported.skipped_devices.is_empty() {
+        reporter.event(&Event::Warning {
+            rule: None,
+            message: format!(
+                "the local export did not make the image's device nodes on the host ({}): \
+                 use -o type=tar or type=oci to keep them",
+                exported.skipped_devices.join(", ")
+            ),
+            line: None,
+        });
+    }
 }
 
 /// The step BuildKit shows for an output that writes files, by its exporter's name.

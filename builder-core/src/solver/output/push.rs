@@ -55,8 +55,23 @@ pub(crate) fn push_image(
     registry: &RegistryConfig,
     progress: &dyn Progress,
 ) -> Result<Vec<(ImageName, Digest)>, BuildError> {
-    let options = registry.options();
     let source = image.digest().map_err(crate::image::ImageError::from)?;
+    push_manifest_of(store, &source, Some(image), names, registry, progress)
+}
+
+/// Pushes the manifest or index `source` of the store (named under each of `names`
+/// already; an index's manifests go first, then the index) to the registry of each
+/// name, mounting blobs from the repository of `image`'s base when it can; returns the
+/// digest each registry stored.
+pub(crate) fn push_manifest_of(
+    store: &ContentStore,
+    source: &Digest,
+    image: Option<&Image>,
+    names: &[ImageName],
+    registry: &RegistryConfig,
+    progress: &dyn Progress,
+) -> Result<Vec<(ImageName, Digest)>, BuildError> {
+    let options = registry.options();
     let mut pushed = Vec::new();
     for name in names {
         let fail = |source| BuildError::Push {
@@ -70,7 +85,7 @@ pub(crate) fn push_image(
             source.as_str(),
             name,
             &PushOptions {
-                mount_from: mount_source(image, name),
+                mount_from: image.and_then(|image| mount_source(image, name)),
             },
             progress,
         )

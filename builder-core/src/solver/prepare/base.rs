@@ -275,19 +275,20 @@ fn pull_base(
     let registry = lookup.registry;
     let options = registry.options();
     let origin = RegistryClient::new(name.registry(), options.clone())?;
-    lookup
+    let step = lookup
         .reporter
-        .in_step(&format!("[internal] load metadata for {name}"), |sink| {
-            pull_with_mirrors(
-                &registry.registry_mirrors,
-                &options,
-                &origin,
-                store,
-                name,
-                platform,
-                sink,
-            )
-        })
+        .internal_name(platform, &format!("load metadata for {name}"));
+    lookup.reporter.in_step(&step, |sink| {
+        pull_with_mirrors(
+            &registry.registry_mirrors,
+            &options,
+            &origin,
+            store,
+            name,
+            platform,
+            sink,
+        )
+    })
 }
 
 /// `DIR[:TAG]`: the tag is what follows the last `:` when it holds no `/`.

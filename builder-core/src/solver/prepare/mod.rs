@@ -124,10 +124,12 @@ pub(crate) fn shown_steps(graph: &BuildGraph, stage: &GraphStage) -> usize {
         .count()
 }
 
-/// Prepares the build of `spec` with `options` (pulls reported through `reporter`).
+/// Prepares the build of `spec` for `target` (one of its platforms; `None` when it has
+/// none) with `options` (pulls reported through `reporter`).
 pub(crate) fn prepare(
     store: &ContentStore,
     spec: &BuildSpec,
+    target: Option<&Platform>,
     options: &BuildOptions,
     reporter: &Reporter<'_>,
 ) -> Result<Prepared, BuildError> {
@@ -146,7 +148,7 @@ pub(crate) fn prepare(
         target: spec.target.clone(),
         build_args,
         build_platform: host_platform(),
-        target_platform: spec.platform.clone().unwrap_or_else(host_platform),
+        target_platform: target.cloned().unwrap_or_else(host_platform),
         base_images: BTreeMap::new(),
     };
     let lowered = |file: &rbuild_dockerfile::Dockerfile, options: &LowerOptions| {
@@ -172,7 +174,7 @@ pub(crate) fn prepare(
     let mut triggers: HashMap<StageId, Vec<String>> = HashMap::new();
     let mut graph = first;
     loop {
-        for (key, at) in wanted_images(&graph, &triggers, spec.platform.as_ref()) {
+        for (key, at) in wanted_images(&graph, &triggers, target) {
             if bases.contains_key(&key) {
                 continue;
             }
@@ -196,7 +198,7 @@ pub(crate) fn prepare(
             &mut with_triggers,
             &graph,
             &bases,
-            spec.platform.as_ref(),
+            target,
             &file_name,
             &text,
         )?;
@@ -215,8 +217,8 @@ pub(crate) fn prepare(
             .iter()
             .map(|s| s.id)
             .eq(graph.stages.iter().map(|s| s.id));
-        let resolved = wanted_images(&next, &triggers, spec.platform.as_ref())
-            .all(|(key, _)| bases.contains_key(&key));
+        let resolved =
+            wanted_images(&next, &triggers, target).all(|(key, _)| bases.contains_key(&key));
         graph = next;
         if same_stages && resolved {
             break;
@@ -271,7 +273,7 @@ pub(crate) fn prepare(
         text,
         graph,
         bases,
-        target_platform: spec.platform.clone(),
+        target_platform: target.cloned(),
         triggers,
         context,
         created: rfc3339(now),
