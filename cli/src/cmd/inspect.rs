@@ -12,7 +12,6 @@ use crate::template::Template;
 /// `rbuild inspect`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  rbuild inspect alpine:3.20
   rbuild inspect myapp:latest | jq '.[0].Config.Env'
   rbuild inspect -f '{{json .Config.Env}}' myapp:latest
   rbuild inspect --platform linux/arm64 -f '{{.Architecture}} {{json .Platforms}}' multi:1")]

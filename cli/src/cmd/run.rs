@@ -34,7 +34,6 @@ place). Ctrl-C or SIGTERM to rbuild stops the container.",
     after_help = "Examples:
   rbuild run -it -e NAME=you -w /tmp busybox:latest sh   # a shell; exit ends it
   rbuild run friendlyhello                # then: curl http://127.0.0.1:80/
-  rbuild run -v \"$PWD\":/src:ro --network none busybox:latest ls /src
   rbuild run --platform linux/arm64 multi:1 uname -m   # the index's arm64 image, under QEMU"
 )]
 pub struct Args {
