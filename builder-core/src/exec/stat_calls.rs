@@ -133,7 +133,9 @@ fn stat_as(pid: u32, base: &Base, name: &[u8], flags: i32) -> Option<rustix::fs:
         Base::Fd(fd) => format!("/proc/{pid}/fd/{fd}"),
     };
     let mask = StatxFlags::BASIC_STATS | StatxFlags::BTIME;
-    let at = AtFlags::from_bits_truncate(flags as u32);
+    // stat and lstat never trigger an automount (the kernel implies AT_NO_AUTOMOUNT
+    // for them since 4.14), nor does this.
+    let at = AtFlags::from_bits_truncate(flags as u32) | AtFlags::NO_AUTOMOUNT;
     if name.first() == Some(&b'/') {
         return rustix::fs::statx(rustix::fs::CWD, name, at, mask).ok();
     }
