@@ -188,6 +188,22 @@ impl Home {
         cmd
     }
 
+    /// `rbuild build` of `ctx` as the user under `--isolation proot`, without a user
+    /// namespace, exported as a tar at `dest`; `extra` before the context.
+    fn proot_build(&self, ctx: &Path, dest: &Path, extra: &[&str]) -> Output {
+        let mut build = self.rbuild();
+        build
+            .env("RBUILD_SKIP_USERNS", "1")
+            .arg("--root")
+            .arg(self.store())
+            .args(["build", "--progress", "plain", "--isolation", "proot"])
+            .args(extra)
+            .arg("-o")
+            .arg(format!("type=tar,dest={}", dest.display()))
+            .arg(ctx);
+        build.output().expect("running rbuild")
+    }
+
     /// `rbuild --root STORE ARGS` as the user.
     fn run(&self, args: &[&str]) -> Output {
         let mut cmd = self.rbuild();
@@ -240,6 +256,14 @@ fn text(out: &Output) -> String {
 }
 
 /// Runs `scenario` for every user; reports every user's failure, not only the first.
+/// Fails unless Debian's proot is installed (the proot isolation's tests need it).
+fn require_proot() {
+    assert!(
+        Path::new("/usr/bin/proot").is_file(),
+        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
+    );
+}
+
 fn for_each_user(scenario: impl Fn(&User) + std::panic::RefUnwindSafe) {
     let mut failures = Vec::new();
     for user in users() {
@@ -691,11 +715,7 @@ fn the_side_table_follows_what_later_steps_do() {
 /// `USER` step may not give a file away.
 #[test]
 fn proot_steps_keep_the_owners_their_user_and_their_chown_calls_give() {
-    let proot = Path::new("/usr/bin/proot");
-    assert!(
-        proot.is_file(),
-        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
-    );
+    require_proot();
     for_each_user(|user| {
         let home = Home::new(user);
         home.import_busybox();
@@ -731,15 +751,7 @@ fn proot_steps_keep_the_owners_their_user_and_their_chown_calls_give() {
             ],
         );
         let exported = home.path().join("proot.tar");
-        let mut build = home.rbuild();
-        build
-            .env("RBUILD_SKIP_USERNS", "1")
-            .arg("--root")
-            .arg(home.store())
-            .args(["build", "--progress", "plain", "--isolation", "proot", "-o"])
-            .arg(format!("type=tar,dest={}", exported.display()))
-            .arg(&ctx);
-        let out = build.output().expect("running rbuild");
+        let out = home.proot_build(&ctx, &exported, &[]);
         assert!(out.status.success(), "{}", text(&out));
         for (path, owner) in [
             ("home/app", (4000, 4000)),
@@ -790,11 +802,7 @@ fn proot_steps_keep_the_owners_their_user_and_their_chown_calls_give() {
 /// `cp -p`, `cp -a`) give their new files.
 #[test]
 fn proot_steps_see_the_owners_and_modes_the_image_gives() {
-    let proot = Path::new("/usr/bin/proot");
-    assert!(
-        proot.is_file(),
-        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
-    );
+    require_proot();
     for_each_user(|user| {
         let home = Home::new(user);
         home.import_busybox();
@@ -822,15 +830,7 @@ fn proot_steps_see_the_owners_and_modes_the_image_gives() {
             ],
         );
         let exported = home.path().join("seen.tar");
-        let mut build = home.rbuild();
-        build
-            .env("RBUILD_SKIP_USERNS", "1")
-            .arg("--root")
-            .arg(home.store())
-            .args(["build", "--progress", "plain", "--isolation", "proot", "-o"])
-            .arg(format!("type=tar,dest={}", exported.display()))
-            .arg(&ctx);
-        let out = build.output().expect("running rbuild");
+        let out = home.proot_build(&ctx, &exported, &[]);
         assert!(out.status.success(), "{}", text(&out));
         assert_eq!(
             file_in(&exported, "seen"),
@@ -864,11 +864,7 @@ fn proot_steps_see_the_owners_and_modes_the_image_gives() {
 /// (proot turns root into that uid and back).
 #[test]
 fn proot_steps_tell_the_build_users_own_uid_from_root() {
-    let proot = Path::new("/usr/bin/proot");
-    assert!(
-        proot.is_file(),
-        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
-    );
+    require_proot();
     for_each_user(|user| {
         let home = Home::new(user);
         home.import_busybox();
@@ -884,15 +880,7 @@ fn proot_steps_tell_the_build_users_own_uid_from_root() {
         );
         let ctx = home.context("ctx", &[("Dockerfile", &dockerfile), ("x", "x\n")]);
         let exported = home.path().join("ids.tar");
-        let mut build = home.rbuild();
-        build
-            .env("RBUILD_SKIP_USERNS", "1")
-            .arg("--root")
-            .arg(home.store())
-            .args(["build", "--progress", "plain", "--isolation", "proot", "-o"])
-            .arg(format!("type=tar,dest={}", exported.display()))
-            .arg(&ctx);
-        let out = build.output().expect("running rbuild");
+        let out = home.proot_build(&ctx, &exported, &[]);
         assert!(out.status.success(), "{}", text(&out));
         let ids = (u64::from(uid), u64::from(gid));
         assert_eq!(owner_in(&exported, "home/app"), Some(ids), "{}", text(&out));
@@ -909,11 +897,7 @@ fn proot_steps_tell_the_build_users_own_uid_from_root() {
 /// to any of them, and a root step's `setgroups` is kept for what it starts.
 #[test]
 fn proot_user_steps_have_the_groups_etc_group_gives_their_user() {
-    let proot = Path::new("/usr/bin/proot");
-    assert!(
-        proot.is_file(),
-        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
-    );
+    require_proot();
     for_each_user(|user| {
         let home = Home::new(user);
         home.import_busybox();
@@ -930,15 +914,7 @@ fn proot_user_steps_have_the_groups_etc_group_gives_their_user() {
             )],
         );
         let exported = home.path().join("groups.tar");
-        let mut build = home.rbuild();
-        build
-            .env("RBUILD_SKIP_USERNS", "1")
-            .arg("--root")
-            .arg(home.store())
-            .args(["build", "--progress", "plain", "--isolation", "proot", "-o"])
-            .arg(format!("type=tar,dest={}", exported.display()))
-            .arg(&ctx);
-        let out = build.output().expect("running rbuild");
+        let out = home.proot_build(&ctx, &exported, &[]);
         assert!(out.status.success(), "{}", text(&out));
         assert_eq!(
             file_in(&exported, "tmp/groups"),
@@ -959,11 +935,7 @@ fn proot_user_steps_have_the_groups_etc_group_gives_their_user() {
 /// are what the step sees.
 #[test]
 fn proot_steps_see_the_owners_their_secret_and_cache_mounts_name() {
-    let proot = Path::new("/usr/bin/proot");
-    assert!(
-        proot.is_file(),
-        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
-    );
+    require_proot();
     for_each_user(|user| {
         let home = Home::new(user);
         home.import_busybox();
@@ -982,18 +954,8 @@ fn proot_steps_see_the_owners_their_secret_and_cache_mounts_name() {
             ],
         );
         let exported = home.path().join("mounts.tar");
-        let mut build = home.rbuild();
-        build
-            .env("RBUILD_SKIP_USERNS", "1")
-            .arg("--root")
-            .arg(home.store())
-            .args(["build", "--progress", "plain", "--isolation", "proot"])
-            .arg("--secret")
-            .arg(format!("id=tok,src={}", ctx.join("token.txt").display()))
-            .arg("-o")
-            .arg(format!("type=tar,dest={}", exported.display()))
-            .arg(&ctx);
-        let out = build.output().expect("running rbuild");
+        let secret = format!("id=tok,src={}", ctx.join("token.txt").display());
+        let out = home.proot_build(&ctx, &exported, &["--secret", &secret]);
         assert!(out.status.success(), "{}", text(&out));
         assert_eq!(
             file_in(&exported, "secret-seen"),
@@ -1317,10 +1279,7 @@ fn layer_modes(oci: &Path) -> Vec<(String, u32)> {
 /// checks both inside a step.
 #[test]
 fn proot_steps_see_their_own_files_through_newer_system_calls() {
-    assert!(
-        Path::new("/usr/bin/proot").is_file(),
-        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
-    );
+    require_proot();
     for_each_user(|user| {
         let home = Home::new(user);
         home.import_busybox();
@@ -1369,10 +1328,7 @@ fn proot_steps_see_their_own_files_through_newer_system_calls() {
 /// suite; it measures nothing.)
 #[test]
 fn a_proot_step_ends_with_its_first_process() {
-    assert!(
-        Path::new("/usr/bin/proot").is_file(),
-        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
-    );
+    require_proot();
     for_each_user(|user| {
         let home = Home::new(user);
         home.import_busybox();
@@ -1425,10 +1381,7 @@ fn a_proot_step_ends_with_its_first_process() {
 /// of a PID namespace would (they ran on, untraced, on the container's paths).
 #[test]
 fn killing_rbuild_ends_every_process_of_a_proot_step() {
-    assert!(
-        Path::new("/usr/bin/proot").is_file(),
-        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
-    );
+    require_proot();
     for_each_user(|user| {
         let home = Home::new(user);
         home.import_busybox();
@@ -1498,10 +1451,7 @@ fn killing_rbuild_ends_every_process_of_a_proot_step() {
 /// a signal fails, a program that exits from another thread passes.
 #[test]
 fn a_proot_steps_status_is_its_first_processs() {
-    assert!(
-        Path::new("/usr/bin/proot").is_file(),
-        "missing /usr/bin/proot: install the Debian package proot (scripts/setup-host does)"
-    );
+    require_proot();
     for_each_user(|user| {
         let home = Home::new(user);
         home.import_busybox();
