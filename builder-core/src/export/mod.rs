@@ -185,6 +185,18 @@ impl Report<'_> {
     }
 }
 
+/// How `target` is named in transfer reports: its destination, or nothing for the
+/// store and registries.
+pub(crate) fn shown_target(target: &ExportTarget) -> String {
+    match target {
+        ExportTarget::Oci { dest, .. }
+        | ExportTarget::Docker { dest }
+        | ExportTarget::Tar { dest }
+        | ExportTarget::Local { dest } => dest.display().to_string(),
+        ExportTarget::Image | ExportTarget::Registry { .. } => String::new(),
+    }
+}
+
 /// Exports `image` to `target`. Each blob written (for `local` and `tar`, each layer the
 /// store had not unpacked yet and unpacks for it) is a transfer reported to `progress`
 /// (see [`Progress`]'s module, "Transfers").
@@ -195,13 +207,7 @@ pub fn export(
     names: &[ImageName],
     progress: &dyn Progress,
 ) -> Result<Exported, ExportError> {
-    let shown = match target {
-        ExportTarget::Oci { dest, .. }
-        | ExportTarget::Docker { dest }
-        | ExportTarget::Tar { dest }
-        | ExportTarget::Local { dest } => dest.display().to_string(),
-        ExportTarget::Image | ExportTarget::Registry { .. } => String::new(),
-    };
+    let shown = shown_target(target);
     let report = Report {
         progress,
         target: &shown,

@@ -30,13 +30,7 @@ pub fn export_index(
     names: &[ImageName],
     progress: &dyn Progress,
 ) -> Result<Exported, ExportError> {
-    let shown = match target {
-        ExportTarget::Oci { dest, .. }
-        | ExportTarget::Docker { dest }
-        | ExportTarget::Tar { dest }
-        | ExportTarget::Local { dest } => dest.display().to_string(),
-        ExportTarget::Image | ExportTarget::Registry { .. } => String::new(),
-    };
+    let shown = super::shown_target(target);
     let report = Report {
         progress,
         target: &shown,
