@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use support::require::require_root;
+use support::require::{require_arm64_emulation, require_root, require_x86_64_host};
 use support::run::{fixture, output, rbuild, success};
 
 mod support;
@@ -62,33 +62,6 @@ fn inspected_platform(root: &Path, name: &str) -> (Value, Value, Value) {
 
 fn read(path: PathBuf) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Fails unless binfmt_misc runs arm64 binaries through QEMU with the F flag, naming what
-/// sets it up.
-fn require_arm64_emulation() {
-    let entry =
-        std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64").unwrap_or_default();
-    assert!(
-        entry.starts_with("enabled")
-            && entry
-                .lines()
-                .any(|l| l.starts_with("flags:") && l.contains('F')),
-        "this test runs arm64 binaries: install qemu-user-static and run \
-         scripts/binfmt-register as root (scripts/setup-host does both); \
-         /proc/sys/fs/binfmt_misc/qemu-aarch64 says {entry:?}"
-    );
-}
-
-/// Fails unless this is an x86_64 machine: the tests compare what `uname -m` says in
-/// native and emulated steps.
-fn require_x86_64_host() {
-    assert_eq!(
-        std::env::consts::ARCH,
-        "x86_64",
-        "these tests expect an x86_64 build machine (native steps say x86_64, emulated \
-         ones aarch64)"
-    );
 }
 
 #[test]

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use serde_json::Value;
-use support::require::require_root;
+use support::require::{require_arm64_emulation, require_root};
 use support::run::{fixture, output, rbuild, success};
 
 mod support;
@@ -39,22 +39,6 @@ fn index_platform(root: &Path, name: &str) -> Value {
         })
         .unwrap_or_else(|| panic!("no index entry named {name}: {index}"))["platform"]
         .clone()
-}
-
-/// Fails unless binfmt_misc runs arm64 binaries through QEMU with the F flag, naming what
-/// sets it up.
-fn require_arm64_emulation() {
-    let entry =
-        std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64").unwrap_or_default();
-    assert!(
-        entry.starts_with("enabled")
-            && entry
-                .lines()
-                .any(|l| l.starts_with("flags:") && l.contains('F')),
-        "this test runs arm64 binaries: install qemu-user-static and run \
-         scripts/binfmt-register as root (scripts/setup-host does both); \
-         /proc/sys/fs/binfmt_misc/qemu-aarch64 says {entry:?}"
-    );
 }
 
 #[test]

@@ -33,3 +33,30 @@ pub fn require_user(user: &str, how: &str) {
         .is_ok_and(|o| o.status.success());
     assert!(ok, "missing user {user}: {how}");
 }
+
+/// Fails unless binfmt_misc runs arm64 binaries through QEMU with the F flag, naming what
+/// sets it up.
+pub fn require_arm64_emulation() {
+    let entry =
+        std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64").unwrap_or_default();
+    assert!(
+        entry.starts_with("enabled")
+            && entry
+                .lines()
+                .any(|l| l.starts_with("flags:") && l.contains('F')),
+        "this test runs arm64 binaries: install qemu-user-static and run \
+         scripts/binfmt-register as root (scripts/setup-host does both); \
+         /proc/sys/fs/binfmt_misc/qemu-aarch64 says {entry:?}"
+    );
+}
+
+/// Fails unless this is an x86_64 machine: the tests compare what `uname -m` says in
+/// native and emulated steps.
+pub fn require_x86_64_host() {
+    assert_eq!(
+        std::env::consts::ARCH,
+        "x86_64",
+        "these tests expect an x86_64 build machine (native steps say x86_64, emulated \
+         ones aarch64)"
+    );
+}
