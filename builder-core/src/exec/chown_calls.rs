@@ -587,7 +587,7 @@ fn answer_one(
             Err(errno) => (-1, -errno),
         }
     } else {
-        let asked = proot_changes.take_asked(notif.pid as i32, nr);
+        let asked = proot_changes.take_asked(notif.pid as i32, nr, notif.data.args);
         owner_answer(&notif, step_root, groups.step(), asked, listener, recorded)
     };
     let mut resp = libc::seccomp_notif_resp {

@@ -37,12 +37,14 @@ const STAT_GID: u64 = 32;
 /// Index of `rax` and `orig_rax` in x86_64's `struct user_regs_struct`.
 const REG_RAX: u64 = 10;
 const REG_ORIG_RAX: u64 = 15;
+/// Index of the six argument registers there, in order: rdi, rsi, rdx, r10, r8, r9.
+const REG_ARGS: [u64; 6] = [14, 13, 12, 7, 9, 8];
 
 /// What the recorder learnt of proot's changes, by traced thread.
 #[derive(Default)]
 pub(super) struct ProotIds {
-    /// The ids a thread's pending `chown` call asked for: (call number, uid, gid).
-    asked: HashMap<i32, (u32, u64, u64)>,
+    /// What proot did to a thread's pending `chown` call, by thread.
+    asked: HashMap<i32, Pending>,
     /// The `struct stat` the recorder last wrote for a thread with the build user's id
     /// in it: its address, and which of uid (0) and gid (1) proot may not rewrite.
     written: HashMap<i32, (u64, [bool; 2])>,
@@ -52,6 +54,23 @@ pub(super) struct ProotIds {
     seen: bool,
     /// proot's memory, opened once (proot writes registers at nearly every call).
     proot_mem: Option<(i32, std::fs::File)>,
+}
+
+/// What proot did to a thread's `chown` call at its entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    /// The call `nr` asked for `uid` and `gid`, and proot made its arguments `args`
+    /// (what the filter then sees; a call of another thread that reused the id, after
+    /// this one was killed, has other arguments).
+    Ids {
+        nr: u32,
+        uid: u64,
+        gid: u64,
+        args: [u64; 6],
+    },
+    /// proot wrote the thread's registers but they could not be read (a process that
+    /// made itself non-dumpable hides `/proc/TID/syscall`): the next `chown` is not known.
+    Unread,
 }
 
 /// The ids a `chown` call asked for, as far as proot's changes were seen.
@@ -79,6 +98,8 @@ impl ProotIds {
             self.read_proot(proot, regs + REG_RAX * 8),
             self.read_proot(proot, regs + REG_ORIG_RAX * 8),
         ) else {
+            // Whatever this call is, the thread's next chown is not known.
+            self.asked.insert(tid, Pending::Unread);
             return;
         };
         if rax != (-(libc::ENOSYS as i64)) as u64
@@ -86,27 +107,51 @@ impl ProotIds {
         {
             return;
         }
-        let Some((nr, call_args)) = syscall_of(tid) else {
-            return;
-        };
-        if u64::from(nr) != orig {
-            return;
+        let mut new_args = [0u64; 6];
+        for (arg, reg) in new_args.iter_mut().zip(REG_ARGS) {
+            match self.read_proot(proot, regs + reg * 8) {
+                Some(value) => *arg = value,
+                None => {
+                    self.asked.insert(tid, Pending::Unread);
+                    return;
+                }
+            }
         }
-        // chown, fchown, lchown: (_, uid, gid); fchownat: (dir, path, uid, gid).
-        let (uid, gid) = if nr == super::chown_calls::SYS_FCHOWNAT {
-            (call_args[2], call_args[3])
-        } else {
-            (call_args[1], call_args[2])
+        let pending = match syscall_of(tid) {
+            Some((nr, call_args)) if u64::from(nr) == orig => {
+                // chown, fchown, lchown: (_, uid, gid); fchownat: (dir, path, uid, gid).
+                let (uid, gid) = if nr == super::chown_calls::SYS_FCHOWNAT {
+                    (call_args[2], call_args[3])
+                } else {
+                    (call_args[1], call_args[2])
+                };
+                Pending::Ids {
+                    nr,
+                    uid,
+                    gid,
+                    args: new_args,
+                }
+            }
+            _ => Pending::Unread,
         };
-        self.asked.insert(tid, (nr, uid, gid));
+        self.asked.insert(tid, pending);
     }
 
-    /// The ids thread `tid` asked for in its `chown` call `nr`, before proot changed them.
-    pub(super) fn take_asked(&mut self, tid: i32, nr: u32) -> Asked {
+    /// The ids thread `tid` asked for in its `chown` call `nr`, which reached the filter
+    /// with `args`, before proot changed them. What was kept for the thread but does not
+    /// match the call (another call, a thread that reused a dead one's id) or could not be
+    /// read makes it unknown, never unchanged.
+    pub(super) fn take_asked(&mut self, tid: i32, nr: u32, args: [u64; 6]) -> Asked {
         match self.asked.remove(&tid) {
-            Some((asked, uid, gid)) if asked == nr => Asked::Ids(uid, gid),
-            _ if self.seen => Asked::Unchanged,
-            _ => Asked::Unknown,
+            Some(Pending::Ids {
+                nr: asked,
+                uid,
+                gid,
+                args: made,
+            }) if asked == nr && made == args => Asked::Ids(uid, gid),
+            Some(_) => Asked::Unknown,
+            None if self.seen => Asked::Unchanged,
+            None => Asked::Unknown,
         }
     }
 
@@ -181,6 +226,43 @@ fn syscall_of(tid: i32) -> Option<(u32, [u64; 6])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_chown_is_taken_only_by_the_call_it_was_kept_for() {
+        let mut ids = ProotIds::default();
+        assert_eq!(
+            ids.take_asked(5, 93, [3, 999, 995, 0, 0, 0]),
+            Asked::Unknown
+        );
+        ids.seen = true;
+        assert_eq!(
+            ids.take_asked(5, 93, [3, 999, 995, 0, 0, 0]),
+            Asked::Unchanged
+        );
+        let kept = Pending::Ids {
+            nr: 93,
+            uid: 0,
+            gid: 0,
+            args: [3, 999, 995, 0, 0, 0],
+        };
+        ids.asked.insert(5, kept);
+        assert_eq!(
+            ids.take_asked(5, 93, [3, 999, 995, 0, 0, 0]),
+            Asked::Ids(0, 0)
+        );
+        // A thread that reused a killed one's id, with other arguments.
+        ids.asked.insert(5, kept);
+        assert_eq!(
+            ids.take_asked(5, 93, [4, u64::from(u32::MAX), 1000, 0, 0, 0]),
+            Asked::Unknown
+        );
+        // Registers that could not be read.
+        ids.asked.insert(5, Pending::Unread);
+        assert_eq!(
+            ids.take_asked(5, 93, [3, 999, 995, 0, 0, 0]),
+            Asked::Unknown
+        );
+    }
 
     #[test]
     fn a_stat_rewrite_of_a_kept_id_is_skipped_once_and_others_go_on() {
