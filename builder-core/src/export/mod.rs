@@ -185,6 +185,26 @@ impl Report<'_> {
     }
 }
 
+/// Writes the tar `write` makes to `dest` as a whole: at its end it replaces what `dest`
+/// held, never half-written.
+pub(crate) fn write_tar_file(
+    dest: &Path,
+    write: impl FnOnce(
+        io::BufWriter<AtomicWriter>,
+    ) -> Result<io::BufWriter<AtomicWriter>, crate::layer::LayerError>,
+) -> Result<(), ExportError> {
+    let file = AtomicWriter(AtomicFile::create(dest)?);
+    let file = write(io::BufWriter::with_capacity(1 << 20, file))?;
+    file.into_inner()
+        .map_err(|e| ExportError::Write {
+            path: dest.to_path_buf(),
+            source: e.into_error(),
+        })?
+        .0
+        .commit()?;
+    Ok(())
+}
+
 /// How `target` is named in transfer reports: its destination, or nothing for the
 /// store and registries.
 pub(crate) fn shown_target(target: &ExportTarget) -> String {
@@ -232,15 +252,7 @@ pub fn export(
         ExportTarget::Local { .. } => Ok(()),
         ExportTarget::Tar { dest } => {
             let dirs = layer_dirs(store, image, report)?;
-            let file = AtomicWriter(AtomicFile::create(dest)?);
-            let file = write_merged_tar(io::BufWriter::with_capacity(1 << 20, file), &dirs)?;
-            file.into_inner()
-                .map_err(|e| ExportError::Write {
-                    path: dest.clone(),
-                    source: e.into_error(),
-                })?
-                .0
-                .commit()
+            write_tar_file(dest, |out| write_merged_tar(out, &dirs))
         }
         ExportTarget::Image => tag_all(store, image, names),
         // The push itself needs registry settings: the builder does it after the export.

@@ -3,12 +3,11 @@
 //! named (`image`, `registry`); BuildKit's exporters of a multi-platform result.
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{ImageIndexBuilder, MediaType};
 
-use super::layout::{AtomicFile, AtomicWriter, DirSink, LayoutSink, TarSink};
+use super::layout::{DirSink, LayoutSink, TarSink};
 use super::{
     ExportError, ExportTarget, Exported, Report, add_blob, export_local, layer_dirs, named_entries,
 };
@@ -75,15 +74,7 @@ pub fn export_index(
                     layer_dirs(store, image, report)?,
                 ));
             }
-            let file = AtomicWriter(AtomicFile::create(dest)?);
-            let file = write_merged_tars(io::BufWriter::with_capacity(1 << 20, file), &trees)?;
-            file.into_inner()
-                .map_err(|e| ExportError::Write {
-                    path: dest.clone(),
-                    source: e.into_error(),
-                })?
-                .0
-                .commit()?;
+            super::write_tar_file(dest, |out| write_merged_tars(out, &trees))?;
             Ok(Exported::default())
         }
         ExportTarget::Image => tag(names),
