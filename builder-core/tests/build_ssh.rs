@@ -11,7 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rbuild_core::{
-    BuildRequest, BuildResult, ContentStore, error_chain::error_chain, solver::SshAgent,
+    BuildRequest, BuildResult, ContentStore,
+    error_chain::error_chain,
+    solver::{ExecutorKind, SshAgent},
 };
 use support::build::{build_with, busybox_store, context, read, rootfs};
 use support::probe::probe_dir;
@@ -91,9 +93,20 @@ fn build_ssh(
     ctx: &Path,
     agents: Vec<SshAgent>,
 ) -> Result<BuildResult, String> {
+    build_ssh_in(store, dockerfile, ctx, agents, ExecutorKind::Sandbox)
+}
+
+fn build_ssh_in(
+    store: &ContentStore,
+    dockerfile: &str,
+    ctx: &Path,
+    agents: Vec<SshAgent>,
+    executor: ExecutorKind,
+) -> Result<BuildResult, String> {
     let (result, _) = build_with(store, dockerfile, ctx, |r: &mut BuildRequest| {
         r.options.ssh = agents;
         r.options.no_cache = true;
+        r.options.executor = executor;
     });
     result.map_err(|e| error_chain(&e))
 }
@@ -115,6 +128,17 @@ RUN --mount=type=ssh,id=deploy,uid=1000 probe agent > /tmp/user.txt
 
 #[test]
 fn the_step_lists_the_agents_identity_and_nothing_reaches_a_layer() {
+    lists_the_identity_leaving_nothing_in_a_layer(ExecutorKind::Sandbox);
+}
+
+/// The chroot isolation cannot bind the agent's socket: it listens at the target
+/// itself (it refused ssh mounts before).
+#[test]
+fn a_chroot_step_lists_the_agents_identity_and_nothing_reaches_a_layer() {
+    lists_the_identity_leaving_nothing_in_a_layer(ExecutorKind::Chroot);
+}
+
+fn lists_the_identity_leaving_nothing_in_a_layer(executor: ExecutorKind) {
     let agent = Agent::start();
     let (dir, store) = busybox_store();
     let ctx = probe_context(dir.path());
@@ -128,7 +152,7 @@ fn the_step_lists_the_agents_identity_and_nothing_reaches_a_layer() {
             socket: agent.socket.clone(),
         },
     ];
-    let result = build_ssh(&store, FORWARDED, &ctx, agents).unwrap();
+    let result = build_ssh_in(&store, FORWARDED, &ctx, agents, executor).unwrap();
     let read = |path: &str| read(&store, &result.image, dir.path(), path);
     let listed = format!("agent: 1 identities: {KEY_COMMENT}\n");
     assert_eq!(read("/default.txt"), listed);

@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use support::require::require_root;
-use support::run::{fixture, mounts_under, processes_with};
+use support::run::{fixture, mounts_under, processes_with, workspace};
 
 const SETPRIV: &str = "/usr/bin/setpriv";
 
@@ -964,6 +964,88 @@ fn proot_steps_see_the_owners_their_secret_and_cache_mounts_name() {
             text(&out)
         );
         assert_eq!(file_in(&exported, "cache-seen"), "750 77 88\n");
+    });
+}
+
+/// `RUN --mount=type=ssh` under proot: rbuild cannot bind the agent's socket, so it
+/// listens at the target itself (proot translates the step's `connect`); the step lists
+/// the key's identity (the boundary probe speaks the agent protocol), sees the mount's
+/// owner and mode, and no socket reaches the image. It was refused before.
+#[test]
+fn proot_steps_reach_the_builds_ssh_agent() {
+    require_proot();
+    for tool in ["ssh-keygen", "ssh-agent", "ssh-add"] {
+        assert!(
+            Path::new("/usr/bin").join(tool).is_file(),
+            "/usr/bin/{tool} is missing: install openssh-client (scripts/setup-host does)"
+        );
+    }
+    for_each_user(|user| {
+        let home = Home::new(user);
+        home.import_busybox();
+        let ctx = home.context(
+            "ctx",
+            &[(
+                "Dockerfile",
+                "FROM busybox:latest\n\
+                 COPY probe /usr/local/bin/probe\n\
+                 RUN --mount=type=ssh probe agent > /default.txt && echo $SSH_AUTH_SOCK > /sock.txt\n\
+                 RUN --mount=type=ssh,target=/tmp/deploy.sock,mode=0640,uid=1000,gid=1000 \\\n\
+                  stat -c '%u %g %a %F' /tmp/deploy.sock > /deploy-stat.txt\n\
+                 USER 1000:1000\n\
+                 RUN --mount=type=ssh,uid=1000 probe agent > /tmp/user.txt\n",
+            )],
+        );
+        let probe = workspace().join("builder-core/tests/support/probe/probe.c");
+        let compiled = Command::new("gcc")
+            .args(["-static", "-O1", "-o"])
+            .arg(ctx.join("probe"))
+            .arg(&probe)
+            .output()
+            .expect("gcc is needed to compile the boundary probe (apt-get install gcc)");
+        assert!(
+            compiled.status.success(),
+            "gcc -static failed: {}",
+            text(&compiled)
+        );
+        let key = home.path().join("id_test");
+        let made = Command::new("/usr/bin/ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "rbuild-proot-key",
+                "-f",
+            ])
+            .arg(&key)
+            .status()
+            .expect("running ssh-keygen");
+        assert!(made.success(), "ssh-keygen failed");
+        chown_tree(home.path(), user);
+        let exported = home.path().join("ssh.tar");
+        let ssh = format!("default={}", key.display());
+        let out = home.proot_build(&ctx, &exported, &["--ssh", &ssh]);
+        assert!(out.status.success(), "{}", text(&out));
+        let listed = "agent: 1 identities: rbuild-proot-key\n";
+        assert_eq!(file_in(&exported, "default.txt"), listed, "{}", text(&out));
+        assert_eq!(
+            file_in(&exported, "sock.txt"),
+            "/run/buildkit/ssh_agent.0\n"
+        );
+        assert_eq!(
+            file_in(&exported, "deploy-stat.txt"),
+            "1000 1000 640 socket\n"
+        );
+        assert_eq!(file_in(&exported, "tmp/user.txt"), listed);
+        for gone in ["run/buildkit/ssh_agent.0", "tmp/deploy.sock"] {
+            assert!(
+                entry_in(&exported, gone).is_none(),
+                "{gone} is in the image"
+            );
+        }
     });
 }
 

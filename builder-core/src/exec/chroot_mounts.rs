@@ -6,9 +6,11 @@
 //! mount would hide it) and back after it. The mount's tree is then put there: moved in
 //! when it is rbuild's own and held for this step alone (a cache under its exclusive
 //! lock, a private cache, a writable bind's copy, a stage's tree snapshot, a new empty
-//! directory for a tmpfs), copied in otherwise (a read-only bind of the build context). After the step, a moved tree goes
+//! directory for a tmpfs), copied in otherwise (a read-only bind of the build context). A
+//! socket (an ssh agent's proxy) gets a socket of its own at the target, relaying every
+//! connection to it, with its mode and owner. After the step, a moved tree goes
 //! back where it came from with what the step left in it (a cache keeps what the step
-//! wrote), a copied one is removed. The parent directory gets back the time it had, unless
+//! wrote), a copied one or a socket is removed. The parent directory gets back the time it had, unless
 //! the step changed it, so the change set shows only what the step did beside the mount.
 //!
 //! Unlike a mount, the step may remove or replace the target itself; it then loses the
@@ -18,14 +20,14 @@
 //! leaves the cache's contents in the step's scratch root, removed with it.
 
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::stubs::{Mtime, Stubs, mtime_of, open_parent, remove_tree, set_mtime};
-use super::{ExecError, RunSpec};
+use super::{ExecError, RunSpec, SocketRelay};
 use crate::snapshot::{LowerView, StepRoot, copy_tree};
 
 /// One mount placed in the step's root.
@@ -44,6 +46,9 @@ struct Placed {
 pub(super) struct Placements {
     root: PathBuf,
     placed: Vec<Placed>,
+    /// The relays listening at sockets' targets, stopped when dropped (after the
+    /// restore removed their sockets).
+    relays: Vec<SocketRelay>,
 }
 
 /// A mount's tree.
@@ -131,6 +136,7 @@ impl Placements {
         let placements = partial.insert(Placements {
             root: root.to_path_buf(),
             placed: Vec::new(),
+            relays: Vec::new(),
         });
         for (i, (target, source)) in sources.into_iter().enumerate() {
             placements.place_one(hold, i, view, stubs, &target, source)?;
@@ -175,12 +181,9 @@ impl Placements {
             stage: format!("read the mount's source {}", source.display()),
             source: e,
         })?;
-        if st.file_type().is_socket() {
-            return Err(refuse(
-                target,
-                "RUN --mount=type=ssh needs a mount (a socket cannot be copied)",
-            ));
-        }
+        // A socket (an ssh agent's) cannot be copied or moved: a socket of the step's
+        // own listens at the target and relays to it.
+        let socket = st.file_type().is_socket().then_some(&st);
         if view.crosses_symlink(&rel)? {
             return Err(refuse(
                 target,
@@ -220,7 +223,36 @@ impl Placements {
         // Kept from here on: the restore puts back what was moved, whatever fails next.
         let back_to = source;
         self.placed.push(placed);
-        if movable {
+        if let Some(st) = socket {
+            self.relays.push(
+                SocketRelay::listen_in(&dir, Path::new(name), back_to.clone()).map_err(
+                    |source| ExecError::Setup {
+                        stage: format!("listen on {} for the step", path.display()),
+                        source,
+                    },
+                )?,
+            );
+            let mode = Mode::from_raw_mode(st.mode() & 0o7777);
+            rustix::fs::chmodat(&dir, name, mode, AtFlags::empty())
+                .map_err(setup(format!("change mode of {}", path.display())))?;
+            // The mount's owner, where this process may give one (else shown, see
+            // BindMount::owner).
+            if (st.uid(), st.gid())
+                != (
+                    rustix::process::geteuid().as_raw(),
+                    rustix::process::getegid().as_raw(),
+                )
+            {
+                rustix::fs::chownat(
+                    &dir,
+                    name,
+                    Some(rustix::fs::Uid::from_raw(st.uid())),
+                    Some(rustix::fs::Gid::from_raw(st.gid())),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(setup(format!("change owner of {}", path.display())))?;
+            }
+        } else if movable {
             rustix::fs::renameat(CWD, &back_to, &dir, name).map_err(setup(format!(
                 "move {} to {} for the step",
                 back_to.display(),
@@ -242,8 +274,8 @@ impl Placements {
     pub(super) fn restore(self) -> Result<(), ExecError> {
         let root_fd = open_root(&self.root)?;
         let mut first_error = None;
-        for placed in self.placed.into_iter().rev() {
-            if let Err(e) = restore_one(&root_fd, &self.root, &placed) {
+        for placed in self.placed.iter().rev() {
+            if let Err(e) = restore_one(&root_fd, &self.root, placed) {
                 first_error.get_or_insert(e);
             }
         }

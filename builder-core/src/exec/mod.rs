@@ -58,6 +58,7 @@ mod proot_ids;
 mod runc;
 mod sandbox;
 mod seccomp;
+mod socket_relay;
 mod stat_calls;
 mod stubs;
 mod terminal;
@@ -74,6 +75,7 @@ pub use self::chroot::{
     ChrootExecutor, check_proot, chroot_available, find_proot, sandbox_available,
 };
 pub use self::idmap::IdMapping;
+pub(crate) use self::socket_relay::SocketRelay;
 // The engine mounts step roots for its own file work (COPY, WORKDIR) the same way.
 pub(crate) use self::plan::{Op, Plan};
 pub use self::runc::{DEFAULT_RUNC, RuncExecutor};

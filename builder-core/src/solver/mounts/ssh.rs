@@ -11,23 +11,22 @@
 //! other file stubs).
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 
 use rbuild_dockerfile::Mount;
 
 use super::{MountError, MountInputs, StepMounts, io_err, parse_id, parse_octal};
-use crate::exec::BindMount;
+use crate::exec::{BindMount, SocketRelay};
 use crate::solver::request::DEFAULT_SSH_ID;
 
 /// BuildKit's directory of forwarded agent sockets (`dockerfile2llb`,
 /// `/run/buildkit/ssh_agent.<N>`, N counting the step's ssh mounts).
 const SSH_SOCKET_PREFIX: &str = "/run/buildkit/ssh_agent.";
+
+/// The proxy's socket in its directory.
+const SOCKET_NAME: &str = "agent.sock";
 
 /// BuildKit's default mode of the forwarded socket.
 const SSH_MODE: u32 = 0o600;
@@ -35,51 +34,20 @@ const SSH_MODE: u32 = 0o600;
 /// A relay from a socket of the step to an agent; stops (and removes its socket) when
 /// dropped.
 pub(crate) struct AgentProxy {
-    /// The listening socket (a second handle), shut down to stop the accept loop.
-    listener: UnixListener,
-    /// The directory holding the socket; declared after `listener`, so removed after it
-    /// is closed.
+    /// Held for its relaying (see [`SocketRelay`]'s `Drop`).
+    _relay: SocketRelay,
+    /// The directory holding the socket; declared after the relay, so removed after it
+    /// stops.
     dir: tempfile::TempDir,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl AgentProxy {
     /// Listens on a new socket and relays each connection to `agent`.
     fn start(agent: PathBuf) -> io::Result<Self> {
         let dir = tempfile::Builder::new().prefix("rbuild-ssh-").tempdir()?;
-        let listener = UnixListener::bind(dir.path().join("agent.sock"))?;
-        let handle = listener.try_clone()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            loop {
-                let client = listener.accept();
-                if stopping.load(Ordering::SeqCst) {
-                    break;
-                }
-                let client = match client {
-                    Ok((client, _)) => client,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => {
-                        // Out of descriptors, say: wait rather than spin.
-                        std::thread::sleep(std::time::Duration::from_millis(50));
-                        continue;
-                    }
-                };
-                let Ok(upstream) = UnixStream::connect(&agent) else {
-                    // The client sees the connection close: the agent is gone.
-                    continue;
-                };
-                relay(client, upstream);
-            }
-        });
-        Ok(AgentProxy {
-            listener: handle,
-            dir,
-            stop,
-            thread: Some(thread),
-        })
+        let fd = std::fs::File::open(dir.path())?;
+        let relay = SocketRelay::listen_in(&fd, Path::new(SOCKET_NAME), agent)?;
+        Ok(AgentProxy { _relay: relay, dir })
     }
 
     /// The directory of the socket.
@@ -89,40 +57,7 @@ impl AgentProxy {
 
     /// The socket the step's mount binds.
     fn socket(&self) -> PathBuf {
-        self.dir.path().join("agent.sock")
-    }
-}
-
-/// Copies both ways between `a` and `b` on two threads, each closing the other side's
-/// writing half when its reading side ends.
-fn relay(a: UnixStream, b: UnixStream) {
-    let pair =
-        |from: &UnixStream, to: &UnixStream| Some((from.try_clone().ok()?, to.try_clone().ok()?));
-    let (Some((mut a_read, mut b_write)), Some((mut b_read, mut a_write))) =
-        (pair(&a, &b), pair(&b, &a))
-    else {
-        return;
-    };
-    std::thread::spawn(move || {
-        let _ = io::copy(&mut a_read, &mut b_write);
-        let _ = b_write.shutdown(std::net::Shutdown::Write);
-    });
-    std::thread::spawn(move || {
-        let _ = io::copy(&mut b_read, &mut a_write);
-        let _ = a_write.shutdown(std::net::Shutdown::Write);
-    });
-}
-
-impl Drop for AgentProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Shutting a listening socket down fails its pending accept (Linux), so the loop
-        // wakes and sees the flag.
-        // SAFETY: shutdown(2) on a descriptor this proxy owns.
-        unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.dir.path().join(SOCKET_NAME)
     }
 }
 
@@ -164,8 +99,13 @@ pub(crate) fn ssh_mount(
     let socket = proxy.socket();
     let dir = proxy.dir().to_path_buf();
     out.proxies.push(proxy);
-    std::os::unix::fs::chown(&socket, Some(uid), Some(gid))
-        .map_err(io_err("change owner of", &socket))?;
+    // Where owners cannot be given (crate::fakeroot) the socket stays the build user's,
+    // which a step sees as its own, and the mount's owner is shown instead.
+    let chown = !crate::fakeroot::active();
+    if chown {
+        std::os::unix::fs::chown(&socket, Some(uid), Some(gid))
+            .map_err(io_err("change owner of", &socket))?;
+    }
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(mode))
         .map_err(io_err("change mode of", &socket))?;
     // The socket's directory is the step's own: let the mount's owner through it.
@@ -176,7 +116,8 @@ pub(crate) fn ssh_mount(
         target,
         readonly: false,
         movable: false,
-        owner: None,
+        // Shown to a step under proot instead (see exec::stat_calls).
+        owner: (!chown && (uid, gid) != (0, 0)).then_some((uid, gid)),
     });
     Ok(())
 }
