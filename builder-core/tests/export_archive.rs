@@ -7,7 +7,7 @@ use std::fs;
 
 use rbuild_core::{
     ContentStore, ImageName,
-    export::{import_rootfs, load_archive, save_images},
+    export::{Saved, import_rootfs, load_archive, save_images},
     image::{ImageConfig, ImageFormat, ImageSpec, load_image, prune, verify},
     layer::{Compression, LayerOptions, tree_changes, write_layer_to},
 };
@@ -39,7 +39,7 @@ fn import_save_load_verify_prune() {
         save_images(
             &store,
             &archive,
-            &[(image.clone(), vec![name.clone()])],
+            &[(Saved::Image(image.clone()), vec![name.clone()])],
             format,
             &rbuild_core::progress::NullProgress,
         )

@@ -51,6 +51,34 @@ fn load_treats_archives_as_data() {
             },
         );
 
+        // An index of no image, named: alone (an OCI layout) and beside a manifest.json
+        // (a docker archive holding an index is loaded as its layout).
+        for docker in [false, true] {
+            let kind = if docker { "docker" } else { "oci" };
+            attacks.attempt(
+                &format!("load-{kind}-empty-index-{who}"),
+                &format!("as {who}: rbuild load of an archive ({kind}) whose index.json names an index of no manifest"),
+                || {
+                    let empty = index_json(&[]);
+                    let edig = sha256(&empty);
+                    let index = index_json(&[(
+                        descriptor(INDEX, &edig, empty.len() as u64),
+                        Some("evil:empty"),
+                    )]);
+                    let mut tar = RawTar::new();
+                    tar.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
+                        .file("index.json", &index)
+                        .file(&format!("blobs/sha256/{edig}"), &empty);
+                    if docker {
+                        tar.file("manifest.json", b"[]");
+                    }
+                    let archive = put(dir, &format!("empty-index-{kind}-{who}.tar"), &tar.finish());
+                    let out = load(&root, &archive, user)?;
+                    refused(&out, "an index of no image")
+                },
+            );
+        }
+
         attacks.attempt(
             &format!("load-docker-absolute-layer-{who}"),
             &format!("as {who}: rbuild load of a docker archive whose Layers name /etc/hostname (absolute) with a config that agrees"),

@@ -820,3 +820,133 @@ fn a_warning_about_the_dockerfile_is_given_once_for_all_platforms() {
         "{stderr}"
     );
 }
+
+/// The JSON member `name` of the tar at `archive`.
+fn tar_json(archive: &Path, name: &str) -> Value {
+    let mut tar = tar::Archive::new(std::fs::File::open(archive).unwrap());
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap() == Path::new(name) {
+            return serde_json::from_reader(&mut entry).unwrap();
+        }
+    }
+    panic!("no {name} in {}", archive.display())
+}
+
+/// `rbuild save` of a name holding several platforms writes the index and every
+/// platform's image (as docker saves an index whose content it has; it wrote the host's
+/// image alone before), the docker archive's `manifest.json` listing the host's;
+/// `--platform` saves that platform's image alone; `rbuild load` gives the index back.
+#[test]
+fn a_save_of_several_platforms_holds_the_index_and_load_gives_it_back() {
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
+    require_arm64_emulation();
+    require_x86_64_host();
+    let dir = tempfile::tempdir().unwrap();
+    let (root, ctx) = store_and_context(dir.path(), ARCH_DOCKERFILE);
+    success(
+        rbuild(&root)
+            .args(["build", "-q", "--platform", "linux/amd64,linux/arm64"])
+            .args(["-t", "multi:1"])
+            .arg(&ctx),
+    );
+    let index_digest = named(&root, "multi:1")["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let index = blob(&root, &index_digest);
+    let config_of = |entry: usize| {
+        let manifest = blob(&root, index["manifests"][entry]["digest"].as_str().unwrap());
+        manifest["config"]["digest"].as_str().unwrap().to_owned()
+    };
+
+    let oci = dir.path().join("oci.tar");
+    success(
+        rbuild(&root)
+            .args(["save", "--format", "oci", "-o"])
+            .arg(&oci)
+            .arg("multi:1"),
+    );
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        &format!("oci-archive:{}", oci.display()),
+    ]);
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(raw.as_bytes())),
+        index_digest
+    );
+    let copy = dir.path().join("copy");
+    skopeo(&[
+        "copy",
+        "--all",
+        &format!("oci-archive:{}", oci.display()),
+        &format!("oci:{}", copy.display()),
+    ]);
+
+    let docker = dir.path().join("docker.tar");
+    success(
+        rbuild(&root)
+            .args(["save", "-o"])
+            .arg(&docker)
+            .arg("multi:1"),
+    );
+    let layout = tar_json(&docker, "index.json");
+    assert_eq!(layout["manifests"][0]["digest"], index_digest.as_str());
+    let listed = tar_json(&docker, "manifest.json");
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(
+        listed[0]["Config"],
+        format!(
+            "blobs/sha256/{}",
+            config_of(0).trim_start_matches("sha256:")
+        ),
+        "the host's image is the one docker load reads"
+    );
+    let other = dir.path().join("other");
+    success(rbuild(&other).args(["load", "-i"]).arg(&docker));
+    assert_eq!(named(&other, "multi:1")["digest"], index_digest.as_str());
+    let run = success(rbuild(&other).args([
+        "run",
+        "--rm",
+        "--platform",
+        "linux/arm64",
+        "multi:1",
+        "cat",
+        "/arch",
+    ]));
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "aarch64\n");
+
+    let arm = dir.path().join("arm.tar");
+    success(
+        rbuild(&root)
+            .args(["save", "--platform", "linux/arm64", "-o"])
+            .arg(&arm)
+            .arg("multi:1"),
+    );
+    let layout = tar_json(&arm, "index.json");
+    assert_eq!(layout["manifests"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        layout["manifests"][0]["digest"], index["manifests"][1]["digest"],
+        "{layout}"
+    );
+    let listed = tar_json(&arm, "manifest.json");
+    assert_eq!(
+        listed[0]["Config"],
+        format!(
+            "blobs/sha256/{}",
+            config_of(1).trim_start_matches("sha256:")
+        )
+    );
+    let out = output(
+        rbuild(&root)
+            .args(["save", "--platform", "linux/s390x", "-o"])
+            .arg(dir.path().join("none.tar"))
+            .arg("multi:1"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("linux/amd64, linux/arm64"),
+        "{stderr}"
+    );
+}

@@ -9,26 +9,29 @@ use oci_spec::image::{Descriptor, ImageIndex};
 
 use super::layout::{DirSink, LayoutSink, TarSink};
 use super::members::{Members, read_err};
-use super::{CONTAINERD_NAME_ANNOTATION, ExportError, Report, write_docker_archive, write_layout};
+use super::{
+    CONTAINERD_NAME_ANNOTATION, ExportError, Report, Saved, write_docker_archive, write_layout,
+};
 use crate::digest::{Digest, Hasher};
-use crate::image::{Image, ImageConfig, ImageFormat, load_image, write_manifest};
+use crate::image::{Image, ImageConfig, ImageFormat, write_manifest};
 use crate::layer::{Compression, LayerError};
 pub(crate) use crate::oci_layout::MAX_DOCUMENT;
 use crate::oci_layout::{Children, INDEX_FILE, LayoutError, blob_rel};
 use crate::progress::Progress;
 use crate::store::{ContentStore, ImageName, REF_NAME_ANNOTATION, StoreError};
 
-/// Writes `images` (each with its names) into one archive at `dest`: an OCI layout tar,
-/// or a docker archive (which holds the OCI layout too). Each blob written is a transfer
-/// reported to `progress` (see [`Progress`]'s module, "Transfers").
+/// Writes `images` (each an image or an index, with its names) into one archive at
+/// `dest`: an OCI layout tar, or a docker archive (which holds the OCI layout too; its
+/// `manifest.json` lists one image of an index, see [`Saved`]). Each blob written is a
+/// transfer reported to `progress` (see [`Progress`]'s module, "Transfers").
 pub fn save_images(
     store: &ContentStore,
     dest: &Path,
-    images: &[(Image, Vec<ImageName>)],
+    images: &[(Saved, Vec<ImageName>)],
     format: ImageFormat,
     progress: &dyn Progress,
 ) -> Result<(), ExportError> {
-    let refs: Vec<(&Image, &[ImageName])> = images.iter().map(|(i, n)| (i, n.as_slice())).collect();
+    let refs: Vec<(&Saved, &[ImageName])> = images.iter().map(|(i, n)| (i, n.as_slice())).collect();
     let shown = dest.display().to_string();
     let report = Report {
         progress,
@@ -48,10 +51,10 @@ pub fn save_images(
 pub fn save_layout_dir(
     store: &ContentStore,
     dest: &Path,
-    images: &[(Image, Vec<ImageName>)],
+    images: &[(Saved, Vec<ImageName>)],
     progress: &dyn Progress,
 ) -> Result<(), ExportError> {
-    let refs: Vec<(&Image, &[ImageName])> = images.iter().map(|(i, n)| (i, n.as_slice())).collect();
+    let refs: Vec<(&Saved, &[ImageName])> = images.iter().map(|(i, n)| (i, n.as_slice())).collect();
     let mut sink = Box::new(DirSink::create(dest)?);
     let shown = dest.display().to_string();
     let report = Report {
@@ -135,7 +138,10 @@ pub(crate) fn load_archive_file(
             "it is empty: no image archive (docker save or an OCI layout tar)".to_owned(),
         ));
     }
-    if members.has("manifest.json") {
+    // A docker archive holding an index (rbuild's or docker's save of several
+    // platforms) is loaded as the OCI layout it also is, as docker's containerd image
+    // store loads it: its manifest.json lists one platform's image only.
+    if members.has("manifest.json") && !layout_names_an_index(&members)? {
         load_docker(store, &members, name)
     } else if !members.has(INDEX_FILE) {
         Err(members.refused(format!(
@@ -145,6 +151,21 @@ pub(crate) fn load_archive_file(
     } else {
         load_layout(store, &members, name)
     }
+}
+
+/// Whether the archive's `index.json` (when it has one) has an entry that is an index.
+fn layout_names_an_index(members: &Members) -> Result<bool, ExportError> {
+    if !members.has(INDEX_FILE) {
+        return Ok(false);
+    }
+    let path = members.file("the archive", INDEX_FILE)?;
+    let bytes = read_document(members, INDEX_FILE, path)?;
+    let index: ImageIndex = serde_json::from_slice(&bytes)
+        .map_err(|e| members.refused(format!("{INDEX_FILE} is not an OCI index: {e}")))?;
+    Ok(index.manifests().iter().any(|desc| {
+        let media = desc.media_type().to_string();
+        media.contains("index") || media.contains("manifest.list")
+    }))
 }
 
 fn read_document(members: &Members, what: &str, path: &Path) -> Result<Vec<u8>, ExportError> {
@@ -389,7 +410,15 @@ fn load_layout(
     }
     let mut out = Vec::new();
     for desc in index.manifests() {
-        let image = load_image(store, desc)?;
+        // An index is named as a whole; the image reported for it is the one a
+        // docker archive would list (the host's platform, else the first).
+        let saved = Saved::load(store, desc)?;
+        let Some(image) = saved.docker_image().cloned() else {
+            return Err(members.refused(format!(
+                "{INDEX_FILE} names {}, an index of no image",
+                desc.digest()
+            )));
+        };
         let ann = desc.annotations().clone().unwrap_or_default();
         let name = ann
             .get(CONTAINERD_NAME_ANNOTATION)
@@ -405,7 +434,7 @@ fn load_layout(
             .transpose()?;
         let mut names = Vec::new();
         if let Some(name) = name.filter(|_| name_images) {
-            store.tag(&name, &image.descriptor)?;
+            store.tag(&name, desc)?;
             names.push(name);
         }
         out.push((image, names));

@@ -29,7 +29,7 @@ use self::layout::{AtomicFile, AtomicWriter, DirSink, LayoutSink, TarSink};
 pub use self::platforms::export_index;
 pub use self::target::{ExportTarget, InvalidExportTarget};
 use crate::digest::Digest;
-use crate::image::{Image, ImageError};
+use crate::image::{Image, ImageError, PlatformIndex, config_platform};
 use crate::layer::{ApplyMode, Compression, LayerError, chain_ids, write_merged_tar};
 use crate::limits::ArchiveLimits;
 use crate::oci_layout::blob_rel;
@@ -235,19 +235,20 @@ pub fn export(
     if let ExportTarget::Local { dest } = target {
         return export_local(store, image, dest, report);
     }
+    let saved = Saved::Image(image.clone());
     match target {
         ExportTarget::Oci { dest, tar: true } => {
             let mut sink = Box::new(TarSink::create(dest)?);
-            write_layout(store, sink.as_mut(), &[(image, names)], report)?;
+            write_layout(store, sink.as_mut(), &[(&saved, names)], report)?;
             sink.finish()
         }
         ExportTarget::Oci { dest, tar: false } => {
             let mut sink = Box::new(DirSink::create(dest)?);
-            write_layout(store, sink.as_mut(), &[(image, names)], report)?;
+            write_layout(store, sink.as_mut(), &[(&saved, names)], report)?;
             sink.finish()
         }
         ExportTarget::Docker { dest } => {
-            write_docker_archive(store, dest, &[(image, names)], report)
+            write_docker_archive(store, dest, &[(&saved, names)], report)
         }
         ExportTarget::Local { .. } => Ok(()),
         ExportTarget::Tar { dest } => {
@@ -547,33 +548,98 @@ fn export_local(
     Ok(Exported { skipped_devices })
 }
 
-/// Writes an OCI image layout holding `images`, each entry named as BuildKit names them.
+/// What one entry of a saved layout points to: an image, or an index of one image per
+/// platform (saved whole, every platform's blobs with it, as docker's containerd image
+/// store saves an index whose content it all has).
+#[derive(Debug, Clone)]
+// One per image a command saves, never many at once: the size of the larger variant
+// costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Saved {
+    /// One image's manifest.
+    Image(Image),
+    /// An image index and the image of each of its platforms.
+    Index(PlatformIndex),
+}
+
+impl Saved {
+    /// What `desc` (a name's descriptor in `store`) points to: an index (with each
+    /// platform's image) or an image.
+    pub fn load(store: &ContentStore, desc: &Descriptor) -> Result<Saved, ImageError> {
+        if crate::image::index_documents(store, desc)?.is_empty() {
+            return Ok(Saved::Image(crate::image::load_image(store, desc)?));
+        }
+        Ok(Saved::Index(PlatformIndex {
+            descriptor: desc.clone(),
+            images: crate::image::platform_images(store, desc)?,
+        }))
+    }
+
+    /// Its images: the one, or each platform's.
+    pub fn images(&self) -> &[Image] {
+        match self {
+            Saved::Image(image) => std::slice::from_ref(image),
+            Saved::Index(index) => &index.images,
+        }
+    }
+
+    /// The descriptor an entry of the layout's `index.json` points to.
+    fn descriptor(&self) -> &Descriptor {
+        match self {
+            Saved::Image(image) => &image.descriptor,
+            Saved::Index(index) => &index.descriptor,
+        }
+    }
+
+    /// The image a docker archive's `manifest.json` lists for it (it lists one image per
+    /// entry): of an index, the host's platform, else its first (containerd's exporter
+    /// since 2.1 lists a platform the archive holds); `None` for an index of no image.
+    pub(crate) fn docker_image(&self) -> Option<&Image> {
+        let images = self.images();
+        let host = crate::image::host_platform().to_string();
+        images
+            .iter()
+            .find(|image| config_platform(&image.config).to_string() == host)
+            .or_else(|| images.first())
+    }
+}
+
+/// Writes an OCI image layout holding `entries`, each named as BuildKit names them.
 pub(crate) fn write_layout(
     store: &ContentStore,
     sink: &mut dyn LayoutSink,
-    images: &[(&Image, &[ImageName])],
+    entries: &[(&Saved, &[ImageName])],
     report: Report<'_>,
 ) -> Result<(), ExportError> {
     sink.add_marker()?;
     let mut written = std::collections::BTreeSet::new();
-    let mut entries: Vec<Descriptor> = Vec::new();
-    for (image, names) in images {
-        let manifest_digest = image.digest().map_err(ImageError::from)?;
-        let mut blobs = vec![manifest_digest, image.config_digest.clone()];
-        blobs.extend(image.layers()?.into_iter().map(|(b, _)| b));
-        for blob in blobs {
-            if written.insert(blob.clone()) {
-                add_blob(store, sink, &blob, report)?;
+    let mut manifests: Vec<Descriptor> = Vec::new();
+    for (saved, names) in entries {
+        for image in saved.images() {
+            let manifest_digest = image.digest().map_err(ImageError::from)?;
+            let mut blobs = vec![manifest_digest, image.config_digest.clone()];
+            blobs.extend(image.layers()?.into_iter().map(|(b, _)| b));
+            for blob in blobs {
+                if written.insert(blob.clone()) {
+                    add_blob(store, sink, &blob, report)?;
+                }
             }
         }
-        let mut base = image.descriptor.clone();
+        if let Saved::Index(index) = saved {
+            for digest in crate::image::index_documents(store, &index.descriptor)? {
+                if written.insert(digest.clone()) {
+                    add_blob(store, sink, &digest, report)?;
+                }
+            }
+        }
+        let mut base = saved.descriptor().clone();
         base.set_annotations(None);
-        entries.extend(named_entries(&base, names));
+        manifests.extend(named_entries(&base, names));
     }
     let index = ImageIndexBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageIndex)
-        .manifests(entries)
+        .manifests(manifests)
         .build()
         .map_err(|e| ExportError::Image(ImageError::Manifest(e)))?;
     sink.add_index(&index)
@@ -614,14 +680,17 @@ pub fn zstd_docker_archive_warning<'a>(
 pub(crate) fn write_docker_archive(
     store: &ContentStore,
     dest: &std::path::Path,
-    images: &[(&Image, &[ImageName])],
+    entries: &[(&Saved, &[ImageName])],
     report: Report<'_>,
 ) -> Result<(), ExportError> {
     let mut sink = Box::new(TarSink::create(dest)?);
-    write_layout(store, sink.as_mut(), images, report)?;
+    write_layout(store, sink.as_mut(), entries, report)?;
     let mut manifest = Vec::new();
     let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for (image, names) in images {
+    for (saved, names) in entries {
+        let Some(image) = saved.docker_image() else {
+            continue;
+        };
         let tagged: Vec<&ImageName> = names.iter().filter(|n| n.tag().is_some()).collect();
         manifest.push(DockerManifestEntry {
             config: blob_rel(&image.config_digest),

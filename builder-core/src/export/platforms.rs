@@ -5,13 +5,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{ImageIndexBuilder, MediaType};
-
 use super::layout::{DirSink, LayoutSink, TarSink};
 use super::{
-    ExportError, ExportTarget, Exported, Report, add_blob, export_local, layer_dirs, named_entries,
+    ExportError, ExportTarget, Exported, Report, Saved, export_local, layer_dirs, write_layout,
 };
-use crate::image::{Image, ImageError, PlatformIndex, config_platform};
+use crate::image::{Image, PlatformIndex, config_platform};
 use crate::layer::write_merged_tars;
 use crate::progress::Progress;
 use crate::store::{ContentStore, ImageName};
@@ -43,16 +41,17 @@ pub fn export_index(
         }
         Ok(Exported::default())
     };
+    let saved = Saved::Index(index.clone());
     match target {
         ExportTarget::Oci { dest, tar: true } => {
             let mut sink = Box::new(TarSink::create(dest)?);
-            write_index_layout(store, sink.as_mut(), index, names, report)?;
+            write_layout(store, sink.as_mut(), &[(&saved, names)], report)?;
             sink.finish()?;
             Ok(Exported::default())
         }
         ExportTarget::Oci { dest, tar: false } => {
             let mut sink = Box::new(DirSink::create(dest)?);
-            write_index_layout(store, sink.as_mut(), index, names, report)?;
+            write_layout(store, sink.as_mut(), &[(&saved, names)], report)?;
             sink.finish()?;
             Ok(Exported::default())
         }
@@ -122,39 +121,4 @@ fn export_local_platforms(
         );
     }
     Ok(Exported { skipped_devices })
-}
-
-/// Writes an OCI image layout whose `index.json` points to `index` (once per name,
-/// named as BuildKit names entries, or once unnamed), with the blobs of every platform's
-/// image and the index itself.
-fn write_index_layout(
-    store: &ContentStore,
-    sink: &mut dyn LayoutSink,
-    index: &PlatformIndex,
-    names: &[ImageName],
-    report: Report<'_>,
-) -> Result<(), ExportError> {
-    sink.add_marker()?;
-    let mut written = std::collections::BTreeSet::new();
-    for image in &index.images {
-        let manifest_digest = image.digest().map_err(ImageError::from)?;
-        let mut blobs = vec![manifest_digest, image.config_digest.clone()];
-        blobs.extend(image.layers()?.into_iter().map(|(b, _)| b));
-        for blob in blobs {
-            if written.insert(blob.clone()) {
-                add_blob(store, sink, &blob, report)?;
-            }
-        }
-    }
-    let digest = index.digest().map_err(ImageError::from)?;
-    add_blob(store, sink, &digest, report)?;
-    let mut entry = index.descriptor.clone();
-    entry.set_annotations(None);
-    let layout_index = ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
-        .manifests(named_entries(&entry, names))
-        .build()
-        .map_err(|e| ExportError::Image(ImageError::Manifest(e)))?;
-    sink.add_index(&layout_index)
 }

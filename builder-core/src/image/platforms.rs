@@ -53,6 +53,35 @@ fn collect(
     }
 }
 
+/// The digests of the index documents `desc` reaches: itself when it is an index, and
+/// the indexes in it (an index of indexes), outermost first; empty for a manifest.
+pub(crate) fn index_documents(
+    store: &ContentStore,
+    desc: &Descriptor,
+) -> Result<Vec<Digest>, ImageError> {
+    fn walk(
+        store: &ContentStore,
+        desc: &Descriptor,
+        depth: usize,
+        out: &mut Vec<Digest>,
+    ) -> Result<(), ImageError> {
+        let Some(index) = read_index(store, desc)? else {
+            return Ok(());
+        };
+        if depth >= MAX_DEPTH {
+            return Err(StoreError::ImageNotFound(desc.digest().to_string()).into());
+        }
+        out.push(Digest::try_from(desc.digest())?);
+        for entry in index.manifests() {
+            walk(store, entry, depth + 1, out)?;
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(store, desc, 0, &mut out)?;
+    Ok(out)
+}
+
 /// The index `desc` points to, or `None` when it is a manifest.
 fn read_index(store: &ContentStore, desc: &Descriptor) -> Result<Option<ImageIndex>, ImageError> {
     let digest = Digest::try_from(desc.digest())?;

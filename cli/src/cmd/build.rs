@@ -566,7 +566,10 @@ fn load_into_engine(
     rbuild_core::export::save_images(
         store,
         &archive,
-        &[(result.image.clone(), result.names.clone())],
+        &[(
+            rbuild_core::export::Saved::Image(result.image.clone()),
+            result.names.clone(),
+        )],
         ImageFormat::Docker,
         &rbuild_core::progress::NullProgress,
     )

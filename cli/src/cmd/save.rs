@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use rbuild_core::export::Saved;
 use rbuild_core::image::ImageFormat;
 
 use super::pull::TransferProgressArgs;
@@ -16,7 +17,7 @@ use crate::progress::{ProgressMode, Reporter};
 #[command(after_help = "Examples:
   rbuild save -o myapp.tar myapp:latest
   rbuild save --format oci -o myapp-oci.tar myapp:latest myapp:debug
-  rbuild save myapp:latest | docker load")]
+  rbuild save --platform linux/arm64 myapp:latest | docker load")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
@@ -28,6 +29,10 @@ pub struct Args {
     /// `docker` (docker load-able, with the OCI layout inside) or `oci` (OCI layout)
     #[arg(long, default_value = "docker")]
     format: ImageFormat,
+    /// Save only this platform's image of each image (`OS/ARCH[/VARIANT]`); without it an
+    /// image of several platforms is saved whole, its index and every platform's image
+    #[arg(long, value_name = "PLATFORM", value_parser = super::platform_arg::platform_arg)]
+    platform: Option<rbuild_dockerfile::Platform>,
     /// Images, by name or image id
     #[arg(required = true)]
     images: Vec<String>,
@@ -38,7 +43,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = args.store.open()?;
     let mut images = Vec::new();
     for reference in &args.images {
-        let (found, image) = super::store::find_image(&store, reference)?;
+        let (found, saved) = match &args.platform {
+            Some(platform) => {
+                let (found, image) = super::platform_arg::image_for(&store, reference, platform)?;
+                (found, Saved::Image(image))
+            }
+            None => {
+                let found = store
+                    .resolve(reference)
+                    .with_context(|| format!("finding image {reference}"))?;
+                let saved = Saved::load(&store, &found.descriptor)
+                    .with_context(|| format!("reading image {reference}"))?;
+                (found, saved)
+            }
+        };
         // An image asked for by id is saved without a name, as docker does.
         let by_name = reference.parse::<rbuild_core::ImageName>().ok() == Some(found.name.clone());
         let names = if by_name {
@@ -46,7 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } else {
             Vec::new()
         };
-        images.push((image, names));
+        images.push((saved, names));
     }
     let output = args
         .output
@@ -58,9 +76,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     if args.format == ImageFormat::Docker {
-        if let Some(warning) =
-            rbuild_core::export::zstd_docker_archive_warning(images.iter().map(|(i, _)| i))
-        {
+        if let Some(warning) = rbuild_core::export::zstd_docker_archive_warning(
+            images.iter().flat_map(|(s, _)| s.images()),
+        ) {
             eprintln!("warning: {warning}");
         }
     }
