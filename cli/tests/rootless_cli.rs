@@ -970,7 +970,8 @@ fn proot_steps_see_the_owners_their_secret_and_cache_mounts_name() {
 /// `RUN --mount=type=ssh` under proot: rbuild cannot bind the agent's socket, so it
 /// listens at the target itself (proot translates the step's `connect`); the step lists
 /// the key's identity (the boundary probe speaks the agent protocol), sees the mount's
-/// owner and mode, and no socket reaches the image. It was refused before.
+/// owner and mode, and no socket reaches the image, even from a directory the step made
+/// read-only. It was refused before.
 #[test]
 fn proot_steps_reach_the_builds_ssh_agent() {
     require_proot();
@@ -992,6 +993,7 @@ fn proot_steps_reach_the_builds_ssh_agent() {
                  RUN --mount=type=ssh probe agent > /default.txt && echo $SSH_AUTH_SOCK > /sock.txt\n\
                  RUN --mount=type=ssh,target=/tmp/deploy.sock,mode=0640,uid=1000,gid=1000 \\\n\
                   stat -c '%u %g %a %F' /tmp/deploy.sock > /deploy-stat.txt\n\
+                 RUN --mount=type=ssh chmod 555 /run/buildkit && probe agent > /after-chmod.txt\n\
                  USER 1000:1000\n\
                  RUN --mount=type=ssh,uid=1000 probe agent > /tmp/user.txt\n",
             )],
@@ -1040,6 +1042,9 @@ fn proot_steps_reach_the_builds_ssh_agent() {
             "1000 1000 640 socket\n"
         );
         assert_eq!(file_in(&exported, "tmp/user.txt"), listed);
+        // The step left the socket's directory read-only: rbuild, without root's
+        // override, still takes its socket and directory away (it failed the build).
+        assert_eq!(file_in(&exported, "after-chmod.txt"), listed);
         for gone in ["run/buildkit/ssh_agent.0", "tmp/deploy.sock"] {
             assert!(
                 entry_in(&exported, gone).is_none(),

@@ -19,8 +19,8 @@
 //! - secrets (`RUN --mount=type=secret`) are files written where the image has nothing,
 //!   on the store's disk for the step's time, and removed after it: never in a layer;
 //!   bind, cache and tmpfs mounts are placed at their targets for the step, moved or
-//!   copied (`chroot_mounts.rs`), and taken away after it; ssh mounts are refused with
-//!   the reason;
+//!   copied (`chroot_mounts.rs`), and taken away after it; an ssh mount gets a socket
+//!   of rbuild's at its target, relaying to the agent;
 //! - no confinement of its own: capabilities and the seccomp profile are the
 //!   container's. A root step can leave a chroot, so the container (the pod) is the
 //!   security boundary, as for kaniko.

@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::stubs::{Mtime, Stubs, mtime_of, open_parent, remove_tree, set_mtime};
+use super::stubs::{
+    Mtime, Stubs, mtime_of, open_parent, remove_tree, set_mtime, with_write_access,
+};
 use super::{ExecError, RunSpec, SocketRelay};
 use crate::snapshot::{LowerView, StepRoot, copy_tree};
 
@@ -53,8 +55,13 @@ pub(super) struct Placements {
 
 /// A mount's tree.
 enum Source {
-    /// At this path; moved in and back when it may be, else copied in.
-    Tree { path: PathBuf, movable: bool },
+    /// At this path; moved in and back when it may be, else copied in (a socket: listened
+    /// for at the target, relaying to `relay_to` or else to it).
+    Tree {
+        path: PathBuf,
+        movable: bool,
+        relay_to: Option<PathBuf>,
+    },
     /// A new empty directory standing for a tmpfs (the `i`th): what the step writes
     /// there goes with it.
     Empty(usize),
@@ -95,6 +102,7 @@ impl Placements {
                 Source::Tree {
                     path: mount.source.clone(),
                     movable: mount.movable,
+                    relay_to: mount.relay_to.clone(),
                 },
             ));
         }
@@ -157,8 +165,12 @@ impl Placements {
         if rel.as_os_str().is_empty() {
             return Err(refuse(target, "a mount over the whole root"));
         }
-        let (source, movable) = match source {
-            Source::Tree { path, movable } => (path, movable),
+        let (source, movable, relay_to) = match source {
+            Source::Tree {
+                path,
+                movable,
+                relay_to,
+            } => (path, movable, relay_to),
             Source::Empty(n) => {
                 // A tmpfs's root: sticky and writable by all, as the kernel makes it.
                 let dir = hold.join(format!("tmpfs-{n}"));
@@ -174,7 +186,7 @@ impl Placements {
                     stage: format!("change mode of {}", dir.display()),
                     source,
                 })?;
-                (dir, true)
+                (dir, true, None)
             }
         };
         let st = std::fs::symlink_metadata(&source).map_err(|e| ExecError::Setup {
@@ -225,12 +237,15 @@ impl Placements {
         self.placed.push(placed);
         if let Some(st) = socket {
             self.relays.push(
-                SocketRelay::listen_in(&dir, Path::new(name), back_to.clone()).map_err(
-                    |source| ExecError::Setup {
-                        stage: format!("listen on {} for the step", path.display()),
-                        source,
-                    },
-                )?,
+                SocketRelay::listen_in(
+                    &dir,
+                    Path::new(name),
+                    relay_to.clone().unwrap_or_else(|| back_to.clone()),
+                )
+                .map_err(|source| ExecError::Setup {
+                    stage: format!("listen on {} for the step", path.display()),
+                    source,
+                })?,
             );
             let mode = Mode::from_raw_mode(st.mode() & 0o7777);
             rustix::fs::chmodat(&dir, name, mode, AtFlags::empty())
@@ -303,16 +318,18 @@ fn restore_one(root_fd: &OwnedFd, root: &Path, placed: &Placed) -> Result<(), Ex
         // A cache goes back with what the step left in it, unless it is no longer a
         // directory (a link the step put there must not become the cache).
         (Some(back_to), Some(FileType::Directory)) => {
-            rustix::fs::renameat(&dir, name, CWD, back_to).map_err(setup(format!(
-                "move {} back to {}",
-                path.display(),
-                back_to.display()
-            )))?;
+            with_write_access(&dir, || rustix::fs::renameat(&dir, name, CWD, back_to)).map_err(
+                setup(format!(
+                    "move {} back to {}",
+                    path.display(),
+                    back_to.display()
+                )),
+            )?;
         }
         _ => remove_tree(&dir, name).map_err(setup(format!("remove {}", path.display())))?,
     }
     if let Some(hidden) = &placed.hidden {
-        rustix::fs::renameat(CWD, hidden, &dir, name)
+        with_write_access(&dir, || rustix::fs::renameat(CWD, hidden, &dir, name))
             .map_err(setup(format!("put {} back after the step", path.display())))?;
     }
     // Unchanged by the step, the parent shows the time it had; else the step's.
@@ -342,6 +359,7 @@ fn tree_source(tree_root: &Path, source: &Path) -> Result<Source, ExecError> {
         return Ok(Source::Tree {
             path: tree_root.to_path_buf(),
             movable: true,
+            relay_to: None,
         });
     }
     let Some((dir, name)) = open_parent(&fd, tree_root, source)? else {
@@ -355,6 +373,7 @@ fn tree_source(tree_root: &Path, source: &Path) -> Result<Source, ExecError> {
     Ok(Source::Tree {
         path: tree_root.join(source),
         movable: true,
+        relay_to: None,
     })
 }
 

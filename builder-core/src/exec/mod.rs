@@ -212,6 +212,11 @@ pub struct BindMount {
     /// build user's can be given on disk (a cache mount's `uid`/`gid` under the proot
     /// isolation, see [`crate::fakeroot`]); `None`: the one on disk.
     pub owner: Option<(u32, u32)>,
+    /// For a socket source (an ssh mount's proxy, with the mount's owner and mode): the
+    /// socket it relays to (the agent's). The isolations that cannot bind listen at the
+    /// target themselves with the source's owner and mode and relay straight to this one,
+    /// which the source's owner and mode may not let rbuild itself open.
+    pub relay_to: Option<PathBuf>,
 }
 
 /// An empty tmpfs mounted in the step's root for the step only

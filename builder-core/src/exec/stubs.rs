@@ -480,7 +480,7 @@ pub(super) fn remove_tree(dir: &OwnedFd, name: &OsStr) -> Result<(), Errno> {
         Err(e) => return Err(e),
     };
     if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-        return match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        return match with_write_access(dir, || rustix::fs::unlinkat(dir, name, AtFlags::empty())) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(e),
         };
@@ -501,10 +501,32 @@ pub(super) fn remove_tree(dir: &OwnedFd, name: &OsStr) -> Result<(), Errno> {
     for child in list(&sub)? {
         remove_tree(&sub, &child)?;
     }
-    match rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
+    match with_write_access(dir, || rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)) {
         Ok(()) | Err(Errno::NOENT | Errno::NOTEMPTY) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Runs `op`, a change to the entries of directory `dir`; where that is refused for want
+/// of write permission (a step under proot left the directory `chmod 555`: the build
+/// user owns it but, unlike root, needs the permission), runs it again with the owner's
+/// write and search bits added, and gives the directory its mode back.
+pub(super) fn with_write_access<T>(
+    dir: &OwnedFd,
+    op: impl Fn() -> Result<T, Errno>,
+) -> Result<T, Errno> {
+    match op() {
+        Err(Errno::ACCESS) => {}
+        other => return other,
+    }
+    let mode = rustix::fs::fstat(dir)?.st_mode & 0o7777;
+    // The descriptor may be an O_PATH one, which fchmod refuses: its /proc name reaches
+    // the same directory.
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(dir));
+    rustix::fs::chmod(&path, Mode::from_raw_mode(mode | 0o300))?;
+    let result = op();
+    let _ = rustix::fs::chmod(&path, Mode::from_raw_mode(mode));
+    result
 }
 
 fn ident_at(dir: &OwnedFd, name: &OsStr) -> Result<Ident, Errno> {

@@ -96,20 +96,41 @@ fn start_agent(id: &str, keys: &[PathBuf], out: &mut Agents) -> anyhow::Result<P
         .tempdir()
         .context("creating a directory for the build's ssh agent")?;
     let socket = dir.path().join("agent.sock");
-    let child = Command::new("ssh-agent")
+    let mut agent = Command::new("ssh-agent");
+    agent
         .arg("-D")
         .arg("-a")
         .arg(&socket)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::null());
+    // The agent holds the keys: it ends with rbuild, even killed (-9), rather than stay
+    // behind with them loaded.
+    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut agent, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // rbuild may have died before the call: then nothing would signal.
+            if libc::getppid() == 1 {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    let child = agent
         .spawn()
         .with_context(|| format!("--ssh {id}: starting ssh-agent (install openssh-client)"))?;
     out.started.push((child, dir));
+    // Ready once it accepts: the socket file exists from bind(2), before listen(2).
     let start = Instant::now();
-    while !is_socket(&socket) {
+    while !is_socket(&socket) || std::os::unix::net::UnixStream::connect(&socket).is_err() {
         if start.elapsed() > Duration::from_secs(10) {
-            bail!("--ssh {id}: ssh-agent did not create {}", socket.display());
+            bail!(
+                "--ssh {id}: ssh-agent did not listen on {}",
+                socket.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -136,6 +136,7 @@ fn bind_mount(spec: &str) -> anyhow::Result<BindMount> {
         readonly,
         movable: false,
         owner: None,
+        relay_to: None,
     })
 }
 

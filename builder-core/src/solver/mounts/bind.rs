@@ -92,6 +92,7 @@ pub(super) fn bind_mount(
         readonly: mount.read_only,
         movable: copied,
         owner: None,
+        relay_to: None,
     });
     Ok(())
 }

@@ -463,6 +463,7 @@ fn cache_mount(
             readonly: mount.read_only,
             movable: true,
             owner,
+            relay_to: None,
         });
         return Ok(());
     }
@@ -492,6 +493,7 @@ fn cache_mount(
         movable: true,
         // Shown to a step under proot instead (see exec::stat_calls).
         owner: (!chown && (uid, gid) != (0, 0)).then_some((uid, gid)),
+        relay_to: None,
     });
     Ok(())
 }

@@ -118,6 +118,7 @@ pub(crate) fn ssh_mount(
         movable: false,
         // Shown to a step under proot instead (see exec::stat_calls).
         owner: (!chown && (uid, gid) != (0, 0)).then_some((uid, gid)),
+        relay_to: Some(agent.socket.clone()),
     });
     Ok(())
 }
