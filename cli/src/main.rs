@@ -273,6 +273,10 @@ fn restore_sigpipe() {
 }
 
 fn main() -> ExitCode {
+    // The command of an ssh-agent a build started (see build_ssh::lifeline).
+    if std::env::var_os(cmd::build_ssh::LIFELINE_ENV).is_some() {
+        return cmd::build_ssh::lifeline();
+    }
     restore_sigpipe();
     let args = match with_default_subcommand(std::env::args_os().collect()) {
         Ok(args) => args,

@@ -40,16 +40,49 @@ pub(crate) fn ssh_arg(value: &str) -> Result<SshArg, String> {
 pub(crate) struct Agents {
     /// What the request forwards.
     pub agents: Vec<SshAgent>,
-    started: Vec<(Child, tempfile::TempDir)>,
+    started: Vec<Started>,
+}
+
+/// An ssh-agent started for key files: its lifeline (the command it runs, see
+/// [`lifeline`]) and its own pid.
+struct Started {
+    lifeline: Child,
+    agent_pid: Option<i32>,
+    /// The agent's socket directory, removed after it stops.
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for Agents {
     fn drop(&mut self) {
-        for (child, _) in &mut self.started {
-            let _ = child.kill();
-            let _ = child.wait();
+        for started in &mut self.started {
+            if let Some(pid) = started.agent_pid {
+                // SAFETY: kill(2) of the agent this build started (still our lifeline's
+                // parent: it ends only after the lifeline, reaped below).
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            let _ = started.lifeline.kill();
+            let _ = started.lifeline.wait();
         }
     }
+}
+
+/// Set in the environment of the command ssh-agent runs: that command is rbuild's
+/// lifeline ([`lifeline`]), not a CLI invocation.
+pub(crate) const LIFELINE_ENV: &str = "RBUILD_SSH_AGENT_LIFELINE";
+
+/// The command an ssh-agent rbuild started runs: prints the agent's pid (which
+/// ssh-agent gives its command in `SSH_AGENT_PID`), then waits until its standard
+/// input, a pipe from rbuild, closes (rbuild ended, however) and exits, and with it,
+/// within openssh's 10 s check, the agent.
+pub(crate) fn lifeline() -> std::process::ExitCode {
+    use std::io::{Read, Write};
+    let pid = std::env::var("SSH_AGENT_PID").unwrap_or_default();
+    let mut out = std::io::stdout();
+    if writeln!(out, "{pid}").and_then(|()| out.flush()).is_err() {
+        return std::process::ExitCode::FAILURE;
+    }
+    let _ = std::io::copy(&mut std::io::stdin().lock().by_ref(), &mut std::io::sink());
+    std::process::ExitCode::SUCCESS
 }
 
 /// Turns the `--ssh` values into agent sockets, starting agents for key files.
@@ -96,33 +129,43 @@ fn start_agent(id: &str, keys: &[PathBuf], out: &mut Agents) -> anyhow::Result<P
         .tempdir()
         .context("creating a directory for the build's ssh agent")?;
     let socket = dir.path().join("agent.sock");
-    let mut agent = Command::new("ssh-agent");
-    agent
-        .arg("-D")
+    // The agent holds the keys, so it must not outlive rbuild, even killed (-9): it is
+    // started with a command, rbuild itself as the lifeline below, and ends when that
+    // command has ended (openssh checks every 10 s); the lifeline ends when its standard
+    // input, a pipe from rbuild, closes. (Debian's ssh-agent is set-gid, so a parent-death
+    // signal would not survive its exec.)
+    let exe = std::env::current_exe().context("finding rbuild's own program for ssh-agent")?;
+    let mut child = Command::new("ssh-agent")
         .arg("-a")
         .arg(&socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // The agent holds the keys: it ends with rbuild, even killed (-9), rather than stay
-    // behind with them loaded.
-    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut agent, || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // rbuild may have died before the call: then nothing would signal.
-            if libc::getppid() == 1 {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
-    let child = agent
+        .arg(exe)
+        .env(LIFELINE_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .with_context(|| format!("--ssh {id}: starting ssh-agent (install openssh-client)"))?;
-    out.started.push((child, dir));
+    // The lifeline's first line: the agent's pid, to stop it at the build's end.
+    let mut line = String::new();
+    let read = child
+        .stdout
+        .take()
+        .map(|out| std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line));
+    let agent_pid = line.trim().parse::<i32>().ok().filter(|pid| *pid > 1);
+    out.started.push(Started {
+        lifeline: child,
+        agent_pid,
+        _dir: dir,
+    });
+    if agent_pid.is_none() {
+        bail!(
+            "--ssh {id}: ssh-agent did not start ({})",
+            match read {
+                Some(Err(e)) => e.to_string(),
+                _ => format!("its command said {:?}", line.trim()),
+            }
+        );
+    }
     // Ready once it accepts: the socket file exists from bind(2), before listen(2).
     let start = Instant::now();
     while !is_socket(&socket) || std::os::unix::net::UnixStream::connect(&socket).is_err() {

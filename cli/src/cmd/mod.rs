@@ -4,7 +4,7 @@ pub mod build;
 // `build`'s flag values and `--ssh` agents (beside it: a folder named `build` reads as
 // build output to tools)
 mod build_flags;
-mod build_ssh;
+pub(crate) mod build_ssh;
 // `--platform` of build, run and inspect
 pub mod debug;
 pub mod graph;
