@@ -14,18 +14,7 @@ mod support;
 /// (compiled with the host's `gcc -static`).
 fn setup(dockerfile: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let (dir, root, ctx) = support::run::busybox_setup(&[("Dockerfile", dockerfile)]);
-    let source = support::run::workspace().join("builder-core/tests/support/probe/probe.c");
-    let compiled = Command::new("gcc")
-        .args(["-static", "-O1", "-o"])
-        .arg(ctx.join("probe"))
-        .arg(&source)
-        .output()
-        .expect("gcc is needed to compile the boundary probe (apt-get install gcc)");
-    assert!(
-        compiled.status.success(),
-        "gcc -static failed: {}",
-        stderr(&compiled)
-    );
+    support::run::compile_probe(&ctx.join("probe"));
     (dir, root, ctx)
 }
 

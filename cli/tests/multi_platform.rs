@@ -582,8 +582,10 @@ fn a_push_of_several_platforms_sends_each_manifest_then_the_index() {
     );
 }
 
-#[test]
-fn images_and_inspect_show_the_platforms_of_an_index_and_run_takes_the_one_asked_for() {
+/// A store (in the returned directory) whose `multi:1` is ARCH_DOCKERFILE built for
+/// linux/amd64 and linux/arm64 in one command; fails unless arm64 binaries run here and
+/// the host is x86_64.
+fn multi_built() -> (tempfile::TempDir, PathBuf) {
     require_root("it uses namespaces, overlay mounts and fixture recipes");
     require_arm64_emulation();
     require_x86_64_host();
@@ -591,16 +593,16 @@ fn images_and_inspect_show_the_platforms_of_an_index_and_run_takes_the_one_asked
     let (root, ctx) = store_and_context(dir.path(), ARCH_DOCKERFILE);
     success(
         rbuild(&root)
-            .args([
-                "build",
-                "-q",
-                "--platform",
-                "linux/amd64,linux/arm64",
-                "-t",
-                "multi:1",
-            ])
+            .args(["build", "-q", "--platform", "linux/amd64,linux/arm64"])
+            .args(["-t", "multi:1"])
             .arg(&ctx),
     );
+    (dir, root)
+}
+
+#[test]
+fn images_and_inspect_show_the_platforms_of_an_index_and_run_takes_the_one_asked_for() {
+    let (_dir, root) = multi_built();
     let stdout =
         |args: &[&str]| String::from_utf8(success(rbuild(&root).args(args)).stdout).unwrap();
 
@@ -839,17 +841,7 @@ fn tar_json(archive: &Path, name: &str) -> Value {
 /// `--platform` saves that platform's image alone; `rbuild load` gives the index back.
 #[test]
 fn a_save_of_several_platforms_holds_the_index_and_load_gives_it_back() {
-    require_root("it uses namespaces, overlay mounts and fixture recipes");
-    require_arm64_emulation();
-    require_x86_64_host();
-    let dir = tempfile::tempdir().unwrap();
-    let (root, ctx) = store_and_context(dir.path(), ARCH_DOCKERFILE);
-    success(
-        rbuild(&root)
-            .args(["build", "-q", "--platform", "linux/amd64,linux/arm64"])
-            .args(["-t", "multi:1"])
-            .arg(&ctx),
-    );
+    let (dir, root) = multi_built();
     let index_digest = named(&root, "multi:1")["digest"]
         .as_str()
         .unwrap()

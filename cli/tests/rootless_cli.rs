@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use support::require::require_root;
-use support::run::{fixture, mounts_under, processes_with, workspace};
+use support::run::{compile_probe, fixture, mounts_under, processes_with};
 
 const SETPRIV: &str = "/usr/bin/setpriv";
 
@@ -998,18 +998,7 @@ fn proot_steps_reach_the_builds_ssh_agent() {
                  RUN --mount=type=ssh,uid=1000 probe agent > /tmp/user.txt\n",
             )],
         );
-        let probe = workspace().join("builder-core/tests/support/probe/probe.c");
-        let compiled = Command::new("gcc")
-            .args(["-static", "-O1", "-o"])
-            .arg(ctx.join("probe"))
-            .arg(&probe)
-            .output()
-            .expect("gcc is needed to compile the boundary probe (apt-get install gcc)");
-        assert!(
-            compiled.status.success(),
-            "gcc -static failed: {}",
-            text(&compiled)
-        );
+        compile_probe(&ctx.join("probe"));
         let key = home.path().join("id_test");
         let made = Command::new("/usr/bin/ssh-keygen")
             .args([

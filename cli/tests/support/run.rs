@@ -15,6 +15,23 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
+/// Compiles the boundary probe (`builder-core/tests/support/probe/probe.c`, which speaks
+/// the ssh agent protocol among other things) static with the host's gcc, to `dest`.
+pub fn compile_probe(dest: &Path) {
+    let source = workspace().join("builder-core/tests/support/probe/probe.c");
+    let compiled = std::process::Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(dest)
+        .arg(&source)
+        .output()
+        .expect("gcc is needed to compile the boundary probe (apt-get install gcc)");
+    assert!(
+        compiled.status.success(),
+        "gcc -static failed: {}",
+        String::from_utf8_lossy(&compiled.stderr)
+    );
+}
+
 /// The path of base-image fixture `name` (`busybox` or `python3`), built by
 /// `fixtures/base-images/make` when it is not cached yet.
 pub fn fixture(name: &str) -> PathBuf {
