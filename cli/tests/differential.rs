@@ -25,6 +25,12 @@
 //! - `RBUILD_DIFF_CONTAINERD_STORE`: `0` (default) or `1`: whether that daemon uses the
 //!   containerd image store (which `docker build -o type=oci` needs).
 //!
+//! Multi-platform cases (a `platforms` file) need BuildKit's multi-platform build, which
+//! only the containerd image store has: without it, a second daemon with it is started for
+//! them (state in `RBUILD_DOCKERD_DIR` + `-multiplatform`), and the base images are loaded
+//! there with every platform; their arm64 images come from the fixtures' arm64 recipes,
+//! and BuildKit's foreign steps use the same binfmt_misc handlers as rbuild's.
+//!
 //! Needs root, the oracle (scripts/setup-host installs it) and busybox-static; the test
 //! fails, saying what is missing, without them.
 
@@ -50,11 +56,19 @@ use std::time::{Instant, SystemTime};
 use builders::{Built, Dockerd, Oracle};
 use case::{Case, CaseDir};
 
-/// Images the cases may start from: the fixture that makes each, and its name.
-const BASE_IMAGES: &[(&str, &str)] = &[
-    ("busybox", "busybox:latest"),
-    ("python3", "rbuild-fixtures/python3:bookworm"),
+/// Images the cases may start from: the fixture that makes each, the fixture that makes
+/// its linux/arm64 image (for multi-platform cases), and its name.
+const BASE_IMAGES: &[(&str, &str, &str)] = &[
+    ("busybox", "busybox-arm64", "busybox:latest"),
+    (
+        "python3",
+        "python3-arm64",
+        "rbuild-fixtures/python3:bookworm",
+    ),
 ];
+
+/// The platform of the arm64 fixtures.
+const ARM64: &str = "linux/arm64";
 
 /// Where a case's images go (in the dockerd and in rbuild's store).
 const REFERENCE_REPO: &str = "rbuild-diff";
@@ -97,6 +111,9 @@ fn workspace() -> PathBuf {
 /// What every case needs: the daemon, the rbuild store with the base images, scratch space.
 struct Harness {
     dockerd: Dockerd,
+    /// The daemon of the multi-platform cases when `dockerd` cannot build them (it lacks
+    /// the containerd image store) and the run has some.
+    multi_platform: Option<Dockerd>,
     rbuild_root: tempfile::TempDir,
     scratch: tempfile::TempDir,
     against: Against,
@@ -121,22 +138,25 @@ impl Harness {
         let dockerd_dir = std::env::var_os("RBUILD_DOCKERD_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/tmp/rbuild-dockerd-differential-28"));
-        let dockerd = Dockerd::start(&ws, oracle, &dockerd_dir)?;
+        let store = builders::containerd_store()?;
+        let dockerd = Dockerd::start(&ws, oracle.clone(), &dockerd_dir, store)?;
         let mut scratch = tempfile::tempdir().map_err(|e| format!("creating scratch dir: {e}"))?;
         scratch.disable_cleanup(std::env::var_os("RBUILD_DIFF_KEEP").is_some());
         dockerd.check_buildkit(scratch.path())?;
         let rbuild_root = tempfile::tempdir().map_err(|e| format!("creating rbuild root: {e}"))?;
-        for (fixture, image) in BASE_IMAGES {
+        let make = |fixture: &str| -> Result<String, String> {
+            let made =
+                builders::run(Command::new(ws.join("fixtures/base-images/make")).arg(fixture))?;
+            Ok(String::from_utf8_lossy(&made.stdout).trim().to_owned())
+        };
+        for (fixture, _, image) in BASE_IMAGES {
             if *fixture != "busybox" && !cases.iter().any(|c| c.uses_image(image)) {
                 continue;
             }
-            let made =
-                builders::run(Command::new(ws.join("fixtures/base-images/make")).arg(fixture))?;
-            let tarball = String::from_utf8_lossy(&made.stdout).trim().to_owned();
             builders::run(
                 builders::rbuild_command(rbuild_root.path())
                     .arg("import")
-                    .arg(&tarball)
+                    .arg(make(fixture)?)
                     .arg(image),
             )?;
             let archive = scratch.path().join(format!("{fixture}.docker.tar"));
@@ -148,13 +168,55 @@ impl Harness {
             )?;
             dockerd.load(&archive)?;
         }
+        let multi: Vec<&Case> = cases.iter().filter(|c| !c.platforms.is_empty()).collect();
+        let multi_platform = if multi.is_empty() || store {
+            None
+        } else {
+            let mut dir = dockerd_dir.into_os_string();
+            dir.push("-multiplatform");
+            Some(Dockerd::start(&ws, oracle, Path::new(&dir), true)?)
+        };
+        if !multi.is_empty() {
+            if let Some(bad) = multi
+                .iter()
+                .flat_map(|c| &c.platforms)
+                .find(|p| !["linux/amd64", ARM64].contains(&p.as_str()))
+            {
+                return Err(format!(
+                    "a multi-platform case asks for {bad}: the base images exist for \
+                     linux/amd64 and {ARM64} only"
+                ));
+            }
+            let daemon = multi_platform.as_ref().unwrap_or(&dockerd);
+            for (fixture, arm64, image) in BASE_IMAGES {
+                if *fixture != "busybox" && !multi.iter().any(|c| c.uses_image(image)) {
+                    continue;
+                }
+                builders::run(
+                    builders::rbuild_command(rbuild_root.path())
+                        .args(["import", "--platform", ARM64])
+                        .arg(make(arm64)?)
+                        .arg(image),
+                )?;
+                daemon.load_all_platforms(rbuild_root.path(), image, scratch.path())?;
+            }
+        }
         Ok(Harness {
             started: SystemTime::now(),
             dockerd,
+            multi_platform,
             rbuild_root,
             scratch,
             against,
         })
+    }
+
+    /// The daemon that builds `case` with BuildKit.
+    fn dockerd_for(&self, case: &Case) -> &Dockerd {
+        match &self.multi_platform {
+            Some(daemon) if !case.platforms.is_empty() => daemon,
+            _ => &self.dockerd,
+        }
     }
 
     /// Builds the case numbered `index` both ways and compares, or checks that both fail.
@@ -180,11 +242,12 @@ impl Harness {
         fails: &case::Fails,
         dir: &Path,
     ) -> Result<Outcome, String> {
+        let dockerd = self.dockerd_for(case);
         let tag = image_tag(REFERENCE_REPO, index, case);
-        let reference = builders::buildkit_build(&self.dockerd, case, &tag)?;
+        let reference = builders::buildkit_build(dockerd, case, &tag)?;
         let mut problems = Vec::new();
         if reference.status.success() {
-            self.dockerd.remove_images(&[&tag]);
+            dockerd.remove_images(&[&tag]);
             problems.push(
                 "BuildKit built it, but the case's `fails` says both builders must fail".into(),
             );
@@ -195,8 +258,8 @@ impl Harness {
             }
             Against::Buildkit => {
                 let tag = image_tag(AGAIN_REPO, index, case);
-                let out = builders::buildkit_build(&self.dockerd, case, &tag)?;
-                self.dockerd.remove_images(&[&tag]);
+                let out = builders::buildkit_build(dockerd, case, &tag)?;
+                dockerd.remove_images(&[&tag]);
                 out
             }
         };
@@ -247,50 +310,30 @@ impl Harness {
         })
     }
 
-    /// A positive case: both builders build it, the results compared.
+    /// A positive case: both builders build it, the results compared (each platform's
+    /// on its own for a multi-platform case).
     fn run_positive(&self, index: usize, case: &Case, dir: &Path) -> Result<Outcome, String> {
-        let started = self.started;
+        let dockerd = self.dockerd_for(case);
         let tag = image_tag(REFERENCE_REPO, index, case);
-        let reference = builders::buildkit(&self.dockerd, case, &tag, &dir.join("buildkit"))?;
-        let tested: Built = match self.against {
+        let reference = builders::buildkit(dockerd, case, &tag, &dir.join("buildkit"))?;
+        let tested: Vec<Built> = match self.against {
             Against::Rbuild => {
                 builders::rbuild(self.rbuild_root.path(), case, &tag, &dir.join("rbuild"))?
             }
             Against::Buildkit => {
                 let tag = image_tag(AGAIN_REPO, index, case);
-                builders::buildkit(&self.dockerd, case, &tag, &dir.join("buildkit-again"))?
+                builders::buildkit(dockerd, case, &tag, &dir.join("buildkit-again"))?
             }
         };
-        let snap = |p: &Path| {
-            tree::snapshot(p, started).map_err(|e| format!("reading {}: {e}", p.display()))
-        };
         let mut outcome = Outcome::default();
-        let found = tree::compare(&snap(&reference.rootfs)?, &snap(&tested.rootfs)?);
+        let mut found = Vec::new();
+        for (reference, tested) in reference.iter().zip(&tested) {
+            found.extend(self.compare_platform(case, reference, tested, &mut outcome)?);
+        }
         for line in case.divergences.unused(&found) {
             outcome
                 .notes
                 .push(format!("`{line}` in divergences.md matched nothing"));
-        }
-        for d in found {
-            if case.divergences.allows(&d) {
-                outcome.allowed.push(d.to_string());
-            } else if d.field == tree::Field::Content {
-                let show = |root: &Path| small_text(&root.join(d.path.trim_start_matches('/')));
-                outcome.differences.push(format!(
-                    "{d}\n      reference text: {}\n      tested text:    {}",
-                    show(&reference.rootfs),
-                    show(&tested.rootfs)
-                ));
-            } else {
-                outcome.differences.push(d.to_string());
-            }
-        }
-        for d in config::compare(&reference.config, &tested.config) {
-            if case.divergences.allows_config(&d) {
-                outcome.allowed.push(d.to_string());
-            } else {
-                outcome.differences.push(d.to_string());
-            }
         }
         outcome.kind = if outcome.allowed.is_empty() && case.divergences.is_empty() {
             Kind::Equal
@@ -298,6 +341,53 @@ impl Harness {
             Kind::Explained
         };
         Ok(outcome)
+    }
+
+    /// Compares one platform's results into `outcome` (its lines name the platform of a
+    /// multi-platform case); returns the rootfs differences found, allowed or not.
+    fn compare_platform(
+        &self,
+        case: &Case,
+        reference: &Built,
+        tested: &Built,
+        outcome: &mut Outcome,
+    ) -> Result<Vec<tree::Difference>, String> {
+        let label = match &reference.platform {
+            Some(platform) => format!("[{platform}] "),
+            None => String::new(),
+        };
+        let snap = |p: &Path| {
+            tree::snapshot(p, self.started).map_err(|e| format!("reading {}: {e}", p.display()))
+        };
+        let found = tree::compare(&snap(&reference.rootfs)?, &snap(&tested.rootfs)?);
+        for d in &found {
+            if case.divergences.allows(d) {
+                outcome.allowed.push(format!("{label}{d}"));
+            } else if d.field == tree::Field::Content {
+                let show = |root: &Path| small_text(&root.join(d.path.trim_start_matches('/')));
+                outcome.differences.push(format!(
+                    "{label}{d}\n      reference text: {}\n      tested text:    {}",
+                    show(&reference.rootfs),
+                    show(&tested.rootfs)
+                ));
+            } else {
+                outcome.differences.push(format!("{label}{d}"));
+            }
+        }
+        for d in config::compare(&reference.config, &tested.config) {
+            if case.divergences.allows_config(&d) {
+                outcome.allowed.push(format!("{label}{d}"));
+            } else {
+                outcome.differences.push(format!("{label}{d}"));
+            }
+        }
+        if reference.image_platform != tested.image_platform {
+            outcome.differences.push(format!(
+                "{label}image platform: reference {} | tested {}",
+                reference.image_platform, tested.image_platform
+            ));
+        }
+        Ok(found)
     }
 }
 
@@ -531,6 +621,9 @@ fn rbuild_builds_what_buildkit_builds() {
         }
     });
     harness.dockerd.clean();
+    if let Some(daemon) = &harness.multi_platform {
+        daemon.clean();
+    }
     let kinds = kinds.into_inner().unwrap_or_else(|e| e.into_inner());
     let count = |k: Kind| kinds.iter().filter(|&&x| x == k).count();
     failed.sort();

@@ -7,6 +7,11 @@
 //!
 //! Needs root, the python3 fixture (`fixtures/base-images/make python3`), port 80 free,
 //! and PyPI reachable for the `pip install` step.
+//!
+//! The multi-platform test of issue 19 builds friendlyhello for linux/amd64 and
+//! linux/arm64 in one command, on the python3 and python3-arm64 fixtures imported under
+//! the one name, and runs the arm64 image under QEMU; it also needs the binfmt_misc
+//! handler scripts/binfmt-register makes.
 
 mod support;
 
@@ -16,7 +21,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::require::require_root;
+use support::require::{require_arm64_emulation, require_root, require_x86_64_host};
 use support::run::{
     fixture, import, mounts_under, output, processes_with, rbuild, scratch_entries, success,
     workspace,
@@ -285,4 +290,99 @@ fn friendlyhello_builds_runs_and_rebuilds_from_the_cache() {
             .any(|l| l.contains("app.py") && !l.contains("CMD")),
         "--explain-cache does not name app.py:\n{all}"
     );
+}
+
+/// What the multi-platform test asks each image: its machine, and the page the app gives
+/// through Flask's test client (no port, so it runs beside the test above).
+const APP_CHECK: &str = "import platform, flask, redis, app; \
+print(platform.machine(), flask.__name__, redis.__name__); \
+print(app.app.test_client().get('/').get_data(as_text=True))";
+
+#[test]
+fn friendlyhello_builds_for_amd64_and_arm64_in_one_command_and_its_arm64_image_runs_under_qemu() {
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
+    require_arm64_emulation();
+    require_x86_64_host();
+    let amd64 = fixture("python3");
+    let arm64 = fixture("python3-arm64");
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let root = dir.path().join("root");
+    let context = dir.path().join("friendlyhello");
+    copy_example(&context);
+    // Both fixtures under the one name: the second import adds its platform to the first.
+    import(&root, &amd64, BASE, &[]);
+    success(
+        rbuild(&root)
+            .args(["import", "--platform", "linux/arm64"])
+            .arg(&arm64)
+            .arg(BASE),
+    );
+    let base = success(rbuild(&root).args(["inspect", "-f", "{{json .Platforms}}", BASE]));
+    assert_eq!(
+        text(&base.stdout).trim(),
+        r#"["linux/amd64","linux/arm64"]"#,
+        "the base is not an index of both platforms"
+    );
+
+    let built = success(
+        rbuild(&root)
+            .args([
+                "build",
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "-t",
+                "friendlyhello",
+                "--progress",
+                "plain",
+            ])
+            .arg(&context),
+    );
+    let log = text(&built.stderr);
+    // pip runs under QEMU for arm64 (WORKDIR, ADD and the metadata steps need no binary).
+    assert!(
+        log.contains("\nRan emulated: 1 step for linux/arm64\n"),
+        "{log}"
+    );
+    let image =
+        success(rbuild(&root).args(["inspect", "-f", "{{json .Platforms}}", "friendlyhello"]));
+    assert_eq!(
+        text(&image.stdout).trim(),
+        r#"["linux/amd64","linux/arm64"]"#,
+        "{log}"
+    );
+
+    for (platform, machine) in [("linux/arm64", "aarch64"), ("linux/amd64", "x86_64")] {
+        let ran = success(rbuild(&root).args([
+            "run",
+            "--platform",
+            platform,
+            "friendlyhello",
+            "python",
+            "-c",
+            APP_CHECK,
+        ]));
+        let said = text(&ran.stdout);
+        assert!(
+            said.starts_with(&format!("{machine} flask redis\n")),
+            "{platform}: {said}"
+        );
+        assert!(
+            said.contains("Hello World!")
+                && said.contains("cannot connect to Redis, counter disabled"),
+            "{platform}: {said}"
+        );
+        let config = success(rbuild(&root).args([
+            "inspect",
+            "--platform",
+            platform,
+            "-f",
+            "{{.Architecture}} {{json .Config.Cmd}} {{.Config.WorkingDir}}",
+            "friendlyhello",
+        ]));
+        let arch = platform.trim_start_matches("linux/");
+        assert_eq!(
+            text(&config.stdout).trim(),
+            format!(r#"{arch} ["python","app.py"] /app"#)
+        );
+    }
 }

@@ -20,7 +20,9 @@ const ORACLE_TOOL: &str = "../shared/tools/modern-buildkit";
 /// same trees either way (see fixtures/differential/README.md).
 const CONTAINERD_STORE: bool = false;
 
-fn containerd_store() -> Result<bool, String> {
+/// Whether the suite's main daemon uses the containerd image store (see
+/// [`CONTAINERD_STORE`]).
+pub fn containerd_store() -> Result<bool, String> {
     match std::env::var("RBUILD_DIFF_CONTAINERD_STORE").as_deref() {
         Err(_) => Ok(CONTAINERD_STORE),
         Ok("1") => Ok(true),
@@ -117,10 +119,15 @@ pub struct Dockerd {
 }
 
 impl Dockerd {
-    /// Starts (or reuses) the oracle's daemon whose state lives in `dir`.
-    pub fn start(workspace: &Path, oracle: Oracle, dir: &Path) -> Result<Dockerd, String> {
+    /// Starts (or reuses) the oracle's daemon whose state lives in `dir`, with the
+    /// containerd image store when `store` says so.
+    pub fn start(
+        workspace: &Path,
+        oracle: Oracle,
+        dir: &Path,
+        store: bool,
+    ) -> Result<Dockerd, String> {
         let script = workspace.join("scripts/dockerd");
-        let store = containerd_store()?;
         let script_cmd = |verb: &str| {
             let mut cmd = Command::new(&script);
             cmd.arg(verb)
@@ -200,11 +207,38 @@ impl Dockerd {
         let _ = self.docker().args(["builder", "prune", "-af"]).output();
     }
 
-    /// `docker inspect NAME`, parsed.
-    pub fn inspect(&self, name: &str) -> Result<Value, String> {
-        let out = run(self.docker().args(["inspect", "--type=image", name]))?;
+    /// `docker image inspect [--platform PLATFORM] NAME`, parsed.
+    pub fn inspect(&self, name: &str, platform: Option<&str>) -> Result<Value, String> {
+        let mut cmd = self.docker();
+        cmd.args(["image", "inspect"]);
+        if let Some(platform) = platform {
+            cmd.args(["--platform", platform]);
+        }
+        let out = run(cmd.arg(name))?;
         serde_json::from_slice(&out.stdout)
             .map_err(|e| format!("parsing docker inspect of {name}: {e}"))
+    }
+
+    /// Loads the image `name` of the rbuild store at `root`, every platform its index
+    /// holds, as an OCI layout archive written in `scratch` (`rbuild save` writes one
+    /// platform of an index; the containerd image store loads a layout's whole index).
+    pub fn load_all_platforms(
+        &self,
+        root: &Path,
+        name: &str,
+        scratch: &Path,
+    ) -> Result<(), String> {
+        let layout = scratch.join(format!("{}.oci", name.replace(['/', ':'], "-")));
+        oci_layout_of(root, name, &layout)?;
+        let archive = layout.with_extension("oci.tar");
+        run(Command::new("tar")
+            .arg("--create")
+            .arg("--file")
+            .arg(&archive)
+            .arg("--directory")
+            .arg(&layout)
+            .arg("."))?;
+        self.load(&archive)
     }
 }
 
@@ -219,12 +253,51 @@ impl Drop for Dockerd {
     }
 }
 
-/// What one builder made of a case.
+/// What one builder made of a case for one platform.
 pub struct Built {
+    /// The platform (`linux/arm64`) of a multi-platform case; None for the others.
+    pub platform: Option<String>,
     /// The exported final rootfs.
     pub rootfs: PathBuf,
     /// `Config` of the built image, as its inspect printed it.
     pub config: Value,
+    /// `os/architecture[/variant]` of the built image, as its inspect printed them.
+    pub image_platform: String,
+}
+
+/// Where a case's exported rootfs for `platform` goes under `out`: `out` itself for a
+/// single-platform case, else a subdirectory named as BuildKit's and rbuild's
+/// `-o type=local` name it (`linux_arm64`).
+fn rootfs_dir(out: &Path, platform: Option<&str>) -> PathBuf {
+    match platform {
+        Some(p) => out.join(p.replace('/', "_")),
+        None => out.to_path_buf(),
+    }
+}
+
+/// The platforms a case is built for, each once: its `platforms`, or the one default.
+fn each_platform(case: &Case) -> Vec<Option<&str>> {
+    if case.platforms.is_empty() {
+        vec![None]
+    } else {
+        case.platforms.iter().map(|p| Some(p.as_str())).collect()
+    }
+}
+
+/// `os/architecture[/variant]` of the first image of an inspect output.
+fn image_platform(inspect: &Value) -> String {
+    let field = |name: &str| {
+        inspect
+            .get(0)
+            .and_then(|i| i.get(name))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    };
+    let mut text = format!("{}/{}", field("Os"), field("Architecture"));
+    if !field("Variant").is_empty() {
+        text = format!("{text}/{}", field("Variant"));
+    }
+    text
 }
 
 /// A key pair generated once per run for the cases' ssh agents (`<case>/ssh`); both
@@ -270,6 +343,9 @@ fn common_args(cmd: &mut Command, case: &Case, dockerfile: &Path) -> Result<(), 
     if let Some(target) = &case.target {
         cmd.arg("--target").arg(target);
     }
+    if !case.platforms.is_empty() {
+        cmd.arg("--platform").arg(case.platforms.join(","));
+    }
     Ok(())
 }
 
@@ -301,10 +377,16 @@ pub fn buildkit_build(dockerd: &Dockerd, case: &Case, tag: &str) -> Result<Outpu
     output(cmd.arg(&case.context))
 }
 
-/// Builds `case` with BuildKit (see [`buildkit_build`]), then exports the image's rootfs
-/// into `out` through a created (never started) container: `docker export` keeps owners
-/// and needs nothing but the image store. The image is removed afterwards.
-pub fn buildkit(dockerd: &Dockerd, case: &Case, tag: &str, out: &Path) -> Result<Built, String> {
+/// Builds `case` with BuildKit (see [`buildkit_build`]), then exports each platform's
+/// rootfs into `out` through a created (never started) container: `docker export` keeps
+/// owners and needs nothing but the image store (the `-o type=local` exporter writes
+/// every file as the client's user). The image is removed afterwards.
+pub fn buildkit(
+    dockerd: &Dockerd,
+    case: &Case,
+    tag: &str,
+    out: &Path,
+) -> Result<Vec<Built>, String> {
     let built = buildkit_build(dockerd, case, tag)?;
     if !built.status.success() {
         return Err(format!(
@@ -313,24 +395,36 @@ pub fn buildkit(dockerd: &Dockerd, case: &Case, tag: &str, out: &Path) -> Result
             tail(&built)
         ));
     }
-    let exported = export(dockerd, tag, out);
-    let config = dockerd
-        .inspect(tag)
-        .and_then(|inspect| config_of(&inspect, "docker"));
+    let each = each_platform(case)
+        .into_iter()
+        .map(|platform| {
+            let rootfs = rootfs_dir(out, platform);
+            export(dockerd, tag, platform, &rootfs)?;
+            let inspect = dockerd.inspect(tag, platform)?;
+            Ok(Built {
+                platform: platform.map(str::to_owned),
+                rootfs,
+                config: config_of(&inspect, "docker")?,
+                image_platform: image_platform(&inspect),
+            })
+        })
+        .collect();
     dockerd.remove_images(&[tag]);
-    exported?;
-    Ok(Built {
-        rootfs: out.to_path_buf(),
-        config: config?,
-    })
+    each
 }
 
-fn export(dockerd: &Dockerd, tag: &str, out: &Path) -> Result<(), String> {
-    let created =
-        run(dockerd
-            .docker()
-            .args(["create", "--network=none", tag, "rbuild-diff-never-started"]))?;
+fn export(dockerd: &Dockerd, tag: &str, platform: Option<&str>, out: &Path) -> Result<(), String> {
+    let mut create = dockerd.docker();
+    create.args(["create", "--network=none"]);
+    if let Some(platform) = platform {
+        create.args(["--platform", platform]);
+    }
+    let created = run(create.args([tag, "rbuild-diff-never-started"]))?;
     let id = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    }
     let archive = out.with_extension("tar");
     let exported = run(dockerd
         .docker()
@@ -394,8 +488,10 @@ pub fn rbuild_build(root: &Path, case: &Case, tag: &str, out: &Path) -> Result<O
     output(&mut cmd)
 }
 
-/// Builds `case` with rbuild (see [`rbuild_build`]) and reads the image's config.
-pub fn rbuild(root: &Path, case: &Case, tag: &str, out: &Path) -> Result<Built, String> {
+/// Builds `case` with rbuild (see [`rbuild_build`]; a multi-platform build's
+/// `-o type=local` writes one subdirectory per platform) and reads each platform's image
+/// config.
+pub fn rbuild(root: &Path, case: &Case, tag: &str, out: &Path) -> Result<Vec<Built>, String> {
     let built = rbuild_build(root, case, tag, out)?;
     if !built.status.success() {
         return Err(format!(
@@ -404,15 +500,99 @@ pub fn rbuild(root: &Path, case: &Case, tag: &str, out: &Path) -> Result<Built, 
             tail(&built)
         ));
     }
-    let inspected = run(rbuild_command(root)
-        .arg("inspect")
-        .arg("--root")
-        .arg(root)
-        .arg(tag))?;
-    let inspect: Value = serde_json::from_slice(&inspected.stdout)
-        .map_err(|e| format!("parsing rbuild inspect of {tag}: {e}"))?;
-    Ok(Built {
-        rootfs: out.to_path_buf(),
-        config: config_of(&inspect, "rbuild")?,
-    })
+    each_platform(case)
+        .into_iter()
+        .map(|platform| {
+            let mut cmd = rbuild_command(root);
+            cmd.arg("inspect").arg("--root").arg(root);
+            if let Some(platform) = platform {
+                cmd.args(["--platform", platform]);
+            }
+            let inspected = run(cmd.arg(tag))?;
+            let inspect: Value = serde_json::from_slice(&inspected.stdout)
+                .map_err(|e| format!("parsing rbuild inspect of {tag}: {e}"))?;
+            Ok(Built {
+                platform: platform.map(str::to_owned),
+                rootfs: rootfs_dir(out, platform),
+                config: config_of(&inspect, "rbuild")?,
+                image_platform: image_platform(&inspect),
+            })
+        })
+        .collect()
+}
+
+/// The name rbuild's store gives `name` in its `index.json` (`busybox:latest` is
+/// `docker.io/library/busybox:latest`).
+pub fn store_ref_name(name: &str) -> String {
+    let (repo, tag) = name.rsplit_once(':').unwrap_or((name, "latest"));
+    let first = repo.split('/').next().unwrap_or(repo);
+    let repo = if !repo.contains('/') {
+        format!("docker.io/library/{repo}")
+    } else if first.contains('.') || first.contains(':') || first == "localhost" {
+        repo.to_owned()
+    } else {
+        format!("docker.io/{repo}")
+    };
+    format!("{repo}:{tag}")
+}
+
+/// Writes the image `name` of the rbuild store at `root` (an OCI layout) as an OCI layout
+/// of its own at `dest`: its descriptor, named for containerd, and every blob it reaches,
+/// hard-linked from the store.
+pub fn oci_layout_of(root: &Path, name: &str, dest: &Path) -> Result<(), String> {
+    let read_json = |path: &Path| -> Result<Value, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("parsing {}: {e}", path.display()))
+    };
+    let wanted = store_ref_name(name);
+    let index = read_json(&root.join("index.json"))?;
+    let mut descriptor = index["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == wanted.as_str())
+        .cloned()
+        .ok_or_else(|| format!("no image {wanted} in the rbuild store {}", root.display()))?;
+    let blobs = dest.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).map_err(|e| format!("creating {}: {e}", blobs.display()))?;
+    let mut pending = vec![descriptor.clone()];
+    while let Some(d) = pending.pop() {
+        let hex = d["digest"]
+            .as_str()
+            .and_then(|digest| digest.strip_prefix("sha256:"))
+            .ok_or_else(|| format!("a descriptor of {wanted} has no sha256 digest: {d}"))?;
+        let (from, to) = (root.join("blobs/sha256").join(hex), blobs.join(hex));
+        if !to.exists() {
+            std::fs::hard_link(&from, &to)
+                .map_err(|e| format!("linking {} to {}: {e}", from.display(), to.display()))?;
+        }
+        let media_type = d["mediaType"].as_str().unwrap_or("");
+        if media_type.ends_with("image.index.v1+json")
+            || media_type.ends_with("manifest.list.v2+json")
+        {
+            let list = read_json(&from)?;
+            pending.extend(list["manifests"].as_array().into_iter().flatten().cloned());
+        } else if media_type.ends_with("image.manifest.v1+json")
+            || media_type.ends_with("manifest.v2+json")
+        {
+            let manifest = read_json(&from)?;
+            pending.push(manifest["config"].clone());
+            pending.extend(manifest["layers"].as_array().into_iter().flatten().cloned());
+        }
+    }
+    descriptor["annotations"] = serde_json::json!({
+        "io.containerd.image.name": wanted,
+        "org.opencontainers.image.ref.name": name.rsplit_once(':').map_or("latest", |(_, t)| t),
+    });
+    let layout = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [descriptor],
+    });
+    let write = |file: &str, text: String| {
+        std::fs::write(dest.join(file), text)
+            .map_err(|e| format!("writing {}: {e}", dest.join(file).display()))
+    };
+    write("index.json", layout.to_string())?;
+    write("oci-layout", r#"{"imageLayoutVersion":"1.0.0"}"#.to_owned())
 }

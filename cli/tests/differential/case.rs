@@ -7,6 +7,9 @@
 //!                              directory instead of Dockerfile (one line)
 //! <case>/args                  optional: build args, one K=V a line (# comments)
 //! <case>/target                optional: the stage to build (one line)
+//! <case>/platforms             optional: a multi-platform case: the `--platform` list
+//!                              both builders get (one line, `linux/amd64,linux/arm64`);
+//!                              each platform's result is compared on its own
 //! <case>/divergences.md        optional: allowed differences, each explained (see below)
 //! <case>/secrets               optional: `--secret` values, one `id=ID,src=FILE` a line,
 //!                              FILE relative to the case directory (# comments)
@@ -206,6 +209,8 @@ pub struct Case {
     pub buildkit_dockerfile: PathBuf,
     pub build_args: Vec<String>,
     pub target: Option<String>,
+    /// The platforms of a multi-platform case, in order; empty for the others.
+    pub platforms: Vec<String>,
     pub divergences: Divergences,
     /// `--secret` values, their `src=` made absolute.
     pub secrets: Vec<String>,
@@ -280,6 +285,14 @@ impl Case {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let target = one_line(&dir.join("target"))?;
+        let platforms: Vec<String> = one_line(&dir.join("platforms"))?
+            .map(|line| line.split(',').map(|p| p.trim().to_owned()).collect())
+            .unwrap_or_default();
+        if let Some(bad) = platforms.iter().find(|p| p.split('/').count() < 2) {
+            return Err(format!(
+                "case {name}: platforms: `{bad}` is not os/arch[/variant]"
+            ));
+        }
         let divergences = match read_optional(&dir.join("divergences.md"))? {
             Some(text) => Divergences::parse(&text)
                 .map_err(|e| format!("case {name}: divergences.md: {e}"))?,
@@ -336,6 +349,7 @@ impl Case {
             buildkit_dockerfile,
             build_args,
             target,
+            platforms,
             divergences,
             secrets,
             ssh,

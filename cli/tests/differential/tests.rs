@@ -435,3 +435,128 @@ fn a_negative_case_reads_its_fails_file() {
         "divergences in a negative case"
     );
 }
+
+#[test]
+fn a_multi_platform_case_reads_its_platform_list_and_refuses_a_bare_architecture() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let case = dir.path().join("platform-case");
+    fs::create_dir_all(&case).expect("mkdir");
+    fs::write(case.join("Dockerfile"), "FROM busybox\n").expect("write");
+    let loaded = crate::case::Case::load(&case).expect("loading the case");
+    assert!(loaded.platforms.is_empty(), "{:?}", loaded.platforms);
+    fs::write(case.join("platforms"), "linux/arm64, linux/amd64\n").expect("write");
+    let loaded = crate::case::Case::load(&case).expect("loading the case");
+    assert_eq!(loaded.platforms, ["linux/arm64", "linux/amd64"]);
+    fs::write(case.join("platforms"), "linux/amd64,arm64\n").expect("write");
+    let refused = crate::case::Case::load(&case).expect_err("a bare architecture");
+    assert!(refused.contains("`arm64` is not os/arch"), "{refused}");
+}
+
+#[test]
+fn a_store_name_is_spelled_as_rbuilds_index_json_spells_it() {
+    use crate::builders::store_ref_name;
+    assert_eq!(
+        store_ref_name("busybox:latest"),
+        "docker.io/library/busybox:latest"
+    );
+    assert_eq!(
+        store_ref_name("busybox"),
+        "docker.io/library/busybox:latest"
+    );
+    assert_eq!(
+        store_ref_name("rbuild-fixtures/python3:bookworm"),
+        "docker.io/rbuild-fixtures/python3:bookworm"
+    );
+    assert_eq!(
+        store_ref_name("localhost:5000/a/b:1"),
+        "localhost:5000/a/b:1"
+    );
+}
+
+/// Writes `bytes` as a blob of the OCI layout at `root`; its descriptor.
+fn put_blob(root: &Path, media_type: &str, bytes: &[u8]) -> serde_json::Value {
+    use sha2::{Digest, Sha256};
+    let hex = format!("{:x}", Sha256::digest(bytes));
+    let dir = root.join("blobs/sha256");
+    fs::create_dir_all(&dir).expect("mkdir blobs");
+    fs::write(dir.join(&hex), bytes).expect("writing a blob");
+    json!({"mediaType": media_type, "digest": format!("sha256:{hex}"), "size": bytes.len()})
+}
+
+#[test]
+fn the_oci_layout_of_a_store_image_holds_every_platform_of_its_index_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = dir.path().join("store");
+    let manifest = |arch: &str| {
+        let config = put_blob(
+            &store,
+            "application/vnd.oci.image.config.v1+json",
+            format!(r#"{{"architecture":"{arch}","os":"linux"}}"#).as_bytes(),
+        );
+        let layer = put_blob(
+            &store,
+            "application/vnd.oci.image.layer.v1.tar",
+            format!("layer of {arch}").as_bytes(),
+        );
+        let body = json!({"schemaVersion": 2, "config": config, "layers": [layer]});
+        let mut d = put_blob(
+            &store,
+            "application/vnd.oci.image.manifest.v1+json",
+            body.to_string().as_bytes(),
+        );
+        d["platform"] = json!({"os": "linux", "architecture": arch});
+        d
+    };
+    let list = json!({"schemaVersion": 2, "manifests": [manifest("amd64"), manifest("arm64")]});
+    let mut named = put_blob(
+        &store,
+        "application/vnd.oci.image.index.v1+json",
+        list.to_string().as_bytes(),
+    );
+    named["annotations"] =
+        json!({"org.opencontainers.image.ref.name": "docker.io/library/busybox:latest"});
+    let other = put_blob(&store, "application/octet-stream", b"another image's blob");
+    let index = json!({"schemaVersion": 2, "manifests": [named.clone()]});
+    fs::write(store.join("index.json"), index.to_string()).expect("writing index.json");
+
+    let layout = dir.path().join("layout");
+    crate::builders::oci_layout_of(&store, "busybox:latest", &layout).expect("the layout");
+    let mut blobs: Vec<String> = fs::read_dir(layout.join("blobs/sha256"))
+        .expect("reading the layout's blobs")
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    blobs.sort();
+    let mut want: Vec<String> = fs::read_dir(store.join("blobs/sha256"))
+        .expect("reading the store's blobs")
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|hex| other["digest"] != format!("sha256:{hex}").as_str())
+        .collect();
+    want.sort();
+    assert_eq!(blobs, want, "the index, 2 manifests, 2 configs, 2 layers");
+    assert_eq!(blobs.len(), 7);
+    let written: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).expect("index.json"))
+            .expect("index.json is JSON");
+    assert_eq!(written["manifests"][0]["digest"], named["digest"]);
+    assert_eq!(
+        written["manifests"][0]["annotations"]["io.containerd.image.name"],
+        "docker.io/library/busybox:latest"
+    );
+    assert!(layout.join("oci-layout").is_file());
+    let missing = crate::builders::oci_layout_of(&store, "busybox:other", &dir.path().join("x"))
+        .expect_err("a name the store lacks");
+    assert!(
+        missing.contains("no image docker.io/library/busybox:other"),
+        "{missing}"
+    );
+}
