@@ -220,24 +220,19 @@ impl Dockerd {
     }
 
     /// Loads the image `name` of the rbuild store at `root`, every platform its index
-    /// holds, as an OCI layout archive written in `scratch` (`rbuild save` writes one
-    /// platform of an index; the containerd image store loads a layout's whole index).
+    /// holds, through an OCI archive `rbuild save` writes in `scratch` (the index whole;
+    /// the containerd image store loads it so).
     pub fn load_all_platforms(
         &self,
         root: &Path,
         name: &str,
         scratch: &Path,
     ) -> Result<(), String> {
-        let layout = scratch.join(format!("{}.oci", name.replace(['/', ':'], "-")));
-        oci_layout_of(root, name, &layout)?;
-        let archive = layout.with_extension("oci.tar");
-        run(Command::new("tar")
-            .arg("--create")
-            .arg("--file")
+        let archive = scratch.join(format!("{}.oci.tar", name.replace(['/', ':'], "-")));
+        run(rbuild_command(root)
+            .args(["save", "--format", "oci", "-o"])
             .arg(&archive)
-            .arg("--directory")
-            .arg(&layout)
-            .arg("."))?;
+            .arg(name))?;
         self.load(&archive)
     }
 }
@@ -534,65 +529,4 @@ pub fn store_ref_name(name: &str) -> String {
         format!("docker.io/{repo}")
     };
     format!("{repo}:{tag}")
-}
-
-/// Writes the image `name` of the rbuild store at `root` (an OCI layout) as an OCI layout
-/// of its own at `dest`: its descriptor, named for containerd, and every blob it reaches,
-/// hard-linked from the store.
-pub fn oci_layout_of(root: &Path, name: &str, dest: &Path) -> Result<(), String> {
-    let read_json = |path: &Path| -> Result<Value, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-        serde_json::from_slice(&bytes).map_err(|e| format!("parsing {}: {e}", path.display()))
-    };
-    let wanted = store_ref_name(name);
-    let index = read_json(&root.join("index.json"))?;
-    let mut descriptor = index["manifests"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == wanted.as_str())
-        .cloned()
-        .ok_or_else(|| format!("no image {wanted} in the rbuild store {}", root.display()))?;
-    let blobs = dest.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).map_err(|e| format!("creating {}: {e}", blobs.display()))?;
-    let mut pending = vec![descriptor.clone()];
-    while let Some(d) = pending.pop() {
-        let hex = d["digest"]
-            .as_str()
-            .and_then(|digest| digest.strip_prefix("sha256:"))
-            .ok_or_else(|| format!("a descriptor of {wanted} has no sha256 digest: {d}"))?;
-        let (from, to) = (root.join("blobs/sha256").join(hex), blobs.join(hex));
-        if !to.exists() {
-            std::fs::hard_link(&from, &to)
-                .map_err(|e| format!("linking {} to {}: {e}", from.display(), to.display()))?;
-        }
-        let media_type = d["mediaType"].as_str().unwrap_or("");
-        if media_type.ends_with("image.index.v1+json")
-            || media_type.ends_with("manifest.list.v2+json")
-        {
-            let list = read_json(&from)?;
-            pending.extend(list["manifests"].as_array().into_iter().flatten().cloned());
-        } else if media_type.ends_with("image.manifest.v1+json")
-            || media_type.ends_with("manifest.v2+json")
-        {
-            let manifest = read_json(&from)?;
-            pending.push(manifest["config"].clone());
-            pending.extend(manifest["layers"].as_array().into_iter().flatten().cloned());
-        }
-    }
-    descriptor["annotations"] = serde_json::json!({
-        "io.containerd.image.name": wanted,
-        "org.opencontainers.image.ref.name": name.rsplit_once(':').map_or("latest", |(_, t)| t),
-    });
-    let layout = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [descriptor],
-    });
-    let write = |file: &str, text: String| {
-        std::fs::write(dest.join(file), text)
-            .map_err(|e| format!("writing {}: {e}", dest.join(file).display()))
-    };
-    write("index.json", layout.to_string())?;
-    write("oci-layout", r#"{"imageLayoutVersion":"1.0.0"}"#.to_owned())
 }
