@@ -820,3 +820,43 @@ fn a_warning_about_the_dockerfile_is_given_once_for_all_platforms() {
         "{stderr}"
     );
 }
+
+#[test]
+fn pull_with_a_platform_takes_that_platforms_image_of_an_index_and_keeps_the_others() {
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
+    require_arm64_emulation();
+    require_x86_64_host();
+    let reg = Registry::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    // busybox:latest is an index of the amd64 and arm64 images.
+    let (root, _) = store_and_context(dir.path(), ARCH_DOCKERFILE);
+    let remote = format!("{}/multi/busybox:1", reg.addr);
+    success(rbuild(&root).args(["push", "busybox:latest", &remote]));
+
+    let pulled = dir.path().join("pulled");
+    let stdout =
+        |args: &[&str]| String::from_utf8(success(rbuild(&pulled).args(args)).stdout).unwrap();
+    let platforms = || stdout(&["images", "--format", "{{.Platforms}}"]);
+    stdout(&["pull", "-q", "--platform", "linux/arm64", &remote]);
+    assert_eq!(platforms(), "linux/arm64\n");
+    assert_eq!(stdout(&["run", &remote, "uname", "-m"]), "aarch64\n");
+    // A second platform joins the first under the name, an index of both.
+    stdout(&["pull", "-q", "--platform", "linux/amd64", &remote]);
+    assert_eq!(platforms(), "linux/arm64,linux/amd64\n");
+    assert_eq!(
+        stdout(&["run", "--platform", "linux/arm64", &remote, "uname", "-m"]),
+        "aarch64\n"
+    );
+    assert_eq!(
+        stdout(&["run", "--platform", "linux/amd64", &remote, "uname", "-m"]),
+        "x86_64\n"
+    );
+
+    let out = output(rbuild(&pulled).args(["pull", "--platform", "linux/riscv64", &remote]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("has no manifest for platform linux/riscv64"),
+        "{stderr}"
+    );
+}
