@@ -69,7 +69,6 @@ impl TransferProgressArgs {
 #[command(after_help = "Examples:
   rbuild pull busybox
   rbuild pull --insecure-registry 127.0.0.1:5000 127.0.0.1:5000/team/app:1.0
-  rbuild pull --progress plain python@sha256:<digest>
   rbuild pull --platform linux/arm64 127.0.0.1:5000/team/app:1.0   # beside the amd64 one")]
 pub struct Args {
     #[command(flatten)]
