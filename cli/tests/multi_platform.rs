@@ -860,3 +860,42 @@ fn pull_with_a_platform_takes_that_platforms_image_of_an_index_and_keeps_the_oth
         "{stderr}"
     );
 }
+
+#[test]
+fn pull_with_a_platform_refuses_a_single_image_of_another_platform_and_keeps_the_name() {
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
+    let reg = Registry::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    success(
+        rbuild(&root)
+            .args(["import", "--platform", "linux/arm64"])
+            .arg(fixture("busybox-arm64"))
+            .arg("arm64-only:1"),
+    );
+    let remote = format!("{}/single/busybox:1", reg.addr);
+    success(rbuild(&root).args(["push", "arm64-only:1", &remote]));
+
+    // The name already holds the arm64 image: a refused pull must leave it so.
+    let pulled = dir.path().join("pulled");
+    success(rbuild(&pulled).args(["pull", "-q", "--platform", "linux/arm64", &remote]));
+    let listed = || {
+        String::from_utf8(
+            success(rbuild(&pulled).args(["images", "--format", "{{.ID}} {{.Platforms}}"])).stdout,
+        )
+        .unwrap()
+    };
+    let before = listed();
+    let out = output(rbuild(&pulled).args(["pull", "--platform", "linux/amd64", &remote]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "image {remote} is for linux/arm64, not linux/amd64"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(listed(), before);
+    // Without --platform, the image is taken whatever its platform, as docker pull does.
+    success(rbuild(&pulled).args(["pull", "-q", &remote]));
+}

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use rbuild_core::{
     ImageName,
-    registry::{Mirror, RegistryClient, RegistryConfig, RegistryOptions},
+    registry::{Mirror, PullPlatform, RegistryClient, RegistryConfig, RegistryOptions},
 };
 
 use super::store::StoreArgs;
@@ -120,7 +120,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &client,
         &store,
         &name,
-        args.platform.as_ref(),
+        args.platform
+            .as_ref()
+            .map_or(PullPlatform::Host, PullPlatform::Exactly),
         &reporter,
     );
     reporter.end();
