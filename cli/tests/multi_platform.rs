@@ -645,6 +645,28 @@ fn images_and_inspect_show_the_platforms_of_an_index_and_run_takes_the_one_asked
         "{stderr}"
     );
 
+    // history: the build machine's image by default, another platform's when asked (the
+    // busybox layers of the two differ in size).
+    let sizes = |platform: &[&str]| {
+        let mut args = vec!["history", "--format", "{{.Size}}"];
+        args.extend_from_slice(platform);
+        args.push("multi:1");
+        stdout(&args)
+    };
+    let (default, amd64, arm64) = (
+        sizes(&[]),
+        sizes(&["--platform", "linux/amd64"]),
+        sizes(&["--platform", "linux/arm64"]),
+    );
+    assert_eq!(default, amd64);
+    assert_ne!(amd64, arm64, "{amd64}");
+    assert_eq!(arm64.lines().count(), amd64.lines().count(), "{arm64}");
+    let out = output(rbuild(&root).args(["history", "--platform", "linux/riscv64", "multi:1"]));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no linux/riscv64 image"),
+        "{out:?}"
+    );
+
     // run: the build machine's image by default, the arm64 one (under QEMU) when asked.
     assert_eq!(stdout(&["run", "multi:1", "cat", "/arch"]), "x86_64\n");
     assert_eq!(
