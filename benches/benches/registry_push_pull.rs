@@ -17,7 +17,9 @@ use rbuild_core::{
     export::import_rootfs,
     image::ImageSpec,
     layer::{Compression, LayerOptions},
-    registry::{PushOptions, RegistryClient, RegistryOptions, UploadMode, pull, push},
+    registry::{
+        PullPlatform, PushOptions, RegistryClient, RegistryOptions, UploadMode, pull, push,
+    },
 };
 
 /// The name of the image in the source store.
@@ -186,7 +188,7 @@ fn main() {
             &client,
             &pulled,
             &dest,
-            None,
+            PullPlatform::Host,
             &rbuild_core::progress::NullProgress,
         )
         .unwrap_or_else(|e| fail(format!("rbuild pull: {e}")));

@@ -14,7 +14,9 @@ use rbuild_core::{
     export::export,
     image::ImageFormat,
     progress::{ProgressFn, TransferKind, TransferOutcome},
-    registry::{PushOptions, RegistryClient, RegistryOptions, UploadMode, pull, push},
+    registry::{
+        PullPlatform, PushOptions, RegistryClient, RegistryOptions, UploadMode, pull, push,
+    },
 };
 use support::images::make_image;
 use support::registry::Registry;
@@ -153,7 +155,7 @@ fn a_closure_sink_counts_the_transfers_of_push_pull_and_export() {
 
     let fresh = ContentStore::open(tmp.path().join("fresh")).unwrap();
     let pulled = observe(TransferKind::Pull, &target, |sink| {
-        pull(&client, &fresh, &dest, None, sink).unwrap();
+        pull(&client, &fresh, &dest, PullPlatform::Host, sink).unwrap();
     });
     assert_eq!(
         pulled.keys().collect::<Vec<_>>(),
@@ -161,7 +163,7 @@ fn a_closure_sink_counts_the_transfers_of_push_pull_and_export() {
     );
     check_moved(&pulled, &fresh);
     let cached = observe(TransferKind::Pull, &target, |sink| {
-        pull(&client, &fresh, &dest, None, sink).unwrap();
+        pull(&client, &fresh, &dest, PullPlatform::Host, sink).unwrap();
     });
     assert!(
         cached
@@ -331,7 +333,7 @@ fn lying_blob_lengths_fail_the_pull_with_sane_progress() {
         let store = ContentStore::open(tmp.path().join(format!("store{i}"))).unwrap();
         let mut result = None;
         let seen = observe(TransferKind::Pull, &name.to_string(), |sink| {
-            result = Some(pull(&client, &store, &name, None, sink));
+            result = Some(pull(&client, &store, &name, PullPlatform::Host, sink));
         });
         let result = result.unwrap();
         assert_eq!(result.is_ok(), succeeds, "{lie:?}: {result:?}");

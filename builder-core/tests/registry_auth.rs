@@ -78,7 +78,7 @@ fn basic_auth_uses_docker_config_and_fails_clearly_without() {
         &client,
         &fresh,
         &dest,
-        None,
+        rbuild_core::registry::PullPlatform::Host,
         &rbuild_core::progress::NullProgress,
     )
     .unwrap();
@@ -92,7 +92,7 @@ fn basic_auth_uses_docker_config_and_fails_clearly_without() {
         &client,
         &fresh2,
         &dest,
-        None,
+        rbuild_core::registry::PullPlatform::Host,
         &rbuild_core::progress::NullProgress,
     )
     .unwrap_err();
@@ -126,7 +126,7 @@ fn basic_auth_uses_docker_config_and_fails_clearly_without() {
         &client,
         &fresh3,
         &dest,
-        None,
+        rbuild_core::registry::PullPlatform::Host,
         &rbuild_core::progress::NullProgress,
     )
     .unwrap();

@@ -10,8 +10,8 @@ use rbuild_core::{
     ContentStore, ImageName,
     image::ImageFormat,
     registry::{
-        CONFIG_ENV, DOCKER_CONFIG_ENV, PushOptions, RegistryClient, RegistryConfig, RegistryError,
-        RegistryOptions, pull_with_mirrors, push,
+        CONFIG_ENV, DOCKER_CONFIG_ENV, PullPlatform, PushOptions, RegistryClient, RegistryConfig,
+        RegistryError, RegistryOptions, pull_with_mirrors, push,
     },
 };
 use support::images::make_image;
@@ -81,7 +81,7 @@ fn docker_hub_pull_falls_back_from_a_down_mirror_to_the_next() {
         &origin,
         &store,
         &name,
-        None,
+        PullPlatform::Host,
         &rbuild_core::progress::NullProgress,
     )
     .unwrap_or_else(|e| panic!("pull through the mirrors failed: {e:?}\n{}", mirror.log()));
@@ -112,7 +112,7 @@ fn docker_hub_pull_falls_back_from_a_down_mirror_to_the_next() {
         &fake_origin,
         &store,
         &missing,
-        None,
+        PullPlatform::Host,
         &rbuild_core::progress::NullProgress,
     )
     .unwrap_err();

@@ -172,7 +172,7 @@ fn pulls_oci_and_docker_images_pushed_by_skopeo() {
             &client,
             &dst,
             &name,
-            None,
+            rbuild_core::registry::PullPlatform::Host,
             &rbuild_core::progress::NullProgress,
         )
         .unwrap_or_else(|e| panic!("pull {remote} failed: {e:?}\n{}", reg.log()));
@@ -239,7 +239,7 @@ fn pull_of_an_index_picks_the_host_platform_or_the_one_asked_for_and_keeps_both_
         &client(&reg),
         &dst,
         &remote.parse().unwrap(),
-        None,
+        rbuild_core::registry::PullPlatform::Host,
         &rbuild_core::progress::NullProgress,
     )
     .unwrap_or_else(|e| panic!("pull failed: {e:?}\n{}", reg.log()));
@@ -266,7 +266,7 @@ fn pull_of_an_index_picks_the_host_platform_or_the_one_asked_for_and_keeps_both_
         &client(&reg),
         &dst,
         &remote.parse().unwrap(),
-        Some(&wanted),
+        rbuild_core::registry::PullPlatform::Exactly(&wanted),
         &rbuild_core::progress::NullProgress,
     )
     .unwrap_or_else(|e| panic!("pull failed: {e:?}\n{}", reg.log()));
@@ -320,7 +320,7 @@ fn corrupt_blob_in_the_registry_is_refused() {
         &client,
         &dst,
         &name,
-        None,
+        rbuild_core::registry::PullPlatform::Host,
         &rbuild_core::progress::NullProgress,
     )
     .unwrap_err();

@@ -169,7 +169,7 @@ fn bearer_token_is_fetched_once_per_scope_and_5xx_and_broken_connections_are_ret
         &client,
         &store,
         &name,
-        None,
+        rbuild_core::registry::PullPlatform::Host,
         &rbuild_core::progress::NullProgress,
     )
     .unwrap();
@@ -358,7 +358,7 @@ fn a_multi_layer_image_goes_up_and_comes_back_through_bearer_auth() {
         &client,
         &fresh,
         &dest,
-        None,
+        rbuild_core::registry::PullPlatform::Host,
         &rbuild_core::progress::NullProgress,
     )
     .unwrap();

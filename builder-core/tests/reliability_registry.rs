@@ -111,7 +111,7 @@ fn manifests_that_lie_about_sizes_or_digests_are_refused() {
             &client,
             &dst,
             &name,
-            None,
+            rbuild_core::registry::PullPlatform::Host,
             &rbuild_core::progress::NullProgress,
         )
         .unwrap_err();
@@ -154,7 +154,7 @@ fn manifests_that_lie_about_sizes_or_digests_are_refused() {
         &client,
         &dst,
         &honest,
-        None,
+        rbuild_core::registry::PullPlatform::Host,
         &rbuild_core::progress::NullProgress,
     )
     .unwrap();

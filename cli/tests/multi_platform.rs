@@ -647,6 +647,28 @@ fn images_and_inspect_show_the_platforms_of_an_index_and_run_takes_the_one_asked
         "{stderr}"
     );
 
+    // history: the build machine's image by default, another platform's when asked (the
+    // busybox layers of the two differ in size).
+    let sizes = |platform: &[&str]| {
+        let mut args = vec!["history", "--format", "{{.Size}}"];
+        args.extend_from_slice(platform);
+        args.push("multi:1");
+        stdout(&args)
+    };
+    let (default, amd64, arm64) = (
+        sizes(&[]),
+        sizes(&["--platform", "linux/amd64"]),
+        sizes(&["--platform", "linux/arm64"]),
+    );
+    assert_eq!(default, amd64);
+    assert_ne!(amd64, arm64, "{amd64}");
+    assert_eq!(arm64.lines().count(), amd64.lines().count(), "{arm64}");
+    let out = output(rbuild(&root).args(["history", "--platform", "linux/riscv64", "multi:1"]));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no linux/riscv64 image"),
+        "{out:?}"
+    );
+
     // run: the build machine's image by default, the arm64 one (under QEMU) when asked.
     assert_eq!(stdout(&["run", "multi:1", "cat", "/arch"]), "x86_64\n");
     assert_eq!(
@@ -941,4 +963,83 @@ fn a_save_of_several_platforms_holds_the_index_and_load_gives_it_back() {
         !out.status.success() && stderr.contains("linux/amd64, linux/arm64"),
         "{stderr}"
     );
+}
+
+#[test]
+fn pull_with_a_platform_takes_that_platforms_image_of_an_index_and_keeps_the_others() {
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
+    require_arm64_emulation();
+    require_x86_64_host();
+    let reg = Registry::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    // busybox:latest is an index of the amd64 and arm64 images.
+    let (root, _) = store_and_context(dir.path(), ARCH_DOCKERFILE);
+    let remote = format!("{}/multi/busybox:1", reg.addr);
+    success(rbuild(&root).args(["push", "busybox:latest", &remote]));
+
+    let pulled = dir.path().join("pulled");
+    let stdout =
+        |args: &[&str]| String::from_utf8(success(rbuild(&pulled).args(args)).stdout).unwrap();
+    let platforms = || stdout(&["images", "--format", "{{.Platforms}}"]);
+    stdout(&["pull", "-q", "--platform", "linux/arm64", &remote]);
+    assert_eq!(platforms(), "linux/arm64\n");
+    assert_eq!(stdout(&["run", &remote, "uname", "-m"]), "aarch64\n");
+    // A second platform joins the first under the name, an index of both.
+    stdout(&["pull", "-q", "--platform", "linux/amd64", &remote]);
+    assert_eq!(platforms(), "linux/arm64,linux/amd64\n");
+    assert_eq!(
+        stdout(&["run", "--platform", "linux/arm64", &remote, "uname", "-m"]),
+        "aarch64\n"
+    );
+    assert_eq!(
+        stdout(&["run", "--platform", "linux/amd64", &remote, "uname", "-m"]),
+        "x86_64\n"
+    );
+
+    let out = output(rbuild(&pulled).args(["pull", "--platform", "linux/riscv64", &remote]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("has no manifest for platform linux/riscv64"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn pull_with_a_platform_refuses_a_single_image_of_another_platform_and_keeps_the_name() {
+    require_root("it uses namespaces, overlay mounts and fixture recipes");
+    let reg = Registry::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    success(
+        rbuild(&root)
+            .args(["import", "--platform", "linux/arm64"])
+            .arg(fixture("busybox-arm64"))
+            .arg("arm64-only:1"),
+    );
+    let remote = format!("{}/single/busybox:1", reg.addr);
+    success(rbuild(&root).args(["push", "arm64-only:1", &remote]));
+
+    // The name already holds the arm64 image: a refused pull must leave it so.
+    let pulled = dir.path().join("pulled");
+    success(rbuild(&pulled).args(["pull", "-q", "--platform", "linux/arm64", &remote]));
+    let listed = || {
+        String::from_utf8(
+            success(rbuild(&pulled).args(["images", "--format", "{{.ID}} {{.Platforms}}"])).stdout,
+        )
+        .unwrap()
+    };
+    let before = listed();
+    let out = output(rbuild(&pulled).args(["pull", "--platform", "linux/amd64", &remote]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "image {remote} is for linux/arm64, not linux/amd64"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(listed(), before);
+    // Without --platform, the image is taken whatever its platform, as docker pull does.
+    success(rbuild(&pulled).args(["pull", "-q", &remote]));
 }

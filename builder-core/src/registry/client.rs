@@ -28,7 +28,7 @@ enum AuthMode {
 /// A client for one registry, shared by the threads that move blobs.
 ///
 /// ```no_run
-/// use rbuild_core::{ContentStore, Event, ImageName, progress::ProgressFn, registry::{RegistryClient, RegistryOptions, pull}};
+/// use rbuild_core::{ContentStore, Event, ImageName, progress::ProgressFn, registry::{PullPlatform, RegistryClient, RegistryOptions, pull}};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = ContentStore::open("/tmp/rbuild-store")?;
 /// let name: ImageName = "localhost:5000/app:1".parse()?;
@@ -40,7 +40,7 @@ enum AuthMode {
 ///         eprintln!("{digest}: {size} bytes");
 ///     }
 /// });
-/// let manifest = pull(&client, &store, &name, None, &progress)?;
+/// let manifest = pull(&client, &store, &name, PullPlatform::Host, &progress)?;
 /// println!("pulled {name} as {}", manifest.digest());
 /// # Ok(())
 /// # }

@@ -17,13 +17,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use oci_spec::image::Descriptor;
-use rbuild_dockerfile::Platform;
 use serde::Deserialize;
 
 use super::RegistryError;
 use super::client::RegistryClient;
 use super::options::RegistryOptions;
-use super::pull::pull;
+use super::pull::{PullPlatform, pull};
 use crate::error_chain::error_chain;
 use crate::limits::DEFAULT_HTTP_DEADLINE;
 use crate::store::{ContentStore, ImageName};
@@ -266,7 +265,7 @@ pub fn pull_with_mirrors(
     origin: &RegistryClient,
     store: &ContentStore,
     name: &ImageName,
-    platform: Option<&Platform>,
+    platform: PullPlatform<'_>,
     progress: &dyn crate::progress::Progress,
 ) -> Result<Pulled, RegistryError> {
     let mut skipped = Vec::new();

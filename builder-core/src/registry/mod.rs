@@ -24,7 +24,7 @@ pub use self::mirror::{
     CONFIG_ENV, ConfigError, Mirror, Pulled, RegistryConfig, SYSTEM_CONFIG, pull_with_mirrors,
 };
 pub use self::options::{RegistryOptions, UploadMode};
-pub use self::pull::pull;
+pub use self::pull::{PullPlatform, pull};
 pub(crate) use self::pull::{Report as BlobReport, fetch_blob, fetch_manifest, for_each_parallel};
 pub(crate) use self::push::push_manifest;
 pub use self::push::{PushOptions, push};
@@ -145,6 +145,18 @@ pub enum RegistryError {
         /// The platform wanted, e.g. `linux/amd64`.
         platform: String,
     },
+    /// The image is one manifest (no index) of another platform than the one asked for.
+    #[error(
+        "image {name} is for {found}, not {wanted} (it is one image, not an index of platforms)"
+    )]
+    OtherPlatform {
+        /// The image.
+        name: String,
+        /// The platform asked for, e.g. `linux/arm64`.
+        wanted: String,
+        /// The platform its config says.
+        found: String,
+    },
     /// A local file (config.json, a blob being uploaded) could not be read or written.
     #[error("failed to {action} {path}")]
     Io {
@@ -221,7 +233,9 @@ impl RegistryError {
             }
             | RegistryError::Unauthorized { .. } => RegistryErrorKind::Unauthorized,
             RegistryError::Status { status: 404, .. } => RegistryErrorKind::NotFound,
-            RegistryError::NoPlatform { .. } => RegistryErrorKind::NoPlatform,
+            RegistryError::NoPlatform { .. } | RegistryError::OtherPlatform { .. } => {
+                RegistryErrorKind::NoPlatform
+            }
             RegistryError::Status { .. }
             | RegistryError::DigestMismatch { .. }
             | RegistryError::SizeMismatch { .. }

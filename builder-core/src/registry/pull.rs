@@ -14,7 +14,7 @@ use super::client::RegistryClient;
 use super::response::{Response, expect, header, read_small};
 use super::{ACCEPTED_MANIFEST_TYPES, DOCKER_MANIFEST_LIST, OCI_INDEX, RegistryError, io_err};
 use crate::digest::Digest;
-use crate::image::{host_platform, load_image, tag_keeping_platforms};
+use crate::image::{config_platform, host_platform, load_image, tag_keeping_platforms};
 use crate::layer::Compression;
 use crate::progress::{Counted, Progress, Transfer, TransferKind, TransferOutcome};
 use crate::store::{ContentStore, ImageName, StoreError};
@@ -388,9 +388,35 @@ fn fetch_blob_once(
     }
 }
 
+/// Which image [`pull`] takes of a name, and what it does with an image that is one
+/// manifest (no index) of another platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPlatform<'p> {
+    /// The build machine's: an index's entry of its platform (of any variant when none
+    /// matches exactly); one manifest whatever its platform, as `docker pull` takes it.
+    Host,
+    /// A build's base image for this platform: an index's entry of it; one manifest
+    /// whatever its platform (the build warns, as BuildKit's `InvalidBaseImagePlatform`).
+    BaseFor(&'p Platform),
+    /// `rbuild pull --platform`: an index's entry of it; one manifest of another platform
+    /// is refused ([`RegistryError::OtherPlatform`]), as `docker pull --platform` refuses
+    /// it, and the store's names are left as they were.
+    Exactly(&'p Platform),
+}
+
+impl<'p> PullPlatform<'p> {
+    /// The platform asked for, `None` for the host's.
+    fn platform(self) -> Option<&'p Platform> {
+        match self {
+            PullPlatform::Host => None,
+            PullPlatform::BaseFor(p) | PullPlatform::Exactly(p) => Some(p),
+        }
+    }
+}
+
 /// Pulls `name` into `store` and names it there; an index or manifest list is resolved to
-/// the manifest of `platform` (see [`index_entry`]), the host's when `None`. Pulled for a
-/// `platform`, the name keeps the images of other platforms it had (see
+/// the manifest of the platform `wanted` says (see [`index_entry`]). Pulled for a
+/// platform, the name keeps the images of other platforms it had (see
 /// [`tag_keeping_platforms`]); for the host, it points to the pulled image alone.
 /// Returns the stored manifest's descriptor.
 /// Each blob's download (or its presence in the store) is a transfer reported to
@@ -399,9 +425,10 @@ pub fn pull(
     client: &RegistryClient,
     store: &ContentStore,
     name: &ImageName,
-    platform: Option<&Platform>,
+    wanted: PullPlatform<'_>,
     progress: &dyn Progress,
 ) -> Result<Descriptor, RegistryError> {
+    let platform = wanted.platform();
     let repository = name.repository();
     let scope = vec![format!("repository:{repository}:pull")];
     let reference = match (name.digest(), name.tag()) {
@@ -411,7 +438,8 @@ pub fn pull(
         (None, None) => "latest".to_owned(),
     };
     let mut fetched = fetch_manifest(client, repository, &reference, &scope)?;
-    if is_index(&fetched.media_type, &fetched.bytes) {
+    let from_index = is_index(&fetched.media_type, &fetched.bytes);
+    if from_index {
         let index = parse_json(&fetched.bytes, &format!("index of {name}"))?;
         let wanted = platform.cloned().unwrap_or_else(host_platform);
         let chosen = index_entry(&index, &wanted, platform.is_none()).ok_or_else(|| {
@@ -450,6 +478,22 @@ pub fn pull(
     let descriptor = Descriptor::new(media, blob.size, &blob.digest);
     if platform.is_some() {
         let image = load_image(store, &descriptor)?;
+        let found = config_platform(&image.config);
+        // An index's entry was chosen by the platform the index gives it (a config may
+        // leave out a variant the index says); one manifest is checked by its config.
+        if let (PullPlatform::Exactly(wanted), false) = (wanted, from_index) {
+            // containerd's platform matcher: a variant counts only when one is asked for.
+            let same = found.os == wanted.os
+                && found.architecture == wanted.architecture
+                && (wanted.variant.is_empty() || found.variant == wanted.variant);
+            if !same {
+                return Err(RegistryError::OtherPlatform {
+                    name: name.to_string(),
+                    wanted: wanted.to_string(),
+                    found: found.to_string(),
+                });
+            }
+        }
         tag_keeping_platforms(store, name, &image)?;
     } else {
         store.tag(name, &descriptor)?;

@@ -439,7 +439,11 @@ fn fixture_recipe(reference: &str) -> Option<String> {
     // suggested as a name to create.
     let known = matches!(
         (name, tag),
-        ("busybox", "latest") | ("python3", "bookworm") | ("gcc", "bookworm")
+        ("busybox", "latest")
+            | ("python3", "bookworm")
+            | ("gcc", "bookworm")
+            | ("node", "bookworm")
+            | ("golang", "bookworm")
     );
     known.then(|| format!("rbuild import \"$(fixtures/base-images/make {name})\" {reference}"))
 }
@@ -542,6 +546,15 @@ mod tests {
             err.to_string(),
             "image rbuild-fixtures/python3:bookworm not found in the store (make it with: \
              rbuild import \"$(fixtures/base-images/make python3)\" rbuild-fixtures/python3:bookworm)"
+        );
+        // examples/hello-go's base, made only when named.
+        let err = BuildError::ImageNotFound("rbuild-fixtures/golang:bookworm".to_owned());
+        assert!(
+            err.to_string().ends_with(
+                "(make it with: rbuild import \"$(fixtures/base-images/make golang)\" \
+                 rbuild-fixtures/golang:bookworm)"
+            ),
+            "{err}"
         );
         let pull_err = |reference: &str, in_store| BuildError::Pull {
             reference: reference.to_owned(),

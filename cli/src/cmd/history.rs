@@ -14,7 +14,7 @@ const CREATED_BY_WIDTH: usize = 45;
 #[command(after_help = "Examples:
   rbuild history myapp:latest
   rbuild history --no-trunc myapp:latest
-  rbuild history --format '{{.CreatedBy}} {{.Size}}' myapp:latest")]
+  rbuild history --platform linux/arm64 --format '{{.CreatedBy}} {{.Size}}' multi:1")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
@@ -30,12 +30,19 @@ pub struct Args {
     /// Size, Comment (a `table` prefix adds a header)
     #[arg(long, default_value = "table")]
     format: String,
+    /// Of a name holding images of several platforms (an image index), the history of this
+    /// platform's image [default: the build machine's, else the first]
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = super::platform_arg::platform_arg)]
+    platform: Option<rbuild_dockerfile::Platform>,
 }
 
 /// Runs `rbuild history`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = args.store.open()?;
-    let (found, image) = super::store::find_image(&store, &args.image)?;
+    let (found, image) = match &args.platform {
+        Some(platform) => super::platform_arg::image_for(&store, &args.image, platform)?,
+        None => super::store::find_image(&store, &args.image)?,
+    };
     let id = store.image_id(&found)?;
     let mut layers = image.manifest.layers().iter();
     let mut rows: Vec<serde_json::Value> = image

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use rbuild_core::{
     ImageName,
-    registry::{Mirror, RegistryClient, RegistryConfig, RegistryOptions},
+    registry::{Mirror, PullPlatform, RegistryClient, RegistryConfig, RegistryOptions},
 };
 
 use super::store::StoreArgs;
@@ -69,7 +69,7 @@ impl TransferProgressArgs {
 #[command(after_help = "Examples:
   rbuild pull busybox
   rbuild pull --insecure-registry 127.0.0.1:5000 127.0.0.1:5000/team/app:1.0
-  rbuild pull --progress plain python@sha256:<digest>")]
+  rbuild pull --platform linux/arm64 127.0.0.1:5000/team/app:1.0   # beside the amd64 one")]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
@@ -81,6 +81,11 @@ pub struct Args {
     /// tried before the config file's registry-mirrors
     #[arg(long = "registry-mirror", value_name = "URL", value_parser = MirrorArg)]
     registry_mirrors: Vec<Mirror>,
+    /// Of an image of several platforms (an image index), pull this platform's image
+    /// [default: the build machine's]; the name keeps the images of other platforms it
+    /// had, so pulls of each platform make it an index of them
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = super::platform_arg::platform_arg)]
+    platform: Option<rbuild_dockerfile::Platform>,
     /// The image, e.g. busybox, localhost:5000/app:1, or name@sha256:...
     name: String,
 }
@@ -110,7 +115,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let reporter = Reporter::for_transfers(args.progress.mode());
     let pulled = rbuild_core::registry::pull_with_mirrors(
-        &mirrors, &options, &client, &store, &name, None, &reporter,
+        &mirrors,
+        &options,
+        &client,
+        &store,
+        &name,
+        args.platform
+            .as_ref()
+            .map_or(PullPlatform::Host, PullPlatform::Exactly),
+        &reporter,
     );
     reporter.end();
     let pulled = pulled.with_context(|| format!("pulling {name}"))?;

@@ -31,7 +31,7 @@ use crate::solver::error::{BuildError, io_err};
 use crate::export::{MAX_INDEX_DEPTH, check_document_size, load_archive_file, store_verified};
 use crate::image::{Image, config_platform, load_image, load_image_for, platform_images};
 use crate::oci_layout::{Children, LayoutError, OciLayout, blob_rel};
-use crate::registry::{Pulled, RegistryClient, RegistryConfig, pull_with_mirrors};
+use crate::registry::{PullPlatform, Pulled, RegistryClient, RegistryConfig, pull_with_mirrors};
 use crate::store::{ContentStore, ImageName, StoreError};
 
 /// `FROM oci-layout://DIR[:TAG]`: an OCI image layout directory.
@@ -285,7 +285,7 @@ fn pull_base(
             &origin,
             store,
             name,
-            platform,
+            platform.map_or(PullPlatform::Host, PullPlatform::BaseFor),
             sink,
         )
     })
