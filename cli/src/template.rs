@@ -173,7 +173,12 @@ pub(crate) fn align(rows: &[String]) -> Vec<String> {
             let line: Vec<String> = row
                 .iter()
                 .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
+                // Padded by hand: format!'s width stops at 65535 (a cell of a long
+                // list of platforms is wider).
+                .map(|(c, w)| {
+                    let pad = w.saturating_sub(c.chars().count());
+                    format!("{c}{}", " ".repeat(pad))
+                })
                 .collect();
             line.join("   ").trim_end().to_owned()
         })
@@ -184,6 +189,14 @@ pub(crate) fn align(rows: &[String]) -> Vec<String> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cell_wider_than_format_widths_is_aligned() {
+        let wide = "x".repeat(70_000);
+        let rows = align(&[format!("a\t{wide}\tb"), "cc\td\te".to_owned()]);
+        assert_eq!(rows[0], format!("a    {wide}   b"));
+        assert_eq!(rows[1], format!("cc   d{}   e", " ".repeat(69_999)));
+    }
 
     #[test]
     fn fields_json_and_go_values() {

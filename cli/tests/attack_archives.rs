@@ -51,6 +51,124 @@ fn load_treats_archives_as_data() {
             },
         );
 
+        // An index naming an index naming an image (legal OCI): prune must keep the inner
+        // index (it deleted it, and every later images/prune/save of the store failed).
+        attacks.attempt(
+            &format!("load-nested-index-then-prune-{who}"),
+            &format!("as {who}: rbuild load of an archive whose named index's one entry is an index, then rbuild prune, store verify and images"),
+            || {
+                let layer = RawTar::new().file("hello", b"hello\n").finish();
+                let lhex = sha256(&layer);
+                let config = config_json(std::slice::from_ref(&lhex));
+                let chex = sha256(&config);
+                let manifest = manifest_json((&chex, config.len() as u64), &[(&lhex, layer.len() as u64)]);
+                let mhex = sha256(&manifest);
+                let inner = index_json(&[(descriptor(MANIFEST, &mhex, manifest.len() as u64), None)]);
+                let ihex = sha256(&inner);
+                let index = index_json(&[(descriptor(INDEX, &ihex, inner.len() as u64), Some("example.com/nested:1"))]);
+                let mut tar = RawTar::new();
+                tar.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
+                    .file("index.json", &index)
+                    .file(&format!("blobs/sha256/{ihex}"), &inner)
+                    .file(&format!("blobs/sha256/{mhex}"), &manifest)
+                    .file(&format!("blobs/sha256/{chex}"), &config)
+                    .file(&format!("blobs/sha256/{lhex}"), &layer);
+                let archive = put(dir, &format!("nested-{who}.tar"), &tar.finish());
+                let root = dir.join(format!("store-nested-{who}"));
+                succeeded(&load(&root, &archive, user)?)?;
+                for args in [&["prune"][..], &["store", "verify"], &["images"]] {
+                    let mut cmd = rbuild(&root);
+                    cmd.args(args);
+                    let out = match user {
+                        Some(u) => run(&mut as_user(u, &cmd))?,
+                        None => run(&mut cmd)?,
+                    };
+                    succeeded(&out).map_err(|e| format!("rbuild {args:?}: {e}"))?;
+                }
+                if !store_has(&root, &ihex) {
+                    return Err("prune removed the inner index".into());
+                }
+                Ok(())
+            },
+        );
+
+        // An index entry declared a layer whose blob is a manifest naming a layer the
+        // archive lacks: load checks a layer's bytes only, so no image may be read from
+        // it later (one was named, its layer missing).
+        attacks.attempt(
+            &format!("load-index-entry-declared-a-layer-{who}"),
+            &format!("as {who}: rbuild load of an archive whose named index's entry says layer but is a manifest naming a missing layer"),
+            || {
+                let config = config_json(&["cd".repeat(32)]);
+                let chex = sha256(&config);
+                let manifest = manifest_json((&chex, config.len() as u64), &[(&"cd".repeat(32), 10)]);
+                let mhex = sha256(&manifest);
+                let index = index_json(&[(descriptor(LAYER, &mhex, manifest.len() as u64), None)]);
+                let ihex = sha256(&index);
+                let top = index_json(&[(descriptor(INDEX, &ihex, index.len() as u64), Some("example.com/hidden:1"))]);
+                let mut tar = RawTar::new();
+                tar.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
+                    .file("index.json", &top)
+                    .file(&format!("blobs/sha256/{ihex}"), &index)
+                    .file(&format!("blobs/sha256/{mhex}"), &manifest)
+                    .file(&format!("blobs/sha256/{chex}"), &config);
+                let archive = put(dir, &format!("hidden-{who}.tar"), &tar.finish());
+                let root = dir.join(format!("store-hidden-{who}"));
+                refused(&load(&root, &archive, user)?, "an index of no image")?;
+                let mut cmd = rbuild(&root);
+                cmd.args(["store", "verify"]);
+                let out = match user {
+                    Some(u) => run(&mut as_user(u, &cmd))?,
+                    None => run(&mut cmd)?,
+                };
+                succeeded(&out)
+            },
+        );
+
+        // 4 levels of 64 entries, every entry the same inner index: a walk that does not
+        // read each document once visits 64^4 images (a 72 KB archive loaded for hours).
+        attacks.attempt(
+            &format!("load-index-dag-{who}"),
+            &format!("as {who}: rbuild load and images of an archive whose index repeats one inner index 64 times at each of 4 levels"),
+            || {
+                let layer = RawTar::new().file("hello", b"hello\n").finish();
+                let lhex = sha256(&layer);
+                let config = config_json(std::slice::from_ref(&lhex));
+                let chex = sha256(&config);
+                let manifest = manifest_json((&chex, config.len() as u64), &[(&lhex, layer.len() as u64)]);
+                let mhex = sha256(&manifest);
+                let mut tar = RawTar::new();
+                tar.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
+                    .file(&format!("blobs/sha256/{mhex}"), &manifest)
+                    .file(&format!("blobs/sha256/{chex}"), &config)
+                    .file(&format!("blobs/sha256/{lhex}"), &layer);
+                let mut below = (descriptor(MANIFEST, &mhex, manifest.len() as u64), mhex.clone());
+                for _ in 0..4 {
+                    let entries: Vec<_> = (0..64).map(|_| (below.0.clone(), None)).collect();
+                    let level = index_json(&entries);
+                    let hex = sha256(&level);
+                    tar.file(&format!("blobs/sha256/{hex}"), &level);
+                    below = (descriptor(INDEX, &hex, level.len() as u64), hex);
+                }
+                tar.file("index.json", &index_json(&[(below.0, Some("example.com/dag:1"))]));
+                let archive = put(dir, &format!("dag-{who}.tar"), &tar.finish());
+                let root = dir.join(format!("store-dag-{who}"));
+                succeeded(&load(&root, &archive, user)?)?;
+                let mut cmd = rbuild(&root);
+                cmd.args(["images", "--format", "{{.Platforms}}"]);
+                let out = match user {
+                    Some(u) => run(&mut as_user(u, &cmd))?,
+                    None => run(&mut cmd)?,
+                };
+                succeeded(&out)?;
+                let listed = String::from_utf8_lossy(&out.stdout);
+                if listed.trim() != "linux/amd64" {
+                    return Err(format!("images lists {listed:?}, not the one image"));
+                }
+                Ok(())
+            },
+        );
+
         // An index of no image, named: alone (an OCI layout) and beside a manifest.json
         // (a docker archive holding an index is loaded as its layout).
         for docker in [false, true] {

@@ -1043,3 +1043,40 @@ fn pull_with_a_platform_refuses_a_single_image_of_another_platform_and_keeps_the
     // Without --platform, the image is taken whatever its platform, as docker pull does.
     success(rbuild(&pulled).args(["pull", "-q", &remote]));
 }
+
+/// `FROM oci-archive://` (and `docker-archive://`) of an archive holding an index takes
+/// each target platform's image, as `oci-layout://` does; it took the host's image for
+/// every target (arm64 images with x86_64 binaries, configs saying arm64).
+#[test]
+fn a_base_from_a_multi_platform_archive_is_each_targets_own_image() {
+    let (dir, root) = multi_built();
+    let ctx = dir.path().join("from-archive");
+    std::fs::create_dir_all(&ctx).unwrap();
+    for format in ["oci", "docker"] {
+        success(
+            rbuild(&root)
+                .args(["save", "--format", format, "-o"])
+                .arg(ctx.join(format!("{format}.tar")))
+                .arg("multi:1"),
+        );
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            format!("FROM {format}-archive://{format}.tar\nRUN cp /arch /base-arch\n"),
+        )
+        .unwrap();
+        let out = dir.path().join(format!("out-{format}"));
+        success(
+            rbuild(&root)
+                .args(["build", "-q", "--platform", "linux/amd64,linux/arm64", "-o"])
+                .arg(format!("type=local,dest={}", out.display()))
+                .arg(&ctx),
+        );
+        for (platform, machine) in [("linux_amd64", "x86_64\n"), ("linux_arm64", "aarch64\n")] {
+            assert_eq!(
+                std::fs::read_to_string(out.join(platform).join("base-arch")).unwrap(),
+                machine,
+                "{format}-archive, {platform}"
+            );
+        }
+    }
+}

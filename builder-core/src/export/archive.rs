@@ -110,7 +110,16 @@ pub fn load_archive(
     archive: &Path,
 ) -> Result<Vec<(Image, Vec<ImageName>)>, ExportError> {
     let file = File::open(archive).map_err(read_err(archive))?;
-    load_archive_file(store, file, archive, true)
+    Ok(reported(load_archive_file(store, file, archive, true)?))
+}
+
+/// Each entry's image as `load` reports it: an index's the one a docker archive lists
+/// (see [`Saved`]).
+fn reported(loaded: Vec<(Saved, Vec<ImageName>)>) -> Vec<(Image, Vec<ImageName>)> {
+    loaded
+        .into_iter()
+        .filter_map(|(saved, names)| Some((saved.docker_image()?.clone(), names)))
+        .collect()
 }
 
 /// Loads an archive read from `file`, a pipe or standard input as well as a file (it is
@@ -120,18 +129,19 @@ pub fn load_archive_from(
     file: File,
     label: &Path,
 ) -> Result<Vec<(Image, Vec<ImageName>)>, ExportError> {
-    load_archive_file(store, file, label, true)
+    Ok(reported(load_archive_file(store, file, label, true)?))
 }
 
 /// Loads the archive open as `file` (`archive` names it in errors); its images get the
 /// names the archive gives them only when `name` is set (`rbuild load`), never for a
 /// `FROM docker-archive://`, whose archive must not create or move a name in the store.
+/// An entry that is an index comes back whole (the build picks its platform's image).
 pub(crate) fn load_archive_file(
     store: &ContentStore,
     file: File,
     archive: &Path,
     name: bool,
-) -> Result<Vec<(Image, Vec<ImageName>)>, ExportError> {
+) -> Result<Vec<(Saved, Vec<ImageName>)>, ExportError> {
     let members = Members::read(store, file, archive)?;
     if members.files.is_empty() {
         return Err(members.refused(
@@ -182,7 +192,7 @@ fn load_docker(
     store: &ContentStore,
     members: &Members,
     name_images: bool,
-) -> Result<Vec<(Image, Vec<ImageName>)>, ExportError> {
+) -> Result<Vec<(Saved, Vec<ImageName>)>, ExportError> {
     let path = members.file("the archive", "manifest.json")?;
     let bytes = read_document(members, "manifest.json", path)?;
     let entries: Vec<DockerEntry> = serde_json::from_slice(&bytes)
@@ -245,7 +255,7 @@ fn load_docker(
                 names.push(name);
             }
         }
-        out.push((image, names));
+        out.push((Saved::Image(image), names));
     }
     Ok(out)
 }
@@ -392,7 +402,7 @@ fn load_layout(
     store: &ContentStore,
     members: &Members,
     name_images: bool,
-) -> Result<Vec<(Image, Vec<ImageName>)>, ExportError> {
+) -> Result<Vec<(Saved, Vec<ImageName>)>, ExportError> {
     let path = members.file("the archive", INDEX_FILE)?;
     let bytes = read_document(members, INDEX_FILE, path)?;
     let index: ImageIndex = serde_json::from_slice(&bytes)
@@ -410,15 +420,14 @@ fn load_layout(
     }
     let mut out = Vec::new();
     for desc in index.manifests() {
-        // An index is named as a whole; the image reported for it is the one a
-        // docker archive would list (the host's platform, else the first).
+        // An index is named as a whole.
         let saved = Saved::load(store, desc)?;
-        let Some(image) = saved.docker_image().cloned() else {
+        if saved.docker_image().is_none() {
             return Err(members.refused(format!(
                 "{INDEX_FILE} names {}, an index of no image",
                 desc.digest()
             )));
-        };
+        }
         let ann = desc.annotations().clone().unwrap_or_default();
         let name = ann
             .get(CONTAINERD_NAME_ANNOTATION)
@@ -437,7 +446,7 @@ fn load_layout(
             store.tag(&name, desc)?;
             names.push(name);
         }
-        out.push((image, names));
+        out.push((saved, names));
     }
     Ok(out)
 }

@@ -584,7 +584,7 @@ impl Saved {
     }
 
     /// The descriptor an entry of the layout's `index.json` points to.
-    fn descriptor(&self) -> &Descriptor {
+    pub fn descriptor(&self) -> &Descriptor {
         match self {
             Saved::Image(image) => &image.descriptor,
             Saved::Index(index) => &index.descriptor,

@@ -25,6 +25,8 @@ pub fn referenced_blobs(store: &ContentStore) -> Result<BTreeSet<Digest>, ImageE
         if let Some(d) = named.digest() {
             out.insert(d);
         }
+        // The index documents between the name and its images (an index of indexes).
+        out.extend(crate::image::index_documents(store, &named.descriptor)?);
         // Every platform's image of an index, not only the one a build on this host takes.
         for image in platform_images(store, &named.descriptor)? {
             out.insert(image.digest()?);

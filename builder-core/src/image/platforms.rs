@@ -12,8 +12,8 @@ use super::{
 use crate::digest::Digest;
 use crate::store::{ContentStore, ImageName, StoreError};
 
-/// How deep an index of indexes is followed.
-const MAX_DEPTH: usize = 4;
+/// How deep an index of indexes is followed: as deep as `load` takes one.
+const MAX_DEPTH: usize = crate::export::MAX_INDEX_DEPTH;
 
 /// The platform an image config says it is for, normalized.
 pub fn config_platform(config: &ImageConfig) -> Platform {
@@ -26,9 +26,17 @@ pub fn config_platform(config: &ImageConfig) -> Platform {
 
 /// Every image `desc` points to: the manifest itself, or each manifest of an index (and
 /// of the indexes in it), in index order.
+/// Each document is read once, however many entries name it (a crafted index repeating
+/// one inner index at every level would otherwise cost exponential time).
 pub fn platform_images(store: &ContentStore, desc: &Descriptor) -> Result<Vec<Image>, ImageError> {
     let mut out = Vec::new();
-    collect(store, desc, 0, &mut out)?;
+    collect(
+        store,
+        desc,
+        0,
+        &mut std::collections::HashSet::new(),
+        &mut out,
+    )?;
     Ok(out)
 }
 
@@ -36,12 +44,23 @@ fn collect(
     store: &ContentStore,
     desc: &Descriptor,
     depth: usize,
+    seen: &mut std::collections::HashSet<String>,
     out: &mut Vec<Image>,
 ) -> Result<(), ImageError> {
+    if !seen.insert(desc.digest().to_string()) {
+        return Ok(());
+    }
     match read_index(store, desc)? {
         Some(index) if depth < MAX_DEPTH => {
-            for entry in index.manifests() {
-                collect(store, entry, depth + 1, out)?;
+            // By the media type each entry declares, as `load` checks them: an entry
+            // declared a layer (or anything but a manifest or index) is no image, whatever
+            // its blob holds (load did not check what such a blob names).
+            for entry in index
+                .manifests()
+                .iter()
+                .filter(|entry| crate::export::is_document(&entry.media_type().to_string()))
+            {
+                collect(store, entry, depth + 1, seen, out)?;
             }
             Ok(())
         }
@@ -65,14 +84,23 @@ pub(crate) fn index_documents(
         depth: usize,
         out: &mut Vec<Digest>,
     ) -> Result<(), ImageError> {
+        let digest = Digest::try_from(desc.digest())?;
+        // Each once, as platform_images reads them.
+        if out.contains(&digest) {
+            return Ok(());
+        }
         let Some(index) = read_index(store, desc)? else {
             return Ok(());
         };
         if depth >= MAX_DEPTH {
             return Err(StoreError::ImageNotFound(desc.digest().to_string()).into());
         }
-        out.push(Digest::try_from(desc.digest())?);
-        for entry in index.manifests() {
+        out.push(digest);
+        for entry in index
+            .manifests()
+            .iter()
+            .filter(|entry| crate::export::is_document(&entry.media_type().to_string()))
+        {
             walk(store, entry, depth + 1, out)?;
         }
         Ok(())

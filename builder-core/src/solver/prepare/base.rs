@@ -28,7 +28,9 @@ use rbuild_dockerfile::Platform;
 use crate::digest::Digest;
 use crate::solver::error::{BuildError, io_err};
 // A layout's blob checks and index-nesting limit are the archive loader's.
-use crate::export::{MAX_INDEX_DEPTH, check_document_size, load_archive_file, store_verified};
+use crate::export::{
+    MAX_INDEX_DEPTH, Saved, check_document_size, load_archive_file, store_verified,
+};
 use crate::image::{Image, config_platform, load_image, load_image_for, platform_images};
 use crate::oci_layout::{Children, LayoutError, OciLayout, blob_rel};
 use crate::registry::{PullPlatform, Pulled, RegistryClient, RegistryConfig, pull_with_mirrors};
@@ -96,7 +98,7 @@ pub(crate) fn resolve(
         .strip_prefix(OCI_ARCHIVE_SCHEME)
         .or_else(|| reference.strip_prefix(DOCKER_ARCHIVE_SCHEME))
     {
-        load_archive_once(store, Path::new(file), reference, lookup)?
+        load_archive_once(store, Path::new(file), reference, platform, lookup)?
     } else {
         load_named(store, reference, platform, lookup, &mut warnings)?
     };
@@ -121,7 +123,7 @@ pub(crate) fn resolve(
 /// The directory remembering which archives were loaded, and as what.
 const ARCHIVE_LOADS_DIR: &str = "archive-loads";
 
-/// The first image of the archive `file`: the one loaded by an earlier build when the file
+/// The first image of the archive `file` (of an index, `platform`'s): the one loaded by an earlier build when the file
 /// is the same (device, inode, size, mtime, ctime, path) and its blobs are all still in the
 /// store, else loaded now (and remembered). The ctime is in the key because a file
 /// rewritten in place can keep its size and have its mtime set back, but no unprivileged
@@ -130,6 +132,7 @@ fn load_archive_once(
     store: &ContentStore,
     file: &Path,
     reference: &str,
+    platform: Option<&Platform>,
     lookup: Lookup<'_>,
 ) -> Result<Image, BuildError> {
     let opened = fs::File::from(open_source(file, lookup, false)?);
@@ -148,30 +151,48 @@ fn load_archive_once(
     let record = dir.join(Digest::of(identity.as_bytes()).hex());
     // A descriptor is a few hundred bytes; a record that is not a small regular file
     // (a FIFO, a link, junk) is a miss.
-    let remembered =
-        crate::solver::cache::read_record(&record, 64 << 10)
-            .and_then(|bytes| serde_json::from_slice::<Descriptor>(&bytes).ok())
-            .and_then(|desc| load_image(store, &desc).ok())
-            .filter(|image| {
+    let remembered = crate::solver::cache::read_record(&record, 64 << 10)
+        .and_then(|bytes| serde_json::from_slice::<Descriptor>(&bytes).ok())
+        .and_then(|desc| Saved::load(store, &desc).ok())
+        .filter(|saved| {
+            saved.images().iter().all(|image| {
                 store.contains(&image.config_digest)
                     && image.manifest.layers().iter().all(|layer| {
                         Digest::try_from(layer.digest()).is_ok_and(|d| store.contains(&d))
                     })
-            });
-    if let Some(image) = remembered {
-        return Ok(image);
-    }
-    // Loaded unnamed: the archive's own names (RepoTags, ref.name) never enter the store.
-    let image = load_archive_file(store, opened, file, false)?
-        .into_iter()
-        .next()
-        .map(|(image, _)| image)
+            })
+        });
+    let saved = match remembered {
+        Some(saved) => saved,
+        None => {
+            // Loaded unnamed: the archive's own names (RepoTags, ref.name) never enter
+            // the store.
+            let saved = load_archive_file(store, opened, file, false)?
+                .into_iter()
+                .next()
+                .map(|(saved, _)| saved)
+                .ok_or_else(|| BuildError::ImageNotFound(reference.to_owned()))?;
+            // Only a shortcut: failing to remember costs a reload next time, never the
+            // build.
+            if let Ok(bytes) = serde_json::to_vec(saved.descriptor()) {
+                let _ = fs::create_dir_all(&dir);
+                let _ = store.write_atomic(&record, &bytes);
+            }
+            saved
+        }
+    };
+    // Of an index (a multi-platform archive), the target platform's image, as from a
+    // layout; else the one a docker archive lists, with the caller's platform warning.
+    let image = platform
+        .and_then(|wanted| {
+            saved
+                .images()
+                .iter()
+                .find(|image| config_platform(&image.config) == *wanted)
+        })
+        .or_else(|| saved.docker_image())
+        .cloned()
         .ok_or_else(|| BuildError::ImageNotFound(reference.to_owned()))?;
-    // Only a shortcut: failing to remember costs a reload next time, never the build.
-    if let Ok(bytes) = serde_json::to_vec(&image.descriptor) {
-        let _ = fs::create_dir_all(&dir);
-        let _ = store.write_atomic(&record, &bytes);
-    }
     Ok(image)
 }
 
