@@ -58,7 +58,7 @@ fn collect(
             for entry in index
                 .manifests()
                 .iter()
-                .filter(|entry| crate::export::is_document(&entry.media_type().to_string()))
+                .filter(|entry| crate::export::is_document(entry.media_type().as_ref()))
             {
                 collect(store, entry, depth + 1, seen, out)?;
             }
@@ -99,7 +99,7 @@ pub(crate) fn index_documents(
         for entry in index
             .manifests()
             .iter()
-            .filter(|entry| crate::export::is_document(&entry.media_type().to_string()))
+            .filter(|entry| crate::export::is_document(entry.media_type().as_ref()))
         {
             walk(store, entry, depth + 1, out)?;
         }
