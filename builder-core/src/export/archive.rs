@@ -14,6 +14,7 @@ use super::{
 };
 use crate::digest::{Digest, Hasher};
 use crate::image::{Image, ImageConfig, ImageFormat, write_manifest};
+pub(crate) use crate::image::{MAX_INDEX_DEPTH, is_document};
 use crate::layer::{Compression, LayerError};
 pub(crate) use crate::oci_layout::MAX_DOCUMENT;
 use crate::oci_layout::{Children, INDEX_FILE, LayoutError, blob_rel};
@@ -260,10 +261,6 @@ fn load_docker(
     Ok(out)
 }
 
-/// How deep indexes may nest in an archive or layout (an index naming itself would
-/// never end).
-pub(crate) const MAX_INDEX_DEPTH: usize = 8;
-
 /// Checks blob `desc` names and, for a manifest or index, every blob it names, in the
 /// archive (hashed as it is stored, committed only when digest and size match) or
 /// already in the store (re-hashed).
@@ -391,11 +388,6 @@ pub(crate) fn store_verified(
         ))),
         Err(e) => Err(e),
     }
-}
-
-/// Manifests and indexes: documents whose children are followed.
-pub(crate) fn is_document(media: &str) -> bool {
-    media.contains("manifest") || media.contains("index")
 }
 
 fn load_layout(

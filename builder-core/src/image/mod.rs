@@ -20,7 +20,7 @@ pub use self::config::{
     Empty, Healthcheck, History, ImageConfig, RootFs, RunConfig, host_architecture, host_platform,
     rfc3339,
 };
-pub(crate) use self::platforms::index_documents;
+pub(crate) use self::platforms::{MAX_INDEX_DEPTH, index_documents, is_document};
 pub use self::platforms::{
     PlatformIndex, config_platform, load_image_for, platform_images, tag_keeping_platforms,
     write_index,

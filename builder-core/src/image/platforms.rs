@@ -12,8 +12,16 @@ use super::{
 use crate::digest::Digest;
 use crate::store::{ContentStore, ImageName, StoreError};
 
-/// How deep an index of indexes is followed: as deep as `load` takes one.
-const MAX_DEPTH: usize = crate::export::MAX_INDEX_DEPTH;
+/// How deep indexes may nest in the store, an archive or a layout (an index naming
+/// itself would never end): `load` takes no deeper ones, reading follows no deeper.
+pub(crate) const MAX_INDEX_DEPTH: usize = 8;
+const MAX_DEPTH: usize = MAX_INDEX_DEPTH;
+
+/// Manifests and indexes: documents whose children are followed (by their declared
+/// media type, when loaded and when read).
+pub(crate) fn is_document(media: &str) -> bool {
+    media.contains("manifest") || media.contains("index")
+}
 
 /// The platform an image config says it is for, normalized.
 pub fn config_platform(config: &ImageConfig) -> Platform {
@@ -58,7 +66,7 @@ fn collect(
             for entry in index
                 .manifests()
                 .iter()
-                .filter(|entry| crate::export::is_document(entry.media_type().as_ref()))
+                .filter(|entry| is_document(entry.media_type().as_ref()))
             {
                 collect(store, entry, depth + 1, seen, out)?;
             }
@@ -99,7 +107,7 @@ pub(crate) fn index_documents(
         for entry in index
             .manifests()
             .iter()
-            .filter(|entry| crate::export::is_document(entry.media_type().as_ref()))
+            .filter(|entry| is_document(entry.media_type().as_ref()))
         {
             walk(store, entry, depth + 1, out)?;
         }
