@@ -57,12 +57,7 @@ fn load_treats_archives_as_data() {
             &format!("load-nested-index-then-prune-{who}"),
             &format!("as {who}: rbuild load of an archive whose named index's one entry is an index, then rbuild prune, store verify and images"),
             || {
-                let layer = RawTar::new().file("hello", b"hello\n").finish();
-                let lhex = sha256(&layer);
-                let config = config_json(std::slice::from_ref(&lhex));
-                let chex = sha256(&config);
-                let manifest = manifest_json((&chex, config.len() as u64), &[(&lhex, layer.len() as u64)]);
-                let mhex = sha256(&manifest);
+                let [(layer, lhex), (config, chex), (manifest, mhex)] = one_layer_image();
                 let inner = index_json(&[(descriptor(MANIFEST, &mhex, manifest.len() as u64), None)]);
                 let ihex = sha256(&inner);
                 let index = index_json(&[(descriptor(INDEX, &ihex, inner.len() as u64), Some("example.com/nested:1"))]);
@@ -79,10 +74,7 @@ fn load_treats_archives_as_data() {
                 for args in [&["prune"][..], &["store", "verify"], &["images"]] {
                     let mut cmd = rbuild(&root);
                     cmd.args(args);
-                    let out = match user {
-                        Some(u) => run(&mut as_user(u, &cmd))?,
-                        None => run(&mut cmd)?,
-                    };
+                    let out = run_as(&mut cmd, user)?;
                     succeeded(&out).map_err(|e| format!("rbuild {args:?}: {e}"))?;
                 }
                 if !store_has(&root, &ihex) {
@@ -117,10 +109,7 @@ fn load_treats_archives_as_data() {
                 refused(&load(&root, &archive, user)?, "an index of no image")?;
                 let mut cmd = rbuild(&root);
                 cmd.args(["store", "verify"]);
-                let out = match user {
-                    Some(u) => run(&mut as_user(u, &cmd))?,
-                    None => run(&mut cmd)?,
-                };
+                let out = run_as(&mut cmd, user)?;
                 succeeded(&out)
             },
         );
@@ -131,12 +120,7 @@ fn load_treats_archives_as_data() {
             &format!("load-index-dag-{who}"),
             &format!("as {who}: rbuild load and images of an archive whose index repeats one inner index 64 times at each of 4 levels"),
             || {
-                let layer = RawTar::new().file("hello", b"hello\n").finish();
-                let lhex = sha256(&layer);
-                let config = config_json(std::slice::from_ref(&lhex));
-                let chex = sha256(&config);
-                let manifest = manifest_json((&chex, config.len() as u64), &[(&lhex, layer.len() as u64)]);
-                let mhex = sha256(&manifest);
+                let [(layer, lhex), (config, chex), (manifest, mhex)] = one_layer_image();
                 let mut tar = RawTar::new();
                 tar.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
                     .file(&format!("blobs/sha256/{mhex}"), &manifest)
@@ -156,10 +140,7 @@ fn load_treats_archives_as_data() {
                 succeeded(&load(&root, &archive, user)?)?;
                 let mut cmd = rbuild(&root);
                 cmd.args(["images", "--format", "{{.Platforms}}"]);
-                let out = match user {
-                    Some(u) => run(&mut as_user(u, &cmd))?,
-                    None => run(&mut cmd)?,
-                };
+                let out = run_as(&mut cmd, user)?;
                 succeeded(&out)?;
                 let listed = String::from_utf8_lossy(&out.stdout);
                 if listed.trim() != "linux/amd64" {
@@ -264,10 +245,7 @@ fn load_treats_archives_as_data() {
                 let saved = dir.join(format!("saved-{who}.tar"));
                 let mut save = rbuild(&root);
                 save.args(["save", "-o"]).arg(&saved).arg("example.com/evil:4");
-                let out = match user {
-                    Some(u) => run(&mut as_user(u, &save))?,
-                    None => run(&mut save)?,
-                };
+                let out = run_as(&mut save, user)?;
                 if out.status.success() {
                     return Err("rbuild save shipped the image naming the host file".into());
                 }
@@ -713,4 +691,24 @@ fn skopeo_bare_tag_archive_is_not_lost() {
         },
     );
     attacks.finish();
+}
+
+/// `cmd` run as `user` when given, else as this (root) process.
+fn run_as(cmd: &mut Command, user: Option<&str>) -> Result<std::process::Output, String> {
+    match user {
+        Some(u) => run(&mut as_user(u, cmd)),
+        None => run(cmd),
+    }
+}
+
+/// The blobs of an image of one layer (a file `hello`): the layer, its config and its
+/// manifest, each with its hex digest.
+fn one_layer_image() -> [(Vec<u8>, String); 3] {
+    let layer = RawTar::new().file("hello", b"hello\n").finish();
+    let lhex = sha256(&layer);
+    let config = config_json(std::slice::from_ref(&lhex));
+    let chex = sha256(&config);
+    let manifest = manifest_json((&chex, config.len() as u64), &[(&lhex, layer.len() as u64)]);
+    let mhex = sha256(&manifest);
+    [(layer, lhex), (config, chex), (manifest, mhex)]
 }

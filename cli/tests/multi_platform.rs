@@ -10,8 +10,8 @@ use std::process::Command;
 
 use serde_json::Value;
 use support::registry::Registry;
-use support::require::{require_arm64_emulation, require_root, require_tool, require_x86_64_host};
-use support::run::{fixture, output, rbuild, success};
+use support::require::{require_arm64_emulation, require_root, require_x86_64_host};
+use support::run::{fixture, output, rbuild, skopeo, success};
 
 mod support;
 
@@ -330,23 +330,6 @@ fn with_format_docker_the_name_is_a_docker_manifest_list() {
 
 /// A Dockerfile whose image says the platform it was built for, in `/arch`.
 const ARCH_DOCKERFILE: &str = "FROM busybox\nRUN uname -m > /arch\n";
-
-/// Runs skopeo with `args`, failing the test with its error unless it succeeds; returns
-/// its standard output.
-fn skopeo(args: &[&str]) -> String {
-    require_tool("skopeo", "skopeo");
-    let out = Command::new("skopeo")
-        .args(args)
-        .env_remove("DOCKER_CONFIG")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[test]
 fn an_oci_output_of_several_platforms_holds_the_index_and_a_docker_archive_is_refused() {

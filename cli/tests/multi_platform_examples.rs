@@ -13,12 +13,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 use support::registry::Registry;
-use support::require::{require_arm64_emulation, require_root, require_tool, require_x86_64_host};
-use support::run::{fixture, rbuild, success, workspace};
+use support::require::{require_arm64_emulation, require_root, require_x86_64_host};
+use support::run::{fixture, rbuild, skopeo, success, workspace};
 
 mod support;
 
@@ -152,23 +151,6 @@ fn run_each_platform(root: &Path, image: &str, args: &[&str]) -> [String; 2] {
         );
         String::from_utf8(out.stdout).unwrap()
     })
-}
-
-/// Runs skopeo with `args` and returns its standard output, failing the test with its
-/// error unless it succeeds.
-fn skopeo(args: &[&str]) -> String {
-    require_tool("skopeo", "skopeo");
-    let out = Command::new("skopeo")
-        .args(args)
-        .env_remove("DOCKER_CONFIG")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The `os/arch` of each entry of the image index `raw` (JSON text), in order.

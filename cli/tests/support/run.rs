@@ -32,6 +32,23 @@ pub fn compile_probe(dest: &Path) {
     );
 }
 
+/// Runs skopeo with `args` (without DOCKER_CONFIG), failing the test with its error unless
+/// it succeeds; returns its standard output.
+pub fn skopeo(args: &[&str]) -> String {
+    super::require::require_tool("skopeo", "skopeo");
+    let out = std::process::Command::new("skopeo")
+        .args(args)
+        .env_remove("DOCKER_CONFIG")
+        .output()
+        .expect("running skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("skopeo prints text")
+}
+
 /// The path of base-image fixture `name` (`busybox` or `python3`), built by
 /// `fixtures/base-images/make` when it is not cached yet.
 pub fn fixture(name: &str) -> PathBuf {
